@@ -1,0 +1,46 @@
+/** Coded errors: every failure a user can see has a stable code, a message and an HTTP status. */
+
+export const ErrorCodes = {
+  INSTANCE_NOT_FOUND: 404,
+  IMAGE_NOT_FOUND: 404,
+  NOT_FOUND: 404,
+  INVALID_SPEC: 400,
+  INVALID_IMAGE: 400,
+  INVALID_STATE: 409,
+  ALREADY_EXISTS: 409,
+  INSUFFICIENT_RESOURCES: 409,
+  CONSOLE_BUSY: 409,
+  IMAGE_IN_USE: 409,
+  UNAUTHORIZED: 401,
+  QEMU_FAILED: 500,
+  TIMEOUT: 504,
+  INTERNAL: 500,
+} as const;
+
+export type ErrorCode = keyof typeof ErrorCodes;
+
+export class CorralError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly details: Record<string, unknown>;
+
+  constructor(code: ErrorCode, message: string, details: Record<string, unknown> = {}) {
+    super(message);
+    this.name = 'CorralError';
+    this.code = code;
+    this.status = ErrorCodes[code];
+    this.details = details;
+  }
+
+  toJSON(): { error: Record<string, unknown> } {
+    return { error: { code: this.code, message: this.message, ...this.details } };
+  }
+}
+
+export function invalidSpec(field: string, message: string): CorralError {
+  return new CorralError('INVALID_SPEC', `${field}: ${message}`, { field });
+}
+
+export function isCorralError(e: unknown): e is CorralError {
+  return e instanceof CorralError;
+}

@@ -1,0 +1,61 @@
+/** Where everything lives under a data dir. Pure: the data dir comes in as an argument. */
+import { join } from 'node:path';
+
+export interface DataPaths {
+  root: string;
+  db: string;
+  socket: string;
+  token: string;
+  images: string;
+  instances: string;
+  run: string;
+  cache: string;
+}
+
+export function dataPaths(root: string): DataPaths {
+  return {
+    root,
+    db: join(root, 'corral.db'),
+    socket: join(root, 'corral.sock'),
+    token: join(root, 'token'),
+    images: join(root, 'images'),
+    instances: join(root, 'instances'),
+    run: join(root, 'run'),
+    cache: join(root, 'cache'),
+  };
+}
+
+export interface InstancePaths {
+  dir: string;
+  disk: string;
+  runDir: string;
+  qmp: string;
+  console: string;
+  consoleLog: string;
+  pidfile: string;
+  status: string;
+  efiVars: string;
+}
+
+/** Per-instance files. Runtime sockets sit in a 0700 directory named by the instance uuid. */
+export function instancePaths(root: string, uuid: string): InstancePaths {
+  const dir = join(root, 'instances', uuid);
+  const runDir = join(root, 'run', uuid);
+  return {
+    dir,
+    disk: join(dir, 'root.qcow2'),
+    efiVars: join(dir, 'efivars.fd'),
+    runDir,
+    qmp: join(runDir, 'qmp.sock'),
+    console: join(runDir, 'console.sock'),
+    consoleLog: join(runDir, 'console.log'),
+    pidfile: join(runDir, 'qemu.pid'),
+    status: join(runDir, 'status.json'),
+  };
+}
+
+export const DEFAULT_DATA_DIR = '/var/lib/corral';
+
+export function dataDirFromEnv(env: NodeJS.ProcessEnv = process.env): string {
+  return env.CORRAL_DATA_DIR && env.CORRAL_DATA_DIR.length > 0 ? env.CORRAL_DATA_DIR : DEFAULT_DATA_DIR;
+}

@@ -1,0 +1,94 @@
+/**
+ * Instance specifications: the shape a user asks for, and its validation. Pure: host facts come in as
+ * arguments, nothing is read here.
+ */
+import { CorralError, invalidSpec } from './errors.js';
+import { MiB, parseSize } from './units.js';
+
+export const MIN_MEMORY = 64 * MiB;
+export const DEFAULT_MEMORY = 256 * MiB;
+export const MAX_VCPUS = 255;
+
+export type Accelerator = 'kvm' | 'tcg';
+export type Firmware = 'bios' | 'uefi';
+export type NetworkMode = 'user' | 'none';
+
+/** What a create request carries, before validation (from JSON or the CLI). */
+export interface CreateRequest {
+  name: string;
+  image: string;
+  cpus?: number;
+  memory?: string | number;
+  disk?: string | number;
+  firmware?: Firmware;
+  network?: NetworkMode;
+  accel?: Accelerator | 'auto';
+  start?: boolean;
+}
+
+/** A validated specification, as stored. Sizes are bytes. */
+export interface InstanceSpec {
+  image: string;
+  cpus: number;
+  memory: number;
+  /** Size of the root disk in bytes, or null to keep the image's size. */
+  disk: number | null;
+  firmware: Firmware;
+  network: NetworkMode;
+  accel: Accelerator | 'auto';
+}
+
+export interface HostLimits {
+  cpus: number;
+  memory: number;
+}
+
+const NAME_RE = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
+
+/** An instance or image name: a DNS label (RFC 1123): a-z, 0-9 and '-', 1..63 characters. */
+export function validateName(field: string, name: unknown): string {
+  if (typeof name !== 'string' || name.length === 0) throw invalidSpec(field, 'a name is required');
+  if (name.length > 63) throw invalidSpec(field, `name is ${name.length} characters long; at most 63 are allowed`);
+  if (!NAME_RE.test(name)) {
+    throw invalidSpec(field, `"${printable(name)}" is not a DNS label: use lower-case letters, digits and '-', starting and ending with a letter or digit`);
+  }
+  return name;
+}
+
+/** Render user text safely inside an error message (newlines and control characters escaped). */
+export function printable(s: string): string {
+  return JSON.stringify(s).slice(1, -1);
+}
+
+export function validateCreate(req: CreateRequest, host: HostLimits): { name: string; spec: InstanceSpec } {
+  if (req === null || typeof req !== 'object') throw new CorralError('INVALID_SPEC', 'request body must be an object', { field: '' });
+  const name = validateName('name', req.name);
+  const image = validateName('image', req.image);
+  const cpus = validateCpus(req.cpus ?? 1, host);
+  const memory = validateMemory(req.memory ?? DEFAULT_MEMORY, host);
+  const disk = req.disk === undefined || req.disk === null ? null : parseSize('disk', req.disk);
+  if (disk !== null && disk < MIN_MEMORY) throw invalidSpec('disk', `disk must be at least 64 MiB`);
+  const firmware = req.firmware ?? 'bios';
+  if (firmware !== 'bios' && firmware !== 'uefi') throw invalidSpec('firmware', `must be "bios" or "uefi"`);
+  const network = req.network ?? 'user';
+  if (network !== 'user' && network !== 'none') throw invalidSpec('network', `must be "user" or "none"`);
+  const accel = req.accel ?? 'auto';
+  if (accel !== 'auto' && accel !== 'kvm' && accel !== 'tcg') throw invalidSpec('accel', `must be "auto", "kvm" or "tcg"`);
+  return { name, spec: { image, cpus, memory, disk, firmware, network, accel } };
+}
+
+export function validateCpus(cpus: unknown, host: HostLimits): number {
+  if (typeof cpus !== 'number' || !Number.isInteger(cpus)) throw invalidSpec('cpus', `must be a whole number, got ${JSON.stringify(cpus)}`);
+  if (cpus < 1) throw invalidSpec('cpus', `must be at least 1, got ${cpus}`);
+  if (cpus > MAX_VCPUS) throw invalidSpec('cpus', `at most ${MAX_VCPUS} vCPUs, got ${cpus}`);
+  if (cpus > host.cpus) throw invalidSpec('cpus', `${cpus} vCPUs is more than the host's ${host.cpus} CPUs`);
+  return cpus;
+}
+
+export function validateMemory(memory: unknown, host: HostLimits): number {
+  const bytes = parseSize('memory', memory);
+  if (bytes < MIN_MEMORY) throw invalidSpec('memory', `must be at least 64 MiB, got ${bytes} bytes`);
+  if (bytes % MiB !== 0) throw invalidSpec('memory', 'must be a whole number of MiB');
+  if (bytes > host.memory) throw invalidSpec('memory', `${bytes / MiB} MiB is more than the host's ${Math.floor(host.memory / MiB)} MiB`);
+  return bytes;
+}

@@ -1,0 +1,56 @@
+/**
+ * The instance state machine: one table says which operation may run in which state,
+ * and which observed transitions (from QMP events and process exits) are legal.
+ */
+import { CorralError } from './errors.js';
+
+export const STATES = ['stopped', 'starting', 'running', 'paused', 'stopping', 'crashed', 'error'] as const;
+export type InstanceState = (typeof STATES)[number];
+
+export const OPERATIONS = ['start', 'stop', 'restart', 'pause', 'resume', 'kill', 'delete', 'console'] as const;
+export type Operation = (typeof OPERATIONS)[number];
+
+/** Which states each user operation may begin from. */
+const ALLOWED: Record<Operation, readonly InstanceState[]> = {
+  start: ['stopped', 'crashed', 'error'],
+  stop: ['running', 'paused', 'starting'],
+  restart: ['running', 'paused'],
+  pause: ['running'],
+  resume: ['paused'],
+  kill: ['running', 'paused', 'starting', 'stopping'],
+  delete: ['stopped', 'crashed', 'error'],
+  console: ['running', 'paused', 'starting', 'stopping'],
+};
+
+/** Every transition the instance may make, whoever causes it. */
+const TRANSITIONS: Record<InstanceState, readonly InstanceState[]> = {
+  stopped: ['starting'],
+  starting: ['running', 'paused', 'stopped', 'crashed', 'error', 'stopping'],
+  running: ['paused', 'stopping', 'stopped', 'crashed', 'error'],
+  paused: ['running', 'stopping', 'stopped', 'crashed', 'error'],
+  stopping: ['stopped', 'crashed', 'error', 'running', 'paused'],
+  crashed: ['starting', 'stopped'],
+  error: ['starting', 'stopped'],
+};
+
+export function canRun(op: Operation, state: InstanceState): boolean {
+  return ALLOWED[op].includes(state);
+}
+
+/** Throws INVALID_STATE naming the current state when `op` may not run now. */
+export function assertCanRun(op: Operation, state: InstanceState, name: string): void {
+  if (!canRun(op, state)) {
+    throw new CorralError('INVALID_STATE', `cannot ${op} instance "${name}": it is ${state} (allowed from: ${ALLOWED[op].join(', ')})`, {
+      state,
+      operation: op,
+    });
+  }
+}
+
+export function validTransition(from: InstanceState, to: InstanceState): boolean {
+  return from === to || TRANSITIONS[from].includes(to);
+}
+
+export function isActive(state: InstanceState): boolean {
+  return state === 'starting' || state === 'running' || state === 'paused' || state === 'stopping';
+}
