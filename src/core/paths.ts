@@ -48,7 +48,7 @@ export function instancePaths(root: string, uuid: string): InstancePaths {
     runDir,
     qmp: join(runDir, 'qmp.sock'),
     console: join(runDir, 'console.sock'),
-    consoleLog: join(runDir, 'console.log'),
+    consoleLog: join(dir, 'console.log'),
     pidfile: join(runDir, 'qemu.pid'),
     status: join(runDir, 'status.json'),
   };
