@@ -1,0 +1,44 @@
+# Corral. `make start` and `make test` set up whatever is missing on a Debian 12 host (as root) first.
+SHELL := /bin/bash
+DATA_DIR ?= $(or $(CORRAL_DATA_DIR),/var/lib/corral)
+# The tests build the tiny image once here and copy it into each test daemon's own data dir.
+TEST_BASE ?= $(CURDIR)/.data/test-base
+export CORRAL_PROBE_CACHE ?= /run/corral/accel-probe.json
+
+.PHONY: all deps build tiny start test test-base test-unit test-integration bench clean
+
+all: build
+
+deps:
+	@bash scripts/host-deps.sh
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+build: deps node_modules/.package-lock.json
+	npx tsc -p tsconfig.json
+
+tiny: build
+	@test -f $(DATA_DIR)/images/tiny/image.json || CORRAL_DATA_DIR=$(DATA_DIR) node dist/src/daemon/build-tiny.js
+
+start: tiny
+	CORRAL_DATA_DIR=$(DATA_DIR) node dist/src/cli/main.js daemon $(ARGS)
+
+test-base: build
+	@test -f $(TEST_BASE)/images/tiny/image.json || CORRAL_DATA_DIR=$(TEST_BASE) node dist/src/daemon/build-tiny.js
+
+test: build test-base
+	CORRAL_TEST_BASE=$(TEST_BASE) node --test --test-concurrency=1 dist/test/unit/ dist/test/integration/
+
+test-unit: build
+	node --test dist/test/unit/
+
+test-integration: build test-base
+	CORRAL_TEST_BASE=$(TEST_BASE) node --test --test-concurrency=1 dist/test/integration/
+
+bench: build test-base
+	CORRAL_TEST_BASE=$(TEST_BASE) node dist/bench/start.js
+
+clean:
+	rm -rf dist

@@ -1,0 +1,118 @@
+/** /v1/instances: list, create, show, delete, lifecycle actions, console (websocket) and console log. */
+import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
+import { connect } from 'node:net';
+import type { Static } from '@sinclair/typebox';
+import { CorralError, isCorralError } from '../core/errors.js';
+import { readConsoleLog } from '../services/console-log.js';
+import { ActionBody, CreateInstanceBody, DeleteQuery, ErrorBody, Instance, NameParams } from './schemas.js';
+import type { Services } from './services.js';
+import { Type } from '@sinclair/typebox';
+
+const ACTIONS = ['start', 'stop', 'restart', 'pause', 'resume', 'kill'] as const;
+const errors = { 400: ErrorBody, 404: ErrorBody, 409: ErrorBody, 500: ErrorBody };
+
+export function instanceRoutes(svc: Services): FastifyPluginAsync {
+  return async (app: FastifyInstance) => {
+    const consoleBusy = new Set<string>();
+
+    app.get('/v1/instances', { schema: { summary: 'List instances', response: { 200: Type.Object({ instances: Type.Array(Instance) }) } } }, async () => ({
+      instances: svc.instances.list(),
+    }));
+
+    app.post<{ Body: CreateInstanceBody }>(
+      '/v1/instances',
+      { schema: { summary: 'Create an instance (and start it with start=true)', body: CreateInstanceBody, response: { 201: Instance, ...errors } } },
+      async (req, reply) => {
+        const view = await svc.instances.create(req.body);
+        return reply.status(201).send(view);
+      },
+    );
+
+    app.get<{ Params: Static<typeof NameParams> }>(
+      '/v1/instances/:name',
+      { schema: { summary: 'Show an instance', params: NameParams, response: { 200: Instance, ...errors } } },
+      async (req) => svc.instances.get(req.params.name),
+    );
+
+    app.delete<{ Params: Static<typeof NameParams>; Querystring: Static<typeof DeleteQuery> }>(
+      '/v1/instances/:name',
+      { schema: { summary: 'Delete an instance, its disks and runtime files (force=true kills a running one)', params: NameParams, querystring: DeleteQuery, response: errors } },
+      async (req) => {
+        await svc.instances.delete(req.params.name, req.query.force ?? false);
+        return { deleted: req.params.name };
+      },
+    );
+
+    for (const action of ACTIONS) {
+      app.post<{ Params: Static<typeof NameParams>; Body: Static<typeof ActionBody> }>(
+        `/v1/instances/:name/${action}`,
+        { schema: { summary: `${action} an instance`, params: NameParams, body: ActionBody, response: { 200: Instance, ...errors } } },
+        async (req, reply) => {
+          const name = req.params.name;
+          const timeout = req.body?.timeout;
+          const i = svc.instances;
+          const view = await (action === 'start' ? i.start(name)
+            : action === 'stop' ? i.stop(name, timeout)
+              : action === 'restart' ? i.restart(name, timeout)
+                : action === 'pause' ? i.pause(name)
+                  : action === 'resume' ? i.resume(name)
+                    : i.kill(name));
+          const t = i.lastStartTimings;
+          if ((action === 'start' || action === 'restart') && t) {
+            void reply.header('Server-Timing', `prepare;dur=${t.beforeSpawnMs.toFixed(2)}, qemu;dur=${t.qemuLaunchMs.toFixed(2)}, qmp;dur=${t.qmpReadyMs.toFixed(2)}`);
+          }
+          return view;
+        },
+      );
+    }
+
+    app.get<{ Params: Static<typeof NameParams> }>(
+      '/v1/instances/:name/console/log',
+      { schema: { summary: 'What the guest has written to its serial console so far', params: NameParams } },
+      async (req, reply) => {
+        const file = svc.instances.consoleLogPath(req.params.name);
+        return reply.type('application/octet-stream').send(readConsoleLog(file));
+      },
+    );
+
+    // Interactive serial console: bytes in both directions over a websocket. One client at a time.
+    app.get<{ Params: Static<typeof NameParams> }>(
+      '/v1/instances/:name/console',
+      {
+        websocket: true,
+        schema: { summary: 'Attach to the serial console (websocket, binary frames)', params: NameParams },
+        preValidation: async (req) => {
+          svc.instances.consoleSocket((req.params as { name: string }).name);
+          if (consoleBusy.has((req.params as { name: string }).name)) {
+            throw new CorralError('CONSOLE_BUSY', `the console of "${(req.params as { name: string }).name}" is attached elsewhere`);
+          }
+        },
+      },
+      (socket, req) => {
+        const name = req.params.name;
+        let path: string;
+        try {
+          path = svc.instances.consoleSocket(name);
+        } catch (e) {
+          socket.close(1011, isCorralError(e) ? e.message.slice(0, 120) : 'console unavailable');
+          return;
+        }
+        consoleBusy.add(name);
+        const conn = connect(path);
+        const end = (): void => {
+          consoleBusy.delete(name);
+          conn.destroy();
+          if (socket.readyState === socket.OPEN) socket.close(1000, 'console closed');
+        };
+        conn.on('data', (d) => socket.send(d, { binary: true }));
+        conn.on('error', end);
+        conn.on('close', end);
+        socket.on('message', (d: Buffer | ArrayBuffer | Buffer[]) => {
+          conn.write(Array.isArray(d) ? Buffer.concat(d) : Buffer.from(d as ArrayBuffer));
+        });
+        socket.on('close', end);
+        socket.on('error', end);
+      },
+    );
+  };
+}

@@ -1,0 +1,55 @@
+/** TypeBox schemas: one definition gives request validation, TypeScript types and the OpenAPI document. */
+import { Type, type Static } from '@sinclair/typebox';
+
+const Size = Type.Union([Type.String({ description: 'a size such as 512M or 2G' }), Type.Integer({ description: 'bytes' })]);
+
+export const CreateInstanceBody = Type.Object(
+  {
+    name: Type.String({ description: 'DNS label: a-z, 0-9 and -, 1..63 characters' }),
+    image: Type.String(),
+    cpus: Type.Optional(Type.Integer()),
+    memory: Type.Optional(Size),
+    disk: Type.Optional(Size),
+    firmware: Type.Optional(Type.Union([Type.Literal('bios'), Type.Literal('uefi')])),
+    network: Type.Optional(Type.Union([Type.Literal('user'), Type.Literal('none')])),
+    accel: Type.Optional(Type.Union([Type.Literal('auto'), Type.Literal('kvm'), Type.Literal('tcg')])),
+    start: Type.Optional(Type.Boolean()),
+  },
+  { additionalProperties: false },
+);
+export type CreateInstanceBody = Static<typeof CreateInstanceBody>;
+
+export const ActionBody = Type.Union([
+  Type.Object({ timeout: Type.Optional(Type.Integer({ minimum: 0, maximum: 3600, description: 'seconds to wait for an ACPI power-off before killing' })) }, { additionalProperties: false }),
+  Type.Null(),
+]);
+
+export const NameParams = Type.Object({ name: Type.String() }, { additionalProperties: false });
+
+export const DeleteQuery = Type.Object({ force: Type.Optional(Type.Boolean()) }, { additionalProperties: false });
+
+export const ImportImageBody = Type.Object(
+  {
+    name: Type.String(),
+    file: Type.String({ description: 'absolute path of the image file on the daemon host' }),
+    format: Type.Union([Type.Literal('qcow2'), Type.Literal('raw')]),
+  },
+  { additionalProperties: false },
+);
+
+export const BuildTinyBody = Type.Union([Type.Object({ force: Type.Optional(Type.Boolean()) }, { additionalProperties: false }), Type.Null()]);
+
+export const EventsQuery = Type.Object({ since: Type.Optional(Type.Integer({ minimum: 0 })) }, { additionalProperties: false });
+
+export const ErrorBody = Type.Object({
+  error: Type.Object({ code: Type.String(), message: Type.String() }, { additionalProperties: true }),
+});
+
+export const Instance = Type.Object({
+  name: Type.String(), uuid: Type.String(), state: Type.String(), image: Type.String(), cpus: Type.Integer(), memory: Type.Integer(),
+  firmware: Type.String(), network: Type.String(), mac: Type.String(), accel: Type.Union([Type.String(), Type.Null()]),
+  pid: Type.Union([Type.Integer(), Type.Null()]),
+  disk: Type.Object({ path: Type.String(), allocated: Type.Union([Type.Integer(), Type.Null()]) }),
+  uptime: Type.Union([Type.Number(), Type.Null()]), rss: Type.Union([Type.Integer(), Type.Null()]),
+  createdAt: Type.String(), startedAt: Type.Union([Type.String(), Type.Null()]), lastError: Type.Union([Type.String(), Type.Null()]),
+});

@@ -1,0 +1,85 @@
+/**
+ * The HTTP API (Fastify + TypeBox). One app per listener: the unix socket (root only, file mode 0600) and,
+ * optionally, TCP behind a bearer token. Errors are always {"error":{"code","message",...}}.
+ */
+import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
+import swagger from '@fastify/swagger';
+import websocket from '@fastify/websocket';
+import { timingSafeEqual } from 'node:crypto';
+import { CorralError, isCorralError } from '../core/errors.js';
+import type { Services } from './services.js';
+import { instanceRoutes } from './routes-instances.js';
+import { imageRoutes } from './routes-images.js';
+import { eventRoutes } from './routes-events.js';
+
+export interface ApiOptions {
+  /** When set, every request must carry `Authorization: Bearer <token>`. */
+  token?: string;
+  logger?: boolean | object;
+}
+
+function tokenMatches(header: string | undefined, token: string): boolean {
+  const m = /^Bearer (.+)$/.exec(header ?? '');
+  if (!m) return false;
+  const a = Buffer.from(m[1]!);
+  const b = Buffer.from(token);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+/** Turn a Fastify validation error into INVALID_SPEC naming the field. */
+function validationError(err: FastifyError): CorralError {
+  const v = err.validation?.[0];
+  const params = (v?.params ?? {}) as Record<string, unknown>;
+  let field = (v?.instancePath ?? '').replace(/^\//, '').replace(/\//g, '.');
+  if (typeof params.additionalProperty === 'string') field = field ? `${field}.${params.additionalProperty}` : params.additionalProperty;
+  if (typeof params.missingProperty === 'string') field = field ? `${field}.${params.missingProperty}` : params.missingProperty;
+  const what = typeof params.additionalProperty === 'string' ? 'unknown field' : (v?.message ?? err.message);
+  return new CorralError('INVALID_SPEC', `${field || err.validationContext || 'request'}: ${what}`, { field });
+}
+
+export async function buildApi(svc: Services, opts: ApiOptions = {}): Promise<FastifyInstance> {
+  const app = Fastify({
+    logger: opts.logger ?? false,
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false } },
+    bodyLimit: 1024 * 1024,
+  });
+
+  app.setErrorHandler((err: FastifyError, _req, reply) => {
+    let e: CorralError;
+    if (isCorralError(err)) e = err;
+    else if (err.validation) e = validationError(err);
+    else if (err.statusCode && err.statusCode < 500) e = new CorralError('INVALID_SPEC', err.message, { field: '' });
+    else {
+      app.log.error(err);
+      e = new CorralError('INTERNAL', err.message);
+    }
+    void reply.status(e.status).send(e.toJSON());
+  });
+  app.setNotFoundHandler((req, reply) => {
+    void reply.status(404).send(new CorralError('NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`).toJSON());
+  });
+
+  if (opts.token) {
+    const token = opts.token;
+    app.addHook('onRequest', async (req) => {
+      if (!tokenMatches(req.headers.authorization, token)) throw new CorralError('UNAUTHORIZED', 'a valid bearer token is required (see $CORRAL_DATA_DIR/token)');
+    });
+  }
+
+  await app.register(swagger, {
+    openapi: {
+      info: { title: 'Corral API', version: '1' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+    },
+  });
+  await app.register(websocket, { options: { maxPayload: 1024 * 1024 } });
+
+  await app.register(instanceRoutes(svc));
+  await app.register(imageRoutes(svc));
+  await app.register(eventRoutes(svc));
+
+  app.get('/v1/host', { schema: { summary: 'Host facts and the accelerator chosen' } }, async () => svc.host.show());
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  await app.ready();
+  return app;
+}

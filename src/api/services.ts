@@ -1,0 +1,12 @@
+/** What the API needs from the daemon: the services, nothing lower. */
+import type { EventBus } from '../services/events.js';
+import type { HostService } from '../services/host.js';
+import type { ImageService } from '../services/images.js';
+import type { InstanceService } from '../services/instances.js';
+
+export interface Services {
+  instances: InstanceService;
+  images: ImageService;
+  host: HostService;
+  events: EventBus;
+}

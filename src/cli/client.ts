@@ -1,0 +1,200 @@
+/**
+ * The CLI's API client. By default HTTP over the daemon's unix socket ($CORRAL_DATA_DIR/corral.sock);
+ * with CORRAL_URL set, HTTP(S) over TCP with `Authorization: Bearer <token>` (CORRAL_TOKEN or the token file).
+ */
+import { request as httpRequest, type IncomingMessage, type RequestOptions } from 'node:http';
+import { request as httpsRequest } from 'node:https';
+import { connect, type Socket } from 'node:net';
+import { readFileSync } from 'node:fs';
+import { dataDirFromEnv, dataPaths } from '../core/paths.js';
+
+/** An error the CLI prints as `error: CODE: message` (or `error: message` without a code) and exits 1. */
+export class CliError extends Error {
+  constructor(message: string, readonly code?: string, readonly details: Record<string, unknown> = {}) {
+    super(message);
+    this.name = 'CliError';
+  }
+}
+
+export type Endpoint =
+  | { kind: 'unix'; socket: string }
+  | { kind: 'tcp'; url: URL; token: string | undefined; tokenFile: string };
+
+export function endpointFromEnv(env: NodeJS.ProcessEnv = process.env): Endpoint {
+  const paths = dataPaths(dataDirFromEnv(env));
+  const raw = env.CORRAL_URL;
+  if (!raw) return { kind: 'unix', socket: paths.socket };
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    throw new CliError(`CORRAL_URL "${raw}" is not a URL (example: http://127.0.0.1:8443)`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new CliError(`CORRAL_URL must start with http:// or https://, got "${raw}"`);
+  let token = env.CORRAL_TOKEN?.trim() || undefined;
+  if (!token) {
+    try {
+      token = readFileSync(paths.token, 'utf8').trim() || undefined;
+    } catch {
+      token = undefined; // the daemon answers 401 UNAUTHORIZED, which says where the token lives
+    }
+  }
+  return { kind: 'tcp', url, token, tokenFile: paths.token };
+}
+
+const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOENT', 'ENOTDIR', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT']);
+
+export class ApiClient {
+  constructor(readonly endpoint: Endpoint = endpointFromEnv()) {}
+
+  /** Where the daemon is: the socket path or the URL. */
+  describe(): string {
+    return this.endpoint.kind === 'unix' ? this.endpoint.socket : this.endpoint.url.origin;
+  }
+
+  headers(): Record<string, string> {
+    const h: Record<string, string> = {};
+    if (this.endpoint.kind === 'tcp' && this.endpoint.token) h.authorization = `Bearer ${this.endpoint.token}`;
+    return h;
+  }
+
+  /** Turn a socket-level failure into the message a user can act on. */
+  connectError(e: NodeJS.ErrnoException): CliError {
+    const where = this.describe();
+    if (e.code === 'EACCES' || e.code === 'EPERM') {
+      return new CliError(`cannot reach the corral daemon at ${where}: permission denied (the API socket is for root; try sudo)`);
+    }
+    if (e.code && UNREACHABLE.has(e.code)) {
+      const how = this.endpoint.kind === 'unix' ? 'corral daemon' : `corral daemon --listen ${this.endpoint.url.host}`;
+      return new CliError(`cannot reach the corral daemon at ${where}: is it running? (start it with: ${how})`);
+    }
+    return new CliError(`cannot reach the corral daemon at ${where}: ${e.message}`);
+  }
+
+  /** For the websocket client: a URL and options that reach the same daemon. */
+  wsTarget(path: string): { url: string; headers: Record<string, string>; createConnection?: () => Socket } {
+    if (this.endpoint.kind === 'unix') {
+      const socket = this.endpoint.socket;
+      // Equivalent to ws+unix://SOCKET:PATH, but safe for socket paths with spaces or colons.
+      return { url: `ws://localhost${path}`, headers: {}, createConnection: () => connect(socket) };
+    }
+    const base = new URL(this.endpoint.url.href);
+    base.protocol = base.protocol === 'https:' ? 'wss:' : 'ws:';
+    return { url: new URL(path, base).href, headers: this.headers() };
+  }
+
+  /** Send a request; resolve with the response whatever its status. */
+  open(method: string, path: string, body?: unknown): Promise<IncomingMessage> {
+    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    const headers: Record<string, string> = { accept: 'application/json', ...this.headers() };
+    if (payload) {
+      headers['content-type'] = 'application/json';
+      headers['content-length'] = String(payload.length);
+    }
+    let opts: RequestOptions;
+    let send = httpRequest;
+    if (this.endpoint.kind === 'unix') {
+      opts = { socketPath: this.endpoint.socket, path, method, headers };
+    } else {
+      const u = this.endpoint.url;
+      const prefix = u.pathname.replace(/\/+$/, '');
+      opts = { protocol: u.protocol, hostname: u.hostname.replace(/^\[(.*)\]$/, '$1'), port: u.port || undefined, path: `${prefix}${path}`, method, headers };
+      if (u.protocol === 'https:') send = httpsRequest;
+    }
+    return new Promise((resolve, reject) => {
+      const req = send(opts, resolve);
+      req.on('error', (e: NodeJS.ErrnoException) => reject(this.connectError(e)));
+      req.end(payload);
+    });
+  }
+
+  /** A JSON call: the parsed body on 2xx, a CliError carrying the API's code otherwise. */
+  async call<T = unknown>(method: string, path: string, body?: unknown): Promise<T> {
+    const res = await this.open(method, path, body);
+    const buf = await readAll(res);
+    if ((res.statusCode ?? 500) >= 400) throw apiError(res, buf);
+    if (buf.length === 0) return undefined as T;
+    try {
+      return JSON.parse(buf.toString('utf8')) as T;
+    } catch {
+      throw new CliError(`the daemon answered ${method} ${path} with a body that is not JSON: ${preview(buf)}`);
+    }
+  }
+
+  /** Raw bytes of a 2xx answer (the console log). */
+  async bytes(method: string, path: string): Promise<Buffer> {
+    const res = await this.open(method, path);
+    const buf = await readAll(res);
+    if ((res.statusCode ?? 500) >= 400) throw apiError(res, buf);
+    return buf;
+  }
+
+  /** A streaming answer (ndjson, SSE): the open response on 2xx, the API's error otherwise. */
+  async stream(method: string, path: string, body?: unknown): Promise<IncomingMessage> {
+    const res = await this.open(method, path, body);
+    if ((res.statusCode ?? 500) >= 400) throw apiError(res, await readAll(res));
+    return res;
+  }
+}
+
+export function readAll(stream: NodeJS.ReadableStream): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    stream.on('data', (c: Buffer | string) => chunks.push(typeof c === 'string' ? Buffer.from(c) : c));
+    stream.on('end', () => resolve(Buffer.concat(chunks)));
+    stream.on('error', reject);
+  });
+}
+
+function preview(buf: Buffer): string {
+  const s = buf.toString('utf8').trim();
+  return s.length > 200 ? `${s.slice(0, 200)}...` : s || '(empty)';
+}
+
+/** An error body {"error":{"code","message",...}} (or anything else) -> CliError. */
+export function apiError(res: IncomingMessage, buf: Buffer): CliError {
+  const status = res.statusCode ?? 0;
+  try {
+    const parsed = JSON.parse(buf.toString('utf8')) as { error?: { code?: unknown; message?: unknown } };
+    const err = parsed.error;
+    if (err && typeof err === 'object' && typeof err.message === 'string') {
+      const { code, message, ...details } = err as Record<string, unknown>;
+      return new CliError(message as string, typeof code === 'string' ? code : `HTTP_${status}`, details);
+    }
+  } catch {
+    // not JSON: fall through
+  }
+  return new CliError(`HTTP ${status} ${res.statusMessage ?? ''}: ${preview(buf)}`.replace(/ +:/, ':'));
+}
+
+/** Split a byte stream into lines (\n or \r\n), calling onLine for each complete one. */
+export function lines(stream: NodeJS.ReadableStream, onLine: (line: string) => void): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let rest = '';
+    stream.setEncoding('utf8');
+    stream.on('data', (chunk: string) => {
+      rest += chunk;
+      let i: number;
+      while ((i = rest.indexOf('\n')) >= 0) {
+        const line = rest.slice(0, i).replace(/\r$/, '');
+        rest = rest.slice(i + 1);
+        try {
+          onLine(line);
+        } catch (e) {
+          reject(e);
+          return;
+        }
+      }
+    });
+    stream.on('end', () => {
+      try {
+        if (rest.length > 0) onLine(rest.replace(/\r$/, ''));
+        resolve();
+      } catch (e) {
+        reject(e);
+      }
+    });
+    stream.on('error', reject);
+    stream.on('close', () => resolve());
+  });
+}

@@ -1,0 +1,116 @@
+/** Image commands: build-tiny, import, list, delete. Long jobs stream progress as JSON lines (ndjson). */
+import { resolve } from 'node:path';
+import { Option, type Command } from 'commander';
+import { ApiClient, CliError, lines } from './client.js';
+import { fields, keyValues, orDash, printJson, printLines, size, table } from './format.js';
+
+export interface ImageRecord {
+  name: string;
+  kind: 'kernel' | 'disk';
+  format: string;
+  disk: string;
+  kernel?: string;
+  initrd?: string;
+  cmdline?: string;
+  virtualSize: number;
+  createdAt: string;
+  source: string;
+  [extra: string]: unknown;
+}
+
+interface ProgressEvent { type: 'progress'; step?: string; message?: string; percent?: number }
+type JobEvent = ProgressEvent | { type: 'result'; image: ImageRecord } | { type: 'error'; error: { code?: string; message?: string } };
+
+/** One stderr line per progress event: `[download] linux-image-... 42%`. */
+export function progressLine(ev: ProgressEvent): string {
+  const parts = [`[${ev.step ?? 'progress'}]`];
+  if (ev.message) parts.push(ev.message);
+  if (typeof ev.percent === 'number' && Number.isFinite(ev.percent)) parts.push(`${Math.round(ev.percent)}%`);
+  return parts.join(' ');
+}
+
+/** Run a streaming image job: progress to stderr, the image on success, a CliError on an error event. */
+export async function runJob(client: ApiClient, path: string, body: unknown): Promise<ImageRecord> {
+  const res = await client.stream('POST', path, body);
+  let image: ImageRecord | undefined;
+  let failure: CliError | undefined;
+  await lines(res, (line) => {
+    if (line.trim() === '') return;
+    let ev: JobEvent;
+    try {
+      ev = JSON.parse(line) as JobEvent;
+    } catch {
+      process.stderr.write(`${line}\n`);
+      return;
+    }
+    if (ev.type === 'progress') process.stderr.write(`${progressLine(ev)}\n`);
+    else if (ev.type === 'result') image = ev.image;
+    else if (ev.type === 'error') failure = new CliError(ev.error?.message ?? 'the job failed', ev.error?.code ?? 'INTERNAL');
+  });
+  if (failure) throw failure;
+  if (!image) throw new CliError('the daemon ended the stream without a result (did it stop?)');
+  return image;
+}
+
+export function imageDetails(img: ImageRecord): string {
+  return keyValues(fields(img, { virtualSize: size }));
+}
+
+export function imageTable(list: ImageRecord[]): string {
+  return table(
+    ['NAME', 'KIND', 'FORMAT', 'SIZE', 'CREATED', 'SOURCE'],
+    list.map((i) => [i.name, orDash(i.kind), orDash(i.format), size(i.virtualSize), orDash(i.createdAt), orDash(i.source)]),
+  );
+}
+
+function printImage(img: ImageRecord, json: boolean | undefined): void {
+  if (json) printJson(img);
+  else printLines(imageDetails(img));
+}
+
+export function registerImageCommands(program: Command, client: () => ApiClient): void {
+  const image = program.command('image').alias('images').description('manage images');
+
+  image
+    .command('build-tiny')
+    .description('build the tiny guest image (kernel + initramfs) from Debian packages')
+    .option('--force', 'rebuild even if it exists')
+    .option('--json', 'print the resulting image as API JSON')
+    .action(async (o: { force?: boolean; json?: boolean }) => {
+      printImage(await runJob(client(), '/v1/images/build-tiny', o.force ? { force: true } : {}), o.json);
+    });
+
+  image
+    .command('import')
+    .description('import a disk image file that the daemon can read')
+    .argument('<name>', 'image name')
+    .argument('<file>', 'image file (a relative path is taken from the current directory)')
+    .addOption(new Option('--format <format>', 'the file format (never probed)').choices(['qcow2', 'raw']).makeOptionMandatory())
+    .option('--json', 'print the resulting image as API JSON')
+    .action(async (name: string, file: string, o: { format: string; json?: boolean }) => {
+      printImage(await runJob(client(), '/v1/images', { name, file: resolve(process.cwd(), file), format: o.format }), o.json);
+    });
+
+  image
+    .command('list')
+    .alias('ls')
+    .description('list images')
+    .option('--json', 'print the API JSON')
+    .action(async (o: { json?: boolean }) => {
+      const res = await client().call<{ images: ImageRecord[] }>('GET', '/v1/images');
+      if (o.json) printJson(res);
+      else printLines(imageTable(res.images ?? []));
+    });
+
+  image
+    .command('delete')
+    .alias('rm')
+    .description('delete an image')
+    .argument('<name>', 'image name')
+    .option('--json', 'print the API JSON')
+    .action(async (name: string, o: { json?: boolean }) => {
+      const res = await client().call<{ deleted?: string }>('DELETE', `/v1/images/${encodeURIComponent(name)}`);
+      if (o.json) printJson(res);
+      else printLines(`image ${res?.deleted ?? name}: deleted`);
+    });
+}

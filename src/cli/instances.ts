@@ -1,0 +1,135 @@
+/** Instance commands: create, start/stop/restart/pause/resume/kill, delete, list, show. */
+import { InvalidArgumentError, Option, type Command } from 'commander';
+import { ApiClient } from './client.js';
+import { duration, fields, keyValues, orDash, printJson, printLines, size, table } from './format.js';
+
+/** The instance as the API shows it. Fields are read defensively: the CLI prints what it gets. */
+export interface Instance {
+  name: string;
+  uuid: string;
+  state: string;
+  image: string;
+  cpus: number;
+  memory: number;
+  firmware: string;
+  network: string;
+  mac: string;
+  accel: string | null;
+  pid: number | null;
+  disk: { path: string; allocated: number | null };
+  uptime: number | null;
+  rss: number | null;
+  createdAt: string;
+  startedAt: string | null;
+  lastError: string | null;
+  [extra: string]: unknown;
+}
+
+/** A strict whole number parser for commander options (rejects "two", "1.5", "3x"). */
+export function wholeNumber(value: string): number {
+  if (!/^\s*\d+\s*$/.test(value)) throw new InvalidArgumentError('expected a whole number.');
+  const n = Number(value);
+  if (!Number.isSafeInteger(n)) throw new InvalidArgumentError('number too large.');
+  return n;
+}
+
+const enc = encodeURIComponent;
+
+/** `web1: running (pid 1234)`. */
+export function statusLine(i: Instance): string {
+  const extra: string[] = [];
+  if (i.pid !== null && i.pid !== undefined) extra.push(`pid ${i.pid}`);
+  if ((i.state === 'error' || i.state === 'crashed') && i.lastError) extra.push(`last error: ${i.lastError}`);
+  return `${i.name}: ${i.state}${extra.length ? ` (${extra.join(', ')})` : ''}`;
+}
+
+export function instanceTable(list: Instance[]): string {
+  return table(
+    ['NAME', 'STATE', 'CPUS', 'MEMORY', 'ACCEL', 'PID', 'UPTIME', 'RSS', 'IMAGE'],
+    list.map((i) => [i.name, i.state, orDash(i.cpus), size(i.memory), orDash(i.accel), orDash(i.pid), duration(i.uptime), size(i.rss), orDash(i.image)]),
+  );
+}
+
+export function instanceDetails(i: Instance): string {
+  return keyValues(fields(i, { memory: size, rss: size, 'disk.allocated': size, uptime: duration }));
+}
+
+interface JsonOpt { json?: boolean }
+
+export function registerInstanceCommands(program: Command, client: () => ApiClient): void {
+  program
+    .command('create')
+    .description('create an instance from an image')
+    .argument('<name>', 'instance name (a-z, 0-9 and -)')
+    .requiredOption('--image <image>', 'image to boot (see: corral image list)')
+    .option('--cpus <n>', 'virtual CPUs', wholeNumber)
+    .option('--memory <size>', 'memory, e.g. 512M or 2G')
+    .option('--disk <size>', 'root disk size, e.g. 10G')
+    .addOption(new Option('--firmware <kind>', 'firmware').choices(['bios', 'uefi']))
+    .addOption(new Option('--network <kind>', 'network').choices(['user', 'none']))
+    .addOption(new Option('--accel <kind>', 'accelerator').choices(['auto', 'kvm', 'tcg']))
+    .option('--start', 'start it once created')
+    .option('--json', 'print the API JSON')
+    .action(async (name: string, o: { image: string; cpus?: number; memory?: string; disk?: string; firmware?: string; network?: string; accel?: string; start?: boolean; json?: boolean }) => {
+      const body: Record<string, unknown> = { name, image: o.image };
+      for (const k of ['cpus', 'memory', 'disk', 'firmware', 'network', 'accel'] as const) if (o[k] !== undefined) body[k] = o[k];
+      if (o.start) body.start = true;
+      const inst = await client().call<Instance>('POST', '/v1/instances', body);
+      if (o.json) printJson(inst);
+      else printLines(`created ${statusLine(inst)}`);
+    });
+
+  const actions: Array<[string, string]> = [
+    ['start', 'start a stopped instance'],
+    ['stop', 'power off (ACPI, then kill after --timeout seconds)'],
+    ['restart', 'stop, then start again'],
+    ['pause', 'pause the virtual CPUs'],
+    ['resume', 'resume a paused instance'],
+    ['kill', 'kill the QEMU process at once'],
+  ];
+  for (const [action, description] of actions) {
+    const cmd = program.command(action).description(description).argument('<name>', 'instance name').option('--json', 'print the API JSON');
+    const timed = action === 'stop' || action === 'restart';
+    if (timed) cmd.option('--timeout <seconds>', 'seconds to wait for the guest to power off', wholeNumber, 30);
+    cmd.action(async (name: string, o: JsonOpt & { timeout?: number }) => {
+      const body = timed && o.timeout !== undefined ? { timeout: o.timeout } : {};
+      const inst = await client().call<Instance>('POST', `/v1/instances/${enc(name)}/${action}`, body);
+      if (o.json) printJson(inst);
+      else printLines(statusLine(inst));
+    });
+  }
+
+  program
+    .command('delete')
+    .description('delete an instance and its disk')
+    .argument('<name>', 'instance name')
+    .option('--force', 'kill it first if it is running')
+    .option('--json', 'print the API JSON')
+    .action(async (name: string, o: JsonOpt & { force?: boolean }) => {
+      const res = await client().call<{ deleted: string }>('DELETE', `/v1/instances/${enc(name)}${o.force ? '?force=true' : ''}`);
+      if (o.json) printJson(res);
+      else printLines(`${res?.deleted ?? name}: deleted`);
+    });
+
+  program
+    .command('list')
+    .alias('ls')
+    .description('list instances')
+    .option('--json', 'print the API JSON')
+    .action(async (o: JsonOpt) => {
+      const res = await client().call<{ instances: Instance[] }>('GET', '/v1/instances');
+      if (o.json) printJson(res);
+      else printLines(instanceTable(res.instances ?? []));
+    });
+
+  program
+    .command('show')
+    .description('show every field of an instance')
+    .argument('<name>', 'instance name')
+    .option('--json', 'print the API JSON')
+    .action(async (name: string, o: JsonOpt) => {
+      const inst = await client().call<Instance>('GET', `/v1/instances/${enc(name)}`);
+      if (o.json) printJson(inst);
+      else printLines(instanceDetails(inst));
+    });
+}

@@ -1,0 +1,76 @@
+#!/usr/bin/env node
+/**
+ * The `corral` command: a thin client of the daemon's HTTP API (unix socket by default, CORRAL_URL for TCP).
+ * It never touches QEMU, files or the database itself; `corral daemon` runs the daemon in this process.
+ */
+import { readFileSync } from 'node:fs';
+import { Command, Option } from 'commander';
+import { ApiClient, CliError } from './client.js';
+import { registerConsoleCommands } from './console.js';
+import { registerEventCommands } from './events.js';
+import { registerHostCommands } from './host.js';
+import { registerImageCommands } from './images.js';
+import { registerInstanceCommands } from './instances.js';
+
+function packageVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version?: string };
+    return pkg.version ?? '0.0.0';
+  } catch {
+    return '0.0.0';
+  }
+}
+
+/** `error: CODE: message` for API errors, `error: message` for the rest. */
+export function errorLine(e: unknown): string {
+  if (e instanceof CliError) return e.code ? `error: ${e.code}: ${e.message}` : `error: ${e.message}`;
+  if (e instanceof Error) {
+    const code = (e as { code?: unknown }).code;
+    return typeof code === 'string' && /^[A-Z_]+$/.test(code) && !code.startsWith('ERR_') ? `error: ${code}: ${e.message}` : `error: ${e.message}`;
+  }
+  return `error: ${String(e)}`;
+}
+
+export function buildProgram(): Command {
+  const program = new Command();
+  program
+    .name('corral')
+    .description('Corral: run isolated QEMU/KVM virtual machines (talks to the corral daemon)')
+    .version(packageVersion(), '-V, --version', 'print the version')
+    .showSuggestionAfterError()
+    .addHelpText('after', '\nEnvironment:\n  CORRAL_DATA_DIR  data dir holding corral.sock and token (default /var/lib/corral)\n  CORRAL_URL       talk to the daemon over TCP instead, e.g. http://127.0.0.1:8443\n  CORRAL_TOKEN     bearer token for CORRAL_URL (default: the token file in the data dir)');
+
+  // One client per run, created lazily so `--help` and `daemon` never need the environment to be right.
+  let api: ApiClient | undefined;
+  const client = (): ApiClient => (api ??= new ApiClient());
+
+  program
+    .command('daemon')
+    .description('run the corral daemon in this process (API on $CORRAL_DATA_DIR/corral.sock)')
+    .option('--listen <host:port>', 'also serve the API on TCP (bearer token from $CORRAL_DATA_DIR/token)')
+    .addOption(new Option('--accel <kind>', 'force the accelerator instead of probing').choices(['kvm', 'tcg']))
+    .action(async (o: { listen?: string; accel?: 'kvm' | 'tcg' }) => {
+      const { runDaemon } = (await import('../daemon/main.js')) as {
+        runDaemon: (opts: { listen?: string; accel?: 'kvm' | 'tcg' }) => Promise<void>;
+      };
+      await runDaemon({ listen: o.listen, accel: o.accel });
+    });
+
+  registerInstanceCommands(program, client);
+  registerConsoleCommands(program, client);
+  registerImageCommands(program, client);
+  registerHostCommands(program, client);
+  registerEventCommands(program, client);
+  return program;
+}
+
+export async function main(argv: string[] = process.argv): Promise<void> {
+  try {
+    await buildProgram().parseAsync(argv);
+  } catch (e) {
+    process.stderr.write(`${errorLine(e)}\n`);
+    process.exitCode = 1;
+  }
+}
+
+await main();

@@ -1,0 +1,110 @@
+/**
+ * The composition root: builds the store, drivers and services, adopts running QEMUs, and serves the API on
+ * the unix socket (and on TCP with a bearer token when asked). QEMU processes outlive the daemon.
+ */
+import { randomBytes } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import pino from 'pino';
+import type { FastifyInstance } from 'fastify';
+import { dataDirFromEnv, dataPaths } from '../core/paths.js';
+import type { Accelerator } from '../core/spec.js';
+import { SqliteStore } from '../store/sqlite.js';
+import { EventBus } from '../services/events.js';
+import { HostService } from '../services/host.js';
+import { ImageService } from '../services/images.js';
+import { InstanceService } from '../services/instances.js';
+import { ImageStore } from '../storage/images.js';
+import { buildApi } from '../api/server.js';
+
+export interface DaemonOptions {
+  dataDir?: string;
+  /** HOST:PORT to also listen on TCP (bearer token required). */
+  listen?: string;
+  accel?: Accelerator;
+}
+
+function socketInUse(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const c = connect(path);
+    c.on('connect', () => { c.destroy(); resolve(true); });
+    c.on('error', () => resolve(false));
+  });
+}
+
+/** The TCP bearer token, created (0600) on first use. */
+export function ensureToken(file: string): string {
+  if (existsSync(file)) return readFileSync(file, 'utf8').trim();
+  const token = randomBytes(32).toString('hex');
+  writeFileSync(file, `${token}\n`, { mode: 0o600 });
+  return token;
+}
+
+export function parseListen(listen: string): { host: string; port: number } {
+  const m = /^(.*):(\d{1,5})$/.exec(listen);
+  const port = Number(m?.[2]);
+  if (!m || !m[1] || port < 1 || port > 65535) throw new Error(`--listen wants HOST:PORT, got "${listen}"`);
+  return { host: m[1].replace(/^\[(.*)\]$/, '$1'), port };
+}
+
+export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
+  const dataDir = opts.dataDir ?? dataDirFromEnv();
+  const paths = dataPaths(dataDir);
+  const log = pino({ level: process.env.CORRAL_LOG_LEVEL ?? 'info' });
+  const envAccel = process.env.CORRAL_ACCEL;
+  const force = opts.accel ?? (envAccel === 'kvm' || envAccel === 'tcg' ? envAccel : undefined);
+
+  for (const d of [dataDir, paths.images, paths.instances, paths.run, paths.cache]) mkdirSync(d, { recursive: true, mode: 0o700 });
+  chmodSync(paths.run, 0o700);
+  if (await socketInUse(paths.socket)) throw new Error(`another corral daemon is already serving ${paths.socket}`);
+  rmSync(paths.socket, { force: true });
+
+  const store = new SqliteStore(paths.db);
+  const events = new EventBus(store);
+  const imageStore = new ImageStore(dataDir);
+  const host = new HostService(imageStore, force);
+  const caps = await host.capabilities();
+  const instances = new InstanceService({
+    dataDir, store, images: imageStore, events, host: host.limits(), log,
+    accelerator: async () => (await host.accelerator()).accel,
+    qemuVersion: () => caps.version,
+  });
+  const images = new ImageService(dataDir, imageStore, store, events);
+  await instances.reconcile();
+  void host.accelerator().then((d) => log.info({ accel: d.accel, reason: d.reason }, 'accelerator chosen'));
+
+  const servers: FastifyInstance[] = [];
+  const unixApi = await buildApi({ instances, images, host, events });
+  const oldMask = process.umask(0o177);
+  try {
+    await unixApi.listen({ path: paths.socket });
+  } finally {
+    process.umask(oldMask);
+  }
+  chmodSync(paths.socket, 0o600);
+  servers.push(unixApi);
+  log.info({ socket: paths.socket, dataDir }, 'corral daemon listening');
+
+  if (opts.listen) {
+    const { host: h, port } = parseListen(opts.listen);
+    const tcpApi = await buildApi({ instances, images, host, events }, { token: ensureToken(paths.token) });
+    await tcpApi.listen({ host: h, port });
+    servers.push(tcpApi);
+    log.info({ listen: opts.listen, tokenFile: paths.token }, 'corral daemon listening on TCP (bearer token required)');
+  }
+  events.publish('daemon.started', null, { pid: process.pid });
+
+  await new Promise<void>((resolve) => {
+    const stop = (sig: string): void => {
+      log.info({ signal: sig }, 'shutting down; virtual machines keep running');
+      instances.detachAll();
+      void Promise.allSettled(servers.map((s) => s.close())).then(() => {
+        store.close();
+        rmSync(paths.socket, { force: true });
+        resolve();
+      });
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+  });
+}

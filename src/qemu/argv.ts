@@ -1,0 +1,85 @@
+/**
+ * Instance launch plan -> qemu-system-x86_64 argv. Pure. Devices are JSON objects (QEMU parses JSON for
+ * -blockdev, -device, -netdev and -object), so no user text is ever joined into a comma-separated option.
+ */
+import type { Accelerator, Firmware } from '../core/spec.js';
+
+export interface LaunchPlan {
+  uuid: string;
+  name: string;
+  accel: Accelerator;
+  cpus: number;
+  /** bytes */
+  memory: number;
+  machine: 'pc' | 'q35';
+  firmware: { kind: Firmware; code?: string; vars?: string };
+  /** Direct kernel boot (images of kind "kernel"); absent means firmware boots the disk. */
+  kernel?: { kernel: string; initrd?: string; cmdline: string };
+  disks: Array<{ id: string; path: string; format: 'qcow2' | 'raw'; bus: 'virtio-blk'; readonly?: boolean; bootindex?: number }>;
+  nics: Array<{ id: string; model: 'virtio-net-pci' | 'e1000'; mode: 'user'; mac: string }>;
+  paths: { qmp: string; console: string; consoleLog: string; pidfile: string };
+  /** Start QEMU detached (-daemonize) so that it outlives the daemon. */
+  daemonize: boolean;
+  sandbox: boolean;
+}
+
+function json(o: Record<string, unknown>): string {
+  return JSON.stringify(o);
+}
+
+/** Characters that QEMU's legacy option parser would treat as syntax: refuse them in checked paths. */
+export function assertSafeOptionPath(p: string): string {
+  if (!p.startsWith('/') || /[,\n\r\0=]/.test(p)) throw new Error(`unsafe path for a QEMU option: ${JSON.stringify(p)}`);
+  return p;
+}
+
+export function buildArgv(plan: LaunchPlan): string[] {
+  const a: string[] = [];
+  const mib = Math.floor(plan.memory / (1024 * 1024));
+  a.push('-name', `guest=${plan.name},debug-threads=on`);
+  a.push('-uuid', plan.uuid);
+  a.push('-nodefaults', '-no-user-config');
+  a.push('-machine', `${plan.machine},accel=${plan.accel},memory-backend=mem0`);
+  a.push('-cpu', plan.accel === 'kvm' ? 'host' : 'max');
+  a.push('-smp', `${plan.cpus},sockets=1,cores=${plan.cpus},threads=1`);
+  a.push('-m', `${mib}M`);
+  a.push('-object', json({ 'qom-type': 'memory-backend-ram', id: 'mem0', size: mib * 1024 * 1024 }));
+  a.push('-display', 'none', '-vga', 'none');
+  if (plan.sandbox) a.push('-sandbox', 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny');
+  a.push('-qmp', `unix:${assertSafeOptionPath(plan.paths.qmp)},server=on,wait=off`);
+  a.push(
+    '-chardev',
+    `socket,id=serial0,path=${assertSafeOptionPath(plan.paths.console)},server=on,wait=off,logfile=${assertSafeOptionPath(plan.paths.consoleLog)},logappend=on`,
+  );
+  a.push('-serial', 'chardev:serial0');
+  if (plan.firmware.kind === 'uefi') {
+    if (!plan.firmware.code || !plan.firmware.vars) throw new Error('uefi firmware needs code and vars files');
+    a.push('-blockdev', json({ driver: 'file', 'node-name': 'fw-code', filename: plan.firmware.code, 'read-only': true }));
+    a.push('-blockdev', json({ driver: 'file', 'node-name': 'fw-vars', filename: plan.firmware.vars }));
+    a.push('-machine', 'pflash0=fw-code,pflash1=fw-vars');
+  }
+  if (plan.kernel) {
+    a.push('-kernel', assertSafeOptionPath(plan.kernel.kernel));
+    if (plan.kernel.initrd) a.push('-initrd', assertSafeOptionPath(plan.kernel.initrd));
+    a.push('-append', plan.kernel.cmdline);
+  }
+  for (const d of plan.disks) {
+    a.push('-blockdev', json({
+      driver: d.format,
+      'node-name': `${d.id}-fmt`,
+      'read-only': d.readonly ?? false,
+      file: { driver: 'file', filename: d.path, 'read-only': d.readonly ?? false, locking: 'on' },
+    }));
+    const dev: Record<string, unknown> = { driver: 'virtio-blk-pci', drive: `${d.id}-fmt`, id: d.id };
+    if (d.bootindex !== undefined) dev.bootindex = d.bootindex;
+    a.push('-device', json(dev));
+  }
+  for (const n of plan.nics) {
+    a.push('-netdev', json({ type: 'user', id: `${n.id}-net` }));
+    a.push('-device', json({ driver: n.model, netdev: `${n.id}-net`, id: n.id, mac: n.mac }));
+  }
+  a.push('-device', json({ driver: 'virtio-rng-pci', id: 'rng0' }));
+  a.push('-pidfile', assertSafeOptionPath(plan.paths.pidfile));
+  if (plan.daemonize) a.push('-daemonize');
+  return a;
+}

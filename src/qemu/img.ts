@@ -1,0 +1,137 @@
+/**
+ * qemu-img wrappers. argv only (execFile/spawn, never a shell), the format always given (`-f`, `-F`,
+ * `-O`): never probe. Paths are made absolute so that a file named `json:{...}` or `nbd:...` can never be
+ * read by qemu-img as a protocol or an options string. Failures become CorralError with qemu-img's own line.
+ */
+import { execFile, spawn } from 'node:child_process';
+import { resolve } from 'node:path';
+import { CorralError } from '../core/errors.js';
+
+export const QEMU_IMG = 'qemu-img';
+export type ImgFormat = 'qcow2' | 'raw';
+
+/** The subset of `qemu-img info --output=json` that Corral reads. */
+export interface ImgInfo {
+  'virtual-size': number;
+  filename: string;
+  format: string;
+  'actual-size'?: number;
+  'backing-filename'?: string;
+  'full-backing-filename'?: string;
+  'backing-filename-format'?: string;
+  'format-specific'?: { type: string; data?: Record<string, unknown> };
+  [key: string]: unknown;
+}
+
+/** Limits for inspecting untrusted images: 1 GiB of address space and 30 s of CPU (util-linux prlimit). */
+export const INSPECT_LIMITS = { addressSpace: 1024 * 1024 * 1024, cpuSeconds: 30, timeoutMs: 60_000 };
+
+const ENV = (): NodeJS.ProcessEnv => ({ PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C', LC_ALL: 'C' });
+
+/** qemu-img's own error line: the last `qemu-img: ...` line of stderr, or the last line. */
+export function qemuImgErrorLine(stderr: string): string {
+  const lines = stderr.split('\n').map((l) => l.trim()).filter(Boolean);
+  const own = lines.filter((l) => l.startsWith('qemu-img:'));
+  return (own[own.length - 1] ?? lines[lines.length - 1] ?? 'qemu-img failed without a message').slice(0, 2000);
+}
+
+interface RunResult { stdout: string; stderr: string }
+
+function runImg(argv: string[], opts: { timeoutMs?: number; limited?: boolean; what: string }): Promise<RunResult> {
+  const [bin, args] = opts.limited
+    ? ['prlimit', [`--as=${INSPECT_LIMITS.addressSpace}`, `--cpu=${INSPECT_LIMITS.cpuSeconds}`, '--', QEMU_IMG, ...argv]]
+    : [QEMU_IMG, argv];
+  return new Promise((resolveP, reject) => {
+    execFile(bin, args, { env: ENV(), timeout: opts.timeoutMs ?? 0, killSignal: 'SIGKILL', maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
+      if (!err) {
+        resolveP({ stdout, stderr });
+        return;
+      }
+      const e = err as NodeJS.ErrnoException & { killed?: boolean; signal?: NodeJS.Signals | null; code?: unknown };
+      if (e.code === 'ENOENT') {
+        reject(new CorralError('INTERNAL', `${opts.what}: cannot run ${bin}: not installed (Debian package ${bin === 'prlimit' ? 'util-linux' : 'qemu-utils'})`));
+        return;
+      }
+      if (e.killed || e.signal) {
+        reject(new CorralError('INVALID_IMAGE', `${opts.what}: qemu-img was stopped (${e.signal ?? 'timeout'}): the image took too long or too much memory to read`, { reason: 'resource limit' }));
+        return;
+      }
+      reject(new CorralError('INVALID_IMAGE', `${opts.what}: ${qemuImgErrorLine(stderr)}`, { stderr: qemuImgErrorLine(stderr) }));
+    });
+  });
+}
+
+/**
+ * `qemu-img info --output=json -f FORMAT --force-share PATH` under resource limits. The format is the one
+ * the caller declares; a file that is not of that format makes qemu-img fail -> INVALID_IMAGE.
+ */
+export async function imgInfo(path: string, format: ImgFormat): Promise<ImgInfo> {
+  const abs = resolve(path);
+  const { stdout } = await runImg(['info', '--output=json', '-f', format, '--force-share', abs], { limited: true, timeoutMs: INSPECT_LIMITS.timeoutMs, what: 'qemu-img info' });
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(stdout);
+  } catch {
+    throw new CorralError('INVALID_IMAGE', 'qemu-img info printed something that is not JSON');
+  }
+  if (typeof parsed !== 'object' || parsed === null || typeof (parsed as ImgInfo)['virtual-size'] !== 'number') {
+    throw new CorralError('INVALID_IMAGE', 'qemu-img info gave no virtual size');
+  }
+  return parsed as ImgInfo;
+}
+
+/** `qemu-img create -f qcow2 -F FMT -b BACKING PATH [SIZE]`: a copy-on-write overlay over a base image. */
+export async function createOverlay(path: string, backingPath: string, backingFormat: ImgFormat, sizeBytes: number | null): Promise<void> {
+  const argv = ['create', '-q', '-f', 'qcow2', '-F', backingFormat, '-b', resolve(backingPath), resolve(path)];
+  if (sizeBytes !== null) argv.push(String(sizeBytes));
+  try {
+    await runImg(argv, { what: 'qemu-img create' });
+  } catch (e) {
+    throw asQemuFailed(e);
+  }
+}
+
+/** Grow (or, with shrink, cut) an image to sizeBytes. */
+export async function resize(path: string, format: ImgFormat, sizeBytes: number, opts: { shrink?: boolean } = {}): Promise<void> {
+  const argv = ['resize', '-q', '-f', format, ...(opts.shrink ? ['--shrink'] : []), resolve(path), String(sizeBytes)];
+  try {
+    await runImg(argv, { what: 'qemu-img resize' });
+  } catch (e) {
+    throw asQemuFailed(e);
+  }
+}
+
+/**
+ * `qemu-img convert -p -f SRC_FMT -O DST_FMT SRC DST`; onPercent gets qemu-img's progress (0..100).
+ * The destination never gets a backing file: convert writes a standalone image.
+ */
+export function convert(src: string, srcFormat: ImgFormat, dst: string, dstFormat: ImgFormat, onPercent?: (percent: number) => void): Promise<void> {
+  const argv = ['convert', '-p', '-f', srcFormat, '-O', dstFormat, resolve(src), resolve(dst)];
+  return new Promise((resolveP, reject) => {
+    const child = spawn(QEMU_IMG, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: ENV() });
+    let stderr = '';
+    let last = -1;
+    child.stdout.setEncoding('utf8');
+    child.stdout.on('data', (d: string) => {
+      for (const m of d.matchAll(/\((\d+(?:\.\d+)?)\/100%\)/g)) {
+        const p = Math.floor(Number(m[1]));
+        if (p !== last) {
+          last = p;
+          onPercent?.(p);
+        }
+      }
+    });
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (d: string) => { stderr += d; });
+    child.on('error', (err) => reject(new CorralError('INTERNAL', `cannot run ${QEMU_IMG}: ${err.message}`)));
+    child.on('close', (code, signal) => {
+      if (code === 0) resolveP();
+      else reject(new CorralError('QEMU_FAILED', `qemu-img convert: ${stderr.trim() ? qemuImgErrorLine(stderr) : `exited with ${code ?? signal}`}`));
+    });
+  });
+}
+
+function asQemuFailed(e: unknown): unknown {
+  if (e instanceof CorralError && e.code === 'INVALID_IMAGE') return new CorralError('QEMU_FAILED', e.message, e.details);
+  return e;
+}

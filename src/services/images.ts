@@ -1,0 +1,49 @@
+/** Image use cases: list, import (inspected, never probed), build the tiny image. */
+import type { EventBus } from './events.js';
+import type { ImageRecord, ImageStore, Progress } from '../storage/images.js';
+import { buildTiny } from '../storage/tiny.js';
+import { CorralError } from '../core/errors.js';
+import type { Store } from '../store/store.js';
+
+export class ImageService {
+  private building: Promise<ImageRecord> | null = null;
+
+  constructor(private dataDir: string, private store: ImageStore, private db: Store, private events: EventBus) {}
+
+  list(): ImageRecord[] {
+    return this.store.list();
+  }
+
+  get(name: string): ImageRecord {
+    return this.store.get(name);
+  }
+
+  async import(name: string, file: string, format: 'qcow2' | 'raw', progress: Progress): Promise<ImageRecord> {
+    const img = await this.store.import(name, file, format, progress);
+    this.events.publish('image.imported', null, { image: name, format });
+    return img;
+  }
+
+  /** One build at a time; a second caller waits for the same build. */
+  async buildTiny(force: boolean, progress: Progress): Promise<ImageRecord> {
+    if (this.building) {
+      progress({ step: 'wait', message: 'another build of the tiny image is running; waiting for it' });
+      return this.building;
+    }
+    this.building = buildTiny(this.dataDir, progress, { force });
+    try {
+      const img = await this.building;
+      this.events.publish('image.built', null, { image: img.name });
+      return img;
+    } finally {
+      this.building = null;
+    }
+  }
+
+  remove(name: string): void {
+    const users = this.db.listInstances().filter((r) => r.spec.image === name).map((r) => r.name);
+    if (users.length > 0) throw new CorralError('IMAGE_IN_USE', `image "${name}" is used by ${users.join(', ')}`, { instances: users });
+    this.store.remove(name);
+    this.events.publish('image.deleted', null, { image: name });
+  }
+}

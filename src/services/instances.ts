@@ -1,0 +1,419 @@
+/**
+ * Instance use cases: create, start, stop, restart, pause, resume, kill, delete, and adoption of running
+ * QEMUs at daemon start. Operations on one instance are serialised; the hypervisor is the source of truth.
+ */
+import { randomUUID } from 'node:crypto';
+import { copyFileSync, existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
+import { CorralError, isCorralError } from '../core/errors.js';
+import { instancePaths, type InstancePaths } from '../core/paths.js';
+import { type CreateRequest, type HostLimits, type Accelerator, validateCreate, validateName } from '../core/spec.js';
+import { assertCanRun, isActive, validTransition, type InstanceState, type Operation } from '../core/state.js';
+import { buildArgv } from '../qemu/argv.js';
+import { createOverlay } from '../qemu/img.js';
+import { launchQemu } from '../qemu/launch.js';
+import { isQemuOf, residentBytes } from '../qemu/proc.js';
+import type { QmpEvent } from '../qemu/qmp.js';
+import type { ImageStore } from '../storage/images.js';
+import type { InstanceRow, Store } from '../store/store.js';
+import type { EventBus } from './events.js';
+import { KeyedLock } from './locks.js';
+import { VmMonitor } from './monitor.js';
+import { OVMF_VARS, launchPlan, macFor, prepareRunDir, readStatus, removeRunDir, writeStatus } from './runtime.js';
+import { ConsoleLogRotator } from './console-log.js';
+
+export interface InstanceView {
+  name: string;
+  uuid: string;
+  state: InstanceState;
+  image: string;
+  cpus: number;
+  memory: number;
+  firmware: string;
+  network: string;
+  mac: string;
+  accel: Accelerator | null;
+  pid: number | null;
+  disk: { path: string; allocated: number | null };
+  uptime: number | null;
+  rss: number | null;
+  createdAt: string;
+  startedAt: string | null;
+  lastError: string | null;
+}
+
+export interface InstanceDeps {
+  dataDir: string;
+  store: Store;
+  images: ImageStore;
+  events: EventBus;
+  host: HostLimits;
+  /** The accelerator chosen by the probe (or forced). */
+  accelerator: () => Promise<Accelerator>;
+  qemuVersion: () => string;
+  log: { info(o: object, m?: string): void; warn(o: object, m?: string): void };
+}
+
+/** Timings of the daemon's own share of the last start (for the benchmark). */
+export interface StartTimings {
+  beforeSpawnMs: number;
+  qemuLaunchMs: number;
+  qmpReadyMs: number;
+}
+
+export class InstanceService {
+  private locks = new KeyedLock();
+  private monitors = new Map<string, VmMonitor>();
+  private rotators = new Map<string, ConsoleLogRotator>();
+  lastStartTimings: StartTimings | null = null;
+
+  constructor(private d: InstanceDeps) {}
+
+  paths(row: InstanceRow): InstancePaths {
+    return instancePaths(this.d.dataDir, row.uuid);
+  }
+
+  private row(name: string): InstanceRow {
+    validateName('name', name);
+    const row = this.d.store.getInstance(name);
+    if (!row) throw new CorralError('INSTANCE_NOT_FOUND', `instance "${name}" not found`, { name });
+    return row;
+  }
+
+  list(): InstanceView[] {
+    return this.d.store.listInstances().map((r) => this.view(r));
+  }
+
+  get(name: string): InstanceView {
+    return this.view(this.row(name));
+  }
+
+  view(r: InstanceRow): InstanceView {
+    const p = this.paths(r);
+    const live = isActive(r.state) && r.pid !== null;
+    let allocated: number | null = null;
+    try {
+      allocated = statSync(p.disk).blocks * 512;
+    } catch {
+      /* not there */
+    }
+    return {
+      name: r.name, uuid: r.uuid, state: r.state, image: r.spec.image, cpus: r.spec.cpus, memory: r.spec.memory,
+      firmware: r.spec.firmware, network: r.spec.network, mac: r.mac, accel: live ? r.accel : null, pid: live ? r.pid : null,
+      disk: { path: p.disk, allocated },
+      uptime: live && r.startedAt ? Math.max(0, (Date.now() - Date.parse(r.startedAt)) / 1000) : null,
+      rss: live && r.pid ? residentBytes(r.pid) : null,
+      createdAt: r.createdAt, startedAt: live ? r.startedAt : null, lastError: r.lastError,
+    };
+  }
+
+  private setState(row: InstanceRow, to: InstanceState, reason: string, patch: Partial<InstanceRow> = {}): void {
+    const from = row.state;
+    if (!validTransition(from, to)) {
+      this.d.log.warn({ instance: row.name, from, to }, 'unexpected state transition');
+    }
+    Object.assign(row, patch, { state: to });
+    this.d.store.updateInstance(row.uuid, { ...patch, state: to });
+    if (from !== to) this.d.events.publish('instance.state', row.name, { from, to, reason });
+  }
+
+  // ---- create / delete ----
+
+  async create(req: CreateRequest): Promise<InstanceView> {
+    const { name, spec } = validateCreate(req, this.d.host);
+    const image = this.d.images.get(spec.image);
+    return this.locks.run(name, async () => {
+      if (this.d.store.getInstance(name)) throw new CorralError('ALREADY_EXISTS', `instance "${name}" already exists`, { field: 'name' });
+      if (spec.disk !== null && spec.disk < image.virtualSize) {
+        throw new CorralError('INVALID_SPEC', `disk: ${spec.disk} bytes is smaller than the image (${image.virtualSize} bytes)`, { field: 'disk' });
+      }
+      if (spec.firmware === 'uefi' && !existsSync(OVMF_VARS)) {
+        throw new CorralError('INVALID_SPEC', `firmware: UEFI needs OVMF (${OVMF_VARS} is missing; install the ovmf package)`, { field: 'firmware' });
+      }
+      const uuid = randomUUID();
+      const now = new Date().toISOString();
+      const row: InstanceRow = {
+        uuid, name, spec, state: 'stopped', accel: null, pid: null, pidStart: null, mac: macFor(uuid),
+        createdAt: now, startedAt: null, lastError: null, updatedAt: now,
+      };
+      const p = this.paths(row);
+      try {
+        mkdirSync(p.dir, { recursive: true, mode: 0o700 });
+        await createOverlay(p.disk, image.disk, image.format, spec.disk);
+        if (spec.firmware === 'uefi') copyFileSync(OVMF_VARS, p.efiVars);
+        this.d.store.insertInstance(row);
+      } catch (e) {
+        rmSync(p.dir, { recursive: true, force: true });
+        throw e;
+      }
+      this.d.events.publish('instance.created', name, { uuid, image: spec.image });
+      if (req.start) {
+        try {
+          await this.doStart(row);
+        } catch (e) {
+          // A failed create --start leaves nothing behind: no disk, no process, no socket, no row.
+          this.d.store.deleteInstance(uuid);
+          rmSync(p.dir, { recursive: true, force: true });
+          removeRunDir(p);
+          this.d.events.publish('instance.deleted', name, { reason: 'create --start failed' });
+          throw e;
+        }
+      }
+      return this.view(row);
+    });
+  }
+
+  async delete(name: string, force = false): Promise<void> {
+    return this.locks.run(name, async () => {
+      const row = this.row(name);
+      if (isActive(row.state)) {
+        if (!force) assertCanRun('delete', row.state, name);
+        await this.doKill(row);
+      }
+      const p = this.paths(row);
+      this.rotators.get(row.uuid)?.stop();
+      this.rotators.delete(row.uuid);
+      removeRunDir(p);
+      rmSync(p.dir, { recursive: true, force: true });
+      this.d.store.deleteInstance(row.uuid);
+      this.d.events.publish('instance.deleted', name, { uuid: row.uuid });
+    });
+  }
+
+  // ---- lifecycle ----
+
+  private op(name: string, op: Operation, fn: (row: InstanceRow) => Promise<void>): Promise<InstanceView> {
+    return this.locks.run(name, async () => {
+      const row = this.row(name);
+      assertCanRun(op, row.state, name);
+      await fn(row);
+      return this.view(this.row(name));
+    });
+  }
+
+  start(name: string): Promise<InstanceView> {
+    return this.op(name, 'start', (row) => this.doStart(row));
+  }
+
+  stop(name: string, timeoutSec = 30): Promise<InstanceView> {
+    return this.op(name, 'stop', (row) => this.doStop(row, timeoutSec));
+  }
+
+  restart(name: string, timeoutSec = 30): Promise<InstanceView> {
+    return this.op(name, 'restart', async (row) => {
+      await this.doStop(row, timeoutSec);
+      await this.doStart(row);
+    });
+  }
+
+  kill(name: string): Promise<InstanceView> {
+    return this.op(name, 'kill', (row) => this.doKill(row));
+  }
+
+  pause(name: string): Promise<InstanceView> {
+    return this.op(name, 'pause', async (row) => {
+      await this.qmpOf(row).stop();
+      this.setState(row, 'paused', 'paused by user');
+    });
+  }
+
+  resume(name: string): Promise<InstanceView> {
+    return this.op(name, 'resume', async (row) => {
+      await this.qmpOf(row).cont();
+      this.setState(row, 'running', 'resumed by user');
+    });
+  }
+
+  /** The console socket of a running instance (the API bridges it to the user). */
+  consoleSocket(name: string): string {
+    const row = this.row(name);
+    assertCanRun('console', row.state, name);
+    return this.paths(row).console;
+  }
+
+  consoleLogPath(name: string): string {
+    return this.paths(this.row(name)).consoleLog;
+  }
+
+  private qmpOf(row: InstanceRow) {
+    const m = this.monitors.get(row.uuid);
+    if (!m || !m.alive) throw new CorralError('INVALID_STATE', `instance "${row.name}" has no running QEMU`, { state: row.state });
+    return m.qmp;
+  }
+
+  private async doStart(row: InstanceRow): Promise<void> {
+    const t0 = performance.now();
+    const image = this.d.images.get(row.spec.image);
+    const p = this.paths(row);
+    const accel = row.spec.accel === 'auto' ? await this.d.accelerator() : row.spec.accel;
+    const prior = row.state;
+    this.setState(row, 'starting', 'start requested', { lastError: null });
+    let pid: number | null = null;
+    try {
+      prepareRunDir(p);
+      this.rotateLog(row).rotateNow();
+      const argv = buildArgv(launchPlan(row, image, accel, p));
+      const t1 = performance.now();
+      const launched = await launchQemu(argv, p.pidfile);
+      const t2 = performance.now();
+      pid = launched.pid;
+      const startedAt = new Date().toISOString();
+      writeStatus(p, {
+        uuid: row.uuid, name: row.name, pid, startTicks: launched.startTicks, qmp: p.qmp, qemuVersion: this.d.qemuVersion(),
+        accel, startedAt, operation: 'start',
+      });
+      this.d.store.updateInstance(row.uuid, { pid, pidStart: launched.startTicks, accel, startedAt });
+      Object.assign(row, { pid, pidStart: launched.startTicks, accel, startedAt });
+      const monitor = await this.watch(row, pid, launched.startTicks);
+      const st = await monitor.qmp.queryStatus();
+      this.lastStartTimings = { beforeSpawnMs: t1 - t0, qemuLaunchMs: t2 - t1, qmpReadyMs: performance.now() - t2 };
+      this.setState(row, st.status === 'paused' ? 'paused' : 'running', `QEMU ${pid} started (${accel})`);
+      writeStatus(p, { ...readStatus(p)!, operation: null });
+    } catch (e) {
+      if (pid !== null) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          /* already gone */
+        }
+        this.monitors.get(row.uuid)?.detach();
+        this.monitors.delete(row.uuid);
+      }
+      removeRunDir(p);
+      const msg = isCorralError(e) ? e.message : (e as Error).message;
+      this.setState(row, prior === 'crashed' || prior === 'error' ? prior : 'stopped', `start failed: ${msg}`, {
+        pid: null, pidStart: null, lastError: msg,
+      });
+      throw isCorralError(e) ? e : new CorralError('QEMU_FAILED', msg);
+    }
+  }
+
+  private async doStop(row: InstanceRow, timeoutSec: number): Promise<void> {
+    const m = this.monitors.get(row.uuid);
+    if (!m || !m.alive) {
+      this.setState(row, 'stopped', 'no QEMU process', { pid: null, pidStart: null });
+      return;
+    }
+    this.setState(row, 'stopping', `ACPI power-off requested (timeout ${timeoutSec}s)`);
+    try {
+      const st = await m.qmp.queryStatus();
+      if (!st.running) await m.qmp.cont();
+      await m.qmp.systemPowerdown();
+    } catch (e) {
+      this.d.log.warn({ instance: row.name, err: (e as Error).message }, 'powerdown request failed');
+    }
+    if (await m.waitExit(timeoutSec * 1000)) return;
+    this.d.events.publish('instance.stop-timeout', row.name, { timeoutSec });
+    await this.doKill(row);
+  }
+
+  private async doKill(row: InstanceRow): Promise<void> {
+    const m = this.monitors.get(row.uuid);
+    const pid = row.pid;
+    if (m) m.guestShutdown = true; // an exit we asked for is not a crash
+    if (pid !== null && isQemuOf(pid, row.uuid, row.pidStart)) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        /* gone already */
+      }
+    }
+    if (m && !(await m.waitExit(10_000))) throw new CorralError('TIMEOUT', `QEMU ${pid} did not exit after SIGKILL`);
+    if (!m || this.d.store.getInstance(row.name)?.state !== 'stopped') {
+      this.finishExit(row, 'stopped', 'killed by user');
+    }
+  }
+
+  // ---- watching ----
+
+  private rotateLog(row: InstanceRow): ConsoleLogRotator {
+    let r = this.rotators.get(row.uuid);
+    if (!r) {
+      r = new ConsoleLogRotator(this.paths(row).consoleLog);
+      this.rotators.set(row.uuid, r);
+    }
+    return r;
+  }
+
+  private async watch(row: InstanceRow, pid: number, startTicks: number | null): Promise<VmMonitor> {
+    const p = this.paths(row);
+    const m = await VmMonitor.attach(pid, startTicks, p.qmp, {
+      onEvent: (ev) => this.onQmpEvent(row, ev),
+      onExit: ({ guestShutdown }) => {
+        const cur = this.d.store.getInstance(row.name);
+        if (!cur || cur.uuid !== row.uuid) return;
+        const crashed = !guestShutdown && cur.state !== 'stopping';
+        this.finishExit(cur, crashed ? 'crashed' : 'stopped', crashed ? `QEMU ${pid} exited unexpectedly` : 'QEMU exited after power-off');
+        Object.assign(row, { state: cur.state, pid: null, pidStart: null });
+      },
+    });
+    this.monitors.set(row.uuid, m);
+    this.rotateLog(row).start();
+    return m;
+  }
+
+  private finishExit(row: InstanceRow, to: InstanceState, reason: string): void {
+    this.monitors.delete(row.uuid);
+    this.rotators.get(row.uuid)?.stop();
+    removeRunDir(this.paths(row));
+    this.setState(row, to, reason, { pid: null, pidStart: null, lastError: to === 'crashed' ? reason : row.lastError });
+  }
+
+  private onQmpEvent(watched: InstanceRow, ev: QmpEvent): void {
+    const row = this.d.store.getInstance(watched.name);
+    if (!row || row.uuid !== watched.uuid) return;
+    this.d.events.publish('qemu.event', row.name, { event: ev.event, data: ev.data });
+    if (ev.event === 'STOP' && row.state === 'running') this.setState(row, 'paused', 'QMP STOP');
+    else if (ev.event === 'RESUME' && row.state === 'paused') this.setState(row, 'running', 'QMP RESUME');
+    else if (ev.event === 'GUEST_PANICKED') {
+      this.setState(row, 'crashed', 'guest kernel panicked', { lastError: 'guest panicked' });
+      if (row.pid) {
+        try {
+          process.kill(row.pid, 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+      }
+    }
+  }
+
+  // ---- daemon start / stop ----
+
+  /** Adopt every QEMU that outlived the previous daemon; mark the ones that died as crashed. */
+  async reconcile(): Promise<void> {
+    for (const row of this.d.store.listInstances()) {
+      await this.locks.run(row.name, async () => {
+        const p = this.paths(row);
+        const status = readStatus(p);
+        const pid = row.pid ?? status?.pid ?? null;
+        const startTicks = row.pidStart ?? status?.startTicks ?? null;
+        if (pid !== null && isQemuOf(pid, row.uuid, startTicks)) {
+          try {
+            const m = await this.watch(row, pid, startTicks);
+            const st = await m.qmp.queryStatus();
+            const to: InstanceState = st.status === 'paused' ? 'paused' : 'running';
+            this.setState(row, to, `adopted QEMU ${pid} after daemon restart`, { pid, pidStart: startTicks });
+            this.d.log.info({ instance: row.name, pid }, 'adopted running QEMU');
+            return;
+          } catch (e) {
+            this.d.log.warn({ instance: row.name, pid, err: (e as Error).message }, 'cannot reach QMP of a live QEMU');
+            this.setState(row, 'error', `QEMU ${pid} is alive but its QMP socket does not answer`, { lastError: (e as Error).message });
+            return;
+          }
+        }
+        if (isActive(row.state)) {
+          const to: InstanceState = row.state === 'stopping' ? 'stopped' : 'crashed';
+          this.finishExit(row, to, to === 'crashed' ? 'QEMU died while the daemon was down' : 'QEMU exited while the daemon was down');
+        } else {
+          removeRunDir(p);
+        }
+      });
+    }
+  }
+
+  /** Let go of every QEMU without stopping it: they outlive the daemon. */
+  detachAll(): void {
+    for (const m of this.monitors.values()) m.detach();
+    this.monitors.clear();
+    for (const r of this.rotators.values()) r.stop();
+  }
+}

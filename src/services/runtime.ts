@@ -1,0 +1,73 @@
+/** From a stored instance to what QEMU needs: the launch plan, the runtime dir and its status file. */
+import { createHash } from 'node:crypto';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import type { InstancePaths } from '../core/paths.js';
+import type { Accelerator } from '../core/spec.js';
+import type { LaunchPlan } from '../qemu/argv.js';
+import type { ImageRecord } from '../storage/images.js';
+import type { InstanceRow } from '../store/store.js';
+
+export const OVMF_CODE = process.env.CORRAL_OVMF_CODE ?? '/usr/share/OVMF/OVMF_CODE_4M.fd';
+export const OVMF_VARS = process.env.CORRAL_OVMF_VARS ?? '/usr/share/OVMF/OVMF_VARS_4M.fd';
+
+/** A stable, locally administered MAC in QEMU's 52:54:00 range, derived from the instance uuid. */
+export function macFor(uuid: string): string {
+  const h = createHash('sha256').update(uuid).digest();
+  return ['52', '54', '00', h[0], h[1], h[2]].map((b) => (typeof b === 'number' ? b.toString(16).padStart(2, '0') : b)).join(':');
+}
+
+export function launchPlan(row: InstanceRow, image: ImageRecord, accel: Accelerator, p: InstancePaths, daemonize = true): LaunchPlan {
+  const plan: LaunchPlan = {
+    uuid: row.uuid,
+    name: row.name,
+    accel,
+    cpus: row.spec.cpus,
+    memory: row.spec.memory,
+    machine: 'pc',
+    firmware: row.spec.firmware === 'uefi' ? { kind: 'uefi', code: OVMF_CODE, vars: p.efiVars } : { kind: 'bios' },
+    disks: [{ id: 'disk0', path: p.disk, format: 'qcow2', bus: 'virtio-blk', bootindex: 1 }],
+    nics: row.spec.network === 'user' ? [{ id: 'nic0', model: 'virtio-net-pci', mode: 'user', mac: row.mac }] : [],
+    paths: { qmp: p.qmp, console: p.console, consoleLog: p.consoleLog, pidfile: p.pidfile },
+    daemonize,
+    sandbox: true,
+  };
+  if (image.kind === 'kernel' && image.kernel) {
+    plan.kernel = { kernel: image.kernel, initrd: image.initrd, cmdline: `${image.cmdline ?? 'console=ttyS0'} corral.hostname=${row.name}` };
+  }
+  return plan;
+}
+
+export interface RuntimeStatus {
+  uuid: string;
+  name: string;
+  pid: number;
+  startTicks: number | null;
+  qmp: string;
+  qemuVersion: string;
+  accel: Accelerator;
+  startedAt: string;
+  operation: string | null;
+}
+
+export function prepareRunDir(p: InstancePaths): void {
+  rmSync(p.runDir, { recursive: true, force: true });
+  mkdirSync(p.runDir, { recursive: true, mode: 0o700 });
+}
+
+export function writeStatus(p: InstancePaths, s: RuntimeStatus): void {
+  const tmp = `${p.status}.tmp`;
+  writeFileSync(tmp, JSON.stringify(s, null, 2), { mode: 0o600 });
+  renameSync(tmp, p.status);
+}
+
+export function readStatus(p: InstancePaths): RuntimeStatus | null {
+  try {
+    return existsSync(p.status) ? (JSON.parse(readFileSync(p.status, 'utf8')) as RuntimeStatus) : null;
+  } catch {
+    return null;
+  }
+}
+
+export function removeRunDir(p: InstancePaths): void {
+  rmSync(p.runDir, { recursive: true, force: true });
+}

@@ -1,0 +1,199 @@
+/**
+ * The image store: one folder a image under $DATA/images/<name>/, described by image.json. An image is
+ * assembled in a hidden staging folder (`.staging-<name>-<random>`), its image.json written last
+ * (tmp + fsync + rename), and the folder renamed into place: a half-made image never shows, and a
+ * failed import leaves nothing behind.
+ */
+import { closeSync, existsSync, fsyncSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync, accessSync, constants } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { CorralError, invalidSpec } from '../core/errors.js';
+import { dataPaths } from '../core/paths.js';
+import { printable, validateName } from '../core/spec.js';
+import { convert, imgInfo, type ImgFormat, type ImgInfo } from '../qemu/img.js';
+import { checkImageHeader, checkImgInfo } from './inspect.js';
+
+export interface ImageRecord {
+  name: string;
+  kind: 'kernel' | 'disk';
+  format: 'qcow2' | 'raw';
+  /** absolute path of the root disk */
+  disk: string;
+  kernel?: string;
+  initrd?: string;
+  /** base kernel command line for direct kernel boot (kind 'kernel' only); the daemon appends corral.hostname=NAME */
+  cmdline?: string;
+  virtualSize: number;
+  createdAt: string;
+  source: 'tiny' | 'import';
+}
+
+export type Progress = (ev: { step: string; message: string; percent?: number }) => void;
+
+const RECORD = 'image.json';
+
+/** Write JSON so that readers see the old file or the whole new one, never a part. */
+export function writeJsonAtomic(path: string, value: unknown): void {
+  const tmp = `${path}.tmp-${process.pid}`;
+  const fd = openSync(tmp, 'w', 0o644);
+  try {
+    writeSync(fd, `${JSON.stringify(value, null, 2)}\n`);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, path);
+}
+
+function isRecord(v: unknown): v is ImageRecord {
+  if (typeof v !== 'object' || v === null) return false;
+  const r = v as Record<string, unknown>;
+  return typeof r.name === 'string' && (r.kind === 'kernel' || r.kind === 'disk') && (r.format === 'qcow2' || r.format === 'raw')
+    && typeof r.disk === 'string' && typeof r.virtualSize === 'number';
+}
+
+async function inspect(path: string, format: ImgFormat): Promise<ImgInfo> {
+  try {
+    return await imgInfo(path, format);
+  } catch (e) {
+    if (e instanceof CorralError && e.code === 'INVALID_IMAGE') {
+      const reason = typeof e.details.stderr === 'string' ? e.details.stderr : e.message;
+      throw new CorralError('INVALID_IMAGE', `image refused: format: not a valid ${format} image: ${reason}`, { field: 'format', reason });
+    }
+    throw e;
+  }
+}
+
+export class ImageStore {
+  readonly dir: string;
+
+  constructor(dataDir: string) {
+    this.dir = dataPaths(dataDir).images;
+  }
+
+  /** The folder an image lives in once committed. */
+  pathOf(name: string): string {
+    return join(this.dir, name);
+  }
+
+  list(): ImageRecord[] {
+    let names: string[];
+    try {
+      names = readdirSync(this.dir);
+    } catch {
+      return [];
+    }
+    const out: ImageRecord[] = [];
+    for (const n of names.sort()) {
+      if (n.startsWith('.')) continue;
+      const r = this.read(n);
+      if (r) out.push(r);
+    }
+    return out;
+  }
+
+  tryGet(name: string): ImageRecord | null {
+    try {
+      validateName('name', name);
+    } catch {
+      return null;
+    }
+    return this.read(name);
+  }
+
+  get(name: string): ImageRecord {
+    validateName('name', name);
+    const r = this.read(name);
+    if (!r) throw new CorralError('IMAGE_NOT_FOUND', `image "${name}" does not exist`, { name });
+    return r;
+  }
+
+  private read(name: string): ImageRecord | null {
+    try {
+      const v: unknown = JSON.parse(readFileSync(join(this.dir, name, RECORD), 'utf8'));
+      return isRecord(v) && v.name === name ? v : null;
+    } catch {
+      return null;
+    }
+  }
+
+  /** A fresh hidden staging folder for building image `name`; remove it on failure with discard(). */
+  stage(name: string): string {
+    mkdirSync(this.dir, { recursive: true, mode: 0o755 });
+    return mkdtempSync(join(this.dir, `.staging-${name}-`));
+  }
+
+  discard(staging: string): void {
+    rmSync(staging, { recursive: true, force: true });
+  }
+
+  /**
+   * Write image.json into the staging folder and move the folder into place. Refuses (ALREADY_EXISTS) when
+   * the name exists, unless replace is set: then the old folder is moved aside and removed afterwards.
+   */
+  commit(staging: string, record: ImageRecord, opts: { replace?: boolean } = {}): ImageRecord {
+    writeJsonAtomic(join(staging, RECORD), record);
+    const final = this.pathOf(record.name);
+    let old: string | null = null;
+    if (existsSync(final)) {
+      if (!opts.replace && this.read(record.name)) throw new CorralError('ALREADY_EXISTS', `image "${record.name}" already exists`, { name: record.name });
+      // replaced, or a leftover folder without a valid image.json (an interrupted older version)
+      old = mkdtempSync(join(this.dir, `.removing-${record.name}-`));
+      renameSync(final, join(old, 'image'));
+    }
+    try {
+      renameSync(staging, final);
+    } catch (e) {
+      if (old) renameSync(join(old, 'image'), final);
+      throw e;
+    } finally {
+      if (old) rmSync(old, { recursive: true, force: true });
+    }
+    return record;
+  }
+
+  async import(name: string, file: string, format: 'qcow2' | 'raw', progress: Progress = () => {}): Promise<ImageRecord> {
+    validateName('name', name);
+    if (format !== 'qcow2' && format !== 'raw') throw invalidSpec('format', `"${printable(String(format))}" is not an image format: use qcow2 or raw`);
+    if (typeof file !== 'string' || file.length === 0) throw invalidSpec('file', 'a file path is required');
+    const src = resolve(file);
+    let st;
+    try {
+      st = statSync(src);
+      accessSync(src, constants.R_OK);
+    } catch (e) {
+      throw invalidSpec('file', `cannot read "${printable(file)}": ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
+    }
+    if (!st.isFile()) throw invalidSpec('file', `"${printable(file)}" is not a regular file`);
+    if (existsSync(this.pathOf(name))) throw new CorralError('ALREADY_EXISTS', `image "${name}" already exists`, { name });
+
+    progress({ step: 'inspect', message: `inspecting ${src} as ${format}` });
+    checkImageHeader(src, format);
+    checkImgInfo(await inspect(src, format), format);
+
+    const staging = this.stage(name);
+    try {
+      const disk = join(staging, `disk.${format}`);
+      progress({ step: 'copy', message: `copying into the image store`, percent: 0 });
+      await convert(src, format, disk, format, (p) => progress({ step: 'copy', message: `copying into the image store`, percent: p }));
+      const info = await imgInfo(disk, format);
+      checkImgInfo(info, format);
+      const record: ImageRecord = {
+        name, kind: 'disk', format, disk: join(this.pathOf(name), `disk.${format}`),
+        virtualSize: info['virtual-size'], createdAt: new Date().toISOString(), source: 'import',
+      };
+      this.commit(staging, record);
+      progress({ step: 'done', message: `image ${name} imported (${info['virtual-size']} bytes virtual)`, percent: 100 });
+      return record;
+    } catch (e) {
+      this.discard(staging);
+      throw e;
+    }
+  }
+
+  remove(name: string): void {
+    this.get(name);
+    const trash = mkdtempSync(join(this.dir, `.removing-${name}-`));
+    renameSync(this.pathOf(name), join(trash, 'image'));
+    rmSync(trash, { recursive: true, force: true });
+  }
+}

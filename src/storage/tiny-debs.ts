@@ -1,0 +1,116 @@
+/**
+ * Debian packages for the tiny image: find the current cloud kernel package, download it and
+ * busybox-static with `apt-get download` into a cache keyed by the package file names, and unpack them with
+ * `dpkg-deb -x`. Nothing is ever installed on the host.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { CorralError } from '../core/errors.js';
+
+export const KERNEL_META_PACKAGE = 'linux-image-cloud-amd64';
+
+export function toolEnv(): NodeJS.ProcessEnv {
+  return { PATH: `${process.env.PATH ?? '/usr/bin:/bin'}:/usr/sbin:/sbin`, LANG: 'C', LC_ALL: 'C', DEBIAN_FRONTEND: 'noninteractive' };
+}
+
+/** Run a tool (argv, no shell); a failure names the tool and its last stderr line. */
+export function tool(cmd: string, args: string[], opts: { cwd?: string; maxBuffer?: number } = {}): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(cmd, args, { cwd: opts.cwd, env: toolEnv(), maxBuffer: opts.maxBuffer ?? 32 * 1024 * 1024, encoding: 'utf8' }, (err, stdout, stderr) => {
+      if (!err) {
+        resolve(stdout);
+        return;
+      }
+      const e = err as NodeJS.ErrnoException;
+      const why = e.code === 'ENOENT' ? 'not installed' : (stderr.trim().split('\n').filter((l) => !l.startsWith('W:')).pop() ?? e.message);
+      reject(new CorralError('INTERNAL', `${cmd} ${args[0] ?? ''}: ${why}`.slice(0, 2000), { command: cmd }));
+    });
+  });
+}
+
+function aptListsPresent(): boolean {
+  try {
+    return readdirSync('/var/lib/apt/lists').some((f) => f.includes('_Packages'));
+  } catch {
+    return false;
+  }
+}
+
+/** `apt-get update` when the package lists are empty (a fresh container). */
+export async function ensureAptLists(): Promise<boolean> {
+  if (aptListsPresent()) return false;
+  await tool('apt-get', ['update', '-q']);
+  return true;
+}
+
+/** `apt-cache depends linux-image-cloud-amd64` -> the one versioned kernel package it depends on. */
+export function parseKernelDepends(text: string): string | null {
+  const m = /Depends:\s*(linux-image-[0-9][^\s|]*-cloud-amd64)\b/.exec(text);
+  return m?.[1] ?? null;
+}
+
+export async function resolveKernelPackage(): Promise<string> {
+  const pkg = parseKernelDepends(await tool('apt-cache', ['depends', KERNEL_META_PACKAGE]));
+  if (!pkg) throw new CorralError('INTERNAL', `apt-cache depends ${KERNEL_META_PACKAGE} names no linux-image-*-cloud-amd64 package`);
+  return pkg;
+}
+
+/** The file name `apt-get download` gives a package: NAME_VERSION_ARCH.deb, ':' written as %3a. */
+export function debFileName(show: string): string | null {
+  const field = (k: string): string | undefined => new RegExp(`^${k}:\\s*(\\S+)`, 'm').exec(show)?.[1];
+  const [p, v, a] = [field('Package'), field('Version'), field('Architecture')];
+  return p && v && a ? `${p}_${v.replace(/:/g, '%3a')}_${a}.deb` : null;
+}
+
+/**
+ * The .deb of each package in `dir`, downloading only those not there yet (the key is the file name, which
+ * holds the version: a newer package is a new file). Downloads land in a temporary folder first so that a
+ * broken download is never taken for a cached one.
+ */
+export async function fetchDebs(dir: string, packages: string[], log: (msg: string) => void): Promise<Map<string, string>> {
+  mkdirSync(dir, { recursive: true });
+  const out = new Map<string, string>();
+  const need: string[] = [];
+  for (const pkg of packages) {
+    const name = debFileName(await tool('apt-cache', ['show', '--no-all-versions', pkg]));
+    if (!name) throw new CorralError('INTERNAL', `apt-cache show ${pkg} gave no version`);
+    if (existsSync(join(dir, name))) {
+      log(`reusing ${name}`);
+      out.set(pkg, join(dir, name));
+    } else need.push(pkg);
+  }
+  if (need.length > 0) {
+    const tmp = mkdtempSync(join(dir, '.download-'));
+    try {
+      log(`downloading ${need.join(' ')}`);
+      await tool('apt-get', ['download', '-q', ...need], { cwd: tmp });
+      for (const pkg of need) {
+        const file = readdirSync(tmp).find((f) => f.startsWith(`${pkg}_`) && f.endsWith('.deb'));
+        if (!file) throw new CorralError('INTERNAL', `apt-get download ${pkg} produced no .deb`);
+        renameSync(join(tmp, file), join(dir, file));
+        out.set(pkg, join(dir, file));
+      }
+    } finally {
+      rmSync(tmp, { recursive: true, force: true });
+    }
+  }
+  return out;
+}
+
+/** `dpkg-deb -x` a package once into root/<file name>/; later calls reuse the tree. */
+export async function unpackDeb(deb: string, root: string): Promise<string> {
+  const base = deb.slice(deb.lastIndexOf('/') + 1).replace(/\.deb$/, '');
+  const dest = join(root, base);
+  if (existsSync(dest)) return dest;
+  mkdirSync(root, { recursive: true });
+  const tmp = mkdtempSync(join(root, '.unpack-'));
+  try {
+    await tool('dpkg-deb', ['-x', deb, tmp]);
+    renameSync(tmp, dest);
+  } catch (e) {
+    rmSync(tmp, { recursive: true, force: true });
+    throw e;
+  }
+  return dest;
+}

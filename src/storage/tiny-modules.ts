@@ -1,0 +1,92 @@
+/**
+ * Which kernel modules the tiny guest loads, and in what order. Pure: everything comes in as text
+ * (modules.dep, modules.builtin), so the ordering is unit-tested without a kernel package.
+ */
+
+/**
+ * Drivers for the devices Corral gives a guest (virtio, the emulated IDE/SATA/SCSI disks and NICs, the
+ * ACPI power button through evdev) and the root filesystem. Those the kernel builds in are simply absent
+ * from modules.dep; those it lacks altogether (e1000 in the cloud kernel) are reported.
+ */
+export const TINY_MODULES = [
+  'virtio', 'virtio_ring', 'virtio_pci_legacy_dev', 'virtio_pci_modern_dev', 'virtio_pci',
+  'virtio_blk', 'failover', 'net_failover', 'virtio_net', 'virtio_scsi', 'virtio_balloon', 'virtio_console', 'virtio_rng',
+  'scsi_mod', 'scsi_common', 'sd_mod', 'cdrom', 'sr_mod', 'libata', 'ata_piix', 'ata_generic', 'libahci', 'ahci',
+  'mii', 'e1000', 'e1000e', '8139cp', '8139too',
+  'evdev', 'button',
+  'crc16', 'mbcache', 'jbd2', 'crc32c_generic', 'crc32c_intel', 'libcrc32c', 'ext4',
+] as const;
+
+/** The module name of a path: basename without .ko[.xz|.zst|.gz], '-' read as '_' (as the kernel does). */
+export function moduleName(path: string): string {
+  const base = path.slice(path.lastIndexOf('/') + 1);
+  return base.replace(/\.ko(\.(xz|zst|gz))?$/, '').replace(/-/g, '_');
+}
+
+export interface ModuleDep {
+  path: string;
+  deps: string[];
+}
+
+/** Parse modules.dep ("path: dep-path dep-path ...") into name -> entry. */
+export function parseModulesDep(text: string): Map<string, ModuleDep> {
+  const map = new Map<string, ModuleDep>();
+  for (const raw of text.split('\n')) {
+    const line = raw.trim();
+    if (!line || line.startsWith('#')) continue;
+    const colon = line.indexOf(':');
+    if (colon <= 0) continue;
+    const path = line.slice(0, colon).trim();
+    const deps = line.slice(colon + 1).trim().split(/\s+/).filter(Boolean);
+    map.set(moduleName(path), { path, deps });
+  }
+  return map;
+}
+
+/** Names listed in modules.builtin (one path a line). */
+export function builtinModules(text: string): Set<string> {
+  return new Set(text.split('\n').map((l) => l.trim()).filter(Boolean).map(moduleName));
+}
+
+export interface ModuleOrder {
+  /** module paths as modules.dep names them, every module after all of its dependencies */
+  order: string[];
+  /** wanted names that modules.dep does not list (built into the kernel, or not there at all) */
+  missing: string[];
+}
+
+/**
+ * The dependency closure of `wanted`, ordered so that each module comes after everything it depends on
+ * (depth-first, post-order; ties keep the order of `wanted`). A dependency cycle cannot be loaded by insmod
+ * in any order, so it is an error.
+ */
+export function orderModules(modulesDep: string, wanted: readonly string[]): ModuleOrder {
+  const deps = parseModulesDep(modulesDep);
+  const byPath = new Map<string, ModuleDep>();
+  for (const d of deps.values()) byPath.set(d.path, d);
+  const order: string[] = [];
+  const missing: string[] = [];
+  const done = new Set<string>();
+  const onStack = new Set<string>();
+
+  const visit = (entry: ModuleDep, chain: string[]): void => {
+    if (done.has(entry.path)) return;
+    if (onStack.has(entry.path)) throw new Error(`module dependency cycle: ${[...chain, entry.path].map(moduleName).join(' -> ')}`);
+    onStack.add(entry.path);
+    for (const dp of entry.deps) {
+      const dep = byPath.get(dp) ?? deps.get(moduleName(dp));
+      if (!dep) throw new Error(`${entry.path} depends on ${dp}, which modules.dep does not list`);
+      visit(dep, [...chain, entry.path]);
+    }
+    onStack.delete(entry.path);
+    done.add(entry.path);
+    order.push(entry.path);
+  };
+
+  for (const w of wanted) {
+    const entry = deps.get(moduleName(w));
+    if (entry) visit(entry, []);
+    else if (!missing.includes(w)) missing.push(w);
+  }
+  return { order, missing };
+}

@@ -1,0 +1,119 @@
+/** SQLite store (better-sqlite3, WAL). All SQL of the embedded store lives here. */
+import Database from 'better-sqlite3';
+import { CorralError } from '../core/errors.js';
+import type { InstanceRow, Store, StoredEvent } from './store.js';
+
+const SCHEMA = `
+CREATE TABLE IF NOT EXISTS instances (
+  uuid TEXT PRIMARY KEY,
+  name TEXT NOT NULL UNIQUE,
+  spec TEXT NOT NULL,
+  state TEXT NOT NULL,
+  accel TEXT,
+  pid INTEGER,
+  pid_start INTEGER,
+  mac TEXT NOT NULL,
+  created_at TEXT NOT NULL,
+  started_at TEXT,
+  last_error TEXT,
+  updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  time TEXT NOT NULL,
+  type TEXT NOT NULL,
+  instance TEXT,
+  data TEXT NOT NULL
+);
+`;
+
+const KEEP_EVENTS = 10_000;
+
+interface Raw {
+  uuid: string; name: string; spec: string; state: string; accel: string | null; pid: number | null; pid_start: number | null;
+  mac: string; created_at: string; started_at: string | null; last_error: string | null; updated_at: string;
+}
+
+const COLUMNS: Record<string, string> = {
+  spec: 'spec', state: 'state', accel: 'accel', pid: 'pid', pidStart: 'pid_start', mac: 'mac',
+  startedAt: 'started_at', lastError: 'last_error', updatedAt: 'updated_at',
+};
+
+function fromRaw(r: Raw): InstanceRow {
+  return {
+    uuid: r.uuid, name: r.name, spec: JSON.parse(r.spec), state: r.state as InstanceRow['state'],
+    accel: r.accel as InstanceRow['accel'], pid: r.pid, pidStart: r.pid_start, mac: r.mac, createdAt: r.created_at,
+    startedAt: r.started_at, lastError: r.last_error, updatedAt: r.updated_at,
+  };
+}
+
+export class SqliteStore implements Store {
+  private db: Database.Database;
+  private eventCount = 0;
+
+  constructor(file: string) {
+    this.db = new Database(file);
+    this.db.pragma('journal_mode = WAL');
+    this.db.pragma('synchronous = NORMAL');
+    this.db.pragma('busy_timeout = 5000');
+    this.db.exec(SCHEMA);
+  }
+
+  listInstances(): InstanceRow[] {
+    return (this.db.prepare('SELECT * FROM instances ORDER BY name').all() as Raw[]).map(fromRaw);
+  }
+
+  getInstance(name: string): InstanceRow | null {
+    const r = this.db.prepare('SELECT * FROM instances WHERE name = ?').get(name) as Raw | undefined;
+    return r ? fromRaw(r) : null;
+  }
+
+  insertInstance(row: InstanceRow): void {
+    try {
+      this.db.prepare(`INSERT INTO instances (uuid, name, spec, state, accel, pid, pid_start, mac, created_at, started_at, last_error, updated_at)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(row.uuid, row.name, JSON.stringify(row.spec), row.state, row.accel, row.pid,
+        row.pidStart, row.mac, row.createdAt, row.startedAt, row.lastError, row.updatedAt);
+    } catch (e) {
+      if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') {
+        throw new CorralError('ALREADY_EXISTS', `instance "${row.name}" already exists`, { field: 'name' });
+      }
+      throw e;
+    }
+  }
+
+  updateInstance(uuid: string, patch: Partial<Omit<InstanceRow, 'uuid' | 'name' | 'createdAt'>>): void {
+    const sets: string[] = [];
+    const values: unknown[] = [];
+    const full = { ...patch, updatedAt: new Date().toISOString() };
+    for (const [k, v] of Object.entries(full)) {
+      const col = COLUMNS[k];
+      if (!col) continue;
+      sets.push(`${col} = ?`);
+      values.push(k === 'spec' ? JSON.stringify(v) : v);
+    }
+    this.db.prepare(`UPDATE instances SET ${sets.join(', ')} WHERE uuid = ?`).run(...values, uuid);
+  }
+
+  deleteInstance(uuid: string): void {
+    this.db.prepare('DELETE FROM instances WHERE uuid = ?').run(uuid);
+  }
+
+  appendEvent(type: string, instance: string | null, data: Record<string, unknown>): StoredEvent {
+    const time = new Date().toISOString();
+    const info = this.db.prepare('INSERT INTO events (time, type, instance, data) VALUES (?, ?, ?, ?)').run(time, type, instance, JSON.stringify(data));
+    const id = Number(info.lastInsertRowid);
+    if (++this.eventCount % 1000 === 0) this.db.prepare('DELETE FROM events WHERE id <= ?').run(id - KEEP_EVENTS);
+    return { id, time, type, instance, data };
+  }
+
+  eventsSince(id: number, limit: number): StoredEvent[] {
+    const rows = this.db.prepare('SELECT * FROM events WHERE id > ? ORDER BY id LIMIT ?').all(id, limit) as Array<{
+      id: number; time: string; type: string; instance: string | null; data: string;
+    }>;
+    return rows.map((r) => ({ ...r, data: JSON.parse(r.data) }));
+  }
+
+  close(): void {
+    this.db.close();
+  }
+}

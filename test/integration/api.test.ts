@@ -1,0 +1,112 @@
+/** The API as a program sees it: OpenAPI, events, TCP behind a bearer token, the host and its accelerator. */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import { request } from 'node:http';
+import { join } from 'node:path';
+import { Daemon, haveTinyBase, newDataDir } from './harness.js';
+
+const skip = haveTinyBase() ? false : 'the tiny image is not built (run make test-base)';
+const PORT = 20000 + Math.floor(Math.random() * 20000);
+let d: Daemon;
+
+before(async () => {
+  if (skip) return;
+  d = new Daemon(newDataDir(), ['--listen', `127.0.0.1:${PORT}`]);
+  await d.start();
+});
+after(async () => {
+  if (d) await d.destroy();
+});
+
+function tcp(path: string, token?: string): Promise<{ status: number; body: any }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port: PORT, path, headers: token ? { authorization: `Bearer ${token}` } : {} }, (res) => {
+      let text = '';
+      res.on('data', (c: Buffer) => { text += c.toString(); });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+test('the unix socket and the token are for root only', { skip }, () => {
+  assert.equal(statSync(d.socket).mode & 0o777, 0o600);
+  const token = join(d.dataDir, 'token');
+  assert.ok(existsSync(token));
+  assert.equal(statSync(token).mode & 0o777, 0o600);
+});
+
+test('TCP requires the bearer token', { skip }, async () => {
+  const none = await tcp('/v1/instances');
+  assert.equal(none.status, 401);
+  assert.equal(none.body.error.code, 'UNAUTHORIZED');
+  const wrong = await tcp('/v1/instances', 'x'.repeat(64));
+  assert.equal(wrong.status, 401);
+  const token = readFileSync(join(d.dataDir, 'token'), 'utf8').trim();
+  const ok = await tcp('/v1/instances', token);
+  assert.equal(ok.status, 200);
+  assert.deepEqual(ok.body, { instances: [] });
+});
+
+test('OpenAPI document lists the routes', { skip }, async () => {
+  const r = await d.api('GET', '/openapi.json');
+  assert.equal(r.status, 200);
+  for (const p of ['/v1/instances', '/v1/instances/{name}', '/v1/instances/{name}/start', '/v1/instances/{name}/stop', '/v1/images', '/v1/host', '/v1/events']) {
+    assert.ok(r.body.paths[p], `missing ${p}`);
+  }
+});
+
+test('unknown routes are coded 404s', { skip }, async () => {
+  const r = await d.api('GET', '/v1/nothing');
+  assert.equal(r.status, 404);
+  assert.equal(r.body.error.code, 'NOT_FOUND');
+});
+
+test('host show names the accelerator and why; KVM is chosen only if a guest really boots under it', { skip, timeout: 60_000 }, async () => {
+  const r = await d.api('GET', '/v1/host');
+  assert.equal(r.status, 200);
+  assert.ok(['kvm', 'tcg'].includes(r.body.accelerator));
+  assert.ok(r.body.acceleratorReason.length > 10);
+  assert.match(r.body.qemu.version, /^\d+\.\d+/);
+  assert.ok(r.body.cpus >= 1);
+  assert.ok(r.body.memory.total > 0);
+  if (r.body.accelerator === 'tcg' && existsSync('/dev/kvm')) {
+    // /dev/kvm is there but not used: the reason must say what the probe saw.
+    assert.match(r.body.acceleratorReason, /KVM/);
+  }
+  const cli = await d.cli(['host', 'show', '--json']);
+  assert.equal(cli.code, 0, cli.stderr);
+  assert.equal(JSON.parse(cli.stdout).accelerator, r.body.accelerator);
+});
+
+test('events stream state changes as server-sent events', { skip, timeout: 60_000 }, async () => {
+  const seen: string[] = [];
+  const req = request({ socketPath: d.socket, path: '/v1/events?since=0' });
+  const done = new Promise<void>((resolve) => {
+    req.on('response', (res) => {
+      assert.equal(res.headers['content-type'], 'text/event-stream');
+      let buf = '';
+      res.on('data', (c: Buffer) => {
+        buf += c.toString();
+        for (const m of buf.matchAll(/^data: (.*)$/gm)) {
+          const ev = JSON.parse(m[1]!);
+          if (ev.type === 'instance.state') seen.push(`${ev.data.from}->${ev.data.to}`);
+        }
+        buf = buf.slice(buf.lastIndexOf('\n\n') + 2);
+        if (seen.includes('running->stopped') || seen.includes('stopping->stopped')) resolve();
+      });
+    });
+  });
+  req.end();
+  const c = await d.api('POST', '/v1/instances', { name: 'ev1', image: 'tiny', start: true });
+  assert.equal(c.status, 201);
+  assert.match(String(c.headers['server-timing']), /qemu;dur=/);
+  await d.api('POST', '/v1/instances/ev1/kill', {});
+  await done;
+  req.destroy();
+  assert.ok(seen.includes('stopped->starting'), seen.join(' '));
+  assert.ok(seen.includes('starting->running'), seen.join(' '));
+  await d.api('DELETE', '/v1/instances/ev1');
+});

@@ -1,0 +1,210 @@
+/**
+ * Integration test harness: a real daemon per test file, in its own data dir, driven through its API and
+ * the real `corral` CLI, with the tiny image (built once by `make test-base`) linked in.
+ */
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import WebSocket from 'ws';
+
+export const REPO = fileURLToPath(new URL('../../../', import.meta.url));
+export const CLI = join(REPO, 'dist/src/cli/main.js');
+const BASE = process.env.CORRAL_TEST_BASE ?? join(REPO, '.data/test-base');
+
+export function haveTinyBase(): boolean {
+  return existsSync(join(BASE, 'images/tiny/image.json'));
+}
+
+/** Copy an image of the base data dir into another data dir (hard links; paths in image.json rewritten). */
+export function installImage(dataDir: string, name = 'tiny'): void {
+  const from = join(BASE, 'images', name);
+  const to = join(dataDir, 'images', name);
+  cpSync(from, to, { recursive: true });
+  const meta = readFileSync(join(from, 'image.json'), 'utf8').split(from).join(to);
+  writeFileSync(join(to, 'image.json'), meta);
+}
+
+export function newDataDir(withTiny = true): string {
+  const dir = mkdtempSync('/tmp/corral-it-');
+  if (withTiny) installImage(dir);
+  return dir;
+}
+
+export interface Reply<T = any> {
+  status: number;
+  body: T;
+  headers: Record<string, string | string[] | undefined>;
+}
+
+export class Daemon {
+  proc: ChildProcess | null = null;
+  log = '';
+  constructor(readonly dataDir: string, readonly extraArgs: string[] = []) {}
+
+  get socket(): string {
+    return join(this.dataDir, 'corral.sock');
+  }
+
+  env(): NodeJS.ProcessEnv {
+    return { ...process.env, CORRAL_DATA_DIR: this.dataDir, CORRAL_LOG_LEVEL: 'warn' };
+  }
+
+  async start(): Promise<void> {
+    rmSync(this.socket, { force: true });
+    const p = spawn(process.execPath, [CLI, 'daemon', ...this.extraArgs], { env: this.env(), stdio: ['ignore', 'pipe', 'pipe'] });
+    this.proc = p;
+    p.stdout!.on('data', (d: Buffer) => { this.log += d.toString(); });
+    p.stderr!.on('data', (d: Buffer) => { this.log += d.toString(); });
+    await waitFor(async () => {
+      if (p.exitCode !== null) throw new Error(`daemon exited ${p.exitCode}: ${this.log}`);
+      return existsSync(this.socket) && (await this.api('GET', '/v1/instances').then(() => true, () => false));
+    }, 20_000, 'daemon socket');
+  }
+
+  /** SIGKILL the daemon (QEMU processes must survive). */
+  async kill9(): Promise<void> {
+    const p = this.proc;
+    if (!p || p.exitCode !== null) return;
+    const exited = new Promise((r) => p.once('exit', r));
+    p.kill('SIGKILL');
+    await exited;
+  }
+
+  async stop(): Promise<void> {
+    const p = this.proc;
+    if (!p || p.exitCode !== null) return;
+    const exited = new Promise((r) => p.once('exit', r));
+    p.kill('SIGTERM');
+    await exited;
+  }
+
+  api<T = any>(method: string, path: string, body?: unknown): Promise<Reply<T>> {
+    return new Promise((resolve, reject) => {
+      const data = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+      const req = request(
+        { socketPath: this.socket, method, path, headers: data ? { 'content-type': 'application/json', 'content-length': data.length } : {} },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => {
+            const text = Buffer.concat(chunks).toString('utf8');
+            let parsed: unknown = text;
+            try {
+              parsed = JSON.parse(text);
+            } catch {
+              /* not JSON */
+            }
+            resolve({ status: res.statusCode ?? 0, body: parsed as T, headers: res.headers });
+          });
+        },
+      );
+      req.on('error', reject);
+      req.setTimeout(120_000, () => req.destroy(new Error(`${method} ${path} timed out`)));
+      req.end(data);
+    });
+  }
+
+  cli(args: string[], input?: string, timeoutMs = 120_000): Promise<{ code: number; stdout: string; stderr: string }> {
+    return new Promise((resolve) => {
+      const child = execFile(process.execPath, [CLI, ...args], { env: this.env(), timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
+        resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+      });
+      if (input !== undefined) child.stdin!.end(input);
+      else child.stdin!.end();
+    });
+  }
+
+  consoleLog(name: string): Promise<string> {
+    return this.api<string>('GET', `/v1/instances/${name}/console/log`).then((r) => (typeof r.body === 'string' ? r.body : JSON.stringify(r.body)));
+  }
+
+  async waitConsole(name: string, re: RegExp, timeoutMs = 60_000): Promise<string> {
+    let last = '';
+    await waitFor(async () => {
+      last = await this.consoleLog(name);
+      return re.test(last);
+    }, timeoutMs, `console of ${name} to match ${re}`, () => last.slice(-2000));
+    return last;
+  }
+
+  async waitState(name: string, state: string, timeoutMs = 30_000): Promise<any> {
+    let cur: any;
+    await waitFor(async () => {
+      cur = (await this.api('GET', `/v1/instances/${name}`)).body;
+      return cur?.state === state;
+    }, timeoutMs, `${name} to be ${state}`, () => JSON.stringify(cur));
+    return cur;
+  }
+
+  /** Kill every QEMU of this data dir and remove it (test clean-up). */
+  async destroy(): Promise<void> {
+    await this.kill9();
+    const run = join(this.dataDir, 'run');
+    if (existsSync(run)) {
+      for (const uuid of readdirSync(run)) {
+        try {
+          const pid = Number(readFileSync(join(run, uuid, 'qemu.pid'), 'utf8'));
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          /* gone */
+        }
+      }
+    }
+    rmSync(this.dataDir, { recursive: true, force: true });
+  }
+}
+
+export async function waitFor(fn: () => Promise<boolean> | boolean, timeoutMs: number, what: string, detail?: () => string): Promise<void> {
+  const t0 = Date.now();
+  for (;;) {
+    if (await fn()) return;
+    if (Date.now() - t0 > timeoutMs) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${detail ? `\n${detail()}` : ''}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/** An interactive serial console session over the API's websocket. */
+export class ConsoleSession {
+  buf = '';
+  private constructor(private ws: WebSocket) {
+    ws.on('message', (d: Buffer) => { this.buf += d.toString('utf8'); });
+  }
+
+  static open(d: Daemon, name: string): Promise<ConsoleSession> {
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(`ws+unix://${d.socket}:/v1/instances/${name}/console`);
+      ws.once('open', () => resolve(new ConsoleSession(ws)));
+      ws.once('error', reject);
+      ws.once('unexpected-response', (_req, res) => {
+        let body = '';
+        res.on('data', (c: Buffer) => { body += c.toString(); });
+        res.on('end', () => reject(new Error(`console refused: ${res.statusCode} ${body}`)));
+      });
+    });
+  }
+
+  send(text: string): void {
+    this.ws.send(Buffer.from(text));
+  }
+
+  async expect(re: RegExp, timeoutMs = 20_000): Promise<string> {
+    await waitFor(() => re.test(this.buf), timeoutMs, `console output matching ${re}`, () => this.buf.slice(-2000));
+    return this.buf;
+  }
+
+  /** Type a command and wait for a marker printed after it, returning what the command printed. */
+  async run(cmd: string, timeoutMs = 20_000): Promise<string> {
+    const tag = `__done_${Math.random().toString(36).slice(2, 8)}`;
+    const from = this.buf.length;
+    this.send(`${cmd}; echo ${tag.slice(0, 2)}''${tag.slice(2)}\n`);
+    await waitFor(() => this.buf.slice(from).includes(`${tag}\r\n`) || this.buf.slice(from).includes(`${tag}\n`), timeoutMs, `command "${cmd}"`, () => this.buf.slice(from));
+    const out = this.buf.slice(from);
+    return out.slice(0, out.lastIndexOf(tag));
+  }
+
+  close(): void {
+    this.ws.close();
+  }
+}

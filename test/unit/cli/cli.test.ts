@@ -1,0 +1,242 @@
+/** The compiled CLI against a fake API server on a unix socket (and on TCP with a token). */
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { IMAGE, INSTANCE, runCli, startFakeApi, type FakeApi } from './fake-api.js';
+
+let api: FakeApi;
+let env: Record<string, string>;
+
+before(async () => {
+  api = await startFakeApi();
+  env = { CORRAL_DATA_DIR: api.dir };
+});
+after(async () => {
+  await api.close();
+});
+
+function lastRequest(method: string, url: string): { body: string; headers: Record<string, unknown> } {
+  const r = [...api.requests].reverse().find((x) => x.method === method && x.url === url);
+  assert.ok(r, `expected a ${method} ${url} request`);
+  return r;
+}
+
+test('list --json prints exactly the API JSON, pretty-printed', async () => {
+  const r = await runCli(['list', '--json'], env);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stderr, '');
+  const parsed = JSON.parse(r.stdout) as { instances: unknown[] };
+  assert.equal(parsed.instances.length, 2);
+  assert.deepEqual(parsed.instances[0], INSTANCE);
+  assert.equal(r.stdout, `${JSON.stringify(parsed, null, 2)}\n`);
+});
+
+test('list prints a table with human sizes and dashes for nulls', async () => {
+  const r = await runCli(['list'], env);
+  assert.equal(r.code, 0, r.stderr);
+  const lines = r.stdout.trimEnd().split('\n');
+  assert.match(lines[0] ?? '', /^NAME\s+STATE\s+CPUS\s+MEMORY\s+ACCEL\s+PID\s+UPTIME\s+RSS\s+IMAGE$/);
+  assert.match(lines[1] ?? '', /^web1\s+running\s+2\s+512\.0 MiB\s+tcg\s+4242\s+1m15s\s+100\.0 MiB\s+tiny$/);
+  assert.match(lines[2] ?? '', /^db1\s+stopped\s+2\s+512\.0 MiB\s+-\s+-\s+-\s+-\s+tiny$/);
+});
+
+test('show lists every field, sizes human readable', async () => {
+  const r = await runCli(['show', 'web1'], env);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^memory:\s+512\.0 MiB$/m);
+  assert.match(r.stdout, /^disk\.path:\s+\/var\/lib\/corral\/instances\/x\/root\.qcow2$/m);
+  assert.match(r.stdout, /^disk\.allocated:\s+1\.0 MiB$/m);
+  assert.match(r.stdout, /^uptime:\s+1m15s$/m);
+  assert.match(r.stdout, /^lastError:\s+-$/m);
+  assert.match(r.stdout, /^uuid:\s+7f8e2a4c/m);
+});
+
+test('a 409 error body becomes "error: INVALID_STATE: ..." on stderr with exit 1', async () => {
+  const r = await runCli(['start', 'web1'], env);
+  assert.equal(r.code, 1);
+  assert.equal(r.stdout, '');
+  assert.equal(r.stderr, 'error: INVALID_STATE: cannot start "web1": it is running\n');
+  assert.equal(lastRequest('POST', '/v1/instances/web1/start').body, '{}');
+});
+
+test('an unknown instance: the 404 from the API', async () => {
+  const r = await runCli(['show', 'nope'], env);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /^error: NOT_FOUND: /);
+});
+
+test('stop sends the timeout (default 30, or --timeout) and prints a one-line result', async () => {
+  let r = await runCli(['stop', 'web1'], env);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout, 'web1: stopped\n');
+  assert.deepEqual(JSON.parse(lastRequest('POST', '/v1/instances/web1/stop').body), { timeout: 30 });
+  r = await runCli(['stop', 'web1', '--timeout', '5'], env);
+  assert.deepEqual(JSON.parse(lastRequest('POST', '/v1/instances/web1/stop').body), { timeout: 5 });
+  r = await runCli(['kill', 'web1', '--json'], env);
+  assert.equal((JSON.parse(r.stdout) as { state: string }).state, 'stopped');
+  assert.deepEqual(JSON.parse(lastRequest('POST', '/v1/instances/web1/kill').body), {});
+});
+
+test('create sends the right JSON body', async () => {
+  const r = await runCli(['create', 'web2', '--image', 'tiny', '--cpus', '2', '--memory', '512M', '--disk', '2G', '--firmware', 'uefi', '--network', 'none', '--accel', 'tcg', '--start'], env);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(JSON.parse(lastRequest('POST', '/v1/instances').body), {
+    name: 'web2', image: 'tiny', cpus: 2, memory: '512M', disk: '2G', firmware: 'uefi', network: 'none', accel: 'tcg', start: true,
+  });
+  assert.match(r.stdout, /^created web2: stopped\n$/);
+
+  const minimal = await runCli(['create', 'web3', '--image', 'tiny', '--json'], env);
+  assert.equal(minimal.code, 0, minimal.stderr);
+  assert.deepEqual(JSON.parse(lastRequest('POST', '/v1/instances').body), { name: 'web3', image: 'tiny' });
+  assert.equal((JSON.parse(minimal.stdout) as { name: string }).name, 'web3');
+});
+
+test('create rejects a non-integer --cpus before calling the API (commander usage error, exit 1)', async () => {
+  const before = api.requests.length;
+  const r = await runCli(['create', 'web4', '--image', 'tiny', '--cpus', 'two'], env);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /--cpus.*two.*whole number/);
+  assert.equal(api.requests.length, before);
+});
+
+test('delete --force sends force=true', async () => {
+  const r = await runCli(['delete', 'web1', '--force'], env);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout, 'web1: deleted\n');
+  lastRequest('DELETE', '/v1/instances/web1?force=true');
+});
+
+test('build-tiny: progress lines reach stderr, the result stdout', async () => {
+  let r = await runCli(['image', 'build-tiny', '--force'], env);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stderr, '[download] linux-image-amd64 42%\n[initramfs] packing\n');
+  assert.match(r.stdout, /^name:\s+tiny$/m);
+  assert.match(r.stdout, /^virtualSize:\s+256\.0 MiB$/m);
+  assert.deepEqual(JSON.parse(lastRequest('POST', '/v1/images/build-tiny').body), { force: true });
+
+  r = await runCli(['image', 'build-tiny', '--json'], env);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(JSON.parse(r.stdout), IMAGE);
+  assert.match(r.stderr, /\[download\] linux-image-amd64 42%/);
+  assert.deepEqual(JSON.parse(lastRequest('POST', '/v1/images/build-tiny').body), {});
+});
+
+test('image import resolves a relative file against the cwd; an error event exits 1', async () => {
+  const cwd = mkdtempSync(join(tmpdir(), 'corral-cwd-'));
+  try {
+    const r = await runCli(['image', 'import', 'disk1', 'sub/disk.qcow2', '--format', 'qcow2'], env, '', cwd);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /^\[inspect\] qemu-img info\n/);
+    assert.match(r.stderr, /error: INVALID_IMAGE: the image has a backing file\n$/);
+    assert.equal(r.stdout, '');
+    assert.deepEqual(JSON.parse(lastRequest('POST', '/v1/images').body), { name: 'disk1', file: join(cwd, 'sub/disk.qcow2'), format: 'qcow2' });
+  } finally {
+    rmSync(cwd, { recursive: true, force: true });
+  }
+});
+
+test('image list and host show', async () => {
+  let r = await runCli(['image', 'list'], env);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^NAME\s+KIND\s+FORMAT\s+SIZE/);
+  assert.match(r.stdout, /^tiny\s+kernel\s+raw\s+256\.0 MiB/m);
+  r = await runCli(['host', 'show'], env);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^memory\.total:\s+16 GiB$/m);
+  assert.match(r.stdout, /^qemu\.version:\s+8\.2\.2$/m);
+  assert.match(r.stdout, /^acceleratorReason:\s+KVM probe timed out$/m);
+  assert.match(r.stdout, /^futureField\.nested:\s+1, 2$/m);
+  r = await runCli(['host', 'show', '--json'], env);
+  assert.equal((JSON.parse(r.stdout) as { hostname: string }).hostname, 'h1');
+});
+
+test('events: one line per event; --json the raw event; a closed stream is an error', async () => {
+  let r = await runCli(['events', '--since', '5'], env);
+  assert.equal(r.code, 1);
+  assert.equal(r.stdout, '2025-01-01T00:00:00.000Z instance.state web1 {"from":"starting","to":"running"}\n2025-01-01T00:00:00.000Z daemon.started - {"pid":1}\n');
+  assert.match(r.stderr, /closed the event stream.*--since 7/);
+  r = await runCli(['events', '--since', '5', '--json'], env);
+  const evs = r.stdout.trimEnd().split('\n').map((l) => JSON.parse(l) as { id: number });
+  assert.deepEqual(evs.map((e) => e.id), [6, 7]);
+});
+
+test('console --log prints the raw bytes', async () => {
+  const r = await runCli(['console', 'web1', '--log'], env);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(r.stdoutBytes, Buffer.from('Linux version 6.1\r\nlogin: \x00\xff'));
+});
+
+test('console with piped stdin forwards it and lingers for the output', async () => {
+  const r = await runCli(['console', 'web1', '--linger', '300'], env, 'uname -a\n');
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout, 'Welcome to tiny\r\necho: uname -a\n');
+  assert.equal(Buffer.concat(api.consoleInput).toString(), 'uname -a\n');
+});
+
+test('console exits 0 when the guest closes the console', async () => {
+  const started = Date.now();
+  const r = await runCli(['console', 'web1', '--linger', '10000'], env, 'poweroff\n');
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /echo: poweroff/);
+  assert.ok(Date.now() - started < 8000);
+});
+
+test('a refused console upgrade shows the JSON error', async () => {
+  const r = await runCli(['console', 'db1'], env, '');
+  assert.equal(r.code, 1);
+  assert.equal(r.stderr, 'error: INVALID_STATE: the console of "db1" is not available: it is stopped\n');
+});
+
+test('no daemon: the "cannot reach" message', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'corral-none-'));
+  try {
+    const r = await runCli(['list'], { CORRAL_DATA_DIR: dir });
+    assert.equal(r.code, 1);
+    assert.equal(r.stderr, `error: cannot reach the corral daemon at ${join(dir, 'corral.sock')}: is it running? (start it with: corral daemon)\n`);
+    const c = await runCli(['console', 'web1'], { CORRAL_DATA_DIR: dir }, '');
+    assert.equal(c.code, 1);
+    assert.match(c.stderr, /^error: cannot reach the corral daemon at /);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('CORRAL_URL: TCP with the bearer token from CORRAL_TOKEN or the token file', async () => {
+  const tcp = await startFakeApi({ tcpToken: 's3cret' });
+  try {
+    const url = `http://127.0.0.1:${tcp.port}`;
+    let r = await runCli(['list', '--json'], { CORRAL_DATA_DIR: tcp.dir, CORRAL_URL: url, CORRAL_TOKEN: 's3cret' });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(tcp.requests.at(-1)?.headers.authorization, 'Bearer s3cret');
+
+    writeFileSync(join(tcp.dir, 'token'), 's3cret\n');
+    r = await runCli(['host', 'show', '--json'], { CORRAL_DATA_DIR: tcp.dir, CORRAL_URL: url });
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(tcp.requests.at(-1)?.headers.authorization, 'Bearer s3cret');
+
+    r = await runCli(['console', 'web1', '--linger', '200'], { CORRAL_DATA_DIR: tcp.dir, CORRAL_URL: url }, 'hi\n');
+    assert.equal(r.code, 0, r.stderr);
+    const up = tcp.requests.filter((x) => x.method === 'UPGRADE').at(-1);
+    assert.equal(up?.headers.authorization, 'Bearer s3cret');
+
+    r = await runCli(['list'], { CORRAL_DATA_DIR: tcp.dir, CORRAL_URL: url, CORRAL_TOKEN: 'wrong' });
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /^error: UNAUTHORIZED: /);
+  } finally {
+    await tcp.close();
+  }
+});
+
+test('--version prints the package version; usage errors exit 1', async () => {
+  let r = await runCli(['--version'], env);
+  assert.equal(r.code, 0);
+  assert.match(r.stdout, /^\d+\.\d+\.\d+/);
+  r = await runCli(['frobnicate'], env);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /unknown command/);
+  r = await runCli(['image', 'import', 'x', 'f'], env);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /--format/);
+});

@@ -1,0 +1,174 @@
+/** A tiny fake corral API for CLI tests: canned answers, every request recorded. */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { WebSocketServer } from 'ws';
+
+export const CLI = fileURLToPath(new URL('../../../src/cli/main.js', import.meta.url));
+
+export interface Recorded { method: string; url: string; headers: IncomingMessage['headers']; body: string }
+
+export const INSTANCE = {
+  name: 'web1', uuid: '7f8e2a4c-0000-4000-8000-000000000001', state: 'running', image: 'tiny', cpus: 2, memory: 536870912,
+  firmware: 'bios', network: 'user', mac: '52:54:00:12:34:56', accel: 'tcg', pid: 4242,
+  disk: { path: '/var/lib/corral/instances/x/root.qcow2', allocated: 1048576 }, uptime: 75, rss: 104857600,
+  createdAt: '2025-01-01T00:00:00.000Z', startedAt: '2025-01-01T00:00:05.000Z', lastError: null,
+};
+
+export const IMAGE = {
+  name: 'tiny', kind: 'kernel', format: 'raw', disk: '/d/images/tiny/disk.raw', kernel: '/d/images/tiny/vmlinuz', initrd: '/d/images/tiny/initrd.img',
+  cmdline: 'console=ttyS0', virtualSize: 268435456, createdAt: '2025-01-01T00:00:00.000Z', source: 'debian',
+};
+
+function send(res: ServerResponse, status: number, body: unknown): void {
+  res.writeHead(status, { 'content-type': 'application/json' });
+  res.end(JSON.stringify(body));
+}
+
+export function errorBody(code: string, message: string): unknown {
+  return { error: { code, message } };
+}
+
+type Handler = (req: IncomingMessage, res: ServerResponse, body: string) => void;
+
+const routes: Record<string, Handler> = {
+  'GET /v1/instances': (_q, res) => send(res, 200, { instances: [INSTANCE, { ...INSTANCE, name: 'db1', state: 'stopped', pid: null, uptime: null, rss: null, accel: null }] }),
+  'POST /v1/instances': (_q, res, body) => send(res, 201, { ...INSTANCE, ...(JSON.parse(body) as object), memory: 536870912, state: 'stopped', pid: null }),
+  'GET /v1/instances/web1': (_q, res) => send(res, 200, INSTANCE),
+  'POST /v1/instances/web1/start': (_q, res) => send(res, 409, errorBody('INVALID_STATE', 'cannot start "web1": it is running')),
+  'POST /v1/instances/web1/stop': (_q, res) => send(res, 200, { ...INSTANCE, state: 'stopped', pid: null }),
+  'POST /v1/instances/web1/kill': (_q, res) => send(res, 200, { ...INSTANCE, state: 'stopped', pid: null }),
+  'DELETE /v1/instances/web1?force=true': (_q, res) => send(res, 200, { deleted: 'web1' }),
+  'GET /v1/instances/web1/console/log': (_q, res) => {
+    res.writeHead(200, { 'content-type': 'application/octet-stream' });
+    res.end(Buffer.from('Linux version 6.1\r\nlogin: \x00\xff'));
+  },
+  'GET /v1/images': (_q, res) => send(res, 200, { images: [IMAGE] }),
+  'POST /v1/images/build-tiny': (_q, res) => {
+    res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+    res.write(`${JSON.stringify({ type: 'progress', step: 'download', message: 'linux-image-amd64', percent: 42 })}\n`);
+    setTimeout(() => {
+      res.write(`${JSON.stringify({ type: 'progress', step: 'initramfs', message: 'packing' })}\n{"type":"res`);
+      setTimeout(() => res.end(`ult","image":${JSON.stringify(IMAGE)}}\n`), 20);
+    }, 20);
+  },
+  'POST /v1/images': (_q, res) => {
+    res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+    res.write(`${JSON.stringify({ type: 'progress', step: 'inspect', message: 'qemu-img info' })}\n`);
+    res.end(`${JSON.stringify({ type: 'error', error: { code: 'INVALID_IMAGE', message: 'the image has a backing file' } })}\n`);
+  },
+  'GET /v1/host': (_q, res) => send(res, 200, {
+    hostname: 'h1', accelerator: 'tcg', acceleratorReason: 'KVM probe timed out', acceleratorForced: false,
+    qemu: { binary: '/usr/bin/qemu-system-x86_64', version: '8.2.2', machines: 40, devices: 300 },
+    cpus: 16, cpuModel: 'Test CPU', memory: { total: 17179869184, available: 8589934592 }, futureField: { nested: [1, 2] },
+  }),
+  'GET /v1/events?since=5': (_q, res) => {
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    const ev = { id: 6, time: '2025-01-01T00:00:00.000Z', type: 'instance.state', instance: 'web1', data: { from: 'starting', to: 'running' } };
+    res.write(`id: 6\nevent: instance.state\ndata: ${JSON.stringify(ev)}\n\n: connected\n\n`);
+    setTimeout(() => res.end(`id: 7\r\nevent: daemon.started\r\ndata: ${JSON.stringify({ ...ev, id: 7, type: 'daemon.started', instance: null, data: { pid: 1 } })}\r\n\r\n`), 20);
+  },
+};
+
+export interface FakeApi {
+  dir: string;
+  socket: string;
+  requests: Recorded[];
+  /** Bytes the console websocket received from the CLI. */
+  consoleInput: Buffer[];
+  close(): Promise<void>;
+}
+
+function handler(requests: Recorded[], token?: string) {
+  return (req: IncomingMessage, res: ServerResponse): void => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const body = Buffer.concat(chunks).toString('utf8');
+      requests.push({ method: req.method ?? '', url: req.url ?? '', headers: req.headers, body });
+      if (token !== undefined && req.headers.authorization !== `Bearer ${token}`) {
+        send(res, 401, errorBody('UNAUTHORIZED', 'a valid bearer token is required'));
+        return;
+      }
+      const route = routes[`${req.method} ${req.url}`];
+      if (route) route(req, res, body);
+      else send(res, 404, errorBody('NOT_FOUND', `no route ${req.method} ${req.url}`));
+    });
+  };
+}
+
+function listen(server: Server, target: string | number): Promise<void> {
+  return new Promise((resolve) => {
+    if (typeof target === 'string') server.listen(target, resolve);
+    else server.listen(target, '127.0.0.1', resolve);
+  });
+}
+
+/** A fake API on DIR/corral.sock (or TCP with a token when asked). */
+export async function startFakeApi(opts: { tcpToken?: string } = {}): Promise<FakeApi & { port?: number }> {
+  const dir = mkdtempSync(join(tmpdir(), 'corral cli '));
+  const socket = join(dir, 'corral.sock');
+  const requests: Recorded[] = [];
+  const consoleInput: Buffer[] = [];
+  const server = createServer(handler(requests, opts.tcpToken));
+  const wss = new WebSocketServer({ noServer: true });
+  server.on('upgrade', (req, sock, head) => {
+    requests.push({ method: 'UPGRADE', url: req.url ?? '', headers: req.headers, body: '' });
+    if (req.url === '/v1/instances/web1/console') {
+      wss.handleUpgrade(req, sock, head, (ws) => {
+        ws.send(Buffer.from('Welcome to tiny\r\n'));
+        ws.on('message', (d: Buffer) => {
+          consoleInput.push(Buffer.from(d));
+          // echo as a guest shell would, then power off on "poweroff"
+          ws.send(Buffer.concat([Buffer.from('echo: '), Buffer.from(d)]));
+          if (d.toString().includes('poweroff')) setTimeout(() => ws.close(1000, 'console closed'), 50);
+        });
+      });
+      return;
+    }
+    const body = JSON.stringify(errorBody('INVALID_STATE', 'the console of "db1" is not available: it is stopped'));
+    sock.end(`HTTP/1.1 409 Conflict\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`);
+  });
+  let port: number | undefined;
+  if (opts.tcpToken !== undefined) {
+    await listen(server, 0);
+    const addr = server.address();
+    port = typeof addr === 'object' && addr ? addr.port : undefined;
+  } else {
+    await listen(server, socket);
+  }
+  return {
+    dir, socket, requests, consoleInput, port,
+    close: async () => {
+      for (const c of wss.clients) c.terminate();
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface RunResult { code: number | null; stdout: string; stderr: string; stdoutBytes: Buffer }
+
+/** Run the compiled CLI as a child process. */
+export function runCli(args: string[], env: Record<string, string | undefined>, input?: string | null, cwd?: string): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const childEnv: NodeJS.ProcessEnv = { ...process.env, CORRAL_URL: undefined, CORRAL_TOKEN: undefined, ...env };
+    for (const k of Object.keys(childEnv)) if (childEnv[k] === undefined) delete childEnv[k];
+    const child = spawn(process.execPath, [CLI, ...args], { env: childEnv, cwd, stdio: ['pipe', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (c: Buffer) => out.push(c));
+    child.stderr.on('data', (c: Buffer) => err.push(c));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      const stdoutBytes = Buffer.concat(out);
+      resolve({ code, stdout: stdoutBytes.toString('utf8'), stderr: Buffer.concat(err).toString('utf8'), stdoutBytes });
+    });
+    if (input === null) return; // leave stdin open
+    child.stdin.end(input ?? '');
+  });
+}

@@ -1,0 +1,51 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { validateCreate, validateName } from '../../../src/core/spec.js';
+import { parseSize, MiB, GiB } from '../../../src/core/units.js';
+import { CorralError } from '../../../src/core/errors.js';
+
+const host = { cpus: 4, memory: 8 * GiB };
+
+function invalid(fn: () => unknown, field: string): void {
+  assert.throws(fn, (e: unknown) => {
+    assert.ok(e instanceof CorralError, String(e));
+    assert.equal(e.code, 'INVALID_SPEC');
+    assert.equal(e.status, 400);
+    assert.equal(e.details.field, field);
+    return true;
+  });
+}
+
+test('names must be DNS labels', () => {
+  assert.equal(validateName('name', 'web-1'), 'web-1');
+  for (const bad of ['a,b', 'a b', 'a/b', '..', 'a\nb', 'Web', '-a', 'a-', '', 'x'.repeat(64), 'a.b', 'é']) {
+    invalid(() => validateName('name', bad), 'name');
+  }
+});
+
+test('sizes parse with binary units and refuse nonsense', () => {
+  assert.equal(parseSize('memory', '512M'), 512 * MiB);
+  assert.equal(parseSize('memory', '1G'), GiB);
+  assert.equal(parseSize('memory', '1.5GiB'), 1.5 * GiB);
+  assert.equal(parseSize('memory', 1048576), MiB);
+  for (const bad of ['-1G', '0', '0M', 'lots', '12Q', '', -5, 0, 1.5, null]) invalid(() => parseSize('memory', bad), 'memory');
+});
+
+test('memory below 64 MiB, above the host, or not a size is refused', () => {
+  invalid(() => validateCreate({ name: 'a', image: 'tiny', memory: '32M' }, host), 'memory');
+  invalid(() => validateCreate({ name: 'a', image: 'tiny', memory: '64G' }, host), 'memory');
+  invalid(() => validateCreate({ name: 'a', image: 'tiny', memory: 'big' }, host), 'memory');
+  invalid(() => validateCreate({ name: 'a', image: 'tiny', memory: '-256M' }, host), 'memory');
+});
+
+test('cpus must be a positive integer within the host', () => {
+  invalid(() => validateCreate({ name: 'a', image: 'tiny', cpus: 0 }, host), 'cpus');
+  invalid(() => validateCreate({ name: 'a', image: 'tiny', cpus: 5 }, host), 'cpus');
+  invalid(() => validateCreate({ name: 'a', image: 'tiny', cpus: 1.5 }, host), 'cpus');
+});
+
+test('defaults: 1 vCPU, 256 MiB, BIOS, user network, automatic accelerator', () => {
+  const { name, spec } = validateCreate({ name: 'vm1', image: 'tiny' }, host);
+  assert.equal(name, 'vm1');
+  assert.deepEqual(spec, { image: 'tiny', cpus: 1, memory: 256 * MiB, disk: null, firmware: 'bios', network: 'user', accel: 'auto' });
+});

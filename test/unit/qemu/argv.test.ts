@@ -1,0 +1,43 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { buildArgv, type LaunchPlan } from '../../../src/qemu/argv.js';
+import { FIXTURES } from '../fixtures.js';
+
+// Golden files, as Proxmox keeps cfg2cmd pairs: test/fixtures/argv/NAME.plan.json -> NAME.args (one argument
+// a line). Run with UPDATE_GOLDENS=1 to rewrite them after an intended change, and review the diff.
+const dir = join(FIXTURES, 'argv');
+
+for (const f of readdirSync(dir).filter((n) => n.endsWith('.plan.json'))) {
+  const name = f.replace(/\.plan\.json$/, '');
+  test(`argv golden: ${name}`, () => {
+    const plan = JSON.parse(readFileSync(join(dir, f), 'utf8')) as LaunchPlan;
+    const got = `${buildArgv(plan).join('\n')}\n`;
+    const golden = join(dir, `${name}.args`);
+    if (process.env.UPDATE_GOLDENS === '1' || !existsSync(golden)) writeFileSync(golden, got);
+    assert.equal(got, readFileSync(golden, 'utf8'));
+  });
+}
+
+const base: LaunchPlan = JSON.parse(readFileSync(join(dir, 'tiny-kernel.plan.json'), 'utf8')) as LaunchPlan;
+
+test('a disk path with a comma stays inside a JSON value and cannot add options', () => {
+  const plan: LaunchPlan = { ...base, disks: [{ id: 'disk0', path: '/tmp/a,file=/etc/shadow.qcow2', format: 'qcow2', bus: 'virtio-blk' }] };
+  const argv = buildArgv(plan);
+  const bd = argv[argv.indexOf('-blockdev') + 1]!;
+  const parsed = JSON.parse(bd) as { file: { filename: string } };
+  assert.equal(parsed.file.filename, '/tmp/a,file=/etc/shadow.qcow2');
+});
+
+test('paths that go into legacy options (qmp, console) refuse commas', () => {
+  const plan: LaunchPlan = { ...base, paths: { ...base.paths, qmp: '/run/x,server=off/qmp.sock' } };
+  assert.throws(() => buildArgv(plan), /unsafe path/);
+});
+
+test('every instance runs sandboxed, without defaults or user config', () => {
+  const argv = buildArgv(base);
+  assert.ok(argv.includes('-nodefaults'));
+  assert.ok(argv.includes('-no-user-config'));
+  assert.equal(argv[argv.indexOf('-sandbox') + 1], 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny');
+});
