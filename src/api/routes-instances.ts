@@ -1,5 +1,5 @@
 /** /v1/instances: list, create, show, delete, lifecycle actions, console (websocket) and console log. */
-import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
+import type { FastifyInstance, FastifyPluginAsync, FastifyReply } from 'fastify';
 import { connect } from 'node:net';
 import type { Static } from '@sinclair/typebox';
 import { CorralError, isCorralError } from '../core/errors.js';
@@ -10,6 +10,12 @@ import { Type } from '@sinclair/typebox';
 
 const ACTIONS = ['start', 'stop', 'restart', 'pause', 'resume', 'kill'] as const;
 const errors = { 400: ErrorBody, 404: ErrorBody, 409: ErrorBody, 500: ErrorBody };
+
+/** The daemon's own share of a start, for clients and the benchmark: prepare, QEMU until QMP greets, QMP status. */
+function serverTiming(reply: FastifyReply, svc: Services, name: string): void {
+  const t = svc.instances.startTimings.get(name);
+  if (t) void reply.header('Server-Timing', `prepare;dur=${t.beforeSpawnMs.toFixed(2)}, qemu;dur=${t.qemuLaunchMs.toFixed(2)}, qmp;dur=${t.qmpReadyMs.toFixed(2)}`);
+}
 
 export function instanceRoutes(svc: Services): FastifyPluginAsync {
   return async (app: FastifyInstance) => {
@@ -24,6 +30,7 @@ export function instanceRoutes(svc: Services): FastifyPluginAsync {
       { schema: { summary: 'Create an instance (and start it with start=true)', body: CreateInstanceBody, response: { 201: Instance, ...errors } } },
       async (req, reply) => {
         const view = await svc.instances.create(req.body);
+        if (req.body.start) serverTiming(reply, svc, view.name);
         return reply.status(201).send(view);
       },
     );
@@ -57,10 +64,7 @@ export function instanceRoutes(svc: Services): FastifyPluginAsync {
                 : action === 'pause' ? i.pause(name)
                   : action === 'resume' ? i.resume(name)
                     : i.kill(name));
-          const t = i.lastStartTimings;
-          if ((action === 'start' || action === 'restart') && t) {
-            void reply.header('Server-Timing', `prepare;dur=${t.beforeSpawnMs.toFixed(2)}, qemu;dur=${t.qemuLaunchMs.toFixed(2)}, qmp;dur=${t.qmpReadyMs.toFixed(2)}`);
-          }
+          if (action === 'start' || action === 'restart') serverTiming(reply, svc, name);
           return view;
         },
       );

@@ -113,6 +113,7 @@ export function attachConsole(client: ApiClient, name: string, opts: AttachOptio
     });
 
     ws.on('message', (data) => {
+      if (settled) return;
       process.stdout.write(toBuffer(data));
       if (lingering) armQuiet();
     });

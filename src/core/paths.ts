@@ -33,6 +33,7 @@ export interface InstancePaths {
   console: string;
   consoleLog: string;
   pidfile: string;
+  stderr: string;
   status: string;
   efiVars: string;
 }
@@ -50,6 +51,7 @@ export function instancePaths(root: string, uuid: string): InstancePaths {
     console: join(runDir, 'console.sock'),
     consoleLog: join(dir, 'console.log'),
     pidfile: join(runDir, 'qemu.pid'),
+    stderr: join(runDir, 'qemu.stderr'),
     status: join(runDir, 'status.json'),
   };
 }

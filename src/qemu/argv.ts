@@ -18,8 +18,6 @@ export interface LaunchPlan {
   disks: Array<{ id: string; path: string; format: 'qcow2' | 'raw'; bus: 'virtio-blk'; readonly?: boolean; bootindex?: number }>;
   nics: Array<{ id: string; model: 'virtio-net-pci' | 'e1000'; mode: 'user'; mac: string }>;
   paths: { qmp: string; console: string; consoleLog: string; pidfile: string };
-  /** Start QEMU detached (-daemonize) so that it outlives the daemon. */
-  daemonize: boolean;
   sandbox: boolean;
 }
 
@@ -80,6 +78,5 @@ export function buildArgv(plan: LaunchPlan): string[] {
   }
   a.push('-device', json({ driver: 'virtio-rng-pci', id: 'rng0' }));
   a.push('-pidfile', assertSafeOptionPath(plan.paths.pidfile));
-  if (plan.daemonize) a.push('-daemonize');
   return a;
 }

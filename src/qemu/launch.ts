@@ -1,14 +1,23 @@
-/** Start a detached QEMU (-daemonize) and return its pid; a failure carries QEMU's own stderr line. */
+/**
+ * Start QEMU detached (its own session, stdio not tied to the daemon) so that it outlives the daemon, and wait
+ * until it answers on QMP. A start-up failure carries QEMU's own stderr line.
+ *
+ * Why not -daemonize: QEMU's seccomp sandbox (spawn=deny, elevateprivileges=deny) forbids the fork and setsid
+ * that -daemonize needs, so a daemonized, fully sandboxed QEMU dies with SIGSYS. Spawning it with setsid from
+ * the daemon gives the same detachment with the whole sandbox on.
+ */
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync } from 'node:fs';
 import { CorralError } from '../core/errors.js';
 import { processStartTicks } from './proc.js';
+import { QmpClient } from './qmp.js';
 
 export const QEMU_BINARY = process.env.CORRAL_QEMU ?? 'qemu-system-x86_64';
 
 export interface Launched {
   pid: number;
   startTicks: number | null;
+  qmp: QmpClient;
 }
 
 /** The most telling line of QEMU's stderr (its own "qemu-system-x86_64: ..." error, else the last line). */
@@ -18,44 +27,53 @@ export function qemuErrorLine(stderr: string): string {
   return (own[own.length - 1] ?? lines[lines.length - 1] ?? 'QEMU exited without a message').slice(0, 2000);
 }
 
-export function launchQemu(argv: string[], pidfile: string, timeoutMs = 30_000, binary = QEMU_BINARY): Promise<Launched> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(binary, argv, {
-      stdio: ['ignore', 'ignore', 'pipe'],
+function readStderr(file: string): string {
+  try {
+    return readFileSync(file, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+export async function launchQemu(
+  argv: string[],
+  files: { qmp: string; stderr: string },
+  timeoutMs = 30_000,
+  binary = QEMU_BINARY,
+): Promise<Launched> {
+  const errFd = openSync(files.stderr, 'w', 0o600);
+  let child;
+  try {
+    child = spawn(binary, argv, {
+      stdio: ['ignore', 'ignore', errFd],
       detached: true,
       env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C' },
     });
-    let stderr = '';
-    child.stderr.setEncoding('utf8');
-    child.stderr.on('data', (d: string) => {
-      if (stderr.length < 64 * 1024) stderr += d;
-    });
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new CorralError('QEMU_FAILED', `QEMU did not finish starting within ${timeoutMs} ms`, { stderr: qemuErrorLine(stderr) }));
-    }, timeoutMs);
-    child.on('error', (err) => {
-      clearTimeout(timer);
-      reject(new CorralError('QEMU_FAILED', `cannot run ${binary}: ${err.message}`));
-    });
-    child.on('close', (code, signal) => {
-      clearTimeout(timer);
-      if (code !== 0) {
-        reject(new CorralError('QEMU_FAILED', qemuErrorLine(stderr), { exitCode: code, signal }));
-        return;
-      }
-      let pid: number;
-      try {
-        pid = Number(readFileSync(pidfile, 'utf8').trim());
-      } catch (e) {
-        reject(new CorralError('QEMU_FAILED', `QEMU started but wrote no pidfile: ${(e as Error).message}`));
-        return;
-      }
-      if (!Number.isInteger(pid) || pid <= 0) {
-        reject(new CorralError('QEMU_FAILED', 'QEMU wrote an unreadable pidfile'));
-        return;
-      }
-      resolve({ pid, startTicks: processStartTicks(pid) });
+  } finally {
+    closeSync(errFd);
+  }
+  child.unref();
+  const exited = new Promise<never>((_, reject) => {
+    child.once('error', (err) => reject(new CorralError('QEMU_FAILED', `cannot run ${binary}: ${err.message}`)));
+    child.once('exit', (code, signal) => {
+      const line = qemuErrorLine(readStderr(files.stderr));
+      reject(new CorralError('QEMU_FAILED', signal ? `QEMU was killed by ${signal} while starting: ${line}` : line, { exitCode: code, signal }));
     });
   });
+  exited.catch(() => undefined);
+  try {
+    // QMP greets only once QEMU has finished initialising and entered its main loop.
+    const qmp = await Promise.race([QmpClient.connect(files.qmp, { timeoutMs, retry: true }), exited]);
+    if (child.exitCode !== null || child.signalCode !== null) {
+      qmp.close();
+      await exited;
+    }
+    const pid = child.pid!;
+    return { pid, startTicks: processStartTicks(pid), qmp };
+  } catch (e) {
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    if (e instanceof CorralError) throw e;
+    const line = qemuErrorLine(readStderr(files.stderr));
+    throw new CorralError('QEMU_FAILED', `QEMU did not answer on QMP: ${(e as Error).message}${line ? `; stderr: ${line}` : ''}`);
+  }
 }

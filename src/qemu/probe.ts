@@ -4,7 +4,8 @@
  * KVM with a time limit and falls back to TCG, saying why.
  */
 import { execFile, spawn } from 'node:child_process';
-import { accessSync, constants, existsSync, mkdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { accessSync, constants, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { promisify } from 'node:util';
 import type { Accelerator } from '../core/spec.js';
@@ -108,7 +109,8 @@ export async function decideAccelerator(opts: {
     return { accel: 'tcg', reason: `${devKvm} is not accessible to this user, using TCG`, forced: false, probedAt: now, probeMs: 0 };
   }
   if (!opts.kernel) return { accel: 'tcg', reason: 'KVM is present but unverified: the tiny image (its kernel boots the probe) is not built yet; using TCG', forced: false, provisional: true, probedAt: now, probeMs: 0 };
-  const key = `${bootId()} ${opts.qemuVersion} ${opts.kernel.kernel}:${statSync(opts.kernel.kernel).mtimeMs}`;
+  const kernelHash = createHash('sha256').update(readFileSync(opts.kernel.kernel)).digest('hex').slice(0, 16);
+  const key = `${bootId()} ${opts.qemuVersion} ${kernelHash}`;
   try {
     const cached = JSON.parse(readFileSync(opts.cacheFile, 'utf8')) as { key: string; decision: AccelDecision };
     if (cached.key === key) return cached.decision;

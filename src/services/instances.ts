@@ -12,12 +12,12 @@ import { buildArgv } from '../qemu/argv.js';
 import { createOverlay } from '../qemu/img.js';
 import { launchQemu } from '../qemu/launch.js';
 import { isQemuOf, residentBytes } from '../qemu/proc.js';
-import type { QmpEvent } from '../qemu/qmp.js';
+import type { QmpClient, QmpEvent } from '../qemu/qmp.js';
 import type { ImageStore } from '../storage/images.js';
 import type { InstanceRow, Store } from '../store/store.js';
 import type { EventBus } from './events.js';
 import { KeyedLock } from './locks.js';
-import { VmMonitor } from './monitor.js';
+import { VmMonitor, type MonitorHandlers } from './monitor.js';
 import { OVMF_VARS, launchPlan, macFor, prepareRunDir, readStatus, removeRunDir, writeStatus } from './runtime.js';
 import { ConsoleLogRotator } from './console-log.js';
 
@@ -64,7 +64,8 @@ export class InstanceService {
   private locks = new KeyedLock();
   private monitors = new Map<string, VmMonitor>();
   private rotators = new Map<string, ConsoleLogRotator>();
-  lastStartTimings: StartTimings | null = null;
+  /** The daemon's own timings of each instance's last start (served as a Server-Timing header). */
+  readonly startTimings = new Map<string, StartTimings>();
 
   constructor(private d: InstanceDeps) {}
 
@@ -253,7 +254,7 @@ export class InstanceService {
       this.rotateLog(row).rotateNow();
       const argv = buildArgv(launchPlan(row, image, accel, p));
       const t1 = performance.now();
-      const launched = await launchQemu(argv, p.pidfile);
+      const launched = await launchQemu(argv, { qmp: p.qmp, stderr: p.stderr });
       const t2 = performance.now();
       pid = launched.pid;
       const startedAt = new Date().toISOString();
@@ -263,9 +264,9 @@ export class InstanceService {
       });
       this.d.store.updateInstance(row.uuid, { pid, pidStart: launched.startTicks, accel, startedAt });
       Object.assign(row, { pid, pidStart: launched.startTicks, accel, startedAt });
-      const monitor = await this.watch(row, pid, launched.startTicks);
+      const monitor = await this.watch(row, pid, launched.startTicks, launched.qmp);
       const st = await monitor.qmp.queryStatus();
-      this.lastStartTimings = { beforeSpawnMs: t1 - t0, qemuLaunchMs: t2 - t1, qmpReadyMs: performance.now() - t2 };
+      this.startTimings.set(row.name, { beforeSpawnMs: t1 - t0, qemuLaunchMs: t2 - t1, qmpReadyMs: performance.now() - t2 });
       this.setState(row, st.status === 'paused' ? 'paused' : 'running', `QEMU ${pid} started (${accel})`);
       writeStatus(p, { ...readStatus(p)!, operation: null });
     } catch (e) {
@@ -334,9 +335,10 @@ export class InstanceService {
     return r;
   }
 
-  private async watch(row: InstanceRow, pid: number, startTicks: number | null): Promise<VmMonitor> {
+  /** Watch a QEMU: over the QMP connection its launch opened, or by connecting to an adopted one's socket. */
+  private async watch(row: InstanceRow, pid: number, startTicks: number | null, qmp?: QmpClient): Promise<VmMonitor> {
     const p = this.paths(row);
-    const m = await VmMonitor.attach(pid, startTicks, p.qmp, {
+    const handlers: MonitorHandlers = {
       onEvent: (ev) => this.onQmpEvent(row, ev),
       onExit: ({ guestShutdown }) => {
         const cur = this.d.store.getInstance(row.name);
@@ -345,7 +347,8 @@ export class InstanceService {
         this.finishExit(cur, crashed ? 'crashed' : 'stopped', crashed ? `QEMU ${pid} exited unexpectedly` : 'QEMU exited after power-off');
         Object.assign(row, { state: cur.state, pid: null, pidStart: null });
       },
-    });
+    };
+    const m = qmp ? VmMonitor.watch(pid, startTicks, qmp, handlers) : await VmMonitor.attach(pid, startTicks, p.qmp, handlers);
     this.monitors.set(row.uuid, m);
     this.rotateLog(row).start();
     return m;

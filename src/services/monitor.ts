@@ -25,8 +25,14 @@ export class VmMonitor {
     this.wire(qmp);
   }
 
+  /** Adopt a QEMU that is already running: connect to its QMP socket. */
   static async attach(pid: number, startTicks: number | null, qmpPath: string, h: MonitorHandlers): Promise<VmMonitor> {
     const qmp = await QmpClient.connect(qmpPath, { timeoutMs: 10_000, retry: true });
+    return new VmMonitor(pid, startTicks, qmp, h);
+  }
+
+  /** Watch a QEMU we just launched, over the QMP connection the launch opened. */
+  static watch(pid: number, startTicks: number | null, qmp: QmpClient, h: MonitorHandlers): VmMonitor {
     return new VmMonitor(pid, startTicks, qmp, h);
   }
 

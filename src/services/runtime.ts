@@ -16,7 +16,7 @@ export function macFor(uuid: string): string {
   return ['52', '54', '00', h[0], h[1], h[2]].map((b) => (typeof b === 'number' ? b.toString(16).padStart(2, '0') : b)).join(':');
 }
 
-export function launchPlan(row: InstanceRow, image: ImageRecord, accel: Accelerator, p: InstancePaths, daemonize = true): LaunchPlan {
+export function launchPlan(row: InstanceRow, image: ImageRecord, accel: Accelerator, p: InstancePaths): LaunchPlan {
   const plan: LaunchPlan = {
     uuid: row.uuid,
     name: row.name,
@@ -28,7 +28,6 @@ export function launchPlan(row: InstanceRow, image: ImageRecord, accel: Accelera
     disks: [{ id: 'disk0', path: p.disk, format: 'qcow2', bus: 'virtio-blk', bootindex: 1 }],
     nics: row.spec.network === 'user' ? [{ id: 'nic0', model: 'virtio-net-pci', mode: 'user', mac: row.mac }] : [],
     paths: { qmp: p.qmp, console: p.console, consoleLog: p.consoleLog, pidfile: p.pidfile },
-    daemonize,
     sandbox: true,
   };
   if (image.kind === 'kernel' && image.kernel) {

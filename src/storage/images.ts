@@ -4,7 +4,7 @@
  * (tmp + fsync + rename), and the folder renamed into place: a half-made image never shows, and a
  * failed import leaves nothing behind.
  */
-import { closeSync, existsSync, fsyncSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync, accessSync, constants } from 'node:fs';
+import { chmodSync, closeSync, existsSync, fsyncSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync, accessSync, constants } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { CorralError, invalidSpec } from '../core/errors.js';
 import { dataPaths } from '../core/paths.js';
@@ -119,7 +119,9 @@ export class ImageStore {
   /** A fresh hidden staging folder for building image `name`; remove it on failure with discard(). */
   stage(name: string): string {
     mkdirSync(this.dir, { recursive: true, mode: 0o755 });
-    return mkdtempSync(join(this.dir, `.staging-${name}-`));
+    const dir = mkdtempSync(join(this.dir, `.staging-${name}-`));
+    chmodSync(dir, 0o755);
+    return dir;
   }
 
   discard(staging: string): void {

@@ -70,7 +70,7 @@ test('daemon kill -9 and restart: two running VMs are adopted, a dead one is cra
   const c = await ConsoleSession.open(d, 'a1');
   c.send('\n');
   assert.match(await c.run('hostname'), /a1/);
-  c.close();
+  await c.close();
   for (const name of ['a1', 'a2']) {
     const r = await d.api('POST', `/v1/instances/${name}/stop`, { timeout: 30 });
     assert.equal(r.body.state, 'stopped');

@@ -204,7 +204,11 @@ export class ConsoleSession {
     return out.slice(0, out.lastIndexOf(tag));
   }
 
-  close(): void {
+  /** Detach and wait until the daemon has seen the close. */
+  close(): Promise<void> {
+    if (this.ws.readyState === WebSocket.CLOSED) return Promise.resolve();
+    const closed = new Promise<void>((r) => this.ws.once('close', () => r()));
     this.ws.close();
+    return closed;
   }
 }

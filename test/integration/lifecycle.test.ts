@@ -56,7 +56,7 @@ test('a command typed into the console is answered by the guest', { skip }, asyn
     assert.match(await c.run('cat /proc/cmdline'), /corral\.hostname=vm1/);
     assert.match(await c.run('echo $((6*7))'), /42/);
   } finally {
-    c.close();
+    await c.close();
   }
 });
 
@@ -65,7 +65,7 @@ test('a second console attach is refused while one is attached', { skip }, async
   try {
     await assert.rejects(ConsoleSession.open(d, 'vm1'), /CONSOLE_BUSY/);
   } finally {
-    c.close();
+    await c.close();
   }
 });
 
@@ -87,7 +87,7 @@ test('pause stops the guest and resume lets it go on', { skip }, async () => {
     assert.equal(r.body.state, 'running');
     await c.expect(/paused-2/);
   } finally {
-    c.close();
+    await c.close();
   }
 });
 
@@ -122,7 +122,7 @@ test('a guest that powers itself off becomes stopped', { skip }, async () => {
   await d.waitConsole('vm1', /corral-tiny ready(?![\s\S]*corral-tiny poweroff)/);
   const c = await ConsoleSession.open(d, 'vm1');
   c.send('\npoweroff\n');
-  c.close();
+  await c.close();
   await d.waitState('vm1', 'stopped', 20_000);
 });
 
