@@ -6,7 +6,7 @@
  *   make bench            (or: CORRAL_TEST_BASE=.data/test-base node dist/bench/start.js [ROUNDS])
  */
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Daemon, haveTinyBase, newDataDir } from '../test/integration/harness.js';
@@ -86,13 +86,12 @@ async function main(): Promise<void> {
       await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', disk, join(scratch, 'inst', 'root.qcow2')]);
       const a = rawArgv(argv, runDir, instDir, scratch);
       const t1 = performance.now();
-      const code = await run('qemu-system-x86_64', a);
-      if (code !== 0) throw new Error(`raw QEMU exited ${code}`);
+      const q = spawn('qemu-system-x86_64', a, { stdio: ['ignore', 'ignore', 'inherit'] });
+      const gone = new Promise((res) => q.once('exit', res));
       await waitForFile(join(scratch, 'inst', 'console.log'), READY);
       const tRaw = performance.now() - t1;
-      const pid = Number(readFileSync(join(scratch, 'run', 'qemu.pid'), 'utf8'));
-      process.kill(pid, 'SIGKILL');
-      while (existsSync(`/proc/${pid}`)) await new Promise((res) => setTimeout(res, 5));
+      q.kill('SIGKILL');
+      await gone;
 
       if (i === 0) continue; // warm-up round
       corral.push(tCorral);

@@ -16,11 +16,14 @@ import { convert, imgInfo } from '../qemu/img.js';
 import { gzipInitramfs } from './cpio.js';
 import { ImageStore, type ImageRecord, type Progress } from './images.js';
 import { ensureAptLists, fetchDebs, resolveKernelPackage, tool, unpackDeb } from './tiny-debs.js';
-import { builtinModules, orderModules, TINY_MODULES } from './tiny-modules.js';
+import { builtinModules, moduleName, orderModules, TINY_LATE_MODULES, TINY_MODULES } from './tiny-modules.js';
 
 export const TINY_NAME = 'tiny';
-/** Base kernel command line; the daemon appends corral.hostname=NAME. console=ttyS0 stays first-class. */
-export const TINY_CMDLINE = 'console=ttyS0 quiet panic=-1';
+/**
+ * Base kernel command line; the daemon appends corral.hostname=NAME. `quiet` keeps the serial console
+ * (slow under TCG) for userspace; `cryptomgr.notests` skips the crypto self-tests (~0.3-0.5 s under TCG).
+ */
+export const TINY_CMDLINE = 'console=ttyS0 quiet panic=-1 cryptomgr.notests';
 export const TINY_DISK_SIZE = 128 * 1024 * 1024;
 export const ROOT_LABEL = 'corral-root';
 
@@ -84,14 +87,31 @@ function kernelTree(unpacked: string): KernelTree {
   return { kver, vmlinuz: join(unpacked, 'boot', `vmlinuz-${kver}`), moduleDir: join(base, kver), config: join(unpacked, 'boot', `config-${kver}`) };
 }
 
+export interface ModulePlan {
+  /** loaded by the initramfs, in this order (paths relative to lib/modules/<kver>) */
+  early: string[];
+  /** IDE/SATA/CD-ROM drivers: loaded when root is not on virtio, and in the background after boot */
+  late: string[];
+  builtin: string[];
+  missing: string[];
+}
+
 /** Resolve the modules to load; busybox depmod makes modules.dep when the package ships none (Debian's doesn't). */
-async function pickModules(k: KernelTree, unpacked: string, busybox: string): Promise<{ order: string[]; missing: string[]; builtin: string[] }> {
+async function pickModules(k: KernelTree, unpacked: string, busybox: string): Promise<ModulePlan> {
   const depFile = join(k.moduleDir, 'modules.dep');
   if (!existsSync(depFile)) await tool(busybox, ['depmod', '-b', unpacked, k.kver]);
-  const { order, missing } = orderModules(readFileSync(depFile, 'utf8'), TINY_MODULES);
+  const depText = readFileSync(depFile, 'utf8');
+  const early = orderModules(depText, TINY_MODULES);
+  const late = orderModules(depText, TINY_LATE_MODULES);
   const builtinFile = join(k.moduleDir, 'modules.builtin');
   const builtin = existsSync(builtinFile) ? builtinModules(readFileSync(builtinFile, 'utf8')) : new Set<string>();
-  return { order, missing: missing.filter((m) => !builtin.has(m)), builtin: missing.filter((m) => builtin.has(m)) };
+  const missing = [...early.missing, ...late.missing];
+  return {
+    early: early.order,
+    late: late.order.filter((m) => !early.order.includes(m)),
+    builtin: missing.filter((m) => builtin.has(moduleName(m))),
+    missing: missing.filter((m) => !builtin.has(moduleName(m))),
+  };
 }
 
 /** Copy the ordered modules into root/lib/modules/<kver>/, uncompressed; returns their guest paths in order. */
@@ -105,23 +125,28 @@ async function copyModules(root: string, k: KernelTree, order: string[]): Promis
   return guest;
 }
 
-async function buildInitramfs(work: string, k: KernelTree, busybox: string, order: string[]): Promise<Buffer> {
+/** Modules plus the two ordered lists the guest scripts read: lib/modules/corral.order and corral.late. */
+async function installModules(root: string, k: KernelTree, plan: ModulePlan): Promise<void> {
+  put(root, 'lib/modules/corral.order', `${(await copyModules(root, k, plan.early)).join('\n')}\n`);
+  put(root, 'lib/modules/corral.late', `${(await copyModules(root, k, plan.late)).join('\n')}\n`);
+}
+
+async function buildInitramfs(work: string, k: KernelTree, busybox: string, plan: ModulePlan): Promise<Buffer> {
   const root = join(work, 'initramfs');
   dirs(root, ['dev', 'proc', 'sys', 'newroot', 'etc', 'tmp']);
   await installBusybox(root, busybox);
-  const guest = await copyModules(root, k, order);
-  put(root, 'lib/modules/corral.order', `${guest.join('\n')}\n`);
+  await installModules(root, k, plan);
   put(root, 'init', asset('init'), 0o755);
   return gzipInitramfs(root, [{ type: 'char', path: 'dev/console', major: 5, minor: 1, mode: 0o600 }]);
 }
 
-async function buildRootfs(work: string, k: KernelTree, busybox: string, order: string[]): Promise<string> {
+async function buildRootfs(work: string, k: KernelTree, busybox: string, plan: ModulePlan): Promise<string> {
   const root = join(work, 'rootfs');
   dirs(root, ['dev', 'proc', 'sys', 'tmp', 'run', 'root', 'mnt', 'var/log', 'etc/acpi/PWRF', 'usr/share/udhcpc']);
   chmodSync(join(root, 'tmp'), 0o1777);
   chmodSync(join(root, 'root'), 0o700);
   await installBusybox(root, busybox);
-  await copyModules(root, k, order);
+  await installModules(root, k, plan);
   for (const f of ['modules.builtin', 'modules.order']) if (existsSync(join(k.moduleDir, f))) copyFileSync(join(k.moduleDir, f), join(root, 'lib/modules', k.kver, f));
   await tool(busybox, ['depmod', '-b', root, k.kver]); // modules.dep for busybox modprobe in the guest
   put(root, 'etc/inittab', asset('inittab'));
@@ -167,18 +192,18 @@ export async function buildTiny(dataDir: string, progress: Progress, opts: { for
   const mods = await pickModules(k, kdir, busybox);
   progress({
     step: 'modules', percent: 40,
-    message: `${mods.order.length} modules to load; built into the kernel: ${mods.builtin.join(' ') || 'none'}; not in this kernel: ${mods.missing.join(' ') || 'none'}`,
+    message: `${mods.early.length} modules loaded at boot, ${mods.late.length} later (IDE/SATA/CD-ROM); built into the kernel: ${mods.builtin.join(' ') || 'none'}; not in this kernel: ${mods.missing.join(' ') || 'none'}`,
   });
 
   const work = mkdtempSync(join(cache, 'work-'));
   const staging = store.stage(TINY_NAME);
   try {
     progress({ step: 'initramfs', message: 'building the initramfs', percent: 50 });
-    writeFileSync(join(staging, 'initrd.img'), await buildInitramfs(work, k, busybox, mods.order));
+    writeFileSync(join(staging, 'initrd.img'), await buildInitramfs(work, k, busybox, mods));
     copyFileSync(k.vmlinuz, join(staging, 'vmlinuz'));
     chmodSync(join(staging, 'vmlinuz'), 0o644);
     progress({ step: 'rootfs', message: `making the ${ROOT_LABEL} ext4 root filesystem`, percent: 70 });
-    const raw = await buildRootfs(work, k, busybox, mods.order);
+    const raw = await buildRootfs(work, k, busybox, mods);
     progress({ step: 'disk', message: 'converting the root disk to qcow2', percent: 85 });
     const disk = join(staging, 'disk.qcow2');
     await convert(raw, 'raw', disk, 'qcow2');

@@ -1,0 +1,64 @@
+/** The `corral` command against a real daemon and a real guest: what a user types and sees. */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Daemon, haveTinyBase, newDataDir } from './harness.js';
+
+const skip = haveTinyBase() ? false : 'the tiny image is not built (run make test-base)';
+let d: Daemon;
+
+before(async () => {
+  if (skip) return;
+  d = new Daemon(newDataDir());
+  await d.start();
+});
+after(async () => {
+  if (d) await d.destroy();
+});
+
+test('create --start, list and show, in words and in JSON', { skip, timeout: 90_000 }, async () => {
+  const c = await d.cli(['create', 'c1', '--image', 'tiny', '--cpus', '1', '--memory', '192M', '--start']);
+  assert.equal(c.code, 0, c.stderr);
+  assert.match(c.stdout, /c1/);
+  const list = await d.cli(['list', '--json']);
+  const inst = JSON.parse(list.stdout).instances.find((i: { name: string }) => i.name === 'c1');
+  assert.equal(inst.state, 'running');
+  assert.equal(inst.memory, 192 * 1024 * 1024);
+  const table = await d.cli(['list']);
+  assert.match(table.stdout, /NAME\s+STATE/);
+  assert.match(table.stdout, /c1\s+running/);
+  const show = await d.cli(['show', 'c1']);
+  assert.match(show.stdout, new RegExp(`pid:?\\s+${inst.pid}`));
+  await d.waitConsole('c1', /corral-tiny ready/);
+});
+
+test('console with piped stdin runs the commands and prints the guest\'s answers', { skip, timeout: 60_000 }, async () => {
+  const r = await d.cli(['console', 'c1'], 'echo piped-$((40+2))\nuname -m\n');
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /piped-42/);
+  assert.match(r.stdout, /x86_64/);
+});
+
+test('console --log prints the boot so far', { skip }, async () => {
+  const r = await d.cli(['console', 'c1', '--log']);
+  assert.equal(r.code, 0);
+  assert.match(r.stdout, /corral-tiny ready/);
+  assert.match(r.stdout, /piped-42/);
+});
+
+test('errors are coded on stderr with exit 1', { skip }, async () => {
+  const r = await d.cli(['resume', 'c1']);
+  assert.equal(r.code, 1);
+  assert.match(r.stderr, /^error: INVALID_STATE: .*running/m);
+  const bad = await d.cli(['create', 'Bad,Name', '--image', 'tiny']);
+  assert.equal(bad.code, 1);
+  assert.match(bad.stderr, /INVALID_SPEC/);
+});
+
+test('stop, then delete', { skip, timeout: 60_000 }, async () => {
+  const s = await d.cli(['stop', 'c1', '--timeout', '30']);
+  assert.equal(s.code, 0, s.stderr);
+  assert.match(s.stdout, /stopped/);
+  const del = await d.cli(['delete', 'c1']);
+  assert.equal(del.code, 0, del.stderr);
+  assert.equal((await d.cli(['list', '--json'])).stdout.includes('"c1"'), false);
+});
