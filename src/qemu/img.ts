@@ -28,10 +28,10 @@ export const INSPECT_LIMITS = { addressSpace: 1024 * 1024 * 1024, cpuSeconds: 30
 
 const ENV = (): NodeJS.ProcessEnv => ({ PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C', LC_ALL: 'C' });
 
-/** qemu-img's own error line: the last `qemu-img: ...` line of stderr, or the last line. */
+/** qemu-img's own error line: the last `qemu-img: ...` line of stderr that is not a warning, or the last line. */
 export function qemuImgErrorLine(stderr: string): string {
   const lines = stderr.split('\n').map((l) => l.trim()).filter(Boolean);
-  const own = lines.filter((l) => l.startsWith('qemu-img:'));
+  const own = lines.filter((l) => l.startsWith('qemu-img:') && !l.startsWith('qemu-img: warning:'));
   return (own[own.length - 1] ?? lines[lines.length - 1] ?? 'qemu-img failed without a message').slice(0, 2000);
 }
 
@@ -56,7 +56,7 @@ function runImg(argv: string[], opts: { timeoutMs?: number; limited?: boolean; w
         reject(new CorralError('INVALID_IMAGE', `${opts.what}: qemu-img was stopped (${e.signal ?? 'timeout'}): the image took too long or too much memory to read`, { reason: 'resource limit' }));
         return;
       }
-      reject(new CorralError('INVALID_IMAGE', `${opts.what}: ${qemuImgErrorLine(stderr)}`, { stderr: qemuImgErrorLine(stderr) }));
+      reject(new CorralError('INVALID_IMAGE', `${opts.what} failed: ${qemuImgErrorLine(stderr)}`, { stderr: qemuImgErrorLine(stderr) }));
     });
   });
 }
@@ -126,7 +126,7 @@ export function convert(src: string, srcFormat: ImgFormat, dst: string, dstForma
     child.on('error', (err) => reject(new CorralError('INTERNAL', `cannot run ${QEMU_IMG}: ${err.message}`)));
     child.on('close', (code, signal) => {
       if (code === 0) resolveP();
-      else reject(new CorralError('QEMU_FAILED', `qemu-img convert: ${stderr.trim() ? qemuImgErrorLine(stderr) : `exited with ${code ?? signal}`}`));
+      else reject(new CorralError('QEMU_FAILED', `qemu-img convert failed: ${stderr.trim() ? qemuImgErrorLine(stderr) : `exited with ${code ?? signal}`}`));
     });
   });
 }

@@ -47,6 +47,8 @@ export async function probeCapabilities(binary = QEMU_BINARY): Promise<QemuCapab
 export interface ProbeKernel {
   kernel: string;
   initrd: string;
+  /** the image's base command line; corral.probe=1 is added */
+  cmdline?: string;
 }
 
 /** Boot the tiny kernel with corral.probe=1 under KVM; its init prints "corral-probe ok" and powers off. */
@@ -56,7 +58,7 @@ export function bootProbe(accel: Accelerator, k: ProbeKernel, timeoutMs: number,
     const child = spawn(binary, [
       '-nodefaults', '-no-user-config', '-machine', `pc,accel=${accel}`, '-cpu', accel === 'kvm' ? 'host' : 'max', '-m', '128M',
       '-display', 'none', '-serial', 'stdio', '-no-reboot', '-kernel', k.kernel, '-initrd', k.initrd,
-      '-append', 'console=ttyS0 quiet panic=-1 corral.probe=1',
+      '-append', `${k.cmdline ?? 'console=ttyS0 quiet panic=-1'} corral.probe=1`,
     ], { stdio: ['ignore', 'pipe', 'pipe'], env: { PATH: process.env.PATH ?? '/usr/bin:/bin', LANG: 'C' } });
     let out = '';
     let err = '';

@@ -30,7 +30,7 @@ export class HostService {
       this.decision = (async () => {
         const caps = await this.caps;
         const tiny = this.images.tryGet('tiny');
-        const kernel = tiny?.kernel && tiny.initrd ? { kernel: tiny.kernel, initrd: tiny.initrd } : null;
+        const kernel = tiny?.kernel && tiny.initrd ? { kernel: tiny.kernel, initrd: tiny.initrd, cmdline: tiny.cmdline } : null;
         return decideAccelerator({ force: this.force, kernel, qemuVersion: caps.version, cacheFile: PROBE_CACHE });
       })();
       this.decision.then(

@@ -30,6 +30,7 @@ export class ImageService {
       progress({ step: 'wait', message: 'another build of the tiny image is running; waiting for it' });
       return this.building;
     }
+    if (force) this.assertUnused('tiny', 'rebuilt');
     this.building = buildTiny(this.dataDir, progress, { force });
     try {
       const img = await this.building;
@@ -40,9 +41,14 @@ export class ImageService {
     }
   }
 
-  remove(name: string): void {
+  /** Instance disks are overlays on their image: the image must not change under them. */
+  private assertUnused(name: string, verb: string): void {
     const users = this.db.listInstances().filter((r) => r.spec.image === name).map((r) => r.name);
-    if (users.length > 0) throw new CorralError('IMAGE_IN_USE', `image "${name}" is used by ${users.join(', ')}`, { instances: users });
+    if (users.length > 0) throw new CorralError('IMAGE_IN_USE', `image "${name}" cannot be ${verb}: instances ${users.join(', ')} use it`, { instances: users });
+  }
+
+  remove(name: string): void {
+    this.assertUnused(name, 'deleted');
     this.store.remove(name);
     this.events.publish('image.deleted', null, { image: name });
   }

@@ -114,3 +114,25 @@ export async function unpackDeb(deb: string, root: string): Promise<string> {
   }
   return dest;
 }
+
+/** Drop cached .debs (cache/debs) and unpacked trees (cache/unpack) other than `keep`; returns what went. */
+export function pruneCache(cache: string, keep: string[]): string[] {
+  const names = new Set(keep.map((d) => d.slice(d.lastIndexOf('/') + 1)));
+  const removed: string[] = [];
+  const sweep = (dir: string, nameOf: (entry: string) => string): void => {
+    let entries: string[] = [];
+    try {
+      entries = readdirSync(dir);
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      if (e.startsWith('.') || names.has(nameOf(e))) continue;
+      rmSync(join(dir, e), { recursive: true, force: true });
+      removed.push(e);
+    }
+  };
+  sweep(join(cache, 'debs'), (e) => e);
+  sweep(join(cache, 'unpack'), (e) => `${e}.deb`);
+  return removed;
+}

@@ -15,7 +15,7 @@ import { dataPaths } from '../core/paths.js';
 import { convert, imgInfo } from '../qemu/img.js';
 import { gzipInitramfs } from './cpio.js';
 import { ImageStore, type ImageRecord, type Progress } from './images.js';
-import { ensureAptLists, fetchDebs, resolveKernelPackage, tool, unpackDeb } from './tiny-debs.js';
+import { ensureAptLists, fetchDebs, pruneCache, resolveKernelPackage, tool, unpackDeb } from './tiny-debs.js';
 import { builtinModules, moduleName, orderModules, TINY_LATE_MODULES, TINY_MODULES } from './tiny-modules.js';
 
 export const TINY_NAME = 'tiny';
@@ -99,7 +99,11 @@ export interface ModulePlan {
 /** Resolve the modules to load; busybox depmod makes modules.dep when the package ships none (Debian's doesn't). */
 async function pickModules(k: KernelTree, unpacked: string, busybox: string): Promise<ModulePlan> {
   const depFile = join(k.moduleDir, 'modules.dep');
-  if (!existsSync(depFile)) await tool(busybox, ['depmod', '-b', unpacked, k.kver]);
+  const done = join(k.moduleDir, '.corral-depmod-done'); // an interrupted depmod is run again
+  if (!existsSync(done)) {
+    await tool(busybox, ['depmod', '-b', unpacked, k.kver]);
+    writeFileSync(done, '');
+  }
   const depText = readFileSync(depFile, 'utf8');
   const early = orderModules(depText, TINY_MODULES);
   const late = orderModules(depText, TINY_LATE_MODULES);
@@ -183,6 +187,8 @@ export async function buildTiny(dataDir: string, progress: Progress, opts: { for
   const kpkg = await resolveKernelPackage();
   progress({ step: 'download', message: `kernel package ${kpkg}`, percent: 5 });
   const debs = await fetchDebs(join(cache, 'debs'), [kpkg, 'busybox-static'], (m) => progress({ step: 'download', message: m }));
+  const pruned = pruneCache(cache, [...debs.values()]);
+  if (pruned.length > 0) progress({ step: 'download', message: `removed older packages from the cache: ${pruned.join(' ')}` });
   progress({ step: 'unpack', message: 'unpacking the packages', percent: 30 });
   const kdir = await unpackDeb(debs.get(kpkg)!, join(cache, 'unpack'));
   const bbdir = await unpackDeb(debs.get('busybox-static')!, join(cache, 'unpack'));
