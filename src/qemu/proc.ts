@@ -1,5 +1,5 @@
 /** Facts about a running QEMU process, read from /proc. The proc root is a parameter so tests can fake it. */
-import { readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { basename, join } from 'node:path';
 
 export function readCmdline(pid: number, proc = '/proc'): string[] | null {
@@ -63,4 +63,21 @@ export function residentBytes(pid: number, proc = '/proc'): number | null {
   } catch {
     return null;
   }
+}
+
+/** Every live QEMU process that carries this uuid (a last resort when no pid was recorded). */
+export function findQemusByUuid(uuid: string, proc = '/proc'): number[] {
+  const out: number[] = [];
+  let entries: string[];
+  try {
+    entries = readdirSync(proc);
+  } catch {
+    return out;
+  }
+  for (const e of entries) {
+    if (!/^\d+$/.test(e)) continue;
+    const pid = Number(e);
+    if (isQemuOf(pid, uuid, null, proc)) out.push(pid);
+  }
+  return out;
 }

@@ -11,7 +11,7 @@ import { assertCanRun, isActive, validTransition, type InstanceState, type Opera
 import { buildArgv } from '../qemu/argv.js';
 import { createOverlay } from '../qemu/img.js';
 import { launchQemu } from '../qemu/launch.js';
-import { isQemuOf, residentBytes } from '../qemu/proc.js';
+import { findQemusByUuid, isQemuOf, processStartTicks, residentBytes } from '../qemu/proc.js';
 import type { QmpClient, QmpEvent } from '../qemu/qmp.js';
 import type { ImageStore } from '../storage/images.js';
 import type { InstanceRow, Store } from '../store/store.js';
@@ -387,8 +387,14 @@ export class InstanceService {
       await this.locks.run(row.name, async () => {
         const p = this.paths(row);
         const status = readStatus(p);
-        const pid = row.pid ?? status?.pid ?? null;
-        const startTicks = row.pidStart ?? status?.startTicks ?? null;
+        // The pid from the row, else the status file; if neither (the daemon died mid-start), look for a
+        // QEMU carrying this uuid, so that it is adopted rather than started twice.
+        let pid = row.pid ?? status?.pid ?? null;
+        let startTicks = row.pidStart ?? status?.startTicks ?? null;
+        if (pid === null && isActive(row.state)) {
+          pid = findQemusByUuid(row.uuid)[0] ?? null;
+          startTicks = pid === null ? null : processStartTicks(pid);
+        }
         if (pid !== null && isQemuOf(pid, row.uuid, startTicks)) {
           try {
             const m = await this.watch(row, pid, startTicks);
