@@ -113,7 +113,7 @@ echo 'grub-pc grub-pc/install_devices_empty boolean true' | chroot "$MNT" debcon
 chroot "$MNT" apt-get install -y -q --no-install-recommends grub-pc grub-efi-amd64-bin >"$WORK/grub.log" 2>&1 \
   || { tail -n 30 "$WORK/grub.log" >&2; die "apt-get install grub-pc grub-efi-amd64-bin failed"; }
 chroot "$MNT" grub-install --target=i386-pc --modules="part_msdos ext2" "$LOOP" 2>&1 | sed 's/^/  /' >&2
-printf 'search --no-floppy --fs-uuid --set=root %s\nconfigfile ($root)/boot/grub/grub.cfg\n' "$UUID" > "$MNT/tmp/efi.cfg"
+printf 'insmod part_msdos\ninsmod ext2\nsearch --no-floppy --fs-uuid --set=root %s\nconfigfile ($root)/boot/grub/grub.cfg\n' "$UUID" > "$MNT/tmp/efi.cfg"
 chroot "$MNT" grub-mkstandalone -O x86_64-efi -o /tmp/BOOTX64.EFI "boot/grub/grub.cfg=/tmp/efi.cfg"
 mkfs.fat -F 16 -n ESP -C "$WORK/esp.fat" $((64 * 1024)) >/dev/null     # built as a file, then copied in
 mmd -i "$WORK/esp.fat" ::/EFI ::/EFI/BOOT

@@ -105,11 +105,14 @@ export function instanceRoutes(svc: Services): FastifyPluginAsync {
         const conn = connect(path);
         const end = (): void => {
           consoleBusy.delete(name);
-          conn.destroy();
+          conn.end(); // flush what the user typed last (e.g. "poweroff\n") before letting go
           if (socket.readyState === socket.OPEN) socket.close(1000, 'console closed');
         };
         conn.on('data', (d) => socket.send(d, { binary: true }));
-        conn.on('error', end);
+        conn.on('error', () => {
+          conn.destroy();
+          end();
+        });
         conn.on('close', end);
         socket.on('message', (d: Buffer | ArrayBuffer | Buffer[]) => {
           conn.write(Array.isArray(d) ? Buffer.concat(d) : Buffer.from(d as ArrayBuffer));

@@ -2,6 +2,7 @@
 import { hostname } from 'node:os';
 import type { HostLimits, Accelerator } from '../core/spec.js';
 import { readCpuModel, readMemInfo, readOnlineCpus } from '../host/basics.js';
+import { readHostInventory } from '../host/inventory.js';
 import { decideAccelerator, probeCapabilities, type AccelDecision, type QemuCapabilities } from '../qemu/probe.js';
 import type { ImageStore } from '../storage/images.js';
 
@@ -53,6 +54,7 @@ export class HostService {
       cpus: readOnlineCpus().length,
       cpuModel: readCpuModel(),
       memory: { total: mem.total, available: mem.available },
+      inventory: readHostInventory(),
     };
   }
 }

@@ -52,7 +52,6 @@ for (const firmware of ['bios', 'uefi'] as const) {
     }
     await d.waitConsole(name, /corral-tiny ready/, 90_000);
     const s = await ConsoleSession.open(d, name);
-    s.send('\n');
     assert.match(await s.run('cat /proc/cmdline'), /corral\.hostname=diskboot/);
     await s.close();
     const stop = await d.api('POST', `/v1/instances/${name}/stop`, { timeout: 30 });

@@ -168,6 +168,7 @@ export async function waitFor(fn: () => Promise<boolean> | boolean, timeoutMs: n
 /** An interactive serial console session over the API's websocket. */
 export class ConsoleSession {
   buf = '';
+  private prompted = false;
   private constructor(private ws: WebSocket) {
     ws.on('message', (d: Buffer) => { this.buf += d.toString('utf8'); });
   }
@@ -194,8 +195,28 @@ export class ConsoleSession {
     return this.buf;
   }
 
+  /**
+   * Wait for the guest's shell prompt, pressing Enter until it shows: bytes sent to a serial port before the
+   * shell has opened it are lost, so a test must not type into a console that has only just said "ready".
+   */
+  async prompt(timeoutMs = 30_000): Promise<void> {
+    const from = this.buf.length;
+    const t0 = Date.now();
+    // eslint-disable-next-line no-control-regex
+    const shown = (): string => this.buf.slice(from).replace(/\x1b\[[0-9;?]*[a-zA-Z]/g, '').trimEnd();
+    while (!shown().endsWith('#')) {
+      if (Date.now() - t0 > timeoutMs) throw new Error(`no shell prompt after ${timeoutMs} ms: ${this.buf.slice(-500)}`);
+      this.send('\n');
+      await new Promise((r) => setTimeout(r, 300));
+    }
+  }
+
   /** Type a command and wait for a marker printed after it, returning what the command printed. */
   async run(cmd: string, timeoutMs = 20_000): Promise<string> {
+    if (!this.prompted) {
+      await this.prompt();
+      this.prompted = true;
+    }
     const tag = `__done_${Math.random().toString(36).slice(2, 8)}`;
     const from = this.buf.length;
     this.send(`${cmd}; echo ${tag.slice(0, 2)}''${tag.slice(2)}\n`);

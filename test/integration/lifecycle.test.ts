@@ -51,8 +51,7 @@ test('create --start boots the tiny guest to "corral-tiny ready" with its hostna
 test('a command typed into the console is answered by the guest', { skip }, async () => {
   const c = await ConsoleSession.open(d, 'vm1');
   try {
-    c.send('\n');
-    assert.match(await c.run('hostname'), /vm1/);
+      assert.match(await c.run('hostname'), /vm1/);
     assert.match(await c.run('cat /proc/cmdline'), /corral\.hostname=vm1/);
     assert.match(await c.run('echo $((6*7))'), /42/);
   } finally {
@@ -121,7 +120,9 @@ test('a guest that powers itself off becomes stopped', { skip }, async () => {
   await d.api('POST', '/v1/instances/vm1/start', {});
   await d.waitConsole('vm1', /corral-tiny ready(?![\s\S]*corral-tiny poweroff)/);
   const c = await ConsoleSession.open(d, 'vm1');
-  c.send('\npoweroff\n');
+  await c.prompt();
+  c.send('poweroff\n');
+  await c.expect(/corral-tiny poweroff/);
   await c.close();
   await d.waitState('vm1', 'stopped', 20_000);
 });
