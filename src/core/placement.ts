@@ -197,6 +197,7 @@ export class Placer {
   release(host: string, cpus: number, memory: number): void {
     const i = this.byName.get(host);
     if (i === undefined) throw invalidSpec('host', `no host "${host}"`);
+    checkRequest({ cpus, memory });
     this.adjust(i, -cpus, -memory);
   }
 

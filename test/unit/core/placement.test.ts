@@ -99,6 +99,7 @@ test('bad input: duplicate host names, negative or NaN requests, unknown host on
   assert.throws(() => place(hosts, { cpus: -1, memory: 1 }, 'spread'), isSpec);
   assert.throws(() => new Placer(hosts, 'pack').place({ cpus: 1, memory: Number.NaN }), isSpec);
   assert.throws(() => new Placer(hosts, 'pack').release('zz', 1, 1), isSpec);
+  assert.throws(() => new Placer(hosts, 'pack').release('a', -1, 1), isSpec);
 });
 
 /** A small deterministic PRNG (mulberry32). */
@@ -118,7 +119,7 @@ test('property: the Placer picks exactly the host the reference picks (1000 rand
     const r = rng(seed);
     const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;
     const policy: Policy = seed % 2 ? 'spread' : 'pack';
-    const n = 1 + Math.floor(r() * 40);
+    const n = seed % 50 === 0 ? 300 : 1 + Math.floor(r() * 40); // now and then a deeper tree
     const hs: HostState[] = [];
     for (let i = 0; i < n; i++) {
       // Few distinct sizes so that ties are common; names in random order.
