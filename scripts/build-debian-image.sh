@@ -53,7 +53,9 @@ cleanup() {
   for m in dev proc sys ''; do mountpoint -q "$MNT/$m" 2>/dev/null && umount "$MNT/$m"; done
   [ -n "$LOOP" ] && losetup -d "$LOOP"
   [ ${#MADE[@]} -eq 0 ] || rm -f "${MADE[@]}"
-  rm -rf "$WORK"
+  # Never delete through a mount that is still there (a bind of the host's /dev, /proc or /sys).
+  if grep -q " $WORK/" /proc/mounts; then echo "build-debian-image: still mounted under $WORK; left in place" >&2
+  else rm -rf --one-file-system "$WORK"; fi
   [ $rc -eq 0 ] || echo "build-debian-image: FAILED (exit $rc); cleaned up" >&2
 }
 trap cleanup EXIT

@@ -79,6 +79,9 @@ export async function buildApi(svc: Services, opts: ApiOptions = {}): Promise<Fa
   await app.register(eventRoutes(svc));
 
   app.get('/v1/host', { schema: { summary: 'Host facts and the accelerator chosen' } }, async () => svc.host.show());
+  app.get('/v1/pool', { schema: { summary: 'The resource pool: capacity (host x ratio, less the reserve), allocated, free' } }, async () =>
+    svc.instances.pool(),
+  );
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   await app.ready();
   return app;

@@ -11,6 +11,7 @@ import { registerEventCommands } from './events.js';
 import { registerHostCommands } from './host.js';
 import { registerImageCommands } from './images.js';
 import { registerInstanceCommands } from './instances.js';
+import { registerPoolCommands } from './pool.js';
 
 function packageVersion(): string {
   try {
@@ -49,17 +50,19 @@ export function buildProgram(): Command {
     .description('run the corral daemon in this process (API on $CORRAL_DATA_DIR/corral.sock)')
     .option('--listen <host:port>', 'also serve the API on TCP (bearer token from $CORRAL_DATA_DIR/token)')
     .addOption(new Option('--accel <kind>', 'force the accelerator instead of probing').choices(['kvm', 'tcg']))
-    .action(async (o: { listen?: string; accel?: 'kvm' | 'tcg' }) => {
-      const { runDaemon } = (await import('../daemon/main.js')) as {
-        runDaemon: (opts: { listen?: string; accel?: 'kvm' | 'tcg' }) => Promise<void>;
-      };
-      await runDaemon({ listen: o.listen, accel: o.accel });
+    .option('--cpu-ratio <ratio>', 'vCPUs per host CPU thread in the pool (default 4.0; env CORRAL_CPU_RATIO)', Number)
+    .option('--memory-ratio <ratio>', 'guest memory per byte of host memory (default 1.0; env CORRAL_MEMORY_RATIO)', Number)
+    .option('--reserved-memory <size>', 'host memory kept out of the pool (default 512M; env CORRAL_RESERVED_MEMORY)')
+    .action(async (o: { listen?: string; accel?: 'kvm' | 'tcg'; cpuRatio?: number; memoryRatio?: number; reservedMemory?: string }) => {
+      const { runDaemon } = await import('../daemon/main.js');
+      await runDaemon({ listen: o.listen, accel: o.accel, pool: { cpuRatio: o.cpuRatio, memoryRatio: o.memoryRatio, reservedMemory: o.reservedMemory } });
     });
 
   registerInstanceCommands(program, client);
   registerConsoleCommands(program, client);
   registerImageCommands(program, client);
   registerHostCommands(program, client);
+  registerPoolCommands(program, client);
   registerEventCommands(program, client);
   return program;
 }

@@ -16,12 +16,28 @@ import { ImageService } from '../services/images.js';
 import { InstanceService } from '../services/instances.js';
 import { ImageStore } from '../storage/images.js';
 import { buildApi } from '../api/server.js';
+import { validatePoolConfig, type PoolConfig } from '../core/pool.js';
 
 export interface DaemonOptions {
   dataDir?: string;
   /** HOST:PORT to also listen on TCP (bearer token required). */
   listen?: string;
   accel?: Accelerator;
+  /** Resource pool settings (ratios, memory reserved for the host); env CORRAL_CPU_RATIO etc. otherwise. */
+  pool?: { cpuRatio?: number; memoryRatio?: number; reservedMemory?: string | number };
+}
+
+/** Pool settings from options, then the environment (CORRAL_CPU_RATIO, CORRAL_MEMORY_RATIO, CORRAL_RESERVED_MEMORY). */
+export function poolConfigFrom(opts: DaemonOptions['pool'], env: NodeJS.ProcessEnv = process.env): PoolConfig {
+  const raw: Record<string, unknown> = {};
+  const num = (v: string | undefined): number | string | undefined => (v === undefined || v === '' ? undefined : Number.isNaN(Number(v)) ? v : Number(v));
+  const cpu = opts?.cpuRatio ?? num(env.CORRAL_CPU_RATIO);
+  const mem = opts?.memoryRatio ?? num(env.CORRAL_MEMORY_RATIO);
+  const res = opts?.reservedMemory ?? num(env.CORRAL_RESERVED_MEMORY);
+  if (cpu !== undefined) raw.cpuRatio = cpu;
+  if (mem !== undefined) raw.memoryRatio = mem;
+  if (res !== undefined) raw.reservedMemory = res;
+  return validatePoolConfig(raw, 'pool.');
 }
 
 function socketInUse(path: string): Promise<boolean> {
@@ -53,6 +69,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   const log = pino({ level: process.env.CORRAL_LOG_LEVEL ?? 'info' });
   const envAccel = process.env.CORRAL_ACCEL;
   const force = opts.accel ?? (envAccel === 'kvm' || envAccel === 'tcg' ? envAccel : undefined);
+  const poolConfig = poolConfigFrom(opts.pool);
 
   for (const d of [dataDir, paths.images, paths.instances, paths.run, paths.cache]) mkdirSync(d, { recursive: true, mode: 0o700 });
   chmodSync(paths.run, 0o700);
@@ -66,6 +83,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   const caps = await host.capabilities();
   const instances = new InstanceService({
     dataDir, store, images: imageStore, events, host: host.limits(), log,
+    pool: { host: host.limits(), config: poolConfig },
     accelerator: async () => (await host.accelerator()).accel,
     qemuVersion: () => caps.version,
   });

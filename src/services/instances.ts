@@ -20,6 +20,7 @@ import { KeyedLock } from './locks.js';
 import { VmMonitor, type MonitorHandlers } from './monitor.js';
 import { OVMF_VARS, launchPlan, macFor, prepareRunDir, readStatus, removeRunDir, writeStatus } from './runtime.js';
 import { ConsoleLogRotator } from './console-log.js';
+import { admitOrThrow, poolView, type HostCapacityInput, type PoolConfig, type PoolView } from '../core/pool.js';
 
 export interface InstanceView {
   name: string;
@@ -49,6 +50,8 @@ export interface InstanceDeps {
   host: HostLimits;
   /** The accelerator chosen by the probe (or forced). */
   accelerator: () => Promise<Accelerator>;
+  /** The resource pool: host capacity and its ratios and reserve. */
+  pool: { host: HostCapacityInput; config: PoolConfig };
   qemuVersion: () => string;
   log: { info(o: object, m?: string): void; warn(o: object, m?: string): void };
 }
@@ -115,6 +118,14 @@ export class InstanceService {
     Object.assign(row, patch, { state: to });
     this.d.store.updateInstance(row.uuid, { ...patch, state: to });
     if (from !== to) this.d.events.publish('instance.state', row.name, { from, to, reason });
+  }
+
+  /** The pool: capacity, and what instances that are starting, running, paused or stopping hold. */
+  pool(excludeUuid?: string): PoolView {
+    const allocations = this.d.store.listInstances()
+      .filter((r) => isActive(r.state) && r.uuid !== excludeUuid)
+      .map((r) => ({ name: r.name, cpus: r.spec.cpus, memory: r.spec.memory }));
+    return poolView(this.d.pool.host, this.d.pool.config, allocations);
   }
 
   // ---- create / delete ----
@@ -247,6 +258,9 @@ export class InstanceService {
     const p = this.paths(row);
     const accel = row.spec.accel === 'auto' ? await this.d.accelerator() : row.spec.accel;
     const prior = row.state;
+    // Admission and the move to "starting" happen with no await in between: a concurrent start of another
+    // instance sees this one as allocated, so concurrent starts cannot oversubscribe the pool.
+    admitOrThrow(this.pool(row.uuid), { cpus: row.spec.cpus, memory: row.spec.memory });
     this.setState(row, 'starting', 'start requested', { lastError: null });
     let pid: number | null = null;
     try {

@@ -73,7 +73,7 @@ test('the Debian 12 image imports through the CLI', { skip }, async () => {
   assert.ok(statSync(IMAGE).size > 100 * 1024 * 1024, 'a real distribution, not a toy');
 });
 
-test('it boots from its own disk through SeaBIOS and GRUB to the login prompt', { skip, timeout: 240_000 }, async () => {
+test('it boots from its own disk through SeaBIOS and GRUB to the login prompt', { skip, timeout: 240_000 }, async (t) => {
   const t0 = Date.now();
   const r = await d.cli(['create', 'deb1', '--image', 'debian12', '--memory', '1G', '--start']);
   assert.equal(r.code, 0, r.stderr + r.stdout);
@@ -85,7 +85,7 @@ test('it boots from its own disk through SeaBIOS and GRUB to the login prompt', 
   assert.ok(!argv.includes('-kernel') && !argv.includes('-initrd'), argv.join(' '));
 
   const log = await d.waitConsole('deb1', /debian12 login:/, 180_000);
-  console.log(`# login prompt ${((Date.now() - t0) / 1000).toFixed(1)} s after create --start (${show.accel})`);
+  t.diagnostic(`login prompt ${((Date.now() - t0) / 1000).toFixed(1)} s after create --start (${show.accel})`);
   assert.match(log, /GNU GRUB +version 2\./, 'GRUB menu on the serial console');
   assert.match(log, /Loading Linux \S+-cloud-amd64/);
   assert.match(log, /Linux version 6\.1\.\S+-cloud-amd64/);
@@ -125,7 +125,7 @@ test('root logs in on the serial console and the shell answers', { skip, timeout
   }
 });
 
-test('corral stop powers it off cleanly through systemd (ACPI power button)', { skip, timeout: 150_000 }, async () => {
+test('corral stop powers it off cleanly through systemd (ACPI power button)', { skip, timeout: 150_000 }, async (t) => {
   const before = (await d.consoleLog('deb1')).length;
   const t0 = Date.now();
   const r = await d.cli(['stop', 'deb1', '--timeout', '90'], undefined, 120_000);
@@ -133,7 +133,7 @@ test('corral stop powers it off cleanly through systemd (ACPI power button)', { 
   assert.equal(r.code, 0, r.stderr + r.stdout);
   const show = await d.waitState('deb1', 'stopped', 10_000);
   assert.equal(show.pid, null);
-  console.log(`# stopped ${secs.toFixed(1)} s after corral stop`);
+  t.diagnostic(`stopped ${secs.toFixed(1)} s after corral stop`);
   assert.ok(secs < 80, `the guest powered itself off (${secs} s), it was not killed at the timeout`);
   const tail = (await d.consoleLog('deb1')).slice(before);
   assert.match(tail, /Power key pressed|Powering off|System Power Off/, 'systemd ran its shutdown');

@@ -41,14 +41,14 @@ export interface Reply<T = any> {
 export class Daemon {
   proc: ChildProcess | null = null;
   log = '';
-  constructor(readonly dataDir: string, readonly extraArgs: string[] = []) {}
+  constructor(readonly dataDir: string, readonly extraArgs: string[] = [], readonly extraEnv: NodeJS.ProcessEnv = {}) {}
 
   get socket(): string {
     return join(this.dataDir, 'corral.sock');
   }
 
   env(): NodeJS.ProcessEnv {
-    return { ...process.env, CORRAL_DATA_DIR: this.dataDir, CORRAL_LOG_LEVEL: 'warn' };
+    return { ...process.env, CORRAL_DATA_DIR: this.dataDir, CORRAL_LOG_LEVEL: 'warn', ...this.extraEnv };
   }
 
   async start(): Promise<void> {

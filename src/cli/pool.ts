@@ -1,0 +1,36 @@
+/** `corral pool show`: the resource pool: capacity, allocated, free. */
+import type { Command } from 'commander';
+import type { ApiClient } from './client.js';
+import { printJson, printLines, size, table } from './format.js';
+
+interface PoolView {
+  capacity: { cpus: number; memory: number };
+  allocated: { cpus: number; memory: number; instances: number };
+  free: { cpus: number; memory: number };
+  ratios: { cpu: number; memory: number };
+  reservedMemory: number;
+}
+
+export function poolDetails(p: PoolView): string {
+  return [
+    table(['RESOURCE', 'CAPACITY', 'ALLOCATED', 'FREE'], [
+      ['vCPUs', String(p.capacity.cpus), String(p.allocated.cpus), String(p.free.cpus)],
+      ['memory', size(p.capacity.memory), size(p.allocated.memory), size(p.free.memory)],
+    ]),
+    `instances holding resources: ${p.allocated.instances}`,
+    `ratios: cpu ${p.ratios.cpu}, memory ${p.ratios.memory}; memory reserved for the host: ${size(p.reservedMemory)}`,
+  ].join('\n');
+}
+
+export function registerPoolCommands(program: Command, client: () => ApiClient): void {
+  const pool = program.command('pool').description('the resource pool of this host');
+  pool
+    .command('show', { isDefault: true })
+    .description('capacity (host x ratio, less the reserve), what running instances hold, and what is free')
+    .option('--json', 'print the API JSON')
+    .action(async (o: { json?: boolean }) => {
+      const res = await client().call<PoolView>('GET', '/v1/pool');
+      if (o.json) printJson(res);
+      else printLines(poolDetails(res));
+    });
+}
