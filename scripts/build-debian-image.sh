@@ -50,6 +50,7 @@ WORK=$(mktemp -d "$(dirname "$OUT")/.build-debian.XXXXXX")
 RAW=$WORK/disk.raw MNT=$WORK/root LOOP='' MADE=()
 cleanup() {
   local rc=$?
+  set +e                                          # clean up as much as possible, whatever fails
   for m in dev proc sys ''; do mountpoint -q "$MNT/$m" 2>/dev/null && umount "$MNT/$m"; done
   [ -n "$LOOP" ] && losetup -d "$LOOP"
   [ ${#MADE[@]} -eq 0 ] || rm -f "${MADE[@]}"
