@@ -4,6 +4,7 @@
  */
 import { CorralError, invalidSpec } from './errors.js';
 import { MiB, parseSize } from './units.js';
+import { computeDefaults, validateCompute, type ComputeRequest, type ComputeSpec } from './spec-compute.js';
 
 export const MIN_MEMORY = 64 * MiB;
 export const DEFAULT_MEMORY = 256 * MiB;
@@ -14,7 +15,7 @@ export type Firmware = 'bios' | 'uefi';
 export type NetworkMode = 'user' | 'none';
 
 /** What a create request carries, before validation (from JSON or the CLI). */
-export interface CreateRequest {
+export interface CreateRequest extends ComputeRequest {
   name: string;
   image: string;
   cpus?: number;
@@ -27,7 +28,7 @@ export interface CreateRequest {
 }
 
 /** A validated specification, as stored. Sizes are bytes. */
-export interface InstanceSpec {
+export interface InstanceSpec extends ComputeSpec {
   image: string;
   cpus: number;
   memory: number;
@@ -41,6 +42,8 @@ export interface InstanceSpec {
 export interface HostLimits {
   cpus: number;
   memory: number;
+  /** online host CPU numbers */
+  cpuList: number[];
 }
 
 const NAME_RE = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
@@ -74,7 +77,13 @@ export function validateCreate(req: CreateRequest, host: HostLimits): { name: st
   if (network !== 'user' && network !== 'none') throw invalidSpec('network', `must be "user" or "none"`);
   const accel = req.accel ?? 'auto';
   if (accel !== 'auto' && accel !== 'kvm' && accel !== 'tcg') throw invalidSpec('accel', `must be "auto", "kvm" or "tcg"`);
-  return { name, spec: { image, cpus, memory, disk, firmware, network, accel } };
+  const compute = validateCompute(req, cpus, memory, host, MAX_VCPUS);
+  return { name, spec: { image, cpus, memory, disk, firmware, network, accel, ...compute } };
+}
+
+/** A stored spec, with defaults for fields added since it was written. */
+export function normalizeSpec(stored: Partial<InstanceSpec> & Pick<InstanceSpec, 'image' | 'cpus' | 'memory'>): InstanceSpec {
+  return { disk: null, firmware: 'bios', network: 'user', accel: 'auto', ...computeDefaults(stored.cpus), ...stored };
 }
 
 export function validateCpus(cpus: unknown, host: HostLimits): number {

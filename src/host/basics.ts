@@ -1,6 +1,9 @@
 /** Basic host facts: CPUs and memory. Every reader takes the proc/sys root so tests can use fake trees. */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { parseCpuList } from '../core/cpulist.js';
+
+export { parseCpuList };
 
 export interface MemInfo {
   total: number;
@@ -24,19 +27,6 @@ export function readOnlineCpus(sys = '/sys', proc = '/proc'): number[] {
     const text = readFileSync(join(proc, 'cpuinfo'), 'utf8');
     return [...text.matchAll(/^processor\s*:\s*(\d+)/gm)].map((m) => Number(m[1]));
   }
-}
-
-export function parseCpuList(list: string): number[] {
-  const out: number[] = [];
-  for (const part of list.trim().split(',')) {
-    if (part === '') continue;
-    const m = /^(\d+)(?:-(\d+))?$/.exec(part.trim());
-    if (!m) throw new Error(`bad CPU list element "${part}"`);
-    const lo = Number(m[1]);
-    const hi = m[2] === undefined ? lo : Number(m[2]);
-    for (let c = lo; c <= hi; c++) out.push(c);
-  }
-  return out;
 }
 
 export function readCpuModel(proc = '/proc'): string {

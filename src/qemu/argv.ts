@@ -8,9 +8,20 @@ export interface LaunchPlan {
   uuid: string;
   name: string;
   accel: Accelerator;
+  /** vCPUs at boot */
   cpus: number;
-  /** bytes */
+  /** vCPUs the guest can grow to (hotplug), and how they are laid out */
+  maxCpus: number;
+  topology: { sockets: number; cores: number; threads: number };
+  /** a QEMU CPU model: host, max, or a named model */
+  cpuModel: string;
+  /** bytes at boot */
   memory: number;
+  /** bytes the guest can grow to with virtio-mem, or null */
+  maxMemory: number | null;
+  memoryBacking: { hugepages: number | null; prealloc: boolean; share: boolean };
+  /** virtio-balloon with free page reporting and deflate-on-oom */
+  balloon: boolean;
   machine: 'pc' | 'q35';
   firmware: { kind: Firmware; code?: string; vars?: string };
   /** Direct kernel boot (images of kind "kernel"); absent means firmware boots the disk. */
@@ -38,10 +49,11 @@ export function buildArgv(plan: LaunchPlan): string[] {
   a.push('-uuid', plan.uuid);
   a.push('-nodefaults', '-no-user-config');
   a.push('-machine', `${plan.machine},accel=${plan.accel},memory-backend=mem0`);
-  a.push('-cpu', plan.accel === 'kvm' ? 'host' : 'max');
-  a.push('-smp', `${plan.cpus},sockets=1,cores=${plan.cpus},threads=1`);
-  a.push('-m', `${mib}M`);
-  a.push('-object', json({ 'qom-type': 'memory-backend-ram', id: 'mem0', size: mib * 1024 * 1024 }));
+  a.push('-cpu', plan.cpuModel);
+  const t = plan.topology;
+  a.push('-smp', `${plan.cpus},sockets=${t.sockets},cores=${t.cores},threads=${t.threads},maxcpus=${plan.maxCpus}`);
+  a.push('-m', plan.maxMemory === null ? `${mib}M` : `${mib}M,maxmem=${Math.floor(plan.maxMemory / (1024 * 1024))}M`);
+  a.push('-object', json(memoryBackend('mem0', mib * 1024 * 1024, plan.memoryBacking)));
   a.push('-display', 'none', '-vga', 'none');
   if (plan.sandbox) a.push('-sandbox', 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny');
   a.push('-qmp', `unix:${assertSafeOptionPath(plan.paths.qmp)},server=on,wait=off`);
@@ -76,7 +88,30 @@ export function buildArgv(plan: LaunchPlan): string[] {
     a.push('-netdev', json({ type: 'user', id: `${n.id}-net` }));
     a.push('-device', json({ driver: n.model, netdev: `${n.id}-net`, id: n.id, mac: n.mac }));
   }
+  if (plan.maxMemory !== null) {
+    // Hotpluggable memory: a virtio-mem device backed by its own region, plugged with QMP qom-set requested-size.
+    const hot = plan.maxMemory - mib * 1024 * 1024;
+    a.push('-object', json(memoryBackend('vmem0', hot, { ...plan.memoryBacking, prealloc: false })));
+    a.push('-device', json({ driver: 'virtio-mem-pci', id: 'vmem0-dev', memdev: 'vmem0', 'requested-size': 0, 'block-size': Math.max(2 * 1024 * 1024, plan.memoryBacking.hugepages ?? 0) }));
+  }
+  if (plan.balloon) {
+    a.push('-device', json({ driver: 'virtio-balloon-pci', id: 'balloon0', 'free-page-reporting': true, 'deflate-on-oom': true }));
+  }
+  a.push('-device', json({ driver: 'pvpanic-pci', id: 'panic0' }));
   a.push('-device', json({ driver: 'virtio-rng-pci', id: 'rng0' }));
   a.push('-pidfile', assertSafeOptionPath(plan.paths.pidfile));
   return a;
+}
+
+/**
+ * Guest RAM: anonymous memory allocated on demand by default; memfd when it must be shared (vhost-user) or
+ * backed by hugepages (memfd hugetlb needs no hugetlbfs mount); prealloc touches every page at start.
+ */
+export function memoryBackend(id: string, size: number, b: LaunchPlan['memoryBacking']): Record<string, unknown> {
+  const o: Record<string, unknown> = b.hugepages !== null || b.share
+    ? { 'qom-type': 'memory-backend-memfd', id, size, share: b.share }
+    : { 'qom-type': 'memory-backend-ram', id, size };
+  if (b.hugepages !== null) Object.assign(o, { hugetlb: true, hugetlbsize: b.hugepages });
+  if (b.prealloc) o.prealloc = true;
+  return o;
 }

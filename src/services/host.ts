@@ -18,7 +18,8 @@ export class HostService {
   }
 
   limits(): HostLimits {
-    return { cpus: readOnlineCpus().length, memory: readMemInfo().total };
+    const cpuList = readOnlineCpus();
+    return { cpus: cpuList.length, memory: readMemInfo().total, cpuList };
   }
 
   capabilities(): Promise<QemuCapabilities> {

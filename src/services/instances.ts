@@ -318,13 +318,13 @@ export class InstanceService {
     }
     if (await m.waitExit(timeoutSec * 1000)) return;
     this.d.events.publish('instance.stop-timeout', row.name, { timeoutSec });
-    await this.doKill(row);
+    await this.doKill(row, `killed: the guest did not power off within ${timeoutSec}s`);
   }
 
-  private async doKill(row: InstanceRow): Promise<void> {
+  private async doKill(row: InstanceRow, why = 'killed by user'): Promise<void> {
     const m = this.monitors.get(row.uuid);
     const pid = row.pid;
-    if (m) m.guestShutdown = true; // an exit we asked for is not a crash
+    if (m) m.expectedExit = why; // an exit we cause is not a crash
     if (pid !== null && isQemuOf(pid, row.uuid, row.pidStart)) {
       try {
         process.kill(pid, 'SIGKILL');
@@ -334,7 +334,7 @@ export class InstanceService {
     }
     if (m && !(await m.waitExit(10_000))) throw new CorralError('TIMEOUT', `QEMU ${pid} did not exit after SIGKILL`);
     if (!m || this.d.store.getInstance(row.name)?.state !== 'stopped') {
-      this.finishExit(row, 'stopped', 'killed by user');
+      this.finishExit(row, 'stopped', why);
     }
   }
 
@@ -354,11 +354,12 @@ export class InstanceService {
     const p = this.paths(row);
     const handlers: MonitorHandlers = {
       onEvent: (ev) => this.onQmpEvent(row, ev),
-      onExit: ({ guestShutdown }) => {
+      onExit: ({ guestShutdown, expected }) => {
         const cur = this.d.store.getInstance(row.name);
         if (!cur || cur.uuid !== row.uuid) return;
-        const crashed = !guestShutdown && cur.state !== 'stopping';
-        this.finishExit(cur, crashed ? 'crashed' : 'stopped', crashed ? `QEMU ${pid} exited unexpectedly` : 'QEMU exited after power-off');
+        const crashed = expected === null && !guestShutdown && cur.state !== 'stopping';
+        const reason = expected ?? (guestShutdown ? 'the guest powered off' : crashed ? `QEMU ${pid} exited unexpectedly` : 'QEMU exited while stopping');
+        this.finishExit(cur, crashed ? 'crashed' : 'stopped', reason);
         Object.assign(row, { state: cur.state, pid: null, pidStart: null });
       },
     };

@@ -7,13 +7,16 @@ import { isAlive, processStartTicks } from '../qemu/proc.js';
 
 export interface MonitorHandlers {
   onEvent(ev: QmpEvent): void;
-  onExit(info: { guestShutdown: boolean }): void;
+  /** guestShutdown: QEMU reported the guest's own power-off; expected: why the daemon itself ended it, if it did */
+  onExit(info: { guestShutdown: boolean; expected: string | null }): void;
 }
 
 const POLL_MS = 500;
 
 export class VmMonitor {
   guestShutdown = false;
+  /** Set by the daemon before it kills QEMU, so that the exit is not taken for a crash. */
+  expectedExit: string | null = null;
   private exitedFlag = false;
   private exitWaiters: Array<() => void> = [];
   private poll: NodeJS.Timeout;
@@ -67,7 +70,7 @@ export class VmMonitor {
     this.exitedFlag = true;
     clearInterval(this.poll);
     this.qmp.close();
-    this.h.onExit({ guestShutdown: this.guestShutdown });
+    this.h.onExit({ guestShutdown: this.guestShutdown, expected: this.expectedExit });
     for (const w of this.exitWaiters.splice(0)) w();
   }
 

@@ -3,6 +3,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import type { InstancePaths } from '../core/paths.js';
 import type { Accelerator } from '../core/spec.js';
+import { HUGEPAGE_BYTES } from '../core/spec-compute.js';
 import type { LaunchPlan } from '../qemu/argv.js';
 import type { ImageRecord } from '../storage/images.js';
 import type { InstanceRow } from '../store/store.js';
@@ -22,7 +23,13 @@ export function launchPlan(row: InstanceRow, image: ImageRecord, accel: Accelera
     name: row.name,
     accel,
     cpus: row.spec.cpus,
+    maxCpus: row.spec.maxCpus,
+    topology: row.spec.topology,
+    cpuModel: row.spec.cpuModel === 'auto' ? (accel === 'kvm' ? 'host' : 'max') : row.spec.cpuModel,
     memory: row.spec.memory,
+    maxMemory: row.spec.maxMemory,
+    memoryBacking: { hugepages: row.spec.hugepages ? HUGEPAGE_BYTES[row.spec.hugepages] : null, prealloc: row.spec.prealloc, share: false },
+    balloon: row.spec.balloon,
     machine: 'pc',
     firmware: row.spec.firmware === 'uefi' ? { kind: 'uefi', code: OVMF_CODE, vars: p.efiVars } : { kind: 'bios' },
     disks: [{ id: 'disk0', path: p.disk, format: 'qcow2', bus: 'virtio-blk', bootindex: 1 }],

@@ -12,7 +12,8 @@
 export const TINY_MODULES = [
   'virtio', 'virtio_ring', 'virtio_pci_legacy_dev', 'virtio_pci_modern_dev', 'virtio_pci',
   'virtio_blk', 'scsi_mod', 'scsi_common', 'virtio_scsi', 'sd_mod',
-  'failover', 'net_failover', 'virtio_net', 'virtio_balloon', 'virtio_console', 'virtio_rng',
+  'failover', 'net_failover', 'virtio_net', 'virtio_balloon', 'virtio_mem', 'virtio_console', 'virtio_rng',
+  'pvpanic', 'pvpanic_pci',
   'mii', 'e1000', 'e1000e', '8139cp', '8139too',
   'evdev', 'button',
   'crc16', 'mbcache', 'jbd2', 'crc32c_generic', 'ext4',

@@ -23,7 +23,7 @@ export const TINY_NAME = 'tiny';
  * Base kernel command line; the daemon appends corral.hostname=NAME. `quiet` keeps the serial console
  * (slow under TCG) for userspace; `cryptomgr.notests` skips the crypto self-tests (~0.3-0.5 s under TCG).
  */
-export const TINY_CMDLINE = 'console=ttyS0 quiet panic=-1 cryptomgr.notests';
+export const TINY_CMDLINE = 'console=ttyS0 quiet panic=-1 cryptomgr.notests memhp_default_state=online_movable';
 export const TINY_DISK_SIZE = 128 * 1024 * 1024;
 export const ROOT_LABEL = 'corral-root';
 

@@ -116,6 +116,29 @@ export class Daemon {
     });
   }
 
+  /** The stored events after `since` (replayed by /v1/events), read for a moment and then let go. */
+  events(since = 0, forMs = 300): Promise<Array<{ id: number; type: string; instance: string | null; data: any }>> {
+    return new Promise((resolve, reject) => {
+      const out: Array<{ id: number; type: string; instance: string | null; data: any }> = [];
+      const req = request({ socketPath: this.socket, path: `/v1/events?since=${since}` }, (res) => {
+        let buf = '';
+        res.on('data', (c: Buffer) => {
+          buf += c.toString();
+          let i: number;
+          while ((i = buf.indexOf('\n\n')) >= 0) {
+            const block = buf.slice(0, i);
+            buf = buf.slice(i + 2);
+            const data = /^data: (.*)$/m.exec(block);
+            if (data) out.push(JSON.parse(data[1]!));
+          }
+        });
+      });
+      req.on('error', (e) => ((e as { code?: string }).code === 'ECONNRESET' ? resolve(out) : reject(e)));
+      req.end();
+      setTimeout(() => { req.destroy(); resolve(out); }, forMs);
+    });
+  }
+
   consoleLog(name: string): Promise<string> {
     return this.api<string>('GET', `/v1/instances/${name}/console/log`).then((r) => (typeof r.body === 'string' ? r.body : JSON.stringify(r.body)));
   }

@@ -127,6 +127,22 @@ test('a guest that powers itself off becomes stopped', { skip }, async () => {
   await d.waitState('vm1', 'stopped', 20_000);
 });
 
+test('a guest that ignores the power button is killed when the stop timeout runs out, and the reason says so', { skip }, async () => {
+  await d.api('POST', '/v1/instances/vm1/start', {});
+  const c = await ConsoleSession.open(d, 'vm1');
+  await c.run('killall acpid');
+  await c.close();
+  const t0 = Date.now();
+  const r = await d.api('POST', '/v1/instances/vm1/stop', { timeout: 2 });
+  assert.equal(r.body.state, 'stopped');
+  assert.ok(Date.now() - t0 >= 2000, 'it waited for the guest first');
+  const evs = await d.events();
+  assert.ok(evs.some((e) => e.type === 'instance.stop-timeout' && e.instance === 'vm1'));
+  const last = evs.filter((e) => e.type === 'instance.state' && e.instance === 'vm1').pop()!;
+  assert.equal(last.data.to, 'stopped');
+  assert.match(last.data.reason, /did not power off within 2s/);
+});
+
 test('kill stops at once; QEMU killed from outside becomes crashed within a second', { skip }, async () => {
   let r = await d.api('POST', '/v1/instances/vm1/start', {});
   assert.equal(r.body.state, 'running');

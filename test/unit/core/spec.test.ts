@@ -4,7 +4,7 @@ import { validateCreate, validateName } from '../../../src/core/spec.js';
 import { parseSize, MiB, GiB } from '../../../src/core/units.js';
 import { CorralError } from '../../../src/core/errors.js';
 
-const host = { cpus: 4, memory: 8 * GiB };
+const host = { cpus: 4, memory: 8 * GiB, cpuList: [0, 1, 2, 3] };
 
 function invalid(fn: () => unknown, field: string): void {
   assert.throws(fn, (e: unknown) => {
@@ -47,5 +47,40 @@ test('cpus must be a positive integer within the host', () => {
 test('defaults: 1 vCPU, 256 MiB, BIOS, user network, automatic accelerator', () => {
   const { name, spec } = validateCreate({ name: 'vm1', image: 'tiny' }, host);
   assert.equal(name, 'vm1');
-  assert.deepEqual(spec, { image: 'tiny', cpus: 1, memory: 256 * MiB, disk: null, firmware: 'bios', network: 'user', accel: 'auto' });
+  assert.deepEqual(spec, {
+    image: 'tiny', cpus: 1, memory: 256 * MiB, disk: null, firmware: 'bios', network: 'user', accel: 'auto',
+    topology: { sockets: 1, cores: 1, threads: 1 }, maxCpus: 1, cpuModel: 'auto', pin: null, cpuWeight: null, cpuLimit: null,
+    maxMemory: null, memoryLimit: null, prealloc: false, hugepages: null, balloon: true,
+  });
+});
+
+test('topology must multiply out to the vCPUs (or to maxCpus)', () => {
+  const ok = validateCreate({ name: 'a', image: 'tiny', cpus: 4, sockets: 2, cores: 2, threads: 1 }, host).spec;
+  assert.deepEqual(ok.topology, { sockets: 2, cores: 2, threads: 1 });
+  invalid(() => validateCreate({ name: 'a', image: 'tiny', cpus: 4, sockets: 2, cores: 3 }, host), 'sockets');
+  invalid(() => validateCreate({ name: 'a', image: 'tiny', cpus: 3, sockets: 2 }, host), 'sockets');
+  const hot = validateCreate({ name: 'a', image: 'tiny', cpus: 1, maxCpus: 4 }, host).spec;
+  assert.deepEqual([hot.maxCpus, hot.topology.cores], [4, 4]);
+  invalid(() => validateCreate({ name: 'a', image: 'tiny', cpus: 2, maxCpus: 1 }, host), 'maxCpus');
+});
+
+test('pin lists must name CPUs the host has', () => {
+  assert.deepEqual(validateCreate({ name: 'a', image: 'tiny', cpus: 2, pin: '2-3' }, host).spec.pin, [2, 3]);
+  invalid(() => validateCreate({ name: 'a', image: 'tiny', cpus: 1, pin: '7' }, host), 'pin');
+  invalid(() => validateCreate({ name: 'a', image: 'tiny', cpus: 1, pin: 'x-y' }, host), 'pin');
+  invalid(() => validateCreate({ name: 'a', image: 'tiny', cpus: 1, pin: '1,1' }, host), 'pin');
+});
+
+test('memory hotplug, limits, hugepages and CPU caps are checked', () => {
+  const s = validateCreate({ name: 'a', image: 'tiny', memory: '512M', maxMemory: '1G', memoryLimit: '1536M', cpuLimit: 1.5, cpuWeight: 200 }, host).spec;
+  assert.deepEqual([s.maxMemory, s.memoryLimit, s.cpuLimit, s.cpuWeight], [GiB, 1536 * MiB, 1.5, 200]);
+  invalid(() => validateCreate({ name: 'a', image: 'tiny', memory: '512M', maxMemory: '256M' }, host), 'maxMemory');
+  invalid(() => validateCreate({ name: 'a', image: 'tiny', memory: '512M', maxMemory: '513M' }, host), 'maxMemory');
+  invalid(() => validateCreate({ name: 'a', image: 'tiny', memory: '512M', memoryLimit: '256M' }, host), 'memoryLimit');
+  invalid(() => validateCreate({ name: 'a', image: 'tiny', memory: '101M', hugepages: '2M' }, host), 'memory');
+  invalid(() => validateCreate({ name: 'a', image: 'tiny', hugepages: '4M' as '2M' }, host), 'hugepages');
+  invalid(() => validateCreate({ name: 'a', image: 'tiny', cpuLimit: 0 }, host), 'cpuLimit');
+  invalid(() => validateCreate({ name: 'a', image: 'tiny', cpuLimit: 9 }, host), 'cpuLimit');
+  invalid(() => validateCreate({ name: 'a', image: 'tiny', cpuWeight: 0 }, host), 'cpuWeight');
+  invalid(() => validateCreate({ name: 'a', image: 'tiny', cpuModel: 'a,b' }, host), 'cpuModel');
 });
