@@ -63,7 +63,26 @@ export interface StartTimings {
   qmpReadyMs: number;
 }
 
+/**
+ * Other services (CPU, memory) hook into the lifecycle: `launched` runs after QEMU answers QMP and before the
+ * instance is running (a throw fails the start and QEMU is killed); `adopted` after a new daemon adopts a
+ * QEMU; `exited` after QEMU is gone.
+ */
+export interface InstanceHooks {
+  launched?(row: InstanceRow, pid: number, qmp: QmpClient): Promise<void>;
+  adopted?(row: InstanceRow, pid: number, qmp: QmpClient): Promise<void>;
+  exited?(row: InstanceRow): void;
+}
+
+/** A live instance as other services see it. */
+export interface LiveInstance {
+  row: InstanceRow;
+  pid: number;
+  qmp: QmpClient;
+}
+
 export class InstanceService {
+  private hooks: InstanceHooks[] = [];
   private locks = new KeyedLock();
   private monitors = new Map<string, VmMonitor>();
   private rotators = new Map<string, ConsoleLogRotator>();
@@ -71,6 +90,25 @@ export class InstanceService {
   readonly startTimings = new Map<string, StartTimings>();
 
   constructor(private d: InstanceDeps) {}
+
+  addHooks(h: InstanceHooks): void {
+    this.hooks.push(h);
+  }
+
+  /** Run fn under the instance's lock (serialised with its lifecycle operations). */
+  withLock<T>(name: string, fn: () => Promise<T>): Promise<T> {
+    return this.locks.run(name, fn);
+  }
+
+  /** The running (or paused) instance with its QEMU pid and QMP client; INVALID_STATE otherwise. */
+  live(name: string): LiveInstance {
+    const row = this.row(name);
+    const m = this.monitors.get(row.uuid);
+    if (!m || !m.alive || row.pid === null || (row.state !== 'running' && row.state !== 'paused')) {
+      throw new CorralError('INVALID_STATE', `instance "${name}" is ${row.state}: it must be running`, { state: row.state });
+    }
+    return { row, pid: row.pid, qmp: m.qmp };
+  }
 
   paths(row: InstanceRow): InstancePaths {
     return instancePaths(this.d.dataDir, row.uuid);
@@ -279,6 +317,7 @@ export class InstanceService {
       this.d.store.updateInstance(row.uuid, { pid, pidStart: launched.startTicks, accel, startedAt });
       Object.assign(row, { pid, pidStart: launched.startTicks, accel, startedAt });
       const monitor = await this.watch(row, pid, launched.startTicks, launched.qmp);
+      for (const h of this.hooks) if (h.launched) await h.launched(row, pid, monitor.qmp);
       const st = await monitor.qmp.queryStatus();
       this.startTimings.set(row.name, { beforeSpawnMs: t1 - t0, qemuLaunchMs: t2 - t1, qmpReadyMs: performance.now() - t2 });
       this.setState(row, st.status === 'paused' ? 'paused' : 'running', `QEMU ${pid} started (${accel})`);
@@ -292,6 +331,13 @@ export class InstanceService {
         }
         this.monitors.get(row.uuid)?.detach();
         this.monitors.delete(row.uuid);
+        for (const h of this.hooks) {
+          try {
+            h.exited?.(row);
+          } catch {
+            /* best effort on a failed start */
+          }
+        }
       }
       removeRunDir(p);
       const msg = isCorralError(e) ? e.message : (e as Error).message;
@@ -371,6 +417,13 @@ export class InstanceService {
 
   private finishExit(row: InstanceRow, to: InstanceState, reason: string): void {
     this.monitors.delete(row.uuid);
+    for (const h of this.hooks) {
+      try {
+        h.exited?.(row);
+      } catch (e) {
+        this.d.log.warn({ instance: row.name, err: (e as Error).message }, 'exit hook failed');
+      }
+    }
     this.rotators.get(row.uuid)?.stop();
     removeRunDir(this.paths(row));
     this.setState(row, to, reason, { pid: null, pidStart: null, lastError: to === 'crashed' ? reason : row.lastError });
@@ -413,6 +466,7 @@ export class InstanceService {
         if (pid !== null && isQemuOf(pid, row.uuid, startTicks)) {
           try {
             const m = await this.watch(row, pid, startTicks);
+            for (const h of this.hooks) if (h.adopted) await h.adopted(row, pid, m.qmp);
             const st = await m.qmp.queryStatus();
             const to: InstanceState = st.status === 'paused' ? 'paused' : 'running';
             this.setState(row, to, `adopted QEMU ${pid} after daemon restart`, { pid, pidStart: startTicks });
