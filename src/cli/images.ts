@@ -29,9 +29,41 @@ export function progressLine(ev: ProgressEvent): string {
   return parts.join(' ');
 }
 
+/**
+ * Progress on stderr: on a terminal one line per step, redrawn in place as its percentage moves; otherwise a
+ * line when the step changes or its percentage passes another 10%.
+ */
+export class ProgressPrinter {
+  private step = '';
+  private lastTenth = -1;
+  private open = false;
+
+  constructor(private out: NodeJS.WriteStream = process.stderr, private tty = Boolean(process.stderr.isTTY)) {}
+
+  show(ev: ProgressEvent): void {
+    const step = ev.step ?? 'progress';
+    const tenth = typeof ev.percent === 'number' ? Math.floor(ev.percent / 10) : -1;
+    const newStep = step !== this.step;
+    if (this.tty) {
+      this.out.write(`${newStep && this.open ? '\n' : '\r\x1b[K'}${progressLine(ev)}`);
+      this.open = true;
+    } else if (newStep || tenth !== this.lastTenth) {
+      this.out.write(`${progressLine(ev)}\n`);
+    }
+    this.step = step;
+    this.lastTenth = tenth;
+  }
+
+  end(): void {
+    if (this.tty && this.open) this.out.write('\n');
+    this.open = false;
+  }
+}
+
 /** Run a streaming image job: progress to stderr, the image on success, a CliError on an error event. */
 export async function runJob(client: ApiClient, path: string, body: unknown): Promise<ImageRecord> {
   const res = await client.stream('POST', path, body);
+  const progress = new ProgressPrinter();
   let image: ImageRecord | undefined;
   let failure: CliError | undefined;
   await lines(res, (line) => {
@@ -43,10 +75,11 @@ export async function runJob(client: ApiClient, path: string, body: unknown): Pr
       process.stderr.write(`${line}\n`);
       return;
     }
-    if (ev.type === 'progress') process.stderr.write(`${progressLine(ev)}\n`);
+    if (ev.type === 'progress') progress.show(ev);
     else if (ev.type === 'result') image = ev.image;
     else if (ev.type === 'error') failure = new CliError(ev.error?.message ?? 'the job failed', ev.error?.code ?? 'INTERNAL');
   });
+  progress.end();
   if (failure) throw failure;
   if (!image) throw new CliError('the daemon ended the stream without a result (did it stop?)');
   return image;
