@@ -2,22 +2,14 @@
  * Nothing is ever lost: kill -9 the daemon while two VMs run; start it again and both are adopted (same pid,
  * reachable by console, stoppable), none started twice; a VM whose QEMU died meanwhile shows as crashed.
  */
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync } from 'node:fs';
-import { ConsoleSession, Daemon, haveTinyBase, newDataDir } from './harness.js';
+import { ConsoleSession, Daemon, SKIP_NO_TINY, useDaemon } from './harness.js';
 
-const skip = haveTinyBase() ? false : 'the tiny image is not built (run make test-base)';
+const skip = SKIP_NO_TINY;
 let d: Daemon;
-
-before(async () => {
-  if (skip) return;
-  d = new Daemon(newDataDir());
-  await d.start();
-});
-after(async () => {
-  if (d) await d.destroy();
-});
+useDaemon((x) => { d = x; });
 
 /** Every QEMU process on the host that carries this uuid. */
 function qemusWithUuid(uuid: string): number[] {

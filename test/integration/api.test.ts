@@ -1,23 +1,15 @@
 /** The API as a program sees it: OpenAPI, events, TCP behind a bearer token, the host and its accelerator. */
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
-import { Daemon, haveTinyBase, newDataDir } from './harness.js';
+import { Daemon, SKIP_NO_TINY, useDaemon } from './harness.js';
 
-const skip = haveTinyBase() ? false : 'the tiny image is not built (run make test-base)';
+const skip = SKIP_NO_TINY;
 const PORT = 20000 + Math.floor(Math.random() * 20000);
 let d: Daemon;
-
-before(async () => {
-  if (skip) return;
-  d = new Daemon(newDataDir(), ['--listen', `127.0.0.1:${PORT}`]);
-  await d.start();
-});
-after(async () => {
-  if (d) await d.destroy();
-});
+useDaemon((x) => { d = x; }, { args: ['--listen', `127.0.0.1:${PORT}`] });
 
 function tcp(path: string, token?: string): Promise<{ status: number; body: any }> {
   return new Promise((resolve, reject) => {

@@ -1,21 +1,13 @@
 /** Bad input gets a 400 with a code and the field, and leaves nothing behind. */
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { cpSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Daemon, haveTinyBase, newDataDir } from './harness.js';
+import { Daemon, SKIP_NO_TINY, useDaemon } from './harness.js';
 
-const skip = haveTinyBase() ? false : 'the tiny image is not built (run make test-base)';
+const skip = SKIP_NO_TINY;
 let d: Daemon;
-
-before(async () => {
-  if (skip) return;
-  d = new Daemon(newDataDir());
-  await d.start();
-});
-after(async () => {
-  if (d) await d.destroy();
-});
+useDaemon((x) => { d = x; });
 
 async function nothingLeft(): Promise<void> {
   assert.deepEqual((await d.api('GET', '/v1/instances')).body.instances, []);

@@ -1,19 +1,11 @@
 /** The `corral` command against a real daemon and a real guest: what a user types and sees. */
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Daemon, haveTinyBase, newDataDir } from './harness.js';
+import { Daemon, SKIP_NO_TINY, useDaemon } from './harness.js';
 
-const skip = haveTinyBase() ? false : 'the tiny image is not built (run make test-base)';
+const skip = SKIP_NO_TINY;
 let d: Daemon;
-
-before(async () => {
-  if (skip) return;
-  d = new Daemon(newDataDir());
-  await d.start();
-});
-after(async () => {
-  if (d) await d.destroy();
-});
+useDaemon((x) => { d = x; });
 
 test('create --start, list and show, in words and in JSON', { skip, timeout: 90_000 }, async () => {
   const c = await d.cli(['create', 'c1', '--image', 'tiny', '--cpus', '1', '--memory', '192M', '--start']);

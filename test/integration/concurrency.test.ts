@@ -1,19 +1,11 @@
 /** Operations on one instance are serialised; different instances proceed in parallel. */
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Daemon, haveTinyBase, newDataDir } from './harness.js';
+import { Daemon, SKIP_NO_TINY, useDaemon } from './harness.js';
 
-const skip = haveTinyBase() ? false : 'the tiny image is not built (run make test-base)';
+const skip = SKIP_NO_TINY;
 let d: Daemon;
-
-before(async () => {
-  if (skip) return;
-  d = new Daemon(newDataDir());
-  await d.start();
-});
-after(async () => {
-  if (d) await d.destroy();
-});
+useDaemon((x) => { d = x; });
 
 test('two starts of one instance at once: one runs QEMU, the other is refused', { skip, timeout: 60_000 }, async () => {
   assert.equal((await d.api('POST', '/v1/instances', { name: 'p1', image: 'tiny' })).status, 201);

@@ -7,6 +7,7 @@ import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, wri
 import { request } from 'node:http';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { after, before } from 'node:test';
 import WebSocket from 'ws';
 
 export const REPO = fileURLToPath(new URL('../../../', import.meta.url));
@@ -24,6 +25,26 @@ export function installImage(dataDir: string, name = 'tiny'): void {
   cpSync(from, to, { recursive: true });
   const meta = readFileSync(join(from, 'image.json'), 'utf8').split(from).join(to);
   writeFileSync(join(to, 'image.json'), meta);
+}
+
+/** node:test's skip option for files that need the tiny image. */
+export const SKIP_NO_TINY: string | false = haveTinyBase() ? false : 'the tiny image is not built (run make test-base)';
+
+/**
+ * One daemon for a test file: started before its tests in a fresh data dir holding the tiny image (handed to
+ * `set`), and destroyed with every QEMU it ran after them.
+ */
+export function useDaemon(set: (d: Daemon) => void, opts: { args?: string[]; env?: () => NodeJS.ProcessEnv } = {}): void {
+  let daemon: Daemon | undefined;
+  before(async () => {
+    if (SKIP_NO_TINY) return;
+    daemon = new Daemon(newDataDir(), opts.args ?? [], opts.env?.() ?? {});
+    set(daemon);
+    await daemon.start();
+  });
+  after(async () => {
+    if (daemon) await daemon.destroy();
+  });
 }
 
 export function newDataDir(withTiny = true): string {

@@ -2,22 +2,14 @@
  * The lifecycle of one real tiny guest (TCG), checked the way a user would: from the guest's own console,
  * from /proc of the QEMU process, and from the files on disk.
  */
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
-import { ConsoleSession, Daemon, haveTinyBase, newDataDir, waitFor } from './harness.js';
+import { ConsoleSession, Daemon, SKIP_NO_TINY, useDaemon, waitFor } from './harness.js';
 
-const skip = haveTinyBase() ? false : 'the tiny image is not built (run make test-base)';
+const skip = SKIP_NO_TINY;
 let d: Daemon;
-
-before(async () => {
-  if (skip) return;
-  d = new Daemon(newDataDir());
-  await d.start();
-});
-after(async () => {
-  if (d) await d.destroy();
-});
+useDaemon((x) => { d = x; });
 
 function alive(pid: number): boolean {
   try {

@@ -2,24 +2,20 @@
  * Admission control: a start that would exceed the pool fails with INSUFFICIENT_RESOURCES saying what is short
  * by how much, and nothing is started; many starts at once cannot oversubscribe the pool.
  */
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { Daemon, haveTinyBase, newDataDir } from './harness.js';
+import { Daemon, SKIP_NO_TINY, useDaemon } from './harness.js';
 
-const skip = haveTinyBase() ? false : 'the tiny image is not built (run make test-base)';
+const skip = SKIP_NO_TINY;
 const MiB = 1024 * 1024;
 let d: Daemon;
-
-before(async () => {
-  if (skip) return;
-  // Reserve all host memory but 512 MiB for the host, so the pool holds exactly four 128 MiB guests.
-  const total = Number(/^MemTotal:\s+(\d+) kB/m.exec(readFileSync('/proc/meminfo', 'utf8'))![1]) * 1024;
-  d = new Daemon(newDataDir(), [], { CORRAL_RESERVED_MEMORY: String(total - 512 * MiB) });
-  await d.start();
-});
-after(async () => {
-  if (d) await d.destroy();
+// Reserve all host memory but 512 MiB for the host, so the pool holds exactly four 128 MiB guests.
+useDaemon((x) => { d = x; }, {
+  env: () => {
+    const total = Number(/^MemTotal:\s+(\d+) kB/m.exec(readFileSync('/proc/meminfo', 'utf8'))![1]) * 1024;
+    return { CORRAL_RESERVED_MEMORY: String(total - 512 * MiB) };
+  },
 });
 
 test('the pool shows capacity from the host, the ratios and the reserve', { skip }, async () => {
