@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { copyFileSync, existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
 import { CorralError, isCorralError } from '../core/errors.js';
 import { instancePaths, type InstancePaths } from '../core/paths.js';
-import { type CreateRequest, type HostLimits, type Accelerator, validateCreate, validateName } from '../core/spec.js';
+import { type CreateRequest, type HostLimits, type Accelerator, type InstanceSpec, validateCreate, validateName } from '../core/spec.js';
 import { assertCanRun, isActive, validTransition, type InstanceState, type Operation } from '../core/state.js';
 import { buildArgv } from '../qemu/argv.js';
 import { createOverlay } from '../qemu/img.js';
@@ -69,6 +69,8 @@ export interface StartTimings {
  * QEMU; `exited` after QEMU is gone.
  */
 export interface InstanceHooks {
+  /** Before anything is started, once the accelerator is known: a throw refuses the start. */
+  beforeLaunch?(row: InstanceRow, accel: Accelerator): void | Promise<void>;
   launched?(row: InstanceRow, pid: number, qmp: QmpClient): Promise<void>;
   adopted?(row: InstanceRow, pid: number, qmp: QmpClient): Promise<void>;
   exited?(row: InstanceRow): void;
@@ -108,6 +110,19 @@ export class InstanceService {
       throw new CorralError('INVALID_STATE', `instance "${name}" is ${row.state}: it must be running`, { state: row.state });
     }
     return { row, pid: row.pid, qmp: m.qmp };
+  }
+
+  /** The stored row of an instance (INSTANCE_NOT_FOUND otherwise). */
+  rowOf(name: string): InstanceRow {
+    return this.row(name);
+  }
+
+  /** Change stored spec fields of an instance (a hotplug did); the caller holds the instance's lock. */
+  updateSpec(name: string, patch: Partial<InstanceSpec>): InstanceRow {
+    const row = this.row(name);
+    const spec = { ...row.spec, ...patch };
+    this.d.store.updateInstance(row.uuid, { spec });
+    return { ...row, spec };
   }
 
   paths(row: InstanceRow): InstancePaths {
@@ -295,6 +310,7 @@ export class InstanceService {
     const image = this.d.images.get(row.spec.image);
     const p = this.paths(row);
     const accel = row.spec.accel === 'auto' ? await this.d.accelerator() : row.spec.accel;
+    for (const h of this.hooks) if (h.beforeLaunch) await h.beforeLaunch(row, accel);
     const prior = row.state;
     // Admission and the move to "starting" happen with no await in between: a concurrent start of another
     // instance sees this one as allocated, so concurrent starts cannot oversubscribe the pool.
@@ -400,11 +416,11 @@ export class InstanceService {
     const p = this.paths(row);
     const handlers: MonitorHandlers = {
       onEvent: (ev) => this.onQmpEvent(row, ev),
-      onExit: ({ guestShutdown, expected }) => {
+      onExit: ({ guestShutdown, expected, crash }) => {
         const cur = this.d.store.getInstance(row.name);
         if (!cur || cur.uuid !== row.uuid) return;
-        const crashed = expected === null && !guestShutdown && cur.state !== 'stopping';
-        const reason = expected ?? (guestShutdown ? 'the guest powered off' : crashed ? `QEMU ${pid} exited unexpectedly` : 'QEMU exited while stopping');
+        const crashed = crash !== null || (expected === null && !guestShutdown && cur.state !== 'stopping');
+        const reason = crash ?? expected ?? (guestShutdown ? 'the guest powered off' : crashed ? `QEMU ${pid} exited unexpectedly` : 'QEMU exited while stopping');
         this.finishExit(cur, crashed ? 'crashed' : 'stopped', reason);
         Object.assign(row, { state: cur.state, pid: null, pidStart: null });
       },
@@ -436,7 +452,10 @@ export class InstanceService {
     if (ev.event === 'STOP' && row.state === 'running') this.setState(row, 'paused', 'QMP STOP');
     else if (ev.event === 'RESUME' && row.state === 'paused') this.setState(row, 'running', 'QMP RESUME');
     else if (ev.event === 'GUEST_PANICKED') {
-      this.setState(row, 'crashed', 'guest kernel panicked', { lastError: 'guest panicked' });
+      // Like libvirt's on_crash=destroy: end the QEMU; the state becomes crashed once it is really gone, so
+      // that a new start can never race the old process's clean-up.
+      const m = this.monitors.get(row.uuid);
+      if (m) m.crashReason = 'the guest kernel panicked';
       if (row.pid) {
         try {
           process.kill(row.pid, 'SIGKILL');

@@ -8,7 +8,7 @@ import { isAlive, processStartTicks } from '../qemu/proc.js';
 export interface MonitorHandlers {
   onEvent(ev: QmpEvent): void;
   /** guestShutdown: QEMU reported the guest's own power-off; expected: why the daemon itself ended it, if it did */
-  onExit(info: { guestShutdown: boolean; expected: string | null }): void;
+  onExit(info: { guestShutdown: boolean; expected: string | null; crash: string | null }): void;
 }
 
 const POLL_MS = 500;
@@ -17,6 +17,8 @@ export class VmMonitor {
   guestShutdown = false;
   /** Set by the daemon before it kills QEMU, so that the exit is not taken for a crash. */
   expectedExit: string | null = null;
+  /** Set by the daemon before it kills a QEMU whose guest failed (a kernel panic): the exit is a crash. */
+  crashReason: string | null = null;
   private exitedFlag = false;
   private exitWaiters: Array<() => void> = [];
   private poll: NodeJS.Timeout;
@@ -70,7 +72,7 @@ export class VmMonitor {
     this.exitedFlag = true;
     clearInterval(this.poll);
     this.qmp.close();
-    this.h.onExit({ guestShutdown: this.guestShutdown, expected: this.expectedExit });
+    this.h.onExit({ guestShutdown: this.guestShutdown, expected: this.expectedExit, crash: this.crashReason });
     for (const w of this.exitWaiters.splice(0)) w();
   }
 

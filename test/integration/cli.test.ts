@@ -46,6 +46,18 @@ test('errors are coded on stderr with exit 1', { skip }, async () => {
   assert.match(bad.stderr, /INVALID_SPEC/);
 });
 
+test('--disk grows the root disk overlay, and the guest sees the size', { skip, timeout: 90_000 }, async () => {
+  const c = await d.cli(['create', 'big', '--image', 'tiny', '--disk', '1G', '--memory', '128M', '--start', '--json']);
+  assert.equal(c.code, 0, c.stderr);
+  const inst = JSON.parse(c.stdout);
+  await d.waitConsole('big', /corral-tiny ready/);
+  const r = await d.cli(['console', 'big'], 'cat /sys/block/vda/size\n');
+  assert.match(r.stdout, /^2097152\s*$/m, r.stdout);
+  assert.ok(inst.disk.path.endsWith('root.qcow2'));
+  await d.cli(['kill', 'big']);
+  await d.cli(['delete', 'big']);
+});
+
 test('stop, then delete', { skip, timeout: 60_000 }, async () => {
   const s = await d.cli(['stop', 'c1', '--timeout', '30']);
   assert.equal(s.code, 0, s.stderr);

@@ -135,6 +135,19 @@ test('a guest that ignores the power button is killed when the stop timeout runs
   assert.match(last.data.reason, /did not power off within 2s/);
 });
 
+test('a guest kernel panic (pvpanic) makes the instance crashed, and QEMU is gone', { skip }, async () => {
+  const r = await d.api('POST', '/v1/instances/vm1/start', {});
+  assert.equal(r.body.state, 'running');
+  const c = await ConsoleSession.open(d, 'vm1');
+  await c.prompt();
+  c.send('echo c > /proc/sysrq-trigger\n');
+  await d.waitState('vm1', 'crashed', 20_000);
+  await c.close().catch(() => undefined);
+  assert.equal(alive(r.body.pid), false);
+  assert.match((await d.api('GET', '/v1/instances/vm1')).body.lastError, /panic/);
+  assert.match(await d.consoleLog('vm1'), /Kernel panic/);
+});
+
 test('kill stops at once; QEMU killed from outside becomes crashed within a second', { skip }, async () => {
   let r = await d.api('POST', '/v1/instances/vm1/start', {});
   assert.equal(r.body.state, 'running');
