@@ -11,6 +11,8 @@ import type { Services } from './services.js';
 import { instanceRoutes } from './routes-instances.js';
 import { imageRoutes } from './routes-images.js';
 import { eventRoutes } from './routes-events.js';
+import { cpuRoutes } from './routes-cpu.js';
+import { memoryRoutes } from './routes-memory.js';
 
 export interface ApiOptions {
   /** When set, every request must carry `Authorization: Bearer <token>`. */
@@ -77,6 +79,8 @@ export async function buildApi(svc: Services, opts: ApiOptions = {}): Promise<Fa
   await app.register(instanceRoutes(svc));
   await app.register(imageRoutes(svc));
   await app.register(eventRoutes(svc));
+  await app.register(cpuRoutes(svc));
+  await app.register(memoryRoutes(svc));
 
   app.get('/v1/host', { schema: { summary: 'Host facts and the accelerator chosen' } }, async () => svc.host.show());
   app.get('/v1/pool', { schema: { summary: 'The resource pool: capacity (host x ratio, less the reserve), allocated, free' } }, async () =>

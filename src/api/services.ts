@@ -1,12 +1,16 @@
 /** What the API needs from the daemon: the services, nothing lower. */
+import type { CpuService } from '../services/cpu.js';
 import type { EventBus } from '../services/events.js';
 import type { HostService } from '../services/host.js';
 import type { ImageService } from '../services/images.js';
 import type { InstanceService } from '../services/instances.js';
+import type { MemoryService } from '../services/memory.js';
 
 export interface Services {
   instances: InstanceService;
   images: ImageService;
   host: HostService;
   events: EventBus;
+  cpu: CpuService;
+  memory: MemoryService;
 }

@@ -25,6 +25,12 @@ export interface Instance {
   [extra: string]: unknown;
 }
 
+/** A strict decimal number parser for commander options (1.5, 0.25; rejects "1.5x"). */
+export function decimalNumber(value: string): number {
+  if (!/^\s*\d+(\.\d+)?\s*$/.test(value)) throw new InvalidArgumentError('expected a number such as 1.5.');
+  return Number(value);
+}
+
 /** A strict whole number parser for commander options (rejects "two", "1.5", "3x"). */
 export function wholeNumber(value: string): number {
   if (!/^\s*\d+\s*$/.test(value)) throw new InvalidArgumentError('expected a whole number.');
@@ -68,11 +74,27 @@ export function registerInstanceCommands(program: Command, client: () => ApiClie
     .addOption(new Option('--firmware <kind>', 'firmware').choices(['bios', 'uefi']))
     .addOption(new Option('--network <kind>', 'network').choices(['user', 'none']))
     .addOption(new Option('--accel <kind>', 'accelerator').choices(['auto', 'kvm', 'tcg']))
+    .option('--sockets <n>', 'CPU sockets', wholeNumber)
+    .option('--cores <n>', 'cores per socket', wholeNumber)
+    .option('--threads <n>', 'threads per core', wholeNumber)
+    .option('--max-cpus <n>', 'vCPUs the instance can grow to by hotplug (corral resize --cpus)', wholeNumber)
+    .option('--cpu-model <model>', 'QEMU CPU model: auto (host under KVM, max under TCG), host, max, or a named model')
+    .option('--pin <cpus>', 'host CPUs for the vCPU threads, e.g. 2-3 (one per vCPU pins one-to-one)')
+    .option('--cpu-weight <n>', 'cgroup CPU weight 1..10000 (100 = default)', wholeNumber)
+    .option('--cpu-limit <cpus>', 'cgroup CPU cap in CPUs, e.g. 1.5', decimalNumber)
+    .option('--max-memory <size>', 'memory the instance can grow to by hotplug, e.g. 4G')
+    .option('--memory-limit <size>', 'cgroup memory limit of the whole QEMU process, e.g. 1G')
+    .option('--prealloc', 'allocate all guest memory at start')
+    .addOption(new Option('--hugepages <size>', 'back guest memory with hugepages').choices(['2M', '1G']))
+    .option('--no-balloon', 'no virtio-balloon device')
     .option('--start', 'start it once created')
     .option('--json', 'print the API JSON')
-    .action(async (name: string, o: { image: string; cpus?: number; memory?: string; disk?: string; firmware?: string; network?: string; accel?: string; start?: boolean; json?: boolean }) => {
+    .action(async (name: string, o: { image: string; start?: boolean; json?: boolean; balloon?: boolean } & Record<string, unknown>) => {
       const body: Record<string, unknown> = { name, image: o.image };
-      for (const k of ['cpus', 'memory', 'disk', 'firmware', 'network', 'accel'] as const) if (o[k] !== undefined) body[k] = o[k];
+      const keys = ['cpus', 'memory', 'disk', 'firmware', 'network', 'accel', 'sockets', 'cores', 'threads', 'maxCpus', 'cpuModel', 'pin',
+        'cpuWeight', 'cpuLimit', 'maxMemory', 'memoryLimit', 'prealloc', 'hugepages'] as const;
+      for (const k of keys) if (o[k] !== undefined) body[k] = o[k];
+      if (o.balloon === false) body.balloon = false;
       if (o.start) body.start = true;
       const inst = await client().call<Instance>('POST', '/v1/instances', body);
       if (o.json) printJson(inst);

@@ -12,6 +12,9 @@ import { registerHostCommands } from './host.js';
 import { registerImageCommands } from './images.js';
 import { registerInstanceCommands } from './instances.js';
 import { registerPoolCommands } from './pool.js';
+import { registerStatsCommands } from './stats.js';
+import { registerCpuCommands } from './cpu.js';
+import { registerMemoryCommands } from './memory.js';
 
 function packageVersion(): string {
   try {
@@ -63,7 +66,10 @@ export function buildProgram(): Command {
   registerImageCommands(program, client);
   registerHostCommands(program, client);
   registerPoolCommands(program, client);
+  registerStatsCommands(program, client);
   registerEventCommands(program, client);
+  registerCpuCommands(program, client);
+  registerMemoryCommands(program, client);
   return program;
 }
 

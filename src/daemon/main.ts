@@ -14,6 +14,10 @@ import { EventBus } from '../services/events.js';
 import { HostService } from '../services/host.js';
 import { ImageService } from '../services/images.js';
 import { InstanceService } from '../services/instances.js';
+import { CpuService } from '../services/cpu.js';
+import { MemoryService } from '../services/memory.js';
+import { PressureController, pressureConfigFrom } from '../services/pressure.js';
+import { readMemInfo } from '../host/basics.js';
 import { ImageStore } from '../storage/images.js';
 import { buildApi } from '../api/server.js';
 import { validatePoolConfig, type PoolConfig } from '../core/pool.js';
@@ -87,12 +91,22 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
     accelerator: async () => (await host.accelerator()).accel,
     qemuVersion: () => caps.version,
   });
+  const cpu = new CpuService({ instances, hostCpus: host.limits().cpuList, log });
+  instances.addHooks(cpu.hooks());
   const images = new ImageService(dataDir, imageStore, store, events);
+  const memory = new MemoryService({ instances, events, log });
+  instances.addHooks(memory.hooks());
   await instances.reconcile();
+  // Memory pressure: env CORRAL_PRESSURE_INTERVAL / _THRESHOLD / _HYSTERESIS / _STEP (see services/pressure.ts).
+  const pressure = new PressureController(pressureConfigFrom(process.env, readMemInfo().total), {
+    events, log, instances: () => store.listInstances().filter((r) => r.state === 'running'),
+    snapshot: (row) => memory.balloonSnapshot(row), setBalloon: (name, bytes) => memory.setBalloon(name, bytes),
+  });
+  pressure.start();
   void host.accelerator().then((d) => log.info({ accel: d.accel, reason: d.reason }, 'accelerator chosen'));
 
   const servers: FastifyInstance[] = [];
-  const unixApi = await buildApi({ instances, images, host, events });
+  const unixApi = await buildApi({ instances, images, host, events, cpu, memory });
   const oldMask = process.umask(0o177);
   try {
     await unixApi.listen({ path: paths.socket });
@@ -105,7 +119,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
 
   if (opts.listen) {
     const { host: h, port } = parseListen(opts.listen);
-    const tcpApi = await buildApi({ instances, images, host, events }, { token: ensureToken(paths.token) });
+    const tcpApi = await buildApi({ instances, images, host, events, cpu, memory }, { token: ensureToken(paths.token) });
     await tcpApi.listen({ host: h, port });
     servers.push(tcpApi);
     log.info({ listen: opts.listen, tokenFile: paths.token }, 'corral daemon listening on TCP (bearer token required)');
@@ -115,6 +129,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   await new Promise<void>((resolve) => {
     const stop = (sig: string): void => {
       log.info({ signal: sig }, 'shutting down; virtual machines keep running');
+      pressure.stop();
       instances.detachAll();
       void Promise.allSettled(servers.map((s) => s.close())).then(() => {
         store.close();

@@ -1,0 +1,36 @@
+/** /v1/instances/{name}/memory: memory statistics and the memory map (GET), live resize (POST {size}). */
+import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
+import { Type, type Static } from '@sinclair/typebox';
+import { ErrorBody, NameParams } from './schemas.js';
+import type { Services } from './services.js';
+
+const errors = { 400: ErrorBody, 404: ErrorBody, 409: ErrorBody, 500: ErrorBody };
+const ResizeBody = Type.Object(
+  { size: Type.Union([Type.String({ description: 'a size such as 512M or 2G' }), Type.Integer({ description: 'bytes' })]) },
+  { additionalProperties: false },
+);
+
+export function memoryRoutes(svc: Services): FastifyPluginAsync {
+  return async (app: FastifyInstance) => {
+    app.get<{ Params: Static<typeof NameParams> }>(
+      '/v1/instances/:name/memory',
+      {
+        schema: {
+          summary: 'Memory of a running instance: configured, guest-visible, host-resident, guest-reported, and the guest-physical -> host-virtual map with residency',
+          params: NameParams, response: errors,
+        },
+      },
+      async (req) => svc.memory.stats(req.params.name),
+    );
+    app.post<{ Params: Static<typeof NameParams>; Body: Static<typeof ResizeBody> }>(
+      '/v1/instances/:name/memory',
+      {
+        schema: {
+          summary: 'Resize a running instance\'s memory: virtio-mem above the boot size (up to maxMemory), the balloon at or below it. Runtime only: a restart returns to the boot size',
+          params: NameParams, body: ResizeBody, response: errors,
+        },
+      },
+      async (req) => svc.memory.resizeMemory(req.params.name, req.body.size),
+    );
+  };
+}

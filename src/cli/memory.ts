@@ -1,0 +1,51 @@
+/** `corral memory NAME`: a running instance's memory, and the memory map with host residency per range. */
+import type { Command } from 'commander';
+import type { ApiClient } from './client.js';
+import { keyValues, printJson, printLines, size, table } from './format.js';
+
+export interface MemoryStatsView {
+  name: string;
+  configured: { memory: number; maxMemory: number | null; balloon: boolean };
+  requested: number | null;
+  guest: { visible: number; balloon: number | null; plugged: number | null; total: number | null; free: number | null; available: number | null; used: number | null };
+  host: { rss: number | null; anonymous: number | null; shared: number | null; swap: number | null };
+  map: Array<{ region: string; gpaStart: number; gpaEnd: number; hvaStart: number | null; hvaEnd: number | null; size: number; resident: number | null }>;
+}
+
+const hex = (v: number | null): string => (v === null ? '-' : `0x${v.toString(16).padStart(12, '0')}`);
+
+export function memoryDetails(m: MemoryStatsView): string {
+  const c = m.configured;
+  const g = m.guest;
+  const pairs: Array<[string, string]> = [
+    ['configured', `${size(c.memory)} at boot${c.maxMemory !== null ? `, up to ${size(c.maxMemory)} (virtio-mem)` : ''}${c.balloon ? ', balloon' : ', no balloon'}`],
+    ['requested', m.requested === null ? '- (the boot size)' : size(m.requested)],
+    ['guest-visible', `${size(g.visible)}${g.balloon !== null ? ` (balloon at ${size(g.balloon)}` : ' ('}${g.plugged !== null ? `${g.balloon !== null ? ', ' : ''}plugged ${size(g.plugged)})` : g.balloon !== null ? ')' : 'no balloon)'}`],
+    ['host rss', `${size(m.host.rss)}${m.host.anonymous !== null ? ` (anonymous ${size(m.host.anonymous)}, shared ${size(m.host.shared)})` : ''}`],
+    ['guest free', g.free === null ? '- (no report from the guest yet)' : `${size(g.free)}, available ${size(g.available)}, used ${size(g.used)} of ${size(g.total)}`],
+  ];
+  const rows = m.map.map((r) => [
+    `${hex(r.gpaStart)}-${hex(r.gpaEnd)}`, r.hvaStart === null ? '-' : `${hex(r.hvaStart)}-${hex(r.hvaEnd)}`, size(r.size),
+    r.resident === null ? '-' : `${size(r.resident)} (${Math.round((r.resident / r.size) * 100)}%)`, r.region,
+  ]);
+  return `${keyValues(pairs)}\n\n${table(['GPA-RANGE', 'HVA-RANGE', 'SIZE', 'RESIDENT', 'REGION'], rows)}`;
+}
+
+/** Resize a running instance's memory (for `corral resize NAME --memory SIZE`); returns the new stats. */
+export function resizeMemory(client: ApiClient, name: string, sizeArg: string): Promise<MemoryStatsView> {
+  const body = /^\d+$/.test(sizeArg) ? { size: Number(sizeArg) } : { size: sizeArg };
+  return client.call<MemoryStatsView>('POST', `/v1/instances/${encodeURIComponent(name)}/memory`, body);
+}
+
+export function registerMemoryCommands(program: Command, client: () => ApiClient): void {
+  program
+    .command('memory')
+    .description('memory of a running instance: configured, guest-visible, host-resident, guest-reported, and the memory map')
+    .argument('<name>', 'instance name')
+    .option('--json', 'print the API JSON')
+    .action(async (name: string, o: { json?: boolean }) => {
+      const res = await client().call<MemoryStatsView>('GET', `/v1/instances/${encodeURIComponent(name)}/memory`);
+      if (o.json) printJson(res);
+      else printLines(memoryDetails(res));
+    });
+}

@@ -1,0 +1,51 @@
+/**
+ * `corral resize NAME [--cpus N] [--memory SIZE]` (live: vCPU hotplug, balloon and virtio-mem) and
+ * `corral stats NAME`: the CPU and memory views of a running instance together.
+ */
+import type { Command } from 'commander';
+import { CliError, type ApiClient } from './client.js';
+import { cpuReport, type CpuStats } from './cpu.js';
+import { memoryDetails, resizeMemory, type MemoryStatsView } from './memory.js';
+import { printJson, printLines } from './format.js';
+import { wholeNumber } from './instances.js';
+
+const enc = encodeURIComponent;
+
+export function registerStatsCommands(program: Command, client: () => ApiClient): void {
+  program
+    .command('resize')
+    .description('change vCPUs (hotplug up to --max-cpus) and memory (balloon down, virtio-mem up to --max-memory) of an instance')
+    .argument('<name>', 'instance name')
+    .option('--cpus <n>', 'vCPUs', wholeNumber)
+    .option('--memory <size>', 'guest memory, e.g. 512M or 2G')
+    .option('--json', 'print the API JSON')
+    .action(async (name: string, o: { cpus?: number; memory?: string; json?: boolean }) => {
+      if (o.cpus === undefined && o.memory === undefined) throw new CliError('say what to change: --cpus N and/or --memory SIZE');
+      const out: Record<string, unknown> = {};
+      if (o.cpus !== undefined) {
+        const r = await client().call<Partial<CpuStats> & { state?: string }>('POST', `/v1/instances/${enc(name)}/cpus`, { count: o.cpus });
+        out.cpu = r;
+        if (!o.json) printLines(`${name}: ${r.cpus ?? o.cpus} vCPUs${r.state ? ` (${r.state}: applies at the next start)` : ''}`);
+      }
+      if (o.memory !== undefined) {
+        const m = await resizeMemory(client(), name, o.memory);
+        out.memory = m;
+        if (!o.json) printLines(memoryDetails(m));
+      }
+      if (o.json) printJson(out);
+    });
+
+  program
+    .command('stats')
+    .description('CPU (per-vCPU host threads and time, pinning, VM exits) and memory (balloon, RSS, memory map) of a running instance')
+    .argument('<name>', 'instance name')
+    .option('--json', 'print the API JSON: {cpu, memory}')
+    .action(async (name: string, o: { json?: boolean }) => {
+      const [cpu, memory] = await Promise.all([
+        client().call<CpuStats>('GET', `/v1/instances/${enc(name)}/cpu`),
+        client().call<MemoryStatsView>('GET', `/v1/instances/${enc(name)}/memory`),
+      ]);
+      if (o.json) printJson({ cpu, memory });
+      else printLines(`${cpuReport(cpu)}\n\n${memoryDetails(memory)}`);
+    });
+}

@@ -1,0 +1,223 @@
+/**
+ * Memory of running instances: live resize (virtio-mem above the boot size, the balloon at or below it),
+ * statistics (configured, guest-visible, host-resident, guest-reported) and the guest-physical -> host-virtual
+ * memory map with host residency per range. The resize target is runtime only: a restart returns to the boot
+ * size (spec memory).
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { invalidSpec } from '../core/errors.js';
+import { HUGEPAGE_BYTES, VIRTIO_MEM_BLOCK } from '../core/spec-compute.js';
+import { MiB, formatSize, parseSize } from '../core/units.js';
+import { readResidency } from '../qemu/pagemap.js';
+import type { QmpClient } from '../qemu/qmp.js';
+import type { InstanceRow } from '../store/store.js';
+import type { EventBus } from './events.js';
+import type { InstanceHooks, InstanceService } from './instances.js';
+import { guestUsed, parseFlatRam, parseGpa2hva, parseGuestStats, parseSmapsRollup, type GuestStats } from './memory-map.js';
+
+export const BALLOON_PATH = '/machine/peripheral/balloon0';
+export const VMEM_PATH = '/machine/peripheral/vmem0-dev';
+/** Seconds between the guest's balloon statistics reports. */
+export const STATS_POLL_SECONDS = 2;
+export const MIN_RESIZE = 64 * MiB;
+/** A resize must leave the guest at least this much above what it uses. */
+export const RESIZE_MARGIN = 32 * MiB;
+
+export interface MemoryMapEntry {
+  region: string;
+  gpaStart: number;
+  gpaEnd: number;
+  hvaStart: number | null;
+  hvaEnd: number | null;
+  size: number;
+  /** bytes of the range resident in host RAM, and swapped out; null when the pagemap cannot be read */
+  resident: number | null;
+  swapped: number | null;
+}
+
+export interface MemoryStats {
+  name: string;
+  configured: { memory: number; maxMemory: number | null; balloon: boolean };
+  /** the size last asked for by a resize since this QEMU started (null: the boot size) */
+  requested: number | null;
+  guest: {
+    /** memory the guest can use: the boot memory less the balloon, plus what virtio-mem has plugged */
+    visible: number;
+    balloon: number | null;
+    plugged: number | null;
+    /** as the guest reports it through the balloon (null before its first report) */
+    total: number | null;
+    free: number | null;
+    available: number | null;
+    used: number | null;
+  };
+  host: { rss: number | null; anonymous: number | null; shared: number | null; swap: number | null };
+  map: MemoryMapEntry[];
+}
+
+/** What the pressure controller needs of one VM with a balloon. */
+export interface BalloonSnapshot {
+  name: string;
+  uuid: string;
+  actual: number;
+  /** the balloon size to deflate back to: the boot size, or a smaller size asked for by a resize */
+  ceiling: number;
+  available: number | null;
+  used: number | null;
+}
+
+interface Devices {
+  actual: number | null;
+  plugged: number | null;
+  stats: GuestStats | null;
+  deflateOnOom: boolean;
+}
+
+export interface MemoryDeps {
+  instances: InstanceService;
+  events: EventBus;
+  log: { warn(o: object, m?: string): void };
+  proc?: string;
+}
+
+export class MemoryService {
+  private requested = new Map<string, number>();
+
+  constructor(private d: MemoryDeps) {}
+
+  /** Lifecycle hooks: turn on the balloon's statistics; forget the runtime target when QEMU exits. */
+  hooks(): InstanceHooks {
+    const setUp = async (row: InstanceRow, _pid: number, qmp: QmpClient): Promise<void> => {
+      if (!row.spec.balloon) return;
+      try {
+        await qmp.execute('qom-set', { path: BALLOON_PATH, property: 'guest-stats-polling-interval', value: STATS_POLL_SECONDS });
+      } catch (e) {
+        this.d.log.warn({ instance: row.name, err: (e as Error).message }, 'cannot turn on balloon statistics');
+      }
+    };
+    return { launched: setUp, adopted: setUp, exited: (row) => { this.requested.delete(row.uuid); } };
+  }
+
+  private async devices(row: InstanceRow, qmp: QmpClient): Promise<Devices> {
+    let actual: number | null = null;
+    let stats: GuestStats | null = null;
+    let deflateOnOom = false;
+    if (row.spec.balloon) {
+      actual = (await qmp.execute<{ actual: number }>('query-balloon')).actual;
+      stats = parseGuestStats(await qmp.execute('qom-get', { path: BALLOON_PATH, property: 'guest-stats' }));
+      deflateOnOom = (await qmp.execute<boolean>('qom-get', { path: BALLOON_PATH, property: 'deflate-on-oom' })) === true;
+    }
+    const plugged = row.spec.maxMemory !== null ? await qmp.execute<number>('qom-get', { path: VMEM_PATH, property: 'size' }) : null;
+    return { actual, plugged, stats, deflateOnOom };
+  }
+
+  private used(row: InstanceRow, dev: Devices): number | null {
+    if (!dev.stats) return null;
+    return guestUsed(dev.stats, dev.actual === null ? 0 : Math.max(0, row.spec.memory - dev.actual), dev.deflateOnOom);
+  }
+
+  async stats(name: string): Promise<MemoryStats> {
+    const { row, pid, qmp } = this.d.instances.live(name);
+    const dev = await this.devices(row, qmp);
+    const proc = this.d.proc ?? '/proc';
+    let host: MemoryStats['host'] = { rss: null, anonymous: null, shared: null, swap: null };
+    try {
+      host = parseSmapsRollup(readFileSync(join(proc, String(pid), 'smaps_rollup'), 'utf8'));
+    } catch {
+      /* gone, or an old kernel */
+    }
+    return {
+      name: row.name,
+      configured: { memory: row.spec.memory, maxMemory: row.spec.maxMemory, balloon: row.spec.balloon },
+      requested: this.requested.get(row.uuid) ?? null,
+      guest: {
+        visible: (dev.actual ?? row.spec.memory) + (dev.plugged ?? 0),
+        balloon: dev.actual, plugged: dev.plugged,
+        total: dev.stats?.total ?? null, free: dev.stats?.free ?? null, available: dev.stats?.available ?? null,
+        used: this.used(row, dev),
+      },
+      host,
+      map: await this.memoryMap(pid, qmp),
+    };
+  }
+
+  /** Guest-physical RAM ranges, the host-virtual range behind each, and how much of it is resident. */
+  private async memoryMap(pid: number, qmp: QmpClient): Promise<MemoryMapEntry[]> {
+    const memdevs = await qmp.execute<Array<{ id?: string }>>('query-memdev');
+    const regions = new Set(memdevs.map((m) => m.id).filter((id): id is string => typeof id === 'string'));
+    const mtree = await qmp.execute<string>('human-monitor-command', { 'command-line': 'info mtree -f' });
+    const out: MemoryMapEntry[] = [];
+    for (const r of parseFlatRam(mtree, regions)) {
+      const size = r.end - r.start;
+      const hva = parseGpa2hva(await qmp.execute<string>('human-monitor-command', { 'command-line': `gpa2hva 0x${r.start.toString(16)}` }));
+      const res = hva === null ? null : readResidency(pid, hva, size, this.d.proc);
+      out.push({
+        region: r.region, gpaStart: r.start, gpaEnd: r.end, hvaStart: hva, hvaEnd: hva === null ? null : hva + size, size,
+        resident: res ? res.present * 4096 : null, swapped: res ? res.swapped * 4096 : null,
+      });
+    }
+    return out;
+  }
+
+  /**
+   * Resize a running guest's memory. Above the boot size virtio-mem plugs the difference (up to maxMemory);
+   * at or below it the balloon takes the rest. Refused (INVALID_SPEC, field memory, nothing changed): above
+   * maxMemory (or the boot size without one), below 64 MiB, or below what the guest uses + 32 MiB.
+   */
+  async resizeMemory(name: string, sizeIn: string | number): Promise<MemoryStats> {
+    const size = parseSize('memory', sizeIn);
+    await this.d.instances.withLock(name, async () => {
+      const { row, qmp } = this.d.instances.live(name);
+      const boot = row.spec.memory;
+      const max = row.spec.maxMemory ?? boot;
+      if (size % MiB !== 0) throw invalidSpec('memory', 'must be a whole number of MiB');
+      if (size > max) {
+        throw invalidSpec('memory', `${formatSize(size)} is more than ${row.spec.maxMemory === null ? `the boot memory (${formatSize(boot)}; no maxMemory was set)` : `maxMemory (${formatSize(max)})`}`);
+      }
+      if (size < MIN_RESIZE) throw invalidSpec('memory', `must be at least 64 MiB, got ${formatSize(size)}`);
+      if (size < boot && !row.spec.balloon) throw invalidSpec('memory', `shrinking below the boot memory (${formatSize(boot)}) needs the balloon, which is off`);
+      const block = row.spec.hugepages ? Math.max(VIRTIO_MEM_BLOCK, HUGEPAGE_BYTES[row.spec.hugepages]) : VIRTIO_MEM_BLOCK;
+      if (size > boot && (size - boot) % block !== 0) throw invalidSpec('memory', `the part above the boot memory must be a multiple of ${formatSize(block)}`);
+      const dev = await this.devices(row, qmp);
+      const used = this.used(row, dev);
+      const current = (dev.actual ?? boot) + (dev.plugged ?? 0);
+      if (used !== null && size < current && size < used + RESIZE_MARGIN) {
+        throw invalidSpec('memory', `${formatSize(size)} is below what the guest uses now (${formatSize(used)}) plus a ${formatSize(RESIZE_MARGIN)} margin`);
+      }
+      if (row.spec.maxMemory !== null) {
+        await qmp.execute('qom-set', { path: VMEM_PATH, property: 'requested-size', value: Math.max(0, size - boot) });
+      }
+      if (row.spec.balloon) await qmp.execute('balloon', { value: Math.min(size, boot) });
+      this.requested.set(row.uuid, size);
+      this.d.events.publish('memory.resized', row.name, { from: current, to: size });
+    });
+    return this.stats(name);
+  }
+
+  /** The balloon of a running instance, for the pressure controller; null when it has none or is not live. */
+  async balloonSnapshot(row: InstanceRow): Promise<BalloonSnapshot | null> {
+    if (!row.spec.balloon || row.state !== 'running') return null;
+    let live;
+    try {
+      live = this.d.instances.live(row.name);
+    } catch {
+      return null;
+    }
+    const dev = await this.devices(live.row, live.qmp);
+    if (dev.actual === null) return null;
+    const req = this.requested.get(row.uuid);
+    return {
+      name: row.name, uuid: row.uuid, actual: dev.actual, ceiling: req === undefined ? row.spec.memory : Math.min(req, row.spec.memory),
+      available: dev.stats?.available ?? null, used: this.used(live.row, dev),
+    };
+  }
+
+  /** Move a running instance's balloon (under its lock). */
+  async setBalloon(name: string, bytes: number): Promise<void> {
+    await this.d.instances.withLock(name, async () => {
+      const { qmp } = this.d.instances.live(name);
+      await qmp.execute('balloon', { value: bytes });
+    });
+  }
+}

@@ -1,0 +1,191 @@
+/**
+ * CPU virtualization on real tiny guests (TCG): topology as the guest sees it, vCPU pinning as /proc shows
+ * it, the VM cgroup as the kernel holds it, vCPU hotplug seen from inside the guest, the CPU model check,
+ * and `corral cpu`.
+ */
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync, readdirSync, rmdirSync } from 'node:fs';
+import { ConsoleSession, Daemon, SKIP_NO_TINY, useDaemon, waitFor } from './harness.js';
+
+const skip = SKIP_NO_TINY;
+const CG = '/sys/fs/cgroup';
+let d: Daemon;
+useDaemon((x) => { d = x; });
+
+const started: Array<{ uuid: string; pid: number }> = [];
+after(async () => {
+  // If a test failed half-way, leave no QEMU and no cgroup behind.
+  for (const { uuid, pid } of started) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+    for (const c of ['cpu', 'cpuacct', 'memory', '']) {
+      const dir = `${CG}/${c}/corral/${uuid}`.replace('//', '/');
+      for (let i = 0; i < 50 && existsSync(dir); i++) {
+        try {
+          rmdirSync(dir);
+        } catch {
+          await new Promise((r) => setTimeout(r, 100));
+        }
+      }
+    }
+  }
+});
+
+async function boot(name: string, args: string[]): Promise<{ uuid: string; pid: number }> {
+  const r = await d.cli(['create', name, '--image', 'tiny', '--accel', 'tcg', '--start', '--json', ...args]);
+  assert.equal(r.code, 0, r.stderr);
+  const inst = JSON.parse(r.stdout) as { uuid: string; pid: number; state: string };
+  assert.equal(inst.state, 'running');
+  started.push({ uuid: inst.uuid, pid: inst.pid });
+  await d.waitConsole(name, /corral-tiny ready/, 90_000);
+  return inst;
+}
+
+async function guest(name: string, cmd: string): Promise<string> {
+  const c = await ConsoleSession.open(d, name);
+  try {
+    return await c.run(cmd, 30_000);
+  } finally {
+    await c.close();
+  }
+}
+
+function allowed(pid: number, tid: number): string {
+  return /^Cpus_allowed_list:\s*(\S+)/m.exec(readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8'))![1]!;
+}
+
+test('topology: 1 socket x 2 cores shows 2 processors with "cpu cores : 2"; 2 sockets x 1 core shows 2 physical ids', { skip, timeout: 240_000 }, async () => {
+  await boot('topo1', ['--cpus', '2', '--sockets', '1', '--cores', '2', '--threads', '1']);
+  const out = await guest('topo1', "echo n=$(grep -c ^processor /proc/cpuinfo) ids=$(grep '^physical id' /proc/cpuinfo | sort -u | wc -l); grep -m1 '^cpu cores' /proc/cpuinfo");
+  assert.match(out, /n=2 ids=1/);
+  assert.match(out, /cpu cores\s*: 2/);
+  assert.equal((await d.api('POST', '/v1/instances/topo1/kill', {})).status, 200);
+
+  await boot('topo2', ['--cpus', '2', '--sockets', '2', '--cores', '1']);
+  const out2 = await guest('topo2', "echo n=$(grep -c ^processor /proc/cpuinfo) ids=$(grep '^physical id' /proc/cpuinfo | sort -u | wc -l); grep -m1 '^cpu cores' /proc/cpuinfo");
+  assert.match(out2, /n=2 ids=2/);
+  assert.match(out2, /cpu cores\s*: 1/);
+  assert.equal((await d.api('POST', '/v1/instances/topo2/kill', {})).status, 200);
+});
+
+test('pinning: --pin 1 puts the vCPU thread on CPU 1 and every other QEMU thread on CPU 0; corral cpu shows it', { skip, timeout: 180_000 }, async () => {
+  const { pid } = await boot('pin1', ['--cpus', '1', '--pin', '1']);
+  const r = await d.cli(['cpu', 'pin1', '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  const s = JSON.parse(r.stdout);
+  assert.equal(s.pid, pid);
+  assert.equal(s.vcpus.length, 1);
+  const tids = readdirSync(`/proc/${pid}/task`).map(Number);
+  const vcpu = s.vcpus[0].threadId as number;
+  assert.ok(tids.includes(vcpu), `vCPU thread ${vcpu} is a task of QEMU ${pid} (${tids.join(' ')})`);
+  assert.equal(allowed(pid, vcpu), '1');
+  assert.equal(s.vcpus[0].allowed, '1');
+  assert.match(readFileSync(`/proc/${pid}/task/${vcpu}/comm`, 'utf8'), /^CPU 0\//);
+  const others = tids.filter((t) => t !== vcpu);
+  assert.ok(others.length > 0);
+  for (const t of others) assert.equal(allowed(pid, t), '0', `thread ${t} (${readFileSync(`/proc/${pid}/task/${t}/comm`, 'utf8').trim()})`);
+  assert.equal(typeof s.vcpus[0].cpuTime, 'number');
+  assert.ok(s.vcpus[0].cpuTime > 0);
+  assert.ok(s.vcpus[0].lastCpu === 1, `last CPU ${s.vcpus[0].lastCpu}`);
+  assert.deepEqual(s.exits, { available: false, reason: 'VM-exit counters exist only under KVM; this instance runs under TCG (QMP query-stats returns no KVM statistics)' });
+
+  const table = await d.cli(['cpu', 'pin1']);
+  assert.equal(table.code, 0, table.stderr);
+  assert.match(table.stdout, /VCPU\s+THREAD\s+HOST-CPU-TIME\s+LAST-CPU\s+ALLOWED/);
+  assert.match(table.stdout, new RegExp(`^0\\s+${vcpu}\\s+[\\d.]+s\\s+1\\s+1$`, 'm'));
+  assert.match(table.stdout, /VM exits: not available: .*only under KVM/);
+  assert.equal((await d.api('POST', '/v1/instances/pin1/kill', {})).status, 200);
+});
+
+test('cgroup: CPU cap, weight and memory limit are in the kernel files, QEMU is in the group, and the group goes at stop', { skip, timeout: 180_000 }, async () => {
+  const { uuid, pid } = await boot('cg1', ['--memory', '256M', '--cpu-limit', '0.5', '--cpu-weight', '50', '--memory-limit', '768M']);
+  const cpu = `${CG}/cpu/corral/${uuid}`;
+  const mem = `${CG}/memory/corral/${uuid}`;
+  const rd = (p: string): string => readFileSync(p, 'utf8').trim();
+  assert.equal(rd(`${cpu}/cpu.cfs_quota_us`), '50000');
+  assert.equal(rd(`${cpu}/cpu.cfs_period_us`), '100000');
+  assert.equal(rd(`${cpu}/cpu.shares`), '512');
+  assert.equal(rd(`${mem}/memory.limit_in_bytes`), String(768 * 1024 * 1024));
+  for (const dir of [cpu, mem, `${CG}/cpuacct/corral/${uuid}`]) assert.ok(rd(`${dir}/cgroup.procs`).split('\n').map(Number).includes(pid), dir);
+  // every thread moved with the process
+  assert.deepEqual(rd(`${cpu}/tasks`).split('\n').map(Number).sort(), readdirSync(`/proc/${pid}/task`).map(Number).sort());
+  const s = (await d.api('GET', '/v1/instances/cg1/cpu')).body;
+  assert.equal(s.cgroup.version, 'v1');
+  assert.deepEqual([s.cgroup.cpuWeight, s.cgroup.cpuLimit, s.cgroup.memoryLimit], [50, 0.5, 768 * 1024 * 1024]);
+  assert.ok(s.cgroup.cpuUsage > 0);
+  assert.ok(s.cgroup.memoryUsage > 0);
+
+  const stop = await d.api('POST', '/v1/instances/cg1/stop', { timeout: 30 });
+  assert.equal(stop.status, 200, JSON.stringify(stop.body));
+  await waitFor(() => !existsSync(cpu) && !existsSync(mem) && !existsSync(`${CG}/cpuacct/corral/${uuid}`), 10_000, 'the VM cgroup to be removed');
+});
+
+test('hotplug: --cpus 1 --max-cpus 2 grows to 2 vCPUs that the guest brings online; above maxCpus and shrinking are refused', { skip, timeout: 180_000 }, async () => {
+  const { pid } = await boot('hot1', ['--cpus', '1', '--max-cpus', '2']);
+  const count = "echo n=$(grep -c ^processor /proc/cpuinfo)";
+  assert.match(await guest('hot1', count), /n=1\b/);
+
+  const above = await d.api('POST', '/v1/instances/hot1/cpus', { count: 3 });
+  assert.equal(above.status, 400);
+  assert.equal(above.body.error.code, 'INVALID_SPEC');
+  assert.equal(above.body.error.field, 'cpus');
+  assert.match(above.body.error.message, /more than maxCpus \(2\)/);
+
+  const r = await d.cli(['resize', 'hot1', '--cpus', '2']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /hot1: 2 vCPUs/);
+  const t0 = Date.now();
+  let last = '';
+  await waitFor(async () => /n=2\b/.test((last = await guest('hot1', count))), 10_000, 'the guest to show 2 processors', () => last);
+  assert.ok(Date.now() - t0 < 12_000, `${Date.now() - t0} ms`);
+
+  const s = (await d.api('GET', '/v1/instances/hot1/cpu')).body;
+  assert.equal(s.cpus, 2);
+  const tids = readdirSync(`/proc/${pid}/task`).map(Number);
+  for (const v of s.vcpus) assert.ok(tids.includes(v.threadId));
+  assert.equal((await d.api('GET', '/v1/instances/hot1')).body.cpus, 2);
+
+  const shrink = await d.api('POST', '/v1/instances/hot1/cpus', { count: 1 });
+  assert.equal(shrink.status, 400);
+  assert.equal(shrink.body.error.field, 'cpus');
+  assert.match(shrink.body.error.message, /not supported/);
+  assert.equal((await d.api('POST', '/v1/instances/hot1/kill', {})).status, 200);
+});
+
+test('CPU model: host under TCG and an unknown model are refused at start with INVALID_SPEC, and nothing runs', { skip, timeout: 60_000 }, async () => {
+  const c = await d.api('POST', '/v1/instances', { name: 'model1', image: 'tiny', accel: 'tcg', cpuModel: 'host' });
+  assert.equal(c.status, 201, JSON.stringify(c.body));
+  const r = await d.api('POST', '/v1/instances/model1/start', {});
+  assert.equal(r.status, 400);
+  assert.equal(r.body.error.code, 'INVALID_SPEC');
+  assert.equal(r.body.error.field, 'cpuModel');
+  assert.match(r.body.error.message, /host CPU model needs KVM; this instance would run under TCG: use max or a named model/);
+  const show = (await d.api('GET', '/v1/instances/model1')).body;
+  assert.equal(show.state, 'stopped');
+  assert.equal(show.pid, null);
+  assert.equal(existsSync(`${d.dataDir}/run/${show.uuid}`), false);
+
+  const cli = await d.cli(['create', 'model2', '--image', 'tiny', '--cpu-model', 'NoSuchCpu', '--start']);
+  assert.equal(cli.code, 1);
+  assert.match(cli.stderr, /INVALID_SPEC: cpuModel: QEMU does not know the CPU model "NoSuchCpu"/);
+  assert.equal((await d.api('GET', '/v1/instances/model2')).status, 404); // a failed create --start leaves nothing
+});
+
+test('bad input: a pin to a CPU the host lacks, a resize of a missing instance or a non-number', { skip }, async () => {
+  const pin = await d.api('POST', '/v1/instances', { name: 'bad1', image: 'tiny', pin: '7' });
+  assert.equal(pin.status, 400);
+  assert.equal(pin.body.error.field, 'pin');
+  const missing = await d.api('POST', '/v1/instances/nope/cpus', { count: 2 });
+  assert.equal(missing.status, 404);
+  const nan = await d.api('POST', '/v1/instances/model1/cpus', { count: 'two' });
+  assert.equal(nan.status, 400);
+  const stopped = await d.api('POST', '/v1/instances/model1/cpus', { count: 2 });
+  assert.equal(stopped.status, 400); // model1 has maxCpus 1
+  assert.equal(stopped.body.error.field, 'cpus');
+  const cpu = await d.api('GET', '/v1/instances/model1/cpu');
+  assert.equal(cpu.status, 409); // not running
+});

@@ -1,0 +1,86 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { computeDefaults } from '../../../src/core/spec-compute.js';
+import { MemoryService } from '../../../src/services/memory.js';
+
+const MiB = 1024 * 1024;
+
+/** A QEMU stand-in: the balloon, virtio-mem and the guest's statistics, with every command recorded. */
+function fakeVm(opts: { memory: number; maxMemory?: number | null; balloon?: boolean; used?: number }) {
+  const calls: Array<[string, Record<string, unknown> | undefined]> = [];
+  const state = { actual: opts.memory, plugged: 0 };
+  const total = opts.memory - 100 * MiB;
+  const qmp = {
+    async execute(cmd: string, args?: Record<string, unknown>): Promise<unknown> {
+      calls.push([cmd, args]);
+      if (cmd === 'query-balloon') return { actual: state.actual };
+      if (cmd === 'balloon') { state.actual = args!.value as number; return {}; }
+      if (cmd === 'qom-set') { if (args!.property === 'requested-size') state.plugged = args!.value as number; return {}; }
+      if (cmd === 'qom-get' && args!.property === 'size') return state.plugged;
+      if (cmd === 'qom-get' && args!.property === 'deflate-on-oom') return true;
+      if (cmd === 'qom-get' && args!.property === 'guest-stats') {
+        const avail = total - (opts.used ?? 50 * MiB) - (opts.memory - state.actual);
+        return { stats: { 'stat-total-memory': total, 'stat-free-memory': avail, 'stat-available-memory': avail }, 'last-update': 1 };
+      }
+      if (cmd === 'query-memdev') return [{ id: 'mem0' }];
+      if (cmd === 'human-monitor-command') {
+        return String(args!['command-line']).startsWith('info mtree')
+          ? `FlatView #1\n AS "memory", root: system\n  0000000000000000-${(opts.memory - 1).toString(16).padStart(16, '0')} (prio 0, ram): mem0\n`
+          : 'Host virtual address for 0x0 (mem0) is 0x7f0000000000';
+      }
+      throw new Error(`unexpected ${cmd}`);
+    },
+  };
+  const row = {
+    name: 'vm', uuid: 'u1', state: 'running', pid: 1,
+    spec: { ...computeDefaults(1), memory: opts.memory, maxMemory: opts.maxMemory ?? null, balloon: opts.balloon ?? true },
+  };
+  const events: string[] = [];
+  const svc = new MemoryService({
+    instances: { live: () => ({ row, pid: 999_999_999, qmp }), withLock: (_n: string, fn: () => Promise<unknown>) => fn() } as never,
+    events: { publish: (t: string) => { events.push(t); } } as never,
+    log: { warn: () => {} },
+  });
+  return { svc, calls, state, events };
+}
+
+test('at or below the boot size the balloon moves; above it virtio-mem plugs the difference', async () => {
+  const vm = fakeVm({ memory: 1024 * MiB, maxMemory: 2048 * MiB });
+  const s = await vm.svc.resizeMemory('vm', '512M');
+  assert.deepEqual([vm.state.actual, vm.state.plugged], [512 * MiB, 0]);
+  assert.equal(s.requested, 512 * MiB);
+  assert.equal(s.guest.visible, 512 * MiB);
+  assert.equal(s.map[0]?.hvaStart, 0x7f0000000000);
+  await vm.svc.resizeMemory('vm', '1536M');
+  assert.deepEqual([vm.state.actual, vm.state.plugged], [1024 * MiB, 512 * MiB], 'the balloon deflates fully when virtio-mem plugs');
+  assert.deepEqual(vm.events, ['memory.resized', 'memory.resized']);
+});
+
+test('refused with INVALID_SPEC on memory, nothing changed: above maxMemory, above boot without it, below 64 MiB, below the use', async () => {
+  const check = async (vm: ReturnType<typeof fakeVm>, size: string, re: RegExp): Promise<void> => {
+    const before = { ...vm.state };
+    await assert.rejects(vm.svc.resizeMemory('vm', size), (e: { code?: string; details?: { field?: string }; message: string }) => {
+      assert.equal(e.code, 'INVALID_SPEC');
+      assert.equal(e.details?.field, 'memory');
+      assert.match(e.message, re);
+      return true;
+    });
+    assert.deepEqual(vm.state, before);
+    assert.equal(vm.calls.some(([c, a]) => c === 'balloon' || (c === 'qom-set' && a?.property === 'requested-size')), false);
+  };
+  await check(fakeVm({ memory: 1024 * MiB, maxMemory: 2048 * MiB }), '3G', /more than maxMemory \(2 GiB\)/);
+  await check(fakeVm({ memory: 1024 * MiB }), '2G', /more than the boot memory/);
+  await check(fakeVm({ memory: 1024 * MiB }), '32M', /at least 64 MiB/);
+  await check(fakeVm({ memory: 1024 * MiB, used: 400 * MiB }), '256M', /256 MiB is below what the guest uses now \(400 MiB\) plus a 32 MiB margin/);
+  await check(fakeVm({ memory: 1024 * MiB, balloon: false }), '512M', /needs the balloon/);
+  await check(fakeVm({ memory: 1024 * MiB, maxMemory: 2048 * MiB }), '1025M', /multiple of 2 MiB/);
+});
+
+test('the balloon snapshot gives the pressure controller what the guest uses, not counting the balloon', async () => {
+  const vm = fakeVm({ memory: 1024 * MiB, used: 200 * MiB });
+  await vm.svc.resizeMemory('vm', '768M');
+  const s = await vm.svc.balloonSnapshot({ name: 'vm', uuid: 'u1', state: 'running', spec: { balloon: true, memory: 1024 * MiB } } as never);
+  assert.equal(s?.actual, 768 * MiB);
+  assert.equal(s?.ceiling, 768 * MiB, 'a resize lowers the ceiling the controller deflates back to');
+  assert.equal(s?.used, 200 * MiB);
+});
