@@ -85,13 +85,14 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   const imageStore = new ImageStore(dataDir);
   const host = new HostService(imageStore, force);
   const caps = await host.capabilities();
+  const limits = host.limits();
   const instances = new InstanceService({
-    dataDir, store, images: imageStore, events, host: host.limits(), log,
-    pool: { host: host.limits(), config: poolConfig },
+    dataDir, store, images: imageStore, events, host: limits, log,
+    pool: { host: limits, config: poolConfig },
     accelerator: async () => (await host.accelerator()).accel,
     qemuVersion: () => caps.version,
   });
-  const cpu = new CpuService({ instances, hostCpus: host.limits().cpuList, log });
+  const cpu = new CpuService({ instances, hostCpus: limits.cpuList, log });
   instances.addHooks(cpu.hooks());
   const images = new ImageService(dataDir, imageStore, store, events);
   const memory = new MemoryService({ instances, events, log });
