@@ -6,7 +6,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { invalidSpec } from '../core/errors.js';
+import { CorralError, invalidSpec } from '../core/errors.js';
+import type { InstanceSpec } from '../core/spec.js';
+import { readHugepages, type HugepagePool } from '../host/memory.js';
 import { HUGEPAGE_BYTES, VIRTIO_MEM_BLOCK } from '../core/spec-compute.js';
 import { MiB, formatSize, parseSize } from '../core/units.js';
 import { readResidency } from '../qemu/pagemap.js';
@@ -79,6 +81,8 @@ export interface MemoryDeps {
   events: EventBus;
   log: { warn(o: object, m?: string): void };
   proc?: string;
+  /** sysfs root for the hugepage pools (tests) */
+  sysRoot?: string;
 }
 
 export class MemoryService {
@@ -96,7 +100,12 @@ export class MemoryService {
         this.d.log.warn({ instance: row.name, err: (e as Error).message }, 'cannot turn on balloon statistics');
       }
     };
-    return { launched: setUp, adopted: setUp, exited: (row) => { this.requested.delete(row.uuid); } };
+    return {
+      beforeLaunch: (row) => checkHugepages(row.spec, readHugepages(this.d.sysRoot ?? '/sys')),
+      launched: setUp,
+      adopted: setUp,
+      exited: (row) => { this.requested.delete(row.uuid); },
+    };
   }
 
   private async devices(row: InstanceRow, qmp: QmpClient): Promise<Devices> {
@@ -220,4 +229,22 @@ export class MemoryService {
       await qmp.execute('balloon', { value: bytes });
     });
   }
+}
+
+/**
+ * A hugepage-backed guest needs its whole memory (boot and hotpluggable) as free pages of that size in the
+ * host's pool, since QEMU reserves them when it maps the backend: refuse the start before QEMU runs.
+ */
+export function checkHugepages(spec: InstanceSpec, pools: HugepagePool[]): void {
+  if (!spec.hugepages) return;
+  const size = HUGEPAGE_BYTES[spec.hugepages];
+  const need = Math.ceil((spec.maxMemory ?? spec.memory) / size);
+  const pool = pools.find((p) => p.size === size);
+  const free = pool?.free ?? 0;
+  if (free >= need) return;
+  const kb = size / 1024;
+  throw new CorralError('INSUFFICIENT_RESOURCES', `not enough ${spec.hugepages} hugepages: the guest needs ${need}, the host has ${free} free` +
+    (pool ? ` of ${pool.total} (add more: echo ${(pool.total + need - free)} > /sys/kernel/mm/hugepages/hugepages-${kb}kB/nr_hugepages)` : ` (the host has no ${spec.hugepages} hugepage pool)`), {
+    short: [{ resource: `hugepages-${spec.hugepages}`, requested: need, free, shortBy: need - free }],
+  });
 }

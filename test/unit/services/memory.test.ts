@@ -84,3 +84,18 @@ test('the balloon snapshot gives the pressure controller what the guest uses, no
   assert.equal(s?.ceiling, 768 * MiB, 'a resize lowers the ceiling the controller deflates back to');
   assert.equal(s?.used, 200 * MiB);
 });
+
+test('a hugepage-backed guest is refused before QEMU runs when the pool is short, saying how to fix it', async () => {
+  const { checkHugepages } = await import('../../../src/services/memory.js');
+  const { normalizeSpec } = await import('../../../src/core/spec.js');
+  const spec = normalizeSpec({ image: 'tiny', cpus: 1, memory: 256 * 1024 * 1024, hugepages: '2M' });
+  const pools = [{ size: 2 * 1024 * 1024, total: 100, free: 100 }, { size: 1024 * 1024 * 1024, total: 0, free: 0 }];
+  assert.throws(() => checkHugepages(spec, pools), (e: Error & { code?: string; details?: { short?: unknown[] } }) => {
+    assert.equal(e.code, 'INSUFFICIENT_RESOURCES');
+    assert.match(e.message, /needs 128, the host has 100 free of 100 .*echo 128 > \/sys\/kernel\/mm\/hugepages\/hugepages-2048kB\/nr_hugepages/);
+    return true;
+  });
+  checkHugepages(spec, [{ size: 2 * 1024 * 1024, total: 200, free: 128 }]);
+  assert.throws(() => checkHugepages({ ...spec, hugepages: '1G' }, []), /no 1G hugepage pool/);
+  checkHugepages({ ...spec, hugepages: null }, []);
+});
