@@ -19,7 +19,8 @@ function serverTiming(reply: FastifyReply, svc: Services, name: string): void {
 
 export function instanceRoutes(svc: Services): FastifyPluginAsync {
   return async (app: FastifyInstance) => {
-    const consoleBusy = new Set<string>();
+    /** Who holds each instance's console: a detach only frees the console if it still holds it. */
+    const consoleBusy = new Map<string, object>();
 
     app.get('/v1/instances', { schema: { summary: 'List instances', response: { 200: Type.Object({ instances: Type.Array(Instance) }) } } }, async () => ({
       instances: svc.instances.list(),
@@ -101,10 +102,19 @@ export function instanceRoutes(svc: Services): FastifyPluginAsync {
           socket.close(1011, isCorralError(e) ? e.message.slice(0, 120) : 'console unavailable');
           return;
         }
-        consoleBusy.add(name);
+        if (consoleBusy.has(name)) {
+          // Two attaches raced past the check before the upgrade: the later one loses.
+          socket.close(4409, 'CONSOLE_BUSY: the console is attached elsewhere');
+          return;
+        }
+        const holder = {};
+        consoleBusy.set(name, holder);
         const conn = connect(path);
+        let ended = false;
         const end = (): void => {
-          consoleBusy.delete(name);
+          if (ended) return;
+          ended = true;
+          if (consoleBusy.get(name) === holder) consoleBusy.delete(name);
           conn.end(); // flush what the user typed last (e.g. "poweroff\n") before letting go
           if (socket.readyState === socket.OPEN) socket.close(1000, 'console closed');
         };

@@ -13,6 +13,8 @@ import { imageRoutes } from './routes-images.js';
 import { eventRoutes } from './routes-events.js';
 import { cpuRoutes } from './routes-cpu.js';
 import { memoryRoutes } from './routes-memory.js';
+import { deviceRoutes } from './routes-devices.js';
+import { volumeRoutes } from './routes-volumes.js';
 
 export interface ApiOptions {
   /** When set, every request must carry `Authorization: Bearer <token>`. */
@@ -81,6 +83,8 @@ export async function buildApi(svc: Services, opts: ApiOptions = {}): Promise<Fa
   await app.register(eventRoutes(svc));
   await app.register(cpuRoutes(svc));
   await app.register(memoryRoutes(svc));
+  await app.register(deviceRoutes());
+  await app.register(volumeRoutes(svc));
 
   app.get('/v1/host', { schema: { summary: 'Host facts and the accelerator chosen' } }, async () => svc.host.show());
   app.get('/v1/pool', { schema: { summary: 'The resource pool: capacity (host x ratio, less the reserve), allocated, free' } }, async () =>

@@ -5,6 +5,7 @@ import type { HostService } from '../services/host.js';
 import type { ImageService } from '../services/images.js';
 import type { InstanceService } from '../services/instances.js';
 import type { MemoryService } from '../services/memory.js';
+import type { VolumeService } from '../services/volumes.js';
 
 export interface Services {
   instances: InstanceService;
@@ -13,4 +14,5 @@ export interface Services {
   events: EventBus;
   cpu: CpuService;
   memory: MemoryService;
+  volumes: VolumeService;
 }

@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import type { ApiClient } from './client.js';
 import { fields, keyValues, printJson, printLines, size } from './format.js';
+import { registerDeviceCommands } from './devices.js';
 
 interface InventorySummary {
   cpu?: { vendor?: string; virtualization?: string | null; hypervisor?: boolean; topology?: { sockets?: number; coresPerSocket?: number; threadsPerCore?: number } };
@@ -54,4 +55,5 @@ export function registerHostCommands(program: Command, client: () => ApiClient):
       if (o.json) printJson(res);
       else printLines(hostDetails(res));
     });
+  registerDeviceCommands(host, client);
 }

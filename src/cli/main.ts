@@ -15,6 +15,7 @@ import { registerPoolCommands } from './pool.js';
 import { registerStatsCommands } from './stats.js';
 import { registerCpuCommands } from './cpu.js';
 import { registerMemoryCommands } from './memory.js';
+import { registerVolumeCommands } from './volumes.js';
 
 function packageVersion(): string {
   try {
@@ -70,6 +71,7 @@ export function buildProgram(): Command {
   registerEventCommands(program, client);
   registerCpuCommands(program, client);
   registerMemoryCommands(program, client);
+  registerVolumeCommands(program, client);
   return program;
 }
 

@@ -7,6 +7,8 @@ export interface DataPaths {
   socket: string;
   token: string;
   images: string;
+  /** the `default` directory storage pool of volumes */
+  volumes: string;
   instances: string;
   run: string;
   cache: string;
@@ -19,6 +21,7 @@ export function dataPaths(root: string): DataPaths {
     socket: join(root, 'corral.sock'),
     token: join(root, 'token'),
     images: join(root, 'images'),
+    volumes: join(root, 'volumes'),
     instances: join(root, 'instances'),
     run: join(root, 'run'),
     cache: join(root, 'cache'),

@@ -16,6 +16,8 @@ import { ImageService } from '../services/images.js';
 import { InstanceService } from '../services/instances.js';
 import { CpuService } from '../services/cpu.js';
 import { MemoryService } from '../services/memory.js';
+import { VolumeService } from '../services/volumes.js';
+import { VolumeStore } from '../storage/volumes.js';
 import { PressureController, pressureConfigFrom } from '../services/pressure.js';
 import { readMemInfo } from '../host/basics.js';
 import { ImageStore } from '../storage/images.js';
@@ -75,7 +77,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   const force = opts.accel ?? (envAccel === 'kvm' || envAccel === 'tcg' ? envAccel : undefined);
   const poolConfig = poolConfigFrom(opts.pool);
 
-  for (const d of [dataDir, paths.images, paths.instances, paths.run, paths.cache]) mkdirSync(d, { recursive: true, mode: 0o700 });
+  for (const d of [dataDir, paths.images, paths.volumes, paths.instances, paths.run, paths.cache]) mkdirSync(d, { recursive: true, mode: 0o700 });
   chmodSync(paths.run, 0o700);
   if (await socketInUse(paths.socket)) throw new Error(`another corral daemon is already serving ${paths.socket}`);
   rmSync(paths.socket, { force: true });
@@ -96,6 +98,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   instances.addHooks(cpu.hooks());
   const images = new ImageService(dataDir, imageStore, store, events);
   const memory = new MemoryService({ instances, events, log });
+  const volumes = new VolumeService(new VolumeStore(dataDir), events);
   instances.addHooks(memory.hooks());
   await instances.reconcile();
   // Memory pressure: env CORRAL_PRESSURE_INTERVAL / _THRESHOLD / _HYSTERESIS / _STEP (see services/pressure.ts).
@@ -107,7 +110,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   void host.accelerator().then((d) => log.info({ accel: d.accel, reason: d.reason }, 'accelerator chosen'));
 
   const servers: FastifyInstance[] = [];
-  const unixApi = await buildApi({ instances, images, host, events, cpu, memory });
+  const unixApi = await buildApi({ instances, images, host, events, cpu, memory, volumes });
   const oldMask = process.umask(0o177);
   try {
     await unixApi.listen({ path: paths.socket });
@@ -120,7 +123,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
 
   if (opts.listen) {
     const { host: h, port } = parseListen(opts.listen);
-    const tcpApi = await buildApi({ instances, images, host, events, cpu, memory }, { token: ensureToken(paths.token) });
+    const tcpApi = await buildApi({ instances, images, host, events, cpu, memory, volumes }, { token: ensureToken(paths.token) });
     await tcpApi.listen({ host: h, port });
     servers.push(tcpApi);
     log.info({ listen: opts.listen, tokenFile: paths.token }, 'corral daemon listening on TCP (bearer token required)');

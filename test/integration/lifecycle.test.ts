@@ -61,15 +61,16 @@ test('a second console attach is refused while one is attached', { skip }, async
 });
 
 test('pause stops the guest and resume lets it go on', { skip }, async () => {
-  const p = await d.api('POST', '/v1/instances/vm1/pause', {});
-  assert.equal(p.status, 200);
-  assert.equal(p.body.state, 'paused');
-  const again = await d.api('POST', '/v1/instances/vm1/pause', {});
-  assert.equal(again.status, 409);
-  assert.equal(again.body.error.code, 'INVALID_STATE');
-  assert.match(again.body.error.message, /paused/);
   const c = await ConsoleSession.open(d, 'vm1');
   try {
+    await c.prompt();
+    const p = await d.api('POST', '/v1/instances/vm1/pause', {});
+    assert.equal(p.status, 200);
+    assert.equal(p.body.state, 'paused');
+    const again = await d.api('POST', '/v1/instances/vm1/pause', {});
+    assert.equal(again.status, 409);
+    assert.equal(again.body.error.code, 'INVALID_STATE');
+    assert.match(again.body.error.message, /paused/);
     const from = c.buf.length;
     c.send('echo paused-$((1+1))\n');
     await new Promise((r) => setTimeout(r, 1500));

@@ -1,0 +1,40 @@
+/** /v1/host/devices (the host's PCI devices) and /v1/host/sriov (set a PF's VF count). */
+import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
+import { Type, type Static } from '@sinclair/typebox';
+import { ErrorBody } from './schemas.js';
+import { listPciDevices } from '../host/pci.js';
+import { setVfCount } from '../host/sriov.js';
+import type { FsOps } from '../host/vfio.js';
+
+const errors = { 400: ErrorBody, 404: ErrorBody, 409: ErrorBody, 500: ErrorBody };
+const SriovBody = Type.Object(
+  {
+    pf: Type.String({ description: 'the physical function, 0000:03:00.0 or 03:00.0', maxLength: 32 }),
+    vfs: Type.Integer({ minimum: 0, description: 'the number of VFs wanted (0 removes them)' }),
+  },
+  { additionalProperties: false },
+);
+
+export interface DeviceRouteOptions {
+  /** The sysfs root; default $CORRAL_SYSFS_ROOT or /sys (read per request, so tests may point it at a fake tree). */
+  sys?: string;
+  /** Addresses given to instances (VFs in use block a count change). */
+  inUse?: () => ReadonlySet<string>;
+  ops?: FsOps;
+}
+
+export function deviceRoutes(opts: DeviceRouteOptions = {}): FastifyPluginAsync {
+  const sys = (): string => opts.sys ?? process.env.CORRAL_SYSFS_ROOT ?? '/sys';
+  return async (app: FastifyInstance) => {
+    app.get(
+      '/v1/host/devices',
+      { schema: { summary: 'PCI devices of the host: ids, class, driver, IOMMU group and its other members, NUMA node, SR-IOV', response: { 500: ErrorBody } } },
+      async () => ({ devices: listPciDevices(sys()) }),
+    );
+    app.post<{ Body: Static<typeof SriovBody> }>(
+      '/v1/host/sriov',
+      { schema: { summary: 'Set the number of SR-IOV VFs of a PF (writes 0 first when changing a non-zero count); returns the PF\'s SR-IOV state', body: SriovBody, response: errors } },
+      async (req) => setVfCount(sys(), req.body.pf, req.body.vfs, { inUse: opts.inUse?.(), ops: opts.ops }),
+    );
+  };
+}

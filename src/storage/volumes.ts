@@ -1,0 +1,302 @@
+/**
+ * Volumes in the `default` directory storage pool, $DATA/volumes/<name>/ holding `disk.<format>` and
+ * `volume.json`. Metadata is a JSON file per volume, not a SQLite table, for the same reasons as images: the
+ * record sits next to the file it describes, and a volume is made in a hidden staging folder (its
+ * volume.json written last, tmp + fsync + rename) and the folder renamed into place, so a failed create or
+ * clone leaves nothing behind and a half-made volume never shows. Changes to an existing volume (resize,
+ * attachedTo) rewrite volume.json atomically.
+ *
+ * Every qemu-img failure passes through lockErrorToInUse(): a volume open in a running QEMU is VOLUME_IN_USE.
+ */
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import { CorralError, invalidSpec } from '../core/errors.js';
+import { dataPaths } from '../core/paths.js';
+import { printable, validateName } from '../core/spec.js';
+import { parseSize } from '../core/units.js';
+import { createOverlay, imgInfo, resize as imgResize, type ImgFormat } from '../qemu/img.js';
+import { writeJsonAtomic } from './images.js';
+import { createImage, lockErrorToInUse, probeLock, snapshotOp } from './volumes-img.js';
+
+export const DEFAULT_POOL = 'default';
+const RECORD = 'volume.json';
+
+/** What volume.json holds. */
+export interface VolumeRecord {
+  name: string;
+  pool: string;
+  format: ImgFormat;
+  /** virtual size in bytes */
+  virtualSize: number;
+  /** absolute path of the image file */
+  path: string;
+  createdAt: string;
+  /** for a clone: the source volume it is an overlay on */
+  backing: string | null;
+  /** the instance the volume is attached to, or null */
+  attachedTo: string | null;
+}
+
+export interface SnapshotInfo {
+  name: string;
+  id: string;
+  createdAt: string | null;
+  vmStateSize: number;
+}
+
+/** A volume as shown: the record plus bytes allocated on disk now. */
+export interface Volume extends VolumeRecord {
+  allocated: number;
+}
+
+export interface VolumeDetails extends Volume {
+  snapshots: SnapshotInfo[];
+  /** the volumes that are clones of this one */
+  clones: string[];
+}
+
+function isRecord(v: unknown): v is VolumeRecord {
+  if (typeof v !== 'object' || v === null) return false;
+  const r = v as Record<string, unknown>;
+  return typeof r.name === 'string' && (r.format === 'qcow2' || r.format === 'raw') && typeof r.virtualSize === 'number'
+    && typeof r.path === 'string' && (r.backing === null || typeof r.backing === 'string')
+    && (r.attachedTo === null || typeof r.attachedTo === 'string');
+}
+
+/** Refuse an operation on a volume attached to an instance (VOLUME_IN_USE naming it). For the attach work too. */
+export function assertNotInUse(vol: VolumeRecord, verb: string): void {
+  if (vol.attachedTo !== null) {
+    throw new CorralError('VOLUME_IN_USE', `volume "${vol.name}" cannot be ${verb}: it is attached to instance "${vol.attachedTo}"`, {
+      name: vol.name, instance: vol.attachedTo,
+    });
+  }
+}
+
+export function parseFormat(format: unknown): ImgFormat {
+  if (format === undefined) return 'qcow2';
+  if (format !== 'qcow2' && format !== 'raw') throw invalidSpec('format', `"${printable(String(format))}" is not a volume format: use qcow2 or raw`);
+  return format;
+}
+
+function allocatedBytes(path: string): number {
+  try {
+    return statSync(path).blocks * 512;
+  } catch {
+    return 0;
+  }
+}
+
+/** Run a qemu-img step, mapping QEMU's image-lock refusal to VOLUME_IN_USE. */
+async function guarded<T>(name: string, verb: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    throw lockErrorToInUse(e, name, verb);
+  }
+}
+
+export class VolumeStore {
+  readonly dir: string;
+
+  constructor(dataDir: string) {
+    this.dir = dataPaths(dataDir).volumes;
+  }
+
+  pathOf(name: string): string {
+    return join(this.dir, name);
+  }
+
+  private read(name: string): VolumeRecord | null {
+    try {
+      const v: unknown = JSON.parse(readFileSync(join(this.dir, name, RECORD), 'utf8'));
+      return isRecord(v) && v.name === name ? v : null;
+    } catch {
+      return null;
+    }
+  }
+
+  private view(r: VolumeRecord): Volume {
+    return { ...r, allocated: allocatedBytes(r.path) };
+  }
+
+  records(): VolumeRecord[] {
+    let names: string[];
+    try {
+      names = readdirSync(this.dir);
+    } catch {
+      return [];
+    }
+    const out: VolumeRecord[] = [];
+    for (const n of names.sort()) {
+      if (n.startsWith('.')) continue;
+      const r = this.read(n);
+      if (r) out.push(r);
+    }
+    return out;
+  }
+
+  list(): Volume[] {
+    return this.records().map((r) => this.view(r));
+  }
+
+  record(name: string): VolumeRecord {
+    validateName('name', name);
+    const r = this.read(name);
+    if (!r) throw new CorralError('VOLUME_NOT_FOUND', `volume "${name}" does not exist`, { name });
+    return r;
+  }
+
+  clonesOf(name: string): string[] {
+    return this.records().filter((r) => r.backing === name).map((r) => r.name);
+  }
+
+  async get(name: string): Promise<VolumeDetails> {
+    const r = this.record(name);
+    return { ...this.view(r), snapshots: await this.snapshots(name), clones: this.clonesOf(name) };
+  }
+
+  private assertFree(name: string): void {
+    if (existsSync(this.pathOf(name))) throw new CorralError('ALREADY_EXISTS', `volume "${name}" already exists`, { name, field: 'name' });
+  }
+
+  /** Build a volume in a staging folder, then move it into place; on any failure the folder goes. */
+  private async make(name: string, format: ImgFormat, backing: string | null, build: (file: string) => Promise<void>): Promise<Volume> {
+    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    const staging = mkdtempSync(join(this.dir, `.staging-${name}-`));
+    try {
+      chmodSync(staging, 0o700);
+      const file = join(staging, `disk.${format}`);
+      await build(file);
+      const info = await imgInfo(file, format);
+      const record: VolumeRecord = {
+        name, pool: DEFAULT_POOL, format, virtualSize: info['virtual-size'], path: join(this.pathOf(name), `disk.${format}`),
+        createdAt: new Date().toISOString(), backing, attachedTo: null,
+      };
+      writeJsonAtomic(join(staging, RECORD), record);
+      this.assertFree(name);
+      renameSync(staging, this.pathOf(name));
+      return this.view(record);
+    } catch (e) {
+      rmSync(staging, { recursive: true, force: true });
+      throw e;
+    }
+  }
+
+  async create(nameIn: unknown, size: unknown, format?: unknown): Promise<Volume> {
+    const name = validateName('name', nameIn);
+    const fmt = parseFormat(format);
+    const bytes = parseSize('size', size);
+    this.assertFree(name);
+    return this.make(name, fmt, null, (file) => createImage(file, fmt, bytes));
+  }
+
+  /** A qcow2 overlay on the source (backing format given explicitly). */
+  async clone(source: string, nameIn: unknown): Promise<Volume> {
+    const src = this.record(source);
+    const name = validateName('name', nameIn);
+    this.assertFree(name);
+    return this.make(name, 'qcow2', src.name, (file) => guarded(source, 'cloned', () => createOverlay(file, src.path, src.format, null)));
+  }
+
+  /** Grow, or with shrink also cut. Refused while attached or (shrinking) while clones depend on it. */
+  async resize(name: string, size: unknown, opts: { shrink?: boolean } = {}): Promise<Volume> {
+    const r = this.record(name);
+    const bytes = parseSize('size', size);
+    assertNotInUse(r, 'resized');
+    if (bytes < r.virtualSize) {
+      if (!opts.shrink) {
+        throw new CorralError('INVALID_SPEC', `size: ${bytes} bytes is smaller than the volume's ${r.virtualSize}: shrinking loses data, pass shrink (--shrink) to do it anyway`, { field: 'size' });
+      }
+      const clones = this.clonesOf(name);
+      if (clones.length > 0) throw this.hasClones(name, 'shrunk', clones);
+    }
+    if (bytes !== r.virtualSize) {
+      await guarded(name, 'resized', () => imgResize(r.path, r.format, bytes, { shrink: bytes < r.virtualSize }));
+    }
+    const info = await imgInfo(r.path, r.format);
+    const updated: VolumeRecord = { ...r, virtualSize: info['virtual-size'] };
+    writeJsonAtomic(join(this.pathOf(name), RECORD), updated);
+    return this.view(updated);
+  }
+
+  private hasClones(name: string, verb: string, clones: string[]): CorralError {
+    return new CorralError('VOLUME_IN_USE', `volume "${name}" cannot be ${verb}: clones ${clones.join(', ')} depend on it`, { name, clones });
+  }
+
+  async remove(name: string): Promise<void> {
+    const r = this.record(name);
+    assertNotInUse(r, 'deleted');
+    const clones = this.clonesOf(name);
+    if (clones.length > 0) throw this.hasClones(name, 'deleted', clones);
+    await guarded(name, 'deleted', () => probeLock(r.path, r.format));
+    const trash = mkdtempSync(join(this.dir, `.removing-${name}-`));
+    renameSync(this.pathOf(name), join(trash, 'volume'));
+    rmSync(trash, { recursive: true, force: true });
+  }
+
+  /** Set or clear the instance a volume is attached to (for the attach work). */
+  setAttached(name: string, instance: string | null): VolumeRecord {
+    const r = this.record(name);
+    const updated: VolumeRecord = { ...r, attachedTo: instance };
+    writeJsonAtomic(join(this.pathOf(name), RECORD), updated);
+    return updated;
+  }
+
+  // --- internal qcow2 snapshots ---
+
+  private qcow2(name: string, verb: string): VolumeRecord {
+    const r = this.record(name);
+    if (r.format !== 'qcow2') {
+      throw new CorralError('INVALID_SPEC', `format: volume "${name}" is raw: raw volumes have no internal snapshots (cannot ${verb}); use a qcow2 volume`, { field: 'format' });
+    }
+    return r;
+  }
+
+  async snapshots(name: string): Promise<SnapshotInfo[]> {
+    const r = this.record(name);
+    if (r.format !== 'qcow2') return [];
+    const info = await imgInfo(r.path, r.format);
+    const raw = Array.isArray(info.snapshots) ? (info.snapshots as Array<Record<string, unknown>>) : [];
+    return raw.map((s) => ({
+      name: String(s.name),
+      id: String(s.id),
+      createdAt: typeof s['date-sec'] === 'number' ? new Date(s['date-sec'] * 1000).toISOString() : null,
+      vmStateSize: typeof s['vm-state-size'] === 'number' ? s['vm-state-size'] : 0,
+    }));
+  }
+
+  private async findSnapshot(name: string, snap: string): Promise<SnapshotInfo | undefined> {
+    return (await this.snapshots(name)).find((s) => s.name === snap);
+  }
+
+  async snapshot(name: string, snapIn: unknown): Promise<SnapshotInfo> {
+    const r = this.qcow2(name, 'snapshot');
+    const snap = validateName('snapshot', snapIn);
+    if (await this.findSnapshot(name, snap)) throw new CorralError('ALREADY_EXISTS', `volume "${name}" already has a snapshot "${snap}"`, { name, snapshot: snap, field: 'snapshot' });
+    await guarded(name, 'snapshotted', () => snapshotOp(r.path, '-c', snap));
+    const made = await this.findSnapshot(name, snap);
+    if (!made) throw new CorralError('INTERNAL', `snapshot "${snap}" of volume "${name}" was not found after creating it`);
+    return made;
+  }
+
+  private async existing(name: string, snap: string, verb: string): Promise<VolumeRecord> {
+    const r = this.qcow2(name, verb);
+    validateName('snapshot', snap);
+    if (!(await this.findSnapshot(name, snap))) throw new CorralError('SNAPSHOT_NOT_FOUND', `volume "${name}" has no snapshot "${snap}"`, { name, snapshot: snap });
+    return r;
+  }
+
+  /** Revert the volume's data to a snapshot. Refused while attached or while clones read its data. */
+  async revert(name: string, snap: string): Promise<void> {
+    const r = await this.existing(name, snap, 'revert');
+    assertNotInUse(r, 'reverted');
+    const clones = this.clonesOf(name);
+    if (clones.length > 0) throw this.hasClones(name, 'reverted', clones);
+    await guarded(name, 'reverted', () => snapshotOp(r.path, '-a', snap));
+  }
+
+  async deleteSnapshot(name: string, snap: string): Promise<void> {
+    const r = await this.existing(name, snap, 'delete a snapshot');
+    await guarded(name, 'changed', () => snapshotOp(r.path, '-d', snap));
+  }
+}

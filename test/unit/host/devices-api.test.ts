@@ -1,0 +1,31 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import Fastify from 'fastify';
+import { deviceRoutes } from '../../../src/api/routes-devices.js';
+import { isCorralError } from '../../../src/core/errors.js';
+import { copyPciFixture, fakeKernel } from './pci-fixture.js';
+
+test('GET /v1/host/devices and POST /v1/host/sriov on a fake tree', async () => {
+  const host = copyPciFixture();
+  const app = Fastify();
+  app.setErrorHandler((err: Error & { statusCode?: number }, _req, reply) => {
+    if (isCorralError(err)) void reply.status(err.status).send(err.toJSON());
+    else void reply.status(err.statusCode ?? 500).send({ error: { code: 'INVALID_SPEC', message: err.message } });
+  });
+  await app.register(deviceRoutes({ sys: host.sys, ops: fakeKernel(host) }));
+  const list = await app.inject({ method: 'GET', url: '/v1/host/devices' });
+  assert.equal(list.statusCode, 200);
+  assert.equal((list.json() as { devices: unknown[] }).devices.length, 9);
+  const ok = await app.inject({ method: 'POST', url: '/v1/host/sriov', payload: { pf: '03:00.0', vfs: 2 } });
+  assert.equal(ok.statusCode, 200);
+  assert.deepEqual((ok.json() as { vfs: Array<{ address: string }> }).vfs.map((v) => v.address), ['0000:03:10.0', '0000:03:10.2']);
+  const tooMany = await app.inject({ method: 'POST', url: '/v1/host/sriov', payload: { pf: '03:00.0', vfs: 9 } });
+  assert.equal(tooMany.statusCode, 400);
+  assert.equal((tooMany.json() as { error: { field: string } }).error.field, 'vfs');
+  const absent = await app.inject({ method: 'POST', url: '/v1/host/sriov', payload: { pf: '0000:09:00.0', vfs: 1 } });
+  assert.equal(absent.statusCode, 404);
+  assert.equal((absent.json() as { error: { code: string } }).error.code, 'PCI_DEVICE_NOT_FOUND');
+  const bad = await app.inject({ method: 'POST', url: '/v1/host/sriov', payload: { pf: '../../x', vfs: 1 } });
+  assert.equal(bad.statusCode, 400);
+  await app.close();
+});
