@@ -4,13 +4,14 @@
  * (tmp + fsync + rename), and the folder renamed into place: a half-made image never shows, and a
  * failed import leaves nothing behind.
  */
-import { chmodSync, closeSync, existsSync, fsyncSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeSync, accessSync, constants } from 'node:fs';
+import { existsSync, renameSync, rmSync, statSync, accessSync, constants } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { CorralError, invalidSpec } from '../core/errors.js';
 import { dataPaths } from '../core/paths.js';
 import { printable, validateName } from '../core/spec.js';
 import { convert, imgInfo, type ImgFormat, type ImgInfo } from '../qemu/img.js';
 import { checkImageHeader, checkImgInfo } from './inspect.js';
+import { RecordDir, writeJsonAtomic } from './record-dir.js';
 
 export interface ImageRecord {
   name: string;
@@ -31,18 +32,7 @@ export type Progress = (ev: { step: string; message: string; percent?: number })
 
 const RECORD = 'image.json';
 
-/** Write JSON so that readers see the old file or the whole new one, never a part. */
-export function writeJsonAtomic(path: string, value: unknown): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  const fd = openSync(tmp, 'w', 0o644);
-  try {
-    writeSync(fd, `${JSON.stringify(value, null, 2)}\n`);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, path);
-}
+export { writeJsonAtomic };
 
 function isRecord(v: unknown): v is ImageRecord {
   if (typeof v !== 'object' || v === null) return false;
@@ -65,30 +55,20 @@ async function inspect(path: string, format: ImgFormat): Promise<ImgInfo> {
 
 export class ImageStore {
   readonly dir: string;
+  private records: RecordDir<ImageRecord>;
 
   constructor(dataDir: string) {
     this.dir = dataPaths(dataDir).images;
+    this.records = new RecordDir(this.dir, RECORD, isRecord, 0o755);
   }
 
   /** The folder an image lives in once committed. */
   pathOf(name: string): string {
-    return join(this.dir, name);
+    return this.records.pathOf(name);
   }
 
   list(): ImageRecord[] {
-    let names: string[];
-    try {
-      names = readdirSync(this.dir);
-    } catch {
-      return [];
-    }
-    const out: ImageRecord[] = [];
-    for (const n of names.sort()) {
-      if (n.startsWith('.')) continue;
-      const r = this.read(n);
-      if (r) out.push(r);
-    }
-    return out;
+    return this.records.list();
   }
 
   tryGet(name: string): ImageRecord | null {
@@ -108,24 +88,16 @@ export class ImageStore {
   }
 
   private read(name: string): ImageRecord | null {
-    try {
-      const v: unknown = JSON.parse(readFileSync(join(this.dir, name, RECORD), 'utf8'));
-      return isRecord(v) && v.name === name ? v : null;
-    } catch {
-      return null;
-    }
+    return this.records.read(name);
   }
 
   /** A fresh hidden staging folder for building image `name`; remove it on failure with discard(). */
   stage(name: string): string {
-    mkdirSync(this.dir, { recursive: true, mode: 0o755 });
-    const dir = mkdtempSync(join(this.dir, `.staging-${name}-`));
-    chmodSync(dir, 0o755);
-    return dir;
+    return this.records.stage(name);
   }
 
   discard(staging: string): void {
-    rmSync(staging, { recursive: true, force: true });
+    this.records.discard(staging);
   }
 
   /**
@@ -133,13 +105,13 @@ export class ImageStore {
    * the name exists, unless replace is set: then the old folder is moved aside and removed afterwards.
    */
   commit(staging: string, record: ImageRecord, opts: { replace?: boolean } = {}): ImageRecord {
-    writeJsonAtomic(join(staging, RECORD), record);
+    this.records.writeRecord(staging, record);
     const final = this.pathOf(record.name);
     let old: string | null = null;
     if (existsSync(final)) {
       if (!opts.replace && this.read(record.name)) throw new CorralError('ALREADY_EXISTS', `image "${record.name}" already exists`, { name: record.name });
       // replaced, or a leftover folder without a valid image.json (an interrupted older version)
-      old = mkdtempSync(join(this.dir, `.removing-${record.name}-`));
+      old = this.records.aside(record.name);
       renameSync(final, join(old, 'image'));
     }
     try {
@@ -194,8 +166,6 @@ export class ImageStore {
 
   remove(name: string): void {
     this.get(name);
-    const trash = mkdtempSync(join(this.dir, `.removing-${name}-`));
-    renameSync(this.pathOf(name), join(trash, 'image'));
-    rmSync(trash, { recursive: true, force: true });
+    this.records.remove(name);
   }
 }

@@ -8,14 +8,14 @@
  *
  * Every qemu-img failure passes through lockErrorToInUse(): a volume open in a running QEMU is VOLUME_IN_USE.
  */
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
+import { existsSync, renameSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { CorralError, invalidSpec } from '../core/errors.js';
 import { dataPaths } from '../core/paths.js';
 import { printable, validateName } from '../core/spec.js';
 import { parseSize } from '../core/units.js';
 import { createOverlay, imgInfo, resize as imgResize, type ImgFormat } from '../qemu/img.js';
-import { writeJsonAtomic } from './images.js';
+import { RecordDir } from './record-dir.js';
 import { createImage, lockErrorToInUse, probeLock, snapshotOp } from './volumes-img.js';
 
 export const DEFAULT_POOL = 'default';
@@ -97,22 +97,19 @@ async function guarded<T>(name: string, verb: string, fn: () => Promise<T>): Pro
 
 export class VolumeStore {
   readonly dir: string;
+  private store: RecordDir<VolumeRecord>;
 
   constructor(dataDir: string) {
     this.dir = dataPaths(dataDir).volumes;
+    this.store = new RecordDir(this.dir, RECORD, isRecord, 0o700);
   }
 
   pathOf(name: string): string {
-    return join(this.dir, name);
+    return this.store.pathOf(name);
   }
 
   private read(name: string): VolumeRecord | null {
-    try {
-      const v: unknown = JSON.parse(readFileSync(join(this.dir, name, RECORD), 'utf8'));
-      return isRecord(v) && v.name === name ? v : null;
-    } catch {
-      return null;
-    }
+    return this.store.read(name);
   }
 
   private view(r: VolumeRecord): Volume {
@@ -120,19 +117,7 @@ export class VolumeStore {
   }
 
   records(): VolumeRecord[] {
-    let names: string[];
-    try {
-      names = readdirSync(this.dir);
-    } catch {
-      return [];
-    }
-    const out: VolumeRecord[] = [];
-    for (const n of names.sort()) {
-      if (n.startsWith('.')) continue;
-      const r = this.read(n);
-      if (r) out.push(r);
-    }
-    return out;
+    return this.store.list();
   }
 
   list(): Volume[] {
@@ -161,10 +146,8 @@ export class VolumeStore {
 
   /** Build a volume in a staging folder, then move it into place; on any failure the folder goes. */
   private async make(name: string, format: ImgFormat, backing: string | null, build: (file: string) => Promise<void>): Promise<Volume> {
-    mkdirSync(this.dir, { recursive: true, mode: 0o700 });
-    const staging = mkdtempSync(join(this.dir, `.staging-${name}-`));
+    const staging = this.store.stage(name);
     try {
-      chmodSync(staging, 0o700);
       const file = join(staging, `disk.${format}`);
       await build(file);
       const info = await imgInfo(file, format);
@@ -172,12 +155,12 @@ export class VolumeStore {
         name, pool: DEFAULT_POOL, format, virtualSize: info['virtual-size'], path: join(this.pathOf(name), `disk.${format}`),
         createdAt: new Date().toISOString(), backing, attachedTo: null,
       };
-      writeJsonAtomic(join(staging, RECORD), record);
+      this.store.writeRecord(staging, record);
       this.assertFree(name);
       renameSync(staging, this.pathOf(name));
       return this.view(record);
     } catch (e) {
-      rmSync(staging, { recursive: true, force: true });
+      this.store.discard(staging);
       throw e;
     }
   }
@@ -215,7 +198,7 @@ export class VolumeStore {
     }
     const info = await imgInfo(r.path, r.format);
     const updated: VolumeRecord = { ...r, virtualSize: info['virtual-size'] };
-    writeJsonAtomic(join(this.pathOf(name), RECORD), updated);
+    this.store.writeRecord(this.pathOf(name), updated);
     return this.view(updated);
   }
 
@@ -229,16 +212,14 @@ export class VolumeStore {
     const clones = this.clonesOf(name);
     if (clones.length > 0) throw this.hasClones(name, 'deleted', clones);
     await guarded(name, 'deleted', () => probeLock(r.path, r.format));
-    const trash = mkdtempSync(join(this.dir, `.removing-${name}-`));
-    renameSync(this.pathOf(name), join(trash, 'volume'));
-    rmSync(trash, { recursive: true, force: true });
+    this.store.remove(name);
   }
 
   /** Set or clear the instance a volume is attached to (for the attach work). */
   setAttached(name: string, instance: string | null): VolumeRecord {
     const r = this.record(name);
     const updated: VolumeRecord = { ...r, attachedTo: instance };
-    writeJsonAtomic(join(this.pathOf(name), RECORD), updated);
+    this.store.writeRecord(this.pathOf(name), updated);
     return updated;
   }
 

@@ -1,0 +1,90 @@
+/**
+ * A directory of named things, each a folder NAME/ holding its files and a JSON record written last and
+ * atomically. New things are built in a hidden staging folder and renamed into place; removals are renamed
+ * aside first. So a reader never sees a half-made or half-removed thing. Images and volumes both live so.
+ */
+import { chmodSync, closeSync, fsyncSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { join } from 'node:path';
+
+/** Write JSON so that readers see the old file or the whole new one, never a part. */
+export function writeJsonAtomic(path: string, value: unknown): void {
+  const tmp = `${path}.tmp-${process.pid}`;
+  const fd = openSync(tmp, 'w', 0o644);
+  try {
+    writeSync(fd, `${JSON.stringify(value, null, 2)}\n`);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, path);
+}
+
+export class RecordDir<T extends { name: string }> {
+  constructor(
+    readonly dir: string,
+    /** the record's file name inside each folder, e.g. image.json */
+    readonly recordFile: string,
+    private isRecord: (v: unknown) => v is T,
+    private mode: number,
+  ) {}
+
+  pathOf(name: string): string {
+    return join(this.dir, name);
+  }
+
+  /** The record of `name`, or null when there is none (or it is not valid, or names another thing). */
+  read(name: string): T | null {
+    try {
+      const v: unknown = JSON.parse(readFileSync(join(this.dir, name, this.recordFile), 'utf8'));
+      return this.isRecord(v) && v.name === name ? v : null;
+    } catch {
+      return null;
+    }
+  }
+
+  /** Every valid record, by name; staging and removal folders (hidden) are skipped. */
+  list(): T[] {
+    let names: string[];
+    try {
+      names = readdirSync(this.dir);
+    } catch {
+      return [];
+    }
+    const out: T[] = [];
+    for (const n of names.sort()) {
+      if (n.startsWith('.')) continue;
+      const r = this.read(n);
+      if (r) out.push(r);
+    }
+    return out;
+  }
+
+  /** A fresh hidden staging folder for building `name`; remove it on failure with discard(). */
+  stage(name: string): string {
+    mkdirSync(this.dir, { recursive: true, mode: this.mode });
+    const dir = mkdtempSync(join(this.dir, `.staging-${name}-`));
+    chmodSync(dir, this.mode);
+    return dir;
+  }
+
+  discard(staging: string): void {
+    rmSync(staging, { recursive: true, force: true });
+  }
+
+  /** Write the record into a folder (staging, or an existing thing's folder to update it). */
+  writeRecord(folder: string, record: T): void {
+    writeJsonAtomic(join(folder, this.recordFile), record);
+  }
+
+  /** Move `name`'s folder aside, then delete it: it disappears from list() at once and whole. */
+  remove(name: string): void {
+    const trash = mkdtempSync(join(this.dir, `.removing-${name}-`));
+    renameSync(this.pathOf(name), join(trash, 'item'));
+    rmSync(trash, { recursive: true, force: true });
+  }
+
+  /** A hidden folder to move an existing thing's folder into while it is replaced. */
+  aside(name: string): string {
+    return mkdtempSync(join(this.dir, `.removing-${name}-`));
+  }
+}
