@@ -1,4 +1,7 @@
-/** --hugepages: refused with a clear error when the host's pool is short; backed by hugetlb when it is not. */
+/**
+ * Memory backing: on demand by default, --prealloc touches it all at start, --hugepages is refused with a
+ * clear error when the host's pool is short and backed by hugetlb when it is not.
+ */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync, writeFileSync } from 'node:fs';
@@ -53,4 +56,17 @@ test('with the pool filled, the guest runs on hugepages taken from it', { skip, 
   } finally {
     writeFileSync(NR, String(before));
   }
+});
+
+test('on demand by default, all of it resident at once with --prealloc', { skip, timeout: 90_000 }, async () => {
+  const MiB = 1024 * 1024;
+  const rss = (pid: number): number => Number(/^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
+  const lazy = await d.api('POST', '/v1/instances', { name: 'lazy', image: 'tiny', memory: '768M', start: true });
+  const eager = await d.api('POST', '/v1/instances', { name: 'eager', image: 'tiny', memory: '768M', prealloc: true, start: true });
+  assert.equal(lazy.status, 201, JSON.stringify(lazy.body));
+  assert.equal(eager.status, 201, JSON.stringify(eager.body));
+  // Right after start (the guest has barely run): the preallocated guest holds all 768 MiB, the other far less.
+  assert.ok(rss(eager.body.pid) >= 768 * MiB, `prealloc rss ${rss(eager.body.pid) / MiB} MiB`);
+  assert.ok(rss(lazy.body.pid) < 512 * MiB, `on-demand rss ${rss(lazy.body.pid) / MiB} MiB`);
+  for (const n of ['lazy', 'eager']) await d.api('POST', `/v1/instances/${n}/kill`, {});
 });
