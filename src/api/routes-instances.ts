@@ -72,6 +72,12 @@ export function instanceRoutes(svc: Services): FastifyPluginAsync {
     }
 
     app.get<{ Params: Static<typeof NameParams> }>(
+      '/v1/instances/:name/devices',
+      { schema: { summary: 'Disks, NICs and other devices with their approach (emulated, paravirtual, vhost-*, passthrough) and data path', params: NameParams, response: errors } },
+      async (req) => ({ devices: await svc.instances.devices(req.params.name) }),
+    );
+
+    app.get<{ Params: Static<typeof NameParams> }>(
       '/v1/instances/:name/console/log',
       { schema: { summary: 'What the guest has written to its serial console so far', params: NameParams } },
       async (req, reply) => {

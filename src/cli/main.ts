@@ -13,6 +13,7 @@ import { registerImageCommands } from './images.js';
 import { registerInstanceCommands } from './instances.js';
 import { registerPoolCommands } from './pool.js';
 import { registerStatsCommands } from './stats.js';
+import { registerInstanceDeviceCommands } from './instance-devices.js';
 import { registerCpuCommands } from './cpu.js';
 import { registerMemoryCommands } from './memory.js';
 import { registerVolumeCommands } from './volumes.js';
@@ -68,6 +69,7 @@ export function buildProgram(): Command {
   registerHostCommands(program, client);
   registerPoolCommands(program, client);
   registerStatsCommands(program, client);
+  registerInstanceDeviceCommands(program, client);
   registerEventCommands(program, client);
   registerCpuCommands(program, client);
   registerMemoryCommands(program, client);

@@ -20,6 +20,7 @@ import { KeyedLock } from './locks.js';
 import { VmMonitor, type MonitorHandlers } from './monitor.js';
 import { OVMF_VARS, launchPlan, macFor, prepareRunDir, readStatus, removeRunDir, writeStatus } from './runtime.js';
 import { ConsoleLogRotator } from './console-log.js';
+import { devicePaths, type DevicePath } from './device-paths.js';
 import { admitOrThrow, poolView, type HostCapacityInput, type PoolConfig, type PoolView } from '../core/pool.js';
 
 export interface InstanceView {
@@ -293,6 +294,13 @@ export class InstanceService {
     const row = this.row(name);
     assertCanRun('console', row.state, name);
     return this.paths(row).console;
+  }
+
+  /** Each device with its approach and data path (from the launch plan, as the next start would use it). */
+  async devices(name: string): Promise<DevicePath[]> {
+    const row = this.row(name);
+    const accel = row.accel ?? (row.spec.accel === 'auto' ? await this.d.accelerator() : row.spec.accel);
+    return devicePaths(launchPlan(row, this.d.images.get(row.spec.image), accel, this.paths(row)));
   }
 
   consoleLogPath(name: string): string {

@@ -1,6 +1,7 @@
 /** The `corral` command against a real daemon and a real guest: what a user types and sees. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { Daemon, SKIP_NO_TINY, useDaemon } from './harness.js';
 
 const skip = SKIP_NO_TINY;
@@ -56,6 +57,20 @@ test('--disk grows the root disk overlay, and the guest sees the size', { skip, 
   assert.ok(inst.disk.path.endsWith('root.qcow2'));
   await d.cli(['kill', 'big']);
   await d.cli(['delete', 'big']);
+});
+
+test('devices names each device\'s approach and data path, matching the QEMU that runs', { skip }, async () => {
+  const r = await d.cli(['devices', 'c1', '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  const devs = JSON.parse(r.stdout).devices as Array<{ kind: string; approach: string; qemuDevice: string; dataPath: string }>;
+  const show = JSON.parse((await d.cli(['show', 'c1', '--json'])).stdout);
+  const disk = devs.find((x) => x.kind === 'disk')!;
+  assert.equal(disk.approach, 'paravirtual');
+  assert.ok(disk.dataPath.endsWith(show.disk.path));
+  const argv = readFileSync(`/proc/${show.pid}/cmdline`, 'utf8');
+  for (const x of devs.filter((y) => y.kind !== 'other')) assert.ok(argv.includes(`"driver":"${x.qemuDevice}"`), x.qemuDevice);
+  const table = await d.cli(['devices', 'c1']);
+  assert.match(table.stdout, /disk\s+disk0\s+paravirtual\s+virtio-blk-pci\s+guest virtio-blk ->/);
 });
 
 test('stop, then delete', { skip, timeout: 60_000 }, async () => {

@@ -1,0 +1,53 @@
+/**
+ * "See the path": each disk and NIC of an instance with its virtualization approach (emulated, paravirtual,
+ * vhost-kernel, vhost-user, passthrough, sriov-vf), the QEMU device, and the data path in one line. Pure:
+ * derived from the launch plan, the same data the QEMU command line is built from.
+ */
+import type { LaunchPlan } from '../qemu/argv.js';
+
+export type Approach = 'emulated' | 'paravirtual' | 'vhost-kernel' | 'vhost-user' | 'passthrough' | 'sriov-vf';
+
+export interface DevicePath {
+  kind: 'disk' | 'nic' | 'memory' | 'other';
+  id: string;
+  approach: Approach;
+  qemuDevice: string;
+  dataPath: string;
+}
+
+const DISK_DEVICES: Record<LaunchPlan['disks'][number]['bus'], { device: string; approach: Approach; guest: string }> = {
+  'virtio-blk': { device: 'virtio-blk-pci', approach: 'paravirtual', guest: 'virtio-blk' },
+};
+
+const NIC_DEVICES: Record<LaunchPlan['nics'][number]['model'], { approach: Approach; guest: string }> = {
+  'virtio-net-pci': { approach: 'paravirtual', guest: 'virtio-net' },
+  e1000: { approach: 'emulated', guest: 'e1000 (emulated Intel 82540EM)' },
+};
+
+export function devicePaths(plan: LaunchPlan): DevicePath[] {
+  const out: DevicePath[] = [];
+  for (const d of plan.disks) {
+    const k = DISK_DEVICES[d.bus];
+    out.push({
+      kind: 'disk', id: d.id, approach: k.approach, qemuDevice: k.device,
+      dataPath: `guest ${k.guest} -> QEMU userspace block layer (${d.format}) -> ${d.path}`,
+    });
+  }
+  for (const n of plan.nics) {
+    const k = NIC_DEVICES[n.model];
+    out.push({
+      kind: 'nic', id: n.id, approach: k.approach, qemuDevice: n.model,
+      dataPath: `guest ${k.guest} (${n.mac}) -> QEMU userspace user-mode network (slirp NAT) -> host sockets`,
+    });
+  }
+  if (plan.balloon) {
+    out.push({ kind: 'memory', id: 'balloon0', approach: 'paravirtual', qemuDevice: 'virtio-balloon-pci', dataPath: 'guest virtio-balloon -> QEMU: pages the guest frees or gives up return to the host (free page reporting, deflate-on-oom)' });
+  }
+  if (plan.maxMemory !== null) {
+    out.push({ kind: 'memory', id: 'vmem0-dev', approach: 'paravirtual', qemuDevice: 'virtio-mem-pci', dataPath: `guest virtio-mem -> QEMU memory backend vmem0 (up to ${Math.floor((plan.maxMemory - plan.memory) / (1024 * 1024))} MiB hotpluggable)` });
+  }
+  out.push({ kind: 'other', id: 'serial0', approach: 'emulated', qemuDevice: 'isa-serial (16550A)', dataPath: 'guest ttyS0 -> QEMU chardev socket -> console.sock (+ console.log)' });
+  out.push({ kind: 'other', id: 'rng0', approach: 'paravirtual', qemuDevice: 'virtio-rng-pci', dataPath: 'guest virtio-rng -> QEMU rng backend -> host /dev/urandom' });
+  out.push({ kind: 'other', id: 'panic0', approach: 'emulated', qemuDevice: 'pvpanic-pci', dataPath: 'guest kernel panic -> QMP GUEST_PANICKED -> instance crashed' });
+  return out;
+}

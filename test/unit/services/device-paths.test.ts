@@ -1,0 +1,23 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { LaunchPlan } from '../../../src/qemu/argv.js';
+import { devicePaths } from '../../../src/services/device-paths.js';
+import { FIXTURES } from '../fixtures.js';
+
+const plan = JSON.parse(readFileSync(join(FIXTURES, 'argv', 'tiny-kernel.plan.json'), 'utf8')) as LaunchPlan;
+
+test('each disk and NIC is named with its approach, QEMU device and data path', () => {
+  const devs = devicePaths(plan);
+  const disk = devs.find((d) => d.kind === 'disk')!;
+  assert.deepEqual([disk.id, disk.approach, disk.qemuDevice], ['disk0', 'paravirtual', 'virtio-blk-pci']);
+  assert.match(disk.dataPath, /^guest virtio-blk -> QEMU userspace block layer \(qcow2\) -> \/var\/lib\/corral\/instances\/.*\/root\.qcow2$/);
+  const nic = devs.find((d) => d.kind === 'nic')!;
+  assert.deepEqual([nic.approach, nic.qemuDevice], ['paravirtual', 'virtio-net-pci']);
+  assert.match(nic.dataPath, /52:54:00:12:34:56/);
+  assert.ok(devs.some((d) => d.qemuDevice === 'virtio-balloon-pci'));
+  assert.equal(devs.some((d) => d.qemuDevice === 'virtio-mem-pci'), false, 'no virtio-mem without maxMemory');
+  const e1000 = devicePaths({ ...plan, nics: [{ ...plan.nics[0]!, model: 'e1000' }] }).find((d) => d.kind === 'nic')!;
+  assert.equal(e1000.approach, 'emulated');
+});
