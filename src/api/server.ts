@@ -15,6 +15,7 @@ import { cpuRoutes } from './routes-cpu.js';
 import { memoryRoutes } from './routes-memory.js';
 import { deviceRoutes } from './routes-devices.js';
 import { volumeRoutes } from './routes-volumes.js';
+import { diskRoutes } from './routes-disks.js';
 
 export interface ApiOptions {
   /** When set, every request must carry `Authorization: Bearer <token>`. */
@@ -85,6 +86,7 @@ export async function buildApi(svc: Services, opts: ApiOptions = {}): Promise<Fa
   await app.register(memoryRoutes(svc));
   await app.register(deviceRoutes());
   await app.register(volumeRoutes(svc));
+  await app.register(diskRoutes(svc));
 
   app.get('/v1/host', { schema: { summary: 'Host facts and the accelerator chosen' } }, async () => svc.host.show());
   app.get('/v1/pool', { schema: { summary: 'The resource pool: capacity (host x ratio, less the reserve), allocated, free' } }, async () =>

@@ -1,5 +1,6 @@
 /** What the API needs from the daemon: the services, nothing lower. */
 import type { CpuService } from '../services/cpu.js';
+import type { DiskService } from '../services/disks.js';
 import type { EventBus } from '../services/events.js';
 import type { HostService } from '../services/host.js';
 import type { ImageService } from '../services/images.js';
@@ -15,4 +16,5 @@ export interface Services {
   cpu: CpuService;
   memory: MemoryService;
   volumes: VolumeService;
+  disks: DiskService;
 }

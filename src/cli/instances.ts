@@ -87,16 +87,33 @@ export function registerInstanceCommands(program: Command, client: () => ApiClie
     .option('--prealloc', 'allocate all guest memory at start')
     .addOption(new Option('--hugepages <size>', 'back guest memory with hugepages').choices(['2M', '1G']))
     .option('--no-balloon', 'no virtio-balloon device')
+    .option('--volume <name[:bus]>', 'attach a volume as a disk (bus: virtio-blk (default), virtio-scsi or ide); repeatable',
+      (v: string, prev: string[] = []) => [...prev, v])
     .option('--start', 'start it once created')
     .option('--json', 'print the API JSON')
-    .action(async (name: string, o: { image: string; start?: boolean; json?: boolean; balloon?: boolean } & Record<string, unknown>) => {
+    .action(async (name: string, o: { image: string; start?: boolean; json?: boolean; balloon?: boolean; volume?: string[] } & Record<string, unknown>) => {
       const body: Record<string, unknown> = { name, image: o.image };
       const keys = ['cpus', 'memory', 'disk', 'firmware', 'network', 'accel', 'sockets', 'cores', 'threads', 'maxCpus', 'cpuModel', 'pin',
         'cpuWeight', 'cpuLimit', 'maxMemory', 'memoryLimit', 'prealloc', 'hugepages'] as const;
       for (const k of keys) if (o[k] !== undefined) body[k] = o[k];
       if (o.balloon === false) body.balloon = false;
-      if (o.start) body.start = true;
-      const inst = await client().call<Instance>('POST', '/v1/instances', body);
+      const volumes = o.volume ?? [];
+      if (o.start && volumes.length === 0) body.start = true;
+      let inst = await client().call<Instance>('POST', '/v1/instances', body);
+      if (volumes.length > 0) {
+        // Attach each volume to the stopped instance, then start it; a failure leaves no instance behind.
+        const base = `/v1/instances/${encodeURIComponent(name)}`;
+        try {
+          for (const v of volumes) {
+            const i = v.indexOf(':');
+            await client().call('POST', `${base}/disks`, i < 0 ? { volume: v } : { volume: v.slice(0, i), bus: v.slice(i + 1) });
+          }
+        } catch (e) {
+          await client().call('DELETE', base).catch(() => undefined);
+          throw e;
+        }
+        inst = o.start ? await client().call<Instance>('POST', `${base}/start`, {}) : await client().call<Instance>('GET', base);
+      }
       if (o.json) printJson(inst);
       else printLines(`created ${statusLine(inst)}`);
     });

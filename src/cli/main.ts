@@ -17,6 +17,7 @@ import { registerInstanceDeviceCommands } from './instance-devices.js';
 import { registerCpuCommands } from './cpu.js';
 import { registerMemoryCommands } from './memory.js';
 import { registerVolumeCommands } from './volumes.js';
+import { registerDiskCommands } from './disks.js';
 
 function packageVersion(): string {
   try {
@@ -74,6 +75,7 @@ export function buildProgram(): Command {
   registerCpuCommands(program, client);
   registerMemoryCommands(program, client);
   registerVolumeCommands(program, client);
+  registerDiskCommands(program, client);
   return program;
 }
 

@@ -5,6 +5,7 @@
 import { CorralError, invalidSpec } from './errors.js';
 import { MiB, parseSize } from './units.js';
 import { computeDefaults, validateCompute, type ComputeRequest, type ComputeSpec } from './spec-compute.js';
+import type { InstanceDisk } from './disks.js';
 
 export const MIN_MEMORY = 64 * MiB;
 export const DEFAULT_MEMORY = 256 * MiB;
@@ -37,6 +38,8 @@ export interface InstanceSpec extends ComputeSpec {
   firmware: Firmware;
   network: NetworkMode;
   accel: Accelerator | 'auto';
+  /** Volumes attached as disks, in attach order. */
+  disks: InstanceDisk[];
 }
 
 export interface HostLimits {
@@ -78,12 +81,12 @@ export function validateCreate(req: CreateRequest, host: HostLimits): { name: st
   const accel = req.accel ?? 'auto';
   if (accel !== 'auto' && accel !== 'kvm' && accel !== 'tcg') throw invalidSpec('accel', `must be "auto", "kvm" or "tcg"`);
   const compute = validateCompute(req, cpus, memory, host, MAX_VCPUS);
-  return { name, spec: { image, cpus, memory, disk, firmware, network, accel, ...compute } };
+  return { name, spec: { image, cpus, memory, disk, firmware, network, accel, ...compute, disks: [] } };
 }
 
 /** A stored spec, with defaults for fields added since it was written. */
 export function normalizeSpec(stored: Partial<InstanceSpec> & Pick<InstanceSpec, 'image' | 'cpus' | 'memory'>): InstanceSpec {
-  return { disk: null, firmware: 'bios', network: 'user', accel: 'auto', ...computeDefaults(stored.cpus), ...stored };
+  return { disk: null, firmware: 'bios', network: 'user', accel: 'auto', ...computeDefaults(stored.cpus), disks: [], ...stored };
 }
 
 export function validateCpus(cpus: unknown, host: HostLimits): number {

@@ -17,6 +17,7 @@ import { InstanceService } from '../services/instances.js';
 import { CpuService } from '../services/cpu.js';
 import { MemoryService } from '../services/memory.js';
 import { VolumeService } from '../services/volumes.js';
+import { DiskService } from '../services/disks.js';
 import { VolumeStore } from '../storage/volumes.js';
 import { PressureController, pressureConfigFrom } from '../services/pressure.js';
 import { readMemInfo } from '../host/basics.js';
@@ -100,6 +101,8 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   const memory = new MemoryService({ instances, events, log });
   const volumes = new VolumeService(new VolumeStore(dataDir), events);
   instances.addHooks(memory.hooks());
+  const disks = new DiskService({ instances, volumes, events, log });
+  instances.addHooks(disks.hooks());
   await instances.reconcile();
   // Memory pressure: env CORRAL_PRESSURE_INTERVAL / _THRESHOLD / _HYSTERESIS / _STEP (see services/pressure.ts).
   const pressure = new PressureController(pressureConfigFrom(process.env, readMemInfo().total), {
@@ -110,7 +113,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   void host.accelerator().then((d) => log.info({ accel: d.accel, reason: d.reason }, 'accelerator chosen'));
 
   const servers: FastifyInstance[] = [];
-  const unixApi = await buildApi({ instances, images, host, events, cpu, memory, volumes });
+  const unixApi = await buildApi({ instances, images, host, events, cpu, memory, volumes, disks });
   const oldMask = process.umask(0o177);
   try {
     await unixApi.listen({ path: paths.socket });
@@ -123,7 +126,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
 
   if (opts.listen) {
     const { host: h, port } = parseListen(opts.listen);
-    const tcpApi = await buildApi({ instances, images, host, events, cpu, memory, volumes }, { token: ensureToken(paths.token) });
+    const tcpApi = await buildApi({ instances, images, host, events, cpu, memory, volumes, disks }, { token: ensureToken(paths.token) });
     await tcpApi.listen({ host: h, port });
     servers.push(tcpApi);
     log.info({ listen: opts.listen, tokenFile: paths.token }, 'corral daemon listening on TCP (bearer token required)');

@@ -15,8 +15,10 @@ export interface DevicePath {
   dataPath: string;
 }
 
-const DISK_DEVICES: Record<LaunchPlan['disks'][number]['bus'], { device: string; approach: Approach; guest: string }> = {
-  'virtio-blk': { device: 'virtio-blk-pci', approach: 'paravirtual', guest: 'virtio-blk' },
+const DISK_DEVICES: Record<LaunchPlan['disks'][number]['bus'], { device: string; approach: Approach; guest: string; via: string }> = {
+  'virtio-blk': { device: 'virtio-blk-pci', approach: 'paravirtual', guest: 'virtio-blk', via: 'QEMU userspace block layer' },
+  'virtio-scsi': { device: 'scsi-hd on virtio-scsi-pci (scsi0)', approach: 'paravirtual', guest: 'virtio-scsi', via: 'QEMU virtio-scsi controller scsi0 -> scsi-hd -> QEMU userspace block layer' },
+  ide: { device: 'ide-hd', approach: 'emulated', guest: 'ide', via: 'QEMU emulated IDE controller (PIIX) -> QEMU userspace block layer' },
 };
 
 const NIC_DEVICES: Record<LaunchPlan['nics'][number]['model'], { approach: Approach; guest: string }> = {
@@ -30,7 +32,7 @@ export function devicePaths(plan: LaunchPlan): DevicePath[] {
     const k = DISK_DEVICES[d.bus];
     out.push({
       kind: 'disk', id: d.id, approach: k.approach, qemuDevice: k.device,
-      dataPath: `guest ${k.guest} -> QEMU userspace block layer (${d.format}) -> ${d.path}`,
+      dataPath: `guest ${k.guest} -> ${k.via} (${d.format}) -> ${d.path}`,
     });
   }
   for (const n of plan.nics) {

@@ -18,7 +18,7 @@ import type { InstanceRow, Store } from '../store/store.js';
 import type { EventBus } from './events.js';
 import { KeyedLock } from './locks.js';
 import { VmMonitor, type MonitorHandlers } from './monitor.js';
-import { OVMF_VARS, launchPlan, macFor, prepareRunDir, readStatus, removeRunDir, writeStatus } from './runtime.js';
+import { OVMF_VARS, launchPlan, macFor, type ResolvedDisk, prepareRunDir, readStatus, removeRunDir, writeStatus } from './runtime.js';
 import { ConsoleLogRotator } from './console-log.js';
 import { devicePaths, type DevicePath } from './device-paths.js';
 import { admitOrThrow, poolView, type HostCapacityInput, type PoolConfig, type PoolView } from '../core/pool.js';
@@ -75,6 +75,8 @@ export interface InstanceHooks {
   launched?(row: InstanceRow, pid: number, qmp: QmpClient): Promise<void>;
   adopted?(row: InstanceRow, pid: number, qmp: QmpClient): Promise<void>;
   exited?(row: InstanceRow): void;
+  /** After an instance is deleted (its row is gone). */
+  deleted?(row: InstanceRow): void;
 }
 
 /** A live instance as other services see it. */
@@ -86,6 +88,8 @@ export interface LiveInstance {
 
 export class InstanceService {
   private hooks: InstanceHooks[] = [];
+  /** Attached volumes of an instance, resolved to their files (set by the disk service). */
+  private diskSource: (row: InstanceRow) => ResolvedDisk[] = () => [];
   private locks = new KeyedLock();
   private monitors = new Map<string, VmMonitor>();
   private rotators = new Map<string, ConsoleLogRotator>();
@@ -96,6 +100,11 @@ export class InstanceService {
 
   addHooks(h: InstanceHooks): void {
     this.hooks.push(h);
+  }
+
+  /** Where the launch plan gets an instance's attached volumes from. */
+  setDiskSource(fn: (row: InstanceRow) => ResolvedDisk[]): void {
+    this.diskSource = fn;
   }
 
   /** Run fn under the instance's lock (serialised with its lifecycle operations). */
@@ -241,6 +250,13 @@ export class InstanceService {
       removeRunDir(p);
       rmSync(p.dir, { recursive: true, force: true });
       this.d.store.deleteInstance(row.uuid);
+      for (const h of this.hooks) {
+        try {
+          h.deleted?.(row);
+        } catch (e) {
+          this.d.log.warn({ instance: row.name, err: (e as Error).message }, 'delete hook failed');
+        }
+      }
       this.d.events.publish('instance.deleted', name, { uuid: row.uuid });
     });
   }
@@ -300,7 +316,7 @@ export class InstanceService {
   async devices(name: string): Promise<DevicePath[]> {
     const row = this.row(name);
     const accel = row.accel ?? (row.spec.accel === 'auto' ? await this.d.accelerator() : row.spec.accel);
-    return devicePaths(launchPlan(row, this.d.images.get(row.spec.image), accel, this.paths(row)));
+    return devicePaths(launchPlan(row, this.d.images.get(row.spec.image), accel, this.paths(row), this.diskSource(row)));
   }
 
   consoleLogPath(name: string): string {
@@ -328,7 +344,7 @@ export class InstanceService {
     try {
       prepareRunDir(p);
       this.rotateLog(row).rotateNow();
-      const argv = buildArgv(launchPlan(row, image, accel, p));
+      const argv = buildArgv(launchPlan(row, image, accel, p, this.diskSource(row)));
       const t1 = performance.now();
       const launched = await launchQemu(argv, { qmp: p.qmp, stderr: p.stderr });
       const t2 = performance.now();

@@ -2,6 +2,7 @@
 import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import type { InstancePaths } from '../core/paths.js';
+import { volumeIds, type DiskBus } from '../core/disks.js';
 import type { Accelerator } from '../core/spec.js';
 import { HUGEPAGE_BYTES } from '../core/spec-compute.js';
 import type { LaunchPlan } from '../qemu/argv.js';
@@ -17,7 +18,24 @@ export function macFor(uuid: string): string {
   return ['52', '54', '00', h[0], h[1], h[2]].map((b) => (typeof b === 'number' ? b.toString(16).padStart(2, '0') : b)).join(':');
 }
 
-export function launchPlan(row: InstanceRow, image: ImageRecord, accel: Accelerator, p: InstancePaths): LaunchPlan {
+/** An attached volume with what the launch needs from its record. */
+export interface ResolvedDisk {
+  volume: string;
+  bus: DiskBus;
+  path: string;
+  format: 'qcow2' | 'raw';
+}
+
+/** Serial numbers: virtio-blk and IDE keep 20 characters, so the volume name is cut there. */
+export const SERIAL_MAX = 20;
+
+/** The launch-plan disk of an attached volume. */
+export function volumeDisk(v: ResolvedDisk): LaunchPlan['disks'][number] {
+  const { id, node } = volumeIds(v.volume);
+  return { id, node, path: v.path, format: v.format, bus: v.bus, serial: v.volume.slice(0, SERIAL_MAX) };
+}
+
+export function launchPlan(row: InstanceRow, image: ImageRecord, accel: Accelerator, p: InstancePaths, volumes: ResolvedDisk[] = []): LaunchPlan {
   const plan: LaunchPlan = {
     uuid: row.uuid,
     name: row.name,
@@ -32,7 +50,7 @@ export function launchPlan(row: InstanceRow, image: ImageRecord, accel: Accelera
     balloon: row.spec.balloon,
     machine: 'pc',
     firmware: row.spec.firmware === 'uefi' ? { kind: 'uefi', code: OVMF_CODE, vars: p.efiVars } : { kind: 'bios' },
-    disks: [{ id: 'disk0', path: p.disk, format: 'qcow2', bus: 'virtio-blk', bootindex: 1 }],
+    disks: [{ id: 'disk0', path: p.disk, format: 'qcow2', bus: 'virtio-blk', bootindex: 1 }, ...volumes.map(volumeDisk)],
     nics: row.spec.network === 'user' ? [{ id: 'nic0', model: 'virtio-net-pci', mode: 'user', mac: row.mac }] : [],
     paths: { qmp: p.qmp, console: p.console, consoleLog: p.consoleLog, pidfile: p.pidfile },
     sandbox: true,

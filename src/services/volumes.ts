@@ -18,6 +18,11 @@ export class VolumeService {
     return this.lock.run(KEY, fn);
   }
 
+  /** Run fn serialised with every volume operation (attach and detach use it). */
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    return this.run(fn);
+  }
+
   list(): Volume[] {
     return this.store.list();
   }

@@ -1,0 +1,53 @@
+/** `corral disk attach|detach|list`: volumes attached to an instance as disks. */
+import { Option, type Command } from 'commander';
+import type { ApiClient } from './client.js';
+import { printJson, printLines, table } from './format.js';
+
+export interface DiskJson { volume: string; bus: string; id: string; path: string; format: string; serial: string }
+
+const enc = encodeURIComponent;
+
+export function diskTable(list: DiskJson[]): string {
+  return table(['VOLUME', 'BUS', 'DEVICE', 'SERIAL', 'FORMAT', 'PATH'], list.map((d) => [d.volume, d.bus, d.id, d.serial, d.format, d.path]));
+}
+
+export function registerDiskCommands(program: Command, client: () => ApiClient): void {
+  const disk = program.command('disk').alias('disks').description('attach volumes to instances as disks');
+
+  disk
+    .command('attach')
+    .description('attach a volume (a running instance gets it hot-plugged; ide needs a stopped instance)')
+    .argument('<name>', 'instance name')
+    .argument('<volume>', 'volume name')
+    .addOption(new Option('--bus <bus>', 'disk bus').choices(['virtio-blk', 'virtio-scsi', 'ide']).default('virtio-blk'))
+    .option('--json', 'print the API JSON')
+    .action(async (name: string, volume: string, o: { bus: string; json?: boolean }) => {
+      const res = await client().call<{ disks: DiskJson[] }>('POST', `/v1/instances/${enc(name)}/disks`, { volume, bus: o.bus });
+      if (o.json) printJson(res);
+      else printLines(`instance ${name}: volume ${volume} attached (${o.bus})`);
+    });
+
+  disk
+    .command('detach')
+    .description('detach a volume (the volume is kept)')
+    .argument('<name>', 'instance name')
+    .argument('<volume>', 'volume name')
+    .option('--json', 'print the API JSON')
+    .action(async (name: string, volume: string, o: { json?: boolean }) => {
+      const res = await client().call<{ disks: DiskJson[] }>('DELETE', `/v1/instances/${enc(name)}/disks/${enc(volume)}`);
+      if (o.json) printJson(res);
+      else printLines(`instance ${name}: volume ${volume} detached`);
+    });
+
+  disk
+    .command('list')
+    .alias('ls')
+    .description("an instance's attached volumes")
+    .argument('<name>', 'instance name')
+    .option('--json', 'print the API JSON')
+    .action(async (name: string, o: { json?: boolean }) => {
+      const res = await client().call<{ disks: DiskJson[] }>('GET', `/v1/instances/${enc(name)}/disks`);
+      if (o.json) printJson(res);
+      else printLines(diskTable(res.disks ?? []));
+    });
+}

@@ -1,0 +1,66 @@
+/**
+ * Volumes attached to an instance as disks: the buses, their QEMU ids, and the checks an attach must pass.
+ * Pure. `sata` is not offered: the tiny guest's cloud kernel has no ahci driver to test it with.
+ */
+import { createHash } from 'node:crypto';
+import { CorralError, invalidSpec } from './errors.js';
+import { printable, validateName } from './spec.js';
+
+export const DISK_BUSES = ['virtio-blk', 'virtio-scsi', 'ide'] as const;
+export type DiskBus = (typeof DISK_BUSES)[number];
+
+/** A volume attached to an instance, as the instance spec stores it. */
+export interface InstanceDisk {
+  volume: string;
+  bus: DiskBus;
+}
+
+/** The pc machine's built-in IDE controller (PIIX): two buses, master and slave: four devices, CDs included. */
+export const IDE_MAX = 4;
+/** Buses a running guest can take a new disk on. */
+export const HOTPLUG_BUSES: readonly DiskBus[] = ['virtio-blk', 'virtio-scsi'];
+
+export function parseBus(bus: unknown): DiskBus {
+  if (bus === undefined || bus === null) return 'virtio-blk';
+  if (typeof bus !== 'string' || !(DISK_BUSES as readonly string[]).includes(bus)) {
+    throw invalidSpec('bus', `"${printable(String(bus))}" is not a disk bus: use ${DISK_BUSES.join(', ')} (sata is not supported)`);
+  }
+  return bus as DiskBus;
+}
+
+/**
+ * QEMU ids of a volume's disk: the device id `vol-<name>` and the block node `vol-<name>-fmt`. Node names are
+ * at most 31 characters, so a long volume name's node is named by a hash instead.
+ */
+export function volumeIds(volume: string): { id: string; node: string } {
+  const id = `vol-${volume}`;
+  const node = `${id}-fmt`.length <= 31 ? `${id}-fmt` : `vol-h${createHash('sha256').update(volume).digest('hex').slice(0, 16)}-fmt`;
+  return { id, node };
+}
+
+/**
+ * Check attaching `volume` on `bus` to an instance whose disks are `disks`; `attachedTo` is the volume's
+ * current instance (or null). Returns the new disk list.
+ */
+export function planAttach(instance: string, disks: readonly InstanceDisk[], volumeIn: unknown, busIn: unknown, attachedTo: string | null): InstanceDisk[] {
+  const volume = validateName('volume', volumeIn);
+  const bus = parseBus(busIn);
+  if (disks.some((d) => d.volume === volume) || attachedTo === instance) {
+    throw new CorralError('ALREADY_EXISTS', `volume "${volume}" is already attached to instance "${instance}"`, { name: volume, instance, field: 'volume' });
+  }
+  if (attachedTo !== null) {
+    throw new CorralError('VOLUME_IN_USE', `volume "${volume}" cannot be attached: it is attached to instance "${attachedTo}"`, { name: volume, instance: attachedTo });
+  }
+  if (bus === 'ide' && disks.filter((d) => d.bus === 'ide').length >= IDE_MAX) {
+    throw invalidSpec('bus', `the IDE controller takes at most ${IDE_MAX} devices (2 buses x master/slave); use virtio-blk or virtio-scsi`);
+  }
+  return [...disks, { volume, bus }];
+}
+
+/** The disk list without `volume`; VOLUME_NOT_ATTACHED-like INVALID_SPEC when it is not there. */
+export function planDetach(instance: string, disks: readonly InstanceDisk[], volumeIn: unknown): { disk: InstanceDisk; rest: InstanceDisk[] } {
+  const volume = validateName('volume', volumeIn);
+  const disk = disks.find((d) => d.volume === volume);
+  if (!disk) throw invalidSpec('volume', `volume "${volume}" is not attached to instance "${instance}"`);
+  return { disk, rest: disks.filter((d) => d.volume !== volume) };
+}

@@ -1,0 +1,171 @@
+/**
+ * Volumes attached to instances as disks (virtio-blk, virtio-scsi, ide). A stopped instance's disks are only
+ * recorded (the next start puts them on the QEMU command line); a running one's are hot-plugged over QMP
+ * (blockdev-add + device_add, device_del + DEVICE_DELETED + blockdev-del) where the bus allows it. The
+ * instance spec holds the disk list; the volume's attachedTo names the instance. Lock order: the
+ * instance's lock, then the volume lock.
+ */
+import { CorralError, invalidSpec, isCorralError } from '../core/errors.js';
+import { HOTPLUG_BUSES, planAttach, planDetach, volumeIds, type DiskBus, type InstanceDisk } from '../core/disks.js';
+import { isActive } from '../core/state.js';
+import type { QmpClient, QmpEvent } from '../qemu/qmp.js';
+import { diskDevice } from '../qemu/argv.js';
+import type { InstanceRow } from '../store/store.js';
+import type { EventBus } from './events.js';
+import type { InstanceHooks, InstanceService } from './instances.js';
+import { volumeDisk, type ResolvedDisk } from './runtime.js';
+import type { VolumeService } from './volumes.js';
+
+export interface DiskView extends InstanceDisk {
+  id: string;
+  path: string;
+  format: 'qcow2' | 'raw';
+  serial: string;
+}
+
+export interface DiskDeps {
+  instances: InstanceService;
+  volumes: VolumeService;
+  events: EventBus;
+  log: { warn(o: object, m?: string): void };
+  /** how long a live detach waits for the guest to let go of the device */
+  unplugTimeoutMs?: number;
+}
+
+export class DiskService {
+  constructor(private d: DiskDeps) {
+    d.instances.setDiskSource((row) => this.resolve(row));
+  }
+
+  /** The instance's disks with their volume files (a volume gone from the pool is skipped with a warning). */
+  resolve(row: InstanceRow): ResolvedDisk[] {
+    const out: ResolvedDisk[] = [];
+    for (const disk of row.spec.disks) {
+      try {
+        const v = this.d.volumes.store.record(disk.volume);
+        out.push({ volume: disk.volume, bus: disk.bus, path: v.path, format: v.format });
+      } catch (e) {
+        this.d.log.warn({ instance: row.name, volume: disk.volume, err: (e as Error).message }, 'attached volume not found');
+      }
+    }
+    return out;
+  }
+
+  list(name: string): DiskView[] {
+    return this.resolve(this.d.instances.rowOf(name)).map((r) => {
+      const p = volumeDisk(r);
+      return { volume: r.volume, bus: r.bus, id: p.id, path: r.path, format: r.format, serial: p.serial ?? r.volume };
+    });
+  }
+
+  hooks(): InstanceHooks {
+    return {
+      // Deleting an instance detaches its volumes; it never deletes them.
+      deleted: (row) => {
+        for (const disk of row.spec.disks) {
+          try {
+            const v = this.d.volumes.store.record(disk.volume);
+            if (v.attachedTo === row.name) this.d.volumes.store.setAttached(disk.volume, null);
+          } catch (e) {
+            this.d.log.warn({ instance: row.name, volume: disk.volume, err: (e as Error).message }, 'cannot detach a volume of a deleted instance');
+          }
+        }
+      },
+    };
+  }
+
+  attach(name: string, volume: unknown, bus?: unknown): Promise<DiskView[]> {
+    return this.d.instances.withLock(name, () => this.d.volumes.exclusive(async () => {
+      const row = this.d.instances.rowOf(name);
+      const vol = this.d.volumes.store.record(typeof volume === 'string' ? volume : String(volume));
+      const disks = planAttach(name, row.spec.disks, volume, bus, vol.attachedTo);
+      const added = disks[disks.length - 1]!;
+      const live = isActive(row.state);
+      if (live) {
+        if (!HOTPLUG_BUSES.includes(added.bus)) throw invalidSpec('bus', `${added.bus} has no hotplug; stop the instance first`);
+        const { qmp } = this.d.instances.live(name);
+        await this.hotplug(qmp, { volume: vol.name, bus: added.bus, path: vol.path, format: vol.format });
+      }
+      this.d.volumes.store.setAttached(vol.name, name);
+      this.d.instances.updateSpec(name, { disks });
+      this.d.events.publish('instance.disk.attached', name, { volume: vol.name, bus: added.bus, live });
+      return this.list(name);
+    }));
+  }
+
+  detach(name: string, volume: unknown): Promise<DiskView[]> {
+    return this.d.instances.withLock(name, () => this.d.volumes.exclusive(async () => {
+      const row = this.d.instances.rowOf(name);
+      const { disk, rest } = planDetach(name, row.spec.disks, volume);
+      const live = isActive(row.state);
+      if (live) {
+        if (!HOTPLUG_BUSES.includes(disk.bus)) throw invalidSpec('bus', `${disk.bus} has no hotplug; stop the instance first`);
+        const { qmp } = this.d.instances.live(name);
+        await this.unplug(qmp, disk.volume);
+      }
+      this.d.instances.updateSpec(name, { disks: rest });
+      try {
+        const v = this.d.volumes.store.record(disk.volume);
+        if (v.attachedTo === name) this.d.volumes.store.setAttached(disk.volume, null);
+      } catch (e) {
+        if (!(isCorralError(e) && e.code === 'VOLUME_NOT_FOUND')) throw e;
+      }
+      this.d.events.publish('instance.disk.detached', name, { volume: disk.volume, live });
+      return this.list(name);
+    }));
+  }
+
+  private async hotplug(qmp: QmpClient, r: ResolvedDisk): Promise<void> {
+    const p = volumeDisk(r);
+    const node = p.node ?? `${p.id}-fmt`;
+    if (r.bus === 'virtio-scsi' && !(await peripherals(qmp)).includes('scsi0')) {
+      await qmp.execute('device_add', { driver: 'virtio-scsi-pci', id: 'scsi0' });
+    }
+    await qmp.execute('blockdev-add', {
+      driver: r.format, 'node-name': node, 'read-only': false,
+      file: { driver: 'file', filename: r.path, 'read-only': false, locking: 'on' },
+    });
+    try {
+      await qmp.execute('device_add', diskDevice(p, node));
+    } catch (e) {
+      await qmp.execute('blockdev-del', { 'node-name': node }).catch(() => undefined);
+      throw new CorralError('QEMU_FAILED', `hotplug of volume "${r.volume}" failed: ${(e as Error).message}`);
+    }
+  }
+
+  private async unplug(qmp: QmpClient, volume: string): Promise<void> {
+    const { id, node } = volumeIds(volume);
+    const timeoutMs = this.d.unplugTimeoutMs ?? 15_000;
+    let done = false;
+    const onEvent = (ev: QmpEvent): void => {
+      if (ev.event === 'DEVICE_DELETED' && ev.data.device === id) done = true;
+    };
+    qmp.on('event', onEvent);
+    try {
+      if ((await peripherals(qmp)).includes(id)) {
+        await qmp.execute('device_del', { id });
+        const until = Date.now() + timeoutMs;
+        while (!done) {
+          if (Date.now() > until) {
+            throw new CorralError('TIMEOUT', `the guest did not release disk ${id} within ${timeoutMs / 1000}s; it stays attached`);
+          }
+          await new Promise((res) => setTimeout(res, 200));
+          if (!done && !(await peripherals(qmp)).includes(id)) done = true;
+        }
+      }
+    } finally {
+      qmp.off('event', onEvent);
+    }
+    await qmp.execute('blockdev-del', { 'node-name': node }).catch((e: Error) => {
+      this.d.log.warn({ volume, err: e.message }, 'blockdev-del after unplug failed');
+    });
+  }
+}
+
+/** The ids of the user-created devices (QOM children of /machine/peripheral). */
+async function peripherals(qmp: QmpClient): Promise<string[]> {
+  const list = await qmp.execute<Array<{ name: string; type: string }>>('qom-list', { path: '/machine/peripheral' });
+  return list.filter((p) => p.type.startsWith('child<')).map((p) => p.name);
+}
+
+export type { DiskBus };

@@ -1,0 +1,142 @@
+/**
+ * Volumes attached as disks on each bus (virtio-blk, virtio-scsi, ide) to the tiny guest: data written into the
+ * volume from the host is read back from the guest's console; virtio-blk hotplug and unplug on a running guest;
+ * VOLUME_IN_USE across instances; deleting an instance detaches but keeps its volumes.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { ConsoleSession, Daemon, SKIP_NO_TINY, useDaemon } from './harness.js';
+
+const skip = SKIP_NO_TINY;
+let d: Daemon;
+useDaemon((x) => { d = x; });
+
+async function ok(method: string, path: string, body?: unknown, status = 200): Promise<any> {
+  const r = await d.api(method, path, body);
+  assert.equal(r.status, status, `${method} ${path}: ${JSON.stringify(r.body)}`);
+  return r.body;
+}
+
+/** In the guest: wait (up to ~15 s) for a block device matching the glob other than vda, and print its name. */
+async function waitDisk(c: ConsoleSession, glob: string, timeoutS = 15): Promise<string> {
+  const out = await c.run(
+    `i=0; while [ $i -lt ${timeoutS * 5} ]; do f=$(ls -d /sys/block/${glob} 2>/dev/null | grep -v '/vda$' | head -1); [ -n "$f" ] && break; sleep 0.2; i=$((i+1)); done; echo "DEV=\${f##*/}"`,
+    (timeoutS + 10) * 1000,
+  );
+  const m = /DEV=([a-z]+)\r?\n/.exec(out);
+  assert.ok(m && m[1], `no new block device ${glob} in the guest: ${out}`);
+  return m[1]!;
+}
+
+async function readPattern(c: ConsoleSession, dev: string): Promise<string> {
+  return c.run(`dd if=/dev/${dev} bs=64k count=1 2>/dev/null | od -An -tx1 | head -2`);
+}
+
+test('a volume written on the host reads back in the guest on virtio-blk, virtio-scsi and ide', { skip, timeout: 300_000 }, async () => {
+  const vol = await ok('POST', '/v1/volumes', { name: 'data1', size: '64M' }, 201);
+  execFileSync('qemu-io', ['-f', 'qcow2', '-c', 'write -P 0x5a 0 64k', vol.path], { stdio: 'ignore' });
+  await ok('POST', '/v1/instances', { name: 't1', image: 'tiny' }, 201);
+
+  const expected: Record<string, { glob: string; serial: (dev: string) => string }> = {
+    'virtio-blk': { glob: 'vd[b-z]', serial: (dev) => `cat /sys/block/${dev}/serial` },
+    'virtio-scsi': { glob: 'sd[a-z]', serial: (dev) => `cat /sys/block/${dev}/device/vpd_pg80 | tr -dc 'a-z0-9'` },
+    ide: { glob: 'sd[a-z]', serial: (dev) => `cat /sys/block/${dev}/device/vpd_pg80 | tr -dc 'a-z0-9'` },
+  };
+  for (const [bus, e] of Object.entries(expected)) {
+    const att = await ok('POST', '/v1/instances/t1/disks', { volume: 'data1', bus }, 201);
+    assert.deepEqual(att.disks.map((x: any) => [x.volume, x.bus, x.id]), [['data1', bus, 'vol-data1']]);
+    assert.equal((await ok('GET', '/v1/volumes/data1')).attachedTo, 't1');
+    const devs = (await ok('GET', '/v1/instances/t1/devices')).devices;
+    const disk = devs.find((x: any) => x.id === 'vol-data1');
+    assert.equal(disk.approach, bus === 'ide' ? 'emulated' : 'paravirtual');
+    if (bus === 'ide') assert.match(disk.dataPath, /^guest ide -> QEMU emulated IDE controller \(PIIX\)/);
+
+    await ok('POST', '/v1/instances/t1/start', {});
+    await d.waitConsole('t1', /corral-tiny ready/);
+    const c = await ConsoleSession.open(d, 't1');
+    try {
+      const dev = await waitDisk(c, e.glob);
+      const data = await readPattern(c, dev);
+      assert.match(data, /5a 5a 5a 5a 5a 5a 5a 5a 5a 5a 5a 5a 5a 5a 5a 5a/, `${bus}: ${data}`);
+      const serial = await c.run(e.serial(dev));
+      assert.match(serial, /data1/, `${bus} serial: ${serial}`);
+    } finally {
+      await c.close();
+    }
+    if (bus === 'ide') {
+      // ide cannot be changed on a running guest
+      const r = await d.api('DELETE', '/v1/instances/t1/disks/data1');
+      assert.equal(r.status, 400);
+      assert.equal(r.body.error.code, 'INVALID_SPEC');
+    }
+    await ok('POST', '/v1/instances/t1/kill', {});
+    await ok('DELETE', '/v1/instances/t1/disks/data1');
+    assert.equal((await ok('GET', '/v1/volumes/data1')).attachedTo, null);
+  }
+});
+
+test('virtio-blk hotplug and unplug on a running guest; ide refuses live attach', { skip, timeout: 180_000 }, async () => {
+  await ok('POST', '/v1/instances/t1/start', {});
+  await d.waitConsole('t1', /corral-tiny ready/);
+  const c = await ConsoleSession.open(d, 't1');
+  try {
+    assert.doesNotMatch(await c.run('cat /proc/partitions'), /vdb/);
+    const ide = await d.api('POST', '/v1/instances/t1/disks', { volume: 'data1', bus: 'ide' });
+    assert.equal(ide.status, 400);
+    assert.equal(ide.body.error.code, 'INVALID_SPEC');
+    assert.match(ide.body.error.message, /ide has no hotplug; stop the instance first/);
+
+    const cli = await d.cli(['disk', 'attach', 't1', 'data1']);
+    assert.equal(cli.code, 0, cli.stderr);
+    const dev = await waitDisk(c, 'vd[b-z]', 10);
+    assert.equal(dev, 'vdb');
+    assert.match(await readPattern(c, dev), /5a 5a 5a 5a/);
+    assert.match(await c.run('cat /proc/partitions'), /vdb/);
+    assert.equal((await ok('GET', '/v1/volumes/data1')).attachedTo, 't1');
+
+    // in use: not deletable, not attachable elsewhere
+    const del = await d.api('DELETE', '/v1/volumes/data1');
+    assert.equal(del.status, 409);
+    assert.equal(del.body.error.code, 'VOLUME_IN_USE');
+    await ok('POST', '/v1/instances', { name: 't2', image: 'tiny' }, 201);
+    const other = await d.api('POST', '/v1/instances/t2/disks', { volume: 'data1' });
+    assert.equal(other.status, 409);
+    assert.equal(other.body.error.code, 'VOLUME_IN_USE');
+    assert.match(other.body.error.message, /"t1"/);
+
+    const det = await d.cli(['disk', 'detach', 't1', 'data1']);
+    assert.equal(det.code, 0, det.stderr);
+    const gone = await c.run('i=0; while [ $i -lt 50 ] && [ -e /sys/block/vdb ]; do sleep 0.2; i=$((i+1)); done; echo "BLK=$(ls /sys/block | tr \'\\n\' ,)"');
+    assert.match(gone, /BLK=vda,\r?\n/, 'vdb is gone from the guest');
+    assert.equal((await ok('GET', '/v1/volumes/data1')).attachedTo, null);
+
+    // virtio-scsi: the controller is hot-plugged too (the instance started without one), then the scsi-hd
+    await ok('POST', '/v1/instances/t1/disks', { volume: 'data1', bus: 'virtio-scsi' }, 201);
+    const sd = await waitDisk(c, 'sd[a-z]', 15);
+    assert.match(await readPattern(c, sd), /5a 5a 5a 5a/);
+    await ok('DELETE', '/v1/instances/t1/disks/data1');
+    const sdGone = await c.run(`i=0; while [ $i -lt 50 ] && [ -e /sys/block/${sd} ]; do sleep 0.2; i=$((i+1)); done; echo "BLK=$(ls /sys/block | tr '\\n' ,)"`);
+    assert.match(sdGone, /BLK=vda,\r?\n/, `${sd} is gone from the guest`);
+  } finally {
+    await c.close();
+  }
+  await ok('POST', '/v1/instances/t1/kill', {});
+});
+
+test('deleting an instance detaches its volumes and keeps them', { skip, timeout: 60_000 }, async () => {
+  await ok('DELETE', '/v1/instances/t2');
+  const bad = await d.cli(['create', 't3', '--image', 'tiny', '--volume', 'data1:sata']);
+  assert.equal(bad.code, 1);
+  assert.match(bad.stderr, /INVALID_SPEC: bus:/);
+  assert.equal((await d.api('GET', '/v1/instances/t3')).status, 404, 'a failed create --volume leaves no instance');
+  const made = await d.cli(['create', 't3', '--image', 'tiny', '--volume', 'data1:virtio-scsi']);
+  assert.equal(made.code, 0, made.stderr);
+  const list = await d.cli(['disk', 'list', 't3']);
+  assert.match(list.stdout, /data1\s+virtio-scsi\s+vol-data1/);
+  assert.equal((await ok('GET', '/v1/volumes/data1')).attachedTo, 't3');
+  await ok('DELETE', '/v1/instances/t3');
+  const v = await ok('GET', '/v1/volumes/data1');
+  assert.equal(v.attachedTo, null);
+  await ok('DELETE', '/v1/volumes/data1');
+});
