@@ -1,22 +1,10 @@
 /** `corral cpu NAME`: vCPU threads, affinity, cgroup and VM exits of a running instance. (resize: see stats.ts) */
 import type { Command } from 'commander';
 import type { ApiClient } from './client.js';
+import type { CpuStats } from '../services/cpu.js';
 import { orDash, printJson, printLines, table } from './format.js';
 
-interface VcpuStat { index: number; threadId: number; cpuTime: number | null; lastCpu: number | null; allowed: string | null }
-type Exits = { available: true; vcpus: Array<{ index: number | null; counters: Record<string, number> }>; total: Record<string, number> } | { available: false; reason: string };
-export interface CpuStats {
-  name: string;
-  accel: string | null;
-  pid: number;
-  cpus: number;
-  maxCpus: number;
-  topology?: { sockets: number; cores: number; threads: number };
-  pin: string | null;
-  vcpus: VcpuStat[];
-  cgroup: { version: string; name: string; cpuWeight: number | null; cpuLimit: number | null; memoryLimit: number | null; cpuUsage: number | null; memoryUsage: number | null } | null;
-  exits: Exits;
-}
+export type { CpuStats };
 
 const enc = encodeURIComponent;
 const secs = (v: number): string => `${v.toFixed(2)}s`;

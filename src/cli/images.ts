@@ -3,20 +3,9 @@ import { resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import { ApiClient, CliError, lines } from './client.js';
 import { fields, keyValues, orDash, printJson, printLines, size, table } from './format.js';
+import type { ImageRecord as StoredImage } from '../storage/images.js';
 
-export interface ImageRecord {
-  name: string;
-  kind: 'kernel' | 'disk';
-  format: string;
-  disk: string;
-  kernel?: string;
-  initrd?: string;
-  cmdline?: string;
-  virtualSize: number;
-  createdAt: string;
-  source: string;
-  [extra: string]: unknown;
-}
+export type ImageRecord = StoredImage & { [extra: string]: unknown };
 
 interface ProgressEvent { type: 'progress'; step?: string; message?: string; percent?: number }
 type JobEvent = ProgressEvent | { type: 'result'; image: ImageRecord } | { type: 'error'; error: { code?: string; message?: string } };

@@ -2,28 +2,10 @@
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { ApiClient } from './client.js';
 import { duration, fields, keyValues, orDash, printJson, printLines, size, table } from './format.js';
+import type { InstanceView } from '../services/instances.js';
 
 /** The instance as the API shows it. Fields are read defensively: the CLI prints what it gets. */
-export interface Instance {
-  name: string;
-  uuid: string;
-  state: string;
-  image: string;
-  cpus: number;
-  memory: number;
-  firmware: string;
-  network: string;
-  mac: string;
-  accel: string | null;
-  pid: number | null;
-  disk: { path: string; allocated: number | null };
-  uptime: number | null;
-  rss: number | null;
-  createdAt: string;
-  startedAt: string | null;
-  lastError: string | null;
-  [extra: string]: unknown;
-}
+export type Instance = InstanceView & { [extra: string]: unknown };
 
 /** A strict decimal number parser for commander options (1.5, 0.25; rejects "1.5x"). */
 export function decimalNumber(value: string): number {
