@@ -12,23 +12,13 @@ import { Placer } from '../src/core/placement.js';
 import type { HostState, PlacementRequest, PlacementResult, Policy } from '../src/core/placement.js';
 import { DEFAULT_POOL_CONFIG, poolCapacity } from '../src/core/pool.js';
 import { GiB, MiB } from '../src/core/units.js';
+import { rng } from '../test/unit/rng.js';
 
 const args = process.argv.slice(2).filter((a) => !a.startsWith('--'));
 const HOSTS = Number(args[0] ?? 10_000);
 const REQUESTS = Number(args[1] ?? 100_000);
 const LINEAR = !process.argv.includes('--no-linear');
 const K8S_SLO = 100; // pods per second
-
-/** mulberry32: the same hosts and requests every run. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) | 0;
-    let t = Math.imul(s ^ (s >>> 15), 1 | s);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 function makeHosts(n: number, r: () => number): HostState[] {
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(r() * xs.length)]!;

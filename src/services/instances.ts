@@ -18,7 +18,7 @@ import type { InstanceRow, Store } from '../store/store.js';
 import type { EventBus } from './events.js';
 import { KeyedLock } from './locks.js';
 import { VmMonitor, type MonitorHandlers } from './monitor.js';
-import { OVMF_VARS, launchPlan, macFor, type ResolvedDisk, prepareRunDir, readStatus, removeRunDir, writeStatus } from './runtime.js';
+import { OVMF_VARS, launchPlan, macFor, type ResolvedDisk, type RuntimeStatus, prepareRunDir, readStatus, removeRunDir, writeStatus } from './runtime.js';
 import { ConsoleLogRotator } from './console-log.js';
 import { devicePaths, type DevicePath } from './device-paths.js';
 import { admitOrThrow, poolView, type HostCapacityInput, type PoolConfig, type PoolView } from '../core/pool.js';
@@ -350,10 +350,11 @@ export class InstanceService {
       const t2 = performance.now();
       pid = launched.pid;
       const startedAt = new Date().toISOString();
-      writeStatus(p, {
+      const status: RuntimeStatus = {
         uuid: row.uuid, name: row.name, pid, startTicks: launched.startTicks, qmp: p.qmp, qemuVersion: this.d.qemuVersion(),
         accel, startedAt, operation: 'start',
-      });
+      };
+      writeStatus(p, status);
       this.d.store.updateInstance(row.uuid, { pid, pidStart: launched.startTicks, accel, startedAt });
       Object.assign(row, { pid, pidStart: launched.startTicks, accel, startedAt });
       const monitor = await this.watch(row, pid, launched.startTicks, launched.qmp);
@@ -361,7 +362,7 @@ export class InstanceService {
       const st = await monitor.qmp.queryStatus();
       this.startTimings.set(row.name, { beforeSpawnMs: t1 - t0, qemuLaunchMs: t2 - t1, qmpReadyMs: performance.now() - t2 });
       this.setState(row, st.status === 'paused' ? 'paused' : 'running', `QEMU ${pid} started (${accel})`);
-      writeStatus(p, { ...readStatus(p)!, operation: null });
+      writeStatus(p, { ...status, operation: null });
     } catch (e) {
       if (pid !== null) {
         try {

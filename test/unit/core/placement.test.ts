@@ -4,6 +4,7 @@ import { Placer, place, placeMany } from '../../../src/core/placement.js';
 import type { HostState, PlacementRequest, Policy } from '../../../src/core/placement.js';
 import { CorralError } from '../../../src/core/errors.js';
 import { GiB } from '../../../src/core/units.js';
+import { rng } from '../rng.js';
 
 function host(name: string, cpus: number, memGiB: number, extra: Partial<HostState> = {}): HostState {
   return { name, capacity: { cpus, memory: memGiB * GiB }, allocated: { cpus: 0, memory: 0 }, ...extra };
@@ -101,17 +102,6 @@ test('bad input: duplicate host names, negative or NaN requests, unknown host on
   assert.throws(() => new Placer(hosts, 'pack').release('zz', 1, 1), isSpec);
   assert.throws(() => new Placer(hosts, 'pack').release('a', -1, 1), isSpec);
 });
-
-/** A small deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) | 0;
-    let t = Math.imul(s ^ (s >>> 15), 1 | s);
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
-    return ((t ^ (t >>> 14)) >>> 0) / 2 ** 32;
-  };
-}
 
 test('property: the Placer picks exactly the host the reference picks (1000 random cases)', () => {
   const zones = ['a', 'b', 'c'];

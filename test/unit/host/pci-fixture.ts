@@ -4,6 +4,8 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join, relative } from 'node:path';
 import { FIXTURES } from '../fixtures.js';
 import { realFs, type FsOps } from '../../../src/host/vfio.js';
+import assert from 'node:assert/strict';
+import type { CorralError } from '../../../src/core/errors.js';
 
 export interface FakeHost {
   root: string;
@@ -119,4 +121,14 @@ export function fakeKernel(host: FakeHost, fail: (rel: string, value: string) =>
       }
     },
   };
+}
+
+/** The coded error a call throws (fails the test when it throws nothing). */
+export function thrown(f: () => unknown): CorralError {
+  try {
+    f();
+  } catch (e) {
+    return e as CorralError;
+  }
+  assert.fail('no error');
 }

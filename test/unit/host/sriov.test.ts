@@ -2,17 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { listVfs, pickFreeVf, setVfCount, setVfMac, sriovState, vfMacArgv } from '../../../src/host/sriov.js';
 import { readPciDevice } from '../../../src/host/pci.js';
-import type { CorralError } from '../../../src/core/errors.js';
-import { copyPciFixture, fakeKernel } from './pci-fixture.js';
-
-const thrown = (f: () => unknown): CorralError => {
-  try {
-    f();
-  } catch (e) {
-    return e as CorralError;
-  }
-  assert.fail('no error');
-};
+import { copyPciFixture, fakeKernel, thrown } from './pci-fixture.js';
 
 test('setVfCount creates VFs that list with their addresses and drivers', () => {
   const host = copyPciFixture();

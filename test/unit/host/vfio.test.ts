@@ -4,17 +4,7 @@ import { existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { bindVfio, planVfioBind, releaseVfio, vfioDeviceJson } from '../../../src/host/vfio.js';
 import { readPciDevice } from '../../../src/host/pci.js';
-import type { CorralError } from '../../../src/core/errors.js';
-import { copyPciFixture, fakeKernel } from './pci-fixture.js';
-
-const thrown = (f: () => unknown): CorralError => {
-  try {
-    f();
-  } catch (e) {
-    return e as CorralError;
-  }
-  assert.fail('no error');
-};
+import { copyPciFixture, fakeKernel, thrown } from './pci-fixture.js';
 
 test('a device with its PCIe root port is viable: the bridge stays on its driver', () => {
   const { sys } = copyPciFixture();
