@@ -1,5 +1,5 @@
 /**
- * Debian packages for the tiny image: find the current cloud kernel package, download it and
+ * Debian packages for the tiny image: find the current generic kernel package, download it and
  * busybox-static with `apt-get download` into a cache keyed by the package file names, and unpack them with
  * `dpkg-deb -x`. Nothing is ever installed on the host.
  */
@@ -8,7 +8,11 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync } f
 import { join } from 'node:path';
 import { CorralError } from '../core/errors.js';
 
-export const KERNEL_META_PACKAGE = 'linux-image-cloud-amd64';
+/**
+ * The generic kernel, not the smaller cloud one: only the generic build has the emulated devices' drivers
+ * (e1000, e1000e, 8139cp/8139too, ahci) that the guest needs to show every device approach.
+ */
+export const KERNEL_META_PACKAGE = 'linux-image-amd64';
 
 export function toolEnv(): NodeJS.ProcessEnv {
   return { PATH: `${process.env.PATH ?? '/usr/bin:/bin'}:/usr/sbin:/sbin`, LANG: 'C', LC_ALL: 'C', DEBIAN_FRONTEND: 'noninteractive' };
@@ -44,15 +48,15 @@ export async function ensureAptLists(): Promise<boolean> {
   return true;
 }
 
-/** `apt-cache depends linux-image-cloud-amd64` -> the one versioned kernel package it depends on. */
+/** `apt-cache depends linux-image-amd64` -> the one versioned kernel package it depends on. */
 export function parseKernelDepends(text: string): string | null {
-  const m = /Depends:\s*(linux-image-[0-9][^\s|]*-cloud-amd64)\b/.exec(text);
+  const m = /Depends:\s*(linux-image-[0-9][^\s|]*-amd64)(?=\s|$)/m.exec(text);
   return m?.[1] ?? null;
 }
 
 export async function resolveKernelPackage(): Promise<string> {
   const pkg = parseKernelDepends(await tool('apt-cache', ['depends', KERNEL_META_PACKAGE]));
-  if (!pkg) throw new CorralError('INTERNAL', `apt-cache depends ${KERNEL_META_PACKAGE} names no linux-image-*-cloud-amd64 package`);
+  if (!pkg) throw new CorralError('INTERNAL', `apt-cache depends ${KERNEL_META_PACKAGE} names no linux-image-*-amd64 package`);
   return pkg;
 }
 

@@ -1,5 +1,5 @@
 /**
- * The tiny guest image: Debian's cloud kernel, a busybox initramfs that loads the virtio (and emulated
+ * The tiny guest image: Debian's generic kernel, a busybox initramfs that loads the virtio (and emulated
  * disk/NIC) drivers and switches to an ext4 root disk labelled corral-root, where busybox init brings up
  * the network, acpid (ACPI power button -> clean poweroff) and a root shell on ttyS0. The guest scripts are
  * readable files under assets/tiny/. Downloads are cached in $DATA/cache/tiny; the image is assembled in a
@@ -182,7 +182,7 @@ export async function buildTiny(dataDir: string, progress: Progress, opts: { for
     return existing;
   }
   const cache = join(dataPaths(dataDir).cache, 'tiny');
-  progress({ step: 'resolve', message: 'finding the current cloud kernel package', percent: 0 });
+  progress({ step: 'resolve', message: 'finding the current kernel package', percent: 0 });
   if (await ensureAptLists()) progress({ step: 'resolve', message: 'apt package lists were empty: ran apt-get update' });
   const kpkg = await resolveKernelPackage();
   progress({ step: 'download', message: `kernel package ${kpkg}`, percent: 5 });

@@ -55,7 +55,8 @@ test('orderModules refuses a dependency cycle and a dangling dependency', () => 
 test('module names, built-ins, the kernel package and .deb file names', () => {
   assert.equal(moduleName('kernel/drivers/char/hw_random/virtio-rng.ko.zst'), 'virtio_rng');
   assert.ok(builtinModules('kernel/fs/ext4/ext4.ko\nkernel/fs/jbd2/jbd2.ko\n').has('ext4'));
-  assert.equal(parseKernelDepends('linux-image-cloud-amd64\n  Depends: linux-image-6.1.0-56-cloud-amd64\n'), 'linux-image-6.1.0-56-cloud-amd64');
-  assert.equal(parseKernelDepends('linux-image-cloud-amd64\n'), null);
+  assert.equal(parseKernelDepends('linux-image-amd64\n  Depends: linux-image-6.1.0-56-amd64\n'), 'linux-image-6.1.0-56-amd64');
+  assert.equal(parseKernelDepends('linux-image-amd64\n  Depends: linux-image-6.1.0-56-amd64-unsigned\n'), null);
+  assert.equal(parseKernelDepends('linux-image-amd64\n'), null);
   assert.equal(debFileName('Package: busybox-static\nVersion: 1:1.35.0-4+deb12u1+b1\nArchitecture: amd64\n'), 'busybox-static_1%3a1.35.0-4+deb12u1+b1_amd64.deb');
 });
