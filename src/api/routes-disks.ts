@@ -7,7 +7,7 @@ import type { Services } from './services.js';
 export const AttachDiskBody = Type.Object(
   {
     volume: Type.String({ description: 'name of a volume in the default pool' }),
-    bus: Type.Optional(Type.String({ description: 'virtio-blk (default, paravirtual), virtio-scsi (paravirtual) or ide (emulated; no hotplug)' })),
+    bus: Type.Optional(Type.String({ description: 'virtio-blk (default, paravirtual), virtio-scsi (paravirtual), ide or sata (emulated; no hotplug)' })),
   },
   { additionalProperties: false },
 );

@@ -19,7 +19,7 @@ export function registerDiskCommands(program: Command, client: () => ApiClient):
     .description('attach a volume (a running instance gets it hot-plugged; ide needs a stopped instance)')
     .argument('<name>', 'instance name')
     .argument('<volume>', 'volume name')
-    .addOption(new Option('--bus <bus>', 'disk bus').choices(['virtio-blk', 'virtio-scsi', 'ide']).default('virtio-blk'))
+    .addOption(new Option('--bus <bus>', 'disk bus').choices(['virtio-blk', 'virtio-scsi', 'ide', 'sata']).default('virtio-blk'))
     .option('--json', 'print the API JSON')
     .action(async (name: string, volume: string, o: { bus: string; json?: boolean }) => {
       const res = await client().call<{ disks: DiskJson[] }>('POST', `/v1/instances/${enc(name)}/disks`, { volume, bus: o.bus });

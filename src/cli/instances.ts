@@ -55,6 +55,7 @@ export function registerInstanceCommands(program: Command, client: () => ApiClie
     .option('--disk <size>', 'root disk size, e.g. 10G')
     .addOption(new Option('--firmware <kind>', 'firmware').choices(['bios', 'uefi']))
     .addOption(new Option('--network <kind>', 'network').choices(['user', 'none']))
+    .addOption(new Option('--root-bus <bus>', 'bus of the root disk').choices(['virtio-blk', 'virtio-scsi', 'ide', 'sata']))
     .addOption(new Option('--accel <kind>', 'accelerator').choices(['auto', 'kvm', 'tcg']))
     .option('--sockets <n>', 'CPU sockets', wholeNumber)
     .option('--cores <n>', 'cores per socket', wholeNumber)
@@ -69,13 +70,13 @@ export function registerInstanceCommands(program: Command, client: () => ApiClie
     .option('--prealloc', 'allocate all guest memory at start')
     .addOption(new Option('--hugepages <size>', 'back guest memory with hugepages').choices(['2M', '1G']))
     .option('--no-balloon', 'no virtio-balloon device')
-    .option('--volume <name[:bus]>', 'attach a volume as a disk (bus: virtio-blk (default), virtio-scsi or ide); repeatable',
+    .option('--volume <name[:bus]>', 'attach a volume as a disk (bus: virtio-blk (default), virtio-scsi, ide or sata); repeatable',
       (v: string, prev: string[] = []) => [...prev, v])
     .option('--start', 'start it once created')
     .option('--json', 'print the API JSON')
     .action(async (name: string, o: { image: string; start?: boolean; json?: boolean; balloon?: boolean; volume?: string[] } & Record<string, unknown>) => {
       const body: Record<string, unknown> = { name, image: o.image };
-      const keys = ['cpus', 'memory', 'disk', 'firmware', 'network', 'accel', 'sockets', 'cores', 'threads', 'maxCpus', 'cpuModel', 'pin',
+      const keys = ['cpus', 'memory', 'disk', 'firmware', 'network', 'rootBus', 'accel', 'sockets', 'cores', 'threads', 'maxCpus', 'cpuModel', 'pin',
         'cpuWeight', 'cpuLimit', 'maxMemory', 'memoryLimit', 'prealloc', 'hugepages'] as const;
       for (const k of keys) if (o[k] !== undefined) body[k] = o[k];
       if (o.balloon === false) body.balloon = false;

@@ -1,12 +1,12 @@
 /**
  * Volumes attached to an instance as disks: the buses, their QEMU ids, and the checks an attach must pass.
- * Pure. `sata` is not offered: the tiny guest's cloud kernel has no ahci driver to test it with.
+ * Pure.
  */
 import { createHash } from 'node:crypto';
 import { CorralError, invalidSpec } from './errors.js';
 import { printable, validateName } from './spec.js';
 
-export const DISK_BUSES = ['virtio-blk', 'virtio-scsi', 'ide'] as const;
+export const DISK_BUSES = ['virtio-blk', 'virtio-scsi', 'ide', 'sata'] as const;
 export type DiskBus = (typeof DISK_BUSES)[number];
 
 /** A volume attached to an instance, as the instance spec stores it. */
@@ -17,13 +17,15 @@ export interface InstanceDisk {
 
 /** The pc machine's built-in IDE controller (PIIX): two buses, master and slave: four devices, CDs included. */
 export const IDE_MAX = 4;
+/** The ICH9 AHCI controller Corral adds for `sata`: six ports. */
+export const SATA_MAX = 6;
 /** Buses a running guest can take a new disk on. */
 export const HOTPLUG_BUSES: readonly DiskBus[] = ['virtio-blk', 'virtio-scsi'];
 
-export function parseBus(bus: unknown): DiskBus {
+export function parseBus(bus: unknown, field = 'bus'): DiskBus {
   if (bus === undefined || bus === null) return 'virtio-blk';
   if (typeof bus !== 'string' || !(DISK_BUSES as readonly string[]).includes(bus)) {
-    throw invalidSpec('bus', `"${printable(String(bus))}" is not a disk bus: use ${DISK_BUSES.join(', ')} (sata is not supported)`);
+    throw invalidSpec(field, `"${printable(String(bus))}" is not a disk bus: use ${DISK_BUSES.join(', ')}`);
   }
   return bus as DiskBus;
 }
@@ -42,7 +44,9 @@ export function volumeIds(volume: string): { id: string; node: string } {
  * Check attaching `volume` on `bus` to an instance whose disks are `disks`; `attachedTo` is the volume's
  * current instance (or null). Returns the new disk list.
  */
-export function planAttach(instance: string, disks: readonly InstanceDisk[], volumeIn: unknown, busIn: unknown, attachedTo: string | null): InstanceDisk[] {
+export function planAttach(
+  instance: string, disks: readonly InstanceDisk[], volumeIn: unknown, busIn: unknown, attachedTo: string | null, rootBus: DiskBus = 'virtio-blk',
+): InstanceDisk[] {
   const volume = validateName('volume', volumeIn);
   const bus = parseBus(busIn);
   if (disks.some((d) => d.volume === volume) || attachedTo === instance) {
@@ -51,8 +55,12 @@ export function planAttach(instance: string, disks: readonly InstanceDisk[], vol
   if (attachedTo !== null) {
     throw new CorralError('VOLUME_IN_USE', `volume "${volume}" cannot be attached: it is attached to instance "${attachedTo}"`, { name: volume, instance: attachedTo });
   }
-  if (bus === 'ide' && disks.filter((d) => d.bus === 'ide').length >= IDE_MAX) {
+  const onBus = (b: DiskBus): number => disks.filter((d) => d.bus === b).length + (rootBus === b ? 1 : 0);
+  if (bus === 'ide' && onBus('ide') >= IDE_MAX) {
     throw invalidSpec('bus', `the IDE controller takes at most ${IDE_MAX} devices (2 buses x master/slave); use virtio-blk or virtio-scsi`);
+  }
+  if (bus === 'sata' && onBus('sata') >= SATA_MAX) {
+    throw invalidSpec('bus', `the AHCI controller has ${SATA_MAX} ports; use virtio-blk or virtio-scsi`);
   }
   return [...disks, { volume, bus }];
 }

@@ -5,7 +5,7 @@
 import { CorralError, invalidSpec } from './errors.js';
 import { MiB, parseSize } from './units.js';
 import { computeDefaults, validateCompute, type ComputeRequest, type ComputeSpec } from './spec-compute.js';
-import type { InstanceDisk } from './disks.js';
+import { parseBus, type DiskBus, type InstanceDisk } from './disks.js';
 
 export const MIN_MEMORY = 64 * MiB;
 export const DEFAULT_MEMORY = 256 * MiB;
@@ -24,6 +24,8 @@ export interface CreateRequest extends ComputeRequest {
   disk?: string | number;
   firmware?: Firmware;
   network?: NetworkMode;
+  /** the bus of the root disk (default virtio-blk) */
+  rootBus?: string;
   accel?: Accelerator | 'auto';
   start?: boolean;
 }
@@ -40,6 +42,8 @@ export interface InstanceSpec extends ComputeSpec {
   accel: Accelerator | 'auto';
   /** Volumes attached as disks, in attach order. */
   disks: InstanceDisk[];
+  /** The root disk's bus. */
+  rootBus: DiskBus;
 }
 
 export interface HostLimits {
@@ -80,13 +84,14 @@ export function validateCreate(req: CreateRequest, host: HostLimits): { name: st
   if (network !== 'user' && network !== 'none') throw invalidSpec('network', `must be "user" or "none"`);
   const accel = req.accel ?? 'auto';
   if (accel !== 'auto' && accel !== 'kvm' && accel !== 'tcg') throw invalidSpec('accel', `must be "auto", "kvm" or "tcg"`);
+  const rootBus = parseBus(req.rootBus, 'rootBus');
   const compute = validateCompute(req, cpus, memory, host, MAX_VCPUS);
-  return { name, spec: { image, cpus, memory, disk, firmware, network, accel, ...compute, disks: [] } };
+  return { name, spec: { image, cpus, memory, disk, firmware, network, accel, ...compute, disks: [], rootBus } };
 }
 
 /** A stored spec, with defaults for fields added since it was written. */
 export function normalizeSpec(stored: Partial<InstanceSpec> & Pick<InstanceSpec, 'image' | 'cpus' | 'memory'>): InstanceSpec {
-  return { disk: null, firmware: 'bios', network: 'user', accel: 'auto', ...computeDefaults(stored.cpus), disks: [], ...stored };
+  return { disk: null, firmware: 'bios', network: 'user', accel: 'auto', ...computeDefaults(stored.cpus), disks: [], rootBus: 'virtio-blk', ...stored };
 }
 
 export function validateCpus(cpus: unknown, host: HostLimits): number {

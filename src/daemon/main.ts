@@ -17,6 +17,7 @@ import { InstanceService } from '../services/instances.js';
 import { CpuService } from '../services/cpu.js';
 import { MemoryService } from '../services/memory.js';
 import { VolumeService } from '../services/volumes.js';
+import { probeBlockIo } from '../qemu/probe-block.js';
 import { DiskService } from '../services/disks.js';
 import { VolumeStore } from '../storage/volumes.js';
 import { PressureController, pressureConfigFrom } from '../services/pressure.js';
@@ -87,13 +88,14 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   const events = new EventBus(store);
   const imageStore = new ImageStore(dataDir);
   const host = new HostService(imageStore, force);
-  const caps = await host.capabilities();
+  const [caps, blockIo] = await Promise.all([host.capabilities(), probeBlockIo(paths.volumes)]);
+  log.info({ direct: blockIo.direct, aio: blockIo.aio }, blockIo.reason);
   const limits = host.limits();
   const instances = new InstanceService({
     dataDir, store, images: imageStore, events, host: limits, log,
     pool: { host: limits, config: poolConfig },
     accelerator: async () => (await host.accelerator()).accel,
-    qemuVersion: () => caps.version,
+    qemuVersion: () => caps.version, blockIo,
   });
   const cpu = new CpuService({ instances, hostCpus: limits.cpuList, log });
   instances.addHooks(cpu.hooks());
@@ -101,7 +103,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   const memory = new MemoryService({ instances, events, log });
   const volumes = new VolumeService(new VolumeStore(dataDir), events);
   instances.addHooks(memory.hooks());
-  const disks = new DiskService({ instances, volumes, events, log });
+  const disks = new DiskService({ instances, volumes, events, log, blockIo });
   instances.addHooks(disks.hooks());
   await instances.reconcile();
   // Memory pressure: env CORRAL_PRESSURE_INTERVAL / _THRESHOLD / _HYSTERESIS / _STEP (see services/pressure.ts).

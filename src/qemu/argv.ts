@@ -2,7 +2,7 @@
  * Instance launch plan -> qemu-system-x86_64 argv. Pure. Devices are JSON objects (QEMU parses JSON for
  * -blockdev, -device, -netdev and -object), so no user text is ever joined into a comma-separated option.
  */
-import type { DiskBus } from '../core/disks.js';
+import { DEFAULT_BLOCK_IO, disksArgv, type BlockIo, type PlanDisk } from './argv-disks.js';
 import type { Accelerator, Firmware } from '../core/spec.js';
 
 export interface LaunchPlan {
@@ -28,7 +28,9 @@ export interface LaunchPlan {
   /** Direct kernel boot (images of kind "kernel"); absent means firmware boots the disk. */
   kernel?: { kernel: string; initrd?: string; cmdline: string };
   /** The root disk, then attached volumes (node: the block node name, default `<id>-fmt`; serial: what the guest sees). */
-  disks: Array<{ id: string; path: string; format: 'qcow2' | 'raw'; bus: DiskBus; readonly?: boolean; bootindex?: number; node?: string; serial?: string }>;
+  disks: PlanDisk[];
+  /** how image files are opened (O_DIRECT, AIO engine); absent: page cache and thread-pool AIO */
+  blockIo?: BlockIo;
   nics: Array<{ id: string; model: 'virtio-net-pci' | 'e1000'; mode: 'user'; mac: string }>;
   paths: { qmp: string; console: string; consoleLog: string; pidfile: string };
   sandbox: boolean;
@@ -75,22 +77,7 @@ export function buildArgv(plan: LaunchPlan): string[] {
     if (plan.kernel.initrd) a.push('-initrd', assertSafeOptionPath(plan.kernel.initrd));
     a.push('-append', plan.kernel.cmdline);
   }
-  let ide = 0;
-  let scsi = false;
-  for (const d of plan.disks) {
-    const node = d.node ?? `${d.id}-fmt`;
-    a.push('-blockdev', json({
-      driver: d.format,
-      'node-name': node,
-      'read-only': d.readonly ?? false,
-      file: { driver: 'file', filename: d.path, 'read-only': d.readonly ?? false, locking: 'on' },
-    }));
-    if (d.bus === 'virtio-scsi' && !scsi) {
-      a.push('-device', json({ driver: 'virtio-scsi-pci', id: 'scsi0' }));
-      scsi = true;
-    }
-    a.push('-device', json(diskDevice(d, node, d.bus === 'ide' ? ide++ : 0)));
-  }
+  a.push(...disksArgv(plan.disks, plan.blockIo ?? DEFAULT_BLOCK_IO, plan.cpus));
   for (const n of plan.nics) {
     a.push('-netdev', json({ type: 'user', id: `${n.id}-net` }));
     a.push('-device', json({ driver: n.model, netdev: `${n.id}-net`, id: n.id, mac: n.mac }));
@@ -108,17 +95,6 @@ export function buildArgv(plan: LaunchPlan): string[] {
   a.push('-device', json({ driver: 'virtio-rng-pci', id: 'rng0' }));
   a.push('-pidfile', assertSafeOptionPath(plan.paths.pidfile));
   return a;
-}
-
-/** The -device (or QMP device_add arguments) of a disk; `ideIndex` is its place among the IDE devices (0..3). */
-export function diskDevice(d: LaunchPlan['disks'][number], node: string, ideIndex = 0): Record<string, unknown> {
-  let dev: Record<string, unknown>;
-  if (d.bus === 'virtio-scsi') dev = { driver: 'scsi-hd', drive: node, bus: 'scsi0.0', id: d.id };
-  else if (d.bus === 'ide') dev = { driver: 'ide-hd', drive: node, bus: `ide.${Math.floor(ideIndex / 2)}`, unit: ideIndex % 2, id: d.id };
-  else dev = { driver: 'virtio-blk-pci', drive: node, id: d.id };
-  if (d.serial !== undefined) dev.serial = d.serial;
-  if (d.bootindex !== undefined) dev.bootindex = d.bootindex;
-  return dev;
 }
 
 /**

@@ -4,6 +4,7 @@
  * derived from the launch plan, the same data the QEMU command line is built from.
  */
 import type { LaunchPlan } from '../qemu/argv.js';
+import { DEFAULT_BLOCK_IO } from '../qemu/argv-disks.js';
 
 export type Approach = 'emulated' | 'paravirtual' | 'vhost-kernel' | 'vhost-user' | 'passthrough' | 'sriov-vf';
 
@@ -15,10 +16,11 @@ export interface DevicePath {
   dataPath: string;
 }
 
-const DISK_DEVICES: Record<LaunchPlan['disks'][number]['bus'], { device: string; approach: Approach; guest: string; via: string }> = {
-  'virtio-blk': { device: 'virtio-blk-pci', approach: 'paravirtual', guest: 'virtio-blk', via: 'QEMU userspace block layer' },
-  'virtio-scsi': { device: 'scsi-hd on virtio-scsi-pci (scsi0)', approach: 'paravirtual', guest: 'virtio-scsi', via: 'QEMU virtio-scsi controller scsi0 -> scsi-hd -> QEMU userspace block layer' },
-  ide: { device: 'ide-hd', approach: 'emulated', guest: 'ide', via: 'QEMU emulated IDE controller (PIIX) -> QEMU userspace block layer' },
+const DISK_DEVICES: Record<LaunchPlan['disks'][number]['bus'], { device: string; approach: Approach; guest: string; via: (id: string) => string }> = {
+  'virtio-blk': { device: 'virtio-blk-pci', approach: 'paravirtual', guest: 'virtio-blk', via: (id) => `iothread io-${id} in QEMU` },
+  'virtio-scsi': { device: 'scsi-hd on virtio-scsi-pci (scsi0)', approach: 'paravirtual', guest: 'virtio-scsi', via: () => 'virtio-scsi controller scsi0 (iothread io-scsi0) in QEMU -> scsi-hd' },
+  ide: { device: 'ide-hd', approach: 'emulated', guest: 'ide', via: () => 'QEMU emulated IDE controller (PIIX)' },
+  sata: { device: 'ide-hd on ich9-ahci (sata0)', approach: 'emulated', guest: 'sata', via: () => 'QEMU emulated AHCI controller (ICH9) sata0' },
 };
 
 const NIC_DEVICES: Record<LaunchPlan['nics'][number]['model'], { approach: Approach; guest: string }> = {
@@ -28,11 +30,13 @@ const NIC_DEVICES: Record<LaunchPlan['nics'][number]['model'], { approach: Appro
 
 export function devicePaths(plan: LaunchPlan): DevicePath[] {
   const out: DevicePath[] = [];
+  const io = plan.blockIo ?? DEFAULT_BLOCK_IO;
+  const open = `${io.direct ? 'O_DIRECT' : 'page cache'}, ${io.aio === 'native' && !io.direct ? 'threads' : io.aio} AIO`;
   for (const d of plan.disks) {
     const k = DISK_DEVICES[d.bus];
     out.push({
       kind: 'disk', id: d.id, approach: k.approach, qemuDevice: k.device,
-      dataPath: `guest ${k.guest} -> ${k.via} (${d.format}) -> ${d.path}`,
+      dataPath: `guest ${k.guest} -> ${k.via(d.id)} -> QEMU block layer (${d.format}; ${open}) -> ${d.path}`,
     });
   }
   for (const n of plan.nics) {

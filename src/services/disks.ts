@@ -9,7 +9,7 @@ import { CorralError, invalidSpec, isCorralError } from '../core/errors.js';
 import { HOTPLUG_BUSES, planAttach, planDetach, volumeIds, type DiskBus, type InstanceDisk } from '../core/disks.js';
 import { isActive } from '../core/state.js';
 import type { QmpClient, QmpEvent } from '../qemu/qmp.js';
-import { diskDevice } from '../qemu/argv.js';
+import { controllerFor, diskBlockdev, diskDevice, diskSlots, iothreadsFor, nodeOf, type BlockIo } from '../qemu/argv-disks.js';
 import type { InstanceRow } from '../store/store.js';
 import type { EventBus } from './events.js';
 import type { InstanceHooks, InstanceService } from './instances.js';
@@ -28,6 +28,8 @@ export interface DiskDeps {
   volumes: VolumeService;
   events: EventBus;
   log: { warn(o: object, m?: string): void };
+  /** how QEMU opens image files (the daemon's probe); hot-plugged disks are opened the same way */
+  blockIo?: BlockIo;
   /** how long a live detach waits for the guest to let go of the device */
   unplugTimeoutMs?: number;
 }
@@ -78,13 +80,13 @@ export class DiskService {
     return this.d.instances.withLock(name, () => this.d.volumes.exclusive(async () => {
       const row = this.d.instances.rowOf(name);
       const vol = this.d.volumes.store.record(typeof volume === 'string' ? volume : String(volume));
-      const disks = planAttach(name, row.spec.disks, volume, bus, vol.attachedTo);
+      const disks = planAttach(name, row.spec.disks, volume, bus, vol.attachedTo, row.spec.rootBus);
       const added = disks[disks.length - 1]!;
       const live = isActive(row.state);
       if (live) {
         if (!HOTPLUG_BUSES.includes(added.bus)) throw invalidSpec('bus', `${added.bus} has no hotplug; stop the instance first`);
         const { qmp } = this.d.instances.live(name);
-        await this.hotplug(qmp, { volume: vol.name, bus: added.bus, path: vol.path, format: vol.format });
+        await this.hotplug(qmp, { volume: vol.name, bus: added.bus, path: vol.path, format: vol.format }, row.spec.cpus);
       }
       this.d.volumes.store.setAttached(vol.name, name);
       this.d.instances.updateSpec(name, { disks });
@@ -115,20 +117,20 @@ export class DiskService {
     }));
   }
 
-  private async hotplug(qmp: QmpClient, r: ResolvedDisk): Promise<void> {
+  private async hotplug(qmp: QmpClient, r: ResolvedDisk, queues: number): Promise<void> {
     const p = volumeDisk(r);
-    const node = p.node ?? `${p.id}-fmt`;
-    if (r.bus === 'virtio-scsi' && !(await peripherals(qmp)).includes('scsi0')) {
-      await qmp.execute('device_add', { driver: 'virtio-scsi-pci', id: 'scsi0' });
+    const present = await peripherals(qmp);
+    const controllerPresent = controllerFor(r.bus).every((c) => present.includes(String(c.id)));
+    const objects = (await qomObjects(qmp));
+    for (const o of iothreadsFor(p, controllerPresent)) {
+      if (!objects.includes(String(o.id))) await qmp.execute('object-add', o);
     }
-    await qmp.execute('blockdev-add', {
-      driver: r.format, 'node-name': node, 'read-only': false,
-      file: { driver: 'file', filename: r.path, 'read-only': false, locking: 'on' },
-    });
+    if (!controllerPresent) for (const c of controllerFor(r.bus)) await qmp.execute('device_add', c);
+    await qmp.execute('blockdev-add', diskBlockdev(p, this.d.blockIo ?? { direct: false, aio: 'threads' }));
     try {
-      await qmp.execute('device_add', diskDevice(p, node));
+      await qmp.execute('device_add', diskDevice(p, diskSlots([p])[0], queues));
     } catch (e) {
-      await qmp.execute('blockdev-del', { 'node-name': node }).catch(() => undefined);
+      await qmp.execute('blockdev-del', { 'node-name': nodeOf(p) }).catch(() => undefined);
       throw new CorralError('QEMU_FAILED', `hotplug of volume "${r.volume}" failed: ${(e as Error).message}`);
     }
   }
@@ -159,7 +161,14 @@ export class DiskService {
     await qmp.execute('blockdev-del', { 'node-name': node }).catch((e: Error) => {
       this.d.log.warn({ volume, err: e.message }, 'blockdev-del after unplug failed');
     });
+    if ((await qomObjects(qmp)).includes(`io-${id}`)) await qmp.execute('object-del', { id: `io-${id}` }).catch(() => undefined);
   }
+}
+
+/** The ids of user-created objects (iothreads, memory backends: QOM children of /objects). */
+async function qomObjects(qmp: QmpClient): Promise<string[]> {
+  const list = await qmp.execute<Array<{ name: string; type: string }>>('qom-list', { path: '/objects' });
+  return list.filter((p) => p.type.startsWith('child<')).map((p) => p.name);
 }
 
 /** The ids of the user-created devices (QOM children of /machine/peripheral). */

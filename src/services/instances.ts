@@ -18,7 +18,8 @@ import type { InstanceRow, Store } from '../store/store.js';
 import type { EventBus } from './events.js';
 import { KeyedLock } from './locks.js';
 import { VmMonitor, type MonitorHandlers } from './monitor.js';
-import { OVMF_VARS, launchPlan, macFor, type ResolvedDisk, type RuntimeStatus, prepareRunDir, readStatus, removeRunDir, writeStatus } from './runtime.js';
+import type { BlockIo } from '../qemu/argv-disks.js';
+import { OVMF_VARS, launchPlan, type LaunchExtras, macFor, type ResolvedDisk, type RuntimeStatus, prepareRunDir, readStatus, removeRunDir, writeStatus } from './runtime.js';
 import { ConsoleLogRotator } from './console-log.js';
 import { devicePaths, type DevicePath } from './device-paths.js';
 import { admitOrThrow, poolView, type HostCapacityInput, type PoolConfig, type PoolView } from '../core/pool.js';
@@ -54,6 +55,8 @@ export interface InstanceDeps {
   /** The resource pool: host capacity and its ratios and reserve. */
   pool: { host: HostCapacityInput; config: PoolConfig };
   qemuVersion: () => string;
+  /** How QEMU opens image files here (probed at daemon start); default page cache + threads. */
+  blockIo?: BlockIo;
   log: { info(o: object, m?: string): void; warn(o: object, m?: string): void };
 }
 
@@ -316,7 +319,11 @@ export class InstanceService {
   async devices(name: string): Promise<DevicePath[]> {
     const row = this.row(name);
     const accel = row.accel ?? (row.spec.accel === 'auto' ? await this.d.accelerator() : row.spec.accel);
-    return devicePaths(launchPlan(row, this.d.images.get(row.spec.image), accel, this.paths(row), this.diskSource(row)));
+    return devicePaths(launchPlan(row, this.d.images.get(row.spec.image), accel, this.paths(row), this.extras(row)));
+  }
+
+  private extras(row: InstanceRow): LaunchExtras {
+    return { volumes: this.diskSource(row), blockIo: this.d.blockIo };
   }
 
   consoleLogPath(name: string): string {
@@ -344,7 +351,7 @@ export class InstanceService {
     try {
       prepareRunDir(p);
       this.rotateLog(row).rotateNow();
-      const argv = buildArgv(launchPlan(row, image, accel, p, this.diskSource(row)));
+      const argv = buildArgv(launchPlan(row, image, accel, p, this.extras(row)));
       const t1 = performance.now();
       const launched = await launchQemu(argv, { qmp: p.qmp, stderr: p.stderr });
       const t2 = performance.now();

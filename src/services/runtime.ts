@@ -6,6 +6,7 @@ import { volumeIds, type DiskBus } from '../core/disks.js';
 import type { Accelerator } from '../core/spec.js';
 import { HUGEPAGE_BYTES } from '../core/spec-compute.js';
 import type { LaunchPlan } from '../qemu/argv.js';
+import { DEFAULT_BLOCK_IO, type BlockIo } from '../qemu/argv-disks.js';
 import type { ImageRecord } from '../storage/images.js';
 import type { InstanceRow } from '../store/store.js';
 
@@ -35,7 +36,14 @@ export function volumeDisk(v: ResolvedDisk): LaunchPlan['disks'][number] {
   return { id, node, path: v.path, format: v.format, bus: v.bus, serial: v.volume.slice(0, SERIAL_MAX) };
 }
 
-export function launchPlan(row: InstanceRow, image: ImageRecord, accel: Accelerator, p: InstancePaths, volumes: ResolvedDisk[] = []): LaunchPlan {
+/** What a launch plan takes from other services: attached volumes, how image files are opened. */
+export interface LaunchExtras {
+  volumes?: ResolvedDisk[];
+  blockIo?: BlockIo;
+}
+
+export function launchPlan(row: InstanceRow, image: ImageRecord, accel: Accelerator, p: InstancePaths, extras: LaunchExtras = {}): LaunchPlan {
+  const volumes = extras.volumes ?? [];
   const plan: LaunchPlan = {
     uuid: row.uuid,
     name: row.name,
@@ -50,7 +58,8 @@ export function launchPlan(row: InstanceRow, image: ImageRecord, accel: Accelera
     balloon: row.spec.balloon,
     machine: 'pc',
     firmware: row.spec.firmware === 'uefi' ? { kind: 'uefi', code: OVMF_CODE, vars: p.efiVars } : { kind: 'bios' },
-    disks: [{ id: 'disk0', path: p.disk, format: 'qcow2', bus: 'virtio-blk', bootindex: 1 }, ...volumes.map(volumeDisk)],
+    disks: [{ id: 'disk0', path: p.disk, format: 'qcow2', bus: row.spec.rootBus, bootindex: 1 }, ...volumes.map(volumeDisk)],
+    blockIo: extras.blockIo ?? DEFAULT_BLOCK_IO,
     nics: row.spec.network === 'user' ? [{ id: 'nic0', model: 'virtio-net-pci', mode: 'user', mac: row.mac }] : [],
     paths: { qmp: p.qmp, console: p.console, consoleLog: p.consoleLog, pidfile: p.pidfile },
     sandbox: true,

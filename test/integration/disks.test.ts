@@ -1,11 +1,12 @@
 /**
- * Volumes attached as disks on each bus (virtio-blk, virtio-scsi, ide) to the tiny guest: data written into the
+ * Volumes attached as disks on each bus (virtio-blk, virtio-scsi, ide, sata) to the tiny guest: data written into the
  * volume from the host is read back from the guest's console; virtio-blk hotplug and unplug on a running guest;
  * VOLUME_IN_USE across instances; deleting an instance detaches but keeps its volumes.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import { ConsoleSession, Daemon, SKIP_NO_TINY, useDaemon } from './harness.js';
 
 const skip = SKIP_NO_TINY;
@@ -33,7 +34,7 @@ async function readPattern(c: ConsoleSession, dev: string): Promise<string> {
   return c.run(`dd if=/dev/${dev} bs=64k count=1 2>/dev/null | od -An -tx1 | head -2`);
 }
 
-test('a volume written on the host reads back in the guest on virtio-blk, virtio-scsi and ide', { skip, timeout: 300_000 }, async () => {
+test('a volume written on the host reads back in the guest on virtio-blk, virtio-scsi, ide and sata', { skip, timeout: 300_000 }, async () => {
   const vol = await ok('POST', '/v1/volumes', { name: 'data1', size: '64M' }, 201);
   execFileSync('qemu-io', ['-f', 'qcow2', '-c', 'write -P 0x5a 0 64k', vol.path], { stdio: 'ignore' });
   await ok('POST', '/v1/instances', { name: 't1', image: 'tiny' }, 201);
@@ -42,6 +43,7 @@ test('a volume written on the host reads back in the guest on virtio-blk, virtio
     'virtio-blk': { glob: 'vd[b-z]', serial: (dev) => `cat /sys/block/${dev}/serial` },
     'virtio-scsi': { glob: 'sd[a-z]', serial: (dev) => `cat /sys/block/${dev}/device/vpd_pg80 | tr -dc 'a-z0-9'` },
     ide: { glob: 'sd[a-z]', serial: (dev) => `cat /sys/block/${dev}/device/vpd_pg80 | tr -dc 'a-z0-9'` },
+    sata: { glob: 'sd[a-z]', serial: (dev) => `cat /sys/block/${dev}/device/vpd_pg80 | tr -dc 'a-z0-9'; readlink /sys/block/${dev}` },
   };
   for (const [bus, e] of Object.entries(expected)) {
     const att = await ok('POST', '/v1/instances/t1/disks', { volume: 'data1', bus }, 201);
@@ -49,11 +51,21 @@ test('a volume written on the host reads back in the guest on virtio-blk, virtio
     assert.equal((await ok('GET', '/v1/volumes/data1')).attachedTo, 't1');
     const devs = (await ok('GET', '/v1/instances/t1/devices')).devices;
     const disk = devs.find((x: any) => x.id === 'vol-data1');
-    assert.equal(disk.approach, bus === 'ide' ? 'emulated' : 'paravirtual');
+    assert.equal(disk.approach, bus === 'ide' || bus === 'sata' ? 'emulated' : 'paravirtual');
     if (bus === 'ide') assert.match(disk.dataPath, /^guest ide -> QEMU emulated IDE controller \(PIIX\)/);
+    if (bus === 'sata') assert.match(disk.dataPath, /^guest sata -> QEMU emulated AHCI controller \(ICH9\) sata0/);
 
     await ok('POST', '/v1/instances/t1/start', {});
     await d.waitConsole('t1', /corral-tiny ready/);
+    if (bus === 'virtio-blk') {
+      // cache=none: QEMU holds the volume open with O_DIRECT (this host's filesystem allows it), as its fdinfo says
+      const { pid } = await ok('GET', '/v1/instances/t1');
+      const fd = readdirSync(`/proc/${pid}/fd`).find((f) => { try { return readlinkSync(`/proc/${pid}/fd/${f}`) === vol.path; } catch { return false; } });
+      assert.ok(fd, 'QEMU has the volume open');
+      const flags = parseInt(/flags:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'))![1]!, 8);
+      assert.ok(flags & 0o40000, `O_DIRECT in the flags ${flags.toString(8)}`);
+      assert.match(disk.dataPath, /O_DIRECT/);
+    }
     const c = await ConsoleSession.open(d, 't1');
     try {
       const dev = await waitDisk(c, e.glob);
@@ -61,11 +73,13 @@ test('a volume written on the host reads back in the guest on virtio-blk, virtio
       assert.match(data, /5a 5a 5a 5a 5a 5a 5a 5a 5a 5a 5a 5a 5a 5a 5a 5a/, `${bus}: ${data}`);
       const serial = await c.run(e.serial(dev));
       assert.match(serial, /data1/, `${bus} serial: ${serial}`);
+      // the guest's own driver for the controller: ahci for sata, ata_piix for ide
+      if (bus === 'sata') assert.match(await c.run(`readlink /sys/block/${dev}/device/../../../../driver`), /ahci/);
     } finally {
       await c.close();
     }
-    if (bus === 'ide') {
-      // ide cannot be changed on a running guest
+    if (bus === 'ide' || bus === 'sata') {
+      // ide and sata cannot be changed on a running guest
       const r = await d.api('DELETE', '/v1/instances/t1/disks/data1');
       assert.equal(r.status, 400);
       assert.equal(r.body.error.code, 'INVALID_SPEC');
@@ -124,9 +138,30 @@ test('virtio-blk hotplug and unplug on a running guest; ide refuses live attach'
   await ok('POST', '/v1/instances/t1/kill', {});
 });
 
+test('the root disk on sata and on virtio-scsi: the guest boots from it', { skip, timeout: 120_000 }, async () => {
+  for (const [rootBus, dev] of [['sata', 'sda'], ['virtio-scsi', 'sda']] as const) {
+    await ok('POST', '/v1/instances', { name: 'r1', image: 'tiny', rootBus, start: true }, 201);
+    await d.waitConsole('r1', /corral-tiny ready/);
+    const c = await ConsoleSession.open(d, 'r1');
+    try {
+      const root = await c.run("awk '$2 == \"/\" {print $1}' /proc/mounts; ls /sys/block");
+      assert.match(root, new RegExp(`/dev/${dev}\\r?\\n`), `${rootBus}: ${root}`);
+      assert.doesNotMatch(root, /vda/);
+    } finally {
+      await c.close();
+    }
+    const devs = (await ok('GET', '/v1/instances/r1/devices')).devices;
+    assert.equal(devs.find((x: any) => x.id === 'disk0').approach, rootBus === 'sata' ? 'emulated' : 'paravirtual');
+    await ok('DELETE', '/v1/instances/r1?force=true');
+  }
+  const bad = await d.api('POST', '/v1/instances', { name: 'r2', image: 'tiny', rootBus: 'floppy' });
+  assert.equal(bad.status, 400);
+  assert.equal(bad.body.error.field, 'rootBus');
+});
+
 test('deleting an instance detaches its volumes and keeps them', { skip, timeout: 60_000 }, async () => {
   await ok('DELETE', '/v1/instances/t2');
-  const bad = await d.cli(['create', 't3', '--image', 'tiny', '--volume', 'data1:sata']);
+  const bad = await d.cli(['create', 't3', '--image', 'tiny', '--volume', 'data1:floppy']);
   assert.equal(bad.code, 1);
   assert.match(bad.stderr, /INVALID_SPEC: bus:/);
   assert.equal((await d.api('GET', '/v1/instances/t3')).status, 404, 'a failed create --volume leaves no instance');

@@ -12,7 +12,7 @@ test('each disk and NIC is named with its approach, QEMU device and data path', 
   const devs = devicePaths(plan);
   const disk = devs.find((d) => d.kind === 'disk')!;
   assert.deepEqual([disk.id, disk.approach, disk.qemuDevice], ['disk0', 'paravirtual', 'virtio-blk-pci']);
-  assert.match(disk.dataPath, /^guest virtio-blk -> QEMU userspace block layer \(qcow2\) -> \/var\/lib\/corral\/instances\/.*\/root\.qcow2$/);
+  assert.match(disk.dataPath, /^guest virtio-blk -> iothread io-disk0 in QEMU -> QEMU block layer \(qcow2; page cache, threads AIO\) -> \/var\/lib\/corral\/instances\/.*\/root\.qcow2$/);
   const nic = devs.find((d) => d.kind === 'nic')!;
   assert.deepEqual([nic.approach, nic.qemuDevice], ['paravirtual', 'virtio-net-pci']);
   assert.match(nic.dataPath, /52:54:00:12:34:56/);
