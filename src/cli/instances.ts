@@ -54,7 +54,9 @@ export function registerInstanceCommands(program: Command, client: () => ApiClie
     .option('--memory <size>', 'memory, e.g. 512M or 2G')
     .option('--disk <size>', 'root disk size, e.g. 10G')
     .addOption(new Option('--firmware <kind>', 'firmware').choices(['bios', 'uefi']))
-    .addOption(new Option('--network <kind>', 'network').choices(['user', 'none']))
+    .option('--network <net>', 'network of the first NIC: a network name, "default" (user-mode NAT, the default) or "none"')
+    .addOption(new Option('--nic-model <model>', 'model of the first NIC').choices(['virtio-net', 'e1000', 'rtl8139', 'vhost-net']))
+    .option('--forward <spec>', 'user network: forward [tcp|udp:][ADDR:]HOSTPORT:GUESTPORT to the guest; repeatable', (v: string, prev: string[] = []) => [...prev, v])
     .addOption(new Option('--root-bus <bus>', 'bus of the root disk').choices(['virtio-blk', 'virtio-scsi', 'ide', 'sata']))
     .addOption(new Option('--accel <kind>', 'accelerator').choices(['auto', 'kvm', 'tcg']))
     .option('--sockets <n>', 'CPU sockets', wholeNumber)
@@ -74,12 +76,13 @@ export function registerInstanceCommands(program: Command, client: () => ApiClie
       (v: string, prev: string[] = []) => [...prev, v])
     .option('--start', 'start it once created')
     .option('--json', 'print the API JSON')
-    .action(async (name: string, o: { image: string; start?: boolean; json?: boolean; balloon?: boolean; volume?: string[] } & Record<string, unknown>) => {
+    .action(async (name: string, o: { image: string; start?: boolean; json?: boolean; balloon?: boolean; volume?: string[]; forward?: string[] } & Record<string, unknown>) => {
       const body: Record<string, unknown> = { name, image: o.image };
-      const keys = ['cpus', 'memory', 'disk', 'firmware', 'network', 'rootBus', 'accel', 'sockets', 'cores', 'threads', 'maxCpus', 'cpuModel', 'pin',
+      const keys = ['cpus', 'memory', 'disk', 'firmware', 'network', 'nicModel', 'rootBus', 'accel', 'sockets', 'cores', 'threads', 'maxCpus', 'cpuModel', 'pin',
         'cpuWeight', 'cpuLimit', 'maxMemory', 'memoryLimit', 'prealloc', 'hugepages'] as const;
       for (const k of keys) if (o[k] !== undefined) body[k] = o[k];
       if (o.balloon === false) body.balloon = false;
+      if (o.forward !== undefined) body.forwards = o.forward;
       const volumes = o.volume ?? [];
       if (o.start && volumes.length === 0) body.start = true;
       let inst = await client().call<Instance>('POST', '/v1/instances', body);

@@ -5,6 +5,8 @@ export const ErrorCodes = {
   IMAGE_NOT_FOUND: 404,
   VOLUME_NOT_FOUND: 404,
   SNAPSHOT_NOT_FOUND: 404,
+  NETWORK_NOT_FOUND: 404,
+  NIC_NOT_FOUND: 404,
   NOT_FOUND: 404,
   INVALID_SPEC: 400,
   INVALID_IMAGE: 400,
@@ -18,6 +20,8 @@ export const ErrorCodes = {
   IOMMU_GROUP_NOT_VIABLE: 409,
   DEVICE_IN_USE: 409,
   SRIOV_UNSUPPORTED: 400,
+  /** the host lacks what a device needs (/dev/vhost-net, a vhost-user back end's socket) */
+  DEVICE_UNAVAILABLE: 400,
   UNAUTHORIZED: 401,
   QEMU_FAILED: 500,
   TIMEOUT: 504,

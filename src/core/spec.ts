@@ -6,6 +6,7 @@ import { CorralError, invalidSpec } from './errors.js';
 import { MiB, parseSize } from './units.js';
 import { computeDefaults, validateCompute, type ComputeRequest, type ComputeSpec } from './spec-compute.js';
 import { parseBus, type DiskBus, type InstanceDisk } from './disks.js';
+import { DEFAULT_NETWORK, type InstanceNic } from './nics.js';
 
 export const MIN_MEMORY = 64 * MiB;
 export const DEFAULT_MEMORY = 256 * MiB;
@@ -13,7 +14,6 @@ export const MAX_VCPUS = 255;
 
 export type Accelerator = 'kvm' | 'tcg';
 export type Firmware = 'bios' | 'uefi';
-export type NetworkMode = 'user' | 'none';
 
 /** What a create request carries, before validation (from JSON or the CLI). */
 export interface CreateRequest extends ComputeRequest {
@@ -23,7 +23,12 @@ export interface CreateRequest extends ComputeRequest {
   memory?: string | number;
   disk?: string | number;
   firmware?: Firmware;
-  network?: NetworkMode;
+  /** the first NIC's network: a network name, `user` (= default), or `none` for no NIC */
+  network?: string;
+  /** the first NIC's model (default virtio-net) */
+  nicModel?: string;
+  /** the first NIC's port forwards (user network), e.g. tcp:2222:22 */
+  forwards?: string[];
   /** the bus of the root disk (default virtio-blk) */
   rootBus?: string;
   accel?: Accelerator | 'auto';
@@ -38,12 +43,13 @@ export interface InstanceSpec extends ComputeSpec {
   /** Size of the root disk in bytes, or null to keep the image's size. */
   disk: number | null;
   firmware: Firmware;
-  network: NetworkMode;
   accel: Accelerator | 'auto';
   /** Volumes attached as disks, in attach order. */
   disks: InstanceDisk[];
   /** The root disk's bus. */
   rootBus: DiskBus;
+  /** Network interfaces, in attach order. */
+  nics: InstanceNic[];
 }
 
 export interface HostLimits {
@@ -80,18 +86,19 @@ export function validateCreate(req: CreateRequest, host: HostLimits): { name: st
   if (disk !== null && disk < MIN_MEMORY) throw invalidSpec('disk', `disk must be at least 64 MiB`);
   const firmware = req.firmware ?? 'bios';
   if (firmware !== 'bios' && firmware !== 'uefi') throw invalidSpec('firmware', `must be "bios" or "uefi"`);
-  const network = req.network ?? 'user';
-  if (network !== 'user' && network !== 'none') throw invalidSpec('network', `must be "user" or "none"`);
   const accel = req.accel ?? 'auto';
   if (accel !== 'auto' && accel !== 'kvm' && accel !== 'tcg') throw invalidSpec('accel', `must be "auto", "kvm" or "tcg"`);
   const rootBus = parseBus(req.rootBus, 'rootBus');
   const compute = validateCompute(req, cpus, memory, host, MAX_VCPUS);
-  return { name, spec: { image, cpus, memory, disk, firmware, network, accel, ...compute, disks: [], rootBus } };
+  return { name, spec: { image, cpus, memory, disk, firmware, accel, ...compute, disks: [], rootBus, nics: [] } };
 }
 
-/** A stored spec, with defaults for fields added since it was written. */
-export function normalizeSpec(stored: Partial<InstanceSpec> & Pick<InstanceSpec, 'image' | 'cpus' | 'memory'>): InstanceSpec {
-  return { disk: null, firmware: 'bios', network: 'user', accel: 'auto', ...computeDefaults(stored.cpus), disks: [], rootBus: 'virtio-blk', ...stored };
+/** A stored spec, with defaults for fields added since it was written (`mac`: the instance's first MAC). */
+export function normalizeSpec(stored: Partial<InstanceSpec> & Pick<InstanceSpec, 'image' | 'cpus' | 'memory'> & { network?: string }, mac = ''): InstanceSpec {
+  const { network, ...rest } = stored;
+  // Before NICs were a list, `network` was "user" (one virtio-net NIC on user-mode NAT) or "none".
+  const nics: InstanceNic[] = network === 'none' ? [] : [{ id: 'net0', model: 'virtio-net', network: DEFAULT_NETWORK, mac, queues: 1 }];
+  return { disk: null, firmware: 'bios', accel: 'auto', ...computeDefaults(stored.cpus), disks: [], rootBus: 'virtio-blk', nics, ...rest };
 }
 
 export function validateCpus(cpus: unknown, host: HostLimits): number {

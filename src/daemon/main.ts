@@ -18,6 +18,7 @@ import { CpuService } from '../services/cpu.js';
 import { MemoryService } from '../services/memory.js';
 import { VolumeService } from '../services/volumes.js';
 import { probeBlockIo } from '../qemu/probe-block.js';
+import { NicService, userOnlyNetworks } from '../services/nics.js';
 import { DiskService } from '../services/disks.js';
 import { VolumeStore } from '../storage/volumes.js';
 import { PressureController, pressureConfigFrom } from '../services/pressure.js';
@@ -105,6 +106,8 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   instances.addHooks(memory.hooks());
   const disks = new DiskService({ instances, volumes, events, log, blockIo });
   instances.addHooks(disks.hooks());
+  const nics = new NicService({ instances, networks: userOnlyNetworks, events, log });
+  instances.addHooks(nics.hooks());
   await instances.reconcile();
   // Memory pressure: env CORRAL_PRESSURE_INTERVAL / _THRESHOLD / _HYSTERESIS / _STEP (see services/pressure.ts).
   const pressure = new PressureController(pressureConfigFrom(process.env, readMemInfo().total), {
@@ -115,7 +118,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   void host.accelerator().then((d) => log.info({ accel: d.accel, reason: d.reason }, 'accelerator chosen'));
 
   const servers: FastifyInstance[] = [];
-  const unixApi = await buildApi({ instances, images, host, events, cpu, memory, volumes, disks });
+  const unixApi = await buildApi({ instances, images, host, events, cpu, memory, volumes, disks, nics });
   const oldMask = process.umask(0o177);
   try {
     await unixApi.listen({ path: paths.socket });
@@ -128,7 +131,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
 
   if (opts.listen) {
     const { host: h, port } = parseListen(opts.listen);
-    const tcpApi = await buildApi({ instances, images, host, events, cpu, memory, volumes, disks }, { token: ensureToken(paths.token) });
+    const tcpApi = await buildApi({ instances, images, host, events, cpu, memory, volumes, disks, nics }, { token: ensureToken(paths.token) });
     await tcpApi.listen({ host: h, port });
     servers.push(tcpApi);
     log.info({ listen: opts.listen, tokenFile: paths.token }, 'corral daemon listening on TCP (bearer token required)');

@@ -3,6 +3,7 @@
  * -blockdev, -device, -netdev and -object), so no user text is ever joined into a comma-separated option.
  */
 import { DEFAULT_BLOCK_IO, disksArgv, type BlockIo, type PlanDisk } from './argv-disks.js';
+import { chardevId, netdevArgs, nicDevice, type PlanNic } from './argv-nics.js';
 import type { Accelerator, Firmware } from '../core/spec.js';
 
 export interface LaunchPlan {
@@ -31,7 +32,9 @@ export interface LaunchPlan {
   disks: PlanDisk[];
   /** how image files are opened (O_DIRECT, AIO engine); absent: page cache and thread-pool AIO */
   blockIo?: BlockIo;
-  nics: Array<{ id: string; model: 'virtio-net-pci' | 'e1000'; mode: 'user'; mac: string }>;
+  nics: PlanNic[];
+  /** host PCI devices passed through with vfio-pci (whole devices, or SR-IOV VFs with their MAC set on the PF) */
+  hostdevs?: Array<{ id: string; address: string; kind: 'passthrough' | 'sriov-vf'; mac?: string; pf?: string }>;
   paths: { qmp: string; console: string; consoleLog: string; pidfile: string };
   sandbox: boolean;
 }
@@ -79,9 +82,11 @@ export function buildArgv(plan: LaunchPlan): string[] {
   }
   a.push(...disksArgv(plan.disks, plan.blockIo ?? DEFAULT_BLOCK_IO, plan.cpus));
   for (const n of plan.nics) {
-    a.push('-netdev', json({ type: 'user', id: `${n.id}-net` }));
-    a.push('-device', json({ driver: n.model, netdev: `${n.id}-net`, id: n.id, mac: n.mac }));
+    if (n.backend.type === 'vhost-user') a.push('-chardev', `socket,id=${chardevId(n)},path=${assertSafeOptionPath(n.backend.socket)}`);
+    a.push('-netdev', json(netdevArgs(n)));
+    a.push('-device', json(nicDevice(n)));
   }
+  for (const h of plan.hostdevs ?? []) a.push('-device', json(vfioDevice(h.address, h.id)));
   if (plan.maxMemory !== null) {
     // Hotpluggable memory: a virtio-mem device backed by its own region, plugged with QMP qom-set requested-size.
     const hot = plan.maxMemory - mib * 1024 * 1024;
@@ -95,6 +100,12 @@ export function buildArgv(plan: LaunchPlan): string[] {
   a.push('-device', json({ driver: 'virtio-rng-pci', id: 'rng0' }));
   a.push('-pidfile', assertSafeOptionPath(plan.paths.pidfile));
   return a;
+}
+
+/** A host PCI device for the guest: vfio-pci with the device's address (checked: DDDD:BB:DD.F). */
+export function vfioDevice(address: string, id: string): Record<string, unknown> {
+  if (!/^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/.test(address)) throw new Error(`not a PCI address: ${JSON.stringify(address)}`);
+  return { driver: 'vfio-pci', host: address, id };
 }
 
 /**

@@ -23,10 +23,27 @@ const DISK_DEVICES: Record<LaunchPlan['disks'][number]['bus'], { device: string;
   sata: { device: 'ide-hd on ich9-ahci (sata0)', approach: 'emulated', guest: 'sata', via: () => 'QEMU emulated AHCI controller (ICH9) sata0' },
 };
 
-const NIC_DEVICES: Record<LaunchPlan['nics'][number]['model'], { approach: Approach; guest: string }> = {
-  'virtio-net-pci': { approach: 'paravirtual', guest: 'virtio-net' },
-  e1000: { approach: 'emulated', guest: 'e1000 (emulated Intel 82540EM)' },
+const NIC_GUEST: Record<LaunchPlan['nics'][number]['model'], { emulated: boolean; guest: string }> = {
+  'virtio-net-pci': { emulated: false, guest: 'virtio-net' },
+  e1000: { emulated: true, guest: 'e1000 (emulated Intel 82540EM)' },
+  rtl8139: { emulated: true, guest: 'rtl8139 (emulated Realtek RTL8139)' },
 };
+
+/** A NIC's approach and data path: by its device and its back end. */
+export function nicPath(n: LaunchPlan['nics'][number]): { approach: Approach; dataPath: string } {
+  const g = NIC_GUEST[n.model];
+  const guest = `guest ${g.guest} (${n.mac})`;
+  const b = n.backend;
+  const queues = b.type === 'user' ? 1 : b.queues;
+  const q = queues > 1 ? ` x ${queues} queue pairs` : '';
+  const device = g.emulated ? 'QEMU device emulation' : `QEMU userspace virtio-net${q}`;
+  if (b.type === 'vhost-user') return { approach: 'vhost-user', dataPath: `${guest} -> shared guest memory${q} -> vhost-user back end on ${b.socket} (no QEMU in the data path)` };
+  if (b.type === 'tap' && b.vhost) return { approach: 'vhost-kernel', dataPath: `${guest} -> vhost-net kernel worker${q} (no QEMU in the data path) -> tap ${b.ifname} -> bridge of network "${n.network ?? '?'}"` };
+  const approach: Approach = g.emulated ? 'emulated' : 'paravirtual';
+  if (b.type === 'tap') return { approach, dataPath: `${guest} -> ${device} -> tap ${b.ifname} -> bridge of network "${n.network ?? '?'}"` };
+  const fwd = b.hostfwd.length > 0 ? ` (forwards ${b.hostfwd.join(', ')})` : '';
+  return { approach, dataPath: `${guest} -> ${device} -> QEMU user-mode network (slirp NAT${fwd}) -> host sockets` };
+}
 
 export function devicePaths(plan: LaunchPlan): DevicePath[] {
   const out: DevicePath[] = [];
@@ -39,12 +56,12 @@ export function devicePaths(plan: LaunchPlan): DevicePath[] {
       dataPath: `guest ${k.guest} -> ${k.via(d.id)} -> QEMU block layer (${d.format}; ${open}) -> ${d.path}`,
     });
   }
-  for (const n of plan.nics) {
-    const k = NIC_DEVICES[n.model];
-    out.push({
-      kind: 'nic', id: n.id, approach: k.approach, qemuDevice: n.model,
-      dataPath: `guest ${k.guest} (${n.mac}) -> QEMU userspace user-mode network (slirp NAT) -> host sockets`,
-    });
+  for (const n of plan.nics) out.push({ kind: 'nic', id: n.id, qemuDevice: n.model, ...nicPath(n) });
+  for (const h of plan.hostdevs ?? []) {
+    const dataPath = h.kind === 'sriov-vf'
+      ? `guest VF driver${h.mac ? ` (${h.mac})` : ''} -> SR-IOV virtual function ${h.address} of ${h.pf ?? 'its PF'} -> the NIC's own switch (IOMMU-mapped DMA; no QEMU, no host kernel in the data path)`
+      : `guest driver -> host device ${h.address} (vfio-pci, IOMMU-mapped DMA; no QEMU in the data path)`;
+    out.push({ kind: h.kind === 'sriov-vf' ? 'nic' : 'other', id: h.id, approach: h.kind, qemuDevice: 'vfio-pci', dataPath });
   }
   if (plan.balloon) {
     out.push({ kind: 'memory', id: 'balloon0', approach: 'paravirtual', qemuDevice: 'virtio-balloon-pci', dataPath: 'guest virtio-balloon -> QEMU: pages the guest frees or gives up return to the host (free page reporting, deflate-on-oom)' });

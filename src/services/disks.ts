@@ -8,7 +8,8 @@
 import { CorralError, invalidSpec, isCorralError } from '../core/errors.js';
 import { HOTPLUG_BUSES, planAttach, planDetach, volumeIds, type DiskBus, type InstanceDisk } from '../core/disks.js';
 import { isActive } from '../core/state.js';
-import type { QmpClient, QmpEvent } from '../qemu/qmp.js';
+import type { QmpClient } from '../qemu/qmp.js';
+import { peripherals, qomObjects, unplugDevice } from './qmp-devices.js';
 import { controllerFor, diskBlockdev, diskDevice, diskSlots, iothreadsFor, nodeOf, type BlockIo } from '../qemu/argv-disks.js';
 import type { InstanceRow } from '../store/store.js';
 import type { EventBus } from './events.js';
@@ -137,44 +138,12 @@ export class DiskService {
 
   private async unplug(qmp: QmpClient, volume: string): Promise<void> {
     const { id, node } = volumeIds(volume);
-    const timeoutMs = this.d.unplugTimeoutMs ?? 15_000;
-    let done = false;
-    const onEvent = (ev: QmpEvent): void => {
-      if (ev.event === 'DEVICE_DELETED' && ev.data.device === id) done = true;
-    };
-    qmp.on('event', onEvent);
-    try {
-      if ((await peripherals(qmp)).includes(id)) {
-        await qmp.execute('device_del', { id });
-        const until = Date.now() + timeoutMs;
-        while (!done) {
-          if (Date.now() > until) {
-            throw new CorralError('TIMEOUT', `the guest did not release disk ${id} within ${timeoutMs / 1000}s; it stays attached`);
-          }
-          await new Promise((res) => setTimeout(res, 200));
-          if (!done && !(await peripherals(qmp)).includes(id)) done = true;
-        }
-      }
-    } finally {
-      qmp.off('event', onEvent);
-    }
+    await unplugDevice(qmp, id, this.d.unplugTimeoutMs ?? 15_000, `disk ${id}`);
     await qmp.execute('blockdev-del', { 'node-name': node }).catch((e: Error) => {
       this.d.log.warn({ volume, err: e.message }, 'blockdev-del after unplug failed');
     });
     if ((await qomObjects(qmp)).includes(`io-${id}`)) await qmp.execute('object-del', { id: `io-${id}` }).catch(() => undefined);
   }
-}
-
-/** The ids of user-created objects (iothreads, memory backends: QOM children of /objects). */
-async function qomObjects(qmp: QmpClient): Promise<string[]> {
-  const list = await qmp.execute<Array<{ name: string; type: string }>>('qom-list', { path: '/objects' });
-  return list.filter((p) => p.type.startsWith('child<')).map((p) => p.name);
-}
-
-/** The ids of the user-created devices (QOM children of /machine/peripheral). */
-async function peripherals(qmp: QmpClient): Promise<string[]> {
-  const list = await qmp.execute<Array<{ name: string; type: string }>>('qom-list', { path: '/machine/peripheral' });
-  return list.filter((p) => p.type.startsWith('child<')).map((p) => p.name);
 }
 
 export type { DiskBus };

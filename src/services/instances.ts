@@ -11,6 +11,7 @@ import { assertCanRun, isActive, validTransition, type InstanceState, type Opera
 import { buildArgv } from '../qemu/argv.js';
 import { createOverlay } from '../qemu/img.js';
 import { launchQemu } from '../qemu/launch.js';
+import { DEFAULT_NETWORK, macFor, parseForward, type InstanceNic } from '../core/nics.js';
 import { findQemusByUuid, isQemuOf, processStartTicks, residentBytes } from '../qemu/proc.js';
 import type { QmpClient, QmpEvent } from '../qemu/qmp.js';
 import type { ImageStore } from '../storage/images.js';
@@ -19,10 +20,13 @@ import type { EventBus } from './events.js';
 import { KeyedLock } from './locks.js';
 import { VmMonitor, type MonitorHandlers } from './monitor.js';
 import type { BlockIo } from '../qemu/argv-disks.js';
-import { OVMF_VARS, launchPlan, type LaunchExtras, macFor, type ResolvedDisk, type RuntimeStatus, prepareRunDir, readStatus, removeRunDir, writeStatus } from './runtime.js';
+import { OVMF_VARS, launchPlan, type LaunchExtras, type NetworkKindOf, type ResolvedDisk, type RuntimeStatus, prepareRunDir, readStatus, removeRunDir, writeStatus } from './runtime.js';
 import { ConsoleLogRotator } from './console-log.js';
 import { devicePaths, type DevicePath } from './device-paths.js';
 import { admitOrThrow, poolView, type HostCapacityInput, type PoolConfig, type PoolView } from '../core/pool.js';
+
+/** The first NIC of a new instance from its create request (network, nicModel, forwards). */
+export type NicPlanner = (uuid: string, req: CreateRequest) => InstanceNic[];
 
 export interface InstanceView {
   name: string;
@@ -73,7 +77,10 @@ export interface StartTimings {
  * QEMU; `exited` after QEMU is gone.
  */
 export interface InstanceHooks {
-  /** Before anything is started, once the accelerator is known: a throw refuses the start. */
+  /**
+   * Before QEMU is spawned (the run dir exists, the instance is `starting`): a throw refuses the start, and the
+   * exited hooks run to undo what any beforeLaunch set up.
+   */
   beforeLaunch?(row: InstanceRow, accel: Accelerator): void | Promise<void>;
   launched?(row: InstanceRow, pid: number, qmp: QmpClient): Promise<void>;
   adopted?(row: InstanceRow, pid: number, qmp: QmpClient): Promise<void>;
@@ -93,6 +100,9 @@ export class InstanceService {
   private hooks: InstanceHooks[] = [];
   /** Attached volumes of an instance, resolved to their files (set by the disk service). */
   private diskSource: (row: InstanceRow) => ResolvedDisk[] = () => [];
+  private networkKind: NetworkKindOf | null = null;
+  private contributors: Array<(row: InstanceRow) => Pick<LaunchExtras, 'hostdevs' | 'sharedMemory'>> = [];
+  private nicPlanner: NicPlanner = (uuid, req) => [{ id: 'net0', model: 'virtio-net', network: DEFAULT_NETWORK, mac: macFor(uuid), queues: 1, ...(req.forwards ? { forwards: req.forwards.map(parseForward) } : {}) }];
   private locks = new KeyedLock();
   private monitors = new Map<string, VmMonitor>();
   private rotators = new Map<string, ConsoleLogRotator>();
@@ -103,6 +113,12 @@ export class InstanceService {
 
   addHooks(h: InstanceHooks): void {
     this.hooks.push(h);
+  }
+
+  /** How a new instance's first NIC is made, and what kind each network is (set by the NIC service). */
+  setNicPlanner(fn: NicPlanner, networkKind: NetworkKindOf): void {
+    this.nicPlanner = fn;
+    this.networkKind = networkKind;
   }
 
   /** Where the launch plan gets an instance's attached volumes from. */
@@ -168,7 +184,7 @@ export class InstanceService {
     }
     return {
       name: r.name, uuid: r.uuid, state: r.state, image: r.spec.image, cpus: r.spec.cpus, memory: r.spec.memory,
-      firmware: r.spec.firmware, network: r.spec.network, mac: r.mac, accel: live ? r.accel : null, pid: live ? r.pid : null,
+      firmware: r.spec.firmware, network: r.spec.nics[0]?.network ?? (r.spec.nics[0] ? r.spec.nics[0].model : 'none'), mac: r.spec.nics[0]?.mac ?? r.mac, accel: live ? r.accel : null, pid: live ? r.pid : null,
       disk: { path: p.disk, allocated },
       uptime: live && r.startedAt ? Math.max(0, (Date.now() - Date.parse(r.startedAt)) / 1000) : null,
       rss: live && r.pid ? residentBytes(r.pid) : null,
@@ -209,8 +225,9 @@ export class InstanceService {
       }
       const uuid = randomUUID();
       const now = new Date().toISOString();
+      spec.nics = req.network === 'none' ? [] : this.nicPlanner(uuid, req);
       const row: InstanceRow = {
-        uuid, name, spec, state: 'stopped', accel: null, pid: null, pidStart: null, mac: macFor(uuid),
+        uuid, name, spec, state: 'stopped', accel: null, pid: null, pidStart: null, mac: spec.nics[0]?.mac ?? macFor(uuid),
         createdAt: now, startedAt: null, lastError: null, updatedAt: now,
       };
       const p = this.paths(row);
@@ -323,7 +340,22 @@ export class InstanceService {
   }
 
   private extras(row: InstanceRow): LaunchExtras {
-    return { volumes: this.diskSource(row), blockIo: this.d.blockIo };
+    const e: LaunchExtras = { volumes: this.diskSource(row), blockIo: this.d.blockIo };
+    if (this.networkKind) e.networkKind = this.networkKind;
+    for (const c of this.contributors) {
+      const more = c(row);
+      if (more.hostdevs) e.hostdevs = [...(e.hostdevs ?? []), ...more.hostdevs];
+      if (more.sharedMemory) e.sharedMemory = true;
+    }
+    return e;
+  }
+
+  /**
+   * Another service adds to every launch plan: host devices it bound (passthrough), or the need for shared
+   * guest memory (vhost-user back ends). Called for each start (after beforeLaunch) and for `devices`.
+   */
+  addLaunchContributor(fn: (row: InstanceRow) => Pick<LaunchExtras, 'hostdevs' | 'sharedMemory'>): void {
+    this.contributors.push(fn);
   }
 
   consoleLogPath(name: string): string {
@@ -341,7 +373,6 @@ export class InstanceService {
     const image = this.d.images.get(row.spec.image);
     const p = this.paths(row);
     const accel = row.spec.accel === 'auto' ? await this.d.accelerator() : row.spec.accel;
-    for (const h of this.hooks) if (h.beforeLaunch) await h.beforeLaunch(row, accel);
     const prior = row.state;
     // Admission and the move to "starting" happen with no await in between: a concurrent start of another
     // instance sees this one as allocated, so concurrent starts cannot oversubscribe the pool.
@@ -350,6 +381,9 @@ export class InstanceService {
     let pid: number | null = null;
     try {
       prepareRunDir(p);
+      // Hooks may set up host resources (taps, storage daemons, bound devices) here; whatever happens next,
+      // a failed start runs every exited hook, which undoes them.
+      for (const h of this.hooks) if (h.beforeLaunch) await h.beforeLaunch(row, accel);
       this.rotateLog(row).rotateNow();
       const argv = buildArgv(launchPlan(row, image, accel, p, this.extras(row)));
       const t1 = performance.now();
@@ -379,12 +413,12 @@ export class InstanceService {
         }
         this.monitors.get(row.uuid)?.detach();
         this.monitors.delete(row.uuid);
-        for (const h of this.hooks) {
-          try {
-            h.exited?.(row);
-          } catch {
-            /* best effort on a failed start */
-          }
+      }
+      for (const h of this.hooks) {
+        try {
+          h.exited?.(row);
+        } catch {
+          /* best effort on a failed start */
         }
       }
       removeRunDir(p);

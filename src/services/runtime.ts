@@ -1,11 +1,12 @@
 /** From a stored instance to what QEMU needs: the launch plan, the runtime dir and its status file. */
-import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import type { InstancePaths } from '../core/paths.js';
 import { volumeIds, type DiskBus } from '../core/disks.js';
 import type { Accelerator } from '../core/spec.js';
 import { HUGEPAGE_BYTES } from '../core/spec-compute.js';
 import type { LaunchPlan } from '../qemu/argv.js';
+import type { NicBackend, PlanNic } from '../qemu/argv-nics.js';
+import { DEFAULT_NETWORK, hostfwd, needsSharedMemory, tapName, type InstanceNic, type NicModel } from '../core/nics.js';
 import { DEFAULT_BLOCK_IO, type BlockIo } from '../qemu/argv-disks.js';
 import type { ImageRecord } from '../storage/images.js';
 import type { InstanceRow } from '../store/store.js';
@@ -13,11 +14,6 @@ import type { InstanceRow } from '../store/store.js';
 export const OVMF_CODE = process.env.CORRAL_OVMF_CODE ?? '/usr/share/OVMF/OVMF_CODE_4M.fd';
 export const OVMF_VARS = process.env.CORRAL_OVMF_VARS ?? '/usr/share/OVMF/OVMF_VARS_4M.fd';
 
-/** A stable, locally administered MAC in QEMU's 52:54:00 range, derived from the instance uuid. */
-export function macFor(uuid: string): string {
-  const h = createHash('sha256').update(uuid).digest();
-  return ['52', '54', '00', h[0], h[1], h[2]].map((b) => (typeof b === 'number' ? b.toString(16).padStart(2, '0') : b)).join(':');
-}
 
 /** An attached volume with what the launch needs from its record. */
 export interface ResolvedDisk {
@@ -40,6 +36,31 @@ export function volumeDisk(v: ResolvedDisk): LaunchPlan['disks'][number] {
 export interface LaunchExtras {
   volumes?: ResolvedDisk[];
   blockIo?: BlockIo;
+  /** host PCI devices (passthrough, SR-IOV VFs) bound to vfio-pci for this start */
+  hostdevs?: NonNullable<LaunchPlan['hostdevs']>;
+  /** some device outside the NICs needs the guest memory shared (vhost-user-blk) */
+  sharedMemory?: boolean;
+  /** the kind of a network by name (default: only the built-in user-mode network is known) */
+  networkKind?: NetworkKindOf;
+}
+
+export type NetworkKindOf = (network: string) => 'user' | 'bridge' | null;
+const defaultOnly: NetworkKindOf = (n) => (n === DEFAULT_NETWORK ? 'user' : null);
+
+const NIC_DEVICE: Record<Exclude<NicModel, 'sriov'>, PlanNic['model']> = {
+  'virtio-net': 'virtio-net-pci', 'vhost-net': 'virtio-net-pci', 'vhost-user-net': 'virtio-net-pci', e1000: 'e1000', rtl8139: 'rtl8139',
+};
+
+/** The launch-plan NIC of a spec NIC (null for SR-IOV: that one is a host device). */
+export function planNicOf(uuid: string, n: InstanceNic, kindOf: NetworkKindOf = defaultOnly): PlanNic | null {
+  if (n.model === 'sriov') return null;
+  let backend: NicBackend;
+  if (n.model === 'vhost-user-net') backend = { type: 'vhost-user', socket: n.socket ?? '', queues: n.queues };
+  else if (n.network === null || kindOf(n.network) !== 'bridge') backend = { type: 'user', hostfwd: (n.forwards ?? []).map(hostfwd) };
+  else backend = { type: 'tap', ifname: tapName(uuid, n.id), vhost: n.model === 'vhost-net', queues: n.queues };
+  const plan: PlanNic = { id: n.id, model: NIC_DEVICE[n.model], mac: n.mac, backend };
+  if (n.network !== null) plan.network = n.network;
+  return plan;
 }
 
 export function launchPlan(row: InstanceRow, image: ImageRecord, accel: Accelerator, p: InstancePaths, extras: LaunchExtras = {}): LaunchPlan {
@@ -54,13 +75,18 @@ export function launchPlan(row: InstanceRow, image: ImageRecord, accel: Accelera
     cpuModel: row.spec.cpuModel === 'auto' ? (accel === 'kvm' ? 'host' : 'max') : row.spec.cpuModel,
     memory: row.spec.memory,
     maxMemory: row.spec.maxMemory,
-    memoryBacking: { hugepages: row.spec.hugepages ? HUGEPAGE_BYTES[row.spec.hugepages] : null, prealloc: row.spec.prealloc, share: false },
+    memoryBacking: {
+      hugepages: row.spec.hugepages ? HUGEPAGE_BYTES[row.spec.hugepages] : null,
+      prealloc: row.spec.prealloc,
+      share: needsSharedMemory(row.spec.nics) || (extras.sharedMemory ?? false),
+    },
     balloon: row.spec.balloon,
     machine: 'pc',
     firmware: row.spec.firmware === 'uefi' ? { kind: 'uefi', code: OVMF_CODE, vars: p.efiVars } : { kind: 'bios' },
     disks: [{ id: 'disk0', path: p.disk, format: 'qcow2', bus: row.spec.rootBus, bootindex: 1 }, ...volumes.map(volumeDisk)],
     blockIo: extras.blockIo ?? DEFAULT_BLOCK_IO,
-    nics: row.spec.network === 'user' ? [{ id: 'nic0', model: 'virtio-net-pci', mode: 'user', mac: row.mac }] : [],
+    nics: row.spec.nics.map((n) => planNicOf(row.uuid, n, extras.networkKind)).filter((n): n is PlanNic => n !== null),
+    hostdevs: extras.hostdevs ?? [],
     paths: { qmp: p.qmp, console: p.console, consoleLog: p.consoleLog, pidfile: p.pidfile },
     sandbox: true,
   };

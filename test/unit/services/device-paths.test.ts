@@ -21,3 +21,21 @@ test('each disk and NIC is named with its approach, QEMU device and data path', 
   const e1000 = devicePaths({ ...plan, nics: [{ ...plan.nics[0]!, model: 'e1000' }] }).find((d) => d.kind === 'nic')!;
   assert.equal(e1000.approach, 'emulated');
 });
+
+test('NICs: each model and back end named with its approach (emulated, paravirtual, vhost-kernel, vhost-user, passthrough, sriov-vf)', () => {
+  const nicsPlan = JSON.parse(readFileSync(join(FIXTURES, 'argv', 'nics.plan.json'), 'utf8')) as LaunchPlan;
+  const devs = devicePaths(nicsPlan);
+  const by = (id: string) => devs.find((d) => d.id === id)!;
+  assert.equal(by('net0').approach, 'paravirtual');
+  assert.match(by('net0').dataPath, /slirp NAT \(forwards tcp::2222-:22, udp:127\.0\.0\.1:5353-:53\)/);
+  assert.deepEqual([by('net1').approach, by('net1').qemuDevice], ['emulated', 'e1000']);
+  assert.match(by('net1').dataPath, /^guest e1000 .* -> QEMU device emulation -> tap ct0b7c9a52n1 -> bridge of network "lan"$/);
+  assert.deepEqual([by('net2').approach, by('net2').qemuDevice], ['emulated', 'rtl8139']);
+  assert.equal(by('net3').approach, 'vhost-kernel');
+  assert.match(by('net3').dataPath, /vhost-net kernel worker x 4 queue pairs \(no QEMU in the data path\) -> tap ct0b7c9a52n3/);
+  assert.equal(by('net4').approach, 'vhost-user');
+  assert.match(by('net4').dataPath, /vhost-user back end on \/run\/openvswitch\/vhu0\.sock/);
+  assert.deepEqual([by('hostdev0').approach, by('hostdev0').qemuDevice, by('hostdev0').kind], ['passthrough', 'vfio-pci', 'other']);
+  assert.deepEqual([by('net5').approach, by('net5').kind], ['sriov-vf', 'nic']);
+  assert.match(by('net5').dataPath, /virtual function 0000:3b:02\.1 of 0000:3b:00\.1/);
+});

@@ -1,0 +1,82 @@
+/** `corral nic attach|detach|list`: an instance's network interfaces. */
+import { Option, type Command } from 'commander';
+import type { ApiClient } from './client.js';
+import { printJson, printLines, table } from './format.js';
+import { wholeNumber } from './instances.js';
+
+export interface NicJson {
+  id: string; model: string; network: string | null; mac: string; queues: number;
+  tap: string | null; ip: string | null; socket?: string; sriov?: { pf: string; vlan: number | null };
+  forwards?: Array<{ proto: string; hostAddr: string; hostPort: number; guestPort: number }>;
+}
+
+const enc = encodeURIComponent;
+export const NIC_MODEL_CHOICES = ['virtio-net', 'e1000', 'rtl8139', 'vhost-net', 'vhost-user-net', 'sriov'];
+
+function where(n: NicJson): string {
+  if (n.socket) return `socket ${n.socket}`;
+  if (n.sriov) return `VF of ${n.sriov.pf}${n.sriov.vlan ? ` vlan ${n.sriov.vlan}` : ''}`;
+  const fwd = (n.forwards ?? []).map((f) => `${f.proto}:${f.hostAddr ? `${f.hostAddr}:` : ''}${f.hostPort}->${f.guestPort}`).join(' ');
+  return [n.network ?? '', n.tap ? `tap ${n.tap}` : '', fwd].filter(Boolean).join(', ');
+}
+
+export function nicTable(list: NicJson[]): string {
+  return table(['ID', 'MODEL', 'MAC', 'QUEUES', 'IP', 'ON'], list.map((n) => [n.id, n.model, n.mac, String(n.queues), n.ip ?? '-', where(n)]));
+}
+
+export function registerNicCommands(program: Command, client: () => ApiClient): void {
+  const nic = program.command('nic').alias('nics').description('network interfaces of instances');
+
+  nic
+    .command('attach')
+    .description('attach a NIC (a running instance gets it hot-plugged)')
+    .argument('<name>', 'instance name')
+    .option('--network <net>', 'network (default: the user-mode network "default")')
+    .addOption(new Option('--model <model>', 'NIC model').choices(NIC_MODEL_CHOICES))
+    .option('--queues <n>', 'queue pairs (multi-queue virtio)', wholeNumber)
+    .option('--socket <path>', 'vhost-user-net: the back end\'s unix socket')
+    .option('--sriov <pf>', 'take a virtual function of this physical function (PCI address); implies --model sriov')
+    .option('--vlan <id>', 'sriov: VLAN id', wholeNumber)
+    .option('--mac <mac>', 'MAC address (default: stable, derived from the instance)')
+    .option('--forward <spec>', 'user network: forward [tcp|udp:][ADDR:]HOSTPORT:GUESTPORT; repeatable', (v: string, prev: string[] = []) => [...prev, v])
+    .option('--json', 'print the API JSON')
+    .action(async (name: string, o: { network?: string; model?: string; queues?: number; socket?: string; sriov?: string; vlan?: number; mac?: string; forward?: string[]; json?: boolean }) => {
+      const body: Record<string, unknown> = {};
+      if (o.network !== undefined) body.network = o.network;
+      if (o.model !== undefined) body.model = o.model;
+      if (o.sriov !== undefined) Object.assign(body, { model: o.model ?? 'sriov', pf: o.sriov });
+      if (o.queues !== undefined) body.queues = o.queues;
+      if (o.socket !== undefined) body.socket = o.socket;
+      if (o.vlan !== undefined) body.vlan = o.vlan;
+      if (o.mac !== undefined) body.mac = o.mac;
+      if (o.forward !== undefined) body.forwards = o.forward;
+      const res = await client().call<{ nics: NicJson[] }>('POST', `/v1/instances/${enc(name)}/nics`, body);
+      const added = res.nics[res.nics.length - 1];
+      if (o.json) printJson(res);
+      else printLines(`instance ${name}: NIC ${added?.id ?? '?'} attached (${added?.model ?? ''}, ${added?.mac ?? ''}${added ? `, ${where(added)}` : ''})`);
+    });
+
+  nic
+    .command('detach')
+    .description('detach a NIC by id (net1) or MAC')
+    .argument('<name>', 'instance name')
+    .argument('<nic>', 'NIC id or MAC')
+    .option('--json', 'print the API JSON')
+    .action(async (name: string, id: string, o: { json?: boolean }) => {
+      const res = await client().call<{ nics: NicJson[] }>('DELETE', `/v1/instances/${enc(name)}/nics/${enc(id)}`);
+      if (o.json) printJson(res);
+      else printLines(`instance ${name}: NIC ${id} detached`);
+    });
+
+  nic
+    .command('list')
+    .alias('ls')
+    .description("an instance's NICs")
+    .argument('<name>', 'instance name')
+    .option('--json', 'print the API JSON')
+    .action(async (name: string, o: { json?: boolean }) => {
+      const res = await client().call<{ nics: NicJson[] }>('GET', `/v1/instances/${enc(name)}/nics`);
+      if (o.json) printJson(res);
+      else printLines(nicTable(res.nics ?? []));
+    });
+}

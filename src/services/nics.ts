@@ -1,0 +1,235 @@
+/**
+ * Network interfaces of instances: the first NIC at create, `corral nic attach|detach|list`, live too
+ * (netdev_add + device_add; device_del + DEVICE_DELETED + netdev_del), and the host side of each NIC: a tap
+ * on the network's bridge, made before QEMU starts (QEMU opens it by name: it runs sandboxed and cannot run
+ * scripts) and removed when QEMU is gone. SR-IOV NICs are host devices: the passthrough service binds them.
+ * Lock order: the instance's lock only.
+ */
+import { existsSync, statSync } from 'node:fs';
+import { CorralError, invalidSpec } from '../core/errors.js';
+import { DEFAULT_NETWORK, forwardClashes, planNic, type InstanceNic, type NicHost, type NicRequest } from '../core/nics.js';
+import { isActive } from '../core/state.js';
+import { chardevAdd, chardevId, netdevArgs, netdevId, nicDevice } from '../qemu/argv-nics.js';
+import type { QmpClient } from '../qemu/qmp.js';
+import type { InstanceRow } from '../store/store.js';
+import type { EventBus } from './events.js';
+import type { InstanceHooks, InstanceService } from './instances.js';
+import { planNicOf } from './runtime.js';
+import { unplugDevice } from './qmp-devices.js';
+
+/** What the NIC service needs of the networks: their kind, and taps on a bridge network. */
+export interface NetworkDirectory {
+  /** 'user' or 'bridge'; NETWORK_NOT_FOUND otherwise */
+  kindOf(name: string): 'user' | 'bridge';
+  /** make (or keep) tap `ifname` on the network's bridge, up */
+  ensureTap(network: string, ifname: string, opts?: { queues?: number }): Promise<void>;
+  /** remove tap `ifname` (nothing if it is not there) */
+  deleteTap(ifname: string): Promise<void>;
+  /** the guest's address on a bridge network, from its DHCP lease */
+  leaseFor?(network: string, mac: string): { ip: string; hostname: string | null } | null;
+}
+
+/** Only the built-in user-mode network (until a network service is wired in). */
+export const userOnlyNetworks: NetworkDirectory = {
+  kindOf(name) {
+    if (name === DEFAULT_NETWORK) return 'user';
+    throw new CorralError('NETWORK_NOT_FOUND', `network "${name}" not found`, { name, field: 'network' });
+  },
+  async ensureTap() {
+    throw new CorralError('INTERNAL', 'no bridge networks on this daemon');
+  },
+  async deleteTap() {
+    /* none made */
+  },
+};
+
+export interface NicView extends InstanceNic {
+  /** the host tap device (bridge networks) */
+  tap: string | null;
+  /** the guest's address from the network's DHCP leases, when known */
+  ip: string | null;
+}
+
+export interface NicDeps {
+  instances: InstanceService;
+  networks: NetworkDirectory;
+  events: EventBus;
+  log: { warn(o: object, m?: string): void };
+  /** /dev/vhost-net present? (checked at each use; injectable for tests) */
+  vhostNet?: () => boolean;
+  unplugTimeoutMs?: number;
+}
+
+function isSocket(path: string): boolean {
+  try {
+    return statSync(path).isSocket();
+  } catch {
+    return false;
+  }
+}
+
+export class NicService {
+  /** tap removals still running (a restart must not make a tap that an old removal then deletes) */
+  private removing = new Map<string, Promise<void>>();
+
+  constructor(private d: NicDeps) {
+    d.instances.setNicPlanner((uuid, req) => {
+      const network = req.network === undefined || req.network === 'user' ? DEFAULT_NETWORK : req.network;
+      const r: NicRequest = { network, model: req.nicModel };
+      if (req.forwards !== undefined) r.forwards = req.forwards;
+      if (r.model === 'vhost-user-net' || r.model === 'sriov') throw invalidSpec('nicModel', `attach a ${r.model} NIC with corral nic attach`);
+      const nic = planNic(uuid, [], r, this.host(), this.takenMacs());
+      this.checkForwards(nic);
+      return [nic];
+    }, (n) => this.kindOrNull(n));
+  }
+
+  private host(): NicHost {
+    return {
+      networkKind: (n) => this.d.networks.kindOf(n),
+      vhostNet: (this.d.vhostNet ?? (() => existsSync('/dev/vhost-net')))(),
+      isSocket,
+    };
+  }
+
+  private takenMacs(): Set<string> {
+    return new Set(this.d.instances.list().flatMap((v) => this.d.instances.rowOf(v.name).spec.nics.map((n) => n.mac)));
+  }
+
+  private checkForwards(nic: InstanceNic): void {
+    const others = this.d.instances.list().flatMap((v) => this.d.instances.rowOf(v.name).spec.nics.map((n) => ({ instance: v.name, nic: n })));
+    const clash = forwardClashes(nic, others);
+    if (clash) throw new CorralError('ALREADY_EXISTS', `forwards: ${clash}`, { field: 'forwards' });
+  }
+
+  /** Instances with a NIC on `network` (a network in use cannot be deleted). */
+  usersOf(network: string): string[] {
+    return this.d.instances.list().filter((v) => this.d.instances.rowOf(v.name).spec.nics.some((n) => n.network === network)).map((v) => v.name);
+  }
+
+  list(name: string): NicView[] {
+    const row = this.d.instances.rowOf(name);
+    return row.spec.nics.map((n) => this.view(row, n));
+  }
+
+  private view(row: InstanceRow, n: InstanceNic): NicView {
+    const tap = this.taps(row).find((t) => t.nic.id === n.id)?.ifname ?? null;
+    const lease = tap && n.network && this.d.networks.leaseFor ? this.d.networks.leaseFor(n.network, n.mac) : null;
+    return { ...n, tap, ip: lease?.ip ?? null };
+  }
+
+  /** The taps an instance's NICs need: those on bridge networks (from the launch plan, as QEMU sees them). */
+  private taps(row: InstanceRow): Array<{ nic: InstanceNic; ifname: string }> {
+    const out: Array<{ nic: InstanceNic; ifname: string }> = [];
+    for (const nic of row.spec.nics) {
+      const p = planNicOf(row.uuid, nic, (n) => this.kindOrNull(n));
+      if (p?.backend.type === 'tap') out.push({ nic, ifname: p.backend.ifname });
+    }
+    return out;
+  }
+
+  private kindOrNull(network: string): 'user' | 'bridge' | null {
+    try {
+      return this.d.networks.kindOf(network);
+    } catch {
+      return null;
+    }
+  }
+
+  hooks(): InstanceHooks {
+    return {
+      beforeLaunch: async (row) => {
+        const host = this.host();
+        for (const n of row.spec.nics) {
+          if (n.model === 'vhost-net' && !host.vhostNet) {
+            throw new CorralError('DEVICE_UNAVAILABLE', `NIC ${n.id} is vhost-net, but this host has no /dev/vhost-net (modprobe vhost_net)`, { nic: n.id });
+          }
+          if (n.model === 'vhost-user-net' && !isSocket(n.socket ?? '')) {
+            throw new CorralError('DEVICE_UNAVAILABLE', `NIC ${n.id}: no vhost-user back end listens on ${n.socket}`, { nic: n.id });
+          }
+          if (n.network !== null && n.model !== 'sriov') host.networkKind(n.network); // NETWORK_NOT_FOUND if it went away
+        }
+        for (const { nic, ifname } of this.taps(row)) {
+          await this.removing.get(ifname);
+          await this.d.networks.ensureTap(nic.network!, ifname, { queues: nic.queues });
+        }
+      },
+      exited: (row) => {
+        for (const { ifname } of this.taps(row)) this.removeTap(ifname, row.name);
+      },
+    };
+  }
+
+  private removeTap(ifname: string, instance: string): void {
+    const p = (this.removing.get(ifname) ?? Promise.resolve())
+      .then(() => this.d.networks.deleteTap(ifname))
+      .catch((e: Error) => this.d.log.warn({ instance, tap: ifname, err: e.message }, 'cannot remove tap'))
+      .finally(() => { if (this.removing.get(ifname) === p) this.removing.delete(ifname); });
+    this.removing.set(ifname, p);
+  }
+
+  attach(name: string, req: NicRequest): Promise<NicView[]> {
+    return this.d.instances.withLock(name, async () => {
+      const row = this.d.instances.rowOf(name);
+      const nic = planNic(row.uuid, row.spec.nics, req, this.host(), this.takenMacs());
+      this.checkForwards(nic);
+      const live = isActive(row.state);
+      if (live) {
+        if (nic.model === 'sriov') throw invalidSpec('model', 'an SR-IOV VF is attached while the instance is stopped');
+        const { qmp } = this.d.instances.live(name);
+        await this.hotplug(row, qmp, nic);
+      }
+      this.d.instances.updateSpec(name, { nics: [...row.spec.nics, nic] });
+      this.d.events.publish('instance.nic.attached', name, { id: nic.id, model: nic.model, network: nic.network, mac: nic.mac, live });
+      return this.list(name);
+    });
+  }
+
+  detach(name: string, which: string): Promise<NicView[]> {
+    return this.d.instances.withLock(name, async () => {
+      const row = this.d.instances.rowOf(name);
+      const key = which.toLowerCase();
+      const nic = row.spec.nics.find((n) => n.id === key || n.mac === key);
+      if (!nic) throw new CorralError('NIC_NOT_FOUND', `instance "${name}" has no NIC "${which}" (give its id, e.g. net1, or its MAC)`, { name, nic: which });
+      const live = isActive(row.state);
+      if (live) {
+        if (nic.model === 'sriov') throw invalidSpec('model', 'an SR-IOV VF is detached while the instance is stopped');
+        const { qmp } = this.d.instances.live(name);
+        await unplugDevice(qmp, nic.id, this.d.unplugTimeoutMs ?? 15_000, `NIC ${nic.id}`);
+        await qmp.execute('netdev_del', { id: `${nic.id}-net` }).catch((e: Error) => this.d.log.warn({ instance: name, err: e.message }, 'netdev_del failed'));
+        if (nic.model === 'vhost-user-net') await qmp.execute('chardev-remove', { id: `${nic.id}-chr` }).catch(() => undefined);
+        const tap = this.taps(row).find((t) => t.nic.id === nic.id);
+        if (tap) await this.d.networks.deleteTap(tap.ifname);
+      }
+      this.d.instances.updateSpec(name, { nics: row.spec.nics.filter((n) => n.id !== nic.id) });
+      this.d.events.publish('instance.nic.detached', name, { id: nic.id, mac: nic.mac, live });
+      return this.list(name);
+    });
+  }
+
+  private async hotplug(row: InstanceRow, qmp: QmpClient, nic: InstanceNic): Promise<void> {
+    const p = planNicOf(row.uuid, nic, (n) => this.kindOrNull(n));
+    if (!p) return;
+    if (p.backend.type === 'vhost-user') {
+      // vhost-user needs the guest memory shared with the back end, which is decided when QEMU starts.
+      const shared = row.spec.nics.some((n) => n.model === 'vhost-user-net');
+      if (!shared) throw invalidSpec('model', 'vhost-user-net needs the guest memory shared, which it is not yet: stop the instance, attach, start');
+      await qmp.execute('chardev-add', chardevAdd(p) ?? {});
+    }
+    const tap = p.backend.type === 'tap' ? p.backend.ifname : null;
+    if (tap) await this.d.networks.ensureTap(nic.network!, tap, { queues: nic.queues });
+    try {
+      await qmp.execute('netdev_add', netdevArgs(p));
+      try {
+        await qmp.execute('device_add', nicDevice(p));
+      } catch (e) {
+        await qmp.execute('netdev_del', { id: netdevId(p) }).catch(() => undefined);
+        throw e;
+      }
+    } catch (e) {
+      if (tap) await this.d.networks.deleteTap(tap).catch(() => undefined);
+      if (p.backend.type === 'vhost-user') await qmp.execute('chardev-remove', { id: chardevId(p) }).catch(() => undefined);
+      throw new CorralError('QEMU_FAILED', `hotplug of NIC ${nic.id} failed: ${(e as Error).message}`);
+    }
+  }
+}
