@@ -5,7 +5,7 @@ DATA_DIR ?= $(or $(CORRAL_DATA_DIR),/var/lib/corral)
 TEST_BASE ?= $(CURDIR)/.data/test-base
 export CORRAL_PROBE_CACHE ?= /run/corral/accel-probe.json
 
-.PHONY: all deps build tiny start test test-base test-unit test-integration bench clean
+.PHONY: all deps build tiny start test test-base test-unit test-integration bench bench-devices clean
 
 all: build
 
@@ -43,6 +43,9 @@ test-integration: build test-base
 
 bench: build test-base
 	CORRAL_TEST_BASE=$(TEST_BASE) node dist/bench/start.js
+
+bench-devices: build test-base
+	CORRAL_TEST_BASE=$(TEST_BASE) node dist/bench/devices.js
 
 clean:
 	rm -rf dist
