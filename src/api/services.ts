@@ -6,6 +6,7 @@ import type { HostService } from '../services/host.js';
 import type { ImageService } from '../services/images.js';
 import type { InstanceService } from '../services/instances.js';
 import type { MemoryService } from '../services/memory.js';
+import type { NetworkService } from '../services/networks.js';
 import type { VolumeService } from '../services/volumes.js';
 
 export interface Services {
@@ -17,4 +18,5 @@ export interface Services {
   memory: MemoryService;
   volumes: VolumeService;
   disks: DiskService;
+  networks: NetworkService;
 }

@@ -18,6 +18,7 @@ import { registerCpuCommands } from './cpu.js';
 import { registerMemoryCommands } from './memory.js';
 import { registerVolumeCommands } from './volumes.js';
 import { registerDiskCommands } from './disks.js';
+import { registerNetworkCommands } from './networks.js';
 
 function packageVersion(): string {
   try {
@@ -76,6 +77,7 @@ export function buildProgram(): Command {
   registerMemoryCommands(program, client);
   registerVolumeCommands(program, client);
   registerDiskCommands(program, client);
+  registerNetworkCommands(program, client);
   return program;
 }
 

@@ -227,11 +227,11 @@ export class NetworkService {
    * Bridge networks only (INVALID_SPEC on field network otherwise). queues > 1 makes a multi-queue tap.
    * A missing bridge (deleted behind Corral's back) is made again first.
    */
-  ensureTap(network: string, ifname: string, opts: { queues?: number } = {}): Promise<void> {
+  async ensureTap(network: string, ifname: string, opts: { queues?: number } = {}): Promise<void> {
     validateIfname('ifname', ifname);
     const queues = opts.queues ?? 1;
     if (!Number.isInteger(queues) || queues < 1 || queues > MAX_QUEUES) throw invalidSpec('queues', `must be an integer from 1 to ${MAX_QUEUES}`);
-    return this.run(async () => {
+    await this.run(async () => {
       const r = this.record(network);
       if (r.kind !== 'bridge' || r.bridge === null) {
         throw invalidSpec('network', `network "${printable(network)}" is a ${r.kind} network: taps join bridge networks only`);
@@ -247,9 +247,9 @@ export class NetworkService {
   }
 
   /** Delete a tap; a missing one is fine. */
-  deleteTap(ifname: string): Promise<void> {
+  async deleteTap(ifname: string): Promise<void> {
     validateIfname('ifname', ifname);
-    return this.run(() => this.d.host.deleteTap(ifname));
+    await this.run(() => this.d.host.deleteTap(ifname));
   }
 
   /** Taps on the host whose names start with prefix (to find ones left behind). */
