@@ -11,7 +11,7 @@ import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_pr
 import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createNetns, Daemon, deleteNetns, newDataDir, waitFor } from './harness.js';
+import { createNetns, Daemon, deleteNetns, newDataDir, REPO, waitFor } from './harness.js';
 
 const skip = ((): string | false => {
   if (process.getuid?.() !== 0) return 'needs root (network namespaces)';
@@ -275,6 +275,43 @@ test('daemon kill -9 and restart: dnsmasq adopted (same pid), rules loaded again
   assert.ok(nftTable(), 'rules restored');
   assert.ok(!ping(G.a1, b1), 'isolation is back');
   await waitFor(() => ping(G.a1, A.gw), 5000, 'A1 still reaches its gateway');
+});
+
+test('taps for NICs: made and joined to the bridge (multi-queue when asked), listed, deleted; failures leave none', { skip, timeout: 60_000 }, async () => {
+  // the tap module runs inside the daemon's namespace, as the NIC service will call it through the daemon
+  const script = join(work, 'taps.mjs');
+  writeFileSync(script, `
+    const t = await import(${JSON.stringify(join(REPO, 'dist/src/network/tap.js'))});
+    const out = {};
+    const err = async (fn) => { try { await fn(); return null; } catch (e) { return { code: e.code, message: e.message }; } };
+    await t.createTap('ct-t0', '${A.br}');
+    await t.createTap('ct-t1', '${A.br}', { multiQueue: true });
+    await t.createTap('ct-t0', '${A.br}');
+    out.listed = await t.listTaps('ct-');
+    out.notTap = await err(() => t.createTap('vout', '${A.br}'));
+    out.noBridge = await err(() => t.createTap('ct-t2', 'crl-missing'));
+    out.badName = await err(() => t.createTap('Bad_Name', '${A.br}'));
+    out.afterFailures = (await t.listTaps('ct-')).map((x) => x.ifname);
+    await t.deleteTap('ct-t0');
+    await t.deleteTap('ct-t0');
+    out.deleteNotTap = await err(() => t.deleteTap('vout'));
+    out.left = (await t.listTaps('ct-')).map((x) => x.ifname);
+    process.stdout.write(JSON.stringify(out));
+  `);
+  const out = JSON.parse(nsx(NS, process.execPath, script));
+  assert.deepEqual(out.listed, [
+    { ifname: 'ct-t0', master: A.br, up: true, multiQueue: false },
+    { ifname: 'ct-t1', master: A.br, up: true, multiQueue: true },
+  ]);
+  assert.equal(out.notTap.code, 'NETWORK_CONFLICT');
+  assert.equal(out.noBridge.code, 'NETWORK_FAILED');
+  assert.match(out.noBridge.message, /^ip link set dev ct-t2 master crl-missing up failed: /);
+  assert.equal(out.badName.code, 'INVALID_SPEC');
+  assert.deepEqual(out.afterFailures, ['ct-t0', 'ct-t1'], 'a failed create leaves no tap');
+  assert.equal(out.deleteNotTap.code, 'NETWORK_CONFLICT');
+  assert.deepEqual(out.left, ['ct-t1']);
+  assert.ok(links(NS).some((l) => l.ifname === 'vout'), 'the veth that is not a tap was left alone');
+  assert.deepEqual((await json(['network', 'show', A.name])).status.bridge.ports, ['ct-t1', 'va1', 'va2']);
 });
 
 test('delete removes the bridge, dnsmasq, the rules and the record', { skip, timeout: 60_000 }, async () => {
