@@ -2,6 +2,7 @@
  * What the network service needs from the host, as one interface: the real one (LinuxNetworkHost) runs ip,
  * nft and dnsmasq; tests give the service a fake to check that every failure is undone.
  */
+import { CorralError } from '../core/errors.js';
 import { bridgeMac, prefixOf, type HostRoutes, type NetworkRecord } from '../core/networks.js';
 import { bridgeState, createBridge, deleteBridge, type BridgeState } from './bridge.js';
 import { findDnsmasq, readLeases, startDnsmasq, stopDnsmasq, type DnsmasqFiles, type Lease } from './dnsmasq.js';
@@ -29,7 +30,7 @@ export interface NetworkHost {
 }
 
 function bridgeOf(net: NetworkRecord): { bridge: string; gateway: string; cidr: string; dhcp: { start: string; end: string } } {
-  if (net.bridge === null || net.gateway === null || net.cidr === null || net.dhcp === null) throw new Error(`network "${net.name}" is not a bridge network`);
+  if (net.bridge === null || net.gateway === null || net.cidr === null || net.dhcp === null) throw new CorralError('INTERNAL', `network "${net.name}" is not a bridge network`);
   return { bridge: net.bridge, gateway: net.gateway, cidr: net.cidr, dhcp: net.dhcp };
 }
 

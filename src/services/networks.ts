@@ -225,7 +225,7 @@ export class NetworkService {
   /**
    * Make tap `ifname` a port of the network's bridge (created when missing; an existing one is reused).
    * Bridge networks only (INVALID_SPEC on field network otherwise). queues > 1 makes a multi-queue tap.
-   * A missing bridge (deleted behind Corral's back) is made again first.
+   * A missing bridge (deleted behind Corral's back) is made again first, and a dnsmasq that died is started.
    */
   async ensureTap(network: string, ifname: string, opts: { queues?: number } = {}): Promise<void> {
     validateIfname('ifname', ifname);
@@ -240,8 +240,8 @@ export class NetworkService {
       if (!state.exists || !state.up) {
         await this.d.host.ensureBridge(r);
         await this.loadFirewall(this.bridgeNetworks());
-        await this.d.host.startDhcp(r, this.d.store.filesOf(r.name));
       }
+      await this.d.host.startDhcp(r, this.d.store.filesOf(r.name)); // adopts the running one; restarts a dead one
       await this.d.host.createTap(ifname, r.bridge, queues > 1);
     });
   }

@@ -277,6 +277,27 @@ test('daemon kill -9 and restart: dnsmasq adopted (same pid), rules loaded again
   await waitFor(() => ping(G.a1, A.gw), 5000, 'A1 still reaches its gateway');
 });
 
+test('after a "reboot" (bridge, dnsmasq and rules gone) the daemon makes network B again; guests get leases', { skip, timeout: 60_000 }, async () => {
+  const oldPid = (await json(['network', 'show', B.name])).status.dnsmasq.pid as number;
+  await d.kill9();
+  process.kill(oldPid, 'SIGKILL');
+  execFileSync('ip', ['-n', NS, 'link', 'del', B.br]);
+  nsx(NS, 'nft', 'delete', 'table', 'inet', 'corral');
+  await d.start();
+  const shown = await json(['network', 'show', B.name]);
+  assert.equal(shown.status.bridge.exists, true);
+  assert.equal(shown.status.bridge.up, true);
+  assert.deepEqual(shown.status.bridge.addresses, [`${B.gw}/24`]);
+  assert.ok(shown.status.dnsmasq.running);
+  assert.notEqual(shown.status.dnsmasq.pid, oldPid);
+  assert.match(nftTable() ?? '', /iifname "crl-netb" drop/);
+  // the guest's cable goes back into the new bridge, and DHCP answers again
+  execFileSync('ip', ['-n', NS, 'link', 'set', 'dev', 'vb1', 'master', B.br]);
+  const b1 = dhcp(G.b1, 'guest-b1');
+  assert.match(b1.ip, /^10\.92\.0\.\d+$/);
+  assert.ok(!ping(G.a1, b1.ip), 'still isolated');
+});
+
 test('taps for NICs: made and joined to the bridge (multi-queue when asked), listed, deleted; failures leave none', { skip, timeout: 60_000 }, async () => {
   // the tap module runs inside the daemon's namespace, as the NIC service will call it through the daemon
   const script = join(work, 'taps.mjs');

@@ -264,6 +264,13 @@ test('ensureTap, deleteTap, taps, leaseFor for the NIC service', async () => {
   e.host.bridges.clear();
   await e.svc.ensureTap('a', 'ct-web2-0');
   assert.ok(e.host.bridges.has('crl-a'));
+  // a dnsmasq that died is started again; a running one is kept
+  const pid = e.host.dhcp.get(e.store.filesOf('a').leases);
+  await e.svc.ensureTap('a', 'ct-web2-1');
+  assert.equal(e.host.dhcp.get(e.store.filesOf('a').leases), pid);
+  e.host.dhcp.clear();
+  await e.svc.ensureTap('a', 'ct-web2-2');
+  assert.ok(e.host.dhcp.has(e.store.filesOf('a').leases));
   await e.svc.deleteTap('ct-web1-0');
   await e.svc.deleteTap('ct-web1-0');
   assert.equal(e.host.taps.has('ct-web1-0'), false);
