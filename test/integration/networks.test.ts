@@ -215,6 +215,8 @@ test('bad input is refused with coded errors and leaves nothing', { skip, timeou
   assert.equal(extra.body.error.field, 'bogus');
   const badKind = await d.api('POST', '/v1/networks', { name: 'x2', kind: 'vlan', cidr: '10.98.0.0/24' });
   assert.equal(badKind.status, 400);
+  const doc = await d.api('GET', '/openapi.json');
+  for (const path of ['/v1/networks', '/v1/networks/{name}']) assert.ok(doc.body.paths[path], `OpenAPI lacks ${path}`);
 
   // a host interface of the bridge's name that is not a bridge: refused, and left alone
   execFileSync('ip', ['-n', NS, 'link', 'add', 'crl-clash', 'type', 'veth', 'peer', 'name', 'clash-peer']);
