@@ -9,6 +9,8 @@ export interface DataPaths {
   images: string;
   /** the `default` directory storage pool of volumes */
   volumes: string;
+  /** network records and each bridge network's dnsmasq files */
+  networks: string;
   instances: string;
   run: string;
   cache: string;
@@ -22,6 +24,7 @@ export function dataPaths(root: string): DataPaths {
     token: join(root, 'token'),
     images: join(root, 'images'),
     volumes: join(root, 'volumes'),
+    networks: join(root, 'networks'),
     instances: join(root, 'instances'),
     run: join(root, 'run'),
     cache: join(root, 'cache'),

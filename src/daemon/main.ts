@@ -18,8 +18,11 @@ import { CpuService } from '../services/cpu.js';
 import { MemoryService } from '../services/memory.js';
 import { VolumeService } from '../services/volumes.js';
 import { probeBlockIo } from '../qemu/probe-block.js';
-import { NicService, userOnlyNetworks } from '../services/nics.js';
+import { NicService, networkDirectory } from '../services/nics.js';
 import { DiskService } from '../services/disks.js';
+import { NetworkService } from '../services/networks.js';
+import { LinuxNetworkHost } from '../network/host.js';
+import { NetworkStore } from '../network/store.js';
 import { VolumeStore } from '../storage/volumes.js';
 import { PressureController, pressureConfigFrom } from '../services/pressure.js';
 import { readMemInfo } from '../host/basics.js';
@@ -80,7 +83,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   const force = opts.accel ?? (envAccel === 'kvm' || envAccel === 'tcg' ? envAccel : undefined);
   const poolConfig = poolConfigFrom(opts.pool);
 
-  for (const d of [dataDir, paths.images, paths.volumes, paths.instances, paths.run, paths.cache]) mkdirSync(d, { recursive: true, mode: 0o700 });
+  for (const d of [dataDir, paths.images, paths.volumes, paths.networks, paths.instances, paths.run, paths.cache]) mkdirSync(d, { recursive: true, mode: 0o700 });
   chmodSync(paths.run, 0o700);
   if (await socketInUse(paths.socket)) throw new Error(`another corral daemon is already serving ${paths.socket}`);
   rmSync(paths.socket, { force: true });
@@ -106,8 +109,13 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   instances.addHooks(memory.hooks());
   const disks = new DiskService({ instances, volumes, events, log, blockIo });
   instances.addHooks(disks.hooks());
-  const nics = new NicService({ instances, networks: userOnlyNetworks, events, log });
+  const networks = new NetworkService({
+    store: new NetworkStore(dataDir), host: new LinuxNetworkHost(), events, log,
+  });
+  await networks.restore(); // bridges, firewall and dnsmasq back after a reboot; a running dnsmasq is adopted
+  const nics = new NicService({ instances, networks: networkDirectory(networks), events, log });
   instances.addHooks(nics.hooks());
+  networks.setInUse((network) => nics.usersOf(network));
   await instances.reconcile();
   // Memory pressure: env CORRAL_PRESSURE_INTERVAL / _THRESHOLD / _HYSTERESIS / _STEP (see services/pressure.ts).
   const pressure = new PressureController(pressureConfigFrom(process.env, readMemInfo().total), {
@@ -118,7 +126,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   void host.accelerator().then((d) => log.info({ accel: d.accel, reason: d.reason }, 'accelerator chosen'));
 
   const servers: FastifyInstance[] = [];
-  const unixApi = await buildApi({ instances, images, host, events, cpu, memory, volumes, disks, nics });
+  const unixApi = await buildApi({ instances, images, host, events, cpu, memory, volumes, disks, nics, networks });
   const oldMask = process.umask(0o177);
   try {
     await unixApi.listen({ path: paths.socket });
@@ -131,7 +139,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
 
   if (opts.listen) {
     const { host: h, port } = parseListen(opts.listen);
-    const tcpApi = await buildApi({ instances, images, host, events, cpu, memory, volumes, disks, nics }, { token: ensureToken(paths.token) });
+    const tcpApi = await buildApi({ instances, images, host, events, cpu, memory, volumes, disks, nics, networks }, { token: ensureToken(paths.token) });
     await tcpApi.listen({ host: h, port });
     servers.push(tcpApi);
     log.info({ listen: opts.listen, tokenFile: paths.token }, 'corral daemon listening on TCP (bearer token required)');

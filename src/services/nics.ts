@@ -13,6 +13,7 @@ import { chardevAdd, chardevId, netdevArgs, netdevId, nicDevice } from '../qemu/
 import type { QmpClient } from '../qemu/qmp.js';
 import type { InstanceRow } from '../store/store.js';
 import type { EventBus } from './events.js';
+import type { NetworkService } from './networks.js';
 import type { InstanceHooks, InstanceService } from './instances.js';
 import { planNicOf } from './runtime.js';
 import { unplugDevice } from './qmp-devices.js';
@@ -29,19 +30,15 @@ export interface NetworkDirectory {
   leaseFor?(network: string, mac: string): { ip: string; hostname: string | null } | null;
 }
 
-/** Only the built-in user-mode network (until a network service is wired in). */
-export const userOnlyNetworks: NetworkDirectory = {
-  kindOf(name) {
-    if (name === DEFAULT_NETWORK) return 'user';
-    throw new CorralError('NETWORK_NOT_FOUND', `network "${name}" not found`, { name, field: 'network' });
-  },
-  async ensureTap() {
-    throw new CorralError('INTERNAL', 'no bridge networks on this daemon');
-  },
-  async deleteTap() {
-    /* none made */
-  },
-};
+/** The network service as the NIC service sees it. */
+export function networkDirectory(n: NetworkService): NetworkDirectory {
+  return {
+    kindOf: (name) => n.record(name).kind,
+    ensureTap: (network, ifname, opts) => n.ensureTap(network, ifname, opts),
+    deleteTap: (ifname) => n.deleteTap(ifname),
+    leaseFor: (network, mac) => n.leaseFor(network, mac),
+  };
+}
 
 export interface NicView extends InstanceNic {
   /** the host tap device (bridge networks) */

@@ -2,7 +2,7 @@
  * Integration test harness: a real daemon per test file, in its own data dir, driven through its API and
  * the real `corral` CLI, with the tiny image (built once by `make test-base`) linked in.
  */
-import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { spawn, execFile, execFileSync, type ChildProcess } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
@@ -34,17 +34,53 @@ export const SKIP_NO_TINY: string | false = haveTinyBase() ? false : 'the tiny i
  * One daemon for a test file: started before its tests in a fresh data dir holding the tiny image (handed to
  * `set`), and destroyed with every QEMU it ran after them.
  */
-export function useDaemon(set: (d: Daemon) => void, opts: { args?: string[]; env?: () => NodeJS.ProcessEnv } = {}): void {
+export function useDaemon(set: (d: Daemon) => void, opts: { args?: string[]; env?: () => NodeJS.ProcessEnv; netns?: string } = {}): void {
   let daemon: Daemon | undefined;
   before(async () => {
     if (SKIP_NO_TINY) return;
-    daemon = new Daemon(newDataDir(), opts.args ?? [], opts.env?.() ?? {});
+    if (opts.netns) createNetns(opts.netns);
+    daemon = new Daemon(newDataDir(), opts.args ?? [], opts.env?.() ?? {}, { netns: opts.netns });
     set(daemon);
     await daemon.start();
   });
   after(async () => {
     if (daemon) await daemon.destroy();
+    if (opts.netns) deleteNetns(opts.netns);
   });
+}
+
+/** A fresh network namespace with lo up (for daemons and fake guests that must not touch the host's network). */
+export function createNetns(name: string): void {
+  deleteNetns(name);
+  execFileSync('ip', ['netns', 'add', name]);
+  execFileSync('ip', ['-n', name, 'link', 'set', 'lo', 'up']);
+}
+
+/** Kill every process still in the namespace (a daemon's dnsmasq, say), then delete it; a missing one is fine. */
+export function deleteNetns(name: string): void {
+  let pids: string[] = [];
+  try {
+    pids = execFileSync('ip', ['netns', 'pids', name], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).split(/\s+/).filter(Boolean);
+  } catch {
+    return; // no such namespace
+  }
+  for (const pid of pids) {
+    try {
+      process.kill(Number(pid), 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+  try {
+    execFileSync('ip', ['netns', 'del', name], { stdio: 'ignore' });
+  } catch {
+    /* already gone */
+  }
+}
+
+/** argv run inside a network namespace when one is given. */
+function inNetns(netns: string | undefined, bin: string, args: string[]): [string, string[]] {
+  return netns ? ['ip', ['netns', 'exec', netns, bin, ...args]] : [bin, args];
 }
 
 export function newDataDir(withTiny = true): string {
@@ -62,7 +98,10 @@ export interface Reply<T = any> {
 export class Daemon {
   proc: ChildProcess | null = null;
   log = '';
-  constructor(readonly dataDir: string, readonly extraArgs: string[] = [], readonly extraEnv: NodeJS.ProcessEnv = {}) {}
+  readonly netns: string | undefined;
+  constructor(readonly dataDir: string, readonly extraArgs: string[] = [], readonly extraEnv: NodeJS.ProcessEnv = {}, opts: { netns?: string } = {}) {
+    this.netns = opts.netns;
+  }
 
   get socket(): string {
     return join(this.dataDir, 'corral.sock');
@@ -74,7 +113,9 @@ export class Daemon {
 
   async start(): Promise<void> {
     rmSync(this.socket, { force: true });
-    const p = spawn(process.execPath, [CLI, 'daemon', ...this.extraArgs], { env: this.env(), stdio: ['ignore', 'pipe', 'pipe'] });
+    // `ip netns exec` execs the command, so the child's pid is the daemon's own
+    const [bin, args] = inNetns(this.netns, process.execPath, [CLI, 'daemon', ...this.extraArgs]);
+    const p = spawn(bin, args, { env: this.env(), stdio: ['ignore', 'pipe', 'pipe'] });
     this.proc = p;
     p.stdout!.on('data', (d: Buffer) => { this.log += d.toString(); });
     p.stderr!.on('data', (d: Buffer) => { this.log += d.toString(); });
@@ -129,7 +170,8 @@ export class Daemon {
 
   cli(args: string[], input?: string, timeoutMs = 120_000): Promise<{ code: number; stdout: string; stderr: string }> {
     return new Promise((resolve) => {
-      const child = execFile(process.execPath, [CLI, ...args], { env: this.env(), timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
+      const [bin, argv] = inNetns(this.netns, process.execPath, [CLI, ...args]);
+      const child = execFile(bin, argv, { env: this.env(), timeout: timeoutMs, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
         resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
       });
       if (input !== undefined) child.stdin!.end(input);

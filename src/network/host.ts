@@ -1,0 +1,91 @@
+/**
+ * What the network service needs from the host, as one interface: the real one (LinuxNetworkHost) runs ip,
+ * nft and dnsmasq; tests give the service a fake to check that every failure is undone.
+ */
+import { CorralError } from '../core/errors.js';
+import { bridgeMac, prefixOf, type HostRoutes, type NetworkRecord } from '../core/networks.js';
+import { bridgeState, createBridge, deleteBridge, type BridgeState } from './bridge.js';
+import { findDnsmasq, readLeases, startDnsmasq, stopDnsmasq, type DnsmasqFiles, type Lease } from './dnsmasq.js';
+import { enableIpForward, loadFirewall } from './firewall.js';
+import { hostRoutes } from './links.js';
+import { createTap, deleteTap, listTaps, type TapInfo } from './tap.js';
+
+export interface NetworkHost {
+  /** the host's IPv4 routes and addresses */
+  routes(): Promise<HostRoutes>;
+  /** make the network's bridge exist with its gateway address, up; created says it was not there before */
+  ensureBridge(net: NetworkRecord): Promise<{ created: boolean }>;
+  deleteBridge(bridge: string): Promise<void>;
+  bridgeState(bridge: string): Promise<BridgeState>;
+  /** load the ruleset for exactly these networks; forwardEnabled says IPv4 forwarding was switched on now */
+  loadFirewall(networks: NetworkRecord[]): Promise<{ forwardEnabled: boolean }>;
+  /** start the network's dnsmasq or adopt the running one */
+  startDhcp(net: NetworkRecord, files: DnsmasqFiles): Promise<{ pid: number; adopted: boolean }>;
+  stopDhcp(files: DnsmasqFiles): Promise<void>;
+  dhcpPid(files: DnsmasqFiles): number | null;
+  leases(files: DnsmasqFiles): Lease[];
+  createTap(ifname: string, bridge: string, multiQueue: boolean): Promise<void>;
+  deleteTap(ifname: string): Promise<void>;
+  listTaps(prefix: string): Promise<TapInfo[]>;
+}
+
+function bridgeOf(net: NetworkRecord): { bridge: string; gateway: string; cidr: string; dhcp: { start: string; end: string } } {
+  if (net.bridge === null || net.gateway === null || net.cidr === null || net.dhcp === null) throw new CorralError('INTERNAL', `network "${net.name}" is not a bridge network`);
+  return { bridge: net.bridge, gateway: net.gateway, cidr: net.cidr, dhcp: net.dhcp };
+}
+
+export class LinuxNetworkHost implements NetworkHost {
+  constructor(private procRoot = '/proc') {}
+
+  routes(): Promise<HostRoutes> {
+    return hostRoutes();
+  }
+
+  ensureBridge(net: NetworkRecord): Promise<{ created: boolean }> {
+    const b = bridgeOf(net);
+    return createBridge({ name: b.bridge, mac: bridgeMac(net.name), gateway: b.gateway, prefix: prefixOf(b.cidr) });
+  }
+
+  deleteBridge(bridge: string): Promise<void> {
+    return deleteBridge(bridge);
+  }
+
+  bridgeState(bridge: string): Promise<BridgeState> {
+    return bridgeState(bridge);
+  }
+
+  async loadFirewall(networks: NetworkRecord[]): Promise<{ forwardEnabled: boolean }> {
+    await loadFirewall(networks);
+    if (!networks.some((n) => n.kind === 'bridge' && n.nat)) return { forwardEnabled: false };
+    return { forwardEnabled: enableIpForward(this.procRoot).changed };
+  }
+
+  startDhcp(net: NetworkRecord, files: DnsmasqFiles): Promise<{ pid: number; adopted: boolean }> {
+    const b = bridgeOf(net);
+    return startDnsmasq({ bridge: b.bridge, gateway: b.gateway, prefix: prefixOf(b.cidr), dhcp: b.dhcp, nat: net.nat, dns: net.dns, files }, { proc: this.procRoot });
+  }
+
+  async stopDhcp(files: DnsmasqFiles): Promise<void> {
+    await stopDnsmasq(files, { proc: this.procRoot });
+  }
+
+  dhcpPid(files: DnsmasqFiles): number | null {
+    return findDnsmasq(files, this.procRoot);
+  }
+
+  leases(files: DnsmasqFiles): Lease[] {
+    return readLeases(files);
+  }
+
+  async createTap(ifname: string, bridge: string, multiQueue: boolean): Promise<void> {
+    await createTap(ifname, bridge, { multiQueue });
+  }
+
+  deleteTap(ifname: string): Promise<void> {
+    return deleteTap(ifname);
+  }
+
+  listTaps(prefix: string): Promise<TapInfo[]> {
+    return listTaps(prefix);
+  }
+}

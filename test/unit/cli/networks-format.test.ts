@@ -1,0 +1,32 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { DEFAULT_NETWORK_RECORD, validateNetwork } from '../../../src/core/networks.js';
+import { networkDetails, networkTable, type NetworkJson } from '../../../src/cli/networks.js';
+
+const NOW = '2025-01-01T00:00:00.000Z';
+const lab = validateNetwork({ name: 'lab', cidr: '10.10.0.0/24' }, NOW);
+const iso = validateNetwork({ name: 'iso', cidr: '10.20.0.0/29', nat: false }, NOW);
+
+test('network list: a table, dashes for what user networks lack', () => {
+  const lines = networkTable([DEFAULT_NETWORK_RECORD, lab, iso]).split('\n');
+  assert.match(lines[0] ?? '', /^NAME\s+KIND\s+CIDR\s+GATEWAY\s+NAT\s+BRIDGE$/);
+  assert.match(lines[1] ?? '', /^default\s+user\s+-\s+-\s+yes\s+-$/);
+  assert.match(lines[2] ?? '', /^lab\s+bridge\s+10\.10\.0\.0\/24\s+10\.10\.0\.1\s+yes\s+crl-lab$/);
+  assert.match(lines[3] ?? '', /^iso\s+bridge\s+10\.20\.0\.0\/29\s+10\.20\.0\.1\s+no\s+crl-iso$/);
+});
+
+test('network show: key: value lines, then the leases as a table', () => {
+  const shown: NetworkJson = {
+    ...lab,
+    status: { bridge: { name: 'crl-lab', exists: true, up: true, addresses: ['10.10.0.1/24'], ports: ['tap1'] }, dnsmasq: { pid: 77, running: true } },
+    leases: [{ mac: '52:54:00:aa:bb:01', ip: '10.10.0.23', hostname: null, expires: '2025-01-01T01:00:00.000Z' }],
+  };
+  const text = networkDetails(shown);
+  assert.match(text, /^dhcp\.start:\s+10\.10\.0\.10$/m);
+  assert.match(text, /^nat:\s+yes$/m);
+  assert.match(text, /^status\.bridge\.up:\s+yes$/m);
+  assert.match(text, /^status\.dnsmasq\.pid:\s+77$/m);
+  assert.match(text, /^leases:\n\s+MAC\s+IP\s+HOSTNAME\s+EXPIRES\n\s+52:54:00:aa:bb:01\s+10\.10\.0\.23\s+-\s+2025-01-01T01:00:00\.000Z$/m);
+  assert.match(networkDetails({ ...lab, leases: [] }), /^leases: -$/m);
+  assert.doesNotMatch(networkDetails(lab), /leases/);
+});

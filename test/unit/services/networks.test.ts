@@ -1,0 +1,291 @@
+/** NetworkService against a fake host: every failure of a create is undone, delete and restore, taps. */
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { isCorralError } from '../../../src/core/errors.js';
+import type { HostRoutes, NetworkRecord } from '../../../src/core/networks.js';
+import type { BridgeState } from '../../../src/network/bridge.js';
+import type { DnsmasqFiles, Lease } from '../../../src/network/dnsmasq.js';
+import type { NetworkHost } from '../../../src/network/host.js';
+import { NetworkStore } from '../../../src/network/store.js';
+import type { TapInfo } from '../../../src/network/tap.js';
+import { NetworkService } from '../../../src/services/networks.js';
+
+const dirs: string[] = [];
+after(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
+
+type Step = 'routes' | 'ensureBridge' | 'loadFirewall' | 'startDhcp' | 'stopDhcp' | 'deleteBridge' | 'createTap';
+
+/** A host that keeps its state in memory and can be told to fail one step. */
+class FakeHost implements NetworkHost {
+  bridges = new Map<string, string>(); // bridge -> network
+  firewall: string[] = [];
+  dhcp = new Map<string, number>(); // leases file -> pid
+  taps = new Map<string, { bridge: string; multiQueue: boolean }>();
+  leaseText = new Map<string, Lease[]>();
+  calls: string[] = [];
+  failAt: Step | null = null;
+  failCount = 0;
+  hostRoutes: HostRoutes = { routes: [{ dst: 'default', dev: 'eth0' }, { dst: '192.168.1.0/24', dev: 'eth0' }], addresses: [{ ifname: 'eth0', address: '192.168.1.5/24' }] };
+  private nextPid = 100;
+
+  private step(s: Step): void {
+    this.calls.push(s);
+    if (this.failAt === s && this.failCount-- > 0) throw new Error(`fake ${s} failure`);
+  }
+
+  async routes(): Promise<HostRoutes> {
+    this.step('routes');
+    return this.hostRoutes;
+  }
+
+  async ensureBridge(net: NetworkRecord): Promise<{ created: boolean }> {
+    const had = this.bridges.has(net.bridge!);
+    this.bridges.set(net.bridge!, net.name);
+    this.step('ensureBridge'); // fails after making it, like a failing `ip addr` would
+    return { created: !had };
+  }
+
+  async deleteBridge(bridge: string): Promise<void> {
+    this.step('deleteBridge');
+    this.bridges.delete(bridge);
+  }
+
+  async bridgeState(bridge: string): Promise<BridgeState> {
+    const exists = this.bridges.has(bridge);
+    return { name: bridge, exists, up: exists, addresses: [], ports: [...this.taps].filter(([, t]) => t.bridge === bridge).map(([n]) => n) };
+  }
+
+  async loadFirewall(networks: NetworkRecord[]): Promise<{ forwardEnabled: boolean }> {
+    this.step('loadFirewall');
+    this.firewall = networks.filter((n) => n.kind === 'bridge').map((n) => n.name).sort();
+    return { forwardEnabled: false };
+  }
+
+  async startDhcp(_net: NetworkRecord, files: DnsmasqFiles): Promise<{ pid: number; adopted: boolean }> {
+    const had = this.dhcp.get(files.leases);
+    if (had !== undefined) return { pid: had, adopted: true };
+    this.dhcp.set(files.leases, this.nextPid++);
+    this.step('startDhcp'); // fails after starting, like dnsmasq dying right after
+    return { pid: this.dhcp.get(files.leases)!, adopted: false };
+  }
+
+  async stopDhcp(files: DnsmasqFiles): Promise<void> {
+    this.step('stopDhcp');
+    this.dhcp.delete(files.leases);
+  }
+
+  dhcpPid(files: DnsmasqFiles): number | null {
+    return this.dhcp.get(files.leases) ?? null;
+  }
+
+  leases(files: DnsmasqFiles): Lease[] {
+    return this.leaseText.get(files.leases) ?? [];
+  }
+
+  async createTap(ifname: string, bridge: string, multiQueue: boolean): Promise<void> {
+    this.step('createTap');
+    this.taps.set(ifname, { bridge, multiQueue });
+  }
+
+  async deleteTap(ifname: string): Promise<void> {
+    this.taps.delete(ifname);
+  }
+
+  async listTaps(prefix: string): Promise<TapInfo[]> {
+    return [...this.taps].filter(([n]) => n.startsWith(prefix)).map(([ifname, t]) => ({ ifname, master: t.bridge, up: true, multiQueue: t.multiQueue }));
+  }
+}
+
+interface Env { svc: NetworkService; host: FakeHost; store: NetworkStore; events: string[]; dataDir: string }
+
+function fresh(inUse?: (n: string) => string[]): Env {
+  const dataDir = mkdtempSync(join(tmpdir(), 'corral-networks-'));
+  dirs.push(dataDir);
+  const host = new FakeHost();
+  const store = new NetworkStore(dataDir);
+  const events: string[] = [];
+  const svc = new NetworkService({
+    store, host, inUse,
+    events: { publish: (type: string) => { events.push(type); return { id: events.length, type, instance: null, data: {}, time: '' } as never; } },
+    log: { info: () => undefined, warn: () => undefined },
+  });
+  return { svc, host, store, events, dataDir };
+}
+
+async function rejects(p: Promise<unknown>, code: string, field?: string): Promise<void> {
+  await assert.rejects(p, (e: unknown) => isCorralError(e) && e.code === code && (field === undefined || e.details.field === field));
+}
+
+/** Nothing of the network left: no record or folder, no bridge, no dnsmasq, firewall as before. */
+function nothingLeft(e: Env, name: string, firewall: string[]): void {
+  assert.equal(existsSync(e.store.pathOf(name)), false, 'no folder');
+  assert.deepEqual(readdirSync(e.store.dir).filter((n) => n.includes(name)), [], 'no staging folder');
+  assert.equal([...e.host.bridges.values()].includes(name), false, 'no bridge');
+  assert.equal(e.host.dhcp.has(e.store.filesOf(name).leases), false, 'no dnsmasq');
+  assert.deepEqual(e.host.firewall, firewall, 'firewall as before');
+}
+
+test('create a bridge network: bridge, firewall, record, dnsmasq; list and get', async () => {
+  const e = fresh();
+  const rec = await e.svc.create({ name: 'lab', kind: 'bridge', cidr: '10.10.0.0/24' });
+  assert.equal(rec.bridge, 'crl-lab');
+  assert.deepEqual(e.host.calls, ['routes', 'ensureBridge', 'loadFirewall', 'startDhcp']);
+  assert.deepEqual(e.host.firewall, ['lab']);
+  assert.deepEqual(e.svc.list().map((n) => n.name), ['default', 'lab']);
+  const got = await e.svc.get('lab');
+  assert.equal(got.status?.bridge.exists, true);
+  assert.equal(got.status?.dnsmasq.running, true);
+  assert.deepEqual(got.leases, []);
+  const def = await e.svc.get('default');
+  assert.equal(def.status, null);
+  assert.equal(def.kind, 'user');
+  assert.deepEqual(e.events, ['network.created']);
+  await rejects(e.svc.create({ name: 'lab', cidr: '10.99.0.0/24' }), 'ALREADY_EXISTS', 'name');
+  await rejects(e.svc.create({ name: 'lab2', cidr: '10.10.0.0/16' }), 'NETWORK_CONFLICT', 'cidr');
+  await rejects(e.svc.create({ name: 'lab2', cidr: '192.168.1.0/25' }), 'NETWORK_CONFLICT', 'cidr');
+  await rejects(e.svc.get('nope'), 'NETWORK_NOT_FOUND');
+  await rejects(e.svc.get('../etc'), 'INVALID_SPEC', 'name');
+});
+
+for (const step of ['ensureBridge', 'loadFirewall', 'startDhcp'] as const) {
+  test(`a create failing at ${step} leaves nothing and restores the firewall`, async () => {
+    const e = fresh();
+    await e.svc.create({ name: 'a', cidr: '10.1.0.0/24' });
+    e.host.failAt = step;
+    e.host.failCount = 1;
+    await assert.rejects(e.svc.create({ name: 'b', cidr: '10.2.0.0/24' }), new RegExp(`fake ${step} failure`));
+    nothingLeft(e, 'b', ['a']);
+    assert.equal(e.host.bridges.size, 1);
+    assert.deepEqual(e.svc.list().map((n) => n.name), ['default', 'a']);
+    // and the name can be used afterwards
+    await e.svc.create({ name: 'b', cidr: '10.2.0.0/24' });
+    assert.deepEqual(e.host.firewall, ['a', 'b']);
+  });
+}
+
+test('user networks: a record only, nothing on the host', async () => {
+  const e = fresh();
+  const u = await e.svc.create({ name: 'u1', kind: 'user' });
+  assert.equal(u.kind, 'user');
+  assert.deepEqual(e.host.calls, []);
+  await e.svc.delete('u1');
+  assert.deepEqual(e.host.calls, []);
+  assert.equal(existsSync(e.store.pathOf('u1')), false);
+});
+
+test('default: cannot be created or deleted; NIC helpers refuse taps on user networks', async () => {
+  const e = fresh();
+  await rejects(e.svc.create({ name: 'default', kind: 'user' }), 'ALREADY_EXISTS', 'name');
+  await rejects(e.svc.delete('default'), 'INVALID_SPEC', 'name');
+  assert.equal(e.svc.bridgeOf('default'), null);
+  assert.equal(e.svc.record('default').builtin, true);
+  await rejects(e.svc.ensureTap('default', 'tap0'), 'INVALID_SPEC', 'network');
+  assert.equal(e.svc.leaseFor('default', '52:54:00:00:00:01'), null);
+});
+
+test('delete: refused while instances use it (NETWORK_IN_USE naming them), else everything goes', async () => {
+  const users: Record<string, string[]> = { a: ['web1', 'db1'] };
+  const e = fresh((n) => users[n] ?? []);
+  await e.svc.create({ name: 'a', cidr: '10.1.0.0/24' });
+  await e.svc.create({ name: 'b', cidr: '10.2.0.0/24', nat: false });
+  await assert.rejects(e.svc.delete('a'), (err: unknown) =>
+    isCorralError(err) && err.code === 'NETWORK_IN_USE' && err.status === 409 && /web1, db1/.test(err.message) && JSON.stringify(err.details.instances) === '["web1","db1"]');
+  assert.equal(e.svc.bridgeOf('a'), 'crl-a');
+  users.a = [];
+  await e.svc.delete('a');
+  nothingLeft(e, 'a', ['b']);
+  await rejects(e.svc.delete('a'), 'NETWORK_NOT_FOUND');
+  e.svc.setInUse(() => ['vm9']);
+  await rejects(e.svc.delete('b'), 'NETWORK_IN_USE');
+});
+
+test('a delete that fails half-way can be repeated', async () => {
+  const e = fresh();
+  await e.svc.create({ name: 'a', cidr: '10.1.0.0/24' });
+  e.host.failAt = 'deleteBridge';
+  e.host.failCount = 1;
+  await assert.rejects(e.svc.delete('a'), /fake deleteBridge failure/);
+  assert.ok(e.svc.record('a'));
+  await e.svc.delete('a');
+  nothingLeft(e, 'a', []);
+});
+
+test('restore: re-creates bridges and firewall, starts or adopts dnsmasq; one failure does not stop the others', async () => {
+  const e = fresh();
+  await e.svc.create({ name: 'a', cidr: '10.1.0.0/24' });
+  await e.svc.create({ name: 'b', cidr: '10.2.0.0/24', nat: false });
+  await e.svc.create({ name: 'u', kind: 'user' });
+  const pidA = e.host.dhcp.get(e.store.filesOf('a').leases);
+  // a host reboot: everything gone but the records; dnsmasq of a still there (daemon restart)
+  e.host.bridges.clear();
+  e.host.firewall = [];
+  e.host.dhcp.delete(e.store.filesOf('b').leases);
+  e.host.calls = [];
+  assert.deepEqual(await e.svc.restore(), []);
+  assert.deepEqual([...e.host.bridges.keys()].sort(), ['crl-a', 'crl-b']);
+  assert.deepEqual(e.host.firewall, ['a', 'b']);
+  assert.equal(e.host.dhcp.get(e.store.filesOf('a').leases), pidA, 'adopted, not started twice');
+  assert.ok(e.host.dhcp.has(e.store.filesOf('b').leases));
+  // a failing bridge is reported, the other network still restored
+  e.host.bridges.clear();
+  e.host.failAt = 'ensureBridge';
+  e.host.failCount = 1;
+  const failed = await e.svc.restore();
+  assert.deepEqual(failed.map((f) => f.network), ['a']);
+  assert.ok(e.host.bridges.has('crl-b'));
+});
+
+test('restore with no bridge network touches nothing on the host', async () => {
+  const e = fresh();
+  await e.svc.create({ name: 'u', kind: 'user' });
+  assert.deepEqual(await e.svc.restore(), []);
+  assert.deepEqual(e.host.calls, []);
+});
+
+test('ensureTap, deleteTap, taps, leaseFor for the NIC service', async () => {
+  const e = fresh();
+  await e.svc.create({ name: 'a', cidr: '10.1.0.0/24' });
+  await e.svc.ensureTap('a', 'ct-web1-0');
+  await e.svc.ensureTap('a', 'ct-web1-1', { queues: 4 });
+  assert.deepEqual(e.host.taps.get('ct-web1-0'), { bridge: 'crl-a', multiQueue: false });
+  assert.deepEqual(e.host.taps.get('ct-web1-1'), { bridge: 'crl-a', multiQueue: true });
+  assert.deepEqual((await e.svc.taps('ct-web1')).map((t) => t.ifname), ['ct-web1-0', 'ct-web1-1']);
+  assert.deepEqual((await e.svc.get('a')).status?.bridge.ports, ['ct-web1-0', 'ct-web1-1']);
+  await rejects(e.svc.ensureTap('a', 'Bad_Tap'), 'INVALID_SPEC', 'ifname');
+  await rejects(e.svc.ensureTap('a', 'tap-name-too-long'), 'INVALID_SPEC', 'ifname');
+  await rejects(e.svc.ensureTap('a', 'tap0', { queues: 0 }), 'INVALID_SPEC', 'queues');
+  await rejects(e.svc.ensureTap('nope', 'tap0'), 'NETWORK_NOT_FOUND');
+  // the bridge vanished behind Corral's back: made again before the tap joins it
+  e.host.bridges.clear();
+  await e.svc.ensureTap('a', 'ct-web2-0');
+  assert.ok(e.host.bridges.has('crl-a'));
+  // a dnsmasq that died is started again; a running one is kept
+  const pid = e.host.dhcp.get(e.store.filesOf('a').leases);
+  await e.svc.ensureTap('a', 'ct-web2-1');
+  assert.equal(e.host.dhcp.get(e.store.filesOf('a').leases), pid);
+  e.host.dhcp.clear();
+  await e.svc.ensureTap('a', 'ct-web2-2');
+  assert.ok(e.host.dhcp.has(e.store.filesOf('a').leases));
+  await e.svc.deleteTap('ct-web1-0');
+  await e.svc.deleteTap('ct-web1-0');
+  assert.equal(e.host.taps.has('ct-web1-0'), false);
+  e.host.leaseText.set(e.store.filesOf('a').leases, [{ mac: '52:54:00:aa:bb:01', ip: '10.1.0.23', hostname: 'web1', expires: null }]);
+  assert.deepEqual(e.svc.leaseFor('a', '52:54:00:AA:BB:01'), { mac: '52:54:00:aa:bb:01', ip: '10.1.0.23', hostname: 'web1', expires: null });
+  assert.equal(e.svc.leaseFor('a', '52:54:00:aa:bb:02'), null);
+});
+
+test('a hand-edited record is not believed', async () => {
+  const e = fresh();
+  await e.svc.create({ name: 'a', cidr: '10.1.0.0/24' });
+  const file = join(e.store.pathOf('a'), 'network.json');
+  const rec = e.svc.record('a');
+  writeFileSync(file, JSON.stringify({ ...rec, bridge: 'eth0' }));
+  await rejects(e.svc.get('a'), 'NETWORK_NOT_FOUND');
+  writeFileSync(file, JSON.stringify({ ...rec, createdAt: 'whenever' }));
+  assert.equal(e.svc.record('a').createdAt, 'whenever');
+});
