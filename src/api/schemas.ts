@@ -11,7 +11,7 @@ export const CreateInstanceBody = Type.Object(
     memory: Type.Optional(Size),
     disk: Type.Optional(Size),
     firmware: Type.Optional(Type.Union([Type.Literal('bios'), Type.Literal('uefi')])),
-    rootBus: Type.Optional(Type.String({ description: 'bus of the root disk: virtio-blk (default), virtio-scsi, ide or sata' })),
+    rootBus: Type.Optional(Type.String({ description: 'bus of the root disk: virtio-blk (default), virtio-scsi, ide or sata (not vhost-user-blk)' })),
     network: Type.Optional(Type.Union([Type.Literal('user'), Type.Literal('none')])),
     accel: Type.Optional(Type.Union([Type.Literal('auto'), Type.Literal('kvm'), Type.Literal('tcg')])),
     start: Type.Optional(Type.Boolean()),

@@ -5,7 +5,7 @@
 import { CorralError, invalidSpec } from './errors.js';
 import { MiB, parseSize } from './units.js';
 import { computeDefaults, validateCompute, type ComputeRequest, type ComputeSpec } from './spec-compute.js';
-import { parseBus, type DiskBus, type InstanceDisk } from './disks.js';
+import { parseRootBus, type DiskBus, type InstanceDisk } from './disks.js';
 
 export const MIN_MEMORY = 64 * MiB;
 export const DEFAULT_MEMORY = 256 * MiB;
@@ -84,7 +84,7 @@ export function validateCreate(req: CreateRequest, host: HostLimits): { name: st
   if (network !== 'user' && network !== 'none') throw invalidSpec('network', `must be "user" or "none"`);
   const accel = req.accel ?? 'auto';
   if (accel !== 'auto' && accel !== 'kvm' && accel !== 'tcg') throw invalidSpec('accel', `must be "auto", "kvm" or "tcg"`);
-  const rootBus = parseBus(req.rootBus, 'rootBus');
+  const rootBus = parseRootBus(req.rootBus, 'rootBus');
   const compute = validateCompute(req, cpus, memory, host, MAX_VCPUS);
   return { name, spec: { image, cpus, memory, disk, firmware, network, accel, ...compute, disks: [], rootBus } };
 }
