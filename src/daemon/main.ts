@@ -19,6 +19,7 @@ import { MemoryService } from '../services/memory.js';
 import { VolumeService } from '../services/volumes.js';
 import { probeBlockIo } from '../qemu/probe-block.js';
 import { DiskService } from '../services/disks.js';
+import { StorageDaemonService } from '../services/storage-daemons.js';
 import { VolumeStore } from '../storage/volumes.js';
 import { PressureController, pressureConfigFrom } from '../services/pressure.js';
 import { readMemInfo } from '../host/basics.js';
@@ -103,9 +104,13 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   const memory = new MemoryService({ instances, events, log });
   const volumes = new VolumeService(new VolumeStore(dataDir), events);
   instances.addHooks(memory.hooks());
-  const disks = new DiskService({ instances, volumes, events, log, blockIo });
+  const storageDaemons = new StorageDaemonService({ instances, events, log, blockIo, runRoot: paths.run });
+  instances.addHooks(storageDaemons.hooks());
+  const disks = new DiskService({ instances, volumes, events, log, blockIo, storageDaemons });
   instances.addHooks(disks.hooks());
   await instances.reconcile();
+  // storage daemons no instance owns (a daemon killed between starting one and starting its QEMU)
+  await storageDaemons.sweepOrphans();
   // Memory pressure: env CORRAL_PRESSURE_INTERVAL / _THRESHOLD / _HYSTERESIS / _STEP (see services/pressure.ts).
   const pressure = new PressureController(pressureConfigFrom(process.env, readMemInfo().total), {
     events, log, instances: () => store.listInstances().filter((r) => r.state === 'running'),
@@ -140,6 +145,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
       log.info({ signal: sig }, 'shutting down; virtual machines keep running');
       pressure.stop();
       instances.detachAll();
+      storageDaemons.detachAll();
       void Promise.allSettled(servers.map((s) => s.close())).then(() => {
         store.close();
         rmSync(paths.socket, { force: true });
