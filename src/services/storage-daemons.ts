@@ -13,7 +13,7 @@ import { isVhostUser } from '../core/disks.js';
 import type { LaunchPlan } from '../qemu/argv.js';
 import { DEFAULT_BLOCK_IO, type BlockIo, type PlanDisk } from '../qemu/argv-disks.js';
 import { QmpClient } from '../qemu/qmp.js';
-import { isAlive, processStartTicks } from '../qemu/proc.js';
+import { findQemusByUuid, isAlive, processStartTicks } from '../qemu/proc.js';
 import {
   findStorageDaemons, isStorageDaemonOf, launchStorageDaemon, qsdErrorLine, readStorageDaemonRecords, removeStorageDaemonFiles,
   stopStorageDaemon, storageDaemonPaths, writeStorageDaemonRecord, type StorageDaemonRecord,
@@ -162,7 +162,13 @@ export class StorageDaemonService {
   async sweepOrphans(): Promise<number> {
     const known = new Set<number>();
     for (const m of this.running.values()) for (const r of m.values()) known.add(r.rec.pid);
-    const orphans = findStorageDaemons(`${this.d.runRoot}/`).filter((p) => !known.has(p.pid));
+    const under = `${this.d.runRoot}/`;
+    const orphans = findStorageDaemons(under).filter((p) => {
+      if (known.has(p.pid)) return false;
+      // one whose QEMU lives (an instance whose QMP did not answer: state error) keeps its disk
+      const uuid = p.argv.map((a) => new RegExp(`${escapeRe(under)}([0-9a-f-]{36})/`).exec(a)?.[1]).find(Boolean);
+      return !(uuid && findQemusByUuid(uuid).length > 0);
+    });
     for (const o of orphans) {
       this.d.log.warn({ pid: o.pid }, 'stopping an orphaned qemu-storage-daemon');
       const start = processStartTicks(o.pid);
@@ -235,4 +241,8 @@ export class StorageDaemonService {
     this.d.log.warn({ instance: row.name, volume: rec.volume, pid: rec.pid }, message);
     this.d.events.publish('instance.disk.backend-exited', row.name, { volume: rec.volume, disk: rec.diskId, pid: rec.pid, message });
   }
+}
+
+function escapeRe(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
