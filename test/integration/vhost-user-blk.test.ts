@@ -253,7 +253,7 @@ test('vhost-user-blk: refused as the root bus; a storage daemon that cannot star
       } catch {
         return true; // locked
       }
-    }, 10_000, 'qemu-io to lock the image', () => `qemu-io: ${holderOut} (exit ${holder.exitCode})`);
+    }, 30_000, 'qemu-io to lock the image', () => `qemu-io: ${holderOut} (exit ${holder.exitCode})`);
     const r = await d.api('POST', '/v1/instances/t3/start', {});
     assert.equal(r.status, 409, JSON.stringify(r.body));
     assert.equal(r.body.error.code, 'VOLUME_IN_USE');
