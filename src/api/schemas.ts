@@ -11,7 +11,7 @@ export const CreateInstanceBody = Type.Object(
     memory: Type.Optional(Size),
     disk: Type.Optional(Size),
     firmware: Type.Optional(Type.Union([Type.Literal('bios'), Type.Literal('uefi')])),
-    rootBus: Type.Optional(Type.String({ description: 'bus of the root disk: virtio-blk (default), virtio-scsi, ide or sata' })),
+    rootBus: Type.Optional(Type.String({ description: 'bus of the root disk: virtio-blk (default), virtio-scsi, ide or sata (not vhost-user-blk)' })),
     network: Type.Optional(Type.String({ description: 'network of the first NIC: a network name, "default"/"user" (user-mode NAT; the default) or "none"' })),
     nicModel: Type.Optional(Type.String({ description: 'model of the first NIC: virtio-net (default), e1000, rtl8139 or vhost-net' })),
     forwards: Type.Optional(Type.Array(Type.String(), { description: 'user network: [tcp|udp:][ADDR:]HOSTPORT:GUESTPORT' })),

@@ -16,10 +16,10 @@ export function registerDiskCommands(program: Command, client: () => ApiClient):
 
   disk
     .command('attach')
-    .description('attach a volume (a running instance gets it hot-plugged; ide needs a stopped instance)')
+    .description('attach a volume (a running instance gets it hot-plugged; ide and sata need a stopped instance, vhost-user-blk one already running with shared memory)')
     .argument('<name>', 'instance name')
     .argument('<volume>', 'volume name')
-    .addOption(new Option('--bus <bus>', 'disk bus').choices(['virtio-blk', 'virtio-scsi', 'ide', 'sata']).default('virtio-blk'))
+    .addOption(new Option('--bus <bus>', 'disk bus').choices(['virtio-blk', 'virtio-scsi', 'ide', 'sata', 'vhost-user-blk']).default('virtio-blk'))
     .option('--json', 'print the API JSON')
     .action(async (name: string, volume: string, o: { bus: string; json?: boolean }) => {
       const res = await client().call<{ disks: DiskJson[] }>('POST', `/v1/instances/${enc(name)}/disks`, { volume, bus: o.bus });

@@ -72,7 +72,7 @@ export function registerInstanceCommands(program: Command, client: () => ApiClie
     .option('--prealloc', 'allocate all guest memory at start')
     .addOption(new Option('--hugepages <size>', 'back guest memory with hugepages').choices(['2M', '1G']))
     .option('--no-balloon', 'no virtio-balloon device')
-    .option('--volume <name[:bus]>', 'attach a volume as a disk (bus: virtio-blk (default), virtio-scsi, ide or sata); repeatable',
+    .option('--volume <name[:bus]>', 'attach a volume as a disk (bus: virtio-blk (default), virtio-scsi, ide, sata or vhost-user-blk); repeatable',
       (v: string, prev: string[] = []) => [...prev, v])
     .option('--start', 'start it once created')
     .option('--json', 'print the API JSON')

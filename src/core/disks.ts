@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { CorralError, invalidSpec } from './errors.js';
 import { printable, validateName } from './spec.js';
 
-export const DISK_BUSES = ['virtio-blk', 'virtio-scsi', 'ide', 'sata'] as const;
+export const DISK_BUSES = ['virtio-blk', 'virtio-scsi', 'ide', 'sata', 'vhost-user-blk'] as const;
 export type DiskBus = (typeof DISK_BUSES)[number];
 
 /** A volume attached to an instance, as the instance spec stores it. */
@@ -19,8 +19,31 @@ export interface InstanceDisk {
 export const IDE_MAX = 4;
 /** The ICH9 AHCI controller Corral adds for `sata`: six ports. */
 export const SATA_MAX = 6;
-/** Buses a running guest can take a new disk on. */
-export const HOTPLUG_BUSES: readonly DiskBus[] = ['virtio-blk', 'virtio-scsi'];
+/**
+ * Buses a running guest can take a new disk on. vhost-user-blk only when the guest's memory is already shared
+ * (the instance started with a vhost-user disk): the disk service checks that with QEMU.
+ */
+export const HOTPLUG_BUSES: readonly DiskBus[] = ['virtio-blk', 'virtio-scsi', 'vhost-user-blk'];
+/** Buses served by a process outside QEMU over vhost-user: the guest's memory must be shared with it. */
+export const VHOST_USER_BUSES: readonly DiskBus[] = ['vhost-user-blk'];
+
+export function isVhostUser(bus: DiskBus): boolean {
+  return VHOST_USER_BUSES.includes(bus);
+}
+
+/** Does an instance with these disks need its guest memory shared (memfd share=on)? */
+export function needsSharedMemory(disks: readonly { bus: DiskBus }[]): boolean {
+  return disks.some((d) => isVhostUser(d.bus));
+}
+
+/** The root disk's bus: any disk bus but vhost-user ones (the root overlay is opened by QEMU itself). */
+export function parseRootBus(bus: unknown, field = 'rootBus'): DiskBus {
+  const b = parseBus(bus, field);
+  if (isVhostUser(b)) {
+    throw invalidSpec(field, `${b} cannot be the root disk's bus: the root disk is the instance's own qcow2 overlay, which QEMU opens itself and no storage daemon serves; use virtio-blk, virtio-scsi, ide or sata, and attach volumes with --bus ${b}`);
+  }
+  return b;
+}
 
 export function parseBus(bus: unknown, field = 'bus'): DiskBus {
   if (bus === undefined || bus === null) return 'virtio-blk';

@@ -5,7 +5,7 @@
 import { CorralError, invalidSpec } from './errors.js';
 import { MiB, parseSize } from './units.js';
 import { computeDefaults, validateCompute, type ComputeRequest, type ComputeSpec } from './spec-compute.js';
-import { parseBus, type DiskBus, type InstanceDisk } from './disks.js';
+import { parseRootBus, type DiskBus, type InstanceDisk } from './disks.js';
 import { DEFAULT_NETWORK, type InstanceNic } from './nics.js';
 
 export const MIN_MEMORY = 64 * MiB;
@@ -88,7 +88,7 @@ export function validateCreate(req: CreateRequest, host: HostLimits): { name: st
   if (firmware !== 'bios' && firmware !== 'uefi') throw invalidSpec('firmware', `must be "bios" or "uefi"`);
   const accel = req.accel ?? 'auto';
   if (accel !== 'auto' && accel !== 'kvm' && accel !== 'tcg') throw invalidSpec('accel', `must be "auto", "kvm" or "tcg"`);
-  const rootBus = parseBus(req.rootBus, 'rootBus');
+  const rootBus = parseRootBus(req.rootBus, 'rootBus');
   const compute = validateCompute(req, cpus, memory, host, MAX_VCPUS);
   return { name, spec: { image, cpus, memory, disk, firmware, accel, ...compute, disks: [], rootBus, nics: [] } };
 }

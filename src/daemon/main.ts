@@ -23,6 +23,7 @@ import { DiskService } from '../services/disks.js';
 import { NetworkService } from '../services/networks.js';
 import { LinuxNetworkHost } from '../network/host.js';
 import { NetworkStore } from '../network/store.js';
+import { StorageDaemonService } from '../services/storage-daemons.js';
 import { VolumeStore } from '../storage/volumes.js';
 import { PressureController, pressureConfigFrom } from '../services/pressure.js';
 import { readMemInfo } from '../host/basics.js';
@@ -107,7 +108,9 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   const memory = new MemoryService({ instances, events, log });
   const volumes = new VolumeService(new VolumeStore(dataDir), events);
   instances.addHooks(memory.hooks());
-  const disks = new DiskService({ instances, volumes, events, log, blockIo });
+  const storageDaemons = new StorageDaemonService({ instances, events, log, blockIo, runRoot: paths.run });
+  instances.addHooks(storageDaemons.hooks());
+  const disks = new DiskService({ instances, volumes, events, log, blockIo, storageDaemons });
   instances.addHooks(disks.hooks());
   const networks = new NetworkService({
     store: new NetworkStore(dataDir), host: new LinuxNetworkHost(), events, log,
@@ -117,6 +120,8 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   instances.addHooks(nics.hooks());
   networks.setInUse((network) => nics.usersOf(network));
   await instances.reconcile();
+  // storage daemons no instance owns (a daemon killed between starting one and starting its QEMU)
+  await storageDaemons.sweepOrphans();
   // Memory pressure: env CORRAL_PRESSURE_INTERVAL / _THRESHOLD / _HYSTERESIS / _STEP (see services/pressure.ts).
   const pressure = new PressureController(pressureConfigFrom(process.env, readMemInfo().total), {
     events, log, instances: () => store.listInstances().filter((r) => r.state === 'running'),
@@ -151,6 +156,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
       log.info({ signal: sig }, 'shutting down; virtual machines keep running');
       pressure.stop();
       instances.detachAll();
+      storageDaemons.detachAll();
       void Promise.allSettled(servers.map((s) => s.close())).then(() => {
         store.close();
         rmSync(paths.socket, { force: true });

@@ -3,8 +3,12 @@
  * a virtio disk runs in, the controller a bus needs, and the guest-visible device (-device / device_add).
  * Pure. Both the launch (argv.ts) and hotplug (services/disks.ts) build from these, so a hot-plugged disk is
  * the same device a cold one would be.
+ *
+ * A vhost-user-blk disk has no block node in QEMU: a qemu-storage-daemon opens the image (with the same
+ * diskBlockdev()) and QEMU only gets a socket chardev to it and the vhost-user-blk-pci device.
  */
-import type { DiskBus } from '../core/disks.js';
+import { isVhostUser, type DiskBus } from '../core/disks.js';
+import { assertSafeOptionPath } from './option-path.js';
 
 /** How QEMU opens image files: O_DIRECT (cache=none) when the filesystem allows it, and the AIO engine. */
 export interface BlockIo {
@@ -24,8 +28,10 @@ export interface PlanDisk {
   bootindex?: number;
   /** block node name, default `<id>-fmt` */
   node?: string;
-  /** what the guest sees as the serial number */
+  /** what the guest sees as the serial number (not for vhost-user-blk: its backend answers the guest's GET_ID) */
   serial?: string;
+  /** vhost-user-blk: the unix socket of the qemu-storage-daemon serving the image */
+  socket?: string;
 }
 
 /** The controllers some buses hang off: one virtio-scsi HBA, one AHCI (ICH9) controller. */
@@ -41,6 +47,26 @@ export function nodeOf(d: PlanDisk): string {
 /** The iothread a virtio-blk disk runs its I/O in (one per disk). */
 export function iothreadOf(d: PlanDisk): string {
   return `io-${d.id}`;
+}
+
+/** The socket chardev a vhost-user disk's device talks to its backend over. */
+export function chardevOf(d: Pick<PlanDisk, 'id'>): string {
+  return `${d.id}-chr`;
+}
+
+function socketOf(d: PlanDisk): string {
+  if (!d.socket) throw new Error(`disk ${d.id} on ${d.bus} has no vhost-user socket`);
+  return assertSafeOptionPath(d.socket);
+}
+
+/** -chardev (legacy syntax: QEMU 7.2 takes no JSON there; the path is daemon-made and checked). */
+export function vhostUserChardevArg(d: PlanDisk): string {
+  return `socket,id=${chardevOf(d)},path=${socketOf(d)}`;
+}
+
+/** chardev-add arguments for hotplug: a unix socket client to the storage daemon. */
+export function vhostUserChardevAdd(d: PlanDisk): Record<string, unknown> {
+  return { id: chardevOf(d), backend: { type: 'socket', data: { addr: { type: 'unix', data: { path: socketOf(d) } }, server: false } } };
 }
 
 /** -blockdev / blockdev-add arguments: the format node over a file node opened as `io` says. */
@@ -63,6 +89,7 @@ export function controllerFor(bus: DiskBus): Array<Record<string, unknown>> {
 /** -object / object-add of the iothreads a disk (or its controller) needs. */
 export function iothreadsFor(d: PlanDisk, controllerPresent: boolean): Array<Record<string, unknown>> {
   if (d.bus === 'virtio-blk') return [{ 'qom-type': 'iothread', id: iothreadOf(d) }];
+  // vhost-user-blk: the I/O runs in the storage daemon, not in a QEMU thread
   if (d.bus === 'virtio-scsi' && !controllerPresent) return [{ 'qom-type': 'iothread', id: `io-${SCSI_CONTROLLER}` }];
   return [];
 }
@@ -77,7 +104,12 @@ export function diskDevice(d: PlanDisk, slot = 0, queues = 1): Record<string, un
   if (d.bus === 'virtio-scsi') dev = { driver: 'scsi-hd', drive: node, bus: `${SCSI_CONTROLLER}.0`, id: d.id };
   else if (d.bus === 'ide') dev = { driver: 'ide-hd', drive: node, bus: `ide.${Math.floor(slot / 2)}`, unit: slot % 2, id: d.id };
   else if (d.bus === 'sata') dev = { driver: 'ide-hd', drive: node, bus: `${SATA_CONTROLLER}.${slot}`, id: d.id };
-  else dev = { driver: 'virtio-blk-pci', drive: node, id: d.id, iothread: iothreadOf(d), 'num-queues': Math.max(1, queues) };
+  else if (d.bus === 'vhost-user-blk') {
+    // no serial property: the guest's GET_ID request goes to the storage daemon
+    dev = { driver: 'vhost-user-blk-pci', chardev: chardevOf(d), id: d.id, 'num-queues': Math.max(1, queues) };
+    if (d.bootindex !== undefined) dev.bootindex = d.bootindex;
+    return dev;
+  } else dev = { driver: 'virtio-blk-pci', drive: node, id: d.id, iothread: iothreadOf(d), 'num-queues': Math.max(1, queues) };
   if (d.serial !== undefined) dev.serial = d.serial;
   if (d.bootindex !== undefined) dev.bootindex = d.bootindex;
   return dev;
@@ -99,6 +131,11 @@ export function disksArgv(disks: readonly PlanDisk[], io: BlockIo, queues: numbe
   const controllers = new Set<string>();
   const slots = diskSlots(disks);
   disks.forEach((d, i) => {
+    if (isVhostUser(d.bus)) {
+      a.push('-chardev', vhostUserChardevArg(d));
+      a.push('-device', JSON.stringify(diskDevice(d, slots[i], queues)));
+      return;
+    }
     for (const o of iothreadsFor(d, controllers.has(d.bus))) a.push('-object', JSON.stringify(o));
     a.push('-blockdev', JSON.stringify(diskBlockdev(d, io)));
     if (!controllers.has(d.bus)) {

@@ -5,6 +5,7 @@
 import { DEFAULT_BLOCK_IO, disksArgv, type BlockIo, type PlanDisk } from './argv-disks.js';
 import { chardevId, netdevArgs, nicDevice, type PlanNic } from './argv-nics.js';
 import type { Accelerator, Firmware } from '../core/spec.js';
+import { assertSafeOptionPath } from './option-path.js';
 
 export interface LaunchPlan {
   uuid: string;
@@ -43,11 +44,7 @@ function json(o: Record<string, unknown>): string {
   return JSON.stringify(o);
 }
 
-/** Characters that QEMU's legacy option parser would treat as syntax: refuse them in checked paths. */
-export function assertSafeOptionPath(p: string): string {
-  if (!p.startsWith('/') || /[,\n\r\0=]/.test(p)) throw new Error(`unsafe path for a QEMU option: ${JSON.stringify(p)}`);
-  return p;
-}
+export { assertSafeOptionPath };
 
 export function buildArgv(plan: LaunchPlan): string[] {
   const a: string[] = [];

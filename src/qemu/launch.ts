@@ -41,8 +41,28 @@ export async function launchQemu(
   timeoutMs = 30_000,
   binary = QEMU_BINARY,
 ): Promise<Launched> {
+  return launchDetached(binary, argv, files, { timeoutMs, what: 'QEMU', errorLine: qemuErrorLine });
+}
+
+export interface DetachedOptions {
+  timeoutMs: number;
+  /** how messages name the program: "QEMU", "qemu-storage-daemon" */
+  what: string;
+  /** the telling line of its stderr */
+  errorLine: (stderr: string) => string;
+  /** file mode creation mask for the child (the sockets it makes), e.g. 0o177 for 0600 sockets */
+  umask?: number;
+}
+
+/**
+ * Spawn a QEMU program in its own session (stdin/stdout on /dev/null, stderr to a file) and wait until its
+ * QMP monitor greets; if it exits first, or does not greet in time (it is then killed), the failure is
+ * QEMU_FAILED carrying its own stderr line.
+ */
+export async function launchDetached(binary: string, argv: string[], files: { qmp: string; stderr: string }, o: DetachedOptions): Promise<Launched> {
   const errFd = openSync(files.stderr, 'w', 0o600);
   let child;
+  const oldMask = o.umask === undefined ? undefined : process.umask(o.umask);
   try {
     child = spawn(binary, argv, {
       stdio: ['ignore', 'ignore', errFd],
@@ -50,20 +70,21 @@ export async function launchQemu(
       env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C' },
     });
   } finally {
+    if (oldMask !== undefined) process.umask(oldMask);
     closeSync(errFd);
   }
   child.unref();
   const exited = new Promise<never>((_, reject) => {
     child.once('error', (err) => reject(new CorralError('QEMU_FAILED', `cannot run ${binary}: ${err.message}`)));
     child.once('exit', (code, signal) => {
-      const line = qemuErrorLine(readStderr(files.stderr));
-      reject(new CorralError('QEMU_FAILED', signal ? `QEMU was killed by ${signal} while starting: ${line}` : line, { exitCode: code, signal }));
+      const line = o.errorLine(readStderr(files.stderr));
+      reject(new CorralError('QEMU_FAILED', signal ? `${o.what} was killed by ${signal} while starting: ${line}` : line, { exitCode: code, signal }));
     });
   });
   exited.catch(() => undefined);
   try {
-    // QMP greets only once QEMU has finished initialising and entered its main loop.
-    const qmp = await Promise.race([QmpClient.connect(files.qmp, { timeoutMs, retry: true }), exited]);
+    // QMP greets only once the program has finished initialising and entered its main loop.
+    const qmp = await Promise.race([QmpClient.connect(files.qmp, { timeoutMs: o.timeoutMs, retry: true }), exited]);
     if (child.exitCode !== null || child.signalCode !== null) {
       qmp.close();
       await exited;
@@ -73,7 +94,7 @@ export async function launchQemu(
   } catch (e) {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     if (e instanceof CorralError) throw e;
-    const line = qemuErrorLine(readStderr(files.stderr));
-    throw new CorralError('QEMU_FAILED', `QEMU did not answer on QMP: ${(e as Error).message}${line ? `; stderr: ${line}` : ''}`);
+    const line = o.errorLine(readStderr(files.stderr));
+    throw new CorralError('QEMU_FAILED', `${o.what} did not answer on QMP: ${(e as Error).message}${line ? `; stderr: ${line}` : ''}`);
   }
 }

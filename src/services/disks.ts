@@ -1,21 +1,27 @@
 /**
- * Volumes attached to instances as disks (virtio-blk, virtio-scsi, ide). A stopped instance's disks are only
- * recorded (the next start puts them on the QEMU command line); a running one's are hot-plugged over QMP
- * (blockdev-add + device_add, device_del + DEVICE_DELETED + blockdev-del) where the bus allows it. The
- * instance spec holds the disk list; the volume's attachedTo names the instance. Lock order: the
+ * Volumes attached to instances as disks (virtio-blk, virtio-scsi, ide, sata, vhost-user-blk). A stopped
+ * instance's disks are only recorded (the next start puts them on the QEMU command line); a running one's are
+ * hot-plugged over QMP (blockdev-add + device_add, device_del + DEVICE_DELETED + blockdev-del) where the bus
+ * allows it. vhost-user-blk hotplug starts the disk's qemu-storage-daemon, then chardev-add + device_add (and
+ * device_del + chardev-remove, then stops it), and only into a guest whose memory is already shared.
+ * The instance spec holds the disk list; the volume's attachedTo names the instance. Lock order: the
  * instance's lock, then the volume lock.
  */
 import { CorralError, invalidSpec, isCorralError } from '../core/errors.js';
-import { HOTPLUG_BUSES, planAttach, planDetach, volumeIds, type DiskBus, type InstanceDisk } from '../core/disks.js';
+import { HOTPLUG_BUSES, isVhostUser, planAttach, planDetach, volumeIds, type DiskBus, type InstanceDisk } from '../core/disks.js';
 import { isActive } from '../core/state.js';
 import type { QmpClient } from '../qemu/qmp.js';
 import { peripherals, qomObjects, unplugDevice } from './qmp-devices.js';
-import { controllerFor, diskBlockdev, diskDevice, diskSlots, iothreadsFor, nodeOf, type BlockIo } from '../qemu/argv-disks.js';
+import { chardevOf, controllerFor, diskBlockdev, diskDevice, diskSlots, iothreadsFor, nodeOf, vhostUserChardevAdd, type BlockIo } from '../qemu/argv-disks.js';
 import type { InstanceRow } from '../store/store.js';
 import type { EventBus } from './events.js';
 import type { InstanceHooks, InstanceService } from './instances.js';
 import { volumeDisk, type ResolvedDisk } from './runtime.js';
 import type { VolumeService } from './volumes.js';
+import type { StorageDaemonService } from './storage-daemons.js';
+
+/** What the guest reads as a vhost-user-blk disk's serial: qemu-storage-daemon answers GET_ID with this. */
+export const VHOST_USER_SERIAL = 'vhost_user_blk';
 
 export interface DiskView extends InstanceDisk {
   id: string;
@@ -33,6 +39,8 @@ export interface DiskDeps {
   blockIo?: BlockIo;
   /** how long a live detach waits for the guest to let go of the device */
   unplugTimeoutMs?: number;
+  /** the storage daemons behind vhost-user-blk disks (hotplug starts and unplug stops one) */
+  storageDaemons?: StorageDaemonService;
 }
 
 export class DiskService {
@@ -55,9 +63,11 @@ export class DiskService {
   }
 
   list(name: string): DiskView[] {
-    return this.resolve(this.d.instances.rowOf(name)).map((r) => {
-      const p = volumeDisk(r);
-      return { volume: r.volume, bus: r.bus, id: p.id, path: r.path, format: r.format, serial: p.serial ?? r.volume };
+    const row = this.d.instances.rowOf(name);
+    const runDir = this.d.instances.paths(row).runDir;
+    return this.resolve(row).map((r) => {
+      const p = volumeDisk(r, runDir);
+      return { volume: r.volume, bus: r.bus, id: p.id, path: r.path, format: r.format, serial: p.serial ?? (isVhostUser(r.bus) ? VHOST_USER_SERIAL : r.volume) };
     });
   }
 
@@ -87,7 +97,9 @@ export class DiskService {
       if (live) {
         if (!HOTPLUG_BUSES.includes(added.bus)) throw invalidSpec('bus', `${added.bus} has no hotplug; stop the instance first`);
         const { qmp } = this.d.instances.live(name);
-        await this.hotplug(qmp, { volume: vol.name, bus: added.bus, path: vol.path, format: vol.format }, row.spec.cpus);
+        const r: ResolvedDisk = { volume: vol.name, bus: added.bus, path: vol.path, format: vol.format };
+        if (isVhostUser(added.bus)) await this.hotplugVhostUser(row, qmp, r);
+        else await this.hotplug(qmp, r, row.spec.cpus, this.d.instances.paths(row).runDir);
       }
       this.d.volumes.store.setAttached(vol.name, name);
       this.d.instances.updateSpec(name, { disks });
@@ -104,7 +116,8 @@ export class DiskService {
       if (live) {
         if (!HOTPLUG_BUSES.includes(disk.bus)) throw invalidSpec('bus', `${disk.bus} has no hotplug; stop the instance first`);
         const { qmp } = this.d.instances.live(name);
-        await this.unplug(qmp, disk.volume);
+        await this.unplug(qmp, disk.volume, disk.bus);
+        if (isVhostUser(disk.bus)) await this.storage().stop(row, volumeIds(disk.volume).id);
       }
       this.d.instances.updateSpec(name, { disks: rest });
       try {
@@ -118,8 +131,44 @@ export class DiskService {
     }));
   }
 
-  private async hotplug(qmp: QmpClient, r: ResolvedDisk, queues: number): Promise<void> {
-    const p = volumeDisk(r);
+  private storage(): StorageDaemonService {
+    if (!this.d.storageDaemons) throw new CorralError('INTERNAL', 'no storage daemon service: vhost-user-blk is not available');
+    return this.d.storageDaemons;
+  }
+
+  /**
+   * A vhost-user backend maps the guest's memory, so it must be a shared memfd. A running QEMU's memory
+   * cannot change: refuse unless it already is (the instance started with a vhost-user disk).
+   */
+  private async assertSharedMemory(row: InstanceRow, qmp: QmpClient): Promise<void> {
+    const backends = ['mem0', ...(row.spec.maxMemory !== null ? ['vmem0'] : [])];
+    for (const id of backends) {
+      const share = await qmp.execute<boolean>('qom-get', { path: `/objects/${id}`, property: 'share' }).catch(() => false);
+      if (share !== true) {
+        throw invalidSpec('bus', `vhost-user-blk needs the guest's memory shared with the storage daemon (memfd share=on), and instance "${row.name}" runs without it (memory backend ${id}); stop the instance first: it then starts with shared memory`);
+      }
+    }
+  }
+
+  private async hotplugVhostUser(row: InstanceRow, qmp: QmpClient, r: ResolvedDisk): Promise<void> {
+    await this.assertSharedMemory(row, qmp);
+    const p = volumeDisk(r, this.d.instances.paths(row).runDir);
+    const queues = row.spec.cpus;
+    await this.storage().start(row, p, queues);
+    let chardev = false;
+    try {
+      await qmp.execute('chardev-add', vhostUserChardevAdd(p));
+      chardev = true;
+      await qmp.execute('device_add', diskDevice(p, 0, queues));
+    } catch (e) {
+      if (chardev) await qmp.execute('chardev-remove', { id: chardevOf(p) }).catch(() => undefined);
+      await this.storage().stop(row, p.id);
+      throw new CorralError('QEMU_FAILED', `hotplug of volume "${r.volume}" failed: ${(e as Error).message}`);
+    }
+  }
+
+  private async hotplug(qmp: QmpClient, r: ResolvedDisk, queues: number, runDir: string): Promise<void> {
+    const p = volumeDisk(r, runDir);
     const present = await peripherals(qmp);
     const controllerPresent = controllerFor(r.bus).every((c) => present.includes(String(c.id)));
     const objects = (await qomObjects(qmp));
@@ -136,9 +185,15 @@ export class DiskService {
     }
   }
 
-  private async unplug(qmp: QmpClient, volume: string): Promise<void> {
+  private async unplug(qmp: QmpClient, volume: string, bus: DiskBus): Promise<void> {
     const { id, node } = volumeIds(volume);
     await unplugDevice(qmp, id, this.d.unplugTimeoutMs ?? 15_000, `disk ${id}`);
+    if (isVhostUser(bus)) {
+      await qmp.execute('chardev-remove', { id: chardevOf({ id }) }).catch((e: Error) => {
+        this.d.log.warn({ volume, err: e.message }, 'chardev-remove after unplug failed');
+      });
+      return;
+    }
     await qmp.execute('blockdev-del', { 'node-name': node }).catch((e: Error) => {
       this.d.log.warn({ volume, err: e.message }, 'blockdev-del after unplug failed');
     });

@@ -8,7 +8,7 @@ import { CorralError, isCorralError } from '../core/errors.js';
 import { instancePaths, type InstancePaths } from '../core/paths.js';
 import { type CreateRequest, type HostLimits, type Accelerator, type InstanceSpec, validateCreate, validateName } from '../core/spec.js';
 import { assertCanRun, isActive, validTransition, type InstanceState, type Operation } from '../core/state.js';
-import { buildArgv } from '../qemu/argv.js';
+import { buildArgv, type LaunchPlan } from '../qemu/argv.js';
 import { createOverlay } from '../qemu/img.js';
 import { launchQemu } from '../qemu/launch.js';
 import { DEFAULT_NETWORK, macFor, parseForward, type InstanceNic } from '../core/nics.js';
@@ -82,9 +82,19 @@ export interface InstanceHooks {
    * exited hooks run to undo what any beforeLaunch set up.
    */
   beforeLaunch?(row: InstanceRow, accel: Accelerator): void | Promise<void>;
+  /**
+   * The runtime dir is fresh and the launch plan built; QEMU is spawned next. Processes QEMU connects to
+   * (vhost-user storage daemons) start here. A throw fails the start; `exited` then runs to clean up.
+   */
+  beforeSpawn?(row: InstanceRow, plan: LaunchPlan): Promise<void>;
   launched?(row: InstanceRow, pid: number, qmp: QmpClient): Promise<void>;
   adopted?(row: InstanceRow, pid: number, qmp: QmpClient): Promise<void>;
-  exited?(row: InstanceRow): void;
+  /**
+   * QEMU is gone (or a start failed after the runtime dir was made). Runs before the runtime dir is removed;
+   * what it must read from there it reads at once. A returned promise is awaited before the stop or kill
+   * that caused the exit returns, and before the instance's next start.
+   */
+  exited?(row: InstanceRow): void | Promise<void>;
   /** After an instance is deleted (its row is gone). */
   deleted?(row: InstanceRow): void;
 }
@@ -103,6 +113,10 @@ export class InstanceService {
   private networkKind: NetworkKindOf | null = null;
   private contributors: Array<(row: InstanceRow) => Pick<LaunchExtras, 'hostdevs' | 'sharedMemory'>> = [];
   private nicPlanner: NicPlanner = (uuid, req) => [{ id: 'net0', model: 'virtio-net', network: DEFAULT_NETWORK, mac: macFor(uuid), queues: 1, ...(req.forwards ? { forwards: req.forwards.map(parseForward) } : {}) }];
+  /** The pids of the processes serving an instance's vhost-user disks (set by the storage daemon service). */
+  private backendSource: (row: InstanceRow) => Record<string, number | null> = () => ({});
+  /** Exit hooks still at work per instance uuid (stopping storage daemons). */
+  private exiting = new Map<string, Promise<void>>();
   private locks = new KeyedLock();
   private monitors = new Map<string, VmMonitor>();
   private rotators = new Map<string, ConsoleLogRotator>();
@@ -124,6 +138,11 @@ export class InstanceService {
   /** Where the launch plan gets an instance's attached volumes from. */
   setDiskSource(fn: (row: InstanceRow) => ResolvedDisk[]): void {
     this.diskSource = fn;
+  }
+
+  /** Where `devices` gets the pids of vhost-user backends from. */
+  setBackendSource(fn: (row: InstanceRow) => Record<string, number | null>): void {
+    this.backendSource = fn;
   }
 
   /** Run fn under the instance's lock (serialised with its lifecycle operations). */
@@ -336,7 +355,8 @@ export class InstanceService {
   async devices(name: string): Promise<DevicePath[]> {
     const row = this.row(name);
     const accel = row.accel ?? (row.spec.accel === 'auto' ? await this.d.accelerator() : row.spec.accel);
-    return devicePaths(launchPlan(row, this.d.images.get(row.spec.image), accel, this.paths(row), this.extras(row)));
+    const live = isActive(row.state) && row.pid !== null;
+    return devicePaths(launchPlan(row, this.d.images.get(row.spec.image), accel, this.paths(row), this.extras(row)), live ? this.backendSource(row) : {});
   }
 
   private extras(row: InstanceRow): LaunchExtras {
@@ -372,6 +392,7 @@ export class InstanceService {
     const t0 = performance.now();
     const image = this.d.images.get(row.spec.image);
     const p = this.paths(row);
+    await this.exitSettled(row.uuid);
     const accel = row.spec.accel === 'auto' ? await this.d.accelerator() : row.spec.accel;
     const prior = row.state;
     // Admission and the move to "starting" happen with no await in between: a concurrent start of another
@@ -379,13 +400,17 @@ export class InstanceService {
     admitOrThrow(this.pool(row.uuid), { cpus: row.spec.cpus, memory: row.spec.memory });
     this.setState(row, 'starting', 'start requested', { lastError: null });
     let pid: number | null = null;
+    let prepared = false;
     try {
       prepareRunDir(p);
+      prepared = true;
       // Hooks may set up host resources (taps, storage daemons, bound devices) here; whatever happens next,
       // a failed start runs every exited hook, which undoes them.
       for (const h of this.hooks) if (h.beforeLaunch) await h.beforeLaunch(row, accel);
       this.rotateLog(row).rotateNow();
-      const argv = buildArgv(launchPlan(row, image, accel, p, this.extras(row)));
+      const plan = launchPlan(row, image, accel, p, this.extras(row));
+      const argv = buildArgv(plan);
+      for (const h of this.hooks) if (h.beforeSpawn) await h.beforeSpawn(row, plan);
       const t1 = performance.now();
       const launched = await launchQemu(argv, { qmp: p.qmp, stderr: p.stderr });
       const t2 = performance.now();
@@ -414,13 +439,8 @@ export class InstanceService {
         this.monitors.get(row.uuid)?.detach();
         this.monitors.delete(row.uuid);
       }
-      for (const h of this.hooks) {
-        try {
-          h.exited?.(row);
-        } catch {
-          /* best effort on a failed start */
-        }
-      }
+      // best effort on a failed start, but finished before the start returns: nothing is left running
+      if (prepared) await this.runExitHooks(row);
       removeRunDir(p);
       const msg = isCorralError(e) ? e.message : (e as Error).message;
       this.setState(row, prior === 'crashed' || prior === 'error' ? prior : 'stopped', `start failed: ${msg}`, {
@@ -444,7 +464,10 @@ export class InstanceService {
     } catch (e) {
       this.d.log.warn({ instance: row.name, err: (e as Error).message }, 'powerdown request failed');
     }
-    if (await m.waitExit(timeoutSec * 1000)) return;
+    if (await m.waitExit(timeoutSec * 1000)) {
+      await this.exitSettled(row.uuid);
+      return;
+    }
     this.d.events.publish('instance.stop-timeout', row.name, { timeoutSec });
     await this.doKill(row, `killed: the guest did not power off within ${timeoutSec}s`);
   }
@@ -464,6 +487,7 @@ export class InstanceService {
     if (!m || this.d.store.getInstance(row.name)?.state !== 'stopped') {
       this.finishExit(row, 'stopped', why);
     }
+    await this.exitSettled(row.uuid);
   }
 
   // ---- watching ----
@@ -497,15 +521,33 @@ export class InstanceService {
     return m;
   }
 
-  private finishExit(row: InstanceRow, to: InstanceState, reason: string): void {
-    this.monitors.delete(row.uuid);
+  /** Run every exit hook; resolves when the asynchronous ones are done (their failures are logged). */
+  private runExitHooks(row: InstanceRow): Promise<void> {
+    const work: Array<Promise<void>> = [];
+    const warn = (e: unknown): void => this.d.log.warn({ instance: row.name, err: (e as Error).message }, 'exit hook failed');
     for (const h of this.hooks) {
       try {
-        h.exited?.(row);
+        const r = h.exited?.(row);
+        if (r) work.push(r.catch(warn));
       } catch (e) {
-        this.d.log.warn({ instance: row.name, err: (e as Error).message }, 'exit hook failed');
+        warn(e);
       }
     }
+    return Promise.all(work).then(() => undefined);
+  }
+
+  /** Wait for the exit hooks of an instance's last QEMU (its storage daemons stopping). */
+  private async exitSettled(uuid: string): Promise<void> {
+    await this.exiting.get(uuid);
+  }
+
+  private finishExit(row: InstanceRow, to: InstanceState, reason: string): void {
+    this.monitors.delete(row.uuid);
+    const work = this.runExitHooks(row);
+    this.exiting.set(row.uuid, work);
+    void work.finally(() => {
+      if (this.exiting.get(row.uuid) === work) this.exiting.delete(row.uuid);
+    });
     this.rotators.get(row.uuid)?.stop();
     removeRunDir(this.paths(row));
     this.setState(row, to, reason, { pid: null, pidStart: null, lastError: to === 'crashed' ? reason : row.lastError });

@@ -66,9 +66,6 @@ function isSocket(path: string): boolean {
 }
 
 export class NicService {
-  /** tap removals still running (a restart must not make a tap that an old removal then deletes) */
-  private removing = new Map<string, Promise<void>>();
-
   constructor(private d: NicDeps) {
     d.instances.setNicPlanner((uuid, req) => {
       const network = req.network === undefined || req.network === 'user' ? DEFAULT_NETWORK : req.network;
@@ -146,23 +143,15 @@ export class NicService {
           }
           if (n.network !== null && n.model !== 'sriov') host.networkKind(n.network); // NETWORK_NOT_FOUND if it went away
         }
-        for (const { nic, ifname } of this.taps(row)) {
-          await this.removing.get(ifname);
-          await this.d.networks.ensureTap(nic.network!, ifname, { queues: nic.queues });
+        for (const { nic, ifname } of this.taps(row)) await this.d.networks.ensureTap(nic.network!, ifname, { queues: nic.queues });
+      },
+      // awaited before the stop returns and before the next start, so a new tap is never removed by an old exit
+      exited: async (row) => {
+        for (const { ifname } of this.taps(row)) {
+          await this.d.networks.deleteTap(ifname).catch((e: Error) => this.d.log.warn({ instance: row.name, tap: ifname, err: e.message }, 'cannot remove tap'));
         }
       },
-      exited: (row) => {
-        for (const { ifname } of this.taps(row)) this.removeTap(ifname, row.name);
-      },
     };
-  }
-
-  private removeTap(ifname: string, instance: string): void {
-    const p = (this.removing.get(ifname) ?? Promise.resolve())
-      .then(() => this.d.networks.deleteTap(ifname))
-      .catch((e: Error) => this.d.log.warn({ instance, tap: ifname, err: e.message }, 'cannot remove tap'))
-      .finally(() => { if (this.removing.get(ifname) === p) this.removing.delete(ifname); });
-    this.removing.set(ifname, p);
   }
 
   attach(name: string, req: NicRequest): Promise<NicView[]> {

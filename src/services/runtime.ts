@@ -1,13 +1,14 @@
 /** From a stored instance to what QEMU needs: the launch plan, the runtime dir and its status file. */
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import type { InstancePaths } from '../core/paths.js';
-import { volumeIds, type DiskBus } from '../core/disks.js';
+import { isVhostUser, needsSharedMemory as diskNeedsSharedMemory, volumeIds, type DiskBus } from '../core/disks.js';
 import type { Accelerator } from '../core/spec.js';
 import { HUGEPAGE_BYTES } from '../core/spec-compute.js';
 import type { LaunchPlan } from '../qemu/argv.js';
 import type { NicBackend, PlanNic } from '../qemu/argv-nics.js';
 import { DEFAULT_NETWORK, hostfwd, needsSharedMemory, tapName, type InstanceNic, type NicModel } from '../core/nics.js';
 import { DEFAULT_BLOCK_IO, type BlockIo } from '../qemu/argv-disks.js';
+import { storageDaemonPaths } from '../qemu/storage-daemon.js';
 import type { ImageRecord } from '../storage/images.js';
 import type { InstanceRow } from '../store/store.js';
 
@@ -26,9 +27,13 @@ export interface ResolvedDisk {
 /** Serial numbers: virtio-blk and IDE keep 20 characters, so the volume name is cut there. */
 export const SERIAL_MAX = 20;
 
-/** The launch-plan disk of an attached volume. */
-export function volumeDisk(v: ResolvedDisk): LaunchPlan['disks'][number] {
+/**
+ * The launch-plan disk of an attached volume. A vhost-user-blk disk gets the socket of its storage daemon in
+ * the runtime dir `runDir`, and no serial (its device has none: the storage daemon answers the guest).
+ */
+export function volumeDisk(v: ResolvedDisk, runDir: string): LaunchPlan['disks'][number] {
   const { id, node } = volumeIds(v.volume);
+  if (isVhostUser(v.bus)) return { id, node, path: v.path, format: v.format, bus: v.bus, socket: storageDaemonPaths(runDir, v.volume).socket };
   return { id, node, path: v.path, format: v.format, bus: v.bus, serial: v.volume.slice(0, SERIAL_MAX) };
 }
 
@@ -75,15 +80,16 @@ export function launchPlan(row: InstanceRow, image: ImageRecord, accel: Accelera
     cpuModel: row.spec.cpuModel === 'auto' ? (accel === 'kvm' ? 'host' : 'max') : row.spec.cpuModel,
     memory: row.spec.memory,
     maxMemory: row.spec.maxMemory,
+    // vhost-user back ends read and write guest memory directly: it must be a shared memfd (virtio-mem's too)
     memoryBacking: {
       hugepages: row.spec.hugepages ? HUGEPAGE_BYTES[row.spec.hugepages] : null,
       prealloc: row.spec.prealloc,
-      share: needsSharedMemory(row.spec.nics) || (extras.sharedMemory ?? false),
+      share: needsSharedMemory(row.spec.nics) || diskNeedsSharedMemory(volumes) || (extras.sharedMemory ?? false),
     },
     balloon: row.spec.balloon,
     machine: 'pc',
     firmware: row.spec.firmware === 'uefi' ? { kind: 'uefi', code: OVMF_CODE, vars: p.efiVars } : { kind: 'bios' },
-    disks: [{ id: 'disk0', path: p.disk, format: 'qcow2', bus: row.spec.rootBus, bootindex: 1 }, ...volumes.map(volumeDisk)],
+    disks: [{ id: 'disk0', path: p.disk, format: 'qcow2', bus: row.spec.rootBus, bootindex: 1 }, ...volumes.map((v) => volumeDisk(v, p.runDir))],
     blockIo: extras.blockIo ?? DEFAULT_BLOCK_IO,
     nics: row.spec.nics.map((n) => planNicOf(row.uuid, n, extras.networkKind)).filter((n): n is PlanNic => n !== null),
     hostdevs: extras.hostdevs ?? [],

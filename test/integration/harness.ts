@@ -224,17 +224,26 @@ export class Daemon {
     return cur;
   }
 
-  /** Kill every QEMU of this data dir and remove it (test clean-up). */
+  /** Kill every QEMU (and storage daemon) of this data dir and remove it (test clean-up). */
   async destroy(): Promise<void> {
     await this.kill9();
     const run = join(this.dataDir, 'run');
     if (existsSync(run)) {
       for (const uuid of readdirSync(run)) {
+        // QEMU's pidfile, and those of the qemu-storage-daemons serving its vhost-user disks
+        let pidfiles = ['qemu.pid'];
         try {
-          const pid = Number(readFileSync(join(run, uuid, 'qemu.pid'), 'utf8'));
-          process.kill(pid, 'SIGKILL');
+          pidfiles = [...pidfiles, ...readdirSync(join(run, uuid)).filter((f) => /^vu-.*\.pid$/.test(f))];
         } catch {
-          /* gone */
+          /* not a folder */
+        }
+        for (const f of pidfiles) {
+          try {
+            const pid = Number(readFileSync(join(run, uuid, f), 'utf8'));
+            process.kill(pid, 'SIGKILL');
+          } catch {
+            /* gone */
+          }
         }
       }
     }

@@ -75,3 +75,18 @@ test('device paths: ide and sata are emulated (PIIX, ICH9 AHCI), virtio-blk and 
   assert.equal(by('vol-old1').qemuDevice, 'ide-hd');
   assert.match(by('vol-old1').dataPath, /^guest ide -> QEMU emulated IDE controller \(PIIX\) -> .*\/volumes\/old1\/disk\.qcow2$/);
 });
+
+test('vhost-user-blk: a disk bus that needs shared memory, never the root disk bus', async () => {
+  const { needsSharedMemory, parseRootBus, isVhostUser, HOTPLUG_BUSES } = await import('../../../src/core/disks.js');
+  assert.equal(parseBus('vhost-user-blk'), 'vhost-user-blk');
+  assert.ok(isVhostUser('vhost-user-blk'));
+  assert.equal(isVhostUser('virtio-blk'), false);
+  assert.ok(HOTPLUG_BUSES.includes('vhost-user-blk'));
+  assert.equal(needsSharedMemory([{ bus: 'virtio-blk' }, { bus: 'ide' }]), false);
+  assert.equal(needsSharedMemory([{ bus: 'virtio-blk' }, { bus: 'vhost-user-blk' }]), true);
+  assert.equal(parseRootBus(undefined), 'virtio-blk');
+  assert.equal(parseRootBus('sata'), 'sata');
+  assert.throws(() => parseRootBus('vhost-user-blk'), (e: unknown) => isCorralError(e) && e.code === 'INVALID_SPEC' && e.details?.field === 'rootBus'
+    && /vhost-user-blk cannot be the root disk's bus: .*no storage daemon serves/.test(e.message));
+  assert.deepEqual(planAttach('vm', [{ volume: 'a', bus: 'virtio-blk' }], 'b', 'vhost-user-blk', null), [{ volume: 'a', bus: 'virtio-blk' }, { volume: 'b', bus: 'vhost-user-blk' }]);
+});

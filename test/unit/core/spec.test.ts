@@ -84,3 +84,8 @@ test('memory hotplug, limits, hugepages and CPU caps are checked', () => {
   invalid(() => validateCreate({ name: 'a', image: 'tiny', cpuWeight: 0 }, host), 'cpuWeight');
   invalid(() => validateCreate({ name: 'a', image: 'tiny', cpuModel: 'a,b' }, host), 'cpuModel');
 });
+
+test('rootBus vhost-user-blk is refused with the reason', () => {
+  invalid(() => validateCreate({ name: 'a', image: 'tiny', rootBus: 'vhost-user-blk' }, host), 'rootBus');
+  assert.equal(validateCreate({ name: 'a', image: 'tiny', rootBus: 'sata' }, host).spec.rootBus, 'sata');
+});

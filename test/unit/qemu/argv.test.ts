@@ -41,3 +41,24 @@ test('every instance runs sandboxed, without defaults or user config', () => {
   assert.ok(argv.includes('-no-user-config'));
   assert.equal(argv[argv.indexOf('-sandbox') + 1], 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny');
 });
+
+test('vhost-user-blk: a socket chardev and the device, no block node or iothread in QEMU; memory becomes a shared memfd', () => {
+  const sock = '/var/lib/corral/run/u/vu-fast1.sock';
+  const plan: LaunchPlan = {
+    ...base, maxMemory: 1024 * 1024 * 1024, memoryBacking: { ...base.memoryBacking, share: true },
+    disks: [...base.disks, { id: 'vol-fast1', node: 'vol-fast1-fmt', path: '/v/fast1.qcow2', format: 'qcow2', bus: 'vhost-user-blk', socket: sock }],
+  };
+  const argv = buildArgv(plan);
+  assert.ok(argv.includes(`socket,id=vol-fast1-chr,path=${sock}`));
+  const dev = argv.map((a) => { try { return JSON.parse(a) as Record<string, unknown>; } catch { return null; } }).filter((o) => o?.driver === 'vhost-user-blk-pci');
+  assert.deepEqual(dev, [{ driver: 'vhost-user-blk-pci', chardev: 'vol-fast1-chr', id: 'vol-fast1', 'num-queues': plan.cpus }]);
+  assert.ok(!argv.some((a) => a.includes('/v/fast1.qcow2')), 'QEMU does not open the image');
+  const mems = argv.filter((a) => a.includes('"qom-type":"memory-backend')).map((a) => JSON.parse(a) as Record<string, unknown>);
+  assert.deepEqual(mems.map((m) => [m.id, m['qom-type'], m.share]), [['mem0', 'memory-backend-memfd', true], ['vmem0', 'memory-backend-memfd', true]]);
+});
+
+test('vhost-user-blk: a missing socket or one with option syntax in its path is refused', () => {
+  const disk = { id: 'vol-x', path: '/v/x.raw', format: 'raw' as const, bus: 'vhost-user-blk' as const };
+  assert.throws(() => buildArgv({ ...base, disks: [disk] }), /no vhost-user socket/);
+  assert.throws(() => buildArgv({ ...base, disks: [{ ...disk, socket: '/run/a,server=on/x.sock' }] }), /unsafe path/);
+});

@@ -39,3 +39,20 @@ test('NICs: each model and back end named with its approach (emulated, paravirtu
   assert.deepEqual([by('net5').approach, by('net5').kind], ['sriov-vf', 'nic']);
   assert.match(by('net5').dataPath, /virtual function 0000:3b:02\.1 of 0000:3b:00\.1/);
 });
+
+test('a vhost-user-blk disk: no QEMU in the data path; the storage daemon pid while it runs; shared memory listed', () => {
+  const sock = '/var/lib/corral/run/u/vu-fast1.sock';
+  const p: LaunchPlan = {
+    ...plan, memoryBacking: { ...plan.memoryBacking, share: true },
+    disks: [...plan.disks, { id: 'vol-fast1', path: '/v/fast1.qcow2', format: 'qcow2', bus: 'vhost-user-blk', socket: sock }],
+  };
+  const stopped = devicePaths(p).find((d) => d.id === 'vol-fast1')!;
+  assert.deepEqual([stopped.kind, stopped.approach, stopped.qemuDevice], ['disk', 'vhost-user', 'vhost-user-blk-pci']);
+  assert.equal(stopped.dataPath, `guest virtio-blk (vhost-user) -> shared guest memory -> qemu-storage-daemon (started with the instance) (socket ${sock}) -> its block layer (qcow2; page cache, threads AIO) -> /v/fast1.qcow2`);
+  assert.doesNotMatch(stopped.dataPath, /QEMU block layer|iothread/);
+  const running = devicePaths(p, { 'vol-fast1': 4321 }).find((d) => d.id === 'vol-fast1')!;
+  assert.match(running.dataPath, /-> qemu-storage-daemon 4321 \(socket /);
+  const mem = devicePaths(p).find((d) => d.id === 'mem0')!;
+  assert.deepEqual([mem.kind, mem.approach, mem.qemuDevice], ['memory', 'vhost-user', 'memory-backend-memfd (share=on)']);
+  assert.equal(devicePaths(plan).some((d) => d.id === 'mem0'), false, 'no shared memory without vhost-user');
+});
