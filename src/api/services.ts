@@ -7,6 +7,7 @@ import type { ImageService } from '../services/images.js';
 import type { InstanceService } from '../services/instances.js';
 import type { MemoryService } from '../services/memory.js';
 import type { NicService } from '../services/nics.js';
+import type { PassthroughService } from '../services/passthrough.js';
 import type { VolumeService } from '../services/volumes.js';
 
 export interface Services {
@@ -19,4 +20,5 @@ export interface Services {
   volumes: VolumeService;
   disks: DiskService;
   nics: NicService;
+  passthrough: PassthroughService;
 }

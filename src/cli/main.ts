@@ -19,6 +19,7 @@ import { registerMemoryCommands } from './memory.js';
 import { registerVolumeCommands } from './volumes.js';
 import { registerDiskCommands } from './disks.js';
 import { registerNicCommands } from './nics.js';
+import { registerPassthroughCommands } from './passthrough.js';
 
 function packageVersion(): string {
   try {
@@ -78,6 +79,7 @@ export function buildProgram(): Command {
   registerVolumeCommands(program, client);
   registerDiskCommands(program, client);
   registerNicCommands(program, client);
+  registerPassthroughCommands(program, client);
   return program;
 }
 

@@ -17,6 +17,8 @@ export const ErrorCodes = {
   IMAGE_IN_USE: 409,
   VOLUME_IN_USE: 409,
   PCI_DEVICE_NOT_FOUND: 404,
+  /** an instance has no such passthrough device */
+  HOSTDEV_NOT_FOUND: 404,
   IOMMU_GROUP_NOT_VIABLE: 409,
   DEVICE_IN_USE: 409,
   SRIOV_UNSUPPORTED: 400,

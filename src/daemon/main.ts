@@ -20,6 +20,7 @@ import { VolumeService } from '../services/volumes.js';
 import { probeBlockIo } from '../qemu/probe-block.js';
 import { NicService, userOnlyNetworks } from '../services/nics.js';
 import { DiskService } from '../services/disks.js';
+import { PassthroughService } from '../services/passthrough.js';
 import { VolumeStore } from '../storage/volumes.js';
 import { PressureController, pressureConfigFrom } from '../services/pressure.js';
 import { readMemInfo } from '../host/basics.js';
@@ -106,8 +107,11 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   instances.addHooks(memory.hooks());
   const disks = new DiskService({ instances, volumes, events, log, blockIo });
   instances.addHooks(disks.hooks());
-  const nics = new NicService({ instances, networks: userOnlyNetworks, events, log });
+  // PCI passthrough and SR-IOV VFs: sysfs at $CORRAL_SYSFS_ROOT (default /sys), /dev at $CORRAL_DEV_ROOT (default /dev).
+  const passthrough = new PassthroughService({ instances, dataDir, events, log });
+  const nics = new NicService({ instances, networks: userOnlyNetworks, events, log, sriovPf: (pf) => passthrough.checkPf(pf) });
   instances.addHooks(nics.hooks());
+  instances.addHooks(passthrough.hooks());
   await instances.reconcile();
   // Memory pressure: env CORRAL_PRESSURE_INTERVAL / _THRESHOLD / _HYSTERESIS / _STEP (see services/pressure.ts).
   const pressure = new PressureController(pressureConfigFrom(process.env, readMemInfo().total), {
@@ -118,7 +122,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   void host.accelerator().then((d) => log.info({ accel: d.accel, reason: d.reason }, 'accelerator chosen'));
 
   const servers: FastifyInstance[] = [];
-  const unixApi = await buildApi({ instances, images, host, events, cpu, memory, volumes, disks, nics });
+  const unixApi = await buildApi({ instances, images, host, events, cpu, memory, volumes, disks, nics, passthrough });
   const oldMask = process.umask(0o177);
   try {
     await unixApi.listen({ path: paths.socket });
@@ -131,7 +135,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
 
   if (opts.listen) {
     const { host: h, port } = parseListen(opts.listen);
-    const tcpApi = await buildApi({ instances, images, host, events, cpu, memory, volumes, disks, nics }, { token: ensureToken(paths.token) });
+    const tcpApi = await buildApi({ instances, images, host, events, cpu, memory, volumes, disks, nics, passthrough }, { token: ensureToken(paths.token) });
     await tcpApi.listen({ host: h, port });
     servers.push(tcpApi);
     log.info({ listen: opts.listen, tokenFile: paths.token }, 'corral daemon listening on TCP (bearer token required)');
