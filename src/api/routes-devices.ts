@@ -1,9 +1,9 @@
-/** /v1/host/devices (the host's PCI devices) and /v1/host/sriov (set a PF's VF count). */
+/** /v1/host/devices (the host's PCI devices) and /v1/host/sriov (a PF's VFs, which are free; set its VF count). */
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
 import { ErrorBody } from './schemas.js';
 import { listPciDevices } from '../host/pci.js';
-import { setVfCount } from '../host/sriov.js';
+import { setVfCount, sriovState } from '../host/sriov.js';
 import type { FsOps } from '../host/vfio.js';
 
 const errors = { 400: ErrorBody, 404: ErrorBody, 409: ErrorBody, 500: ErrorBody };
@@ -14,11 +14,12 @@ const SriovBody = Type.Object(
   },
   { additionalProperties: false },
 );
+const PfParams = Type.Object({ pf: Type.String({ description: 'the physical function, 0000:03:00.0 or 03:00.0', maxLength: 32 }) }, { additionalProperties: false });
 
 export interface DeviceRouteOptions {
   /** The sysfs root; default $CORRAL_SYSFS_ROOT or /sys (read per request, so tests may point it at a fake tree). */
   sys?: string;
-  /** Addresses given to instances (VFs in use block a count change). */
+  /** Addresses given to instances (VFs in use show as not free and block a count change). */
   inUse?: () => ReadonlySet<string>;
   ops?: FsOps;
 }
@@ -30,6 +31,11 @@ export function deviceRoutes(opts: DeviceRouteOptions = {}): FastifyPluginAsync 
       '/v1/host/devices',
       { schema: { summary: 'PCI devices of the host: ids, class, driver, IOMMU group and its other members, NUMA node, SR-IOV', response: { 500: ErrorBody } } },
       async () => ({ devices: listPciDevices(sys()) }),
+    );
+    app.get<{ Params: Static<typeof PfParams> }>(
+      '/v1/host/sriov/:pf',
+      { schema: { summary: 'A PF\'s SR-IOV state: its VFs, their drivers, and which are free (not on vfio-pci, not given to an instance)', params: PfParams, response: errors } },
+      async (req) => sriovState(sys(), req.params.pf, opts.inUse?.()),
     );
     app.post<{ Body: Static<typeof SriovBody> }>(
       '/v1/host/sriov',

@@ -18,6 +18,7 @@ import { volumeRoutes } from './routes-volumes.js';
 import { diskRoutes } from './routes-disks.js';
 import { nicRoutes } from './routes-nics.js';
 import { networkRoutes } from './routes-networks.js';
+import { passthroughRoutes } from './routes-passthrough.js';
 
 export interface ApiOptions {
   /** When set, every request must carry `Authorization: Bearer <token>`. */
@@ -86,11 +87,12 @@ export async function buildApi(svc: Services, opts: ApiOptions = {}): Promise<Fa
   await app.register(eventRoutes(svc));
   await app.register(cpuRoutes(svc));
   await app.register(memoryRoutes(svc));
-  await app.register(deviceRoutes());
+  await app.register(deviceRoutes({ inUse: () => svc.passthrough.inUse() }));
   await app.register(volumeRoutes(svc));
   await app.register(diskRoutes(svc));
   await app.register(nicRoutes(svc));
   await app.register(networkRoutes(svc));
+  await app.register(passthroughRoutes(svc));
 
   app.get('/v1/host', { schema: { summary: 'Host facts and the accelerator chosen' } }, async () => svc.host.show());
   app.get('/v1/pool', { schema: { summary: 'The resource pool: capacity (host x ratio, less the reserve), allocated, free' } }, async () =>

@@ -8,6 +8,7 @@ import type { InstanceService } from '../services/instances.js';
 import type { MemoryService } from '../services/memory.js';
 import type { NicService } from '../services/nics.js';
 import type { NetworkService } from '../services/networks.js';
+import type { PassthroughService } from '../services/passthrough.js';
 import type { VolumeService } from '../services/volumes.js';
 
 export interface Services {
@@ -21,4 +22,5 @@ export interface Services {
   disks: DiskService;
   nics: NicService;
   networks: NetworkService;
+  passthrough: PassthroughService;
 }

@@ -1,4 +1,4 @@
-/** `corral host devices` (PCI devices: IOMMU groups, drivers, SR-IOV) and `corral host sriov PF --vfs N`. */
+/** `corral host devices` (PCI devices: IOMMU groups, drivers, SR-IOV) and `corral host sriov PF [--vfs N]`. */
 import type { Command } from 'commander';
 import type { ApiClient } from './client.js';
 import { keyValues, printJson, printLines, table } from './format.js';
@@ -67,13 +67,15 @@ export function registerDeviceCommands(host: Command, client: () => ApiClient): 
     });
   host
     .command('sriov')
-    .description('set the number of SR-IOV virtual functions of a PF (0 removes them)')
+    .description("a PF's SR-IOV virtual functions and which are free; with --vfs, set their number (0 removes them)")
     .argument('<pf>', 'the physical function, 0000:03:00.0 or 03:00.0')
-    .requiredOption('--vfs <n>', 'number of VFs')
+    .option('--vfs <n>', 'number of VFs wanted')
     .option('--json', 'print the API JSON')
-    .action(async (pf: string, o: { vfs: string; json?: boolean }) => {
-      const vfs = /^\d+$/.test(o.vfs) ? Number(o.vfs) : o.vfs;
-      const res = await client().call<SriovStateView>('POST', '/v1/host/sriov', { pf, vfs });
+    .action(async (pf: string, o: { vfs?: string; json?: boolean }) => {
+      const vfs = o.vfs === undefined ? undefined : /^\d+$/.test(o.vfs) ? Number(o.vfs) : o.vfs;
+      const res = vfs === undefined
+        ? await client().call<SriovStateView>('GET', `/v1/host/sriov/${encodeURIComponent(pf)}`)
+        : await client().call<SriovStateView>('POST', '/v1/host/sriov', { pf, vfs });
       if (o.json) printJson(res);
       else printLines(sriovDetails(res));
     });

@@ -20,6 +20,7 @@ import { registerVolumeCommands } from './volumes.js';
 import { registerDiskCommands } from './disks.js';
 import { registerNicCommands } from './nics.js';
 import { registerNetworkCommands } from './networks.js';
+import { registerPassthroughCommands } from './passthrough.js';
 
 function packageVersion(): string {
   try {
@@ -80,6 +81,7 @@ export function buildProgram(): Command {
   registerDiskCommands(program, client);
   registerNicCommands(program, client);
   registerNetworkCommands(program, client);
+  registerPassthroughCommands(program, client);
   return program;
 }
 

@@ -19,6 +19,8 @@ export const ErrorCodes = {
   NETWORK_IN_USE: 409,
   NETWORK_CONFLICT: 409,
   PCI_DEVICE_NOT_FOUND: 404,
+  /** an instance has no such passthrough device */
+  HOSTDEV_NOT_FOUND: 404,
   IOMMU_GROUP_NOT_VIABLE: 409,
   DEVICE_IN_USE: 409,
   SRIOV_UNSUPPORTED: 400,

@@ -7,6 +7,7 @@ import { MiB, parseSize } from './units.js';
 import { computeDefaults, validateCompute, type ComputeRequest, type ComputeSpec } from './spec-compute.js';
 import { parseRootBus, type DiskBus, type InstanceDisk } from './disks.js';
 import { DEFAULT_NETWORK, type InstanceNic } from './nics.js';
+import type { InstanceHostdev } from './hostdevs.js';
 
 export const MIN_MEMORY = 64 * MiB;
 export const DEFAULT_MEMORY = 256 * MiB;
@@ -50,6 +51,8 @@ export interface InstanceSpec extends ComputeSpec {
   rootBus: DiskBus;
   /** Network interfaces, in attach order. */
   nics: InstanceNic[];
+  /** Host PCI devices passed through whole (VFIO), in attach order; SR-IOV VFs are NICs instead. */
+  hostdevs: InstanceHostdev[];
 }
 
 export interface HostLimits {
@@ -90,7 +93,7 @@ export function validateCreate(req: CreateRequest, host: HostLimits): { name: st
   if (accel !== 'auto' && accel !== 'kvm' && accel !== 'tcg') throw invalidSpec('accel', `must be "auto", "kvm" or "tcg"`);
   const rootBus = parseRootBus(req.rootBus, 'rootBus');
   const compute = validateCompute(req, cpus, memory, host, MAX_VCPUS);
-  return { name, spec: { image, cpus, memory, disk, firmware, accel, ...compute, disks: [], rootBus, nics: [] } };
+  return { name, spec: { image, cpus, memory, disk, firmware, accel, ...compute, disks: [], rootBus, nics: [], hostdevs: [] } };
 }
 
 /** A stored spec, with defaults for fields added since it was written (`mac`: the instance's first MAC). */
@@ -98,7 +101,7 @@ export function normalizeSpec(stored: Partial<InstanceSpec> & Pick<InstanceSpec,
   const { network, ...rest } = stored;
   // Before NICs were a list, `network` was "user" (one virtio-net NIC on user-mode NAT) or "none".
   const nics: InstanceNic[] = network === 'none' ? [] : [{ id: 'net0', model: 'virtio-net', network: DEFAULT_NETWORK, mac, queues: 1 }];
-  return { disk: null, firmware: 'bios', accel: 'auto', ...computeDefaults(stored.cpus), disks: [], rootBus: 'virtio-blk', nics, ...rest };
+  return { disk: null, firmware: 'bios', accel: 'auto', ...computeDefaults(stored.cpus), disks: [], rootBus: 'virtio-blk', nics, hostdevs: [], ...rest };
 }
 
 export function validateCpus(cpus: unknown, host: HostLimits): number {

@@ -24,6 +24,7 @@ import { NetworkService } from '../services/networks.js';
 import { LinuxNetworkHost } from '../network/host.js';
 import { NetworkStore } from '../network/store.js';
 import { StorageDaemonService } from '../services/storage-daemons.js';
+import { PassthroughService } from '../services/passthrough.js';
 import { VolumeStore } from '../storage/volumes.js';
 import { PressureController, pressureConfigFrom } from '../services/pressure.js';
 import { readMemInfo } from '../host/basics.js';
@@ -116,8 +117,11 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
     store: new NetworkStore(dataDir), host: new LinuxNetworkHost(), events, log,
   });
   await networks.restore(); // bridges, firewall and dnsmasq back after a reboot; a running dnsmasq is adopted
-  const nics = new NicService({ instances, networks: networkDirectory(networks), events, log });
+  // PCI passthrough and SR-IOV VFs: sysfs at $CORRAL_SYSFS_ROOT (default /sys), /dev at $CORRAL_DEV_ROOT (default /dev).
+  const passthrough = new PassthroughService({ instances, dataDir, events, log });
+  const nics = new NicService({ instances, networks: networkDirectory(networks), events, log, sriovPf: (pf) => passthrough.checkPf(pf) });
   instances.addHooks(nics.hooks());
+  instances.addHooks(passthrough.hooks());
   networks.setInUse((network) => nics.usersOf(network));
   await instances.reconcile();
   // storage daemons no instance owns (a daemon killed between starting one and starting its QEMU)
@@ -131,7 +135,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   void host.accelerator().then((d) => log.info({ accel: d.accel, reason: d.reason }, 'accelerator chosen'));
 
   const servers: FastifyInstance[] = [];
-  const unixApi = await buildApi({ instances, images, host, events, cpu, memory, volumes, disks, nics, networks });
+  const unixApi = await buildApi({ instances, images, host, events, cpu, memory, volumes, disks, nics, networks, passthrough });
   const oldMask = process.umask(0o177);
   try {
     await unixApi.listen({ path: paths.socket });
@@ -144,7 +148,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
 
   if (opts.listen) {
     const { host: h, port } = parseListen(opts.listen);
-    const tcpApi = await buildApi({ instances, images, host, events, cpu, memory, volumes, disks, nics, networks }, { token: ensureToken(paths.token) });
+    const tcpApi = await buildApi({ instances, images, host, events, cpu, memory, volumes, disks, nics, networks, passthrough }, { token: ensureToken(paths.token) });
     await tcpApi.listen({ host: h, port });
     servers.push(tcpApi);
     log.info({ listen: opts.listen, tokenFile: paths.token }, 'corral daemon listening on TCP (bearer token required)');

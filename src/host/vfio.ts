@@ -60,14 +60,17 @@ export interface VfioOptions {
   dev?: string;
   /** Addresses already given to instances: any of them in the group is DEVICE_IN_USE. */
   inUse?: ReadonlySet<string>;
+  /** Other devices given to the same guest: group members among them move to vfio-pci whatever driver they are on. */
+  together?: ReadonlySet<string>;
 }
 
 /**
  * The whole IOMMU group of `address`, and what binding would do to each member. Refuses with
  * IOMMU_GROUP_NOT_VIABLE when another member (not a PCI bridge) is on a host driver other than vfio-pci/pci-stub,
- * naming it; with DEVICE_IN_USE when a member is already given to an instance.
+ * naming it (unless it is in `together`: given to the same guest); with DEVICE_IN_USE when a member is already
+ * given to an instance.
  */
-export function planVfioBind(sys: string, address: string, opts: Pick<VfioOptions, 'inUse'> = {}): VfioPlan {
+export function planVfioBind(sys: string, address: string, opts: Pick<VfioOptions, 'inUse' | 'together'> = {}): VfioPlan {
   const dev = readPciDevice(sys, address);
   if (dev.iommuGroup === null) {
     throw new CorralError(
@@ -88,7 +91,7 @@ export function planVfioBind(sys: string, address: string, opts: Pick<VfioOption
     let action: VfioPlanMember['action'];
     if (m.driver === 'vfio-pci') action = 'already-vfio';
     else if (m.address !== dev.address && isPciBridge(m)) action = 'keep-bridge';
-    else if (m.address === dev.address || m.driver === null || PASSTHROUGH_DRIVERS.has(m.driver)) action = 'bind';
+    else if (m.address === dev.address || opts.together?.has(m.address) || m.driver === null || PASSTHROUGH_DRIVERS.has(m.driver)) action = 'bind';
     else {
       throw new CorralError(
         'IOMMU_GROUP_NOT_VIABLE',

@@ -55,6 +55,8 @@ export interface NicDeps {
   /** /dev/vhost-net present? (checked at each use; injectable for tests) */
   vhostNet?: () => boolean;
   unplugTimeoutMs?: number;
+  /** an SR-IOV NIC's PF, checked (it exists, it does SR-IOV) and in full form; by the passthrough service */
+  sriovPf?: (pf: string) => string;
 }
 
 function isSocket(path: string): boolean {
@@ -159,6 +161,7 @@ export class NicService {
       const row = this.d.instances.rowOf(name);
       const nic = planNic(row.uuid, row.spec.nics, req, this.host(), this.takenMacs());
       this.checkForwards(nic);
+      if (nic.sriov && this.d.sriovPf) nic.sriov.pf = this.d.sriovPf(nic.sriov.pf);
       const live = isActive(row.state);
       if (live) {
         if (nic.model === 'sriov') throw invalidSpec('model', 'an SR-IOV VF is attached while the instance is stopped');

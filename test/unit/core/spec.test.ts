@@ -50,7 +50,7 @@ test('defaults: 1 vCPU, 256 MiB, BIOS, user network, automatic accelerator', () 
   assert.deepEqual(spec, {
     image: 'tiny', cpus: 1, memory: 256 * MiB, disk: null, firmware: 'bios', accel: 'auto',
     topology: { sockets: 1, cores: 1, threads: 1 }, maxCpus: 1, cpuModel: 'auto', pin: null, cpuWeight: null, cpuLimit: null,
-    maxMemory: null, memoryLimit: null, prealloc: false, hugepages: null, balloon: true, disks: [], rootBus: 'virtio-blk', nics: [],
+    maxMemory: null, memoryLimit: null, prealloc: false, hugepages: null, balloon: true, disks: [], rootBus: 'virtio-blk', nics: [], hostdevs: [],
   });
 });
 

@@ -12,13 +12,17 @@ test('GET /v1/host/devices and POST /v1/host/sriov on a fake tree', async () => 
     if (isCorralError(err)) void reply.status(err.status).send(err.toJSON());
     else void reply.status(err.statusCode ?? 500).send({ error: { code: 'INVALID_SPEC', message: err.message } });
   });
-  await app.register(deviceRoutes({ sys: host.sys, ops: fakeKernel(host) }));
+  await app.register(deviceRoutes({ sys: host.sys, ops: fakeKernel(host), inUse: () => new Set(['0000:03:10.2']) }));
   const list = await app.inject({ method: 'GET', url: '/v1/host/devices' });
   assert.equal(list.statusCode, 200);
   assert.equal((list.json() as { devices: unknown[] }).devices.length, 9);
   const ok = await app.inject({ method: 'POST', url: '/v1/host/sriov', payload: { pf: '03:00.0', vfs: 2 } });
   assert.equal(ok.statusCode, 200);
   assert.deepEqual((ok.json() as { vfs: Array<{ address: string }> }).vfs.map((v) => v.address), ['0000:03:10.0', '0000:03:10.2']);
+  const st = await app.inject({ method: 'GET', url: '/v1/host/sriov/03:00.0' });
+  assert.equal(st.statusCode, 200);
+  assert.deepEqual((st.json() as { vfs: Array<{ free: boolean }> }).vfs.map((v) => v.free), [true, false], 'a VF given to an instance is not free');
+  assert.equal((await app.inject({ method: 'GET', url: '/v1/host/sriov/04:00.1' })).statusCode, 400);
   const tooMany = await app.inject({ method: 'POST', url: '/v1/host/sriov', payload: { pf: '03:00.0', vfs: 9 } });
   assert.equal(tooMany.statusCode, 400);
   assert.equal((tooMany.json() as { error: { field: string } }).error.field, 'vfs');

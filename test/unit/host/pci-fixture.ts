@@ -46,7 +46,7 @@ export interface FakeKernel extends FsOps {
 /**
  * FsOps that behave like the kernel on the fake tree: unbind removes the driver link, bind and drivers_probe make
  * it (the probe honours driver_override, else the device's original driver), vfio-pci creates <dev>/vfio/<group>,
- * sriov_numvfs creates/destroys VFs (EBUSY on non-zero -> non-zero). `fail(path, value)` returning true makes
+ * sriov_numvfs creates/destroys VFs, each in its own IOMMU group (EBUSY on non-zero -> non-zero). `fail(path, value)` returning true makes
  * that write throw EBUSY.
  */
 export function fakeKernel(host: FakeHost, fail: (rel: string, value: string) => boolean = () => false): FakeKernel {
@@ -92,8 +92,10 @@ export function fakeKernel(host: FakeHost, fail: (rel: string, value: string) =>
         if (cur !== 0 && n !== 0) throw busy();
         for (const e of readdirSync(pfDir).filter((x) => /^virtfn\d+$/.test(x))) {
           const vf = readLink(join(pfDir, e))!;
+          const group = readLink(join(devices, vf, 'iommu_group'));
           unlinkSync(join(pfDir, e));
           rmSync(join(devices, vf), { recursive: true, force: true });
+          if (group) rmSync(join(sys, 'kernel/iommu_groups', group), { recursive: true, force: true });
         }
         const [dom, bus, df] = pf.split(':') as [string, string, string];
         const [d, f] = df.split('.') as [string, string];
@@ -112,7 +114,13 @@ export function fakeKernel(host: FakeHost, fail: (rel: string, value: string) =>
           writeFileSync(join(vd, 'driver_override'), '(null)\n');
           symlinkSync(`../${addr}`, join(pfDir, `virtfn${i}`));
           symlinkSync(`../${pf}`, join(vd, 'physfn'));
+          // With ACS, as on the hosts SR-IOV is used on, each VF is alone in its IOMMU group (numbered here by routing id).
+          const group = String(r);
+          mkdirSync(join(sys, 'kernel/iommu_groups', group, 'devices'), { recursive: true });
+          symlinkSync(`../../../kernel/iommu_groups/${group}`, join(vd, 'iommu_group'));
+          symlinkSync(`../../../../bus/pci/devices/${addr}`, join(sys, 'kernel/iommu_groups', group, 'devices', addr));
           linkTo(sys, addr, 'ixgbevf');
+          defaults.set(addr, 'ixgbevf');
         }
         writeFileSync(path, `${n}\n`);
       } else {

@@ -102,3 +102,17 @@ test('no vfio-pci driver loaded: a clear error, nothing written', () => {
 test('vfioDeviceJson', () => {
   assert.deepEqual(vfioDeviceJson('03:00.0', 'hostdev0'), { driver: 'vfio-pci', host: '0000:03:00.0', id: 'hostdev0' });
 });
+
+test('a group-mate on a host driver that goes to the same guest (together) moves with the group', () => {
+  const host = copyPciFixture();
+  const k = fakeKernel(host);
+  assert.equal(thrown(() => planVfioBind(host.sys, '04:00.0', { together: new Set(['0000:04:00.7']) })).code, 'IOMMU_GROUP_NOT_VIABLE');
+  const plan = planVfioBind(host.sys, '04:00.0', { together: new Set(['0000:04:00.1']) });
+  assert.deepEqual(plan.members.map((m) => [m.address, m.driver, m.action]), [['0000:04:00.0', 'nouveau', 'bind'], ['0000:04:00.1', 'nvme', 'bind']]);
+  const rec = bindVfio(host.sys, '04:00.0', { ops: k, dev: host.dev, together: new Set(['0000:04:00.1']) });
+  assert.deepEqual(rec.members, [{ address: '0000:04:00.0', originalDriver: 'nouveau' }, { address: '0000:04:00.1', originalDriver: 'nvme' }]);
+  // the second device of the group has nothing left to move
+  assert.deepEqual(bindVfio(host.sys, '04:00.1', { ops: k, dev: host.dev }).members, []);
+  assert.deepEqual(releaseVfio(host.sys, rec, { ops: k }), []);
+  assert.deepEqual([readPciDevice(host.sys, '04:00.0').driver, readPciDevice(host.sys, '04:00.1').driver], ['nouveau', 'nvme']);
+});
