@@ -317,7 +317,12 @@ export class ConsoleSession {
     this.send(`${cmd}; echo ${tag.slice(0, 2)}''${tag.slice(2)}\n`);
     await waitFor(() => this.buf.slice(from).includes(`${tag}\r\n`) || this.buf.slice(from).includes(`${tag}\n`), timeoutMs, `command "${cmd}"`, () => this.buf.slice(from));
     const out = this.buf.slice(from);
-    return out.slice(0, out.lastIndexOf(tag));
+    // Only what the command printed: the terminal first echoes the command line (wrapped, ending in the quoted
+    // tag), and a test must never find its expected text in its own command.
+    const quoted = `''${tag.slice(2)}`;
+    const echoed = out.indexOf(quoted);
+    const start = echoed < 0 ? 0 : out.indexOf('\n', echoed + quoted.length) + 1;
+    return out.slice(start, out.lastIndexOf(tag));
   }
 
   /** Detach and wait until the daemon has seen the close. */
