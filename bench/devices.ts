@@ -8,11 +8,12 @@
  * to the emulated baseline (ide for disks, e1000 for NICs).
  *
  *   CORRAL_TEST_BASE=.data/test-base node dist/bench/devices.js [--disk-mib 128] [--net-mib 32] [--rounds 2]
- *     [--network NAME --cidr 10.77.0.0/24]   (a bridge network for the NICs instead of user-mode NAT)
+ *
+ * The daemon runs in its own network namespace; the NICs are measured on user-mode NAT (into that namespace) and
+ * on a bridge network (a tap on the bridge, to a sink namespace plugged into the same bridge).
  */
-import { execFileSync } from 'node:child_process';
-import { createServer, type AddressInfo } from 'node:net';
-import { ConsoleSession, Daemon, haveTinyBase, newDataDir } from '../test/integration/harness.js';
+import { execFileSync, spawn } from 'node:child_process';
+import { ConsoleSession, createNetns, Daemon, deleteNetns, haveTinyBase, newDataDir } from '../test/integration/harness.js';
 
 function arg(name: string, def: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -21,8 +22,7 @@ function arg(name: string, def: string): string {
 const DISK_MIB = Number(arg('disk-mib', '128'));
 const NET_MIB = Number(arg('net-mib', '32'));
 const ROUNDS = Number(arg('rounds', '2'));
-const BRIDGE = arg('network', '');
-const CIDR = arg('cidr', '10.77.0.0/24');
+const NS = `corral-bench-${process.pid}`;
 
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
@@ -90,66 +90,75 @@ async function disks(d: Daemon): Promise<Row[]> {
   return rows;
 }
 
-/** A TCP sink on the host: counts bytes, resolves each connection's byte count when it closes. */
-async function sink(): Promise<{ port: number; next: () => Promise<number>; close: () => void }> {
-  const waiting: Array<(n: number) => void> = [];
-  const server = createServer((s) => {
-    let n = 0;
-    s.on('data', (b: Buffer) => { n += b.length; });
-    s.on('close', () => waiting.shift()?.(n));
-  });
-  await new Promise<void>((res) => server.listen(0, '0.0.0.0', res));
-  return {
-    port: (server.address() as AddressInfo).port,
-    next: () => new Promise<number>((res) => waiting.push(res)),
-    close: () => server.close(),
-  };
+/** A TCP sink in a network namespace (busybox nc -l): resolves with the bytes one connection brought. */
+function sink(ns: string, port: number): { done: Promise<number>; ready: Promise<void> } {
+  // stdin stays an open pipe: nc would end the connection at EOF on it
+  const p = spawn('ip', ['netns', 'exec', ns, 'busybox', 'nc', '-l', '-p', String(port)], { stdio: ['pipe', 'pipe', 'ignore'] });
+  let n = 0;
+  p.stdout.on('data', (b: Buffer) => { n += b.length; });
+  const done = new Promise<number>((res) => p.on('close', () => res(n)));
+  p.stdout.on('end', () => p.stdin.end());
+  // give nc a moment to listen
+  const ready = new Promise<void>((res) => setTimeout(res, 300));
+  return { done, ready };
+}
+
+const SINK_NS = `corral-bsink-${process.pid}`;
+const SINK_IP = '10.77.0.5';
+
+/** A "host" endpoint on the bridge network: a namespace on a veth whose other end is a port of the bridge. */
+function plugSink(bridge: string): void {
+  createNetns(SINK_NS);
+  execFileSync('ip', ['-n', NS, 'link', 'add', 'bsink0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', SINK_NS]);
+  execFileSync('ip', ['-n', NS, 'link', 'set', 'bsink0', 'master', bridge, 'up']);
+  execFileSync('ip', ['-n', SINK_NS, 'addr', 'add', `${SINK_IP}/24`, 'dev', 'eth0']);
+  execFileSync('ip', ['-n', SINK_NS, 'link', 'set', 'eth0', 'up']);
 }
 
 async function nics(d: Daemon): Promise<Row[]> {
   const rows: Row[] = [];
-  const s = await sink();
-  let host = '10.0.2.2';
-  let network: string | undefined;
-  if (BRIDGE) {
-    const net = await ok(d, 'POST', '/v1/networks', { name: BRIDGE, kind: 'bridge', cidr: CIDR, nat: false });
-    host = net.gateway;
-    network = BRIDGE;
-  }
+  const net = await ok(d, 'POST', '/v1/networks', { name: 'benchnet', kind: 'bridge', cidr: '10.77.0.0/24', nat: false });
+  plugSink(net.bridge);
   try {
-    for (const model of ['e1000', 'virtio-net']) {
-      const mbs: number[] = [];
-      await ok(d, 'POST', '/v1/instances', { name: 'bn', image: 'tiny', memory: '512M', nicModel: model, ...(network ? { network } : {}), start: true });
-      await d.waitConsole('bn', /corral-tiny ready/, 120_000);
-      const c = await ConsoleSession.open(d, 'bn');
-      try {
-        await c.run('i=0; while [ $i -lt 100 ] && [ ! -e /run/udhcpc.eth0.up ]; do sleep 0.2; i=$((i+1)); done; echo up', 30_000);
-        for (let i = 0; i < ROUNDS; i++) {
-          const got = s.next();
-          const secs = await timed(c, `dd if=/dev/zero bs=64k count=${NET_MIB * 16} | nc ${host} ${s.port}`, 20 * 60_000);
-          const bytes = await got;
-          if (bytes !== NET_MIB * 1024 * 1024) throw new Error(`${model}: the host got ${bytes} bytes, expected ${NET_MIB} MiB`);
-          mbs.push(NET_MIB / secs);
+    // user-mode NAT: QEMU's slirp turns 10.0.2.2 into the daemon namespace's own 127.0.0.1; bridge: a tap on the bridge
+    for (const [network, ns, host] of [['default', NS, '10.0.2.2'], ['benchnet', SINK_NS, SINK_IP]] as const) {
+      for (const model of ['e1000', 'virtio-net']) {
+        const mbs: number[] = [];
+        await ok(d, 'POST', '/v1/instances', { name: 'bn', image: 'tiny', memory: '512M', nicModel: model, network, start: true });
+        await d.waitConsole('bn', /corral-tiny ready/, 120_000);
+        const c = await ConsoleSession.open(d, 'bn');
+        try {
+          await c.run('i=0; while [ $i -lt 100 ] && [ ! -e /run/udhcpc.eth0.up ]; do sleep 0.2; i=$((i+1)); done; echo up', 30_000);
+          for (let i = 0; i < ROUNDS; i++) {
+            const s = sink(ns, 5001 + i);
+            await s.ready;
+            const secs = await timed(c, `dd if=/dev/zero bs=64k count=${NET_MIB * 16} | nc ${host} ${5001 + i}`, 20 * 60_000);
+            const bytes = await s.done;
+            if (bytes !== NET_MIB * 1024 * 1024) throw new Error(`${model} on ${network}: the sink got ${bytes} bytes, expected ${NET_MIB} MiB`);
+            mbs.push(NET_MIB / secs);
+          }
+        } finally {
+          await c.close();
         }
-      } finally {
-        await c.close();
+        await ok(d, 'DELETE', '/v1/instances/bn?force=true');
+        const what = `${model} (${network === 'default' ? 'user NAT' : 'bridge/tap'})`;
+        rows.push({ what, write: median(mbs), read: Number.NaN });
+        console.log(`  ${what}: guest -> host ${median(mbs).toFixed(1)} MB/s`);
       }
-      await ok(d, 'DELETE', '/v1/instances/bn?force=true');
-      rows.push({ what: model, write: median(mbs), read: Number.NaN });
-      console.log(`  ${model}: guest -> host ${median(mbs).toFixed(1)} MB/s`);
     }
   } finally {
-    s.close();
-    if (network) await d.api('DELETE', `/v1/networks/${network}`);
+    deleteNetns(SINK_NS);
+    await d.api('DELETE', '/v1/networks/benchnet');
   }
   return rows;
 }
 
-function ratios(title: string, rows: Row[], cols: Array<[string, keyof Row]>): void {
-  const base = rows[0];
-  if (!base) return;
-  console.log(`\n${title} (ratio to ${base.what}, the emulated baseline)`);
+function ratios(title: string, rows: Row[], cols: Array<[string, keyof Row]>, baseOf: (r: Row) => Row | undefined = () => rows[0]): void {
+  if (rows.length === 0) return;
+  console.log(`\n${title} (ratio to the emulated baseline: ${rows[0]!.what.split(' ')[0]})`);
   for (const r of rows) {
+    const base = baseOf(r);
+    if (!base) continue;
     const parts = cols.map(([label, k]) => `${label} ${(r[k] as number).toFixed(1)} MB/s (${((r[k] as number) / (base[k] as number)).toFixed(2)}x)`);
     console.log(`  ${r.what.padEnd(15)} ${parts.join('   ')}`);
   }
@@ -157,16 +166,20 @@ function ratios(title: string, rows: Row[], cols: Array<[string, keyof Row]>): v
 
 async function main(): Promise<void> {
   if (!haveTinyBase()) throw new Error('the tiny image is not built (make test-base)');
-  const d = new Daemon(newDataDir(), [], { CORRAL_PRESSURE_INTERVAL: '0' });
+  // The daemon (and so every QEMU, tap, bridge and dnsmasq) lives in its own network namespace.
+  createNetns(NS);
+  const d = new Daemon(newDataDir(), [], { CORRAL_PRESSURE_INTERVAL: '0' }, { netns: NS });
   try {
     await d.start();
-    console.log(`bench/devices: disks ${DISK_MIB} MiB O_DIRECT dd, NICs ${NET_MIB} MiB guest -> host over ${BRIDGE ? `bridge network ${BRIDGE}` : 'user-mode NAT'}, ${ROUNDS} rounds (median)`);
+    console.log(`bench/devices: disks ${DISK_MIB} MiB O_DIRECT dd, NICs ${NET_MIB} MiB guest -> host (user-mode NAT and a bridge), ${ROUNDS} rounds (median)`);
     const diskRows = await disks(d);
     const nicRows = await nics(d);
     ratios('Disks', diskRows, [['write', 'write'], ['read', 'read']]);
-    ratios('NICs', nicRows, [['guest -> host', 'write']]);
+    // each NIC against e1000 on the same network
+    ratios('NICs', nicRows, [['guest -> host', 'write']], (r) => nicRows.find((x) => x.what.startsWith('e1000') && x.what.slice(x.what.indexOf(' ')) === r.what.slice(r.what.indexOf(' '))));
   } finally {
     await d.destroy();
+    deleteNetns(NS);
   }
 }
 
