@@ -78,8 +78,9 @@ export interface StartTimings {
  */
 export interface InstanceHooks {
   /**
-   * Before QEMU is spawned (the run dir exists, the instance is `starting`): a throw refuses the start, and the
-   * exited hooks run to undo what any beforeLaunch set up.
+   * The instance is `starting` and its run dir exists; the launch plan is built next. Host resources the plan
+   * names are made here (taps, bound PCI devices). A throw refuses the start, and the exited hooks run to undo
+   * what any beforeLaunch set up.
    */
   beforeLaunch?(row: InstanceRow, accel: Accelerator): void | Promise<void>;
   /**

@@ -211,7 +211,8 @@ export class VolumeStore {
     assertNotInUse(r, 'deleted');
     const clones = this.clonesOf(name);
     if (clones.length > 0) throw this.hasClones(name, 'deleted', clones);
-    await guarded(name, 'deleted', () => probeLock(r.path, r.format));
+    // A file removed behind Corral's back is open nowhere: its record can go without asking QEMU.
+    if (existsSync(r.path)) await guarded(name, 'deleted', () => probeLock(r.path, r.format));
     this.store.remove(name);
   }
 

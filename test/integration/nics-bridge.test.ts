@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { readdirSync, readlinkSync } from 'node:fs';
+import { readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { ConsoleSession, Daemon, SKIP_NO_TINY, useDaemon } from './harness.js';
 
 const skip = SKIP_NO_TINY;
@@ -120,7 +120,20 @@ test('vhost-net needs /dev/vhost-net; a network in use cannot be deleted; stoppi
   assert.match(links(), new RegExp(`: ${tap}:`));
   await ok('POST', '/v1/instances/ga1/stop', { timeout: 20 });
   assert.doesNotMatch(links(), new RegExp(`: ${tap}:`), 'a stopped guest has no tap');
-  for (const name of ['ga1', 'ga2', 'gb1']) await ok('DELETE', `/v1/instances/${name}?force=true`);
+  // a start that fails after the taps were made (QEMU cannot open a volume removed behind Corral's back) leaves none
+  const vol = await ok('POST', '/v1/volumes', { name: 'gone1', size: '16M' }, 201);
+  await ok('POST', '/v1/instances', { name: 'gx', image: 'tiny', network: 'lana' }, 201);
+  await ok('POST', '/v1/instances/gx/nics', { network: 'lanb', model: 'e1000' }, 201);
+  await ok('POST', '/v1/instances/gx/disks', { volume: 'gone1' }, 201);
+  rmSync(vol.path);
+  const failed = await d.api('POST', '/v1/instances/gx/start', {});
+  assert.equal(failed.status, 500, JSON.stringify(failed.body));
+  assert.equal(failed.body.error.code, 'QEMU_FAILED');
+  const gx = (await ok('GET', '/v1/instances/gx/nics')).nics;
+  for (const n of gx) assert.doesNotMatch(links(), new RegExp(`: ${n.tap}:`), `no tap ${n.tap} after the failed start`);
+  assert.equal((await ok('GET', '/v1/instances/gx')).state, 'stopped');
+  for (const name of ['ga1', 'ga2', 'gb1', 'gx']) await ok('DELETE', `/v1/instances/${name}?force=true`);
+  await ok('DELETE', '/v1/volumes/gone1');
   await ok('DELETE', '/v1/networks/lana');
   await ok('DELETE', '/v1/networks/lanb');
   assert.doesNotMatch(links(), /crl-lan|: ct[0-9a-f]{8}n/, 'no bridge, no tap left');

@@ -187,6 +187,14 @@ test('attachedTo set: delete and resize refused with VOLUME_IN_USE naming the in
   await s.remove('att');
 });
 
+test('a volume whose file was removed behind Corral\'s back can still be deleted', { skip }, async () => {
+  const { s } = fresh();
+  const v = await s.create('lost', '1M');
+  rmSync(v.path);
+  await s.remove('lost');
+  assert.throws(() => s.record('lost'), /does not exist/);
+});
+
 test('lockErrorToInUse leaves other errors alone', () => {
   const other = new CorralError('QEMU_FAILED', 'qemu-img create failed: x', { stderr: 'qemu-img: x' });
   assert.equal(lockErrorToInUse(other, 'v', 'deleted'), other);
