@@ -5,7 +5,7 @@
 
 /**
  * Drivers for the devices Corral gives a guest and the root filesystem. Those the kernel builds in are
- * simply absent from modules.dep; those it lacks altogether (e1000 in the cloud kernel) are reported.
+ * simply absent from modules.dep; those it lacks altogether (the cloud flavour has no e1000 or ahci) are reported.
  * The initramfs loads TINY_MODULES before it looks for the root filesystem: virtio (disk, SCSI, net,
  * balloon, console, rng), NICs, and evdev + button for the ACPI power button.
  */
