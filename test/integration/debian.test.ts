@@ -112,14 +112,14 @@ test('root logs in on the serial console and the shell answers', { skip, timeout
     await c.expect(/Password: ?$/, 30_000);
     c.send(`${PASSWORD}\n`);
     await c.expect(/root@debian12:~# ?$/, 60_000);
-    assert.match(plain(await c.run('hostname')), /\ndebian12\n/);
+    assert.match(plain(await c.run('hostname')), /^debian12\n/m);
     const osRelease = plain(await c.run('cat /etc/os-release'));
     assert.match(osRelease, /VERSION_CODENAME=bookworm/);
     assert.match(osRelease, /PRETTY_NAME="Debian GNU\/Linux 12 \(bookworm\)"/);
     // systemd took the machine id from the VM's SMBIOS UUID (Corral's -uuid): each instance its own.
     const uuid = (await d.api('GET', '/v1/instances/deb1')).body.uuid as string;
-    assert.match(plain(await c.run('cat /etc/machine-id')), new RegExp(`\n${uuid.replace(/-/g, '')}\n`));
-    assert.match(plain(await c.run('findmnt -no SOURCE /')), /\n\/dev\/vda2\n/);
+    assert.match(plain(await c.run('cat /etc/machine-id')), new RegExp(`^${uuid.replace(/-/g, '')}\n`, 'm'));
+    assert.match(plain(await c.run('findmnt -no SOURCE /')), /^\/dev\/vda2\n/m);
   } finally {
     await c.close();
   }
