@@ -141,6 +141,18 @@ export function slotIndex(p: HotpluggableCpu['props'], t: { cores: number; threa
   return ((p['socket-id'] ?? 0) * t.cores + (p['core-id'] ?? 0)) * t.threads + (p['thread-id'] ?? 0);
 }
 
+/**
+ * The QOM paths of the `count` plugged vCPUs to unplug, highest index first; vCPU 0 (the boot processor) is
+ * never one of them. Fewer than `count` when there are not enough.
+ */
+export function slotsToUnplug(list: HotpluggableCpu[], count: number, t: { cores: number; threads: number }): string[] {
+  return list
+    .filter((c) => c['qom-path'] !== undefined && slotIndex(c.props, t) !== 0)
+    .sort((a, b) => slotIndex(b.props, t) - slotIndex(a.props, t))
+    .slice(0, count)
+    .map((c) => c['qom-path']!);
+}
+
 /** device_add arguments for the next `count` free slots, lowest index first. */
 export function nextSlots(list: HotpluggableCpu[], count: number, t: { cores: number; threads: number }): Array<Record<string, unknown>> {
   const free = list.filter((c) => c['qom-path'] === undefined).sort((a, b) => slotIndex(a.props, t) - slotIndex(b.props, t));

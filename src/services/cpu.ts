@@ -16,7 +16,7 @@ import type { QmpClient, QmpCpuInfoFast } from '../qemu/qmp.js';
 import type { InstanceRow } from '../store/store.js';
 import type { InstanceHooks, InstanceService } from './instances.js';
 import {
-  TCG_EXITS_REASON, nextSlots, parseAllowedList, parseCpuHelp, parseTaskStat, parseVcpuStats, pinPlan,
+  TCG_EXITS_REASON, nextSlots, slotsToUnplug, parseAllowedList, parseCpuHelp, parseTaskStat, parseVcpuStats, pinPlan,
   type ExitStats, type HotpluggableCpu,
 } from './cpu-plan.js';
 
@@ -255,7 +255,10 @@ export class CpuService {
 
   // ---- hotplug ----
 
-  /** Grow a running instance to `count` vCPUs (QMP device_add); a stopped one just stores the new count. */
+  /**
+   * Resize a running instance to `count` vCPUs: grow with QMP device_add, shrink with device_del of the
+   * highest vCPUs, which the guest must take offline and eject (ACPI); a stopped one just stores the count.
+   */
   resizeCpus(name: string, count: unknown): Promise<CpuStats | { name: string; cpus: number; state: string }> {
     return this.d.instances.withLock(name, async () => {
       const stored = this.d.instances.rowOf(name);
@@ -272,9 +275,7 @@ export class CpuService {
       }
       const { pid, qmp } = live;
       const current = (await qmp.queryCpusFast()).length;
-      if (count < current) {
-        throw invalidSpec('cpus', `shrinking a running instance from ${current} to ${count} vCPUs is not supported (vCPU unplug is not implemented): stop it, resize, and start it again`);
-      }
+      if (count < current) await this.unplugVcpus(qmp, current - count, s.topology);
       if (count > current) {
         admitOrThrow(this.d.instances.pool(row.uuid), { cpus: count, memory: s.memory });
         const list = await qmp.execute<HotpluggableCpu[]>('query-hotpluggable-cpus');
@@ -294,6 +295,28 @@ export class CpuService {
       this.d.log.info({ instance: name, from: current, to: count }, 'vCPUs resized');
       return this.stats(name);
     });
+  }
+
+  /** device_del the highest vCPUs and wait (up to 20 s) until the guest has ejected them. */
+  private async unplugVcpus(qmp: QmpClient, n: number, t: { cores: number; threads: number }): Promise<void> {
+    const paths = slotsToUnplug(await qmp.execute<HotpluggableCpu[]>('query-hotpluggable-cpus'), n, t);
+    if (paths.length < n) throw invalidSpec('cpus', `only ${paths.length} vCPU(s) can be unplugged (vCPU 0 stays)`);
+    for (const id of paths) {
+      try {
+        await qmp.execute('device_del', { id });
+      } catch (e) {
+        throw new CorralError('QEMU_FAILED', `device_del of vCPU ${id} failed: ${(e as Error).message}`);
+      }
+    }
+    const until = Date.now() + 20_000;
+    for (;;) {
+      const left = (await qmp.queryCpusFast()).filter((c) => paths.includes(c['qom-path'])).length;
+      if (left === 0) return;
+      if (Date.now() > until) {
+        throw new CorralError('TIMEOUT', `the guest did not release ${left} of ${n} vCPU(s) within 20 s (it must support ACPI CPU hot-unplug); they stay`);
+      }
+      await new Promise((r) => setTimeout(r, 100));
+    }
   }
 
   private async waitVcpus(qmp: QmpClient, count: number): Promise<QmpCpuInfoFast[]> {

@@ -124,7 +124,7 @@ test('cgroup: CPU cap, weight and memory limit are in the kernel files, QEMU is 
   await waitFor(() => !existsSync(cpu) && !existsSync(mem) && !existsSync(`${CG}/cpuacct/corral/${uuid}`), 10_000, 'the VM cgroup to be removed');
 });
 
-test('hotplug: --cpus 1 --max-cpus 2 grows to 2 vCPUs that the guest brings online; above maxCpus and shrinking are refused', { skip, timeout: 180_000 }, async () => {
+test('hotplug: --cpus 1 --max-cpus 2 grows to 2 vCPUs that the guest brings online, and back to 1 (unplug); above maxCpus refused', { skip, timeout: 180_000 }, async () => {
   const { pid } = await boot('hot1', ['--cpus', '1', '--max-cpus', '2']);
   const count = "echo n=$(grep -c ^processor /proc/cpuinfo)";
   assert.match(await guest('hot1', count), /n=1\b/);
@@ -149,10 +149,17 @@ test('hotplug: --cpus 1 --max-cpus 2 grows to 2 vCPUs that the guest brings onli
   for (const v of s.vcpus) assert.ok(tids.includes(v.threadId));
   assert.equal((await d.api('GET', '/v1/instances/hot1')).body.cpus, 2);
 
-  const shrink = await d.api('POST', '/v1/instances/hot1/cpus', { count: 1 });
-  assert.equal(shrink.status, 400);
-  assert.equal(shrink.body.error.field, 'cpus');
-  assert.match(shrink.body.error.message, /not supported/);
+  // unplug: the guest offlines and ejects the vCPU (ACPI); QEMU's thread for it ends
+  const hotTid = s.vcpus[1].threadId as number;
+  const shrink = await d.cli(['resize', 'hot1', '--cpus', '1']);
+  assert.equal(shrink.code, 0, shrink.stderr);
+  assert.match(shrink.stdout, /hot1: 1 vCPUs?/);
+  await waitFor(async () => /n=1\b/.test((last = await guest('hot1', count))), 10_000, 'the guest to show 1 processor', () => last);
+  assert.equal((await d.api('GET', '/v1/instances/hot1/cpu')).body.cpus, 1);
+  assert.equal(existsSync(`/proc/${pid}/task/${hotTid}`), false, 'the unplugged vCPU thread is gone');
+  assert.equal((await d.api('GET', '/v1/instances/hot1')).body.cpus, 1);
+  const zero = await d.api('POST', '/v1/instances/hot1/cpus', { count: 0 });
+  assert.equal(zero.status, 400);
   assert.equal((await d.api('POST', '/v1/instances/hot1/kill', {})).status, 200);
 });
 

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { TCG_EXITS_REASON, isExitCounter, nextSlots, parseAllowedList, parseCpuHelp, parseTaskStat, parseVcpuStats, pinPlan } from '../../../src/services/cpu-plan.js';
+import { TCG_EXITS_REASON, isExitCounter, nextSlots, slotsToUnplug, parseAllowedList, parseCpuHelp, parseTaskStat, parseVcpuStats, pinPlan } from '../../../src/services/cpu-plan.js';
 
 test('pin plan: as many CPUs as vCPUs pins one-to-one; emulator threads go on the other host CPUs', () => {
   const plan = pinPlan({ vcpuTids: [201, 202], emulatorTids: [100, 150], pin: [2, 3], hostCpus: [0, 1, 2, 3] });
@@ -90,4 +90,15 @@ test('hotplug slots: the free ones, lowest index first, with the props QEMU gave
     { driver: 'max-x86_64-cpu', id: 'cpu2', 'socket-id': 1, 'core-id': 0, 'thread-id': 0 },
   ]);
   assert.equal(nextSlots(list, 9, { cores: 2, threads: 1 }).length, 3);
+});
+
+test('unplug: the plugged vCPUs with the highest index first, never vCPU 0', () => {
+  const cpu = (socket: number, core: number, path?: string) => ({
+    type: 'max-x86_64-cpu', 'vcpus-count': 1, props: { 'socket-id': socket, 'core-id': core, 'thread-id': 0 }, ...(path ? { 'qom-path': path } : {}),
+  });
+  const list = [cpu(0, 0, '/machine/unattached/device[0]'), cpu(0, 1, '/machine/peripheral/cpu1'), cpu(1, 0, '/machine/peripheral/cpu2'), cpu(1, 1)];
+  const t = { cores: 2, threads: 1 };
+  assert.deepEqual(slotsToUnplug(list, 1, t), ['/machine/peripheral/cpu2']);
+  assert.deepEqual(slotsToUnplug(list, 5, t), ['/machine/peripheral/cpu2', '/machine/peripheral/cpu1']);
+  assert.deepEqual(slotsToUnplug([cpu(0, 0, '/machine/unattached/device[0]')], 1, t), []);
 });
