@@ -121,6 +121,22 @@ test('a NIC hot-plugged into a running guest gets an address; detach removes it'
   await ok('POST', '/v1/instances/hp1/kill', {});
 });
 
+test('two NICs at boot: the guest takes a DHCP address on each', { skip, timeout: 120_000 }, async () => {
+  await ok('POST', '/v1/instances', { name: 'two', image: 'tiny', nicModel: 'e1000' }, 201);
+  await ok('POST', '/v1/instances/two/nics', { model: 'virtio-net' }, 201);
+  await ok('POST', '/v1/instances/two/start', {});
+  await d.waitConsole('two', /corral-tiny ready/);
+  const c = await ConsoleSession.open(d, 'two');
+  try {
+    const out = await c.run('i=0; while [ $i -lt 100 ] && ! { [ -e /run/udhcpc.eth0.up ] && [ -e /run/udhcpc.eth1.up ]; }; do sleep 0.2; i=$((i+1)); done; for n in eth0 eth1; do echo "$n $(readlink /sys/class/net/$n/device/driver) $(ip -4 -o addr show $n)"; done', 40_000);
+    assert.match(out, /eth0 \S*virtio_net\S* .*inet 10\.0\.2\.15\//, out);
+    assert.match(out, /eth1 \S*e1000\S* .*inet 10\.0\.2\.15\//, out);
+  } finally {
+    await c.close();
+  }
+  await ok('DELETE', '/v1/instances/two?force=true');
+});
+
 test('bad NIC requests: coded errors, nothing changed', { skip, timeout: 60_000 }, async () => {
   const before = (await ok('GET', '/v1/instances/hp1/nics')).nics;
   const cases: Array<[unknown, number, string, RegExp]> = [
