@@ -1,13 +1,13 @@
 /** `corral disk attach|detach|list`: volumes attached to an instance as disks. */
 import { Option, type Command } from 'commander';
+import { DISK_BUSES } from '../core/disks.js';
+import type { DiskView } from '../services/disks.js';
 import type { ApiClient } from './client.js';
 import { printJson, printLines, table } from './format.js';
 
-export interface DiskJson { volume: string; bus: string; id: string; path: string; format: string; serial: string }
-
 const enc = encodeURIComponent;
 
-export function diskTable(list: DiskJson[]): string {
+export function diskTable(list: DiskView[]): string {
   return table(['VOLUME', 'BUS', 'DEVICE', 'SERIAL', 'FORMAT', 'PATH'], list.map((d) => [d.volume, d.bus, d.id, d.serial, d.format, d.path]));
 }
 
@@ -19,10 +19,10 @@ export function registerDiskCommands(program: Command, client: () => ApiClient):
     .description('attach a volume (a running instance gets it hot-plugged; ide and sata need a stopped instance, vhost-user-blk one already running with shared memory)')
     .argument('<name>', 'instance name')
     .argument('<volume>', 'volume name')
-    .addOption(new Option('--bus <bus>', 'disk bus').choices(['virtio-blk', 'virtio-scsi', 'ide', 'sata', 'vhost-user-blk']).default('virtio-blk'))
+    .addOption(new Option('--bus <bus>', 'disk bus').choices(DISK_BUSES).default('virtio-blk'))
     .option('--json', 'print the API JSON')
     .action(async (name: string, volume: string, o: { bus: string; json?: boolean }) => {
-      const res = await client().call<{ disks: DiskJson[] }>('POST', `/v1/instances/${enc(name)}/disks`, { volume, bus: o.bus });
+      const res = await client().call<{ disks: DiskView[] }>('POST', `/v1/instances/${enc(name)}/disks`, { volume, bus: o.bus });
       if (o.json) printJson(res);
       else printLines(`instance ${name}: volume ${volume} attached (${o.bus})`);
     });
@@ -34,7 +34,7 @@ export function registerDiskCommands(program: Command, client: () => ApiClient):
     .argument('<volume>', 'volume name')
     .option('--json', 'print the API JSON')
     .action(async (name: string, volume: string, o: { json?: boolean }) => {
-      const res = await client().call<{ disks: DiskJson[] }>('DELETE', `/v1/instances/${enc(name)}/disks/${enc(volume)}`);
+      const res = await client().call<{ disks: DiskView[] }>('DELETE', `/v1/instances/${enc(name)}/disks/${enc(volume)}`);
       if (o.json) printJson(res);
       else printLines(`instance ${name}: volume ${volume} detached`);
     });
@@ -46,7 +46,7 @@ export function registerDiskCommands(program: Command, client: () => ApiClient):
     .argument('<name>', 'instance name')
     .option('--json', 'print the API JSON')
     .action(async (name: string, o: { json?: boolean }) => {
-      const res = await client().call<{ disks: DiskJson[] }>('GET', `/v1/instances/${enc(name)}/disks`);
+      const res = await client().call<{ disks: DiskView[] }>('GET', `/v1/instances/${enc(name)}/disks`);
       if (o.json) printJson(res);
       else printLines(diskTable(res.disks ?? []));
     });

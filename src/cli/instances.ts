@@ -1,4 +1,6 @@
 /** Instance commands: create, start/stop/restart/pause/resume/kill, delete, list, show. */
+import { DISK_BUSES, isVhostUser } from '../core/disks.js';
+import { NIC_MODELS } from '../core/nics.js';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { ApiClient } from './client.js';
 import { duration, fields, keyValues, orDash, printJson, printLines, size, table } from './format.js';
@@ -55,9 +57,9 @@ export function registerInstanceCommands(program: Command, client: () => ApiClie
     .option('--disk <size>', 'root disk size, e.g. 10G')
     .addOption(new Option('--firmware <kind>', 'firmware').choices(['bios', 'uefi']))
     .option('--network <net>', 'network of the first NIC: a network name, "default" (user-mode NAT, the default) or "none"')
-    .addOption(new Option('--nic-model <model>', 'model of the first NIC').choices(['virtio-net', 'e1000', 'rtl8139', 'vhost-net']))
+    .addOption(new Option('--nic-model <model>', 'model of the first NIC').choices(NIC_MODELS.filter((m) => m !== 'vhost-user-net' && m !== 'sriov')))
     .option('--forward <spec>', 'user network: forward [tcp|udp:][ADDR:]HOSTPORT:GUESTPORT to the guest; repeatable', (v: string, prev: string[] = []) => [...prev, v])
-    .addOption(new Option('--root-bus <bus>', 'bus of the root disk').choices(['virtio-blk', 'virtio-scsi', 'ide', 'sata']))
+    .addOption(new Option('--root-bus <bus>', 'bus of the root disk').choices(DISK_BUSES.filter((b) => !isVhostUser(b))))
     .addOption(new Option('--accel <kind>', 'accelerator').choices(['auto', 'kvm', 'tcg']))
     .option('--sockets <n>', 'CPU sockets', wholeNumber)
     .option('--cores <n>', 'cores per socket', wholeNumber)

@@ -1,26 +1,21 @@
 /** `corral nic attach|detach|list`: an instance's network interfaces. */
 import { Option, type Command } from 'commander';
+import { NIC_MODELS } from '../core/nics.js';
+import type { NicView } from '../services/nics.js';
 import type { ApiClient } from './client.js';
 import { printJson, printLines, table } from './format.js';
 import { wholeNumber } from './instances.js';
 
-export interface NicJson {
-  id: string; model: string; network: string | null; mac: string; queues: number;
-  tap: string | null; ip: string | null; socket?: string; sriov?: { pf: string; vlan: number | null };
-  forwards?: Array<{ proto: string; hostAddr: string; hostPort: number; guestPort: number }>;
-}
-
 const enc = encodeURIComponent;
-export const NIC_MODEL_CHOICES = ['virtio-net', 'e1000', 'rtl8139', 'vhost-net', 'vhost-user-net', 'sriov'];
 
-function where(n: NicJson): string {
+function where(n: NicView): string {
   if (n.socket) return `socket ${n.socket}`;
   if (n.sriov) return `VF of ${n.sriov.pf}${n.sriov.vlan ? ` vlan ${n.sriov.vlan}` : ''}`;
   const fwd = (n.forwards ?? []).map((f) => `${f.proto}:${f.hostAddr ? `${f.hostAddr}:` : ''}${f.hostPort}->${f.guestPort}`).join(' ');
   return [n.network ?? '', n.tap ? `tap ${n.tap}` : '', fwd].filter(Boolean).join(', ');
 }
 
-export function nicTable(list: NicJson[]): string {
+export function nicTable(list: NicView[]): string {
   return table(['ID', 'MODEL', 'MAC', 'QUEUES', 'IP', 'ON'], list.map((n) => [n.id, n.model, n.mac, String(n.queues), n.ip ?? '-', where(n)]));
 }
 
@@ -32,7 +27,7 @@ export function registerNicCommands(program: Command, client: () => ApiClient): 
     .description('attach a NIC (a running instance gets it hot-plugged)')
     .argument('<name>', 'instance name')
     .option('--network <net>', 'network (default: the user-mode network "default")')
-    .addOption(new Option('--model <model>', 'NIC model').choices(NIC_MODEL_CHOICES))
+    .addOption(new Option('--model <model>', 'NIC model').choices(NIC_MODELS))
     .option('--queues <n>', 'queue pairs (multi-queue virtio)', wholeNumber)
     .option('--socket <path>', 'vhost-user-net: the back end\'s unix socket')
     .option('--sriov <pf>', 'take a virtual function of this physical function (PCI address); implies --model sriov')
@@ -50,7 +45,7 @@ export function registerNicCommands(program: Command, client: () => ApiClient): 
       if (o.vlan !== undefined) body.vlan = o.vlan;
       if (o.mac !== undefined) body.mac = o.mac;
       if (o.forward !== undefined) body.forwards = o.forward;
-      const res = await client().call<{ nics: NicJson[] }>('POST', `/v1/instances/${enc(name)}/nics`, body);
+      const res = await client().call<{ nics: NicView[] }>('POST', `/v1/instances/${enc(name)}/nics`, body);
       const added = res.nics[res.nics.length - 1];
       if (o.json) printJson(res);
       else printLines(`instance ${name}: NIC ${added?.id ?? '?'} attached (${added?.model ?? ''}, ${added?.mac ?? ''}${added ? `, ${where(added)}` : ''})`);
@@ -63,7 +58,7 @@ export function registerNicCommands(program: Command, client: () => ApiClient): 
     .argument('<nic>', 'NIC id or MAC')
     .option('--json', 'print the API JSON')
     .action(async (name: string, id: string, o: { json?: boolean }) => {
-      const res = await client().call<{ nics: NicJson[] }>('DELETE', `/v1/instances/${enc(name)}/nics/${enc(id)}`);
+      const res = await client().call<{ nics: NicView[] }>('DELETE', `/v1/instances/${enc(name)}/nics/${enc(id)}`);
       if (o.json) printJson(res);
       else printLines(`instance ${name}: NIC ${id} detached`);
     });
@@ -75,7 +70,7 @@ export function registerNicCommands(program: Command, client: () => ApiClient): 
     .argument('<name>', 'instance name')
     .option('--json', 'print the API JSON')
     .action(async (name: string, o: { json?: boolean }) => {
-      const res = await client().call<{ nics: NicJson[] }>('GET', `/v1/instances/${enc(name)}/nics`);
+      const res = await client().call<{ nics: NicView[] }>('GET', `/v1/instances/${enc(name)}/nics`);
       if (o.json) printJson(res);
       else printLines(nicTable(res.nics ?? []));
     });

@@ -1,23 +1,12 @@
 /** `corral passthrough attach|detach|list`: host PCI devices given to an instance whole (VFIO). */
 import type { Command } from 'commander';
+import type { HostdevView } from '../services/passthrough.js';
 import type { ApiClient } from './client.js';
 import { printJson, printLines, table } from './format.js';
 
-export interface HostdevJson {
-  id: string;
-  kind: 'passthrough' | 'sriov-vf';
-  address: string | null;
-  pf: string | null;
-  vlan: number | null;
-  className: string | null;
-  driver: string | null;
-  iommuGroup: number | null;
-  bound: boolean;
-}
-
 const enc = encodeURIComponent;
 
-export function hostdevTable(list: HostdevJson[]): string {
+export function hostdevTable(list: HostdevView[]): string {
   return table(
     ['ID', 'KIND', 'ADDRESS', 'CLASS', 'DRIVER', 'IOMMU-GROUP', 'BOUND'],
     list.map((h) => [
@@ -42,7 +31,7 @@ export function registerPassthroughCommands(program: Command, client: () => ApiC
     .argument('<address...>', 'PCI address, 0000:03:00.0 or 03:00.0 (see corral host devices); several to give the devices of one IOMMU group together')
     .option('--json', 'print the API JSON')
     .action(async (name: string, addresses: string[], o: { json?: boolean }) => {
-      const res = await client().call<{ hostdevs: HostdevJson[] }>('POST', `/v1/instances/${enc(name)}/hostdevs`, { address: addresses.length === 1 ? addresses[0] : addresses });
+      const res = await client().call<{ hostdevs: HostdevView[] }>('POST', `/v1/instances/${enc(name)}/hostdevs`, { address: addresses.length === 1 ? addresses[0] : addresses });
       if (o.json) printJson(res);
       else {
         const added = res.hostdevs.filter((h) => h.kind === 'passthrough').slice(-addresses.length);
@@ -57,7 +46,7 @@ export function registerPassthroughCommands(program: Command, client: () => ApiC
     .argument('<device>', 'its id (hostdev0) or PCI address')
     .option('--json', 'print the API JSON')
     .action(async (name: string, device: string, o: { json?: boolean }) => {
-      const res = await client().call<{ hostdevs: HostdevJson[] }>('DELETE', `/v1/instances/${enc(name)}/hostdevs/${enc(device)}`);
+      const res = await client().call<{ hostdevs: HostdevView[] }>('DELETE', `/v1/instances/${enc(name)}/hostdevs/${enc(device)}`);
       if (o.json) printJson(res);
       else printLines(`instance ${name}: ${device} detached`);
     });
@@ -69,7 +58,7 @@ export function registerPassthroughCommands(program: Command, client: () => ApiC
     .argument('<name>', 'instance name')
     .option('--json', 'print the API JSON')
     .action(async (name: string, o: { json?: boolean }) => {
-      const res = await client().call<{ hostdevs: HostdevJson[] }>('GET', `/v1/instances/${enc(name)}/hostdevs`);
+      const res = await client().call<{ hostdevs: HostdevView[] }>('GET', `/v1/instances/${enc(name)}/hostdevs`);
       if (o.json) printJson(res);
       else printLines(hostdevTable(res.hostdevs ?? []));
     });
