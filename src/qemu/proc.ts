@@ -65,19 +65,16 @@ export function residentBytes(pid: number, proc = '/proc'): number | null {
   }
 }
 
+/** The pids in a proc tree (its numeric entries); none when it cannot be read. */
+export function listPids(proc = '/proc'): number[] {
+  try {
+    return readdirSync(proc).filter((e) => /^\d+$/.test(e)).map(Number);
+  } catch {
+    return [];
+  }
+}
+
 /** Every live QEMU process that carries this uuid (a last resort when no pid was recorded). */
 export function findQemusByUuid(uuid: string, proc = '/proc'): number[] {
-  const out: number[] = [];
-  let entries: string[];
-  try {
-    entries = readdirSync(proc);
-  } catch {
-    return out;
-  }
-  for (const e of entries) {
-    if (!/^\d+$/.test(e)) continue;
-    const pid = Number(e);
-    if (isQemuOf(pid, uuid, null, proc)) out.push(pid);
-  }
-  return out;
+  return listPids(proc).filter((pid) => isQemuOf(pid, uuid, null, proc));
 }

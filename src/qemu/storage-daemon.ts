@@ -13,7 +13,7 @@ import { CorralError } from '../core/errors.js';
 import { diskBlockdev, nodeOf, type BlockIo, type PlanDisk } from './argv-disks.js';
 import { launchDetached } from './launch.js';
 import { assertSafeOptionPath } from './option-path.js';
-import { isAlive, processStartTicks, readCmdline } from './proc.js';
+import { isAlive, listPids, processStartTicks, readCmdline } from './proc.js';
 import { QmpDisconnectedError, type QmpClient } from './qmp.js';
 
 export const QSD_BINARY = process.env.CORRAL_QSD ?? 'qemu-storage-daemon';
@@ -139,17 +139,10 @@ export function isStorageDaemonOf(pid: number, socket: string, startTicks: numbe
 /** Every live qsd whose arguments mention `fragment` (a data dir's run/ folder): for the orphan sweep. */
 export function findStorageDaemons(fragment: string, proc = '/proc'): Array<{ pid: number; argv: string[] }> {
   const out: Array<{ pid: number; argv: string[] }> = [];
-  let entries: string[];
-  try {
-    entries = readdirSync(proc);
-  } catch {
-    return out;
-  }
-  for (const e of entries) {
-    if (!/^\d+$/.test(e)) continue;
-    const argv = readCmdline(Number(e), proc);
+  for (const pid of listPids(proc)) {
+    const argv = readCmdline(pid, proc);
     if (!argv || !basename(argv[0] ?? '').startsWith('qemu-storage-daemon')) continue;
-    if (argv.some((a) => a.includes(fragment)) && isAlive(Number(e), proc)) out.push({ pid: Number(e), argv });
+    if (argv.some((a) => a.includes(fragment)) && isAlive(pid, proc)) out.push({ pid, argv });
   }
   return out;
 }
