@@ -13,6 +13,7 @@
  * on a bridge network (a tap on the bridge, to a sink namespace plugged into the same bridge).
  */
 import { execFileSync, spawn } from 'node:child_process';
+import { median } from './stats.js';
 import { ConsoleSession, createNetns, Daemon, deleteNetns, haveTinyBase, newDataDir } from '../test/integration/harness.js';
 
 function arg(name: string, def: string): string {
@@ -23,17 +24,6 @@ const DISK_MIB = Number(arg('disk-mib', '128'));
 const NET_MIB = Number(arg('net-mib', '32'));
 const ROUNDS = Number(arg('rounds', '2'));
 const NS = `corral-bench-${process.pid}`;
-
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
-
-async function ok(d: Daemon, method: string, path: string, body?: unknown): Promise<any> {
-  const r = await d.api(method, path, body);
-  if (r.status >= 300) throw new Error(`${method} ${path}: ${JSON.stringify(r.body)}`);
-  return r.body;
-}
 
 /** Seconds a guest command takes by the guest's clock. */
 async function timed(c: ConsoleSession, cmd: string, timeoutMs: number): Promise<number> {
@@ -55,10 +45,10 @@ interface Row { what: string; write: number; read: number }
 
 async function disks(d: Daemon): Promise<Row[]> {
   const rows: Row[] = [];
-  const vol = await ok(d, 'POST', '/v1/volumes', { name: 'bench', size: `${DISK_MIB + 16}M`, format: 'raw' });
+  const vol = await d.ok('POST', '/v1/volumes', { name: 'bench', size: `${DISK_MIB + 16}M`, format: 'raw' }, 201);
   // Real data everywhere, so that reads do not just find holes (which QEMU answers without touching the disk).
   execFileSync('qemu-io', ['-f', 'raw', '-c', `write -P 0xa5 0 ${DISK_MIB + 16}M`, vol.path], { stdio: 'ignore' });
-  await ok(d, 'POST', '/v1/instances', { name: 'bd', image: 'tiny', memory: '512M', cpus: 1 });
+  await d.ok('POST', '/v1/instances', { name: 'bd', image: 'tiny', memory: '512M', cpus: 1 }, 201);
   for (const bus of ['ide', 'sata', 'virtio-blk', 'vhost-user-blk']) {
     const att = await d.api('POST', '/v1/instances/bd/disks', { volume: 'bench', bus });
     if (att.status !== 201) {
@@ -68,7 +58,7 @@ async function disks(d: Daemon): Promise<Row[]> {
     const w: number[] = [];
     const r: number[] = [];
     for (let i = 0; i < ROUNDS; i++) {
-      await ok(d, 'POST', '/v1/instances/bd/start', {});
+      await d.ok('POST', '/v1/instances/bd/start', {});
       await d.waitConsole('bd', /corral-tiny ready/, 120_000);
       const c = await ConsoleSession.open(d, 'bd');
       try {
@@ -79,14 +69,14 @@ async function disks(d: Daemon): Promise<Row[]> {
       } finally {
         await c.close();
       }
-      await ok(d, 'POST', '/v1/instances/bd/kill', {});
+      await d.ok('POST', '/v1/instances/bd/kill', {});
     }
     rows.push({ what: bus, write: median(w), read: median(r) });
     console.log(`  ${bus}: write ${median(w).toFixed(1)} MB/s, read ${median(r).toFixed(1)} MB/s`);
-    await ok(d, 'DELETE', '/v1/instances/bd/disks/bench');
+    await d.ok('DELETE', '/v1/instances/bd/disks/bench');
   }
-  await ok(d, 'DELETE', '/v1/instances/bd');
-  await ok(d, 'DELETE', '/v1/volumes/bench');
+  await d.ok('DELETE', '/v1/instances/bd');
+  await d.ok('DELETE', '/v1/volumes/bench');
   return rows;
 }
 
@@ -117,14 +107,14 @@ function plugSink(bridge: string): void {
 
 async function nics(d: Daemon): Promise<Row[]> {
   const rows: Row[] = [];
-  const net = await ok(d, 'POST', '/v1/networks', { name: 'benchnet', kind: 'bridge', cidr: '10.77.0.0/24', nat: false });
+  const net = await d.ok('POST', '/v1/networks', { name: 'benchnet', kind: 'bridge', cidr: '10.77.0.0/24', nat: false }, 201);
   plugSink(net.bridge);
   try {
     // user-mode NAT: QEMU's slirp turns 10.0.2.2 into the daemon namespace's own 127.0.0.1; bridge: a tap on the bridge
     for (const [network, ns, host] of [['default', NS, '10.0.2.2'], ['benchnet', SINK_NS, SINK_IP]] as const) {
       for (const model of ['e1000', 'virtio-net']) {
         const mbs: number[] = [];
-        await ok(d, 'POST', '/v1/instances', { name: 'bn', image: 'tiny', memory: '512M', nicModel: model, network, start: true });
+        await d.ok('POST', '/v1/instances', { name: 'bn', image: 'tiny', memory: '512M', nicModel: model, network, start: true }, 201);
         await d.waitConsole('bn', /corral-tiny ready/, 120_000);
         const c = await ConsoleSession.open(d, 'bn');
         try {
@@ -140,7 +130,7 @@ async function nics(d: Daemon): Promise<Row[]> {
         } finally {
           await c.close();
         }
-        await ok(d, 'DELETE', '/v1/instances/bn?force=true');
+        await d.ok('DELETE', '/v1/instances/bn?force=true');
         const what = `${model} (${network === 'default' ? 'user NAT' : 'bridge/tap'})`;
         rows.push({ what, write: median(mbs), read: Number.NaN });
         console.log(`  ${what}: guest -> host ${median(mbs).toFixed(1)} MB/s`);

@@ -10,15 +10,10 @@ import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { Daemon, haveTinyBase, newDataDir } from '../test/integration/harness.js';
+import { median } from './stats.js';
 
 const ROUNDS = Number(process.argv[2] ?? 7);
 const READY = 'corral-tiny ready';
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
 
 async function waitForFile(file: string, text: string, timeoutMs = 60_000): Promise<void> {
   const t0 = Date.now();

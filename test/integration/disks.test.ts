@@ -13,11 +13,6 @@ const skip = SKIP_NO_TINY;
 let d: Daemon;
 useDaemon((x) => { d = x; });
 
-async function ok(method: string, path: string, body?: unknown, status = 200): Promise<any> {
-  const r = await d.api(method, path, body);
-  assert.equal(r.status, status, `${method} ${path}: ${JSON.stringify(r.body)}`);
-  return r.body;
-}
 
 /** In the guest: wait (up to ~15 s) for a block device matching the glob other than vda, and print its name. */
 async function waitDisk(c: ConsoleSession, glob: string, timeoutS = 15): Promise<string> {
@@ -35,9 +30,9 @@ async function readPattern(c: ConsoleSession, dev: string): Promise<string> {
 }
 
 test('a volume written on the host reads back in the guest on virtio-blk, virtio-scsi, ide and sata', { skip, timeout: 300_000 }, async () => {
-  const vol = await ok('POST', '/v1/volumes', { name: 'data1', size: '64M' }, 201);
+  const vol = await d.ok('POST', '/v1/volumes', { name: 'data1', size: '64M' }, 201);
   execFileSync('qemu-io', ['-f', 'qcow2', '-c', 'write -P 0x5a 0 64k', vol.path], { stdio: 'ignore' });
-  await ok('POST', '/v1/instances', { name: 't1', image: 'tiny' }, 201);
+  await d.ok('POST', '/v1/instances', { name: 't1', image: 'tiny' }, 201);
 
   const expected: Record<string, { glob: string; serial: (dev: string) => string }> = {
     'virtio-blk': { glob: 'vd[b-z]', serial: (dev) => `cat /sys/block/${dev}/serial` },
@@ -46,20 +41,20 @@ test('a volume written on the host reads back in the guest on virtio-blk, virtio
     sata: { glob: 'sd[a-z]', serial: (dev) => `cat /sys/block/${dev}/device/vpd_pg80 | tr -dc 'a-z0-9'; readlink /sys/block/${dev}` },
   };
   for (const [bus, e] of Object.entries(expected)) {
-    const att = await ok('POST', '/v1/instances/t1/disks', { volume: 'data1', bus }, 201);
+    const att = await d.ok('POST', '/v1/instances/t1/disks', { volume: 'data1', bus }, 201);
     assert.deepEqual(att.disks.map((x: any) => [x.volume, x.bus, x.id]), [['data1', bus, 'vol-data1']]);
-    assert.equal((await ok('GET', '/v1/volumes/data1')).attachedTo, 't1');
-    const devs = (await ok('GET', '/v1/instances/t1/devices')).devices;
+    assert.equal((await d.ok('GET', '/v1/volumes/data1')).attachedTo, 't1');
+    const devs = (await d.ok('GET', '/v1/instances/t1/devices')).devices;
     const disk = devs.find((x: any) => x.id === 'vol-data1');
     assert.equal(disk.approach, bus === 'ide' || bus === 'sata' ? 'emulated' : 'paravirtual');
     if (bus === 'ide') assert.match(disk.dataPath, /^guest ide -> QEMU emulated IDE controller \(PIIX\)/);
     if (bus === 'sata') assert.match(disk.dataPath, /^guest sata -> QEMU emulated AHCI controller \(ICH9\) sata0/);
 
-    await ok('POST', '/v1/instances/t1/start', {});
+    await d.ok('POST', '/v1/instances/t1/start', {});
     await d.waitConsole('t1', /corral-tiny ready/);
     if (bus === 'virtio-blk') {
       // cache=none: QEMU holds the volume open with O_DIRECT (this host's filesystem allows it), as its fdinfo says
-      const { pid } = await ok('GET', '/v1/instances/t1');
+      const { pid } = await d.ok('GET', '/v1/instances/t1');
       const fd = readdirSync(`/proc/${pid}/fd`).find((f) => { try { return readlinkSync(`/proc/${pid}/fd/${f}`) === vol.path; } catch { return false; } });
       assert.ok(fd, 'QEMU has the volume open');
       const flags = parseInt(/flags:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'))![1]!, 8);
@@ -84,14 +79,14 @@ test('a volume written on the host reads back in the guest on virtio-blk, virtio
       assert.equal(r.status, 400);
       assert.equal(r.body.error.code, 'INVALID_SPEC');
     }
-    await ok('POST', '/v1/instances/t1/kill', {});
-    await ok('DELETE', '/v1/instances/t1/disks/data1');
-    assert.equal((await ok('GET', '/v1/volumes/data1')).attachedTo, null);
+    await d.ok('POST', '/v1/instances/t1/kill', {});
+    await d.ok('DELETE', '/v1/instances/t1/disks/data1');
+    assert.equal((await d.ok('GET', '/v1/volumes/data1')).attachedTo, null);
   }
 });
 
 test('virtio-blk hotplug and unplug on a running guest; ide refuses live attach', { skip, timeout: 180_000 }, async () => {
-  await ok('POST', '/v1/instances/t1/start', {});
+  await d.ok('POST', '/v1/instances/t1/start', {});
   await d.waitConsole('t1', /corral-tiny ready/);
   const c = await ConsoleSession.open(d, 't1');
   try {
@@ -107,13 +102,13 @@ test('virtio-blk hotplug and unplug on a running guest; ide refuses live attach'
     assert.equal(dev, 'vdb');
     assert.match(await readPattern(c, dev), /5a 5a 5a 5a/);
     assert.match(await c.run('cat /proc/partitions'), /vdb/);
-    assert.equal((await ok('GET', '/v1/volumes/data1')).attachedTo, 't1');
+    assert.equal((await d.ok('GET', '/v1/volumes/data1')).attachedTo, 't1');
 
     // in use: not deletable, not attachable elsewhere
     const del = await d.api('DELETE', '/v1/volumes/data1');
     assert.equal(del.status, 409);
     assert.equal(del.body.error.code, 'VOLUME_IN_USE');
-    await ok('POST', '/v1/instances', { name: 't2', image: 'tiny' }, 201);
+    await d.ok('POST', '/v1/instances', { name: 't2', image: 'tiny' }, 201);
     const other = await d.api('POST', '/v1/instances/t2/disks', { volume: 'data1' });
     assert.equal(other.status, 409);
     assert.equal(other.body.error.code, 'VOLUME_IN_USE');
@@ -123,24 +118,24 @@ test('virtio-blk hotplug and unplug on a running guest; ide refuses live attach'
     assert.equal(det.code, 0, det.stderr);
     const gone = await c.run('i=0; while [ $i -lt 50 ] && [ -e /sys/block/vdb ]; do sleep 0.2; i=$((i+1)); done; echo "BLK=$(ls /sys/block | tr \'\\n\' ,)"');
     assert.match(gone, /BLK=vda,\r?\n/, 'vdb is gone from the guest');
-    assert.equal((await ok('GET', '/v1/volumes/data1')).attachedTo, null);
+    assert.equal((await d.ok('GET', '/v1/volumes/data1')).attachedTo, null);
 
     // virtio-scsi: the controller is hot-plugged too (the instance started without one), then the scsi-hd
-    await ok('POST', '/v1/instances/t1/disks', { volume: 'data1', bus: 'virtio-scsi' }, 201);
+    await d.ok('POST', '/v1/instances/t1/disks', { volume: 'data1', bus: 'virtio-scsi' }, 201);
     const sd = await waitDisk(c, 'sd[a-z]', 15);
     assert.match(await readPattern(c, sd), /5a 5a 5a 5a/);
-    await ok('DELETE', '/v1/instances/t1/disks/data1');
+    await d.ok('DELETE', '/v1/instances/t1/disks/data1');
     const sdGone = await c.run(`i=0; while [ $i -lt 50 ] && [ -e /sys/block/${sd} ]; do sleep 0.2; i=$((i+1)); done; echo "BLK=$(ls /sys/block | tr '\\n' ,)"`);
     assert.match(sdGone, /BLK=vda,\r?\n/, `${sd} is gone from the guest`);
   } finally {
     await c.close();
   }
-  await ok('POST', '/v1/instances/t1/kill', {});
+  await d.ok('POST', '/v1/instances/t1/kill', {});
 });
 
 test('the root disk on sata and on virtio-scsi: the guest boots from it', { skip, timeout: 120_000 }, async () => {
   for (const [rootBus, dev] of [['sata', 'sda'], ['virtio-scsi', 'sda']] as const) {
-    await ok('POST', '/v1/instances', { name: 'r1', image: 'tiny', rootBus, start: true }, 201);
+    await d.ok('POST', '/v1/instances', { name: 'r1', image: 'tiny', rootBus, start: true }, 201);
     await d.waitConsole('r1', /corral-tiny ready/);
     const c = await ConsoleSession.open(d, 'r1');
     try {
@@ -150,9 +145,9 @@ test('the root disk on sata and on virtio-scsi: the guest boots from it', { skip
     } finally {
       await c.close();
     }
-    const devs = (await ok('GET', '/v1/instances/r1/devices')).devices;
+    const devs = (await d.ok('GET', '/v1/instances/r1/devices')).devices;
     assert.equal(devs.find((x: any) => x.id === 'disk0').approach, rootBus === 'sata' ? 'emulated' : 'paravirtual');
-    await ok('DELETE', '/v1/instances/r1?force=true');
+    await d.ok('DELETE', '/v1/instances/r1?force=true');
   }
   const bad = await d.api('POST', '/v1/instances', { name: 'r2', image: 'tiny', rootBus: 'floppy' });
   assert.equal(bad.status, 400);
@@ -160,7 +155,7 @@ test('the root disk on sata and on virtio-scsi: the guest boots from it', { skip
 });
 
 test('deleting an instance detaches its volumes and keeps them', { skip, timeout: 60_000 }, async () => {
-  await ok('DELETE', '/v1/instances/t2');
+  await d.ok('DELETE', '/v1/instances/t2');
   const bad = await d.cli(['create', 't3', '--image', 'tiny', '--volume', 'data1:floppy']);
   assert.equal(bad.code, 1);
   assert.match(bad.stderr, /INVALID_SPEC: bus:/);
@@ -169,9 +164,9 @@ test('deleting an instance detaches its volumes and keeps them', { skip, timeout
   assert.equal(made.code, 0, made.stderr);
   const list = await d.cli(['disk', 'list', 't3']);
   assert.match(list.stdout, /data1\s+virtio-scsi\s+vol-data1/);
-  assert.equal((await ok('GET', '/v1/volumes/data1')).attachedTo, 't3');
-  await ok('DELETE', '/v1/instances/t3');
-  const v = await ok('GET', '/v1/volumes/data1');
+  assert.equal((await d.ok('GET', '/v1/volumes/data1')).attachedTo, 't3');
+  await d.ok('DELETE', '/v1/instances/t3');
+  const v = await d.ok('GET', '/v1/volumes/data1');
   assert.equal(v.attachedTo, null);
-  await ok('DELETE', '/v1/volumes/data1');
+  await d.ok('DELETE', '/v1/volumes/data1');
 });

@@ -2,6 +2,7 @@
  * Integration test harness: a real daemon per test file, in its own data dir, driven through its API and
  * the real `corral` CLI, with the tiny image (built once by `make test-base`) linked in.
  */
+import assert from 'node:assert/strict';
 import { spawn, execFile, execFileSync, type ChildProcess } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
@@ -140,6 +141,13 @@ export class Daemon {
     const exited = new Promise((r) => p.once('exit', r));
     p.kill('SIGTERM');
     await exited;
+  }
+
+  /** An API call that must answer `status` (default 200); its body. */
+  async ok(method: string, path: string, body?: unknown, status = 200): Promise<any> {
+    const r = await this.api(method, path, body);
+    assert.equal(r.status, status, `${method} ${path}: ${JSON.stringify(r.body)}`);
+    return r.body;
   }
 
   api<T = any>(method: string, path: string, body?: unknown): Promise<Reply<T>> {

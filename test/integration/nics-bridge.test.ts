@@ -15,11 +15,6 @@ const NS = `corral-nb-${process.pid}`;
 let d: Daemon;
 useDaemon((x) => { d = x; }, { netns: NS });
 
-async function ok(method: string, path: string, body?: unknown, status = 200): Promise<any> {
-  const r = await d.api(method, path, body);
-  assert.equal(r.status, status, `${method} ${path}: ${JSON.stringify(r.body)}`);
-  return r.body;
-}
 
 /** `ip -n NS -o link show` lines, as the daemon's namespace sees its links. */
 function links(): string {
@@ -46,11 +41,11 @@ const sessions = new Map<string, ConsoleSession>();
 const ips = new Map<string, string>();
 
 test('guests on two bridge networks: DHCP from their network, taps on their bridge', { skip, timeout: 240_000 }, async () => {
-  await ok('POST', '/v1/networks', { name: 'lana', kind: 'bridge', cidr: '10.91.0.0/24', nat: false }, 201);
-  await ok('POST', '/v1/networks', { name: 'lanb', kind: 'bridge', cidr: '10.92.0.0/24', nat: false }, 201);
+  await d.ok('POST', '/v1/networks', { name: 'lana', kind: 'bridge', cidr: '10.91.0.0/24', nat: false }, 201);
+  await d.ok('POST', '/v1/networks', { name: 'lanb', kind: 'bridge', cidr: '10.92.0.0/24', nat: false }, 201);
   const guests: Array<[string, string, string]> = [['ga1', 'lana', 'virtio-net'], ['ga2', 'lana', 'e1000'], ['gb1', 'lanb', 'rtl8139']];
   for (const [name, network, nicModel] of guests) {
-    await ok('POST', '/v1/instances', { name, image: 'tiny', network, nicModel, start: true }, 201);
+    await d.ok('POST', '/v1/instances', { name, image: 'tiny', network, nicModel, start: true }, 201);
   }
   for (const [name, network] of guests) {
     await d.waitConsole(name, /corral-tiny ready/, 120_000);
@@ -59,15 +54,15 @@ test('guests on two bridge networks: DHCP from their network, taps on their brid
     const ip = await leased(c);
     ips.set(name, ip);
     assert.match(ip, network === 'lana' ? /^10\.91\.0\./ : /^10\.92\.0\./);
-    const nic = (await ok('GET', `/v1/instances/${name}/nics`)).nics[0];
+    const nic = (await d.ok('GET', `/v1/instances/${name}/nics`)).nics[0];
     assert.equal(nic.network, network);
     assert.match(links(), new RegExp(`: ${nic.tap}: .* master crl-${network} `), `tap ${nic.tap} on crl-${network}`);
     // the address the guest took is the one dnsmasq leased to its MAC
-    await ok('GET', `/v1/networks/${network}`);
-    const again = (await ok('GET', `/v1/instances/${name}/nics`)).nics[0];
+    await d.ok('GET', `/v1/networks/${network}`);
+    const again = (await d.ok('GET', `/v1/instances/${name}/nics`)).nics[0];
     assert.equal(again.ip, ip);
   }
-  const devs = (await ok('GET', '/v1/instances/ga1/devices')).devices;
+  const devs = (await d.ok('GET', '/v1/instances/ga1/devices')).devices;
   assert.match(devs.find((x: any) => x.kind === 'nic').dataPath, /-> tap ct[0-9a-f]{8}n0 -> bridge of network "lana"$/);
 });
 
@@ -89,7 +84,7 @@ test('one network talks inside, not across: no ping to the other network\'s gues
 
 test('a NIC hot-plugged into a running guest joins another network; detach removes its tap', { skip, timeout: 120_000 }, async () => {
   const b1 = sessions.get('gb1')!;
-  const att = await ok('POST', '/v1/instances/gb1/nics', { network: 'lana', model: 'virtio-net', queues: 2 }, 201);
+  const att = await d.ok('POST', '/v1/instances/gb1/nics', { network: 'lana', model: 'virtio-net', queues: 2 }, 201);
   const nic = att.nics[1];
   assert.equal(nic.id, 'net1');
   assert.match(links(), new RegExp(`: ${nic.tap}: .* master crl-lana `));
@@ -97,11 +92,11 @@ test('a NIC hot-plugged into a running guest joins another network; detach remov
   assert.match(up, /inet 10\.91\.0\.\d+\//);
   // multi-queue: the device offers VIRTIO_NET_F_MQ (feature bit 22) to the guest, and QEMU holds the tap twice
   assert.match(up, /MQ=1\r?\n/, 'the guest sees a multi-queue virtio-net');
-  const { pid } = await ok('GET', '/v1/instances/gb1');
+  const { pid } = await d.ok('GET', '/v1/instances/gb1');
   const tunFds = readdirSync(`/proc/${pid}/fd`).filter((f) => { try { return readlinkSync(`/proc/${pid}/fd/${f}`) === '/dev/net/tun'; } catch { return false; } });
   assert.equal(tunFds.length, 3, 'one queue for eth0, two for the hot-plugged multi-queue NIC');
   assert.ok(pingOk(await ping(b1, ips.get('ga2')!)), 'gb1 reaches ga2 through its new lana NIC');
-  await ok('DELETE', '/v1/instances/gb1/nics/net1');
+  await d.ok('DELETE', '/v1/instances/gb1/nics/net1');
   assert.doesNotMatch(links(), new RegExp(`: ${nic.tap}[:@]`), 'the tap is gone');
   assert.match(await b1.run('ls /sys/class/net | tr \'\\n\' ,'), /^eth0,lo,/m);
 });
@@ -116,25 +111,25 @@ test('vhost-net needs /dev/vhost-net; a network in use cannot be deleted; stoppi
   assert.equal(inUse.body.error.code, 'NETWORK_IN_USE');
   assert.match(inUse.body.error.message, /ga1/);
   for (const c of sessions.values()) await c.close();
-  const tap = (await ok('GET', '/v1/instances/ga1/nics')).nics[0].tap;
+  const tap = (await d.ok('GET', '/v1/instances/ga1/nics')).nics[0].tap;
   assert.match(links(), new RegExp(`: ${tap}:`));
-  await ok('POST', '/v1/instances/ga1/stop', { timeout: 20 });
+  await d.ok('POST', '/v1/instances/ga1/stop', { timeout: 20 });
   assert.doesNotMatch(links(), new RegExp(`: ${tap}:`), 'a stopped guest has no tap');
   // a start that fails after the taps were made (QEMU cannot open a volume removed behind Corral's back) leaves none
-  const vol = await ok('POST', '/v1/volumes', { name: 'gone1', size: '16M' }, 201);
-  await ok('POST', '/v1/instances', { name: 'gx', image: 'tiny', network: 'lana' }, 201);
-  await ok('POST', '/v1/instances/gx/nics', { network: 'lanb', model: 'e1000' }, 201);
-  await ok('POST', '/v1/instances/gx/disks', { volume: 'gone1' }, 201);
+  const vol = await d.ok('POST', '/v1/volumes', { name: 'gone1', size: '16M' }, 201);
+  await d.ok('POST', '/v1/instances', { name: 'gx', image: 'tiny', network: 'lana' }, 201);
+  await d.ok('POST', '/v1/instances/gx/nics', { network: 'lanb', model: 'e1000' }, 201);
+  await d.ok('POST', '/v1/instances/gx/disks', { volume: 'gone1' }, 201);
   rmSync(vol.path);
   const failed = await d.api('POST', '/v1/instances/gx/start', {});
   assert.equal(failed.status, 500, JSON.stringify(failed.body));
   assert.equal(failed.body.error.code, 'QEMU_FAILED');
-  const gx = (await ok('GET', '/v1/instances/gx/nics')).nics;
+  const gx = (await d.ok('GET', '/v1/instances/gx/nics')).nics;
   for (const n of gx) assert.doesNotMatch(links(), new RegExp(`: ${n.tap}:`), `no tap ${n.tap} after the failed start`);
-  assert.equal((await ok('GET', '/v1/instances/gx')).state, 'stopped');
-  for (const name of ['ga1', 'ga2', 'gb1', 'gx']) await ok('DELETE', `/v1/instances/${name}?force=true`);
-  await ok('DELETE', '/v1/volumes/gone1');
-  await ok('DELETE', '/v1/networks/lana');
-  await ok('DELETE', '/v1/networks/lanb');
+  assert.equal((await d.ok('GET', '/v1/instances/gx')).state, 'stopped');
+  for (const name of ['ga1', 'ga2', 'gb1', 'gx']) await d.ok('DELETE', `/v1/instances/${name}?force=true`);
+  await d.ok('DELETE', '/v1/volumes/gone1');
+  await d.ok('DELETE', '/v1/networks/lana');
+  await d.ok('DELETE', '/v1/networks/lanb');
   assert.doesNotMatch(links(), /crl-lan|: ct[0-9a-f]{8}n/, 'no bridge, no tap left');
 });

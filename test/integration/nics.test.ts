@@ -13,11 +13,6 @@ const skip = SKIP_NO_TINY;
 let d: Daemon;
 useDaemon((x) => { d = x; });
 
-async function ok(method: string, path: string, body?: unknown, status = 200): Promise<any> {
-  const r = await d.api(method, path, body);
-  assert.equal(r.status, status, `${method} ${path}: ${JSON.stringify(r.body)}`);
-  return r.body;
-}
 
 // A host web server the guests fetch from (through slirp, the host is 10.0.2.2).
 const token = `corral-${process.pid}-${Date.now()}`;
@@ -53,22 +48,22 @@ test('each NIC model on the user network: the guest driver, a DHCP address, data
       assert.match(await c.run('readlink /sys/class/net/eth0/device/driver'), DRIVER[model]!);
       const addr = await c.run('i=0; while [ $i -lt 50 ] && [ ! -e /run/udhcpc.eth0.up ]; do sleep 0.2; i=$((i+1)); done; ip -4 addr show eth0');
       assert.match(addr, /inet 10\.0\.2\.15\/24/, `${model}: ${addr}`);
-      const mac = (await ok('GET', `/v1/instances/${name}/nics`)).nics[0].mac;
+      const mac = (await d.ok('GET', `/v1/instances/${name}/nics`)).nics[0].mac;
       assert.match(await c.run('cat /sys/class/net/eth0/address'), new RegExp(mac));
       assert.match(await c.run(`wget -q -O - http://10.0.2.2:${port}/`, 30_000), new RegExp(token));
     } finally {
       await c.close();
     }
-    const devs = (await ok('GET', `/v1/instances/${name}/devices`)).devices;
+    const devs = (await d.ok('GET', `/v1/instances/${name}/devices`)).devices;
     const nic = devs.find((x: any) => x.kind === 'nic');
     assert.equal(nic.approach, model === 'virtio-net' ? 'paravirtual' : 'emulated');
-    await ok('DELETE', `/v1/instances/${name}?force=true`);
+    await d.ok('DELETE', `/v1/instances/${name}?force=true`);
   }
 });
 
 test('port forwards reach a server in the guest; a clashing forward is refused', { skip, timeout: 120_000 }, async () => {
   const fwd = await freePort();
-  await ok('POST', '/v1/instances', { name: 'fw1', image: 'tiny', forwards: [`tcp:127.0.0.1:${fwd}:8080`], start: true }, 201);
+  await d.ok('POST', '/v1/instances', { name: 'fw1', image: 'tiny', forwards: [`tcp:127.0.0.1:${fwd}:8080`], start: true }, 201);
   await d.waitConsole('fw1', /corral-tiny ready/);
   const c = await ConsoleSession.open(d, 'fw1');
   try {
@@ -82,11 +77,11 @@ test('port forwards reach a server in the guest; a clashing forward is refused',
   assert.equal(clash.status, 409);
   assert.match(clash.body.error.message, /already forwarded to instance "fw1"/);
   assert.equal((await d.api('GET', '/v1/instances/fw2')).status, 404);
-  await ok('DELETE', '/v1/instances/fw1?force=true');
+  await d.ok('DELETE', '/v1/instances/fw1?force=true');
 });
 
 test('a NIC hot-plugged into a running guest gets an address; detach removes it', { skip, timeout: 180_000 }, async () => {
-  await ok('POST', '/v1/instances', { name: 'hp1', image: 'tiny', start: true }, 201);
+  await d.ok('POST', '/v1/instances', { name: 'hp1', image: 'tiny', start: true }, 201);
   await d.waitConsole('hp1', /corral-tiny ready/);
   const c = await ConsoleSession.open(d, 'hp1');
   try {
@@ -104,13 +99,13 @@ test('a NIC hot-plugged into a running guest gets an address; detach removes it'
     assert.equal(det.code, 0, det.stderr);
     const gone = await c.run('i=0; while [ $i -lt 50 ] && [ -e /sys/class/net/eth1 ]; do sleep 0.2; i=$((i+1)); done; echo "NET=$(ls /sys/class/net | tr \'\\n\' ,)"');
     assert.match(gone, /NET=eth0,lo,\r?\n/);
-    assert.equal((await ok('GET', '/v1/instances/hp1/nics')).nics.length, 1);
+    assert.equal((await d.ok('GET', '/v1/instances/hp1/nics')).nics.length, 1);
   } finally {
     await c.close();
   }
   // after a restart the guest has the same MAC on eth0
-  const mac = (await ok('GET', '/v1/instances/hp1/nics')).nics[0].mac;
-  await ok('POST', '/v1/instances/hp1/restart', {});
+  const mac = (await d.ok('GET', '/v1/instances/hp1/nics')).nics[0].mac;
+  await d.ok('POST', '/v1/instances/hp1/restart', {});
   await d.waitConsole('hp1', /corral-tiny ready/);
   const c2 = await ConsoleSession.open(d, 'hp1');
   try {
@@ -118,13 +113,13 @@ test('a NIC hot-plugged into a running guest gets an address; detach removes it'
   } finally {
     await c2.close();
   }
-  await ok('POST', '/v1/instances/hp1/kill', {});
+  await d.ok('POST', '/v1/instances/hp1/kill', {});
 });
 
 test('two NICs at boot: the guest takes a DHCP address on each', { skip, timeout: 120_000 }, async () => {
-  await ok('POST', '/v1/instances', { name: 'two', image: 'tiny', nicModel: 'e1000' }, 201);
-  await ok('POST', '/v1/instances/two/nics', { model: 'virtio-net' }, 201);
-  await ok('POST', '/v1/instances/two/start', {});
+  await d.ok('POST', '/v1/instances', { name: 'two', image: 'tiny', nicModel: 'e1000' }, 201);
+  await d.ok('POST', '/v1/instances/two/nics', { model: 'virtio-net' }, 201);
+  await d.ok('POST', '/v1/instances/two/start', {});
   await d.waitConsole('two', /corral-tiny ready/);
   const c = await ConsoleSession.open(d, 'two');
   try {
@@ -134,11 +129,11 @@ test('two NICs at boot: the guest takes a DHCP address on each', { skip, timeout
   } finally {
     await c.close();
   }
-  await ok('DELETE', '/v1/instances/two?force=true');
+  await d.ok('DELETE', '/v1/instances/two?force=true');
 });
 
 test('bad NIC requests: coded errors, nothing changed', { skip, timeout: 60_000 }, async () => {
-  const before = (await ok('GET', '/v1/instances/hp1/nics')).nics;
+  const before = (await d.ok('GET', '/v1/instances/hp1/nics')).nics;
   const cases: Array<[unknown, number, string, RegExp]> = [
     [{ model: 'ne2000' }, 400, 'INVALID_SPEC', /not a NIC model/],
     [{ network: 'nowhere' }, 404, 'NETWORK_NOT_FOUND', /nowhere/],
@@ -157,8 +152,8 @@ test('bad NIC requests: coded errors, nothing changed', { skip, timeout: 60_000 
   const missing = await d.api('DELETE', '/v1/instances/hp1/nics/net9');
   assert.equal(missing.status, 404);
   assert.equal(missing.body.error.code, 'NIC_NOT_FOUND');
-  assert.deepEqual((await ok('GET', '/v1/instances/hp1/nics')).nics, before);
+  assert.deepEqual((await d.ok('GET', '/v1/instances/hp1/nics')).nics, before);
   const none = await d.cli(['create', 'nonet', '--image', 'tiny', '--network', 'none']);
   assert.equal(none.code, 0, none.stderr);
-  assert.deepEqual((await ok('GET', '/v1/instances/nonet/nics')).nics, []);
+  assert.deepEqual((await d.ok('GET', '/v1/instances/nonet/nics')).nics, []);
 });

@@ -15,11 +15,6 @@ const skip = SKIP_NO_TINY;
 let d: Daemon;
 useDaemon((x) => { d = x; });
 
-async function ok(method: string, path: string, body?: unknown, status = 200): Promise<any> {
-  const r = await d.api(method, path, body);
-  assert.equal(r.status, status, `${method} ${path}: ${JSON.stringify(r.body)}`);
-  return r.body;
-}
 
 /** Live qemu-storage-daemon processes whose arguments name `fragment` (a volume file). */
 function storageDaemons(fragment: string): number[] {
@@ -82,15 +77,15 @@ function qemuIoReads(path: string, byte: string): string {
 }
 
 test('vhost-user-blk: the guest reads and writes a volume through a qemu-storage-daemon, adopted after a daemon kill -9, gone with the VM', { skip, timeout: 300_000 }, async () => {
-  const vol = await ok('POST', '/v1/volumes', { name: 'fast1', size: '64M' }, 201);
+  const vol = await d.ok('POST', '/v1/volumes', { name: 'fast1', size: '64M' }, 201);
   execFileSync('qemu-io', ['-f', 'qcow2', '-c', 'write -P 0x5a 0 64k', vol.path], { stdio: 'ignore' });
-  const t1 = await ok('POST', '/v1/instances', { name: 't1', image: 'tiny' }, 201);
+  const t1 = await d.ok('POST', '/v1/instances', { name: 't1', image: 'tiny' }, 201);
   const att = await d.cli(['disk', 'attach', 't1', 'fast1', '--bus', 'vhost-user-blk']);
   assert.equal(att.code, 0, att.stderr);
   assert.match((await d.cli(['disk', 'list', 't1'])).stdout, /fast1\s+vhost-user-blk\s+vol-fast1\s+vhost_user_blk/);
   assert.deepEqual(storageDaemons(vol.path), [], 'nothing runs for a stopped instance');
 
-  const started = await ok('POST', '/v1/instances/t1/start', {});
+  const started = await d.ok('POST', '/v1/instances/t1/start', {});
   const qemu: number = started.pid;
   const runDir = join(d.dataDir, 'run', t1.uuid);
   const socket = join(runDir, 'vu-fast1.sock');
@@ -107,7 +102,7 @@ test('vhost-user-blk: the guest reads and writes a volume through a qemu-storage
   // guest memory is a shared memfd (the storage daemon maps it once the guest's driver sets the device up)
   const shared = memfdInodes(qemu);
   assert.ok(shared.size > 0, 'QEMU guest memory is a shared memfd');
-  const dev = (await ok('GET', '/v1/instances/t1/devices')).devices.find((x: any) => x.id === 'vol-fast1');
+  const dev = (await d.ok('GET', '/v1/instances/t1/devices')).devices.find((x: any) => x.id === 'vol-fast1');
   assert.equal(dev.approach, 'vhost-user');
   assert.equal(dev.qemuDevice, 'vhost-user-blk-pci');
   assert.match(dev.dataPath, new RegExp(`^guest virtio-blk \\(vhost-user\\) -> shared guest memory -> qemu-storage-daemon ${qsd} \\(socket ${socket}\\) -> .*${vol.path}$`));
@@ -139,11 +134,11 @@ test('vhost-user-blk: the guest reads and writes a volume through a qemu-storage
   await waitFor(() => existsSync(`${strayDir}/vu-x.sock`), 10_000, 'the stray storage daemon');
   await d.start();
   await waitFor(() => !alive(stray.pid!), 10_000, 'the orphaned storage daemon to be stopped');
-  const adopted = await ok('GET', '/v1/instances/t1');
+  const adopted = await d.ok('GET', '/v1/instances/t1');
   assert.equal(adopted.state, 'running');
   assert.equal(adopted.pid, qemu);
   assert.deepEqual(storageDaemons(vol.path), [qsd], 'the same storage daemon, not a second one');
-  assert.match((await ok('GET', '/v1/instances/t1/devices')).devices.find((x: any) => x.id === 'vol-fast1').dataPath, new RegExp(`qemu-storage-daemon ${qsd} `));
+  assert.match((await d.ok('GET', '/v1/instances/t1/devices')).devices.find((x: any) => x.id === 'vol-fast1').dataPath, new RegExp(`qemu-storage-daemon ${qsd} `));
   c = await ConsoleSession.open(d, 't1');
   try {
     assert.match(await readPattern(c, 'vdb'), /c3 c3 c3 c3/, 'the guest still reads the disk');
@@ -153,7 +148,7 @@ test('vhost-user-blk: the guest reads and writes a volume through a qemu-storage
   const events = await d.events();
   assert.equal(events.filter((e) => e.type === 'instance.disk.backend-exited').length, 0);
 
-  const stopped = await ok('POST', '/v1/instances/t1/stop', { timeout: 30 });
+  const stopped = await d.ok('POST', '/v1/instances/t1/stop', { timeout: 30 });
   assert.equal(stopped.state, 'stopped');
   assert.equal(alive(qsd), false, 'the storage daemon is gone with the VM');
   assert.equal(existsSync(socket), false, 'its socket is removed');
@@ -161,51 +156,51 @@ test('vhost-user-blk: the guest reads and writes a volume through a qemu-storage
 });
 
 test('vhost-user-blk hotplug: into a guest whose memory is shared; refused into one whose memory is not', { skip, timeout: 240_000 }, async () => {
-  const vol2 = await ok('POST', '/v1/volumes', { name: 'fast2', size: '32M' }, 201);
+  const vol2 = await d.ok('POST', '/v1/volumes', { name: 'fast2', size: '32M' }, 201);
   execFileSync('qemu-io', ['-f', 'qcow2', '-c', 'write -P 0x7e 0 64k', vol2.path], { stdio: 'ignore' });
-  await ok('POST', '/v1/instances/t1/start', {});
+  await d.ok('POST', '/v1/instances/t1/start', {});
   await d.waitConsole('t1', /corral-tiny ready/);
   const c = await ConsoleSession.open(d, 't1');
   try {
     await waitDisk(c, 'vdb');
-    const r = await ok('POST', '/v1/instances/t1/disks', { volume: 'fast2', bus: 'vhost-user-blk' }, 201);
+    const r = await d.ok('POST', '/v1/instances/t1/disks', { volume: 'fast2', bus: 'vhost-user-blk' }, 201);
     assert.deepEqual(r.disks.map((x: any) => [x.volume, x.bus]), [['fast1', 'vhost-user-blk'], ['fast2', 'vhost-user-blk']]);
     const qsd2 = storageDaemons(vol2.path);
     assert.equal(qsd2.length, 1);
     await waitDisk(c, 'vdc');
     assert.match(await readPattern(c, 'vdc'), /7e 7e 7e 7e/);
 
-    await ok('DELETE', '/v1/instances/t1/disks/fast2');
+    await d.ok('DELETE', '/v1/instances/t1/disks/fast2');
     await waitDisk(c, 'vdc', false);
     assert.equal(alive(qsd2[0]!), false, 'unplug stops its storage daemon');
-    assert.equal(existsSync(join(d.dataDir, 'run', (await ok('GET', '/v1/instances/t1')).uuid, 'vu-fast2.sock')), false);
-    assert.equal((await ok('GET', '/v1/volumes/fast2')).attachedTo, null);
+    assert.equal(existsSync(join(d.dataDir, 'run', (await d.ok('GET', '/v1/instances/t1')).uuid, 'vu-fast2.sock')), false);
+    assert.equal((await d.ok('GET', '/v1/volumes/fast2')).attachedTo, null);
   } finally {
     await c.close();
   }
   // QEMU dies while the daemon is down: the restarted daemon finds it crashed and stops its storage daemon
-  const t1 = await ok('GET', '/v1/instances/t1');
+  const t1 = await d.ok('GET', '/v1/instances/t1');
   const [qsd1] = storageDaemons('fast1/disk.qcow2');
   assert.ok(qsd1);
   await d.kill9();
   process.kill(t1.pid, 'SIGKILL');
   await waitFor(() => !alive(t1.pid), 10_000, 'QEMU to die');
   await d.start();
-  assert.equal((await ok('GET', '/v1/instances/t1')).state, 'crashed');
+  assert.equal((await d.ok('GET', '/v1/instances/t1')).state, 'crashed');
   await waitFor(() => !alive(qsd1), 10_000, 'the storage daemon of the dead QEMU to be stopped');
   assert.equal(existsSync(join(d.dataDir, 'run', t1.uuid)), false);
 
   // a guest started without a vhost-user disk has private memory: no storage daemon can map it
-  await ok('POST', '/v1/instances', { name: 't2', image: 'tiny', start: true }, 201);
+  await d.ok('POST', '/v1/instances', { name: 't2', image: 'tiny', start: true }, 201);
   const refused = await d.api('POST', '/v1/instances/t2/disks', { volume: 'fast2', bus: 'vhost-user-blk' });
   assert.equal(refused.status, 400);
   assert.equal(refused.body.error.code, 'INVALID_SPEC');
   assert.match(refused.body.error.message, /vhost-user-blk needs the guest's memory shared .*stop the instance first/);
-  assert.deepEqual((await ok('GET', '/v1/instances/t2/disks')).disks, [], 'nothing changed');
-  assert.equal((await ok('GET', '/v1/volumes/fast2')).attachedTo, null);
+  assert.deepEqual((await d.ok('GET', '/v1/instances/t2/disks')).disks, [], 'nothing changed');
+  assert.equal((await d.ok('GET', '/v1/volumes/fast2')).attachedTo, null);
   assert.deepEqual(storageDaemons(vol2.path), []);
-  await ok('POST', '/v1/instances/t2/kill', {});
-  await ok('DELETE', '/v1/instances/t2');
+  await d.ok('POST', '/v1/instances/t2/kill', {});
+  await d.ok('DELETE', '/v1/instances/t2');
 });
 
 test('vhost-user-blk: refused as the root bus; a storage daemon that cannot start fails the start and leaves nothing', { skip, timeout: 240_000 }, async () => {
@@ -219,8 +214,8 @@ test('vhost-user-blk: refused as the root bus; a storage daemon that cannot star
   const made = await d.cli(['create', 't3', '--image', 'tiny', '--volume', 'fast2:vhost-user-blk']);
   assert.equal(made.code, 0, made.stderr);
   assert.match((await d.cli(['disk', 'list', 't3'])).stdout, /fast2\s+vhost-user-blk/);
-  const t3 = await ok('GET', '/v1/instances/t3');
-  const vol2 = await ok('GET', '/v1/volumes/fast2');
+  const t3 = await d.ok('GET', '/v1/instances/t3');
+  const vol2 = await d.ok('GET', '/v1/volumes/fast2');
   const runDir = join(d.dataDir, 'run', t3.uuid);
   const nothingLeft = (): void => {
     assert.deepEqual(storageDaemons(vol2.path), [], 'no qemu-storage-daemon left');
@@ -234,7 +229,7 @@ test('vhost-user-blk: refused as the root bus; a storage daemon that cannot star
     assert.equal(r.status, 500, JSON.stringify(r.body));
     assert.equal(r.body.error.code, 'QEMU_FAILED');
     assert.match(r.body.error.message, /qemu-storage-daemon for volume "fast2" failed to start: qemu-storage-daemon: .*(No such file|Could not open)/);
-    assert.equal((await ok('GET', '/v1/instances/t3')).state, 'stopped');
+    assert.equal((await d.ok('GET', '/v1/instances/t3')).state, 'stopped');
     nothingLeft();
   } finally {
     renameSync(`${vol2.path}.away`, vol2.path);
@@ -273,7 +268,7 @@ test('vhost-user-blk: refused as the root bus; a storage daemon that cannot star
     }
   }, 10_000, 'the lock to go');
   const since = (await d.events()).reduce((m, e) => Math.max(m, e.id), 0);
-  await ok('POST', '/v1/instances/t3/start', {});
+  await d.ok('POST', '/v1/instances/t3/start', {});
   const [qsd] = storageDaemons(vol2.path);
   assert.ok(qsd);
   process.kill(qsd, 'SIGKILL');
@@ -286,7 +281,7 @@ test('vhost-user-blk: refused as the root bus; a storage daemon that cannot star
   assert.equal(exited.data.volume, 'fast2');
   assert.equal(exited.data.pid, qsd);
   assert.equal(existsSync(join(runDir, 'vu-fast2.sock')), false, 'its socket is removed');
-  await ok('POST', '/v1/instances/t3/kill', {});
+  await d.ok('POST', '/v1/instances/t3/kill', {});
   nothingLeft();
-  await ok('DELETE', '/v1/instances/t3');
+  await d.ok('DELETE', '/v1/instances/t3');
 });
