@@ -45,7 +45,7 @@ export interface DiskDeps {
 
 export class DiskService {
   constructor(private d: DiskDeps) {
-    d.instances.setDiskSource((row) => this.resolve(row));
+    d.instances.addLaunchContributor((row) => ({ volumes: this.resolve(row) }));
   }
 
   /** The instance's disks with their volume files (a volume gone from the pool is skipped with a warning). */

@@ -20,10 +20,13 @@ import type { EventBus } from './events.js';
 import { KeyedLock } from './locks.js';
 import { VmMonitor, type MonitorHandlers } from './monitor.js';
 import type { BlockIo } from '../qemu/argv-disks.js';
-import { OVMF_VARS, launchPlan, type LaunchExtras, type NetworkKindOf, type ResolvedDisk, type RuntimeStatus, prepareRunDir, readStatus, removeRunDir, writeStatus } from './runtime.js';
+import { OVMF_VARS, launchPlan, type LaunchExtras, type RuntimeStatus, prepareRunDir, readStatus, removeRunDir, writeStatus } from './runtime.js';
 import { ConsoleLogRotator } from './console-log.js';
 import { devicePaths, type DevicePath } from './device-paths.js';
 import { admitOrThrow, poolView, type HostCapacityInput, type PoolConfig, type PoolView } from '../core/pool.js';
+
+/** What a service adds to an instance's launch plan. */
+export type LaunchContributor = (row: InstanceRow) => Pick<LaunchExtras, 'volumes' | 'hostdevs' | 'networkKind'>;
 
 /** The first NIC of a new instance from its create request (network, nicModel, forwards). */
 export type NicPlanner = (uuid: string, req: CreateRequest) => InstanceNic[];
@@ -110,9 +113,7 @@ export interface LiveInstance {
 export class InstanceService {
   private hooks: InstanceHooks[] = [];
   /** Attached volumes of an instance, resolved to their files (set by the disk service). */
-  private diskSource: (row: InstanceRow) => ResolvedDisk[] = () => [];
-  private networkKind: NetworkKindOf | null = null;
-  private contributors: Array<(row: InstanceRow) => Pick<LaunchExtras, 'hostdevs' | 'sharedMemory'>> = [];
+  private contributors: LaunchContributor[] = [];
   private nicPlanner: NicPlanner = (uuid, req) => [{ id: 'net0', model: 'virtio-net', network: DEFAULT_NETWORK, mac: macFor(uuid), queues: 1, ...(req.forwards ? { forwards: req.forwards.map(parseForward) } : {}) }];
   /** The pids of the processes serving an instance's vhost-user disks (set by the storage daemon service). */
   private backendSource: (row: InstanceRow) => Record<string, number | null> = () => ({});
@@ -130,15 +131,9 @@ export class InstanceService {
     this.hooks.push(h);
   }
 
-  /** How a new instance's first NIC is made, and what kind each network is (set by the NIC service). */
-  setNicPlanner(fn: NicPlanner, networkKind: NetworkKindOf): void {
+  /** How a new instance's first NIC is made (set by the NIC service, which knows the networks). */
+  setNicPlanner(fn: NicPlanner): void {
     this.nicPlanner = fn;
-    this.networkKind = networkKind;
-  }
-
-  /** Where the launch plan gets an instance's attached volumes from. */
-  setDiskSource(fn: (row: InstanceRow) => ResolvedDisk[]): void {
-    this.diskSource = fn;
   }
 
   /** Where `devices` gets the pids of vhost-user backends from. */
@@ -186,7 +181,12 @@ export class InstanceService {
   }
 
   list(): InstanceView[] {
-    return this.d.store.listInstances().map((r) => this.view(r));
+    return this.listRows().map((r) => this.view(r));
+  }
+
+  /** Every instance's stored row (no /proc or disk reads, unlike list()). */
+  listRows(): InstanceRow[] {
+    return this.d.store.listInstances();
   }
 
   get(name: string): InstanceView {
@@ -361,21 +361,21 @@ export class InstanceService {
   }
 
   private extras(row: InstanceRow): LaunchExtras {
-    const e: LaunchExtras = { volumes: this.diskSource(row), blockIo: this.d.blockIo };
-    if (this.networkKind) e.networkKind = this.networkKind;
+    const e: LaunchExtras = { blockIo: this.d.blockIo };
     for (const c of this.contributors) {
       const more = c(row);
+      if (more.volumes) e.volumes = [...(e.volumes ?? []), ...more.volumes];
       if (more.hostdevs) e.hostdevs = [...(e.hostdevs ?? []), ...more.hostdevs];
-      if (more.sharedMemory) e.sharedMemory = true;
+      if (more.networkKind) e.networkKind = more.networkKind;
     }
     return e;
   }
 
   /**
-   * Another service adds to every launch plan: host devices it bound (passthrough), or the need for shared
-   * guest memory (vhost-user back ends). Called for each start (after beforeLaunch) and for `devices`.
+   * Another service adds to every launch plan: the volumes attached as disks (disks), the host devices it bound
+   * (passthrough), what kind each network is (NICs). Called for each start (after beforeLaunch) and for `devices`.
    */
-  addLaunchContributor(fn: (row: InstanceRow) => Pick<LaunchExtras, 'hostdevs' | 'sharedMemory'>): void {
+  addLaunchContributor(fn: LaunchContributor): void {
     this.contributors.push(fn);
   }
 

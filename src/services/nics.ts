@@ -77,7 +77,8 @@ export class NicService {
       const nic = planNic(uuid, [], r, this.host(), this.takenMacs());
       this.checkForwards(nic);
       return [nic];
-    }, (n) => this.kindOrNull(n));
+    });
+    d.instances.addLaunchContributor(() => ({ networkKind: (n) => this.kindOrNull(n) }));
   }
 
   private host(): NicHost {
@@ -89,29 +90,28 @@ export class NicService {
   }
 
   private takenMacs(): Set<string> {
-    return new Set(this.d.instances.list().flatMap((v) => this.d.instances.rowOf(v.name).spec.nics.map((n) => n.mac)));
+    return new Set(this.d.instances.listRows().flatMap((r) => r.spec.nics.map((n) => n.mac)));
   }
 
   private checkForwards(nic: InstanceNic): void {
-    const others = this.d.instances.list().flatMap((v) => this.d.instances.rowOf(v.name).spec.nics.map((n) => ({ instance: v.name, nic: n })));
+    const others = this.d.instances.listRows().flatMap((r) => r.spec.nics.map((n) => ({ instance: r.name, nic: n })));
     const clash = forwardClashes(nic, others);
     if (clash) throw new CorralError('ALREADY_EXISTS', `forwards: ${clash}`, { field: 'forwards' });
   }
 
   /** Instances with a NIC on `network` (a network in use cannot be deleted). */
   usersOf(network: string): string[] {
-    return this.d.instances.list().filter((v) => this.d.instances.rowOf(v.name).spec.nics.some((n) => n.network === network)).map((v) => v.name);
+    return this.d.instances.listRows().filter((r) => r.spec.nics.some((n) => n.network === network)).map((r) => r.name);
   }
 
   list(name: string): NicView[] {
     const row = this.d.instances.rowOf(name);
-    return row.spec.nics.map((n) => this.view(row, n));
-  }
-
-  private view(row: InstanceRow, n: InstanceNic): NicView {
-    const tap = this.taps(row).find((t) => t.nic.id === n.id)?.ifname ?? null;
-    const lease = tap && n.network && this.d.networks.leaseFor ? this.d.networks.leaseFor(n.network, n.mac) : null;
-    return { ...n, tap, ip: lease?.ip ?? null };
+    const taps = this.taps(row);
+    return row.spec.nics.map((n) => {
+      const tap = taps.find((t) => t.nic.id === n.id)?.ifname ?? null;
+      const lease = tap && n.network && this.d.networks.leaseFor ? this.d.networks.leaseFor(n.network, n.mac) : null;
+      return { ...n, tap, ip: lease?.ip ?? null };
+    });
   }
 
   /** The taps an instance's NICs need: those on bridge networks (from the launch plan, as QEMU sees them). */

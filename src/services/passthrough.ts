@@ -65,7 +65,7 @@ export interface HostdevView {
   bound: boolean;
 }
 
-export type PassthroughInstances = Pick<InstanceService, 'addHooks' | 'addLaunchContributor' | 'withLock' | 'rowOf' | 'updateSpec' | 'list'>;
+export type PassthroughInstances = Pick<InstanceService, 'addHooks' | 'addLaunchContributor' | 'withLock' | 'rowOf' | 'updateSpec' | 'listRows'>;
 
 export interface PassthroughDeps {
   instances: PassthroughInstances;
@@ -161,9 +161,9 @@ export class PassthroughService {
   /** What attach refuses: devices bound for other instances, and devices in other instances' specs. */
   private claims(row: InstanceRow): Map<string, string> {
     const out = this.holders(row.uuid);
-    for (const v of this.d.instances.list()) {
-      if (v.name === row.name) continue;
-      for (const h of this.d.instances.rowOf(v.name).spec.hostdevs ?? []) if (!out.has(h.address)) out.set(h.address, v.name);
+    for (const r of this.d.instances.listRows()) {
+      if (r.name === row.name) continue;
+      for (const h of r.spec.hostdevs ?? []) if (!out.has(h.address)) out.set(h.address, r.name);
     }
     return out;
   }

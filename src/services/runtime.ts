@@ -37,14 +37,12 @@ export function volumeDisk(v: ResolvedDisk, runDir: string): LaunchPlan['disks']
   return { id, node, path: v.path, format: v.format, bus: v.bus, serial: v.volume.slice(0, SERIAL_MAX) };
 }
 
-/** What a launch plan takes from other services: attached volumes, how image files are opened. */
+/** What a launch plan takes from other services: attached volumes, host devices, networks, how files are opened. */
 export interface LaunchExtras {
   volumes?: ResolvedDisk[];
   blockIo?: BlockIo;
   /** host PCI devices (passthrough, SR-IOV VFs) bound to vfio-pci for this start */
   hostdevs?: NonNullable<LaunchPlan['hostdevs']>;
-  /** some device outside the NICs needs the guest memory shared (vhost-user-blk) */
-  sharedMemory?: boolean;
   /** the kind of a network by name (default: only the built-in user-mode network is known) */
   networkKind?: NetworkKindOf;
 }
@@ -84,7 +82,7 @@ export function launchPlan(row: InstanceRow, image: ImageRecord, accel: Accelera
     memoryBacking: {
       hugepages: row.spec.hugepages ? HUGEPAGE_BYTES[row.spec.hugepages] : null,
       prealloc: row.spec.prealloc,
-      share: needsSharedMemory(row.spec.nics) || diskNeedsSharedMemory(volumes) || (extras.sharedMemory ?? false),
+      share: needsSharedMemory(row.spec.nics) || diskNeedsSharedMemory(volumes),
     },
     balloon: row.spec.balloon,
     machine: 'pc',

@@ -53,7 +53,7 @@ function fakeInstances(rows: InstanceRow[]) {
       r.spec = { ...r.spec, ...patch };
       return r;
     },
-    list: () => rows.map((r) => ({ name: r.name })),
+    listRows: () => rows,
   };
 }
 
