@@ -14,7 +14,8 @@ import { addProcess, createVmCgroup, readVmCgroup, removeVmCgroup, vmCgroupPaths
 import { readCgroups, type CgroupInfo } from '../host/cgroups.js';
 import type { QmpClient, QmpCpuInfoFast } from '../qemu/qmp.js';
 import type { InstanceRow } from '../store/store.js';
-import type { InstanceHooks, InstanceService } from './instances.js';
+import type { InstanceHooks } from './instance-hooks.js';
+import type { InstanceService } from './instances.js';
 import {
   TCG_EXITS_REASON, nextSlots, slotsToUnplug, parseAllowedList, parseCpuHelp, parseTaskStat, parseVcpuStats, pinPlan,
   type ExitStats, type HotpluggableCpu,

@@ -8,10 +8,10 @@ import { CorralError, isCorralError } from '../core/errors.js';
 import { instancePaths, type InstancePaths } from '../core/paths.js';
 import { type CreateRequest, type HostLimits, type Accelerator, type InstanceSpec, validateCreate, validateName } from '../core/spec.js';
 import { assertCanRun, isActive, validTransition, type InstanceState, type Operation } from '../core/state.js';
-import { buildArgv, type LaunchPlan } from '../qemu/argv.js';
+import { buildArgv } from '../qemu/argv.js';
 import { createOverlay } from '../qemu/img.js';
 import { launchQemu } from '../qemu/launch.js';
-import { DEFAULT_NETWORK, macFor, parseForward, type InstanceNic } from '../core/nics.js';
+import { DEFAULT_NETWORK, macFor, parseForward } from '../core/nics.js';
 import { findQemusByUuid, isQemuOf, processStartTicks, residentBytes } from '../qemu/proc.js';
 import type { QmpClient, QmpEvent } from '../qemu/qmp.js';
 import type { ImageStore } from '../storage/images.js';
@@ -20,16 +20,11 @@ import type { EventBus } from './events.js';
 import { KeyedLock } from './locks.js';
 import { VmMonitor, type MonitorHandlers } from './monitor.js';
 import type { BlockIo } from '../qemu/argv-disks.js';
+import type { InstanceHooks, LaunchContributor, LiveInstance, NicPlanner } from './instance-hooks.js';
 import { OVMF_VARS, launchPlan, type LaunchExtras, type RuntimeStatus, prepareRunDir, readStatus, removeRunDir, writeStatus } from './runtime.js';
 import { ConsoleLogRotator } from './console-log.js';
 import { devicePaths, type DevicePath } from './device-paths.js';
 import { admitOrThrow, poolView, type HostCapacityInput, type PoolConfig, type PoolView } from '../core/pool.js';
-
-/** What a service adds to an instance's launch plan. */
-export type LaunchContributor = (row: InstanceRow) => Pick<LaunchExtras, 'volumes' | 'hostdevs' | 'networkKind'>;
-
-/** The first NIC of a new instance from its create request (network, nicModel, forwards). */
-export type NicPlanner = (uuid: string, req: CreateRequest) => InstanceNic[];
 
 export interface InstanceView {
   name: string;
@@ -72,42 +67,6 @@ export interface StartTimings {
   beforeSpawnMs: number;
   qemuLaunchMs: number;
   qmpReadyMs: number;
-}
-
-/**
- * Other services (CPU, memory) hook into the lifecycle: `launched` runs after QEMU answers QMP and before the
- * instance is running (a throw fails the start and QEMU is killed); `adopted` after a new daemon adopts a
- * QEMU; `exited` after QEMU is gone.
- */
-export interface InstanceHooks {
-  /**
-   * The instance is `starting` and its run dir exists; the launch plan is built next. Host resources the plan
-   * names are made here (taps, bound PCI devices). A throw refuses the start, and the exited hooks run to undo
-   * what any beforeLaunch set up.
-   */
-  beforeLaunch?(row: InstanceRow, accel: Accelerator): void | Promise<void>;
-  /**
-   * The runtime dir is fresh and the launch plan built; QEMU is spawned next. Processes QEMU connects to
-   * (vhost-user storage daemons) start here. A throw fails the start; `exited` then runs to clean up.
-   */
-  beforeSpawn?(row: InstanceRow, plan: LaunchPlan): Promise<void>;
-  launched?(row: InstanceRow, pid: number, qmp: QmpClient): Promise<void>;
-  adopted?(row: InstanceRow, pid: number, qmp: QmpClient): Promise<void>;
-  /**
-   * QEMU is gone (or a start failed after the runtime dir was made). Runs before the runtime dir is removed;
-   * what it must read from there it reads at once. A returned promise is awaited before the stop or kill
-   * that caused the exit returns, and before the instance's next start.
-   */
-  exited?(row: InstanceRow): void | Promise<void>;
-  /** After an instance is deleted (its row is gone). */
-  deleted?(row: InstanceRow): void;
-}
-
-/** A live instance as other services see it. */
-export interface LiveInstance {
-  row: InstanceRow;
-  pid: number;
-  qmp: QmpClient;
 }
 
 export class InstanceService {

@@ -15,7 +15,8 @@ import { readResidency } from '../qemu/pagemap.js';
 import type { QmpClient } from '../qemu/qmp.js';
 import type { InstanceRow } from '../store/store.js';
 import type { EventBus } from './events.js';
-import type { InstanceHooks, InstanceService } from './instances.js';
+import type { InstanceHooks } from './instance-hooks.js';
+import type { InstanceService } from './instances.js';
 import { guestUsed, parseFlatRam, parseGpa2hva, parseGuestStats, parseSmapsRollup, type GuestStats } from './memory-map.js';
 
 export const BALLOON_PATH = '/machine/peripheral/balloon0';

@@ -14,7 +14,8 @@ import type { QmpClient } from '../qemu/qmp.js';
 import type { InstanceRow } from '../store/store.js';
 import type { EventBus } from './events.js';
 import type { NetworkService } from './networks.js';
-import type { InstanceHooks, InstanceService } from './instances.js';
+import type { InstanceHooks } from './instance-hooks.js';
+import type { InstanceService } from './instances.js';
 import { planNicOf } from './runtime.js';
 import { unplugDevice } from './qmp-devices.js';
 

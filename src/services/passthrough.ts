@@ -22,7 +22,8 @@ import { bindVfio, planVfioBind, realFs, releaseVfio, type FsOps, type VfioBindi
 import type { LaunchPlan } from '../qemu/argv.js';
 import type { InstanceRow } from '../store/store.js';
 import type { EventBus } from './events.js';
-import type { InstanceHooks, InstanceService } from './instances.js';
+import type { InstanceHooks } from './instance-hooks.js';
+import type { InstanceService } from './instances.js';
 import { KeyedLock } from './locks.js';
 
 /** One device a start gave to an instance. */

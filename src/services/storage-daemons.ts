@@ -21,7 +21,8 @@ import {
 import { readFileSync } from 'node:fs';
 import type { InstanceRow } from '../store/store.js';
 import type { EventBus } from './events.js';
-import type { InstanceHooks, InstanceService } from './instances.js';
+import type { InstanceHooks } from './instance-hooks.js';
+import type { InstanceService } from './instances.js';
 
 export interface StorageDaemonDeps {
   instances: InstanceService;

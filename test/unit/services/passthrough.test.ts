@@ -10,7 +10,7 @@ import { readPciDevice } from '../../../src/host/pci.js';
 import { setVfCount, sriovState } from '../../../src/host/sriov.js';
 import type { FsOps } from '../../../src/host/vfio.js';
 import { buildArgv } from '../../../src/qemu/argv.js';
-import type { InstanceHooks } from '../../../src/services/instances.js';
+import type { InstanceHooks } from '../../../src/services/instance-hooks.js';
 import { devicePaths } from '../../../src/services/device-paths.js';
 import { PassthroughService, VF_AT_START, type BindingsRecord } from '../../../src/services/passthrough.js';
 import type { LaunchExtras } from '../../../src/services/runtime.js';

@@ -1,0 +1,51 @@
+/**
+ * What other services plug into the instance service: lifecycle hooks, launch-plan contributions, the planner
+ * of a new instance's first NIC, and the live instance they act on.
+ */
+import type { CreateRequest, Accelerator } from '../core/spec.js';
+import type { InstanceNic } from '../core/nics.js';
+import type { LaunchPlan } from '../qemu/argv.js';
+import type { QmpClient } from '../qemu/qmp.js';
+import type { InstanceRow } from '../store/store.js';
+import type { LaunchExtras } from './runtime.js';
+
+/** What a service adds to an instance's launch plan. */
+export type LaunchContributor = (row: InstanceRow) => Pick<LaunchExtras, 'volumes' | 'hostdevs' | 'networkKind'>;
+
+/** The first NIC of a new instance from its create request (network, nicModel, forwards). */
+export type NicPlanner = (uuid: string, req: CreateRequest) => InstanceNic[];
+
+/**
+ * Other services (CPU, memory, disks, NICs, storage daemons, passthrough) hook into the lifecycle; the order of
+ * the calls is in docs/ARCHITECTURE.md ("Hooks for CPU, memory and device services").
+ */
+export interface InstanceHooks {
+  /**
+   * The instance is `starting` and its run dir exists; the launch plan is built next. Host resources the plan
+   * names are made here (taps, bound PCI devices). A throw refuses the start, and the exited hooks run to undo
+   * what any beforeLaunch set up.
+   */
+  beforeLaunch?(row: InstanceRow, accel: Accelerator): void | Promise<void>;
+  /**
+   * The runtime dir is fresh and the launch plan built; QEMU is spawned next. Processes QEMU connects to
+   * (vhost-user storage daemons) start here. A throw fails the start; `exited` then runs to clean up.
+   */
+  beforeSpawn?(row: InstanceRow, plan: LaunchPlan): Promise<void>;
+  launched?(row: InstanceRow, pid: number, qmp: QmpClient): Promise<void>;
+  adopted?(row: InstanceRow, pid: number, qmp: QmpClient): Promise<void>;
+  /**
+   * QEMU is gone (or a start failed after the runtime dir was made). Runs before the runtime dir is removed;
+   * what it must read from there it reads at once. A returned promise is awaited before the stop or kill
+   * that caused the exit returns, and before the instance's next start.
+   */
+  exited?(row: InstanceRow): void | Promise<void>;
+  /** After an instance is deleted (its row is gone). */
+  deleted?(row: InstanceRow): void;
+}
+
+/** A live instance as other services see it. */
+export interface LiveInstance {
+  row: InstanceRow;
+  pid: number;
+  qmp: QmpClient;
+}
