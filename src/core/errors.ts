@@ -26,6 +26,8 @@ export const ErrorCodes = {
   SRIOV_UNSUPPORTED: 400,
   /** the host lacks what a device needs (/dev/vhost-net, a vhost-user back end's socket) */
   DEVICE_UNAVAILABLE: 400,
+  /** the operation is not possible with this instance's accelerator or this QEMU (vCPU unplug under TCG) */
+  UNSUPPORTED: 409,
   UNAUTHORIZED: 401,
   QEMU_FAILED: 500,
   NETWORK_FAILED: 500,

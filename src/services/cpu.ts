@@ -23,6 +23,18 @@ import {
 
 const run = promisify(execFile);
 
+/**
+ * vCPU unplug under TCG frees the vCPU's translation jump cache while other threads may still read it: on
+ * QEMU 7.2 (Debian 12) the heap is corrupted and QEMU aborts or segfaults at the unplug or at the next
+ * hotplug. Under KVM there is no such cache, so unplug is offered there only.
+ */
+export function tcgUnplugRefused(name: string, current: number, count: number): CorralError {
+  return new CorralError('UNSUPPORTED',
+    `instance "${name}" runs under TCG, where QEMU cannot unplug a vCPU without corrupting its memory (it crashes); ` +
+    `it keeps ${current} vCPUs. Stop it and resize to ${count} (applies at the next start), or run it under KVM`,
+    { accel: 'tcg', cpus: current });
+}
+
 export interface CpuDeps {
   instances: InstanceService;
   /** online host CPU numbers */
@@ -276,6 +288,7 @@ export class CpuService {
       }
       const { pid, qmp } = live;
       const current = (await qmp.queryCpusFast()).length;
+      if (count < current && row.accel !== 'kvm') throw tcgUnplugRefused(name, current, count);
       if (count < current) await this.unplugVcpus(qmp, current - count, s.topology);
       if (count > current) {
         admitOrThrow(this.d.instances.pool(row.uuid), { cpus: count, memory: s.memory });

@@ -124,7 +124,7 @@ test('cgroup: CPU cap, weight and memory limit are in the kernel files, QEMU is 
   await waitFor(() => !existsSync(cpu) && !existsSync(mem) && !existsSync(`${CG}/cpuacct/corral/${uuid}`), 10_000, 'the VM cgroup to be removed');
 });
 
-test('hotplug: --cpus 1 --max-cpus 2 grows to 2 vCPUs that the guest brings online, and back to 1 (unplug); above maxCpus refused', { skip, timeout: 180_000 }, async () => {
+test('hotplug: --cpus 1 --max-cpus 2 grows to 2 vCPUs that the guest brings online; under TCG a shrink is refused (QEMU 7.2 crashes) and the guest lives on; stopped, the new count applies at the next start', { skip, timeout: 240_000 }, async () => {
   const { pid } = await boot('hot1', ['--cpus', '1', '--max-cpus', '2']);
   const count = "echo n=$(grep -c ^processor /proc/cpuinfo)";
   assert.match(await guest('hot1', count), /n=1\b/);
@@ -138,10 +138,8 @@ test('hotplug: --cpus 1 --max-cpus 2 grows to 2 vCPUs that the guest brings onli
   const r = await d.cli(['resize', 'hot1', '--cpus', '2']);
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /hot1: 2 vCPUs/);
-  const t0 = Date.now();
   let last = '';
   await waitFor(async () => /n=2\b/.test((last = await guest('hot1', count))), 10_000, 'the guest to show 2 processors', () => last);
-  assert.ok(Date.now() - t0 < 12_000, `${Date.now() - t0} ms`);
 
   const s = (await d.api('GET', '/v1/instances/hot1/cpu')).body;
   assert.equal(s.cpus, 2);
@@ -149,17 +147,28 @@ test('hotplug: --cpus 1 --max-cpus 2 grows to 2 vCPUs that the guest brings onli
   for (const v of s.vcpus) assert.ok(tids.includes(v.threadId));
   assert.equal((await d.api('GET', '/v1/instances/hot1')).body.cpus, 2);
 
-  // unplug: the guest offlines and ejects the vCPU (ACPI); QEMU's thread for it ends
-  const hotTid = s.vcpus[1].threadId as number;
+  // The issue's sequence: 1 -> 2 -> 1 -> 2. Under TCG the unplug is refused before QEMU is asked (on QEMU 7.2
+  // it corrupted QEMU's heap and the next hotplug segfaulted it); the guest keeps running with 2 vCPUs.
   const shrink = await d.cli(['resize', 'hot1', '--cpus', '1']);
-  assert.equal(shrink.code, 0, shrink.stderr);
-  assert.match(shrink.stdout, /hot1: 1 vCPUs?/);
-  await waitFor(async () => /n=1\b/.test((last = await guest('hot1', count))), 10_000, 'the guest to show 1 processor', () => last);
-  assert.equal((await d.api('GET', '/v1/instances/hot1/cpu')).body.cpus, 1);
-  assert.equal(existsSync(`/proc/${pid}/task/${hotTid}`), false, 'the unplugged vCPU thread is gone');
-  assert.equal((await d.api('GET', '/v1/instances/hot1')).body.cpus, 1);
+  assert.equal(shrink.code, 1);
+  assert.match(shrink.stderr, /^error: UNSUPPORTED: .*TCG.*keeps 2 vCPUs/m);
+  const again = await d.cli(['resize', 'hot1', '--cpus', '2']);
+  assert.equal(again.code, 0, again.stderr);
+  const shown = (await d.api('GET', '/v1/instances/hot1')).body;
+  assert.equal(shown.state, 'running');
+  assert.equal(shown.pid, pid, 'the same QEMU runs on');
+  assert.match(await guest('hot1', count), /n=2\b/);
+
   const zero = await d.api('POST', '/v1/instances/hot1/cpus', { count: 0 });
   assert.equal(zero.status, 400);
+
+  // stopped: the count is stored and used at the next start
+  assert.equal((await d.cli(['stop', 'hot1', '--timeout', '20'])).code, 0);
+  const cold = await d.cli(['resize', 'hot1', '--cpus', '1']);
+  assert.equal(cold.code, 0, cold.stderr);
+  assert.equal((await d.cli(['start', 'hot1'])).code, 0);
+  await d.waitConsole('hot1', /corral-tiny ready[\s\S]*corral-tiny ready/, 90_000);
+  assert.match(await guest('hot1', count), /n=1\b/);
   assert.equal((await d.api('POST', '/v1/instances/hot1/kill', {})).status, 200);
 });
 
