@@ -1,5 +1,5 @@
 /** TypeBox schemas: one definition gives request validation, TypeScript types and the OpenAPI document. */
-import { Type, type Static } from '@sinclair/typebox';
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
 
 const Size = Type.Union([Type.String({ description: 'a size such as 512M or 2G' }), Type.Integer({ description: 'bytes' })]);
 
@@ -61,6 +61,15 @@ export const ErrorBody = Type.Object({
   error: Type.Object({ code: Type.String(), message: Type.String() }, { additionalProperties: true }),
 });
 
+const nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
+
+/** Why the last QEMU of an instance ended. */
+export const ExitInfo = Type.Object({
+  at: Type.String(), pid: Type.Integer(), state: Type.String(), reason: Type.String(),
+  code: nullable(Type.Integer()), signal: nullable(Type.String()), kernel: nullable(Type.String()),
+  service: nullable(Type.String()), stderr: nullable(Type.String()),
+});
+
 export const Instance = Type.Object({
   name: Type.String(), uuid: Type.String(), state: Type.String(), image: Type.String(), cpus: Type.Integer(), memory: Type.Integer(),
   firmware: Type.String(), network: Type.String(), mac: Type.String(), accel: Type.Union([Type.String(), Type.Null()]),
@@ -68,4 +77,6 @@ export const Instance = Type.Object({
   disk: Type.Object({ path: Type.String(), allocated: Type.Union([Type.Integer(), Type.Null()]) }),
   uptime: Type.Union([Type.Number(), Type.Null()]), rss: Type.Union([Type.Integer(), Type.Null()]),
   createdAt: Type.String(), startedAt: Type.Union([Type.String(), Type.Null()]), lastError: Type.Union([Type.String(), Type.Null()]),
+  lastExit: Type.Union([ExitInfo, Type.Null()]),
+  spec: Type.Record(Type.String(), Type.Unknown(), { description: 'the whole stored configuration (topology, limits, pinning, disks, NICs, host devices)' }),
 });

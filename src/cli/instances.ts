@@ -3,7 +3,8 @@ import { DISK_BUSES, isVhostUser } from '../core/disks.js';
 import { NIC_MODELS } from '../core/nics.js';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { ApiClient } from './client.js';
-import { duration, fields, keyValues, orDash, printJson, printLines, size, table } from './format.js';
+import { duration, orDash, printJson, printLines, size, table } from './format.js';
+import { instanceDetails, type ShownMemory, type ShownNic } from './show.js';
 import type { InstanceView } from '../services/instances.js';
 
 /** The instance as the API shows it. Fields are read defensively: the CLI prints what it gets. */
@@ -38,10 +39,6 @@ export function instanceTable(list: Instance[]): string {
     ['NAME', 'STATE', 'CPUS', 'MEMORY', 'ACCEL', 'PID', 'UPTIME', 'RSS', 'IMAGE'],
     list.map((i) => [i.name, i.state, orDash(i.cpus), size(i.memory), orDash(i.accel), orDash(i.pid), duration(i.uptime), size(i.rss), orDash(i.image)]),
   );
-}
-
-export function instanceDetails(i: Instance): string {
-  return keyValues(fields(i, { memory: size, rss: size, 'disk.allocated': size, uptime: duration }));
 }
 
 interface JsonOpt { json?: boolean }
@@ -156,7 +153,10 @@ export function registerInstanceCommands(program: Command, client: () => ApiClie
     .option('--json', 'print the API JSON')
     .action(async (name: string, o: JsonOpt) => {
       const inst = await client().call<Instance>('GET', `/v1/instances/${enc(name)}`);
-      if (o.json) printJson(inst);
-      else printLines(instanceDetails(inst));
+      if (o.json) return printJson(inst);
+      // what runs now: addresses from DHCP leases, the memory the guest sees; best effort
+      const nics = await client().call<{ nics: ShownNic[] }>('GET', `/v1/instances/${enc(name)}/nics`).then((r) => r.nics, () => null);
+      const mem = inst.pid === null ? null : await client().call<ShownMemory>('GET', `/v1/instances/${enc(name)}/memory`).catch(() => null);
+      printLines(instanceDetails(inst, nics, mem));
     });
 }

@@ -39,7 +39,10 @@ export interface InstancePaths {
   console: string;
   consoleLog: string;
   pidfile: string;
+  /** QEMU's stderr of the current (or last) run; the run before is kept as qemu.stderr.1 */
   stderr: string;
+  /** why the last QEMU ended (ExitInfo, written at each exit) */
+  exitInfo: string;
   status: string;
   efiVars: string;
 }
@@ -57,7 +60,8 @@ export function instancePaths(root: string, uuid: string): InstancePaths {
     console: join(runDir, 'console.sock'),
     consoleLog: join(dir, 'console.log'),
     pidfile: join(runDir, 'qemu.pid'),
-    stderr: join(runDir, 'qemu.stderr'),
+    stderr: join(dir, 'qemu.stderr'),
+    exitInfo: join(dir, 'exit.json'),
     status: join(runDir, 'status.json'),
   };
 }

@@ -4,7 +4,7 @@
  */
 import { invalidSpec } from './errors.js';
 import { parseCpuList } from './cpulist.js';
-import { GiB, MiB, parseSize } from './units.js';
+import { GiB, MiB, formatSize, parseSize } from './units.js';
 
 export type HugepageSize = '2M' | '1G';
 export const HUGEPAGE_BYTES: Record<HugepageSize, number> = { '2M': 2 * MiB, '1G': GiB };
@@ -134,6 +134,26 @@ export function validateCompute(req: ComputeRequest, cpus: number, memory: numbe
   const balloon = req.balloon ?? true;
   if (typeof balloon !== 'boolean') throw invalidSpec('balloon', 'must be true or false');
   return { topology, maxCpus, cpuModel, pin, cpuWeight, cpuLimit, maxMemory, memoryLimit, prealloc, hugepages, balloon };
+}
+
+/**
+ * QEMU's own memory next to the guest's, for a cgroup memory limit: the process, its libraries, device models,
+ * iothreads and user networking (96 MiB), a stack and run state per vCPU (8 MiB each), and under TCG the
+ * translation cache and soft TLBs (192 MiB; an idle tiny guest under TCG here holds about 150 MiB beyond what
+ * the guest touched). A limit below guest memory plus this gets the guest OOM-killed once it uses its memory.
+ */
+export function qemuOverhead(accel: 'kvm' | 'tcg', maxCpus: number): number {
+  return 96 * MiB + 8 * MiB * maxCpus + (accel === 'tcg' ? 192 * MiB : 0);
+}
+
+/** A memory limit must hold all the guest can have (maxMemory, else memory) plus QEMU's overhead. */
+export function checkMemoryLimit(spec: Pick<ComputeSpec, 'memoryLimit' | 'maxMemory' | 'maxCpus'> & { memory: number }, accel: 'kvm' | 'tcg'): void {
+  if (spec.memoryLimit === null) return;
+  const guest = spec.maxMemory ?? spec.memory;
+  const floor = guest + qemuOverhead(accel, spec.maxCpus);
+  if (spec.memoryLimit < floor) {
+    throw invalidSpec('memoryLimit', `${formatSize(spec.memoryLimit)} is too small: the guest's ${formatSize(guest)} plus QEMU's own ${formatSize(floor - guest)} under ${accel.toUpperCase()} needs at least ${formatSize(floor)}`);
+  }
 }
 
 /** Specs stored before these fields existed read with the defaults. */

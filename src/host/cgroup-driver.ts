@@ -229,3 +229,12 @@ export function readVmCgroup(g: VmCgroup): VmCgroupReading {
     memoryUsage: g.dirs.memory ? num(join(g.dirs.memory, 'memory.usage_in_bytes')) : null,
   };
 }
+
+/** How many times the kernel's OOM killer killed a process of the group for its memory limit (null: unknown). */
+export function readOomKills(g: VmCgroup): number | null {
+  const dir = g.version === 'v2' ? g.dirs.cpu : g.dirs.memory;
+  if (!dir) return null;
+  // v2: memory.events "oom_kill N"; v1 (kernel 4.13+): memory.oom_control "oom_kill N"
+  const n = kv(join(dir, g.version === 'v2' ? 'memory.events' : 'memory.oom_control')).oom_kill;
+  return n === undefined ? null : n;
+}

@@ -14,10 +14,18 @@ import { QmpClient } from './qmp.js';
 
 export const QEMU_BINARY = process.env.CORRAL_QEMU ?? 'qemu-system-x86_64';
 
+/** How a process the daemon started ended, as its parent saw it. */
+export interface ExitStatus {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+}
+
 export interface Launched {
   pid: number;
   startTicks: number | null;
   qmp: QmpClient;
+  /** Resolves when the process ends while this daemon (its parent) lives; never for an adopted one. */
+  exit: Promise<ExitStatus>;
 }
 
 /** The most telling line of QEMU's stderr (its own "qemu-system-x86_64: ..." error, else the last line). */
@@ -74,6 +82,7 @@ export async function launchDetached(binary: string, argv: string[], files: { qm
     closeSync(errFd);
   }
   child.unref();
+  const exit = new Promise<ExitStatus>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
   const exited = new Promise<never>((_, reject) => {
     child.once('error', (err) => reject(new CorralError('QEMU_FAILED', `cannot run ${binary}: ${err.message}`)));
     child.once('exit', (code, signal) => {
@@ -90,7 +99,7 @@ export async function launchDetached(binary: string, argv: string[], files: { qm
       await exited;
     }
     const pid = child.pid!;
-    return { pid, startTicks: processStartTicks(pid), qmp };
+    return { pid, startTicks: processStartTicks(pid), qmp, exit };
   } catch (e) {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     if (e instanceof CorralError) throw e;

@@ -9,8 +9,10 @@ import { promisify } from 'node:util';
 import { CorralError, invalidSpec, isCorralError } from '../core/errors.js';
 import { formatCpuList, parseCpuList } from '../core/cpulist.js';
 import { admitOrThrow } from '../core/pool.js';
-import type { Accelerator } from '../core/spec.js';
-import { addProcess, createVmCgroup, readVmCgroup, removeVmCgroup, vmCgroupPaths, type VmCgroup, type VmCgroupReading } from '../host/cgroup-driver.js';
+import type { Accelerator, InstanceSpec } from '../core/spec.js';
+import { checkMemoryLimit } from '../core/spec-compute.js';
+import { formatSize } from '../core/units.js';
+import { addProcess, createVmCgroup, readOomKills, readVmCgroup, removeVmCgroup, vmCgroupPaths, type VmCgroup, type VmCgroupReading } from '../host/cgroup-driver.js';
 import { readCgroups, type CgroupInfo } from '../host/cgroups.js';
 import type { QmpClient, QmpCpuInfoFast } from '../qemu/qmp.js';
 import type { InstanceRow } from '../store/store.js';
@@ -82,10 +84,12 @@ export class CpuService {
 
   hooks(): InstanceHooks {
     return {
-      beforeLaunch: (row, accel) => this.checkModel(row, accel),
+      checkSpec: (spec, accel) => this.checkSpec(spec, accel),
+      beforeLaunch: (row, accel) => this.checkSpec(row.spec, accel),
       launched: (row, pid, qmp) => this.launched(row, pid, qmp),
       adopted: async (row) => this.adopted(row),
       exited: (row) => this.exited(row),
+      exitCause: (row) => this.oomCause(row),
     };
   }
 
@@ -114,8 +118,14 @@ export class CpuService {
       }));
   }
 
-  async checkModel(row: InstanceRow, accel: Accelerator): Promise<void> {
-    const model = row.spec.cpuModel;
+  /** The CPU model (QEMU must know it; host needs KVM) and the memory limit (guest plus QEMU's overhead). */
+  async checkSpec(spec: InstanceSpec, accel: Accelerator): Promise<void> {
+    await this.checkModel(spec, accel);
+    checkMemoryLimit(spec, accel);
+  }
+
+  async checkModel(spec: InstanceSpec, accel: Accelerator): Promise<void> {
+    const model = spec.cpuModel;
     if (model === 'auto') return;
     if (model === 'host' && accel !== 'kvm') {
       throw invalidSpec('cpuModel', 'the host CPU model needs KVM; this instance would run under TCG: use max or a named model');
@@ -150,6 +160,15 @@ export class CpuService {
     } catch (e) {
       this.d.log.warn({ instance: row.name, err: (e as Error).message }, 'cannot find the cgroup of an adopted instance');
     }
+  }
+
+  /** The VM cgroup's OOM kills (its memory limit reached), read before the group is removed. */
+  private oomCause(row: InstanceRow): string | null {
+    const g = this.groups.get(row.uuid);
+    const kills = g ? readOomKills(g) : null;
+    if (!kills) return null;
+    const limit = row.spec.memoryLimit;
+    return `the VM's memory limit${limit ? ` (${formatSize(limit)})` : ''} was reached and the kernel OOM-killed QEMU (cgroup ${g!.name}: ${kills} OOM kill${kills > 1 ? 's' : ''})`;
   }
 
   private exited(row: InstanceRow): void {

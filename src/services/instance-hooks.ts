@@ -2,7 +2,7 @@
  * What other services plug into the instance service: lifecycle hooks, launch-plan contributions, the planner
  * of a new instance's first NIC, and the live instance they act on.
  */
-import type { CreateRequest, Accelerator } from '../core/spec.js';
+import type { CreateRequest, Accelerator, InstanceSpec } from '../core/spec.js';
 import type { InstanceNic } from '../core/nics.js';
 import type { LaunchPlan } from '../qemu/argv.js';
 import type { QmpClient } from '../qemu/qmp.js';
@@ -20,6 +20,12 @@ export type NicPlanner = (uuid: string, req: CreateRequest) => InstanceNic[];
  * the calls is in docs/ARCHITECTURE.md ("Hooks for CPU, memory and device services").
  */
 export interface InstanceHooks {
+  /**
+   * Check a spec against what only a service knows (QEMU's CPU models, QEMU's memory overhead under the
+   * accelerator): at create and at every change of a stored spec, so that a bad value is refused when given,
+   * not at the next start. A throw (INVALID_SPEC) refuses the create or change; nothing is made.
+   */
+  checkSpec?(spec: InstanceSpec, accel: Accelerator): void | Promise<void>;
   /**
    * The instance is `starting` and its run dir exists; the launch plan is built next. Host resources the plan
    * names are made here (taps, bound PCI devices). A throw refuses the start, and the exited hooks run to undo
@@ -39,6 +45,11 @@ export interface InstanceHooks {
    * that caused the exit returns, and before the instance's next start.
    */
   exited?(row: InstanceRow): void | Promise<void>;
+  /**
+   * QEMU ended without being asked to: what this service knows of why (the VM cgroup's OOM kills), or null.
+   * Called before the exited hooks, while what it reads (the cgroup) is still there.
+   */
+  exitCause?(row: InstanceRow): string | null;
   /** After an instance is deleted (its row is gone). */
   deleted?(row: InstanceRow): void;
 }

@@ -3,7 +3,7 @@
  * QEMUs at daemon start. Operations on one instance are serialised; the hypervisor is the source of truth.
  */
 import { randomUUID } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, rmSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, rmSync } from 'node:fs';
 import { CorralError, isCorralError } from '../core/errors.js';
 import { instancePaths, type InstancePaths } from '../core/paths.js';
 import { type CreateRequest, type HostLimits, type Accelerator, type InstanceSpec, validateCreate, validateName } from '../core/spec.js';
@@ -12,8 +12,9 @@ import { buildArgv } from '../qemu/argv.js';
 import { createOverlay } from '../qemu/img.js';
 import { launchQemu } from '../qemu/launch.js';
 import { DEFAULT_NETWORK, macFor, parseForward } from '../core/nics.js';
-import { findQemusByUuid, isQemuOf, processStartTicks, residentBytes } from '../qemu/proc.js';
+import { findQemusByUuid, isQemuOf, processStartTicks } from '../qemu/proc.js';
 import type { QmpClient, QmpEvent } from '../qemu/qmp.js';
+import type { ExitStatus } from '../qemu/launch.js';
 import type { ImageStore } from '../storage/images.js';
 import type { InstanceRow, Store } from '../store/store.js';
 import type { EventBus } from './events.js';
@@ -23,28 +24,13 @@ import type { BlockIo } from '../qemu/argv-disks.js';
 import type { InstanceHooks, LaunchContributor, LiveInstance, NicPlanner } from './instance-hooks.js';
 import { OVMF_VARS, launchPlan, type LaunchExtras, type RuntimeStatus, prepareRunDir, readStatus, removeRunDir, writeStatus } from './runtime.js';
 import { ConsoleLogRotator } from './console-log.js';
+import { describeExit, kernelNote, keepPreviousStderr, stderrLine, writeExitInfo, type ExitInfo } from './exit-cause.js';
+import { instanceView, type InstanceView } from './instance-view.js';
+
+export type { InstanceView };
 import { devicePaths, type DevicePath } from './device-paths.js';
 import { admitOrThrow, poolView, type HostCapacityInput, type PoolConfig, type PoolView } from '../core/pool.js';
 
-export interface InstanceView {
-  name: string;
-  uuid: string;
-  state: InstanceState;
-  image: string;
-  cpus: number;
-  memory: number;
-  firmware: string;
-  network: string;
-  mac: string;
-  accel: Accelerator | null;
-  pid: number | null;
-  disk: { path: string; allocated: number | null };
-  uptime: number | null;
-  rss: number | null;
-  createdAt: string;
-  startedAt: string | null;
-  lastError: string | null;
-}
 
 export interface InstanceDeps {
   dataDir: string;
@@ -153,32 +139,18 @@ export class InstanceService {
   }
 
   view(r: InstanceRow): InstanceView {
-    const p = this.paths(r);
-    const live = isActive(r.state) && r.pid !== null;
-    let allocated: number | null = null;
-    try {
-      allocated = statSync(p.disk).blocks * 512;
-    } catch {
-      /* not there */
-    }
-    return {
-      name: r.name, uuid: r.uuid, state: r.state, image: r.spec.image, cpus: r.spec.cpus, memory: r.spec.memory,
-      firmware: r.spec.firmware, network: r.spec.nics[0]?.network ?? (r.spec.nics[0] ? r.spec.nics[0].model : 'none'), mac: r.spec.nics[0]?.mac ?? r.mac, accel: live ? r.accel : null, pid: live ? r.pid : null,
-      disk: { path: p.disk, allocated },
-      uptime: live && r.startedAt ? Math.max(0, (Date.now() - Date.parse(r.startedAt)) / 1000) : null,
-      rss: live && r.pid ? residentBytes(r.pid) : null,
-      createdAt: r.createdAt, startedAt: live ? r.startedAt : null, lastError: r.lastError,
-    };
+    return instanceView(r, this.paths(r));
   }
 
-  private setState(row: InstanceRow, to: InstanceState, reason: string, patch: Partial<InstanceRow> = {}): void {
+
+  private setState(row: InstanceRow, to: InstanceState, reason: string, patch: Partial<InstanceRow> = {}, extra: Record<string, unknown> = {}): void {
     const from = row.state;
     if (!validTransition(from, to)) {
       this.d.log.warn({ instance: row.name, from, to }, 'unexpected state transition');
     }
     Object.assign(row, patch, { state: to });
     this.d.store.updateInstance(row.uuid, { ...patch, state: to });
-    if (from !== to) this.d.events.publish('instance.state', row.name, { from, to, reason });
+    if (from !== to) this.d.events.publish('instance.state', row.name, { from, to, reason, ...extra });
   }
 
   /** The pool: capacity, and what instances that are starting, running, paused or stopping hold. */
@@ -187,6 +159,12 @@ export class InstanceService {
       .filter((r) => isActive(r.state) && r.uuid !== excludeUuid)
       .map((r) => ({ name: r.name, cpus: r.spec.cpus, memory: r.spec.memory }));
     return poolView(this.d.pool.host, this.d.pool.config, allocations);
+  }
+
+  /** The services' own checks of a spec (CPU model, memory limit) under the accelerator it would run on. */
+  private async checkSpec(spec: InstanceSpec): Promise<void> {
+    const accel = spec.accel === 'auto' ? await this.d.accelerator() : spec.accel;
+    for (const h of this.hooks) if (h.checkSpec) await h.checkSpec(spec, accel);
   }
 
   // ---- create / delete ----
@@ -202,6 +180,7 @@ export class InstanceService {
       if (spec.firmware === 'uefi' && !existsSync(OVMF_VARS)) {
         throw new CorralError('INVALID_SPEC', `firmware: UEFI needs OVMF (${OVMF_VARS} is missing; install the ovmf package)`, { field: 'firmware' });
       }
+      await this.checkSpec(spec);
       const uuid = randomUUID();
       const now = new Date().toISOString();
       spec.nics = req.network === 'none' ? [] : this.nicPlanner(uuid, req);
@@ -372,6 +351,7 @@ export class InstanceService {
       const argv = buildArgv(plan);
       for (const h of this.hooks) if (h.beforeSpawn) await h.beforeSpawn(row, plan);
       const t1 = performance.now();
+      keepPreviousStderr(p.stderr);
       const launched = await launchQemu(argv, { qmp: p.qmp, stderr: p.stderr });
       const t2 = performance.now();
       pid = launched.pid;
@@ -383,7 +363,7 @@ export class InstanceService {
       writeStatus(p, status);
       this.d.store.updateInstance(row.uuid, { pid, pidStart: launched.startTicks, accel, startedAt });
       Object.assign(row, { pid, pidStart: launched.startTicks, accel, startedAt });
-      const monitor = await this.watch(row, pid, launched.startTicks, launched.qmp);
+      const monitor = await this.watch(row, pid, launched.startTicks, launched.qmp, launched.exit);
       for (const h of this.hooks) if (h.launched) await h.launched(row, pid, monitor.qmp);
       const st = await monitor.qmp.queryStatus();
       this.startTimings.set(row.name, { beforeSpawnMs: t1 - t0, qemuLaunchMs: t2 - t1, qmpReadyMs: performance.now() - t2 });
@@ -462,20 +442,29 @@ export class InstanceService {
   }
 
   /** Watch a QEMU: over the QMP connection its launch opened, or by connecting to an adopted one's socket. */
-  private async watch(row: InstanceRow, pid: number, startTicks: number | null, qmp?: QmpClient): Promise<VmMonitor> {
+  private async watch(row: InstanceRow, pid: number, startTicks: number | null, qmp?: QmpClient, exit?: Promise<ExitStatus>): Promise<VmMonitor> {
     const p = this.paths(row);
     const handlers: MonitorHandlers = {
       onEvent: (ev) => this.onQmpEvent(row, ev),
-      onExit: ({ guestShutdown, expected, crash }) => {
+      onExit: ({ guestShutdown, shutdownReason, expected, crash, status }) => {
         const cur = this.d.store.getInstance(row.name);
         if (!cur || cur.uuid !== row.uuid) return;
-        const crashed = crash !== null || (expected === null && !guestShutdown && cur.state !== 'stopping');
-        const reason = crash ?? expected ?? (guestShutdown ? 'the guest powered off' : crashed ? `QEMU ${pid} exited unexpectedly` : 'QEMU exited while stopping');
-        this.finishExit(cur, crashed ? 'crashed' : 'stopped', reason);
+        const unasked = !expected && !crash && !(guestShutdown && shutdownReason !== 'host-signal');
+        const facts = {
+          pid, expected, crash, guestShutdown, shutdownReason, stopping: cur.state === 'stopping', status,
+          kernel: unasked ? kernelNote(pid, startTicks) : null,
+          service: unasked ? this.exitCauses(cur) : null,
+          stderr: stderrLine(p.stderr),
+        };
+        const { state, reason } = describeExit(facts);
+        this.finishExit(cur, state, reason, {
+          at: new Date().toISOString(), pid, state, reason, code: status?.code ?? null, signal: status?.signal ?? null,
+          kernel: facts.kernel, service: facts.service, stderr: facts.stderr,
+        });
         Object.assign(row, { state: cur.state, pid: null, pidStart: null });
       },
     };
-    const m = qmp ? VmMonitor.watch(pid, startTicks, qmp, handlers) : await VmMonitor.attach(pid, startTicks, p.qmp, handlers);
+    const m = qmp ? VmMonitor.watch(pid, startTicks, qmp, handlers, exit) : await VmMonitor.attach(pid, startTicks, p.qmp, handlers);
     this.monitors.set(row.uuid, m);
     this.rotateLog(row).start();
     return m;
@@ -501,7 +490,28 @@ export class InstanceService {
     await this.exiting.get(uuid);
   }
 
-  private finishExit(row: InstanceRow, to: InstanceState, reason: string): void {
+  /** What the services know of why a QEMU ended unasked (the VM cgroup's OOM kills), joined; or null. */
+  private exitCauses(row: InstanceRow): string | null {
+    const said: string[] = [];
+    for (const h of this.hooks) {
+      try {
+        const c = h.exitCause?.(row);
+        if (c) said.push(c);
+      } catch (e) {
+        this.d.log.warn({ instance: row.name, err: (e as Error).message }, 'exit cause hook failed');
+      }
+    }
+    return said.length ? said.join('; ') : null;
+  }
+
+  private finishExit(row: InstanceRow, to: InstanceState, reason: string, exit?: ExitInfo): void {
+    if (exit) {
+      try {
+        writeExitInfo(this.paths(row).exitInfo, exit);
+      } catch (e) {
+        this.d.log.warn({ instance: row.name, err: (e as Error).message }, 'cannot record why QEMU ended');
+      }
+    }
     this.monitors.delete(row.uuid);
     const work = this.runExitHooks(row);
     this.exiting.set(row.uuid, work);
@@ -510,7 +520,7 @@ export class InstanceService {
     });
     this.rotators.get(row.uuid)?.stop();
     removeRunDir(this.paths(row));
-    this.setState(row, to, reason, { pid: null, pidStart: null, lastError: to === 'crashed' ? reason : row.lastError });
+    this.setState(row, to, reason, { pid: null, pidStart: null, lastError: to === 'crashed' ? reason : row.lastError }, exit ? { exit } : {});
   }
 
   private onQmpEvent(watched: InstanceRow, ev: QmpEvent): void {
@@ -567,7 +577,13 @@ export class InstanceService {
         }
         if (isActive(row.state)) {
           const to: InstanceState = row.state === 'stopping' ? 'stopped' : 'crashed';
-          this.finishExit(row, to, to === 'crashed' ? 'QEMU died while the daemon was down' : 'QEMU exited while the daemon was down');
+          const dead = row.pid ?? status?.pid ?? null;
+          const kernel = dead === null ? null : kernelNote(dead, row.pidStart ?? status?.startTicks ?? null);
+          const stderr = stderrLine(p.stderr);
+          const reason = `${to === 'crashed' ? 'QEMU died' : 'QEMU exited'} while the daemon was down${kernel ? `: ${kernel}` : stderr ? `: QEMU said: ${stderr}` : ''}`;
+          this.finishExit(row, to, reason, dead === null ? undefined : {
+            at: new Date().toISOString(), pid: dead, state: to, reason, code: null, signal: null, kernel, service: null, stderr,
+          });
         } else {
           removeRunDir(p);
         }

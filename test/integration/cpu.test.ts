@@ -172,23 +172,28 @@ test('hotplug: --cpus 1 --max-cpus 2 grows to 2 vCPUs that the guest brings onli
   assert.equal((await d.api('POST', '/v1/instances/hot1/kill', {})).status, 200);
 });
 
-test('CPU model: host under TCG and an unknown model are refused at start with INVALID_SPEC, and nothing runs', { skip, timeout: 60_000 }, async () => {
+test('CPU model and memory limit are checked at create: host under TCG, an unknown model and a limit below guest plus QEMU overhead are refused with INVALID_SPEC, and nothing is made', { skip, timeout: 60_000 }, async () => {
   const c = await d.api('POST', '/v1/instances', { name: 'model1', image: 'tiny', accel: 'tcg', cpuModel: 'host' });
-  assert.equal(c.status, 201, JSON.stringify(c.body));
-  const r = await d.api('POST', '/v1/instances/model1/start', {});
-  assert.equal(r.status, 400);
-  assert.equal(r.body.error.code, 'INVALID_SPEC');
-  assert.equal(r.body.error.field, 'cpuModel');
-  assert.match(r.body.error.message, /host CPU model needs KVM; this instance would run under TCG: use max or a named model/);
-  const show = (await d.api('GET', '/v1/instances/model1')).body;
-  assert.equal(show.state, 'stopped');
-  assert.equal(show.pid, null);
-  assert.equal(existsSync(`${d.dataDir}/run/${show.uuid}`), false);
+  assert.equal(c.status, 400);
+  assert.equal(c.body.error.code, 'INVALID_SPEC');
+  assert.equal(c.body.error.field, 'cpuModel');
+  assert.match(c.body.error.message, /host CPU model needs KVM; this instance would run under TCG: use max or a named model/);
+  assert.equal((await d.api('GET', '/v1/instances/model1')).status, 404);
 
-  const cli = await d.cli(['create', 'model2', '--image', 'tiny', '--cpu-model', 'NoSuchCpu', '--start']);
+  const cli = await d.cli(['create', 'model2', '--image', 'tiny', '--cpu-model', 'NoSuchCpu']);
   assert.equal(cli.code, 1);
   assert.match(cli.stderr, /INVALID_SPEC: cpuModel: QEMU does not know the CPU model "NoSuchCpu"/);
-  assert.equal((await d.api('GET', '/v1/instances/model2')).status, 404); // a failed create --start leaves nothing
+  assert.equal((await d.api('GET', '/v1/instances/model2')).status, 404);
+
+  // 257M for a 256M guest was accepted, and the guest was OOM-killed once it used its memory
+  const lim = await d.cli(['create', 'lim1', '--image', 'tiny', '--accel', 'tcg', '--memory', '256M', '--memory-limit', '257M']);
+  assert.equal(lim.code, 1);
+  assert.match(lim.stderr, /INVALID_SPEC: memoryLimit: 257 MiB is too small: the guest's 256 MiB plus QEMU's own 296 MiB under TCG needs at least 552 MiB/);
+  assert.equal((await d.api('GET', '/v1/instances/lim1')).status, 404);
+  assert.deepEqual(readdirSync(`${d.dataDir}/instances`), []);
+  const ok = await d.cli(['create', 'lim2', '--image', 'tiny', '--accel', 'tcg', '--memory', '256M', '--memory-limit', '552M']);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.equal((await d.api('DELETE', '/v1/instances/lim2')).status, 200);
 });
 
 test('bad input: a pin to a CPU the host lacks, a resize of a missing instance or a non-number', { skip }, async () => {
@@ -197,11 +202,12 @@ test('bad input: a pin to a CPU the host lacks, a resize of a missing instance o
   assert.equal(pin.body.error.field, 'pin');
   const missing = await d.api('POST', '/v1/instances/nope/cpus', { count: 2 });
   assert.equal(missing.status, 404);
-  const nan = await d.api('POST', '/v1/instances/model1/cpus', { count: 'two' });
+  const nan = await d.api('POST', '/v1/instances/hot1/cpus', { count: 'two' });
   assert.equal(nan.status, 400);
-  const stopped = await d.api('POST', '/v1/instances/model1/cpus', { count: 2 });
-  assert.equal(stopped.status, 400); // model1 has maxCpus 1
+  assert.equal((await d.api('POST', '/v1/instances', { name: 'one1', image: 'tiny' })).status, 201);
+  const stopped = await d.api('POST', '/v1/instances/one1/cpus', { count: 2 });
+  assert.equal(stopped.status, 400); // one1 has maxCpus 1
   assert.equal(stopped.body.error.field, 'cpus');
-  const cpu = await d.api('GET', '/v1/instances/model1/cpu');
+  const cpu = await d.api('GET', '/v1/instances/one1/cpu');
   assert.equal(cpu.status, 409); // not running
 });

@@ -42,15 +42,20 @@ test('list prints a table with human sizes and dashes for nulls', async () => {
   assert.match(lines[2] ?? '', /^db1\s+stopped\s+2\s+512 MiB\s+-\s+-\s+-\s+-\s+tiny$/);
 });
 
-test('show lists every field, sizes human readable', async () => {
+test('show prints the whole configuration, what runs now and why the last QEMU ended, sizes human readable', async () => {
   const r = await runCli(['show', 'web1'], env);
   assert.equal(r.code, 0, r.stderr);
-  assert.match(r.stdout, /^memory:\s+512 MiB$/m);
-  assert.match(r.stdout, /^disk\.path:\s+\/var\/lib\/corral\/instances\/x\/root\.qcow2$/m);
-  assert.match(r.stdout, /^disk\.allocated:\s+1 MiB$/m);
-  assert.match(r.stdout, /^uptime:\s+1m15s$/m);
-  assert.match(r.stdout, /^lastError:\s+-$/m);
-  assert.match(r.stdout, /^uuid:\s+7f8e2a4c/m);
+  const o = r.stdout;
+  assert.match(o, /^uuid:\s+7f8e2a4c/m);
+  assert.match(o, /^state:\s+running \(pid 4242, tcg, up 1m15s, resident 100 MiB\)$/m);
+  assert.match(o, /^cpus:\s+2 of 4 max, 1 socket\(s\) x 4 core\(s\) x 1 thread\(s\), model auto, pinned to 0-1, weight 200, limit 1.5 CPUs$/m);
+  assert.match(o, /^memory:\s+512 MiB, up to 2 GiB \(hotplug\), limit 3 GiB, balloon on, the guest sees 1 GiB now$/m);
+  assert.match(o, /^firmware:\s+bios$/m);
+  assert.match(o, /^root disk:\s+\/var\/lib\/corral\/instances\/x\/root\.qcow2 on virtio-blk, the image's size, 1 MiB allocated$/m);
+  assert.match(o, /^disks:\s+volume data1 on sata$/m);
+  assert.match(o, /^nics:\s+net0 virtio-net, on default, mac 52:54:00:12:34:56, forward tcp:127\.0\.0\.1:8022->22$/m);
+  assert.match(o, /^\s+net1 e1000, on lan, mac 52:54:00:12:34:57, ip 10\.50\.0\.12$/m);
+  assert.match(o, /^last exit:\s+2024-12-31T23:00:00\.000Z: QEMU 4100 was killed by SIGSEGV: segfault at 18 error 4 in libc\.so\.6 \(signal SIGSEGV\)$/m);
 });
 
 test('a 409 error body becomes "error: INVALID_STATE: ..." on stderr with exit 1', async () => {

@@ -16,6 +16,19 @@ export const INSTANCE = {
   firmware: 'bios', network: 'user', mac: '52:54:00:12:34:56', accel: 'tcg', pid: 4242,
   disk: { path: '/var/lib/corral/instances/x/root.qcow2', allocated: 1048576 }, uptime: 75, rss: 104857600,
   createdAt: '2025-01-01T00:00:00.000Z', startedAt: '2025-01-01T00:00:05.000Z', lastError: null,
+  lastExit: {
+    at: '2024-12-31T23:00:00.000Z', pid: 4100, state: 'crashed', reason: 'QEMU 4100 was killed by SIGSEGV: segfault at 18 error 4 in libc.so.6',
+    code: null, signal: 'SIGSEGV', kernel: 'segfault at 18 error 4 in libc.so.6', service: null, stderr: null,
+  },
+  spec: {
+    image: 'tiny', cpus: 2, memory: 536870912, disk: null, firmware: 'bios', accel: 'auto', topology: { sockets: 1, cores: 4, threads: 1 }, maxCpus: 4,
+    cpuModel: 'auto', pin: [0, 1], cpuWeight: 200, cpuLimit: 1.5, maxMemory: 2147483648, memoryLimit: 3221225472, prealloc: false, hugepages: null,
+    balloon: true, rootBus: 'virtio-blk', disks: [{ volume: 'data1', bus: 'sata' }], hostdevs: [],
+    nics: [
+      { id: 'net0', model: 'virtio-net', network: 'default', mac: '52:54:00:12:34:56', queues: 1, forwards: [{ proto: 'tcp', hostAddr: '127.0.0.1', hostPort: 8022, guestPort: 22 }] },
+      { id: 'net1', model: 'e1000', network: 'lan', mac: '52:54:00:12:34:57', queues: 1 },
+    ],
+  },
 };
 
 export const IMAGE = {
@@ -38,6 +51,8 @@ const routes: Record<string, Handler> = {
   'GET /v1/instances': (_q, res) => send(res, 200, { instances: [INSTANCE, { ...INSTANCE, name: 'db1', state: 'stopped', pid: null, uptime: null, rss: null, accel: null }] }),
   'POST /v1/instances': (_q, res, body) => send(res, 201, { ...INSTANCE, ...(JSON.parse(body) as object), memory: 536870912, state: 'stopped', pid: null }),
   'GET /v1/instances/web1': (_q, res) => send(res, 200, INSTANCE),
+  'GET /v1/instances/web1/nics': (_q, res) => send(res, 200, { nics: [{ id: 'net0', ip: null }, { id: 'net1', ip: '10.50.0.12' }] }),
+  'GET /v1/instances/web1/memory': (_q, res) => send(res, 200, { guest: { visible: 1073741824 } }),
   'POST /v1/instances/web1/start': (_q, res) => send(res, 409, errorBody('INVALID_STATE', 'cannot start "web1": it is running')),
   'POST /v1/instances/web1/stop': (_q, res) => send(res, 200, { ...INSTANCE, state: 'stopped', pid: null }),
   'POST /v1/instances/web1/kill': (_q, res) => send(res, 200, { ...INSTANCE, state: 'stopped', pid: null }),

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { validateCreate, validateName } from '../../../src/core/spec.js';
+import { checkMemoryLimit, qemuOverhead } from '../../../src/core/spec-compute.js';
 import { parseSize, MiB, GiB } from '../../../src/core/units.js';
 import { CorralError } from '../../../src/core/errors.js';
 
@@ -83,6 +84,21 @@ test('memory hotplug, limits, hugepages and CPU caps are checked', () => {
   invalid(() => validateCreate({ name: 'a', image: 'tiny', cpuLimit: 9 }, host), 'cpuLimit');
   invalid(() => validateCreate({ name: 'a', image: 'tiny', cpuWeight: 0 }, host), 'cpuWeight');
   invalid(() => validateCreate({ name: 'a', image: 'tiny', cpuModel: 'a,b' }, host), 'cpuModel');
+});
+
+test('a memory limit must hold the guest (maxMemory if set) plus QEMU overhead under its accelerator', () => {
+  const base = { memory: 256 * MiB, maxMemory: null, maxCpus: 1 };
+  assert.equal(qemuOverhead('tcg', 1), 296 * MiB);
+  assert.equal(qemuOverhead('kvm', 4), 128 * MiB);
+  checkMemoryLimit({ ...base, memoryLimit: null }, 'tcg');
+  checkMemoryLimit({ ...base, memoryLimit: 552 * MiB }, 'tcg');
+  checkMemoryLimit({ ...base, memoryLimit: 360 * MiB }, 'kvm');
+  invalid(() => checkMemoryLimit({ ...base, memoryLimit: 257 * MiB }, 'tcg'), 'memoryLimit');
+  invalid(() => checkMemoryLimit({ ...base, memoryLimit: 551 * MiB }, 'tcg'), 'memoryLimit');
+  invalid(() => checkMemoryLimit({ ...base, memoryLimit: 359 * MiB }, 'kvm'), 'memoryLimit');
+  // virtio-mem can plug up to maxMemory: the limit must hold that
+  invalid(() => checkMemoryLimit({ ...base, maxMemory: GiB, memoryLimit: 600 * MiB }, 'kvm'), 'memoryLimit');
+  assert.throws(() => checkMemoryLimit({ ...base, memoryLimit: 257 * MiB }, 'tcg'), /257 MiB is too small: the guest's 256 MiB plus QEMU's own 296 MiB under TCG needs at least 552 MiB/);
 });
 
 test('rootBus vhost-user-blk is refused with the reason', () => {

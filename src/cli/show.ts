@@ -1,0 +1,89 @@
+/**
+ * `corral show NAME`: the whole configuration of an instance, stopped or not (topology, limits, pinning, disks
+ * with their buses, NICs with MACs, networks and forwards, host devices, firmware), what runs now (pid,
+ * accelerator, uptime, resident memory, addresses, memory visible to the guest), and why its last QEMU ended.
+ */
+import type { InstanceSpec } from '../core/spec.js';
+import { formatCpuList } from '../core/cpulist.js';
+import { duration, keyValues, orDash, size } from './format.js';
+import type { Instance } from './instances.js';
+
+/** A NIC as `GET /v1/instances/NAME/nics` shows it (ip from DHCP leases on bridge networks). */
+export interface ShownNic {
+  id: string;
+  ip?: string | null;
+}
+
+/** What the memory route says of a running guest (only what show prints). */
+export interface ShownMemory {
+  guest?: { visible?: number | null };
+}
+
+
+function cpus(i: Instance, s: Partial<InstanceSpec>): string {
+  const t = s.topology;
+  const parts = [`${i.cpus}${s.maxCpus && s.maxCpus !== i.cpus ? ` of ${s.maxCpus} max` : ''}`];
+  if (t) parts.push(`${t.sockets} socket(s) x ${t.cores} core(s) x ${t.threads} thread(s)`);
+  parts.push(`model ${s.cpuModel ?? 'auto'}`);
+  if (s.pin) parts.push(`pinned to ${formatCpuList(s.pin)}`);
+  if (s.cpuWeight) parts.push(`weight ${s.cpuWeight}`);
+  if (s.cpuLimit) parts.push(`limit ${s.cpuLimit} CPUs`);
+  return parts.join(', ');
+}
+
+function memory(i: Instance, s: Partial<InstanceSpec>, mem: ShownMemory | null): string {
+  const parts = [size(i.memory)];
+  if (s.maxMemory) parts.push(`up to ${size(s.maxMemory)} (hotplug)`);
+  if (s.memoryLimit) parts.push(`limit ${size(s.memoryLimit)}`);
+  parts.push(`balloon ${s.balloon === false ? 'off' : 'on'}`);
+  if (s.prealloc) parts.push('preallocated');
+  if (s.hugepages) parts.push(`hugepages ${s.hugepages}`);
+  const visible = mem?.guest?.visible;
+  if (typeof visible === 'number') parts.push(`the guest sees ${size(visible)} now`);
+  return parts.join(', ');
+}
+
+function nicLines(s: Partial<InstanceSpec>, nics: ShownNic[] | null): string[] {
+  return (s.nics ?? []).map((n) => {
+    const ip = nics?.find((x) => x.id === n.id)?.ip;
+    const parts = [`${n.id} ${n.model}`, n.network ? `on ${n.network}` : n.socket ? `socket ${n.socket}` : n.sriov ? `VF of ${n.sriov.pf}${n.sriov.vlan !== null ? ` vlan ${n.sriov.vlan}` : ''}` : '', `mac ${n.mac}`];
+    if (n.queues > 1) parts.push(`${n.queues} queues`);
+    if (ip) parts.push(`ip ${ip}`);
+    for (const f of n.forwards ?? []) parts.push(`forward ${f.proto}:${f.hostAddr ? `${f.hostAddr}:` : ''}${f.hostPort}->${f.guestPort}`);
+    return parts.filter(Boolean).join(', ');
+  });
+}
+
+/** The text of `corral show`. */
+export function instanceDetails(i: Instance, nics: ShownNic[] | null = null, mem: ShownMemory | null = null): string {
+  const s = (i.spec ?? {}) as Partial<InstanceSpec>;
+  const running = i.pid !== null && i.pid !== undefined;
+  const pairs: Array<[string, string]> = [
+    ['name', i.name],
+    ['uuid', i.uuid],
+    ['state', `${i.state}${running ? ` (pid ${i.pid}, ${orDash(i.accel)}, up ${duration(i.uptime)}, resident ${size(i.rss)})` : ''}`],
+    ['image', i.image],
+    ['accel', running ? `${orDash(i.accel)} (asked: ${s.accel ?? 'auto'})` : (s.accel ?? 'auto')],
+    ['cpus', cpus(i, s)],
+    ['memory', memory(i, s, mem)],
+    ['firmware', i.firmware],
+    ['root disk', `${i.disk.path} on ${s.rootBus ?? 'virtio-blk'}, ${s.disk ? `${size(s.disk)}` : "the image's size"}, ${size(i.disk.allocated)} allocated`],
+  ];
+  const disks = (s.disks ?? []).map((d) => `volume ${d.volume} on ${d.bus}`);
+  pairs.push(['disks', disks.length ? disks.join('; ') : '-']);
+  const nicText = nicLines(s, nics);
+  pairs.push(['nics', nicText.length ? nicText.join('\n           ') : 'none']);
+  const hostdevs = (s.hostdevs ?? []).map((h) => `${h.id} ${h.address}`);
+  if (hostdevs.length) pairs.push(['passthrough', hostdevs.join(', ')]);
+  pairs.push(['created', i.createdAt]);
+  if (i.startedAt) pairs.push(['started', i.startedAt]);
+  if (i.lastError) pairs.push(['last error', i.lastError]);
+  const x = i.lastExit;
+  if (x) {
+    const how = x.signal ? `signal ${x.signal}` : x.code !== null ? `exit code ${x.code}` : 'exit status unknown';
+    pairs.push(['last exit', `${x.at}: ${x.reason} (${how})`]);
+    if (x.stderr && !x.reason.includes(x.stderr)) pairs.push(['qemu said', x.stderr]);
+  }
+  return keyValues(pairs);
+}
+

@@ -1,0 +1,94 @@
+/**
+ * Why a QEMU ended, in one record kept in the instance's dir (exit.json) and shown by `show` and the state
+ * event: the exit status its parent saw (code or signal; unknown for a QEMU adopted after a daemon restart),
+ * the kernel's word (a segfault, an OOM kill), a service's word (the VM cgroup's OOM counter) and QEMU's own
+ * last stderr line.
+ */
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { kernelDeathNote, readKernelLog } from '../host/kmsg.js';
+import { qemuErrorLine, type ExitStatus } from '../qemu/launch.js';
+
+export interface ExitInfo {
+  at: string;
+  pid: number;
+  state: 'stopped' | 'crashed';
+  /** one line for people: what happened and why */
+  reason: string;
+  /** exit code, when its parent (this daemon) saw it end normally */
+  code: number | null;
+  /** the signal that ended it, when its parent (this daemon) saw it */
+  signal: string | null;
+  /** what the kernel logged about it: "segfault at 18 ... in libc.so.6", an OOM kill */
+  kernel: string | null;
+  /** what a service knows: "the VM cgroup's memory limit (768 MiB) was reached ..." */
+  service: string | null;
+  /** QEMU's own last error line on stderr */
+  stderr: string | null;
+}
+
+export interface ExitFacts {
+  pid: number;
+  /** the daemon ended it (stop, kill) and why */
+  expected: string | null;
+  /** the guest failed (panic) */
+  crash: string | null;
+  guestShutdown: boolean;
+  /** QMP SHUTDOWN's reason (host-signal: QEMU itself was told to quit by a signal) */
+  shutdownReason: string | null;
+  /** the instance was stopping when QEMU went */
+  stopping: boolean;
+  status: ExitStatus | null;
+  kernel: string | null;
+  service: string | null;
+  stderr: string | null;
+}
+
+/** The state an exit leads to and the line that says why. Pure. */
+export function describeExit(f: ExitFacts): { state: 'stopped' | 'crashed'; reason: string } {
+  if (f.crash) return { state: 'crashed', reason: f.crash };
+  if (f.expected) return { state: 'stopped', reason: f.expected };
+  if (f.guestShutdown && f.shutdownReason === 'host-signal') {
+    return { state: 'stopped', reason: `QEMU ${f.pid} quit on a signal from the host${f.stderr ? ` (${f.stderr})` : ''}` };
+  }
+  if (f.guestShutdown) return { state: 'stopped', reason: 'the guest powered off' };
+  if (f.stopping && !f.status?.signal) return { state: 'stopped', reason: 'QEMU exited while stopping' };
+  const how = f.status?.signal ? `was killed by ${f.status.signal}`
+    : f.status && f.status.code !== null ? `exited with code ${f.status.code}`
+      : 'exited unexpectedly';
+  const why = [f.service, f.kernel, f.stderr && !f.stderr.startsWith('QEMU exited without') ? `QEMU said: ${f.stderr}` : null].filter(Boolean);
+  return { state: 'crashed', reason: `QEMU ${f.pid} ${how}${why.length ? `: ${why.join('; ')}` : ''}` };
+}
+
+/** QEMU's own last error line from its stderr file, or null. */
+export function stderrLine(file: string): string | null {
+  try {
+    const text = readFileSync(file, 'utf8');
+    return text.trim() ? qemuErrorLine(text) : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The kernel's note about pid since it started (start in clock ticks since boot; USER_HZ is 100 on Linux). */
+export function kernelNote(pid: number, startTicks: number | null): string | null {
+  return kernelDeathNote(readKernelLog(), pid, startTicks === null ? 0 : (startTicks / 100) * 1e6);
+}
+
+export function writeExitInfo(file: string, info: ExitInfo): void {
+  const tmp = `${file}.tmp`;
+  writeFileSync(tmp, `${JSON.stringify(info, null, 2)}\n`, { mode: 0o600 });
+  renameSync(tmp, file);
+}
+
+export function readExitInfo(file: string): ExitInfo | null {
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as ExitInfo;
+  } catch {
+    return null;
+  }
+}
+
+/** Keep the previous run's stderr as FILE.1 before a new QEMU writes FILE. */
+export function keepPreviousStderr(file: string): void {
+  if (existsSync(file)) renameSync(file, `${file}.1`);
+}
