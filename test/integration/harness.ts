@@ -79,9 +79,13 @@ export function deleteNetns(name: string): void {
   }
 }
 
-/** argv run inside a network namespace when one is given. */
+/**
+ * argv run inside a network namespace when one is given. nsenter enters only the network namespace, unlike
+ * `ip netns exec`, which also mounts a fresh /sys without /sys/fs/cgroup (a daemon there could not make VM
+ * cgroups). It execs the command, so the child's pid is the command's own.
+ */
 function inNetns(netns: string | undefined, bin: string, args: string[]): [string, string[]] {
-  return netns ? ['ip', ['netns', 'exec', netns, bin, ...args]] : [bin, args];
+  return netns ? ['nsenter', [`--net=/run/netns/${netns}`, '--', bin, ...args]] : [bin, args];
 }
 
 export function newDataDir(withTiny = true): string {
@@ -114,7 +118,6 @@ export class Daemon {
 
   async start(): Promise<void> {
     rmSync(this.socket, { force: true });
-    // `ip netns exec` execs the command, so the child's pid is the daemon's own
     const [bin, args] = inNetns(this.netns, process.execPath, [CLI, 'daemon', ...this.extraArgs]);
     const p = spawn(bin, args, { env: this.env(), stdio: ['ignore', 'pipe', 'pipe'] });
     this.proc = p;
