@@ -4,7 +4,7 @@ import { connect } from 'node:net';
 import type { Static } from '@sinclair/typebox';
 import { CorralError, isCorralError } from '../core/errors.js';
 import { readConsoleLog } from '../services/console-log.js';
-import { ActionBody, CreateInstanceBody, DeleteQuery, ErrorBody, Instance, NameParams } from './schemas.js';
+import { ActionBody, CreateInstanceBody, DeleteQuery, ErrorBody, Instance, NameParams, SetInstanceBody } from './schemas.js';
 import type { Services } from './services.js';
 import { Type } from '@sinclair/typebox';
 
@@ -40,6 +40,18 @@ export function instanceRoutes(svc: Services): FastifyPluginAsync {
       '/v1/instances/:name',
       { schema: { summary: 'Show an instance', params: NameParams, response: { 200: Instance, ...errors } } },
       async (req) => svc.instances.get(req.params.name),
+    );
+
+    app.patch<{ Params: Static<typeof NameParams>; Body: Static<typeof SetInstanceBody> }>(
+      '/v1/instances/:name',
+      {
+        schema: {
+          summary: "Change a stopped instance's configuration (validated as a create is; the next start uses it)",
+          params: NameParams, body: SetInstanceBody,
+          response: { 200: Type.Object({ instance: Instance, changed: Type.Array(Type.String()) }), ...errors },
+        },
+      },
+      async (req) => svc.config.set(req.params.name, req.body),
     );
 
     app.delete<{ Params: Static<typeof NameParams>; Querystring: Static<typeof DeleteQuery> }>(

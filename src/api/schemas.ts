@@ -35,6 +35,32 @@ export const CreateInstanceBody = Type.Object(
 );
 export type CreateInstanceBody = Static<typeof CreateInstanceBody>;
 
+const Clearable = <T extends TSchema>(t: T) => Type.Optional(Type.Union([t, Type.Null()], { description: 'null clears it' }));
+
+/** PATCH /v1/instances/{name}: change a stopped instance's configuration (validated as a create is). */
+export const SetInstanceBody = Type.Object(
+  {
+    cpus: Type.Optional(Type.Integer()),
+    memory: Type.Optional(Size),
+    maxCpus: Clearable(Type.Integer()),
+    sockets: Type.Optional(Type.Integer()),
+    cores: Type.Optional(Type.Integer()),
+    threads: Type.Optional(Type.Integer()),
+    cpuModel: Type.Optional(Type.String()),
+    pin: Clearable(Type.Union([Type.String(), Type.Array(Type.Integer())])),
+    cpuWeight: Clearable(Type.Integer()),
+    cpuLimit: Clearable(Type.Number()),
+    maxMemory: Clearable(Size),
+    memoryLimit: Clearable(Size),
+    prealloc: Type.Optional(Type.Boolean()),
+    hugepages: Clearable(Type.Union([Type.Literal('2M'), Type.Literal('1G')])),
+    balloon: Type.Optional(Type.Boolean()),
+    firmware: Type.Optional(Type.Union([Type.Literal('bios'), Type.Literal('uefi')])),
+    accel: Type.Optional(Type.Union([Type.Literal('auto'), Type.Literal('kvm'), Type.Literal('tcg')])),
+  },
+  { additionalProperties: false },
+);
+
 export const ActionBody = Type.Union([
   Type.Object({ timeout: Type.Optional(Type.Integer({ minimum: 0, maximum: 3600, description: 'seconds to wait for an ACPI power-off before killing' })) }, { additionalProperties: false }),
   Type.Null(),

@@ -5,6 +5,7 @@ import type { EventBus } from '../services/events.js';
 import type { HostService } from '../services/host.js';
 import type { ImageService } from '../services/images.js';
 import type { InstanceService } from '../services/instances.js';
+import type { InstanceConfigService } from '../services/instance-config.js';
 import type { MemoryService } from '../services/memory.js';
 import type { NicService } from '../services/nics.js';
 import type { NetworkService } from '../services/networks.js';
@@ -13,6 +14,7 @@ import type { VolumeService } from '../services/volumes.js';
 
 export interface Services {
   instances: InstanceService;
+  config: InstanceConfigService;
   images: ImageService;
   host: HostService;
   events: EventBus;

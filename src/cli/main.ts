@@ -21,6 +21,7 @@ import { registerDiskCommands } from './disks.js';
 import { registerNicCommands } from './nics.js';
 import { registerNetworkCommands } from './networks.js';
 import { registerPassthroughCommands } from './passthrough.js';
+import { registerSetCommand } from './set.js';
 
 function packageVersion(): string {
   try {
@@ -68,6 +69,7 @@ export function buildProgram(): Command {
     });
 
   registerInstanceCommands(program, client);
+  registerSetCommand(program, client);
   registerConsoleCommands(program, client);
   registerImageCommands(program, client);
   registerHostCommands(program, client);

@@ -31,10 +31,13 @@ export function memoryDetails(m: MemoryStatsView): string {
   return `${keyValues(pairs)}\n\n${table(['GPA-RANGE', 'HVA-RANGE', 'SIZE', 'RESIDENT', 'REGION'], rows)}`;
 }
 
-/** Resize a running instance's memory (for `corral resize NAME --memory SIZE`); returns the new stats. */
-export function resizeMemory(client: ApiClient, name: string, sizeArg: string): Promise<MemoryStatsView> {
+/** A resize of a stopped instance: the boot memory of its next start. */
+export interface StoppedMemoryResize { name: string; memory: number; state: string }
+
+/** Resize an instance's memory (`corral resize NAME --memory SIZE`): a running one's new stats, or the stored size. */
+export function resizeMemory(client: ApiClient, name: string, sizeArg: string): Promise<MemoryStatsView | StoppedMemoryResize> {
   const body = /^\d+$/.test(sizeArg) ? { size: Number(sizeArg) } : { size: sizeArg };
-  return client.call<MemoryStatsView>('POST', `/v1/instances/${encodeURIComponent(name)}/memory`, body);
+  return client.call<MemoryStatsView | StoppedMemoryResize>('POST', `/v1/instances/${encodeURIComponent(name)}/memory`, body);
 }
 
 export function registerMemoryCommands(program: Command, client: () => ApiClient): void {

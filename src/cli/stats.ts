@@ -5,11 +5,19 @@
 import type { Command } from 'commander';
 import { CliError, type ApiClient } from './client.js';
 import { cpuReport, type CpuStats } from './cpu.js';
-import { memoryDetails, resizeMemory, type MemoryStatsView } from './memory.js';
+import { memoryDetails, resizeMemory, type MemoryStatsView, type StoppedMemoryResize } from './memory.js';
 import { printJson, printLines } from './format.js';
+import { formatSize } from '../core/units.js';
 import { wholeNumber } from './instances.js';
 
 const enc = encodeURIComponent;
+
+/** `db1: memory 1 GiB (live; the guest sees 1 GiB)` or `db1: memory 1 GiB (stopped: applies at the next start)`. */
+export function resizedMemoryLine(name: string, m: MemoryStatsView | StoppedMemoryResize): string {
+  if ('state' in m && typeof m.state === 'string') return `${name}: memory ${formatSize(m.memory)} (${m.state}: applies at the next start)`;
+  const s = m as MemoryStatsView;
+  return `${name}: memory ${formatSize(s.requested ?? s.configured.memory)} (live until the next start; the guest sees ${formatSize(s.guest.visible)})`;
+}
 
 export function registerStatsCommands(program: Command, client: () => ApiClient): void {
   program
@@ -22,15 +30,17 @@ export function registerStatsCommands(program: Command, client: () => ApiClient)
     .action(async (name: string, o: { cpus?: number; memory?: string; json?: boolean }) => {
       if (o.cpus === undefined && o.memory === undefined) throw new CliError('say what to change: --cpus N and/or --memory SIZE');
       const out: Record<string, unknown> = {};
+      // the same answer for both: live on a running instance, stored for the next start on a stopped one
+      const how = (r: { state?: string }): string => (r.state ? `${r.state}: applies at the next start` : 'live');
       if (o.cpus !== undefined) {
         const r = await client().call<Partial<CpuStats> & { state?: string }>('POST', `/v1/instances/${enc(name)}/cpus`, { count: o.cpus });
         out.cpu = r;
-        if (!o.json) printLines(`${name}: ${r.cpus ?? o.cpus} vCPUs${r.state ? ` (${r.state}: applies at the next start)` : ''}`);
+        if (!o.json) printLines(`${name}: ${r.cpus ?? o.cpus} vCPUs (${how(r)})`);
       }
       if (o.memory !== undefined) {
         const m = await resizeMemory(client(), name, o.memory);
         out.memory = m;
-        if (!o.json) printLines(memoryDetails(m));
+        if (!o.json) printLines(resizedMemoryLine(name, m));
       }
       if (o.json) printJson(out);
     });

@@ -7,7 +7,7 @@ import { CorralError } from './errors.js';
 export const STATES = ['stopped', 'starting', 'running', 'paused', 'stopping', 'crashed', 'error'] as const;
 export type InstanceState = (typeof STATES)[number];
 
-export const OPERATIONS = ['start', 'stop', 'restart', 'pause', 'resume', 'kill', 'delete', 'console'] as const;
+export const OPERATIONS = ['start', 'stop', 'restart', 'pause', 'resume', 'kill', 'delete', 'console', 'set'] as const;
 export type Operation = (typeof OPERATIONS)[number];
 
 /** Which states each user operation may begin from. */
@@ -20,6 +20,8 @@ const ALLOWED: Record<Operation, readonly InstanceState[]> = {
   kill: ['running', 'paused', 'starting', 'stopping'],
   delete: ['stopped', 'crashed', 'error'],
   console: ['running', 'paused', 'starting', 'stopping'],
+  /** change the stored configuration (a running instance changes vCPUs and memory with resize) */
+  set: ['stopped', 'crashed', 'error'],
 };
 
 /** Every transition the instance may make, whoever causes it. */

@@ -14,6 +14,7 @@ import { EventBus } from '../services/events.js';
 import { HostService } from '../services/host.js';
 import { ImageService } from '../services/images.js';
 import { InstanceService } from '../services/instances.js';
+import { InstanceConfigService } from '../services/instance-config.js';
 import { CpuService } from '../services/cpu.js';
 import { MemoryService } from '../services/memory.js';
 import { VolumeService } from '../services/volumes.js';
@@ -103,10 +104,12 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
     accelerator: async () => (await host.accelerator()).accel,
     qemuVersion: () => caps.version, blockIo,
   });
-  const cpu = new CpuService({ instances, hostCpus: limits.cpuList, log });
+  const config = new InstanceConfigService({ instances, events, host: limits });
+  const cpu = new CpuService({ instances, config, events, hostCpus: limits.cpuList, log });
   instances.addHooks(cpu.hooks());
   const images = new ImageService(dataDir, imageStore, store, events);
-  const memory = new MemoryService({ instances, events, log });
+  const memory = new MemoryService({ instances, config, events, log });
+  instances.setLiveMemory((row) => memory.liveMemory(row));
   const volumes = new VolumeService(new VolumeStore(dataDir), events);
   instances.addHooks(memory.hooks());
   const storageDaemons = new StorageDaemonService({ instances, events, log, blockIo, runRoot: paths.run });
@@ -135,7 +138,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   void host.accelerator().then((d) => log.info({ accel: d.accel, reason: d.reason }, 'accelerator chosen'));
 
   const servers: FastifyInstance[] = [];
-  const unixApi = await buildApi({ instances, images, host, events, cpu, memory, volumes, disks, nics, networks, passthrough });
+  const unixApi = await buildApi({ instances, config, images, host, events, cpu, memory, volumes, disks, nics, networks, passthrough });
   const oldMask = process.umask(0o177);
   try {
     await unixApi.listen({ path: paths.socket });
@@ -148,7 +151,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
 
   if (opts.listen) {
     const { host: h, port } = parseListen(opts.listen);
-    const tcpApi = await buildApi({ instances, images, host, events, cpu, memory, volumes, disks, nics, networks, passthrough }, { token: ensureToken(paths.token) });
+    const tcpApi = await buildApi({ instances, config, images, host, events, cpu, memory, volumes, disks, nics, networks, passthrough }, { token: ensureToken(paths.token) });
     await tcpApi.listen({ host: h, port });
     servers.push(tcpApi);
     log.info({ listen: opts.listen, tokenFile: paths.token }, 'corral daemon listening on TCP (bearer token required)');

@@ -18,6 +18,8 @@ import type { QmpClient, QmpCpuInfoFast } from '../qemu/qmp.js';
 import type { InstanceRow } from '../store/store.js';
 import type { InstanceHooks } from './instance-hooks.js';
 import type { InstanceService } from './instances.js';
+import type { InstanceConfigService } from './instance-config.js';
+import type { EventBus } from './events.js';
 import {
   TCG_EXITS_REASON, nextSlots, slotsToUnplug, parseAllowedList, parseCpuHelp, parseTaskStat, parseVcpuStats, pinPlan,
   type ExitStats, type HotpluggableCpu,
@@ -39,6 +41,9 @@ export function tcgUnplugRefused(name: string, current: number, count: number): 
 
 export interface CpuDeps {
   instances: InstanceService;
+  /** a stopped instance's resize is a configuration change */
+  config: InstanceConfigService;
+  events: EventBus;
   /** online host CPU numbers */
   hostCpus: number[];
   cgroupRoot?: string;
@@ -302,7 +307,8 @@ export class CpuService {
         throw invalidSpec('cpus', `${count} vCPUs is more than maxCpus (${s.maxCpus}); create the instance with --max-cpus to allow hotplug`);
       }
       if (!live) {
-        this.d.instances.updateSpec(name, { cpus: count });
+        // stopped: the same change as `corral set cpus=N`, used at the next start
+        await this.d.config.setLocked(name, { cpus: count });
         return { name, cpus: count, state: stored.state };
       }
       const { pid, qmp } = live;
@@ -326,6 +332,7 @@ export class CpuService {
       const updated = this.d.instances.updateSpec(name, { cpus: count });
       if (updated.spec.pin) await this.applyPinning(updated, pid, cpus);
       this.d.log.info({ instance: name, from: current, to: count }, 'vCPUs resized');
+      if (count !== current) this.d.events.publish('cpus.resized', name, { from: current, to: count, live: true });
       return this.stats(name);
     });
   }

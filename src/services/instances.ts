@@ -62,6 +62,7 @@ export class InstanceService {
   private nicPlanner: NicPlanner = (uuid, req) => [{ id: 'net0', model: 'virtio-net', network: DEFAULT_NETWORK, mac: macFor(uuid), queues: 1, ...(req.forwards ? { forwards: req.forwards.map(parseForward) } : {}) }];
   /** The pids of the processes serving an instance's vhost-user disks (set by the storage daemon service). */
   private backendSource: (row: InstanceRow) => Record<string, number | null> = () => ({});
+  private liveMemory: (row: InstanceRow) => number | null = () => null;
   /** Exit hooks still at work per instance uuid (stopping storage daemons). */
   private exiting = new Map<string, Promise<void>>();
   private locks = new KeyedLock();
@@ -79,6 +80,11 @@ export class InstanceService {
   /** How a new instance's first NIC is made (set by the NIC service, which knows the networks). */
   setNicPlanner(fn: NicPlanner): void {
     this.nicPlanner = fn;
+  }
+
+  /** Where list and the pool learn a running instance's memory after a resize (set by the memory service). */
+  setLiveMemory(fn: (row: InstanceRow) => number | null): void {
+    this.liveMemory = fn;
   }
 
   /** Where `devices` gets the pids of vhost-user backends from. */
@@ -139,7 +145,7 @@ export class InstanceService {
   }
 
   view(r: InstanceRow): InstanceView {
-    return instanceView(r, this.paths(r));
+    return instanceView(r, this.paths(r), isActive(r.state) ? this.liveMemory(r) : null);
   }
 
 
@@ -157,12 +163,12 @@ export class InstanceService {
   pool(excludeUuid?: string): PoolView {
     const allocations = this.d.store.listInstances()
       .filter((r) => isActive(r.state) && r.uuid !== excludeUuid)
-      .map((r) => ({ name: r.name, cpus: r.spec.cpus, memory: r.spec.memory }));
+      .map((r) => ({ name: r.name, cpus: r.spec.cpus, memory: this.liveMemory(r) ?? r.spec.memory }));
     return poolView(this.d.pool.host, this.d.pool.config, allocations);
   }
 
   /** The services' own checks of a spec (CPU model, memory limit) under the accelerator it would run on. */
-  private async checkSpec(spec: InstanceSpec): Promise<void> {
+  async checkSpec(spec: InstanceSpec): Promise<void> {
     const accel = spec.accel === 'auto' ? await this.d.accelerator() : spec.accel;
     for (const h of this.hooks) if (h.checkSpec) await h.checkSpec(spec, accel);
   }

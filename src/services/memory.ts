@@ -17,6 +17,9 @@ import type { InstanceRow } from '../store/store.js';
 import type { EventBus } from './events.js';
 import type { InstanceHooks } from './instance-hooks.js';
 import type { InstanceService } from './instances.js';
+import type { InstanceConfigService } from './instance-config.js';
+import { admitOrThrow } from '../core/pool.js';
+import { isActive } from '../core/state.js';
 import { guestUsed, parseFlatRam, parseGpa2hva, parseGuestStats, parseSmapsRollup, type GuestStats } from './memory-map.js';
 
 export const BALLOON_PATH = '/machine/peripheral/balloon0';
@@ -77,8 +80,17 @@ interface Devices {
   deflateOnOom: boolean;
 }
 
+/** A resize of a stopped instance: the boot memory of its next start. */
+export interface StoppedResize {
+  name: string;
+  memory: number;
+  state: string;
+}
+
 export interface MemoryDeps {
   instances: InstanceService;
+  /** a stopped instance's resize is a configuration change */
+  config: Pick<InstanceConfigService, 'setLocked'>;
   events: EventBus;
   log: { warn(o: object, m?: string): void };
   proc?: string;
@@ -101,10 +113,17 @@ export class MemoryService {
         this.d.log.warn({ instance: row.name, err: (e as Error).message }, 'cannot turn on balloon statistics');
       }
     };
+    const adopted = async (row: InstanceRow, pid: number, qmp: QmpClient): Promise<void> => {
+      await setUp(row, pid, qmp);
+      // a resize before the daemon restarted: virtio-mem still holds what it plugged
+      if (row.spec.maxMemory === null) return;
+      const req = await qmp.execute<number>('qom-get', { path: VMEM_PATH, property: 'requested-size' }).catch(() => 0);
+      if (req > 0) this.requested.set(row.uuid, row.spec.memory + req);
+    };
     return {
       beforeLaunch: (row) => checkHugepages(row.spec, readHugepages(this.d.sysRoot ?? '/sys')),
       launched: setUp,
-      adopted: setUp,
+      adopted,
       exited: (row) => { this.requested.delete(row.uuid); },
     };
   }
@@ -175,9 +194,15 @@ export class MemoryService {
    * at or below it the balloon takes the rest. Refused (INVALID_SPEC, field memory, nothing changed): above
    * maxMemory (or the boot size without one), below 64 MiB, or below what the guest uses + 32 MiB.
    */
-  async resizeMemory(name: string, sizeIn: string | number): Promise<MemoryStats> {
+  async resizeMemory(name: string, sizeIn: string | number): Promise<MemoryStats | StoppedResize> {
     const size = parseSize('memory', sizeIn);
-    await this.d.instances.withLock(name, async () => {
+    const stopped = await this.d.instances.withLock(name, async (): Promise<StoppedResize | null> => {
+      const stored = this.d.instances.rowOf(name);
+      if (!isActive(stored.state)) {
+        // stopped: the same change as `corral set memory=SIZE`, the boot memory of the next start
+        await this.d.config.setLocked(name, { memory: size });
+        return { name, memory: size, state: stored.state };
+      }
       const { row, qmp } = this.d.instances.live(name);
       const boot = row.spec.memory;
       const max = row.spec.maxMemory ?? boot;
@@ -195,14 +220,22 @@ export class MemoryService {
       if (used !== null && size < current && size < used + RESIZE_MARGIN) {
         throw invalidSpec('memory', `${formatSize(size)} is below what the guest uses now (${formatSize(used)}) plus a ${formatSize(RESIZE_MARGIN)} margin`);
       }
+      // growing takes memory from the pool: admitted like a start
+      if (size > (this.requested.get(row.uuid) ?? boot)) admitOrThrow(this.d.instances.pool(row.uuid), { cpus: row.spec.cpus, memory: size });
       if (row.spec.maxMemory !== null) {
         await qmp.execute('qom-set', { path: VMEM_PATH, property: 'requested-size', value: Math.max(0, size - boot) });
       }
       if (row.spec.balloon) await qmp.execute('balloon', { value: Math.min(size, boot) });
       this.requested.set(row.uuid, size);
-      this.d.events.publish('memory.resized', row.name, { from: current, to: size });
+      this.d.events.publish('memory.resized', row.name, { from: current, to: size, live: true });
+      return null;
     });
-    return this.stats(name);
+    return stopped ?? this.stats(name);
+  }
+
+  /** The memory a running instance has now by a resize (null: its boot memory): for list and the pool. */
+  liveMemory(row: InstanceRow): number | null {
+    return this.requested.get(row.uuid) ?? null;
   }
 
   /** The balloon of a running instance, for the pressure controller; null when it has none or is not live. */

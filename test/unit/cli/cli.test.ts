@@ -58,6 +58,21 @@ test('show prints the whole configuration, what runs now and why the last QEMU e
   assert.match(o, /^last exit:\s+2024-12-31T23:00:00\.000Z: QEMU 4100 was killed by SIGSEGV: segfault at 18 error 4 in libc\.so\.6 \(signal SIGSEGV\)$/m);
 });
 
+test('set sends KEY=VALUE pairs as the API fields (numbers, booleans, none clears) and says what changed', async () => {
+  const r = await runCli(['set', 'web1', 'cpus=2', 'memory=1G', 'cpu-limit=1.5', 'balloon=no', 'pin=none', '--json'], env);
+  assert.equal(r.code, 0, r.stderr);
+  assert.deepEqual(JSON.parse(r.stdout).body, { cpus: 2, memory: '1G', cpuLimit: 1.5, balloon: false, pin: null });
+  const text = await runCli(['set', 'web1', 'max-memory=2G'], env);
+  assert.equal(text.stdout, 'web1: changed maxMemory (applies at the next start)\n');
+  const bad = await runCli(['set', 'web1', 'colour=blue'], env);
+  assert.equal(bad.code, 1);
+  assert.match(bad.stderr, /^error: unknown key "colour" \(keys: cpus, memory, /);
+  const notNum = await runCli(['set', 'web1', 'cpus=two'], env);
+  assert.match(notNum.stderr, /^error: cpus: expected a whole number, got "two"/);
+  const noClear = await runCli(['set', 'web1', 'cpus=none'], env);
+  assert.match(noClear.stderr, /^error: cpus cannot be cleared/);
+});
+
 test('a 409 error body becomes "error: INVALID_STATE: ..." on stderr with exit 1', async () => {
   const r = await runCli(['start', 'web1'], env);
   assert.equal(r.code, 1);

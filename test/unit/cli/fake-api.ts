@@ -51,6 +51,7 @@ const routes: Record<string, Handler> = {
   'GET /v1/instances': (_q, res) => send(res, 200, { instances: [INSTANCE, { ...INSTANCE, name: 'db1', state: 'stopped', pid: null, uptime: null, rss: null, accel: null }] }),
   'POST /v1/instances': (_q, res, body) => send(res, 201, { ...INSTANCE, ...(JSON.parse(body) as object), memory: 536870912, state: 'stopped', pid: null }),
   'GET /v1/instances/web1': (_q, res) => send(res, 200, INSTANCE),
+  'PATCH /v1/instances/web1': (_q, res, body) => send(res, 200, { instance: INSTANCE, changed: Object.keys(JSON.parse(body) as object), body: JSON.parse(body) as object }),
   'GET /v1/instances/web1/nics': (_q, res) => send(res, 200, { nics: [{ id: 'net0', ip: null }, { id: 'net1', ip: '10.50.0.12' }] }),
   'GET /v1/instances/web1/memory': (_q, res) => send(res, 200, { guest: { visible: 1073741824 } }),
   'POST /v1/instances/web1/start': (_q, res) => send(res, 409, errorBody('INVALID_STATE', 'cannot start "web1": it is running')),

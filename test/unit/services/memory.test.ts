@@ -1,12 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { computeDefaults } from '../../../src/core/spec-compute.js';
-import { MemoryService } from '../../../src/services/memory.js';
+import { MemoryService, type MemoryStats } from '../../../src/services/memory.js';
 
 const MiB = 1024 * 1024;
 
 /** A QEMU stand-in: the balloon, virtio-mem and the guest's statistics, with every command recorded. */
-function fakeVm(opts: { memory: number; maxMemory?: number | null; balloon?: boolean; used?: number }) {
+function fakeVm(opts: { memory: number; maxMemory?: number | null; balloon?: boolean; used?: number; state?: string; poolFree?: number }) {
   const calls: Array<[string, Record<string, unknown> | undefined]> = [];
   const state = { actual: opts.memory, plugged: 0 };
   const total = opts.memory - 100 * MiB;
@@ -32,21 +32,28 @@ function fakeVm(opts: { memory: number; maxMemory?: number | null; balloon?: boo
     },
   };
   const row = {
-    name: 'vm', uuid: 'u1', state: 'running', pid: 1,
+    name: 'vm', uuid: 'u1', state: opts.state ?? 'running', pid: 1,
     spec: { ...computeDefaults(1), memory: opts.memory, maxMemory: opts.maxMemory ?? null, balloon: opts.balloon ?? true },
   };
   const events: string[] = [];
+  const changes: Array<Record<string, unknown>> = [];
+  const free = opts.poolFree ?? 64 * 1024 * MiB;
+  const pool = { capacity: { cpus: 8, memory: free }, allocated: { cpus: 0, memory: 0, instances: 0 }, free: { cpus: 8, memory: free }, ratios: { cpu: 1, memory: 1 }, reservedMemory: 0 };
   const svc = new MemoryService({
-    instances: { live: () => ({ row, pid: 999_999_999, qmp }), withLock: (_n: string, fn: () => Promise<unknown>) => fn() } as never,
+    instances: {
+      live: () => ({ row, pid: 999_999_999, qmp }), rowOf: () => row, pool: () => pool,
+      withLock: (_n: string, fn: () => Promise<unknown>) => fn(),
+    } as never,
+    config: { setLocked: async (_n: string, c: Record<string, unknown>) => { changes.push(c); return {} as never; } },
     events: { publish: (t: string) => { events.push(t); } } as never,
     log: { warn: () => {} },
   });
-  return { svc, calls, state, events };
+  return { svc, calls, state, events, changes };
 }
 
 test('at or below the boot size the balloon moves; above it virtio-mem plugs the difference', async () => {
   const vm = fakeVm({ memory: 1024 * MiB, maxMemory: 2048 * MiB });
-  const s = await vm.svc.resizeMemory('vm', '512M');
+  const s = await vm.svc.resizeMemory('vm', '512M') as MemoryStats;
   assert.deepEqual([vm.state.actual, vm.state.plugged], [512 * MiB, 0]);
   assert.equal(s.requested, 512 * MiB);
   assert.equal(s.guest.visible, 512 * MiB);
@@ -54,6 +61,21 @@ test('at or below the boot size the balloon moves; above it virtio-mem plugs the
   await vm.svc.resizeMemory('vm', '1536M');
   assert.deepEqual([vm.state.actual, vm.state.plugged], [1024 * MiB, 512 * MiB], 'the balloon deflates fully when virtio-mem plugs');
   assert.deepEqual(vm.events, ['memory.resized', 'memory.resized']);
+});
+
+test('a stopped instance: the resize is a configuration change (the next boot size); QEMU is not asked', async () => {
+  const vm = fakeVm({ memory: 1024 * MiB, state: 'stopped' });
+  assert.deepEqual(await vm.svc.resizeMemory('vm', '2G'), { name: 'vm', memory: 2048 * MiB, state: 'stopped' });
+  assert.deepEqual(vm.changes, [{ memory: 2048 * MiB }]);
+  assert.deepEqual(vm.calls, []);
+});
+
+test('growing a running guest is admitted against the pool; short, nothing is plugged', async () => {
+  const vm = fakeVm({ memory: 1024 * MiB, maxMemory: 4096 * MiB, poolFree: 1536 * MiB });
+  await vm.svc.resizeMemory('vm', '1536M');
+  await assert.rejects(vm.svc.resizeMemory('vm', '2G'), (e: { code?: string }) => e.code === 'INSUFFICIENT_RESOURCES');
+  assert.equal(vm.state.plugged, 512 * MiB);
+  assert.equal(vm.svc.liveMemory({ uuid: 'u1' } as never), 1536 * MiB, 'list and the pool see what is plugged now');
 });
 
 test('refused with INVALID_SPEC on memory, nothing changed: above maxMemory, above boot without it, below 64 MiB, below the use', async () => {

@@ -1,0 +1,78 @@
+/**
+ * `corral set NAME KEY=VALUE...`: change a stopped instance's configuration (PATCH /v1/instances/NAME),
+ * validated by the daemon as a create is; the next start uses it.
+ */
+import type { Command } from 'commander';
+import { CliError, type ApiClient } from './client.js';
+import { printJson, printLines } from './format.js';
+import type { Instance } from './instances.js';
+
+type Kind = 'int' | 'number' | 'bool' | 'string';
+/** KEY (as on the create command line, without --) -> API field and how to read its value */
+export const SET_KEYS: Record<string, { field: string; kind: Kind; clearable?: boolean }> = {
+  cpus: { field: 'cpus', kind: 'int' },
+  memory: { field: 'memory', kind: 'string' },
+  'max-cpus': { field: 'maxCpus', kind: 'int', clearable: true },
+  sockets: { field: 'sockets', kind: 'int' },
+  cores: { field: 'cores', kind: 'int' },
+  threads: { field: 'threads', kind: 'int' },
+  'cpu-model': { field: 'cpuModel', kind: 'string' },
+  pin: { field: 'pin', kind: 'string', clearable: true },
+  'cpu-weight': { field: 'cpuWeight', kind: 'int', clearable: true },
+  'cpu-limit': { field: 'cpuLimit', kind: 'number', clearable: true },
+  'max-memory': { field: 'maxMemory', kind: 'string', clearable: true },
+  'memory-limit': { field: 'memoryLimit', kind: 'string', clearable: true },
+  prealloc: { field: 'prealloc', kind: 'bool' },
+  hugepages: { field: 'hugepages', kind: 'string', clearable: true },
+  balloon: { field: 'balloon', kind: 'bool' },
+  firmware: { field: 'firmware', kind: 'string' },
+  accel: { field: 'accel', kind: 'string' },
+};
+
+/** KEY=VALUE pairs -> the PATCH body; "none" clears a clearable key. Throws CliError on a bad pair. */
+export function parseAssignments(pairs: string[]): Record<string, unknown> {
+  if (pairs.length === 0) throw new CliError(`say what to change: KEY=VALUE (keys: ${Object.keys(SET_KEYS).join(', ')})`);
+  const body: Record<string, unknown> = {};
+  for (const pair of pairs) {
+    const i = pair.indexOf('=');
+    const key = (i < 0 ? pair : pair.slice(0, i)).replace(/^--/, '').replace(/([a-z])([A-Z])/g, '$1-$2').toLowerCase();
+    const spec = SET_KEYS[key];
+    if (!spec) throw new CliError(`unknown key "${key}" (keys: ${Object.keys(SET_KEYS).join(', ')})`);
+    if (i < 0) throw new CliError(`"${pair}": give a value, e.g. ${key}=...`);
+    const raw = pair.slice(i + 1).trim();
+    if (raw === 'none' || raw === '') {
+      if (!spec.clearable) throw new CliError(`${key} cannot be cleared`);
+      body[spec.field] = null;
+      continue;
+    }
+    if (spec.kind === 'int') {
+      if (!/^\d+$/.test(raw)) throw new CliError(`${key}: expected a whole number, got "${raw}"`);
+      body[spec.field] = Number(raw);
+    } else if (spec.kind === 'number') {
+      if (!/^\d+(\.\d+)?$/.test(raw)) throw new CliError(`${key}: expected a number such as 1.5, got "${raw}"`);
+      body[spec.field] = Number(raw);
+    } else if (spec.kind === 'bool') {
+      const v = { yes: true, true: true, on: true, no: false, false: false, off: false }[raw.toLowerCase()];
+      if (v === undefined) throw new CliError(`${key}: expected yes or no, got "${raw}"`);
+      body[spec.field] = v;
+    } else {
+      body[spec.field] = raw;
+    }
+  }
+  return body;
+}
+
+export function registerSetCommand(program: Command, client: () => ApiClient): void {
+  program
+    .command('set')
+    .description('change a stopped instance\'s configuration, checked as create checks it; the next start uses it')
+    .argument('<name>', 'instance name')
+    .argument('<key=value...>', `what to change: ${Object.keys(SET_KEYS).join(', ')} ("none" clears pin, limits, max-*, hugepages)`)
+    .option('--json', 'print the API JSON')
+    .action(async (name: string, pairs: string[], o: { json?: boolean }) => {
+      const body = parseAssignments(pairs);
+      const r = await client().call<{ instance: Instance; changed: string[] }>('PATCH', `/v1/instances/${encodeURIComponent(name)}`, body);
+      if (o.json) printJson(r);
+      else printLines(r.changed.length ? `${name}: changed ${r.changed.join(', ')} (applies at the next start)` : `${name}: nothing changed`);
+    });
+}
