@@ -33,8 +33,8 @@ export function memoryDetails(m: MemoryStatsView): string {
 
 /** Resize a running instance's memory (for `corral resize NAME --memory SIZE`); returns the new stats. */
 export function resizeMemory(client: ApiClient, name: string, sizeArg: string): Promise<MemoryStatsView> {
-  const body = /^\d+$/.test(sizeArg) ? { size: Number(sizeArg) } : { size: sizeArg };
-  return client.call<MemoryStatsView>('POST', `/v1/instances/${encodeURIComponent(name)}/memory`, body);
+  // sent as given: the daemon reads it as a size with a unit (a bare number is refused, not taken as bytes)
+  return client.call<MemoryStatsView>('POST', `/v1/instances/${encodeURIComponent(name)}/memory`, { size: sizeArg });
 }
 
 export function registerMemoryCommands(program: Command, client: () => ApiClient): void {

@@ -24,6 +24,7 @@ import type { InstanceHooks, LaunchContributor, LiveInstance, NicPlanner } from 
 import { OVMF_VARS, launchPlan, type LaunchExtras, type RuntimeStatus, prepareRunDir, readStatus, removeRunDir, writeStatus } from './runtime.js';
 import { ConsoleLogRotator } from './console-log.js';
 import { devicePaths, type DevicePath } from './device-paths.js';
+import { formatSizeExact } from '../core/units.js';
 import { admitOrThrow, poolView, type HostCapacityInput, type PoolConfig, type PoolView } from '../core/pool.js';
 
 export interface InstanceView {
@@ -197,7 +198,7 @@ export class InstanceService {
     return this.locks.run(name, async () => {
       if (this.d.store.getInstance(name)) throw new CorralError('ALREADY_EXISTS', `instance "${name}" already exists`, { field: 'name' });
       if (spec.disk !== null && spec.disk < image.virtualSize) {
-        throw new CorralError('INVALID_SPEC', `disk: ${spec.disk} bytes is smaller than the image (${image.virtualSize} bytes)`, { field: 'disk' });
+        throw new CorralError('INVALID_SPEC', `disk: ${formatSizeExact(spec.disk)} is smaller than the image (${formatSizeExact(image.virtualSize)})`, { field: 'disk' });
       }
       if (spec.firmware === 'uefi' && !existsSync(OVMF_VARS)) {
         throw new CorralError('INVALID_SPEC', `firmware: UEFI needs OVMF (${OVMF_VARS} is missing; install the ovmf package)`, { field: 'firmware' });
