@@ -1,10 +1,8 @@
 /** /v1/volumes: volumes of the `default` directory pool, their clones and internal snapshots. */
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
-import { ErrorBody, NameParams } from './schemas.js';
+import { ErrorBody, NameParams, Size } from './schemas.js';
 import type { Services } from './services.js';
-
-const Size = Type.Union([Type.String({ description: 'a size such as 512M or 2G' }), Type.Integer({ description: 'bytes' })]);
 
 export const CreateVolumeBody = Type.Object(
   {
