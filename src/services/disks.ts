@@ -6,6 +6,9 @@
  * device_del + chardev-remove, then stops it), and only into a guest whose memory is already shared.
  * The instance spec holds the disk list; the volume's attachedTo names the instance. Lock order: the
  * instance's lock, then the volume lock.
+ *
+ * A volume with clones is never written under them: attaching one is refused, and so is a start with one attached.
+ * A start that QEMU (or a storage daemon) fails on an image lock is VOLUME_IN_USE naming who holds the volume.
  */
 import { CorralError, invalidSpec, isCorralError } from '../core/errors.js';
 import { HOTPLUG_BUSES, isVhostUser, planAttach, planDetach, volumeIds, type DiskBus, type InstanceDisk } from '../core/disks.js';
@@ -19,6 +22,7 @@ import type { InstanceHooks } from './instance-hooks.js';
 import type { InstanceService } from './instances.js';
 import { volumeDisk, type ResolvedDisk } from './runtime.js';
 import type { VolumeService } from './volumes.js';
+import { lockHolderError } from './volume-holders.js';
 import type { StorageDaemonService } from './storage-daemons.js';
 
 /** What the guest reads as a vhost-user-blk disk's serial: qemu-storage-daemon answers GET_ID with this. */
@@ -74,6 +78,12 @@ export class DiskService {
 
   hooks(): InstanceHooks {
     return {
+      // Clones read their source: a start that would write to a volume with clones is refused (such a pair
+      // can only predate the attach and clone checks, or be made by hand).
+      beforeLaunch: (row) => {
+        for (const disk of row.spec.disks) this.d.volumes.store.assertNoClones(disk.volume, `written by instance "${row.name}"`);
+      },
+      startFailed: (row, e) => this.lockHolder(row, e),
       // Deleting an instance detaches its volumes; it never deletes them.
       deleted: (row) => {
         for (const disk of row.spec.disks) {
@@ -93,6 +103,7 @@ export class DiskService {
       const row = this.d.instances.rowOf(name);
       const vol = this.d.volumes.store.record(typeof volume === 'string' ? volume : String(volume));
       const disks = planAttach(name, row.spec.disks, volume, bus, vol.attachedTo, row.spec.rootBus);
+      this.d.volumes.store.assertNoClones(vol.name, 'attached');
       const added = disks[disks.length - 1]!;
       const live = isActive(row.state);
       if (live) {
@@ -130,6 +141,19 @@ export class DiskService {
       this.d.events.publish('instance.disk.detached', name, { volume: disk.volume, live });
       return this.list(name);
     }));
+  }
+
+  /** A start failed: QEMU's image-lock failure on one of its volumes becomes VOLUME_IN_USE naming the holders. */
+  private lockHolder(row: InstanceRow, e: unknown): unknown {
+    try {
+      const instances = this.d.instances.listRows().map((r) => ({
+        name: r.name, alive: isActive(r.state) || r.state === 'error', volumes: r.spec.disks.map((x) => x.volume),
+      }));
+      return lockHolderError(e, row.name, row.spec.disks.map((x) => x.volume), this.d.volumes.store.records(), instances);
+    } catch (err) {
+      this.d.log.warn({ instance: row.name, err: (err as Error).message }, 'cannot name the holder of a locked volume');
+      return e;
+    }
   }
 
   private storage(): StorageDaemonService {

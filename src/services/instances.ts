@@ -391,6 +391,7 @@ export class InstanceService {
       this.setState(row, st.status === 'paused' ? 'paused' : 'running', `QEMU ${pid} started (${accel})`);
       writeStatus(p, { ...status, operation: null });
     } catch (e) {
+      for (const h of this.hooks) if (h.startFailed) e = h.startFailed(row, e);
       if (pid !== null) {
         try {
           process.kill(pid, 'SIGKILL');

@@ -7,6 +7,10 @@
  * attachedTo) rewrite volume.json atomically.
  *
  * Every qemu-img failure passes through lockErrorToInUse(): a volume open in a running QEMU is VOLUME_IN_USE.
+ *
+ * A clone is a qcow2 overlay that reads its source for every block it has not written itself, so a source with
+ * clones must never change again: it cannot be cloned while attached (its instance may write to it), attached
+ * while it has clones, reverted, shrunk or deleted (VOLUME_IN_USE naming the instance or the clones).
  */
 import { existsSync, renameSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -173,11 +177,21 @@ export class VolumeStore {
     return this.make(name, fmt, null, (file) => createImage(file, fmt, bytes));
   }
 
-  /** A qcow2 overlay on the source (backing format given explicitly). */
+  /**
+   * A qcow2 overlay on the source (backing format given explicitly): a point-in-time copy, so the source must not
+   * be written afterwards. Refused while it is attached to an instance (which may write to it at any time) or open
+   * for writing in any other process (QEMU's image lock).
+   */
   async clone(source: string, nameIn: unknown): Promise<Volume> {
     const src = this.record(source);
     const name = validateName('name', nameIn);
     this.assertFree(name);
+    if (src.attachedTo !== null) {
+      throw new CorralError('VOLUME_IN_USE', `volume "${src.name}" cannot be cloned: it is attached to instance "${src.attachedTo}", which may write to it, and a clone reads its source, which must then never change; detach it first`, {
+        name: src.name, instance: src.attachedTo,
+      });
+    }
+    if (existsSync(src.path)) await guarded(source, 'cloned', () => probeLock(src.path, src.format));
     return this.make(name, 'qcow2', src.name, (file) => guarded(source, 'cloned', () => createOverlay(file, src.path, src.format, null)));
   }
 
@@ -190,8 +204,7 @@ export class VolumeStore {
       if (!opts.shrink) {
         throw new CorralError('INVALID_SPEC', `size: ${bytes} bytes is smaller than the volume's ${r.virtualSize}: shrinking loses data, pass shrink (--shrink) to do it anyway`, { field: 'size' });
       }
-      const clones = this.clonesOf(name);
-      if (clones.length > 0) throw this.hasClones(name, 'shrunk', clones);
+      this.assertNoClones(name, 'shrunk');
     }
     if (bytes !== r.virtualSize) {
       await guarded(name, 'resized', () => imgResize(r.path, r.format, bytes, { shrink: bytes < r.virtualSize }));
@@ -202,15 +215,18 @@ export class VolumeStore {
     return this.view(updated);
   }
 
-  private hasClones(name: string, verb: string, clones: string[]): CorralError {
-    return new CorralError('VOLUME_IN_USE', `volume "${name}" cannot be ${verb}: clones ${clones.join(', ')} depend on it`, { name, clones });
+  /** Refuse an operation that would change a volume's data under its clones (VOLUME_IN_USE naming them). */
+  assertNoClones(name: string, verb: string): void {
+    const clones = this.clonesOf(name);
+    if (clones.length > 0) {
+      throw new CorralError('VOLUME_IN_USE', `volume "${name}" cannot be ${verb}: clones ${clones.join(', ')} depend on it (they read its data, which must not change)`, { name, clones });
+    }
   }
 
   async remove(name: string): Promise<void> {
     const r = this.record(name);
     assertNotInUse(r, 'deleted');
-    const clones = this.clonesOf(name);
-    if (clones.length > 0) throw this.hasClones(name, 'deleted', clones);
+    this.assertNoClones(name, 'deleted');
     // A file removed behind Corral's back is open nowhere: its record can go without asking QEMU.
     if (existsSync(r.path)) await guarded(name, 'deleted', () => probeLock(r.path, r.format));
     this.store.remove(name);
@@ -272,8 +288,7 @@ export class VolumeStore {
   async revert(name: string, snap: string): Promise<void> {
     const r = await this.existing(name, snap, 'revert');
     assertNotInUse(r, 'reverted');
-    const clones = this.clonesOf(name);
-    if (clones.length > 0) throw this.hasClones(name, 'reverted', clones);
+    this.assertNoClones(name, 'reverted');
     await guarded(name, 'reverted', () => snapshotOp(r.path, '-a', snap));
   }
 

@@ -1,13 +1,15 @@
 /**
  * Volumes attached as disks on each bus (virtio-blk, virtio-scsi, ide, sata) to the tiny guest: data written into the
  * volume from the host is read back from the guest's console; virtio-blk hotplug and unplug on a running guest;
- * VOLUME_IN_USE across instances; deleting an instance detaches but keeps its volumes.
+ * VOLUME_IN_USE across instances; deleting an instance detaches but keeps its volumes. A start that finds a
+ * volume locked names who holds it.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import { ConsoleSession, Daemon, SKIP_NO_TINY, useDaemon } from './harness.js';
+import { execFileSync, spawn } from 'node:child_process';
+import { readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ConsoleSession, Daemon, SKIP_NO_TINY, useDaemon, waitFor } from './harness.js';
 
 const skip = SKIP_NO_TINY;
 let d: Daemon;
@@ -169,4 +171,52 @@ test('deleting an instance detaches its volumes and keeps them', { skip, timeout
   const v = await d.ok('GET', '/v1/volumes/data1');
   assert.equal(v.attachedTo, null);
   await d.ok('DELETE', '/v1/volumes/data1');
+});
+
+test('a start that finds a volume locked is VOLUME_IN_USE naming who holds it', { skip, timeout: 120_000 }, async () => {
+  const vol = await d.ok('POST', '/v1/volumes', { name: 'held1', size: '16M' }, 201);
+  await d.ok('POST', '/v1/instances', { name: 'h1', image: 'tiny' }, 201);
+  await d.ok('POST', '/v1/instances/h1/disks', { volume: 'held1' }, 201);
+
+  // a process that is no Corral instance has the image open
+  const blockdev = JSON.stringify({ driver: 'qcow2', 'node-name': 'd', file: { driver: 'file', filename: vol.path } });
+  const other = spawn('qemu-system-x86_64', ['-nodefaults', '-machine', 'none', '-display', 'none', '-blockdev', blockdev], { stdio: 'ignore' });
+  try {
+    await waitFor(() => {
+      try {
+        execFileSync('qemu-img', ['info', '-f', 'qcow2', vol.path], { stdio: 'ignore' });
+        return false;
+      } catch {
+        return true;
+      }
+    }, 15_000, 'the other QEMU to lock the volume');
+    const r = await d.api('POST', '/v1/instances/h1/start', {});
+    assert.equal(r.status, 409, JSON.stringify(r.body));
+    assert.equal(r.body.error.code, 'VOLUME_IN_USE');
+    assert.match(r.body.error.message, /^volume "held1" cannot be opened by instance "h1": its image is held by a process that is not a Corral instance \(Failed to get "write" lock\)/);
+    const h1 = await d.ok('GET', '/v1/instances/h1');
+    assert.equal(h1.state, 'stopped');
+    assert.match(h1.lastError, /held by a process that is not a Corral instance/);
+  } finally {
+    other.kill('SIGKILL');
+    await new Promise((res) => (other.exitCode !== null || other.signalCode !== null ? res(null) : other.once('exit', res)));
+  }
+
+  // a Corral instance holds it: h1 runs with it, and its record lost the attachment (edited by hand), so it
+  // could be attached to h2 as well
+  await d.ok('POST', '/v1/instances/h1/start', {});
+  const recFile = join(d.dataDir, 'volumes', 'held1', 'volume.json');
+  writeFileSync(recFile, JSON.stringify({ ...JSON.parse(readFileSync(recFile, 'utf8')), attachedTo: null }));
+  await d.ok('POST', '/v1/instances', { name: 'h2', image: 'tiny' }, 201);
+  await d.ok('POST', '/v1/instances/h2/disks', { volume: 'held1' }, 201);
+  const r2 = await d.api('POST', '/v1/instances/h2/start', {});
+  assert.equal(r2.status, 409, JSON.stringify(r2.body));
+  assert.equal(r2.body.error.code, 'VOLUME_IN_USE');
+  assert.match(r2.body.error.message, /^volume "held1" cannot be opened by instance "h2": its image is held by instance "h1" \(Failed to get "write" lock\); stop it first$/);
+  assert.equal(r2.body.error.instance, 'h1');
+  assert.equal((await d.ok('GET', '/v1/instances/h2')).state, 'stopped');
+
+  await d.ok('DELETE', '/v1/instances/h2');
+  await d.ok('DELETE', '/v1/instances/h1?force=true');
+  await d.ok('DELETE', '/v1/volumes/held1');
 });
