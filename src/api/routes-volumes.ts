@@ -47,8 +47,13 @@ export function volumeRoutes(svc: Services): FastifyPluginAsync {
 
     app.post<{ Params: Static<typeof NameParams>; Body: Static<typeof ResizeVolumeBody> }>(
       '/v1/volumes/:name/resize',
-      { schema: { summary: 'Grow a volume (shrink only with shrink: true)', params: NameParams, body: ResizeVolumeBody, response: errors } },
-      async (req) => v.resize(req.params.name, req.body.size, req.body.shrink ?? false),
+      {
+        schema: {
+          summary: 'Grow a volume (shrink only with shrink: true); attached to a running instance: live, and never shrinking',
+          params: NameParams, body: ResizeVolumeBody, response: errors,
+        },
+      },
+      async (req) => svc.disks.resizeVolume(req.params.name, req.body.size, req.body.shrink ?? false),
     );
 
     app.post<{ Params: Static<typeof NameParams>; Body: Static<typeof CloneVolumeBody> }>(

@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { CorralError, invalidSpec } from '../core/errors.js';
 import { dataPaths } from '../core/paths.js';
 import { printable, validateName } from '../core/spec.js';
-import { parseSize } from '../core/units.js';
+import { formatSizeExact, parseSize } from '../core/units.js';
 import { createOverlay, imgInfo, resize as imgResize, type ImgFormat } from '../qemu/img.js';
 import { RecordDir } from './record-dir.js';
 import { createImage, lockErrorToInUse, probeLock, snapshotOp } from './volumes-img.js';
@@ -195,20 +195,39 @@ export class VolumeStore {
     return this.make(name, 'qcow2', src.name, (file) => guarded(source, 'cloned', () => createOverlay(file, src.path, src.format, null)));
   }
 
-  /** Grow, or with shrink also cut. Refused while attached or (shrinking) while clones depend on it. */
-  async resize(name: string, size: unknown, opts: { shrink?: boolean } = {}): Promise<Volume> {
+  /**
+   * The checks of a resize to `size`, before anything is done: a size with a unit, whole 512-byte sectors,
+   * shrinking only when asked for and never under clones. Returns the record and the new size in bytes.
+   */
+  planResize(name: string, size: unknown, shrink = false): { record: VolumeRecord; bytes: number } {
     const r = this.record(name);
     const bytes = parseSize('size', size);
-    assertNotInUse(r, 'resized');
+    if (bytes % 512 !== 0) throw invalidSpec('size', `must be a whole number of 512-byte sectors, got ${formatSizeExact(bytes)}`);
     if (bytes < r.virtualSize) {
-      if (!opts.shrink) {
-        throw new CorralError('INVALID_SPEC', `size: ${bytes} bytes is smaller than the volume's ${r.virtualSize}: shrinking loses data, pass shrink (--shrink) to do it anyway`, { field: 'size' });
+      if (!shrink) {
+        throw invalidSpec('size', `${formatSizeExact(bytes)} is smaller than the volume (${formatSizeExact(r.virtualSize)}): shrinking loses data, pass shrink (--shrink) to do it anyway`);
       }
       this.assertNoClones(name, 'shrunk');
     }
+    return { record: r, bytes };
+  }
+
+  /**
+   * Grow, or with shrink also cut, with qemu-img: for a volume no running QEMU has open (its image lock refuses
+   * it otherwise: VOLUME_IN_USE). Attached to a stopped instance is fine; a running one resizes it live (the disk
+   * service, QMP block_resize) and then calls sizeChanged().
+   */
+  async resize(name: string, size: unknown, opts: { shrink?: boolean } = {}): Promise<Volume> {
+    const { record: r, bytes } = this.planResize(name, size, opts.shrink);
     if (bytes !== r.virtualSize) {
       await guarded(name, 'resized', () => imgResize(r.path, r.format, bytes, { shrink: bytes < r.virtualSize }));
     }
+    return this.sizeChanged(name);
+  }
+
+  /** Read the image's virtual size again (qemu-img info --force-share: also while a QEMU has it open) into the record. */
+  async sizeChanged(name: string): Promise<Volume> {
+    const r = this.record(name);
     const info = await imgInfo(r.path, r.format);
     const updated: VolumeRecord = { ...r, virtualSize: info['virtual-size'] };
     this.store.writeRecord(this.pathOf(name), updated);

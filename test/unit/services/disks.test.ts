@@ -1,6 +1,7 @@
 /**
  * The disk service's volume rules, against a fake instance service and real qemu-img: a volume with clones is
- * never attached nor started under them, and a start's image-lock failure names the holder.
+ * never attached nor started under them, a start's image-lock failure names the holder, and a resize of an
+ * attached volume is qemu-img while the instance is stopped and QMP block_resize while it runs.
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -19,6 +20,7 @@ import type { EventBus } from '../../../src/services/events.js';
 import type { InstanceRow } from '../../../src/store/store.js';
 import { VolumeStore } from '../../../src/storage/volumes.js';
 
+const MiB = 1024 * 1024;
 const skip = ((): string | false => {
   try {
     execFileSync('qemu-img', ['--version'], { stdio: 'ignore' });
@@ -79,14 +81,15 @@ class FakeInstances {
   }
 }
 
-function setup(): { disks: DiskService; store: VolumeStore; inst: FakeInstances; hooks: InstanceHooks } {
+function setup(): { disks: DiskService; store: VolumeStore; inst: FakeInstances; hooks: InstanceHooks; events: Array<[string, Record<string, unknown>]> } {
   const dataDir = mkdtempSync(join(tmpdir(), 'corral-disks-'));
   dirs.push(dataDir);
   const store = new VolumeStore(dataDir);
-  const bus = { publish: () => undefined } as unknown as EventBus;
+  const events: Array<[string, Record<string, unknown>]> = [];
+  const bus = { publish: (type: string, _i: string | null, data: Record<string, unknown> = {}) => events.push([type, data]) } as unknown as EventBus;
   const inst = new FakeInstances(store);
   const disks = new DiskService({ instances: inst as unknown as InstanceService, volumes: new VolumeService(store, bus), events: bus, log: { warn: () => undefined } });
-  return { disks, store, inst, hooks: disks.hooks() };
+  return { disks, store, inst, hooks: disks.hooks(), events };
 }
 
 async function refused(p: Promise<unknown> | (() => unknown), code: string): Promise<CorralError> {
@@ -139,4 +142,46 @@ test('a start that QEMU fails on a volume\'s image lock is VOLUME_IN_USE naming 
   assert.match(e.message, /volume "data" cannot be opened by instance "vm2": its image is held by instance "holder"/);
   const other = new CorralError('QEMU_FAILED', 'something else');
   assert.equal(hooks.startFailed!(row, other), other);
+});
+
+test('resize of a volume attached to a stopped instance: qemu-img; to a running one: live, never shrinking', { skip }, async () => {
+  const { disks, store, inst, events } = setup();
+  await store.create('cold', '16M');
+  await store.create('hot', '16M');
+  inst.add('off', 'stopped', [{ volume: 'cold', bus: 'virtio-blk' }]);
+  inst.add('on', 'running', [{ volume: 'hot', bus: 'virtio-blk' }]);
+
+  assert.equal((await disks.resizeVolume('cold', '32M')).virtualSize, 32 * MiB);
+  assert.equal((await disks.resizeVolume('cold', '8M', true)).virtualSize, 8 * MiB);
+  assert.deepEqual(inst.qmp, []);
+
+  const grown = await disks.resizeVolume('hot', '48M');
+  assert.equal(grown.virtualSize, 48 * MiB);
+  assert.deepEqual(inst.qmp, [['block_resize', { 'node-name': 'vol-hot-fmt', size: 48 * MiB }]]);
+  assert.equal(store.record('hot').virtualSize, 48 * MiB);
+  assert.deepEqual(events.at(-1), ['volume.resized', { volume: 'hot', size: 48 * MiB, live: true, instance: 'on' }]);
+
+  const shrink = await refused(disks.resizeVolume('hot', '16M', true), 'VOLUME_IN_USE');
+  assert.match(shrink.message, /cannot be shrunk while instance "on" is running: .*stop the instance first/);
+  await refused(disks.resizeVolume('hot', '16M'), 'INVALID_SPEC');
+  await refused(disks.resizeVolume('hot', '1000'), 'INVALID_SPEC');
+  assert.equal(inst.qmp.length, 1);
+  assert.equal(store.record('hot').virtualSize, 48 * MiB);
+});
+
+test('live resize on a bus that cannot tell the guest (ide, sata, vhost-user-blk) is refused; stopped, it is done', { skip }, async () => {
+  const { disks, store, inst } = setup();
+  await store.create('emu', '16M');
+  await store.create('vu', '16M');
+  inst.add('on', 'running', [{ volume: 'emu', bus: 'ide' }, { volume: 'vu', bus: 'vhost-user-blk' }]);
+  const e = await refused(disks.resizeVolume('emu', '32M'), 'INVALID_SPEC');
+  assert.match(e.message, /on ide, which cannot tell a running guest of a new size; stop instance "on" first/);
+  const vu = await refused(disks.resizeVolume('vu', '32M'), 'INVALID_SPEC');
+  assert.match(vu.message, /on vhost-user-blk, whose storage daemon cannot tell a running guest of a new size; stop instance "on" first/);
+  assert.equal(vu.details.field, 'bus');
+  assert.deepEqual(inst.qmp, []);
+  assert.equal(store.record('vu').virtualSize, 16 * MiB);
+  inst.rowOf('on').state = 'stopped';
+  assert.equal((await disks.resizeVolume('vu', '32M')).virtualSize, 32 * MiB);
+  assert.equal((await disks.resizeVolume('emu', '32M')).virtualSize, 32 * MiB);
 });
