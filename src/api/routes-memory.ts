@@ -1,12 +1,12 @@
 /** /v1/instances/{name}/memory: memory statistics and the memory map (GET), live resize (POST {size}). */
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
-import { ErrorBody, NameParams } from './schemas.js';
+import { ErrorBody, NameParams, Size } from './schemas.js';
 import type { Services } from './services.js';
 
 const errors = { 400: ErrorBody, 404: ErrorBody, 409: ErrorBody, 500: ErrorBody };
 const ResizeBody = Type.Object(
-  { size: Type.Union([Type.String({ description: 'a size such as 512M or 2G' }), Type.Integer({ description: 'bytes' })]) },
+  { size: Size },
   { additionalProperties: false },
 );
 

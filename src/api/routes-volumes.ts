@@ -1,10 +1,8 @@
 /** /v1/volumes: volumes of the `default` directory pool, their clones and internal snapshots. */
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import { Type, type Static } from '@sinclair/typebox';
-import { ErrorBody, NameParams } from './schemas.js';
+import { ErrorBody, NameParams, Size } from './schemas.js';
 import type { Services } from './services.js';
-
-const Size = Type.Union([Type.String({ description: 'a size such as 512M or 2G' }), Type.Integer({ description: 'bytes' })]);
 
 export const CreateVolumeBody = Type.Object(
   {
@@ -49,8 +47,13 @@ export function volumeRoutes(svc: Services): FastifyPluginAsync {
 
     app.post<{ Params: Static<typeof NameParams>; Body: Static<typeof ResizeVolumeBody> }>(
       '/v1/volumes/:name/resize',
-      { schema: { summary: 'Grow a volume (shrink only with shrink: true)', params: NameParams, body: ResizeVolumeBody, response: errors } },
-      async (req) => v.resize(req.params.name, req.body.size, req.body.shrink ?? false),
+      {
+        schema: {
+          summary: 'Grow a volume (shrink only with shrink: true); attached to a running instance: live, and never shrinking',
+          params: NameParams, body: ResizeVolumeBody, response: errors,
+        },
+      },
+      async (req) => svc.disks.resizeVolume(req.params.name, req.body.size, req.body.shrink ?? false),
     );
 
     app.post<{ Params: Static<typeof NameParams>; Body: Static<typeof CloneVolumeBody> }>(

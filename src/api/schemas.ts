@@ -1,7 +1,16 @@
 /** TypeBox schemas: one definition gives request validation, TypeScript types and the OpenAPI document. */
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 
-const Size = Type.Union([Type.String({ description: 'a size such as 512M or 2G' }), Type.Integer({ description: 'bytes' })]);
+/**
+ * A size: a string with a unit ("512M", "2G"; one without a unit is refused by the service) or a JSON number of
+ * bytes. One `type: [string, integer]` rather than a union: with the server's type coercion a union's integer
+ * branch would turn "1000" into 1000 bytes, and its string branch a number into a string; a value of either
+ * listed type is never coerced.
+ */
+export const Size = Type.Unsafe<string | number>({
+  type: ['string', 'integer'],
+  description: 'a size with a unit such as 512M or 2G (a string without a unit is refused), or a number of bytes',
+});
 
 export const CreateInstanceBody = Type.Object(
   {

@@ -36,8 +36,8 @@ export interface StoppedMemoryResize { name: string; memory: number; state: stri
 
 /** Resize an instance's memory (`corral resize NAME --memory SIZE`): a running one's new stats, or the stored size. */
 export function resizeMemory(client: ApiClient, name: string, sizeArg: string): Promise<MemoryStatsView | StoppedMemoryResize> {
-  const body = /^\d+$/.test(sizeArg) ? { size: Number(sizeArg) } : { size: sizeArg };
-  return client.call<MemoryStatsView | StoppedMemoryResize>('POST', `/v1/instances/${encodeURIComponent(name)}/memory`, body);
+  // sent as given: the daemon reads it as a size with a unit (a bare number is refused, not taken as bytes)
+  return client.call<MemoryStatsView | StoppedMemoryResize>('POST', `/v1/instances/${encodeURIComponent(name)}/memory`, { size: sizeArg });
 }
 
 export function registerMemoryCommands(program: Command, client: () => ApiClient): void {

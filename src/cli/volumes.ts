@@ -51,7 +51,7 @@ export function registerVolumeCommands(program: Command, client: () => ApiClient
     .command('create')
     .description('create a volume')
     .argument('<name>', 'volume name')
-    .requiredOption('--size <size>', 'virtual size, e.g. 10G')
+    .requiredOption('--size <size>', 'virtual size with a unit, e.g. 10G')
     .addOption(new Option('--format <format>', 'image format').choices(['qcow2', 'raw']).default('qcow2'))
     .option('--json', 'print the API JSON')
     .action(async (name: string, o: { size: string; format: string; json?: boolean }) => {
@@ -80,9 +80,9 @@ export function registerVolumeCommands(program: Command, client: () => ApiClient
 
   volume
     .command('resize')
-    .description('grow a volume (or shrink it with --shrink)')
+    .description('grow a volume (or shrink it with --shrink); attached to a running instance it grows live (virtio-blk, virtio-scsi) and never shrinks')
     .argument('<name>', 'volume name')
-    .requiredOption('--size <size>', 'new virtual size, e.g. 20G')
+    .requiredOption('--size <size>', 'new virtual size with a unit, e.g. 20G')
     .option('--shrink', 'allow making it smaller (data past the new end is lost)')
     .option('--json', 'print the API JSON')
     .action(async (name: string, o: { size: string; shrink?: boolean; json?: boolean }) => {
@@ -92,7 +92,7 @@ export function registerVolumeCommands(program: Command, client: () => ApiClient
 
   volume
     .command('clone')
-    .description('clone a volume: a qcow2 overlay on it (the source cannot be deleted while the clone exists)')
+    .description('clone a volume: a qcow2 overlay on it, a point-in-time copy (the source must not be attached; while the clone exists it cannot be attached, deleted or reverted)')
     .argument('<source>', 'source volume')
     .argument('<name>', 'new volume name')
     .option('--json', 'print the API JSON')

@@ -24,6 +24,13 @@ export const SATA_MAX = 6;
  * (the instance started with a vhost-user disk): the disk service checks that with QEMU.
  */
 export const HOTPLUG_BUSES: readonly DiskBus[] = ['virtio-blk', 'virtio-scsi', 'vhost-user-blk'];
+/**
+ * Buses on which a running guest learns of a new size of its disk: QMP block_resize in QEMU raises virtio-blk's
+ * config change and virtio-scsi's capacity-changed event. IDE and AHCI tell the guest nothing; a vhost-user-blk
+ * disk's image is open in its storage daemon, whose block_resize (QEMU 7.2) never reaches the guest (tried: the
+ * guest's size stayed the same), so those are resized only while the instance is stopped.
+ */
+export const LIVE_RESIZE_BUSES: readonly DiskBus[] = ['virtio-blk', 'virtio-scsi'];
 /** Buses served by a process outside QEMU over vhost-user: the guest's memory must be shared with it. */
 export const VHOST_USER_BUSES: readonly DiskBus[] = ['vhost-user-blk'];
 

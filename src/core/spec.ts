@@ -3,7 +3,7 @@
  * arguments, nothing is read here.
  */
 import { CorralError, invalidSpec } from './errors.js';
-import { MiB, parseSize } from './units.js';
+import { MiB, formatSizeExact, parseSize } from './units.js';
 import { computeDefaults, validateCompute, type ComputeRequest, type ComputeSpec } from './spec-compute.js';
 import { parseRootBus, type DiskBus, type InstanceDisk } from './disks.js';
 import { DEFAULT_NETWORK, type InstanceNic } from './nics.js';
@@ -86,7 +86,7 @@ export function validateCreate(req: CreateRequest, host: HostLimits): { name: st
   const cpus = validateCpus(req.cpus ?? 1, host);
   const memory = validateMemory(req.memory ?? DEFAULT_MEMORY, host);
   const disk = req.disk === undefined || req.disk === null ? null : parseSize('disk', req.disk);
-  if (disk !== null && disk < MIN_MEMORY) throw invalidSpec('disk', `disk must be at least 64 MiB`);
+  if (disk !== null && disk < MIN_MEMORY) throw invalidSpec('disk', `must be at least 64 MiB, got ${formatSizeExact(disk)}`);
   const firmware = req.firmware ?? 'bios';
   if (firmware !== 'bios' && firmware !== 'uefi') throw invalidSpec('firmware', `must be "bios" or "uefi"`);
   const accel = req.accel ?? 'auto';
@@ -114,7 +114,7 @@ export function validateCpus(cpus: unknown, host: HostLimits): number {
 
 export function validateMemory(memory: unknown, host: HostLimits): number {
   const bytes = parseSize('memory', memory);
-  if (bytes < MIN_MEMORY) throw invalidSpec('memory', `must be at least 64 MiB, got ${bytes} bytes`);
+  if (bytes < MIN_MEMORY) throw invalidSpec('memory', `must be at least 64 MiB, got ${formatSizeExact(bytes)}`);
   if (bytes % MiB !== 0) throw invalidSpec('memory', 'must be a whole number of MiB');
   if (bytes > host.memory) throw invalidSpec('memory', `${bytes / MiB} MiB is more than the host's ${Math.floor(host.memory / MiB)} MiB`);
   return bytes;

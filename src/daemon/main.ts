@@ -42,13 +42,18 @@ export interface DaemonOptions {
   pool?: { cpuRatio?: number; memoryRatio?: number; reservedMemory?: string | number };
 }
 
-/** Pool settings from options, then the environment (CORRAL_CPU_RATIO, CORRAL_MEMORY_RATIO, CORRAL_RESERVED_MEMORY). */
+/**
+ * Pool settings from options, then the environment (CORRAL_CPU_RATIO, CORRAL_MEMORY_RATIO, CORRAL_RESERVED_MEMORY).
+ * The ratios are numbers; the reserve is a size with a unit like any other ("512M"; "0" is none): a bare
+ * "536870912" is refused (INVALID_SPEC), as `--size 1000` is, rather than read as bytes.
+ */
 export function poolConfigFrom(opts: DaemonOptions['pool'], env: NodeJS.ProcessEnv = process.env): PoolConfig {
   const raw: Record<string, unknown> = {};
-  const num = (v: string | undefined): number | string | undefined => (v === undefined || v === '' ? undefined : Number.isNaN(Number(v)) ? v : Number(v));
+  const given = (v: string | undefined): string | undefined => (v === undefined || v === '' ? undefined : v);
+  const num = (v: string | undefined): number | string | undefined => (given(v) === undefined ? undefined : Number.isNaN(Number(v)) ? v : Number(v));
   const cpu = opts?.cpuRatio ?? num(env.CORRAL_CPU_RATIO);
   const mem = opts?.memoryRatio ?? num(env.CORRAL_MEMORY_RATIO);
-  const res = opts?.reservedMemory ?? num(env.CORRAL_RESERVED_MEMORY);
+  const res = opts?.reservedMemory ?? given(env.CORRAL_RESERVED_MEMORY);
   if (cpu !== undefined) raw.cpuRatio = cpu;
   if (mem !== undefined) raw.memoryRatio = mem;
   if (res !== undefined) raw.reservedMemory = res;

@@ -6,9 +6,14 @@
  * device_del + chardev-remove, then stops it), and only into a guest whose memory is already shared.
  * The instance spec holds the disk list; the volume's attachedTo names the instance. Lock order: the
  * instance's lock, then the volume lock.
+ *
+ * A volume with clones is never written under them: attaching one is refused, and so is a start with one attached.
+ * A start that QEMU (or a storage daemon) fails on an image lock is VOLUME_IN_USE naming who holds the volume.
+ * A resize of an attached volume runs under its instance's lock: qemu-img while the instance is stopped, QMP
+ * block_resize while it runs (virtio-blk and virtio-scsi), so the guest sees the new size.
  */
 import { CorralError, invalidSpec, isCorralError } from '../core/errors.js';
-import { HOTPLUG_BUSES, isVhostUser, planAttach, planDetach, volumeIds, type DiskBus, type InstanceDisk } from '../core/disks.js';
+import { HOTPLUG_BUSES, LIVE_RESIZE_BUSES, isVhostUser, planAttach, planDetach, volumeIds, type DiskBus, type InstanceDisk } from '../core/disks.js';
 import { isActive } from '../core/state.js';
 import type { QmpClient } from '../qemu/qmp.js';
 import { peripherals, qomObjects, unplugDevice } from './qmp-devices.js';
@@ -18,8 +23,13 @@ import type { EventBus } from './events.js';
 import type { InstanceHooks } from './instance-hooks.js';
 import type { InstanceService } from './instances.js';
 import { volumeDisk, type ResolvedDisk } from './runtime.js';
-import type { VolumeService } from './volumes.js';
+import type { OnlineResize, VolumeService } from './volumes.js';
+import type { Volume, VolumeRecord } from '../storage/volumes.js';
+import { lockHolderError } from './volume-holders.js';
 import type { StorageDaemonService } from './storage-daemons.js';
+
+/** The volume was attached or detached between reading its owner and holding the locks (resizeVolume retries). */
+class OwnerChanged extends Error {}
 
 /** What the guest reads as a vhost-user-blk disk's serial: qemu-storage-daemon answers GET_ID with this. */
 export const VHOST_USER_SERIAL = 'vhost_user_blk';
@@ -74,6 +84,12 @@ export class DiskService {
 
   hooks(): InstanceHooks {
     return {
+      // Clones read their source: a start that would write to a volume with clones is refused (such a pair
+      // can only predate the attach and clone checks, or be made by hand).
+      beforeLaunch: (row) => {
+        for (const disk of row.spec.disks) this.d.volumes.store.assertNoClones(disk.volume, `written by instance "${row.name}"`);
+      },
+      startFailed: (row, e) => this.lockHolder(row, e),
       // Deleting an instance detaches its volumes; it never deletes them.
       deleted: (row) => {
         for (const disk of row.spec.disks) {
@@ -93,6 +109,7 @@ export class DiskService {
       const row = this.d.instances.rowOf(name);
       const vol = this.d.volumes.store.record(typeof volume === 'string' ? volume : String(volume));
       const disks = planAttach(name, row.spec.disks, volume, bus, vol.attachedTo, row.spec.rootBus);
+      this.d.volumes.store.assertNoClones(vol.name, 'attached');
       const added = disks[disks.length - 1]!;
       const live = isActive(row.state);
       if (live) {
@@ -130,6 +147,71 @@ export class DiskService {
       this.d.events.publish('instance.disk.detached', name, { volume: disk.volume, live });
       return this.list(name);
     }));
+  }
+
+  /**
+   * `corral volume resize`. A volume attached to an instance is resized under the instance's lock, then the volume
+   * lock: with qemu-img while the instance is stopped, live while it runs (see resizeLive). Attached or detached
+   * meanwhile (between reading its owner and holding the locks): tried again.
+   */
+  async resizeVolume(name: string, size: string | number, shrink = false): Promise<Volume> {
+    for (let attempt = 1; ; attempt++) {
+      const owner = this.d.volumes.store.record(name).attachedTo;
+      const online: OnlineResize = async (r, bytes) => {
+        if (r.attachedTo !== owner) throw new OwnerChanged(`volume "${name}" was attached or detached meanwhile`);
+        return owner !== null && this.resizeLive(owner, r, bytes);
+      };
+      try {
+        return owner === null
+          ? await this.d.volumes.resize(name, size, shrink, online)
+          : await this.d.instances.withLock(owner, () => this.d.volumes.resize(name, size, shrink, online));
+      } catch (e) {
+        if (!(e instanceof OwnerChanged)) throw e;
+        if (attempt >= 3) throw new CorralError('VOLUME_IN_USE', `volume "${name}" is being attached and detached: try the resize again`, { name });
+      }
+    }
+  }
+
+  /**
+   * Resize a volume in the running QEMU of its instance: QMP block_resize on the volume's format node, and the guest
+   * is told of the new size (virtio-blk, virtio-scsi; the other buses cannot tell it: refused, see
+   * LIVE_RESIZE_BUSES). False when the instance is not running (qemu-img then resizes the file; its image lock
+   * refuses one a QEMU still holds). Shrinking the disk of a running guest is refused.
+   */
+  private async resizeLive(owner: string, r: VolumeRecord, bytes: number): Promise<boolean> {
+    const row = this.d.instances.rowOf(owner);
+    const disk = row.spec.disks.find((x) => x.volume === r.name);
+    if (!isActive(row.state) || !disk) return false;
+    if (bytes === r.virtualSize) return true;
+    if (bytes < r.virtualSize) {
+      throw new CorralError('VOLUME_IN_USE', `volume "${r.name}" cannot be shrunk while instance "${owner}" is ${row.state}: a disk never shrinks under a running guest; stop the instance first`, {
+        name: r.name, instance: owner,
+      });
+    }
+    if (!LIVE_RESIZE_BUSES.includes(disk.bus)) {
+      const why = isVhostUser(disk.bus) ? 'whose storage daemon cannot tell a running guest of a new size' : 'which cannot tell a running guest of a new size';
+      throw invalidSpec('bus', `volume "${r.name}" is on ${disk.bus}, ${why}; stop instance "${owner}" first`);
+    }
+    try {
+      await this.d.instances.live(owner).qmp.execute('block_resize', { 'node-name': volumeIds(r.name).node, size: bytes });
+    } catch (e) {
+      if (isCorralError(e)) throw e;
+      throw new CorralError('QEMU_FAILED', `live resize of volume "${r.name}" in instance "${owner}" failed: ${(e as Error).message}`, { name: r.name, instance: owner });
+    }
+    return true;
+  }
+
+  /** A start failed: QEMU's image-lock failure on one of its volumes becomes VOLUME_IN_USE naming the holders. */
+  private lockHolder(row: InstanceRow, e: unknown): unknown {
+    try {
+      const instances = this.d.instances.listRows().map((r) => ({
+        name: r.name, alive: isActive(r.state) || r.state === 'error', volumes: r.spec.disks.map((x) => x.volume),
+      }));
+      return lockHolderError(e, row.name, row.spec.disks.map((x) => x.volume), this.d.volumes.store.records(), instances);
+    } catch (err) {
+      this.d.log.warn({ instance: row.name, err: (err as Error).message }, 'cannot name the holder of a locked volume');
+      return e;
+    }
   }
 
   private storage(): StorageDaemonService {

@@ -52,6 +52,11 @@ export interface InstanceHooks {
   exitCause?(row: InstanceRow): string | null;
   /** After an instance is deleted (its row is gone). */
   deleted?(row: InstanceRow): void;
+  /**
+   * A start failed with `error`: return the error to report, that one or a clearer one (the disk service names
+   * who holds a volume QEMU could not lock). Runs first, before the state and lastError are set.
+   */
+  startFailed?(row: InstanceRow, error: unknown): unknown;
 }
 
 /** A live instance as other services see it. */

@@ -29,6 +29,7 @@ import { instanceView, type InstanceView } from './instance-view.js';
 
 export type { InstanceView };
 import { devicePaths, type DevicePath } from './device-paths.js';
+import { formatSizeExact } from '../core/units.js';
 import { admitOrThrow, poolView, type HostCapacityInput, type PoolConfig, type PoolView } from '../core/pool.js';
 
 
@@ -181,7 +182,7 @@ export class InstanceService {
     return this.locks.run(name, async () => {
       if (this.d.store.getInstance(name)) throw new CorralError('ALREADY_EXISTS', `instance "${name}" already exists`, { field: 'name' });
       if (spec.disk !== null && spec.disk < image.virtualSize) {
-        throw new CorralError('INVALID_SPEC', `disk: ${spec.disk} bytes is smaller than the image (${image.virtualSize} bytes)`, { field: 'disk' });
+        throw new CorralError('INVALID_SPEC', `disk: ${formatSizeExact(spec.disk)} is smaller than the image (${formatSizeExact(image.virtualSize)})`, { field: 'disk' });
       }
       if (spec.firmware === 'uefi' && !existsSync(OVMF_VARS)) {
         throw new CorralError('INVALID_SPEC', `firmware: UEFI needs OVMF (${OVMF_VARS} is missing; install the ovmf package)`, { field: 'firmware' });
@@ -376,6 +377,7 @@ export class InstanceService {
       this.setState(row, st.status === 'paused' ? 'paused' : 'running', `QEMU ${pid} started (${accel})`);
       writeStatus(p, { ...status, operation: null });
     } catch (e) {
+      for (const h of this.hooks) if (h.startFailed) e = h.startFailed(row, e);
       if (pid !== null) {
         try {
           process.kill(pid, 'SIGKILL');

@@ -5,7 +5,14 @@
  */
 import type { EventBus } from './events.js';
 import { KeyedLock } from './locks.js';
-import type { SnapshotInfo, Volume, VolumeDetails, VolumeStore } from '../storage/volumes.js';
+import type { SnapshotInfo, Volume, VolumeDetails, VolumeRecord, VolumeStore } from '../storage/volumes.js';
+
+/**
+ * Resizes a volume inside the running QEMU that has it open and returns true, or returns false when no running
+ * instance has it open (then qemu-img resizes the file). Given by the disk service, which holds the lock of the
+ * instance the volume is attached to.
+ */
+export type OnlineResize = (r: VolumeRecord, bytes: number) => Promise<boolean>;
 
 const KEY = 'volumes';
 
@@ -39,10 +46,13 @@ export class VolumeService {
     });
   }
 
-  resize(name: string, size: string | number, shrink = false): Promise<Volume> {
+  /** Grow (or with shrink cut) a volume; `online` resizes one open in a running instance (see OnlineResize). */
+  resize(name: string, size: string | number, shrink = false, online?: OnlineResize): Promise<Volume> {
     return this.run(async () => {
-      const v = await this.store.resize(name, size, { shrink });
-      this.events.publish('volume.resized', null, { volume: v.name, size: v.virtualSize });
+      const { record, bytes } = this.store.planResize(name, size, shrink);
+      const live = online !== undefined && (await online(record, bytes));
+      const v = live ? await this.store.sizeChanged(name) : await this.store.resize(name, bytes, { shrink });
+      this.events.publish('volume.resized', null, { volume: v.name, size: v.virtualSize, ...(live ? { live, instance: record.attachedTo } : {}) });
       return v;
     });
   }

@@ -8,6 +8,7 @@ import { existsSync, renameSync, rmSync, statSync, accessSync, constants } from 
 import { join, resolve } from 'node:path';
 import { CorralError, invalidSpec } from '../core/errors.js';
 import { dataPaths } from '../core/paths.js';
+import { formatSize } from '../core/units.js';
 import { printable, validateName } from '../core/spec.js';
 import { convert, imgInfo, type ImgFormat, type ImgInfo } from '../qemu/img.js';
 import { checkImageHeader, checkImgInfo } from './inspect.js';
@@ -156,7 +157,7 @@ export class ImageStore {
         virtualSize: info['virtual-size'], createdAt: new Date().toISOString(), source: 'import',
       };
       this.commit(staging, record);
-      progress({ step: 'done', message: `image ${name} imported (${info['virtual-size']} bytes virtual)`, percent: 100 });
+      progress({ step: 'done', message: `image ${name} imported (${formatSize(info['virtual-size'])} virtual)`, percent: 100 });
       return record;
     } catch (e) {
       this.discard(staging);

@@ -12,7 +12,7 @@ import { QEMU_IMG, qemuImgErrorLine, type ImgFormat } from '../qemu/img.js';
 const ENV = (): NodeJS.ProcessEnv => ({ PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C', LC_ALL: 'C' });
 
 /** qemu-img's message when another process (a running QEMU) holds the image's lock. */
-const LOCK_RE = /Failed to get (?:shared )?"[a-z ]+" lock/;
+export const LOCK_RE = /Failed to get (?:shared )?"[a-z ]+" lock/;
 
 /**
  * Turn a qemu-img failure caused by QEMU's image lock into VOLUME_IN_USE naming the volume; anything else

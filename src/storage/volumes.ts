@@ -7,13 +7,17 @@
  * attachedTo) rewrite volume.json atomically.
  *
  * Every qemu-img failure passes through lockErrorToInUse(): a volume open in a running QEMU is VOLUME_IN_USE.
+ *
+ * A clone is a qcow2 overlay that reads its source for every block it has not written itself, so a source with
+ * clones must never change again: it cannot be cloned while attached (its instance may write to it), attached
+ * while it has clones, reverted, shrunk or deleted (VOLUME_IN_USE naming the instance or the clones).
  */
 import { existsSync, renameSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { CorralError, invalidSpec } from '../core/errors.js';
 import { dataPaths } from '../core/paths.js';
 import { printable, validateName } from '../core/spec.js';
-import { parseSize } from '../core/units.js';
+import { formatSizeExact, parseSize } from '../core/units.js';
 import { createOverlay, imgInfo, resize as imgResize, type ImgFormat } from '../qemu/img.js';
 import { RecordDir } from './record-dir.js';
 import { createImage, lockErrorToInUse, probeLock, snapshotOp } from './volumes-img.js';
@@ -173,44 +177,75 @@ export class VolumeStore {
     return this.make(name, fmt, null, (file) => createImage(file, fmt, bytes));
   }
 
-  /** A qcow2 overlay on the source (backing format given explicitly). */
+  /**
+   * A qcow2 overlay on the source (backing format given explicitly): a point-in-time copy, so the source must not
+   * be written afterwards. Refused while it is attached to an instance (which may write to it at any time) or open
+   * for writing in any other process (QEMU's image lock).
+   */
   async clone(source: string, nameIn: unknown): Promise<Volume> {
     const src = this.record(source);
     const name = validateName('name', nameIn);
     this.assertFree(name);
+    if (src.attachedTo !== null) {
+      throw new CorralError('VOLUME_IN_USE', `volume "${src.name}" cannot be cloned: it is attached to instance "${src.attachedTo}", which may write to it, and a clone reads its source, which must then never change; detach it first`, {
+        name: src.name, instance: src.attachedTo,
+      });
+    }
+    if (existsSync(src.path)) await guarded(source, 'cloned', () => probeLock(src.path, src.format));
     return this.make(name, 'qcow2', src.name, (file) => guarded(source, 'cloned', () => createOverlay(file, src.path, src.format, null)));
   }
 
-  /** Grow, or with shrink also cut. Refused while attached or (shrinking) while clones depend on it. */
-  async resize(name: string, size: unknown, opts: { shrink?: boolean } = {}): Promise<Volume> {
+  /**
+   * The checks of a resize to `size`, before anything is done: a size with a unit, whole 512-byte sectors,
+   * shrinking only when asked for and never under clones. Returns the record and the new size in bytes.
+   */
+  planResize(name: string, size: unknown, shrink = false): { record: VolumeRecord; bytes: number } {
     const r = this.record(name);
     const bytes = parseSize('size', size);
-    assertNotInUse(r, 'resized');
+    if (bytes % 512 !== 0) throw invalidSpec('size', `must be a whole number of 512-byte sectors, got ${formatSizeExact(bytes)}`);
     if (bytes < r.virtualSize) {
-      if (!opts.shrink) {
-        throw new CorralError('INVALID_SPEC', `size: ${bytes} bytes is smaller than the volume's ${r.virtualSize}: shrinking loses data, pass shrink (--shrink) to do it anyway`, { field: 'size' });
+      if (!shrink) {
+        throw invalidSpec('size', `${formatSizeExact(bytes)} is smaller than the volume (${formatSizeExact(r.virtualSize)}): shrinking loses data, pass shrink (--shrink) to do it anyway`);
       }
-      const clones = this.clonesOf(name);
-      if (clones.length > 0) throw this.hasClones(name, 'shrunk', clones);
+      this.assertNoClones(name, 'shrunk');
     }
+    return { record: r, bytes };
+  }
+
+  /**
+   * Grow, or with shrink also cut, with qemu-img: for a volume no running QEMU has open (its image lock refuses
+   * it otherwise: VOLUME_IN_USE). Attached to a stopped instance is fine; a running one resizes it live (the disk
+   * service, QMP block_resize) and then calls sizeChanged().
+   */
+  async resize(name: string, size: unknown, opts: { shrink?: boolean } = {}): Promise<Volume> {
+    const { record: r, bytes } = this.planResize(name, size, opts.shrink);
     if (bytes !== r.virtualSize) {
       await guarded(name, 'resized', () => imgResize(r.path, r.format, bytes, { shrink: bytes < r.virtualSize }));
     }
+    return this.sizeChanged(name);
+  }
+
+  /** Read the image's virtual size again (qemu-img info --force-share: also while a QEMU has it open) into the record. */
+  async sizeChanged(name: string): Promise<Volume> {
+    const r = this.record(name);
     const info = await imgInfo(r.path, r.format);
     const updated: VolumeRecord = { ...r, virtualSize: info['virtual-size'] };
     this.store.writeRecord(this.pathOf(name), updated);
     return this.view(updated);
   }
 
-  private hasClones(name: string, verb: string, clones: string[]): CorralError {
-    return new CorralError('VOLUME_IN_USE', `volume "${name}" cannot be ${verb}: clones ${clones.join(', ')} depend on it`, { name, clones });
+  /** Refuse an operation that would change a volume's data under its clones (VOLUME_IN_USE naming them). */
+  assertNoClones(name: string, verb: string): void {
+    const clones = this.clonesOf(name);
+    if (clones.length > 0) {
+      throw new CorralError('VOLUME_IN_USE', `volume "${name}" cannot be ${verb}: clones ${clones.join(', ')} depend on it (they read its data, which must not change)`, { name, clones });
+    }
   }
 
   async remove(name: string): Promise<void> {
     const r = this.record(name);
     assertNotInUse(r, 'deleted');
-    const clones = this.clonesOf(name);
-    if (clones.length > 0) throw this.hasClones(name, 'deleted', clones);
+    this.assertNoClones(name, 'deleted');
     // A file removed behind Corral's back is open nowhere: its record can go without asking QEMU.
     if (existsSync(r.path)) await guarded(name, 'deleted', () => probeLock(r.path, r.format));
     this.store.remove(name);
@@ -272,8 +307,7 @@ export class VolumeStore {
   async revert(name: string, snap: string): Promise<void> {
     const r = await this.existing(name, snap, 'revert');
     assertNotInUse(r, 'reverted');
-    const clones = this.clonesOf(name);
-    if (clones.length > 0) throw this.hasClones(name, 'reverted', clones);
+    this.assertNoClones(name, 'reverted');
     await guarded(name, 'reverted', () => snapshotOp(r.path, '-a', snap));
   }
 

@@ -38,6 +38,27 @@ test('bad sizes are refused with the field', { skip }, async () => {
   await nothingLeft();
 });
 
+test('a size string without a unit is refused, not read as bytes; a JSON number is bytes', { skip }, async () => {
+  for (const [field, value] of [['memory', '512'], ['disk', '2048'], ['maxMemory', '1024'], ['memoryLimit', '4096']] as const) {
+    const r = await d.api('POST', '/v1/instances', { name: 'ok', image: 'tiny', [field]: value });
+    assert.equal(r.status, 400, JSON.stringify(r.body));
+    assert.equal(r.body.error.field, field);
+    assert.equal(r.body.error.message, `${field}: "${value}" has no unit: say what it counts, e.g. "${value}M" or "${value}G" (or "${value}B" for bytes)`);
+  }
+  const cli = await d.cli(['create', 'ok', '--image', 'tiny', '--memory', '512']);
+  assert.equal(cli.code, 1);
+  assert.match(cli.stderr, /INVALID_SPEC: memory: "512" has no unit/);
+  await nothingLeft();
+  const made = await d.api('POST', '/v1/instances', { name: 'ok', image: 'tiny', memory: 256 * 1024 * 1024 });
+  assert.equal(made.status, 201, JSON.stringify(made.body));
+  assert.equal(made.body.memory, 256 * 1024 * 1024);
+  const small = await d.api('POST', '/v1/instances', { name: 'ok2', image: 'tiny', disk: '100M' });
+  assert.equal(small.status, 400);
+  assert.match(small.body.error.message, /^disk: 100 MiB is smaller than the image \(\d+(\.\d+)? (MiB|GiB)( \(\d+ bytes\))?\)$/);
+  await d.ok('DELETE', '/v1/instances/ok');
+  await nothingLeft();
+});
+
 test('unknown JSON fields are refused', { skip }, async () => {
   await expect400({ name: 'ok', image: 'tiny', colour: 'blue' }, 'colour');
   const r = await d.api('POST', '/v1/instances/ok/stop', { timeout: 5, force: true });

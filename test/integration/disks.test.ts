@@ -1,13 +1,16 @@
 /**
  * Volumes attached as disks on each bus (virtio-blk, virtio-scsi, ide, sata) to the tiny guest: data written into the
  * volume from the host is read back from the guest's console; virtio-blk hotplug and unplug on a running guest;
- * VOLUME_IN_USE across instances; deleting an instance detaches but keeps its volumes.
+ * VOLUME_IN_USE across instances; deleting an instance detaches but keeps its volumes. A volume in use is not
+ * cloned, one with clones is not attached, a resize reaches a running guest, and a start that finds a volume
+ * locked names who holds it.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import { ConsoleSession, Daemon, SKIP_NO_TINY, useDaemon } from './harness.js';
+import { execFileSync, spawn } from 'node:child_process';
+import { readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ConsoleSession, Daemon, SKIP_NO_TINY, useDaemon, waitFor } from './harness.js';
 
 const skip = SKIP_NO_TINY;
 let d: Daemon;
@@ -169,4 +172,124 @@ test('deleting an instance detaches its volumes and keeps them', { skip, timeout
   const v = await d.ok('GET', '/v1/volumes/data1');
   assert.equal(v.attachedTo, null);
   await d.ok('DELETE', '/v1/volumes/data1');
+});
+
+/** The size of a guest block device in 512-byte sectors, once it reads `want` (or after ~10 s, whatever it reads). */
+async function sectors(c: ConsoleSession, dev: string, want: number): Promise<number> {
+  const out = await c.run(`i=0; while [ $i -lt 50 ] && [ "$(cat /sys/block/${dev}/size)" != ${want} ]; do sleep 0.2; i=$((i+1)); done; echo "SECTORS=$(cat /sys/block/${dev}/size)"`, 30_000);
+  return Number(/SECTORS=(\d+)/.exec(out)?.[1]);
+}
+
+test('a volume in use is not cloned, one with clones is not attached; resize: cold while stopped, live while running', { skip, timeout: 240_000 }, async () => {
+  const MiB = 1024 * 1024;
+  await d.ok('POST', '/v1/volumes', { name: 'grow1', size: '64M' }, 201);
+  await d.ok('POST', '/v1/instances', { name: 'g1', image: 'tiny' }, 201);
+  await d.ok('POST', '/v1/instances/g1/disks', { volume: 'grow1' }, 201);
+  // attached to a stopped instance: resized (qemu-img), and not cloned (the instance may write to it)
+  const cold = await d.cli(['volume', 'resize', 'grow1', '--size', '96M']);
+  assert.equal(cold.code, 0, cold.stderr);
+  assert.match(cold.stdout, /^virtualSize:\s+96 MiB$/m);
+  const stoppedClone = await d.cli(['volume', 'clone', 'grow1', 'grow1-copy']);
+  assert.equal(stoppedClone.code, 1);
+  assert.match(stoppedClone.stderr, /VOLUME_IN_USE: volume "grow1" cannot be cloned: it is attached to instance "g1"/);
+
+  await d.ok('POST', '/v1/instances/g1/start', {});
+  await d.waitConsole('g1', /corral-tiny ready/);
+  const c = await ConsoleSession.open(d, 'g1');
+  try {
+    const dev = await waitDisk(c, 'vd[b-z]');
+    assert.equal(await sectors(c, dev, (96 * MiB) / 512), (96 * MiB) / 512);
+    // a running guest writes to it: a clone would not be a copy
+    const clone = await d.cli(['volume', 'clone', 'grow1', 'grow1-copy']);
+    assert.equal(clone.code, 1);
+    assert.match(clone.stderr, /VOLUME_IN_USE: volume "grow1" cannot be cloned: it is attached to instance "g1"/);
+    assert.equal((await d.api('GET', '/v1/volumes/grow1-copy')).status, 404);
+
+    // live: QMP block_resize, and the guest sees the new size
+    const live = await d.cli(['volume', 'resize', 'grow1', '--size', '128M']);
+    assert.equal(live.code, 0, live.stderr);
+    assert.match(live.stdout, /^virtualSize:\s+128 MiB$/m);
+    assert.equal(await sectors(c, dev, (128 * MiB) / 512), (128 * MiB) / 512);
+    const shrink = await d.cli(['volume', 'resize', 'grow1', '--size', '64M', '--shrink']);
+    assert.equal(shrink.code, 1);
+    assert.match(shrink.stderr, /VOLUME_IN_USE: volume "grow1" cannot be shrunk while instance "g1" is running/);
+    const bare = await d.cli(['volume', 'resize', 'grow1', '--size', '1000']);
+    assert.equal(bare.code, 1);
+    assert.match(bare.stderr, /INVALID_SPEC: size: "1000" has no unit: .*"1000M"/);
+    assert.equal(await sectors(c, dev, (128 * MiB) / 512), (128 * MiB) / 512);
+    assert.equal((await d.ok('GET', '/v1/volumes/grow1')).virtualSize, 128 * MiB);
+
+    // on virtio-scsi too: QEMU reports the new capacity and the guest's SCSI layer rereads it
+    await d.ok('DELETE', '/v1/instances/g1/disks/grow1');
+    await d.ok('POST', '/v1/instances/g1/disks', { volume: 'grow1', bus: 'virtio-scsi' }, 201);
+    const sd = await waitDisk(c, 'sd[a-z]');
+    assert.equal(await sectors(c, sd, (128 * MiB) / 512), (128 * MiB) / 512);
+    const scsi = await d.cli(['volume', 'resize', 'grow1', '--size', '160M']);
+    assert.equal(scsi.code, 0, scsi.stderr);
+    assert.equal(await sectors(c, sd, (160 * MiB) / 512), (160 * MiB) / 512);
+  } finally {
+    await c.close();
+  }
+  await d.ok('POST', '/v1/instances/g1/kill', {});
+  await d.ok('DELETE', '/v1/instances/g1/disks/grow1');
+
+  // detached it can be cloned; from then on it never becomes writable under its clone
+  await d.ok('POST', '/v1/volumes/grow1/clone', { name: 'grow1-copy' }, 201);
+  const att = await d.api('POST', '/v1/instances/g1/disks', { volume: 'grow1' });
+  assert.equal(att.status, 409);
+  assert.equal(att.body.error.code, 'VOLUME_IN_USE');
+  assert.match(att.body.error.message, /volume "grow1" cannot be attached: clones grow1-copy depend on it/);
+  assert.deepEqual((await d.ok('GET', '/v1/instances/g1/disks')).disks, []);
+  await d.ok('POST', '/v1/instances/g1/disks', { volume: 'grow1-copy' }, 201);
+  await d.ok('DELETE', '/v1/instances/g1?force=true');
+  await d.ok('DELETE', '/v1/volumes/grow1-copy');
+  await d.ok('DELETE', '/v1/volumes/grow1');
+});
+
+test('a start that finds a volume locked is VOLUME_IN_USE naming who holds it', { skip, timeout: 120_000 }, async () => {
+  const vol = await d.ok('POST', '/v1/volumes', { name: 'held1', size: '16M' }, 201);
+  await d.ok('POST', '/v1/instances', { name: 'h1', image: 'tiny' }, 201);
+  await d.ok('POST', '/v1/instances/h1/disks', { volume: 'held1' }, 201);
+
+  // a process that is no Corral instance has the image open
+  const blockdev = JSON.stringify({ driver: 'qcow2', 'node-name': 'd', file: { driver: 'file', filename: vol.path } });
+  const other = spawn('qemu-system-x86_64', ['-nodefaults', '-machine', 'none', '-display', 'none', '-blockdev', blockdev], { stdio: 'ignore' });
+  try {
+    await waitFor(() => {
+      try {
+        execFileSync('qemu-img', ['info', '-f', 'qcow2', vol.path], { stdio: 'ignore' });
+        return false;
+      } catch {
+        return true;
+      }
+    }, 15_000, 'the other QEMU to lock the volume');
+    const r = await d.api('POST', '/v1/instances/h1/start', {});
+    assert.equal(r.status, 409, JSON.stringify(r.body));
+    assert.equal(r.body.error.code, 'VOLUME_IN_USE');
+    assert.match(r.body.error.message, /^volume "held1" cannot be opened by instance "h1": its image is held by a process that is not a Corral instance \(Failed to get "write" lock\)/);
+    const h1 = await d.ok('GET', '/v1/instances/h1');
+    assert.equal(h1.state, 'stopped');
+    assert.match(h1.lastError, /held by a process that is not a Corral instance/);
+  } finally {
+    other.kill('SIGKILL');
+    await new Promise((res) => (other.exitCode !== null || other.signalCode !== null ? res(null) : other.once('exit', res)));
+  }
+
+  // a Corral instance holds it: h1 runs with it, and its record lost the attachment (edited by hand), so it
+  // could be attached to h2 as well
+  await d.ok('POST', '/v1/instances/h1/start', {});
+  const recFile = join(d.dataDir, 'volumes', 'held1', 'volume.json');
+  writeFileSync(recFile, JSON.stringify({ ...JSON.parse(readFileSync(recFile, 'utf8')), attachedTo: null }));
+  await d.ok('POST', '/v1/instances', { name: 'h2', image: 'tiny' }, 201);
+  await d.ok('POST', '/v1/instances/h2/disks', { volume: 'held1' }, 201);
+  const r2 = await d.api('POST', '/v1/instances/h2/start', {});
+  assert.equal(r2.status, 409, JSON.stringify(r2.body));
+  assert.equal(r2.body.error.code, 'VOLUME_IN_USE');
+  assert.match(r2.body.error.message, /^volume "held1" cannot be opened by instance "h2": its image is held by instance "h1" \(Failed to get "write" lock\); stop it first$/);
+  assert.equal(r2.body.error.instance, 'h1');
+  assert.equal((await d.ok('GET', '/v1/instances/h2')).state, 'stopped');
+
+  await d.ok('DELETE', '/v1/instances/h2');
+  await d.ok('DELETE', '/v1/instances/h1?force=true');
+  await d.ok('DELETE', '/v1/volumes/held1');
 });

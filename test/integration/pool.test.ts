@@ -14,7 +14,7 @@ let d: Daemon;
 useDaemon((x) => { d = x; }, {
   env: () => {
     const total = Number(/^MemTotal:\s+(\d+) kB/m.exec(readFileSync('/proc/meminfo', 'utf8'))![1]) * 1024;
-    return { CORRAL_RESERVED_MEMORY: String(total - 512 * MiB) };
+    return { CORRAL_RESERVED_MEMORY: `${(total - 512 * MiB) / 1024}K` };
   },
 });
 

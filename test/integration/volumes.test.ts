@@ -54,11 +54,30 @@ test('volume create, list, show, resize through the CLI', { skip, timeout: 60_00
   assert.equal(grown.virtualSize, 128 * 1024 * 1024);
   const shrink = await d.cli(['volume', 'resize', 'data1', '--size', '32M']);
   assert.equal(shrink.code, 1);
-  assert.match(shrink.stderr, /INVALID_SPEC: size:/);
+  assert.match(shrink.stderr, /INVALID_SPEC: size: 32 MiB is smaller than the volume \(128 MiB\): shrinking loses data/);
 
   const show = await json(['volume', 'show', 'data1']);
   assert.equal(show.virtualSize, 128 * 1024 * 1024);
   assert.deepEqual(show.snapshots, []);
+  // without --json, sizes in binary units
+  const words = await d.cli(['volume', 'show', 'data1']);
+  assert.match(words.stdout, /^virtualSize:\s+128 MiB$/m);
+  assert.match(words.stdout, /^allocated:\s+\d+(\.\d)? (KiB|MiB)$/m);
+});
+
+test('a size without a unit is refused, not taken as bytes', { skip }, async () => {
+  for (const args of [['volume', 'create', 'tiny1', '--size', '1000'], ['volume', 'resize', 'data1', '--size', '1000']]) {
+    const r = await d.cli(args);
+    assert.equal(r.code, 1, args.join(' '));
+    assert.match(r.stderr, /^error: INVALID_SPEC: size: "1000" has no unit: say what it counts, e\.g\. "1000M" or "1000G" \(or "1000B" for bytes\)$/m);
+  }
+  assert.equal((await d.api('GET', '/v1/volumes/tiny1')).status, 404);
+  assert.equal((await json(['volume', 'show', 'data1'])).virtualSize, 128 * 1024 * 1024);
+  // in the API a JSON number is bytes
+  const made = await d.api('POST', '/v1/volumes', { name: 'bytes1', size: 1024 * 1024 });
+  assert.equal(made.status, 201, JSON.stringify(made.body));
+  assert.equal(made.body.virtualSize, 1024 * 1024);
+  assert.deepEqual(await json(['volume', 'delete', 'bytes1']), { deleted: 'bytes1' });
 });
 
 test('bad input is refused with coded errors and leaves nothing', { skip }, async () => {

@@ -260,3 +260,8 @@ test('--version prints the package version; usage errors exit 1', async () => {
   assert.equal(r.code, 1);
   assert.match(r.stderr, /--format/);
 });
+
+test('resize --memory sends the size as typed: a bare number is the daemon\'s to refuse, never turned into bytes', async () => {
+  await runCli(['resize', 'web1', '--memory', '1000'], env);
+  assert.deepEqual(JSON.parse(lastRequest('POST', '/v1/instances/web1/memory').body), { size: '1000' });
+});

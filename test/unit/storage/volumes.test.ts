@@ -110,7 +110,15 @@ test('resize grows; shrink is refused unless asked for', { skip }, async () => {
   assert.equal(grown.virtualSize, 32 * 1024 * 1024);
   assert.equal(info(v.path, 'qcow2')['virtual-size'], 32 * 1024 * 1024);
   assert.equal((await s.get('g')).virtualSize, 32 * 1024 * 1024);
-  await rejects(s.resize('g', '8M'), 'INVALID_SPEC', 'size');
+  const small = await rejects(s.resize('g', '8M'), 'INVALID_SPEC', 'size');
+  assert.match(small.message, /^size: 8 MiB is smaller than the volume \(32 MiB\): shrinking loses data/);
+  assert.equal(info(v.path, 'qcow2')['virtual-size'], 32 * 1024 * 1024);
+  // a size without a unit is refused, not taken as bytes; one that is not whole sectors is refused too
+  const bare = await rejects(s.resize('g', '1000'), 'INVALID_SPEC', 'size');
+  assert.match(bare.message, /"1000" has no unit: .*"1000M"/);
+  await rejects(s.create('bare', '1000'), 'INVALID_SPEC', 'size');
+  const odd = await rejects(s.resize('g', 32 * 1024 * 1024 + 1), 'INVALID_SPEC', 'size');
+  assert.match(odd.message, /512-byte sectors, got 32 MiB \(33554433 bytes\)/);
   assert.equal(info(v.path, 'qcow2')['virtual-size'], 32 * 1024 * 1024);
   const raw = await s.create('graw', '16M', 'raw');
   const cut = await s.resize('graw', '8M', { shrink: true });
@@ -174,16 +182,28 @@ test('snapshots: create, list, revert restores the data, delete; raw refuses', {
   await rejects(s.revert('snap', 's2'), 'VOLUME_IN_USE');
 });
 
-test('attachedTo set: delete and resize refused with VOLUME_IN_USE naming the instance', { skip }, async () => {
-  const { s } = fresh();
+test('attachedTo set: delete and clone refused with VOLUME_IN_USE naming the instance; resize works while no QEMU has it open', { skip }, async () => {
+  const { s, dir } = fresh();
   await s.create('att', '1M');
   s.setAttached('att', 'vm1');
   const e = await rejects(s.remove('att'), 'VOLUME_IN_USE');
   assert.match(e.message, /vm1/);
   assert.equal(e.details.instance, 'vm1');
-  await rejects(s.resize('att', '2M'), 'VOLUME_IN_USE');
+  // a clone must be a point-in-time copy: the instance could write to its source at any time
+  const c = await rejects(s.clone('att', 'attcopy'), 'VOLUME_IN_USE');
+  assert.match(c.message, /cannot be cloned: it is attached to instance "vm1".*detach it first/);
+  assert.equal(c.details.instance, 'vm1');
+  assert.deepEqual(entries(dir), ['att']);
+  // attached to a stopped instance: qemu-img resizes it (a running one's QEMU lock would refuse it)
+  assert.equal((await s.resize('att', '2M')).virtualSize, 2 * 1024 * 1024);
   assert.throws(() => assertNotInUse(s.record('att'), 'attached'), /attached to instance "vm1"/);
   s.setAttached('att', null);
+  await s.clone('att', 'attcopy');
+  // and from now on the source never becomes writable under its clone
+  assert.throws(() => s.assertNoClones('att', 'attached'), (e: unknown) => e instanceof CorralError && e.code === 'VOLUME_IN_USE'
+    && /volume "att" cannot be attached: clones attcopy depend on it/.test(e.message) && (e.details.clones as string[]).join() === 'attcopy');
+  await s.remove('attcopy');
+  s.assertNoClones('att', 'attached');
   await s.remove('att');
 });
 
@@ -231,6 +251,8 @@ test('a volume open in a running QEMU: qemu-img lock errors become VOLUME_IN_USE
       ['snapshot', () => s.snapshot('busy', 'during')],
       ['revert', () => s.revert('busy', 'before')],
       ['delete', () => s.remove('busy')],
+      // a clone of an image a QEMU writes to would not be a copy: the source changes under it
+      ['clone', () => s.clone('busy', 'busyclone')],
     ] as const) {
       const e = await rejects(p(), 'VOLUME_IN_USE');
       assert.match(e.message, /busy/, what);
@@ -238,14 +260,41 @@ test('a volume open in a running QEMU: qemu-img lock errors become VOLUME_IN_USE
     }
     assert.ok(existsSync(v.path));
     assert.equal(s.record('busy').virtualSize, 16 * 1024 * 1024);
-    // the others are unaffected, and so is a clone (which opens its source read-only)
+    assert.deepEqual(s.clonesOf('busy'), []);
+    assert.equal(existsSync(join(s.dir, 'busyclone')), false);
+    // the others are unaffected
     await s.remove('busyraw');
-    const c = await s.clone('busy', 'busyclone');
-    assert.equal(c.backing, 'busy');
   } finally {
     qemu.kill('SIGKILL');
     await new Promise((r) => (qemu.exitCode !== null || qemu.signalCode !== null ? r(null) : qemu.once('exit', r)));
   }
-  await s.remove('busyclone');
   await s.remove('busy');
+});
+
+test('a source that a running QEMU only reads (under a clone) can be cloned again', { skip: skipQemu, timeout: 30_000 }, async () => {
+  const { s } = fresh();
+  await s.create('base', '16M');
+  const first = await s.clone('base', 'first');
+  const blockdev = JSON.stringify({ driver: 'qcow2', 'node-name': 'd', file: { driver: 'file', filename: first.path } });
+  const qemu: ChildProcess = spawn('qemu-system-x86_64', ['-nodefaults', '-machine', 'none', '-display', 'none', '-blockdev', blockdev], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  qemu.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
+  try {
+    const t0 = Date.now();
+    for (;;) {
+      try {
+        await probeLock(first.path, 'qcow2');
+      } catch {
+        break;
+      }
+      if (qemu.exitCode !== null) throw new Error(`qemu exited: ${stderr}`);
+      if (Date.now() - t0 > 15_000) throw new Error('QEMU never took the image lock');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const second = await s.clone('base', 'second');
+    assert.equal(second.backing, 'base');
+  } finally {
+    qemu.kill('SIGKILL');
+    await new Promise((r) => (qemu.exitCode !== null || qemu.signalCode !== null ? r(null) : qemu.once('exit', r)));
+  }
 });
