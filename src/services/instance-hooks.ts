@@ -65,3 +65,34 @@ export interface LiveInstance {
   pid: number;
   qmp: QmpClient;
 }
+
+type Warn = { warn(o: object, m?: string): void };
+
+/** Run every hook's `exited`; resolves when the asynchronous ones are done (their failures are logged). */
+export function runExitHooks(hooks: InstanceHooks[], row: InstanceRow, log: Warn): Promise<void> {
+  const work: Array<Promise<void>> = [];
+  const warn = (e: unknown): void => log.warn({ instance: row.name, err: (e as Error).message }, 'exit hook failed');
+  for (const h of hooks) {
+    try {
+      const r = h.exited?.(row);
+      if (r) work.push(r.catch(warn));
+    } catch (e) {
+      warn(e);
+    }
+  }
+  return Promise.all(work).then(() => undefined);
+}
+
+/** What the services know of why a QEMU ended unasked (the VM cgroup's OOM kills), joined; or null. */
+export function exitCauses(hooks: InstanceHooks[], row: InstanceRow, log: Warn): string | null {
+  const said: string[] = [];
+  for (const h of hooks) {
+    try {
+      const c = h.exitCause?.(row);
+      if (c) said.push(c);
+    } catch (e) {
+      log.warn({ instance: row.name, err: (e as Error).message }, 'exit cause hook failed');
+    }
+  }
+  return said.length ? said.join('; ') : null;
+}

@@ -21,7 +21,7 @@ import type { EventBus } from './events.js';
 import { KeyedLock } from './locks.js';
 import { VmMonitor, type MonitorHandlers } from './monitor.js';
 import type { BlockIo } from '../qemu/argv-disks.js';
-import type { InstanceHooks, LaunchContributor, LiveInstance, NicPlanner } from './instance-hooks.js';
+import { exitCauses, runExitHooks, type InstanceHooks, type LaunchContributor, type LiveInstance, type NicPlanner } from './instance-hooks.js';
 import { OVMF_VARS, launchPlan, type LaunchExtras, type RuntimeStatus, prepareRunDir, readStatus, removeRunDir, writeStatus } from './runtime.js';
 import { ConsoleLogRotator } from './console-log.js';
 import { describeExit, kernelNote, keepPreviousStderr, stderrLine, writeExitInfo, type ExitInfo } from './exit-cause.js';
@@ -461,7 +461,7 @@ export class InstanceService {
         const facts = {
           pid, expected, crash, guestShutdown, shutdownReason, stopping: cur.state === 'stopping', status,
           kernel: unasked ? kernelNote(pid, startTicks) : null,
-          service: unasked ? this.exitCauses(cur) : null,
+          service: unasked ? exitCauses(this.hooks, cur, this.d.log) : null,
           stderr: stderrLine(p.stderr),
         };
         const { state, reason } = describeExit(facts);
@@ -480,36 +480,12 @@ export class InstanceService {
 
   /** Run every exit hook; resolves when the asynchronous ones are done (their failures are logged). */
   private runExitHooks(row: InstanceRow): Promise<void> {
-    const work: Array<Promise<void>> = [];
-    const warn = (e: unknown): void => this.d.log.warn({ instance: row.name, err: (e as Error).message }, 'exit hook failed');
-    for (const h of this.hooks) {
-      try {
-        const r = h.exited?.(row);
-        if (r) work.push(r.catch(warn));
-      } catch (e) {
-        warn(e);
-      }
-    }
-    return Promise.all(work).then(() => undefined);
+    return runExitHooks(this.hooks, row, this.d.log);
   }
 
   /** Wait for the exit hooks of an instance's last QEMU (its storage daemons stopping). */
   private async exitSettled(uuid: string): Promise<void> {
     await this.exiting.get(uuid);
-  }
-
-  /** What the services know of why a QEMU ended unasked (the VM cgroup's OOM kills), joined; or null. */
-  private exitCauses(row: InstanceRow): string | null {
-    const said: string[] = [];
-    for (const h of this.hooks) {
-      try {
-        const c = h.exitCause?.(row);
-        if (c) said.push(c);
-      } catch (e) {
-        this.d.log.warn({ instance: row.name, err: (e as Error).message }, 'exit cause hook failed');
-      }
-    }
-    return said.length ? said.join('; ') : null;
   }
 
   private finishExit(row: InstanceRow, to: InstanceState, reason: string, exit?: ExitInfo): void {
