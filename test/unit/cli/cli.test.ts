@@ -162,6 +162,18 @@ test('events: one line per event; --json the raw event; a closed stream is an er
   assert.deepEqual(evs.map((e) => e.id), [6, 7]);
 });
 
+test('events: the daemon stopping ends the stream cleanly (exit 0), a cut connection is an error', async () => {
+  let r = await runCli(['events', '--since', '8'], env);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout, '2025-01-01T00:00:00.000Z daemon.stopping - {"pid":1,"signal":"SIGTERM"}\n');
+  assert.equal(r.stderr, 'the corral daemon is stopping; the event stream ended (resume with: corral events --since 9)\n');
+  r = await runCli(['events', '--since', '10'], env);
+  assert.equal(r.code, 1);
+  assert.match(r.stdout, /instance\.created web1/);
+  assert.match(r.stderr, /^error: lost the connection to the daemon \(resume with: corral events --since 11\): /);
+  assert.equal(r.stderr.split('\n').length, 2, r.stderr);
+});
+
 test('console --log prints the raw bytes', async () => {
   const r = await runCli(['console', 'web1', '--log'], env);
   assert.equal(r.code, 0, r.stderr);

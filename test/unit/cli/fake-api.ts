@@ -71,6 +71,19 @@ const routes: Record<string, Handler> = {
     res.write(`id: 6\nevent: instance.state\ndata: ${JSON.stringify(ev)}\n\n: connected\n\n`);
     setTimeout(() => res.end(`id: 7\r\nevent: daemon.started\r\ndata: ${JSON.stringify({ ...ev, id: 7, type: 'daemon.started', instance: null, data: { pid: 1 } })}\r\n\r\n`), 20);
   },
+  'GET /v1/events?since=8': (_q, res) => {
+    // the daemon stopping: its last event, then the end of the stream
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    const ev = { id: 9, time: '2025-01-01T00:00:00.000Z', type: 'daemon.stopping', instance: null, data: { pid: 1, signal: 'SIGTERM' } };
+    res.end(`: connected\n\nid: 9\nevent: daemon.stopping\ndata: ${JSON.stringify(ev)}\n\n`);
+  },
+  'GET /v1/events?since=10': (_q, res) => {
+    // a connection cut in the middle of the stream
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    const ev = { id: 11, time: '2025-01-01T00:00:00.000Z', type: 'instance.created', instance: 'web1', data: {} };
+    res.write(`id: 11\nevent: instance.created\ndata: ${JSON.stringify(ev)}\n\n`);
+    setTimeout(() => res.socket?.destroy(), 50);
+  },
 };
 
 export interface FakeApi {
