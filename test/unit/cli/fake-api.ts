@@ -71,6 +71,19 @@ const routes: Record<string, Handler> = {
     res.write(`id: 6\nevent: instance.state\ndata: ${JSON.stringify(ev)}\n\n: connected\n\n`);
     setTimeout(() => res.end(`id: 7\r\nevent: daemon.started\r\ndata: ${JSON.stringify({ ...ev, id: 7, type: 'daemon.started', instance: null, data: { pid: 1 } })}\r\n\r\n`), 20);
   },
+  'GET /v1/instances/web': (_q, res) => send(res, 404, { error: { code: 'INSTANCE_NOT_FOUND', message: 'instance "web" not found', name: 'web' } }),
+  'GET /v1/instances/zzz': (_q, res) => send(res, 404, { error: { code: 'INSTANCE_NOT_FOUND', message: 'instance "zzz" not found', name: 'zzz' } }),
+  'GET /v1/events': (req, res) => {
+    // an endless stream: one event every 10 ms until the client goes
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    let id = 100;
+    const timer = setInterval(() => {
+      id++;
+      const ev = { id, time: '2025-01-01T00:00:00.000Z', type: 'qemu.event', instance: 'web1', data: { event: 'RTC_CHANGE' } };
+      res.write(`id: ${id}\nevent: qemu.event\ndata: ${JSON.stringify(ev)}\n\n`);
+    }, 10);
+    req.socket.on('close', () => clearInterval(timer));
+  },
   'GET /v1/events?since=8': (_q, res) => {
     // the daemon stopping: its last event, then the end of the stream
     res.writeHead(200, { 'content-type': 'text/event-stream' });
@@ -165,6 +178,29 @@ export async function startFakeApi(opts: { tcpToken?: string } = {}): Promise<Fa
 }
 
 export interface RunResult { code: number | null; stdout: string; stderr: string; stdoutBytes: Buffer }
+
+/**
+ * Run the compiled CLI with its stdout a pipe whose reader goes away: at once ('start', before the CLI writes
+ * anything) or after the first bytes ('first-data'), as `| head -1` does.
+ */
+export function runCliClosingStdout(args: string[], env: Record<string, string | undefined>, when: 'start' | 'first-data'): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const childEnv: NodeJS.ProcessEnv = { ...process.env, CORRAL_URL: undefined, CORRAL_TOKEN: undefined, ...env };
+    for (const k of Object.keys(childEnv)) if (childEnv[k] === undefined) delete childEnv[k];
+    const child = spawn(process.execPath, [CLI, ...args], { env: childEnv, stdio: ['pipe', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    if (when === 'start') child.stdout.destroy();
+    else child.stdout.once('data', (c: Buffer) => { out.push(c); child.stdout.destroy(); });
+    child.stderr.on('data', (c: Buffer) => err.push(c));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      const stdoutBytes = Buffer.concat(out);
+      resolve({ code, stdout: stdoutBytes.toString('utf8'), stderr: Buffer.concat(err).toString('utf8'), stdoutBytes });
+    });
+    child.stdin.end();
+  });
+}
 
 /** Run the compiled CLI as a child process. */
 export function runCli(args: string[], env: Record<string, string | undefined>, input?: string | null, cwd?: string): Promise<RunResult> {
