@@ -5,8 +5,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
-import { ApiClient } from './client.js';
+import { ApiClient, CliError } from './client.js';
 import { errorLine, installCliGuards, jsonErrors, releaseCliGuards, reportError, setJsonErrors } from './errors.js';
+import { withSuggestion } from './suggest.js';
 import { registerConsoleCommands } from './console.js';
 import { registerEventCommands } from './events.js';
 import { registerHostCommands } from './host.js';
@@ -100,7 +101,15 @@ export async function main(argv: string[] = process.argv): Promise<void> {
   try {
     await program.parseAsync(argv);
   } catch (e) {
-    reportError(e);
+    let err = e;
+    if (e instanceof CliError && e.code?.endsWith('_NOT_FOUND')) {
+      try {
+        err = await withSuggestion(e, new ApiClient());
+      } catch {
+        err = e;
+      }
+    }
+    reportError(err);
     process.exitCode = 1;
   }
 }

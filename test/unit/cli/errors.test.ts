@@ -1,4 +1,4 @@
-/** How the CLI fails: never a stack trace, quiet on a closed pipe, JSON errors with --json. */
+/** How the CLI fails: never a stack trace, quiet on a closed pipe, JSON errors with --json, "did you mean". */
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { runCli, runCliClosingStdout, startFakeApi, type FakeApi } from './fake-api.js';
+import { editDistance, nearestName } from '../../../src/cli/suggest.js';
 
 let api: FakeApi;
 let env: Record<string, string>;
@@ -79,4 +80,28 @@ test('--json: the CLI\'s own errors are JSON too (daemon unreachable, usage)', a
   // without --json, the same errors stay one line of text
   const t = await runCli(['start', 'web1'], env);
   assert.equal(t.stderr, 'error: INVALID_STATE: cannot start "web1": it is running\n');
+});
+
+test('INSTANCE_NOT_FOUND names the nearest instance (did you mean), in text and in JSON', async () => {
+  let r = await runCli(['show', 'web'], env);
+  assert.equal(r.code, 1);
+  assert.equal(r.stderr, 'error: INSTANCE_NOT_FOUND: instance "web" not found (did you mean "web1"?)\n');
+  r = await runCli(['show', 'web', '--json'], env);
+  assert.deepEqual(JSON.parse(r.stderr), {
+    error: { code: 'INSTANCE_NOT_FOUND', message: 'instance "web" not found (did you mean "web1"?)', name: 'web', didYouMean: 'web1' },
+  });
+  r = await runCli(['show', 'zzz'], env);
+  assert.equal(r.stderr, 'error: INSTANCE_NOT_FOUND: instance "zzz" not found\n');
+});
+
+test('nearestName: close names, swaps and unique prefixes; nothing for far names or ties', () => {
+  assert.equal(editDistance('web', 'web1'), 1);
+  assert.equal(editDistance('wbe1', 'web1'), 1);
+  assert.equal(editDistance('', 'abc'), 3);
+  assert.equal(nearestName('web', ['web1', 'db1']), 'web1');
+  assert.equal(nearestName('wbe1', ['web1', 'db1']), 'web1');
+  assert.equal(nearestName('data', ['data1', 'data2']), undefined); // a tie: no guess
+  assert.equal(nearestName('zzz', ['web1', 'db1']), undefined);
+  assert.equal(nearestName('frontend', ['frontend-blue-7']), 'frontend-blue-7'); // far by edits, but the only prefix
+  assert.equal(nearestName('web1', ['web1']), undefined);
 });
