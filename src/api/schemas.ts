@@ -69,3 +69,9 @@ export const Instance = Type.Object({
   uptime: Type.Union([Type.Number(), Type.Null()]), rss: Type.Union([Type.Integer(), Type.Null()]),
   createdAt: Type.String(), startedAt: Type.Union([Type.String(), Type.Null()]), lastError: Type.Union([Type.String(), Type.Null()]),
 });
+
+/** The reply of stop and restart: the instance, and whether QEMU had to be killed. */
+export const StopReply = Type.Composite([
+  Instance,
+  Type.Object({ killed: Type.Boolean({ description: 'true when the guest did not power off within the timeout and QEMU was killed' }) }),
+]);

@@ -120,9 +120,10 @@ export function registerInstanceCommands(program: Command, client: () => ApiClie
     if (timed) cmd.option('--timeout <seconds>', 'seconds to wait for the guest to power off', wholeNumber, 30);
     cmd.action(async (name: string, o: JsonOpt & { timeout?: number }) => {
       const body = timed && o.timeout !== undefined ? { timeout: o.timeout } : {};
-      const inst = await client().call<Instance>('POST', `/v1/instances/${enc(name)}/${action}`, body);
+      // stop and restart answer `killed: true` when the guest did not power off in time and QEMU was killed
+      const inst = await client().call<Instance & { killed?: boolean }>('POST', `/v1/instances/${enc(name)}/${action}`, body);
       if (o.json) printJson(inst);
-      else printLines(statusLine(inst));
+      else printLines(`${statusLine(inst)}${inst.killed === true ? ` (killed: the guest did not power off within ${o.timeout ?? 30}s)` : ''}`);
     });
   }
 

@@ -73,10 +73,22 @@ test('devices names each device\'s approach and data path, matching the QEMU tha
   assert.match(table.stdout, /disk\s+disk0\s+paravirtual\s+virtio-blk-pci\s+guest virtio-blk ->/);
 });
 
+test('stop says when it had to kill: the guest did not power off within the timeout', { skip, timeout: 60_000 }, async () => {
+  const c = await d.cli(['create', 'k1', '--image', 'tiny', '--memory', '128M', '--start']);
+  assert.equal(c.code, 0, c.stderr);
+  const s = await d.cli(['stop', 'k1', '--timeout', '0']);
+  assert.equal(s.code, 0, s.stderr);
+  assert.equal(s.stdout, 'k1: stopped (killed: the guest did not power off within 0s)\n');
+  await d.cli(['start', 'k1']);
+  const j = await d.cli(['stop', 'k1', '--timeout', '0', '--json']);
+  assert.equal(JSON.parse(j.stdout).killed, true);
+  await d.cli(['delete', 'k1']);
+});
+
 test('stop, then delete', { skip, timeout: 60_000 }, async () => {
   const s = await d.cli(['stop', 'c1', '--timeout', '30']);
   assert.equal(s.code, 0, s.stderr);
-  assert.match(s.stdout, /stopped/);
+  assert.equal(s.stdout, 'c1: stopped\n'); // the guest powered off: nothing was killed
   const del = await d.cli(['delete', 'c1']);
   assert.equal(del.code, 0, del.stderr);
   assert.equal((await d.cli(['list', '--json'])).stdout.includes('"c1"'), false);

@@ -74,9 +74,18 @@ test('stop sends the timeout (default 30, or --timeout) and prints a one-line re
   assert.deepEqual(JSON.parse(lastRequest('POST', '/v1/instances/web1/stop').body), { timeout: 30 });
   r = await runCli(['stop', 'web1', '--timeout', '5'], env);
   assert.deepEqual(JSON.parse(lastRequest('POST', '/v1/instances/web1/stop').body), { timeout: 5 });
+  assert.equal(r.stdout, 'web1: stopped\n');
   r = await runCli(['kill', 'web1', '--json'], env);
   assert.equal((JSON.parse(r.stdout) as { state: string }).state, 'stopped');
   assert.deepEqual(JSON.parse(lastRequest('POST', '/v1/instances/web1/kill').body), {});
+});
+
+test('stop says when the guest did not power off in time and QEMU was killed', async () => {
+  const r = await runCli(['stop', 'web1', '--timeout', '0'], env);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout, 'web1: stopped (killed: the guest did not power off within 0s)\n');
+  const j = await runCli(['stop', 'web1', '--timeout', '0', '--json'], env);
+  assert.equal((JSON.parse(j.stdout) as { killed: boolean }).killed, true);
 });
 
 test('create sends the right JSON body', async () => {

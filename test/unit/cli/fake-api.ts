@@ -39,7 +39,8 @@ const routes: Record<string, Handler> = {
   'POST /v1/instances': (_q, res, body) => send(res, 201, { ...INSTANCE, ...(JSON.parse(body) as object), memory: 536870912, state: 'stopped', pid: null }),
   'GET /v1/instances/web1': (_q, res) => send(res, 200, INSTANCE),
   'POST /v1/instances/web1/start': (_q, res) => send(res, 409, errorBody('INVALID_STATE', 'cannot start "web1": it is running')),
-  'POST /v1/instances/web1/stop': (_q, res) => send(res, 200, { ...INSTANCE, state: 'stopped', pid: null }),
+  // a guest that powers off within any timeout but 0
+  'POST /v1/instances/web1/stop': (_q, res, body) => send(res, 200, { ...INSTANCE, state: 'stopped', pid: null, killed: (JSON.parse(body) as { timeout?: number }).timeout === 0 }),
   'POST /v1/instances/web1/kill': (_q, res) => send(res, 200, { ...INSTANCE, state: 'stopped', pid: null }),
   'DELETE /v1/instances/web1?force=true': (_q, res) => send(res, 200, { deleted: 'web1' }),
   'GET /v1/instances/web1/console/log': (_q, res) => {
