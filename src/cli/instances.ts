@@ -2,7 +2,7 @@
 import { DISK_BUSES, isVhostUser } from '../core/disks.js';
 import { NIC_MODELS } from '../core/nics.js';
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { ApiClient } from './client.js';
+import { ApiClient, CliError } from './client.js';
 import { duration, fields, keyValues, orDash, printJson, printLines, size, table } from './format.js';
 import type { InstanceView } from '../services/instances.js';
 
@@ -134,7 +134,11 @@ export function registerInstanceCommands(program: Command, client: () => ApiClie
     .option('--force', 'kill it first if it is running')
     .option('--json', 'print the API JSON')
     .action(async (name: string, o: JsonOpt & { force?: boolean }) => {
-      const res = await client().call<{ deleted: string }>('DELETE', `/v1/instances/${enc(name)}${o.force ? '?force=true' : ''}`);
+      const res = await client().call<{ deleted: string }>('DELETE', `/v1/instances/${enc(name)}${o.force ? '?force=true' : ''}`).catch((e: unknown) => {
+        // refused because it runs: say how to do it anyway
+        if (!o.force && e instanceof CliError && e.code === 'INVALID_STATE') throw new CliError(`${e.message} (use --force to kill and delete it)`, e.code, e.details);
+        throw e;
+      });
       if (o.json) printJson(res);
       else printLines(`${res?.deleted ?? name}: deleted`);
     });

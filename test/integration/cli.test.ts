@@ -45,6 +45,16 @@ test('errors are coded on stderr with exit 1', { skip }, async () => {
   const bad = await d.cli(['create', 'Bad,Name', '--image', 'tiny']);
   assert.equal(bad.code, 1);
   assert.match(bad.stderr, /INVALID_SPEC/);
+  const del = await d.cli(['delete', 'c1']);
+  assert.equal(del.code, 1);
+  assert.match(del.stderr, /^error: INVALID_STATE: cannot delete instance "c1": it is running .*\(use --force to kill and delete it\)\n$/);
+  const typo = await d.cli(['show', 'c']);
+  assert.equal(typo.code, 1);
+  assert.equal(typo.stderr, 'error: INSTANCE_NOT_FOUND: instance "c" not found (did you mean "c1"?)\n');
+  const json = await d.cli(['show', 'c', '--json']);
+  assert.equal(json.code, 1);
+  assert.equal(json.stdout, '');
+  assert.deepEqual(JSON.parse(json.stderr).error, { code: 'INSTANCE_NOT_FOUND', message: 'instance "c" not found (did you mean "c1"?)', name: 'c', didYouMean: 'c1' });
 });
 
 test('--disk grows the root disk overlay, and the guest sees the size', { skip, timeout: 90_000 }, async () => {

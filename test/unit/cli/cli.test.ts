@@ -117,6 +117,16 @@ test('delete --force sends force=true', async () => {
   lastRequest('DELETE', '/v1/instances/web1?force=true');
 });
 
+test('delete of a running instance without --force hints at --force', async () => {
+  const r = await runCli(['delete', 'web1'], env);
+  assert.equal(r.code, 1);
+  assert.equal(r.stderr, 'error: INVALID_STATE: cannot delete instance "web1": it is running (allowed from: stopped, crashed, error) (use --force to kill and delete it)\n');
+  const j = await runCli(['delete', 'web1', '--json'], env);
+  assert.deepEqual(JSON.parse(j.stderr), {
+    error: { code: 'INVALID_STATE', message: 'cannot delete instance "web1": it is running (allowed from: stopped, crashed, error) (use --force to kill and delete it)', state: 'running', operation: 'delete' },
+  });
+});
+
 test('build-tiny: progress lines reach stderr, the result stdout', async () => {
   let r = await runCli(['image', 'build-tiny', '--force'], env);
   assert.equal(r.code, 0, r.stderr);

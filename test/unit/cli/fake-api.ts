@@ -43,6 +43,9 @@ const routes: Record<string, Handler> = {
   'POST /v1/instances/web1/stop': (_q, res, body) => send(res, 200, { ...INSTANCE, state: 'stopped', pid: null, killed: (JSON.parse(body) as { timeout?: number }).timeout === 0 }),
   'POST /v1/instances/web1/kill': (_q, res) => send(res, 200, { ...INSTANCE, state: 'stopped', pid: null }),
   'DELETE /v1/instances/web1?force=true': (_q, res) => send(res, 200, { deleted: 'web1' }),
+  'DELETE /v1/instances/web1': (_q, res) => send(res, 409, {
+    error: { code: 'INVALID_STATE', message: 'cannot delete instance "web1": it is running (allowed from: stopped, crashed, error)', state: 'running', operation: 'delete' },
+  }),
   'GET /v1/instances/web1/console/log': (_q, res) => {
     res.writeHead(200, { 'content-type': 'application/octet-stream' });
     res.end(Buffer.from('Linux version 6.1\r\nlogin: \x00\xff'));
