@@ -26,6 +26,7 @@ import { LinuxNetworkHost } from '../network/host.js';
 import { NetworkStore } from '../network/store.js';
 import { StorageDaemonService } from '../services/storage-daemons.js';
 import { PassthroughService } from '../services/passthrough.js';
+import { consoleLogHooks } from '../services/console-log.js';
 import { VolumeStore } from '../storage/volumes.js';
 import { PressureController, pressureConfigFrom } from '../services/pressure.js';
 import { readMemInfo } from '../host/basics.js';
@@ -143,6 +144,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   const nics = new NicService({ instances, networks: networkDirectory(networks), events, log, sriovPf: (pf) => passthrough.checkPf(pf) });
   instances.addHooks(nics.hooks());
   instances.addHooks(passthrough.hooks());
+  instances.addHooks(consoleLogHooks()); // last: its separator line goes into the console log just before QEMU starts
   networks.setInUse((network) => nics.usersOf(network));
   await instances.reconcile();
   // storage daemons no instance owns (a daemon killed between starting one and starting its QEMU)
