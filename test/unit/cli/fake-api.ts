@@ -48,7 +48,8 @@ const routes: Record<string, Handler> = {
   }),
   'GET /v1/instances/web1/console/log': (_q, res) => {
     res.writeHead(200, { 'content-type': 'application/octet-stream' });
-    res.end(Buffer.from('Linux version 6.1\r\nlogin: \x00\xff'));
+    // a shell prompt asking where the cursor is (ESC[6n), in colour (ESC[1;32m ... ESC[0m)
+    res.end(Buffer.concat([Buffer.from('Linux version 6.1\r\n\x1b[1;32m~ #\x1b[0m \x1b[6n'), Buffer.from([0x00, 0xff])]));
   },
   'GET /v1/images': (_q, res) => send(res, 200, { images: [IMAGE] }),
   'POST /v1/images/build-tiny': (_q, res) => {
@@ -149,7 +150,9 @@ export async function startFakeApi(opts: { tcpToken?: string } = {}): Promise<Fa
     requests.push({ method: 'UPGRADE', url: req.url ?? '', headers: req.headers, body: '' });
     if (req.url === '/v1/instances/web1/console') {
       wss.handleUpgrade(req, sock, head, (ws) => {
-        ws.send(Buffer.from('Welcome to tiny\r\n'));
+        // a terminal query split across two frames: a pipe must not get it
+        ws.send(Buffer.from('Welcome to tiny\r\n\x1b[6'));
+        ws.send(Buffer.from('n'));
         ws.on('message', (d: Buffer) => {
           consoleInput.push(Buffer.from(d));
           // echo as a guest shell would, then power off on "poweroff"
