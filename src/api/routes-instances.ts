@@ -4,7 +4,8 @@ import { connect } from 'node:net';
 import type { Static } from '@sinclair/typebox';
 import { CorralError, isCorralError } from '../core/errors.js';
 import { readConsoleLog } from '../services/console-log.js';
-import { ActionBody, CreateInstanceBody, DeleteQuery, ErrorBody, Instance, NameParams, SetInstanceBody } from './schemas.js';
+import { ActionBody, CreateInstanceBody, DeleteQuery, ErrorBody, Instance, NameParams, SetInstanceBody, StopReply } from './schemas.js';
+import type { EventBus } from '../services/events.js';
 import type { Services } from './services.js';
 import { Type } from '@sinclair/typebox';
 
@@ -15,6 +16,22 @@ const errors = { 400: ErrorBody, 404: ErrorBody, 409: ErrorBody, 500: ErrorBody 
 function serverTiming(reply: FastifyReply, svc: Services, name: string): void {
   const t = svc.instances.startTimings.get(name);
   if (t) void reply.header('Server-Timing', `prepare;dur=${t.beforeSpawnMs.toFixed(2)}, qemu;dur=${t.qemuLaunchMs.toFixed(2)}, qmp;dur=${t.qmpReadyMs.toFixed(2)}`);
+}
+
+/**
+ * Whether a stop (or a restart's stop) of `name` had to kill QEMU, read from the events it publishes while the
+ * call runs: `instance.stop-timeout` after the last move to `stopping`. Operations on one instance are serialised,
+ * so the last move to `stopping` before the call returns is this call's own.
+ */
+function watchStopTimeout(events: EventBus, name: string): { killed(): boolean; done(): void } {
+  let killed = false;
+  const done = events.subscribe((ev) => {
+    if (ev.instance !== name) return;
+    const to = (ev.data as { to?: unknown }).to;
+    if (ev.type === 'instance.state' && (to === 'stopping' || to === 'starting')) killed = false;
+    else if (ev.type === 'instance.stop-timeout') killed = true;
+  });
+  return { killed: () => killed, done };
 }
 
 export function instanceRoutes(svc: Services): FastifyPluginAsync {
@@ -64,21 +81,27 @@ export function instanceRoutes(svc: Services): FastifyPluginAsync {
     );
 
     for (const action of ACTIONS) {
+      const stops = action === 'stop' || action === 'restart';
       app.post<{ Params: Static<typeof NameParams>; Body: Static<typeof ActionBody> }>(
         `/v1/instances/:name/${action}`,
-        { schema: { summary: `${action} an instance`, params: NameParams, body: ActionBody, response: { 200: Instance, ...errors } } },
+        { schema: { summary: `${action} an instance`, params: NameParams, body: ActionBody, response: { 200: stops ? StopReply : Instance, ...errors } } },
         async (req, reply) => {
           const name = req.params.name;
           const timeout = req.body?.timeout;
           const i = svc.instances;
-          const view = await (action === 'start' ? i.start(name)
-            : action === 'stop' ? i.stop(name, timeout)
-              : action === 'restart' ? i.restart(name, timeout)
-                : action === 'pause' ? i.pause(name)
-                  : action === 'resume' ? i.resume(name)
-                    : i.kill(name));
-          if (action === 'start' || action === 'restart') serverTiming(reply, svc, name);
-          return view;
+          const watch = stops ? watchStopTimeout(svc.events, name) : null;
+          try {
+            const view = await (action === 'start' ? i.start(name)
+              : action === 'stop' ? i.stop(name, timeout)
+                : action === 'restart' ? i.restart(name, timeout)
+                  : action === 'pause' ? i.pause(name)
+                    : action === 'resume' ? i.resume(name)
+                      : i.kill(name));
+            if (action === 'start' || action === 'restart') serverTiming(reply, svc, name);
+            return watch ? { ...view, killed: watch.killed() } : view;
+          } finally {
+            watch?.done();
+          }
         },
       );
     }

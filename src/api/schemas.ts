@@ -115,3 +115,9 @@ export const Instance = Type.Object({
   lastExit: Type.Union([ExitInfo, Type.Null()]),
   spec: Type.Record(Type.String(), Type.Unknown(), { description: 'the whole stored configuration (topology, limits, pinning, disks, NICs, host devices)' }),
 });
+
+/** The reply of stop and restart: the instance, and whether QEMU had to be killed. */
+export const StopReply = Type.Composite([
+  Instance,
+  Type.Object({ killed: Type.Boolean({ description: 'true when the guest did not power off within the timeout and QEMU was killed' }) }),
+]);

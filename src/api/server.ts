@@ -45,6 +45,38 @@ function validationError(err: FastifyError): CorralError {
   return new CorralError('INVALID_SPEC', `${field || err.validationContext || 'request'}: ${what}`, { field });
 }
 
+/** The API's close: every console websocket is told the daemon is stopping (1001) and cut a second later. */
+function closeWebsockets(this: FastifyInstance, done: (err?: Error) => void): void {
+  for (const client of this.websocketServer.clients) {
+    client.close(1001, 'the corral daemon is stopping');
+    setTimeout(() => client.terminate(), 1000).unref();
+  }
+  this.websocketServer.close(() => undefined);
+  done();
+}
+
+/**
+ * Close an API without waiting on its clients: the preClose hooks end event streams and console websockets, and
+ * whatever connection is still open after `graceMs` (a slow request, a client that does not answer) is cut.
+ * Resolves true once closed, or false if it still was not after `graceMs` + 1 s.
+ */
+export async function closeApi(app: FastifyInstance, graceMs = 2000): Promise<boolean> {
+  let cut: NodeJS.Timeout | undefined;
+  let deadline: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      app.close().then(() => true, () => true),
+      new Promise<boolean>((resolve) => {
+        cut = setTimeout(() => app.server.closeAllConnections(), graceMs);
+        deadline = setTimeout(() => resolve(false), graceMs + 1000);
+      }),
+    ]);
+  } finally {
+    clearTimeout(cut);
+    clearTimeout(deadline);
+  }
+}
+
 export async function buildApi(svc: Services, opts: ApiOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
     logger: opts.logger ?? false,
@@ -81,7 +113,7 @@ export async function buildApi(svc: Services, opts: ApiOptions = {}): Promise<Fa
       components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
     },
   });
-  await app.register(websocket, { options: { maxPayload: 1024 * 1024 } });
+  await app.register(websocket, { options: { maxPayload: 1024 * 1024 }, preClose: closeWebsockets });
 
   await app.register(instanceRoutes(svc));
   await app.register(imageRoutes(svc));

@@ -8,9 +8,12 @@ import { connect, type Socket } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { dataDirFromEnv, dataPaths } from '../core/paths.js';
 
-/** An error the CLI prints as `error: CODE: message` (or `error: message` without a code) and exits 1. */
+/**
+ * An error the CLI prints as `error: CODE: message` (or `error: message` without a code) and exits 1. `code` is the
+ * API's; `localCode` names an error of the CLI itself in JSON output only (the text line shows no code for it).
+ */
 export class CliError extends Error {
-  constructor(message: string, readonly code?: string, readonly details: Record<string, unknown> = {}) {
+  constructor(message: string, readonly code?: string, readonly details: Record<string, unknown> = {}, readonly localCode?: string) {
     super(message);
     this.name = 'CliError';
   }
@@ -62,13 +65,13 @@ export class ApiClient {
   connectError(e: NodeJS.ErrnoException): CliError {
     const where = this.describe();
     if (e.code === 'EACCES' || e.code === 'EPERM') {
-      return new CliError(`cannot reach the corral daemon at ${where}: permission denied (the API socket is for root; try sudo)`);
+      return new CliError(`cannot reach the corral daemon at ${where}: permission denied (the API socket is for root; try sudo)`, undefined, {}, 'DAEMON_UNREACHABLE');
     }
     if (e.code && UNREACHABLE.has(e.code)) {
       const how = this.endpoint.kind === 'unix' ? 'corral daemon' : `corral daemon --listen ${this.endpoint.url.host}`;
-      return new CliError(`cannot reach the corral daemon at ${where}: is it running? (start it with: ${how})`);
+      return new CliError(`cannot reach the corral daemon at ${where}: is it running? (start it with: ${how})`, undefined, {}, 'DAEMON_UNREACHABLE');
     }
-    return new CliError(`cannot reach the corral daemon at ${where}: ${e.message}`);
+    return new CliError(`cannot reach the corral daemon at ${where}: ${e.message}`, undefined, {}, 'DAEMON_UNREACHABLE');
   }
 
   /** For the websocket client: a URL and options that reach the same daemon. */

@@ -1,12 +1,14 @@
 /**
  * `corral console NAME`: the serial console over the daemon's websocket (binary frames both ways).
  * A TTY goes raw and detaches on Ctrl-] (0x1d); piped stdin is forwarded, then guest output is printed
- * until it has been quiet for --linger ms (at most 15 s after stdin ends).
+ * until it has been quiet for --linger ms (at most 15 s after stdin ends). When stdout is not a terminal, the
+ * guest's terminal queries (ESC[6n and the like) are left out of what is printed.
  */
 import WebSocket from 'ws';
 import type { Command } from 'commander';
 import { apiError, CliError, readAll, type ApiClient } from './client.js';
 import { wholeNumber } from './instances.js';
+import { stripTerminalQueries, TerminalQueryFilter } from './terminal-queries.js';
 
 const DETACH = 0x1d; // Ctrl-]
 const MAX_LINGER_AFTER_EOF_MS = 15_000;
@@ -27,6 +29,13 @@ export function attachConsole(client: ApiClient, name: string, opts: AttachOptio
     perMessageDeflate: false,
     ...(target.createConnection ? { createConnection: target.createConnection as unknown as WebSocket.ClientOptions['createConnection'] } : {}),
   });
+
+  // Nobody is there to answer a terminal query when stdout is a file or a pipe.
+  const queries = process.stdout.isTTY === true ? null : new TerminalQueryFilter();
+  const print = (b: Buffer): void => {
+    const out = queries ? queries.push(b) : b;
+    if (out.length > 0) process.stdout.write(out);
+  };
 
   return new Promise<void>((resolve, reject) => {
     let settled = false;
@@ -54,6 +63,8 @@ export function attachConsole(client: ApiClient, name: string, opts: AttachOptio
       clearTimeout(deadline);
       restore();
       process.off('exit', restore);
+      const rest = queries?.flush();
+      if (rest && rest.length > 0) process.stdout.write(rest);
       stdin.off('data', onInput);
       stdin.off('end', onEof);
       stdin.pause();
@@ -114,7 +125,7 @@ export function attachConsole(client: ApiClient, name: string, opts: AttachOptio
 
     ws.on('message', (data) => {
       if (settled) return;
-      process.stdout.write(toBuffer(data));
+      print(toBuffer(data));
       if (lingering) armQuiet();
     });
 
@@ -132,12 +143,12 @@ export function registerConsoleCommands(program: Command, client: () => ApiClien
     .command('console')
     .description("attach to an instance's serial console (detach with Ctrl-])")
     .argument('<name>', 'instance name')
-    .option('--log', 'print what the guest has written to the console so far, then exit')
+    .option('--log', 'print what the guest has written to the console so far, then exit (terminal queries left out unless stdout is a terminal)')
     .option('--linger <ms>', 'with piped stdin: after it ends, wait until the guest is quiet this long', wholeNumber, 1500)
     .action(async (name: string, o: { log?: boolean; linger: number }) => {
       if (o.log) {
         const buf = await client().bytes('GET', `/v1/instances/${encodeURIComponent(name)}/console/log`);
-        process.stdout.write(buf);
+        process.stdout.write(process.stdout.isTTY === true ? buf : stripTerminalQueries(buf));
         return;
       }
       await attachConsole(client(), name, { linger: o.linger });

@@ -43,20 +43,30 @@ export function registerEventCommands(program: Command, client: () => ApiClient)
       const path = o.since !== undefined ? `/v1/events?since=${o.since}` : '/v1/events';
       const res = await client().stream('GET', path);
       let last: string | undefined;
-      await lines(
-        res,
-        sseParser((m) => {
-          if (m.id) last = m.id;
-          let ev: EventJson;
-          try {
-            ev = JSON.parse(m.data) as EventJson;
-          } catch {
-            process.stdout.write(o.json ? `${JSON.stringify({ type: m.event ?? 'message', data: m.data })}\n` : `${m.event ?? 'message'} ${m.data}\n`);
-            return;
-          }
-          process.stdout.write(`${o.json ? JSON.stringify(ev) : eventLine(ev, m.event)}\n`);
-        }),
-      );
-      throw new CliError(`the daemon closed the event stream${last ? ` (resume with: corral events --since ${last})` : ''}`);
+      let stopping = false;
+      const resume = (): string => (last ? ` (resume with: corral events --since ${last})` : '');
+      try {
+        await lines(
+          res,
+          sseParser((m) => {
+            if (m.id) last = m.id;
+            if (m.event === 'daemon.stopping') stopping = true;
+            let ev: EventJson;
+            try {
+              ev = JSON.parse(m.data) as EventJson;
+            } catch {
+              process.stdout.write(o.json ? `${JSON.stringify({ type: m.event ?? 'message', data: m.data })}\n` : `${m.event ?? 'message'} ${m.data}\n`);
+              return;
+            }
+            process.stdout.write(`${o.json ? JSON.stringify(ev) : eventLine(ev, m.event)}\n`);
+          }),
+        );
+      } catch (e) {
+        // The connection broke. After the daemon's last word that is just its exit; otherwise say so plainly.
+        if (!stopping) throw new CliError(`lost the connection to the daemon${resume()}: ${(e as Error).message}`);
+      }
+      // The daemon's own last event: a clean end, not an error.
+      if (stopping) process.stderr.write(`the corral daemon is stopping; the event stream ended${resume()}\n`);
+      else throw new CliError(`the daemon closed the event stream${resume()}`);
     });
 }

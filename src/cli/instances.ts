@@ -2,7 +2,7 @@
 import { DISK_BUSES, isVhostUser } from '../core/disks.js';
 import { NIC_MODELS } from '../core/nics.js';
 import { InvalidArgumentError, Option, type Command } from 'commander';
-import { ApiClient } from './client.js';
+import { ApiClient, CliError } from './client.js';
 import { duration, orDash, printJson, printLines, size, table } from './format.js';
 import { instanceDetails, type ShownMemory, type ShownNic } from './show.js';
 import type { InstanceView } from '../services/instances.js';
@@ -117,9 +117,10 @@ export function registerInstanceCommands(program: Command, client: () => ApiClie
     if (timed) cmd.option('--timeout <seconds>', 'seconds to wait for the guest to power off', wholeNumber, 30);
     cmd.action(async (name: string, o: JsonOpt & { timeout?: number }) => {
       const body = timed && o.timeout !== undefined ? { timeout: o.timeout } : {};
-      const inst = await client().call<Instance>('POST', `/v1/instances/${enc(name)}/${action}`, body);
+      // stop and restart answer `killed: true` when the guest did not power off in time and QEMU was killed
+      const inst = await client().call<Instance & { killed?: boolean }>('POST', `/v1/instances/${enc(name)}/${action}`, body);
       if (o.json) printJson(inst);
-      else printLines(statusLine(inst));
+      else printLines(`${statusLine(inst)}${inst.killed === true ? ` (killed: the guest did not power off within ${o.timeout ?? 30}s)` : ''}`);
     });
   }
 
@@ -130,7 +131,11 @@ export function registerInstanceCommands(program: Command, client: () => ApiClie
     .option('--force', 'kill it first if it is running')
     .option('--json', 'print the API JSON')
     .action(async (name: string, o: JsonOpt & { force?: boolean }) => {
-      const res = await client().call<{ deleted: string }>('DELETE', `/v1/instances/${enc(name)}${o.force ? '?force=true' : ''}`);
+      const res = await client().call<{ deleted: string }>('DELETE', `/v1/instances/${enc(name)}${o.force ? '?force=true' : ''}`).catch((e: unknown) => {
+        // refused because it runs: say how to do it anyway
+        if (!o.force && e instanceof CliError && e.code === 'INVALID_STATE') throw new CliError(`${e.message} (use --force to kill and delete it)`, e.code, e.details);
+        throw e;
+      });
       if (o.json) printJson(res);
       else printLines(`${res?.deleted ?? name}: deleted`);
     });

@@ -6,6 +6,8 @@
 import { readFileSync } from 'node:fs';
 import { Command, Option } from 'commander';
 import { ApiClient, CliError } from './client.js';
+import { errorLine, installCliGuards, jsonErrors, releaseCliGuards, reportError, setJsonErrors } from './errors.js';
+import { withSuggestion } from './suggest.js';
 import { registerConsoleCommands } from './console.js';
 import { registerEventCommands } from './events.js';
 import { registerHostCommands } from './host.js';
@@ -32,14 +34,12 @@ function packageVersion(): string {
   }
 }
 
-/** `error: CODE: message` for API errors, `error: message` for the rest. */
-export function errorLine(e: unknown): string {
-  if (e instanceof CliError) return e.code ? `error: ${e.code}: ${e.message}` : `error: ${e.message}`;
-  if (e instanceof Error) {
-    const code = (e as { code?: unknown }).code;
-    return typeof code === 'string' && /^[A-Z_]+$/.test(code) && !code.startsWith('ERR_') ? `error: ${code}: ${e.message}` : `error: ${e.message}`;
-  }
-  return `error: ${String(e)}`;
+export { errorLine };
+
+/** Whether the command line asks for JSON (before commander has parsed it: for its own usage errors). */
+function argvWantsJson(argv: string[]): boolean {
+  const end = argv.indexOf('--');
+  return (end < 0 ? argv : argv.slice(0, end)).slice(2).includes('--json');
 }
 
 export function buildProgram(): Command {
@@ -49,6 +49,10 @@ export function buildProgram(): Command {
     .description('Corral: run isolated QEMU/KVM virtual machines (talks to the corral daemon)')
     .version(packageVersion(), '-V, --version', 'print the version')
     .showSuggestionAfterError()
+    // before any subcommand exists: they share this output configuration
+    .configureOutput({
+      outputError: (str, write) => write(jsonErrors() ? `${JSON.stringify({ error: { code: 'USAGE', message: str.replace(/^error: /, '').trim() } })}\n` : str),
+    })
     .addHelpText('after', '\nEnvironment:\n  CORRAL_DATA_DIR  data dir holding corral.sock and token (default /var/lib/corral)\n  CORRAL_URL       talk to the daemon over TCP instead, e.g. http://127.0.0.1:8443\n  CORRAL_TOKEN     bearer token for CORRAL_URL (default: the token file in the data dir)');
 
   // One client per run, created lazily so `--help` and `daemon` never need the environment to be right.
@@ -64,8 +68,11 @@ export function buildProgram(): Command {
     .option('--memory-ratio <ratio>', 'guest memory per byte of host memory (default 1.0; env CORRAL_MEMORY_RATIO)', Number)
     .option('--reserved-memory <size>', 'host memory kept out of the pool (default 512M; env CORRAL_RESERVED_MEMORY)')
     .action(async (o: { listen?: string; accel?: 'kvm' | 'tcg'; cpuRatio?: number; memoryRatio?: number; reservedMemory?: string }) => {
+      releaseCliGuards(); // the daemon's own errors keep their stack traces, in its log
       const { runDaemon } = await import('../daemon/main.js');
       await runDaemon({ listen: o.listen, accel: o.accel, pool: { cpuRatio: o.cpuRatio, memoryRatio: o.memoryRatio, reservedMemory: o.reservedMemory } });
+      // Stopped: exit even if an operation cut short still holds a timer (QEMUs live on without the daemon).
+      setTimeout(() => process.exit(), 1000).unref();
     });
 
   registerInstanceCommands(program, client);
@@ -88,10 +95,23 @@ export function buildProgram(): Command {
 }
 
 export async function main(argv: string[] = process.argv): Promise<void> {
+  installCliGuards();
+  setJsonErrors(argvWantsJson(argv)); // for commander's usage errors, before any command runs
+  const program = buildProgram();
+  // The command that runs decides: an error prints as JSON when it was given --json.
+  program.hook('preAction', (_program, command) => setJsonErrors(command.opts().json === true));
   try {
-    await buildProgram().parseAsync(argv);
+    await program.parseAsync(argv);
   } catch (e) {
-    process.stderr.write(`${errorLine(e)}\n`);
+    let err = e;
+    if (e instanceof CliError && e.code?.endsWith('_NOT_FOUND')) {
+      try {
+        err = await withSuggestion(e, new ApiClient());
+      } catch {
+        err = e;
+      }
+    }
+    reportError(err);
     process.exitCode = 1;
   }
 }

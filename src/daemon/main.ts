@@ -3,7 +3,8 @@
  * the unix socket (and on TCP with a bearer token when asked). QEMU processes outlive the daemon.
  */
 import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { connect } from 'node:net';
 import pino from 'pino';
 import type { FastifyInstance } from 'fastify';
@@ -26,11 +27,12 @@ import { LinuxNetworkHost } from '../network/host.js';
 import { NetworkStore } from '../network/store.js';
 import { StorageDaemonService } from '../services/storage-daemons.js';
 import { PassthroughService } from '../services/passthrough.js';
+import { consoleLogHooks } from '../services/console-log.js';
 import { VolumeStore } from '../storage/volumes.js';
 import { PressureController, pressureConfigFrom } from '../services/pressure.js';
 import { readMemInfo } from '../host/basics.js';
 import { ImageStore } from '../storage/images.js';
-import { buildApi } from '../api/server.js';
+import { buildApi, closeApi } from '../api/server.js';
 import { validatePoolConfig, type PoolConfig } from '../core/pool.js';
 
 export interface DaemonOptions {
@@ -66,6 +68,26 @@ function socketInUse(path: string): Promise<boolean> {
     c.on('connect', () => { c.destroy(); resolve(true); });
     c.on('error', () => resolve(false));
   });
+}
+
+/**
+ * Remember which file the API socket is, right after listening on it. `release()` unlinks it only if it is still
+ * that file: a new daemon started while this one was stopping has replaced it with its own, which must stay.
+ */
+export function claimSocket(path: string): { release(): boolean } {
+  const { ino, dev } = statSync(path);
+  return {
+    release: () => {
+      try {
+        const now = statSync(path);
+        if (now.ino !== ino || now.dev !== dev) return false;
+        rmSync(path, { force: true });
+        return true;
+      } catch {
+        return false; // gone already
+      }
+    },
+  };
 }
 
 /** The TCP bearer token, created (0600) on first use. */
@@ -130,6 +152,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   const nics = new NicService({ instances, networks: networkDirectory(networks), events, log, sriovPf: (pf) => passthrough.checkPf(pf) });
   instances.addHooks(nics.hooks());
   instances.addHooks(passthrough.hooks());
+  instances.addHooks(consoleLogHooks()); // last: its separator line goes into the console log just before QEMU starts
   networks.setInUse((network) => nics.usersOf(network));
   await instances.reconcile();
   // storage daemons no instance owns (a daemon killed between starting one and starting its QEMU)
@@ -144,13 +167,20 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
 
   const servers: FastifyInstance[] = [];
   const unixApi = await buildApi({ instances, config, images, host, events, cpu, memory, volumes, disks, nics, networks, passthrough });
+  // Listen on a private name, then rename the socket into place: the socket appears whole (mode 0600, accepting),
+  // and since libuv unlinks a listening socket by the name it was bound to when it closes, this daemon's close
+  // can never unlink a socket a newer daemon has put at corral.sock meanwhile.
+  const bound = join(dirname(paths.socket), `.s${process.pid}`); // never longer than corral.sock's path
+  rmSync(bound, { force: true });
   const oldMask = process.umask(0o177);
   try {
-    await unixApi.listen({ path: paths.socket });
+    await unixApi.listen({ path: bound });
   } finally {
     process.umask(oldMask);
   }
-  chmodSync(paths.socket, 0o600);
+  chmodSync(bound, 0o600);
+  renameSync(bound, paths.socket);
+  const socketFile = claimSocket(paths.socket);
   servers.push(unixApi);
   log.info({ socket: paths.socket, dataDir }, 'corral daemon listening');
 
@@ -164,14 +194,21 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   events.publish('daemon.started', null, { pid: process.pid });
 
   await new Promise<void>((resolve) => {
+    let stopping = false;
     const stop = (sig: string): void => {
+      if (stopping) return;
+      stopping = true;
       log.info({ signal: sig }, 'shutting down; virtual machines keep running');
       pressure.stop();
       instances.detachAll();
       storageDaemons.detachAll();
-      void Promise.allSettled(servers.map((s) => s.close())).then(() => {
+      // Open event streams get this as their last event; then they and the console websockets are closed, and
+      // any connection still open after 2 s is cut, so the daemon is gone within a few seconds whatever clients do.
+      events.publish('daemon.stopping', null, { pid: process.pid, signal: sig });
+      void Promise.all(servers.map((s) => closeApi(s, 2000))).then((closed) => {
+        if (closed.includes(false)) log.warn('the API did not close in time; exiting anyway');
         store.close();
-        rmSync(paths.socket, { force: true });
+        if (!socketFile.release()) log.info({ socket: paths.socket }, 'the API socket is another daemon\'s now; left in place');
         resolve();
       });
     };

@@ -1,10 +1,12 @@
 /** The API as a program sees it: OpenAPI, events, TCP behind a bearer token, the host and its accelerator. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
-import { Daemon, SKIP_NO_TINY, useDaemon } from './harness.js';
+import WebSocket from 'ws';
+import { CLI, Daemon, newDataDir, SKIP_NO_TINY, useDaemon } from './harness.js';
 
 const skip = SKIP_NO_TINY;
 const PORT = 20000 + Math.floor(Math.random() * 20000);
@@ -101,4 +103,66 @@ test('events stream state changes as server-sent events', { skip, timeout: 60_00
   assert.ok(seen.includes('stopped->starting'), seen.join(' '));
   assert.ok(seen.includes('starting->running'), seen.join(' '));
   await d.api('DELETE', '/v1/instances/ev1');
+});
+
+test('SIGTERM with event streams and a console open: the daemon exits within 5 s and tells its clients why', { skip, timeout: 120_000 }, async () => {
+  const x = new Daemon(newDataDir());
+  try {
+    await x.start();
+    await x.ok('POST', '/v1/instances', { name: 's1', image: 'tiny', memory: '128M', start: true }, 201);
+    // a raw SSE client
+    let sse = '';
+    const sseEnded = new Promise<void>((resolve, reject) => {
+      const req = request({ socketPath: x.socket, path: '/v1/events' }, (res) => {
+        res.on('data', (c: Buffer) => { sse += c.toString(); });
+        res.on('end', resolve);
+        res.on('error', reject);
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    // the console websocket
+    const ws = new WebSocket(`ws+unix://${x.socket}:/v1/instances/s1/console`);
+    const wsClosed = new Promise<number>((r) => ws.on('close', (code) => r(code)));
+    await new Promise((r, j) => { ws.once('open', r); ws.once('error', j); });
+    // `corral events`, once it has printed the replayed events
+    const cli = spawn(process.execPath, [CLI, 'events', '--since', '0'], { env: x.env(), stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    cli.stderr.on('data', (c: Buffer) => { err += c.toString(); });
+    const cliExit = new Promise<number | null>((r) => cli.on('close', (code) => r(code)));
+    await new Promise<void>((r) => cli.stdout.on('data', (c: Buffer) => { out += c.toString(); r(); }));
+    await new Promise((r) => setTimeout(r, 200)); // the raw client's request is in too
+
+    const t0 = Date.now();
+    await x.stop();
+    const took = Date.now() - t0;
+    assert.ok(took < 5000, `the daemon took ${took} ms to exit`);
+    await sseEnded;
+    assert.match(sse, /event: daemon\.stopping\ndata: .*"signal":"SIGTERM"/);
+    assert.equal(await wsClosed, 1001);
+    assert.equal(await cliExit, 0, err);
+    assert.match(out, /daemon\.stopping - \{"pid":\d+,"signal":"SIGTERM"\}\n$/);
+    assert.match(err, /^the corral daemon is stopping; the event stream ended \(resume with: corral events --since \d+\)\n$/);
+    assert.equal(existsSync(x.socket), false);
+  } finally {
+    await x.destroy();
+  }
+});
+
+test('an old daemon exiting after a new one has taken the socket leaves the new socket alone', { skip, timeout: 120_000 }, async () => {
+  const dir = newDataDir(false);
+  const old = new Daemon(dir);
+  const next = new Daemon(dir);
+  try {
+    await old.start();
+    // Daemon.start removes the socket file first, as a new daemon does when the old one (stopping) no longer answers.
+    await next.start();
+    await old.stop();
+    assert.ok(existsSync(next.socket), 'the new daemon\'s socket is gone');
+    assert.equal((await next.api('GET', '/v1/instances')).status, 200);
+  } finally {
+    await old.kill9();
+    await next.destroy();
+  }
 });

@@ -94,9 +94,18 @@ test('stop sends the timeout (default 30, or --timeout) and prints a one-line re
   assert.deepEqual(JSON.parse(lastRequest('POST', '/v1/instances/web1/stop').body), { timeout: 30 });
   r = await runCli(['stop', 'web1', '--timeout', '5'], env);
   assert.deepEqual(JSON.parse(lastRequest('POST', '/v1/instances/web1/stop').body), { timeout: 5 });
+  assert.equal(r.stdout, 'web1: stopped\n');
   r = await runCli(['kill', 'web1', '--json'], env);
   assert.equal((JSON.parse(r.stdout) as { state: string }).state, 'stopped');
   assert.deepEqual(JSON.parse(lastRequest('POST', '/v1/instances/web1/kill').body), {});
+});
+
+test('stop says when the guest did not power off in time and QEMU was killed', async () => {
+  const r = await runCli(['stop', 'web1', '--timeout', '0'], env);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout, 'web1: stopped (killed: the guest did not power off within 0s)\n');
+  const j = await runCli(['stop', 'web1', '--timeout', '0', '--json'], env);
+  assert.equal((JSON.parse(j.stdout) as { killed: boolean }).killed, true);
 });
 
 test('create sends the right JSON body', async () => {
@@ -126,6 +135,16 @@ test('delete --force sends force=true', async () => {
   assert.equal(r.code, 0, r.stderr);
   assert.equal(r.stdout, 'web1: deleted\n');
   lastRequest('DELETE', '/v1/instances/web1?force=true');
+});
+
+test('delete of a running instance without --force hints at --force', async () => {
+  const r = await runCli(['delete', 'web1'], env);
+  assert.equal(r.code, 1);
+  assert.equal(r.stderr, 'error: INVALID_STATE: cannot delete instance "web1": it is running (allowed from: stopped, crashed, error) (use --force to kill and delete it)\n');
+  const j = await runCli(['delete', 'web1', '--json'], env);
+  assert.deepEqual(JSON.parse(j.stderr), {
+    error: { code: 'INVALID_STATE', message: 'cannot delete instance "web1": it is running (allowed from: stopped, crashed, error) (use --force to kill and delete it)', state: 'running', operation: 'delete' },
+  });
 });
 
 test('build-tiny: progress lines reach stderr, the result stdout', async () => {
@@ -182,10 +201,22 @@ test('events: one line per event; --json the raw event; a closed stream is an er
   assert.deepEqual(evs.map((e) => e.id), [6, 7]);
 });
 
-test('console --log prints the raw bytes', async () => {
+test('events: the daemon stopping ends the stream cleanly (exit 0), a cut connection is an error', async () => {
+  let r = await runCli(['events', '--since', '8'], env);
+  assert.equal(r.code, 0, r.stderr);
+  assert.equal(r.stdout, '2025-01-01T00:00:00.000Z daemon.stopping - {"pid":1,"signal":"SIGTERM"}\n');
+  assert.equal(r.stderr, 'the corral daemon is stopping; the event stream ended (resume with: corral events --since 9)\n');
+  r = await runCli(['events', '--since', '10'], env);
+  assert.equal(r.code, 1);
+  assert.match(r.stdout, /instance\.created web1/);
+  assert.match(r.stderr, /^error: lost the connection to the daemon \(resume with: corral events --since 11\): /);
+  assert.equal(r.stderr.split('\n').length, 2, r.stderr);
+});
+
+test('console --log prints the raw bytes, less terminal queries when stdout is not a terminal', async () => {
   const r = await runCli(['console', 'web1', '--log'], env);
   assert.equal(r.code, 0, r.stderr);
-  assert.deepEqual(r.stdoutBytes, Buffer.from('Linux version 6.1\r\nlogin: \x00\xff'));
+  assert.deepEqual(r.stdoutBytes, Buffer.concat([Buffer.from('Linux version 6.1\r\n\x1b[1;32m~ #\x1b[0m '), Buffer.from([0x00, 0xff])]));
 });
 
 test('console with piped stdin forwards it and lingers for the output', async () => {

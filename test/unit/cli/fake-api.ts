@@ -55,12 +55,17 @@ const routes: Record<string, Handler> = {
   'GET /v1/instances/web1/nics': (_q, res) => send(res, 200, { nics: [{ id: 'net0', ip: null }, { id: 'net1', ip: '10.50.0.12' }] }),
   'GET /v1/instances/web1/memory': (_q, res) => send(res, 200, { guest: { visible: 1073741824 } }),
   'POST /v1/instances/web1/start': (_q, res) => send(res, 409, errorBody('INVALID_STATE', 'cannot start "web1": it is running')),
-  'POST /v1/instances/web1/stop': (_q, res) => send(res, 200, { ...INSTANCE, state: 'stopped', pid: null }),
+  // a guest that powers off within any timeout but 0
+  'POST /v1/instances/web1/stop': (_q, res, body) => send(res, 200, { ...INSTANCE, state: 'stopped', pid: null, killed: (JSON.parse(body) as { timeout?: number }).timeout === 0 }),
   'POST /v1/instances/web1/kill': (_q, res) => send(res, 200, { ...INSTANCE, state: 'stopped', pid: null }),
   'DELETE /v1/instances/web1?force=true': (_q, res) => send(res, 200, { deleted: 'web1' }),
+  'DELETE /v1/instances/web1': (_q, res) => send(res, 409, {
+    error: { code: 'INVALID_STATE', message: 'cannot delete instance "web1": it is running (allowed from: stopped, crashed, error)', state: 'running', operation: 'delete' },
+  }),
   'GET /v1/instances/web1/console/log': (_q, res) => {
     res.writeHead(200, { 'content-type': 'application/octet-stream' });
-    res.end(Buffer.from('Linux version 6.1\r\nlogin: \x00\xff'));
+    // a shell prompt asking where the cursor is (ESC[6n), in colour (ESC[1;32m ... ESC[0m)
+    res.end(Buffer.concat([Buffer.from('Linux version 6.1\r\n\x1b[1;32m~ #\x1b[0m \x1b[6n'), Buffer.from([0x00, 0xff])]));
   },
   'GET /v1/images': (_q, res) => send(res, 200, { images: [IMAGE] }),
   'POST /v1/images/build-tiny': (_q, res) => {
@@ -86,6 +91,32 @@ const routes: Record<string, Handler> = {
     const ev = { id: 6, time: '2025-01-01T00:00:00.000Z', type: 'instance.state', instance: 'web1', data: { from: 'starting', to: 'running' } };
     res.write(`id: 6\nevent: instance.state\ndata: ${JSON.stringify(ev)}\n\n: connected\n\n`);
     setTimeout(() => res.end(`id: 7\r\nevent: daemon.started\r\ndata: ${JSON.stringify({ ...ev, id: 7, type: 'daemon.started', instance: null, data: { pid: 1 } })}\r\n\r\n`), 20);
+  },
+  'GET /v1/instances/web': (_q, res) => send(res, 404, { error: { code: 'INSTANCE_NOT_FOUND', message: 'instance "web" not found', name: 'web' } }),
+  'GET /v1/instances/zzz': (_q, res) => send(res, 404, { error: { code: 'INSTANCE_NOT_FOUND', message: 'instance "zzz" not found', name: 'zzz' } }),
+  'GET /v1/events': (req, res) => {
+    // an endless stream: one event every 10 ms until the client goes
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    let id = 100;
+    const timer = setInterval(() => {
+      id++;
+      const ev = { id, time: '2025-01-01T00:00:00.000Z', type: 'qemu.event', instance: 'web1', data: { event: 'RTC_CHANGE' } };
+      res.write(`id: ${id}\nevent: qemu.event\ndata: ${JSON.stringify(ev)}\n\n`);
+    }, 10);
+    req.socket.on('close', () => clearInterval(timer));
+  },
+  'GET /v1/events?since=8': (_q, res) => {
+    // the daemon stopping: its last event, then the end of the stream
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    const ev = { id: 9, time: '2025-01-01T00:00:00.000Z', type: 'daemon.stopping', instance: null, data: { pid: 1, signal: 'SIGTERM' } };
+    res.end(`: connected\n\nid: 9\nevent: daemon.stopping\ndata: ${JSON.stringify(ev)}\n\n`);
+  },
+  'GET /v1/events?since=10': (_q, res) => {
+    // a connection cut in the middle of the stream
+    res.writeHead(200, { 'content-type': 'text/event-stream' });
+    const ev = { id: 11, time: '2025-01-01T00:00:00.000Z', type: 'instance.created', instance: 'web1', data: {} };
+    res.write(`id: 11\nevent: instance.created\ndata: ${JSON.stringify(ev)}\n\n`);
+    setTimeout(() => res.socket?.destroy(), 50);
   },
 };
 
@@ -135,7 +166,9 @@ export async function startFakeApi(opts: { tcpToken?: string } = {}): Promise<Fa
     requests.push({ method: 'UPGRADE', url: req.url ?? '', headers: req.headers, body: '' });
     if (req.url === '/v1/instances/web1/console') {
       wss.handleUpgrade(req, sock, head, (ws) => {
-        ws.send(Buffer.from('Welcome to tiny\r\n'));
+        // a terminal query split across two frames: a pipe must not get it
+        ws.send(Buffer.from('Welcome to tiny\r\n\x1b[6'));
+        ws.send(Buffer.from('n'));
         ws.on('message', (d: Buffer) => {
           consoleInput.push(Buffer.from(d));
           // echo as a guest shell would, then power off on "poweroff"
@@ -168,6 +201,29 @@ export async function startFakeApi(opts: { tcpToken?: string } = {}): Promise<Fa
 }
 
 export interface RunResult { code: number | null; stdout: string; stderr: string; stdoutBytes: Buffer }
+
+/**
+ * Run the compiled CLI with its stdout a pipe whose reader goes away: at once ('start', before the CLI writes
+ * anything) or after the first bytes ('first-data'), as `| head -1` does.
+ */
+export function runCliClosingStdout(args: string[], env: Record<string, string | undefined>, when: 'start' | 'first-data'): Promise<RunResult> {
+  return new Promise((resolve, reject) => {
+    const childEnv: NodeJS.ProcessEnv = { ...process.env, CORRAL_URL: undefined, CORRAL_TOKEN: undefined, ...env };
+    for (const k of Object.keys(childEnv)) if (childEnv[k] === undefined) delete childEnv[k];
+    const child = spawn(process.execPath, [CLI, ...args], { env: childEnv, stdio: ['pipe', 'pipe', 'pipe'] });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    if (when === 'start') child.stdout.destroy();
+    else child.stdout.once('data', (c: Buffer) => { out.push(c); child.stdout.destroy(); });
+    child.stderr.on('data', (c: Buffer) => err.push(c));
+    child.on('error', reject);
+    child.on('close', (code) => {
+      const stdoutBytes = Buffer.concat(out);
+      resolve({ code, stdout: stdoutBytes.toString('utf8'), stderr: Buffer.concat(err).toString('utf8'), stdoutBytes });
+    });
+    child.stdin.end();
+  });
+}
 
 /** Run the compiled CLI as a child process. */
 export function runCli(args: string[], env: Record<string, string | undefined>, input?: string | null, cwd?: string): Promise<RunResult> {

@@ -1,9 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFileSync, mkdtempSync, openSync, rmSync, statSync, writeSync, closeSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeSync, closeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConsoleLogRotator, readConsoleLog } from '../../../src/services/console-log.js';
+import { appendBootSeparator, ConsoleLogRotator, consoleLogHooks, readConsoleLog } from '../../../src/services/console-log.js';
+import type { LaunchPlan } from '../../../src/qemu/argv.js';
+import type { InstanceRow } from '../../../src/store/store.js';
 
 test('the console log stays bounded and keeps the newest bytes, while the writer keeps appending', () => {
   const dir = mkdtempSync(join(tmpdir(), 'corral-log-'));
@@ -35,6 +37,22 @@ test('no log yet reads as empty', () => {
   try {
     appendFileSync(join(dir, 'other'), 'x');
     assert.equal(readConsoleLog(join(dir, 'console.log')).length, 0);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('each start opens with a separator line, on a line of its own even after a boot that ended mid-line', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'corral-log-'));
+  try {
+    const file = join(dir, 'console.log');
+    appendBootSeparator(file, new Date('2026-11-30T13:00:00.123Z'), 'tcg');
+    assert.equal(readFileSync(file, 'utf8'), '----- corral: QEMU starting 2026-11-30T13:00:00Z (tcg) -----\r\n');
+    assert.equal(statSync(file).mode & 0o777, 0o600);
+    appendFileSync(file, 'Linux version 6.1\r\n~ # '); // the guest's output, ending at a prompt
+    const hook = consoleLogHooks().beforeSpawn!;
+    await hook({} as InstanceRow, { accel: 'kvm', paths: { consoleLog: file } } as LaunchPlan);
+    assert.match(readFileSync(file, 'utf8'), /^----- corral: QEMU starting 2026-11-30T13:00:00Z \(tcg\) -----\r\nLinux version 6\.1\r\n~ # \r\n----- corral: QEMU starting \d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \(kvm\) -----\r\n$/);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
