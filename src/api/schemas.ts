@@ -44,7 +44,17 @@ export const CreateInstanceBody = Type.Object(
 );
 export type CreateInstanceBody = Static<typeof CreateInstanceBody>;
 
-const Clearable = <T extends TSchema>(t: T) => Type.Optional(Type.Union([t, Type.Null()], { description: 'null clears it' }));
+/**
+ * A field `set` may clear with null. A typed schema becomes `type: [..., null]`, which the server's coercion
+ * leaves alone (a union listing a number first would coerce null to 0); others are a union with null first.
+ */
+const Clearable = <T extends TSchema>(t: T) => {
+  const type = (t as { type?: string | string[] }).type;
+  const schema = type !== undefined
+    ? Type.Unsafe<Static<T> | null>({ ...t, type: [...(Array.isArray(type) ? type : [type]), 'null'], description: 'null clears it' })
+    : Type.Union([Type.Null(), t], { description: 'null clears it' });
+  return Type.Optional(schema);
+};
 
 /** PATCH /v1/instances/{name}: change a stopped instance's configuration (validated as a create is). */
 export const SetInstanceBody = Type.Object(

@@ -6,21 +6,14 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ConsoleSession, Daemon, SKIP_NO_TINY, useDaemon } from './harness.js';
+import { Daemon, SKIP_NO_TINY, useDaemon } from './harness.js';
 
 const skip = SKIP_NO_TINY;
 let d: Daemon;
 useDaemon((x) => { d = x; });
 const MiB = 1024 * 1024;
 
-async function guest(name: string, cmd: string): Promise<string> {
-  const c = await ConsoleSession.open(d, name);
-  try {
-    return await c.run(cmd, 30_000);
-  } finally {
-    await c.close();
-  }
-}
+const guest = (name: string, cmd: string): Promise<string> => d.guest(name, cmd);
 
 test('set changes a stopped instance (the guest sees it at the next start); bad values and a running instance are refused, nothing changed', { skip, timeout: 240_000 }, async () => {
   assert.equal((await d.cli(['create', 'cf1', '--image', 'tiny', '--accel', 'tcg'])).code, 0);
@@ -31,6 +24,14 @@ test('set changes a stopped instance (the guest sees it at the next start); bad 
   assert.deepEqual([shown.cpus, shown.memory, shown.spec.cpuWeight], [2, 384 * MiB, 300]);
   const ev = (await d.events()).filter((e) => e.type === 'instance.updated' && e.instance === 'cf1');
   assert.deepEqual(ev.map((e) => e.data.changed), [['cpus', 'memory', 'topology', 'maxCpus', 'cpuWeight']]);
+
+  // none (null in the API) clears an optional field; a number is not coerced to null nor null to 0
+  const clear = await d.cli(['set', 'cf1', 'cpu-weight=none', 'cpu-limit=1.5']);
+  assert.equal(clear.code, 0, clear.stderr);
+  const cleared = (await d.api('GET', '/v1/instances/cf1')).body.spec;
+  assert.deepEqual([cleared.cpuWeight, cleared.cpuLimit], [null, 1.5]);
+  assert.equal((await d.api('PATCH', '/v1/instances/cf1', { cpuLimit: null, memoryLimit: null, pin: null, hugepages: null })).status, 200);
+  assert.equal((await d.api('GET', '/v1/instances/cf1')).body.spec.cpuLimit, null);
 
   const before = JSON.stringify((await d.api('GET', '/v1/instances/cf1')).body.spec);
   const low = await d.cli(['set', 'cf1', 'memory-limit=400M']);

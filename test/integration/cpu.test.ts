@@ -5,7 +5,7 @@
  */
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, readdirSync, rmdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmdirSync, writeFileSync } from 'node:fs';
 import { ConsoleSession, Daemon, SKIP_NO_TINY, useDaemon, waitFor } from './harness.js';
 
 const skip = SKIP_NO_TINY;
@@ -45,14 +45,7 @@ async function boot(name: string, args: string[]): Promise<{ uuid: string; pid: 
   return inst;
 }
 
-async function guest(name: string, cmd: string): Promise<string> {
-  const c = await ConsoleSession.open(d, name);
-  try {
-    return await c.run(cmd, 30_000);
-  } finally {
-    await c.close();
-  }
-}
+const guest = (name: string, cmd: string): Promise<string> => d.guest(name, cmd);
 
 function allowed(pid: number, tid: number): string {
   return /^Cpus_allowed_list:\s*(\S+)/m.exec(readFileSync(`/proc/${pid}/task/${tid}/status`, 'utf8'))![1]!;
@@ -124,6 +117,28 @@ test('cgroup: CPU cap, weight and memory limit are in the kernel files, QEMU is 
   await waitFor(() => !existsSync(cpu) && !existsSync(mem) && !existsSync(`${CG}/cpuacct/corral/${uuid}`), 10_000, 'the VM cgroup to be removed');
 });
 
+test('an OOM kill in the VM cgroup is told as such: crashed, killed by SIGKILL, the memory limit reached and the kernel\'s OOM note', { skip, timeout: 180_000 }, async () => {
+  const { uuid } = await boot('oom1', ['--memory', '256M', '--memory-limit', '552M']);
+  // Corral refuses a limit too small for the guest, so tighten the kernel's limit behind its back, to a little
+  // above what QEMU holds now, then have the guest touch 160 MiB of fresh memory.
+  const v2 = existsSync(`${CG}/cgroup.controllers`);
+  const dir = v2 ? `${CG}/corral/${uuid}` : `${CG}/memory/corral/${uuid}`;
+  const used = Number(readFileSync(`${dir}/${v2 ? 'memory.current' : 'memory.usage_in_bytes'}`, 'utf8'));
+  writeFileSync(`${dir}/${v2 ? 'memory.max' : 'memory.limit_in_bytes'}`, String(used + 24 * 1024 * 1024));
+  const c = await ConsoleSession.open(d, 'oom1');
+  try {
+    c.send('dd if=/dev/zero of=/dev/null bs=160M count=1\n');
+    await d.waitState('oom1', 'crashed', 60_000);
+  } finally {
+    await c.close().catch(() => undefined);
+  }
+  const x = (await d.api('GET', '/v1/instances/oom1')).body.lastExit;
+  assert.equal(x.signal, 'SIGKILL');
+  assert.match(x.service, /memory limit \(552 MiB\) was reached and the kernel OOM-killed QEMU/);
+  assert.match(x.kernel ?? '', /OOM killer/);
+  assert.match(x.reason, /was killed by SIGKILL: the VM's memory limit/);
+});
+
 test('hotplug: --cpus 1 --max-cpus 2 grows to 2 vCPUs that the guest brings online; under TCG a shrink is refused (QEMU 7.2 crashes) and the guest lives on; stopped, the new count applies at the next start', { skip, timeout: 240_000 }, async () => {
   const { pid } = await boot('hot1', ['--cpus', '1', '--max-cpus', '2']);
   const count = "echo n=$(grep -c ^processor /proc/cpuinfo)";
@@ -186,11 +201,12 @@ test('CPU model and memory limit are checked at create: host under TCG, an unkno
   assert.equal((await d.api('GET', '/v1/instances/model2')).status, 404);
 
   // 257M for a 256M guest was accepted, and the guest was OOM-killed once it used its memory
+  const dirs = readdirSync(`${d.dataDir}/instances`).sort();
   const lim = await d.cli(['create', 'lim1', '--image', 'tiny', '--accel', 'tcg', '--memory', '256M', '--memory-limit', '257M']);
   assert.equal(lim.code, 1);
   assert.match(lim.stderr, /INVALID_SPEC: memoryLimit: 257 MiB is too small: the guest's 256 MiB plus QEMU's own 296 MiB under TCG needs at least 552 MiB/);
   assert.equal((await d.api('GET', '/v1/instances/lim1')).status, 404);
-  assert.deepEqual(readdirSync(`${d.dataDir}/instances`), []);
+  assert.deepEqual(readdirSync(`${d.dataDir}/instances`).sort(), dirs, 'no instance dir is left behind');
   const ok = await d.cli(['create', 'lim2', '--image', 'tiny', '--accel', 'tcg', '--memory', '256M', '--memory-limit', '552M']);
   assert.equal(ok.code, 0, ok.stderr);
   assert.equal((await d.api('DELETE', '/v1/instances/lim2')).status, 200);

@@ -226,6 +226,16 @@ export class Daemon {
     return last;
   }
 
+  /** Run a shell command in a running tiny guest over its serial console; what it printed. */
+  async guest(name: string, cmd: string, timeoutMs = 30_000): Promise<string> {
+    const c = await ConsoleSession.open(this, name);
+    try {
+      return await c.run(cmd, timeoutMs);
+    } finally {
+      await c.close();
+    }
+  }
+
   async waitState(name: string, state: string, timeoutMs = 30_000): Promise<any> {
     let cur: any;
     await waitFor(async () => {

@@ -224,28 +224,39 @@ test('lockErrorToInUse leaves other errors alone', () => {
   assert.ok(mapped instanceof CorralError && mapped.code === 'VOLUME_IN_USE' && mapped.status === 409);
 });
 
+/** A QEMU holding an image open (its lock taken, as the probe shows); stop() kills it. */
+async function holdImage(path: string): Promise<{ stop(): Promise<void> }> {
+  const blockdev = JSON.stringify({ driver: 'qcow2', 'node-name': 'd', file: { driver: 'file', filename: path } });
+  const qemu: ChildProcess = spawn('qemu-system-x86_64', ['-nodefaults', '-machine', 'none', '-display', 'none', '-blockdev', blockdev], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  qemu.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
+  const stop = async (): Promise<void> => {
+    qemu.kill('SIGKILL');
+    await new Promise((r) => (qemu.exitCode !== null || qemu.signalCode !== null ? r(null) : qemu.once('exit', r)));
+  };
+  const t0 = Date.now();
+  for (;;) {
+    try {
+      await probeLock(path, 'qcow2');
+    } catch {
+      return { stop }; // the probe fails: QEMU holds the lock
+    }
+    if (qemu.exitCode !== null) throw new Error(`qemu exited: ${stderr}`);
+    if (Date.now() - t0 > 15_000) {
+      await stop();
+      throw new Error('QEMU never took the image lock');
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 test('a volume open in a running QEMU: qemu-img lock errors become VOLUME_IN_USE', { skip: skipQemu, timeout: 30_000 }, async () => {
   const { s } = fresh();
   const v = await s.create('busy', '16M');
   await s.create('busyraw', '1M', 'raw');
   await s.snapshot('busy', 'before');
-  const blockdev = JSON.stringify({ driver: 'qcow2', 'node-name': 'd', file: { driver: 'file', filename: v.path } });
-  const qemu: ChildProcess = spawn('qemu-system-x86_64', ['-nodefaults', '-machine', 'none', '-display', 'none', '-blockdev', blockdev], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  qemu.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
+  const qemu = await holdImage(v.path);
   try {
-    // wait until QEMU holds the lock (the probe fails)
-    const t0 = Date.now();
-    for (;;) {
-      try {
-        await probeLock(v.path, 'qcow2');
-      } catch {
-        break;
-      }
-      if (qemu.exitCode !== null) throw new Error(`qemu exited: ${stderr}`);
-      if (Date.now() - t0 > 15_000) throw new Error('QEMU never took the image lock');
-      await new Promise((r) => setTimeout(r, 100));
-    }
     for (const [what, p] of [
       ['resize', () => s.resize('busy', '32M')],
       ['snapshot', () => s.snapshot('busy', 'during')],
@@ -265,8 +276,7 @@ test('a volume open in a running QEMU: qemu-img lock errors become VOLUME_IN_USE
     // the others are unaffected
     await s.remove('busyraw');
   } finally {
-    qemu.kill('SIGKILL');
-    await new Promise((r) => (qemu.exitCode !== null || qemu.signalCode !== null ? r(null) : qemu.once('exit', r)));
+    await qemu.stop();
   }
   await s.remove('busy');
 });
@@ -275,26 +285,11 @@ test('a source that a running QEMU only reads (under a clone) can be cloned agai
   const { s } = fresh();
   await s.create('base', '16M');
   const first = await s.clone('base', 'first');
-  const blockdev = JSON.stringify({ driver: 'qcow2', 'node-name': 'd', file: { driver: 'file', filename: first.path } });
-  const qemu: ChildProcess = spawn('qemu-system-x86_64', ['-nodefaults', '-machine', 'none', '-display', 'none', '-blockdev', blockdev], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  qemu.stderr!.on('data', (d: Buffer) => { stderr += d.toString(); });
+  const qemu = await holdImage(first.path);
   try {
-    const t0 = Date.now();
-    for (;;) {
-      try {
-        await probeLock(first.path, 'qcow2');
-      } catch {
-        break;
-      }
-      if (qemu.exitCode !== null) throw new Error(`qemu exited: ${stderr}`);
-      if (Date.now() - t0 > 15_000) throw new Error('QEMU never took the image lock');
-      await new Promise((r) => setTimeout(r, 100));
-    }
     const second = await s.clone('base', 'second');
     assert.equal(second.backing, 'base');
   } finally {
-    qemu.kill('SIGKILL');
-    await new Promise((r) => (qemu.exitCode !== null || qemu.signalCode !== null ? r(null) : qemu.once('exit', r)));
+    await qemu.stop();
   }
 });
