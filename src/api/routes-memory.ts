@@ -26,7 +26,7 @@ export function memoryRoutes(svc: Services): FastifyPluginAsync {
       '/v1/instances/:name/memory',
       {
         schema: {
-          summary: 'Resize an instance\'s memory. Running: virtio-mem above the boot size (up to maxMemory), the balloon at or below it, until the next start. Stopped: the boot size of the next start ({name, memory, state})',
+          summary: 'Resize an instance\'s memory. Running: virtio-mem above the boot size (up to maxMemory), the balloon at or below it; kept as the instance memory. Stopped: the boot size of the next start ({name, memory, state})',
           params: NameParams, body: ResizeBody, response: errors,
         },
       },

@@ -16,7 +16,7 @@ const enc = encodeURIComponent;
 export function resizedMemoryLine(name: string, m: MemoryStatsView | StoppedMemoryResize): string {
   if ('state' in m && typeof m.state === 'string') return `${name}: memory ${formatSize(m.memory)} (${m.state}: applies at the next start)`;
   const s = m as MemoryStatsView;
-  return `${name}: memory ${formatSize(s.requested ?? s.configured.memory)} (live until the next start; the guest sees ${formatSize(s.guest.visible)})`;
+  return `${name}: memory ${formatSize(s.requested ?? s.configured.memory)} (live; the guest sees ${formatSize(s.guest.visible)})`;
 }
 
 export function registerStatsCommands(program: Command, client: () => ApiClient): void {

@@ -136,7 +136,6 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   instances.addHooks(cpu.hooks());
   const images = new ImageService(dataDir, imageStore, store, events);
   const memory = new MemoryService({ instances, config, events, log });
-  instances.setLiveMemory((row) => memory.liveMemory(row));
   const volumes = new VolumeService(new VolumeStore(dataDir), events);
   instances.addHooks(memory.hooks());
   const storageDaemons = new StorageDaemonService({ instances, events, log, blockIo, runRoot: paths.run });

@@ -31,8 +31,7 @@ export interface InstanceView {
   spec: InstanceSpec;
 }
 
-/** liveMemory: what a running instance has now after a resize (null: its boot memory). */
-export function instanceView(r: InstanceRow, p: InstancePaths, liveMemory: number | null = null): InstanceView {
+export function instanceView(r: InstanceRow, p: InstancePaths): InstanceView {
   const live = isActive(r.state) && r.pid !== null;
   let allocated: number | null = null;
   try {
@@ -42,7 +41,7 @@ export function instanceView(r: InstanceRow, p: InstancePaths, liveMemory: numbe
   }
   const first = r.spec.nics[0];
   return {
-    name: r.name, uuid: r.uuid, state: r.state, image: r.spec.image, cpus: r.spec.cpus, memory: liveMemory ?? r.spec.memory,
+    name: r.name, uuid: r.uuid, state: r.state, image: r.spec.image, cpus: r.spec.cpus, memory: r.spec.memory,
     firmware: r.spec.firmware, network: first?.network ?? (first ? first.model : 'none'), mac: first?.mac ?? r.mac,
     accel: live ? r.accel : null, pid: live ? r.pid : null,
     disk: { path: p.disk, allocated },

@@ -26,12 +26,11 @@ import { OVMF_VARS, launchPlan, type LaunchExtras, type RuntimeStatus, prepareRu
 import { ConsoleLogRotator } from './console-log.js';
 import { describeExit, kernelNote, keepPreviousStderr, stderrLine, writeExitInfo, type ExitInfo } from './exit-cause.js';
 import { instanceView, type InstanceView } from './instance-view.js';
-
-export type { InstanceView };
 import { devicePaths, type DevicePath } from './device-paths.js';
 import { formatSizeExact } from '../core/units.js';
 import { admitOrThrow, poolView, type HostCapacityInput, type PoolConfig, type PoolView } from '../core/pool.js';
 
+export type { InstanceView };
 
 export interface InstanceDeps {
   dataDir: string;
@@ -63,7 +62,6 @@ export class InstanceService {
   private nicPlanner: NicPlanner = (uuid, req) => [{ id: 'net0', model: 'virtio-net', network: DEFAULT_NETWORK, mac: macFor(uuid), queues: 1, ...(req.forwards ? { forwards: req.forwards.map(parseForward) } : {}) }];
   /** The pids of the processes serving an instance's vhost-user disks (set by the storage daemon service). */
   private backendSource: (row: InstanceRow) => Record<string, number | null> = () => ({});
-  private liveMemory: (row: InstanceRow) => number | null = () => null;
   /** Exit hooks still at work per instance uuid (stopping storage daemons). */
   private exiting = new Map<string, Promise<void>>();
   private locks = new KeyedLock();
@@ -81,11 +79,6 @@ export class InstanceService {
   /** How a new instance's first NIC is made (set by the NIC service, which knows the networks). */
   setNicPlanner(fn: NicPlanner): void {
     this.nicPlanner = fn;
-  }
-
-  /** Where list and the pool learn a running instance's memory after a resize (set by the memory service). */
-  setLiveMemory(fn: (row: InstanceRow) => number | null): void {
-    this.liveMemory = fn;
   }
 
   /** Where `devices` gets the pids of vhost-user backends from. */
@@ -146,9 +139,8 @@ export class InstanceService {
   }
 
   view(r: InstanceRow): InstanceView {
-    return instanceView(r, this.paths(r), isActive(r.state) ? this.liveMemory(r) : null);
+    return instanceView(r, this.paths(r));
   }
-
 
   private setState(row: InstanceRow, to: InstanceState, reason: string, patch: Partial<InstanceRow> = {}, extra: Record<string, unknown> = {}): void {
     const from = row.state;
@@ -164,7 +156,7 @@ export class InstanceService {
   pool(excludeUuid?: string): PoolView {
     const allocations = this.d.store.listInstances()
       .filter((r) => isActive(r.state) && r.uuid !== excludeUuid)
-      .map((r) => ({ name: r.name, cpus: r.spec.cpus, memory: this.liveMemory(r) ?? r.spec.memory }));
+      .map((r) => ({ name: r.name, cpus: r.spec.cpus, memory: r.spec.memory }));
     return poolView(this.d.pool.host, this.d.pool.config, allocations);
   }
 

@@ -1,8 +1,9 @@
 /**
  * Memory of running instances: live resize (virtio-mem above the boot size, the balloon at or below it),
  * statistics (configured, guest-visible, host-resident, guest-reported) and the guest-physical -> host-virtual
- * memory map with host residency per range. The resize target is runtime only: a restart returns to the boot
- * size (spec memory).
+ * memory map with host residency per range. A resize is kept, as a vCPU hotplug is: the spec's memory becomes the
+ * new size (what list and the pool show, and the boot size of the next start), while the running QEMU keeps its
+ * boot size (`bootOf`) and reaches the new size with virtio-mem above it and the balloon below it.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -100,6 +101,8 @@ export interface MemoryDeps {
 
 export class MemoryService {
   private requested = new Map<string, number>();
+  /** the boot memory of each running QEMU (the spec's memory when it started; QEMU's base memory when adopted) */
+  private boots = new Map<string, number>();
 
   constructor(private d: MemoryDeps) {}
 
@@ -113,18 +116,25 @@ export class MemoryService {
         this.d.log.warn({ instance: row.name, err: (e as Error).message }, 'cannot turn on balloon statistics');
       }
     };
+    const launched = async (row: InstanceRow, pid: number, qmp: QmpClient): Promise<void> => {
+      this.boots.set(row.uuid, row.spec.memory);
+      await setUp(row, pid, qmp);
+    };
     const adopted = async (row: InstanceRow, pid: number, qmp: QmpClient): Promise<void> => {
       await setUp(row, pid, qmp);
-      // a resize before the daemon restarted: virtio-mem still holds what it plugged
-      if (row.spec.maxMemory === null) return;
-      const req = await qmp.execute<number>('qom-get', { path: VMEM_PATH, property: 'requested-size' }).catch(() => 0);
-      if (req > 0) this.requested.set(row.uuid, row.spec.memory + req);
+      // resized before the daemon restarted: QEMU still boots from its base memory, the spec holds the new size
+      const base = await qmp.execute<{ 'base-memory'?: number }>('query-memory-size-summary').then((r) => r['base-memory'] ?? null, () => null);
+      this.boots.set(row.uuid, base ?? row.spec.memory);
+      if (base !== null && base !== row.spec.memory) this.requested.set(row.uuid, row.spec.memory);
     };
     return {
       beforeLaunch: (row) => checkHugepages(row.spec, readHugepages(this.d.sysRoot ?? '/sys')),
-      launched: setUp,
+      launched,
       adopted,
-      exited: (row) => { this.requested.delete(row.uuid); },
+      exited: (row) => {
+        this.requested.delete(row.uuid);
+        this.boots.delete(row.uuid);
+      },
     };
   }
 
@@ -137,13 +147,23 @@ export class MemoryService {
       stats = parseGuestStats(await qmp.execute('qom-get', { path: BALLOON_PATH, property: 'guest-stats' }));
       deflateOnOom = (await qmp.execute<boolean>('qom-get', { path: BALLOON_PATH, property: 'deflate-on-oom' })) === true;
     }
-    const plugged = row.spec.maxMemory !== null ? await qmp.execute<number>('qom-get', { path: VMEM_PATH, property: 'size' }) : null;
+    const plugged = this.hasVmem(row) ? await qmp.execute<number>('qom-get', { path: VMEM_PATH, property: 'size' }) : null;
     return { actual, plugged, stats, deflateOnOom };
+  }
+
+  /** The running QEMU has a virtio-mem device: room between its boot memory and maxMemory (see launchPlan). */
+  private hasVmem(row: InstanceRow): boolean {
+    return row.spec.maxMemory !== null && row.spec.maxMemory > this.bootOf(row);
+  }
+
+  /** The boot memory of the instance's running QEMU. */
+  private bootOf(row: InstanceRow): number {
+    return this.boots.get(row.uuid) ?? row.spec.memory;
   }
 
   private used(row: InstanceRow, dev: Devices): number | null {
     if (!dev.stats) return null;
-    return guestUsed(dev.stats, dev.actual === null ? 0 : Math.max(0, row.spec.memory - dev.actual), dev.deflateOnOom);
+    return guestUsed(dev.stats, dev.actual === null ? 0 : Math.max(0, this.bootOf(row) - dev.actual), dev.deflateOnOom);
   }
 
   async stats(name: string): Promise<MemoryStats> {
@@ -158,10 +178,10 @@ export class MemoryService {
     }
     return {
       name: row.name,
-      configured: { memory: row.spec.memory, maxMemory: row.spec.maxMemory, balloon: row.spec.balloon },
+      configured: { memory: this.bootOf(row), maxMemory: row.spec.maxMemory, balloon: row.spec.balloon },
       requested: this.requested.get(row.uuid) ?? null,
       guest: {
-        visible: (dev.actual ?? row.spec.memory) + (dev.plugged ?? 0),
+        visible: (dev.actual ?? this.bootOf(row)) + (dev.plugged ?? 0),
         balloon: dev.actual, plugged: dev.plugged,
         total: dev.stats?.total ?? null, free: dev.stats?.free ?? null, available: dev.stats?.available ?? null,
         used: this.used(row, dev),
@@ -204,7 +224,7 @@ export class MemoryService {
         return { name, memory: size, state: stored.state };
       }
       const { row, qmp } = this.d.instances.live(name);
-      const boot = row.spec.memory;
+      const boot = this.bootOf(row);
       const max = row.spec.maxMemory ?? boot;
       if (size % MiB !== 0) throw invalidSpec('memory', 'must be a whole number of MiB');
       if (size > max) {
@@ -220,22 +240,21 @@ export class MemoryService {
       if (used !== null && size < current && size < used + RESIZE_MARGIN) {
         throw invalidSpec('memory', `${formatSize(size)} is below what the guest uses now (${formatSize(used)}) plus a ${formatSize(RESIZE_MARGIN)} margin`);
       }
+      if (row.spec.hugepages && size % HUGEPAGE_BYTES[row.spec.hugepages] !== 0) {
+        throw invalidSpec('memory', `must be a multiple of the ${row.spec.hugepages} hugepage size (it is also the next boot size)`);
+      }
       // growing takes memory from the pool: admitted like a start
-      if (size > (this.requested.get(row.uuid) ?? boot)) admitOrThrow(this.d.instances.pool(row.uuid), { cpus: row.spec.cpus, memory: size });
-      if (row.spec.maxMemory !== null) {
+      if (size > row.spec.memory) admitOrThrow(this.d.instances.pool(row.uuid), { cpus: row.spec.cpus, memory: size });
+      if (this.hasVmem(row)) {
         await qmp.execute('qom-set', { path: VMEM_PATH, property: 'requested-size', value: Math.max(0, size - boot) });
       }
       if (row.spec.balloon) await qmp.execute('balloon', { value: Math.min(size, boot) });
       this.requested.set(row.uuid, size);
+      this.d.instances.updateSpec(name, { memory: size }); // kept: list and the pool count it, the next start boots with it
       this.d.events.publish('memory.resized', row.name, { from: current, to: size, live: true });
       return null;
     });
     return stopped ?? this.stats(name);
-  }
-
-  /** The memory a running instance has now by a resize (null: its boot memory): for list and the pool. */
-  liveMemory(row: InstanceRow): number | null {
-    return this.requested.get(row.uuid) ?? null;
   }
 
   /** The balloon of a running instance, for the pressure controller; null when it has none or is not live. */
@@ -251,7 +270,7 @@ export class MemoryService {
     if (dev.actual === null) return null;
     const req = this.requested.get(row.uuid);
     return {
-      name: row.name, uuid: row.uuid, actual: dev.actual, ceiling: req === undefined ? row.spec.memory : Math.min(req, row.spec.memory),
+      name: row.name, uuid: row.uuid, actual: dev.actual, ceiling: req === undefined ? this.bootOf(row) : Math.min(req, this.bootOf(row)),
       available: dev.stats?.available ?? null, used: this.used(live.row, dev),
     };
   }

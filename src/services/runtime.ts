@@ -77,7 +77,8 @@ export function launchPlan(row: InstanceRow, image: ImageRecord, accel: Accelera
     topology: row.spec.topology,
     cpuModel: row.spec.cpuModel === 'auto' ? (accel === 'kvm' ? 'host' : 'max') : row.spec.cpuModel,
     memory: row.spec.memory,
-    maxMemory: row.spec.maxMemory,
+    // a guest resized up to its maxMemory boots with all of it: no room left for virtio-mem (a region of 0 is refused)
+    maxMemory: row.spec.maxMemory !== null && row.spec.maxMemory > row.spec.memory ? row.spec.maxMemory : null,
     // vhost-user back ends read and write guest memory directly: it must be a shared memfd (virtio-mem's too)
     memoryBacking: {
       hugepages: row.spec.hugepages ? HUGEPAGE_BYTES[row.spec.hugepages] : null,

@@ -81,6 +81,7 @@ test('the balloon: 1G -> 512M takes about 512 MiB from the guest, and back', { s
   const r = await d.api('POST', '/v1/instances/m1/memory', { size: '512M' });
   assert.equal(r.status, 200, JSON.stringify(r.body));
   assert.equal(r.body.requested, 512 * MiB);
+  assert.equal((await d.api('GET', '/v1/instances/m1')).body.memory, 512 * MiB, 'the resize is kept, as a vCPU hotplug is');
   await waitFor(async () => (await mem('m1')).guest.balloon === 512 * MiB, 30_000, 'the balloon to inflate');
   const g1 = await meminfo(console1);
   // With deflate-on-oom the guest keeps ballooned pages in MemTotal; either way they are no longer usable.

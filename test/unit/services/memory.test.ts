@@ -42,20 +42,31 @@ function fakeVm(opts: { memory: number; maxMemory?: number | null; balloon?: boo
   const svc = new MemoryService({
     instances: {
       live: () => ({ row, pid: 999_999_999, qmp }), rowOf: () => row, pool: () => pool,
+      updateSpec: (_n: string, patch: Record<string, unknown>) => { Object.assign(row.spec, patch); return row; },
       withLock: (_n: string, fn: () => Promise<unknown>) => fn(),
     } as never,
     config: { setLocked: async (_n: string, c: Record<string, unknown>) => { changes.push(c); return {} as never; } },
     events: { publish: (t: string) => { events.push(t); } } as never,
     log: { warn: () => {} },
   });
-  return { svc, calls, state, events, changes };
+  return { svc, calls, state, events, changes, row };
 }
 
-test('at or below the boot size the balloon moves; above it virtio-mem plugs the difference', async () => {
-  const vm = fakeVm({ memory: 1024 * MiB, maxMemory: 2048 * MiB });
+/** A fake VM whose QEMU the service saw start (its boot memory known). */
+async function started(opts: Parameters<typeof fakeVm>[0]): Promise<ReturnType<typeof fakeVm>> {
+  const vm = fakeVm(opts);
+  await vm.svc.hooks().launched!(vm.row as never, 1, {} as never);
+  vm.calls.length = 0;
+  return vm;
+}
+
+test('at or below the boot size the balloon moves; above it virtio-mem plugs the difference; the new size is kept in the spec', async () => {
+  const vm = await started({ memory: 1024 * MiB, maxMemory: 2048 * MiB });
   const s = await vm.svc.resizeMemory('vm', '512M') as MemoryStats;
   assert.deepEqual([vm.state.actual, vm.state.plugged], [512 * MiB, 0]);
   assert.equal(s.requested, 512 * MiB);
+  assert.equal(vm.row.spec.memory, 512 * MiB, 'kept: list, the pool and the next start use it');
+  assert.equal(s.configured.memory, 1024 * MiB, 'the running QEMU still boots from 1 GiB');
   assert.equal(s.guest.visible, 512 * MiB);
   assert.equal(s.map[0]?.hvaStart, 0x7f0000000000);
   await vm.svc.resizeMemory('vm', '1536M');
@@ -71,11 +82,11 @@ test('a stopped instance: the resize is a configuration change (the next boot si
 });
 
 test('growing a running guest is admitted against the pool; short, nothing is plugged', async () => {
-  const vm = fakeVm({ memory: 1024 * MiB, maxMemory: 4096 * MiB, poolFree: 1536 * MiB });
+  const vm = await started({ memory: 1024 * MiB, maxMemory: 4096 * MiB, poolFree: 1536 * MiB });
   await vm.svc.resizeMemory('vm', '1536M');
   await assert.rejects(vm.svc.resizeMemory('vm', '2G'), (e: { code?: string }) => e.code === 'INSUFFICIENT_RESOURCES');
   assert.equal(vm.state.plugged, 512 * MiB);
-  assert.equal(vm.svc.liveMemory({ uuid: 'u1' } as never), 1536 * MiB, 'list and the pool see what is plugged now');
+  assert.equal(vm.row.spec.memory, 1536 * MiB, 'list and the pool see what is plugged now');
 });
 
 test('refused with INVALID_SPEC on memory, nothing changed: above maxMemory, above boot without it, below 64 MiB, below the use', async () => {
@@ -99,7 +110,7 @@ test('refused with INVALID_SPEC on memory, nothing changed: above maxMemory, abo
 });
 
 test('the balloon snapshot gives the pressure controller what the guest uses, not counting the balloon', async () => {
-  const vm = fakeVm({ memory: 1024 * MiB, used: 200 * MiB });
+  const vm = await started({ memory: 1024 * MiB, used: 200 * MiB });
   await vm.svc.resizeMemory('vm', '768M');
   const s = await vm.svc.balloonSnapshot({ name: 'vm', uuid: 'u1', state: 'running', spec: { balloon: true, memory: 1024 * MiB } } as never);
   assert.equal(s?.actual, 768 * MiB);
