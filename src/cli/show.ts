@@ -33,7 +33,7 @@ function cpus(i: Instance, s: Partial<InstanceSpec>): string {
 
 function memory(i: Instance, s: Partial<InstanceSpec>, mem: ShownMemory | null): string {
   const parts = [size(i.memory)];
-  if (s.maxMemory) parts.push(`up to ${size(s.maxMemory)} (hotplug)`);
+  if (s.maxMemory) parts.push(s.maxMemory > i.memory ? `up to ${size(s.maxMemory)} (hotplug)` : 'all of max-memory');
   if (s.memoryLimit) parts.push(`limit ${size(s.memoryLimit)}`);
   parts.push(`balloon ${s.balloon === false ? 'off' : 'on'}`);
   if (s.prealloc) parts.push('preallocated');

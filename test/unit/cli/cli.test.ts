@@ -55,7 +55,14 @@ test('show prints the whole configuration, what runs now and why the last QEMU e
   assert.match(o, /^disks:\s+volume data1 on sata$/m);
   assert.match(o, /^nics:\s+net0 virtio-net, on default, mac 52:54:00:12:34:56, forward tcp:127\.0\.0\.1:8022->22$/m);
   assert.match(o, /^\s+net1 e1000, on lan, mac 52:54:00:12:34:57, ip 10\.50\.0\.12$/m);
+  assert.match(o, /^memory:\s+512 MiB, up to 2 GiB \(hotplug\)/m);
   assert.match(o, /^last exit:\s+2024-12-31T23:00:00\.000Z: QEMU 4100 was killed by SIGSEGV: segfault at 18 error 4 in libc\.so\.6 \(signal SIGSEGV\)$/m);
+});
+
+test('show of a guest resized up to its max-memory says so rather than "up to" its own size', async () => {
+  const { instanceDetails } = await import('../../../src/cli/show.js');
+  const full = { ...INSTANCE, memory: 2147483648, spec: { ...INSTANCE.spec, memory: 2147483648 } };
+  assert.match(instanceDetails(full as never), /^memory:\s+2 GiB, all of max-memory, limit 3 GiB/m);
 });
 
 test('set sends KEY=VALUE pairs as the API fields (numbers, booleans, none clears) and says what changed', async () => {
