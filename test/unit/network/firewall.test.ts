@@ -15,7 +15,8 @@ const net = (name: string, cidr: string, nat = true): NetworkRecord => validateN
 
 function golden(name: string, got: string): void {
   const file = join(dir, `${name}.nft`);
-  if (process.env.UPDATE_GOLDENS === '1' || !existsSync(file)) writeFileSync(file, got);
+  if (process.env.UPDATE_GOLDENS === '1') writeFileSync(file, got);
+  else assert.ok(existsSync(file), `golden file ${file} is missing: run the test with UPDATE_GOLDENS=1 to write it, and review it`);
   assert.equal(got, readFileSync(file, 'utf8'));
 }
 

@@ -15,7 +15,8 @@ for (const f of readdirSync(dir).filter((n) => n.endsWith('.plan.json'))) {
     const plan = JSON.parse(readFileSync(join(dir, f), 'utf8')) as LaunchPlan;
     const got = `${buildArgv(plan).join('\n')}\n`;
     const golden = join(dir, `${name}.args`);
-    if (process.env.UPDATE_GOLDENS === '1' || !existsSync(golden)) writeFileSync(golden, got);
+    if (process.env.UPDATE_GOLDENS === '1') writeFileSync(golden, got);
+    else assert.ok(existsSync(golden), `golden file ${golden} is missing: run the test with UPDATE_GOLDENS=1 to write it, and review it`);
     assert.equal(got, readFileSync(golden, 'utf8'));
   });
 }
