@@ -4,6 +4,7 @@
  */
 import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
+import AjvCompiler, { type BuildCompilerFromPool } from '@fastify/ajv-compiler';
 import websocket from '@fastify/websocket';
 import { timingSafeEqual } from 'node:crypto';
 import { CorralError, isCorralError } from '../core/errors.js';
@@ -77,11 +78,25 @@ export async function closeApi(app: FastifyInstance, graceMs = 2000): Promise<bo
   }
 }
 
+const ajvCompilers: BuildCompilerFromPool = AjvCompiler();
+
+/**
+ * JSON bodies are validated as sent: `{"cpus": "2"}` is not a number of CPUs. Only the query string and path
+ * parameters, which are text by nature (`?force=true`), are coerced to the types their schemas name.
+ */
+const strictBodies: BuildCompilerFromPool = (external, options) => {
+  const coercing = ajvCompilers(external, options);
+  const custom = (options as { customOptions?: Record<string, unknown> } | undefined)?.customOptions ?? {};
+  const strict = ajvCompilers(external, { ...options, customOptions: { ...custom, coerceTypes: false } } as Parameters<BuildCompilerFromPool>[1]);
+  return (def) => (def.httpPart === 'body' ? strict(def) : coercing(def));
+};
+
 export async function buildApi(svc: Services, opts: ApiOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
     logger: opts.logger ?? false,
     // allowUnionTypes: sizes are `type: [string, integer]` (see Size in schemas.ts)
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false, allowUnionTypes: true } },
+    schemaController: { compilersFactory: { buildValidator: strictBodies } },
     bodyLimit: 1024 * 1024,
   });
 
