@@ -28,7 +28,7 @@ function watchStopTimeout(events: EventBus, name: string): { killed(): boolean; 
   const done = events.subscribe((ev) => {
     if (ev.instance !== name) return;
     const to = (ev.data as { to?: unknown }).to;
-    if (ev.type === 'instance.state' && (to === 'stopping' || to === 'starting')) killed = false;
+    if (ev.type === 'instance.state' && to === 'stopping') killed = false;
     else if (ev.type === 'instance.stop-timeout') killed = true;
   });
   return { killed: () => killed, done };

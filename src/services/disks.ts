@@ -277,10 +277,30 @@ export class DiskService {
       });
       return;
     }
-    await qmp.execute('blockdev-del', { 'node-name': node }).catch((e: Error) => {
+    await deleteNode(qmp, node).catch((e: Error) => {
       this.d.log.warn({ volume, err: e.message }, 'blockdev-del after unplug failed');
     });
     if ((await qomObjects(qmp)).includes(`io-${id}`)) await qmp.execute('object-del', { id: `io-${id}` }).catch(() => undefined);
+  }
+}
+
+/**
+ * blockdev-del a disk's node once its device has let go of it. The device leaves the QOM tree (and even sends
+ * DEVICE_DELETED) a moment before its block backend is released from an iothread, and until then QEMU answers
+ * that the node is busy: try again for a few seconds. A node that is already gone is fine.
+ */
+async function deleteNode(qmp: QmpClient, node: string, timeoutMs = 5000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      await qmp.execute('blockdev-del', { 'node-name': node });
+      return;
+    } catch (e) {
+      const msg = (e as Error).message;
+      if (/Failed to find node|Cannot find device|not found/i.test(msg)) return;
+      if (Date.now() > until) throw e;
+      await new Promise((r) => setTimeout(r, 100));
+    }
   }
 }
 

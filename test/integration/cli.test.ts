@@ -111,10 +111,14 @@ test('stop says when it had to kill: the guest did not power off within the time
   assert.equal(s.code, 0, s.stderr);
   assert.equal(s.stdout, 'k1: stopped (killed: the guest did not power off within 0s)\n');
   await d.cli(['start', 'k1']);
+  // a restart's stop that had to kill says so too, though the instance runs again afterwards
+  const r = await d.cli(['restart', 'k1', '--timeout', '0']);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /^k1: running \(pid \d+\) \(killed: the guest did not power off within 0s\)\n$/);
   const j = await d.cli(['stop', 'k1', '--timeout', '0', '--json']);
   assert.equal(JSON.parse(j.stdout).killed, true);
   // each start opened the console log with a separator line
-  assert.equal((await d.consoleLog('k1')).match(/^----- corral: QEMU starting .* -----\r$/gm)?.length, 2);
+  assert.equal((await d.consoleLog('k1')).match(/^----- corral: QEMU starting .* -----\r$/gm)?.length, 3);
   await d.cli(['delete', 'k1']);
 });
 
