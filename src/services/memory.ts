@@ -46,7 +46,7 @@ export interface MemoryMapEntry {
 export interface MemoryStats {
   name: string;
   configured: { memory: number; maxMemory: number | null; balloon: boolean };
-  /** the size last asked for by a resize since this QEMU started (null: the boot size) */
+  /** the size a resize since this QEMU started asked for, kept as the spec's memory (null: the boot size) */
   requested: number | null;
   guest: {
     /** memory the guest can use: the boot memory less the balloon, plus what virtio-mem has plugged */
@@ -100,13 +100,12 @@ export interface MemoryDeps {
 }
 
 export class MemoryService {
-  private requested = new Map<string, number>();
   /** the boot memory of each running QEMU (the spec's memory when it started; QEMU's base memory when adopted) */
   private boots = new Map<string, number>();
 
   constructor(private d: MemoryDeps) {}
 
-  /** Lifecycle hooks: turn on the balloon's statistics; forget the runtime target when QEMU exits. */
+  /** Lifecycle hooks: turn on the balloon's statistics; know each QEMU's boot memory while it runs. */
   hooks(): InstanceHooks {
     const setUp = async (row: InstanceRow, _pid: number, qmp: QmpClient): Promise<void> => {
       if (!row.spec.balloon) return;
@@ -125,16 +124,12 @@ export class MemoryService {
       // resized before the daemon restarted: QEMU still boots from its base memory, the spec holds the new size
       const base = await qmp.execute<{ 'base-memory'?: number }>('query-memory-size-summary').then((r) => r['base-memory'] ?? null, () => null);
       this.boots.set(row.uuid, base ?? row.spec.memory);
-      if (base !== null && base !== row.spec.memory) this.requested.set(row.uuid, row.spec.memory);
     };
     return {
       beforeLaunch: (row) => checkHugepages(row.spec, readHugepages(this.d.sysRoot ?? '/sys')),
       launched,
       adopted,
-      exited: (row) => {
-        this.requested.delete(row.uuid);
-        this.boots.delete(row.uuid);
-      },
+      exited: (row) => { this.boots.delete(row.uuid); },
     };
   }
 
@@ -154,6 +149,11 @@ export class MemoryService {
   /** The running QEMU has a virtio-mem device: room between its boot memory and maxMemory (see launchPlan). */
   private hasVmem(row: InstanceRow): boolean {
     return row.spec.maxMemory !== null && row.spec.maxMemory > this.bootOf(row);
+  }
+
+  /** The size a resize asked for since this QEMU started: the spec's memory where it differs from the boot size. */
+  private requestedOf(row: InstanceRow): number | null {
+    return row.spec.memory === this.bootOf(row) ? null : row.spec.memory;
   }
 
   /** The boot memory of the instance's running QEMU. */
@@ -179,7 +179,7 @@ export class MemoryService {
     return {
       name: row.name,
       configured: { memory: this.bootOf(row), maxMemory: row.spec.maxMemory, balloon: row.spec.balloon },
-      requested: this.requested.get(row.uuid) ?? null,
+      requested: this.requestedOf(row),
       guest: {
         visible: (dev.actual ?? this.bootOf(row)) + (dev.plugged ?? 0),
         balloon: dev.actual, plugged: dev.plugged,
@@ -249,7 +249,6 @@ export class MemoryService {
         await qmp.execute('qom-set', { path: VMEM_PATH, property: 'requested-size', value: Math.max(0, size - boot) });
       }
       if (row.spec.balloon) await qmp.execute('balloon', { value: Math.min(size, boot) });
-      this.requested.set(row.uuid, size);
       this.d.instances.updateSpec(name, { memory: size }); // kept: list and the pool count it, the next start boots with it
       this.d.events.publish('memory.resized', row.name, { from: current, to: size, live: true });
       return null;
@@ -268,9 +267,8 @@ export class MemoryService {
     }
     const dev = await this.devices(live.row, live.qmp);
     if (dev.actual === null) return null;
-    const req = this.requested.get(row.uuid);
     return {
-      name: row.name, uuid: row.uuid, actual: dev.actual, ceiling: req === undefined ? this.bootOf(row) : Math.min(req, this.bootOf(row)),
+      name: row.name, uuid: row.uuid, actual: dev.actual, ceiling: Math.min(row.spec.memory, this.bootOf(row)),
       available: dev.stats?.available ?? null, used: this.used(live.row, dev),
     };
   }
