@@ -4,7 +4,8 @@
  * the kernel's word (a segfault, an OOM kill), a service's word (the VM cgroup's OOM counter) and QEMU's own
  * last stderr line.
  */
-import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync } from 'node:fs';
+import { writeJsonAtomic } from '../storage/record-dir.js';
 import { kernelDeathNote, readKernelLog } from '../host/kmsg.js';
 import { qemuErrorLine, type ExitStatus } from '../qemu/launch.js';
 
@@ -75,9 +76,7 @@ export function kernelNote(pid: number, startTicks: number | null): string | nul
 }
 
 export function writeExitInfo(file: string, info: ExitInfo): void {
-  const tmp = `${file}.tmp`;
-  writeFileSync(tmp, `${JSON.stringify(info, null, 2)}\n`, { mode: 0o600 });
-  renameSync(tmp, file);
+  writeJsonAtomic(file, info, 0o600);
 }
 
 export function readExitInfo(file: string): ExitInfo | null {

@@ -3,13 +3,13 @@
  * and by the services' own checks (CPU model, memory limit); the next start uses it.
  */
 import { existsSync, copyFileSync } from 'node:fs';
-import { CorralError, invalidSpec } from '../core/errors.js';
+import { CorralError } from '../core/errors.js';
 import { applySpecChange, changedFields, type SpecChange } from '../core/spec-change.js';
 import type { HostLimits } from '../core/spec.js';
 import { canRun } from '../core/state.js';
 import type { EventBus } from './events.js';
 import type { InstanceService, InstanceView } from './instances.js';
-import { OVMF_VARS } from './runtime.js';
+import { OVMF_VARS, assertOvmf } from './runtime.js';
 
 export class InstanceConfigService {
   constructor(private d: { instances: InstanceService; events: EventBus; host: HostLimits }) {}
@@ -31,7 +31,7 @@ export class InstanceConfigService {
     const changed = changedFields(row.spec, spec);
     const efiVars = instances.paths(row).efiVars;
     if (spec.firmware === 'uefi' && !existsSync(efiVars)) {
-      if (!existsSync(OVMF_VARS)) throw invalidSpec('firmware', `UEFI needs OVMF (${OVMF_VARS} is missing; install the ovmf package)`);
+      assertOvmf();
       copyFileSync(OVMF_VARS, efiVars);
     }
     if (changed.length === 0) return { instance: instances.view(row), changed };

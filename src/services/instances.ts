@@ -3,7 +3,7 @@
  * QEMUs at daemon start. Operations on one instance are serialised; the hypervisor is the source of truth.
  */
 import { randomUUID } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdirSync, rmSync } from 'node:fs';
 import { CorralError, isCorralError } from '../core/errors.js';
 import { instancePaths, type InstancePaths } from '../core/paths.js';
 import { type CreateRequest, type HostLimits, type Accelerator, type InstanceSpec, validateCreate, validateName } from '../core/spec.js';
@@ -22,7 +22,7 @@ import { KeyedLock } from './locks.js';
 import { VmMonitor, type MonitorHandlers } from './monitor.js';
 import type { BlockIo } from '../qemu/argv-disks.js';
 import { exitCauses, runExitHooks, type InstanceHooks, type LaunchContributor, type LiveInstance, type NicPlanner } from './instance-hooks.js';
-import { OVMF_VARS, launchPlan, type LaunchExtras, type RuntimeStatus, prepareRunDir, readStatus, removeRunDir, writeStatus } from './runtime.js';
+import { OVMF_VARS, assertOvmf, launchPlan, type LaunchExtras, type RuntimeStatus, prepareRunDir, readStatus, removeRunDir, writeStatus } from './runtime.js';
 import { ConsoleLogRotator } from './console-log.js';
 import { describeExit, kernelNote, keepPreviousStderr, stderrLine, writeExitInfo, type ExitInfo } from './exit-cause.js';
 import { instanceView, type InstanceView } from './instance-view.js';
@@ -176,9 +176,7 @@ export class InstanceService {
       if (spec.disk !== null && spec.disk < image.virtualSize) {
         throw new CorralError('INVALID_SPEC', `disk: ${formatSizeExact(spec.disk)} is smaller than the image (${formatSizeExact(image.virtualSize)})`, { field: 'disk' });
       }
-      if (spec.firmware === 'uefi' && !existsSync(OVMF_VARS)) {
-        throw new CorralError('INVALID_SPEC', `firmware: UEFI needs OVMF (${OVMF_VARS} is missing; install the ovmf package)`, { field: 'firmware' });
-      }
+      if (spec.firmware === 'uefi') assertOvmf();
       await this.checkSpec(spec);
       const uuid = randomUUID();
       const now = new Date().toISOString();

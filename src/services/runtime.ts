@@ -1,6 +1,7 @@
 /** From a stored instance to what QEMU needs: the launch plan, the runtime dir and its status file. */
 import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import type { InstancePaths } from '../core/paths.js';
+import { invalidSpec } from '../core/errors.js';
 import { isVhostUser, needsSharedMemory as diskNeedsSharedMemory, volumeIds, type DiskBus } from '../core/disks.js';
 import type { Accelerator } from '../core/spec.js';
 import { HUGEPAGE_BYTES } from '../core/spec-compute.js';
@@ -14,6 +15,11 @@ import type { InstanceRow } from '../store/store.js';
 
 export const OVMF_CODE = process.env.CORRAL_OVMF_CODE ?? '/usr/share/OVMF/OVMF_CODE_4M.fd';
 export const OVMF_VARS = process.env.CORRAL_OVMF_VARS ?? '/usr/share/OVMF/OVMF_VARS_4M.fd';
+
+/** UEFI firmware needs OVMF installed: INVALID_SPEC on firmware otherwise (at create and at set). */
+export function assertOvmf(): void {
+  if (!existsSync(OVMF_VARS)) throw invalidSpec('firmware', `UEFI needs OVMF (${OVMF_VARS} is missing; install the ovmf package)`);
+}
 
 
 /** An attached volume with what the launch needs from its record. */

@@ -7,9 +7,9 @@ import { chmodSync, closeSync, fsyncSync, mkdirSync, mkdtempSync, openSync, read
 import { join } from 'node:path';
 
 /** Write JSON so that readers see the old file or the whole new one, never a part. */
-export function writeJsonAtomic(path: string, value: unknown): void {
+export function writeJsonAtomic(path: string, value: unknown, mode = 0o644): void {
   const tmp = `${path}.tmp-${process.pid}`;
-  const fd = openSync(tmp, 'w', 0o644);
+  const fd = openSync(tmp, 'w', mode);
   try {
     writeSync(fd, `${JSON.stringify(value, null, 2)}\n`);
     fsyncSync(fd);
