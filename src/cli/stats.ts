@@ -6,17 +6,16 @@ import type { Command } from 'commander';
 import { CliError, type ApiClient } from './client.js';
 import { cpuReport, type CpuStats } from './cpu.js';
 import { memoryDetails, resizeMemory, type MemoryStatsView, type StoppedMemoryResize } from './memory.js';
-import { printJson, printLines } from './format.js';
-import { formatSize } from '../core/units.js';
+import { printJson, printLines, size } from './format.js';
 import { wholeNumber } from './instances.js';
 
 const enc = encodeURIComponent;
 
 /** `db1: memory 1 GiB (live; the guest sees 1 GiB)` or `db1: memory 1 GiB (stopped: applies at the next start)`. */
 export function resizedMemoryLine(name: string, m: MemoryStatsView | StoppedMemoryResize): string {
-  if ('state' in m && typeof m.state === 'string') return `${name}: memory ${formatSize(m.memory)} (${m.state}: applies at the next start)`;
+  if ('state' in m && typeof m.state === 'string') return `${name}: memory ${size(m.memory)} (${m.state}: applies at the next start)`;
   const s = m as MemoryStatsView;
-  return `${name}: memory ${formatSize(s.requested ?? s.configured.memory)} (live; the guest sees ${formatSize(s.guest.visible)})`;
+  return `${name}: memory ${size(s.requested ?? s.configured.memory)} (live; the guest sees ${size(s.guest.visible)})`;
 }
 
 export function registerStatsCommands(program: Command, client: () => ApiClient): void {

@@ -1,30 +1,21 @@
 /** The compiled CLI against a fake API server on a unix socket (and on TCP with a token). */
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { IMAGE, INSTANCE, runCli, startFakeApi, type FakeApi } from './fake-api.js';
+import { IMAGE, INSTANCE, runCli, startFakeApi, useFakeApi } from './fake-api.js';
 
-let api: FakeApi;
-let env: Record<string, string>;
-
-before(async () => {
-  api = await startFakeApi();
-  env = { CORRAL_DATA_DIR: api.dir };
-});
-after(async () => {
-  await api.close();
-});
+const fake = useFakeApi();
 
 function lastRequest(method: string, url: string): { body: string; headers: Record<string, unknown> } {
-  const r = [...api.requests].reverse().find((x) => x.method === method && x.url === url);
+  const r = [...fake.api.requests].reverse().find((x) => x.method === method && x.url === url);
   assert.ok(r, `expected a ${method} ${url} request`);
   return r;
 }
 
 test('list --json prints exactly the API JSON, pretty-printed', async () => {
-  const r = await runCli(['list', '--json'], env);
+  const r = await runCli(['list', '--json'], fake.env);
   assert.equal(r.code, 0, r.stderr);
   assert.equal(r.stderr, '');
   const parsed = JSON.parse(r.stdout) as { instances: unknown[] };
@@ -34,7 +25,7 @@ test('list --json prints exactly the API JSON, pretty-printed', async () => {
 });
 
 test('list prints a table with human sizes and dashes for nulls', async () => {
-  const r = await runCli(['list'], env);
+  const r = await runCli(['list'], fake.env);
   assert.equal(r.code, 0, r.stderr);
   const lines = r.stdout.trimEnd().split('\n');
   assert.match(lines[0] ?? '', /^NAME\s+STATE\s+CPUS\s+MEMORY\s+ACCEL\s+PID\s+UPTIME\s+RSS\s+IMAGE$/);
@@ -43,7 +34,7 @@ test('list prints a table with human sizes and dashes for nulls', async () => {
 });
 
 test('show prints the whole configuration, what runs now and why the last QEMU ended, sizes human readable', async () => {
-  const r = await runCli(['show', 'web1'], env);
+  const r = await runCli(['show', 'web1'], fake.env);
   assert.equal(r.code, 0, r.stderr);
   const o = r.stdout;
   assert.match(o, /^uuid:\s+7f8e2a4c/m);
@@ -66,22 +57,22 @@ test('show of a guest resized up to its max-memory says so rather than "up to" i
 });
 
 test('set sends KEY=VALUE pairs as the API fields (numbers, booleans, none clears) and says what changed', async () => {
-  const r = await runCli(['set', 'web1', 'cpus=2', 'memory=1G', 'cpu-limit=1.5', 'balloon=no', 'pin=none', '--json'], env);
+  const r = await runCli(['set', 'web1', 'cpus=2', 'memory=1G', 'cpu-limit=1.5', 'balloon=no', 'pin=none', '--json'], fake.env);
   assert.equal(r.code, 0, r.stderr);
   assert.deepEqual(JSON.parse(r.stdout).body, { cpus: 2, memory: '1G', cpuLimit: 1.5, balloon: false, pin: null });
-  const text = await runCli(['set', 'web1', 'max-memory=2G'], env);
+  const text = await runCli(['set', 'web1', 'max-memory=2G'], fake.env);
   assert.equal(text.stdout, 'web1: changed maxMemory (applies at the next start)\n');
-  const bad = await runCli(['set', 'web1', 'colour=blue'], env);
+  const bad = await runCli(['set', 'web1', 'colour=blue'], fake.env);
   assert.equal(bad.code, 1);
   assert.match(bad.stderr, /^error: unknown key "colour" \(keys: cpus, memory, /);
-  const notNum = await runCli(['set', 'web1', 'cpus=two'], env);
+  const notNum = await runCli(['set', 'web1', 'cpus=two'], fake.env);
   assert.match(notNum.stderr, /^error: cpus: expected a whole number, got "two"/);
-  const noClear = await runCli(['set', 'web1', 'cpus=none'], env);
+  const noClear = await runCli(['set', 'web1', 'cpus=none'], fake.env);
   assert.match(noClear.stderr, /^error: cpus cannot be cleared/);
 });
 
 test('a 409 error body becomes "error: INVALID_STATE: ..." on stderr with exit 1', async () => {
-  const r = await runCli(['start', 'web1'], env);
+  const r = await runCli(['start', 'web1'], fake.env);
   assert.equal(r.code, 1);
   assert.equal(r.stdout, '');
   assert.equal(r.stderr, 'error: INVALID_STATE: cannot start "web1": it is running\n');
@@ -89,80 +80,80 @@ test('a 409 error body becomes "error: INVALID_STATE: ..." on stderr with exit 1
 });
 
 test('an unknown instance: the 404 from the API', async () => {
-  const r = await runCli(['show', 'nope'], env);
+  const r = await runCli(['show', 'nope'], fake.env);
   assert.equal(r.code, 1);
   assert.match(r.stderr, /^error: NOT_FOUND: /);
 });
 
 test('stop sends the timeout (default 30, or --timeout) and prints a one-line result', async () => {
-  let r = await runCli(['stop', 'web1'], env);
+  let r = await runCli(['stop', 'web1'], fake.env);
   assert.equal(r.code, 0, r.stderr);
   assert.equal(r.stdout, 'web1: stopped\n');
   assert.deepEqual(JSON.parse(lastRequest('POST', '/v1/instances/web1/stop').body), { timeout: 30 });
-  r = await runCli(['stop', 'web1', '--timeout', '5'], env);
+  r = await runCli(['stop', 'web1', '--timeout', '5'], fake.env);
   assert.deepEqual(JSON.parse(lastRequest('POST', '/v1/instances/web1/stop').body), { timeout: 5 });
   assert.equal(r.stdout, 'web1: stopped\n');
-  r = await runCli(['kill', 'web1', '--json'], env);
+  r = await runCli(['kill', 'web1', '--json'], fake.env);
   assert.equal((JSON.parse(r.stdout) as { state: string }).state, 'stopped');
   assert.deepEqual(JSON.parse(lastRequest('POST', '/v1/instances/web1/kill').body), {});
 });
 
 test('stop says when the guest did not power off in time and QEMU was killed', async () => {
-  const r = await runCli(['stop', 'web1', '--timeout', '0'], env);
+  const r = await runCli(['stop', 'web1', '--timeout', '0'], fake.env);
   assert.equal(r.code, 0, r.stderr);
   assert.equal(r.stdout, 'web1: stopped (killed: the guest did not power off within 0s)\n');
-  const j = await runCli(['stop', 'web1', '--timeout', '0', '--json'], env);
+  const j = await runCli(['stop', 'web1', '--timeout', '0', '--json'], fake.env);
   assert.equal((JSON.parse(j.stdout) as { killed: boolean }).killed, true);
 });
 
 test('create sends the right JSON body', async () => {
-  const r = await runCli(['create', 'web2', '--image', 'tiny', '--cpus', '2', '--memory', '512M', '--disk', '2G', '--firmware', 'uefi', '--network', 'none', '--accel', 'tcg', '--start'], env);
+  const r = await runCli(['create', 'web2', '--image', 'tiny', '--cpus', '2', '--memory', '512M', '--disk', '2G', '--firmware', 'uefi', '--network', 'none', '--accel', 'tcg', '--start'], fake.env);
   assert.equal(r.code, 0, r.stderr);
   assert.deepEqual(JSON.parse(lastRequest('POST', '/v1/instances').body), {
     name: 'web2', image: 'tiny', cpus: 2, memory: '512M', disk: '2G', firmware: 'uefi', network: 'none', accel: 'tcg', start: true,
   });
   assert.match(r.stdout, /^created web2: stopped\n$/);
 
-  const minimal = await runCli(['create', 'web3', '--image', 'tiny', '--json'], env);
+  const minimal = await runCli(['create', 'web3', '--image', 'tiny', '--json'], fake.env);
   assert.equal(minimal.code, 0, minimal.stderr);
   assert.deepEqual(JSON.parse(lastRequest('POST', '/v1/instances').body), { name: 'web3', image: 'tiny' });
   assert.equal((JSON.parse(minimal.stdout) as { name: string }).name, 'web3');
 });
 
 test('create rejects a non-integer --cpus before calling the API (commander usage error, exit 1)', async () => {
-  const before = api.requests.length;
-  const r = await runCli(['create', 'web4', '--image', 'tiny', '--cpus', 'two'], env);
+  const before = fake.api.requests.length;
+  const r = await runCli(['create', 'web4', '--image', 'tiny', '--cpus', 'two'], fake.env);
   assert.equal(r.code, 1);
   assert.match(r.stderr, /--cpus.*two.*whole number/);
-  assert.equal(api.requests.length, before);
+  assert.equal(fake.api.requests.length, before);
 });
 
 test('delete --force sends force=true', async () => {
-  const r = await runCli(['delete', 'web1', '--force'], env);
+  const r = await runCli(['delete', 'web1', '--force'], fake.env);
   assert.equal(r.code, 0, r.stderr);
   assert.equal(r.stdout, 'web1: deleted\n');
   lastRequest('DELETE', '/v1/instances/web1?force=true');
 });
 
 test('delete of a running instance without --force hints at --force', async () => {
-  const r = await runCli(['delete', 'web1'], env);
+  const r = await runCli(['delete', 'web1'], fake.env);
   assert.equal(r.code, 1);
   assert.equal(r.stderr, 'error: INVALID_STATE: cannot delete instance "web1": it is running (allowed from: stopped, crashed, error) (use --force to kill and delete it)\n');
-  const j = await runCli(['delete', 'web1', '--json'], env);
+  const j = await runCli(['delete', 'web1', '--json'], fake.env);
   assert.deepEqual(JSON.parse(j.stderr), {
     error: { code: 'INVALID_STATE', message: 'cannot delete instance "web1": it is running (allowed from: stopped, crashed, error) (use --force to kill and delete it)', state: 'running', operation: 'delete' },
   });
 });
 
 test('build-tiny: progress lines reach stderr, the result stdout', async () => {
-  let r = await runCli(['image', 'build-tiny', '--force'], env);
+  let r = await runCli(['image', 'build-tiny', '--force'], fake.env);
   assert.equal(r.code, 0, r.stderr);
   assert.equal(r.stderr, '[download] linux-image-amd64 42%\n[initramfs] packing\n');
   assert.match(r.stdout, /^name:\s+tiny$/m);
   assert.match(r.stdout, /^virtualSize:\s+256 MiB$/m);
   assert.deepEqual(JSON.parse(lastRequest('POST', '/v1/images/build-tiny').body), { force: true });
 
-  r = await runCli(['image', 'build-tiny', '--json'], env);
+  r = await runCli(['image', 'build-tiny', '--json'], fake.env);
   assert.equal(r.code, 0, r.stderr);
   assert.deepEqual(JSON.parse(r.stdout), IMAGE);
   assert.match(r.stderr, /\[download\] linux-image-amd64 42%/);
@@ -172,7 +163,7 @@ test('build-tiny: progress lines reach stderr, the result stdout', async () => {
 test('image import resolves a relative file against the cwd; an error event exits 1', async () => {
   const cwd = mkdtempSync(join(tmpdir(), 'corral-cwd-'));
   try {
-    const r = await runCli(['image', 'import', 'disk1', 'sub/disk.qcow2', '--format', 'qcow2'], env, '', cwd);
+    const r = await runCli(['image', 'import', 'disk1', 'sub/disk.qcow2', '--format', 'qcow2'], fake.env, '', cwd);
     assert.equal(r.code, 1);
     assert.match(r.stderr, /^\[inspect\] qemu-img info\n/);
     assert.match(r.stderr, /error: INVALID_IMAGE: the image has a backing file\n$/);
@@ -184,36 +175,36 @@ test('image import resolves a relative file against the cwd; an error event exit
 });
 
 test('image list and host show', async () => {
-  let r = await runCli(['image', 'list'], env);
+  let r = await runCli(['image', 'list'], fake.env);
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /^NAME\s+KIND\s+FORMAT\s+SIZE/);
   assert.match(r.stdout, /^tiny\s+kernel\s+raw\s+256 MiB/m);
-  r = await runCli(['host', 'show'], env);
+  r = await runCli(['host', 'show'], fake.env);
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /^memory\.total:\s+16 GiB$/m);
   assert.match(r.stdout, /^qemu\.version:\s+8\.2\.2$/m);
   assert.match(r.stdout, /^acceleratorReason:\s+KVM probe timed out$/m);
   assert.match(r.stdout, /^futureField\.nested:\s+1, 2$/m);
-  r = await runCli(['host', 'show', '--json'], env);
+  r = await runCli(['host', 'show', '--json'], fake.env);
   assert.equal((JSON.parse(r.stdout) as { hostname: string }).hostname, 'h1');
 });
 
 test('events: one line per event; --json the raw event; a closed stream is an error', async () => {
-  let r = await runCli(['events', '--since', '5'], env);
+  let r = await runCli(['events', '--since', '5'], fake.env);
   assert.equal(r.code, 1);
   assert.equal(r.stdout, '2025-01-01T00:00:00.000Z instance.state web1 {"from":"starting","to":"running"}\n2025-01-01T00:00:00.000Z daemon.started - {"pid":1}\n');
   assert.match(r.stderr, /closed the event stream.*--since 7/);
-  r = await runCli(['events', '--since', '5', '--json'], env);
+  r = await runCli(['events', '--since', '5', '--json'], fake.env);
   const evs = r.stdout.trimEnd().split('\n').map((l) => JSON.parse(l) as { id: number });
   assert.deepEqual(evs.map((e) => e.id), [6, 7]);
 });
 
 test('events: the daemon stopping ends the stream cleanly (exit 0), a cut connection is an error', async () => {
-  let r = await runCli(['events', '--since', '8'], env);
+  let r = await runCli(['events', '--since', '8'], fake.env);
   assert.equal(r.code, 0, r.stderr);
   assert.equal(r.stdout, '2025-01-01T00:00:00.000Z daemon.stopping - {"pid":1,"signal":"SIGTERM"}\n');
   assert.equal(r.stderr, 'the corral daemon is stopping; the event stream ended (resume with: corral events --since 9)\n');
-  r = await runCli(['events', '--since', '10'], env);
+  r = await runCli(['events', '--since', '10'], fake.env);
   assert.equal(r.code, 1);
   assert.match(r.stdout, /instance\.created web1/);
   assert.match(r.stderr, /^error: lost the connection to the daemon \(resume with: corral events --since 11\): /);
@@ -221,28 +212,28 @@ test('events: the daemon stopping ends the stream cleanly (exit 0), a cut connec
 });
 
 test('console --log prints the raw bytes, less terminal queries when stdout is not a terminal', async () => {
-  const r = await runCli(['console', 'web1', '--log'], env);
+  const r = await runCli(['console', 'web1', '--log'], fake.env);
   assert.equal(r.code, 0, r.stderr);
   assert.deepEqual(r.stdoutBytes, Buffer.concat([Buffer.from('Linux version 6.1\r\n\x1b[1;32m~ #\x1b[0m '), Buffer.from([0x00, 0xff])]));
 });
 
 test('console with piped stdin forwards it and lingers for the output', async () => {
-  const r = await runCli(['console', 'web1', '--linger', '300'], env, 'uname -a\n');
+  const r = await runCli(['console', 'web1', '--linger', '300'], fake.env, 'uname -a\n');
   assert.equal(r.code, 0, r.stderr);
   assert.equal(r.stdout, 'Welcome to tiny\r\necho: uname -a\n');
-  assert.equal(Buffer.concat(api.consoleInput).toString(), 'uname -a\n');
+  assert.equal(Buffer.concat(fake.api.consoleInput).toString(), 'uname -a\n');
 });
 
 test('console exits 0 when the guest closes the console', async () => {
   const started = Date.now();
-  const r = await runCli(['console', 'web1', '--linger', '10000'], env, 'poweroff\n');
+  const r = await runCli(['console', 'web1', '--linger', '10000'], fake.env, 'poweroff\n');
   assert.equal(r.code, 0, r.stderr);
   assert.match(r.stdout, /echo: poweroff/);
   assert.ok(Date.now() - started < 8000);
 });
 
 test('a refused console upgrade shows the JSON error', async () => {
-  const r = await runCli(['console', 'db1'], env, '');
+  const r = await runCli(['console', 'db1'], fake.env, '');
   assert.equal(r.code, 1);
   assert.equal(r.stderr, 'error: INVALID_STATE: the console of "db1" is not available: it is stopped\n');
 });
@@ -288,18 +279,18 @@ test('CORRAL_URL: TCP with the bearer token from CORRAL_TOKEN or the token file'
 });
 
 test('--version prints the package version; usage errors exit 1', async () => {
-  let r = await runCli(['--version'], env);
+  let r = await runCli(['--version'], fake.env);
   assert.equal(r.code, 0);
   assert.match(r.stdout, /^\d+\.\d+\.\d+/);
-  r = await runCli(['frobnicate'], env);
+  r = await runCli(['frobnicate'], fake.env);
   assert.equal(r.code, 1);
   assert.match(r.stderr, /unknown command/);
-  r = await runCli(['image', 'import', 'x', 'f'], env);
+  r = await runCli(['image', 'import', 'x', 'f'], fake.env);
   assert.equal(r.code, 1);
   assert.match(r.stderr, /--format/);
 });
 
 test('resize --memory sends the size as typed: a bare number is the daemon\'s to refuse, never turned into bytes', async () => {
-  await runCli(['resize', 'web1', '--memory', '1000'], env);
+  await runCli(['resize', 'web1', '--memory', '1000'], fake.env);
   assert.deepEqual(JSON.parse(lastRequest('POST', '/v1/instances/web1/memory').body), { size: '1000' });
 });

@@ -1,37 +1,28 @@
 /** How the CLI fails: never a stack trace, quiet on a closed pipe, JSON errors with --json, "did you mean". */
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { runCli, runCliClosingStdout, startFakeApi, type FakeApi } from './fake-api.js';
+import { runCli, runCliClosingStdout, useFakeApi } from './fake-api.js';
 import { editDistance, nearestName } from '../../../src/cli/suggest.js';
 
-let api: FakeApi;
-let env: Record<string, string>;
-
-before(async () => {
-  api = await startFakeApi();
-  env = { CORRAL_DATA_DIR: api.dir };
-});
-after(async () => {
-  await api.close();
-});
+const fake = useFakeApi();
 
 const STACK = /^\s+at /m;
 
 test('a reader that goes away before the CLI writes (corral list | head -1): exit 0, nothing on stderr', async () => {
   for (const args of [['list'], ['list', '--json'], ['console', 'web1', '--log'], ['show', 'web1']]) {
-    const r = await runCliClosingStdout(args, env, 'start');
+    const r = await runCliClosingStdout(args, fake.env, 'start');
     assert.equal(r.stderr, '', `${args.join(' ')}: ${r.stderr}`);
     assert.equal(r.code, 0, args.join(' '));
   }
 });
 
 test('corral events | head -1: the next write after the reader has gone ends it quietly', { timeout: 10_000 }, async () => {
-  const r = await runCliClosingStdout(['events'], env, 'first-data');
+  const r = await runCliClosingStdout(['events'], fake.env, 'first-data');
   assert.match(r.stdout, /qemu\.event web1/);
   assert.equal(r.stderr, '');
   assert.equal(r.code, 0);
@@ -55,7 +46,7 @@ test('an error nobody caught prints "error: ..." and exits 1, without a stack tr
 });
 
 test('--json: an API error prints as the API\'s JSON error on stderr, exit 1', async () => {
-  const r = await runCli(['start', 'web1', '--json'], env);
+  const r = await runCli(['start', 'web1', '--json'], fake.env);
   assert.equal(r.code, 1);
   assert.equal(r.stdout, '');
   assert.deepEqual(JSON.parse(r.stderr), { error: { code: 'INVALID_STATE', message: 'cannot start "web1": it is running' } });
@@ -70,7 +61,7 @@ test('--json: the CLI\'s own errors are JSON too (daemon unreachable, usage)', a
     const e = JSON.parse(r.stderr) as { error: { code: string; message: string } };
     assert.equal(e.error.code, 'DAEMON_UNREACHABLE');
     assert.match(e.error.message, /^cannot reach the corral daemon at /);
-    r = await runCli(['create', 'x', '--image', 'tiny', '--cpus', 'two', '--json'], env);
+    r = await runCli(['create', 'x', '--image', 'tiny', '--cpus', 'two', '--json'], fake.env);
     assert.equal(r.code, 1);
     const u = JSON.parse(r.stderr) as { error: { code: string; message: string } };
     assert.equal(u.error.code, 'USAGE');
@@ -79,19 +70,19 @@ test('--json: the CLI\'s own errors are JSON too (daemon unreachable, usage)', a
     rmSync(dir, { recursive: true, force: true });
   }
   // without --json, the same errors stay one line of text
-  const t = await runCli(['start', 'web1'], env);
+  const t = await runCli(['start', 'web1'], fake.env);
   assert.equal(t.stderr, 'error: INVALID_STATE: cannot start "web1": it is running\n');
 });
 
 test('INSTANCE_NOT_FOUND names the nearest instance (did you mean), in text and in JSON', async () => {
-  let r = await runCli(['show', 'web'], env);
+  let r = await runCli(['show', 'web'], fake.env);
   assert.equal(r.code, 1);
   assert.equal(r.stderr, 'error: INSTANCE_NOT_FOUND: instance "web" not found (did you mean "web1"?)\n');
-  r = await runCli(['show', 'web', '--json'], env);
+  r = await runCli(['show', 'web', '--json'], fake.env);
   assert.deepEqual(JSON.parse(r.stderr), {
     error: { code: 'INSTANCE_NOT_FOUND', message: 'instance "web" not found (did you mean "web1"?)', name: 'web', didYouMean: 'web1' },
   });
-  r = await runCli(['show', 'zzz'], env);
+  r = await runCli(['show', 'zzz'], fake.env);
   assert.equal(r.stderr, 'error: INSTANCE_NOT_FOUND: instance "zzz" not found\n');
 });
 

@@ -1,4 +1,5 @@
 /** A tiny fake corral API for CLI tests: canned answers, every request recorded. */
+import { after, before } from 'node:test';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -155,6 +156,29 @@ function listen(server: Server, target: string | number): Promise<void> {
 }
 
 /** A fake API on DIR/corral.sock (or TCP with a token when asked). */
+/**
+ * A fake API for a test file: started before its tests, closed after them. `env` points the CLI at it; both are
+ * there once the file's tests run.
+ */
+export function useFakeApi(): { readonly api: FakeApi; readonly env: Record<string, string> } {
+  let api: FakeApi | undefined;
+  before(async () => {
+    api = await startFakeApi();
+  });
+  after(async () => {
+    await api?.close();
+  });
+  return {
+    get api(): FakeApi {
+      if (!api) throw new Error('the fake API is not started yet');
+      return api;
+    },
+    get env(): Record<string, string> {
+      return { CORRAL_DATA_DIR: this.api.dir };
+    },
+  };
+}
+
 export async function startFakeApi(opts: { tcpToken?: string } = {}): Promise<FakeApi & { port?: number }> {
   const dir = mkdtempSync(join(tmpdir(), 'corral cli '));
   const socket = join(dir, 'corral.sock');
