@@ -5,16 +5,10 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Daemon, newDataDir } from './harness.js';
+import { SKIP_NO_QEMU_IMG } from '../unit/fixtures.js';
 
 // Volumes need no guest image: a daemon in a data dir without the tiny image is enough.
-const skip = ((): string | false => {
-  try {
-    execFileSync('qemu-img', ['--version'], { stdio: 'ignore' });
-    return false;
-  } catch {
-    return 'qemu-img (Debian package qemu-utils) is not installed';
-  }
-})();
+const skip = SKIP_NO_QEMU_IMG;
 
 let d: Daemon;
 before(async () => {

@@ -1,21 +1,13 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CorralError } from '../../../src/core/errors.js';
 import { convert, createOverlay, imgInfo, qemuImgErrorLine, resize } from '../../../src/qemu/img.js';
+import { have } from '../fixtures.js';
 
-const skip = ((): false | string => {
-  try {
-    execFileSync('qemu-img', ['--version'], { stdio: 'ignore' });
-    execFileSync('prlimit', ['--version'], { stdio: 'ignore' });
-    return false;
-  } catch {
-    return 'qemu-img (qemu-utils) or prlimit (util-linux) is not installed';
-  }
-})();
+const skip = have('qemu-img') && have('prlimit') ? false : 'qemu-img (qemu-utils) or prlimit (util-linux) is not installed';
 
 test('qemu-img error lines: the last own line that is not a warning', () => {
   assert.equal(qemuImgErrorLine("qemu-img: warning: Shrinking an image\nqemu-img: Use the --shrink option.\n"), 'qemu-img: Use the --shrink option.');

@@ -19,16 +19,10 @@ import { VolumeService } from '../../../src/services/volumes.js';
 import type { EventBus } from '../../../src/services/events.js';
 import type { InstanceRow } from '../../../src/store/store.js';
 import { VolumeStore } from '../../../src/storage/volumes.js';
+import { SKIP_NO_QEMU_IMG } from '../fixtures.js';
 
 const MiB = 1024 * 1024;
-const skip = ((): string | false => {
-  try {
-    execFileSync('qemu-img', ['--version'], { stdio: 'ignore' });
-    return false;
-  } catch {
-    return 'qemu-img (Debian package qemu-utils) is not installed';
-  }
-})();
+const skip = SKIP_NO_QEMU_IMG;
 
 const dirs: string[] = [];
 after(() => {

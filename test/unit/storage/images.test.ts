@@ -7,16 +7,9 @@ import { join } from 'node:path';
 import { CorralError } from '../../../src/core/errors.js';
 import { ImageStore, type Progress } from '../../../src/storage/images.js';
 import { checkImgInfo } from '../../../src/storage/inspect.js';
+import { SKIP_NO_QEMU_IMG } from '../fixtures.js';
 
-const haveQemuImg = ((): boolean => {
-  try {
-    execFileSync('qemu-img', ['--version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-})();
-const skip = haveQemuImg ? false : 'qemu-img (Debian package qemu-utils) is not installed';
+const skip = SKIP_NO_QEMU_IMG;
 
 let work = '';
 before(() => {

@@ -7,16 +7,9 @@ import { join } from 'node:path';
 import { CorralError } from '../../../src/core/errors.js';
 import { assertNotInUse, VolumeStore } from '../../../src/storage/volumes.js';
 import { lockErrorToInUse, probeLock } from '../../../src/storage/volumes-img.js';
+import { SKIP_NO_QEMU_IMG, have } from '../fixtures.js';
 
-const have = (bin: string, args = ['--version']): boolean => {
-  try {
-    execFileSync(bin, args, { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-};
-const skip = have('qemu-img') ? false : 'qemu-img (Debian package qemu-utils) is not installed';
+const skip = SKIP_NO_QEMU_IMG;
 const skipIo = skip || (have('qemu-io') ? false : 'qemu-io (Debian package qemu-utils) is not installed');
 const skipQemu = skip || (have('qemu-system-x86_64') ? false : 'qemu-system-x86_64 is not installed: cannot hold an image lock');
 
