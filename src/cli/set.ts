@@ -6,28 +6,30 @@ import type { Command } from 'commander';
 import { CliError, type ApiClient } from './client.js';
 import { printJson, printLines } from './format.js';
 import type { Instance } from './instances.js';
+import { SetInstanceBody } from '../api/schemas.js';
 
 type Kind = 'int' | 'number' | 'bool' | 'string';
-/** KEY (as on the create command line, without --) -> API field and how to read its value */
-export const SET_KEYS: Record<string, { field: string; kind: Kind; clearable?: boolean }> = {
-  cpus: { field: 'cpus', kind: 'int' },
-  memory: { field: 'memory', kind: 'string' },
-  'max-cpus': { field: 'maxCpus', kind: 'int', clearable: true },
-  sockets: { field: 'sockets', kind: 'int' },
-  cores: { field: 'cores', kind: 'int' },
-  threads: { field: 'threads', kind: 'int' },
-  'cpu-model': { field: 'cpuModel', kind: 'string' },
-  pin: { field: 'pin', kind: 'string', clearable: true },
-  'cpu-weight': { field: 'cpuWeight', kind: 'int', clearable: true },
-  'cpu-limit': { field: 'cpuLimit', kind: 'number', clearable: true },
-  'max-memory': { field: 'maxMemory', kind: 'string', clearable: true },
-  'memory-limit': { field: 'memoryLimit', kind: 'string', clearable: true },
-  prealloc: { field: 'prealloc', kind: 'bool' },
-  hugepages: { field: 'hugepages', kind: 'string', clearable: true },
-  balloon: { field: 'balloon', kind: 'bool' },
-  firmware: { field: 'firmware', kind: 'string' },
-  accel: { field: 'accel', kind: 'string' },
-};
+interface KeySpec { field: string; kind: Kind; clearable: boolean }
+
+/** How the CLI reads a value for one of the API's fields: from the JSON types its schema allows. */
+function kindOf(schema: { type?: string | string[]; anyOf?: unknown[] }): { kind: Kind; clearable: boolean } {
+  const types = schema.type === undefined ? [] : Array.isArray(schema.type) ? schema.type : [schema.type];
+  const clearable = types.includes('null') || (schema.anyOf ?? []).some((s) => (s as { type?: string }).type === 'null');
+  const kind: Kind = types.includes('string') || types.length === 0 ? 'string'
+    : types.includes('boolean') ? 'bool' : types.includes('number') ? 'number' : 'int';
+  return { kind, clearable };
+}
+
+/**
+ * KEY (the API field in kebab case, as on the create command line) -> API field and how to read its value; made
+ * from the API's own schema of the change (PATCH /v1/instances/NAME), so the CLI offers what the API takes.
+ */
+export const SET_KEYS: Record<string, KeySpec> = Object.fromEntries(
+  Object.entries(SetInstanceBody.properties).map(([field, schema]) => [
+    field.replace(/([a-z])([A-Z])/g, '$1-$2').toLowerCase(),
+    { field, ...kindOf(schema as { type?: string | string[]; anyOf?: unknown[] }) },
+  ]),
+);
 
 /** KEY=VALUE pairs -> the PATCH body; "none" clears a clearable key. Throws CliError on a bad pair. */
 export function parseAssignments(pairs: string[]): Record<string, unknown> {
