@@ -5,14 +5,20 @@
  */
 import { CliError } from './client.js';
 
-/** `error: CODE: message` for API errors, `error: message` for the rest. */
-export function errorLine(e: unknown): string {
-  if (e instanceof CliError) return e.code ? `error: ${e.code}: ${e.message}` : `error: ${e.message}`;
+/** An error's code worth showing (an API code, or a system one such as ECONNRESET; not Node's ERR_*), and its message. */
+function codeAndMessage(e: unknown): { code: string | undefined; message: string } {
+  if (e instanceof CliError) return { code: e.code, message: e.message };
   if (e instanceof Error) {
     const code = (e as { code?: unknown }).code;
-    return typeof code === 'string' && /^[A-Z_]+$/.test(code) && !code.startsWith('ERR_') ? `error: ${code}: ${e.message}` : `error: ${e.message}`;
+    return { code: typeof code === 'string' && /^[A-Z_]+$/.test(code) && !code.startsWith('ERR_') ? code : undefined, message: e.message };
   }
-  return `error: ${String(e)}`;
+  return { code: undefined, message: String(e) };
+}
+
+/** `error: CODE: message` for API errors, `error: message` for the rest. */
+export function errorLine(e: unknown): string {
+  const { code, message } = codeAndMessage(e);
+  return code ? `error: ${code}: ${message}` : `error: ${message}`;
 }
 
 /**
@@ -21,9 +27,8 @@ export function errorLine(e: unknown): string {
  */
 export function errorJson(e: unknown): { error: Record<string, unknown> } {
   if (e instanceof CliError) return { error: { code: e.code ?? e.localCode ?? 'CLI_ERROR', message: e.message, ...e.details } };
-  const line = errorLine(e).replace(/^error: /, '');
-  const m = /^([A-Z_]+): (.*)$/s.exec(line);
-  return { error: m ? { code: m[1], message: m[2] } : { code: 'CLI_ERROR', message: line } };
+  const { code, message } = codeAndMessage(e);
+  return { error: { code: code ?? 'CLI_ERROR', message } };
 }
 
 let json = false;
