@@ -3,12 +3,9 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox';
 
 /**
  * A size: a string with a unit ("512M", "2G"; one without a unit is refused by the service) or a JSON number of
- * bytes. One `type: [string, integer]` rather than a union: with the server's type coercion a union's integer
- * branch would turn "1000" into 1000 bytes, and its string branch a number into a string; a value of either
- * listed type is never coerced.
+ * bytes. Bodies are validated without type coercion (server.ts), so neither branch turns into the other.
  */
-export const Size = Type.Unsafe<string | number>({
-  type: ['string', 'integer'],
+export const Size = Type.Union([Type.String(), Type.Integer()], {
   description: 'a size with a unit such as 512M or 2G (a string without a unit is refused), or a number of bytes',
 });
 
@@ -44,17 +41,8 @@ export const CreateInstanceBody = Type.Object(
 );
 export type CreateInstanceBody = Static<typeof CreateInstanceBody>;
 
-/**
- * A field `set` may clear with null. A typed schema becomes `type: [..., null]`, which the server's coercion
- * leaves alone (a union listing a number first would coerce null to 0); others are a union with null first.
- */
-const Clearable = <T extends TSchema>(t: T) => {
-  const type = (t as { type?: string | string[] }).type;
-  const schema = type !== undefined
-    ? Type.Unsafe<Static<T> | null>({ ...t, type: [...(Array.isArray(type) ? type : [type]), 'null'], description: 'null clears it' })
-    : Type.Union([Type.Null(), t], { description: 'null clears it' });
-  return Type.Optional(schema);
-};
+/** A field `set` may clear with null. */
+const Clearable = <T extends TSchema>(t: T) => Type.Optional(Type.Union([t, Type.Null()], { description: 'null clears it' }));
 
 /** PATCH /v1/instances/{name}: change a stopped instance's configuration (validated as a create is). */
 export const SetInstanceBody = Type.Object(

@@ -94,8 +94,7 @@ const strictBodies: BuildCompilerFromPool = (external, options) => {
 export async function buildApi(svc: Services, opts: ApiOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
     logger: opts.logger ?? false,
-    // allowUnionTypes: sizes are `type: [string, integer]` (see Size in schemas.ts)
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false, allowUnionTypes: true } },
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false } },
     schemaController: { compilersFactory: { buildValidator: strictBodies } },
     bodyLimit: 1024 * 1024,
   });

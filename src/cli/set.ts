@@ -11,13 +11,20 @@ import { SetInstanceBody } from '../api/schemas.js';
 type Kind = 'int' | 'number' | 'bool' | 'string';
 interface KeySpec { field: string; kind: Kind; clearable: boolean }
 
+type Schema = { type?: string | string[]; anyOf?: Schema[] };
+
+/** Every JSON type a schema allows, through its unions. */
+function typesOf(schema: Schema): string[] {
+  const own = schema.type === undefined ? [] : Array.isArray(schema.type) ? schema.type : [schema.type];
+  return [...own, ...(schema.anyOf ?? []).flatMap(typesOf)];
+}
+
 /** How the CLI reads a value for one of the API's fields: from the JSON types its schema allows. */
-function kindOf(schema: { type?: string | string[]; anyOf?: unknown[] }): { kind: Kind; clearable: boolean } {
-  const types = schema.type === undefined ? [] : Array.isArray(schema.type) ? schema.type : [schema.type];
-  const clearable = types.includes('null') || (schema.anyOf ?? []).some((s) => (s as { type?: string }).type === 'null');
+function kindOf(schema: Schema): { kind: Kind; clearable: boolean } {
+  const types = typesOf(schema);
   const kind: Kind = types.includes('string') || types.length === 0 ? 'string'
     : types.includes('boolean') ? 'bool' : types.includes('number') ? 'number' : 'int';
-  return { kind, clearable };
+  return { kind, clearable: types.includes('null') };
 }
 
 /**
@@ -27,7 +34,7 @@ function kindOf(schema: { type?: string | string[]; anyOf?: unknown[] }): { kind
 export const SET_KEYS: Record<string, KeySpec> = Object.fromEntries(
   Object.entries(SetInstanceBody.properties).map(([field, schema]) => [
     field.replace(/([a-z])([A-Z])/g, '$1-$2').toLowerCase(),
-    { field, ...kindOf(schema as { type?: string | string[]; anyOf?: unknown[] }) },
+    { field, ...kindOf(schema as Schema) },
   ]),
 );
 
