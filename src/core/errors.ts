@@ -29,6 +29,8 @@ export const ErrorCodes = {
   /** the operation is not possible with this instance's accelerator or this QEMU (vCPU unplug under TCG) */
   UNSUPPORTED: 409,
   UNAUTHORIZED: 401,
+  /** the VM's process or its monitor went away while an operation talked to it */
+  VM_GONE: 409,
   QEMU_FAILED: 500,
   NETWORK_FAILED: 500,
   TIMEOUT: 504,

@@ -17,7 +17,8 @@ const ALLOWED: Record<Operation, readonly InstanceState[]> = {
   restart: ['running', 'paused'],
   pause: ['running'],
   resume: ['paused'],
-  kill: ['running', 'paused', 'starting', 'stopping'],
+  /** error: the QEMU may be alive with its monitor silent; kill ends it */
+  kill: ['running', 'paused', 'starting', 'stopping', 'error'],
   delete: ['stopped', 'crashed', 'error'],
   console: ['running', 'paused', 'starting', 'stopping'],
   /** change the stored configuration (a running instance changes vCPUs and memory with resize) */
@@ -32,7 +33,8 @@ const TRANSITIONS: Record<InstanceState, readonly InstanceState[]> = {
   paused: ['running', 'stopping', 'stopped', 'crashed', 'error'],
   stopping: ['stopped', 'crashed', 'error', 'running', 'paused'],
   crashed: ['starting', 'stopped'],
-  error: ['starting', 'stopped'],
+  /** error: a live QEMU whose monitor did not answer at adoption; a later adoption that reaches it moves on */
+  error: ['starting', 'stopped', 'running', 'paused'],
 };
 
 export function canRun(op: Operation, state: InstanceState): boolean {
@@ -51,6 +53,13 @@ export function assertCanRun(op: Operation, state: InstanceState, name: string):
 
 export function validTransition(from: InstanceState, to: InstanceState): boolean {
   return from === to || TRANSITIONS[from].includes(to);
+}
+
+/** Throws INTERNAL naming both states when the table does not allow from -> to (a bug, never a user's error). */
+export function assertTransition(from: InstanceState, to: InstanceState, name: string): void {
+  if (!validTransition(from, to)) {
+    throw new CorralError('INTERNAL', `instance "${name}": illegal state transition from ${from} to ${to}`, { from, to });
+  }
 }
 
 export function isActive(state: InstanceState): boolean {

@@ -2,6 +2,7 @@
  * The composition root: builds the store, drivers and services, adopts running QEMUs, and serves the API on
  * the unix socket (and on TCP with a bearer token when asked). QEMU processes outlive the daemon.
  */
+import { QemuDriver } from '../qemu/driver.js';
 import { randomBytes } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -129,19 +130,19 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
     dataDir, store, images: imageStore, events, host: limits, log,
     pool: { host: limits, config: poolConfig },
     accelerator: async () => (await host.accelerator()).accel,
-    qemuVersion: () => caps.version, blockIo,
+    driver: new QemuDriver({ version: () => caps.version }), blockIo,
   });
   const config = new InstanceConfigService({ instances, events, host: limits });
   const cpu = new CpuService({ instances, config, events, hostCpus: limits.cpuList, log });
-  instances.addHooks(cpu.hooks());
+  instances.addHooks('cpu', cpu.hooks());
   const images = new ImageService(dataDir, imageStore, store, events);
   const memory = new MemoryService({ instances, config, events, log });
   const volumes = new VolumeService(new VolumeStore(dataDir), events);
-  instances.addHooks(memory.hooks());
+  instances.addHooks('memory', memory.hooks());
   const storageDaemons = new StorageDaemonService({ instances, events, log, blockIo, runRoot: paths.run });
-  instances.addHooks(storageDaemons.hooks());
+  instances.addHooks('storage-daemons', storageDaemons.hooks());
   const disks = new DiskService({ instances, volumes, events, log, blockIo, storageDaemons });
-  instances.addHooks(disks.hooks());
+  instances.addHooks('disks', disks.hooks());
   const networks = new NetworkService({
     store: new NetworkStore(dataDir), host: new LinuxNetworkHost(), events, log,
   });
@@ -149,9 +150,9 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   // PCI passthrough and SR-IOV VFs: sysfs at $CORRAL_SYSFS_ROOT (default /sys), /dev at $CORRAL_DEV_ROOT (default /dev).
   const passthrough = new PassthroughService({ instances, dataDir, events, log });
   const nics = new NicService({ instances, networks: networkDirectory(networks), events, log, sriovPf: (pf) => passthrough.checkPf(pf) });
-  instances.addHooks(nics.hooks());
-  instances.addHooks(passthrough.hooks());
-  instances.addHooks(consoleLogHooks()); // last: its separator line goes into the console log just before QEMU starts
+  instances.addHooks('nics', nics.hooks());
+  instances.addHooks('passthrough', passthrough.hooks());
+  instances.addHooks('console-log', consoleLogHooks()); // the order the hooks run in is HOOK_ORDER (instance-hooks.ts)
   networks.setInUse((network) => nics.usersOf(network));
   await instances.reconcile();
   // storage daemons no instance owns (a daemon killed between starting one and starting its QEMU)

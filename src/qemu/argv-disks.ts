@@ -45,7 +45,7 @@ export function nodeOf(d: PlanDisk): string {
 }
 
 /** The iothread a virtio-blk disk runs its I/O in (one per disk). */
-export function iothreadOf(d: PlanDisk): string {
+export function iothreadOf(d: Pick<PlanDisk, 'id'>): string {
   return `io-${d.id}`;
 }
 
@@ -81,7 +81,7 @@ export function diskBlockdev(d: PlanDisk, io: BlockIo): Record<string, unknown> 
 
 /** Controller devices (-device / device_add) a bus needs before its first disk. */
 export function controllerFor(bus: DiskBus): Array<Record<string, unknown>> {
-  if (bus === 'virtio-scsi') return [{ driver: 'virtio-scsi-pci', id: SCSI_CONTROLLER, iothread: `io-${SCSI_CONTROLLER}` }];
+  if (bus === 'virtio-scsi') return [{ driver: 'virtio-scsi-pci', id: SCSI_CONTROLLER, iothread: iothreadOf({ id: SCSI_CONTROLLER }) }];
   if (bus === 'sata') return [{ driver: 'ich9-ahci', id: SATA_CONTROLLER }];
   return [];
 }

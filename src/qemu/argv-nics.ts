@@ -22,11 +22,11 @@ export interface PlanNic {
   network?: string;
 }
 
-export function netdevId(n: PlanNic): string {
+export function netdevId(n: Pick<PlanNic, 'id'>): string {
   return `${n.id}-net`;
 }
 
-export function chardevId(n: PlanNic): string {
+export function chardevId(n: Pick<PlanNic, 'id'>): string {
   return `${n.id}-chr`;
 }
 

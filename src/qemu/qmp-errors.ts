@@ -3,6 +3,8 @@
  * manner of Incus's drivers/qmp/errors.go. Callers tell them apart with `instanceof`.
  */
 
+import { CorralError } from '../core/errors.js';
+
 /** Base class of every error the QMP client raises. */
 export class QmpError extends Error {
   constructor(message: string, options?: ErrorOptions) {
@@ -58,4 +60,22 @@ export class QmpDisconnectedError extends QmpError {
     this.name = 'QmpDisconnectedError';
     this.command = options?.command;
   }
+}
+
+/**
+ * The one place a QMP failure becomes a coded Corral error: a disconnect is VM_GONE (QEMU went away during
+ * the call), a timeout is TIMEOUT, QEMU's refusal is QEMU_FAILED with its class and description. Anything
+ * else is not a QMP failure and is passed through unchanged.
+ */
+export function qmpToCorral(e: unknown, command: string): unknown {
+  if (e instanceof QmpDisconnectedError) {
+    return new CorralError('VM_GONE', `QEMU went away during ${command}: ${e.message}`, { command });
+  }
+  if (e instanceof QmpTimeoutError) {
+    return new CorralError('TIMEOUT', `QEMU did not answer ${command} within ${e.timeoutMs / 1000}s`, { command });
+  }
+  if (e instanceof QmpCommandError) {
+    return new CorralError('QEMU_FAILED', `QEMU refused ${command}: ${e.desc}`, { command, class: e.qmpClass });
+  }
+  return e;
 }

@@ -3,6 +3,7 @@
  * counters) parsing, `-cpu help` parsing and the choice of hotplug slots. No I/O.
  */
 import { formatCpuList } from '../core/cpulist.js';
+import type { HotpluggableCpu } from '../vm/driver.js';
 
 export interface PinPlanInput {
   /** vCPU thread ids in vCPU index order (under single-threaded TCG several vCPUs share one thread) */
@@ -129,12 +130,7 @@ export function parseCpuHelp(text: string): Set<string> {
 
 // ---- hotplug ----
 
-export interface HotpluggableCpu {
-  type: string;
-  'vcpus-count': number;
-  props: { 'socket-id'?: number; 'core-id'?: number; 'thread-id'?: number; 'node-id'?: number; 'die-id'?: number };
-  'qom-path'?: string;
-}
+export type { HotpluggableCpu };
 
 /** The linear index of a slot in the topology (the cpu-index QEMU will give it). */
 export function slotIndex(p: HotpluggableCpu['props'], t: { cores: number; threads: number }): number {

@@ -14,7 +14,7 @@ import { checkMemoryLimit } from '../core/spec-compute.js';
 import { formatSize } from '../core/units.js';
 import { addProcess, createVmCgroup, readOomKills, readVmCgroup, removeVmCgroup, vmCgroupPaths, type VmCgroup, type VmCgroupReading } from '../host/cgroup-driver.js';
 import { readCgroups, type CgroupInfo } from '../host/cgroups.js';
-import type { QmpClient, QmpCpuInfoFast } from '../qemu/qmp.js';
+import type { VcpuInfo, Vm, VmControl } from '../vm/driver.js';
 import type { InstanceRow } from '../store/store.js';
 import type { InstanceHooks } from './instance-hooks.js';
 import type { InstanceService } from './instances.js';
@@ -22,7 +22,7 @@ import type { InstanceConfigService } from './instance-config.js';
 import type { EventBus } from './events.js';
 import {
   TCG_EXITS_REASON, nextSlots, slotsToUnplug, parseAllowedList, parseCpuHelp, parseTaskStat, parseVcpuStats, pinPlan,
-  type ExitStats, type HotpluggableCpu,
+  type ExitStats,
 } from './cpu-plan.js';
 
 const run = promisify(execFile);
@@ -91,7 +91,7 @@ export class CpuService {
     return {
       checkSpec: (spec, accel) => this.checkSpec(spec, accel),
       beforeLaunch: (row, accel) => this.checkSpec(row.spec, accel),
-      launched: (row, pid, qmp) => this.launched(row, pid, qmp),
+      launched: (row, vm) => this.launched(row, vm),
       adopted: async (row) => this.adopted(row),
       exited: (row) => this.exited(row),
       exitCause: (row) => this.oomCause(row),
@@ -143,7 +143,8 @@ export class CpuService {
 
   // ---- lifecycle hooks ----
 
-  private async launched(row: InstanceRow, pid: number, qmp: QmpClient): Promise<void> {
+  private async launched(row: InstanceRow, vm: Vm): Promise<void> {
+    const { pid } = vm;
     const pending = this.pendingRemoval.get(row.uuid);
     if (pending) clearTimeout(pending);
     this.pendingRemoval.delete(row.uuid);
@@ -154,7 +155,7 @@ export class CpuService {
       const g = createVmCgroup(this.cgroups(), CpuService.groupName(row), { cpuWeight: s.cpuWeight, cpuLimit: s.cpuLimit, memoryLimit: s.memoryLimit });
       addProcess(g, pid);
     }
-    if (row.spec.pin) await this.applyPinning(row, pid, await qmp.queryCpusFast());
+    if (row.spec.pin) await this.applyPinning(row, pid, await vm.vcpus());
   }
 
   private adopted(row: InstanceRow): void {
@@ -218,7 +219,7 @@ export class CpuService {
   }
 
   /** Pin vCPU threads to the pin list and the other QEMU threads off it; verified through /proc. */
-  private async applyPinning(row: InstanceRow, pid: number, cpus: QmpCpuInfoFast[]): Promise<void> {
+  private async applyPinning(row: InstanceRow, pid: number, cpus: VcpuInfo[]): Promise<void> {
     const pin = row.spec.pin;
     if (!pin) return;
     const vcpuTids = [...cpus].sort((a, b) => a['cpu-index'] - b['cpu-index']).map((c) => c['thread-id']);
@@ -248,18 +249,18 @@ export class CpuService {
       .catch(() => 100));
   }
 
-  private async exitStats(row: InstanceRow, qmp: QmpClient, cpus: QmpCpuInfoFast[]): Promise<ExitStats> {
+  private async exitStats(row: InstanceRow, vm: VmControl, cpus: VcpuInfo[]): Promise<ExitStats> {
     if (row.accel !== 'kvm') return { available: false, reason: TCG_EXITS_REASON };
     try {
-      return parseVcpuStats(await qmp.execute('query-stats', { target: 'vcpu', providers: [{ provider: 'kvm' }] }), cpus);
+      return parseVcpuStats(await vm.vcpuStats(), cpus);
     } catch (e) {
       return { available: false, reason: `QEMU cannot report KVM statistics: ${(e as Error).message}` };
     }
   }
 
   async stats(name: string): Promise<CpuStats> {
-    const { row, pid, qmp } = this.d.instances.live(name);
-    const cpus = [...(await qmp.queryCpusFast())].sort((a, b) => a['cpu-index'] - b['cpu-index']);
+    const { row, pid, vm } = this.d.instances.live(name);
+    const cpus = [...(await vm.vcpus())].sort((a, b) => a['cpu-index'] - b['cpu-index']);
     const hz = await this.ticksPerSecond();
     const vcpus = cpus.map((c): VcpuStat => {
       const tid = c['thread-id'];
@@ -286,7 +287,7 @@ export class CpuService {
     const s = row.spec;
     return {
       name: row.name, accel: row.accel, pid, cpus: cpus.length, maxCpus: s.maxCpus, topology: s.topology,
-      pin: s.pin ? formatCpuList(s.pin) : null, vcpus, cgroup, exits: await this.exitStats(row, qmp, cpus),
+      pin: s.pin ? formatCpuList(s.pin) : null, vcpus, cgroup, exits: await this.exitStats(row, vm, cpus),
     };
   }
 
@@ -311,24 +312,24 @@ export class CpuService {
         await this.d.config.setLocked(name, { cpus: count });
         return { name, cpus: count, state: stored.state };
       }
-      const { pid, qmp } = live;
-      const current = (await qmp.queryCpusFast()).length;
+      const { pid, vm } = live;
+      const current = (await vm.vcpus()).length;
       if (count < current && row.accel !== 'kvm') throw tcgUnplugRefused(name, current, count);
-      if (count < current) await this.unplugVcpus(qmp, current - count, s.topology);
+      if (count < current) await this.unplugVcpus(vm, current - count, s.topology);
       if (count > current) {
         admitOrThrow(this.d.instances.pool(row.uuid), { cpus: count, memory: s.memory });
-        const list = await qmp.execute<HotpluggableCpu[]>('query-hotpluggable-cpus');
+        const list = await vm.hotpluggableCpus();
         const slots = nextSlots(list, count - current, s.topology);
         if (slots.length < count - current) throw new CorralError('QEMU_FAILED', `QEMU has only ${slots.length} free vCPU slot(s), ${count - current} needed`);
         for (const slot of slots) {
           try {
-            await qmp.execute('device_add', slot);
+            await vm.deviceAdd(slot);
           } catch (e) {
             throw new CorralError('QEMU_FAILED', `device_add of vCPU ${String(slot.id)} failed: ${(e as Error).message}`);
           }
         }
       }
-      const cpus = await this.waitVcpus(qmp, count);
+      const cpus = await this.waitVcpus(vm, count);
       const updated = this.d.instances.updateSpec(name, { cpus: count });
       if (updated.spec.pin) await this.applyPinning(updated, pid, cpus);
       this.d.log.info({ instance: name, from: current, to: count }, 'vCPUs resized');
@@ -338,19 +339,19 @@ export class CpuService {
   }
 
   /** device_del the highest vCPUs and wait (up to 20 s) until the guest has ejected them. */
-  private async unplugVcpus(qmp: QmpClient, n: number, t: { cores: number; threads: number }): Promise<void> {
-    const paths = slotsToUnplug(await qmp.execute<HotpluggableCpu[]>('query-hotpluggable-cpus'), n, t);
+  private async unplugVcpus(vm: VmControl, n: number, t: { cores: number; threads: number }): Promise<void> {
+    const paths = slotsToUnplug(await vm.hotpluggableCpus(), n, t);
     if (paths.length < n) throw invalidSpec('cpus', `only ${paths.length} vCPU(s) can be unplugged (vCPU 0 stays)`);
     for (const id of paths) {
       try {
-        await qmp.execute('device_del', { id });
+        await vm.deviceDel(id);
       } catch (e) {
         throw new CorralError('QEMU_FAILED', `device_del of vCPU ${id} failed: ${(e as Error).message}`);
       }
     }
     const until = Date.now() + 20_000;
     for (;;) {
-      const left = (await qmp.queryCpusFast()).filter((c) => paths.includes(c['qom-path'])).length;
+      const left = (await vm.vcpus()).filter((c) => paths.includes(c['qom-path'])).length;
       if (left === 0) return;
       if (Date.now() > until) {
         throw new CorralError('TIMEOUT', `the guest did not release ${left} of ${n} vCPU(s) within 20 s (it must support ACPI CPU hot-unplug); they stay`);
@@ -359,10 +360,10 @@ export class CpuService {
     }
   }
 
-  private async waitVcpus(qmp: QmpClient, count: number): Promise<QmpCpuInfoFast[]> {
+  private async waitVcpus(vm: VmControl, count: number): Promise<VcpuInfo[]> {
     const t0 = Date.now();
     for (;;) {
-      const cpus = await qmp.queryCpusFast();
+      const cpus = await vm.vcpus();
       if (cpus.length >= count && cpus.every((c) => c['thread-id'] > 0)) return cpus;
       if (Date.now() - t0 > 10_000) throw new CorralError('TIMEOUT', `QEMU shows ${cpus.length} vCPUs 10 s after the hotplug of ${count}`);
       await new Promise((r) => setTimeout(r, 50));

@@ -15,9 +15,9 @@
 import { CorralError, invalidSpec, isCorralError } from '../core/errors.js';
 import { HOTPLUG_BUSES, LIVE_RESIZE_BUSES, isVhostUser, planAttach, planDetach, volumeIds, type DiskBus, type InstanceDisk } from '../core/disks.js';
 import { isActive } from '../core/state.js';
-import type { QmpClient } from '../qemu/qmp.js';
-import { peripherals, qomObjects, unplugDevice } from './qmp-devices.js';
-import { chardevOf, controllerFor, diskBlockdev, diskDevice, diskSlots, iothreadsFor, nodeOf, vhostUserChardevAdd, type BlockIo } from '../qemu/argv-disks.js';
+import type { Vm, VmControl } from '../vm/driver.js';
+import { unplugDevice } from './qmp-devices.js';
+import { chardevOf, controllerFor, diskBlockdev, diskDevice, diskSlots, iothreadOf, iothreadsFor, nodeOf, vhostUserChardevAdd, type BlockIo } from '../qemu/argv-disks.js';
 import type { InstanceRow } from '../store/store.js';
 import type { EventBus } from './events.js';
 import type { InstanceHooks } from './instance-hooks.js';
@@ -114,10 +114,10 @@ export class DiskService {
       const live = isActive(row.state);
       if (live) {
         if (!HOTPLUG_BUSES.includes(added.bus)) throw invalidSpec('bus', `${added.bus} has no hotplug; stop the instance first`);
-        const { qmp } = this.d.instances.live(name);
+        const { vm } = this.d.instances.live(name);
         const r: ResolvedDisk = { volume: vol.name, bus: added.bus, path: vol.path, format: vol.format };
-        if (isVhostUser(added.bus)) await this.hotplugVhostUser(row, qmp, r);
-        else await this.hotplug(qmp, r, row.spec.cpus, this.d.instances.paths(row).runDir);
+        if (isVhostUser(added.bus)) await this.hotplugVhostUser(row, vm, r);
+        else await this.hotplug(vm, r, row.spec.cpus, this.d.instances.paths(row).runDir);
       }
       this.d.volumes.store.setAttached(vol.name, name);
       this.d.instances.updateSpec(name, { disks });
@@ -133,8 +133,7 @@ export class DiskService {
       const live = isActive(row.state);
       if (live) {
         if (!HOTPLUG_BUSES.includes(disk.bus)) throw invalidSpec('bus', `${disk.bus} has no hotplug; stop the instance first`);
-        const { qmp } = this.d.instances.live(name);
-        await this.unplug(qmp, disk.volume, disk.bus);
+        await this.unplug(this.d.instances.live(name).vm, disk.volume, disk.bus);
         if (isVhostUser(disk.bus)) await this.storage().stop(row, volumeIds(disk.volume).id);
       }
       this.d.instances.updateSpec(name, { disks: rest });
@@ -193,9 +192,9 @@ export class DiskService {
       throw invalidSpec('bus', `volume "${r.name}" is on ${disk.bus}, ${why}; stop instance "${owner}" first`);
     }
     try {
-      await this.d.instances.live(owner).qmp.execute('block_resize', { 'node-name': volumeIds(r.name).node, size: bytes });
+      await this.d.instances.live(owner).vm.blockResize(volumeIds(r.name).node, bytes);
     } catch (e) {
-      if (isCorralError(e)) throw e;
+      if (isCorralError(e) && e.code !== 'QEMU_FAILED') throw e;
       throw new CorralError('QEMU_FAILED', `live resize of volume "${r.name}" in instance "${owner}" failed: ${(e as Error).message}`, { name: r.name, instance: owner });
     }
     return true;
@@ -223,64 +222,70 @@ export class DiskService {
    * A vhost-user backend maps the guest's memory, so it must be a shared memfd. A running QEMU's memory
    * cannot change: refuse unless it already is (the instance started with a vhost-user disk).
    */
-  private async assertSharedMemory(row: InstanceRow, qmp: QmpClient): Promise<void> {
+  private async assertSharedMemory(row: InstanceRow, vm: VmControl): Promise<void> {
     const backends = ['mem0', ...(row.spec.maxMemory !== null ? ['vmem0'] : [])];
     for (const id of backends) {
-      const share = await qmp.execute<boolean>('qom-get', { path: `/objects/${id}`, property: 'share' }).catch(() => false);
+      const share = await vm.propertyGet<boolean>(`/objects/${id}`, 'share').catch(() => false);
       if (share !== true) {
         throw invalidSpec('bus', `vhost-user-blk needs the guest's memory shared with the storage daemon (memfd share=on), and instance "${row.name}" runs without it (memory backend ${id}); stop the instance first: it then starts with shared memory`);
       }
     }
   }
 
-  private async hotplugVhostUser(row: InstanceRow, qmp: QmpClient, r: ResolvedDisk): Promise<void> {
-    await this.assertSharedMemory(row, qmp);
+  private async hotplugVhostUser(row: InstanceRow, vm: VmControl, r: ResolvedDisk): Promise<void> {
+    await this.assertSharedMemory(row, vm);
     const p = volumeDisk(r, this.d.instances.paths(row).runDir);
     const queues = row.spec.cpus;
     await this.storage().start(row, p, queues);
     let chardev = false;
     try {
-      await qmp.execute('chardev-add', vhostUserChardevAdd(p));
+      await vm.chardevAdd(vhostUserChardevAdd(p));
       chardev = true;
-      await qmp.execute('device_add', diskDevice(p, 0, queues));
+      await vm.deviceAdd(diskDevice(p, 0, queues));
     } catch (e) {
-      if (chardev) await qmp.execute('chardev-remove', { id: chardevOf(p) }).catch(() => undefined);
+      if (chardev) await vm.chardevRemove(chardevOf(p)).catch((err: Error) => this.leftBehind(r.volume, `chardev ${chardevOf(p)}`, err));
       await this.storage().stop(row, p.id);
       throw new CorralError('QEMU_FAILED', `hotplug of volume "${r.volume}" failed: ${(e as Error).message}`);
     }
   }
 
-  private async hotplug(qmp: QmpClient, r: ResolvedDisk, queues: number, runDir: string): Promise<void> {
+  private async hotplug(vm: VmControl, r: ResolvedDisk, queues: number, runDir: string): Promise<void> {
     const p = volumeDisk(r, runDir);
-    const present = await peripherals(qmp);
+    const present = await vm.peripherals();
     const controllerPresent = controllerFor(r.bus).every((c) => present.includes(String(c.id)));
-    const objects = (await qomObjects(qmp));
+    const objects = await vm.objects();
     for (const o of iothreadsFor(p, controllerPresent)) {
-      if (!objects.includes(String(o.id))) await qmp.execute('object-add', o);
+      if (!objects.includes(String(o.id))) await vm.objectAdd(o);
     }
-    if (!controllerPresent) for (const c of controllerFor(r.bus)) await qmp.execute('device_add', c);
-    await qmp.execute('blockdev-add', diskBlockdev(p, this.d.blockIo ?? { direct: false, aio: 'threads' }));
+    if (!controllerPresent) for (const c of controllerFor(r.bus)) await vm.deviceAdd(c);
+    await vm.blockdevAdd(diskBlockdev(p, this.d.blockIo ?? { direct: false, aio: 'threads' }));
     try {
-      await qmp.execute('device_add', diskDevice(p, diskSlots([p])[0], queues));
+      await vm.deviceAdd(diskDevice(p, diskSlots([p])[0], queues));
     } catch (e) {
-      await qmp.execute('blockdev-del', { 'node-name': nodeOf(p) }).catch(() => undefined);
+      await vm.blockdevDel(nodeOf(p)).catch((err: Error) => this.leftBehind(r.volume, `block node ${nodeOf(p)}`, err));
       throw new CorralError('QEMU_FAILED', `hotplug of volume "${r.volume}" failed: ${(e as Error).message}`);
     }
   }
 
-  private async unplug(qmp: QmpClient, volume: string, bus: DiskBus): Promise<void> {
+  private async unplug(vm: VmControl & Pick<Vm, 'onEvent'>, volume: string, bus: DiskBus): Promise<void> {
     const { id, node } = volumeIds(volume);
-    await unplugDevice(qmp, id, this.d.unplugTimeoutMs ?? 15_000, `disk ${id}`);
+    await unplugDevice(vm, id, this.d.unplugTimeoutMs ?? 15_000, `disk ${id}`);
     if (isVhostUser(bus)) {
-      await qmp.execute('chardev-remove', { id: chardevOf({ id }) }).catch((e: Error) => {
+      await vm.chardevRemove(chardevOf({ id })).catch((e: Error) => {
         this.d.log.warn({ volume, err: e.message }, 'chardev-remove after unplug failed');
       });
       return;
     }
-    await deleteNode(qmp, node).catch((e: Error) => {
+    await deleteNode(vm, node).catch((e: Error) => {
       this.d.log.warn({ volume, err: e.message }, 'blockdev-del after unplug failed');
     });
-    if ((await qomObjects(qmp)).includes(`io-${id}`)) await qmp.execute('object-del', { id: `io-${id}` }).catch(() => undefined);
+    const io = iothreadOf({ id });
+    if ((await vm.objects()).includes(io)) await vm.objectDel(io).catch((e: Error) => this.leftBehind(volume, `iothread ${io}`, e));
+  }
+
+  /** A rollback or clean-up step that failed: say what stays in QEMU. */
+  private leftBehind(volume: string, what: string, e: Error): void {
+    this.d.log.warn({ volume, err: e.message }, `could not remove ${what} from QEMU; it stays until the instance stops`);
   }
 }
 
@@ -289,11 +294,11 @@ export class DiskService {
  * DEVICE_DELETED) a moment before its block backend is released from an iothread, and until then QEMU answers
  * that the node is busy: try again for a few seconds. A node that is already gone is fine.
  */
-async function deleteNode(qmp: QmpClient, node: string, timeoutMs = 5000): Promise<void> {
+async function deleteNode(vm: VmControl, node: string, timeoutMs = 5000): Promise<void> {
   const until = Date.now() + timeoutMs;
   for (;;) {
     try {
-      await qmp.execute('blockdev-del', { 'node-name': node });
+      await vm.blockdevDel(node);
       return;
     } catch (e) {
       const msg = (e as Error).message;

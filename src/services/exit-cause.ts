@@ -6,8 +6,8 @@
  */
 import { existsSync, readFileSync, renameSync } from 'node:fs';
 import { writeJsonAtomic } from '../storage/record-dir.js';
-import { kernelDeathNote, readKernelLog } from '../host/kmsg.js';
-import { qemuErrorLine, type ExitStatus } from '../qemu/launch.js';
+import { qemuErrorLine } from '../qemu/launch.js';
+import type { VmExit } from '../vm/driver.js';
 
 export interface ExitInfo {
   at: string;
@@ -38,7 +38,7 @@ export interface ExitFacts {
   shutdownReason: string | null;
   /** the instance was stopping when QEMU went */
   stopping: boolean;
-  status: ExitStatus | null;
+  status: VmExit['status'];
   kernel: string | null;
   service: string | null;
   stderr: string | null;
@@ -60,6 +60,15 @@ export function describeExit(f: ExitFacts): { state: 'stopped' | 'crashed'; reas
   return { state: 'crashed', reason: `QEMU ${f.pid} ${how}${why.length ? `: ${why.join('; ')}` : ''}` };
 }
 
+/** The record of an exit from its facts: the state it leads to, why, and what each witness said. */
+export function exitRecord(f: ExitFacts, at = new Date()): ExitInfo {
+  const { state, reason } = describeExit(f);
+  return {
+    at: at.toISOString(), pid: f.pid, state, reason, code: f.status?.code ?? null, signal: f.status?.signal ?? null,
+    kernel: f.kernel, service: f.service, stderr: f.stderr,
+  };
+}
+
 /** QEMU's own last error line from its stderr file, or null. */
 export function stderrLine(file: string): string | null {
   try {
@@ -68,11 +77,6 @@ export function stderrLine(file: string): string | null {
   } catch {
     return null;
   }
-}
-
-/** The kernel's note about pid since it started (start in clock ticks since boot; USER_HZ is 100 on Linux). */
-export function kernelNote(pid: number, startTicks: number | null): string | null {
-  return kernelDeathNote(readKernelLog(), pid, startTicks === null ? 0 : (startTicks / 100) * 1e6);
 }
 
 export function writeExitInfo(file: string, info: ExitInfo): void {

@@ -2,12 +2,25 @@
  * What other services plug into the instance service: lifecycle hooks, launch-plan contributions, the planner
  * of a new instance's first NIC, and the live instance they act on.
  */
+import { CorralError } from '../core/errors.js';
 import type { CreateRequest, Accelerator, InstanceSpec } from '../core/spec.js';
 import type { InstanceNic } from '../core/nics.js';
 import type { LaunchPlan } from '../qemu/argv.js';
-import type { QmpClient } from '../qemu/qmp.js';
 import type { InstanceRow } from '../store/store.js';
+import type { Vm } from '../vm/driver.js';
 import type { LaunchExtras } from './runtime.js';
+
+/** What every contributor adds to an instance's launch plan, merged, with how image files are opened. */
+export function launchExtras(contributors: LaunchContributor[], row: InstanceRow, blockIo: LaunchExtras['blockIo']): LaunchExtras {
+  const e: LaunchExtras = { blockIo };
+  for (const c of contributors) {
+    const more = c(row);
+    if (more.volumes) e.volumes = [...(e.volumes ?? []), ...more.volumes];
+    if (more.hostdevs) e.hostdevs = [...(e.hostdevs ?? []), ...more.hostdevs];
+    if (more.networkKind) e.networkKind = more.networkKind;
+  }
+  return e;
+}
 
 /** What a service adds to an instance's launch plan. */
 export type LaunchContributor = (row: InstanceRow) => Pick<LaunchExtras, 'volumes' | 'hostdevs' | 'networkKind'>;
@@ -16,9 +29,20 @@ export type LaunchContributor = (row: InstanceRow) => Pick<LaunchExtras, 'volume
 export type NicPlanner = (uuid: string, req: CreateRequest) => InstanceNic[];
 
 /**
- * Other services (CPU, memory, disks, NICs, storage daemons, passthrough) hook into the lifecycle; the order of
- * the calls is in docs/ARCHITECTURE.md ("Hooks for CPU, memory and device services").
+ * The services that hook into the lifecycle, in the order their hooks run (every kind of hook, `exited` too):
+ * - cpu: checks the CPU model first; at launch puts QEMU in its cgroup and pins vCPUs before anything else
+ *   touches the running guest.
+ * - memory: checks hugepages before host resources are made; knows each QEMU's boot memory.
+ * - storage-daemons: start the vhost-user-blk back ends before QEMU connects to them (beforeSpawn).
+ * - disks: refuse a start with a volume that has clones; name who holds a locked volume (startFailed).
+ * - nics: make taps (beforeLaunch) and remove them (exited).
+ * - passthrough: bind host devices to vfio-pci last of the host resources (binding is the slowest to undo).
+ * - console-log: last, so its boot separator is the console log's line just before QEMU starts.
  */
+export const HOOK_ORDER = ['cpu', 'memory', 'storage-daemons', 'disks', 'nics', 'passthrough', 'console-log'] as const;
+export type HookOwner = (typeof HOOK_ORDER)[number];
+
+/** Other services (CPU, memory, disks, NICs, storage daemons, passthrough) hook into the lifecycle. */
 export interface InstanceHooks {
   /**
    * Check a spec against what only a service knows (QEMU's CPU models, QEMU's memory overhead under the
@@ -37,8 +61,10 @@ export interface InstanceHooks {
    * (vhost-user storage daemons) start here. A throw fails the start; `exited` then runs to clean up.
    */
   beforeSpawn?(row: InstanceRow, plan: LaunchPlan): Promise<void>;
-  launched?(row: InstanceRow, pid: number, qmp: QmpClient): Promise<void>;
-  adopted?(row: InstanceRow, pid: number, qmp: QmpClient): Promise<void>;
+  /** QEMU answers on its monitor; the instance becomes running once every launched hook is done (a throw fails the start). */
+  launched?(row: InstanceRow, vm: Vm): Promise<void>;
+  /** A restarted daemon adopted a running VM. */
+  adopted?(row: InstanceRow, vm: Vm): Promise<void>;
   /**
    * QEMU is gone (or a start failed after the runtime dir was made). Runs before the runtime dir is removed;
    * what it must read from there it reads at once. A returned promise is awaited before the stop or kill
@@ -63,7 +89,22 @@ export interface InstanceHooks {
 export interface LiveInstance {
   row: InstanceRow;
   pid: number;
-  qmp: QmpClient;
+  vm: Vm;
+}
+
+/** The hooks of every service, held in HOOK_ORDER whatever order they were added in. */
+export class HookSet {
+  private byOwner = new Map<HookOwner, InstanceHooks>();
+
+  add(owner: HookOwner, hooks: InstanceHooks): void {
+    if (this.byOwner.has(owner)) throw new CorralError('INTERNAL', `the hooks of "${owner}" were added twice`);
+    this.byOwner.set(owner, hooks);
+  }
+
+  /** Every service's hooks, in HOOK_ORDER. */
+  get all(): InstanceHooks[] {
+    return HOOK_ORDER.map((o) => this.byOwner.get(o)).filter((h): h is InstanceHooks => h !== undefined);
+  }
 }
 
 type Warn = { warn(o: object, m?: string): void };

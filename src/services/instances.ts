@@ -7,24 +7,19 @@ import { copyFileSync, mkdirSync, rmSync } from 'node:fs';
 import { CorralError, isCorralError } from '../core/errors.js';
 import { instancePaths, type InstancePaths } from '../core/paths.js';
 import { type CreateRequest, type HostLimits, type Accelerator, type InstanceSpec, validateCreate, validateName } from '../core/spec.js';
-import { assertCanRun, isActive, validTransition, type InstanceState, type Operation } from '../core/state.js';
-import { buildArgv } from '../qemu/argv.js';
+import { assertCanRun, assertTransition, isActive, type InstanceState, type Operation } from '../core/state.js';
 import { createOverlay } from '../qemu/img.js';
-import { launchQemu } from '../qemu/launch.js';
 import { DEFAULT_NETWORK, macFor, parseForward } from '../core/nics.js';
-import { findQemusByUuid, isQemuOf, processStartTicks } from '../qemu/proc.js';
-import type { QmpClient, QmpEvent } from '../qemu/qmp.js';
-import type { ExitStatus } from '../qemu/launch.js';
 import type { ImageStore } from '../storage/images.js';
 import type { InstanceRow, Store } from '../store/store.js';
+import { waitExit, type Vm, type VmDriver, type VmEvent, type VmExit, type VmProcess } from '../vm/driver.js';
 import type { EventBus } from './events.js';
 import { KeyedLock } from './locks.js';
-import { VmMonitor, type MonitorHandlers } from './monitor.js';
 import type { BlockIo } from '../qemu/argv-disks.js';
-import { exitCauses, runExitHooks, type InstanceHooks, type LaunchContributor, type LiveInstance, type NicPlanner } from './instance-hooks.js';
-import { OVMF_VARS, assertOvmf, launchPlan, type LaunchExtras, type RuntimeStatus, prepareRunDir, readStatus, removeRunDir, writeStatus } from './runtime.js';
+import { HookSet, exitCauses, launchExtras, runExitHooks, type HookOwner, type InstanceHooks, type LaunchContributor, type LiveInstance, type NicPlanner } from './instance-hooks.js';
+import { OVMF_VARS, assertOvmf, launchPlan, type RuntimeStatus, prepareRunDir, readStatus, removeRunDir, writeStatus } from './runtime.js';
 import { ConsoleLogRotator } from './console-log.js';
-import { describeExit, kernelNote, keepPreviousStderr, stderrLine, writeExitInfo, type ExitInfo } from './exit-cause.js';
+import { exitRecord, keepPreviousStderr, stderrLine, writeExitInfo, type ExitInfo } from './exit-cause.js';
 import { instanceView, type InstanceView } from './instance-view.js';
 import { devicePaths, type DevicePath } from './device-paths.js';
 import { formatSizeExact } from '../core/units.js';
@@ -35,17 +30,29 @@ export type { InstanceView };
 export interface InstanceDeps {
   dataDir: string;
   store: Store;
-  images: ImageStore;
+  images: Pick<ImageStore, 'get'>;
   events: EventBus;
   host: HostLimits;
   /** The accelerator chosen by the probe (or forced). */
   accelerator: () => Promise<Accelerator>;
   /** The resource pool: host capacity and its ratios and reserve. */
   pool: { host: HostCapacityInput; config: PoolConfig };
-  qemuVersion: () => string;
+  /** The hypervisor: every VM process is launched, adopted, watched and killed through it. */
+  driver: VmDriver;
   /** How QEMU opens image files here (probed at daemon start); default page cache + threads. */
   blockIo?: BlockIo;
   log: { info(o: object, m?: string): void; warn(o: object, m?: string): void };
+}
+
+/** A VM the daemon watches, with what the daemon knows of how it should end. */
+interface Running {
+  vm: Vm;
+  /** why the daemon itself ends it (stop, kill, a failed start): its exit is not a crash */
+  expected: string | null;
+  /** the guest failed (a kernel panic) and the daemon ends it: its exit is a crash */
+  crash: string | null;
+  /** its start (or adoption) has not finished: that operation's own failure path deals with an exit */
+  starting: boolean;
 }
 
 /** Timings of the daemon's own share of the last start (for the benchmark). */
@@ -56,7 +63,7 @@ export interface StartTimings {
 }
 
 export class InstanceService {
-  private hooks: InstanceHooks[] = [];
+  private hookSet = new HookSet();
   /** Attached volumes of an instance, resolved to their files (set by the disk service). */
   private contributors: LaunchContributor[] = [];
   private nicPlanner: NicPlanner = (uuid, req) => [{ id: 'net0', model: 'virtio-net', network: DEFAULT_NETWORK, mac: macFor(uuid), queues: 1, ...(req.forwards ? { forwards: req.forwards.map(parseForward) } : {}) }];
@@ -65,15 +72,21 @@ export class InstanceService {
   /** Exit hooks still at work per instance uuid (stopping storage daemons). */
   private exiting = new Map<string, Promise<void>>();
   private locks = new KeyedLock();
-  private monitors = new Map<string, VmMonitor>();
+  /** The VMs watched, by instance uuid. */
+  private running = new Map<string, Running>();
   private rotators = new Map<string, ConsoleLogRotator>();
   /** The daemon's own timings of each instance's last start (served as a Server-Timing header). */
   readonly startTimings = new Map<string, StartTimings>();
 
   constructor(private d: InstanceDeps) {}
 
-  addHooks(h: InstanceHooks): void {
-    this.hooks.push(h);
+  /** A service's lifecycle hooks; they run in HOOK_ORDER (instance-hooks.ts), whatever the order they are added in. */
+  addHooks(owner: HookOwner, h: InstanceHooks): void {
+    this.hookSet.add(owner, h);
+  }
+
+  private get hooks(): InstanceHooks[] {
+    return this.hookSet.all;
   }
 
   /** How a new instance's first NIC is made (set by the NIC service, which knows the networks). */
@@ -94,11 +107,11 @@ export class InstanceService {
   /** The running (or paused) instance with its QEMU pid and QMP client; INVALID_STATE otherwise. */
   live(name: string): LiveInstance {
     const row = this.row(name);
-    const m = this.monitors.get(row.uuid);
-    if (!m || !m.alive || row.pid === null || (row.state !== 'running' && row.state !== 'paused')) {
+    const run = this.running.get(row.uuid);
+    if (!run || row.pid === null || (row.state !== 'running' && row.state !== 'paused')) {
       throw new CorralError('INVALID_STATE', `instance "${name}" is ${row.state}: it must be running`, { state: row.state });
     }
-    return { row, pid: row.pid, qmp: m.qmp };
+    return { row, pid: row.pid, vm: run.vm };
   }
 
   /** The stored row of an instance (INSTANCE_NOT_FOUND otherwise). */
@@ -142,11 +155,14 @@ export class InstanceService {
     return instanceView(r, this.paths(r));
   }
 
+  /**
+   * Move an instance to a new state: refused (INTERNAL, both states named) when the table in core/state.ts does
+   * not allow it. The stored state is the one moved from, whatever an older copy of the row says.
+   */
   private setState(row: InstanceRow, to: InstanceState, reason: string, patch: Partial<InstanceRow> = {}, extra: Record<string, unknown> = {}): void {
-    const from = row.state;
-    if (!validTransition(from, to)) {
-      this.d.log.warn({ instance: row.name, from, to }, 'unexpected state transition');
-    }
+    const stored = this.d.store.getInstance(row.name);
+    const from = stored && stored.uuid === row.uuid ? stored.state : row.state;
+    assertTransition(from, to, row.name);
     Object.assign(row, patch, { state: to });
     this.d.store.updateInstance(row.uuid, { ...patch, state: to });
     if (from !== to) this.d.events.publish('instance.state', row.name, { from, to, reason, ...extra });
@@ -218,6 +234,8 @@ export class InstanceService {
       if (isActive(row.state)) {
         if (!force) assertCanRun('delete', row.state, name);
         await this.doKill(row);
+      } else if (row.pid !== null) {
+        await this.doKill(row, 'deleted'); // an error-state instance whose QEMU may still run
       }
       const p = this.paths(row);
       this.rotators.get(row.uuid)?.stop();
@@ -258,7 +276,7 @@ export class InstanceService {
   restart(name: string, timeoutSec = 30): Promise<InstanceView> {
     return this.op(name, 'restart', async (row) => {
       await this.doStop(row, timeoutSec);
-      await this.doStart(row);
+      await this.doStart(this.row(name));
     });
   }
 
@@ -268,14 +286,14 @@ export class InstanceService {
 
   pause(name: string): Promise<InstanceView> {
     return this.op(name, 'pause', async (row) => {
-      await this.qmpOf(row).stop();
+      await this.vmOf(row).pause();
       this.setState(row, 'paused', 'paused by user');
     });
   }
 
   resume(name: string): Promise<InstanceView> {
     return this.op(name, 'resume', async (row) => {
-      await this.qmpOf(row).cont();
+      await this.vmOf(row).resume();
       this.setState(row, 'running', 'resumed by user');
     });
   }
@@ -292,18 +310,7 @@ export class InstanceService {
     const row = this.row(name);
     const accel = row.accel ?? (row.spec.accel === 'auto' ? await this.d.accelerator() : row.spec.accel);
     const live = isActive(row.state) && row.pid !== null;
-    return devicePaths(launchPlan(row, this.d.images.get(row.spec.image), accel, this.paths(row), this.extras(row)), live ? this.backendSource(row) : {});
-  }
-
-  private extras(row: InstanceRow): LaunchExtras {
-    const e: LaunchExtras = { blockIo: this.d.blockIo };
-    for (const c of this.contributors) {
-      const more = c(row);
-      if (more.volumes) e.volumes = [...(e.volumes ?? []), ...more.volumes];
-      if (more.hostdevs) e.hostdevs = [...(e.hostdevs ?? []), ...more.hostdevs];
-      if (more.networkKind) e.networkKind = more.networkKind;
-    }
-    return e;
+    return devicePaths(launchPlan(row, this.d.images.get(row.spec.image), accel, this.paths(row), launchExtras(this.contributors, row, this.d.blockIo)), live ? this.backendSource(row) : {});
   }
 
   /**
@@ -318,92 +325,105 @@ export class InstanceService {
     return this.paths(this.row(name)).consoleLog;
   }
 
-  private qmpOf(row: InstanceRow) {
-    const m = this.monitors.get(row.uuid);
-    if (!m || !m.alive) throw new CorralError('INVALID_STATE', `instance "${row.name}" has no running QEMU`, { state: row.state });
-    return m.qmp;
+  private vmOf(row: InstanceRow): Vm {
+    const run = this.running.get(row.uuid);
+    if (!run) throw new CorralError('INVALID_STATE', `instance "${row.name}" has no running QEMU`, { state: row.state });
+    return run.vm;
   }
 
+  /**
+   * Start: admission, `starting`, the hooks' host resources, the launch, the `launched` hooks, `running`. A
+   * failure at any step kills what was launched, runs every `exited` hook (which undo what the others set up)
+   * and leaves the instance in the state it started from (stopped for a first start), with lastError set.
+   */
   private async doStart(row: InstanceRow): Promise<void> {
     const t0 = performance.now();
     const image = this.d.images.get(row.spec.image);
     const p = this.paths(row);
-    await this.exitSettled(row.uuid);
+    await this.settled(row.uuid);
+    Object.assign(row, this.row(row.name));
     const accel = row.spec.accel === 'auto' ? await this.d.accelerator() : row.spec.accel;
     const prior = row.state;
     // Admission and the move to "starting" happen with no await in between: a concurrent start of another
     // instance sees this one as allocated, so concurrent starts cannot oversubscribe the pool.
     admitOrThrow(this.pool(row.uuid), { cpus: row.spec.cpus, memory: row.spec.memory });
     this.setState(row, 'starting', 'start requested', { lastError: null });
-    let pid: number | null = null;
+    let run: Running | null = null;
     let prepared = false;
     try {
       prepareRunDir(p);
       prepared = true;
-      // Hooks may set up host resources (taps, storage daemons, bound devices) here; whatever happens next,
-      // a failed start runs every exited hook, which undoes them.
       for (const h of this.hooks) if (h.beforeLaunch) await h.beforeLaunch(row, accel);
       this.rotateLog(row).rotateNow();
-      const plan = launchPlan(row, image, accel, p, this.extras(row));
-      const argv = buildArgv(plan);
+      const plan = launchPlan(row, image, accel, p, launchExtras(this.contributors, row, this.d.blockIo));
       for (const h of this.hooks) if (h.beforeSpawn) await h.beforeSpawn(row, plan);
       const t1 = performance.now();
       keepPreviousStderr(p.stderr);
-      const launched = await launchQemu(argv, { qmp: p.qmp, stderr: p.stderr });
+      const vm = await this.d.driver.launch(plan, { stderr: p.stderr });
       const t2 = performance.now();
-      pid = launched.pid;
+      run = this.watch(row, vm, true);
       const startedAt = new Date().toISOString();
       const status: RuntimeStatus = {
-        uuid: row.uuid, name: row.name, pid, startTicks: launched.startTicks, qmp: p.qmp, qemuVersion: this.d.qemuVersion(),
+        uuid: row.uuid, name: row.name, pid: vm.pid, startTicks: vm.startTicks, qmp: p.qmp, qemuVersion: this.d.driver.version(),
         accel, startedAt, operation: 'start',
       };
       writeStatus(p, status);
-      this.d.store.updateInstance(row.uuid, { pid, pidStart: launched.startTicks, accel, startedAt });
-      Object.assign(row, { pid, pidStart: launched.startTicks, accel, startedAt });
-      const monitor = await this.watch(row, pid, launched.startTicks, launched.qmp, launched.exit);
-      for (const h of this.hooks) if (h.launched) await h.launched(row, pid, monitor.qmp);
-      const st = await monitor.qmp.queryStatus();
+      this.d.store.updateInstance(row.uuid, { pid: vm.pid, pidStart: vm.startTicks, accel, startedAt });
+      Object.assign(row, { pid: vm.pid, pidStart: vm.startTicks, accel, startedAt });
+      for (const h of this.hooks) if (h.launched) await h.launched(row, vm);
+      const st = await vm.status();
       this.startTimings.set(row.name, { beforeSpawnMs: t1 - t0, qemuLaunchMs: t2 - t1, qmpReadyMs: performance.now() - t2 });
-      this.setState(row, st.status === 'paused' ? 'paused' : 'running', `QEMU ${pid} started (${accel})`);
+      run.starting = false;
+      this.setState(row, st.status === 'paused' ? 'paused' : 'running', `QEMU ${vm.pid} started (${accel})`);
       writeStatus(p, { ...status, operation: null });
     } catch (e) {
       for (const h of this.hooks) if (h.startFailed) e = h.startFailed(row, e);
-      if (pid !== null) {
-        try {
-          process.kill(pid, 'SIGKILL');
-        } catch {
-          /* already gone */
-        }
-        this.monitors.get(row.uuid)?.detach();
-        this.monitors.delete(row.uuid);
-      }
+      if (run) await this.endStartedVm(row, run, 'the start failed');
       // best effort on a failed start, but finished before the start returns: nothing is left running
-      if (prepared) await this.runExitHooks(row);
+      if (prepared) await runExitHooks(this.hooks, row, this.d.log);
       removeRunDir(p);
-      const msg = isCorralError(e) ? e.message : (e as Error).message;
-      this.setState(row, prior === 'crashed' || prior === 'error' ? prior : 'stopped', `start failed: ${msg}`, {
-        pid: null, pidStart: null, lastError: msg,
+      const err = this.coded(e, `start of instance "${row.name}"`);
+      this.setState(row, prior === 'crashed' || prior === 'error' ? prior : 'stopped', `start failed: ${err.message}`, {
+        pid: null, pidStart: null, lastError: err.message,
       });
-      throw isCorralError(e) ? e : new CorralError('QEMU_FAILED', msg);
+      throw err;
     }
   }
 
+  /** A VM whose start or adoption failed: end it and stop watching it (its exit moves no state). */
+  private async endStartedVm(row: InstanceRow, run: Running, why: string): Promise<void> {
+    run.expected ??= why;
+    run.vm.kill();
+    if (!(await waitExit(run.vm, 10_000))) {
+      this.d.log.warn({ instance: row.name, pid: run.vm.pid }, 'QEMU did not exit after SIGKILL; it may still run');
+      run.vm.detach();
+    }
+    if (this.running.get(row.uuid) === run) this.running.delete(row.uuid);
+  }
+
+  /** An error as the API reports it: coded errors as they are; anything else is a bug (INTERNAL), logged. */
+  private coded(e: unknown, during: string): CorralError {
+    if (isCorralError(e)) return e;
+    this.d.log.warn({ err: (e as Error)?.stack ?? String(e) }, `unexpected error during ${during}`);
+    return new CorralError('INTERNAL', `${during}: ${(e as Error)?.message ?? String(e)}`);
+  }
+
   private async doStop(row: InstanceRow, timeoutSec: number): Promise<void> {
-    const m = this.monitors.get(row.uuid);
-    if (!m || !m.alive) {
+    const run = this.running.get(row.uuid);
+    if (!run) {
       this.setState(row, 'stopped', 'no QEMU process', { pid: null, pidStart: null });
       return;
     }
     this.setState(row, 'stopping', `ACPI power-off requested (timeout ${timeoutSec}s)`);
     try {
-      const st = await m.qmp.queryStatus();
-      if (!st.running) await m.qmp.cont();
-      await m.qmp.systemPowerdown();
+      const st = await run.vm.status();
+      if (!st.running) await run.vm.resume();
+      await run.vm.powerdown();
     } catch (e) {
       this.d.log.warn({ instance: row.name, err: (e as Error).message }, 'powerdown request failed');
     }
-    if (await m.waitExit(timeoutSec * 1000)) {
-      await this.exitSettled(row.uuid);
+    if (await waitExit(run.vm, timeoutSec * 1000)) {
+      await this.settled(row.uuid);
       return;
     }
     this.d.events.publish('instance.stop-timeout', row.name, { timeoutSec });
@@ -411,24 +431,21 @@ export class InstanceService {
   }
 
   private async doKill(row: InstanceRow, why = 'killed by user'): Promise<void> {
-    const m = this.monitors.get(row.uuid);
-    const pid = row.pid;
-    if (m) m.expectedExit = why; // an exit we cause is not a crash
-    if (pid !== null && isQemuOf(pid, row.uuid, row.pidStart)) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        /* gone already */
-      }
+    const run = this.running.get(row.uuid);
+    if (run) {
+      run.expected ??= why; // an exit we cause is not a crash
+      run.vm.kill();
+      if (!(await waitExit(run.vm, 10_000))) throw new CorralError('TIMEOUT', `QEMU ${run.vm.pid} did not exit after SIGKILL`);
+    } else {
+      // no VM watched: a QEMU whose monitor never answered (error), or one that is already gone
+      if (row.pid !== null) this.d.driver.killProcess(row.uuid, { pid: row.pid, startTicks: row.pidStart });
+      const stored = this.d.store.getInstance(row.name);
+      if (stored && stored.state !== 'stopped') this.vmGone(stored, 'stopped', why, null);
     }
-    if (m && !(await m.waitExit(10_000))) throw new CorralError('TIMEOUT', `QEMU ${pid} did not exit after SIGKILL`);
-    if (!m || this.d.store.getInstance(row.name)?.state !== 'stopped') {
-      this.finishExit(row, 'stopped', why);
-    }
-    await this.exitSettled(row.uuid);
+    await this.settled(row.uuid);
   }
 
-  // ---- watching ----
+  // ---- watching and the one exit path ----
 
   private rotateLog(row: InstanceRow): ConsoleLogRotator {
     let r = this.rotators.get(row.uuid);
@@ -439,55 +456,79 @@ export class InstanceService {
     return r;
   }
 
-  /** Watch a QEMU: over the QMP connection its launch opened, or by connecting to an adopted one's socket. */
-  private async watch(row: InstanceRow, pid: number, startTicks: number | null, qmp?: QmpClient, exit?: Promise<ExitStatus>): Promise<VmMonitor> {
-    const p = this.paths(row);
-    const handlers: MonitorHandlers = {
-      onEvent: (ev) => this.onQmpEvent(row, ev),
-      onExit: ({ guestShutdown, shutdownReason, expected, crash, status }) => {
-        const cur = this.d.store.getInstance(row.name);
-        if (!cur || cur.uuid !== row.uuid) return;
-        const unasked = !expected && !crash && !(guestShutdown && shutdownReason !== 'host-signal');
-        const facts = {
-          pid, expected, crash, guestShutdown, shutdownReason, stopping: cur.state === 'stopping', status,
-          kernel: unasked ? kernelNote(pid, startTicks) : null,
-          service: unasked ? exitCauses(this.hooks, cur, this.d.log) : null,
-          stderr: stderrLine(p.stderr),
-        };
-        const { state, reason } = describeExit(facts);
-        this.finishExit(cur, state, reason, {
-          at: new Date().toISOString(), pid, state, reason, code: status?.code ?? null, signal: status?.signal ?? null,
-          kernel: facts.kernel, service: facts.service, stderr: facts.stderr,
-        });
-        Object.assign(row, { state: cur.state, pid: null, pidStart: null });
-      },
-    };
-    const m = qmp ? VmMonitor.watch(pid, startTicks, qmp, handlers, exit) : await VmMonitor.attach(pid, startTicks, p.qmp, handlers);
-    this.monitors.set(row.uuid, m);
+  /** Watch a VM: its monitor events and, once, its exit. */
+  private watch(row: InstanceRow, vm: Vm, starting: boolean): Running {
+    const run: Running = { vm, expected: null, crash: null, starting };
+    const { uuid, name } = row;
+    this.running.set(uuid, run);
+    vm.onEvent((ev) => this.onVmEvent(uuid, name, run, ev));
+    void vm.exited.then((exit) => this.vmExited(uuid, name, run, exit)).catch((e: Error) => {
+      this.d.log.warn({ instance: name, err: e.message }, 'the exit of a QEMU could not be handled');
+    });
     this.rotateLog(row).start();
-    return m;
+    return run;
   }
 
-  /** Run every exit hook; resolves when the asynchronous ones are done (their failures are logged). */
-  private runExitHooks(row: InstanceRow): Promise<void> {
-    return runExitHooks(this.hooks, row, this.d.log);
+  /** The stored row of instance `name` if it still is the instance `uuid`. */
+  private current(name: string, uuid: string): InstanceRow | null {
+    const row = this.d.store.getInstance(name);
+    return row && row.uuid === uuid ? row : null;
   }
 
-  /** Wait for the exit hooks of an instance's last QEMU (its storage daemons stopping). */
-  private async exitSettled(uuid: string): Promise<void> {
-    await this.exiting.get(uuid);
-  }
-
-  private finishExit(row: InstanceRow, to: InstanceState, reason: string, exit?: ExitInfo): void {
-    if (exit) {
-      try {
-        writeExitInfo(this.paths(row).exitInfo, exit);
-      } catch (e) {
-        this.d.log.warn({ instance: row.name, err: (e as Error).message }, 'cannot record why QEMU ended');
-      }
+  private onVmEvent(uuid: string, name: string, run: Running, ev: VmEvent): void {
+    const row = this.current(name, uuid);
+    if (!row || this.running.get(uuid) !== run) return;
+    this.d.events.publish('qemu.event', row.name, { event: ev.event, data: ev.data });
+    if (run.starting) return;
+    if (ev.event === 'STOP' && row.state === 'running') this.setState(row, 'paused', 'QMP STOP');
+    else if (ev.event === 'RESUME' && row.state === 'paused') this.setState(row, 'running', 'QMP RESUME');
+    else if (ev.event === 'GUEST_PANICKED') {
+      // Like libvirt's on_crash=destroy: end the QEMU; the state becomes crashed once it is really gone, so
+      // that a new start can never race the old process's clean-up.
+      run.crash = 'the guest kernel panicked';
+      run.vm.kill();
     }
-    this.monitors.delete(row.uuid);
-    const work = this.runExitHooks(row);
+  }
+
+  /** The driver saw a watched VM end: say why, then (unless its start is still running) the one exit path. */
+  private vmExited(uuid: string, name: string, run: Running, exit: VmExit): void {
+    if (this.running.get(uuid) !== run) return;
+    this.running.delete(uuid);
+    const row = this.current(name, uuid);
+    if (!row) return;
+    const unasked = !run.expected && !run.crash && !(exit.shutdown !== null && exit.shutdown !== 'host-signal');
+    const proc = { pid: run.vm.pid, startTicks: run.vm.startTicks };
+    const info = exitRecord({
+      pid: proc.pid, expected: run.expected, crash: run.crash, guestShutdown: exit.shutdown !== null, shutdownReason: exit.shutdown,
+      stopping: row.state === 'stopping', status: exit.status,
+      kernel: unasked ? this.d.driver.deathNote(proc) : null,
+      service: unasked ? exitCauses(this.hooks, row, this.d.log) : null,
+      stderr: stderrLine(this.paths(row).stderr),
+    });
+    const { state, reason } = info;
+    if (!run.starting) {
+      this.vmGone(row, state, reason, info);
+    } else if (!run.expected) {
+      this.recordExit(row, info); // died during its start: the start's failure path moves the state
+    }
+  }
+
+  private recordExit(row: InstanceRow, exit: ExitInfo): void {
+    try {
+      writeExitInfo(this.paths(row).exitInfo, exit);
+    } catch (e) {
+      this.d.log.warn({ instance: row.name, err: (e as Error).message }, 'cannot record why QEMU ended');
+    }
+  }
+
+  /**
+   * The one exit path: a VM is gone (seen by the driver, killed without a watcher, or found dead at
+   * adoption). Record why, start the exit hooks (the next operation on the instance waits for them: settled),
+   * remove the runtime dir and move the state.
+   */
+  private vmGone(row: InstanceRow, to: InstanceState, reason: string, exit: ExitInfo | null): void {
+    if (exit) this.recordExit(row, exit);
+    const work = runExitHooks(this.hooks, row, this.d.log);
     this.exiting.set(row.uuid, work);
     void work.finally(() => {
       if (this.exiting.get(row.uuid) === work) this.exiting.delete(row.uuid);
@@ -497,25 +538,9 @@ export class InstanceService {
     this.setState(row, to, reason, { pid: null, pidStart: null, lastError: to === 'crashed' ? reason : row.lastError }, exit ? { exit } : {});
   }
 
-  private onQmpEvent(watched: InstanceRow, ev: QmpEvent): void {
-    const row = this.d.store.getInstance(watched.name);
-    if (!row || row.uuid !== watched.uuid) return;
-    this.d.events.publish('qemu.event', row.name, { event: ev.event, data: ev.data });
-    if (ev.event === 'STOP' && row.state === 'running') this.setState(row, 'paused', 'QMP STOP');
-    else if (ev.event === 'RESUME' && row.state === 'paused') this.setState(row, 'running', 'QMP RESUME');
-    else if (ev.event === 'GUEST_PANICKED') {
-      // Like libvirt's on_crash=destroy: end the QEMU; the state becomes crashed once it is really gone, so
-      // that a new start can never race the old process's clean-up.
-      const m = this.monitors.get(row.uuid);
-      if (m) m.crashReason = 'the guest kernel panicked';
-      if (row.pid) {
-        try {
-          process.kill(row.pid, 'SIGKILL');
-        } catch {
-          /* gone */
-        }
-      }
-    }
+  /** Wait for the exit hooks of an instance's last VM (its storage daemons stopping, its taps removed). */
+  private async settled(uuid: string): Promise<void> {
+    await this.exiting.get(uuid);
   }
 
   // ---- daemon start / stop ----
@@ -524,51 +549,63 @@ export class InstanceService {
   async reconcile(): Promise<void> {
     for (const row of this.d.store.listInstances()) {
       await this.locks.run(row.name, async () => {
-        const p = this.paths(row);
-        const status = readStatus(p);
-        // The pid from the row, else the status file; if neither (the daemon died mid-start), look for a
-        // QEMU carrying this uuid, so that it is adopted rather than started twice.
-        let pid = row.pid ?? status?.pid ?? null;
-        let startTicks = row.pidStart ?? status?.startTicks ?? null;
-        if (pid === null && isActive(row.state)) {
-          pid = findQemusByUuid(row.uuid)[0] ?? null;
-          startTicks = pid === null ? null : processStartTicks(pid);
-        }
-        if (pid !== null && isQemuOf(pid, row.uuid, startTicks)) {
-          try {
-            const m = await this.watch(row, pid, startTicks);
-            for (const h of this.hooks) if (h.adopted) await h.adopted(row, pid, m.qmp);
-            const st = await m.qmp.queryStatus();
-            const to: InstanceState = st.status === 'paused' ? 'paused' : 'running';
-            this.setState(row, to, `adopted QEMU ${pid} after daemon restart`, { pid, pidStart: startTicks });
-            this.d.log.info({ instance: row.name, pid }, 'adopted running QEMU');
-            return;
-          } catch (e) {
-            this.d.log.warn({ instance: row.name, pid, err: (e as Error).message }, 'cannot reach QMP of a live QEMU');
-            this.setState(row, 'error', `QEMU ${pid} is alive but its QMP socket does not answer`, { lastError: (e as Error).message });
-            return;
-          }
-        }
-        if (isActive(row.state)) {
-          const to: InstanceState = row.state === 'stopping' ? 'stopped' : 'crashed';
-          const dead = row.pid ?? status?.pid ?? null;
-          const kernel = dead === null ? null : kernelNote(dead, row.pidStart ?? status?.startTicks ?? null);
-          const stderr = stderrLine(p.stderr);
-          const reason = `${to === 'crashed' ? 'QEMU died' : 'QEMU exited'} while the daemon was down${kernel ? `: ${kernel}` : stderr ? `: QEMU said: ${stderr}` : ''}`;
-          this.finishExit(row, to, reason, dead === null ? undefined : {
-            at: new Date().toISOString(), pid: dead, state: to, reason, code: null, signal: null, kernel, service: null, stderr,
-          });
-        } else {
-          removeRunDir(p);
+        try {
+          await this.reconcileOne(row);
+        } catch (e) {
+          this.d.log.warn({ instance: row.name, err: (e as Error).message }, 'cannot reconcile instance');
         }
       });
     }
   }
 
-  /** Let go of every QEMU without stopping it: they outlive the daemon. */
+  private async reconcileOne(row: InstanceRow): Promise<void> {
+    const p = this.paths(row);
+    const status = readStatus(p);
+    // The pid from the row, else the status file; if neither (the daemon died mid-start), look for a VM
+    // carrying this uuid, so that it is adopted rather than started twice.
+    const pid = row.pid ?? status?.pid ?? null;
+    const recorded: VmProcess | null = pid === null ? null : { pid, startTicks: row.pidStart ?? status?.startTicks ?? null };
+    const proc = this.d.driver.find(row.uuid, recorded, recorded === null && isActive(row.state));
+    if (proc) return this.adopt(row, proc);
+    if (!isActive(row.state)) {
+      removeRunDir(p);
+      return;
+    }
+    const to: InstanceState = row.state === 'stopping' ? 'stopped' : 'crashed';
+    const kernel = recorded === null ? null : this.d.driver.deathNote(recorded);
+    const stderr = stderrLine(p.stderr);
+    const reason = `${to === 'crashed' ? 'QEMU died' : 'QEMU exited'} while the daemon was down${kernel ? `: ${kernel}` : stderr ? `: QEMU said: ${stderr}` : ''}`;
+    this.vmGone(row, to, reason, recorded === null ? null : {
+      at: new Date().toISOString(), pid: recorded.pid, state: to, reason, code: null, signal: null, kernel, service: null, stderr,
+    });
+  }
+
+  /** Adopt a VM that outlived the previous daemon; if it does not answer, the instance is `error` (kill ends it). */
+  private async adopt(row: InstanceRow, proc: VmProcess): Promise<void> {
+    let run: Running | null = null;
+    try {
+      run = this.watch(row, await this.d.driver.adopt(proc, { qmp: this.paths(row).qmp }), true);
+      for (const h of this.hooks) if (h.adopted) await h.adopted(row, run.vm);
+      const st = await run.vm.status();
+      run.starting = false;
+      this.setState(row, st.status === 'paused' ? 'paused' : 'running', `adopted QEMU ${proc.pid} after daemon restart`, { pid: proc.pid, pidStart: proc.startTicks });
+      this.d.log.info({ instance: row.name, pid: proc.pid }, 'adopted running QEMU');
+    } catch (e) {
+      this.d.log.warn({ instance: row.name, pid: proc.pid, err: (e as Error).message }, 'cannot reach the monitor of a live QEMU');
+      if (run) {
+        run.vm.detach();
+        this.running.delete(row.uuid);
+      }
+      this.setState(row, 'error', `QEMU ${proc.pid} is alive but its QMP socket does not answer`, {
+        pid: proc.pid, pidStart: proc.startTicks, lastError: (e as Error).message,
+      });
+    }
+  }
+
+  /** Let go of every VM without stopping it: they outlive the daemon. */
   detachAll(): void {
-    for (const m of this.monitors.values()) m.detach();
-    this.monitors.clear();
+    for (const run of this.running.values()) run.vm.detach();
+    this.running.clear();
     for (const r of this.rotators.values()) r.stop();
   }
 }

@@ -13,7 +13,7 @@ import { readHugepages, type HugepagePool } from '../host/memory.js';
 import { HUGEPAGE_BYTES, VIRTIO_MEM_BLOCK } from '../core/spec-compute.js';
 import { MiB, formatSize, parseSize } from '../core/units.js';
 import { readResidency } from '../qemu/pagemap.js';
-import type { QmpClient } from '../qemu/qmp.js';
+import type { Vm, VmControl } from '../vm/driver.js';
 import type { InstanceRow } from '../store/store.js';
 import type { EventBus } from './events.js';
 import type { InstanceHooks } from './instance-hooks.js';
@@ -107,22 +107,22 @@ export class MemoryService {
 
   /** Lifecycle hooks: turn on the balloon's statistics; know each QEMU's boot memory while it runs. */
   hooks(): InstanceHooks {
-    const setUp = async (row: InstanceRow, _pid: number, qmp: QmpClient): Promise<void> => {
+    const setUp = async (row: InstanceRow, vm: Vm): Promise<void> => {
       if (!row.spec.balloon) return;
       try {
-        await qmp.execute('qom-set', { path: BALLOON_PATH, property: 'guest-stats-polling-interval', value: STATS_POLL_SECONDS });
+        await vm.propertySet(BALLOON_PATH, 'guest-stats-polling-interval', STATS_POLL_SECONDS);
       } catch (e) {
         this.d.log.warn({ instance: row.name, err: (e as Error).message }, 'cannot turn on balloon statistics');
       }
     };
-    const launched = async (row: InstanceRow, pid: number, qmp: QmpClient): Promise<void> => {
+    const launched = async (row: InstanceRow, vm: Vm): Promise<void> => {
       this.boots.set(row.uuid, row.spec.memory);
-      await setUp(row, pid, qmp);
+      await setUp(row, vm);
     };
-    const adopted = async (row: InstanceRow, pid: number, qmp: QmpClient): Promise<void> => {
-      await setUp(row, pid, qmp);
+    const adopted = async (row: InstanceRow, vm: Vm): Promise<void> => {
+      await setUp(row, vm);
       // resized before the daemon restarted: QEMU still boots from its base memory, the spec holds the new size
-      const base = await qmp.execute<{ 'base-memory'?: number }>('query-memory-size-summary').then((r) => r['base-memory'] ?? null, () => null);
+      const base = await vm.memorySize().then((r) => r.base, () => null);
       this.boots.set(row.uuid, base ?? row.spec.memory);
     };
     return {
@@ -133,16 +133,16 @@ export class MemoryService {
     };
   }
 
-  private async devices(row: InstanceRow, qmp: QmpClient): Promise<Devices> {
+  private async devices(row: InstanceRow, vm: VmControl): Promise<Devices> {
     let actual: number | null = null;
     let stats: GuestStats | null = null;
     let deflateOnOom = false;
     if (row.spec.balloon) {
-      actual = (await qmp.execute<{ actual: number }>('query-balloon')).actual;
-      stats = parseGuestStats(await qmp.execute('qom-get', { path: BALLOON_PATH, property: 'guest-stats' }));
-      deflateOnOom = (await qmp.execute<boolean>('qom-get', { path: BALLOON_PATH, property: 'deflate-on-oom' })) === true;
+      actual = await vm.balloonSize();
+      stats = parseGuestStats(await vm.propertyGet(BALLOON_PATH, 'guest-stats'));
+      deflateOnOom = (await vm.propertyGet<boolean>(BALLOON_PATH, 'deflate-on-oom')) === true;
     }
-    const plugged = this.hasVmem(row) ? await qmp.execute<number>('qom-get', { path: VMEM_PATH, property: 'size' }) : null;
+    const plugged = this.hasVmem(row) ? await vm.propertyGet<number>(VMEM_PATH, 'size') : null;
     return { actual, plugged, stats, deflateOnOom };
   }
 
@@ -167,8 +167,8 @@ export class MemoryService {
   }
 
   async stats(name: string): Promise<MemoryStats> {
-    const { row, pid, qmp } = this.d.instances.live(name);
-    const dev = await this.devices(row, qmp);
+    const { row, pid, vm } = this.d.instances.live(name);
+    const dev = await this.devices(row, vm);
     const proc = this.d.proc ?? '/proc';
     let host: MemoryStats['host'] = { rss: null, anonymous: null, shared: null, swap: null };
     try {
@@ -187,19 +187,18 @@ export class MemoryService {
         used: this.used(row, dev),
       },
       host,
-      map: await this.memoryMap(pid, qmp),
+      map: await this.memoryMap(pid, vm),
     };
   }
 
   /** Guest-physical RAM ranges, the host-virtual range behind each, and how much of it is resident. */
-  private async memoryMap(pid: number, qmp: QmpClient): Promise<MemoryMapEntry[]> {
-    const memdevs = await qmp.execute<Array<{ id?: string }>>('query-memdev');
-    const regions = new Set(memdevs.map((m) => m.id).filter((id): id is string => typeof id === 'string'));
-    const mtree = await qmp.execute<string>('human-monitor-command', { 'command-line': 'info mtree -f' });
+  private async memoryMap(pid: number, vm: VmControl): Promise<MemoryMapEntry[]> {
+    const regions = new Set(await vm.memdevs());
+    const mtree = await vm.memoryTree();
     const out: MemoryMapEntry[] = [];
     for (const r of parseFlatRam(mtree, regions)) {
       const size = r.end - r.start;
-      const hva = parseGpa2hva(await qmp.execute<string>('human-monitor-command', { 'command-line': `gpa2hva 0x${r.start.toString(16)}` }));
+      const hva = parseGpa2hva(await vm.gpaToHva(r.start));
       const res = hva === null ? null : readResidency(pid, hva, size, this.d.proc);
       out.push({
         region: r.region, gpaStart: r.start, gpaEnd: r.end, hvaStart: hva, hvaEnd: hva === null ? null : hva + size, size,
@@ -223,7 +222,7 @@ export class MemoryService {
         await this.d.config.setLocked(name, { memory: size });
         return { name, memory: size, state: stored.state };
       }
-      const { row, qmp } = this.d.instances.live(name);
+      const { row, vm } = this.d.instances.live(name);
       const boot = this.bootOf(row);
       const max = row.spec.maxMemory ?? boot;
       if (size % MiB !== 0) throw invalidSpec('memory', 'must be a whole number of MiB');
@@ -234,7 +233,7 @@ export class MemoryService {
       if (size < boot && !row.spec.balloon) throw invalidSpec('memory', `shrinking below the boot memory (${formatSize(boot)}) needs the balloon, which is off`);
       const block = row.spec.hugepages ? Math.max(VIRTIO_MEM_BLOCK, HUGEPAGE_BYTES[row.spec.hugepages]) : VIRTIO_MEM_BLOCK;
       if (size > boot && (size - boot) % block !== 0) throw invalidSpec('memory', `the part above the boot memory must be a multiple of ${formatSize(block)}`);
-      const dev = await this.devices(row, qmp);
+      const dev = await this.devices(row, vm);
       const used = this.used(row, dev);
       const current = (dev.actual ?? boot) + (dev.plugged ?? 0);
       if (used !== null && size < current && size < used + RESIZE_MARGIN) {
@@ -246,9 +245,9 @@ export class MemoryService {
       // growing takes memory from the pool: admitted like a start
       if (size > row.spec.memory) admitOrThrow(this.d.instances.pool(row.uuid), { cpus: row.spec.cpus, memory: size });
       if (this.hasVmem(row)) {
-        await qmp.execute('qom-set', { path: VMEM_PATH, property: 'requested-size', value: Math.max(0, size - boot) });
+        await vm.propertySet(VMEM_PATH, 'requested-size', Math.max(0, size - boot));
       }
-      if (row.spec.balloon) await qmp.execute('balloon', { value: Math.min(size, boot) });
+      if (row.spec.balloon) await vm.balloon(Math.min(size, boot));
       this.d.instances.updateSpec(name, { memory: size }); // kept: list and the pool count it, the next start boots with it
       this.d.events.publish('memory.resized', row.name, { from: current, to: size, live: true });
       return null;
@@ -265,7 +264,7 @@ export class MemoryService {
     } catch {
       return null;
     }
-    const dev = await this.devices(live.row, live.qmp);
+    const dev = await this.devices(live.row, live.vm);
     if (dev.actual === null) return null;
     return {
       name: row.name, uuid: row.uuid, actual: dev.actual, ceiling: Math.min(row.spec.memory, this.bootOf(row)),
@@ -276,8 +275,7 @@ export class MemoryService {
   /** Move a running instance's balloon (under its lock). */
   async setBalloon(name: string, bytes: number): Promise<void> {
     await this.d.instances.withLock(name, async () => {
-      const { qmp } = this.d.instances.live(name);
-      await qmp.execute('balloon', { value: bytes });
+      await this.d.instances.live(name).vm.balloon(bytes);
     });
   }
 }

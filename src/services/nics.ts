@@ -10,7 +10,7 @@ import { CorralError, invalidSpec } from '../core/errors.js';
 import { DEFAULT_NETWORK, forwardClashes, planNic, type InstanceNic, type NicHost, type NicRequest } from '../core/nics.js';
 import { isActive } from '../core/state.js';
 import { chardevAdd, chardevId, netdevArgs, netdevId, nicDevice } from '../qemu/argv-nics.js';
-import type { QmpClient } from '../qemu/qmp.js';
+import type { VmControl } from '../vm/driver.js';
 import type { InstanceRow } from '../store/store.js';
 import type { EventBus } from './events.js';
 import type { NetworkService } from './networks.js';
@@ -166,8 +166,7 @@ export class NicService {
       const live = isActive(row.state);
       if (live) {
         if (nic.model === 'sriov') throw invalidSpec('model', 'an SR-IOV VF is attached while the instance is stopped');
-        const { qmp } = this.d.instances.live(name);
-        await this.hotplug(row, qmp, nic);
+        await this.hotplug(row, this.d.instances.live(name).vm, nic);
       }
       this.d.instances.updateSpec(name, { nics: [...row.spec.nics, nic] });
       this.d.events.publish('instance.nic.attached', name, { id: nic.id, model: nic.model, network: nic.network, mac: nic.mac, live });
@@ -184,10 +183,10 @@ export class NicService {
       const live = isActive(row.state);
       if (live) {
         if (nic.model === 'sriov') throw invalidSpec('model', 'an SR-IOV VF is detached while the instance is stopped');
-        const { qmp } = this.d.instances.live(name);
-        await unplugDevice(qmp, nic.id, this.d.unplugTimeoutMs ?? 15_000, `NIC ${nic.id}`);
-        await qmp.execute('netdev_del', { id: `${nic.id}-net` }).catch((e: Error) => this.d.log.warn({ instance: name, err: e.message }, 'netdev_del failed'));
-        if (nic.model === 'vhost-user-net') await qmp.execute('chardev-remove', { id: `${nic.id}-chr` }).catch(() => undefined);
+        const { vm } = this.d.instances.live(name);
+        await unplugDevice(vm, nic.id, this.d.unplugTimeoutMs ?? 15_000, `NIC ${nic.id}`);
+        await vm.netdevDel(netdevId(nic)).catch((e: Error) => this.leftBehind(name, `netdev ${netdevId(nic)}`, e));
+        if (nic.model === 'vhost-user-net') await vm.chardevRemove(chardevId(nic)).catch((e: Error) => this.leftBehind(name, `chardev ${chardevId(nic)}`, e));
         const tap = this.taps(row).find((t) => t.nic.id === nic.id);
         if (tap) await this.d.networks.deleteTap(tap.ifname);
       }
@@ -197,28 +196,33 @@ export class NicService {
     });
   }
 
-  private async hotplug(row: InstanceRow, qmp: QmpClient, nic: InstanceNic): Promise<void> {
+  /** A rollback or clean-up step that failed: say what stays behind. */
+  private leftBehind(instance: string, what: string, e: Error): void {
+    this.d.log.warn({ instance, err: e.message }, `could not remove ${what}; it stays until the instance stops`);
+  }
+
+  private async hotplug(row: InstanceRow, vm: VmControl, nic: InstanceNic): Promise<void> {
     const p = planNicOf(row.uuid, nic, (n) => this.kindOrNull(n));
     if (!p) return;
     if (p.backend.type === 'vhost-user') {
       // vhost-user needs the guest memory shared with the back end, which is decided when QEMU starts.
       const shared = row.spec.nics.some((n) => n.model === 'vhost-user-net');
       if (!shared) throw invalidSpec('model', 'vhost-user-net needs the guest memory shared, which it is not yet: stop the instance, attach, start');
-      await qmp.execute('chardev-add', chardevAdd(p) ?? {});
+      await vm.chardevAdd(chardevAdd(p) ?? {});
     }
     const tap = p.backend.type === 'tap' ? p.backend.ifname : null;
     if (tap) await this.d.networks.ensureTap(nic.network!, tap, { queues: nic.queues });
     try {
-      await qmp.execute('netdev_add', netdevArgs(p));
+      await vm.netdevAdd(netdevArgs(p));
       try {
-        await qmp.execute('device_add', nicDevice(p));
+        await vm.deviceAdd(nicDevice(p));
       } catch (e) {
-        await qmp.execute('netdev_del', { id: netdevId(p) }).catch(() => undefined);
+        await vm.netdevDel(netdevId(p)).catch((err: Error) => this.leftBehind(row.name, `netdev ${netdevId(p)}`, err));
         throw e;
       }
     } catch (e) {
-      if (tap) await this.d.networks.deleteTap(tap).catch(() => undefined);
-      if (p.backend.type === 'vhost-user') await qmp.execute('chardev-remove', { id: chardevId(p) }).catch(() => undefined);
+      if (tap) await this.d.networks.deleteTap(tap).catch((err: Error) => this.leftBehind(row.name, `tap ${tap}`, err));
+      if (p.backend.type === 'vhost-user') await vm.chardevRemove(chardevId(p)).catch((err: Error) => this.leftBehind(row.name, `chardev ${chardevId(p)}`, err));
       throw new CorralError('QEMU_FAILED', `hotplug of NIC ${nic.id} failed: ${(e as Error).message}`);
     }
   }

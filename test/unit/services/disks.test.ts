@@ -3,6 +3,7 @@
  * never attached nor started under them, a start's image-lock failure names the holder, and a resize of an
  * attached volume is qemu-img while the instance is stopped and QMP block_resize while it runs.
  */
+import { QmpControl } from '../../../src/qemu/vm-control.js';
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
@@ -52,11 +53,11 @@ class FakeInstances {
   updateSpec(name: string, patch: Partial<InstanceRow['spec']>): void {
     Object.assign(this.rowOf(name).spec, patch);
   }
-  live(name: string): { row: InstanceRow; pid: number; qmp: { execute: (cmd: string, args?: Record<string, unknown>) => Promise<unknown> } } {
+  live(name: string): { row: InstanceRow; pid: number; vm: QmpControl } {
     const row = this.rowOf(name);
     return {
-      row, pid: 1, qmp: {
-        execute: async (cmd, args) => {
+      row, pid: 1, vm: new QmpControl({
+        execute: async (cmd: string, args?: Record<string, unknown>) => {
           this.qmp.push([cmd, args]);
           if (cmd === 'block_resize') {
             const v = this.volumes.records().find((x) => `vol-${x.name}-fmt` === args?.['node-name'])!;
@@ -64,7 +65,7 @@ class FakeInstances {
           }
           return {};
         },
-      },
+      } as never),
     };
   }
   add(name: string, state: InstanceState, disks: Array<{ volume: string; bus: DiskBus }> = []): InstanceRow {

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { computeDefaults } from '../../../src/core/spec-compute.js';
+import { QmpControl } from '../../../src/qemu/vm-control.js';
 import { MemoryService, type MemoryStats } from '../../../src/services/memory.js';
 
 const MiB = 1024 * 1024;
@@ -41,7 +42,7 @@ function fakeVm(opts: { memory: number; maxMemory?: number | null; balloon?: boo
   const pool = { capacity: { cpus: 8, memory: free }, allocated: { cpus: 0, memory: 0, instances: 0 }, free: { cpus: 8, memory: free }, ratios: { cpu: 1, memory: 1 }, reservedMemory: 0 };
   const svc = new MemoryService({
     instances: {
-      live: () => ({ row, pid: 999_999_999, qmp }), rowOf: () => row, pool: () => pool,
+      live: () => ({ row, pid: 999_999_999, vm: new QmpControl(qmp as never) }), rowOf: () => row, pool: () => pool,
       updateSpec: (_n: string, patch: Record<string, unknown>) => { Object.assign(row.spec, patch); return row; },
       withLock: (_n: string, fn: () => Promise<unknown>) => fn(),
     } as never,
@@ -49,13 +50,13 @@ function fakeVm(opts: { memory: number; maxMemory?: number | null; balloon?: boo
     events: { publish: (t: string) => { events.push(t); } } as never,
     log: { warn: () => {} },
   });
-  return { svc, calls, state, events, changes, row };
+  return { svc, calls, state, events, changes, row, qmp };
 }
 
 /** A fake VM whose QEMU the service saw start (its boot memory known). */
 async function started(opts: Parameters<typeof fakeVm>[0]): Promise<ReturnType<typeof fakeVm>> {
   const vm = fakeVm(opts);
-  await vm.svc.hooks().launched!(vm.row as never, 1, {} as never);
+  await vm.svc.hooks().launched!(vm.row as never, new QmpControl(vm.qmp as never) as never);
   vm.calls.length = 0;
   return vm;
 }

@@ -304,7 +304,7 @@ test('the record survives a daemon restart: the new service knows what is in use
   // a new daemon: new service, same data dir and host
   const e2 = setup([vm, other], { host: e1.host, dataDir: e1.dataDir });
   assert.deepEqual([...e2.svc.inUse()].sort(), ['0000:03:10.0', '0000:05:00.0', '0000:05:00.1'], 'known before any adoption');
-  for (const h of e2.inst.hooks) await h.adopted?.(vm, 1234, {} as never);
+  for (const h of e2.inst.hooks) await h.adopted?.(vm, { pid: 1234 } as never);
   assert.deepEqual(e2.hostdevs(vm).map((h) => h.address), ['0000:05:00.0', '0000:03:10.0']);
   await e2.start(other);
   assert.equal(e2.hostdevs(other)[0]!.address, '0000:03:10.2', 'the VF vm holds is not taken again');

@@ -1,0 +1,67 @@
+/**
+ * The QEMU back end of the hypervisor seam (src/vm/driver.ts): a launch plan becomes QEMU's argv (argv.ts),
+ * QEMU is spawned detached (launch.ts) and watched (vm.ts); a running QEMU is recognised by its /proc
+ * cmdline (its -uuid) and start time (proc.ts); the kernel's word on a dead one comes from /dev/kmsg.
+ */
+import { kernelDeathNote, readKernelLog } from '../host/kmsg.js';
+import type { Vm, VmDriver, VmProcess, VmSockets } from '../vm/driver.js';
+import { buildArgv, type LaunchPlan } from './argv.js';
+import { QEMU_BINARY, launchQemu } from './launch.js';
+import { findQemusByUuid, isQemuOf, processStartTicks } from './proc.js';
+import { QmpClient } from './qmp.js';
+import { qmpToCorral } from './qmp-errors.js';
+import { QemuVm } from './vm.js';
+
+export interface QemuDriverOptions {
+  /** QEMU's version as the probe found it */
+  version: () => string;
+  binary?: string;
+  /** how long a new QEMU has to greet on QMP (default 30 s) */
+  launchTimeoutMs?: number;
+}
+
+export class QemuDriver implements VmDriver {
+  readonly name = 'qemu';
+
+  constructor(private readonly o: QemuDriverOptions) {}
+
+  version(): string {
+    return this.o.version();
+  }
+
+  async launch(plan: LaunchPlan, files: { stderr: string }): Promise<Vm> {
+    const l = await launchQemu(buildArgv(plan), { qmp: plan.paths.qmp, stderr: files.stderr }, this.o.launchTimeoutMs, this.o.binary ?? QEMU_BINARY);
+    return new QemuVm(l.pid, l.startTicks, l.qmp, l.exit);
+  }
+
+  find(uuid: string, recorded: VmProcess | null, search: boolean): VmProcess | null {
+    if (recorded && isQemuOf(recorded.pid, uuid, recorded.startTicks)) return recorded;
+    if (!search) return null;
+    const pid = findQemusByUuid(uuid)[0];
+    return pid === undefined ? null : { pid, startTicks: processStartTicks(pid) };
+  }
+
+  async adopt(proc: VmProcess, sockets: VmSockets): Promise<Vm> {
+    let qmp: QmpClient;
+    try {
+      qmp = await QmpClient.connect(sockets.qmp, { timeoutMs: 10_000, retry: true });
+    } catch (e) {
+      throw qmpToCorral(e, 'connect');
+    }
+    return new QemuVm(proc.pid, proc.startTicks, qmp);
+  }
+
+  killProcess(uuid: string, proc: VmProcess): void {
+    if (!isQemuOf(proc.pid, uuid, proc.startTicks)) return;
+    try {
+      process.kill(proc.pid, 'SIGKILL');
+    } catch {
+      /* gone already */
+    }
+  }
+
+  deathNote(proc: VmProcess): string | null {
+    // the kernel log's times are microseconds since boot; USER_HZ is 100 on Linux
+    return kernelDeathNote(readKernelLog(), proc.pid, proc.startTicks === null ? 0 : (proc.startTicks / 100) * 1e6);
+  }
+}

@@ -1,0 +1,70 @@
+/**
+ * VmControl over QMP: each typed operation of the hypervisor seam (src/vm/driver.ts) is one QMP command, and
+ * every failure becomes a coded Corral error in one place (qmpToCorral).
+ */
+import type { HotpluggableCpu, VcpuInfo, VmControl, VmRunStatus } from '../vm/driver.js';
+import type { QmpClient } from './qmp.js';
+import { qmpToCorral } from './qmp-errors.js';
+
+type QomEntry = { name: string; type: string };
+
+export class QmpControl implements VmControl {
+  constructor(protected readonly qmp: QmpClient) {}
+
+  /** Run one QMP command; a QMP failure rejects with a coded CorralError. */
+  protected async call<T = unknown>(command: string, args?: Record<string, unknown>): Promise<T> {
+    try {
+      return await this.qmp.execute<T>(command, args);
+    } catch (e) {
+      throw qmpToCorral(e, command);
+    }
+  }
+
+  private async children(path: string): Promise<string[]> {
+    const list = await this.call<QomEntry[]>('qom-list', { path });
+    return list.filter((p) => p.type.startsWith('child<')).map((p) => p.name);
+  }
+
+  private hmp(commandLine: string): Promise<string> {
+    return this.call<string>('human-monitor-command', { 'command-line': commandLine });
+  }
+
+  status(): Promise<VmRunStatus> { return this.call<VmRunStatus>('query-status'); }
+  async pause(): Promise<void> { await this.call('stop'); }
+  async resume(): Promise<void> { await this.call('cont'); }
+  async powerdown(): Promise<void> { await this.call('system_powerdown'); }
+
+  vcpus(): Promise<VcpuInfo[]> { return this.call<VcpuInfo[]>('query-cpus-fast'); }
+  hotpluggableCpus(): Promise<HotpluggableCpu[]> { return this.call<HotpluggableCpu[]>('query-hotpluggable-cpus'); }
+  vcpuStats(): Promise<unknown> { return this.call('query-stats', { target: 'vcpu', providers: [{ provider: 'kvm' }] }); }
+
+  async deviceAdd(args: Record<string, unknown>): Promise<void> { await this.call('device_add', args); }
+  async deviceDel(id: string): Promise<void> { await this.call('device_del', { id }); }
+  peripherals(): Promise<string[]> { return this.children('/machine/peripheral'); }
+  objects(): Promise<string[]> { return this.children('/objects'); }
+  async objectAdd(args: Record<string, unknown>): Promise<void> { await this.call('object-add', args); }
+  async objectDel(id: string): Promise<void> { await this.call('object-del', { id }); }
+  propertyGet<T = unknown>(path: string, property: string): Promise<T> { return this.call<T>('qom-get', { path, property }); }
+  async propertySet(path: string, property: string, value: unknown): Promise<void> { await this.call('qom-set', { path, property, value }); }
+
+  async blockdevAdd(args: Record<string, unknown>): Promise<void> { await this.call('blockdev-add', args); }
+  async blockdevDel(node: string): Promise<void> { await this.call('blockdev-del', { 'node-name': node }); }
+  async blockResize(node: string, bytes: number): Promise<void> { await this.call('block_resize', { 'node-name': node, size: bytes }); }
+  async chardevAdd(args: Record<string, unknown>): Promise<void> { await this.call('chardev-add', args); }
+  async chardevRemove(id: string): Promise<void> { await this.call('chardev-remove', { id }); }
+  async netdevAdd(args: Record<string, unknown>): Promise<void> { await this.call('netdev_add', args); }
+  async netdevDel(id: string): Promise<void> { await this.call('netdev_del', { id }); }
+
+  async memorySize(): Promise<{ base: number | null; plugged: number | null }> {
+    const r = await this.call<{ 'base-memory'?: number; 'plugged-memory'?: number }>('query-memory-size-summary');
+    return { base: r['base-memory'] ?? null, plugged: r['plugged-memory'] ?? null };
+  }
+  async balloonSize(): Promise<number> { return (await this.call<{ actual: number }>('query-balloon')).actual; }
+  async balloon(bytes: number): Promise<void> { await this.call('balloon', { value: bytes }); }
+  async memdevs(): Promise<string[]> {
+    const list = await this.call<Array<{ id?: string }>>('query-memdev');
+    return list.map((m) => m.id).filter((id): id is string => typeof id === 'string');
+  }
+  memoryTree(): Promise<string> { return this.hmp('info mtree -f'); }
+  gpaToHva(gpa: number): Promise<string> { return this.hmp(`gpa2hva 0x${gpa.toString(16)}`); }
+}
