@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync } from 'node:fs';
-import { ConsoleSession, Daemon, SKIP_NO_TINY, useDaemon } from './harness.js';
+import { ConsoleSession, Daemon, SKIP_NO_TINY, useDaemon, waitFor } from './harness.js';
 
 const skip = SKIP_NO_TINY;
 let d: Daemon;
@@ -41,7 +41,7 @@ test('daemon kill -9 and restart: two running VMs are adopted, a dead one is cra
   for (const name of vms) assert.deepEqual(qemusWithUuid(started[name]!.uuid), [started[name]!.pid]);
   // While the daemon is down, one QEMU dies.
   process.kill(started.a3!.pid, 'SIGKILL');
-  await new Promise((r) => setTimeout(r, 300));
+  await waitFor(() => qemusWithUuid(started.a3!.uuid).length === 0, 10_000, 'the killed QEMU of a3 to be gone');
 
   await d.start();
   for (const name of ['a1', 'a2']) {

@@ -6,7 +6,7 @@ import { existsSync, readFileSync, statSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
 import WebSocket from 'ws';
-import { CLI, Daemon, newDataDir, SKIP_NO_TINY, useDaemon } from './harness.js';
+import { CLI, Daemon, newDataDir, SKIP_NO_TINY, useDaemon, waitFor } from './harness.js';
 
 const skip = SKIP_NO_TINY;
 const PORT = 20000 + Math.floor(Math.random() * 20000);
@@ -132,7 +132,7 @@ test('SIGTERM with event streams and a console open: the daemon exits within 5 s
     cli.stderr.on('data', (c: Buffer) => { err += c.toString(); });
     const cliExit = new Promise<number | null>((r) => cli.on('close', (code) => r(code)));
     await new Promise<void>((r) => cli.stdout.on('data', (c: Buffer) => { out += c.toString(); r(); }));
-    await new Promise((r) => setTimeout(r, 200)); // the raw client's request is in too
+    await waitFor(() => sse.includes(': connected'), 10_000, 'the raw SSE client to be subscribed'); // its stream is open too
 
     const t0 = Date.now();
     await x.stop();

@@ -190,10 +190,15 @@ export class Daemon {
     });
   }
 
-  /** The stored events after `since` (replayed by /v1/events), read for a moment and then let go. */
-  events(since = 0, forMs = 300): Promise<Array<{ id: number; type: string; instance: string | null; data: any }>> {
+  /**
+   * Every event stored after `since`, as /v1/events replays them. The stream says `: connected` right after the
+   * replay (routes-events.ts), so that comment, not a fixed read window, marks the end: an event missing from
+   * the list was not stored when the request came.
+   */
+  events(since = 0, timeoutMs = 30_000): Promise<Array<{ id: number; type: string; instance: string | null; data: any }>> {
     return new Promise((resolve, reject) => {
       const out: Array<{ id: number; type: string; instance: string | null; data: any }> = [];
+      const timer = setTimeout(() => { req.destroy(); reject(new Error(`/v1/events?since=${since}: no end of the replay within ${timeoutMs} ms`)); }, timeoutMs);
       const req = request({ socketPath: this.socket, path: `/v1/events?since=${since}` }, (res) => {
         let buf = '';
         res.on('data', (c: Buffer) => {
@@ -202,14 +207,19 @@ export class Daemon {
           while ((i = buf.indexOf('\n\n')) >= 0) {
             const block = buf.slice(0, i);
             buf = buf.slice(i + 2);
+            if (block === ': connected') {
+              clearTimeout(timer);
+              req.destroy();
+              resolve(out);
+              return;
+            }
             const data = /^data: (.*)$/m.exec(block);
             if (data) out.push(JSON.parse(data[1]!));
           }
         });
       });
-      req.on('error', (e) => ((e as { code?: string }).code === 'ECONNRESET' ? resolve(out) : reject(e)));
+      req.on('error', (e) => { clearTimeout(timer); reject(e); });
       req.end();
-      setTimeout(() => { req.destroy(); resolve(out); }, forMs);
     });
   }
 

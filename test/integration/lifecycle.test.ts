@@ -64,6 +64,13 @@ test('pause stops the guest and resume lets it go on', { skip }, async () => {
   const c = await ConsoleSession.open(d, 'vm1');
   try {
     await c.prompt();
+    // Positive control: how long the running guest takes to answer. The paused guest gets several times that
+    // (and at least 1.5 s) to answer the same, so its silence says it is paused, not slow.
+    const t0 = Date.now();
+    c.send('echo running-$((1+1))\n');
+    await c.expect(/running-2/);
+    const answered = Date.now() - t0;
+    const window = Math.max(1500, 5 * answered);
     const p = await d.api('POST', '/v1/instances/vm1/pause', {});
     assert.equal(p.status, 200);
     assert.equal(p.body.state, 'paused');
@@ -73,8 +80,8 @@ test('pause stops the guest and resume lets it go on', { skip }, async () => {
     assert.match(again.body.error.message, /paused/);
     const from = c.buf.length;
     c.send('echo paused-$((1+1))\n');
-    await new Promise((r) => setTimeout(r, 1500));
-    assert.doesNotMatch(c.buf.slice(from), /paused-2/, 'a paused guest must not answer');
+    await new Promise((r) => setTimeout(r, window));
+    assert.doesNotMatch(c.buf.slice(from), /paused-2/, `a paused guest must not answer (running, it answered in ${answered} ms; paused, it had ${window} ms)`);
     const r = await d.api('POST', '/v1/instances/vm1/resume', {});
     assert.equal(r.body.state, 'running');
     await c.expect(/paused-2/);

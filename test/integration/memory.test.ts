@@ -143,7 +143,7 @@ test('the pressure controller inflates balloons when the host is short of memory
       actual = (await d2.api('GET', '/v1/instances/p1/memory')).body.guest.balloon;
       return actual < 512 * MiB;
     }, 60_000, 'the balloon of p1 to inflate', () => `actual ${actual}`);
-    const evs = (await d2.events(0, 500)).filter((e) => e.type === 'memory.pressure');
+    const evs = (await d2.events(0)).filter((e) => e.type === 'memory.pressure');
     assert.ok(evs.length > 0);
     assert.equal(evs[0]!.instance, 'p1');
     assert.equal(evs[0]!.data.from - evs[0]!.data.to, evs[0]!.data.bytes);

@@ -1,9 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildArgv, type LaunchPlan } from '../../../src/qemu/argv.js';
 import { FIXTURES } from '../fixtures.js';
+import { assertGolden } from '../golden.js';
 
 // Golden files, as Proxmox keeps cfg2cmd pairs: test/fixtures/argv/NAME.plan.json -> NAME.args (one argument
 // a line). Run with UPDATE_GOLDENS=1 to rewrite them after an intended change, and review the diff.
@@ -13,11 +14,7 @@ for (const f of readdirSync(dir).filter((n) => n.endsWith('.plan.json'))) {
   const name = f.replace(/\.plan\.json$/, '');
   test(`argv golden: ${name}`, () => {
     const plan = JSON.parse(readFileSync(join(dir, f), 'utf8')) as LaunchPlan;
-    const got = `${buildArgv(plan).join('\n')}\n`;
-    const golden = join(dir, `${name}.args`);
-    if (process.env.UPDATE_GOLDENS === '1') writeFileSync(golden, got);
-    else assert.ok(existsSync(golden), `golden file ${golden} is missing: run the test with UPDATE_GOLDENS=1 to write it, and review it`);
-    assert.equal(got, readFileSync(golden, 'utf8'));
+    assertGolden(join(dir, `${name}.args`), `${buildArgv(plan).join('\n')}\n`);
   });
 }
 

@@ -54,6 +54,8 @@ export interface MockQmpConnection {
   /** Write raw text as is (several messages in one write, malformed lines, ...). */
   writeRaw(text: string, opts?: MockWriteOptions): Promise<void>;
   drop(): void;
+  /** Resolves once the client's end is closed on this side (the socket's 'close'); rejects after `timeoutMs`. */
+  waitClosed(timeoutMs?: number): Promise<void>;
 }
 export interface MockQmpServer {
   readonly path: string;
@@ -140,6 +142,14 @@ class Conn implements MockQmpConnection {
   drop(): void {
     this.closed = true;
     this.socket.destroy();
+  }
+
+  waitClosed(timeoutMs = 5000): Promise<void> {
+    if (this.socket.closed) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`mock QMP: the connection did not close within ${timeoutMs} ms`)), timeoutMs);
+      this.socket.once('close', () => { clearTimeout(timer); resolve(); });
+    });
   }
 }
 

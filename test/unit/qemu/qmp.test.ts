@@ -1,6 +1,8 @@
 import { strict as assert } from 'node:assert';
 import { spawn } from 'node:child_process';
 import { accessSync, constants, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { once } from 'node:events';
+import type { Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { afterEach, describe, it } from 'node:test';
@@ -34,6 +36,17 @@ async function setup(handlers: Record<string, MockHandler | MockAction> = {}, op
   const client = await QmpClient.connect(path, { logger, ...opts });
   cleanups.push(() => client.close());
   return { srv, client, logs };
+}
+
+/**
+ * Resolves once the client's socket has closed and emitted 'close', which the client handles before any
+ * listener added here: past this, the socket can no longer make the client emit 'close' again. A positive
+ * signal that the moment has passed, instead of a fixed sleep before asserting that no second 'close' came.
+ */
+async function socketClosed(client: QmpClient): Promise<void> {
+  const socket = (client as unknown as { socket: Socket }).socket;
+  assert.ok(socket, 'the client keeps its socket in `socket`');
+  if (!socket.closed) await once(socket, 'close');
 }
 
 function countCloses(client: QmpClient): { count: () => number; reasons: QmpDisconnectedError[]; closed: Promise<QmpDisconnectedError> } {
@@ -107,8 +120,8 @@ describe('QmpClient against the mock QMP server', () => {
     await assert.rejects(p2, QmpDisconnectedError);
     await closes.closed;
     assert.equal(client.closed, true);
+    await socketClosed(client); // the drop has fully happened; close() now can only emit synchronously
     client.close();
-    await sleep(20);
     assert.equal(closes.count(), 1);
     assert.ok(closes.reasons[0] instanceof QmpDisconnectedError);
     await assert.rejects(client.queryStatus(), QmpDisconnectedError);
@@ -121,7 +134,7 @@ describe('QmpClient against the mock QMP server', () => {
     client.close();
     client.close();
     await assert.rejects(p, QmpDisconnectedError);
-    await sleep(30);
+    await socketClosed(client); // the socket's own 'close', the only later source of a second one, has come
     assert.equal(closes.count(), 1);
     assert.match(closes.reasons[0]?.message ?? '', /closed by client/);
   });
@@ -160,7 +173,7 @@ describe('QmpClient against the mock QMP server', () => {
     const { srv, client, logs } = await setup();
     client.on('event', () => { throw new Error('listener bug'); });
     await srv.sendEvent('RESUME');
-    await sleep(30);
+    // the reply to this command comes after the event on the same socket: it is read once the listener has thrown
     assert.equal((await client.queryStatus()).running, true);
     assert.ok(logs.some(([l, m]) => l === 'warn' && /listener bug/.test(m)));
   });
@@ -229,8 +242,10 @@ describe('QmpClient.connect', () => {
     const path = tempSocket();
     const srv = await startMockQmp(path, {}, { greeting: false });
     cleanups.push(() => srv.close());
-    await assert.rejects(QmpClient.connect(path, { timeoutMs: 200 }), (e) => e instanceof QmpTimeoutError && e.command === 'greeting');
-    await sleep(20);
+    const connecting = QmpClient.connect(path, { timeoutMs: 200 });
+    const conn = await srv.waitForConnection(); // the server holds the connection: its closing is something to see
+    await assert.rejects(connecting, (e) => e instanceof QmpTimeoutError && e.command === 'greeting');
+    await conn.waitClosed(2000);
     assert.equal(srv.connections.length, 0, 'the failed connection is closed');
   });
 
