@@ -5,10 +5,11 @@
  */
 import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { accessSync, constants, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Accelerator } from '../core/spec.js';
 import { run, spawnError } from '../host/exec.js';
+import { writeJsonAtomic } from '../host/fs-atomic.js';
 import { QEMU_BINARY, qemuErrorLine } from './launch.js';
 
 export interface QemuCapabilities {
@@ -122,7 +123,6 @@ export async function decideAccelerator(opts: {
     ? { accel: 'kvm', reason: r.why, forced: false, probedAt: now, probeMs: r.ms }
     : { accel: 'tcg', reason: `KVM does not work here: ${r.why}; using TCG`, forced: false, probedAt: now, probeMs: r.ms };
   mkdirSync(dirname(opts.cacheFile), { recursive: true });
-  writeFileSync(`${opts.cacheFile}.tmp`, JSON.stringify({ key, decision }));
-  renameSync(`${opts.cacheFile}.tmp`, opts.cacheFile);
+  writeJsonAtomic(opts.cacheFile, { key, decision });
   return decision;
 }

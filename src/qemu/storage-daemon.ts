@@ -7,9 +7,10 @@
  * names exactly one image.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmSync, chmodSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { CorralError } from '../core/errors.js';
+import { writeJsonAtomic } from '../host/fs-atomic.js';
 import { diskBlockdev, nodeOf, type BlockIo, type PlanDisk } from './argv-disks.js';
 import { launchDetached } from './launch.js';
 import { assertSafeOptionPath } from './option-path.js';
@@ -98,9 +99,7 @@ export interface StorageDaemonRecord {
 }
 
 export function writeStorageDaemonRecord(r: StorageDaemonRecord): void {
-  const tmp = `${r.record}.tmp`;
-  writeFileSync(tmp, JSON.stringify(r, null, 2), { mode: 0o600 });
-  renameSync(tmp, r.record);
+  writeJsonAtomic(r.record, r, 0o600);
 }
 
 /** Every qsd record in a runtime dir (unreadable ones are skipped). */

@@ -5,7 +5,7 @@
  * last stderr line.
  */
 import { existsSync, readFileSync, renameSync } from 'node:fs';
-import { writeJsonAtomic } from '../storage/record-dir.js';
+import { writeJsonAtomic } from '../host/fs-atomic.js';
 import { kernelDeathNote, readKernelLog } from '../host/kmsg.js';
 import { qemuErrorLine, type ExitStatus } from '../qemu/launch.js';
 
