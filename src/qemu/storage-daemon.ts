@@ -176,7 +176,7 @@ export async function launchStorageDaemon(s: StorageDaemonSpec, volume: string, 
     throw new CorralError('QEMU_FAILED', `qemu-storage-daemon for volume "${volume}" failed to start: ${msg}`, { volume, ...(e instanceof CorralError ? e.details : {}) });
   }
   try {
-    if (!existsSync(s.paths.socket)) throw new Error(`its vhost-user socket ${s.paths.socket} is missing`);
+    if (!existsSync(s.paths.socket)) throw new CorralError('QEMU_FAILED', `its vhost-user socket ${s.paths.socket} is missing`);
     chmodSync(s.paths.socket, 0o600);
     chmodSync(s.paths.qmp, 0o600);
   } catch (e) {
