@@ -27,6 +27,7 @@ import type { OnlineResize, VolumeService } from './volumes.js';
 import type { Volume, VolumeRecord } from '../storage/volumes.js';
 import { lockHolderError } from './volume-holders.js';
 import type { StorageDaemonService } from './storage-daemons.js';
+import { leftBehind } from './left-behind.js';
 
 /** The volume was attached or detached between reading its owner and holding the locks (resizeVolume retries). */
 class OwnerChanged extends Error {}
@@ -244,7 +245,7 @@ export class DiskService {
       chardev = true;
       await qmp.execute('device_add', diskDevice(p, 0, queues));
     } catch (e) {
-      if (chardev) await qmp.execute('chardev-remove', { id: chardevOf(p) }).catch(() => undefined);
+      if (chardev) await qmp.execute('chardev-remove', { id: chardevOf(p) }).catch(leftBehind(this.d.log, `chardev ${chardevOf(p)} in QEMU`, { instance: row.name, volume: r.volume }));
       await this.storage().stop(row, p.id);
       throw new CorralError('QEMU_FAILED', `hotplug of volume "${r.volume}" failed: ${(e as Error).message}`);
     }
@@ -263,7 +264,7 @@ export class DiskService {
     try {
       await qmp.execute('device_add', diskDevice(p, diskSlots([p])[0], queues));
     } catch (e) {
-      await qmp.execute('blockdev-del', { 'node-name': nodeOf(p) }).catch(() => undefined);
+      await qmp.execute('blockdev-del', { 'node-name': nodeOf(p) }).catch(leftBehind(this.d.log, `block node ${nodeOf(p)} in QEMU`, { volume: r.volume }));
       throw new CorralError('QEMU_FAILED', `hotplug of volume "${r.volume}" failed: ${(e as Error).message}`);
     }
   }
@@ -280,7 +281,7 @@ export class DiskService {
     await deleteNode(qmp, node).catch((e: Error) => {
       this.d.log.warn({ volume, err: e.message }, 'blockdev-del after unplug failed');
     });
-    if ((await qomObjects(qmp)).includes(`io-${id}`)) await qmp.execute('object-del', { id: `io-${id}` }).catch(() => undefined);
+    if ((await qomObjects(qmp)).includes(`io-${id}`)) await qmp.execute('object-del', { id: `io-${id}` }).catch(leftBehind(this.d.log, `iothread io-${id} in QEMU`, { volume }));
   }
 }
 

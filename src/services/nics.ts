@@ -18,6 +18,7 @@ import type { InstanceHooks } from './instance-hooks.js';
 import type { InstanceService } from './instances.js';
 import { planNicOf } from './runtime.js';
 import { unplugDevice } from './qmp-devices.js';
+import { leftBehind } from './left-behind.js';
 
 /** What the NIC service needs of the networks: their kind, and taps on a bridge network. */
 export interface NetworkDirectory {
@@ -187,7 +188,7 @@ export class NicService {
         const { qmp } = this.d.instances.live(name);
         await unplugDevice(qmp, nic.id, this.d.unplugTimeoutMs ?? 15_000, `NIC ${nic.id}`);
         await qmp.execute('netdev_del', { id: `${nic.id}-net` }).catch((e: Error) => this.d.log.warn({ instance: name, err: e.message }, 'netdev_del failed'));
-        if (nic.model === 'vhost-user-net') await qmp.execute('chardev-remove', { id: `${nic.id}-chr` }).catch(() => undefined);
+        if (nic.model === 'vhost-user-net') await qmp.execute('chardev-remove', { id: `${nic.id}-chr` }).catch(leftBehind(this.d.log, `chardev ${nic.id}-chr in QEMU`, { instance: name }));
         const tap = this.taps(row).find((t) => t.nic.id === nic.id);
         if (tap) await this.d.networks.deleteTap(tap.ifname);
       }
@@ -213,12 +214,12 @@ export class NicService {
       try {
         await qmp.execute('device_add', nicDevice(p));
       } catch (e) {
-        await qmp.execute('netdev_del', { id: netdevId(p) }).catch(() => undefined);
+        await qmp.execute('netdev_del', { id: netdevId(p) }).catch(leftBehind(this.d.log, `netdev ${netdevId(p)} in QEMU`, { instance: row.name }));
         throw e;
       }
     } catch (e) {
-      if (tap) await this.d.networks.deleteTap(tap).catch(() => undefined);
-      if (p.backend.type === 'vhost-user') await qmp.execute('chardev-remove', { id: chardevId(p) }).catch(() => undefined);
+      if (tap) await this.d.networks.deleteTap(tap).catch(leftBehind(this.d.log, `tap ${tap}`, { instance: row.name }));
+      if (p.backend.type === 'vhost-user') await qmp.execute('chardev-remove', { id: chardevId(p) }).catch(leftBehind(this.d.log, `chardev ${chardevId(p)} in QEMU`, { instance: row.name }));
       throw new CorralError('QEMU_FAILED', `hotplug of NIC ${nic.id} failed: ${(e as Error).message}`);
     }
   }
