@@ -1,11 +1,12 @@
 /** Linux CPU lists ("0-3,6"), as sysfs and taskset write them. Pure. */
+import { CorralError } from './errors.js';
 
 export function parseCpuList(list: string): number[] {
   const out: number[] = [];
   for (const part of list.trim().split(',')) {
     if (part === '') continue;
     const m = /^(\d+)(?:-(\d+))?$/.exec(part.trim());
-    if (!m) throw new Error(`bad CPU list element "${part}"`);
+    if (!m) throw new CorralError('INVALID_SPEC', `bad CPU list element "${part}"`, { field: 'cpuList' });
     const lo = Number(m[1]);
     const hi = m[2] === undefined ? lo : Number(m[2]);
     for (let c = lo; c <= hi; c++) out.push(c);

@@ -4,7 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import { CorralError, invalidSpec } from './errors.js';
-import { printable, validateName } from './spec.js';
+import { printable, validateName } from './names.js';
 
 export const DISK_BUSES = ['virtio-blk', 'virtio-scsi', 'ide', 'sata', 'vhost-user-blk'] as const;
 export type DiskBus = (typeof DISK_BUSES)[number];

@@ -32,6 +32,13 @@ export const ErrorCodes = {
   /** the VM's process or its monitor went away while an operation talked to it */
   VM_GONE: 409,
   QEMU_FAILED: 500,
+  /**
+   * a program Corral runs is not installed on the host (the message names it and its Debian package). 500,
+   * not 424: the request was fine and no other request failed; the host's installation is what is wrong
+   */
+  MISSING_TOOL: 500,
+  /** a host command failed (the message names it and carries its stderr's telling line) */
+  COMMAND_FAILED: 500,
   NETWORK_FAILED: 500,
   TIMEOUT: 504,
   INTERNAL: 500,

@@ -10,7 +10,7 @@
  */
 import { createHash } from 'node:crypto';
 import { CorralError, invalidSpec } from './errors.js';
-import { printable, validateName } from './spec.js';
+import { printable, validateName } from './names.js';
 
 export type NetworkKind = 'user' | 'bridge';
 

@@ -5,7 +5,7 @@
  */
 import { createHash } from 'node:crypto';
 import { CorralError, invalidSpec } from './errors.js';
-import { printable, validateName } from './spec.js';
+import { printable, validateName } from './names.js';
 
 /**
  * emulated: e1000, rtl8139; paravirtual: virtio-net (QEMU userspace back end), vhost-net (vhost-kernel);

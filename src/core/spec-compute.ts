@@ -2,7 +2,7 @@
  * The CPU and memory part of an instance spec: topology, CPU model, pinning, cgroup share and cap, vCPU and
  * memory hotplug limits, memory backing and the balloon. Pure: host facts come in as arguments.
  */
-import { invalidSpec } from './errors.js';
+import { CorralError, invalidSpec } from './errors.js';
 import { parseCpuList } from './cpulist.js';
 import { GiB, MiB, formatSize, parseSize } from './units.js';
 
@@ -86,7 +86,7 @@ export function validatePin(v: unknown, host: ComputeHost): number[] | null {
   if (v === undefined || v === null) return null;
   let list: number[];
   try {
-    list = Array.isArray(v) ? v.map((x) => { if (!Number.isInteger(x) || x < 0) throw new Error(String(x)); return x as number; }) : parseCpuList(String(v));
+    list = Array.isArray(v) ? v.map((x) => { if (!Number.isInteger(x) || x < 0) throw new CorralError('INVALID_SPEC', `${String(x)} is not a CPU number`); return x as number; }) : parseCpuList(String(v));
   } catch (e) {
     throw invalidSpec('pin', `"${String(v)}" is not a CPU list (example: 0-3,6): ${(e as Error).message}`);
   }

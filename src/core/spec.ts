@@ -4,10 +4,14 @@
  */
 import { CorralError, invalidSpec } from './errors.js';
 import { MiB, formatSizeExact, parseSize } from './units.js';
+import { printable, validateName } from './names.js';
 import { computeDefaults, validateCompute, type ComputeRequest, type ComputeSpec } from './spec-compute.js';
 import { parseRootBus, type DiskBus, type InstanceDisk } from './disks.js';
 import { DEFAULT_NETWORK, type InstanceNic } from './nics.js';
 import type { InstanceHostdev } from './hostdevs.js';
+
+/** Kept here too for the modules that import them from the spec. */
+export { printable, validateName };
 
 export const MIN_MEMORY = 64 * MiB;
 export const DEFAULT_MEMORY = 256 * MiB;
@@ -60,23 +64,6 @@ export interface HostLimits {
   memory: number;
   /** online host CPU numbers */
   cpuList: number[];
-}
-
-const NAME_RE = /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/;
-
-/** An instance or image name: a DNS label (RFC 1123): a-z, 0-9 and '-', 1..63 characters. */
-export function validateName(field: string, name: unknown): string {
-  if (typeof name !== 'string' || name.length === 0) throw invalidSpec(field, 'a name is required');
-  if (name.length > 63) throw invalidSpec(field, `name is ${name.length} characters long; at most 63 are allowed`);
-  if (!NAME_RE.test(name)) {
-    throw invalidSpec(field, `"${printable(name)}" is not a DNS label: use lower-case letters, digits and '-', starting and ending with a letter or digit`);
-  }
-  return name;
-}
-
-/** Render user text safely inside an error message (newlines and control characters escaped). */
-export function printable(s: string): string {
-  return JSON.stringify(s).slice(1, -1);
 }
 
 export function validateCreate(req: CreateRequest, host: HostLimits): { name: string; spec: InstanceSpec } {

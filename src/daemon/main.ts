@@ -9,6 +9,7 @@ import { dirname, join } from 'node:path';
 import { connect } from 'node:net';
 import pino from 'pino';
 import type { FastifyInstance } from 'fastify';
+import { CorralError } from '../core/errors.js';
 import { dataDirFromEnv, dataPaths } from '../core/paths.js';
 import type { Accelerator } from '../core/spec.js';
 import { SqliteStore } from '../store/sqlite.js';
@@ -102,7 +103,7 @@ export function ensureToken(file: string): string {
 export function parseListen(listen: string): { host: string; port: number } {
   const m = /^(.*):(\d{1,5})$/.exec(listen);
   const port = Number(m?.[2]);
-  if (!m || !m[1] || port < 1 || port > 65535) throw new Error(`--listen wants HOST:PORT, got "${listen}"`);
+  if (!m || !m[1] || port < 1 || port > 65535) throw new CorralError('INVALID_SPEC', `--listen wants HOST:PORT, got "${listen}"`, { field: 'listen' });
   return { host: m[1].replace(/^\[(.*)\]$/, '$1'), port };
 }
 
@@ -116,7 +117,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
 
   for (const d of [dataDir, paths.images, paths.volumes, paths.networks, paths.instances, paths.run, paths.cache]) mkdirSync(d, { recursive: true, mode: 0o700 });
   chmodSync(paths.run, 0o700);
-  if (await socketInUse(paths.socket)) throw new Error(`another corral daemon is already serving ${paths.socket}`);
+  if (await socketInUse(paths.socket)) throw new CorralError('ALREADY_EXISTS', `another corral daemon is already serving ${paths.socket}`, { socket: paths.socket });
   rmSync(paths.socket, { force: true });
 
   const store = new SqliteStore(paths.db);

@@ -2,10 +2,9 @@
  * SR-IOV on the host: set a PF's VF count (sriov_numvfs), list its VFs (virtfnN), pick a free one, and set a VF's
  * MAC/VLAN through `ip link` on the PF's netdev. Writes and commands go through injectable FsOps / exec.
  */
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { join } from 'node:path';
 import { CorralError, invalidSpec } from '../core/errors.js';
+import { run } from './exec.js';
 import { linkName, pciDeviceDir, readPciDevice, virtfns } from './pci.js';
 import { listDir, readInt } from './sysfs.js';
 import { realFs, type FsOps } from './vfio.js';
@@ -120,9 +119,9 @@ export function vfMacArgv(netdev: string, vfIndex: number, mac: string, vlan?: n
 
 export type Exec = (argv: string[]) => Promise<void>;
 
-const execFileP = promisify(execFile);
+/** Runs through the one command runner: a missing `ip` is MISSING_TOOL, a failure names the command and its stderr. */
 export const realExec: Exec = async (argv) => {
-  await execFileP(argv[0]!, argv.slice(1));
+  await run(argv[0]!, argv.slice(1), { timeoutMs: 10_000 });
 };
 
 /** Set VF vfIndex's MAC (and VLAN) on the PF's netdev; returns the argv it ran. */
@@ -136,6 +135,7 @@ export async function setVfMac(
   try {
     await (opts.exec ?? realExec)(argv);
   } catch (e) {
+    if (e instanceof CorralError) throw new CorralError(e.code, e.message, { ...e.details, pf: address, vf: vfIndex });
     throw new CorralError('INTERNAL', `${argv.join(' ')} failed: ${(e as Error).message}`, { pf: address, vf: vfIndex });
   }
   return argv;

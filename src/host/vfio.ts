@@ -155,7 +155,7 @@ export function bindVfio(sys: string, address: string, opts: VfioOptions = {}): 
       ops.write(join(sys, 'bus/pci/drivers_probe'), m.address);
       step = 'check';
       const now = ops.readlink(join(dir, 'driver'));
-      if (now !== 'vfio-pci') throw new Error(`bound to ${now ?? 'no driver'} instead of vfio-pci`);
+      if (now !== 'vfio-pci') throw new CorralError('INTERNAL', `bound to ${now ?? 'no driver'} instead of vfio-pci`);
     } catch (e) {
       const rollback = rollBack(sys, ops, done);
       throw new CorralError(

@@ -6,7 +6,7 @@
 import { CorralError } from '../core/errors.js';
 import { validateIfname } from '../core/networks.js';
 import { ip } from './exec.js';
-import { deleteLink, getLink, ipv4Addresses, portsOf } from './links.js';
+import { deleteLink, deleteLinkAfter, getLink, ipv4Addresses, portsOf } from './links.js';
 
 export interface BridgeConfig {
   name: string;
@@ -43,8 +43,7 @@ export async function createBridge(b: BridgeConfig): Promise<{ created: boolean 
     await ip(['addr', 'replace', want, 'dev', b.name]);
     await ip(['link', 'set', 'dev', b.name, 'up']);
   } catch (e) {
-    if (created) await deleteLink(b.name).catch(() => undefined);
-    throw e;
+    throw created ? await deleteLinkAfter(e, b.name) : e;
   }
   return { created };
 }

@@ -18,6 +18,7 @@ import { closeSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs'
 import { basename, join } from 'node:path';
 import { CorralError } from '../core/errors.js';
 import { LEASE_TIME, prefixMask } from '../core/networks.js';
+import { spawnError } from '../host/exec.js';
 import { commandLine, ENV, stderrLine } from './exec.js';
 
 export const DNSMASQ = 'dnsmasq';
@@ -147,7 +148,7 @@ export async function startDnsmasq(c: DnsmasqConfig, opts: { timeoutMs?: number;
   child.unref();
   let failure: CorralError | null = null;
   child.once('error', (err: NodeJS.ErrnoException) => {
-    failure = new CorralError('NETWORK_FAILED', err.code === 'ENOENT' ? `cannot run ${bin}: not installed (Debian package dnsmasq-base)` : `cannot run ${bin}: ${err.message}`, { command: cmd, stderr: '' });
+    failure = spawnError(bin, err, { code: 'NETWORK_FAILED', command: cmd });
   });
   const stderr = (): string => {
     try {

@@ -1,5 +1,5 @@
 /** Reading the host's links, addresses and routes through `ip -j` (iproute2's JSON output). */
-import { isCorralError } from '../core/errors.js';
+import { CorralError, isCorralError } from '../core/errors.js';
 import type { HostRoutes } from '../core/networks.js';
 import { ip, ipJson } from './exec.js';
 
@@ -39,6 +39,23 @@ export async function deleteLink(name: string): Promise<void> {
     await ip(['link', 'del', 'dev', name]);
   } catch (e) {
     if (!missing(e)) throw e;
+  }
+}
+
+/**
+ * Roll back a link this call created: delete it, and return the error being unwound. When the delete fails
+ * too, the error says so (message and details.leftBehind): the network layer has no log, and the link is
+ * left on the host.
+ */
+export async function deleteLinkAfter(e: unknown, name: string): Promise<unknown> {
+  try {
+    await deleteLink(name);
+    return e;
+  } catch (err) {
+    const why = `link ${name} could not be removed and was left behind (${err instanceof Error ? err.message : String(err)})`;
+    if (isCorralError(e)) return new CorralError(e.code, `${e.message}; ${why}`, { ...e.details, leftBehind: name });
+    if (e instanceof Error) e.message = `${e.message}; ${why}`;
+    return e;
   }
 }
 

@@ -5,7 +5,7 @@
  * exactly what validation makes of its own name, kind, cidr and nat: a hand-edited record cannot smuggle
  * other bridge names or addresses into ip, nft or dnsmasq.
  */
-import { existsSync, renameSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { CorralError } from '../core/errors.js';
 import { dataPaths } from '../core/paths.js';
 import { DEFAULT_NETWORK, DEFAULT_NETWORK_RECORD, isNetworkRecord, validateNetwork, type NetworkRecord } from '../core/networks.js';
@@ -87,7 +87,7 @@ export class NetworkStore {
   }
 
   place(staging: string, name: string): void {
-    renameSync(staging, this.pathOf(name));
+    this.store.place(staging, name);
   }
 
   discard(staging: string): void {

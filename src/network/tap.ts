@@ -6,7 +6,7 @@
 import { CorralError } from '../core/errors.js';
 import { validateIfname } from '../core/networks.js';
 import { ip, ipJson } from './exec.js';
-import { deleteLink, getLink, type IpLink } from './links.js';
+import { deleteLink, deleteLinkAfter, getLink, type IpLink } from './links.js';
 
 export interface TapInfo {
   ifname: string;
@@ -45,8 +45,7 @@ export async function createTap(ifname: string, bridge: string, opts: { multiQue
   try {
     await ip(['link', 'set', 'dev', ifname, 'master', bridge, 'up']);
   } catch (e) {
-    if (created) await deleteLink(ifname).catch(() => undefined);
-    throw e;
+    throw created ? await deleteLinkAfter(e, ifname) : e;
   }
   return { created };
 }

@@ -8,6 +8,7 @@
  * diskBlockdev()) and QEMU only gets a socket chardev to it and the vhost-user-blk-pci device.
  */
 import { isVhostUser, type DiskBus } from '../core/disks.js';
+import { CorralError } from '../core/errors.js';
 import { assertSafeOptionPath } from './option-path.js';
 
 /** How QEMU opens image files: O_DIRECT (cache=none) when the filesystem allows it, and the AIO engine. */
@@ -55,7 +56,7 @@ export function chardevOf(d: Pick<PlanDisk, 'id'>): string {
 }
 
 function socketOf(d: PlanDisk): string {
-  if (!d.socket) throw new Error(`disk ${d.id} on ${d.bus} has no vhost-user socket`);
+  if (!d.socket) throw new CorralError('INTERNAL', `disk ${d.id} on ${d.bus} has no vhost-user socket in the launch plan (every vhost-user disk's plan names its storage daemon's socket)`, { disk: d.id });
   return assertSafeOptionPath(d.socket);
 }
 

@@ -6,6 +6,7 @@ import { DEFAULT_BLOCK_IO, disksArgv, type BlockIo, type PlanDisk } from './argv
 import { chardevId, netdevArgs, nicDevice, type PlanNic } from './argv-nics.js';
 import type { Accelerator, Firmware } from '../core/spec.js';
 import { assertSafeOptionPath } from './option-path.js';
+import { CorralError } from '../core/errors.js';
 
 export interface LaunchPlan {
   uuid: string;
@@ -67,7 +68,7 @@ export function buildArgv(plan: LaunchPlan): string[] {
   );
   a.push('-serial', 'chardev:serial0');
   if (plan.firmware.kind === 'uefi') {
-    if (!plan.firmware.code || !plan.firmware.vars) throw new Error('uefi firmware needs code and vars files');
+    if (!plan.firmware.code || !plan.firmware.vars) throw new CorralError('INTERNAL', 'the launch plan has UEFI firmware without its code and vars files (the plan names both for UEFI)');
     a.push('-blockdev', json({ driver: 'file', 'node-name': 'fw-code', filename: plan.firmware.code, 'read-only': true }));
     a.push('-blockdev', json({ driver: 'file', 'node-name': 'fw-vars', filename: plan.firmware.vars }));
     a.push('-machine', 'pflash0=fw-code,pflash1=fw-vars');
@@ -101,7 +102,7 @@ export function buildArgv(plan: LaunchPlan): string[] {
 
 /** A host PCI device for the guest: vfio-pci with the device's address (checked: DDDD:BB:DD.F). */
 export function vfioDevice(address: string, id: string): Record<string, unknown> {
-  if (!/^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/.test(address)) throw new Error(`not a PCI address: ${JSON.stringify(address)}`);
+  if (!/^[0-9a-f]{4}:[0-9a-f]{2}:[0-9a-f]{2}\.[0-7]$/.test(address)) throw new CorralError('INTERNAL', `the launch plan's host device ${JSON.stringify(address)} is not a PCI address (DDDD:BB:DD.F; addresses are checked when attached)`, { address });
   return { driver: 'vfio-pci', host: address, id };
 }
 

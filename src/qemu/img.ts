@@ -3,9 +3,10 @@
  * `-O`): never probe. Paths are made absolute so that a file named `json:{...}` or `nbd:...` can never be
  * read by qemu-img as a protocol or an options string. Failures become CorralError with qemu-img's own line.
  */
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { resolve } from 'node:path';
 import { CorralError } from '../core/errors.js';
+import { missingTool, plainEnv, run, spawnError, type RunResult } from '../host/exec.js';
 
 export const QEMU_IMG = 'qemu-img';
 export type ImgFormat = 'qcow2' | 'raw';
@@ -26,7 +27,8 @@ export interface ImgInfo {
 /** Limits for inspecting untrusted images: 1 GiB of address space and 30 s of CPU (util-linux prlimit). */
 export const INSPECT_LIMITS = { addressSpace: 1024 * 1024 * 1024, cpuSeconds: 30, timeoutMs: 60_000 };
 
-const ENV = (): NodeJS.ProcessEnv => ({ PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C', LC_ALL: 'C' });
+/** The time limit of qemu-img create and resize (metadata only: seconds even on slow storage). */
+export const IMG_TIMEOUT_MS = 120_000;
 
 /** qemu-img's own error line: the last `qemu-img: ...` line of stderr that is not a warning, or the last line. */
 export function qemuImgErrorLine(stderr: string): string {
@@ -35,30 +37,25 @@ export function qemuImgErrorLine(stderr: string): string {
   return (own[own.length - 1] ?? lines[lines.length - 1] ?? 'qemu-img failed without a message').slice(0, 2000);
 }
 
-interface RunResult { stdout: string; stderr: string }
-
-function runImg(argv: string[], opts: { timeoutMs?: number; limited?: boolean; what: string }): Promise<RunResult> {
+/**
+ * Run qemu-img through the one command runner; failures are `code` with qemu-img's own line. Under the
+ * inspection limits (prlimit), qemu-img stopped by a signal or the time limit means the image took too
+ * much: INVALID_IMAGE.
+ */
+async function runImg(argv: string[], opts: { timeoutMs: number; limited?: boolean; what: string; code: 'INVALID_IMAGE' | 'QEMU_FAILED' }): Promise<RunResult> {
   const [bin, args] = opts.limited
     ? ['prlimit', [`--as=${INSPECT_LIMITS.addressSpace}`, `--cpu=${INSPECT_LIMITS.cpuSeconds}`, '--', QEMU_IMG, ...argv]]
     : [QEMU_IMG, argv];
-  return new Promise((resolveP, reject) => {
-    execFile(bin, args, { env: ENV(), timeout: opts.timeoutMs ?? 0, killSignal: 'SIGKILL', maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
-      if (!err) {
-        resolveP({ stdout, stderr });
-        return;
-      }
-      const e = err as NodeJS.ErrnoException & { killed?: boolean; signal?: NodeJS.Signals | null; code?: unknown };
-      if (e.code === 'ENOENT') {
-        reject(new CorralError('INTERNAL', `${opts.what}: cannot run ${bin}: not installed (Debian package ${bin === 'prlimit' ? 'util-linux' : 'qemu-utils'})`));
-        return;
-      }
-      if (e.killed || e.signal) {
-        reject(new CorralError('INVALID_IMAGE', `${opts.what}: qemu-img was stopped (${e.signal ?? 'timeout'}): the image took too long or too much memory to read`, { reason: 'resource limit' }));
-        return;
-      }
-      reject(new CorralError('INVALID_IMAGE', `${opts.what} failed: ${qemuImgErrorLine(stderr)}`, { stderr: qemuImgErrorLine(stderr) }));
-    });
-  });
+  try {
+    return await run(bin, args, { timeoutMs: opts.timeoutMs, what: opts.what, code: opts.code, errorLine: qemuImgErrorLine });
+  } catch (e) {
+    if (!(e instanceof CorralError) || !opts.limited) throw e;
+    if (e.details.exitCode === 127 && /failed to execute/.test(String(e.details.stderr))) throw missingTool(QEMU_IMG, { command: e.details.command });
+    if (e.code === 'TIMEOUT' || e.details.signal) {
+      throw new CorralError('INVALID_IMAGE', `${opts.what}: qemu-img was stopped (${String(e.details.signal ?? 'timeout')}): the image took too long or too much memory to read`, { reason: 'resource limit' });
+    }
+    throw e;
+  }
 }
 
 /**
@@ -67,7 +64,7 @@ function runImg(argv: string[], opts: { timeoutMs?: number; limited?: boolean; w
  */
 export async function imgInfo(path: string, format: ImgFormat): Promise<ImgInfo> {
   const abs = resolve(path);
-  const { stdout } = await runImg(['info', '--output=json', '-f', format, '--force-share', abs], { limited: true, timeoutMs: INSPECT_LIMITS.timeoutMs, what: 'qemu-img info' });
+  const { stdout } = await runImg(['info', '--output=json', '-f', format, '--force-share', abs], { limited: true, timeoutMs: INSPECT_LIMITS.timeoutMs, what: 'qemu-img info', code: 'INVALID_IMAGE' });
   let parsed: unknown;
   try {
     parsed = JSON.parse(stdout);
@@ -84,21 +81,13 @@ export async function imgInfo(path: string, format: ImgFormat): Promise<ImgInfo>
 export async function createOverlay(path: string, backingPath: string, backingFormat: ImgFormat, sizeBytes: number | null): Promise<void> {
   const argv = ['create', '-q', '-f', 'qcow2', '-F', backingFormat, '-b', resolve(backingPath), resolve(path)];
   if (sizeBytes !== null) argv.push(String(sizeBytes));
-  try {
-    await runImg(argv, { what: 'qemu-img create' });
-  } catch (e) {
-    throw asQemuFailed(e);
-  }
+  await runImg(argv, { timeoutMs: IMG_TIMEOUT_MS, what: 'qemu-img create', code: 'QEMU_FAILED' });
 }
 
 /** Grow (or, with shrink, cut) an image to sizeBytes. */
 export async function resize(path: string, format: ImgFormat, sizeBytes: number, opts: { shrink?: boolean } = {}): Promise<void> {
   const argv = ['resize', '-q', '-f', format, ...(opts.shrink ? ['--shrink'] : []), resolve(path), String(sizeBytes)];
-  try {
-    await runImg(argv, { what: 'qemu-img resize' });
-  } catch (e) {
-    throw asQemuFailed(e);
-  }
+  await runImg(argv, { timeoutMs: IMG_TIMEOUT_MS, what: 'qemu-img resize', code: 'QEMU_FAILED' });
 }
 
 /**
@@ -108,7 +97,7 @@ export async function resize(path: string, format: ImgFormat, sizeBytes: number,
 export function convert(src: string, srcFormat: ImgFormat, dst: string, dstFormat: ImgFormat, onPercent?: (percent: number) => void): Promise<void> {
   const argv = ['convert', '-p', '-f', srcFormat, '-O', dstFormat, resolve(src), resolve(dst)];
   return new Promise((resolveP, reject) => {
-    const child = spawn(QEMU_IMG, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: ENV() });
+    const child = spawn(QEMU_IMG, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: plainEnv() });
     let stderr = '';
     let last = -1;
     child.stdout.setEncoding('utf8');
@@ -123,7 +112,7 @@ export function convert(src: string, srcFormat: ImgFormat, dst: string, dstForma
     });
     child.stderr.setEncoding('utf8');
     child.stderr.on('data', (d: string) => { stderr += d; });
-    child.on('error', (err) => reject(new CorralError('INTERNAL', `cannot run ${QEMU_IMG}: ${err.message}`)));
+    child.on('error', (err) => reject(spawnError(QEMU_IMG, err, { code: 'QEMU_FAILED', command: 'qemu-img convert' })));
     child.on('close', (code, signal) => {
       if (code === 0) resolveP();
       else reject(new CorralError('QEMU_FAILED', `qemu-img convert failed: ${stderr.trim() ? qemuImgErrorLine(stderr) : `exited with ${code ?? signal}`}`));
@@ -131,7 +120,3 @@ export function convert(src: string, srcFormat: ImgFormat, dst: string, dstForma
   });
 }
 
-function asQemuFailed(e: unknown): unknown {
-  if (e instanceof CorralError && e.code === 'INVALID_IMAGE') return new CorralError('QEMU_FAILED', e.message, e.details);
-  return e;
-}

@@ -7,6 +7,7 @@
 import { spawn } from 'node:child_process';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { spawnError } from '../host/exec.js';
 import type { BlockIo } from './argv-disks.js';
 import { QEMU_BINARY } from './launch.js';
 
@@ -18,10 +19,10 @@ const CANDIDATES: BlockIo[] = [
   { direct: false, aio: 'threads' },
 ];
 
-/** Does QEMU open `file` with these options (under the same seccomp sandbox a guest runs in)? */
+/** Does QEMU open `file` with these options (under the same seccomp sandbox a guest runs in)? No QEMU at all is MISSING_TOOL. */
 function opens(file: string, io: BlockIo, binary: string, timeoutMs: number): Promise<boolean> {
   const blockdev = JSON.stringify({ driver: 'file', 'node-name': 'probe', filename: file, aio: io.aio, cache: { direct: io.direct } });
-  return new Promise((resolve) => {
+  return new Promise((resolve, reject) => {
     const p = spawn(binary, [
       '-machine', 'none', '-nodefaults', '-display', 'none', '-S',
       '-sandbox', 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny',
@@ -36,7 +37,11 @@ function opens(file: string, io: BlockIo, binary: string, timeoutMs: number): Pr
         p.stdin.end('{"execute":"qmp_capabilities"}\n{"execute":"quit"}\n');
       }
     });
-    p.on('error', () => resolve(false));
+    p.on('error', (err: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      if (err.code === 'ENOENT') reject(spawnError(binary, err, { code: 'QEMU_FAILED' }));
+      else resolve(false);
+    });
     p.on('close', (code) => {
       clearTimeout(timer);
       resolve(code === 0 && out.includes('"QMP"'));

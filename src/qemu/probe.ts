@@ -3,15 +3,14 @@
  * on some hosts KVM_CREATE_VM succeeds but a 64-bit guest hangs, so the probe boots a tiny guest under
  * KVM with a time limit and falls back to TCG, saying why.
  */
-import { execFile, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { accessSync, constants, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { accessSync, constants, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { promisify } from 'node:util';
 import type { Accelerator } from '../core/spec.js';
+import { run, spawnError } from '../host/exec.js';
+import { writeJsonAtomic } from '../host/fs-atomic.js';
 import { QEMU_BINARY, qemuErrorLine } from './launch.js';
-
-const run = promisify(execFile);
 
 export interface QemuCapabilities {
   binary: string;
@@ -32,11 +31,11 @@ export interface AccelDecision {
 }
 
 export async function probeCapabilities(binary = QEMU_BINARY): Promise<QemuCapabilities> {
-  const env = { ...process.env, LANG: 'C' };
+  const opts = { timeoutMs: 30_000, code: 'QEMU_FAILED' } as const;
   const [ver, mach, dev] = await Promise.all([
-    run(binary, ['--version'], { env }),
-    run(binary, ['-machine', 'help'], { env }),
-    run(binary, ['-device', 'help'], { env, maxBuffer: 4 * 1024 * 1024 }),
+    run(binary, ['--version'], opts),
+    run(binary, ['-machine', 'help'], opts),
+    run(binary, ['-device', 'help'], { ...opts, maxBuffer: 4 * 1024 * 1024 }),
   ]);
   const version = /version\s+(\S+)/.exec(ver.stdout)?.[1] ?? 'unknown';
   const machines = mach.stdout.split('\n').slice(1).map((l) => l.trim().split(/\s+/)[0] ?? '').filter(Boolean);
@@ -76,7 +75,7 @@ export function bootProbe(accel: Accelerator, k: ProbeKernel, timeoutMs: number,
       if (out.includes('corral-probe ok')) finish(true, `a test guest booted under ${accel} in ${Date.now() - t0} ms`);
     });
     child.stderr.on('data', (d: Buffer) => { err += d.toString('utf8'); });
-    child.on('error', (e) => finish(false, `cannot run ${binary}: ${e.message}`));
+    child.on('error', (e) => finish(false, spawnError(binary, e).message));
     child.on('close', () => finish(false, err.trim() ? qemuErrorLine(err) : `the test guest under ${accel} exited before it was ready`));
   });
 }
@@ -124,7 +123,6 @@ export async function decideAccelerator(opts: {
     ? { accel: 'kvm', reason: r.why, forced: false, probedAt: now, probeMs: r.ms }
     : { accel: 'tcg', reason: `KVM does not work here: ${r.why}; using TCG`, forced: false, probedAt: now, probeMs: r.ms };
   mkdirSync(dirname(opts.cacheFile), { recursive: true });
-  writeFileSync(`${opts.cacheFile}.tmp`, JSON.stringify({ key, decision }));
-  renameSync(`${opts.cacheFile}.tmp`, opts.cacheFile);
+  writeJsonAtomic(opts.cacheFile, { key, decision });
   return decision;
 }

@@ -7,9 +7,10 @@
  * names exactly one image.
  */
 import { createHash } from 'node:crypto';
-import { existsSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync, chmodSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, rmSync, chmodSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { CorralError } from '../core/errors.js';
+import { writeJsonAtomic } from '../host/fs-atomic.js';
 import { diskBlockdev, nodeOf, type BlockIo, type PlanDisk } from './argv-disks.js';
 import { launchDetached } from './launch.js';
 import { assertSafeOptionPath } from './option-path.js';
@@ -98,9 +99,7 @@ export interface StorageDaemonRecord {
 }
 
 export function writeStorageDaemonRecord(r: StorageDaemonRecord): void {
-  const tmp = `${r.record}.tmp`;
-  writeFileSync(tmp, JSON.stringify(r, null, 2), { mode: 0o600 });
-  renameSync(tmp, r.record);
+  writeJsonAtomic(r.record, r, 0o600);
 }
 
 /** Every qsd record in a runtime dir (unreadable ones are skipped). */
@@ -177,7 +176,7 @@ export async function launchStorageDaemon(s: StorageDaemonSpec, volume: string, 
     throw new CorralError('QEMU_FAILED', `qemu-storage-daemon for volume "${volume}" failed to start: ${msg}`, { volume, ...(e instanceof CorralError ? e.details : {}) });
   }
   try {
-    if (!existsSync(s.paths.socket)) throw new Error(`its vhost-user socket ${s.paths.socket} is missing`);
+    if (!existsSync(s.paths.socket)) throw new CorralError('QEMU_FAILED', `its vhost-user socket ${s.paths.socket} is missing`);
     chmodSync(s.paths.socket, 0o600);
     chmodSync(s.paths.qmp, 0o600);
   } catch (e) {

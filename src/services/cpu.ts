@@ -3,9 +3,7 @@
  * per-vCPU statistics with KVM VM-exit counters, vCPU hotplug, and the CPU model check before a start.
  * Hooked into the instance lifecycle through InstanceService.addHooks.
  */
-import { execFile } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';
-import { promisify } from 'node:util';
 import { CorralError, invalidSpec, isCorralError } from '../core/errors.js';
 import { formatCpuList, parseCpuList } from '../core/cpulist.js';
 import { admitOrThrow } from '../core/pool.js';
@@ -14,6 +12,7 @@ import { checkMemoryLimit } from '../core/spec-compute.js';
 import { formatSize } from '../core/units.js';
 import { addProcess, createVmCgroup, readOomKills, readVmCgroup, removeVmCgroup, vmCgroupPaths, type VmCgroup, type VmCgroupReading } from '../host/cgroup-driver.js';
 import { readCgroups, type CgroupInfo } from '../host/cgroups.js';
+import { run } from '../host/exec.js';
 import type { VcpuInfo, Vm, VmControl } from '../vm/driver.js';
 import type { InstanceRow } from '../store/store.js';
 import type { InstanceHooks } from './instance-hooks.js';
@@ -24,8 +23,6 @@ import {
   TCG_EXITS_REASON, nextSlots, slotsToUnplug, parseAllowedList, parseCpuHelp, parseTaskStat, parseVcpuStats, pinPlan,
   type ExitStats,
 } from './cpu-plan.js';
-
-const run = promisify(execFile);
 
 /**
  * vCPU unplug under TCG frees the vCPU's translation jump cache while other threads may still read it: on
@@ -115,7 +112,7 @@ export class CpuService {
 
   /** QEMU's CPU models, parsed once from `-cpu help`; null when QEMU cannot say. */
   knownModels(): Promise<Set<string> | null> {
-    return (this.models ??= run(this.d.qemuBinary ?? 'qemu-system-x86_64', ['-cpu', 'help'], { timeout: 10_000, maxBuffer: 4 * 1024 * 1024 })
+    return (this.models ??= run(this.d.qemuBinary ?? 'qemu-system-x86_64', ['-cpu', 'help'], { timeoutMs: 10_000, maxBuffer: 4 * 1024 * 1024 })
       .then(({ stdout }) => parseCpuHelp(stdout))
       .catch((e: Error) => {
         this.d.log.warn({ err: e.message }, 'cannot list QEMU CPU models');
@@ -228,9 +225,10 @@ export class CpuService {
     for (const [tid, list] of plan) {
       const vcpu = vcpuTids.includes(tid);
       try {
-        await run('taskset', ['-p', '-c', list, String(tid)], { timeout: 10_000 });
+        await run('taskset', ['-p', '-c', list, String(tid)], { timeoutMs: 10_000 });
       } catch (e) {
         if (!vcpu && !existsSync(`${this.proc}/${pid}/task/${tid}`)) continue; // a worker thread that ended
+        if (isCorralError(e) && e.code === 'MISSING_TOOL') throw e;
         throw new CorralError('QEMU_FAILED', `cannot pin thread ${tid} of QEMU ${pid} to CPUs ${list}: ${(e as Error).message.trim()}`);
       }
       const got = this.allowed(pid, tid);
@@ -244,7 +242,7 @@ export class CpuService {
   // ---- statistics ----
 
   private ticksPerSecond(): Promise<number> {
-    return (this.clkTck ??= run('getconf', ['CLK_TCK'], { timeout: 5000 })
+    return (this.clkTck ??= run('getconf', ['CLK_TCK'], { timeoutMs: 5000 })
       .then(({ stdout }) => Number(stdout.trim()) || 100)
       .catch(() => 100));
   }

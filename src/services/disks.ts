@@ -27,6 +27,7 @@ import type { OnlineResize, VolumeService } from './volumes.js';
 import type { Volume, VolumeRecord } from '../storage/volumes.js';
 import { lockHolderError } from './volume-holders.js';
 import type { StorageDaemonService } from './storage-daemons.js';
+import { leftBehind } from './left-behind.js';
 
 /** The volume was attached or detached between reading its owner and holding the locks (resizeVolume retries). */
 class OwnerChanged extends Error {}
@@ -243,7 +244,7 @@ export class DiskService {
       chardev = true;
       await vm.deviceAdd(diskDevice(p, 0, queues));
     } catch (e) {
-      if (chardev) await vm.chardevRemove(chardevOf(p)).catch((err: Error) => this.leftBehind(r.volume, `chardev ${chardevOf(p)}`, err));
+      if (chardev) await vm.chardevRemove(chardevOf(p)).catch(leftBehind(this.d.log, `chardev ${chardevOf(p)} in QEMU`, { instance: row.name, volume: r.volume }));
       await this.storage().stop(row, p.id);
       throw new CorralError('QEMU_FAILED', `hotplug of volume "${r.volume}" failed: ${(e as Error).message}`);
     }
@@ -262,7 +263,7 @@ export class DiskService {
     try {
       await vm.deviceAdd(diskDevice(p, diskSlots([p])[0], queues));
     } catch (e) {
-      await vm.blockdevDel(nodeOf(p)).catch((err: Error) => this.leftBehind(r.volume, `block node ${nodeOf(p)}`, err));
+      await vm.blockdevDel(nodeOf(p)).catch(leftBehind(this.d.log, `block node ${nodeOf(p)} in QEMU`, { volume: r.volume }));
       throw new CorralError('QEMU_FAILED', `hotplug of volume "${r.volume}" failed: ${(e as Error).message}`);
     }
   }
@@ -280,12 +281,7 @@ export class DiskService {
       this.d.log.warn({ volume, err: e.message }, 'blockdev-del after unplug failed');
     });
     const io = iothreadOf({ id });
-    if ((await vm.objects()).includes(io)) await vm.objectDel(io).catch((e: Error) => this.leftBehind(volume, `iothread ${io}`, e));
-  }
-
-  /** A rollback or clean-up step that failed: say what stays in QEMU. */
-  private leftBehind(volume: string, what: string, e: Error): void {
-    this.d.log.warn({ volume, err: e.message }, `could not remove ${what} from QEMU; it stays until the instance stops`);
+    if ((await vm.objects()).includes(io)) await vm.objectDel(io).catch(leftBehind(this.d.log, `iothread ${io} in QEMU`, { volume }));
   }
 }
 

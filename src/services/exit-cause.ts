@@ -5,7 +5,7 @@
  * last stderr line.
  */
 import { existsSync, readFileSync, renameSync } from 'node:fs';
-import { writeJsonAtomic } from '../storage/record-dir.js';
+import { writeJsonAtomic } from '../host/fs-atomic.js';
 import { qemuErrorLine } from '../qemu/launch.js';
 import type { VmExit } from '../vm/driver.js';
 

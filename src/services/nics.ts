@@ -18,6 +18,7 @@ import type { InstanceHooks } from './instance-hooks.js';
 import type { InstanceService } from './instances.js';
 import { planNicOf } from './runtime.js';
 import { unplugDevice } from './qmp-devices.js';
+import { leftBehind } from './left-behind.js';
 
 /** What the NIC service needs of the networks: their kind, and taps on a bridge network. */
 export interface NetworkDirectory {
@@ -185,8 +186,8 @@ export class NicService {
         if (nic.model === 'sriov') throw invalidSpec('model', 'an SR-IOV VF is detached while the instance is stopped');
         const { vm } = this.d.instances.live(name);
         await unplugDevice(vm, nic.id, this.d.unplugTimeoutMs ?? 15_000, `NIC ${nic.id}`);
-        await vm.netdevDel(netdevId(nic)).catch((e: Error) => this.leftBehind(name, `netdev ${netdevId(nic)}`, e));
-        if (nic.model === 'vhost-user-net') await vm.chardevRemove(chardevId(nic)).catch((e: Error) => this.leftBehind(name, `chardev ${chardevId(nic)}`, e));
+        await vm.netdevDel(netdevId(nic)).catch(leftBehind(this.d.log, `netdev ${netdevId(nic)} in QEMU`, { instance: name }));
+        if (nic.model === 'vhost-user-net') await vm.chardevRemove(chardevId(nic)).catch(leftBehind(this.d.log, `chardev ${chardevId(nic)} in QEMU`, { instance: name }));
         const tap = this.taps(row).find((t) => t.nic.id === nic.id);
         if (tap) await this.d.networks.deleteTap(tap.ifname);
       }
@@ -194,11 +195,6 @@ export class NicService {
       this.d.events.publish('instance.nic.detached', name, { id: nic.id, mac: nic.mac, live });
       return this.list(name);
     });
-  }
-
-  /** A rollback or clean-up step that failed: say what stays behind. */
-  private leftBehind(instance: string, what: string, e: Error): void {
-    this.d.log.warn({ instance, err: e.message }, `could not remove ${what}; it stays until the instance stops`);
   }
 
   private async hotplug(row: InstanceRow, vm: VmControl, nic: InstanceNic): Promise<void> {
@@ -217,12 +213,12 @@ export class NicService {
       try {
         await vm.deviceAdd(nicDevice(p));
       } catch (e) {
-        await vm.netdevDel(netdevId(p)).catch((err: Error) => this.leftBehind(row.name, `netdev ${netdevId(p)}`, err));
+        await vm.netdevDel(netdevId(p)).catch(leftBehind(this.d.log, `netdev ${netdevId(p)} in QEMU`, { instance: row.name }));
         throw e;
       }
     } catch (e) {
-      if (tap) await this.d.networks.deleteTap(tap).catch((err: Error) => this.leftBehind(row.name, `tap ${tap}`, err));
-      if (p.backend.type === 'vhost-user') await vm.chardevRemove(chardevId(p)).catch((err: Error) => this.leftBehind(row.name, `chardev ${chardevId(p)}`, err));
+      if (tap) await this.d.networks.deleteTap(tap).catch(leftBehind(this.d.log, `tap ${tap}`, { instance: row.name }));
+      if (p.backend.type === 'vhost-user') await vm.chardevRemove(chardevId(p)).catch(leftBehind(this.d.log, `chardev ${chardevId(p)} in QEMU`, { instance: row.name }));
       throw new CorralError('QEMU_FAILED', `hotplug of NIC ${nic.id} failed: ${(e as Error).message}`);
     }
   }

@@ -10,12 +10,13 @@
  * back. Binding is serialised across instances, so two starts never take the same VF.
  * Lock order: the instance's lock, then this service's bind lock.
  */
-import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { CorralError, invalidSpec, isCorralError } from '../core/errors.js';
 import { findHostdev, planHostdevAttach, type InstanceHostdev } from '../core/hostdevs.js';
 import { instancePaths } from '../core/paths.js';
 import { isActive } from '../core/state.js';
+import { writeJsonAtomic } from '../host/fs-atomic.js';
 import { iommuGroupMembers, parsePciAddress, readPciDevice, type PciDevice } from '../host/pci.js';
 import { pickFreeVf, realExec, setVfMac, sriovState, type Exec, type SriovState } from '../host/sriov.js';
 import { bindVfio, planVfioBind, realFs, releaseVfio, type FsOps, type VfioBinding } from '../host/vfio.js';
@@ -130,9 +131,7 @@ export class PassthroughService {
   private save(rec: BindingsRecord): void {
     const path = this.recordPath(rec.uuid);
     mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-    const tmp = `${path}.tmp`;
-    writeFileSync(tmp, JSON.stringify(rec, null, 2), { mode: 0o600 });
-    renameSync(tmp, path);
+    writeJsonAtomic(path, rec, 0o600);
     this.records.set(rec.uuid, rec);
   }
 

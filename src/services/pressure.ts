@@ -10,6 +10,7 @@
  * CORRAL_PRESSURE_THRESHOLD a size (default 10% of the host's MemTotal), CORRAL_PRESSURE_HYSTERESIS a size
  * (default 256M), CORRAL_PRESSURE_STEP a size (default 128M).
  */
+import { CorralError } from '../core/errors.js';
 import { MiB, parseSize } from '../core/units.js';
 import { readMemInfo, type MemInfo } from '../host/basics.js';
 import type { InstanceRow } from '../store/store.js';
@@ -87,7 +88,7 @@ export function planBalloons(hostAvailable: number, cfg: Pick<PressureConfig, 't
 export function pressureConfigFrom(env: NodeJS.ProcessEnv, total: number): PressureConfig {
   const size = (k: string, dflt: number): number => (env[k] === undefined || env[k] === '' ? dflt : parseSize(k, env[k]));
   const interval = env.CORRAL_PRESSURE_INTERVAL === undefined || env.CORRAL_PRESSURE_INTERVAL === '' ? 5 : Number(env.CORRAL_PRESSURE_INTERVAL);
-  if (!Number.isFinite(interval) || interval < 0) throw new Error(`CORRAL_PRESSURE_INTERVAL must be a number of seconds, got "${env.CORRAL_PRESSURE_INTERVAL}"`);
+  if (!Number.isFinite(interval) || interval < 0) throw new CorralError('INVALID_SPEC', `CORRAL_PRESSURE_INTERVAL must be a number of seconds, got "${env.CORRAL_PRESSURE_INTERVAL}"`, { field: 'CORRAL_PRESSURE_INTERVAL' });
   return {
     interval, threshold: size('CORRAL_PRESSURE_THRESHOLD', mib(total / 10)), hysteresis: size('CORRAL_PRESSURE_HYSTERESIS', 256 * MiB),
     step: size('CORRAL_PRESSURE_STEP', 128 * MiB), margin: 64 * MiB, floor: 64 * MiB, cooldownMs: Math.max(5000, interval * 1000),

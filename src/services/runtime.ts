@@ -1,7 +1,8 @@
 /** From a stored instance to what QEMU needs: the launch plan, the runtime dir and its status file. */
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import type { InstancePaths } from '../core/paths.js';
 import { invalidSpec } from '../core/errors.js';
+import { writeJsonAtomic } from '../host/fs-atomic.js';
 import { isVhostUser, needsSharedMemory as diskNeedsSharedMemory, volumeIds, type DiskBus } from '../core/disks.js';
 import type { Accelerator } from '../core/spec.js';
 import { HUGEPAGE_BYTES } from '../core/spec-compute.js';
@@ -125,9 +126,7 @@ export function prepareRunDir(p: InstancePaths): void {
 }
 
 export function writeStatus(p: InstancePaths, s: RuntimeStatus): void {
-  const tmp = `${p.status}.tmp`;
-  writeFileSync(tmp, JSON.stringify(s, null, 2), { mode: 0o600 });
-  renameSync(tmp, p.status);
+  writeJsonAtomic(p.status, s, 0o600);
 }
 
 export function readStatus(p: InstancePaths): RuntimeStatus | null {

@@ -92,7 +92,7 @@ export class StorageDaemonService {
     const volume = disk.id.replace(/^vol-/, '');
     const runDir = this.d.instances.paths(row).runDir;
     const paths = storageDaemonPaths(runDir, volume);
-    if (disk.socket !== undefined && disk.socket !== paths.socket) throw new Error(`disk ${disk.id}: socket ${disk.socket} is not ${paths.socket}`);
+    if (disk.socket !== undefined && disk.socket !== paths.socket) throw new CorralError('INTERNAL', `the launch plan's vhost-user socket of disk ${disk.id} (${disk.socket}) is not the one its storage daemon serves (${paths.socket}): the plan and the storage daemon paths disagree`, { disk: disk.id });
     const spec = { disk, paths, queues, io: this.d.blockIo ?? DEFAULT_BLOCK_IO };
     const launched = await launchStorageDaemon(spec, volume, this.d.startTimeoutMs, this.d.binary);
     const rec: StorageDaemonRecord = {

@@ -12,6 +12,7 @@ import { formatSize } from '../core/units.js';
 import { printable, validateName } from '../core/spec.js';
 import { convert, imgInfo, type ImgFormat, type ImgInfo } from '../qemu/img.js';
 import { checkImageHeader, checkImgInfo } from './inspect.js';
+import { fsyncDir } from '../host/fs-atomic.js';
 import { RecordDir, writeJsonAtomic } from './record-dir.js';
 
 export interface ImageRecord {
@@ -117,6 +118,7 @@ export class ImageStore {
     }
     try {
       renameSync(staging, final);
+      fsyncDir(this.records.dir);
     } catch (e) {
       if (old) renameSync(join(old, 'image'), final);
       throw e;

@@ -3,21 +3,12 @@
  * atomically. New things are built in a hidden staging folder and renamed into place; removals are renamed
  * aside first. So a reader never sees a half-made or half-removed thing. Images and volumes both live so.
  */
-import { chmodSync, closeSync, fsyncSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, renameSync, rmSync, writeSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { fsyncDir, writeJsonAtomic } from '../host/fs-atomic.js';
 
-/** Write JSON so that readers see the old file or the whole new one, never a part. */
-export function writeJsonAtomic(path: string, value: unknown, mode = 0o644): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  const fd = openSync(tmp, 'w', mode);
-  try {
-    writeSync(fd, `${JSON.stringify(value, null, 2)}\n`);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, path);
-}
+/** The one atomic write (src/host/fs-atomic.ts), kept here for the modules that import it from the record dir. */
+export { writeJsonAtomic };
 
 export class RecordDir<T extends { name: string }> {
   constructor(
@@ -59,6 +50,12 @@ export class RecordDir<T extends { name: string }> {
     return out;
   }
 
+  /** Move a staging folder into place as `name` (the caller checked the name is free), durably. */
+  place(staging: string, name: string): void {
+    renameSync(staging, this.pathOf(name));
+    fsyncDir(this.dir);
+  }
+
   /** A fresh hidden staging folder for building `name`; remove it on failure with discard(). */
   stage(name: string): string {
     mkdirSync(this.dir, { recursive: true, mode: this.mode });
@@ -80,6 +77,7 @@ export class RecordDir<T extends { name: string }> {
   remove(name: string): void {
     const trash = mkdtempSync(join(this.dir, `.removing-${name}-`));
     renameSync(this.pathOf(name), join(trash, 'item'));
+    fsyncDir(this.dir);
     rmSync(trash, { recursive: true, force: true });
   }
 

@@ -3,10 +3,10 @@
  * busybox-static with `apt-get download` into a cache keyed by the package file names, and unpack them with
  * `dpkg-deb -x`. Nothing is ever installed on the host.
  */
-import { execFile } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { CorralError } from '../core/errors.js';
+import { run } from '../host/exec.js';
 
 /**
  * The generic kernel, not the smaller cloud one: only the generic build has the emulated devices' drivers
@@ -18,19 +18,17 @@ export function toolEnv(): NodeJS.ProcessEnv {
   return { PATH: `${process.env.PATH ?? '/usr/bin:/bin'}:/usr/sbin:/sbin`, LANG: 'C', LC_ALL: 'C', DEBIAN_FRONTEND: 'noninteractive' };
 }
 
-/** Run a tool (argv, no shell); a failure names the tool and its last stderr line. */
-export function tool(cmd: string, args: string[], opts: { cwd?: string; maxBuffer?: number } = {}): Promise<string> {
-  return new Promise((resolve, reject) => {
-    execFile(cmd, args, { cwd: opts.cwd, env: toolEnv(), maxBuffer: opts.maxBuffer ?? 32 * 1024 * 1024, encoding: 'utf8' }, (err, stdout, stderr) => {
-      if (!err) {
-        resolve(stdout);
-        return;
-      }
-      const e = err as NodeJS.ErrnoException;
-      const why = e.code === 'ENOENT' ? 'not installed' : (stderr.trim().split('\n').filter((l) => !l.startsWith('W:')).pop() ?? e.message);
-      reject(new CorralError('INTERNAL', `${cmd} ${args[0] ?? ''}: ${why}`.slice(0, 2000), { command: cmd }));
-    });
+/** apt-get's network steps (update, download) may take this long; every other tool 10 minutes. */
+const APT_NETWORK_TIMEOUT_MS = 30 * 60_000;
+
+/** Run a tool (argv, no shell, the one command runner); a failure names the tool and its last stderr line that is not an apt warning. */
+export async function tool(cmd: string, args: string[], opts: { cwd?: string; maxBuffer?: number; timeoutMs?: number } = {}): Promise<string> {
+  const { stdout } = await run(cmd, args, {
+    cwd: opts.cwd, env: toolEnv(), maxBuffer: opts.maxBuffer ?? 32 * 1024 * 1024, timeoutMs: opts.timeoutMs ?? 10 * 60_000,
+    what: `${cmd} ${args[0] ?? ''}`.trim(),
+    errorLine: (stderr) => (stderr.trim().split('\n').filter((l) => l.trim() && !l.startsWith('W:')).pop() ?? '').slice(0, 2000),
   });
+  return stdout;
 }
 
 function aptListsPresent(): boolean {
@@ -44,7 +42,7 @@ function aptListsPresent(): boolean {
 /** `apt-get update` when the package lists are empty (a fresh container). */
 export async function ensureAptLists(): Promise<boolean> {
   if (aptListsPresent()) return false;
-  await tool('apt-get', ['update', '-q']);
+  await tool('apt-get', ['update', '-q'], { timeoutMs: APT_NETWORK_TIMEOUT_MS });
   return true;
 }
 
@@ -88,7 +86,7 @@ export async function fetchDebs(dir: string, packages: string[], log: (msg: stri
     const tmp = mkdtempSync(join(dir, '.download-'));
     try {
       log(`downloading ${need.join(' ')}`);
-      await tool('apt-get', ['download', '-q', ...need], { cwd: tmp });
+      await tool('apt-get', ['download', '-q', ...need], { cwd: tmp, timeoutMs: APT_NETWORK_TIMEOUT_MS });
       for (const pkg of need) {
         const file = readdirSync(tmp).find((f) => f.startsWith(`${pkg}_`) && f.endsWith('.deb'));
         if (!file) throw new CorralError('INTERNAL', `apt-get download ${pkg} produced no .deb`);

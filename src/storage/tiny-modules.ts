@@ -2,6 +2,7 @@
  * Which kernel modules the tiny guest loads, and in what order. Pure: everything comes in as text
  * (modules.dep, modules.builtin), so the ordering is unit-tested without a kernel package.
  */
+import { CorralError } from '../core/errors.js';
 
 /**
  * Drivers for the devices Corral gives a guest and the root filesystem. Those the kernel builds in are
@@ -80,11 +81,11 @@ export function orderModules(modulesDep: string, wanted: readonly string[]): Mod
 
   const visit = (entry: ModuleDep, chain: string[]): void => {
     if (done.has(entry.path)) return;
-    if (onStack.has(entry.path)) throw new Error(`module dependency cycle: ${[...chain, entry.path].map(moduleName).join(' -> ')}`);
+    if (onStack.has(entry.path)) throw new CorralError('INVALID_IMAGE', `module dependency cycle: ${[...chain, entry.path].map(moduleName).join(' -> ')}`);
     onStack.add(entry.path);
     for (const dp of entry.deps) {
       const dep = byPath.get(dp) ?? deps.get(moduleName(dp));
-      if (!dep) throw new Error(`${entry.path} depends on ${dp}, which modules.dep does not list`);
+      if (!dep) throw new CorralError('INVALID_IMAGE', `${entry.path} depends on ${dp}, which modules.dep does not list`);
       visit(dep, [...chain, entry.path]);
     }
     onStack.delete(entry.path);

@@ -5,12 +5,12 @@
  * readable files under assets/tiny/. Downloads are cached in $DATA/cache/tiny; the image is assembled in a
  * staging folder and committed with image.json like an import.
  */
-import { execFile } from 'node:child_process';
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { gunzipSync } from 'node:zlib';
 import { CorralError } from '../core/errors.js';
+import { runBuffer } from '../host/exec.js';
 import { dataPaths } from '../core/paths.js';
 import { convert, imgInfo } from '../qemu/img.js';
 import { gzipInitramfs } from './cpio.js';
@@ -64,12 +64,7 @@ async function moduleBytes(path: string): Promise<Buffer> {
   if (path.endsWith('.gz')) return gunzipSync(readFileSync(path));
   const cmd = path.endsWith('.xz') ? 'xz' : path.endsWith('.zst') ? 'zstd' : null;
   if (!cmd) throw new CorralError('INTERNAL', `unknown module compression: ${path}`);
-  return new Promise((resolve, reject) => {
-    execFile(cmd, ['-dc', path], { encoding: 'buffer', maxBuffer: 256 * 1024 * 1024 }, (err, stdout) => {
-      if (err) reject(new CorralError('INTERNAL', `${cmd} -dc ${path}: ${err.message} (install Debian package ${cmd === 'xz' ? 'xz-utils' : 'zstd'})`));
-      else resolve(stdout);
-    });
-  });
+  return (await runBuffer(cmd, ['-dc', path], { maxBuffer: 256 * 1024 * 1024, timeoutMs: 60_000 })).stdout;
 }
 
 export interface KernelTree {

@@ -4,12 +4,10 @@
  * failure ('Failed to get "write" lock') becomes VOLUME_IN_USE: every volume operation passes its qemu-img
  * errors through lockErrorToInUse().
  */
-import { execFile } from 'node:child_process';
 import { resolve } from 'node:path';
 import { CorralError } from '../core/errors.js';
-import { QEMU_IMG, qemuImgErrorLine, type ImgFormat } from '../qemu/img.js';
-
-const ENV = (): NodeJS.ProcessEnv => ({ PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C', LC_ALL: 'C' });
+import { run } from '../host/exec.js';
+import { IMG_TIMEOUT_MS, QEMU_IMG, qemuImgErrorLine, type ImgFormat } from '../qemu/img.js';
 
 /** qemu-img's message when another process (a running QEMU) holds the image's lock. */
 export const LOCK_RE = /Failed to get (?:shared )?"[a-z ]+" lock/;
@@ -30,22 +28,10 @@ export function lockErrorToInUse(e: unknown, volume: string, verb: string): unkn
   );
 }
 
-/** Run qemu-img; a failure is QEMU_FAILED carrying qemu-img's own line in details.stderr. */
-export function qemuImg(argv: string[], what: string): Promise<string> {
-  return new Promise((resolveP, reject) => {
-    execFile(QEMU_IMG, argv, { env: ENV(), timeout: 120_000, killSignal: 'SIGKILL', maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
-      if (!err) {
-        resolveP(stdout);
-        return;
-      }
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
-        reject(new CorralError('INTERNAL', `${what}: cannot run ${QEMU_IMG}: not installed (Debian package qemu-utils)`));
-        return;
-      }
-      const line = qemuImgErrorLine(stderr);
-      reject(new CorralError('QEMU_FAILED', `${what} failed: ${line}`, { stderr: line }));
-    });
-  });
+/** Run qemu-img (the one command runner, 2 min); a failure is QEMU_FAILED carrying qemu-img's own line in details.stderr. */
+export async function qemuImg(argv: string[], what: string): Promise<string> {
+  const { stdout } = await run(QEMU_IMG, argv, { timeoutMs: IMG_TIMEOUT_MS, what, code: 'QEMU_FAILED', errorLine: qemuImgErrorLine });
+  return stdout;
 }
 
 /** `qemu-img create -f FMT PATH SIZE` (no preallocation: a raw file is sparse). */

@@ -12,7 +12,7 @@
  * clones must never change again: it cannot be cloned while attached (its instance may write to it), attached
  * while it has clones, reverted, shrunk or deleted (VOLUME_IN_USE naming the instance or the clones).
  */
-import { existsSync, renameSync, statSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { CorralError, invalidSpec } from '../core/errors.js';
 import { dataPaths } from '../core/paths.js';
@@ -161,7 +161,7 @@ export class VolumeStore {
       };
       this.store.writeRecord(staging, record);
       this.assertFree(name);
-      renameSync(staging, this.pathOf(name));
+      this.store.place(staging, name);
       return this.view(record);
     } catch (e) {
       this.store.discard(staging);
