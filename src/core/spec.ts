@@ -2,6 +2,7 @@
  * Instance specifications: the shape a user asks for, and its validation. Pure: host facts come in as
  * arguments, nothing is read here.
  */
+import { FIRST_NIC_ID } from './device-ids.js';
 import { CorralError, invalidSpec } from './errors.js';
 import { MiB, formatSizeExact, parseSize } from './units.js';
 import { printable, validateName } from './names.js';
@@ -87,7 +88,7 @@ export function validateCreate(req: CreateRequest, host: HostLimits): { name: st
 export function normalizeSpec(stored: Partial<InstanceSpec> & Pick<InstanceSpec, 'image' | 'cpus' | 'memory'> & { network?: string }, mac = ''): InstanceSpec {
   const { network, ...rest } = stored;
   // Before NICs were a list, `network` was "user" (one virtio-net NIC on user-mode NAT) or "none".
-  const nics: InstanceNic[] = network === 'none' ? [] : [{ id: 'net0', model: 'virtio-net', network: DEFAULT_NETWORK, mac, queues: 1 }];
+  const nics: InstanceNic[] = network === 'none' ? [] : [{ id: FIRST_NIC_ID, model: 'virtio-net', network: DEFAULT_NETWORK, mac, queues: 1 }];
   return { disk: null, firmware: 'bios', accel: 'auto', ...computeDefaults(stored.cpus), disks: [], rootBus: 'virtio-blk', nics, hostdevs: [], ...rest };
 }
 

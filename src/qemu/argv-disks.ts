@@ -7,6 +7,7 @@
  * A vhost-user-blk disk has no block node in QEMU: a qemu-storage-daemon opens the image (with the same
  * diskBlockdev()) and QEMU only gets a socket chardev to it and the vhost-user-blk-pci device.
  */
+import { SCSI_CONTROLLER_ID, blockNodeId, chardevIdOf, iothreadId } from '../core/device-ids.js';
 import { isVhostUser, type DiskBus } from '../core/disks.js';
 import { CorralError } from '../core/errors.js';
 import { assertSafeOptionPath } from './option-path.js';
@@ -36,23 +37,23 @@ export interface PlanDisk {
 }
 
 /** The controllers some buses hang off: one virtio-scsi HBA, one AHCI (ICH9) controller. */
-export const SCSI_CONTROLLER = 'scsi0';
+export const SCSI_CONTROLLER = SCSI_CONTROLLER_ID;
 export const SATA_CONTROLLER = 'sata0';
 /** The ICH9 AHCI controller's ports. */
 export const SATA_PORTS = 6;
 
 export function nodeOf(d: PlanDisk): string {
-  return d.node ?? `${d.id}-fmt`;
+  return blockNodeId(d);
 }
 
 /** The iothread a virtio-blk disk runs its I/O in (one per disk). */
 export function iothreadOf(d: Pick<PlanDisk, 'id'>): string {
-  return `io-${d.id}`;
+  return iothreadId(d);
 }
 
 /** The socket chardev a vhost-user disk's device talks to its backend over. */
 export function chardevOf(d: Pick<PlanDisk, 'id'>): string {
-  return `${d.id}-chr`;
+  return chardevIdOf(d);
 }
 
 function socketOf(d: PlanDisk): string {
@@ -91,7 +92,7 @@ export function controllerFor(bus: DiskBus): Array<Record<string, unknown>> {
 export function iothreadsFor(d: PlanDisk, controllerPresent: boolean): Array<Record<string, unknown>> {
   if (d.bus === 'virtio-blk') return [{ 'qom-type': 'iothread', id: iothreadOf(d) }];
   // vhost-user-blk: the I/O runs in the storage daemon, not in a QEMU thread
-  if (d.bus === 'virtio-scsi' && !controllerPresent) return [{ 'qom-type': 'iothread', id: `io-${SCSI_CONTROLLER}` }];
+  if (d.bus === 'virtio-scsi' && !controllerPresent) return [{ 'qom-type': 'iothread', id: iothreadId({ id: SCSI_CONTROLLER }) }];
   return [];
 }
 

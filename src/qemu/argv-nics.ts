@@ -5,6 +5,7 @@
  */
 
 /** Where a NIC's packets go on the host. */
+import { chardevIdOf, netdevIdOf } from '../core/device-ids.js';
 export type NicBackend =
   | { type: 'user'; hostfwd: string[] }
   /** a tap device Corral made and put on a bridge; vhost: the vhost-net kernel worker moves the packets */
@@ -23,11 +24,11 @@ export interface PlanNic {
 }
 
 export function netdevId(n: Pick<PlanNic, 'id'>): string {
-  return `${n.id}-net`;
+  return netdevIdOf(n);
 }
 
 export function chardevId(n: Pick<PlanNic, 'id'>): string {
-  return `${n.id}-chr`;
+  return chardevIdOf(n);
 }
 
 /** -netdev / netdev_add arguments. */

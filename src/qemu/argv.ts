@@ -2,6 +2,7 @@
  * Instance launch plan -> qemu-system-x86_64 argv. Pure. Devices are JSON objects (QEMU parses JSON for
  * -blockdev, -device, -netdev and -object), so no user text is ever joined into a comma-separated option.
  */
+import { BALLOON_ID, HOTPLUG_RAM_BACKEND_ID, HOTPLUG_RAM_DEVICE_ID, RAM_BACKEND_ID } from '../core/device-ids.js';
 import { DEFAULT_BLOCK_IO, disksArgv, type BlockIo, type PlanDisk } from './argv-disks.js';
 import { chardevId, netdevArgs, nicDevice, type PlanNic } from './argv-nics.js';
 import type { Accelerator, Firmware } from '../core/spec.js';
@@ -58,7 +59,7 @@ export function buildArgv(plan: LaunchPlan): string[] {
   const t = plan.topology;
   a.push('-smp', `${plan.cpus},sockets=${t.sockets},cores=${t.cores},threads=${t.threads},maxcpus=${plan.maxCpus}`);
   a.push('-m', plan.maxMemory === null ? `${mib}M` : `${mib}M,maxmem=${Math.floor(plan.maxMemory / (1024 * 1024))}M`);
-  a.push('-object', json(memoryBackend('mem0', mib * 1024 * 1024, plan.memoryBacking)));
+  a.push('-object', json(memoryBackend(RAM_BACKEND_ID, mib * 1024 * 1024, plan.memoryBacking)));
   a.push('-display', 'none', '-vga', 'none');
   if (plan.sandbox) a.push('-sandbox', 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny');
   a.push('-qmp', `unix:${assertSafeOptionPath(plan.paths.qmp)},server=on,wait=off`);
@@ -88,11 +89,11 @@ export function buildArgv(plan: LaunchPlan): string[] {
   if (plan.maxMemory !== null) {
     // Hotpluggable memory: a virtio-mem device backed by its own region, plugged with QMP qom-set requested-size.
     const hot = plan.maxMemory - mib * 1024 * 1024;
-    a.push('-object', json(memoryBackend('vmem0', hot, { ...plan.memoryBacking, prealloc: false })));
-    a.push('-device', json({ driver: 'virtio-mem-pci', id: 'vmem0-dev', memdev: 'vmem0', 'requested-size': 0, 'block-size': Math.max(2 * 1024 * 1024, plan.memoryBacking.hugepages ?? 0) }));
+    a.push('-object', json(memoryBackend(HOTPLUG_RAM_BACKEND_ID, hot, { ...plan.memoryBacking, prealloc: false })));
+    a.push('-device', json({ driver: 'virtio-mem-pci', id: HOTPLUG_RAM_DEVICE_ID, memdev: HOTPLUG_RAM_BACKEND_ID, 'requested-size': 0, 'block-size': Math.max(2 * 1024 * 1024, plan.memoryBacking.hugepages ?? 0) }));
   }
   if (plan.balloon) {
-    a.push('-device', json({ driver: 'virtio-balloon-pci', id: 'balloon0', 'free-page-reporting': true, 'deflate-on-oom': true }));
+    a.push('-device', json({ driver: 'virtio-balloon-pci', id: BALLOON_ID, 'free-page-reporting': true, 'deflate-on-oom': true }));
   }
   a.push('-device', json({ driver: 'pvpanic-pci', id: 'panic0' }));
   a.push('-device', json({ driver: 'virtio-rng-pci', id: 'rng0' }));

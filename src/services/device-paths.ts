@@ -3,6 +3,7 @@
  * vhost-kernel, vhost-user, passthrough, sriov-vf), the QEMU device, and the data path in one line. Pure:
  * derived from the launch plan, the same data the QEMU command line is built from.
  */
+import { BALLOON_ID, RAM_BACKEND_ID } from '../core/device-ids.js';
 import type { LaunchPlan } from '../qemu/argv.js';
 import { DEFAULT_BLOCK_IO } from '../qemu/argv-disks.js';
 
@@ -79,13 +80,13 @@ export function devicePaths(plan: LaunchPlan, backends: Record<string, number | 
     out.push({ kind: h.kind === 'sriov-vf' ? 'nic' : 'other', id: h.id, approach: h.kind, qemuDevice: 'vfio-pci', dataPath });
   }
   if (plan.balloon) {
-    out.push({ kind: 'memory', id: 'balloon0', approach: 'paravirtual', qemuDevice: 'virtio-balloon-pci', dataPath: 'guest virtio-balloon -> QEMU: pages the guest frees or gives up return to the host (free page reporting, deflate-on-oom)' });
+    out.push({ kind: 'memory', id: BALLOON_ID, approach: 'paravirtual', qemuDevice: 'virtio-balloon-pci', dataPath: 'guest virtio-balloon -> QEMU: pages the guest frees or gives up return to the host (free page reporting, deflate-on-oom)' });
   }
   if (plan.maxMemory !== null) {
     out.push({ kind: 'memory', id: 'vmem0-dev', approach: 'paravirtual', qemuDevice: 'virtio-mem-pci', dataPath: `guest virtio-mem -> QEMU memory backend vmem0 (up to ${Math.floor((plan.maxMemory - plan.memory) / (1024 * 1024))} MiB hotpluggable)${plan.memoryBacking.share ? ', a shared memfd' : ''}` });
   }
   if (plan.memoryBacking.share) {
-    out.push({ kind: 'memory', id: 'mem0', approach: 'vhost-user', qemuDevice: 'memory-backend-memfd (share=on)', dataPath: 'guest RAM -> a shared memfd, mapped by QEMU and by each vhost-user backend' });
+    out.push({ kind: 'memory', id: RAM_BACKEND_ID, approach: 'vhost-user', qemuDevice: 'memory-backend-memfd (share=on)', dataPath: 'guest RAM -> a shared memfd, mapped by QEMU and by each vhost-user backend' });
   }
   out.push({ kind: 'other', id: 'serial0', approach: 'emulated', qemuDevice: 'isa-serial (16550A)', dataPath: 'guest ttyS0 -> QEMU chardev socket -> console.sock (+ console.log)' });
   out.push({ kind: 'other', id: 'rng0', approach: 'paravirtual', qemuDevice: 'virtio-rng-pci', dataPath: 'guest virtio-rng -> QEMU rng backend -> host /dev/urandom' });

@@ -12,6 +12,7 @@
  * A resize of an attached volume runs under its instance's lock: qemu-img while the instance is stopped, QMP
  * block_resize while it runs (virtio-blk and virtio-scsi), so the guest sees the new size.
  */
+import { HOTPLUG_RAM_BACKEND_ID, RAM_BACKEND_ID, objectPath } from '../core/device-ids.js';
 import { CorralError, invalidSpec, isCorralError } from '../core/errors.js';
 import { HOTPLUG_BUSES, LIVE_RESIZE_BUSES, isVhostUser, planAttach, planDetach, volumeIds, type DiskBus, type InstanceDisk } from '../core/disks.js';
 import { isActive } from '../core/state.js';
@@ -224,9 +225,9 @@ export class DiskService {
    * cannot change: refuse unless it already is (the instance started with a vhost-user disk).
    */
   private async assertSharedMemory(row: InstanceRow, vm: VmControl): Promise<void> {
-    const backends = ['mem0', ...(row.spec.maxMemory !== null ? ['vmem0'] : [])];
+    const backends = [RAM_BACKEND_ID, ...(row.spec.maxMemory !== null ? [HOTPLUG_RAM_BACKEND_ID] : [])];
     for (const id of backends) {
-      const share = await vm.propertyGet<boolean>(`/objects/${id}`, 'share').catch(() => false);
+      const share = await vm.propertyGet<boolean>(objectPath(id), 'share').catch(() => false);
       if (share !== true) {
         throw invalidSpec('bus', `vhost-user-blk needs the guest's memory shared with the storage daemon (memfd share=on), and instance "${row.name}" runs without it (memory backend ${id}); stop the instance first: it then starts with shared memory`);
       }

@@ -10,6 +10,7 @@ import { type CreateRequest, type HostLimits, type Accelerator, type InstanceSpe
 import { assertCanRun, assertTransition, isActive, type InstanceState, type Operation } from '../core/state.js';
 import { createOverlay } from '../qemu/img.js';
 import { DEFAULT_NETWORK, macFor, parseForward } from '../core/nics.js';
+import { FIRST_NIC_ID } from '../core/device-ids.js';
 import type { ImageStore } from '../storage/images.js';
 import type { InstanceRow, Store } from '../store/store.js';
 import { waitExit, type Vm, type VmDriver, type VmEvent, type VmExit, type VmProcess } from '../vm/driver.js';
@@ -66,7 +67,7 @@ export class InstanceService {
   private hookSet = new HookSet();
   /** Attached volumes of an instance, resolved to their files (set by the disk service). */
   private contributors: LaunchContributor[] = [];
-  private nicPlanner: NicPlanner = (uuid, req) => [{ id: 'net0', model: 'virtio-net', network: DEFAULT_NETWORK, mac: macFor(uuid), queues: 1, ...(req.forwards ? { forwards: req.forwards.map(parseForward) } : {}) }];
+  private nicPlanner: NicPlanner = (uuid, req) => [{ id: FIRST_NIC_ID, model: 'virtio-net', network: DEFAULT_NETWORK, mac: macFor(uuid), queues: 1, ...(req.forwards ? { forwards: req.forwards.map(parseForward) } : {}) }];
   /** The pids of the processes serving an instance's vhost-user disks (set by the storage daemon service). */
   private backendSource: (row: InstanceRow) => Record<string, number | null> = () => ({});
   /** Exit hooks still at work per instance uuid (stopping storage daemons). */

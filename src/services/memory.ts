@@ -5,6 +5,7 @@
  * new size (what list and the pool show, and the boot size of the next start), while the running QEMU keeps its
  * boot size (`bootOf`) and reaches the new size with virtio-mem above it and the balloon below it.
  */
+import { BALLOON_ID, HOTPLUG_RAM_DEVICE_ID, peripheralPath } from '../core/device-ids.js';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CorralError, invalidSpec } from '../core/errors.js';
@@ -23,8 +24,8 @@ import { admitOrThrow } from '../core/pool.js';
 import { isActive } from '../core/state.js';
 import { guestUsed, parseFlatRam, parseGpa2hva, parseGuestStats, parseSmapsRollup, type GuestStats } from './memory-map.js';
 
-export const BALLOON_PATH = '/machine/peripheral/balloon0';
-export const VMEM_PATH = '/machine/peripheral/vmem0-dev';
+export const BALLOON_PATH = peripheralPath(BALLOON_ID);
+export const VMEM_PATH = peripheralPath(HOTPLUG_RAM_DEVICE_ID);
 /** Seconds between the guest's balloon statistics reports. */
 export const STATS_POLL_SECONDS = 2;
 export const MIN_RESIZE = 64 * MiB;

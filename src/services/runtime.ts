@@ -1,4 +1,5 @@
 /** From a stored instance to what QEMU needs: the launch plan, the runtime dir and its status file. */
+import { ROOT_DISK_ID } from '../core/device-ids.js';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import type { InstancePaths } from '../core/paths.js';
 import { invalidSpec } from '../core/errors.js';
@@ -95,7 +96,7 @@ export function launchPlan(row: InstanceRow, image: ImageRecord, accel: Accelera
     balloon: row.spec.balloon,
     machine: 'pc',
     firmware: row.spec.firmware === 'uefi' ? { kind: 'uefi', code: OVMF_CODE, vars: p.efiVars } : { kind: 'bios' },
-    disks: [{ id: 'disk0', path: p.disk, format: 'qcow2', bus: row.spec.rootBus, bootindex: 1 }, ...volumes.map((v) => volumeDisk(v, p.runDir))],
+    disks: [{ id: ROOT_DISK_ID, path: p.disk, format: 'qcow2', bus: row.spec.rootBus, bootindex: 1 }, ...volumes.map((v) => volumeDisk(v, p.runDir))],
     blockIo: extras.blockIo ?? DEFAULT_BLOCK_IO,
     nics: row.spec.nics.map((n) => planNicOf(row.uuid, n, extras.networkKind)).filter((n): n is PlanNic => n !== null),
     hostdevs: extras.hostdevs ?? [],
