@@ -243,6 +243,6 @@ export async function stopStorageDaemon(r: StorageDaemonRecord, qmp: QmpClient |
 
 /** Remove a qsd's sockets, pidfile and record (and its stderr file unless `keepStderr`, to read why it died). */
 export function removeStorageDaemonFiles(r: Pick<StorageDaemonRecord, 'socket' | 'qmp' | 'pidfile' | 'record' | 'stderr'>, keepStderr = false): void {
-  for (const f of [r.socket, r.qmp, r.pidfile, r.record, `${r.record}.tmp`]) rmSync(f, { force: true });
+  for (const f of [r.socket, r.qmp, r.pidfile, r.record]) rmSync(f, { force: true });
   if (!keepStderr) rmSync(r.stderr, { force: true });
 }
