@@ -134,7 +134,7 @@ export async function buildApi(svc: Services, opts: ApiOptions = {}): Promise<Fa
   await app.register(eventRoutes(svc));
   await app.register(cpuRoutes(svc));
   await app.register(memoryRoutes(svc));
-  await app.register(deviceRoutes({ inUse: () => svc.passthrough.inUse() }));
+  await app.register(deviceRoutes(svc));
   await app.register(volumeRoutes(svc));
   await app.register(diskRoutes(svc));
   await app.register(nicRoutes(svc));
