@@ -1,72 +1,13 @@
 /** TypeBox schemas: one definition gives request validation, TypeScript types and the OpenAPI document. */
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 
-/**
- * A size: a string with a unit ("512M", "2G"; one without a unit is refused by the service) or a JSON number of
- * bytes. Bodies are validated without type coercion (server.ts), so neither branch turns into the other.
- */
-export const Size = Type.Union([Type.String(), Type.Integer()], {
-  description: 'a size with a unit such as 512M or 2G (a string without a unit is refused), or a number of bytes',
-});
+/** The create request, the change `set` makes and sizes are core's schemas: the service's types are theirs. */
+import { CreateRequestSchema, SpecChangeSchema, Size } from '../core/request-schema.js';
 
-export const CreateInstanceBody = Type.Object(
-  {
-    name: Type.String({ description: 'DNS label: a-z, 0-9 and -, 1..63 characters' }),
-    image: Type.String(),
-    cpus: Type.Optional(Type.Integer()),
-    memory: Type.Optional(Size),
-    disk: Type.Optional(Size),
-    firmware: Type.Optional(Type.Union([Type.Literal('bios'), Type.Literal('uefi')])),
-    rootBus: Type.Optional(Type.String({ description: 'bus of the root disk: virtio-blk (default), virtio-scsi, ide or sata (not vhost-user-blk)' })),
-    network: Type.Optional(Type.String({ description: 'network of the first NIC: a network name, "default"/"user" (user-mode NAT; the default) or "none"' })),
-    nicModel: Type.Optional(Type.String({ description: 'model of the first NIC: virtio-net (default), e1000, rtl8139 or vhost-net' })),
-    forwards: Type.Optional(Type.Array(Type.String(), { description: 'user network: [tcp|udp:][ADDR:]HOSTPORT:GUESTPORT' })),
-    accel: Type.Optional(Type.Union([Type.Literal('auto'), Type.Literal('kvm'), Type.Literal('tcg')])),
-    start: Type.Optional(Type.Boolean()),
-    sockets: Type.Optional(Type.Integer()),
-    cores: Type.Optional(Type.Integer()),
-    threads: Type.Optional(Type.Integer()),
-    maxCpus: Type.Optional(Type.Integer({ description: 'vCPUs the guest can grow to by hotplug' })),
-    cpuModel: Type.Optional(Type.String({ description: 'auto (host under KVM, max under TCG), host, max or a QEMU CPU model name' })),
-    pin: Type.Optional(Type.Union([Type.String({ description: 'host CPU list, e.g. 0-3,6' }), Type.Array(Type.Integer())])),
-    cpuWeight: Type.Optional(Type.Integer({ description: 'cgroup CPU weight 1..10000 (100 = default)' })),
-    cpuLimit: Type.Optional(Type.Number({ description: 'cgroup CPU cap in CPUs, e.g. 1.5' })),
-    maxMemory: Type.Optional(Size),
-    memoryLimit: Type.Optional(Size),
-    prealloc: Type.Optional(Type.Boolean()),
-    hugepages: Type.Optional(Type.Union([Type.Literal('2M'), Type.Literal('1G')])),
-    balloon: Type.Optional(Type.Boolean()),
-  },
-  { additionalProperties: false },
-);
+export { Size };
+export const CreateInstanceBody = CreateRequestSchema;
 export type CreateInstanceBody = Static<typeof CreateInstanceBody>;
-
-/** A field `set` may clear with null. */
-const Clearable = <T extends TSchema>(t: T) => Type.Optional(Type.Union([t, Type.Null()], { description: 'null clears it' }));
-
-/** PATCH /v1/instances/{name}: change a stopped instance's configuration (validated as a create is). */
-export const SetInstanceBody = Type.Object(
-  {
-    cpus: Type.Optional(Type.Integer()),
-    memory: Type.Optional(Size),
-    maxCpus: Clearable(Type.Integer()),
-    sockets: Type.Optional(Type.Integer()),
-    cores: Type.Optional(Type.Integer()),
-    threads: Type.Optional(Type.Integer()),
-    cpuModel: Type.Optional(Type.String()),
-    pin: Clearable(Type.Union([Type.String(), Type.Array(Type.Integer())])),
-    cpuWeight: Clearable(Type.Integer()),
-    cpuLimit: Clearable(Type.Number()),
-    maxMemory: Clearable(Size),
-    memoryLimit: Clearable(Size),
-    prealloc: Type.Optional(Type.Boolean()),
-    hugepages: Clearable(Type.Union([Type.Literal('2M'), Type.Literal('1G')])),
-    balloon: Type.Optional(Type.Boolean()),
-    firmware: Type.Optional(Type.Union([Type.Literal('bios'), Type.Literal('uefi')])),
-    accel: Type.Optional(Type.Union([Type.Literal('auto'), Type.Literal('kvm'), Type.Literal('tcg')])),
-  },
-  { additionalProperties: false },
-);
+export const SetInstanceBody = SpecChangeSchema;
 
 export const ActionBody = Type.Union([
   Type.Object({ timeout: Type.Optional(Type.Integer({ minimum: 0, maximum: 3600, description: 'seconds to wait for an ACPI power-off before killing' })) }, { additionalProperties: false }),

@@ -31,6 +31,8 @@ export const ErrorCodes = {
   UNAUTHORIZED: 401,
   QEMU_FAILED: 500,
   NETWORK_FAILED: 500,
+  /** a stored record (an instance's spec) is corrupt or from another version of Corral */
+  CORRUPT_RECORD: 500,
   TIMEOUT: 504,
   INTERNAL: 500,
 } as const;
