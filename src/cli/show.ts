@@ -3,7 +3,7 @@
  * with their buses, NICs with MACs, networks and forwards, host devices, firmware), what runs now (pid,
  * accelerator, uptime, resident memory, addresses, memory visible to the guest), and why its last QEMU ended.
  */
-import type { InstanceSpec } from '../core/spec.js';
+import type { InstanceSpec } from '../api/schemas-instances.js';
 import { formatCpuList } from '../core/cpulist.js';
 import { duration, keyValues, orDash, size } from './format.js';
 import type { Instance } from './instances.js';

@@ -8,8 +8,8 @@ import { Type, type Static, type TLiteral, type TSchema, type TUnion } from '@si
 
 const nullable = <T extends TSchema>(t: T, description?: string) => Type.Union([t, Type.Null()], description ? { description } : {});
 type Literals<T extends readonly string[]> = { -readonly [K in keyof T]: T[K] extends string ? TLiteral<T[K]> : never };
-/** A union of the literals of a list of names, typed as such. */
-const literals = <T extends readonly string[]>(values: T): TUnion<Literals<T>> => Type.Union(values.map((v) => Type.Literal(v))) as unknown as TUnion<Literals<T>>;
+/** A union of the literals of a list of names, typed as such (the API uses it too). */
+export const literals = <T extends readonly string[]>(values: T): TUnion<Literals<T>> => Type.Union(values.map((v) => Type.Literal(v))) as unknown as TUnion<Literals<T>>;
 
 export const DISK_BUSES = ['virtio-blk', 'virtio-scsi', 'ide', 'sata', 'vhost-user-blk'] as const;
 export type DiskBus = (typeof DISK_BUSES)[number];
