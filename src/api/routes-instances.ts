@@ -169,12 +169,9 @@ export function instanceRoutes(svc: Services): FastifyPluginAsync {
       {
         websocket: true,
         schema: {
+          // @fastify/websocket leaves websocket routes out of the OpenAPI document
           operationId: 'attachInstanceConsole', tags: ['console'], summary: 'Attach to the serial console (websocket, binary frames)',
           params: NameParams,
-          response: {
-            101: { description: 'switching to the websocket protocol: the guest\'s serial console in binary frames both ways; closed with 4409 when another client holds it, 1001 when the daemon stops' },
-            ...errors,
-          },
         },
         preValidation: async (req) => {
           svc.instances.consoleSocket((req.params as { name: string }).name);
