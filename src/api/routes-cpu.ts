@@ -1,22 +1,37 @@
 /** /v1/instances/{name}/cpu (vCPU statistics) and /v1/instances/{name}/cpus (vCPU hotplug). */
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
-import { Type, type Static } from '@sinclair/typebox';
-import { ErrorBody, NameParams } from './schemas.js';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
+import { errors, NameParams } from './schemas-common.js';
+import { CpuStats, ResizeCpusBody, StoppedCpuResize } from './schemas-compute.js';
 import type { Services } from './services.js';
 
-const errors = { 400: ErrorBody, 404: ErrorBody, 409: ErrorBody, 500: ErrorBody };
-export const ResizeCpusBody = Type.Object({ count: Type.Integer({ description: 'vCPUs the running guest should have (at most maxCpus)' }) }, { additionalProperties: false });
+export { ResizeCpusBody };
 
 export function cpuRoutes(svc: Services): FastifyPluginAsync {
-  return async (app: FastifyInstance) => {
-    app.get<{ Params: Static<typeof NameParams> }>(
+  return async (base: FastifyInstance) => {
+    const app = base.withTypeProvider<TypeBoxTypeProvider>();
+    app.get(
       '/v1/instances/:name/cpu',
-      { schema: { summary: 'vCPU threads, host CPU time, last CPU, affinity, cgroup values and VM exits (KVM only)', params: NameParams, response: errors } },
+      {
+        schema: {
+          operationId: 'getInstanceCpu', tags: ['cpu'],
+          summary: 'vCPU threads, host CPU time, last CPU, affinity, cgroup values and VM exits (KVM only)',
+          params: NameParams, response: { 200: CpuStats, ...errors },
+        },
+      },
       async (req) => svc.cpu.stats(req.params.name),
     );
-    app.post<{ Params: Static<typeof NameParams>; Body: Static<typeof ResizeCpusBody> }>(
+    app.post(
       '/v1/instances/:name/cpus',
-      { schema: { summary: 'Hotplug vCPUs up to maxCpus (a stopped instance stores the count for its next start)', params: NameParams, body: ResizeCpusBody, response: errors } },
+      {
+        schema: {
+          operationId: 'resizeInstanceCpus', tags: ['cpu'],
+          summary: 'Hotplug vCPUs up to maxCpus (a stopped instance stores the count for its next start)',
+          params: NameParams, body: ResizeCpusBody,
+          response: { 200: Type.Union([CpuStats, StoppedCpuResize], { description: 'a running instance\'s vCPUs now, or the count a stopped one starts with' }), ...errors },
+        },
+      },
       async (req) => svc.cpu.resizeCpus(req.params.name, req.body.count),
     );
   };

@@ -1,46 +1,47 @@
 /** /v1/host/devices (the host's PCI devices) and /v1/host/sriov (a PF's VFs, which are free; set its VF count). */
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
-import { Type, type Static } from '@sinclair/typebox';
-import { ErrorBody } from './schemas.js';
-import { listPciDevices } from '../host/pci.js';
-import { setVfCount, sriovState } from '../host/sriov.js';
-import type { FsOps } from '../host/vfio.js';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { errors } from './schemas-common.js';
+import { PciDeviceList, PfParams, SriovBody, SriovState } from './schemas-host.js';
+import type { Services } from './services.js';
 
-const errors = { 400: ErrorBody, 404: ErrorBody, 409: ErrorBody, 500: ErrorBody };
-const SriovBody = Type.Object(
-  {
-    pf: Type.String({ description: 'the physical function, 0000:03:00.0 or 03:00.0', maxLength: 32 }),
-    vfs: Type.Integer({ minimum: 0, description: 'the number of VFs wanted (0 removes them)' }),
-  },
-  { additionalProperties: false },
-);
-const PfParams = Type.Object({ pf: Type.String({ description: 'the physical function, 0000:03:00.0 or 03:00.0', maxLength: 32 }) }, { additionalProperties: false });
-
-export interface DeviceRouteOptions {
-  /** The sysfs root; default $CORRAL_SYSFS_ROOT or /sys (read per request, so tests may point it at a fake tree). */
-  sys?: string;
-  /** Addresses given to instances (VFs in use show as not free and block a count change). */
-  inUse?: () => ReadonlySet<string>;
-  ops?: FsOps;
-}
-
-export function deviceRoutes(opts: DeviceRouteOptions = {}): FastifyPluginAsync {
-  const sys = (): string => opts.sys ?? process.env.CORRAL_SYSFS_ROOT ?? '/sys';
-  return async (app: FastifyInstance) => {
+/** The host's devices come from the passthrough service, which owns the sysfs root and serialises VF count changes with starts. */
+export function deviceRoutes(svc: Pick<Services, 'passthrough'>): FastifyPluginAsync {
+  const pt = svc.passthrough;
+  return async (base: FastifyInstance) => {
+    const app = base.withTypeProvider<TypeBoxTypeProvider>();
     app.get(
       '/v1/host/devices',
-      { schema: { summary: 'PCI devices of the host: ids, class, driver, IOMMU group and its other members, NUMA node, SR-IOV', response: { 500: ErrorBody } } },
-      async () => ({ devices: listPciDevices(sys()) }),
+      {
+        schema: {
+          operationId: 'listHostDevices', tags: ['host'],
+          summary: 'PCI devices of the host: ids, class, driver, IOMMU group and its other members, NUMA node, SR-IOV',
+          response: { 200: PciDeviceList, 401: errors[401], 500: errors[500] },
+        },
+      },
+      async () => ({ devices: pt.pciDevices() }),
     );
-    app.get<{ Params: Static<typeof PfParams> }>(
+    app.get(
       '/v1/host/sriov/:pf',
-      { schema: { summary: 'A PF\'s SR-IOV state: its VFs, their drivers, and which are free (not on vfio-pci, not given to an instance)', params: PfParams, response: errors } },
-      async (req) => sriovState(sys(), req.params.pf, opts.inUse?.()),
+      {
+        schema: {
+          operationId: 'getSriovState', tags: ['host'],
+          summary: 'A PF\'s SR-IOV state: its VFs, their drivers, and which are free (not on vfio-pci, not given to an instance)',
+          params: PfParams, response: { 200: SriovState, ...errors },
+        },
+      },
+      async (req) => pt.sriov(req.params.pf),
     );
-    app.post<{ Body: Static<typeof SriovBody> }>(
+    app.post(
       '/v1/host/sriov',
-      { schema: { summary: 'Set the number of SR-IOV VFs of a PF (writes 0 first when changing a non-zero count); returns the PF\'s SR-IOV state', body: SriovBody, response: errors } },
-      async (req) => setVfCount(sys(), req.body.pf, req.body.vfs, { inUse: opts.inUse?.(), ops: opts.ops }),
+      {
+        schema: {
+          operationId: 'setSriovVfCount', tags: ['host'],
+          summary: 'Set the number of SR-IOV VFs of a PF (writes 0 first when changing a non-zero count); returns the PF\'s SR-IOV state',
+          body: SriovBody, response: { 200: SriovState, ...errors },
+        },
+      },
+      async (req) => pt.setVfCount(req.body.pf, req.body.vfs),
     );
   };
 }

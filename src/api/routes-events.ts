@@ -4,15 +4,17 @@
  * daemon already published one) and is ended, so neither the client nor the daemon's exit waits on it.
  */
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
-import type { Static } from '@sinclair/typebox';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import type { StoredEvent } from '../store/store.js';
-import { EventsQuery } from './schemas.js';
+import { errors } from './schemas-common.js';
+import { Event, EventsQuery } from './schemas-events.js';
 import type { Services } from './services.js';
 
 export const STOPPING_EVENT = 'daemon.stopping';
 
 export function eventRoutes(svc: Pick<Services, 'events'>): FastifyPluginAsync {
-  return async (app: FastifyInstance) => {
+  return async (base: FastifyInstance) => {
+    const app = base.withTypeProvider<TypeBoxTypeProvider>();
     /** Open streams: each one ends itself when told. */
     const open = new Set<() => void>();
     app.addHook('preClose', (done) => {
@@ -20,9 +22,22 @@ export function eventRoutes(svc: Pick<Services, 'events'>): FastifyPluginAsync {
       done();
     });
 
-    app.get<{ Querystring: Static<typeof EventsQuery> }>(
+    app.get(
       '/v1/events',
-      { schema: { summary: 'Stream of events (text/event-stream); ends with a daemon.stopping event when the daemon stops', querystring: EventsQuery } },
+      {
+        schema: {
+          operationId: 'streamEvents', tags: ['events'],
+          summary: 'Stream of events (text/event-stream); ends with a daemon.stopping event when the daemon stops',
+          querystring: EventsQuery,
+          response: {
+            200: {
+              description: 'server-sent events: `id` (the event\'s id; give it as ?since= or Last-Event-ID to resume), `event` (its type) and `data` (the event as JSON)',
+              content: { 'text/event-stream': { schema: Event } },
+            },
+            400: errors[400], 401: errors[401],
+          },
+        },
+      },
       (req, reply) => {
         const lastId = Number(req.headers['last-event-id'] ?? req.query.since ?? NaN);
         reply.hijack();

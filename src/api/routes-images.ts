@@ -4,15 +4,21 @@
  * {"type":"error","error":{...}}. Input is checked before the stream starts, so bad input is a plain 400.
  */
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { PassThrough } from 'node:stream';
 import { existsSync, statSync } from 'node:fs';
-import type { Static } from '@sinclair/typebox';
-import { Type } from '@sinclair/typebox';
 import { CorralError, isCorralError } from '../core/errors.js';
 import { validateName } from '../core/spec.js';
 import type { ImageRecord, Progress } from '../storage/images.js';
-import { BuildTinyBody, ErrorBody, ImportImageBody, NameParams } from './schemas.js';
+import { Deleted, errors, NameParams } from './schemas-common.js';
+import { BuildTinyBody, Image, ImageJobLine, ImageList, ImportImageBody } from './schemas-storage.js';
 import type { Services } from './services.js';
+
+/** A job's reply: a stream of JSON lines, each an ImageJobLine. */
+const jobStream = {
+  description: 'JSON lines: progress lines, then one result (the image) or one error',
+  content: { 'application/x-ndjson': { schema: ImageJobLine } },
+};
 
 function streamJob(reply: FastifyReply, job: (progress: Progress) => Promise<ImageRecord>): FastifyReply {
   const out = new PassThrough();
@@ -28,21 +34,38 @@ function streamJob(reply: FastifyReply, job: (progress: Progress) => Promise<Ima
 }
 
 export function imageRoutes(svc: Services): FastifyPluginAsync {
-  return async (app: FastifyInstance) => {
-    app.get('/v1/images', { schema: { summary: 'List images' } }, async () => ({ images: svc.images.list() }));
-
-    app.get<{ Params: Static<typeof NameParams> }>('/v1/images/:name', { schema: { params: NameParams, response: { 404: ErrorBody } } }, async (req) =>
-      svc.images.get(req.params.name),
+  return async (base: FastifyInstance) => {
+    const app = base.withTypeProvider<TypeBoxTypeProvider>();
+    const tags = ['images'];
+    app.get(
+      '/v1/images',
+      { schema: { operationId: 'listImages', tags, summary: 'List images', response: { 200: ImageList, 401: errors[401], 500: errors[500] } } },
+      async () => ({ images: svc.images.list() }),
     );
 
-    app.delete<{ Params: Static<typeof NameParams> }>('/v1/images/:name', { schema: { params: NameParams } }, async (req) => {
-      svc.images.remove(req.params.name);
-      return { deleted: req.params.name };
-    });
+    app.get(
+      '/v1/images/:name',
+      { schema: { operationId: 'getImage', tags, summary: 'Show an image', params: NameParams, response: { 200: Image, ...errors } } },
+      async (req) => svc.images.get(req.params.name),
+    );
 
-    app.post<{ Body: Static<typeof ImportImageBody> }>(
+    app.delete(
+      '/v1/images/:name',
+      { schema: { operationId: 'deleteImage', tags, summary: 'Delete an image (refused while instances use it)', params: NameParams, response: { 200: Deleted, ...errors } } },
+      async (req) => {
+        svc.images.remove(req.params.name);
+        return { deleted: req.params.name };
+      },
+    );
+
+    app.post(
       '/v1/images',
-      { schema: { summary: 'Import a disk image from a file on the host (streams progress as JSON lines)', body: ImportImageBody, response: { 400: ErrorBody, 409: ErrorBody } } },
+      {
+        schema: {
+          operationId: 'importImage', tags, summary: 'Import a disk image from a file on the host (streams progress as JSON lines)',
+          body: ImportImageBody, response: { 200: jobStream, ...errors },
+        },
+      },
       async (req, reply) => {
         const { name, file, format } = req.body;
         validateName('name', name);
@@ -54,9 +77,14 @@ export function imageRoutes(svc: Services): FastifyPluginAsync {
       },
     );
 
-    app.post<{ Body: Static<typeof BuildTinyBody> }>(
+    app.post(
       '/v1/images/build-tiny',
-      { schema: { summary: 'Build the tiny guest image from Debian packages (streams progress as JSON lines)', body: BuildTinyBody, response: { 200: Type.Any() } } },
+      {
+        schema: {
+          operationId: 'buildTinyImage', tags, summary: 'Build the tiny guest image from Debian packages (streams progress as JSON lines)',
+          body: BuildTinyBody, response: { 200: jobStream, ...errors },
+        },
+      },
       async (req, reply) => streamJob(reply, (p) => svc.images.buildTiny(req.body?.force ?? false, p)),
     );
   };

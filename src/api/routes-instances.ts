@@ -1,16 +1,25 @@
 /** /v1/instances: list, create, show, delete, lifecycle actions, console (websocket) and console log. */
 import type { FastifyInstance, FastifyPluginAsync, FastifyReply } from 'fastify';
 import { connect } from 'node:net';
-import type { Static } from '@sinclair/typebox';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
 import { CorralError, isCorralError } from '../core/errors.js';
 import { readConsoleLog } from '../services/console-log.js';
-import { ActionBody, CreateInstanceBody, DeleteQuery, ErrorBody, Instance, NameParams, SetInstanceBody, StopReply } from './schemas.js';
 import type { EventBus } from '../services/events.js';
+import { Deleted, errors, NameParams } from './schemas-common.js';
+import { ActionBody, CreateInstanceBody, DeleteQuery, DeviceList, Instance, InstanceList, SetInstanceBody, SetReply, StopReply } from './schemas-instances.js';
 import type { Services } from './services.js';
-import { Type } from '@sinclair/typebox';
 
 const ACTIONS = ['start', 'stop', 'restart', 'pause', 'resume', 'kill'] as const;
-const errors = { 400: ErrorBody, 404: ErrorBody, 409: ErrorBody, 500: ErrorBody };
+const ACTION_SUMMARIES: Record<(typeof ACTIONS)[number], string> = {
+  start: 'Start a stopped instance',
+  stop: 'Power an instance off (ACPI, then kill after timeout seconds); killed says whether QEMU was killed',
+  restart: 'Stop an instance (as stop does), then start it again: a new QEMU, so configuration changes apply',
+  pause: 'Pause the virtual CPUs of an instance',
+  resume: 'Resume a paused instance',
+  kill: 'Kill the QEMU of an instance at once',
+};
+const tags = ['instances'];
 
 /** The daemon's own share of a start, for clients and the benchmark: prepare, QEMU until QMP greets, QMP status. */
 function serverTiming(reply: FastifyReply, svc: Services, name: string): void {
@@ -35,17 +44,25 @@ function watchStopTimeout(events: EventBus, name: string): { killed(): boolean; 
 }
 
 export function instanceRoutes(svc: Services): FastifyPluginAsync {
-  return async (app: FastifyInstance) => {
+  return async (base: FastifyInstance) => {
+    const app = base.withTypeProvider<TypeBoxTypeProvider>();
     /** Who holds each instance's console: a detach only frees the console if it still holds it. */
     const consoleBusy = new Map<string, object>();
 
-    app.get('/v1/instances', { schema: { summary: 'List instances', response: { 200: Type.Object({ instances: Type.Array(Instance) }) } } }, async () => ({
-      instances: svc.instances.list(),
-    }));
-
-    app.post<{ Body: CreateInstanceBody }>(
+    app.get(
       '/v1/instances',
-      { schema: { summary: 'Create an instance (and start it with start=true)', body: CreateInstanceBody, response: { 201: Instance, ...errors } } },
+      { schema: { operationId: 'listInstances', tags, summary: 'List instances', response: { 200: InstanceList, 401: errors[401], 500: errors[500] } } },
+      async () => ({ instances: svc.instances.list() }),
+    );
+
+    app.post(
+      '/v1/instances',
+      {
+        schema: {
+          operationId: 'createInstance', tags, summary: 'Create an instance (and start it with start=true)',
+          body: CreateInstanceBody, response: { 201: Instance, ...errors },
+        },
+      },
       async (req, reply) => {
         const view = await svc.instances.create(req.body);
         if (req.body.start) serverTiming(reply, svc, view.name);
@@ -53,27 +70,32 @@ export function instanceRoutes(svc: Services): FastifyPluginAsync {
       },
     );
 
-    app.get<{ Params: Static<typeof NameParams> }>(
+    app.get(
       '/v1/instances/:name',
-      { schema: { summary: 'Show an instance', params: NameParams, response: { 200: Instance, ...errors } } },
+      { schema: { operationId: 'getInstance', tags, summary: 'Show an instance', params: NameParams, response: { 200: Instance, ...errors } } },
       async (req) => svc.instances.get(req.params.name),
     );
 
-    app.patch<{ Params: Static<typeof NameParams>; Body: Static<typeof SetInstanceBody> }>(
+    app.patch(
       '/v1/instances/:name',
       {
         schema: {
+          operationId: 'setInstance', tags,
           summary: "Change a stopped instance's configuration (validated as a create is; the next start uses it)",
-          params: NameParams, body: SetInstanceBody,
-          response: { 200: Type.Object({ instance: Instance, changed: Type.Array(Type.String()) }), ...errors },
+          params: NameParams, body: SetInstanceBody, response: { 200: SetReply, ...errors },
         },
       },
       async (req) => svc.config.set(req.params.name, req.body),
     );
 
-    app.delete<{ Params: Static<typeof NameParams>; Querystring: Static<typeof DeleteQuery> }>(
+    app.delete(
       '/v1/instances/:name',
-      { schema: { summary: 'Delete an instance, its disks and runtime files (force=true kills a running one)', params: NameParams, querystring: DeleteQuery, response: errors } },
+      {
+        schema: {
+          operationId: 'deleteInstance', tags, summary: 'Delete an instance, its disks and runtime files (force=true kills a running one)',
+          params: NameParams, querystring: DeleteQuery, response: { 200: Deleted, ...errors },
+        },
+      },
       async (req) => {
         await svc.instances.delete(req.params.name, req.query.force ?? false);
         return { deleted: req.params.name };
@@ -82,9 +104,14 @@ export function instanceRoutes(svc: Services): FastifyPluginAsync {
 
     for (const action of ACTIONS) {
       const stops = action === 'stop' || action === 'restart';
-      app.post<{ Params: Static<typeof NameParams>; Body: Static<typeof ActionBody> }>(
+      app.post(
         `/v1/instances/:name/${action}`,
-        { schema: { summary: `${action} an instance`, params: NameParams, body: ActionBody, response: { 200: stops ? StopReply : Instance, ...errors } } },
+        {
+          schema: {
+            operationId: `${action}Instance`, tags, summary: ACTION_SUMMARIES[action],
+            params: NameParams, body: ActionBody, response: { 200: stops ? StopReply : Instance, ...errors },
+          },
+        },
         async (req, reply) => {
           const name = req.params.name;
           const timeout = req.body?.timeout;
@@ -106,15 +133,30 @@ export function instanceRoutes(svc: Services): FastifyPluginAsync {
       );
     }
 
-    app.get<{ Params: Static<typeof NameParams> }>(
+    app.get(
       '/v1/instances/:name/devices',
-      { schema: { summary: 'Disks, NICs and other devices with their approach (emulated, paravirtual, vhost-*, passthrough) and data path', params: NameParams, response: errors } },
+      {
+        schema: {
+          operationId: 'listInstanceDevices', tags,
+          summary: 'Disks, NICs and other devices with their approach (emulated, paravirtual, vhost-*, passthrough) and data path',
+          params: NameParams, response: { 200: DeviceList, ...errors },
+        },
+      },
       async (req) => ({ devices: await svc.instances.devices(req.params.name) }),
     );
 
-    app.get<{ Params: Static<typeof NameParams> }>(
+    app.get(
       '/v1/instances/:name/console/log',
-      { schema: { summary: 'What the guest has written to its serial console so far', params: NameParams } },
+      {
+        schema: {
+          operationId: 'getInstanceConsoleLog', tags: ['console'], summary: 'What the guest has written to its serial console so far',
+          params: NameParams,
+          response: {
+            200: { description: 'the bytes of the console log', content: { 'application/octet-stream': { schema: Type.Unsafe<Buffer>({ type: 'string', format: 'binary' }) } } },
+            ...errors,
+          },
+        },
+      },
       async (req, reply) => {
         const file = svc.instances.consoleLogPath(req.params.name);
         return reply.type('application/octet-stream').send(readConsoleLog(file));
@@ -122,11 +164,15 @@ export function instanceRoutes(svc: Services): FastifyPluginAsync {
     );
 
     // Interactive serial console: bytes in both directions over a websocket. One client at a time.
-    app.get<{ Params: Static<typeof NameParams> }>(
+    app.get(
       '/v1/instances/:name/console',
       {
         websocket: true,
-        schema: { summary: 'Attach to the serial console (websocket, binary frames)', params: NameParams },
+        schema: {
+          // @fastify/websocket leaves websocket routes out of the OpenAPI document
+          operationId: 'attachInstanceConsole', tags: ['console'], summary: 'Attach to the serial console (websocket, binary frames)',
+          params: NameParams,
+        },
         preValidation: async (req) => {
           svc.instances.consoleSocket((req.params as { name: string }).name);
           if (consoleBusy.has((req.params as { name: string }).name)) {

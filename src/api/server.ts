@@ -6,9 +6,13 @@ import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
 import AjvCompiler, { type BuildCompilerFromPool } from '@fastify/ajv-compiler';
 import websocket from '@fastify/websocket';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { timingSafeEqual } from 'node:crypto';
 import { CorralError, isCorralError } from '../core/errors.js';
 import type { Services } from './services.js';
+import { errors } from './schemas-common.js';
+import { Pool } from './schemas-instances.js';
+import { Host } from './schemas-host.js';
 import { instanceRoutes } from './routes-instances.js';
 import { imageRoutes } from './routes-images.js';
 import { eventRoutes } from './routes-events.js';
@@ -91,6 +95,27 @@ const strictBodies: BuildCompilerFromPool = (external, options) => {
   return (def) => (def.httpPart === 'body' ? strict(def) : coercing(def));
 };
 
+/** The OpenAPI document's frame: the routes fill in its paths. The TCP API (with a token) needs the bearer token on every call. */
+function openapiDocument(tokened: boolean) {
+  return {
+    openapi: '3.1.0',
+    info: {
+      title: 'Corral API',
+      version: '1',
+      description: 'QEMU virtual machines on one host. Errors are {"error":{"code","message",...}}.',
+    },
+    servers: [{
+      url: '/',
+      description: tokened ? 'this daemon\'s TCP API (every call needs the bearer token in $CORRAL_DATA_DIR/token)' : 'this daemon\'s unix socket API ($CORRAL_DATA_DIR/corral.sock, root only; no token)',
+    }],
+    components: {
+      securitySchemes: { bearer: { type: 'http' as const, scheme: 'bearer', description: 'the token in $CORRAL_DATA_DIR/token; the TCP API requires it, the unix socket does not' } },
+    },
+    security: tokened ? [{ bearer: [] }] : [],
+    tags: ['instances', 'console', 'cpu', 'memory', 'disks', 'nics', 'passthrough', 'images', 'volumes', 'networks', 'host', 'pool', 'events'].map((name) => ({ name })),
+  };
+}
+
 export async function buildApi(svc: Services, opts: ApiOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
     logger: opts.logger ?? false,
@@ -122,9 +147,12 @@ export async function buildApi(svc: Services, opts: ApiOptions = {}): Promise<Fa
   }
 
   await app.register(swagger, {
-    openapi: {
-      info: { title: 'Corral API', version: '1' },
-      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+    openapi: openapiDocument(opts.token !== undefined),
+    // the unix socket takes no token: its document names no 401 replies
+    transform: ({ schema, url }) => {
+      if (opts.token !== undefined || !schema?.response) return { schema, url };
+      const { 401: _unauthorized, ...response } = schema.response as Record<string, unknown>;
+      return { schema: { ...schema, response }, url };
     },
   });
   await app.register(websocket, { options: { maxPayload: 1024 * 1024 }, preClose: closeWebsockets });
@@ -134,16 +162,28 @@ export async function buildApi(svc: Services, opts: ApiOptions = {}): Promise<Fa
   await app.register(eventRoutes(svc));
   await app.register(cpuRoutes(svc));
   await app.register(memoryRoutes(svc));
-  await app.register(deviceRoutes({ inUse: () => svc.passthrough.inUse() }));
+  await app.register(deviceRoutes(svc));
   await app.register(volumeRoutes(svc));
   await app.register(diskRoutes(svc));
   await app.register(nicRoutes(svc));
   await app.register(networkRoutes(svc));
   await app.register(passthroughRoutes(svc));
 
-  app.get('/v1/host', { schema: { summary: 'Host facts and the accelerator chosen' } }, async () => svc.host.show());
-  app.get('/v1/pool', { schema: { summary: 'The resource pool: capacity (host x ratio, less the reserve), allocated, free' } }, async () =>
-    svc.instances.pool(),
+  const typed = app.withTypeProvider<TypeBoxTypeProvider>();
+  typed.get(
+    '/v1/host',
+    { schema: { operationId: 'getHost', tags: ['host'], summary: 'Host facts, its inventory and the accelerator chosen', response: { 200: Host, 401: errors[401], 500: errors[500] } } },
+    async () => svc.host.show(),
+  );
+  typed.get(
+    '/v1/pool',
+    {
+      schema: {
+        operationId: 'getPool', tags: ['pool'], summary: 'The resource pool: capacity (host x ratio, less the reserve), allocated, free',
+        response: { 200: Pool, 401: errors[401], 500: errors[500] },
+      },
+    },
+    async () => svc.instances.pool(),
   );
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   await app.ready();

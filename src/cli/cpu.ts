@@ -1,7 +1,7 @@
 /** `corral cpu NAME`: vCPU threads, affinity, cgroup and VM exits of a running instance. (resize: see stats.ts) */
 import type { Command } from 'commander';
 import type { ApiClient } from './client.js';
-import type { CpuStats } from '../services/cpu.js';
+import type { CpuStats } from '../api/schemas-compute.js';
 import { orDash, printJson, printLines, table } from './format.js';
 
 export type { CpuStats };

@@ -1,27 +1,11 @@
 /** `corral host devices` (PCI devices: IOMMU groups, drivers, SR-IOV) and `corral host sriov PF [--vfs N]`. */
 import type { Command } from 'commander';
+import type { PciDevice, SriovState } from '../api/schemas-host.js';
 import type { ApiClient } from './client.js';
 import { keyValues, printJson, printLines, table } from './format.js';
 
-export interface PciDeviceView {
-  address: string;
-  vendor: string | null;
-  device: string | null;
-  className: string;
-  driver: string | null;
-  iommuGroup: number | null;
-  iommuGroupPeers: string[];
-  numaNode: number | null;
-  sriov: { totalVfs: number; numVfs: number; vfs: string[] } | { physfn: string } | null;
-}
-
-export interface SriovStateView {
-  pf: string;
-  netdev: string | null;
-  totalVfs: number;
-  numVfs: number;
-  vfs: Array<{ index: number; address: string; driver: string | null; free: boolean }>;
-}
+export type PciDeviceView = PciDevice;
+export type SriovStateView = SriovState;
 
 function sriovCell(s: PciDeviceView['sriov']): string {
   if (!s) return '-';

@@ -1,7 +1,7 @@
 /** `corral disk attach|detach|list`: volumes attached to an instance as disks. */
 import { Option, type Command } from 'commander';
 import { DISK_BUSES } from '../core/disks.js';
-import type { DiskView } from '../services/disks.js';
+import type { Disk as DiskView } from '../api/schemas-storage.js';
 import type { ApiClient } from './client.js';
 import { printJson, printLines, table } from './format.js';
 

@@ -3,9 +3,9 @@ import { resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import { ApiClient, CliError, lines } from './client.js';
 import { fields, keyValues, orDash, printJson, printLines, size, table } from './format.js';
-import type { ImageRecord as StoredImage } from '../storage/images.js';
+import type { Image } from '../api/schemas-storage.js';
 
-export type ImageRecord = StoredImage & { [extra: string]: unknown };
+export type ImageRecord = Image & { [extra: string]: unknown };
 
 interface ProgressEvent { type: 'progress'; step?: string; message?: string; percent?: number }
 type JobEvent = ProgressEvent | { type: 'result'; image: ImageRecord } | { type: 'error'; error: { code?: string; message?: string } };

@@ -1,9 +1,8 @@
 /** `corral devices NAME`: each device of an instance, its approach and its data path in one line. */
 import type { Command } from 'commander';
+import type { DevicePath } from '../api/schemas-instances.js';
 import type { ApiClient } from './client.js';
 import { printJson, printLines, table } from './format.js';
-
-interface DevicePath { kind: string; id: string; approach: string; qemuDevice: string; dataPath: string }
 
 export function registerInstanceDeviceCommands(program: Command, client: () => ApiClient): void {
   program

@@ -4,11 +4,9 @@ import { NIC_MODELS } from '../core/nics.js';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { ApiClient, CliError } from './client.js';
 import { duration, orDash, printJson, printLines, size, table } from './format.js';
-import { instanceDetails, type ShownMemory, type ShownNic } from './show.js';
-import type { InstanceView } from '../services/instances.js';
+import { instanceDetails, type Instance, type ShownMemory, type ShownNic } from './show.js';
 
-/** The instance as the API shows it. Fields are read defensively: the CLI prints what it gets. */
-export type Instance = InstanceView & { [extra: string]: unknown };
+export type { Instance };
 
 /** A strict decimal number parser for commander options (1.5, 0.25; rejects "1.5x"). */
 export function decimalNumber(value: string): number {

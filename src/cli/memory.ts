@@ -1,16 +1,11 @@
 /** `corral memory NAME`: a running instance's memory, and the memory map with host residency per range. */
 import type { Command } from 'commander';
+import type { MemoryStats, StoppedMemoryResize } from '../api/schemas-compute.js';
 import type { ApiClient } from './client.js';
 import { keyValues, printJson, printLines, size, table } from './format.js';
 
-export interface MemoryStatsView {
-  name: string;
-  configured: { memory: number; maxMemory: number | null; balloon: boolean };
-  requested: number | null;
-  guest: { visible: number; balloon: number | null; plugged: number | null; total: number | null; free: number | null; available: number | null; used: number | null };
-  host: { rss: number | null; anonymous: number | null; shared: number | null; swap: number | null };
-  map: Array<{ region: string; gpaStart: number; gpaEnd: number; hvaStart: number | null; hvaEnd: number | null; size: number; resident: number | null }>;
-}
+/** What the memory route says of a running guest. */
+export type MemoryStatsView = MemoryStats;
 
 const hex = (v: number | null): string => (v === null ? '-' : `0x${v.toString(16).padStart(12, '0')}`);
 
@@ -32,7 +27,7 @@ export function memoryDetails(m: MemoryStatsView): string {
 }
 
 /** A resize of a stopped instance: the boot memory of its next start. */
-export interface StoppedMemoryResize { name: string; memory: number; state: string }
+export type { StoppedMemoryResize };
 
 /** Resize an instance's memory (`corral resize NAME --memory SIZE`): a running one's new stats, or the stored size. */
 export function resizeMemory(client: ApiClient, name: string, sizeArg: string): Promise<MemoryStatsView | StoppedMemoryResize> {

@@ -1,13 +1,11 @@
 /** Network commands: create, list, show, delete. */
 import { Option, type Command } from 'commander';
 import type { ApiClient } from './client.js';
-import type { NetworkRecord } from '../core/networks.js';
-import type { Lease } from '../network/dnsmasq.js';
-import type { NetworkDetails } from '../services/networks.js';
+import type { Lease, Network, NetworkDetails } from '../api/schemas-network.js';
 import { fields, keyValues, orDash, printJson, printLines, table } from './format.js';
 
 /** A network as the API sends it: the record, and from show also the host status and the leases. */
-export type NetworkJson = NetworkRecord & Partial<Pick<NetworkDetails, 'status' | 'leases'>>;
+export type NetworkJson = Network & Partial<Pick<NetworkDetails, 'status' | 'leases'>>;
 
 const enc = encodeURIComponent;
 const yesNo = (v: unknown): string => (v === true ? 'yes' : v === false ? 'no' : orDash(v as string | null));

@@ -1,7 +1,7 @@
 /** `corral nic attach|detach|list`: an instance's network interfaces. */
 import { Option, type Command } from 'commander';
 import { NIC_MODELS } from '../core/nics.js';
-import type { NicView } from '../services/nics.js';
+import type { Nic as NicView } from '../api/schemas-network.js';
 import type { ApiClient } from './client.js';
 import { printJson, printLines, table } from './format.js';
 import { wholeNumber } from './instances.js';

@@ -1,6 +1,6 @@
 /** `corral passthrough attach|detach|list`: host PCI devices given to an instance whole (VFIO). */
 import type { Command } from 'commander';
-import type { HostdevView } from '../services/passthrough.js';
+import type { Hostdev as HostdevView } from '../api/schemas-host.js';
 import type { ApiClient } from './client.js';
 import { printJson, printLines, table } from './format.js';
 

@@ -1,15 +1,8 @@
 /** `corral pool show`: the resource pool: capacity, allocated, free. */
 import type { Command } from 'commander';
+import type { Pool as PoolView } from '../api/schemas-instances.js';
 import type { ApiClient } from './client.js';
 import { printJson, printLines, size, table } from './format.js';
-
-interface PoolView {
-  capacity: { cpus: number; memory: number };
-  allocated: { cpus: number; memory: number; instances: number };
-  free: { cpus: number; memory: number };
-  ratios: { cpu: number; memory: number };
-  reservedMemory: number;
-}
 
 export function poolDetails(p: PoolView): string {
   return [

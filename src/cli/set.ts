@@ -6,7 +6,7 @@ import type { Command } from 'commander';
 import { CliError, type ApiClient } from './client.js';
 import { printJson, printLines } from './format.js';
 import type { Instance } from './instances.js';
-import { SetInstanceBody } from '../api/schemas.js';
+import { SetInstanceBody } from '../api/schemas-instances.js';
 
 type Kind = 'int' | 'number' | 'bool' | 'string';
 interface KeySpec { field: string; kind: Kind; clearable: boolean }

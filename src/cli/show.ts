@@ -3,10 +3,12 @@
  * with their buses, NICs with MACs, networks and forwards, host devices, firmware), what runs now (pid,
  * accelerator, uptime, resident memory, addresses, memory visible to the guest), and why its last QEMU ended.
  */
-import type { InstanceSpec } from '../core/spec.js';
+import type { Instance as InstanceJson, InstanceSpec } from '../api/schemas-instances.js';
 import { formatCpuList } from '../core/cpulist.js';
 import { duration, keyValues, orDash, size } from './format.js';
-import type { Instance } from './instances.js';
+
+/** The instance as the API shows it. Fields are read defensively: the CLI prints what it gets. */
+export type Instance = InstanceJson & { [extra: string]: unknown };
 
 /** A NIC as `GET /v1/instances/NAME/nics` shows it (ip from DHCP leases on bridge networks). */
 export interface ShownNic {

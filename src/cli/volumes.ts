@@ -1,24 +1,12 @@
 /** Volume commands: create, list, show, resize, clone, snapshot, delete (the `default` pool). */
 import { Option, type Command } from 'commander';
+import type { Snapshot, Volume, VolumeDetails } from '../api/schemas-storage.js';
 import { CliError, type ApiClient } from './client.js';
 import { fields, keyValues, orDash, printJson, printLines, size, table } from './format.js';
 
-export interface VolumeJson {
-  name: string;
-  pool: string;
-  format: string;
-  virtualSize: number;
-  allocated: number;
-  path: string;
-  createdAt: string;
-  backing: string | null;
-  attachedTo: string | null;
-  snapshots?: SnapshotJson[];
-  clones?: string[];
-  [extra: string]: unknown;
-}
-
-export interface SnapshotJson { name: string; id: string; createdAt: string | null; vmStateSize: number }
+/** A volume as the API sends it: from show (and only there) with its snapshots and clones. */
+export type VolumeJson = Volume & Partial<Pick<VolumeDetails, 'snapshots' | 'clones'>>;
+export type SnapshotJson = Snapshot;
 
 const enc = encodeURIComponent;
 

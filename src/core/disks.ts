@@ -6,14 +6,9 @@ import { createHash } from 'node:crypto';
 import { CorralError, invalidSpec } from './errors.js';
 import { printable, validateName } from './names.js';
 
-export const DISK_BUSES = ['virtio-blk', 'virtio-scsi', 'ide', 'sata', 'vhost-user-blk'] as const;
-export type DiskBus = (typeof DISK_BUSES)[number];
+import { DISK_BUSES, type DiskBus, type InstanceDisk } from './spec-schema.js';
 
-/** A volume attached to an instance, as the instance spec stores it. */
-export interface InstanceDisk {
-  volume: string;
-  bus: DiskBus;
-}
+export { DISK_BUSES, type DiskBus, type InstanceDisk };
 
 /** The pc machine's built-in IDE controller (PIIX): two buses, master and slave: four devices, CDs included. */
 export const IDE_MAX = 4;

@@ -40,6 +40,8 @@ export const ErrorCodes = {
   /** a host command failed (the message names it and carries its stderr's telling line) */
   COMMAND_FAILED: 500,
   NETWORK_FAILED: 500,
+  /** a stored record (an instance's spec) is corrupt or from another version of Corral */
+  CORRUPT_RECORD: 500,
   TIMEOUT: 504,
   INTERNAL: 500,
 } as const;

@@ -4,13 +4,9 @@
  * viable is the host's business (src/host/vfio.ts), asked by the passthrough service.
  */
 import { CorralError, invalidSpec } from './errors.js';
+import type { InstanceHostdev } from './spec-schema.js';
 
-export interface InstanceHostdev {
-  /** QEMU device id: hostdev0, hostdev1, ... (never reused while the device is attached) */
-  id: string;
-  /** PCI address, full and lower case: 0000:03:00.0 */
-  address: string;
-}
+export type { InstanceHostdev };
 
 /** At most this many passthrough devices per instance. */
 export const MAX_HOSTDEVS = 8;

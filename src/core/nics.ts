@@ -6,44 +6,14 @@
 import { createHash } from 'node:crypto';
 import { CorralError, invalidSpec } from './errors.js';
 import { printable, validateName } from './names.js';
+import { NIC_MODELS, type InstanceNic, type NicModel, type PortForward } from './spec-schema.js';
 
-/**
- * emulated: e1000, rtl8139; paravirtual: virtio-net (QEMU userspace back end), vhost-net (vhost-kernel);
- * vhost-user: vhost-user-net (a DPDK/OVS back end's socket); passthrough: sriov (a VF of a host NIC).
- */
-export const NIC_MODELS = ['virtio-net', 'e1000', 'rtl8139', 'vhost-net', 'vhost-user-net', 'sriov'] as const;
-export type NicModel = (typeof NIC_MODELS)[number];
+export { NIC_MODELS, type NicModel, type InstanceNic, type PortForward };
 
 /** The network every instance gets unless told otherwise: QEMU user-mode NAT. */
 export const DEFAULT_NETWORK = 'default';
 export const MAX_NICS = 8;
 export const MAX_QUEUES = 16;
-
-export interface PortForward {
-  proto: 'tcp' | 'udp';
-  /** host address to listen on; empty = every address */
-  hostAddr: string;
-  hostPort: number;
-  guestPort: number;
-}
-
-/** A NIC as the instance spec stores it. */
-export interface InstanceNic {
-  /** QEMU device id: net0, net1, ... (never reused while the NIC exists) */
-  id: string;
-  model: NicModel;
-  /** the network it is on; null for vhost-user-net and sriov (their back end is outside Corral's networks) */
-  network: string | null;
-  mac: string;
-  /** virtio queue pairs (virtio-net, vhost-net, vhost-user-net) */
-  queues: number;
-  /** vhost-user-net: the back end's unix socket */
-  socket?: string;
-  /** sriov: the physical function to take a VF of, and the VLAN to put it in */
-  sriov?: { pf: string; vlan: number | null };
-  /** user network only: host ports forwarded to the guest */
-  forwards?: PortForward[];
-}
 
 /** What an attach request carries. */
 export interface NicRequest {

@@ -3,40 +3,19 @@
  * request the spec answers and validated exactly as a create is. Pure.
  */
 import { CorralError, invalidSpec } from './errors.js';
-import type { ComputeRequest } from './spec-compute.js';
-import { validateCreate, type Accelerator, type CreateRequest, type Firmware, type HostLimits, type InstanceSpec } from './spec.js';
+import { validateCreate, type CreateRequest, type HostLimits, type InstanceSpec } from './spec.js';
+import { SpecChangeSchema, type SpecChange } from './request-schema.js';
 
-/** What `set` may change; null clears an optional field (pin, limits, maxMemory, hugepages). */
-export interface SpecChange {
-  cpus?: number;
-  memory?: string | number;
-  maxCpus?: number | null;
-  sockets?: number;
-  cores?: number;
-  threads?: number;
-  cpuModel?: string;
-  pin?: string | number[] | null;
-  cpuWeight?: number | null;
-  cpuLimit?: number | null;
-  maxMemory?: string | number | null;
-  memoryLimit?: string | number | null;
-  prealloc?: boolean;
-  hugepages?: '2M' | '1G' | null;
-  balloon?: boolean;
-  firmware?: Firmware;
-  accel?: Accelerator | 'auto';
-}
+/** What `set` may change; null clears an optional field (pin, limits, maxMemory, hugepages): the API's body schema's type. */
+export type { SpecChange };
 
-export const CHANGE_KEYS: ReadonlyArray<keyof SpecChange> = [
-  'cpus', 'memory', 'maxCpus', 'sockets', 'cores', 'threads', 'cpuModel', 'pin', 'cpuWeight', 'cpuLimit', 'maxMemory',
-  'memoryLimit', 'prealloc', 'hugepages', 'balloon', 'firmware', 'accel',
-];
+export const CHANGE_KEYS = Object.keys(SpecChangeSchema.properties) as ReadonlyArray<keyof SpecChange>;
 
 const TOPOLOGY: ReadonlyArray<keyof SpecChange> = ['cpus', 'maxCpus', 'sockets', 'cores', 'threads'];
 
 /** The create request a stored spec answers (sizes in bytes). */
-function requestOf(s: InstanceSpec): CreateRequest & ComputeRequest {
-  const r: CreateRequest & ComputeRequest = {
+function requestOf(s: InstanceSpec): CreateRequest {
+  const r: CreateRequest = {
     name: 'x', image: s.image, cpus: s.cpus, memory: s.memory, firmware: s.firmware, accel: s.accel, rootBus: s.rootBus,
     sockets: s.topology.sockets, cores: s.topology.cores, threads: s.topology.threads, maxCpus: s.maxCpus, cpuModel: s.cpuModel,
     prealloc: s.prealloc, balloon: s.balloon,

@@ -5,48 +5,14 @@
 import { CorralError, invalidSpec } from './errors.js';
 import { parseCpuList } from './cpulist.js';
 import { GiB, MiB, formatSize, parseSize } from './units.js';
+import type { ComputeSpec, HugepageSize } from './spec-schema.js';
+import type { ComputeRequest } from './request-schema.js';
 
-export type HugepageSize = '2M' | '1G';
 export const HUGEPAGE_BYTES: Record<HugepageSize, number> = { '2M': 2 * MiB, '1G': GiB };
 /** virtio-mem hotplugs memory in blocks of this size. */
 export const VIRTIO_MEM_BLOCK = 2 * MiB;
 
-export interface ComputeRequest {
-  sockets?: number;
-  cores?: number;
-  threads?: number;
-  maxCpus?: number;
-  cpuModel?: string;
-  pin?: string | number[];
-  cpuWeight?: number;
-  cpuLimit?: number;
-  maxMemory?: string | number;
-  memoryLimit?: string | number;
-  prealloc?: boolean;
-  hugepages?: HugepageSize;
-  balloon?: boolean;
-}
-
-export interface ComputeSpec {
-  topology: { sockets: number; cores: number; threads: number };
-  /** vCPUs the machine can grow to by hotplug (sockets x cores x threads). */
-  maxCpus: number;
-  /** "auto" (host under KVM, max under TCG) or a QEMU CPU model name. */
-  cpuModel: string;
-  /** Host CPUs the vCPU threads run on: one per vCPU in order, or one set for all; null = anywhere. */
-  pin: number[] | null;
-  /** cgroup CPU weight 1..10000 (v2 cpu.weight; v1 cpu.shares = weight x 1024 / 100); null = default. */
-  cpuWeight: number | null;
-  /** cgroup CPU cap in CPUs (1.5 = one and a half CPUs); null = none. */
-  cpuLimit: number | null;
-  /** Memory the guest can grow to by hotplug (virtio-mem); null = no hotplug. */
-  maxMemory: number | null;
-  /** cgroup memory limit for the whole QEMU process; null = none. */
-  memoryLimit: number | null;
-  prealloc: boolean;
-  hugepages: HugepageSize | null;
-  balloon: boolean;
-}
+export type { ComputeRequest, ComputeSpec, HugepageSize };
 
 export interface ComputeHost {
   cpus: number;

@@ -6,10 +6,11 @@ import { FIRST_NIC_ID } from './device-ids.js';
 import { CorralError, invalidSpec } from './errors.js';
 import { MiB, formatSizeExact, parseSize } from './units.js';
 import { printable, validateName } from './names.js';
-import { computeDefaults, validateCompute, type ComputeRequest, type ComputeSpec } from './spec-compute.js';
-import { parseRootBus, type DiskBus, type InstanceDisk } from './disks.js';
-import { DEFAULT_NETWORK, type InstanceNic } from './nics.js';
-import type { InstanceHostdev } from './hostdevs.js';
+import { computeDefaults, validateCompute } from './spec-compute.js';
+import { parseRootBus } from './disks.js';
+import { DEFAULT_NETWORK } from './nics.js';
+import type { InstanceNic, InstanceSpec } from './spec-schema.js';
+import type { CreateRequest } from './request-schema.js';
 
 /** Kept here too for the modules that import them from the spec. */
 export { printable, validateName };
@@ -21,44 +22,10 @@ export const MAX_VCPUS = 255;
 export type Accelerator = 'kvm' | 'tcg';
 export type Firmware = 'bios' | 'uefi';
 
-/** What a create request carries, before validation (from JSON or the CLI). */
-export interface CreateRequest extends ComputeRequest {
-  name: string;
-  image: string;
-  cpus?: number;
-  memory?: string | number;
-  disk?: string | number;
-  firmware?: Firmware;
-  /** the first NIC's network: a network name, `user` (= default), or `none` for no NIC */
-  network?: string;
-  /** the first NIC's model (default virtio-net) */
-  nicModel?: string;
-  /** the first NIC's port forwards (user network), e.g. tcp:2222:22 */
-  forwards?: string[];
-  /** the bus of the root disk (default virtio-blk) */
-  rootBus?: string;
-  accel?: Accelerator | 'auto';
-  start?: boolean;
-}
-
-/** A validated specification, as stored. Sizes are bytes. */
-export interface InstanceSpec extends ComputeSpec {
-  image: string;
-  cpus: number;
-  memory: number;
-  /** Size of the root disk in bytes, or null to keep the image's size. */
-  disk: number | null;
-  firmware: Firmware;
-  accel: Accelerator | 'auto';
-  /** Volumes attached as disks, in attach order. */
-  disks: InstanceDisk[];
-  /** The root disk's bus. */
-  rootBus: DiskBus;
-  /** Network interfaces, in attach order. */
-  nics: InstanceNic[];
-  /** Host PCI devices passed through whole (VFIO), in attach order; SR-IOV VFs are NICs instead. */
-  hostdevs: InstanceHostdev[];
-}
+/** What a create request carries, before validation (from JSON or the CLI): the API's body schema's type. */
+export type { CreateRequest };
+/** A validated specification, as stored (sizes are bytes): the type of the spec schema the store checks records against. */
+export type { InstanceSpec };
 
 export interface HostLimits {
   cpus: number;

@@ -2,9 +2,22 @@
 import { hostname } from 'node:os';
 import type { HostLimits, Accelerator } from '../core/spec.js';
 import { readCpuModel, readMemInfo, readOnlineCpus } from '../host/basics.js';
-import { readHostInventory } from '../host/inventory.js';
+import { readHostInventory, type HostInventory } from '../host/inventory.js';
 import { decideAccelerator, probeCapabilities, type AccelDecision, type QemuCapabilities } from '../qemu/probe.js';
 import type { ImageStore } from '../storage/images.js';
+
+/** What `GET /v1/host` shows. */
+export interface HostFacts {
+  hostname: string;
+  accelerator: Accelerator;
+  acceleratorReason: string;
+  acceleratorForced: boolean;
+  qemu: { binary: string; version: string; machines: number; devices: number };
+  cpus: number;
+  cpuModel: string;
+  memory: { total: number; available: number };
+  inventory: HostInventory;
+}
 
 export const PROBE_CACHE = process.env.CORRAL_PROBE_CACHE ?? '/run/corral/accel-probe.json';
 
@@ -43,7 +56,7 @@ export class HostService {
     return this.decision;
   }
 
-  async show(): Promise<Record<string, unknown>> {
+  async show(): Promise<HostFacts> {
     const [caps, accel] = await Promise.all([this.caps, this.accelerator()]);
     const mem = readMemInfo();
     return {

@@ -17,8 +17,8 @@ import { findHostdev, planHostdevAttach, type InstanceHostdev } from '../core/ho
 import { instancePaths } from '../core/paths.js';
 import { isActive } from '../core/state.js';
 import { writeJsonAtomic } from '../host/fs-atomic.js';
-import { iommuGroupMembers, parsePciAddress, readPciDevice, type PciDevice } from '../host/pci.js';
-import { pickFreeVf, realExec, setVfMac, sriovState, type Exec, type SriovState } from '../host/sriov.js';
+import { iommuGroupMembers, listPciDevices, parsePciAddress, readPciDevice, type PciDevice } from '../host/pci.js';
+import { pickFreeVf, realExec, setVfCount, setVfMac, sriovState, type Exec, type SriovState } from '../host/sriov.js';
 import { bindVfio, planVfioBind, realFs, releaseVfio, type FsOps, type VfioBinding } from '../host/vfio.js';
 import type { LaunchPlan } from '../qemu/argv.js';
 import type { InstanceRow } from '../store/store.js';
@@ -215,6 +215,19 @@ export class PassthroughService {
   /** A PF's VFs, those given to instances shown as not free. */
   sriov(pf: string): SriovState {
     return sriovState(this.sys, pf, this.inUse());
+  }
+
+  /** The host's PCI devices (ids, class, driver, IOMMU group, NUMA node, SR-IOV). */
+  pciDevices(): PciDevice[] {
+    return listPciDevices(this.sys);
+  }
+
+  /**
+   * Set a PF's VF count, under the bind lock: a start taking a VF of it and this change do not interleave, and a
+   * VF given to an instance blocks the change (DEVICE_IN_USE).
+   */
+  setVfCount(pf: string, vfs: number): Promise<SriovState> {
+    return this.bindLock.run('bind', async () => setVfCount(this.sys, pf, vfs, { inUse: this.inUse(), ops: this.ops }));
   }
 
   // ---- attach / detach / list ----

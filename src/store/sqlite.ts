@@ -1,8 +1,8 @@
 /** SQLite store (better-sqlite3, WAL). All SQL of the embedded store lives here. */
 import Database from 'better-sqlite3';
 import { CorralError } from '../core/errors.js';
-import { normalizeSpec } from '../core/spec.js';
 import type { InstanceRow, Store, StoredEvent } from './store.js';
+import { readStoredSpec } from './stored-spec.js';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS instances (
@@ -42,7 +42,7 @@ const COLUMNS: Record<string, string> = {
 
 function fromRaw(r: Raw): InstanceRow {
   return {
-    uuid: r.uuid, name: r.name, spec: normalizeSpec(JSON.parse(r.spec), r.mac), state: r.state as InstanceRow['state'],
+    uuid: r.uuid, name: r.name, spec: readStoredSpec(r.name, r.spec, r.mac), state: r.state as InstanceRow['state'],
     accel: r.accel as InstanceRow['accel'], pid: r.pid, pidStart: r.pid_start, mac: r.mac, createdAt: r.created_at,
     startedAt: r.started_at, lastError: r.last_error, updatedAt: r.updated_at,
   };

@@ -382,3 +382,17 @@ test('a stopped instance: its devices in the plan as the next start will bind th
   // the placeholder can never reach QEMU
   assert.throws(() => buildArgv({ ...plan, hostdevs: hd }), /not a PCI address/);
 });
+
+test('a VF count change waits for a start binding a VF of that PF, then is refused (the VF is in use); afterwards it goes through', async () => {
+  const vm = row('vm', { vfs: [{ pf: '0000:03:00.0' }] });
+  const e = setup([vm]);
+  const started = e.start(vm);
+  const change = e.svc.setVfCount('03:00.0', 0); // asked while the start is binding: it waits for the bind lock
+  await started;
+  await rejectsWith(change, 'DEVICE_IN_USE', /03:10\.0/);
+  assert.equal(driver(e, '03:10.0'), 'vfio-pci', 'the started instance keeps its VF');
+  e.stop(vm);
+  const after = await e.svc.setVfCount('03:00.0', 1);
+  assert.equal(after.numVfs, 1);
+  assert.deepEqual(e.svc.pciDevices().filter((d) => d.address.startsWith('0000:03:10.')).map((d) => d.address), ['0000:03:10.0']);
+});
