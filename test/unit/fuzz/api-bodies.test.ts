@@ -1,0 +1,129 @@
+/**
+ * Fuzzing of every API route that takes a JSON body (found in the OpenAPI document, so a new route is covered
+ * without touching this file). The services only record that they were asked and answer a coded 409. For any body:
+ * the reply is never a 5xx, an error reply is {error:{code,message}} with a known 4xx code, and a body the route's
+ * schema refuses (checked here with an independent, non-coercing Ajv) never reaches a service.
+ */
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fc from 'fast-check';
+import AjvCompiler from '@fastify/ajv-compiler';
+import { buildApi } from '../../../src/api/server.js';
+import type { Services } from '../../../src/api/services.js';
+import { CorralError, ErrorCodes } from '../../../src/core/errors.js';
+import { shaped, wrong, type Json } from './arbitraries.js';
+
+const SEED = 20261130;
+const RUNS = 120;
+
+const clientCodes = new Set(Object.entries(ErrorCodes).filter(([, status]) => status < 500).map(([code]) => code));
+
+const unhandled: unknown[] = [];
+const onUnhandled = (e: unknown): void => { unhandled.push(e); };
+process.on('unhandledRejection', onUnhandled);
+after(() => { process.off('unhandledRejection', onUnhandled); });
+
+/** Services that record each call and refuse it with a coded 409; list() answers nothing, so names are free. */
+function recordingServices(calls: string[]): Services {
+  const service = (svcName: string): unknown => new Proxy({}, {
+    get: (_t, method) => {
+      if (typeof method !== 'string' || method === 'then') return undefined;
+      if (svcName === 'events') return method === 'subscribe' ? () => () => undefined : () => [];
+      return (...args: unknown[]) => {
+        calls.push(`${svcName}.${method}`);
+        if (method === 'list') return [];
+        void args;
+        throw new CorralError('INVALID_STATE', `fuzz: ${svcName}.${method} was asked`);
+      };
+    },
+  });
+  return new Proxy({}, { get: (_t, name) => (typeof name === 'string' ? service(name) : undefined) }) as Services;
+}
+
+interface BodyRoute { method: string; url: string; schema: Json }
+
+async function bodyRoutes(): Promise<BodyRoute[]> {
+  const app = await buildApi(recordingServices([]));
+  try {
+    const doc = (await app.inject({ method: 'GET', url: '/openapi.json' })).json() as { paths: Record<string, Record<string, Json>> };
+    const out: BodyRoute[] = [];
+    for (const [path, item] of Object.entries(doc.paths)) {
+      for (const [method, op] of Object.entries(item)) {
+        const body = op.requestBody as { content?: Record<string, { schema?: Json }> } | undefined;
+        const schema = body?.content?.['application/json']?.schema;
+        if (schema) out.push({ method: method.toUpperCase(), url: path.replace(/\{[^}]+\}/g, 'web1'), schema });
+      }
+    }
+    return out;
+  } finally {
+    await app.close();
+  }
+}
+
+/** The oracle: the body schema compiled on its own, without coercion (JSON bodies are taken as sent). */
+function oracle(route: BodyRoute): (body: unknown) => boolean {
+  const compile = AjvCompiler()({}, { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: true, allErrors: false } } as never);
+  const validate = compile({ schema: route.schema, method: route.method, url: route.url, httpPart: 'body' }) as (v: unknown) => boolean;
+  return (body) => validate(structuredClone(body));
+}
+
+/** A body as sent: a JSON value, no body at all, or raw text that may not be JSON. */
+type Sent = { json: unknown } | { none: true } | { raw: string };
+
+function sentFor(schema: Json): fc.Arbitrary<Sent> {
+  return fc.oneof(
+    { weight: 12, arbitrary: shaped(schema).map((json) => ({ json })) },
+    { weight: 3, arbitrary: fc.jsonValue().map((json) => ({ json })) },
+    { weight: 1, arbitrary: wrong.map((json) => ({ json })) },
+    { weight: 1, arbitrary: fc.constant({ none: true as const }) },
+    { weight: 1, arbitrary: fc.oneof(fc.string({ maxLength: 30 }), fc.constantFrom('{', '{"a":', '[1,]', '{"__proto__":{"x":1}}', '{"constructor":{"prototype":{}}}', '\ufeff{}', 'null')).map((raw) => ({ raw })) },
+  );
+}
+
+test('every JSON body route is found in the OpenAPI document', async () => {
+  const routes = await bodyRoutes();
+  assert.ok(routes.length >= 20, `only ${routes.length} routes with a JSON body`);
+  assert.ok(routes.some((r) => r.method === 'POST' && r.url === '/v1/instances'));
+  assert.ok(routes.some((r) => r.method === 'PATCH' && r.url === '/v1/instances/web1'));
+});
+
+test('any body: never a 5xx, errors are coded, and a body the schema refuses never reaches a service', async () => {
+  const calls: string[] = [];
+  const app = await buildApi(recordingServices(calls));
+  let accepted = 0;
+  let refused = 0;
+  try {
+    for (const route of await bodyRoutes()) {
+      const ok = oracle(route);
+      await fc.assert(
+        fc.asyncProperty(sentFor(route.schema), async (sent) => {
+          calls.length = 0;
+          const r = await app.inject({
+            method: route.method as 'POST', url: route.url,
+            ...('json' in sent ? { payload: JSON.stringify(sent.json), headers: { 'content-type': 'application/json' } } : {}),
+            ...('raw' in sent ? { payload: sent.raw, headers: { 'content-type': 'application/json' } } : {}),
+          });
+          assert.ok(r.statusCode < 500, `${route.method} ${route.url}: ${r.statusCode} ${r.body.slice(0, 300)}`);
+          if (r.statusCode >= 400) {
+            const e = (r.json() as { error?: { code?: unknown; message?: unknown } }).error;
+            assert.ok(e && typeof e.code === 'string' && clientCodes.has(e.code), `uncoded reply ${r.body.slice(0, 300)}`);
+            assert.equal(typeof e.message, 'string');
+            assert.equal(ErrorCodes[e.code as keyof typeof ErrorCodes], r.statusCode, `${String(e.code)} answered with ${r.statusCode}`);
+          }
+          const schemaOk = 'json' in sent ? ok(sent.json) : 'none' in sent ? ok(undefined) || ok(null) : false;
+          if (schemaOk) accepted++;
+          else refused++;
+          if (!schemaOk && 'json' in sent) {
+            assert.deepEqual(calls.filter((c) => !c.endsWith('.list')), [], `a refused body reached ${calls.join(', ')}: ${JSON.stringify(sent.json).slice(0, 300)}`);
+            assert.equal(r.statusCode, 400);
+          }
+        }),
+        { seed: SEED, numRuns: RUNS },
+      );
+    }
+  } finally {
+    await app.close();
+  }
+  assert.ok(accepted > 100 && refused > 100, `too one-sided a sample: ${accepted} accepted, ${refused} refused`);
+  assert.deepEqual(unhandled, []);
+});
