@@ -2,8 +2,8 @@
  * Safe inspection of an image someone hands us. Two layers: our own read of the qcow2 header (before
  * qemu-img ever opens the file, so a backing file or an external data file is never followed), then
  * `qemu-img info -f FORMAT` under resource limits (src/qemu/img.ts) and a check of what it reports.
- * An image is refused when it carries a backing file, an external data file or a `json:` name, or is not
- * what its declared format says.
+ * An image is refused when it carries a backing file, an external data file or a `json:` name, is encrypted, or
+ * is not what its declared format says.
  */
 import { closeSync, openSync, readSync } from 'node:fs';
 import { CorralError } from '../core/errors.js';
@@ -53,6 +53,10 @@ export function checkImageHeader(path: string, format: ImgFormat): void {
     const name = backingOffset < BigInt(Number.MAX_SAFE_INTEGER) ? readHead(path, size, Number(backingOffset)).toString('latin1') : '';
     throw refuse('backing-filename', backingReason(name));
   }
+  if (head.length >= 36 && head.readUInt32BE(32) !== 0) {
+    // AES or LUKS: Corral has no key to give, and converting it fails later as a host error
+    throw refuse('encrypted', `the qcow2 image is encrypted (method ${head.readUInt32BE(32)}); import a decrypted copy (qemu-img convert with its secret)`);
+  }
   if (version >= 3 && head.length >= 80) {
     const incompat = head.readBigUInt64BE(72);
     if (incompat & INCOMPAT_DATA_FILE) throw refuse('format-specific.data.data-file', 'the qcow2 image keeps its data in an external data file');
@@ -72,6 +76,7 @@ export function checkImgInfo(info: ImgInfo, format: ImgFormat): void {
   const data = info['format-specific']?.data;
   if (data && typeof data['data-file'] === 'string') throw refuse('format-specific.data.data-file', `the image keeps its data in an external data file ("${printable(String(data['data-file']).slice(0, 200))}")`);
   if (info.format !== format) throw refuse('format', `qemu-img reads it as ${printable(String(info.format))}, not ${format}`);
+  if (info.encrypted === true) throw refuse('encrypted', 'the image is encrypted; import a decrypted copy (qemu-img convert with its secret)');
   if (data && data.corrupt === true) throw refuse('format-specific.data.corrupt', 'the qcow2 image is marked corrupt');
   if (!(info['virtual-size'] > 0)) throw refuse('virtual-size', 'the image is empty (virtual size 0)');
 }
