@@ -13,6 +13,13 @@ import type { ImgFormat, ImgInfo } from '../qemu/img.js';
 export const QCOW2_MAGIC = Buffer.from([0x51, 0x46, 0x49, 0xfb]); // 'QFI\xfb'
 const INCOMPAT_DATA_FILE = 1n << 2n;
 
+/**
+ * The largest virtual size an import takes: 64 TiB. qemu-img accepts qcow2 headers claiming up to 2^61 bytes, but
+ * converting one above ~2 PiB fails (the copy's L1 table cannot grow) and one of a PiB takes many seconds of
+ * empty-table walking; no Corral disk needs more.
+ */
+export const MAX_IMAGE_SIZE = 64 * 1024 ** 4;
+
 function refuse(field: string, reason: string): CorralError {
   return new CorralError('INVALID_IMAGE', `image refused: ${field}: ${reason}`, { field, reason });
 }
@@ -79,4 +86,5 @@ export function checkImgInfo(info: ImgInfo, format: ImgFormat): void {
   if (info.encrypted === true) throw refuse('encrypted', 'the image is encrypted; import a decrypted copy (qemu-img convert with its secret)');
   if (data && data.corrupt === true) throw refuse('format-specific.data.corrupt', 'the qcow2 image is marked corrupt');
   if (!(info['virtual-size'] > 0)) throw refuse('virtual-size', 'the image is empty (virtual size 0)');
+  if (info['virtual-size'] > MAX_IMAGE_SIZE) throw refuse('virtual-size', `the image claims ${info['virtual-size']} bytes, more than the 64 TiB an image may have`);
 }

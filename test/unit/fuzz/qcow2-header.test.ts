@@ -126,3 +126,15 @@ test('an encrypted qcow2 (AES, LUKS) is refused as an image, not failed later as
   }
   assert.throws(() => checkImgInfo({ 'virtual-size': 1, filename: '/x', format: 'qcow2', encrypted: true }, 'qcow2'), (e: unknown) => isCorralError(e) && e.details.field === 'encrypted');
 });
+
+test('an image claiming more than 64 TiB is refused as an image (regression: 2^56 bytes failed in qemu-img convert as QEMU_FAILED, a 500)', { skip: !hasQemuImg && 'qemu-img is not installed' }, async () => {
+  const store = new ImageStore(join(dir, 'huge'));
+  const src = join(dir, 'huge.img');
+  const M = 1n << 20n;
+  for (const fields of [{ size: 1n << 50n, l1Size: 1n << 21n }, { size: 1n << 56n, clusterBits: 21n, l1Size: 1n << 17n, refcountTableOffset: 2n * M, l1Offset: 4n * M }]) {
+    writeFileSync(src, render({ fields, magic: true, extensions: [], backingName: '', truncate: null }));
+    await assert.rejects(store.import('huge', src, 'qcow2'), (e: unknown) => isCorralError(e) && e.code === 'INVALID_IMAGE' && e.details.field === 'virtual-size');
+  }
+  rmSync(src);
+  assert.deepEqual(entries(store.dir), []);
+});
