@@ -46,21 +46,32 @@ export function parseModel(model: unknown): NicModel {
   return model as NicModel;
 }
 
-/** "tcp:2222:22", "udp:127.0.0.1:5353:53" or "8080:80" (tcp) -> a port forward. */
+/** Host ports below this need root to bind: a forward may not take one (a guest would pose as a system service). */
+export const MIN_FORWARD_HOST_PORT = 1024;
+/** Where a forward listens when its spec names no host address: this host only. */
+export const DEFAULT_FORWARD_ADDR = '127.0.0.1';
+
+/**
+ * "tcp:2222:22", "udp:127.0.0.1:5353:53", "tcp:0.0.0.0:2222:22" (every address) or "8080:80" (tcp) -> a port
+ * forward. Without a host address it listens on 127.0.0.1 only; host ports below 1024 are refused.
+ */
 export function parseForward(spec: unknown): PortForward {
   if (typeof spec !== 'string') throw invalidSpec('forwards', 'each forward is a string such as tcp:2222:22');
   const parts = spec.split(':');
   let proto: 'tcp' | 'udp' = 'tcp';
   if (parts[0] === 'tcp' || parts[0] === 'udp') proto = parts.shift() as 'tcp' | 'udp';
-  const hostAddr = parts.length === 3 ? parts.shift()! : '';
+  const hostAddr = parts.length === 3 ? parts.shift()! : DEFAULT_FORWARD_ADDR;
   if (parts.length !== 2) throw invalidSpec('forwards', `"${printable(spec)}" is not [tcp|udp:][HOSTADDR:]HOSTPORT:GUESTPORT`);
-  if (hostAddr !== '' && !/^(\d{1,3})(\.\d{1,3}){3}$/.test(hostAddr)) throw invalidSpec('forwards', `"${printable(hostAddr)}" is not an IPv4 address`);
+  const octets = /^(\d{1,3})\.(\d{1,3})\.(\d{1,3})\.(\d{1,3})$/.exec(hostAddr);
+  if (!octets || octets.slice(1).some((o) => Number(o) > 255)) throw invalidSpec('forwards', `"${printable(hostAddr)}" is not an IPv4 address`);
   const port = (s: string): number => {
     const n = Number(s);
     if (!/^\d+$/.test(s) || n < 1 || n > 65535) throw invalidSpec('forwards', `"${printable(s)}" is not a port (1..65535)`);
     return n;
   };
-  return { proto, hostAddr, hostPort: port(parts[0]!), guestPort: port(parts[1]!) };
+  const hostPort = port(parts[0]!);
+  if (hostPort < MIN_FORWARD_HOST_PORT) throw invalidSpec('forwards', `host port ${hostPort} is privileged: forward from a host port of ${MIN_FORWARD_HOST_PORT} or more`);
+  return { proto, hostAddr, hostPort, guestPort: port(parts[1]!) };
 }
 
 /** QEMU's hostfwd text of a forward: tcp:ADDR:HOSTPORT-:GUESTPORT. */
@@ -156,12 +167,17 @@ export function planNic(uuid: string, nics: readonly InstanceNic[], req: NicRequ
   return nic;
 }
 
+/** A forward listening on every host address: 0.0.0.0, or empty in records made before the 127.0.0.1 default. */
+function everyAddress(addr: string): boolean {
+  return addr === '' || addr === '0.0.0.0';
+}
+
 /** Host ports forwarded by `nic` that clash with `others` (same proto and port, overlapping addresses). */
 export function forwardClashes(nic: InstanceNic, others: ReadonlyArray<{ instance: string; nic: InstanceNic }>): string | null {
   for (const f of nic.forwards ?? []) {
     for (const o of others) {
       for (const g of o.nic.forwards ?? []) {
-        if (f.proto === g.proto && f.hostPort === g.hostPort && (f.hostAddr === '' || g.hostAddr === '' || f.hostAddr === g.hostAddr)) {
+        if (f.proto === g.proto && f.hostPort === g.hostPort && (everyAddress(f.hostAddr) || everyAddress(g.hostAddr) || f.hostAddr === g.hostAddr)) {
           return `${f.proto} port ${f.hostPort} is already forwarded to instance "${o.instance}"`;
         }
       }

@@ -37,7 +37,7 @@ export type InstanceDisk = Static<typeof InstanceDiskSchema>;
 export const PortForwardSchema = Type.Object(
   {
     proto: Type.Union([Type.Literal('tcp'), Type.Literal('udp')]),
-    hostAddr: Type.String({ description: 'host address to listen on; empty = every address' }),
+    hostAddr: Type.String({ description: 'host address to listen on: 127.0.0.1 unless the spec named one, 0.0.0.0 = every address (empty, in records made before that default, also every address)' }),
     hostPort: Type.Integer(),
     guestPort: Type.Integer(),
   },

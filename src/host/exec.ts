@@ -29,6 +29,8 @@ export const TOOL_PACKAGES: Readonly<Record<string, string>> = {
   prlimit: 'util-linux',
   taskset: 'util-linux',
   getconf: 'libc-bin',
+  getent: 'libc-bin',
+  groupadd: 'passwd',
   xz: 'xz-utils',
   zstd: 'zstd',
   'apt-get': 'apt',

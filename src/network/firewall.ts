@@ -10,8 +10,8 @@
  *    everything else is dropped: guests cannot reach host services, nor the gateways of other networks.
  *  - forward: within one bridge accept (that is bridged traffic, seen here only when br_netfilter is loaded,
  *    and stays allowed since each network has its own bridge); between a Corral bridge and any other `crl-*`
- *    interface drop; NAT networks: their subnet out to non-Corral interfaces accepted, and established/related
- *    replies back; anything else into or out of the bridge dropped (isolated networks do not route at all).
+ *    interface drop; to link-local addresses (cloud metadata at 169.254.169.254) drop; NAT networks: their
+ *    subnet out to non-Corral interfaces accepted, and established/related replies back; anything else into or out of the bridge dropped (isolated networks do not route at all).
  *  - postrouting (nat): NAT networks' subnet leaving through a non-Corral interface is masqueraded.
  * Accepting here does not override a drop in another table (a host firewall may still refuse forwarding).
  */
@@ -67,6 +67,7 @@ export function firewallRuleset(networks: NetworkRecord[]): string {
       `iifname ${br} oifname ${br} accept`,
       `iifname ${br} oifname ${others} drop`,
       `iifname ${others} oifname ${br} drop`,
+      `iifname ${br} ip daddr 169.254.0.0/16 drop`,
       ...(n.nat ? [`iifname ${br} ip saddr ${n.cidr} accept`, `oifname ${br} ip daddr ${n.cidr} ct state established,related accept`] : []),
       `iifname ${br} drop`,
       `oifname ${br} drop`,

@@ -3,6 +3,7 @@
  * QEMU is spawned detached (launch.ts) and watched (vm.ts); a running QEMU is recognised by its /proc
  * cmdline (its -uuid) and start time (proc.ts); the kernel's word on a dead one comes from /dev/kmsg.
  */
+import { ensureGuestFence } from '../network/guest-fence.js';
 import { kernelDeathNote, readKernelLog } from '../host/kmsg.js';
 import type { Vm, VmDriver, VmProcess, VmSockets } from '../vm/driver.js';
 import { buildArgv, type LaunchPlan } from './argv.js';
@@ -18,6 +19,11 @@ export interface QemuDriverOptions {
   binary?: string;
   /** how long a new QEMU has to greet on QMP (default 30 s) */
   launchTimeoutMs?: number;
+  /**
+   * Make the guest fence hold and give the group QEMU runs with (src/network/guest-fence.ts); null runs QEMU
+   * with the daemon's own group, unfenced. Default: ensureGuestFence.
+   */
+  fence?: () => Promise<number | null>;
 }
 
 export class QemuDriver implements VmDriver {
@@ -30,7 +36,9 @@ export class QemuDriver implements VmDriver {
   }
 
   async launch(plan: LaunchPlan, files: { stderr: string }): Promise<Vm> {
-    const l = await launchQemu(buildArgv(plan), { qmp: plan.paths.qmp, stderr: files.stderr }, this.o.launchTimeoutMs, this.o.binary ?? QEMU_BINARY);
+    // every QEMU, not only those with a user NIC now: one can be hot-plugged later
+    const gid = await (this.o.fence ?? ensureGuestFence)();
+    const l = await launchQemu(buildArgv(plan), { qmp: plan.paths.qmp, stderr: files.stderr }, this.o.launchTimeoutMs, this.o.binary ?? QEMU_BINARY, gid ?? undefined);
     return new QemuVm(l.pid, l.startTicks, l.qmp, l.exit);
   }
 

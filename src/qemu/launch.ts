@@ -48,8 +48,9 @@ export async function launchQemu(
   files: { qmp: string; stderr: string },
   timeoutMs = 30_000,
   binary = QEMU_BINARY,
+  gid?: number,
 ): Promise<Launched> {
-  return launchDetached(binary, argv, files, { timeoutMs, what: 'QEMU', errorLine: qemuErrorLine });
+  return launchDetached(binary, argv, files, { timeoutMs, what: 'QEMU', errorLine: qemuErrorLine, gid });
 }
 
 export interface DetachedOptions {
@@ -60,6 +61,8 @@ export interface DetachedOptions {
   errorLine: (stderr: string) => string;
   /** file mode creation mask for the child (the sockets it makes), e.g. 0o177 for 0600 sockets */
   umask?: number;
+  /** the group the child runs with (its uid stays); QEMU's marks its sockets for the guest fence */
+  gid?: number;
 }
 
 /**
@@ -75,6 +78,7 @@ export async function launchDetached(binary: string, argv: string[], files: { qm
     child = spawn(binary, argv, {
       stdio: ['ignore', 'ignore', errFd],
       detached: true,
+      ...(o.gid === undefined ? {} : { gid: o.gid }),
       env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C' },
     });
   } finally {

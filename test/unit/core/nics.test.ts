@@ -77,16 +77,39 @@ test('sriov: a PF and an optional VLAN 1..4094', () => {
 });
 
 test('port forwards: parsed, only on user networks, clashes found', () => {
-  assert.deepEqual(parseForward('tcp:2222:22'), { proto: 'tcp', hostAddr: '', hostPort: 2222, guestPort: 22 });
-  assert.deepEqual(parseForward('8080:80'), { proto: 'tcp', hostAddr: '', hostPort: 8080, guestPort: 80 });
   assert.deepEqual(parseForward('udp:127.0.0.1:5353:53'), { proto: 'udp', hostAddr: '127.0.0.1', hostPort: 5353, guestPort: 53 });
   assert.equal(hostfwd(parseForward('udp:127.0.0.1:5353:53')), 'udp:127.0.0.1:5353-:53');
-  for (const bad of ['22', 'tcp:0:22', 'tcp:70000:22', 'sctp:1:2', 'tcp:host:1:2', 'tcp:1:2,hostfwd=x']) code(() => parseForward(bad), 'INVALID_SPEC', 'forwards');
+  for (const bad of ['22', 'tcp:0:22', 'tcp:70000:22', 'sctp:1:2', 'tcp:host:1:2', 'tcp:2222:2,hostfwd=x', 'tcp:256.0.0.1:2222:22', 'tcp::2222:22']) {
+    code(() => parseForward(bad), 'INVALID_SPEC', 'forwards');
+  }
   code(() => planNic(UUID, [], { network: 'lan', forwards: ['2222:22'] }, host(), new Set()), 'INVALID_SPEC', 'forwards');
   const a = planNic(UUID, [], { forwards: ['2222:22'] }, host(), new Set());
   const b = planNic(UUID, [], { forwards: ['tcp:127.0.0.1:2222:22'] }, host(), new Set());
   assert.match(forwardClashes(b, [{ instance: 'web1', nic: a }]) ?? '', /tcp port 2222 is already forwarded to instance "web1"/);
   assert.equal(forwardClashes(planNic(UUID, [], { forwards: ['udp:2222:22'] }, host(), new Set()), [{ instance: 'web1', nic: a }]), null);
+});
+
+test('port forwards listen on 127.0.0.1 unless the spec names an address', () => {
+  assert.deepEqual(parseForward('tcp:2222:22'), { proto: 'tcp', hostAddr: '127.0.0.1', hostPort: 2222, guestPort: 22 });
+  assert.deepEqual(parseForward('8080:80'), { proto: 'tcp', hostAddr: '127.0.0.1', hostPort: 8080, guestPort: 80 });
+  assert.equal(hostfwd(parseForward('2222:22')), 'tcp:127.0.0.1:2222-:22');
+  assert.deepEqual(parseForward('tcp:0.0.0.0:2222:22'), { proto: 'tcp', hostAddr: '0.0.0.0', hostPort: 2222, guestPort: 22 });
+  assert.equal(hostfwd(parseForward('tcp:0.0.0.0:2222:22')), 'tcp:0.0.0.0:2222-:22');
+  assert.equal(parseForward('udp:192.0.2.7:5353:53').hostAddr, '192.0.2.7');
+  // every address (0.0.0.0, or empty in an older record) overlaps any one address; two single addresses do not
+  const on = (addr: string): InstanceNic => ({ ...planNic(UUID, [], { forwards: ['2222:22'] }, host(), new Set()), forwards: [{ proto: 'tcp', hostAddr: addr, hostPort: 2222, guestPort: 22 }] });
+  assert.match(forwardClashes(on('0.0.0.0'), [{ instance: 'w', nic: on('192.0.2.7') }]) ?? '', /already forwarded/);
+  assert.match(forwardClashes(on('127.0.0.1'), [{ instance: 'w', nic: on('') }]) ?? '', /already forwarded/);
+  assert.equal(forwardClashes(on('127.0.0.1'), [{ instance: 'w', nic: on('192.0.2.7') }]), null);
+});
+
+test('port forwards from a privileged host port are refused', () => {
+  for (const spec of ['tcp:22:22', '80:80', 'udp:127.0.0.1:53:53', 'tcp:0.0.0.0:1023:22', 'tcp:1:2']) {
+    assert.throws(() => parseForward(spec), (e: any) => e.code === 'INVALID_SPEC' && e.details?.field === 'forwards' && /privileged/.test(e.message), spec);
+  }
+  assert.equal(parseForward('tcp:1024:22').hostPort, 1024);
+  assert.equal(parseForward('tcp:2222:80').guestPort, 80); // the guest side may be any port
+  code(() => planNic(UUID, [], { forwards: ['2222:22', '443:443'] }, host(), new Set()), 'INVALID_SPEC', 'forwards');
 });
 
 test('ids and taps: next free id, tap names fit IFNAMSIZ', () => {

@@ -41,6 +41,18 @@ test('every ruleset re-creates the table in one transaction: declare, delete, de
   assert.deepEqual(lines.slice(0, 3), ['table inet corral', 'delete table inet corral', 'table inet corral {']);
 });
 
+test('bridge guests: metadata (169.254.0.0/16) dropped before a NAT network may route out; the host only through input', () => {
+  const text = firewallRuleset([net('a-nat', '10.10.0.0/24')]);
+  const forward = text.slice(text.indexOf('chain forward'), text.indexOf('chain postrouting'));
+  const meta = forward.indexOf('iifname "crl-a-nat" ip daddr 169.254.0.0/16 drop');
+  const out = forward.indexOf('iifname "crl-a-nat" ip saddr 10.10.0.0/24 accept');
+  assert.ok(meta >= 0 && out > meta, forward);
+  // to the host itself: after DHCP, DNS and ping on its own gateway, everything from the bridge is dropped
+  const input = text.slice(text.indexOf('chain input'), text.indexOf('chain forward')).trim().split('\n').map((l) => l.trim()).filter((l) => l.startsWith('iifname'));
+  assert.equal(input.at(-1), 'iifname "crl-a-nat" drop');
+  for (const r of input.slice(0, -1)) assert.match(r, /established,related accept|udp dport 67 accept|ip daddr 10\.10\.0\.1 /, r);
+});
+
 test('a tampered record cannot inject into the ruleset', () => {
   const a = net('a', '10.10.0.0/24');
   assert.throws(() => firewallRuleset([{ ...a, bridge: 'crl-a" accept; flush ruleset; "' }]), /invalid/);
