@@ -14,11 +14,12 @@
  */
 import { existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { CorralError, invalidSpec } from '../core/errors.js';
+import { CorralError, invalidSpec, isCorralError } from '../core/errors.js';
 import { dataPaths } from '../core/paths.js';
 import { printable, validateName } from '../core/spec.js';
 import { formatSizeExact, parseSize } from '../core/units.js';
 import { createOverlay, imgInfo, resize as imgResize, type ImgFormat } from '../qemu/img.js';
+import { MAX_IMAGE_SIZE } from './inspect.js';
 import { RecordDir } from './record-dir.js';
 import { createImage, lockErrorToInUse, probeLock, snapshotOp } from './volumes-img.js';
 
@@ -87,6 +88,24 @@ function allocatedBytes(path: string): number {
     return statSync(path).blocks * 512;
   } catch {
     return 0;
+  }
+}
+
+/** A volume is at most as big as an image may be (64 TiB): INVALID_SPEC on size otherwise. */
+function withinMax(bytes: number): number {
+  if (bytes > MAX_IMAGE_SIZE) throw invalidSpec('size', `${formatSizeExact(bytes)} is more than the 64 TiB a volume may have`);
+  return bytes;
+}
+
+/** qemu-img refusing a size its format or the filesystem cannot hold (ext4 files end at 16 TiB) is the user's size, not a failure. */
+async function tooLargeIsInvalid<T>(bytes: number, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (e) {
+    if (isCorralError(e) && /too large|File too large|exceeds|too big/i.test(e.message)) {
+      throw invalidSpec('size', `${formatSizeExact(bytes)} is more than the image format or this filesystem can hold (${e.message})`);
+    }
+    throw e;
   }
 }
 
@@ -172,9 +191,9 @@ export class VolumeStore {
   async create(nameIn: unknown, size: unknown, format?: unknown): Promise<Volume> {
     const name = validateName('name', nameIn);
     const fmt = parseFormat(format);
-    const bytes = parseSize('size', size);
+    const bytes = withinMax(parseSize('size', size));
     this.assertFree(name);
-    return this.make(name, fmt, null, (file) => createImage(file, fmt, bytes));
+    return this.make(name, fmt, null, (file) => tooLargeIsInvalid(bytes, () => createImage(file, fmt, bytes)));
   }
 
   /**
@@ -201,7 +220,7 @@ export class VolumeStore {
    */
   planResize(name: string, size: unknown, shrink = false): { record: VolumeRecord; bytes: number } {
     const r = this.record(name);
-    const bytes = parseSize('size', size);
+    const bytes = withinMax(parseSize('size', size));
     if (bytes % 512 !== 0) throw invalidSpec('size', `must be a whole number of 512-byte sectors, got ${formatSizeExact(bytes)}`);
     if (bytes < r.virtualSize) {
       if (!shrink) {
@@ -220,7 +239,7 @@ export class VolumeStore {
   async resize(name: string, size: unknown, opts: { shrink?: boolean } = {}): Promise<Volume> {
     const { record: r, bytes } = this.planResize(name, size, opts.shrink);
     if (bytes !== r.virtualSize) {
-      await guarded(name, 'resized', () => imgResize(r.path, r.format, bytes, { shrink: bytes < r.virtualSize }));
+      await guarded(name, 'resized', () => tooLargeIsInvalid(bytes, () => imgResize(r.path, r.format, bytes, { shrink: bytes < r.virtualSize })));
     }
     return this.sizeChanged(name);
   }

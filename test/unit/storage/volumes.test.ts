@@ -1,7 +1,7 @@
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CorralError } from '../../../src/core/errors.js';
@@ -89,11 +89,30 @@ test('bad names, sizes and formats are refused and nothing is created', { skip }
   await rejects(s.get('nope'), 'VOLUME_NOT_FOUND');
 });
 
-test('a qemu-img failure during create leaves no staging folder', { skip }, async () => {
+test('a qemu-img failure during create leaves no staging folder', async () => {
   const { s, dir } = fresh();
-  // qcow2 cannot be this big: qemu-img create fails after the staging folder exists
-  await rejects(s.create('huge', '8000T'), 'QEMU_FAILED');
+  // a qemu-img that fails after the staging folder exists
+  const bin = mkdtempSync(join(tmpdir(), 'corral-fake-qemu-img-'));
+  dirs.push(bin);
+  writeFileSync(join(bin, 'qemu-img'), '#!/bin/sh\necho "qemu-img: $4: Could not create: Input/output error" >&2\nexit 1\n', { mode: 0o755 });
+  const path = process.env.PATH;
+  process.env.PATH = `${bin}:${path ?? ''}`;
+  try {
+    const e = await rejects(s.create('broken', '16M'), 'QEMU_FAILED');
+    assert.match(e.message, /Input\/output error/);
+  } finally {
+    process.env.PATH = path;
+  }
   assert.deepEqual(entries(dir), []);
+});
+
+test('a volume bigger than 64 TiB is INVALID_SPEC on size at create and resize, with nothing made', { skip }, async () => {
+  const { s, dir } = fresh();
+  const over = await rejects(s.create('huge', '65T'), 'INVALID_SPEC', 'size');
+  assert.match(over.message, /more than the 64 TiB a volume may have/);
+  await s.create('g', '16M');
+  await rejects(s.resize('g', '65T'), 'INVALID_SPEC', 'size');
+  assert.deepEqual(entries(dir).filter((e) => e !== 'g'), []);
 });
 
 test('resize grows; shrink is refused unless asked for', { skip }, async () => {
