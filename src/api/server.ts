@@ -139,8 +139,10 @@ export async function buildApi(svc: Services, opts: ApiOptions = {}): Promise<Fa
     void reply.status(404).send(new CorralError('NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`).toJSON());
   });
 
-  if (opts.token) {
+  if (opts.token !== undefined) {
     const token = opts.token;
+    // fail closed: an empty token would otherwise turn auth off
+    if (token.trim() === '') throw new CorralError('INVALID_CONFIG', 'the TCP API was given an empty bearer token; it is not served without one');
     app.addHook('onRequest', async (req) => {
       if (!tokenMatches(req.headers.authorization, token)) throw new CorralError('UNAUTHORIZED', 'a valid bearer token is required (see $CORRAL_DATA_DIR/token)');
     });

@@ -3,8 +3,8 @@
  * the unix socket (and on TCP with a bearer token when asked). QEMU processes outlive the daemon.
  */
 import { QemuDriver } from '../qemu/driver.js';
-import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { ensureToken } from './token.js';
 import { dirname, join } from 'node:path';
 import { connect } from 'node:net';
 import pino from 'pino';
@@ -92,13 +92,7 @@ export function claimSocket(path: string): { release(): boolean } {
   };
 }
 
-/** The TCP bearer token, created (0600) on first use. */
-export function ensureToken(file: string): string {
-  if (existsSync(file)) return readFileSync(file, 'utf8').trim();
-  const token = randomBytes(32).toString('hex');
-  writeFileSync(file, `${token}\n`, { mode: 0o600 });
-  return token;
-}
+export { ensureToken } from './token.js';
 
 export function parseListen(listen: string): { host: string; port: number } {
   const m = /^(.*):(\d{1,5})$/.exec(listen);
@@ -117,6 +111,9 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
 
   for (const d of [dataDir, paths.images, paths.volumes, paths.networks, paths.instances, paths.run, paths.cache]) mkdirSync(d, { recursive: true, mode: 0o700 });
   chmodSync(paths.run, 0o700);
+  // What the TCP listener needs comes first: a daemon that cannot serve TCP with auth refuses to start at all,
+  // before it opens the store, adopts a VM or binds a socket.
+  const tcp = opts.listen ? { ...parseListen(opts.listen), token: ensureToken(paths.token) } : undefined;
   if (await socketInUse(paths.socket)) throw new CorralError('ALREADY_EXISTS', `another corral daemon is already serving ${paths.socket}`, { socket: paths.socket });
   rmSync(paths.socket, { force: true });
 
@@ -185,10 +182,9 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   servers.push(unixApi);
   log.info({ socket: paths.socket, dataDir }, 'corral daemon listening');
 
-  if (opts.listen) {
-    const { host: h, port } = parseListen(opts.listen);
-    const tcpApi = await buildApi({ instances, config, images, host, events, cpu, memory, volumes, disks, nics, networks, passthrough }, { token: ensureToken(paths.token) });
-    await tcpApi.listen({ host: h, port });
+  if (tcp) {
+    const tcpApi = await buildApi({ instances, config, images, host, events, cpu, memory, volumes, disks, nics, networks, passthrough }, { token: tcp.token });
+    await tcpApi.listen({ host: tcp.host, port: tcp.port });
     servers.push(tcpApi);
     log.info({ listen: opts.listen, tokenFile: paths.token }, 'corral daemon listening on TCP (bearer token required)');
   }
