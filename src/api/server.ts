@@ -24,11 +24,14 @@ import { diskRoutes } from './routes-disks.js';
 import { nicRoutes } from './routes-nics.js';
 import { networkRoutes } from './routes-networks.js';
 import { passthroughRoutes } from './routes-passthrough.js';
+import { STREAM_LIMITS, type StreamLimits } from './stream-limits.js';
 
 export interface ApiOptions {
   /** When set, every request must carry `Authorization: Bearer <token>`. */
   token?: string;
   logger?: boolean | object;
+  /** limits on event streams and console websockets (STREAM_LIMITS when not given) */
+  streams?: Partial<StreamLimits>;
 }
 
 function tokenMatches(header: string | undefined, token: string): boolean {
@@ -159,9 +162,10 @@ export async function buildApi(svc: Services, opts: ApiOptions = {}): Promise<Fa
   });
   await app.register(websocket, { options: { maxPayload: 1024 * 1024 }, preClose: closeWebsockets });
 
-  await app.register(instanceRoutes(svc));
+  const limits: StreamLimits = { ...STREAM_LIMITS, ...opts.streams };
+  await app.register(instanceRoutes(svc, limits));
   await app.register(imageRoutes(svc));
-  await app.register(eventRoutes(svc));
+  await app.register(eventRoutes(svc, limits));
   await app.register(cpuRoutes(svc));
   await app.register(memoryRoutes(svc));
   await app.register(deviceRoutes(svc));
