@@ -30,6 +30,8 @@ export interface ApiOptions {
   /** When set, every request must carry `Authorization: Bearer <token>`. */
   token?: string;
   logger?: boolean | object;
+  /** serve HTTPS with this certificate and key (PEM): the TCP API; the unix socket is plain HTTP */
+  tls?: { cert: string; key: string };
   /** limits on event streams and console websockets (STREAM_LIMITS when not given) */
   streams?: Partial<StreamLimits>;
 }
@@ -121,6 +123,7 @@ function openapiDocument(tokened: boolean) {
 
 export async function buildApi(svc: Services, opts: ApiOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
+    ...(opts.tls ? { https: { cert: opts.tls.cert, key: opts.tls.key, minVersion: 'TLSv1.2' as const } } : {}),
     logger: opts.logger ?? false,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false } },
     schemaController: { compilersFactory: { buildValidator: strictBodies } },
