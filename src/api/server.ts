@@ -111,7 +111,7 @@ function openapiDocument(tokened: boolean) {
     },
     servers: [{
       url: '/',
-      description: tokened ? 'this daemon\'s TCP API (every call needs the bearer token in $CORRAL_DATA_DIR/token)' : 'this daemon\'s unix socket API ($CORRAL_DATA_DIR/corral.sock, root only; no token)',
+      description: tokened ? 'this daemon\'s TCP API, over TLS only (every call needs the bearer token in $CORRAL_DATA_DIR/token)' : 'this daemon\'s unix socket API ($CORRAL_DATA_DIR/corral.sock, root only; no token)',
     }],
     components: {
       securitySchemes: { bearer: { type: 'http' as const, scheme: 'bearer', description: 'the token in $CORRAL_DATA_DIR/token; the TCP API requires it, the unix socket does not' } },
