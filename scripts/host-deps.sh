@@ -2,7 +2,8 @@
 # Install the Debian packages Corral needs on the host, only those that are missing. Run as root.
 set -euo pipefail
 PKGS=(qemu-system-x86 qemu-utils ovmf busybox-static cpio e2fsprogs util-linux iproute2 xz-utils zstd
-      dosfstools mtools syslinux syslinux-common systemd-boot-efi fdisk debootstrap dnsmasq-base nftables)
+      dosfstools mtools syslinux syslinux-common systemd-boot-efi fdisk debootstrap dnsmasq-base nftables
+      openssl)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

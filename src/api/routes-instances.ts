@@ -9,6 +9,7 @@ import type { EventBus } from '../services/events.js';
 import { Deleted, errors, NameParams } from './schemas-common.js';
 import { ActionBody, CreateInstanceBody, DeleteQuery, DeviceList, Instance, InstanceList, SetInstanceBody, SetReply, StopReply } from './schemas-instances.js';
 import type { Services } from './services.js';
+import { STREAM_LIMITS, type StreamLimits } from './stream-limits.js';
 
 const ACTIONS = ['start', 'stop', 'restart', 'pause', 'resume', 'kill'] as const;
 const ACTION_SUMMARIES: Record<(typeof ACTIONS)[number], string> = {
@@ -43,7 +44,7 @@ function watchStopTimeout(events: EventBus, name: string): { killed(): boolean; 
   return { killed: () => killed, done };
 }
 
-export function instanceRoutes(svc: Services): FastifyPluginAsync {
+export function instanceRoutes(svc: Services, limits: StreamLimits = STREAM_LIMITS): FastifyPluginAsync {
   return async (base: FastifyInstance) => {
     const app = base.withTypeProvider<TypeBoxTypeProvider>();
     /** Who holds each instance's console: a detach only frees the console if it still holds it. */
@@ -198,24 +199,33 @@ export function instanceRoutes(svc: Services): FastifyPluginAsync {
         consoleBusy.set(name, holder);
         const conn = connect(path);
         let ended = false;
-        const end = (): void => {
+        const end = (code = 1000, reason = 'console closed'): void => {
           if (ended) return;
           ended = true;
           if (consoleBusy.get(name) === holder) consoleBusy.delete(name);
           conn.end(); // flush what the user typed last (e.g. "poweroff\n") before letting go
-          if (socket.readyState === socket.OPEN) socket.close(1000, 'console closed');
+          if (socket.readyState === socket.OPEN) socket.close(code, reason);
         };
-        conn.on('data', (d) => socket.send(d, { binary: true }));
+        conn.on('data', (d) => {
+          if (ended) return;
+          socket.send(d, { binary: true });
+          // A viewer that does not read is cut rather than buffered without end (or let stall the guest's serial port).
+          if (socket.bufferedAmount > limits.maxBufferedBytes) {
+            const waiting = socket.bufferedAmount;
+            end(4008, `CONSOLE_TOO_SLOW: the client did not read the console (${waiting} bytes waiting)`);
+            setTimeout(() => socket.terminate(), limits.cutGraceMs).unref();
+          }
+        });
         conn.on('error', () => {
           conn.destroy();
           end();
         });
-        conn.on('close', end);
+        conn.on('close', () => end());
         socket.on('message', (d: Buffer | ArrayBuffer | Buffer[]) => {
           conn.write(Array.isArray(d) ? Buffer.concat(d) : Buffer.from(d as ArrayBuffer));
         });
-        socket.on('close', end);
-        socket.on('error', end);
+        socket.on('close', () => end());
+        socket.on('error', () => end());
       },
     );
   };

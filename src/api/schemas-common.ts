@@ -36,6 +36,7 @@ export const E = {
   401: err('UNAUTHORIZED: a bearer token is required (TCP API)'),
   404: err('not found (INSTANCE_NOT_FOUND, IMAGE_NOT_FOUND, ...)'),
   409: err('not possible now (INVALID_STATE, ALREADY_EXISTS, *_IN_USE, INSUFFICIENT_RESOURCES, ...)'),
+  429: err('TOO_MANY_CLIENTS: the stream already has as many clients as it takes'),
   500: err('the daemon failed (QEMU_FAILED, NETWORK_FAILED, INTERNAL, ...)'),
 } as const;
 

@@ -24,11 +24,16 @@ import { diskRoutes } from './routes-disks.js';
 import { nicRoutes } from './routes-nics.js';
 import { networkRoutes } from './routes-networks.js';
 import { passthroughRoutes } from './routes-passthrough.js';
+import { STREAM_LIMITS, type StreamLimits } from './stream-limits.js';
 
 export interface ApiOptions {
   /** When set, every request must carry `Authorization: Bearer <token>`. */
   token?: string;
   logger?: boolean | object;
+  /** serve HTTPS with this certificate and key (PEM): the TCP API; the unix socket is plain HTTP */
+  tls?: { cert: string; key: string };
+  /** limits on event streams and console websockets (STREAM_LIMITS when not given) */
+  streams?: Partial<StreamLimits>;
 }
 
 function tokenMatches(header: string | undefined, token: string): boolean {
@@ -106,7 +111,7 @@ function openapiDocument(tokened: boolean) {
     },
     servers: [{
       url: '/',
-      description: tokened ? 'this daemon\'s TCP API (every call needs the bearer token in $CORRAL_DATA_DIR/token)' : 'this daemon\'s unix socket API ($CORRAL_DATA_DIR/corral.sock, root only; no token)',
+      description: tokened ? 'this daemon\'s TCP API, over TLS only (every call needs the bearer token in $CORRAL_DATA_DIR/token)' : 'this daemon\'s unix socket API ($CORRAL_DATA_DIR/corral.sock, root only; no token)',
     }],
     components: {
       securitySchemes: { bearer: { type: 'http' as const, scheme: 'bearer', description: 'the token in $CORRAL_DATA_DIR/token; the TCP API requires it, the unix socket does not' } },
@@ -118,6 +123,7 @@ function openapiDocument(tokened: boolean) {
 
 export async function buildApi(svc: Services, opts: ApiOptions = {}): Promise<FastifyInstance> {
   const app = Fastify({
+    ...(opts.tls ? { https: { cert: opts.tls.cert, key: opts.tls.key, minVersion: 'TLSv1.2' as const } } : {}),
     logger: opts.logger ?? false,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false } },
     schemaController: { compilersFactory: { buildValidator: strictBodies } },
@@ -139,8 +145,10 @@ export async function buildApi(svc: Services, opts: ApiOptions = {}): Promise<Fa
     void reply.status(404).send(new CorralError('NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`).toJSON());
   });
 
-  if (opts.token) {
+  if (opts.token !== undefined) {
     const token = opts.token;
+    // fail closed: an empty token would otherwise turn auth off
+    if (token.trim() === '') throw new CorralError('INVALID_CONFIG', 'the TCP API was given an empty bearer token; it is not served without one');
     app.addHook('onRequest', async (req) => {
       if (!tokenMatches(req.headers.authorization, token)) throw new CorralError('UNAUTHORIZED', 'a valid bearer token is required (see $CORRAL_DATA_DIR/token)');
     });
@@ -157,9 +165,10 @@ export async function buildApi(svc: Services, opts: ApiOptions = {}): Promise<Fa
   });
   await app.register(websocket, { options: { maxPayload: 1024 * 1024 }, preClose: closeWebsockets });
 
-  await app.register(instanceRoutes(svc));
+  const limits: StreamLimits = { ...STREAM_LIMITS, ...opts.streams };
+  await app.register(instanceRoutes(svc, limits));
   await app.register(imageRoutes(svc));
-  await app.register(eventRoutes(svc));
+  await app.register(eventRoutes(svc, limits));
   await app.register(cpuRoutes(svc));
   await app.register(memoryRoutes(svc));
   await app.register(deviceRoutes(svc));

@@ -1,27 +1,20 @@
 /**
  * The CLI's API client. By default HTTP over the daemon's unix socket ($CORRAL_DATA_DIR/corral.sock);
- * with CORRAL_URL set, HTTP(S) over TCP with `Authorization: Bearer <token>` (CORRAL_TOKEN or the token file).
+ * with CORRAL_URL set, HTTPS over TCP with `Authorization: Bearer <token>` (CORRAL_TOKEN or the token file), the
+ * daemon's certificate pinned (CORRAL_TLS_FINGERPRINT) or verified (CORRAL_TLS_CA, else the system's CAs).
  */
 import { request as httpRequest, type IncomingMessage, type RequestOptions } from 'node:http';
-import { request as httpsRequest } from 'node:https';
 import { connect, type Socket } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { dataDirFromEnv, dataPaths } from '../core/paths.js';
+import { CliError } from './client-error.js';
+import { trustedConnector, trustFromEnv, untrusted, type TlsTrust } from './tls-trust.js';
 
-/**
- * An error the CLI prints as `error: CODE: message` (or `error: message` without a code) and exits 1. `code` is the
- * API's; `localCode` names an error of the CLI itself in JSON output only (the text line shows no code for it).
- */
-export class CliError extends Error {
-  constructor(message: string, readonly code?: string, readonly details: Record<string, unknown> = {}, readonly localCode?: string) {
-    super(message);
-    this.name = 'CliError';
-  }
-}
+export { CliError } from './client-error.js';
 
 export type Endpoint =
   | { kind: 'unix'; socket: string }
-  | { kind: 'tcp'; url: URL; token: string | undefined; tokenFile: string };
+  | { kind: 'tcp'; url: URL; token: string | undefined; tokenFile: string; tls: TlsTrust };
 
 export function endpointFromEnv(env: NodeJS.ProcessEnv = process.env): Endpoint {
   const paths = dataPaths(dataDirFromEnv(env));
@@ -31,9 +24,11 @@ export function endpointFromEnv(env: NodeJS.ProcessEnv = process.env): Endpoint 
   try {
     url = new URL(raw);
   } catch {
-    throw new CliError(`CORRAL_URL "${raw}" is not a URL (example: http://127.0.0.1:8443)`);
+    throw new CliError(`CORRAL_URL "${raw}" is not a URL (example: https://127.0.0.1:8443)`);
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new CliError(`CORRAL_URL must start with http:// or https://, got "${raw}"`);
+  if (url.protocol === 'http:') throw new CliError(`CORRAL_URL must start with https://: the daemon serves TCP over TLS only, got "${raw}"`);
+  if (url.protocol !== 'https:') throw new CliError(`CORRAL_URL must start with https://, got "${raw}"`);
+  const tls = trustFromEnv(env);
   let token = env.CORRAL_TOKEN?.trim() || undefined;
   if (!token) {
     try {
@@ -42,7 +37,7 @@ export function endpointFromEnv(env: NodeJS.ProcessEnv = process.env): Endpoint 
       token = undefined; // the daemon answers 401 UNAUTHORIZED, which says where the token lives
     }
   }
-  return { kind: 'tcp', url, token, tokenFile: paths.token };
+  return { kind: 'tcp', url, token, tokenFile: paths.token, tls };
 }
 
 const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOENT', 'ENOTDIR', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT']);
@@ -67,6 +62,11 @@ export class ApiClient {
     if (e.code === 'EACCES' || e.code === 'EPERM') {
       return new CliError(`cannot reach the corral daemon at ${where}: permission denied (the API socket is for root; try sudo)`, undefined, {}, 'DAEMON_UNREACHABLE');
     }
+    if (e instanceof CliError) return e;
+    if (this.endpoint.kind === 'tcp' && untrusted(e)) {
+      const how = this.endpoint.tls.caFile ? `a certificate that CORRAL_TLS_CA (${this.endpoint.tls.caFile}) does not vouch for` : this.endpoint.tls.fingerprint ? 'another certificate than the one pinned' : 'a certificate the system does not trust';
+      return new CliError(`cannot trust the corral daemon at ${where}: it presented ${how} (${e.message}); set CORRAL_TLS_FINGERPRINT to the fingerprint the daemon logs (\`corral tls fingerprint\` on its host), or CORRAL_TLS_CA to the CA file that signed its certificate`, undefined, {}, 'TLS_UNTRUSTED');
+    }
     if (e.code && UNREACHABLE.has(e.code)) {
       const how = this.endpoint.kind === 'unix' ? 'corral daemon' : `corral daemon --listen ${this.endpoint.url.host}`;
       return new CliError(`cannot reach the corral daemon at ${where}: is it running? (start it with: ${how})`, undefined, {}, 'DAEMON_UNREACHABLE');
@@ -75,15 +75,22 @@ export class ApiClient {
   }
 
   /** For the websocket client: a URL and options that reach the same daemon. */
-  wsTarget(path: string): { url: string; headers: Record<string, string>; createConnection?: () => Socket } {
+  wsTarget(path: string): { url: string; headers: Record<string, string>; createConnection?: (...args: never[]) => Socket | undefined } {
     if (this.endpoint.kind === 'unix') {
       const socket = this.endpoint.socket;
       // Equivalent to ws+unix://SOCKET:PATH, but safe for socket paths with spaces or colons.
       return { url: `ws://localhost${path}`, headers: {}, createConnection: () => connect(socket) };
     }
     const base = new URL(this.endpoint.url.href);
-    base.protocol = base.protocol === 'https:' ? 'wss:' : 'ws:';
-    return { url: new URL(path, base).href, headers: this.headers() };
+    base.protocol = 'wss:';
+    return { url: new URL(path, base).href, headers: this.headers(), createConnection: this.tcpConnector() as (...args: never[]) => undefined };
+  }
+
+  /** TLS to the daemon's TCP API, handed over only once its certificate is trusted. */
+  private tcpConnector(): ReturnType<typeof trustedConnector> {
+    if (this.endpoint.kind !== 'tcp') throw new Error('not a TCP endpoint');
+    const u = this.endpoint.url;
+    return trustedConnector(u.hostname.replace(/^\[(.*)\]$/, '$1'), Number(u.port || 443), this.endpoint.tls);
   }
 
   /** Send a request; resolve with the response whatever its status. */
@@ -95,17 +102,16 @@ export class ApiClient {
       headers['content-length'] = String(payload.length);
     }
     let opts: RequestOptions;
-    let send = httpRequest;
     if (this.endpoint.kind === 'unix') {
       opts = { socketPath: this.endpoint.socket, path, method, headers };
     } else {
       const u = this.endpoint.url;
       const prefix = u.pathname.replace(/\/+$/, '');
-      opts = { protocol: u.protocol, hostname: u.hostname.replace(/^\[(.*)\]$/, '$1'), port: u.port || undefined, path: `${prefix}${path}`, method, headers };
-      if (u.protocol === 'https:') send = httpsRequest;
+      headers.host = u.host;
+      opts = { path: `${prefix}${path}`, method, headers, createConnection: this.tcpConnector() as RequestOptions['createConnection'] };
     }
     return new Promise((resolve, reject) => {
-      const req = send(opts, resolve);
+      const req = httpRequest(opts, resolve);
       req.on('error', (e: NodeJS.ErrnoException) => reject(this.connectError(e)));
       req.end(payload);
     });

@@ -23,6 +23,7 @@ import { registerDiskCommands } from './disks.js';
 import { registerNicCommands } from './nics.js';
 import { registerNetworkCommands } from './networks.js';
 import { registerPassthroughCommands } from './passthrough.js';
+import { registerTlsCommands } from './tls.js';
 import { registerSetCommand } from './set.js';
 
 function packageVersion(): string {
@@ -53,7 +54,7 @@ export function buildProgram(): Command {
     .configureOutput({
       outputError: (str, write) => write(jsonErrors() ? `${JSON.stringify({ error: { code: 'USAGE', message: str.replace(/^error: /, '').trim() } })}\n` : str),
     })
-    .addHelpText('after', '\nEnvironment:\n  CORRAL_DATA_DIR  data dir holding corral.sock and token (default /var/lib/corral)\n  CORRAL_URL       talk to the daemon over TCP instead, e.g. http://127.0.0.1:8443\n  CORRAL_TOKEN     bearer token for CORRAL_URL (default: the token file in the data dir)');
+    .addHelpText('after', '\nEnvironment:\n  CORRAL_DATA_DIR  data dir holding corral.sock and token (default /var/lib/corral)\n  CORRAL_URL       talk to the daemon over TCP (TLS) instead, e.g. https://127.0.0.1:8443\n  CORRAL_TOKEN     bearer token for CORRAL_URL (default: the token file in the data dir)\n  CORRAL_TLS_FINGERPRINT  the daemon certificate\'s SHA-256 fingerprint to pin (corral tls fingerprint on its host)\n  CORRAL_TLS_CA    a CA file to verify the daemon\'s certificate with instead (default: the system\'s CAs)');
 
   // One client per run, created lazily so `--help` and `daemon` never need the environment to be right.
   let api: ApiClient | undefined;
@@ -62,15 +63,17 @@ export function buildProgram(): Command {
   program
     .command('daemon')
     .description('run the corral daemon in this process (API on $CORRAL_DATA_DIR/corral.sock)')
-    .option('--listen <host:port>', 'also serve the API on TCP (bearer token from $CORRAL_DATA_DIR/token)')
+    .option('--listen <host:port>', 'also serve the API on TCP, over TLS (bearer token from $CORRAL_DATA_DIR/token)')
+    .option('--tls-cert <file>', 'the TCP listener\'s certificate (PEM; default: a self-signed one made in $CORRAL_DATA_DIR/tls)')
+    .option('--tls-key <file>', 'the private key of --tls-cert (PEM, no passphrase)')
     .addOption(new Option('--accel <kind>', 'force the accelerator instead of probing').choices(['kvm', 'tcg']))
     .option('--cpu-ratio <ratio>', 'vCPUs per host CPU thread in the pool (default 4.0; env CORRAL_CPU_RATIO)', Number)
     .option('--memory-ratio <ratio>', 'guest memory per byte of host memory (default 1.0; env CORRAL_MEMORY_RATIO)', Number)
     .option('--reserved-memory <size>', 'host memory kept out of the pool (default 512M; env CORRAL_RESERVED_MEMORY)')
-    .action(async (o: { listen?: string; accel?: 'kvm' | 'tcg'; cpuRatio?: number; memoryRatio?: number; reservedMemory?: string }) => {
+    .action(async (o: { listen?: string; tlsCert?: string; tlsKey?: string; accel?: 'kvm' | 'tcg'; cpuRatio?: number; memoryRatio?: number; reservedMemory?: string }) => {
       releaseCliGuards(); // the daemon's own errors keep their stack traces, in its log
       const { runDaemon } = await import('../daemon/main.js');
-      await runDaemon({ listen: o.listen, accel: o.accel, pool: { cpuRatio: o.cpuRatio, memoryRatio: o.memoryRatio, reservedMemory: o.reservedMemory } });
+      await runDaemon({ listen: o.listen, tlsCert: o.tlsCert, tlsKey: o.tlsKey, accel: o.accel, pool: { cpuRatio: o.cpuRatio, memoryRatio: o.memoryRatio, reservedMemory: o.reservedMemory } });
       // Stopped: exit even if an operation cut short still holds a timer (QEMUs live on without the daemon).
       setTimeout(() => process.exit(), 1000).unref();
     });
@@ -91,6 +94,7 @@ export function buildProgram(): Command {
   registerNicCommands(program, client);
   registerNetworkCommands(program, client);
   registerPassthroughCommands(program, client);
+  registerTlsCommands(program);
   return program;
 }
 

@@ -29,6 +29,13 @@ export const ErrorCodes = {
   /** the operation is not possible with this instance's accelerator or this QEMU (vCPU unplug under TCG) */
   UNSUPPORTED: 409,
   UNAUTHORIZED: 401,
+  /** a stream already has as many clients as it takes (the events stream's cap) */
+  TOO_MANY_CLIENTS: 429,
+  /**
+   * the daemon's own set-up is unusable (the TCP token file is empty, too short or unreadable; a TLS certificate
+   * or key cannot be read): the daemon refuses to start and the message names the file and the fix
+   */
+  INVALID_CONFIG: 500,
   /** the VM's process or its monitor went away while an operation talked to it */
   VM_GONE: 409,
   QEMU_FAILED: 500,

@@ -3,8 +3,9 @@
  * the unix socket (and on TCP with a bearer token when asked). QEMU processes outlive the daemon.
  */
 import { QemuDriver } from '../qemu/driver.js';
-import { randomBytes } from 'node:crypto';
-import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
+import { ensureToken } from './token.js';
+import { ensureTlsPair, type TlsPair } from './tls.js';
 import { dirname, join } from 'node:path';
 import { connect } from 'node:net';
 import pino from 'pino';
@@ -39,8 +40,11 @@ import { validatePoolConfig, type PoolConfig } from '../core/pool.js';
 
 export interface DaemonOptions {
   dataDir?: string;
-  /** HOST:PORT to also listen on TCP (bearer token required). */
+  /** HOST:PORT to also listen on TCP (TLS and a bearer token required). */
   listen?: string;
+  /** the TCP listener's certificate and key (PEM files); without them the data dir's self-signed pair */
+  tlsCert?: string;
+  tlsKey?: string;
   accel?: Accelerator;
   /** Resource pool settings (ratios, memory reserved for the host); env CORRAL_CPU_RATIO etc. otherwise. */
   pool?: { cpuRatio?: number; memoryRatio?: number; reservedMemory?: string | number };
@@ -92,13 +96,7 @@ export function claimSocket(path: string): { release(): boolean } {
   };
 }
 
-/** The TCP bearer token, created (0600) on first use. */
-export function ensureToken(file: string): string {
-  if (existsSync(file)) return readFileSync(file, 'utf8').trim();
-  const token = randomBytes(32).toString('hex');
-  writeFileSync(file, `${token}\n`, { mode: 0o600 });
-  return token;
-}
+export { ensureToken } from './token.js';
 
 export function parseListen(listen: string): { host: string; port: number } {
   const m = /^(.*):(\d{1,5})$/.exec(listen);
@@ -117,6 +115,15 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
 
   for (const d of [dataDir, paths.images, paths.volumes, paths.networks, paths.instances, paths.run, paths.cache]) mkdirSync(d, { recursive: true, mode: 0o700 });
   chmodSync(paths.run, 0o700);
+  // What the TCP listener needs comes first: a daemon that cannot serve TCP with auth refuses to start at all,
+  // before it opens the store, adopts a VM or binds a socket.
+  let tcp: (ReturnType<typeof parseListen> & { token: string; tls: TlsPair }) | undefined;
+  if (opts.listen) {
+    const where = parseListen(opts.listen);
+    tcp = { ...where, token: ensureToken(paths.token), tls: await ensureTlsPair(dataDir, { cert: opts.tlsCert, key: opts.tlsKey }, where.host) };
+  } else if (opts.tlsCert !== undefined || opts.tlsKey !== undefined) {
+    throw new CorralError('INVALID_SPEC', '--tls-cert and --tls-key are for the TCP listener: give --listen HOST:PORT too', { field: 'listen' });
+  }
   if (await socketInUse(paths.socket)) throw new CorralError('ALREADY_EXISTS', `another corral daemon is already serving ${paths.socket}`, { socket: paths.socket });
   rmSync(paths.socket, { force: true });
 
@@ -185,12 +192,13 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   servers.push(unixApi);
   log.info({ socket: paths.socket, dataDir }, 'corral daemon listening');
 
-  if (opts.listen) {
-    const { host: h, port } = parseListen(opts.listen);
-    const tcpApi = await buildApi({ instances, config, images, host, events, cpu, memory, volumes, disks, nics, networks, passthrough }, { token: ensureToken(paths.token) });
-    await tcpApi.listen({ host: h, port });
+  if (tcp) {
+    const tcpApi = await buildApi({ instances, config, images, host, events, cpu, memory, volumes, disks, nics, networks, passthrough }, { token: tcp.token, tls: tcp.tls });
+    await tcpApi.listen({ host: tcp.host, port: tcp.port });
     servers.push(tcpApi);
-    log.info({ listen: opts.listen, tokenFile: paths.token }, 'corral daemon listening on TCP (bearer token required)');
+    const { certFile, fingerprint, made } = tcp.tls;
+    log.info({ listen: opts.listen, tokenFile: paths.token, certFile, fingerprint, made },
+      `corral daemon listening on TCP with TLS (bearer token required); certificate SHA-256 fingerprint ${fingerprint} (clients: CORRAL_URL=https://${opts.listen} CORRAL_TLS_FINGERPRINT=${fingerprint})`);
   }
   events.publish('daemon.started', null, { pid: process.pid });
 

@@ -38,6 +38,7 @@ export const TOOL_PACKAGES: Readonly<Record<string, string>> = {
   'dpkg-deb': 'dpkg',
   'mkfs.ext4': 'e2fsprogs',
   busybox: 'busybox-static',
+  openssl: 'openssl',
 };
 
 export interface RunOptions {

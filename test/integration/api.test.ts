@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { request } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { join } from 'node:path';
 import WebSocket from 'ws';
 import { CLI, Daemon, newDataDir, SKIP_NO_TINY, useDaemon, waitFor } from './harness.js';
@@ -15,7 +16,9 @@ useDaemon((x) => { d = x; }, { args: ['--listen', `127.0.0.1:${PORT}`] });
 
 function tcp(path: string, token?: string): Promise<{ status: number; body: any }> {
   return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port: PORT, path, headers: token ? { authorization: `Bearer ${token}` } : {} }, (res) => {
+    // the daemon's own self-signed certificate, made at its first start, as the CA (it names 127.0.0.1)
+    const ca = readFileSync(join(d.dataDir, 'tls', 'server.crt'));
+    const req = httpsRequest({ host: '127.0.0.1', port: PORT, path, ca, headers: token ? { authorization: `Bearer ${token}` } : {} }, (res) => {
       let text = '';
       res.on('data', (c: Buffer) => { text += c.toString(); });
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) }));
@@ -30,6 +33,16 @@ test('the unix socket and the token are for root only', { skip }, () => {
   const token = join(d.dataDir, 'token');
   assert.ok(existsSync(token));
   assert.equal(statSync(token).mode & 0o777, 0o600);
+});
+
+test('TCP is TLS only: plain HTTP gets no answer, the key is 0600', { skip }, async () => {
+  assert.equal(statSync(join(d.dataDir, 'tls', 'server.key')).mode & 0o777, 0o600);
+  const plain = await new Promise<string>((resolve) => {
+    const req = request({ host: '127.0.0.1', port: PORT, path: '/v1/instances' }, (res) => resolve(`HTTP ${res.statusCode}`));
+    req.on('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? e.message));
+    req.end();
+  });
+  assert.doesNotMatch(plain, /^HTTP 2/);
 });
 
 test('TCP requires the bearer token', { skip }, async () => {

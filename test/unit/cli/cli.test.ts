@@ -5,6 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { IMAGE, INSTANCE, runCli, startFakeApi, useFakeApi } from './fake-api.js';
+import { testPair } from '../tls-pair.js';
 
 const fake = useFakeApi();
 
@@ -253,24 +254,26 @@ test('no daemon: the "cannot reach" message', async () => {
 });
 
 test('CORRAL_URL: TCP with the bearer token from CORRAL_TOKEN or the token file', async () => {
-  const tcp = await startFakeApi({ tcpToken: 's3cret' });
+  const pair = await testPair();
+  const tcp = await startFakeApi({ tcpToken: 's3cret', tls: pair });
   try {
-    const url = `http://127.0.0.1:${tcp.port}`;
-    let r = await runCli(['list', '--json'], { CORRAL_DATA_DIR: tcp.dir, CORRAL_URL: url, CORRAL_TOKEN: 's3cret' });
+    const url = `https://127.0.0.1:${tcp.port}`;
+    const pin = { CORRAL_TLS_FINGERPRINT: pair.fingerprint };
+    let r = await runCli(['list', '--json'], { CORRAL_DATA_DIR: tcp.dir, CORRAL_URL: url, CORRAL_TOKEN: 's3cret', ...pin });
     assert.equal(r.code, 0, r.stderr);
     assert.equal(tcp.requests.at(-1)?.headers.authorization, 'Bearer s3cret');
 
     writeFileSync(join(tcp.dir, 'token'), 's3cret\n');
-    r = await runCli(['host', 'show', '--json'], { CORRAL_DATA_DIR: tcp.dir, CORRAL_URL: url });
+    r = await runCli(['host', 'show', '--json'], { CORRAL_DATA_DIR: tcp.dir, CORRAL_URL: url, ...pin });
     assert.equal(r.code, 0, r.stderr);
     assert.equal(tcp.requests.at(-1)?.headers.authorization, 'Bearer s3cret');
 
-    r = await runCli(['console', 'web1', '--linger', '200'], { CORRAL_DATA_DIR: tcp.dir, CORRAL_URL: url }, 'hi\n');
+    r = await runCli(['console', 'web1', '--linger', '200'], { CORRAL_DATA_DIR: tcp.dir, CORRAL_URL: url, ...pin }, 'hi\n');
     assert.equal(r.code, 0, r.stderr);
     const up = tcp.requests.filter((x) => x.method === 'UPGRADE').at(-1);
     assert.equal(up?.headers.authorization, 'Bearer s3cret');
 
-    r = await runCli(['list'], { CORRAL_DATA_DIR: tcp.dir, CORRAL_URL: url, CORRAL_TOKEN: 'wrong' });
+    r = await runCli(['list'], { CORRAL_DATA_DIR: tcp.dir, CORRAL_URL: url, CORRAL_TOKEN: 'wrong', ...pin });
     assert.equal(r.code, 1);
     assert.match(r.stderr, /^error: UNAUTHORIZED: /);
   } finally {

@@ -1,6 +1,7 @@
 /** A tiny fake corral API for CLI tests: canned answers, every request recorded. */
 import { after, before } from 'node:test';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createTlsServer } from 'node:https';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -179,12 +180,16 @@ export function useFakeApi(): { readonly api: FakeApi; readonly env: Record<stri
   };
 }
 
-export async function startFakeApi(opts: { tcpToken?: string } = {}): Promise<FakeApi & { port?: number }> {
+/** With tcpToken: HTTPS on 127.0.0.1 (the daemon serves TCP over TLS only) with this certificate and key. */
+export async function startFakeApi(opts: { tcpToken?: string; tls?: { cert: string; key: string } } = {}): Promise<FakeApi & { port?: number }> {
   const dir = mkdtempSync(join(tmpdir(), 'corral cli '));
   const socket = join(dir, 'corral.sock');
   const requests: Recorded[] = [];
   const consoleInput: Buffer[] = [];
-  const server = createServer(handler(requests, opts.tcpToken));
+  if (opts.tcpToken !== undefined && !opts.tls) throw new Error('a TCP fake API needs tls: the CLI talks TLS only');
+  const server = opts.tls
+    ? createTlsServer({ cert: opts.tls.cert, key: opts.tls.key }, handler(requests, opts.tcpToken)) as unknown as Server
+    : createServer(handler(requests, opts.tcpToken));
   const wss = new WebSocketServer({ noServer: true });
   server.on('upgrade', (req, sock, head) => {
     requests.push({ method: 'UPGRADE', url: req.url ?? '', headers: req.headers, body: '' });
