@@ -36,7 +36,8 @@ export type NicPlanner = (uuid: string, req: CreateRequest) => InstanceNic[];
  * - storage-daemons: start the vhost-user-blk back ends before QEMU connects to them (beforeSpawn).
  * - disks: refuse a start with a volume that has clones; name who holds a locked volume (startFailed).
  * - nics: make taps (beforeLaunch) and remove them (exited).
- * - passthrough: bind host devices to vfio-pci last of the host resources (binding is the slowest to undo).
+ * - passthrough: bind host devices to vfio-pci after the others' checks and resources, so that a start refused
+ *   earlier never takes a device from its host driver.
  * - console-log: last, so its boot separator is the console log's line just before QEMU starts.
  */
 export const HOOK_ORDER = ['cpu', 'memory', 'storage-daemons', 'disks', 'nics', 'passthrough', 'console-log'] as const;
