@@ -16,3 +16,7 @@ export function have(bin: string, args = ['--version']): boolean {
 
 /** node:test's skip option for tests that need qemu-img. */
 export const SKIP_NO_QEMU_IMG: string | false = have('qemu-img') ? false : 'qemu-img (Debian package qemu-utils) is not installed';
+
+/** node:test's skip option for tests that check a ruleset with `nft -c` (needs root and nftables). */
+export const SKIP_NO_NFT_CHECK: string | false = process.getuid?.() !== 0 ? 'nft -c needs root'
+  : have('nft') ? false : 'nft (Debian package nftables) is not installed';

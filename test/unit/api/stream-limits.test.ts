@@ -14,19 +14,7 @@ import { buildApi, closeApi } from '../../../src/api/server.js';
 import type { Services } from '../../../src/api/services.js';
 import { EVENT_WRITE_WINDOW, TOO_SLOW_EVENT, type StreamLimits } from '../../../src/api/stream-limits.js';
 import { EventBus } from '../../../src/services/events.js';
-import type { Store, StoredEvent } from '../../../src/store/store.js';
-
-function memoryStore(): Store {
-  const events: StoredEvent[] = [];
-  return {
-    appendEvent: (type: string, instance: string | null, data: Record<string, unknown>) => {
-      const ev = { id: events.length + 1, time: new Date().toISOString(), type, instance, data };
-      events.push(ev);
-      return ev;
-    },
-    eventsSince: (id: number, limit: number) => events.filter((e) => e.id > id).slice(0, limit),
-  } as unknown as Store;
-}
+import { memoryStore } from './memory-store.js';
 
 interface Setup { dir: string; socket: string; events: EventBus; guest: Server; guestConns: Socket[]; serverSockets: Socket[]; app: Awaited<ReturnType<typeof buildApi>> }
 

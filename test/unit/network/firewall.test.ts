@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { validateNetwork, type NetworkRecord } from '../../../src/core/networks.js';
 import { enableIpForward, firewallRuleset } from '../../../src/network/firewall.js';
-import { FIXTURES } from '../fixtures.js';
+import { FIXTURES, SKIP_NO_NFT_CHECK } from '../fixtures.js';
 
 // Golden rulesets in test/fixtures/network/*.nft; UPDATE_GOLDENS=1 rewrites them (review the diff).
 const dir = join(FIXTURES, 'network');
@@ -77,17 +77,7 @@ test('ip_forward: switched on once and reported; left on', () => {
   }
 });
 
-const nftSkip = ((): string | false => {
-  if (process.getuid?.() !== 0) return 'nft -c needs root';
-  try {
-    execFileSync('nft', ['--version'], { stdio: 'ignore' });
-    return false;
-  } catch {
-    return 'nft (Debian package nftables) is not installed';
-  }
-})();
-
-test('nft accepts the golden rulesets (nft -c: checked by the kernel, nothing applied)', { skip: nftSkip }, () => {
+test('nft accepts the golden rulesets (nft -c: checked by the kernel, nothing applied)', { skip: SKIP_NO_NFT_CHECK }, () => {
   for (const name of ['nat-and-isolated', 'isolated-only', 'empty']) {
     execFileSync('nft', ['-c', '-f', join(dir, `${name}.nft`)], { stdio: 'pipe' });
   }

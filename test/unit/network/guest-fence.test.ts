@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import { guestFenceRuleset, GUEST_TABLE } from '../../../src/network/guest-fence.js';
 import { assertGolden } from '../golden.js';
-import { FIXTURES } from '../fixtures.js';
+import { FIXTURES, SKIP_NO_NFT_CHECK } from '../fixtures.js';
 
 const file = join(FIXTURES, 'network', 'guest-fence.nft');
 
@@ -30,16 +30,6 @@ test('guest fence: no rule without a real group id (root\'s group would fence th
   for (const bad of [0, -1, 1.5, Number.NaN]) assert.throws(() => guestFenceRuleset(bad), /not a positive integer/);
 });
 
-const nftSkip = ((): string | false => {
-  if (process.getuid?.() !== 0) return 'nft -c needs root';
-  try {
-    execFileSync('nft', ['--version'], { stdio: 'ignore' });
-    return false;
-  } catch {
-    return 'nft (Debian package nftables) is not installed';
-  }
-})();
-
-test('nft accepts the guest fence (nft -c: checked by the kernel, nothing applied)', { skip: nftSkip }, () => {
+test('nft accepts the guest fence (nft -c: checked by the kernel, nothing applied)', { skip: SKIP_NO_NFT_CHECK }, () => {
   execFileSync('nft', ['-c', '-f', file], { stdio: 'pipe' });
 });
