@@ -5,12 +5,10 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { Ledger, harness, ledgerHooks, until } from './lifecycle-harness.js';
+import { Ledger, harness, ledgerHooks, started, until } from './lifecycle-harness.js';
 
 test('a running VM is adopted by the next daemon: same pid, running, adopted hooks; it can be stopped', async () => {
-  const h = harness();
-  h.add('vm');
-  await h.svc.start('vm');
+  const h = await started();
   const pid = h.row('vm').pid;
   const ledger = new Ledger();
   const h2 = h.restart([['nics', ledgerHooks('nics', ledger)]]);
@@ -25,9 +23,7 @@ test('a running VM is adopted by the next daemon: same pid, running, adopted hoo
 });
 
 test('a paused VM is adopted as paused', async () => {
-  const h = harness();
-  h.add('vm');
-  await h.svc.start('vm');
+  const h = await started();
   await h.svc.pause('vm');
   const h2 = h.restart();
   await h2.svc.reconcile();
@@ -35,9 +31,7 @@ test('a paused VM is adopted as paused', async () => {
 });
 
 test('a VM that died while the daemon was down is crashed, with the kernel\'s word and exited hooks', async () => {
-  const h = harness();
-  h.add('vm');
-  await h.svc.start('vm');
+  const h = await started();
   const ledger = new Ledger();
   const h2 = h.restart([['nics', ledgerHooks('nics', ledger)]]);
   const proc = h2.driver.live()[0]!;
@@ -54,9 +48,7 @@ test('a VM that died while the daemon was down is crashed, with the kernel\'s wo
 });
 
 test('a VM that was stopping and is gone is stopped, not crashed', async () => {
-  const h = harness();
-  h.add('vm');
-  await h.svc.start('vm');
+  const h = await started();
   h.store.updateInstance(h.row('vm').uuid, { state: 'stopping' });
   const h2 = h.restart();
   h2.driver.live()[0]!.exit({ code: 0 });
@@ -65,9 +57,7 @@ test('a VM that was stopping and is gone is stopped, not crashed', async () => {
 });
 
 test('a half-started VM (the daemon died before recording its pid) is found by its uuid and adopted', async () => {
-  const h = harness();
-  h.add('vm');
-  await h.svc.start('vm');
+  const h = await started();
   const pid = h.row('vm').pid;
   h.store.updateInstance(h.row('vm').uuid, { state: 'starting', pid: null, pidStart: null });
   const h2 = h.restart();
@@ -89,9 +79,7 @@ test('a half-started instance whose QEMU never came up is crashed, and can start
 });
 
 test('a live VM whose monitor does not answer is error; kill ends the process and stops it; delete works after', async () => {
-  const h = harness();
-  h.add('vm');
-  await h.svc.start('vm');
+  const h = await started();
   const h2 = h.restart();
   const proc = h2.driver.live()[0]!;
   proc.monitorDead = true;
@@ -106,9 +94,7 @@ test('a live VM whose monitor does not answer is error; kill ends the process an
 });
 
 test('a second adoption that reaches the monitor moves an error instance back to running', async () => {
-  const h = harness();
-  h.add('vm');
-  await h.svc.start('vm');
+  const h = await started();
   const h2 = h.restart();
   const proc = h2.driver.live()[0]!;
   proc.monitorDead = true;
@@ -121,9 +107,7 @@ test('a second adoption that reaches the monitor moves an error instance back to
 });
 
 test('a pid reused by another process is not adopted (the start time tells them apart)', async () => {
-  const h = harness();
-  h.add('vm');
-  await h.svc.start('vm');
+  const h = await started();
   h.store.updateInstance(h.row('vm').uuid, { pidStart: 1 });
   const h2 = h.restart();
   await h2.svc.reconcile();

@@ -5,12 +5,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CorralError } from '../../../src/core/errors.js';
-import { Ledger, harness, ledgerHooks, until } from './lifecycle-harness.js';
+import { Ledger, ledgerHooks, started, until } from './lifecycle-harness.js';
 
 async function running(ledger = new Ledger()) {
-  const h = harness({ hooks: [['nics', ledgerHooks('nics', ledger)]] });
-  h.add('vm');
-  await h.svc.start('vm');
+  const h = await started({ hooks: [['nics', ledgerHooks('nics', ledger)]] });
   const proc = h.driver.live()[0]!;
   return { h, proc, ledger };
 }

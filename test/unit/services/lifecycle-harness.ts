@@ -135,6 +135,14 @@ export function harness(o: HarnessOptions = {}): Harness {
   return h;
 }
 
+/** A harness with one instance, `vm`, started. */
+export async function started(o: HarnessOptions = {}): Promise<Harness> {
+  const h = harness(o);
+  h.add('vm');
+  await h.svc.start('vm');
+  return h;
+}
+
 /** Resolves when `cond` holds (checked on each turn of the event loop), or rejects after `ms`. */
 export async function until(cond: () => boolean, what: string, ms = 5000): Promise<void> {
   const end = Date.now() + ms;
