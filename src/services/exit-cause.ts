@@ -69,6 +69,17 @@ export function exitRecord(f: ExitFacts, at = new Date()): ExitInfo {
   };
 }
 
+/**
+ * A VM found gone when a restarted daemon reconciles: stopped if it was stopping, else crashed, with what the
+ * kernel or QEMU's stderr said; the record needs the pid (null: none was recorded, so there is no record).
+ */
+export function goneWhileDown(stopping: boolean, pid: number | null, kernel: string | null, stderr: string | null, at = new Date()): { state: ExitInfo['state']; reason: string; exit: ExitInfo | null } {
+  const state: ExitInfo['state'] = stopping ? 'stopped' : 'crashed';
+  const reason = `${state === 'crashed' ? 'QEMU died' : 'QEMU exited'} while the daemon was down${kernel ? `: ${kernel}` : stderr ? `: QEMU said: ${stderr}` : ''}`;
+  const exit: ExitInfo | null = pid === null ? null : { at: at.toISOString(), pid, state, reason, code: null, signal: null, kernel, service: null, stderr };
+  return { state, reason, exit };
+}
+
 /** QEMU's own last error line from its stderr file, or null. */
 export function stderrLine(file: string): string | null {
   try {

@@ -20,7 +20,7 @@ import type { BlockIo } from '../qemu/argv-disks.js';
 import { HookSet, exitCauses, launchExtras, runExitHooks, type HookOwner, type InstanceHooks, type LaunchContributor, type LiveInstance, type NicPlanner } from './instance-hooks.js';
 import { OVMF_VARS, assertOvmf, launchPlan, type RuntimeStatus, prepareRunDir, readStatus, removeRunDir, writeStatus } from './runtime.js';
 import { ConsoleLogRotator } from './console-log.js';
-import { exitRecord, keepPreviousStderr, stderrLine, writeExitInfo, type ExitInfo } from './exit-cause.js';
+import { exitRecord, goneWhileDown, keepPreviousStderr, stderrLine, writeExitInfo, type ExitInfo } from './exit-cause.js';
 import { instanceView, type InstanceView } from './instance-view.js';
 import { devicePaths, type DevicePath } from './device-paths.js';
 import { formatSizeExact } from '../core/units.js';
@@ -572,13 +572,8 @@ export class InstanceService {
       removeRunDir(p);
       return;
     }
-    const to: InstanceState = row.state === 'stopping' ? 'stopped' : 'crashed';
-    const kernel = recorded === null ? null : this.d.driver.deathNote(recorded);
-    const stderr = stderrLine(p.stderr);
-    const reason = `${to === 'crashed' ? 'QEMU died' : 'QEMU exited'} while the daemon was down${kernel ? `: ${kernel}` : stderr ? `: QEMU said: ${stderr}` : ''}`;
-    this.vmGone(row, to, reason, recorded === null ? null : {
-      at: new Date().toISOString(), pid: recorded.pid, state: to, reason, code: null, signal: null, kernel, service: null, stderr,
-    });
+    const gone = goneWhileDown(row.state === 'stopping', recorded?.pid ?? null, recorded && this.d.driver.deathNote(recorded), stderrLine(p.stderr));
+    this.vmGone(row, gone.state, gone.reason, gone.exit);
   }
 
   /** Adopt a VM that outlived the previous daemon; if it does not answer, the instance is `error` (kill ends it). */
