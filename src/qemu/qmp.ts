@@ -1,7 +1,8 @@
 /**
  * QMP client, structured like Incus's internal/server/instance/drivers/qmp: one connection per monitor
  * socket, replies matched to commands by `id`, one stream of asynchronous events, a time limit per
- * command, a disconnect turned into a typed error, and typed wrappers for the commands the daemon uses.
+ * command, a disconnect turned into a typed error, and `quit`. The typed operations the services use are
+ * src/qemu/vm-control.ts (the hypervisor seam).
  *
  * Wire protocol: one JSON object per line (QEMU ends lines with \r\n). No out-of-band execution.
  */
@@ -16,9 +17,6 @@ export interface QmpEvent { event: string; data: Record<string, unknown>; timest
 export interface QmpVersion { qemu: { major: number; minor: number; micro: number }; package: string }
 /** The greeting QEMU sends on connect: `{"QMP": {"version": ..., "capabilities": [...]}}`. */
 export interface QmpGreeting { version: QmpVersion; capabilities: string[] }
-export interface QmpStatus { status: string; running: boolean; singlestep?: boolean }
-export interface QmpCpuInfoFast { 'cpu-index': number; 'thread-id': number; 'qom-path': string; target: string }
-export interface QmpKvmInfo { enabled: boolean; present: boolean }
 
 /** Optional diagnostics sink (never required; e.g. `(l, m, d) => pinoLogger[l](d ?? {}, m)`). */
 export type QmpLogger = (level: 'debug' | 'warn', message: string, details?: Record<string, unknown>) => void;
@@ -138,15 +136,7 @@ export class QmpClient extends EventEmitter<QmpClientEvents> {
     this.finish(new QmpDisconnectedError(`QMP connection to ${this.path} closed by client`));
   }
 
-  // ---- typed wrappers -------------------------------------------------------------------------
-  queryStatus(): Promise<QmpStatus> { return this.execute<QmpStatus>('query-status'); }
-  queryVersion(): Promise<QmpVersion> { return this.execute<QmpVersion>('query-version'); }
-  queryCpusFast(): Promise<QmpCpuInfoFast[]> { return this.execute<QmpCpuInfoFast[]>('query-cpus-fast'); }
-  queryKvm(): Promise<QmpKvmInfo> { return this.execute<QmpKvmInfo>('query-kvm'); }
-  async stop(): Promise<void> { await this.execute('stop'); }
-  async cont(): Promise<void> { await this.execute('cont'); }
-  async systemPowerdown(): Promise<void> { await this.execute('system_powerdown'); }
-  async systemReset(): Promise<void> { await this.execute('system_reset'); }
+  // ---- commands -------------------------------------------------------------------------------
   /** Ask QEMU to exit. QEMU may close the socket before or after its reply: both count as success. */
   async quit(): Promise<void> {
     try {

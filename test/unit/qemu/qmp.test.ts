@@ -64,10 +64,10 @@ describe('QmpClient against the mock QMP server', () => {
     assert.equal(srv.calls[0]?.command, 'qmp_capabilities');
     assert.equal(srv.calls[0]?.args, undefined, 'no oob capability is enabled');
     assert.equal(client.closed, false);
-    assert.deepEqual(await client.queryStatus(), { status: 'running', singlestep: false, running: true });
-    assert.deepEqual(await client.queryKvm(), { enabled: false, present: true });
-    assert.equal((await client.queryCpusFast())[0]?.['thread-id'], 4242);
-    await client.stop(); await client.cont(); await client.systemReset(); await client.systemPowerdown();
+    assert.deepEqual(await client.execute<{ status: string; running: boolean }>('query-status'), { status: 'running', singlestep: false, running: true });
+    assert.deepEqual(await client.execute<{ enabled: boolean; present: boolean }>('query-kvm'), { enabled: false, present: true });
+    assert.equal((await client.execute<Array<{ 'thread-id': number }>>('query-cpus-fast'))[0]?.['thread-id'], 4242);
+    await client.execute('stop'); await client.execute('cont'); await client.execute('system_reset'); await client.execute('system_powerdown');
     assert.deepEqual(srv.calls.map((c) => c.command).slice(-4), ['stop', 'cont', 'system_reset', 'system_powerdown']);
   });
 
@@ -105,7 +105,7 @@ describe('QmpClient against the mock QMP server', () => {
     assert.ok(Date.now() - t0 >= 140);
     assert.equal(client.closed, false);
     await (await srv.waitForCall('slow')).reply({ late: true });
-    assert.equal((await client.queryStatus()).status, 'running');
+    assert.equal((await client.execute<{ status: string; running: boolean }>('query-status')).status, 'running');
     assert.ok(logs.some(([, m]) => /unknown id/.test(m)), 'the late reply is logged and dropped');
   });
 
@@ -124,7 +124,7 @@ describe('QmpClient against the mock QMP server', () => {
     client.close();
     assert.equal(closes.count(), 1);
     assert.ok(closes.reasons[0] instanceof QmpDisconnectedError);
-    await assert.rejects(client.queryStatus(), QmpDisconnectedError);
+    await assert.rejects(client.execute('query-status'), QmpDisconnectedError);
   });
 
   it('close() rejects pending commands and emits close exactly once', async () => {
@@ -174,7 +174,7 @@ describe('QmpClient against the mock QMP server', () => {
     client.on('event', () => { throw new Error('listener bug'); });
     await srv.sendEvent('RESUME');
     // the reply to this command comes after the event on the same socket: it is read once the listener has thrown
-    assert.equal((await client.queryStatus()).running, true);
+    assert.equal((await client.execute<{ status: string; running: boolean }>('query-status')).running, true);
     assert.ok(logs.some(([l, m]) => l === 'warn' && /listener bug/.test(m)));
   });
 
@@ -225,7 +225,7 @@ describe('QmpClient.connect', () => {
     const client = await pending;
     cleanups.push(() => client.close());
     assert.ok(Date.now() - t0 >= 290);
-    assert.equal((await client.queryVersion()).qemu.major, 7);
+    assert.equal((await client.execute<{ qemu: { major: number } }>('query-version')).qemu.major, 7);
   });
 
   it('times out when nothing ever listens', async () => {
@@ -278,12 +278,12 @@ describe('QmpClient against a real QEMU', () => {
     });
     cleanups.push(() => client.close());
     assert.ok((client.greeting?.version.qemu.major ?? 0) >= 7);
-    const v = await client.queryVersion();
+    const v = await client.execute<{ qemu: { major: number } }>('query-version');
     assert.ok(v.qemu.major >= 7, JSON.stringify(v));
-    const st = await client.queryStatus();
+    const st = await client.execute<{ status: string; running: boolean }>('query-status');
     assert.equal(typeof st.status, 'string');
     assert.equal(typeof st.running, 'boolean');
-    assert.equal((await client.queryKvm()).enabled, false, 'TCG, not KVM');
+    assert.equal((await client.execute<{ enabled: boolean; present: boolean }>('query-kvm')).enabled, false, 'TCG, not KVM');
     await assert.rejects(client.execute('no-such-command'), (e) => e instanceof QmpCommandError && e.qmpClass === 'CommandNotFound');
     const closed = new Promise((resolve) => client.once('close', resolve));
     await client.quit();
