@@ -3,6 +3,8 @@
  * the unix socket (and on TCP with a bearer token when asked). QEMU processes outlive the daemon.
  */
 import { QemuDriver } from '../qemu/driver.js';
+import { DNSMASQ_USER, assertReachable, ensureSystemUser, qemuRunAs } from '../host/run-as.js';
+import { vmFileHooks } from '../services/vm-files.js';
 import { chmodSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { ensureToken } from './token.js';
 import { ensureTlsPair, type TlsPair } from './tls.js';
@@ -27,6 +29,7 @@ import { NicService, networkDirectory } from '../services/nics.js';
 import { DiskService } from '../services/disks.js';
 import { NetworkService } from '../services/networks.js';
 import { LinuxNetworkHost } from '../network/host.js';
+import { ensureTunOpenable } from '../network/tap.js';
 import { NetworkStore } from '../network/store.js';
 import { StorageDaemonService } from '../services/storage-daemons.js';
 import { PassthroughService } from '../services/passthrough.js';
@@ -113,8 +116,16 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   const force = opts.accel ?? (envAccel === 'kvm' || envAccel === 'tcg' ? envAccel : undefined);
   const poolConfig = poolConfigFrom(opts.pool);
 
-  for (const d of [dataDir, paths.images, paths.volumes, paths.networks, paths.instances, paths.run, paths.cache]) mkdirSync(d, { recursive: true, mode: 0o700 });
-  chmodSync(paths.run, 0o700);
+  // QEMU's user opens files under the data dir, instances/, run/ and volumes/ (each given to it by name; it can
+  // list none of these dirs) and reads images/; networks/ and cache/ stay the daemon's.
+  const dirModes: Array<[string, number]> = [
+    [dataDir, 0o711], [paths.instances, 0o711], [paths.run, 0o711], [paths.volumes, 0o711], [paths.images, 0o755],
+    [paths.networks, 0o700], [paths.cache, 0o700],
+  ];
+  for (const [d, mode] of dirModes) {
+    mkdirSync(d, { recursive: true, mode });
+    chmodSync(d, mode);
+  }
   // What the TCP listener needs comes first: a daemon that cannot serve TCP with auth refuses to start at all,
   // before it opens the store, adopts a VM or binds a socket.
   let tcp: (ReturnType<typeof parseListen> & { token: string; tls: TlsPair }) | undefined;
@@ -124,6 +135,13 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   } else if (opts.tlsCert !== undefined || opts.tlsKey !== undefined) {
     throw new CorralError('INVALID_SPEC', '--tls-cert and --tls-key are for the TCP listener: give --listen HOST:PORT too', { field: 'listen' });
   }
+  // QEMU and its storage daemons run as corral-qemu, dnsmasq drops to corral-dnsmasq (src/host/run-as.ts)
+  const qemuUser = await qemuRunAs();
+  assertReachable(dataDir, qemuUser);
+  await ensureSystemUser(DNSMASQ_USER);
+  if (ensureTunOpenable()) log.info('made /dev/net/tun 0666, as udev does on standard hosts: QEMU opens the taps made for its user there');
+  // what the daemon makes is its own unless it says otherwise (images are 0644, the files QEMU gets are handed over)
+  process.umask(0o077);
   if (await socketInUse(paths.socket)) throw new CorralError('ALREADY_EXISTS', `another corral daemon is already serving ${paths.socket}`, { socket: paths.socket });
   rmSync(paths.socket, { force: true });
 
@@ -138,7 +156,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
     dataDir, store, images: imageStore, events, host: limits, log,
     pool: { host: limits, config: poolConfig },
     accelerator: async () => (await host.accelerator()).accel,
-    driver: new QemuDriver({ version: () => caps.version }), blockIo,
+    driver: new QemuDriver({ version: () => caps.version, runAs: qemuUser }), blockIo,
   });
   const config = new InstanceConfigService({ instances, events, host: limits });
   const cpu = new CpuService({ instances, config, events, hostCpus: limits.cpuList, log });
@@ -147,12 +165,13 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   const memory = new MemoryService({ instances, config, events, log });
   const volumes = new VolumeService(new VolumeStore(dataDir), events);
   instances.addHooks('memory', memory.hooks());
-  const storageDaemons = new StorageDaemonService({ instances, events, log, blockIo, runRoot: paths.run });
+  instances.addHooks('files', vmFileHooks(qemuUser, (row) => instances.paths(row)));
+  const storageDaemons = new StorageDaemonService({ instances, events, log, blockIo, runRoot: paths.run, runAs: qemuUser });
   instances.addHooks('storage-daemons', storageDaemons.hooks());
-  const disks = new DiskService({ instances, volumes, events, log, blockIo, storageDaemons });
+  const disks = new DiskService({ instances, volumes, events, log, blockIo, storageDaemons, runAs: qemuUser });
   instances.addHooks('disks', disks.hooks());
   const networks = new NetworkService({
-    store: new NetworkStore(dataDir), host: new LinuxNetworkHost(), events, log,
+    store: new NetworkStore(dataDir), host: new LinuxNetworkHost('/proc', { tap: qemuUser, dnsmasq: DNSMASQ_USER }), events, log,
   });
   await networks.restore(); // bridges, firewall and dnsmasq back after a reboot; a running dnsmasq is adopted
   // PCI passthrough and SR-IOV VFs: sysfs at $CORRAL_SYSFS_ROOT (default /sys), /dev at $CORRAL_DEV_ROOT (default /dev).
@@ -165,6 +184,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   await instances.reconcile();
   // storage daemons no instance owns (a daemon killed between starting one and starting its QEMU)
   await storageDaemons.sweepOrphans();
+  disks.settleAccess(); // volumes open to QEMU's user only while a live VM has them (a crash may have left one)
   // Memory pressure: env CORRAL_PRESSURE_INTERVAL / _THRESHOLD / _HYSTERESIS / _STEP (see services/pressure.ts).
   const pressure = new PressureController(pressureConfigFrom(process.env, readMemInfo().total), {
     events, log, instances: () => store.listInstances().filter((r) => r.state === 'running'),

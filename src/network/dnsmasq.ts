@@ -44,6 +44,8 @@ export interface DnsmasqConfig {
   /** serve DNS on the gateway */
   dns: boolean;
   files: DnsmasqFiles;
+  /** the unprivileged user (and group of that name) dnsmasq drops to once its sockets are bound */
+  user?: string;
 }
 
 /** dnsmasq's argv (without the binary). Pure. */
@@ -64,6 +66,7 @@ export function dnsmasqArgv(c: DnsmasqConfig): string[] {
     ...(c.dns ? [] : ['--port=0']),
     c.nat ? `--dhcp-option=option:router,${c.gateway}` : '--dhcp-option=option:router',
     ...(c.dns ? [`--dhcp-option=option:dns-server,${c.gateway}`] : []),
+    ...(c.user ? [`--user=${c.user}`, `--group=${c.user}`] : []),
   ];
 }
 

@@ -4,6 +4,7 @@
  * cmdline (its -uuid) and start time (proc.ts); the kernel's word on a dead one comes from /dev/kmsg.
  */
 import { ensureGuestFence } from '../network/guest-fence.js';
+import type { RunAs } from '../host/run-as.js';
 import { kernelDeathNote, readKernelLog } from '../host/kmsg.js';
 import type { Vm, VmDriver, VmProcess, VmSockets } from '../vm/driver.js';
 import { buildArgv, type LaunchPlan } from './argv.js';
@@ -20,10 +21,10 @@ export interface QemuDriverOptions {
   /** how long a new QEMU has to greet on QMP (default 30 s) */
   launchTimeoutMs?: number;
   /**
-   * Make the guest fence hold and give the group QEMU runs with (src/network/guest-fence.ts); null runs QEMU
-   * with the daemon's own group, unfenced. Default: ensureGuestFence.
+   * The unprivileged user QEMU runs as (src/host/run-as.ts); before each launch the guest fence is made to hold
+   * for its group (src/network/guest-fence.ts).
    */
-  fence?: () => Promise<number | null>;
+  runAs: RunAs;
 }
 
 export class QemuDriver implements VmDriver {
@@ -37,8 +38,8 @@ export class QemuDriver implements VmDriver {
 
   async launch(plan: LaunchPlan, files: { stderr: string }): Promise<Vm> {
     // every QEMU, not only those with a user NIC now: one can be hot-plugged later
-    const gid = await (this.o.fence ?? ensureGuestFence)();
-    const l = await launchQemu(buildArgv(plan), { qmp: plan.paths.qmp, stderr: files.stderr }, this.o.launchTimeoutMs, this.o.binary ?? QEMU_BINARY, gid ?? undefined);
+    await ensureGuestFence(this.o.runAs.gid);
+    const l = await launchQemu(buildArgv(plan), { qmp: plan.paths.qmp, stderr: files.stderr }, this.o.launchTimeoutMs, this.o.binary ?? QEMU_BINARY, this.o.runAs);
     return new QemuVm(l.pid, l.startTicks, l.qmp, l.exit);
   }
 

@@ -29,6 +29,8 @@ import type { Volume, VolumeRecord } from '../storage/volumes.js';
 import { lockHolderError } from './volume-holders.js';
 import type { StorageDaemonService } from './storage-daemons.js';
 import { leftBehind } from './left-behind.js';
+import type { RunAs } from '../host/run-as.js';
+import { applyVolumeAccess, giveVolumes, volumeAccess } from './volume-access.js';
 
 /** The volume was attached or detached between reading its owner and holding the locks (resizeVolume retries). */
 class OwnerChanged extends Error {}
@@ -54,6 +56,8 @@ export interface DiskDeps {
   unplugTimeoutMs?: number;
   /** the storage daemons behind vhost-user-blk disks (hotplug starts and unplug stops one) */
   storageDaemons?: StorageDaemonService;
+  /** QEMU's unprivileged user, given the volumes its VMs open (volume-access.ts); none: files stay as they are */
+  runAs?: RunAs;
 }
 
 export class DiskService {
@@ -90,7 +94,9 @@ export class DiskService {
       // can only predate the attach and clone checks, or be made by hand).
       beforeLaunch: (row) => {
         for (const disk of row.spec.disks) this.d.volumes.store.assertNoClones(disk.volume, `written by instance "${row.name}"`);
+        this.give(row.spec.disks.map((x) => x.volume));
       },
+      exited: (row) => this.settleAccess(row.name),
       startFailed: (row, e) => this.lockHolder(row, e),
       // Deleting an instance detaches its volumes; it never deletes them.
       deleted: (row) => {
@@ -118,8 +124,14 @@ export class DiskService {
         if (!HOTPLUG_BUSES.includes(added.bus)) throw invalidSpec('bus', `${added.bus} has no hotplug; stop the instance first`);
         const { vm } = this.d.instances.live(name);
         const r: ResolvedDisk = { volume: vol.name, bus: added.bus, path: vol.path, format: vol.format };
-        if (isVhostUser(added.bus)) await this.hotplugVhostUser(row, vm, r);
-        else await this.hotplug(vm, r, row.spec.cpus, this.d.instances.paths(row).runDir);
+        this.give([vol.name]);
+        try {
+          if (isVhostUser(added.bus)) await this.hotplugVhostUser(row, vm, r);
+          else await this.hotplug(vm, r, row.spec.cpus, this.d.instances.paths(row).runDir);
+        } catch (e) {
+          this.settleAccess();
+          throw e;
+        }
       }
       this.d.volumes.store.setAttached(vol.name, name);
       this.d.instances.updateSpec(name, { disks });
@@ -145,6 +157,7 @@ export class DiskService {
       } catch (e) {
         if (!(isCorralError(e) && e.code === 'VOLUME_NOT_FOUND')) throw e;
       }
+      if (live) this.settleAccess();
       this.d.events.publish('instance.disk.detached', name, { volume: disk.volume, live });
       return this.list(name);
     }));
@@ -200,6 +213,21 @@ export class DiskService {
       throw new CorralError('QEMU_FAILED', `live resize of volume "${r.name}" in instance "${owner}" failed: ${(e as Error).message}`, { name: r.name, instance: owner });
     }
     return true;
+  }
+
+  /**
+   * Make every volume open to QEMU's user exactly as the live instances need (volume-access.ts): at daemon start,
+   * after a live detach, and when a VM ends (`except`: that instance, whatever its state says yet).
+   */
+  settleAccess(except?: string): void {
+    if (!this.d.runAs) return;
+    const live = this.d.instances.listRows().filter((r) => r.name !== except && (isActive(r.state) || r.state === 'error'));
+    const records = this.d.volumes.store.records();
+    applyVolumeAccess(this.d.runAs, records, volumeAccess(records, live.map((r) => r.spec.disks.map((x) => x.volume))));
+  }
+
+  private give(volumes: string[]): void {
+    if (this.d.runAs) giveVolumes(this.d.runAs, this.d.volumes.store.records(), volumes);
   }
 
   /** A start failed: QEMU's image-lock failure on one of its volumes becomes VOLUME_IN_USE naming the holders. */

@@ -4,6 +4,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { copyFileSync, mkdirSync, rmSync } from 'node:fs';
+import { takeBack } from '../host/run-as.js';
 import { CorralError, isCorralError } from '../core/errors.js';
 import { instancePaths, type InstancePaths } from '../core/paths.js';
 import { type CreateRequest, type HostLimits, type Accelerator, type InstanceSpec, validateCreate, validateName } from '../core/spec.js';
@@ -204,9 +205,10 @@ export class InstanceService {
       };
       const p = this.paths(row);
       try {
-        mkdirSync(p.dir, { recursive: true, mode: 0o700 });
+        mkdirSync(p.dir, { recursive: true, mode: 0o711 }); // QEMU's user opens what it is given there (vm-files.ts)
         await createOverlay(p.disk, image.disk, image.format, spec.disk);
         if (spec.firmware === 'uefi') copyFileSync(OVMF_VARS, p.efiVars);
+        for (const f of [p.disk, p.efiVars]) takeBack(f);
         this.d.store.insertInstance(row);
       } catch (e) {
         rmSync(p.dir, { recursive: true, force: true });

@@ -4,7 +4,7 @@
  * (tmp + fsync + rename), and the folder renamed into place: a half-made image never shows, and a
  * failed import leaves nothing behind.
  */
-import { existsSync, renameSync, rmSync, statSync, accessSync, constants } from 'node:fs';
+import { chmodSync, existsSync, readdirSync, renameSync, rmSync, statSync, accessSync, constants } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { CorralError, invalidSpec } from '../core/errors.js';
 import { dataPaths } from '../core/paths.js';
@@ -108,6 +108,8 @@ export class ImageStore {
    */
   commit(staging: string, record: ImageRecord, opts: { replace?: boolean } = {}): ImageRecord {
     this.records.writeRecord(staging, record);
+    // every QEMU reads base images (an overlay's backing file, a kernel and initrd) as its unprivileged user
+    for (const f of readdirSync(staging, { withFileTypes: true })) if (f.isFile()) chmodSync(join(staging, f.name), 0o644);
     const final = this.pathOf(record.name);
     let old: string | null = null;
     if (existsSync(final)) {

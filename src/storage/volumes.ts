@@ -20,6 +20,7 @@ import { printable, validateName } from '../core/spec.js';
 import { formatSizeExact, parseSize } from '../core/units.js';
 import { createOverlay, imgInfo, resize as imgResize, type ImgFormat } from '../qemu/img.js';
 import { MAX_IMAGE_SIZE } from './inspect.js';
+import { takeBack } from '../host/run-as.js';
 import { RecordDir } from './record-dir.js';
 import { createImage, lockErrorToInUse, probeLock, snapshotOp } from './volumes-img.js';
 
@@ -124,7 +125,7 @@ export class VolumeStore {
 
   constructor(dataDir: string) {
     this.dir = dataPaths(dataDir).volumes;
-    this.store = new RecordDir(this.dir, RECORD, isRecord, 0o700);
+    this.store = new RecordDir(this.dir, RECORD, isRecord, 0o711);
   }
 
   pathOf(name: string): string {
@@ -173,6 +174,7 @@ export class VolumeStore {
     try {
       const file = join(staging, `disk.${format}`);
       await build(file);
+      takeBack(file); // root's, 0600, until an instance that has it attached runs (src/services/volume-access.ts)
       const info = await imgInfo(file, format);
       const record: VolumeRecord = {
         name, pool: DEFAULT_POOL, format, virtualSize: info['virtual-size'], path: join(this.pathOf(name), `disk.${format}`),
