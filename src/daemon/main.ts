@@ -175,7 +175,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   });
   await networks.restore(); // bridges, firewall and dnsmasq back after a reboot; a running dnsmasq is adopted
   // PCI passthrough and SR-IOV VFs: sysfs at $CORRAL_SYSFS_ROOT (default /sys), /dev at $CORRAL_DEV_ROOT (default /dev).
-  const passthrough = new PassthroughService({ instances, dataDir, events, log });
+  const passthrough = new PassthroughService({ instances, dataDir, events, log, runAs: qemuUser });
   const nics = new NicService({ instances, networks: networkDirectory(networks), events, log, sriovPf: (pf) => passthrough.checkPf(pf) });
   instances.addHooks('nics', nics.hooks());
   instances.addHooks('passthrough', passthrough.hooks());

@@ -18,6 +18,7 @@ export const QEMU_USER = 'corral-qemu';
 export const DNSMASQ_USER = 'corral-dnsmasq';
 /** the program that drops to the user, with its flags (util-linux, Essential on Debian) */
 export const SETPRIV = 'setpriv';
+export const PRLIMIT = 'prlimit';
 
 /** An unprivileged identity a child process runs as. */
 export interface RunAs {
@@ -81,9 +82,18 @@ export function qemuRunAs(): Promise<RunAs> {
   return qemu;
 }
 
-/** `setpriv` and its arguments to run `binary argv` as `who`. Pure. */
-export function setprivArgv(who: RunAs, binary: string, argv: string[]): [string, string[]] {
+/**
+ * `setpriv` and its arguments to run `binary argv` as `who`. Pure. `memlock`: bytes the program may lock (QEMU
+ * with VFIO devices pins all guest memory, which an unprivileged process may not do past RLIMIT_MEMLOCK): util-linux
+ * `prlimit` sets it while still root, then execs setpriv.
+ */
+export function setprivArgv(who: RunAs, binary: string, argv: string[], opts: { memlock?: number } = {}): [string, string[]] {
   if (!(who.uid > 0 && who.gid > 0)) throw new CorralError('INTERNAL', `refusing to run ${binary} as uid ${who.uid} gid ${who.gid}: not an unprivileged identity`);
+  if (opts.memlock !== undefined) {
+    if (!Number.isSafeInteger(opts.memlock) || opts.memlock <= 0) throw new CorralError('INTERNAL', `memlock limit ${opts.memlock} is not a positive byte count`);
+    const [bin, args] = setprivArgv(who, binary, argv);
+    return [PRLIMIT, [`--memlock=${opts.memlock}:${opts.memlock}`, '--', bin, ...args]];
+  }
   return [SETPRIV, [
     `--reuid=${who.uid}`, `--regid=${who.gid}`,
     who.groups.length > 0 ? `--groups=${who.groups.join(',')}` : '--clear-groups',

@@ -27,6 +27,15 @@ export interface QemuDriverOptions {
   runAs: RunAs;
 }
 
+/**
+ * What QEMU may lock in memory: with VFIO devices all guest memory is pinned for DMA; libvirt's rule, the most
+ * the guest can have plus 1 GiB for QEMU's own. Without them, the default limit (nothing to pin). Pure.
+ */
+export function vfioMemlock(plan: Pick<LaunchPlan, 'hostdevs' | 'memory' | 'maxMemory'>): number | undefined {
+  if (!plan.hostdevs || plan.hostdevs.length === 0) return undefined;
+  return (plan.maxMemory ?? plan.memory) + 1024 ** 3;
+}
+
 export class QemuDriver implements VmDriver {
   readonly name = 'qemu';
 
@@ -39,7 +48,7 @@ export class QemuDriver implements VmDriver {
   async launch(plan: LaunchPlan, files: { stderr: string }): Promise<Vm> {
     // every QEMU, not only those with a user NIC now: one can be hot-plugged later
     await ensureGuestFence(this.o.runAs.gid);
-    const l = await launchQemu(buildArgv(plan), { qmp: plan.paths.qmp, stderr: files.stderr }, this.o.launchTimeoutMs, this.o.binary ?? QEMU_BINARY, this.o.runAs);
+    const l = await launchQemu(buildArgv(plan), { qmp: plan.paths.qmp, stderr: files.stderr }, this.o.launchTimeoutMs, this.o.binary ?? QEMU_BINARY, this.o.runAs, vfioMemlock(plan));
     return new QemuVm(l.pid, l.startTicks, l.qmp, l.exit);
   }
 

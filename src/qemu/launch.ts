@@ -51,8 +51,9 @@ export async function launchQemu(
   timeoutMs = 30_000,
   binary = QEMU_BINARY,
   runAs?: RunAs,
+  memlock?: number,
 ): Promise<Launched> {
-  return launchDetached(binary, argv, files, { timeoutMs, what: 'QEMU', errorLine: qemuErrorLine, runAs });
+  return launchDetached(binary, argv, files, { timeoutMs, what: 'QEMU', errorLine: qemuErrorLine, runAs, memlock });
 }
 
 export interface DetachedOptions {
@@ -65,6 +66,8 @@ export interface DetachedOptions {
   umask?: number;
   /** the unprivileged user the child runs as (through setpriv, which execs it: the pid is the program's) */
   runAs?: RunAs;
+  /** RLIMIT_MEMLOCK for the child (with runAs): the guest memory VFIO pins */
+  memlock?: number;
 }
 
 /**
@@ -75,7 +78,7 @@ export interface DetachedOptions {
 export async function launchDetached(binary: string, argv: string[], files: { qmp: string; stderr: string }, o: DetachedOptions): Promise<Launched> {
   const errFd = openSync(files.stderr, 'w', 0o600);
   let child;
-  const [bin, args] = o.runAs ? setprivArgv(o.runAs, binary, argv) : [binary, argv];
+  const [bin, args] = o.runAs ? setprivArgv(o.runAs, binary, argv, o.memlock === undefined ? {} : { memlock: o.memlock }) : [binary, argv];
   const oldMask = o.umask === undefined ? undefined : process.umask(o.umask);
   try {
     child = spawn(bin, args, {

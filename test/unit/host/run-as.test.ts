@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CorralError } from '../../../src/core/errors.js';
 import { assertReachable, giveTo, lendTo, setprivArgv, takeBack, type RunAs } from '../../../src/host/run-as.js';
+import { vfioMemlock } from '../../../src/qemu/driver.js';
 
 const who: RunAs = { user: 'corral-qemu', uid: 4242, gid: 4343, groups: [36] };
 const AS_ROOT = process.getuid?.() === 0 ? false : 'changing owners needs root';
@@ -69,4 +70,15 @@ test('a data dir under a directory QEMU\'s user cannot search is refused, saying
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test('with a memlock limit (VFIO pins guest memory) prlimit sets it as root, then execs setpriv', () => {
+  const [bin, args] = setprivArgv(who, 'qemu-system-x86_64', ['-name', 'x'], { memlock: 3 * 1024 ** 3 });
+  assert.equal(bin, 'prlimit');
+  assert.deepEqual(args.slice(0, 4), ['--memlock=3221225472:3221225472', '--', 'setpriv', '--reuid=4242']);
+  assert.deepEqual(args.slice(-3), ['qemu-system-x86_64', '-name', 'x']);
+  assert.throws(() => setprivArgv(who, 'q', [], { memlock: 0 }), (e: unknown) => e instanceof CorralError && e.code === 'INTERNAL');
+  // how much: the most guest memory there can be plus 1 GiB, only with host devices
+  assert.equal(vfioMemlock({ hostdevs: [], memory: 2 ** 30, maxMemory: null }), undefined);
+  assert.equal(vfioMemlock({ hostdevs: [{ id: 'h0', address: '0000:05:00.0', kind: 'passthrough' }], memory: 2 ** 30, maxMemory: 4 * 2 ** 30 }), 5 * 2 ** 30);
 });
