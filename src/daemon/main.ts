@@ -156,7 +156,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
     dataDir, store, images: imageStore, events, host: limits, log,
     pool: { host: limits, config: poolConfig },
     accelerator: async () => (await host.accelerator()).accel,
-    driver: new QemuDriver({ version: () => caps.version, runAs: qemuUser }), blockIo,
+    driver: new QemuDriver({ version: () => caps.version, runAs: qemuUser, log }), blockIo,
   });
   const config = new InstanceConfigService({ instances, events, host: limits });
   const cpu = new CpuService({ instances, config, events, hostCpus: limits.cpuList, log });

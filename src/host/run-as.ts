@@ -149,3 +149,17 @@ export function assertReachable(dataDir: string, who: RunAs): void {
     }
   }
 }
+
+/**
+ * Can this daemon give a child a RLIMIT_MEMLOCK of `bytes`? Root can raise a hard limit only with CAP_SYS_RESOURCE
+ * in the initial user namespace: in a container it may not. Asked of prlimit itself (it fails as the launch would).
+ */
+export async function canRaiseMemlock(bytes: number): Promise<boolean> {
+  try {
+    await run(PRLIMIT, [`--memlock=${bytes}:${bytes}`, '--', 'true'], { timeoutMs: 10_000 });
+    return true;
+  } catch (e) {
+    if (e instanceof CorralError && e.code === 'MISSING_TOOL') throw e;
+    return false;
+  }
+}

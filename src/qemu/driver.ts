@@ -4,7 +4,7 @@
  * cmdline (its -uuid) and start time (proc.ts); the kernel's word on a dead one comes from /dev/kmsg.
  */
 import { ensureGuestFence } from '../network/guest-fence.js';
-import type { RunAs } from '../host/run-as.js';
+import { canRaiseMemlock, type RunAs } from '../host/run-as.js';
 import { kernelDeathNote, readKernelLog } from '../host/kmsg.js';
 import type { Vm, VmDriver, VmProcess, VmSockets } from '../vm/driver.js';
 import { buildArgv, type LaunchPlan } from './argv.js';
@@ -25,6 +25,7 @@ export interface QemuDriverOptions {
    * for its group (src/network/guest-fence.ts).
    */
   runAs: RunAs;
+  log?: { warn(o: object, m?: string): void };
 }
 
 /**
@@ -48,7 +49,12 @@ export class QemuDriver implements VmDriver {
   async launch(plan: LaunchPlan, files: { stderr: string }): Promise<Vm> {
     // every QEMU, not only those with a user NIC now: one can be hot-plugged later
     await ensureGuestFence(this.o.runAs.gid);
-    const l = await launchQemu(buildArgv(plan), { qmp: plan.paths.qmp, stderr: files.stderr }, this.o.launchTimeoutMs, this.o.binary ?? QEMU_BINARY, this.o.runAs, vfioMemlock(plan));
+    let memlock = vfioMemlock(plan);
+    if (memlock !== undefined && !(await canRaiseMemlock(memlock))) {
+      this.o.log?.warn({ memlock }, 'cannot raise RLIMIT_MEMLOCK for QEMU (no CAP_SYS_RESOURCE in the initial user namespace: a container?); VFIO will fail to pin guest memory');
+      memlock = undefined;
+    }
+    const l = await launchQemu(buildArgv(plan), { qmp: plan.paths.qmp, stderr: files.stderr }, this.o.launchTimeoutMs, this.o.binary ?? QEMU_BINARY, this.o.runAs, memlock);
     return new QemuVm(l.pid, l.startTicks, l.qmp, l.exit);
   }
 

@@ -32,11 +32,16 @@ interface VolumeFile extends VolumeLink {
 /** Make the files of `volumes` what `access` says (see the top of this file). */
 export function applyVolumeAccess(who: RunAs, volumes: readonly VolumeFile[], access: ReadonlyMap<string, VolumeAccess>): void {
   for (const v of volumes) {
-    ownAs(dirname(v.path), 0, 0, 0o711);
-    const a = access.get(v.name);
-    if (a === 'given') giveTo(who, v.path);
-    else if (a === 'lent') lendTo(who, v.path);
-    else takeBack(v.path);
+    try {
+      ownAs(dirname(v.path), 0, 0, 0o711);
+      const a = access.get(v.name);
+      if (a === 'given') giveTo(who, v.path);
+      else if (a === 'lent') lendTo(who, v.path);
+      else takeBack(v.path);
+    } catch (e) {
+      // a volume whose file is gone: whoever opens it says so in its own words (QEMU, a storage daemon)
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
   }
 }
 
