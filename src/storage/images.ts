@@ -4,13 +4,14 @@
  * (tmp + fsync + rename), and the folder renamed into place: a half-made image never shows, and a
  * failed import leaves nothing behind.
  */
-import { chmodSync, existsSync, readdirSync, renameSync, rmSync, statSync, accessSync, constants } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { chmodSync, existsSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { CorralError, invalidSpec } from '../core/errors.js';
 import { dataPaths } from '../core/paths.js';
 import { formatSize } from '../core/units.js';
 import { printable, validateName } from '../core/spec.js';
-import { convert, imgInfo, type ImgFormat, type ImgInfo } from '../qemu/img.js';
+import { convert, imgInfo, untrustedInfo, type ImgFormat, type ImgInfo } from '../qemu/img.js';
+import { openImportSource } from './import-source.js';
 import { checkImageHeader, checkImgInfo } from './inspect.js';
 import { fsyncDir } from '../host/fs-atomic.js';
 import { RecordDir, writeJsonAtomic } from './record-dir.js';
@@ -43,9 +44,10 @@ function isRecord(v: unknown): v is ImageRecord {
     && typeof r.disk === 'string' && typeof r.virtualSize === 'number';
 }
 
-async function inspect(path: string, format: ImgFormat): Promise<ImgInfo> {
+/** qemu-img info of an import's source, through its open descriptor (import-source.ts). */
+async function inspect(fdPath: string, format: ImgFormat): Promise<ImgInfo> {
   try {
-    return await imgInfo(path, format);
+    return await untrustedInfo(fdPath, format);
   } catch (e) {
     if (e instanceof CorralError && e.code === 'INVALID_IMAGE') {
       const reason = typeof e.details.stderr === 'string' ? e.details.stderr : e.message;
@@ -133,39 +135,32 @@ export class ImageStore {
   async import(name: string, file: string, format: 'qcow2' | 'raw', progress: Progress = () => {}): Promise<ImageRecord> {
     validateName('name', name);
     if (format !== 'qcow2' && format !== 'raw') throw invalidSpec('format', `"${printable(String(format))}" is not an image format: use qcow2 or raw`);
-    if (typeof file !== 'string' || file.length === 0) throw invalidSpec('file', 'a file path is required');
-    const src = resolve(file);
-    let st;
-    try {
-      st = statSync(src);
-      accessSync(src, constants.R_OK);
-    } catch (e) {
-      throw invalidSpec('file', `cannot read "${printable(file)}": ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
-    }
-    if (!st.isFile()) throw invalidSpec('file', `"${printable(file)}" is not a regular file`);
     if (existsSync(this.pathOf(name))) throw new CorralError('ALREADY_EXISTS', `image "${name}" already exists`, { name });
-
-    progress({ step: 'inspect', message: `inspecting ${src} as ${format}` });
-    checkImageHeader(src, format);
-    checkImgInfo(await inspect(src, format), format);
-
-    const staging = this.stage(name);
+    const src = openImportSource(file);
     try {
-      const disk = join(staging, `disk.${format}`);
-      progress({ step: 'copy', message: `copying into the image store`, percent: 0 });
-      await convert(src, format, disk, format, (p) => progress({ step: 'copy', message: `copying into the image store`, percent: p }));
-      const info = await imgInfo(disk, format);
-      checkImgInfo(info, format);
-      const record: ImageRecord = {
-        name, kind: 'disk', format, disk: join(this.pathOf(name), `disk.${format}`),
-        virtualSize: info['virtual-size'], createdAt: new Date().toISOString(), source: 'import',
-      };
-      this.commit(staging, record);
-      progress({ step: 'done', message: `image ${name} imported (${formatSize(info['virtual-size'])} virtual)`, percent: 100 });
-      return record;
-    } catch (e) {
-      this.discard(staging);
-      throw e;
+      progress({ step: 'inspect', message: `inspecting ${src.path} as ${format}` });
+      checkImageHeader(src.fd, format);
+      checkImgInfo(await inspect(src.fdPath, format), format);
+      const staging = this.stage(name);
+      try {
+        const disk = join(staging, `disk.${format}`);
+        progress({ step: 'copy', message: `copying into the image store`, percent: 0 });
+        await convert(src.fdPath, format, disk, format, { untrusted: true, onPercent: (p) => progress({ step: 'copy', message: `copying into the image store`, percent: p }) });
+        const info = await imgInfo(disk, format);
+        checkImgInfo(info, format);
+        const record: ImageRecord = {
+          name, kind: 'disk', format, disk: join(this.pathOf(name), `disk.${format}`),
+          virtualSize: info['virtual-size'], createdAt: new Date().toISOString(), source: 'import',
+        };
+        this.commit(staging, record);
+        progress({ step: 'done', message: `image ${name} imported (${formatSize(info['virtual-size'])} virtual)`, percent: 100 });
+        return record;
+      } catch (e) {
+        this.discard(staging);
+        throw e;
+      }
+    } finally {
+      src.close();
     }
   }
 
