@@ -32,7 +32,7 @@ export type { InstanceView };
 export interface InstanceDeps {
   dataDir: string;
   store: Store;
-  images: Pick<ImageStore, 'get'>;
+  images: Pick<ImageStore, 'get' | 'claim'>;
   events: EventBus;
   host: HostLimits;
   /** The accelerator chosen by the probe (or forced). */
@@ -204,6 +204,7 @@ export class InstanceService {
         createdAt: now, startedAt: null, lastError: null, updatedAt: now,
       };
       const p = this.paths(row);
+      const release = this.d.images.claim(spec.image); // the image is not rebuilt or deleted under the new overlay
       try {
         mkdirSync(p.dir, { recursive: true, mode: 0o711 }); // QEMU's user opens what it is given there (vm-files.ts)
         await createOverlay(p.disk, image.disk, image.format, spec.disk);
@@ -213,6 +214,8 @@ export class InstanceService {
       } catch (e) {
         rmSync(p.dir, { recursive: true, force: true });
         throw e;
+      } finally {
+        release();
       }
       this.d.events.publish('instance.created', name, { uuid, image: spec.image });
       if (req.start) {

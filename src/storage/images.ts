@@ -61,9 +61,48 @@ export class ImageStore {
   readonly dir: string;
   private records: RecordDir<ImageRecord>;
 
+  /** images being rebuilt or deleted now, with what is happening to them */
+  private changing = new Map<string, string>();
+  /** instances being made on each image now (their overlay created, their row not yet stored) */
+  private making = new Map<string, number>();
+
   constructor(dataDir: string) {
     this.dir = dataPaths(dataDir).images;
     this.records = new RecordDir(this.dir, RECORD, isRecord, 0o755);
+  }
+
+  /**
+   * An instance is being made on image `name` (its overlay will back onto the image's disk): refused with
+   * IMAGE_IN_USE while the image is being rebuilt or deleted. Call the returned release once the instance's row
+   * is stored (or its creation failed). Together with holdForChange, neither can start while the other runs.
+   */
+  claim(name: string): () => void {
+    const change = this.changing.get(name);
+    if (change !== undefined) throw new CorralError('IMAGE_IN_USE', `image "${name}" is being ${change}: no instance can be made from it until that is done`, { image: name });
+    this.making.set(name, (this.making.get(name) ?? 0) + 1);
+    let held = true;
+    return () => {
+      if (!held) return;
+      held = false;
+      const n = (this.making.get(name) ?? 1) - 1;
+      if (n > 0) this.making.set(name, n);
+      else this.making.delete(name);
+    };
+  }
+
+  /**
+   * Image `name` is about to be `verb` (rebuilt, deleted): refused while an instance is being made on it or it is
+   * already changing; new instances on it are refused until the returned release is called, so the lock spans
+   * the whole change (a build of minutes included). The caller still checks that no stored instance uses it.
+   */
+  holdForChange(name: string, verb: string): () => void {
+    const change = this.changing.get(name);
+    if (change !== undefined) throw new CorralError('IMAGE_IN_USE', `image "${name}" is already being ${change}`, { image: name });
+    if ((this.making.get(name) ?? 0) > 0) throw new CorralError('IMAGE_IN_USE', `image "${name}" cannot be ${verb}: an instance is being made from it`, { image: name });
+    this.changing.set(name, verb);
+    return () => {
+      if (this.changing.get(name) === verb) this.changing.delete(name);
+    };
   }
 
   /** The folder an image lives in once committed. */
