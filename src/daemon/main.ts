@@ -148,8 +148,8 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   const store = new SqliteStore(paths.db);
   const events = new EventBus(store);
   const imageStore = new ImageStore(dataDir);
-  const host = new HostService(imageStore, force);
-  const [caps, blockIo] = await Promise.all([host.capabilities(), probeBlockIo(paths.volumes)]);
+  const host = new HostService(imageStore, force, qemuUser);
+  const [caps, blockIo] = await Promise.all([host.capabilities(), probeBlockIo(paths.volumes, undefined, undefined, qemuUser)]);
   log.info({ direct: blockIo.direct, aio: blockIo.aio }, blockIo.reason);
   const limits = host.limits();
   const instances = new InstanceService({

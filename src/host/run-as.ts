@@ -9,6 +9,7 @@
  * set (the bounding set emptied too) and no_new_privs. Files are given to the user for a run and taken back after
  * through descriptors opened with O_NOFOLLOW, so a symlink planted where a file should be is never followed.
  */
+import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { closeSync, constants, fchmodSync, fchownSync, fstatSync, openSync, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { CorralError } from '../core/errors.js';
@@ -100,6 +101,12 @@ export function setprivArgv(who: RunAs, binary: string, argv: string[], opts: { 
     '--inh-caps=-all', '--bounding-set=-all', '--no-new-privs',
     '--', binary, ...argv,
   ]];
+}
+
+/** spawn `binary argv` as `who` (through setpriv), or as the daemon's own user when `who` is not given. */
+export function spawnAs(who: RunAs | undefined, binary: string, argv: string[], opts: SpawnOptions): ChildProcess {
+  const [bin, args] = who ? setprivArgv(who, binary, argv) : [binary, argv];
+  return spawn(bin, args, opts);
 }
 
 /** Set owner and mode through a descriptor (O_NOFOLLOW: a symlink is refused, never followed); skip what is set. */
