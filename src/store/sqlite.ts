@@ -1,5 +1,6 @@
 /** SQLite store (better-sqlite3, WAL). All SQL of the embedded store lives here. */
 import Database from 'better-sqlite3';
+import { chmodSync, existsSync } from 'node:fs';
 import { CorralError } from '../core/errors.js';
 import type { InstanceRow, Store, StoredEvent } from './store.js';
 import { readStoredSpec } from './stored-spec.js';
@@ -55,7 +56,11 @@ export class SqliteStore implements Store {
   constructor(file: string) {
     this.db = new Database(file);
     this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = NORMAL');
+    // FULL: a committed transaction survives a power loss too (NORMAL in WAL mode may lose the last ones), so a
+    // row never says less than the files and processes the operation already made
+    this.db.pragma('synchronous = FULL');
+    // the database is the daemon's alone (older daemons made it 0644); -wal and -shm follow the same mode
+    if (file !== ':memory:') for (const f of [file, `${file}-wal`, `${file}-shm`]) if (existsSync(f)) chmodSync(f, 0o600);
     this.db.pragma('busy_timeout = 5000');
     this.db.exec(SCHEMA);
   }
