@@ -5,6 +5,7 @@
 import { QemuDriver } from '../qemu/driver.js';
 import { DNSMASQ_USER, assertReachable, ensureSystemUser, qemuRunAs } from '../host/run-as.js';
 import { vmFileHooks } from '../services/vm-files.js';
+import { pidAlive } from '../services/sweep.js';
 import { chmodSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { ensureToken } from './token.js';
 import { ensureTlsPair, type TlsPair } from './tls.js';
@@ -184,6 +185,9 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   await instances.reconcile();
   // storage daemons no instance owns (a daemon killed between starting one and starting its QEMU)
   await storageDaemons.sweepOrphans();
+  // what crashed work left: staging folders, records apart, taps no VM needs (reconcile has adopted what lives)
+  const swept = [...imageStore.sweep(pidAlive), ...volumes.store.sweep(pidAlive), ...disks.alignAttachments(), ...(await nics.sweepTaps())];
+  if (swept.length > 0) log.warn({ swept }, 'cleaned up after work a crash cut short');
   disks.settleAccess(); // volumes open to QEMU's user only while a live VM has them (a crash may have left one)
   // Memory pressure: env CORRAL_PRESSURE_INTERVAL / _THRESHOLD / _HYSTERESIS / _STEP (see services/pressure.ts).
   const pressure = new PressureController(pressureConfigFrom(process.env, readMemInfo().total), {

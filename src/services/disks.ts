@@ -29,6 +29,7 @@ import type { Volume, VolumeRecord } from '../storage/volumes.js';
 import { lockHolderError } from './volume-holders.js';
 import type { StorageDaemonService } from './storage-daemons.js';
 import { leftBehind } from './left-behind.js';
+import { crashPoint } from '../host/crash-points.js';
 import type { RunAs } from '../host/run-as.js';
 import { applyVolumeAccess, giveVolumes, volumeAccess } from './volume-access.js';
 
@@ -97,6 +98,9 @@ export class DiskService {
         this.give(row.spec.disks.map((x) => x.volume));
       },
       exited: (row) => this.settleAccess(row.name),
+      adopted: (row, vm) => this.matchRecords(row, vm).catch((e: Error) => {
+        this.d.log.warn({ instance: row.name, err: e.message }, 'cannot bring the adopted VM\'s disks in line with its records');
+      }),
       startFailed: (row, e) => this.lockHolder(row, e),
       // Deleting an instance detaches its volumes; it never deletes them.
       deleted: (row) => {
@@ -120,8 +124,13 @@ export class DiskService {
       this.d.volumes.store.assertNoClones(vol.name, 'attached');
       const added = disks[disks.length - 1]!;
       const live = isActive(row.state);
+      const before = row.spec.disks;
+      if (live && !HOTPLUG_BUSES.includes(added.bus)) throw invalidSpec('bus', `${added.bus} has no hotplug; stop the instance first`);
+      // recorded first: a crash before the hot-plug leaves a disk the records name, which adoption plugs in
+      this.d.volumes.store.setAttached(vol.name, name);
+      this.d.instances.updateSpec(name, { disks });
       if (live) {
-        if (!HOTPLUG_BUSES.includes(added.bus)) throw invalidSpec('bus', `${added.bus} has no hotplug; stop the instance first`);
+        crashPoint('attach.recorded');
         const { vm } = this.d.instances.live(name);
         const r: ResolvedDisk = { volume: vol.name, bus: added.bus, path: vol.path, format: vol.format };
         this.give([vol.name]);
@@ -129,12 +138,12 @@ export class DiskService {
           if (isVhostUser(added.bus)) await this.hotplugVhostUser(row, vm, r);
           else await this.hotplug(vm, r, row.spec.cpus, this.d.instances.paths(row).runDir);
         } catch (e) {
+          this.d.instances.updateSpec(name, { disks: before });
+          this.d.volumes.store.setAttached(vol.name, null);
           this.settleAccess();
           throw e;
         }
       }
-      this.d.volumes.store.setAttached(vol.name, name);
-      this.d.instances.updateSpec(name, { disks });
       this.d.events.publish('instance.disk.attached', name, { volume: vol.name, bus: added.bus, live });
       return this.list(name);
     }));
@@ -145,19 +154,22 @@ export class DiskService {
       const row = this.d.instances.rowOf(name);
       const { disk, rest } = planDetach(name, row.spec.disks, volume);
       const live = isActive(row.state);
-      if (live) {
-        if (!HOTPLUG_BUSES.includes(disk.bus)) throw invalidSpec('bus', `${disk.bus} has no hotplug; stop the instance first`);
-        await this.unplug(this.d.instances.live(name).vm, disk.volume, disk.bus);
-        if (isVhostUser(disk.bus)) await this.storage().stop(row, volumeIds(disk.volume).id);
-      }
+      if (live && !HOTPLUG_BUSES.includes(disk.bus)) throw invalidSpec('bus', `${disk.bus} has no hotplug; stop the instance first`);
+      // recorded first: a crash before the unplug leaves a disk QEMU has and the records do not, which adoption unplugs
+      const owned = this.setOwner(disk.volume, name, null);
       this.d.instances.updateSpec(name, { disks: rest });
-      try {
-        const v = this.d.volumes.store.record(disk.volume);
-        if (v.attachedTo === name) this.d.volumes.store.setAttached(disk.volume, null);
-      } catch (e) {
-        if (!(isCorralError(e) && e.code === 'VOLUME_NOT_FOUND')) throw e;
+      if (live) {
+        crashPoint('detach.recorded');
+        try {
+          await this.unplug(this.d.instances.live(name).vm, disk.volume, disk.bus);
+        } catch (e) {
+          this.d.instances.updateSpec(name, { disks: row.spec.disks }); // the guest kept it: it stays attached
+          if (owned) this.setOwner(disk.volume, null, name);
+          throw e;
+        }
+        if (isVhostUser(disk.bus)) await this.storage().stop(row, volumeIds(disk.volume).id);
+        this.settleAccess();
       }
-      if (live) this.settleAccess();
       this.d.events.publish('instance.disk.detached', name, { volume: disk.volume, live });
       return this.list(name);
     }));
@@ -213,6 +225,62 @@ export class DiskService {
       throw new CorralError('QEMU_FAILED', `live resize of volume "${r.name}" in instance "${owner}" failed: ${(e as Error).message}`, { name: r.name, instance: owner });
     }
     return true;
+  }
+
+  /**
+   * After an adoption, finish the hot-plug or unplug a daemon died in the middle of (the records change first,
+   * then QEMU): a recorded disk QEMU lacks is plugged in, a disk QEMU has that no record names is unplugged (a
+   * vhost-user one, known by its storage daemon, with its storage daemon stopped).
+   */
+  private async matchRecords(row: InstanceRow, vm: Vm): Promise<void> {
+    const present = new Set(await vm.peripherals());
+    const runDir = this.d.instances.paths(row).runDir;
+    for (const r of this.resolve(row)) {
+      if (present.has(volumeIds(r.volume).id) || !HOTPLUG_BUSES.includes(r.bus)) continue;
+      this.give([r.volume]);
+      if (isVhostUser(r.bus)) await this.hotplugVhostUser(row, vm, r);
+      else await this.hotplug(vm, r, row.spec.cpus, runDir);
+      this.d.events.publish('instance.disk.attached', row.name, { volume: r.volume, bus: r.bus, live: true, finished: 'after a daemon restart' });
+    }
+    const named = new Set(row.spec.disks.map((d) => volumeIds(d.volume).id));
+    const served = this.d.storageDaemons?.pids(row) ?? {};
+    for (const id of present) {
+      if (!id.startsWith('vol-') || named.has(id)) continue;
+      const vhostUser = id in served;
+      await this.unplug(vm, id.slice('vol-'.length), vhostUser ? 'vhost-user-blk' : 'virtio-blk');
+      if (vhostUser) await this.storage().stop(row, id);
+      this.d.events.publish('instance.disk.detached', row.name, { volume: id.slice('vol-'.length), live: true, finished: 'after a daemon restart' });
+    }
+    this.settleAccess();
+  }
+
+  /** Move a volume's attachedTo from `from` to `to`, if it is `from`'s (a volume gone from the pool is fine). */
+  private setOwner(volume: string, from: string | null, to: string | null): boolean {
+    try {
+      if (this.d.volumes.store.record(volume).attachedTo !== from) return false;
+      this.d.volumes.store.setAttached(volume, to);
+      return true;
+    } catch (e) {
+      if (isCorralError(e) && e.code === 'VOLUME_NOT_FOUND') return false;
+      throw e;
+    }
+  }
+
+  /**
+   * At daemon start: a volume's attachedTo follows the instance specs (a crash between the two records of an
+   * attach or detach leaves them apart): set where a spec lists the volume, cleared where none does.
+   */
+  alignAttachments(): string[] {
+    const owner = new Map<string, string>();
+    for (const r of this.d.instances.listRows()) for (const d of r.spec.disks) owner.set(d.volume, r.name);
+    const fixed: string[] = [];
+    for (const v of this.d.volumes.store.records()) {
+      const want = owner.get(v.name) ?? null;
+      if (v.attachedTo === want) continue;
+      this.d.volumes.store.setAttached(v.name, want);
+      fixed.push(v.name);
+    }
+    return fixed;
   }
 
   /**

@@ -30,6 +30,8 @@ export interface NetworkDirectory {
   deleteTap(ifname: string): Promise<void>;
   /** the guest's address on a bridge network, from its DHCP lease */
   leaseFor?(network: string, mac: string): { ip: string; hostname: string | null } | null;
+  /** the taps on the host whose names start with `prefix` (to find those left behind) */
+  taps?(prefix: string): Promise<Array<{ ifname: string }>>;
 }
 
 /** The network service as the NIC service sees it. */
@@ -39,6 +41,7 @@ export function networkDirectory(n: NetworkService): NetworkDirectory {
     ensureTap: (network, ifname, opts) => n.ensureTap(network, ifname, opts),
     deleteTap: (ifname) => n.deleteTap(ifname),
     leaseFor: (network, mac) => n.leaseFor(network, mac),
+    taps: (prefix) => n.taps(prefix),
   };
 }
 
@@ -104,6 +107,21 @@ export class NicService {
   /** Instances with a NIC on `network` (a network in use cannot be deleted). */
   usersOf(network: string): string[] {
     return this.d.instances.listRows().filter((r) => r.spec.nics.some((n) => n.network === network)).map((r) => r.name);
+  }
+
+  /**
+   * At daemon start, after reconcile: remove Corral's taps (ct<uuid8>n<N>) that no live instance needs, left by a
+   * daemon that died between making them and starting QEMU, or between QEMU's end and their removal.
+   */
+  async sweepTaps(): Promise<string[]> {
+    const needed = new Set(this.d.instances.listRows().filter((r) => isActive(r.state) || r.state === 'error').flatMap((r) => this.taps(r).map((t) => t.ifname)));
+    const gone: string[] = [];
+    for (const t of (await this.d.networks.taps?.('ct')) ?? []) {
+      if (!/^ct[0-9a-f]{8}n\d+$/.test(t.ifname) || needed.has(t.ifname)) continue;
+      await this.d.networks.deleteTap(t.ifname);
+      gone.push(t.ifname);
+    }
+    return gone;
   }
 
   list(name: string): NicView[] {

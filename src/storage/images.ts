@@ -12,6 +12,7 @@ import { formatSize } from '../core/units.js';
 import { printable, validateName } from '../core/spec.js';
 import { convert, imgInfo, untrustedInfo, type ImgFormat, type ImgInfo } from '../qemu/img.js';
 import { openImportSource } from './import-source.js';
+import { crashPoint } from '../host/crash-points.js';
 import { checkImageHeader, checkImgInfo } from './inspect.js';
 import { fsyncDir } from '../host/fs-atomic.js';
 import { RecordDir, writeJsonAtomic } from './record-dir.js';
@@ -105,6 +106,11 @@ export class ImageStore {
     };
   }
 
+  /** What crashed work left in the folder (record-dir.ts sweep()): dead makers' staging folders, removal folders. */
+  sweep(alive: (pid: number) => boolean): string[] {
+    return this.records.sweep(alive);
+  }
+
   /** The folder an image lives in once committed. */
   pathOf(name: string): string {
     return this.records.pathOf(name);
@@ -187,6 +193,7 @@ export class ImageStore {
         await convert(src.fdPath, format, disk, format, { untrusted: true, onPercent: (p) => progress({ step: 'copy', message: `copying into the image store`, percent: p }) });
         const info = await imgInfo(disk, format);
         checkImgInfo(info, format);
+        crashPoint('import.copied'); // a staging folder of a dead daemon: swept at the next start
         const record: ImageRecord = {
           name, kind: 'disk', format, disk: join(this.pathOf(name), `disk.${format}`),
           virtualSize: info['virtual-size'], createdAt: new Date().toISOString(), source: 'import',

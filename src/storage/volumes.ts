@@ -21,6 +21,7 @@ import { formatSizeExact, parseSize } from '../core/units.js';
 import { createOverlay, imgInfo, resize as imgResize, type ImgFormat } from '../qemu/img.js';
 import { MAX_IMAGE_SIZE } from './inspect.js';
 import { takeBack } from '../host/run-as.js';
+import { crashPoint } from '../host/crash-points.js';
 import { RecordDir } from './record-dir.js';
 import { createImage, lockErrorToInUse, probeLock, snapshotOp } from './volumes-img.js';
 
@@ -148,6 +149,11 @@ export class VolumeStore {
     return this.records().map((r) => this.view(r));
   }
 
+  /** What crashed work left in the folder (record-dir.ts sweep()): dead makers' staging folders, removal folders. */
+  sweep(alive: (pid: number) => boolean): string[] {
+    return this.store.sweep(alive);
+  }
+
   record(name: string): VolumeRecord {
     validateName('name', name);
     const r = this.read(name);
@@ -181,6 +187,7 @@ export class VolumeStore {
         createdAt: new Date().toISOString(), backing, attachedTo: null,
       };
       this.store.writeRecord(staging, record);
+      crashPoint('volume.built'); // a staging folder of a dead daemon: swept at the next start
       this.assertFree(name);
       this.store.place(staging, name);
       return this.view(record);
