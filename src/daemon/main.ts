@@ -34,6 +34,8 @@ import { ensureTunOpenable } from '../network/tap.js';
 import { NetworkStore } from '../network/store.js';
 import { StorageDaemonService } from '../services/storage-daemons.js';
 import { PassthroughService } from '../services/passthrough.js';
+import { TokenService } from '../services/tokens.js';
+import { AuditLog } from '../services/audit.js';
 import { consoleLogHooks } from '../services/console-log.js';
 import { VolumeStore } from '../storage/volumes.js';
 import { PressureController, pressureConfigFrom } from '../services/pressure.js';
@@ -198,7 +200,10 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   void host.accelerator().then((d) => log.info({ accel: d.accel, reason: d.reason }, 'accelerator chosen'));
 
   const servers: FastifyInstance[] = [];
-  const unixApi = await buildApi({ instances, config, images, host, events, cpu, memory, volumes, disks, nics, networks, passthrough });
+  const services = { instances, config, images, host, events, cpu, memory, volumes, disks, nics, networks, passthrough, tokens: new TokenService(store) };
+  // state-changing requests on both listeners, and refused ones on TCP; a failing write is said on stderr, never fatal
+  const audit = new AuditLog(paths.audit);
+  const unixApi = await buildApi(services, { audit });
   // Listen on a private name, then rename the socket into place: the socket appears whole (mode 0600, accepting),
   // and since libuv unlinks a listening socket by the name it was bound to when it closes, this daemon's close
   // can never unlink a socket a newer daemon has put at corral.sock meanwhile.
@@ -217,12 +222,12 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   log.info({ socket: paths.socket, dataDir }, 'corral daemon listening');
 
   if (tcp) {
-    const tcpApi = await buildApi({ instances, config, images, host, events, cpu, memory, volumes, disks, nics, networks, passthrough }, { token: tcp.token, tls: tcp.tls });
+    const tcpApi = await buildApi(services, { token: tcp.token, tls: tcp.tls, audit });
     await tcpApi.listen({ host: tcp.host, port: tcp.port });
     servers.push(tcpApi);
     const { certFile, fingerprint, made } = tcp.tls;
     log.info({ listen: opts.listen, tokenFile: paths.token, certFile, fingerprint, made },
-      `corral daemon listening on TCP with TLS (bearer token required); certificate SHA-256 fingerprint ${fingerprint} (clients: CORRAL_URL=https://${opts.listen} CORRAL_TLS_FINGERPRINT=${fingerprint})`);
+      `corral daemon listening on TCP with TLS (bearer token required: the token file's, or one from corral token create); certificate SHA-256 fingerprint ${fingerprint} (clients: CORRAL_URL=https://${opts.listen} CORRAL_TLS_FINGERPRINT=${fingerprint})`);
   }
   events.publish('daemon.started', null, { pid: process.pid });
 
@@ -241,6 +246,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
       void Promise.all(servers.map((s) => closeApi(s, 2000))).then((closed) => {
         if (closed.includes(false)) log.warn('the API did not close in time; exiting anyway');
         store.close();
+        audit.close();
         if (!socketFile.release()) log.info({ socket: paths.socket }, 'the API socket is another daemon\'s now; left in place');
         resolve();
       });
