@@ -7,7 +7,7 @@ import swagger from '@fastify/swagger';
 import AjvCompiler, { type BuildCompilerFromPool } from '@fastify/ajv-compiler';
 import websocket from '@fastify/websocket';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { CorralError, isCorralError } from '../core/errors.js';
+import { CorralError, isCorralError, noSpace } from '../core/errors.js';
 import type { AuditLog } from '../services/audit.js';
 import type { Services } from './services.js';
 import { E, errors } from './schemas-common.js';
@@ -139,9 +139,11 @@ export async function buildApi(svc: Services, opts: ApiOptions = {}): Promise<Fa
   recordRoutes(app);
   app.setErrorHandler((err: FastifyError, req, reply) => {
     let e: CorralError;
+    const full = noSpace(err, `${req.method} ${req.url.split('?')[0]}`);
     if (isCorralError(err)) e = err;
     else if (err.validation) e = validationError(err);
     else if (err.statusCode && err.statusCode < 500) e = new CorralError('INVALID_SPEC', err.message, { field: '' });
+    else if (full) e = full;
     else {
       app.log.error(err);
       e = new CorralError('INTERNAL', err.message);

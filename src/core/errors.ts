@@ -51,6 +51,11 @@ export const ErrorCodes = {
   /** a host command failed (the message names it and carries its stderr's telling line) */
   COMMAND_FAILED: 500,
   NETWORK_FAILED: 500,
+  /**
+   * the data dir's filesystem is full (ENOSPC, a quota, SQLite's "database or disk is full") while an operation
+   * wrote: it failed, and the daemon goes on. 500 like MISSING_TOOL: the request was fine, the host is short
+   */
+  NO_SPACE: 500,
   /** a stored record (an instance's spec) is corrupt or from another version of Corral */
   CORRUPT_RECORD: 500,
   TIMEOUT: 504,
@@ -83,4 +88,14 @@ export function invalidSpec(field: string, message: string): CorralError {
 
 export function isCorralError(e: unknown): e is CorralError {
   return e instanceof CorralError;
+}
+
+/**
+ * A full filesystem, as the error a write failed with says it (ENOSPC or EDQUOT from Node, SQLITE_FULL from
+ * SQLite): NO_SPACE saying what failed; null for any other error.
+ */
+export function noSpace(e: unknown, during: string): CorralError | null {
+  const code = (e as { code?: unknown } | null)?.code;
+  if (code !== 'ENOSPC' && code !== 'EDQUOT' && code !== 'SQLITE_FULL') return null;
+  return new CorralError('NO_SPACE', `${during} failed: the data dir's filesystem is full (${String(code)}); free space on it (df shows how much), then try again`, { errno: code });
 }

@@ -5,6 +5,8 @@
 import { QemuDriver } from '../qemu/driver.js';
 import { DNSMASQ_USER, assertReachable, ensureSystemUser, qemuRunAs } from '../host/run-as.js';
 import { vmFileHooks } from '../services/vm-files.js';
+import { Reserve, RESERVE_BYTES } from '../host/reserve.js';
+import { spaceOf } from '../host/space.js';
 import { pidAlive } from '../services/sweep.js';
 import { chmodSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { ensureToken } from './token.js';
@@ -148,8 +150,21 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   if (await socketInUse(paths.socket)) throw new CorralError('ALREADY_EXISTS', `another corral daemon is already serving ${paths.socket}`, { socket: paths.socket });
   rmSync(paths.socket, { force: true });
 
-  const store = new SqliteStore(paths.db);
-  const events = new EventBus(store);
+  // room of last resort for the daemon's own writes when a guest's thin disk fills the filesystem (host/reserve.ts)
+  const reserve = new Reserve(join(dataDir, '.reserve'));
+  if (!reserve.ensure()) log.warn({ file: reserve.file }, 'no room for the data dir\'s 16 MiB reserve: the filesystem is (nearly) full');
+  const store = new SqliteStore(paths.db, {
+    onFull: () => {
+      const freed = reserve.release();
+      if (freed) log.warn({ dir: dataDir }, 'the data dir\'s filesystem is full: gave up the 16 MiB reserve so that the daemon can record what happens');
+      return freed;
+    },
+  });
+  const keepReserve = setInterval(() => {
+    if (!reserve.held() && spaceOf(dataDir).free > 4 * RESERVE_BYTES && reserve.ensure()) log.info('the data dir\'s reserve is made again');
+  }, 30_000);
+  keepReserve.unref();
+  const events = new EventBus(store, log);
   const imageStore = new ImageStore(dataDir);
   const host = new HostService(imageStore, force, qemuUser);
   const [caps, blockIo] = await Promise.all([host.capabilities(), probeBlockIo(paths.volumes, undefined, undefined, qemuUser)]);
@@ -238,6 +253,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
       stopping = true;
       log.info({ signal: sig }, 'shutting down; virtual machines keep running');
       pressure.stop();
+      clearInterval(keepReserve);
       instances.detachAll();
       storageDaemons.detachAll();
       // Open event streams get this as their last event; then they and the console websockets are closed, and

@@ -106,3 +106,15 @@ export function readExitInfo(file: string): ExitInfo | null {
 export function keepPreviousStderr(file: string): void {
   if (existsSync(file)) renameSync(file, `${file}.1`);
 }
+
+/**
+ * Why QEMU paused a guest on a disk error (BLOCK_IO_ERROR, action stop; werror=enospc stops only on a full
+ * filesystem), as a state reason: `paused by QEMU: I/O error writing disk vol-x: No space left on device`.
+ */
+export function ioErrorReason(data: Record<string, unknown> | undefined): string {
+  const dev = String(data?.device || data?.['node-name'] || 'a disk');
+  const why = typeof data?.reason === 'string' ? data.reason : data?.nospace === true ? 'No space left on device' : 'I/O error';
+  const full = data?.nospace === true ? ' (the filesystem holding it is full: free space, then resume)' : '';
+  const op = data?.operation === 'read' ? 'reading' : data?.operation === 'write' ? 'writing' : 'on';
+  return `paused by QEMU: I/O error ${op} disk ${dev}: ${why}${full}`;
+}

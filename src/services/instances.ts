@@ -5,9 +5,10 @@
 import { randomUUID } from 'node:crypto';
 import { copyFileSync, mkdirSync, rmSync } from 'node:fs';
 import { takeBack } from '../host/run-as.js';
+import { assertFits } from '../host/space.js';
 import { crashPoint } from '../host/crash-points.js';
 import { sweepInstanceDirs } from './sweep.js';
-import { CorralError, isCorralError } from '../core/errors.js';
+import { CorralError, isCorralError, noSpace } from '../core/errors.js';
 import { instancePaths, type InstancePaths } from '../core/paths.js';
 import { type CreateRequest, type HostLimits, type Accelerator, type InstanceSpec, validateCreate, validateName } from '../core/spec.js';
 import { assertCanRun, assertTransition, isActive, type InstanceState, type Operation } from '../core/state.js';
@@ -23,7 +24,7 @@ import type { BlockIo } from '../qemu/argv-disks.js';
 import { HookSet, exitCauses, launchExtras, runExitHooks, type HookOwner, type InstanceHooks, type LaunchContributor, type LiveInstance, type NicPlanner } from './instance-hooks.js';
 import { OVMF_VARS, assertOvmf, launchPlan, type RuntimeStatus, prepareRunDir, readStatus, removeRunDir, writeStatus } from './runtime.js';
 import { ConsoleLogRotator } from './console-log.js';
-import { exitRecord, goneWhileDown, keepPreviousStderr, stderrLine, writeExitInfo, type ExitInfo } from './exit-cause.js';
+import { exitRecord, goneWhileDown, ioErrorReason, keepPreviousStderr, stderrLine, writeExitInfo, type ExitInfo } from './exit-cause.js';
 import { instanceView, type InstanceView } from './instance-view.js';
 import { devicePaths, type DevicePath } from './device-paths.js';
 import { formatSizeExact } from '../core/units.js';
@@ -57,6 +58,8 @@ interface Running {
   crash: string | null;
   /** its start (or adoption) has not finished: that operation's own failure path deals with an exit */
   starting: boolean;
+  /** why QEMU paused the guest on its own (BLOCK_IO_ERROR with action stop: a full disk), until it resumes */
+  ioError?: string | null;
 }
 
 /** Timings of the daemon's own share of the last start (for the benchmark). */
@@ -198,6 +201,7 @@ export class InstanceService {
       }
       if (spec.firmware === 'uefi') assertOvmf();
       await this.checkSpec(spec);
+      assertFits(this.d.dataDir, spec.disk ?? image.virtualSize, `the root disk of instance "${name}"`);
       const uuid = randomUUID();
       const now = new Date().toISOString();
       spec.nics = req.network === 'none' ? [] : this.nicPlanner(uuid, req);
@@ -306,8 +310,11 @@ export class InstanceService {
 
   resume(name: string): Promise<InstanceView> {
     return this.op(name, 'resume', async (row) => {
-      await this.vmOf(row).resume();
-      this.setState(row, 'running', 'resumed by user');
+      await this.vmOf(row).resume(); // after a disk error QEMU retries the failed requests (and stops again if they fail)
+      const run = this.running.get(row.uuid);
+      const cleared = run?.ioError ? { lastError: null } : {};
+      if (run) run.ioError = null;
+      this.setState(row, 'running', 'resumed by user', cleared);
     });
   }
 
@@ -419,6 +426,8 @@ export class InstanceService {
   /** An error as the API reports it: coded errors as they are; anything else is a bug (INTERNAL), logged. */
   private coded(e: unknown, during: string): CorralError {
     if (isCorralError(e)) return e;
+    const full = noSpace(e, during);
+    if (full) return full;
     this.d.log.warn({ err: (e as Error)?.stack ?? String(e) }, `unexpected error during ${during}`);
     return new CorralError('INTERNAL', `${during}: ${(e as Error)?.message ?? String(e)}`);
   }
@@ -492,12 +501,26 @@ export class InstanceService {
   }
 
   private onVmEvent(uuid: string, name: string, run: Running, ev: VmEvent): void {
+    try {
+      this.vmEvent(uuid, name, run, ev);
+    } catch (e) {
+      // called from the monitor's socket: a failure here (the store's disk full) must not end the daemon
+      this.d.log.warn({ instance: name, event: ev.event, err: (e as Error).message }, 'a QEMU event could not be handled');
+    }
+  }
+
+  private vmEvent(uuid: string, name: string, run: Running, ev: VmEvent): void {
     const row = this.current(name, uuid);
     if (!row || this.running.get(uuid) !== run) return;
     this.d.events.publish('qemu.event', row.name, { event: ev.event, data: ev.data });
+    if (ev.event === 'BLOCK_IO_ERROR' && ev.data?.action === 'stop') run.ioError = ioErrorReason(ev.data);
     if (run.starting) return;
-    if (ev.event === 'STOP' && row.state === 'running') this.setState(row, 'paused', 'QMP STOP');
-    else if (ev.event === 'RESUME' && row.state === 'paused') this.setState(row, 'running', 'QMP RESUME');
+    if (ev.event === 'STOP' && row.state === 'running') this.setState(row, 'paused', run.ioError ?? 'QMP STOP', run.ioError ? { lastError: run.ioError } : {});
+    else if (ev.event === 'RESUME' && row.state === 'paused') {
+      const cleared = run.ioError ? { lastError: null } : {};
+      run.ioError = null;
+      this.setState(row, 'running', 'QMP RESUME', cleared);
+    }
     else if (ev.event === 'GUEST_PANICKED') {
       // Like libvirt's on_crash=destroy: end the QEMU; the state becomes crashed once it is really gone, so
       // that a new start can never race the old process's clean-up.

@@ -12,6 +12,7 @@ import { formatSize } from '../core/units.js';
 import { printable, validateName } from '../core/spec.js';
 import { convert, imgInfo, untrustedInfo, type ImgFormat, type ImgInfo } from '../qemu/img.js';
 import { openImportSource } from './import-source.js';
+import { assertFits } from '../host/space.js';
 import { crashPoint } from '../host/crash-points.js';
 import { checkImageHeader, checkImgInfo } from './inspect.js';
 import { fsyncDir } from '../host/fs-atomic.js';
@@ -183,6 +184,7 @@ export class ImageStore {
     if (existsSync(this.pathOf(name))) throw new CorralError('ALREADY_EXISTS', `image "${name}" already exists`, { name });
     const src = openImportSource(file);
     try {
+      assertFits(this.dir, src.allocated, `importing ${src.path}`, { thin: false });
       progress({ step: 'inspect', message: `inspecting ${src.path} as ${format}` });
       checkImageHeader(src.fd, format);
       checkImgInfo(await inspect(src.fdPath, format), format);

@@ -16,6 +16,8 @@ export interface ImportSource {
   /** the absolute path it was opened by, for messages */
   path: string;
   size: number;
+  /** the bytes it takes on its disk (a sparse raw file: less than its size): about what the copy will take */
+  allocated: number;
   close(): void;
 }
 
@@ -37,7 +39,7 @@ export function openImportSource(file: unknown): ImportSource {
   }
   let open = true;
   return {
-    fd, fdPath: `/proc/${process.pid}/fd/${fd}`, path, size: st.size,
+    fd, fdPath: `/proc/${process.pid}/fd/${fd}`, path, size: st.size, allocated: st.blocks * 512,
     close: () => {
       if (open) closeSync(fd);
       open = false;

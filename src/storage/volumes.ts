@@ -21,6 +21,7 @@ import { formatSizeExact, parseSize } from '../core/units.js';
 import { createOverlay, imgInfo, resize as imgResize, type ImgFormat } from '../qemu/img.js';
 import { MAX_IMAGE_SIZE } from './inspect.js';
 import { takeBack } from '../host/run-as.js';
+import { assertFits } from '../host/space.js';
 import { crashPoint } from '../host/crash-points.js';
 import { RecordDir } from './record-dir.js';
 import { createImage, lockErrorToInUse, probeLock, snapshotOp } from './volumes-img.js';
@@ -202,6 +203,7 @@ export class VolumeStore {
     const fmt = parseFormat(format);
     const bytes = withinMax(parseSize('size', size));
     this.assertFree(name);
+    assertFits(this.dir, bytes, `volume "${name}"`, { thin: fmt === 'qcow2' });
     return this.make(name, fmt, null, (file) => tooLargeIsInvalid(bytes, () => createImage(file, fmt, bytes)));
   }
 
@@ -220,6 +222,7 @@ export class VolumeStore {
       });
     }
     if (existsSync(src.path)) await guarded(source, 'cloned', () => probeLock(src.path, src.format));
+    assertFits(this.dir, src.virtualSize, `clone "${name}" of volume "${src.name}"`);
     return this.make(name, 'qcow2', src.name, (file) => guarded(source, 'cloned', () => createOverlay(file, src.path, src.format, null)));
   }
 
@@ -247,6 +250,7 @@ export class VolumeStore {
    */
   async resize(name: string, size: unknown, opts: { shrink?: boolean } = {}): Promise<Volume> {
     const { record: r, bytes } = this.planResize(name, size, opts.shrink);
+    if (bytes > r.virtualSize) assertFits(this.dir, bytes - r.virtualSize, `growing volume "${name}" by ${formatSizeExact(bytes - r.virtualSize)}`, { thin: r.format === 'qcow2' });
     if (bytes !== r.virtualSize) {
       await guarded(name, 'resized', () => tooLargeIsInvalid(bytes, () => imgResize(r.path, r.format, bytes, { shrink: bytes < r.virtualSize })));
     }

@@ -70,7 +70,11 @@ export class SqliteStore implements Store {
   private db: Database.Database;
   private eventCount = 0;
 
-  constructor(file: string) {
+  /**
+   * `onFull`: called when a write finds the filesystem full; when it frees space (the data dir's reserve,
+   * src/host/reserve.ts) the write is tried once more.
+   */
+  constructor(file: string, private opts: { onFull?: () => boolean } = {}) {
     this.db = new Database(file);
     this.db.pragma('journal_mode = WAL');
     // FULL: a committed transaction survives a power loss too (NORMAL in WAL mode may lose the last ones), so a
@@ -80,6 +84,16 @@ export class SqliteStore implements Store {
     if (file !== ':memory:') for (const f of [file, `${file}-wal`, `${file}-shm`]) if (existsSync(f)) chmodSync(f, 0o600);
     this.db.pragma('busy_timeout = 5000');
     this.db.exec(SCHEMA);
+  }
+
+  /** A write, tried again once when the filesystem was full and onFull made room. */
+  private write<T>(fn: () => T): T {
+    try {
+      return fn();
+    } catch (e) {
+      if ((e as { code?: unknown }).code !== 'SQLITE_FULL' || !this.opts.onFull?.()) throw e;
+      return fn();
+    }
   }
 
   listInstances(): InstanceRow[] {
@@ -93,9 +107,9 @@ export class SqliteStore implements Store {
 
   insertInstance(row: InstanceRow): void {
     try {
-      this.db.prepare(`INSERT INTO instances (uuid, name, spec, state, accel, pid, pid_start, mac, created_at, started_at, last_error, updated_at)
+      this.write(() => this.db.prepare(`INSERT INTO instances (uuid, name, spec, state, accel, pid, pid_start, mac, created_at, started_at, last_error, updated_at)
         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`).run(row.uuid, row.name, JSON.stringify(row.spec), row.state, row.accel, row.pid,
-        row.pidStart, row.mac, row.createdAt, row.startedAt, row.lastError, row.updatedAt);
+        row.pidStart, row.mac, row.createdAt, row.startedAt, row.lastError, row.updatedAt));
     } catch (e) {
       if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_UNIQUE') {
         throw new CorralError('ALREADY_EXISTS', `instance "${row.name}" already exists`, { field: 'name' });
@@ -114,18 +128,18 @@ export class SqliteStore implements Store {
       sets.push(`${col} = ?`);
       values.push(k === 'spec' ? JSON.stringify(v) : v);
     }
-    this.db.prepare(`UPDATE instances SET ${sets.join(', ')} WHERE uuid = ?`).run(...values, uuid);
+    this.write(() => this.db.prepare(`UPDATE instances SET ${sets.join(', ')} WHERE uuid = ?`).run(...values, uuid));
   }
 
   deleteInstance(uuid: string): void {
-    this.db.prepare('DELETE FROM instances WHERE uuid = ?').run(uuid);
+    this.write(() => this.db.prepare('DELETE FROM instances WHERE uuid = ?').run(uuid));
   }
 
   appendEvent(type: string, instance: string | null, data: Record<string, unknown>): StoredEvent {
     const time = new Date().toISOString();
-    const info = this.db.prepare('INSERT INTO events (time, type, instance, data) VALUES (?, ?, ?, ?)').run(time, type, instance, JSON.stringify(data));
+    const info = this.write(() => this.db.prepare('INSERT INTO events (time, type, instance, data) VALUES (?, ?, ?, ?)').run(time, type, instance, JSON.stringify(data)));
     const id = Number(info.lastInsertRowid);
-    if (++this.eventCount % 1000 === 0) this.db.prepare('DELETE FROM events WHERE id <= ?').run(id - KEEP_EVENTS);
+    if (++this.eventCount % 1000 === 0) this.write(() => this.db.prepare('DELETE FROM events WHERE id <= ?').run(id - KEEP_EVENTS));
     return { id, time, type, instance, data };
   }
 
@@ -152,8 +166,8 @@ export class SqliteStore implements Store {
 
   insertToken(row: TokenRow): void {
     try {
-      this.db.prepare('INSERT INTO api_tokens (name, role, hash, created_at, expires_at, last_used_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?)')
-        .run(row.name, row.role, row.hash, row.createdAt, row.expiresAt, row.lastUsedAt, row.revokedAt);
+      this.write(() => this.db.prepare('INSERT INTO api_tokens (name, role, hash, created_at, expires_at, last_used_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?)')
+        .run(row.name, row.role, row.hash, row.createdAt, row.expiresAt, row.lastUsedAt, row.revokedAt));
     } catch (e) {
       if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') throw new CorralError('ALREADY_EXISTS', `token "${row.name}" already exists`, { field: 'name' });
       throw e;
@@ -161,15 +175,15 @@ export class SqliteStore implements Store {
   }
 
   deleteToken(name: string): void {
-    this.db.prepare('DELETE FROM api_tokens WHERE name = ?').run(name);
+    this.write(() => this.db.prepare('DELETE FROM api_tokens WHERE name = ?').run(name));
   }
 
   setTokenLastUsed(name: string, at: string): void {
-    this.db.prepare('UPDATE api_tokens SET last_used_at = ? WHERE name = ?').run(at, name);
+    this.write(() => this.db.prepare('UPDATE api_tokens SET last_used_at = ? WHERE name = ?').run(at, name));
   }
 
   revokeToken(name: string, at: string): void {
-    this.db.prepare('UPDATE api_tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL').run(at, name);
+    this.write(() => this.db.prepare('UPDATE api_tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL').run(at, name));
   }
 
   close(): void {
