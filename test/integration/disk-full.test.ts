@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { ConsoleSession, Daemon, SKIP_NO_TINY, installImage, waitFor } from './harness.js';
+import { ConsoleSession, Daemon, SKIP_NO_TINY, installImage } from './harness.js';
 
 function tryMount(): { dir: string; image: string } | string {
   const image = join(mkdtempSync('/tmp/corral-full-img-'), 'fs.img');
