@@ -24,6 +24,7 @@ import { diskRoutes } from './routes-disks.js';
 import { nicRoutes } from './routes-nics.js';
 import { networkRoutes } from './routes-networks.js';
 import { passthroughRoutes } from './routes-passthrough.js';
+import { vhostUserRoutes } from './routes-vhost-user.js';
 import { STREAM_LIMITS, type StreamLimits } from './stream-limits.js';
 
 export interface ApiOptions {
@@ -117,7 +118,7 @@ function openapiDocument(tokened: boolean) {
       securitySchemes: { bearer: { type: 'http' as const, scheme: 'bearer', description: 'the token in $CORRAL_DATA_DIR/token; the TCP API requires it, the unix socket does not' } },
     },
     security: tokened ? [{ bearer: [] }] : [],
-    tags: ['instances', 'console', 'cpu', 'memory', 'disks', 'nics', 'passthrough', 'images', 'volumes', 'networks', 'host', 'pool', 'events'].map((name) => ({ name })),
+    tags: ['instances', 'console', 'cpu', 'memory', 'disks', 'nics', 'passthrough', 'images', 'volumes', 'networks', 'vhost-user', 'host', 'pool', 'events'].map((name) => ({ name })),
   };
 }
 
@@ -177,6 +178,7 @@ export async function buildApi(svc: Services, opts: ApiOptions = {}): Promise<Fa
   await app.register(nicRoutes(svc));
   await app.register(networkRoutes(svc));
   await app.register(passthroughRoutes(svc));
+  await app.register(vhostUserRoutes(svc));
 
   const typed = app.withTypeProvider<TypeBoxTypeProvider>();
   typed.get(

@@ -10,6 +10,7 @@ import type { MemoryService } from '../services/memory.js';
 import type { NicService } from '../services/nics.js';
 import type { NetworkService } from '../services/networks.js';
 import type { PassthroughService } from '../services/passthrough.js';
+import type { VhostUserService } from '../services/vhost-user.js';
 import type { VolumeService } from '../services/volumes.js';
 
 export interface Services {
@@ -25,4 +26,5 @@ export interface Services {
   nics: NicService;
   networks: NetworkService;
   passthrough: PassthroughService;
+  vhostUser: VhostUserService;
 }

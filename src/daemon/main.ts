@@ -28,6 +28,8 @@ import { DiskService } from '../services/disks.js';
 import { NetworkService } from '../services/networks.js';
 import { LinuxNetworkHost } from '../network/host.js';
 import { NetworkStore } from '../network/store.js';
+import { VhostUserStore } from '../network/vhost-user-store.js';
+import { VhostUserService } from '../services/vhost-user.js';
 import { StorageDaemonService } from '../services/storage-daemons.js';
 import { PassthroughService } from '../services/passthrough.js';
 import { consoleLogHooks } from '../services/console-log.js';
@@ -155,13 +157,15 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
     store: new NetworkStore(dataDir), host: new LinuxNetworkHost(), events, log,
   });
   await networks.restore(); // bridges, firewall and dnsmasq back after a reboot; a running dnsmasq is adopted
+  const vhostUser = new VhostUserService({ store: new VhostUserStore(dataDir), dataDir, events });
   // PCI passthrough and SR-IOV VFs: sysfs at $CORRAL_SYSFS_ROOT (default /sys), /dev at $CORRAL_DEV_ROOT (default /dev).
   const passthrough = new PassthroughService({ instances, dataDir, events, log });
-  const nics = new NicService({ instances, networks: networkDirectory(networks), events, log, sriovPf: (pf) => passthrough.checkPf(pf) });
+  const nics = new NicService({ instances, networks: networkDirectory(networks), events, log, sriovPf: (pf) => passthrough.checkPf(pf), vhostUser });
   instances.addHooks('nics', nics.hooks());
   instances.addHooks('passthrough', passthrough.hooks());
   instances.addHooks('console-log', consoleLogHooks()); // the order the hooks run in is HOOK_ORDER (instance-hooks.ts)
   networks.setInUse((network) => nics.usersOf(network));
+  vhostUser.setUsers((backend) => nics.backendUsers(backend));
   await instances.reconcile();
   // storage daemons no instance owns (a daemon killed between starting one and starting its QEMU)
   await storageDaemons.sweepOrphans();
@@ -174,7 +178,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   void host.accelerator().then((d) => log.info({ accel: d.accel, reason: d.reason }, 'accelerator chosen'));
 
   const servers: FastifyInstance[] = [];
-  const unixApi = await buildApi({ instances, config, images, host, events, cpu, memory, volumes, disks, nics, networks, passthrough });
+  const unixApi = await buildApi({ instances, config, images, host, events, cpu, memory, volumes, disks, nics, networks, passthrough, vhostUser });
   // Listen on a private name, then rename the socket into place: the socket appears whole (mode 0600, accepting),
   // and since libuv unlinks a listening socket by the name it was bound to when it closes, this daemon's close
   // can never unlink a socket a newer daemon has put at corral.sock meanwhile.
@@ -193,7 +197,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   log.info({ socket: paths.socket, dataDir }, 'corral daemon listening');
 
   if (tcp) {
-    const tcpApi = await buildApi({ instances, config, images, host, events, cpu, memory, volumes, disks, nics, networks, passthrough }, { token: tcp.token, tls: tcp.tls });
+    const tcpApi = await buildApi({ instances, config, images, host, events, cpu, memory, volumes, disks, nics, networks, passthrough, vhostUser }, { token: tcp.token, tls: tcp.tls });
     await tcpApi.listen({ host: tcp.host, port: tcp.port });
     servers.push(tcpApi);
     const { certFile, fingerprint, made } = tcp.tls;

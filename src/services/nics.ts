@@ -3,10 +3,12 @@
  * (netdev_add + device_add; device_del + DEVICE_DELETED + netdev_del), and the host side of each NIC: a tap
  * on the network's bridge, made before QEMU starts (QEMU opens it by name: it runs sandboxed and cannot run
  * scripts) and removed when QEMU is gone. SR-IOV NICs are host devices: the passthrough service binds them.
+ * A vhost-user-net NIC names a back end an admin registered (vhost-user.ts), checked again at every start.
  * Lock order: the instance's lock only.
  */
 import { existsSync, statSync } from 'node:fs';
 import { CorralError, invalidSpec } from '../core/errors.js';
+import type { VhostUserBackend } from '../core/vhost-user.js';
 import { DEFAULT_NETWORK, forwardClashes, planNic, type InstanceNic, type NicHost, type NicRequest } from '../core/nics.js';
 import { isActive } from '../core/state.js';
 import { chardevAdd, chardevId, netdevArgs, netdevId, nicDevice } from '../qemu/argv-nics.js';
@@ -42,6 +44,11 @@ export function networkDirectory(n: NetworkService): NetworkDirectory {
   };
 }
 
+/** The registry of vhost-user back ends as the NIC service sees it. */
+export interface VhostUserDirectory {
+  list(): VhostUserBackend[];
+}
+
 export interface NicView extends InstanceNic {
   /** the host tap device (bridge networks) */
   tap: string | null;
@@ -59,6 +66,8 @@ export interface NicDeps {
   unplugTimeoutMs?: number;
   /** an SR-IOV NIC's PF, checked (it exists, it does SR-IOV) and in full form; by the passthrough service */
   sriovPf?: (pf: string) => string;
+  /** the vhost-user back ends an admin registered (none when not given) */
+  vhostUser?: VhostUserDirectory;
 }
 
 function isSocket(path: string): boolean {
@@ -88,7 +97,16 @@ export class NicService {
       networkKind: (n) => this.d.networks.kindOf(n),
       vhostNet: (this.d.vhostNet ?? (() => existsSync('/dev/vhost-net')))(),
       isSocket,
+      vhostUserBackend: (name) => {
+        const b = this.backends().find((x) => x.name === name);
+        if (!b) throw invalidSpec('backend', `no vhost-user back end "${name}" is registered (corral vhost-user list; an admin adds one with corral vhost-user add NAME SOCKET)`);
+        return b;
+      },
     };
+  }
+
+  private backends(): VhostUserBackend[] {
+    return this.d.vhostUser?.list() ?? [];
   }
 
   private takenMacs(): Set<string> {
@@ -104,6 +122,14 @@ export class NicService {
   /** Instances with a NIC on `network` (a network in use cannot be deleted). */
   usersOf(network: string): string[] {
     return this.d.instances.listRows().filter((r) => r.spec.nics.some((n) => n.network === network)).map((r) => r.name);
+  }
+
+  /** The NICs ("instance/nic") on a vhost-user back end: naming it, or (made before the registry) its socket. */
+  backendUsers(b: VhostUserBackend): string[] {
+    return this.d.instances.listRows()
+      .flatMap((r) => r.spec.nics.map((nic) => ({ instance: r.name, nic })))
+      .filter(({ nic }) => nic.model === 'vhost-user-net' && (nic.backend === b.name || (nic.backend === undefined && nic.socket === b.socket)))
+      .map(({ instance, nic }) => `${instance}/${nic.id}`);
   }
 
   list(name: string): NicView[] {
@@ -134,6 +160,17 @@ export class NicService {
     }
   }
 
+  /** A vhost-user-net NIC's back end must be registered now, with the socket the NIC was given, and listening. */
+  private checkBackend(n: InstanceNic): void {
+    const b = n.backend !== undefined ? this.backends().find((x) => x.name === n.backend) : this.backends().find((x) => x.socket === n.socket);
+    const field = n.backend !== undefined ? 'backend' : 'socket';
+    if (!b || b.socket !== n.socket) {
+      const what = n.backend !== undefined ? `back end "${n.backend}" (${n.socket})` : `socket ${n.socket}`;
+      throw new CorralError('DEVICE_UNAVAILABLE', `${field}: NIC ${n.id}'s vhost-user ${what} is not a registered vhost-user back end (an admin registers it: corral vhost-user add NAME ${n.socket})`, { nic: n.id, field });
+    }
+    if (!isSocket(b.socket)) throw new CorralError('DEVICE_UNAVAILABLE', `NIC ${n.id}: no vhost-user back end listens on ${b.socket} ("${b.name}")`, { nic: n.id, field });
+  }
+
   hooks(): InstanceHooks {
     return {
       beforeLaunch: async (row) => {
@@ -142,9 +179,7 @@ export class NicService {
           if (n.model === 'vhost-net' && !host.vhostNet) {
             throw new CorralError('DEVICE_UNAVAILABLE', `NIC ${n.id} is vhost-net, but this host has no /dev/vhost-net (modprobe vhost_net)`, { nic: n.id });
           }
-          if (n.model === 'vhost-user-net' && !isSocket(n.socket ?? '')) {
-            throw new CorralError('DEVICE_UNAVAILABLE', `NIC ${n.id}: no vhost-user back end listens on ${n.socket}`, { nic: n.id });
-          }
+          if (n.model === 'vhost-user-net') this.checkBackend(n);
           if (n.network !== null && n.model !== 'sriov') host.networkKind(n.network); // NETWORK_NOT_FOUND if it went away
         }
         for (const { nic, ifname } of this.taps(row)) await this.d.networks.ensureTap(nic.network!, ifname, { queues: nic.queues });
