@@ -86,7 +86,7 @@ export const Nic = Type.Composite(
     InstanceNicSchema,
     Type.Object({
       tap: nullable(Type.String(), 'the host tap device (bridge networks)'),
-      ip: nullable(Type.String(), 'the guest\'s address from the network\'s DHCP leases, when known'),
+      ip: nullable(Type.String(), 'the guest\'s address from the network\'s DHCP leases, when known (on a bridge network, its fixed address once it has asked)'),
     }),
   ],
   { title: 'Nic' },

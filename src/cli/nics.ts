@@ -17,7 +17,7 @@ function where(n: NicView): string {
 }
 
 export function nicTable(list: NicView[]): string {
-  return table(['ID', 'MODEL', 'MAC', 'QUEUES', 'IP', 'ON'], list.map((n) => [n.id, n.model, n.mac, String(n.queues), n.ip ?? '-', where(n)]));
+  return table(['ID', 'MODEL', 'MAC', 'QUEUES', 'IP', 'ON'], list.map((n) => [n.id, n.model, n.mac, String(n.queues), n.address ?? n.ip ?? '-', where(n)]));
 }
 
 export function registerNicCommands(program: Command, client: () => ApiClient): void {

@@ -37,6 +37,8 @@ export interface NicHost {
   isSocket(path: string): boolean;
   /** the vhost-user back end an admin registered under this name; INVALID_SPEC on field backend when there is none */
   vhostUserBackend(name: string): { name: string; socket: string };
+  /** a free address of a bridge network's range for a new NIC; INSUFFICIENT_RESOURCES naming the network when none is left */
+  reserveAddress(network: string): string;
 }
 
 const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
@@ -167,6 +169,7 @@ export function planNic(uuid: string, nics: readonly InstanceNic[], req: NicRequ
       if (!Array.isArray(req.forwards)) throw invalidSpec('forwards', 'must be a list');
       nic.forwards = req.forwards.map(parseForward);
     }
+    if (kind === 'bridge') nic.address = host.reserveAddress(network); // last: nothing is reserved for a refused NIC
   }
   return nic;
 }

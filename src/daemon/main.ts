@@ -156,7 +156,6 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   const networks = new NetworkService({
     store: new NetworkStore(dataDir), host: new LinuxNetworkHost(), events, log,
   });
-  await networks.restore(); // bridges, firewall and dnsmasq back after a reboot; a running dnsmasq is adopted
   const vhostUser = new VhostUserService({ store: new VhostUserStore(dataDir), dataDir, events });
   // PCI passthrough and SR-IOV VFs: sysfs at $CORRAL_SYSFS_ROOT (default /sys), /dev at $CORRAL_DEV_ROOT (default /dev).
   const passthrough = new PassthroughService({ instances, dataDir, events, log });
@@ -165,7 +164,10 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   instances.addHooks('passthrough', passthrough.hooks());
   instances.addHooks('console-log', consoleLogHooks()); // the order the hooks run in is HOOK_ORDER (instance-hooks.ts)
   networks.setInUse((network) => nics.usersOf(network));
+  networks.setReservations((network) => nics.reservationsOn(network));
   vhostUser.setUsers((backend) => nics.backendUsers(backend));
+  nics.assignAddresses(); // NICs stored before Corral reserved addresses get one, before dnsmasq is told them
+  await networks.restore(); // bridges, firewall and dnsmasq back after a reboot; a running dnsmasq is adopted
   await instances.reconcile();
   // storage daemons no instance owns (a daemon killed between starting one and starting its QEMU)
   await storageDaemons.sweepOrphans();

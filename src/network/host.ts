@@ -2,6 +2,7 @@
  * What the network service needs from the host, as one interface: the real one (LinuxNetworkHost) runs ip,
  * nft and dnsmasq; tests give the service a fake to check that every failure is undone.
  */
+import type { AddressReservation } from '../core/addresses.js';
 import { CorralError } from '../core/errors.js';
 import { bridgeMac, prefixOf, type HostRoutes, type NetworkRecord } from '../core/networks.js';
 import { bridgeState, createBridge, deleteBridge, type BridgeState } from './bridge.js';
@@ -19,8 +20,8 @@ export interface NetworkHost {
   bridgeState(bridge: string): Promise<BridgeState>;
   /** load the ruleset for exactly these networks; forwardEnabled says IPv4 forwarding was switched on now */
   loadFirewall(networks: NetworkRecord[]): Promise<{ forwardEnabled: boolean }>;
-  /** start the network's dnsmasq or adopt the running one */
-  startDhcp(net: NetworkRecord, files: DnsmasqFiles): Promise<{ pid: number; adopted: boolean }>;
+  /** start the network's dnsmasq giving these NICs their fixed addresses, or adopt the running one that does */
+  startDhcp(net: NetworkRecord, files: DnsmasqFiles, hosts: AddressReservation[]): Promise<{ pid: number; adopted: boolean }>;
   stopDhcp(files: DnsmasqFiles): Promise<void>;
   dhcpPid(files: DnsmasqFiles): number | null;
   leases(files: DnsmasqFiles): Lease[];
@@ -60,9 +61,9 @@ export class LinuxNetworkHost implements NetworkHost {
     return { forwardEnabled: enableIpForward(this.procRoot).changed };
   }
 
-  startDhcp(net: NetworkRecord, files: DnsmasqFiles): Promise<{ pid: number; adopted: boolean }> {
+  startDhcp(net: NetworkRecord, files: DnsmasqFiles, hosts: AddressReservation[]): Promise<{ pid: number; adopted: boolean }> {
     const b = bridgeOf(net);
-    return startDnsmasq({ bridge: b.bridge, gateway: b.gateway, prefix: prefixOf(b.cidr), dhcp: b.dhcp, nat: net.nat, dns: net.dns, files }, { proc: this.procRoot });
+    return startDnsmasq({ bridge: b.bridge, gateway: b.gateway, prefix: prefixOf(b.cidr), dhcp: b.dhcp, nat: net.nat, dns: net.dns, files, hosts }, { proc: this.procRoot });
   }
 
   async stopDhcp(files: DnsmasqFiles): Promise<void> {

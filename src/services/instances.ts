@@ -207,6 +207,10 @@ export class InstanceService {
         mkdirSync(p.dir, { recursive: true, mode: 0o700 });
         await createOverlay(p.disk, image.disk, image.format, spec.disk);
         if (spec.firmware === 'uefi') copyFileSync(OVMF_VARS, p.efiVars);
+        // planned again with nothing awaited before the row is stored, so that two creates running at once never
+        // take the same MAC or address (the first plan refused a bad request before any disk was made)
+        if (spec.nics.length > 0) spec.nics = this.nicPlanner(uuid, req);
+        row.mac = spec.nics[0]?.mac ?? macFor(uuid);
         this.d.store.insertInstance(row);
       } catch (e) {
         rmSync(p.dir, { recursive: true, force: true });

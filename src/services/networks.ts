@@ -7,8 +7,10 @@
  * again from the other networks. A delete is refused while instances use the network (NETWORK_IN_USE); its
  * steps are each idempotent, so a delete that failed half-way can simply be repeated.
  *
- * For the NIC service: record(), bridgeOf(), ensureTap(), deleteTap(), taps() and leaseFor().
+ * For the NIC service: record(), bridgeOf(), ensureTap(), deleteTap(), taps(), leases() and leaseFor().
+ * It tells this service each NIC's fixed address (setReservations: dnsmasq gives them out).
  */
+import { inRange, isReservation, type AddressReservation } from '../core/addresses.js';
 import { CorralError, invalidSpec } from '../core/errors.js';
 import { checkConflicts, DEFAULT_NETWORK, validateIfname, validateNetwork, type NetworkRecord, type NetworkRequest } from '../core/networks.js';
 import { printable } from '../core/spec.js';
@@ -31,6 +33,8 @@ export interface NetworkDeps {
   log: { info(o: object, m?: string): void; warn(o: object, m?: string): void };
   /** the instances whose NICs use a network; wired by the composition root */
   inUse?: (network: string) => string[];
+  /** the fixed address of every NIC on a network; wired by the composition root */
+  reservations?: (network: string) => AddressReservation[];
   now?: () => Date;
 }
 
@@ -53,9 +57,25 @@ function message(e: unknown): string {
 export class NetworkService {
   private lock = new KeyedLock();
   private inUse: (network: string) => string[];
+  private reservations: (network: string) => AddressReservation[];
 
   constructor(private d: NetworkDeps) {
     this.inUse = d.inUse ?? (() => []);
+    this.reservations = d.reservations ?? (() => []);
+  }
+
+  /** Replace the reservations callback (the NIC service, built after this one, knows each NIC's address). */
+  setReservations(fn: (network: string) => AddressReservation[]): void {
+    this.reservations = fn;
+  }
+
+  /** The reservations dnsmasq gets: well-formed and in the network's range (a hand-edited spec goes no further). */
+  private hostsOf(net: NetworkRecord): AddressReservation[] {
+    return this.reservations(net.name).filter((h) => isReservation(h) && inRange(net, h.ip));
+  }
+
+  private startDhcp(net: NetworkRecord): Promise<{ pid: number; adopted: boolean }> {
+    return this.d.host.startDhcp(net, this.d.store.filesOf(net.name), this.hostsOf(net));
   }
 
   /** Replace the in-use callback (the NIC service, built after this one, says which instances use a network). */
@@ -90,12 +110,15 @@ export class NetworkService {
     return { ...r, status: { bridge: await this.d.host.bridgeState(r.bridge), dnsmasq: { pid, running: pid !== null } }, leases: this.d.host.leases(files) };
   }
 
+  /** The DHCP leases of a bridge network ([] for a user network). */
+  leases(network: string): Lease[] {
+    return this.record(network).kind === 'bridge' ? this.d.host.leases(this.d.store.filesOf(network)) : [];
+  }
+
   /** The DHCP lease a NIC's MAC holds on a bridge network, or null (none yet, or a user network). */
   leaseFor(network: string, mac: string): Lease | null {
-    const r = this.record(network);
-    if (r.kind !== 'bridge') return null;
     const m = mac.toLowerCase();
-    return this.d.host.leases(this.d.store.filesOf(network)).find((l) => l.mac === m) ?? null;
+    return this.leases(network).find((l) => l.mac === m) ?? null;
   }
 
   private bridgeNetworks(): NetworkRecord[] {
@@ -143,7 +166,7 @@ export class NetworkService {
       await this.loadFirewall([...others, rec]);
       this.d.store.place(staging, rec.name);
       done.placed = true;
-      await this.d.host.startDhcp(rec, files);
+      await this.startDhcp(rec);
     } catch (e) {
       const undo = async (what: string, fn: () => Promise<void> | void): Promise<void> => {
         try {
@@ -210,7 +233,7 @@ export class NetworkService {
       for (const n of nets) {
         if (failed.has(n.name)) continue;
         try {
-          const { pid, adopted } = await this.d.host.startDhcp(n, this.d.store.filesOf(n.name));
+          const { pid, adopted } = await this.startDhcp(n);
           this.d.log.info({ network: n.name, pid }, adopted ? 'dnsmasq adopted' : 'dnsmasq started');
         } catch (e) {
           failed.set(n.name, message(e));
@@ -225,7 +248,8 @@ export class NetworkService {
   /**
    * Make tap `ifname` a port of the network's bridge (created when missing; an existing one is reused).
    * Bridge networks only (INVALID_SPEC on field network otherwise). queues > 1 makes a multi-queue tap.
-   * A missing bridge (deleted behind Corral's back) is made again first, and a dnsmasq that died is started.
+   * A missing bridge (deleted behind Corral's back) is made again first, and dnsmasq is started when it died or
+   * restarted when the network's reservations changed.
    */
   async ensureTap(network: string, ifname: string, opts: { queues?: number } = {}): Promise<void> {
     validateIfname('ifname', ifname);
@@ -241,7 +265,7 @@ export class NetworkService {
         await this.d.host.ensureBridge(r);
         await this.loadFirewall(this.bridgeNetworks());
       }
-      await this.d.host.startDhcp(r, this.d.store.filesOf(r.name)); // adopts the running one; restarts a dead one
+      await this.startDhcp(r); // adopts the running one; restarts a dead one or one with other reservations
       await this.d.host.createTap(ifname, r.bridge, queues > 1);
     });
   }

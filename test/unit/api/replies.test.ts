@@ -36,6 +36,7 @@ const instance: InstanceView = {
     nics: [
       { id: 'net0', model: 'virtio-net', network: 'default', mac: '52:54:00:00:00:01', queues: 1, forwards: [{ proto: 'tcp', hostAddr: '127.0.0.1', hostPort: 2222, guestPort: 22 }] },
       { id: 'net1', model: 'vhost-user-net', network: null, mac: '52:54:00:00:00:02', queues: 2, backend: 'ovs0', socket: '/run/vhost.sock' },
+      { id: 'net3', model: 'e1000', network: 'lan', mac: '52:54:00:00:00:04', queues: 1, address: '10.10.0.10' },
       { id: 'net2', model: 'sriov', network: null, mac: '52:54:00:00:00:03', queues: 1, sriov: { pf: '0000:03:00.0', vlan: 100 } },
     ],
     hostdevs: [{ id: 'hostdev0', address: '0000:05:00.0' }],

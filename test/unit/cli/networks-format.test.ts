@@ -43,11 +43,13 @@ test('vhost-user list: name, socket, whether something listens, the NICs on it',
   assert.match(lines[2] ?? '', /^spare\s+\/run\/spare\.sock\s+no\s+-$/);
 });
 
-test('nic list: a vhost-user NIC shows its back end (or, made before the registry, its socket)', () => {
+test('nic list: a bridge NIC shows its fixed address, a vhost-user NIC its back end', () => {
   const lines = nicTable([
+    { id: 'net0', model: 'virtio-net', network: 'lab', mac: '52:54:00:00:00:01', queues: 1, address: '10.10.0.10', tap: 'ct0b7c9a52n0', ip: null },
     { id: 'net1', model: 'vhost-user-net', network: null, mac: '52:54:00:00:00:02', queues: 2, backend: 'ovs0', socket: '/run/vhu0.sock', tap: null, ip: null },
     { id: 'net2', model: 'vhost-user-net', network: null, mac: '52:54:00:00:00:03', queues: 1, socket: '/run/old.sock', tap: null, ip: null },
   ]).split('\n');
-  assert.match(lines[1] ?? '', /^net1\s+vhost-user-net\s+52:54:00:00:00:02\s+2\s+-\s+vhost-user ovs0 \(\/run\/vhu0\.sock\)$/);
-  assert.match(lines[2] ?? '', /^net2\s+vhost-user-net\s+52:54:00:00:00:03\s+1\s+-\s+socket \/run\/old\.sock$/);
+  assert.match(lines[1] ?? '', /^net0\s+virtio-net\s+52:54:00:00:00:01\s+1\s+10\.10\.0\.10\s+lab, tap ct0b7c9a52n0$/);
+  assert.match(lines[2] ?? '', /^net1\s+vhost-user-net\s+52:54:00:00:00:02\s+2\s+-\s+vhost-user ovs0 \(\/run\/vhu0\.sock\)$/);
+  assert.match(lines[3] ?? '', /^net2\s+vhost-user-net\s+52:54:00:00:00:03\s+1\s+-\s+socket \/run\/old\.sock$/);
 });

@@ -25,6 +25,7 @@ const nicHost: NicHost = {
   vhostNet: true,
   isSocket: () => true,
   vhostUserBackend: (name) => ({ name, socket: VHU_NET }),
+  reserveAddress: () => '10.0.0.10',
 };
 
 export const IMAGES: Record<'kernel' | 'disk', ImageRecord> = {

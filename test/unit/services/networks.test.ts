@@ -5,6 +5,7 @@ import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isCorralError } from '../../../src/core/errors.js';
+import type { AddressReservation } from '../../../src/core/addresses.js';
 import type { HostRoutes, NetworkRecord } from '../../../src/core/networks.js';
 import type { BridgeState } from '../../../src/network/bridge.js';
 import type { DnsmasqFiles, Lease } from '../../../src/network/dnsmasq.js';
@@ -25,6 +26,7 @@ class FakeHost implements NetworkHost {
   bridges = new Map<string, string>(); // bridge -> network
   firewall: string[] = [];
   dhcp = new Map<string, number>(); // leases file -> pid
+  dhcpHosts = new Map<string, AddressReservation[]>(); // leases file -> the --dhcp-host entries it runs with
   taps = new Map<string, { bridge: string; multiQueue: boolean }>();
   leaseText = new Map<string, Lease[]>();
   calls: string[] = [];
@@ -66,10 +68,12 @@ class FakeHost implements NetworkHost {
     return { forwardEnabled: false };
   }
 
-  async startDhcp(_net: NetworkRecord, files: DnsmasqFiles): Promise<{ pid: number; adopted: boolean }> {
+  async startDhcp(_net: NetworkRecord, files: DnsmasqFiles, hosts: AddressReservation[]): Promise<{ pid: number; adopted: boolean }> {
     const had = this.dhcp.get(files.leases);
-    if (had !== undefined) return { pid: had, adopted: true };
+    // like the real one: adopted only when it runs with the reservations wanted now, else restarted
+    if (had !== undefined && JSON.stringify(this.dhcpHosts.get(files.leases)) === JSON.stringify(hosts)) return { pid: had, adopted: true };
     this.dhcp.set(files.leases, this.nextPid++);
+    this.dhcpHosts.set(files.leases, hosts);
     this.step('startDhcp'); // fails after starting, like dnsmasq dying right after
     return { pid: this.dhcp.get(files.leases)!, adopted: false };
   }
@@ -277,6 +281,25 @@ test('ensureTap, deleteTap, taps, leaseFor for the NIC service', async () => {
   e.host.leaseText.set(e.store.filesOf('a').leases, [{ mac: '52:54:00:aa:bb:01', ip: '10.1.0.23', hostname: 'web1', expires: null }]);
   assert.deepEqual(e.svc.leaseFor('a', '52:54:00:AA:BB:01'), { mac: '52:54:00:aa:bb:01', ip: '10.1.0.23', hostname: 'web1', expires: null });
   assert.equal(e.svc.leaseFor('a', '52:54:00:aa:bb:02'), null);
+  assert.deepEqual(e.svc.leases('a').map((l) => l.ip), ['10.1.0.23']);
+  assert.deepEqual(e.svc.leases('default'), []);
+});
+
+test('dnsmasq gets each NIC\'s fixed address; when they change it is restarted at the next tap', async () => {
+  let hosts: AddressReservation[] = [{ mac: '52:54:00:00:00:0a', ip: '10.1.0.10' }];
+  const e = fresh();
+  e.svc.setReservations((n) => (n === 'a' ? hosts : []));
+  await e.svc.create({ name: 'a', cidr: '10.1.0.0/24' });
+  const leases = e.store.filesOf('a').leases;
+  assert.deepEqual(e.host.dhcpHosts.get(leases), hosts);
+  const pid = e.host.dhcp.get(leases);
+  await e.svc.ensureTap('a', 'ct1n0');
+  assert.equal(e.host.dhcp.get(leases), pid, 'the same reservations: adopted');
+  // a reservation outside the range or not an address never reaches dnsmasq
+  hosts = [...hosts, { mac: '52:54:00:00:00:0b', ip: '10.1.0.11' }, { mac: '52:54:00:00:00:0c', ip: '10.2.0.12' }, { mac: '52:54:00:00:00:0d', ip: '10.1.0.13,10.1.0.14' }];
+  await e.svc.ensureTap('a', 'ct1n1');
+  assert.notEqual(e.host.dhcp.get(leases), pid, 'restarted');
+  assert.deepEqual(e.host.dhcpHosts.get(leases)?.map((h) => h.ip), ['10.1.0.10', '10.1.0.11']);
 });
 
 test('a hand-edited record is not believed', async () => {
