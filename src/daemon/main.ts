@@ -169,6 +169,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   nics.assignAddresses(); // NICs stored before Corral reserved addresses get one, before dnsmasq is told them
   await networks.restore(); // bridges, firewall and dnsmasq back after a reboot; a running dnsmasq is adopted
   await instances.reconcile();
+  await nics.restoreTaps(); // the layer-2 filter of every tap still on the host, from the records
   // storage daemons no instance owns (a daemon killed between starting one and starting its QEMU)
   await storageDaemons.sweepOrphans();
   // Memory pressure: env CORRAL_PRESSURE_INTERVAL / _THRESHOLD / _HYSTERESIS / _STEP (see services/pressure.ts).

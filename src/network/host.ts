@@ -8,6 +8,7 @@ import { bridgeMac, prefixOf, type HostRoutes, type NetworkRecord } from '../cor
 import { bridgeState, createBridge, deleteBridge, type BridgeState } from './bridge.js';
 import { findDnsmasq, readLeases, startDnsmasq, stopDnsmasq, type DnsmasqFiles, type Lease } from './dnsmasq.js';
 import { enableIpForward, loadFirewall } from './firewall.js';
+import { loadL2Filter, type TapBinding } from './l2-filter.js';
 import { hostRoutes } from './links.js';
 import { createTap, deleteTap, listTaps, type TapInfo } from './tap.js';
 
@@ -28,6 +29,8 @@ export interface NetworkHost {
   createTap(ifname: string, bridge: string, multiQueue: boolean): Promise<void>;
   deleteTap(ifname: string): Promise<void>;
   listTaps(prefix: string): Promise<TapInfo[]>;
+  /** load the layer-2 filter for exactly these taps */
+  loadL2Filter(taps: TapBinding[]): Promise<void>;
 }
 
 function bridgeOf(net: NetworkRecord): { bridge: string; gateway: string; cidr: string; dhcp: { start: string; end: string } } {
@@ -88,5 +91,9 @@ export class LinuxNetworkHost implements NetworkHost {
 
   listTaps(prefix: string): Promise<TapInfo[]> {
     return listTaps(prefix);
+  }
+
+  loadL2Filter(taps: TapBinding[]): Promise<void> {
+    return loadL2Filter(taps);
   }
 }

@@ -7,8 +7,10 @@
  * again from the other networks. A delete is refused while instances use the network (NETWORK_IN_USE); its
  * steps are each idempotent, so a delete that failed half-way can simply be repeated.
  *
- * For the NIC service: record(), bridgeOf(), ensureTap(), deleteTap(), taps(), leases() and leaseFor().
- * It tells this service each NIC's fixed address (setReservations: dnsmasq gives them out).
+ * For the NIC service: record(), bridgeOf(), ensureTap(), deleteTap(), setTaps(), taps(), leases() and leaseFor().
+ * It tells this service each NIC's fixed address (setReservations: dnsmasq gives them out) and, with each tap,
+ * the MAC and address the guest may send as (the layer-2 filter, `bridge corral_l2`, regenerated from the taps
+ * this daemon made, and after a restart from the records: setTaps).
  */
 import { inRange, isReservation, type AddressReservation } from '../core/addresses.js';
 import { CorralError, invalidSpec } from '../core/errors.js';
@@ -17,6 +19,7 @@ import { printable } from '../core/spec.js';
 import type { BridgeState } from '../network/bridge.js';
 import type { Lease } from '../network/dnsmasq.js';
 import type { NetworkHost } from '../network/host.js';
+import type { TapBinding } from '../network/l2-filter.js';
 import type { NetworkStore } from '../network/store.js';
 import type { TapInfo } from '../network/tap.js';
 import type { EventBus } from './events.js';
@@ -58,6 +61,8 @@ export class NetworkService {
   private lock = new KeyedLock();
   private inUse: (network: string) => string[];
   private reservations: (network: string) => AddressReservation[];
+  /** the taps this daemon made, and what each one's guest may send as */
+  private bound = new Map<string, TapBinding>();
 
   constructor(private d: NetworkDeps) {
     this.inUse = d.inUse ?? (() => []);
@@ -246,12 +251,14 @@ export class NetworkService {
   }
 
   /**
-   * Make tap `ifname` a port of the network's bridge (created when missing; an existing one is reused).
-   * Bridge networks only (INVALID_SPEC on field network otherwise). queues > 1 makes a multi-queue tap.
-   * A missing bridge (deleted behind Corral's back) is made again first, and dnsmasq is started when it died or
-   * restarted when the network's reservations changed.
+   * Make tap `ifname` a port of the network's bridge (created when missing; an existing one is reused), its
+   * guest allowed to send only as `binding` (its MAC and fixed address, which must be in the network's range):
+   * the layer-2 filter is loaded with the tap's rules before the tap is made. Bridge networks only
+   * (INVALID_SPEC on field network otherwise). queues > 1 makes a multi-queue tap. A missing bridge (deleted
+   * behind Corral's back) is made again first, and dnsmasq is started when it died or restarted when the
+   * network's reservations changed.
    */
-  async ensureTap(network: string, ifname: string, opts: { queues?: number } = {}): Promise<void> {
+  async ensureTap(network: string, ifname: string, binding: Omit<TapBinding, 'ifname'>, opts: { queues?: number } = {}): Promise<void> {
     validateIfname('ifname', ifname);
     const queues = opts.queues ?? 1;
     if (!Number.isInteger(queues) || queues < 1 || queues > MAX_QUEUES) throw invalidSpec('queues', `must be an integer from 1 to ${MAX_QUEUES}`);
@@ -260,20 +267,50 @@ export class NetworkService {
       if (r.kind !== 'bridge' || r.bridge === null) {
         throw invalidSpec('network', `network "${printable(network)}" is a ${r.kind} network: taps join bridge networks only`);
       }
+      const tap: TapBinding = { ...binding, ifname };
+      if (!isReservation(tap) || !inRange(r, tap.ip)) {
+        throw invalidSpec('address', `${binding.owner}: address ${printable(tap.ip)} (MAC ${printable(tap.mac)}) is not one of network "${network}"'s range ${r.dhcp?.start}-${r.dhcp?.end}`);
+      }
       const state = await this.d.host.bridgeState(r.bridge);
       if (!state.exists || !state.up) {
         await this.d.host.ensureBridge(r);
         await this.loadFirewall(this.bridgeNetworks());
       }
       await this.startDhcp(r); // adopts the running one; restarts a dead one or one with other reservations
+      await this.bindTaps([...[...this.bound.values()].filter((t) => t.ifname !== ifname), tap]);
       await this.d.host.createTap(ifname, r.bridge, queues > 1);
     });
   }
 
-  /** Delete a tap; a missing one is fine. */
+  /** Delete a tap (a missing one is fine), then its rules. */
   async deleteTap(ifname: string): Promise<void> {
     validateIfname('ifname', ifname);
-    await this.run(() => this.d.host.deleteTap(ifname));
+    await this.run(async () => {
+      await this.d.host.deleteTap(ifname);
+      if (this.bound.has(ifname)) await this.bindTaps([...this.bound.values()].filter((t) => t.ifname !== ifname));
+    });
+  }
+
+  /**
+   * After a daemon restart: the layer-2 filter for exactly these taps (every bridge NIC of the records), those
+   * that exist on the host; a tap left without its NIC loses its rules.
+   */
+  setTaps(taps: TapBinding[]): Promise<void> {
+    return this.run(async () => {
+      const present = new Set((await this.d.host.listTaps('')).map((t) => t.ifname));
+      await this.bindTaps(taps.filter((t) => present.has(t.ifname)));
+    });
+  }
+
+  /** The taps whose rules are loaded now. */
+  boundTaps(): TapBinding[] {
+    return [...this.bound.values()];
+  }
+
+  /** Load the layer-2 filter for exactly these taps; the ones bound change only once it is loaded. */
+  private async bindTaps(taps: TapBinding[]): Promise<void> {
+    await this.d.host.loadL2Filter(taps);
+    this.bound = new Map(taps.map((t) => [t.ifname, t]));
   }
 
   /** Taps on the host whose names start with prefix (to find ones left behind). */

@@ -5,7 +5,8 @@
  * scripts) and removed when QEMU is gone. SR-IOV NICs are host devices: the passthrough service binds them.
  *
  * A NIC on a bridge network holds a fixed address of the network's range (`address`, reserved when the NIC is
- * planned: nic-addresses.ts): the network's dnsmasq gives it to the NIC's MAC only. A vhost-user-net NIC names a back end
+ * planned: nic-addresses.ts): the network's dnsmasq gives it to the NIC's MAC only, and each tap is made with
+ * the layer-2 filter that lets its guest send only as that MAC and address. A vhost-user-net NIC names a back end
  * an admin registered (vhost-user.ts), checked again at every start.
  * Lock order: the instance's lock only.
  */
@@ -15,6 +16,7 @@ import { CorralError, invalidSpec } from '../core/errors.js';
 import type { NetworkRecord } from '../core/networks.js';
 import type { VhostUserBackend } from '../core/vhost-user.js';
 import type { Lease } from '../network/dnsmasq.js';
+import type { TapBinding } from '../network/l2-filter.js';
 import { DEFAULT_NETWORK, forwardClashes, planNic, type InstanceNic, type NicHost, type NicRequest } from '../core/nics.js';
 import { isActive } from '../core/state.js';
 import { chardevAdd, chardevId, netdevArgs, netdevId, nicDevice } from '../qemu/argv-nics.js';
@@ -35,10 +37,12 @@ export interface NetworkDirectory {
   kindOf(name: string): 'user' | 'bridge';
   /** the network's record (its address range); NETWORK_NOT_FOUND otherwise */
   record(name: string): NetworkRecord;
-  /** make (or keep) tap `ifname` on the network's bridge, up */
-  ensureTap(network: string, ifname: string, opts?: { queues?: number }): Promise<void>;
-  /** remove tap `ifname` (nothing if it is not there) */
+  /** make (or keep) tap `ifname` on the network's bridge, up, its guest sending only as `binding` */
+  ensureTap(network: string, ifname: string, binding: Omit<TapBinding, 'ifname'>, opts?: { queues?: number }): Promise<void>;
+  /** remove tap `ifname` (nothing if it is not there) and its rules */
   deleteTap(ifname: string): Promise<void>;
+  /** after a daemon restart: the rules of exactly these taps (those on the host) */
+  setTaps(taps: TapBinding[]): Promise<void>;
   /** the DHCP leases of a bridge network */
   leases(network: string): Lease[];
 }
@@ -48,8 +52,9 @@ export function networkDirectory(n: NetworkService): NetworkDirectory {
   return {
     kindOf: (name) => n.record(name).kind,
     record: (name) => n.record(name),
-    ensureTap: (network, ifname, opts) => n.ensureTap(network, ifname, opts),
+    ensureTap: (network, ifname, binding, opts) => n.ensureTap(network, ifname, binding, opts),
     deleteTap: (ifname) => n.deleteTap(ifname),
+    setTaps: (taps) => n.setTaps(taps),
     leases: (network) => n.leases(network),
   };
 }
@@ -166,6 +171,11 @@ export class NicService {
     this.addresses.ensureAll();
   }
 
+  /** After reconcile: the layer-2 filter holds the rules of every bridge NIC whose tap is on the host. */
+  async restoreTaps(): Promise<void> {
+    await this.d.networks.setTaps(this.d.instances.listRows().flatMap((r) => this.taps(r).flatMap((t) => (t.binding ? [{ ...t.binding, ifname: t.ifname }] : []))));
+  }
+
   list(name: string): NicView[] {
     const row = this.d.instances.rowOf(name);
     const taps = this.taps(row);
@@ -176,12 +186,17 @@ export class NicService {
     });
   }
 
-  /** The taps an instance's NICs need: those on bridge networks (from the launch plan, as QEMU sees them). */
-  private taps(row: InstanceRow): Array<{ nic: InstanceNic; ifname: string }> {
-    const out: Array<{ nic: InstanceNic; ifname: string }> = [];
+  /**
+   * The taps an instance's NICs need: those on bridge networks (from the launch plan, as QEMU sees them), with
+   * what each guest may send as (null for a NIC that holds no address yet).
+   */
+  private taps(row: InstanceRow): Array<{ nic: InstanceNic; ifname: string; binding: Omit<TapBinding, 'ifname'> | null }> {
+    const out: Array<{ nic: InstanceNic; ifname: string; binding: Omit<TapBinding, 'ifname'> | null }> = [];
     for (const nic of row.spec.nics) {
       const p = planNicOf(row.uuid, nic, (n) => this.kindOrNull(n));
-      if (p?.backend.type === 'tap') out.push({ nic, ifname: p.backend.ifname });
+      if (p?.backend.type !== 'tap') continue;
+      const binding = nic.address === undefined ? null : { mac: nic.mac, ip: nic.address, owner: `${row.name}/${nic.id}` };
+      out.push({ nic, ifname: p.backend.ifname, binding });
     }
     return out;
   }
@@ -217,7 +232,7 @@ export class NicService {
           if (n.network !== null && n.model !== 'sriov') host.networkKind(n.network); // NETWORK_NOT_FOUND if it went away
         }
         const row = this.addresses.ensure(stale); // a NIC stored without a fixed address gets one now
-        for (const { nic, ifname } of this.taps(row)) await this.d.networks.ensureTap(nic.network!, ifname, { queues: nic.queues });
+        for (const { nic, ifname, binding } of this.taps(row)) await this.d.networks.ensureTap(nic.network!, ifname, binding!, { queues: nic.queues });
       },
       // awaited before the stop returns and before the next start, so a new tap is never removed by an old exit
       exited: async (row) => {
@@ -283,7 +298,7 @@ export class NicService {
       await vm.chardevAdd(chardevAdd(p) ?? {});
     }
     const tap = p.backend.type === 'tap' ? p.backend.ifname : null;
-    if (tap) await this.d.networks.ensureTap(nic.network!, tap, { queues: nic.queues });
+    if (tap) await this.d.networks.ensureTap(nic.network!, tap, { mac: nic.mac, ip: nic.address ?? '', owner: `${row.name}/${nic.id}` }, { queues: nic.queues });
     try {
       await vm.netdevAdd(netdevArgs(p));
       try {
