@@ -1,7 +1,8 @@
 /**
  * Network interfaces of an instance: the models a user picks (one per approach), their QEMU ids and host tap
  * names, stable MAC addresses, port forwards on the user network, and the checks an attach must pass. Pure:
- * what the host has (/dev/vhost-net, a socket) comes in as arguments.
+ * what the host has (/dev/vhost-net, a listening socket, the registered vhost-user back ends, a free address on
+ * a bridge network) comes in as arguments.
  */
 import { createHash } from 'node:crypto';
 import { CorralError, invalidSpec } from './errors.js';
