@@ -10,7 +10,7 @@
  * an admin registered (vhost-user.ts), checked again at every start.
  * Lock order: the instance's lock only.
  */
-import { existsSync, statSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { type AddressReservation } from '../core/addresses.js';
 import { CorralError, invalidSpec } from '../core/errors.js';
 import type { NetworkRecord } from '../core/networks.js';
@@ -30,6 +30,7 @@ import { planNicOf } from './runtime.js';
 import { unplugDevice } from './qmp-devices.js';
 import { leftBehind } from './left-behind.js';
 import { NicAddresses } from './nic-addresses.js';
+import { listensAt } from './vhost-user.js';
 
 /** What the NIC service needs of the networks: their kind, and taps on a bridge network. */
 export interface NetworkDirectory {
@@ -85,14 +86,6 @@ export interface NicDeps {
   vhostUser?: VhostUserDirectory;
 }
 
-function isSocket(path: string): boolean {
-  try {
-    return statSync(path).isSocket();
-  } catch {
-    return false;
-  }
-}
-
 export class NicService {
   /** NICs an attach has planned and not stored yet: their MAC, address and back end are taken */
   private inFlight: Array<{ instance: string; nic: InstanceNic }> = [];
@@ -118,7 +111,7 @@ export class NicService {
     return {
       networkKind: (n) => this.d.networks.kindOf(n),
       vhostNet: (this.d.vhostNet ?? (() => existsSync('/dev/vhost-net')))(),
-      isSocket,
+      isSocket: listensAt,
       vhostUserBackend: (name) => {
         const b = this.backends().find((x) => x.name === name);
         if (!b) throw invalidSpec('backend', `no vhost-user back end "${name}" is registered (corral vhost-user list; an admin adds one with corral vhost-user add NAME SOCKET)`);
@@ -217,7 +210,7 @@ export class NicService {
       const what = n.backend !== undefined ? `back end "${n.backend}" (${n.socket})` : `socket ${n.socket}`;
       throw new CorralError('DEVICE_UNAVAILABLE', `${field}: NIC ${n.id}'s vhost-user ${what} is not a registered vhost-user back end (an admin registers it: corral vhost-user add NAME ${n.socket})`, { nic: n.id, field });
     }
-    if (!isSocket(b.socket)) throw new CorralError('DEVICE_UNAVAILABLE', `NIC ${n.id}: no vhost-user back end listens on ${b.socket} ("${b.name}")`, { nic: n.id, field });
+    if (!listensAt(b.socket)) throw new CorralError('DEVICE_UNAVAILABLE', `NIC ${n.id}: no vhost-user back end listens on ${b.socket} ("${b.name}")`, { nic: n.id, field });
   }
 
   hooks(): InstanceHooks {

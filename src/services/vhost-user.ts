@@ -28,7 +28,8 @@ export interface VhostUserView extends VhostUserBackend {
   usedBy: string[];
 }
 
-function listening(path: string): boolean {
+/** Is there a unix socket at `path` (a back end listening)? */
+export function listensAt(path: string): boolean {
   try {
     return statSync(path).isSocket();
   } catch {
@@ -52,7 +53,7 @@ export class VhostUserService {
   }
 
   view(b: VhostUserBackend): VhostUserView {
-    return { ...b, listening: listening(b.socket), usedBy: this.users(b) };
+    return { ...b, listening: listensAt(b.socket), usedBy: this.users(b) };
   }
 
   /** The back end registered as `name`; NOT_FOUND otherwise (field names the request field that asked). */
