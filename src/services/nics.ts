@@ -11,7 +11,7 @@
  * Lock order: the instance's lock only.
  */
 import { existsSync } from 'node:fs';
-import { type AddressReservation } from '../core/addresses.js';
+import type { AddressReservation } from '../core/addresses.js';
 import { CorralError, invalidSpec } from '../core/errors.js';
 import type { NetworkRecord } from '../core/networks.js';
 import type { VhostUserBackend } from '../core/vhost-user.js';
@@ -166,7 +166,14 @@ export class NicService {
 
   /** After reconcile: the layer-2 filter holds the rules of every bridge NIC whose tap is on the host. */
   async restoreTaps(): Promise<void> {
-    await this.d.networks.setTaps(this.d.instances.listRows().flatMap((r) => this.taps(r).flatMap((t) => (t.binding ? [{ ...t.binding, ifname: t.ifname }] : []))));
+    const bound: TapBinding[] = [];
+    for (const r of this.d.instances.listRows()) {
+      for (const t of this.taps(r)) {
+        if (t.binding) bound.push({ ...t.binding, ifname: t.ifname });
+        else if (isActive(r.state)) this.d.log.warn({ instance: r.name, nic: t.nic.id, tap: t.ifname }, 'NIC has no fixed address (its network\'s range is full): its guest is not filtered until it starts again');
+      }
+    }
+    await this.d.networks.setTaps(bound);
   }
 
   list(name: string): NicView[] {

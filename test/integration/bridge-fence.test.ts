@@ -4,7 +4,7 @@
  * metadata server at 169.254.169.254 on the host side are out of reach, while the guest still reaches a server
  * outside the host through NAT and DNS on its gateway. A guest that changes its MAC or claims another address
  * does not reach its neighbour, and does again with its own; the layer-2 filter holds across a daemon restart
- * and a stopped guest's rules go with its tap.
+ * and a stopped guest's rules go with its tap. A network whose range is full refuses another NIC.
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -121,4 +121,24 @@ test('the filter holds across a daemon restart; a stopped guest\'s rules go with
   await d.ok('POST', '/v1/instances/bf2/stop', { timeout: 20 });
   assert.doesNotMatch(l2Table(NS), new RegExp(taps.bf2!));
   assert.match(l2Table(NS), new RegExp(taps.bf1!));
+});
+
+test('a full range: one NIC more is INSUFFICIENT_RESOURCES naming the network, and leaves nothing', { skip, timeout: 120_000 }, async () => {
+  await d.ok('POST', '/v1/networks', { name: 'small', kind: 'bridge', cidr: '10.94.0.0/29', nat: false }, 201); // 10.94.0.2 .. .6
+  const names = ['s1', 's2', 's3', 's4', 's5'];
+  for (const name of names) await d.ok('POST', '/v1/instances', { name, image: 'tiny', network: 'small' }, 201);
+  const held = await Promise.all(names.map(async (n) => (await d.ok('GET', `/v1/instances/${n}/nics`)).nics[0].address));
+  assert.deepEqual(held, ['10.94.0.2', '10.94.0.3', '10.94.0.4', '10.94.0.5', '10.94.0.6']);
+  const more = await d.api('POST', '/v1/instances', { name: 's6', image: 'tiny', network: 'small' });
+  assert.equal(more.status, 409, JSON.stringify(more.body));
+  assert.equal(more.body.error.code, 'INSUFFICIENT_RESOURCES');
+  assert.equal(more.body.error.network, 'small');
+  assert.equal((await d.api('GET', '/v1/instances/s6')).status, 404, 'no instance left behind');
+  const attach = await d.api('POST', '/v1/instances/bf1/nics', { network: 'small' });
+  assert.equal(attach.body.error.code, 'INSUFFICIENT_RESOURCES');
+  assert.equal((await d.ok('GET', '/v1/instances/bf1/nics')).nics.length, 1);
+  // a NIC that goes frees its address for the next one
+  await d.ok('DELETE', '/v1/instances/s3');
+  await d.ok('POST', '/v1/instances', { name: 's6', image: 'tiny', network: 'small' }, 201);
+  assert.equal((await d.ok('GET', '/v1/instances/s6/nics')).nics[0].address, '10.94.0.4');
 });
