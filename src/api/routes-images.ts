@@ -13,6 +13,7 @@ import type { ImageRecord, Progress } from '../storage/images.js';
 import { Deleted, errors, NameParams } from './schemas-common.js';
 import { BuildTinyBody, Image, ImageJobLine, ImageList, ImportImageBody } from './schemas-storage.js';
 import type { Services } from './services.js';
+import { noteFailure } from './audit.js';
 
 /** A job's reply: a stream of JSON lines, each an ImageJobLine. */
 const jobStream = {
@@ -28,7 +29,11 @@ function streamJob(reply: FastifyReply, job: (progress: Progress) => Promise<Ima
   void reply.type('application/x-ndjson').send(out);
   job((ev) => line({ type: 'progress', ...ev }))
     .then((image) => line({ type: 'result', image }))
-    .catch((e: unknown) => line({ type: 'error', ...(isCorralError(e) ? e : new CorralError('INTERNAL', (e as Error).message)).toJSON() }))
+    .catch((e: unknown) => {
+      const err = isCorralError(e) ? e : new CorralError('INTERNAL', (e as Error).message);
+      noteFailure(reply.request, err.code); // the reply said 200 before the job failed: the audit log says how it ended
+      line({ type: 'error', ...err.toJSON() });
+    })
     .finally(() => out.end());
   return reply;
 }

@@ -33,7 +33,8 @@ const err = (description: string) => Type.Object({ error: ErrorBody.properties.e
 /** The error replies of a route, by status. */
 export const E = {
   400: err('the request is not valid (INVALID_SPEC with the field, or another 400 code)'),
-  401: err('UNAUTHORIZED: a bearer token is required (TCP API)'),
+  401: err('UNAUTHORIZED: a bearer token is required (TCP API); a revoked or expired one is refused, saying so'),
+  403: err('FORBIDDEN: the token\'s role is below the one the operation needs (TCP API); the message names both'),
   404: err('not found (INSTANCE_NOT_FOUND, IMAGE_NOT_FOUND, ...)'),
   409: err('not possible now (INVALID_STATE, ALREADY_EXISTS, *_IN_USE, INSUFFICIENT_RESOURCES, ...)'),
   429: err('TOO_MANY_CLIENTS: the stream already has as many clients as it takes'),

@@ -7,10 +7,10 @@ import swagger from '@fastify/swagger';
 import AjvCompiler, { type BuildCompilerFromPool } from '@fastify/ajv-compiler';
 import websocket from '@fastify/websocket';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { timingSafeEqual } from 'node:crypto';
 import { CorralError, isCorralError } from '../core/errors.js';
+import type { AuditLog } from '../services/audit.js';
 import type { Services } from './services.js';
-import { errors } from './schemas-common.js';
+import { E, errors } from './schemas-common.js';
 import { Pool } from './schemas-instances.js';
 import { Host } from './schemas-host.js';
 import { instanceRoutes } from './routes-instances.js';
@@ -25,24 +25,25 @@ import { nicRoutes } from './routes-nics.js';
 import { networkRoutes } from './routes-networks.js';
 import { passthroughRoutes } from './routes-passthrough.js';
 import { vhostUserRoutes } from './routes-vhost-user.js';
+import { auditRoutes, tokenRoutes } from './routes-auth.js';
+import { installAuth } from './auth.js';
+import { installAudit, noteFailure } from './audit.js';
+import { recordRoutes, routeRule } from './roles.js';
 import { STREAM_LIMITS, type StreamLimits } from './stream-limits.js';
 
 export interface ApiOptions {
-  /** When set, every request must carry `Authorization: Bearer <token>`. */
+  /**
+   * When set, the TCP API: every request must carry `Authorization: Bearer <token>`, this token (the token file's,
+   * an admin) or a named one (svc.tokens) whose role the route allows. Unset: the unix socket, every caller an admin.
+   */
   token?: string;
+  /** where state-changing and refused requests are recorded (the daemon's audit.log); unset: nowhere */
+  audit?: AuditLog;
   logger?: boolean | object;
   /** serve HTTPS with this certificate and key (PEM): the TCP API; the unix socket is plain HTTP */
   tls?: { cert: string; key: string };
   /** limits on event streams and console websockets (STREAM_LIMITS when not given) */
   streams?: Partial<StreamLimits>;
-}
-
-function tokenMatches(header: string | undefined, token: string): boolean {
-  const m = /^Bearer (.+)$/.exec(header ?? '');
-  if (!m) return false;
-  const a = Buffer.from(m[1]!);
-  const b = Buffer.from(token);
-  return a.length === b.length && timingSafeEqual(a, b);
 }
 
 /** Turn a Fastify validation error into INVALID_SPEC naming the field. */
@@ -112,13 +113,18 @@ function openapiDocument(tokened: boolean) {
     },
     servers: [{
       url: '/',
-      description: tokened ? 'this daemon\'s TCP API, over TLS only (every call needs the bearer token in $CORRAL_DATA_DIR/token)' : 'this daemon\'s unix socket API ($CORRAL_DATA_DIR/corral.sock, root only; no token)',
+      description: tokened ? 'this daemon\'s TCP API, over TLS only (every call needs a bearer token: $CORRAL_DATA_DIR/token, or one from `corral token create` whose role allows the operation)' : 'this daemon\'s unix socket API ($CORRAL_DATA_DIR/corral.sock, root only; no token)',
     }],
     components: {
-      securitySchemes: { bearer: { type: 'http' as const, scheme: 'bearer', description: 'the token in $CORRAL_DATA_DIR/token; the TCP API requires it, the unix socket does not' } },
+      securitySchemes: {
+        bearer: {
+          type: 'http' as const, scheme: 'bearer',
+          description: 'the token in $CORRAL_DATA_DIR/token (admin) or a named token (corral token create) with its role; the TCP API requires one, the unix socket does not. Each operation\'s x-corral-role is the role it needs: viewer < operator < admin',
+        },
+      },
     },
     security: tokened ? [{ bearer: [] }] : [],
-    tags: ['instances', 'console', 'cpu', 'memory', 'disks', 'nics', 'passthrough', 'images', 'volumes', 'networks', 'vhost-user', 'host', 'pool', 'events'].map((name) => ({ name })),
+    tags: ['instances', 'console', 'cpu', 'memory', 'disks', 'nics', 'passthrough', 'images', 'volumes', 'networks', 'vhost-user', 'host', 'pool', 'events', 'tokens', 'audit'].map((name) => ({ name })),
   };
 }
 
@@ -131,7 +137,8 @@ export async function buildApi(svc: Services, opts: ApiOptions = {}): Promise<Fa
     bodyLimit: 1024 * 1024,
   });
 
-  app.setErrorHandler((err: FastifyError, _req, reply) => {
+  recordRoutes(app);
+  app.setErrorHandler((err: FastifyError, req, reply) => {
     let e: CorralError;
     if (isCorralError(err)) e = err;
     else if (err.validation) e = validationError(err);
@@ -140,31 +147,35 @@ export async function buildApi(svc: Services, opts: ApiOptions = {}): Promise<Fa
       app.log.error(err);
       e = new CorralError('INTERNAL', err.message);
     }
+    noteFailure(req, e.code);
     void reply.status(e.status).send(e.toJSON());
   });
   app.setNotFoundHandler((req, reply) => {
+    noteFailure(req, 'NOT_FOUND');
     void reply.status(404).send(new CorralError('NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`).toJSON());
   });
 
-  if (opts.token !== undefined) {
-    const token = opts.token;
-    // fail closed: an empty token would otherwise turn auth off
-    if (token.trim() === '') throw new CorralError('INVALID_CONFIG', 'the TCP API was given an empty bearer token; it is not served without one');
-    app.addHook('onRequest', async (req) => {
-      if (!tokenMatches(req.headers.authorization, token)) throw new CorralError('UNAUTHORIZED', 'a valid bearer token is required (see $CORRAL_DATA_DIR/token)');
-    });
-  }
+  const tcp = opts.token !== undefined;
 
   await app.register(swagger, {
-    openapi: openapiDocument(opts.token !== undefined),
-    // the unix socket takes no token: its document names no 401 replies
-    transform: ({ schema, url }) => {
-      if (opts.token !== undefined || !schema?.response) return { schema, url };
-      const { 401: _unauthorized, ...response } = schema.response as Record<string, unknown>;
-      return { schema: { ...schema, response }, url };
+    openapi: openapiDocument(tcp),
+    // Each operation names the role it needs (x-corral-role); on TCP those above viewer may answer 403. The unix
+    // socket takes no token: its document names no 401 or 403 replies.
+    transform: ({ schema, url, route }) => {
+      if (!schema?.response) return { schema, url };
+      const method = Array.isArray(route.method) ? String(route.method[0]) : String(route.method);
+      const role = routeRule(method, url).role;
+      const { 401: unauthorized, 403: _forbidden, ...rest } = schema.response as Record<string, unknown>;
+      const response = tcp ? { ...rest, ...(unauthorized ? { 401: unauthorized } : {}), ...(role === 'viewer' ? {} : { 403: E[403] }) } : rest;
+      return { schema: { ...schema, response, 'x-corral-role': role }, url };
     },
   });
   await app.register(websocket, { options: { maxPayload: 1024 * 1024 }, preClose: closeWebsockets });
+
+  // After the websocket plugin, whose onRequest hook marks upgrades (req.ws) so that the socket of a refused one is
+  // closed after the error reply; the audit's onRequest hook (the peer's address) before auth's, which may refuse.
+  if (opts.audit) installAudit(app, opts.audit, tcp ? 'tcp' : 'unix');
+  installAuth(app, opts.token, () => svc.tokens);
 
   const limits: StreamLimits = { ...STREAM_LIMITS, ...opts.streams };
   await app.register(instanceRoutes(svc, limits));
@@ -179,6 +190,8 @@ export async function buildApi(svc: Services, opts: ApiOptions = {}): Promise<Fa
   await app.register(networkRoutes(svc));
   await app.register(passthroughRoutes(svc));
   await app.register(vhostUserRoutes(svc));
+  await app.register(tokenRoutes(svc));
+  await app.register(auditRoutes(opts.audit));
 
   const typed = app.withTypeProvider<TypeBoxTypeProvider>();
   typed.get(

@@ -11,6 +11,7 @@ import type { NicService } from '../services/nics.js';
 import type { NetworkService } from '../services/networks.js';
 import type { PassthroughService } from '../services/passthrough.js';
 import type { VhostUserService } from '../services/vhost-user.js';
+import type { TokenService } from '../services/tokens.js';
 import type { VolumeService } from '../services/volumes.js';
 
 export interface Services {
@@ -27,4 +28,5 @@ export interface Services {
   networks: NetworkService;
   passthrough: PassthroughService;
   vhostUser: VhostUserService;
+  tokens: TokenService;
 }

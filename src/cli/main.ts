@@ -26,6 +26,7 @@ import { registerPassthroughCommands } from './passthrough.js';
 import { registerVhostUserCommands } from './vhost-user.js';
 import { registerTlsCommands } from './tls.js';
 import { registerSetCommand } from './set.js';
+import { registerTokenCommands } from './tokens.js';
 
 function packageVersion(): string {
   try {
@@ -55,7 +56,7 @@ export function buildProgram(): Command {
     .configureOutput({
       outputError: (str, write) => write(jsonErrors() ? `${JSON.stringify({ error: { code: 'USAGE', message: str.replace(/^error: /, '').trim() } })}\n` : str),
     })
-    .addHelpText('after', '\nEnvironment:\n  CORRAL_DATA_DIR  data dir holding corral.sock and token (default /var/lib/corral)\n  CORRAL_URL       talk to the daemon over TCP (TLS) instead, e.g. https://127.0.0.1:8443\n  CORRAL_TOKEN     bearer token for CORRAL_URL (default: the token file in the data dir)\n  CORRAL_TLS_FINGERPRINT  the daemon certificate\'s SHA-256 fingerprint to pin (corral tls fingerprint on its host)\n  CORRAL_TLS_CA    a CA file to verify the daemon\'s certificate with instead (default: the system\'s CAs)');
+    .addHelpText('after', '\nEnvironment:\n  CORRAL_DATA_DIR  data dir holding corral.sock and token (default /var/lib/corral)\n  CORRAL_URL       talk to the daemon over TCP (TLS) instead, e.g. https://127.0.0.1:8443\n  CORRAL_TOKEN     bearer token for CORRAL_URL: the token file in the data dir (the default; admin) or one from `corral token create`\n  CORRAL_TLS_FINGERPRINT  the daemon certificate\'s SHA-256 fingerprint to pin (corral tls fingerprint on its host)\n  CORRAL_TLS_CA    a CA file to verify the daemon\'s certificate with instead (default: the system\'s CAs)');
 
   // One client per run, created lazily so `--help` and `daemon` never need the environment to be right.
   let api: ApiClient | undefined;
@@ -96,6 +97,7 @@ export function buildProgram(): Command {
   registerNetworkCommands(program, client);
   registerPassthroughCommands(program, client);
   registerVhostUserCommands(program, client);
+  registerTokenCommands(program, client);
   registerTlsCommands(program);
   return program;
 }

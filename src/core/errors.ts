@@ -7,6 +7,8 @@ export const ErrorCodes = {
   SNAPSHOT_NOT_FOUND: 404,
   NETWORK_NOT_FOUND: 404,
   NIC_NOT_FOUND: 404,
+  /** no API token of that name */
+  TOKEN_NOT_FOUND: 404,
   NOT_FOUND: 404,
   INVALID_SPEC: 400,
   INVALID_IMAGE: 400,
@@ -29,6 +31,8 @@ export const ErrorCodes = {
   /** the operation is not possible with this instance's accelerator or this QEMU (vCPU unplug under TCG) */
   UNSUPPORTED: 409,
   UNAUTHORIZED: 401,
+  /** the caller's token is valid but its role is below the one the request needs (the message names both) */
+  FORBIDDEN: 403,
   /** a stream already has as many clients as it takes (the events stream's cap) */
   TOO_MANY_CLIENTS: 429,
   /**

@@ -6,6 +6,8 @@ export interface DataPaths {
   db: string;
   socket: string;
   token: string;
+  /** the audit log of state-changing and refused API requests (0600; the one before is audit.log.1) */
+  audit: string;
   /** the TCP API's self-signed TLS pair, made at first start: tls/server.crt, tls/server.key (0600) */
   tls: { dir: string; cert: string; key: string };
   images: string;
@@ -26,6 +28,7 @@ export function dataPaths(root: string): DataPaths {
     db: join(root, 'corral.db'),
     socket: join(root, 'corral.sock'),
     token: join(root, 'token'),
+    audit: join(root, 'audit.log'),
     tls: { dir: join(root, 'tls'), cert: join(root, 'tls', 'server.crt'), key: join(root, 'tls', 'server.key') },
     images: join(root, 'images'),
     volumes: join(root, 'volumes'),

@@ -3,6 +3,9 @@
  * the unix socket (and on TCP with a bearer token when asked). QEMU processes outlive the daemon.
  */
 import { QemuDriver } from '../qemu/driver.js';
+import { DNSMASQ_USER, assertReachable, ensureSystemUser, qemuRunAs } from '../host/run-as.js';
+import { vmFileHooks } from '../services/vm-files.js';
+import { pidAlive } from '../services/sweep.js';
 import { chmodSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { ensureToken } from './token.js';
 import { ensureTlsPair, type TlsPair } from './tls.js';
@@ -27,11 +30,14 @@ import { NicService, networkDirectory } from '../services/nics.js';
 import { DiskService } from '../services/disks.js';
 import { NetworkService } from '../services/networks.js';
 import { LinuxNetworkHost } from '../network/host.js';
+import { ensureTunOpenable } from '../network/tap.js';
 import { NetworkStore } from '../network/store.js';
 import { VhostUserStore } from '../network/vhost-user-store.js';
 import { VhostUserService } from '../services/vhost-user.js';
 import { StorageDaemonService } from '../services/storage-daemons.js';
 import { PassthroughService } from '../services/passthrough.js';
+import { TokenService } from '../services/tokens.js';
+import { AuditLog } from '../services/audit.js';
 import { consoleLogHooks } from '../services/console-log.js';
 import { VolumeStore } from '../storage/volumes.js';
 import { PressureController, pressureConfigFrom } from '../services/pressure.js';
@@ -115,8 +121,16 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   const force = opts.accel ?? (envAccel === 'kvm' || envAccel === 'tcg' ? envAccel : undefined);
   const poolConfig = poolConfigFrom(opts.pool);
 
-  for (const d of [dataDir, paths.images, paths.volumes, paths.networks, paths.instances, paths.run, paths.cache]) mkdirSync(d, { recursive: true, mode: 0o700 });
-  chmodSync(paths.run, 0o700);
+  // QEMU's user opens files under the data dir, instances/, run/ and volumes/ (each given to it by name; it can
+  // list none of these dirs) and reads images/; networks/ and cache/ stay the daemon's.
+  const dirModes: Array<[string, number]> = [
+    [dataDir, 0o711], [paths.instances, 0o711], [paths.run, 0o711], [paths.volumes, 0o711], [paths.images, 0o755],
+    [paths.networks, 0o700], [paths.cache, 0o700],
+  ];
+  for (const [d, mode] of dirModes) {
+    mkdirSync(d, { recursive: true, mode });
+    chmodSync(d, mode);
+  }
   // What the TCP listener needs comes first: a daemon that cannot serve TCP with auth refuses to start at all,
   // before it opens the store, adopts a VM or binds a socket.
   let tcp: (ReturnType<typeof parseListen> & { token: string; tls: TlsPair }) | undefined;
@@ -126,21 +140,28 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   } else if (opts.tlsCert !== undefined || opts.tlsKey !== undefined) {
     throw new CorralError('INVALID_SPEC', '--tls-cert and --tls-key are for the TCP listener: give --listen HOST:PORT too', { field: 'listen' });
   }
+  // QEMU and its storage daemons run as corral-qemu, dnsmasq drops to corral-dnsmasq (src/host/run-as.ts)
+  const qemuUser = await qemuRunAs();
+  assertReachable(dataDir, qemuUser);
+  await ensureSystemUser(DNSMASQ_USER);
+  if (ensureTunOpenable()) log.info('made /dev/net/tun 0666, as udev does on standard hosts: QEMU opens the taps made for its user there');
+  // what the daemon makes is its own unless it says otherwise (images are 0644, the files QEMU gets are handed over)
+  process.umask(0o077);
   if (await socketInUse(paths.socket)) throw new CorralError('ALREADY_EXISTS', `another corral daemon is already serving ${paths.socket}`, { socket: paths.socket });
   rmSync(paths.socket, { force: true });
 
   const store = new SqliteStore(paths.db);
   const events = new EventBus(store);
   const imageStore = new ImageStore(dataDir);
-  const host = new HostService(imageStore, force);
-  const [caps, blockIo] = await Promise.all([host.capabilities(), probeBlockIo(paths.volumes)]);
+  const host = new HostService(imageStore, force, qemuUser);
+  const [caps, blockIo] = await Promise.all([host.capabilities(), probeBlockIo(paths.volumes, undefined, undefined, qemuUser)]);
   log.info({ direct: blockIo.direct, aio: blockIo.aio }, blockIo.reason);
   const limits = host.limits();
   const instances = new InstanceService({
     dataDir, store, images: imageStore, events, host: limits, log,
     pool: { host: limits, config: poolConfig },
     accelerator: async () => (await host.accelerator()).accel,
-    driver: new QemuDriver({ version: () => caps.version }), blockIo,
+    driver: new QemuDriver({ version: () => caps.version, runAs: qemuUser, log }), blockIo,
   });
   const config = new InstanceConfigService({ instances, events, host: limits });
   const cpu = new CpuService({ instances, config, events, hostCpus: limits.cpuList, log });
@@ -149,16 +170,17 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   const memory = new MemoryService({ instances, config, events, log });
   const volumes = new VolumeService(new VolumeStore(dataDir), events);
   instances.addHooks('memory', memory.hooks());
-  const storageDaemons = new StorageDaemonService({ instances, events, log, blockIo, runRoot: paths.run });
+  instances.addHooks('files', vmFileHooks(qemuUser, (row) => instances.paths(row)));
+  const storageDaemons = new StorageDaemonService({ instances, events, log, blockIo, runRoot: paths.run, runAs: qemuUser });
   instances.addHooks('storage-daemons', storageDaemons.hooks());
-  const disks = new DiskService({ instances, volumes, events, log, blockIo, storageDaemons });
+  const disks = new DiskService({ instances, volumes, events, log, blockIo, storageDaemons, runAs: qemuUser });
   instances.addHooks('disks', disks.hooks());
   const networks = new NetworkService({
-    store: new NetworkStore(dataDir), host: new LinuxNetworkHost(), events, log,
+    store: new NetworkStore(dataDir), host: new LinuxNetworkHost('/proc', { tap: qemuUser, dnsmasq: DNSMASQ_USER }), events, log,
   });
   const vhostUser = new VhostUserService({ store: new VhostUserStore(dataDir), dataDir, events });
   // PCI passthrough and SR-IOV VFs: sysfs at $CORRAL_SYSFS_ROOT (default /sys), /dev at $CORRAL_DEV_ROOT (default /dev).
-  const passthrough = new PassthroughService({ instances, dataDir, events, log });
+  const passthrough = new PassthroughService({ instances, dataDir, events, log, runAs: qemuUser });
   const nics = new NicService({ instances, networks: networkDirectory(networks), events, log, sriovPf: (pf) => passthrough.checkPf(pf), vhostUser });
   instances.addHooks('nics', nics.hooks());
   instances.addHooks('passthrough', passthrough.hooks());
@@ -169,9 +191,13 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   nics.assignAddresses(); // NICs stored before Corral reserved addresses get one, before dnsmasq is told them
   await networks.restore(); // bridges, firewall and dnsmasq back after a reboot; a running dnsmasq is adopted
   await instances.reconcile();
-  await nics.restoreTaps(); // the layer-2 filter of every tap still on the host, from the records
   // storage daemons no instance owns (a daemon killed between starting one and starting its QEMU)
   await storageDaemons.sweepOrphans();
+  // what crashed work left: staging folders, records apart, taps no VM needs (reconcile has adopted what lives)
+  const swept = [...imageStore.sweep(pidAlive), ...volumes.store.sweep(pidAlive), ...disks.alignAttachments(), ...(await nics.sweepTaps())];
+  if (swept.length > 0) log.warn({ swept }, 'cleaned up after work a crash cut short');
+  await nics.restoreTaps(); // the layer-2 filter of every tap still on the host (the sweep has removed stray ones), from the records
+  disks.settleAccess(); // volumes open to QEMU's user only while a live VM has them (a crash may have left one)
   // Memory pressure: env CORRAL_PRESSURE_INTERVAL / _THRESHOLD / _HYSTERESIS / _STEP (see services/pressure.ts).
   const pressure = new PressureController(pressureConfigFrom(process.env, readMemInfo().total), {
     events, log, instances: () => store.listInstances().filter((r) => r.state === 'running'),
@@ -181,7 +207,10 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   void host.accelerator().then((d) => log.info({ accel: d.accel, reason: d.reason }, 'accelerator chosen'));
 
   const servers: FastifyInstance[] = [];
-  const unixApi = await buildApi({ instances, config, images, host, events, cpu, memory, volumes, disks, nics, networks, passthrough, vhostUser });
+  const services = { instances, config, images, host, events, cpu, memory, volumes, disks, nics, networks, passthrough, vhostUser, tokens: new TokenService(store) };
+  // state-changing requests on both listeners, and refused ones on TCP; a failing write is said on stderr, never fatal
+  const audit = new AuditLog(paths.audit);
+  const unixApi = await buildApi(services, { audit });
   // Listen on a private name, then rename the socket into place: the socket appears whole (mode 0600, accepting),
   // and since libuv unlinks a listening socket by the name it was bound to when it closes, this daemon's close
   // can never unlink a socket a newer daemon has put at corral.sock meanwhile.
@@ -200,12 +229,12 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   log.info({ socket: paths.socket, dataDir }, 'corral daemon listening');
 
   if (tcp) {
-    const tcpApi = await buildApi({ instances, config, images, host, events, cpu, memory, volumes, disks, nics, networks, passthrough, vhostUser }, { token: tcp.token, tls: tcp.tls });
+    const tcpApi = await buildApi(services, { token: tcp.token, tls: tcp.tls, audit });
     await tcpApi.listen({ host: tcp.host, port: tcp.port });
     servers.push(tcpApi);
     const { certFile, fingerprint, made } = tcp.tls;
     log.info({ listen: opts.listen, tokenFile: paths.token, certFile, fingerprint, made },
-      `corral daemon listening on TCP with TLS (bearer token required); certificate SHA-256 fingerprint ${fingerprint} (clients: CORRAL_URL=https://${opts.listen} CORRAL_TLS_FINGERPRINT=${fingerprint})`);
+      `corral daemon listening on TCP with TLS (bearer token required: the token file's, or one from corral token create); certificate SHA-256 fingerprint ${fingerprint} (clients: CORRAL_URL=https://${opts.listen} CORRAL_TLS_FINGERPRINT=${fingerprint})`);
   }
   events.publish('daemon.started', null, { pid: process.pid });
 
@@ -224,6 +253,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
       void Promise.all(servers.map((s) => closeApi(s, 2000))).then((closed) => {
         if (closed.includes(false)) log.warn('the API did not close in time; exiting anyway');
         store.close();
+        audit.close();
         if (!socketFile.release()) log.info({ socket: paths.socket }, 'the API socket is another daemon\'s now; left in place');
         resolve();
       });

@@ -31,6 +31,8 @@ export const TOOL_PACKAGES: Readonly<Record<string, string>> = {
   getconf: 'libc-bin',
   getent: 'libc-bin',
   groupadd: 'passwd',
+  useradd: 'passwd',
+  setpriv: 'util-linux',
   xz: 'xz-utils',
   zstd: 'zstd',
   'apt-get': 'apt',

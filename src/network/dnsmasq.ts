@@ -52,6 +52,8 @@ export interface DnsmasqConfig {
   files: DnsmasqFiles;
   /** the fixed address of each NIC on the network */
   hosts: AddressReservation[];
+  /** the unprivileged user (and group of that name) dnsmasq drops to once its sockets are bound */
+  user?: string;
 }
 
 /** dnsmasq's argv (without the binary). Pure. */
@@ -72,6 +74,7 @@ export function dnsmasqArgv(c: DnsmasqConfig): string[] {
     ...(c.dns ? [] : ['--port=0']),
     c.nat ? `--dhcp-option=option:router,${c.gateway}` : '--dhcp-option=option:router',
     ...(c.dns ? [`--dhcp-option=option:dns-server,${c.gateway}`] : []),
+    ...(c.user ? [`--user=${c.user}`, `--group=${c.user}`] : []),
     ...[...c.hosts].sort((a, b) => a.mac.localeCompare(b.mac)).map((h) => `--dhcp-host=${h.mac},${h.ip}`),
   ];
 }

@@ -5,7 +5,7 @@
  * the DNS alias) into a connection from QEMU to the host's 127.0.0.1, so every loopback-only service on the host
  * would be open to guests. QEMU 7.2 offers no way to stop that but `restrict=on`, which also cuts the outbound
  * NAT; libslirp's `disable_host_loopback` is not exposed by QEMU 7.2, and `host=` only moves the alias.
- * So QEMU runs with its own group (`corral-qemu`, gid only: the uid is unchanged) and the nftables table
+ * So QEMU runs as its own user and group (`corral-qemu`, src/host/run-as.ts) and the nftables table
  * `inet corral_guest` refuses new connections that sockets of that group open to the host's own addresses
  * (`fib daddr type local`: loopback and every other local address, hence the daemon's TCP port too) and to
  * link-local addresses (cloud metadata at 169.254.169.254). Replies on connections made to QEMU (port
@@ -17,8 +17,6 @@ import { CorralError } from '../core/errors.js';
 import { run } from './exec.js';
 
 export const GUEST_TABLE = 'corral_guest';
-/** the group QEMU runs with, made (as a system group) when it does not exist */
-export const QEMU_GROUP = 'corral-qemu';
 
 /** The whole nft script for QEMU's group `gid`, loaded as one transaction that replaces the table. Pure. */
 export function guestFenceRuleset(gid: number): string {
@@ -45,43 +43,11 @@ export function guestFenceRuleset(gid: number): string {
   ].join('\n');
 }
 
-let known: number | undefined;
-
-/** The gid of `corral-qemu`, made with `groupadd --system` the first time. */
-export async function qemuGroupId(): Promise<number> {
-  if (known !== undefined) return known;
-  const lookup = async (): Promise<number | null> => {
-    try {
-      const line = (await run('getent', ['group', QEMU_GROUP])).stdout.trim();
-      const gid = Number(line.split(':')[2]);
-      return Number.isInteger(gid) && gid > 0 ? gid : null;
-    } catch (e) {
-      if (e instanceof CorralError && e.code === 'MISSING_TOOL') throw e;
-      return null; // getent says 2: no such group
-    }
-  };
-  let gid = await lookup();
-  if (gid === null) {
-    try {
-      await run('groupadd', ['--system', QEMU_GROUP]);
-    } catch (e) {
-      if (e instanceof CorralError && e.code === 'MISSING_TOOL') throw e;
-      // made meanwhile by a concurrent launch: the lookup below settles it
-    }
-    gid = await lookup();
-  }
-  if (gid === null) throw new CorralError('NETWORK_FAILED', `cannot find or make the group ${QEMU_GROUP} that fences QEMU's guests off the host`);
-  known = gid;
-  return gid;
-}
-
 /**
- * Make the fence hold (group and nft table) and give the gid QEMU must run with. Called before every QEMU
- * launch: the table is per network namespace and a host firewall reload may have removed it; loading the same
- * table again is one small atomic transaction.
+ * Make the fence hold for QEMU's group `gid` (src/host/run-as.ts). Called before every QEMU launch: the table is
+ * per network namespace and a host firewall reload may have removed it; loading the same table again is one
+ * small atomic transaction.
  */
-export async function ensureGuestFence(): Promise<number> {
-  const gid = await qemuGroupId();
+export async function ensureGuestFence(gid: number): Promise<void> {
   await run('nft', ['-f', '-'], { input: guestFenceRuleset(gid) });
-  return gid;
 }

@@ -10,7 +10,7 @@ import { findDnsmasq, readLeases, startDnsmasq, stopDnsmasq, type DnsmasqFiles, 
 import { enableIpForward, loadFirewall } from './firewall.js';
 import { loadL2Filter, type TapBinding } from './l2-filter.js';
 import { hostRoutes } from './links.js';
-import { createTap, deleteTap, listTaps, type TapInfo } from './tap.js';
+import { createTap, deleteTap, listTaps, type TapInfo, type TapOwner } from './tap.js';
 
 export interface NetworkHost {
   /** the host's IPv4 routes and addresses */
@@ -39,7 +39,11 @@ function bridgeOf(net: NetworkRecord): { bridge: string; gateway: string; cidr: 
 }
 
 export class LinuxNetworkHost implements NetworkHost {
-  constructor(private procRoot = '/proc') {}
+  /**
+   * `owners.tap`: the user QEMU runs as, who taps are made for; `owners.dnsmasq`: the user dnsmasq drops to once
+   * its sockets are bound (src/host/run-as.ts). Without them taps are root's and dnsmasq picks its own default.
+   */
+  constructor(private procRoot = '/proc', private owners: { tap?: TapOwner; dnsmasq?: string } = {}) {}
 
   routes(): Promise<HostRoutes> {
     return hostRoutes();
@@ -66,7 +70,7 @@ export class LinuxNetworkHost implements NetworkHost {
 
   startDhcp(net: NetworkRecord, files: DnsmasqFiles, hosts: AddressReservation[]): Promise<{ pid: number; adopted: boolean }> {
     const b = bridgeOf(net);
-    return startDnsmasq({ bridge: b.bridge, gateway: b.gateway, prefix: prefixOf(b.cidr), dhcp: b.dhcp, nat: net.nat, dns: net.dns, files, hosts }, { proc: this.procRoot });
+    return startDnsmasq({ bridge: b.bridge, gateway: b.gateway, prefix: prefixOf(b.cidr), dhcp: b.dhcp, nat: net.nat, dns: net.dns, files, hosts, user: this.owners.dnsmasq }, { proc: this.procRoot });
   }
 
   async stopDhcp(files: DnsmasqFiles): Promise<void> {
@@ -82,7 +86,7 @@ export class LinuxNetworkHost implements NetworkHost {
   }
 
   async createTap(ifname: string, bridge: string, multiQueue: boolean): Promise<void> {
-    await createTap(ifname, bridge, { multiQueue });
+    await createTap(ifname, bridge, { multiQueue, owner: this.owners.tap });
   }
 
   deleteTap(ifname: string): Promise<void> {

@@ -74,6 +74,11 @@ export class NetworkStore {
     return r;
   }
 
+  /** What crashed work left in the folder (record-dir.ts sweep()): dead makers' staging folders, removal folders. */
+  sweep(alive: (pid: number) => boolean): string[] {
+    return this.store.sweep(alive);
+  }
+
   /** A staging folder holding the record; place() moves it into place, discard() drops it. */
   stage(record: NetworkRecord): string {
     const staging = this.store.stage(record.name);

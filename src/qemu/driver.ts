@@ -4,6 +4,7 @@
  * cmdline (its -uuid) and start time (proc.ts); the kernel's word on a dead one comes from /dev/kmsg.
  */
 import { ensureGuestFence } from '../network/guest-fence.js';
+import { canRaiseMemlock, type RunAs } from '../host/run-as.js';
 import { kernelDeathNote, readKernelLog } from '../host/kmsg.js';
 import type { Vm, VmDriver, VmProcess, VmSockets } from '../vm/driver.js';
 import { buildArgv, type LaunchPlan } from './argv.js';
@@ -20,10 +21,20 @@ export interface QemuDriverOptions {
   /** how long a new QEMU has to greet on QMP (default 30 s) */
   launchTimeoutMs?: number;
   /**
-   * Make the guest fence hold and give the group QEMU runs with (src/network/guest-fence.ts); null runs QEMU
-   * with the daemon's own group, unfenced. Default: ensureGuestFence.
+   * The unprivileged user QEMU runs as (src/host/run-as.ts); before each launch the guest fence is made to hold
+   * for its group (src/network/guest-fence.ts).
    */
-  fence?: () => Promise<number | null>;
+  runAs: RunAs;
+  log?: { warn(o: object, m?: string): void };
+}
+
+/**
+ * What QEMU may lock in memory: with VFIO devices all guest memory is pinned for DMA; libvirt's rule, the most
+ * the guest can have plus 1 GiB for QEMU's own. Without them, the default limit (nothing to pin). Pure.
+ */
+export function vfioMemlock(plan: Pick<LaunchPlan, 'hostdevs' | 'memory' | 'maxMemory'>): number | undefined {
+  if (!plan.hostdevs || plan.hostdevs.length === 0) return undefined;
+  return (plan.maxMemory ?? plan.memory) + 1024 ** 3;
 }
 
 export class QemuDriver implements VmDriver {
@@ -37,8 +48,13 @@ export class QemuDriver implements VmDriver {
 
   async launch(plan: LaunchPlan, files: { stderr: string }): Promise<Vm> {
     // every QEMU, not only those with a user NIC now: one can be hot-plugged later
-    const gid = await (this.o.fence ?? ensureGuestFence)();
-    const l = await launchQemu(buildArgv(plan), { qmp: plan.paths.qmp, stderr: files.stderr }, this.o.launchTimeoutMs, this.o.binary ?? QEMU_BINARY, gid ?? undefined);
+    await ensureGuestFence(this.o.runAs.gid);
+    let memlock = vfioMemlock(plan);
+    if (memlock !== undefined && !(await canRaiseMemlock(memlock))) {
+      this.o.log?.warn({ memlock }, 'cannot raise RLIMIT_MEMLOCK for QEMU (no CAP_SYS_RESOURCE in the initial user namespace: a container?); VFIO will fail to pin guest memory');
+      memlock = undefined;
+    }
+    const l = await launchQemu(buildArgv(plan), { qmp: plan.paths.qmp, stderr: files.stderr }, this.o.launchTimeoutMs, this.o.binary ?? QEMU_BINARY, this.o.runAs, memlock);
     return new QemuVm(l.pid, l.startTicks, l.qmp, l.exit);
   }
 

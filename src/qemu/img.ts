@@ -4,6 +4,7 @@
  * read by qemu-img as a protocol or an options string. Failures become CorralError with qemu-img's own line.
  */
 import { spawn } from 'node:child_process';
+import { statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { CorralError } from '../core/errors.js';
 import { missingTool, plainEnv, run, spawnError, type RunResult } from '../host/exec.js';
@@ -65,6 +66,10 @@ async function runImg(argv: string[], opts: { timeoutMs: number; limited?: boole
 export async function imgInfo(path: string, format: ImgFormat): Promise<ImgInfo> {
   const abs = resolve(path);
   const { stdout } = await runImg(['info', '--output=json', '-f', format, '--force-share', abs], { limited: true, timeoutMs: INSPECT_LIMITS.timeoutMs, what: 'qemu-img info', code: 'INVALID_IMAGE' });
+  return parseInfo(stdout);
+}
+
+function parseInfo(stdout: string): ImgInfo {
   let parsed: unknown;
   try {
     parsed = JSON.parse(stdout);
@@ -91,32 +96,83 @@ export async function resize(path: string, format: ImgFormat, sizeBytes: number,
 }
 
 /**
- * `qemu-img convert -p -f SRC_FMT -O DST_FMT SRC DST`; onPercent gets qemu-img's progress (0..100).
- * The destination never gets a backing file: convert writes a standalone image.
+ * How an untrusted image is named to qemu-img: the file by its already-open descriptor (`/proc/PID/fd/N`, which
+ * reopens the very inode that was checked, whatever the path now points to) and `"backing": null`, so that
+ * nothing the image names is ever opened. A `json:` name made here, never taken from a user. Pure.
  */
-export function convert(src: string, srcFormat: ImgFormat, dst: string, dstFormat: ImgFormat, onPercent?: (percent: number) => void): Promise<void> {
-  const argv = ['convert', '-p', '-f', srcFormat, '-O', dstFormat, resolve(src), resolve(dst)];
+export function untrustedSource(fdPath: string, format: ImgFormat): string {
+  if (!/^\/proc\/\d+\/fd\/\d+$/.test(fdPath)) throw new CorralError('INTERNAL', `an untrusted image is read through its open descriptor, not ${fdPath}`);
+  const opts = format === 'qcow2' ? { driver: 'qcow2', backing: null, file: { driver: 'file', filename: fdPath } } : { driver: 'raw', file: { driver: 'file', filename: fdPath } };
+  return `json:${JSON.stringify(opts)}`;
+}
+
+/** `qemu-img info` of an untrusted image (see untrustedSource), under the inspection limits. */
+export async function untrustedInfo(fdPath: string, format: ImgFormat): Promise<ImgInfo> {
+  const { stdout } = await runImg(['info', '--output=json', '--force-share', untrustedSource(fdPath, format)], { limited: true, timeoutMs: INSPECT_LIMITS.timeoutMs, what: 'qemu-img info', code: 'INVALID_IMAGE' });
+  return parseInfo(stdout);
+}
+
+/** Limits of a conversion: 4 GiB of address space, and 10 min plus 1 s per 20 MiB of source. */
+export const CONVERT_LIMITS = { addressSpace: 4 * 1024 ** 3, baseMs: 600_000, bytesPerSecond: 20 * 1024 ** 2 };
+
+export function convertTimeoutMs(sourceBytes: number): number {
+  return CONVERT_LIMITS.baseMs + Math.ceil(Math.max(0, sourceBytes) / CONVERT_LIMITS.bytesPerSecond) * 1000;
+}
+
+export interface ConvertOptions {
+  onPercent?: (percent: number) => void;
+  /** the source is untrusted: `src` is its open descriptor's /proc path (see untrustedSource) */
+  untrusted?: boolean;
+  /** killed (SIGKILL) and TIMEOUT past this (default: convertTimeoutMs of the source's size) */
+  timeoutMs?: number;
+}
+
+/**
+ * `qemu-img convert -p` from SRC (format given, or the untrusted source's json: name) to a standalone DST (convert
+ * never writes a backing file), under an address-space limit (prlimit) and a time limit; progress 0..100.
+ */
+export function convert(src: string, srcFormat: ImgFormat, dst: string, dstFormat: ImgFormat, opts: ConvertOptions = {}): Promise<void> {
+  const from = opts.untrusted ? [untrustedSource(src, srcFormat)] : ['-f', srcFormat, resolve(src)];
+  const argv = [`--as=${CONVERT_LIMITS.addressSpace}`, '--', QEMU_IMG, 'convert', '-p', ...from, '-O', dstFormat, resolve(dst)];
+  let size = 0;
+  try {
+    size = statSync(src).size;
+  } catch {
+    /* the time limit's base is enough */
+  }
+  const timeoutMs = opts.timeoutMs ?? convertTimeoutMs(size);
   return new Promise((resolveP, reject) => {
-    const child = spawn(QEMU_IMG, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: plainEnv() });
+    const child = spawn('prlimit', argv, { stdio: ['ignore', 'pipe', 'pipe'], env: plainEnv() });
     let stderr = '';
     let last = -1;
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeoutMs);
     child.stdout.setEncoding('utf8');
     child.stdout.on('data', (d: string) => {
       for (const m of d.matchAll(/\((\d+(?:\.\d+)?)\/100%\)/g)) {
         const p = Math.floor(Number(m[1]));
         if (p !== last) {
           last = p;
-          onPercent?.(p);
+          opts.onPercent?.(p);
         }
       }
     });
     child.stderr.setEncoding('utf8');
     child.stderr.on('data', (d: string) => { stderr += d; });
-    child.on('error', (err) => reject(spawnError(QEMU_IMG, err, { code: 'QEMU_FAILED', command: 'qemu-img convert' })));
+    child.on('error', (err) => {
+      clearTimeout(timer);
+      reject(spawnError('prlimit', err, { code: 'QEMU_FAILED', command: 'qemu-img convert' }));
+    });
     child.on('close', (code, signal) => {
-      if (code === 0) resolveP();
-      else reject(new CorralError('QEMU_FAILED', `qemu-img convert failed: ${stderr.trim() ? qemuImgErrorLine(stderr) : `exited with ${code ?? signal}`}`));
+      clearTimeout(timer);
+      if (code === 0) return resolveP();
+      if (timedOut) return reject(new CorralError('TIMEOUT', `qemu-img convert took longer than ${Math.round(timeoutMs / 1000)} s and was stopped`, { command: 'qemu-img convert', timeoutMs }));
+      if (code === 127 && /failed to execute/.test(stderr)) return reject(missingTool(QEMU_IMG, { command: 'qemu-img convert' }));
+      const why = stderr.trim() ? qemuImgErrorLine(stderr) : `exited with ${code ?? signal}`;
+      reject(new CorralError(opts.untrusted && signal ? 'INVALID_IMAGE' : 'QEMU_FAILED', `qemu-img convert failed: ${why}${signal ? ` (killed by ${signal}: the image took too much memory to read)` : ''}`));
     });
   });
 }
-

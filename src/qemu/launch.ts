@@ -9,6 +9,8 @@
 import { spawn } from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import { CorralError } from '../core/errors.js';
+import { spawnError } from '../host/exec.js';
+import { setprivArgv, type RunAs } from '../host/run-as.js';
 import { processStartTicks } from './proc.js';
 import { QmpClient } from './qmp.js';
 
@@ -48,9 +50,10 @@ export async function launchQemu(
   files: { qmp: string; stderr: string },
   timeoutMs = 30_000,
   binary = QEMU_BINARY,
-  gid?: number,
+  runAs?: RunAs,
+  memlock?: number,
 ): Promise<Launched> {
-  return launchDetached(binary, argv, files, { timeoutMs, what: 'QEMU', errorLine: qemuErrorLine, gid });
+  return launchDetached(binary, argv, files, { timeoutMs, what: 'QEMU', errorLine: qemuErrorLine, runAs, memlock });
 }
 
 export interface DetachedOptions {
@@ -61,8 +64,10 @@ export interface DetachedOptions {
   errorLine: (stderr: string) => string;
   /** file mode creation mask for the child (the sockets it makes), e.g. 0o177 for 0600 sockets */
   umask?: number;
-  /** the group the child runs with (its uid stays); QEMU's marks its sockets for the guest fence */
-  gid?: number;
+  /** the unprivileged user the child runs as (through setpriv, which execs it: the pid is the program's) */
+  runAs?: RunAs;
+  /** RLIMIT_MEMLOCK for the child (with runAs): the guest memory VFIO pins */
+  memlock?: number;
 }
 
 /**
@@ -73,12 +78,12 @@ export interface DetachedOptions {
 export async function launchDetached(binary: string, argv: string[], files: { qmp: string; stderr: string }, o: DetachedOptions): Promise<Launched> {
   const errFd = openSync(files.stderr, 'w', 0o600);
   let child;
+  const [bin, args] = o.runAs ? setprivArgv(o.runAs, binary, argv, o.memlock === undefined ? {} : { memlock: o.memlock }) : [binary, argv];
   const oldMask = o.umask === undefined ? undefined : process.umask(o.umask);
   try {
-    child = spawn(binary, argv, {
+    child = spawn(bin, args, {
       stdio: ['ignore', 'ignore', errFd],
       detached: true,
-      ...(o.gid === undefined ? {} : { gid: o.gid }),
       env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C' },
     });
   } finally {
@@ -88,7 +93,7 @@ export async function launchDetached(binary: string, argv: string[], files: { qm
   child.unref();
   const exit = new Promise<ExitStatus>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));
   const exited = new Promise<never>((_, reject) => {
-    child.once('error', (err) => reject(new CorralError('QEMU_FAILED', `cannot run ${binary}: ${err.message}`)));
+    child.once('error', (err) => reject(spawnError(bin, err, { code: 'QEMU_FAILED' })));
     child.once('exit', (code, signal) => {
       const line = o.errorLine(readStderr(files.stderr));
       reject(new CorralError('QEMU_FAILED', signal ? `${o.what} was killed by ${signal} while starting: ${line}` : line, { exitCode: code, signal }));

@@ -4,10 +4,10 @@
  * engine this QEMU and kernel offer: io_uring, else Linux native AIO (needs O_DIRECT), else the thread pool.
  * Decided by letting QEMU itself open a scratch image each way, once at daemon start.
  */
-import { spawn } from 'node:child_process';
 import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { spawnError } from '../host/exec.js';
+import { giveTo, spawnAs, type RunAs } from '../host/run-as.js';
 import type { BlockIo } from './argv-disks.js';
 import { QEMU_BINARY } from './launch.js';
 
@@ -20,21 +20,21 @@ const CANDIDATES: BlockIo[] = [
 ];
 
 /** Does QEMU open `file` with these options (under the same seccomp sandbox a guest runs in)? No QEMU at all is MISSING_TOOL. */
-function opens(file: string, io: BlockIo, binary: string, timeoutMs: number): Promise<boolean> {
+function opens(file: string, io: BlockIo, binary: string, timeoutMs: number, runAs?: RunAs): Promise<boolean> {
   const blockdev = JSON.stringify({ driver: 'file', 'node-name': 'probe', filename: file, aio: io.aio, cache: { direct: io.direct } });
   return new Promise((resolve, reject) => {
-    const p = spawn(binary, [
+    const p = spawnAs(runAs, binary, [
       '-machine', 'none', '-nodefaults', '-display', 'none', '-S',
       '-sandbox', 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny',
       '-blockdev', blockdev, '-qmp', 'stdio',
     ], { stdio: ['pipe', 'pipe', 'ignore'] });
     let out = '';
     const timer = setTimeout(() => p.kill('SIGKILL'), timeoutMs);
-    p.stdout.on('data', (d: Buffer) => {
+    p.stdout!.on('data', (d: Buffer) => {
       out += d.toString();
       if (out.includes('"QMP"') && !out.includes('"quit"')) {
         out += '"quit"';
-        p.stdin.end('{"execute":"qmp_capabilities"}\n{"execute":"quit"}\n');
+        p.stdin!.end('{"execute":"qmp_capabilities"}\n{"execute":"quit"}\n');
       }
     });
     p.on('error', (err: NodeJS.ErrnoException) => {
@@ -49,12 +49,14 @@ function opens(file: string, io: BlockIo, binary: string, timeoutMs: number): Pr
   });
 }
 
-export async function probeBlockIo(dir: string, binary = QEMU_BINARY, timeoutMs = 10_000): Promise<BlockIo & { reason: string }> {
+/** Probe as `runAs` (QEMU's user: the file is given to it) or as the daemon's own user. */
+export async function probeBlockIo(dir: string, binary = QEMU_BINARY, timeoutMs = 10_000, runAs?: RunAs): Promise<BlockIo & { reason: string }> {
   const file = join(dir, `.block-io-probe-${process.pid}`);
   writeFileSync(file, Buffer.alloc(64 * 1024));
+  if (runAs) giveTo(runAs, file);
   try {
     for (const io of CANDIDATES) {
-      if (await opens(file, io, binary, timeoutMs)) {
+      if (await opens(file, io, binary, timeoutMs, runAs)) {
         return { ...io, reason: `QEMU opens images in ${dir} with ${io.direct ? 'O_DIRECT' : 'the page cache (no O_DIRECT here)'} and ${io.aio} AIO` };
       }
     }

@@ -3,13 +3,13 @@
  * on some hosts KVM_CREATE_VM succeeds but a 64-bit guest hangs, so the probe boots a tiny guest under
  * KVM with a time limit and falls back to TCG, saying why.
  */
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { accessSync, constants, existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Accelerator } from '../core/spec.js';
 import { run, spawnError } from '../host/exec.js';
 import { writeJsonAtomic } from '../host/fs-atomic.js';
+import { spawnAs, type RunAs } from '../host/run-as.js';
 import { QEMU_BINARY, qemuErrorLine } from './launch.js';
 
 export interface QemuCapabilities {
@@ -51,10 +51,10 @@ export interface ProbeKernel {
 }
 
 /** Boot the tiny kernel with corral.probe=1 under KVM; its init prints "corral-probe ok" and powers off. */
-export function bootProbe(accel: Accelerator, k: ProbeKernel, timeoutMs: number, binary = QEMU_BINARY): Promise<{ ok: boolean; why: string; ms: number }> {
+export function bootProbe(accel: Accelerator, k: ProbeKernel, timeoutMs: number, binary = QEMU_BINARY, runAs?: RunAs): Promise<{ ok: boolean; why: string; ms: number }> {
   const t0 = Date.now();
   return new Promise((resolve) => {
-    const child = spawn(binary, [
+    const child = spawnAs(runAs, binary, [
       '-nodefaults', '-no-user-config', '-machine', `pc,accel=${accel}`, '-cpu', accel === 'kvm' ? 'host' : 'max', '-m', '128M',
       '-display', 'none', '-serial', 'stdio', '-no-reboot', '-kernel', k.kernel, '-initrd', k.initrd,
       '-append', `${k.cmdline ?? 'console=ttyS0 quiet panic=-1'} corral.probe=1`,
@@ -70,11 +70,11 @@ export function bootProbe(accel: Accelerator, k: ProbeKernel, timeoutMs: number,
       resolve({ ok, why, ms: Date.now() - t0 });
     };
     const timer = setTimeout(() => finish(false, `a test guest under ${accel} did not finish booting within ${timeoutMs} ms (the guest hangs)`), timeoutMs);
-    child.stdout.on('data', (d: Buffer) => {
+    child.stdout!.on('data', (d: Buffer) => {
       out += d.toString('utf8');
       if (out.includes('corral-probe ok')) finish(true, `a test guest booted under ${accel} in ${Date.now() - t0} ms`);
     });
-    child.stderr.on('data', (d: Buffer) => { err += d.toString('utf8'); });
+    child.stderr!.on('data', (d: Buffer) => { err += d.toString('utf8'); });
     child.on('error', (e) => finish(false, spawnError(binary, e).message));
     child.on('close', () => finish(false, err.trim() ? qemuErrorLine(err) : `the test guest under ${accel} exited before it was ready`));
   });
@@ -99,6 +99,8 @@ export async function decideAccelerator(opts: {
   cacheFile: string;
   timeoutMs?: number;
   devKvm?: string;
+  /** the user guests' QEMUs run as: the probe runs as it too, so KVM is tried with that user's access */
+  runAs?: RunAs;
 }): Promise<AccelDecision> {
   const now = new Date().toISOString();
   if (opts.force) return { accel: opts.force, reason: `forced by configuration (CORRAL_ACCEL=${opts.force})`, forced: true, probedAt: now, probeMs: 0 };
@@ -118,7 +120,7 @@ export async function decideAccelerator(opts: {
   } catch {
     /* no cache yet */
   }
-  const r = await bootProbe('kvm', opts.kernel, opts.timeoutMs ?? 8000);
+  const r = await bootProbe('kvm', opts.kernel, opts.timeoutMs ?? 8000, QEMU_BINARY, opts.runAs);
   const decision: AccelDecision = r.ok
     ? { accel: 'kvm', reason: r.why, forced: false, probedAt: now, probeMs: r.ms }
     : { accel: 'tcg', reason: `KVM does not work here: ${r.why}; using TCG`, forced: false, probedAt: now, probeMs: r.ms };

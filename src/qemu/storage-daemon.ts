@@ -11,6 +11,7 @@ import { existsSync, readFileSync, readdirSync, rmSync, chmodSync } from 'node:f
 import { basename, join } from 'node:path';
 import { CorralError } from '../core/errors.js';
 import { writeJsonAtomic } from '../host/fs-atomic.js';
+import type { RunAs } from '../host/run-as.js';
 import { diskBlockdev, nodeOf, type BlockIo, type PlanDisk } from './argv-disks.js';
 import { launchDetached } from './launch.js';
 import { assertSafeOptionPath } from './option-path.js';
@@ -160,12 +161,12 @@ export interface LaunchedStorageDaemon {
  * in order), make its sockets 0600. A failure kills it and says why: VOLUME_IN_USE when the image is locked,
  * QEMU_FAILED with the qsd's own stderr line otherwise.
  */
-export async function launchStorageDaemon(s: StorageDaemonSpec, volume: string, timeoutMs = 15_000, binary = QSD_BINARY): Promise<LaunchedStorageDaemon> {
+export async function launchStorageDaemon(s: StorageDaemonSpec, volume: string, timeoutMs = 15_000, binary = QSD_BINARY, runAs?: RunAs): Promise<LaunchedStorageDaemon> {
   for (const f of [s.paths.socket, s.paths.qmp, s.paths.pidfile]) rmSync(f, { force: true });
   let launched;
   try {
     launched = await launchDetached(binary, storageDaemonArgv(s), { qmp: s.paths.qmp, stderr: s.paths.stderr }, {
-      timeoutMs, what: 'qemu-storage-daemon', errorLine: qsdErrorLine, umask: 0o177,
+      timeoutMs, what: 'qemu-storage-daemon', errorLine: qsdErrorLine, umask: 0o177, runAs,
     });
   } catch (e) {
     const msg = (e as Error).message;

@@ -29,6 +29,9 @@ import type { Volume, VolumeRecord } from '../storage/volumes.js';
 import { lockHolderError } from './volume-holders.js';
 import type { StorageDaemonService } from './storage-daemons.js';
 import { leftBehind } from './left-behind.js';
+import { crashPoint } from '../host/crash-points.js';
+import type { RunAs } from '../host/run-as.js';
+import { applyVolumeAccess, giveVolumes, volumeAccess } from './volume-access.js';
 
 /** The volume was attached or detached between reading its owner and holding the locks (resizeVolume retries). */
 class OwnerChanged extends Error {}
@@ -54,6 +57,8 @@ export interface DiskDeps {
   unplugTimeoutMs?: number;
   /** the storage daemons behind vhost-user-blk disks (hotplug starts and unplug stops one) */
   storageDaemons?: StorageDaemonService;
+  /** QEMU's unprivileged user, given the volumes its VMs open (volume-access.ts); none: files stay as they are */
+  runAs?: RunAs;
 }
 
 export class DiskService {
@@ -90,7 +95,12 @@ export class DiskService {
       // can only predate the attach and clone checks, or be made by hand).
       beforeLaunch: (row) => {
         for (const disk of row.spec.disks) this.d.volumes.store.assertNoClones(disk.volume, `written by instance "${row.name}"`);
+        this.give(row.spec.disks.map((x) => x.volume));
       },
+      exited: (row) => this.settleAccess(row.name),
+      adopted: (row, vm) => this.matchRecords(row, vm).catch((e: Error) => {
+        this.d.log.warn({ instance: row.name, err: e.message }, 'cannot bring the adopted VM\'s disks in line with its records');
+      }),
       startFailed: (row, e) => this.lockHolder(row, e),
       // Deleting an instance detaches its volumes; it never deletes them.
       deleted: (row) => {
@@ -114,15 +124,26 @@ export class DiskService {
       this.d.volumes.store.assertNoClones(vol.name, 'attached');
       const added = disks[disks.length - 1]!;
       const live = isActive(row.state);
-      if (live) {
-        if (!HOTPLUG_BUSES.includes(added.bus)) throw invalidSpec('bus', `${added.bus} has no hotplug; stop the instance first`);
-        const { vm } = this.d.instances.live(name);
-        const r: ResolvedDisk = { volume: vol.name, bus: added.bus, path: vol.path, format: vol.format };
-        if (isVhostUser(added.bus)) await this.hotplugVhostUser(row, vm, r);
-        else await this.hotplug(vm, r, row.spec.cpus, this.d.instances.paths(row).runDir);
-      }
+      const before = row.spec.disks;
+      if (live && !HOTPLUG_BUSES.includes(added.bus)) throw invalidSpec('bus', `${added.bus} has no hotplug; stop the instance first`);
+      // recorded first: a crash before the hot-plug leaves a disk the records name, which adoption plugs in
       this.d.volumes.store.setAttached(vol.name, name);
       this.d.instances.updateSpec(name, { disks });
+      if (live) {
+        crashPoint('attach.recorded');
+        const { vm } = this.d.instances.live(name);
+        const r: ResolvedDisk = { volume: vol.name, bus: added.bus, path: vol.path, format: vol.format };
+        this.give([vol.name]);
+        try {
+          if (isVhostUser(added.bus)) await this.hotplugVhostUser(row, vm, r);
+          else await this.hotplug(vm, r, row.spec.cpus, this.d.instances.paths(row).runDir);
+        } catch (e) {
+          this.d.instances.updateSpec(name, { disks: before });
+          this.d.volumes.store.setAttached(vol.name, null);
+          this.settleAccess();
+          throw e;
+        }
+      }
       this.d.events.publish('instance.disk.attached', name, { volume: vol.name, bus: added.bus, live });
       return this.list(name);
     }));
@@ -133,17 +154,21 @@ export class DiskService {
       const row = this.d.instances.rowOf(name);
       const { disk, rest } = planDetach(name, row.spec.disks, volume);
       const live = isActive(row.state);
-      if (live) {
-        if (!HOTPLUG_BUSES.includes(disk.bus)) throw invalidSpec('bus', `${disk.bus} has no hotplug; stop the instance first`);
-        await this.unplug(this.d.instances.live(name).vm, disk.volume, disk.bus);
-        if (isVhostUser(disk.bus)) await this.storage().stop(row, volumeIds(disk.volume).id);
-      }
+      if (live && !HOTPLUG_BUSES.includes(disk.bus)) throw invalidSpec('bus', `${disk.bus} has no hotplug; stop the instance first`);
+      // recorded first: a crash before the unplug leaves a disk QEMU has and the records do not, which adoption unplugs
+      const owned = this.setOwner(disk.volume, name, null);
       this.d.instances.updateSpec(name, { disks: rest });
-      try {
-        const v = this.d.volumes.store.record(disk.volume);
-        if (v.attachedTo === name) this.d.volumes.store.setAttached(disk.volume, null);
-      } catch (e) {
-        if (!(isCorralError(e) && e.code === 'VOLUME_NOT_FOUND')) throw e;
+      if (live) {
+        crashPoint('detach.recorded');
+        try {
+          await this.unplug(this.d.instances.live(name).vm, disk.volume, disk.bus);
+        } catch (e) {
+          this.d.instances.updateSpec(name, { disks: row.spec.disks }); // the guest kept it: it stays attached
+          if (owned) this.setOwner(disk.volume, null, name);
+          throw e;
+        }
+        if (isVhostUser(disk.bus)) await this.storage().stop(row, volumeIds(disk.volume).id);
+        this.settleAccess();
       }
       this.d.events.publish('instance.disk.detached', name, { volume: disk.volume, live });
       return this.list(name);
@@ -200,6 +225,77 @@ export class DiskService {
       throw new CorralError('QEMU_FAILED', `live resize of volume "${r.name}" in instance "${owner}" failed: ${(e as Error).message}`, { name: r.name, instance: owner });
     }
     return true;
+  }
+
+  /**
+   * After an adoption, finish the hot-plug or unplug a daemon died in the middle of (the records change first,
+   * then QEMU): a recorded disk QEMU lacks is plugged in, a disk QEMU has that no record names is unplugged (a
+   * vhost-user one, known by its storage daemon, with its storage daemon stopped).
+   */
+  private async matchRecords(row: InstanceRow, vm: Vm): Promise<void> {
+    const present = new Set(await vm.peripherals());
+    const runDir = this.d.instances.paths(row).runDir;
+    for (const r of this.resolve(row)) {
+      if (present.has(volumeIds(r.volume).id) || !HOTPLUG_BUSES.includes(r.bus)) continue;
+      this.give([r.volume]);
+      if (isVhostUser(r.bus)) await this.hotplugVhostUser(row, vm, r);
+      else await this.hotplug(vm, r, row.spec.cpus, runDir);
+      this.d.events.publish('instance.disk.attached', row.name, { volume: r.volume, bus: r.bus, live: true, finished: 'after a daemon restart' });
+    }
+    const named = new Set(row.spec.disks.map((d) => volumeIds(d.volume).id));
+    const served = this.d.storageDaemons?.pids(row) ?? {};
+    for (const id of present) {
+      if (!id.startsWith('vol-') || named.has(id)) continue;
+      const vhostUser = id in served;
+      await this.unplug(vm, id.slice('vol-'.length), vhostUser ? 'vhost-user-blk' : 'virtio-blk');
+      if (vhostUser) await this.storage().stop(row, id);
+      this.d.events.publish('instance.disk.detached', row.name, { volume: id.slice('vol-'.length), live: true, finished: 'after a daemon restart' });
+    }
+    this.settleAccess();
+  }
+
+  /** Move a volume's attachedTo from `from` to `to`, if it is `from`'s (a volume gone from the pool is fine). */
+  private setOwner(volume: string, from: string | null, to: string | null): boolean {
+    try {
+      if (this.d.volumes.store.record(volume).attachedTo !== from) return false;
+      this.d.volumes.store.setAttached(volume, to);
+      return true;
+    } catch (e) {
+      if (isCorralError(e) && e.code === 'VOLUME_NOT_FOUND') return false;
+      throw e;
+    }
+  }
+
+  /**
+   * At daemon start: a volume's attachedTo follows the instance specs (a crash between the two records of an
+   * attach or detach leaves them apart): set where a spec lists the volume, cleared where none does.
+   */
+  alignAttachments(): string[] {
+    const owner = new Map<string, string>();
+    for (const r of this.d.instances.listRows()) for (const d of r.spec.disks) owner.set(d.volume, r.name);
+    const fixed: string[] = [];
+    for (const v of this.d.volumes.store.records()) {
+      const want = owner.get(v.name) ?? null;
+      if (v.attachedTo === want) continue;
+      this.d.volumes.store.setAttached(v.name, want);
+      fixed.push(v.name);
+    }
+    return fixed;
+  }
+
+  /**
+   * Make every volume open to QEMU's user exactly as the live instances need (volume-access.ts): at daemon start,
+   * after a live detach, and when a VM ends (`except`: that instance, whatever its state says yet).
+   */
+  settleAccess(except?: string): void {
+    if (!this.d.runAs) return;
+    const live = this.d.instances.listRows().filter((r) => r.name !== except && (isActive(r.state) || r.state === 'error'));
+    const records = this.d.volumes.store.records();
+    applyVolumeAccess(this.d.runAs, records, volumeAccess(records, live.map((r) => r.spec.disks.map((x) => x.volume))));
+  }
+
+  private give(volumes: string[]): void {
+    if (this.d.runAs) giveVolumes(this.d.runAs, this.d.volumes.store.records(), volumes);
   }
 
   /** A start failed: QEMU's image-lock failure on one of its volumes becomes VOLUME_IN_USE naming the holders. */

@@ -4,6 +4,7 @@ import type { HostLimits, Accelerator } from '../core/spec.js';
 import { readCpuModel, readMemInfo, readOnlineCpus } from '../host/basics.js';
 import { readHostInventory, type HostInventory } from '../host/inventory.js';
 import { decideAccelerator, probeCapabilities, type AccelDecision, type QemuCapabilities } from '../qemu/probe.js';
+import type { RunAs } from '../host/run-as.js';
 import type { ImageStore } from '../storage/images.js';
 
 /** What `GET /v1/host` shows. */
@@ -25,7 +26,8 @@ export class HostService {
   private caps: Promise<QemuCapabilities>;
   private decision: Promise<AccelDecision> | null = null;
 
-  constructor(private images: ImageStore, private force: Accelerator | undefined) {
+  /** `runAs`: the user guests' QEMUs run as; the KVM probe boots its test guest as that user too */
+  constructor(private images: ImageStore, private force: Accelerator | undefined, private runAs?: RunAs) {
     this.caps = probeCapabilities();
     this.caps.catch(() => undefined);
   }
@@ -46,7 +48,7 @@ export class HostService {
         const caps = await this.caps;
         const tiny = this.images.tryGet('tiny');
         const kernel = tiny?.kernel && tiny.initrd ? { kernel: tiny.kernel, initrd: tiny.initrd, cmdline: tiny.cmdline } : null;
-        return decideAccelerator({ force: this.force, kernel, qemuVersion: caps.version, cacheFile: PROBE_CACHE });
+        return decideAccelerator({ force: this.force, kernel, qemuVersion: caps.version, cacheFile: PROBE_CACHE, runAs: this.runAs });
       })();
       this.decision.then(
         (d) => { if (d.provisional) this.decision = null; },

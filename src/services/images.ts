@@ -30,14 +30,17 @@ export class ImageService {
       progress({ step: 'wait', message: 'another build of the tiny image is running; waiting for it' });
       return this.building;
     }
-    if (force) this.assertUnused('tiny', 'rebuilt');
-    this.building = buildTiny(this.dataDir, progress, { force });
+    // a rebuild replaces the disk overlays back onto: no instance may use the image, nor be made on it, until done
+    const release = force ? this.store.holdForChange('tiny', 'rebuilt') : () => undefined;
     try {
+      if (force) this.assertUnused('tiny', 'rebuilt');
+      this.building = buildTiny(this.dataDir, progress, { force });
       const img = await this.building;
       this.events.publish('image.built', null, { image: img.name });
       return img;
     } finally {
       this.building = null;
+      release();
     }
   }
 
@@ -48,8 +51,13 @@ export class ImageService {
   }
 
   remove(name: string): void {
-    this.assertUnused(name, 'deleted');
-    this.store.remove(name);
+    const release = this.store.holdForChange(name, 'deleted');
+    try {
+      this.assertUnused(name, 'deleted');
+      this.store.remove(name);
+    } finally {
+      release();
+    }
     this.events.publish('image.deleted', null, { image: name });
   }
 }

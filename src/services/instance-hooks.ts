@@ -33,6 +33,8 @@ export type NicPlanner = (uuid: string, req: CreateRequest) => InstanceNic[];
  * - cpu: checks the CPU model first; at launch puts QEMU in its cgroup and pins vCPUs before anything else
  *   touches the running guest.
  * - memory: checks hugepages before host resources are made; knows each QEMU's boot memory.
+ * - files: hands the instance's runtime dir, root disk, UEFI vars and console log to QEMU's unprivileged user
+ *   (beforeLaunch, beforeSpawn) before any process of the VM is started, and takes them back (exited).
  * - storage-daemons: start the vhost-user-blk back ends before QEMU connects to them (beforeSpawn).
  * - disks: refuse a start with a volume that has clones; name who holds a locked volume (startFailed).
  * - nics: make taps (beforeLaunch) and remove them (exited).
@@ -40,7 +42,7 @@ export type NicPlanner = (uuid: string, req: CreateRequest) => InstanceNic[];
  *   earlier never takes a device from its host driver.
  * - console-log: last, so its boot separator is the console log's line just before QEMU starts.
  */
-export const HOOK_ORDER = ['cpu', 'memory', 'storage-daemons', 'disks', 'nics', 'passthrough', 'console-log'] as const;
+export const HOOK_ORDER = ['cpu', 'memory', 'files', 'storage-daemons', 'disks', 'nics', 'passthrough', 'console-log'] as const;
 export type HookOwner = (typeof HOOK_ORDER)[number];
 
 /** Other services (CPU, memory, disks, NICs, storage daemons, passthrough) hook into the lifecycle. */

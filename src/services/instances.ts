@@ -4,6 +4,9 @@
  */
 import { randomUUID } from 'node:crypto';
 import { copyFileSync, mkdirSync, rmSync } from 'node:fs';
+import { takeBack } from '../host/run-as.js';
+import { crashPoint } from '../host/crash-points.js';
+import { sweepInstanceDirs } from './sweep.js';
 import { CorralError, isCorralError } from '../core/errors.js';
 import { instancePaths, type InstancePaths } from '../core/paths.js';
 import { type CreateRequest, type HostLimits, type Accelerator, type InstanceSpec, validateCreate, validateName } from '../core/spec.js';
@@ -31,7 +34,7 @@ export type { InstanceView };
 export interface InstanceDeps {
   dataDir: string;
   store: Store;
-  images: Pick<ImageStore, 'get'>;
+  images: Pick<ImageStore, 'get' | 'claim'>;
   events: EventBus;
   host: HostLimits;
   /** The accelerator chosen by the probe (or forced). */
@@ -203,10 +206,13 @@ export class InstanceService {
         createdAt: now, startedAt: null, lastError: null, updatedAt: now,
       };
       const p = this.paths(row);
+      const release = this.d.images.claim(spec.image); // the image is not rebuilt or deleted under the new overlay
       try {
-        mkdirSync(p.dir, { recursive: true, mode: 0o700 });
+        mkdirSync(p.dir, { recursive: true, mode: 0o711 }); // QEMU's user opens what it is given there (vm-files.ts)
         await createOverlay(p.disk, image.disk, image.format, spec.disk);
         if (spec.firmware === 'uefi') copyFileSync(OVMF_VARS, p.efiVars);
+        for (const f of [p.disk, p.efiVars]) takeBack(f);
+        crashPoint('create.overlay'); // a folder without a row: reconcile removes it (sweepInstanceDirs)
         // planned again with nothing awaited before the row is stored, so that two creates running at once never
         // take the same MAC or address (the first plan refused a bad request before any disk was made)
         if (spec.nics.length > 0) spec.nics = this.nicPlanner(uuid, req);
@@ -215,7 +221,10 @@ export class InstanceService {
       } catch (e) {
         rmSync(p.dir, { recursive: true, force: true });
         throw e;
+      } finally {
+        release();
       }
+      crashPoint('create.row');
       this.d.events.publish('instance.created', name, { uuid, image: spec.image });
       if (req.start) {
         try {
@@ -245,9 +254,12 @@ export class InstanceService {
       const p = this.paths(row);
       this.rotators.get(row.uuid)?.stop();
       this.rotators.delete(row.uuid);
+      crashPoint('delete.killed');
+      // the row goes first: a crash after it leaves files that no row names, which reconcile removes
+      this.d.store.deleteInstance(row.uuid);
+      crashPoint('delete.row');
       removeRunDir(p);
       rmSync(p.dir, { recursive: true, force: true });
-      this.d.store.deleteInstance(row.uuid);
       for (const h of this.hooks) {
         try {
           h.deleted?.(row);
@@ -359,12 +371,14 @@ export class InstanceService {
       prepareRunDir(p);
       prepared = true;
       for (const h of this.hooks) if (h.beforeLaunch) await h.beforeLaunch(row, accel);
+      crashPoint('start.resources');
       this.rotateLog(row).rotateNow();
       const plan = launchPlan(row, image, accel, p, launchExtras(this.contributors, row, this.d.blockIo));
       for (const h of this.hooks) if (h.beforeSpawn) await h.beforeSpawn(row, plan);
       const t1 = performance.now();
       keepPreviousStderr(p.stderr);
       const vm = await this.d.driver.launch(plan, { stderr: p.stderr });
+      crashPoint('start.spawned'); // reconcile finds the VM by its uuid and adopts it
       const t2 = performance.now();
       run = this.watch(row, vm, true);
       const startedAt = new Date().toISOString();
@@ -420,6 +434,7 @@ export class InstanceService {
       return;
     }
     this.setState(row, 'stopping', `ACPI power-off requested (timeout ${timeoutSec}s)`);
+    crashPoint('stop.requested'); // reconcile adopts the VM, still running: the stop did not happen
     try {
       const st = await run.vm.status();
       if (!st.running) await run.vm.resume();
@@ -552,7 +567,8 @@ export class InstanceService {
 
   /** Adopt every QEMU that outlived the previous daemon; mark the ones that died as crashed. */
   async reconcile(): Promise<void> {
-    for (const row of this.d.store.listInstances()) {
+    const rows = this.d.store.listInstances();
+    for (const row of rows) {
       await this.locks.run(row.name, async () => {
         try {
           await this.reconcileOne(row);
@@ -561,6 +577,7 @@ export class InstanceService {
         }
       });
     }
+    for (const gone of sweepInstanceDirs(this.d.dataDir, rows)) this.d.log.warn({ dir: gone }, 'removed the files of an instance that no longer exists (a create or delete cut short)');
   }
 
   private async reconcileOne(row: InstanceRow): Promise<void> {
@@ -574,6 +591,11 @@ export class InstanceService {
     if (proc) return this.adopt(row, proc);
     if (!isActive(row.state)) {
       removeRunDir(p);
+      return;
+    }
+    if (row.state === 'starting' && recorded === null) {
+      // the daemon died during a start, before any VM ran: that start did not happen
+      this.vmGone(row, 'stopped', 'the daemon stopped during the start, before QEMU ran: not started', null);
       return;
     }
     const gone = goneWhileDown(row.state === 'stopping', recorded?.pid ?? null, recorded && this.d.driver.deathNote(recorded), stderrLine(p.stderr));

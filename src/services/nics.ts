@@ -46,6 +46,8 @@ export interface NetworkDirectory {
   setTaps(taps: TapBinding[]): Promise<void>;
   /** the DHCP leases of a bridge network */
   leases(network: string): Lease[];
+  /** the taps on the host whose names start with `prefix` (to find those left behind) */
+  taps?(prefix: string): Promise<Array<{ ifname: string }>>;
 }
 
 /** The network service as the NIC service sees it. */
@@ -57,6 +59,7 @@ export function networkDirectory(n: NetworkService): NetworkDirectory {
     deleteTap: (ifname) => n.deleteTap(ifname),
     setTaps: (taps) => n.setTaps(taps),
     leases: (network) => n.leases(network),
+    taps: (prefix) => n.taps(prefix),
   };
 }
 
@@ -164,7 +167,7 @@ export class NicService {
     this.addresses.ensureAll();
   }
 
-  /** After reconcile: the layer-2 filter holds the rules of every bridge NIC whose tap is on the host. */
+  /** After reconcile and the sweep of stray taps: the layer-2 filter holds the rules of every bridge NIC whose tap is on the host. */
   async restoreTaps(): Promise<void> {
     const bound: TapBinding[] = [];
     for (const r of this.d.instances.listRows()) {
@@ -174,6 +177,21 @@ export class NicService {
       }
     }
     await this.d.networks.setTaps(bound);
+  }
+
+  /**
+   * At daemon start, after reconcile: remove Corral's taps (ct<uuid8>n<N>) that no live instance needs, left by a
+   * daemon that died between making them and starting QEMU, or between QEMU's end and their removal.
+   */
+  async sweepTaps(): Promise<string[]> {
+    const needed = new Set(this.d.instances.listRows().filter((r) => isActive(r.state) || r.state === 'error').flatMap((r) => this.taps(r).map((t) => t.ifname)));
+    const gone: string[] = [];
+    for (const t of (await this.d.networks.taps?.('ct')) ?? []) {
+      if (!/^ct[0-9a-f]{8}n\d+$/.test(t.ifname) || needed.has(t.ifname)) continue;
+      await this.d.networks.deleteTap(t.ifname);
+      gone.push(t.ifname);
+    }
+    return gone;
   }
 
   list(name: string): NicView[] {

@@ -10,13 +10,14 @@
  * back. Binding is serialised across instances, so two starts never take the same VF.
  * Lock order: the instance's lock, then this service's bind lock.
  */
-import { existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { CorralError, invalidSpec, isCorralError } from '../core/errors.js';
 import { findHostdev, planHostdevAttach, type InstanceHostdev } from '../core/hostdevs.js';
 import { instancePaths } from '../core/paths.js';
 import { isActive } from '../core/state.js';
 import { writeJsonAtomic } from '../host/fs-atomic.js';
+import type { RunAs } from '../host/run-as.js';
 import { iommuGroupMembers, listPciDevices, parsePciAddress, readPciDevice, type PciDevice } from '../host/pci.js';
 import { pickFreeVf, realExec, setVfCount, setVfMac, sriovState, type Exec, type SriovState } from '../host/sriov.js';
 import { bindVfio, planVfioBind, realFs, releaseVfio, type FsOps, type VfioBinding } from '../host/vfio.js';
@@ -80,6 +81,8 @@ export interface PassthroughDeps {
   /** sysfs writes (default: the real file system) and `ip` (default: run it) */
   ops?: FsOps;
   exec?: Exec;
+  /** QEMU's unprivileged user: each bound group's /dev/vfio/<group> is given to it while the instance holds it */
+  runAs?: RunAs;
 }
 
 const RECORD = 'bindings.json';
@@ -392,12 +395,14 @@ export class PassthroughService {
       }
       throw e;
     }
+    this.groupsTo(rec, this.d.runAs);
     this.d.events.publish('instance.hostdevs.bound', row.name, { devices: rec.devices.map((dv) => ({ id: dv.id, kind: dv.kind, address: dv.address })) });
   }
 
   /** Give back every device of a record (the last bound first); returns what could not be given back. */
   private release(rec: BindingsRecord): Array<{ address: string; error: string }> {
     const failures: Array<{ address: string; error: string }> = [];
+    this.groupsTo(rec, null); // a group that stays on vfio-pci keeps its node: root's again
     for (const dv of [...rec.devices].reverse()) {
       failures.push(...releaseVfio(this.sys, dv.binding, { ops: this.ops }));
       if (dv.kind === 'sriov-vf' && dv.pf !== undefined && dv.vf !== undefined) {
@@ -408,6 +413,25 @@ export class PassthroughService {
       }
     }
     return failures;
+  }
+
+  /**
+   * QEMU opens each bound group's /dev/vfio/<group> (root's 0600 when vfio makes it) as its unprivileged user:
+   * give it to `who` for the run, or back to root (null). /dev is root's: no symlink of another's making there.
+   */
+  private groupsTo(rec: BindingsRecord, who: RunAs | null | undefined): void {
+    if (who === undefined) return;
+    for (const group of new Set(rec.devices.map((dv) => dv.binding.group))) {
+      const node = join(this.dev, 'vfio', String(group));
+      try {
+        chownSync(node, who?.uid ?? 0, who?.gid ?? 0);
+        chmodSync(node, 0o600);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT' && who === null) continue; // gone with its last device
+        if (who !== null) throw new CorralError('INTERNAL', `cannot give ${node} to ${who.user}: ${(e as Error).message}`, { group });
+        this.d.log.warn({ instance: rec.name, node, err: (e as Error).message }, 'cannot take a VFIO group node back');
+      }
+    }
   }
 
   /** After QEMU is gone (or a start failed): give back what the instance's record holds, and forget it. */

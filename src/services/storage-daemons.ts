@@ -20,6 +20,7 @@ import {
 } from '../qemu/storage-daemon.js';
 import { readFileSync } from 'node:fs';
 import type { InstanceRow } from '../store/store.js';
+import type { RunAs } from '../host/run-as.js';
 import type { EventBus } from './events.js';
 import type { InstanceHooks } from './instance-hooks.js';
 import type { InstanceService } from './instances.js';
@@ -35,6 +36,8 @@ export interface StorageDaemonDeps {
   /** how long a storage daemon may take to answer on QMP */
   startTimeoutMs?: number;
   binary?: string;
+  /** the unprivileged user storage daemons run as, QEMU's (src/host/run-as.ts); the daemon's own when not given */
+  runAs?: RunAs;
 }
 
 interface Running {
@@ -94,7 +97,7 @@ export class StorageDaemonService {
     const paths = storageDaemonPaths(runDir, volume);
     if (disk.socket !== undefined && disk.socket !== paths.socket) throw new CorralError('INTERNAL', `the launch plan's vhost-user socket of disk ${disk.id} (${disk.socket}) is not the one its storage daemon serves (${paths.socket}): the plan and the storage daemon paths disagree`, { disk: disk.id });
     const spec = { disk, paths, queues, io: this.d.blockIo ?? DEFAULT_BLOCK_IO };
-    const launched = await launchStorageDaemon(spec, volume, this.d.startTimeoutMs, this.d.binary);
+    const launched = await launchStorageDaemon(spec, volume, this.d.startTimeoutMs, this.d.binary, this.d.runAs);
     const rec: StorageDaemonRecord = {
       volume, diskId: disk.id, pid: launched.pid, startTicks: launched.startTicks, ...paths, path: disk.path, startedAt: new Date().toISOString(),
     };

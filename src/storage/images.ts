@@ -4,13 +4,15 @@
  * (tmp + fsync + rename), and the folder renamed into place: a half-made image never shows, and a
  * failed import leaves nothing behind.
  */
-import { existsSync, renameSync, rmSync, statSync, accessSync, constants } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { chmodSync, existsSync, readdirSync, renameSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { CorralError, invalidSpec } from '../core/errors.js';
 import { dataPaths } from '../core/paths.js';
 import { formatSize } from '../core/units.js';
 import { printable, validateName } from '../core/spec.js';
-import { convert, imgInfo, type ImgFormat, type ImgInfo } from '../qemu/img.js';
+import { convert, imgInfo, untrustedInfo, type ImgFormat, type ImgInfo } from '../qemu/img.js';
+import { openImportSource } from './import-source.js';
+import { crashPoint } from '../host/crash-points.js';
 import { checkImageHeader, checkImgInfo } from './inspect.js';
 import { fsyncDir } from '../host/fs-atomic.js';
 import { RecordDir, writeJsonAtomic } from './record-dir.js';
@@ -43,9 +45,10 @@ function isRecord(v: unknown): v is ImageRecord {
     && typeof r.disk === 'string' && typeof r.virtualSize === 'number';
 }
 
-async function inspect(path: string, format: ImgFormat): Promise<ImgInfo> {
+/** qemu-img info of an import's source, through its open descriptor (import-source.ts). */
+async function inspect(fdPath: string, format: ImgFormat): Promise<ImgInfo> {
   try {
-    return await imgInfo(path, format);
+    return await untrustedInfo(fdPath, format);
   } catch (e) {
     if (e instanceof CorralError && e.code === 'INVALID_IMAGE') {
       const reason = typeof e.details.stderr === 'string' ? e.details.stderr : e.message;
@@ -59,9 +62,53 @@ export class ImageStore {
   readonly dir: string;
   private records: RecordDir<ImageRecord>;
 
+  /** images being rebuilt or deleted now, with what is happening to them */
+  private changing = new Map<string, string>();
+  /** instances being made on each image now (their overlay created, their row not yet stored) */
+  private making = new Map<string, number>();
+
   constructor(dataDir: string) {
     this.dir = dataPaths(dataDir).images;
     this.records = new RecordDir(this.dir, RECORD, isRecord, 0o755);
+  }
+
+  /**
+   * An instance is being made on image `name` (its overlay will back onto the image's disk): refused with
+   * IMAGE_IN_USE while the image is being rebuilt or deleted. Call the returned release once the instance's row
+   * is stored (or its creation failed). Together with holdForChange, neither can start while the other runs.
+   */
+  claim(name: string): () => void {
+    const change = this.changing.get(name);
+    if (change !== undefined) throw new CorralError('IMAGE_IN_USE', `image "${name}" is being ${change}: no instance can be made from it until that is done`, { image: name });
+    this.making.set(name, (this.making.get(name) ?? 0) + 1);
+    let held = true;
+    return () => {
+      if (!held) return;
+      held = false;
+      const n = (this.making.get(name) ?? 1) - 1;
+      if (n > 0) this.making.set(name, n);
+      else this.making.delete(name);
+    };
+  }
+
+  /**
+   * Image `name` is about to be `verb` (rebuilt, deleted): refused while an instance is being made on it or it is
+   * already changing; new instances on it are refused until the returned release is called, so the lock spans
+   * the whole change (a build of minutes included). The caller still checks that no stored instance uses it.
+   */
+  holdForChange(name: string, verb: string): () => void {
+    const change = this.changing.get(name);
+    if (change !== undefined) throw new CorralError('IMAGE_IN_USE', `image "${name}" is already being ${change}`, { image: name });
+    if ((this.making.get(name) ?? 0) > 0) throw new CorralError('IMAGE_IN_USE', `image "${name}" cannot be ${verb}: an instance is being made from it`, { image: name });
+    this.changing.set(name, verb);
+    return () => {
+      if (this.changing.get(name) === verb) this.changing.delete(name);
+    };
+  }
+
+  /** What crashed work left in the folder (record-dir.ts sweep()): dead makers' staging folders, removal folders. */
+  sweep(alive: (pid: number) => boolean): string[] {
+    return this.records.sweep(alive);
   }
 
   /** The folder an image lives in once committed. */
@@ -108,6 +155,8 @@ export class ImageStore {
    */
   commit(staging: string, record: ImageRecord, opts: { replace?: boolean } = {}): ImageRecord {
     this.records.writeRecord(staging, record);
+    // every QEMU reads base images (an overlay's backing file, a kernel and initrd) as its unprivileged user
+    for (const f of readdirSync(staging, { withFileTypes: true })) if (f.isFile()) chmodSync(join(staging, f.name), 0o644);
     const final = this.pathOf(record.name);
     let old: string | null = null;
     if (existsSync(final)) {
@@ -131,39 +180,33 @@ export class ImageStore {
   async import(name: string, file: string, format: 'qcow2' | 'raw', progress: Progress = () => {}): Promise<ImageRecord> {
     validateName('name', name);
     if (format !== 'qcow2' && format !== 'raw') throw invalidSpec('format', `"${printable(String(format))}" is not an image format: use qcow2 or raw`);
-    if (typeof file !== 'string' || file.length === 0) throw invalidSpec('file', 'a file path is required');
-    const src = resolve(file);
-    let st;
-    try {
-      st = statSync(src);
-      accessSync(src, constants.R_OK);
-    } catch (e) {
-      throw invalidSpec('file', `cannot read "${printable(file)}": ${(e as NodeJS.ErrnoException).code ?? String(e)}`);
-    }
-    if (!st.isFile()) throw invalidSpec('file', `"${printable(file)}" is not a regular file`);
     if (existsSync(this.pathOf(name))) throw new CorralError('ALREADY_EXISTS', `image "${name}" already exists`, { name });
-
-    progress({ step: 'inspect', message: `inspecting ${src} as ${format}` });
-    checkImageHeader(src, format);
-    checkImgInfo(await inspect(src, format), format);
-
-    const staging = this.stage(name);
+    const src = openImportSource(file);
     try {
-      const disk = join(staging, `disk.${format}`);
-      progress({ step: 'copy', message: `copying into the image store`, percent: 0 });
-      await convert(src, format, disk, format, (p) => progress({ step: 'copy', message: `copying into the image store`, percent: p }));
-      const info = await imgInfo(disk, format);
-      checkImgInfo(info, format);
-      const record: ImageRecord = {
-        name, kind: 'disk', format, disk: join(this.pathOf(name), `disk.${format}`),
-        virtualSize: info['virtual-size'], createdAt: new Date().toISOString(), source: 'import',
-      };
-      this.commit(staging, record);
-      progress({ step: 'done', message: `image ${name} imported (${formatSize(info['virtual-size'])} virtual)`, percent: 100 });
-      return record;
-    } catch (e) {
-      this.discard(staging);
-      throw e;
+      progress({ step: 'inspect', message: `inspecting ${src.path} as ${format}` });
+      checkImageHeader(src.fd, format);
+      checkImgInfo(await inspect(src.fdPath, format), format);
+      const staging = this.stage(name);
+      try {
+        const disk = join(staging, `disk.${format}`);
+        progress({ step: 'copy', message: `copying into the image store`, percent: 0 });
+        await convert(src.fdPath, format, disk, format, { untrusted: true, onPercent: (p) => progress({ step: 'copy', message: `copying into the image store`, percent: p }) });
+        const info = await imgInfo(disk, format);
+        checkImgInfo(info, format);
+        crashPoint('import.copied'); // a staging folder of a dead daemon: swept at the next start
+        const record: ImageRecord = {
+          name, kind: 'disk', format, disk: join(this.pathOf(name), `disk.${format}`),
+          virtualSize: info['virtual-size'], createdAt: new Date().toISOString(), source: 'import',
+        };
+        this.commit(staging, record);
+        progress({ step: 'done', message: `image ${name} imported (${formatSize(info['virtual-size'])} virtual)`, percent: 100 });
+        return record;
+      } catch (e) {
+        this.discard(staging);
+        throw e;
+      }
+    } finally {
+      src.close();
     }
   }
 

@@ -24,14 +24,15 @@ function refuse(field: string, reason: string): CorralError {
   return new CorralError('INVALID_IMAGE', `image refused: ${field}: ${reason}`, { field, reason });
 }
 
-function readHead(path: string, length: number, position = 0): Buffer {
+/** Bytes of a file at `position`: by path, or through a descriptor already open (an import's one open). */
+function readHead(file: string | number, length: number, position = 0): Buffer {
   const buf = Buffer.alloc(length);
-  const fd = openSync(path, 'r');
+  const fd = typeof file === 'number' ? file : openSync(file, 'r');
   try {
     const n = readSync(fd, buf, 0, length, position);
     return buf.subarray(0, n);
   } finally {
-    closeSync(fd);
+    if (typeof file !== 'number') closeSync(fd);
   }
 }
 
@@ -45,7 +46,7 @@ export function isQcow2Header(head: Buffer): boolean {
  * qcow2 metadata, and a later probe could follow its backing file). qcow2: refuse a backing file or an
  * external data file straight from the header fields.
  */
-export function checkImageHeader(path: string, format: ImgFormat): void {
+export function checkImageHeader(path: string | number, format: ImgFormat): void {
   const head = readHead(path, 104);
   if (format === 'raw') {
     if (isQcow2Header(head)) throw refuse('format', 'the file is a qcow2 image (it starts with the qcow2 magic) but was declared raw');

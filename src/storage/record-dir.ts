@@ -59,7 +59,8 @@ export class RecordDir<T extends { name: string }> {
   /** A fresh hidden staging folder for building `name`; remove it on failure with discard(). */
   stage(name: string): string {
     mkdirSync(this.dir, { recursive: true, mode: this.mode });
-    const dir = mkdtempSync(join(this.dir, `.staging-${name}-`));
+    // the maker's pid in the name: a staging folder whose maker is dead is a crash's leftover (sweep())
+    const dir = mkdtempSync(join(this.dir, `.staging-${name}-${process.pid}-`));
     chmodSync(dir, this.mode);
     return dir;
   }
@@ -79,6 +80,27 @@ export class RecordDir<T extends { name: string }> {
     renameSync(this.pathOf(name), join(trash, 'item'));
     fsyncDir(this.dir);
     rmSync(trash, { recursive: true, force: true });
+  }
+
+  /**
+   * Remove what crashed work left (at daemon start): staging folders whose maker (the pid in the name) is dead,
+   * and every removal folder (a removal, once decided, is finished). Returns the names removed.
+   */
+  sweep(alive: (pid: number) => boolean): string[] {
+    let names: string[];
+    try {
+      names = readdirSync(this.dir);
+    } catch {
+      return [];
+    }
+    const gone: string[] = [];
+    for (const n of names) {
+      const staging = /^\.staging-.*-(\d+)-[^-]+$/.exec(n);
+      if (!n.startsWith('.removing-') && !(staging && !alive(Number(staging[1])))) continue;
+      rmSync(join(this.dir, n), { recursive: true, force: true });
+      gone.push(n);
+    }
+    return gone;
   }
 
   /** A hidden folder to move an existing thing's folder into while it is replaced. */

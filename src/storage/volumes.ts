@@ -20,6 +20,8 @@ import { printable, validateName } from '../core/spec.js';
 import { formatSizeExact, parseSize } from '../core/units.js';
 import { createOverlay, imgInfo, resize as imgResize, type ImgFormat } from '../qemu/img.js';
 import { MAX_IMAGE_SIZE } from './inspect.js';
+import { takeBack } from '../host/run-as.js';
+import { crashPoint } from '../host/crash-points.js';
 import { RecordDir } from './record-dir.js';
 import { createImage, lockErrorToInUse, probeLock, snapshotOp } from './volumes-img.js';
 
@@ -124,7 +126,7 @@ export class VolumeStore {
 
   constructor(dataDir: string) {
     this.dir = dataPaths(dataDir).volumes;
-    this.store = new RecordDir(this.dir, RECORD, isRecord, 0o700);
+    this.store = new RecordDir(this.dir, RECORD, isRecord, 0o711);
   }
 
   pathOf(name: string): string {
@@ -145,6 +147,11 @@ export class VolumeStore {
 
   list(): Volume[] {
     return this.records().map((r) => this.view(r));
+  }
+
+  /** What crashed work left in the folder (record-dir.ts sweep()): dead makers' staging folders, removal folders. */
+  sweep(alive: (pid: number) => boolean): string[] {
+    return this.store.sweep(alive);
   }
 
   record(name: string): VolumeRecord {
@@ -173,12 +180,14 @@ export class VolumeStore {
     try {
       const file = join(staging, `disk.${format}`);
       await build(file);
+      takeBack(file); // root's, 0600, until an instance that has it attached runs (src/services/volume-access.ts)
       const info = await imgInfo(file, format);
       const record: VolumeRecord = {
         name, pool: DEFAULT_POOL, format, virtualSize: info['virtual-size'], path: join(this.pathOf(name), `disk.${format}`),
         createdAt: new Date().toISOString(), backing, attachedTo: null,
       };
       this.store.writeRecord(staging, record);
+      crashPoint('volume.built'); // a staging folder of a dead daemon: swept at the next start
       this.assertFree(name);
       this.store.place(staging, name);
       return this.view(record);

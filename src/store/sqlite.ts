@@ -1,7 +1,8 @@
 /** SQLite store (better-sqlite3, WAL). All SQL of the embedded store lives here. */
 import Database from 'better-sqlite3';
+import { chmodSync, existsSync } from 'node:fs';
 import { CorralError } from '../core/errors.js';
-import type { InstanceRow, Store, StoredEvent } from './store.js';
+import type { InstanceRow, Store, StoredEvent, TokenRow } from './store.js';
 import { readStoredSpec } from './stored-spec.js';
 
 const SCHEMA = `
@@ -26,6 +27,15 @@ CREATE TABLE IF NOT EXISTS events (
   instance TEXT,
   data TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS api_tokens (
+  name TEXT PRIMARY KEY,
+  role TEXT NOT NULL,
+  hash TEXT NOT NULL UNIQUE,
+  created_at TEXT NOT NULL,
+  expires_at TEXT,
+  last_used_at TEXT,
+  revoked_at TEXT
+);
 `;
 
 const KEEP_EVENTS = 10_000;
@@ -48,6 +58,14 @@ function fromRaw(r: Raw): InstanceRow {
   };
 }
 
+interface RawToken {
+  name: string; role: string; hash: string; created_at: string; expires_at: string | null; last_used_at: string | null; revoked_at: string | null;
+}
+
+const tokenFromRaw = (r: RawToken): TokenRow => ({
+  name: r.name, role: r.role as TokenRow['role'], hash: r.hash, createdAt: r.created_at, expiresAt: r.expires_at, lastUsedAt: r.last_used_at, revokedAt: r.revoked_at,
+});
+
 export class SqliteStore implements Store {
   private db: Database.Database;
   private eventCount = 0;
@@ -55,7 +73,11 @@ export class SqliteStore implements Store {
   constructor(file: string) {
     this.db = new Database(file);
     this.db.pragma('journal_mode = WAL');
-    this.db.pragma('synchronous = NORMAL');
+    // FULL: a committed transaction survives a power loss too (NORMAL in WAL mode may lose the last ones), so a
+    // row never says less than the files and processes the operation already made
+    this.db.pragma('synchronous = FULL');
+    // the database is the daemon's alone (older daemons made it 0644); -wal and -shm follow the same mode
+    if (file !== ':memory:') for (const f of [file, `${file}-wal`, `${file}-shm`]) if (existsSync(f)) chmodSync(f, 0o600);
     this.db.pragma('busy_timeout = 5000');
     this.db.exec(SCHEMA);
   }
@@ -112,6 +134,42 @@ export class SqliteStore implements Store {
       id: number; time: string; type: string; instance: string | null; data: string;
     }>;
     return rows.map((r) => ({ ...r, data: JSON.parse(r.data) }));
+  }
+
+  listTokens(): TokenRow[] {
+    return (this.db.prepare('SELECT * FROM api_tokens ORDER BY name').all() as RawToken[]).map(tokenFromRaw);
+  }
+
+  getToken(name: string): TokenRow | null {
+    const r = this.db.prepare('SELECT * FROM api_tokens WHERE name = ?').get(name) as RawToken | undefined;
+    return r ? tokenFromRaw(r) : null;
+  }
+
+  tokenByHash(hash: string): TokenRow | null {
+    const r = this.db.prepare('SELECT * FROM api_tokens WHERE hash = ?').get(hash) as RawToken | undefined;
+    return r ? tokenFromRaw(r) : null;
+  }
+
+  insertToken(row: TokenRow): void {
+    try {
+      this.db.prepare('INSERT INTO api_tokens (name, role, hash, created_at, expires_at, last_used_at, revoked_at) VALUES (?, ?, ?, ?, ?, ?, ?)')
+        .run(row.name, row.role, row.hash, row.createdAt, row.expiresAt, row.lastUsedAt, row.revokedAt);
+    } catch (e) {
+      if ((e as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') throw new CorralError('ALREADY_EXISTS', `token "${row.name}" already exists`, { field: 'name' });
+      throw e;
+    }
+  }
+
+  deleteToken(name: string): void {
+    this.db.prepare('DELETE FROM api_tokens WHERE name = ?').run(name);
+  }
+
+  setTokenLastUsed(name: string, at: string): void {
+    this.db.prepare('UPDATE api_tokens SET last_used_at = ? WHERE name = ?').run(at, name);
+  }
+
+  revokeToken(name: string, at: string): void {
+    this.db.prepare('UPDATE api_tokens SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL').run(at, name);
   }
 
   close(): void {

@@ -1,6 +1,7 @@
 /** The persistence interface. SQLite is the embedded default; a PostgreSQL store can implement the same. */
 import type { InstanceState } from '../core/state.js';
 import type { Accelerator, InstanceSpec } from '../core/spec.js';
+import type { Role } from '../core/tokens.js';
 
 export interface InstanceRow {
   uuid: string;
@@ -26,7 +27,30 @@ export interface StoredEvent {
   data: Record<string, unknown>;
 }
 
-export interface Store {
+/** An API token as stored: the SHA-256 of its secret (hex), never the secret. */
+export interface TokenRow {
+  name: string;
+  role: Role;
+  hash: string;
+  createdAt: string;
+  expiresAt: string | null;
+  lastUsedAt: string | null;
+  revokedAt: string | null;
+}
+
+/** API tokens: one row per name; a revoked token's row stays (so its holder is told it was revoked) until the name is used again. */
+export interface TokenStore {
+  listTokens(): TokenRow[];
+  getToken(name: string): TokenRow | null;
+  tokenByHash(hash: string): TokenRow | null;
+  /** ALREADY_EXISTS when the name is taken */
+  insertToken(row: TokenRow): void;
+  deleteToken(name: string): void;
+  setTokenLastUsed(name: string, at: string): void;
+  revokeToken(name: string, at: string): void;
+}
+
+export interface Store extends TokenStore {
   listInstances(): InstanceRow[];
   getInstance(name: string): InstanceRow | null;
   insertInstance(row: InstanceRow): void;

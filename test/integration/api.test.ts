@@ -2,6 +2,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { request } from 'node:http';
 import { request as httpsRequest } from 'node:https';
@@ -14,17 +15,19 @@ const PORT = 20000 + Math.floor(Math.random() * 20000);
 let d: Daemon;
 useDaemon((x) => { d = x; }, { args: ['--listen', `127.0.0.1:${PORT}`] });
 
-function tcp(path: string, token?: string): Promise<{ status: number; body: any }> {
+function tcp(path: string, token?: string, method = 'GET', body?: unknown): Promise<{ status: number; body: any }> {
   return new Promise((resolve, reject) => {
     // the daemon's own self-signed certificate, made at its first start, as the CA (it names 127.0.0.1)
     const ca = readFileSync(join(d.dataDir, 'tls', 'server.crt'));
-    const req = httpsRequest({ host: '127.0.0.1', port: PORT, path, ca, headers: token ? { authorization: `Bearer ${token}` } : {} }, (res) => {
+    const headers: Record<string, string> = token ? { authorization: `Bearer ${token}` } : {};
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    const req = httpsRequest({ host: '127.0.0.1', port: PORT, path, method, ca, headers }, (res) => {
       let text = '';
       res.on('data', (c: Buffer) => { text += c.toString(); });
       res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) }));
     });
     req.on('error', reject);
-    req.end();
+    req.end(body === undefined ? undefined : JSON.stringify(body));
   });
 }
 
@@ -55,6 +58,37 @@ test('TCP requires the bearer token', { skip }, async () => {
   const ok = await tcp('/v1/instances', token);
   assert.equal(ok.status, 200);
   assert.deepEqual(ok.body, { instances: [] });
+});
+
+test('a named token over TCP: its role decides (403 FORBIDDEN), a revoked one is refused, and audit.log says who did what', { skip }, async () => {
+  const made = await d.ok('POST', '/v1/tokens', { name: 'it-viewer', role: 'viewer' }, 201);
+  assert.match(made.token, /^corral_/);
+  assert.equal((await tcp('/v1/instances', made.token)).status, 200);
+  const refused = await tcp('/v1/networks', made.token, 'POST', { name: 'itnet', cidr: '10.77.0.0/24' });
+  assert.equal(refused.status, 403);
+  assert.deepEqual({ code: refused.body.error.code, required: refused.body.error.required, role: refused.body.error.role }, { code: 'FORBIDDEN', required: 'admin', role: 'viewer' });
+  await d.ok('DELETE', '/v1/tokens/it-viewer');
+  const revoked = await tcp('/v1/instances', made.token);
+  assert.equal(revoked.status, 401);
+  assert.match(revoked.body.error.message, /^the bearer token was revoked at /);
+
+  const file = join(d.dataDir, 'audit.log');
+  assert.equal(statSync(file).mode & 0o777, 0o600);
+  const text = readFileSync(file, 'utf8');
+  assert.ok(!text.includes(made.token), 'the secret is not in the audit log');
+  const entries = text.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+  const pick = (e: Record<string, unknown>): unknown => ({ who: e.who, via: e.via, peer: e.peer, method: e.method, path: e.path, status: e.status, code: e.code });
+  const seen = entries.map(pick);
+  for (const want of [
+    { who: 'unix-socket', via: 'unix', peer: null, method: 'POST', path: '/v1/tokens', status: 201, code: null },
+    { who: 'it-viewer', via: 'tcp', peer: '127.0.0.1', method: 'POST', path: '/v1/networks', status: 403, code: 'FORBIDDEN' },
+    { who: 'unix-socket', via: 'unix', peer: null, method: 'DELETE', path: '/v1/tokens/it-viewer', status: 200, code: null },
+    { who: null, via: 'tcp', peer: '127.0.0.1', method: 'GET', path: '/v1/instances', status: 401, code: 'UNAUTHORIZED' },
+  ]) assert.ok(seen.some((e) => JSON.stringify(e) === JSON.stringify(want)), `audit.log lacks ${JSON.stringify(want)}: ${JSON.stringify(seen)}`);
+  // the database keeps the hash, never the secret
+  const db = ['corral.db', 'corral.db-wal'].map((f) => join(d.dataDir, f)).filter(existsSync).map((f) => readFileSync(f).toString('latin1')).join('');
+  assert.ok(db.includes(createHash('sha256').update(made.token).digest('hex')));
+  assert.ok(!db.includes(made.token));
 });
 
 test('OpenAPI document lists the routes', { skip }, async () => {

@@ -7,10 +7,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { buildApi } from '../../../src/api/server.js';
 import type { Services } from '../../../src/api/services.js';
+import { routeRule } from '../../../src/api/roles.js';
 
 type Json = Record<string, unknown>;
 interface Operation {
   operationId?: string;
+  'x-corral-role'?: string;
   summary?: string;
   security?: unknown[];
   responses?: Record<string, { description?: string; content?: Record<string, { schema?: Json }> }>;
@@ -112,9 +114,29 @@ test('the TCP API declares the bearer scheme and needs it everywhere; servers ar
   assert.deepEqual(all.filter((r) => !r.ok), [], 'every $ref resolves');
 });
 
-test('the unix socket API needs no token: security is empty and no operation lists 401', async () => {
+test('each operation names the role it needs (x-corral-role, as src/api/roles.ts says); on TCP those above viewer list 403 FORBIDDEN', async () => {
+  const doc = await openapi('secret');
+  const roles = new Map<string, number>();
+  for (const { where, op } of operations(doc)) {
+    const [method, path] = where.split(' ') as [string, string];
+    const role = routeRule(method, path.replace(/\{([^}]+)\}/g, ':$1')).role;
+    assert.equal(op['x-corral-role'], role, `${where}: x-corral-role`);
+    roles.set(role, (roles.get(role) ?? 0) + 1);
+    if (role === 'viewer') assert.equal(op.responses?.['403'], undefined, `${where}: a viewer's operation is never forbidden`);
+    else assert.match(String(op.responses?.['403']?.description), /^FORBIDDEN: /, `${where}: 403`);
+  }
+  assert.ok((roles.get('viewer') ?? 0) > 10 && (roles.get('operator') ?? 0) > 10 && (roles.get('admin') ?? 0) > 5, JSON.stringify([...roles]));
+  for (const id of ['createToken', 'listTokens', 'revokeToken', 'listAuditEntries']) {
+    assert.equal(operations(doc).find((o) => o.op.operationId === id)?.op['x-corral-role'], 'admin', id);
+  }
+});
+
+test('the unix socket API needs no token: security is empty and no operation lists 401 or 403', async () => {
   const doc = await openapi();
   assert.deepEqual(doc.security, []);
-  for (const { where, op } of operations(doc)) assert.equal(op.responses?.['401'], undefined, `${where}: no 401`);
+  for (const { where, op } of operations(doc)) {
+    assert.equal(op.responses?.['401'], undefined, `${where}: no 401`);
+    assert.equal(op.responses?.['403'], undefined, `${where}: no 403`);
+  }
   assert.deepEqual(refs(doc).filter((r) => !r.ok), []);
 });

@@ -9,8 +9,8 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import AjvCompiler from '@fastify/ajv-compiler';
 import { buildApi } from '../../../src/api/server.js';
-import type { Services } from '../../../src/api/services.js';
-import { CorralError, ErrorCodes } from '../../../src/core/errors.js';
+import { ErrorCodes } from '../../../src/core/errors.js';
+import { recordingServices } from '../api/recording-services.js';
 import { shaped, wrong, type Json } from './arbitraries.js';
 
 const SEED = 20261130;
@@ -22,23 +22,6 @@ const unhandled: unknown[] = [];
 const onUnhandled = (e: unknown): void => { unhandled.push(e); };
 process.on('unhandledRejection', onUnhandled);
 after(() => { process.off('unhandledRejection', onUnhandled); });
-
-/** Services that record each call and refuse it with a coded 409; list() answers nothing, so names are free. */
-function recordingServices(calls: string[]): Services {
-  const service = (svcName: string): unknown => new Proxy({}, {
-    get: (_t, method) => {
-      if (typeof method !== 'string' || method === 'then') return undefined;
-      if (svcName === 'events') return method === 'subscribe' ? () => () => undefined : () => [];
-      return (...args: unknown[]) => {
-        calls.push(`${svcName}.${method}`);
-        if (method === 'list') return [];
-        void args;
-        throw new CorralError('INVALID_STATE', `fuzz: ${svcName}.${method} was asked`);
-      };
-    },
-  });
-  return new Proxy({}, { get: (_t, name) => (typeof name === 'string' ? service(name) : undefined) }) as Services;
-}
 
 interface BodyRoute { method: string; url: string; schema: Json }
 

@@ -58,6 +58,12 @@ test('argv of an isolated network: no DNS (--port=0), an empty router option (no
   assert.ok(argv.includes('--dhcp-range=192.168.1.10,192.168.1.14,255.255.255.248,1h'));
 });
 
+test('argv with a user: dnsmasq drops to that user and its group once its sockets are bound', () => {
+  const argv = dnsmasqArgv({ ...base, user: 'corral-dnsmasq' });
+  assert.deepEqual(argv.slice(-2), ['--user=corral-dnsmasq', '--group=corral-dnsmasq']);
+  assert.ok(!dnsmasqArgv(base).some((a) => a.startsWith('--user')), 'none given: dnsmasq\'s own default');
+});
+
 test('lease file: expiry mac ip hostname clientid; * is no name, 0 never expires; DHCPv6 lines skipped', () => {
   const text = [
     '1735693200 52:54:00:AA:bb:01 10.10.0.23 web1 01:52:54:00:aa:bb:01',

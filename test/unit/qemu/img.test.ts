@@ -31,7 +31,7 @@ test('overlay, resize, convert and info with explicit formats', { skip }, async 
 
   const flat = join(dir, 'flat.qcow2');
   const seen: number[] = [];
-  await convert(ov, 'qcow2', flat, 'qcow2', (p) => seen.push(p));
+  await convert(ov, 'qcow2', flat, 'qcow2', { onPercent: (p) => seen.push(p) });
   const flatInfo = await imgInfo(flat, 'qcow2');
   assert.equal(flatInfo['backing-filename'], undefined, 'convert writes a standalone image');
   assert.equal(seen[seen.length - 1], 100);

@@ -90,7 +90,7 @@ export function harness(o: HarnessOptions = {}): Harness {
   const warnings: string[] = [];
   const svc = new InstanceService({
     dataDir, store, events, driver,
-    images: { get: () => IMAGE },
+    images: { get: () => IMAGE, claim: () => () => undefined },
     host: { cpus: host.cpus, memory: host.memory, cpuList: Array.from({ length: host.cpus }, (_, i) => i) },
     accelerator: async () => 'tcg',
     pool: { host, config: { ...DEFAULT_POOL_CONFIG, reservedMemory: 0 } },

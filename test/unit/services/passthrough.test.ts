@@ -1,9 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CorralError } from '../../../src/core/errors.js';
+import type { RunAs } from '../../../src/host/run-as.js';
 import { normalizeSpec } from '../../../src/core/spec.js';
 import type { InstanceNic } from '../../../src/core/nics.js';
 import { readPciDevice } from '../../../src/host/pci.js';
@@ -70,7 +71,7 @@ interface Env {
   hostdevs(r: InstanceRow): NonNullable<LaunchExtras['hostdevs']>;
 }
 
-function setup(rows: InstanceRow[], opts: { host?: FakeHost; dataDir?: string; ops?: (k: ReturnType<typeof fakeKernel>) => FsOps; fail?: (rel: string, v: string) => boolean; vfs?: number; exec?: (argv: string[]) => Promise<void> } = {}): Env {
+function setup(rows: InstanceRow[], opts: { host?: FakeHost; dataDir?: string; ops?: (k: ReturnType<typeof fakeKernel>) => FsOps; fail?: (rel: string, v: string) => boolean; vfs?: number; exec?: (argv: string[]) => Promise<void>; runAs?: RunAs } = {}): Env {
   const host = opts.host ?? copyPciFixture();
   const k = fakeKernel(host, opts.fail);
   if (!opts.host && opts.vfs !== 0) setVfCount(host.sys, '03:00.0', opts.vfs ?? 2, { ops: k });
@@ -81,7 +82,7 @@ function setup(rows: InstanceRow[], opts: { host?: FakeHost; dataDir?: string; o
   const inst = fakeInstances(rows);
   const svc = new PassthroughService({
     instances: inst as never, dataDir, events: { publish: (t: string) => { events.push(t); return {} as never; } }, log: { warn: () => {} },
-    sys: host.sys, dev: host.dev, ops: opts.ops ? opts.ops(k) : k, exec: opts.exec ?? (async (a) => void ran.push(a)),
+    sys: host.sys, dev: host.dev, ops: opts.ops ? opts.ops(k) : k, exec: opts.exec ?? (async (a) => void ran.push(a)), runAs: opts.runAs,
   });
   inst.addHooks(svc.hooks());
   const env: Env = {
@@ -171,6 +172,21 @@ test('start binds the whole group and a VF (MAC and VLAN set on the PF); stop gi
   assert.deepEqual(e.ran, [['ip', 'link', 'set', 'dev', 'enp3s0f0', 'vf', '0', 'mac', nic.mac]]);
   e.stop(vm);
   assert.deepEqual(e.ran[1], ['ip', 'link', 'set', 'dev', 'enp3s0f0', 'vf', '0', 'mac', '00:00:00:00:00:00']);
+});
+
+test('each bound group\'s /dev/vfio node is QEMU\'s user\'s while the instance runs, root\'s after', { skip: process.getuid?.() === 0 ? false : 'needs root to chown' }, async () => {
+  const vm = row('vm', { hostdevs: ['0000:05:00.0'] });
+  const e = setup([vm], { runAs: { user: 'corral-qemu', uid: 4242, gid: 4343, groups: [] } });
+  await e.start(vm);
+  const group = recordOf(e, vm)!.devices[0]!.binding.group;
+  const node = join(e.host.dev, 'vfio', String(group));
+  let st = statSync(node);
+  assert.deepEqual([st.uid, st.gid, st.mode & 0o777], [4242, 4343, 0o600], 'QEMU opens the group as corral-qemu');
+  e.stop(vm);
+  if (existsSync(node)) {
+    st = statSync(node);
+    assert.deepEqual([st.uid, st.gid, st.mode & 0o777], [0, 0, 0o600], 'a node left after the release is root\'s again');
+  }
 });
 
 test('the record names each device before it is bound (a daemon dying midway still knows what to give back)', async () => {

@@ -151,3 +151,21 @@ test('checkImgInfo refuses what qemu-img reports as unsafe', () => {
   assert.equal(field({ format: 'raw' }), 'format');
   assert.equal(field({ 'format-specific': { type: 'qcow2', data: { corrupt: true } } }), 'format-specific.data.corrupt');
 });
+
+test('an image being rebuilt or deleted takes no new instance, and one being used for a new instance is not changed', () => {
+  const { store: s } = store();
+  const inUse = (re: RegExp) => (e: unknown): boolean => e instanceof CorralError && e.code === 'IMAGE_IN_USE' && re.test(e.message);
+  const made = s.claim('tiny');
+  const again = s.claim('tiny'); // two instances made at once on one image
+  assert.throws(() => s.holdForChange('tiny', 'rebuilt'), inUse(/cannot be rebuilt: an instance is being made from it/));
+  made();
+  made(); // a second release of the same claim counts once
+  assert.throws(() => s.holdForChange('tiny', 'deleted'), inUse(/an instance is being made/), 'the other claim still holds');
+  again();
+  const release = s.holdForChange('tiny', 'rebuilt');
+  assert.throws(() => s.claim('tiny'), inUse(/image "tiny" is being rebuilt: no instance can be made from it until that is done/));
+  assert.throws(() => s.holdForChange('tiny', 'deleted'), inUse(/already being rebuilt/));
+  s.claim('other')(); // other images are not held
+  release();
+  s.claim('tiny')();
+});

@@ -1,0 +1,88 @@
+/**
+ * Who is calling, and whether their role may do what they ask. On the unix socket (root only) every caller is
+ * "unix-socket", an admin. On TCP every request needs `Authorization: Bearer SECRET`: the token file's token
+ * ("token-file", an admin) or a named token (`corral token create`) with its own role; none, or one that is
+ * unknown, revoked or expired, is UNAUTHORIZED (401). A role below what the route needs (src/api/roles.ts) is
+ * FORBIDDEN (403), naming both roles; routes whose body can ask for more (an SR-IOV NIC) are checked again once
+ * the body is parsed.
+ */
+import { timingSafeEqual } from 'node:crypto';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { CorralError } from '../core/errors.js';
+import { roleAllows, type Role } from '../core/tokens.js';
+import type { TokenService } from '../services/tokens.js';
+import { routeRule } from './roles.js';
+
+export interface Caller {
+  /** the token's name, "token-file" or "unix-socket" */
+  who: string;
+  role: Role;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** who sent the request, once the auth hook has said (null before, and when no valid token was shown) */
+    caller: Caller | null;
+  }
+}
+
+export const UNIX_SOCKET_CALLER: Caller = { who: 'unix-socket', role: 'admin' };
+export const TOKEN_FILE_CALLER: Caller = { who: 'token-file', role: 'admin' };
+
+const NO_TOKEN = 'a valid bearer token is required: the token file $CORRAL_DATA_DIR/token, or a token from `corral token create`';
+
+function sameSecret(given: string, expected: string): boolean {
+  const a = Buffer.from(given);
+  const b = Buffer.from(expected);
+  return a.length === b.length && timingSafeEqual(a, b);
+}
+
+/** Who a TCP request's Authorization header says it is from; UNAUTHORIZED when it says nothing valid. */
+function identify(header: string | undefined, legacyToken: string, tokens: () => TokenService): Caller {
+  const m = /^Bearer (\S+)$/.exec(header ?? '');
+  if (!m) throw new CorralError('UNAUTHORIZED', NO_TOKEN);
+  const secret = m[1]!;
+  if (sameSecret(secret, legacyToken)) return TOKEN_FILE_CALLER;
+  const t = tokens().authenticate(secret);
+  return { who: t.name, role: t.role };
+}
+
+function requireRole(caller: Caller, needs: Role, what: string): void {
+  if (roleAllows(caller.role, needs)) return;
+  const who = caller.who === TOKEN_FILE_CALLER.who ? 'the token file\'s token' : `the token "${caller.who}"`;
+  throw new CorralError('FORBIDDEN', `${what} needs the ${needs} role; ${who} has the ${caller.role} role`, { required: needs, role: caller.role });
+}
+
+/** The route a request matched, as the role table names it ("POST /v1/instances/:name/start"); null when none did. */
+function routeOf(req: FastifyRequest): { method: string; url: string } | null {
+  const url = req.routeOptions.url;
+  return url === undefined ? null : { method: req.method, url };
+}
+
+/**
+ * Install the hooks on one API. `legacyToken` undefined: the unix socket, every caller an admin. Otherwise TCP:
+ * the bearer token decides, `tokens` says who a named token is.
+ */
+export function installAuth(app: FastifyInstance, legacyToken: string | undefined, tokens: () => TokenService): void {
+  app.decorateRequest('caller', null);
+  if (legacyToken === undefined) {
+    app.addHook('onRequest', async (req) => {
+      req.caller = UNIX_SOCKET_CALLER;
+    });
+    return;
+  }
+  // fail closed: an empty token would otherwise turn auth off
+  if (legacyToken.trim() === '') throw new CorralError('INVALID_CONFIG', 'the TCP API was given an empty bearer token; it is not served without one');
+  app.addHook('onRequest', async (req) => {
+    const caller = identify(req.headers.authorization, legacyToken, tokens);
+    req.caller = caller;
+    const route = routeOf(req);
+    // no route: nothing to guard, the reply is a 404
+    if (route) requireRole(caller, routeRule(route.method, route.url).role, `${route.method} ${route.url}`);
+  });
+  app.addHook('preValidation', async (req) => {
+    const route = routeOf(req);
+    const more = route ? routeRule(route.method, route.url).escalate?.(req.body) : null;
+    if (more && req.caller) requireRole(req.caller, more.role, more.why);
+  });
+}

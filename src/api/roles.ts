@@ -1,0 +1,129 @@
+/**
+ * The role each route needs, in one table. viewer: reads (GET) and the event stream; operator: instances and
+ * everything about them (disks, NICs, CPU, memory, the console, which writes to the guest) and volumes; admin: the
+ * host (passthrough devices, SR-IOV, networks, images, vhost-user back ends) and tokens and the audit log. FAIL CLOSED: a route missing
+ * here needs admin (test/unit/api/roles.test.ts checks that every route is here). HEAD goes as its GET.
+ */
+import type { FastifyInstance } from 'fastify';
+import type { Role } from '../core/tokens.js';
+
+export interface RouteRule {
+  role: Role;
+  /** a stronger role that some bodies need, and why (checked once the body is parsed) */
+  escalate?: (body: unknown) => { role: Role; why: string } | null;
+}
+
+const field = (body: unknown, key: string): unknown => (body !== null && typeof body === 'object' ? (body as Record<string, unknown>)[key] : undefined);
+
+/** A NIC that takes a host VF (sriov) or connects QEMU to a socket on the host (vhost-user-net) touches the host. */
+function hostNic(body: unknown): { role: Role; why: string } | null {
+  const model = field(body, 'model');
+  if (model === 'sriov' || field(body, 'pf') !== undefined) return { role: 'admin', why: 'an SR-IOV NIC takes a virtual function of a host NIC' };
+  if (model === 'vhost-user-net' || field(body, 'backend') !== undefined) return { role: 'admin', why: 'a vhost-user-net NIC connects QEMU to a vhost-user back end on the host' };
+  return null;
+}
+
+const viewer: RouteRule = { role: 'viewer' };
+const operator: RouteRule = { role: 'operator' };
+const admin: RouteRule = { role: 'admin' };
+
+export const ROUTE_ROLES: Readonly<Record<string, RouteRule>> = {
+  'GET /openapi.json': viewer,
+  'GET /v1/events': viewer,
+  'GET /v1/host': viewer,
+  'GET /v1/pool': viewer,
+
+  'GET /v1/instances': viewer,
+  'POST /v1/instances': operator,
+  'GET /v1/instances/:name': viewer,
+  'PATCH /v1/instances/:name': operator,
+  'DELETE /v1/instances/:name': operator,
+  'POST /v1/instances/:name/start': operator,
+  'POST /v1/instances/:name/stop': operator,
+  'POST /v1/instances/:name/restart': operator,
+  'POST /v1/instances/:name/pause': operator,
+  'POST /v1/instances/:name/resume': operator,
+  'POST /v1/instances/:name/kill': operator,
+  'GET /v1/instances/:name/devices': viewer,
+  'GET /v1/instances/:name/console/log': viewer,
+  // the websocket: what is typed goes to the guest
+  'GET /v1/instances/:name/console': operator,
+  'GET /v1/instances/:name/cpu': viewer,
+  'POST /v1/instances/:name/cpus': operator,
+  'GET /v1/instances/:name/memory': viewer,
+  'POST /v1/instances/:name/memory': operator,
+  'GET /v1/instances/:name/disks': viewer,
+  'POST /v1/instances/:name/disks': operator,
+  'DELETE /v1/instances/:name/disks/:volume': operator,
+  'GET /v1/instances/:name/nics': viewer,
+  'POST /v1/instances/:name/nics': { role: 'operator', escalate: hostNic },
+  'DELETE /v1/instances/:name/nics/:nic': operator,
+  'GET /v1/instances/:name/hostdevs': viewer,
+  'POST /v1/instances/:name/hostdevs': admin,
+  'DELETE /v1/instances/:name/hostdevs/:hostdev': admin,
+
+  'GET /v1/volumes': viewer,
+  'POST /v1/volumes': operator,
+  'GET /v1/volumes/:name': viewer,
+  'DELETE /v1/volumes/:name': operator,
+  'POST /v1/volumes/:name/resize': operator,
+  'POST /v1/volumes/:name/clone': operator,
+  'GET /v1/volumes/:name/snapshots': viewer,
+  'POST /v1/volumes/:name/snapshots': operator,
+  'POST /v1/volumes/:name/snapshots/:snap/revert': operator,
+  'DELETE /v1/volumes/:name/snapshots/:snap': operator,
+
+  'GET /v1/images': viewer,
+  'GET /v1/images/:name': viewer,
+  'POST /v1/images': admin,
+  'POST /v1/images/build-tiny': admin,
+  'DELETE /v1/images/:name': admin,
+
+  'GET /v1/networks': viewer,
+  'GET /v1/networks/:name': viewer,
+  'POST /v1/networks': admin,
+  'DELETE /v1/networks/:name': admin,
+
+  'GET /v1/host/devices': viewer,
+  'GET /v1/host/sriov/:pf': viewer,
+  'POST /v1/host/sriov': admin,
+
+  // vhost-user back ends: which host sockets a guest's memory may be handed to
+  'GET /v1/vhost-user': viewer,
+  'GET /v1/vhost-user/:name': viewer,
+  'POST /v1/vhost-user': admin,
+  'DELETE /v1/vhost-user/:name': admin,
+
+  'GET /v1/tokens': admin,
+  'POST /v1/tokens': admin,
+  'DELETE /v1/tokens/:name': admin,
+  'GET /v1/audit': admin,
+};
+
+const key = (method: string, url: string): string => `${method === 'HEAD' ? 'GET' : method} ${url}`;
+
+/** Whether the table names a route (the test's check that nothing falls back to admin unnoticed). */
+export function declared(method: string, url: string): boolean {
+  return Object.hasOwn(ROUTE_ROLES, key(method, url));
+}
+
+/** What a route needs: its rule, or admin when the table does not name it (fail closed). */
+export function routeRule(method: string, url: string): RouteRule {
+  return declared(method, url) ? ROUTE_ROLES[key(method, url)]! : admin;
+}
+
+const registered = new WeakMap<FastifyInstance, Array<{ method: string; url: string }>>();
+
+/** Keep a list of every route the API registers from now on (HEAD ones too), for `registeredRoutes`. */
+export function recordRoutes(app: FastifyInstance): void {
+  const list: Array<{ method: string; url: string }> = [];
+  registered.set(app, list);
+  app.addHook('onRoute', (r) => {
+    for (const method of [r.method].flat()) list.push({ method: String(method), url: r.url });
+  });
+}
+
+/** Every route an API registered (the roles test walks them: each must be in the table). */
+export function registeredRoutes(app: FastifyInstance): ReadonlyArray<{ method: string; url: string }> {
+  return registered.get(app) ?? [];
+}

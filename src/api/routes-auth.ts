@@ -1,0 +1,57 @@
+/** /v1/tokens: named API tokens (create shows the secret once; list never does), and /v1/audit: the audit log's latest entries. */
+import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { AuditLog } from '../services/audit.js';
+import { errors, NameParams } from './schemas-common.js';
+import { AuditList, AuditQuery, CreatedToken, CreateTokenBody, Token, TokenList } from './schemas-auth.js';
+import type { Services } from './services.js';
+
+const tags = ['tokens'];
+
+export function tokenRoutes(svc: Pick<Services, 'tokens'>): FastifyPluginAsync {
+  return async (base: FastifyInstance) => {
+    const app = base.withTypeProvider<TypeBoxTypeProvider>();
+    app.get(
+      '/v1/tokens',
+      { schema: { operationId: 'listTokens', tags, summary: 'List API tokens: name, role, status, created, expires, last used (never a secret)', response: { 200: TokenList, 401: errors[401], 500: errors[500] } } },
+      async () => ({ tokens: svc.tokens.list() }),
+    );
+    app.post(
+      '/v1/tokens',
+      {
+        schema: {
+          operationId: 'createToken', tags, summary: 'Create an API token for the TCP API; the reply carries its secret, shown this once',
+          body: CreateTokenBody, response: { 201: CreatedToken, ...errors },
+        },
+      },
+      async (req, reply) => reply.status(201).send(svc.tokens.create(req.body)),
+    );
+    app.delete(
+      '/v1/tokens/:name',
+      {
+        schema: {
+          operationId: 'revokeToken', tags, summary: 'Revoke an API token: it is refused from now on (its holder is told it was revoked)',
+          params: NameParams, response: { 200: Token, ...errors },
+        },
+      },
+      async (req) => svc.tokens.revoke(req.params.name),
+    );
+  };
+}
+
+/** `audit` undefined: an API that records nothing (tests) answers an empty list. */
+export function auditRoutes(audit: AuditLog | undefined): FastifyPluginAsync {
+  return async (base: FastifyInstance) => {
+    const app = base.withTypeProvider<TypeBoxTypeProvider>();
+    app.get(
+      '/v1/audit',
+      {
+        schema: {
+          operationId: 'listAuditEntries', tags: ['audit'], summary: 'The latest entries of the audit log: state-changing and refused requests, who made them and how they ended',
+          querystring: AuditQuery, response: { 200: AuditList, 400: errors[400], 401: errors[401], 500: errors[500] },
+        },
+      },
+      async (req) => ({ entries: audit?.recent(req.query.limit ?? 100) ?? [] }),
+    );
+  };
+}

@@ -1,0 +1,40 @@
+/**
+ * What crashed work leaves behind, found and removed when the daemon starts (after reconcile has adopted what
+ * lives): instance folders that no row names (a create cut short before its row was stored, a delete after it).
+ */
+import { readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { dataPaths } from '../core/paths.js';
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** Remove instances/UUID and run/UUID folders of no instance in `rows`; returns the folders removed. */
+export function sweepInstanceDirs(dataDir: string, rows: ReadonlyArray<{ uuid: string }>): string[] {
+  const known = new Set(rows.map((r) => r.uuid));
+  const p = dataPaths(dataDir);
+  const gone: string[] = [];
+  for (const parent of [p.instances, p.run]) {
+    let names: string[];
+    try {
+      names = readdirSync(parent);
+    } catch {
+      continue;
+    }
+    for (const n of names) {
+      if (!UUID.test(n) || known.has(n)) continue;
+      rmSync(join(parent, n), { recursive: true, force: true });
+      gone.push(join(parent, n));
+    }
+  }
+  return gone;
+}
+
+/** Is process `pid` alive (its /proc entry exists)? For the sweep of staging folders named by their maker's pid. */
+export function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
