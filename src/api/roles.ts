@@ -1,7 +1,7 @@
 /**
  * The role each route needs, in one table. viewer: reads (GET) and the event stream; operator: instances and
  * everything about them (disks, NICs, CPU, memory, the console, which writes to the guest) and volumes; admin: the
- * host (passthrough devices, SR-IOV, networks, images) and tokens and the audit log. FAIL CLOSED: a route missing
+ * host (passthrough devices, SR-IOV, networks, images, vhost-user back ends) and tokens and the audit log. FAIL CLOSED: a route missing
  * here needs admin (test/unit/api/roles.test.ts checks that every route is here). HEAD goes as its GET.
  */
 import type { FastifyInstance } from 'fastify';
@@ -19,7 +19,7 @@ const field = (body: unknown, key: string): unknown => (body !== null && typeof 
 function hostNic(body: unknown): { role: Role; why: string } | null {
   const model = field(body, 'model');
   if (model === 'sriov' || field(body, 'pf') !== undefined) return { role: 'admin', why: 'an SR-IOV NIC takes a virtual function of a host NIC' };
-  if (model === 'vhost-user-net' || field(body, 'socket') !== undefined) return { role: 'admin', why: 'a vhost-user-net NIC connects QEMU to a unix socket on the host' };
+  if (model === 'vhost-user-net' || field(body, 'backend') !== undefined) return { role: 'admin', why: 'a vhost-user-net NIC connects QEMU to a vhost-user back end on the host' };
   return null;
 }
 
@@ -87,6 +87,12 @@ export const ROUTE_ROLES: Readonly<Record<string, RouteRule>> = {
   'GET /v1/host/devices': viewer,
   'GET /v1/host/sriov/:pf': viewer,
   'POST /v1/host/sriov': admin,
+
+  // vhost-user back ends: which host sockets a guest's memory may be handed to
+  'GET /v1/vhost-user': viewer,
+  'GET /v1/vhost-user/:name': viewer,
+  'POST /v1/vhost-user': admin,
+  'DELETE /v1/vhost-user/:name': admin,
 
   'GET /v1/tokens': admin,
   'POST /v1/tokens': admin,

@@ -70,7 +70,7 @@ export const AttachNicBody = Type.Object(
     network: Type.Optional(Type.String({ description: 'network name (default: the user-mode network "default"); not for vhost-user-net or sriov' })),
     model: Type.Optional(Type.String({ description: 'virtio-net (default), e1000, rtl8139, vhost-net, vhost-user-net or sriov' })),
     queues: Type.Optional(Type.Integer({ description: 'queue pairs (virtio models on a bridge network or vhost-user)' })),
-    socket: Type.Optional(Type.String({ description: 'vhost-user-net: the back end\'s unix socket' })),
+    backend: Type.Optional(Type.String({ description: 'vhost-user-net: the name of a registered vhost-user back end (GET /v1/vhost-user)' })),
     pf: Type.Optional(Type.String({ description: 'sriov: the physical function (PCI address) to take a VF of' })),
     vlan: Type.Optional(Type.Integer({ description: 'sriov: VLAN id set on the VF' })),
     mac: Type.Optional(Type.String({ description: 'MAC address (default: a stable one derived from the instance)' })),
@@ -86,10 +86,33 @@ export const Nic = Type.Composite(
     InstanceNicSchema,
     Type.Object({
       tap: nullable(Type.String(), 'the host tap device (bridge networks)'),
-      ip: nullable(Type.String(), 'the guest\'s address from the network\'s DHCP leases, when known'),
+      ip: nullable(Type.String(), 'the guest\'s address from the network\'s DHCP leases, when known (on a bridge network, its fixed address once it has asked)'),
     }),
   ],
   { title: 'Nic' },
 );
 export type Nic = Static<typeof Nic>;
 export const NicList = Type.Object({ nics: Type.Array(Nic) });
+
+// ---- vhost-user back ends (registered by an admin; vhost-user-net NICs name one) ----
+
+export const CreateVhostUserBody = Type.Object(
+  {
+    name: Type.String({ description: 'DNS label: a-z, 0-9 and -, 1..63 characters' }),
+    socket: Type.String({ description: 'absolute path of the back end\'s unix socket (it need not exist yet), outside Corral\'s data dir' }),
+  },
+  { additionalProperties: false },
+);
+
+export const VhostUserBackend = Type.Object(
+  {
+    name: Type.String(),
+    socket: Type.String({ description: 'the back end\'s unix socket; QEMU connects to it' }),
+    createdAt: nullable(Type.String()),
+    listening: Type.Boolean({ description: 'a unix socket is there now' }),
+    usedBy: Type.Array(Type.String(), { description: 'the NICs on it, INSTANCE/NIC' }),
+  },
+  { title: 'VhostUserBackend' },
+);
+export type VhostUserBackend = Static<typeof VhostUserBackend>;
+export const VhostUserList = Type.Object({ backends: Type.Array(VhostUserBackend) });

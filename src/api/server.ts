@@ -24,6 +24,7 @@ import { diskRoutes } from './routes-disks.js';
 import { nicRoutes } from './routes-nics.js';
 import { networkRoutes } from './routes-networks.js';
 import { passthroughRoutes } from './routes-passthrough.js';
+import { vhostUserRoutes } from './routes-vhost-user.js';
 import { auditRoutes, tokenRoutes } from './routes-auth.js';
 import { installAuth } from './auth.js';
 import { installAudit, noteFailure } from './audit.js';
@@ -123,7 +124,7 @@ function openapiDocument(tokened: boolean) {
       },
     },
     security: tokened ? [{ bearer: [] }] : [],
-    tags: ['instances', 'console', 'cpu', 'memory', 'disks', 'nics', 'passthrough', 'images', 'volumes', 'networks', 'host', 'pool', 'events', 'tokens', 'audit'].map((name) => ({ name })),
+    tags: ['instances', 'console', 'cpu', 'memory', 'disks', 'nics', 'passthrough', 'images', 'volumes', 'networks', 'vhost-user', 'host', 'pool', 'events', 'tokens', 'audit'].map((name) => ({ name })),
   };
 }
 
@@ -190,6 +191,7 @@ export async function buildApi(svc: Services, opts: ApiOptions = {}): Promise<Fa
   await app.register(nicRoutes(svc));
   await app.register(networkRoutes(svc));
   await app.register(passthroughRoutes(svc));
+  await app.register(vhostUserRoutes(svc));
   await app.register(tokenRoutes(svc));
   await app.register(auditRoutes(opts.audit));
 

@@ -10,6 +10,7 @@ import type { MemoryService } from '../services/memory.js';
 import type { NicService } from '../services/nics.js';
 import type { NetworkService } from '../services/networks.js';
 import type { PassthroughService } from '../services/passthrough.js';
+import type { VhostUserService } from '../services/vhost-user.js';
 import type { TokenService } from '../services/tokens.js';
 import type { VolumeService } from '../services/volumes.js';
 
@@ -26,5 +27,6 @@ export interface Services {
   nics: NicService;
   networks: NetworkService;
   passthrough: PassthroughService;
+  vhostUser: VhostUserService;
   tokens: TokenService;
 }

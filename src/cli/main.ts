@@ -23,6 +23,7 @@ import { registerDiskCommands } from './disks.js';
 import { registerNicCommands } from './nics.js';
 import { registerNetworkCommands } from './networks.js';
 import { registerPassthroughCommands } from './passthrough.js';
+import { registerVhostUserCommands } from './vhost-user.js';
 import { registerTlsCommands } from './tls.js';
 import { registerSetCommand } from './set.js';
 import { registerTokenCommands } from './tokens.js';
@@ -95,6 +96,7 @@ export function buildProgram(): Command {
   registerNicCommands(program, client);
   registerNetworkCommands(program, client);
   registerPassthroughCommands(program, client);
+  registerVhostUserCommands(program, client);
   registerTokenCommands(program, client);
   registerTlsCommands(program);
   return program;

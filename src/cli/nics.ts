@@ -5,18 +5,19 @@ import type { Nic as NicView } from '../api/schemas-network.js';
 import type { ApiClient } from './client.js';
 import { printJson, printLines, table } from './format.js';
 import { wholeNumber } from './instances.js';
+import { vhostUserOf } from './show.js';
 
 const enc = encodeURIComponent;
 
 function where(n: NicView): string {
-  if (n.socket) return `socket ${n.socket}`;
+  if (n.model === 'vhost-user-net') return vhostUserOf(n);
   if (n.sriov) return `VF of ${n.sriov.pf}${n.sriov.vlan ? ` vlan ${n.sriov.vlan}` : ''}`;
   const fwd = (n.forwards ?? []).map((f) => `${f.proto}:${f.hostAddr ? `${f.hostAddr}:` : ''}${f.hostPort}->${f.guestPort}`).join(' ');
   return [n.network ?? '', n.tap ? `tap ${n.tap}` : '', fwd].filter(Boolean).join(', ');
 }
 
 export function nicTable(list: NicView[]): string {
-  return table(['ID', 'MODEL', 'MAC', 'QUEUES', 'IP', 'ON'], list.map((n) => [n.id, n.model, n.mac, String(n.queues), n.ip ?? '-', where(n)]));
+  return table(['ID', 'MODEL', 'MAC', 'QUEUES', 'IP', 'ON'], list.map((n) => [n.id, n.model, n.mac, String(n.queues), n.address ?? n.ip ?? '-', where(n)]));
 }
 
 export function registerNicCommands(program: Command, client: () => ApiClient): void {
@@ -29,19 +30,19 @@ export function registerNicCommands(program: Command, client: () => ApiClient): 
     .option('--network <net>', 'network (default: the user-mode network "default")')
     .addOption(new Option('--model <model>', 'NIC model').choices(NIC_MODELS))
     .option('--queues <n>', 'queue pairs (multi-queue virtio)', wholeNumber)
-    .option('--socket <path>', 'vhost-user-net: the back end\'s unix socket')
+    .option('--backend <name>', 'vhost-user-net: a registered vhost-user back end (corral vhost-user list)')
     .option('--sriov <pf>', 'take a virtual function of this physical function (PCI address); implies --model sriov')
     .option('--vlan <id>', 'sriov: VLAN id', wholeNumber)
     .option('--mac <mac>', 'MAC address (default: stable, derived from the instance)')
     .option('--forward <spec>', 'user network: forward [tcp|udp:][ADDR:]HOSTPORT:GUESTPORT; repeatable', (v: string, prev: string[] = []) => [...prev, v])
     .option('--json', 'print the API JSON')
-    .action(async (name: string, o: { network?: string; model?: string; queues?: number; socket?: string; sriov?: string; vlan?: number; mac?: string; forward?: string[]; json?: boolean }) => {
+    .action(async (name: string, o: { network?: string; model?: string; queues?: number; backend?: string; sriov?: string; vlan?: number; mac?: string; forward?: string[]; json?: boolean }) => {
       const body: Record<string, unknown> = {};
       if (o.network !== undefined) body.network = o.network;
       if (o.model !== undefined) body.model = o.model;
       if (o.sriov !== undefined) Object.assign(body, { model: o.model ?? 'sriov', pf: o.sriov });
       if (o.queues !== undefined) body.queues = o.queues;
-      if (o.socket !== undefined) body.socket = o.socket;
+      if (o.backend !== undefined) body.backend = o.backend;
       if (o.vlan !== undefined) body.vlan = o.vlan;
       if (o.mac !== undefined) body.mac = o.mac;
       if (o.forward !== undefined) body.forwards = o.forward;

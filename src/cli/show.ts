@@ -45,12 +45,18 @@ function memory(i: Instance, s: Partial<InstanceSpec>, mem: ShownMemory | null):
   return parts.join(', ');
 }
 
+/** Where a vhost-user-net NIC's packets go: its registered back end (or, made before the registry, its socket). */
+export function vhostUserOf(n: Pick<NonNullable<InstanceSpec['nics']>[number], 'backend' | 'socket'>): string {
+  return n.backend ? `vhost-user ${n.backend} (${n.socket ?? '?'})` : `socket ${n.socket ?? '?'}`;
+}
+
 function nicLines(s: Partial<InstanceSpec>, nics: ShownNic[] | null): string[] {
   return (s.nics ?? []).map((n) => {
     const ip = nics?.find((x) => x.id === n.id)?.ip;
-    const parts = [`${n.id} ${n.model}`, n.network ? `on ${n.network}` : n.socket ? `socket ${n.socket}` : n.sriov ? `VF of ${n.sriov.pf}${n.sriov.vlan !== null ? ` vlan ${n.sriov.vlan}` : ''}` : '', `mac ${n.mac}`];
+    const parts = [`${n.id} ${n.model}`, n.network ? `on ${n.network}` : n.model === 'vhost-user-net' ? vhostUserOf(n) : n.sriov ? `VF of ${n.sriov.pf}${n.sriov.vlan !== null ? ` vlan ${n.sriov.vlan}` : ''}` : '', `mac ${n.mac}`];
     if (n.queues > 1) parts.push(`${n.queues} queues`);
-    if (ip) parts.push(`ip ${ip}`);
+    if (n.address) parts.push(`address ${n.address}${ip && ip !== n.address ? ` (leased ${ip})` : ''}`);
+    else if (ip) parts.push(`ip ${ip}`);
     for (const f of n.forwards ?? []) parts.push(`forward ${f.proto}:${f.hostAddr ? `${f.hostAddr}:` : ''}${f.hostPort}->${f.guestPort}`);
     return parts.filter(Boolean).join(', ');
   });

@@ -1,7 +1,8 @@
 /**
  * Network interfaces of an instance: the models a user picks (one per approach), their QEMU ids and host tap
  * names, stable MAC addresses, port forwards on the user network, and the checks an attach must pass. Pure:
- * what the host has (/dev/vhost-net, a socket) comes in as arguments.
+ * what the host has (/dev/vhost-net, a listening socket, the registered vhost-user back ends, a free address on
+ * a bridge network) comes in as arguments.
  */
 import { createHash } from 'node:crypto';
 import { CorralError, invalidSpec } from './errors.js';
@@ -20,7 +21,8 @@ export interface NicRequest {
   network?: string;
   model?: string;
   queues?: number;
-  socket?: string;
+  /** vhost-user-net: the name of a registered vhost-user back end */
+  backend?: string;
   pf?: string;
   vlan?: number;
   mac?: string;
@@ -34,6 +36,10 @@ export interface NicHost {
   vhostNet: boolean;
   /** is there a listening unix socket at this path? */
   isSocket(path: string): boolean;
+  /** the vhost-user back end an admin registered under this name; INVALID_SPEC on field backend when there is none */
+  vhostUserBackend(name: string): { name: string; socket: string };
+  /** a free address of a bridge network's range for a new NIC; INSUFFICIENT_RESOURCES naming the network when none is left */
+  reserveAddress(network: string): string;
 }
 
 const MAC_RE = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
@@ -131,14 +137,16 @@ export function planNic(uuid: string, nics: readonly InstanceNic[], req: NicRequ
   }
   const nic: InstanceNic = { id, model, network: null, mac, queues };
 
+  if (req.backend !== undefined && model !== 'vhost-user-net') throw invalidSpec('backend', 'only vhost-user-net takes a vhost-user back end');
   if (model === 'vhost-user-net') {
     if (req.network !== undefined) throw invalidSpec('network', 'a vhost-user-net NIC is on its back end\'s socket, not on a Corral network');
-    if (typeof req.socket !== 'string' || !req.socket.startsWith('/')) throw invalidSpec('socket', 'vhost-user-net needs --socket with the absolute path of the back end\'s unix socket');
-    if (/[,\n\r\0]/.test(req.socket) || req.socket.split('/').includes('..')) throw invalidSpec('socket', `"${printable(req.socket)}" is not a plain absolute path`);
-    if (!host.isSocket(req.socket)) {
-      throw new CorralError('DEVICE_UNAVAILABLE', `socket: no vhost-user back end listens on ${req.socket} (start the DPDK/OVS back end first)`, { field: 'socket' });
+    if (req.backend === undefined) throw invalidSpec('backend', 'vhost-user-net needs --backend NAME: a vhost-user back end an admin registered (corral vhost-user list)');
+    const b = host.vhostUserBackend(validateName('backend', req.backend));
+    if (!host.isSocket(b.socket)) {
+      throw new CorralError('DEVICE_UNAVAILABLE', `backend: no vhost-user back end listens on ${b.socket}, the socket of "${b.name}" (start the DPDK/OVS back end first)`, { field: 'backend' });
     }
-    nic.socket = req.socket;
+    nic.backend = b.name;
+    nic.socket = b.socket;
   } else if (model === 'sriov') {
     if (req.network !== undefined) throw invalidSpec('network', 'an SR-IOV VF is on the physical function\'s network, not on a Corral network');
     if (typeof req.pf !== 'string' || req.pf === '') throw invalidSpec('pf', 'model sriov needs --sriov PF (the physical function\'s PCI address)');
@@ -146,7 +154,6 @@ export function planNic(uuid: string, nics: readonly InstanceNic[], req: NicRequ
     if (vlan !== null && (!Number.isInteger(vlan) || vlan < 1 || vlan > 4094)) throw invalidSpec('vlan', 'a VLAN id is 1..4094');
     nic.sriov = { pf: req.pf, vlan };
   } else {
-    if (req.socket !== undefined) throw invalidSpec('socket', 'only vhost-user-net takes a socket');
     if (req.pf !== undefined || req.vlan !== undefined) throw invalidSpec('pf', 'only model sriov takes a physical function and VLAN');
     const network = validateName('network', req.network ?? DEFAULT_NETWORK);
     const kind = host.networkKind(network);
@@ -163,6 +170,7 @@ export function planNic(uuid: string, nics: readonly InstanceNic[], req: NicRequ
       if (!Array.isArray(req.forwards)) throw invalidSpec('forwards', 'must be a list');
       nic.forwards = req.forwards.map(parseForward);
     }
+    if (kind === 'bridge') nic.address = host.reserveAddress(network); // last: nothing is reserved for a refused NIC
   }
   return nic;
 }

@@ -15,6 +15,8 @@ export interface DataPaths {
   volumes: string;
   /** network records and each bridge network's dnsmasq files */
   networks: string;
+  /** the vhost-user back ends an admin registered (vhost-user-net NICs name one) */
+  vhostUser: string;
   instances: string;
   run: string;
   cache: string;
@@ -31,6 +33,7 @@ export function dataPaths(root: string): DataPaths {
     images: join(root, 'images'),
     volumes: join(root, 'volumes'),
     networks: join(root, 'networks'),
+    vhostUser: join(root, 'vhost-user.json'),
     instances: join(root, 'instances'),
     run: join(root, 'run'),
     cache: join(root, 'cache'),

@@ -53,7 +53,9 @@ export const InstanceNicSchema = Type.Object(
     network: nullable(Type.String(), 'the network it is on; null for vhost-user-net and sriov (their back end is outside Corral\'s networks)'),
     mac: Type.String(),
     queues: Type.Integer({ description: 'virtio queue pairs (virtio-net, vhost-net, vhost-user-net)' }),
-    socket: Type.Optional(Type.String({ description: 'vhost-user-net: the back end\'s unix socket' })),
+    address: Type.Optional(Type.String({ description: 'bridge networks: the IPv4 address reserved for this NIC; DHCP gives it to the NIC\'s MAC only, and the NIC may send from no other' })),
+    backend: Type.Optional(Type.String({ description: 'vhost-user-net: the registered vhost-user back end it is on (corral vhost-user list)' })),
+    socket: Type.Optional(Type.String({ description: 'vhost-user-net: the back end\'s unix socket (the registered back end\'s)' })),
     sriov: Type.Optional(Type.Object(
       { pf: Type.String(), vlan: nullable(Type.Integer()) },
       { description: 'sriov: the physical function to take a VF of, and the VLAN to put it in' },

@@ -34,6 +34,8 @@ import { NetworkService } from '../services/networks.js';
 import { LinuxNetworkHost } from '../network/host.js';
 import { ensureTunOpenable } from '../network/tap.js';
 import { NetworkStore } from '../network/store.js';
+import { VhostUserStore } from '../network/vhost-user-store.js';
+import { VhostUserService } from '../services/vhost-user.js';
 import { StorageDaemonService } from '../services/storage-daemons.js';
 import { PassthroughService } from '../services/passthrough.js';
 import { TokenService } from '../services/tokens.js';
@@ -191,20 +193,25 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   const networks = new NetworkService({
     store: new NetworkStore(dataDir), host: new LinuxNetworkHost('/proc', { tap: qemuUser, dnsmasq: DNSMASQ_USER }), events, log,
   });
-  await networks.restore(); // bridges, firewall and dnsmasq back after a reboot; a running dnsmasq is adopted
+  const vhostUser = new VhostUserService({ store: new VhostUserStore(dataDir), dataDir, events });
   // PCI passthrough and SR-IOV VFs: sysfs at $CORRAL_SYSFS_ROOT (default /sys), /dev at $CORRAL_DEV_ROOT (default /dev).
   const passthrough = new PassthroughService({ instances, dataDir, events, log, runAs: qemuUser });
-  const nics = new NicService({ instances, networks: networkDirectory(networks), events, log, sriovPf: (pf) => passthrough.checkPf(pf) });
+  const nics = new NicService({ instances, networks: networkDirectory(networks), events, log, sriovPf: (pf) => passthrough.checkPf(pf), vhostUser });
   instances.addHooks('nics', nics.hooks());
   instances.addHooks('passthrough', passthrough.hooks());
   instances.addHooks('console-log', consoleLogHooks()); // the order the hooks run in is HOOK_ORDER (instance-hooks.ts)
   networks.setInUse((network) => nics.usersOf(network));
+  networks.setReservations((network) => nics.reservationsOn(network));
+  vhostUser.setUsers((backend) => nics.backendUsers(backend));
+  nics.assignAddresses(); // NICs stored before Corral reserved addresses get one, before dnsmasq is told them
+  await networks.restore(); // bridges, firewall and dnsmasq back after a reboot; a running dnsmasq is adopted
   await instances.reconcile();
   // storage daemons no instance owns (a daemon killed between starting one and starting its QEMU)
   await storageDaemons.sweepOrphans();
   // what crashed work left: staging folders, records apart, taps no VM needs (reconcile has adopted what lives)
   const swept = [...imageStore.sweep(pidAlive), ...volumes.store.sweep(pidAlive), ...disks.alignAttachments(), ...(await nics.sweepTaps())];
   if (swept.length > 0) log.warn({ swept }, 'cleaned up after work a crash cut short');
+  await nics.restoreTaps(); // the layer-2 filter of every tap still on the host (the sweep has removed stray ones), from the records
   disks.settleAccess(); // volumes open to QEMU's user only while a live VM has them (a crash may have left one)
   // Memory pressure: env CORRAL_PRESSURE_INTERVAL / _THRESHOLD / _HYSTERESIS / _STEP (see services/pressure.ts).
   const pressure = new PressureController(pressureConfigFrom(process.env, readMemInfo().total), {
@@ -215,7 +222,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   void host.accelerator().then((d) => log.info({ accel: d.accel, reason: d.reason }, 'accelerator chosen'));
 
   const servers: FastifyInstance[] = [];
-  const services = { instances, config, images, host, events, cpu, memory, volumes, disks, nics, networks, passthrough, tokens: new TokenService(store) };
+  const services = { instances, config, images, host, events, cpu, memory, volumes, disks, nics, networks, passthrough, vhostUser, tokens: new TokenService(store) };
   // state-changing requests on both listeners, and refused ones on TCP; a failing write is said on stderr, never fatal
   const audit = new AuditLog(paths.audit);
   const unixApi = await buildApi(services, { audit });

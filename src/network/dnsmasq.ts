@@ -7,6 +7,11 @@
  * Options (no configuration file is read: --conf-file=/dev/null):
  *  - DHCP on the bridge only (--bind-interfaces --interface=BR --except-interface=lo, the gateway as listen
  *    address), authoritative, pool from the record, lease time 1h, leases in the network's folder.
+ *  - one --dhcp-host=MAC,IP per NIC on the network: its fixed address (core/addresses.ts). They are on the
+ *    command line, not in a hosts file re-read on SIGHUP, so nothing dnsmasq reads after dropping root matters;
+ *    when they change, dnsmasq is restarted (a running dnsmasq is adopted only when its command line is the one
+ *    wanted now), and before it starts again, leases of other MACs on a reserved address are dropped from the
+ *    lease file (dnsmasq would not give an address leased to another MAC until that lease ran out).
  *  - NAT networks: the gateway is the guests' router and DNS server; dnsmasq forwards queries to the host's
  *    resolvers (/etc/resolv.conf) and does not serve the host's /etc/hosts (--no-hosts).
  *  - Isolated networks (nat off): no router option (guests get no default route) and no DNS (--port=0): a
@@ -14,8 +19,9 @@
  * dnsmasq drops root for `nobody` once its sockets and files are open.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
+import type { AddressReservation } from '../core/addresses.js';
 import { CorralError } from '../core/errors.js';
 import { LEASE_TIME, prefixMask } from '../core/networks.js';
 import { spawnError } from '../host/exec.js';
@@ -44,6 +50,8 @@ export interface DnsmasqConfig {
   /** serve DNS on the gateway */
   dns: boolean;
   files: DnsmasqFiles;
+  /** the fixed address of each NIC on the network */
+  hosts: AddressReservation[];
   /** the unprivileged user (and group of that name) dnsmasq drops to once its sockets are bound */
   user?: string;
 }
@@ -67,6 +75,7 @@ export function dnsmasqArgv(c: DnsmasqConfig): string[] {
     c.nat ? `--dhcp-option=option:router,${c.gateway}` : '--dhcp-option=option:router',
     ...(c.dns ? [`--dhcp-option=option:dns-server,${c.gateway}`] : []),
     ...(c.user ? [`--user=${c.user}`, `--group=${c.user}`] : []),
+    ...[...c.hosts].sort((a, b) => a.mac.localeCompare(b.mac)).map((h) => `--dhcp-host=${h.mac},${h.ip}`),
   ];
 }
 
@@ -129,16 +138,22 @@ export function findDnsmasq(files: DnsmasqFiles, proc = '/proc'): number | null 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 /**
- * Start the network's dnsmasq, or adopt the one already running (a daemon restart): {pid, adopted}. Waits
- * until dnsmasq has written its pid file (its sockets are bound by then); an early exit is NETWORK_FAILED
- * carrying dnsmasq's own message.
+ * Start the network's dnsmasq, or adopt the one already running (a daemon restart) when its command line is
+ * the one wanted now: {pid, adopted}. One running with another command line (other NICs' addresses, or an
+ * older Corral's options) is stopped first, and the lease file cleared of leases that stand in a NIC's way.
+ * Waits until dnsmasq has written its pid file (its sockets are bound by then); an early exit is
+ * NETWORK_FAILED carrying dnsmasq's own message.
  */
 export async function startDnsmasq(c: DnsmasqConfig, opts: { timeoutMs?: number; binary?: string; proc?: string } = {}): Promise<{ pid: number; adopted: boolean }> {
   const proc = opts.proc ?? '/proc';
-  const running = findDnsmasq(c.files, proc);
-  if (running !== null) return { pid: running, adopted: true };
-  const bin = opts.binary ?? DNSMASQ;
   const argv = dnsmasqArgv(c);
+  const running = findDnsmasq(c.files, proc);
+  if (running !== null) {
+    if (JSON.stringify(readCmdline(running, proc)?.slice(1)) === JSON.stringify(argv)) return { pid: running, adopted: true };
+    await stopDnsmasq(c.files, { proc });
+  }
+  pruneLeases(c.files.leases, c.hosts);
+  const bin = opts.binary ?? DNSMASQ;
   const cmd = commandLine(bin, argv);
   rmSync(c.files.pid, { force: true });
   const errFd = openSync(c.files.stderr, 'w', 0o600);
@@ -224,6 +239,31 @@ export function parseLeases(text: string): Lease[] {
     out.push({ mac: mac.toLowerCase(), ip, hostname: host === undefined || host === '*' ? null : host, expires: secs === 0 ? null : new Date(secs * 1000).toISOString() });
   }
   return out;
+}
+
+/**
+ * The lease file without the leases that another MAC holds on a reserved address (kept: every other line, as
+ * it is). Pure.
+ */
+export function pruneLeaseText(text: string, hosts: AddressReservation[]): string {
+  const owner = new Map(hosts.map((h) => [h.ip, h.mac.toLowerCase()]));
+  const keep = text.split('\n').filter((line) => {
+    const [lease] = parseLeases(line);
+    return lease === undefined || !owner.has(lease.ip) || owner.get(lease.ip) === lease.mac;
+  });
+  return keep.join('\n');
+}
+
+/** Rewrite the lease file in place (its owner and mode stay) when leases stand in a NIC's way; dnsmasq must not run. */
+function pruneLeases(file: string, hosts: AddressReservation[]): void {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return; // none yet
+  }
+  const pruned = pruneLeaseText(text, hosts);
+  if (pruned !== text) writeFileSync(file, pruned);
 }
 
 export function readLeases(files: DnsmasqFiles): Lease[] {

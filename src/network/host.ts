@@ -2,11 +2,13 @@
  * What the network service needs from the host, as one interface: the real one (LinuxNetworkHost) runs ip,
  * nft and dnsmasq; tests give the service a fake to check that every failure is undone.
  */
+import type { AddressReservation } from '../core/addresses.js';
 import { CorralError } from '../core/errors.js';
 import { bridgeMac, prefixOf, type HostRoutes, type NetworkRecord } from '../core/networks.js';
 import { bridgeState, createBridge, deleteBridge, type BridgeState } from './bridge.js';
 import { findDnsmasq, readLeases, startDnsmasq, stopDnsmasq, type DnsmasqFiles, type Lease } from './dnsmasq.js';
 import { enableIpForward, loadFirewall } from './firewall.js';
+import { loadL2Filter, type TapBinding } from './l2-filter.js';
 import { hostRoutes } from './links.js';
 import { createTap, deleteTap, listTaps, type TapInfo, type TapOwner } from './tap.js';
 
@@ -19,14 +21,16 @@ export interface NetworkHost {
   bridgeState(bridge: string): Promise<BridgeState>;
   /** load the ruleset for exactly these networks; forwardEnabled says IPv4 forwarding was switched on now */
   loadFirewall(networks: NetworkRecord[]): Promise<{ forwardEnabled: boolean }>;
-  /** start the network's dnsmasq or adopt the running one */
-  startDhcp(net: NetworkRecord, files: DnsmasqFiles): Promise<{ pid: number; adopted: boolean }>;
+  /** start the network's dnsmasq giving these NICs their fixed addresses, or adopt the running one that does */
+  startDhcp(net: NetworkRecord, files: DnsmasqFiles, hosts: AddressReservation[]): Promise<{ pid: number; adopted: boolean }>;
   stopDhcp(files: DnsmasqFiles): Promise<void>;
   dhcpPid(files: DnsmasqFiles): number | null;
   leases(files: DnsmasqFiles): Lease[];
   createTap(ifname: string, bridge: string, multiQueue: boolean): Promise<void>;
   deleteTap(ifname: string): Promise<void>;
   listTaps(prefix: string): Promise<TapInfo[]>;
+  /** load the layer-2 filter for exactly these taps */
+  loadL2Filter(taps: TapBinding[]): Promise<void>;
 }
 
 function bridgeOf(net: NetworkRecord): { bridge: string; gateway: string; cidr: string; dhcp: { start: string; end: string } } {
@@ -64,9 +68,9 @@ export class LinuxNetworkHost implements NetworkHost {
     return { forwardEnabled: enableIpForward(this.procRoot).changed };
   }
 
-  startDhcp(net: NetworkRecord, files: DnsmasqFiles): Promise<{ pid: number; adopted: boolean }> {
+  startDhcp(net: NetworkRecord, files: DnsmasqFiles, hosts: AddressReservation[]): Promise<{ pid: number; adopted: boolean }> {
     const b = bridgeOf(net);
-    return startDnsmasq({ bridge: b.bridge, gateway: b.gateway, prefix: prefixOf(b.cidr), dhcp: b.dhcp, nat: net.nat, dns: net.dns, files, user: this.owners.dnsmasq }, { proc: this.procRoot });
+    return startDnsmasq({ bridge: b.bridge, gateway: b.gateway, prefix: prefixOf(b.cidr), dhcp: b.dhcp, nat: net.nat, dns: net.dns, files, hosts, user: this.owners.dnsmasq }, { proc: this.procRoot });
   }
 
   async stopDhcp(files: DnsmasqFiles): Promise<void> {
@@ -91,5 +95,9 @@ export class LinuxNetworkHost implements NetworkHost {
 
   listTaps(prefix: string): Promise<TapInfo[]> {
     return listTaps(prefix);
+  }
+
+  loadL2Filter(taps: TapBinding[]): Promise<void> {
+    return loadL2Filter(taps);
   }
 }

@@ -217,6 +217,10 @@ export class InstanceService {
         if (spec.firmware === 'uefi') copyFileSync(OVMF_VARS, p.efiVars);
         for (const f of [p.disk, p.efiVars]) takeBack(f);
         crashPoint('create.overlay'); // a folder without a row: reconcile removes it (sweepInstanceDirs)
+        // planned again with nothing awaited before the row is stored, so that two creates running at once never
+        // take the same MAC or address (the first plan refused a bad request before any disk was made)
+        if (spec.nics.length > 0) spec.nics = this.nicPlanner(uuid, req);
+        row.mac = spec.nics[0]?.mac ?? macFor(uuid);
         this.d.store.insertInstance(row);
       } catch (e) {
         rmSync(p.dir, { recursive: true, force: true });

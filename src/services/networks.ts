@@ -7,14 +7,19 @@
  * again from the other networks. A delete is refused while instances use the network (NETWORK_IN_USE); its
  * steps are each idempotent, so a delete that failed half-way can simply be repeated.
  *
- * For the NIC service: record(), bridgeOf(), ensureTap(), deleteTap(), taps() and leaseFor().
+ * For the NIC service: record(), bridgeOf(), ensureTap(), deleteTap(), setTaps(), taps(), leases() and leaseFor().
+ * It tells this service each NIC's fixed address (setReservations: dnsmasq gives them out) and, with each tap,
+ * the MAC and address the guest may send as (the layer-2 filter, `bridge corral_l2`, regenerated from the taps
+ * this daemon made, and after a restart from the records: setTaps).
  */
+import { inRange, isReservation, type AddressReservation } from '../core/addresses.js';
 import { CorralError, invalidSpec } from '../core/errors.js';
 import { checkConflicts, DEFAULT_NETWORK, validateIfname, validateNetwork, type NetworkRecord, type NetworkRequest } from '../core/networks.js';
 import { printable } from '../core/spec.js';
 import type { BridgeState } from '../network/bridge.js';
 import type { Lease } from '../network/dnsmasq.js';
 import type { NetworkHost } from '../network/host.js';
+import type { TapBinding } from '../network/l2-filter.js';
 import type { NetworkStore } from '../network/store.js';
 import type { TapInfo } from '../network/tap.js';
 import type { EventBus } from './events.js';
@@ -31,6 +36,8 @@ export interface NetworkDeps {
   log: { info(o: object, m?: string): void; warn(o: object, m?: string): void };
   /** the instances whose NICs use a network; wired by the composition root */
   inUse?: (network: string) => string[];
+  /** the fixed address of every NIC on a network; wired by the composition root */
+  reservations?: (network: string) => AddressReservation[];
   now?: () => Date;
 }
 
@@ -53,9 +60,27 @@ function message(e: unknown): string {
 export class NetworkService {
   private lock = new KeyedLock();
   private inUse: (network: string) => string[];
+  private reservations: (network: string) => AddressReservation[];
+  /** the taps this daemon made, and what each one's guest may send as */
+  private bound = new Map<string, TapBinding>();
 
   constructor(private d: NetworkDeps) {
     this.inUse = d.inUse ?? (() => []);
+    this.reservations = d.reservations ?? (() => []);
+  }
+
+  /** Replace the reservations callback (the NIC service, built after this one, knows each NIC's address). */
+  setReservations(fn: (network: string) => AddressReservation[]): void {
+    this.reservations = fn;
+  }
+
+  /** The reservations dnsmasq gets: well-formed and in the network's range (a hand-edited spec goes no further). */
+  private hostsOf(net: NetworkRecord): AddressReservation[] {
+    return this.reservations(net.name).filter((h) => isReservation(h) && inRange(net, h.ip));
+  }
+
+  private startDhcp(net: NetworkRecord): Promise<{ pid: number; adopted: boolean }> {
+    return this.d.host.startDhcp(net, this.d.store.filesOf(net.name), this.hostsOf(net));
   }
 
   /** Replace the in-use callback (the NIC service, built after this one, says which instances use a network). */
@@ -90,12 +115,15 @@ export class NetworkService {
     return { ...r, status: { bridge: await this.d.host.bridgeState(r.bridge), dnsmasq: { pid, running: pid !== null } }, leases: this.d.host.leases(files) };
   }
 
+  /** The DHCP leases of a bridge network ([] for a user network). */
+  leases(network: string): Lease[] {
+    return this.record(network).kind === 'bridge' ? this.d.host.leases(this.d.store.filesOf(network)) : [];
+  }
+
   /** The DHCP lease a NIC's MAC holds on a bridge network, or null (none yet, or a user network). */
   leaseFor(network: string, mac: string): Lease | null {
-    const r = this.record(network);
-    if (r.kind !== 'bridge') return null;
     const m = mac.toLowerCase();
-    return this.d.host.leases(this.d.store.filesOf(network)).find((l) => l.mac === m) ?? null;
+    return this.leases(network).find((l) => l.mac === m) ?? null;
   }
 
   private bridgeNetworks(): NetworkRecord[] {
@@ -143,7 +171,7 @@ export class NetworkService {
       await this.loadFirewall([...others, rec]);
       this.d.store.place(staging, rec.name);
       done.placed = true;
-      await this.d.host.startDhcp(rec, files);
+      await this.startDhcp(rec);
     } catch (e) {
       const undo = async (what: string, fn: () => Promise<void> | void): Promise<void> => {
         try {
@@ -210,7 +238,7 @@ export class NetworkService {
       for (const n of nets) {
         if (failed.has(n.name)) continue;
         try {
-          const { pid, adopted } = await this.d.host.startDhcp(n, this.d.store.filesOf(n.name));
+          const { pid, adopted } = await this.startDhcp(n);
           this.d.log.info({ network: n.name, pid }, adopted ? 'dnsmasq adopted' : 'dnsmasq started');
         } catch (e) {
           failed.set(n.name, message(e));
@@ -223,11 +251,14 @@ export class NetworkService {
   }
 
   /**
-   * Make tap `ifname` a port of the network's bridge (created when missing; an existing one is reused).
-   * Bridge networks only (INVALID_SPEC on field network otherwise). queues > 1 makes a multi-queue tap.
-   * A missing bridge (deleted behind Corral's back) is made again first, and a dnsmasq that died is started.
+   * Make tap `ifname` a port of the network's bridge (created when missing; an existing one is reused), its
+   * guest allowed to send only as `binding` (its MAC and fixed address, which must be in the network's range):
+   * the layer-2 filter is loaded with the tap's rules before the tap is made. Bridge networks only
+   * (INVALID_SPEC on field network otherwise). queues > 1 makes a multi-queue tap. A missing bridge (deleted
+   * behind Corral's back) is made again first, and dnsmasq is started when it died or restarted when the
+   * network's reservations changed.
    */
-  async ensureTap(network: string, ifname: string, opts: { queues?: number } = {}): Promise<void> {
+  async ensureTap(network: string, ifname: string, binding: Omit<TapBinding, 'ifname'>, opts: { queues?: number } = {}): Promise<void> {
     validateIfname('ifname', ifname);
     const queues = opts.queues ?? 1;
     if (!Number.isInteger(queues) || queues < 1 || queues > MAX_QUEUES) throw invalidSpec('queues', `must be an integer from 1 to ${MAX_QUEUES}`);
@@ -236,20 +267,50 @@ export class NetworkService {
       if (r.kind !== 'bridge' || r.bridge === null) {
         throw invalidSpec('network', `network "${printable(network)}" is a ${r.kind} network: taps join bridge networks only`);
       }
+      const tap: TapBinding = { ...binding, ifname };
+      if (!isReservation(tap) || !inRange(r, tap.ip)) {
+        throw invalidSpec('address', `${binding.owner}: address ${printable(tap.ip)} (MAC ${printable(tap.mac)}) is not one of network "${network}"'s range ${r.dhcp?.start}-${r.dhcp?.end}`);
+      }
       const state = await this.d.host.bridgeState(r.bridge);
       if (!state.exists || !state.up) {
         await this.d.host.ensureBridge(r);
         await this.loadFirewall(this.bridgeNetworks());
       }
-      await this.d.host.startDhcp(r, this.d.store.filesOf(r.name)); // adopts the running one; restarts a dead one
+      await this.startDhcp(r); // adopts the running one; restarts a dead one or one with other reservations
+      await this.bindTaps([...[...this.bound.values()].filter((t) => t.ifname !== ifname), tap]);
       await this.d.host.createTap(ifname, r.bridge, queues > 1);
     });
   }
 
-  /** Delete a tap; a missing one is fine. */
+  /** Delete a tap (a missing one is fine), then its rules. */
   async deleteTap(ifname: string): Promise<void> {
     validateIfname('ifname', ifname);
-    await this.run(() => this.d.host.deleteTap(ifname));
+    await this.run(async () => {
+      await this.d.host.deleteTap(ifname);
+      if (this.bound.has(ifname)) await this.bindTaps([...this.bound.values()].filter((t) => t.ifname !== ifname));
+    });
+  }
+
+  /**
+   * After a daemon restart: the layer-2 filter for exactly these taps (every bridge NIC of the records), those
+   * that exist on the host; a tap left without its NIC loses its rules.
+   */
+  setTaps(taps: TapBinding[]): Promise<void> {
+    return this.run(async () => {
+      const present = new Set((await this.d.host.listTaps('')).map((t) => t.ifname));
+      await this.bindTaps(taps.filter((t) => present.has(t.ifname)));
+    });
+  }
+
+  /** The taps whose rules are loaded now. */
+  boundTaps(): TapBinding[] {
+    return [...this.bound.values()];
+  }
+
+  /** Load the layer-2 filter for exactly these taps; the ones bound change only once it is loaded. */
+  private async bindTaps(taps: TapBinding[]): Promise<void> {
+    await this.d.host.loadL2Filter(taps);
+    this.bound = new Map(taps.map((t) => [t.ifname, t]));
   }
 
   /** Taps on the host whose names start with prefix (to find ones left behind). */

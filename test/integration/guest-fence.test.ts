@@ -6,43 +6,17 @@
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { createNetns, deleteNetns, ConsoleSession, Daemon, SKIP_NO_TINY, useDaemon } from './harness.js';
+import { ConsoleSession, Daemon, SKIP_NO_TINY, useDaemon } from './harness.js';
+import { inNs, leased, plugOutside, probe, stopProbes, token, tokenServer } from './net-probes.js';
 
 const skip = SKIP_NO_TINY;
 const NS = `corral-gf-${process.pid}`;
 /** an "outside" host on a veth from the daemon's namespace: a server that is not on the host itself */
 const OUT_NS = `corral-gfo-${process.pid}`;
-const OUT_IP = '192.0.2.1';
 let d: Daemon;
 useDaemon((x) => { d = x; }, { netns: NS });
 
-const token = (what: string): string => `${what}-${process.pid}-${Date.now()}`;
-const children: ChildProcess[] = [];
-after(() => {
-  for (const c of children) c.kill('SIGKILL');
-  deleteNetns(OUT_NS);
-});
-
-/** Run a node script in a namespace; resolves with the first line it prints (a port). */
-function inNs(ns: string, script: string): Promise<string> {
-  const c = spawn('nsenter', [`--net=/run/netns/${ns}`, '--', process.execPath, '-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
-  children.push(c);
-  return new Promise((resolve, reject) => {
-    let out = '';
-    c.stdout!.on('data', (b: Buffer) => {
-      out += b.toString();
-      if (out.includes('\n')) resolve(out.split('\n')[0]!);
-    });
-    c.once('exit', (code) => reject(new Error(`${script} exited ${code} before printing: ${out}`)));
-  });
-}
-
-/** A TCP server in namespace `ns` on `addr` that sends `text` to whoever connects, then closes; its port. */
-async function tokenServer(ns: string, addr: string, text: string): Promise<number> {
-  const script = `const s = require('net').createServer((c) => c.end(${JSON.stringify(`${text}\n`)})); s.listen(0, ${JSON.stringify(addr)}, () => console.log(s.address().port));`;
-  return Number(await inNs(ns, script));
-}
+after(() => stopProbes(OUT_NS));
 
 /** A free TCP port on 127.0.0.1 in the daemon's namespace. */
 function freePort(): Promise<number> {
@@ -54,21 +28,8 @@ function fetchInNs(url: string): Promise<string> {
   return inNs(NS, `fetch(${JSON.stringify(url)}).then((r) => r.text()).then((t) => console.log(t.trim()), (e) => console.log('ERR ' + e.message));`);
 }
 
-/** The outside host: a namespace joined to the daemon's by a veth, the daemon's namespace routing to it. */
-function plugOutside(): void {
-  createNetns(OUT_NS);
-  execFileSync('ip', ['-n', NS, 'link', 'add', 'gfout0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', OUT_NS]);
-  execFileSync('ip', ['-n', NS, 'addr', 'add', '192.0.2.2/24', 'dev', 'gfout0']);
-  execFileSync('ip', ['-n', NS, 'link', 'set', 'gfout0', 'up']);
-  execFileSync('ip', ['-n', OUT_NS, 'addr', 'add', `${OUT_IP}/24`, 'dev', 'eth0']);
-  execFileSync('ip', ['-n', OUT_NS, 'link', 'set', 'eth0', 'up']);
-}
-
-// the console echoes the command, so what a probe proves is only ever a token the command line does not hold
-const probe = (c: ConsoleSession, host: string, port: number): Promise<string> => c.run(`nc -w 3 ${host} ${port} </dev/null; echo "NC=$?"`, 30_000);
-
 test('user network: the host loopback is fenced off; DHCP, outbound NAT and port forwards still work', { skip, timeout: 300_000 }, async () => {
-  plugOutside();
+  const OUT_IP = plugOutside(NS, OUT_NS, 'gfout0');
   const secret = token('host-loopback');
   const secretPort = await tokenServer(NS, '127.0.0.1', secret);
   const outside = token('outside');
@@ -79,8 +40,7 @@ test('user network: the host loopback is fenced off; DHCP, outbound NAT and port
   await d.waitConsole('gf', /corral-tiny ready/);
   const c = await ConsoleSession.open(d, 'gf');
   try {
-    const addr = await c.run('i=0; while [ $i -lt 100 ] && [ ! -e /run/udhcpc.eth0.up ]; do sleep 0.2; i=$((i+1)); done; ip -4 -o addr show eth0', 40_000);
-    assert.match(addr, /inet 10\.0\.2\.15\/24/, addr);
+    assert.equal(await leased(c), '10.0.2.15');
 
     // positive control: the same probe reaches a server outside the host through slirp's NAT
     assert.match(await probe(c, OUT_IP, outsidePort), new RegExp(outside));

@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { ConsoleSession, Daemon, SKIP_NO_TINY, useDaemon } from './harness.js';
+import { l2Table, leased, pings } from './net-probes.js';
 
 const skip = SKIP_NO_TINY;
 const NS = `corral-nb-${process.pid}`;
@@ -20,22 +21,6 @@ useDaemon((x) => { d = x; }, { netns: NS });
 function links(): string {
   return execFileSync('ip', ['-n', NS, '-o', 'link', 'show'], { encoding: 'utf8' });
 }
-
-/** Wait for the guest's DHCP lease on IFACE and return its IPv4 address. */
-async function leased(c: ConsoleSession, iface = 'eth0'): Promise<string> {
-  const out = await c.run(`i=0; while [ $i -lt 100 ] && [ ! -e /run/udhcpc.${iface}.up ]; do sleep 0.2; i=$((i+1)); done; ip -4 -o addr show ${iface}`, 40_000);
-  const m = /inet (\d+\.\d+\.\d+\.\d+)\//.exec(out);
-  assert.ok(m, `no address on ${iface}: ${out}`);
-  return m[1]!;
-}
-
-// the console echoes the command, so the verdict is a value the command line itself does not contain
-const pingOk = (out: string): boolean => {
-  const m = /PING=(\d+)\r?\n/.exec(out);
-  assert.ok(m, `no ping verdict in: ${out}`);
-  return m[1] === '0';
-};
-const ping = (c: ConsoleSession, ip: string): Promise<string> => c.run(`ping -c 2 -W 2 ${ip} >/dev/null 2>&1; echo "PING=$?"`, 30_000);
 
 const sessions = new Map<string, ConsoleSession>();
 const ips = new Map<string, string>();
@@ -61,6 +46,8 @@ test('guests on two bridge networks: DHCP from their network, taps on their brid
     await d.ok('GET', `/v1/networks/${network}`);
     const again = (await d.ok('GET', `/v1/instances/${name}/nics`)).nics[0];
     assert.equal(again.ip, ip);
+    // and the NIC's fixed address, reserved when it was made: the guests of one network hold the first ones
+    assert.equal(again.address, ip);
   }
   const devs = (await d.ok('GET', '/v1/instances/ga1/devices')).devices;
   assert.match(devs.find((x: any) => x.kind === 'nic').dataPath, /-> tap ct[0-9a-f]{8}n0 -> bridge of network "lana"$/);
@@ -69,17 +56,17 @@ test('guests on two bridge networks: DHCP from their network, taps on their brid
 test('one network talks inside, not across: no ping to the other network\'s guest nor its gateway', { skip, timeout: 120_000 }, async () => {
   const a1 = sessions.get('ga1')!;
   const b1 = sessions.get('gb1')!;
-  assert.ok(pingOk(await ping(a1, ips.get('ga2')!)), 'ga1 -> ga2 on lana');
-  assert.ok(pingOk(await ping(a1, '10.91.0.1')), 'ga1 -> its own gateway');
+  assert.ok(await pings(a1, ips.get('ga2')!), 'ga1 -> ga2 on lana');
+  assert.ok(await pings(a1, '10.91.0.1'), 'ga1 -> its own gateway');
   // the guests have no default route (isolated networks); give them one through their own gateway, so only the
   // host's rules stand between the networks
   await a1.run('ip route replace default via 10.91.0.1 dev eth0; echo done');
   await b1.run('ip route replace default via 10.92.0.1 dev eth0; echo done');
   // and with forwarding on in the daemon's namespace, as on most hosts
   execFileSync('ip', ['netns', 'exec', NS, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
-  assert.equal(pingOk(await ping(a1, ips.get('gb1')!)), false, 'ga1 must not reach gb1 on lanb');
-  assert.equal(pingOk(await ping(b1, ips.get('ga1')!)), false, 'gb1 must not reach ga1 on lana');
-  assert.equal(pingOk(await ping(b1, '10.91.0.1')), false, 'gb1 must not reach lana\'s gateway');
+  assert.equal(await pings(a1, ips.get('gb1')!), false, 'ga1 must not reach gb1 on lanb');
+  assert.equal(await pings(b1, ips.get('ga1')!), false, 'gb1 must not reach ga1 on lana');
+  assert.equal(await pings(b1, '10.91.0.1'), false, 'gb1 must not reach lana\'s gateway');
 });
 
 test('a NIC hot-plugged into a running guest joins another network; detach removes its tap', { skip, timeout: 120_000 }, async () => {
@@ -89,15 +76,18 @@ test('a NIC hot-plugged into a running guest joins another network; detach remov
   assert.equal(nic.id, 'net1');
   assert.match(links(), new RegExp(`: ${nic.tap}: .* master crl-lana `));
   const up = await b1.run('i=0; while [ $i -lt 50 ] && [ ! -e /sys/class/net/eth1 ]; do sleep 0.2; i=$((i+1)); done; ip link set eth1 up; udhcpc -i eth1 -s /etc/udhcpc.script -n -q -t 8 -T 1 >/dev/null 2>&1; ip -4 -o addr show eth1; echo "MQ=$(cut -c23 /sys/class/net/eth1/device/features)"', 60_000);
-  assert.match(up, /inet 10\.91\.0\.\d+\//);
+  // its fixed address, and the layer-2 filter let its DHCP through and holds its tap's rules
+  assert.match(up, new RegExp(`inet ${nic.address.replace(/\./g, '\\.')}/`));
+  assert.match(l2Table(NS), new RegExp(`iifname "${nic.tap}" jump tap-${nic.tap}`));
   // multi-queue: the device offers VIRTIO_NET_F_MQ (feature bit 22) to the guest, and QEMU holds the tap twice
   assert.match(up, /MQ=1\r?\n/, 'the guest sees a multi-queue virtio-net');
   const { pid } = await d.ok('GET', '/v1/instances/gb1');
   const tunFds = readdirSync(`/proc/${pid}/fd`).filter((f) => { try { return readlinkSync(`/proc/${pid}/fd/${f}`) === '/dev/net/tun'; } catch { return false; } });
   assert.equal(tunFds.length, 3, 'one queue for eth0, two for the hot-plugged multi-queue NIC');
-  assert.ok(pingOk(await ping(b1, ips.get('ga2')!)), 'gb1 reaches ga2 through its new lana NIC');
+  assert.ok(await pings(b1, ips.get('ga2')!), 'gb1 reaches ga2 through its new lana NIC');
   await d.ok('DELETE', '/v1/instances/gb1/nics/net1');
   assert.doesNotMatch(links(), new RegExp(`: ${nic.tap}[:@]`), 'the tap is gone');
+  assert.doesNotMatch(l2Table(NS), new RegExp(nic.tap), 'and its rules with it');
   assert.match(await b1.run('ls /sys/class/net | tr \'\\n\' ,'), /^eth0,lo,/m);
 });
 
@@ -132,4 +122,5 @@ test('vhost-net needs /dev/vhost-net; a network in use cannot be deleted; stoppi
   await d.ok('DELETE', '/v1/networks/lana');
   await d.ok('DELETE', '/v1/networks/lanb');
   assert.doesNotMatch(links(), /crl-lan|: ct[0-9a-f]{8}n/, 'no bridge, no tap left');
+  assert.equal(l2Table(NS), '', 'no tap: no layer-2 filter');
 });

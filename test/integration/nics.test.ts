@@ -3,11 +3,12 @@
  * gets its DHCP address and carries data both ways (a host client through a port forward to a guest server:
  * the host's own services are fenced off from guests, see guest-fence.test.ts); a clashing forward is refused;
  * a NIC hot-plugged into a running guest appears as eth1, gets an address, and goes away on detach; bad requests leave nothing.
+ * A vhost-user-net NIC takes only a back end an admin registered, which cannot be removed while a NIC names it.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
-import { AddressInfo } from 'node:net';
+import { AddressInfo, createServer as createUnixServer } from 'node:net';
 import { ConsoleSession, Daemon, SKIP_NO_TINY, useDaemon } from './harness.js';
 
 const skip = SKIP_NO_TINY;
@@ -129,7 +130,8 @@ test('bad NIC requests: coded errors, nothing changed', { skip, timeout: 60_000 
   const cases: Array<[unknown, number, string, RegExp]> = [
     [{ model: 'ne2000' }, 400, 'INVALID_SPEC', /not a NIC model/],
     [{ network: 'nowhere' }, 404, 'NETWORK_NOT_FOUND', /nowhere/],
-    [{ model: 'vhost-user-net', socket: '/run/corral-no-such.sock' }, 400, 'DEVICE_UNAVAILABLE', /no vhost-user back end listens/],
+    [{ model: 'vhost-user-net', socket: '/run/corral-no-such.sock' }, 400, 'INVALID_SPEC', /socket: unknown field/],
+    [{ model: 'vhost-user-net', backend: 'nowhere' }, 400, 'INVALID_SPEC', /backend: no vhost-user back end "nowhere" is registered/],
     [{ model: 'vhost-net' }, 400, 'INVALID_SPEC', /bridge network/],
     [{ model: 'e1000', queues: 4 }, 400, 'INVALID_SPEC', /one queue/],
     [{ mac: '01:02:03:04:05:06' }, 400, 'INVALID_SPEC', /multicast/],
@@ -148,4 +150,40 @@ test('bad NIC requests: coded errors, nothing changed', { skip, timeout: 60_000 
   const none = await d.cli(['create', 'nonet', '--image', 'tiny', '--network', 'none']);
   assert.equal(none.code, 0, none.stderr);
   assert.deepEqual((await d.ok('GET', '/v1/instances/nonet/nics')).nics, []);
+});
+
+test('vhost-user back ends: registered by name; a NIC names one that listens; in use, it cannot be removed', { skip, timeout: 60_000 }, async () => {
+  const sock = `/tmp/corral-vu-${process.pid}.sock`;
+  const server = createUnixServer().listen(sock);
+  await new Promise((r) => server.once('listening', r));
+  try {
+    const added = await d.cli(['vhost-user', 'add', 'ovs0', sock]);
+    assert.equal(added.code, 0, added.stderr);
+    assert.equal((await d.cli(['vhost-user', 'add', 'idle0', '/run/corral-no-such.sock'])).code, 0);
+    const list = await d.cli(['vhost-user', 'list']);
+    assert.match(list.stdout, new RegExp(`^ovs0\\s+${sock}\\s+yes\\s+-$`, 'm'), list.stdout);
+    assert.match(list.stdout, /^idle0\s+\/run\/corral-no-such\.sock\s+no\s+-$/m, list.stdout);
+    // a path inside the data dir (another VM's disk or monitor socket) is never a back end
+    const mine = await d.api('POST', '/v1/vhost-user', { name: 'mine', socket: `${d.dataDir}/corral.sock` });
+    assert.equal(mine.status, 400);
+    assert.equal(mine.body.error.field, 'socket');
+    await d.ok('POST', '/v1/instances', { name: 'vu1', image: 'tiny' }, 201);
+    const idle = await d.api('POST', '/v1/instances/vu1/nics', { model: 'vhost-user-net', backend: 'idle0' });
+    assert.equal(idle.status, 400);
+    assert.equal(idle.body.error.code, 'DEVICE_UNAVAILABLE');
+    assert.match(idle.body.error.message, /no vhost-user back end listens on \/run\/corral-no-such\.sock/);
+    const att = await d.cli(['nic', 'attach', 'vu1', '--model', 'vhost-user-net', '--backend', 'ovs0']);
+    assert.equal(att.code, 0, att.stderr);
+    const n = (await d.ok('GET', '/v1/instances/vu1/nics')).nics.find((x: { model: string }) => x.model === 'vhost-user-net');
+    assert.deepEqual([n.backend, n.socket, n.network], ['ovs0', sock, null]);
+    const busy = await d.cli(['vhost-user', 'remove', 'ovs0']);
+    assert.equal(busy.code, 1);
+    assert.match(busy.stderr, /^error: DEVICE_IN_USE: .*vu1\/net1/m);
+    await d.ok('DELETE', `/v1/instances/vu1/nics/${n.id}`);
+    for (const name of ['ovs0', 'idle0']) assert.equal((await d.cli(['vhost-user', 'remove', name])).code, 0);
+    assert.deepEqual((await d.ok('GET', '/v1/vhost-user')).backends, []);
+    await d.ok('DELETE', '/v1/instances/vu1');
+  } finally {
+    server.close();
+  }
 });

@@ -19,15 +19,19 @@ useDaemon((x) => { d = x; }, { netns: 'crl-readme' });
 
 type Expect = { ok: true } | { error: string; why: string };
 
+/** The vhost-user back ends the README registered so far: name -> socket. */
+const backends = new Map<string, string>();
+
 function expectationOf(c: ReadmeCommand, accel: string): Expect {
   if (/\(KVM only\)/.test(c.comment) && accel !== 'kvm') return { error: 'UNSUPPORTED', why: 'KVM only, and this host runs TCG' };
   const i = c.args.indexOf('--model');
   const model = i >= 0 ? c.args[i + 1] : undefined;
   if (model === 'vhost-net' && !existsSync('/dev/vhost-net')) return { error: 'DEVICE_UNAVAILABLE', why: 'no /dev/vhost-net on this host' };
   if (model === 'vhost-user-net') {
-    const sock = c.args[c.args.indexOf('--socket') + 1] ?? '';
-    if (!existsSync(sock)) return { error: 'DEVICE_UNAVAILABLE', why: `no vhost-user back end at ${sock}` };
+    const sock = backends.get(c.args[c.args.indexOf('--backend') + 1] ?? '') ?? '';
+    if (!existsSync(sock)) return { error: 'DEVICE_UNAVAILABLE', why: `no vhost-user back end at ${sock || 'an unregistered socket'}` };
   }
+  if (c.args[0] === 'vhost-user' && c.args[1] === 'add') backends.set(c.args[2] ?? '', c.args[3] ?? '');
   return { ok: true };
 }
 

@@ -20,6 +20,7 @@ import type { ImageRecord } from '../../../src/storage/images.js';
 import type { Volume, VolumeDetails, SnapshotInfo } from '../../../src/storage/volumes.js';
 import type { PciDevice } from '../../../src/host/pci.js';
 import type { SriovState } from '../../../src/host/sriov.js';
+import type { VhostUserView } from '../../../src/services/vhost-user.js';
 
 const GiB = 1024 ** 3;
 
@@ -34,7 +35,8 @@ const instance: InstanceView = {
     disks: [{ volume: 'data', bus: 'virtio-scsi' }], rootBus: 'sata',
     nics: [
       { id: 'net0', model: 'virtio-net', network: 'default', mac: '52:54:00:00:00:01', queues: 1, forwards: [{ proto: 'tcp', hostAddr: '127.0.0.1', hostPort: 2222, guestPort: 22 }] },
-      { id: 'net1', model: 'vhost-user-net', network: null, mac: '52:54:00:00:00:02', queues: 2, socket: '/run/vhost.sock' },
+      { id: 'net1', model: 'vhost-user-net', network: null, mac: '52:54:00:00:00:02', queues: 2, backend: 'ovs0', socket: '/run/vhost.sock' },
+      { id: 'net3', model: 'e1000', network: 'lan', mac: '52:54:00:00:00:04', queues: 1, address: '10.10.0.10' },
       { id: 'net2', model: 'sriov', network: null, mac: '52:54:00:00:00:03', queues: 1, sriov: { pf: '0000:03:00.0', vlan: 100 } },
     ],
     hostdevs: [{ id: 'hostdev0', address: '0000:05:00.0' }],
@@ -93,6 +95,8 @@ const pci: PciDevice[] = [
 ];
 const sriov: SriovState = { pf: '0000:03:00.0', netdev: 'enp3s0f0', totalVfs: 8, numVfs: 1, vfs: [{ index: 0, address: '0000:03:10.0', driver: 'vfio-pci', free: false }] };
 
+const backend: VhostUserView = { name: 'ovs0', socket: '/run/vhost.sock', createdAt: '2026-11-30T13:00:00.000Z', listening: true, usedBy: ['web1/net1'] };
+
 const later = <T>(v: T) => async (): Promise<T> => v;
 const svc = {
   instances: {
@@ -109,6 +113,7 @@ const svc = {
   disks: { list: () => disks, attach: later(disks), detach: later(disks), resizeVolume: later(volume) },
   nics: { list: () => nics, attach: later(nics), detach: later(nics) },
   networks: { list: () => [networkRecord], get: later(network), create: later(networkRecord) },
+  vhostUser: { list: () => [backend], get: () => backend, view: (b: unknown) => b, add: later(backend) },
   passthrough: { list: () => hostdevs, attach: later(hostdevs), detach: later(hostdevs), pciDevices: () => pci, sriov: () => sriov, setVfCount: later(sriov) },
 } as unknown as Services;
 
@@ -133,6 +138,9 @@ test('every view comes out of the API as the service gave it, optional fields an
     ['GET', '/v1/networks', { networks: [networkRecord] }],
     ['POST', '/v1/networks', networkRecord, { name: 'lan' }],
     ['GET', '/v1/networks/lan', network],
+    ['GET', '/v1/vhost-user', { backends: [backend] }],
+    ['GET', '/v1/vhost-user/ovs0', backend],
+    ['POST', '/v1/vhost-user', backend, { name: 'ovs0', socket: '/run/vhost.sock' }],
     ['GET', '/v1/images', { images: [image] }],
     ['GET', '/v1/images/tiny', image],
     ['GET', '/v1/volumes', { volumes: [volume] }],

@@ -111,7 +111,10 @@ test('an operator runs instances, their devices and volumes; the host is the adm
   const sriov = await call(s, op, 'POST', '/v1/instances/web1/nics', { model: 'sriov', pf: '0000:03:00.0' });
   forbidden(sriov, 'admin', 'operator', /the token "operator1"/);
   assert.match(sriov.body.error.message, /^an SR-IOV NIC takes a virtual function of a host NIC needs the admin role/);
-  forbidden(await call(s, op, 'POST', '/v1/instances/web1/nics', { model: 'vhost-user-net', socket: '/run/x.sock' }), 'admin', 'operator', /the token "operator1"/);
+  forbidden(await call(s, op, 'POST', '/v1/instances/web1/nics', { model: 'vhost-user-net', backend: 'ovs0' }), 'admin', 'operator', /the token "operator1"/);
+  // which host sockets may get a guest's memory is the admin's to say
+  forbidden(await call(s, op, 'POST', '/v1/vhost-user', { name: 'ovs0', socket: '/run/x.sock' }), 'admin', 'operator', /the token "operator1"/);
+  forbidden(await call(s, op, 'DELETE', '/v1/vhost-user/ovs0'), 'admin', 'operator', /the token "operator1"/);
   // the console: past the role check (the recording service then refuses it with 409)
   await assert.rejects(s.tcp.injectWS('/v1/instances/web1/console', { headers: bearer(op) }), /Unexpected server response: 409/);
 }));

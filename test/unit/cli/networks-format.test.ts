@@ -2,6 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DEFAULT_NETWORK_RECORD, validateNetwork } from '../../../src/core/networks.js';
 import { networkDetails, networkTable, type NetworkJson } from '../../../src/cli/networks.js';
+import { nicTable } from '../../../src/cli/nics.js';
+import { vhostUserTable } from '../../../src/cli/vhost-user.js';
 
 const NOW = '2025-01-01T00:00:00.000Z';
 const lab = validateNetwork({ name: 'lab', cidr: '10.10.0.0/24' }, NOW);
@@ -29,4 +31,25 @@ test('network show: key: value lines, then the leases as a table', () => {
   assert.match(text, /^leases:\n\s+MAC\s+IP\s+HOSTNAME\s+EXPIRES\n\s+52:54:00:aa:bb:01\s+10\.10\.0\.23\s+-\s+2025-01-01T01:00:00\.000Z$/m);
   assert.match(networkDetails({ ...lab, leases: [] }), /^leases: -$/m);
   assert.doesNotMatch(networkDetails(lab), /leases/);
+});
+
+test('vhost-user list: name, socket, whether something listens, the NICs on it', () => {
+  const lines = vhostUserTable([
+    { name: 'ovs0', socket: '/run/openvswitch/vhu0.sock', createdAt: null, listening: true, usedBy: ['web1/net1', 'db1/net2'] },
+    { name: 'spare', socket: '/run/spare.sock', createdAt: null, listening: false, usedBy: [] },
+  ]).split('\n');
+  assert.match(lines[0] ?? '', /^NAME\s+SOCKET\s+LISTENING\s+USED BY$/);
+  assert.match(lines[1] ?? '', /^ovs0\s+\/run\/openvswitch\/vhu0\.sock\s+yes\s+web1\/net1 db1\/net2$/);
+  assert.match(lines[2] ?? '', /^spare\s+\/run\/spare\.sock\s+no\s+-$/);
+});
+
+test('nic list: a bridge NIC shows its fixed address, a vhost-user NIC its back end', () => {
+  const lines = nicTable([
+    { id: 'net0', model: 'virtio-net', network: 'lab', mac: '52:54:00:00:00:01', queues: 1, address: '10.10.0.10', tap: 'ct0b7c9a52n0', ip: null },
+    { id: 'net1', model: 'vhost-user-net', network: null, mac: '52:54:00:00:00:02', queues: 2, backend: 'ovs0', socket: '/run/vhu0.sock', tap: null, ip: null },
+    { id: 'net2', model: 'vhost-user-net', network: null, mac: '52:54:00:00:00:03', queues: 1, socket: '/run/old.sock', tap: null, ip: null },
+  ]).split('\n');
+  assert.match(lines[1] ?? '', /^net0\s+virtio-net\s+52:54:00:00:00:01\s+1\s+10\.10\.0\.10\s+lab, tap ct0b7c9a52n0$/);
+  assert.match(lines[2] ?? '', /^net1\s+vhost-user-net\s+52:54:00:00:00:02\s+2\s+-\s+vhost-user ovs0 \(\/run\/vhu0\.sock\)$/);
+  assert.match(lines[3] ?? '', /^net2\s+vhost-user-net\s+52:54:00:00:00:03\s+1\s+-\s+socket \/run\/old\.sock$/);
 });

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { isCorralError } from '../../../src/core/errors.js';
+import { CorralError, invalidSpec, isCorralError } from '../../../src/core/errors.js';
 import { forwardClashes, hostfwd, macFor, MAX_NICS, nextNicId, parseForward, planNic, tapName, type InstanceNic, type NicHost } from '../../../src/core/nics.js';
 
 const UUID = '0b7c9a52-6d3e-4a51-9a53-3f1d2b1e9c01';
@@ -12,6 +12,12 @@ const host = (o: Partial<NicHost> = {}): NicHost => ({
   },
   vhostNet: false,
   isSocket: (p) => p === '/run/vhu.sock',
+  vhostUserBackend: (name) => {
+    const socket = ({ ovs0: '/run/vhu.sock', idle: '/run/none.sock' } as Record<string, string>)[name];
+    if (!socket) throw invalidSpec('backend', `no vhost-user back end "${name}"`);
+    return { name, socket };
+  },
+  reserveAddress: () => '10.10.0.10',
   ...o,
 });
 
@@ -57,15 +63,31 @@ test('queues: only virtio models, only off user-mode networking, 1..16', () => {
   assert.equal(planNic(UUID, [], { network: 'lan', queues: 2 }, host(), new Set()).queues, 2);
 });
 
-test('vhost-user-net: an existing socket, no network', () => {
-  const n = planNic(UUID, [], { model: 'vhost-user-net', socket: '/run/vhu.sock', queues: 2 }, host(), new Set());
-  assert.deepEqual([n.network, n.socket, n.queues], [null, '/run/vhu.sock', 2]);
-  code(() => planNic(UUID, [], { model: 'vhost-user-net', socket: '/run/none.sock' }, host(), new Set()), 'DEVICE_UNAVAILABLE', 'socket');
-  code(() => planNic(UUID, [], { model: 'vhost-user-net' }, host(), new Set()), 'INVALID_SPEC', 'socket');
-  code(() => planNic(UUID, [], { model: 'vhost-user-net', socket: 'rel.sock' }, host(), new Set()), 'INVALID_SPEC', 'socket');
-  code(() => planNic(UUID, [], { model: 'vhost-user-net', socket: '/run/a,b.sock' }, host(), new Set()), 'INVALID_SPEC', 'socket');
-  code(() => planNic(UUID, [], { model: 'vhost-user-net', socket: '/run/vhu.sock', network: 'lan' }, host(), new Set()), 'INVALID_SPEC', 'network');
-  code(() => planNic(UUID, [], { socket: '/run/vhu.sock' }, host(), new Set()), 'INVALID_SPEC', 'socket');
+test('vhost-user-net: a registered back end that listens, no network, no address', () => {
+  const n = planNic(UUID, [], { model: 'vhost-user-net', backend: 'ovs0', queues: 2 }, host(), new Set());
+  assert.deepEqual([n.network, n.backend, n.socket, n.queues, n.address], [null, 'ovs0', '/run/vhu.sock', 2, undefined]);
+  code(() => planNic(UUID, [], { model: 'vhost-user-net', backend: 'idle' }, host(), new Set()), 'DEVICE_UNAVAILABLE', 'backend');
+  code(() => planNic(UUID, [], { model: 'vhost-user-net', backend: 'nope' }, host(), new Set()), 'INVALID_SPEC', 'backend');
+  code(() => planNic(UUID, [], { model: 'vhost-user-net' }, host(), new Set()), 'INVALID_SPEC', 'backend');
+  code(() => planNic(UUID, [], { model: 'vhost-user-net', backend: '/run/vhu.sock' }, host(), new Set()), 'INVALID_SPEC', 'backend');
+  code(() => planNic(UUID, [], { model: 'vhost-user-net', backend: 'ovs0', network: 'lan' }, host(), new Set()), 'INVALID_SPEC', 'network');
+  code(() => planNic(UUID, [], { backend: 'ovs0' }, host(), new Set()), 'INVALID_SPEC', 'backend');
+  // a socket path in the request is no field of it any more: the API's schema refuses it as unknown
+  code(() => planNic(UUID, [], { model: 'vhost-user-net', ...({ socket: '/run/vhu.sock' } as object) }, host(), new Set()), 'INVALID_SPEC', 'backend');
+});
+
+test('a NIC on a bridge network gets a fixed address, reserved last; a user-network NIC none', () => {
+  let asked = 0;
+  const h = host({ reserveAddress: (network) => { asked++; assert.equal(network, 'lan'); return '10.10.0.11'; } });
+  assert.equal(planNic(UUID, [], { network: 'lan' }, h, new Set()).address, '10.10.0.11');
+  assert.equal(planNic(UUID, [], {}, h, new Set()).address, undefined);
+  assert.equal(asked, 1);
+  // a request refused for another reason reserves nothing
+  code(() => planNic(UUID, [], { network: 'lan', forwards: ['tcp:2222:22'] }, h, new Set()), 'INVALID_SPEC', 'forwards');
+  assert.equal(asked, 1);
+  // none left: the reservation's own error comes through
+  const full = host({ reserveAddress: () => { throw new CorralError('INSUFFICIENT_RESOURCES', 'network "lan" has no free address', { field: 'network' }); } });
+  code(() => planNic(UUID, [], { network: 'lan' }, full, new Set()), 'INSUFFICIENT_RESOURCES', 'network');
 });
 
 test('sriov: a PF and an optional VLAN 1..4094', () => {

@@ -4,13 +4,13 @@ import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:f
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isCorralError } from '../../../src/core/errors.js';
-import { dnsmasqArgv, dnsmasqFiles, findDnsmasq, isDnsmasqOf, parseLeases, startDnsmasq, type DnsmasqConfig } from '../../../src/network/dnsmasq.js';
+import { dnsmasqArgv, dnsmasqFiles, findDnsmasq, isDnsmasqOf, parseLeases, pruneLeaseText, startDnsmasq, type DnsmasqConfig } from '../../../src/network/dnsmasq.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'corral-dnsmasq-'));
 after(() => rmSync(tmp, { recursive: true, force: true }));
 
 const files = dnsmasqFiles('/var/lib/corral/networks/lab');
-const base: DnsmasqConfig = { bridge: 'crl-lab', gateway: '10.10.0.1', prefix: 24, dhcp: { start: '10.10.0.10', end: '10.10.0.254' }, nat: true, dns: true, files };
+const base: DnsmasqConfig = { bridge: 'crl-lab', gateway: '10.10.0.1', prefix: 24, dhcp: { start: '10.10.0.10', end: '10.10.0.254' }, nat: true, dns: true, files, hosts: [] };
 
 test('argv of a NAT network: DHCP on the bridge only, router and DNS = gateway, no host files', () => {
   assert.deepEqual(dnsmasqArgv(base), [
@@ -29,6 +29,25 @@ test('argv of a NAT network: DHCP on the bridge only, router and DNS = gateway, 
     '--dhcp-option=option:router,10.10.0.1',
     '--dhcp-option=option:dns-server,10.10.0.1',
   ]);
+});
+
+test('argv: one --dhcp-host=MAC,IP per NIC, in MAC order, after the other options', () => {
+  const argv = dnsmasqArgv({ ...base, hosts: [{ mac: '52:54:00:00:00:0b', ip: '10.10.0.11' }, { mac: '52:54:00:00:00:0a', ip: '10.10.0.10' }] });
+  assert.deepEqual(argv.slice(-2), ['--dhcp-host=52:54:00:00:00:0a,10.10.0.10', '--dhcp-host=52:54:00:00:00:0b,10.10.0.11']);
+  assert.deepEqual(argv.slice(0, -2), dnsmasqArgv(base));
+});
+
+test('lease file before a restart: leases another MAC holds on a reserved address go, every other line stays', () => {
+  const text = [
+    '1735693200 52:54:00:00:00:99 10.10.0.10 old *',
+    '1735693200 52:54:00:00:00:0a 10.10.0.10 web1 *',
+    '1735693200 52:54:00:00:00:0b 10.10.0.42 web2 *',
+    'duid 00:01:00:01:2c:5b:3c:7a:52:54:00:aa:bb:03',
+    '',
+  ].join('\n');
+  const hosts = [{ mac: '52:54:00:00:00:0a', ip: '10.10.0.10' }, { mac: '52:54:00:00:00:0b', ip: '10.10.0.11' }];
+  assert.equal(pruneLeaseText(text, hosts), text.split('\n').slice(1).join('\n'));
+  assert.equal(pruneLeaseText(text, []), text);
 });
 
 test('argv of an isolated network: no DNS (--port=0), an empty router option (no default route)', () => {
@@ -117,4 +136,13 @@ test('start: ready once it has written its own pid to the pid file', async () =>
   } finally {
     process.kill(got.pid, 'SIGKILL');
   }
+});
+
+test('start: a running dnsmasq with the wanted command line is adopted, not started again', async () => {
+  const dir = join(tmp, 'net4');
+  mkdirSync(dir);
+  const cfg: DnsmasqConfig = { ...base, files: dnsmasqFiles(dir), hosts: [{ mac: '52:54:00:00:00:0a', ip: '10.10.0.10' }] };
+  const proc = fakeProc(4343, ['dnsmasq', ...dnsmasqArgv(cfg)]);
+  writeFileSync(cfg.files.pid, '4343\n');
+  assert.deepEqual(await startDnsmasq(cfg, { binary: join(tmp, 'missing-binary'), proc }), { pid: 4343, adopted: true });
 });

@@ -24,6 +24,8 @@ const nicHost: NicHost = {
   networkKind: (n) => { const k = KINDS[n]; if (!k) throw new Error(`no network ${n}`); return k; },
   vhostNet: true,
   isSocket: () => true,
+  vhostUserBackend: (name) => ({ name, socket: VHU_NET }),
+  reserveAddress: () => '10.0.0.10',
 };
 
 export const IMAGES: Record<'kernel' | 'disk', ImageRecord> = {
@@ -125,7 +127,7 @@ export const CASES: Record<string, Case> = {
   'nic-none': { create: { network: 'none' } },
   'nic-virtio-net-bridge': { create: { network: 'br0', cpus: 4 }, nics: [{ network: 'br0', queues: 4 }] },
   'nic-vhost-net': { accel: 'kvm', create: { network: 'br0', nicModel: 'vhost-net' }, nics: [{ network: 'br0', model: 'vhost-net', queues: 2 }] },
-  'nic-vhost-user-net': { create: { cpus: 2 }, nics: [{ model: 'vhost-user-net', socket: VHU_NET, queues: 2 }] },
+  'nic-vhost-user-net': { create: { cpus: 2 }, nics: [{ model: 'vhost-user-net', backend: 'ovs0', queues: 2 }] },
   'nic-e1000-rtl8139': { create: { nicModel: 'e1000' }, nics: [{ network: 'br0', model: 'rtl8139' }] },
   'nic-sriov': { accel: 'kvm', nics: [{ model: 'sriov', pf: '0000:3b:00.0', vlan: 100 }, { model: 'sriov', pf: '0000:3b:00.0' }] },
   'nic-bridge-kinds-unknown': { create: { network: 'br0' }, noNetworkKinds: true },
@@ -134,7 +136,7 @@ export const CASES: Record<string, Case> = {
   'mem-prealloc': { create: { prealloc: true } },
   'mem-virtio-mem': { create: { maxMemory: '1GiB' } },
   'mem-virtio-mem-hugepages-prealloc': { accel: 'kvm', create: { memory: '1GiB', maxMemory: '4GiB', hugepages: '1G', prealloc: true } },
-  'mem-vhost-user-hugepages': { create: { memory: '512MiB', hugepages: '2M' }, nics: [{ model: 'vhost-user-net', socket: VHU_NET }] },
+  'mem-vhost-user-hugepages': { create: { memory: '512MiB', hugepages: '2M' }, nics: [{ model: 'vhost-user-net', backend: 'ovs0' }] },
   // resized up to maxMemory while running: the next start boots with all of it and no virtio-mem device
   'mem-resized-to-max': { create: { maxMemory: '1GiB' }, change: (r) => { r.spec.memory = r.spec.maxMemory!; } },
   'mem-balloon-off': { create: { balloon: false } },

@@ -5,7 +5,9 @@ import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'nod
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isCorralError } from '../../../src/core/errors.js';
+import type { AddressReservation } from '../../../src/core/addresses.js';
 import type { HostRoutes, NetworkRecord } from '../../../src/core/networks.js';
+import type { TapBinding } from '../../../src/network/l2-filter.js';
 import type { BridgeState } from '../../../src/network/bridge.js';
 import type { DnsmasqFiles, Lease } from '../../../src/network/dnsmasq.js';
 import type { NetworkHost } from '../../../src/network/host.js';
@@ -18,13 +20,15 @@ after(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
-type Step = 'routes' | 'ensureBridge' | 'loadFirewall' | 'startDhcp' | 'stopDhcp' | 'deleteBridge' | 'createTap';
+type Step = 'routes' | 'ensureBridge' | 'loadFirewall' | 'startDhcp' | 'stopDhcp' | 'deleteBridge' | 'createTap' | 'loadL2Filter';
 
 /** A host that keeps its state in memory and can be told to fail one step. */
 class FakeHost implements NetworkHost {
   bridges = new Map<string, string>(); // bridge -> network
   firewall: string[] = [];
   dhcp = new Map<string, number>(); // leases file -> pid
+  dhcpHosts = new Map<string, AddressReservation[]>(); // leases file -> the --dhcp-host entries it runs with
+  l2: TapBinding[] = [];
   taps = new Map<string, { bridge: string; multiQueue: boolean }>();
   leaseText = new Map<string, Lease[]>();
   calls: string[] = [];
@@ -66,10 +70,12 @@ class FakeHost implements NetworkHost {
     return { forwardEnabled: false };
   }
 
-  async startDhcp(_net: NetworkRecord, files: DnsmasqFiles): Promise<{ pid: number; adopted: boolean }> {
+  async startDhcp(_net: NetworkRecord, files: DnsmasqFiles, hosts: AddressReservation[]): Promise<{ pid: number; adopted: boolean }> {
     const had = this.dhcp.get(files.leases);
-    if (had !== undefined) return { pid: had, adopted: true };
+    // like the real one: adopted only when it runs with the reservations wanted now, else restarted
+    if (had !== undefined && JSON.stringify(this.dhcpHosts.get(files.leases)) === JSON.stringify(hosts)) return { pid: had, adopted: true };
     this.dhcp.set(files.leases, this.nextPid++);
+    this.dhcpHosts.set(files.leases, hosts);
     this.step('startDhcp'); // fails after starting, like dnsmasq dying right after
     return { pid: this.dhcp.get(files.leases)!, adopted: false };
   }
@@ -99,7 +105,15 @@ class FakeHost implements NetworkHost {
   async listTaps(prefix: string): Promise<TapInfo[]> {
     return [...this.taps].filter(([n]) => n.startsWith(prefix)).map(([ifname, t]) => ({ ifname, master: t.bridge, up: true, multiQueue: t.multiQueue }));
   }
+
+  async loadL2Filter(taps: TapBinding[]): Promise<void> {
+    this.step('loadL2Filter');
+    this.l2 = taps.map((t) => ({ ...t })).sort((a, b) => a.ifname.localeCompare(b.ifname));
+  }
 }
+
+/** What a tap's guest may send as, in network a (10.1.0.0/24: addresses 10.1.0.10 .. 10.1.0.254). */
+const as = (n: number, owner = `web/net${n}`): { mac: string; ip: string; owner: string } => ({ mac: `52:54:00:00:00:${(10 + n).toString(16).padStart(2, '0')}`, ip: `10.1.0.${10 + n}`, owner });
 
 interface Env { svc: NetworkService; host: FakeHost; store: NetworkStore; events: string[]; dataDir: string }
 
@@ -184,7 +198,7 @@ test('default: cannot be created or deleted; NIC helpers refuse taps on user net
   await rejects(e.svc.delete('default'), 'INVALID_SPEC', 'name');
   assert.equal(e.svc.bridgeOf('default'), null);
   assert.equal(e.svc.record('default').builtin, true);
-  await rejects(e.svc.ensureTap('default', 'tap0'), 'INVALID_SPEC', 'network');
+  await rejects(e.svc.ensureTap('default', 'tap0', as(0)), 'INVALID_SPEC', 'network');
   assert.equal(e.svc.leaseFor('default', '52:54:00:00:00:01'), null);
 });
 
@@ -250,26 +264,26 @@ test('restore with no bridge network touches nothing on the host', async () => {
 test('ensureTap, deleteTap, taps, leaseFor for the NIC service', async () => {
   const e = fresh();
   await e.svc.create({ name: 'a', cidr: '10.1.0.0/24' });
-  await e.svc.ensureTap('a', 'ct-web1-0');
-  await e.svc.ensureTap('a', 'ct-web1-1', { queues: 4 });
+  await e.svc.ensureTap('a', 'ct-web1-0', as(0));
+  await e.svc.ensureTap('a', 'ct-web1-1', as(1), { queues: 4 });
   assert.deepEqual(e.host.taps.get('ct-web1-0'), { bridge: 'crl-a', multiQueue: false });
   assert.deepEqual(e.host.taps.get('ct-web1-1'), { bridge: 'crl-a', multiQueue: true });
   assert.deepEqual((await e.svc.taps('ct-web1')).map((t) => t.ifname), ['ct-web1-0', 'ct-web1-1']);
   assert.deepEqual((await e.svc.get('a')).status?.bridge.ports, ['ct-web1-0', 'ct-web1-1']);
-  await rejects(e.svc.ensureTap('a', 'Bad_Tap'), 'INVALID_SPEC', 'ifname');
-  await rejects(e.svc.ensureTap('a', 'tap-name-too-long'), 'INVALID_SPEC', 'ifname');
-  await rejects(e.svc.ensureTap('a', 'tap0', { queues: 0 }), 'INVALID_SPEC', 'queues');
-  await rejects(e.svc.ensureTap('nope', 'tap0'), 'NETWORK_NOT_FOUND');
+  await rejects(e.svc.ensureTap('a', 'Bad_Tap', as(2)), 'INVALID_SPEC', 'ifname');
+  await rejects(e.svc.ensureTap('a', 'tap-name-too-long', as(2)), 'INVALID_SPEC', 'ifname');
+  await rejects(e.svc.ensureTap('a', 'tap0', as(2), { queues: 0 }), 'INVALID_SPEC', 'queues');
+  await rejects(e.svc.ensureTap('nope', 'tap0', as(2)), 'NETWORK_NOT_FOUND');
   // the bridge vanished behind Corral's back: made again before the tap joins it
   e.host.bridges.clear();
-  await e.svc.ensureTap('a', 'ct-web2-0');
+  await e.svc.ensureTap('a', 'ct-web2-0', as(2));
   assert.ok(e.host.bridges.has('crl-a'));
   // a dnsmasq that died is started again; a running one is kept
   const pid = e.host.dhcp.get(e.store.filesOf('a').leases);
-  await e.svc.ensureTap('a', 'ct-web2-1');
+  await e.svc.ensureTap('a', 'ct-web2-1', as(3));
   assert.equal(e.host.dhcp.get(e.store.filesOf('a').leases), pid);
   e.host.dhcp.clear();
-  await e.svc.ensureTap('a', 'ct-web2-2');
+  await e.svc.ensureTap('a', 'ct-web2-2', as(4));
   assert.ok(e.host.dhcp.has(e.store.filesOf('a').leases));
   await e.svc.deleteTap('ct-web1-0');
   await e.svc.deleteTap('ct-web1-0');
@@ -277,6 +291,54 @@ test('ensureTap, deleteTap, taps, leaseFor for the NIC service', async () => {
   e.host.leaseText.set(e.store.filesOf('a').leases, [{ mac: '52:54:00:aa:bb:01', ip: '10.1.0.23', hostname: 'web1', expires: null }]);
   assert.deepEqual(e.svc.leaseFor('a', '52:54:00:AA:BB:01'), { mac: '52:54:00:aa:bb:01', ip: '10.1.0.23', hostname: 'web1', expires: null });
   assert.equal(e.svc.leaseFor('a', '52:54:00:aa:bb:02'), null);
+  assert.deepEqual(e.svc.leases('a').map((l) => l.ip), ['10.1.0.23']);
+  assert.deepEqual(e.svc.leases('default'), []);
+});
+
+test('layer-2 filter: a tap\'s rules are loaded before it is made and go after it; a failed load makes no tap', async () => {
+  const e = fresh();
+  await e.svc.create({ name: 'a', cidr: '10.1.0.0/24' });
+  e.host.calls = [];
+  await e.svc.ensureTap('a', 'ct1n0', as(0));
+  assert.deepEqual(e.host.calls.slice(-2), ['loadL2Filter', 'createTap'], 'rules first, then the tap');
+  await e.svc.ensureTap('a', 'ct1n1', as(1));
+  assert.deepEqual(e.host.l2.map((t) => [t.ifname, t.mac, t.ip]), [['ct1n0', '52:54:00:00:00:0a', '10.1.0.10'], ['ct1n1', '52:54:00:00:00:0b', '10.1.0.11']]);
+  // the same tap again (a restart of its instance): one binding, the new one
+  await e.svc.ensureTap('a', 'ct1n1', as(5));
+  assert.deepEqual(e.host.l2.map((t) => t.ip), ['10.1.0.10', '10.1.0.15']);
+  await e.svc.deleteTap('ct1n0');
+  assert.deepEqual(e.host.l2.map((t) => t.ifname), ['ct1n1']);
+  assert.deepEqual(e.svc.boundTaps().map((t) => t.ifname), ['ct1n1']);
+  // an address outside the network's range, or a multicast MAC: refused, nothing made
+  await rejects(e.svc.ensureTap('a', 'ct1n2', { ...as(2), ip: '10.1.0.5' }), 'INVALID_SPEC', 'address');
+  await rejects(e.svc.ensureTap('a', 'ct1n2', { ...as(2), ip: '10.9.0.20' }), 'INVALID_SPEC', 'address');
+  await rejects(e.svc.ensureTap('a', 'ct1n2', { ...as(2), mac: '01:00:5e:00:00:01' }), 'INVALID_SPEC', 'address');
+  e.host.failAt = 'loadL2Filter';
+  e.host.failCount = 1;
+  await assert.rejects(e.svc.ensureTap('a', 'ct1n2', as(2)), /fake loadL2Filter failure/);
+  assert.equal(e.host.taps.has('ct1n2'), false, 'no tap without its rules');
+  assert.deepEqual(e.svc.boundTaps().map((t) => t.ifname), ['ct1n1']);
+  // after a daemon restart: the rules of exactly the taps that are on the host
+  const again = new NetworkService({ store: e.store, host: e.host, events: { publish: () => ({}) as never }, log: { info: () => undefined, warn: () => undefined } });
+  await again.setTaps([{ ...as(1), ifname: 'ct1n1' }, { ...as(3), ifname: 'ct9n0' }]);
+  assert.deepEqual(e.host.l2.map((t) => t.ifname), ['ct1n1']);
+});
+
+test('dnsmasq gets each NIC\'s fixed address; when they change it is restarted at the next tap', async () => {
+  let hosts: AddressReservation[] = [{ mac: '52:54:00:00:00:0a', ip: '10.1.0.10' }];
+  const e = fresh();
+  e.svc.setReservations((n) => (n === 'a' ? hosts : []));
+  await e.svc.create({ name: 'a', cidr: '10.1.0.0/24' });
+  const leases = e.store.filesOf('a').leases;
+  assert.deepEqual(e.host.dhcpHosts.get(leases), hosts);
+  const pid = e.host.dhcp.get(leases);
+  await e.svc.ensureTap('a', 'ct1n0', as(0));
+  assert.equal(e.host.dhcp.get(leases), pid, 'the same reservations: adopted');
+  // a reservation outside the range or not an address never reaches dnsmasq
+  hosts = [...hosts, { mac: '52:54:00:00:00:0b', ip: '10.1.0.11' }, { mac: '52:54:00:00:00:0c', ip: '10.2.0.12' }, { mac: '52:54:00:00:00:0d', ip: '10.1.0.13,10.1.0.14' }];
+  await e.svc.ensureTap('a', 'ct1n1', as(1));
+  assert.notEqual(e.host.dhcp.get(leases), pid, 'restarted');
+  assert.deepEqual(e.host.dhcpHosts.get(leases)?.map((h) => h.ip), ['10.1.0.10', '10.1.0.11']);
 });
 
 test('a hand-edited record is not believed', async () => {
