@@ -128,8 +128,10 @@ test('attach refusals, attach, devices, and a start that QEMU fails: nothing sta
   assert.deepEqual(['0000:05:00.0', '0000:05:00.1', '0000:03:10.0'].map(overrideOf), ['', '', '']);
   assert.equal(existsSync(join(d.dataDir, 'instances', uuid, 'bindings.json')), false);
   assert.deepEqual((await api('GET', '/v1/host/sriov/03:00.0')).vfs.map((v: any) => v.free), [true, true]);
-  await waitFor(() => existsSync(ipLog) && readFileSync(ipLog, 'utf8').split('\n').length >= 3, 5000, 'the VF MAC to be cleared');
-  assert.deepEqual(readFileSync(ipLog, 'utf8').trim().split('\n'), [
+  // the VF commands (the daemon also lists its taps at start, through the same fake ip)
+  const vfCalls = (): string[] => (existsSync(ipLog) ? readFileSync(ipLog, 'utf8').trim().split('\n').filter((l) => / vf /.test(l)) : []);
+  await waitFor(() => vfCalls().length >= 2, 5000, 'the VF MAC to be cleared');
+  assert.deepEqual(vfCalls(), [
     `link set dev enp3s0f0 vf 0 mac ${nic.mac} vlan 100`,
     'link set dev enp3s0f0 vf 0 mac 00:00:00:00:00:00 vlan 0',
   ]);
