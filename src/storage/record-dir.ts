@@ -35,14 +35,8 @@ export class RecordDir<T extends { name: string }> {
 
   /** Every valid record, by name; staging and removal folders (hidden) are skipped. */
   list(): T[] {
-    let names: string[];
-    try {
-      names = readdirSync(this.dir);
-    } catch {
-      return [];
-    }
     const out: T[] = [];
-    for (const n of names.sort()) {
+    for (const n of this.names().sort()) {
       if (n.startsWith('.')) continue;
       const r = this.read(n);
       if (r) out.push(r);
@@ -87,14 +81,8 @@ export class RecordDir<T extends { name: string }> {
    * and every removal folder (a removal, once decided, is finished). Returns the names removed.
    */
   sweep(alive: (pid: number) => boolean): string[] {
-    let names: string[];
-    try {
-      names = readdirSync(this.dir);
-    } catch {
-      return [];
-    }
     const gone: string[] = [];
-    for (const n of names) {
+    for (const n of this.names()) {
       const staging = /^\.staging-.*-(\d+)-[^-]+$/.exec(n);
       if (!n.startsWith('.removing-') && !(staging && !alive(Number(staging[1])))) continue;
       rmSync(join(this.dir, n), { recursive: true, force: true });
@@ -106,5 +94,14 @@ export class RecordDir<T extends { name: string }> {
   /** A hidden folder to move an existing thing's folder into while it is replaced. */
   aside(name: string): string {
     return mkdtempSync(join(this.dir, `.removing-${name}-`));
+  }
+
+  /** What the folder holds (nothing while it does not exist yet). */
+  private names(): string[] {
+    try {
+      return readdirSync(this.dir);
+    } catch {
+      return [];
+    }
   }
 }

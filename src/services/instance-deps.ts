@@ -1,0 +1,25 @@
+/** What the instance service is built from (the composition root, src/daemon/main.ts, provides it). */
+import type { Accelerator, HostLimits } from '../core/spec.js';
+import type { HostCapacityInput, PoolConfig } from '../core/pool.js';
+import type { BlockIo } from '../qemu/argv-disks.js';
+import type { ImageStore } from '../storage/images.js';
+import type { Store } from '../store/store.js';
+import type { VmDriver } from '../vm/driver.js';
+import type { EventBus } from './events.js';
+
+export interface InstanceDeps {
+  dataDir: string;
+  store: Store;
+  images: Pick<ImageStore, 'get' | 'claim'>;
+  events: EventBus;
+  host: HostLimits;
+  /** The accelerator chosen by the probe (or forced). */
+  accelerator: () => Promise<Accelerator>;
+  /** The resource pool: host capacity and its ratios and reserve. */
+  pool: { host: HostCapacityInput; config: PoolConfig };
+  /** The hypervisor: every VM process is launched, adopted, watched and killed through it. */
+  driver: VmDriver;
+  /** How QEMU opens image files here (probed at daemon start); default page cache + threads. */
+  blockIo?: BlockIo;
+  log: { info(o: object, m?: string): void; warn(o: object, m?: string): void };
+}
