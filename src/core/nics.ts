@@ -90,7 +90,7 @@ export function hostfwd(f: PortForward): string {
  * the address instances always had (sha256 of the uuid); others hash uuid/index. `taken` are MACs already in
  * use on this host: on a collision the next candidate is taken.
  */
-export function macFor(uuid: string, index = 0, taken: ReadonlySet<string> = new Set()): string {
+export function macFor(uuid: string, index = 0, taken: Pick<ReadonlySet<string>, 'has'> = new Set()): string {
   for (let n = 0; ; n++) {
     const seed = index === 0 && n === 0 ? uuid : `${uuid}/${index}/${n}`;
     const h = createHash('sha256').update(seed).digest();
@@ -118,7 +118,7 @@ export function needsSharedMemory(nics: readonly InstanceNic[]): boolean {
  * Check a NIC request against the instance's NICs and the host, and return the new NIC. `uuid` seeds its MAC;
  * `taken` are the MACs of every NIC on the host.
  */
-export function planNic(uuid: string, nics: readonly InstanceNic[], req: NicRequest, host: NicHost, taken: ReadonlySet<string>): InstanceNic {
+export function planNic(uuid: string, nics: readonly InstanceNic[], req: NicRequest, host: NicHost, taken: Pick<ReadonlySet<string>, 'has'>): InstanceNic {
   if (req === null || typeof req !== 'object') throw new CorralError('INVALID_SPEC', 'a NIC request must be an object', { field: '' });
   if (nics.length >= MAX_NICS) throw invalidSpec('nics', `an instance has at most ${MAX_NICS} NICs`);
   const model = parseModel(req.model);

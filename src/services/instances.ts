@@ -16,7 +16,7 @@ import { assertCanRun, isActive, type InstanceState, type Operation } from '../c
 import { createOverlay } from '../qemu/img.js';
 import { DEFAULT_NETWORK, macFor, parseForward } from '../core/nics.js';
 import { FIRST_NIC_ID } from '../core/device-ids.js';
-import type { InstanceRow } from '../store/store.js';
+import type { InstanceRow, PlacedNic } from '../store/store.js';
 import { waitExit, type Vm } from '../vm/driver.js';
 import type { InstanceDeps } from './instance-deps.js';
 import { KeyedLock } from './locks.js';
@@ -117,6 +117,16 @@ export class InstanceService {
 
   list(): InstanceView[] {
     return this.listRows().map((r) => this.view(r));
+  }
+
+  /** Whether a NIC of any instance has this MAC (the store's index). */
+  macInUse(mac: string): boolean {
+    return this.d.store.macInUse(mac);
+  }
+
+  /** The NICs of every instance that forward host ports. */
+  nicsWithForwards(): PlacedNic[] {
+    return this.d.store.nicsWithForwards();
   }
 
   /** Every instance's stored row (no /proc or disk reads, unlike list()). */

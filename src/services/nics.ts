@@ -29,6 +29,7 @@ import type { InstanceService } from './instances.js';
 import { planNicOf } from './runtime.js';
 import { unplugDevice } from './qmp-devices.js';
 import { leftBehind } from './left-behind.js';
+import type { PlacedNic } from '../store/store.js';
 import { NicAddresses } from './nic-addresses.js';
 import { listensAt } from './vhost-user.js';
 
@@ -129,17 +130,19 @@ export class NicService {
   }
 
   /** Every NIC on the host: stored, and planned by an attach still running. */
-  private allNics(): Array<{ instance: string; nic: InstanceNic }> {
-    return [...this.d.instances.listRows().flatMap((r) => r.spec.nics.map((nic) => ({ instance: r.name, nic }))), ...this.inFlight];
-  }
-
-  private takenMacs(): Set<string> {
-    return new Set(this.allNics().map((n) => n.nic.mac));
+  /** The MACs in use on this host, as planNic asks: the index of stored NICs, and those being attached. */
+  private takenMacs(): { has(mac: string): boolean } {
+    return { has: (mac) => this.inFlight.some((f) => f.nic.mac === mac) || this.d.instances.macInUse(mac) };
   }
 
   private checkForwards(nic: InstanceNic): void {
-    const clash = forwardClashes(nic, this.allNics());
+    if (!nic.forwards?.length) return;
+    const clash = forwardClashes(nic, [...this.d.instances.nicsWithForwards(), ...this.inFlight]);
     if (clash) throw new CorralError('ALREADY_EXISTS', `forwards: ${clash}`, { field: 'forwards' });
+  }
+
+  private allNics(): PlacedNic[] {
+    return [...this.d.instances.listRows().flatMap((r) => r.spec.nics.map((nic) => ({ instance: r.name, nic }))), ...this.inFlight];
   }
 
   /** Instances with a NIC on `network` (a network in use cannot be deleted). */

@@ -1,6 +1,7 @@
 /** The persistence interface. SQLite is the embedded default; a PostgreSQL store can implement the same. */
 import type { InstanceState } from '../core/state.js';
 import type { Accelerator, InstanceSpec } from '../core/spec.js';
+import type { InstanceNic } from '../core/spec-schema.js';
 import type { Role } from '../core/tokens.js';
 
 export interface InstanceRow {
@@ -50,8 +51,18 @@ export interface TokenStore {
   revokeToken(name: string, at: string): void;
 }
 
+/** A NIC of an instance's spec, with the instance's name. */
+export interface PlacedNic {
+  instance: string;
+  nic: InstanceNic;
+}
+
 export interface Store extends TokenStore {
   listInstances(): InstanceRow[];
+  /** whether a NIC of any instance has this MAC (an index: no instance is read) */
+  macInUse(mac: string): boolean;
+  /** the NICs, of every instance, that forward host ports */
+  nicsWithForwards(): PlacedNic[];
   getInstance(name: string): InstanceRow | null;
   insertInstance(row: InstanceRow): void;
   updateInstance(uuid: string, patch: Partial<Omit<InstanceRow, 'uuid' | 'name' | 'createdAt'>>): void;

@@ -74,3 +74,12 @@ test('a spec with a wrong field, a foreign record or a non-JSON one is CORRUPT_R
   corrupt(() => store.getInstance('bad'), '');
   assert.equal(store.getInstance('good')!.name, 'good', 'the other instances still read');
 });
+
+test('a spec read back once and corrupted afterwards is checked again (only unchanged text skips the check)', () => {
+  const { store, setSpec } = setup();
+  assert.equal(store.getInstance('bad')!.spec.cpus, 1);
+  assert.equal(store.listInstances().length, 2);
+  setSpec('bad', JSON.stringify({ image: 'tiny', cpus: 'many', memory: 256 * MiB, nics: [] }));
+  corrupt(() => store.getInstance('bad'), 'cpus');
+  corrupt(() => store.listInstances(), 'cpus');
+});
