@@ -9,12 +9,13 @@
  *
  *   CORRAL_TEST_BASE=.data/test-base node dist/bench/devices.js [--disk-mib 128] [--net-mib 32] [--rounds 2]
  *
- * The daemon runs in its own network namespace; the NICs are measured on user-mode NAT (into that namespace) and
+ * The daemon runs in its own network namespace; the NICs are measured on user-mode NAT (to a namespace outside it) and
  * on a bridge network (a tap on the bridge, to a sink namespace plugged into the same bridge).
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { median } from './stats.js';
 import { ConsoleSession, createNetns, Daemon, deleteNetns, haveTinyBase, newDataDir } from '../test/integration/harness.js';
+import { plugOutside } from '../test/integration/net-probes.js';
 
 function arg(name: string, def: string): string {
   const i = process.argv.indexOf(`--${name}`);
@@ -95,6 +96,8 @@ function sink(ns: string, port: number): { done: Promise<number>; ready: Promise
 
 const SINK_NS = `corral-bsink-${process.pid}`;
 const SINK_IP = '10.77.0.5';
+/** an "outside" host for user-mode NAT: a namespace on a veth from the daemon's namespace */
+const OUT_NS = `corral-bout-${process.pid}`;
 
 /** A "host" endpoint on the bridge network: a namespace on a veth whose other end is a port of the bridge. */
 function plugSink(bridge: string): void {
@@ -110,8 +113,10 @@ async function nics(d: Daemon): Promise<Row[]> {
   const net = await d.ok('POST', '/v1/networks', { name: 'benchnet', kind: 'bridge', cidr: '10.77.0.0/24', nat: false }, 201);
   plugSink(net.bridge);
   try {
-    // user-mode NAT: QEMU's slirp turns 10.0.2.2 into the daemon namespace's own 127.0.0.1; bridge: a tap on the bridge
-    for (const [network, ns, host] of [['default', NS, '10.0.2.2'], ['benchnet', SINK_NS, SINK_IP]] as const) {
+    // user-mode NAT: slirp's outbound NAT to a host outside (the guest fence keeps 10.0.2.2, the host's own
+    // loopback, out of reach); bridge: a tap on the bridge
+    const outside = plugOutside(NS, OUT_NS, 'bout0');
+    for (const [network, ns, host] of [['default', OUT_NS, outside], ['benchnet', SINK_NS, SINK_IP]] as const) {
       for (const model of ['e1000', 'virtio-net']) {
         const mbs: number[] = [];
         await d.ok('POST', '/v1/instances', { name: 'bn', image: 'tiny', memory: '512M', nicModel: model, network, start: true }, 201);
@@ -138,6 +143,7 @@ async function nics(d: Daemon): Promise<Row[]> {
     }
   } finally {
     deleteNetns(SINK_NS);
+    deleteNetns(OUT_NS);
     await d.api('DELETE', '/v1/networks/benchnet');
   }
   return rows;
