@@ -62,6 +62,9 @@ export function assertTransition(from: InstanceState, to: InstanceState, name: s
   }
 }
 
+/** The states in which an instance holds its resources (a QEMU runs, or is being started or stopped). */
+export const ACTIVE_STATES: readonly InstanceState[] = ['starting', 'running', 'paused', 'stopping'];
+
 export function isActive(state: InstanceState): boolean {
-  return state === 'starting' || state === 'running' || state === 'paused' || state === 'stopping';
+  return ACTIVE_STATES.includes(state);
 }

@@ -215,7 +215,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   disks.settleAccess(); // volumes open to QEMU's user only while a live VM has them (a crash may have left one)
   // Memory pressure: env CORRAL_PRESSURE_INTERVAL / _THRESHOLD / _HYSTERESIS / _STEP (see services/pressure.ts).
   const pressure = new PressureController(pressureConfigFrom(process.env, readMemInfo().total), {
-    events, log, instances: () => store.listInstances().filter((r) => r.state === 'running'),
+    events, log, instances: () => store.listInstances(['running']),
     snapshot: (row) => memory.balloonSnapshot(row), setBalloon: (name, bytes) => memory.setBalloon(name, bytes),
   });
   pressure.start();

@@ -12,7 +12,7 @@ import { crashPoint } from '../host/crash-points.js';
 import { CorralError, isCorralError, noSpace } from '../core/errors.js';
 import { instancePaths, type InstancePaths } from '../core/paths.js';
 import { type CreateRequest, type InstanceSpec, validateCreate, validateName } from '../core/spec.js';
-import { assertCanRun, isActive, type InstanceState, type Operation } from '../core/state.js';
+import { ACTIVE_STATES, assertCanRun, isActive, type InstanceState, type Operation } from '../core/state.js';
 import { createOverlay } from '../qemu/img.js';
 import { DEFAULT_NETWORK, macFor, parseForward } from '../core/nics.js';
 import { FIRST_NIC_ID } from '../core/device-ids.js';
@@ -149,8 +149,8 @@ export class InstanceService {
 
   /** The pool: capacity, and what instances that are starting, running, paused or stopping hold. */
   pool(excludeUuid?: string): PoolView {
-    const allocations = this.d.store.listInstances()
-      .filter((r) => isActive(r.state) && r.uuid !== excludeUuid)
+    const allocations = this.d.store.listInstances(ACTIVE_STATES)
+      .filter((r) => r.uuid !== excludeUuid)
       .map((r) => ({ name: r.name, cpus: r.spec.cpus, memory: r.spec.memory }));
     return poolView(this.d.pool.host, this.d.pool.config, allocations);
   }

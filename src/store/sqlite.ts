@@ -5,6 +5,7 @@ import { CorralError } from '../core/errors.js';
 import type { InstanceRow, PlacedNic, Store, StoredEvent, TokenRow } from './store.js';
 import { readStoredSpec } from './stored-spec.js';
 import type { InstanceSpec } from '../core/spec-schema.js';
+import type { InstanceState } from '../core/state.js';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS instances (
@@ -28,6 +29,7 @@ CREATE TABLE IF NOT EXISTS instance_nics (
   nic TEXT NOT NULL,
   forwards INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS instances_state ON instances (state);
 CREATE INDEX IF NOT EXISTS instance_nics_uuid ON instance_nics (uuid);
 CREATE INDEX IF NOT EXISTS instance_nics_mac ON instance_nics (mac);
 CREATE INDEX IF NOT EXISTS instance_nics_forwards ON instance_nics (forwards) WHERE forwards = 1;
@@ -155,8 +157,10 @@ export class SqliteStore implements Store {
     }
   }
 
-  listInstances(): InstanceRow[] {
-    return (this.sql('SELECT * FROM instances ORDER BY name').all() as Raw[]).map((r) => this.row(r));
+  listInstances(states?: readonly InstanceState[]): InstanceRow[] {
+    if (!states) return (this.sql('SELECT * FROM instances ORDER BY name').all() as Raw[]).map((r) => this.row(r));
+    const rows = this.sql(`SELECT * FROM instances WHERE state IN (SELECT value FROM json_each(?)) ORDER BY name`).all(JSON.stringify(states)) as Raw[];
+    return rows.map((r) => this.row(r));
   }
 
   getInstance(name: string): InstanceRow | null {

@@ -58,7 +58,8 @@ export interface PlacedNic {
 }
 
 export interface Store extends TokenStore {
-  listInstances(): InstanceRow[];
+  /** every instance, by name; or only those in one of `states` (an index: the others are not read) */
+  listInstances(states?: readonly InstanceState[]): InstanceRow[];
   /** whether a NIC of any instance has this MAC (an index: no instance is read) */
   macInUse(mac: string): boolean;
   /** the NICs, of every instance, that forward host ports */

@@ -1,6 +1,7 @@
 /**
- * The store's index of NICs (instance_nics): planning a NIC asks it whether a MAC is taken and which NICs forward
- * host ports, without reading every instance. It follows every spec write and is made again at each open.
+ * What the store answers without reading every instance. Its index of NICs (instance_nics): planning a NIC asks
+ * whether a MAC is taken and which NICs forward host ports; it follows every spec write and is made again at each
+ * open. Instances by state: admission reads only the active ones.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -72,4 +73,15 @@ test('the index is made again from the specs at open: a database from before it,
   // an old record without a NIC list gets its one NIC from the row's MAC, and the index has it
   assert.equal(again.macInUse('52:54:00:00:00:01'), true);
   again.close();
+});
+
+test('instances by state: only those in the states asked for, by name', () => {
+  const store = new SqliteStore(':memory:');
+  for (const [name, state] of [['c', 'running'], ['a', 'paused'], ['b', 'stopped'], ['d', 'crashed']] as const) {
+    store.insertInstance({ ...row(name, `52:54:00:00:00:0${name.charCodeAt(0) - 96}`), state });
+  }
+  assert.deepEqual(store.listInstances(['running', 'paused', 'starting']).map((r) => r.name), ['a', 'c']);
+  assert.deepEqual(store.listInstances(['stopped']).map((r) => r.name), ['b']);
+  assert.deepEqual(store.listInstances([]).map((r) => r.name), []);
+  assert.deepEqual(store.listInstances().map((r) => r.name), ['a', 'b', 'c', 'd']);
 });
