@@ -23,7 +23,6 @@ import { KeyedLock } from './locks.js';
 import type { BlockIo } from '../qemu/argv-disks.js';
 import { HookSet, exitCauses, launchExtras, runExitHooks, type HookOwner, type InstanceHooks, type LaunchContributor, type LiveInstance, type NicPlanner } from './instance-hooks.js';
 import { OVMF_VARS, assertOvmf, launchPlan, type RuntimeStatus, prepareRunDir, readStatus, removeRunDir, writeStatus } from './runtime.js';
-import { ConsoleLogRotator } from './console-log.js';
 import { exitRecord, goneWhileDown, ioErrorReason, keepPreviousStderr, stderrLine, writeExitInfo, type ExitInfo } from './exit-cause.js';
 import { instanceView, type InstanceView } from './instance-view.js';
 import { devicePaths, type DevicePath } from './device-paths.js';
@@ -81,7 +80,6 @@ export class InstanceService {
   private locks = new KeyedLock();
   /** The VMs watched, by instance uuid. */
   private running = new Map<string, Running>();
-  private rotators = new Map<string, ConsoleLogRotator>();
   /** The daemon's own timings of each instance's last start (served as a Server-Timing header). */
   readonly startTimings = new Map<string, StartTimings>();
 
@@ -256,8 +254,6 @@ export class InstanceService {
         await this.doKill(row, 'deleted'); // an error-state instance whose QEMU may still run
       }
       const p = this.paths(row);
-      this.rotators.get(row.uuid)?.stop();
-      this.rotators.delete(row.uuid);
       crashPoint('delete.killed');
       // the row goes first: a crash after it leaves files that no row names, which reconcile removes
       this.d.store.deleteInstance(row.uuid);
@@ -379,7 +375,6 @@ export class InstanceService {
       prepared = true;
       for (const h of this.hooks) if (h.beforeLaunch) await h.beforeLaunch(row, accel);
       crashPoint('start.resources');
-      this.rotateLog(row).rotateNow();
       const plan = launchPlan(row, image, accel, p, launchExtras(this.contributors, row, this.d.blockIo));
       for (const h of this.hooks) if (h.beforeSpawn) await h.beforeSpawn(row, plan);
       const t1 = performance.now();
@@ -476,15 +471,6 @@ export class InstanceService {
 
   // ---- watching and the one exit path ----
 
-  private rotateLog(row: InstanceRow): ConsoleLogRotator {
-    let r = this.rotators.get(row.uuid);
-    if (!r) {
-      r = new ConsoleLogRotator(this.paths(row).consoleLog);
-      this.rotators.set(row.uuid, r);
-    }
-    return r;
-  }
-
   /** Watch a VM: its monitor events and, once, its exit. */
   private watch(row: InstanceRow, vm: Vm, starting: boolean): Running {
     const run: Running = { vm, expected: null, crash: null, starting };
@@ -494,7 +480,6 @@ export class InstanceService {
     void vm.exited.then((exit) => this.vmExited(uuid, name, run, exit)).catch((e: Error) => {
       this.d.log.warn({ instance: name, err: e.message }, 'the exit of a QEMU could not be handled');
     });
-    this.rotateLog(row).start();
     return run;
   }
 
@@ -576,7 +561,6 @@ export class InstanceService {
     void work.finally(() => {
       if (this.exiting.get(row.uuid) === work) this.exiting.delete(row.uuid);
     });
-    this.rotators.get(row.uuid)?.stop();
     removeRunDir(this.paths(row));
     this.setState(row, to, reason, { pid: null, pidStart: null, lastError: to === 'crashed' ? reason : row.lastError }, exit ? { exit } : {});
   }
@@ -651,6 +635,5 @@ export class InstanceService {
   detachAll(): void {
     for (const run of this.running.values()) run.vm.detach();
     this.running.clear();
-    for (const r of this.rotators.values()) r.stop();
   }
 }
