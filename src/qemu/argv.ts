@@ -72,7 +72,8 @@ export function buildArgv(plan: LaunchPlan): string[] {
   if (plan.sandbox) a.push('-sandbox', 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny');
   a.push('-qmp', `unix:${assertSafeOptionPath(plan.paths.qmp)},server=on,wait=off`);
   a.push('-add-fd', `fd=${CONSOLE_LOG_FD},set=${CONSOLE_LOG_FDSET}`);
-  a.push('-chardev', `socket,id=serial0,path=${assertSafeOptionPath(plan.paths.console)},server=on,wait=off,logfile=/dev/fdset/${CONSOLE_LOG_FDSET}`);
+  // logappend=on: without it QEMU asks for O_TRUNC, which it refuses on a descriptor from an fd set
+  a.push('-chardev', `socket,id=serial0,path=${assertSafeOptionPath(plan.paths.console)},server=on,wait=off,logfile=/dev/fdset/${CONSOLE_LOG_FDSET},logappend=on`);
   a.push('-serial', 'chardev:serial0');
   if (plan.firmware.kind === 'uefi') {
     if (!plan.firmware.code || !plan.firmware.vars) throw new CorralError('INTERNAL', 'the launch plan has UEFI firmware without its code and vars files (the plan names both for UEFI)');

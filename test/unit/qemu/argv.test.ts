@@ -66,6 +66,6 @@ test('the serial log goes to the pipe QEMU gets as fd 3 (fd set 1), not to a fil
   assert.equal(argv[argv.indexOf('-add-fd') + 1], `fd=${CONSOLE_LOG_FD},set=${CONSOLE_LOG_FDSET}`);
   assert.ok(argv.indexOf('-add-fd') < argv.indexOf('-chardev'));
   const serial = argv.find((a) => a.startsWith('socket,id=serial0,'))!;
-  assert.match(serial, /,logfile=\/dev\/fdset\/1$/);
+  assert.match(serial, /,logfile=\/dev\/fdset\/1,logappend=on$/, 'logappend: QEMU refuses O_TRUNC on an fd set\'s descriptor');
   assert.ok(!argv.some((a) => a.includes(base.paths.consoleLog)), 'the keeper writes console.log; QEMU never opens it');
 });
