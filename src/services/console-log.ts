@@ -4,19 +4,21 @@
  * each start the daemon appends a separator line, so one boot's output is told from the last one's.
  */
 import { appendFileSync, closeSync, existsSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
-import { CorralError } from '../core/errors.js';
+import { invalidSpec } from '../core/errors.js';
+import { KiB, MiB, parseSize } from '../core/units.js';
 import { rotatedLog } from '../core/paths.js';
 import type { InstanceHooks } from './instance-hooks.js';
 
-/** The most bytes console.log (and console.log.1) hold: CORRAL_CONSOLE_LOG_LIMIT, 1 MiB when not set. */
+/**
+ * The most bytes console.log (and console.log.1) hold: CORRAL_CONSOLE_LOG_LIMIT, a size with a unit as every
+ * CORRAL_* size ("256K", "4M"), at least 4 KiB; 1 MiB when not set. Anything else is INVALID_SPEC at daemon start.
+ */
 export function consoleLogLimit(env: NodeJS.ProcessEnv = process.env): number {
   const raw = env.CORRAL_CONSOLE_LOG_LIMIT;
-  if (raw === undefined || raw === '') return 1024 * 1024;
-  const n = Number(raw);
-  if (!/^\d+$/.test(raw.trim()) || !Number.isSafeInteger(n) || n < 4096) {
-    throw new CorralError('INVALID_CONFIG', `CORRAL_CONSOLE_LOG_LIMIT must be a byte count of at least 4096, got ${JSON.stringify(raw)}`, { field: 'CORRAL_CONSOLE_LOG_LIMIT' });
-  }
-  return n;
+  if (raw === undefined || raw === '') return MiB;
+  const bytes = parseSize('CORRAL_CONSOLE_LOG_LIMIT', raw);
+  if (bytes < 4 * KiB) throw invalidSpec('CORRAL_CONSOLE_LOG_LIMIT', `the console log limit must be at least 4K, got "${raw}"`);
+  return bytes;
 }
 
 /** What the guest has written so far: the rotated part, then the current file. */

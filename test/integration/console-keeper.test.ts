@@ -16,7 +16,7 @@ import { ConsoleSession, Daemon, SKIP_NO_TINY, useDaemon, waitFor } from './harn
 const skip = SKIP_NO_TINY;
 const LIMIT = 32 * 1024;
 let d: Daemon;
-useDaemon((x) => { d = x; }, { env: () => ({ CORRAL_CONSOLE_LOG_LIMIT: String(LIMIT) }) });
+useDaemon((x) => { d = x; }, { env: () => ({ CORRAL_CONSOLE_LOG_LIMIT: '32K' }) });
 
 interface Proc { pid: number; argv: string[] }
 

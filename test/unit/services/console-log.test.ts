@@ -20,11 +20,12 @@ test('the log is the rotated part, then the current file', () => {
   }
 });
 
-test('CORRAL_CONSOLE_LOG_LIMIT: 1 MiB when not set; a byte count of at least 4096 otherwise, else INVALID_CONFIG', () => {
+test('CORRAL_CONSOLE_LOG_LIMIT: 1 MiB when not set; a size with a unit of at least 4K otherwise, else INVALID_SPEC', () => {
   assert.equal(consoleLogLimit({}), 1024 * 1024);
-  assert.equal(consoleLogLimit({ CORRAL_CONSOLE_LOG_LIMIT: '65536' }), 65536);
-  for (const bad of ['0', '4095', '-1', '1e6', '64k', 'lots']) {
-    assert.throws(() => consoleLogLimit({ CORRAL_CONSOLE_LOG_LIMIT: bad }), (e: CorralError) => e.code === 'INVALID_CONFIG', bad);
+  assert.equal(consoleLogLimit({ CORRAL_CONSOLE_LOG_LIMIT: '64K' }), 65536);
+  assert.equal(consoleLogLimit({ CORRAL_CONSOLE_LOG_LIMIT: '4096B' }), 4096);
+  for (const bad of ['65536', '0K', '4095B', '-1M', 'lots']) {
+    assert.throws(() => consoleLogLimit({ CORRAL_CONSOLE_LOG_LIMIT: bad }), (e: CorralError) => e.code === 'INVALID_SPEC' && e.details.field === 'CORRAL_CONSOLE_LOG_LIMIT', bad);
   }
 });
 
