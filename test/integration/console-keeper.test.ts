@@ -119,3 +119,17 @@ test('a chatty guest\'s console log stays within the limit while the daemon is d
   await waitFor(() => keepers().length === 0, 20_000, 'the keeper to end with its VM', () => JSON.stringify(keepers()));
   for (const f of [log, `${log}.1`]) assert.equal(`${statSync(f).uid}:${(statSync(f).mode & 0o777).toString(8)}`, '0:600', `${f} is taken back`);
 });
+
+test('a keeper that dies holds nothing up: QEMU ignores the broken pipe and the guest\'s console goes on', { skip, timeout: 300_000 }, async () => {
+  const started = await d.ok('POST', '/v1/instances/chatty/start', {});
+  await d.waitConsole('chatty', /corral-tiny ready(?![\s\S]*----- corral: QEMU starting)/, 120_000);
+  const [keeper] = keepers();
+  assert.ok(keeper);
+  process.kill(keeper.pid, 'SIGKILL');
+  await waitFor(() => keepers().length === 0, 20_000, 'the keeper to die');
+  assert.match(await d.guest('chatty', 'echo "still $((6 * 7))"; sleep 1; echo "still $((7 * 7))"'), /still 42\r?\nstill 49/);
+  const now = await d.ok('GET', '/v1/instances/chatty');
+  assert.equal(now.state, 'running');
+  assert.equal(now.pid, started.pid, 'the same QEMU runs on');
+  await d.ok('POST', '/v1/instances/chatty/kill', {});
+});
