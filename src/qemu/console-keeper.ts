@@ -31,7 +31,7 @@ export const PERL = 'perl';
 /** what a keeper calls itself in ps: `corral-console-keeper /var/lib/corral/instances/UUID/console.log` */
 export const KEEPER_NAME = 'corral-console-keeper';
 
-/** The keeper (argv: LOG LIMIT; stdin: the pipe from QEMU). Short, and commented for whoever reads it in ps. */
+/** The keeper, the whole program (argv: LOG LIMIT; stdin: the pipe from QEMU). */
 export const KEEPER_SCRIPT = String.raw`
 # corral console keeper (src/qemu/console-keeper.ts): stdin -> LOG; LOG and LOG.1 (rotatedLog in
 # src/core/paths.ts) at most LIMIT bytes each.
