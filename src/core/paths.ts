@@ -47,6 +47,8 @@ export interface InstancePaths {
   qmp: string;
   console: string;
   consoleLog: string;
+  /** the older part of the console log: console.log past its limit is copied here, then emptied */
+  consoleLogRotated: string;
   pidfile: string;
   /** QEMU's stderr of the current (or last) run; the run before is kept as qemu.stderr.1 */
   stderr: string;
@@ -54,6 +56,11 @@ export interface InstancePaths {
   exitInfo: string;
   status: string;
   efiVars: string;
+}
+
+/** The rotated part of a console log: `console.log.1`. */
+export function rotatedLog(log: string): string {
+  return `${log}.1`;
 }
 
 /** Per-instance files. Runtime sockets sit in a 0700 directory named by the instance uuid. */
@@ -68,6 +75,7 @@ export function instancePaths(root: string, uuid: string): InstancePaths {
     qmp: join(runDir, 'qmp.sock'),
     console: join(runDir, 'console.sock'),
     consoleLog: join(dir, 'console.log'),
+    consoleLogRotated: rotatedLog(join(dir, 'console.log')),
     pidfile: join(runDir, 'qemu.pid'),
     stderr: join(dir, 'qemu.stderr'),
     exitInfo: join(dir, 'exit.json'),

@@ -40,7 +40,7 @@ import { StorageDaemonService } from '../services/storage-daemons.js';
 import { PassthroughService } from '../services/passthrough.js';
 import { TokenService } from '../services/tokens.js';
 import { AuditLog } from '../services/audit.js';
-import { consoleLogHooks } from '../services/console-log.js';
+import { consoleLogHooks, consoleLogLimit } from '../services/console-log.js';
 import { VolumeStore } from '../storage/volumes.js';
 import { PressureController, pressureConfigFrom } from '../services/pressure.js';
 import { readMemInfo } from '../host/basics.js';
@@ -176,7 +176,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
     dataDir, store, images: imageStore, events, host: limits, log,
     pool: { host: limits, config: poolConfig },
     accelerator: async () => (await host.accelerator()).accel,
-    driver: new QemuDriver({ version: () => caps.version, runAs: qemuUser, log }), blockIo,
+    driver: new QemuDriver({ version: () => caps.version, runAs: qemuUser, consoleLogLimit: consoleLogLimit(), log }), blockIo,
   });
   const config = new InstanceConfigService({ instances, events, host: limits });
   const cpu = new CpuService({ instances, config, events, hostCpus: limits.cpuList, log });

@@ -33,6 +33,8 @@ export const TOOL_PACKAGES: Readonly<Record<string, string>> = {
   groupadd: 'passwd',
   useradd: 'passwd',
   setpriv: 'util-linux',
+  mkfifo: 'coreutils',
+  perl: 'perl-base',
   xz: 'xz-utils',
   zstd: 'zstd',
   'apt-get': 'apt',

@@ -38,9 +38,17 @@ export interface LaunchPlan {
   nics: PlanNic[];
   /** host PCI devices passed through with vfio-pci (whole devices, or SR-IOV VFs with their MAC set on the PF) */
   hostdevs?: Array<{ id: string; address: string; kind: 'passthrough' | 'sriov-vf'; mac?: string; pf?: string }>;
+  /** consoleLog: what the console keeper writes (QEMU itself writes the log to a pipe: CONSOLE_LOG_FD) */
   paths: { qmp: string; console: string; consoleLog: string; pidfile: string };
   sandbox: boolean;
 }
+
+/**
+ * The serial console's log: QEMU writes it to a pipe it gets as this fd, in this fd set (`logfile=/dev/fdset/N`);
+ * the console keeper (console-keeper.ts) reads the other end and writes console.log.
+ */
+export const CONSOLE_LOG_FD = 3;
+export const CONSOLE_LOG_FDSET = 1;
 
 function json(o: Record<string, unknown>): string {
   return JSON.stringify(o);
@@ -63,10 +71,9 @@ export function buildArgv(plan: LaunchPlan): string[] {
   a.push('-display', 'none', '-vga', 'none');
   if (plan.sandbox) a.push('-sandbox', 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny');
   a.push('-qmp', `unix:${assertSafeOptionPath(plan.paths.qmp)},server=on,wait=off`);
-  a.push(
-    '-chardev',
-    `socket,id=serial0,path=${assertSafeOptionPath(plan.paths.console)},server=on,wait=off,logfile=${assertSafeOptionPath(plan.paths.consoleLog)},logappend=on`,
-  );
+  a.push('-add-fd', `fd=${CONSOLE_LOG_FD},set=${CONSOLE_LOG_FDSET}`);
+  // logappend=on: without it QEMU asks for O_TRUNC, which it refuses on a descriptor from an fd set
+  a.push('-chardev', `socket,id=serial0,path=${assertSafeOptionPath(plan.paths.console)},server=on,wait=off,logfile=/dev/fdset/${CONSOLE_LOG_FDSET},logappend=on`);
   a.push('-serial', 'chardev:serial0');
   if (plan.firmware.kind === 'uefi') {
     if (!plan.firmware.code || !plan.firmware.vars) throw new CorralError('INTERNAL', 'the launch plan has UEFI firmware without its code and vars files (the plan names both for UEFI)');

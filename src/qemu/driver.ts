@@ -1,13 +1,16 @@
 /**
  * The QEMU back end of the hypervisor seam (src/vm/driver.ts): a launch plan becomes QEMU's argv (argv.ts),
  * QEMU is spawned detached (launch.ts) and watched (vm.ts); a running QEMU is recognised by its /proc
- * cmdline (its -uuid) and start time (proc.ts); the kernel's word on a dead one comes from /dev/kmsg.
+ * cmdline (its -uuid) and start time (proc.ts); the kernel's word on a dead one comes from /dev/kmsg. Each QEMU
+ * gets a console keeper (console-keeper.ts), which writes its console log and outlives the daemon as QEMU does.
  */
+import { closeSync } from 'node:fs';
 import { ensureGuestFence } from '../network/guest-fence.js';
 import { canRaiseMemlock, type RunAs } from '../host/run-as.js';
 import { kernelDeathNote, readKernelLog } from '../host/kmsg.js';
 import type { Vm, VmDriver, VmProcess, VmSockets } from '../vm/driver.js';
 import { buildArgv, type LaunchPlan } from './argv.js';
+import { openConsolePipe, startConsoleKeeper } from './console-keeper.js';
 import { QEMU_BINARY, launchQemu } from './launch.js';
 import { findQemusByUuid, isQemuOf, processStartTicks } from './proc.js';
 import { QmpClient } from './qmp.js';
@@ -25,6 +28,8 @@ export interface QemuDriverOptions {
    * for its group (src/network/guest-fence.ts).
    */
   runAs: RunAs;
+  /** the most bytes of console.log, and of console.log.1, that each VM's console keeper keeps (console-keeper.ts) */
+  consoleLogLimit: number;
   log?: { warn(o: object, m?: string): void };
 }
 
@@ -54,7 +59,19 @@ export class QemuDriver implements VmDriver {
       this.o.log?.warn({ memlock }, 'cannot raise RLIMIT_MEMLOCK for QEMU (no CAP_SYS_RESOURCE in the initial user namespace: a container?); VFIO will fail to pin guest memory');
       memlock = undefined;
     }
-    const l = await launchQemu(buildArgv(plan), { qmp: plan.paths.qmp, stderr: files.stderr }, this.o.launchTimeoutMs, this.o.binary ?? QEMU_BINARY, this.o.runAs, memlock);
+    const argv = buildArgv(plan);
+    // the console log: QEMU writes it into a pipe (fd 3), its keeper reads the other end; the daemon keeps neither
+    const pipe = await openConsolePipe(`${plan.paths.consoleLog}.pipe`);
+    try {
+      startConsoleKeeper(pipe.read, plan.paths.consoleLog, this.o.consoleLogLimit, this.o.runAs, (o, m) => this.o.log?.warn({ instance: plan.name, ...o }, m));
+    } catch (e) {
+      closeSync(pipe.write);
+      throw e;
+    } finally {
+      closeSync(pipe.read);
+    }
+    // launchQemu closes the write end once QEMU has it, whether or not QEMU starts
+    const l = await launchQemu(argv, { qmp: plan.paths.qmp, stderr: files.stderr }, this.o.launchTimeoutMs, this.o.binary ?? QEMU_BINARY, this.o.runAs, memlock, [pipe.write]);
     return new QemuVm(l.pid, l.startTicks, l.qmp, l.exit);
   }
 

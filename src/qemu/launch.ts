@@ -52,8 +52,9 @@ export async function launchQemu(
   binary = QEMU_BINARY,
   runAs?: RunAs,
   memlock?: number,
+  passFds: number[] = [],
 ): Promise<Launched> {
-  return launchDetached(binary, argv, files, { timeoutMs, what: 'QEMU', errorLine: qemuErrorLine, runAs, memlock });
+  return launchDetached(binary, argv, files, { timeoutMs, what: 'QEMU', errorLine: qemuErrorLine, runAs, memlock, passFds });
 }
 
 export interface DetachedOptions {
@@ -68,10 +69,16 @@ export interface DetachedOptions {
   runAs?: RunAs;
   /** RLIMIT_MEMLOCK for the child (with runAs): the guest memory VFIO pins */
   memlock?: number;
+  /**
+   * descriptors the child gets as fd 3, 4 ...; they are closed here once it is spawned (whether or not it starts
+   * well), so that the child holds the only copies (the console log pipe's write end: the keeper sees EOF when
+   * QEMU exits)
+   */
+  passFds?: number[];
 }
 
 /**
- * Spawn a QEMU program in its own session (stdin/stdout on /dev/null, stderr to a file) and wait until its
+ * Spawn a QEMU program in its own session (stdin/stdout on /dev/null, stderr to a file, `passFds` from fd 3 on) and wait until its
  * QMP monitor greets; if it exits first, or does not greet in time (it is then killed), the failure is
  * QEMU_FAILED carrying its own stderr line.
  */
@@ -82,13 +89,13 @@ export async function launchDetached(binary: string, argv: string[], files: { qm
   const oldMask = o.umask === undefined ? undefined : process.umask(o.umask);
   try {
     child = spawn(bin, args, {
-      stdio: ['ignore', 'ignore', errFd],
+      stdio: ['ignore', 'ignore', errFd, ...(o.passFds ?? [])],
       detached: true,
       env: { PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin', LANG: 'C' },
     });
   } finally {
     if (oldMask !== undefined) process.umask(oldMask);
-    closeSync(errFd);
+    for (const fd of [errFd, ...(o.passFds ?? [])]) closeSync(fd);
   }
   child.unref();
   const exit = new Promise<ExitStatus>((resolve) => child.once('exit', (code, signal) => resolve({ code, signal })));

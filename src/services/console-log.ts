@@ -1,45 +1,30 @@
 /**
- * Keeps an instance's console log bounded. QEMU appends to console.log (opened O_APPEND, from the first
- * byte of boot); past the limit the file is copied to console.log.1 and truncated in place, so the two files
- * together hold at most twice the limit and QEMU keeps writing to the same file. Before each start the daemon
- * appends a separator line, so one boot's output is told from the last one's.
+ * An instance's console log: console.log, and console.log.1 before it. Each VM's console keeper
+ * (src/qemu/console-keeper.ts) writes them and keeps each within the limit, whether or not the daemon runs. Before
+ * each start the daemon appends a separator line, so one boot's output is told from the last one's.
  */
-import { appendFileSync, closeSync, copyFileSync, existsSync, openSync, readFileSync, readSync, statSync, truncateSync } from 'node:fs';
+import { appendFileSync, closeSync, existsSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
+import { invalidSpec } from '../core/errors.js';
+import { KiB, MiB, parseSize } from '../core/units.js';
+import { rotatedLog } from '../core/paths.js';
 import type { InstanceHooks } from './instance-hooks.js';
 
-export const CONSOLE_LOG_LIMIT = Number(process.env.CORRAL_CONSOLE_LOG_LIMIT ?? 1024 * 1024);
-
-export class ConsoleLogRotator {
-  private timer: NodeJS.Timeout | null = null;
-
-  constructor(private file: string, private limit = CONSOLE_LOG_LIMIT) {}
-
-  start(intervalMs = 2000): void {
-    if (this.timer) return;
-    this.timer = setInterval(() => this.rotateNow(), intervalMs);
-    this.timer.unref();
-  }
-
-  stop(): void {
-    if (this.timer) clearInterval(this.timer);
-    this.timer = null;
-  }
-
-  rotateNow(): void {
-    try {
-      if (statSync(this.file).size <= this.limit) return;
-      copyFileSync(this.file, `${this.file}.1`);
-      truncateSync(this.file, 0);
-    } catch {
-      /* no log yet */
-    }
-  }
+/**
+ * The most bytes console.log (and console.log.1) hold: CORRAL_CONSOLE_LOG_LIMIT, a size with a unit as every
+ * CORRAL_* size ("256K", "4M"), at least 4 KiB; 1 MiB when not set. Anything else is INVALID_SPEC at daemon start.
+ */
+export function consoleLogLimit(env: NodeJS.ProcessEnv = process.env): number {
+  const raw = env.CORRAL_CONSOLE_LOG_LIMIT;
+  if (raw === undefined || raw === '') return MiB;
+  const bytes = parseSize('CORRAL_CONSOLE_LOG_LIMIT', raw);
+  if (bytes < 4 * KiB) throw invalidSpec('CORRAL_CONSOLE_LOG_LIMIT', `the console log limit must be at least 4K, got "${raw}"`);
+  return bytes;
 }
 
 /** What the guest has written so far: the rotated part, then the current file. */
 export function readConsoleLog(file: string): Buffer {
   const parts: Buffer[] = [];
-  for (const f of [`${file}.1`, file]) if (existsSync(f)) parts.push(readFileSync(f));
+  for (const f of [rotatedLog(file), file]) if (existsSync(f)) parts.push(readFileSync(f));
   return Buffer.concat(parts);
 }
 

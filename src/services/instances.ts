@@ -228,7 +228,6 @@ export class InstanceService {
         await this.doKill(row, 'deleted'); // an error-state instance whose QEMU may still run
       }
       const p = this.paths(row);
-      this.vms.forget(row.uuid);
       crashPoint('delete.killed');
       // the row goes first: a crash after it leaves files that no row names, which reconcile removes
       this.d.store.deleteInstance(row.uuid);
@@ -350,7 +349,6 @@ export class InstanceService {
       prepared = true;
       for (const h of this.hooks) if (h.beforeLaunch) await h.beforeLaunch(row, accel);
       crashPoint('start.resources');
-      this.vms.trimLog(row);
       const plan = launchPlan(row, image, accel, p, launchExtras(this.contributors, row, this.d.blockIo));
       for (const h of this.hooks) if (h.beforeSpawn) await h.beforeSpawn(row, plan);
       const t1 = performance.now();

@@ -3,8 +3,9 @@
  * and taken back when it ends:
  * - the runtime dir (QEMU and its storage daemons make their sockets and pidfiles there): theirs, 0700, made fresh
  *   for each run and removed after;
- * - the root disk overlay, the UEFI variable store and the console log (QEMU appends to it): theirs, 0600, while
- *   the VM runs; root's, 0600, otherwise.
+ * - the root disk overlay, the UEFI variable store and the console log with its rotated part (the console keeper,
+ *   src/qemu/console-keeper.ts, appends to the one and rotates into the other; it cannot make files here, so both
+ *   are made if missing): theirs, 0600, while the VM runs; root's, 0600, otherwise.
  * The instance dir itself stays root's, 0711: QEMU can open the files it was given there but cannot list the dir,
  * nor make, rename or replace anything in it (so no symlink of its making is ever followed by the daemon), nor
  * read the daemon's own files (QEMU's stderr, the exit record).
@@ -18,7 +19,7 @@ import type { InstanceHooks } from './instance-hooks.js';
 
 /** The files of an instance dir QEMU writes to during a run. */
 function runFiles(p: InstancePaths): string[] {
-  return [p.disk, p.efiVars, p.consoleLog];
+  return [p.disk, p.efiVars, p.consoleLog, p.consoleLogRotated];
 }
 
 export function vmFileHooks(who: RunAs, paths: (row: InstanceRow) => InstancePaths): InstanceHooks {
@@ -30,7 +31,7 @@ export function vmFileHooks(who: RunAs, paths: (row: InstanceRow) => InstancePat
     },
     beforeSpawn: async (row) => {
       const p = paths(row);
-      for (const f of runFiles(p)) if (f === p.consoleLog || existsSync(f)) giveTo(who, f, { create: true });
+      for (const f of runFiles(p)) if (f === p.consoleLog || f === p.consoleLogRotated || existsSync(f)) giveTo(who, f, { create: true });
     },
     exited: (row) => {
       for (const f of runFiles(paths(row))) takeBack(f);

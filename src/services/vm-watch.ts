@@ -8,7 +8,6 @@ import type { InstancePaths } from '../core/paths.js';
 import type { InstanceState } from '../core/state.js';
 import type { InstanceRow } from '../store/store.js';
 import { waitExit, type Vm, type VmEvent, type VmExit } from '../vm/driver.js';
-import { ConsoleLogRotator } from './console-log.js';
 import { exitRecord, ioErrorReason, stderrLine, writeExitInfo, type ExitInfo } from './exit-cause.js';
 import { exitCauses, runExitHooks, type InstanceHooks } from './instance-hooks.js';
 import { moveState } from './instance-state.js';
@@ -39,7 +38,6 @@ export class VmWatch {
   private running = new Map<string, Running>();
   /** Exit hooks still at work per instance uuid (stopping storage daemons). */
   private exiting = new Map<string, Promise<void>>();
-  private rotators = new Map<string, ConsoleLogRotator>();
 
   constructor(private c: WatchContext) {}
 
@@ -57,7 +55,6 @@ export class VmWatch {
     void vm.exited.then((exit) => this.vmExited(uuid, name, run, exit)).catch((e: Error) => {
       this.c.deps.log.warn({ instance: name, err: e.message }, 'the exit of a QEMU could not be handled');
     });
-    this.rotator(row).start();
     return run;
   }
 
@@ -90,7 +87,6 @@ export class VmWatch {
     void work.finally(() => {
       if (this.exiting.get(row.uuid) === work) this.exiting.delete(row.uuid);
     });
-    this.rotators.get(row.uuid)?.stop();
     removeRunDir(this.c.paths(row));
     moveState(this.c.deps, row, to, reason, { pid: null, pidStart: null, lastError: to === 'crashed' ? reason : row.lastError }, exit ? { exit } : {});
   }
@@ -100,31 +96,10 @@ export class VmWatch {
     await this.exiting.get(uuid);
   }
 
-  /** Trim the console log now (before a start appends to it). */
-  trimLog(row: InstanceRow): void {
-    this.rotator(row).rotateNow();
-  }
-
-  /** The instance is deleted: stop trimming its log. */
-  forget(uuid: string): void {
-    this.rotators.get(uuid)?.stop();
-    this.rotators.delete(uuid);
-  }
-
   /** Let go of every VM without stopping it: they outlive the daemon. */
   detachAll(): void {
     for (const run of this.running.values()) run.vm.detach();
     this.running.clear();
-    for (const r of this.rotators.values()) r.stop();
-  }
-
-  private rotator(row: InstanceRow): ConsoleLogRotator {
-    let r = this.rotators.get(row.uuid);
-    if (!r) {
-      r = new ConsoleLogRotator(this.c.paths(row).consoleLog);
-      this.rotators.set(row.uuid, r);
-    }
-    return r;
   }
 
   /** The stored row of instance `name` if it still is the instance `uuid`. */

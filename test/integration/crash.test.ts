@@ -2,7 +2,8 @@
  * Fault injection: the daemon is killed (SIGKILL, by itself, at a step named by CORRAL_CRASH_AT: see
  * src/host/crash-points.ts) in the middle of create, start, stop, disk attach and detach, delete, volume create and
  * image import; then it is started again and the invariants are checked: each operation either happened or did
- * not, no QEMU runs twice or unowned, every VM that ran still runs, and no runtime dir, tap, staging folder,
+ * not, no QEMU runs twice or unowned, every VM that ran still runs (with its console keeper, and no keeper of a
+ * VM that ended), and no runtime dir, tap, staging folder,
  * instance folder, volume binding or file handed to corral-qemu is left that the records do not explain.
  */
 import { test } from 'node:test';
@@ -62,6 +63,9 @@ async function invariants(where: string): Promise<void> {
   const qemus = procs.filter((p) => /qemu-system/.test(p.prog));
   assert.deepEqual(qemus.map((q) => q.pid).sort(), live.map((i) => i.pid).sort(), `${where}: the QEMUs running are exactly the live instances'`);
   for (const q of qemus) assert.equal(readFileSync(`/proc/${q.pid}/status`, 'utf8').match(/^Uid:\s+(\d+)/m)![1] !== '0', true, `${where}: QEMU ${q.pid} is not root`);
+  // console keepers: one per live instance, writing its log; none left by a VM that ended
+  const keepers = procs.filter((p) => p.prog.startsWith('corral-console-keeper ')).map((p) => p.prog).sort();
+  assert.deepEqual(keepers, live.map((i) => `corral-console-keeper ${join(d.dataDir, 'instances', i.uuid, 'console.log')}`).sort(), `${where}: the console keepers are exactly the live instances'`);
   // storage daemons only under live instances' runtime dirs
   for (const s of procs.filter((p) => /qemu-storage-daemon/.test(p.prog))) {
     assert.ok(live.some((i) => s.argv.some((a) => a.includes(`/run/${i.uuid}/`))), `${where}: a storage daemon of no live instance: ${s.argv.join(' ')}`);

@@ -132,7 +132,9 @@ export class Daemon {
   /** SIGKILL the daemon (QEMU processes must survive). */
   async kill9(): Promise<void> {
     const p = this.proc;
-    if (!p || p.exitCode !== null) return;
+    // a process killed by a signal keeps exitCode null: without the signalCode check a second kill9 (destroy after a
+    // test that failed while the daemon was down) would wait forever for an exit already seen, and leak its QEMUs
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
     const exited = new Promise((r) => p.once('exit', r));
     p.kill('SIGKILL');
     await exited;
@@ -140,7 +142,7 @@ export class Daemon {
 
   async stop(): Promise<void> {
     const p = this.proc;
-    if (!p || p.exitCode !== null) return;
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
     const exited = new Promise((r) => p.once('exit', r));
     p.kill('SIGTERM');
     await exited;

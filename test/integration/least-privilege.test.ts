@@ -1,7 +1,8 @@
 /**
  * Least privilege, as `ps` and `ls -l` show it: a guest with a bridge NIC, a virtio-blk volume and a
- * vhost-user-blk volume runs with QEMU and its qemu-storage-daemon as corral-qemu (no capabilities, no_new_privs,
- * seccomp) and the network's dnsmasq as corral-dnsmasq; nothing of theirs runs as root. The files the VM opens
+ * vhost-user-blk volume runs with QEMU, its qemu-storage-daemon and its console keeper as corral-qemu (no
+ * capabilities, no_new_privs; QEMU under seccomp) and the network's dnsmasq as corral-dnsmasq; nothing of theirs
+ * runs as root. The files the VM opens
  * are corral-qemu's only while it runs (a hot-plugged volume from its attach to its detach), and that user can
  * open nothing else of the daemon's: not a detached volume, not the database, not the token.
  */
@@ -92,8 +93,10 @@ test('QEMU, its storage daemon and dnsmasq run unprivileged; the VM\'s files are
   assert.ok(qsd, 'the vhost-user-blk volume has its storage daemon');
   const dnsmasq = procs.find((p) => /dnsmasq/.test(p.prog));
   assert.ok(dnsmasq, 'the network has its dnsmasq');
-  assert.deepEqual(procs.filter((p) => p.uid === 0).map((p) => p.prog), [], 'no QEMU, storage daemon or dnsmasq runs as root');
-  for (const pid of [qemu.pid, qsd.pid]) {
+  const keeper = procs.find((p) => p.prog === `corral-console-keeper ${join(d.dataDir, 'instances', vm.uuid, 'console.log')}`);
+  assert.ok(keeper, 'the VM has its console keeper');
+  assert.deepEqual(procs.filter((p) => p.uid === 0).map((p) => p.prog), [], 'no QEMU, storage daemon, console keeper or dnsmasq runs as root');
+  for (const pid of [qemu.pid, qsd.pid, keeper.pid]) {
     const c = creds(pid);
     assert.deepEqual(c.Uid!.split(/\s+/), Array(4).fill(String(qemuUid)), `pid ${pid} runs as corral-qemu (real, effective, saved, fs)`);
     assert.equal(c.Gid!.split(/\s+/)[0], String(qemuGid));
@@ -119,7 +122,7 @@ test('QEMU, its storage daemon and dnsmasq run unprivileged; the VM\'s files are
   }
 
   // while it runs: its files are corral-qemu's; everything else stays root's and closed to corral-qemu
-  for (const f of [join(inst, 'root.qcow2'), join(inst, 'console.log'), vol.path, fast.path]) assert.equal(owner(f), mine, f);
+  for (const f of [join(inst, 'root.qcow2'), join(inst, 'console.log'), join(inst, 'console.log.1'), vol.path, fast.path]) assert.equal(owner(f), mine, f);
   assert.equal(owner(run), `${qemuUid}:700`, 'the runtime dir (its sockets) is QEMU\'s');
   assert.equal(owner(inst), '0:711', 'the instance dir is root\'s: QEMU opens what it was given, lists and makes nothing');
   assert.equal(owner(join(inst, 'qemu.stderr')), root);
@@ -138,8 +141,8 @@ test('QEMU, its storage daemon and dnsmasq run unprivileged; the VM\'s files are
   assert.equal(owner(hot.path), root);
 
   await d.ok('POST', '/v1/instances/lp/kill', {});
-  await waitFor(() => processesOf(d.dataDir).every((p) => !/qemu/.test(p.prog)), 20_000, 'QEMU and its storage daemon to end');
-  for (const f of [join(inst, 'root.qcow2'), join(inst, 'console.log'), vol.path, fast.path]) assert.equal(owner(f), root, `${f} is taken back`);
+  await waitFor(() => processesOf(d.dataDir).every((p) => !/qemu|corral-console-keeper/.test(p.prog)), 20_000, 'QEMU, its storage daemon and its console keeper to end');
+  for (const f of [join(inst, 'root.qcow2'), join(inst, 'console.log'), join(inst, 'console.log.1'), vol.path, fast.path]) assert.equal(owner(f), root, `${f} is taken back`);
   assert.deepEqual(ownedBy(d.dataDir, qemuUid), [], 'corral-qemu owns nothing in the data dir once the VM is stopped');
   assert.match(execFileSync('qemu-io', ['-f', 'qcow2', '-c', 'read -P 0x5a 0 64k', vol.path], { encoding: 'utf8' }), /read 65536\/65536/, 'what the guest wrote is on the volume');
 });

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { buildArgv, type LaunchPlan } from '../../../src/qemu/argv.js';
+import { buildArgv, CONSOLE_LOG_FD, CONSOLE_LOG_FDSET, type LaunchPlan } from '../../../src/qemu/argv.js';
 import { FIXTURES } from '../fixtures.js';
 import { assertGolden } from '../golden.js';
 
@@ -59,4 +59,13 @@ test('vhost-user-blk: a missing socket or one with option syntax in its path is 
   const disk = { id: 'vol-x', path: '/v/x.raw', format: 'raw' as const, bus: 'vhost-user-blk' as const };
   assert.throws(() => buildArgv({ ...base, disks: [disk] }), /no vhost-user socket/);
   assert.throws(() => buildArgv({ ...base, disks: [{ ...disk, socket: '/run/a,server=on/x.sock' }] }), /unsafe path/);
+});
+
+test('the serial log goes to the pipe QEMU gets as fd 3 (fd set 1), not to a file QEMU opens', () => {
+  const argv = buildArgv(base);
+  assert.equal(argv[argv.indexOf('-add-fd') + 1], `fd=${CONSOLE_LOG_FD},set=${CONSOLE_LOG_FDSET}`);
+  assert.ok(argv.indexOf('-add-fd') < argv.indexOf('-chardev'));
+  const serial = argv.find((a) => a.startsWith('socket,id=serial0,'))!;
+  assert.match(serial, /,logfile=\/dev\/fdset\/1,logappend=on$/, 'logappend: QEMU refuses O_TRUNC on an fd set\'s descriptor');
+  assert.ok(!argv.some((a) => a.includes(base.paths.consoleLog)), 'the keeper writes console.log; QEMU never opens it');
 });

@@ -1,34 +1,31 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { appendFileSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeSync, closeSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { appendBootSeparator, ConsoleLogRotator, consoleLogHooks, readConsoleLog } from '../../../src/services/console-log.js';
+import { appendBootSeparator, consoleLogHooks, consoleLogLimit, readConsoleLog } from '../../../src/services/console-log.js';
+import type { CorralError } from '../../../src/core/errors.js';
 import type { LaunchPlan } from '../../../src/qemu/argv.js';
 import type { InstanceRow } from '../../../src/store/store.js';
 
-test('the console log stays bounded and keeps the newest bytes, while the writer keeps appending', () => {
+test('the log is the rotated part, then the current file', () => {
   const dir = mkdtempSync(join(tmpdir(), 'corral-log-'));
   try {
     const file = join(dir, 'console.log');
-    // QEMU holds the file open with O_APPEND; so does this stand-in writer.
-    const fd = openSync(file, 'a');
-    const r = new ConsoleLogRotator(file, 1000);
-    for (let i = 0; i < 50; i++) {
-      writeSync(fd, `line ${i} ${'x'.repeat(90)}\n`);
-      r.rotateNow();
-    }
-    writeSync(fd, 'last line\n');
-    closeSync(fd);
-    assert.ok(statSync(file).size <= 1000 + 100);
-    assert.ok(statSync(`${file}.1`).size <= 1000 + 100);
-    const all = readConsoleLog(file).toString();
-    assert.match(all, /line 49 x+\nlast line\n$/);
-    assert.doesNotMatch(all, /line 0 /);
-    // Appends after a truncate land at the start of the file, not after a hole.
-    assert.equal(all.includes('\0'), false);
+    writeFileSync(`${file}.1`, 'older\r\n');
+    writeFileSync(file, 'newer\r\n');
+    assert.equal(readConsoleLog(file).toString(), 'older\r\nnewer\r\n');
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('CORRAL_CONSOLE_LOG_LIMIT: 1 MiB when not set; a size with a unit of at least 4K otherwise, else INVALID_SPEC', () => {
+  assert.equal(consoleLogLimit({}), 1024 * 1024);
+  assert.equal(consoleLogLimit({ CORRAL_CONSOLE_LOG_LIMIT: '64K' }), 65536);
+  assert.equal(consoleLogLimit({ CORRAL_CONSOLE_LOG_LIMIT: '4096B' }), 4096);
+  for (const bad of ['65536', '0K', '4095B', '-1M', 'lots']) {
+    assert.throws(() => consoleLogLimit({ CORRAL_CONSOLE_LOG_LIMIT: bad }), (e: CorralError) => e.code === 'INVALID_SPEC' && e.details.field === 'CORRAL_CONSOLE_LOG_LIMIT', bad);
   }
 });
 
