@@ -1,6 +1,12 @@
 /** Linux CPU lists ("0-3,6"), as sysfs and taskset write them. Pure. */
 import { CorralError } from './errors.js';
 
+/**
+ * No CPU number is above this (Linux's NR_CPUS is at most 8192): a list naming one is refused before it is
+ * expanded, so "0-4294967296" or a number past 2^53 (where c++ stops counting) cannot exhaust the daemon's memory.
+ */
+export const MAX_CPU_NUMBER = 65535;
+
 export function parseCpuList(list: string): number[] {
   const out: number[] = [];
   for (const part of list.trim().split(',')) {
@@ -9,6 +15,7 @@ export function parseCpuList(list: string): number[] {
     if (!m) throw new CorralError('INVALID_SPEC', `bad CPU list element "${part}"`, { field: 'cpuList' });
     const lo = Number(m[1]);
     const hi = m[2] === undefined ? lo : Number(m[2]);
+    if (Math.max(lo, hi) > MAX_CPU_NUMBER) throw new CorralError('INVALID_SPEC', `CPU ${Math.max(lo, hi)} in "${part.trim()}" is beyond any host's (at most ${MAX_CPU_NUMBER})`, { field: 'cpuList' });
     for (let c = lo; c <= hi; c++) out.push(c);
   }
   return out;

@@ -171,18 +171,26 @@ export class FakeVm implements Vm {
       });
     });
   }
-  vcpus(): Promise<VcpuInfo[]> {
-    const n = this.process.plan.cpus;
-    return this.call('query-cpus-fast', () => Array.from({ length: n }, (_, i) => ({ 'cpu-index': i, 'thread-id': this.pid + 1 + i, 'qom-path': `/machine/unattached/device[${i}]` })));
+  /** The vCPU slots QEMU offers up to maxCpus; the boot vCPUs and those device_add plugged (ids cpuN) are taken. */
+  private cpuSlots(): HotpluggableCpu[] {
+    const { cpus, maxCpus, topology: t } = this.process.plan;
+    return Array.from({ length: maxCpus }, (_, i) => {
+      const props = { 'socket-id': Math.floor(i / (t.cores * t.threads)), 'core-id': Math.floor(i / t.threads) % t.cores, 'thread-id': i % t.threads };
+      const path = i < cpus ? `/machine/unattached/device[${i}]` : this.process.devices.has(`cpu${i}`) ? `/machine/peripheral/cpu${i}` : undefined;
+      return { type: 'qemu64-x86_64-cpu', 'vcpus-count': 1, props, ...(path ? { 'qom-path': path } : {}) };
+    });
   }
-  hotpluggableCpus(): Promise<HotpluggableCpu[]> { return this.call('query-hotpluggable-cpus', () => []); }
+  vcpus(): Promise<VcpuInfo[]> {
+    return this.call('query-cpus-fast', () => this.cpuSlots().flatMap((c, i) => (c['qom-path'] ? [{ 'cpu-index': i, 'thread-id': this.pid + 1 + i, 'qom-path': c['qom-path'] }] : [])));
+  }
+  hotpluggableCpus(): Promise<HotpluggableCpu[]> { return this.call('query-hotpluggable-cpus', () => this.cpuSlots()); }
   vcpuStats(): Promise<unknown> { return this.call('query-stats', () => ({})); }
   deviceAdd(args: Record<string, unknown>): Promise<void> {
     return this.call('device_add', () => { this.process.devices.add(String(args.id)); });
   }
   deviceDel(id: string): Promise<void> {
     return this.call('device_del', () => {
-      if (!this.process.devices.delete(id)) throw new CorralError('QEMU_FAILED', `QEMU refused device_del: Device '${id}' not found`, { command: 'device_del' });
+      if (!this.process.devices.delete(id.replace(/^\/machine\/peripheral\//, ''))) throw new CorralError('QEMU_FAILED', `QEMU refused device_del: Device '${id}' not found`, { command: 'device_del' });
       setImmediate(() => this.process.emit({ event: 'DEVICE_DELETED', data: { device: id } }));
     });
   }

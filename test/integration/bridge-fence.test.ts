@@ -3,24 +3,26 @@
  * TCP too: the host's services (one on its 127.0.0.1, one on every address, the daemon's TCP port) and a
  * metadata server at 169.254.169.254 on the host side are out of reach, while the guest still reaches a server
  * outside the host through NAT and DNS on its gateway. A guest that changes its MAC or claims another address
- * does not reach its neighbour, and does again with its own; the layer-2 filter holds across a daemon restart
+ * does not reach its neighbour, and does again with its own; a guest that runs a DHCP server (udhcpd) does not
+ * reach a neighbour with its offers, while its other UDP does; the layer-2 filter holds across a daemon restart
  * and a stopped guest's rules go with its tap. A network whose range is full refuses another NIC.
  */
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { ConsoleSession, Daemon, SKIP_NO_TINY, useDaemon } from './harness.js';
-import { connected, inNs, l2Table, leased, pings, plugOutside, probe, stopProbes, token, tokenServer } from './net-probes.js';
+import { connected, inNs, l2Table, leased, pings, plugNeighbour, plugOutside, probe, stopProbes, token, tokenServer, udpWatch } from './net-probes.js';
 
 const skip = SKIP_NO_TINY;
 const NS = `corral-bf-${process.pid}`;
 const OUT_NS = `corral-bfo-${process.pid}`;
+const NB_NS = `corral-bfn-${process.pid}`;
 const TCP_PORT = 7443;
 const GW = '10.93.0.1';
 const METADATA = '169.254.169.254';
 let d: Daemon;
 useDaemon((x) => { d = x; }, { netns: NS, args: ['--listen', `0.0.0.0:${TCP_PORT}`] });
-after(() => stopProbes(OUT_NS));
+after(() => stopProbes(OUT_NS, NB_NS));
 
 const sessions = new Map<string, ConsoleSession>();
 const ips = new Map<string, string>();
@@ -100,6 +102,37 @@ test('a guest that changes its MAC or claims another address does not reach its 
     assert.equal(await pings(c, GW), false, 'nor its gateway');
   });
   assert.ok(await pings(c, neighbour), 'bf2 -> bf1 with its address back');
+});
+
+test('a guest cannot answer DHCP: its OFFER (udp from port 67) never reaches a neighbour, its UDP from another port does', { skip, timeout: 180_000 }, async () => {
+  const c = sessions.get('bf2')!;
+  const guest = ips.get('bf2')!;
+  const { bridge } = await d.ok('GET', '/v1/networks/guard');
+  const neighbour = plugNeighbour(NS, NB_NS, bridge, 'bfnb0', '10.93.0.250/24');
+  const w = await udpWatch(NB_NS, 68); // where DHCP clients listen
+  const fromGuest = (): Array<{ port: number }> => w.got.filter((g) => g.from === guest);
+  const settle = async (cond: () => boolean, ms: number): Promise<void> => {
+    for (const end = Date.now() + ms; !cond() && Date.now() < end;) await new Promise((r) => setTimeout(r, 200));
+  };
+  // the control: busybox traceroute's first UDP probe goes to port -p + 1 (68), from a port of its own
+  await c.run(`traceroute -n -m 1 -q 1 -w 2 -p 67 ${neighbour} >/dev/null 2>&1; echo TR=$?`, 30_000);
+  await settle(() => fromGuest().length > 0, 10_000);
+  assert.equal(fromGuest().length, 1, `the neighbour's port 68 got no UDP from the guest: ${JSON.stringify(w.got)}`);
+  assert.notEqual(fromGuest()[0]!.port, 67);
+
+  // the rogue: udhcpd on the guest answers the neighbour's DISCOVER with an OFFER, from port 67 to port 68
+  await c.run("printf 'interface eth0\\nstart 10.93.0.240\\nend 10.93.0.245\\nlease_file /tmp/udhcpd.leases\\n' >/tmp/udhcpd.conf; touch /tmp/udhcpd.leases; (udhcpd -f -a 100 /tmp/udhcpd.conf >/tmp/udhcpd.log 2>&1 &)");
+  try {
+    for (let i = 0; i < 3; i++) {
+      w.discover();
+      await new Promise((r) => setTimeout(r, 2000));
+    }
+    const log = await c.run('cat /tmp/udhcpd.log');
+    assert.match(log, /sending OFFER/, `udhcpd did not answer the DISCOVER: ${log}`);
+    assert.deepEqual(fromGuest().filter((g) => g.port === 67), [], 'an OFFER from the guest reached its neighbour');
+  } finally {
+    await c.run('killall udhcpd; rm -f /tmp/udhcpd.*');
+  }
 });
 
 test('the filter holds across a daemon restart; a stopped guest\'s rules go with its tap', { skip, timeout: 180_000 }, async () => {

@@ -86,3 +86,62 @@ export function l2Table(ns: string): string {
     return '';
   }
 }
+
+/**
+ * A neighbour on a bridge: namespace `nbNs` joined to `bridge` (in namespace `ns`) by a veth (`hostIf` the
+ * bridge's port), its eth0 at `cidr`, its default route out of eth0 (so it can broadcast). Returns its address.
+ */
+export function plugNeighbour(ns: string, nbNs: string, bridge: string, hostIf: string, cidr: string): string {
+  createNetns(nbNs);
+  execFileSync('ip', ['-n', ns, 'link', 'add', hostIf, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', nbNs]);
+  execFileSync('ip', ['-n', ns, 'link', 'set', hostIf, 'master', bridge, 'up']);
+  execFileSync('ip', ['-n', nbNs, 'addr', 'add', cidr, 'dev', 'eth0']);
+  execFileSync('ip', ['-n', nbNs, 'link', 'set', 'eth0', 'up']);
+  execFileSync('ip', ['-n', nbNs, 'route', 'add', 'default', 'dev', 'eth0']);
+  return cidr.split('/')[0]!;
+}
+
+/** A datagram a UdpWatch received: who sent it, from which port. */
+export interface Datagram { from: string; port: number; size: number }
+
+export interface UdpWatch {
+  /** every datagram received so far */
+  got: Datagram[];
+  /** broadcast a DHCPDISCOVER (broadcast flag set) from the watched port to port 67, as a DHCP client does */
+  discover(): void;
+}
+
+/** A UDP socket in namespace `ns` on 0.0.0.0:`port` (broadcasts too) that records every datagram it receives. */
+export async function udpWatch(ns: string, port: number): Promise<UdpWatch> {
+  const script = `
+    const s = require('dgram').createSocket({ type: 'udp4', reuseAddr: true });
+    const mac = require('os').networkInterfaces().eth0[0].mac.split(':').map((h) => parseInt(h, 16));
+    s.on('message', (m, r) => console.log(JSON.stringify({ from: r.address, port: r.port, size: m.length })));
+    s.bind(${port}, '0.0.0.0', () => { s.setBroadcast(true); console.log('{"ready":true}'); });
+    process.stdin.on('data', () => {
+      const p = Buffer.alloc(300);
+      p.set([1, 1, 6, 0], 0); // BOOTREQUEST, Ethernet, 6-byte address, no hops
+      require('crypto').randomFillSync(p, 4, 4); // xid
+      p.writeUInt16BE(0x8000, 10); // broadcast flag: answer to 255.255.255.255
+      p.set(mac, 28); // chaddr
+      p.set([99, 130, 83, 99, 53, 1, 1, 255], 236); // magic cookie, DHCP message type DISCOVER, end
+      s.send(p, 67, '255.255.255.255');
+    });`;
+  const c = spawn('nsenter', [`--net=/run/netns/${ns}`, '--', process.execPath, '-e', script], { stdio: ['pipe', 'pipe', 'inherit'] });
+  children.push(c);
+  const got: Datagram[] = [];
+  let buf = '';
+  let ready!: () => void;
+  const up = new Promise<void>((resolve) => { ready = resolve; });
+  c.stdout!.on('data', (b: Buffer) => {
+    buf += b.toString();
+    for (let i = buf.indexOf('\n'); i >= 0; i = buf.indexOf('\n')) {
+      const line = JSON.parse(buf.slice(0, i)) as Datagram & { ready?: boolean };
+      buf = buf.slice(i + 1);
+      if (line.ready) ready();
+      else got.push(line);
+    }
+  });
+  await Promise.race([up, new Promise((_, reject) => c.once('exit', (code) => reject(new Error(`the UDP watch in ${ns} exited ${code}`))))]);
+  return { got, discover: () => { c.stdin!.write('discover\n'); } };
+}

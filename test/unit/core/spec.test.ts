@@ -70,6 +70,9 @@ test('pin lists must name CPUs the host has', () => {
   invalid(() => validateCreate({ name: 'a', image: 'tiny', cpus: 1, pin: '7' }, host), 'pin');
   invalid(() => validateCreate({ name: 'a', image: 'tiny', cpus: 1, pin: 'x-y' }, host), 'pin');
   invalid(() => validateCreate({ name: 'a', image: 'tiny', cpus: 1, pin: '1,1' }, host), 'pin');
+  // found by fuzzing: these were expanded CPU by CPU (past 2^53 forever) until the daemon ran out of memory
+  invalid(() => validateCreate({ name: 'a', image: 'tiny', cpus: 1, pin: '9007199254740993' }, host), 'pin');
+  invalid(() => validateCreate({ name: 'a', image: 'tiny', cpus: 1, pin: '0-4294967296' }, host), 'pin');
 });
 
 test('memory hotplug, limits, hugepages and CPU caps are checked', () => {

@@ -7,11 +7,11 @@
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import AjvCompiler from '@fastify/ajv-compiler';
 import { buildApi } from '../../../src/api/server.js';
 import { ErrorCodes } from '../../../src/core/errors.js';
 import { recordingServices } from '../api/recording-services.js';
 import { shaped, wrong, type Json } from './arbitraries.js';
+import { bodyRoutes, oracle } from './body-routes.js';
 
 const SEED = 20261130;
 const RUNS = 120;
@@ -22,33 +22,6 @@ const unhandled: unknown[] = [];
 const onUnhandled = (e: unknown): void => { unhandled.push(e); };
 process.on('unhandledRejection', onUnhandled);
 after(() => { process.off('unhandledRejection', onUnhandled); });
-
-interface BodyRoute { method: string; url: string; schema: Json }
-
-async function bodyRoutes(): Promise<BodyRoute[]> {
-  const app = await buildApi(recordingServices([]));
-  try {
-    const doc = (await app.inject({ method: 'GET', url: '/openapi.json' })).json() as { paths: Record<string, Record<string, Json>> };
-    const out: BodyRoute[] = [];
-    for (const [path, item] of Object.entries(doc.paths)) {
-      for (const [method, op] of Object.entries(item)) {
-        const body = op.requestBody as { content?: Record<string, { schema?: Json }> } | undefined;
-        const schema = body?.content?.['application/json']?.schema;
-        if (schema) out.push({ method: method.toUpperCase(), url: path.replace(/\{[^}]+\}/g, 'web1'), schema });
-      }
-    }
-    return out;
-  } finally {
-    await app.close();
-  }
-}
-
-/** The oracle: the body schema compiled on its own, without coercion (JSON bodies are taken as sent). */
-function oracle(route: BodyRoute): (body: unknown) => boolean {
-  const compile = AjvCompiler()({}, { customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: true, allErrors: false } } as never);
-  const validate = compile({ schema: route.schema, method: route.method, url: route.url, httpPart: 'body' }) as (v: unknown) => boolean;
-  return (body) => validate(structuredClone(body));
-}
 
 /** A body as sent: a JSON value, no body at all, or raw text that may not be JSON. */
 type Sent = { json: unknown } | { none: true } | { raw: string };

@@ -41,27 +41,35 @@ export const wrong: fc.Arbitrary<unknown> = fc.oneof(
   fc.constant(null), fc.boolean(), anyNumber, anyString, fc.constant([]), fc.constant({}), fc.jsonValue({ maxDepth: 3 }),
 );
 
+/** The values to put where a schema wants a string or an integer, by the name of the field (its own, or its array's). */
+export interface Hints {
+  string(field: string): fc.Arbitrary<string>;
+  integer(field: string): fc.Arbitrary<number>;
+}
+
+const noHints: Hints = { string: () => anyString, integer: () => anyInteger };
+
 /** A value shaped like `schema`, wrong in places. */
-export function shaped(schema: Json, depth = 0): fc.Arbitrary<unknown> {
-  const right = conforming(schema, depth);
+export function shaped(schema: Json, depth = 0, hints: Hints = noHints, field = ''): fc.Arbitrary<unknown> {
+  const right = conforming(schema, depth, hints, field);
   return depth > 4 ? right : fc.oneof({ weight: 8, arbitrary: right }, { weight: 1, arbitrary: wrong });
 }
 
-function conforming(s: Json, depth: number): fc.Arbitrary<unknown> {
-  if (Array.isArray(s.anyOf)) return fc.oneof(...(s.anyOf as Json[]).map((a) => shaped(a, depth + 1)));
-  if (Array.isArray(s.enum)) return fc.oneof(fc.constantFrom(...(s.enum as unknown[])), anyString);
+function conforming(s: Json, depth: number, hints: Hints, field: string): fc.Arbitrary<unknown> {
+  if (Array.isArray(s.anyOf)) return fc.oneof(...(s.anyOf as Json[]).map((a) => shaped(a, depth + 1, hints, field)));
+  if (Array.isArray(s.enum)) return fc.oneof(fc.constantFrom(...(s.enum as unknown[])), hints.string(field));
   switch (s.type) {
-    case 'string': return anyString;
-    case 'integer': return anyInteger;
+    case 'string': return hints.string(field);
+    case 'integer': return hints.integer(field);
     case 'number': return anyNumber;
     case 'boolean': return fc.boolean();
     case 'null': return fc.constant(null);
-    case 'array': return fc.array(s.items ? shaped(s.items as Json, depth + 1) : wrong, { maxLength: 12 });
+    case 'array': return fc.array(s.items ? shaped(s.items as Json, depth + 1, hints, field) : wrong, { maxLength: 12 });
     case 'object': {
       const props = (s.properties ?? {}) as Record<string, Json>;
       const required = (s.required ?? []) as string[];
       const record = fc.record(
-        Object.fromEntries(Object.entries(props).map(([k, v]) => [k, shaped(v, depth + 1)])),
+        Object.fromEntries(Object.entries(props).map(([k, v]) => [k, shaped(v, depth + 1, hints, k)])),
         { requiredKeys: required.filter((k) => k in props) },
       );
       const extra = fc.dictionary(fc.oneof(fc.constantFrom('__proto__', 'constructor', 'x', ''), fc.string({ maxLength: 8 })), wrong, { maxKeys: 2 });
