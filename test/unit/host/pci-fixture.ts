@@ -13,9 +13,16 @@ export interface FakeHost {
   dev: string;
 }
 
+/** The copies made by this test process: removed when it exits, so runs leave no fake sysfs trees in /tmp. */
+const copies: string[] = [];
+process.once('exit', () => {
+  for (const root of copies) rmSync(root, { recursive: true, force: true });
+});
+
 /** A writable copy of test/fixtures/pci/<name>: <root>/sys and <root>/dev, symlinks made from its `links` file. */
 export function copyPciFixture(name = 'host1'): FakeHost {
   const root = mkdtempSync(join(tmpdir(), 'corral-pci-'));
+  copies.push(root);
   const src = join(FIXTURES, 'pci', name);
   cpSync(src, root, { recursive: true });
   for (const line of readFileSync(join(src, 'links'), 'utf8').split('\n')) {
