@@ -16,7 +16,7 @@
  *    resolvers (/etc/resolv.conf) and does not serve the host's /etc/hosts (--no-hosts).
  *  - Isolated networks (nat off): no router option (guests get no default route) and no DNS (--port=0): a
  *    network with no way out should not have one through the host's resolver either.
- * dnsmasq drops root for `nobody` once its sockets and files are open.
+ * dnsmasq drops root for its own user (`corral-dnsmasq`, given as `user`) once its sockets and files are open.
  */
 import { spawn } from 'node:child_process';
 import { closeSync, openSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
