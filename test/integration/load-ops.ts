@@ -53,7 +53,8 @@ const REFUSALS: Record<string, string[]> = {
   attach: ['VOLUME_IN_USE', 'ALREADY_EXISTS'],
   /**
    * INVALID_SPEC: a volume another client detached meanwhile ("not attached"). TIMEOUT (504): a guest still
-   * booting has not set up PCIe hotplug and never answers the unplug; the disk stays attached, as the records say
+   * booting has not set up PCIe hotplug and does not answer the unplug in time; the disk stays attached, and
+   * should the guest release it later the daemon finishes the detach (checked at the end against the guests)
    */
   detach: ['INVALID_SPEC', 'TIMEOUT'],
   /** another client re-created it first */
