@@ -1,5 +1,6 @@
 /**
- * /v1/events: server-sent events. Replays stored events after ?since=ID (or Last-Event-ID), then live ones.
+ * /v1/events: server-sent events. Replays stored events after ?since=ID (or Last-Event-ID), then a `: connected`
+ * comment (every event stored when the request came has been sent before it), then live ones.
  * When the API closes (the daemon stopping), every open stream gets a last `daemon.stopping` event (unless the
  * daemon already published one) and is ended, so neither the client nor the daemon's exit waits on it.
  *
@@ -86,7 +87,9 @@ export function eventRoutes(svc: Pick<Services, 'events'>, limits: StreamLimits 
           if (ev.type === STOPPING_EVENT) stoppingSent = true;
         });
         res.on('drain', flush);
-        res.write(': connected\n\n');
+        // after the replay, in its queue: a client reads it as "every stored event up to now has been sent"
+        queue.push({ text: ': connected\n\n', live: false });
+        flush();
         // a ping only on an idle connection: one with bytes waiting is not idle, and a stalled one gains nothing
         const ping = setInterval(() => { if (queue.length === 0 && res.writableLength === 0 && !res.writableEnded) res.write(': ping\n\n'); }, 15_000);
         const cleanup = (): void => {

@@ -98,9 +98,13 @@ export class DiskService {
         this.give(row.spec.disks.map((x) => x.volume));
       },
       exited: (row) => this.settleAccess(row.name),
-      adopted: (row, vm) => this.matchRecords(row, vm).catch((e: Error) => {
-        this.d.log.warn({ instance: row.name, err: e.message }, 'cannot bring the adopted VM\'s disks in line with its records');
-      }),
+      launched: async (row, vm) => this.watchLateUnplugs(row, vm),
+      adopted: (row, vm) => {
+        this.watchLateUnplugs(row, vm);
+        return this.matchRecords(row, vm).catch((e: Error) => {
+          this.d.log.warn({ instance: row.name, err: e.message }, 'cannot bring the adopted VM\'s disks in line with its records');
+        });
+      },
       startFailed: (row, e) => this.lockHolder(row, e),
       // Deleting an instance detaches its volumes; it never deletes them.
       deleted: (row) => {
@@ -165,6 +169,7 @@ export class DiskService {
         } catch (e) {
           this.d.instances.updateSpec(name, { disks: row.spec.disks }); // the guest kept it: it stays attached
           if (owned) this.setOwner(disk.volume, null, name);
+          if (isCorralError(e) && e.code === 'TIMEOUT') throw new CorralError('TIMEOUT', `${e.message}; should the guest release it later, the detach is finished then`, e.details);
           throw e;
         }
         if (isVhostUser(disk.bus)) await this.storage().stop(row, volumeIds(disk.volume).id);
@@ -252,6 +257,38 @@ export class DiskService {
       this.d.events.publish('instance.disk.detached', row.name, { volume: id.slice('vol-'.length), live: true, finished: 'after a daemon restart' });
     }
     this.settleAccess();
+  }
+
+  /**
+   * A guest that did not answer an unplug in time (one still booting) may carry it out later: its detach
+   * answered TIMEOUT and the records kept the disk. When QEMU then says a recorded disk's device is gone, the
+   * detach is finished: its back end goes, the volume is let go and `instance.disk.detached` says so.
+   */
+  private watchLateUnplugs(row: InstanceRow, vm: Vm): void {
+    const { name, uuid } = row;
+    vm.onEvent((ev) => {
+      const id = ev.event === 'DEVICE_DELETED' ? ev.data.device : undefined;
+      if (typeof id !== 'string' || !id.startsWith('vol-')) return;
+      void this.finishLateUnplug(name, uuid, vm, id).catch((e: Error) => {
+        this.d.log.warn({ instance: name, device: id, err: e.message }, 'cannot finish the detach of a disk the guest released late');
+      });
+    });
+  }
+
+  private finishLateUnplug(name: string, uuid: string, vm: Vm, id: string): Promise<void> {
+    return this.d.instances.withLock(name, () => this.d.volumes.exclusive(async () => {
+      const row = this.d.instances.listRows().find((r) => r.uuid === uuid);
+      if (!row || !isActive(row.state)) return;
+      const disk = row.spec.disks.find((x) => volumeIds(x.volume).id === id);
+      // a detach that went as asked, or a disk plugged in again since
+      if (!disk || (await vm.peripherals()).includes(id)) return;
+      await this.unplug(vm, disk.volume, disk.bus); // the device is gone: only its back end is left
+      if (isVhostUser(disk.bus)) await this.storage().stop(row, id);
+      this.setOwner(disk.volume, name, null);
+      this.d.instances.updateSpec(name, { disks: row.spec.disks.filter((x) => x !== disk) });
+      this.settleAccess();
+      this.d.events.publish('instance.disk.detached', name, { volume: disk.volume, live: true, finished: 'the guest released it after its detach timed out' });
+    }));
   }
 
   /** Move a volume's attachedTo from `from` to `to`, if it is `from`'s (a volume gone from the pool is fine). */

@@ -216,7 +216,7 @@ export class MemoryService {
    */
   async resizeMemory(name: string, sizeIn: string | number): Promise<MemoryStats | StoppedResize> {
     const size = parseSize('memory', sizeIn);
-    const stopped = await this.d.instances.withLock(name, async (): Promise<StoppedResize | null> => {
+    return this.d.instances.withLock(name, async (): Promise<MemoryStats | StoppedResize> => {
       const stored = this.d.instances.rowOf(name);
       if (!isActive(stored.state)) {
         // stopped: the same change as `corral set memory=SIZE`, the boot memory of the next start
@@ -251,9 +251,9 @@ export class MemoryService {
       if (row.spec.balloon) await vm.balloon(Math.min(size, boot));
       this.d.instances.updateSpec(name, { memory: size }); // kept: list and the pool count it, the next start boots with it
       this.d.events.publish('memory.resized', row.name, { from: current, to: size, live: true });
-      return null;
+      // still under the lock: a stop or kill queued behind the resize cannot end QEMU before the reply is read
+      return this.stats(name);
     });
-    return stopped ?? this.stats(name);
   }
 
   /** The balloon of a running instance, for the pressure controller; null when it has none or is not live. */

@@ -123,6 +123,29 @@ test('a client that reads gets every event, even a burst larger than what is wri
   }
 });
 
+test('a replay larger than what is written ahead is all sent before the stream says it is connected', { timeout: 30_000 }, async () => {
+  const s = await setup({});
+  try {
+    const n = Math.ceil((2 * EVENT_WRITE_WINDOW) / 1024);
+    for (let i = 0; i < n; i++) s.events.publish('instance.noise', 'web1', { blob: 'z'.repeat(1024) });
+    const text = await new Promise<string>((resolve, reject) => {
+      const req = request({ socketPath: s.socket, path: '/v1/events?since=0' }, (res) => {
+        let body = '';
+        res.on('data', (c: Buffer) => {
+          body += c.toString();
+          if (body.includes(': connected\n\n')) { req.destroy(); resolve(body); }
+        });
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    const before = text.slice(0, text.indexOf(': connected\n\n'));
+    assert.equal(before.match(/event: instance\.noise\n/g)?.length, n, 'every stored event comes before ": connected"');
+  } finally {
+    await teardown(s);
+  }
+});
+
 function getEvents(socket: string): Promise<{ status: number; body: string; close: () => void }> {
   return new Promise((resolve, reject) => {
     const req = request({ socketPath: socket, path: '/v1/events' }, (res) => {

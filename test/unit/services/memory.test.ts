@@ -9,11 +9,15 @@ const MiB = 1024 * 1024;
 /** A QEMU stand-in: the balloon, virtio-mem and the guest's statistics, with every command recorded. */
 function fakeVm(opts: { memory: number; maxMemory?: number | null; balloon?: boolean; used?: number; state?: string; poolFree?: number }) {
   const calls: Array<[string, Record<string, unknown> | undefined]> = [];
+  /** the commands sent while the instance's lock was not held */
+  const unlocked: string[] = [];
+  let locked = false;
   const state = { actual: opts.memory, plugged: 0 };
   const total = opts.memory - 100 * MiB;
   const qmp = {
     async execute(cmd: string, args?: Record<string, unknown>): Promise<unknown> {
       calls.push([cmd, args]);
+      if (!locked) unlocked.push(cmd);
       if (cmd === 'query-balloon') return { actual: state.actual };
       if (cmd === 'balloon') { state.actual = args!.value as number; return {}; }
       if (cmd === 'qom-set') { if (args!.property === 'requested-size') state.plugged = args!.value as number; return {}; }
@@ -44,13 +48,20 @@ function fakeVm(opts: { memory: number; maxMemory?: number | null; balloon?: boo
     instances: {
       live: () => ({ row, pid: 999_999_999, vm: new QmpControl(qmp as never) }), rowOf: () => row, pool: () => pool,
       updateSpec: (_n: string, patch: Record<string, unknown>) => { Object.assign(row.spec, patch); return row; },
-      withLock: (_n: string, fn: () => Promise<unknown>) => fn(),
+      withLock: async (_n: string, fn: () => Promise<unknown>) => {
+        locked = true;
+        try {
+          return await fn();
+        } finally {
+          locked = false;
+        }
+      },
     } as never,
     config: { setLocked: async (_n: string, c: Record<string, unknown>) => { changes.push(c); return {} as never; } },
     events: { publish: (t: string) => { events.push(t); } } as never,
     log: { warn: () => {} },
   });
-  return { svc, calls, state, events, changes, row, qmp };
+  return { svc, calls, unlocked, state, events, changes, row, qmp };
 }
 
 /** A fake VM whose QEMU the service saw start (its boot memory known). */
@@ -58,6 +69,7 @@ async function started(opts: Parameters<typeof fakeVm>[0]): Promise<ReturnType<t
   const vm = fakeVm(opts);
   await vm.svc.hooks().launched!(vm.row as never, new QmpControl(vm.qmp as never) as never);
   vm.calls.length = 0;
+  vm.unlocked.length = 0;
   return vm;
 }
 
@@ -73,6 +85,14 @@ test('at or below the boot size the balloon moves; above it virtio-mem plugs the
   await vm.svc.resizeMemory('vm', '1536M');
   assert.deepEqual([vm.state.actual, vm.state.plugged], [1024 * MiB, 512 * MiB], 'the balloon deflates fully when virtio-mem plugs');
   assert.deepEqual(vm.events, ['memory.resized', 'memory.resized']);
+});
+
+test('the reply of a live resize is read under the lock: a stop queued behind it cannot end QEMU first', async () => {
+  const vm = await started({ memory: 1024 * MiB });
+  const s = await vm.svc.resizeMemory('vm', '512M') as MemoryStats;
+  assert.equal(s.requested, 512 * MiB);
+  assert.ok(vm.calls.length > 0);
+  assert.deepEqual(vm.unlocked, [], 'no monitor command outside the lock');
 });
 
 test('a stopped instance: the resize is a configuration change (the next boot size); QEMU is not asked', async () => {
