@@ -5,7 +5,7 @@ DATA_DIR ?= $(or $(CORRAL_DATA_DIR),/var/lib/corral)
 TEST_BASE ?= $(CURDIR)/.data/test-base
 export CORRAL_PROBE_CACHE ?= /run/corral/accel-probe.json
 
-.PHONY: all deps build tiny start test test-base test-unit test-integration bench bench-devices clean
+.PHONY: all deps build tiny start test test-base test-unit test-integration bench bench-devices bench-scale clean
 
 all: build
 
@@ -46,6 +46,9 @@ bench: build test-base
 
 bench-devices: build test-base
 	CORRAL_TEST_BASE=$(TEST_BASE) node dist/bench/devices.js
+
+bench-scale: build test-base
+	CORRAL_TEST_BASE=$(TEST_BASE) node dist/bench/cluster/create-scale.js
 
 clean:
 	rm -rf dist
