@@ -12,7 +12,7 @@
  */
 import { existsSync } from 'node:fs';
 import type { AddressReservation } from '../core/addresses.js';
-import { CorralError, invalidSpec } from '../core/errors.js';
+import { CorralError, invalidSpec, isCorralError } from '../core/errors.js';
 import type { NetworkRecord } from '../core/networks.js';
 import type { VhostUserBackend } from '../core/vhost-user.js';
 import type { Lease } from '../network/dnsmasq.js';
@@ -20,7 +20,7 @@ import type { TapBinding } from '../network/l2-filter.js';
 import { DEFAULT_NETWORK, forwardClashes, planNic, type InstanceNic, type NicHost, type NicRequest } from '../core/nics.js';
 import { isActive } from '../core/state.js';
 import { chardevAdd, chardevId, netdevArgs, netdevId, nicDevice } from '../qemu/argv-nics.js';
-import type { VmControl } from '../vm/driver.js';
+import type { Vm, VmControl } from '../vm/driver.js';
 import type { InstanceRow } from '../store/store.js';
 import type { EventBus } from './events.js';
 import type { NetworkService } from './networks.js';
@@ -255,6 +255,8 @@ export class NicService {
         const row = this.addresses.ensure(stale); // a NIC stored without a fixed address gets one now
         for (const { nic, ifname, binding } of this.taps(row)) await this.d.networks.ensureTap(nic.network!, ifname, binding!, { queues: nic.queues });
       },
+      launched: async (row, vm) => this.watchLateUnplugs(row, vm),
+      adopted: async (row, vm) => this.watchLateUnplugs(row, vm),
       // awaited before the stop returns and before the next start, so a new tap is never removed by an old exit
       exited: async (row) => {
         for (const { ifname } of this.taps(row)) {
@@ -297,15 +299,54 @@ export class NicService {
       if (live) {
         if (nic.model === 'sriov') throw invalidSpec('model', 'an SR-IOV VF is detached while the instance is stopped');
         const { vm } = this.d.instances.live(name);
-        await unplugDevice(vm, nic.id, this.d.unplugTimeoutMs ?? 15_000, `NIC ${nic.id}`);
-        await vm.netdevDel(netdevId(nic)).catch(leftBehind(this.d.log, `netdev ${netdevId(nic)} in QEMU`, { instance: name }));
-        if (nic.model === 'vhost-user-net') await vm.chardevRemove(chardevId(nic)).catch(leftBehind(this.d.log, `chardev ${chardevId(nic)} in QEMU`, { instance: name }));
-        const tap = this.taps(row).find((t) => t.nic.id === nic.id);
-        if (tap) await this.d.networks.deleteTap(tap.ifname);
+        try {
+          await unplugDevice(vm, nic.id, this.d.unplugTimeoutMs ?? 15_000, `NIC ${nic.id}`);
+        } catch (e) {
+          if (isCorralError(e) && e.code === 'TIMEOUT') throw new CorralError('TIMEOUT', `${e.message}; should the guest release it later, the detach is finished then`, e.details);
+          throw e;
+        }
+        await this.removeBackend(row, vm, nic);
       }
       this.d.instances.updateSpec(name, { nics: row.spec.nics.filter((n) => n.id !== nic.id) });
       this.d.events.publish('instance.nic.detached', name, { id: nic.id, mac: nic.mac, live });
       return this.list(name);
+    });
+  }
+
+  /** What is left of a NIC whose device the guest let go: its netdev (and chardev) in QEMU, its tap. */
+  private async removeBackend(row: InstanceRow, vm: VmControl, nic: InstanceNic): Promise<void> {
+    await vm.netdevDel(netdevId(nic)).catch(leftBehind(this.d.log, `netdev ${netdevId(nic)} in QEMU`, { instance: row.name }));
+    if (nic.model === 'vhost-user-net') await vm.chardevRemove(chardevId(nic)).catch(leftBehind(this.d.log, `chardev ${chardevId(nic)} in QEMU`, { instance: row.name }));
+    const tap = this.taps(row).find((t) => t.nic.id === nic.id);
+    if (tap) await this.d.networks.deleteTap(tap.ifname);
+  }
+
+  /**
+   * A guest that did not answer an unplug in time (one still booting) may carry it out later: its detach
+   * answered TIMEOUT and the records kept the NIC. When QEMU then says a recorded NIC's device is gone, the
+   * detach is finished: its back end goes, the records drop it and `instance.nic.detached` says so.
+   */
+  private watchLateUnplugs(row: InstanceRow, vm: Vm): void {
+    const { name, uuid } = row;
+    vm.onEvent((ev) => {
+      const id = ev.event === 'DEVICE_DELETED' ? ev.data?.device : undefined;
+      if (typeof id !== 'string' || !/^net\d+$/.test(id)) return;
+      void this.finishLateUnplug(name, uuid, vm, id).catch((e: Error) => {
+        this.d.log.warn({ instance: name, device: id, err: e.message }, 'cannot finish the detach of a NIC the guest released late');
+      });
+    });
+  }
+
+  private finishLateUnplug(name: string, uuid: string, vm: Vm, id: string): Promise<void> {
+    return this.d.instances.withLock(name, async () => {
+      const row = this.d.instances.rowOf(name);
+      if (row.uuid !== uuid || !isActive(row.state)) return;
+      const nic = row.spec.nics.find((n) => n.id === id);
+      // a detach that went as asked, or a NIC plugged in again since
+      if (!nic || (await vm.peripherals()).includes(id)) return;
+      await this.removeBackend(row, vm, nic);
+      this.d.instances.updateSpec(name, { nics: row.spec.nics.filter((n) => n.id !== id) });
+      this.d.events.publish('instance.nic.detached', name, { id, mac: nic.mac, live: true, finished: 'the guest released it after its detach timed out' });
     });
   }
 
