@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { spawn, execFile, execFileSync, type ChildProcess } from 'node:child_process';
 import { cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { request } from 'node:http';
+import { request, type IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before } from 'node:test';
@@ -98,6 +98,25 @@ export interface Reply<T = any> {
   status: number;
   body: T;
   headers: Record<string, string | string[] | undefined>;
+}
+
+/**
+ * Server-sent events as they arrive on `res`: each block (events are separated by a blank line) and, for a
+ * `data:` block, its JSON. `onBlock` returns false to stop reading.
+ */
+export function onSse(res: IncomingMessage, onBlock: (block: string, event: unknown) => boolean): void {
+  let buf = '';
+  let reading = true;
+  res.on('data', (c: Buffer) => {
+    buf += c.toString();
+    let i: number;
+    while (reading && (i = buf.indexOf('\n\n')) >= 0) {
+      const block = buf.slice(0, i);
+      buf = buf.slice(i + 2);
+      const data = /^data: (.*)$/m.exec(block);
+      reading = onBlock(block, data ? JSON.parse(data[1]!) : null);
+    }
+  });
 }
 
 export class Daemon {
@@ -202,22 +221,15 @@ export class Daemon {
       const out: Array<{ id: number; type: string; instance: string | null; data: any }> = [];
       const timer = setTimeout(() => { req.destroy(); reject(new Error(`/v1/events?since=${since}: no end of the replay within ${timeoutMs} ms`)); }, timeoutMs);
       const req = request({ socketPath: this.socket, path: `/v1/events?since=${since}` }, (res) => {
-        let buf = '';
-        res.on('data', (c: Buffer) => {
-          buf += c.toString();
-          let i: number;
-          while ((i = buf.indexOf('\n\n')) >= 0) {
-            const block = buf.slice(0, i);
-            buf = buf.slice(i + 2);
-            if (block === ': connected') {
-              clearTimeout(timer);
-              req.destroy();
-              resolve(out);
-              return;
-            }
-            const data = /^data: (.*)$/m.exec(block);
-            if (data) out.push(JSON.parse(data[1]!));
+        onSse(res, (block, event) => {
+          if (block === ': connected') {
+            clearTimeout(timer);
+            req.destroy();
+            resolve(out);
+            return false;
           }
+          if (event) out.push(event as (typeof out)[number]);
+          return true;
         });
       });
       req.on('error', (e) => { clearTimeout(timer); reject(e); });

@@ -6,7 +6,7 @@
  */
 import { request, type ClientRequest } from 'node:http';
 import { validTransition, type InstanceState } from '../../src/core/state.js';
-import type { Daemon } from './harness.js';
+import { onSse, type Daemon } from './harness.js';
 
 export interface Ev { id?: number; type: string; instance: string | null; data: any }
 
@@ -22,17 +22,10 @@ export class EventFollower {
     return new Promise((resolve, reject) => {
       const req = request({ socketPath: d.socket, path: '/v1/events?since=0' }, (res) => {
         if (res.statusCode !== 200) reject(new Error(`/v1/events answered ${res.statusCode}`));
-        let buf = '';
-        res.on('data', (c: Buffer) => {
-          buf += c.toString();
-          let i: number;
-          while ((i = buf.indexOf('\n\n')) >= 0) {
-            const block = buf.slice(0, i);
-            buf = buf.slice(i + 2);
-            if (block === ': connected') resolve(f);
-            const data = /^data: (.*)$/m.exec(block);
-            if (data) f.events.push(JSON.parse(data[1]!));
-          }
+        onSse(res, (block, event) => {
+          if (block === ': connected') resolve(f);
+          if (event) f.events.push(event as Ev);
+          return true;
         });
         res.on('end', () => { f.ended = true; });
       });

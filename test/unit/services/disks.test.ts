@@ -21,6 +21,7 @@ import type { EventBus } from '../../../src/services/events.js';
 import type { InstanceRow } from '../../../src/store/store.js';
 import { VolumeStore } from '../../../src/storage/volumes.js';
 import { SKIP_NO_QEMU_IMG } from '../fixtures.js';
+import { watchedVm } from './watched-vm.js';
 
 const MiB = 1024 * 1024;
 const skip = SKIP_NO_QEMU_IMG;
@@ -180,24 +181,6 @@ test('live resize on a bus that cannot tell the guest (ide, sata, vhost-user-blk
   assert.equal((await disks.resizeVolume('vu', '32M')).virtualSize, 32 * MiB);
   assert.equal((await disks.resizeVolume('emu', '32M')).virtualSize, 32 * MiB);
 });
-
-/** A running VM's monitor as the disk service's hooks see it: its devices, its events, the commands sent. */
-function watchedVm(devices: string[]) {
-  const sent: string[] = [];
-  const listeners: Array<(ev: { event: string; data: Record<string, unknown> }) => void> = [];
-  const vm = {
-    onEvent: (l: (typeof listeners)[number]) => { listeners.push(l); return () => undefined; },
-    peripherals: async () => [...devices],
-    objects: async () => [] as string[],
-    blockdevDel: async (node: string) => { sent.push(`blockdev-del ${node}`); },
-    objectDel: async (id: string) => { sent.push(`object-del ${id}`); },
-  };
-  const emit = (device: string): void => {
-    devices.splice(devices.indexOf(device), 1);
-    for (const l of listeners) l({ event: 'DEVICE_DELETED', data: { device } });
-  };
-  return { vm, sent, emit };
-}
 
 test('a disk the guest releases after its detach timed out is detached then: back end, records, volume, event', { skip }, async () => {
   const { store, inst, hooks, events } = setup();

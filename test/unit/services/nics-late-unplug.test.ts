@@ -10,6 +10,7 @@ import { NicService, type NetworkDirectory } from '../../../src/services/nics.js
 import type { InstanceHooks } from '../../../src/services/instance-hooks.js';
 import type { InstanceService } from '../../../src/services/instances.js';
 import type { InstanceRow } from '../../../src/store/store.js';
+import { watchedVm } from './watched-vm.js';
 
 const MiB = 1024 * 1024;
 
@@ -44,23 +45,6 @@ function setup() {
     log: { info: () => undefined, warn: () => undefined },
   });
   return { svc, hooks: svc.hooks() as Required<InstanceHooks>, row: () => row, deleted, events, setState: (s: InstanceRow['state']) => { row = { ...row, state: s }; } };
-}
-
-/** A running VM's monitor as the NIC service's hooks see it: its devices, its events, the commands sent. */
-function watchedVm(devices: string[]) {
-  const sent: string[] = [];
-  const listeners: Array<(ev: { event: string; data: Record<string, unknown> }) => void> = [];
-  const vm = {
-    onEvent: (l: (typeof listeners)[number]) => { listeners.push(l); return () => undefined; },
-    peripherals: async () => [...devices],
-    netdevDel: async (id: string) => { sent.push(`netdev_del ${id}`); },
-  };
-  /** QEMU's DEVICE_DELETED of `device`; `gone` false: a device of that id is back (plugged in again since) */
-  const emit = (device: string, gone = true): void => {
-    if (gone && devices.includes(device)) devices.splice(devices.indexOf(device), 1);
-    for (const l of listeners) l({ event: 'DEVICE_DELETED', data: { device } });
-  };
-  return { vm, sent, emit };
 }
 
 async function until(cond: () => boolean): Promise<void> {
