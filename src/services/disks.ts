@@ -17,7 +17,7 @@ import { CorralError, invalidSpec, isCorralError } from '../core/errors.js';
 import { HOTPLUG_BUSES, LIVE_RESIZE_BUSES, isVhostUser, planAttach, planDetach, volumeIds, type DiskBus, type InstanceDisk } from '../core/disks.js';
 import { isActive } from '../core/state.js';
 import type { Vm, VmControl } from '../vm/driver.js';
-import { unplugDevice } from './qmp-devices.js';
+import { onLateUnplug, unplugDevice } from './qmp-devices.js';
 import { chardevOf, controllerFor, diskBlockdev, diskDevice, diskSlots, iothreadOf, iothreadsFor, nodeOf, vhostUserChardevAdd, type BlockIo } from '../qemu/argv-disks.js';
 import type { InstanceRow } from '../store/store.js';
 import type { EventBus } from './events.js';
@@ -169,7 +169,6 @@ export class DiskService {
         } catch (e) {
           this.d.instances.updateSpec(name, { disks: row.spec.disks }); // the guest kept it: it stays attached
           if (owned) this.setOwner(disk.volume, null, name);
-          if (isCorralError(e) && e.code === 'TIMEOUT') throw new CorralError('TIMEOUT', `${e.message}; should the guest release it later, the detach is finished then`, e.details);
           throw e;
         }
         if (isVhostUser(disk.bus)) await this.storage().stop(row, volumeIds(disk.volume).id);
@@ -266,12 +265,8 @@ export class DiskService {
    */
   private watchLateUnplugs(row: InstanceRow, vm: Vm): void {
     const { name, uuid } = row;
-    vm.onEvent((ev) => {
-      const id = ev.event === 'DEVICE_DELETED' ? ev.data.device : undefined;
-      if (typeof id !== 'string' || !id.startsWith('vol-')) return;
-      void this.finishLateUnplug(name, uuid, vm, id).catch((e: Error) => {
-        this.d.log.warn({ instance: name, device: id, err: e.message }, 'cannot finish the detach of a disk the guest released late');
-      });
+    onLateUnplug(vm, (id) => id.startsWith('vol-'), (id) => this.finishLateUnplug(name, uuid, vm, id), (id, e) => {
+      this.d.log.warn({ instance: name, device: id, err: e.message }, 'cannot finish the detach of a disk the guest released late');
     });
   }
 

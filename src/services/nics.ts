@@ -12,7 +12,7 @@
  */
 import { existsSync } from 'node:fs';
 import type { AddressReservation } from '../core/addresses.js';
-import { CorralError, invalidSpec, isCorralError } from '../core/errors.js';
+import { CorralError, invalidSpec } from '../core/errors.js';
 import type { NetworkRecord } from '../core/networks.js';
 import type { VhostUserBackend } from '../core/vhost-user.js';
 import type { Lease } from '../network/dnsmasq.js';
@@ -21,15 +21,14 @@ import { DEFAULT_NETWORK, forwardClashes, planNic, type InstanceNic, type NicHos
 import { isActive } from '../core/state.js';
 import { chardevAdd, chardevId, netdevArgs, netdevId, nicDevice } from '../qemu/argv-nics.js';
 import type { Vm, VmControl } from '../vm/driver.js';
-import type { InstanceRow } from '../store/store.js';
+import type { InstanceRow, PlacedNic } from '../store/store.js';
 import type { EventBus } from './events.js';
 import type { NetworkService } from './networks.js';
 import type { InstanceHooks } from './instance-hooks.js';
 import type { InstanceService } from './instances.js';
 import { planNicOf } from './runtime.js';
-import { unplugDevice } from './qmp-devices.js';
+import { onLateUnplug, unplugDevice } from './qmp-devices.js';
 import { leftBehind } from './left-behind.js';
-import type { PlacedNic } from '../store/store.js';
 import { NicAddresses } from './nic-addresses.js';
 import { listensAt } from './vhost-user.js';
 
@@ -129,7 +128,6 @@ export class NicService {
     return this.d.vhostUser?.list() ?? [];
   }
 
-  /** Every NIC on the host: stored, and planned by an attach still running. */
   /** The MACs in use on this host, as planNic asks: the index of stored NICs, and those being attached. */
   private takenMacs(): { has(mac: string): boolean } {
     return { has: (mac) => this.inFlight.some((f) => f.nic.mac === mac) || this.d.instances.macInUse(mac) };
@@ -141,6 +139,7 @@ export class NicService {
     if (clash) throw new CorralError('ALREADY_EXISTS', `forwards: ${clash}`, { field: 'forwards' });
   }
 
+  /** Every NIC on the host: stored, and planned by an attach still running. */
   private allNics(): PlacedNic[] {
     return [...this.d.instances.listRows().flatMap((r) => r.spec.nics.map((nic) => ({ instance: r.name, nic }))), ...this.inFlight];
   }
@@ -299,12 +298,7 @@ export class NicService {
       if (live) {
         if (nic.model === 'sriov') throw invalidSpec('model', 'an SR-IOV VF is detached while the instance is stopped');
         const { vm } = this.d.instances.live(name);
-        try {
-          await unplugDevice(vm, nic.id, this.d.unplugTimeoutMs ?? 15_000, `NIC ${nic.id}`);
-        } catch (e) {
-          if (isCorralError(e) && e.code === 'TIMEOUT') throw new CorralError('TIMEOUT', `${e.message}; should the guest release it later, the detach is finished then`, e.details);
-          throw e;
-        }
+        await unplugDevice(vm, nic.id, this.d.unplugTimeoutMs ?? 15_000, `NIC ${nic.id}`);
         await this.removeBackend(row, vm, nic);
       }
       this.d.instances.updateSpec(name, { nics: row.spec.nics.filter((n) => n.id !== nic.id) });
@@ -328,12 +322,8 @@ export class NicService {
    */
   private watchLateUnplugs(row: InstanceRow, vm: Vm): void {
     const { name, uuid } = row;
-    vm.onEvent((ev) => {
-      const id = ev.event === 'DEVICE_DELETED' ? ev.data?.device : undefined;
-      if (typeof id !== 'string' || !/^net\d+$/.test(id)) return;
-      void this.finishLateUnplug(name, uuid, vm, id).catch((e: Error) => {
-        this.d.log.warn({ instance: name, device: id, err: e.message }, 'cannot finish the detach of a NIC the guest released late');
-      });
+    onLateUnplug(vm, (id) => /^net\d+$/.test(id), (id) => this.finishLateUnplug(name, uuid, vm, id), (id, e) => {
+      this.d.log.warn({ instance: name, device: id, err: e.message }, 'cannot finish the detach of a NIC the guest released late');
     });
   }
 
