@@ -2,9 +2,10 @@
  * What crashed work leaves behind, found and removed when the daemon starts (after reconcile has adopted what
  * lives): instance folders that no row names (a create cut short before its row was stored, a delete after it).
  */
-import { readdirSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { dataPaths } from '../core/paths.js';
+import { listDir } from '../host/sysfs.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -14,13 +15,7 @@ export function sweepInstanceDirs(dataDir: string, rows: ReadonlyArray<{ uuid: s
   const p = dataPaths(dataDir);
   const gone: string[] = [];
   for (const parent of [p.instances, p.run]) {
-    let names: string[];
-    try {
-      names = readdirSync(parent);
-    } catch {
-      continue;
-    }
-    for (const n of names) {
+    for (const n of listDir(parent)) {
       if (!UUID.test(n) || known.has(n)) continue;
       rmSync(join(parent, n), { recursive: true, force: true });
       gone.push(join(parent, n));

@@ -3,9 +3,10 @@
  * atomically. New things are built in a hidden staging folder and renamed into place; removals are renamed
  * aside first. So a reader never sees a half-made or half-removed thing. Images and volumes both live so.
  */
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fsyncDir, writeJsonAtomic } from '../host/fs-atomic.js';
+import { listDir } from '../host/sysfs.js';
 
 /** The one atomic write (src/host/fs-atomic.ts), kept here for the modules that import it from the record dir. */
 export { writeJsonAtomic };
@@ -36,7 +37,7 @@ export class RecordDir<T extends { name: string }> {
   /** Every valid record, by name; staging and removal folders (hidden) are skipped. */
   list(): T[] {
     const out: T[] = [];
-    for (const n of this.names().sort()) {
+    for (const n of listDir(this.dir)) {
       if (n.startsWith('.')) continue;
       const r = this.read(n);
       if (r) out.push(r);
@@ -82,7 +83,7 @@ export class RecordDir<T extends { name: string }> {
    */
   sweep(alive: (pid: number) => boolean): string[] {
     const gone: string[] = [];
-    for (const n of this.names()) {
+    for (const n of listDir(this.dir)) {
       const staging = /^\.staging-.*-(\d+)-[^-]+$/.exec(n);
       if (!n.startsWith('.removing-') && !(staging && !alive(Number(staging[1])))) continue;
       rmSync(join(this.dir, n), { recursive: true, force: true });
@@ -94,14 +95,5 @@ export class RecordDir<T extends { name: string }> {
   /** A hidden folder to move an existing thing's folder into while it is replaced. */
   aside(name: string): string {
     return mkdtempSync(join(this.dir, `.removing-${name}-`));
-  }
-
-  /** What the folder holds (nothing while it does not exist yet). */
-  private names(): string[] {
-    try {
-      return readdirSync(this.dir);
-    } catch {
-      return [];
-    }
   }
 }
