@@ -2,7 +2,7 @@
  * The daemon's service graph as src/daemon/main.ts wires it, over a temporary data dir and a real SQLite store,
  * with the host kept out where touching it is neither safe nor cheap in a unit test:
  * - the hypervisor is the fake one (src/vm/fake-driver.ts): no QEMU runs;
- * - the network service runs over an in-memory host (memory-network-host.ts): no bridge, nft table, tap or dnsmasq;
+ * - the network service runs over an in-memory host (FakeNetworkHost, test/unit/services/fake-network-host.ts): no bridge, nft table, tap or dnsmasq;
  * - PCI passthrough and SR-IOV see a fake sysfs and /dev (test/fixtures/pci/host1) and a simulated kernel;
  * - cgroups are a plain folder laid out as a cgroup v2 root;
  * - a fixed host of 8 CPUs and 16 GiB;
@@ -41,7 +41,7 @@ import { VolumeStore } from '../../../src/storage/volumes.js';
 import { SqliteStore } from '../../../src/store/sqlite.js';
 import { FakeDriver } from '../../../src/vm/fake-driver.js';
 import { copyPciFixture, fakeKernel, type FakeHost } from '../host/pci-fixture.js';
-import { MemoryNetworkHost } from './memory-network-host.js';
+import { FakeNetworkHost } from '../services/fake-network-host.js';
 
 const GiB = 1024 ** 3;
 const ROOT: RunAs = { user: 'root', uid: 0, gid: 0, groups: [] };
@@ -52,7 +52,7 @@ export interface Graph {
   dataDir: string;
   store: SqliteStore;
   driver: FakeDriver;
-  net: MemoryNetworkHost;
+  net: FakeNetworkHost;
   pci: FakeHost;
   cgroupRoot: string;
   /** stop every instance (their hooks undo taps, bindings, storage daemons) and remove the temporary dirs */
@@ -106,7 +106,7 @@ export async function serviceGraph(): Promise<Graph> {
   instances.addHooks('storage-daemons', storageDaemons.hooks());
   const disks = new DiskService({ instances, volumes, events, log: quiet, storageDaemons, runAs: ROOT, unplugTimeoutMs: 200 });
   instances.addHooks('disks', disks.hooks());
-  const net = new MemoryNetworkHost();
+  const net = new FakeNetworkHost(4_900_000);
   const networks = new NetworkService({ store: new NetworkStore(dataDir), host: net, events, log: quiet });
   const vhostUser = new VhostUserService({ store: new VhostUserStore(dataDir), dataDir, events });
   const passthrough = new PassthroughService({ instances, dataDir, events, log: quiet, runAs: ROOT, sys: pci.sys, dev: pci.dev, ops: fakeKernel(pci) });

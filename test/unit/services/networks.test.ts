@@ -6,121 +6,24 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { isCorralError } from '../../../src/core/errors.js';
 import type { AddressReservation } from '../../../src/core/addresses.js';
-import type { HostRoutes, NetworkRecord } from '../../../src/core/networks.js';
-import type { TapBinding } from '../../../src/network/l2-filter.js';
-import type { BridgeState } from '../../../src/network/bridge.js';
-import type { DnsmasqFiles, Lease } from '../../../src/network/dnsmasq.js';
-import type { NetworkHost } from '../../../src/network/host.js';
 import { NetworkStore } from '../../../src/network/store.js';
-import type { TapInfo } from '../../../src/network/tap.js';
 import { NetworkService } from '../../../src/services/networks.js';
+import { FakeNetworkHost } from './fake-network-host.js';
 
 const dirs: string[] = [];
 after(() => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 
-type Step = 'routes' | 'ensureBridge' | 'loadFirewall' | 'startDhcp' | 'stopDhcp' | 'deleteBridge' | 'createTap' | 'loadL2Filter';
-
-/** A host that keeps its state in memory and can be told to fail one step. */
-class FakeHost implements NetworkHost {
-  bridges = new Map<string, string>(); // bridge -> network
-  firewall: string[] = [];
-  dhcp = new Map<string, number>(); // leases file -> pid
-  dhcpHosts = new Map<string, AddressReservation[]>(); // leases file -> the --dhcp-host entries it runs with
-  l2: TapBinding[] = [];
-  taps = new Map<string, { bridge: string; multiQueue: boolean }>();
-  leaseText = new Map<string, Lease[]>();
-  calls: string[] = [];
-  failAt: Step | null = null;
-  failCount = 0;
-  hostRoutes: HostRoutes = { routes: [{ dst: 'default', dev: 'eth0' }, { dst: '192.168.1.0/24', dev: 'eth0' }], addresses: [{ ifname: 'eth0', address: '192.168.1.5/24' }] };
-  private nextPid = 100;
-
-  private step(s: Step): void {
-    this.calls.push(s);
-    if (this.failAt === s && this.failCount-- > 0) throw new Error(`fake ${s} failure`);
-  }
-
-  async routes(): Promise<HostRoutes> {
-    this.step('routes');
-    return this.hostRoutes;
-  }
-
-  async ensureBridge(net: NetworkRecord): Promise<{ created: boolean }> {
-    const had = this.bridges.has(net.bridge!);
-    this.bridges.set(net.bridge!, net.name);
-    this.step('ensureBridge'); // fails after making it, like a failing `ip addr` would
-    return { created: !had };
-  }
-
-  async deleteBridge(bridge: string): Promise<void> {
-    this.step('deleteBridge');
-    this.bridges.delete(bridge);
-  }
-
-  async bridgeState(bridge: string): Promise<BridgeState> {
-    const exists = this.bridges.has(bridge);
-    return { name: bridge, exists, up: exists, addresses: [], ports: [...this.taps].filter(([, t]) => t.bridge === bridge).map(([n]) => n) };
-  }
-
-  async loadFirewall(networks: NetworkRecord[]): Promise<{ forwardEnabled: boolean }> {
-    this.step('loadFirewall');
-    this.firewall = networks.filter((n) => n.kind === 'bridge').map((n) => n.name).sort();
-    return { forwardEnabled: false };
-  }
-
-  async startDhcp(_net: NetworkRecord, files: DnsmasqFiles, hosts: AddressReservation[]): Promise<{ pid: number; adopted: boolean }> {
-    const had = this.dhcp.get(files.leases);
-    // like the real one: adopted only when it runs with the reservations wanted now, else restarted
-    if (had !== undefined && JSON.stringify(this.dhcpHosts.get(files.leases)) === JSON.stringify(hosts)) return { pid: had, adopted: true };
-    this.dhcp.set(files.leases, this.nextPid++);
-    this.dhcpHosts.set(files.leases, hosts);
-    this.step('startDhcp'); // fails after starting, like dnsmasq dying right after
-    return { pid: this.dhcp.get(files.leases)!, adopted: false };
-  }
-
-  async stopDhcp(files: DnsmasqFiles): Promise<void> {
-    this.step('stopDhcp');
-    this.dhcp.delete(files.leases);
-  }
-
-  dhcpPid(files: DnsmasqFiles): number | null {
-    return this.dhcp.get(files.leases) ?? null;
-  }
-
-  leases(files: DnsmasqFiles): Lease[] {
-    return this.leaseText.get(files.leases) ?? [];
-  }
-
-  async createTap(ifname: string, bridge: string, multiQueue: boolean): Promise<void> {
-    this.step('createTap');
-    this.taps.set(ifname, { bridge, multiQueue });
-  }
-
-  async deleteTap(ifname: string): Promise<void> {
-    this.taps.delete(ifname);
-  }
-
-  async listTaps(prefix: string): Promise<TapInfo[]> {
-    return [...this.taps].filter(([n]) => n.startsWith(prefix)).map(([ifname, t]) => ({ ifname, master: t.bridge, up: true, multiQueue: t.multiQueue }));
-  }
-
-  async loadL2Filter(taps: TapBinding[]): Promise<void> {
-    this.step('loadL2Filter');
-    this.l2 = taps.map((t) => ({ ...t })).sort((a, b) => a.ifname.localeCompare(b.ifname));
-  }
-}
-
 /** What a tap's guest may send as, in network a (10.1.0.0/24: addresses 10.1.0.10 .. 10.1.0.254). */
 const as = (n: number, owner = `web/net${n}`): { mac: string; ip: string; owner: string } => ({ mac: `52:54:00:00:00:${(10 + n).toString(16).padStart(2, '0')}`, ip: `10.1.0.${10 + n}`, owner });
 
-interface Env { svc: NetworkService; host: FakeHost; store: NetworkStore; events: string[]; dataDir: string }
+interface Env { svc: NetworkService; host: FakeNetworkHost; store: NetworkStore; events: string[]; dataDir: string }
 
 function fresh(inUse?: (n: string) => string[]): Env {
   const dataDir = mkdtempSync(join(tmpdir(), 'corral-networks-'));
   dirs.push(dataDir);
-  const host = new FakeHost();
+  const host = new FakeNetworkHost();
   const store = new NetworkStore(dataDir);
   const events: string[] = [];
   const svc = new NetworkService({

@@ -1,7 +1,4 @@
-/**
- * A NetworkHost that keeps bridges, firewall, dnsmasq and taps in memory: the network service runs for real over
- * it, without making bridges, nft tables or dnsmasq processes on the machine the unit tests run on.
- */
+/** A fake network host for the unit tests of the network service and the fuzzing of the real services. */
 import type { AddressReservation } from '../../../src/core/addresses.js';
 import type { HostRoutes, NetworkRecord } from '../../../src/core/networks.js';
 import type { BridgeState } from '../../../src/network/bridge.js';
@@ -10,18 +7,36 @@ import type { NetworkHost } from '../../../src/network/host.js';
 import type { TapBinding } from '../../../src/network/l2-filter.js';
 import type { TapInfo } from '../../../src/network/tap.js';
 
-export class MemoryNetworkHost implements NetworkHost {
-  readonly bridges = new Set<string>();
-  readonly dhcp = new Map<string, number>();
-  readonly taps = new Map<string, { bridge: string; multiQueue: boolean }>();
+export type NetworkStep = 'routes' | 'ensureBridge' | 'loadFirewall' | 'startDhcp' | 'stopDhcp' | 'deleteBridge' | 'createTap' | 'loadL2Filter';
+
+/**
+ * A NetworkHost that keeps bridges, firewall, dnsmasq and taps in memory, and can be told to fail one step: the
+ * network service runs for real over it, without making bridges, nft tables, taps or dnsmasq processes on the
+ * machine the unit tests run on.
+ */
+export class FakeNetworkHost implements NetworkHost {
+  bridges = new Map<string, string>(); // bridge -> network
   firewall: string[] = [];
+  dhcp = new Map<string, number>(); // leases file -> pid
+  dhcpHosts = new Map<string, AddressReservation[]>(); // leases file -> the --dhcp-host entries it runs with
   l2: TapBinding[] = [];
-  private nextPid = 4_900_000;
+  taps = new Map<string, { bridge: string; multiQueue: boolean }>();
+  leaseText = new Map<string, Lease[]>();
+  calls: string[] = [];
+  failAt: NetworkStep | null = null;
+  failCount = 0;
+  hostRoutes: HostRoutes = { routes: [{ dst: 'default', dev: 'eth0' }, { dst: '192.168.1.0/24', dev: 'eth0' }], addresses: [{ ifname: 'eth0', address: '192.168.1.5/24' }] };
+  private nextPid: number;
+
+  /** `firstPid`: the pid the first dnsmasq it "starts" gets */
+  constructor(firstPid = 100) {
+    this.nextPid = firstPid;
+  }
 
   /** What the host holds, as sorted lines (for before/after comparisons). */
   snapshot(): string[] {
     return [
-      ...[...this.bridges].map((b) => `bridge ${b}`),
+      ...[...this.bridges.keys()].map((b) => `bridge ${b}`),
       ...[...this.dhcp.keys()].map((f) => `dnsmasq ${f}`),
       ...[...this.taps].map(([t, v]) => `tap ${t} on ${v.bridge}`),
       ...this.firewall.map((n) => `firewall ${n}`),
@@ -29,17 +44,25 @@ export class MemoryNetworkHost implements NetworkHost {
     ].sort();
   }
 
+  private step(s: NetworkStep): void {
+    this.calls.push(s);
+    if (this.failAt === s && this.failCount-- > 0) throw new Error(`fake ${s} failure`);
+  }
+
   async routes(): Promise<HostRoutes> {
-    return { routes: [{ dst: 'default', dev: 'eth0' }, { dst: '192.168.1.0/24', dev: 'eth0' }], addresses: [{ ifname: 'eth0', address: '192.168.1.5/24' }] };
+    this.step('routes');
+    return this.hostRoutes;
   }
 
   async ensureBridge(net: NetworkRecord): Promise<{ created: boolean }> {
     const had = this.bridges.has(net.bridge!);
-    this.bridges.add(net.bridge!);
+    this.bridges.set(net.bridge!, net.name);
+    this.step('ensureBridge'); // fails after making it, like a failing `ip addr` would
     return { created: !had };
   }
 
   async deleteBridge(bridge: string): Promise<void> {
+    this.step('deleteBridge');
     this.bridges.delete(bridge);
   }
 
@@ -49,18 +72,23 @@ export class MemoryNetworkHost implements NetworkHost {
   }
 
   async loadFirewall(networks: NetworkRecord[]): Promise<{ forwardEnabled: boolean }> {
+    this.step('loadFirewall');
     this.firewall = networks.filter((n) => n.kind === 'bridge').map((n) => n.name).sort();
     return { forwardEnabled: false };
   }
 
-  async startDhcp(_net: NetworkRecord, files: DnsmasqFiles, _hosts: AddressReservation[]): Promise<{ pid: number; adopted: boolean }> {
+  async startDhcp(_net: NetworkRecord, files: DnsmasqFiles, hosts: AddressReservation[]): Promise<{ pid: number; adopted: boolean }> {
     const had = this.dhcp.get(files.leases);
-    if (had !== undefined) return { pid: had, adopted: true };
+    // like the real one: adopted only when it runs with the reservations wanted now, else restarted
+    if (had !== undefined && JSON.stringify(this.dhcpHosts.get(files.leases)) === JSON.stringify(hosts)) return { pid: had, adopted: true };
     this.dhcp.set(files.leases, this.nextPid++);
+    this.dhcpHosts.set(files.leases, hosts);
+    this.step('startDhcp'); // fails after starting, like dnsmasq dying right after
     return { pid: this.dhcp.get(files.leases)!, adopted: false };
   }
 
   async stopDhcp(files: DnsmasqFiles): Promise<void> {
+    this.step('stopDhcp');
     this.dhcp.delete(files.leases);
   }
 
@@ -68,11 +96,12 @@ export class MemoryNetworkHost implements NetworkHost {
     return this.dhcp.get(files.leases) ?? null;
   }
 
-  leases(): Lease[] {
-    return [];
+  leases(files: DnsmasqFiles): Lease[] {
+    return this.leaseText.get(files.leases) ?? [];
   }
 
   async createTap(ifname: string, bridge: string, multiQueue: boolean): Promise<void> {
+    this.step('createTap');
     this.taps.set(ifname, { bridge, multiQueue });
   }
 
@@ -85,6 +114,7 @@ export class MemoryNetworkHost implements NetworkHost {
   }
 
   async loadL2Filter(taps: TapBinding[]): Promise<void> {
+    this.step('loadL2Filter');
     this.l2 = taps.map((t) => ({ ...t })).sort((a, b) => a.ifname.localeCompare(b.ifname));
   }
 }
