@@ -57,6 +57,9 @@ export async function launchQemu(
   return launchDetached(binary, argv, files, { timeoutMs, what: 'QEMU', errorLine: qemuErrorLine, runAs, memlock, passFds });
 }
 
+/** a launch whose QMP connection is not greeted within this dials again (QmpConnectOptions.redialMs says why) */
+const GREETING_REDIAL_MS = 4000;
+
 export interface DetachedOptions {
   timeoutMs: number;
   /** how messages name the program: "QEMU", "qemu-storage-daemon" */
@@ -109,7 +112,7 @@ export async function launchDetached(binary: string, argv: string[], files: { qm
   exited.catch(() => undefined);
   try {
     // QMP greets only once the program has finished initialising and entered its main loop.
-    const qmp = await Promise.race([QmpClient.connect(files.qmp, { timeoutMs: o.timeoutMs, retry: true }), exited]);
+    const qmp = await Promise.race([QmpClient.connect(files.qmp, { timeoutMs: o.timeoutMs, retry: true, redialMs: GREETING_REDIAL_MS }), exited]);
     if (child.exitCode !== null || child.signalCode !== null) {
       qmp.close();
       await exited;
@@ -119,7 +122,8 @@ export async function launchDetached(binary: string, argv: string[], files: { qm
   } catch (e) {
     if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
     if (e instanceof CorralError) throw e;
-    const line = o.errorLine(readStderr(files.stderr));
+    const stderr = readStderr(files.stderr);
+    const line = stderr.trim() === '' ? 'empty' : o.errorLine(stderr);
     throw new CorralError('QEMU_FAILED', `${o.what} did not answer on QMP: ${(e as Error).message}${line ? `; stderr: ${line}` : ''}`);
   }
 }

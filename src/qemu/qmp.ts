@@ -28,6 +28,12 @@ export interface QmpConnectOptions {
   retry?: boolean;
   /** Default per-command limit for execute() (default 10000 ms). */
   commandTimeoutMs?: number;
+  /**
+   * A connection that gets no greeting within this many ms is closed and dialled again (until the timeout). QEMU
+   * (and qemu-storage-daemon, seen once in CI) can lose the greeting of a client that connected while its
+   * monitor was being set up in the monitor I/O thread: that connection then waits for ever, a new one is greeted.
+   */
+  redialMs?: number;
   logger?: QmpLogger;
 }
 export interface QmpExecuteOptions {
@@ -89,8 +95,21 @@ export class QmpClient extends EventEmitter<QmpClientEvents> {
     if (Buffer.byteLength(path) > MAX_SOCKET_PATH_BYTES) {
       throw new QmpDisconnectedError(`QMP socket path is longer than ${MAX_SOCKET_PATH_BYTES} bytes: ${path}`);
     }
-    const socket = await dial(path, deadline, timeoutMs, opts.retry ?? false);
-    const client = new QmpClient(socket, path, opts);
+    let client: QmpClient;
+    for (;;) {
+      const socket = await dial(path, deadline, timeoutMs, opts.retry ?? false);
+      client = new QmpClient(socket, path, opts);
+      const redialAt = opts.redialMs === undefined ? deadline : Date.now() + opts.redialMs;
+      if (redialAt >= deadline) break;
+      try {
+        await client.waitGreeting(redialAt, timeoutMs);
+        break;
+      } catch (e) {
+        client.finish(new QmpDisconnectedError('QMP greeting did not come: dialling again', { cause: e }));
+        if (!(e instanceof QmpTimeoutError)) throw e;
+        client.log('warn', `no QMP greeting within ${opts.redialMs} ms: dialling again`, { path });
+      }
+    }
     try {
       await client.waitGreeting(deadline, timeoutMs);
       const left = deadline - Date.now();

@@ -46,6 +46,8 @@ export type MockHandler = (call: MockCall) => MockAction | void | Promise<MockAc
 export interface MockQmpOptions {
   /** false: never send the greeting (to test the greeting timeout); an object replaces the "QMP" member. */
   greeting?: boolean | Record<string, unknown>;
+  /** the first this many connections get no greeting (a greeting QEMU lost); later ones do */
+  loseGreetings?: number;
 }
 export interface MockQmpConnection {
   readonly negotiated: boolean;
@@ -210,7 +212,10 @@ export async function startMockQmp(
     const conn = new Conn(socket, (c, line) => { dispatch(c, line).catch(() => {}); });
     conns.add(conn);
     socket.on('close', () => conns.delete(conn));
-    if (opts.greeting !== false) {
+    let lose = opts.loseGreetings ?? 0;
+    if (lose > 0) opts = { ...opts, loseGreetings: lose - 1 };
+    else lose = 0;
+    if (opts.greeting !== false && lose === 0) {
       const qmp = typeof opts.greeting === 'object' ? opts.greeting : { version: MOCK_QEMU_VERSION, capabilities: ['oob'] };
       void conn.send({ QMP: qmp });
     }

@@ -249,6 +249,19 @@ describe('QmpClient.connect', () => {
     assert.equal(srv.connections.length, 0, 'the failed connection is closed');
   });
 
+  it('with redialMs, a connection whose greeting was lost is closed and the socket dialled again', async () => {
+    const path = tempSocket();
+    const srv = await startMockQmp(path, {}, { loseGreetings: 2 });
+    cleanups.push(() => srv.close());
+    const connecting = QmpClient.connect(path, { timeoutMs: 5000, redialMs: 150 });
+    const first = await srv.waitForConnection();
+    const client = await connecting;
+    cleanups.push(() => client.close());
+    assert.ok(client.greeting, 'greeted on the third connection');
+    await first.waitClosed(2000);
+    assert.equal(srv.connections.length, 1, 'only the greeted connection is left');
+  });
+
   it('refuses a socket path too long for sun_path', async () => {
     await assert.rejects(QmpClient.connect('/tmp/' + 'x'.repeat(120)), QmpDisconnectedError);
   });
