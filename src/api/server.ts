@@ -2,12 +2,11 @@
  * The HTTP API (Fastify + TypeBox). One app per listener: the unix socket (root only, file mode 0600) and,
  * optionally, TCP behind a bearer token. Errors are always {"error":{"code","message",...}}.
  */
-import Fastify, { type FastifyError, type FastifyInstance } from 'fastify';
+import type { FastifyInstance } from 'fastify';
 import swagger from '@fastify/swagger';
-import AjvCompiler, { type BuildCompilerFromPool } from '@fastify/ajv-compiler';
 import websocket from '@fastify/websocket';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { CorralError, isCorralError, noSpace } from '../core/errors.js';
+import { installErrorReplies, newApp } from './app.js';
 import type { AuditLog } from '../services/audit.js';
 import type { Services } from './services.js';
 import { E, errors } from './schemas-common.js';
@@ -46,17 +45,6 @@ export interface ApiOptions {
   streams?: Partial<StreamLimits>;
 }
 
-/** Turn a Fastify validation error into INVALID_SPEC naming the field. */
-function validationError(err: FastifyError): CorralError {
-  const v = err.validation?.[0];
-  const params = (v?.params ?? {}) as Record<string, unknown>;
-  let field = (v?.instancePath ?? '').replace(/^\//, '').replace(/\//g, '.');
-  if (typeof params.additionalProperty === 'string') field = field ? `${field}.${params.additionalProperty}` : params.additionalProperty;
-  if (typeof params.missingProperty === 'string') field = field ? `${field}.${params.missingProperty}` : params.missingProperty;
-  const what = typeof params.additionalProperty === 'string' ? 'unknown field' : (v?.message ?? err.message);
-  return new CorralError('INVALID_SPEC', `${field || err.validationContext || 'request'}: ${what}`, { field });
-}
-
 /** The API's close: every console websocket is told the daemon is stopping (1001) and cut a second later. */
 function closeWebsockets(this: FastifyInstance, done: (err?: Error) => void): void {
   for (const client of this.websocketServer.clients) {
@@ -89,19 +77,6 @@ export async function closeApi(app: FastifyInstance, graceMs = 2000): Promise<bo
   }
 }
 
-const ajvCompilers: BuildCompilerFromPool = AjvCompiler();
-
-/**
- * JSON bodies are validated as sent: `{"cpus": "2"}` is not a number of CPUs. Only the query string and path
- * parameters, which are text by nature (`?force=true`), are coerced to the types their schemas name.
- */
-const strictBodies: BuildCompilerFromPool = (external, options) => {
-  const coercing = ajvCompilers(external, options);
-  const custom = (options as { customOptions?: Record<string, unknown> } | undefined)?.customOptions ?? {};
-  const strict = ajvCompilers(external, { ...options, customOptions: { ...custom, coerceTypes: false } } as Parameters<BuildCompilerFromPool>[1]);
-  return (def) => (def.httpPart === 'body' ? strict(def) : coercing(def));
-};
-
 /** The OpenAPI document's frame: the routes fill in its paths. The TCP API (with a token) needs the bearer token on every call. */
 function openapiDocument(tokened: boolean) {
   return {
@@ -129,33 +104,9 @@ function openapiDocument(tokened: boolean) {
 }
 
 export async function buildApi(svc: Services, opts: ApiOptions = {}): Promise<FastifyInstance> {
-  const app = Fastify({
-    ...(opts.tls ? { https: { cert: opts.tls.cert, key: opts.tls.key, minVersion: 'TLSv1.2' as const } } : {}),
-    logger: opts.logger ?? false,
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false } },
-    schemaController: { compilersFactory: { buildValidator: strictBodies } },
-    bodyLimit: 1024 * 1024,
-  });
-
+  const app = newApp({ ...(opts.tls ? { https: { cert: opts.tls.cert, key: opts.tls.key, minVersion: 'TLSv1.2' as const } } : {}), logger: opts.logger ?? false });
   recordRoutes(app);
-  app.setErrorHandler((err: FastifyError, req, reply) => {
-    let e: CorralError;
-    const full = noSpace(err, `${req.method} ${req.url.split('?')[0]}`);
-    if (isCorralError(err)) e = err;
-    else if (err.validation) e = validationError(err);
-    else if (err.statusCode && err.statusCode < 500) e = new CorralError('INVALID_SPEC', err.message, { field: '' });
-    else if (full) e = full;
-    else {
-      app.log.error(err);
-      e = new CorralError('INTERNAL', err.message);
-    }
-    noteFailure(req, e.code);
-    void reply.status(e.status).send(e.toJSON());
-  });
-  app.setNotFoundHandler((req, reply) => {
-    noteFailure(req, 'NOT_FOUND');
-    void reply.status(404).send(new CorralError('NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`).toJSON());
-  });
+  installErrorReplies(app, noteFailure);
 
   const tcp = opts.token !== undefined;
 

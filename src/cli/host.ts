@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import type { ApiClient } from './client.js';
 import { fields, keyValues, printJson, printLines, size } from './format.js';
 import { registerDeviceCommands } from './devices.js';
+import { registerClusterHostCommands, showClusterHost } from './cluster.js';
 
 interface InventorySummary {
   cpu?: { vendor?: string; virtualization?: string | null; hypervisor?: boolean; topology?: { sockets?: number; coresPerSocket?: number; threadsPerCore?: number } };
@@ -45,15 +46,17 @@ export function hostDetails(host: Record<string, unknown>): string {
 }
 
 export function registerHostCommands(program: Command, client: () => ApiClient): void {
-  const host = program.command('host').description('the host this daemon runs on');
+  const host = program.command('host').description('the host this daemon runs on; against a controller, the cluster\'s hosts');
   host
-    .command('show', { isDefault: true })
-    .description('show the host: accelerator, QEMU, CPUs, memory')
+    .command('show [name]', { isDefault: true })
+    .description('show the host: accelerator, QEMU, CPUs, memory; with a NAME, that host of the cluster (against a controller)')
     .option('--json', 'print the API JSON')
-    .action(async (o: { json?: boolean }) => {
+    .action(async (name: string | undefined, o: { json?: boolean }) => {
+      if (name !== undefined) return showClusterHost(client(), name, o.json === true);
       const res = await client().call<Record<string, unknown>>('GET', '/v1/host');
       if (o.json) printJson(res);
       else printLines(hostDetails(res));
     });
   registerDeviceCommands(host, client);
+  registerClusterHostCommands(host, client);
 }

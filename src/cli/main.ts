@@ -27,6 +27,7 @@ import { registerVhostUserCommands } from './vhost-user.js';
 import { registerTlsCommands } from './tls.js';
 import { registerSetCommand } from './set.js';
 import { registerTokenCommands } from './tokens.js';
+import { daemonOptionsFrom, registerAgentCommand, registerClusterCommands } from './cluster.js';
 
 function packageVersion(): string {
   try {
@@ -62,23 +63,26 @@ export function buildProgram(): Command {
   let api: ApiClient | undefined;
   const client = (): ApiClient => (api ??= new ApiClient());
 
-  program
-    .command('daemon')
-    .description('run the corral daemon in this process (API on $CORRAL_DATA_DIR/corral.sock)')
+  const daemonOptions = (c: Command): Command => c
     .option('--listen <host:port>', 'also serve the API on TCP, over TLS (bearer token from $CORRAL_DATA_DIR/token)')
     .option('--tls-cert <file>', 'the TCP listener\'s certificate (PEM; default: a self-signed one made in $CORRAL_DATA_DIR/tls)')
     .option('--tls-key <file>', 'the private key of --tls-cert (PEM, no passphrase)')
     .addOption(new Option('--accel <kind>', 'force the accelerator instead of probing').choices(['kvm', 'tcg']))
     .option('--cpu-ratio <ratio>', 'vCPUs per host CPU thread in the pool (default 4.0; env CORRAL_CPU_RATIO)', Number)
     .option('--memory-ratio <ratio>', 'guest memory per byte of host memory (default 1.0; env CORRAL_MEMORY_RATIO)', Number)
-    .option('--reserved-memory <size>', 'host memory kept out of the pool (default 512M; env CORRAL_RESERVED_MEMORY)')
-    .action(async (o: { listen?: string; tlsCert?: string; tlsKey?: string; accel?: 'kvm' | 'tcg'; cpuRatio?: number; memoryRatio?: number; reservedMemory?: string }) => {
+    .option('--reserved-memory <size>', 'host memory kept out of the pool (default 512M; env CORRAL_RESERVED_MEMORY)');
+  daemonOptions(program
+    .command('daemon')
+    .description('run the corral daemon in this process (API on $CORRAL_DATA_DIR/corral.sock)'))
+    .action(async (o: Record<string, unknown>) => {
       releaseCliGuards(); // the daemon's own errors keep their stack traces, in its log
       const { runDaemon } = await import('../daemon/main.js');
-      await runDaemon({ listen: o.listen, tlsCert: o.tlsCert, tlsKey: o.tlsKey, accel: o.accel, pool: { cpuRatio: o.cpuRatio, memoryRatio: o.memoryRatio, reservedMemory: o.reservedMemory } });
+      await runDaemon(daemonOptionsFrom(o));
       // Stopped: exit even if an operation cut short still holds a timer (QEMUs live on without the daemon).
       setTimeout(() => process.exit(), 1000).unref();
     });
+  registerAgentCommand(program, daemonOptions);
+  registerClusterCommands(program, client);
 
   registerInstanceCommands(program, client);
   registerSetCommand(program, client);

@@ -13,6 +13,7 @@ import { ensureToken } from './token.js';
 import { ensureTlsPair, type TlsPair } from './tls.js';
 import { dirname, join } from 'node:path';
 import { connect } from 'node:net';
+import { hostname } from 'node:os';
 import pino from 'pino';
 import type { FastifyInstance } from 'fastify';
 import { CorralError } from '../core/errors.js';
@@ -47,6 +48,7 @@ import { readMemInfo } from '../host/basics.js';
 import { ImageStore } from '../storage/images.js';
 import { buildApi, closeApi } from '../api/server.js';
 import { validatePoolConfig, type PoolConfig } from '../core/pool.js';
+import { AgentLink, joinCluster, loadIdentity, type AgentIdentity } from '../cluster/agent-link.js';
 
 export interface DaemonOptions {
   dataDir?: string;
@@ -58,6 +60,8 @@ export interface DaemonOptions {
   accel?: Accelerator;
   /** Resource pool settings (ratios, memory reserved for the host); env CORRAL_CPU_RATIO etc. otherwise. */
   pool?: { cpuRatio?: number; memoryRatio?: number; reservedMemory?: string | number };
+  /** run as a cluster agent (`corral agent`): join with a token first, or use the identity a join left */
+  agent?: { join?: { url: string; token: string }; name?: string; version: string };
 }
 
 /**
@@ -115,6 +119,19 @@ export function parseListen(listen: string): { host: string; port: number } {
   return { host: m[1].replace(/^\[(.*)\]$/, '$1'), port };
 }
 
+/** The cluster identity of an agent: the one a join left in the data dir, or a new one from --join. */
+async function agentIdentity(dataDir: string, a: NonNullable<DaemonOptions['agent']>, listen: string | undefined, log: pino.Logger): Promise<AgentIdentity> {
+  if (a.join) {
+    const id = await joinCluster(dataDir, { url: a.join.url, token: a.join.token, name: a.name ?? hostname(), address: listen ? `https://${listen}` : '', agentVersion: a.version });
+    log.info({ host: id.name, uuid: id.uuid, controller: a.join.url }, 'joined the cluster');
+    return id;
+  }
+  const id = loadIdentity(dataDir);
+  if (!id) throw new CorralError('NOT_JOINED', `this host has not joined a cluster (no ${dataDir}/cluster/cluster.json): start it once with corral agent --join https://CONTROLLER:PORT --token TOKEN`);
+  if (a.name && a.name !== id.name) throw new CorralError('INVALID_SPEC', `--name ${a.name}: this host joined the cluster as "${id.name}"`, { field: 'name' });
+  return id;
+}
+
 export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   const dataDir = opts.dataDir ?? dataDirFromEnv();
   const paths = dataPaths(dataDir);
@@ -142,6 +159,8 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   } else if (opts.tlsCert !== undefined || opts.tlsKey !== undefined) {
     throw new CorralError('INVALID_SPEC', '--tls-cert and --tls-key are for the TCP listener: give --listen HOST:PORT too', { field: 'listen' });
   }
+  // An agent joins before anything else: a refused join leaves the host as it was.
+  const identity = opts.agent ? await agentIdentity(dataDir, opts.agent, opts.listen, log) : undefined;
   // QEMU and its storage daemons run as corral-qemu, dnsmasq drops to corral-dnsmasq (src/host/run-as.ts)
   const qemuUser = await qemuRunAs();
   assertReachable(dataDir, qemuUser);
@@ -252,6 +271,11 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
       `corral daemon listening on TCP with TLS (bearer token required: the token file's, or one from corral token create); certificate SHA-256 fingerprint ${fingerprint} (clients: CORRAL_URL=https://${opts.listen} CORRAL_TLS_FINGERPRINT=${fingerprint})`);
   }
   events.publish('daemon.started', null, { pid: process.pid });
+  const link = identity && opts.agent ? new AgentLink(identity, async () => {
+    const p = instances.pool();
+    return { capacity: p.capacity, allocation: p.allocated, agentVersion: opts.agent!.version };
+  }, log) : undefined;
+  link?.start();
 
   await new Promise<void>((resolve) => {
     let stopping = false;
@@ -260,6 +284,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
       stopping = true;
       log.info({ signal: sig }, 'shutting down; virtual machines keep running');
       pressure.stop();
+      link?.stop();
       clearInterval(keepReserve);
       instances.detachAll();
       storageDaemons.detachAll();

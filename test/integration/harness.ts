@@ -123,8 +123,11 @@ export class Daemon {
   proc: ChildProcess | null = null;
   log = '';
   readonly netns: string | undefined;
-  constructor(readonly dataDir: string, readonly extraArgs: string[] = [], readonly extraEnv: NodeJS.ProcessEnv = {}, opts: { netns?: string } = {}) {
+  /** the CLI command that runs it: `daemon`, or `agent` for a cluster host */
+  readonly command: 'daemon' | 'agent';
+  constructor(readonly dataDir: string, public extraArgs: string[] = [], readonly extraEnv: NodeJS.ProcessEnv = {}, opts: { netns?: string; command?: 'daemon' | 'agent' } = {}) {
     this.netns = opts.netns;
+    this.command = opts.command ?? 'daemon';
   }
 
   get socket(): string {
@@ -137,7 +140,7 @@ export class Daemon {
 
   async start(): Promise<void> {
     rmSync(this.socket, { force: true });
-    const [bin, args] = inNetns(this.netns, process.execPath, [CLI, 'daemon', ...this.extraArgs]);
+    const [bin, args] = inNetns(this.netns, process.execPath, [CLI, this.command, ...this.extraArgs]);
     const p = spawn(bin, args, { env: this.env(), stdio: ['ignore', 'pipe', 'pipe'] });
     this.proc = p;
     p.stdout!.on('data', (d: Buffer) => { this.log += d.toString(); });

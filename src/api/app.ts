@@ -1,0 +1,65 @@
+/**
+ * What every Corral HTTP app shares (the daemon's API on each listener, a cluster controller's): Fastify with
+ * strict JSON bodies, and errors always as {"error":{"code","message",...}} with the code's status.
+ */
+import Fastify, { type FastifyError, type FastifyHttpsOptions, type FastifyInstance, type FastifyRequest } from 'fastify';
+import AjvCompiler, { type BuildCompilerFromPool } from '@fastify/ajv-compiler';
+import type { Server } from 'node:https';
+import { CorralError, isCorralError, noSpace } from '../core/errors.js';
+
+/** Turn a Fastify validation error into INVALID_SPEC naming the field. */
+function validationError(err: FastifyError): CorralError {
+  const v = err.validation?.[0];
+  const params = (v?.params ?? {}) as Record<string, unknown>;
+  let field = (v?.instancePath ?? '').replace(/^\//, '').replace(/\//g, '.');
+  if (typeof params.additionalProperty === 'string') field = field ? `${field}.${params.additionalProperty}` : params.additionalProperty;
+  if (typeof params.missingProperty === 'string') field = field ? `${field}.${params.missingProperty}` : params.missingProperty;
+  const what = typeof params.additionalProperty === 'string' ? 'unknown field' : (v?.message ?? err.message);
+  return new CorralError('INVALID_SPEC', `${field || err.validationContext || 'request'}: ${what}`, { field });
+}
+
+const ajvCompilers: BuildCompilerFromPool = AjvCompiler();
+
+/**
+ * JSON bodies are validated as sent: `{"cpus": "2"}` is not a number of CPUs. Only the query string and path
+ * parameters, which are text by nature (`?force=true`), are coerced to the types their schemas name.
+ */
+const strictBodies: BuildCompilerFromPool = (external, options) => {
+  const coercing = ajvCompilers(external, options);
+  const custom = (options as { customOptions?: Record<string, unknown> } | undefined)?.customOptions ?? {};
+  const strict = ajvCompilers(external, { ...options, customOptions: { ...custom, coerceTypes: false } } as Parameters<BuildCompilerFromPool>[1]);
+  return (def) => (def.httpPart === 'body' ? strict(def) : coercing(def));
+};
+
+/** A Fastify app with Corral's validation (strict bodies, coerced query strings) and a 1 MiB body limit. */
+export function newApp(o: { https?: FastifyHttpsOptions<Server>['https']; logger?: boolean | object }): FastifyInstance {
+  return Fastify({
+    ...(o.https ? { https: o.https } : {}),
+    logger: o.logger ?? false,
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false } },
+    schemaController: { compilersFactory: { buildValidator: strictBodies } },
+    bodyLimit: 1024 * 1024,
+  }) as unknown as FastifyInstance;
+}
+
+/** Every error as {"error":{...}} with its code's status; an unknown route is NOT_FOUND. `failed` sees each failure's code. */
+export function installErrorReplies(app: FastifyInstance, failed: (req: FastifyRequest, code: string) => void = () => undefined): void {
+  app.setErrorHandler((err: FastifyError, req, reply) => {
+    let e: CorralError;
+    const full = noSpace(err, `${req.method} ${req.url.split('?')[0]}`);
+    if (isCorralError(err)) e = err;
+    else if (err.validation) e = validationError(err);
+    else if (err.statusCode && err.statusCode < 500) e = new CorralError('INVALID_SPEC', err.message, { field: '' });
+    else if (full) e = full;
+    else {
+      app.log.error(err);
+      e = new CorralError('INTERNAL', err.message);
+    }
+    failed(req, e.code);
+    void reply.status(e.status).send(e.toJSON());
+  });
+  app.setNotFoundHandler((req, reply) => {
+    failed(req, 'NOT_FOUND');
+    void reply.status(404).send(new CorralError('NOT_FOUND', `no route ${req.method} ${req.url.split('?')[0]}`).toJSON());
+  });
+}

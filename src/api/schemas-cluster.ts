@@ -1,0 +1,69 @@
+/** Schemas of a cluster controller's API: hosts, join tokens, an agent's join and heartbeat. */
+import { Type, type Static } from '@sinclair/typebox';
+import { literals } from '../core/spec-schema.js';
+import { nullable } from './schemas-common.js';
+
+export const HOST_STATES = ['up', 'maintenance', 'unreachable', 'fenced'] as const;
+
+export const ClusterHost = Type.Object(
+  {
+    name: Type.String(),
+    uuid: Type.String(),
+    state: literals(HOST_STATES),
+    address: Type.String({ description: 'the agent\'s API (https://IP:PORT), or empty when it serves none' }),
+    labels: Type.Record(Type.String(), Type.String()),
+    maintenance: Type.Boolean(),
+    fencedAt: nullable(Type.String()),
+    fenceReason: nullable(Type.String()),
+    capacity: Type.Unknown({ description: 'the host\'s pool capacity as its agent last reported it (GET /v1/pool on the agent)' }),
+    allocation: Type.Unknown({ description: 'what its instances hold of it, as last reported' }),
+    agentVersion: nullable(Type.String()),
+    joinedAt: Type.String(),
+    lastHeartbeat: nullable(Type.String()),
+    heartbeatAgeMs: nullable(Type.Number({ description: 'how long ago, on the database\'s clock' })),
+  },
+  { title: 'ClusterHost' },
+);
+export type ClusterHost = Static<typeof ClusterHost>;
+
+export const HostList = Type.Object({ hosts: Type.Array(ClusterHost) });
+
+export const MaintenanceBody = Type.Object({ on: Type.Boolean() }, { additionalProperties: false });
+
+export const JoinTokenBody = Type.Object(
+  { ttl: Type.Optional(Type.String({ description: 'how long the token may be used: 90m, 12h, 2d (default 1h, at most 7d)' })) },
+  { additionalProperties: false },
+);
+export const JoinTokenReply = Type.Object({
+  token: Type.String({ description: 'corral1.<id>.<secret>.<CA SHA-256>: give it to `corral agent --join URL --token T`; it works once' }),
+  id: Type.String(),
+  expiresAt: Type.String(),
+  caSha256: Type.String(),
+});
+
+export const ClusterCa = Type.Object({ certPem: Type.String(), sha256: Type.String() });
+
+export const JoinBody = Type.Object(
+  {
+    token: Type.String(),
+    name: Type.String({ description: 'the host\'s name in the cluster (DNS label)' }),
+    uuid: Type.String(),
+    address: Type.String({ description: 'the agent\'s API URL (https://IP:PORT), or empty' }),
+    csr: Type.String({ description: 'a PEM certificate request for the agent\'s key (its subject is ignored)' }),
+    agentVersion: Type.String(),
+  },
+  { additionalProperties: false },
+);
+export type JoinBody = Static<typeof JoinBody>;
+export const JoinReply = Type.Object({ certPem: Type.String(), caPem: Type.String(), host: ClusterHost });
+
+export const HeartbeatBody = Type.Object(
+  {
+    capacity: Type.Unknown(),
+    allocation: Type.Unknown(),
+    agentVersion: Type.String(),
+  },
+  { additionalProperties: false },
+);
+export type HeartbeatBody = Static<typeof HeartbeatBody>;
+export const HeartbeatReply = Type.Object({ host: Type.String(), state: literals(HOST_STATES) });

@@ -1,0 +1,152 @@
+/**
+ * Cluster commands: `corral controller` and `corral agent` (run in this process), `corral cluster init` (once, on
+ * a controller host, straight to PostgreSQL), `corral cluster join-token`, and `corral host list|show|remove|
+ * maintenance` against a controller (CORRAL_URL, CORRAL_TOKEN, CORRAL_TLS_CA).
+ */
+import { readFileSync } from 'node:fs';
+import type { Command } from 'commander';
+import type { ApiClient } from './client.js';
+import { CliError } from './client-error.js';
+import { fields, keyValues, printJson, printLines, size, table } from './format.js';
+import { releaseCliGuards } from './errors.js';
+
+interface HostView {
+  name: string; uuid: string; state: string; address: string; maintenance: boolean; agentVersion: string | null;
+  lastHeartbeat: string | null; heartbeatAgeMs: number | null;
+  capacity: { cpus?: number; memory?: number } | null; allocation: { cpus?: number; memory?: number; instances?: number } | null;
+}
+
+function age(ms: number | null): string {
+  if (ms === null) return 'never';
+  return ms < 1000 ? 'now' : ms < 120_000 ? `${Math.round(ms / 1000)}s ago` : `${Math.round(ms / 60_000)}m ago`;
+}
+
+export function hostRows(hosts: HostView[]): string {
+  return table(['NAME', 'STATE', 'CPUS', 'MEMORY', 'INSTANCES', 'HEARTBEAT', 'VERSION', 'ADDRESS'], hosts.map((h) => [
+    h.name, h.state,
+    `${h.allocation?.cpus ?? '-'}/${h.capacity?.cpus ?? '-'}`,
+    `${size(h.allocation?.memory ?? null)}/${size(h.capacity?.memory ?? null)}`,
+    String(h.allocation?.instances ?? '-'), age(h.heartbeatAgeMs), h.agentVersion ?? '-', h.address || '-',
+  ]));
+}
+
+/** `corral host list|show NAME|remove NAME|maintenance NAME on|off`, under the existing `host` command. */
+export function registerClusterHostCommands(host: Command, client: () => ApiClient): void {
+  host
+    .command('list')
+    .description('the hosts of the cluster (against a controller): state, pool use, last heartbeat')
+    .option('--json', 'print the API JSON')
+    .action(async (o: { json?: boolean }) => {
+      const res = await client().call<{ hosts: HostView[] }>('GET', '/v1/hosts');
+      if (o.json) printJson(res.hosts);
+      else printLines(res.hosts.length === 0 ? 'no hosts: join one with corral agent --join URL --token TOKEN' : hostRows(res.hosts));
+    });
+  host
+    .command('remove <name>')
+    .description('remove a host from the cluster: its certificate is revoked, its agent is refused from then on')
+    .option('--json', 'print the API JSON')
+    .action(async (name: string, o: { json?: boolean }) => {
+      const res = await client().call<{ removed: string; revokedSerial: string }>('DELETE', `/v1/hosts/${encodeURIComponent(name)}`);
+      if (o.json) printJson(res);
+      else printLines(`host ${res.removed} removed; its certificate (serial ${res.revokedSerial}) is revoked`);
+    });
+  host
+    .command('maintenance <name> <on|off>')
+    .description('take a host out of placement (on) or put it back (off)')
+    .option('--json', 'print the API JSON')
+    .action(async (name: string, onOff: string, o: { json?: boolean }) => {
+      if (onOff !== 'on' && onOff !== 'off') throw new CliError(`maintenance is "on" or "off", not "${onOff}"`, 'USAGE');
+      const res = await client().call<HostView>('POST', `/v1/hosts/${encodeURIComponent(name)}/maintenance`, { on: onOff === 'on' });
+      if (o.json) printJson(res);
+      else printLines(`host ${res.name}: ${res.state}`);
+    });
+}
+
+/** `corral host show NAME` against a controller. */
+export async function showClusterHost(client: ApiClient, name: string, json: boolean): Promise<void> {
+  const res = await client.call<Record<string, unknown>>('GET', `/v1/hosts/${encodeURIComponent(name)}`);
+  if (json) printJson(res);
+  else printLines(keyValues(fields(res, { 'capacity.memory': size, 'allocation.memory': size })));
+}
+
+function version(): string {
+  try {
+    return (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version?: string }).version ?? '0.0.0';
+  } catch {
+    return '0.0.0';
+  }
+}
+
+export function registerClusterCommands(program: Command, client: () => ApiClient): void {
+  program
+    .command('controller')
+    .description('run a cluster controller in this process: the API of many hosts, over PostgreSQL')
+    .requiredOption('--database <url>', 'PostgreSQL, e.g. postgres://corral@db:5432/corral')
+    .requiredOption('--listen <host:port>', 'the HTTPS API for people and agents')
+    .action(async (o: { database: string; listen: string }) => {
+      releaseCliGuards();
+      const { runController } = await import('../daemon/controller.js');
+      await runController({ database: o.database, listen: o.listen });
+      setTimeout(() => process.exit(), 1000).unref();
+    });
+
+  const cluster = program.command('cluster').description('a cluster of hosts: set up, join tokens');
+  cluster
+    .command('init')
+    .description('make a cluster in PostgreSQL (once, on a controller host): its CA and a first join token')
+    .requiredOption('--database <url>', 'PostgreSQL, e.g. postgres://corral@db:5432/corral')
+    .option('--ttl <duration>', 'how long the join token may be used (default 1h, at most 7d)')
+    .option('--json', 'print JSON')
+    .action(async (o: { database: string; ttl?: string; json?: boolean }) => {
+      const { initCluster } = await import('../cluster/init.js');
+      const { joinTtlSeconds } = await import('../cluster/controller-api.js');
+      const res = await initCluster(o.database, joinTtlSeconds(o.ttl));
+      if (o.json) printJson({ caSha256: res.caSha256, joinToken: res.joinToken, expiresAt: res.expiresAt });
+      else {
+        printLines([
+          `cluster made; CA SHA-256 ${res.caSha256}`,
+          'start controllers with: corral controller --database URL --listen HOST:PORT',
+          `join a host (once, until ${res.expiresAt}) with: corral agent --join https://CONTROLLER:PORT --token ${res.joinToken}`,
+        ].join('\n'));
+      }
+    });
+  cluster
+    .command('join-token')
+    .description('make a join token (against a controller): one host joins with it, once')
+    .option('--ttl <duration>', 'how long it may be used (default 1h, at most 7d)')
+    .option('--json', 'print the API JSON')
+    .action(async (o: { ttl?: string; json?: boolean }) => {
+      const res = await client().call<{ token: string; expiresAt: string }>('POST', '/v1/cluster/join-tokens', o.ttl ? { ttl: o.ttl } : {});
+      if (o.json) printJson(res);
+      else printLines(`${res.token}\n(valid once, until ${res.expiresAt}: corral agent --join https://CONTROLLER:PORT --token TOKEN)`);
+    });
+}
+
+/** `corral agent`: the daemon, as a host of a cluster. */
+export function registerAgentCommand(program: Command, addDaemonOptions: (c: Command) => Command): void {
+  addDaemonOptions(program
+    .command('agent')
+    .description('run this host as a cluster agent: the daemon, reporting to the cluster\'s controllers')
+    .option('--join <url>', 'join the cluster through this controller (https://HOST:PORT) first, with --token')
+    .option('--token <token>', 'the join token (corral cluster init or corral cluster join-token)')
+    .option('--name <name>', 'this host\'s name in the cluster (default: the host name)'))
+    .action(async (o: Record<string, unknown>) => {
+      if ((o.join === undefined) !== (o.token === undefined)) throw new CliError('--join and --token go together', 'USAGE');
+      releaseCliGuards();
+      const { runDaemon } = await import('../daemon/main.js');
+      await runDaemon({
+        ...daemonOptionsFrom(o),
+        agent: { ...(o.join ? { join: { url: String(o.join), token: String(o.token) } } : {}), ...(o.name ? { name: String(o.name) } : {}), version: version() },
+      });
+      setTimeout(() => process.exit(), 1000).unref();
+    });
+}
+
+/** The daemon's options from commander's parse (shared by `corral daemon` and `corral agent`). */
+export function daemonOptionsFrom(o: Record<string, unknown>) {
+  const s = (k: string): string | undefined => (o[k] === undefined ? undefined : String(o[k]));
+  return {
+    listen: s('listen'), tlsCert: s('tlsCert'), tlsKey: s('tlsKey'), accel: o.accel as 'kvm' | 'tcg' | undefined,
+    pool: { cpuRatio: o.cpuRatio as number | undefined, memoryRatio: o.memoryRatio as number | undefined, reservedMemory: s('reservedMemory') },
+  };
+}

@@ -1,0 +1,222 @@
+/**
+ * An agent's link to its cluster: joining (once, with a join token) and the heartbeat after that.
+ *
+ * Joining: the token carries the SHA-256 of the cluster CA. The agent fetches the CA from the controller without
+ * trusting the connection, keeps it only if its hash is the token's, and from then on talks to controllers only
+ * over TLS verified by that CA: it sends a certificate request for a key it made (the key never leaves the host)
+ * and gets its certificate. Identity files live in $CORRAL_DATA_DIR/cluster (0700; agent.key 0600).
+ *
+ * Heartbeat: every few seconds the agent reports its pool (capacity, allocation) and version, over mutual TLS. A
+ * controller or PostgreSQL that does not answer changes nothing on the host: VMs keep running and the next beat
+ * goes out on time. A refusal because the host was removed stops the beats (the log says so).
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { request } from 'node:https';
+import { join } from 'node:path';
+import { CorralError } from '../core/errors.js';
+import { parseJoinToken } from '../core/join-token.js';
+import { makeKeyAndCsr } from './pki.js';
+
+export interface AgentIdentity {
+  /** the controller URLs the agent talks to (https://HOST:PORT) */
+  controllers: string[];
+  name: string;
+  uuid: string;
+  caPem: string;
+  certPem: string;
+  keyPem: string;
+}
+
+interface Reply { status: number; body: unknown }
+
+export interface ClusterTls { ca?: string; cert?: string; key?: string; insecure?: boolean }
+
+/** One HTTPS request to a controller; resolves with status and parsed body, whatever the status. */
+export function clusterRequest(base: string, method: string, path: string, body: unknown, tls: ClusterTls, timeoutMs = 10_000): Promise<Reply> {
+  const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+  const u = new URL(path, base);
+  return new Promise((resolve, reject) => {
+    const req = request(u, {
+      method, timeout: timeoutMs,
+      headers: { accept: 'application/json', ...(payload ? { 'content-type': 'application/json', 'content-length': String(payload.length) } : {}) },
+      ...(tls.insecure ? { rejectUnauthorized: false } : { ca: tls.ca }),
+      ...(tls.cert ? { cert: tls.cert, key: tls.key } : {}),
+    }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString('utf8');
+        let parsed: unknown = text;
+        try { parsed = JSON.parse(text); } catch { /* not JSON: kept as text */ }
+        resolve({ status: res.statusCode ?? 0, body: parsed });
+      });
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
+
+/** The API's error in a reply, as a CorralError with its code (or COMMAND_FAILED for a body that is not one). */
+function replyError(r: Reply, what: string): CorralError {
+  const e = (r.body as { error?: Record<string, unknown> } | null)?.error;
+  if (e && typeof e.code === 'string' && typeof e.message === 'string') {
+    const { code, message, ...rest } = e;
+    return new CorralError(code as never, `${what}: ${message as string}`, { ...rest, status: r.status });
+  }
+  return new CorralError('COMMAND_FAILED', `${what}: HTTP ${r.status} ${typeof r.body === 'string' ? r.body.slice(0, 200) : ''}`);
+}
+
+export function identityDir(dataDir: string): string {
+  return join(dataDir, 'cluster');
+}
+
+export function loadIdentity(dataDir: string): AgentIdentity | null {
+  const dir = identityDir(dataDir);
+  if (!existsSync(join(dir, 'cluster.json'))) return null;
+  const meta = JSON.parse(readFileSync(join(dir, 'cluster.json'), 'utf8')) as { controllers: string[]; name: string; uuid: string };
+  const read = (f: string): string => readFileSync(join(dir, f), 'utf8');
+  return { ...meta, caPem: read('ca.crt'), certPem: read('agent.crt'), keyPem: read('agent.key') };
+}
+
+function saveIdentity(dataDir: string, id: AgentIdentity): void {
+  const dir = identityDir(dataDir);
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  chmodSync(dir, 0o700);
+  writeFileSync(join(dir, 'agent.key'), id.keyPem, { mode: 0o600 });
+  writeFileSync(join(dir, 'agent.crt'), id.certPem, { mode: 0o644 });
+  writeFileSync(join(dir, 'ca.crt'), id.caPem, { mode: 0o644 });
+  // the record last: an identity is there whole or not at all
+  const tmp = join(dir, `cluster.json.tmp${process.pid}`);
+  writeFileSync(tmp, `${JSON.stringify({ controllers: id.controllers, name: id.name, uuid: id.uuid }, null, 2)}\n`, { mode: 0o600 });
+  renameSync(tmp, join(dir, 'cluster.json'));
+}
+
+export interface JoinOptions {
+  url: string;
+  token: string;
+  name: string;
+  /** this agent's API (https://IP:PORT), or empty */
+  address: string;
+  agentVersion: string;
+}
+
+/** Enrol this host: see the file's comment. Saves the identity in the data dir and returns it. */
+export async function joinCluster(dataDir: string, o: JoinOptions): Promise<AgentIdentity> {
+  const existing = loadIdentity(dataDir);
+  if (existing) throw new CorralError('ALREADY_EXISTS', `this host already joined a cluster as "${existing.name}" (${identityDir(dataDir)}): start it with corral agent, without --join`);
+  const token = parseJoinToken(o.token);
+  const base = controllerUrl(o.url);
+  let ca: Reply;
+  try {
+    ca = await clusterRequest(base, 'GET', '/v1/cluster/ca', undefined, { insecure: true });
+  } catch (e) {
+    throw new CorralError('HOST_UNAVAILABLE', `cannot reach the controller at ${base}: ${(e as Error).message}`, { url: base });
+  }
+  const caPem = (ca.body as { certPem?: unknown } | null)?.certPem;
+  if (ca.status !== 200 || typeof caPem !== 'string') throw replyError(ca, `the controller at ${base} gave no cluster CA`);
+  const der = pemBody(caPem);
+  const got = createHash('sha256').update(der).digest('hex');
+  if (got !== token.caSha256) {
+    throw new CorralError('UNTRUSTED_PEER', `the server at ${base} is not the cluster this token is for: its CA's SHA-256 is ${got}, the token's ${token.caSha256}; nothing was sent to it`);
+  }
+  const { keyPem, csrPem } = await makeKeyAndCsr(o.name);
+  const uuid = randomUUID();
+  let r: Reply;
+  try {
+    r = await clusterRequest(base, 'POST', '/v1/cluster/join', { token: o.token, name: o.name, uuid, address: o.address, csr: csrPem, agentVersion: o.agentVersion }, { ca: caPem });
+  } catch (e) {
+    throw new CorralError('HOST_UNAVAILABLE', `cannot join through ${base}: ${(e as Error).message}`, { url: base });
+  }
+  if (r.status !== 201) throw replyError(r, `the controller at ${base} refused the join`);
+  const certPem = (r.body as { certPem: string }).certPem;
+  const id: AgentIdentity = { controllers: [base], name: o.name, uuid, caPem, certPem, keyPem };
+  saveIdentity(dataDir, id);
+  return id;
+}
+
+function pemBody(pem: string): Buffer {
+  return Buffer.from(pem.replace(/-----(BEGIN|END) CERTIFICATE-----/g, '').replace(/\s+/g, ''), 'base64');
+}
+
+function controllerUrl(text: string): string {
+  let u: URL;
+  try {
+    u = new URL(text);
+  } catch {
+    throw new CorralError('INVALID_SPEC', `join: "${text}" is not a URL (https://CONTROLLER:PORT)`, { field: 'join' });
+  }
+  if (u.protocol !== 'https:') throw new CorralError('INVALID_SPEC', `join: the controller is reached over https://, not "${text}"`, { field: 'join' });
+  return u.origin;
+}
+
+export interface LinkLog {
+  info: (o: object, m: string) => void;
+  warn: (o: object, m: string) => void;
+  error: (o: object, m: string) => void;
+}
+
+export type LinkState = 'connecting' | 'up' | 'controller-unreachable' | 'removed';
+
+/** The heartbeat loop. `report` gives what to send; each beat goes to the first controller that answers. */
+export class AgentLink {
+  state: LinkState = 'connecting';
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+
+  constructor(
+    private readonly id: AgentIdentity,
+    private readonly report: () => Promise<{ capacity: unknown; allocation: unknown; agentVersion: string }>,
+    private readonly log: LinkLog,
+    private readonly intervalMs = Number(process.env.CORRAL_HEARTBEAT_MS) || 3000,
+  ) {}
+
+  start(): void {
+    void this.beat();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    clearTimeout(this.timer);
+  }
+
+  private schedule(): void {
+    if (this.stopped || this.state === 'removed') return;
+    this.timer = setTimeout(() => void this.beat(), this.intervalMs);
+    this.timer.unref();
+  }
+
+  private async beat(): Promise<void> {
+    try {
+      const body = await this.report();
+      let lastErr = '';
+      for (const c of this.id.controllers) {
+        try {
+          const r = await clusterRequest(c, 'POST', '/v1/cluster/heartbeat', body, { ca: this.id.caPem, cert: this.id.certPem, key: this.id.keyPem }, Math.max(1000, this.intervalMs));
+          if (r.status === 200) {
+            if (this.state !== 'up') this.log.info({ controller: c, host: this.id.name }, 'cluster link up: heartbeats answered');
+            this.state = 'up';
+            return;
+          }
+          const e = replyError(r, `controller ${c}`);
+          if (e.code === 'UNTRUSTED_PEER' && (e.details as { revoked?: boolean }).revoked === true) {
+            this.state = 'removed';
+            this.log.error({ controller: c, host: this.id.name }, `this host was removed from the cluster: heartbeats stop (its VMs keep running); ${e.message}`);
+            return;
+          }
+          lastErr = e.message;
+        } catch (e) {
+          lastErr = `${c}: ${(e as Error).message}`;
+        }
+      }
+      if (this.state !== 'controller-unreachable') this.log.warn({ error: lastErr }, 'no controller answered the heartbeat; VMs keep running, trying again');
+      this.state = 'controller-unreachable';
+    } catch (e) {
+      this.log.warn({ error: (e as Error).message }, 'heartbeat not sent');
+    } finally {
+      this.schedule();
+    }
+  }
+}

@@ -1,0 +1,174 @@
+/**
+ * A cluster controller's HTTP API (HTTPS only, with the controller's certificate from the cluster CA).
+ * - People (the CLI) show a bearer token: any controller's token file, all registered in PostgreSQL (admin).
+ * - Agents show their client certificate from the cluster CA (mutual TLS): it must verify, name a host that is
+ *   still in the cluster and be that host's very certificate (pinned by fingerprint); a removed host's is revoked.
+ * - Joining shows a join token instead (single use, expiring), and is the only other route open without a token,
+ *   with the CA's certificate (which the joining agent checks against the hash its token carries).
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { TLSSocket } from 'node:tls';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
+import { CorralError } from '../core/errors.js';
+import { validateName } from '../core/names.js';
+import { parseExpiry } from '../core/tokens.js';
+import { hashJoinSecret, parseJoinToken, formatJoinToken } from '../core/join-token.js';
+import { installErrorReplies, newApp } from '../api/app.js';
+import { errors } from '../api/schemas-common.js';
+import {
+  ClusterCa, ClusterHost, HeartbeatBody, HeartbeatReply, HostList, JoinBody, JoinReply, JoinTokenBody, JoinTokenReply, MaintenanceBody,
+} from '../api/schemas-cluster.js';
+import type { ClusterStore, HostRow } from './cluster-store.js';
+import { caSha256, signHostCsr } from './pki.js';
+import { newJoinSecret } from './join-secrets.js';
+import type { ControllerPair } from './controller-tls.js';
+
+export interface ControllerApiDeps {
+  store: ClusterStore;
+  ca: { certPem: string; keyPem: string };
+  tls: ControllerPair;
+  log: { info: (o: object, m: string) => void; warn: (o: object, m: string) => void };
+}
+
+const MAX_JOIN_TTL_S = 7 * 86_400;
+const Name = Type.Object({ name: Type.String() });
+
+export function sha256Hex(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
+}
+
+/** The host view of the API from the store's row. */
+export function hostView(h: HostRow): ClusterHost {
+  return {
+    name: h.name, uuid: h.uuid, state: h.state, address: h.address, labels: h.labels, maintenance: h.maintenance,
+    fencedAt: h.fencedAt, fenceReason: h.fenceReason, capacity: h.capacity ?? null, allocation: h.allocation ?? null,
+    agentVersion: h.agentVersion, joinedAt: h.joinedAt, lastHeartbeat: h.lastHeartbeat, heartbeatAgeMs: h.heartbeatAgeMs,
+  };
+}
+
+async function requireToken(store: ClusterStore, req: FastifyRequest): Promise<void> {
+  const m = /^Bearer (\S+)$/.exec(req.headers.authorization ?? '');
+  if (!m) throw new CorralError('UNAUTHORIZED', 'a valid bearer token is required: a controller\'s token file ($CORRAL_DATA_DIR/token on a controller host)');
+  if (!(await store.apiTokenKnown(sha256Hex(m[1]!)))) throw new CorralError('UNAUTHORIZED', 'this bearer token is not one of the cluster\'s: use a controller\'s token file ($CORRAL_DATA_DIR/token on a controller host)');
+}
+
+/** The host whose certificate a request was made with; UNTRUSTED_PEER when it is none of the cluster's current hosts'. */
+async function requireAgent(store: ClusterStore, req: FastifyRequest): Promise<HostRow> {
+  const sock = req.raw.socket as TLSSocket;
+  const cert = typeof sock.getPeerCertificate === 'function' ? sock.getPeerCertificate() : null;
+  if (!cert || Object.keys(cert).length === 0) throw new CorralError('UNTRUSTED_PEER', 'an agent\'s client certificate from the cluster CA is required');
+  if (!sock.authorized) throw new CorralError('UNTRUSTED_PEER', `the client certificate is not the cluster CA's: ${String(sock.authorizationError ?? 'it does not verify')}`);
+  const serial = cert.serialNumber.toLowerCase();
+  const host = await store.getHost(cert.subject.CN as unknown as string);
+  if (!host || host.certSerial.toLowerCase() !== serial || host.certFingerprint !== cert.fingerprint256) {
+    const revoked = await store.isRevoked(serial);
+    throw new CorralError('UNTRUSTED_PEER', revoked ? `the certificate of host "${cert.subject.CN}" was revoked: the host was removed from the cluster (join it again with a new token)` : `the certificate of host "${cert.subject.CN}" is not the one that host joined with`, { host: cert.subject.CN, revoked });
+  }
+  return host;
+}
+
+/** How long a join token may be used, in seconds, from what a user wrote (90m, 12h, 2d). */
+export function joinTtlSeconds(text: string | undefined, now = new Date()): number {
+  if (text === undefined) return 3600;
+  const until = Date.parse(parseExpiry('ttl', text, now));
+  const s = Math.round((until - now.getTime()) / 1000);
+  if (s > MAX_JOIN_TTL_S) throw new CorralError('INVALID_SPEC', `ttl: a join token lasts at most 7d, not ${text}`, { field: 'ttl' });
+  return s;
+}
+
+export async function buildControllerApi(d: ControllerApiDeps): Promise<FastifyInstance> {
+  const app = newApp({
+    https: { cert: d.tls.chainPem, key: d.tls.keyPem, ca: [d.ca.certPem], requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' as const },
+  });
+  installErrorReplies(app);
+  const caHash = caSha256(d.ca.certPem);
+  const typed = app.withTypeProvider<TypeBoxTypeProvider>();
+  const user = { preHandler: async (req: FastifyRequest) => requireToken(d.store, req) };
+
+  typed.get('/v1/cluster/ca', { schema: { response: { 200: ClusterCa } } }, async () => ({ certPem: d.ca.certPem, sha256: caHash }));
+
+  typed.post('/v1/cluster/join-tokens', { ...user, schema: { body: JoinTokenBody, response: { 201: JoinTokenReply, 400: errors[400], 401: errors[401] } } }, async (req, reply) => {
+    const ttl = joinTtlSeconds(req.body.ttl);
+    const t = newJoinSecret(caHash);
+    const { expiresAt } = await d.store.insertJoinToken({ id: t.id, secretHash: hashJoinSecret(t.secret), ttlSeconds: ttl });
+    d.log.info({ id: t.id, expiresAt }, 'join token made');
+    return reply.status(201).send({ token: formatJoinToken(t), id: t.id, expiresAt, caSha256: caHash });
+  });
+
+  typed.post('/v1/cluster/join', { schema: { body: JoinBody, response: { 201: JoinReply, 400: errors[400], 401: errors[401], 409: errors[409] } } }, async (req, reply) => {
+    const b = req.body;
+    const parsed = parseJoinToken(b.token);
+    if (parsed.caSha256 !== caHash) throw new CorralError('JOIN_TOKEN_REFUSED', 'the join token is for another cluster (its CA hash is not this cluster\'s)', { reason: 'other cluster' });
+    const name = validateName('name', b.name);
+    if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(b.uuid)) throw new CorralError('INVALID_SPEC', 'uuid: not a UUID', { field: 'uuid' });
+    const address = checkAddress(b.address);
+    if (await d.store.getHost(name)) throw new CorralError('HOST_EXISTS', `a host named "${name}" is already in the cluster: remove it first (corral host remove ${name}) or join under another --name`, { name });
+    // the certificate first (a bad CSR burns no token), then the token, then the row
+    const ip = address ? new URL(address).hostname.replace(/^\[(.*)\]$/, '$1') : undefined;
+    const signed = await signHostCsr(d.ca, b.csr, { host: name, uuid: b.uuid, ips: ip ? [ip] : [], role: 'agent' });
+    const used = await d.store.consumeJoinToken(parsed.id, hashJoinSecret(parsed.secret), name);
+    if (used !== 'ok') {
+      const why = { unknown: 'it is not one of this cluster\'s tokens', expired: 'it has expired', used: 'it was used already (a join token works once)' }[used];
+      throw new CorralError('JOIN_TOKEN_REFUSED', `the join token is refused: ${why}; make a new one with corral cluster join-token`, { reason: used });
+    }
+    await d.store.insertHost({ name, uuid: b.uuid, address, certSerial: signed.serial, certFingerprint: signed.fingerprint, agentVersion: b.agentVersion });
+    const host = await d.store.getHost(name);
+    d.log.info({ host: name, address, serial: signed.serial }, 'host joined the cluster');
+    return reply.status(201).send({ certPem: signed.certPem, caPem: d.ca.certPem, host: hostView(host!) });
+  });
+
+  typed.post('/v1/cluster/heartbeat', { schema: { body: HeartbeatBody, response: { 200: HeartbeatReply, 401: errors[401], 403: errors[403] } } }, async (req) => {
+    const host = await requireAgent(d.store, req);
+    await d.store.heartbeat(host.name, { capacity: req.body.capacity, allocation: req.body.allocation, agentVersion: req.body.agentVersion });
+    const now = await d.store.getHost(host.name);
+    return { host: host.name, state: now?.state ?? host.state };
+  });
+
+  typed.get('/v1/hosts', { ...user, schema: { response: { 200: HostList, 401: errors[401] } } }, async () => ({ hosts: (await d.store.listHosts()).map(hostView) }));
+  typed.get('/v1/hosts/:name', { ...user, schema: { params: Name, response: { 200: ClusterHost, 401: errors[401], 404: errors[404] } } }, async (req) => hostView(await mustHost(d.store, req.params.name)));
+  typed.post('/v1/hosts/:name/maintenance', { ...user, schema: { params: Name, body: MaintenanceBody, response: { 200: ClusterHost, 401: errors[401], 404: errors[404] } } }, async (req) => {
+    await d.store.setMaintenance(req.params.name, req.body.on);
+    d.log.info({ host: req.params.name, on: req.body.on }, 'maintenance');
+    return hostView(await mustHost(d.store, req.params.name));
+  });
+  typed.delete('/v1/hosts/:name', { ...user, schema: { params: Name, response: { 200: Type.Object({ removed: Type.String(), revokedSerial: Type.String() }), 401: errors[401], 404: errors[404] } } }, async (req) => {
+    const gone = await d.store.removeHost(req.params.name);
+    if (!gone) throw hostNotFound(req.params.name);
+    d.log.warn({ host: gone.name, serial: gone.certSerial }, 'host removed from the cluster; its certificate is revoked');
+    return { removed: gone.name, revokedSerial: gone.certSerial };
+  });
+  await app.ready();
+  return app;
+}
+
+function hostNotFound(name: string): CorralError {
+  return new CorralError('HOST_NOT_FOUND', `no host named "${name}" in the cluster (corral host list shows them)`, { name });
+}
+
+async function mustHost(store: ClusterStore, name: string): Promise<HostRow> {
+  const h = await store.getHost(name);
+  if (!h) throw hostNotFound(name);
+  return h;
+}
+
+/** An agent's API URL: https://HOST:PORT, or empty for none. */
+function checkAddress(text: string): string {
+  if (text === '') return '';
+  let u: URL;
+  try {
+    u = new URL(text);
+  } catch {
+    throw new CorralError('INVALID_SPEC', `address: "${text}" is not a URL (https://IP:PORT)`, { field: 'address' });
+  }
+  if (u.protocol !== 'https:' || !u.port) throw new CorralError('INVALID_SPEC', `address: "${text}" must be https://HOST:PORT`, { field: 'address' });
+  return u.origin;
+}
+
+/** Whether two secrets are equal, in constant time. */
+export function sameSecret(a: string, b: string): boolean {
+  const x = Buffer.from(a);
+  const y = Buffer.from(b);
+  return x.length === y.length && timingSafeEqual(x, y);
+}

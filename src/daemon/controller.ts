@@ -1,0 +1,65 @@
+/**
+ * `corral controller`: the cluster's API over PostgreSQL. It holds nothing of its own but its TLS pair and its
+ * token file (in its data dir); what exists, which hosts are in the cluster and their last reports are in the
+ * database, so several controllers serve the same cluster side by side. It refuses to start when PostgreSQL cannot
+ * be reached (DATABASE_UNAVAILABLE) or the cluster was never initialised (CLUSTER_NOT_INITIALISED).
+ */
+import { chmodSync, mkdirSync } from 'node:fs';
+import { hostname } from 'node:os';
+import pino from 'pino';
+import { CorralError } from '../core/errors.js';
+import { dataDirFromEnv, dataPaths } from '../core/paths.js';
+import { ensureToken } from './token.js';
+import { parseListen } from './main.js';
+import { closeApi } from '../api/server.js';
+import { openClusterDb } from '../cluster/db.js';
+import { ClusterStore } from '../cluster/cluster-store.js';
+import { ensureControllerPair } from '../cluster/controller-tls.js';
+import { buildControllerApi, sha256Hex } from '../cluster/controller-api.js';
+import { caSha256 } from '../cluster/pki.js';
+
+export interface ControllerOptions {
+  database: string;
+  /** HOST:PORT of the HTTPS API (people and agents alike) */
+  listen: string;
+  dataDir?: string;
+  /** a host whose last heartbeat is older than this is unreachable (default 15 s; env CORRAL_UNREACHABLE_AFTER_MS) */
+  unreachableAfterMs?: number;
+}
+
+export async function runController(o: ControllerOptions): Promise<void> {
+  const log = pino({ level: process.env.CORRAL_LOG_LEVEL ?? 'info' });
+  const dataDir = o.dataDir ?? dataDirFromEnv();
+  const where = parseListen(o.listen);
+  mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  chmodSync(dataDir, 0o700);
+  const paths = dataPaths(dataDir);
+  const token = ensureToken(paths.token);
+  const db = await openClusterDb(o.database);
+  let closing = false;
+  try {
+    const unreachableAfterMs = o.unreachableAfterMs ?? (Number(process.env.CORRAL_UNREACHABLE_AFTER_MS) || 15_000);
+    const store = new ClusterStore(db.pool, { unreachableAfterMs });
+    const ca = await store.getCa();
+    if (!ca) throw new CorralError('CLUSTER_NOT_INITIALISED', 'this database holds no Corral cluster yet: run `corral cluster init --database URL` once, then start the controllers');
+    // this controller's token is good on every controller of the cluster
+    await store.registerApiToken(`controller ${hostname()} ${o.listen}`, sha256Hex(token));
+    const tls = await ensureControllerPair(dataDir, ca, where.host);
+    const app = await buildControllerApi({ store, ca, tls, log });
+    await app.listen({ host: where.host, port: where.port });
+    log.info({ listen: o.listen, tokenFile: paths.token, caFile: tls.caFile, caSha256: caSha256(ca.certPem) },
+      `corral controller listening on https://${o.listen} (clients: CORRAL_URL=https://${o.listen} CORRAL_TLS_CA=${tls.caFile} CORRAL_TOKEN=$(cat ${paths.token}))`);
+    await new Promise<void>((resolve) => {
+      const stop = (sig: string): void => {
+        if (closing) return;
+        closing = true;
+        log.info({ signal: sig }, 'controller stopping; agents and their VMs carry on');
+        void closeApi(app, 2000).then(() => resolve());
+      };
+      process.once('SIGTERM', () => stop('SIGTERM'));
+      process.once('SIGINT', () => stop('SIGINT'));
+    });
+  } finally {
+    await db.close();
+  }
+}

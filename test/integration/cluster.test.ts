@@ -1,0 +1,242 @@
+/**
+ * Many hosts, first slice: PostgreSQL (private, started here), `corral cluster init`, two controllers over it, and
+ * agents (full daemons, `corral agent`) that join with single-use tokens, pin the cluster CA, heartbeat over mutual
+ * TLS and are listed by either controller with their state. Faults: a reused, expired, foreign or tampered token; a
+ * host joining twice; a frozen agent (unreachable, then up again); controllers and PostgreSQL down while a guest
+ * runs on an agent (nothing restarted); a removed host's certificate refused; a controller that cannot start.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { request } from 'node:https';
+import { Daemon, SKIP_NO_TINY, newDataDir, waitFor } from './harness.js';
+import { Controller, freePort, runCli } from './cluster-harness.js';
+import { startPostgres, type PostgresServer } from '../helpers/postgres.js';
+import { makeClusterCa, makeKeyAndCsr, signHostCsr } from '../../src/cluster/pki.js';
+
+const skip = SKIP_NO_TINY;
+let pg: PostgresServer;
+let c1: Controller;
+let c2: Controller;
+const agents: Daemon[] = [];
+/** the agents that joined, by host name */
+const joined = new Map<string, Daemon>();
+let firstToken = '';
+
+function agent(name: string, join?: { url: string; token: string }): Daemon {
+  const d = new Daemon(newDataDir(), [...(join ? ['--join', join.url, '--token', join.token] : []), '--name', name], { CORRAL_HEARTBEAT_MS: '500', CORRAL_LOG_LEVEL: 'info' }, { command: 'agent' });
+  agents.push(d);
+  return d;
+}
+
+/** Start an agent that must fail: its exit code and output. */
+async function failingAgent(d: Daemon): Promise<string> {
+  await assert.rejects(d.start(), (e: Error) => /daemon exited 1/.test(e.message));
+  return d.log;
+}
+
+async function hosts(c: Controller): Promise<any[]> {
+  const r = await c.cli(['host', 'list', '--json']);
+  assert.equal(r.code, 0, r.stderr);
+  return JSON.parse(r.stdout);
+}
+
+async function waitHostState(c: Controller, name: string, state: string, timeoutMs = 30_000): Promise<any> {
+  let h: any;
+  await waitFor(async () => {
+    h = (await hosts(c)).find((x) => x.name === name);
+    return h?.state === state;
+  }, timeoutMs, `host ${name} to be ${state}`, () => JSON.stringify(h));
+  return h;
+}
+
+function newToken(c: Controller): Promise<string> {
+  return c.cli(['cluster', 'join-token', '--json']).then((r) => {
+    assert.equal(r.code, 0, r.stderr);
+    return JSON.parse(r.stdout).token as string;
+  });
+}
+
+before(async () => {
+  if (skip) return;
+  pg = await startPostgres();
+  c1 = new Controller(pg.url, await freePort(), { CORRAL_UNREACHABLE_AFTER_MS: '3000' });
+  c2 = new Controller(pg.url, await freePort(), { CORRAL_UNREACHABLE_AFTER_MS: '3000' });
+});
+
+after(async () => {
+  for (const a of agents) await a.destroy();
+  await c1?.destroy();
+  await c2?.destroy();
+  await pg?.stop();
+});
+
+test('cluster init makes the CA and a first token once; a controller refuses an empty database and an unreachable one', { skip, timeout: 120_000 }, async () => {
+  const early = await c1.runToExit();
+  assert.equal(early.code, 1);
+  assert.match(early.log, /CLUSTER_NOT_INITIALISED/);
+
+  const init = await runCli(['cluster', 'init', '--database', pg.url, '--json'], {});
+  assert.equal(init.code, 0, init.stderr);
+  const made = JSON.parse(init.stdout);
+  assert.match(made.joinToken, /^corral1\./);
+  assert.match(made.caSha256, /^[0-9a-f]{64}$/);
+  firstToken = made.joinToken;
+  const again = await runCli(['cluster', 'init', '--database', pg.url], {});
+  assert.equal(again.code, 1);
+  assert.match(again.stderr, /CLUSTER_EXISTS/);
+
+  const nowhere = new Controller(`postgres://postgres:s3cret@127.0.0.1:${await freePort()}/corral`, await freePort());
+  try {
+    const down = await nowhere.runToExit();
+    assert.equal(down.code, 1);
+    assert.match(down.log, /DATABASE_UNAVAILABLE/);
+    assert.doesNotMatch(down.log, /s3cret/, 'the password is never printed');
+  } finally {
+    await nowhere.destroy();
+  }
+  await c1.start();
+  await c2.start();
+  const caFile = readFileSync(join(c1.dataDir, 'cluster-ca.crt'), 'utf8');
+  assert.equal(caFile, readFileSync(join(c2.dataDir, 'cluster-ca.crt'), 'utf8'), 'both controllers serve with the one cluster CA');
+  const bad = await runCli(['host', 'list'], { ...c1.cliEnv(), CORRAL_TOKEN: 'x'.repeat(64) });
+  assert.equal(bad.code, 1);
+  assert.match(bad.stderr, /UNAUTHORIZED/);
+});
+
+test('agents join with single-use tokens and are listed by both controllers; bad tokens and a second join are refused, leaving nothing', { skip, timeout: 240_000 }, async () => {
+  const a1 = agent('a1', { url: c1.url, token: firstToken });
+  await a1.start();
+  joined.set('a1', a1);
+  const id = JSON.parse(readFileSync(join(a1.dataDir, 'cluster', 'cluster.json'), 'utf8'));
+  assert.equal(id.name, 'a1');
+  const h1 = await waitHostState(c1, 'a1', 'up');
+  assert.equal(h1.uuid, id.uuid);
+  assert.ok(h1.capacity.cpus > 0 && h1.capacity.memory > 0, JSON.stringify(h1));
+  assert.equal(h1.allocation.instances, 0);
+  assert.match(h1.agentVersion, /^\d+\.\d+\.\d+/);
+  assert.deepEqual((await hosts(c2)).map((h) => h.name), ['a1'], 'the second controller sees the same');
+
+  // the same token again: used
+  const reuse = agent('a2', { url: c2.url, token: firstToken });
+  assert.match(await failingAgent(reuse), /JOIN_TOKEN_REFUSED.*used already/);
+  assert.equal(existsSync(join(reuse.dataDir, 'cluster')), false, 'no identity left');
+
+  // a host name taken: refused before the token is spent
+  const t2 = await newToken(c2);
+  const twice = agent('a1', { url: c1.url, token: t2 });
+  assert.match(await failingAgent(twice), /HOST_EXISTS/);
+  // an expired token
+  const t3 = await newToken(c1);
+  await pg.sql(`UPDATE join_tokens SET expires_at = now() - interval '1 second' WHERE id = '${t3.split('.')[1]}'`);
+  assert.match(await failingAgent(agent('a3', { url: c1.url, token: t3 })), /JOIN_TOKEN_REFUSED.*expired/);
+  // a token whose CA hash is not this cluster's: the agent sends nothing
+  const parts = t2.split('.');
+  const foreign = [...parts.slice(0, 3), 'f'.repeat(64)].join('.');
+  assert.match(await failingAgent(agent('a4', { url: c1.url, token: foreign })), /UNTRUSTED_PEER.*not the cluster this token is for/);
+  // a wrong secret
+  const wrong = [parts[0], parts[1], 'A'.repeat(43), parts[3]].join('.');
+  assert.match(await failingAgent(agent('a5', { url: c1.url, token: wrong })), /JOIN_TOKEN_REFUSED|INVALID_JOIN_TOKEN/);
+  // the name-clash attempt spent nothing: t2 still joins a2
+  const a2 = agent('a2', { url: c2.url, token: t2 });
+  await a2.start();
+  joined.set('a2', a2);
+  await waitHostState(c1, 'a2', 'up');
+  assert.deepEqual((await hosts(c1)).map((h) => h.name), ['a1', 'a2']);
+});
+
+test('a frozen agent turns unreachable and comes back; an agent restarted without --join keeps its identity', { skip, timeout: 120_000 }, async () => {
+  const a2 = joined.get('a2')!;
+  a2.proc!.kill('SIGSTOP');
+  try {
+    await waitHostState(c1, 'a2', 'unreachable');
+  } finally {
+    a2.proc!.kill('SIGCONT');
+  }
+  await waitHostState(c2, 'a2', 'up');
+
+  const a1 = joined.get('a1')!;
+  const uuid = JSON.parse(readFileSync(join(a1.dataDir, 'cluster', 'cluster.json'), 'utf8')).uuid;
+  await a1.stop();
+  a1.extraArgs = ['--name', 'a1'];
+  await a1.start();
+  const h = await waitHostState(c1, 'a1', 'up');
+  assert.equal(h.uuid, uuid);
+  const m = await c1.cli(['host', 'maintenance', 'a1', 'on', '--json']);
+  assert.equal(m.code, 0, m.stderr);
+  assert.equal(JSON.parse(m.stdout).state, 'maintenance');
+  await waitHostState(c2, 'a1', 'maintenance');
+  assert.equal((await c2.cli(['host', 'maintenance', 'a1', 'off'])).code, 0);
+  await waitHostState(c1, 'a1', 'up');
+});
+
+test('controllers and PostgreSQL down for a while: the guest on an agent runs on, untouched; heartbeats resume after', { skip, timeout: 240_000 }, async () => {
+  const a1 = joined.get('a1')!;
+  await a1.ok('POST', '/v1/instances', { name: 'g1', image: 'tiny', memory: '128M' }, 201);
+  await a1.ok('POST', '/v1/instances/g1/start', {});
+  await a1.waitConsole('g1', /corral-tiny ready/);
+  const pid = (await a1.ok('GET', '/v1/instances/g1')).pid;
+  await waitFor(async () => (await hosts(c1)).find((h) => h.name === 'a1')?.allocation?.instances === 1, 20_000, 'the allocation report');
+
+  await c1.stop();
+  await c2.stop();
+  await pg.pause();
+  await new Promise((r) => setTimeout(r, 8000));
+  assert.equal((await a1.ok('GET', '/v1/instances/g1')).state, 'running');
+  assert.match(await a1.guest('g1', 'echo still-$((40+2))'), /still-42/);
+  await pg.resume();
+  await c1.start();
+  await c2.start();
+  await waitHostState(c2, 'a1', 'up');
+  const g = await a1.ok('GET', '/v1/instances/g1');
+  assert.equal(g.pid, pid, 'the same QEMU');
+  assert.equal(g.state, 'running');
+  await a1.ok('POST', '/v1/instances/g1/kill', {});
+});
+
+test('a removed host is refused from then on (its certificate revoked); certificates from elsewhere are refused', { skip, timeout: 120_000 }, async () => {
+  const rm = await c1.cli(['host', 'remove', 'a2', '--json']);
+  assert.equal(rm.code, 0, rm.stderr);
+  assert.match(JSON.parse(rm.stdout).revokedSerial, /^[0-9a-f]+$/i);
+  assert.deepEqual((await hosts(c2)).map((h) => h.name), ['a1']);
+  const a2 = joined.get('a2')!;
+  await waitFor(() => /removed from the cluster/.test(a2.log), 20_000, 'the agent to learn it was removed', () => a2.log.slice(-2000));
+  const show = await c1.cli(['host', 'show', 'a2']);
+  assert.equal(show.code, 1);
+  assert.match(show.stderr, /HOST_NOT_FOUND/);
+
+  // the removed agent's own certificate, used by hand
+  const dir = join(a2.dataDir, 'cluster');
+  const pem = (f: string): string => readFileSync(join(dir, f), 'utf8');
+  const revoked = await heartbeat(c1, { ca: pem('ca.crt'), cert: pem('agent.crt'), key: pem('agent.key') });
+  assert.equal(revoked.status, 403);
+  assert.match(revoked.body, /revoked/);
+  // no client certificate; one from another CA with a host name of this cluster
+  const none = await heartbeat(c1, { ca: pem('ca.crt') });
+  assert.equal(none.status, 403);
+  assert.match(none.body, /UNTRUSTED_PEER/);
+  const otherCa = await makeClusterCa('another cluster');
+  const { keyPem, csrPem } = await makeKeyAndCsr('a1');
+  const forged = await signHostCsr(otherCa, csrPem, { host: 'a1', uuid: '00000000-0000-4000-8000-000000000000', ips: ['127.0.0.1'], role: 'agent' });
+  const other = await heartbeat(c1, { ca: pem('ca.crt'), cert: forged.certPem, key: keyPem });
+  assert.equal(other.status, 403);
+  assert.match(other.body, /UNTRUSTED_PEER/);
+  assert.equal((await hosts(c1)).find((h) => h.name === 'a1')?.state, 'up');
+});
+
+function heartbeat(c: Controller, tls: { ca: string; cert?: string; key?: string }): Promise<{ status: number; body: string }> {
+  const body = JSON.stringify({ capacity: {}, allocation: {}, agentVersion: 'x' });
+  return new Promise((resolve, reject) => {
+    const req = request(`${c.url}/v1/cluster/heartbeat`, {
+      method: 'POST', ca: tls.ca, ...(tls.cert ? { cert: tls.cert, key: tls.key } : {}),
+      headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) },
+    }, (res) => {
+      let text = '';
+      res.on('data', (d: Buffer) => { text += d.toString(); });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
