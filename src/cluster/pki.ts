@@ -170,7 +170,7 @@ async function sign(ca: ClusterCa, csrPem: string, o: SignOptions): Promise<Sign
   });
   const days = o.days ?? HOST_DAYS;
   if (!Number.isInteger(days) || days < 1 || days > CA_DAYS) throw invalidSpec('days', `a certificate is valid for 1 to ${CA_DAYS} days`);
-  if (!(o.role in ROLE_ORGS)) throw invalidSpec('role', 'a role is agent or controller');
+  if (!Object.hasOwn(ROLE_ORGS, o.role)) throw invalidSpec('role', 'a role is agent or controller');
   if (typeof csrPem !== 'string' || csrPem.length > MAX_CSR_CHARS || !csrPem.includes('-----BEGIN CERTIFICATE REQUEST-----')) {
     throw new CorralError('INVALID_CSR', `the certificate signing request is not a PEM CSR (-----BEGIN CERTIFICATE REQUEST-----, at most ${MAX_CSR_CHARS} characters)`);
   }
@@ -197,7 +197,8 @@ async function sign(ca: ClusterCa, csrPem: string, o: SignOptions): Promise<Sign
       'extendedKeyUsage = serverAuth,clientAuth', `subjectAltName = ${sanEntries(o.host, o.ips, o.uuid)}`,
       'subjectKeyIdentifier = hash', 'authorityKeyIdentifier = keyid', '',
     ].join('\n'));
-    // positive, 16 bytes, and no leading zero digit, so every tool prints it the same way
+    // 128 random bits but for the first byte, kept in 0x10-0x7f: positive and without a leading zero digit, so
+    // every tool prints it the same way
     const serial = randomBytes(16);
     serial[0] = 0x10 + (serial[0]! % 0x70);
     // x509 -req copies no extension from the CSR (-copy_extensions none) and -subj replaces its subject
