@@ -35,6 +35,12 @@ export const ErrorCodes = {
   FORBIDDEN: 403,
   /** a stream already has as many clients as it takes (the events stream's cap) */
   TOO_MANY_CLIENTS: 429,
+  /** a cluster join token that is not one (bad prefix, part count, id, secret or CA hash); the message never holds the secret */
+  INVALID_JOIN_TOKEN: 400,
+  /** a certificate signing request that does not parse, whose self-signature does not verify or whose key is too weak */
+  INVALID_CSR: 400,
+  /** a cluster peer's certificate is not from this cluster's CA, not valid now, or not of the expected role */
+  UNTRUSTED_PEER: 403,
   /**
    * the daemon's own set-up is unusable (the TCP token file is empty, too short or unreadable; a TLS certificate
    * or key cannot be read): the daemon refuses to start and the message names the file and the fix
