@@ -6,7 +6,7 @@
  * - Joining shows a join token instead (single use, expiring), and is the only other route open without a token,
  *   with the CA's certificate (which the joining agent checks against the hash its token carries).
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import type { TLSSocket } from 'node:tls';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
@@ -14,15 +14,15 @@ import { Type } from '@sinclair/typebox';
 import { CorralError } from '../core/errors.js';
 import { validateName } from '../core/names.js';
 import { parseExpiry } from '../core/tokens.js';
-import { hashJoinSecret, parseJoinToken, formatJoinToken } from '../core/join-token.js';
+import { hashJoinSecret, parseJoinToken } from '../core/join-token.js';
 import { installErrorReplies, newApp } from '../api/app.js';
-import { errors } from '../api/schemas-common.js';
+import { E, errors } from '../api/schemas-common.js';
 import {
   ClusterCa, ClusterHost, HeartbeatBody, HeartbeatReply, HostList, JoinBody, JoinReply, JoinTokenBody, JoinTokenReply, MaintenanceBody,
 } from '../api/schemas-cluster.js';
 import type { ClusterStore, HostRow } from './cluster-store.js';
-import { caSha256, signHostCsr } from './pki.js';
-import { newJoinSecret } from './join-secrets.js';
+import { caSha256, signHostCsr, verifyPeerCert } from './pki.js';
+import { newJoinToken } from './join-tokens.js';
 import type { ControllerPair } from './controller-tls.js';
 
 export interface ControllerApiDeps {
@@ -54,17 +54,21 @@ async function requireToken(store: ClusterStore, req: FastifyRequest): Promise<v
   if (!(await store.apiTokenKnown(sha256Hex(m[1]!)))) throw new CorralError('UNAUTHORIZED', 'this bearer token is not one of the cluster\'s: use a controller\'s token file ($CORRAL_DATA_DIR/token on a controller host)');
 }
 
-/** The host whose certificate a request was made with; UNTRUSTED_PEER when it is none of the cluster's current hosts'. */
-async function requireAgent(store: ClusterStore, req: FastifyRequest): Promise<HostRow> {
+/**
+ * The host whose certificate a request was made with: it verifies against the cluster CA as an agent's, names a
+ * host still in the cluster and is that host's very certificate; UNTRUSTED_PEER (saying when it was revoked) else.
+ */
+async function requireAgent(store: ClusterStore, ca: { certPem: string }, req: FastifyRequest): Promise<HostRow> {
   const sock = req.raw.socket as TLSSocket;
   const cert = typeof sock.getPeerCertificate === 'function' ? sock.getPeerCertificate() : null;
-  if (!cert || Object.keys(cert).length === 0) throw new CorralError('UNTRUSTED_PEER', 'an agent\'s client certificate from the cluster CA is required');
-  if (!sock.authorized) throw new CorralError('UNTRUSTED_PEER', `the client certificate is not the cluster CA's: ${String(sock.authorizationError ?? 'it does not verify')}`);
-  const serial = cert.serialNumber.toLowerCase();
-  const host = await store.getHost(cert.subject.CN as unknown as string);
-  if (!host || host.certSerial.toLowerCase() !== serial || host.certFingerprint !== cert.fingerprint256) {
+  if (!cert?.raw) throw new CorralError('UNTRUSTED_PEER', 'an agent\'s client certificate from the cluster CA is required');
+  const pem = `-----BEGIN CERTIFICATE-----\n${cert.raw.toString('base64').replace(/.{64}/g, '$&\n')}\n-----END CERTIFICATE-----\n`;
+  const peer = verifyPeerCert(ca, pem, { role: 'agent' });
+  const serial = peer.serial.toLowerCase();
+  const host = await store.getHost(peer.host);
+  if (!host || host.certSerial !== serial || host.certFingerprint !== peer.fingerprint) {
     const revoked = await store.isRevoked(serial);
-    throw new CorralError('UNTRUSTED_PEER', revoked ? `the certificate of host "${cert.subject.CN}" was revoked: the host was removed from the cluster (join it again with a new token)` : `the certificate of host "${cert.subject.CN}" is not the one that host joined with`, { host: cert.subject.CN, revoked });
+    throw new CorralError('UNTRUSTED_PEER', revoked ? `the certificate of host "${peer.host}" was revoked: the host was removed from the cluster (join it again with a new token)` : `the certificate of host "${peer.host}" is not the one that host joined with`, { host: peer.host, revoked });
   }
   return host;
 }
@@ -91,10 +95,10 @@ export async function buildControllerApi(d: ControllerApiDeps): Promise<FastifyI
 
   typed.post('/v1/cluster/join-tokens', { ...user, schema: { body: JoinTokenBody, response: { 201: JoinTokenReply, 400: errors[400], 401: errors[401] } } }, async (req, reply) => {
     const ttl = joinTtlSeconds(req.body.ttl);
-    const t = newJoinSecret(caHash);
+    const t = newJoinToken(caHash);
     const { expiresAt } = await d.store.insertJoinToken({ id: t.id, secretHash: hashJoinSecret(t.secret), ttlSeconds: ttl });
     d.log.info({ id: t.id, expiresAt }, 'join token made');
-    return reply.status(201).send({ token: formatJoinToken(t), id: t.id, expiresAt, caSha256: caHash });
+    return reply.status(201).send({ token: t.text, id: t.id, expiresAt, caSha256: caHash });
   });
 
   typed.post('/v1/cluster/join', { schema: { body: JoinBody, response: { 201: JoinReply, 400: errors[400], 401: errors[401], 409: errors[409] } } }, async (req, reply) => {
@@ -110,17 +114,17 @@ export async function buildControllerApi(d: ControllerApiDeps): Promise<FastifyI
     const signed = await signHostCsr(d.ca, b.csr, { host: name, uuid: b.uuid, ips: ip ? [ip] : [], role: 'agent' });
     const used = await d.store.consumeJoinToken(parsed.id, hashJoinSecret(parsed.secret), name);
     if (used !== 'ok') {
-      const why = { unknown: 'it is not one of this cluster\'s tokens', expired: 'it has expired', used: 'it was used already (a join token works once)' }[used];
+      const why: string = ({ unknown: 'it is not one of this cluster\'s tokens', expired: 'it has expired', used: 'it was used already (a join token works once)' } as Record<string, string>)[used] ?? used;
       throw new CorralError('JOIN_TOKEN_REFUSED', `the join token is refused: ${why}; make a new one with corral cluster join-token`, { reason: used });
     }
-    await d.store.insertHost({ name, uuid: b.uuid, address, certSerial: signed.serial, certFingerprint: signed.fingerprint, agentVersion: b.agentVersion });
+    await d.store.insertHost({ name, uuid: b.uuid, address, certSerial: signed.serial.toLowerCase(), certFingerprint: signed.fingerprint, agentVersion: b.agentVersion });
     const host = await d.store.getHost(name);
     d.log.info({ host: name, address, serial: signed.serial }, 'host joined the cluster');
     return reply.status(201).send({ certPem: signed.certPem, caPem: d.ca.certPem, host: hostView(host!) });
   });
 
-  typed.post('/v1/cluster/heartbeat', { schema: { body: HeartbeatBody, response: { 200: HeartbeatReply, 401: errors[401], 403: errors[403] } } }, async (req) => {
-    const host = await requireAgent(d.store, req);
+  typed.post('/v1/cluster/heartbeat', { schema: { body: HeartbeatBody, response: { 200: HeartbeatReply, 401: errors[401], 403: E[403] } } }, async (req) => {
+    const host = await requireAgent(d.store, d.ca, req);
     await d.store.heartbeat(host.name, { capacity: req.body.capacity, allocation: req.body.allocation, agentVersion: req.body.agentVersion });
     const now = await d.store.getHost(host.name);
     return { host: host.name, state: now?.state ?? host.state };
@@ -164,11 +168,4 @@ function checkAddress(text: string): string {
   }
   if (u.protocol !== 'https:' || !u.port) throw new CorralError('INVALID_SPEC', `address: "${text}" must be https://HOST:PORT`, { field: 'address' });
   return u.origin;
-}
-
-/** Whether two secrets are equal, in constant time. */
-export function sameSecret(a: string, b: string): boolean {
-  const x = Buffer.from(a);
-  const y = Buffer.from(b);
-  return x.length === y.length && timingSafeEqual(x, y);
 }

@@ -4,11 +4,11 @@
  * with it) and a first join token. A database that already holds a cluster is left as it is (CLUSTER_EXISTS).
  */
 import { CorralError } from '../core/errors.js';
-import { formatJoinToken, hashJoinSecret } from '../core/join-token.js';
+import { hashJoinSecret } from '../core/join-token.js';
 import { openClusterDb } from './db.js';
 import { ClusterStore } from './cluster-store.js';
 import { caSha256, makeClusterCa } from './pki.js';
-import { newJoinSecret } from './join-secrets.js';
+import { newJoinToken } from './join-tokens.js';
 
 export interface ClusterInitResult {
   caSha256: string;
@@ -26,9 +26,9 @@ export async function initCluster(url: string, ttlSeconds: number): Promise<Clus
       throw new CorralError('CLUSTER_EXISTS', 'this database already holds a Corral cluster: start a controller on it (corral controller --database URL --listen HOST:PORT) and make join tokens with corral cluster join-token');
     }
     const hash = caSha256(ca.certPem);
-    const t = newJoinSecret(hash);
+    const t = newJoinToken(hash);
     const { expiresAt } = await store.insertJoinToken({ id: t.id, secretHash: hashJoinSecret(t.secret), ttlSeconds });
-    return { caSha256: hash, caPem: ca.certPem, joinToken: formatJoinToken(t), expiresAt };
+    return { caSha256: hash, caPem: ca.certPem, joinToken: t.text, expiresAt };
   } finally {
     await db.close();
   }

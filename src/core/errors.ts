@@ -41,6 +41,16 @@ export const ErrorCodes = {
   INVALID_CSR: 400,
   /** a cluster peer's certificate is not from this cluster's CA, not valid now, or not of the expected role */
   UNTRUSTED_PEER: 403,
+  /** a join token that is well formed but refused: unknown, expired, used already, or for another cluster */
+  JOIN_TOKEN_REFUSED: 401,
+  /** `corral cluster init` on a database that already holds a cluster */
+  CLUSTER_EXISTS: 409,
+  /** a controller started on a database where `corral cluster init` never ran */
+  CLUSTER_NOT_INITIALISED: 409,
+  /** `corral agent` without --join on a host that never joined a cluster */
+  NOT_JOINED: 409,
+  /** a host (its agent, a controller it must reach) does not answer */
+  HOST_UNAVAILABLE: 503,
   /**
    * the daemon's own set-up is unusable (the TCP token file is empty, too short or unreadable; a TLS certificate
    * or key cannot be read): the daemon refuses to start and the message names the file and the fix
