@@ -31,7 +31,7 @@ export interface HostRow {
   certFingerprint: string;
   labels: Record<string, string>;
   maintenance: boolean;
-  /** ISO 8601 times (the database's clock) */
+  /** ISO 8601 times, to the millisecond (the database's clock) */
   fencedAt: string | null;
   fenceReason: string | null;
   /** what the agent last reported, as it sent it */
@@ -55,7 +55,8 @@ export interface ClusterStoreOptions {
 /** The select list of a host, with its state and heartbeat age; $1 is unreachableAfterMs. */
 const HOST_COLUMNS = `name, uuid::text AS uuid, address, cert_serial, cert_fingerprint, labels, maintenance,
   fenced_at, fence_reason, capacity, allocation, agent_version, joined_at, last_heartbeat,
-  greatest(0, extract(epoch FROM now() - last_heartbeat) * 1000)::float8 AS heartbeat_age_ms,
+  -- greatest() skips NULLs, hence the CASE; 0 for a heartbeat written after this transaction's now()
+  CASE WHEN last_heartbeat IS NOT NULL THEN greatest(0, extract(epoch FROM now() - last_heartbeat) * 1000)::float8 END AS heartbeat_age_ms,
   CASE WHEN fenced_at IS NOT NULL THEN 'fenced'
        WHEN maintenance THEN 'maintenance'
        WHEN last_heartbeat IS NULL OR now() - last_heartbeat > $1::float8 * interval '1 millisecond' THEN 'unreachable'

@@ -68,17 +68,31 @@ async function pgUid(): Promise<{ uid: number; gid: number }> {
 const running = new Set<{ bin: string; dir: string; dataDir: string; up: boolean }>();
 let exitHookSet = false;
 
+/** Stop every server still running and remove its dir, synchronously (at exit, nothing else can run). */
+function stopAll(): void {
+  for (const s of running) {
+    try {
+      if (s.up) execFileSync(...asPostgres(join(s.bin, 'pg_ctl'), ['-D', s.dataDir, '-m', 'immediate', 'stop']), { stdio: 'ignore', timeout: 30_000 });
+    } catch { /* already gone */ }
+    rmSync(s.dir, { recursive: true, force: true });
+  }
+  running.clear();
+}
+
+/**
+ * Servers a test forgot are stopped at exit, and on SIGINT/SIGTERM (pg_ctl puts the server in a session of its
+ * own, so a Ctrl-C of the tests does not reach it): the signal is raised again once they are stopped.
+ */
 function exitHook(): void {
   if (exitHookSet) return;
   exitHookSet = true;
-  process.on('exit', () => {
-    for (const s of running) {
-      try {
-        if (s.up) execFileSync(...asPostgres(join(s.bin, 'pg_ctl'), ['-D', s.dataDir, '-m', 'immediate', 'stop']), { stdio: 'ignore', timeout: 30_000 });
-      } catch { /* already gone */ }
-      rmSync(s.dir, { recursive: true, force: true });
-    }
-  });
+  process.on('exit', stopAll);
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+    process.once(sig, () => {
+      stopAll();
+      process.kill(process.pid, sig);
+    });
+  }
 }
 
 /** Start a private server (see the top of this file). */
