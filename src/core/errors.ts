@@ -9,11 +9,15 @@ export const ErrorCodes = {
   NIC_NOT_FOUND: 404,
   /** no API token of that name */
   TOKEN_NOT_FOUND: 404,
+  /** the cluster has no host of that name (it never joined, or it was removed) */
+  HOST_NOT_FOUND: 404,
   NOT_FOUND: 404,
   INVALID_SPEC: 400,
   INVALID_IMAGE: 400,
   INVALID_STATE: 409,
   ALREADY_EXISTS: 409,
+  /** a host of that name (or uuid) is already in the cluster */
+  HOST_EXISTS: 409,
   INSUFFICIENT_RESOURCES: 409,
   CONSOLE_BUSY: 409,
   IMAGE_IN_USE: 409,
@@ -75,6 +79,13 @@ export const ErrorCodes = {
   /** a stored record (an instance's spec) is corrupt or from another version of Corral */
   CORRUPT_RECORD: 500,
   TIMEOUT: 504,
+  /** the cluster's PostgreSQL cannot be reached, refuses the connection or went away (the message never holds a password) */
+  DATABASE_UNAVAILABLE: 503,
+  /**
+   * the cluster database's schema is newer than this controller knows (a newer controller migrated it): this one
+   * refuses to start; the message names both versions and says to upgrade it
+   */
+  SCHEMA_TOO_NEW: 500,
   INTERNAL: 500,
 } as const;
 

@@ -1,0 +1,223 @@
+/**
+ * The cluster's records in PostgreSQL (the tables of migrations.ts): the cluster CA, join tokens, hosts and the
+ * serials of revoked agent certificates. Each method is one statement (or one transaction), so several controllers
+ * may call them at once: what must happen once is decided by the database (ON CONFLICT, a conditional UPDATE),
+ * and every time comparison (token expiry, heartbeat age) is made on the database's clock, now(), never a host's.
+ * A host's state is computed in SQL from its row: fenced, else maintenance, else unreachable when its last
+ * heartbeat is older than `unreachableAfterMs` (or it never sent one), else up.
+ */
+import type pg from 'pg';
+import { CorralError } from '../core/errors.js';
+import { CHECK_VIOLATION, constraintOf, errorCode, fromPg, INVALID_TEXT, UNIQUE_VIOLATION } from './pg-errors.js';
+
+export type HostState = 'up' | 'maintenance' | 'unreachable' | 'fenced';
+
+export interface NewHost {
+  name: string;
+  uuid: string;
+  /** the agent's API URL, https://IP:PORT */
+  address: string;
+  certSerial: string;
+  certFingerprint: string;
+  labels?: Record<string, string>;
+  agentVersion?: string | null;
+}
+
+export interface HostRow {
+  name: string;
+  uuid: string;
+  address: string;
+  certSerial: string;
+  certFingerprint: string;
+  labels: Record<string, string>;
+  maintenance: boolean;
+  /** ISO 8601 times, to the millisecond (the database's clock) */
+  fencedAt: string | null;
+  fenceReason: string | null;
+  /** what the agent last reported, as it sent it */
+  capacity: unknown;
+  allocation: unknown;
+  agentVersion: string | null;
+  joinedAt: string;
+  lastHeartbeat: string | null;
+  /** now() - last_heartbeat on the database's clock; null when it never sent one */
+  heartbeatAgeMs: number | null;
+  state: HostState;
+}
+
+export type ConsumeResult = 'ok' | 'unknown' | 'expired' | 'used';
+
+export interface ClusterStoreOptions {
+  /** a host whose last heartbeat is older than this (or that never sent one) is unreachable (default 15000) */
+  unreachableAfterMs?: number;
+}
+
+/** The select list of a host, with its state and heartbeat age; $1 is unreachableAfterMs. */
+const HOST_COLUMNS = `name, uuid::text AS uuid, address, cert_serial, cert_fingerprint, labels, maintenance,
+  fenced_at, fence_reason, capacity, allocation, agent_version, joined_at, last_heartbeat,
+  -- greatest() skips NULLs, hence the CASE; 0 for a heartbeat written after this transaction's now()
+  CASE WHEN last_heartbeat IS NOT NULL THEN greatest(0, extract(epoch FROM now() - last_heartbeat) * 1000)::float8 END AS heartbeat_age_ms,
+  CASE WHEN fenced_at IS NOT NULL THEN 'fenced'
+       WHEN maintenance THEN 'maintenance'
+       WHEN last_heartbeat IS NULL OR now() - last_heartbeat > $1::float8 * interval '1 millisecond' THEN 'unreachable'
+       ELSE 'up' END AS state`;
+
+interface HostDbRow {
+  name: string; uuid: string; address: string; cert_serial: string; cert_fingerprint: string;
+  labels: Record<string, string>; maintenance: boolean; fenced_at: Date | null; fence_reason: string | null;
+  capacity: unknown; allocation: unknown; agent_version: string | null; joined_at: Date; last_heartbeat: Date | null;
+  heartbeat_age_ms: number | null; state: HostState;
+}
+
+const iso = (d: Date | null): string | null => (d === null ? null : d.toISOString());
+
+function hostRow(r: HostDbRow): HostRow {
+  return {
+    name: r.name, uuid: r.uuid, address: r.address, certSerial: r.cert_serial, certFingerprint: r.cert_fingerprint,
+    labels: r.labels, maintenance: r.maintenance, fencedAt: iso(r.fenced_at), fenceReason: r.fence_reason,
+    capacity: r.capacity, allocation: r.allocation, agentVersion: r.agent_version, joinedAt: r.joined_at.toISOString(),
+    lastHeartbeat: iso(r.last_heartbeat), heartbeatAgeMs: r.heartbeat_age_ms, state: r.state,
+  };
+}
+
+/** A value for a jsonb parameter: always JSON text (pg would turn a JS array into a PostgreSQL array). */
+const json = (v: unknown): string | null => (v === undefined || v === null ? null : JSON.stringify(v));
+
+const notFound = (name: string): CorralError => new CorralError('HOST_NOT_FOUND', `no host named "${name}" in the cluster`, { host: name });
+
+export class ClusterStore {
+  private readonly unreachableAfterMs: number;
+
+  constructor(private readonly pool: pg.Pool, opts: ClusterStoreOptions = {}) {
+    this.unreachableAfterMs = opts.unreachableAfterMs ?? 15_000;
+  }
+
+  /** One statement; a database that went away is DATABASE_UNAVAILABLE. */
+  private async q<R extends pg.QueryResultRow>(sql: string, params: unknown[] = []): Promise<pg.QueryResult<R>> {
+    try {
+      return await this.pool.query<R>(sql, params);
+    } catch (e) {
+      throw fromPg(e);
+    }
+  }
+
+  // ---- the cluster CA
+
+  async getCa(): Promise<{ certPem: string; keyPem: string } | null> {
+    const r = await this.q<{ ca_cert: string; ca_key: string }>('SELECT ca_cert, ca_key FROM cluster');
+    const row = r.rows[0];
+    return row ? { certPem: row.ca_cert, keyPem: row.ca_key } : null;
+  }
+
+  /** Store the CA if the cluster has none: true when this call stored it (of controllers racing, exactly one). */
+  async initCa(ca: { certPem: string; keyPem: string }): Promise<boolean> {
+    const r = await this.q('INSERT INTO cluster (ca_cert, ca_key) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING', [ca.certPem, ca.keyPem]);
+    return r.rowCount === 1;
+  }
+
+  // ---- join tokens
+
+  /** A new join token, expiring ttlSeconds from now on the database's clock. A taken id is ALREADY_EXISTS. */
+  async insertJoinToken(t: { id: string; secretHash: string; ttlSeconds: number }): Promise<{ expiresAt: string }> {
+    try {
+      const r = await this.q<{ expires_at: Date }>(
+        `INSERT INTO join_tokens (id, secret_hash, expires_at) VALUES ($1, $2, now() + $3::float8 * interval '1 second')
+         RETURNING expires_at`, [t.id, t.secretHash, t.ttlSeconds]);
+      return { expiresAt: r.rows[0]!.expires_at.toISOString() };
+    } catch (e) {
+      if (errorCode(e) === UNIQUE_VIOLATION) throw new CorralError('ALREADY_EXISTS', `a join token with id "${t.id}" exists`, { id: t.id });
+      if (errorCode(e) === CHECK_VIOLATION) throw new CorralError('INVALID_SPEC', 'secretHash: not a SHA-256 digest in lower-case hex', { field: 'secretHash' });
+      throw e;
+    }
+  }
+
+  /**
+   * Use a join token for `host`: 'ok' once (of uses racing, exactly one), then 'used'; 'expired' past its expiry;
+   * 'unknown' when no token has this id and secret (a wrong secret does not tell that the id exists).
+   */
+  async consumeJoinToken(id: string, secretHash: string, host: string): Promise<ConsumeResult> {
+    // the conditional UPDATE decides: a racing one waits for this row's lock and then finds used_at set
+    const r = await this.q(
+      `UPDATE join_tokens SET used_at = now(), used_by = $3
+       WHERE id = $1 AND secret_hash = $2 AND used_at IS NULL AND expires_at > now()`, [id, secretHash, host]);
+    if (r.rowCount === 1) return 'ok';
+    const why = await this.q<{ used: boolean }>('SELECT used_at IS NOT NULL AS used FROM join_tokens WHERE id = $1 AND secret_hash = $2', [id, secretHash]);
+    const row = why.rows[0];
+    if (!row) return 'unknown';
+    return row.used ? 'used' : 'expired';
+  }
+
+  // ---- hosts
+
+  /** Add a host; a name or uuid already in the cluster is HOST_EXISTS. */
+  async insertHost(h: NewHost): Promise<HostRow> {
+    try {
+      const r = await this.q<HostDbRow>(
+        `INSERT INTO hosts (name, uuid, address, cert_serial, cert_fingerprint, labels, agent_version)
+         VALUES ($2, $3, $4, $5, $6, $7::jsonb, $8) RETURNING ${HOST_COLUMNS}`,
+        [this.unreachableAfterMs, h.name, h.uuid, h.address, h.certSerial, h.certFingerprint, json(h.labels ?? {}), h.agentVersion ?? null]);
+      return hostRow(r.rows[0]!);
+    } catch (e) {
+      if (errorCode(e) === INVALID_TEXT) throw new CorralError('INVALID_SPEC', `uuid: "${h.uuid}" is not a UUID`, { field: 'uuid' });
+      if (errorCode(e) !== UNIQUE_VIOLATION) throw e;
+      if (constraintOf(e) === 'hosts_uuid_key') {
+        throw new CorralError('HOST_EXISTS', `a host with uuid ${h.uuid} is already in the cluster (so "${h.name}" cannot join with it)`, { host: h.name, uuid: h.uuid });
+      }
+      throw new CorralError('HOST_EXISTS', `a host named "${h.name}" is already in the cluster`, { host: h.name });
+    }
+  }
+
+  async getHost(name: string): Promise<HostRow | null> {
+    const r = await this.q<HostDbRow>(`SELECT ${HOST_COLUMNS} FROM hosts WHERE name = $2`, [this.unreachableAfterMs, name]);
+    return r.rows[0] ? hostRow(r.rows[0]) : null;
+  }
+
+  /** Every host, by name. */
+  async listHosts(): Promise<HostRow[]> {
+    const r = await this.q<HostDbRow>(`SELECT ${HOST_COLUMNS} FROM hosts ORDER BY name COLLATE "C"`, [this.unreachableAfterMs]);
+    return r.rows.map(hostRow);
+  }
+
+  /** Put a host in or out of maintenance; HOST_NOT_FOUND when there is none. */
+  async setMaintenance(name: string, on: boolean): Promise<HostRow> {
+    const r = await this.q<HostDbRow>(`UPDATE hosts SET maintenance = $3 WHERE name = $2 RETURNING ${HOST_COLUMNS}`,
+      [this.unreachableAfterMs, name, on]);
+    if (!r.rows[0]) throw notFound(name);
+    return hostRow(r.rows[0]);
+  }
+
+  /**
+   * Mark a host fenced with a reason (fenced_at keeps the time of the first fence), or clear it with null;
+   * HOST_NOT_FOUND when there is none.
+   */
+  async setFenced(name: string, reason: string | null): Promise<HostRow> {
+    const r = await this.q<HostDbRow>(
+      `UPDATE hosts SET fenced_at = CASE WHEN $3::text IS NULL THEN NULL ELSE coalesce(fenced_at, now()) END, fence_reason = $3
+       WHERE name = $2 RETURNING ${HOST_COLUMNS}`, [this.unreachableAfterMs, name, reason]);
+    if (!r.rows[0]) throw notFound(name);
+    return hostRow(r.rows[0]);
+  }
+
+  /** An agent's report: last_heartbeat = now() and what it said; false when no such host (it was removed). */
+  async heartbeat(name: string, rep: { capacity: unknown; allocation: unknown; agentVersion: string }): Promise<boolean> {
+    const r = await this.q(
+      `UPDATE hosts SET last_heartbeat = now(), capacity = $2::jsonb, allocation = $3::jsonb, agent_version = $4 WHERE name = $1`,
+      [name, json(rep.capacity), json(rep.allocation), rep.agentVersion]);
+    return r.rowCount === 1;
+  }
+
+  /** Remove a host and revoke its certificate's serial, in one statement: the row as it was, or null when none. */
+  async removeHost(name: string): Promise<HostRow | null> {
+    const r = await this.q<HostDbRow>(
+      `WITH gone AS (DELETE FROM hosts WHERE name = $2 RETURNING *),
+            revoked AS (INSERT INTO revoked_certs (serial, host) SELECT cert_serial, name FROM gone ON CONFLICT (serial) DO NOTHING)
+       SELECT ${HOST_COLUMNS} FROM gone`, [this.unreachableAfterMs, name]);
+    return r.rows[0] ? hostRow(r.rows[0]) : null;
+  }
+
+  /** Whether an agent certificate's serial was revoked. */
+  async isRevoked(serial: string): Promise<boolean> {
+    const r = await this.q('SELECT 1 FROM revoked_certs WHERE serial = $1', [serial]);
+    return r.rowCount === 1;
+  }
+}

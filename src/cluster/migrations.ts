@@ -1,0 +1,123 @@
+/**
+ * The cluster database's schema, as an ordered list of versioned migrations, and migrate(), which every controller
+ * runs at start. Several controllers may start together over one PostgreSQL: migrate() runs in one transaction
+ * that first takes a transaction-scoped advisory lock (SCHEMA_LOCK_KEY), so they apply each migration once, one
+ * after the other; the later ones find the work done. A database migrated by a newer controller (a version this
+ * code does not know) is refused with SCHEMA_TOO_NEW rather than used. A migration is never edited once
+ * released: a change to the schema is a new migration at the end of the list.
+ */
+import type pg from 'pg';
+import { CorralError } from '../core/errors.js';
+
+export interface Migration {
+  version: number;
+  name: string;
+  sql: string;
+}
+
+/**
+ * The advisory lock key of schema migrations (pg_advisory_xact_lock takes a bigint; this is "corral" in
+ * ASCII, 0x636f7272616c). Other cluster-wide locks use other keys.
+ */
+export const SCHEMA_LOCK_KEY = '109330312618348';
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'cluster, join tokens, hosts, revoked certificates',
+    sql: `
+      -- the cluster's own CA (one row): it signs each agent's certificate when the agent joins
+      CREATE TABLE cluster (
+        id boolean PRIMARY KEY DEFAULT true CHECK (id),
+        ca_cert text NOT NULL,
+        ca_key text NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now()
+      );
+      -- one-use tokens a new host joins with; only the SHA-256 of the secret is kept
+      CREATE TABLE join_tokens (
+        id text PRIMARY KEY,
+        secret_hash text NOT NULL CHECK (secret_hash ~ '^[0-9a-f]{64}$'),
+        created_at timestamptz NOT NULL DEFAULT now(),
+        expires_at timestamptz NOT NULL,
+        used_at timestamptz,
+        used_by text
+      );
+      -- the hosts in the cluster: where each agent's API is, its certificate, and what it last reported
+      CREATE TABLE hosts (
+        name text PRIMARY KEY,
+        uuid uuid NOT NULL UNIQUE,
+        address text NOT NULL,
+        cert_serial text NOT NULL,
+        cert_fingerprint text NOT NULL,
+        labels jsonb NOT NULL DEFAULT '{}',
+        maintenance boolean NOT NULL DEFAULT false,
+        fenced_at timestamptz,
+        fence_reason text,
+        capacity jsonb,
+        allocation jsonb,
+        agent_version text,
+        joined_at timestamptz NOT NULL DEFAULT now(),
+        last_heartbeat timestamptz
+      );
+      -- serials of agent certificates that must no longer be accepted (their host was removed)
+      CREATE TABLE revoked_certs (
+        serial text PRIMARY KEY,
+        host text NOT NULL,
+        revoked_at timestamptz NOT NULL DEFAULT now()
+      );
+    `,
+  },
+];
+
+export interface MigrateResult {
+  /** the schema's version before and after */
+  from: number;
+  to: number;
+  /** the versions this call applied (empty when the schema was up to date) */
+  applied: number[];
+}
+
+/** The list's versions must run 1, 2, 3, ... (a programming error otherwise). */
+function checkList(migrations: readonly Migration[]): void {
+  migrations.forEach((m, i) => {
+    if (m.version !== i + 1) throw new CorralError('INTERNAL', `migration ${m.name} has version ${m.version}, expected ${i + 1}`);
+  });
+}
+
+/**
+ * Bring the schema up to the newest of `migrations` (default MIGRATIONS) on this client's database, in one
+ * transaction under the schema lock: each missing migration is applied in order and recorded in
+ * schema_migrations. A schema newer than the list is SCHEMA_TOO_NEW and nothing changes. Errors other than
+ * that one are the driver's own (the caller maps an unreachable database).
+ */
+export async function migrate(client: pg.ClientBase, migrations: readonly Migration[] = MIGRATIONS,
+  log?: { info(o: object, m?: string): void }): Promise<MigrateResult> {
+  checkList(migrations);
+  const known = migrations.length;
+  await client.query('BEGIN');
+  try {
+    await client.query('SELECT pg_advisory_xact_lock($1::bigint)', [SCHEMA_LOCK_KEY]);
+    // made under the lock: two CREATE TABLE IF NOT EXISTS at once can both try to make it
+    await client.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
+      version int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);
+    const r = await client.query<{ v: number | null }>('SELECT max(version) AS v FROM schema_migrations');
+    const from = r.rows[0]?.v ?? 0;
+    if (from > known) {
+      throw new CorralError('SCHEMA_TOO_NEW',
+        `the cluster database's schema is version ${from}, newer than this controller knows (version ${known}): a newer Corral controller migrated it; upgrade this controller`,
+        { databaseVersion: from, knownVersion: known });
+    }
+    const applied: number[] = [];
+    for (const m of migrations.slice(from)) {
+      await client.query(m.sql);
+      await client.query('INSERT INTO schema_migrations (version, name) VALUES ($1, $2)', [m.version, m.name]);
+      applied.push(m.version);
+    }
+    await client.query('COMMIT');
+    if (applied.length > 0) log?.info({ from, to: known, applied }, 'cluster database schema migrated');
+    return { from, to: Math.max(from, known), applied };
+  } catch (e) {
+    await client.query('ROLLBACK').catch(() => undefined);
+    throw e;
+  }
+}
