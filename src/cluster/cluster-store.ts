@@ -115,6 +115,21 @@ export class ClusterStore {
     return r.rowCount === 1;
   }
 
+  // ---- controller API tokens
+
+  /** Register a controller's token (its SHA-256) under `name`; the same name registered again takes the new hash. */
+  async registerApiToken(name: string, hash: string): Promise<void> {
+    await this.q(
+      `INSERT INTO api_tokens (name, hash) VALUES ($1, $2)
+       ON CONFLICT (name) DO UPDATE SET hash = EXCLUDED.hash, created_at = now()`, [name, hash]);
+  }
+
+  /** Whether a token with this SHA-256 is one of the cluster's. */
+  async apiTokenKnown(hash: string): Promise<boolean> {
+    const r = await this.q('SELECT 1 FROM api_tokens WHERE hash = $1', [hash]);
+    return r.rowCount === 1;
+  }
+
   // ---- join tokens
 
   /** A new join token, expiring ttlSeconds from now on the database's clock. A taken id is ALREADY_EXISTS. */

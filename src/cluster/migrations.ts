@@ -67,6 +67,20 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 2,
+    name: 'controller API tokens',
+    sql: `
+      -- the bearer tokens people use on any controller: each controller's token file, registered at its start
+      -- (only the SHA-256 of the token is kept)
+      CREATE TABLE api_tokens (
+        name text PRIMARY KEY,
+        hash text NOT NULL CHECK (hash ~ '^[0-9a-f]{64}$'),
+        created_at timestamptz NOT NULL DEFAULT now()
+      );
+      CREATE INDEX api_tokens_hash ON api_tokens (hash);
+    `,
+  },
 ];
 
 export interface MigrateResult {

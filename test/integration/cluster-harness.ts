@@ -57,6 +57,7 @@ export class Controller {
       env: { ...process.env, CORRAL_DATA_DIR: this.dataDir, CORRAL_LOG_LEVEL: 'info', ...this.env }, stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.proc = p;
+    this.log = '';
     p.stdout!.on('data', (d: Buffer) => { this.log += d.toString(); });
     p.stderr!.on('data', (d: Buffer) => { this.log += d.toString(); });
     await waitFor(() => {

@@ -10,19 +10,32 @@ import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { request } from 'node:https';
+import pgLib from 'pg';
 import { Daemon, SKIP_NO_TINY, newDataDir, waitFor } from './harness.js';
 import { Controller, freePort, runCli } from './cluster-harness.js';
-import { startPostgres, type PostgresServer } from '../helpers/postgres.js';
+import { startPostgres, type TestPostgres } from '../unit/postgres.js';
 import { makeClusterCa, makeKeyAndCsr, signHostCsr } from '../../src/cluster/pki.js';
 
 const skip = SKIP_NO_TINY;
-let pg: PostgresServer;
+const pgClient = pgLib.Client;
+let pg: TestPostgres;
 let c1: Controller;
 let c2: Controller;
 const agents: Daemon[] = [];
 /** the agents that joined, by host name */
 const joined = new Map<string, Daemon>();
 let firstToken = '';
+
+/** One statement on the cluster's database, as an admin would run it by hand. */
+async function sql(text: string): Promise<void> {
+  const client = new pgClient({ connectionString: pg.url });
+  await client.connect();
+  try {
+    await client.query(text);
+  } finally {
+    await client.end();
+  }
+}
 
 function agent(name: string, join?: { url: string; token: string }): Daemon {
   const d = new Daemon(newDataDir(), [...(join ? ['--join', join.url, '--token', join.token] : []), '--name', name], { CORRAL_HEARTBEAT_MS: '500', CORRAL_LOG_LEVEL: 'info' }, { command: 'agent' });
@@ -129,7 +142,7 @@ test('agents join with single-use tokens and are listed by both controllers; bad
   assert.match(await failingAgent(twice), /HOST_EXISTS/);
   // an expired token
   const t3 = await newToken(c1);
-  await pg.sql(`UPDATE join_tokens SET expires_at = now() - interval '1 second' WHERE id = '${t3.split('.')[1]}'`);
+  await sql(`UPDATE join_tokens SET expires_at = now() - interval '1 second' WHERE id = '${t3.split('.')[1]}'`);
   assert.match(await failingAgent(agent('a3', { url: c1.url, token: t3 })), /JOIN_TOKEN_REFUSED.*expired/);
   // a token whose CA hash is not this cluster's: the agent sends nothing
   const parts = t2.split('.');
