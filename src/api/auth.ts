@@ -61,9 +61,10 @@ function routeOf(req: FastifyRequest): { method: string; url: string } | null {
 
 /**
  * Install the hooks on one API. `legacyToken` undefined: the unix socket, every caller an admin. Otherwise TCP:
- * the bearer token decides, `tokens` says who a named token is.
+ * the bearer token decides, `tokens` says who a named token is; on a cluster agent, `peer` first names a caller
+ * from the TLS client certificate (a controller's), or says null and the token decides.
  */
-export function installAuth(app: FastifyInstance, legacyToken: string | undefined, tokens: () => TokenService): void {
+export function installAuth(app: FastifyInstance, legacyToken: string | undefined, tokens: () => TokenService, peer?: (req: FastifyRequest) => Caller | null): void {
   app.decorateRequest('caller', null);
   if (legacyToken === undefined) {
     app.addHook('onRequest', async (req) => {
@@ -74,7 +75,8 @@ export function installAuth(app: FastifyInstance, legacyToken: string | undefine
   // fail closed: an empty token would otherwise turn auth off
   if (legacyToken.trim() === '') throw new CorralError('INVALID_CONFIG', 'the TCP API was given an empty bearer token; it is not served without one');
   app.addHook('onRequest', async (req) => {
-    const caller = identify(req.headers.authorization, legacyToken, tokens);
+    // a cluster agent's API: a controller's client certificate (verified against the cluster CA) is an admin
+    const caller = peer?.(req) ?? identify(req.headers.authorization, legacyToken, tokens);
     req.caller = caller;
     const route = routeOf(req);
     // no route: nothing to guard, the reply is a 404

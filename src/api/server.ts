@@ -2,7 +2,7 @@
  * The HTTP API (Fastify + TypeBox). One app per listener: the unix socket (root only, file mode 0600) and,
  * optionally, TCP behind a bearer token. Errors are always {"error":{"code","message",...}}.
  */
-import type { FastifyInstance } from 'fastify';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
 import swagger from '@fastify/swagger';
 import websocket from '@fastify/websocket';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
@@ -25,7 +25,7 @@ import { networkRoutes } from './routes-networks.js';
 import { passthroughRoutes } from './routes-passthrough.js';
 import { vhostUserRoutes } from './routes-vhost-user.js';
 import { auditRoutes, tokenRoutes } from './routes-auth.js';
-import { installAuth } from './auth.js';
+import { installAuth, type Caller } from './auth.js';
 import { installAudit, noteFailure } from './audit.js';
 import { recordRoutes, routeRule } from './roles.js';
 import { STREAM_LIMITS, type StreamLimits } from './stream-limits.js';
@@ -39,8 +39,12 @@ export interface ApiOptions {
   /** where state-changing and refused requests are recorded (the daemon's audit.log); unset: nowhere */
   audit?: AuditLog;
   logger?: boolean | object;
-  /** serve HTTPS with this certificate and key (PEM): the TCP API; the unix socket is plain HTTP */
-  tls?: { cert: string; key: string };
+  /**
+   * serve HTTPS with this certificate and key (PEM): the TCP API; the unix socket is plain HTTP. With `ca` (a cluster
+   * agent's), client certificates are asked for and `peer` names the caller of a request that shows one
+   */
+  tls?: { cert: string; key: string; ca?: string };
+  peer?: (req: FastifyRequest) => Caller | null;
   /** limits on event streams and console websockets (STREAM_LIMITS when not given) */
   streams?: Partial<StreamLimits>;
 }
@@ -104,7 +108,8 @@ function openapiDocument(tokened: boolean) {
 }
 
 export async function buildApi(svc: Services, opts: ApiOptions = {}): Promise<FastifyInstance> {
-  const app = newApp({ ...(opts.tls ? { https: { cert: opts.tls.cert, key: opts.tls.key, minVersion: 'TLSv1.2' as const } } : {}), logger: opts.logger ?? false });
+  const clientCerts = opts.tls?.ca ? { ca: [opts.tls.ca], requestCert: true, rejectUnauthorized: false } : {};
+  const app = newApp({ ...(opts.tls ? { https: { cert: opts.tls.cert, key: opts.tls.key, minVersion: 'TLSv1.2' as const, ...clientCerts } } : {}), logger: opts.logger ?? false });
   recordRoutes(app);
   installErrorReplies(app, noteFailure);
 
@@ -128,7 +133,7 @@ export async function buildApi(svc: Services, opts: ApiOptions = {}): Promise<Fa
   // After the websocket plugin, whose onRequest hook marks upgrades (req.ws) so that the socket of a refused one is
   // closed after the error reply; the audit's onRequest hook (the peer's address) before auth's, which may refuse.
   if (opts.audit) installAudit(app, opts.audit, tcp ? 'tcp' : 'unix');
-  installAuth(app, opts.token, () => svc.tokens);
+  installAuth(app, opts.token, () => svc.tokens, opts.peer);
 
   const limits: StreamLimits = { ...STREAM_LIMITS, ...opts.streams };
   await app.register(instanceRoutes(svc, limits));

@@ -32,11 +32,12 @@ export function statusLine(i: Instance): string {
   return `${i.name}: ${i.state}${extra.length ? ` (${extra.join(', ')})` : ''}`;
 }
 
-export function instanceTable(list: Instance[]): string {
-  return table(
-    ['NAME', 'STATE', 'CPUS', 'MEMORY', 'ACCEL', 'PID', 'UPTIME', 'RSS', 'IMAGE'],
-    list.map((i) => [i.name, i.state, orDash(i.cpus), size(i.memory), orDash(i.accel), orDash(i.pid), duration(i.uptime), size(i.rss), orDash(i.image)]),
-  );
+/** The instances, one a row; a HOST column when they come from a cluster controller (rows carry `host`). */
+export function instanceTable(list: Array<Instance & { host?: string }>): string {
+  const cluster = list.some((i) => typeof i.host === 'string');
+  const row = (i: Instance & { host?: string }): string[] => [i.name, i.state, orDash(i.cpus), size(i.memory), orDash(i.accel), orDash(i.pid), duration(i.uptime), size(i.rss), orDash(i.image)];
+  if (cluster) return table(['NAME', 'HOST', 'STATE', 'CPUS', 'MEMORY', 'ACCEL', 'PID', 'UPTIME', 'RSS', 'IMAGE'], list.map((i) => { const r = row(i); r.splice(1, 0, i.host ?? '-'); return r; }));
+  return table(['NAME', 'STATE', 'CPUS', 'MEMORY', 'ACCEL', 'PID', 'UPTIME', 'RSS', 'IMAGE'], list.map(row));
 }
 
 interface JsonOpt { json?: boolean }
@@ -72,11 +73,14 @@ export function registerInstanceCommands(program: Command, client: () => ApiClie
     .option('--volume <name[:bus]>', 'attach a volume as a disk (bus: virtio-blk (default), virtio-scsi, ide, sata or vhost-user-blk); repeatable',
       (v: string, prev: string[] = []) => [...prev, v])
     .option('--start', 'start it once created')
+    .option('--host <host>', 'cluster (against a controller): create it on this host')
+    .option('--group <name>', 'cluster: a group of instances (with --anti-affinity, on different hosts)')
+    .option('--anti-affinity', 'cluster: keep the members of --group on different hosts')
     .option('--json', 'print the API JSON')
     .action(async (name: string, o: { image: string; start?: boolean; json?: boolean; balloon?: boolean; volume?: string[]; forward?: string[] } & Record<string, unknown>) => {
       const body: Record<string, unknown> = { name, image: o.image };
       const keys = ['cpus', 'memory', 'disk', 'firmware', 'network', 'nicModel', 'rootBus', 'accel', 'sockets', 'cores', 'threads', 'maxCpus', 'cpuModel', 'pin',
-        'cpuWeight', 'cpuLimit', 'maxMemory', 'memoryLimit', 'prealloc', 'hugepages'] as const;
+        'cpuWeight', 'cpuLimit', 'maxMemory', 'memoryLimit', 'prealloc', 'hugepages', 'host', 'group', 'antiAffinity'] as const;
       for (const k of keys) if (o[k] !== undefined) body[k] = o[k];
       if (o.balloon === false) body.balloon = false;
       if (o.forward !== undefined) body.forwards = o.forward;

@@ -4,7 +4,25 @@ import type { Pool as PoolView } from '../api/schemas-instances.js';
 import type { ApiClient } from './client.js';
 import { printJson, printLines, size, table } from './format.js';
 
-export function poolDetails(p: PoolView): string {
+interface ClusterPoolHost { name: string; state: string; capacity: { cpus: number; memory: number }; allocated: { cpus: number; memory: number; instances: number } }
+
+/** A controller's pool: the sums of its `up` hosts, then each host. */
+function clusterPoolDetails(p: PoolView & { hosts: ClusterPoolHost[] }): string {
+  return [
+    table(['RESOURCE', 'CAPACITY', 'ALLOCATED', 'FREE'], [
+      ['vCPUs', String(p.capacity.cpus), String(p.allocated.cpus), String(p.free.cpus)],
+      ['memory', size(p.capacity.memory), size(p.allocated.memory), size(p.free.memory)],
+    ]),
+    `instances placed: ${p.allocated.instances} (capacity counts the hosts that are up)`,
+    '',
+    table(['HOST', 'STATE', 'VCPUS', 'MEMORY', 'INSTANCES'], p.hosts.map((h) => [
+      h.name, h.state, `${h.allocated.cpus}/${h.capacity.cpus}`, `${size(h.allocated.memory)}/${size(h.capacity.memory)}`, String(h.allocated.instances),
+    ])),
+  ].join('\n');
+}
+
+export function poolDetails(p: PoolView | (PoolView & { hosts: ClusterPoolHost[] })): string {
+  if ('hosts' in p && Array.isArray(p.hosts)) return clusterPoolDetails(p);
   return [
     table(['RESOURCE', 'CAPACITY', 'ALLOCATED', 'FREE'], [
       ['vCPUs', String(p.capacity.cpus), String(p.allocated.cpus), String(p.free.cpus)],

@@ -8,7 +8,7 @@
  */
 import type pg from 'pg';
 import { CorralError } from '../core/errors.js';
-import { CHECK_VIOLATION, constraintOf, errorCode, fromPg, INVALID_TEXT, UNIQUE_VIOLATION } from './pg-errors.js';
+import { CHECK_VIOLATION, constraintOf, errorCode, FOREIGN_KEY_VIOLATION, fromPg, INVALID_TEXT, UNIQUE_VIOLATION } from './pg-errors.js';
 
 export type HostState = 'up' | 'maintenance' | 'unreachable' | 'fenced';
 
@@ -53,7 +53,7 @@ export interface ClusterStoreOptions {
 }
 
 /** The select list of a host, with its state and heartbeat age; $1 is unreachableAfterMs. */
-const HOST_COLUMNS = `name, uuid::text AS uuid, address, cert_serial, cert_fingerprint, labels, maintenance,
+export const HOST_COLUMNS = `name, uuid::text AS uuid, address, cert_serial, cert_fingerprint, labels, maintenance,
   fenced_at, fence_reason, capacity, allocation, agent_version, joined_at, last_heartbeat,
   -- greatest() skips NULLs, hence the CASE; 0 for a heartbeat written after this transaction's now()
   CASE WHEN last_heartbeat IS NOT NULL THEN greatest(0, extract(epoch FROM now() - last_heartbeat) * 1000)::float8 END AS heartbeat_age_ms,
@@ -62,7 +62,7 @@ const HOST_COLUMNS = `name, uuid::text AS uuid, address, cert_serial, cert_finge
        WHEN last_heartbeat IS NULL OR now() - last_heartbeat > $1::float8 * interval '1 millisecond' THEN 'unreachable'
        ELSE 'up' END AS state`;
 
-interface HostDbRow {
+export interface HostDbRow {
   name: string; uuid: string; address: string; cert_serial: string; cert_fingerprint: string;
   labels: Record<string, string>; maintenance: boolean; fenced_at: Date | null; fence_reason: string | null;
   capacity: unknown; allocation: unknown; agent_version: string | null; joined_at: Date; last_heartbeat: Date | null;
@@ -71,7 +71,7 @@ interface HostDbRow {
 
 const iso = (d: Date | null): string | null => (d === null ? null : d.toISOString());
 
-function hostRow(r: HostDbRow): HostRow {
+export function hostRow(r: HostDbRow): HostRow {
   return {
     name: r.name, uuid: r.uuid, address: r.address, certSerial: r.cert_serial, certFingerprint: r.cert_fingerprint,
     labels: r.labels, maintenance: r.maintenance, fencedAt: iso(r.fenced_at), fenceReason: r.fence_reason,
@@ -223,10 +223,17 @@ export class ClusterStore {
 
   /** Remove a host and revoke its certificate's serial, in one statement: the row as it was, or null when none. */
   async removeHost(name: string): Promise<HostRow | null> {
-    const r = await this.q<HostDbRow>(
+    let r: pg.QueryResult<HostDbRow>;
+    try {
+      r = await this.q<HostDbRow>(
       `WITH gone AS (DELETE FROM hosts WHERE name = $2 RETURNING *),
             revoked AS (INSERT INTO revoked_certs (serial, host) SELECT cert_serial, name FROM gone ON CONFLICT (serial) DO NOTHING)
        SELECT ${HOST_COLUMNS} FROM gone`, [this.unreachableAfterMs, name]);
+    } catch (e) {
+      if (errorCode(e) !== FOREIGN_KEY_VIOLATION) throw e;
+      const n = await this.q<{ n: string }>('SELECT count(*) AS n FROM instances WHERE host = $1', [name]);
+      throw new CorralError('HOST_NOT_EMPTY', `host "${name}" holds ${n.rows[0]?.n ?? 'some'} instance(s): delete or move them first`, { host: name });
+    }
     return r.rows[0] ? hostRow(r.rows[0]) : null;
   }
 

@@ -24,9 +24,14 @@ import type { ClusterStore, HostRow } from './cluster-store.js';
 import { caSha256, signHostCsr, verifyPeerCert } from './pki.js';
 import { newJoinToken } from './join-tokens.js';
 import type { ControllerPair } from './controller-tls.js';
+import { pemOfDer } from './controller-peer.js';
+import type { ClusterInstances } from './cluster-instances.js';
+import { controllerInstanceRoutes } from './controller-instances.js';
+import { AgentClient } from './agent-client.js';
 
 export interface ControllerApiDeps {
   store: ClusterStore;
+  instances: ClusterInstances;
   ca: { certPem: string; keyPem: string };
   tls: ControllerPair;
   log: { info: (o: object, m: string) => void; warn: (o: object, m: string) => void };
@@ -62,8 +67,7 @@ async function requireAgent(store: ClusterStore, ca: { certPem: string }, req: F
   const sock = req.raw.socket as TLSSocket;
   const cert = typeof sock.getPeerCertificate === 'function' ? sock.getPeerCertificate() : null;
   if (!cert?.raw) throw new CorralError('UNTRUSTED_PEER', 'an agent\'s client certificate from the cluster CA is required');
-  const pem = `-----BEGIN CERTIFICATE-----\n${cert.raw.toString('base64').replace(/.{64}/g, '$&\n')}\n-----END CERTIFICATE-----\n`;
-  const peer = verifyPeerCert(ca, pem, { role: 'agent' });
+  const peer = verifyPeerCert(ca, pemOfDer(cert.raw), { role: 'agent' });
   const serial = peer.serial.toLowerCase();
   const host = await store.getHost(peer.host);
   if (!host || host.certSerial !== serial || host.certFingerprint !== peer.fingerprint) {
@@ -142,6 +146,14 @@ export async function buildControllerApi(d: ControllerApiDeps): Promise<FastifyI
     if (!gone) throw hostNotFound(req.params.name);
     d.log.warn({ host: gone.name, serial: gone.certSerial }, 'host removed from the cluster; its certificate is revoked');
     return { removed: gone.name, revokedSerial: gone.certSerial };
+  });
+  // the instances of the cluster: people's calls, behind the same token
+  await app.register(async (scoped) => {
+    scoped.addHook('preHandler', async (req) => requireToken(d.store, req));
+    await scoped.register(controllerInstanceRoutes({
+      store: d.store, instances: d.instances, log: d.log,
+      agents: new AgentClient({ caPem: d.ca.certPem, certPem: d.tls.certPem, keyPem: d.tls.keyPem }),
+    }));
   });
   await app.ready();
   return app;

@@ -81,6 +81,27 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX api_tokens_hash ON api_tokens (hash);
     `,
   },
+  {
+    version: 3,
+    name: 'instances and where they are placed',
+    sql: `
+      -- every instance of the cluster and the host it is placed on (the agent there holds its spec and state);
+      -- cpus and memory are what placement reserved on that host, whether the instance runs or not.
+      -- A host that holds instances cannot be removed (RESTRICT).
+      CREATE TABLE instances (
+        name text PRIMARY KEY,
+        host text NOT NULL REFERENCES hosts (name) ON DELETE RESTRICT,
+        uuid uuid,
+        cpus integer NOT NULL CHECK (cpus > 0),
+        memory bigint NOT NULL CHECK (memory > 0),
+        grp text,
+        anti_affinity boolean NOT NULL DEFAULT false,
+        created_at timestamptz NOT NULL DEFAULT now()
+      );
+      CREATE INDEX instances_host ON instances (host);
+      CREATE INDEX instances_grp ON instances (grp) WHERE grp IS NOT NULL;
+    `,
+  },
 ];
 
 export interface MigrateResult {

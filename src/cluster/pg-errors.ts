@@ -9,6 +9,7 @@ import { CorralError } from '../core/errors.js';
 /** SQLSTATEs: unique_violation, check_violation, invalid_text_representation (a bad uuid) */
 export const UNIQUE_VIOLATION = '23505';
 export const CHECK_VIOLATION = '23514';
+export const FOREIGN_KEY_VIOLATION = '23503';
 export const INVALID_TEXT = '22P02';
 
 /** The SQLSTATE (e.g. 23505) or Node errno code (ECONNREFUSED) of an error, or ''. */

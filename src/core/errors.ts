@@ -53,8 +53,12 @@ export const ErrorCodes = {
   CLUSTER_NOT_INITIALISED: 409,
   /** `corral agent` without --join on a host that never joined a cluster */
   NOT_JOINED: 409,
-  /** a host (its agent, a controller it must reach) does not answer */
+  /** a host (its agent, a controller it must reach) does not answer, or may take nothing now (maintenance, fenced) */
   HOST_UNAVAILABLE: 503,
+  /** no host of the cluster can take an instance: the message says what each one lacks */
+  NO_HOST_FITS: 409,
+  /** a host that still holds instances cannot be removed */
+  HOST_NOT_EMPTY: 409,
   /**
    * the daemon's own set-up is unusable (the TCP token file is empty, too short or unreadable; a TLS certificate
    * or key cannot be read): the daemon refuses to start and the message names the file and the fix

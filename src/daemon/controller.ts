@@ -14,6 +14,8 @@ import { parseListen } from './main.js';
 import { closeApi } from '../api/server.js';
 import { openClusterDb } from '../cluster/db.js';
 import { ClusterStore } from '../cluster/cluster-store.js';
+import { ClusterInstances } from '../cluster/cluster-instances.js';
+import type { Policy } from '../core/placement.js';
 import { ensureControllerPair } from '../cluster/controller-tls.js';
 import { buildControllerApi, sha256Hex } from '../cluster/controller-api.js';
 import { caSha256 } from '../cluster/pki.js';
@@ -25,6 +27,13 @@ export interface ControllerOptions {
   dataDir?: string;
   /** a host whose last heartbeat is older than this is unreachable (default 15 s; env CORRAL_UNREACHABLE_AFTER_MS) */
   unreachableAfterMs?: number;
+}
+
+/** spread (the default: the host with the most free memory) or pack, from CORRAL_PLACEMENT. */
+function placementPolicy(): Policy {
+  const p = process.env.CORRAL_PLACEMENT ?? 'spread';
+  if (p !== 'spread' && p !== 'pack') throw new CorralError('INVALID_CONFIG', `CORRAL_PLACEMENT is "spread" or "pack", not "${p}"`);
+  return p;
 }
 
 export async function runController(o: ControllerOptions): Promise<void> {
@@ -45,7 +54,8 @@ export async function runController(o: ControllerOptions): Promise<void> {
     // this controller's token is good on every controller of the cluster
     await store.registerApiToken(`controller ${hostname()} ${o.listen}`, sha256Hex(token));
     const tls = await ensureControllerPair(dataDir, ca, where.host);
-    const app = await buildControllerApi({ store, ca, tls, log });
+    const instances = new ClusterInstances(db.pool, { unreachableAfterMs, policy: placementPolicy() });
+    const app = await buildControllerApi({ store, instances, ca, tls, log });
     await app.listen({ host: where.host, port: where.port });
     log.info({ listen: o.listen, tokenFile: paths.token, caFile: tls.caFile, caSha256: caSha256(ca.certPem) },
       `corral controller listening on https://${o.listen} (clients: CORRAL_URL=https://${o.listen} CORRAL_TLS_CA=${tls.caFile} CORRAL_TOKEN=$(cat ${paths.token}))`);

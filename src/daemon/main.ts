@@ -48,7 +48,9 @@ import { readMemInfo } from '../host/basics.js';
 import { ImageStore } from '../storage/images.js';
 import { buildApi, closeApi } from '../api/server.js';
 import { validatePoolConfig, type PoolConfig } from '../core/pool.js';
-import { AgentLink, joinCluster, loadIdentity, type AgentIdentity } from '../cluster/agent-link.js';
+import { AgentLink, identityDir, joinCluster, loadIdentity, type AgentIdentity } from '../cluster/agent-link.js';
+import { controllerCaller } from '../cluster/controller-peer.js';
+import { loadTlsPair } from './tls.js';
 
 export interface DaemonOptions {
   dataDir?: string;
@@ -132,6 +134,13 @@ async function agentIdentity(dataDir: string, a: NonNullable<DaemonOptions['agen
   return id;
 }
 
+/** An agent's TLS pair for its TCP API: its cluster certificate (sent with the CA's) and key. */
+function identityPair(dataDir: string, id: AgentIdentity): TlsPair {
+  const dir = identityDir(dataDir);
+  const pair = loadTlsPair(join(dir, 'agent.crt'), join(dir, 'agent.key'));
+  return { ...pair, cert: `${id.certPem.trim()}\n${id.caPem.trim()}\n` };
+}
+
 export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   const dataDir = opts.dataDir ?? dataDirFromEnv();
   const paths = dataPaths(dataDir);
@@ -152,15 +161,19 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   }
   // What the TCP listener needs comes first: a daemon that cannot serve TCP with auth refuses to start at all,
   // before it opens the store, adopts a VM or binds a socket.
-  let tcp: (ReturnType<typeof parseListen> & { token: string; tls: TlsPair }) | undefined;
-  if (opts.listen) {
+  // An agent joins before anything else: a refused join leaves the host as it was.
+  const identity = opts.agent ? await agentIdentity(dataDir, opts.agent, opts.listen, log) : undefined;
+  let tcp: (ReturnType<typeof parseListen> & { token: string; tls: TlsPair; ca?: string }) | undefined;
+  if (opts.listen && identity) {
+    // a cluster agent serves TCP with its cluster certificate, and takes controllers' client certificates
+    const where = parseListen(opts.listen);
+    tcp = { ...where, token: ensureToken(paths.token), tls: identityPair(dataDir, identity), ca: identity.caPem };
+  } else if (opts.listen) {
     const where = parseListen(opts.listen);
     tcp = { ...where, token: ensureToken(paths.token), tls: await ensureTlsPair(dataDir, { cert: opts.tlsCert, key: opts.tlsKey }, where.host) };
   } else if (opts.tlsCert !== undefined || opts.tlsKey !== undefined) {
     throw new CorralError('INVALID_SPEC', '--tls-cert and --tls-key are for the TCP listener: give --listen HOST:PORT too', { field: 'listen' });
   }
-  // An agent joins before anything else: a refused join leaves the host as it was.
-  const identity = opts.agent ? await agentIdentity(dataDir, opts.agent, opts.listen, log) : undefined;
   // QEMU and its storage daemons run as corral-qemu, dnsmasq drops to corral-dnsmasq (src/host/run-as.ts)
   const qemuUser = await qemuRunAs();
   assertReachable(dataDir, qemuUser);
@@ -263,7 +276,10 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   log.info({ socket: paths.socket, dataDir }, 'corral daemon listening');
 
   if (tcp) {
-    const tcpApi = await buildApi(services, { token: tcp.token, tls: tcp.tls, audit });
+    const tcpApi = await buildApi(services, {
+      token: tcp.token, tls: { cert: tcp.tls.cert, key: tcp.tls.key, ...(tcp.ca ? { ca: tcp.ca } : {}) }, audit,
+      ...(tcp.ca ? { peer: controllerCaller(tcp.ca) } : {}),
+    });
     await tcpApi.listen({ host: tcp.host, port: tcp.port });
     servers.push(tcpApi);
     const { certFile, fingerprint, made } = tcp.tls;

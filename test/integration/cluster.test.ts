@@ -37,8 +37,11 @@ async function sql(text: string): Promise<void> {
   }
 }
 
-function agent(name: string, join?: { url: string; token: string }): Daemon {
-  const d = new Daemon(newDataDir(), [...(join ? ['--join', join.url, '--token', join.token] : []), '--name', name], { CORRAL_HEARTBEAT_MS: '500', CORRAL_LOG_LEVEL: 'info' }, { command: 'agent' });
+const ports = new Map<string, number>();
+
+async function agent(name: string, join?: { url: string; token: string }): Promise<Daemon> {
+  if (!ports.has(name)) ports.set(name, await freePort());
+  const d = new Daemon(newDataDir(), [...(join ? ['--join', join.url, '--token', join.token] : []), '--name', name, '--listen', `127.0.0.1:${ports.get(name)}`], { CORRAL_HEARTBEAT_MS: '500', CORRAL_LOG_LEVEL: 'info' }, { command: 'agent' });
   agents.push(d);
   return d;
 }
@@ -119,7 +122,7 @@ test('cluster init makes the CA and a first token once; a controller refuses an 
 });
 
 test('agents join with single-use tokens and are listed by both controllers; bad tokens and a second join are refused, leaving nothing', { skip, timeout: 240_000 }, async () => {
-  const a1 = agent('a1', { url: c1.url, token: firstToken });
+  const a1 = await agent('a1', { url: c1.url, token: firstToken });
   await a1.start();
   joined.set('a1', a1);
   const id = JSON.parse(readFileSync(join(a1.dataDir, 'cluster', 'cluster.json'), 'utf8'));
@@ -132,27 +135,27 @@ test('agents join with single-use tokens and are listed by both controllers; bad
   assert.deepEqual((await hosts(c2)).map((h) => h.name), ['a1'], 'the second controller sees the same');
 
   // the same token again: used
-  const reuse = agent('a2', { url: c2.url, token: firstToken });
+  const reuse = await agent('a2', { url: c2.url, token: firstToken });
   assert.match(await failingAgent(reuse), /JOIN_TOKEN_REFUSED.*used already/);
   assert.equal(existsSync(join(reuse.dataDir, 'cluster')), false, 'no identity left');
 
   // a host name taken: refused before the token is spent
   const t2 = await newToken(c2);
-  const twice = agent('a1', { url: c1.url, token: t2 });
+  const twice = await agent('a1', { url: c1.url, token: t2 });
   assert.match(await failingAgent(twice), /HOST_EXISTS/);
   // an expired token
   const t3 = await newToken(c1);
   await sql(`UPDATE join_tokens SET expires_at = now() - interval '1 second' WHERE id = '${t3.split('.')[1]}'`);
-  assert.match(await failingAgent(agent('a3', { url: c1.url, token: t3 })), /JOIN_TOKEN_REFUSED.*expired/);
+  assert.match(await failingAgent(await agent('a3', { url: c1.url, token: t3 })), /JOIN_TOKEN_REFUSED.*expired/);
   // a token whose CA hash is not this cluster's: the agent sends nothing
   const parts = t2.split('.');
   const foreign = [...parts.slice(0, 3), 'f'.repeat(64)].join('.');
-  assert.match(await failingAgent(agent('a4', { url: c1.url, token: foreign })), /UNTRUSTED_PEER.*not the cluster this token is for/);
+  assert.match(await failingAgent(await agent('a4', { url: c1.url, token: foreign })), /UNTRUSTED_PEER.*not the cluster this token is for/);
   // a wrong secret
   const wrong = [parts[0], parts[1], 'A'.repeat(43), parts[3]].join('.');
-  assert.match(await failingAgent(agent('a5', { url: c1.url, token: wrong })), /JOIN_TOKEN_REFUSED|INVALID_JOIN_TOKEN/);
+  assert.match(await failingAgent(await agent('a5', { url: c1.url, token: wrong })), /JOIN_TOKEN_REFUSED|INVALID_JOIN_TOKEN/);
   // the name-clash attempt spent nothing: t2 still joins a2
-  const a2 = agent('a2', { url: c2.url, token: t2 });
+  const a2 = await agent('a2', { url: c2.url, token: t2 });
   await a2.start();
   joined.set('a2', a2);
   await waitHostState(c1, 'a2', 'up');
@@ -172,7 +175,7 @@ test('a frozen agent turns unreachable and comes back; an agent restarted withou
   const a1 = joined.get('a1')!;
   const uuid = JSON.parse(readFileSync(join(a1.dataDir, 'cluster', 'cluster.json'), 'utf8')).uuid;
   await a1.stop();
-  a1.extraArgs = ['--name', 'a1'];
+  a1.extraArgs = ['--name', 'a1', '--listen', `127.0.0.1:${ports.get('a1')}`];
   await a1.start();
   const h = await waitHostState(c1, 'a1', 'up');
   assert.equal(h.uuid, uuid);
@@ -206,6 +209,65 @@ test('controllers and PostgreSQL down for a while: the guest on an agent runs on
   assert.equal(g.pid, pid, 'the same QEMU');
   assert.equal(g.state, 'running');
   await a1.ok('POST', '/v1/instances/g1/kill', {});
+  await a1.ok('DELETE', '/v1/instances/g1');
+});
+
+test('instances through the controllers: spread over the hosts, pinned, kept apart by anti-affinity atomically across controllers, forwarded, refused with what each host lacks', { skip, timeout: 300_000 }, async () => {
+  const ok = async (c: Controller, args: string[]): Promise<any> => {
+    const r = await c.cli([...args, '--json']);
+    assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
+    return r.stdout.trim() ? JSON.parse(r.stdout) : null;
+  };
+  for (const n of ['p1', 'p2', 'p3', 'p4']) await ok(n === 'p2' ? c2 : c1, ['create', n, '--image', 'tiny', '--memory', '128M']);
+  const listed = (await ok(c2, ['list'])).instances;
+  assert.deepEqual(listed.map((i: any) => i.name), ['p1', 'p2', 'p3', 'p4']);
+  const on = (h: string): string[] => listed.filter((i: any) => i.host === h).map((i: any) => i.name);
+  assert.equal(on('a1').length, 2, JSON.stringify(listed));
+  assert.equal(on('a2').length, 2, 'spread evens the hosts out');
+  assert.equal((await joined.get(listed[0].host)!.ok('GET', `/v1/instances/${listed[0].name}`)).uuid, listed[0].uuid, 'the row is the agent\'s own instance');
+  const text = await c1.cli(['list']);
+  assert.match(text.stdout, /^NAME\s+HOST\s+STATE/);
+
+  // pinned to a host and started there; every call about it is forwarded to that agent
+  const q1 = await ok(c1, ['create', 'q1', '--image', 'tiny', '--memory', '128M', '--host', 'a2', '--start']);
+  assert.equal(q1.host, 'a2');
+  await joined.get('a2')!.waitConsole('q1', /corral-tiny ready/);
+  const shown = await ok(c2, ['show', 'q1']);
+  assert.equal(shown.state, 'running');
+  assert.equal(shown.host, 'a2');
+  assert.equal(shown.pid, (await joined.get('a2')!.ok('GET', '/v1/instances/q1')).pid);
+  assert.match((await c1.cli(['host', 'remove', 'a2'])).stderr, /HOST_NOT_EMPTY/);
+  await ok(c2, ['kill', 'q1']);
+  assert.equal((await joined.get('a2')!.ok('GET', '/v1/instances/q1')).state, 'stopped');
+
+  // refusals name the host, or what each one lacks
+  assert.match((await c1.cli(['create', 'x1', '--image', 'tiny', '--host', 'nosuch'])).stderr, /HOST_NOT_FOUND/);
+  assert.equal((await c1.cli(['host', 'maintenance', 'a1', 'on'])).code, 0);
+  assert.match((await c1.cli(['create', 'x1', '--image', 'tiny', '--host', 'a1'])).stderr, /HOST_UNAVAILABLE: host "a1" is maintenance/);
+  assert.equal((await c1.cli(['host', 'maintenance', 'a1', 'off'])).code, 0);
+  const huge = await c1.cli(['create', 'x1', '--image', 'tiny', '--memory', '4000G']);
+  assert.match(huge.stderr, /NO_HOST_FITS: no host can take 1 vCPU and 4000 GiB: a1 lacks memory .*; a2 lacks memory/);
+  const bad = await c1.cli(['create', 'x1', '--image', 'nosuch-image']);
+  assert.match(bad.stderr, /IMAGE_NOT_FOUND/);
+  assert.deepEqual((await ok(c1, ['list'])).instances.map((i: any) => i.name), ['p1', 'p2', 'p3', 'p4', 'q1'], 'nothing half-made');
+
+  // anti-affinity: four members asked for at once through both controllers; two hosts take two of them
+  const tries = await Promise.all(['w1', 'w2', 'w3', 'w4'].map((n, i) => (i % 2 ? c2 : c1).cli(['create', n, '--image', 'tiny', '--memory', '64M', '--group', 'web', '--anti-affinity', '--json'])));
+  const made = tries.filter((t) => t.code === 0).map((t) => JSON.parse(t.stdout));
+  assert.equal(made.length, 2, tries.map((t) => t.stderr).join('\n'));
+  assert.notEqual(made[0].host, made[1].host);
+  for (const t of tries.filter((x) => x.code !== 0)) {
+    const e = JSON.parse(t.stderr).error;
+    assert.equal(e.code, 'NO_HOST_FITS');
+    assert.deepEqual(e.hosts, ['a1 already holds an instance of group "web" (anti-affinity)', 'a2 already holds an instance of group "web" (anti-affinity)']);
+  }
+
+  // delete through a controller: gone there and on its host
+  for (const i of (await ok(c1, ['list'])).instances) await ok(c2, ['delete', i.name]);
+  assert.deepEqual((await ok(c1, ['list'])).instances, []);
+  for (const a of ['a1', 'a2']) assert.deepEqual((await joined.get(a)!.ok('GET', '/v1/instances')).instances, []);
+  const pool = await ok(c1, ['pool', 'show']);
+  assert.deepEqual(pool.hosts.map((h: any) => [h.name, h.state, h.allocated.instances]), [['a1', 'up', 0], ['a2', 'up', 0]]);
 });
 
 test('a removed host is refused from then on (its certificate revoked); certificates from elsewhere are refused', { skip, timeout: 120_000 }, async () => {

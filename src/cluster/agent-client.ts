@@ -1,0 +1,77 @@
+/**
+ * A controller's calls to an agent's API: HTTPS to the address the host joined with, the controller's own
+ * certificate as the client certificate (the agent takes it as an admin), and the agent's certificate checked
+ * twice: issued by the cluster CA for that address, and the very certificate the host joined with (pinned by
+ * fingerprint), so a removed or impostor host is never talked to.
+ */
+import { request } from 'node:https';
+import { checkServerIdentity, type PeerCertificate } from 'node:tls';
+import { CorralError } from '../core/errors.js';
+import type { HostRow } from './cluster-store.js';
+
+export interface AgentReply {
+  status: number;
+  contentType: string;
+  body: Buffer;
+}
+
+export class AgentClient {
+  constructor(private readonly tls: { caPem: string; certPem: string; keyPem: string }, private readonly timeoutMs = 60_000) {}
+
+  /** One request to a host's agent; HOST_UNAVAILABLE when it cannot be reached (or is not who it joined as). */
+  call(host: HostRow, method: string, path: string, body?: unknown, timeoutMs = this.timeoutMs): Promise<AgentReply> {
+    if (!host.address) return Promise.reject(new CorralError('HOST_UNAVAILABLE', `host "${host.name}" serves no API (its agent was started without --listen)`, { host: host.name }));
+    const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
+    const pin = host.certFingerprint.toLowerCase();
+    return new Promise((resolve, reject) => {
+      const req = request(new URL(path, host.address), {
+        method, timeout: timeoutMs, ca: this.tls.caPem, cert: this.tls.certPem, key: this.tls.keyPem,
+        headers: { accept: 'application/json', ...(payload ? { 'content-type': 'application/json', 'content-length': String(payload.length) } : {}) },
+        checkServerIdentity: (name: string, cert: PeerCertificate) => {
+          const err = checkServerIdentity(name, cert);
+          if (err) return err;
+          const got = cert.fingerprint256.replace(/:/g, '').toLowerCase();
+          return got === pin ? undefined : new Error(`the agent at ${host.address} shows another certificate than host "${host.name}" joined with`);
+        },
+      }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, contentType: String(res.headers['content-type'] ?? 'application/json'), body: Buffer.concat(chunks) }));
+        res.on('error', (e) => reject(unavailable(host, e)));
+      });
+      req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
+      req.on('error', (e) => reject(unavailable(host, e)));
+      req.end(payload);
+    });
+  }
+
+  /** A JSON call that must succeed: the parsed body, or the agent's own error (its code and message). */
+  async json<T>(host: HostRow, method: string, path: string, body?: unknown, timeoutMs?: number): Promise<T> {
+    const r = await this.call(host, method, path, body, timeoutMs);
+    const parsed = parse(r.body);
+    if (r.status >= 400) throw agentError(host, r.status, parsed);
+    return parsed as T;
+  }
+}
+
+export function parse(buf: Buffer): unknown {
+  try {
+    return JSON.parse(buf.toString('utf8'));
+  } catch {
+    return buf.toString('utf8');
+  }
+}
+
+/** The agent's error reply as a CorralError with its code, naming the host. */
+export function agentError(host: HostRow, status: number, body: unknown): CorralError {
+  const e = (body as { error?: Record<string, unknown> } | null)?.error;
+  if (e && typeof e.code === 'string' && typeof e.message === 'string') {
+    const { code, message, ...rest } = e;
+    return new CorralError(code as never, message as string, { ...rest, host: host.name });
+  }
+  return new CorralError('HOST_UNAVAILABLE', `host "${host.name}" answered HTTP ${status}`, { host: host.name });
+}
+
+function unavailable(host: HostRow, e: Error): CorralError {
+  return new CorralError('HOST_UNAVAILABLE', `host "${host.name}" (${host.address}) cannot be reached: ${e.message}`, { host: host.name });
+}

@@ -1,0 +1,167 @@
+/**
+ * Where the cluster's instances are: one row per instance naming its host, and what placement reserved there
+ * (cpus, memory, whether the instance runs or not: a create then a start can never overcommit a host).
+ *
+ * Placement is one transaction under a cluster-wide advisory lock, so that admission stays atomic across
+ * controllers: it reads every host (state on the database's clock) and what its instances reserve, asks the pure
+ * placer (src/core/placement.ts) for a host among the `up` ones that fit, and inserts the row. A request pinned to
+ * a host (`--host`) is checked the same way; a group with anti-affinity keeps its members on different hosts.
+ * When nothing fits, NO_HOST_FITS says what each host lacks.
+ */
+import type pg from 'pg';
+import { CorralError } from '../core/errors.js';
+import { place, type HostState as PlacerHost, type Policy } from '../core/placement.js';
+import { formatSize } from '../core/units.js';
+import { HOST_COLUMNS, hostRow, type HostDbRow, type HostRow } from './cluster-store.js';
+import { errorCode, fromPg, UNIQUE_VIOLATION } from './pg-errors.js';
+
+/** The advisory lock that serialises placement across controllers ("place" in ASCII). */
+export const PLACEMENT_LOCK_KEY = '1886151011';
+
+export interface PlaceRequest {
+  name: string;
+  cpus: number;
+  memory: number;
+  /** pin to this host */
+  host?: string;
+  group?: string;
+  antiAffinity?: boolean;
+  labels?: Record<string, string>;
+}
+
+export interface ClusterInstance {
+  name: string;
+  host: string;
+  uuid: string | null;
+  cpus: number;
+  memory: number;
+  group: string | null;
+  antiAffinity: boolean;
+  createdAt: string;
+}
+
+interface InstanceDbRow { name: string; host: string; uuid: string | null; cpus: number; memory: string; grp: string | null; anti_affinity: boolean; created_at: Date }
+
+const COLUMNS = 'name, host, uuid::text AS uuid, cpus, memory, grp, anti_affinity, created_at';
+
+function instanceRow(r: InstanceDbRow): ClusterInstance {
+  return { name: r.name, host: r.host, uuid: r.uuid, cpus: r.cpus, memory: Number(r.memory), group: r.grp, antiAffinity: r.anti_affinity, createdAt: r.created_at.toISOString() };
+}
+
+interface Reserved { cpus: number; memory: number; instances: number }
+
+function capacityOf(h: HostRow): { cpus: number; memory: number } {
+  const c = (h.capacity ?? {}) as { cpus?: unknown; memory?: unknown };
+  return { cpus: typeof c.cpus === 'number' ? c.cpus : 0, memory: typeof c.memory === 'number' ? c.memory : 0 };
+}
+
+/** Why one host cannot take a request (null: it can). */
+export function whyNot(h: HostRow, reserved: Reserved, req: PlaceRequest, groupHosts: Set<string>): string | null {
+  if (h.state !== 'up') return `is ${h.state}`;
+  if (groupHosts.has(h.name)) return `already holds an instance of group "${req.group}" (anti-affinity)`;
+  for (const [k, v] of Object.entries(req.labels ?? {})) if (h.labels[k] !== v) return `lacks the label ${k}=${v}`;
+  const cap = capacityOf(h);
+  const lacks: string[] = [];
+  const freeMem = cap.memory - reserved.memory;
+  const freeCpu = cap.cpus - reserved.cpus;
+  if (freeMem < req.memory) lacks.push(`memory (${formatSize(Math.max(0, freeMem))} free of ${formatSize(cap.memory)}, ${formatSize(req.memory)} asked)`);
+  if (freeCpu < req.cpus) lacks.push(`vCPUs (${Math.max(0, freeCpu)} free of ${cap.cpus}, ${req.cpus} asked)`);
+  return lacks.length > 0 ? `lacks ${lacks.join(' and ')}` : null;
+}
+
+export class ClusterInstances {
+  constructor(private readonly pool: pg.Pool, private readonly o: { unreachableAfterMs: number; policy: Policy }) {}
+
+  private async q<R extends pg.QueryResultRow>(sql: string, params: unknown[] = []): Promise<pg.QueryResult<R>> {
+    try {
+      return await this.pool.query<R>(sql, params);
+    } catch (e) {
+      throw fromPg(e);
+    }
+  }
+
+  /** Place a new instance: see the file's comment. Returns its row and its host. */
+  async place(req: PlaceRequest): Promise<{ instance: ClusterInstance; host: HostRow }> {
+    let client: pg.PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (e) {
+      throw fromPg(e);
+    }
+    try {
+      await client.query('BEGIN');
+      await client.query('SELECT pg_advisory_xact_lock($1::bigint)', [PLACEMENT_LOCK_KEY]);
+      const taken = await client.query<{ host: string }>('SELECT host FROM instances WHERE name = $1', [req.name]);
+      if (taken.rows[0]) throw new CorralError('ALREADY_EXISTS', `an instance named "${req.name}" exists (on host ${taken.rows[0].host})`, { name: req.name });
+      const hosts = (await client.query<HostDbRow>(`SELECT ${HOST_COLUMNS} FROM hosts ORDER BY name`, [this.o.unreachableAfterMs])).rows.map(hostRow);
+      const reserved = new Map<string, Reserved>();
+      for (const r of (await client.query<{ host: string; cpus: string; memory: string; n: string }>(
+        'SELECT host, sum(cpus) AS cpus, sum(memory) AS memory, count(*) AS n FROM instances GROUP BY host')).rows) {
+        reserved.set(r.host, { cpus: Number(r.cpus), memory: Number(r.memory), instances: Number(r.n) });
+      }
+      const groupHosts = new Set<string>();
+      if (req.group !== undefined) {
+        const g = await client.query<{ host: string; anti: boolean }>('SELECT host, bool_or(anti_affinity) AS anti FROM instances WHERE grp = $1 GROUP BY host', [req.group]);
+        const anti = req.antiAffinity === true || g.rows.some((r) => r.anti);
+        if (anti) for (const r of g.rows) groupHosts.add(r.host);
+      }
+      const none: Reserved = { cpus: 0, memory: 0, instances: 0 };
+      let pool = hosts;
+      if (req.host !== undefined) {
+        const pinned = hosts.find((h) => h.name === req.host);
+        if (!pinned) throw new CorralError('HOST_NOT_FOUND', `no host named "${req.host}" in the cluster (corral host list shows them)`, { host: req.host });
+        if (pinned.state !== 'up') throw new CorralError('HOST_UNAVAILABLE', `host "${pinned.name}" is ${pinned.state}: it takes no new instances`, { host: pinned.name, state: pinned.state });
+        pool = [pinned];
+      }
+      const candidates: PlacerHost[] = pool.map((h) => ({
+        name: h.name, capacity: capacityOf(h), allocated: reserved.get(h.name) ?? none, labels: h.labels,
+        schedulable: h.state === 'up' && !groupHosts.has(h.name),
+      }));
+      const got = place(candidates, { cpus: req.cpus, memory: req.memory, ...(req.labels ? { labels: req.labels } : {}) }, this.o.policy);
+      if (got.host === null) {
+        const each = pool.map((h) => `${h.name} ${whyNot(h, reserved.get(h.name) ?? none, req, groupHosts) ?? 'fits'}`);
+        const what = `${req.cpus} vCPU${req.cpus === 1 ? '' : 's'} and ${formatSize(req.memory)}`;
+        throw new CorralError('NO_HOST_FITS', pool.length === 0 ? `no host can take ${what}: the cluster has no hosts` : `no host can take ${what}: ${each.join('; ')}`, { hosts: each });
+      }
+      const r = await client.query<InstanceDbRow>(
+        `INSERT INTO instances (name, host, cpus, memory, grp, anti_affinity) VALUES ($1, $2, $3, $4, $5, $6) RETURNING ${COLUMNS}`,
+        [req.name, got.host, req.cpus, req.memory, req.group ?? null, req.antiAffinity === true]);
+      await client.query('COMMIT');
+      return { instance: instanceRow(r.rows[0]!), host: hosts.find((h) => h.name === got.host)! };
+    } catch (e) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      if (errorCode(e) === UNIQUE_VIOLATION) throw new CorralError('ALREADY_EXISTS', `an instance named "${req.name}" exists`, { name: req.name });
+      throw fromPg(e);
+    } finally {
+      client.release();
+    }
+  }
+
+  async get(name: string): Promise<ClusterInstance | null> {
+    const r = await this.q<InstanceDbRow>(`SELECT ${COLUMNS} FROM instances WHERE name = $1`, [name]);
+    return r.rows[0] ? instanceRow(r.rows[0]) : null;
+  }
+
+  async list(): Promise<ClusterInstance[]> {
+    return (await this.q<InstanceDbRow>(`SELECT ${COLUMNS} FROM instances ORDER BY name`)).rows.map(instanceRow);
+  }
+
+  async setUuid(name: string, uuid: string): Promise<void> {
+    await this.q('UPDATE instances SET uuid = $2 WHERE name = $1', [name, uuid]);
+  }
+
+  /** Forget an instance (deleted on its host, or its create failed there): whether there was one. */
+  async remove(name: string): Promise<boolean> {
+    return (await this.q('DELETE FROM instances WHERE name = $1', [name])).rowCount === 1;
+  }
+
+  /** What the instances placed on each host reserve. */
+  async reservations(): Promise<Map<string, Reserved>> {
+    const out = new Map<string, Reserved>();
+    for (const r of (await this.q<{ host: string; cpus: string; memory: string; n: string }>(
+      'SELECT host, sum(cpus) AS cpus, sum(memory) AS memory, count(*) AS n FROM instances GROUP BY host')).rows) {
+      out.set(r.host, { cpus: Number(r.cpus), memory: Number(r.memory), instances: Number(r.n) });
+    }
+    return out;
+  }
+}

@@ -1,0 +1,138 @@
+/**
+ * A controller's instance routes: the same API as a single daemon's, over the cluster.
+ * - POST /v1/instances places the instance (cluster-instances.ts; `host`, `group`, `antiAffinity` choose or
+ *   constrain the host) and creates it on that host's agent with the rest of the body, as is; a refusal there
+ *   (the agent's own validation, its image missing) gives back the reservation and is answered as the agent said.
+ * - GET /v1/instances asks every host that holds instances, in parallel, and adds `host` to each row; the
+ *   instances of a host that does not answer are listed from the database with state `unknown`.
+ * - Everything under /v1/instances/NAME is forwarded to the owning agent (method, path, query, body) and its
+ *   answer relayed as it is; `host` is added to an instance's view; a delete there forgets the instance here.
+ * - GET /v1/pool sums the `up` hosts and lists each one.
+ */
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { CorralError } from '../core/errors.js';
+import { validateName } from '../core/names.js';
+import { DEFAULT_MEMORY } from '../core/spec.js';
+import { parseSize } from '../core/units.js';
+import type { ClusterStore, HostRow } from './cluster-store.js';
+import type { ClusterInstances, ClusterInstance } from './cluster-instances.js';
+import { parse, type AgentClient, type AgentReply } from './agent-client.js';
+
+export interface ControllerInstanceDeps {
+  store: ClusterStore;
+  instances: ClusterInstances;
+  agents: AgentClient;
+  log: { info: (o: object, m: string) => void; warn: (o: object, m: string) => void };
+}
+
+type Body = Record<string, unknown>;
+
+function requestOf(body: Body): { name: string; cpus: number; memory: number; host?: string; group?: string; antiAffinity: boolean; rest: Body } {
+  const { host, group, antiAffinity, ...rest } = body;
+  const name = validateName('name', body.name);
+  const cpus = body.cpus === undefined ? 1 : body.cpus;
+  if (typeof cpus !== 'number' || !Number.isInteger(cpus) || cpus < 1) throw new CorralError('INVALID_SPEC', `cpus: must be a whole number, at least 1, got ${JSON.stringify(cpus)}`, { field: 'cpus' });
+  const memory = body.memory === undefined ? DEFAULT_MEMORY : parseSize('memory', body.memory);
+  if (host !== undefined && typeof host !== 'string') throw new CorralError('INVALID_SPEC', 'host: must be a host name', { field: 'host' });
+  if (group !== undefined) validateName('group', group);
+  if (antiAffinity !== undefined && typeof antiAffinity !== 'boolean') throw new CorralError('INVALID_SPEC', 'antiAffinity: must be true or false', { field: 'antiAffinity' });
+  if (antiAffinity === true && group === undefined) throw new CorralError('INVALID_SPEC', 'antiAffinity: keeps the members of a group apart: give the group too', { field: 'antiAffinity' });
+  return { name, cpus, memory, ...(host !== undefined ? { host: host as string } : {}), ...(group !== undefined ? { group: group as string } : {}), antiAffinity: antiAffinity === true, rest };
+}
+
+function relay(reply: FastifyReply, r: AgentReply, extra?: Body): FastifyReply {
+  if (extra && r.status < 300) {
+    const parsed = parse(r.body);
+    if (parsed && typeof parsed === 'object') return reply.status(r.status).send({ ...(parsed as Body), ...extra });
+  }
+  return reply.status(r.status).header('content-type', r.contentType).send(r.body);
+}
+
+async function hostOf(d: ControllerInstanceDeps, name: string): Promise<{ inst: ClusterInstance; host: HostRow }> {
+  const inst = await d.instances.get(name);
+  if (!inst) throw new CorralError('INSTANCE_NOT_FOUND', `instance "${name}" does not exist in the cluster`, { name });
+  const host = await d.store.getHost(inst.host);
+  if (!host) throw new CorralError('HOST_UNAVAILABLE', `the host "${inst.host}" of instance "${name}" is gone from the cluster`, { host: inst.host });
+  if (host.state === 'unreachable' || host.state === 'fenced') {
+    throw new CorralError('HOST_UNAVAILABLE', `host "${host.name}", which runs instance "${name}", is ${host.state}`, { host: host.name, state: host.state });
+  }
+  return { inst, host };
+}
+
+export function controllerInstanceRoutes(d: ControllerInstanceDeps) {
+  return async (app: FastifyInstance): Promise<void> => {
+    app.post('/v1/instances', async (req, reply) => {
+      const r = requestOf((req.body ?? {}) as Body);
+      const placed = await d.instances.place({ name: r.name, cpus: r.cpus, memory: r.memory, ...(r.host ? { host: r.host } : {}), ...(r.group ? { group: r.group } : {}), antiAffinity: r.antiAffinity });
+      let res: AgentReply;
+      try {
+        res = await d.agents.call(placed.host, 'POST', '/v1/instances', r.rest);
+      } catch (e) {
+        await d.instances.remove(r.name);
+        throw e;
+      }
+      if (res.status >= 300) {
+        await d.instances.remove(r.name);
+        return relay(reply, res);
+      }
+      const view = parse(res.body) as { uuid?: string };
+      if (typeof view.uuid === 'string') await d.instances.setUuid(r.name, view.uuid);
+      d.log.info({ instance: r.name, host: placed.host.name }, 'instance placed');
+      return relay(reply, res, { host: placed.host.name });
+    });
+
+    app.get('/v1/instances', async () => {
+      const rows = await d.instances.list();
+      const byHost = new Map<string, ClusterInstance[]>();
+      for (const r of rows) byHost.set(r.host, [...(byHost.get(r.host) ?? []), r]);
+      const views = new Map<string, Body>();
+      await Promise.all([...byHost.keys()].map(async (name) => {
+        const host = await d.store.getHost(name);
+        if (!host || host.state === 'unreachable' || host.state === 'fenced') return;
+        try {
+          const got = await d.agents.json<{ instances: Body[] }>(host, 'GET', '/v1/instances', undefined, 10_000);
+          for (const v of got.instances) views.set(String(v.name), { ...v, host: name });
+        } catch (e) {
+          d.log.warn({ host: name, error: (e as Error).message }, 'a host did not list its instances');
+        }
+      }));
+      return {
+        instances: rows.map((r) => views.get(r.name) ?? { name: r.name, uuid: r.uuid, state: 'unknown', cpus: r.cpus, memory: r.memory, pid: null, host: r.host }),
+      };
+    });
+
+    const forward = async (req: FastifyRequest<{ Params: { name: string } }>, reply: FastifyReply): Promise<FastifyReply> => {
+      const { host } = await hostOf(d, req.params.name);
+      const path = req.url;
+      const body = req.method === 'GET' || req.method === 'HEAD' || req.body === undefined ? undefined : req.body;
+      const res = await d.agents.call(host, req.method, path, body);
+      const whole = path.split('?')[0] === `/v1/instances/${encodeURIComponent(req.params.name)}`;
+      if (whole && req.method === 'DELETE' && (res.status < 300 || (res.status === 404 && /INSTANCE_NOT_FOUND/.test(res.body.toString())))) {
+        await d.instances.remove(req.params.name);
+      }
+      return relay(reply, res, whole && req.method !== 'DELETE' ? { host: host.name } : undefined);
+    };
+    app.all('/v1/instances/:name', forward);
+    app.all('/v1/instances/:name/*', forward);
+
+    app.get('/v1/pool', async () => {
+      const hosts = await d.store.listHosts();
+      const reserved = await d.instances.reservations();
+      const zero = { cpus: 0, memory: 0, instances: 0 };
+      const each = hosts.map((h) => {
+        const cap = (h.capacity ?? {}) as { cpus?: number; memory?: number };
+        const a = reserved.get(h.name) ?? zero;
+        const capacity = { cpus: cap.cpus ?? 0, memory: cap.memory ?? 0 };
+        return { name: h.name, state: h.state, capacity, allocated: a, free: { cpus: capacity.cpus - a.cpus, memory: capacity.memory - a.memory } };
+      });
+      const up = each.filter((h) => h.state === 'up');
+      const sum = (f: (h: (typeof each)[number]) => number, list = up): number => list.reduce((s, h) => s + f(h), 0);
+      return {
+        capacity: { cpus: sum((h) => h.capacity.cpus), memory: sum((h) => h.capacity.memory) },
+        allocated: { cpus: sum((h) => h.allocated.cpus, each), memory: sum((h) => h.allocated.memory, each), instances: sum((h) => h.allocated.instances, each) },
+        free: { cpus: sum((h) => h.free.cpus), memory: sum((h) => h.free.memory) },
+        hosts: each,
+      };
+    });
+  };
+}
