@@ -5,7 +5,8 @@ DATA_DIR ?= $(or $(CORRAL_DATA_DIR),/var/lib/corral)
 TEST_BASE ?= $(CURDIR)/.data/test-base
 export CORRAL_PROBE_CACHE ?= /run/corral/accel-probe.json
 
-.PHONY: all deps build tiny start test test-base test-unit test-integration bench bench-devices bench-scale clean
+.PHONY: all deps build tiny start test test-base test-unit test-integration bench bench-devices bench-scale clean \
+        cluster-demo cluster-demo-pause cluster-demo-resume cluster-demo-down cluster-demo-status
 
 all: build
 
@@ -24,6 +25,23 @@ tiny: build
 
 start: tiny
 	CORRAL_DATA_DIR=$(DATA_DIR) node dist/src/cli/main.js daemon $(ARGS)
+
+# A cluster on one machine (scripts/cluster-demo.sh): PostgreSQL, a controller and three agent hosts in network
+# namespaces, all under CORRAL_DEMO_DIR (default /var/lib/corral-demo). up prints the CORRAL_* exports.
+cluster-demo: build
+	@bash scripts/cluster-demo.sh up
+
+cluster-demo-pause: build
+	@bash scripts/cluster-demo.sh pause
+
+cluster-demo-resume: build
+	@bash scripts/cluster-demo.sh resume
+
+cluster-demo-down: build
+	@bash scripts/cluster-demo.sh down
+
+cluster-demo-status: build
+	@bash scripts/cluster-demo.sh status
 
 test-base: build
 	@test -f $(TEST_BASE)/images/tiny/image.json || CORRAL_DATA_DIR=$(TEST_BASE) node dist/src/daemon/build-tiny.js

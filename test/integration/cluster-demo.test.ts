@@ -1,0 +1,154 @@
+/**
+ * `make cluster-demo` and friends (scripts/cluster-demo.sh), for real: up brings PostgreSQL, a controller and three
+ * agents in network namespaces, and the exports it prints reach the controller, which lists h1..h3 up; pause stops
+ * the controller and PostgreSQL while an agent (and a guest on it) carries on; resume brings the hosts back up;
+ * down leaves no namespace, bridge, process or state dir. It runs with its own state dir, bridge, subnet,
+ * namespace names and ports, so a demo a user has up is not touched; the tiny image comes from the test base.
+ */
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile, execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import { Daemon, REPO, SKIP_NO_TINY, waitFor } from './harness.js';
+import { freePort, runCli } from './cluster-harness.js';
+
+const skip = SKIP_NO_TINY;
+const SCRIPT = join(REPO, 'scripts/cluster-demo.sh');
+const tag = randomBytes(3).toString('hex');
+const DIR = `/tmp/corral-demo-it-${tag}`;
+const BRIDGE = `crlit${tag}`;
+const NETNS = `corral-it-${tag}`;
+const NET = `10.79.${randomBytes(1)[0]!}`;
+const HOSTS = ['h1', 'h2', 'h3'];
+let demoEnv: NodeJS.ProcessEnv = {};
+/** the exports `up` printed */
+let cliEnv: NodeJS.ProcessEnv = {};
+let ran = false;
+
+function demo(sub: string): Promise<{ code: number; stdout: string; stderr: string }> {
+  ran = true;
+  return new Promise((resolve) => {
+    execFile('bash', [SCRIPT, sub], { env: { ...process.env, ...demoEnv }, timeout: 240_000, maxBuffer: 16 * 1024 * 1024 }, (err, stdout, stderr) => {
+      resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
+    });
+  });
+}
+
+function parseExports(stdout: string): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const line of stdout.split('\n')) {
+    const m = /^export (CORRAL_[A-Z_]+)=(.*)$/.exec(line);
+    if (m) env[m[1]!] = m[2]!;
+  }
+  return env;
+}
+
+async function hosts(): Promise<Array<{ name: string; state: string; address: string; allocation: { instances?: number } | null }>> {
+  const r = await runCli(['host', 'list', '--json'], cliEnv);
+  assert.equal(r.code, 0, r.stderr);
+  return JSON.parse(r.stdout);
+}
+
+async function waitAllUp(): Promise<void> {
+  let seen = '';
+  await waitFor(async () => {
+    const hs = await hosts();
+    seen = JSON.stringify(hs.map((h) => [h.name, h.state]));
+    return HOSTS.every((n) => hs.find((h) => h.name === n)?.state === 'up');
+  }, 60_000, 'h1, h2 and h3 to be up', () => seen);
+}
+
+/** pids of live processes whose command line names the state dir, or whose CORRAL_DATA_DIR is in it */
+function demoProcesses(): string[] {
+  const found: string[] = [];
+  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+      const environ = readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0');
+      if (cmdline.some((a) => a.includes(DIR)) || environ.some((e) => e.startsWith(`CORRAL_DATA_DIR=${DIR}`))) found.push(`${pid}: ${cmdline.join(' ')}`);
+    } catch {
+      /* gone meanwhile */
+    }
+  }
+  return found;
+}
+
+function tcpRefused(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const s = connect({ host: '127.0.0.1', port });
+    s.once('connect', () => { s.destroy(); resolve(false); });
+    s.once('error', () => resolve(true));
+  });
+}
+
+after(async () => {
+  // whatever a failed test left
+  if (ran && (existsSync(DIR) || existsSync(`/run/netns/${NETNS}-h1`))) await demo('down');
+});
+
+test('cluster-demo: up, the exports reach the controller listing h1..h3; pause keeps agents and guests; resume; down leaves nothing', { skip, timeout: 600_000 }, async () => {
+  const pgPort = await freePort();
+  demoEnv = {
+    CORRAL_DEMO_DIR: DIR, CORRAL_DEMO_BRIDGE: BRIDGE, CORRAL_DEMO_NET: NET, CORRAL_DEMO_NETNS: NETNS,
+    CORRAL_DEMO_PG_PORT: String(pgPort), CORRAL_DEMO_CONTROLLER_PORT: String(await freePort()), CORRAL_DEMO_AGENT_PORT: String(await freePort()),
+    CORRAL_DEMO_TINY_FROM: process.env.CORRAL_TEST_BASE ?? join(REPO, '.data/test-base'),
+  };
+
+  const up = await demo('up');
+  assert.equal(up.code, 0, up.stderr);
+  for (let i = 1; i <= 6; i++) assert.match(up.stderr, new RegExp(`^\\[${i}/6\\] `, 'm'));
+  cliEnv = parseExports(up.stdout);
+  assert.equal(cliEnv.CORRAL_URL, `https://${NET}.1:${demoEnv.CORRAL_DEMO_CONTROLLER_PORT}`);
+  assert.equal(cliEnv.CORRAL_TOKEN, readFileSync(join(DIR, 'controller/token'), 'utf8').trim());
+  assert.equal(cliEnv.CORRAL_TLS_CA, join(DIR, 'controller/cluster-ca.crt'));
+  await waitAllUp();
+  const listed = await hosts();
+  assert.deepEqual(listed.map((h) => [h.name, h.address]),
+    HOSTS.map((n, i) => [n, `https://${NET}.${11 + i}:${demoEnv.CORRAL_DEMO_AGENT_PORT}`]), 'each agent in its namespace, at its own IP');
+  for (const n of HOSTS) assert.ok(existsSync(`/run/netns/${NETNS}-${n}`), `namespace ${NETNS}-${n}`);
+
+  const again = await demo('up');
+  assert.equal(again.code, 0, again.stderr);
+  assert.match(again.stderr, /already up/);
+  assert.deepEqual(parseExports(again.stdout), cliEnv);
+  const jt = await runCli(['cluster', 'join-token', '--json'], cliEnv);
+  assert.equal(jt.code, 0, jt.stderr);
+  assert.match(JSON.parse(jt.stdout).token, /^corral1\./);
+
+  // a guest on h1, through the agent's own API (its unix socket)
+  const h1 = new Daemon(join(DIR, 'h1'));
+  await h1.ok('POST', '/v1/instances', { name: 'g1', image: 'tiny', memory: '128M' }, 201);
+  await h1.ok('POST', '/v1/instances/g1/start', {});
+  const qemuPid = (await h1.ok('GET', '/v1/instances/g1')).pid as number;
+  assert.ok(qemuPid > 0);
+
+  const pause = await demo('pause');
+  assert.equal(pause.code, 0, pause.stderr);
+  const down = await runCli(['host', 'list', '--json'], cliEnv);
+  assert.notEqual(down.code, 0, 'the controller is down');
+  assert.match(down.stderr, /cannot reach/);
+  assert.ok(await tcpRefused(pgPort), 'PostgreSQL is down');
+  const g1 = await h1.ok('GET', '/v1/instances/g1');
+  assert.equal(g1.state, 'running', 'the agent answers, its guest runs on');
+  assert.equal(g1.pid, qemuPid);
+
+  const resume = await demo('resume');
+  assert.equal(resume.code, 0, resume.stderr);
+  assert.deepEqual(parseExports(resume.stdout), cliEnv, 'the same exports work after resume');
+  await waitAllUp();
+  await waitFor(async () => (await hosts()).find((h) => h.name === 'h1')?.allocation?.instances === 1, 30_000, 'h1 to report its guest');
+  assert.equal((await h1.ok('GET', '/v1/instances/g1')).pid, qemuPid, 'the same QEMU');
+
+  const gone = await demo('down');
+  assert.equal(gone.code, 0, gone.stderr);
+  assert.equal(existsSync(DIR), false, 'no state dir');
+  const netns = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' });
+  assert.doesNotMatch(netns, new RegExp(NETNS), 'no namespace');
+  const links = execFileSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8' });
+  assert.doesNotMatch(links, new RegExp(BRIDGE), 'no bridge, no veth');
+  assert.deepEqual(demoProcesses(), [], 'no process of the demo');
+  assert.equal(existsSync(`/proc/${qemuPid}`), false, 'the guest\'s QEMU is gone');
+});
