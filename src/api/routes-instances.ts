@@ -98,7 +98,7 @@ export function instanceRoutes(svc: Services, limits: StreamLimits = STREAM_LIMI
         },
       },
       async (req) => {
-        await svc.instances.delete(req.params.name, req.query.force ?? false);
+        await svc.instances.delete(req.params.name, req.query.force ?? false, req.query.forget ?? false);
         return { deleted: req.params.name };
       },
     );

@@ -13,6 +13,7 @@ export const ClusterHost = Type.Object(
     address: Type.String({ description: 'the agent\'s API (https://IP:PORT), or empty when it serves none' }),
     labels: Type.Record(Type.String(), Type.String()),
     maintenance: Type.Boolean(),
+    sharedPool: nullable(Type.String({ description: 'where the host mounts the cluster\'s shared storage; null: none' })),
     fencedAt: nullable(Type.String()),
     fenceReason: nullable(Type.String()),
     capacity: Type.Unknown({ description: 'the host\'s pool capacity as its agent last reported it (GET /v1/pool on the agent)' }),
@@ -62,8 +63,16 @@ export const HeartbeatBody = Type.Object(
     capacity: Type.Unknown(),
     allocation: Type.Unknown(),
     agentVersion: Type.String(),
+    sharedPool: Type.Optional(nullable(Type.String({ description: 'where the host mounts the shared storage' }))),
+    ha: Type.Optional(Type.Array(Type.String(), { description: 'the HA instances this host has records of' })),
   },
   { additionalProperties: false },
 );
 export type HeartbeatBody = Static<typeof HeartbeatBody>;
-export const HeartbeatReply = Type.Object({ host: Type.String(), state: literals(HOST_STATES) });
+export const HeartbeatReply = Type.Object({
+  host: Type.String(),
+  state: literals(HOST_STATES),
+  leaseMs: Type.Integer({ description: 'the lease a beat renews: the agent kills its HA instances when none was answered for this long' }),
+  watchdogMs: Type.Integer({ description: 'the host watchdog\'s timeout: it kills the HA instances when the agent stops petting it this long' }),
+  forget: Type.Array(Type.String(), { description: 'instances the cluster runs on another host now: the agent removes its records of them' }),
+});

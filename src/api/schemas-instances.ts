@@ -25,7 +25,10 @@ export const ActionBody = Type.Union([
   Type.Null(),
 ]);
 
-export const DeleteQuery = Type.Object({ force: Type.Optional(Type.Boolean()) }, { additionalProperties: false });
+export const DeleteQuery = Type.Object({
+  force: Type.Optional(Type.Boolean()),
+  forget: Type.Optional(Type.Boolean({ description: 'keep its root disk on the shared pool: another host of the cluster took the instance over' })),
+}, { additionalProperties: false });
 
 /** Why the last QEMU of an instance ended. */
 export const ExitInfo = Type.Object(

@@ -146,7 +146,7 @@ export function registerAgentCommand(program: Command, addDaemonOptions: (c: Com
 export function daemonOptionsFrom(o: Record<string, unknown>) {
   const s = (k: string): string | undefined => (o[k] === undefined ? undefined : String(o[k]));
   return {
-    listen: s('listen'), tlsCert: s('tlsCert'), tlsKey: s('tlsKey'), accel: o.accel as 'kvm' | 'tcg' | undefined,
+    listen: s('listen'), tlsCert: s('tlsCert'), tlsKey: s('tlsKey'), accel: o.accel as 'kvm' | 'tcg' | undefined, sharedPool: s('sharedPool'),
     pool: { cpuRatio: o.cpuRatio as number | undefined, memoryRatio: o.memoryRatio as number | undefined, reservedMemory: s('reservedMemory') },
   };
 }

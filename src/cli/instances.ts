@@ -76,11 +76,13 @@ export function registerInstanceCommands(program: Command, client: () => ApiClie
     .option('--host <host>', 'cluster (against a controller): create it on this host')
     .option('--group <name>', 'cluster: a group of instances (with --anti-affinity, on different hosts)')
     .option('--anti-affinity', 'cluster: keep the members of --group on different hosts')
+    .addOption(new Option('--pool <pool>', 'storage pool of the root disk: local (default) or shared (the hosts\' --shared-pool)').choices(['local', 'shared']))
+    .option('--ha', 'high availability (with --pool shared): started on another host when its host is lost')
     .option('--json', 'print the API JSON')
     .action(async (name: string, o: { image: string; start?: boolean; json?: boolean; balloon?: boolean; volume?: string[]; forward?: string[] } & Record<string, unknown>) => {
       const body: Record<string, unknown> = { name, image: o.image };
       const keys = ['cpus', 'memory', 'disk', 'firmware', 'network', 'nicModel', 'rootBus', 'accel', 'sockets', 'cores', 'threads', 'maxCpus', 'cpuModel', 'pin',
-        'cpuWeight', 'cpuLimit', 'maxMemory', 'memoryLimit', 'prealloc', 'hugepages', 'host', 'group', 'antiAffinity'] as const;
+        'cpuWeight', 'cpuLimit', 'maxMemory', 'memoryLimit', 'prealloc', 'hugepages', 'host', 'group', 'antiAffinity', 'pool', 'ha'] as const;
       for (const k of keys) if (o[k] !== undefined) body[k] = o[k];
       if (o.balloon === false) body.balloon = false;
       if (o.forward !== undefined) body.forwards = o.forward;

@@ -17,6 +17,7 @@ import { join } from 'node:path';
 import { CorralError } from '../core/errors.js';
 import { parseJoinToken } from '../core/join-token.js';
 import { makeKeyAndCsr } from './pki.js';
+import { ensureWatchdog, WatchdogPet, type HaPid } from './watchdog.js';
 
 export interface AgentIdentity {
   /** the controller URLs the agent talks to (https://HOST:PORT) */
@@ -160,26 +161,59 @@ export interface LinkLog {
 
 export type LinkState = 'connecting' | 'up' | 'controller-unreachable' | 'removed';
 
-/** The heartbeat loop. `report` gives what to send; each beat goes to the first controller that answers. */
+/** What the agent's services give the link. */
+export interface LinkHooks {
+  /** the heartbeat's body: the pool, the version, the shared pool, the HA instances here */
+  report(): Promise<{ capacity: unknown; allocation: unknown; agentVersion: string; sharedPool: string | null; ha: string[] }>;
+  /** the running HA instances' QEMU pids, for the watchdog */
+  haPids(): HaPid[];
+  /** kill every HA instance here: the lease is lost */
+  fence(reason: string): Promise<void>;
+  /** remove the records of instances the cluster moved to another host (their shared root disks stay) */
+  forget(names: string[]): Promise<void>;
+}
+
+interface BeatReply { state?: string; leaseMs?: number; watchdogMs?: number; forget?: string[] }
+
+/**
+ * The heartbeat loop, and the lease it renews. Each beat goes to the first controller that answers; an answered
+ * beat renews the lease from the moment it was sent (the database stamps it later, so the agent's view is the
+ * shorter one). When no beat has been answered for the lease less a margin, the agent fences itself: it kills its HA
+ * instances before the controller may start them elsewhere. Every tick also pets the watchdog (watchdog.ts).
+ */
 export class AgentLink {
   state: LinkState = 'connecting';
   private timer: NodeJS.Timeout | undefined;
+  private leaseTimer: NodeJS.Timeout | undefined;
   private stopped = false;
+  private renewedAt: number | null = null;
+  private leaseMs: number | null = null;
+  private watchdogMs: number | null = null;
+  private fenced = false;
+  private readonly pet: WatchdogPet;
 
   constructor(
     private readonly id: AgentIdentity,
-    private readonly report: () => Promise<{ capacity: unknown; allocation: unknown; agentVersion: string }>,
+    private readonly hooks: LinkHooks,
     private readonly log: LinkLog,
+    dataDir: string,
     private readonly intervalMs = Number(process.env.CORRAL_HEARTBEAT_MS) || 3000,
-  ) {}
+  ) {
+    this.pet = new WatchdogPet(identityDir(dataDir));
+    ensureWatchdog(identityDir(dataDir));
+  }
 
   start(): void {
     void this.beat();
+    this.leaseTimer = setInterval(() => void this.checkLease(), 200);
+    this.leaseTimer.unref();
   }
 
   stop(): void {
     this.stopped = true;
     clearTimeout(this.timer);
+    clearInterval(this.leaseTimer);
+    this.pet.close();
   }
 
   private schedule(): void {
@@ -188,16 +222,38 @@ export class AgentLink {
     this.timer.unref();
   }
 
+  private async checkLease(): Promise<void> {
+    if (this.fenced || this.renewedAt === null || this.leaseMs === null) return;
+    const margin = this.intervalMs + 500;
+    const age = performance.now() - this.renewedAt;
+    if (age < this.leaseMs - margin) return;
+    this.fenced = true;
+    const reason = `no controller has renewed this host's lease for ${Math.round(age)} ms (lease ${this.leaseMs} ms)`;
+    this.log.error({ host: this.id.name }, `${reason}: killing the HA instances here before the cluster starts them elsewhere`);
+    await this.hooks.fence(reason).catch((e: Error) => this.log.error({ error: e.message }, 'fencing failed'));
+  }
+
   private async beat(): Promise<void> {
     try {
-      const body = await this.report();
+      if (this.watchdogMs !== null) this.pet.pet(this.watchdogMs, this.hooks.haPids());
+      const body = await this.hooks.report();
+      const sentAt = performance.now();
       let lastErr = '';
       for (const c of this.id.controllers) {
         try {
           const r = await clusterRequest(c, 'POST', '/v1/cluster/heartbeat', body, { ca: this.id.caPem, cert: this.id.certPem, key: this.id.keyPem }, Math.max(1000, this.intervalMs));
           if (r.status === 200) {
+            const reply = (r.body ?? {}) as BeatReply;
             if (this.state !== 'up') this.log.info({ controller: c, host: this.id.name }, 'cluster link up: heartbeats answered');
             this.state = 'up';
+            this.renewedAt = sentAt;
+            this.fenced = false;
+            if (typeof reply.leaseMs === 'number') this.leaseMs = reply.leaseMs;
+            if (typeof reply.watchdogMs === 'number') this.watchdogMs = reply.watchdogMs;
+            if (reply.forget && reply.forget.length > 0) {
+              this.log.warn({ instances: reply.forget }, 'the cluster runs these instances on another host now: their records here are removed (their shared disks stay)');
+              await this.hooks.forget(reply.forget);
+            }
             return;
           }
           const e = replyError(r, `controller ${c}`);

@@ -27,6 +27,11 @@ export interface PlaceRequest {
   group?: string;
   antiAffinity?: boolean;
   labels?: Record<string, string>;
+  /** the root disk on the shared pool: only hosts that mount it */
+  shared?: boolean;
+  ha?: boolean;
+  /** the create request as the agent gets it (kept to make an HA instance again on another host) */
+  spec?: Record<string, unknown>;
 }
 
 export interface ClusterInstance {
@@ -37,15 +42,24 @@ export interface ClusterInstance {
   memory: number;
   group: string | null;
   antiAffinity: boolean;
+  pool: 'local' | 'shared';
+  ha: boolean;
+  spec: Record<string, unknown> | null;
   createdAt: string;
 }
 
-interface InstanceDbRow { name: string; host: string; uuid: string | null; cpus: number; memory: string; grp: string | null; anti_affinity: boolean; created_at: Date }
+interface InstanceDbRow {
+  name: string; host: string; uuid: string | null; cpus: number; memory: string; grp: string | null; anti_affinity: boolean;
+  pool: 'local' | 'shared'; ha: boolean; spec: Record<string, unknown> | null; created_at: Date;
+}
 
-const COLUMNS = 'name, host, uuid::text AS uuid, cpus, memory, grp, anti_affinity, created_at';
+const COLUMNS = 'name, host, uuid::text AS uuid, cpus, memory, grp, anti_affinity, pool, ha, spec, created_at';
 
 function instanceRow(r: InstanceDbRow): ClusterInstance {
-  return { name: r.name, host: r.host, uuid: r.uuid, cpus: r.cpus, memory: Number(r.memory), group: r.grp, antiAffinity: r.anti_affinity, createdAt: r.created_at.toISOString() };
+  return {
+    name: r.name, host: r.host, uuid: r.uuid, cpus: r.cpus, memory: Number(r.memory), group: r.grp, antiAffinity: r.anti_affinity,
+    pool: r.pool, ha: r.ha, spec: r.spec, createdAt: r.created_at.toISOString(),
+  };
 }
 
 interface Reserved { cpus: number; memory: number; instances: number }
@@ -59,6 +73,7 @@ function capacityOf(h: HostRow): { cpus: number; memory: number } {
 export function whyNot(h: HostRow, reserved: Reserved, req: PlaceRequest, groupHosts: Set<string>): string | null {
   if (h.state !== 'up') return `is ${h.state}`;
   if (groupHosts.has(h.name)) return `already holds an instance of group "${req.group}" (anti-affinity)`;
+  if (req.shared && !h.sharedPool) return 'mounts no shared pool';
   for (const [k, v] of Object.entries(req.labels ?? {})) if (h.labels[k] !== v) return `lacks the label ${k}=${v}`;
   const cap = capacityOf(h);
   const lacks: string[] = [];
@@ -93,39 +108,11 @@ export class ClusterInstances {
       await client.query('SELECT pg_advisory_xact_lock($1::bigint)', [PLACEMENT_LOCK_KEY]);
       const taken = await client.query<{ host: string }>('SELECT host FROM instances WHERE name = $1', [req.name]);
       if (taken.rows[0]) throw new CorralError('ALREADY_EXISTS', `an instance named "${req.name}" exists (on host ${taken.rows[0].host})`, { name: req.name });
-      const hosts = (await client.query<HostDbRow>(`SELECT ${HOST_COLUMNS} FROM hosts ORDER BY name`, [this.o.unreachableAfterMs])).rows.map(hostRow);
-      const reserved = new Map<string, Reserved>();
-      for (const r of (await client.query<{ host: string; cpus: string; memory: string; n: string }>(
-        'SELECT host, sum(cpus) AS cpus, sum(memory) AS memory, count(*) AS n FROM instances GROUP BY host')).rows) {
-        reserved.set(r.host, { cpus: Number(r.cpus), memory: Number(r.memory), instances: Number(r.n) });
-      }
-      const groupHosts = new Set<string>();
-      if (req.group !== undefined) {
-        const g = await client.query<{ host: string; anti: boolean }>('SELECT host, bool_or(anti_affinity) AS anti FROM instances WHERE grp = $1 GROUP BY host', [req.group]);
-        const anti = req.antiAffinity === true || g.rows.some((r) => r.anti);
-        if (anti) for (const r of g.rows) groupHosts.add(r.host);
-      }
-      const none: Reserved = { cpus: 0, memory: 0, instances: 0 };
-      let pool = hosts;
-      if (req.host !== undefined) {
-        const pinned = hosts.find((h) => h.name === req.host);
-        if (!pinned) throw new CorralError('HOST_NOT_FOUND', `no host named "${req.host}" in the cluster (corral host list shows them)`, { host: req.host });
-        if (pinned.state !== 'up') throw new CorralError('HOST_UNAVAILABLE', `host "${pinned.name}" is ${pinned.state}: it takes no new instances`, { host: pinned.name, state: pinned.state });
-        pool = [pinned];
-      }
-      const candidates: PlacerHost[] = pool.map((h) => ({
-        name: h.name, capacity: capacityOf(h), allocated: reserved.get(h.name) ?? none, labels: h.labels,
-        schedulable: h.state === 'up' && !groupHosts.has(h.name),
-      }));
-      const got = place(candidates, { cpus: req.cpus, memory: req.memory, ...(req.labels ? { labels: req.labels } : {}) }, this.o.policy);
-      if (got.host === null) {
-        const each = pool.map((h) => `${h.name} ${whyNot(h, reserved.get(h.name) ?? none, req, groupHosts) ?? 'fits'}`);
-        const what = `${req.cpus} vCPU${req.cpus === 1 ? '' : 's'} and ${formatSize(req.memory)}`;
-        throw new CorralError('NO_HOST_FITS', pool.length === 0 ? `no host can take ${what}: the cluster has no hosts` : `no host can take ${what}: ${each.join('; ')}`, { hosts: each });
-      }
+      const { got, hosts } = await this.choose(client, req);
       const r = await client.query<InstanceDbRow>(
-        `INSERT INTO instances (name, host, cpus, memory, grp, anti_affinity) VALUES ($1, $2, $3, $4, $5, $6) RETURNING ${COLUMNS}`,
-        [req.name, got.host, req.cpus, req.memory, req.group ?? null, req.antiAffinity === true]);
+        `INSERT INTO instances (name, host, cpus, memory, grp, anti_affinity, pool, ha, spec) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb)
+         RETURNING ${COLUMNS}`,
+        [req.name, got.host, req.cpus, req.memory, req.group ?? null, req.antiAffinity === true, req.shared ? 'shared' : 'local', req.ha === true, req.spec ? JSON.stringify(req.spec) : null]);
       await client.query('COMMIT');
       return { instance: instanceRow(r.rows[0]!), host: hosts.find((h) => h.name === got.host)! };
     } catch (e) {
@@ -135,6 +122,87 @@ export class ClusterInstances {
     } finally {
       client.release();
     }
+  }
+
+  /** The host a request goes to, among `up` hosts (all but `exclude`); NO_HOST_FITS, naming what each lacks, when none. */
+  private async choose(client: pg.PoolClient, req: PlaceRequest, exclude?: string): Promise<{ got: { host: string }; hosts: HostRow[] }> {
+    const hosts = (await client.query<HostDbRow>(`SELECT ${HOST_COLUMNS} FROM hosts ORDER BY name`, [this.o.unreachableAfterMs])).rows.map(hostRow).filter((h) => h.name !== exclude);
+    const reserved = new Map<string, Reserved>();
+    for (const r of (await client.query<{ host: string; cpus: string; memory: string; n: string }>(
+      'SELECT host, sum(cpus) AS cpus, sum(memory) AS memory, count(*) AS n FROM instances GROUP BY host')).rows) {
+      reserved.set(r.host, { cpus: Number(r.cpus), memory: Number(r.memory), instances: Number(r.n) });
+    }
+    const groupHosts = new Set<string>();
+    if (req.group !== undefined) {
+      const g = await client.query<{ host: string; anti: boolean }>('SELECT host, bool_or(anti_affinity) AS anti FROM instances WHERE grp = $1 GROUP BY host', [req.group]);
+      const anti = req.antiAffinity === true || g.rows.some((r) => r.anti);
+      if (anti) for (const r of g.rows) groupHosts.add(r.host);
+    }
+    const none: Reserved = { cpus: 0, memory: 0, instances: 0 };
+    let pool = hosts;
+    if (req.host !== undefined) {
+      const pinned = hosts.find((h) => h.name === req.host);
+      if (!pinned) throw new CorralError('HOST_NOT_FOUND', `no host named "${req.host}" in the cluster (corral host list shows them)`, { host: req.host });
+      if (pinned.state !== 'up') throw new CorralError('HOST_UNAVAILABLE', `host "${pinned.name}" is ${pinned.state}: it takes no new instances`, { host: pinned.name, state: pinned.state });
+      pool = [pinned];
+    }
+    const candidates: PlacerHost[] = pool.map((h) => ({
+      name: h.name, capacity: capacityOf(h), allocated: reserved.get(h.name) ?? none, labels: h.labels,
+      schedulable: h.state === 'up' && !groupHosts.has(h.name) && (!req.shared || h.sharedPool !== null),
+    }));
+    const got = place(candidates, { cpus: req.cpus, memory: req.memory, ...(req.labels ? { labels: req.labels } : {}) }, this.o.policy);
+    if (got.host === null) {
+      const each = pool.map((h) => `${h.name} ${whyNot(h, reserved.get(h.name) ?? none, req, groupHosts) ?? 'fits'}`);
+      const what = `${req.cpus} vCPU${req.cpus === 1 ? '' : 's'} and ${formatSize(req.memory)}`;
+      throw new CorralError('NO_HOST_FITS', pool.length === 0 ? `no host can take ${what}: the cluster has no hosts` : `no host can take ${what}: ${each.join('; ')}`, { hosts: each });
+    }
+    return { got: { host: got.host }, hosts };
+  }
+
+  /**
+   * Move an instance's row to another host (an HA restart: its host was fenced): placed as a new one would be, among
+   * the `up` hosts other than `from`, under the placement lock. The new host, or NO_HOST_FITS.
+   */
+  async relocate(name: string, from: string): Promise<HostRow> {
+    let client: pg.PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (e) {
+      throw fromPg(e);
+    }
+    try {
+      await client.query('BEGIN');
+      await client.query('SELECT pg_advisory_xact_lock($1::bigint)', [PLACEMENT_LOCK_KEY]);
+      const cur = (await client.query<InstanceDbRow>(`SELECT ${COLUMNS} FROM instances WHERE name = $1 FOR UPDATE`, [name])).rows[0];
+      if (!cur || cur.host !== from) throw new CorralError('INVALID_STATE', `instance "${name}" is no longer on host "${from}"`, { name });
+      // what it reserves stays counted on its old host (left out of the choice) until the row moves
+      const req: PlaceRequest = { name, cpus: cur.cpus, memory: Number(cur.memory), shared: cur.pool === 'shared', ha: cur.ha, ...(cur.grp ? { group: cur.grp } : {}), antiAffinity: cur.anti_affinity };
+      const { got, hosts } = await this.choose(client, req, from);
+      await client.query('UPDATE instances SET host = $2 WHERE name = $1', [name, got.host]);
+      await client.query('COMMIT');
+      return hosts.find((h) => h.name === got.host)!;
+    } catch (e) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw fromPg(e);
+    } finally {
+      client.release();
+    }
+  }
+
+  /** Put an instance back on a host (an HA restart that failed on the host it was moved to). */
+  async setHost(name: string, host: string): Promise<void> {
+    await this.q('UPDATE instances SET host = $2 WHERE name = $1', [name, host]);
+  }
+
+  /** The HA instances whose row names this host. */
+  async haOn(host: string): Promise<ClusterInstance[]> {
+    return (await this.q<InstanceDbRow>(`SELECT ${COLUMNS} FROM instances WHERE host = $1 AND ha ORDER BY name`, [host])).rows.map(instanceRow);
+  }
+
+  /** Of these names, those whose row names another host than this one (the cluster moved them away). */
+  async movedFrom(host: string, names: string[]): Promise<string[]> {
+    if (names.length === 0) return [];
+    return (await this.q<{ name: string }>('SELECT name FROM instances WHERE name = ANY($1::text[]) AND host <> $2', [names, host])).rows.map((r) => r.name);
   }
 
   async get(name: string): Promise<ClusterInstance | null> {

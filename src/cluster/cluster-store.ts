@@ -31,6 +31,8 @@ export interface HostRow {
   certFingerprint: string;
   labels: Record<string, string>;
   maintenance: boolean;
+  /** where the host mounts the cluster's shared storage, as it last reported; null: none */
+  sharedPool: string | null;
   /** ISO 8601 times, to the millisecond (the database's clock) */
   fencedAt: string | null;
   fenceReason: string | null;
@@ -53,7 +55,7 @@ export interface ClusterStoreOptions {
 }
 
 /** The select list of a host, with its state and heartbeat age; $1 is unreachableAfterMs. */
-export const HOST_COLUMNS = `name, uuid::text AS uuid, address, cert_serial, cert_fingerprint, labels, maintenance,
+export const HOST_COLUMNS = `name, uuid::text AS uuid, address, cert_serial, cert_fingerprint, labels, maintenance, shared_pool,
   fenced_at, fence_reason, capacity, allocation, agent_version, joined_at, last_heartbeat,
   -- greatest() skips NULLs, hence the CASE; 0 for a heartbeat written after this transaction's now()
   CASE WHEN last_heartbeat IS NOT NULL THEN greatest(0, extract(epoch FROM now() - last_heartbeat) * 1000)::float8 END AS heartbeat_age_ms,
@@ -64,7 +66,7 @@ export const HOST_COLUMNS = `name, uuid::text AS uuid, address, cert_serial, cer
 
 export interface HostDbRow {
   name: string; uuid: string; address: string; cert_serial: string; cert_fingerprint: string;
-  labels: Record<string, string>; maintenance: boolean; fenced_at: Date | null; fence_reason: string | null;
+  labels: Record<string, string>; maintenance: boolean; shared_pool: string | null; fenced_at: Date | null; fence_reason: string | null;
   capacity: unknown; allocation: unknown; agent_version: string | null; joined_at: Date; last_heartbeat: Date | null;
   heartbeat_age_ms: number | null; state: HostState;
 }
@@ -74,7 +76,7 @@ const iso = (d: Date | null): string | null => (d === null ? null : d.toISOStrin
 export function hostRow(r: HostDbRow): HostRow {
   return {
     name: r.name, uuid: r.uuid, address: r.address, certSerial: r.cert_serial, certFingerprint: r.cert_fingerprint,
-    labels: r.labels, maintenance: r.maintenance, fencedAt: iso(r.fenced_at), fenceReason: r.fence_reason,
+    labels: r.labels, maintenance: r.maintenance, sharedPool: r.shared_pool, fencedAt: iso(r.fenced_at), fenceReason: r.fence_reason,
     capacity: r.capacity, allocation: r.allocation, agentVersion: r.agent_version, joinedAt: r.joined_at.toISOString(),
     lastHeartbeat: iso(r.last_heartbeat), heartbeatAgeMs: r.heartbeat_age_ms, state: r.state,
   };
@@ -213,11 +215,26 @@ export class ClusterStore {
     return hostRow(r.rows[0]);
   }
 
+  /**
+   * Fence every host that holds HA instances and sent no heartbeat for `afterMs` (the lease plus the watchdog's
+   * timeout): the hosts fenced now, with the reason.
+   */
+  async fenceExpired(afterMs: number): Promise<HostRow[]> {
+    const r = await this.q<HostDbRow>(
+      `UPDATE hosts SET fenced_at = now(),
+         fence_reason = 'no heartbeat since ' || coalesce(to_char(last_heartbeat AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), 'it joined')
+           || ': the lease and the host watchdog (' || $3 || ' ms together) have run out, so its HA instances are dead there and start elsewhere'
+       WHERE fenced_at IS NULL AND coalesce(last_heartbeat, joined_at) < now() - $2::float8 * interval '1 millisecond'
+         AND EXISTS (SELECT 1 FROM instances i WHERE i.host = hosts.name AND i.ha)
+       RETURNING ${HOST_COLUMNS}`, [this.unreachableAfterMs, afterMs, String(afterMs)]);
+    return r.rows.map(hostRow);
+  }
+
   /** An agent's report: last_heartbeat = now() and what it said; false when no such host (it was removed). */
-  async heartbeat(name: string, rep: { capacity: unknown; allocation: unknown; agentVersion: string }): Promise<boolean> {
+  async heartbeat(name: string, rep: { capacity: unknown; allocation: unknown; agentVersion: string; sharedPool?: string | null }): Promise<boolean> {
     const r = await this.q(
-      `UPDATE hosts SET last_heartbeat = now(), capacity = $2::jsonb, allocation = $3::jsonb, agent_version = $4 WHERE name = $1`,
-      [name, json(rep.capacity), json(rep.allocation), rep.agentVersion]);
+      `UPDATE hosts SET last_heartbeat = now(), capacity = $2::jsonb, allocation = $3::jsonb, agent_version = $4, shared_pool = $5 WHERE name = $1`,
+      [name, json(rep.capacity), json(rep.allocation), rep.agentVersion, rep.sharedPool ?? null]);
     return r.rowCount === 1;
   }
 

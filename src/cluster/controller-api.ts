@@ -34,6 +34,8 @@ export interface ControllerApiDeps {
   instances: ClusterInstances;
   ca: { certPem: string; keyPem: string };
   tls: ControllerPair;
+  /** the lease a heartbeat renews and the host watchdog's timeout, as agents are told them */
+  ha: { leaseMs: number; watchdogMs: number };
   log: { info: (o: object, m: string) => void; warn: (o: object, m: string) => void };
 }
 
@@ -47,7 +49,7 @@ export function sha256Hex(text: string): string {
 /** The host view of the API from the store's row. */
 export function hostView(h: HostRow): ClusterHost {
   return {
-    name: h.name, uuid: h.uuid, state: h.state, address: h.address, labels: h.labels, maintenance: h.maintenance,
+    name: h.name, uuid: h.uuid, state: h.state, address: h.address, labels: h.labels, maintenance: h.maintenance, sharedPool: h.sharedPool,
     fencedAt: h.fencedAt, fenceReason: h.fenceReason, capacity: h.capacity ?? null, allocation: h.allocation ?? null,
     agentVersion: h.agentVersion, joinedAt: h.joinedAt, lastHeartbeat: h.lastHeartbeat, heartbeatAgeMs: h.heartbeatAgeMs,
   };
@@ -129,9 +131,15 @@ export async function buildControllerApi(d: ControllerApiDeps): Promise<FastifyI
 
   typed.post('/v1/cluster/heartbeat', { schema: { body: HeartbeatBody, response: { 200: HeartbeatReply, 401: errors[401], 403: E[403] } } }, async (req) => {
     const host = await requireAgent(d.store, d.ca, req);
-    await d.store.heartbeat(host.name, { capacity: req.body.capacity, allocation: req.body.allocation, agentVersion: req.body.agentVersion });
+    await d.store.heartbeat(host.name, { capacity: req.body.capacity, allocation: req.body.allocation, agentVersion: req.body.agentVersion, sharedPool: req.body.sharedPool ?? null });
+    const forget = await d.instances.movedFrom(host.name, req.body.ha ?? []);
+    // a fenced host is back: once the cluster has moved all its HA instances away, it takes work again
+    if (host.state === 'fenced' && (await d.instances.haOn(host.name)).length === 0) {
+      await d.store.setFenced(host.name, null);
+      d.log.info({ host: host.name }, 'a fenced host is back: its HA instances run elsewhere, the fence is lifted');
+    }
     const now = await d.store.getHost(host.name);
-    return { host: host.name, state: now?.state ?? host.state };
+    return { host: host.name, state: now?.state ?? host.state, leaseMs: d.ha.leaseMs, watchdogMs: d.ha.watchdogMs, forget };
   });
 
   typed.get('/v1/hosts', { ...user, schema: { response: { 200: HostList, 401: errors[401] } } }, async () => ({ hosts: (await d.store.listHosts()).map(hostView) }));

@@ -63,7 +63,14 @@ export function controllerInstanceRoutes(d: ControllerInstanceDeps) {
   return async (app: FastifyInstance): Promise<void> => {
     app.post('/v1/instances', async (req, reply) => {
       const r = requestOf((req.body ?? {}) as Body);
-      const placed = await d.instances.place({ name: r.name, cpus: r.cpus, memory: r.memory, ...(r.host ? { host: r.host } : {}), ...(r.group ? { group: r.group } : {}), antiAffinity: r.antiAffinity });
+      if (r.rest.adopt !== undefined) throw new CorralError('INVALID_SPEC', 'adopt: is for the cluster\'s own HA restarts, not a create through a controller', { field: 'adopt' });
+      const shared = r.rest.pool === 'shared';
+      if (r.rest.ha === true && !shared) throw new CorralError('INVALID_SPEC', 'ha: a highly available instance needs its root disk on the shared pool (--pool shared), so that another host can start it', { field: 'ha' });
+      const { start: _start, ...spec } = r.rest;
+      const placed = await d.instances.place({
+        name: r.name, cpus: r.cpus, memory: r.memory, ...(r.host ? { host: r.host } : {}), ...(r.group ? { group: r.group } : {}), antiAffinity: r.antiAffinity,
+        shared, ha: r.rest.ha === true, spec,
+      });
       let res: AgentReply;
       try {
         res = await d.agents.call(placed.host, 'POST', '/v1/instances', r.rest);

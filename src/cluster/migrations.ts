@@ -102,6 +102,19 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX instances_grp ON instances (grp) WHERE grp IS NOT NULL;
     `,
   },
+  {
+    version: 4,
+    name: 'shared storage and high availability',
+    sql: `
+      -- where a host mounts the cluster's shared storage (null: none); HA instances go only to hosts that have it
+      ALTER TABLE hosts ADD COLUMN shared_pool text;
+      -- an HA instance (root disk on the shared pool) is started on another host when its host is fenced; spec is
+      -- the create request it was made with, less what only the controller reads, to make it again there
+      ALTER TABLE instances ADD COLUMN pool text NOT NULL DEFAULT 'local' CHECK (pool IN ('local', 'shared'));
+      ALTER TABLE instances ADD COLUMN ha boolean NOT NULL DEFAULT false;
+      ALTER TABLE instances ADD COLUMN spec jsonb;
+    `,
+  },
 ];
 
 export interface MigrateResult {

@@ -109,6 +109,8 @@ export const InstanceSpecSchema = Type.Object(
     rootBus: DiskBusSchema,
     nics: Type.Array(InstanceNicSchema, { description: 'network interfaces, in attach order' }),
     hostdevs: Type.Array(InstanceHostdevSchema, { description: 'host PCI devices passed through whole (VFIO), in attach order; SR-IOV VFs are NICs instead' }),
+    rootPool: Type.Optional(literals(['local', 'shared'] as const)),
+    ha: Type.Optional(Type.Boolean({ description: 'killed by its host when that host loses its cluster lease; started on another host by the cluster' })),
   },
   { title: 'InstanceSpec', description: 'the whole stored configuration: topology, limits, pinning, disks, NICs, host devices' },
 );

@@ -48,7 +48,12 @@ export function validateCreate(req: CreateRequest, host: HostLimits): { name: st
   if (accel !== 'auto' && accel !== 'kvm' && accel !== 'tcg') throw invalidSpec('accel', `must be "auto", "kvm" or "tcg"`);
   const rootBus = parseRootBus(req.rootBus, 'rootBus');
   const compute = validateCompute(req, cpus, memory, host, MAX_VCPUS);
-  return { name, spec: { image, cpus, memory, disk, firmware, accel, ...compute, disks: [], rootBus, nics: [], hostdevs: [] } };
+  const pool = req.pool ?? 'local';
+  if (pool !== 'local' && pool !== 'shared') throw invalidSpec('pool', `the root disk's pool is "local" or "shared", not "${printable(String(pool))}"`);
+  if (req.ha === true && pool !== 'shared') throw invalidSpec('ha', 'a highly available instance needs its root disk on the shared pool (pool: shared), so that another host can start it');
+  if (req.adopt === true && pool !== 'shared') throw invalidSpec('adopt', 'only a root disk on the shared pool can be taken over');
+  const shared = pool === 'shared' ? { rootPool: 'shared' as const, ...(req.ha === true ? { ha: true } : {}) } : {};
+  return { name, spec: { image, cpus, memory, disk, firmware, accel, ...compute, disks: [], rootBus, nics: [], hostdevs: [], ...shared } };
 }
 
 /** A stored spec, with defaults for fields added since it was written (`mac`: the instance's first MAC). */

@@ -15,6 +15,8 @@ import { closeApi } from '../api/server.js';
 import { openClusterDb } from '../cluster/db.js';
 import { ClusterStore } from '../cluster/cluster-store.js';
 import { ClusterInstances } from '../cluster/cluster-instances.js';
+import { HaManager } from '../cluster/ha-manager.js';
+import { AgentClient } from '../cluster/agent-client.js';
 import type { Policy } from '../core/placement.js';
 import { ensureControllerPair } from '../cluster/controller-tls.js';
 import { buildControllerApi, sha256Hex } from '../cluster/controller-api.js';
@@ -55,8 +57,11 @@ export async function runController(o: ControllerOptions): Promise<void> {
     await store.registerApiToken(`controller ${hostname()} ${o.listen}`, sha256Hex(token));
     const tls = await ensureControllerPair(dataDir, ca, where.host);
     const instances = new ClusterInstances(db.pool, { unreachableAfterMs, policy: placementPolicy() });
-    const app = await buildControllerApi({ store, instances, ca, tls, log });
+    const ha = { leaseMs: unreachableAfterMs, watchdogMs: Number(process.env.CORRAL_WATCHDOG_MS) || 10_000 };
+    const app = await buildControllerApi({ store, instances, ca, tls, log, ha });
+    const haManager = new HaManager(db.pool, store, instances, new AgentClient({ caPem: ca.certPem, certPem: tls.certPem, keyPem: tls.keyPem }), ha, log);
     await app.listen({ host: where.host, port: where.port });
+    haManager.start();
     log.info({ listen: o.listen, tokenFile: paths.token, caFile: tls.caFile, caSha256: caSha256(ca.certPem) },
       `corral controller listening on https://${o.listen} (clients: CORRAL_URL=https://${o.listen} CORRAL_TLS_CA=${tls.caFile} CORRAL_TOKEN=$(cat ${paths.token}))`);
     await new Promise<void>((resolve) => {
@@ -64,7 +69,7 @@ export async function runController(o: ControllerOptions): Promise<void> {
         if (closing) return;
         closing = true;
         log.info({ signal: sig }, 'controller stopping; agents and their VMs carry on');
-        void closeApi(app, 2000).then(() => resolve());
+        void haManager.stop().then(() => closeApi(app, 2000)).then(() => resolve());
       };
       process.once('SIGTERM', () => stop('SIGTERM'));
       process.once('SIGINT', () => stop('SIGINT'));

@@ -10,7 +10,8 @@ import { spaceOf } from '../host/space.js';
 import { pidAlive } from '../services/sweep.js';
 import { chmodSync, mkdirSync, renameSync, rmSync, statSync } from 'node:fs';
 import { ensureToken } from './token.js';
-import { ensureTlsPair, type TlsPair } from './tls.js';
+import { ensureTlsPair, loadTlsPair, type TlsPair } from './tls.js';
+import { SharedPool } from '../services/shared-pool.js';
 import { dirname, join } from 'node:path';
 import { connect } from 'node:net';
 import { hostname } from 'node:os';
@@ -50,7 +51,7 @@ import { buildApi, closeApi } from '../api/server.js';
 import { validatePoolConfig, type PoolConfig } from '../core/pool.js';
 import { AgentLink, identityDir, joinCluster, loadIdentity, type AgentIdentity } from '../cluster/agent-link.js';
 import { controllerCaller } from '../cluster/controller-peer.js';
-import { loadTlsPair } from './tls.js';
+import { agentLinkHooks } from '../cluster/agent-hooks.js';
 
 export interface DaemonOptions {
   dataDir?: string;
@@ -62,6 +63,8 @@ export interface DaemonOptions {
   accel?: Accelerator;
   /** Resource pool settings (ratios, memory reserved for the host); env CORRAL_CPU_RATIO etc. otherwise. */
   pool?: { cpuRatio?: number; memoryRatio?: number; reservedMemory?: string | number };
+  /** the shared storage pool's mount point (env CORRAL_SHARED_POOL): root disks of `pool: shared` instances */
+  sharedPool?: string;
   /** run as a cluster agent (`corral agent`): join with a token first, or use the identity a join left */
   agent?: { join?: { url: string; token: string }; name?: string; version: string };
 }
@@ -198,6 +201,8 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
     if (!reserve.held() && spaceOf(dataDir).free > 4 * RESERVE_BYTES && reserve.ensure()) log.info('the data dir\'s reserve is made again');
   }, 30_000);
   keepReserve.unref();
+  const sharedDir = opts.sharedPool ?? (process.env.CORRAL_SHARED_POOL || undefined);
+  const sharedPool = sharedDir ? new SharedPool(sharedDir) : undefined;
   const events = new EventBus(store, log);
   const imageStore = new ImageStore(dataDir);
   const host = new HostService(imageStore, force, qemuUser);
@@ -209,6 +214,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
     pool: { host: limits, config: poolConfig },
     accelerator: async () => (await host.accelerator()).accel,
     driver: new QemuDriver({ version: () => caps.version, runAs: qemuUser, consoleLogLimit: consoleLogLimit(), log }), blockIo,
+    ...(sharedPool ? { sharedPool } : {}),
   });
   const config = new InstanceConfigService({ instances, events, host: limits });
   const cpu = new CpuService({ instances, config, events, hostCpus: limits.cpuList, log });
@@ -287,10 +293,9 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
       `corral daemon listening on TCP with TLS (bearer token required: the token file's, or one from corral token create); certificate SHA-256 fingerprint ${fingerprint} (clients: CORRAL_URL=https://${opts.listen} CORRAL_TLS_FINGERPRINT=${fingerprint})`);
   }
   events.publish('daemon.started', null, { pid: process.pid });
-  const link = identity && opts.agent ? new AgentLink(identity, async () => {
-    const p = instances.pool();
-    return { capacity: p.capacity, allocation: p.allocated, agentVersion: opts.agent!.version };
-  }, log) : undefined;
+  const link = identity && opts.agent
+    ? new AgentLink(identity, agentLinkHooks({ instances, store, events, version: opts.agent.version, sharedPool: sharedPool?.dir ?? null, log }), log, dataDir)
+    : undefined;
   link?.start();
 
   await new Promise<void>((resolve) => {

@@ -1,4 +1,5 @@
 /** What the instance service is built from (the composition root, src/daemon/main.ts, provides it). */
+import type { SharedPool } from './shared-pool.js';
 import type { Accelerator, HostLimits } from '../core/spec.js';
 import type { HostCapacityInput, PoolConfig } from '../core/pool.js';
 import type { BlockIo } from '../qemu/argv-disks.js';
@@ -22,4 +23,6 @@ export interface InstanceDeps {
   /** How QEMU opens image files here (probed at daemon start); default page cache + threads. */
   blockIo?: BlockIo;
   log: { info(o: object, m?: string): void; warn(o: object, m?: string): void };
+  /** the shared storage pool (--shared-pool): root disks of `pool: shared` instances */
+  sharedPool?: SharedPool;
 }

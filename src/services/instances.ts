@@ -5,7 +5,8 @@
  * instance-state.ts.
  */
 import { randomUUID } from 'node:crypto';
-import { copyFileSync, mkdirSync, rmSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, rmSync } from 'node:fs';
+import type { SharedPool } from './shared-pool.js';
 import { takeBack } from '../host/run-as.js';
 import { assertFits } from '../host/space.js';
 import { crashPoint } from '../host/crash-points.js';
@@ -105,7 +106,13 @@ export class InstanceService {
   }
 
   paths(row: InstanceRow): InstancePaths {
-    return instancePaths(this.d.dataDir, row.uuid);
+    const p = instancePaths(this.d.dataDir, row.uuid);
+    return row.spec.rootPool === 'shared' ? { ...p, disk: this.sharedPool().diskOf(row.name) } : p;
+  }
+
+  private sharedPool(): SharedPool {
+    if (!this.d.sharedPool) throw new CorralError('INVALID_SPEC', 'pool: this host has no shared pool (start its daemon or agent with --shared-pool DIR)', { field: 'pool' });
+    return this.d.sharedPool;
   }
 
   private row(name: string): InstanceRow {
@@ -182,10 +189,23 @@ export class InstanceService {
         createdAt: now, startedAt: null, lastError: null, updatedAt: now,
       };
       const p = this.paths(row);
+      const shared = spec.rootPool === 'shared' ? this.sharedPool() : null;
+      // the shared pool's root disk is this create's to remove on failure, unless it takes over one that was there
+      const ownsSharedDisk = shared !== null && req.adopt !== true;
+      if (shared && req.adopt === true && !existsSync(p.disk)) throw new CorralError('INVALID_SPEC', `adopt: the shared pool holds no root disk for "${name}" (${p.disk})`, { field: 'adopt' });
+      if (ownsSharedDisk && existsSync(shared.instanceDir(name))) {
+        throw new CorralError('ALREADY_EXISTS', `the shared pool already holds a root disk for "${name}" (${shared.instanceDir(name)}): an instance of that name on another host, or left behind`, { field: 'name' });
+      }
       const release = this.d.images.claim(spec.image); // the image is not rebuilt or deleted under the new overlay
       try {
         mkdirSync(p.dir, { recursive: true, mode: 0o711 }); // QEMU's user opens what it is given there (vm-files.ts)
-        await createOverlay(p.disk, image.disk, image.format, spec.disk);
+        if (ownsSharedDisk) {
+          const base = await shared.base(image);
+          shared.makeInstanceDir(name);
+          await createOverlay(p.disk, base, image.format, spec.disk);
+        } else if (!shared) {
+          await createOverlay(p.disk, image.disk, image.format, spec.disk);
+        }
         if (spec.firmware === 'uefi') copyFileSync(OVMF_VARS, p.efiVars);
         for (const f of [p.disk, p.efiVars]) takeBack(f);
         crashPoint('create.overlay'); // a folder without a row: reconcile removes it (sweepInstanceDirs)
@@ -196,6 +216,7 @@ export class InstanceService {
         this.d.store.insertInstance(row);
       } catch (e) {
         rmSync(p.dir, { recursive: true, force: true });
+        if (ownsSharedDisk) shared.remove(name);
         throw e;
       } finally {
         release();
@@ -209,6 +230,7 @@ export class InstanceService {
           // A failed create --start leaves nothing behind: no disk, no process, no socket, no row.
           this.d.store.deleteInstance(uuid);
           rmSync(p.dir, { recursive: true, force: true });
+          if (ownsSharedDisk) shared.remove(name);
           removeRunDir(p);
           this.d.events.publish('instance.deleted', name, { reason: 'create --start failed' });
           throw e;
@@ -218,7 +240,11 @@ export class InstanceService {
     });
   }
 
-  async delete(name: string, force = false): Promise<void> {
+  /**
+   * Delete an instance: its row, its files and its root disk. `forget`: its root disk on the shared pool stays (the
+   * instance runs on another host of the cluster now, which took that disk over).
+   */
+  async delete(name: string, force = false, forget = false): Promise<void> {
     return this.locks.run(name, async () => {
       const row = this.row(name);
       if (isActive(row.state)) {
@@ -234,6 +260,7 @@ export class InstanceService {
       crashPoint('delete.row');
       removeRunDir(p);
       rmSync(p.dir, { recursive: true, force: true });
+      if (row.spec.rootPool === 'shared' && !forget) this.sharedPool().remove(row.name);
       for (const h of this.hooks) {
         try {
           h.deleted?.(row);

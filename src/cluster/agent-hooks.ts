@@ -1,0 +1,44 @@
+/** What an agent's services give its cluster link (agent-link.ts): reports, the HA instances, fencing, forgetting. */
+import { ACTIVE_STATES } from '../core/state.js';
+import type { EventBus } from '../services/events.js';
+import type { InstanceService } from '../services/instances.js';
+import type { Store } from '../store/store.js';
+import type { LinkHooks } from './agent-link.js';
+
+export function agentLinkHooks(d: {
+  instances: InstanceService;
+  store: Store;
+  events: EventBus;
+  version: string;
+  sharedPool: string | null;
+  log: { info: (o: object, m: string) => void; warn: (o: object, m: string) => void };
+}): LinkHooks {
+  const ha = () => d.store.listInstances().filter((r) => r.spec.ha === true);
+  return {
+    report: async () => {
+      const p = d.instances.pool();
+      return { capacity: p.capacity, allocation: p.allocated, agentVersion: d.version, sharedPool: d.sharedPool, ha: ha().map((r) => r.name) };
+    },
+    haPids: () => ha().filter((r) => r.pid !== null).map((r) => ({ pid: r.pid!, startTicks: r.pidStart })),
+    fence: async (reason) => {
+      for (const r of d.store.listInstances(ACTIVE_STATES).filter((x) => x.spec.ha === true)) {
+        try {
+          await d.instances.kill(r.name);
+          d.events.publish('instance.fenced', r.name, { reason });
+        } catch (e) {
+          d.log.warn({ instance: r.name, error: (e as Error).message }, 'could not kill an HA instance while fencing');
+        }
+      }
+    },
+    forget: async (names) => {
+      for (const name of names) {
+        try {
+          await d.instances.delete(name, true, true);
+          d.events.publish('instance.moved-away', name, { reason: 'the cluster runs it on another host' });
+        } catch (e) {
+          d.log.warn({ instance: name, error: (e as Error).message }, 'could not forget an instance the cluster moved');
+        }
+      }
+    },
+  };
+}

@@ -1,0 +1,126 @@
+/**
+ * The cluster's HA manager: one at a time across controllers (a session advisory lock on a connection of its own;
+ * whichever controller holds it acts, the others wait and take over when it goes).
+ *
+ * Every second it fences the hosts that hold HA instances and whose last heartbeat is older than the lease plus
+ * the host watchdog's timeout (plus a second): by then the host's agent has killed its HA instances itself (lease
+ * lost), or its watchdog has (agent dead or hung), or the host is down. Only then does it start each HA instance
+ * of a fenced host on another host: placed as a new instance would be (shared pool, anti-affinity, room), created
+ * there from its stored request taking over its root disk on the shared pool (`adopt`), and started. A restart
+ * that fails puts the instance back on its fenced host, to be tried again at the next tick. The disk's image lock
+ * is the second guard: a copy still running somewhere holds it, and the new QEMU would refuse to start.
+ */
+import type pg from 'pg';
+import type { ClusterStore, HostRow } from './cluster-store.js';
+import type { ClusterInstances, ClusterInstance } from './cluster-instances.js';
+import type { AgentClient } from './agent-client.js';
+import { parse } from './agent-client.js';
+
+/** "ha" in ASCII */
+export const HA_LOCK_KEY = '26721';
+
+export interface HaOptions {
+  leaseMs: number;
+  watchdogMs: number;
+  tickMs?: number;
+}
+
+export interface HaLog {
+  info: (o: object, m: string) => void;
+  warn: (o: object, m: string) => void;
+  error: (o: object, m: string) => void;
+}
+
+export class HaManager {
+  private client: pg.PoolClient | null = null;
+  private leader = false;
+  private timer: NodeJS.Timeout | undefined;
+  private running = false;
+  private stopped = false;
+
+  constructor(
+    private readonly pool: pg.Pool,
+    private readonly store: ClusterStore,
+    private readonly instances: ClusterInstances,
+    private readonly agents: AgentClient,
+    private readonly o: HaOptions,
+    private readonly log: HaLog,
+  ) {}
+
+  start(): void {
+    this.timer = setInterval(() => void this.tick(), this.o.tickMs ?? 1000);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearInterval(this.timer);
+    this.client?.release(true);
+    this.client = null;
+  }
+
+  /** Whether this controller holds the HA lock (taking it if free). */
+  private async lead(): Promise<boolean> {
+    try {
+      if (!this.client) {
+        this.client = await this.pool.connect();
+        this.client.on('error', () => undefined);
+        this.leader = false;
+      }
+      if (!this.leader) {
+        const r = await this.client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1::bigint) AS ok', [HA_LOCK_KEY]);
+        this.leader = r.rows[0]?.ok === true;
+        if (this.leader) this.log.info({}, 'this controller runs the HA manager');
+      } else {
+        await this.client.query('SELECT 1'); // the lock lives with this session: make sure it still does
+      }
+    } catch {
+      this.client?.release(true);
+      this.client = null;
+      this.leader = false;
+    }
+    return this.leader;
+  }
+
+  async tick(): Promise<void> {
+    if (this.running || this.stopped) return;
+    this.running = true;
+    try {
+      if (!(await this.lead())) return;
+      for (const h of await this.store.fenceExpired(this.o.leaseMs + this.o.watchdogMs + 1000)) {
+        this.log.warn({ host: h.name, reason: h.fenceReason }, `host ${h.name} fenced`);
+      }
+      for (const host of (await this.store.listHosts()).filter((h) => h.state === 'fenced')) {
+        for (const inst of await this.instances.haOn(host.name)) await this.restart(inst, host);
+      }
+    } catch (e) {
+      this.log.warn({ error: (e as Error).message }, 'HA manager tick failed; trying again');
+    } finally {
+      this.running = false;
+    }
+  }
+
+  private async restart(inst: ClusterInstance, from: HostRow): Promise<void> {
+    let to: HostRow;
+    try {
+      to = await this.instances.relocate(inst.name, from.name);
+    } catch (e) {
+      this.log.warn({ instance: inst.name, from: from.name, error: (e as Error).message }, 'no host can take an HA instance now; trying again');
+      return;
+    }
+    const body = { ...(inst.spec ?? {}), name: inst.name, adopt: true, start: true };
+    try {
+      const r = await this.agents.call(to, 'POST', '/v1/instances', body);
+      if (r.status >= 300) {
+        const err = parse(r.body) as { error?: { code?: string } };
+        if (err.error?.code !== 'ALREADY_EXISTS') throw new Error(r.body.toString());
+        // made there by a tick that did not finish: start it if it is not running
+        await this.agents.call(to, 'POST', `/v1/instances/${encodeURIComponent(inst.name)}/start`, {});
+      }
+      this.log.warn({ instance: inst.name, from: from.name, to: to.name }, `HA instance ${inst.name} restarted on ${to.name} (its host ${from.name} is fenced)`);
+    } catch (e) {
+      await this.instances.setHost(inst.name, from.name);
+      this.log.error({ instance: inst.name, from: from.name, to: to.name, error: (e as Error).message }, 'restarting an HA instance failed; trying again');
+    }
+  }
+}
