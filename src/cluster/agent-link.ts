@@ -33,13 +33,13 @@ interface Reply { status: number; body: unknown }
 export interface ClusterTls { ca?: string; cert?: string; key?: string; insecure?: boolean }
 
 /** One HTTPS request to a controller; resolves with status and parsed body, whatever the status. */
-export function clusterRequest(base: string, method: string, path: string, body: unknown, tls: ClusterTls, timeoutMs = 10_000): Promise<Reply> {
+export function clusterRequest(base: string, method: string, path: string, body: unknown, tls: ClusterTls, timeoutMs = 10_000, headers: Record<string, string> = {}): Promise<Reply> {
   const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
   const u = new URL(path, base);
   return new Promise((resolve, reject) => {
     const req = request(u, {
       method, timeout: timeoutMs,
-      headers: { accept: 'application/json', ...(payload ? { 'content-type': 'application/json', 'content-length': String(payload.length) } : {}) },
+      headers: { ...headers, accept: 'application/json', ...(payload ? { 'content-type': 'application/json', 'content-length': String(payload.length) } : {}) },
       ...(tls.insecure ? { rejectUnauthorized: false } : { ca: tls.ca }),
       ...(tls.cert ? { cert: tls.cert, key: tls.key } : {}),
     }, (res) => {
@@ -60,7 +60,7 @@ export function clusterRequest(base: string, method: string, path: string, body:
 }
 
 /** The API's error in a reply, as a CorralError with its code (or COMMAND_FAILED for a body that is not one). */
-function replyError(r: Reply, what: string): CorralError {
+export function replyError(r: Reply, what: string): CorralError {
   const e = (r.body as { error?: Record<string, unknown> } | null)?.error;
   if (e && typeof e.code === 'string' && typeof e.message === 'string') {
     const { code, message, ...rest } = e;

@@ -185,7 +185,7 @@ export class InstanceService {
       const release = this.d.images.claim(spec.image); // the image is not rebuilt or deleted under the new overlay
       try {
         mkdirSync(p.dir, { recursive: true, mode: 0o711 }); // QEMU's user opens what it is given there (vm-files.ts)
-        await createOverlay(p.disk, image.disk, image.format, spec.disk);
+        await (this.d.overlay ?? createOverlay)(p.disk, image.disk, image.format, spec.disk);
         if (spec.firmware === 'uefi') copyFileSync(OVMF_VARS, p.efiVars);
         for (const f of [p.disk, p.efiVars]) takeBack(f);
         crashPoint('create.overlay'); // a folder without a row: reconcile removes it (sweepInstanceDirs)
