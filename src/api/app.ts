@@ -5,6 +5,7 @@
 import Fastify, { type FastifyError, type FastifyHttpsOptions, type FastifyInstance, type FastifyRequest } from 'fastify';
 import AjvCompiler, { type BuildCompilerFromPool } from '@fastify/ajv-compiler';
 import type { Server } from 'node:https';
+import { createRequire } from 'node:module';
 import { CorralError, isCorralError, noSpace } from '../core/errors.js';
 
 /** Turn a Fastify validation error into INVALID_SPEC naming the field. */
@@ -31,13 +32,47 @@ const strictBodies: BuildCompilerFromPool = (external, options) => {
   return (def) => (def.httpPart === 'body' ? strict(def) : coercing(def));
 };
 
+type SerializerFactory = (externalSchemas?: unknown, options?: unknown) => (route: { schema?: unknown }) => (doc: unknown) => string;
+
+/** Fastify's own default serializer factory (fast-json-stringify), resolved as Fastify itself resolves it. */
+const fastifySerializers: SerializerFactory = (() => {
+  const req = createRequire(import.meta.url);
+  const fromFastify = createRequire(req.resolve('fastify'));
+  return (fromFastify('@fastify/fast-json-stringify-compiler') as { SerializerSelector: () => SerializerFactory }).SerializerSelector();
+})();
+
+const compiledSerializers = new WeakMap<object, (doc: unknown) => string>();
+
+/**
+ * Response serializers shared by every app of the process: fast-json-stringify compiles one function per route and
+ * status, a few MiB per app, and a process builds several apps over the same schema objects (the daemon's unix and
+ * TCP listeners; a simulated agent's hundreds of hosts, src/daemon/simulate.ts). A serializer depends only on its
+ * schema when no shared schemas or serializer options are given (Corral gives none): with any, each app compiles
+ * its own, as Fastify does.
+ */
+const sharedSerializers: SerializerFactory = (external, options) => {
+  const own = fastifySerializers(external, options);
+  const some = (o: unknown): boolean => typeof o === 'object' && o !== null && Object.keys(o).length > 0;
+  if (some(external) || some(options)) return own;
+  return (route) => {
+    const schema = route.schema;
+    if (typeof schema !== 'object' || schema === null) return own(route);
+    let s = compiledSerializers.get(schema);
+    if (!s) {
+      s = own(route);
+      compiledSerializers.set(schema, s);
+    }
+    return s;
+  };
+};
+
 /** A Fastify app with Corral's validation (strict bodies, coerced query strings) and a 1 MiB body limit. */
 export function newApp(o: { https?: FastifyHttpsOptions<Server>['https']; logger?: boolean | object }): FastifyInstance {
   return Fastify({
     ...(o.https ? { https: o.https } : {}),
     logger: o.logger ?? false,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: false } },
-    schemaController: { compilersFactory: { buildValidator: strictBodies } },
+    schemaController: { compilersFactory: { buildValidator: strictBodies, buildSerializer: sharedSerializers as never } },
     bodyLimit: 1024 * 1024,
   }) as unknown as FastifyInstance;
 }

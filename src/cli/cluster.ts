@@ -9,6 +9,7 @@ import type { ApiClient } from './client.js';
 import { CliError } from './client-error.js';
 import { fields, keyValues, printJson, printLines, size, table } from './format.js';
 import { releaseCliGuards } from './errors.js';
+import { parseSize } from '../core/units.js';
 
 interface HostView {
   name: string; uuid: string; state: string; address: string; maintenance: boolean; agentVersion: string | null;
@@ -129,8 +130,19 @@ export function registerAgentCommand(program: Command, addDaemonOptions: (c: Com
     .description('run this host as a cluster agent: the daemon, reporting to the cluster\'s controllers')
     .option('--join <url>', 'join the cluster through this controller (https://HOST:PORT) first, with --token')
     .option('--token <token>', 'the join token (corral cluster init or corral cluster join-token)')
-    .option('--name <name>', 'this host\'s name in the cluster (default: the host name)'))
+    .option('--name <name>', 'this host\'s name in the cluster (default: the host name)')
+    .option('--simulate <hosts>', 'stand in for this many hosts (a fake hypervisor: no QEMU runs), to measure controllers; with --join and --controller-token', Number)
+    .option('--controller-token <token>', 'with --simulate: the controller\'s token, to ask it for join tokens (default $CORRAL_TOKEN)')
+    .option('--controller-ca <file>', 'with --simulate: the cluster CA the controller is checked against (default $CORRAL_TLS_CA)')
+    .option('--name-prefix <prefix>', 'with --simulate: hosts are PREFIX-001, PREFIX-002, ... (default sim)')
+    .option('--base-port <port>', 'with --simulate: host i serves its API on 127.0.0.1:(PORT+i) (default 17000)', Number)
+    .option('--cpus <n>', 'with --simulate: each host\'s CPUs (default 32)', Number)
+    .option('--memory <size>', 'with --simulate: each host\'s memory (default 128G)'))
     .action(async (o: Record<string, unknown>) => {
+      if (o.simulate !== undefined) return simulate(o);
+      for (const k of ['controllerToken', 'controllerCa', 'namePrefix', 'basePort', 'cpus', 'memory']) {
+        if (o[k] !== undefined) throw new CliError(`--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} goes with --simulate`, 'USAGE');
+      }
       if ((o.join === undefined) !== (o.token === undefined)) throw new CliError('--join and --token go together', 'USAGE');
       releaseCliGuards();
       const { runDaemon } = await import('../daemon/main.js');
@@ -140,6 +152,33 @@ export function registerAgentCommand(program: Command, addDaemonOptions: (c: Com
       });
       setTimeout(() => process.exit(), 1000).unref();
     });
+}
+
+/** `corral agent --simulate N --join URL --controller-token TOKEN`: src/daemon/simulate.ts. */
+async function simulate(o: Record<string, unknown>): Promise<void> {
+  if (o.join === undefined) throw new CliError('--simulate needs --join https://CONTROLLER:PORT', 'USAGE');
+  if (o.token !== undefined || o.name !== undefined || o.listen !== undefined) throw new CliError('--simulate makes its own join tokens, names and listeners: no --token, --name or --listen', 'USAGE');
+  const token = o.controllerToken === undefined ? process.env.CORRAL_TOKEN : String(o.controllerToken);
+  if (!token) throw new CliError('--simulate needs the controller\'s token (--controller-token or $CORRAL_TOKEN) to make join tokens', 'USAGE');
+  const caFile = o.controllerCa === undefined ? process.env.CORRAL_TLS_CA : String(o.controllerCa);
+  if (!caFile) throw new CliError('--simulate needs the cluster CA (--controller-ca FILE or $CORRAL_TLS_CA: the controller data dir\'s cluster-ca.crt)', 'USAGE');
+  let ca: string;
+  try {
+    ca = readFileSync(caFile, 'utf8');
+  } catch (e) {
+    throw new CliError(`--controller-ca: cannot read ${caFile}: ${(e as Error).message}`, 'USAGE');
+  }
+  const memory = o.memory === undefined ? undefined : parseSize('memory', String(o.memory));
+  releaseCliGuards();
+  const { runSimulator } = await import('../daemon/simulate.js');
+  await runSimulator({
+    hosts: o.simulate as number, join: String(o.join), controllerToken: token, controllerCa: ca, version: version(),
+    ...(o.namePrefix !== undefined ? { namePrefix: String(o.namePrefix) } : {}),
+    ...(o.basePort !== undefined ? { basePort: o.basePort as number } : {}),
+    ...(o.cpus !== undefined ? { cpus: o.cpus as number } : {}),
+    ...(memory !== undefined ? { memory } : {}),
+  });
+  setTimeout(() => process.exit(), 1000).unref();
 }
 
 /** The daemon's options from commander's parse (shared by `corral daemon` and `corral agent`). */

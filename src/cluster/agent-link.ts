@@ -34,13 +34,13 @@ interface Reply { status: number; body: unknown }
 export interface ClusterTls { ca?: string; cert?: string; key?: string; insecure?: boolean }
 
 /** One HTTPS request to a controller; resolves with status and parsed body, whatever the status. */
-export function clusterRequest(base: string, method: string, path: string, body: unknown, tls: ClusterTls, timeoutMs = 10_000): Promise<Reply> {
+export function clusterRequest(base: string, method: string, path: string, body: unknown, tls: ClusterTls, timeoutMs = 10_000, headers: Record<string, string> = {}): Promise<Reply> {
   const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
   const u = new URL(path, base);
   return new Promise((resolve, reject) => {
     const req = request(u, {
       method, timeout: timeoutMs,
-      headers: { accept: 'application/json', ...(payload ? { 'content-type': 'application/json', 'content-length': String(payload.length) } : {}) },
+      headers: { ...headers, accept: 'application/json', ...(payload ? { 'content-type': 'application/json', 'content-length': String(payload.length) } : {}) },
       ...(tls.insecure ? { rejectUnauthorized: false } : { ca: tls.ca }),
       ...(tls.cert ? { cert: tls.cert, key: tls.key } : {}),
     }, (res) => {
@@ -61,7 +61,7 @@ export function clusterRequest(base: string, method: string, path: string, body:
 }
 
 /** The API's error in a reply, as a CorralError with its code (or COMMAND_FAILED for a body that is not one). */
-function replyError(r: Reply, what: string): CorralError {
+export function replyError(r: Reply, what: string): CorralError {
   const e = (r.body as { error?: Record<string, unknown> } | null)?.error;
   if (e && typeof e.code === 'string' && typeof e.message === 'string') {
     const { code, message, ...rest } = e;
@@ -190,17 +190,19 @@ export class AgentLink {
   private leaseMs: number | null = null;
   private watchdogMs: number | null = null;
   private fenced = false;
-  private readonly pet: WatchdogPet;
+  /** the host watchdog's pets; none on a simulated host (its VMs are objects of a fake driver) */
+  private readonly pet: WatchdogPet | null;
 
+  /** `dataDir`: the agent's, where its watchdog watches (watchdog.ts); left out, no watchdog. */
   constructor(
     private readonly id: AgentIdentity,
     private readonly hooks: LinkHooks,
     private readonly log: LinkLog,
-    dataDir: string,
+    dataDir?: string,
     private readonly intervalMs = Number(process.env.CORRAL_HEARTBEAT_MS) || 3000,
   ) {
-    this.pet = new WatchdogPet(identityDir(dataDir));
-    ensureWatchdog(identityDir(dataDir));
+    this.pet = dataDir === undefined ? null : new WatchdogPet(identityDir(dataDir));
+    if (dataDir !== undefined) ensureWatchdog(identityDir(dataDir));
   }
 
   start(): void {
@@ -213,7 +215,7 @@ export class AgentLink {
     this.stopped = true;
     clearTimeout(this.timer);
     clearInterval(this.leaseTimer);
-    this.pet.close();
+    this.pet?.close();
   }
 
   private schedule(): void {
@@ -235,7 +237,7 @@ export class AgentLink {
 
   private async beat(): Promise<void> {
     try {
-      if (this.watchdogMs !== null) this.pet.pet(this.watchdogMs, this.hooks.haPids());
+      if (this.watchdogMs !== null) this.pet?.pet(this.watchdogMs, this.hooks.haPids());
       const body = await this.hooks.report();
       const sentAt = performance.now();
       let lastErr = '';

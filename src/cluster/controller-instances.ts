@@ -89,12 +89,18 @@ export function controllerInstanceRoutes(d: ControllerInstanceDeps) {
     });
 
     app.get('/v1/instances', async () => {
-      const rows = await d.instances.list();
+      // the instances and the hosts in two queries, whatever the number of hosts
+      const [rows, hosts] = await Promise.all([d.instances.list(), d.store.listHosts()]);
+      const hostByName = new Map(hosts.map((h) => [h.name, h]));
       const byHost = new Map<string, ClusterInstance[]>();
-      for (const r of rows) byHost.set(r.host, [...(byHost.get(r.host) ?? []), r]);
+      for (const r of rows) {
+        const list = byHost.get(r.host);
+        if (list) list.push(r);
+        else byHost.set(r.host, [r]);
+      }
       const views = new Map<string, Body>();
       await Promise.all([...byHost.keys()].map(async (name) => {
-        const host = await d.store.getHost(name);
+        const host = hostByName.get(name);
         if (!host || host.state === 'unreachable' || host.state === 'fenced') return;
         try {
           const got = await d.agents.json<{ instances: Body[] }>(host, 'GET', '/v1/instances', undefined, 10_000);

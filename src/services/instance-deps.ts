@@ -20,6 +20,11 @@ export interface InstanceDeps {
   pool: { host: HostCapacityInput; config: PoolConfig };
   /** The hypervisor: every VM process is launched, adopted, watched and killed through it. */
   driver: VmDriver;
+  /**
+   * Makes an instance's root disk over its image (default: a qcow2 overlay by qemu-img, src/qemu/img.ts). A simulated
+   * host (src/daemon/sim-graph.ts), whose VMs never read a disk, makes an empty file instead.
+   */
+  overlay?: (path: string, backingPath: string, backingFormat: 'qcow2' | 'raw', sizeBytes: number | null) => Promise<void>;
   /** How QEMU opens image files here (probed at daemon start); default page cache + threads. */
   blockIo?: BlockIo;
   log: { info(o: object, m?: string): void; warn(o: object, m?: string): void };

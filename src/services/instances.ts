@@ -199,12 +199,13 @@ export class InstanceService {
       const release = this.d.images.claim(spec.image); // the image is not rebuilt or deleted under the new overlay
       try {
         mkdirSync(p.dir, { recursive: true, mode: 0o711 }); // QEMU's user opens what it is given there (vm-files.ts)
+        const overlay = this.d.overlay ?? createOverlay;
         if (ownsSharedDisk) {
           const base = await shared.base(image);
           shared.makeInstanceDir(name);
-          await createOverlay(p.disk, base, image.format, spec.disk);
+          await overlay(p.disk, base, image.format, spec.disk);
         } else if (!shared) {
-          await createOverlay(p.disk, image.disk, image.format, spec.disk);
+          await overlay(p.disk, image.disk, image.format, spec.disk);
         }
         if (spec.firmware === 'uefi') copyFileSync(OVMF_VARS, p.efiVars);
         for (const f of [p.disk, p.efiVars]) takeBack(f);

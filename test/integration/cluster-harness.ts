@@ -1,9 +1,10 @@
 /**
- * Cluster pieces for integration tests: a controller process (`corral controller`) on a loopback port with its own
- * data dir, the CLI pointed at it (CORRAL_URL, CORRAL_TOKEN, CORRAL_TLS_CA), and a free port.
+ * Cluster pieces for integration tests and benchmarks: a controller process (`corral controller`) on a loopback port
+ * with its own data dir, the CLI pointed at it (CORRAL_URL, CORRAL_TOKEN, CORRAL_TLS_CA), a simulated agent of many
+ * hosts (`corral agent --simulate`), and free ports.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { CLI, waitFor } from './harness.js';
@@ -95,4 +96,73 @@ export class Controller {
     }
     rmSync(this.dataDir, { recursive: true, force: true });
   }
+}
+
+/**
+ * A simulated agent (`corral agent --simulate N`) standing in for N hosts, joined through a controller with that
+ * controller's token; its data dir is its own (under /dev/shm when there is one: its hosts' SQLite stores sync
+ * every commit).
+ */
+export class SimAgent {
+  proc: ChildProcess | null = null;
+  log = '';
+  readonly dataDir = mkdtempSync(existsSync('/dev/shm') ? '/dev/shm/corral-sim-' : '/tmp/corral-sim-');
+  constructor(readonly controller: Controller, readonly hosts: number, readonly basePort: number, readonly args: string[] = [], readonly env: NodeJS.ProcessEnv = {}) {}
+
+  /** Start it and wait for its line saying every host joined and is up; rejects with its output when it exits first. */
+  async start(timeoutMs = 300_000): Promise<string> {
+    const c = this.controller.cliEnv();
+    const p = spawn(process.execPath, [
+      CLI, 'agent', '--simulate', String(this.hosts), '--join', this.controller.url, '--controller-token', String(c.CORRAL_TOKEN),
+      '--controller-ca', String(c.CORRAL_TLS_CA), '--base-port', String(this.basePort), ...this.args,
+    ], { env: { ...process.env, CORRAL_DATA_DIR: this.dataDir, ...this.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    this.proc = p;
+    p.stdout!.on('data', (d: Buffer) => { this.log += d.toString(); });
+    p.stderr!.on('data', (d: Buffer) => { this.log += d.toString(); });
+    await waitFor(() => {
+      if (p.exitCode !== null) throw new Error(`simulator exited ${p.exitCode}: ${this.log}`);
+      return /joined and up/.test(this.log);
+    }, timeoutMs, 'the simulated hosts to join');
+    return /corral simulator: .*/.exec(this.log)![0];
+  }
+
+  async stop(): Promise<number | null> {
+    const p = this.proc;
+    if (!p || p.exitCode !== null || p.signalCode !== null) return p?.exitCode ?? null;
+    const exited = new Promise<number | null>((r) => p.once('exit', (code) => r(code)));
+    p.kill('SIGTERM');
+    return exited;
+  }
+
+  async destroy(): Promise<void> {
+    const p = this.proc;
+    if (p && p.exitCode === null && p.signalCode === null) {
+      const exited = new Promise((r) => p.once('exit', r));
+      p.kill('SIGKILL');
+      await exited;
+    }
+    rmSync(this.dataDir, { recursive: true, force: true });
+  }
+}
+
+/** Whether the TCP ports from..from+count-1 of 127.0.0.1 are all free now. */
+export async function portsFree(from: number, count: number): Promise<boolean> {
+  for (let p = from; p < from + count; p++) {
+    const free = await new Promise<boolean>((resolve) => {
+      const s = createServer();
+      s.once('error', () => resolve(false));
+      s.listen(p, '127.0.0.1', () => s.close(() => resolve(true)));
+    });
+    if (!free) return false;
+  }
+  return true;
+}
+
+/** A run of `count` free consecutive ports of 127.0.0.1, at a random place from 20000 up. */
+export async function freePortRange(count: number): Promise<number> {
+  for (let tries = 0; tries < 50; tries++) {
+    const from = 20000 + Math.floor(Math.random() * (40000 - count));
+    if (await portsFree(from, count)) return from;
+  }
+  throw new Error(`no ${count} free consecutive ports found`);
 }

@@ -8,7 +8,7 @@ import { isCorralError } from '../../../src/core/errors.js';
 import type { AddressReservation } from '../../../src/core/addresses.js';
 import { NetworkStore } from '../../../src/network/store.js';
 import { NetworkService } from '../../../src/services/networks.js';
-import { FakeNetworkHost } from './fake-network-host.js';
+import { FakeNetworkHost } from '../../../src/network/fake-host.js';
 
 const dirs: string[] = [];
 after(() => {

@@ -1,11 +1,15 @@
-/** A fake network host for the unit tests of the network service and the fuzzing of the real services. */
-import type { AddressReservation } from '../../../src/core/addresses.js';
-import type { HostRoutes, NetworkRecord } from '../../../src/core/networks.js';
-import type { BridgeState } from '../../../src/network/bridge.js';
-import type { DnsmasqFiles, Lease } from '../../../src/network/dnsmasq.js';
-import type { NetworkHost } from '../../../src/network/host.js';
-import type { TapBinding } from '../../../src/network/l2-filter.js';
-import type { TapInfo } from '../../../src/network/tap.js';
+/**
+ * An in-memory network host: the network service runs for real over it, making no bridge, nft table, tap or dnsmasq
+ * process. For simulated hosts (src/daemon/sim-graph.ts), the unit tests of the network service and the fuzzing of
+ * the real services, which also tell it to fail one step.
+ */
+import type { AddressReservation } from '../core/addresses.js';
+import type { HostRoutes, NetworkRecord } from '../core/networks.js';
+import type { BridgeState } from './bridge.js';
+import type { DnsmasqFiles, Lease } from './dnsmasq.js';
+import type { NetworkHost } from './host.js';
+import type { TapBinding } from './l2-filter.js';
+import type { TapInfo } from './tap.js';
 
 export type NetworkStep = 'routes' | 'ensureBridge' | 'loadFirewall' | 'startDhcp' | 'stopDhcp' | 'deleteBridge' | 'createTap' | 'loadL2Filter';
 
