@@ -127,11 +127,7 @@ export class ClusterInstances {
   /** The host a request goes to, among `up` hosts (all but `exclude`); NO_HOST_FITS, naming what each lacks, when none. */
   private async choose(client: pg.PoolClient, req: PlaceRequest, exclude?: string): Promise<{ got: { host: string }; hosts: HostRow[] }> {
     const hosts = (await client.query<HostDbRow>(`SELECT ${HOST_COLUMNS} FROM hosts ORDER BY name`, [this.o.unreachableAfterMs])).rows.map(hostRow).filter((h) => h.name !== exclude);
-    const reserved = new Map<string, Reserved>();
-    for (const r of (await client.query<{ host: string; cpus: string; memory: string; n: string }>(
-      'SELECT host, sum(cpus) AS cpus, sum(memory) AS memory, count(*) AS n FROM instances GROUP BY host')).rows) {
-      reserved.set(r.host, { cpus: Number(r.cpus), memory: Number(r.memory), instances: Number(r.n) });
-    }
+    const reserved = new Map<string, Reserved>(hosts.map((h) => [h.name, h.reserved]));
     const groupHosts = new Set<string>();
     if (req.group !== undefined) {
       const g = await client.query<{ host: string; anti: boolean }>('SELECT host, bool_or(anti_affinity) AS anti FROM instances WHERE grp = $1 GROUP BY host', [req.group]);
@@ -223,13 +219,4 @@ export class ClusterInstances {
     return (await this.q('DELETE FROM instances WHERE name = $1', [name])).rowCount === 1;
   }
 
-  /** What the instances placed on each host reserve. */
-  async reservations(): Promise<Map<string, Reserved>> {
-    const out = new Map<string, Reserved>();
-    for (const r of (await this.q<{ host: string; cpus: string; memory: string; n: string }>(
-      'SELECT host, sum(cpus) AS cpus, sum(memory) AS memory, count(*) AS n FROM instances GROUP BY host')).rows) {
-      out.set(r.host, { cpus: Number(r.cpus), memory: Number(r.memory), instances: Number(r.n) });
-    }
-    return out;
-  }
 }

@@ -33,6 +33,8 @@ export interface HostRow {
   maintenance: boolean;
   /** where the host mounts the cluster's shared storage, as it last reported; null: none */
   sharedPool: string | null;
+  /** what the instances placed on it reserve (kept by a trigger on the instances table) */
+  reserved: { cpus: number; memory: number; instances: number };
   /** ISO 8601 times, to the millisecond (the database's clock) */
   fencedAt: string | null;
   fenceReason: string | null;
@@ -56,6 +58,7 @@ export interface ClusterStoreOptions {
 
 /** The select list of a host, with its state and heartbeat age; $1 is unreachableAfterMs. */
 export const HOST_COLUMNS = `name, uuid::text AS uuid, address, cert_serial, cert_fingerprint, labels, maintenance, shared_pool,
+  reserved_cpus, reserved_memory, reserved_count,
   fenced_at, fence_reason, capacity, allocation, agent_version, joined_at, last_heartbeat,
   -- greatest() skips NULLs, hence the CASE; 0 for a heartbeat written after this transaction's now()
   CASE WHEN last_heartbeat IS NOT NULL THEN greatest(0, extract(epoch FROM now() - last_heartbeat) * 1000)::float8 END AS heartbeat_age_ms,
@@ -67,6 +70,7 @@ export const HOST_COLUMNS = `name, uuid::text AS uuid, address, cert_serial, cer
 export interface HostDbRow {
   name: string; uuid: string; address: string; cert_serial: string; cert_fingerprint: string;
   labels: Record<string, string>; maintenance: boolean; shared_pool: string | null; fenced_at: Date | null; fence_reason: string | null;
+  reserved_cpus: string; reserved_memory: string; reserved_count: number;
   capacity: unknown; allocation: unknown; agent_version: string | null; joined_at: Date; last_heartbeat: Date | null;
   heartbeat_age_ms: number | null; state: HostState;
 }
@@ -77,6 +81,7 @@ export function hostRow(r: HostDbRow): HostRow {
   return {
     name: r.name, uuid: r.uuid, address: r.address, certSerial: r.cert_serial, certFingerprint: r.cert_fingerprint,
     labels: r.labels, maintenance: r.maintenance, sharedPool: r.shared_pool, fencedAt: iso(r.fenced_at), fenceReason: r.fence_reason,
+    reserved: { cpus: Number(r.reserved_cpus), memory: Number(r.reserved_memory), instances: r.reserved_count },
     capacity: r.capacity, allocation: r.allocation, agentVersion: r.agent_version, joinedAt: r.joined_at.toISOString(),
     lastHeartbeat: iso(r.last_heartbeat), heartbeatAgeMs: r.heartbeat_age_ms, state: r.state,
   };

@@ -130,11 +130,9 @@ export function controllerInstanceRoutes(d: ControllerInstanceDeps) {
 
     app.get('/v1/pool', async () => {
       const hosts = await d.store.listHosts();
-      const reserved = await d.instances.reservations();
-      const zero = { cpus: 0, memory: 0, instances: 0 };
       const each = hosts.map((h) => {
         const cap = (h.capacity ?? {}) as { cpus?: number; memory?: number };
-        const a = reserved.get(h.name) ?? zero;
+        const a = h.reserved;
         const capacity = { cpus: cap.cpus ?? 0, memory: cap.memory ?? 0 };
         return { name: h.name, state: h.state, capacity, allocated: a, free: { cpus: capacity.cpus - a.cpus, memory: capacity.memory - a.memory } };
       });

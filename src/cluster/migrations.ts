@@ -115,6 +115,34 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE instances ADD COLUMN spec jsonb;
     `,
   },
+  {
+    version: 5,
+    name: 'what each host has reserved, kept by a trigger',
+    sql: `
+      -- the sums of the instances placed on each host, kept up to date by the trigger below in the same
+      -- transaction as the change: placement reads the hosts only, whatever the number of instances
+      ALTER TABLE hosts ADD COLUMN reserved_cpus bigint NOT NULL DEFAULT 0;
+      ALTER TABLE hosts ADD COLUMN reserved_memory bigint NOT NULL DEFAULT 0;
+      ALTER TABLE hosts ADD COLUMN reserved_count integer NOT NULL DEFAULT 0;
+      UPDATE hosts h SET reserved_cpus = s.c, reserved_memory = s.m, reserved_count = s.n
+        FROM (SELECT host, sum(cpus) AS c, sum(memory) AS m, count(*) AS n FROM instances GROUP BY host) s WHERE s.host = h.name;
+      CREATE FUNCTION corral_reserve() RETURNS trigger LANGUAGE plpgsql AS $fn$
+      BEGIN
+        IF TG_OP IN ('DELETE', 'UPDATE') THEN
+          UPDATE hosts SET reserved_cpus = reserved_cpus - OLD.cpus, reserved_memory = reserved_memory - OLD.memory,
+            reserved_count = reserved_count - 1 WHERE name = OLD.host;
+        END IF;
+        IF TG_OP IN ('INSERT', 'UPDATE') THEN
+          UPDATE hosts SET reserved_cpus = reserved_cpus + NEW.cpus, reserved_memory = reserved_memory + NEW.memory,
+            reserved_count = reserved_count + 1 WHERE name = NEW.host;
+        END IF;
+        RETURN NULL;
+      END
+      $fn$;
+      CREATE TRIGGER instances_reserve AFTER INSERT OR DELETE OR UPDATE OF host, cpus, memory ON instances
+        FOR EACH ROW EXECUTE FUNCTION corral_reserve();
+    `,
+  },
 ];
 
 export interface MigrateResult {
