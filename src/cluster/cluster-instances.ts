@@ -97,6 +97,20 @@ export class ClusterInstances {
 
   /** Place a new instance: see the file's comment. Returns its row and its host. */
   async place(req: PlaceRequest): Promise<{ instance: ClusterInstance; host: HostRow }> {
+    return this.underPlacementLock(async (client) => {
+      const taken = await client.query<{ host: string }>('SELECT host FROM instances WHERE name = $1', [req.name]);
+      if (taken.rows[0]) throw new CorralError('ALREADY_EXISTS', `an instance named "${req.name}" exists (on host ${taken.rows[0].host})`, { name: req.name });
+      const { got, hosts } = await this.choose(client, req);
+      const r = await client.query<InstanceDbRow>(
+        `INSERT INTO instances (name, host, cpus, memory, grp, anti_affinity, pool, ha, spec) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb)
+         RETURNING ${COLUMNS}`,
+        [req.name, got.host, req.cpus, req.memory, req.group ?? null, req.antiAffinity === true, req.shared ? 'shared' : 'local', req.ha === true, req.spec ? JSON.stringify(req.spec) : null]);
+      return { instance: instanceRow(r.rows[0]!), host: hosts.find((h) => h.name === got.host)! };
+    }, (e) => (errorCode(e) === UNIQUE_VIOLATION ? new CorralError('ALREADY_EXISTS', `an instance named "${req.name}" exists`, { name: req.name }) : e));
+  }
+
+  /** One transaction under the cluster-wide placement lock; `mapError` may turn a failure into a coded one. */
+  private async underPlacementLock<T>(fn: (client: pg.PoolClient) => Promise<T>, mapError: (e: unknown) => unknown = (e) => e): Promise<T> {
     let client: pg.PoolClient;
     try {
       client = await this.pool.connect();
@@ -106,19 +120,12 @@ export class ClusterInstances {
     try {
       await client.query('BEGIN');
       await client.query('SELECT pg_advisory_xact_lock($1::bigint)', [PLACEMENT_LOCK_KEY]);
-      const taken = await client.query<{ host: string }>('SELECT host FROM instances WHERE name = $1', [req.name]);
-      if (taken.rows[0]) throw new CorralError('ALREADY_EXISTS', `an instance named "${req.name}" exists (on host ${taken.rows[0].host})`, { name: req.name });
-      const { got, hosts } = await this.choose(client, req);
-      const r = await client.query<InstanceDbRow>(
-        `INSERT INTO instances (name, host, cpus, memory, grp, anti_affinity, pool, ha, spec) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb)
-         RETURNING ${COLUMNS}`,
-        [req.name, got.host, req.cpus, req.memory, req.group ?? null, req.antiAffinity === true, req.shared ? 'shared' : 'local', req.ha === true, req.spec ? JSON.stringify(req.spec) : null]);
+      const out = await fn(client);
       await client.query('COMMIT');
-      return { instance: instanceRow(r.rows[0]!), host: hosts.find((h) => h.name === got.host)! };
+      return out;
     } catch (e) {
       await client.query('ROLLBACK').catch(() => undefined);
-      if (errorCode(e) === UNIQUE_VIOLATION) throw new CorralError('ALREADY_EXISTS', `an instance named "${req.name}" exists`, { name: req.name });
-      throw fromPg(e);
+      throw fromPg(mapError(e));
     } finally {
       client.release();
     }
@@ -160,29 +167,15 @@ export class ClusterInstances {
    * the `up` hosts other than `from`, under the placement lock. The new host, or NO_HOST_FITS.
    */
   async relocate(name: string, from: string): Promise<HostRow> {
-    let client: pg.PoolClient;
-    try {
-      client = await this.pool.connect();
-    } catch (e) {
-      throw fromPg(e);
-    }
-    try {
-      await client.query('BEGIN');
-      await client.query('SELECT pg_advisory_xact_lock($1::bigint)', [PLACEMENT_LOCK_KEY]);
+    return this.underPlacementLock(async (client) => {
       const cur = (await client.query<InstanceDbRow>(`SELECT ${COLUMNS} FROM instances WHERE name = $1 FOR UPDATE`, [name])).rows[0];
       if (!cur || cur.host !== from) throw new CorralError('INVALID_STATE', `instance "${name}" is no longer on host "${from}"`, { name });
       // what it reserves stays counted on its old host (left out of the choice) until the row moves
       const req: PlaceRequest = { name, cpus: cur.cpus, memory: Number(cur.memory), shared: cur.pool === 'shared', ha: cur.ha, ...(cur.grp ? { group: cur.grp } : {}), antiAffinity: cur.anti_affinity };
       const { got, hosts } = await this.choose(client, req, from);
       await client.query('UPDATE instances SET host = $2 WHERE name = $1', [name, got.host]);
-      await client.query('COMMIT');
       return hosts.find((h) => h.name === got.host)!;
-    } catch (e) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw fromPg(e);
-    } finally {
-      client.release();
-    }
+    });
   }
 
   /** Put an instance back on a host (an HA restart that failed on the host it was moved to). */

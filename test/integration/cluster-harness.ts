@@ -7,7 +7,7 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { CLI, waitFor } from './harness.js';
+import { CLI, signalAndWait, waitFor } from './harness.js';
 
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -80,20 +80,11 @@ export class Controller {
   }
 
   async stop(): Promise<void> {
-    const p = this.proc;
-    if (!p || p.exitCode !== null || p.signalCode !== null) return;
-    const exited = new Promise((r) => p.once('exit', r));
-    p.kill('SIGTERM');
-    await exited;
+    await signalAndWait(this.proc, 'SIGTERM');
   }
 
   async destroy(): Promise<void> {
-    const p = this.proc;
-    if (p && p.exitCode === null && p.signalCode === null) {
-      const exited = new Promise((r) => p.once('exit', r));
-      p.kill('SIGKILL');
-      await exited;
-    }
+    await signalAndWait(this.proc, 'SIGKILL');
     rmSync(this.dataDir, { recursive: true, force: true });
   }
 }
@@ -126,21 +117,12 @@ export class SimAgent {
     return /corral simulator: .*/.exec(this.log)![0];
   }
 
-  async stop(): Promise<number | null> {
-    const p = this.proc;
-    if (!p || p.exitCode !== null || p.signalCode !== null) return p?.exitCode ?? null;
-    const exited = new Promise<number | null>((r) => p.once('exit', (code) => r(code)));
-    p.kill('SIGTERM');
-    return exited;
+  stop(): Promise<number | null> {
+    return signalAndWait(this.proc, 'SIGTERM');
   }
 
   async destroy(): Promise<void> {
-    const p = this.proc;
-    if (p && p.exitCode === null && p.signalCode === null) {
-      const exited = new Promise((r) => p.once('exit', r));
-      p.kill('SIGKILL');
-      await exited;
-    }
+    await signalAndWait(this.proc, 'SIGKILL');
     rmSync(this.dataDir, { recursive: true, force: true });
   }
 }

@@ -119,6 +119,18 @@ export function onSse(res: IncomingMessage, onBlock: (block: string, event: unkn
   });
 }
 
+/**
+ * Signal a child that still runs and wait for its exit: its exit code (null when a signal ended it, or for no child).
+ * A process killed by a signal keeps exitCode null: without the signalCode check a second kill (a destroy after a
+ * test that failed while the process was down) would wait forever for an exit already seen.
+ */
+export async function signalAndWait(p: ChildProcess | null, signal: NodeJS.Signals): Promise<number | null> {
+  if (!p || p.exitCode !== null || p.signalCode !== null) return p?.exitCode ?? null;
+  const exited = new Promise<number | null>((r) => p.once('exit', (code) => r(code)));
+  p.kill(signal);
+  return exited;
+}
+
 export class Daemon {
   proc: ChildProcess | null = null;
   log = '';
@@ -153,21 +165,11 @@ export class Daemon {
 
   /** SIGKILL the daemon (QEMU processes must survive). */
   async kill9(): Promise<void> {
-    const p = this.proc;
-    // a process killed by a signal keeps exitCode null: without the signalCode check a second kill9 (destroy after a
-    // test that failed while the daemon was down) would wait forever for an exit already seen, and leak its QEMUs
-    if (!p || p.exitCode !== null || p.signalCode !== null) return;
-    const exited = new Promise((r) => p.once('exit', r));
-    p.kill('SIGKILL');
-    await exited;
+    await signalAndWait(this.proc, 'SIGKILL');
   }
 
   async stop(): Promise<void> {
-    const p = this.proc;
-    if (!p || p.exitCode !== null || p.signalCode !== null) return;
-    const exited = new Promise((r) => p.once('exit', r));
-    p.kill('SIGTERM');
-    await exited;
+    await signalAndWait(this.proc, 'SIGTERM');
   }
 
   /** An API call that must answer `status` (default 200); its body. */

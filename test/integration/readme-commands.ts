@@ -61,7 +61,13 @@ export function shellCommands(text: string): string[][] {
   return cmds;
 }
 
-export function readmeCommands(md: string, skipSections: RegExp = /on a real host/i): ReadmeCommand[] {
+/** Sections whose commands need what one test daemon is not: real hardware, or a cluster (the cluster tests run those). */
+const NOT_HERE: Array<[RegExp, string]> = [
+  [/on a real host/i, 'needs real hardware'],
+  [/^many hosts$|^a cluster on one machine$/i, 'needs a cluster: test/integration/cluster*.test.ts run these commands'],
+];
+
+export function readmeCommands(md: string, skipSections?: RegExp): ReadmeCommand[] {
   const out: ReadmeCommand[] = [];
   const lines = md.split('\n');
   let section = '';
@@ -88,7 +94,8 @@ export function readmeCommands(md: string, skipSections: RegExp = /on a real hos
     for (const words of shellCommands(code)) {
       const text = words.join(' ');
       let skip: string | null = null;
-      if (skipSections.test(section)) skip = `section "${section}" needs real hardware`;
+      const why = skipSections ? (skipSections.test(section) ? 'needs real hardware' : undefined) : NOT_HERE.find(([re]) => re.test(section))?.[1];
+      if (why) skip = `section "${section}" ${why}`;
       else if (words[0] !== 'corral') skip = `not a corral command (${words[0]})`;
       out.push({ line: start, section, text, args: words[0] === 'corral' ? words.slice(1) : words, comment, skip });
     }
