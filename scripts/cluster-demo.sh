@@ -367,7 +367,10 @@ agents_up() {
   for h in "${HOSTS[@]}"; do
     if pid_of "$h" >/dev/null; then say "    $h already running"; continue; fi
     ns=$(netns_of "$h")
-    args=(--name "$h" --listen "$(host_ip "$h"):$AGENT_PORT")
+    # the shared pool: one directory every host sees, as an NFS mount would be on real hosts (--pool shared, --ha)
+    mkdir -p "$DIR/shared"
+    chmod 711 "$DIR" "$DIR/shared"
+    args=(--name "$h" --listen "$(host_ip "$h"):$AGENT_PORT" --shared-pool "$DIR/shared")
     if [[ ! -f $DIR/$h/cluster/cluster.json ]]; then
       # a single-use token for this host, from the controller
       token=$(ctl_cli cluster join-token --json | "$NODE" -e 'let s = ""; process.stdin.on("data", (d) => { s += d; }).on("end", () => console.log(JSON.parse(s).token))')

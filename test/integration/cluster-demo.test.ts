@@ -2,7 +2,9 @@
  * `make cluster-demo` and friends (scripts/cluster-demo.sh), for real: up brings PostgreSQL, a controller and three
  * agents in network namespaces, and the exports it prints reach the controller, which lists h1..h3 up; pause stops
  * the controller and PostgreSQL while an agent (and a guest on it) carries on; resume brings the hosts back up;
- * down leaves no namespace, bridge, process or state dir. It runs with its own state dir, bridge, subnet,
+ * ten guests created through the controller spread over the three hosts; an HA guest on the shared pool survives its
+ * host's link being cut (the host fences it, the controller starts it on another host); down leaves no namespace,
+ * bridge, process or state dir. It runs with its own state dir, bridge, subnet,
  * namespace names and ports, so a demo a user has up is not touched; the tiny image comes from the test base.
  */
 import { after, test } from 'node:test';
@@ -89,12 +91,14 @@ after(async () => {
   if (ran && (existsSync(DIR) || existsSync(`/run/netns/${NETNS}-h1`))) await demo('down');
 });
 
-test('cluster-demo: up, the exports reach the controller listing h1..h3; pause keeps agents and guests; resume; down leaves nothing', { skip, timeout: 600_000 }, async () => {
+test('cluster-demo: up, the exports reach the controller listing h1..h3; pause keeps agents and guests; resume; ten guests spread; an HA guest survives a cut link; down leaves nothing', { skip, timeout: 900_000 }, async (t) => {
   const pgPort = await freePort();
   demoEnv = {
     CORRAL_DEMO_DIR: DIR, CORRAL_DEMO_BRIDGE: BRIDGE, CORRAL_DEMO_NET: NET, CORRAL_DEMO_NETNS: NETNS,
     CORRAL_DEMO_PG_PORT: String(pgPort), CORRAL_DEMO_CONTROLLER_PORT: String(await freePort()), CORRAL_DEMO_AGENT_PORT: String(await freePort()),
     CORRAL_DEMO_TINY_FROM: process.env.CORRAL_TEST_BASE ?? join(REPO, '.data/test-base'),
+    // a short lease and watchdog, so that the cut link below is fenced within seconds
+    CORRAL_HEARTBEAT_MS: '500', CORRAL_UNREACHABLE_AFTER_MS: '5000', CORRAL_WATCHDOG_MS: '4000',
   };
 
   const up = await demo('up');
@@ -141,6 +145,44 @@ test('cluster-demo: up, the exports reach the controller listing h1..h3; pause k
   await waitAllUp();
   await waitFor(async () => (await hosts()).find((h) => h.name === 'h1')?.allocation?.instances === 1, 30_000, 'h1 to report its guest');
   assert.equal((await h1.ok('GET', '/v1/instances/g1')).pid, qemuPid, 'the same QEMU');
+
+  // ten guests through the controller, spread over the three namespace hosts
+  for (let i = 1; i <= 10; i++) {
+    const r = await runCli(['create', `s${i}`, '--image', 'tiny', '--memory', '96M', '--start', '--json'], cliEnv);
+    assert.equal(r.code, 0, r.stderr);
+  }
+  const rows = JSON.parse((await runCli(['list', '--json'], cliEnv)).stdout).instances as Array<{ name: string; host: string; state: string }>;
+  const per = HOSTS.map((h) => rows.filter((r) => r.host === h && r.name.startsWith('s')).length);
+  assert.deepEqual(per.slice().sort(), [3, 3, 4], `spread: ${JSON.stringify(per)}`);
+  assert.ok(rows.filter((r) => r.name.startsWith('s')).every((r) => r.state === 'running'), JSON.stringify(rows));
+  for (let i = 1; i <= 10; i++) assert.equal((await runCli(['delete', `s${i}`, '--force'], cliEnv)).code, 0);
+
+  // host loss by a cut link: h2's agent cannot renew its lease and kills its HA guest itself; the controller starts
+  // the guest on another host from the shared disk once the lease and the watchdog's timeout have run out
+  const ha = await runCli(['create', 'ha1', '--image', 'tiny', '--memory', '128M', '--pool', 'shared', '--ha', '--host', 'h2', '--start', '--json'], cliEnv);
+  assert.equal(ha.code, 0, ha.stderr);
+  const h2 = new Daemon(join(DIR, 'h2'));
+  await h2.waitConsole('ha1', /corral-tiny ready/);
+  const oldPid = (await h2.ok('GET', '/v1/instances/ha1')).pid as number;
+  const veth = `${BRIDGE}h2`;
+  const t0 = Date.now();
+  execFileSync('ip', ['link', 'set', 'dev', veth, 'down']);
+  try {
+    await waitFor(() => !existsSync(`/proc/${oldPid}`), 30_000, 'h2 to fence its HA guest (lease lost)');
+    let moved: { host?: string; state?: string } | undefined;
+    await waitFor(async () => {
+      const r = await runCli(['show', 'ha1', '--json'], cliEnv);
+      moved = r.code === 0 ? JSON.parse(r.stdout) : undefined;
+      return moved?.host !== undefined && moved.host !== 'h2' && moved.state === 'running';
+    }, 60_000, 'ha1 to run on another host', () => JSON.stringify(moved));
+    t.diagnostic(`HA recovery from link cut to the guest running on ${moved!.host}: ${((Date.now() - t0) / 1000).toFixed(1)} s (lease 5 s, watchdog 4 s)`);
+    await new Daemon(join(DIR, moved!.host!)).waitConsole('ha1', /corral-tiny ready/);
+    assert.equal((await hosts()).find((h) => h.name === 'h2')?.state, 'fenced');
+  } finally {
+    execFileSync('ip', ['link', 'set', 'dev', veth, 'up']);
+  }
+  await waitAllUp();
+  await waitFor(async () => (await h2.api('GET', '/v1/instances/ha1')).status === 404, 30_000, 'h2 to forget ha1');
 
   const gone = await demo('down');
   assert.equal(gone.code, 0, gone.stderr);
