@@ -9,6 +9,9 @@ import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import { CorralError } from '../core/errors.js';
 import type { HostRow } from './cluster-store.js';
 
+const READ_TIMEOUT_MS = 10_000;
+const CONNECT_TIMEOUT_MS = 3000;
+
 export interface AgentReply {
   status: number;
   contentType: string;
@@ -18,8 +21,12 @@ export interface AgentReply {
 export class AgentClient {
   constructor(private readonly tls: { caPem: string; certPem: string; keyPem: string }, private readonly timeoutMs = 60_000) {}
 
-  /** One request to a host's agent; HOST_UNAVAILABLE when it cannot be reached (or is not who it joined as). */
-  call(host: HostRow, method: string, path: string, body?: unknown, timeoutMs = this.timeoutMs): Promise<AgentReply> {
+  /**
+   * One request to a host's agent; HOST_UNAVAILABLE when it cannot be reached (or is not who it joined as). A read
+   * waits READ_TIMEOUT_MS at most for an answer, anything else `timeoutMs` (a stop waits for the guest): a host whose
+   * link was just cut is not `unreachable` until its lease runs out, and its calls must not hang until then.
+   */
+  call(host: HostRow, method: string, path: string, body?: unknown, timeoutMs = method === 'GET' ? READ_TIMEOUT_MS : this.timeoutMs): Promise<AgentReply> {
     if (!host.address) return Promise.reject(new CorralError('HOST_UNAVAILABLE', `host "${host.name}" serves no API (its agent was started without --listen)`, { host: host.name }));
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
     const pin = host.certFingerprint.toLowerCase();
@@ -40,6 +47,13 @@ export class AgentClient {
         res.on('error', (e) => reject(unavailable(host, e)));
       });
       req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
+      // a new connection that is not made within CONNECT_TIMEOUT_MS: the host is not there
+      req.on('socket', (sock) => {
+        if (!sock.connecting) return;
+        const t = setTimeout(() => req.destroy(new Error(`no connection within ${CONNECT_TIMEOUT_MS} ms`)), CONNECT_TIMEOUT_MS);
+        sock.once('connect', () => clearTimeout(t));
+        sock.once('close', () => clearTimeout(t));
+      });
       req.on('error', (e) => reject(unavailable(host, e)));
       req.end(payload);
     });

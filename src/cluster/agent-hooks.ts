@@ -21,12 +21,25 @@ export function agentLinkHooks(d: {
     },
     haPids: () => ha().filter((r) => r.pid !== null).map((r) => ({ pid: r.pid!, startTicks: r.pidStart })),
     fence: async (reason) => {
+      const killed: string[] = [];
       for (const r of d.store.listInstances(ACTIVE_STATES).filter((x) => x.spec.ha === true)) {
         try {
           await d.instances.kill(r.name);
+          killed.push(r.name);
           d.events.publish('instance.fenced', r.name, { reason });
         } catch (e) {
           d.log.warn({ instance: r.name, error: (e as Error).message }, 'could not kill an HA instance while fencing');
+        }
+      }
+      return killed;
+    },
+    restart: async (names) => {
+      for (const name of names) {
+        try {
+          await d.instances.start(name);
+          d.events.publish('instance.unfenced', name, { reason: 'the lease is renewed; the cluster moved it nowhere' });
+        } catch (e) {
+          d.log.warn({ instance: name, error: (e as Error).message }, 'could not start again an HA instance after its lease came back');
         }
       }
     },

@@ -167,8 +167,10 @@ export interface LinkHooks {
   report(): Promise<{ capacity: unknown; allocation: unknown; agentVersion: string; sharedPool: string | null; ha: string[] }>;
   /** the running HA instances' QEMU pids, for the watchdog */
   haPids(): HaPid[];
-  /** kill every HA instance here: the lease is lost */
-  fence(reason: string): Promise<void>;
+  /** kill every HA instance here: the lease is lost; the names of those it killed */
+  fence(reason: string): Promise<string[]>;
+  /** start again the HA instances the lease's loss killed, the cluster having moved none of them meanwhile */
+  restart(names: string[]): Promise<void>;
   /** remove the records of instances the cluster moved to another host (their shared root disks stay) */
   forget(names: string[]): Promise<void>;
 }
@@ -190,6 +192,8 @@ export class AgentLink {
   private leaseMs: number | null = null;
   private watchdogMs: number | null = null;
   private fenced = false;
+  /** the HA instances this agent killed when its lease ran out: started again once it is renewed, unless moved */
+  private fencedNames: string[] = [];
   /** the host watchdog's pets; none on a simulated host (its VMs are objects of a fake driver) */
   private readonly pet: WatchdogPet | null;
 
@@ -232,7 +236,10 @@ export class AgentLink {
     this.fenced = true;
     const reason = `no controller has renewed this host's lease for ${Math.round(age)} ms (lease ${this.leaseMs} ms)`;
     this.log.error({ host: this.id.name }, `${reason}: killing the HA instances here before the cluster starts them elsewhere`);
-    await this.hooks.fence(reason).catch((e: Error) => this.log.error({ error: e.message }, 'fencing failed'));
+    this.fencedNames = await this.hooks.fence(reason).catch((e: Error) => {
+      this.log.error({ error: e.message }, 'fencing failed');
+      return [];
+    });
   }
 
   private async beat(): Promise<void> {
@@ -252,9 +259,17 @@ export class AgentLink {
             this.fenced = false;
             if (typeof reply.leaseMs === 'number') this.leaseMs = reply.leaseMs;
             if (typeof reply.watchdogMs === 'number') this.watchdogMs = reply.watchdogMs;
-            if (reply.forget && reply.forget.length > 0) {
-              this.log.warn({ instances: reply.forget }, 'the cluster runs these instances on another host now: their records here are removed (their shared disks stay)');
-              await this.hooks.forget(reply.forget);
+            const forget = reply.forget ?? [];
+            if (forget.length > 0) {
+              this.log.warn({ instances: forget }, 'the cluster runs these instances on another host now: their records here are removed (their shared disks stay)');
+              await this.hooks.forget(forget);
+            }
+            // the lease is back and this host was not fenced meanwhile: what the lease's loss killed runs again here
+            const again = reply.state === 'fenced' ? [] : this.fencedNames.filter((n) => !forget.includes(n));
+            if (reply.state !== 'fenced') this.fencedNames = [];
+            if (again.length > 0) {
+              this.log.warn({ instances: again }, 'the lease is renewed and the cluster moved none of them: starting again the HA instances its loss stopped');
+              await this.hooks.restart(again);
             }
             return;
           }

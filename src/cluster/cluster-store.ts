@@ -153,6 +153,15 @@ export class ClusterStore {
     }
   }
 
+  /** What consumeJoinToken would say now, without using the token (a join checks it before any work). */
+  async peekJoinToken(id: string, secretHash: string): Promise<ConsumeResult> {
+    const r = await this.q<{ used: boolean; expired: boolean }>(
+      'SELECT used_at IS NOT NULL AS used, expires_at <= now() AS expired FROM join_tokens WHERE id = $1 AND secret_hash = $2', [id, secretHash]);
+    const row = r.rows[0];
+    if (!row) return 'unknown';
+    return row.used ? 'used' : row.expired ? 'expired' : 'ok';
+  }
+
   /**
    * Use a join token for `host`: 'ok' once (of uses racing, exactly one), then 'used'; 'expired' past its expiry;
    * 'unknown' when no token has this id and secret (a wrong secret does not tell that the id exists).

@@ -115,14 +115,13 @@ export async function buildControllerApi(d: ControllerApiDeps): Promise<FastifyI
     if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(b.uuid)) throw new CorralError('INVALID_SPEC', 'uuid: not a UUID', { field: 'uuid' });
     const address = checkAddress(b.address);
     if (await d.store.getHost(name)) throw new CorralError('HOST_EXISTS', `a host named "${name}" is already in the cluster: remove it first (corral host remove ${name}) or join under another --name`, { name });
-    // the certificate first (a bad CSR burns no token), then the token, then the row
+    // the token is checked before any work (no signing for a caller without one), the certificate made (a bad CSR
+    // burns no token), then the token used (of joins racing with it, one wins), then the row inserted
+    const secretHash = hashJoinSecret(parsed.secret);
+    refuseToken(await d.store.peekJoinToken(parsed.id, secretHash));
     const ip = address ? new URL(address).hostname.replace(/^\[(.*)\]$/, '$1') : undefined;
     const signed = await signHostCsr(d.ca, b.csr, { host: name, uuid: b.uuid, ips: ip ? [ip] : [], role: 'agent' });
-    const used = await d.store.consumeJoinToken(parsed.id, hashJoinSecret(parsed.secret), name);
-    if (used !== 'ok') {
-      const why: string = ({ unknown: 'it is not one of this cluster\'s tokens', expired: 'it has expired', used: 'it was used already (a join token works once)' } as Record<string, string>)[used] ?? used;
-      throw new CorralError('JOIN_TOKEN_REFUSED', `the join token is refused: ${why}; make a new one with corral cluster join-token`, { reason: used });
-    }
+    refuseToken(await d.store.consumeJoinToken(parsed.id, secretHash, name));
     await d.store.insertHost({ name, uuid: b.uuid, address, certSerial: signed.serial.toLowerCase(), certFingerprint: signed.fingerprint, agentVersion: b.agentVersion });
     const host = await d.store.getHost(name);
     d.log.info({ host: name, address, serial: signed.serial }, 'host joined the cluster');
@@ -165,6 +164,13 @@ export async function buildControllerApi(d: ControllerApiDeps): Promise<FastifyI
   });
   await app.ready();
   return app;
+}
+
+/** JOIN_TOKEN_REFUSED saying why, unless the token is good. */
+function refuseToken(r: 'ok' | 'unknown' | 'expired' | 'used'): void {
+  if (r === 'ok') return;
+  const why = { unknown: 'it is not one of this cluster\'s tokens', expired: 'it has expired', used: 'it was used already (a join token works once)' }[r];
+  throw new CorralError('JOIN_TOKEN_REFUSED', `the join token is refused: ${why}; make a new one with corral cluster join-token`, { reason: r });
 }
 
 function hostNotFound(name: string): CorralError {

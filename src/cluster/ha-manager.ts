@@ -3,7 +3,9 @@
  * whichever controller holds it acts, the others wait and take over when it goes).
  *
  * Every second it fences the hosts that hold HA instances and whose last heartbeat is older than the lease plus
- * the host watchdog's timeout (plus a second): by then the host's agent has killed its HA instances itself (lease
+ * the host watchdog's timeout (plus a second), though never in its first lease-plus-watchdog as the manager (after
+ * an outage of every controller, hosts get that long to report: their agents start again what the lease's loss
+ * stopped, rather than the cluster moving everything): by then the host's agent has killed its HA instances itself (lease
  * lost), or its watchdog has (agent dead or hung), or the host is down. Only then does it start each HA instance
  * of a fenced host on another host: placed as a new instance would be (shared pool, anti-affinity, room), created
  * there from its stored request taking over its root disk on the shared pool (`adopt`), and started. A restart
@@ -15,6 +17,9 @@ import type { ClusterStore, HostRow } from './cluster-store.js';
 import type { ClusterInstances, ClusterInstance } from './cluster-instances.js';
 import type { AgentClient } from './agent-client.js';
 import { parse } from './agent-client.js';
+
+/** how long an agent may take to make and start an HA instance before the restart is tried again */
+const RESTART_TIMEOUT_MS = 30_000;
 
 /** "ha" in ASCII */
 export const HA_LOCK_KEY = '26721';
@@ -37,6 +42,8 @@ export class HaManager {
   private timer: NodeJS.Timeout | undefined;
   private running = false;
   private stopped = false;
+  /** no host is fenced before this (ms since the epoch): set when this controller becomes the HA manager */
+  private graceUntil = 0;
 
   constructor(
     private readonly pool: pg.Pool,
@@ -70,7 +77,11 @@ export class HaManager {
       if (!this.leader) {
         const r = await this.client.query<{ ok: boolean }>('SELECT pg_try_advisory_lock($1::bigint) AS ok', [HA_LOCK_KEY]);
         this.leader = r.rows[0]?.ok === true;
-        if (this.leader) this.log.info({}, 'this controller runs the HA manager');
+        if (this.leader) {
+          // hosts could not report while no controller ran: give them a lease and a watchdog's time to, first
+          this.graceUntil = Date.now() + this.o.leaseMs + this.o.watchdogMs;
+          this.log.info({}, 'this controller runs the HA manager');
+        }
       } else {
         await this.client.query('SELECT 1'); // the lock lives with this session: make sure it still does
       }
@@ -87,8 +98,10 @@ export class HaManager {
     this.running = true;
     try {
       if (!(await this.lead())) return;
-      for (const h of await this.store.fenceExpired(this.o.leaseMs + this.o.watchdogMs + 1000)) {
-        this.log.warn({ host: h.name, reason: h.fenceReason }, `host ${h.name} fenced`);
+      if (Date.now() >= this.graceUntil) {
+        for (const h of await this.store.fenceExpired(this.o.leaseMs + this.o.watchdogMs + 1000)) {
+          this.log.warn({ host: h.name, reason: h.fenceReason }, `host ${h.name} fenced`);
+        }
       }
       for (const host of (await this.store.listHosts()).filter((h) => h.state === 'fenced')) {
         for (const inst of await this.instances.haOn(host.name)) await this.restart(inst, host);
@@ -109,8 +122,9 @@ export class HaManager {
       return;
     }
     const body = { ...(inst.spec ?? {}), name: inst.name, adopt: true, start: true };
+    this.log.info({ instance: inst.name, from: from.name, to: to.name }, `starting HA instance ${inst.name} on ${to.name}`);
     try {
-      const r = await this.agents.call(to, 'POST', '/v1/instances', body);
+      const r = await this.agents.call(to, 'POST', '/v1/instances', body, RESTART_TIMEOUT_MS);
       if (r.status >= 300) {
         const err = parse(r.body) as { error?: { code?: string } };
         if (err.error?.code !== 'ALREADY_EXISTS') throw new Error(r.body.toString());

@@ -175,3 +175,22 @@ test('its host\'s agent frozen (SIGSTOP, host still up): the watchdog fences the
   assert.equal(worstCopies, 1, 'never two copies');
   assert.deepEqual(copiesOf('ha1').length, 1);
 });
+
+test('every controller down for longer than the lease: the HA guest is stopped by its host, then started again there once the lease is back (not moved); never two copies', { skip, timeout: 180_000 }, async () => {
+  const at = (await ok(['show', 'ha1'])).host as string;
+  const d = hosts.get(at)!;
+  const before = (await d.ok('GET', '/v1/instances/ha1')).pid;
+  await ctl.stop();
+  await waitFor(async () => !alive(before), 20_000, 'the host to fence its HA guest when its lease runs out');
+  assert.equal((await d.ok('GET', '/v1/instances/ha1')).state, 'stopped');
+  await ctl.start();
+  let now: any;
+  await waitFor(async () => {
+    now = await d.ok('GET', '/v1/instances/ha1');
+    return now.state === 'running';
+  }, 60_000, 'its host to start it again', () => JSON.stringify(now));
+  assert.notEqual(now.pid, before);
+  assert.equal((await ok(['show', 'ha1'])).host, at, 'the same host: nothing was moved');
+  for (const h of await ok(['host', 'list'])) assert.equal(h.state, 'up', JSON.stringify(h));
+  assert.equal(worstCopies, 1, 'never two copies');
+});
