@@ -182,7 +182,7 @@ test('every controller down for longer than the lease: the HA guest is stopped b
   const before = (await d.ok('GET', '/v1/instances/ha1')).pid;
   await ctl.stop();
   await waitFor(async () => !alive(before), 20_000, 'the host to fence its HA guest when its lease runs out');
-  assert.equal((await d.ok('GET', '/v1/instances/ha1')).state, 'stopped');
+  await d.waitState('ha1', 'stopped', 10_000);
   await ctl.start();
   let now: any;
   await waitFor(async () => {

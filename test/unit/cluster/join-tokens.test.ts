@@ -94,3 +94,14 @@ test('a taken token id is ALREADY_EXISTS; a secret hash that is no SHA-256 hex i
     (e: unknown) => isCorralError(e) && e.code === 'INVALID_SPEC');
   assert.equal(await store.consumeJoinToken('tok6', sha('s6'), 'host-a'), 'ok', 'the first token is unchanged');
 });
+
+test('peeking at a token says what a use would say, and uses nothing', async () => {
+  await store.insertJoinToken({ id: 'tok6', secretHash: sha('s6'), ttlSeconds: 600 });
+  await store.insertJoinToken({ id: 'tok7', secretHash: sha('s7'), ttlSeconds: 0 });
+  assert.equal(await store.peekJoinToken('tok6', sha('s6')), 'ok');
+  assert.equal(await store.peekJoinToken('tok6', sha('s6')), 'ok', 'twice: still unused');
+  assert.equal(await store.peekJoinToken('tok6', sha('wrong')), 'unknown');
+  assert.equal(await store.peekJoinToken('tok7', sha('s7')), 'expired');
+  assert.equal(await store.consumeJoinToken('tok6', sha('s6'), 'host-a'), 'ok');
+  assert.equal(await store.peekJoinToken('tok6', sha('s6')), 'used');
+});
