@@ -87,12 +87,12 @@ test('20 concurrent uses of one token: exactly one is "ok", the others "used"', 
 });
 
 test('a taken token id is ALREADY_EXISTS; a secret hash that is no SHA-256 hex is INVALID_SPEC', async () => {
-  await store.insertJoinToken({ id: 'peek1', secretHash: sha('s6'), ttlSeconds: 600 });
-  await assert.rejects(store.insertJoinToken({ id: 'peek1', secretHash: sha('other'), ttlSeconds: 600 }),
-    (e: unknown) => isCorralError(e) && e.code === 'ALREADY_EXISTS' && e.status === 409 && e.message.includes('peek1'));
-  await assert.rejects(store.insertJoinToken({ id: 'peek2', secretHash: 'plain-secret', ttlSeconds: 600 }),
+  await store.insertJoinToken({ id: 'tok6', secretHash: sha('s6'), ttlSeconds: 600 });
+  await assert.rejects(store.insertJoinToken({ id: 'tok6', secretHash: sha('other'), ttlSeconds: 600 }),
+    (e: unknown) => isCorralError(e) && e.code === 'ALREADY_EXISTS' && e.status === 409 && e.message.includes('tok6'));
+  await assert.rejects(store.insertJoinToken({ id: 'tok7', secretHash: 'plain-secret', ttlSeconds: 600 }),
     (e: unknown) => isCorralError(e) && e.code === 'INVALID_SPEC');
-  assert.equal(await store.consumeJoinToken('peek1', sha('s6'), 'host-a'), 'ok', 'the first token is unchanged');
+  assert.equal(await store.consumeJoinToken('tok6', sha('s6'), 'host-a'), 'ok', 'the first token is unchanged');
 });
 
 test('peeking at a token says what a use would say, and uses nothing', async () => {
