@@ -7,6 +7,9 @@
  * placer (src/core/placement.ts) for a host among the `up` ones that fit, and inserts the row. A request pinned to
  * a host (`--host`) is checked the same way; a group with anti-affinity keeps its members on different hosts.
  * When nothing fits, NO_HOST_FITS says what each host lacks.
+ *
+ * Each row also keeps the instance as its host last reported it (`view`: a heartbeat's summary, or the agent's reply
+ * to the controller's own call), which the cluster's list reads: see report(), setView() and listViews() at the end.
  */
 import type pg from 'pg';
 import { CorralError } from '../core/errors.js';
@@ -14,6 +17,7 @@ import { place, type HostState as PlacerHost, type Policy } from '../core/placem
 import { formatSize } from '../core/units.js';
 import { HOST_COLUMNS, hostRow, type HostDbRow, type HostRow } from './cluster-store.js';
 import { errorCode, fromPg, UNIQUE_VIOLATION } from './pg-errors.js';
+import type { InstanceSummary } from '../services/instance-view.js';
 
 /** The advisory lock that serialises placement across controllers ("place" in ASCII). */
 export const PLACEMENT_LOCK_KEY = '1886151011';
@@ -232,4 +236,76 @@ export class ClusterInstances {
     }
     return out;
   }
+  // ---- the instances as their hosts report them (the cluster's list reads these, never the hosts)
+
+  /**
+   * A host's report of its instances, in one statement: each summary goes into the row of that name whose host is
+   * this one (a row the cluster moved to another host is left alone), unless the row holds a newer report from this
+   * same host (updatedAt, on the host's clock: a beat built before a call the controller made and stored the reply
+   * of). Returns the names the cluster does not know at all (made on the host directly).
+   */
+  async report(host: string, list: readonly InstanceSummary[]): Promise<string[]> {
+    if (list.length === 0) return [];
+    const r = await this.q<{ name: string }>(
+      `WITH r AS (SELECT e.v || jsonb_build_object('host', $1::text) AS v FROM jsonb_array_elements($2::jsonb) AS e(v)),
+            u AS (UPDATE instances i SET view = r.v, reported_at = now() FROM r
+                  WHERE i.name = r.v->>'name' AND i.host = $1 AND ${NOT_OLDER})
+       SELECT r.v->>'name' AS name FROM r WHERE NOT EXISTS (SELECT 1 FROM instances k WHERE k.name = r.v->>'name')`,
+      [host, JSON.stringify(list)]);
+    return r.rows.map((x) => x.name);
+  }
+
+  /**
+   * Store an instance's view from an agent's reply to a call the controller made (its create, a start, a PATCH), so
+   * that the list shows the controller's own actions at once; the same rules as report(). Sets the uuid when unset.
+   */
+  async setView(name: string, host: string, view: InstanceSummary): Promise<void> {
+    await this.q(
+      `WITH r AS (SELECT $3::jsonb || jsonb_build_object('host', $2::text) AS v)
+       UPDATE instances i SET view = r.v, reported_at = now(), uuid = coalesce(i.uuid, (r.v->>'uuid')::uuid) FROM r
+       WHERE i.name = $1 AND i.host = $2 AND ${NOT_OLDER}`,
+      [name, host, JSON.stringify(view)]);
+  }
+
+  /** Every instance with its last reported view and whether its host is lost (unreachable or fenced), in one query. */
+  async listViews(): Promise<ListedInstance[]> {
+    const r = await this.q<{
+      name: string; host: string; uuid: string | null; cpus: number; memory: string; image: string | null;
+      view: (InstanceSummary & { host: string }) | null; reported_at: Date | null; lost: boolean; uptime: number | null;
+    }>(
+      `SELECT i.name, i.host, i.uuid::text AS uuid, i.cpus, i.memory, i.spec->>'image' AS image, i.view, i.reported_at,
+         (h.fenced_at IS NOT NULL OR h.last_heartbeat IS NULL OR now() - h.last_heartbeat > $1::float8 * interval '1 millisecond') AS lost,
+         -- greatest() skips NULLs, hence the CASE
+         CASE WHEN i.view->>'startedAt' IS NOT NULL THEN greatest(0, extract(epoch FROM now() - (i.view->>'startedAt')::timestamptz))::float8 END AS uptime
+       FROM instances i JOIN hosts h ON h.name = i.host ORDER BY i.name`, [this.o.unreachableAfterMs]);
+    return r.rows.map((x) => ({
+      name: x.name, host: x.host, uuid: x.uuid, cpus: x.cpus, memory: Number(x.memory), image: x.image, view: x.view,
+      reportedAt: x.reported_at ? x.reported_at.toISOString() : null, hostLost: x.lost, uptime: x.uptime,
+    }));
+  }
 }
+
+/** A row of the cluster's list: the instance's row, its last reported view, whether its host is lost. */
+export interface ListedInstance {
+  name: string;
+  host: string;
+  uuid: string | null;
+  /** what placement reserved */
+  cpus: number;
+  memory: number;
+  image: string | null;
+  /** as its host last reported it, with that host's name; null before any report */
+  view: (InstanceSummary & { host: string }) | null;
+  /** when the view was stored (the database's clock) */
+  reportedAt: string | null;
+  /** its host is unreachable or fenced */
+  hostLost: boolean;
+  /** seconds since view.startedAt on the database's clock; null when not running */
+  uptime: number | null;
+}
+
+/**
+ * A report (r.v) replaces a row's view (i.view) unless the row holds a newer one from the same host. updatedAt is an
+ * ISO 8601 time to the millisecond in UTC from that host's clock, so its text sorts as its time does.
+ */
+const NOT_OLDER = `(i.view IS NULL OR i.view->>'host' IS DISTINCT FROM r.v->>'host' OR coalesce(i.view->>'updatedAt', '') <= coalesce(r.v->>'updatedAt', ''))`;
