@@ -3,7 +3,7 @@
  * - POST /v1/instances places the instance (cluster-instances.ts; `host`, `group`, `antiAffinity` choose or
  *   constrain the host) and creates it on that host's agent with the rest of the body, as is; a refusal there
  *   (the agent's own validation, its image missing) gives back the reservation and is answered as the agent said.
- * - GET /v1/instances reads PostgreSQL only, in one query: each instance as its host last reported it (heartbeats
+ * - GET /v1/instances reads PostgreSQL only, in one query that makes the reply's JSON: each instance as its host last reported it (heartbeats
  *   carry the summaries when they change; the controller's own calls store the agent's reply), with `host`,
  *   `uptime` from startedAt on the database's clock, `rss: null` (live only: `corral show` has it) and `stale`. An
  *   instance whose host is unreachable or fenced, or that no host reported yet, is listed with state `unknown`,
@@ -19,7 +19,7 @@ import { validateName } from '../core/names.js';
 import { DEFAULT_MEMORY } from '../core/spec.js';
 import { parseSize } from '../core/units.js';
 import type { ClusterStore, HostRow } from './cluster-store.js';
-import type { ClusterInstances, ClusterInstance, ListedInstance } from './cluster-instances.js';
+import type { ClusterInstances, ClusterInstance } from './cluster-instances.js';
 import { parse, type AgentClient, type AgentReply } from './agent-client.js';
 import { summaryOfReply } from './instance-reports.js';
 
@@ -95,7 +95,7 @@ export function controllerInstanceRoutes(d: ControllerInstanceDeps) {
       return relay(reply, res, { host: placed.host.name });
     });
 
-    app.get('/v1/instances', async () => ({ instances: (await d.instances.listViews()).map(listed) }));
+    app.get('/v1/instances', async (_req, reply) => reply.header('content-type', 'application/json; charset=utf-8').send(await d.instances.listJson()));
 
     const forward = async (req: FastifyRequest<{ Params: { name: string } }>, reply: FastifyReply): Promise<FastifyReply> => {
       const { host } = await hostOf(d, req.params.name);
@@ -137,16 +137,3 @@ export function controllerInstanceRoutes(d: ControllerInstanceDeps) {
   };
 }
 
-/** A row of the cluster's list: see the file's comment. */
-export function listed(r: ListedInstance): Body {
-  const v = r.view;
-  if (v && !r.hostLost && v.host === r.host) {
-    const { host: _reporter, ...view } = v;
-    return { ...view, host: r.host, uptime: r.uptime, rss: null, stale: false, reportedAt: r.reportedAt };
-  }
-  return {
-    name: r.name, uuid: v?.uuid ?? r.uuid, state: 'unknown', image: v?.image ?? r.image, cpus: v?.cpus ?? r.cpus, memory: v?.memory ?? r.memory,
-    accel: null, pid: null, startedAt: null, lastError: v?.lastError ?? null, host: r.host, uptime: null, rss: null,
-    stale: true, lastState: v?.state ?? null, reportedAt: r.reportedAt,
-  };
-}

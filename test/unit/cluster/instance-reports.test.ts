@@ -11,7 +11,6 @@ import { ReportAck, summariesHash, summaryOfReply } from '../../../src/cluster/i
 import type { InstanceSummary } from '../../../src/services/instance-view.js';
 import { ClusterStore } from '../../../src/cluster/cluster-store.js';
 import { ClusterInstances } from '../../../src/cluster/cluster-instances.js';
-import { listed } from '../../../src/cluster/controller-instances.js';
 import { openClusterDb, type ClusterDb } from '../../../src/cluster/db.js';
 import { startPostgres, type TestPostgres } from '../postgres.js';
 
@@ -98,7 +97,7 @@ test('a report updates its own host\'s rows only, never with an older view, and 
   for (const [name, host] of [['v1', 'h1'], ['v2', 'h1'], ['v3', 'h2']] as const) {
     await instances.place({ name, host, cpus: 1, memory: 64 * MiB, spec: { image: 'tiny' } });
   }
-  const listedNow = async (): Promise<Array<Record<string, unknown>>> => (await instances.listViews()).map(listed);
+  const listedNow = async (): Promise<Array<Record<string, unknown>>> => JSON.parse(await instances.listJson()).instances;
   // never reported (a create in flight): unknown, from the row
   const first = await listedNow();
   assert.deepEqual(first.map((r) => [r.name, r.host, r.state, r.stale, r.image]), [['v1', 'h1', 'unknown', true, 'tiny'], ['v2', 'h1', 'unknown', true, 'tiny'], ['v3', 'h2', 'unknown', true, 'tiny']]);
@@ -117,6 +116,7 @@ test('a report updates its own host\'s rows only, never with an older view, and 
   assert.equal(r1.host, 'h1');
   assert.equal(r1.pid, 7);
   assert.equal(r1.rss, null);
+  assert.ok(typeof r1.reportedAt === 'string' && Math.abs(Date.parse(r1.reportedAt) - Date.now()) < 60_000, String(r1.reportedAt));
   assert.ok(typeof r1.uptime === 'number' && r1.uptime >= 55 && r1.uptime < 600, `uptime from startedAt: ${r1.uptime}`);
   assert.equal(rows.find((r) => r.name === 'v2')!.uptime, null);
   // the row keeps its own uuid when it had one; set from the view when it had none
@@ -144,8 +144,8 @@ test('a report updates its own host\'s rows only, never with an older view, and 
 
 test('a lost host\'s instances are listed unknown with their last state', async () => {
   await db.pool.query('UPDATE hosts SET last_heartbeat = now() - interval \'1 minute\' WHERE name = $1', ['h1']);
-  const v2 = (await instances.listViews()).map(listed).find((r) => r.name === 'v2')!;
+  const v2 = (JSON.parse(await instances.listJson()).instances as Array<Record<string, unknown>>).find((r) => r.name === 'v2')!;
   assert.deepEqual([v2.state, v2.stale, v2.lastState, v2.pid, v2.uptime, v2.host], ['unknown', true, 'stopped', null, null, 'h1']);
   await store.heartbeat('h1', { capacity: {}, allocation: {}, agentVersion: '0.1.0' });
-  assert.equal((await instances.listViews()).map(listed).find((r) => r.name === 'v2')!.state, 'stopped');
+  assert.equal((JSON.parse(await instances.listJson()).instances as Array<Record<string, unknown>>).find((r) => r.name === 'v2')!.state, 'stopped');
 });
