@@ -6,7 +6,7 @@
  *   controllers: instances a second, and the rate of the last 10% against the first 10% (flat is 1.00x);
  * - placement decisions a second: the same create phase counts one per instance; and the placement transaction
  *   alone (ClusterInstances.place, the part under the cluster-wide lock), from two pools at once, rows removed after;
- * - GET /v1/instances (all VMS, fanned out to the hosts): p50 and p99 of 30 calls;
+ * - GET /v1/instances (all VMS, read from PostgreSQL as the hosts reported them): p50 and p99 of 30 calls;
  * - memory: each controller's RSS before and after (per instance), and the simulator's per host.
  * One readable line each, then one JSON line with every figure.
  *

@@ -2,6 +2,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { literals } from '../core/spec-schema.js';
 import { nullable } from './schemas-common.js';
+import { AcceleratorSchema, InstanceStateSchema } from './schemas-instances.js';
 
 export const HOST_STATES = ['up', 'maintenance', 'unreachable', 'fenced'] as const;
 
@@ -58,6 +59,25 @@ export const JoinBody = Type.Object(
 export type JoinBody = Static<typeof JoinBody>;
 export const JoinReply = Type.Object({ certPem: Type.String(), caPem: Type.String(), host: ClusterHost });
 
+/** One instance as an agent reports it in its heartbeat (src/services/instance-view.ts InstanceSummary). */
+export const InstanceSummary = Type.Object(
+  {
+    name: Type.String(),
+    uuid: Type.String(),
+    state: InstanceStateSchema,
+    image: Type.String(),
+    cpus: Type.Integer(),
+    memory: Type.Integer({ description: 'bytes' }),
+    accel: nullable(AcceleratorSchema),
+    pid: nullable(Type.Integer()),
+    startedAt: nullable(Type.String()),
+    lastError: nullable(Type.String()),
+    updatedAt: Type.String({ description: 'when the record last changed on the host (its clock): a report older than what the controller holds is not applied' }),
+  },
+  { additionalProperties: false, title: 'InstanceSummary' },
+);
+export type InstanceSummary = Static<typeof InstanceSummary>;
+
 export const HeartbeatBody = Type.Object(
   {
     capacity: Type.Unknown(),
@@ -65,6 +85,9 @@ export const HeartbeatBody = Type.Object(
     agentVersion: Type.String(),
     sharedPool: Type.Optional(nullable(Type.String({ description: 'where the host mounts the shared storage' }))),
     ha: Type.Optional(Type.Array(Type.String(), { description: 'the HA instances this host has records of' })),
+    instances: Type.Optional(Type.Array(InstanceSummary, {
+      description: 'every instance of the host, sent only when the list changed since the last beat a controller answered (and on the first beat to a controller)',
+    })),
   },
   { additionalProperties: false },
 );

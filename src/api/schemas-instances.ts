@@ -68,6 +68,7 @@ export const Instance = Type.Object(
     lastError: nullable(Type.String()),
     lastExit: nullable(ExitInfo, 'why the last QEMU ended; null before any exit'),
     spec: InstanceSpec,
+    updatedAt: Type.String({ description: 'when the instance\'s record last changed on its host (that host\'s clock)' }),
   },
   { title: 'Instance' },
 );

@@ -1,7 +1,8 @@
-/** What an agent's services give its cluster link (agent-link.ts): reports, the HA instances, fencing, forgetting. */
+/** What an agent's services give its cluster link (agent-link.ts): reports (with each instance's summary), the HA instances, fencing, forgetting. */
 import { ACTIVE_STATES } from '../core/state.js';
 import type { EventBus } from '../services/events.js';
 import type { InstanceService } from '../services/instances.js';
+import { instanceSummary } from '../services/instance-view.js';
 import type { Store } from '../store/store.js';
 import type { LinkHooks } from './agent-link.js';
 
@@ -17,7 +18,11 @@ export function agentLinkHooks(d: {
   return {
     report: async () => {
       const p = d.instances.pool();
-      return { capacity: p.capacity, allocation: p.allocated, agentVersion: d.version, sharedPool: d.sharedPool, ha: ha().map((r) => r.name) };
+      const rows = d.store.listInstances();
+      return {
+        capacity: p.capacity, allocation: p.allocated, agentVersion: d.version, sharedPool: d.sharedPool,
+        ha: rows.filter((r) => r.spec.ha === true).map((r) => r.name), instances: rows.map(instanceSummary),
+      };
     },
     haPids: () => ha().filter((r) => r.pid !== null).map((r) => ({ pid: r.pid!, startTicks: r.pidStart })),
     fence: async (reason) => {

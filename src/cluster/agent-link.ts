@@ -8,7 +8,9 @@
  *
  * Heartbeat: every few seconds the agent reports its pool (capacity, allocation) and version, over mutual TLS. A
  * controller or PostgreSQL that does not answer changes nothing on the host: VMs keep running and the next beat
- * goes out on time. A refusal because the host was removed stops the beats (the log says so).
+ * goes out on time. A refusal because the host was removed stops the beats (the log says so). A beat carries the
+ * summary of each instance of the host only when that list changed since the last answered beat (instance-reports.ts):
+ * the controllers list the cluster's instances from what the hosts reported.
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { chmodSync, existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
@@ -18,6 +20,8 @@ import { CorralError } from '../core/errors.js';
 import { parseJoinToken } from '../core/join-token.js';
 import { makeKeyAndCsr } from './pki.js';
 import { ensureWatchdog, WatchdogPet, type HaPid } from './watchdog.js';
+import type { InstanceSummary } from '../services/instance-view.js';
+import { ReportAck, summariesHash } from './instance-reports.js';
 
 export interface AgentIdentity {
   /** the controller URLs the agent talks to (https://HOST:PORT) */
@@ -154,6 +158,7 @@ function controllerUrl(text: string): string {
 }
 
 export interface LinkLog {
+  debug?: (o: object, m: string) => void;
   info: (o: object, m: string) => void;
   warn: (o: object, m: string) => void;
   error: (o: object, m: string) => void;
@@ -163,8 +168,8 @@ export type LinkState = 'connecting' | 'up' | 'controller-unreachable' | 'remove
 
 /** What the agent's services give the link. */
 export interface LinkHooks {
-  /** the heartbeat's body: the pool, the version, the shared pool, the HA instances here */
-  report(): Promise<{ capacity: unknown; allocation: unknown; agentVersion: string; sharedPool: string | null; ha: string[] }>;
+  /** the heartbeat's body: the pool, the version, the shared pool, the HA instances here, every instance's summary */
+  report(): Promise<{ capacity: unknown; allocation: unknown; agentVersion: string; sharedPool: string | null; ha: string[]; instances: InstanceSummary[] }>;
   /** the running HA instances' QEMU pids, for the watchdog */
   haPids(): HaPid[];
   /** kill every HA instance here: the lease is lost; the names of those it killed */
@@ -194,6 +199,8 @@ export class AgentLink {
   private fenced = false;
   /** the HA instances this agent killed when its lease ran out: started again once it is renewed, unless moved */
   private fencedNames: string[] = [];
+  /** which beats carry the instance list */
+  readonly reports = new ReportAck();
   /** the host watchdog's pets; none on a simulated host (its VMs are objects of a fake driver) */
   private readonly pet: WatchdogPet | null;
 
@@ -245,13 +252,18 @@ export class AgentLink {
   private async beat(): Promise<void> {
     try {
       if (this.watchdogMs !== null) this.pet?.pet(this.watchdogMs, this.hooks.haPids());
-      const body = await this.hooks.report();
+      const { instances, ...rest } = await this.hooks.report();
+      const hash = summariesHash(instances);
       const sentAt = performance.now();
       let lastErr = '';
       for (const c of this.id.controllers) {
         try {
+          const send = this.reports.mustSend(c, hash);
+          const body = send ? { ...rest, instances } : rest;
+          this.log.debug?.({ controller: c, instances: send ? instances.length : 'unchanged', listsSent: this.reports.counts.sent, listsOmitted: this.reports.counts.omitted }, 'heartbeat');
           const r = await clusterRequest(c, 'POST', '/v1/cluster/heartbeat', body, { ca: this.id.caPem, cert: this.id.certPem, key: this.id.keyPem }, Math.max(1000, this.intervalMs));
           if (r.status === 200) {
+            this.reports.answered(c, hash);
             const reply = (r.body ?? {}) as BeatReply;
             if (this.state !== 'up') this.log.info({ controller: c, host: this.id.name }, 'cluster link up: heartbeats answered');
             this.state = 'up';
@@ -286,6 +298,7 @@ export class AgentLink {
       }
       if (this.state !== 'controller-unreachable') this.log.warn({ error: lastErr }, 'no controller answered the heartbeat; VMs keep running, trying again');
       this.state = 'controller-unreachable';
+      this.reports.lost();
     } catch (e) {
       this.log.warn({ error: (e as Error).message }, 'heartbeat not sent');
     } finally {

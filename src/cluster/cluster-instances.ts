@@ -7,6 +7,9 @@
  * placer (src/core/placement.ts) for a host among the `up` ones that fit, and inserts the row. A request pinned to
  * a host (`--host`) is checked the same way; a group with anti-affinity keeps its members on different hosts.
  * When nothing fits, NO_HOST_FITS says what each host lacks.
+ *
+ * Each row also keeps the instance as its host last reported it (`view`: a heartbeat's summary, or the agent's reply
+ * to the controller's own call), which the cluster's list reads: see report(), setView() and listJson() at the end.
  */
 import type pg from 'pg';
 import { CorralError } from '../core/errors.js';
@@ -14,6 +17,7 @@ import { place, type HostState as PlacerHost, type Policy } from '../core/placem
 import { formatSize } from '../core/units.js';
 import { HOST_COLUMNS, hostRow, type HostDbRow, type HostRow } from './cluster-store.js';
 import { errorCode, fromPg, UNIQUE_VIOLATION } from './pg-errors.js';
+import type { InstanceSummary } from '../services/instance-view.js';
 
 /** The advisory lock that serialises placement across controllers ("place" in ASCII). */
 export const PLACEMENT_LOCK_KEY = '1886151011';
@@ -212,4 +216,68 @@ export class ClusterInstances {
     return (await this.q('DELETE FROM instances WHERE name = $1', [name])).rowCount === 1;
   }
 
+  // ---- the instances as their hosts report them (the cluster's list reads these, never the hosts)
+
+  /**
+   * A host's report of its instances, in one statement: each summary goes into the row of that name whose host is
+   * this one (a row the cluster moved to another host is left alone), unless the row holds a newer report from this
+   * same host (updatedAt, on the host's clock: a beat built before a call the controller made and stored the reply
+   * of). Returns the names the cluster does not know at all (made on the host directly).
+   */
+  async report(host: string, list: readonly InstanceSummary[]): Promise<string[]> {
+    if (list.length === 0) return [];
+    const r = await this.q<{ name: string }>(
+      `WITH r AS (SELECT e.v || jsonb_build_object('host', $1::text) AS v FROM jsonb_array_elements($2::jsonb) AS e(v)),
+            u AS (UPDATE instances i SET view = r.v, reported_at = now() FROM r
+                  WHERE i.name = r.v->>'name' AND i.host = $1 AND ${NOT_OLDER})
+       SELECT r.v->>'name' AS name FROM r WHERE NOT EXISTS (SELECT 1 FROM instances k WHERE k.name = r.v->>'name')`,
+      [host, JSON.stringify(list)]);
+    return r.rows.map((x) => x.name);
+  }
+
+  /**
+   * Store an instance's view from an agent's reply to a call the controller made (its create, a start, a PATCH), so
+   * that the list shows the controller's own actions at once; the same rules as report(). Sets the uuid when unset.
+   */
+  async setView(name: string, host: string, view: InstanceSummary): Promise<void> {
+    await this.q(
+      `WITH r AS (SELECT $3::jsonb || jsonb_build_object('host', $2::text) AS v)
+       UPDATE instances i SET view = r.v, reported_at = now(), uuid = coalesce(i.uuid, (r.v->>'uuid')::uuid) FROM r
+       WHERE i.name = $1 AND i.host = $2 AND ${NOT_OLDER}`,
+      [name, host, JSON.stringify(view)]);
+  }
+
+  /**
+   * The cluster's list, `{"instances":[...]}` as JSON text made by PostgreSQL in one query (no row is parsed or
+   * serialised here: at 10,000 instances that is most of the time). Each instance as its host last reported it,
+   * with `host`, `uptime` (seconds since startedAt, on the database's clock), `rss: null`, `stale: false` and
+   * `reportedAt`; one whose host is unreachable or fenced, that no host reported yet, or whose view comes from a
+   * host it left, has state `unknown`, `stale: true`, `lastState` (the last reported one, or null) and no pid.
+   */
+  async listJson(): Promise<string> {
+    // a fresh row is its stored view's text with four fields appended (text, not jsonb operators: half the time)
+    const r = await this.q<{ list: string }>(
+      `SELECT '{"instances":[' || coalesce(string_agg(CASE
+           WHEN i.view IS NOT NULL AND i.view->>'host' = i.host AND h.fenced_at IS NULL AND h.last_heartbeat IS NOT NULL
+                AND now() - h.last_heartbeat <= $1::float8 * interval '1 millisecond'
+             THEN left(i.view::text, -1) || ', "rss": null, "stale": false, "reportedAt": ' || coalesce(to_json(${ISO('i.reported_at')})::text, 'null')
+               || ', "uptime": ' || CASE WHEN i.view->>'startedAt' IS NOT NULL
+                 THEN greatest(0, extract(epoch FROM now() - (i.view->>'startedAt')::timestamptz))::float8::text ELSE 'null' END || '}'
+           ELSE jsonb_build_object('name', i.name, 'uuid', coalesce(i.view->>'uuid', i.uuid::text), 'state', 'unknown', 'image', coalesce(i.view->>'image', i.spec->>'image'),
+             'cpus', coalesce(i.view->'cpus', to_jsonb(i.cpus)), 'memory', coalesce(i.view->'memory', to_jsonb(i.memory)), 'accel', NULL, 'pid', NULL,
+             'startedAt', NULL, 'lastError', i.view->'lastError', 'updatedAt', i.view->'updatedAt', 'host', i.host, 'uptime', NULL, 'rss', NULL,
+             'stale', true, 'lastState', i.view->'state', 'reportedAt', ${ISO('i.reported_at')})::text
+         END, ',' ORDER BY i.name), '') || ']}' AS list
+       FROM instances i JOIN hosts h ON h.name = i.host`, [this.o.unreachableAfterMs]);
+    return r.rows[0]!.list;
+  }
 }
+
+/**
+ * A report (r.v) replaces a row's view (i.view) unless the row holds a newer one from the same host. updatedAt is an
+ * ISO 8601 time to the millisecond in UTC from that host's clock, so its text sorts as its time does.
+ */
+const NOT_OLDER = `(i.view IS NULL OR i.view->>'host' IS DISTINCT FROM r.v->>'host' OR coalesce(i.view->>'updatedAt', '') <= coalesce(r.v->>'updatedAt', ''))`;
+
+/** A timestamptz as ISO 8601 text in UTC to the millisecond (as JavaScript's toISOString()), or NULL. */
+const ISO = (col: string): string => `to_char(${col} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;

@@ -3,10 +3,14 @@
  * - POST /v1/instances places the instance (cluster-instances.ts; `host`, `group`, `antiAffinity` choose or
  *   constrain the host) and creates it on that host's agent with the rest of the body, as is; a refusal there
  *   (the agent's own validation, its image missing) gives back the reservation and is answered as the agent said.
- * - GET /v1/instances asks every host that holds instances, in parallel, and adds `host` to each row; the
- *   instances of a host that does not answer are listed from the database with state `unknown`.
+ * - GET /v1/instances reads PostgreSQL only, in one query that makes the reply's JSON: each instance as its host last reported it (heartbeats
+ *   carry the summaries when they change; the controller's own calls store the agent's reply), with `host`,
+ *   `uptime` from startedAt on the database's clock, `rss: null` (live only: `corral show` has it) and `stale`. An
+ *   instance whose host is unreachable or fenced, or that no host reported yet, is listed with state `unknown`,
+ *   `stale: true` and its last reported state in `lastState`, as Proxmox and Incus show a lost node's guests.
  * - Everything under /v1/instances/NAME is forwarded to the owning agent (method, path, query, body) and its
- *   answer relayed as it is; `host` is added to an instance's view; a delete there forgets the instance here.
+ *   answer relayed as it is; `host` is added to an instance's view; a delete there forgets the instance here; an
+ *   instance view in the answer to any other call that is not a GET is stored for the list.
  * - GET /v1/pool sums the `up` hosts and lists each one.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
@@ -17,6 +21,7 @@ import { parseSize } from '../core/units.js';
 import type { ClusterStore, HostRow } from './cluster-store.js';
 import type { ClusterInstances, ClusterInstance } from './cluster-instances.js';
 import { parse, type AgentClient, type AgentReply } from './agent-client.js';
+import { summaryOfReply } from './instance-reports.js';
 
 export interface ControllerInstanceDeps {
   store: ClusterStore;
@@ -83,36 +88,14 @@ export function controllerInstanceRoutes(d: ControllerInstanceDeps) {
         return relay(reply, res);
       }
       const view = parse(res.body) as { uuid?: string };
-      if (typeof view.uuid === 'string') await d.instances.setUuid(r.name, view.uuid);
+      const summary = summaryOfReply(view, r.name);
+      if (summary) await d.instances.setView(r.name, placed.host.name, summary);
+      else if (typeof view?.uuid === 'string') await d.instances.setUuid(r.name, view.uuid);
       d.log.info({ instance: r.name, host: placed.host.name }, 'instance placed');
       return relay(reply, res, { host: placed.host.name });
     });
 
-    app.get('/v1/instances', async () => {
-      // the instances and the hosts in two queries, whatever the number of hosts
-      const [rows, hosts] = await Promise.all([d.instances.list(), d.store.listHosts()]);
-      const hostByName = new Map(hosts.map((h) => [h.name, h]));
-      const byHost = new Map<string, ClusterInstance[]>();
-      for (const r of rows) {
-        const list = byHost.get(r.host);
-        if (list) list.push(r);
-        else byHost.set(r.host, [r]);
-      }
-      const views = new Map<string, Body>();
-      await Promise.all([...byHost.keys()].map(async (name) => {
-        const host = hostByName.get(name);
-        if (!host || host.state === 'unreachable' || host.state === 'fenced') return;
-        try {
-          const got = await d.agents.json<{ instances: Body[] }>(host, 'GET', '/v1/instances', undefined, 10_000);
-          for (const v of got.instances) views.set(String(v.name), { ...v, host: name });
-        } catch (e) {
-          d.log.warn({ host: name, error: (e as Error).message }, 'a host did not list its instances');
-        }
-      }));
-      return {
-        instances: rows.map((r) => views.get(r.name) ?? { name: r.name, uuid: r.uuid, state: 'unknown', cpus: r.cpus, memory: r.memory, pid: null, host: r.host }),
-      };
-    });
+    app.get('/v1/instances', async (_req, reply) => reply.header('content-type', 'application/json; charset=utf-8').send(await d.instances.listJson()));
 
     const forward = async (req: FastifyRequest<{ Params: { name: string } }>, reply: FastifyReply): Promise<FastifyReply> => {
       const { host } = await hostOf(d, req.params.name);
@@ -122,6 +105,10 @@ export function controllerInstanceRoutes(d: ControllerInstanceDeps) {
       const whole = path.split('?')[0] === `/v1/instances/${encodeURIComponent(req.params.name)}`;
       if (whole && req.method === 'DELETE' && (res.status < 300 || (res.status === 404 && /INSTANCE_NOT_FOUND/.test(res.body.toString())))) {
         await d.instances.remove(req.params.name);
+      } else if (req.method !== 'GET' && req.method !== 'HEAD' && res.status < 300) {
+        // start, stop, kill, PATCH...: the list shows what the agent answered at once
+        const summary = summaryOfReply(parse(res.body), req.params.name);
+        if (summary) await d.instances.setView(req.params.name, host.name, summary);
       }
       return relay(reply, res, whole && req.method !== 'DELETE' ? { host: host.name } : undefined);
     };
@@ -147,3 +134,4 @@ export function controllerInstanceRoutes(d: ControllerInstanceDeps) {
     });
   };
 }
+

@@ -16,6 +16,7 @@ import type pg from 'pg';
 import type { ClusterStore, HostRow } from './cluster-store.js';
 import type { ClusterInstances, ClusterInstance } from './cluster-instances.js';
 import type { AgentClient } from './agent-client.js';
+import { summaryOfReply } from './instance-reports.js';
 import { parse } from './agent-client.js';
 
 /** how long an agent may take to make and start an HA instance before the restart is tried again */
@@ -124,13 +125,16 @@ export class HaManager {
     const body = { ...(inst.spec ?? {}), name: inst.name, adopt: true, start: true };
     this.log.info({ instance: inst.name, from: from.name, to: to.name }, `starting HA instance ${inst.name} on ${to.name}`);
     try {
-      const r = await this.agents.call(to, 'POST', '/v1/instances', body, RESTART_TIMEOUT_MS);
+      let r = await this.agents.call(to, 'POST', '/v1/instances', body, RESTART_TIMEOUT_MS);
       if (r.status >= 300) {
         const err = parse(r.body) as { error?: { code?: string } };
         if (err.error?.code !== 'ALREADY_EXISTS') throw new Error(r.body.toString());
         // made there by a tick that did not finish: start it if it is not running
-        await this.agents.call(to, 'POST', `/v1/instances/${encodeURIComponent(inst.name)}/start`, {});
+        r = await this.agents.call(to, 'POST', `/v1/instances/${encodeURIComponent(inst.name)}/start`, {});
       }
+      // the cluster's list shows it on its new host at once
+      const summary = r.status < 300 ? summaryOfReply(parse(r.body), inst.name) : null;
+      if (summary) await this.instances.setView(inst.name, to.name, summary).catch(() => undefined);
       this.log.warn({ instance: inst.name, from: from.name, to: to.name }, `HA instance ${inst.name} restarted on ${to.name} (its host ${from.name} is fenced)`);
     } catch (e) {
       await this.instances.setHost(inst.name, from.name);

@@ -143,6 +143,16 @@ export const MIGRATIONS: readonly Migration[] = [
         FOR EACH ROW EXECUTE FUNCTION corral_reserve();
     `,
   },
+  {
+    version: 6,
+    name: 'instances as their hosts report them',
+    sql: `
+      -- the instance as its host last reported it (a heartbeat's summary, or an agent's reply to the controller's own
+      -- call), with the reporting host in it: the cluster's list is read from here, never from the hosts
+      ALTER TABLE instances ADD COLUMN view jsonb;
+      ALTER TABLE instances ADD COLUMN reported_at timestamptz;
+    `,
+  },
 ];
 
 export interface MigrateResult {

@@ -29,6 +29,35 @@ export interface InstanceView {
   lastExit: ExitInfo | null;
   /** the whole stored configuration: topology, limits, pinning, disks, NICs, host devices */
   spec: InstanceSpec;
+  /** when the instance's record last changed on its host (that host's clock): orders reports of it in a cluster */
+  updatedAt: string;
+}
+
+/**
+ * What a cluster agent reports of each instance in its heartbeat: what `corral list` shows less what changes all the
+ * time (uptime follows from startedAt, RSS is only live), and updatedAt to order reports.
+ */
+export interface InstanceSummary {
+  name: string;
+  uuid: string;
+  state: InstanceState;
+  image: string;
+  cpus: number;
+  memory: number;
+  accel: Accelerator | null;
+  pid: number | null;
+  startedAt: string | null;
+  lastError: string | null;
+  updatedAt: string;
+}
+
+/** The summary of a stored instance, as its view would show it (accel, pid and startedAt only while it runs). */
+export function instanceSummary(r: InstanceRow): InstanceSummary {
+  const live = isActive(r.state) && r.pid !== null;
+  return {
+    name: r.name, uuid: r.uuid, state: r.state, image: r.spec.image, cpus: r.spec.cpus, memory: r.spec.memory,
+    accel: live ? r.accel : null, pid: live ? r.pid : null, startedAt: live ? r.startedAt : null, lastError: r.lastError, updatedAt: r.updatedAt,
+  };
 }
 
 export function instanceView(r: InstanceRow, p: InstancePaths): InstanceView {
@@ -48,5 +77,6 @@ export function instanceView(r: InstanceRow, p: InstancePaths): InstanceView {
     uptime: live && r.startedAt ? Math.max(0, (Date.now() - Date.parse(r.startedAt)) / 1000) : null,
     rss: live && r.pid ? residentBytes(r.pid) : null,
     createdAt: r.createdAt, startedAt: live ? r.startedAt : null, lastError: r.lastError, lastExit: readExitInfo(p.exitInfo), spec: r.spec,
+    updatedAt: r.updatedAt,
   };
 }

@@ -1,13 +1,16 @@
 /**
  * The simulated agent (`corral agent --simulate 3`): one process joins a controller as three hosts, each with its own
  * certificate and API; they are listed `up` with the pool they were given, and an instance created through the
- * controller lands on one of them and runs there (the fake hypervisor: no QEMU). Needs PostgreSQL, not the tiny image.
+ * controller lands on one of them and runs there (the fake hypervisor: no QEMU); the controller's list shows its own
+ * calls at once, and a heartbeat carries the host's instance list only when it changed (counted in the agents' debug
+ * log). Needs PostgreSQL, not the tiny image.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Controller, SimAgent, freePort, freePortRange, runCli } from './cluster-harness.js';
+import { waitFor } from './harness.js';
 import { startPostgres, type TestPostgres } from '../unit/postgres.js';
 
 let pg: TestPostgres;
@@ -20,7 +23,7 @@ before(async () => {
   assert.equal(init.code, 0, init.stderr);
   ctl = new Controller(pg.url, await freePort(), { CORRAL_UNREACHABLE_AFTER_MS: '5000' });
   await ctl.start();
-  sim = new SimAgent(ctl, 3, await freePortRange(3), ['--name-prefix', 'fake', '--cpus', '4', '--memory', '8G'], { CORRAL_HEARTBEAT_MS: '300' });
+  sim = new SimAgent(ctl, 3, await freePortRange(3), ['--name-prefix', 'fake', '--cpus', '4', '--memory', '8G'], { CORRAL_HEARTBEAT_MS: '300', CORRAL_LOG_LEVEL: 'debug' });
 });
 
 after(async () => {
@@ -67,5 +70,23 @@ test('a simulated agent of 3 hosts joins; an instance created through the contro
   const stop = await ctl.cli(['stop', 'web1', '--json']);
   assert.equal(stop.code, 0, stop.stderr);
   assert.equal(JSON.parse((await ctl.cli(['show', 'web1', '--json'])).stdout).state, 'stopped');
+  // the list shows the controller's own call at once, from the agent's reply (no beat needed)
+  const after = JSON.parse((await ctl.cli(['list', '--json'])).stdout).instances;
+  assert.deepEqual(after.map((r: any) => [r.name, r.state, r.host, r.pid, r.uptime, r.stale]), [['web1', 'stopped', view.host, null, null, false]]);
+
+  // nothing changes now: the host's beats go on, without its instance list (once the stop's change was sent)
+  const counts = (): { sent: number; omitted: number; beats: number } => {
+    const beats = sim.log.split('\n').filter((l) => l.endsWith('}') && l.includes('"msg":"heartbeat"') && l.includes(`"host":"${view.host}"`)).map((l) => JSON.parse(l));
+    const last = beats[beats.length - 1];
+    return { sent: last?.listsSent ?? 0, omitted: last?.listsOmitted ?? 0, beats: beats.length };
+  };
+  const atStop = counts();
+  await waitFor(() => counts().omitted > atStop.omitted, 10_000, 'a beat without the list', () => sim.log.slice(-2000));
+  const before = counts();
+  await waitFor(() => counts().beats >= before.beats + 4, 10_000, 'four more beats');
+  const later = counts();
+  assert.ok(before.sent >= 1, 'the list went at least once');
+  assert.equal(later.sent, before.sent, `no list sent while nothing changed: ${JSON.stringify([before, later])}`);
+  assert.ok(later.omitted >= before.omitted + 4, JSON.stringify([before, later]));
   assert.equal(await sim.stop(), 0, sim.log);
 });

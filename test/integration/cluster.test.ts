@@ -3,7 +3,9 @@
  * agents (full daemons, `corral agent`) that join with single-use tokens, pin the cluster CA, heartbeat over mutual
  * TLS and are listed by either controller with their state. Faults: a reused, expired, foreign or tampered token; a
  * host joining twice; a frozen agent (unreachable, then up again); controllers and PostgreSQL down while a guest
- * runs on an agent (nothing restarted); a removed host's certificate refused; a controller that cannot start.
+ * runs on an agent (nothing restarted); a removed host's certificate refused; a controller that cannot start. The
+ * controllers' instance list is read from PostgreSQL: their own calls show there at once, a kill on the host itself
+ * within a few heartbeats.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -205,6 +207,10 @@ test('controllers and PostgreSQL down for a while: the guest on an agent runs on
   await c1.start();
   await c2.start();
   await waitHostState(c2, 'a1', 'up');
+  // g1 was made on the agent directly: the controller does not list it, and says so once, not at each beat
+  await waitFor(() => /instances the cluster does not know/.test(c1.log), 10_000, 'the controller to note g1', () => c1.log.slice(-2000));
+  await new Promise((r) => setTimeout(r, 2000));
+  assert.equal(c1.log.split('instances the cluster does not know').length - 1, 1, c1.log.slice(-3000));
   const g = await a1.ok('GET', '/v1/instances/g1');
   assert.equal(g.pid, pid, 'the same QEMU');
   assert.equal(g.state, 'running');
@@ -239,6 +245,20 @@ test('instances through the controllers: spread over the hosts, pinned, kept apa
   assert.match((await c1.cli(['host', 'remove', 'a2'])).stderr, /HOST_NOT_EMPTY/);
   await ok(c2, ['kill', 'q1']);
   assert.equal((await joined.get('a2')!.ok('GET', '/v1/instances/q1')).state, 'stopped');
+  // the list is read from PostgreSQL: the controller's own calls show there at once (from the agent's reply)...
+  const q1Listed = async (c: Controller): Promise<any> => (await ok(c, ['list'])).instances.find((i: any) => i.name === 'q1');
+  assert.deepEqual(((r) => [r.state, r.host, r.pid, r.stale])(await q1Listed(c1)), ['stopped', 'a2', null, false]);
+  await ok(c1, ['start', 'q1']);
+  const running = await q1Listed(c2);
+  assert.equal(running.state, 'running');
+  assert.equal(running.pid, (await joined.get('a2')!.ok('GET', '/v1/instances/q1')).pid);
+  assert.equal(running.rss, null, 'RSS is live only: corral show has it');
+  assert.ok(running.uptime >= 0 && running.uptime < 120, `uptime from startedAt: ${running.uptime}`);
+  // ...and what happens on the host without the controller (a kill through the agent's own socket) within a few beats
+  await joined.get('a2')!.ok('POST', '/v1/instances/q1/kill', {});
+  let seen: any;
+  await waitFor(async () => (seen = await q1Listed(c2))?.state === 'stopped', 10_000, 'the list to show q1 stopped', () => JSON.stringify(seen));
+  assert.equal(seen.pid, null);
 
   // refusals name the host, or what each one lacks
   assert.match((await c1.cli(['create', 'x1', '--image', 'tiny', '--host', 'nosuch'])).stderr, /HOST_NOT_FOUND/);

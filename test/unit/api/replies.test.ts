@@ -41,6 +41,7 @@ const instance: InstanceView = {
     ],
     hostdevs: [{ id: 'hostdev0', address: '0000:05:00.0' }],
   },
+  updatedAt: '2026-11-30T13:00:01.500Z',
 };
 
 const cpu: CpuStats = {

@@ -31,6 +31,7 @@ export const INSTANCE = {
       { id: 'net1', model: 'e1000', network: 'lan', mac: '52:54:00:12:34:57', queues: 1 },
     ],
   },
+  updatedAt: '2025-01-01T00:00:05.000Z',
 };
 
 export const IMAGE = {
