@@ -2,7 +2,7 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { literals } from '../core/spec-schema.js';
 import { nullable } from './schemas-common.js';
-import { AcceleratorSchema, InstanceStateSchema } from './schemas-instances.js';
+import { Instance } from './schemas-instances.js';
 
 export const HOST_STATES = ['up', 'maintenance', 'unreachable', 'fenced'] as const;
 
@@ -60,20 +60,9 @@ export type JoinBody = Static<typeof JoinBody>;
 export const JoinReply = Type.Object({ certPem: Type.String(), caPem: Type.String(), host: ClusterHost });
 
 /** One instance as an agent reports it in its heartbeat (src/services/instance-view.ts InstanceSummary). */
-export const InstanceSummary = Type.Object(
-  {
-    name: Type.String(),
-    uuid: Type.String(),
-    state: InstanceStateSchema,
-    image: Type.String(),
-    cpus: Type.Integer(),
-    memory: Type.Integer({ description: 'bytes' }),
-    accel: nullable(AcceleratorSchema),
-    pid: nullable(Type.Integer()),
-    startedAt: nullable(Type.String()),
-    lastError: nullable(Type.String()),
-    updatedAt: Type.String({ description: 'when the record last changed on the host (its clock): a report older than what the controller holds is not applied' }),
-  },
+export const InstanceSummary = Type.Pick(
+  Instance,
+  ['name', 'uuid', 'state', 'image', 'cpus', 'memory', 'accel', 'pid', 'startedAt', 'lastError', 'updatedAt'],
   { additionalProperties: false, title: 'InstanceSummary' },
 );
 export type InstanceSummary = Static<typeof InstanceSummary>;

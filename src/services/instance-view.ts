@@ -37,19 +37,7 @@ export interface InstanceView {
  * What a cluster agent reports of each instance in its heartbeat: what `corral list` shows less what changes all the
  * time (uptime follows from startedAt, RSS is only live), and updatedAt to order reports.
  */
-export interface InstanceSummary {
-  name: string;
-  uuid: string;
-  state: InstanceState;
-  image: string;
-  cpus: number;
-  memory: number;
-  accel: Accelerator | null;
-  pid: number | null;
-  startedAt: string | null;
-  lastError: string | null;
-  updatedAt: string;
-}
+export type InstanceSummary = Pick<InstanceView, 'name' | 'uuid' | 'state' | 'image' | 'cpus' | 'memory' | 'accel' | 'pid' | 'startedAt' | 'lastError' | 'updatedAt'>;
 
 /** The summary of a stored instance, as its view would show it (accel, pid and startedAt only while it runs). */
 export function instanceSummary(r: InstanceRow): InstanceSummary {
