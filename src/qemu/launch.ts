@@ -7,11 +7,11 @@
  * the daemon gives the same detachment with the whole sandbox on.
  */
 import { spawn } from 'node:child_process';
-import { closeSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { CorralError } from '../core/errors.js';
 import { spawnError } from '../host/exec.js';
 import { setprivArgv, type RunAs } from '../host/run-as.js';
-import { processStartTicks } from './proc.js';
+import { processStartTicks, stuckThreads } from './proc.js';
 import { QmpClient } from './qmp.js';
 
 export const QEMU_BINARY = process.env.CORRAL_QEMU ?? 'qemu-system-x86_64';
@@ -120,10 +120,14 @@ export async function launchDetached(binary: string, argv: string[], files: { qm
     const pid = child.pid!;
     return { pid, startTicks: processStartTicks(pid), qmp, exit };
   } catch (e) {
-    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    const running = child.exitCode === null && child.signalCode === null;
+    // where a program that runs but does not answer is stuck (seen in CI, never reproduced): before it is killed
+    const stuck = running && !(e instanceof CorralError) && child.pid ? stuckThreads(child.pid) : '';
+    if (running) child.kill('SIGKILL');
     if (e instanceof CorralError) throw e;
     const stderr = readStderr(files.stderr);
     const line = stderr.trim() === '' ? 'empty' : o.errorLine(stderr);
-    throw new CorralError('QEMU_FAILED', `${o.what} did not answer on QMP: ${(e as Error).message}${line ? `; stderr: ${line}` : ''}`);
+    const where = stuck ? `; its QMP socket ${existsSync(files.qmp) ? 'exists' : 'is missing'}; threads: ${stuck}` : '';
+    throw new CorralError('QEMU_FAILED', `${o.what} did not answer on QMP: ${(e as Error).message}${line ? `; stderr: ${line}` : ''}${where}`);
   }
 }

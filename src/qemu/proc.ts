@@ -78,3 +78,36 @@ export function listPids(proc = '/proc'): number[] {
 export function findQemusByUuid(uuid: string, proc = '/proc'): number[] {
   return listPids(proc).filter((pid) => isQemuOf(pid, uuid, null, proc));
 }
+
+/**
+ * Where a process that does not answer is stuck, for an error message: each thread's state, name and kernel wait
+ * channel (/proc/PID/task/TID/{stat,wchan}), e.g. "1234 S poll_schedule_timeout (qemu-storage-d); 1235 D
+ * io_schedule (worker)". Empty when the process is gone.
+ */
+export function stuckThreads(pid: number, proc = '/proc'): string {
+  let tids: string[];
+  try {
+    tids = readdirSync(join(proc, String(pid), 'task')).filter((t) => /^\d+$/.test(t));
+  } catch {
+    return '';
+  }
+  const threads: string[] = [];
+  for (const tid of tids.slice(0, 16)) {
+    const dir = join(proc, String(pid), 'task', tid);
+    try {
+      const stat = readFileSync(join(dir, 'stat'), 'utf8');
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const state = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0] ?? '?';
+      let wchan = '?';
+      try {
+        wchan = readFileSync(join(dir, 'wchan'), 'utf8').trim() || '0';
+      } catch {
+        /* hidden by the kernel's settings */
+      }
+      threads.push(`${tid} ${state} ${wchan} (${name})`);
+    } catch {
+      /* the thread ended meanwhile */
+    }
+  }
+  return threads.join('; ');
+}

@@ -10,6 +10,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { isAlive } from '../../src/qemu/proc.js';
 import { Daemon, SKIP_NO_TINY, newDataDir, waitFor } from './harness.js';
 import { Controller, freePort, runCli } from './cluster-harness.js';
 import { startPostgres, type TestPostgres } from '../unit/postgres.js';
@@ -40,15 +41,6 @@ function copiesOf(name: string): number[] {
     }
   }
   return out;
-}
-
-/** Whether a process runs: a zombie (killed, its parent a frozen agent that cannot reap it yet) does not. */
-function alive(pid: number): boolean {
-  try {
-    return readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /, '')[0] !== 'Z';
-  } catch {
-    return false;
-  }
 }
 
 /** What a host's watchdog files say (for a failure's message). */
@@ -128,7 +120,7 @@ test('its host\'s agent killed: the watchdog kills the guest, the host is fenced
   const oldPid = (await a1.ok('GET', '/v1/instances/ha1')).pid;
   const nhPid = (await a1.ok('GET', '/v1/instances/nh1')).pid;
   await a1.kill9();
-  await waitFor(() => !alive(oldPid), 20_000, 'the watchdog to kill the old QEMU');
+  await waitFor(() => !isAlive(oldPid), 20_000, 'the watchdog to kill the old QEMU');
   let moved: any;
   await waitFor(async () => {
     moved = (await ok(['list'])).instances.find((i: any) => i.name === 'ha1');
@@ -140,7 +132,7 @@ test('its host\'s agent killed: the watchdog kills the guest, the host is fenced
   const to = hosts.get(moved.host)!;
   await to.waitConsole('ha1', /corral-tiny ready/);
   assert.match(await to.guest('ha1', 'dd if=/dev/vda bs=512 skip=100 count=1 2>/dev/null | head -c 19; echo'), /corral-ha-marker-1/);
-  assert.ok(alive(nhPid), 'the non-HA guest on the lost host keeps running');
+  assert.ok(isAlive(nhPid), 'the non-HA guest on the lost host keeps running');
   assert.equal((await ok(['list'])).instances.find((i: any) => i.name === 'nh1').host, 'a1', 'and is not moved');
   assert.equal(worstCopies, 1, 'never two copies');
 
@@ -160,7 +152,7 @@ test('its host\'s agent frozen (SIGSTOP, host still up): the watchdog fences the
   const oldPid = (await d.ok('GET', '/v1/instances/ha1')).pid;
   d.proc!.kill('SIGSTOP');
   try {
-    await waitFor(() => !alive(oldPid), 20_000, 'the watchdog to kill the frozen host\'s QEMU', () => watchdogState(d));
+    await waitFor(() => !isAlive(oldPid), 20_000, 'the watchdog to kill the frozen host\'s QEMU', () => watchdogState(d));
     let moved: any;
     await waitFor(async () => {
       moved = (await ok(['list'])).instances.find((i: any) => i.name === 'ha1');
@@ -181,7 +173,7 @@ test('every controller down for longer than the lease: the HA guest is stopped b
   const d = hosts.get(at)!;
   const before = (await d.ok('GET', '/v1/instances/ha1')).pid;
   await ctl.stop();
-  await waitFor(async () => !alive(before), 20_000, 'the host to fence its HA guest when its lease runs out');
+  await waitFor(async () => !isAlive(before), 20_000, 'the host to fence its HA guest when its lease runs out');
   await d.waitState('ha1', 'stopped', 10_000);
   await ctl.start();
   let now: any;

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { findQemusByUuid, isQemuOf, processStartTicks, residentBytes } from '../../../src/qemu/proc.js';
+import { findQemusByUuid, isQemuOf, processStartTicks, residentBytes, stuckThreads } from '../../../src/qemu/proc.js';
 
 const UUID = '0b7c9a52-6d3e-4a51-9a53-3f1d2b1e9c01';
 
@@ -39,5 +39,23 @@ test('a pid is trusted only if it is a live QEMU with this uuid and the same sta
     assert.equal(residentBytes(100, proc), 204800 * 1024);
   } finally {
     rmSync(proc, { recursive: true, force: true });
+  }
+});
+
+test('stuckThreads names each thread of a process with its state and wait channel; nothing for a process gone', () => {
+  const root = mkdtempSync(join(tmpdir(), 'corral-proc-'));
+  try {
+    for (const [tid, name, state, wchan] of [[700, 'qemu-storage-d', 'S', 'do_sys_poll'], [701, 'worker (io)', 'D', 'io_schedule']] as const) {
+      const dir = join(root, '700', 'task', String(tid));
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(join(dir, 'stat'), `${tid} (${name}) ${state} 1 700 700 0 -1\n`);
+      writeFileSync(join(dir, 'wchan'), wchan);
+    }
+    assert.equal(stuckThreads(700, root), '700 S do_sys_poll (qemu-storage-d); 701 D io_schedule (worker (io))');
+    assert.equal(stuckThreads(999, root), '');
+    // the real thing: this process's own threads
+    assert.match(stuckThreads(process.pid), new RegExp(`^${process.pid} [RS] \\S+ \\(`));
+  } finally {
+    rmSync(root, { recursive: true, force: true });
   }
 });
