@@ -77,6 +77,16 @@ export function newApp(o: { https?: FastifyHttpsOptions<Server>['https']; logger
   }) as unknown as FastifyInstance;
 }
 
+/** The API's close: every console websocket is told the daemon is stopping (1001) and cut a second later. */
+export function closeWebsockets(this: FastifyInstance, done: (err?: Error) => void): void {
+  for (const client of this.websocketServer.clients) {
+    client.close(1001, 'the corral daemon is stopping');
+    setTimeout(() => client.terminate(), 1000).unref();
+  }
+  this.websocketServer.close(() => undefined);
+  done();
+}
+
 /** Every error as {"error":{...}} with its code's status; an unknown route is NOT_FOUND. `failed` sees each failure's code. */
 export function installErrorReplies(app: FastifyInstance, failed: (req: FastifyRequest, code: string) => void = () => undefined): void {
   app.setErrorHandler((err: FastifyError, req, reply) => {

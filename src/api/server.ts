@@ -6,7 +6,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import swagger from '@fastify/swagger';
 import websocket from '@fastify/websocket';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { installErrorReplies, newApp } from './app.js';
+import { closeWebsockets, installErrorReplies, newApp } from './app.js';
 import type { AuditLog } from '../services/audit.js';
 import type { Services } from './services.js';
 import { E, errors } from './schemas-common.js';
@@ -47,16 +47,6 @@ export interface ApiOptions {
   peer?: (req: FastifyRequest) => Caller | null;
   /** limits on event streams and console websockets (STREAM_LIMITS when not given) */
   streams?: Partial<StreamLimits>;
-}
-
-/** The API's close: every console websocket is told the daemon is stopping (1001) and cut a second later. */
-function closeWebsockets(this: FastifyInstance, done: (err?: Error) => void): void {
-  for (const client of this.websocketServer.clients) {
-    client.close(1001, 'the corral daemon is stopping');
-    setTimeout(() => client.terminate(), 1000).unref();
-  }
-  this.websocketServer.close(() => undefined);
-  done();
 }
 
 /**

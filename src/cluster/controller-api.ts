@@ -15,7 +15,8 @@ import { CorralError } from '../core/errors.js';
 import { validateName } from '../core/names.js';
 import { parseExpiry } from '../core/tokens.js';
 import { hashJoinSecret, parseJoinToken } from '../core/join-token.js';
-import { installErrorReplies, newApp } from '../api/app.js';
+import websocket from '@fastify/websocket';
+import { closeWebsockets, installErrorReplies, newApp } from '../api/app.js';
 import { E, errors } from '../api/schemas-common.js';
 import {
   ClusterCa, ClusterHost, HeartbeatBody, HeartbeatReply, HostList, JoinBody, JoinReply, JoinTokenBody, JoinTokenReply, MaintenanceBody,
@@ -26,7 +27,8 @@ import { newJoinToken } from './join-tokens.js';
 import type { ControllerPair } from './controller-tls.js';
 import { pemOfDer } from './controller-peer.js';
 import type { ClusterInstances } from './cluster-instances.js';
-import { controllerInstanceRoutes } from './controller-instances.js';
+import { controllerInstanceRoutes, hostOf } from './controller-instances.js';
+import { controllerConsoleRoutes } from './controller-console.js';
 import { AgentClient } from './agent-client.js';
 
 export interface ControllerApiDeps {
@@ -93,6 +95,7 @@ export async function buildControllerApi(d: ControllerApiDeps): Promise<FastifyI
     https: { cert: d.tls.chainPem, key: d.tls.keyPem, ca: [d.ca.certPem], requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' as const },
   });
   installErrorReplies(app);
+  await app.register(websocket, { options: { maxPayload: 1024 * 1024 }, preClose: closeWebsockets });
   const caHash = caSha256(d.ca.certPem);
   const typed = app.withTypeProvider<TypeBoxTypeProvider>();
   const user = { preHandler: async (req: FastifyRequest) => requireToken(d.store, req) };
@@ -167,10 +170,9 @@ export async function buildControllerApi(d: ControllerApiDeps): Promise<FastifyI
   // the instances of the cluster: people's calls, behind the same token
   await app.register(async (scoped) => {
     scoped.addHook('preHandler', async (req) => requireToken(d.store, req));
-    await scoped.register(controllerInstanceRoutes({
-      store: d.store, instances: d.instances, log: d.log,
-      agents: new AgentClient({ caPem: d.ca.certPem, certPem: d.tls.certPem, keyPem: d.tls.keyPem }),
-    }));
+    const agentTls = { caPem: d.ca.certPem, certPem: d.tls.certPem, keyPem: d.tls.keyPem };
+    await scoped.register(controllerConsoleRoutes({ tls: agentTls, hostOf: async (name) => (await hostOf(d, name)).host }));
+    await scoped.register(controllerInstanceRoutes({ store: d.store, instances: d.instances, log: d.log, agents: new AgentClient(agentTls) }));
   });
   await app.ready();
   return app;

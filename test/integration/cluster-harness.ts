@@ -22,11 +22,12 @@ export function freePort(): Promise<number> {
 
 export interface CliResult { code: number; stdout: string; stderr: string }
 
-export function runCli(args: string[], env: NodeJS.ProcessEnv, timeoutMs = 60_000): Promise<CliResult> {
+export function runCli(args: string[], env: NodeJS.ProcessEnv, timeoutMs = 60_000, input?: string): Promise<CliResult> {
   return new Promise((resolve) => {
-    execFile(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, timeout: timeoutMs }, (err, stdout, stderr) => {
+    const child = execFile(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, timeout: timeoutMs }, (err, stdout, stderr) => {
       resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr });
     });
+    child.stdin!.end(input);
   });
 }
 
@@ -48,8 +49,9 @@ export class Controller {
     };
   }
 
-  cli(args: string[]): Promise<CliResult> {
-    return runCli(args, this.cliEnv());
+  /** The CLI against this controller; `input` is its stdin (e.g. lines for `console`). */
+  cli(args: string[], input?: string): Promise<CliResult> {
+    return runCli(args, this.cliEnv(), 60_000, input);
   }
 
   /** Start it and wait until it answers; rejects with its output when it exits first. */

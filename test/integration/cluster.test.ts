@@ -13,6 +13,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { request } from 'node:https';
 import pgLib from 'pg';
+import { WebSocket } from 'ws';
 import { Daemon, SKIP_NO_TINY, newDataDir, waitFor } from './harness.js';
 import { Controller, freePort, runCli } from './cluster-harness.js';
 import { startPostgres, type TestPostgres } from '../unit/postgres.js';
@@ -67,6 +68,27 @@ async function waitHostState(c: Controller, name: string, state: string, timeout
     return h?.state === state;
   }, timeoutMs, `host ${name} to be ${state}`, () => JSON.stringify(h));
   return h;
+}
+
+/** A websocket on a controller's console of NAME, open (the test holds it). */
+function openConsole(c: Controller, name: string): Promise<WebSocket> {
+  const env = c.cliEnv();
+  const ws = new WebSocket(`wss://127.0.0.1:${c.port}/v1/instances/${name}/console`, { ca: readFileSync(env.CORRAL_TLS_CA!), headers: { authorization: `Bearer ${env.CORRAL_TOKEN}` } });
+  return new Promise((resolve, reject) => {
+    ws.once('open', () => resolve(ws));
+    ws.once('error', reject);
+  });
+}
+
+/** The HTTP status a console upgrade with this token is refused with (0 if it opened). */
+function consoleRefusal(c: Controller, name: string, token: string): Promise<number> {
+  const env = c.cliEnv();
+  const ws = new WebSocket(`wss://127.0.0.1:${c.port}/v1/instances/${name}/console`, { ca: readFileSync(env.CORRAL_TLS_CA!), headers: { authorization: `Bearer ${token}` } });
+  return new Promise((resolve, reject) => {
+    ws.once('open', () => { ws.close(); resolve(0); });
+    ws.once('unexpected-response', (req, res) => { req.destroy(); resolve(res.statusCode ?? -1); });
+    ws.once('error', reject);
+  });
 }
 
 function newToken(c: Controller): Promise<string> {
@@ -243,6 +265,17 @@ test('instances through the controllers: spread over the hosts, pinned, kept apa
   assert.equal(shown.host, 'a2');
   assert.equal(shown.pid, (await joined.get('a2')!.ok('GET', '/v1/instances/q1')).pid);
   assert.match((await c1.cli(['host', 'remove', 'a2'])).stderr, /HOST_NOT_EMPTY/);
+  // the console through a controller: the agent's, relayed both ways; held by one client at a time, as on a host
+  const typed = await c1.cli(['console', 'q1'], 'echo via-controller-$((40+2))\n');
+  assert.equal(typed.code, 0, typed.stderr);
+  assert.match(typed.stdout, /via-controller-42/);
+  const held = await openConsole(c2, 'q1');
+  const busy = await c1.cli(['console', 'q1'], '');
+  assert.match(busy.stderr, /CONSOLE_BUSY/);
+  held.close();
+  await waitFor(async () => !/CONSOLE_BUSY/.test((await c1.cli(['console', 'q1'], '')).stderr), 10_000, 'the console to be free again');
+  assert.match((await c1.cli(['console', 'nosuch'], '')).stderr, /INSTANCE_NOT_FOUND/);
+  assert.equal(await consoleRefusal(c1, 'q1', 'not-a-token'), 401, 'no console without a cluster token');
   await ok(c2, ['kill', 'q1']);
   assert.equal((await joined.get('a2')!.ok('GET', '/v1/instances/q1')).state, 'stopped');
   // the list is read from PostgreSQL: the controller's own calls show there at once (from the agent's reply)...
