@@ -6,7 +6,8 @@
  *   controllers: instances a second, and the rate of the last 10% against the first 10% (flat is 1.00x);
  * - placement decisions a second: the same create phase counts one per instance; and the placement transaction
  *   alone (ClusterInstances.place, the part under the cluster-wide lock), from two pools at once, rows removed after;
- * - GET /v1/instances (all VMS, read from PostgreSQL as the hosts reported them): p50 and p99 of 30 calls;
+ * - GET /v1/instances (all VMS, as each controller keeps them from what the hosts reported): p50 and p99 of 30
+ *   calls, beside the whole-table query that builds the same list in PostgreSQL alone;
  * - memory: each controller's RSS before and after (per instance), and the simulator's per host.
  * One readable line each, then one JSON line with every figure.
  *
@@ -139,6 +140,17 @@ async function main(): Promise<void> {
       lists.push(performance.now() - s);
     }
     line(`GET /v1/instances (${VMS}), ${LISTS} calls`, `p50 ${median(lists).toFixed(1)} ms, p99 ${pct(lists, 99).toFixed(1)} ms`);
+    // side by side: the whole-table query alone (what each list cost before controllers kept it), no HTTP, no TLS
+    const direct = new pg.Pool({ connectionString: db.url, max: 2 });
+    const wholeTable = new ClusterInstances(direct, { unreachableAfterMs: 30_000, policy: 'spread' });
+    const wholeMs: number[] = [];
+    for (let i = 0; i < LISTS; i++) {
+      const s = performance.now();
+      await wholeTable.listJson();
+      wholeMs.push(performance.now() - s);
+    }
+    await direct.end();
+    line('the whole-table list query alone', `p50 ${median(wholeMs).toFixed(1)} ms (the kept list through the API: ${(median(lists) / median(wholeMs)).toFixed(2)}x of it)`);
     const ctlRss1 = ctls.map((c) => rssMiB(c.proc!.pid!));
     const perVmKiB = ctls.map((_, i) => ((ctlRss1[i]! - ctlRss0[i]!) * 1024) / VMS);
     line('controller RSS before -> after', ctls.map((_, i) => `${ctlRss0[i]!.toFixed(0)} -> ${ctlRss1[i]!.toFixed(0)} MiB (${perVmKiB[i]!.toFixed(1)} KiB a VM)`).join(', '));
@@ -166,7 +178,7 @@ async function main(): Promise<void> {
       hosts: HOSTS, vms: VMS, concurrency: CONCURRENCY,
       createStartPerSec: +rate.toFixed(1), createSecs: +createSecs.toFixed(1), createP50Ms: +median(created).toFixed(1), createP99Ms: +pct(created, 99).toFixed(1),
       rateLastVsFirst: +(lastRate / firstRate).toFixed(2), placementsPerSecCreate: +rate.toFixed(1), placementTxPerSec: +placeRate.toFixed(0),
-      listP50Ms: +median(lists).toFixed(1), listP99Ms: +pct(lists, 99).toFixed(1),
+      listP50Ms: +median(lists).toFixed(1), listP99Ms: +pct(lists, 99).toFixed(1), wholeTableListP50Ms: +median(wholeMs).toFixed(1),
       controllerRssMiB: ctlRss1.map((x) => +x.toFixed(0)), controllerKiBPerVm: perVmKiB.map((x) => +x.toFixed(1)),
       simRssMiB: +simRss0.toFixed(0), simMiBPerHost: simPerHost, simKiBPerVm: +(((simRss1 - simRss0) * 1024) / VMS).toFixed(1), simRssWithVmsMiB: +simRss1.toFixed(0),
       totalSecs: +((performance.now() - t0) / 1000).toFixed(1),

@@ -34,6 +34,8 @@ import { AgentClient } from './agent-client.js';
 export interface ControllerApiDeps {
   store: ClusterStore;
   instances: ClusterInstances;
+  /** the list as kept between requests (instance-list.ts); without it, each list reads the whole table */
+  list?: { listJson(): Promise<string> };
   ca: { certPem: string; keyPem: string };
   tls: ControllerPair;
   /** the lease a heartbeat renews and the host watchdog's timeout, as agents are told them */
@@ -172,7 +174,7 @@ export async function buildControllerApi(d: ControllerApiDeps): Promise<FastifyI
     scoped.addHook('preHandler', async (req) => requireToken(d.store, req));
     const agentTls = { caPem: d.ca.certPem, certPem: d.tls.certPem, keyPem: d.tls.keyPem };
     await scoped.register(controllerConsoleRoutes({ tls: agentTls, hostOf: async (name) => (await hostOf(d, name)).host }));
-    await scoped.register(controllerInstanceRoutes({ store: d.store, instances: d.instances, log: d.log, agents: new AgentClient(agentTls) }));
+    await scoped.register(controllerInstanceRoutes({ store: d.store, instances: d.instances, list: d.list ?? d.instances, log: d.log, agents: new AgentClient(agentTls) }));
   });
   await app.ready();
   return app;

@@ -26,6 +26,8 @@ import { summaryOfReply } from './instance-reports.js';
 export interface ControllerInstanceDeps {
   store: ClusterStore;
   instances: ClusterInstances;
+  /** GET /v1/instances's JSON */
+  list: { listJson(): Promise<string> };
   agents: AgentClient;
   log: { info: (o: object, m: string) => void; warn: (o: object, m: string) => void };
 }
@@ -95,7 +97,7 @@ export function controllerInstanceRoutes(d: ControllerInstanceDeps) {
       return relay(reply, res, { host: placed.host.name });
     });
 
-    app.get('/v1/instances', async (_req, reply) => reply.header('content-type', 'application/json; charset=utf-8').send(await d.instances.listJson()));
+    app.get('/v1/instances', async (_req, reply) => reply.header('content-type', 'application/json; charset=utf-8').send(await d.list.listJson()));
 
     const forward = async (req: FastifyRequest<{ Params: { name: string } }>, reply: FastifyReply): Promise<FastifyReply> => {
       const { host } = await hostOf(d, req.params.name);

@@ -153,6 +153,22 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE instances ADD COLUMN reported_at timestamptz;
     `,
   },
+  {
+    version: 7,
+    name: 'instance changes notified',
+    sql: `
+      -- every change to an instance's row sends its name on corral_instances once the change commits: each
+      -- controller keeps its list between requests and reads again only the rows named (src/cluster/instance-list.ts)
+      CREATE FUNCTION corral_instances_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF TG_OP <> 'INSERT' THEN PERFORM pg_notify('corral_instances', OLD.name); END IF;
+        IF TG_OP <> 'DELETE' THEN PERFORM pg_notify('corral_instances', NEW.name); END IF;
+        RETURN NULL;
+      END $$;
+      CREATE TRIGGER instances_notify AFTER INSERT OR UPDATE OR DELETE ON instances
+        FOR EACH ROW EXECUTE FUNCTION corral_instances_notify();
+    `,
+  },
 ];
 
 export interface MigrateResult {

@@ -16,6 +16,7 @@ import { openClusterDb } from '../cluster/db.js';
 import { ClusterStore } from '../cluster/cluster-store.js';
 import { ClusterInstances } from '../cluster/cluster-instances.js';
 import { HaManager } from '../cluster/ha-manager.js';
+import { InstanceList } from '../cluster/instance-list.js';
 import { AgentClient } from '../cluster/agent-client.js';
 import type { Policy } from '../core/placement.js';
 import { ensureControllerPair } from '../cluster/controller-tls.js';
@@ -48,6 +49,7 @@ export async function runController(o: ControllerOptions): Promise<void> {
   const token = ensureToken(paths.token);
   const db = await openClusterDb(o.database);
   let closing = false;
+  let list: InstanceList | undefined;
   try {
     const unreachableAfterMs = o.unreachableAfterMs ?? (Number(process.env.CORRAL_UNREACHABLE_AFTER_MS) || 15_000);
     const store = new ClusterStore(db.pool, { unreachableAfterMs });
@@ -58,7 +60,8 @@ export async function runController(o: ControllerOptions): Promise<void> {
     const tls = await ensureControllerPair(dataDir, ca, where.host);
     const instances = new ClusterInstances(db.pool, { unreachableAfterMs, policy: placementPolicy() });
     const ha = { leaseMs: unreachableAfterMs, watchdogMs: Number(process.env.CORRAL_WATCHDOG_MS) || 10_000 };
-    const app = await buildControllerApi({ store, instances, ca, tls, log, ha });
+    list = new InstanceList(db.pool, { unreachableAfterMs });
+    const app = await buildControllerApi({ store, instances, list, ca, tls, log, ha });
     const haManager = new HaManager(db.pool, store, instances, new AgentClient({ caPem: ca.certPem, certPem: tls.certPem, keyPem: tls.keyPem }), ha, log);
     await app.listen({ host: where.host, port: where.port });
     haManager.start();
@@ -75,6 +78,7 @@ export async function runController(o: ControllerOptions): Promise<void> {
       process.once('SIGINT', () => stop('SIGINT'));
     });
   } finally {
+    await list?.close();
     await db.close();
   }
 }

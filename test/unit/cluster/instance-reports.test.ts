@@ -2,7 +2,9 @@
  * Instance reports: which heartbeats carry an agent's instance list (only a changed list, a new controller, or after
  * unanswered beats), the summary picked out of an agent's reply, and the controller's side in PostgreSQL: a report
  * updates only its own host's rows, never with an older view than the row holds, names instances the cluster does
- * not know, and the list shows a lost host's instances as `unknown`, with uptime from startedAt.
+ * not know, and the list shows a lost host's instances as `unknown`, with uptime from startedAt. Every list here is
+ * read three ways that must agree: the whole-table query, and the list each of two controllers keeps between
+ * requests (instance-list.ts), one on another connection pool, as another controller would be.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -12,6 +14,7 @@ import type { InstanceSummary } from '../../../src/services/instance-view.js';
 import { ClusterStore } from '../../../src/cluster/cluster-store.js';
 import { ClusterInstances } from '../../../src/cluster/cluster-instances.js';
 import { openClusterDb, type ClusterDb } from '../../../src/cluster/db.js';
+import { InstanceList } from '../../../src/cluster/instance-list.js';
 import { startPostgres, type TestPostgres } from '../postgres.js';
 
 const MiB = 1024 ** 2;
@@ -73,9 +76,15 @@ let server: TestPostgres;
 let db: ClusterDb;
 let store: ClusterStore;
 let instances: ClusterInstances;
+let db2: ClusterDb;
+let kept: InstanceList;
+let keptElsewhere: InstanceList;
 before(async () => {
   server = await startPostgres();
   db = await openClusterDb(server.url);
+  db2 = await openClusterDb(server.url);
+  kept = new InstanceList(db.pool, { unreachableAfterMs: 5000 });
+  keptElsewhere = new InstanceList(db2.pool, { unreachableAfterMs: 5000 });
   store = new ClusterStore(db.pool, { unreachableAfterMs: 5000 });
   instances = new ClusterInstances(db.pool, { unreachableAfterMs: 5000, policy: 'spread' });
   let n = 0;
@@ -86,9 +95,27 @@ before(async () => {
   }
 });
 after(async () => {
+  await kept?.close();
+  await keptElsewhere?.close();
+  await db2?.close();
   await db?.close();
   await server?.stop();
 });
+
+/** The list, read the three ways, which must agree (uptime, counted at each read, within a second). */
+async function listed(): Promise<Array<Record<string, unknown>>> {
+  const [whole, mine, other] = await Promise.all([instances.listJson(), kept.listJson(), keptElsewhere.listJson()]);
+  const rows = (text: string): Array<Record<string, unknown>> => JSON.parse(text).instances;
+  const bare = (list: Array<Record<string, unknown>>): unknown => list.map(({ uptime, ...r }) => ({ ...r, uptime: typeof uptime === 'number' ? 'n' : uptime }));
+  for (const [what, text] of [['kept', mine], ['kept by another controller', other]] as const) {
+    assert.deepEqual(bare(rows(text)), bare(rows(whole)), `the ${what} list is the whole-table one`);
+    rows(text).forEach((r, i) => {
+      const u = rows(whole)[i]!.uptime;
+      if (typeof u === 'number') assert.ok(Math.abs((r.uptime as number) - u) < 1, `uptime ${String(r.uptime)} vs ${u}`);
+    });
+  }
+  return rows(mine);
+}
 
 const viewOf = async (name: string): Promise<Record<string, unknown> | null> =>
   (await db.pool.query<{ view: Record<string, unknown> | null }>('SELECT view FROM instances WHERE name = $1', [name])).rows[0]?.view ?? null;
@@ -97,7 +124,7 @@ test('a report updates its own host\'s rows only, never with an older view, and 
   for (const [name, host] of [['v1', 'h1'], ['v2', 'h1'], ['v3', 'h2']] as const) {
     await instances.place({ name, host, cpus: 1, memory: 64 * MiB, spec: { image: 'tiny' } });
   }
-  const listedNow = async (): Promise<Array<Record<string, unknown>>> => JSON.parse(await instances.listJson()).instances;
+  const listedNow = listed;
   // never reported (a create in flight): unknown, from the row
   const first = await listedNow();
   assert.deepEqual(first.map((r) => [r.name, r.host, r.state, r.stale, r.image]), [['v1', 'h1', 'unknown', true, 'tiny'], ['v2', 'h1', 'unknown', true, 'tiny'], ['v3', 'h2', 'unknown', true, 'tiny']]);
@@ -144,8 +171,40 @@ test('a report updates its own host\'s rows only, never with an older view, and 
 
 test('a lost host\'s instances are listed unknown with their last state', async () => {
   await db.pool.query('UPDATE hosts SET last_heartbeat = now() - interval \'1 minute\' WHERE name = $1', ['h1']);
-  const v2 = (JSON.parse(await instances.listJson()).instances as Array<Record<string, unknown>>).find((r) => r.name === 'v2')!;
+  const v2 = (await listed()).find((r) => r.name === 'v2')!;
   assert.deepEqual([v2.state, v2.stale, v2.lastState, v2.pid, v2.uptime, v2.host], ['unknown', true, 'stopped', null, null, 'h1']);
   await store.heartbeat('h1', { capacity: {}, allocation: {}, agentVersion: '0.1.0' });
-  assert.equal((JSON.parse(await instances.listJson()).instances as Array<Record<string, unknown>>).find((r) => r.name === 'v2')!.state, 'stopped');
+  assert.equal((await listed()).find((r) => r.name === 'v2')!.state, 'stopped');
+});
+
+test('the kept lists follow every change at once, from either controller, a delete too, and outlive a lost listening connection', async () => {
+  await listed();
+  await instances.place({ name: 'k1', host: 'h2', cpus: 1, memory: 64 * MiB, spec: { image: 'tiny' } });
+  // made through one controller, listed through the other right away: its list waits for the change's notification
+  assert.ok((JSON.parse(await keptElsewhere.listJson()).instances as Array<{ name: string }>).some((r) => r.name === 'k1'));
+  await instances.report('h2', [summary('k1', { state: 'running', updatedAt: '2026-01-01T00:00:01.000Z' })]);
+  assert.equal((await listed()).find((r) => r.name === 'k1')!.state, 'running');
+  await instances.remove('k1');
+  assert.equal((await listed()).some((r) => r.name === 'k1'), false, 'deleted');
+  // a hand edit in the database is a change like any other
+  await db.pool.query(`UPDATE instances SET view = jsonb_set(view, '{state}', '"paused"') WHERE name = 'v2'`);
+  assert.equal((await listed()).find((r) => r.name === 'v2')!.state, 'paused');
+
+  // the listening connections are cut (a PostgreSQL restart, a proxy): changes made meanwhile still show
+  const cut = await db.pool.query(`SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_notify%' AND pid <> pg_backend_pid()`);
+  assert.ok(cut.rowCount! >= 2, 'both listeners were found and cut');
+  await instances.place({ name: 'k2', host: 'h2', cpus: 1, memory: 64 * MiB, spec: { image: 'tiny' } });
+  await db.pool.query(`UPDATE instances SET view = jsonb_set(view, '{state}', '"stopped"') WHERE name = 'v2'`);
+  let rows: Array<Record<string, unknown>> = [];
+  for (let i = 0; i < 3; i++) {
+    // the first list after the cut may fail with it (the pool hands out a dead connection once); never a stale row
+    try {
+      rows = await listed();
+      break;
+    } catch (e) {
+      if (i === 2) throw e;
+    }
+  }
+  assert.ok(rows.some((r) => r.name === 'k2'));
+  assert.equal(rows.find((r) => r.name === 'v2')!.state, 'stopped');
 });
