@@ -153,6 +153,15 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE instances ADD COLUMN reported_at timestamptz;
     `,
   },
+  {
+    version: 7,
+    name: 'the host labels an instance asks for',
+    sql: `
+      -- the labels (key: value) a host must carry to hold the instance, as its create asked (hostLabels; null: none):
+      -- kept so that an HA restart on another host asks for them again
+      ALTER TABLE instances ADD COLUMN host_labels jsonb;
+    `,
+  },
 ];
 
 export interface MigrateResult {
