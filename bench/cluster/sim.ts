@@ -14,6 +14,7 @@
  *   node dist/bench/cluster/sim.js [HOSTS=100] [VMS=1000] [CONCURRENCY=16]
  */
 import { readFileSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
 import { performance } from 'node:perf_hooks';
 import pg from 'pg';
 import { clusterRequest } from '../../src/cluster/agent-link.js';
@@ -47,6 +48,28 @@ function apiOf(c: Controller): Api {
 
 async function call(a: Api, method: string, path: string, body?: unknown, timeoutMs = 120_000): Promise<{ status: number; body: any }> {
   return clusterRequest(a.url, method, path, body, { ca: a.ca }, timeoutMs, { authorization: `Bearer ${a.token}` });
+}
+
+let lastListBytes = 0;
+
+/** A GET with its timings: to the first byte of the answer (the controller's work) and to its last (the transfer too). */
+function rawGet(a: Api, path: string): Promise<{ status: number; body: Buffer; firstByteMs: number; totalMs: number }> {
+  const t0 = performance.now();
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(new URL(path, a.url), { ca: a.ca, headers: { authorization: `Bearer ${a.token}`, accept: 'application/json' } }, (res) => {
+      const firstByteMs = performance.now() - t0;
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => {
+        const body = Buffer.concat(chunks);
+        lastListBytes = body.length;
+        resolve({ status: res.statusCode ?? 0, body, firstByteMs, totalMs: performance.now() - t0 });
+      });
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end();
+  });
 }
 
 /** Run job(0..count-1), `limit` at a time; returns each job's end time (ms, performance.now()). */
@@ -132,14 +155,18 @@ async function main(): Promise<void> {
 
     // list of all instances
     const lists: number[] = [];
+    const firstBytes: number[] = [];
+    const parses: number[] = [];
     for (let i = 0; i < LISTS; i++) {
+      const r = await rawGet(apis[i % 2]!, '/v1/instances');
       const s = performance.now();
-      const r = await call(apis[i % 2]!, 'GET', '/v1/instances');
-      const got = r.body.instances as Array<{ state: string }>;
+      const got = JSON.parse(r.body.toString('utf8')).instances as Array<{ state: string }>;
+      parses.push(performance.now() - s);
       if (r.status !== 200 || got.length !== VMS || got.some((x) => x.state !== 'running')) throw new Error(`list: ${r.status}, ${got?.length} instances`);
-      lists.push(performance.now() - s);
+      lists.push(r.totalMs);
+      firstBytes.push(r.firstByteMs);
     }
-    line(`GET /v1/instances (${VMS}), ${LISTS} calls`, `p50 ${median(lists).toFixed(1)} ms, p99 ${pct(lists, 99).toFixed(1)} ms`);
+    line(`GET /v1/instances (${VMS}), ${LISTS} calls`, `p50 ${median(lists).toFixed(1)} ms, p99 ${pct(lists, 99).toFixed(1)} ms (first byte p50 ${median(firstBytes).toFixed(1)} ms; then ${(median(parses)).toFixed(1)} ms to parse its ${(lastListBytes / 1024 ** 2).toFixed(1)} MiB)`);
     // side by side: the whole-table query alone (what each list cost before controllers kept it), no HTTP, no TLS
     const direct = new pg.Pool({ connectionString: db.url, max: 2 });
     const wholeTable = new ClusterInstances(direct, { unreachableAfterMs: 30_000, policy: 'spread' });
@@ -178,7 +205,7 @@ async function main(): Promise<void> {
       hosts: HOSTS, vms: VMS, concurrency: CONCURRENCY,
       createStartPerSec: +rate.toFixed(1), createSecs: +createSecs.toFixed(1), createP50Ms: +median(created).toFixed(1), createP99Ms: +pct(created, 99).toFixed(1),
       rateLastVsFirst: +(lastRate / firstRate).toFixed(2), placementsPerSecCreate: +rate.toFixed(1), placementTxPerSec: +placeRate.toFixed(0),
-      listP50Ms: +median(lists).toFixed(1), listP99Ms: +pct(lists, 99).toFixed(1), wholeTableListP50Ms: +median(wholeMs).toFixed(1),
+      listP50Ms: +median(lists).toFixed(1), listP99Ms: +pct(lists, 99).toFixed(1), listFirstByteP50Ms: +median(firstBytes).toFixed(1), listParseP50Ms: +median(parses).toFixed(1), wholeTableListP50Ms: +median(wholeMs).toFixed(1),
       controllerRssMiB: ctlRss1.map((x) => +x.toFixed(0)), controllerKiBPerVm: perVmKiB.map((x) => +x.toFixed(1)),
       simRssMiB: +simRss0.toFixed(0), simMiBPerHost: simPerHost, simKiBPerVm: +(((simRss1 - simRss0) * 1024) / VMS).toFixed(1), simRssWithVmsMiB: +simRss1.toFixed(0),
       totalSecs: +((performance.now() - t0) / 1000).toFixed(1),

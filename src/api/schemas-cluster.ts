@@ -1,7 +1,7 @@
 /** Schemas of a cluster controller's API: hosts, join tokens, an agent's join and heartbeat. */
 import { Type, type Static } from '@sinclair/typebox';
 import { literals } from '../core/spec-schema.js';
-import { nullable } from './schemas-common.js';
+import { Dict, nullable } from './schemas-common.js';
 import { Instance } from './schemas-instances.js';
 
 export const HOST_STATES = ['up', 'maintenance', 'unreachable', 'fenced'] as const;
@@ -12,7 +12,7 @@ export const ClusterHost = Type.Object(
     uuid: Type.String(),
     state: literals(HOST_STATES),
     address: Type.String({ description: 'the agent\'s API (https://IP:PORT), or empty when it serves none' }),
-    labels: Type.Record(Type.String(), Type.String()),
+    labels: Type.Record(Type.String(), Type.String(), { description: 'the host\'s labels (corral host label; corral agent --label at its join), which creates may ask for (hostLabels)' }),
     maintenance: Type.Boolean(),
     sharedPool: nullable(Type.String({ description: 'where the host mounts the cluster\'s shared storage; null: none' })),
     fencedAt: nullable(Type.String()),
@@ -31,6 +31,11 @@ export type ClusterHost = Static<typeof ClusterHost>;
 export const HostList = Type.Object({ hosts: Type.Array(ClusterHost) });
 
 export const MaintenanceBody = Type.Object({ on: Type.Boolean() }, { additionalProperties: false });
+
+export const HostLabelsBody = Type.Object(
+  { labels: Dict(nullable(Type.String()), 'a key with a value sets (or overwrites) that label, one with null removes it; the others stay') },
+  { additionalProperties: false },
+);
 
 export const JoinTokenBody = Type.Object(
   { ttl: Type.Optional(Type.String({ description: 'how long the token may be used: 90m, 12h, 2d (default 1h, at most 7d)' })) },
@@ -53,6 +58,7 @@ export const JoinBody = Type.Object(
     address: Type.String({ description: 'the agent\'s API URL (https://IP:PORT), or empty' }),
     csr: Type.String({ description: 'a PEM certificate request for the agent\'s key (its subject is ignored)' }),
     agentVersion: Type.String(),
+    labels: Type.Optional(Dict(Type.String(), 'the labels the host joins with (corral agent --label KEY=VALUE)')),
   },
   { additionalProperties: false },
 );

@@ -1,7 +1,7 @@
 /**
  * Cluster commands: `corral controller` and `corral agent` (run in this process), `corral cluster init` (once, on
  * a controller host, straight to PostgreSQL), `corral cluster join-token`, and `corral host list|show|remove|
- * maintenance` against a controller (CORRAL_URL, CORRAL_TOKEN, CORRAL_TLS_CA).
+ * maintenance|label` against a controller (CORRAL_URL, CORRAL_TOKEN, CORRAL_TLS_CA).
  */
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
@@ -9,10 +9,11 @@ import type { ApiClient } from './client.js';
 import { CliError } from './client-error.js';
 import { fields, keyValues, printJson, printLines, size, table } from './format.js';
 import { releaseCliGuards } from './errors.js';
+import { formatLabels, parseLabelArgs, parseLabelChangeArgs } from '../core/labels.js';
 import { parseSize } from '../core/units.js';
 
 interface HostView {
-  name: string; uuid: string; state: string; address: string; maintenance: boolean; agentVersion: string | null;
+  name: string; uuid: string; state: string; address: string; labels: Record<string, string>; maintenance: boolean; agentVersion: string | null;
   lastHeartbeat: string | null; heartbeatAgeMs: number | null;
   capacity: { cpus?: number; memory?: number } | null; allocation: { cpus?: number; memory?: number; instances?: number } | null;
 }
@@ -23,15 +24,15 @@ function age(ms: number | null): string {
 }
 
 export function hostRows(hosts: HostView[]): string {
-  return table(['NAME', 'STATE', 'CPUS', 'MEMORY', 'INSTANCES', 'HEARTBEAT', 'VERSION', 'ADDRESS'], hosts.map((h) => [
+  return table(['NAME', 'STATE', 'CPUS', 'MEMORY', 'INSTANCES', 'HEARTBEAT', 'VERSION', 'ADDRESS', 'LABELS'], hosts.map((h) => [
     h.name, h.state,
     `${h.allocation?.cpus ?? '-'}/${h.capacity?.cpus ?? '-'}`,
     `${size(h.allocation?.memory ?? null)}/${size(h.capacity?.memory ?? null)}`,
-    String(h.allocation?.instances ?? '-'), age(h.heartbeatAgeMs), h.agentVersion ?? '-', h.address || '-',
+    String(h.allocation?.instances ?? '-'), age(h.heartbeatAgeMs), h.agentVersion ?? '-', h.address || '-', formatLabels(h.labels),
   ]));
 }
 
-/** `corral host list|show NAME|remove NAME|maintenance NAME on|off`, under the existing `host` command. */
+/** `corral host list|show NAME|remove NAME|maintenance NAME on|off|label NAME KEY=VALUE KEY-`, under the existing `host` command. */
 export function registerClusterHostCommands(host: Command, client: () => ApiClient): void {
   host
     .command('list')
@@ -52,6 +53,16 @@ export function registerClusterHostCommands(host: Command, client: () => ApiClie
       else printLines(`host ${res.removed} removed; its certificate (serial ${res.revokedSerial}) is revoked`);
     });
   host
+    .command('label <name> <changes...>')
+    .description('set labels of a host (KEY=VALUE, overwriting) or remove them (KEY-); creates ask for them with --host-label')
+    .option('--json', 'print the API JSON')
+    .action(async (name: string, args: string[], o: { json?: boolean }) => {
+      const labels = parseLabelChangeArgs('labels', args);
+      const res = await client().call<HostView>('PATCH', `/v1/hosts/${encodeURIComponent(name)}`, { labels });
+      if (o.json) printJson(res);
+      else printLines(`host ${res.name}: labels ${formatLabels(res.labels)}`);
+    });
+  host
     .command('maintenance <name> <on|off>')
     .description('take a host out of placement (on) or put it back (off)')
     .option('--json', 'print the API JSON')
@@ -67,7 +78,7 @@ export function registerClusterHostCommands(host: Command, client: () => ApiClie
 export async function showClusterHost(client: ApiClient, name: string, json: boolean): Promise<void> {
   const res = await client.call<Record<string, unknown>>('GET', `/v1/hosts/${encodeURIComponent(name)}`);
   if (json) printJson(res);
-  else printLines(keyValues(fields(res, { 'capacity.memory': size, 'allocation.memory': size })));
+  else printLines(keyValues(fields(res, { labels: (v) => formatLabels(v as Record<string, string>), 'capacity.memory': size, 'allocation.memory': size })));
 }
 
 function version(): string {
@@ -131,6 +142,7 @@ export function registerAgentCommand(program: Command, addDaemonOptions: (c: Com
     .option('--join <url>', 'join the cluster through this controller (https://HOST:PORT) first, with --token')
     .option('--token <token>', 'the join token (corral cluster init or corral cluster join-token)')
     .option('--name <name>', 'this host\'s name in the cluster (default: the host name)')
+    .option('--label <key=value>', 'with --join: a label the host joins with (later: corral host label); repeatable', (v: string, prev: string[] = []) => [...prev, v])
     .option('--simulate <hosts>', 'stand in for this many hosts (a fake hypervisor: no QEMU runs), to measure controllers; with --join and --controller-token', Number)
     .option('--controller-token <token>', 'with --simulate: the controller\'s token, to ask it for join tokens (default $CORRAL_TOKEN)')
     .option('--controller-ca <file>', 'with --simulate: the cluster CA the controller is checked against (default $CORRAL_TLS_CA)')
@@ -144,11 +156,13 @@ export function registerAgentCommand(program: Command, addDaemonOptions: (c: Com
         if (o[k] !== undefined) throw new CliError(`--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)} goes with --simulate`, 'USAGE');
       }
       if ((o.join === undefined) !== (o.token === undefined)) throw new CliError('--join and --token go together', 'USAGE');
+      if (o.label !== undefined && o.join === undefined) throw new CliError('--label goes with --join (a host joins with its labels); change a host\'s labels with corral host label', 'USAGE');
+      const labels = o.label === undefined ? undefined : parseLabelArgs('label', o.label as string[]);
       releaseCliGuards();
       const { runDaemon } = await import('../daemon/main.js');
       await runDaemon({
         ...daemonOptionsFrom(o),
-        agent: { ...(o.join ? { join: { url: String(o.join), token: String(o.token) } } : {}), ...(o.name ? { name: String(o.name) } : {}), version: version() },
+        agent: { ...(o.join ? { join: { url: String(o.join), token: String(o.token), ...(labels ? { labels } : {}) } } : {}), ...(o.name ? { name: String(o.name) } : {}), version: version() },
       });
       setTimeout(() => process.exit(), 1000).unref();
     });
@@ -157,7 +171,7 @@ export function registerAgentCommand(program: Command, addDaemonOptions: (c: Com
 /** `corral agent --simulate N --join URL --controller-token TOKEN`: src/daemon/simulate.ts. */
 async function simulate(o: Record<string, unknown>): Promise<void> {
   if (o.join === undefined) throw new CliError('--simulate needs --join https://CONTROLLER:PORT', 'USAGE');
-  if (o.token !== undefined || o.name !== undefined || o.listen !== undefined) throw new CliError('--simulate makes its own join tokens, names and listeners: no --token, --name or --listen', 'USAGE');
+  if (o.token !== undefined || o.name !== undefined || o.listen !== undefined || o.label !== undefined) throw new CliError('--simulate makes its own join tokens, names and listeners, with no labels: no --token, --name, --listen or --label', 'USAGE');
   const token = o.controllerToken === undefined ? process.env.CORRAL_TOKEN : String(o.controllerToken);
   if (!token) throw new CliError('--simulate needs the controller\'s token (--controller-token or $CORRAL_TOKEN) to make join tokens', 'USAGE');
   const caFile = o.controllerCa === undefined ? process.env.CORRAL_TLS_CA : String(o.controllerCa);

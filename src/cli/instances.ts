@@ -1,5 +1,6 @@
 /** Instance commands: create, start/stop/restart/pause/resume/kill, delete, list, show. */
 import { DISK_BUSES, isVhostUser } from '../core/disks.js';
+import { parseLabelArgs } from '../core/labels.js';
 import { NIC_MODELS } from '../core/nics.js';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { ApiClient, CliError } from './client.js';
@@ -76,16 +77,18 @@ export function registerInstanceCommands(program: Command, client: () => ApiClie
     .option('--host <host>', 'cluster (against a controller): create it on this host')
     .option('--group <name>', 'cluster: a group of instances (with --anti-affinity, on different hosts)')
     .option('--anti-affinity', 'cluster: keep the members of --group on different hosts')
+    .option('--host-label <key=value>', 'cluster: only on a host that carries this label (corral host label); repeatable', (v: string, prev: string[] = []) => [...prev, v])
     .addOption(new Option('--pool <pool>', 'storage pool of the root disk: local (default) or shared (the hosts\' --shared-pool)').choices(['local', 'shared']))
     .option('--ha', 'high availability (with --pool shared): started on another host when its host is lost')
     .option('--json', 'print the API JSON')
-    .action(async (name: string, o: { image: string; start?: boolean; json?: boolean; balloon?: boolean; volume?: string[]; forward?: string[] } & Record<string, unknown>) => {
+    .action(async (name: string, o: { image: string; start?: boolean; json?: boolean; balloon?: boolean; volume?: string[]; forward?: string[]; hostLabel?: string[] } & Record<string, unknown>) => {
       const body: Record<string, unknown> = { name, image: o.image };
       const keys = ['cpus', 'memory', 'disk', 'firmware', 'network', 'nicModel', 'rootBus', 'accel', 'sockets', 'cores', 'threads', 'maxCpus', 'cpuModel', 'pin',
         'cpuWeight', 'cpuLimit', 'maxMemory', 'memoryLimit', 'prealloc', 'hugepages', 'host', 'group', 'antiAffinity', 'pool', 'ha'] as const;
       for (const k of keys) if (o[k] !== undefined) body[k] = o[k];
       if (o.balloon === false) body.balloon = false;
       if (o.forward !== undefined) body.forwards = o.forward;
+      if (o.hostLabel !== undefined) body.hostLabels = parseLabelArgs('hostLabels', o.hostLabel);
       const volumes = o.volume ?? [];
       if (o.start && volumes.length === 0) body.start = true;
       let inst = await client().call<Instance>('POST', '/v1/instances', body);

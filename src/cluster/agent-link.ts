@@ -18,6 +18,7 @@ import { request } from 'node:https';
 import { join } from 'node:path';
 import { CorralError } from '../core/errors.js';
 import { parseJoinToken } from '../core/join-token.js';
+import { validateLabels } from '../core/labels.js';
 import { makeKeyAndCsr } from './pki.js';
 import { ensureWatchdog, WatchdogPet, type HaPid } from './watchdog.js';
 import type { InstanceSummary } from '../services/instance-view.js';
@@ -106,6 +107,8 @@ export interface JoinOptions {
   /** this agent's API (https://IP:PORT), or empty */
   address: string;
   agentVersion: string;
+  /** the labels the host joins with (corral agent --label) */
+  labels?: Record<string, string>;
 }
 
 /** Enrol this host: see the file's comment. Saves the identity in the data dir and returns it. */
@@ -114,6 +117,7 @@ export async function joinCluster(dataDir: string, o: JoinOptions): Promise<Agen
   if (existing) throw new CorralError('ALREADY_EXISTS', `this host already joined a cluster as "${existing.name}" (${identityDir(dataDir)}): start it with corral agent, without --join`);
   const token = parseJoinToken(o.token);
   const base = controllerUrl(o.url);
+  const labels = validateLabels('label', o.labels ?? {});
   let ca: Reply;
   try {
     ca = await clusterRequest(base, 'GET', '/v1/cluster/ca', undefined, { insecure: true });
@@ -131,7 +135,7 @@ export async function joinCluster(dataDir: string, o: JoinOptions): Promise<Agen
   const uuid = randomUUID();
   let r: Reply;
   try {
-    r = await clusterRequest(base, 'POST', '/v1/cluster/join', { token: o.token, name: o.name, uuid, address: o.address, csr: csrPem, agentVersion: o.agentVersion }, { ca: caPem });
+    r = await clusterRequest(base, 'POST', '/v1/cluster/join', { token: o.token, name: o.name, uuid, address: o.address, csr: csrPem, agentVersion: o.agentVersion, labels }, { ca: caPem });
   } catch (e) {
     throw new CorralError('HOST_UNAVAILABLE', `cannot join through ${base}: ${(e as Error).message}`, { url: base });
   }

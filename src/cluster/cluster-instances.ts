@@ -5,8 +5,10 @@
  * Placement is one transaction under a cluster-wide advisory lock, so that admission stays atomic across
  * controllers: it reads every host (state on the database's clock) and what its instances reserve, asks the pure
  * placer (src/core/placement.ts) for a host among the `up` ones that fit, and inserts the row. A request pinned to
- * a host (`--host`) is checked the same way; a group with anti-affinity keeps its members on different hosts.
- * When nothing fits, NO_HOST_FITS says what each host lacks.
+ * a host (`--host`) is checked the same way; a group with anti-affinity keeps its members on different hosts; a
+ * request with host labels (`--host-label`) goes only to hosts that carry them all. The row keeps the group and the
+ * labels, so that an HA restart on another host (relocate) is constrained as the create was. When nothing fits,
+ * NO_HOST_FITS says what each host lacks.
  *
  * Each row also keeps the instance as its host last reported it (`view`: a heartbeat's summary, or the agent's reply
  * to the controller's own call), which the cluster's list reads: see report(), setView() and listJson() at the end.
@@ -30,6 +32,7 @@ export interface PlaceRequest {
   host?: string;
   group?: string;
   antiAffinity?: boolean;
+  /** the host must carry each of these labels, with this value */
   labels?: Record<string, string>;
   /** the root disk on the shared pool: only hosts that mount it */
   shared?: boolean;
@@ -46,6 +49,8 @@ export interface ClusterInstance {
   memory: number;
   group: string | null;
   antiAffinity: boolean;
+  /** the labels its host must carry (the create's hostLabels); null: none */
+  hostLabels: Record<string, string> | null;
   pool: 'local' | 'shared';
   ha: boolean;
   spec: Record<string, unknown> | null;
@@ -54,17 +59,19 @@ export interface ClusterInstance {
 
 interface InstanceDbRow {
   name: string; host: string; uuid: string | null; cpus: number; memory: string; grp: string | null; anti_affinity: boolean;
-  pool: 'local' | 'shared'; ha: boolean; spec: Record<string, unknown> | null; created_at: Date;
+  host_labels: Record<string, string> | null; pool: 'local' | 'shared'; ha: boolean; spec: Record<string, unknown> | null; created_at: Date;
 }
 
-const COLUMNS = 'name, host, uuid::text AS uuid, cpus, memory, grp, anti_affinity, pool, ha, spec, created_at';
+const COLUMNS = 'name, host, uuid::text AS uuid, cpus, memory, grp, anti_affinity, host_labels, pool, ha, spec, created_at';
 
 function instanceRow(r: InstanceDbRow): ClusterInstance {
   return {
     name: r.name, host: r.host, uuid: r.uuid, cpus: r.cpus, memory: Number(r.memory), group: r.grp, antiAffinity: r.anti_affinity,
-    pool: r.pool, ha: r.ha, spec: r.spec, createdAt: r.created_at.toISOString(),
+    hostLabels: r.host_labels, pool: r.pool, ha: r.ha, spec: r.spec, createdAt: r.created_at.toISOString(),
   };
 }
+
+const hasLabels = (req: PlaceRequest): boolean => req.labels !== undefined && Object.keys(req.labels).length > 0;
 
 interface Reserved { cpus: number; memory: number; instances: number }
 
@@ -78,7 +85,8 @@ export function whyNot(h: HostRow, reserved: Reserved, req: PlaceRequest, groupH
   if (h.state !== 'up') return `is ${h.state}`;
   if (groupHosts.has(h.name)) return `already holds an instance of group "${req.group}" (anti-affinity)`;
   if (req.shared && !h.sharedPool) return 'mounts no shared pool';
-  for (const [k, v] of Object.entries(req.labels ?? {})) if (h.labels[k] !== v) return `lacks the label ${k}=${v}`;
+  const missing = Object.entries(req.labels ?? {}).filter(([k, v]) => !Object.hasOwn(h.labels, k) || h.labels[k] !== v).map(([k, v]) => `${k}=${v}`);
+  if (missing.length > 0) return `lacks the label${missing.length === 1 ? '' : 's'} ${missing.join(', ')}`;
   const cap = capacityOf(h);
   const lacks: string[] = [];
   const freeMem = cap.memory - reserved.memory;
@@ -106,9 +114,10 @@ export class ClusterInstances {
       if (taken.rows[0]) throw new CorralError('ALREADY_EXISTS', `an instance named "${req.name}" exists (on host ${taken.rows[0].host})`, { name: req.name });
       const { got, hosts } = await this.choose(client, req);
       const r = await client.query<InstanceDbRow>(
-        `INSERT INTO instances (name, host, cpus, memory, grp, anti_affinity, pool, ha, spec) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb)
+        `INSERT INTO instances (name, host, cpus, memory, grp, anti_affinity, host_labels, pool, ha, spec) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10::jsonb)
          RETURNING ${COLUMNS}`,
-        [req.name, got.host, req.cpus, req.memory, req.group ?? null, req.antiAffinity === true, req.shared ? 'shared' : 'local', req.ha === true, req.spec ? JSON.stringify(req.spec) : null]);
+        [req.name, got.host, req.cpus, req.memory, req.group ?? null, req.antiAffinity === true, hasLabels(req) ? JSON.stringify(req.labels) : null,
+          req.shared ? 'shared' : 'local', req.ha === true, req.spec ? JSON.stringify(req.spec) : null]);
       return { instance: instanceRow(r.rows[0]!), host: hosts.find((h) => h.name === got.host)! };
     }, (e) => (errorCode(e) === UNIQUE_VIOLATION ? new CorralError('ALREADY_EXISTS', `an instance named "${req.name}" exists`, { name: req.name }) : e));
   }
@@ -160,22 +169,26 @@ export class ClusterInstances {
     const got = place(candidates, { cpus: req.cpus, memory: req.memory, ...(req.labels ? { labels: req.labels } : {}) }, this.o.policy);
     if (got.host === null) {
       const each = pool.map((h) => `${h.name} ${whyNot(h, reserved.get(h.name) ?? none, req, groupHosts) ?? 'fits'}`);
-      const what = `${req.cpus} vCPU${req.cpus === 1 ? '' : 's'} and ${formatSize(req.memory)}`;
+      const labels = hasLabels(req) ? ` with the host label${Object.keys(req.labels!).length === 1 ? '' : 's'} ${Object.entries(req.labels!).map(([k, v]) => `${k}=${v}`).join(', ')}` : '';
+      const what = `${req.cpus} vCPU${req.cpus === 1 ? '' : 's'} and ${formatSize(req.memory)}${labels}`;
       throw new CorralError('NO_HOST_FITS', pool.length === 0 ? `no host can take ${what}: the cluster has no hosts` : `no host can take ${what}: ${each.join('; ')}`, { hosts: each });
     }
     return { got: { host: got.host }, hosts };
   }
 
   /**
-   * Move an instance's row to another host (an HA restart: its host was fenced): placed as a new one would be, among
-   * the `up` hosts other than `from`, under the placement lock. The new host, or NO_HOST_FITS.
+   * Move an instance's row to another host (an HA restart: its host was fenced): placed as a new one would be (its
+   * group and host labels as it was created with), among the `up` hosts other than `from`, under the placement lock. The new host, or NO_HOST_FITS.
    */
   async relocate(name: string, from: string): Promise<HostRow> {
     return this.underPlacementLock(async (client) => {
       const cur = (await client.query<InstanceDbRow>(`SELECT ${COLUMNS} FROM instances WHERE name = $1 FOR UPDATE`, [name])).rows[0];
       if (!cur || cur.host !== from) throw new CorralError('INVALID_STATE', `instance "${name}" is no longer on host "${from}"`, { name });
       // what it reserves stays counted on its old host (left out of the choice) until the row moves
-      const req: PlaceRequest = { name, cpus: cur.cpus, memory: Number(cur.memory), shared: cur.pool === 'shared', ha: cur.ha, ...(cur.grp ? { group: cur.grp } : {}), antiAffinity: cur.anti_affinity };
+      const req: PlaceRequest = {
+        name, cpus: cur.cpus, memory: Number(cur.memory), shared: cur.pool === 'shared', ha: cur.ha, ...(cur.grp ? { group: cur.grp } : {}), antiAffinity: cur.anti_affinity,
+        ...(cur.host_labels ? { labels: cur.host_labels } : {}),
+      };
       const { got, hosts } = await this.choose(client, req, from);
       await client.query('UPDATE instances SET host = $2 WHERE name = $1', [name, got.host]);
       return hosts.find((h) => h.name === got.host)!;

@@ -8,6 +8,7 @@
  */
 import type pg from 'pg';
 import { CorralError } from '../core/errors.js';
+import { MAX_LABELS, validateLabelChanges, validateLabels } from '../core/labels.js';
 import { CHECK_VIOLATION, constraintOf, errorCode, FOREIGN_KEY_VIOLATION, fromPg, INVALID_TEXT, UNIQUE_VIOLATION } from './pg-errors.js';
 
 export type HostState = 'up' | 'maintenance' | 'unreachable' | 'fenced';
@@ -180,13 +181,13 @@ export class ClusterStore {
 
   // ---- hosts
 
-  /** Add a host; a name or uuid already in the cluster is HOST_EXISTS. */
+  /** Add a host; a name or uuid already in the cluster is HOST_EXISTS, a bad label INVALID_SPEC. */
   async insertHost(h: NewHost): Promise<HostRow> {
     try {
       const r = await this.q<HostDbRow>(
         `INSERT INTO hosts (name, uuid, address, cert_serial, cert_fingerprint, labels, agent_version)
          VALUES ($2, $3, $4, $5, $6, $7::jsonb, $8) RETURNING ${HOST_COLUMNS}`,
-        [this.unreachableAfterMs, h.name, h.uuid, h.address, h.certSerial, h.certFingerprint, json(h.labels ?? {}), h.agentVersion ?? null]);
+        [this.unreachableAfterMs, h.name, h.uuid, h.address, h.certSerial, h.certFingerprint, json(validateLabels('labels', h.labels ?? {})), h.agentVersion ?? null]);
       return hostRow(r.rows[0]!);
     } catch (e) {
       if (errorCode(e) === INVALID_TEXT) throw new CorralError('INVALID_SPEC', `uuid: "${h.uuid}" is not a UUID`, { field: 'uuid' });
@@ -215,6 +216,24 @@ export class ClusterStore {
       [this.unreachableAfterMs, name, on]);
     if (!r.rows[0]) throw notFound(name);
     return hostRow(r.rows[0]);
+  }
+
+  /**
+   * Change a host's labels in one statement: a key with a value is set (or overwritten), one with null removed.
+   * A bad key or value (src/core/labels.ts), or more than MAX_LABELS labels on the host after it, is INVALID_SPEC
+   * and nothing changes; HOST_NOT_FOUND when there is none.
+   */
+  async setLabels(name: string, changes: unknown): Promise<HostRow> {
+    const c = validateLabelChanges('labels', changes);
+    const set = Object.fromEntries(Object.entries(c).filter(([, v]) => v !== null));
+    const gone = Object.keys(c).filter((k) => c[k] === null);
+    const r = await this.q<HostDbRow>(
+      `UPDATE hosts SET labels = (labels - $4::text[]) || $3::jsonb
+       WHERE name = $2 AND (SELECT count(*) FROM jsonb_object_keys((labels - $4::text[]) || $3::jsonb)) <= $5
+       RETURNING ${HOST_COLUMNS}`, [this.unreachableAfterMs, name, json(set), gone, MAX_LABELS]);
+    if (r.rows[0]) return hostRow(r.rows[0]);
+    if (!(await this.getHost(name))) throw notFound(name);
+    throw new CorralError('INVALID_SPEC', `labels: host "${name}" would carry more than ${MAX_LABELS} labels: remove some (KEY-)`, { field: 'labels' });
   }
 
   /**

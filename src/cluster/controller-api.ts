@@ -12,6 +12,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { CorralError } from '../core/errors.js';
+import { validateLabels } from '../core/labels.js';
 import { validateName } from '../core/names.js';
 import { parseExpiry } from '../core/tokens.js';
 import { hashJoinSecret, parseJoinToken } from '../core/join-token.js';
@@ -19,7 +20,7 @@ import websocket from '@fastify/websocket';
 import { closeWebsockets, installErrorReplies, newApp } from '../api/app.js';
 import { E, errors } from '../api/schemas-common.js';
 import {
-  ClusterCa, ClusterHost, HeartbeatBody, HeartbeatReply, HostList, JoinBody, JoinReply, JoinTokenBody, JoinTokenReply, MaintenanceBody,
+  ClusterCa, ClusterHost, HeartbeatBody, HeartbeatReply, HostLabelsBody, HostList, JoinBody, JoinReply, JoinTokenBody, JoinTokenReply, MaintenanceBody,
 } from '../api/schemas-cluster.js';
 import type { ClusterStore, HostRow } from './cluster-store.js';
 import { caSha256, signHostCsr, verifyPeerCert } from './pki.js';
@@ -119,6 +120,7 @@ export async function buildControllerApi(d: ControllerApiDeps): Promise<FastifyI
     const name = validateName('name', b.name);
     if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(b.uuid)) throw new CorralError('INVALID_SPEC', 'uuid: not a UUID', { field: 'uuid' });
     const address = checkAddress(b.address);
+    const labels = validateLabels('labels', b.labels ?? {});
     if (await d.store.getHost(name)) throw new CorralError('HOST_EXISTS', `a host named "${name}" is already in the cluster: remove it first (corral host remove ${name}) or join under another --name`, { name });
     // the token is checked before any work (no signing for a caller without one), the certificate made (a bad CSR
     // burns no token), then the token used (of joins racing with it, one wins), then the row inserted
@@ -127,9 +129,9 @@ export async function buildControllerApi(d: ControllerApiDeps): Promise<FastifyI
     const ip = address ? new URL(address).hostname.replace(/^\[(.*)\]$/, '$1') : undefined;
     const signed = await signHostCsr(d.ca, b.csr, { host: name, uuid: b.uuid, ips: ip ? [ip] : [], role: 'agent' });
     refuseToken(await d.store.consumeJoinToken(parsed.id, secretHash, name));
-    await d.store.insertHost({ name, uuid: b.uuid, address, certSerial: signed.serial.toLowerCase(), certFingerprint: signed.fingerprint, agentVersion: b.agentVersion });
+    await d.store.insertHost({ name, uuid: b.uuid, address, certSerial: signed.serial.toLowerCase(), certFingerprint: signed.fingerprint, labels, agentVersion: b.agentVersion });
     const host = await d.store.getHost(name);
-    d.log.info({ host: name, address, serial: signed.serial }, 'host joined the cluster');
+    d.log.info({ host: name, address, serial: signed.serial, labels }, 'host joined the cluster');
     return reply.status(201).send({ certPem: signed.certPem, caPem: d.ca.certPem, host: hostView(host!) });
   });
 
@@ -162,6 +164,11 @@ export async function buildControllerApi(d: ControllerApiDeps): Promise<FastifyI
     await d.store.setMaintenance(req.params.name, req.body.on);
     d.log.info({ host: req.params.name, on: req.body.on }, 'maintenance');
     return hostView(await mustHost(d.store, req.params.name));
+  });
+  typed.patch('/v1/hosts/:name', { ...user, schema: { params: Name, body: HostLabelsBody, response: { 200: ClusterHost, 400: errors[400], 401: errors[401], 404: errors[404] } } }, async (req) => {
+    const h = await d.store.setLabels(req.params.name, req.body.labels);
+    d.log.info({ host: h.name, changes: req.body.labels, labels: h.labels }, 'host labels changed');
+    return hostView(h);
   });
   typed.delete('/v1/hosts/:name', { ...user, schema: { params: Name, response: { 200: Type.Object({ removed: Type.String(), revokedSerial: Type.String() }), 401: errors[401], 404: errors[404] } } }, async (req) => {
     const gone = await d.store.removeHost(req.params.name);

@@ -1,8 +1,9 @@
 /**
  * A controller's instance routes: the same API as a single daemon's, over the cluster.
- * - POST /v1/instances places the instance (cluster-instances.ts; `host`, `group`, `antiAffinity` choose or
- *   constrain the host) and creates it on that host's agent with the rest of the body, as is; a refusal there
- *   (the agent's own validation, its image missing) gives back the reservation and is answered as the agent said.
+ * - POST /v1/instances places the instance (cluster-instances.ts; `host`, `group`, `antiAffinity` and `hostLabels`
+ *   choose or constrain the host; an HA restart honours group and labels again) and creates it on that host's agent
+ *   with the rest of the body, as is; a refusal there (the agent's own validation, its image missing) gives back
+ *   the reservation and is answered as the agent said.
  * - GET /v1/instances reads PostgreSQL only, in one query that makes the reply's JSON: each instance as its host last reported it (heartbeats
  *   carry the summaries when they change; the controller's own calls store the agent's reply), with `host`,
  *   `uptime` from startedAt on the database's clock, `rss: null` (live only: `corral show` has it) and `stale`. An
@@ -15,6 +16,7 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { CorralError } from '../core/errors.js';
+import { validateLabels, type Labels } from '../core/labels.js';
 import { validateName } from '../core/names.js';
 import { DEFAULT_MEMORY } from '../core/spec.js';
 import { parseSize } from '../core/units.js';
@@ -34,8 +36,10 @@ export interface ControllerInstanceDeps {
 
 type Body = Record<string, unknown>;
 
-function requestOf(body: Body): { name: string; cpus: number; memory: number; host?: string; group?: string; antiAffinity: boolean; rest: Body } {
-  const { host, group, antiAffinity, ...rest } = body;
+interface Request { name: string; cpus: number; memory: number; host?: string; group?: string; antiAffinity: boolean; hostLabels?: Labels; rest: Body }
+
+function requestOf(body: Body): Request {
+  const { host, group, antiAffinity, hostLabels, ...rest } = body;
   const name = validateName('name', body.name);
   const cpus = body.cpus === undefined ? 1 : body.cpus;
   if (typeof cpus !== 'number' || !Number.isInteger(cpus) || cpus < 1) throw new CorralError('INVALID_SPEC', `cpus: must be a whole number, at least 1, got ${JSON.stringify(cpus)}`, { field: 'cpus' });
@@ -44,7 +48,11 @@ function requestOf(body: Body): { name: string; cpus: number; memory: number; ho
   if (group !== undefined) validateName('group', group);
   if (antiAffinity !== undefined && typeof antiAffinity !== 'boolean') throw new CorralError('INVALID_SPEC', 'antiAffinity: must be true or false', { field: 'antiAffinity' });
   if (antiAffinity === true && group === undefined) throw new CorralError('INVALID_SPEC', 'antiAffinity: keeps the members of a group apart: give the group too', { field: 'antiAffinity' });
-  return { name, cpus, memory, ...(host !== undefined ? { host: host as string } : {}), ...(group !== undefined ? { group: group as string } : {}), antiAffinity: antiAffinity === true, rest };
+  const labels = hostLabels === undefined ? undefined : validateLabels('hostLabels', hostLabels);
+  return {
+    name, cpus, memory, ...(host !== undefined ? { host: host as string } : {}), ...(group !== undefined ? { group: group as string } : {}), antiAffinity: antiAffinity === true,
+    ...(labels && Object.keys(labels).length > 0 ? { hostLabels: labels } : {}), rest,
+  };
 }
 
 function relay(reply: FastifyReply, r: AgentReply, extra?: Body): FastifyReply {
@@ -76,7 +84,7 @@ export function controllerInstanceRoutes(d: ControllerInstanceDeps) {
       const { start: _start, ...spec } = r.rest;
       const placed = await d.instances.place({
         name: r.name, cpus: r.cpus, memory: r.memory, ...(r.host ? { host: r.host } : {}), ...(r.group ? { group: r.group } : {}), antiAffinity: r.antiAffinity,
-        shared, ha: r.rest.ha === true, spec,
+        ...(r.hostLabels ? { labels: r.hostLabels } : {}), shared, ha: r.rest.ha === true, spec,
       });
       let res: AgentReply;
       try {

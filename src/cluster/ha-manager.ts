@@ -7,8 +7,9 @@
  * an outage of every controller, hosts get that long to report: their agents start again what the lease's loss
  * stopped, rather than the cluster moving everything): by then the host's agent has killed its HA instances itself (lease
  * lost), or its watchdog has (agent dead or hung), or the host is down. Only then does it start each HA instance
- * of a fenced host on another host: placed as a new instance would be (shared pool, anti-affinity, room), created
- * there from its stored request taking over its root disk on the shared pool (`adopt`), and started. A restart
+ * of a fenced host on another host: placed as a new instance would be (shared pool, anti-affinity, the host labels
+ * it was made with, room), created there from its stored request taking over its root disk on the shared pool
+ * (`adopt`), and started. A restart
  * that fails puts the instance back on its fenced host, to be tried again at the next tick. The disk's image lock
  * is the second guard: a copy still running somewhere holds it, and the new QEMU would refuse to start.
  */

@@ -3,7 +3,7 @@
  * what changed since the last one rather than the whole table (ClusterInstances.listJson() builds it all in one
  * query: a quarter of a second at 10,000).
  *
- * What keeps it true: a trigger on `instances` (migration 7) sends a NOTIFY with the instance's name on every
+ * What keeps it true: a trigger on `instances` (migration 8) sends a NOTIFY with the instance's name on every
  * insert, update and delete. PostgreSQL delivers a notification only once its transaction has committed, so a
  * name that arrives here can be read back at once and the row read is at least that new. The controller LISTENs
  * on a connection of its own *before* it reads the whole table the first time; from then on a list reads only the
@@ -21,7 +21,7 @@
 import type pg from 'pg';
 import { fromPg } from './pg-errors.js';
 
-/** the channel the instances trigger notifies on (migration 7) */
+/** the channel the instances trigger notifies on (migration 8) */
 export const INSTANCES_CHANNEL = 'corral_instances';
 const BARRIER_MS = 5000;
 

@@ -155,6 +155,15 @@ export const MIGRATIONS: readonly Migration[] = [
   },
   {
     version: 7,
+    name: 'the host labels an instance asks for',
+    sql: `
+      -- the labels (key: value) a host must carry to hold the instance, as its create asked (hostLabels; null: none):
+      -- kept so that an HA restart on another host asks for them again
+      ALTER TABLE instances ADD COLUMN host_labels jsonb;
+    `,
+  },
+  {
+    version: 8,
     name: 'instance changes notified',
     sql: `
       -- every change to an instance's row sends its name on corral_instances once the change commits: each

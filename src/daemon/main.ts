@@ -66,7 +66,7 @@ export interface DaemonOptions {
   /** the shared storage pool's mount point (env CORRAL_SHARED_POOL): root disks of `pool: shared` instances */
   sharedPool?: string;
   /** run as a cluster agent (`corral agent`): join with a token first, or use the identity a join left */
-  agent?: { join?: { url: string; token: string }; name?: string; version: string };
+  agent?: { join?: { url: string; token: string; labels?: Record<string, string> }; name?: string; version: string };
 }
 
 /**
@@ -127,7 +127,7 @@ export function parseListen(listen: string): { host: string; port: number } {
 /** The cluster identity of an agent: the one a join left in the data dir, or a new one from --join. */
 async function agentIdentity(dataDir: string, a: NonNullable<DaemonOptions['agent']>, listen: string | undefined, log: pino.Logger): Promise<AgentIdentity> {
   if (a.join) {
-    const id = await joinCluster(dataDir, { url: a.join.url, token: a.join.token, name: a.name ?? hostname(), address: listen ? `https://${listen}` : '', agentVersion: a.version });
+    const id = await joinCluster(dataDir, { url: a.join.url, token: a.join.token, name: a.name ?? hostname(), address: listen ? `https://${listen}` : '', agentVersion: a.version, ...(a.join.labels ? { labels: a.join.labels } : {}) });
     log.info({ host: id.name, uuid: id.uuid, controller: a.join.url }, 'joined the cluster');
     return id;
   }

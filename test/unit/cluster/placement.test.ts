@@ -93,3 +93,43 @@ test('anti-affinity keeps a group on different hosts, also across two controller
   const refused = tries.find((t) => t.status === 'rejected') as PromiseRejectedResult;
   assert.match(refused.reason.message, /h1 already holds an instance of group "web" \(anti-affinity\); h2 already holds .*; h3 already holds/);
 });
+
+test('host labels: a request goes only to hosts that carry them all, NO_HOST_FITS names what each lacks, a relocation asks for them again', async () => {
+  for (const r of await placer.list()) await placer.remove(r.name);
+  await store.setLabels('h2', { zone: 'b', disk: 'ssd' });
+  await store.setLabels('h3', { zone: 'b' });
+  // h1 has the most room, h2 more than h3: spread would pick h1 for a request without labels
+  await placer.place({ name: 'f2', cpus: 1, memory: GiB, host: 'h2' });
+  await placer.place({ name: 'f3', cpus: 1, memory: 2 * GiB, host: 'h3' });
+  const l1 = await placer.place({ name: 'l1', cpus: 1, memory: GiB, labels: { zone: 'b' } });
+  assert.equal(l1.host.name, 'h2');
+  assert.deepEqual((await placer.get('l1'))!.hostLabels, { zone: 'b' }, 'the labels are kept with the instance');
+  const u1 = await placer.place({ name: 'u1', cpus: 1, memory: GiB });
+  assert.equal(u1.host.name, 'h1');
+  assert.equal(u1.instance.hostLabels, null);
+  assert.equal((await placer.place({ name: 'l2', cpus: 1, memory: GiB, labels: { zone: 'b', disk: 'ssd' } })).host.name, 'h2', 'the one host with both');
+
+  const refused = (hosts: string[], ...words: string[]) => (e: unknown): boolean => {
+    assert.ok(isCorralError(e), String(e));
+    assert.equal(e.code, 'NO_HOST_FITS');
+    assert.deepEqual(e.details.hosts, hosts);
+    for (const w of words) assert.ok(e.message.includes(w), `${e.message} says ${w}`);
+    return true;
+  };
+  await assert.rejects(placer.place({ name: 'x1', cpus: 1, memory: GiB, labels: { zone: 'c' } }),
+    refused(['h1 lacks the label zone=c', 'h2 lacks the label zone=c', 'h3 lacks the label zone=c'], 'no host can take 1 vCPU and 1 GiB with the host label zone=c: h1 lacks'));
+  await assert.rejects(placer.place({ name: 'x1', cpus: 1, memory: GiB, labels: { zone: 'b', gpu: 'yes' } }),
+    refused(['h1 lacks the labels zone=b, gpu=yes', 'h2 lacks the label gpu=yes', 'h3 lacks the label gpu=yes'], 'with the host labels zone=b, gpu=yes'));
+  assert.equal(await placer.get('x1'), null);
+
+  // an HA restart leaving h2: h3 is the other host labelled zone=b, though h1 has more room
+  assert.equal((await placer.relocate('l1', 'h2')).name, 'h3');
+  assert.equal((await placer.get('l1'))!.host, 'h3');
+  await store.setLabels('h3', { zone: null });
+  await assert.rejects(placer.relocate('l2', 'h2'), refused(['h1 lacks the labels disk=ssd, zone=b', 'h3 lacks the labels disk=ssd, zone=b']));
+  assert.equal((await placer.get('l2'))!.host, 'h2', 'left where it was');
+
+  for (const r of await placer.list()) await placer.remove(r.name);
+  await store.setLabels('h2', { zone: null, disk: null });
+  assert.deepEqual((await store.listHosts()).map((h) => h.labels), [{}, {}, {}]);
+});
