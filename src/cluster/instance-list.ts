@@ -33,29 +33,34 @@ interface Row {
   memory: string;
   spec_image: string | null;
   view_text: string | null;
+  view_host: string | null;
+  started_at: string | null;
   reported_at: string | null;
 }
 
 /** An instance as cached: what both shapes of its row need. */
 interface Entry {
-  name: string;
-  host: string;
+  row: Row;
   /** the stored view's text without its closing brace, when there is a view */
   open: string | null;
-  /** from the view: the host that reported it, its start time (ms) */
-  viewHost: string | null;
+  /** the view's start time (ms), for uptime */
   startedMs: number | null;
-  /** the `unknown` row, less `reportedAt` (JSON text, without the closing brace) */
-  unknownOpen: string;
-  reportedAt: string | null;
+  /** the `unknown` row less `reportedAt` (JSON text, without the closing brace): made when first needed */
+  unknownOpen: string | null;
 }
 
 const ROW_COLUMNS = `name, host, uuid::text AS uuid, cpus, memory, spec->>'image' AS spec_image, view::text AS view_text,
+  view->>'host' AS view_host, view->>'startedAt' AS started_at,
   to_char(reported_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS reported_at`;
 
 function entryOf(r: Row): Entry {
+  const started = r.started_at === null ? NaN : Date.parse(r.started_at);
+  return { row: r, open: r.view_text === null ? null : r.view_text.slice(0, -1), startedMs: Number.isNaN(started) ? null : started, unknownOpen: null };
+}
+
+/** The row of an instance whose host is not fresh (or whose view is from a host it left), as listJson() makes it. */
+function unknownOpen(r: Row): string {
   const view = r.view_text === null ? null : (JSON.parse(r.view_text) as Record<string, unknown>);
-  const started = typeof view?.startedAt === 'string' ? Date.parse(view.startedAt) : NaN;
   const unknown = {
     name: r.name, uuid: typeof view?.uuid === 'string' ? view.uuid : r.uuid, state: 'unknown',
     image: typeof view?.image === 'string' ? view.image : r.spec_image,
@@ -63,15 +68,13 @@ function entryOf(r: Row): Entry {
     lastError: view?.lastError ?? null, updatedAt: view?.updatedAt ?? null, host: r.host, uptime: null, rss: null,
     stale: true, lastState: view?.state ?? null,
   };
-  return {
-    name: r.name, host: r.host, open: r.view_text === null ? null : r.view_text.slice(0, -1),
-    viewHost: typeof view?.host === 'string' ? view.host : null, startedMs: Number.isNaN(started) ? null : started,
-    unknownOpen: JSON.stringify(unknown).slice(0, -1), reportedAt: r.reported_at,
-  };
+  return JSON.stringify(unknown).slice(0, -1);
 }
 
 export class InstanceList {
   private readonly entries = new Map<string, Entry>();
+  /** the names in order, until one comes or goes */
+  private sorted: string[] | null = null;
   /** names notified since they were last read */
   private due = new Set<string>();
   /** the listening connection, while it works; without one every list reads the whole table */
@@ -108,6 +111,7 @@ export class InstanceList {
       const listening = this.listener;
       const all = await this.pool.query<Row>(`SELECT ${ROW_COLUMNS} FROM instances`);
       this.entries.clear();
+      this.sorted = null;
       for (const r of all.rows) this.entries.set(r.name, entryOf(r));
       this.whole = listening !== null && this.listener === listening;
       return;
@@ -117,8 +121,11 @@ export class InstanceList {
     this.due = new Set();
     try {
       const r = await this.pool.query<Row>(`SELECT ${ROW_COLUMNS} FROM instances WHERE name = ANY($1::text[])`, [names]);
+      const before = this.entries.size;
       for (const n of names) this.entries.delete(n);
       for (const row of r.rows) this.entries.set(row.name, entryOf(row));
+      // an update keeps the order; a create or a delete changes the count (both at once: a name gone, another new)
+      if (this.entries.size !== before || r.rows.length !== names.length) this.sorted = null;
     } catch (e) {
       for (const n of names) this.due.add(n);
       throw e;
@@ -209,15 +216,18 @@ export class InstanceList {
          FROM hosts`, [this.o.unreachableAfterMs]);
     const fresh = new Set(h.rows.filter((r) => r.fresh).map((r) => r.name));
     const now = h.rows.length > 0 ? Number(h.rows[0]!.now_ms) : Date.now();
-    const names = [...this.entries.keys()].sort();
+    this.sorted ??= [...this.entries.keys()].sort();
+    const names = this.sorted;
     const parts: string[] = new Array(names.length);
     for (let i = 0; i < names.length; i++) {
       const e = this.entries.get(names[i]!)!;
-      const reportedAt = e.reportedAt === null ? 'null' : `"${e.reportedAt}"`;
-      if (e.open !== null && e.viewHost === e.host && fresh.has(e.host)) {
+      const r = e.row;
+      const reportedAt = r.reported_at === null ? 'null' : `"${r.reported_at}"`;
+      if (e.open !== null && r.view_host === r.host && fresh.has(r.host)) {
         const uptime = e.startedMs === null ? 'null' : String(Math.max(0, (now - e.startedMs) / 1000));
         parts[i] = `${e.open}, "rss": null, "stale": false, "reportedAt": ${reportedAt}, "uptime": ${uptime}}`;
       } else {
+        e.unknownOpen ??= unknownOpen(r);
         parts[i] = `${e.unknownOpen},"reportedAt":${reportedAt}}`;
       }
     }
