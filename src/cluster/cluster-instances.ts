@@ -245,7 +245,22 @@ export class ClusterInstances {
                   WHERE i.name = r.v->>'name' AND i.host = $1 AND ${NOT_OLDER})
        SELECT r.v->>'name' AS name FROM r WHERE NOT EXISTS (SELECT 1 FROM instances k WHERE k.name = r.v->>'name')`,
       [host, JSON.stringify(list)]);
+    await this.followResizes(host, list.map((x) => x.name));
     return r.rows.map((x) => x.name);
+  }
+
+  /**
+   * What the cluster reserves for an instance follows what its host says it has (a resize, a CPU or memory hotplug,
+   * made through a controller or on the host): its vCPUs and memory as in its stored view, as the host's own pool
+   * counts them. Only rows that differ are written, so the hosts' sums (migration 5's trigger) move only then.
+   */
+  private async followResizes(host: string, names: string[]): Promise<void> {
+    await this.q(
+      `UPDATE instances SET cpus = (view->>'cpus')::int, memory = (view->>'memory')::bigint
+        WHERE host = $1 AND name = ANY($2::text[]) AND view->>'host' = $1
+          AND jsonb_typeof(view->'cpus') = 'number' AND jsonb_typeof(view->'memory') = 'number'
+          AND (cpus, memory) IS DISTINCT FROM ((view->>'cpus')::int, (view->>'memory')::bigint)`,
+      [host, names]);
   }
 
   /**
@@ -258,6 +273,7 @@ export class ClusterInstances {
        UPDATE instances i SET view = r.v, reported_at = now(), uuid = coalesce(i.uuid, (r.v->>'uuid')::uuid) FROM r
        WHERE i.name = $1 AND i.host = $2 AND ${NOT_OLDER}`,
       [name, host, JSON.stringify(view)]);
+    await this.followResizes(host, [name]);
   }
 
   /**

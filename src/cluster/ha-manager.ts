@@ -123,7 +123,8 @@ export class HaManager {
       this.log.warn({ instance: inst.name, from: from.name, error: (e as Error).message }, 'no host can take an HA instance now; trying again');
       return;
     }
-    const body = { ...(inst.spec ?? {}), name: inst.name, adopt: true, start: true };
+    // its size now (a resize since the create is in the reservation), not the one it was made with
+    const body = { ...(inst.spec ?? {}), name: inst.name, cpus: inst.cpus, memory: inst.memory, adopt: true, start: true };
     this.log.info({ instance: inst.name, from: from.name, to: to.name }, `starting HA instance ${inst.name} on ${to.name}`);
     try {
       let r = await this.agents.call(to, 'POST', '/v1/instances', body, RESTART_TIMEOUT_MS);

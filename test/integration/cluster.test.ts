@@ -281,6 +281,12 @@ test('instances through the controllers: spread over the hosts, pinned, kept apa
   // the list is read from PostgreSQL: the controller's own calls show there at once (from the agent's reply)...
   const q1Listed = async (c: Controller): Promise<any> => (await ok(c, ['list'])).instances.find((i: any) => i.name === 'q1');
   assert.deepEqual(((r) => [r.state, r.host, r.pid, r.stale])(await q1Listed(c1)), ['stopped', 'a2', null, false]);
+  // a resize through a controller: the cluster's reservation on that host follows, seen by the other controller
+  const reservedOn = async (c: Controller, h: string): Promise<{ cpus: number; memory: number }> => (await ok(c, ['pool', 'show'])).hosts.find((x: any) => x.name === h).allocated;
+  const small = await reservedOn(c2, 'a2');
+  await ok(c1, ['set', 'q1', 'cpus=2', 'memory=192M']);
+  const big = await reservedOn(c2, 'a2');
+  assert.deepEqual([big.cpus - small.cpus, big.memory - small.memory], [1, 64 * 1024 ** 2]);
   await ok(c1, ['start', 'q1']);
   const running = await q1Listed(c2);
   assert.equal(running.state, 'running');

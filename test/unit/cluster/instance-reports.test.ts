@@ -208,3 +208,20 @@ test('the kept lists follow every change at once, from either controller, a dele
   assert.ok(rows.some((r) => r.name === 'k2'));
   assert.equal(rows.find((r) => r.name === 'v2')!.state, 'stopped');
 });
+
+test('what the cluster reserves follows a resize the host reports, and the host\'s sums with it; a report from elsewhere does not', async () => {
+  const before = (await store.getHost('h2'))!.reserved;
+  await instances.place({ name: 'r1', host: 'h2', cpus: 1, memory: 64 * MiB, spec: { image: 'tiny', memory: '64M' } });
+  await instances.report('h2', [summary('r1', { cpus: 3, memory: 256 * MiB, updatedAt: '2026-01-01T00:00:01.000Z' })]);
+  assert.deepEqual(((i) => [i.cpus, i.memory])((await instances.get('r1'))!), [3, 256 * MiB]);
+  const after = (await store.getHost('h2'))!.reserved;
+  assert.deepEqual([after.cpus - before.cpus, after.memory - before.memory, after.instances - before.instances], [3, 256 * MiB, 1]);
+  // a controller's own call (a PATCH's reply) too
+  await instances.setView('r1', 'h2', summary('r1', { cpus: 2, memory: 128 * MiB, updatedAt: '2026-01-01T00:00:02.000Z' }));
+  assert.deepEqual(((i) => [i.cpus, i.memory])((await instances.get('r1'))!), [2, 128 * MiB]);
+  // another host's word about it changes nothing
+  await instances.report('h1', [summary('r1', { cpus: 8, memory: 1024 * MiB, updatedAt: '2026-01-01T00:00:03.000Z' })]);
+  assert.deepEqual(((i) => [i.cpus, i.memory])((await instances.get('r1'))!), [2, 128 * MiB]);
+  await instances.remove('r1');
+  assert.deepEqual((await store.getHost('h2'))!.reserved, before);
+});
