@@ -153,6 +153,46 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE instances ADD COLUMN reported_at timestamptz;
     `,
   },
+  // BRANCH PLACEHOLDER: version 7 is the cluster events' migration, made on another branch at the same time; this
+  // stand-in (nothing) keeps the list 1, 2, 3, ... until that one takes its place. Migration 8 needs nothing of it.
+  { version: 7, name: 'placeholder for migration 7', sql: 'SELECT 1' },
+  {
+    version: 8,
+    name: 'named API tokens with roles, and the audit log',
+    sql: `
+      -- people's bearer tokens (corral token create), as a single daemon has them: a role, an optional expiry, who
+      -- made it, and a revoked token's row kept (its holder is told why it is refused) until its name is reused.
+      -- Only the SHA-256 of the secret is kept. A table of their own, not api_tokens (the controllers' own token
+      -- files, all admin): a controller of a version before this one, still running during an upgrade, takes any
+      -- hash in api_tokens for an admin's, and so must never find a viewer's there.
+      CREATE TABLE named_tokens (
+        name text PRIMARY KEY,
+        role text NOT NULL CHECK (role IN ('viewer', 'operator', 'admin')),
+        hash text NOT NULL UNIQUE CHECK (hash ~ '^[0-9a-f]{64}$'),
+        created_at timestamptz NOT NULL DEFAULT now(),
+        created_by text,
+        expires_at timestamptz,
+        last_used_at timestamptz,
+        revoked_at timestamptz
+      );
+      -- every state-changing request to a controller and every refused one (401, 403), as a daemon's audit.log
+      -- has them: who (a token's name, "token-file" for a controller's token file, "agent HOST"), the client's
+      -- address, the method, path and the resource it names, the status and error code, when, how long
+      CREATE TABLE audit (
+        id bigserial PRIMARY KEY,
+        at timestamptz NOT NULL,
+        who text,
+        role text CHECK (role IN ('viewer', 'operator', 'admin')),
+        peer text,
+        method text NOT NULL,
+        path text NOT NULL,
+        resource text,
+        status integer NOT NULL,
+        code text,
+        ms double precision NOT NULL
+      );
+    `,
+  },
 ];
 
 export interface MigrateResult {

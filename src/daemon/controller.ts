@@ -15,6 +15,8 @@ import { closeApi } from '../api/server.js';
 import { openClusterDb } from '../cluster/db.js';
 import { ClusterStore } from '../cluster/cluster-store.js';
 import { ClusterInstances } from '../cluster/cluster-instances.js';
+import { ClusterTokens } from '../cluster/cluster-tokens.js';
+import { ClusterAudit } from '../cluster/cluster-audit.js';
 import { HaManager } from '../cluster/ha-manager.js';
 import { AgentClient } from '../cluster/agent-client.js';
 import type { Policy } from '../core/placement.js';
@@ -58,7 +60,8 @@ export async function runController(o: ControllerOptions): Promise<void> {
     const tls = await ensureControllerPair(dataDir, ca, where.host);
     const instances = new ClusterInstances(db.pool, { unreachableAfterMs, policy: placementPolicy() });
     const ha = { leaseMs: unreachableAfterMs, watchdogMs: Number(process.env.CORRAL_WATCHDOG_MS) || 10_000 };
-    const app = await buildControllerApi({ store, instances, ca, tls, log, ha });
+    const audit = new ClusterAudit(db.pool, { warn: (m) => log.warn({}, m) });
+    const app = await buildControllerApi({ store, instances, tokens: new ClusterTokens(db.pool), audit, ca, tls, log, ha });
     const haManager = new HaManager(db.pool, store, instances, new AgentClient({ caPem: ca.certPem, certPem: tls.certPem, keyPem: tls.keyPem }), ha, log);
     await app.listen({ host: where.host, port: where.port });
     haManager.start();
