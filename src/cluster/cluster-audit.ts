@@ -14,7 +14,7 @@ import { fromPg } from './pg-errors.js';
 export const AUDIT_KEEP_ROWS = 1_000_000;
 const PRUNE_EVERY = 1000;
 
-export const HEARTBEAT_PATH = '/v1/cluster/heartbeat';
+const HEARTBEAT_PATH = '/v1/cluster/heartbeat';
 
 interface AuditDbRow {
   at: Date; who: string | null; role: Role | null; peer: string | null; method: string; path: string;
