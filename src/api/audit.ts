@@ -5,7 +5,7 @@
  * result (status, error code) and how long it took. Never a header, a body or a reply: no secret reaches the log.
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import type { AuditEntry, AuditLog } from '../services/audit.js';
+import type { AuditEntry, AuditSink } from '../services/audit.js';
 
 const READS = new Set(['GET', 'HEAD', 'OPTIONS']);
 const MAX_PATH = 1024;
@@ -17,6 +17,14 @@ const failures = new WeakMap<FastifyRequest, string>();
 /** Say why a request failed, for the audit log: the error handler does, and so does a stream that fails after its 200. */
 export function noteFailure(req: FastifyRequest, code: string): void {
   failures.set(req, code);
+}
+
+/** Who made a request whose route checks its caller itself (a cluster agent's), for its audit line. */
+const others = new WeakMap<FastifyRequest, string>();
+
+/** Name the caller of a route that has no `req.caller` (a cluster agent, by its host). */
+export function noteCaller(req: FastifyRequest, who: string): void {
+  others.set(req, who);
 }
 
 function resourceOf(req: FastifyRequest): string | null {
@@ -32,7 +40,7 @@ const peers = new WeakMap<FastifyRequest, string>();
 function entry(req: FastifyRequest, via: 'unix' | 'tcp', status: number, ms: number): AuditEntry {
   return {
     time: new Date(Date.now() - ms).toISOString(),
-    who: req.caller?.who ?? null,
+    who: req.caller?.who ?? others.get(req) ?? null,
     role: req.caller?.role ?? null,
     via,
     peer: via === 'tcp' ? (peers.get(req) ?? null) : null,
@@ -45,8 +53,12 @@ function entry(req: FastifyRequest, via: 'unix' | 'tcp', status: number, ms: num
   };
 }
 
-/** Install the audit hooks on one API (`via`: the listener it serves). */
-export function installAudit(app: FastifyInstance, audit: AuditLog, via: 'unix' | 'tcp'): void {
+/**
+ * Install the audit hooks on one API (`via`: the listener it serves). `beforeReply`: each line is written (the
+ * sink's promise awaited) before the reply is sent, so that a client that has its answer finds it in the log (a
+ * cluster's, which any controller reads); otherwise once the reply is gone (the daemon's file: a synchronous write).
+ */
+export function installAudit(app: FastifyInstance, audit: AuditSink, via: 'unix' | 'tcp', opts: { beforeReply?: boolean } = {}): void {
   const opened = new WeakSet<FastifyRequest>();
   if (via === 'tcp') {
     app.addHook('onRequest', async (req) => {
@@ -58,12 +70,21 @@ export function installAudit(app: FastifyInstance, audit: AuditLog, via: 'unix' 
   app.addHook('preHandler', async (req, reply) => {
     if (!req.ws) return;
     opened.add(req);
-    audit.record(entry(req, via, 101, reply.elapsedTime));
+    await audit.record(entry(req, via, 101, reply.elapsedTime));
   });
-  app.addHook('onResponse', async (req, reply) => {
-    const status = reply.statusCode;
-    if (opened.has(req)) return;
+  const written = new WeakSet<FastifyRequest>();
+  const write = async (req: FastifyRequest, status: number, ms: number): Promise<void> => {
+    if (opened.has(req) || written.has(req)) return;
     if (READS.has(req.method) && !req.ws && status !== 401 && status !== 403) return;
-    audit.record(entry(req, via, status, reply.elapsedTime));
-  });
+    written.add(req);
+    await audit.record(entry(req, via, status, ms));
+  };
+  if (opts.beforeReply) {
+    app.addHook('onSend', async (req, reply, payload) => {
+      await write(req, reply.statusCode, reply.elapsedTime);
+      return payload;
+    });
+  }
+  // with beforeReply too: a reply that did not pass onSend (hijacked) is written once it is gone
+  app.addHook('onResponse', async (req, reply) => write(req, reply.statusCode, reply.elapsedTime));
 }

@@ -11,7 +11,7 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { CorralError } from '../core/errors.js';
 import { roleAllows, type Role } from '../core/tokens.js';
 import type { TokenService } from '../services/tokens.js';
-import { routeRule } from './roles.js';
+import { routeRule, type RouteRule } from './roles.js';
 
 export interface Caller {
   /** the token's name, "token-file" or "unix-socket" */
@@ -47,16 +47,44 @@ function identify(header: string | undefined, legacyToken: string, tokens: () =>
   return { who: t.name, role: t.role };
 }
 
-function requireRole(caller: Caller, needs: Role, what: string): void {
+export function requireRole(caller: Caller, needs: Role, what: string): void {
   if (roleAllows(caller.role, needs)) return;
   const who = caller.who === TOKEN_FILE_CALLER.who ? 'the token file\'s token' : `the token "${caller.who}"`;
   throw new CorralError('FORBIDDEN', `${what} needs the ${needs} role; ${who} has the ${caller.role} role`, { required: needs, role: caller.role });
 }
 
-/** The route a request matched, as the role table names it ("POST /v1/instances/:name/start"); null when none did. */
-function routeOf(req: FastifyRequest): { method: string; url: string } | null {
+/** The rule of a request's route, and the route as a refusal names it ("POST /v1/instances/:name/start"). */
+export type RuleOf = (req: FastifyRequest) => { route: string; rule: RouteRule } | null;
+
+/** The rule of the route a request matched, by its pattern; null when it matched none (the reply is a 404). */
+export const matchedRule: RuleOf = (req) => {
   const url = req.routeOptions.url;
-  return url === undefined ? null : { method: req.method, url };
+  return url === undefined ? null : { route: `${req.method} ${url}`, rule: routeRule(req.method, url) };
+};
+
+/**
+ * The hooks that name each request's caller and refuse a role too weak for its route (src/api/roles.ts): first by
+ * the route, before the body is read, then by what the body asks for (`escalate`) once it is parsed. `identify`
+ * throws UNAUTHORIZED for no valid credential, or says null for a route that checks its caller itself (a cluster
+ * agent's heartbeat, its join). Shared by the daemon's TCP API and a cluster controller's.
+ */
+export function installRoleChecks(app: FastifyInstance, identify: (req: FastifyRequest) => Caller | null | Promise<Caller | null>, ruleOf: RuleOf = matchedRule): void {
+  app.decorateRequest('caller', null);
+  const rules = new WeakMap<FastifyRequest, RouteRule>();
+  app.addHook('onRequest', async (req) => {
+    const caller = await identify(req);
+    if (caller === null) return;
+    req.caller = caller;
+    const r = ruleOf(req);
+    // no route: nothing to guard, the reply is a 404
+    if (!r) return;
+    rules.set(req, r.rule);
+    requireRole(caller, r.rule.role, r.route);
+  });
+  app.addHook('preValidation', async (req) => {
+    const more = rules.get(req)?.escalate?.(req.body);
+    if (more && req.caller) requireRole(req.caller, more.role, more.why);
+  });
 }
 
 /**
@@ -65,8 +93,8 @@ function routeOf(req: FastifyRequest): { method: string; url: string } | null {
  * from the TLS client certificate (a controller's), or says null and the token decides.
  */
 export function installAuth(app: FastifyInstance, legacyToken: string | undefined, tokens: () => TokenService, peer?: (req: FastifyRequest) => Caller | null): void {
-  app.decorateRequest('caller', null);
   if (legacyToken === undefined) {
+    app.decorateRequest('caller', null);
     app.addHook('onRequest', async (req) => {
       req.caller = UNIX_SOCKET_CALLER;
     });
@@ -74,17 +102,6 @@ export function installAuth(app: FastifyInstance, legacyToken: string | undefine
   }
   // fail closed: an empty token would otherwise turn auth off
   if (legacyToken.trim() === '') throw new CorralError('INVALID_CONFIG', 'the TCP API was given an empty bearer token; it is not served without one');
-  app.addHook('onRequest', async (req) => {
-    // a cluster agent's API: a controller's client certificate (verified against the cluster CA) is an admin
-    const caller = peer?.(req) ?? identify(req.headers.authorization, legacyToken, tokens);
-    req.caller = caller;
-    const route = routeOf(req);
-    // no route: nothing to guard, the reply is a 404
-    if (route) requireRole(caller, routeRule(route.method, route.url).role, `${route.method} ${route.url}`);
-  });
-  app.addHook('preValidation', async (req) => {
-    const route = routeOf(req);
-    const more = route ? routeRule(route.method, route.url).escalate?.(req.body) : null;
-    if (more && req.caller) requireRole(req.caller, more.role, more.why);
-  });
+  // a cluster agent's API: a controller's client certificate (verified against the cluster CA) is an admin
+  installRoleChecks(app, (req) => peer?.(req) ?? identify(req.headers.authorization, legacyToken, tokens));
 }

@@ -2,7 +2,9 @@
  * The role each route needs, in one table. viewer: reads (GET) and the event stream; operator: instances and
  * everything about them (disks, NICs, CPU, memory, the console, which writes to the guest) and volumes; admin: the
  * host (passthrough devices, SR-IOV, networks, images, vhost-user back ends) and tokens and the audit log. FAIL CLOSED: a route missing
- * here needs admin (test/unit/api/roles.test.ts checks that every route is here). HEAD goes as its GET.
+ * here needs admin (test/unit/api/roles.test.ts checks that every route is here). HEAD goes as its GET. A cluster
+ * controller answers to the same table: its own routes (hosts, join tokens) are here too, and the calls it forwards
+ * to an agent are checked by the route the agent would match (pathRule).
  */
 import type { FastifyInstance } from 'fastify';
 import type { Role } from '../core/tokens.js';
@@ -98,6 +100,15 @@ export const ROUTE_ROLES: Readonly<Record<string, RouteRule>> = {
   'POST /v1/tokens': admin,
   'DELETE /v1/tokens/:name': admin,
   'GET /v1/audit': admin,
+
+  // a cluster controller's own routes (src/cluster/controller-api.ts); its agents' routes (join, heartbeat, the CA)
+  // check their callers themselves and are not here
+  'GET /v1/hosts': viewer,
+  'GET /v1/hosts/:name': viewer,
+  'POST /v1/hosts/:name/maintenance': admin,
+  'PATCH /v1/hosts/:name': admin,
+  'DELETE /v1/hosts/:name': admin,
+  'POST /v1/cluster/join-tokens': admin,
 };
 
 const key = (method: string, url: string): string => `${method === 'HEAD' ? 'GET' : method} ${url}`;
@@ -110,6 +121,35 @@ export function declared(method: string, url: string): boolean {
 /** What a route needs: its rule, or admin when the table does not name it (fail closed). */
 export function routeRule(method: string, url: string): RouteRule {
   return declared(method, url) ? ROUTE_ROLES[key(method, url)]! : admin;
+}
+
+const patterns = Object.keys(ROUTE_ROLES).map((k) => {
+  const [method, url] = k.split(' ') as [string, string];
+  return { method, url, segments: url.split('/') };
+});
+
+/**
+ * The table's route that a request's method and path (no query string) would match on a daemon, and its rule: a
+ * `:param` segment matches any non-empty segment, others only themselves (of two matches, the one with more
+ * literal segments, as the router prefers static routes). A path matching no route is null: its caller needs
+ * admin (fail closed). A segment is compared as sent: one that a router would decode into a literal
+ * (`%73tart`) matches nothing here, so it too needs admin; so does `.` or `..`, which a URL resolves away.
+ */
+export function pathRule(method: string, path: string): { route: string; rule: RouteRule } | null {
+  const m = method === 'HEAD' ? 'GET' : method;
+  const given = path.split('/');
+  let best: { route: string; rule: RouteRule; literal: number } | null = null;
+  for (const p of patterns) {
+    if (p.method !== m || p.segments.length !== given.length) continue;
+    let literal = 0;
+    const fits = p.segments.every((seg, i) => {
+      if (seg.startsWith(':')) return given[i] !== '' && given[i] !== '.' && given[i] !== '..';
+      literal++;
+      return seg === given[i];
+    });
+    if (fits && (!best || literal > best.literal)) best = { route: `${m} ${p.url}`, rule: ROUTE_ROLES[`${m} ${p.url}`]!, literal };
+  }
+  return best && { route: best.route, rule: best.rule };
 }
 
 const registered = new WeakMap<FastifyInstance, Array<{ method: string; url: string }>>();

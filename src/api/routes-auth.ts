@@ -1,20 +1,31 @@
 /** /v1/tokens: named API tokens (create shows the secret once; list never does), and /v1/audit: the audit log's latest entries. */
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import type { AuditLog } from '../services/audit.js';
+import type { AuditSink } from '../services/audit.js';
+import type { CreatedToken as NewToken, CreateTokenRequest, TokenView } from '../services/tokens.js';
+import type { Caller } from './auth.js';
 import { errors, NameParams } from './schemas-common.js';
 import { AuditList, AuditQuery, CreatedToken, CreateTokenBody, Token, TokenList } from './schemas-auth.js';
-import type { Services } from './services.js';
+
+type Maybe<T> = T | Promise<T>;
+
+/** What the token routes ask: the daemon's TokenService (SQLite), or a cluster controller's (PostgreSQL). */
+export interface TokenApi {
+  list(): Maybe<TokenView[]>;
+  /** `by`: who asked (kept by a cluster, which says who made each token) */
+  create(req: CreateTokenRequest, by: Caller | null): Maybe<NewToken>;
+  revoke(name: string): Maybe<TokenView>;
+}
 
 const tags = ['tokens'];
 
-export function tokenRoutes(svc: Pick<Services, 'tokens'>): FastifyPluginAsync {
+export function tokenRoutes(svc: { tokens: TokenApi }): FastifyPluginAsync {
   return async (base: FastifyInstance) => {
     const app = base.withTypeProvider<TypeBoxTypeProvider>();
     app.get(
       '/v1/tokens',
       { schema: { operationId: 'listTokens', tags, summary: 'List API tokens: name, role, status, created, expires, last used (never a secret)', response: { 200: TokenList, 401: errors[401], 500: errors[500] } } },
-      async () => ({ tokens: svc.tokens.list() }),
+      async () => ({ tokens: await svc.tokens.list() }),
     );
     app.post(
       '/v1/tokens',
@@ -24,7 +35,7 @@ export function tokenRoutes(svc: Pick<Services, 'tokens'>): FastifyPluginAsync {
           body: CreateTokenBody, response: { 201: CreatedToken, ...errors },
         },
       },
-      async (req, reply) => reply.status(201).send(svc.tokens.create(req.body)),
+      async (req, reply) => reply.status(201).send(await svc.tokens.create(req.body, req.caller)),
     );
     app.delete(
       '/v1/tokens/:name',
@@ -40,7 +51,7 @@ export function tokenRoutes(svc: Pick<Services, 'tokens'>): FastifyPluginAsync {
 }
 
 /** `audit` undefined: an API that records nothing (tests) answers an empty list. */
-export function auditRoutes(audit: AuditLog | undefined): FastifyPluginAsync {
+export function auditRoutes(audit: AuditSink | undefined): FastifyPluginAsync {
   return async (base: FastifyInstance) => {
     const app = base.withTypeProvider<TypeBoxTypeProvider>();
     app.get(
@@ -51,7 +62,7 @@ export function auditRoutes(audit: AuditLog | undefined): FastifyPluginAsync {
           querystring: AuditQuery, response: { 200: AuditList, 400: errors[400], 401: errors[401], 500: errors[500] },
         },
       },
-      async (req) => ({ entries: audit?.recent(req.query.limit ?? 100) ?? [] }),
+      async (req) => ({ entries: (await audit?.recent(req.query.limit ?? 100)) ?? [] }),
     );
   };
 }

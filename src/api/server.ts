@@ -7,7 +7,7 @@ import swagger from '@fastify/swagger';
 import websocket from '@fastify/websocket';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { closeWebsockets, installErrorReplies, newApp } from './app.js';
-import type { AuditLog } from '../services/audit.js';
+import type { AuditSink } from '../services/audit.js';
 import type { Services } from './services.js';
 import { E, errors } from './schemas-common.js';
 import { Pool } from './schemas-instances.js';
@@ -37,7 +37,7 @@ export interface ApiOptions {
    */
   token?: string;
   /** where state-changing and refused requests are recorded (the daemon's audit.log); unset: nowhere */
-  audit?: AuditLog;
+  audit?: AuditSink;
   logger?: boolean | object;
   /**
    * serve HTTPS with this certificate and key (PEM): the TCP API; the unix socket is plain HTTP. With `ca` (a cluster

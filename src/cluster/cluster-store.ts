@@ -132,12 +132,6 @@ export class ClusterStore {
        ON CONFLICT (name) DO UPDATE SET hash = EXCLUDED.hash, created_at = now()`, [name, hash]);
   }
 
-  /** Whether a token with this SHA-256 is one of the cluster's. */
-  async apiTokenKnown(hash: string): Promise<boolean> {
-    const r = await this.q('SELECT 1 FROM api_tokens WHERE hash = $1', [hash]);
-    return r.rowCount === 1;
-  }
-
   // ---- join tokens
 
   /** A new join token, expiring ttlSeconds from now on the database's clock. A taken id is ALREADY_EXISTS. */

@@ -1,6 +1,8 @@
 /**
  * A cluster controller's HTTP API (HTTPS only, with the controller's certificate from the cluster CA).
- * - People (the CLI) show a bearer token: any controller's token file, all registered in PostgreSQL (admin).
+ * - People (the CLI) show a bearer token: any controller's token file (admin; all registered in PostgreSQL) or a
+ *   named token of the cluster (corral token create) whose role the route allows, as on a single daemon; every
+ *   state-changing or refused request is audited (controller-auth.ts).
  * - Agents show their client certificate from the cluster CA (mutual TLS): it must verify, name a host that is
  *   still in the cluster and be that host's very certificate (pinned by fingerprint); a removed host's is revoked.
  * - Joining shows a join token instead (single use, expiring), and is the only other route open without a token,
@@ -18,6 +20,9 @@ import { parseExpiry } from '../core/tokens.js';
 import { hashJoinSecret, parseJoinToken } from '../core/join-token.js';
 import websocket from '@fastify/websocket';
 import { closeWebsockets, installErrorReplies, newApp } from '../api/app.js';
+import { noteCaller, noteFailure } from '../api/audit.js';
+import { auditRoutes, tokenRoutes } from '../api/routes-auth.js';
+import { recordRoutes } from '../api/roles.js';
 import { E, errors } from '../api/schemas-common.js';
 import {
   ClusterCa, ClusterHost, HeartbeatBody, HeartbeatReply, HostLabelsBody, HostList, JoinBody, JoinReply, JoinTokenBody, JoinTokenReply, MaintenanceBody,
@@ -31,12 +36,17 @@ import type { ClusterInstances } from './cluster-instances.js';
 import { controllerInstanceRoutes, hostOf } from './controller-instances.js';
 import { controllerConsoleRoutes } from './controller-console.js';
 import { AgentClient } from './agent-client.js';
+import type { ClusterTokens } from './cluster-tokens.js';
+import type { ClusterAudit } from './cluster-audit.js';
+import { AGENT_ROUTE, installControllerAuth } from './controller-auth.js';
 
 export interface ControllerApiDeps {
   store: ClusterStore;
   instances: ClusterInstances;
   /** the list as kept between requests (instance-list.ts); without it, each list reads the whole table */
   list?: { listJson(): Promise<string> };
+  tokens: ClusterTokens;
+  audit: ClusterAudit;
   ca: { certPem: string; keyPem: string };
   tls: ControllerPair;
   /** the lease a heartbeat renews and the host watchdog's timeout, as agents are told them */
@@ -60,12 +70,6 @@ export function hostView(h: HostRow): ClusterHost {
   };
 }
 
-async function requireToken(store: ClusterStore, req: FastifyRequest): Promise<void> {
-  const m = /^Bearer (\S+)$/.exec(req.headers.authorization ?? '');
-  if (!m) throw new CorralError('UNAUTHORIZED', 'a valid bearer token is required: a controller\'s token file ($CORRAL_DATA_DIR/token on a controller host)');
-  if (!(await store.apiTokenKnown(sha256Hex(m[1]!)))) throw new CorralError('UNAUTHORIZED', 'this bearer token is not one of the cluster\'s: use a controller\'s token file ($CORRAL_DATA_DIR/token on a controller host)');
-}
-
 /**
  * The host whose certificate a request was made with: it verifies against the cluster CA as an agent's, names a
  * host still in the cluster and is that host's very certificate; UNTRUSTED_PEER (saying when it was revoked) else.
@@ -75,6 +79,7 @@ async function requireAgent(store: ClusterStore, ca: { certPem: string }, req: F
   const cert = typeof sock.getPeerCertificate === 'function' ? sock.getPeerCertificate() : null;
   if (!cert?.raw) throw new CorralError('UNTRUSTED_PEER', 'an agent\'s client certificate from the cluster CA is required');
   const peer = verifyPeerCert(ca, pemOfDer(cert.raw), { role: 'agent' });
+  noteCaller(req, `agent ${peer.host}`);
   const serial = peer.serial.toLowerCase();
   const host = await store.getHost(peer.host);
   if (!host || host.certSerial !== serial || host.certFingerprint !== peer.fingerprint) {
@@ -97,15 +102,17 @@ export async function buildControllerApi(d: ControllerApiDeps): Promise<FastifyI
   const app = newApp({
     https: { cert: d.tls.chainPem, key: d.tls.keyPem, ca: [d.ca.certPem], requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' as const },
   });
-  installErrorReplies(app);
+  recordRoutes(app);
+  installErrorReplies(app, noteFailure);
   await app.register(websocket, { options: { maxPayload: 1024 * 1024 }, preClose: closeWebsockets });
+  // after the websocket plugin, whose onRequest hook marks upgrades (a refused one's socket is closed after its reply)
+  installControllerAuth(app, { tokens: d.tokens, audit: d.audit });
   const caHash = caSha256(d.ca.certPem);
   const typed = app.withTypeProvider<TypeBoxTypeProvider>();
-  const user = { preHandler: async (req: FastifyRequest) => requireToken(d.store, req) };
 
-  typed.get('/v1/cluster/ca', { schema: { response: { 200: ClusterCa } } }, async () => ({ certPem: d.ca.certPem, sha256: caHash }));
+  typed.get('/v1/cluster/ca', { ...AGENT_ROUTE, schema: { response: { 200: ClusterCa } } }, async () => ({ certPem: d.ca.certPem, sha256: caHash }));
 
-  typed.post('/v1/cluster/join-tokens', { ...user, schema: { body: JoinTokenBody, response: { 201: JoinTokenReply, 400: errors[400], 401: errors[401] } } }, async (req, reply) => {
+  typed.post('/v1/cluster/join-tokens', { schema: { body: JoinTokenBody, response: { 201: JoinTokenReply, 400: errors[400], 401: errors[401], 403: E[403] } } }, async (req, reply) => {
     const ttl = joinTtlSeconds(req.body.ttl);
     const t = newJoinToken(caHash);
     const { expiresAt } = await d.store.insertJoinToken({ id: t.id, secretHash: hashJoinSecret(t.secret), ttlSeconds: ttl });
@@ -113,9 +120,10 @@ export async function buildControllerApi(d: ControllerApiDeps): Promise<FastifyI
     return reply.status(201).send({ token: t.text, id: t.id, expiresAt, caSha256: caHash });
   });
 
-  typed.post('/v1/cluster/join', { schema: { body: JoinBody, response: { 201: JoinReply, 400: errors[400], 401: errors[401], 409: errors[409] } } }, async (req, reply) => {
+  typed.post('/v1/cluster/join', { ...AGENT_ROUTE, schema: { body: JoinBody, response: { 201: JoinReply, 400: errors[400], 401: errors[401], 409: errors[409] } } }, async (req, reply) => {
     const b = req.body;
     const parsed = parseJoinToken(b.token);
+    noteCaller(req, `join token ${parsed.id}`);
     if (parsed.caSha256 !== caHash) throw new CorralError('JOIN_TOKEN_REFUSED', 'the join token is for another cluster (its CA hash is not this cluster\'s)', { reason: 'other cluster' });
     const name = validateName('name', b.name);
     if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(b.uuid)) throw new CorralError('INVALID_SPEC', 'uuid: not a UUID', { field: 'uuid' });
@@ -137,7 +145,7 @@ export async function buildControllerApi(d: ControllerApiDeps): Promise<FastifyI
 
   // instances agents have that the cluster does not know (made on a host directly): logged once each, not each beat
   const strangers = new Set<string>();
-  typed.post('/v1/cluster/heartbeat', { schema: { body: HeartbeatBody, response: { 200: HeartbeatReply, 401: errors[401], 403: E[403] } } }, async (req) => {
+  typed.post('/v1/cluster/heartbeat', { ...AGENT_ROUTE, schema: { body: HeartbeatBody, response: { 200: HeartbeatReply, 401: errors[401], 403: E[403] } } }, async (req) => {
     const host = await requireAgent(d.store, d.ca, req);
     await d.store.heartbeat(host.name, { capacity: req.body.capacity, allocation: req.body.allocation, agentVersion: req.body.agentVersion, sharedPool: req.body.sharedPool ?? null });
     if (req.body.instances) {
@@ -158,27 +166,28 @@ export async function buildControllerApi(d: ControllerApiDeps): Promise<FastifyI
     return { host: host.name, state: now?.state ?? host.state, leaseMs: d.ha.leaseMs, watchdogMs: d.ha.watchdogMs, forget };
   });
 
-  typed.get('/v1/hosts', { ...user, schema: { response: { 200: HostList, 401: errors[401] } } }, async () => ({ hosts: (await d.store.listHosts()).map(hostView) }));
-  typed.get('/v1/hosts/:name', { ...user, schema: { params: Name, response: { 200: ClusterHost, 401: errors[401], 404: errors[404] } } }, async (req) => hostView(await mustHost(d.store, req.params.name)));
-  typed.post('/v1/hosts/:name/maintenance', { ...user, schema: { params: Name, body: MaintenanceBody, response: { 200: ClusterHost, 401: errors[401], 404: errors[404] } } }, async (req) => {
+  typed.get('/v1/hosts', { schema: { response: { 200: HostList, 401: errors[401] } } }, async () => ({ hosts: (await d.store.listHosts()).map(hostView) }));
+  typed.get('/v1/hosts/:name', { schema: { params: Name, response: { 200: ClusterHost, 401: errors[401], 404: errors[404] } } }, async (req) => hostView(await mustHost(d.store, req.params.name)));
+  typed.post('/v1/hosts/:name/maintenance', { schema: { params: Name, body: MaintenanceBody, response: { 200: ClusterHost, 401: errors[401], 403: E[403], 404: errors[404] } } }, async (req) => {
     await d.store.setMaintenance(req.params.name, req.body.on);
     d.log.info({ host: req.params.name, on: req.body.on }, 'maintenance');
     return hostView(await mustHost(d.store, req.params.name));
   });
-  typed.patch('/v1/hosts/:name', { ...user, schema: { params: Name, body: HostLabelsBody, response: { 200: ClusterHost, 400: errors[400], 401: errors[401], 404: errors[404] } } }, async (req) => {
+  typed.patch('/v1/hosts/:name', { schema: { params: Name, body: HostLabelsBody, response: { 200: ClusterHost, 400: errors[400], 401: errors[401], 403: E[403], 404: errors[404] } } }, async (req) => {
     const h = await d.store.setLabels(req.params.name, req.body.labels);
     d.log.info({ host: h.name, changes: req.body.labels, labels: h.labels }, 'host labels changed');
     return hostView(h);
   });
-  typed.delete('/v1/hosts/:name', { ...user, schema: { params: Name, response: { 200: Type.Object({ removed: Type.String(), revokedSerial: Type.String() }), 401: errors[401], 404: errors[404] } } }, async (req) => {
+  typed.delete('/v1/hosts/:name', { schema: { params: Name, response: { 200: Type.Object({ removed: Type.String(), revokedSerial: Type.String() }), 401: errors[401], 403: E[403], 404: errors[404] } } }, async (req) => {
     const gone = await d.store.removeHost(req.params.name);
     if (!gone) throw hostNotFound(req.params.name);
     d.log.warn({ host: gone.name, serial: gone.certSerial }, 'host removed from the cluster; its certificate is revoked');
     return { removed: gone.name, revokedSerial: gone.certSerial };
   });
-  // the instances of the cluster: people's calls, behind the same token
+  await app.register(tokenRoutes({ tokens: d.tokens }));
+  await app.register(auditRoutes(d.audit));
+  // the instances of the cluster: people's calls
   await app.register(async (scoped) => {
-    scoped.addHook('preHandler', async (req) => requireToken(d.store, req));
     const agentTls = { caPem: d.ca.certPem, certPem: d.tls.certPem, keyPem: d.tls.keyPem };
     await scoped.register(controllerConsoleRoutes({ tls: agentTls, hostOf: async (name) => (await hostOf(d, name)).host }));
     await scoped.register(controllerInstanceRoutes({ store: d.store, instances: d.instances, list: d.list ?? d.instances, log: d.log, agents: new AgentClient(agentTls) }));

@@ -77,7 +77,7 @@ export function controllerConsoleRoutes(d: ConsoleProxyDeps) {
   return async (app: FastifyInstance): Promise<void> => {
     app.get('/v1/instances/:name/console', {
       websocket: true,
-      // a route's own preHandler runs after the scope's (the token check): nobody unauthenticated makes it dial
+      // a route's preHandler runs after the role check (onRequest, controller-auth.ts): nobody but an operator makes it dial
       preHandler: async (req) => {
         const host = await d.hostOf((req.params as { name: string }).name);
         const ws = await dialAgentConsole(host, req.url, d.tls);

@@ -178,6 +178,43 @@ export const MIGRATIONS: readonly Migration[] = [
         FOR EACH ROW EXECUTE FUNCTION corral_instances_notify();
     `,
   },
+  {
+    version: 9,
+    name: 'named API tokens with roles, and the audit log',
+    sql: `
+      -- people's bearer tokens (corral token create), as a single daemon has them: a role, an optional expiry, who
+      -- made it, and a revoked token's row kept (its holder is told why it is refused) until its name is reused.
+      -- Only the SHA-256 of the secret is kept. A table of their own, not api_tokens (the controllers' own token
+      -- files, all admin): a controller of a version before this one, still running during an upgrade, takes any
+      -- hash in api_tokens for an admin's, and so must never find a viewer's there.
+      CREATE TABLE named_tokens (
+        name text PRIMARY KEY,
+        role text NOT NULL CHECK (role IN ('viewer', 'operator', 'admin')),
+        hash text NOT NULL UNIQUE CHECK (hash ~ '^[0-9a-f]{64}$'),
+        created_at timestamptz NOT NULL DEFAULT now(),
+        created_by text,
+        expires_at timestamptz,
+        last_used_at timestamptz,
+        revoked_at timestamptz
+      );
+      -- every state-changing request to a controller and every refused one (401, 403), as a daemon's audit.log
+      -- has them: who (a token's name, "token-file" for a controller's token file, "agent HOST"), the client's
+      -- address, the method, path and the resource it names, the status and error code, when, how long
+      CREATE TABLE audit (
+        id bigserial PRIMARY KEY,
+        at timestamptz NOT NULL,
+        who text,
+        role text CHECK (role IN ('viewer', 'operator', 'admin')),
+        peer text,
+        method text NOT NULL,
+        path text NOT NULL,
+        resource text,
+        status integer NOT NULL,
+        code text,
+        ms double precision NOT NULL
+      );
+    `,
+  },
 ];
 
 export interface MigrateResult {

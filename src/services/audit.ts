@@ -28,6 +28,16 @@ export interface AuditEntry {
   ms: number;
 }
 
+/**
+ * Where the API's hooks write (src/api/audit.ts) and what /v1/audit reads: the daemon's file (AuditLog), or a
+ * cluster's table (src/cluster/cluster-audit.ts). `record` never throws; a promise it returns is awaited.
+ */
+export interface AuditSink {
+  record(entry: AuditEntry): void | Promise<void>;
+  /** the last `limit` entries, oldest first */
+  recent(limit: number): AuditEntry[] | Promise<AuditEntry[]>;
+}
+
 /** The file operations the log uses, replaceable in tests (a disk that fills up). */
 export interface AuditFs {
   openSync: typeof openSync;
@@ -49,7 +59,7 @@ export interface AuditOptions {
   fs?: Partial<AuditFs>;
 }
 
-export class AuditLog {
+export class AuditLog implements AuditSink {
   private fd: number | null = null;
   private size = 0;
   private failing = false;

@@ -35,9 +35,50 @@ export interface CreateTokenRequest {
 }
 
 /** last_used is written at most this often per token: a request is not a database write. */
-const LAST_USED_EVERY_MS = 60_000;
+export const LAST_USED_EVERY_MS = 60_000;
 
-const sha256 = (secret: string): string => createHash('sha256').update(secret, 'utf8').digest('hex');
+/** What a store keeps of a secret: its SHA-256, in hex. */
+export const hashSecret = (secret: string): string => createHash('sha256').update(secret, 'utf8').digest('hex');
+
+/** A new secret: `corral_` and 256 random bits. */
+export const newSecret = (): string => `${TOKEN_PREFIX}${randomBytes(32).toString('base64url')}`;
+
+/** A token as the API shows it, its status as of `now`. */
+export function tokenView(row: TokenRow, now: Date): TokenView {
+  const expired = row.expiresAt !== null && Date.parse(row.expiresAt) <= now.getTime();
+  const status: TokenStatus = row.revokedAt !== null ? 'revoked' : expired ? 'expired' : 'active';
+  return { name: row.name, role: row.role, status, createdAt: row.createdAt, expiresAt: row.expiresAt, lastUsedAt: row.lastUsedAt, revokedAt: row.revokedAt };
+}
+
+/** A create request checked (name, role, expiry from `now`); INVALID_SPEC naming the field otherwise. */
+export function checkCreate(req: CreateTokenRequest, now: Date): { name: string; role: Role; expiresAt: string | null } {
+  const name = validateTokenName('name', req.name);
+  const role = validateRole('role', req.role);
+  const expiresAt = req.expires === undefined || req.expires === null ? null : parseExpiry('expires', req.expires, now);
+  return { name, role, expiresAt };
+}
+
+/** The refusal of a create whose name an unrevoked token holds. */
+export function tokenExists(existing: TokenView): CorralError {
+  const name = existing.name;
+  return new CorralError('ALREADY_EXISTS', `token "${name}" already exists (${existing.status}); revoke it first (corral token revoke ${name}) or choose another name`, { field: 'name', name });
+}
+
+export const tokenNotFound = (name: string): CorralError => new CorralError('TOKEN_NOT_FOUND', `no token named "${name}"`, { name });
+
+/**
+ * Whether the row a secret's hash found may be used as of `now`: UNAUTHORIZED when it was revoked or has expired
+ * (saying which and when, but never a name: the secret is all the caller showed). The hashes are compared again,
+ * in constant time: the lookup was by hash already, but it costs nothing.
+ */
+export function checkUsable(row: TokenRow | null, hash: string, now: Date, unknown: CorralError): TokenRow {
+  if (!row || !timingSafeEqual(Buffer.from(row.hash, 'hex'), Buffer.from(hash, 'hex'))) throw unknown;
+  if (row.revokedAt !== null) throw new CorralError('UNAUTHORIZED', `the bearer token was revoked at ${row.revokedAt}; ask an admin for a new one`, { reason: 'revoked', at: row.revokedAt });
+  if (row.expiresAt !== null && Date.parse(row.expiresAt) <= now.getTime()) {
+    throw new CorralError('UNAUTHORIZED', `the bearer token expired at ${row.expiresAt}; ask an admin for a new one`, { reason: 'expired', at: row.expiresAt });
+  }
+  return row;
+}
 
 export class TokenService {
   private readonly now: () => Date;
@@ -47,9 +88,7 @@ export class TokenService {
   }
 
   private view(row: TokenRow): TokenView {
-    const expired = row.expiresAt !== null && Date.parse(row.expiresAt) <= this.now().getTime();
-    const status: TokenStatus = row.revokedAt !== null ? 'revoked' : expired ? 'expired' : 'active';
-    return { name: row.name, role: row.role, status, createdAt: row.createdAt, expiresAt: row.expiresAt, lastUsedAt: row.lastUsedAt, revokedAt: row.revokedAt };
+    return tokenView(row, this.now());
   }
 
   list(): TokenView[] {
@@ -58,17 +97,13 @@ export class TokenService {
 
   /** A new token. Its name must be free: a revoked token's name is, an expired token's is not until it is revoked. */
   create(req: CreateTokenRequest): CreatedToken {
-    const name = validateTokenName('name', req.name);
-    const role = validateRole('role', req.role);
     const now = this.now();
-    const expiresAt = req.expires === undefined || req.expires === null ? null : parseExpiry('expires', req.expires, now);
+    const { name, role, expiresAt } = checkCreate(req, now);
     const old = this.store.getToken(name);
-    if (old && old.revokedAt === null) {
-      throw new CorralError('ALREADY_EXISTS', `token "${name}" already exists (${this.view(old).status}); revoke it first (corral token revoke ${name}) or choose another name`, { field: 'name', name });
-    }
+    if (old && old.revokedAt === null) throw tokenExists(this.view(old));
     if (old) this.store.deleteToken(name);
-    const secret = `${TOKEN_PREFIX}${randomBytes(32).toString('base64url')}`;
-    const row: TokenRow = { name, role, hash: sha256(secret), createdAt: now.toISOString(), expiresAt, lastUsedAt: null, revokedAt: null };
+    const secret = newSecret();
+    const row: TokenRow = { name, role, hash: hashSecret(secret), createdAt: now.toISOString(), expiresAt, lastUsedAt: null, revokedAt: null };
     this.store.insertToken(row);
     return { ...this.view(row), token: secret };
   }
@@ -76,27 +111,18 @@ export class TokenService {
   /** Revoke a token: it is refused from now on. Revoking a revoked token again changes nothing. */
   revoke(name: string): TokenView {
     const row = this.store.getToken(name);
-    if (!row) throw new CorralError('TOKEN_NOT_FOUND', `no token named "${name}"`, { name });
+    if (!row) throw tokenNotFound(name);
     if (row.revokedAt === null) this.store.revokeToken(name, this.now().toISOString());
     return this.view(this.store.getToken(name) ?? row);
   }
 
-  /**
-   * Who a bearer secret belongs to. UNAUTHORIZED when it is no token's, or its token was revoked or has expired
-   * (saying which and when, but never a name: the secret is all the caller showed).
-   */
+  /** Who a bearer secret belongs to. UNAUTHORIZED when it is no token's, or its token was revoked or has expired. */
   authenticate(secret: string): { name: string; role: Role } {
     const unknown = new CorralError('UNAUTHORIZED', 'the bearer token is not valid: it is not a token this daemon issued');
     if (!secret.startsWith(TOKEN_PREFIX)) throw unknown;
-    const hash = sha256(secret);
-    const row = this.store.tokenByHash(hash);
-    // the lookup is by hash already; comparing the hashes in constant time as well costs nothing
-    if (!row || !timingSafeEqual(Buffer.from(row.hash, 'hex'), Buffer.from(hash, 'hex'))) throw unknown;
+    const hash = hashSecret(secret);
     const now = this.now();
-    if (row.revokedAt !== null) throw new CorralError('UNAUTHORIZED', `the bearer token was revoked at ${row.revokedAt}; ask an admin for a new one`, { reason: 'revoked', at: row.revokedAt });
-    if (row.expiresAt !== null && Date.parse(row.expiresAt) <= now.getTime()) {
-      throw new CorralError('UNAUTHORIZED', `the bearer token expired at ${row.expiresAt}; ask an admin for a new one`, { reason: 'expired', at: row.expiresAt });
-    }
+    const row = checkUsable(this.store.tokenByHash(hash), hash, now, unknown);
     if (row.lastUsedAt === null || now.getTime() - Date.parse(row.lastUsedAt) >= LAST_USED_EVERY_MS) this.store.setTokenLastUsed(row.name, now.toISOString());
     return { name: row.name, role: row.role };
   }
