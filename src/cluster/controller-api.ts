@@ -35,6 +35,7 @@ import { pemOfDer } from './controller-peer.js';
 import type { ClusterInstances } from './cluster-instances.js';
 import { controllerInstanceRoutes, hostOf } from './controller-instances.js';
 import { controllerConsoleRoutes } from './controller-console.js';
+import type { ReportReconciler } from './report-reconcile.js';
 import { AgentClient } from './agent-client.js';
 import type { ClusterTokens } from './cluster-tokens.js';
 import type { ClusterAudit } from './cluster-audit.js';
@@ -45,6 +46,8 @@ export interface ControllerApiDeps {
   instances: ClusterInstances;
   /** the list as kept between requests (instance-list.ts); without it, each list reads the whole table */
   list?: { listJson(): Promise<string> };
+  /** what hosts report against what the cluster holds (report-reconcile.ts) */
+  reconciler?: Pick<ReportReconciler, 'check'>;
   tokens: ClusterTokens;
   audit: ClusterAudit;
   ca: { certPem: string; keyPem: string };
@@ -143,18 +146,13 @@ export async function buildControllerApi(d: ControllerApiDeps): Promise<FastifyI
     return reply.status(201).send({ certPem: signed.certPem, caPem: d.ca.certPem, host: hostView(host!) });
   });
 
-  // instances agents have that the cluster does not know (made on a host directly): logged once each, not each beat
-  const strangers = new Set<string>();
   typed.post('/v1/cluster/heartbeat', { ...AGENT_ROUTE, schema: { body: HeartbeatBody, response: { 200: HeartbeatReply, 401: errors[401], 403: E[403] } } }, async (req) => {
     const host = await requireAgent(d.store, d.ca, req);
     await d.store.heartbeat(host.name, { capacity: req.body.capacity, allocation: req.body.allocation, agentVersion: req.body.agentVersion, sharedPool: req.body.sharedPool ?? null });
     if (req.body.instances) {
-      const unknown = (await d.instances.report(host.name, req.body.instances)).filter((n) => !strangers.has(`${host.name}/${n}`));
-      if (unknown.length > 0) {
-        if (strangers.size > 100_000) strangers.clear();
-        for (const n of unknown) strangers.add(`${host.name}/${n}`);
-        d.log.info({ host: host.name, instances: unknown }, 'a host has instances the cluster does not know (made there directly): not listed');
-      }
+      const unknown = await d.instances.report(host.name, req.body.instances);
+      // instances made on the host directly are adopted, those deleted there forgotten, once the agent confirms
+      d.reconciler?.check(host, unknown, req.body.instances.map((i) => i.name));
     }
     const forget = await d.instances.movedFrom(host.name, req.body.ha ?? []);
     // a fenced host is back: once the cluster has moved all its HA instances away, it takes work again

@@ -19,6 +19,7 @@ import { ClusterTokens } from '../cluster/cluster-tokens.js';
 import { ClusterAudit } from '../cluster/cluster-audit.js';
 import { HaManager } from '../cluster/ha-manager.js';
 import { InstanceList } from '../cluster/instance-list.js';
+import { ReportReconciler } from '../cluster/report-reconcile.js';
 import { AgentClient } from '../cluster/agent-client.js';
 import type { Policy } from '../core/placement.js';
 import { ensureControllerPair } from '../cluster/controller-tls.js';
@@ -64,8 +65,10 @@ export async function runController(o: ControllerOptions): Promise<void> {
     const ha = { leaseMs: unreachableAfterMs, watchdogMs: Number(process.env.CORRAL_WATCHDOG_MS) || 10_000 };
     const audit = new ClusterAudit(db.pool, { warn: (m) => log.warn({}, m) });
     list = new InstanceList(db.pool, { unreachableAfterMs });
-    const app = await buildControllerApi({ store, instances, list, tokens: new ClusterTokens(db.pool), audit, ca, tls, log, ha });
-    const haManager = new HaManager(db.pool, store, instances, new AgentClient({ caPem: ca.certPem, certPem: tls.certPem, keyPem: tls.keyPem }), ha, log);
+    const agents = new AgentClient({ caPem: ca.certPem, certPem: tls.certPem, keyPem: tls.keyPem });
+    const reconciler = new ReportReconciler({ pool: db.pool, agents, log });
+    const app = await buildControllerApi({ store, instances, list, reconciler, tokens: new ClusterTokens(db.pool), audit, ca, tls, log, ha });
+    const haManager = new HaManager(db.pool, store, instances, agents, ha, log);
     await app.listen({ host: where.host, port: where.port });
     haManager.start();
     log.info({ listen: o.listen, tokenFile: paths.token, caFile: tls.caFile, caSha256: caSha256(ca.certPem) },
