@@ -28,10 +28,16 @@ import { pemOfDer } from './controller-peer.js';
 import type { ClusterInstances } from './cluster-instances.js';
 import { controllerInstanceRoutes } from './controller-instances.js';
 import { AgentClient } from './agent-client.js';
+import type { ClusterEvents } from './cluster-events.js';
+import type { EventFeed } from './event-feed.js';
+import { controllerEventRoutes } from './controller-events.js';
 
 export interface ControllerApiDeps {
   store: ClusterStore;
   instances: ClusterInstances;
+  /** the cluster's events, and this controller's live feed of them */
+  events: ClusterEvents;
+  feed: EventFeed;
   ca: { certPem: string; keyPem: string };
   tls: ControllerPair;
   /** the lease a heartbeat renews and the host watchdog's timeout, as agents are told them */
@@ -144,7 +150,7 @@ export async function buildControllerApi(d: ControllerApiDeps): Promise<FastifyI
     const forget = await d.instances.movedFrom(host.name, req.body.ha ?? []);
     // a fenced host is back: once the cluster has moved all its HA instances away, it takes work again
     if (host.state === 'fenced' && (await d.instances.haOn(host.name)).length === 0) {
-      await d.store.setFenced(host.name, null);
+      await d.store.setFenced(host.name, null, 'it reports again and its HA instances run elsewhere: the fence is lifted');
       d.log.info({ host: host.name }, 'a fenced host is back: its HA instances run elsewhere, the fence is lifted');
     }
     const now = await d.store.getHost(host.name);
@@ -171,6 +177,7 @@ export async function buildControllerApi(d: ControllerApiDeps): Promise<FastifyI
       store: d.store, instances: d.instances, log: d.log,
       agents: new AgentClient({ caPem: d.ca.certPem, certPem: d.tls.certPem, keyPem: d.tls.keyPem }),
     }));
+    await scoped.register(controllerEventRoutes({ events: d.events, feed: d.feed }));
   });
   await app.ready();
   return app;

@@ -52,11 +52,11 @@ test('spread places on the host with the most room; the reservations follow inse
   assert.deepEqual(hosts, ['h1', 'h2', 'h3', 'h1']);
   assert.deepEqual(await reserved(), { h1: [2, 2, 2], h2: [1, 1, 1], h3: [1, 1, 1] });
   await store.setMaintenance('h2', true);
-  const to = await placer.relocate('s2', 'h2');
+  const to = await placer.relocate('s2', 'h2', 'host h2 is fenced');
   assert.equal(to.name, 'h3', 'not the host it leaves, the one with most room');
   assert.deepEqual(await reserved(), { h1: [2, 2, 2], h2: [0, 0, 0], h3: [2, 2, 2] });
   await store.setMaintenance('h2', false);
-  for (const name of ['s1', 's2', 's3', 's4']) assert.equal(await placer.remove(name), true);
+  for (const name of ['s1', 's2', 's3', 's4']) assert.equal(await placer.remove(name, 'deleted'), true);
   assert.deepEqual(await reserved(), { h1: [0, 0, 0], h2: [0, 0, 0], h3: [0, 0, 0] });
 });
 
@@ -83,7 +83,7 @@ test('two controllers placing at once never overcommit a host: 12 vCPUs of room,
   assert.deepEqual(Object.values(await reserved()).map((r) => r[0]), [4, 4, 4]);
   const rows = await placer.list();
   assert.equal(rows.length, 12);
-  for (const r of rows) await placer.remove(r.name);
+  for (const r of rows) await placer.remove(r.name, 'deleted');
 });
 
 test('anti-affinity keeps a group on different hosts, also across two controllers at once', async () => {
