@@ -65,13 +65,14 @@ export function registerClusterHostCommands(host: Command, client: () => ApiClie
 
 interface HostEvent { id?: number; time: string; type: string; instance: string | null; data: Record<string, unknown> }
 
-/** What an event of a host says, in one line: its fields (not the host, shown above), then why. */
+/** What an event of a host says, in one line: its fields (not the host, shown above), then why, what follows, its output. */
 export function eventWhat(data: Record<string, unknown>): string {
-  const { host: _host, reason, output, ...rest } = data;
+  const { host: _host, reason, then, output, ...rest } = data;
   const parts = Object.entries(rest).filter(([, v]) => v !== null && v !== undefined)
     .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`);
   let what = parts.join(' ');
   if (typeof reason === 'string') what = what ? `${what}: ${reason}` : reason;
+  if (typeof then === 'string') what += `; ${then}`;
   if (typeof output === 'string' && output !== '') what += ` (output: ${output.replace(/\s+/g, ' ')})`;
   return what || '-';
 }

@@ -78,6 +78,8 @@ export interface HostDbRow {
 }
 
 const iso = (d: Date | null): string | null => (d === null ? null : d.toISOString());
+/** A timestamptz column as ISO 8601 text in UTC to the millisecond, in SQL (as toISOString() would write it). */
+const ISO = (col: string): string => `to_char(${col} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
 
 export function hostRow(r: HostDbRow): HostRow {
   return {
@@ -238,7 +240,7 @@ export class ClusterStore {
                   FROM old WHERE h.name = old.name RETURNING h.*),
             e AS (INSERT INTO events (type, host, data)
                   SELECT CASE WHEN $3::text IS NULL THEN 'host.recovered' ELSE 'host.fenced' END, name,
-                    CASE WHEN $3::text IS NULL THEN jsonb_build_object('from', 'fenced', 'fencedAt', fenced_at, 'reason', coalesce($4::text, 'the fence was lifted'))
+                    CASE WHEN $3::text IS NULL THEN jsonb_build_object('from', 'fenced', 'fencedAt', ${ISO('fenced_at')}, 'reason', coalesce($4::text, 'the fence was lifted'))
                          ELSE jsonb_build_object('reason', coalesce($4::text, $3::text)) END
                   FROM old WHERE (fenced_at IS NULL) <> ($3::text IS NULL))
        SELECT ${HOST_COLUMNS} FROM u`, [this.unreachableAfterMs, name, reason, why ?? null]);
@@ -302,7 +304,7 @@ export class ClusterStore {
             u AS (UPDATE hosts h SET last_heartbeat = now(), capacity = $2::jsonb, allocation = $3::jsonb, agent_version = $4, shared_pool = $5
                   FROM old WHERE h.name = old.name RETURNING h.name, h.fenced_at, old.last_heartbeat AS prev),
             e AS (INSERT INTO events (type, host, data)
-                  SELECT 'host.recovered', name, jsonb_build_object('from', 'unreachable', 'lastHeartbeat', prev,
+                  SELECT 'host.recovered', name, jsonb_build_object('from', 'unreachable', 'lastHeartbeat', ${ISO('prev')},
                     'silentMs', round(extract(epoch FROM now() - prev) * 1000), 'reason', 'it reports again')
                   FROM u WHERE fenced_at IS NULL AND prev < now() - $6::float8 * interval '1 millisecond')
        SELECT name FROM u`,
