@@ -88,20 +88,27 @@ export function eventRoutes(svc: { events: EventSource }, limits: StreamLimits =
           if (queuedLive > limits.maxBufferedBytes) tooSlow();
         };
         // Subscribed before the replay is read, so no event is lost: a bus replays at once (in the same synchronous
-        // step); a query's replay is awaited while live events wait in `early`, less those it held.
+        // step); a query's replay is awaited while live events wait in `early`. Live events the replay held are
+        // not sent twice: they come (in commit order) before the first one it did not hold, which ends the check.
         let early: StoredEvent[] | null = [];
+        let held: Set<number> | null = null;
+        const live = (ev: StoredEvent): void => {
+          if (held?.has(ev.id)) return;
+          held = null;
+          enqueue(ev, true);
+        };
         const unsubscribe = svc.events.subscribe((ev) => {
           if (early) early.push(ev);
-          else enqueue(ev, true);
+          else live(ev);
           if (ev.type === STOPPING_EVENT) stoppingSent = true;
         });
         res.on('drain', flush);
         const begin = (replay: StoredEvent[]): void => {
-          const held = new Set(replay.map((ev) => ev.id));
+          held = replay.length > 0 ? new Set(replay.map((ev) => ev.id)) : null;
           for (const ev of replay) enqueue(ev, false);
           const waiting = early ?? [];
           early = null;
-          for (const ev of waiting) if (!held.has(ev.id)) enqueue(ev, true);
+          for (const ev of waiting) live(ev);
           // after the replay, in its queue: a client reads it as "every stored event up to now has been sent"
           queue.push({ text: ': connected\n\n', live: false });
           flush();

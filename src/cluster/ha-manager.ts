@@ -26,6 +26,7 @@ import { summaryOfReply } from './instance-reports.js';
 import { parse } from './agent-client.js';
 import type { ClusterEvents, NewEvent } from './cluster-events.js';
 import { runFenceCommand } from './fence-command.js';
+import { isCorralError } from '../core/errors.js';
 
 /** how long an agent may take to make and start an HA instance before the restart is tried again */
 const RESTART_TIMEOUT_MS = 30_000;
@@ -184,7 +185,9 @@ export class HaManager {
       to = await this.instances.relocate(inst.name, from.name, why);
     } catch (e) {
       this.log.warn({ instance: inst.name, from: from.name, error: (e as Error).message }, 'no host can take an HA instance now; trying again');
-      const ev = this.failed(inst.name, { type: 'instance.ha-failed', host: from.name, instance: inst.name, data: { from: from.name, to: null, reason: (e as Error).message } });
+      // (an instance no longer on that host was moved or deleted meanwhile: nothing failed)
+      const ev = isCorralError(e) && e.code === 'INVALID_STATE' ? undefined
+        : this.failed(inst.name, { type: 'instance.ha-failed', host: from.name, instance: inst.name, data: { from: from.name, to: null, reason: (e as Error).message } });
       if (ev) await this.events.record(ev);
       return;
     }

@@ -228,3 +228,27 @@ test('/v1/events on two controllers: the replay after ?since= or Last-Event-ID, 
     for (const f of feeds) await f.stop();
   }
 });
+
+test('a controller whose listening connection is cut listens again and hands out what was written meanwhile, once', { timeout: 30_000 }, async () => {
+  const feed = new EventFeed(db2.pool, new ClusterEvents(db2.pool), quiet);
+  await feed.start();
+  const got: StoredEvent[] = [];
+  const unsubscribe = feed.subscribe((ev) => got.push(ev));
+  try {
+    await events.record({ type: 'test.cut', data: { n: 1 } });
+    while (got.length < 1) await new Promise((r) => setTimeout(r, 20));
+    // the listener's session is the one whose last statement was its first read of the newest id
+    const cut = await db.pool.query<{ ok: boolean }>(
+      "SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity WHERE query LIKE 'SELECT coalesce(max(id), 0)%' AND pid <> pg_backend_pid()");
+    assert.ok(cut.rows.length >= 1 && cut.rows.every((r) => r.ok));
+    await events.record({ type: 'test.cut', data: { n: 2 } });
+    await events.record({ type: 'test.cut', data: { n: 3 } });
+    while (got.length < 3) await new Promise((r) => setTimeout(r, 50));
+    await events.record({ type: 'test.cut', data: { n: 4 } });
+    while (got.length < 4) await new Promise((r) => setTimeout(r, 50));
+    assert.deepEqual(got.map((e) => e.data.n), [1, 2, 3, 4]);
+  } finally {
+    unsubscribe();
+    await feed.stop();
+  }
+});
