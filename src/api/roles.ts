@@ -105,6 +105,7 @@ export const ROUTE_ROLES: Readonly<Record<string, RouteRule>> = {
   // check their callers themselves and are not here
   'GET /v1/hosts': viewer,
   'GET /v1/hosts/:name': viewer,
+  'GET /v1/hosts/:name/events': viewer,
   'POST /v1/hosts/:name/maintenance': admin,
   'PATCH /v1/hosts/:name': admin,
   'DELETE /v1/hosts/:name': admin,

@@ -3,6 +3,8 @@
  * comment (every event stored when the request came has been sent before it), then live ones.
  * When the API closes (the daemon stopping), every open stream gets a last `daemon.stopping` event (unless the
  * daemon already published one) and is ended, so neither the client nor the daemon's exit waits on it.
+ * The same route serves a cluster controller's events (src/cluster/event-feed.ts), whose replay is a query: live
+ * events that come while it runs wait, and those the replay already held are not sent twice.
  *
  * Backpressure: a stream writes at most EVENT_WRITE_WINDOW bytes ahead into its socket and queues the rest until
  * the socket drains. Live events queued for a client that does not read count against maxBufferedBytes; past
@@ -16,7 +18,6 @@ import { CorralError } from '../core/errors.js';
 import type { StoredEvent } from '../store/store.js';
 import { E, errors } from './schemas-common.js';
 import { Event, EventsQuery } from './schemas-events.js';
-import type { Services } from './services.js';
 import { EVENT_WRITE_WINDOW, STREAM_LIMITS, TOO_SLOW_EVENT, type StreamLimits } from './stream-limits.js';
 
 export const STOPPING_EVENT = 'daemon.stopping';
@@ -24,7 +25,13 @@ export const STOPPING_EVENT = 'daemon.stopping';
 const unstored = (type: string, data: Record<string, unknown>): string =>
   `event: ${type}\ndata: ${JSON.stringify({ type, time: new Date().toISOString(), instance: null, data })}\n\n`;
 
-export function eventRoutes(svc: Pick<Services, 'events'>, limits: StreamLimits = STREAM_LIMITS): FastifyPluginAsync {
+/** Where a stream's events come from: a daemon's event bus (replay at once) or a controller's feed (a query). */
+export interface EventSource {
+  since(id: number, limit: number): StoredEvent[] | Promise<StoredEvent[]>;
+  subscribe(fn: (ev: StoredEvent) => void): () => void;
+}
+
+export function eventRoutes(svc: { events: EventSource }, limits: StreamLimits = STREAM_LIMITS): FastifyPluginAsync {
   return async (base: FastifyInstance) => {
     const app = base.withTypeProvider<TypeBoxTypeProvider>();
     /** Open streams: each one ends itself when told. */
@@ -80,16 +87,41 @@ export function eventRoutes(svc: Pick<Services, 'events'>, limits: StreamLimits 
           flush();
           if (queuedLive > limits.maxBufferedBytes) tooSlow();
         };
-        // Replay and subscribe happen in one synchronous step, so no event is lost or sent twice.
-        if (Number.isFinite(lastId)) for (const ev of svc.events.since(lastId, 10_000)) enqueue(ev, false);
-        const unsubscribe = svc.events.subscribe((ev) => {
+        // Subscribed before the replay is read, so no event is lost: a bus replays at once (in the same synchronous
+        // step); a query's replay is awaited while live events wait in `early`. Live events the replay held are
+        // not sent twice: they come (in commit order) before the first one it did not hold, which ends the check.
+        let early: StoredEvent[] | null = [];
+        let held: Set<number> | null = null;
+        const live = (ev: StoredEvent): void => {
+          if (held?.has(ev.id)) return;
+          held = null;
           enqueue(ev, true);
+        };
+        const unsubscribe = svc.events.subscribe((ev) => {
+          if (early) early.push(ev);
+          else live(ev);
           if (ev.type === STOPPING_EVENT) stoppingSent = true;
         });
         res.on('drain', flush);
-        // after the replay, in its queue: a client reads it as "every stored event up to now has been sent"
-        queue.push({ text: ': connected\n\n', live: false });
-        flush();
+        const begin = (replay: StoredEvent[]): void => {
+          held = replay.length > 0 ? new Set(replay.map((ev) => ev.id)) : null;
+          for (const ev of replay) enqueue(ev, false);
+          const waiting = early ?? [];
+          early = null;
+          for (const ev of waiting) live(ev);
+          // after the replay, in its queue: a client reads it as "every stored event up to now has been sent"
+          queue.push({ text: ': connected\n\n', live: false });
+          flush();
+        };
+        const replay = Number.isFinite(lastId) ? svc.events.since(lastId, 10_000) : [];
+        if (Array.isArray(replay)) begin(replay);
+        else {
+          replay.then(begin, (e: unknown) => {
+            req.log.warn({ err: e }, 'replaying events failed');
+            cleanup();
+            if (!res.writableEnded) res.end();
+          });
+        }
         // a ping only on an idle connection: one with bytes waiting is not idle, and a stalled one gains nothing
         const ping = setInterval(() => { if (queue.length === 0 && res.writableLength === 0 && !res.writableEnded) res.write(': ping\n\n'); }, 15_000);
         const cleanup = (): void => {

@@ -74,11 +74,32 @@ export function registerClusterHostCommands(host: Command, client: () => ApiClie
     });
 }
 
-/** `corral host show NAME` against a controller. */
+interface HostEvent { id?: number; time: string; type: string; instance: string | null; data: Record<string, unknown> }
+
+/** What an event of a host says, in one line: its fields (not the host, shown above), then why, what follows, its output. */
+export function eventWhat(data: Record<string, unknown>): string {
+  const { host: _host, reason, then, output, ...rest } = data;
+  const parts = Object.entries(rest).filter(([, v]) => v !== null && v !== undefined)
+    .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`);
+  let what = parts.join(' ');
+  if (typeof reason === 'string') what = what ? `${what}: ${reason}` : reason;
+  if (typeof then === 'string') what += `; ${then}`;
+  if (typeof output === 'string' && output !== '') what += ` (output: ${output.replace(/\s+/g, ' ')})`;
+  return what || '-';
+}
+
+/** `corral host show NAME` against a controller: the host, then its recent events (`events` in JSON). */
 export async function showClusterHost(client: ApiClient, name: string, json: boolean): Promise<void> {
-  const res = await client.call<Record<string, unknown>>('GET', `/v1/hosts/${encodeURIComponent(name)}`);
-  if (json) printJson(res);
-  else printLines(keyValues(fields(res, { labels: (v) => formatLabels(v as Record<string, string>), 'capacity.memory': size, 'allocation.memory': size })));
+  const path = `/v1/hosts/${encodeURIComponent(name)}`;
+  const res = await client.call<Record<string, unknown>>('GET', path);
+  const { events } = await client.call<{ events: HostEvent[] }>('GET', `${path}/events`);
+  if (json) {
+    printJson({ ...res, events });
+    return;
+  }
+  const recent = events.length === 0 ? 'events: none recorded'
+    : `events (the last ${events.length}):\n${table(['TIME', 'TYPE', 'INSTANCE', 'WHAT'], events.map((e) => [e.time, e.type, e.instance ?? '-', eventWhat(e.data)]))}`;
+  printLines(`${keyValues(fields(res, { labels: (v) => formatLabels(v as Record<string, string>), 'capacity.memory': size, 'allocation.memory': size }))}\n\n${recent}`);
 }
 
 function version(): string {
@@ -95,10 +116,11 @@ export function registerClusterCommands(program: Command, client: () => ApiClien
     .description('run a cluster controller in this process: the API of many hosts, over PostgreSQL')
     .requiredOption('--database <url>', 'PostgreSQL, e.g. postgres://corral@db:5432/corral')
     .requiredOption('--listen <host:port>', 'the HTTPS API for people and agents')
-    .action(async (o: { database: string; listen: string }) => {
+    .option('--fence-command <path>', 'run for a host lost while holding HA instances (env CORRAL_FENCE_HOST, CORRAL_FENCE_ADDRESS); exit 0 says it is off, so they restart elsewhere at once (default $CORRAL_FENCE_COMMAND)')
+    .action(async (o: { database: string; listen: string; fenceCommand?: string }) => {
       releaseCliGuards();
       const { runController } = await import('../daemon/controller.js');
-      await runController({ database: o.database, listen: o.listen });
+      await runController({ database: o.database, listen: o.listen, ...(o.fenceCommand !== undefined ? { fenceCommand: o.fenceCommand } : {}) });
       setTimeout(() => process.exit(), 1000).unref();
     });
 

@@ -12,6 +12,9 @@
  *
  * Each row also keeps the instance as its host last reported it (`view`: a heartbeat's summary, or the agent's reply
  * to the controller's own call), which the cluster's list reads: see report(), setView() and listJson() at the end.
+ *
+ * A placement, a move of an HA instance, a move undone and a removal record their events (cluster-events.ts) in
+ * the same transaction or statement as the change.
  */
 import type pg from 'pg';
 import { CorralError } from '../core/errors.js';
@@ -20,6 +23,7 @@ import { formatSize } from '../core/units.js';
 import { HOST_COLUMNS, hostRow, type HostDbRow, type HostRow } from './cluster-store.js';
 import { errorCode, fromPg, UNIQUE_VIOLATION } from './pg-errors.js';
 import type { InstanceSummary } from '../services/instance-view.js';
+import { recordEvent, type NewEvent } from './cluster-events.js';
 
 /** The advisory lock that serialises placement across controllers ("place" in ASCII). */
 export const PLACEMENT_LOCK_KEY = '1886151011';
@@ -118,6 +122,10 @@ export class ClusterInstances {
          RETURNING ${COLUMNS}`,
         [req.name, got.host, req.cpus, req.memory, req.group ?? null, req.antiAffinity === true, hasLabels(req) ? JSON.stringify(req.labels) : null,
           req.shared ? 'shared' : 'local', req.ha === true, req.spec ? JSON.stringify(req.spec) : null]);
+      await recordEvent(client, {
+        type: 'instance.placed', host: got.host, instance: req.name,
+        data: { cpus: req.cpus, memory: req.memory, ha: req.ha === true, reason: req.host !== undefined ? `pinned to host ${req.host}` : `chosen by the ${this.o.policy} policy` },
+      });
       return { instance: instanceRow(r.rows[0]!), host: hosts.find((h) => h.name === got.host)! };
     }, (e) => (errorCode(e) === UNIQUE_VIOLATION ? new CorralError('ALREADY_EXISTS', `an instance named "${req.name}" exists`, { name: req.name }) : e));
   }
@@ -177,10 +185,11 @@ export class ClusterInstances {
   }
 
   /**
-   * Move an instance's row to another host (an HA restart: its host was fenced): placed as a new one would be (its
-   * group and host labels as it was created with), among the `up` hosts other than `from`, under the placement lock. The new host, or NO_HOST_FITS.
+   * Move an instance's row to another host (an HA restart: its host was fenced, `why`): placed as a new one would
+   * be (its group and host labels as it was created with), among the `up` hosts other than `from`, under the
+   * placement lock, recorded as instance.ha-restarting. The new host, or NO_HOST_FITS.
    */
-  async relocate(name: string, from: string): Promise<HostRow> {
+  async relocate(name: string, from: string, why: string): Promise<HostRow> {
     return this.underPlacementLock(async (client) => {
       const cur = (await client.query<InstanceDbRow>(`SELECT ${COLUMNS} FROM instances WHERE name = $1 FOR UPDATE`, [name])).rows[0];
       if (!cur || cur.host !== from) throw new CorralError('INVALID_STATE', `instance "${name}" is no longer on host "${from}"`, { name });
@@ -191,13 +200,37 @@ export class ClusterInstances {
       };
       const { got, hosts } = await this.choose(client, req, from);
       await client.query('UPDATE instances SET host = $2 WHERE name = $1', [name, got.host]);
+      await recordEvent(client, { type: 'instance.ha-restarting', host: from, instance: name, data: { from, to: got.host, reason: why } });
       return hosts.find((h) => h.name === got.host)!;
     });
   }
 
-  /** Put an instance back on a host (an HA restart that failed on the host it was moved to). */
-  async setHost(name: string, host: string): Promise<void> {
-    await this.q('UPDATE instances SET host = $2 WHERE name = $1', [name, host]);
+  /** Put an instance back on a host (an HA restart that failed on the host it was moved to), with its event if any. */
+  async setHost(name: string, host: string, event?: NewEvent): Promise<void> {
+    await this.inTransaction(async (client) => {
+      await client.query('UPDATE instances SET host = $2 WHERE name = $1', [name, host]);
+      if (event) await recordEvent(client, event);
+    });
+  }
+
+  private async inTransaction<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    let client: pg.PoolClient;
+    try {
+      client = await this.pool.connect();
+    } catch (e) {
+      throw fromPg(e);
+    }
+    try {
+      await client.query('BEGIN');
+      const out = await fn(client);
+      await client.query('COMMIT');
+      return out;
+    } catch (e) {
+      await client.query('ROLLBACK').catch(() => undefined);
+      throw fromPg(e);
+    } finally {
+      client.release();
+    }
   }
 
   /** The HA instances whose row names this host. */
@@ -224,9 +257,12 @@ export class ClusterInstances {
     await this.q('UPDATE instances SET uuid = $2 WHERE name = $1', [name, uuid]);
   }
 
-  /** Forget an instance (deleted on its host, or its create failed there): whether there was one. */
-  async remove(name: string): Promise<boolean> {
-    return (await this.q('DELETE FROM instances WHERE name = $1', [name])).rowCount === 1;
+  /** Forget an instance (deleted on its host, or its create failed there: `why`), recorded as instance.deleted: whether there was one. */
+  async remove(name: string, why: string): Promise<boolean> {
+    return (await this.q(
+      `WITH d AS (DELETE FROM instances WHERE name = $1 RETURNING name, host),
+            e AS (INSERT INTO events (type, host, instance, data) SELECT 'instance.deleted', host, name, jsonb_build_object('reason', $2::text) FROM d)
+       SELECT name FROM d`, [name, why])).rowCount === 1;
   }
 
   // ---- the instances as their hosts report them (the cluster's list reads these, never the hosts)

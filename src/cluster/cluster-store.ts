@@ -5,6 +5,8 @@
  * and every time comparison (token expiry, heartbeat age) is made on the database's clock, now(), never a host's.
  * A host's state is computed in SQL from its row: fenced, else maintenance, else unreachable when its last
  * heartbeat is older than `unreachableAfterMs` (or it never sent one), else up.
+ * A change worth telling (a host joined, removed, put in maintenance, fenced, back) records its event
+ * (cluster-events.ts) in the same statement, through a CTE: both are written, or neither.
  */
 import type pg from 'pg';
 import { CorralError } from '../core/errors.js';
@@ -77,6 +79,8 @@ export interface HostDbRow {
 }
 
 const iso = (d: Date | null): string | null => (d === null ? null : d.toISOString());
+/** A timestamptz column as ISO 8601 text in UTC to the millisecond, in SQL (as toISOString() would write it). */
+const ISO = (col: string): string => `to_char(${col} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')`;
 
 export function hostRow(r: HostDbRow): HostRow {
   return {
@@ -179,8 +183,11 @@ export class ClusterStore {
   async insertHost(h: NewHost): Promise<HostRow> {
     try {
       const r = await this.q<HostDbRow>(
-        `INSERT INTO hosts (name, uuid, address, cert_serial, cert_fingerprint, labels, agent_version)
-         VALUES ($2, $3, $4, $5, $6, $7::jsonb, $8) RETURNING ${HOST_COLUMNS}`,
+        `WITH h AS (INSERT INTO hosts (name, uuid, address, cert_serial, cert_fingerprint, labels, agent_version)
+                    VALUES ($2, $3, $4, $5, $6, $7::jsonb, $8) RETURNING *),
+              e AS (INSERT INTO events (type, host, data)
+                    SELECT 'host.joined', name, jsonb_build_object('address', address, 'agentVersion', agent_version) FROM h)
+         SELECT ${HOST_COLUMNS} FROM h`,
         [this.unreachableAfterMs, h.name, h.uuid, h.address, h.certSerial, h.certFingerprint, json(validateLabels('labels', h.labels ?? {})), h.agentVersion ?? null]);
       return hostRow(r.rows[0]!);
     } catch (e) {
@@ -204,10 +211,14 @@ export class ClusterStore {
     return r.rows.map(hostRow);
   }
 
-  /** Put a host in or out of maintenance; HOST_NOT_FOUND when there is none. */
+  /** Put a host in or out of maintenance (an event when that changes it); HOST_NOT_FOUND when there is none. */
   async setMaintenance(name: string, on: boolean): Promise<HostRow> {
-    const r = await this.q<HostDbRow>(`UPDATE hosts SET maintenance = $3 WHERE name = $2 RETURNING ${HOST_COLUMNS}`,
-      [this.unreachableAfterMs, name, on]);
+    const r = await this.q<HostDbRow>(
+      `WITH old AS (SELECT name, maintenance FROM hosts WHERE name = $2 FOR UPDATE),
+            u AS (UPDATE hosts h SET maintenance = $3 FROM old WHERE h.name = old.name RETURNING h.*),
+            e AS (INSERT INTO events (type, host, data) SELECT 'host.maintenance', name, jsonb_build_object('on', $3::boolean)
+                  FROM old WHERE maintenance <> $3)
+       SELECT ${HOST_COLUMNS} FROM u`, [this.unreachableAfterMs, name, on]);
     if (!r.rows[0]) throw notFound(name);
     return hostRow(r.rows[0]);
   }
@@ -232,12 +243,20 @@ export class ClusterStore {
 
   /**
    * Mark a host fenced with a reason (fenced_at keeps the time of the first fence), or clear it with null;
-   * HOST_NOT_FOUND when there is none.
+   * HOST_NOT_FOUND when there is none. A fence is recorded as host.fenced; a fence lifted as host.recovered,
+   * with `why` (or a fence's reason, when given).
    */
-  async setFenced(name: string, reason: string | null): Promise<HostRow> {
+  async setFenced(name: string, reason: string | null, why?: string): Promise<HostRow> {
     const r = await this.q<HostDbRow>(
-      `UPDATE hosts SET fenced_at = CASE WHEN $3::text IS NULL THEN NULL ELSE coalesce(fenced_at, now()) END, fence_reason = $3
-       WHERE name = $2 RETURNING ${HOST_COLUMNS}`, [this.unreachableAfterMs, name, reason]);
+      `WITH old AS (SELECT name, fenced_at FROM hosts WHERE name = $2 FOR UPDATE),
+            u AS (UPDATE hosts h SET fenced_at = CASE WHEN $3::text IS NULL THEN NULL ELSE coalesce(h.fenced_at, now()) END, fence_reason = $3
+                  FROM old WHERE h.name = old.name RETURNING h.*),
+            e AS (INSERT INTO events (type, host, data)
+                  SELECT CASE WHEN $3::text IS NULL THEN 'host.recovered' ELSE 'host.fenced' END, name,
+                    CASE WHEN $3::text IS NULL THEN jsonb_build_object('from', 'fenced', 'fencedAt', ${ISO('fenced_at')}, 'reason', coalesce($4::text, 'the fence was lifted'))
+                         ELSE jsonb_build_object('reason', coalesce($4::text, $3::text)) END
+                  FROM old WHERE (fenced_at IS NULL) <> ($3::text IS NULL))
+       SELECT ${HOST_COLUMNS} FROM u`, [this.unreachableAfterMs, name, reason, why ?? null]);
     if (!r.rows[0]) throw notFound(name);
     return hostRow(r.rows[0]);
   }
@@ -248,20 +267,61 @@ export class ClusterStore {
    */
   async fenceExpired(afterMs: number): Promise<HostRow[]> {
     const r = await this.q<HostDbRow>(
-      `UPDATE hosts SET fenced_at = now(),
-         fence_reason = 'no heartbeat since ' || coalesce(to_char(last_heartbeat AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), 'it joined')
-           || ': the lease and the host watchdog (' || $3 || ' ms together) have run out, so its HA instances are dead there and start elsewhere'
-       WHERE fenced_at IS NULL AND coalesce(last_heartbeat, joined_at) < now() - $2::float8 * interval '1 millisecond'
-         AND EXISTS (SELECT 1 FROM instances i WHERE i.host = hosts.name AND i.ha)
-       RETURNING ${HOST_COLUMNS}`, [this.unreachableAfterMs, afterMs, String(afterMs)]);
+      `WITH u AS (UPDATE hosts SET fenced_at = now(),
+           fence_reason = 'no heartbeat since ' || coalesce(to_char(last_heartbeat AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), 'it joined')
+             || ': the lease and the host watchdog (' || $3 || ' ms together) have run out, so its HA instances are dead there and start elsewhere'
+         WHERE fenced_at IS NULL AND coalesce(last_heartbeat, joined_at) < now() - $2::float8 * interval '1 millisecond'
+           AND EXISTS (SELECT 1 FROM instances i WHERE i.host = hosts.name AND i.ha)
+         RETURNING *),
+            e AS (INSERT INTO events (type, host, data)
+                  SELECT 'host.fenced', name, jsonb_build_object('reason', fence_reason, 'by', 'deadline') FROM u)
+       SELECT ${HOST_COLUMNS} FROM u`, [this.unreachableAfterMs, afterMs, String(afterMs)]);
     return r.rows.map(hostRow);
   }
 
-  /** An agent's report: last_heartbeat = now() and what it said; false when no such host (it was removed). */
+  /**
+   * The hosts that hold HA instances, are not fenced and sent no heartbeat for `leaseMs` (their lease expired):
+   * those a fence command is run for.
+   */
+  async lostWithHa(leaseMs: number): Promise<HostRow[]> {
+    const r = await this.q<HostDbRow>(
+      `SELECT ${HOST_COLUMNS} FROM hosts
+       WHERE fenced_at IS NULL AND coalesce(last_heartbeat, joined_at) < now() - $2::float8 * interval '1 millisecond'
+         AND EXISTS (SELECT 1 FROM instances i WHERE i.host = hosts.name AND i.ha)
+       ORDER BY name`, [this.unreachableAfterMs, leaseMs]);
+    return r.rows.map(hostRow);
+  }
+
+  /**
+   * Fence a host that a fence command confirmed off, with that reason, if it is not fenced yet and its lease
+   * (`leaseMs` without a heartbeat) is still expired (a host that reported meanwhile is left alone): the host
+   * fenced now, or null.
+   */
+  async fenceConfirmed(name: string, leaseMs: number, reason: string): Promise<HostRow | null> {
+    const r = await this.q<HostDbRow>(
+      `WITH u AS (UPDATE hosts SET fenced_at = now(), fence_reason = $4
+         WHERE name = $2 AND fenced_at IS NULL AND coalesce(last_heartbeat, joined_at) < now() - $3::float8 * interval '1 millisecond'
+         RETURNING *),
+            e AS (INSERT INTO events (type, host, data) SELECT 'host.fenced', name, jsonb_build_object('reason', fence_reason, 'by', 'fence command') FROM u)
+       SELECT ${HOST_COLUMNS} FROM u`, [this.unreachableAfterMs, name, leaseMs, reason]);
+    return r.rows[0] ? hostRow(r.rows[0]) : null;
+  }
+
+  /**
+   * An agent's report: last_heartbeat = now() and what it said; false when no such host (it was removed). A host
+   * that was unreachable (not fenced) and reports again is recorded as host.recovered, saying how long it was silent.
+   */
   async heartbeat(name: string, rep: { capacity: unknown; allocation: unknown; agentVersion: string; sharedPool?: string | null }): Promise<boolean> {
     const r = await this.q(
-      `UPDATE hosts SET last_heartbeat = now(), capacity = $2::jsonb, allocation = $3::jsonb, agent_version = $4, shared_pool = $5 WHERE name = $1`,
-      [name, json(rep.capacity), json(rep.allocation), rep.agentVersion, rep.sharedPool ?? null]);
+      `WITH old AS (SELECT name, last_heartbeat FROM hosts WHERE name = $1),
+            u AS (UPDATE hosts h SET last_heartbeat = now(), capacity = $2::jsonb, allocation = $3::jsonb, agent_version = $4, shared_pool = $5
+                  FROM old WHERE h.name = old.name RETURNING h.name, h.fenced_at, old.last_heartbeat AS prev),
+            e AS (INSERT INTO events (type, host, data)
+                  SELECT 'host.recovered', name, jsonb_build_object('from', 'unreachable', 'lastHeartbeat', ${ISO('prev')},
+                    'silentMs', round(extract(epoch FROM now() - prev) * 1000), 'reason', 'it reports again')
+                  FROM u WHERE fenced_at IS NULL AND prev < now() - $6::float8 * interval '1 millisecond')
+       SELECT name FROM u`,
+      [name, json(rep.capacity), json(rep.allocation), rep.agentVersion, rep.sharedPool ?? null, this.unreachableAfterMs]);
     return r.rowCount === 1;
   }
 
@@ -271,7 +331,8 @@ export class ClusterStore {
     try {
       r = await this.q<HostDbRow>(
       `WITH gone AS (DELETE FROM hosts WHERE name = $2 RETURNING *),
-            revoked AS (INSERT INTO revoked_certs (serial, host) SELECT cert_serial, name FROM gone ON CONFLICT (serial) DO NOTHING)
+            revoked AS (INSERT INTO revoked_certs (serial, host) SELECT cert_serial, name FROM gone ON CONFLICT (serial) DO NOTHING),
+            e AS (INSERT INTO events (type, host, data) SELECT 'host.removed', name, jsonb_build_object('revokedSerial', cert_serial) FROM gone)
        SELECT ${HOST_COLUMNS} FROM gone`, [this.unreachableAfterMs, name]);
     } catch (e) {
       if (errorCode(e) !== FOREIGN_KEY_VIOLATION) throw e;

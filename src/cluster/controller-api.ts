@@ -40,6 +40,9 @@ import { AgentClient } from './agent-client.js';
 import type { ClusterTokens } from './cluster-tokens.js';
 import type { ClusterAudit } from './cluster-audit.js';
 import { AGENT_ROUTE, installControllerAuth } from './controller-auth.js';
+import type { ClusterEvents } from './cluster-events.js';
+import type { EventFeed } from './event-feed.js';
+import { controllerEventRoutes } from './controller-events.js';
 
 export interface ControllerApiDeps {
   store: ClusterStore;
@@ -50,6 +53,9 @@ export interface ControllerApiDeps {
   reconciler?: Pick<ReportReconciler, 'check'>;
   tokens: ClusterTokens;
   audit: ClusterAudit;
+  /** the cluster's events, and this controller's live feed of them */
+  events: ClusterEvents;
+  feed: EventFeed;
   ca: { certPem: string; keyPem: string };
   tls: ControllerPair;
   /** the lease a heartbeat renews and the host watchdog's timeout, as agents are told them */
@@ -157,7 +163,7 @@ export async function buildControllerApi(d: ControllerApiDeps): Promise<FastifyI
     const forget = await d.instances.movedFrom(host.name, req.body.ha ?? []);
     // a fenced host is back: once the cluster has moved all its HA instances away, it takes work again
     if (host.state === 'fenced' && (await d.instances.haOn(host.name)).length === 0) {
-      await d.store.setFenced(host.name, null);
+      await d.store.setFenced(host.name, null, 'it reports again and its HA instances run elsewhere: the fence is lifted');
       d.log.info({ host: host.name }, 'a fenced host is back: its HA instances run elsewhere, the fence is lifted');
     }
     const now = await d.store.getHost(host.name);
@@ -189,6 +195,7 @@ export async function buildControllerApi(d: ControllerApiDeps): Promise<FastifyI
     const agentTls = { caPem: d.ca.certPem, certPem: d.tls.certPem, keyPem: d.tls.keyPem };
     await scoped.register(controllerConsoleRoutes({ tls: agentTls, hostOf: async (name) => (await hostOf(d, name)).host }));
     await scoped.register(controllerInstanceRoutes({ store: d.store, instances: d.instances, list: d.list ?? d.instances, log: d.log, agents: new AgentClient(agentTls) }));
+    await scoped.register(controllerEventRoutes({ events: d.events, feed: d.feed }));
   });
   await app.ready();
   return app;

@@ -24,6 +24,7 @@ import type { ClusterStore, HostRow } from './cluster-store.js';
 import type { ClusterInstances, ClusterInstance } from './cluster-instances.js';
 import { parse, type AgentClient, type AgentReply } from './agent-client.js';
 import { summaryOfReply } from './instance-reports.js';
+import { tail } from './cluster-events.js';
 
 export interface ControllerInstanceDeps {
   store: ClusterStore;
@@ -90,11 +91,11 @@ export function controllerInstanceRoutes(d: ControllerInstanceDeps) {
       try {
         res = await d.agents.call(placed.host, 'POST', '/v1/instances', r.rest);
       } catch (e) {
-        await d.instances.remove(r.name);
+        await d.instances.remove(r.name, `its create on host ${placed.host.name} failed: ${(e as Error).message}`);
         throw e;
       }
       if (res.status >= 300) {
-        await d.instances.remove(r.name);
+        await d.instances.remove(r.name, `host ${placed.host.name} refused its create (${res.status}): ${tail(res.body.toString(), 300)}`);
         return relay(reply, res);
       }
       const view = parse(res.body) as { uuid?: string };
@@ -114,7 +115,7 @@ export function controllerInstanceRoutes(d: ControllerInstanceDeps) {
       const res = await d.agents.call(host, req.method, path, body);
       const whole = path.split('?')[0] === `/v1/instances/${encodeURIComponent(req.params.name)}`;
       if (whole && req.method === 'DELETE' && (res.status < 300 || (res.status === 404 && /INSTANCE_NOT_FOUND/.test(res.body.toString())))) {
-        await d.instances.remove(req.params.name);
+        await d.instances.remove(req.params.name, res.status < 300 ? `deleted on host ${host.name}` : `deleted: host ${host.name} no longer had it`);
       } else if (req.method !== 'GET' && req.method !== 'HEAD' && res.status < 300) {
         // start, stop, kill, PATCH...: the list shows what the agent answered at once
         const summary = summaryOfReply(parse(res.body), req.params.name);

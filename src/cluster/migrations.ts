@@ -215,6 +215,33 @@ export const MIGRATIONS: readonly Migration[] = [
       );
     `,
   },
+  {
+    version: 10,
+    name: 'cluster events',
+    sql: `
+      -- what happened in the cluster and why (hosts joining, fenced, back; instances placed, restarted elsewhere),
+      -- written in the same transaction as the change; each controller's /v1/events replays these after an id,
+      -- and the trigger's NOTIFY (sent at commit) tells every controller's listener of a new one.
+      -- Kept bounded by the controllers (cluster-events.ts: the newest 10,000, none older than 30 days).
+      CREATE TABLE events (
+        id bigserial PRIMARY KEY,
+        at timestamptz NOT NULL DEFAULT now(),
+        type text NOT NULL,
+        host text,
+        instance text,
+        data jsonb NOT NULL DEFAULT '{}'
+      );
+      CREATE INDEX events_host ON events (host, id) WHERE host IS NOT NULL;
+      CREATE INDEX events_at ON events (at);
+      CREATE FUNCTION corral_event_notify() RETURNS trigger LANGUAGE plpgsql AS $fn$
+      BEGIN
+        PERFORM pg_notify('corral_events', NEW.id::text);
+        RETURN NULL;
+      END
+      $fn$;
+      CREATE TRIGGER events_notify AFTER INSERT ON events FOR EACH ROW EXECUTE FUNCTION corral_event_notify();
+    `,
+  },
 ];
 
 export interface MigrateResult {

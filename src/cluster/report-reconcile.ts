@@ -4,9 +4,10 @@
  * - **strangers**: instances the host has and the cluster does not (made on the host directly, through its own
  *   socket; on a host that joined with guests already on it; or a create whose answer the controller never got, so
  *   that it gave the reservation back). They are **adopted**: a row on that host with what the host reports them to
- *   have (vCPUs, memory, uuid, view), so they are listed, reserved in placement and forwarded to like any other.
+ *   have (vCPUs, memory, uuid, view), so they are listed, reserved in placement and forwarded to like any other
+ *   (event instance.adopted).
  * - **vanished**: rows of the host, reported by it before, that its report no longer has (deleted on the host
- *   directly). Their rows are removed, giving their reservation back.
+ *   directly). Their rows are removed, giving their reservation back (event instance.deleted, saying so).
  * A report can be older than what the controller did since (a beat built before a delete through a controller, and
  * arriving after it), so nothing is done on the report's word alone: the agent is asked about each name first (GET
  * /v1/instances/NAME), and only its answer now (there: adopt; INSTANCE_NOT_FOUND: remove) is acted on. Checks run
@@ -79,7 +80,11 @@ export class ReportReconciler {
     }
     for (const name of vanished) {
       if ((await this.ask(host, name)) !== 'gone') continue;
-      const r = await this.d.pool.query(`DELETE FROM instances WHERE name = $1 AND host = $2 AND view->>'host' = $2`, [name, host.name]);
+      const r = await this.d.pool.query(
+        `WITH d AS (DELETE FROM instances WHERE name = $1 AND host = $2 AND view->>'host' = $2 RETURNING name, host)
+         INSERT INTO events (type, host, instance, data)
+         SELECT 'instance.deleted', host, name, jsonb_build_object('reason', 'deleted on host ' || host || ' directly: the cluster forgets it') FROM d`,
+        [name, host.name]);
       if (r.rowCount === 1) {
         out.removed.push(name);
         this.d.log.info({ host: host.name, instance: name }, `instance ${name} is gone from host ${host.name} (deleted there directly): the cluster forgets it`);
@@ -104,9 +109,12 @@ export class ReportReconciler {
   /** A row for an instance the host has, at the size it has: false when the name was taken meanwhile. */
   private async adopt(host: string, s: InstanceSummary): Promise<boolean> {
     const r = await this.d.pool.query(
-      `INSERT INTO instances (name, host, uuid, cpus, memory, view, reported_at)
-       VALUES ($1, $2, $3::uuid, $4, $5, $6::jsonb || jsonb_build_object('host', $2::text), now())
-       ON CONFLICT (name) DO NOTHING`,
+      `WITH i AS (INSERT INTO instances (name, host, uuid, cpus, memory, view, reported_at)
+                  VALUES ($1, $2, $3::uuid, $4, $5, $6::jsonb || jsonb_build_object('host', $2::text), now())
+                  ON CONFLICT (name) DO NOTHING RETURNING name, host, cpus, memory)
+       INSERT INTO events (type, host, instance, data)
+       SELECT 'instance.adopted', host, name, jsonb_build_object('cpus', cpus, 'memory', memory,
+         'reason', 'made on host ' || host || ' directly: the cluster adopts it') FROM i`,
       [s.name, host, s.uuid, s.cpus, s.memory, JSON.stringify(s)]);
     return r.rowCount === 1;
   }

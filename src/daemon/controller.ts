@@ -3,6 +3,7 @@
  * token file (in its data dir); what exists, which hosts are in the cluster and their last reports are in the
  * database, so several controllers serve the same cluster side by side. It refuses to start when PostgreSQL cannot
  * be reached (DATABASE_UNAVAILABLE) or the cluster was never initialised (CLUSTER_NOT_INITIALISED).
+ * Each controller listens to the cluster's events (for its /v1/events streams) and prunes old ones now and then.
  */
 import { chmodSync, mkdirSync } from 'node:fs';
 import { hostname } from 'node:os';
@@ -25,6 +26,9 @@ import type { Policy } from '../core/placement.js';
 import { ensureControllerPair } from '../cluster/controller-tls.js';
 import { buildControllerApi, sha256Hex } from '../cluster/controller-api.js';
 import { caSha256 } from '../cluster/pki.js';
+import { ClusterEvents } from '../cluster/cluster-events.js';
+import { EventFeed } from '../cluster/event-feed.js';
+import { checkFenceCommand, fenceTimeoutMs } from '../cluster/fence-command.js';
 
 export interface ControllerOptions {
   database: string;
@@ -33,7 +37,12 @@ export interface ControllerOptions {
   dataDir?: string;
   /** a host whose last heartbeat is older than this is unreachable (default 15 s; env CORRAL_UNREACHABLE_AFTER_MS) */
   unreachableAfterMs?: number;
+  /** run for a host lost while holding HA instances; exit 0 says it is off (env CORRAL_FENCE_COMMAND; ha-manager.ts) */
+  fenceCommand?: string;
 }
+
+/** how often a controller deletes the events past their retention (cluster-events.ts) */
+const PRUNE_EVERY_MS = 10 * 60_000;
 
 /** spread (the default: the host with the most free memory) or pack, from CORRAL_PLACEMENT. */
 function placementPolicy(): Policy {
@@ -50,6 +59,8 @@ export async function runController(o: ControllerOptions): Promise<void> {
   chmodSync(dataDir, 0o700);
   const paths = dataPaths(dataDir);
   const token = ensureToken(paths.token);
+  const fenceCommand = o.fenceCommand ?? (process.env.CORRAL_FENCE_COMMAND || undefined);
+  const fence = fenceCommand === undefined ? {} : { fenceCommand: checkFenceCommand(fenceCommand), fenceTimeoutMs: fenceTimeoutMs() };
   const db = await openClusterDb(o.database);
   let closing = false;
   let list: InstanceList | undefined;
@@ -65,12 +76,18 @@ export async function runController(o: ControllerOptions): Promise<void> {
     const ha = { leaseMs: unreachableAfterMs, watchdogMs: Number(process.env.CORRAL_WATCHDOG_MS) || 10_000 };
     const audit = new ClusterAudit(db.pool, { warn: (m) => log.warn({}, m) });
     list = new InstanceList(db.pool, { unreachableAfterMs });
+    const events = new ClusterEvents(db.pool);
+    const feed = new EventFeed(db.pool, events, log);
+    await feed.start();
     const agents = new AgentClient({ caPem: ca.certPem, certPem: tls.certPem, keyPem: tls.keyPem });
     const reconciler = new ReportReconciler({ pool: db.pool, agents, log });
-    const app = await buildControllerApi({ store, instances, list, reconciler, tokens: new ClusterTokens(db.pool), audit, ca, tls, log, ha });
-    const haManager = new HaManager(db.pool, store, instances, agents, ha, log);
+    const app = await buildControllerApi({ store, instances, list, reconciler, events, feed, tokens: new ClusterTokens(db.pool), audit, ca, tls, log, ha });
+    const haManager = new HaManager(db.pool, store, instances, agents, events, { ...ha, ...fence }, log);
     await app.listen({ host: where.host, port: where.port });
     haManager.start();
+    const prune = setInterval(() => void events.prune().catch((e: unknown) => log.warn({ error: (e as Error).message }, 'pruning old cluster events failed')), PRUNE_EVERY_MS);
+    prune.unref();
+    if (fence.fenceCommand) log.info({ fenceCommand: fence.fenceCommand, timeoutMs: fence.fenceTimeoutMs }, 'a lost host that holds HA instances is fenced by the fence command');
     log.info({ listen: o.listen, tokenFile: paths.token, caFile: tls.caFile, caSha256: caSha256(ca.certPem) },
       `corral controller listening on https://${o.listen} (clients: CORRAL_URL=https://${o.listen} CORRAL_TLS_CA=${tls.caFile} CORRAL_TOKEN=$(cat ${paths.token}))`);
     await new Promise<void>((resolve) => {
@@ -78,7 +95,8 @@ export async function runController(o: ControllerOptions): Promise<void> {
         if (closing) return;
         closing = true;
         log.info({ signal: sig }, 'controller stopping; agents and their VMs carry on');
-        void haManager.stop().then(() => closeApi(app, 2000)).then(() => resolve());
+        clearInterval(prune);
+        void haManager.stop().then(() => closeApi(app, 2000)).then(() => feed.stop()).then(() => resolve());
       };
       process.once('SIGTERM', () => stop('SIGTERM'));
       process.once('SIGINT', () => stop('SIGINT'));

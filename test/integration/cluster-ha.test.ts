@@ -129,6 +129,11 @@ test('its host\'s agent killed: the watchdog kills the guest, the host is fenced
   const h1 = await hostState('a1');
   assert.equal(h1.state, 'fenced');
   assert.match(h1.fenceReason, /no heartbeat since/);
+  // the host's events say what happened and why (no fence command here: the deadline fenced it)
+  const events = (await ok(['host', 'show', 'a1'])).events.map((e: any) => [e.type, e.instance, e.data.by ?? e.data.to ?? null]);
+  assert.deepEqual(events.filter((e: any[]) => /^host\.fenced|^instance\.ha-restart/.test(e[0])), [
+    ['host.fenced', null, 'deadline'], ['instance.ha-restarting', 'ha1', moved.host], ['instance.ha-restarted', 'ha1', moved.host],
+  ]);
   const to = hosts.get(moved.host)!;
   await to.waitConsole('ha1', /corral-tiny ready/);
   assert.match(await to.guest('ha1', 'dd if=/dev/vda bs=512 skip=100 count=1 2>/dev/null | head -c 19; echo'), /corral-ha-marker-1/);

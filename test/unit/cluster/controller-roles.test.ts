@@ -14,6 +14,8 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { declared, pathRule, registeredRoutes, ROUTE_ROLES } from '../../../src/api/roles.js';
 import type { Role } from '../../../src/core/tokens.js';
+import { ClusterEvents } from '../../../src/cluster/cluster-events.js';
+import { EventFeed } from '../../../src/cluster/event-feed.js';
 import { ClusterAudit } from '../../../src/cluster/cluster-audit.js';
 import { ClusterInstances } from '../../../src/cluster/cluster-instances.js';
 import { ClusterStore } from '../../../src/cluster/cluster-store.js';
@@ -45,8 +47,10 @@ before(async () => {
   await store.registerApiToken('controller test', createHash('sha256').update(TOKEN_FILE).digest('hex'));
   dir = mkdtempSync(join(tmpdir(), 'corral-ctl-roles-'));
   tokens = new ClusterTokens(db.pool);
+  const events = new ClusterEvents(db.pool);
   app = await buildControllerApi({
     store, instances: new ClusterInstances(db.pool, { unreachableAfterMs: 15_000, policy: 'spread' }), tokens, audit: new ClusterAudit(db.pool),
+    events, feed: new EventFeed(db.pool, events, quiet),
     ca, tls: await ensureControllerPair(dir, ca, '127.0.0.1'), ha: { leaseMs: 15_000, watchdogMs: 10_000 }, log: quiet,
   });
   for (const role of ['viewer', 'operator', 'admin'] as const) secret[role] = (await tokens.create({ name: `${role}1`, role }, null)).token;

@@ -184,7 +184,7 @@ test('the kept lists follow every change at once, from either controller, a dele
   assert.ok((JSON.parse(await keptElsewhere.listJson()).instances as Array<{ name: string }>).some((r) => r.name === 'k1'));
   await instances.report('h2', [summary('k1', { state: 'running', updatedAt: '2026-01-01T00:00:01.000Z' })]);
   assert.equal((await listed()).find((r) => r.name === 'k1')!.state, 'running');
-  await instances.remove('k1');
+  await instances.remove('k1', 'deleted');
   assert.equal((await listed()).some((r) => r.name === 'k1'), false, 'deleted');
   // a hand edit in the database is a change like any other
   await db.pool.query(`UPDATE instances SET view = jsonb_set(view, '{state}', '"paused"') WHERE name = 'v2'`);
@@ -222,6 +222,6 @@ test('what the cluster reserves follows a resize the host reports, and the host\
   // another host's word about it changes nothing
   await instances.report('h1', [summary('r1', { cpus: 8, memory: 1024 * MiB, updatedAt: '2026-01-01T00:00:03.000Z' })]);
   assert.deepEqual(((i) => [i.cpus, i.memory])((await instances.get('r1'))!), [2, 128 * MiB]);
-  await instances.remove('r1');
+  await instances.remove('r1', 'deleted');
   assert.deepEqual((await store.getHost('h2'))!.reserved, before);
 });

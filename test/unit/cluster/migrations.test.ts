@@ -46,7 +46,7 @@ test('two controllers migrating at once apply each migration once; a rerun is a 
   assert.deepEqual([a.to, b.to], [list.length, list.length]);
 
   assert.deepEqual(await rows(url), list.map((m) => ({ version: m.version, name: m.name, applied: true })));
-  assert.deepEqual(await tables(url), ['api_tokens', 'audit', 'cluster', 'hosts', 'instances', 'join_tokens', 'named_tokens', 'probe', 'revoked_certs', 'schema_migrations']);
+  assert.deepEqual(await tables(url), ['api_tokens', 'audit', 'cluster', 'events', 'hosts', 'instances', 'join_tokens', 'named_tokens', 'probe', 'revoked_certs', 'schema_migrations']);
   const runs = await withClient(url, async (c) => (await c.query<{ last_value: string }>('SELECT last_value FROM probe_runs')).rows[0]!.last_value);
   assert.equal(runs, '1');
 
@@ -88,4 +88,35 @@ test('a failing migration leaves nothing behind: the whole migration is one tran
   const bad: Migration[] = [...MIGRATIONS, { version: MIGRATIONS.length + 1, name: 'broken', sql: 'CREATE TABLE half (x int); SELECT no_such_function()' }];
   await assert.rejects(withClient(url, (c) => migrate(c, bad)), /no_such_function/);
   assert.deepEqual(await tables(url), [], 'not even schema_migrations or migration 1');
+});
+
+test('migration 10 adds the events table to a cluster at version 9, indexed after an id and by host; a new event is notified at its commit', async () => {
+  const url = await server.newDatabase();
+  await withClient(url, (c) => migrate(c, MIGRATIONS.slice(0, 9)));
+  assert.deepEqual((await withClient(url, (c) => migrate(c))).applied, [10]);
+  const indexes = await withClient(url, async (c) => (await c.query<{ d: string }>(
+    "SELECT indexdef AS d FROM pg_indexes WHERE tablename = 'events' ORDER BY indexname")).rows.map((r) => r.d.replace(/^.* USING /, '')));
+  assert.deepEqual(indexes, ['btree (at)', 'btree (host, id) WHERE (host IS NOT NULL)', 'btree (id)']);
+
+  const pool = new pg.Pool({ connectionString: url });
+  const listener = await pool.connect();
+  try {
+    const heard: string[] = [];
+    listener.on('notification', (n) => heard.push(`${n.channel} ${n.payload}`));
+    await listener.query('LISTEN corral_events');
+    const writer = await pool.connect();
+    await writer.query('BEGIN');
+    const id = (await writer.query<{ id: string }>("INSERT INTO events (type, host) VALUES ('host.joined', 'h1') RETURNING id")).rows[0]!.id;
+    await listener.query('SELECT 1');
+    assert.deepEqual(heard, [], 'nothing before the commit');
+    await writer.query('COMMIT');
+    writer.release();
+    for (let i = 0; i < 50 && heard.length === 0; i++) await listener.query('SELECT pg_sleep(0.02)');
+    assert.deepEqual(heard, [`corral_events ${id}`]);
+    const row = (await listener.query('SELECT type, host, instance, data, at IS NOT NULL AS at FROM events')).rows[0];
+    assert.deepEqual(row, { type: 'host.joined', host: 'h1', instance: null, data: {}, at: true });
+  } finally {
+    listener.release();
+    await pool.end();
+  }
 });

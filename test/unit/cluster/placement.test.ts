@@ -52,11 +52,11 @@ test('spread places on the host with the most room; the reservations follow inse
   assert.deepEqual(hosts, ['h1', 'h2', 'h3', 'h1']);
   assert.deepEqual(await reserved(), { h1: [2, 2, 2], h2: [1, 1, 1], h3: [1, 1, 1] });
   await store.setMaintenance('h2', true);
-  const to = await placer.relocate('s2', 'h2');
+  const to = await placer.relocate('s2', 'h2', 'host h2 is fenced');
   assert.equal(to.name, 'h3', 'not the host it leaves, the one with most room');
   assert.deepEqual(await reserved(), { h1: [2, 2, 2], h2: [0, 0, 0], h3: [2, 2, 2] });
   await store.setMaintenance('h2', false);
-  for (const name of ['s1', 's2', 's3', 's4']) assert.equal(await placer.remove(name), true);
+  for (const name of ['s1', 's2', 's3', 's4']) assert.equal(await placer.remove(name, 'deleted'), true);
   assert.deepEqual(await reserved(), { h1: [0, 0, 0], h2: [0, 0, 0], h3: [0, 0, 0] });
 });
 
@@ -83,7 +83,7 @@ test('two controllers placing at once never overcommit a host: 12 vCPUs of room,
   assert.deepEqual(Object.values(await reserved()).map((r) => r[0]), [4, 4, 4]);
   const rows = await placer.list();
   assert.equal(rows.length, 12);
-  for (const r of rows) await placer.remove(r.name);
+  for (const r of rows) await placer.remove(r.name, 'deleted');
 });
 
 test('anti-affinity keeps a group on different hosts, also across two controllers at once', async () => {
@@ -95,7 +95,7 @@ test('anti-affinity keeps a group on different hosts, also across two controller
 });
 
 test('host labels: a request goes only to hosts that carry them all, NO_HOST_FITS names what each lacks, a relocation asks for them again', async () => {
-  for (const r of await placer.list()) await placer.remove(r.name);
+  for (const r of await placer.list()) await placer.remove(r.name, 'test cleanup');
   await store.setLabels('h2', { zone: 'b', disk: 'ssd' });
   await store.setLabels('h3', { zone: 'b' });
   // h1 has the most room, h2 more than h3: spread would pick h1 for a request without labels
@@ -123,13 +123,13 @@ test('host labels: a request goes only to hosts that carry them all, NO_HOST_FIT
   assert.equal(await placer.get('x1'), null);
 
   // an HA restart leaving h2: h3 is the other host labelled zone=b, though h1 has more room
-  assert.equal((await placer.relocate('l1', 'h2')).name, 'h3');
+  assert.equal((await placer.relocate('l1', 'h2', 'host h2 is fenced')).name, 'h3');
   assert.equal((await placer.get('l1'))!.host, 'h3');
   await store.setLabels('h3', { zone: null });
-  await assert.rejects(placer.relocate('l2', 'h2'), refused(['h1 lacks the labels disk=ssd, zone=b', 'h3 lacks the labels disk=ssd, zone=b']));
+  await assert.rejects(placer.relocate('l2', 'h2', 'host h2 is fenced'), refused(['h1 lacks the labels disk=ssd, zone=b', 'h3 lacks the labels disk=ssd, zone=b']));
   assert.equal((await placer.get('l2'))!.host, 'h2', 'left where it was');
 
-  for (const r of await placer.list()) await placer.remove(r.name);
+  for (const r of await placer.list()) await placer.remove(r.name, 'test cleanup');
   await store.setLabels('h2', { zone: null, disk: null });
   assert.deepEqual((await store.listHosts()).map((h) => h.labels), [{}, {}, {}]);
 });
