@@ -131,25 +131,11 @@ export class ClusterInstances {
   }
 
   /** One transaction under the cluster-wide placement lock; `mapError` may turn a failure into a coded one. */
-  private async underPlacementLock<T>(fn: (client: pg.PoolClient) => Promise<T>, mapError: (e: unknown) => unknown = (e) => e): Promise<T> {
-    let client: pg.PoolClient;
-    try {
-      client = await this.pool.connect();
-    } catch (e) {
-      throw fromPg(e);
-    }
-    try {
-      await client.query('BEGIN');
+  private underPlacementLock<T>(fn: (client: pg.PoolClient) => Promise<T>, mapError: (e: unknown) => unknown = (e) => e): Promise<T> {
+    return this.inTransaction(async (client) => {
       await client.query('SELECT pg_advisory_xact_lock($1::bigint)', [PLACEMENT_LOCK_KEY]);
-      const out = await fn(client);
-      await client.query('COMMIT');
-      return out;
-    } catch (e) {
-      await client.query('ROLLBACK').catch(() => undefined);
-      throw fromPg(mapError(e));
-    } finally {
-      client.release();
-    }
+      return fn(client);
+    }, mapError);
   }
 
   /** The host a request goes to, among `up` hosts (all but `exclude`); NO_HOST_FITS, naming what each lacks, when none. */
@@ -213,7 +199,8 @@ export class ClusterInstances {
     });
   }
 
-  private async inTransaction<T>(fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+  /** One transaction; `mapError` may turn a failure into a coded one. */
+  private async inTransaction<T>(fn: (client: pg.PoolClient) => Promise<T>, mapError: (e: unknown) => unknown = (e) => e): Promise<T> {
     let client: pg.PoolClient;
     try {
       client = await this.pool.connect();
@@ -227,7 +214,7 @@ export class ClusterInstances {
       return out;
     } catch (e) {
       await client.query('ROLLBACK').catch(() => undefined);
-      throw fromPg(e);
+      throw fromPg(mapError(e));
     } finally {
       client.release();
     }
