@@ -73,6 +73,12 @@ export const InstanceSummary = Type.Pick(
 );
 export type InstanceSummary = Static<typeof InstanceSummary>;
 
+/** One of a host's own events, as its store keeps it. */
+const HostEvent = Type.Object({
+  id: Type.Integer({ minimum: 1 }), time: Type.String(), type: Type.String({ maxLength: 100 }), instance: nullable(Type.String({ maxLength: 100 })),
+  data: Type.Record(Type.String(), Type.Unknown()),
+}, { additionalProperties: false });
+
 export const HeartbeatBody = Type.Object(
   {
     capacity: Type.Unknown(),
@@ -82,6 +88,10 @@ export const HeartbeatBody = Type.Object(
     ha: Type.Optional(Type.Array(Type.String(), { description: 'the HA instances this host has records of' })),
     instances: Type.Optional(Type.Array(InstanceSummary, {
       description: 'every instance of the host, sent only when the list changed since the last beat a controller answered (and on the first beat to a controller)',
+    })),
+    events: Type.Optional(Type.Array(HostEvent, {
+      maxItems: 1000,
+      description: 'the host\'s own events after the id the last reply named (eventsAfter), oldest first',
     })),
   },
   { additionalProperties: false },
@@ -93,4 +103,5 @@ export const HeartbeatReply = Type.Object({
   leaseMs: Type.Integer({ description: 'the lease a beat renews: the agent kills its HA instances when none was answered for this long' }),
   watchdogMs: Type.Integer({ description: 'the host watchdog\'s timeout: it kills the HA instances when the agent stops petting it this long' }),
   forget: Type.Array(Type.String(), { description: 'instances the cluster runs on another host now: the agent removes its records of them' }),
+  eventsAfter: Type.Optional(Type.Integer({ description: 'the newest of the host\'s own events the cluster has (0: none yet): the next beat sends those after it' })),
 });

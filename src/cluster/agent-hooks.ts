@@ -10,6 +10,8 @@ export function agentLinkHooks(d: {
   instances: InstanceService;
   store: Store;
   events: EventBus;
+  /** the id of this agent's first event since it started (the cluster's events begin there for a new host) */
+  firstEventId: number;
   version: string;
   sharedPool: string | null;
   log: { info: (o: object, m: string) => void; warn: (o: object, m: string) => void };
@@ -24,6 +26,7 @@ export function agentLinkHooks(d: {
         ha: rows.filter((r) => r.spec.ha === true).map((r) => r.name), instances: rows.map(instanceSummary),
       };
     },
+    events: { since: (id, limit) => d.events.since(id, limit), firstId: d.firstEventId },
     haPids: () => ha().filter((r) => r.pid !== null).map((r) => ({ pid: r.pid!, startTicks: r.pidStart })),
     fence: async (reason) => {
       const killed: string[] = [];

@@ -22,6 +22,7 @@ import { validateLabels } from '../core/labels.js';
 import { makeKeyAndCsr } from './pki.js';
 import { ensureWatchdog, WatchdogPet, type HaPid } from './watchdog.js';
 import type { InstanceSummary } from '../services/instance-view.js';
+import type { StoredEvent } from '../store/store.js';
 import { ReportAck, summariesHash } from './instance-reports.js';
 
 export interface AgentIdentity {
@@ -182,9 +183,17 @@ export interface LinkHooks {
   restart(names: string[]): Promise<void>;
   /** remove the records of instances the cluster moved to another host (their shared root disks stay) */
   forget(names: string[]): Promise<void>;
+  /**
+   * the host's own events after an id, oldest first (for the cluster's events), and the id to start from when the
+   * cluster has none of this host's yet (its agent's start: earlier history stays on the host); none: not sent
+   */
+  events?: { since(id: number, limit: number): StoredEvent[]; firstId: number };
 }
 
-interface BeatReply { state?: string; leaseMs?: number; watchdogMs?: number; forget?: string[] }
+interface BeatReply { state?: string; leaseMs?: number; watchdogMs?: number; forget?: string[]; eventsAfter?: number }
+
+/** a host's own events sent with one beat, at most (a backlog goes over the next beats) */
+const EVENTS_PER_BEAT = 200;
 
 /**
  * The heartbeat loop, and the lease it renews. Each beat goes to the first controller that answers; an answered
@@ -203,6 +212,8 @@ export class AgentLink {
   private fenced = false;
   /** the HA instances this agent killed when its lease ran out: started again once it is renewed, unless moved */
   private fencedNames: string[] = [];
+  /** the newest of this host's own events the cluster has, as its last reply said (null: not known yet) */
+  private eventsAfter: number | null = null;
   /** which beats carry the instance list */
   readonly reports = new ReportAck();
   /** the host watchdog's pets; none on a simulated host (its VMs are objects of a fake driver) */
@@ -258,12 +269,14 @@ export class AgentLink {
       if (this.watchdogMs !== null) this.pet?.pet(this.watchdogMs, this.hooks.haPids());
       const { instances, ...rest } = await this.hooks.report();
       const hash = summariesHash(instances);
+      // the host's own events after what the cluster said it has (none before the first reply names it)
+      const events = this.eventsAfter !== null && this.hooks.events ? this.hooks.events.since(this.eventsAfter, EVENTS_PER_BEAT) : [];
       const sentAt = performance.now();
       let lastErr = '';
       for (const c of this.id.controllers) {
         try {
           const send = this.reports.mustSend(c, hash);
-          const body = send ? { ...rest, instances } : rest;
+          const body = { ...rest, ...(send ? { instances } : {}), ...(events.length > 0 ? { events } : {}) };
           this.log.debug?.({ controller: c, instances: send ? instances.length : 'unchanged', listsSent: this.reports.counts.sent, listsOmitted: this.reports.counts.omitted }, 'heartbeat');
           const r = await clusterRequest(c, 'POST', '/v1/cluster/heartbeat', body, { ca: this.id.caPem, cert: this.id.certPem, key: this.id.keyPem }, Math.max(1000, this.intervalMs));
           if (r.status === 200) {
@@ -275,6 +288,9 @@ export class AgentLink {
             this.fenced = false;
             if (typeof reply.leaseMs === 'number') this.leaseMs = reply.leaseMs;
             if (typeof reply.watchdogMs === 'number') this.watchdogMs = reply.watchdogMs;
+            if (typeof reply.eventsAfter === 'number' && this.hooks.events) {
+              this.eventsAfter = reply.eventsAfter > 0 ? reply.eventsAfter : Math.max(0, this.hooks.events.firstId - 1);
+            }
             const forget = reply.forget ?? [];
             if (forget.length > 0) {
               this.log.warn({ instances: forget }, 'the cluster runs these instances on another host now: their records here are removed (their shared disks stay)');

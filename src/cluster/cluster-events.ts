@@ -70,6 +70,27 @@ export class ClusterEvents {
     }
   }
 
+  /**
+   * A host's own events, as its heartbeat brings them (its ids as `source_id`: each kept once, whatever a beat
+   * repeats), with their time on that host; the newest id the host has delivered, which the beat's reply tells it.
+   */
+  async fromHost(host: string, list: readonly StoredEvent[]): Promise<number> {
+    const newest = list.reduce((m, e) => Math.max(m, e.id), 0);
+    const r = await this.q<{ acked: string }>(
+      `WITH e AS (INSERT INTO events (at, type, host, instance, data, source_id)
+                  SELECT (x->>'time')::timestamptz, x->>'type', $1, x->>'instance', coalesce(x->'data', '{}'::jsonb), (x->>'id')::bigint
+                    FROM jsonb_array_elements($2::jsonb) AS x
+                  ON CONFLICT (host, source_id) WHERE source_id IS NOT NULL DO NOTHING)
+       UPDATE hosts SET events_acked = greatest(events_acked, $3::bigint) WHERE name = $1 RETURNING events_acked AS acked`,
+      [host, JSON.stringify(list), newest]);
+    return Number(r.rows[0]?.acked ?? 0);
+  }
+
+  /** The newest id of its own events a host has delivered (0: none yet). */
+  async ackedOf(host: string): Promise<number> {
+    return Number((await this.q<{ acked: string }>('SELECT events_acked AS acked FROM hosts WHERE name = $1', [host])).rows[0]?.acked ?? 0);
+  }
+
   /** The events after this id, oldest first, at most `limit`. */
   async since(id: number, limit = 1000): Promise<StoredEvent[]> {
     const r = await this.q<EventDbRow>(`SELECT ${COLUMNS} FROM events WHERE id > $1 ORDER BY id LIMIT $2`, [id, limit]);

@@ -167,7 +167,9 @@ export async function buildControllerApi(d: ControllerApiDeps): Promise<FastifyI
       d.log.info({ host: host.name }, 'a fenced host is back: its HA instances run elsewhere, the fence is lifted');
     }
     const now = await d.store.getHost(host.name);
-    return { host: host.name, state: now?.state ?? host.state, leaseMs: d.ha.leaseMs, watchdogMs: d.ha.watchdogMs, forget };
+    // what happened on the host itself (instances started, stopped...) joins the cluster's events
+    const eventsAfter = req.body.events && req.body.events.length > 0 ? await d.events.fromHost(host.name, req.body.events) : await d.events.ackedOf(host.name);
+    return { host: host.name, state: now?.state ?? host.state, leaseMs: d.ha.leaseMs, watchdogMs: d.ha.watchdogMs, forget, eventsAfter };
   });
 
   typed.get('/v1/hosts', { schema: { response: { 200: HostList, 401: errors[401] } } }, async () => ({ hosts: (await d.store.listHosts()).map(hostView) }));

@@ -242,6 +242,18 @@ export const MIGRATIONS: readonly Migration[] = [
       CREATE TRIGGER events_notify AFTER INSERT ON events FOR EACH ROW EXECUTE FUNCTION corral_event_notify();
     `,
   },
+  {
+    version: 11,
+    name: 'hosts\' own events',
+    sql: `
+      -- what happens on each host (instances started, stopped, crashed...) comes to the cluster's events with the
+      -- heartbeats: source_id is the event's id on its host (each kept once), events_acked the newest a host has
+      -- delivered, which the heartbeat's reply tells the agent so that it sends what follows, across restarts of either
+      ALTER TABLE events ADD COLUMN source_id bigint;
+      CREATE UNIQUE INDEX events_source ON events (host, source_id) WHERE source_id IS NOT NULL;
+      ALTER TABLE hosts ADD COLUMN events_acked bigint NOT NULL DEFAULT 0;
+    `,
+  },
 ];
 
 export interface MigrateResult {

@@ -292,9 +292,9 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
     log.info({ listen: opts.listen, tokenFile: paths.token, certFile, fingerprint, made },
       `corral daemon listening on TCP with TLS (bearer token required: the token file's, or one from corral token create); certificate SHA-256 fingerprint ${fingerprint} (clients: CORRAL_URL=https://${opts.listen} CORRAL_TLS_FINGERPRINT=${fingerprint})`);
   }
-  events.publish('daemon.started', null, { pid: process.pid });
+  const started = events.publish('daemon.started', null, { pid: process.pid });
   const link = identity && opts.agent
-    ? new AgentLink(identity, agentLinkHooks({ instances, store, events, version: opts.agent.version, sharedPool: sharedPool?.dir ?? null, log }), log, dataDir)
+    ? new AgentLink(identity, agentLinkHooks({ instances, store, events, firstEventId: started.id, version: opts.agent.version, sharedPool: sharedPool?.dir ?? null, log }), log, dataDir)
     : undefined;
   link?.start();
 

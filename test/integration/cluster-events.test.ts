@@ -149,7 +149,7 @@ after(async () => {
   if (fenceDir) rmSync(fenceDir, { recursive: true, force: true });
 });
 
-test('corral events follows the controller: the hosts joined, the HA guest placed', { skip, timeout: 120_000 }, async () => {
+test('corral events follows the controller: the hosts joined, the HA guest placed, then made and run on its host (the host\'s own events)', { skip, timeout: 120_000 }, async () => {
   for (const n of ['a1', 'a2', 'a3']) {
     const e = await follower.wait('host.joined', (x) => x.data.host === n);
     assert.equal(e.data.address, `https://127.0.0.1:${ports.get(n)}`);
@@ -160,6 +160,12 @@ test('corral events follows the controller: the hosts joined, the HA guest place
   assert.deepEqual([placed.data.host, placed.data.ha, placed.data.reason], ['a1', true, 'pinned to host a1']);
   await hosts.get('a1')!.waitConsole('ha1', /corral-tiny ready/);
   assert.equal(copiesOf('ha1').length, 1);
+  // what happened on the host itself comes with its heartbeats: the guest made there, then running
+  const made1 = await follower.wait('instance.created', (e) => e.instance === 'ha1');
+  const running = await follower.wait('instance.state', (e) => e.instance === 'ha1' && e.data.to === 'running');
+  assert.equal(made1.data.host, 'a1');
+  assert.equal(running.data.host, 'a1');
+  assert.ok(made1.id < running.id, 'in the order they happened there');
 });
 
 test('a fence command that fails: recorded, and the guest is not started elsewhere (the fence deadline is far); the host back is recorded', { skip, timeout: 180_000 }, async () => {
@@ -245,9 +251,13 @@ test('corral events --since 0 replays the same events; corral host show lists th
   assert.match(text.stdout, /instance\.ha-restarted\s+ha1\s+.*from=a1.*: host a1 is fenced: the fence command/);
   const json = await ok(['host', 'show', 'a1']);
   assert.equal(json.name, 'a1');
-  assert.deepEqual(json.events.map((e: Ev) => e.type), [
+  // the cluster's own, in order, and between them what the host said happened there (its agent started, the guest made and run)
+  const types = json.events.map((e: Ev) => e.type) as string[];
+  const own = new Set(['daemon.started', 'instance.created', 'instance.state']);
+  assert.deepEqual(types.filter((t) => /^host\./.test(t) || /^instance\.(placed|ha-)/.test(t)), [
     'host.joined', 'instance.placed', 'host.fence-command', 'host.recovered', 'host.fence-command', 'host.fenced', 'instance.ha-restarting', 'instance.ha-restarted',
-  ]);
+  ], types.join(', '));
+  for (const t of own) assert.ok(types.includes(t), `${t} from the host: ${types.join(', ')}`);
 
   // powered on again: its agent forgets the guest the cluster moved, and the fence is lifted
   await startAgent('a1');

@@ -252,3 +252,26 @@ test('a controller whose listening connection is cut listens again and hands out
     await feed.stop();
   }
 });
+
+test('a host\'s own events join the cluster\'s with their time there, each once whatever a beat repeats; the newest delivered is remembered', async () => {
+  await store.insertHost(newHost('own1'));
+  await store.insertHost(newHost('own2'));
+  assert.equal(await events.ackedOf('own1'), 0, 'none yet');
+  const from = (await events.since(0, 100_000)).at(-1)?.id ?? 0;
+  const ev = (id: number, type: string, instance: string | null, data: Record<string, unknown> = {}) => ({ id, time: `2026-01-01T00:00:0${id}.000Z`, type, instance, data });
+  assert.equal(await events.fromHost('own1', [ev(3, 'instance.created', 'vm1'), ev(4, 'instance.state', 'vm1', { from: 'stopped', to: 'running' })]), 4);
+  // a beat whose reply was lost sends them again, with one more; another host's ids are its own
+  assert.equal(await events.fromHost('own1', [ev(4, 'instance.state', 'vm1', { from: 'stopped', to: 'running' }), ev(5, 'instance.deleted', 'vm1')]), 5);
+  assert.equal(await events.fromHost('own2', [ev(4, 'daemon.started', null)]), 4);
+  // an old beat arriving late does not move the mark back
+  assert.equal(await events.fromHost('own1', [ev(3, 'instance.created', 'vm1')]), 5);
+  assert.equal(await events.ackedOf('own1'), 5);
+  const got = (await events.since(from)).map((e) => [e.type, e.data.host, e.instance, e.time]);
+  assert.deepEqual(got, [
+    ['instance.created', 'own1', 'vm1', '2026-01-01T00:00:03.000Z'],
+    ['instance.state', 'own1', 'vm1', '2026-01-01T00:00:04.000Z'],
+    ['instance.deleted', 'own1', 'vm1', '2026-01-01T00:00:05.000Z'],
+    ['daemon.started', 'own2', null, '2026-01-01T00:00:04.000Z'],
+  ]);
+  assert.equal((await events.since(from)).find((e) => e.type === 'instance.state')!.data.to, 'running');
+});

@@ -90,10 +90,10 @@ test('a failing migration leaves nothing behind: the whole migration is one tran
   assert.deepEqual(await tables(url), [], 'not even schema_migrations or migration 1');
 });
 
-test('migration 10 adds the events table to a cluster at version 9, indexed after an id and by host; a new event is notified at its commit', async () => {
+test('migration 10 adds the events table to a cluster at version 9, indexed after an id and by host; a new event is notified at its commit; 11 adds each host\'s own events, kept once each', async () => {
   const url = await server.newDatabase();
   await withClient(url, (c) => migrate(c, MIGRATIONS.slice(0, 9)));
-  assert.deepEqual((await withClient(url, (c) => migrate(c))).applied, [10]);
+  assert.deepEqual((await withClient(url, (c) => migrate(c, MIGRATIONS.slice(0, 10)))).applied, [10]);
   const indexes = await withClient(url, async (c) => (await c.query<{ d: string }>(
     "SELECT indexdef AS d FROM pg_indexes WHERE tablename = 'events' ORDER BY indexname")).rows.map((r) => r.d.replace(/^.* USING /, '')));
   assert.deepEqual(indexes, ['btree (at)', 'btree (host, id) WHERE (host IS NOT NULL)', 'btree (id)']);
@@ -115,6 +115,10 @@ test('migration 10 adds the events table to a cluster at version 9, indexed afte
     assert.deepEqual(heard, [`corral_events ${id}`]);
     const row = (await listener.query('SELECT type, host, instance, data, at IS NOT NULL AS at FROM events')).rows[0];
     assert.deepEqual(row, { type: 'host.joined', host: 'h1', instance: null, data: {}, at: true });
+    // migration 11: a host's event id is kept once per host
+    assert.deepEqual((await withClient(url, (c) => migrate(c))).applied, MIGRATIONS.slice(10).map((m) => m.version));
+    await listener.query("INSERT INTO events (type, host, source_id) VALUES ('instance.state', 'h1', 7), ('instance.state', 'h2', 7)");
+    await assert.rejects(listener.query("INSERT INTO events (type, host, source_id) VALUES ('instance.state', 'h1', 7)"), /events_source/);
   } finally {
     listener.release();
     await pool.end();
