@@ -258,14 +258,17 @@ export class ClusterInstances {
    * A host's report of its instances, in one statement: each summary goes into the row of that name whose host is
    * this one (a row the cluster moved to another host is left alone), unless the row holds a newer report from this
    * same host (updatedAt, on the host's clock: a beat built before a call the controller made and stored the reply
-   * of). Returns the names the cluster does not know at all (made on the host directly).
+   * of). A row whose view is the same already is not written (a host sends its whole list when one instance
+   * changed: the others cost a comparison, not a new row version and a notification each), so `reported_at` is
+   * when the host last reported a change of it. Returns the names the cluster does not know at all (made on the
+   * host directly).
    */
   async report(host: string, list: readonly InstanceSummary[]): Promise<string[]> {
     if (list.length === 0) return [];
     const r = await this.q<{ name: string }>(
       `WITH r AS (SELECT e.v || jsonb_build_object('host', $1::text) AS v FROM jsonb_array_elements($2::jsonb) AS e(v)),
             u AS (UPDATE instances i SET view = r.v, reported_at = now() FROM r
-                  WHERE i.name = r.v->>'name' AND i.host = $1 AND ${NOT_OLDER})
+                  WHERE i.name = r.v->>'name' AND i.host = $1 AND ${NOT_OLDER} AND i.view IS DISTINCT FROM r.v)
        SELECT r.v->>'name' AS name FROM r WHERE NOT EXISTS (SELECT 1 FROM instances k WHERE k.name = r.v->>'name')`,
       [host, JSON.stringify(list)]);
     await this.followResizes(host, list.map((x) => x.name));
