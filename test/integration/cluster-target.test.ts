@@ -105,6 +105,9 @@ test('a volume made with --target is on that host only; host show and networks; 
   assert.match((await ctl.cli(['volume', 'list'])).stdout, /^NAME\s+HOST\s+FORMAT.*\nv1\s+a2\s+qcow2\s/);
   assert.equal(ok(await json(['--target', 'a2', 'volume', 'show', 'v1']), 'volume show').name, 'v1');
   assert.equal(refused(await json(['--target', 'a1', 'volume', 'show', 'v1']), 'volume show on a1').code, 'VOLUME_NOT_FOUND');
+  // a name the URL would resolve away: the agent would be asked for another path than the role check saw
+  const dots = refused(await json(['--target', 'a2', 'volume', 'delete', '..']), 'volume delete ..');
+  assert.deepEqual([dots.code, dots.field], ['INVALID_SPEC', 'path']);
 
   const req = refused(await json(['volume', 'create', 'v2', '--size', '64M']), 'volume create without a target');
   assert.equal(req.code, 'TARGET_REQUIRED');
