@@ -134,7 +134,7 @@ const patterns = Object.keys(ROUTE_ROLES).map((k) => {
  * `:param` segment matches any non-empty segment, others only themselves (of two matches, the one with more
  * literal segments, as the router prefers static routes). A path matching no route is null: its caller needs
  * admin (fail closed). A segment is compared as sent: one that a router would decode into a literal
- * (`%73tart`) matches nothing here, so it too needs admin; so does `.` or `..`, which a URL resolves away.
+ * (`%73tart`) matches nothing here, so it too needs admin; so does `.` or `..` (or `%2e%2e`), which a URL resolves away.
  */
 export function pathRule(method: string, path: string): { route: string; rule: RouteRule } | null {
   const m = method === 'HEAD' ? 'GET' : method;
@@ -144,7 +144,7 @@ export function pathRule(method: string, path: string): { route: string; rule: R
     if (p.method !== m || p.segments.length !== given.length) continue;
     let literal = 0;
     const fits = p.segments.every((seg, i) => {
-      if (seg.startsWith(':')) return given[i] !== '' && given[i] !== '.' && given[i] !== '..';
+      if (seg.startsWith(':')) return given[i] !== '' && !/^(\.|%2e){1,2}$/i.test(given[i]!);
       literal++;
       return seg === given[i];
     });

@@ -29,6 +29,9 @@ import { installAuth, type Caller } from './auth.js';
 import { installAudit, noteFailure } from './audit.js';
 import { recordRoutes, routeRule } from './roles.js';
 import { STREAM_LIMITS, type StreamLimits } from './stream-limits.js';
+import { CorralError } from '../core/errors.js';
+import { printable } from '../core/names.js';
+import { TARGET_HEADER } from '../core/target.js';
 
 export interface ApiOptions {
   /**
@@ -97,6 +100,20 @@ function openapiDocument(tokened: boolean) {
   };
 }
 
+/**
+ * A daemon serves its own host: a request that names a target host (`corral --target`, src/core/target.ts) was meant
+ * for a cluster controller, and is refused (after auth: a caller without a token learns nothing) rather than answered
+ * for this host as though it were the one named.
+ */
+function refuseTarget(app: FastifyInstance): void {
+  app.addHook('onRequest', async (req) => {
+    const raw = req.headers[TARGET_HEADER];
+    if (raw === undefined) return;
+    const target = String(raw);
+    throw new CorralError('NOT_A_CLUSTER', `this is a corral daemon, not a cluster controller: it serves its own host only, and no target host ("${printable(target)}") can be named to it; drop --target (and CORRAL_TARGET), or point CORRAL_URL at a controller`, { target });
+  });
+}
+
 export async function buildApi(svc: Services, opts: ApiOptions = {}): Promise<FastifyInstance> {
   const clientCerts = opts.tls?.ca ? { ca: [opts.tls.ca], requestCert: true, rejectUnauthorized: false } : {};
   const app = newApp({ ...(opts.tls ? { https: { cert: opts.tls.cert, key: opts.tls.key, minVersion: 'TLSv1.2' as const, ...clientCerts } } : {}), logger: opts.logger ?? false });
@@ -124,6 +141,7 @@ export async function buildApi(svc: Services, opts: ApiOptions = {}): Promise<Fa
   // closed after the error reply; the audit's onRequest hook (the peer's address) before auth's, which may refuse.
   if (opts.audit) installAudit(app, opts.audit, tcp ? 'tcp' : 'unix');
   installAuth(app, opts.token, () => svc.tokens, opts.peer);
+  refuseTarget(app);
 
   const limits: StreamLimits = { ...STREAM_LIMITS, ...opts.streams };
   await app.register(instanceRoutes(svc, limits));

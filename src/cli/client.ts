@@ -1,12 +1,15 @@
 /**
  * The CLI's API client. By default HTTP over the daemon's unix socket ($CORRAL_DATA_DIR/corral.sock);
  * with CORRAL_URL set, HTTPS over TCP with `Authorization: Bearer <token>` (CORRAL_TOKEN or the token file), the
- * daemon's certificate pinned (CORRAL_TLS_FINGERPRINT) or verified (CORRAL_TLS_CA, else the system's CAs).
+ * daemon's certificate pinned (CORRAL_TLS_FINGERPRINT) or verified (CORRAL_TLS_CA, else the system's CAs). A target
+ * host (`--target`, else CORRAL_TARGET) goes with every request, websockets too, as the x-corral-target header: a
+ * cluster controller sends what is that host's own to it; a single daemon refuses it.
  */
 import { request as httpRequest, type IncomingMessage, type RequestOptions } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { dataDirFromEnv, dataPaths } from '../core/paths.js';
+import { TARGET_HEADER } from '../core/target.js';
 import { CliError } from './client-error.js';
 import { trustedConnector, trustFromEnv, untrusted, type TlsTrust } from './tls-trust.js';
 
@@ -40,10 +43,20 @@ export function endpointFromEnv(env: NodeJS.ProcessEnv = process.env): Endpoint 
   return { kind: 'tcp', url, token, tokenFile: paths.token, tls };
 }
 
+/** The target host CORRAL_TARGET names, if any (empty: none). */
+export function targetFromEnv(env: NodeJS.ProcessEnv = process.env): string | undefined {
+  return env.CORRAL_TARGET?.trim() || undefined;
+}
+
 const UNREACHABLE = new Set(['ECONNREFUSED', 'ENOENT', 'ENOTDIR', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT']);
 
 export class ApiClient {
-  constructor(readonly endpoint: Endpoint = endpointFromEnv()) {}
+  constructor(readonly endpoint: Endpoint = endpointFromEnv(), readonly target: string | undefined = targetFromEnv()) {
+    // what a header may carry; the daemon or controller says whether it is a host name
+    if (target !== undefined && !/^[\x21-\x7e]+$/.test(target)) {
+      throw new CliError(target === '' ? '--target: a host name is required' : `--target: ${JSON.stringify(target)} is not a host name`, undefined, {}, 'USAGE');
+    }
+  }
 
   /** Where the daemon is: the socket path or the URL. */
   describe(): string {
@@ -53,6 +66,7 @@ export class ApiClient {
   headers(): Record<string, string> {
     const h: Record<string, string> = {};
     if (this.endpoint.kind === 'tcp' && this.endpoint.token) h.authorization = `Bearer ${this.endpoint.token}`;
+    if (this.target !== undefined) h[TARGET_HEADER] = this.target;
     return h;
   }
 
@@ -79,7 +93,7 @@ export class ApiClient {
     if (this.endpoint.kind === 'unix') {
       const socket = this.endpoint.socket;
       // Equivalent to ws+unix://SOCKET:PATH, but safe for socket paths with spaces or colons.
-      return { url: `ws://localhost${path}`, headers: {}, createConnection: () => connect(socket) };
+      return { url: `ws://localhost${path}`, headers: this.headers(), createConnection: () => connect(socket) };
     }
     const base = new URL(this.endpoint.url.href);
     base.protocol = 'wss:';

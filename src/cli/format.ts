@@ -22,6 +22,25 @@ export function table(headers: string[], rows: string[][]): string {
   return [line(headers), ...rows.map(line)].join('\n');
 }
 
+/**
+ * A table of items that may come from a cluster controller's union of its hosts' lists (each with its `host`): then a
+ * HOST column second, as `corral list` shows instances; from a single daemon (no `host`), the table as it was.
+ */
+export function hostTable<T extends object>(headers: string[], list: T[], row: (item: T) => string[]): string {
+  const hostOf = (i: T): unknown => (i as { host?: unknown }).host;
+  if (!list.some((i) => typeof hostOf(i) === 'string')) return table(headers, list.map(row));
+  const withHost = (cells: string[], host: string): string[] => [cells[0] ?? '', host, ...cells.slice(1)];
+  return table(withHost(headers, 'HOST'), list.map((i) => withHost(row(i), orDash(hostOf(i) as string | undefined))));
+}
+
+/** The hosts a cluster controller's union list could not ask, and why. */
+export type Unreachable = Array<{ host: string; reason: string }>;
+
+/** A controller's union list names the hosts it could not ask: one warning line each on stderr. */
+export function warnUnreachable(res: { unreachable?: Unreachable }, what: string): void {
+  for (const u of res.unreachable ?? []) process.stderr.write(`warning: host ${u.host} could not be asked for its ${what}, which are not listed: ${u.reason}\n`);
+}
+
 function scalar(v: unknown): string {
   if (v === null || v === undefined) return '-';
   if (typeof v === 'string') return v === '' ? '""' : v;

@@ -2,7 +2,7 @@
 import { resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import { ApiClient, CliError, lines } from './client.js';
-import { fields, keyValues, orDash, printJson, printLines, size, table } from './format.js';
+import { fields, hostTable, keyValues, orDash, printJson, printLines, size, warnUnreachable, type Unreachable } from './format.js';
 import type { Image } from '../api/schemas-storage.js';
 
 export type ImageRecord = Image & { [extra: string]: unknown };
@@ -78,10 +78,11 @@ export function imageDetails(img: ImageRecord): string {
   return keyValues(fields(img, { virtualSize: size }));
 }
 
+/** The images, one a row; a HOST column when they come from a cluster controller's union (rows carry `host`). */
 export function imageTable(list: ImageRecord[]): string {
-  return table(
+  return hostTable(
     ['NAME', 'KIND', 'FORMAT', 'SIZE', 'CREATED', 'SOURCE'],
-    list.map((i) => [i.name, orDash(i.kind), orDash(i.format), size(i.virtualSize), orDash(i.createdAt), orDash(i.source)]),
+    list, (i) => [i.name, orDash(i.kind), orDash(i.format), size(i.virtualSize), orDash(i.createdAt), orDash(i.source)],
   );
 }
 
@@ -119,9 +120,12 @@ export function registerImageCommands(program: Command, client: () => ApiClient)
     .description('list images')
     .option('--json', 'print the API JSON')
     .action(async (o: { json?: boolean }) => {
-      const res = await client().call<{ images: ImageRecord[] }>('GET', '/v1/images');
+      const res = await client().call<{ images: ImageRecord[]; unreachable?: Unreachable }>('GET', '/v1/images');
       if (o.json) printJson(res);
-      else printLines(imageTable(res.images ?? []));
+      else {
+        warnUnreachable(res, 'images');
+        printLines(imageTable(res.images ?? []));
+      }
     });
 
   image

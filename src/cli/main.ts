@@ -57,11 +57,12 @@ export function buildProgram(): Command {
     .configureOutput({
       outputError: (str, write) => write(jsonErrors() ? `${JSON.stringify({ error: { code: 'USAGE', message: str.replace(/^error: /, '').trim() } })}\n` : str),
     })
-    .addHelpText('after', '\nEnvironment:\n  CORRAL_DATA_DIR  data dir holding corral.sock and token (default /var/lib/corral)\n  CORRAL_URL       talk to the daemon over TCP (TLS) instead, e.g. https://127.0.0.1:8443\n  CORRAL_TOKEN     bearer token for CORRAL_URL: the token file in the data dir (the default; admin) or one from `corral token create`\n  CORRAL_TLS_FINGERPRINT  the daemon certificate\'s SHA-256 fingerprint to pin (corral tls fingerprint on its host)\n  CORRAL_TLS_CA    a CA file to verify the daemon\'s certificate with instead (default: the system\'s CAs)');
+    .addHelpText('after', '\nEnvironment:\n  CORRAL_DATA_DIR  data dir holding corral.sock and token (default /var/lib/corral)\n  CORRAL_URL       talk to the daemon over TCP (TLS) instead, e.g. https://127.0.0.1:8443\n  CORRAL_TOKEN     bearer token for CORRAL_URL: the token file in the data dir (the default; admin) or one from `corral token create`\n  CORRAL_TLS_FINGERPRINT  the daemon certificate\'s SHA-256 fingerprint to pin (corral tls fingerprint on its host)\n  CORRAL_TLS_CA    a CA file to verify the daemon\'s certificate with instead (default: the system\'s CAs)\n  CORRAL_TARGET    the cluster host to use when --target is not given (against a controller)');
+  program.option('--target <host>', 'against a cluster controller: the host whose own images, volumes, networks, vhost-user back ends or facts (host show) a command is about (env CORRAL_TARGET)');
 
   // One client per run, created lazily so `--help` and `daemon` never need the environment to be right.
   let api: ApiClient | undefined;
-  const client = (): ApiClient => (api ??= new ApiClient());
+  const client = (): ApiClient => (api ??= new ApiClient(undefined, targetOption(program)));
 
   const daemonOptions = (c: Command): Command => c
     .option('--listen <host:port>', 'also serve the API on TCP, over TLS (bearer token from $CORRAL_DATA_DIR/token)')
@@ -107,6 +108,11 @@ export function buildProgram(): Command {
   return program;
 }
 
+/** The target host `--target` names (before or after the command), or undefined for CORRAL_TARGET's. */
+function targetOption(program: Command): string | undefined {
+  return (program.opts() as { target?: string }).target;
+}
+
 export async function main(argv: string[] = process.argv): Promise<void> {
   installCliGuards();
   setJsonErrors(argvWantsJson(argv)); // for commander's usage errors, before any command runs
@@ -119,7 +125,7 @@ export async function main(argv: string[] = process.argv): Promise<void> {
     let err = e;
     if (e instanceof CliError && e.code?.endsWith('_NOT_FOUND')) {
       try {
-        err = await withSuggestion(e, new ApiClient());
+        err = await withSuggestion(e, new ApiClient(undefined, targetOption(program)));
       } catch {
         err = e;
       }

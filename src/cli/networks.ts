@@ -2,7 +2,7 @@
 import { Option, type Command } from 'commander';
 import type { ApiClient } from './client.js';
 import type { Lease, Network, NetworkDetails } from '../api/schemas-network.js';
-import { fields, keyValues, orDash, printJson, printLines, table } from './format.js';
+import { fields, hostTable, keyValues, orDash, printJson, printLines, table, warnUnreachable, type Unreachable } from './format.js';
 
 /** A network as the API sends it: the record, and from show also the host status and the leases. */
 export type NetworkJson = Network & Partial<Pick<NetworkDetails, 'status' | 'leases'>>;
@@ -10,10 +10,11 @@ export type NetworkJson = Network & Partial<Pick<NetworkDetails, 'status' | 'lea
 const enc = encodeURIComponent;
 const yesNo = (v: unknown): string => (v === true ? 'yes' : v === false ? 'no' : orDash(v as string | null));
 
-export function networkTable(list: NetworkJson[]): string {
-  return table(
+/** The networks, one a row; a HOST column when they come from a cluster controller's union (rows carry `host`). */
+export function networkTable(list: Array<NetworkJson & { host?: string }>): string {
+  return hostTable(
     ['NAME', 'KIND', 'CIDR', 'GATEWAY', 'NAT', 'BRIDGE'],
-    list.map((n) => [n.name, n.kind, orDash(n.cidr), orDash(n.gateway), yesNo(n.nat), orDash(n.bridge)]),
+    list, (n) => [n.name, n.kind, orDash(n.cidr), orDash(n.gateway), yesNo(n.nat), orDash(n.bridge)],
   );
 }
 
@@ -57,9 +58,12 @@ export function registerNetworkCommands(program: Command, client: () => ApiClien
     .description('list networks')
     .option('--json', 'print the API JSON')
     .action(async (o: { json?: boolean }) => {
-      const res = await client().call<{ networks: NetworkJson[] }>('GET', '/v1/networks');
+      const res = await client().call<{ networks: NetworkJson[]; unreachable?: Unreachable }>('GET', '/v1/networks');
       if (o.json) printJson(res);
-      else printLines(networkTable(res.networks ?? []));
+      else {
+        warnUnreachable(res, 'networks');
+        printLines(networkTable(res.networks ?? []));
+      }
     });
 
   network

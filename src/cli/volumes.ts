@@ -2,7 +2,7 @@
 import { Option, type Command } from 'commander';
 import type { Snapshot, Volume, VolumeDetails } from '../api/schemas-storage.js';
 import { CliError, type ApiClient } from './client.js';
-import { fields, keyValues, orDash, printJson, printLines, size, table } from './format.js';
+import { fields, hostTable, keyValues, orDash, printJson, printLines, size, table, warnUnreachable, type Unreachable } from './format.js';
 
 /** A volume as the API sends it: from show (and only there) with its snapshots and clones. */
 export type VolumeJson = Volume & Partial<Pick<VolumeDetails, 'snapshots' | 'clones'>>;
@@ -10,10 +10,11 @@ export type SnapshotJson = Snapshot;
 
 const enc = encodeURIComponent;
 
-export function volumeTable(list: VolumeJson[]): string {
-  return table(
+/** The volumes, one a row; a HOST column when they come from a cluster controller's union (rows carry `host`). */
+export function volumeTable(list: Array<VolumeJson & { host?: string }>): string {
+  return hostTable(
     ['NAME', 'FORMAT', 'SIZE', 'ALLOCATED', 'BACKING', 'ATTACHED', 'CREATED'],
-    list.map((v) => [v.name, orDash(v.format), size(v.virtualSize), size(v.allocated), orDash(v.backing), orDash(v.attachedTo), orDash(v.createdAt)]),
+    list, (v) => [v.name, orDash(v.format), size(v.virtualSize), size(v.allocated), orDash(v.backing), orDash(v.attachedTo), orDash(v.createdAt)],
   );
 }
 
@@ -52,9 +53,12 @@ export function registerVolumeCommands(program: Command, client: () => ApiClient
     .description('list volumes')
     .option('--json', 'print the API JSON')
     .action(async (o: { json?: boolean }) => {
-      const res = await client().call<{ volumes: VolumeJson[] }>('GET', '/v1/volumes');
+      const res = await client().call<{ volumes: VolumeJson[]; unreachable?: Unreachable }>('GET', '/v1/volumes');
       if (o.json) printJson(res);
-      else printLines(volumeTable(res.volumes ?? []));
+      else {
+        warnUnreachable(res, 'volumes');
+        printLines(volumeTable(res.volumes ?? []));
+      }
     });
 
   volume

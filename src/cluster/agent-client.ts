@@ -4,6 +4,7 @@
  * twice: issued by the cluster CA for that address, and the very certificate the host joined with (pinned by
  * fingerprint), so a removed or impostor host is never talked to.
  */
+import type { IncomingMessage } from 'node:http';
 import { request } from 'node:https';
 import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import { CorralError } from '../core/errors.js';
@@ -11,6 +12,7 @@ import type { HostRow } from './cluster-store.js';
 
 const READ_TIMEOUT_MS = 10_000;
 const CONNECT_TIMEOUT_MS = 3000;
+const KEEPALIVE_MS = 10_000;
 
 export interface AgentReply {
   status: number;
@@ -26,7 +28,30 @@ export class AgentClient {
    * waits READ_TIMEOUT_MS at most for an answer, anything else `timeoutMs` (a stop waits for the guest): a host whose
    * link was just cut is not `unreachable` until its lease runs out, and its calls must not hang until then.
    */
-  call(host: HostRow, method: string, path: string, body?: unknown, timeoutMs = method === 'GET' ? READ_TIMEOUT_MS : this.timeoutMs): Promise<AgentReply> {
+  async call(host: HostRow, method: string, path: string, body?: unknown, timeoutMs = method === 'GET' ? READ_TIMEOUT_MS : this.timeoutMs): Promise<AgentReply> {
+    const res = await this.open(host, method, path, body, timeoutMs);
+    return new Promise((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, contentType: contentType(res), body: Buffer.concat(chunks) }));
+      res.on('error', (e) => reject(unavailable(host, e)));
+    });
+  }
+
+  /**
+   * One request whose answer is relayed as it comes (an image job's progress lines): the response once its head has
+   * come, within the timeouts of `call`. From then on it may take as long as the agent's job does: no idle timeout,
+   * but TCP keep-alive, so that an agent that goes away ends the stream (with an error) rather than leaving it open.
+   */
+  async stream(host: HostRow, method: string, path: string, body?: unknown, timeoutMs = method === 'GET' ? READ_TIMEOUT_MS : this.timeoutMs): Promise<IncomingMessage> {
+    const res = await this.open(host, method, path, body, timeoutMs);
+    res.socket.setTimeout(0);
+    res.socket.setKeepAlive(true, KEEPALIVE_MS);
+    return res;
+  }
+
+  /** The request, and its response once its head has come; HOST_UNAVAILABLE for anything before that. */
+  private open(host: HostRow, method: string, path: string, body: unknown, timeoutMs: number): Promise<IncomingMessage> {
     if (!host.address) return Promise.reject(new CorralError('HOST_UNAVAILABLE', `host "${host.name}" serves no API (its agent was started without --listen)`, { host: host.name }));
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
     const pin = host.certFingerprint.toLowerCase();
@@ -40,12 +65,7 @@ export class AgentClient {
           const got = cert.fingerprint256.replace(/:/g, '').toLowerCase();
           return got === pin ? undefined : new Error(`the agent at ${host.address} shows another certificate than host "${host.name}" joined with`);
         },
-      }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, contentType: String(res.headers['content-type'] ?? 'application/json'), body: Buffer.concat(chunks) }));
-        res.on('error', (e) => reject(unavailable(host, e)));
-      });
+      }, resolve);
       req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
       // a new connection that is not made within CONNECT_TIMEOUT_MS: the host is not there
       req.on('socket', (sock) => {
@@ -84,6 +104,10 @@ export function agentError(host: HostRow, status: number, body: unknown): Corral
     return new CorralError(code as never, message as string, { ...rest, host: host.name });
   }
   return new CorralError('HOST_UNAVAILABLE', `host "${host.name}" answered HTTP ${status}`, { host: host.name });
+}
+
+function contentType(res: IncomingMessage): string {
+  return String(res.headers['content-type'] ?? 'application/json');
 }
 
 function unavailable(host: HostRow, e: Error): CorralError {

@@ -39,7 +39,8 @@ import type { ReportReconciler } from './report-reconcile.js';
 import { AgentClient } from './agent-client.js';
 import type { ClusterTokens } from './cluster-tokens.js';
 import type { ClusterAudit } from './cluster-audit.js';
-import { AGENT_ROUTE, installControllerAuth } from './controller-auth.js';
+import { AGENT_ROUTE, installControllerAuth, isAgentRoute } from './controller-auth.js';
+import { controllerPerHostRoutes, refuseTargetOnClusterRoutes } from './controller-per-host.js';
 import type { ClusterEvents } from './cluster-events.js';
 import type { EventFeed } from './event-feed.js';
 import { controllerEventRoutes } from './controller-events.js';
@@ -116,6 +117,7 @@ export async function buildControllerApi(d: ControllerApiDeps): Promise<FastifyI
   await app.register(websocket, { options: { maxPayload: 1024 * 1024 }, preClose: closeWebsockets });
   // after the websocket plugin, whose onRequest hook marks upgrades (a refused one's socket is closed after its reply)
   installControllerAuth(app, { tokens: d.tokens, audit: d.audit });
+  refuseTargetOnClusterRoutes(app, isAgentRoute);
   const caHash = caSha256(d.ca.certPem);
   const typed = app.withTypeProvider<TypeBoxTypeProvider>();
 
@@ -192,12 +194,14 @@ export async function buildControllerApi(d: ControllerApiDeps): Promise<FastifyI
   });
   await app.register(tokenRoutes({ tokens: d.tokens }));
   await app.register(auditRoutes(d.audit));
-  // the instances of the cluster: people's calls
+  // the instances of the cluster, and what each host holds for itself: people's calls
   await app.register(async (scoped) => {
     const agentTls = { caPem: d.ca.certPem, certPem: d.tls.certPem, keyPem: d.tls.keyPem };
+    const agents = new AgentClient(agentTls);
     await scoped.register(controllerConsoleRoutes({ tls: agentTls, hostOf: async (name) => (await hostOf(d, name)).host }));
-    await scoped.register(controllerInstanceRoutes({ store: d.store, instances: d.instances, list: d.list ?? d.instances, log: d.log, agents: new AgentClient(agentTls) }));
+    await scoped.register(controllerInstanceRoutes({ store: d.store, instances: d.instances, list: d.list ?? d.instances, log: d.log, agents }));
     await scoped.register(controllerEventRoutes({ events: d.events, feed: d.feed }));
+    await scoped.register(controllerPerHostRoutes({ store: d.store, agents }));
   });
   await app.ready();
   return app;

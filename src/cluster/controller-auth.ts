@@ -4,8 +4,9 @@
  * - every request shows a bearer token: a controller's token file (admin, "token-file") or a named token of the
  *   cluster (cluster-tokens.ts) with its role; none, or an unknown, revoked or expired one, is UNAUTHORIZED;
  * - a role below what the route needs is FORBIDDEN. The controller's own routes are in the table; a call it
- *   forwards to an agent (everything under /v1/instances/NAME) is checked by the route the agent would match
- *   (pathRule), body included (an SR-IOV NIC needs admin), since the agent itself takes the controller for an admin;
+ *   forwards to an agent (everything under /v1/instances/NAME, and a host's own resources: controller-per-host.ts)
+ *   is checked by the route the agent would match (pathRule), body included (an SR-IOV NIC needs admin), since the
+ *   agent itself takes the controller for an admin;
  *   a forwarded path that matches no route needs admin (fail closed);
  * - an agent's routes (join, heartbeat, the CA) are marked AGENT_ROUTE and check their callers themselves;
  * - every state-changing and every refused request is written to the cluster's audit table before it is answered.
@@ -21,7 +22,7 @@ import type { ClusterTokens } from './cluster-tokens.js';
 /** The options of a route that checks its caller itself (an agent's client certificate, a join token) or is open. */
 export const AGENT_ROUTE = { config: { agentRoute: true } };
 
-const isAgentRoute = (req: FastifyRequest): boolean => (req.routeOptions.config as { agentRoute?: boolean } | undefined)?.agentRoute === true;
+export const isAgentRoute = (req: FastifyRequest): boolean => (req.routeOptions.config as { agentRoute?: boolean } | undefined)?.agentRoute === true;
 
 const NO_TOKEN = 'a valid bearer token is required: a controller\'s token file ($CORRAL_DATA_DIR/token on a controller host), or a token from `corral token create`';
 

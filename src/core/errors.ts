@@ -60,6 +60,13 @@ export const ErrorCodes = {
   /** a host that still holds instances cannot be removed */
   HOST_NOT_EMPTY: 409,
   /**
+   * a controller was asked for one host's own resources (images, volumes, networks, the host, vhost-user back ends)
+   * without a target host (`--target HOST`, the x-corral-target header): the message names the hosts it may be
+   */
+  TARGET_REQUIRED: 400,
+  /** a target host was named (`--target`, x-corral-target) to a single daemon, which is no cluster's controller */
+  NOT_A_CLUSTER: 400,
+  /**
    * the daemon's own set-up is unusable (the TCP token file is empty, too short or unreadable; a TLS certificate
    * or key cannot be read): the daemon refuses to start and the message names the file and the fix
    */

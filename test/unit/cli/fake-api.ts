@@ -71,6 +71,14 @@ const routes: Record<string, Handler> = {
     res.end(Buffer.concat([Buffer.from('Linux version 6.1\r\n\x1b[1;32m~ #\x1b[0m \x1b[6n'), Buffer.from([0x00, 0xff])]));
   },
   'GET /v1/images': (_q, res) => send(res, 200, { images: [IMAGE] }),
+  // as a cluster controller answers it without a target: every host's, one host lost
+  'GET /v1/volumes': (_q, res) => send(res, 200, {
+    volumes: [
+      { name: 'data1', format: 'qcow2', virtualSize: 67108864, allocated: 196608, backing: null, attachedTo: null, createdAt: '2025-01-01T00:00:00.000Z', host: 'a1' },
+      { name: 'data2', format: 'raw', virtualSize: 67108864, allocated: 0, backing: null, attachedTo: 'web1', createdAt: '2025-01-01T00:00:00.000Z', host: 'a2' },
+    ],
+    unreachable: [{ host: 'a3', reason: 'it is unreachable' }],
+  }),
   'POST /v1/images/build-tiny': (_q, res) => {
     res.writeHead(200, { 'content-type': 'application/x-ndjson' });
     res.write(`${JSON.stringify({ type: 'progress', step: 'download', message: 'linux-image-amd64', percent: 42 })}\n`);

@@ -21,6 +21,7 @@ import { ClusterInstances } from '../../../src/cluster/cluster-instances.js';
 import { ClusterStore } from '../../../src/cluster/cluster-store.js';
 import { ClusterTokens } from '../../../src/cluster/cluster-tokens.js';
 import { buildControllerApi } from '../../../src/cluster/controller-api.js';
+import { perHostPath } from '../../../src/cluster/host-routing.js';
 import { ensureControllerPair } from '../../../src/cluster/controller-tls.js';
 import { openClusterDb, type ClusterDb } from '../../../src/cluster/db.js';
 import { makeClusterCa } from '../../../src/cluster/pki.js';
@@ -84,7 +85,8 @@ function reached(r: { status: number; body: any }, code: string): void {
 
 test('every controller route has a declared role, but the agents\' own routes and the calls forwarded to an agent', () => {
   const routes = registeredRoutes(app);
-  const forwarded = (url: string): boolean => url === '/v1/instances/:name' || url === '/v1/instances/:name/*';
+  // an instance's calls, and a host's own resources (every method: checked by the route the agent would match)
+  const forwarded = (url: string): boolean => url === '/v1/instances/:name' || url === '/v1/instances/:name/*' || perHostPath(url);
   const key = (r: { method: string; url: string }): string => `${r.method === 'HEAD' ? 'GET' : r.method} ${r.url}`;
   const undeclared = [...new Set(routes.filter((r) => !declared(r.method, r.url) && !forwarded(r.url)).map(key))].sort();
   assert.deepEqual(undeclared, ['GET /v1/cluster/ca', 'POST /v1/cluster/heartbeat', 'POST /v1/cluster/join']);
@@ -105,6 +107,56 @@ test('a forwarded path is checked by the route the agent would match; one that m
   }
   // a URL resolves dot segments away (the agent would be asked for /v1/instances/web1/): never a parameter
   assert.equal(pathRule('DELETE', '/v1/instances/web1/disks/..'), null);
+});
+
+const target = (host: string): Record<string, string> => ({ 'x-corral-target': host });
+
+async function targeted(who: string, method: Method, url: string, host: string, payload?: object): Promise<{ status: number; body: any }> {
+  const r = await app.inject({ method, url, headers: { ...bearer(who), ...target(host) }, ...(payload ? { payload } : {}) });
+  return { status: r.statusCode, body: r.json() };
+}
+
+test('a host\'s own resources: the agent route\'s role, checked before the target; without one a list is the union, the rest TARGET_REQUIRED', async () => {
+  const v = secret.viewer;
+  const op = secret.operator;
+  // past the role check, the target is looked for: there is no host h1
+  reached(await targeted(v, 'GET', '/v1/images', 'h1'), 'HOST_NOT_FOUND');
+  reached(await targeted(v, 'GET', '/v1/host', 'h1'), 'HOST_NOT_FOUND');
+  reached(await targeted(v, 'GET', '/v1/host/devices', 'h1'), 'HOST_NOT_FOUND');
+  reached(await targeted(v, 'GET', '/v1/volumes/v1/snapshots', 'h1'), 'HOST_NOT_FOUND');
+  reached(await targeted(op, 'POST', '/v1/volumes', 'h1', { name: 'v1', size: '64M' }), 'HOST_NOT_FOUND');
+  reached(await targeted(op, 'POST', '/v1/volumes/v1/snapshots/s1/revert', 'h1', {}), 'HOST_NOT_FOUND');
+  forbidden(await targeted(v, 'POST', '/v1/volumes', 'h1', { name: 'v1', size: '64M' }), 'operator', 'viewer', 'POST /v1/volumes');
+  forbidden(await targeted(v, 'DELETE', '/v1/volumes/v1', 'h1'), 'operator', 'viewer', 'DELETE /v1/volumes/:name');
+  forbidden(await targeted(op, 'POST', '/v1/networks', 'h1', { name: 'n1' }), 'admin', 'operator', 'POST /v1/networks');
+  forbidden(await targeted(op, 'POST', '/v1/images/build-tiny', 'h1', {}), 'admin', 'operator', 'POST /v1/images/:name');
+  forbidden(await targeted(op, 'POST', '/v1/host/sriov', 'h1', {}), 'admin', 'operator', 'POST /v1/host/sriov');
+  forbidden(await targeted(op, 'DELETE', '/v1/vhost-user/dpdk0', 'h1'), 'admin', 'operator', 'DELETE /v1/vhost-user/:name');
+  // a path no agent route matches needs admin (fail closed)
+  forbidden(await targeted(op, 'POST', '/v1/volumes/v1/grow', 'h1', {}), 'admin', 'operator', 'POST /v1/volumes/v1/grow');
+  const bad = await targeted(v, 'GET', '/v1/images', 'H1');
+  assert.deepEqual([bad.status, bad.body.error.code, bad.body.error.field], [400, 'INVALID_SPEC', 'target']);
+
+  // no target: the lists are the union (no hosts here), the rest TARGET_REQUIRED naming the hosts up (none)
+  for (const [url, key] of [['/v1/images', 'images'], ['/v1/volumes', 'volumes'], ['/v1/networks', 'networks']]) {
+    assert.deepEqual((await call(v, 'GET', url!)).body, { [key!]: [], unreachable: [] });
+  }
+  const req = await call(op, 'POST', '/v1/volumes', { name: 'v1', size: '64M' });
+  assert.deepEqual([req.status, req.body.error.code, req.body.error.hosts], [400, 'TARGET_REQUIRED', []]);
+  assert.match(req.body.error.message, /^POST \/v1\/volumes is one host's, not the cluster's: say which with --target HOST \(the x-corral-target header\); no host is up now/);
+  for (const url of ['/v1/host', '/v1/host/devices', '/v1/vhost-user', '/v1/images/tiny']) assert.equal((await call(v, 'GET', url)).body.error.code, 'TARGET_REQUIRED', url);
+  forbidden(await call(v, 'POST', '/v1/volumes', { name: 'v1', size: '64M' }), 'operator', 'viewer', 'POST /v1/volumes');
+});
+
+test('the cluster\'s own routes refuse a target, once the caller may call them', async () => {
+  for (const [method, url] of [['GET', '/v1/instances'], ['GET', '/v1/pool'], ['GET', '/v1/hosts'], ['GET', '/v1/instances/web1/disks'], ['GET', '/v1/events']] as const) {
+    const r = await targeted(secret.viewer, method, url, 'h1');
+    assert.deepEqual([r.status, r.body.error.code, r.body.error.field], [400, 'INVALID_SPEC', 'target'], url);
+    assert.match(r.body.error.message, new RegExp(`^target: ${method} ${url.replace(/\//g, '\\/')} is the cluster's, not one host's: drop --target`));
+  }
+  forbidden(await targeted(secret.viewer, 'GET', '/v1/tokens', 'h1'), 'admin', 'viewer', 'GET /v1/tokens');
+  // an agent's routes check their callers themselves, and take no target: left be
+  assert.equal((await app.inject({ method: 'GET', url: '/v1/cluster/ca', headers: target('h1') })).statusCode, 200);
 });
 
 test('no token, an unknown, a revoked or an expired one: UNAUTHORIZED; the agents\' routes need none', async () => {
