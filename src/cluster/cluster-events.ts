@@ -11,7 +11,7 @@
  */
 import type pg from 'pg';
 import type { StoredEvent } from '../store/store.js';
-import { fromPg } from './pg-errors.js';
+import { fromPg, queryPg } from './pg-errors.js';
 
 /** the newest events kept */
 export const KEEP_EVENTS = 10_000;
@@ -53,12 +53,8 @@ export async function recordEvent(q: Queryable, e: NewEvent): Promise<void> {
 export class ClusterEvents {
   constructor(private readonly pool: pg.Pool) {}
 
-  private async q<R extends pg.QueryResultRow>(sql: string, params: unknown[] = []): Promise<pg.QueryResult<R>> {
-    try {
-      return await this.pool.query<R>(sql, params);
-    } catch (e) {
-      throw fromPg(e);
-    }
+  private q<R extends pg.QueryResultRow>(sql: string, params: unknown[] = []): Promise<pg.QueryResult<R>> {
+    return queryPg<R>(this.pool, sql, params);
   }
 
   /** Record an event that goes with no change of the database (a fence command's outcome, a restart done). */

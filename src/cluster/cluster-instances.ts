@@ -21,7 +21,7 @@ import { CorralError } from '../core/errors.js';
 import { place, type HostState as PlacerHost, type Policy } from '../core/placement.js';
 import { formatSize } from '../core/units.js';
 import { HOST_COLUMNS, hostRow, type HostDbRow, type HostRow } from './cluster-store.js';
-import { errorCode, fromPg, UNIQUE_VIOLATION } from './pg-errors.js';
+import { errorCode, fromPg, queryPg, UNIQUE_VIOLATION } from './pg-errors.js';
 import type { InstanceSummary } from '../services/instance-view.js';
 import { recordEvent, type NewEvent } from './cluster-events.js';
 
@@ -103,12 +103,8 @@ export function whyNot(h: HostRow, reserved: Reserved, req: PlaceRequest, groupH
 export class ClusterInstances {
   constructor(private readonly pool: pg.Pool, private readonly o: { unreachableAfterMs: number; policy: Policy }) {}
 
-  private async q<R extends pg.QueryResultRow>(sql: string, params: unknown[] = []): Promise<pg.QueryResult<R>> {
-    try {
-      return await this.pool.query<R>(sql, params);
-    } catch (e) {
-      throw fromPg(e);
-    }
+  private q<R extends pg.QueryResultRow>(sql: string, params: unknown[] = []): Promise<pg.QueryResult<R>> {
+    return queryPg<R>(this.pool, sql, params);
   }
 
   /** Place a new instance: see the file's comment. Returns its row and its host. */

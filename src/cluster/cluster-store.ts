@@ -11,7 +11,7 @@
 import type pg from 'pg';
 import { CorralError } from '../core/errors.js';
 import { MAX_LABELS, validateLabelChanges, validateLabels } from '../core/labels.js';
-import { CHECK_VIOLATION, constraintOf, errorCode, FOREIGN_KEY_VIOLATION, fromPg, INVALID_TEXT, UNIQUE_VIOLATION } from './pg-errors.js';
+import { CHECK_VIOLATION, constraintOf, errorCode, FOREIGN_KEY_VIOLATION, INVALID_TEXT, queryPg, UNIQUE_VIOLATION } from './pg-errors.js';
 
 export type HostState = 'up' | 'maintenance' | 'unreachable' | 'fenced';
 
@@ -104,13 +104,8 @@ export class ClusterStore {
     this.unreachableAfterMs = opts.unreachableAfterMs ?? 15_000;
   }
 
-  /** One statement; a database that went away is DATABASE_UNAVAILABLE. */
-  private async q<R extends pg.QueryResultRow>(sql: string, params: unknown[] = []): Promise<pg.QueryResult<R>> {
-    try {
-      return await this.pool.query<R>(sql, params);
-    } catch (e) {
-      throw fromPg(e);
-    }
+  private q<R extends pg.QueryResultRow>(sql: string, params: unknown[] = []): Promise<pg.QueryResult<R>> {
+    return queryPg<R>(this.pool, sql, params);
   }
 
   // ---- the cluster CA

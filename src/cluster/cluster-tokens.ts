@@ -16,7 +16,7 @@ import {
   checkCreate, checkUsable, hashSecret, LAST_USED_EVERY_MS, newSecret, tokenExists, tokenNotFound, tokenView,
   type CreatedToken, type CreateTokenRequest, type TokenView,
 } from '../services/tokens.js';
-import { fromPg } from './pg-errors.js';
+import { queryPg } from './pg-errors.js';
 
 interface TokenDbRow {
   name: string; role: Role; hash: string; created_at: Date; expires_at: Date | null; last_used_at: Date | null; revoked_at: Date | null;
@@ -42,13 +42,8 @@ const UNKNOWN = 'the bearer token is not valid: it is not one of this cluster\'s
 export class ClusterTokens implements TokenApi {
   constructor(private readonly pool: pg.Pool) {}
 
-  /** One statement; a database that went away is DATABASE_UNAVAILABLE. */
-  private async q<R extends pg.QueryResultRow>(sql: string, params: unknown[] = []): Promise<pg.QueryResult<R>> {
-    try {
-      return await this.pool.query<R>(sql, params);
-    } catch (e) {
-      throw fromPg(e);
-    }
+  private q<R extends pg.QueryResultRow>(sql: string, params: unknown[] = []): Promise<pg.QueryResult<R>> {
+    return queryPg<R>(this.pool, sql, params);
   }
 
   async list(): Promise<TokenView[]> {

@@ -5,6 +5,7 @@
  * shown in a message: without its password.
  */
 import { CorralError } from '../core/errors.js';
+import type pg from 'pg';
 
 /** SQLSTATEs: unique_violation, check_violation, invalid_text_representation (a bad uuid) */
 export const UNIQUE_VIOLATION = '23505';
@@ -78,4 +79,13 @@ export function unavailable(e: unknown, url?: string): CorralError {
 export function fromPg(e: unknown): unknown {
   if (e instanceof CorralError) return e;
   return isUnavailable(e) ? unavailable(e) : e;
+}
+
+/** One statement on a pool; a database that went away is DATABASE_UNAVAILABLE (the stores' `q`). */
+export async function queryPg<R extends pg.QueryResultRow>(pool: Pick<pg.Pool, 'query'>, sql: string, params: unknown[] = []): Promise<pg.QueryResult<R>> {
+  try {
+    return await pool.query<R>(sql, params);
+  } catch (e) {
+    throw fromPg(e);
+  }
 }
