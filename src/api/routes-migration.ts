@@ -5,6 +5,7 @@
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
+import { CorralError } from '../core/errors.js';
 import { errors, NameParams, nullable } from './schemas-common.js';
 import { Instance } from './schemas-instances.js';
 import type { Services } from './services.js';
@@ -53,5 +54,11 @@ export function migrationRoutes(svc: Services): FastifyPluginAsync {
         params: NameParams, response: { 200: Type.Object({ side: Type.String(), instance: nullable(Instance) }), ...errors },
       },
     }, async (req) => m.finish(req.params.name));
+    // the user's command: a controller's own route (src/cluster/migration.ts); a single daemon has no other host
+    for (const url of ['/v1/instances/:name/migrate', '/v1/instances/:name/migrate/cancel']) {
+      app.post(url, { schema: { operationId: url.endsWith('cancel') ? 'migrateCancelOnDaemon' : 'migrateOnDaemon', tags, summary: 'Live migration: through a cluster controller only', params: NameParams, response: errors } }, async () => {
+        throw new CorralError('NOT_A_CLUSTER', 'live migration moves an instance between the hosts of a cluster: run corral migrate against a controller (this is a single daemon)');
+      });
+    }
   };
 }

@@ -62,6 +62,8 @@ export const ErrorCodes = {
    * vhost-user device, not running, or a migration already under way; the message names the disk or device
    */
   NOT_MIGRATABLE: 409,
+  /** a live migration did not complete (QEMU's failure, a cancel, its timeout): the instance runs where it was */
+  MIGRATION_FAILED: 500,
   /** a host that still holds instances cannot be removed */
   HOST_NOT_EMPTY: 409,
   /**

@@ -99,8 +99,18 @@ export class MigrationService {
     return f;
   }
 
+  /**
+   * Cancel an outgoing migration. One QEMU completed but whose destination never ran (it failed to take the guest
+   * over: the controller says so by cancelling) runs here again: the guest was never live anywhere else.
+   */
   async cancel(name: string): Promise<MigrationFigures> {
     const live = this.d.instances.live(name);
+    const f = migrationFigures(await live.vm.queryMigrate());
+    if (f.status === 'completed') {
+      this.outgoing.delete(name);
+      if (!(await live.vm.status()).running) await this.d.instances.resume(name);
+      return f;
+    }
     await live.vm.migrateCancel();
     return this.status(name);
   }
