@@ -86,8 +86,8 @@ export class Migrator {
     const { host: from } = await hostOf(this.d, name);
     if (req.to !== undefined && !(await this.d.store.getHost(req.to))) throw new CorralError('HOST_NOT_FOUND', `no host named "${req.to}" in the cluster (corral host list shows them)`, { host: req.to });
     const view = await this.d.agents.json<{ state: string; uuid: string; spec: InstanceSpec }>(from, 'GET', this.path(name));
-    if (view.state !== 'running') throw new CorralError('NOT_MIGRATABLE', `instance "${name}" is ${view.state}: only a running instance is live-migrated`, { name, state: view.state });
     assertMigratable(name, view.spec);
+    if (view.state !== 'running') throw new CorralError('NOT_MIGRATABLE', `instance "${name}" is ${view.state}: only a running instance is live-migrated`, { name, state: view.state });
     const to = await this.d.instances.reserveMigration(name, from.name, req.to);
     return { from, to, uuid: view.uuid, spec: view.spec };
   }
