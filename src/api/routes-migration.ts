@@ -56,7 +56,7 @@ export function migrationRoutes(svc: Services): FastifyPluginAsync {
     }, async (req) => m.finish(req.params.name));
     // the user's command: a controller's own route (src/cluster/migration.ts); a single daemon has no other host
     for (const url of ['/v1/instances/:name/migrate', '/v1/instances/:name/migrate/cancel']) {
-      app.post(url, { schema: { operationId: url.endsWith('cancel') ? 'migrateCancelOnDaemon' : 'migrateOnDaemon', tags, summary: 'Live migration: through a cluster controller only', params: NameParams, response: errors } }, async () => {
+      app.post(url, { schema: { operationId: url.endsWith('cancel') ? 'migrateCancelOnDaemon' : 'migrateOnDaemon', tags, summary: 'Live migration: through a cluster controller only (a single daemon answers NOT_A_CLUSTER)', params: NameParams, response: { 200: MigrationFigures, ...errors } } }, async () => {
         throw new CorralError('NOT_A_CLUSTER', 'live migration moves an instance between the hosts of a cluster: run corral migrate against a controller (this is a single daemon)');
       });
     }
