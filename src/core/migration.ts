@@ -10,6 +10,8 @@ import type { InstanceSpec } from './spec.js';
 
 /** QEMU's own default downtime limit */
 export const DEFAULT_MAX_DOWNTIME_MS = 300;
+/** QEMU's own default bandwidth cap (7.2: 128 MiB/s), bytes per second */
+export const QEMU_DEFAULT_MAX_BANDWIDTH = 128 * 1024 * 1024;
 export const DEFAULT_MIGRATION_TIMEOUT_S = 600;
 
 /**
@@ -72,10 +74,14 @@ export function migrationOptions(body: { maxDowntimeMs?: unknown; bandwidth?: un
   return { maxDowntimeMs: ms, bandwidth: bw as number | null, autoConverge: ac };
 }
 
-/** QEMU's parameters and capabilities for these options. */
+/**
+ * QEMU's parameters and capabilities for these options. Every one is set, the defaults too: a QEMU keeps its
+ * parameters from one migration to the next, so a cancelled migration's cap (`--bandwidth 1M/s`) would otherwise
+ * slow the next one down.
+ */
 export function qemuMigrationSettings(o: MigrationOptions): { parameters: Record<string, unknown>; capabilities: Record<string, boolean> } {
   return {
-    parameters: { 'downtime-limit': o.maxDowntimeMs, ...(o.bandwidth !== null ? { 'max-bandwidth': o.bandwidth } : {}) },
+    parameters: { 'downtime-limit': o.maxDowntimeMs, 'max-bandwidth': o.bandwidth ?? QEMU_DEFAULT_MAX_BANDWIDTH },
     capabilities: { 'auto-converge': o.autoConverge },
   };
 }

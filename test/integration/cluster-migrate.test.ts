@@ -1,14 +1,18 @@
 /**
- * Live migration through a controller, shared pool only: two agents on 127.0.0.1 share one directory as their shared
- * pool. A guest counting on its console moves from a1 to a2 and goes on: the same boot id, its counter continues,
+ * Live migration through a controller, shared pool only: two agents, each in a network namespace of its own (a test
+ * host, as in scripts/cluster-demo.sh: a veth on a bridge whose address the controller listens on), share one
+ * directory as their shared pool. Hosts must be apart: the guest fence (src/network/guest-fence.ts) refuses QEMU's
+ * connections to its own host's addresses, so a migration between two agents on one loopback is refused. A guest counting on its console moves from a1 to a2 and goes on: the same boot id, its counter continues,
  * what it wrote before (in RAM and on its disk) reads back, its QEMU is on a2 and none on a1, with QEMU's figures.
  * A cancel leaves it running on a1; a local-disk instance and a destination without room are refused, nothing moved.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { Daemon, SKIP_NO_TINY, newDataDir, waitFor } from './harness.js';
+import { Daemon, SKIP_NO_TINY, createNetns, deleteNetns, newDataDir, waitFor } from './harness.js';
 import { Controller, freePort, runCli } from './cluster-harness.js';
 import pgLib from 'pg';
 import { startPostgres, type TestPostgres } from '../unit/postgres.js';
@@ -18,6 +22,51 @@ let pg: TestPostgres;
 let ctl: Controller;
 let shared: string;
 const hosts = new Map<string, Daemon>();
+
+// The test hosts' network, with names and a subnet of its own (a user's cluster demo is not touched): the bridge
+// is NET.1 (the controller's address), a1 and a2 are NET.11 and NET.12 on the eth0 of namespaces NETNS-a1, -a2.
+const tag = randomBytes(3).toString('hex');
+const BRIDGE = `crlmig${tag}`;
+const NETNS = `corral-mig-${tag}`;
+let NET = '';
+const ip = (...args: string[]): void => { execFileSync('ip', args, { stdio: ['ignore', 'ignore', 'pipe'] }); };
+const hostIp = (n: string): string => `${NET}.1${n.slice(1)}`;
+
+/** A /24 of 10.81.x.0 that no local address is in. */
+function freeSubnet(): string {
+  for (let tries = 0; tries < 50; tries++) {
+    const net = `10.81.${randomBytes(1)[0]!}`;
+    if (!execFileSync('ip', ['-4', '-o', 'addr', 'show', 'to', `${net}.0/24`], { encoding: 'utf8' }).trim()) return net;
+  }
+  throw new Error('no free 10.81.x.0/24');
+}
+
+function makeNetwork(names: string[]): void {
+  NET = freeSubnet();
+  ip('link', 'add', 'name', BRIDGE, 'type', 'bridge');
+  ip('addr', 'add', `${NET}.1/24`, 'dev', BRIDGE);
+  ip('link', 'set', 'dev', BRIDGE, 'up');
+  for (const n of names) {
+    const ns = `${NETNS}-${n}`;
+    createNetns(ns);
+    ip('link', 'add', 'name', `${BRIDGE}${n}`, 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns);
+    ip('link', 'set', 'dev', `${BRIDGE}${n}`, 'master', BRIDGE, 'up');
+    ip('-n', ns, 'addr', 'add', `${hostIp(n)}/24`, 'dev', 'eth0');
+    ip('-n', ns, 'link', 'set', 'eth0', 'up');
+  }
+}
+
+/** Delete the namespaces (their eth0 takes its veth peer along) and the bridge; what is missing is fine. */
+function removeNetwork(names: string[]): void {
+  for (const n of names) deleteNetns(`${NETNS}-${n}`);
+  for (const dev of [...names.map((n) => `${BRIDGE}${n}`), BRIDGE]) {
+    try {
+      ip('link', 'del', 'dev', dev);
+    } catch {
+      /* not there */
+    }
+  }
+}
 
 /** The pids of the QEMUs on this machine that have the guest's shared root disk open, with their data dir. */
 function copiesOf(name: string): Array<{ pid: number; host: string }> {
@@ -69,12 +118,13 @@ before(async () => {
   chmodSync(shared, 0o711);
   const init = await runCli(['cluster', 'init', '--database', pg.url, '--json'], {});
   assert.equal(init.code, 0, init.stderr);
-  ctl = new Controller(pg.url, await freePort());
+  makeNetwork(['a1', 'a2']);
+  ctl = new Controller(pg.url, await freePort(), {}, `${NET}.1`);
   await ctl.start();
   for (const n of ['a1', 'a2']) {
     const token = JSON.parse((await ctl.cli(['cluster', 'join-token', '--json'])).stdout).token;
-    const d = new Daemon(newDataDir(), [], { CORRAL_HEARTBEAT_MS: '500' }, { command: 'agent' });
-    d.extraArgs = ['--join', ctl.url, '--token', token, '--name', n, '--listen', `127.0.0.1:${await freePort()}`, '--shared-pool', shared];
+    const d = new Daemon(newDataDir(), [], { CORRAL_HEARTBEAT_MS: '500' }, { command: 'agent', netns: `${NETNS}-${n}` });
+    d.extraArgs = ['--join', ctl.url, '--token', token, '--name', n, '--listen', `${hostIp(n)}:8444`, '--shared-pool', shared];
     hosts.set(n, d);
     await d.start();
   }
@@ -88,6 +138,7 @@ after(async () => {
   for (const d of hosts.values()) await d.destroy();
   if (shared) for (const c of copiesOf('m1')) process.kill(c.pid, 'SIGKILL');
   await ctl?.destroy();
+  if (NET) removeNetwork(['a1', 'a2']);
   await pg?.stop();
   if (shared) rmSync(shared, { recursive: true, force: true });
 });

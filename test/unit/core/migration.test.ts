@@ -27,6 +27,8 @@ test('options: defaults (300 ms, auto-converge on) and QEMU\'s parameters; bad v
   const o = migrationOptions({});
   assert.deepEqual(o, { maxDowntimeMs: 300, bandwidth: null, autoConverge: true });
   assert.deepEqual(qemuMigrationSettings({ maxDowntimeMs: 50, bandwidth: 1000, autoConverge: false }), { parameters: { 'downtime-limit': 50, 'max-bandwidth': 1000 }, capabilities: { 'auto-converge': false } });
+  // no cap asked: QEMU's default is set anyway, so that an earlier (cancelled) migration's cap does not stay
+  assert.deepEqual(qemuMigrationSettings({ maxDowntimeMs: 300, bandwidth: null, autoConverge: true }).parameters, { 'downtime-limit': 300, 'max-bandwidth': 128 * 1024 * 1024 });
   assert.throws(() => migrationOptions({ maxDowntimeMs: -1 }), /maxDowntimeMs/);
   assert.throws(() => migrationOptions({ autoConverge: 'yes' }), /autoConverge/);
 });
