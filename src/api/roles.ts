@@ -47,6 +47,14 @@ export const ROUTE_ROLES: Readonly<Record<string, RouteRule>> = {
   'POST /v1/instances/:name/resume': operator,
   'POST /v1/instances/:name/kill': operator,
   'GET /v1/instances/:name/devices': viewer,
+  // live migration: a host's side (a controller drives it) and the controller's own routes
+  'POST /v1/instances/:name/migration/incoming': operator,
+  'POST /v1/instances/:name/migration': operator,
+  'GET /v1/instances/:name/migration': viewer,
+  'POST /v1/instances/:name/migration/cancel': operator,
+  'POST /v1/instances/:name/migration/finish': operator,
+  'POST /v1/instances/:name/migrate': operator,
+  'POST /v1/instances/:name/migrate/cancel': operator,
   'GET /v1/instances/:name/console/log': viewer,
   // the websocket: what is typed goes to the guest
   'GET /v1/instances/:name/console': operator,

@@ -6,6 +6,7 @@ import type { HostService } from '../services/host.js';
 import type { ImageService } from '../services/images.js';
 import type { InstanceService } from '../services/instances.js';
 import type { InstanceConfigService } from '../services/instance-config.js';
+import type { MigrationService } from '../services/migration.js';
 import type { MemoryService } from '../services/memory.js';
 import type { NicService } from '../services/nics.js';
 import type { NetworkService } from '../services/networks.js';
@@ -29,4 +30,6 @@ export interface Services {
   passthrough: PassthroughService;
   vhostUser: VhostUserService;
   tokens: TokenService;
+  /** a host's side of live migrations (a cluster controller drives them) */
+  migration: MigrationService;
 }

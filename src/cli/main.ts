@@ -13,6 +13,7 @@ import { registerEventCommands } from './events.js';
 import { registerHostCommands } from './host.js';
 import { registerImageCommands } from './images.js';
 import { registerInstanceCommands } from './instances.js';
+import { registerMigrateCommand } from './migrate.js';
 import { registerPoolCommands } from './pool.js';
 import { registerStatsCommands } from './stats.js';
 import { registerInstanceDeviceCommands } from './instance-devices.js';
@@ -87,6 +88,7 @@ export function buildProgram(): Command {
   registerClusterCommands(program, client);
 
   registerInstanceCommands(program, client);
+  registerMigrateCommand(program, client);
   registerSetCommand(program, client);
   registerConsoleCommands(program, client);
   registerImageCommands(program, client);

@@ -187,6 +187,47 @@ export class ClusterInstances {
     });
   }
 
+  /**
+   * Reserve a live migration's destination (migration.ts): under the placement lock, the instance still on `from`
+   * and on the shared pool with no migration under way, the destination (`to`, or the placer's choice among the
+   * others, as an HA move) checked as a placement is; what the instance reserves counts there too from now on
+   * (migrating_to, migration 12), until completeMigration or abortMigration. Recorded as instance.migrating.
+   */
+  async reserveMigration(name: string, from: string, to?: string): Promise<HostRow> {
+    return this.underPlacementLock(async (client) => {
+      const cur = (await client.query<InstanceDbRow & { migrating_to: string | null }>(`SELECT ${COLUMNS}, migrating_to FROM instances WHERE name = $1 FOR UPDATE`, [name])).rows[0];
+      if (!cur) throw new CorralError('INSTANCE_NOT_FOUND', `instance "${name}" does not exist in the cluster`, { name });
+      if (cur.host !== from) throw new CorralError('INVALID_STATE', `instance "${name}" is no longer on host "${from}"`, { name });
+      if (cur.migrating_to !== null) throw new CorralError('NOT_MIGRATABLE', `instance "${name}" is being migrated to host ${cur.migrating_to} already`, { name, to: cur.migrating_to });
+      if (cur.pool !== 'shared') throw new CorralError('NOT_MIGRATABLE', `instance "${name}" cannot be live-migrated: root disk: on the host's local pool (only shared-pool disks migrate for now)`, { name });
+      if (to === from) throw new CorralError('INVALID_SPEC', `to: instance "${name}" runs on host ${from} already`, { field: 'to' });
+      const req: PlaceRequest = {
+        name, cpus: cur.cpus, memory: Number(cur.memory), shared: true, ...(to !== undefined ? { host: to } : {}),
+        ...(cur.grp ? { group: cur.grp } : {}), antiAffinity: cur.anti_affinity, ...(cur.host_labels ? { labels: cur.host_labels } : {}),
+      };
+      const { got, hosts } = await this.choose(client, req, from);
+      await client.query('UPDATE instances SET migrating_to = $2 WHERE name = $1', [name, got.host]);
+      await recordEvent(client, { type: 'instance.migrating', host: from, instance: name, data: { from, to: got.host, reason: to !== undefined ? `to host ${to}, as asked` : `chosen by the ${this.o.policy} policy` } });
+      return hosts.find((h) => h.name === got.host)!;
+    });
+  }
+
+  /** A live migration succeeded: the row names its destination, whose reservation it keeps; with its event. */
+  async completeMigration(name: string, to: string, event: NewEvent): Promise<void> {
+    await this.inTransaction(async (client) => {
+      await client.query('UPDATE instances SET host = $2, migrating_to = NULL WHERE name = $1 AND migrating_to = $2', [name, to]);
+      await recordEvent(client, event);
+    });
+  }
+
+  /** A live migration was given up: the destination's reservation goes; with its event. */
+  async abortMigration(name: string, event: NewEvent): Promise<void> {
+    await this.inTransaction(async (client) => {
+      await client.query('UPDATE instances SET migrating_to = NULL WHERE name = $1', [name]);
+      await recordEvent(client, event);
+    });
+  }
+
   /** Put an instance back on a host (an HA restart that failed on the host it was moved to), with its event if any. */
   async setHost(name: string, host: string, event?: NewEvent): Promise<void> {
     await this.inTransaction(async (client) => {
@@ -224,7 +265,8 @@ export class ClusterInstances {
   /** Of these names, those whose row names another host than this one (the cluster moved them away). */
   async movedFrom(host: string, names: string[]): Promise<string[]> {
     if (names.length === 0) return [];
-    return (await this.q<{ name: string }>('SELECT name FROM instances WHERE name = ANY($1::text[]) AND host <> $2', [names, host])).rows.map((r) => r.name);
+    // (a live migration's destination has it before the row moves there: not moved away from it)
+    return (await this.q<{ name: string }>('SELECT name FROM instances WHERE name = ANY($1::text[]) AND host <> $2 AND migrating_to IS DISTINCT FROM $2', [names, host])).rows.map((r) => r.name);
   }
 
   async get(name: string): Promise<ClusterInstance | null> {

@@ -254,6 +254,37 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE hosts ADD COLUMN events_acked bigint NOT NULL DEFAULT 0;
     `,
   },
+  {
+    version: 12,
+    name: 'live migrations reserve on their destination',
+    sql: `
+      -- the host a live migration moves the instance to: what it reserves counts there too until the row moves
+      -- (host = migrating_to) or the migration is given up (migrating_to NULL); one migration at a time
+      ALTER TABLE instances ADD COLUMN migrating_to text REFERENCES hosts(name);
+      CREATE OR REPLACE FUNCTION corral_reserve() RETURNS trigger LANGUAGE plpgsql AS $fn$
+      BEGIN
+        IF TG_OP IN ('DELETE', 'UPDATE') THEN
+          UPDATE hosts SET reserved_cpus = reserved_cpus - OLD.cpus, reserved_memory = reserved_memory - OLD.memory,
+            reserved_count = reserved_count - 1 WHERE name = OLD.host;
+          IF OLD.migrating_to IS NOT NULL THEN
+            UPDATE hosts SET reserved_cpus = reserved_cpus - OLD.cpus, reserved_memory = reserved_memory - OLD.memory WHERE name = OLD.migrating_to;
+          END IF;
+        END IF;
+        IF TG_OP IN ('INSERT', 'UPDATE') THEN
+          UPDATE hosts SET reserved_cpus = reserved_cpus + NEW.cpus, reserved_memory = reserved_memory + NEW.memory,
+            reserved_count = reserved_count + 1 WHERE name = NEW.host;
+          IF NEW.migrating_to IS NOT NULL THEN
+            UPDATE hosts SET reserved_cpus = reserved_cpus + NEW.cpus, reserved_memory = reserved_memory + NEW.memory WHERE name = NEW.migrating_to;
+          END IF;
+        END IF;
+        RETURN NULL;
+      END
+      $fn$;
+      DROP TRIGGER instances_reserve ON instances;
+      CREATE TRIGGER instances_reserve AFTER INSERT OR DELETE OR UPDATE OF host, cpus, memory, migrating_to ON instances
+        FOR EACH ROW EXECUTE FUNCTION corral_reserve();
+    `,
+  },
 ];
 
 export interface MigrateResult {

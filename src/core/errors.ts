@@ -57,6 +57,13 @@ export const ErrorCodes = {
   HOST_UNAVAILABLE: 503,
   /** no host of the cluster can take an instance: the message says what each one lacks */
   NO_HOST_FITS: 409,
+  /**
+   * an instance that cannot be live-migrated (yet): a disk off the shared pool, a passthrough or SR-IOV device, a
+   * vhost-user device, not running, or a migration already under way; the message names the disk or device
+   */
+  NOT_MIGRATABLE: 409,
+  /** a live migration did not complete (QEMU's failure, a cancel, its timeout): the instance runs where it was */
+  MIGRATION_FAILED: 500,
   /** a host that still holds instances cannot be removed */
   HOST_NOT_EMPTY: 409,
   /**

@@ -41,6 +41,11 @@ export interface LaunchPlan {
   /** consoleLog: what the console keeper writes (QEMU itself writes the log to a pipe: CONSOLE_LOG_FD) */
   paths: { qmp: string; console: string; consoleLog: string; pidfile: string };
   sandbox: boolean;
+  /**
+   * the incoming side of a live migration: QEMU starts paused (-S), waiting for `migrate-incoming` (-incoming
+   * defer), with the very devices the source has (same plan); it runs once told to (`cont`)
+   */
+  incoming?: boolean;
 }
 
 /**
@@ -105,6 +110,7 @@ export function buildArgv(plan: LaunchPlan): string[] {
   a.push('-device', json({ driver: 'pvpanic-pci', id: 'panic0' }));
   a.push('-device', json({ driver: 'virtio-rng-pci', id: 'rng0' }));
   a.push('-pidfile', assertSafeOptionPath(plan.paths.pidfile));
+  if (plan.incoming) a.push('-S', '-incoming', 'defer');
   return a;
 }
 

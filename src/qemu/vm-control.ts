@@ -2,7 +2,7 @@
  * VmControl over QMP: each typed operation of the hypervisor seam (src/vm/driver.ts) is one QMP command, and
  * every failure becomes a coded Corral error in one place (qmpToCorral).
  */
-import type { HotpluggableCpu, VcpuInfo, VmControl, VmRunStatus } from '../vm/driver.js';
+import type { HotpluggableCpu, MigrationInfo, VcpuInfo, VmControl, VmRunStatus } from '../vm/driver.js';
 import type { QmpClient } from './qmp.js';
 import { qmpToCorral } from './qmp-errors.js';
 
@@ -67,4 +67,13 @@ export class QmpControl implements VmControl {
   }
   memoryTree(): Promise<string> { return this.hmp('info mtree -f'); }
   gpaToHva(gpa: number): Promise<string> { return this.hmp(`gpa2hva 0x${gpa.toString(16)}`); }
+
+  async migrateIncoming(uri: string): Promise<void> { await this.call('migrate-incoming', { uri }); }
+  async migrateSetCapabilities(caps: Record<string, boolean>): Promise<void> {
+    await this.call('migrate-set-capabilities', { capabilities: Object.entries(caps).map(([capability, state]) => ({ capability, state })) });
+  }
+  async migrateSetParameters(params: Record<string, unknown>): Promise<void> { await this.call('migrate-set-parameters', params); }
+  async migrate(uri: string): Promise<void> { await this.call('migrate', { uri }); }
+  queryMigrate(): Promise<MigrationInfo> { return this.call<MigrationInfo>('query-migrate'); }
+  async migrateCancel(): Promise<void> { await this.call('migrate_cancel'); }
 }

@@ -242,6 +242,41 @@ export class InstanceService {
   }
 
   /**
+   * The incoming side of a live migration: the instance as its source host has it (the same uuid, so the same
+   * MACs and launch plan; its root disk on the shared pool, taken over), recorded here and started paused with
+   * `-incoming defer`. The caller (migration.ts) checked the spec; a failure leaves nothing (the shared disk stays).
+   */
+  async createIncoming(name: string, uuid: string, spec: InstanceSpec): Promise<InstanceView> {
+    validateName('name', name);
+    this.d.images.get(spec.image);
+    return this.locks.run(name, async () => {
+      if (this.d.store.getInstance(name)) throw new CorralError('ALREADY_EXISTS', `instance "${name}" already exists on this host`, { field: 'name' });
+      if (spec.firmware === 'uefi') throw new CorralError('NOT_MIGRATABLE', `instance "${name}" boots UEFI: its variables file is not on the shared pool yet`, { name });
+      await this.checkSpec(spec);
+      const now = new Date().toISOString();
+      const row: InstanceRow = {
+        uuid, name, spec, state: 'stopped', accel: null, pid: null, pidStart: null, mac: spec.nics[0]?.mac ?? macFor(uuid),
+        createdAt: now, startedAt: null, lastError: null, updatedAt: now,
+      };
+      const p = this.paths(row);
+      if (!existsSync(p.disk)) throw new CorralError('NOT_MIGRATABLE', `the shared pool of this host holds no root disk for "${name}" (${p.disk})`, { name });
+      mkdirSync(p.dir, { recursive: true, mode: 0o711 });
+      this.d.store.insertInstance(row);
+      this.d.events.publish('instance.created', name, { uuid, image: spec.image, reason: 'incoming live migration' });
+      try {
+        await this.doStart(row, true);
+      } catch (e) {
+        this.d.store.deleteInstance(uuid);
+        rmSync(p.dir, { recursive: true, force: true });
+        removeRunDir(p);
+        this.d.events.publish('instance.deleted', name, { reason: 'its incoming migration could not start' });
+        throw e;
+      }
+      return this.view(row);
+    });
+  }
+
+  /**
    * Delete an instance: its row, its files and its root disk. `forget`: its root disk on the shared pool stays (the
    * instance runs on another host of the cluster now, which took that disk over).
    */
@@ -358,7 +393,7 @@ export class InstanceService {
    * failure at any step kills what was launched, runs every `exited` hook (which undo what the others set up)
    * and leaves the instance in the state it started from (stopped for a first start), with lastError set.
    */
-  private async doStart(row: InstanceRow): Promise<void> {
+  private async doStart(row: InstanceRow, incoming = false): Promise<void> {
     const t0 = performance.now();
     const image = this.d.images.get(row.spec.image);
     const p = this.paths(row);
@@ -378,6 +413,7 @@ export class InstanceService {
       for (const h of this.hooks) if (h.beforeLaunch) await h.beforeLaunch(row, accel);
       crashPoint('start.resources');
       const plan = launchPlan(row, image, accel, p, launchExtras(this.contributors, row, this.d.blockIo));
+      if (incoming) plan.incoming = true;
       for (const h of this.hooks) if (h.beforeSpawn) await h.beforeSpawn(row, plan);
       const t1 = performance.now();
       keepPreviousStderr(p.stderr);
@@ -397,7 +433,9 @@ export class InstanceService {
       const st = await vm.status();
       this.startTimings.set(row.name, { beforeSpawnMs: t1 - t0, qemuLaunchMs: t2 - t1, qmpReadyMs: performance.now() - t2 });
       run.starting = false;
-      this.setState(row, st.status === 'paused' ? 'paused' : 'running', `QEMU ${vm.pid} started (${accel})`);
+      // an incoming migration's QEMU waits paused (inmigrate) until the guest has come and it is told to run
+      const paused = st.status === 'paused' || st.status === 'inmigrate';
+      this.setState(row, paused ? 'paused' : 'running', `QEMU ${vm.pid} started (${accel})${incoming ? ' for an incoming migration' : ''}`);
       writeStatus(p, { ...status, operation: null });
     } catch (e) {
       for (const h of this.hooks) if (h.startFailed) e = h.startFailed(row, e);

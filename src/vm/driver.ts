@@ -96,6 +96,29 @@ export interface VmControl {
   memoryTree(): Promise<string>;
   /** the host virtual address backing a guest-physical address (QEMU: `gpa2hva`) */
   gpaToHva(gpa: number): Promise<string>;
+
+  /** live migration (QEMU's words): the incoming side listens on `uri` (started with -incoming defer) */
+  migrateIncoming(uri: string): Promise<void>;
+  migrateSetCapabilities(caps: Record<string, boolean>): Promise<void>;
+  migrateSetParameters(params: Record<string, unknown>): Promise<void>;
+  /** the outgoing side sends the VM to `uri` (returns at once; query-migrate follows it) */
+  migrate(uri: string): Promise<void>;
+  queryMigrate(): Promise<MigrationInfo>;
+  migrateCancel(): Promise<void>;
+}
+
+/** QEMU's query-migrate, the fields Corral reads (all but status absent before a migration starts). */
+export interface MigrationInfo {
+  status?: string;
+  'total-time'?: number;
+  'expected-downtime'?: number;
+  downtime?: number;
+  'setup-time'?: number;
+  'error-desc'?: string;
+  ram?: {
+    transferred: number; remaining: number; total: number; 'dirty-pages-rate'?: number; mbps?: number;
+    'dirty-sync-count'?: number; 'page-size'?: number;
+  };
 }
 
 /** A running VM the daemon is connected to. */

@@ -10,7 +10,7 @@
 import { writeFileSync } from 'node:fs';
 import { CorralError } from '../core/errors.js';
 import type { LaunchPlan } from '../qemu/argv.js';
-import type { HotpluggableCpu, VcpuInfo, Vm, VmDriver, VmEvent, VmExit, VmProcess, VmRunStatus, VmSockets } from './driver.js';
+import type { HotpluggableCpu, MigrationInfo, VcpuInfo, Vm, VmDriver, VmEvent, VmExit, VmProcess, VmRunStatus, VmSockets } from './driver.js';
 
 /** Fake pids start above Linux's largest pid_max (2^22), so they never name a real process. */
 const FIRST_PID = 5_000_000;
@@ -18,7 +18,7 @@ const FIRST_PID = 5_000_000;
 /** One VM "process" on the fake host. */
 export class FakeProcess {
   alive = true;
-  status: 'running' | 'paused' = 'running';
+  status: 'running' | 'paused' | 'postmigrate' = 'running';
   /** the guest powers off on the ACPI button (false: it ignores it, as a hung guest does) */
   acpi = true;
   /** SIGKILL does not end it (a process stuck in the kernel) */
@@ -219,6 +219,22 @@ export class FakeVm implements Vm {
   memdevs(): Promise<string[]> { return this.call('query-memdev', () => ['mem0']); }
   memoryTree(): Promise<string> { return this.call('human-monitor-command', () => ''); }
   gpaToHva(): Promise<string> { return this.call('human-monitor-command', () => ''); }
+  /** A simulated migration completes at once: the source is left paused in postmigrate, as QEMU leaves it. */
+  migrateIncoming(): Promise<void> { return this.call('migrate-incoming', () => undefined); }
+  migrateSetCapabilities(): Promise<void> { return this.call('migrate-set-capabilities', () => undefined); }
+  migrateSetParameters(): Promise<void> { return this.call('migrate-set-parameters', () => undefined); }
+  migrate(): Promise<void> {
+    return this.call('migrate', () => {
+      this.migration = 'completed';
+      this.process.status = 'postmigrate';
+      this.process.emit({ event: 'STOP', data: {} });
+    });
+  }
+  queryMigrate(): Promise<MigrationInfo> {
+    return this.call('query-migrate', () => (this.migration ? { status: this.migration, 'total-time': 1, downtime: 0, 'setup-time': 0 } : {}));
+  }
+  migrateCancel(): Promise<void> { return this.call('migrate_cancel', () => undefined); }
+  private migration: string | null = null;
 }
 
 /** How the next launch goes. */

@@ -1,6 +1,6 @@
 /**
- * Cluster pieces for integration tests and benchmarks: a controller process (`corral controller`) on a loopback port
- * with its own data dir, the CLI pointed at it (CORRAL_URL, CORRAL_TOKEN, CORRAL_TLS_CA), a simulated agent of many
+ * Cluster pieces for integration tests and benchmarks: a controller process (`corral controller`) on a port of
+ * 127.0.0.1 (or of another local address, such as a test bridge's) with its own data dir, the CLI pointed at it (CORRAL_URL, CORRAL_TOKEN, CORRAL_TLS_CA), a simulated agent of many
  * hosts (`corral agent --simulate`), and free ports.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
@@ -35,10 +35,11 @@ export class Controller {
   proc: ChildProcess | null = null;
   log = '';
   readonly dataDir = mkdtempSync('/tmp/corral-ctl-');
-  constructor(readonly database: string, readonly port: number, readonly env: NodeJS.ProcessEnv = {}) {}
+  /** `host`: the local address it listens on (a bridge's, for agents in network namespaces of their own) */
+  constructor(readonly database: string, readonly port: number, readonly env: NodeJS.ProcessEnv = {}, readonly host = '127.0.0.1') {}
 
   get url(): string {
-    return `https://127.0.0.1:${this.port}`;
+    return `https://${this.host}:${this.port}`;
   }
 
   /** The environment that points the CLI at this controller. */
@@ -56,7 +57,7 @@ export class Controller {
 
   /** Start it and wait until it answers; rejects with its output when it exits first. */
   async start(): Promise<void> {
-    const p = spawn(process.execPath, [CLI, 'controller', '--database', this.database, '--listen', `127.0.0.1:${this.port}`], {
+    const p = spawn(process.execPath, [CLI, 'controller', '--database', this.database, '--listen', `${this.host}:${this.port}`], {
       env: { ...process.env, CORRAL_DATA_DIR: this.dataDir, CORRAL_LOG_LEVEL: 'info', ...this.env }, stdio: ['ignore', 'pipe', 'pipe'],
     });
     this.proc = p;
@@ -71,7 +72,7 @@ export class Controller {
 
   /** Run it to its end (for starts that must fail): exit code and output. */
   async runToExit(): Promise<{ code: number | null; log: string }> {
-    const p = spawn(process.execPath, [CLI, 'controller', '--database', this.database, '--listen', `127.0.0.1:${this.port}`], {
+    const p = spawn(process.execPath, [CLI, 'controller', '--database', this.database, '--listen', `${this.host}:${this.port}`], {
       env: { ...process.env, CORRAL_DATA_DIR: this.dataDir, ...this.env }, stdio: ['ignore', 'pipe', 'pipe'],
     });
     let log = '';

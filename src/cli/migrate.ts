@@ -1,0 +1,83 @@
+/**
+ * `corral migrate NAME [--to HOST]`: live migration through a cluster controller. The controller streams JSON
+ * lines (src/cluster/migration.ts): progress (a live line on a terminal), then the result or an error.
+ * `corral migrate NAME --cancel` cancels one under way: the instance keeps running where it was.
+ */
+import type { Command } from 'commander';
+import { parseSize } from '../core/units.js';
+import type { MigrationFigures } from '../core/migration.js';
+import type { MigrationResult } from '../cluster/migration.js';
+import { CliError } from './client-error.js';
+import { lines, type ApiClient } from './client.js';
+import { printJson, printLines, size } from './format.js';
+import { wholeNumber } from './instances.js';
+
+const enc = encodeURIComponent;
+
+/** One progress line: `active  pass 2  RAM left 120 MiB of 1 GiB  41 MiB/s  dirty 2 MiB/s  expected downtime 12 ms`. */
+export function migrationLine(f: MigrationFigures): string {
+  const parts = [f.status];
+  if (f.passes !== null) parts.push(`pass ${f.passes}`);
+  if (f.remainingBytes !== null) parts.push(`RAM left ${size(f.remainingBytes)}${f.totalBytes !== null ? ` of ${size(f.totalBytes)}` : ''}`);
+  if (f.rate !== null) parts.push(`${size(f.rate)}/s`);
+  if (f.dirtyRate !== null) parts.push(`dirty ${size(f.dirtyRate)}/s`);
+  if (f.expectedDowntimeMs !== null) parts.push(`expected downtime ${f.expectedDowntimeMs} ms`);
+  return parts.join('  ');
+}
+
+/** `--bandwidth 100M` or `100MiB/s`: bytes per second. */
+export function parseBandwidth(v: string): number {
+  return parseSize('bandwidth', v.replace(/\/s$/, ''));
+}
+
+interface MigrateOpts { to?: string; maxDowntime: number; bandwidth?: number; autoConverge: boolean; timeout?: number; cancel?: boolean; json?: boolean }
+
+type Line = { type: 'progress' } & MigrationFigures | { type: 'result'; result: MigrationResult } | { type: 'error'; error?: { code?: string; message?: string } };
+
+export function registerMigrateCommand(program: Command, client: () => ApiClient): void {
+  program
+    .command('migrate')
+    .description('live-migrate a running instance to another host of the cluster (through a controller; shared-pool disks only for now)')
+    .argument('<name>', 'instance name')
+    .option('--to <host>', 'the destination host (default: the placer chooses, as for an HA move)')
+    .option('--max-downtime <ms>', 'the longest pause QEMU may make at the switch-over', wholeNumber, 300)
+    .option('--bandwidth <size/s>', 'cap the transfer rate (e.g. 100M/s)', parseBandwidth)
+    .option('--auto-converge', 'slow the guest\'s vCPUs down when it dirties memory faster than it moves (default)', true)
+    .option('--no-auto-converge', 'never slow the guest down')
+    .option('--timeout <seconds>', 'give up (cancel) after this long; the instance keeps running where it was', wholeNumber)
+    .option('--cancel', 'cancel the migration of this instance under way')
+    .option('--json', 'print the final figures (totalMs, downtimeMs, setupMs, bytes, passes) as JSON')
+    .action(async (name: string, o: MigrateOpts) => {
+      if (o.cancel) {
+        const f = await client().call<MigrationFigures>('POST', `/v1/instances/${enc(name)}/migrate/cancel`, {});
+        if (o.json) printJson(f);
+        else printLines(`${name}: migration ${f.status === 'completed' ? 'had completed' : 'cancelled'}`);
+        return;
+      }
+      const body = {
+        ...(o.to !== undefined ? { to: o.to } : {}), maxDowntimeMs: o.maxDowntime, autoConverge: o.autoConverge,
+        ...(o.bandwidth !== undefined ? { bandwidth: o.bandwidth } : {}), ...(o.timeout !== undefined ? { timeoutS: o.timeout } : {}),
+      };
+      const res = await client().stream('POST', `/v1/instances/${enc(name)}/migrate`, body);
+      const tty = Boolean(process.stderr.isTTY) && !o.json;
+      let result: MigrationResult | undefined;
+      let failure: CliError | undefined;
+      let open = false;
+      await lines(res, (text) => {
+        if (text.trim() === '') return;
+        const ev = JSON.parse(text) as Line;
+        if (ev.type === 'progress') {
+          if (tty) {
+            process.stderr.write(`\r\x1b[K${migrationLine(ev)}`);
+            open = true;
+          }
+        } else if (ev.type === 'result') result = ev.result;
+        else failure = new CliError(ev.error?.message ?? 'the migration failed', ev.error?.code ?? 'INTERNAL');
+      });
+      if (open) process.stderr.write('\n');
+      if (failure) throw failure;
+      if (!result) throw new CliError('the controller ended the stream without a result (did it stop?)');
+      if (o.json) printJson(result);
+      else printLines(`${name}: migrated from ${result.from} to ${result.to} in ${result.totalMs ?? '?'} ms (downtime ${result.downtimeMs ?? '?'} ms, ${result.passes ?? '?'} passes, ${size(result.transferredBytes ?? 0)} sent)`);
+    });
+}
