@@ -18,6 +18,9 @@ import type { InstanceSpec } from '../core/spec.js';
 import type { EventBus } from './events.js';
 import type { InstanceService, InstanceView } from './instances.js';
 
+/** how long a destination may take to load the last of the state after the source completed */
+const ARRIVAL_MS = 30_000;
+
 /** A free TCP port on `address` now (QEMU binds it right after; a lost race is tried again). */
 function freePort(address: string): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -118,8 +121,13 @@ export class MigrationService {
   async finish(name: string): Promise<{ side: 'destination' | 'source'; instance: InstanceView | null }> {
     if (this.incomingNames.has(name)) {
       const live = this.d.instances.live(name);
-      const st = await live.vm.status();
-      if (st.status === 'inmigrate') throw new CorralError('INVALID_STATE', `instance "${name}" has not arrived yet (QEMU is still in inmigrate)`, { name });
+      // the source says completed once it has sent the last of the state; this side may still be loading it
+      let st = await live.vm.status();
+      for (const until = Date.now() + ARRIVAL_MS; st.status === 'inmigrate' && Date.now() < until;) {
+        await new Promise((r) => setTimeout(r, 50));
+        st = await live.vm.status();
+      }
+      if (st.status === 'inmigrate') throw new CorralError('INVALID_STATE', `instance "${name}" has not arrived yet (QEMU is still in inmigrate after ${ARRIVAL_MS / 1000} s)`, { name });
       this.incomingNames.delete(name);
       const view = st.running ? this.d.instances.get(name) : await this.d.instances.resume(name);
       this.d.events.publish('instance.migrated-in', name, {});
