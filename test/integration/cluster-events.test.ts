@@ -108,11 +108,7 @@ async function startAgent(name: string, token?: string): Promise<Daemon> {
   return d;
 }
 
-async function ok(args: string[]): Promise<any> {
-  const r = await ctl.cli([...args, '--json']);
-  assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
-  return r.stdout.trim() ? JSON.parse(r.stdout) : null;
-}
+const ok = (args: string[]): Promise<any> => ctl.json(args);
 
 const hostState = async (name: string): Promise<any> => (await ok(['host', 'list'])).find((h: any) => h.name === name);
 const lines = (file: string): string[] => (existsSync(file) ? readFileSync(file, 'utf8').trim().split('\n') : []);

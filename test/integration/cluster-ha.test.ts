@@ -63,11 +63,7 @@ async function startAgent(name: string, token?: string): Promise<Daemon> {
   return d;
 }
 
-async function ok(args: string[]): Promise<any> {
-  const r = await ctl.cli([...args, '--json']);
-  assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
-  return r.stdout.trim() ? JSON.parse(r.stdout) : null;
-}
+const ok = (args: string[]): Promise<any> => ctl.json(args);
 
 async function hostState(name: string): Promise<any> {
   return (await ok(['host', 'list'])).find((h: any) => h.name === name);

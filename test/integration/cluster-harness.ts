@@ -3,6 +3,7 @@
  * 127.0.0.1 (or of another local address, such as a test bridge's) with its own data dir, the CLI pointed at it (CORRAL_URL, CORRAL_TOKEN, CORRAL_TLS_CA), a simulated agent of many
  * hosts (`corral agent --simulate`), and free ports.
  */
+import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -48,6 +49,13 @@ export class Controller {
       CORRAL_URL: this.url, CORRAL_TOKEN: readFileSync(join(this.dataDir, 'token'), 'utf8').trim(),
       CORRAL_TLS_CA: join(this.dataDir, 'cluster-ca.crt'), CORRAL_DATA_DIR: this.dataDir,
     };
+  }
+
+  /** The CLI against this controller with --json, which must succeed: its parsed output (null when it printed none). */
+  async json(args: string[]): Promise<any> {
+    const r = await this.cli([...args, '--json']);
+    assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
+    return r.stdout.trim() ? JSON.parse(r.stdout) : null;
   }
 
   /** The CLI against this controller; `input` is its stdin (e.g. lines for `console`). */

@@ -29,11 +29,7 @@ async function newToken(): Promise<string> {
 }
 
 /** A CLI call that must succeed, with --json: its output parsed. */
-async function ok(args: string[]): Promise<any> {
-  const r = await ctl.cli([...args, '--json']);
-  assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
-  return JSON.parse(r.stdout);
-}
+const ok = (args: string[]): Promise<any> => ctl.json(args);
 
 /** A CLI call that must fail, with --json: its error. */
 async function refused(args: string[]): Promise<any> {

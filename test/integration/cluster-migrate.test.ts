@@ -86,11 +86,7 @@ function copiesOf(name: string): Array<{ pid: number; host: string }> {
   return out;
 }
 
-async function ok(args: string[]): Promise<any> {
-  const r = await ctl.cli([...args, '--json']);
-  assert.equal(r.code, 0, `${args.join(' ')}: ${r.stderr}`);
-  return r.stdout.trim() ? JSON.parse(r.stdout) : null;
-}
+const ok = (args: string[]): Promise<any> => ctl.json(args);
 
 async function hostOf(name: string): Promise<string> {
   const l = await ok(['list']);
