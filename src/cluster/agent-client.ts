@@ -20,8 +20,11 @@ export interface AgentReply {
   body: Buffer;
 }
 
+/** The controller's TLS pair and the cluster CA, PEM. */
+export interface AgentTls { caPem: string; certPem: string; keyPem: string }
+
 export class AgentClient {
-  constructor(private readonly tls: { caPem: string; certPem: string; keyPem: string }, private readonly timeoutMs = 60_000) {}
+  constructor(private readonly tls: AgentTls, private readonly timeoutMs = 60_000) {}
 
   /**
    * One request to a host's agent; HOST_UNAVAILABLE when it cannot be reached (or is not who it joined as). A read
@@ -52,19 +55,12 @@ export class AgentClient {
 
   /** The request, and its response once its head has come; HOST_UNAVAILABLE for anything before that. */
   private open(host: HostRow, method: string, path: string, body: unknown, timeoutMs: number): Promise<IncomingMessage> {
-    if (!host.address) return Promise.reject(new CorralError('HOST_UNAVAILABLE', `host "${host.name}" serves no API (its agent was started without --listen)`, { host: host.name }));
+    if (!host.address) return Promise.reject(noApi(host));
     const payload = body === undefined ? undefined : Buffer.from(JSON.stringify(body));
-    const pin = host.certFingerprint.toLowerCase();
     return new Promise((resolve, reject) => {
       const req = request(new URL(path, host.address), {
-        method, timeout: timeoutMs, ca: this.tls.caPem, cert: this.tls.certPem, key: this.tls.keyPem,
+        method, timeout: timeoutMs, ...agentTlsOptions(this.tls, host),
         headers: { accept: 'application/json', ...(payload ? { 'content-type': 'application/json', 'content-length': String(payload.length) } : {}) },
-        checkServerIdentity: (name: string, cert: PeerCertificate) => {
-          const err = checkServerIdentity(name, cert);
-          if (err) return err;
-          const got = cert.fingerprint256.replace(/:/g, '').toLowerCase();
-          return got === pin ? undefined : new Error(`the agent at ${host.address} shows another certificate than host "${host.name}" joined with`);
-        },
       }, resolve);
       req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
       // a new connection that is not made within CONNECT_TIMEOUT_MS: the host is not there
@@ -86,6 +82,29 @@ export class AgentClient {
     if (r.status >= 400) throw agentError(host, r.status, parsed);
     return parsed as T;
   }
+}
+
+/** HOST_UNAVAILABLE for a host whose agent serves no API to be called. */
+export function noApi(host: HostRow): CorralError {
+  return new CorralError('HOST_UNAVAILABLE', `host "${host.name}" serves no API (its agent was started without --listen)`, { host: host.name });
+}
+
+/**
+ * The TLS options of a connection to a host's agent (an HTTPS request, a websocket): the controller's own pair as
+ * the client certificate, the cluster CA, and the agent's certificate checked for its address and pinned to the
+ * one the host joined with.
+ */
+export function agentTlsOptions(tls: AgentTls, host: HostRow): { ca: string; cert: string; key: string; checkServerIdentity: (name: string, cert: PeerCertificate) => Error | undefined } {
+  const pin = host.certFingerprint.toLowerCase();
+  return {
+    ca: tls.caPem, cert: tls.certPem, key: tls.keyPem,
+    checkServerIdentity: (name, cert) => {
+      const err = checkServerIdentity(name, cert);
+      if (err) return err;
+      const got = cert.fingerprint256.replace(/:/g, '').toLowerCase();
+      return got === pin ? undefined : new Error(`the agent at ${host.address} shows another certificate than host "${host.name}" joined with`);
+    },
+  };
 }
 
 export function parse(buf: Buffer): unknown {

@@ -11,18 +11,17 @@
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { WebSocket, type ClientOptions, type RawData } from 'ws';
-import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import type { IncomingMessage } from 'node:http';
 import { CorralError } from '../core/errors.js';
 import type { HostRow } from './cluster-store.js';
-import { agentError, parse } from './agent-client.js';
+import { agentError, agentTlsOptions, noApi, parse, type AgentTls } from './agent-client.js';
 
 const HANDSHAKE_TIMEOUT_MS = 10_000;
 
 export interface ConsoleProxyDeps {
   /** the host that runs the instance, or a coded error (INSTANCE_NOT_FOUND, HOST_UNAVAILABLE) */
   hostOf: (name: string) => Promise<HostRow>;
-  tls: { caPem: string; certPem: string; keyPem: string };
+  tls: AgentTls;
   /** bytes waiting for a client before reading from the agent pauses */
   maxBufferedBytes?: number;
   /** how long reading may stay paused before the client is cut (CONSOLE_TOO_SLOW), and the grace it then has */
@@ -31,21 +30,12 @@ export interface ConsoleProxyDeps {
 }
 
 /** The agent's console websocket, open, or the agent's refusal as its coded error. */
-export function dialAgentConsole(host: HostRow, path: string, tls: ConsoleProxyDeps['tls']): Promise<WebSocket> {
-  if (!host.address) return Promise.reject(new CorralError('HOST_UNAVAILABLE', `host "${host.name}" serves no API (its agent was started without --listen)`, { host: host.name }));
+export function dialAgentConsole(host: HostRow, path: string, tls: AgentTls): Promise<WebSocket> {
+  if (!host.address) return Promise.reject(noApi(host));
   const url = new URL(path, host.address);
   url.protocol = 'wss:';
-  const pin = host.certFingerprint.toLowerCase();
   // ws hands these to tls.connect, whose checkServerIdentity returns an Error (ws's own type says boolean)
-  const ws = new WebSocket(url, {
-    ca: tls.caPem, cert: tls.certPem, key: tls.keyPem, perMessageDeflate: false, handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
-    checkServerIdentity: (name: string, cert: PeerCertificate) => {
-      const err = checkServerIdentity(name, cert);
-      if (err) return err;
-      const got = cert.fingerprint256.replace(/:/g, '').toLowerCase();
-      return got === pin ? undefined : new Error(`the agent at ${host.address} shows another certificate than host "${host.name}" joined with`);
-    },
-  } as unknown as ClientOptions);
+  const ws = new WebSocket(url, { ...agentTlsOptions(tls, host), perMessageDeflate: false, handshakeTimeout: HANDSHAKE_TIMEOUT_MS } as unknown as ClientOptions);
   return new Promise((resolve, reject) => {
     ws.once('open', () => resolve(ws));
     ws.once('unexpected-response', (req, res: IncomingMessage) => {

@@ -29,7 +29,7 @@ import type { InstanceSpec } from '../core/spec.js';
 import type { HostRow, ClusterStore } from './cluster-store.js';
 import type { ClusterInstances } from './cluster-instances.js';
 import type { ClusterEvents } from './cluster-events.js';
-import type { AgentClient } from './agent-client.js';
+import { noApi, type AgentClient } from './agent-client.js';
 import { hostOf } from './controller-instances.js';
 import { summaryOfReply } from './instance-reports.js';
 
@@ -65,7 +65,7 @@ export function migrateRequest(body: Record<string, unknown>): MigrateRequest {
 
 /** The IP address of a host's agent (its joined address), which its incoming QEMU listens on. */
 export async function hostIp(h: HostRow): Promise<string> {
-  if (!h.address) throw new CorralError('HOST_UNAVAILABLE', `host "${h.name}" serves no API (its agent was started without --listen)`, { host: h.name });
+  if (!h.address) throw noApi(h);
   const name = new URL(h.address).hostname.replace(/^\[|\]$/g, '');
   return isIP(name) !== 0 ? name : (await lookup(name)).address;
 }
