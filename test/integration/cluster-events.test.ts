@@ -15,8 +15,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { CLI, Daemon, SKIP_NO_TINY, newDataDir, waitFor } from './harness.js';
-import { Controller, freePort, runCli } from './cluster-harness.js';
-import { startPostgres, type TestPostgres } from '../unit/postgres.js';
+import { Controller, freePort, initCluster } from './cluster-harness.js';
+import type { TestPostgres } from '../unit/postgres.js';
 
 const skip = SKIP_NO_TINY;
 const LEASE_MS = 4000;
@@ -115,12 +115,8 @@ const lines = (file: string): string[] => (existsSync(file) ? readFileSync(file,
 
 before(async () => {
   if (skip) return;
-  pg = await startPostgres();
-  shared = mkdtempSync('/tmp/corral-shared-');
-  chmodSync(shared, 0o711);
+  ({ pg, shared } = await initCluster());
   fenceDir = mkdtempSync('/tmp/corral-fence-');
-  const init = await runCli(['cluster', 'init', '--database', pg.url, '--json'], {});
-  assert.equal(init.code, 0, init.stderr);
   ctl = new Controller(pg.url, await freePort(), {
     CORRAL_UNREACHABLE_AFTER_MS: String(LEASE_MS), CORRAL_WATCHDOG_MS: '600000', CORRAL_FENCE_COMMAND: writeFenceScript(), CORRAL_FENCE_TIMEOUT_MS: '20000',
   });

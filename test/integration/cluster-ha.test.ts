@@ -8,12 +8,12 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chmodSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { isAlive } from '../../src/qemu/proc.js';
 import { Daemon, SKIP_NO_TINY, newDataDir, waitFor } from './harness.js';
-import { Controller, freePort, runCli } from './cluster-harness.js';
-import { startPostgres, type TestPostgres } from '../unit/postgres.js';
+import { Controller, freePort, initCluster } from './cluster-harness.js';
+import type { TestPostgres } from '../unit/postgres.js';
 
 const skip = SKIP_NO_TINY;
 const LEASE_MS = 4000;
@@ -71,11 +71,7 @@ async function hostState(name: string): Promise<any> {
 
 before(async () => {
   if (skip) return;
-  pg = await startPostgres();
-  shared = mkdtempSync('/tmp/corral-shared-');
-  chmodSync(shared, 0o711);
-  const init = await runCli(['cluster', 'init', '--database', pg.url, '--json'], {});
-  assert.equal(init.code, 0, init.stderr);
+  ({ pg, shared } = await initCluster());
   ctl = new Controller(pg.url, await freePort(), { CORRAL_UNREACHABLE_AFTER_MS: String(LEASE_MS), CORRAL_WATCHDOG_MS: String(WATCHDOG_MS) });
   await ctl.start();
   for (const n of ['a1', 'a2', 'a3']) await startAgent(n, JSON.parse((await ctl.cli(['cluster', 'join-token', '--json'])).stdout).token);

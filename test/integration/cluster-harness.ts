@@ -5,10 +5,11 @@
  */
 import assert from 'node:assert/strict';
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { CLI, signalAndWait, waitFor } from './harness.js';
+import { startPostgres, type TestPostgres } from '../unit/postgres.js';
 
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -30,6 +31,19 @@ export function runCli(args: string[], env: NodeJS.ProcessEnv, timeoutMs = 60_00
     });
     child.stdin!.end(input);
   });
+}
+
+/**
+ * A new cluster for a test file: PostgreSQL on a private data dir and port, `corral cluster init` done on it, and a
+ * directory for the hosts' shared pool (0711: the agents' unprivileged QEMUs reach their own files under it).
+ */
+export async function initCluster(): Promise<{ pg: TestPostgres; shared: string }> {
+  const pg = await startPostgres();
+  const shared = mkdtempSync('/tmp/corral-shared-');
+  chmodSync(shared, 0o711);
+  const init = await runCli(['cluster', 'init', '--database', pg.url, '--json'], {});
+  assert.equal(init.code, 0, init.stderr);
+  return { pg, shared };
 }
 
 export class Controller {

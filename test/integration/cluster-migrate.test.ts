@@ -10,12 +10,12 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmodSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { Daemon, SKIP_NO_TINY, createNetns, deleteNetns, newDataDir, waitFor } from './harness.js';
-import { Controller, freePort, runCli } from './cluster-harness.js';
+import { Controller, freePort, initCluster } from './cluster-harness.js';
 import pgLib from 'pg';
-import { startPostgres, type TestPostgres } from '../unit/postgres.js';
+import type { TestPostgres } from '../unit/postgres.js';
 
 const skip = SKIP_NO_TINY;
 let pg: TestPostgres;
@@ -109,11 +109,7 @@ const lastTick = (log: string): number => Math.max(-1, ...[...log.matchAll(/tick
 
 before(async () => {
   if (skip) return;
-  pg = await startPostgres();
-  shared = mkdtempSync('/tmp/corral-shared-');
-  chmodSync(shared, 0o711);
-  const init = await runCli(['cluster', 'init', '--database', pg.url, '--json'], {});
-  assert.equal(init.code, 0, init.stderr);
+  ({ pg, shared } = await initCluster());
   makeNetwork(['a1', 'a2']);
   ctl = new Controller(pg.url, await freePort(), {}, `${NET}.1`);
   await ctl.start();
