@@ -92,7 +92,7 @@ export function installRoleChecks(app: FastifyInstance, identify: (req: FastifyR
  * the bearer token decides, `tokens` says who a named token is; on a cluster agent, `peer` first names a caller
  * from the TLS client certificate (a controller's), or says null and the token decides.
  */
-export function installAuth(app: FastifyInstance, legacyToken: string | undefined, tokens: () => TokenService, peer?: (req: FastifyRequest) => Caller | null): void {
+export function installAuth(app: FastifyInstance, legacyToken: string | undefined, tokens: () => TokenService, peer?: (req: FastifyRequest) => Caller | null, open: readonly string[] = []): void {
   if (legacyToken === undefined) {
     app.decorateRequest('caller', null);
     app.addHook('onRequest', async (req) => {
@@ -103,5 +103,8 @@ export function installAuth(app: FastifyInstance, legacyToken: string | undefine
   // fail closed: an empty token would otherwise turn auth off
   if (legacyToken.trim() === '') throw new CorralError('INVALID_CONFIG', 'the TCP API was given an empty bearer token; it is not served without one');
   // a cluster agent's API: a controller's client certificate (verified against the cluster CA) is an admin
-  installRoleChecks(app, (req) => peer?.(req) ?? identify(req.headers.authorization, legacyToken, tokens));
+  // `open`: routes ("GET /metrics") served without a token when asked (`--metrics-public`); only without credentials
+  // shown: a token shown is still checked, so a bad one is refused everywhere
+  const isOpen = (req: FastifyRequest): boolean => req.headers.authorization === undefined && open.includes(`${req.method} ${req.routeOptions.url}`);
+  installRoleChecks(app, (req) => (isOpen(req) ? null : peer?.(req) ?? identify(req.headers.authorization, legacyToken, tokens)));
 }

@@ -31,6 +31,7 @@ const admin: RouteRule = { role: 'admin' };
 
 export const ROUTE_ROLES: Readonly<Record<string, RouteRule>> = {
   'GET /openapi.json': viewer,
+  'GET /metrics': viewer,
   'GET /v1/events': viewer,
   'GET /v1/host': viewer,
   'GET /v1/pool': viewer,

@@ -26,6 +26,7 @@ import { networkRoutes } from './routes-networks.js';
 import { passthroughRoutes } from './routes-passthrough.js';
 import { vhostUserRoutes } from './routes-vhost-user.js';
 import { auditRoutes, tokenRoutes } from './routes-auth.js';
+import { hostRegistry, installRequestMetrics, metricsRoute } from './metrics.js';
 import { installAuth, type Caller } from './auth.js';
 import { installAudit, noteFailure } from './audit.js';
 import { recordRoutes, routeRule } from './roles.js';
@@ -49,6 +50,8 @@ export interface ApiOptions {
    */
   tls?: { cert: string; key: string; ca?: string };
   peer?: (req: FastifyRequest) => Caller | null;
+  /** TCP: GET /metrics is served without a token (`--metrics-public`) */
+  metricsPublic?: boolean;
   /** limits on event streams and console websockets (STREAM_LIMITS when not given) */
   streams?: Partial<StreamLimits>;
 }
@@ -141,7 +144,8 @@ export async function buildApi(svc: Services, opts: ApiOptions = {}): Promise<Fa
   // After the websocket plugin, whose onRequest hook marks upgrades (req.ws) so that the socket of a refused one is
   // closed after the error reply; the audit's onRequest hook (the peer's address) before auth's, which may refuse.
   if (opts.audit) installAudit(app, opts.audit, tcp ? 'tcp' : 'unix');
-  installAuth(app, opts.token, () => svc.tokens, opts.peer);
+  installAuth(app, opts.token, () => svc.tokens, opts.peer, opts.metricsPublic ? ['GET /metrics'] : []);
+  installRequestMetrics(app);
   refuseTarget(app);
 
   const limits: StreamLimits = { ...STREAM_LIMITS, ...opts.streams };
@@ -160,6 +164,7 @@ export async function buildApi(svc: Services, opts: ApiOptions = {}): Promise<Fa
   await app.register(vhostUserRoutes(svc));
   await app.register(tokenRoutes(svc));
   await app.register(auditRoutes(opts.audit));
+  await app.register(metricsRoute(async () => hostRegistry(await svc.metrics.samples(), svc.instances.pool())));
 
   const typed = app.withTypeProvider<TypeBoxTypeProvider>();
   typed.get(

@@ -8,6 +8,7 @@ import type { InstanceService } from '../services/instances.js';
 import type { InstanceConfigService } from '../services/instance-config.js';
 import type { MigrationService } from '../services/migration.js';
 import type { MemoryService } from '../services/memory.js';
+import type { MetricsService } from '../services/metrics.js';
 import type { NicService } from '../services/nics.js';
 import type { NetworkService } from '../services/networks.js';
 import type { PassthroughService } from '../services/passthrough.js';
@@ -32,4 +33,6 @@ export interface Services {
   tokens: TokenService;
   /** a host's side of live migrations (a cluster controller drives them) */
   migration: MigrationService;
+  /** what GET /metrics shows of each instance */
+  metrics: MetricsService;
 }

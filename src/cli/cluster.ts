@@ -221,7 +221,7 @@ async function simulate(o: Record<string, unknown>): Promise<void> {
 export function daemonOptionsFrom(o: Record<string, unknown>) {
   const s = (k: string): string | undefined => (o[k] === undefined ? undefined : String(o[k]));
   return {
-    listen: s('listen'), tlsCert: s('tlsCert'), tlsKey: s('tlsKey'), accel: o.accel as 'kvm' | 'tcg' | undefined, sharedPool: s('sharedPool'),
+    listen: s('listen'), tlsCert: s('tlsCert'), tlsKey: s('tlsKey'), accel: o.accel as 'kvm' | 'tcg' | undefined, sharedPool: s('sharedPool'), metricsPublic: o.metricsPublic === true,
     pool: { cpuRatio: o.cpuRatio as number | undefined, memoryRatio: o.memoryRatio as number | undefined, reservedMemory: s('reservedMemory') },
   };
 }

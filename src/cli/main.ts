@@ -73,7 +73,8 @@ export function buildProgram(): Command {
     .option('--cpu-ratio <ratio>', 'vCPUs per host CPU thread in the pool (default 4.0; env CORRAL_CPU_RATIO)', Number)
     .option('--memory-ratio <ratio>', 'guest memory per byte of host memory (default 1.0; env CORRAL_MEMORY_RATIO)', Number)
     .option('--reserved-memory <size>', 'host memory kept out of the pool (default 512M; env CORRAL_RESERVED_MEMORY)')
-    .option('--shared-pool <dir>', 'shared storage mounted at the same path on every host of a cluster: root disks of instances made with --pool shared (env CORRAL_SHARED_POOL)');
+    .option('--shared-pool <dir>', 'shared storage mounted at the same path on every host of a cluster: root disks of instances made with --pool shared (env CORRAL_SHARED_POOL)')
+    .option('--metrics-public', 'serve GET /metrics (Prometheus) on the TCP listener without a token (everything else still needs one)');
   daemonOptions(program
     .command('daemon')
     .description('run the corral daemon in this process (API on $CORRAL_DATA_DIR/corral.sock)'))

@@ -38,6 +38,7 @@ import { ensureTunOpenable } from '../network/tap.js';
 import { NetworkStore } from '../network/store.js';
 import { VhostUserStore } from '../network/vhost-user-store.js';
 import { MigrationService } from '../services/migration.js';
+import { MetricsService } from '../services/metrics.js';
 import { VhostUserService } from '../services/vhost-user.js';
 import { StorageDaemonService } from '../services/storage-daemons.js';
 import { PassthroughService } from '../services/passthrough.js';
@@ -66,6 +67,8 @@ export interface DaemonOptions {
   pool?: { cpuRatio?: number; memoryRatio?: number; reservedMemory?: string | number };
   /** the shared storage pool's mount point (env CORRAL_SHARED_POOL): root disks of `pool: shared` instances */
   sharedPool?: string;
+  /** serve GET /metrics on the TCP listener without a token */
+  metricsPublic?: boolean;
   /** run as a cluster agent (`corral agent`): join with a token first, or use the identity a join left */
   agent?: { join?: { url: string; token: string; labels?: Record<string, string> }; name?: string; version: string };
 }
@@ -261,7 +264,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   void host.accelerator().then((d) => log.info({ accel: d.accel, reason: d.reason }, 'accelerator chosen'));
 
   const servers: FastifyInstance[] = [];
-  const services = { instances, config, images, host, events, cpu, memory, volumes, disks, nics, networks, passthrough, vhostUser, tokens: new TokenService(store), migration: new MigrationService({ instances, events, log }) };
+  const services = { instances, config, images, host, events, cpu, memory, volumes, disks, nics, networks, passthrough, vhostUser, tokens: new TokenService(store), migration: new MigrationService({ instances, events, log }), metrics: new MetricsService({ instances }) };
   // state-changing requests on both listeners, and refused ones on TCP; a failing write is said on stderr, never fatal
   const audit = new AuditLog(paths.audit);
   const unixApi = await buildApi(services, { audit });
@@ -284,7 +287,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
 
   if (tcp) {
     const tcpApi = await buildApi(services, {
-      token: tcp.token, tls: { cert: tcp.tls.cert, key: tcp.tls.key, ...(tcp.ca ? { ca: tcp.ca } : {}) }, audit,
+      token: tcp.token, tls: { cert: tcp.tls.cert, key: tcp.tls.key, ...(tcp.ca ? { ca: tcp.ca } : {}) }, audit, metricsPublic: opts.metricsPublic === true,
       ...(tcp.ca ? { peer: controllerCaller(tcp.ca) } : {}),
     });
     await tcpApi.listen({ host: tcp.host, port: tcp.port });

@@ -2,7 +2,7 @@
  * VmControl over QMP: each typed operation of the hypervisor seam (src/vm/driver.ts) is one QMP command, and
  * every failure becomes a coded Corral error in one place (qmpToCorral).
  */
-import type { HotpluggableCpu, MigrationInfo, VcpuInfo, VmControl, VmRunStatus } from '../vm/driver.js';
+import type { BlockStatsEntry, HotpluggableCpu, MigrationInfo, VcpuInfo, VmControl, VmRunStatus } from '../vm/driver.js';
 import type { QmpClient } from './qmp.js';
 import { qmpToCorral } from './qmp-errors.js';
 
@@ -60,6 +60,7 @@ export class QmpControl implements VmControl {
     return { base: r['base-memory'] ?? null, plugged: r['plugged-memory'] ?? null };
   }
   async balloonSize(): Promise<number> { return (await this.call<{ actual: number }>('query-balloon')).actual; }
+  blockStats(): Promise<BlockStatsEntry[]> { return this.call<BlockStatsEntry[]>('query-blockstats'); }
   async balloon(bytes: number): Promise<void> { await this.call('balloon', { value: bytes }); }
   async memdevs(): Promise<string[]> {
     const list = await this.call<Array<{ id?: string }>>('query-memdev');

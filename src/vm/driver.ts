@@ -43,6 +43,14 @@ export interface VcpuInfo {
   'qom-path': string;
 }
 
+/** One block backend's counters as query-blockstats gives them (the fields Corral reads). */
+export interface BlockStatsEntry {
+  device?: string;
+  qdev?: string;
+  'node-name'?: string;
+  stats: { rd_bytes: number; wr_bytes: number; rd_operations: number; wr_operations: number };
+}
+
 export interface HotpluggableCpu {
   type: string;
   'vcpus-count': number;
@@ -88,6 +96,8 @@ export interface VmControl {
   memorySize(): Promise<{ base: number | null; plugged: number | null }>;
   /** the balloon's current size in bytes */
   balloonSize(): Promise<number>;
+  /** each block backend's I/O counters (QEMU: query-blockstats) */
+  blockStats(): Promise<BlockStatsEntry[]>;
   /** set the balloon target in bytes */
   balloon(bytes: number): Promise<void>;
   /** ids of the memory backends */

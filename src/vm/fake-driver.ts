@@ -10,7 +10,7 @@
 import { writeFileSync } from 'node:fs';
 import { CorralError } from '../core/errors.js';
 import type { LaunchPlan } from '../qemu/argv.js';
-import type { HotpluggableCpu, MigrationInfo, VcpuInfo, Vm, VmDriver, VmEvent, VmExit, VmProcess, VmRunStatus, VmSockets } from './driver.js';
+import type { BlockStatsEntry, HotpluggableCpu, MigrationInfo, VcpuInfo, Vm, VmDriver, VmEvent, VmExit, VmProcess, VmRunStatus, VmSockets } from './driver.js';
 
 /** Fake pids start above Linux's largest pid_max (2^22), so they never name a real process. */
 const FIRST_PID = 5_000_000;
@@ -215,6 +215,9 @@ export class FakeVm implements Vm {
     return this.call('query-memory-size-summary', () => ({ base: this.process.plan.memory, plugged: 0 }));
   }
   balloonSize(): Promise<number> { return this.call('query-balloon', () => this.process.balloon); }
+  blockStats(): Promise<BlockStatsEntry[]> {
+    return this.call('query-blockstats', () => this.process.plan.disks.map((d) => d.id).map((d) => ({ qdev: `/machine/peripheral/${d}/virtio-backend`, stats: { rd_bytes: 0, wr_bytes: 0, rd_operations: 0, wr_operations: 0 } })));
+  }
   balloon(bytes: number): Promise<void> { return this.call('balloon', () => { this.process.balloon = bytes; }); }
   memdevs(): Promise<string[]> { return this.call('query-memdev', () => ['mem0']); }
   memoryTree(): Promise<string> { return this.call('human-monitor-command', () => ''); }

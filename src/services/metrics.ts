@@ -1,0 +1,149 @@
+/**
+ * What /metrics shows of each instance, read at scrape time from where `corral stats` and a user would look:
+ * - CPU: the QEMU process's user + system time (/proc/PID/stat, every thread: vCPUs, I/O, the main loop) and each
+ *   vCPU thread's (/proc/PID/task/TID/stat, the thread ids QEMU names in query-cpus-fast);
+ * - memory: configured (the spec's boot memory), resident (smaps_rollup's Rss, as `corral stats` shows it), and the
+ *   balloon's size (query-balloon) when the instance has one;
+ * - block: bytes and operations read and written per disk (query-blockstats), named by the device's id;
+ * - network: bytes and packets per NIC as the guest sees them (its tap's counters in /proc/self/net/dev, of the
+ *   daemon's own network namespace, turned around: what the tap sends, the guest receives). NICs on user-mode
+ *   networking have no counter QEMU exposes: they are left out.
+ * A running or paused instance has all of it; the others only their state and configuration. One that cannot be
+ * read (its QEMU just ended) keeps what was read, never a guess.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { tapName } from '../core/nics.js';
+import type { BlockStatsEntry } from '../vm/driver.js';
+import type { InstanceService, InstanceView } from './instances.js';
+
+export interface BlockSample { device: string; readBytes: number; writeBytes: number; readOps: number; writeOps: number }
+export interface NicSample { nic: string; rxBytes: number; txBytes: number; rxPackets: number; txPackets: number }
+
+export interface InstanceSample {
+  name: string;
+  uuid: string;
+  state: string;
+  vcpus: number;
+  memoryConfigured: number;
+  /** null when not running, or unreadable */
+  cpuSeconds: number | null;
+  vcpuSeconds: Array<{ vcpu: number; seconds: number }>;
+  residentBytes: number | null;
+  balloonBytes: number | null;
+  blocks: BlockSample[];
+  nics: NicSample[];
+}
+
+/**
+ * The disks of query-blockstats, named by the device's id (`/machine/peripheral/disk1/virtio-backend` -> disk1),
+ * else by the legacy drive or node name. Backends with no device (an NBD export, a backing node) are left out.
+ */
+export function blockSamples(list: readonly BlockStatsEntry[]): BlockSample[] {
+  const out: BlockSample[] = [];
+  for (const b of list) {
+    const periph = b.qdev ? /^\/machine\/peripheral(?:-anon)?\/([^/]+)/.exec(b.qdev)?.[1] : undefined;
+    const device = periph ?? (b.qdev || b.device || undefined);
+    if (!device) continue;
+    out.push({ device, readBytes: b.stats.rd_bytes, writeBytes: b.stats.wr_bytes, readOps: b.stats.rd_operations, writeOps: b.stats.wr_operations });
+  }
+  return out;
+}
+
+/** utime + stime (fields 14 and 15 of /proc/.../stat, after the command's closing parenthesis), in clock ticks. */
+export function statTicks(stat: string): number {
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return Number(f[11]) + Number(f[12]);
+}
+
+/** /proc/net/dev: each interface's received and transmitted bytes and packets. */
+export function netDev(text: string): Map<string, { rxBytes: number; rxPackets: number; txBytes: number; txPackets: number }> {
+  const out = new Map<string, { rxBytes: number; rxPackets: number; txBytes: number; txPackets: number }>();
+  for (const line of text.split('\n')) {
+    const m = /^\s*([^:\s]+):\s*(.*)$/.exec(line);
+    if (!m) continue;
+    const f = m[2]!.trim().split(/\s+/).map(Number);
+    if (f.length < 16 || f.some((x) => !Number.isFinite(x))) continue;
+    out.set(m[1]!, { rxBytes: f[0]!, rxPackets: f[1]!, txBytes: f[8]!, txPackets: f[9]! });
+  }
+  return out;
+}
+
+/** Rss of /proc/PID/smaps_rollup (or status's VmRSS), bytes. */
+export function rssBytes(text: string): number | null {
+  const m = /^(?:Rss|VmRSS):\s+(\d+) kB/m.exec(text);
+  return m ? Number(m[1]) * 1024 : null;
+}
+
+export interface MetricsDeps {
+  instances: InstanceService;
+  proc?: string;
+  /** clock ticks per second (getconf CLK_TCK: 100 on Linux) */
+  clkTck?: number;
+}
+
+export class MetricsService {
+  private readonly proc: string;
+  private readonly tck: number;
+
+  constructor(private readonly d: MetricsDeps) {
+    this.proc = d.proc ?? '/proc';
+    this.tck = d.clkTck ?? 100;
+  }
+
+  async samples(): Promise<InstanceSample[]> {
+    const dev = netDev(this.read(join(this.proc, 'self', 'net', 'dev')) ?? '');
+    return Promise.all(this.d.instances.list().map((v) => this.sample(v, dev)));
+  }
+
+  private read(path: string): string | null {
+    try {
+      return readFileSync(path, 'utf8');
+    } catch {
+      return null;
+    }
+  }
+
+  private async sample(v: InstanceView, dev: ReturnType<typeof netDev>): Promise<InstanceSample> {
+    const s: InstanceSample = {
+      name: v.name, uuid: v.uuid, state: v.state, vcpus: v.cpus, memoryConfigured: v.spec.memory,
+      cpuSeconds: null, vcpuSeconds: [], residentBytes: null, balloonBytes: null, blocks: [], nics: [],
+    };
+    if ((v.state !== 'running' && v.state !== 'paused') || v.pid === null) return s;
+    const pid = String(v.pid);
+    const stat = this.read(join(this.proc, pid, 'stat'));
+    if (stat) s.cpuSeconds = statTicks(stat) / this.tck;
+    s.residentBytes = rssBytes(this.read(join(this.proc, pid, 'smaps_rollup')) ?? this.read(join(this.proc, pid, 'status')) ?? '');
+    s.nics = nicSamples(v, dev);
+    let vm;
+    try {
+      vm = this.d.instances.live(v.name).vm;
+    } catch {
+      return s; // it ended between the list and now
+    }
+    const [vcpus, blocks, balloon] = await Promise.allSettled([
+      vm.vcpus(),
+      vm.blockStats(),
+      v.spec.balloon ? vm.balloonSize() : Promise.resolve(null),
+    ]);
+    if (vcpus.status === 'fulfilled') {
+      for (const c of vcpus.value) {
+        const t = this.read(join(this.proc, pid, 'task', String(c['thread-id']), 'stat'));
+        if (t) s.vcpuSeconds.push({ vcpu: c['cpu-index'], seconds: statTicks(t) / this.tck });
+      }
+    }
+    if (blocks.status === 'fulfilled') s.blocks = blockSamples(blocks.value);
+    if (balloon.status === 'fulfilled') s.balloonBytes = balloon.value;
+    return s;
+  }
+}
+
+/** Each tap-backed NIC's counters, as the guest sees them. */
+export function nicSamples(v: Pick<InstanceView, 'uuid' | 'spec'>, dev: ReturnType<typeof netDev>): NicSample[] {
+  const out: NicSample[] = [];
+  for (const n of v.spec.nics ?? []) {
+    const t = dev.get(tapName(v.uuid, n.id));
+    if (t) out.push({ nic: n.id, rxBytes: t.txBytes, txBytes: t.rxBytes, rxPackets: t.txPackets, txPackets: t.rxPackets });
+  }
+  return out;
+}
