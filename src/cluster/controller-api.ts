@@ -20,6 +20,8 @@ import { parseExpiry } from '../core/tokens.js';
 import { hashJoinSecret, parseJoinToken } from '../core/join-token.js';
 import websocket from '@fastify/websocket';
 import { closeWebsockets, installErrorReplies, newApp } from '../api/app.js';
+import { installRequestMetrics, metricsRoute } from '../api/metrics.js';
+import { clusterRegistry } from './controller-metrics.js';
 import { noteCaller, noteFailure } from '../api/audit.js';
 import { auditRoutes, tokenRoutes } from '../api/routes-auth.js';
 import { recordRoutes } from '../api/roles.js';
@@ -118,6 +120,7 @@ export async function buildControllerApi(d: ControllerApiDeps): Promise<FastifyI
   await app.register(websocket, { options: { maxPayload: 1024 * 1024 }, preClose: closeWebsockets });
   // after the websocket plugin, whose onRequest hook marks upgrades (a refused one's socket is closed after its reply)
   installControllerAuth(app, { tokens: d.tokens, audit: d.audit });
+  installRequestMetrics(app);
   refuseTargetOnClusterRoutes(app, isAgentRoute);
   const caHash = caSha256(d.ca.certPem);
   const typed = app.withTypeProvider<TypeBoxTypeProvider>();
@@ -195,6 +198,7 @@ export async function buildControllerApi(d: ControllerApiDeps): Promise<FastifyI
   });
   await app.register(tokenRoutes({ tokens: d.tokens }));
   await app.register(auditRoutes(d.audit));
+  await app.register(metricsRoute(async () => clusterRegistry(await d.store.listHosts())));
   // the instances of the cluster, and what each host holds for itself: people's calls
   await app.register(async (scoped) => {
     const agentTls = { caPem: d.ca.certPem, certPem: d.tls.certPem, keyPem: d.tls.keyPem };

@@ -7,6 +7,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -254,4 +255,20 @@ test('each state-changing and each refused request is in the audit table, with w
   assert.equal(agent.status, 403);
   const last = (await call(secret.admin, 'GET', '/v1/audit?limit=1')).body.entries[0];
   assert.deepEqual([last.who, last.path, last.status, last.code], [null, '/v1/cluster/heartbeat', 403, 'UNTRUSTED_PEER']);
+});
+
+test('GET /metrics on a controller: a viewer\'s token reads the hosts by state and each one\'s figures; none is refused', async () => {
+  await new ClusterStore(db.pool).insertHost({ name: 'm-h1', uuid: '33333333-3333-4333-8333-333333333333', address: 'https://10.0.0.9:8444', certSerial: 'ab', certFingerprint: 'cd', labels: {}, agentVersion: 'test' });
+  assert.equal((await app.inject({ method: 'GET', url: '/metrics' })).statusCode, 401);
+  const r = await app.inject({ method: 'GET', url: '/metrics', headers: bearer(secret.viewer) });
+  assert.equal(r.statusCode, 200);
+  // it never sent a heartbeat: unreachable
+  assert.match(r.body, /^corral_cluster_hosts\{state="unreachable"\} 1$/m);
+  assert.match(r.body, /^corral_cluster_hosts\{state="up"\} 0$/m);
+  assert.match(r.body, /^corral_cluster_host_state\{host="m-h1",state="unreachable"\} 1$/m);
+  assert.match(r.body, /^corral_cluster_host_allocated_memory_bytes\{host="m-h1"\} 0$/m);
+  assert.match(r.body, /^corral_http_request_duration_seconds_count\{method="GET",route="\/v1\/hosts",status_code="200"\} [1-9]/m);
+  const check = spawnSync('promtool', ['check', 'metrics'], { input: r.body, encoding: 'utf8' });
+  if (!check.error) assert.equal(`${check.stdout}${check.stderr}`.trim() + String(check.status), '0');
+  await db.pool.query("DELETE FROM hosts WHERE name = 'm-h1'");
 });
