@@ -12,7 +12,7 @@
  * that takes part, carries the labels the instance asks for, mounts the shared pool if its disk is there, holds no
  * other member of its anti-affine group, and has room: the placer's own fit, core/placement.ts), the move that
  * leaves the pool most even; ties go to the smaller instance (less to copy), then by names. It stops at the limit of
- * moves, when the pool is even, or when no move improves it.
+ * moves, when the pool is even, or when no move improves it; an instance moves at most once in a plan.
  *
  * planRelief() is the memory-pressure variant: a guest must leave one host (its balloons could not free enough), so
  * the best move off that host is proposed whether or not it makes the pool more even; ties go to the larger guest.
@@ -224,11 +224,13 @@ export function planRebalance(hosts: readonly RebalanceHost[], instances: readon
   const pool = new Pool(hosts, instances);
   const spreadBefore = pool.score().spread;
   const moves: RebalanceMove[] = [];
+  // an instance moves at most once in a plan
+  const done = new Set(opts.exclude ?? []);
   while (moves.length < maxMoves) {
     const now = pool.score();
     if (now.spread <= tolerance + EPS) break;
     let best: { s: { spread: number; squares: number }; i: RebalanceInstance; t: RebalanceHost } | null = null;
-    for (const i of pool.movable(opts.exclude)) {
+    for (const i of pool.movable(done)) {
       for (const t of pool.hosts) {
         if (!pool.fits(i, t)) continue;
         const s = pool.scoreIf(i, t);
@@ -237,6 +239,7 @@ export function planRebalance(hosts: readonly RebalanceHost[], instances: readon
       }
     }
     if (best === null) break;
+    done.add(best.i.name);
     moves.push(pool.apply(best.i, best.t));
   }
   const spreadAfter = pool.score().spread;

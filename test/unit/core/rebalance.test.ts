@@ -182,6 +182,7 @@ test('property: every plan respects capacity, takes each move only if it is stri
     const p = planRebalance(start, vms, { maxMoves, tolerance: r() * 0.1 });
     moved += p.moves.length;
     assert.ok(p.moves.length <= maxMoves);
+    assert.equal(new Set(p.moves.map((m) => m.instance)).size, p.moves.length, 'an instance moves at most once');
     let prev = p.spreadBefore;
     for (const m of p.moves) {
       assert.ok(m.spreadAfter <= prev + 1e-9, `move ${JSON.stringify(m)} after spread ${prev}`);
