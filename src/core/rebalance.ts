@@ -62,6 +62,8 @@ export interface RebalanceMove {
   to: string;
   cpus: number;
   memory: number;
+  /** both hosts' capacity, and their allocation before and after the move */
+  capacity: { from: { cpus: number; memory: number }; to: { cpus: number; memory: number } };
   before: { from: HostLoad; to: HostLoad };
   after: { from: HostLoad; to: HostLoad };
   /** the pool's spread of dominant shares before and after this move */
@@ -201,7 +203,7 @@ class Pool {
     i.host = to.name;
     return {
       instance: i.name, from: from.name, to: to.name, cpus: i.cpus, memory: i.memory,
-      before, after: { from: loadOf(from), to: loadOf(to) }, spreadBefore, spreadAfter: this.score().spread,
+      capacity: { from: { ...from.capacity }, to: { ...to.capacity } }, before, after: { from: loadOf(from), to: loadOf(to) }, spreadBefore, spreadAfter: this.score().spread,
     };
   }
 }

@@ -40,6 +40,7 @@ test('three guests on one host and another empty: one moves, to the empty host, 
   const m = p.moves[0]!;
   assert.deepEqual([m.from, m.to], ['a2', 'a1']);
   assert.equal(m.instance, 'g2', 'of equals, the smallest guest moves (the least to copy)');
+  assert.deepEqual(m.capacity, { from: { cpus: 8, memory: 23 * GiB }, to: { cpus: 8, memory: 23 * GiB } });
   assert.deepEqual(m.before.from, { cpus: 3, memory: 288 * MiB, share: 3 / 8 });
   assert.deepEqual(m.before.to, { cpus: 0, memory: 0, share: 0 });
   assert.deepEqual(m.after.from, { cpus: 2, memory: 224 * MiB, share: 2 / 8 });
