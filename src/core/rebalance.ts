@@ -136,12 +136,21 @@ function checkOptions(o: RebalanceOptions): { maxMoves: number; tolerance: numbe
   return { maxMoves, tolerance };
 }
 
-/** The state a planner works on: hosts by name, and each anti-affine group's hosts. */
+/**
+ * The state a planner works on: hosts by name, each anti-affine group's hosts, and the loads' extremes and sum of
+ * squares, so that the score after a move (which changes two hosts' loads) costs O(1), not a pass over the hosts.
+ */
 class Pool {
   readonly hosts: RebalanceHost[];
   readonly instances: RebalanceInstance[];
   private readonly byName = new Map<string, RebalanceHost>();
-  private readonly antiGroups = new Set<string>();
+  /** anti-affine groups: how many members each host holds */
+  private readonly antiGroups = new Map<string, Map<string, number>>();
+  private readonly share = new Map<RebalanceHost, number>();
+  /** the three highest and three lowest loads (hosts that take part), and the sum of the squared loads */
+  private hi: Array<{ h: RebalanceHost; s: number }> = [];
+  private lo: Array<{ h: RebalanceHost; s: number }> = [];
+  private squares = 0;
 
   constructor(hosts: readonly RebalanceHost[], instances: readonly RebalanceInstance[]) {
     this.hosts = hosts.map(copyHost);
@@ -150,7 +159,28 @@ class Pool {
       this.byName.set(h.name, h);
     }
     this.instances = instances.map((i) => ({ ...i }));
-    for (const i of this.instances) if (i.group && i.antiAffinity) this.antiGroups.add(i.group);
+    for (const i of this.instances) if (i.group && i.antiAffinity) this.antiGroups.set(i.group, new Map());
+    for (const i of this.instances) this.count(i, 1);
+    this.refresh();
+  }
+
+  private count(i: RebalanceInstance, d: number): void {
+    const g = i.group ? this.antiGroups.get(i.group) : undefined;
+    if (g) g.set(i.host, (g.get(i.host) ?? 0) + d);
+  }
+
+  private refresh(): void {
+    this.share.clear();
+    this.squares = 0;
+    for (const h of this.hosts) {
+      if (!takesPart(h)) continue;
+      const s = dominantShare(h);
+      this.share.set(h, s);
+      this.squares += s * s;
+    }
+    const all = [...this.share].map(([h, s]) => ({ h, s }));
+    this.hi = [...all].sort((a, b) => b.s - a.s).slice(0, 3);
+    this.lo = [...all].sort((a, b) => a.s - b.s).slice(0, 3);
   }
 
   host(name: string): RebalanceHost | undefined {
@@ -158,25 +188,26 @@ class Pool {
   }
 
   score(): { spread: number; squares: number } {
-    return score(this.hosts.filter(takesPart).map(dominantShare));
+    return score([...this.share.values()]);
   }
 
   /** The score if `i` went from its host to `to` (both take part). */
   scoreIf(i: RebalanceInstance, to: RebalanceHost): { spread: number; squares: number } {
-    const shares: number[] = [];
-    for (const h of this.hosts) {
-      if (!takesPart(h)) continue;
-      const d = h.name === i.host ? -1 : h === to ? 1 : 0;
-      shares.push(d === 0 ? dominantShare(h) : dominantShare({ capacity: h.capacity, allocated: { cpus: h.allocated.cpus + d * i.cpus, memory: h.allocated.memory + d * i.memory } }));
-    }
-    return score(shares);
+    const from = this.byName.get(i.host)!;
+    const sf = dominantShare({ capacity: from.capacity, allocated: { cpus: from.allocated.cpus - i.cpus, memory: from.allocated.memory - i.memory } });
+    const st = dominantShare({ capacity: to.capacity, allocated: { cpus: to.allocated.cpus + i.cpus, memory: to.allocated.memory + i.memory } });
+    const other = (list: Array<{ h: RebalanceHost; s: number }>): number | undefined => list.find((x) => x.h !== from && x.h !== to)?.s;
+    const max = Math.max(other(this.hi) ?? -Infinity, sf, st);
+    const min = Math.min(other(this.lo) ?? Infinity, sf, st);
+    const old = (this.share.get(from) ?? 0) ** 2 + (this.share.get(to) ?? 0) ** 2;
+    return { spread: max - min, squares: this.squares - old + sf * sf + st * st };
   }
 
   /** Whether `to` could take `i`: the placer's fit (labels, room), the shared pool and anti-affinity. */
   fits(i: RebalanceInstance, to: RebalanceHost): boolean {
     if (to.name === i.host || !takesPart(to)) return false;
     if (i.shared && !to.sharedPool) return false;
-    if (i.group && this.antiGroups.has(i.group) && this.instances.some((o) => o !== i && o.group === i.group && o.host === to.name)) return false;
+    if (i.group && (this.antiGroups.get(i.group)?.get(to.name) ?? 0) > 0) return false;
     const candidate: PlacerHost = { name: to.name, capacity: to.capacity, allocated: to.allocated, ...(to.labels ? { labels: to.labels } : {}) };
     const labels = i.hostLabels && Object.keys(i.hostLabels).length > 0 ? { labels: i.hostLabels } : {};
     return place([candidate], { cpus: i.cpus, memory: i.memory, ...labels }, 'spread').host !== null;
@@ -200,7 +231,10 @@ class Pool {
     from.allocated.memory -= i.memory;
     to.allocated.cpus += i.cpus;
     to.allocated.memory += i.memory;
+    this.count(i, -1);
     i.host = to.name;
+    this.count(i, 1);
+    this.refresh();
     return {
       instance: i.name, from: from.name, to: to.name, cpus: i.cpus, memory: i.memory,
       capacity: { from: { ...from.capacity }, to: { ...to.capacity } }, before, after: { from: loadOf(from), to: loadOf(to) }, spreadBefore, spreadAfter: this.score().spread,

@@ -159,6 +159,28 @@ test('relief: a guest leaves the host under pressure even when the pool gets les
   assert.equal(planRelief(withAllocations([host('a1', 8, 16), host('a2', 8, 16, { eligible: false })], vms), vms, 'a1'), null, 'nowhere to go');
 });
 
+/** The smallest spread one move can reach, by brute force: every movable instance to every host that could take it. */
+function bestSpreadOfOneMove(hosts: RebalanceHost[], vms: RebalanceInstance[]): number | null {
+  const part = (h: RebalanceHost): boolean => h.eligible !== false && h.capacity.cpus > 0 && h.capacity.memory > 0;
+  const anti = new Set(vms.filter((v) => v.group && v.antiAffinity).map((v) => v.group));
+  let best: number | null = null;
+  for (const i of vms) {
+    const from = hosts.find((h) => h.name === i.host)!;
+    if (!i.movable || !part(from)) continue;
+    for (const to of hosts) {
+      if (to === from || !part(to) || (i.shared && !to.sharedPool)) continue;
+      if (i.hostLabels && Object.entries(i.hostLabels).some(([k, v]) => to.labels?.[k] !== v)) continue;
+      if (i.group && anti.has(i.group) && vms.some((o) => o !== i && o.group === i.group && o.host === to.name)) continue;
+      if (to.capacity.cpus - to.allocated.cpus < i.cpus || to.capacity.memory - to.allocated.memory < i.memory) continue;
+      const after = hosts.map((h) => (h === from ? { ...h, allocated: { cpus: h.allocated.cpus - i.cpus, memory: h.allocated.memory - i.memory } }
+        : h === to ? { ...h, allocated: { cpus: h.allocated.cpus + i.cpus, memory: h.allocated.memory + i.memory } } : h));
+      const sp = spreadOf(after);
+      if (best === null || sp < best) best = sp;
+    }
+  }
+  return best;
+}
+
 test('property: every plan respects capacity, takes each move only if it is strictly more even, and never exceeds the limit', () => {
   const r = rng(12);
   let moved = 0;
@@ -184,6 +206,10 @@ test('property: every plan respects capacity, takes each move only if it is stri
     moved += p.moves.length;
     assert.ok(p.moves.length <= maxMoves);
     assert.equal(new Set(p.moves.map((m) => m.instance)).size, p.moves.length, 'an instance moves at most once');
+    // the first move reaches the smallest spread any one move can (when that is an improvement)
+    const ref = bestSpreadOfOneMove(start, vms);
+    if (p.moves.length > 0) assert.ok(Math.abs(p.moves[0]!.spreadAfter - ref!) < 1e-9, `first move spread ${p.moves[0]!.spreadAfter}, best possible ${ref}`);
+    else if (ref !== null && p.spreadBefore > 0.1) assert.ok(ref >= p.spreadBefore - 1e-9, `no move proposed, but one reaches ${ref} from ${p.spreadBefore}`);
     let prev = p.spreadBefore;
     for (const m of p.moves) {
       assert.ok(m.spreadAfter <= prev + 1e-9, `move ${JSON.stringify(m)} after spread ${prev}`);
