@@ -35,6 +35,8 @@ export const ROUTE_ROLES: Readonly<Record<string, RouteRule>> = {
   'GET /v1/events': viewer,
   'GET /v1/host': viewer,
   'GET /v1/pool': viewer,
+  // moves instances between any hosts of the cluster (a controller's; a daemon refuses it)
+  'POST /v1/pool/rebalance': admin,
 
   'GET /v1/instances': viewer,
   'POST /v1/instances': operator,
@@ -56,6 +58,8 @@ export const ROUTE_ROLES: Readonly<Record<string, RouteRule>> = {
   'POST /v1/instances/:name/migration/finish': operator,
   'POST /v1/instances/:name/migrate': operator,
   'POST /v1/instances/:name/migrate/cancel': operator,
+  // a stopped instance moved between hosts (a host's side; a controller drives it for host evacuate)
+  'POST /v1/instances/:name/move-in': operator,
   'GET /v1/instances/:name/console/log': viewer,
   // the websocket: what is typed goes to the guest
   'GET /v1/instances/:name/console': operator,
@@ -116,6 +120,7 @@ export const ROUTE_ROLES: Readonly<Record<string, RouteRule>> = {
   'GET /v1/hosts/:name': viewer,
   'GET /v1/hosts/:name/events': viewer,
   'POST /v1/hosts/:name/maintenance': admin,
+  'POST /v1/hosts/:name/evacuate': admin,
   'PATCH /v1/hosts/:name': admin,
   'DELETE /v1/hosts/:name': admin,
   'POST /v1/cluster/join-tokens': admin,

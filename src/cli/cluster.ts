@@ -117,10 +117,11 @@ export function registerClusterCommands(program: Command, client: () => ApiClien
     .requiredOption('--database <url>', 'PostgreSQL, e.g. postgres://corral@db:5432/corral')
     .requiredOption('--listen <host:port>', 'the HTTPS API for people and agents')
     .option('--fence-command <path>', 'run for a host lost while holding HA instances (env CORRAL_FENCE_HOST, CORRAL_FENCE_ADDRESS); exit 0 says it is off, so they restart elsewhere at once (default $CORRAL_FENCE_COMMAND)')
-    .action(async (o: { database: string; listen: string; fenceCommand?: string }) => {
+    .option('--auto-rebalance', 'live-migrate a guest off a host whose memory pressure ballooning cannot relieve, once per host per CORRAL_AUTO_REBALANCE_COOLDOWN_S (300) (default: $CORRAL_AUTO_REBALANCE=1)')
+    .action(async (o: { database: string; listen: string; fenceCommand?: string; autoRebalance?: boolean }) => {
       releaseCliGuards();
       const { runController } = await import('../daemon/controller.js');
-      await runController({ database: o.database, listen: o.listen, ...(o.fenceCommand !== undefined ? { fenceCommand: o.fenceCommand } : {}) });
+      await runController({ database: o.database, listen: o.listen, ...(o.fenceCommand !== undefined ? { fenceCommand: o.fenceCommand } : {}), ...(o.autoRebalance ? { autoRebalance: true } : {}) });
       setTimeout(() => process.exit(), 1000).unref();
     });
 

@@ -4,6 +4,7 @@ import type { ApiClient } from './client.js';
 import { fields, keyValues, printJson, printLines, size } from './format.js';
 import { registerDeviceCommands } from './devices.js';
 import { registerClusterHostCommands, showClusterHost } from './cluster.js';
+import { registerEvacuateCommand } from './moves.js';
 
 interface InventorySummary {
   cpu?: { vendor?: string; virtualization?: string | null; hypervisor?: boolean; topology?: { sockets?: number; coresPerSocket?: number; threadsPerCore?: number } };
@@ -59,4 +60,5 @@ export function registerHostCommands(program: Command, client: () => ApiClient):
     });
   registerDeviceCommands(host, client);
   registerClusterHostCommands(host, client);
+  registerEvacuateCommand(host, client);
 }

@@ -1,8 +1,9 @@
-/** `corral pool show`: the resource pool: capacity, allocated, free. */
+/** `corral pool show`: the resource pool: capacity, allocated, free (`corral pool rebalance` is in moves.ts). */
 import type { Command } from 'commander';
 import type { Pool as PoolView } from '../api/schemas-instances.js';
 import type { ApiClient } from './client.js';
 import { printJson, printLines, size, table } from './format.js';
+import { registerRebalanceCommand } from './moves.js';
 
 interface ClusterPoolHost { name: string; state: string; capacity: { cpus: number; memory: number }; allocated: { cpus: number; memory: number; instances: number } }
 
@@ -44,4 +45,5 @@ export function registerPoolCommands(program: Command, client: () => ApiClient):
       if (o.json) printJson(res);
       else printLines(poolDetails(res));
     });
+  registerRebalanceCommand(pool, client);
 }

@@ -278,6 +278,13 @@ export class ClusterInstances {
     return (await this.q<InstanceDbRow>(`SELECT ${COLUMNS} FROM instances ORDER BY name`)).rows.map(instanceRow);
   }
 
+  /** Every instance with the state its host last reported (null: none yet) and where a live migration moves it (rebalance.ts). */
+  async listWithStates(): Promise<Array<ClusterInstance & { state: string | null; migratingTo: string | null }>> {
+    const r = await this.q<InstanceDbRow & { state: string | null; migrating_to: string | null }>(
+      `SELECT ${COLUMNS}, CASE WHEN view->>'host' = host THEN view->>'state' END AS state, migrating_to FROM instances ORDER BY name`);
+    return r.rows.map((x) => ({ ...instanceRow(x), state: x.state, migratingTo: x.migrating_to }));
+  }
+
   async setUuid(name: string, uuid: string): Promise<void> {
     await this.q('UPDATE instances SET uuid = $2 WHERE name = $1', [name, uuid]);
   }

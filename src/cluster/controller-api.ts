@@ -38,6 +38,7 @@ import type { ClusterInstances } from './cluster-instances.js';
 import { controllerInstanceRoutes, hostOf } from './controller-instances.js';
 import { controllerConsoleRoutes } from './controller-console.js';
 import { controllerMigrationRoutes, Migrator } from './migration.js';
+import { controllerMoveRoutes } from './moves.js';
 import type { ReportReconciler } from './report-reconcile.js';
 import { AgentClient } from './agent-client.js';
 import type { ClusterTokens } from './cluster-tokens.js';
@@ -204,7 +205,9 @@ export async function buildControllerApi(d: ControllerApiDeps): Promise<FastifyI
     const agentTls = { caPem: d.ca.certPem, certPem: d.tls.certPem, keyPem: d.tls.keyPem };
     const agents = new AgentClient(agentTls);
     await scoped.register(controllerConsoleRoutes({ tls: agentTls, hostOf: async (name) => (await hostOf(d, name)).host }));
-    await scoped.register(controllerMigrationRoutes(new Migrator({ store: d.store, instances: d.instances, agents, events: d.events, log: d.log })));
+    const migrator = new Migrator({ store: d.store, instances: d.instances, agents, events: d.events, log: d.log });
+    await scoped.register(controllerMigrationRoutes(migrator));
+    await scoped.register(controllerMoveRoutes({ store: d.store, instances: d.instances, agents, events: d.events, log: d.log, migrator }));
     await scoped.register(controllerInstanceRoutes({ store: d.store, instances: d.instances, list: d.list ?? d.instances, log: d.log, agents }));
     await scoped.register(controllerEventRoutes({ events: d.events, feed: d.feed }));
     await scoped.register(controllerPerHostRoutes({ store: d.store, agents }));

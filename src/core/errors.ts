@@ -64,6 +64,11 @@ export const ErrorCodes = {
   NOT_MIGRATABLE: 409,
   /** a live migration did not complete (QEMU's failure, a cancel, its timeout): the instance runs where it was */
   MIGRATION_FAILED: 500,
+  /**
+   * `corral host evacuate` moved what it could and left instances on the host (each with its own code: the
+   * evacuation's result lists them); the host stays in maintenance, and running it again tries them again
+   */
+  EVACUATION_INCOMPLETE: 409,
   /** a host that still holds instances cannot be removed */
   HOST_NOT_EMPTY: 409,
   /**

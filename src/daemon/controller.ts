@@ -4,6 +4,7 @@
  * database, so several controllers serve the same cluster side by side. It refuses to start when PostgreSQL cannot
  * be reached (DATABASE_UNAVAILABLE) or the cluster was never initialised (CLUSTER_NOT_INITIALISED).
  * Each controller listens to the cluster's events (for its /v1/events streams) and prunes old ones now and then.
+ * With --auto-rebalance it also moves a guest off a host whose memory pressure ballooning cannot relieve.
  */
 import { chmodSync, mkdirSync } from 'node:fs';
 import { hostname } from 'node:os';
@@ -29,6 +30,9 @@ import { caSha256 } from '../cluster/pki.js';
 import { ClusterEvents } from '../cluster/cluster-events.js';
 import { EventFeed } from '../cluster/event-feed.js';
 import { checkFenceCommand, fenceTimeoutMs } from '../cluster/fence-command.js';
+import { Migrator } from '../cluster/migration.js';
+import { Rebalancer } from '../cluster/rebalance.js';
+import { claimPressureMove, DEFAULT_AUTO_REBALANCE_COOLDOWN_MS, PressureRebalancer } from '../cluster/pressure-rebalance.js';
 
 export interface ControllerOptions {
   database: string;
@@ -39,10 +43,21 @@ export interface ControllerOptions {
   unreachableAfterMs?: number;
   /** run for a host lost while holding HA instances; exit 0 says it is off (env CORRAL_FENCE_COMMAND; ha-manager.ts) */
   fenceCommand?: string;
+  /** move a guest off a host whose memory pressure ballooning cannot relieve (env CORRAL_AUTO_REBALANCE=1; pressure-rebalance.ts) */
+  autoRebalance?: boolean;
 }
 
 /** how often a controller deletes the events past their retention (cluster-events.ts) */
 const PRUNE_EVERY_MS = 10 * 60_000;
+
+/** How long a host under memory pressure waits between two guests moved off it (CORRAL_AUTO_REBALANCE_COOLDOWN_S). */
+function autoRebalanceCooldownMs(): number {
+  const v = process.env.CORRAL_AUTO_REBALANCE_COOLDOWN_S;
+  if (v === undefined || v === '') return DEFAULT_AUTO_REBALANCE_COOLDOWN_MS;
+  const s = Number(v);
+  if (!Number.isFinite(s) || s < 0) throw new CorralError('INVALID_CONFIG', `CORRAL_AUTO_REBALANCE_COOLDOWN_S is a number of seconds, not "${v}"`);
+  return s * 1000;
+}
 
 /** spread (the default: the host with the most free memory) or pack, from CORRAL_PLACEMENT. */
 function placementPolicy(): Policy {
@@ -85,6 +100,17 @@ export async function runController(o: ControllerOptions): Promise<void> {
     const haManager = new HaManager(db.pool, store, instances, agents, events, { ...ha, ...fence }, log);
     await app.listen({ host: where.host, port: where.port });
     haManager.start();
+    let pressure: PressureRebalancer | undefined;
+    if (o.autoRebalance ?? process.env.CORRAL_AUTO_REBALANCE === '1') {
+      const cooldownMs = autoRebalanceCooldownMs();
+      const migrator = new Migrator({ store, instances, agents, events, log });
+      pressure = new PressureRebalancer({
+        feed, events, log, cooldownMs, rebalancer: new Rebalancer({ store, instances, agents, migrator, log }),
+        claim: (host, data) => claimPressureMove(db.pool, host, cooldownMs, data),
+      });
+      pressure.start();
+      log.info({ cooldownMs }, 'auto-rebalance: a host whose memory pressure ballooning cannot relieve has a guest moved off it');
+    }
     const prune = setInterval(() => void events.prune().catch((e: unknown) => log.warn({ error: (e as Error).message }, 'pruning old cluster events failed')), PRUNE_EVERY_MS);
     prune.unref();
     if (fence.fenceCommand) log.info({ fenceCommand: fence.fenceCommand, timeoutMs: fence.fenceTimeoutMs }, 'a lost host that holds HA instances is fenced by the fence command');
@@ -96,6 +122,7 @@ export async function runController(o: ControllerOptions): Promise<void> {
         closing = true;
         log.info({ signal: sig }, 'controller stopping; agents and their VMs carry on');
         clearInterval(prune);
+        pressure?.stop();
         void haManager.stop().then(() => closeApi(app, 2000)).then(() => feed.stop()).then(() => resolve());
       };
       process.once('SIGTERM', () => stop('SIGTERM'));

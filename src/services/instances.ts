@@ -245,8 +245,9 @@ export class InstanceService {
    * The incoming side of a live migration: the instance as its source host has it (the same uuid, so the same
    * MACs and launch plan; its root disk on the shared pool, taken over), recorded here and started paused with
    * `-incoming defer`. The caller (migration.ts) checked the spec; a failure leaves nothing (the shared disk stays).
+   * `stopped`: a stopped instance moved here (move-in.ts): only recorded, not started.
    */
-  async createIncoming(name: string, uuid: string, spec: InstanceSpec): Promise<InstanceView> {
+  async createIncoming(name: string, uuid: string, spec: InstanceSpec, o: { stopped?: boolean } = {}): Promise<InstanceView> {
     validateName('name', name);
     this.d.images.get(spec.image);
     return this.locks.run(name, async () => {
@@ -262,7 +263,8 @@ export class InstanceService {
       if (!existsSync(p.disk)) throw new CorralError('NOT_MIGRATABLE', `the shared pool of this host holds no root disk for "${name}" (${p.disk})`, { name });
       mkdirSync(p.dir, { recursive: true, mode: 0o711 });
       this.d.store.insertInstance(row);
-      this.d.events.publish('instance.created', name, { uuid, image: spec.image, reason: 'incoming live migration' });
+      this.d.events.publish('instance.created', name, { uuid, image: spec.image, reason: o.stopped ? 'moved here stopped from another host' : 'incoming live migration' });
+      if (o.stopped) return this.view(row);
       try {
         await this.doStart(row, true);
       } catch (e) {

@@ -4,7 +4,10 @@
  * their balloon statistics report it), never leaving a guest less than what it uses plus a margin, at most
  * one step per guest per round. Once the host is above threshold + hysteresis it deflates them back, in steps,
  * to their ceiling (the boot size, or a smaller size a resize asked for). Each round that acts publishes
- * `memory.pressure` (what was taken from whom) or `memory.released` per guest.
+ * `memory.pressure` (what was taken from whom) or `memory.released` per guest. When ballooning is not enough (the
+ * host stays below the threshold and rounds in a row find nothing more to take), it says so once in a while with
+ * `memory.unrelieved` (no instance): a cluster controller run with --auto-rebalance answers it by live-migrating a
+ * guest away (src/cluster/pressure-rebalance.ts); the event reaches it with the agent's heartbeat.
  *
  * Configuration (env): CORRAL_PRESSURE_INTERVAL seconds (default 5; 0 turns the controller off),
  * CORRAL_PRESSURE_THRESHOLD a size (default 10% of the host's MemTotal), CORRAL_PRESSURE_HYSTERESIS a size
@@ -29,6 +32,10 @@ export interface PressureConfig {
   floor: number;
   /** a guest acted on is left alone this long (its statistics lag the balloon) */
   cooldownMs: number;
+  /** rounds in a row below the threshold that take nothing before memory.unrelieved (default 3) */
+  unrelievedRounds?: number;
+  /** memory.unrelieved at most this often (default 60 s) */
+  unrelievedEveryMs?: number;
 }
 
 export interface PressureVm {
@@ -109,6 +116,9 @@ export class PressureController {
   private timer: NodeJS.Timeout | null = null;
   private running = false;
   private lastAction = new Map<string, number>();
+  /** rounds in a row below the threshold that took nothing */
+  private shortRounds = 0;
+  private lastUnrelieved = -Infinity;
 
   constructor(private cfg: PressureConfig, private d: PressureDeps) {}
 
@@ -121,6 +131,19 @@ export class PressureController {
   stop(): void {
     if (this.timer) clearInterval(this.timer);
     this.timer = null;
+  }
+
+  /** Ballooning is not enough: below the threshold, and rounds in a row took nothing (see the file's comment). */
+  private noteShortfall(available: number, taken: number, now: number): void {
+    if (available >= this.cfg.threshold || taken > 0) {
+      this.shortRounds = 0;
+      return;
+    }
+    this.shortRounds++;
+    if (this.shortRounds < (this.cfg.unrelievedRounds ?? 3) || now - this.lastUnrelieved < (this.cfg.unrelievedEveryMs ?? 60_000)) return;
+    this.d.events.publish('memory.unrelieved', null, { hostAvailable: available, threshold: this.cfg.threshold, short: this.cfg.threshold - available, rounds: this.shortRounds });
+    this.shortRounds = 0;
+    this.lastUnrelieved = now;
   }
 
   /** One round; returns what it did. Rounds never overlap. */
@@ -156,6 +179,7 @@ export class PressureController {
         const detail = { from: t.from, to: t.to, bytes: Math.abs(t.from - t.to), hostAvailable: host.available, threshold: this.cfg.threshold };
         this.d.events.publish(plan.kind === 'inflate' ? 'memory.pressure' : 'memory.released', t.name, detail);
       }
+      this.noteShortfall(host.available, plan.kind === 'inflate' ? done.length : 0, now);
       return { kind: plan.kind, targets: done };
     } finally {
       this.running = false;

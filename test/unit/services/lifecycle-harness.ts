@@ -13,6 +13,7 @@ import type { InstanceState } from '../../../src/core/state.js';
 import { EventBus } from '../../../src/services/events.js';
 import type { HookOwner, InstanceHooks } from '../../../src/services/instance-hooks.js';
 import { InstanceService } from '../../../src/services/instances.js';
+import type { SharedPool } from '../../../src/services/shared-pool.js';
 import type { ImageRecord } from '../../../src/storage/images.js';
 import { SqliteStore } from '../../../src/store/sqlite.js';
 import type { InstanceRow } from '../../../src/store/store.js';
@@ -77,6 +78,8 @@ export interface HarnessOptions {
   host?: { cpus: number; memory: number };
   driver?: FakeDriver;
   dataDir?: string;
+  /** the host's shared pool (--shared-pool) */
+  sharedPool?: SharedPool;
 }
 
 export function harness(o: HarnessOptions = {}): Harness {
@@ -95,6 +98,7 @@ export function harness(o: HarnessOptions = {}): Harness {
     accelerator: async () => 'tcg',
     pool: { host, config: { ...DEFAULT_POOL_CONFIG, reservedMemory: 0 } },
     log: { info: () => {}, warn: (obj, m) => { warnings.push(`${m ?? ''} ${JSON.stringify(obj)}`); } },
+    ...(o.sharedPool ? { sharedPool: o.sharedPool } : {}),
   });
   for (const [owner, h] of o.hooks ?? []) svc.addHooks(owner, h);
   const row = (name: string): InstanceRow => {
@@ -129,7 +133,7 @@ export function harness(o: HarnessOptions = {}): Harness {
     },
     restart(hooks = []) {
       svc.detachAll();
-      return harness({ hooks, host, driver, dataDir });
+      return harness({ hooks, host, driver, dataDir, ...(o.sharedPool ? { sharedPool: o.sharedPool } : {}) });
     },
   };
   return h;

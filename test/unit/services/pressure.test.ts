@@ -67,3 +67,39 @@ test('the controller reads the injected host memory, moves balloons, publishes e
   assert.deepEqual(moves.at(-1), ['a', GiB]);
   assert.equal(published.at(-1)?.type, 'memory.released');
 });
+
+test('ballooning not enough: rounds in a row below the threshold that take nothing say memory.unrelieved, once in a while', async () => {
+  const published: Array<{ type: string; instance: string | null; data: Record<string, unknown> }> = [];
+  let available = GiB;
+  let guestAvailable = 800 * MiB;
+  const c = new PressureController({ ...cfg, interval: 1, cooldownMs: 0, unrelievedRounds: 3, unrelievedEveryMs: 60_000 }, {
+    events: { publish: (type: string, instance: string | null, data: Record<string, unknown>) => { published.push({ type, instance, data }); } } as never,
+    instances: () => [{ name: 'a', uuid: 'u-a', state: 'running' }] as never[],
+    snapshot: async () => ({ name: 'a', uuid: 'u-a', actual: GiB, ceiling: GiB, available: guestAvailable, used: 100 * MiB }),
+    setBalloon: async () => undefined,
+    memInfo: () => ({ total: 24 * GiB, available }),
+    log: { warn: () => {} },
+  });
+  const unrelieved = (): typeof published => published.filter((p) => p.type === 'memory.unrelieved');
+  // the balloon takes: pressure, but relieved as far as it goes
+  for (let t = 0; t < 5; t++) await c.tick(1_000_000 + t * 1000);
+  assert.deepEqual(unrelieved(), [], 'rounds that take something are not a shortfall');
+  // the guest has nothing left to give: three rounds in a row take nothing
+  guestAvailable = 10 * MiB;
+  await c.tick(1_010_000);
+  await c.tick(1_011_000);
+  assert.deepEqual(unrelieved(), []);
+  await c.tick(1_012_000);
+  assert.equal(unrelieved().length, 1);
+  assert.equal(unrelieved()[0]!.instance, null, 'the host\'s own event');
+  assert.deepEqual([unrelieved()[0]!.data.hostAvailable, unrelieved()[0]!.data.threshold, unrelieved()[0]!.data.short], [GiB, 2 * GiB, GiB]);
+  // not again within a minute, then again
+  for (let t = 0; t < 10; t++) await c.tick(1_013_000 + t * 1000);
+  assert.equal(unrelieved().length, 1);
+  for (let t = 0; t < 3; t++) await c.tick(1_080_000 + t * 1000);
+  assert.equal(unrelieved().length, 2);
+  // above the threshold: nothing
+  available = 3 * GiB;
+  for (let t = 0; t < 5; t++) await c.tick(1_200_000 + t * 1000);
+  assert.equal(unrelieved().length, 2);
+});
