@@ -6,7 +6,8 @@
  * over TLS verified by that CA: it sends a certificate request for a key it made (the key never leaves the host)
  * and gets its certificate. Identity files live in $CORRAL_DATA_DIR/cluster (0700; agent.key 0600).
  *
- * Heartbeat: every few seconds the agent reports its pool (capacity, allocation) and version, over mutual TLS. A
+ * Heartbeat: every few seconds the agent reports its pool (capacity, allocation), version, memory report and (when it
+ * changed, as the instance list) its CPU report (services/host-report.ts), over mutual TLS. A
  * controller or PostgreSQL that does not answer changes nothing on the host: VMs keep running and the next beat
  * goes out on time. A refusal because the host was removed stops the beats (the log says so). A beat carries the
  * summary of each instance of the host only when that list changed since the last answered beat (instance-reports.ts):
