@@ -9,7 +9,7 @@
  */
 import { cpuMigrationProblem, type Accel, type CpuReport } from './cpu-models.js';
 import { formatSize } from './units.js';
-import { HUGEPAGE_BYTES } from './spec-compute.js';
+import { hugepageNeed } from './spec-compute.js';
 import type { InstanceSpec } from './spec.js';
 
 /** A host's memory as its agent reports it with each heartbeat (`hosts.memory_report`). */
@@ -21,14 +21,6 @@ export interface MemoryReport {
 }
 
 type BackingSpec = Pick<InstanceSpec, 'hugepages' | 'prealloc' | 'memory' | 'maxMemory'>;
-
-/** The pages a hugepage-backed guest needs (boot and hotpluggable memory), the free ones of that size, the pool's. */
-export function hugepageNeed(spec: BackingSpec, pools: MemoryReport['hugepages']): { need: number; free: number; total: number | null } | null {
-  if (!spec.hugepages) return null;
-  const size = HUGEPAGE_BYTES[spec.hugepages];
-  const pool = pools.find((p) => p.size === size);
-  return { need: Math.ceil((spec.maxMemory ?? spec.memory) / size), free: pool?.free ?? 0, total: pool ? pool.total : null };
-}
 
 /** Why the destination's memory cannot back the guest as its spec asks (null: it can, or it reported nothing). */
 export function memoryBackingProblem(spec: BackingSpec, dest: MemoryReport | null, destName: string): string | null {

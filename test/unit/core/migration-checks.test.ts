@@ -4,7 +4,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { destinationProblem, hugepageNeed, memoryBackingProblem, type MemoryReport } from '../../../src/core/migration-checks.js';
+import { destinationProblem, memoryBackingProblem, type MemoryReport } from '../../../src/core/migration-checks.js';
+import { hugepageNeed } from '../../../src/core/spec-compute.js';
 import type { CpuReport } from '../../../src/core/cpu-models.js';
 
 const MiB = 1024 ** 2;
