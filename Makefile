@@ -5,7 +5,7 @@ DATA_DIR ?= $(or $(CORRAL_DATA_DIR),/var/lib/corral)
 TEST_BASE ?= $(CURDIR)/.data/test-base
 export CORRAL_PROBE_CACHE ?= /run/corral/accel-probe.json
 
-.PHONY: all deps build tiny start test test-base test-unit test-integration bench bench-devices bench-scale bench-cluster clean \
+.PHONY: all deps build tiny start test test-base test-unit test-integration bench bench-devices bench-scale bench-cluster bench-migration clean \
         cluster-demo cluster-demo-pause cluster-demo-resume cluster-demo-down cluster-demo-status
 
 all: build
@@ -71,6 +71,10 @@ bench-scale: build test-base
 # Controllers at 100 simulated hosts and 1,000 VMs (bench/cluster/sim.ts; ARGS="HOSTS VMS CONCURRENCY" to change)
 bench-cluster: build
 	node dist/bench/cluster/sim.js $(ARGS)
+
+# Live migration through Corral and by hand with raw QMP, side by side (bench/migration.ts; ARGS="ROUNDS" to change)
+bench-migration: build test-base
+	CORRAL_TEST_BASE=$(TEST_BASE) node dist/bench/migration.js $(ARGS)
 
 clean:
 	rm -rf dist

@@ -6,6 +6,22 @@ import { Instance } from './schemas-instances.js';
 
 export const HOST_STATES = ['up', 'maintenance', 'unreachable', 'fenced'] as const;
 
+/** core/cpu-models.ts CpuReport */
+export const CpuReport = Type.Object({
+  accel: literals(['kvm', 'tcg'] as const),
+  qemuVersion: Type.String({ maxLength: 100 }),
+  models: Type.Array(Type.String({ maxLength: 100 }), { maxItems: 1000, description: 'the named CPU models this host\'s QEMU runs under its accelerator (query-cpu-definitions, no unavailable feature)' }),
+  hostCpu: Type.Object({
+    vendor: Type.String({ maxLength: 100 }), model: Type.String({ maxLength: 200 }), flags: Type.Array(Type.String({ maxLength: 100 }), { maxItems: 2000 }),
+  }, { additionalProperties: false, description: 'the host\'s own CPU (/proc/cpuinfo), which -cpu host passes through' }),
+}, { additionalProperties: false, title: 'CpuReport' });
+
+/** core/migration-checks.ts MemoryReport */
+export const MemoryReport = Type.Object({
+  available: Type.Number({ description: 'MemAvailable, bytes' }),
+  hugepages: Type.Array(Type.Object({ size: Type.Number(), total: Type.Number(), free: Type.Number() }, { additionalProperties: false }), { maxItems: 16 }),
+}, { additionalProperties: false, title: 'MemoryReport' });
+
 export const ClusterHost = Type.Object(
   {
     name: Type.String(),
@@ -23,6 +39,8 @@ export const ClusterHost = Type.Object(
     joinedAt: Type.String(),
     lastHeartbeat: nullable(Type.String()),
     heartbeatAgeMs: nullable(Type.Number({ description: 'how long ago, on the database\'s clock' })),
+    cpuReport: nullable(CpuReport, 'what the host\'s QEMU can run, as its agent last reported; null: not yet'),
+    memoryReport: nullable(MemoryReport, 'its available memory and hugepages, as of its last heartbeat'),
   },
   { title: 'ClusterHost' },
 );
@@ -86,6 +104,8 @@ export const HeartbeatBody = Type.Object(
     agentVersion: Type.String(),
     sharedPool: Type.Optional(nullable(Type.String({ description: 'where the host mounts the shared storage' }))),
     ha: Type.Optional(Type.Array(Type.String(), { description: 'the HA instances this host has records of' })),
+    cpuReport: Type.Optional(nullable(CpuReport, 'sent when it changed since the last beat a controller answered (and on the first beat to a controller)')),
+    memoryReport: Type.Optional(MemoryReport),
     instances: Type.Optional(Type.Array(InstanceSummary, {
       description: 'every instance of the host, sent only when the list changed since the last beat a controller answered (and on the first beat to a controller)',
     })),

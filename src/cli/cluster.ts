@@ -9,6 +9,7 @@ import type { ApiClient } from './client.js';
 import { CliError } from './client-error.js';
 import { fields, keyValues, printJson, printLines, size, table } from './format.js';
 import { releaseCliGuards } from './errors.js';
+import { reportFormatters, withReportsShown } from './cpu-report.js';
 import { formatLabels, parseLabelArgs, parseLabelChangeArgs } from '../core/labels.js';
 import { parseSize } from '../core/units.js';
 
@@ -99,7 +100,8 @@ export async function showClusterHost(client: ApiClient, name: string, json: boo
   }
   const recent = events.length === 0 ? 'events: none recorded'
     : `events (the last ${events.length}):\n${table(['TIME', 'TYPE', 'INSTANCE', 'WHAT'], events.map((e) => [e.time, e.type, e.instance ?? '-', eventWhat(e.data)]))}`;
-  printLines(`${keyValues(fields(res, { labels: (v) => formatLabels(v as Record<string, string>), 'capacity.memory': size, 'allocation.memory': size }))}\n\n${recent}`);
+  const shown = fields(withReportsShown(res), { labels: (v) => formatLabels(v as Record<string, string>), 'capacity.memory': size, 'allocation.memory': size, ...reportFormatters });
+  printLines(`${keyValues(shown)}\n\n${recent}`);
 }
 
 function version(): string {

@@ -4,11 +4,15 @@ import type { Pool as PoolView } from '../api/schemas-instances.js';
 import type { ApiClient } from './client.js';
 import { printJson, printLines, size, table } from './format.js';
 import { registerRebalanceCommand } from './moves.js';
+import { baselineLines } from './cpu-report.js';
 
-interface ClusterPoolHost { name: string; state: string; capacity: { cpus: number; memory: number }; allocated: { cpus: number; memory: number; instances: number } }
+interface ClusterPoolHost {
+  name: string; state: string; capacity: { cpus: number; memory: number }; allocated: { cpus: number; memory: number; instances: number };
+  cpu?: { accel: string; best: string | null } | null;
+}
 
 /** A controller's pool: the sums of its `up` hosts, then each host. */
-function clusterPoolDetails(p: PoolView & { hosts: ClusterPoolHost[] }): string {
+function clusterPoolDetails(p: PoolView & { hosts: ClusterPoolHost[]; cpuBaselines?: Parameters<typeof baselineLines>[0] }): string {
   return [
     table(['RESOURCE', 'CAPACITY', 'ALLOCATED', 'FREE'], [
       ['vCPUs', String(p.capacity.cpus), String(p.allocated.cpus), String(p.free.cpus)],
@@ -16,9 +20,12 @@ function clusterPoolDetails(p: PoolView & { hosts: ClusterPoolHost[] }): string 
     ]),
     `instances placed: ${p.allocated.instances} (capacity counts the hosts that are up)`,
     '',
-    table(['HOST', 'STATE', 'VCPUS', 'MEMORY', 'INSTANCES'], p.hosts.map((h) => [
+    table(['HOST', 'STATE', 'VCPUS', 'MEMORY', 'INSTANCES', 'CPU'], p.hosts.map((h) => [
       h.name, h.state, `${h.allocated.cpus}/${h.capacity.cpus}`, `${size(h.allocated.memory)}/${size(h.capacity.memory)}`, String(h.allocated.instances),
+      h.cpu ? `${h.cpu.accel}, up to ${h.cpu.best ?? '-'}` : '-',
     ])),
+    '',
+    ...baselineLines(p.cpuBaselines),
   ].join('\n');
 }
 

@@ -5,6 +5,8 @@ import type { InstanceService } from '../services/instances.js';
 import { instanceSummary } from '../services/instance-view.js';
 import type { Store } from '../store/store.js';
 import type { LinkHooks } from './agent-link.js';
+import type { CpuReport } from '../core/cpu-models.js';
+import type { MemoryReport } from '../core/migration-checks.js';
 
 export function agentLinkHooks(d: {
   instances: InstanceService;
@@ -14,6 +16,8 @@ export function agentLinkHooks(d: {
   firstEventId: number;
   version: string;
   sharedPool: string | null;
+  /** the host's CPU and memory reports (services/host-report.ts); none: not sent */
+  reporter?: { cpu(): CpuReport | null; memory(): MemoryReport };
   log: { info: (o: object, m: string) => void; warn: (o: object, m: string) => void };
 }): LinkHooks {
   const ha = () => d.store.listInstances().filter((r) => r.spec.ha === true);
@@ -24,6 +28,7 @@ export function agentLinkHooks(d: {
       return {
         capacity: p.capacity, allocation: p.allocated, agentVersion: d.version, sharedPool: d.sharedPool,
         ha: rows.filter((r) => r.spec.ha === true).map((r) => r.name), instances: rows.map(instanceSummary),
+        ...(d.reporter ? { cpuReport: d.reporter.cpu(), memoryReport: d.reporter.memory() } : {}),
       };
     },
     events: { since: (id, limit) => d.events.since(id, limit), firstId: d.firstEventId },

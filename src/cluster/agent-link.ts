@@ -6,7 +6,8 @@
  * over TLS verified by that CA: it sends a certificate request for a key it made (the key never leaves the host)
  * and gets its certificate. Identity files live in $CORRAL_DATA_DIR/cluster (0700; agent.key 0600).
  *
- * Heartbeat: every few seconds the agent reports its pool (capacity, allocation) and version, over mutual TLS. A
+ * Heartbeat: every few seconds the agent reports its pool (capacity, allocation), version, memory report and (when it
+ * changed, as the instance list) its CPU report (services/host-report.ts), over mutual TLS. A
  * controller or PostgreSQL that does not answer changes nothing on the host: VMs keep running and the next beat
  * goes out on time. A refusal because the host was removed stops the beats (the log says so). A beat carries the
  * summary of each instance of the host only when that list changed since the last answered beat (instance-reports.ts):
@@ -24,6 +25,8 @@ import { ensureWatchdog, WatchdogPet, type HaPid } from './watchdog.js';
 import type { InstanceSummary } from '../services/instance-view.js';
 import type { StoredEvent } from '../store/store.js';
 import { ReportAck, summariesHash } from './instance-reports.js';
+import type { CpuReport } from '../core/cpu-models.js';
+import type { MemoryReport } from '../core/migration-checks.js';
 
 export interface AgentIdentity {
   /** the controller URLs the agent talks to (https://HOST:PORT) */
@@ -174,7 +177,12 @@ export type LinkState = 'connecting' | 'up' | 'controller-unreachable' | 'remove
 /** What the agent's services give the link. */
 export interface LinkHooks {
   /** the heartbeat's body: the pool, the version, the shared pool, the HA instances here, every instance's summary */
-  report(): Promise<{ capacity: unknown; allocation: unknown; agentVersion: string; sharedPool: string | null; ha: string[]; instances: InstanceSummary[] }>;
+  report(): Promise<{
+    capacity: unknown; allocation: unknown; agentVersion: string; sharedPool: string | null; ha: string[]; instances: InstanceSummary[];
+    /** what the host's QEMU can run (null: not probed yet); sent only when it changed, as the instance list */
+    cpuReport?: CpuReport | null;
+    memoryReport?: MemoryReport;
+  }>;
   /** the running HA instances' QEMU pids, for the watchdog */
   haPids(): HaPid[];
   /** kill every HA instance here: the lease is lost; the names of those it killed */
@@ -216,6 +224,8 @@ export class AgentLink {
   private eventsAfter: number | null = null;
   /** which beats carry the instance list */
   readonly reports = new ReportAck();
+  /** which beats carry the CPU report */
+  private readonly cpuReports = new ReportAck();
   /** the host watchdog's pets; none on a simulated host (its VMs are objects of a fake driver) */
   private readonly pet: WatchdogPet | null;
 
@@ -267,8 +277,9 @@ export class AgentLink {
   private async beat(): Promise<void> {
     try {
       if (this.watchdogMs !== null) this.pet?.pet(this.watchdogMs, this.hooks.haPids());
-      const { instances, ...rest } = await this.hooks.report();
+      const { instances, cpuReport, ...rest } = await this.hooks.report();
       const hash = summariesHash(instances);
+      const cpuHash = cpuReport ? createHash('sha256').update(JSON.stringify(cpuReport)).digest('hex') : null;
       // the host's own events after what the cluster said it has (none before the first reply names it)
       const events = this.eventsAfter !== null && this.hooks.events ? this.hooks.events.since(this.eventsAfter, EVENTS_PER_BEAT) : [];
       const sentAt = performance.now();
@@ -276,11 +287,13 @@ export class AgentLink {
       for (const c of this.id.controllers) {
         try {
           const send = this.reports.mustSend(c, hash);
-          const body = { ...rest, ...(send ? { instances } : {}), ...(events.length > 0 ? { events } : {}) };
+          const sendCpu = cpuHash !== null && this.cpuReports.mustSend(c, cpuHash);
+          const body = { ...rest, ...(send ? { instances } : {}), ...(sendCpu ? { cpuReport } : {}), ...(events.length > 0 ? { events } : {}) };
           this.log.debug?.({ controller: c, instances: send ? instances.length : 'unchanged', listsSent: this.reports.counts.sent, listsOmitted: this.reports.counts.omitted }, 'heartbeat');
           const r = await clusterRequest(c, 'POST', '/v1/cluster/heartbeat', body, { ca: this.id.caPem, cert: this.id.certPem, key: this.id.keyPem }, Math.max(1000, this.intervalMs));
           if (r.status === 200) {
             this.reports.answered(c, hash);
+            if (cpuHash !== null) this.cpuReports.answered(c, cpuHash);
             const reply = (r.body ?? {}) as BeatReply;
             if (this.state !== 'up') this.log.info({ controller: c, host: this.id.name }, 'cluster link up: heartbeats answered');
             this.state = 'up';
@@ -319,6 +332,7 @@ export class AgentLink {
       if (this.state !== 'controller-unreachable') this.log.warn({ error: lastErr }, 'no controller answered the heartbeat; VMs keep running, trying again');
       this.state = 'controller-unreachable';
       this.reports.lost();
+      this.cpuReports.lost();
     } catch (e) {
       this.log.warn({ error: (e as Error).message }, 'heartbeat not sent');
     } finally {

@@ -43,6 +43,8 @@ export interface PlaceRequest {
   ha?: boolean;
   /** the create request as the agent gets it (kept to make an HA instance again on another host) */
   spec?: Record<string, unknown>;
+  /** the request as kept, once the host is chosen (`hosts`: all of them, as read under the lock); default `spec` */
+  specFor?: (host: HostRow, hosts: HostRow[]) => Record<string, unknown> | undefined;
 }
 
 export interface ClusterInstance {
@@ -113,11 +115,12 @@ export class ClusterInstances {
       const taken = await client.query<{ host: string }>('SELECT host FROM instances WHERE name = $1', [req.name]);
       if (taken.rows[0]) throw new CorralError('ALREADY_EXISTS', `an instance named "${req.name}" exists (on host ${taken.rows[0].host})`, { name: req.name });
       const { got, hosts } = await this.choose(client, req);
+      const spec = req.specFor ? req.specFor(hosts.find((h) => h.name === got.host)!, hosts) : req.spec;
       const r = await client.query<InstanceDbRow>(
         `INSERT INTO instances (name, host, cpus, memory, grp, anti_affinity, host_labels, pool, ha, spec) VALUES ($1, $2, $3, $4, $5, $6, $7::jsonb, $8, $9, $10::jsonb)
          RETURNING ${COLUMNS}`,
         [req.name, got.host, req.cpus, req.memory, req.group ?? null, req.antiAffinity === true, hasLabels(req) ? JSON.stringify(req.labels) : null,
-          req.shared ? 'shared' : 'local', req.ha === true, req.spec ? JSON.stringify(req.spec) : null]);
+          req.shared ? 'shared' : 'local', req.ha === true, spec ? JSON.stringify(spec) : null]);
       await recordEvent(client, {
         type: 'instance.placed', host: got.host, instance: req.name,
         data: { cpus: req.cpus, memory: req.memory, ha: req.ha === true, reason: req.host !== undefined ? `pinned to host ${req.host}` : `chosen by the ${this.o.policy} policy` },
@@ -134,8 +137,11 @@ export class ClusterInstances {
     }, mapError);
   }
 
-  /** The host a request goes to, among `up` hosts (all but `exclude`); NO_HOST_FITS, naming what each lacks, when none. */
-  private async choose(client: pg.PoolClient, req: PlaceRequest, exclude?: string): Promise<{ got: { host: string }; hosts: HostRow[] }> {
+  /**
+   * The host a request goes to, among `up` hosts (all but `exclude`, and none of `unfit`, whose values say why);
+   * NO_HOST_FITS, naming what each lacks, when none.
+   */
+  private async choose(client: pg.PoolClient, req: PlaceRequest, exclude?: string, unfit?: ReadonlyMap<string, string>): Promise<{ got: { host: string }; hosts: HostRow[] }> {
     const hosts = (await client.query<HostDbRow>(`SELECT ${HOST_COLUMNS} FROM hosts ORDER BY name`, [this.o.unreachableAfterMs])).rows.map(hostRow).filter((h) => h.name !== exclude);
     const reserved = new Map<string, Reserved>(hosts.map((h) => [h.name, h.reserved]));
     const groupHosts = new Set<string>();
@@ -154,11 +160,11 @@ export class ClusterInstances {
     }
     const candidates: PlacerHost[] = pool.map((h) => ({
       name: h.name, capacity: capacityOf(h), allocated: reserved.get(h.name) ?? none, labels: h.labels,
-      schedulable: h.state === 'up' && !groupHosts.has(h.name) && (!req.shared || h.sharedPool !== null),
+      schedulable: h.state === 'up' && !groupHosts.has(h.name) && (!req.shared || h.sharedPool !== null) && !unfit?.has(h.name),
     }));
     const got = place(candidates, { cpus: req.cpus, memory: req.memory, ...(req.labels ? { labels: req.labels } : {}) }, this.o.policy);
     if (got.host === null) {
-      const each = pool.map((h) => `${h.name} ${whyNot(h, reserved.get(h.name) ?? none, req, groupHosts) ?? 'fits'}`);
+      const each = pool.map((h) => `${h.name} ${whyNot(h, reserved.get(h.name) ?? none, req, groupHosts) ?? unfit?.get(h.name) ?? 'fits'}`);
       const labels = hasLabels(req) ? ` with the host label${Object.keys(req.labels!).length === 1 ? '' : 's'} ${Object.entries(req.labels!).map(([k, v]) => `${k}=${v}`).join(', ')}` : '';
       const what = `${req.cpus} vCPU${req.cpus === 1 ? '' : 's'} and ${formatSize(req.memory)}${labels}`;
       throw new CorralError('NO_HOST_FITS', pool.length === 0 ? `no host can take ${what}: the cluster has no hosts` : `no host can take ${what}: ${each.join('; ')}`, { hosts: each });
@@ -193,7 +199,7 @@ export class ClusterInstances {
    * others, as an HA move) checked as a placement is; what the instance reserves counts there too from now on
    * (migrating_to, migration 12), until completeMigration or abortMigration. Recorded as instance.migrating.
    */
-  async reserveMigration(name: string, from: string, to?: string): Promise<HostRow> {
+  async reserveMigration(name: string, from: string, to?: string, unfit?: ReadonlyMap<string, string>): Promise<HostRow> {
     return this.underPlacementLock(async (client) => {
       const cur = (await client.query<InstanceDbRow & { migrating_to: string | null }>(`SELECT ${COLUMNS}, migrating_to FROM instances WHERE name = $1 FOR UPDATE`, [name])).rows[0];
       if (!cur) throw new CorralError('INSTANCE_NOT_FOUND', `instance "${name}" does not exist in the cluster`, { name });
@@ -205,7 +211,7 @@ export class ClusterInstances {
         name, cpus: cur.cpus, memory: Number(cur.memory), shared: true, ...(to !== undefined ? { host: to } : {}),
         ...(cur.grp ? { group: cur.grp } : {}), antiAffinity: cur.anti_affinity, ...(cur.host_labels ? { labels: cur.host_labels } : {}),
       };
-      const { got, hosts } = await this.choose(client, req, from);
+      const { got, hosts } = await this.choose(client, req, from, unfit);
       await client.query('UPDATE instances SET migrating_to = $2 WHERE name = $1', [name, got.host]);
       await recordEvent(client, { type: 'instance.migrating', host: from, instance: name, data: { from, to: got.host, reason: to !== undefined ? `to host ${to}, as asked` : `chosen by the ${this.o.policy} policy` } });
       return hosts.find((h) => h.name === got.host)!;

@@ -11,6 +11,8 @@
 import type pg from 'pg';
 import { CorralError } from '../core/errors.js';
 import { MAX_LABELS, validateLabelChanges, validateLabels } from '../core/labels.js';
+import type { CpuReport } from '../core/cpu-models.js';
+import type { MemoryReport } from '../core/migration-checks.js';
 import { CHECK_VIOLATION, constraintOf, errorCode, FOREIGN_KEY_VIOLATION, INVALID_TEXT, queryPg, UNIQUE_VIOLATION } from './pg-errors.js';
 
 export type HostState = 'up' | 'maintenance' | 'unreachable' | 'fenced';
@@ -50,6 +52,9 @@ export interface HostRow {
   /** now() - last_heartbeat on the database's clock; null when it never sent one */
   heartbeatAgeMs: number | null;
   state: HostState;
+  /** what its QEMU can run and its memory, as its agent last reported (null: not yet; migration 13) */
+  cpuReport: CpuReport | null;
+  memoryReport: MemoryReport | null;
 }
 
 export type ConsumeResult = 'ok' | 'unknown' | 'expired' | 'used';
@@ -62,7 +67,7 @@ export interface ClusterStoreOptions {
 /** The select list of a host, with its state and heartbeat age; $1 is unreachableAfterMs. */
 export const HOST_COLUMNS = `name, uuid::text AS uuid, address, cert_serial, cert_fingerprint, labels, maintenance, shared_pool,
   reserved_cpus, reserved_memory, reserved_count,
-  fenced_at, fence_reason, capacity, allocation, agent_version, joined_at, last_heartbeat,
+  fenced_at, fence_reason, capacity, allocation, agent_version, joined_at, last_heartbeat, cpu_report, memory_report,
   -- greatest() skips NULLs, hence the CASE; 0 for a heartbeat written after this transaction's now()
   CASE WHEN last_heartbeat IS NOT NULL THEN greatest(0, extract(epoch FROM now() - last_heartbeat) * 1000)::float8 END AS heartbeat_age_ms,
   CASE WHEN fenced_at IS NOT NULL THEN 'fenced'
@@ -75,7 +80,7 @@ export interface HostDbRow {
   labels: Record<string, string>; maintenance: boolean; shared_pool: string | null; fenced_at: Date | null; fence_reason: string | null;
   reserved_cpus: string; reserved_memory: string; reserved_count: number;
   capacity: unknown; allocation: unknown; agent_version: string | null; joined_at: Date; last_heartbeat: Date | null;
-  heartbeat_age_ms: number | null; state: HostState;
+  heartbeat_age_ms: number | null; state: HostState; cpu_report: CpuReport | null; memory_report: MemoryReport | null;
 }
 
 const iso = (d: Date | null): string | null => (d === null ? null : d.toISOString());
@@ -89,6 +94,7 @@ export function hostRow(r: HostDbRow): HostRow {
     reserved: { cpus: Number(r.reserved_cpus), memory: Number(r.reserved_memory), instances: r.reserved_count },
     capacity: r.capacity, allocation: r.allocation, agentVersion: r.agent_version, joinedAt: r.joined_at.toISOString(),
     lastHeartbeat: iso(r.last_heartbeat), heartbeatAgeMs: r.heartbeat_age_ms, state: r.state,
+    cpuReport: r.cpu_report ?? null, memoryReport: r.memory_report ?? null,
   };
 }
 
@@ -306,17 +312,19 @@ export class ClusterStore {
    * An agent's report: last_heartbeat = now() and what it said; false when no such host (it was removed). A host
    * that was unreachable (not fenced) and reports again is recorded as host.recovered, saying how long it was silent.
    */
-  async heartbeat(name: string, rep: { capacity: unknown; allocation: unknown; agentVersion: string; sharedPool?: string | null }): Promise<boolean> {
+  async heartbeat(name: string, rep: { capacity: unknown; allocation: unknown; agentVersion: string; sharedPool?: string | null; cpuReport?: CpuReport | null; memoryReport?: MemoryReport }): Promise<boolean> {
     const r = await this.q(
       `WITH old AS (SELECT name, last_heartbeat FROM hosts WHERE name = $1),
-            u AS (UPDATE hosts h SET last_heartbeat = now(), capacity = $2::jsonb, allocation = $3::jsonb, agent_version = $4, shared_pool = $5
+            u AS (UPDATE hosts h SET last_heartbeat = now(), capacity = $2::jsonb, allocation = $3::jsonb, agent_version = $4, shared_pool = $5,
+                    cpu_report = coalesce($7::jsonb, h.cpu_report), memory_report = $8::jsonb
                   FROM old WHERE h.name = old.name RETURNING h.name, h.fenced_at, old.last_heartbeat AS prev),
             e AS (INSERT INTO events (type, host, data)
                   SELECT 'host.recovered', name, jsonb_build_object('from', 'unreachable', 'lastHeartbeat', ${ISO('prev')},
                     'silentMs', round(extract(epoch FROM now() - prev) * 1000), 'reason', 'it reports again')
                   FROM u WHERE fenced_at IS NULL AND prev < now() - $6::float8 * interval '1 millisecond')
        SELECT name FROM u`,
-      [name, json(rep.capacity), json(rep.allocation), rep.agentVersion, rep.sharedPool ?? null, this.unreachableAfterMs]);
+      [name, json(rep.capacity), json(rep.allocation), rep.agentVersion, rep.sharedPool ?? null, this.unreachableAfterMs,
+        json(rep.cpuReport), json(rep.memoryReport)]);
     return r.rowCount === 1;
   }
 

@@ -81,6 +81,7 @@ export function hostView(h: HostRow): ClusterHost {
     name: h.name, uuid: h.uuid, state: h.state, address: h.address, labels: h.labels, maintenance: h.maintenance, sharedPool: h.sharedPool,
     fencedAt: h.fencedAt, fenceReason: h.fenceReason, capacity: h.capacity ?? null, allocation: h.allocation ?? null,
     agentVersion: h.agentVersion, joinedAt: h.joinedAt, lastHeartbeat: h.lastHeartbeat, heartbeatAgeMs: h.heartbeatAgeMs,
+    cpuReport: h.cpuReport, memoryReport: h.memoryReport,
   };
 }
 
@@ -161,7 +162,8 @@ export async function buildControllerApi(d: ControllerApiDeps): Promise<FastifyI
 
   typed.post('/v1/cluster/heartbeat', { ...AGENT_ROUTE, schema: { body: HeartbeatBody, response: { 200: HeartbeatReply, 401: errors[401], 403: E[403] } } }, async (req) => {
     const host = await requireAgent(d.store, d.ca, req);
-    await d.store.heartbeat(host.name, { capacity: req.body.capacity, allocation: req.body.allocation, agentVersion: req.body.agentVersion, sharedPool: req.body.sharedPool ?? null });
+    const b = req.body;
+    await d.store.heartbeat(host.name, { capacity: b.capacity, allocation: b.allocation, agentVersion: b.agentVersion, sharedPool: b.sharedPool ?? null, cpuReport: b.cpuReport ?? null, ...(b.memoryReport ? { memoryReport: b.memoryReport } : {}) });
     if (req.body.instances) {
       const unknown = await d.instances.report(host.name, req.body.instances);
       // instances made on the host directly are adopted, those deleted there forgotten, once the agent confirms

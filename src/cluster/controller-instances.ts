@@ -12,7 +12,9 @@
  * - Everything under /v1/instances/NAME is forwarded to the owning agent (method, path, query, body) and its
  *   answer relayed as it is; `host` is added to an instance's view; a delete there forgets the instance here; an
  *   instance view in the answer to any other call that is not a GET is stored for the list.
- * - GET /v1/pool sums the `up` hosts and lists each one.
+ * - GET /v1/pool sums the `up` hosts and lists each one (with its accelerator and most capable CPU model), and gives
+ *   the cluster's CPU baselines (migration-checks.ts).
+ * - A create asking for `cpuModel` auto (or none) that lands on a KVM host gets the cluster's KVM baseline instead.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { CorralError } from '../core/errors.js';
@@ -25,6 +27,8 @@ import type { ClusterInstances, ClusterInstance } from './cluster-instances.js';
 import { parse, type AgentClient, type AgentReply } from './agent-client.js';
 import { summaryOfReply } from './instance-reports.js';
 import { tail } from './cluster-events.js';
+import { baselinesOf, withResolvedCpuModel } from './migration-checks.js';
+import { bestModel } from '../core/cpu-models.js';
 
 export interface ControllerInstanceDeps {
   store: ClusterStore;
@@ -86,10 +90,13 @@ export function controllerInstanceRoutes(d: ControllerInstanceDeps) {
       const placed = await d.instances.place({
         name: r.name, cpus: r.cpus, memory: r.memory, ...(r.host ? { host: r.host } : {}), ...(r.group ? { group: r.group } : {}), antiAffinity: r.antiAffinity,
         ...(r.hostLabels ? { labels: r.hostLabels } : {}), shared, ha: r.rest.ha === true, spec,
+        // cpuModel auto under KVM: the cluster's CPU baseline (migration-checks.ts), kept for HA restarts too
+        specFor: (host, hosts) => withResolvedCpuModel(spec, host, hosts),
       });
+      const cpuModel = placed.instance.spec?.cpuModel;
       let res: AgentReply;
       try {
-        res = await d.agents.call(placed.host, 'POST', '/v1/instances', r.rest);
+        res = await d.agents.call(placed.host, 'POST', '/v1/instances', cpuModel !== undefined && cpuModel !== r.rest.cpuModel ? { ...r.rest, cpuModel } : r.rest);
       } catch (e) {
         await d.instances.remove(r.name, `its create on host ${placed.host.name} failed: ${(e as Error).message}`);
         throw e;
@@ -132,7 +139,8 @@ export function controllerInstanceRoutes(d: ControllerInstanceDeps) {
         const cap = (h.capacity ?? {}) as { cpus?: number; memory?: number };
         const a = h.reserved;
         const capacity = { cpus: cap.cpus ?? 0, memory: cap.memory ?? 0 };
-        return { name: h.name, state: h.state, capacity, allocated: a, free: { cpus: capacity.cpus - a.cpus, memory: capacity.memory - a.memory } };
+        const cpu = h.cpuReport ? { accel: h.cpuReport.accel, qemuVersion: h.cpuReport.qemuVersion, best: bestModel(h.cpuReport.models) } : null;
+        return { name: h.name, state: h.state, capacity, allocated: a, free: { cpus: capacity.cpus - a.cpus, memory: capacity.memory - a.memory }, cpu };
       });
       const up = each.filter((h) => h.state === 'up');
       const sum = (f: (h: (typeof each)[number]) => number, list = up): number => list.reduce((s, h) => s + f(h), 0);
@@ -141,6 +149,7 @@ export function controllerInstanceRoutes(d: ControllerInstanceDeps) {
         allocated: { cpus: sum((h) => h.allocated.cpus, each), memory: sum((h) => h.allocated.memory, each), instances: sum((h) => h.allocated.instances, each) },
         free: { cpus: sum((h) => h.free.cpus), memory: sum((h) => h.free.memory) },
         hosts: each,
+        cpuBaselines: baselinesOf(hosts),
       };
     });
   };

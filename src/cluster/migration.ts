@@ -32,6 +32,7 @@ import type { ClusterEvents } from './cluster-events.js';
 import { noApi, type AgentClient } from './agent-client.js';
 import { hostOf } from './controller-instances.js';
 import { summaryOfReply } from './instance-reports.js';
+import { checkDestinations } from './migration-checks.js';
 
 const POLL_MS = 100;
 /** how long an agent may take to start the incoming QEMU */
@@ -87,10 +88,12 @@ export class Migrator {
   async prepare(name: string, req: MigrateRequest): Promise<{ from: HostRow; to: HostRow; uuid: string; spec: InstanceSpec }> {
     const { host: from } = await hostOf(this.d, name);
     if (req.to !== undefined && !(await this.d.store.getHost(req.to))) throw new CorralError('HOST_NOT_FOUND', `no host named "${req.to}" in the cluster (corral host list shows them)`, { host: req.to });
-    const view = await this.d.agents.json<{ state: string; uuid: string; spec: InstanceSpec }>(from, 'GET', this.path(name));
+    const view = await this.d.agents.json<{ state: string; uuid: string; spec: InstanceSpec; accel?: 'kvm' | 'tcg' | null }>(from, 'GET', this.path(name));
     assertMigratable(name, view.spec);
     if (view.state !== 'running') throw new CorralError('NOT_MIGRATABLE', `instance "${name}" is ${view.state}: only a running instance is live-migrated`, { name, state: view.state });
-    const to = await this.d.instances.reserveMigration(name, from.name, req.to);
+    // the destination's CPU and memory (migration-checks.ts): a named one refused, the unfit left out of the choice
+    const unfit = checkDestinations({ name, spec: view.spec, accel: view.accel ?? null }, from, await this.d.store.listHosts(), req.to);
+    const to = await this.d.instances.reserveMigration(name, from.name, req.to, unfit);
     return { from, to, uuid: view.uuid, spec: view.spec };
   }
 

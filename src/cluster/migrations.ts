@@ -285,6 +285,15 @@ export const MIGRATIONS: readonly Migration[] = [
         FOR EACH ROW EXECUTE FUNCTION corral_reserve();
     `,
   },
+  {
+    version: 13,
+    name: 'hosts report their CPU models and memory',
+    sql: `
+      -- what each host's QEMU can run (accelerator, QEMU version, runnable named CPU models, the host CPU), sent by
+      -- its agent when it changes; its available memory and hugepage pools, with each heartbeat
+      ALTER TABLE hosts ADD COLUMN cpu_report jsonb, ADD COLUMN memory_report jsonb;
+    `,
+  },
 ];
 
 export interface MigrateResult {

@@ -59,7 +59,8 @@ export const ErrorCodes = {
   NO_HOST_FITS: 409,
   /**
    * an instance that cannot be live-migrated (yet): a disk off the shared pool, a passthrough or SR-IOV device, a
-   * vhost-user device, not running, or a migration already under way; the message names the disk or device
+   * vhost-user device, not running, a migration already under way, or a destination that cannot run its CPU (another
+   * accelerator, a model its QEMU cannot run, another host CPU under `host`); the message names the disk, device or CPU
    */
   NOT_MIGRATABLE: 409,
   /** a live migration did not complete (QEMU's failure, a cancel, its timeout): the instance runs where it was */

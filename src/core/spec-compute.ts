@@ -122,6 +122,17 @@ export function checkMemoryLimit(spec: Pick<ComputeSpec, 'memoryLimit' | 'maxMem
   }
 }
 
+/**
+ * The pages a hugepage-backed guest needs (its boot and hotpluggable memory), the free ones in a host's pool of that
+ * size and that pool's size (null: no such pool); null for a guest not on hugepages.
+ */
+export function hugepageNeed(spec: Pick<ComputeSpec, 'hugepages' | 'maxMemory'> & { memory: number }, pools: ReadonlyArray<{ size: number; total: number; free: number }>): { need: number; free: number; total: number | null } | null {
+  if (!spec.hugepages) return null;
+  const size = HUGEPAGE_BYTES[spec.hugepages];
+  const pool = pools.find((p) => p.size === size);
+  return { need: Math.ceil((spec.maxMemory ?? spec.memory) / size), free: pool?.free ?? 0, total: pool ? pool.total : null };
+}
+
 /** Specs stored before these fields existed read with the defaults. */
 export function computeDefaults(cpus: number): ComputeSpec {
   return {

@@ -23,6 +23,7 @@ import type { Accelerator } from '../core/spec.js';
 import { SqliteStore } from '../store/sqlite.js';
 import { EventBus } from '../services/events.js';
 import { HostService } from '../services/host.js';
+import { HostReporter } from '../services/host-report.js';
 import { ImageService } from '../services/images.js';
 import { InstanceService } from '../services/instances.js';
 import { InstanceConfigService } from '../services/instance-config.js';
@@ -298,7 +299,10 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   }
   const started = events.publish('daemon.started', null, { pid: process.pid });
   const link = identity && opts.agent
-    ? new AgentLink(identity, agentLinkHooks({ instances, store, events, firstEventId: started.id, version: opts.agent.version, sharedPool: sharedPool?.dir ?? null, log }), log, dataDir)
+    ? new AgentLink(identity, agentLinkHooks({
+      instances, store, events, firstEventId: started.id, version: opts.agent.version, sharedPool: sharedPool?.dir ?? null, log,
+      reporter: new HostReporter(host, { ...(qemuUser ? { runAs: qemuUser } : {}), log }),
+    }), log, dataDir)
     : undefined;
   link?.start();
 

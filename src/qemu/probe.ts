@@ -80,7 +80,8 @@ export function bootProbe(accel: Accelerator, k: ProbeKernel, timeoutMs: number,
   });
 }
 
-function bootId(): string {
+/** This boot of the host (caches of probes hold only for it). */
+export function bootId(): string {
   try {
     return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
   } catch {

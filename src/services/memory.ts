@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { CorralError, invalidSpec } from '../core/errors.js';
 import type { InstanceSpec } from '../core/spec.js';
 import { readHugepages, type HugepagePool } from '../host/memory.js';
-import { HUGEPAGE_BYTES, VIRTIO_MEM_BLOCK } from '../core/spec-compute.js';
+import { HUGEPAGE_BYTES, VIRTIO_MEM_BLOCK, hugepageNeed } from '../core/spec-compute.js';
 import { MiB, formatSize, parseSize } from '../core/units.js';
 import { readResidency } from '../qemu/pagemap.js';
 import type { Vm, VmControl } from '../vm/driver.js';
@@ -286,15 +286,12 @@ export class MemoryService {
  * host's pool, since QEMU reserves them when it maps the backend: refuse the start before QEMU runs.
  */
 export function checkHugepages(spec: InstanceSpec, pools: HugepagePool[]): void {
-  if (!spec.hugepages) return;
-  const size = HUGEPAGE_BYTES[spec.hugepages];
-  const need = Math.ceil((spec.maxMemory ?? spec.memory) / size);
-  const pool = pools.find((p) => p.size === size);
-  const free = pool?.free ?? 0;
-  if (free >= need) return;
-  const kb = size / 1024;
+  const hp = hugepageNeed(spec, pools);
+  if (!hp || hp.free >= hp.need) return;
+  const { need, free, total } = hp;
+  const kb = HUGEPAGE_BYTES[spec.hugepages!] / 1024;
   throw new CorralError('INSUFFICIENT_RESOURCES', `not enough ${spec.hugepages} hugepages: the guest needs ${need}, the host has ${free} free` +
-    (pool ? ` of ${pool.total} (add more: echo ${(pool.total + need - free)} > /sys/kernel/mm/hugepages/hugepages-${kb}kB/nr_hugepages)` : ` (the host has no ${spec.hugepages} hugepage pool)`), {
+    (total !== null ? ` of ${total} (add more: echo ${(total + need - free)} > /sys/kernel/mm/hugepages/hugepages-${kb}kB/nr_hugepages)` : ` (the host has no ${spec.hugepages} hugepage pool)`), {
     short: [{ resource: `hugepages-${spec.hugepages}`, requested: need, free, shortBy: need - free }],
   });
 }

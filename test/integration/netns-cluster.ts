@@ -56,14 +56,16 @@ export class NetnsCluster {
     return `${this.netns}-${n}`;
   }
 
-  /** PostgreSQL, cluster init, the network, the controller and the agents, until every host is up with the pool. */
+  /** PostgreSQL, cluster init, the network, the controller and the agents, until every host is up with the pool and its CPU report. */
   async start(names: string[]): Promise<void> {
     ({ pg: this.pg, shared: this.shared } = await initCluster());
     this.makeNetwork(names);
     this.ctl = new Controller(this.pg.url, await freePort(), {}, `${this.net}.1`);
     await this.ctl.start();
     for (const n of names) await this.startAgent(n);
-    await waitFor(async () => (await this.ctl.json(['host', 'list'])).filter((h: any) => h.state === 'up' && h.sharedPool === this.shared).length === names.length, 30_000, `${names.length} hosts up with the shared pool`);
+    // and with the CPU report a migration's destination is checked against (it follows the first probe of QEMU)
+    await waitFor(async () => (await this.ctl.json(['host', 'list'])).filter((h: any) => h.state === 'up' && h.sharedPool === this.shared && h.cpuReport).length === names.length,
+      30_000, `${names.length} hosts up with the shared pool and their CPU reports`);
   }
 
   /** Join (or, for a host already made, start again) the agent of test host `n`. */

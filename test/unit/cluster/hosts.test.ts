@@ -48,7 +48,7 @@ test('a new host is stored as given, unreachable until its first heartbeat', asy
   assert.deepEqual({ ...row, joinedAt: undefined }, {
     name: 'alpha', uuid: h.uuid, address: h.address, certSerial: h.certSerial, certFingerprint: h.certFingerprint,
     labels: { zone: 'a', ssd: 'yes' }, maintenance: false, sharedPool: null, reserved: { cpus: 0, memory: 0, instances: 0 }, fencedAt: null, fenceReason: null, capacity: null, allocation: null,
-    agentVersion: '0.1.0', joinedAt: undefined, lastHeartbeat: null, heartbeatAgeMs: null, state: 'unreachable',
+    agentVersion: '0.1.0', joinedAt: undefined, lastHeartbeat: null, heartbeatAgeMs: null, state: 'unreachable', cpuReport: null, memoryReport: null,
   });
   const joined = await db.pool.query<{ ok: boolean }>('SELECT abs(extract(epoch FROM joined_at - $2::timestamptz)) < 0.001 AS ok FROM hosts WHERE name = $1', ['alpha', row.joinedAt]);
   assert.equal(joined.rows[0]!.ok, true, 'joinedAt is the database time, to the millisecond');
