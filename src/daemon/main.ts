@@ -38,6 +38,7 @@ import { ensureTunOpenable } from '../network/tap.js';
 import { NetworkStore } from '../network/store.js';
 import { VhostUserStore } from '../network/vhost-user-store.js';
 import { MigrationService } from '../services/migration.js';
+import { MigrationRecoveryService } from '../services/migration-recovery.js';
 import { VhostUserService } from '../services/vhost-user.js';
 import { StorageDaemonService } from '../services/storage-daemons.js';
 import { PassthroughService } from '../services/passthrough.js';
@@ -261,7 +262,11 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   void host.accelerator().then((d) => log.info({ accel: d.accel, reason: d.reason }, 'accelerator chosen'));
 
   const servers: FastifyInstance[] = [];
-  const services = { instances, config, images, host, events, cpu, memory, volumes, disks, nics, networks, passthrough, vhostUser, tokens: new TokenService(store), migration: new MigrationService({ instances, events, log }) };
+  const migration = new MigrationService({ instances, events, log });
+  const migrationRecovery = new MigrationRecoveryService({ instances, migration, events, log });
+  // what live migrations left while the agent was down (migration-recovery.ts)
+  await migrationRecovery.init();
+  const services = { instances, config, images, host, events, cpu, memory, volumes, disks, nics, networks, passthrough, vhostUser, tokens: new TokenService(store), migration, migrationRecovery };
   // state-changing requests on both listeners, and refused ones on TCP; a failing write is said on stderr, never fatal
   const audit = new AuditLog(paths.audit);
   const unixApi = await buildApi(services, { audit });
@@ -295,7 +300,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   }
   const started = events.publish('daemon.started', null, { pid: process.pid });
   const link = identity && opts.agent
-    ? new AgentLink(identity, agentLinkHooks({ instances, store, events, firstEventId: started.id, version: opts.agent.version, sharedPool: sharedPool?.dir ?? null, log }), log, dataDir)
+    ? new AgentLink(identity, agentLinkHooks({ instances, store, events, firstEventId: started.id, version: opts.agent.version, sharedPool: sharedPool?.dir ?? null, log, migrations: migrationRecovery }), log, dataDir)
     : undefined;
   link?.start();
 

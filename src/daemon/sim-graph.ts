@@ -36,6 +36,7 @@ import { PassthroughService } from '../services/passthrough.js';
 import { StorageDaemonService } from '../services/storage-daemons.js';
 import { TokenService } from '../services/tokens.js';
 import { MigrationService } from '../services/migration.js';
+import { MigrationRecoveryService } from '../services/migration-recovery.js';
 import { VhostUserService } from '../services/vhost-user.js';
 import { vmFileHooks } from '../services/vm-files.js';
 import { VolumeService } from '../services/volumes.js';
@@ -172,7 +173,10 @@ export async function simServiceGraph(o: SimGraphOptions): Promise<SimGraph> {
   await networks.restore();
   await instances.reconcile();
 
-  const services: Services = { instances, config, images, host, events, cpu, memory, volumes, disks, nics, networks, passthrough, vhostUser, tokens: new TokenService(store), migration: new MigrationService({ instances, events, log }) };
+  const migration = new MigrationService({ instances, events, log });
+  const migrationRecovery = new MigrationRecoveryService({ instances, migration, events, log });
+  await migrationRecovery.init();
+  const services: Services = { instances, config, images, host, events, cpu, memory, volumes, disks, nics, networks, passthrough, vhostUser, tokens: new TokenService(store), migration, migrationRecovery };
   return {
     services, store, driver, net, cgroupRoot,
     stop() {
