@@ -1,10 +1,11 @@
-/** What an agent's services give its cluster link (agent-link.ts): reports (with each instance's summary), the HA instances, fencing, forgetting. */
+/** What an agent's services give its cluster link (agent-link.ts): reports (with each instance's summary), the HA instances, fencing, forgetting, what live migrations left. */
 import { ACTIVE_STATES } from '../core/state.js';
 import type { EventBus } from '../services/events.js';
 import type { InstanceService } from '../services/instances.js';
 import { instanceSummary } from '../services/instance-view.js';
 import type { Store } from '../store/store.js';
 import type { LinkHooks } from './agent-link.js';
+import type { MigrationRecoveryService } from '../services/migration-recovery.js';
 
 export function agentLinkHooks(d: {
   instances: InstanceService;
@@ -15,6 +16,8 @@ export function agentLinkHooks(d: {
   version: string;
   sharedPool: string | null;
   log: { info: (o: object, m: string) => void; warn: (o: object, m: string) => void };
+  /** what live migrations left here (services/migration-recovery.ts); none: not reported */
+  migrations?: Pick<MigrationRecoveryService, 'leftovers' | 'abandon'>;
 }): LinkHooks {
   const ha = () => d.store.listInstances().filter((r) => r.spec.ha === true);
   return {
@@ -24,8 +27,10 @@ export function agentLinkHooks(d: {
       return {
         capacity: p.capacity, allocation: p.allocated, agentVersion: d.version, sharedPool: d.sharedPool,
         ha: rows.filter((r) => r.spec.ha === true).map((r) => r.name), instances: rows.map(instanceSummary),
+        ...(d.migrations ? { migrations: await d.migrations.leftovers() } : {}),
       };
     },
+    ...(d.migrations ? { abandon: (names: string[], sentAt: number) => d.migrations!.abandon(names, sentAt) } : {}),
     events: { since: (id, limit) => d.events.since(id, limit), firstId: d.firstEventId },
     haPids: () => ha().filter((r) => r.pid !== null).map((r) => ({ pid: r.pid!, startTicks: r.pidStart })),
     fence: async (reason) => {

@@ -22,6 +22,7 @@ import { validateLabels } from '../core/labels.js';
 import { makeKeyAndCsr } from './pki.js';
 import { ensureWatchdog, WatchdogPet, type HaPid } from './watchdog.js';
 import type { InstanceSummary } from '../services/instance-view.js';
+import type { MigrationMark } from '../services/migration-recovery.js';
 import type { StoredEvent } from '../store/store.js';
 import { ReportAck, summariesHash } from './instance-reports.js';
 
@@ -174,7 +175,7 @@ export type LinkState = 'connecting' | 'up' | 'controller-unreachable' | 'remove
 /** What the agent's services give the link. */
 export interface LinkHooks {
   /** the heartbeat's body: the pool, the version, the shared pool, the HA instances here, every instance's summary */
-  report(): Promise<{ capacity: unknown; allocation: unknown; agentVersion: string; sharedPool: string | null; ha: string[]; instances: InstanceSummary[] }>;
+  report(): Promise<{ capacity: unknown; allocation: unknown; agentVersion: string; sharedPool: string | null; ha: string[]; instances: InstanceSummary[]; migrations?: MigrationMark[] }>;
   /** the running HA instances' QEMU pids, for the watchdog */
   haPids(): HaPid[];
   /** kill every HA instance here: the lease is lost; the names of those it killed */
@@ -184,13 +185,18 @@ export interface LinkHooks {
   /** remove the records of instances the cluster moved to another host (their shared root disks stay) */
   forget(names: string[]): Promise<void>;
   /**
+   * remove what live migrations left here that no controller will finish (the report's `migrations` the controller
+   * answered): `sentAt`, when the beat that reported them was built (ms since the epoch)
+   */
+  abandon?(names: string[], sentAt: number): Promise<void>;
+  /**
    * the host's own events after an id, oldest first (for the cluster's events), and the id to start from when the
    * cluster has none of this host's yet (its agent's start: earlier history stays on the host); none: not sent
    */
   events?: { since(id: number, limit: number): StoredEvent[]; firstId: number };
 }
 
-interface BeatReply { state?: string; leaseMs?: number; watchdogMs?: number; forget?: string[]; eventsAfter?: number }
+interface BeatReply { state?: string; leaseMs?: number; watchdogMs?: number; forget?: string[]; abandon?: string[]; eventsAfter?: number }
 
 /** a host's own events sent with one beat, at most (a backlog goes over the next beats) */
 const EVENTS_PER_BEAT = 200;
@@ -267,6 +273,7 @@ export class AgentLink {
   private async beat(): Promise<void> {
     try {
       if (this.watchdogMs !== null) this.pet?.pet(this.watchdogMs, this.hooks.haPids());
+      const builtAt = Date.now();
       const { instances, ...rest } = await this.hooks.report();
       const hash = summariesHash(instances);
       // the host's own events after what the cluster said it has (none before the first reply names it)
@@ -296,6 +303,7 @@ export class AgentLink {
               this.log.warn({ instances: forget }, 'the cluster runs these instances on another host now: their records here are removed (their shared disks stay)');
               await this.hooks.forget(forget);
             }
+            if ((reply.abandon ?? []).length > 0 && this.hooks.abandon) await this.hooks.abandon(reply.abandon!, builtAt);
             // the lease is back and this host was not fenced meanwhile: what the lease's loss killed runs again here
             const again = reply.state === 'fenced' ? [] : this.fencedNames.filter((n) => !forget.includes(n));
             if (reply.state !== 'fenced') this.fencedNames = [];
