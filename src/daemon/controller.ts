@@ -29,6 +29,8 @@ import { caSha256 } from '../cluster/pki.js';
 import { ClusterEvents } from '../cluster/cluster-events.js';
 import { EventFeed } from '../cluster/event-feed.js';
 import { checkFenceCommand, fenceTimeoutMs } from '../cluster/fence-command.js';
+import { MigrationLocks } from '../cluster/migration-locks.js';
+import { MigrationRecovery } from '../cluster/migration-recovery.js';
 
 export interface ControllerOptions {
   database: string;
@@ -64,6 +66,7 @@ export async function runController(o: ControllerOptions): Promise<void> {
   const db = await openClusterDb(o.database);
   let closing = false;
   let list: InstanceList | undefined;
+  let migrationLocks: MigrationLocks | undefined;
   try {
     const unreachableAfterMs = o.unreachableAfterMs ?? (Number(process.env.CORRAL_UNREACHABLE_AFTER_MS) || 15_000);
     const store = new ClusterStore(db.pool, { unreachableAfterMs });
@@ -81,10 +84,14 @@ export async function runController(o: ControllerOptions): Promise<void> {
     await feed.start();
     const agents = new AgentClient({ caPem: ca.certPem, certPem: tls.certPem, keyPem: tls.keyPem });
     const reconciler = new ReportReconciler({ pool: db.pool, agents, log });
-    const app = await buildControllerApi({ store, instances, list, reconciler, events, feed, tokens: new ClusterTokens(db.pool), audit, ca, tls, log, ha });
+    // live migrations: the driver's lock, and the recovery of those nobody drives (env CORRAL_MIGRATION_RECOVERY_MS)
+    migrationLocks = new MigrationLocks(db.pool, log);
+    const migrationRecovery = new MigrationRecovery({ pool: db.pool, store, instances, agents, events, log, everyMs: Number(process.env.CORRAL_MIGRATION_RECOVERY_MS) || undefined });
+    const app = await buildControllerApi({ store, instances, list, reconciler, events, feed, tokens: new ClusterTokens(db.pool), audit, ca, tls, log, ha, migrationLocks, migrationRecovery });
     const haManager = new HaManager(db.pool, store, instances, agents, events, { ...ha, ...fence }, log);
     await app.listen({ host: where.host, port: where.port });
     haManager.start();
+    migrationRecovery.start();
     const prune = setInterval(() => void events.prune().catch((e: unknown) => log.warn({ error: (e as Error).message }, 'pruning old cluster events failed')), PRUNE_EVERY_MS);
     prune.unref();
     if (fence.fenceCommand) log.info({ fenceCommand: fence.fenceCommand, timeoutMs: fence.fenceTimeoutMs }, 'a lost host that holds HA instances is fenced by the fence command');
@@ -96,12 +103,14 @@ export async function runController(o: ControllerOptions): Promise<void> {
         closing = true;
         log.info({ signal: sig }, 'controller stopping; agents and their VMs carry on');
         clearInterval(prune);
+        migrationRecovery.stop();
         void haManager.stop().then(() => closeApi(app, 2000)).then(() => feed.stop()).then(() => resolve());
       };
       process.once('SIGTERM', () => stop('SIGTERM'));
       process.once('SIGINT', () => stop('SIGINT'));
     });
   } finally {
+    await migrationLocks?.close();
     await list?.close();
     await db.close();
   }
