@@ -24,10 +24,11 @@ export function agentLinkHooks(d: {
     report: async () => {
       const p = d.instances.pool();
       const rows = d.store.listInstances();
+      const migrations = d.migrations ? await d.migrations.leftovers() : [];
       return {
         capacity: p.capacity, allocation: p.allocated, agentVersion: d.version, sharedPool: d.sharedPool,
         ha: rows.filter((r) => r.spec.ha === true).map((r) => r.name), instances: rows.map(instanceSummary),
-        ...(d.migrations ? { migrations: await d.migrations.leftovers() } : {}),
+        ...(migrations.length > 0 ? { migrations } : {}),
       };
     },
     ...(d.migrations ? { abandon: (names: string[], sentAt: number) => d.migrations!.abandon(names, sentAt) } : {}),
