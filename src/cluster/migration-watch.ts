@@ -58,6 +58,7 @@ export function watchDestination(agents: Pick<AgentClient, 'call'>, to: HostRow,
     const r = await agents.call(to, 'GET', `/v1/instances/${encodeURIComponent(name)}/migration/facts`);
     const body = parse(r.body) as { run?: string | null; error?: { code?: string; message?: string } };
     if (r.status === 404 && body.error?.code === 'INSTANCE_NOT_FOUND') return 'gone';
+    if (r.status === 404 && body.error?.code === 'NOT_FOUND') return 'there'; // an agent without the route: not watched
     if (r.status !== 200) throw new Error(body.error?.message ?? `HTTP ${r.status}`);
     return body.run === null ? 'ended' : 'there';
   }, to.name, o);

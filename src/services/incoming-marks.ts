@@ -7,7 +7,8 @@
  * The mark is a small file in the instance's own dir (`incoming-migration`), so that it outlives an agent restart
  * and the death of the QEMU it marks: QEMU's own word (query-status `inmigrate`) says the same while the QEMU is
  * alive and still receiving, but no longer once the whole guest has arrived (paused, like a guest a user paused),
- * nor once the QEMU died. Kept in memory too, with when it was made.
+ * nor once the QEMU died. Kept in memory too, with when it was made; a mark whose record is gone (deleted by any
+ * path: a controller's rollback, a user) or is another instance's (uuid) is no mark.
  */
 import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -26,7 +27,7 @@ export interface IncomingMarkRecord {
 export class IncomingMarks {
   private readonly marks = new Map<string, IncomingMarkRecord>();
 
-  constructor(private readonly paths: (row: InstanceRow) => InstancePaths) {}
+  constructor(private readonly paths: (row: InstanceRow) => InstancePaths, private readonly record: (name: string) => InstanceRow | null) {}
 
   private file(row: InstanceRow): string {
     return join(this.paths(row).dir, INCOMING_MARK);
@@ -40,11 +41,17 @@ export class IncomingMarks {
   }
 
   has(name: string): boolean {
-    return this.marks.has(name);
+    return this.get(name) !== undefined;
   }
 
   get(name: string): IncomingMarkRecord | undefined {
-    return this.marks.get(name);
+    const rec = this.marks.get(name);
+    if (rec === undefined) return undefined;
+    if (this.record(name)?.uuid !== rec.uuid) {
+      this.marks.delete(name);
+      return undefined;
+    }
+    return rec;
   }
 
   /** The guest was resumed here (or the record is going): it is an instance like any other. */
@@ -76,6 +83,6 @@ export class IncomingMarks {
   }
 
   names(): string[] {
-    return [...this.marks.keys()];
+    return [...this.marks.keys()].filter((n) => this.has(n));
   }
 }

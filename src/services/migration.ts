@@ -45,7 +45,13 @@ export class MigrationService {
   private readonly outgoing = new Map<string, { wasRunning: boolean }>();
 
   constructor(private readonly d: { instances: InstanceService; events: EventBus; log: { warn: (o: object, m: string) => void }; marks?: IncomingMarks }) {
-    this.marks = d.marks ?? new IncomingMarks((row) => d.instances.paths(row));
+    this.marks = d.marks ?? new IncomingMarks((row) => d.instances.paths(row), (name) => {
+      try {
+        return d.instances.rowOf(name);
+      } catch {
+        return null;
+      }
+    });
   }
 
   async incoming(name: string, body: { uuid?: unknown; spec?: unknown; address?: unknown }): Promise<{ uri: string; instance: InstanceView }> {

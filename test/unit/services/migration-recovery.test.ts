@@ -149,3 +149,17 @@ test('the heartbeat\'s leftovers: incoming sides and sources in postmigrate; the
   assert.deepEqual(eventsOf(h, 'instance.migration-abandoned').sort(), ['in1', 'src']);
   assert.equal(h.driver.live().length, 1);
 });
+
+test('a mark goes with its record, whoever deletes it (a controller\'s rollback deletes it through the instance API): a new instance of that name is no incoming side', async () => {
+  const h = harness();
+  const s = services(h);
+  await incoming(h, s, 'in1');
+  await h.svc.delete('in1', true, true);
+  assert.equal(s.migration.marks.has('in1'), false);
+  assert.deepEqual(await s.recovery.leftovers(), []);
+  h.add('in1');
+  await h.svc.start('in1');
+  assert.equal((await s.recovery.facts('in1')).incoming, false);
+  await s.recovery.abandon(['in1'], Date.now());
+  assert.equal(h.state('in1'), 'running', 'not removed as a leftover');
+});
