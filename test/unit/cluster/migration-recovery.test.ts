@@ -88,7 +88,7 @@ before(async () => {
   db = await openClusterDb(server.url);
   store = new ClusterStore(db.pool, { unreachableAfterMs: 60_000 });
   instances = new ClusterInstances(db.pool, { unreachableAfterMs: 60_000, policy: 'spread' });
-  for (const name of ['h1', 'h2', 'h3']) {
+  for (const name of ['h1', 'h2', 'h3', 'h4']) {
     await store.insertHost({ name, uuid: randomUUID(), address: `https://10.0.0.${name.slice(1)}:7443`, certSerial: `0${name}`, certFingerprint: `fp-${name}` });
     await store.heartbeat(name, { capacity: { cpus: 16, memory: 16 * 1024 * MiB }, allocation: {}, agentVersion: '0.1.0', sharedPool: '/shared' });
     hosts.set(name, new Map());
@@ -106,13 +106,14 @@ beforeEach(() => {
 });
 
 /** An instance on h1 being migrated to h2 (the row marked, as a driver left it), with its QEMUs on both hosts. */
-async function migrating(name: string, source: Partial<Qemu> | null, destination: Partial<Qemu> | null, o: { ha?: boolean } = {}): Promise<string> {
+async function migrating(name: string, source: Partial<Qemu> | null, destination: Partial<Qemu> | null, o: { ha?: boolean; to?: string } = {}): Promise<string> {
   const uuid = randomUUID();
+  const to = o.to ?? 'h2';
   await instances.place({ name, cpus: 1, memory: 128 * MiB, host: 'h1', shared: true, ha: o.ha === true });
   await instances.setUuid(name, uuid);
-  await instances.reserveMigration(name, 'h1', 'h2');
+  await instances.reserveMigration(name, 'h1', to);
   if (source) hosts.get('h1')!.set(name, { uuid, run: 'running', migration: 'active', incoming: false, ...source });
-  if (destination) hosts.get('h2')!.set(name, { uuid, run: 'inmigrate', migration: 'active', incoming: true, ...destination });
+  if (destination) hosts.get(to)!.set(name, { uuid, run: 'inmigrate', migration: 'active', incoming: true, ...destination });
   return uuid;
 }
 
@@ -188,6 +189,18 @@ test('the source\'s host is fenced and the instance is HA: its QEMU is dead, so 
   } finally {
     await store.setFenced('h1', null);
   }
+});
+
+test('a lost destination host of an HA instance\'s migration is fenced like the hosts of HA instances; its incoming side is then dead, and a source in postmigrate runs again', async () => {
+  await migrating('c9', { run: 'postmigrate', migration: 'completed' }, { run: 'paused', migration: 'completed' }, { ha: true, to: 'h4' });
+  silent.add('h4');
+  assert.deepEqual((await recovery.sweep()).map((o) => o.action), ['wait']);
+  await db.pool.query('UPDATE hosts SET last_heartbeat = now() - interval \'1 hour\' WHERE name = \'h4\'');
+  assert.deepEqual((await store.lostWithHa(60_000)).map((h) => h.name), ['h4'], 'the fence command is run for it');
+  assert.deepEqual((await store.fenceExpired(60_000)).map((h) => h.name), ['h4']);
+  assert.deepEqual((await recovery.sweep()).map((o) => o.action), ['rollback']);
+  assert.deepEqual(calls, ['h1 POST /migration/resume-source']);
+  assert.deepEqual(await rowOf('c9'), { host: 'h1', migrating_to: null });
 });
 
 test('a migration whose driver holds its lock is left alone; the lock goes with the driver\'s session', async () => {
