@@ -10,8 +10,8 @@
  * 1. both agents are asked what their QEMU says (GET .../migration/facts); a host that does not answer is unknown,
  *    except that the HA instance of a fenced host has no live QEMU there (the fence killed it);
  * 2. the pure rules (src/core/migration-recovery.ts) decide: complete, roll back, cancel, or wait;
- * 3. complete: the destination is resumed if it waits paused with the whole guest (its agent's `finish`), the row
- *    moves there, the source's record goes (its `finish` when it waits in postmigrate, a forced delete keeping the
+ * 3. complete: the destination is resumed if it waits paused with the whole guest, and unmarked as an incoming side
+ *    (its agent's `finish`), the row moves there, the source's record goes (its `finish` when it waits in postmigrate, a forced delete keeping the
  *    shared disk when its QEMU is gone). Roll back: the destination is removed (forced delete, shared disk kept),
  *    the source resumed if it waits in postmigrate (`resume-source`), the mark goes. Cancel: the source is asked
  *    to cancel, and the facts are asked again until the migration has ended. Wait: nothing, asked again at the
@@ -186,7 +186,10 @@ export class MigrationRecovery {
 
   private async complete(name: string, to: string, source: Side, destination: Side, dec: RecoveryDecision, data: Record<string, unknown>): Promise<void> {
     let view: unknown = null;
-    if (dec.resumeDestination) {
+    // its finish resumes it if it waits paused with the whole guest, and makes it an instance of its host (no longer
+    // an incoming side: a running one may still be marked, its agent having died right after resuming it)
+    const d = destination.facts;
+    if (dec.resumeDestination || (d.kind === 'there' && d.incoming)) {
       const r = await this.d.agents.call(destination.host!, 'POST', path(name, '/migration/finish'));
       if (r.status >= 300) throw new Error(`resuming it on host ${to} failed: HTTP ${r.status} ${r.body.toString().slice(0, 300)}`);
       view = (parse(r.body) as { instance?: unknown }).instance ?? null;

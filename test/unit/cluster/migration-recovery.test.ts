@@ -147,6 +147,14 @@ test('the controller died after the destination ran: the row moves there and the
   assert.equal((await recovered('c2'))?.decision, 'completed');
 });
 
+test('a destination that runs but is still marked incoming (its agent died right after resuming it) is finished there: no longer an incoming side', async () => {
+  await migrating('c2b', { run: 'postmigrate', migration: 'completed' }, { run: 'running', migration: 'completed', incoming: true });
+  await recovery.sweep();
+  assert.deepEqual(calls, ['h2 POST /migration/finish', 'h1 POST /migration/finish']);
+  assert.equal(hosts.get('h2')!.get('c2b')!.incoming, false);
+  assert.deepEqual(await rowOf('c2b'), { host: 'h2', migrating_to: null });
+});
+
 test('the whole guest arrived and the source completed: the destination is resumed and owns it', async () => {
   await migrating('c3', { run: 'postmigrate', migration: 'completed' }, { run: 'paused', migration: 'completed' });
   await recovery.sweep();
