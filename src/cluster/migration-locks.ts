@@ -76,11 +76,6 @@ export class MigrationLocks {
     };
   }
 
-  /** The names of the migrations this controller drives now. */
-  driving(): string[] {
-    return [...this.held.keys()];
-  }
-
   async close(): Promise<void> {
     const c = this.client;
     this.client = null;

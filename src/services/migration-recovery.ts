@@ -41,6 +41,9 @@ export interface MigrationMark {
   side: 'incoming' | 'outgoing';
 }
 
+/** how long the heartbeat waits for a paused QEMU's run state */
+const RUN_STATE_MS = 500;
+
 export class MigrationRecoveryService {
   constructor(private readonly d: {
     instances: InstanceService;
@@ -107,24 +110,36 @@ export class MigrationRecoveryService {
     return removed;
   }
 
-  /** What the heartbeat reports (see the file's comment). */
+  /**
+   * What the heartbeat reports (see the file's comment). It never fails and never waits long: a beat late renews
+   * no lease, so a paused QEMU whose monitor is slow to say its run state is left out of this beat.
+   */
   async leftovers(): Promise<MigrationMark[]> {
     const out: MigrationMark[] = [];
-    for (const name of this.marks.names()) out.push({ name, uuid: this.marks.get(name)!.uuid, side: 'incoming' });
-    for (const row of this.d.instances.listRows()) {
-      if (row.state !== 'paused' || this.marks.has(row.name)) continue;
-      const st = await this.runState(row.name);
-      if (st === 'postmigrate') out.push({ name: row.name, uuid: row.uuid, side: 'outgoing' });
+    try {
+      for (const name of this.marks.names()) out.push({ name, uuid: this.marks.get(name)!.uuid, side: 'incoming' });
+      const paused = this.d.instances.listRows().filter((r) => r.state === 'paused' && !this.marks.has(r.name));
+      const states = await Promise.all(paused.map((r) => this.runState(r.name, RUN_STATE_MS)));
+      paused.forEach((r, i) => { if (states[i] === 'postmigrate') out.push({ name: r.name, uuid: r.uuid, side: 'outgoing' }); });
+    } catch (e) {
+      this.d.log.warn({ error: (e as Error).message }, 'what live migrations left here could not be listed for the heartbeat');
     }
     return out;
   }
 
-  private async runState(name: string): Promise<string | null> {
+  /** A QEMU's run state, or null (no QEMU, no answer, or none within `withinMs`). */
+  private async runState(name: string, withinMs?: number): Promise<string | null> {
+    let timer: NodeJS.Timeout | undefined;
     try {
       const live = this.liveOrNull(name);
-      return live ? (await live.vm.status()).status : null;
+      if (!live) return null;
+      const late = new Promise<null>((r) => { if (withinMs !== undefined) timer = setTimeout(() => r(null), withinMs); });
+      const st = await Promise.race([live.vm.status(), late]);
+      return st?.status ?? null;
     } catch {
       return null;
+    } finally {
+      clearTimeout(timer);
     }
   }
 

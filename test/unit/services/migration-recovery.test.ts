@@ -163,3 +163,14 @@ test('a mark goes with its record, whoever deletes it (a controller\'s rollback 
   await s.recovery.abandon(['in1'], Date.now());
   assert.equal(h.state('in1'), 'running', 'not removed as a leftover');
 });
+
+test('the heartbeat\'s leftovers never hold the beat up: a paused QEMU whose monitor does not answer is left out of this beat', async () => {
+  const h = harness();
+  await handedOver(h, 'src');
+  const { recovery } = services(h);
+  const release = h.driver.processOf(h.row('src').uuid)!.hold('query-status');
+  // (it answers while the monitor's answer is still held back)
+  assert.deepEqual(await recovery.leftovers(), []);
+  release();
+  assert.deepEqual((await recovery.leftovers()).map((m) => m.side), ['outgoing']);
+});
