@@ -303,7 +303,10 @@ export class AgentLink {
               this.log.warn({ instances: forget }, 'the cluster runs these instances on another host now: their records here are removed (their shared disks stay)');
               await this.hooks.forget(forget);
             }
-            if ((reply.abandon ?? []).length > 0 && this.hooks.abandon) await this.hooks.abandon(reply.abandon!, builtAt);
+            // (in the background: killing QEMUs must not delay the next beat, which renews the lease)
+            if ((reply.abandon ?? []).length > 0 && this.hooks.abandon) {
+              void this.hooks.abandon(reply.abandon!, builtAt).catch((e: Error) => this.log.warn({ error: e.message }, 'removing what live migrations left failed'));
+            }
             // the lease is back and this host was not fenced meanwhile: what the lease's loss killed runs again here
             const again = reply.state === 'fenced' ? [] : this.fencedNames.filter((n) => !forget.includes(n));
             if (reply.state !== 'fenced') this.fencedNames = [];
