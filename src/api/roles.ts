@@ -56,6 +56,8 @@ export const ROUTE_ROLES: Readonly<Record<string, RouteRule>> = {
   'GET /v1/instances/:name/migration': viewer,
   'POST /v1/instances/:name/migration/cancel': operator,
   'POST /v1/instances/:name/migration/finish': operator,
+  'GET /v1/instances/:name/migration/facts': viewer,
+  'POST /v1/instances/:name/migration/resume-source': operator,
   'POST /v1/instances/:name/migrate': operator,
   'POST /v1/instances/:name/migrate/cancel': operator,
   // a stopped instance moved between hosts (a host's side; a controller drives it for host evacuate)

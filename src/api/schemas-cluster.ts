@@ -113,6 +113,13 @@ export const HeartbeatBody = Type.Object(
       maxItems: 1000,
       description: 'the host\'s own events after the id the last reply named (eventsAfter), oldest first',
     })),
+    migrations: Type.Optional(Type.Array(Type.Object({
+      name: Type.String(), uuid: Type.String(),
+      side: Type.Union([Type.Literal('incoming'), Type.Literal('outgoing')]),
+    }, { additionalProperties: false }), {
+      maxItems: 10_000,
+      description: 'records a live migration left here: incoming sides not finished, sources waiting in postmigrate',
+    })),
   },
   { additionalProperties: false },
 );
@@ -123,5 +130,6 @@ export const HeartbeatReply = Type.Object({
   leaseMs: Type.Integer({ description: 'the lease a beat renews: the agent kills its HA instances when none was answered for this long' }),
   watchdogMs: Type.Integer({ description: 'the host watchdog\'s timeout: it kills the HA instances when the agent stops petting it this long' }),
   forget: Type.Array(Type.String(), { description: 'instances the cluster runs on another host now: the agent removes its records of them' }),
+  abandon: Type.Optional(Type.Array(Type.String(), { description: 'of the migrations reported, those no controller will finish: the agent removes them (their shared disks stay)' })),
   eventsAfter: Type.Optional(Type.Integer({ description: 'the newest of the host\'s own events the cluster has (0: none yet): the next beat sends those after it' })),
 });

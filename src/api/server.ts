@@ -15,6 +15,7 @@ import { Host } from './schemas-host.js';
 import { instanceRoutes } from './routes-instances.js';
 import { migrationRoutes } from './routes-migration.js';
 import { clusterMoveRoutes } from './routes-cluster-moves.js';
+import { migrationRecoveryRoutes } from './routes-migration-recovery.js';
 import { imageRoutes } from './routes-images.js';
 import { eventRoutes } from './routes-events.js';
 import { cpuRoutes } from './routes-cpu.js';
@@ -153,6 +154,7 @@ export async function buildApi(svc: Services, opts: ApiOptions = {}): Promise<Fa
   await app.register(instanceRoutes(svc, limits));
   await app.register(migrationRoutes(svc));
   await app.register(clusterMoveRoutes(svc));
+  await app.register(migrationRecoveryRoutes(svc));
   await app.register(imageRoutes(svc));
   await app.register(eventRoutes(svc, limits));
   await app.register(cpuRoutes(svc));

@@ -7,6 +7,7 @@ import type { ImageService } from '../services/images.js';
 import type { InstanceService } from '../services/instances.js';
 import type { InstanceConfigService } from '../services/instance-config.js';
 import type { MigrationService } from '../services/migration.js';
+import type { MigrationRecoveryService } from '../services/migration-recovery.js';
 import type { MemoryService } from '../services/memory.js';
 import type { MetricsService } from '../services/metrics.js';
 import type { NicService } from '../services/nics.js';
@@ -35,4 +36,6 @@ export interface Services {
   migration: MigrationService;
   /** what GET /metrics shows of each instance */
   metrics: MetricsService;
+  /** a host's side of recovering live migrations that nobody drives any more */
+  migrationRecovery: MigrationRecoveryService;
 }

@@ -1,4 +1,4 @@
-/** What an agent's services give its cluster link (agent-link.ts): reports (with each instance's summary), the HA instances, fencing, forgetting. */
+/** What an agent's services give its cluster link (agent-link.ts): reports (with each instance's summary), the HA instances, fencing, forgetting, what live migrations left. */
 import { ACTIVE_STATES } from '../core/state.js';
 import type { EventBus } from '../services/events.js';
 import type { InstanceService } from '../services/instances.js';
@@ -7,6 +7,7 @@ import type { Store } from '../store/store.js';
 import type { LinkHooks } from './agent-link.js';
 import type { CpuReport } from '../core/cpu-models.js';
 import type { MemoryReport } from '../core/migration-checks.js';
+import type { MigrationRecoveryService } from '../services/migration-recovery.js';
 
 export function agentLinkHooks(d: {
   instances: InstanceService;
@@ -19,18 +20,23 @@ export function agentLinkHooks(d: {
   /** the host's CPU and memory reports (services/host-report.ts); none: not sent */
   reporter?: { cpu(): CpuReport | null; memory(): MemoryReport };
   log: { info: (o: object, m: string) => void; warn: (o: object, m: string) => void };
+  /** what live migrations left here (services/migration-recovery.ts); none: not reported */
+  migrations?: Pick<MigrationRecoveryService, 'leftovers' | 'abandon'>;
 }): LinkHooks {
   const ha = () => d.store.listInstances().filter((r) => r.spec.ha === true);
   return {
     report: async () => {
       const p = d.instances.pool();
       const rows = d.store.listInstances();
+      const migrations = d.migrations ? await d.migrations.leftovers() : [];
       return {
         capacity: p.capacity, allocation: p.allocated, agentVersion: d.version, sharedPool: d.sharedPool,
         ha: rows.filter((r) => r.spec.ha === true).map((r) => r.name), instances: rows.map(instanceSummary),
         ...(d.reporter ? { cpuReport: d.reporter.cpu(), memoryReport: d.reporter.memory() } : {}),
+        ...(migrations.length > 0 ? { migrations } : {}),
       };
     },
+    ...(d.migrations ? { abandon: (names: string[], sentAt: number) => d.migrations!.abandon(names, sentAt) } : {}),
     events: { since: (id, limit) => d.events.since(id, limit), firstId: d.firstEventId },
     haPids: () => ha().filter((r) => r.pid !== null).map((r) => ({ pid: r.pid!, startTicks: r.pidStart })),
     fence: async (reason) => {

@@ -23,6 +23,7 @@ import { validateLabels } from '../core/labels.js';
 import { makeKeyAndCsr } from './pki.js';
 import { ensureWatchdog, WatchdogPet, type HaPid } from './watchdog.js';
 import type { InstanceSummary } from '../services/instance-view.js';
+import type { MigrationMark } from '../services/migration-recovery.js';
 import type { StoredEvent } from '../store/store.js';
 import { ReportAck, summariesHash } from './instance-reports.js';
 import type { CpuReport } from '../core/cpu-models.js';
@@ -182,6 +183,7 @@ export interface LinkHooks {
     /** what the host's QEMU can run (null: not probed yet); sent only when it changed, as the instance list */
     cpuReport?: CpuReport | null;
     memoryReport?: MemoryReport;
+    migrations?: MigrationMark[];
   }>;
   /** the running HA instances' QEMU pids, for the watchdog */
   haPids(): HaPid[];
@@ -192,13 +194,18 @@ export interface LinkHooks {
   /** remove the records of instances the cluster moved to another host (their shared root disks stay) */
   forget(names: string[]): Promise<void>;
   /**
+   * remove what live migrations left here that no controller will finish (the report's `migrations` the controller
+   * answered): `sentAt`, when the beat that reported them was built (ms since the epoch)
+   */
+  abandon?(names: string[], sentAt: number): Promise<void>;
+  /**
    * the host's own events after an id, oldest first (for the cluster's events), and the id to start from when the
    * cluster has none of this host's yet (its agent's start: earlier history stays on the host); none: not sent
    */
   events?: { since(id: number, limit: number): StoredEvent[]; firstId: number };
 }
 
-interface BeatReply { state?: string; leaseMs?: number; watchdogMs?: number; forget?: string[]; eventsAfter?: number }
+interface BeatReply { state?: string; leaseMs?: number; watchdogMs?: number; forget?: string[]; abandon?: string[]; eventsAfter?: number }
 
 /** a host's own events sent with one beat, at most (a backlog goes over the next beats) */
 const EVENTS_PER_BEAT = 200;
@@ -277,6 +284,7 @@ export class AgentLink {
   private async beat(): Promise<void> {
     try {
       if (this.watchdogMs !== null) this.pet?.pet(this.watchdogMs, this.hooks.haPids());
+      const builtAt = Date.now();
       const { instances, cpuReport, ...rest } = await this.hooks.report();
       const hash = summariesHash(instances);
       const cpuHash = cpuReport ? createHash('sha256').update(JSON.stringify(cpuReport)).digest('hex') : null;
@@ -308,6 +316,10 @@ export class AgentLink {
             if (forget.length > 0) {
               this.log.warn({ instances: forget }, 'the cluster runs these instances on another host now: their records here are removed (their shared disks stay)');
               await this.hooks.forget(forget);
+            }
+            // (in the background: killing QEMUs must not delay the next beat, which renews the lease)
+            if ((reply.abandon ?? []).length > 0 && this.hooks.abandon) {
+              void this.hooks.abandon(reply.abandon!, builtAt).catch((e: Error) => this.log.warn({ error: e.message }, 'removing what live migrations left failed'));
             }
             // the lease is back and this host was not fenced meanwhile: what the lease's loss killed runs again here
             const again = reply.state === 'fenced' ? [] : this.fencedNames.filter((n) => !forget.includes(n));

@@ -179,8 +179,10 @@ export class ClusterInstances {
    */
   async relocate(name: string, from: string, why: string): Promise<HostRow> {
     return this.underPlacementLock(async (client) => {
-      const cur = (await client.query<InstanceDbRow>(`SELECT ${COLUMNS} FROM instances WHERE name = $1 FOR UPDATE`, [name])).rows[0];
+      const cur = (await client.query<InstanceDbRow & { migrating_to: string | null }>(`SELECT ${COLUMNS}, migrating_to FROM instances WHERE name = $1 FOR UPDATE`, [name])).rows[0];
       if (!cur || cur.host !== from) throw new CorralError('INVALID_STATE', `instance "${name}" is no longer on host "${from}"`, { name });
+      // a live migration's recovery decides first where it runs (migration-recovery.ts): its destination may hold it
+      if (cur.migrating_to !== null) throw new CorralError('INVALID_STATE', `instance "${name}" is being live-migrated to host ${cur.migrating_to}: its migration is settled first`, { name });
       // what it reserves stays counted on its old host (left out of the choice) until the row moves
       const req: PlaceRequest = {
         name, cpus: cur.cpus, memory: Number(cur.memory), shared: cur.pool === 'shared', ha: cur.ha, ...(cur.grp ? { group: cur.grp } : {}), antiAffinity: cur.anti_affinity,

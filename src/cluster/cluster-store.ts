@@ -263,8 +263,9 @@ export class ClusterStore {
   }
 
   /**
-   * Fence every host that holds HA instances and sent no heartbeat for `afterMs` (the lease plus the watchdog's
-   * timeout): the hosts fenced now, with the reason.
+   * Fence every host that holds HA instances (a live migration's destination holds one too: its agent and watchdog
+   * kill it as they kill the others) and sent no heartbeat for `afterMs` (the lease plus the watchdog's timeout): the
+   * hosts fenced now, with the reason.
    */
   async fenceExpired(afterMs: number): Promise<HostRow[]> {
     const r = await this.q<HostDbRow>(
@@ -272,7 +273,7 @@ export class ClusterStore {
            fence_reason = 'no heartbeat since ' || coalesce(to_char(last_heartbeat AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), 'it joined')
              || ': the lease and the host watchdog (' || $3 || ' ms together) have run out, so its HA instances are dead there and start elsewhere'
          WHERE fenced_at IS NULL AND coalesce(last_heartbeat, joined_at) < now() - $2::float8 * interval '1 millisecond'
-           AND EXISTS (SELECT 1 FROM instances i WHERE i.host = hosts.name AND i.ha)
+           AND EXISTS (SELECT 1 FROM instances i WHERE (i.host = hosts.name OR i.migrating_to = hosts.name) AND i.ha)
          RETURNING *),
             e AS (INSERT INTO events (type, host, data)
                   SELECT 'host.fenced', name, jsonb_build_object('reason', fence_reason, 'by', 'deadline') FROM u)
@@ -281,14 +282,14 @@ export class ClusterStore {
   }
 
   /**
-   * The hosts that hold HA instances, are not fenced and sent no heartbeat for `leaseMs` (their lease expired):
-   * those a fence command is run for.
+   * The hosts that hold HA instances (a live migration's destination holds one too), are not fenced and sent no
+   * heartbeat for `leaseMs` (their lease expired): those a fence command is run for.
    */
   async lostWithHa(leaseMs: number): Promise<HostRow[]> {
     const r = await this.q<HostDbRow>(
       `SELECT ${HOST_COLUMNS} FROM hosts
        WHERE fenced_at IS NULL AND coalesce(last_heartbeat, joined_at) < now() - $2::float8 * interval '1 millisecond'
-         AND EXISTS (SELECT 1 FROM instances i WHERE i.host = hosts.name AND i.ha)
+         AND EXISTS (SELECT 1 FROM instances i WHERE (i.host = hosts.name OR i.migrating_to = hosts.name) AND i.ha)
        ORDER BY name`, [this.unreachableAfterMs, leaseMs]);
     return r.rows.map(hostRow);
   }

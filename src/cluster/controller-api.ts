@@ -39,6 +39,8 @@ import { controllerInstanceRoutes, hostOf } from './controller-instances.js';
 import { controllerConsoleRoutes } from './controller-console.js';
 import { controllerMigrationRoutes, Migrator } from './migration.js';
 import { controllerMoveRoutes } from './moves.js';
+import type { MigrationLocks } from './migration-locks.js';
+import type { MigrationRecovery } from './migration-recovery.js';
 import type { ReportReconciler } from './report-reconcile.js';
 import { AgentClient } from './agent-client.js';
 import type { ClusterTokens } from './cluster-tokens.js';
@@ -66,6 +68,10 @@ export interface ControllerApiDeps {
   /** the lease a heartbeat renews and the host watchdog's timeout, as agents are told them */
   ha: { leaseMs: number; watchdogMs: number };
   log: { info: (o: object, m: string) => void; warn: (o: object, m: string) => void };
+  /** which controller drives a live migration (migration-locks.ts); none: not checked */
+  migrationLocks?: Pick<MigrationLocks, 'acquire'>;
+  /** what hosts report that live migrations left (migration-recovery.ts); none: nothing is answered */
+  migrationRecovery?: Pick<MigrationRecovery, 'leftovers'>;
 }
 
 const MAX_JOIN_TTL_S = 7 * 86_400;
@@ -170,6 +176,8 @@ export async function buildControllerApi(d: ControllerApiDeps): Promise<FastifyI
       d.reconciler?.check(host, unknown, req.body.instances.map((i) => i.name));
     }
     const forget = await d.instances.movedFrom(host.name, req.body.ha ?? []);
+    // what live migrations left there that no migration will finish: the agent removes them
+    const abandon = req.body.migrations && req.body.migrations.length > 0 && d.migrationRecovery ? await d.migrationRecovery.leftovers(host.name, req.body.migrations) : [];
     // a fenced host is back: once the cluster has moved all its HA instances away, it takes work again
     if (host.state === 'fenced' && (await d.instances.haOn(host.name)).length === 0) {
       await d.store.setFenced(host.name, null, 'it reports again and its HA instances run elsewhere: the fence is lifted');
@@ -178,7 +186,7 @@ export async function buildControllerApi(d: ControllerApiDeps): Promise<FastifyI
     const now = await d.store.getHost(host.name);
     // what happened on the host itself (instances started, stopped...) joins the cluster's events
     const eventsAfter = req.body.events && req.body.events.length > 0 ? await d.events.fromHost(host.name, req.body.events) : await d.events.ackedOf(host.name);
-    return { host: host.name, state: now?.state ?? host.state, leaseMs: d.ha.leaseMs, watchdogMs: d.ha.watchdogMs, forget, eventsAfter };
+    return { host: host.name, state: now?.state ?? host.state, leaseMs: d.ha.leaseMs, watchdogMs: d.ha.watchdogMs, forget, ...(abandon.length > 0 ? { abandon } : {}), eventsAfter };
   });
 
   typed.get('/v1/hosts', { schema: { response: { 200: HostList, 401: errors[401] } } }, async () => ({ hosts: (await d.store.listHosts()).map(hostView) }));
@@ -207,7 +215,7 @@ export async function buildControllerApi(d: ControllerApiDeps): Promise<FastifyI
     const agentTls = { caPem: d.ca.certPem, certPem: d.tls.certPem, keyPem: d.tls.keyPem };
     const agents = new AgentClient(agentTls);
     await scoped.register(controllerConsoleRoutes({ tls: agentTls, hostOf: async (name) => (await hostOf(d, name)).host }));
-    const migrator = new Migrator({ store: d.store, instances: d.instances, agents, events: d.events, log: d.log });
+    const migrator = new Migrator({ store: d.store, instances: d.instances, agents, events: d.events, log: d.log, ...(d.migrationLocks ? { locks: d.migrationLocks } : {}) });
     await scoped.register(controllerMigrationRoutes(migrator));
     await scoped.register(controllerMoveRoutes({ store: d.store, instances: d.instances, agents, events: d.events, log: d.log, migrator }));
     await scoped.register(controllerInstanceRoutes({ store: d.store, instances: d.instances, list: d.list ?? d.instances, log: d.log, agents }));

@@ -16,6 +16,12 @@
  * the source has completed, and the source runs again only while the destination has not: never two copies. A
  * destination whose `finish` answer is lost is asked whether it runs: if it does, it is the owner; if it cannot be
  * asked, the source is left paused (MIGRATION_FAILED, outcome `unknown`) rather than resumed on a guess.
+ * Failure safety (migration-watch.ts, migration-locks.ts, migration-recovery.ts): the controller driving a migration
+ * holds its lock (a PostgreSQL session lock: a controller that dies lets it go); it watches the destination while the
+ * source sends and cancels when the destination is lost (outcome destination-lost); a source that fails ends it
+ * (source-lost). A rollback removes the destination first and resumes a source that completed only once the
+ * destination is gone; when it cannot be sure of both sides (a host not answering), or the destination may run,
+ * the row keeps its mark (migrating_to) and the recovery sweep settles it once the hosts answer.
  * POST /v1/instances/NAME/migrate/cancel asks the source's agent to cancel (any controller may: the one driving the
  * migration sees QEMU's `cancelled` and rolls back).
  */
@@ -33,6 +39,8 @@ import { noApi, type AgentClient } from './agent-client.js';
 import { hostOf } from './controller-instances.js';
 import { summaryOfReply } from './instance-reports.js';
 import { checkDestinations } from './migration-checks.js';
+import type { DriverLock, MigrationLocks } from './migration-locks.js';
+import { sourceLost, watchDestination, type DestinationWatch, type WatchOptions } from './migration-watch.js';
 
 const POLL_MS = 100;
 /** how long an agent may take to start the incoming QEMU */
@@ -45,6 +53,9 @@ export interface MigrationDeps {
   events: Pick<ClusterEvents, 'record'>;
   log: { info: (o: object, m: string) => void; warn: (o: object, m: string) => void };
   pollMs?: number;
+  /** which controller drives a migration (none: not checked) */
+  locks?: Pick<MigrationLocks, 'acquire'>;
+  watch?: WatchOptions;
 }
 
 export interface MigrateRequest { to?: string; options: MigrationOptions; timeoutS: number }
@@ -84,8 +95,19 @@ export class Migrator {
     return `/v1/instances/${encodeURIComponent(name)}${tail}`;
   }
 
-  /** The checks and the destination's reservation; what run() needs then. */
-  async prepare(name: string, req: MigrateRequest): Promise<{ from: HostRow; to: HostRow; uuid: string; spec: InstanceSpec }> {
+  /** The migration's lock, the checks and the destination's reservation; what run() needs then (it releases the lock). */
+  async prepare(name: string, req: MigrateRequest): Promise<{ from: HostRow; to: HostRow; uuid: string; spec: InstanceSpec; lock?: DriverLock | null }> {
+    const lock = this.d.locks ? await this.d.locks.acquire(name) : null;
+    if (this.d.locks && !lock) throw new CorralError('NOT_MIGRATABLE', `instance "${name}" is being migrated, or its migration recovered, by a controller: try again later`, { name });
+    try {
+      return { ...(await this.check(name, req)), lock };
+    } catch (e) {
+      await lock?.release();
+      throw e;
+    }
+  }
+
+  private async check(name: string, req: MigrateRequest): Promise<{ from: HostRow; to: HostRow; uuid: string; spec: InstanceSpec }> {
     const { host: from } = await hostOf(this.d, name);
     if (req.to !== undefined && !(await this.d.store.getHost(req.to))) throw new CorralError('HOST_NOT_FOUND', `no host named "${req.to}" in the cluster (corral host list shows them)`, { host: req.to });
     const view = await this.d.agents.json<{ state: string; uuid: string; spec: InstanceSpec; accel?: 'kvm' | 'tcg' | null }>(from, 'GET', this.path(name));
@@ -103,22 +125,34 @@ export class Migrator {
     const a = this.d.agents;
     let incoming = false;
     let started = false;
+    /** the destination may run the guest, or nobody can say: the row keeps its mark for the recovery */
+    let undecided = false;
     let last: MigrationFigures | null = null;
+    let watch: DestinationWatch | null = null;
     try {
       const inc = await a.json<{ uri: string }>(to, 'POST', this.path(name, '/migration/incoming'), { uuid: p.uuid, spec: p.spec, address: await hostIp(to) }, INCOMING_TIMEOUT_MS);
       incoming = true;
       started = true; // from here the source may have paused: a rollback asks it to run on
+      watch = watchDestination(a, to, name, this.d.watch);
       await a.json(from, 'POST', this.path(name, '/migration'), { uri: inc.uri, ...req.options, bandwidth: req.options.bandwidth ?? undefined });
       const deadline = Date.now() + req.timeoutS * 1000;
       let cancelled = false;
+      let lostWhy: string | null = null;
       for (;;) {
-        last = await a.json<MigrationFigures>(from, 'GET', this.path(name, '/migration'));
+        last = await a.json<MigrationFigures>(from, 'GET', this.path(name, '/migration')).catch((e: unknown) => { throw sourceLost(name, from, e); });
         progress(last);
         const out = migrationOutcome(last.status);
         if (out === 'completed') break;
         if (out !== null) {
-          throw new CorralError('MIGRATION_FAILED', cancelled ? `the migration of instance "${name}" ran past its timeout (${req.timeoutS} s) and was cancelled: it runs on host ${from.name}`
-            : `the migration of instance "${name}" ${out === 'cancelled' ? 'was cancelled' : `failed: ${last.error ?? 'QEMU gave no reason'}`}: it runs on host ${from.name}`, { name, outcome: cancelled ? 'timeout' : out, host: from.name });
+          const why = lostWhy !== null ? `was cancelled: ${lostWhy}` : cancelled ? `ran past its timeout (${req.timeoutS} s) and was cancelled` : out === 'cancelled' ? 'was cancelled' : `failed: ${last.error ?? 'QEMU gave no reason'}`;
+          throw new CorralError('MIGRATION_FAILED', `the migration of instance "${name}" ${why}: it runs on host ${from.name}`, { name, outcome: lostWhy !== null ? 'destination-lost' : cancelled ? 'timeout' : out, host: from.name });
+        }
+        if (p.lock?.lost) throw new CorralError('MIGRATION_FAILED', `the controller lost its database session while migrating instance "${name}": the cluster's migration recovery settles it`, { name, outcome: 'unknown', host: from.name });
+        if (!cancelled && watch.lost !== null) {
+          cancelled = true;
+          lostWhy = watch.lost;
+          this.d.log.warn({ instance: name, to: to.name, why: lostWhy }, 'the destination of a live migration is lost: cancelling');
+          await a.json(from, 'POST', this.path(name, '/migration/cancel')).catch(() => undefined); // (the next poll says how it ended)
         }
         if (!cancelled && Date.now() > deadline) {
           cancelled = true;
@@ -126,6 +160,7 @@ export class Migrator {
         }
         await sleep(this.d.pollMs ?? POLL_MS);
       }
+      watch.stop();
       // the source is paused in postmigrate: the destination takes over
       let fin: { instance: unknown };
       try {
@@ -138,7 +173,8 @@ export class Migrator {
         if (now === null) {
           started = false;
           incoming = false;
-          throw new CorralError('MIGRATION_FAILED', `the migration of instance "${name}" reached its switch-over, but host ${to.name} could not be asked whether it runs the guest: the source on host ${from.name} is left paused (never two copies); look at host ${to.name}, then resume or delete one`, { name, outcome: 'unknown', host: from.name, to: to.name });
+          undecided = true;
+          throw new CorralError('MIGRATION_FAILED', `the migration of instance "${name}" reached its switch-over, but host ${to.name} could not be asked whether it runs the guest: the source on host ${from.name} is left paused (never two copies) until it answers: the cluster's migration recovery then settles it`, { name, outcome: 'unknown', host: from.name, to: to.name });
         }
         if (now.state !== 'running') throw e;
         fin = { instance: now };
@@ -146,6 +182,7 @@ export class Migrator {
       // the destination runs the guest now: whatever follows, the source never runs again
       incoming = false;
       started = false;
+      undecided = true;
       const result = resultOf(name, from.name, to.name, last);
       await this.d.instances.completeMigration(name, to.name, { type: 'instance.migrated', host: to.name, instance: name, data: { ...result } });
       const summary = summaryOfReply(fin.instance, name);
@@ -157,25 +194,47 @@ export class Migrator {
       this.d.log.info({ instance: name, from: from.name, to: to.name, totalMs: result.totalMs, downtimeMs: result.downtimeMs }, 'instance live-migrated');
       return result;
     } catch (e) {
-      await this.rollback(name, from, to, incoming, started, e, last);
+      // (a driver that lost its lock acts no more: the recovery has the migration now)
+      if (!p.lock?.lost) await this.rollback(name, from, to, { incoming, started, undecided }, e, last);
       throw e;
+    } finally {
+      watch?.stop();
+      await p.lock?.release();
     }
   }
 
-  private async rollback(name: string, from: HostRow, to: HostRow, incoming: boolean, started: boolean, e: unknown, last: MigrationFigures | null): Promise<void> {
+  /**
+   * Undo a migration that failed: the destination goes first (a source that completed may run again only once its
+   * destination is gone), then the source is asked to cancel and, if it waits in postmigrate, to run again. The mark
+   * goes only when both sides are known to be settled; otherwise (`undecided`, a host that did not answer) it stays
+   * for the recovery sweep (migration-recovery.ts).
+   */
+  private async rollback(name: string, from: HostRow, to: HostRow, o: { incoming: boolean; started: boolean; undecided: boolean }, e: unknown, last: MigrationFigures | null): Promise<void> {
     const a = this.d.agents;
-    const warn = (what: string) => (err: unknown): void => this.d.log.warn({ instance: name, error: (err as Error).message }, what);
-    if (incoming) await a.call(to, 'DELETE', `${this.path(name)}?force=true&forget=true`).catch(warn('removing the destination of a failed migration failed'));
-    // (its status call resumes a source a failed switch-over left paused; cancel resumes one that completed
-    // while the destination could not take over)
-    if (started) {
-      await a.json<MigrationFigures>(from, 'POST', this.path(name, '/migration/cancel')).catch(() => a.json(from, 'GET', this.path(name, '/migration'))).catch(warn('resuming the source of a failed migration failed'));
+    const warn = (what: string) => (err: unknown): false => {
+      this.d.log.warn({ instance: name, error: (err as Error).message }, what);
+      return false;
+    };
+    const removed = !o.incoming || await a.call(to, 'DELETE', `${this.path(name)}?force=true&forget=true`)
+      .then((r) => r.status < 300 || r.status === 404, warn('removing the destination of a failed migration failed'));
+    let sourceAnswered = !o.started;
+    if (o.started) {
+      // (its status call resumes a source a failed switch-over left paused; an agent's own refusal is an answer too)
+      sourceAnswered = await a.json<MigrationFigures>(from, 'POST', this.path(name, '/migration/cancel')).catch(() => a.json(from, 'GET', this.path(name, '/migration')))
+        .then(() => true, (err: unknown) => (isCorralError(err) && err.code !== 'HOST_UNAVAILABLE') || warn('resuming the source of a failed migration failed')(err));
+      // a source that completed waits in postmigrate: it runs again now that its destination is gone (only such a one)
+      if (removed) await a.call(from, 'POST', this.path(name, '/migration/resume-source')).catch(warn('resuming the source of a failed migration failed'));
     }
+    const settled = !o.undecided && removed && sourceAnswered;
     const reason = (e as Error).message;
-    await this.d.instances.abortMigration(name, {
+    const event = {
       type: 'instance.migration-failed', host: from.name, instance: name,
-      data: { from: from.name, to: to.name, reason, ...(isCorralError(e) ? { code: e.code } : {}), ...(last ? resultOf(name, from.name, to.name, last) : {}) },
-    }).catch(warn('recording a failed migration failed'));
+      data: {
+        from: from.name, to: to.name, reason, ...(isCorralError(e) ? { code: e.code } : {}), ...(last ? resultOf(name, from.name, to.name, last) : {}),
+        ...(settled ? {} : { then: 'the migration stays marked until the cluster\'s migration recovery settles it (a host did not answer, or the destination may run)' }),
+      },
+    };
+    await (settled ? this.d.instances.abortMigration(name, event) : this.d.events.record(event)).catch(warn('recording a failed migration failed'));
   }
 
   async cancel(name: string): Promise<MigrationFigures> {

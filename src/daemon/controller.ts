@@ -33,6 +33,8 @@ import { checkFenceCommand, fenceTimeoutMs } from '../cluster/fence-command.js';
 import { Migrator } from '../cluster/migration.js';
 import { Rebalancer } from '../cluster/rebalance.js';
 import { claimPressureMove, DEFAULT_AUTO_REBALANCE_COOLDOWN_MS, PressureRebalancer } from '../cluster/pressure-rebalance.js';
+import { MigrationLocks } from '../cluster/migration-locks.js';
+import { MigrationRecovery } from '../cluster/migration-recovery.js';
 
 export interface ControllerOptions {
   database: string;
@@ -79,6 +81,7 @@ export async function runController(o: ControllerOptions): Promise<void> {
   const db = await openClusterDb(o.database);
   let closing = false;
   let list: InstanceList | undefined;
+  let migrationLocks: MigrationLocks | undefined;
   try {
     const unreachableAfterMs = o.unreachableAfterMs ?? (Number(process.env.CORRAL_UNREACHABLE_AFTER_MS) || 15_000);
     const store = new ClusterStore(db.pool, { unreachableAfterMs });
@@ -96,14 +99,17 @@ export async function runController(o: ControllerOptions): Promise<void> {
     await feed.start();
     const agents = new AgentClient({ caPem: ca.certPem, certPem: tls.certPem, keyPem: tls.keyPem });
     const reconciler = new ReportReconciler({ pool: db.pool, agents, log });
-    const app = await buildControllerApi({ store, instances, list, reconciler, events, feed, tokens: new ClusterTokens(db.pool), audit, ca, tls, log, ha });
+    // live migrations: the driver's lock, and the recovery of those nobody drives (env CORRAL_MIGRATION_RECOVERY_MS)
+    migrationLocks = new MigrationLocks(db.pool, log);
+    const migrationRecovery = new MigrationRecovery({ pool: db.pool, store, instances, agents, events, log, everyMs: Number(process.env.CORRAL_MIGRATION_RECOVERY_MS) || undefined });
+    const app = await buildControllerApi({ store, instances, list, reconciler, events, feed, tokens: new ClusterTokens(db.pool), audit, ca, tls, log, ha, migrationLocks, migrationRecovery });
     const haManager = new HaManager(db.pool, store, instances, agents, events, { ...ha, ...fence }, log);
     await app.listen({ host: where.host, port: where.port });
     haManager.start();
     let pressure: PressureRebalancer | undefined;
     if (o.autoRebalance ?? process.env.CORRAL_AUTO_REBALANCE === '1') {
       const cooldownMs = autoRebalanceCooldownMs();
-      const migrator = new Migrator({ store, instances, agents, events, log });
+      const migrator = new Migrator({ store, instances, agents, events, log, locks: migrationLocks });
       pressure = new PressureRebalancer({
         feed, events, log, cooldownMs, rebalancer: new Rebalancer({ store, instances, agents, migrator, log }),
         claim: (host, data) => claimPressureMove(db.pool, host, cooldownMs, data),
@@ -111,6 +117,7 @@ export async function runController(o: ControllerOptions): Promise<void> {
       pressure.start();
       log.info({ cooldownMs }, 'auto-rebalance: a host whose memory pressure ballooning cannot relieve has a guest moved off it');
     }
+    migrationRecovery.start();
     const prune = setInterval(() => void events.prune().catch((e: unknown) => log.warn({ error: (e as Error).message }, 'pruning old cluster events failed')), PRUNE_EVERY_MS);
     prune.unref();
     if (fence.fenceCommand) log.info({ fenceCommand: fence.fenceCommand, timeoutMs: fence.fenceTimeoutMs }, 'a lost host that holds HA instances is fenced by the fence command');
@@ -123,12 +130,14 @@ export async function runController(o: ControllerOptions): Promise<void> {
         log.info({ signal: sig }, 'controller stopping; agents and their VMs carry on');
         clearInterval(prune);
         pressure?.stop();
+        migrationRecovery.stop();
         void haManager.stop().then(() => closeApi(app, 2000)).then(() => feed.stop()).then(() => resolve());
       };
       process.once('SIGTERM', () => stop('SIGTERM'));
       process.once('SIGINT', () => stop('SIGINT'));
     });
   } finally {
+    await migrationLocks?.close();
     await list?.close();
     await db.close();
   }

@@ -40,6 +40,7 @@ import { NetworkStore } from '../network/store.js';
 import { VhostUserStore } from '../network/vhost-user-store.js';
 import { MigrationService } from '../services/migration.js';
 import { MetricsService } from '../services/metrics.js';
+import { MigrationRecoveryService } from '../services/migration-recovery.js';
 import { VhostUserService } from '../services/vhost-user.js';
 import { StorageDaemonService } from '../services/storage-daemons.js';
 import { PassthroughService } from '../services/passthrough.js';
@@ -265,7 +266,11 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   void host.accelerator().then((d) => log.info({ accel: d.accel, reason: d.reason }, 'accelerator chosen'));
 
   const servers: FastifyInstance[] = [];
-  const services = { instances, config, images, host, events, cpu, memory, volumes, disks, nics, networks, passthrough, vhostUser, tokens: new TokenService(store), migration: new MigrationService({ instances, events, log }), metrics: new MetricsService({ instances }) };
+  const migration = new MigrationService({ instances, events, log });
+  const migrationRecovery = new MigrationRecoveryService({ instances, migration, events, log });
+  // what live migrations left while the agent was down (migration-recovery.ts)
+  await migrationRecovery.init();
+  const services = { instances, config, images, host, events, cpu, memory, volumes, disks, nics, networks, passthrough, vhostUser, tokens: new TokenService(store), migration, migrationRecovery, metrics: new MetricsService({ instances }) };
   // state-changing requests on both listeners, and refused ones on TCP; a failing write is said on stderr, never fatal
   const audit = new AuditLog(paths.audit);
   const unixApi = await buildApi(services, { audit });
@@ -300,7 +305,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   const started = events.publish('daemon.started', null, { pid: process.pid });
   const link = identity && opts.agent
     ? new AgentLink(identity, agentLinkHooks({
-      instances, store, events, firstEventId: started.id, version: opts.agent.version, sharedPool: sharedPool?.dir ?? null, log,
+      instances, store, events, firstEventId: started.id, version: opts.agent.version, sharedPool: sharedPool?.dir ?? null, log, migrations: migrationRecovery,
       reporter: new HostReporter(host, { ...(qemuUser ? { runAs: qemuUser } : {}), log }),
     }), log, dataDir)
     : undefined;

@@ -37,6 +37,7 @@ import { StorageDaemonService } from '../services/storage-daemons.js';
 import { TokenService } from '../services/tokens.js';
 import { MigrationService } from '../services/migration.js';
 import { MetricsService } from '../services/metrics.js';
+import { MigrationRecoveryService } from '../services/migration-recovery.js';
 import { VhostUserService } from '../services/vhost-user.js';
 import { vmFileHooks } from '../services/vm-files.js';
 import { VolumeService } from '../services/volumes.js';
@@ -173,7 +174,10 @@ export async function simServiceGraph(o: SimGraphOptions): Promise<SimGraph> {
   await networks.restore();
   await instances.reconcile();
 
-  const services: Services = { instances, config, images, host, events, cpu, memory, volumes, disks, nics, networks, passthrough, vhostUser, tokens: new TokenService(store), migration: new MigrationService({ instances, events, log }), metrics: new MetricsService({ instances }) };
+  const migration = new MigrationService({ instances, events, log });
+  const migrationRecovery = new MigrationRecoveryService({ instances, migration, events, log });
+  await migrationRecovery.init();
+  const services: Services = { instances, config, images, host, events, cpu, memory, volumes, disks, nics, networks, passthrough, vhostUser, tokens: new TokenService(store), migration, migrationRecovery, metrics: new MetricsService({ instances }) };
   return {
     services, store, driver, net, cgroupRoot,
     stop() {

@@ -98,7 +98,7 @@ async function startHost(o: SimulateOptions, i: number, log: pino.Logger): Promi
   }
   const instances = graph.services.instances;
   // no watchdog process: a simulated host's VMs are objects in its fake driver
-  const link = new AgentLink(id, agentLinkHooks({ instances, store: graph.store, events: graph.services.events, firstEventId: 1, version: o.version, sharedPool: null, log }), log.child({ host: name }));
+  const link = new AgentLink(id, agentLinkHooks({ instances, store: graph.store, events: graph.services.events, firstEventId: 1, version: o.version, sharedPool: null, log, migrations: graph.services.migrationRecovery }), log.child({ host: name }));
   link.start();
   return { name, graph, api, link, audit };
 }

@@ -349,6 +349,8 @@ export class InstanceService {
 
   resume(name: string): Promise<InstanceView> {
     return this.op(name, 'resume', async (row) => {
+      // QEMU takes a `cont` in inmigrate as "run once it has arrived": only a controller's finish may decide that
+      if ((await this.vmOf(row).status()).status === 'inmigrate') throw new CorralError('INVALID_STATE', `instance "${name}" is receiving a live migration: it runs once a controller finishes the migration`, { state: row.state });
       await this.vmOf(row).resume(); // after a disk error QEMU retries the failed requests (and stops again if they fail)
       const run = this.vms.get(row.uuid);
       const cleared = run?.ioError ? { lastError: null } : {};

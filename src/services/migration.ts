@@ -8,6 +8,10 @@
  *   paused runs again; cancel: `migrate_cancel`.
  * - finish: on the destination the guest runs (`cont`); on the source, once QEMU says completed, its QEMU (paused in
  *   postmigrate) ends and its record goes, keeping the shared disk, as an HA move's `forget` does.
+ * Which side a host is of comes from marks that outlive an agent restart (incoming-marks.ts) and from QEMU's own run
+ * state (a source that completed waits in postmigrate), not from this process's memory; a cancel never resumes a
+ * source that completed (its destination may run already): only a controller does, once it removed the destination
+ * (migration-recovery.ts, `resume-source`).
  */
 import { createServer, isIP } from 'node:net';
 import { Value } from '@sinclair/typebox/value';
@@ -16,6 +20,7 @@ import { assertMigratable, migrateUri, migrationFigures, migrationOptions, migra
 import { InstanceSpecSchema } from '../core/spec-schema.js';
 import type { InstanceSpec } from '../core/spec.js';
 import type { EventBus } from './events.js';
+import { IncomingMarks } from './incoming-marks.js';
 import type { InstanceService, InstanceView } from './instances.js';
 
 /** how long a destination may take to load the last of the state after the source completed */
@@ -34,12 +39,20 @@ function freePort(address: string): Promise<number> {
 }
 
 export class MigrationService {
-  /** the instances this host receives (their QEMU waits in -incoming until the guest has come) */
-  private readonly incomingNames = new Set<string>();
+  /** the instances this host receives (their QEMU waits in -incoming until the guest has come): incoming-marks.ts */
+  readonly marks: IncomingMarks;
   /** the instances this host sends: whether the guest ran when the migration began */
   private readonly outgoing = new Map<string, { wasRunning: boolean }>();
 
-  constructor(private readonly d: { instances: InstanceService; events: EventBus; log: { warn: (o: object, m: string) => void } }) {}
+  constructor(private readonly d: { instances: InstanceService; events: EventBus; log: { warn: (o: object, m: string) => void }; marks?: IncomingMarks }) {
+    this.marks = d.marks ?? new IncomingMarks((row) => d.instances.paths(row), (name) => {
+      try {
+        return d.instances.rowOf(name);
+      } catch {
+        return null;
+      }
+    });
+  }
 
   async incoming(name: string, body: { uuid?: unknown; spec?: unknown; address?: unknown }): Promise<{ uri: string; instance: InstanceView }> {
     if (typeof body.address !== 'string' || isIP(body.address) === 0) throw new CorralError('INVALID_SPEC', `address: the IP address this host receives the migration on, got ${JSON.stringify(body.address)}`, { field: 'address' });
@@ -48,8 +61,8 @@ export class MigrationService {
     const spec = body.spec as InstanceSpec;
     assertMigratable(name, spec);
     const instance = await this.d.instances.createIncoming(name, body.uuid, spec);
-    this.incomingNames.add(name);
     try {
+      this.marks.add(this.d.instances.rowOf(name));
       const vm = this.d.instances.live(name).vm;
       for (let attempt = 1; ; attempt++) {
         const uri = migrateUri(body.address, await freePort(body.address));
@@ -61,7 +74,7 @@ export class MigrationService {
         }
       }
     } catch (e) {
-      this.incomingNames.delete(name);
+      this.marks.drop(name);
       await this.d.instances.delete(name, true, true).catch(() => undefined);
       throw e;
     }
@@ -72,7 +85,7 @@ export class MigrationService {
     const o = migrationOptions(body);
     const live = this.d.instances.live(name);
     if (live.row.state !== 'running') throw new CorralError('NOT_MIGRATABLE', `instance "${name}" is ${live.row.state}: only a running instance is live-migrated`, { name, state: live.row.state });
-    if (this.incomingNames.has(name)) throw new CorralError('NOT_MIGRATABLE', `instance "${name}" is being migrated to this host`, { name });
+    if (this.marks.has(name)) throw new CorralError('NOT_MIGRATABLE', `instance "${name}" is being migrated to this host`, { name });
     assertMigratable(name, live.row.spec);
     const before = migrationFigures(await live.vm.queryMigrate()).status;
     if (before !== 'none' && migrationOutcome(before) === null) throw new CorralError('NOT_MIGRATABLE', `instance "${name}" is being migrated already (${before})`, { name });
@@ -103,23 +116,19 @@ export class MigrationService {
   }
 
   /**
-   * Cancel an outgoing migration. One QEMU completed but whose destination never ran (it failed to take the guest
-   * over: the controller says so by cancelling) runs here again: the guest was never live anywhere else.
+   * Cancel an outgoing migration. One that QEMU completed is not undone here: its destination may run the guest
+   * already (a controller resumes this side only once it removed the destination: `resume-source`).
    */
   async cancel(name: string): Promise<MigrationFigures> {
     const live = this.d.instances.live(name);
     const f = migrationFigures(await live.vm.queryMigrate());
-    if (f.status === 'completed') {
-      this.outgoing.delete(name);
-      if (!(await live.vm.status()).running) await this.d.instances.resume(name);
-      return f;
-    }
+    if (f.status === 'completed') return f;
     await live.vm.migrateCancel();
     return this.status(name);
   }
 
   async finish(name: string): Promise<{ side: 'destination' | 'source'; instance: InstanceView | null }> {
-    if (this.incomingNames.has(name)) {
+    if (this.marks.has(name)) {
       const live = this.d.instances.live(name);
       // the source says completed once it has sent the last of the state; this side may still be loading it
       let st = await live.vm.status();
@@ -128,14 +137,17 @@ export class MigrationService {
         st = await live.vm.status();
       }
       if (st.status === 'inmigrate') throw new CorralError('INVALID_STATE', `instance "${name}" has not arrived yet (QEMU is still in inmigrate after ${ARRIVAL_MS / 1000} s)`, { name });
-      this.incomingNames.delete(name);
       const view = st.running ? this.d.instances.get(name) : await this.d.instances.resume(name);
+      this.marks.remove(live.row);
       this.d.events.publish('instance.migrated-in', name, {});
       return { side: 'destination', instance: view };
     }
     const live = this.d.instances.live(name);
     const f = migrationFigures(await live.vm.queryMigrate());
     if (f.status !== 'completed') throw new CorralError('INVALID_STATE', `the migration of instance "${name}" is ${f.status}, not completed: it stays here`, { name, status: f.status });
+    // (a source resumed since its migration completed runs the guest: it is no leftover to end)
+    const st = await live.vm.status();
+    if (st.status !== 'postmigrate') throw new CorralError('INVALID_STATE', `instance "${name}" is ${st.status} here, not waiting in postmigrate: it stays here`, { name, status: st.status });
     this.outgoing.delete(name);
     await this.d.instances.delete(name, true, true);
     this.d.events.publish('instance.moved-away', name, { reason: 'live-migrated to another host' });

@@ -4,6 +4,7 @@
  * of instances that no row names.
  */
 import { isActive } from '../core/state.js';
+import { pausedByMigration } from '../core/migration-recovery.js';
 import type { InstancePaths } from '../core/paths.js';
 import type { InstanceRow } from '../store/store.js';
 import type { VmProcess } from '../vm/driver.js';
@@ -69,7 +70,8 @@ async function adopt(c: ReconcileContext, row: InstanceRow, proc: VmProcess): Pr
     for (const h of c.hooks()) if (h.adopted) await h.adopted(row, run.vm);
     const st = await run.vm.status();
     run.starting = false;
-    moveState(c.deps, row, st.status === 'paused' ? 'paused' : 'running', `adopted QEMU ${proc.pid} after daemon restart`, { pid: proc.pid, pidStart: proc.startTicks });
+    // (a live migration's QEMU, receiving or handed over, is paused too: migration-recovery.ts deals with it)
+    moveState(c.deps, row, st.status === 'paused' || pausedByMigration(st.status) ? 'paused' : 'running', `adopted QEMU ${proc.pid} after daemon restart`, { pid: proc.pid, pidStart: proc.startTicks });
     c.deps.log.info({ instance: row.name, pid: proc.pid }, 'adopted running QEMU');
   } catch (e) {
     c.deps.log.warn({ instance: row.name, pid: proc.pid, err: (e as Error).message }, 'cannot reach the monitor of a live QEMU');

@@ -18,7 +18,7 @@ const FIRST_PID = 5_000_000;
 /** One VM "process" on the fake host. */
 export class FakeProcess {
   alive = true;
-  status: 'running' | 'paused' | 'postmigrate' = 'running';
+  status: 'running' | 'paused' | 'postmigrate' | 'inmigrate' = 'running';
   /** the guest powers off on the ACPI button (false: it ignores it, as a hung guest does) */
   acpi = true;
   /** SIGKILL does not end it (a process stuck in the kernel) */

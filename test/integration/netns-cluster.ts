@@ -39,8 +39,8 @@ export class NetnsCluster {
   private net = '';
   private names: string[] = [];
 
-  /** `names`: a1, a2, ... (the digit is the address's last one); `env`: each agent's extra environment. */
-  constructor(private readonly agentEnv: NodeJS.ProcessEnv = {}) {}
+  /** `names`: a1, a2, ... (the digit is the address's last one); `env`: each agent's extra environment, and the controller's. */
+  constructor(private readonly agentEnv: NodeJS.ProcessEnv = {}, private readonly controllerEnv: NodeJS.ProcessEnv = {}) {}
 
   hostIp(n: string): string {
     return `${this.net}.1${n.slice(1)}`;
@@ -60,7 +60,7 @@ export class NetnsCluster {
   async start(names: string[]): Promise<void> {
     ({ pg: this.pg, shared: this.shared } = await initCluster());
     this.makeNetwork(names);
-    this.ctl = new Controller(this.pg.url, await freePort(), {}, `${this.net}.1`);
+    this.ctl = new Controller(this.pg.url, await freePort(), this.controllerEnv, `${this.net}.1`);
     await this.ctl.start();
     for (const n of names) await this.startAgent(n);
     // and with the CPU report a migration's destination is checked against (it follows the first probe of QEMU)
@@ -68,14 +68,17 @@ export class NetnsCluster {
       30_000, `${names.length} hosts up with the shared pool and their CPU reports`);
   }
 
-  /** Join (or, for a host already made, start again) the agent of test host `n`. */
+  /** Join (or, for a host already made, start again: it joined already) the agent of test host `n`. */
   async startAgent(n: string): Promise<Daemon> {
     let d = this.hosts.get(n);
+    const args = ['--listen', `${this.hostIp(n)}:8444`, '--shared-pool', this.shared];
     if (!d) {
       const token = JSON.parse((await this.ctl.cli(['cluster', 'join-token', '--json'])).stdout).token;
       d = new Daemon(newDataDir(), [], { CORRAL_HEARTBEAT_MS: '500', ...this.agentEnv }, { command: 'agent', netns: this.nsOf(n) });
-      d.extraArgs = ['--join', this.ctl.url, '--token', token, '--name', n, '--listen', `${this.hostIp(n)}:8444`, '--shared-pool', this.shared];
+      d.extraArgs = ['--join', this.ctl.url, '--token', token, '--name', n, ...args];
       this.hosts.set(n, d);
+    } else {
+      d.extraArgs = args;
     }
     await d.start();
     return d;
@@ -104,10 +107,19 @@ export class NetnsCluster {
 
   /** The cluster's events of an instance, as the controllers recorded them. */
   async eventsOf(name: string): Promise<Array<{ type: string; data: any }>> {
+    return this.query('SELECT type, data FROM events WHERE instance = $1 ORDER BY id', [name]);
+  }
+
+  /** An instance's row in the cluster database: its host and the host a migration marks it as moving to. */
+  async rowOf(name: string): Promise<{ host: string; migrating_to: string | null } | undefined> {
+    return (await this.query<{ host: string; migrating_to: string | null }>('SELECT host, migrating_to FROM instances WHERE name = $1', [name]))[0];
+  }
+
+  private async query<R extends pgLib.QueryResultRow = any>(sql: string, params: unknown[]): Promise<R[]> {
     const c = new pgLib.Client({ connectionString: this.pg.url });
     await c.connect();
     try {
-      return (await c.query('SELECT type, data FROM events WHERE instance = $1 ORDER BY id', [name])).rows;
+      return (await c.query<R>(sql, params)).rows;
     } finally {
       await c.end();
     }
