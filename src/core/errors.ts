@@ -62,8 +62,17 @@ export const ErrorCodes = {
    * vhost-user device, not running, or a migration already under way; the message names the disk or device
    */
   NOT_MIGRATABLE: 409,
-  /** a live migration did not complete (QEMU's failure, a cancel, its timeout): the instance runs where it was */
+  /**
+   * a live migration did not complete (QEMU's failure, a cancel, its timeout): the instance runs where it was; after
+   * a switch to postcopy (outcome postcopy-failed) or an unknown switch-over (outcome unknown) the source stays
+   * paused and the message says where each copy is
+   */
   MIGRATION_FAILED: 500,
+  /**
+   * a --postcopy migration the destination cannot receive: its QEMU may not use userfaultfd (unprivileged, with
+   * vm.unprivileged_userfaultfd 0); refused before anything moves, the message says why and the fix
+   */
+  POSTCOPY_UNAVAILABLE: 409,
   /** a host that still holds instances cannot be removed */
   HOST_NOT_EMPTY: 409,
   /**
