@@ -53,6 +53,7 @@ export const ROUTE_ROLES: Readonly<Record<string, RouteRule>> = {
   'GET /v1/instances/:name/migration': viewer,
   'POST /v1/instances/:name/migration/cancel': operator,
   'POST /v1/instances/:name/migration/finish': operator,
+  'POST /v1/instances/:name/migration/postcopy': operator,
   'POST /v1/instances/:name/migrate': operator,
   'POST /v1/instances/:name/migrate/cancel': operator,
   'GET /v1/instances/:name/console/log': viewer,
@@ -118,6 +119,8 @@ export const ROUTE_ROLES: Readonly<Record<string, RouteRule>> = {
   'PATCH /v1/hosts/:name': admin,
   'DELETE /v1/hosts/:name': admin,
   'POST /v1/cluster/join-tokens': admin,
+  'GET /v1/cluster/settings': viewer,
+  'PATCH /v1/cluster/settings': admin,
 };
 
 const key = (method: string, url: string): string => `${method === 'HEAD' ? 'GET' : method} ${url}`;

@@ -261,7 +261,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   void host.accelerator().then((d) => log.info({ accel: d.accel, reason: d.reason }, 'accelerator chosen'));
 
   const servers: FastifyInstance[] = [];
-  const services = { instances, config, images, host, events, cpu, memory, volumes, disks, nics, networks, passthrough, vhostUser, tokens: new TokenService(store), migration: new MigrationService({ instances, events, log }) };
+  const services = { instances, config, images, host, events, cpu, memory, volumes, disks, nics, networks, passthrough, vhostUser, tokens: new TokenService(store), migration: new MigrationService({ instances, events, log, runAs: qemuUser, ...(identity ? { hostName: identity.name } : {}) }) };
   // state-changing requests on both listeners, and refused ones on TCP; a failing write is said on stderr, never fatal
   const audit = new AuditLog(paths.audit);
   const unixApi = await buildApi(services, { audit });
