@@ -36,6 +36,8 @@ import type { ClusterInstances } from './cluster-instances.js';
 import { controllerInstanceRoutes, hostOf } from './controller-instances.js';
 import { controllerConsoleRoutes } from './controller-console.js';
 import { controllerMigrationRoutes, Migrator } from './migration.js';
+import { MigrationTransport } from './migration-transport.js';
+import { controllerSettingsRoutes } from './controller-settings.js';
 import type { ReportReconciler } from './report-reconcile.js';
 import { AgentClient } from './agent-client.js';
 import type { ClusterTokens } from './cluster-tokens.js';
@@ -193,6 +195,7 @@ export async function buildControllerApi(d: ControllerApiDeps): Promise<FastifyI
     d.log.warn({ host: gone.name, serial: gone.certSerial }, 'host removed from the cluster; its certificate is revoked');
     return { removed: gone.name, revokedSerial: gone.certSerial };
   });
+  await app.register(controllerSettingsRoutes({ store: d.store, log: d.log }));
   await app.register(tokenRoutes({ tokens: d.tokens }));
   await app.register(auditRoutes(d.audit));
   // the instances of the cluster, and what each host holds for itself: people's calls
@@ -200,7 +203,8 @@ export async function buildControllerApi(d: ControllerApiDeps): Promise<FastifyI
     const agentTls = { caPem: d.ca.certPem, certPem: d.tls.certPem, keyPem: d.tls.keyPem };
     const agents = new AgentClient(agentTls);
     await scoped.register(controllerConsoleRoutes({ tls: agentTls, hostOf: async (name) => (await hostOf(d, name)).host }));
-    await scoped.register(controllerMigrationRoutes(new Migrator({ store: d.store, instances: d.instances, agents, events: d.events, log: d.log })));
+    const transport = new MigrationTransport({ ca: d.ca, settings: () => d.store.getSettings() });
+    await scoped.register(controllerMigrationRoutes(new Migrator({ store: d.store, instances: d.instances, agents, events: d.events, log: d.log, transport })));
     await scoped.register(controllerInstanceRoutes({ store: d.store, instances: d.instances, list: d.list ?? d.instances, log: d.log, agents }));
     await scoped.register(controllerEventRoutes({ events: d.events, feed: d.feed }));
     await scoped.register(controllerPerHostRoutes({ store: d.store, agents }));

@@ -18,6 +18,9 @@
  * asked, the source is left paused (MIGRATION_FAILED, outcome `unknown`) rather than resumed on a guess.
  * POST /v1/instances/NAME/migrate/cancel asks the source's agent to cancel (any controller may: the one driving the
  * migration sees QEMU's `cancelled` and rolls back).
+ * The transport (migration-transport.ts): each step carries its side's TLS pair unless the network is trusted; with
+ * `postcopy`, the switch comes after the first pass (core/migration-transport.ts), and from then nothing is rolled
+ * back: a failure leaves the source paused and the destination as it is (outcome postcopy-failed).
  */
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
@@ -32,6 +35,8 @@ import type { ClusterEvents } from './cluster-events.js';
 import { noApi, type AgentClient } from './agent-client.js';
 import { hostOf } from './controller-instances.js';
 import { summaryOfReply } from './instance-reports.js';
+import type { MigrationTransport, TransportPlan } from './migration-transport.js';
+import { postcopyBroken, shouldStartPostcopy } from '../core/migration-transport.js';
 
 const POLL_MS = 100;
 /** how long an agent may take to start the incoming QEMU */
@@ -44,6 +49,8 @@ export interface MigrationDeps {
   events: Pick<ClusterEvents, 'record'>;
   log: { info: (o: object, m: string) => void; warn: (o: object, m: string) => void };
   pollMs?: number;
+  /** TLS on the stream from the cluster CA unless the network is trusted (migration-transport.ts); absent: plain TCP */
+  transport?: Pick<MigrationTransport, 'plan'>;
 }
 
 export interface MigrateRequest { to?: string; options: MigrationOptions; timeoutS: number }
@@ -52,6 +59,8 @@ export interface MigrateRequest { to?: string; options: MigrationOptions; timeou
 export interface MigrationResult {
   instance: string; from: string; to: string; totalMs: number | null; downtimeMs: number | null; setupMs: number | null;
   transferredBytes: number | null; totalBytes: number | null; passes: number | null;
+  /** whether the stream was encrypted (TLS), and whether the migration was switched to postcopy */
+  tls: boolean; postcopy: boolean;
 }
 
 /** The request's body, checked (INVALID_SPEC naming the field). */
@@ -70,8 +79,8 @@ export async function hostIp(h: HostRow): Promise<string> {
   return isIP(name) !== 0 ? name : (await lookup(name)).address;
 }
 
-export function resultOf(name: string, from: string, to: string, f: MigrationFigures): MigrationResult {
-  return { instance: name, from, to, totalMs: f.totalMs, downtimeMs: f.downtimeMs, setupMs: f.setupMs, transferredBytes: f.transferredBytes, totalBytes: f.totalBytes, passes: f.passes };
+export function resultOf(name: string, from: string, to: string, f: MigrationFigures, how: { tls: boolean; postcopy: boolean } = { tls: false, postcopy: false }): MigrationResult {
+  return { instance: name, from, to, totalMs: f.totalMs, downtimeMs: f.downtimeMs, setupMs: f.setupMs, transferredBytes: f.transferredBytes, totalBytes: f.totalBytes, passes: f.passes, ...how };
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -101,25 +110,39 @@ export class Migrator {
     let incoming = false;
     let started = false;
     let last: MigrationFigures | null = null;
+    const how = { tls: false, postcopy: false };
     try {
-      const inc = await a.json<{ uri: string }>(to, 'POST', this.path(name, '/migration/incoming'), { uuid: p.uuid, spec: p.spec, address: await hostIp(to) }, INCOMING_TIMEOUT_MS);
+      const address = await hostIp(to);
+      const plan: TransportPlan = this.d.transport ? await this.d.transport.plan(from, to, address) : { tls: false, incoming: {}, start: {} };
+      how.tls = plan.tls;
+      const inc = await a.json<{ uri: string }>(to, 'POST', this.path(name, '/migration/incoming'), { uuid: p.uuid, spec: p.spec, address, ...plan.incoming, ...(req.options.postcopy ? { postcopy: true } : {}) }, INCOMING_TIMEOUT_MS);
       incoming = true;
       started = true; // from here the source may have paused: a rollback asks it to run on
-      await a.json(from, 'POST', this.path(name, '/migration'), { uri: inc.uri, ...req.options, bandwidth: req.options.bandwidth ?? undefined });
+      await a.json(from, 'POST', this.path(name, '/migration'), { uri: inc.uri, ...req.options, bandwidth: req.options.bandwidth ?? undefined, ...plan.start });
       const deadline = Date.now() + req.timeoutS * 1000;
       let cancelled = false;
+      let destinationRuns = false;
       for (;;) {
         last = await a.json<MigrationFigures>(from, 'GET', this.path(name, '/migration'));
         progress(last);
         const out = migrationOutcome(last.status);
         if (out === 'completed') break;
+        if (how.postcopy && postcopyBroken(last.status)) throw postcopyFailed(name, from, to, `QEMU says ${last.status}${last.error ? `: ${last.error}` : ''}`);
         if (out !== null) {
           throw new CorralError('MIGRATION_FAILED', cancelled ? `the migration of instance "${name}" ran past its timeout (${req.timeoutS} s) and was cancelled: it runs on host ${from.name}`
             : `the migration of instance "${name}" ${out === 'cancelled' ? 'was cancelled' : `failed: ${last.error ?? 'QEMU gave no reason'}`}: it runs on host ${from.name}`, { name, outcome: cancelled ? 'timeout' : out, host: from.name });
         }
-        if (!cancelled && Date.now() > deadline) {
+        if (!cancelled && !how.postcopy && Date.now() > deadline) {
           cancelled = true;
           await a.json(from, 'POST', this.path(name, '/migration/cancel'));
+        }
+        if (req.options.postcopy && !how.postcopy && !cancelled && shouldStartPostcopy(last)) await this.startPostcopy(name, from, how);
+        if (how.postcopy && !destinationRuns && last.status === 'postcopy-active') {
+          // the destination runs the guest while the rest of its pages come; if it cannot be told, it runs at finish
+          destinationRuns = true;
+          await a.json(to, 'POST', this.path(name, '/migration/postcopy')).catch((e: unknown) => {
+            this.d.log.warn({ instance: name, host: to.name, error: (e as Error).message }, 'the destination of a postcopy migration did not run the guest yet: it will once the migration completes');
+          });
         }
         await sleep(this.d.pollMs ?? POLL_MS);
       }
@@ -143,7 +166,7 @@ export class Migrator {
       // the destination runs the guest now: whatever follows, the source never runs again
       incoming = false;
       started = false;
-      const result = resultOf(name, from.name, to.name, last);
+      const result = resultOf(name, from.name, to.name, last, how);
       await this.d.instances.completeMigration(name, to.name, { type: 'instance.migrated', host: to.name, instance: name, data: { ...result } });
       const summary = summaryOfReply(fin.instance, name);
       if (summary) await this.d.instances.setView(name, to.name, summary).catch(() => undefined);
@@ -154,12 +177,33 @@ export class Migrator {
       this.d.log.info({ instance: name, from: from.name, to: to.name, totalMs: result.totalMs, downtimeMs: result.downtimeMs }, 'instance live-migrated');
       return result;
     } catch (e) {
-      await this.rollback(name, from, to, incoming, started, e, last);
-      throw e;
+      // after the switch to postcopy nothing is rolled back: the destination holds the guest's newest state
+      const err = how.postcopy && !(isCorralError(e) && e.details.outcome === 'postcopy-failed') ? postcopyFailed(name, from, to, (e as Error).message) : e;
+      if (how.postcopy) incoming = started = false;
+      await this.rollback(name, from, to, incoming, started, err, last, how);
+      throw err;
     }
   }
 
-  private async rollback(name: string, from: HostRow, to: HostRow, incoming: boolean, started: boolean, e: unknown, last: MigrationFigures | null): Promise<void> {
+  /**
+   * Ask the source to switch to postcopy. `how.postcopy` is set before the call: an answer lost on the way may hide
+   * a switch, and from a switch on nothing may be rolled back; a refusal the source answered (QEMU's, or a migration
+   * that is no longer active) is no switch.
+   */
+  private async startPostcopy(name: string, from: HostRow, how: { postcopy: boolean }): Promise<void> {
+    how.postcopy = true;
+    try {
+      await this.d.agents.json(from, 'POST', this.path(name, '/migration/postcopy'));
+    } catch (e) {
+      if (isCorralError(e) && e.code !== 'HOST_UNAVAILABLE') {
+        how.postcopy = false;
+        throw e;
+      }
+      this.d.log.warn({ instance: name, error: (e as Error).message }, 'the switch to postcopy got no answer: it is taken as made');
+    }
+  }
+
+  private async rollback(name: string, from: HostRow, to: HostRow, incoming: boolean, started: boolean, e: unknown, last: MigrationFigures | null, how?: { tls: boolean; postcopy: boolean }): Promise<void> {
     const a = this.d.agents;
     const warn = (what: string) => (err: unknown): void => this.d.log.warn({ instance: name, error: (err as Error).message }, what);
     if (incoming) await a.call(to, 'DELETE', `${this.path(name)}?force=true&forget=true`).catch(warn('removing the destination of a failed migration failed'));
@@ -171,7 +215,7 @@ export class Migrator {
     const reason = (e as Error).message;
     await this.d.instances.abortMigration(name, {
       type: 'instance.migration-failed', host: from.name, instance: name,
-      data: { from: from.name, to: to.name, reason, ...(isCorralError(e) ? { code: e.code } : {}), ...(last ? resultOf(name, from.name, to.name, last) : {}) },
+      data: { from: from.name, to: to.name, reason, ...(isCorralError(e) ? { code: e.code, ...(e.details.outcome ? { outcome: e.details.outcome } : {}) } : {}), ...(last ? resultOf(name, from.name, to.name, last, how) : how ?? {}) },
     }).catch(warn('recording a failed migration failed'));
   }
 
@@ -179,6 +223,15 @@ export class Migrator {
     const { host } = await hostOf(this.d, name);
     return this.d.agents.json<MigrationFigures>(host, 'POST', this.path(name, '/migration/cancel'));
   }
+}
+
+/**
+ * A migration that failed after its switch to postcopy: the guest's state is split between the hosts and neither
+ * copy can run it on its own (QEMU's docs: in postcopy, a failure of either side loses the guest). The source stays
+ * paused (never resumed) and the destination is left as it is (not killed): MIGRATION_FAILED, outcome postcopy-failed.
+ */
+function postcopyFailed(name: string, from: HostRow, to: HostRow, why: string): CorralError {
+  return new CorralError('MIGRATION_FAILED', `the migration of instance "${name}" failed after it switched to postcopy (${why}): the guest ran on host ${to.name}, which still lacks memory pages that stayed on host ${from.name}, so neither copy can run it on its own; the source on ${from.name} is left paused (it never runs again by Corral's hand) and the destination on ${to.name} is left as it is; the guest's run is lost: delete one copy (corral delete on its host), then start it again from its disk`, { name, outcome: 'postcopy-failed', host: from.name, to: to.name });
 }
 
 /** The controller's routes (see the file's comment). */
