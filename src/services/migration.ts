@@ -189,6 +189,9 @@ export class MigrationService {
     if (this.outgoing.get(name)?.postcopy) {
       throw new CorralError('INVALID_STATE', `the migration of instance "${name}" switched to postcopy (${f.status}): the destination runs the guest, so it cannot be cancelled (it completes on its own); this side stays paused`, { name, status: f.status });
     }
+    // not started here yet (the controller is still setting up the destination, its pairs...): a cancel now would be
+    // a no-op that the migration then outlives; saying so lets the caller ask again
+    if (f.status === 'none' && !this.outgoing.has(name)) throw new CorralError('INVALID_STATE', `instance "${name}" is not being migrated from this host (not yet, or not at all): nothing to cancel now`, { name });
     if (f.status === 'completed') {
       this.outgoing.delete(name);
       await this.tls.release(name);
