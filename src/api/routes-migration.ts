@@ -29,7 +29,7 @@ const IncomingBody = Type.Object({
   uuid: Type.String(), spec: Type.Unknown({ description: 'the instance\'s whole configuration on its source host' }),
   address: Type.String({ description: 'the IP address of this host to receive on' }),
   tls: Type.Optional(TlsMaterial),
-  postcopy: Type.Optional(Type.Boolean({ description: 'the source may switch to postcopy: checked here first (POSTCOPY_UNAVAILABLE); the guest runs here as soon as QEMU lets it' })),
+  postcopy: Type.Optional(Type.Boolean({ description: 'the source may switch to postcopy: checked here first, before anything moves (POSTCOPY_UNAVAILABLE)' })),
 });
 const StartBody = Type.Object({
   uri: Type.String({ description: 'tcp:IP:PORT, as the destination\'s incoming answered' }),
@@ -59,7 +59,7 @@ export function migrationRoutes(svc: Services): FastifyPluginAsync {
       schema: { operationId: 'migrationCancel', tags, summary: 'Cancel an outgoing migration: the instance keeps running here', params: NameParams, response: { 200: MigrationFigures, ...errors } },
     }, async (req) => m.cancel(req.params.name));
     app.post('/v1/instances/:name/migration/postcopy', {
-      schema: { operationId: 'migrationPostcopy', tags, summary: 'Switch an outgoing migration to postcopy: the destination runs the guest from then on (no rollback)', params: NameParams, response: { 200: MigrationFigures, ...errors } },
+      schema: { operationId: 'migrationPostcopy', tags, summary: 'Postcopy: the source switches its migration to it; the destination runs the guest once the switch reached it (no rollback after the switch)', params: NameParams, response: { 200: MigrationFigures, ...errors } },
     }, async (req) => m.startPostcopy(req.params.name));
     app.post('/v1/instances/:name/migration/finish', {
       schema: {

@@ -1,7 +1,7 @@
 /**
  * Cluster commands: `corral controller` and `corral agent` (run in this process), `corral cluster init` (once, on
- * a controller host, straight to PostgreSQL), `corral cluster join-token`, `corral cluster settings|set`, and `corral host list|show|remove|
- * maintenance|label` against a controller (CORRAL_URL, CORRAL_TOKEN, CORRAL_TLS_CA).
+ * a controller host, straight to PostgreSQL), `corral cluster join-token`, `corral cluster settings|set KEY VALUE`,
+ * and `corral host list|show|remove|maintenance|label` against a controller (CORRAL_URL, CORRAL_TOKEN, CORRAL_TLS_CA).
  */
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
