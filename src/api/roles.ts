@@ -58,6 +58,7 @@ export const ROUTE_ROLES: Readonly<Record<string, RouteRule>> = {
   'POST /v1/instances/:name/migration/finish': operator,
   'GET /v1/instances/:name/migration/facts': viewer,
   'POST /v1/instances/:name/migration/resume-source': operator,
+  'POST /v1/instances/:name/migration/postcopy': operator,
   'POST /v1/instances/:name/migrate': operator,
   'POST /v1/instances/:name/migrate/cancel': operator,
   // a stopped instance moved between hosts (a host's side; a controller drives it for host evacuate)
@@ -126,6 +127,8 @@ export const ROUTE_ROLES: Readonly<Record<string, RouteRule>> = {
   'PATCH /v1/hosts/:name': admin,
   'DELETE /v1/hosts/:name': admin,
   'POST /v1/cluster/join-tokens': admin,
+  'GET /v1/cluster/settings': viewer,
+  'PATCH /v1/cluster/settings': admin,
 };
 
 const key = (method: string, url: string): string => `${method === 'HEAD' ? 'GET' : method} ${url}`;

@@ -19,14 +19,24 @@ export const MigrationFigures = Type.Object({
   error: nullable(Type.String()),
 }, { title: 'MigrationFigures' });
 
+/** A migration's TLS material for one side (core/migration-transport.ts); the key is handed to QEMU only */
+const TlsMaterial = Type.Object({
+  caPem: Type.String({ description: 'the cluster CA' }), certPem: Type.String({ description: 'this side\'s certificate for this migration' }),
+  keyPem: Type.String({ description: 'its key' }),
+  peer: Type.String({ description: 'the destination: the distinguished name of the one client it lets in; the source: the host name the destination\'s certificate carries' }),
+}, { title: 'MigrationTlsMaterial' });
 const IncomingBody = Type.Object({
   uuid: Type.String(), spec: Type.Unknown({ description: 'the instance\'s whole configuration on its source host' }),
   address: Type.String({ description: 'the IP address of this host to receive on' }),
+  tls: Type.Optional(TlsMaterial),
+  postcopy: Type.Optional(Type.Boolean({ description: 'the source may switch to postcopy: checked here first, before anything moves (POSTCOPY_UNAVAILABLE)' })),
 });
 const StartBody = Type.Object({
   uri: Type.String({ description: 'tcp:IP:PORT, as the destination\'s incoming answered' }),
   maxDowntimeMs: Type.Optional(Type.Integer()), bandwidth: Type.Optional(Type.Integer({ description: 'bytes per second' })),
   autoConverge: Type.Optional(Type.Boolean()),
+  postcopy: Type.Optional(Type.Boolean({ description: 'set postcopy-ram: the controller may switch to postcopy (POST .../migration/postcopy)' })),
+  tls: Type.Optional(TlsMaterial),
 });
 
 export function migrationRoutes(svc: Services): FastifyPluginAsync {
@@ -48,6 +58,9 @@ export function migrationRoutes(svc: Services): FastifyPluginAsync {
     app.post('/v1/instances/:name/migration/cancel', {
       schema: { operationId: 'migrationCancel', tags, summary: 'Cancel an outgoing migration: the instance keeps running here', params: NameParams, response: { 200: MigrationFigures, ...errors } },
     }, async (req) => m.cancel(req.params.name));
+    app.post('/v1/instances/:name/migration/postcopy', {
+      schema: { operationId: 'migrationPostcopy', tags, summary: 'Postcopy: the source switches its migration to it; the destination runs the guest once the switch reached it (no rollback after the switch)', params: NameParams, response: { 200: MigrationFigures, ...errors } },
+    }, async (req) => m.startPostcopy(req.params.name));
     app.post('/v1/instances/:name/migration/finish', {
       schema: {
         operationId: 'migrationFinish', tags, summary: 'End a completed migration: the destination runs the guest; the source ends its QEMU and forgets the instance',

@@ -1,7 +1,7 @@
 /**
  * Cluster commands: `corral controller` and `corral agent` (run in this process), `corral cluster init` (once, on
- * a controller host, straight to PostgreSQL), `corral cluster join-token`, and `corral host list|show|remove|
- * maintenance|label` against a controller (CORRAL_URL, CORRAL_TOKEN, CORRAL_TLS_CA).
+ * a controller host, straight to PostgreSQL), `corral cluster join-token`, `corral cluster settings|set KEY VALUE`,
+ * and `corral host list|show|remove|maintenance|label` against a controller (CORRAL_URL, CORRAL_TOKEN, CORRAL_TLS_CA).
  */
 import { readFileSync } from 'node:fs';
 import type { Command } from 'commander';
@@ -12,6 +12,7 @@ import { releaseCliGuards } from './errors.js';
 import { reportFormatters, withReportsShown } from './cpu-report.js';
 import { formatLabels, parseLabelArgs, parseLabelChangeArgs } from '../core/labels.js';
 import { parseSize } from '../core/units.js';
+import { parseClusterSetting, SETTING_NAMES, type ClusterSettings } from '../core/migration-transport.js';
 
 interface HostView {
   name: string; uuid: string; state: string; address: string; labels: Record<string, string>; maintenance: boolean; agentVersion: string | null;
@@ -148,6 +149,30 @@ export function registerClusterCommands(program: Command, client: () => ApiClien
       }
     });
   cluster
+    .command('settings')
+    .description('the cluster\'s settings (against a controller): migration-tls')
+    .option('--json', 'print the API JSON')
+    .action(async (o: { json?: boolean }) => {
+      const res = await client().call<ClusterSettings>('GET', '/v1/cluster/settings');
+      if (o.json) printJson(res);
+      else printLines(settingLines(res));
+    });
+  cluster
+    .command('set <key> <value>')
+    .description('change a cluster setting (against a controller): migration-tls on|off (off: the network between the hosts is trusted, live migrations go in plain TCP)')
+    .option('--json', 'print the API JSON')
+    .action(async (key: string, value: string, o: { json?: boolean }) => {
+      let change: Partial<ClusterSettings>;
+      try {
+        change = parseClusterSetting(key, value);
+      } catch (e) {
+        throw new CliError((e as Error).message, 'USAGE');
+      }
+      const res = await client().call<ClusterSettings>('PATCH', '/v1/cluster/settings', change);
+      if (o.json) printJson(res);
+      else printLines(settingLines(res));
+    });
+  cluster
     .command('join-token')
     .description('make a join token (against a controller): one host joins with it, once')
     .option('--ttl <duration>', 'how long it may be used (default 1h, at most 7d)')
@@ -157,6 +182,11 @@ export function registerClusterCommands(program: Command, client: () => ApiClien
       if (o.json) printJson(res);
       else printLines(`${res.token}\n(valid once, until ${res.expiresAt}: corral agent --join https://CONTROLLER:PORT --token TOKEN)`);
     });
+}
+
+/** `migration-tls  on`, a line per setting, by its command-line name. */
+export function settingLines(s: ClusterSettings): string {
+  return table(['SETTING', 'VALUE'], Object.entries(SETTING_NAMES).map(([name, field]) => [name, s[field] ? 'on' : 'off']));
 }
 
 /** `corral agent`: the daemon, as a host of a cluster. */

@@ -1,7 +1,8 @@
 /**
  * `corral migrate NAME [--to HOST]`: live migration through a cluster controller. The controller streams JSON
  * lines (src/cluster/migration.ts): progress (a live line on a terminal), then the result or an error.
- * `corral migrate NAME --cancel` cancels one under way: the instance keeps running where it was.
+ * `corral migrate NAME --cancel` cancels one under way: the instance keeps running where it was (refused once it
+ * switched to postcopy). `--postcopy`: the rule is core/migration-transport.ts's shouldStartPostcopy.
  */
 import type { Command } from 'commander';
 import { parseSize } from '../core/units.js';
@@ -30,7 +31,7 @@ export function parseBandwidth(v: string): number {
   return parseSize('bandwidth', v.replace(/\/s$/, ''));
 }
 
-interface MigrateOpts { to?: string; maxDowntime: number; bandwidth?: number; autoConverge: boolean; timeout?: number; cancel?: boolean; json?: boolean }
+interface MigrateOpts { to?: string; maxDowntime: number; bandwidth?: number; autoConverge: boolean; postcopy?: boolean; timeout?: number; cancel?: boolean; json?: boolean }
 
 type Line = { type: 'progress' } & MigrationFigures | { type: 'result'; result: MigrationResult } | { type: 'error'; error?: { code?: string; message?: string } };
 
@@ -44,7 +45,8 @@ export function registerMigrateCommand(program: Command, client: () => ApiClient
     .option('--bandwidth <size/s>', 'cap the transfer rate (e.g. 100M/s)', parseBandwidth)
     .option('--auto-converge', 'slow the guest\'s vCPUs down when it dirties memory faster than it moves (default)', true)
     .option('--no-auto-converge', 'never slow the guest down')
-    .option('--timeout <seconds>', 'give up (cancel) after this long; the instance keeps running where it was', wholeNumber)
+    .option('--postcopy', 'switch to postcopy once the first pass is done: the guest runs on the destination while the rest of its memory comes (always ends; no rollback after the switch)')
+    .option('--timeout <seconds>', 'give up (cancel) after this long, unless switched to postcopy; the instance keeps running where it was', wholeNumber)
     .option('--cancel', 'cancel the migration of this instance under way')
     .option('--json', 'print the final figures (totalMs, downtimeMs, setupMs, bytes, passes) as JSON')
     .action(async (name: string, o: MigrateOpts) => {
@@ -57,6 +59,7 @@ export function registerMigrateCommand(program: Command, client: () => ApiClient
       const body = {
         ...(o.to !== undefined ? { to: o.to } : {}), maxDowntimeMs: o.maxDowntime, autoConverge: o.autoConverge,
         ...(o.bandwidth !== undefined ? { bandwidth: o.bandwidth } : {}), ...(o.timeout !== undefined ? { timeoutS: o.timeout } : {}),
+        ...(o.postcopy ? { postcopy: true } : {}),
       };
       const res = await client().stream('POST', `/v1/instances/${enc(name)}/migrate`, body);
       const tty = Boolean(process.stderr.isTTY) && !o.json;
@@ -78,6 +81,6 @@ export function registerMigrateCommand(program: Command, client: () => ApiClient
       if (failure) throw failure;
       if (!result) throw new CliError('the controller ended the stream without a result (did it stop?)');
       if (o.json) printJson(result);
-      else printLines(`${name}: migrated from ${result.from} to ${result.to} in ${result.totalMs ?? '?'} ms (downtime ${result.downtimeMs ?? '?'} ms, ${result.passes ?? '?'} passes, ${size(result.transferredBytes ?? 0)} sent)`);
+      else printLines(`${name}: migrated from ${result.from} to ${result.to} in ${result.totalMs ?? '?'} ms (downtime ${result.downtimeMs ?? '?'} ms, ${result.passes ?? '?'} passes, ${size(result.transferredBytes ?? 0)} sent${result.tls ? ' over TLS' : ' in plain TCP'}${result.postcopy ? ', postcopy' : ''})`);
     });
 }

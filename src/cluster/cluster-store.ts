@@ -13,6 +13,7 @@ import { CorralError } from '../core/errors.js';
 import { MAX_LABELS, validateLabelChanges, validateLabels } from '../core/labels.js';
 import type { CpuReport } from '../core/cpu-models.js';
 import type { MemoryReport } from '../core/migration-checks.js';
+import type { ClusterSettings } from '../core/migration-transport.js';
 import { CHECK_VIOLATION, constraintOf, errorCode, FOREIGN_KEY_VIOLATION, INVALID_TEXT, queryPg, UNIQUE_VIOLATION } from './pg-errors.js';
 
 export type HostState = 'up' | 'maintenance' | 'unreachable' | 'fenced';
@@ -126,6 +127,21 @@ export class ClusterStore {
   async initCa(ca: { certPem: string; keyPem: string }): Promise<boolean> {
     const r = await this.q('INSERT INTO cluster (ca_cert, ca_key) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING', [ca.certPem, ca.keyPem]);
     return r.rowCount === 1;
+  }
+
+  // ---- the cluster's settings (core/migration-transport.ts: ClusterSettings)
+
+  async getSettings(): Promise<ClusterSettings> {
+    const r = await this.q<{ migration_tls: boolean }>('SELECT migration_tls FROM cluster');
+    const row = r.rows[0];
+    if (!row) throw new CorralError('CLUSTER_NOT_INITIALISED', 'this database holds no Corral cluster yet: run `corral cluster init --database URL` once');
+    return { migrationTls: row.migration_tls };
+  }
+
+  /** Change the settings given; the settings as they are then. */
+  async updateSettings(change: Partial<ClusterSettings>): Promise<ClusterSettings> {
+    if (change.migrationTls !== undefined) await this.q('UPDATE cluster SET migration_tls = $1', [change.migrationTls]);
+    return this.getSettings();
   }
 
   // ---- controller API tokens

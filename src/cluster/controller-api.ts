@@ -41,6 +41,8 @@ import { controllerMigrationRoutes, Migrator } from './migration.js';
 import { controllerMoveRoutes } from './moves.js';
 import type { MigrationLocks } from './migration-locks.js';
 import type { MigrationRecovery } from './migration-recovery.js';
+import { MigrationTransport } from './migration-transport.js';
+import { controllerSettingsRoutes } from './controller-settings.js';
 import type { ReportReconciler } from './report-reconcile.js';
 import { AgentClient } from './agent-client.js';
 import type { ClusterTokens } from './cluster-tokens.js';
@@ -207,6 +209,7 @@ export async function buildControllerApi(d: ControllerApiDeps): Promise<FastifyI
     d.log.warn({ host: gone.name, serial: gone.certSerial }, 'host removed from the cluster; its certificate is revoked');
     return { removed: gone.name, revokedSerial: gone.certSerial };
   });
+  await app.register(controllerSettingsRoutes({ store: d.store, log: d.log }));
   await app.register(tokenRoutes({ tokens: d.tokens }));
   await app.register(auditRoutes(d.audit));
   await app.register(metricsRoute(async () => clusterRegistry(await d.store.listHosts())));
@@ -215,7 +218,8 @@ export async function buildControllerApi(d: ControllerApiDeps): Promise<FastifyI
     const agentTls = { caPem: d.ca.certPem, certPem: d.tls.certPem, keyPem: d.tls.keyPem };
     const agents = new AgentClient(agentTls);
     await scoped.register(controllerConsoleRoutes({ tls: agentTls, hostOf: async (name) => (await hostOf(d, name)).host }));
-    const migrator = new Migrator({ store: d.store, instances: d.instances, agents, events: d.events, log: d.log, ...(d.migrationLocks ? { locks: d.migrationLocks } : {}) });
+    const transport = new MigrationTransport({ ca: d.ca, settings: () => d.store.getSettings() });
+    const migrator = new Migrator({ store: d.store, instances: d.instances, agents, events: d.events, log: d.log, transport, ...(d.migrationLocks ? { locks: d.migrationLocks } : {}) });
     await scoped.register(controllerMigrationRoutes(migrator));
     await scoped.register(controllerMoveRoutes({ store: d.store, instances: d.instances, agents, events: d.events, log: d.log, migrator }));
     await scoped.register(controllerInstanceRoutes({ store: d.store, instances: d.instances, list: d.list ?? d.instances, log: d.log, agents }));

@@ -24,6 +24,9 @@
  * the row keeps its mark (migrating_to) and the recovery sweep settles it once the hosts answer.
  * POST /v1/instances/NAME/migrate/cancel asks the source's agent to cancel (any controller may: the one driving the
  * migration sees QEMU's `cancelled` and rolls back).
+ * The transport (migration-transport.ts): each step carries its side's TLS pair unless the network is trusted; with
+ * `postcopy`, the switch comes after the first pass (core/migration-transport.ts), and from then nothing is rolled
+ * back: a failure leaves the source paused and the destination as it is (outcome postcopy-failed).
  */
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
@@ -41,6 +44,8 @@ import { summaryOfReply } from './instance-reports.js';
 import { checkDestinations } from './migration-checks.js';
 import type { DriverLock, MigrationLocks } from './migration-locks.js';
 import { sourceLost, watchDestination, type DestinationWatch, type WatchOptions } from './migration-watch.js';
+import type { MigrationTransport, TransportPlan } from './migration-transport.js';
+import { postcopyBroken, shouldStartPostcopy } from '../core/migration-transport.js';
 
 const POLL_MS = 100;
 /** how long an agent may take to start the incoming QEMU */
@@ -56,6 +61,8 @@ export interface MigrationDeps {
   /** which controller drives a migration (none: not checked) */
   locks?: Pick<MigrationLocks, 'acquire'>;
   watch?: WatchOptions;
+  /** TLS on the stream from the cluster CA unless the network is trusted (migration-transport.ts); absent: plain TCP */
+  transport?: Pick<MigrationTransport, 'plan'>;
 }
 
 export interface MigrateRequest { to?: string; options: MigrationOptions; timeoutS: number }
@@ -64,6 +71,8 @@ export interface MigrateRequest { to?: string; options: MigrationOptions; timeou
 export interface MigrationResult {
   instance: string; from: string; to: string; totalMs: number | null; downtimeMs: number | null; setupMs: number | null;
   transferredBytes: number | null; totalBytes: number | null; passes: number | null;
+  /** whether the stream was encrypted (TLS), and whether the migration was switched to postcopy */
+  tls: boolean; postcopy: boolean;
 }
 
 /** The request's body, checked (INVALID_SPEC naming the field). */
@@ -82,8 +91,8 @@ export async function hostIp(h: HostRow): Promise<string> {
   return isIP(name) !== 0 ? name : (await lookup(name)).address;
 }
 
-export function resultOf(name: string, from: string, to: string, f: MigrationFigures): MigrationResult {
-  return { instance: name, from, to, totalMs: f.totalMs, downtimeMs: f.downtimeMs, setupMs: f.setupMs, transferredBytes: f.transferredBytes, totalBytes: f.totalBytes, passes: f.passes };
+export function resultOf(name: string, from: string, to: string, f: MigrationFigures, how: { tls: boolean; postcopy: boolean } = { tls: false, postcopy: false }): MigrationResult {
+  return { instance: name, from, to, totalMs: f.totalMs, downtimeMs: f.downtimeMs, setupMs: f.setupMs, transferredBytes: f.transferredBytes, totalBytes: f.totalBytes, passes: f.passes, ...how };
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -129,34 +138,48 @@ export class Migrator {
     let undecided = false;
     let last: MigrationFigures | null = null;
     let watch: DestinationWatch | null = null;
+    const how = { tls: false, postcopy: false };
     try {
-      const inc = await a.json<{ uri: string }>(to, 'POST', this.path(name, '/migration/incoming'), { uuid: p.uuid, spec: p.spec, address: await hostIp(to) }, INCOMING_TIMEOUT_MS);
+      const address = await hostIp(to);
+      const plan: TransportPlan = this.d.transport ? await this.d.transport.plan(from, to, address) : { tls: false, incoming: {}, start: {} };
+      how.tls = plan.tls;
+      const inc = await a.json<{ uri: string }>(to, 'POST', this.path(name, '/migration/incoming'), { uuid: p.uuid, spec: p.spec, address, ...plan.incoming, ...(req.options.postcopy ? { postcopy: true } : {}) }, INCOMING_TIMEOUT_MS);
       incoming = true;
       started = true; // from here the source may have paused: a rollback asks it to run on
       watch = watchDestination(a, to, name, this.d.watch);
-      await a.json(from, 'POST', this.path(name, '/migration'), { uri: inc.uri, ...req.options, bandwidth: req.options.bandwidth ?? undefined });
+      await a.json(from, 'POST', this.path(name, '/migration'), { uri: inc.uri, ...req.options, bandwidth: req.options.bandwidth ?? undefined, ...plan.start });
       const deadline = Date.now() + req.timeoutS * 1000;
       let cancelled = false;
       let lostWhy: string | null = null;
+      let destinationRuns = false;
       for (;;) {
         last = await a.json<MigrationFigures>(from, 'GET', this.path(name, '/migration')).catch((e: unknown) => { throw sourceLost(name, from, e); });
         progress(last);
         const out = migrationOutcome(last.status);
         if (out === 'completed') break;
+        if (how.postcopy && postcopyBroken(last.status)) throw postcopyFailed(name, from, to, `QEMU says ${last.status}${last.error ? `: ${last.error}` : ''}`);
         if (out !== null) {
           const why = lostWhy !== null ? `was cancelled: ${lostWhy}` : cancelled ? `ran past its timeout (${req.timeoutS} s) and was cancelled` : out === 'cancelled' ? 'was cancelled' : `failed: ${last.error ?? 'QEMU gave no reason'}`;
           throw new CorralError('MIGRATION_FAILED', `the migration of instance "${name}" ${why}: it runs on host ${from.name}`, { name, outcome: lostWhy !== null ? 'destination-lost' : cancelled ? 'timeout' : out, host: from.name });
         }
         if (p.lock?.lost) throw new CorralError('MIGRATION_FAILED', `the controller lost its database session while migrating instance "${name}": the cluster's migration recovery settles it`, { name, outcome: 'unknown', host: from.name });
-        if (!cancelled && watch.lost !== null) {
+        if (!cancelled && !how.postcopy && watch.lost !== null) {
           cancelled = true;
           lostWhy = watch.lost;
           this.d.log.warn({ instance: name, to: to.name, why: lostWhy }, 'the destination of a live migration is lost: cancelling');
           await a.json(from, 'POST', this.path(name, '/migration/cancel')).catch(() => undefined); // (the next poll says how it ended)
         }
-        if (!cancelled && Date.now() > deadline) {
+        if (!cancelled && !how.postcopy && Date.now() > deadline) {
           cancelled = true;
           await a.json(from, 'POST', this.path(name, '/migration/cancel'));
+        }
+        if (req.options.postcopy && !how.postcopy && !cancelled && shouldStartPostcopy(last)) await this.startPostcopy(name, from, how);
+        if (how.postcopy && !destinationRuns && last.status === 'postcopy-active') {
+          // the destination runs the guest while the rest of its pages come; if it cannot be told, it runs at finish
+          destinationRuns = true;
+          await a.json(to, 'POST', this.path(name, '/migration/postcopy')).catch((e: unknown) => {
+            this.d.log.warn({ instance: name, host: to.name, error: (e as Error).message }, 'the destination of a postcopy migration did not run the guest yet: it will once the migration completes');
+          });
         }
         await sleep(this.d.pollMs ?? POLL_MS);
       }
@@ -183,7 +206,7 @@ export class Migrator {
       incoming = false;
       started = false;
       undecided = true;
-      const result = resultOf(name, from.name, to.name, last);
+      const result = resultOf(name, from.name, to.name, last, how);
       await this.d.instances.completeMigration(name, to.name, { type: 'instance.migrated', host: to.name, instance: name, data: { ...result } });
       const summary = summaryOfReply(fin.instance, name);
       if (summary) await this.d.instances.setView(name, to.name, summary).catch(() => undefined);
@@ -194,12 +217,37 @@ export class Migrator {
       this.d.log.info({ instance: name, from: from.name, to: to.name, totalMs: result.totalMs, downtimeMs: result.downtimeMs }, 'instance live-migrated');
       return result;
     } catch (e) {
+      // after the switch to postcopy nothing is rolled back: the destination holds the guest's newest state, and the
+      // mark stays for the recovery (which waits on a postcopy it cannot settle: a person decides)
+      const err = how.postcopy && !(isCorralError(e) && e.details.outcome === 'postcopy-failed') ? postcopyFailed(name, from, to, (e as Error).message) : e;
+      if (how.postcopy) {
+        incoming = started = false;
+        undecided = true;
+      }
       // (a driver that lost its lock acts no more: the recovery has the migration now)
-      if (!p.lock?.lost) await this.rollback(name, from, to, { incoming, started, undecided }, e, last);
-      throw e;
+      if (!p.lock?.lost) await this.rollback(name, from, to, { incoming, started, undecided }, err, last, how);
+      throw err;
     } finally {
       watch?.stop();
       await p.lock?.release();
+    }
+  }
+
+  /**
+   * Ask the source to switch to postcopy. `how.postcopy` is set before the call: an answer lost on the way may hide
+   * a switch, and from a switch on nothing may be rolled back; a refusal the source answered (QEMU's, or a migration
+   * that is no longer active) is no switch.
+   */
+  private async startPostcopy(name: string, from: HostRow, how: { postcopy: boolean }): Promise<void> {
+    how.postcopy = true;
+    try {
+      await this.d.agents.json(from, 'POST', this.path(name, '/migration/postcopy'));
+    } catch (e) {
+      if (isCorralError(e) && e.code !== 'HOST_UNAVAILABLE') {
+        how.postcopy = false;
+        throw e;
+      }
+      this.d.log.warn({ instance: name, error: (e as Error).message }, 'the switch to postcopy got no answer: it is taken as made');
     }
   }
 
@@ -209,7 +257,7 @@ export class Migrator {
    * goes only when both sides are known to be settled; otherwise (`undecided`, a host that did not answer) it stays
    * for the recovery sweep (migration-recovery.ts).
    */
-  private async rollback(name: string, from: HostRow, to: HostRow, o: { incoming: boolean; started: boolean; undecided: boolean }, e: unknown, last: MigrationFigures | null): Promise<void> {
+  private async rollback(name: string, from: HostRow, to: HostRow, o: { incoming: boolean; started: boolean; undecided: boolean }, e: unknown, last: MigrationFigures | null, how?: { tls: boolean; postcopy: boolean }): Promise<void> {
     const a = this.d.agents;
     const warn = (what: string) => (err: unknown): false => {
       this.d.log.warn({ instance: name, error: (err as Error).message }, what);
@@ -230,7 +278,8 @@ export class Migrator {
     const event = {
       type: 'instance.migration-failed', host: from.name, instance: name,
       data: {
-        from: from.name, to: to.name, reason, ...(isCorralError(e) ? { code: e.code } : {}), ...(last ? resultOf(name, from.name, to.name, last) : {}),
+        from: from.name, to: to.name, reason, ...(isCorralError(e) ? { code: e.code, ...(e.details.outcome ? { outcome: e.details.outcome } : {}) } : {}),
+        ...(last ? resultOf(name, from.name, to.name, last, how) : how ?? {}),
         ...(settled ? {} : { then: 'the migration stays marked until the cluster\'s migration recovery settles it (a host did not answer, or the destination may run)' }),
       },
     };
@@ -241,6 +290,15 @@ export class Migrator {
     const { host } = await hostOf(this.d, name);
     return this.d.agents.json<MigrationFigures>(host, 'POST', this.path(name, '/migration/cancel'));
   }
+}
+
+/**
+ * A migration that failed after its switch to postcopy: the guest's state is split between the hosts and neither
+ * copy can run it on its own (QEMU's docs: in postcopy, a failure of either side loses the guest). The source stays
+ * paused (never resumed) and the destination is left as it is (not killed): MIGRATION_FAILED, outcome postcopy-failed.
+ */
+function postcopyFailed(name: string, from: HostRow, to: HostRow, why: string): CorralError {
+  return new CorralError('MIGRATION_FAILED', `the migration of instance "${name}" failed after it switched to postcopy (${why}): the guest ran on host ${to.name}, which still lacks memory pages that stayed on host ${from.name}, so neither copy can run it on its own; the source on ${from.name} is left paused (it never runs again by Corral's hand) and the destination on ${to.name} is left as it is; the guest's run is lost: delete one copy (corral delete on its host), then start it again from its disk`, { name, outcome: 'postcopy-failed', host: from.name, to: to.name });
 }
 
 /** The controller's routes (see the file's comment). */

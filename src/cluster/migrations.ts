@@ -294,6 +294,15 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE hosts ADD COLUMN cpu_report jsonb, ADD COLUMN memory_report jsonb;
     `,
   },
+  {
+    version: 14,
+    name: 'cluster settings: migration TLS',
+    sql: `
+      -- whether live migrations encrypt their stream (and their disks' NBD traffic) with TLS from the cluster CA:
+      -- on unless the network between the hosts is trusted (corral cluster set migration-tls off)
+      ALTER TABLE cluster ADD COLUMN migration_tls boolean NOT NULL DEFAULT true;
+    `,
+  },
 ];
 
 export interface MigrateResult {

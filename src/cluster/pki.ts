@@ -9,6 +9,8 @@
  *   serverAuth+clientAuth, CA:FALSE, a random 128-bit serial and the validity are the controller's.
  * - A peer's certificate is checked (verifyPeerCert) against the CA: issued and signed by it, valid now, of the
  *   role expected. Revocation is the caller's: the controller keeps revoked serials in its database.
+ * - A live migration's QEMUs get pairs of their own (makeMigrationPair, made by the controller): O=corral-migration,
+ *   which is no role, so verifyPeerCert refuses them.
  *
  * Everything is made by the openssl CLI through the one command runner (argv, a time limit), as the TCP API's
  * self-signed pair is (src/daemon/tls.ts); files live only in a private mkdtemp directory (0700) that is removed
@@ -22,6 +24,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CorralError, invalidSpec } from '../core/errors.js';
 import { run, stderrLine } from '../host/exec.js';
+import { MIGRATION_ORG, MIGRATION_TAG } from '../core/migration-transport.js';
 
 export interface ClusterCa {
   certPem: string;
@@ -161,7 +164,17 @@ function sanEntries(host: string, ips: string[], uuid: string | undefined): stri
 
 interface SignOptions { host: string; uuid?: string; ips: string[]; days?: number; role: PeerRole }
 
+/** What a certificate is issued as: its subject (after CN) and extended key usages. */
+interface IssueAs { subject: string; eku: string }
+
 async function sign(ca: ClusterCa, csrPem: string, o: SignOptions): Promise<SignedCert> {
+  if (!Object.hasOwn(ROLE_ORGS, o.role)) throw invalidSpec('role', 'a role is agent or controller');
+  const certPem = await issue(ca, csrPem, o, { subject: `/O=${ROLE_ORGS[o.role]}`, eku: 'serverAuth,clientAuth' });
+  const peer = verifyPeerCert(ca, certPem, { role: o.role });
+  return { certPem, serial: peer.serial, fingerprint: peer.fingerprint };
+}
+
+async function issue(ca: ClusterCa, csrPem: string, o: Omit<SignOptions, 'role'>, as: IssueAs): Promise<string> {
   checkHost('host', o.host);
   if (o.uuid !== undefined && !UUID.test(o.uuid)) throw invalidSpec('uuid', 'a host uuid is lower-case hex in the 8-4-4-4-12 form');
   if (!Array.isArray(o.ips)) throw invalidSpec('ips', 'expected a list of IP addresses');
@@ -170,7 +183,6 @@ async function sign(ca: ClusterCa, csrPem: string, o: SignOptions): Promise<Sign
   });
   const days = o.days ?? HOST_DAYS;
   if (!Number.isInteger(days) || days < 1 || days > CA_DAYS) throw invalidSpec('days', `a certificate is valid for 1 to ${CA_DAYS} days`);
-  if (!Object.hasOwn(ROLE_ORGS, o.role)) throw invalidSpec('role', 'a role is agent or controller');
   if (typeof csrPem !== 'string' || csrPem.length > MAX_CSR_CHARS || !csrPem.includes('-----BEGIN CERTIFICATE REQUEST-----')) {
     throw new CorralError('INVALID_CSR', `the certificate signing request is not a PEM CSR (-----BEGIN CERTIFICATE REQUEST-----, at most ${MAX_CSR_CHARS} characters)`);
   }
@@ -194,7 +206,7 @@ async function sign(ca: ClusterCa, csrPem: string, o: SignOptions): Promise<Sign
     const caKey = writePrivate(join(dir, 'ca.key'), ca.keyPem);
     const ext = writePrivate(join(dir, 'ext.cnf'), [
       '[ext]', 'basicConstraints = critical,CA:FALSE', 'keyUsage = critical,digitalSignature',
-      'extendedKeyUsage = serverAuth,clientAuth', `subjectAltName = ${sanEntries(o.host, o.ips, o.uuid)}`,
+      `extendedKeyUsage = ${as.eku}`, `subjectAltName = ${sanEntries(o.host, o.ips, o.uuid)}`,
       'subjectKeyIdentifier = hash', 'authorityKeyIdentifier = keyid', '',
     ].join('\n'));
     // 128 random bits but for the first byte, kept in 0x10-0x7f: positive and without a leading zero digit, so
@@ -203,10 +215,9 @@ async function sign(ca: ClusterCa, csrPem: string, o: SignOptions): Promise<Sign
     serial[0] = 0x10 + (serial[0]! % 0x70);
     // x509 -req copies no extension from the CSR (-copy_extensions none) and -subj replaces its subject
     const { stdout } = await openssl(['x509', '-req', '-in', csr, '-CA', caCert, '-CAkey', caKey, '-set_serial', `0x${serial.toString('hex')}`,
-      '-days', String(days), '-subj', `/CN=${o.host}/O=${ROLE_ORGS[o.role]}`, '-extfile', ext, '-extensions', 'ext', '-sha256'],
+      '-days', String(days), '-subj', `/CN=${o.host}${as.subject}`, '-extfile', ext, '-extensions', 'ext', '-sha256'],
     'signing a host certificate');
-    const peer = verifyPeerCert(ca, stdout, { role: o.role });
-    return { certPem: stdout, serial: peer.serial, fingerprint: peer.fingerprint };
+    return stdout;
   });
 }
 
@@ -224,6 +235,20 @@ export async function makeServerPair(ca: ClusterCa, host: string, ips: string[],
   const { keyPem, csrPem } = await makeKeyAndCsr(host);
   const signed = await sign(ca, csrPem, { host, ips, role: 'controller', ...o });
   return { ...signed, keyPem };
+}
+
+/**
+ * A pair for one side of one live migration (src/cluster/migration-transport.ts): a new EC P-256 key and a
+ * certificate from the cluster CA with subject CN = host, O = corral-migration, OU = the migration's tag, SAN the
+ * host's name and these IPs, serverAuth (the destination's) or clientAuth (the source's) only, valid for a day (the
+ * shortest openssl x509 gives). Its O is no Corral role: no controller or agent takes it as a peer (verifyPeerCert
+ * refuses it), so a QEMU that holds it for the migration holds nothing that speaks for its host.
+ */
+export async function makeMigrationPair(ca: ClusterCa, o: { host: string; ips: string[]; tag: string; usage: 'server' | 'client' }): Promise<{ certPem: string; keyPem: string }> {
+  if (!MIGRATION_TAG.test(o.tag)) throw invalidSpec('tag', 'a migration tag is 16 lower-case hex digits');
+  const { keyPem, csrPem } = await makeKeyAndCsr(o.host);
+  const certPem = await issue(ca, csrPem, { host: o.host, ips: o.ips, days: 1 }, { subject: `/O=${MIGRATION_ORG}/OU=${o.tag}`, eku: o.usage === 'server' ? 'serverAuth' : 'clientAuth' });
+  return { certPem, keyPem };
 }
 
 /** The subject's fields (CN, O, ...) from X509Certificate.subject's lines. */

@@ -63,13 +63,22 @@ export const ErrorCodes = {
    * accelerator, a model its QEMU cannot run, another host CPU under `host`); the message names the disk, device or CPU
    */
   NOT_MIGRATABLE: 409,
-  /** a live migration did not complete (QEMU's failure, a cancel, its timeout): the instance runs where it was */
+  /**
+   * a live migration did not complete (QEMU's failure, a cancel, its timeout): the instance runs where it was; after
+   * a switch to postcopy (outcome postcopy-failed) or an unknown switch-over (outcome unknown) the source stays
+   * paused and the message says where each copy is
+   */
   MIGRATION_FAILED: 500,
   /**
    * `corral host evacuate` moved what it could and left instances on the host (each with its own code: the
    * evacuation's result lists them); the host stays in maintenance, and running it again tries them again
    */
   EVACUATION_INCOMPLETE: 409,
+  /**
+   * a --postcopy migration the destination cannot receive: its QEMU may not use userfaultfd (unprivileged, with
+   * vm.unprivileged_userfaultfd 0); refused before anything moves, the message says why and the fix
+   */
+  POSTCOPY_UNAVAILABLE: 409,
   /** a host that still holds instances cannot be removed */
   HOST_NOT_EMPTY: 409,
   /**

@@ -61,17 +61,21 @@ export interface MigrationOptions {
   /** bytes per second; null: QEMU's default */
   bandwidth: number | null;
   autoConverge: boolean;
+  /** switch to postcopy once the first pass is done (core/migration-transport.ts: shouldStartPostcopy) */
+  postcopy: boolean;
 }
 
 /** The options of a migrate request, checked (INVALID_SPEC naming the field). */
-export function migrationOptions(body: { maxDowntimeMs?: unknown; bandwidth?: unknown; autoConverge?: unknown }): MigrationOptions {
+export function migrationOptions(body: { maxDowntimeMs?: unknown; bandwidth?: unknown; autoConverge?: unknown; postcopy?: unknown }): MigrationOptions {
   const ms = body.maxDowntimeMs ?? DEFAULT_MAX_DOWNTIME_MS;
   if (typeof ms !== 'number' || !Number.isInteger(ms) || ms < 1 || ms > 2_000_000) throw new CorralError('INVALID_SPEC', `maxDowntimeMs: a whole number of milliseconds from 1 to 2000000, got ${JSON.stringify(ms)}`, { field: 'maxDowntimeMs' });
   const bw = body.bandwidth ?? null;
   if (bw !== null && (typeof bw !== 'number' || !Number.isInteger(bw) || bw < 1)) throw new CorralError('INVALID_SPEC', `bandwidth: bytes per second, a whole number above 0, got ${JSON.stringify(bw)}`, { field: 'bandwidth' });
   const ac = body.autoConverge ?? true;
   if (typeof ac !== 'boolean') throw new CorralError('INVALID_SPEC', 'autoConverge: must be true or false', { field: 'autoConverge' });
-  return { maxDowntimeMs: ms, bandwidth: bw as number | null, autoConverge: ac };
+  const pc = body.postcopy ?? false;
+  if (typeof pc !== 'boolean') throw new CorralError('INVALID_SPEC', 'postcopy: must be true or false', { field: 'postcopy' });
+  return { maxDowntimeMs: ms, bandwidth: bw as number | null, autoConverge: ac, postcopy: pc };
 }
 
 /**
@@ -82,7 +86,7 @@ export function migrationOptions(body: { maxDowntimeMs?: unknown; bandwidth?: un
 export function qemuMigrationSettings(o: MigrationOptions): { parameters: Record<string, unknown>; capabilities: Record<string, boolean> } {
   return {
     parameters: { 'downtime-limit': o.maxDowntimeMs, 'max-bandwidth': o.bandwidth ?? QEMU_DEFAULT_MAX_BANDWIDTH },
-    capabilities: { 'auto-converge': o.autoConverge },
+    capabilities: { 'auto-converge': o.autoConverge, 'postcopy-ram': o.postcopy },
   };
 }
 

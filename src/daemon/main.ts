@@ -266,7 +266,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   void host.accelerator().then((d) => log.info({ accel: d.accel, reason: d.reason }, 'accelerator chosen'));
 
   const servers: FastifyInstance[] = [];
-  const migration = new MigrationService({ instances, events, log });
+  const migration = new MigrationService({ instances, events, log, runAs: qemuUser, ...(identity ? { hostName: identity.name } : {}) });
   const migrationRecovery = new MigrationRecoveryService({ instances, migration, events, log });
   // what live migrations left while the agent was down (migration-recovery.ts)
   await migrationRecovery.init();

@@ -77,4 +77,5 @@ export class QmpControl implements VmControl {
   async migrate(uri: string): Promise<void> { await this.call('migrate', { uri }); }
   queryMigrate(): Promise<MigrationInfo> { return this.call<MigrationInfo>('query-migrate'); }
   async migrateCancel(): Promise<void> { await this.call('migrate_cancel'); }
+  async migrateStartPostcopy(): Promise<void> { await this.call('migrate-start-postcopy'); }
 }

@@ -83,6 +83,7 @@ export class MigrationRecoveryService {
       throw new CorralError('INVALID_STATE', `instance "${name}" is ${st ?? 'not running'} here, not a source waiting in postmigrate: nothing to resume`, { name, status: st });
     }
     await this.d.instances.resume(name);
+    await this.d.migration.sourceResumed(name);
     this.d.events.publish('instance.migration-resumed', name, { reason: 'its live migration completed but the destination was removed: it runs here again' });
     this.d.log.warn({ instance: name }, 'the source of a live migration whose destination was removed runs again');
     return this.facts(name);

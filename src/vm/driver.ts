@@ -115,6 +115,8 @@ export interface VmControl {
   migrate(uri: string): Promise<void>;
   queryMigrate(): Promise<MigrationInfo>;
   migrateCancel(): Promise<void>;
+  /** switch an outgoing migration (postcopy-ram set on both sides) to postcopy: the destination runs the guest */
+  migrateStartPostcopy(): Promise<void>;
 }
 
 /** QEMU's query-migrate, the fields Corral reads (all but status absent before a migration starts). */

@@ -237,6 +237,7 @@ export class FakeVm implements Vm {
     return this.call('query-migrate', () => (this.migration ? { status: this.migration, 'total-time': 1, downtime: 0, 'setup-time': 0 } : {}));
   }
   migrateCancel(): Promise<void> { return this.call('migrate_cancel', () => undefined); }
+  migrateStartPostcopy(): Promise<void> { return this.call('migrate-start-postcopy', () => undefined); }
   private migration: string | null = null;
 }
 

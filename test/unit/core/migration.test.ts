@@ -25,12 +25,15 @@ test('what keeps an instance from moving is named: local root, volumes, passthro
 
 test('options: defaults (300 ms, auto-converge on) and QEMU\'s parameters; bad values refused', () => {
   const o = migrationOptions({});
-  assert.deepEqual(o, { maxDowntimeMs: 300, bandwidth: null, autoConverge: true });
-  assert.deepEqual(qemuMigrationSettings({ maxDowntimeMs: 50, bandwidth: 1000, autoConverge: false }), { parameters: { 'downtime-limit': 50, 'max-bandwidth': 1000 }, capabilities: { 'auto-converge': false } });
+  assert.deepEqual(o, { maxDowntimeMs: 300, bandwidth: null, autoConverge: true, postcopy: false });
+  assert.deepEqual(qemuMigrationSettings({ maxDowntimeMs: 50, bandwidth: 1000, autoConverge: false, postcopy: true }), { parameters: { 'downtime-limit': 50, 'max-bandwidth': 1000 }, capabilities: { 'auto-converge': false, 'postcopy-ram': true } });
   // no cap asked: QEMU's default is set anyway, so that an earlier (cancelled) migration's cap does not stay
-  assert.deepEqual(qemuMigrationSettings({ maxDowntimeMs: 300, bandwidth: null, autoConverge: true }).parameters, { 'downtime-limit': 300, 'max-bandwidth': 128 * 1024 * 1024 });
+  assert.deepEqual(qemuMigrationSettings({ maxDowntimeMs: 300, bandwidth: null, autoConverge: true, postcopy: false }).parameters, { 'downtime-limit': 300, 'max-bandwidth': 128 * 1024 * 1024 });
   assert.throws(() => migrationOptions({ maxDowntimeMs: -1 }), /maxDowntimeMs/);
   assert.throws(() => migrationOptions({ autoConverge: 'yes' }), /autoConverge/);
+  assert.throws(() => migrationOptions({ postcopy: 1 }), /postcopy/);
+  // postcopy-ram is set off too: a QEMU keeps its capabilities from one migration to the next
+  assert.equal(qemuMigrationSettings(o).capabilities['postcopy-ram'], false);
 });
 
 test('an incoming plan starts paused with -incoming defer; a normal one does not', () => {
