@@ -359,7 +359,7 @@ export class ConsoleSession {
   /** Type a command and wait for a marker printed after it, returning what the command printed. */
   async run(cmd: string, timeoutMs = 20_000): Promise<string> {
     if (!this.prompted) {
-      await this.prompt();
+      await this.prompt(Math.max(30_000, timeoutMs)); // a busy guest is as slow to show its prompt as to answer
       this.prompted = true;
     }
     const tag = `__done_${Math.random().toString(36).slice(2, 8)}`;
