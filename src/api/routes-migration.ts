@@ -22,6 +22,7 @@ export const MigrationFigures = Type.Object({
 const IncomingBody = Type.Object({
   uuid: Type.String(), spec: Type.Unknown({ description: 'the instance\'s whole configuration on its source host' }),
   address: Type.String({ description: 'the IP address of this host to receive on' }),
+  disks: Type.Optional(Type.Array(Type.Unknown(), { description: 'the local disks that move (their size and format, as the source says): made here new and empty, exported over NBD' })),
 });
 const StartBody = Type.Object({
   uri: Type.String({ description: 'tcp:IP:PORT, as the destination\'s incoming answered' }),
@@ -36,7 +37,8 @@ export function migrationRoutes(svc: Services): FastifyPluginAsync {
     app.post('/v1/instances/:name/migration/incoming', {
       schema: {
         operationId: 'migrationIncoming', tags, summary: 'Receive a live migration: the instance started paused with -incoming, listening on the URI answered',
-        params: NameParams, body: IncomingBody, response: { 201: Type.Object({ uri: Type.String(), instance: Instance }), ...errors },
+        params: NameParams, body: IncomingBody,
+        response: { 201: Type.Object({ uri: Type.String(), instance: Instance, nbd: Type.Optional(Type.Object({ host: Type.String(), port: Type.Integer() }, { description: 'where the source mirrors the local disks to' })) }), ...errors },
       },
     }, async (req, reply) => reply.status(201).send(await m.incoming(req.params.name, req.body)));
     app.post('/v1/instances/:name/migration', {

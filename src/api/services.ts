@@ -7,6 +7,7 @@ import type { ImageService } from '../services/images.js';
 import type { InstanceService } from '../services/instances.js';
 import type { InstanceConfigService } from '../services/instance-config.js';
 import type { MigrationService } from '../services/migration.js';
+import type { MigrationDiskService } from '../services/migration-disks.js';
 import type { MemoryService } from '../services/memory.js';
 import type { NicService } from '../services/nics.js';
 import type { NetworkService } from '../services/networks.js';
@@ -32,4 +33,6 @@ export interface Services {
   tokens: TokenService;
   /** a host's side of live migrations (a cluster controller drives them) */
   migration: MigrationService;
+  /** the local disks (and base image) that move with a live migration; absent: this host moves none */
+  migrationDisks?: MigrationDiskService;
 }

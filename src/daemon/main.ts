@@ -37,7 +37,9 @@ import { LinuxNetworkHost } from '../network/host.js';
 import { ensureTunOpenable } from '../network/tap.js';
 import { NetworkStore } from '../network/store.js';
 import { VhostUserStore } from '../network/vhost-user-store.js';
-import { MigrationService } from '../services/migration.js';
+import { freePort, MigrationService } from '../services/migration.js';
+import { MigrationDiskService } from '../services/migration-disks.js';
+import { ImageTransfer } from '../services/image-transfer.js';
 import { VhostUserService } from '../services/vhost-user.js';
 import { StorageDaemonService } from '../services/storage-daemons.js';
 import { PassthroughService } from '../services/passthrough.js';
@@ -261,7 +263,10 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   void host.accelerator().then((d) => log.info({ accel: d.accel, reason: d.reason }, 'accelerator chosen'));
 
   const servers: FastifyInstance[] = [];
-  const services = { instances, config, images, host, events, cpu, memory, volumes, disks, nics, networks, passthrough, vhostUser, tokens: new TokenService(store), migration: new MigrationService({ instances, events, log }) };
+  // local disks that move with a live migration, and the base image a destination may lack (migration-disks.ts)
+  const transfer = new ImageTransfer({ images: imageStore, events, removeImage: (name) => images.remove(name), log });
+  const migrationDisks = new MigrationDiskService({ dataDir, instances, volumes, images: imageStore, transfer, freePort, log });
+  const services = { instances, config, images, host, events, cpu, memory, volumes, disks, nics, networks, passthrough, vhostUser, tokens: new TokenService(store), migration: new MigrationService({ instances, events, log, disks: migrationDisks }), migrationDisks };
   // state-changing requests on both listeners, and refused ones on TCP; a failing write is said on stderr, never fatal
   const audit = new AuditLog(paths.audit);
   const unixApi = await buildApi(services, { audit });

@@ -8,6 +8,10 @@
  *   paused runs again; cancel: `migrate_cancel`.
  * - finish: on the destination the guest runs (`cont`); on the source, once QEMU says completed, its QEMU (paused in
  *   postmigrate) ends and its record goes, keeping the shared disk, as an HA move's `forget` does.
+ * Local disks (a root overlay on the local pool, volumes) move too (migration-disks.ts): the destination makes them
+ * before its QEMU starts and exports them over NBD; the source's RAM migration starts only once every mirror is
+ * ready, a cancel abandons the mirrors, and the source's files go only after its mirrors completed and the guest
+ * runs on the destination.
  */
 import { createServer, isIP } from 'node:net';
 import { Value } from '@sinclair/typebox/value';
@@ -17,12 +21,13 @@ import { InstanceSpecSchema } from '../core/spec-schema.js';
 import type { InstanceSpec } from '../core/spec.js';
 import type { EventBus } from './events.js';
 import type { InstanceService, InstanceView } from './instances.js';
+import type { MigrationDiskService } from './migration-disks.js';
 
 /** how long a destination may take to load the last of the state after the source completed */
 const ARRIVAL_MS = 30_000;
 
 /** A free TCP port on `address` now (QEMU binds it right after; a lost race is tried again). */
-function freePort(address: string): Promise<number> {
+export function freePort(address: string): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.once('error', reject);
@@ -39,23 +44,31 @@ export class MigrationService {
   /** the instances this host sends: whether the guest ran when the migration began */
   private readonly outgoing = new Map<string, { wasRunning: boolean }>();
 
-  constructor(private readonly d: { instances: InstanceService; events: EventBus; log: { warn: (o: object, m: string) => void } }) {}
+  /** `disks`: local disks that move with the instance (migration-disks.ts); without it only shared-pool instances move */
+  constructor(private readonly d: { instances: InstanceService; events: EventBus; log: { warn: (o: object, m: string) => void }; disks?: MigrationDiskService }) {}
 
-  async incoming(name: string, body: { uuid?: unknown; spec?: unknown; address?: unknown }): Promise<{ uri: string; instance: InstanceView }> {
+  async incoming(name: string, body: { uuid?: unknown; spec?: unknown; address?: unknown; disks?: unknown }): Promise<{ uri: string; instance: InstanceView; nbd?: { host: string; port: number } }> {
     if (typeof body.address !== 'string' || isIP(body.address) === 0) throw new CorralError('INVALID_SPEC', `address: the IP address this host receives the migration on, got ${JSON.stringify(body.address)}`, { field: 'address' });
     if (typeof body.uuid !== 'string' || !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(body.uuid)) throw new CorralError('INVALID_SPEC', 'uuid: the instance\'s uuid on its source host', { field: 'uuid' });
     if (!Value.Check(InstanceSpecSchema, body.spec)) throw new CorralError('INVALID_SPEC', 'spec: the instance\'s whole configuration as its source host has it', { field: 'spec' });
     const spec = body.spec as InstanceSpec;
     assertMigratable(name, spec);
-    const instance = await this.d.instances.createIncoming(name, body.uuid, spec);
+    // local disks are made here first, new and empty (the incoming QEMU opens them), then exported for the mirrors
+    if (!this.d.disks && body.disks !== undefined) throw new CorralError('NOT_MIGRATABLE', 'this host cannot receive local disks', { name });
+    await this.d.disks?.prepareIncoming(name, body.uuid, spec, body.disks);
+    const instance = await this.d.instances.createIncoming(name, body.uuid, spec).catch(async (e: unknown) => {
+      await this.d.disks?.abortIncoming(name);
+      throw e;
+    });
     this.incomingNames.add(name);
     try {
       const vm = this.d.instances.live(name).vm;
+      const nbd = (await this.d.disks?.exportDisks(name, body.address)) ?? null;
       for (let attempt = 1; ; attempt++) {
         const uri = migrateUri(body.address, await freePort(body.address));
         try {
           await vm.migrateIncoming(uri);
-          return { uri, instance };
+          return { uri, instance, ...(nbd ? { nbd } : {}) };
         } catch (e) {
           if (attempt >= 3) throw e; // the port was taken between the check and QEMU's bind
         }
@@ -63,6 +76,7 @@ export class MigrationService {
     } catch (e) {
       this.incomingNames.delete(name);
       await this.d.instances.delete(name, true, true).catch(() => undefined);
+      await this.d.disks?.abortIncoming(name);
       throw e;
     }
   }
@@ -74,6 +88,7 @@ export class MigrationService {
     if (live.row.state !== 'running') throw new CorralError('NOT_MIGRATABLE', `instance "${name}" is ${live.row.state}: only a running instance is live-migrated`, { name, state: live.row.state });
     if (this.incomingNames.has(name)) throw new CorralError('NOT_MIGRATABLE', `instance "${name}" is being migrated to this host`, { name });
     assertMigratable(name, live.row.spec);
+    await this.d.disks?.assertReady(name, live.row.spec);
     const before = migrationFigures(await live.vm.queryMigrate()).status;
     if (before !== 'none' && migrationOutcome(before) === null) throw new CorralError('NOT_MIGRATABLE', `instance "${name}" is being migrated already (${before})`, { name });
     const s = qemuMigrationSettings(o);
@@ -112,8 +127,10 @@ export class MigrationService {
     if (f.status === 'completed') {
       this.outgoing.delete(name);
       if (!(await live.vm.status()).running) await this.d.instances.resume(name);
+      await this.d.disks?.cancel(name);
       return f;
     }
+    await this.d.disks?.cancel(name);
     await live.vm.migrateCancel();
     return this.status(name);
   }
@@ -128,6 +145,7 @@ export class MigrationService {
         st = await live.vm.status();
       }
       if (st.status === 'inmigrate') throw new CorralError('INVALID_STATE', `instance "${name}" has not arrived yet (QEMU is still in inmigrate after ${ARRIVAL_MS / 1000} s)`, { name });
+      await this.d.disks?.arrived(name); // its NBD server stops before the guest runs
       this.incomingNames.delete(name);
       const view = st.running ? this.d.instances.get(name) : await this.d.instances.resume(name);
       this.d.events.publish('instance.migrated-in', name, {});
@@ -136,8 +154,11 @@ export class MigrationService {
     const live = this.d.instances.live(name);
     const f = migrationFigures(await live.vm.queryMigrate());
     if (f.status !== 'completed') throw new CorralError('INVALID_STATE', `the migration of instance "${name}" is ${f.status}, not completed: it stays here`, { name, status: f.status });
+    const spec = live.row.spec;
+    this.d.disks?.assertCompleted(name, spec);
     this.outgoing.delete(name);
     await this.d.instances.delete(name, true, true);
+    await this.d.disks?.movedAway(name, spec); // its local files go only now: the guest runs on the destination
     this.d.events.publish('instance.moved-away', name, { reason: 'live-migrated to another host' });
     return { side: 'source', instance: null };
   }
