@@ -1,5 +1,6 @@
 /**
- * Live migration through a controller (this slice: instances whose disks are all on the shared pool).
+ * Live migration through a controller. Shared-pool disks stay where they are; local disks (a root overlay on the
+ * host's local pool, attached volumes) move with the instance over NBD (migration-disks.ts has those steps).
  *
  * POST /v1/instances/NAME/migrate checks first, answering an error before anything moves: the instance is running
  * on an `up` host, nothing ties it to that host (core/migration.ts names the disk or device: NOT_MIGRATABLE), and
@@ -32,6 +33,7 @@ import type { ClusterEvents } from './cluster-events.js';
 import { noApi, type AgentClient } from './agent-client.js';
 import { hostOf } from './controller-instances.js';
 import { summaryOfReply } from './instance-reports.js';
+import { DiskMover, type DiskProgress, type DiskResult } from './migration-disks.js';
 
 const POLL_MS = 100;
 /** how long an agent may take to start the incoming QEMU */
@@ -49,7 +51,7 @@ export interface MigrationDeps {
 export interface MigrateRequest { to?: string; options: MigrationOptions; timeoutS: number }
 
 /** The final figures the CLI prints with --json. */
-export interface MigrationResult {
+export interface MigrationResult extends Partial<DiskResult> {
   instance: string; from: string; to: string; totalMs: number | null; downtimeMs: number | null; setupMs: number | null;
   transferredBytes: number | null; totalBytes: number | null; passes: number | null;
 }
@@ -84,29 +86,39 @@ export class Migrator {
   }
 
   /** The checks and the destination's reservation; what run() needs then. */
-  async prepare(name: string, req: MigrateRequest): Promise<{ from: HostRow; to: HostRow; uuid: string; spec: InstanceSpec }> {
+  async prepare(name: string, req: MigrateRequest): Promise<{ from: HostRow; to: HostRow; uuid: string; spec: InstanceSpec; disks?: DiskMover | null }> {
     const { host: from } = await hostOf(this.d, name);
     if (req.to !== undefined && !(await this.d.store.getHost(req.to))) throw new CorralError('HOST_NOT_FOUND', `no host named "${req.to}" in the cluster (corral host list shows them)`, { host: req.to });
     const view = await this.d.agents.json<{ state: string; uuid: string; spec: InstanceSpec }>(from, 'GET', this.path(name));
     assertMigratable(name, view.spec);
     if (view.state !== 'running') throw new CorralError('NOT_MIGRATABLE', `instance "${name}" is ${view.state}: only a running instance is live-migrated`, { name, state: view.state });
     const to = await this.d.instances.reserveMigration(name, from.name, req.to);
-    return { from, to, uuid: view.uuid, spec: view.spec };
+    // local disks: what moves, checked on both hosts before anything does (migration-disks.ts)
+    const disks = await DiskMover.prepare(this.d.agents, name, view.spec, from, to, this.d.pollMs).catch(async (e: unknown) => {
+      await this.d.instances.abortMigration(name, {
+        type: 'instance.migration-failed', host: from.name, instance: name,
+        data: { from: from.name, to: to.name, reason: (e as Error).message, ...(isCorralError(e) ? { code: e.code } : {}) },
+      }).catch(() => undefined);
+      throw e;
+    });
+    return { from, to, uuid: view.uuid, spec: view.spec, disks };
   }
 
-  /** Steps 1 to 3 of the file's comment; `progress` gets each poll's figures. */
-  async run(name: string, req: MigrateRequest, p: Awaited<ReturnType<Migrator['prepare']>>, progress: (f: MigrationFigures) => void): Promise<MigrationResult> {
-    const { from, to } = p;
+  /** Steps 1 to 3 of the file's comment; `progress` gets each poll's figures, `onDisks` the local disks' progress. */
+  async run(name: string, req: MigrateRequest, p: Awaited<ReturnType<Migrator['prepare']>>, progress: (f: MigrationFigures) => void, onDisks: (d: DiskProgress) => void = () => undefined): Promise<MigrationResult> {
+    const { from, to, disks } = p;
+    const deadline = Date.now() + req.timeoutS * 1000;
     const a = this.d.agents;
     let incoming = false;
     let started = false;
     let last: MigrationFigures | null = null;
     try {
-      const inc = await a.json<{ uri: string }>(to, 'POST', this.path(name, '/migration/incoming'), { uuid: p.uuid, spec: p.spec, address: await hostIp(to) }, INCOMING_TIMEOUT_MS);
+      await disks?.sendImage(from, to, onDisks);
+      const inc = await a.json<{ uri: string; nbd?: { host: string; port: number } }>(to, 'POST', this.path(name, '/migration/incoming'), { uuid: p.uuid, spec: p.spec, address: await hostIp(to), ...disks?.incomingBody() }, INCOMING_TIMEOUT_MS);
       incoming = true;
       started = true; // from here the source may have paused: a rollback asks it to run on
+      await disks?.mirror(from, inc.nbd, req.options.bandwidth, { at: deadline, s: req.timeoutS }, onDisks);
       await a.json(from, 'POST', this.path(name, '/migration'), { uri: inc.uri, ...req.options, bandwidth: req.options.bandwidth ?? undefined });
-      const deadline = Date.now() + req.timeoutS * 1000;
       let cancelled = false;
       for (;;) {
         last = await a.json<MigrationFigures>(from, 'GET', this.path(name, '/migration'));
@@ -123,7 +135,9 @@ export class Migrator {
         }
         await sleep(this.d.pollMs ?? POLL_MS);
       }
-      // the source is paused in postmigrate: the destination takes over
+      // the source is paused in postmigrate: its mirrors end first (the destination's disks then equal its own), then
+      // the destination takes over
+      await disks?.complete(from);
       let fin: { instance: unknown };
       try {
         fin = await a.json<{ instance: unknown }>(to, 'POST', this.path(name, '/migration/finish'));
@@ -143,7 +157,7 @@ export class Migrator {
       // the destination runs the guest now: whatever follows, the source never runs again
       incoming = false;
       started = false;
-      const result = resultOf(name, from.name, to.name, last);
+      const result: MigrationResult = { ...resultOf(name, from.name, to.name, last), ...disks?.result() };
       await this.d.instances.completeMigration(name, to.name, { type: 'instance.migrated', host: to.name, instance: name, data: { ...result } });
       const summary = summaryOfReply(fin.instance, name);
       if (summary) await this.d.instances.setView(name, to.name, summary).catch(() => undefined);
@@ -155,6 +169,8 @@ export class Migrator {
       return result;
     } catch (e) {
       await this.rollback(name, from, to, incoming, started, e, last);
+      // what the destination made for the local disks (volumes, an image it received) goes once its instance has
+      await disks?.abandon(to).catch((err: unknown) => this.d.log.warn({ instance: name, error: (err as Error).message }, 'removing what a failed migration made on its destination failed'));
       throw e;
     }
   }
@@ -192,7 +208,7 @@ export function controllerMigrationRoutes(m: Migrator) {
       const line = (o: unknown): void => { out.write(`${JSON.stringify(o)}\n`); };
       void reply.type('application/x-ndjson').send(out);
       // it runs to its end whether or not the client stays
-      m.run(name, r, prepared, (f) => line({ type: 'progress', ...f }))
+      m.run(name, r, prepared, (f) => line({ type: 'progress', ...f }), (d) => line({ type: 'disks', ...d }))
         .then((result) => line({ type: 'result', result }))
         .catch((e: unknown) => line({ type: 'error', ...(isCorralError(e) ? e : new CorralError('INTERNAL', (e as Error).message)).toJSON() }))
         .finally(() => out.end());
