@@ -37,6 +37,9 @@ async function nothingOf(host: string): Promise<void> {
 
 const MARK_ROOT = 'corral-local-root-mark';
 const MARK_VOL = 'corral-local-volume-mark';
+/** reads that go to the disk, not to the guest's page cache (which moves with its RAM) */
+const UNCACHED = 'sync; echo 3 > /proc/sys/vm/drop_caches';
+const readVolume = (sector: number, bytes: number): string => `dd if=/dev/vdb bs=512 skip=${sector} count=1 2>/dev/null | head -c ${bytes}; echo`;
 
 before(async () => {
   if (skip) return;
@@ -47,9 +50,10 @@ before(async () => {
   await ok(['start', 'l1']);
   await c.host('a1').waitConsole('l1', /corral-tiny ready/);
   uuid = (await c.host('a1').ok('GET', '/v1/instances/l1')).uuid;
-  // what the guest writes to both disks before the move; 6 MiB of the volume is data a mirror must copy
+  // what the guest writes to both disks before the move (a file on its root filesystem, a sector of the volume);
+  // 6 MiB of the volume is data a mirror must copy
   const a1 = c.host('a1');
-  assert.match(await a1.guest('l1', `echo ${MARK_ROOT} > /tmp/r && dd if=/tmp/r of=/dev/vda bs=512 seek=200 conv=fsync 2>/dev/null; `
+  assert.match(await a1.guest('l1', `echo ${MARK_ROOT} > /mark-root; `
     + `echo ${MARK_VOL} > /tmp/v && dd if=/tmp/v of=/dev/vdb bs=512 seek=300 conv=fsync 2>/dev/null; `
     + 'dd if=/dev/urandom of=/dev/vdb bs=1M seek=8 count=6 conv=fsync 2>/dev/null; sync; echo written', 60_000), /written/);
 });
@@ -101,14 +105,18 @@ test('migrated a1 -> a2 with its disks: the counter goes on, the same boot, both
   const boot = await bootId(a1);
   await startCounter(a1, 'l1');
   await waitFor(async () => lastTick(await a1.consoleLog('l1')) >= 2, 30_000, 'the counter to run');
+  // a writer: write N goes to the volume's sector 1000+N (fsync), then N to /tmp/n (RAM); every write the guest
+  // counted before the switch-over must be on a2's disk, whatever was still being mirrored then
+  await a1.guest('l1', 'sh -c \'n=0; while :; do n=$((n+1)); echo "w $n" | dd of=/dev/vdb bs=512 seek=$((1000+n)) conv=fsync 2>/dev/null; echo $n > /tmp/n; usleep 100000; done\' >/dev/null 2>&1 & echo $! > /tmp/wpid');
+  await waitFor(async () => Number((/n=(\d+)/.exec(await a1.guest('l1', 'echo n=$(cat /tmp/n)')) ?? [])[1] ?? 0) >= 3, 30_000, 'the writer to write');
 
+  const ticked = lastTick(await a1.consoleLog('l1'));
   const res = await ok(['migrate', 'l1', '--to', 'a2']);
   assert.equal(res.from, 'a1');
   assert.equal(res.to, 'a2');
   for (const k of ['totalMs', 'downtimeMs', 'diskBytes', 'diskMs']) assert.equal(typeof res[k], 'number', `${k} in ${JSON.stringify(res)}`);
   assert.ok(res.diskBytes >= 64 * 1024 * 1024, `the volume's 64 MiB at least: ${res.diskBytes}`);
   assert.equal(res.imageBytes, undefined, 'a2 had the same base image: none was sent');
-  const before = lastTick(await a1.consoleLog('l1').catch(() => ''));
 
   assert.equal(await c.hostOf('l1'), 'a2');
   await waitFor(async () => qemuHosts().length === 1, 30_000, 'the source QEMU gone');
@@ -122,9 +130,15 @@ test('migrated a1 -> a2 with its disks: the counter goes on, the same boot, both
   assert.deepEqual(listed.map((v: any) => [v.host, v.attachedTo]), [['a2', 'l1']], 'the cluster lists the volume on a2, attached');
 
   assert.equal(await bootId(a2), boot, 'the same boot: it was never restarted');
-  await waitFor(async () => lastTick(await a2.consoleLog('l1')) > Math.max(before, 0) + 1, 30_000, 'the counter to go on on a2');
-  const read = await a2.guest('l1', `dd if=/dev/vda bs=512 skip=200 count=1 2>/dev/null | head -c ${MARK_ROOT.length}; echo; dd if=/dev/vdb bs=512 skip=300 count=1 2>/dev/null | head -c ${MARK_VOL.length}; echo`);
+  await waitFor(async () => lastTick(await a2.consoleLog('l1')) > ticked + 1, 30_000, 'the counter to go on on a2 (from where it was, not from 0)');
+  const read = await a2.guest('l1', `${UNCACHED}; cat /mark-root; ${readVolume(300, MARK_VOL.length)}`);
   assert.match(read, new RegExp(`${MARK_ROOT}[\\s\\S]*${MARK_VOL}`));
+  // the writer stopped on a2: every write it counted, before the switch-over and after, is on a2's volume
+  const n = Number(/n=(\d+)/.exec(await a2.guest('l1', 'kill $(cat /tmp/wpid); usleep 300000; echo n=$(cat /tmp/n)'))?.[1]);
+  assert.ok(n > 3, `the writer went on on a2: ${n}`);
+  const written = await a2.guest('l1', `${UNCACHED}; dd if=/dev/vdb bs=512 skip=1001 count=${n} 2>/dev/null | tr -d '\\000' | tr '\\n' ' '; echo`, 60_000);
+  const want = Array.from({ length: n }, (_, i) => `w ${i + 1}`).join(' ');
+  assert.ok(written.includes(want), `writes 1..${n} on a2's volume: ${written.slice(-400)}`);
   const migrated = (await c.eventsOf('l1')).find((e) => e.type === 'instance.migrated');
   assert.equal(migrated?.data.diskBytes, res.diskBytes, 'the event has the disk figures');
 });
@@ -153,6 +167,6 @@ test('back to a1, which lacks the base image now: it is sent first (a cancelled 
   assert.equal((await a1.ok('GET', '/v1/instances/l1/migration/disks')).image.digest, digest, 'a1 has the very image a2 has');
   assert.deepEqual(qemuHosts(), ['a1']);
   assert.equal(await bootId(a1), boot);
-  assert.match(await a1.guest('l1', `dd if=/dev/vdb bs=512 skip=300 count=1 2>/dev/null | head -c ${MARK_VOL.length}; echo`), new RegExp(MARK_VOL));
+  assert.match(await a1.guest('l1', `${UNCACHED}; cat /mark-root; ${readVolume(300, MARK_VOL.length)}`), new RegExp(`${MARK_ROOT}[\\s\\S]*${MARK_VOL}`));
   assert.ok(!readdirSync(join(a2.dataDir, 'instances')).includes(uuid) && !existsSync(volumeOf('a2')), 'a2\'s files are gone');
 });
