@@ -72,6 +72,12 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
 export class MigrationDiskService {
   private outgoing = new Map<string, Outgoing>();
   private incoming = new Map<string, Incoming>();
+  /**
+   * Instances whose migration asked for their facts and has not mirrored yet (the base image on its way, the
+   * destination's QEMU starting); `cancelled`: those of them a cancel came for, whose mirrors then never start.
+   */
+  private preparing = new Set<string>();
+  private cancelled = new Set<string>();
 
   constructor(private readonly d: MigrationDiskDeps) {}
 
@@ -90,8 +96,19 @@ export class MigrationDiskService {
 
   // ---- the source
 
-  /** What moves with the instance: its local disks (size and format each) and its root overlay's base image. */
+  /**
+   * What moves with the instance (the first question of a migration: from here a cancel is kept until its mirrors
+   * would start, which they then do not).
+   */
   async facts(name: string): Promise<DiskFacts> {
+    const f = await this.readFacts(name);
+    this.cancelled.delete(name);
+    this.preparing.add(name);
+    return f;
+  }
+
+  /** Its local disks (size and format each) and its root overlay's base image. */
+  private async readFacts(name: string): Promise<DiskFacts> {
     const row = this.d.instances.rowOf(name);
     const disks: MovingDisk[] = [];
     for (const m of movingDisks(row.spec)) {
@@ -133,9 +150,12 @@ export class MigrationDiskService {
     if (live.row.state !== 'running') throw new CorralError('NOT_MIGRATABLE', `instance "${name}" is ${live.row.state}: only a running instance is live-migrated`, { name, state: live.row.state });
     const was = this.outgoing.get(name);
     if (was && !was.ended) throw new CorralError('NOT_MIGRATABLE', `the disks of instance "${name}" are being mirrored already`, { name });
-    const { disks } = await this.facts(name);
-    const out: Outgoing = { disks, started: Date.now(), cancelled: false, ended: false, completed: null };
+    const { disks } = await this.readFacts(name);
+    this.preparing.delete(name);
+    const cancelled = this.cancelled.delete(name);
+    const out: Outgoing = { disks, started: Date.now(), cancelled, ended: cancelled, completed: null };
     this.outgoing.set(name, out);
+    if (cancelled) return this.mirrorStatus(name); // cancelled before its mirrors began: they never do
     try {
       for (const [i, d] of disks.entries()) {
         if (out.cancelled) break;
@@ -146,6 +166,8 @@ export class MigrationDiskService {
       await this.end(out, live.vm, true).catch(() => undefined);
       throw e;
     }
+    // a cancel that came while the mirrors were being added ended those it saw: these end too
+    if (out.cancelled) await this.end(out, live.vm, true);
     return this.mirrorStatus(name);
   }
 
@@ -194,6 +216,7 @@ export class MigrationDiskService {
    */
   async cancel(name: string): Promise<void> {
     const out = this.outgoing.get(name);
+    if (this.preparing.has(name) && (!out || out.ended)) this.cancelled.add(name);
     if (!out) return;
     out.completed = null;
     if (out.ended) return;

@@ -120,7 +120,7 @@ test('the source: facts, one NBD node and mirror per disk, ready; completed grac
   assert.throws(() => volumes.store.record('data'), /does not exist/);
 });
 
-test('the source: a cancel abandons the mirrors (forced); the status says cancelled and its files are never forgotten', { skip }, async () => {
+test('the source: a cancel abandons the mirrors (forced), or keeps them from starting; the status says cancelled and its files are never forgotten', { skip }, async () => {
   const { images, volumes, vm, uuid, spec, rows, root, svc } = await setup();
   mkdirSync(join(root, '..'), { recursive: true });
   await createOverlay(root, images.get('base').disk, 'qcow2', null);
@@ -133,6 +133,16 @@ test('the source: a cancel abandons the mirrors (forced); the status says cancel
   assert.equal((await svc.mirrorStatus('g1')).status, 'cancelled');
   await assert.rejects(svc.assertReady('g1', spec), /mirrors are cancelled/);
   assert.throws(() => svc.assertCompleted('g1', spec), /stay here/);
+  // a cancel that comes after the migration asked for the facts, before its mirrors begin: they never do
+  await svc.facts('g1');
+  await svc.cancel('g1');
+  const before = vm.calls.length;
+  assert.equal((await svc.mirror('g1', { host: '10.0.0.12', port: 4000 })).status, 'cancelled');
+  assert.equal(vm.calls.length, before, 'no NBD node, no mirror');
+  // and the next migration starts afresh: its facts forget an old cancel
+  await svc.facts('g1');
+  assert.equal((await svc.mirror('g1', { host: '10.0.0.12', port: 4000 })).status, 'ready');
+  await svc.cancel('g1');
   // a volume with internal snapshots: a mirror would not copy them
   await volumes.snapshot('data', 's1');
   await assert.rejects(svc.facts('g1'), (e: CorralError) => e.code === 'NOT_MIGRATABLE' && /volume data has internal snapshots/.test(e.message));
