@@ -60,7 +60,7 @@ export function migrationDiskRoutes(svc: Services): FastifyPluginAsync {
     app.post('/v1/instances/:name/migration/disks/check', {
       schema: {
         operationId: 'migrationDiskCheck', tags, summary: 'A destination\'s answers before anything moves: volume names taken here, its copy of the base image, room for the disks',
-        params: NameParams, body: Type.Object({ disks: Type.Array(Type.Unknown()), image: Type.Union([Type.Unknown(), Type.Null()]) }), response: { 200: Check, ...errors },
+        params: NameParams, body: Type.Object({ disks: Type.Array(Type.Unknown()), image: Type.Unknown({ description: 'the base image\'s identity as the source says, or null' }) }), response: { 200: Check, ...errors },
       },
     }, async (req) => disks().check(req.body));
     app.post('/v1/instances/:name/migration/disks/mirror', {

@@ -95,7 +95,11 @@ export class DiskMover {
         },
       });
       res.on('error', (e) => count.destroy(e));
-      await this.a.upload(to, 'PUT', this.path(`/migration/image/${f.role}`), res.pipe(count), f.size);
+      try {
+        await this.a.upload(to, 'PUT', this.path(`/migration/image/${f.role}`), res.pipe(count), f.size);
+      } finally {
+        res.destroy(); // (read to its end already, unless the destination refused or went away mid-way)
+      }
     }
     await this.a.json(to, 'POST', this.path('/migration/image/commit'), this.facts.imageRecord);
     this.imageBytes = totalBytes;
