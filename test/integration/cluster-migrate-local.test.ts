@@ -99,7 +99,7 @@ test('a migration cancelled while its disks are mirrored leaves the guest runnin
   assert.equal((await c.host('a1').ok('GET', '/v1/instances/l1/migration/disks/mirror')).status, 'cancelled');
 });
 
-test('migrated a1 -> a2 with its disks: the counter goes on, the same boot, both disks read back; files and QEMU on a2 only', { skip, timeout: 240_000 }, async () => {
+test('migrated a1 -> a2 with its disks: the counter goes on, the same boot, both disks read back; files and QEMU on a2 only', { skip, timeout: 240_000 }, async (t) => {
   const a1 = c.host('a1');
   const a2 = c.host('a2');
   const boot = await bootId(a1);
@@ -112,6 +112,7 @@ test('migrated a1 -> a2 with its disks: the counter goes on, the same boot, both
 
   const ticked = lastTick(await a1.consoleLog('l1'));
   const res = await ok(['migrate', 'l1', '--to', 'a2']);
+  t.diagnostic(`figures: ${JSON.stringify(res)}`);
   assert.equal(res.from, 'a1');
   assert.equal(res.to, 'a2');
   for (const k of ['totalMs', 'downtimeMs', 'diskBytes', 'diskMs']) assert.equal(typeof res[k], 'number', `${k} in ${JSON.stringify(res)}`);
@@ -143,7 +144,7 @@ test('migrated a1 -> a2 with its disks: the counter goes on, the same boot, both
   assert.equal(migrated?.data.diskBytes, res.diskBytes, 'the event has the disk figures');
 });
 
-test('back to a1, which lacks the base image now: it is sent first (a cancelled try removes its copy), then the guest arrives', { skip, timeout: 300_000 }, async () => {
+test('back to a1, which lacks the base image now: it is sent first (a cancelled try removes its copy), then the guest arrives', { skip, timeout: 300_000 }, async (t) => {
   const a1 = c.host('a1');
   const a2 = c.host('a2');
   await a1.ok('DELETE', '/v1/images/tiny');
@@ -163,6 +164,7 @@ test('back to a1, which lacks the base image now: it is sent first (a cancelled 
 
   const boot = await bootId(a2);
   const res = await ok(['migrate', 'l1', '--to', 'a1']);
+  t.diagnostic(`figures: ${JSON.stringify(res)}`);
   assert.equal(res.to, 'a1');
   assert.ok(res.imageBytes > 0, `the image was sent: ${JSON.stringify(res)}`);
   assert.equal((await a1.ok('GET', '/v1/instances/l1/migration/disks')).image.digest, digest, 'a1 has the very image a2 has');
