@@ -59,6 +59,17 @@ export const ROUTE_ROLES: Readonly<Record<string, RouteRule>> = {
   'GET /v1/instances/:name/migration/facts': viewer,
   'POST /v1/instances/:name/migration/resume-source': operator,
   'POST /v1/instances/:name/migration/postcopy': operator,
+  // local disks moving with it (routes-migration-disks.ts); an image's files leave or join a host: admin's, as images
+  'GET /v1/instances/:name/migration/disks': operator,
+  'POST /v1/instances/:name/migration/disks/check': operator,
+  'POST /v1/instances/:name/migration/disks/mirror': operator,
+  'GET /v1/instances/:name/migration/disks/mirror': viewer,
+  'POST /v1/instances/:name/migration/disks/complete': operator,
+  'POST /v1/instances/:name/migration/disks/abort': operator,
+  'GET /v1/instances/:name/migration/image/:role': admin,
+  'POST /v1/instances/:name/migration/image': admin,
+  'PUT /v1/instances/:name/migration/image/:role': admin,
+  'POST /v1/instances/:name/migration/image/commit': admin,
   'POST /v1/instances/:name/migrate': operator,
   'POST /v1/instances/:name/migrate/cancel': operator,
   // a stopped instance moved between hosts (a host's side; a controller drives it for host evacuate)

@@ -20,7 +20,7 @@ export const MigrationFigures = Type.Object({
 }, { title: 'MigrationFigures' });
 
 /** A migration's TLS material for one side (core/migration-transport.ts); the key is handed to QEMU only */
-const TlsMaterial = Type.Object({
+export const TlsMaterial = Type.Object({
   caPem: Type.String({ description: 'the cluster CA' }), certPem: Type.String({ description: 'this side\'s certificate for this migration' }),
   keyPem: Type.String({ description: 'its key' }),
   peer: Type.String({ description: 'the destination: the distinguished name of the one client it lets in; the source: the host name the destination\'s certificate carries' }),
@@ -30,6 +30,7 @@ const IncomingBody = Type.Object({
   address: Type.String({ description: 'the IP address of this host to receive on' }),
   tls: Type.Optional(TlsMaterial),
   postcopy: Type.Optional(Type.Boolean({ description: 'the source may switch to postcopy: checked here first, before anything moves (POSTCOPY_UNAVAILABLE)' })),
+  disks: Type.Optional(Type.Array(Type.Unknown(), { description: 'the local disks that move (their size and format, as the source says): made here new and empty, exported over NBD' })),
 });
 const StartBody = Type.Object({
   uri: Type.String({ description: 'tcp:IP:PORT, as the destination\'s incoming answered' }),
@@ -46,7 +47,8 @@ export function migrationRoutes(svc: Services): FastifyPluginAsync {
     app.post('/v1/instances/:name/migration/incoming', {
       schema: {
         operationId: 'migrationIncoming', tags, summary: 'Receive a live migration: the instance started paused with -incoming, listening on the URI answered',
-        params: NameParams, body: IncomingBody, response: { 201: Type.Object({ uri: Type.String(), instance: Instance }), ...errors },
+        params: NameParams, body: IncomingBody,
+        response: { 201: Type.Object({ uri: Type.String(), instance: Instance, nbd: Type.Optional(Type.Object({ host: Type.String(), port: Type.Integer() }, { description: 'where the source mirrors the local disks to' })) }), ...errors },
       },
     }, async (req, reply) => reply.status(201).send(await m.incoming(req.params.name, req.body)));
     app.post('/v1/instances/:name/migration', {

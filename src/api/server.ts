@@ -16,6 +16,7 @@ import { instanceRoutes } from './routes-instances.js';
 import { migrationRoutes } from './routes-migration.js';
 import { clusterMoveRoutes } from './routes-cluster-moves.js';
 import { migrationRecoveryRoutes } from './routes-migration-recovery.js';
+import { migrationDiskRoutes } from './routes-migration-disks.js';
 import { imageRoutes } from './routes-images.js';
 import { eventRoutes } from './routes-events.js';
 import { cpuRoutes } from './routes-cpu.js';
@@ -155,6 +156,7 @@ export async function buildApi(svc: Services, opts: ApiOptions = {}): Promise<Fa
   await app.register(migrationRoutes(svc));
   await app.register(clusterMoveRoutes(svc));
   await app.register(migrationRecoveryRoutes(svc));
+  await app.register(migrationDiskRoutes(svc));
   await app.register(imageRoutes(svc));
   await app.register(eventRoutes(svc, limits));
   await app.register(cpuRoutes(svc));

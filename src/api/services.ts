@@ -8,6 +8,7 @@ import type { InstanceService } from '../services/instances.js';
 import type { InstanceConfigService } from '../services/instance-config.js';
 import type { MigrationService } from '../services/migration.js';
 import type { MigrationRecoveryService } from '../services/migration-recovery.js';
+import type { MigrationDiskService } from '../services/migration-disks.js';
 import type { MemoryService } from '../services/memory.js';
 import type { MetricsService } from '../services/metrics.js';
 import type { NicService } from '../services/nics.js';
@@ -38,4 +39,6 @@ export interface Services {
   metrics: MetricsService;
   /** a host's side of recovering live migrations that nobody drives any more */
   migrationRecovery: MigrationRecoveryService;
+  /** the local disks (and base image) that move with a live migration; absent: this host moves none */
+  migrationDisks?: MigrationDiskService;
 }

@@ -8,6 +8,7 @@ import type { Command } from 'commander';
 import { parseSize } from '../core/units.js';
 import type { MigrationFigures } from '../core/migration.js';
 import type { MigrationResult } from '../cluster/migration.js';
+import type { DiskProgress } from '../cluster/migration-disks.js';
 import { CliError } from './client-error.js';
 import { lines, type ApiClient } from './client.js';
 import { printJson, printLines, size } from './format.js';
@@ -26,6 +27,16 @@ export function migrationLine(f: MigrationFigures): string {
   return parts.join('  ');
 }
 
+/**
+ * One progress line of the local disks: the base image on its way (`image tiny  12 MiB of 20 MiB`), then the
+ * mirrors (`disks copying  70 MiB of 200 MiB  disk0 6 MiB of 9 MiB  vol-data 64 MiB of 191 MiB`).
+ */
+export function diskLine(d: DiskProgress): string {
+  if (d.phase === 'image') return `image ${d.image}  ${size(d.doneBytes)} of ${size(d.totalBytes)}`;
+  const each = d.disks.map((x) => `${x.disk} ${size(x.doneBytes)} of ${size(x.totalBytes)}${x.ready ? ' ready' : ''}`);
+  return [`disks ${d.status}`, `${size(d.doneBytes)} of ${size(d.totalBytes)}`, ...each].join('  ');
+}
+
 /** `--bandwidth 100M` or `100MiB/s`: bytes per second. */
 export function parseBandwidth(v: string): number {
   return parseSize('bandwidth', v.replace(/\/s$/, ''));
@@ -33,22 +44,22 @@ export function parseBandwidth(v: string): number {
 
 interface MigrateOpts { to?: string; maxDowntime: number; bandwidth?: number; autoConverge: boolean; postcopy?: boolean; timeout?: number; cancel?: boolean; json?: boolean }
 
-type Line = { type: 'progress' } & MigrationFigures | { type: 'result'; result: MigrationResult } | { type: 'error'; error?: { code?: string; message?: string } };
+type Line = { type: 'progress' } & MigrationFigures | { type: 'disks' } & DiskProgress | { type: 'result'; result: MigrationResult } | { type: 'error'; error?: { code?: string; message?: string } };
 
 export function registerMigrateCommand(program: Command, client: () => ApiClient): void {
   program
     .command('migrate')
-    .description('live-migrate a running instance to another host of the cluster (through a controller; shared-pool disks only for now)')
+    .description('live-migrate a running instance to another host of the cluster (through a controller; local disks and volumes are mirrored along)')
     .argument('<name>', 'instance name')
     .option('--to <host>', 'the destination host (default: the placer chooses, as for an HA move)')
     .option('--max-downtime <ms>', 'the longest pause QEMU may make at the switch-over', wholeNumber, 300)
-    .option('--bandwidth <size/s>', 'cap the transfer rate (e.g. 100M/s)', parseBandwidth)
+    .option('--bandwidth <size/s>', 'cap the transfer rate (e.g. 100M/s), of the RAM and of each local disk\'s mirror', parseBandwidth)
     .option('--auto-converge', 'slow the guest\'s vCPUs down when it dirties memory faster than it moves (default)', true)
     .option('--no-auto-converge', 'never slow the guest down')
     .option('--postcopy', 'switch to postcopy once the first pass is done: the guest runs on the destination while the rest of its memory comes (always ends; no rollback after the switch)')
     .option('--timeout <seconds>', 'give up (cancel) after this long, unless switched to postcopy; the instance keeps running where it was', wholeNumber)
     .option('--cancel', 'cancel the migration of this instance under way')
-    .option('--json', 'print the final figures (totalMs, downtimeMs, setupMs, bytes, passes) as JSON')
+    .option('--json', 'print the final figures (totalMs, downtimeMs, setupMs, bytes, passes; diskBytes, diskMs when disks moved) as JSON')
     .action(async (name: string, o: MigrateOpts) => {
       if (o.cancel) {
         const f = await client().call<MigrationFigures>('POST', `/v1/instances/${enc(name)}/migrate/cancel`, {});
@@ -69,9 +80,9 @@ export function registerMigrateCommand(program: Command, client: () => ApiClient
       await lines(res, (text) => {
         if (text.trim() === '') return;
         const ev = JSON.parse(text) as Line;
-        if (ev.type === 'progress') {
+        if (ev.type === 'progress' || ev.type === 'disks') {
           if (tty) {
-            process.stderr.write(`\r\x1b[K${migrationLine(ev)}`);
+            process.stderr.write(`\r\x1b[K${ev.type === 'disks' ? diskLine(ev) : migrationLine(ev)}`);
             open = true;
           }
         } else if (ev.type === 'result') result = ev.result;
@@ -81,6 +92,9 @@ export function registerMigrateCommand(program: Command, client: () => ApiClient
       if (failure) throw failure;
       if (!result) throw new CliError('the controller ended the stream without a result (did it stop?)');
       if (o.json) printJson(result);
-      else printLines(`${name}: migrated from ${result.from} to ${result.to} in ${result.totalMs ?? '?'} ms (downtime ${result.downtimeMs ?? '?'} ms, ${result.passes ?? '?'} passes, ${size(result.transferredBytes ?? 0)} sent${result.tls ? ' over TLS' : ' in plain TCP'}${result.postcopy ? ', postcopy' : ''})`);
+      else {
+        const disks = result.diskBytes !== undefined ? `; disks: ${size(result.diskBytes)} mirrored in ${result.diskMs ?? '?'} ms${result.imageBytes ? `, image ${size(result.imageBytes)} sent first` : ''}` : '';
+        printLines(`${name}: migrated from ${result.from} to ${result.to} in ${result.totalMs ?? '?'} ms (downtime ${result.downtimeMs ?? '?'} ms, ${result.passes ?? '?'} passes, ${size(result.transferredBytes ?? 0)} sent${result.tls ? ' over TLS' : ' in plain TCP'}${result.postcopy ? ', postcopy' : ''}${disks})`);
+      }
     });
 }

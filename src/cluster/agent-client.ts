@@ -6,6 +6,7 @@
  */
 import type { IncomingMessage } from 'node:http';
 import { request } from 'node:https';
+import type { Readable } from 'node:stream';
 import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import { CorralError } from '../core/errors.js';
 import type { HostRow } from './cluster-store.js';
@@ -51,6 +52,34 @@ export class AgentClient {
     res.socket.setTimeout(0);
     res.socket.setKeepAlive(true, KEEPALIVE_MS);
     return res;
+  }
+
+  /**
+   * A request whose body is a stream of `length` bytes (application/octet-stream: an image's file relayed from one
+   * agent to another), its JSON answer parsed, or the agent's own error. No idle timeout while the body flows; TCP
+   * keep-alive ends it if the agent goes away.
+   */
+  upload<T>(host: HostRow, method: string, path: string, body: Readable, length: number): Promise<T> {
+    if (!host.address) return Promise.reject(noApi(host));
+    return new Promise<T>((resolve, reject) => {
+      const req = request(new URL(path, host.address), {
+        method, ...agentTlsOptions(this.tls, host),
+        headers: { accept: 'application/json', 'content-type': 'application/octet-stream', 'content-length': String(length) },
+      }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('error', (e) => reject(unavailable(host, e)));
+        res.on('end', () => {
+          const parsed = parse(Buffer.concat(chunks));
+          if ((res.statusCode ?? 0) >= 400) reject(agentError(host, res.statusCode ?? 0, parsed));
+          else resolve(parsed as T);
+        });
+      });
+      req.on('socket', (sock) => sock.setKeepAlive(true, KEEPALIVE_MS));
+      req.on('error', (e) => reject(unavailable(host, e)));
+      body.on('error', (e) => req.destroy(e));
+      body.pipe(req);
+    });
   }
 
   /** The request, and its response once its head has come; HOST_UNAVAILABLE for anything before that. */

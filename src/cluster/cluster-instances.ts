@@ -197,9 +197,10 @@ export class ClusterInstances {
 
   /**
    * Reserve a live migration's destination (migration.ts): under the placement lock, the instance still on `from`
-   * and on the shared pool with no migration under way, the destination (`to`, or the placer's choice among the
-   * others, as an HA move) checked as a placement is; what the instance reserves counts there too from now on
-   * (migrating_to, migration 12), until completeMigration or abortMigration. Recorded as instance.migrating.
+   * with no migration under way, the destination (`to`, or the placer's choice among the others, as an HA move;
+   * a host with the shared pool for a shared-pool root disk) checked as a placement is; what the instance reserves
+   * counts there too from now on (migrating_to, migration 12), until completeMigration or abortMigration. Recorded
+   * as instance.migrating.
    */
   async reserveMigration(name: string, from: string, to?: string, unfit?: ReadonlyMap<string, string>): Promise<HostRow> {
     return this.underPlacementLock(async (client) => {
@@ -207,10 +208,9 @@ export class ClusterInstances {
       if (!cur) throw new CorralError('INSTANCE_NOT_FOUND', `instance "${name}" does not exist in the cluster`, { name });
       if (cur.host !== from) throw new CorralError('INVALID_STATE', `instance "${name}" is no longer on host "${from}"`, { name });
       if (cur.migrating_to !== null) throw new CorralError('NOT_MIGRATABLE', `instance "${name}" is being migrated to host ${cur.migrating_to} already`, { name, to: cur.migrating_to });
-      if (cur.pool !== 'shared') throw new CorralError('NOT_MIGRATABLE', `instance "${name}" cannot be live-migrated: root disk: on the host's local pool (only shared-pool disks migrate for now)`, { name });
       if (to === from) throw new CorralError('INVALID_SPEC', `to: instance "${name}" runs on host ${from} already`, { field: 'to' });
       const req: PlaceRequest = {
-        name, cpus: cur.cpus, memory: Number(cur.memory), shared: true, ...(to !== undefined ? { host: to } : {}),
+        name, cpus: cur.cpus, memory: Number(cur.memory), shared: cur.pool === 'shared', ...(to !== undefined ? { host: to } : {}),
         ...(cur.grp ? { group: cur.grp } : {}), antiAffinity: cur.anti_affinity, ...(cur.host_labels ? { labels: cur.host_labels } : {}),
       };
       const { got, hosts } = await this.choose(client, req, from, unfit);

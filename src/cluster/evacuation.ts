@@ -20,7 +20,7 @@
 import { PassThrough } from 'node:stream';
 import type { FastifyInstance } from 'fastify';
 import { CorralError, isCorralError } from '../core/errors.js';
-import { migrationBlockers, type MigrationFigures } from '../core/migration.js';
+import { recordMoveBlockers, type MigrationFigures } from '../core/migration.js';
 import type { InstanceSpec } from '../core/spec.js';
 import type { ClusterStore, HostRow } from './cluster-store.js';
 import type { ClusterInstances } from './cluster-instances.js';
@@ -132,7 +132,7 @@ export class Evacuator {
   private async one(host: HostRow, name: string, emit: (l: EvacuationLine) => void): Promise<EvacuationOutcome> {
     const view = await this.d.agents.json<{ state: string; uuid: string; spec: InstanceSpec }>(host, 'GET', `/v1/instances/${encodeURIComponent(name)}`);
     if (view.state === 'stopped' || view.state === 'crashed') {
-      const why = migrationBlockers(view.spec);
+      const why = recordMoveBlockers(view.spec);
       if (why.length > 0) throw new CorralError('NOT_MIGRATABLE', `instance "${name}" is ${view.state} and cannot move without its disks: ${why.join('; ')}`, { name, blockers: why });
       emit({ type: 'start', instance: name, how: 'stopped' });
       const r = await this.d.cold.move(name, host, view);

@@ -1,5 +1,6 @@
 /**
- * Live migration through a controller (this slice: instances whose disks are all on the shared pool).
+ * Live migration through a controller. Shared-pool disks stay where they are; local disks (a root overlay on the
+ * host's local pool, attached volumes) move with the instance over NBD (migration-disks.ts has those steps).
  *
  * POST /v1/instances/NAME/migrate checks first, answering an error before anything moves: the instance is running
  * on an `up` host, nothing ties it to that host (core/migration.ts names the disk or device: NOT_MIGRATABLE), and
@@ -46,6 +47,7 @@ import type { DriverLock, MigrationLocks } from './migration-locks.js';
 import { sourceLost, watchDestination, type DestinationWatch, type WatchOptions } from './migration-watch.js';
 import type { MigrationTransport, TransportPlan } from './migration-transport.js';
 import { postcopyBroken, shouldStartPostcopy } from '../core/migration-transport.js';
+import { DiskMover, type DiskProgress, type DiskResult } from './migration-disks.js';
 
 const POLL_MS = 100;
 /** how long an agent may take to start the incoming QEMU */
@@ -68,7 +70,7 @@ export interface MigrationDeps {
 export interface MigrateRequest { to?: string; options: MigrationOptions; timeoutS: number }
 
 /** The final figures the CLI prints with --json. */
-export interface MigrationResult {
+export interface MigrationResult extends Partial<DiskResult> {
   instance: string; from: string; to: string; totalMs: number | null; downtimeMs: number | null; setupMs: number | null;
   transferredBytes: number | null; totalBytes: number | null; passes: number | null;
   /** whether the stream was encrypted (TLS), and whether the migration was switched to postcopy */
@@ -105,7 +107,7 @@ export class Migrator {
   }
 
   /** The migration's lock, the checks and the destination's reservation; what run() needs then (it releases the lock). */
-  async prepare(name: string, req: MigrateRequest): Promise<{ from: HostRow; to: HostRow; uuid: string; spec: InstanceSpec; lock?: DriverLock | null }> {
+  async prepare(name: string, req: MigrateRequest): Promise<{ from: HostRow; to: HostRow; uuid: string; spec: InstanceSpec; lock?: DriverLock | null; disks?: DiskMover | null }> {
     const lock = this.d.locks ? await this.d.locks.acquire(name) : null;
     if (this.d.locks && !lock) throw new CorralError('NOT_MIGRATABLE', `instance "${name}" is being migrated, or its migration recovered, by a controller: try again later`, { name });
     try {
@@ -116,7 +118,7 @@ export class Migrator {
     }
   }
 
-  private async check(name: string, req: MigrateRequest): Promise<{ from: HostRow; to: HostRow; uuid: string; spec: InstanceSpec }> {
+  private async check(name: string, req: MigrateRequest): Promise<{ from: HostRow; to: HostRow; uuid: string; spec: InstanceSpec; disks: DiskMover | null }> {
     const { host: from } = await hostOf(this.d, name);
     if (req.to !== undefined && !(await this.d.store.getHost(req.to))) throw new CorralError('HOST_NOT_FOUND', `no host named "${req.to}" in the cluster (corral host list shows them)`, { host: req.to });
     const view = await this.d.agents.json<{ state: string; uuid: string; spec: InstanceSpec; accel?: 'kvm' | 'tcg' | null }>(from, 'GET', this.path(name));
@@ -125,12 +127,21 @@ export class Migrator {
     // the destination's CPU and memory (migration-checks.ts): a named one refused, the unfit left out of the choice
     const unfit = checkDestinations({ name, spec: view.spec, accel: view.accel ?? null }, from, await this.d.store.listHosts(), req.to);
     const to = await this.d.instances.reserveMigration(name, from.name, req.to, unfit);
-    return { from, to, uuid: view.uuid, spec: view.spec };
+    // local disks: what moves, checked on both hosts before anything does (migration-disks.ts)
+    const disks = await DiskMover.prepare(this.d.agents, name, view.spec, from, to, this.d.pollMs).catch(async (e: unknown) => {
+      await this.d.instances.abortMigration(name, {
+        type: 'instance.migration-failed', host: from.name, instance: name,
+        data: { from: from.name, to: to.name, reason: (e as Error).message, ...(isCorralError(e) ? { code: e.code } : {}) },
+      }).catch(() => undefined);
+      throw e;
+    });
+    return { from, to, uuid: view.uuid, spec: view.spec, disks };
   }
 
-  /** Steps 1 to 3 of the file's comment; `progress` gets each poll's figures. */
-  async run(name: string, req: MigrateRequest, p: Awaited<ReturnType<Migrator['prepare']>>, progress: (f: MigrationFigures) => void): Promise<MigrationResult> {
-    const { from, to } = p;
+  /** Steps 1 to 3 of the file's comment; `progress` gets each poll's figures, `onDisks` the local disks' progress. */
+  async run(name: string, req: MigrateRequest, p: Awaited<ReturnType<Migrator['prepare']>>, progress: (f: MigrationFigures) => void, onDisks: (d: DiskProgress) => void = () => undefined): Promise<MigrationResult> {
+    const { from, to, disks } = p;
+    const deadline = Date.now() + req.timeoutS * 1000;
     const a = this.d.agents;
     let incoming = false;
     let started = false;
@@ -143,12 +154,14 @@ export class Migrator {
       const address = await hostIp(to);
       const plan: TransportPlan = this.d.transport ? await this.d.transport.plan(from, to, address) : { tls: false, incoming: {}, start: {} };
       how.tls = plan.tls;
-      const inc = await a.json<{ uri: string }>(to, 'POST', this.path(name, '/migration/incoming'), { uuid: p.uuid, spec: p.spec, address, ...plan.incoming, ...(req.options.postcopy ? { postcopy: true } : {}) }, INCOMING_TIMEOUT_MS);
+      await disks?.sendImage(from, to, onDisks);
+      const inc = await a.json<{ uri: string; nbd?: { host: string; port: number } }>(to, 'POST', this.path(name, '/migration/incoming'), { uuid: p.uuid, spec: p.spec, address, ...plan.incoming, ...(req.options.postcopy ? { postcopy: true } : {}), ...disks?.incomingBody() }, INCOMING_TIMEOUT_MS);
       incoming = true;
       started = true; // from here the source may have paused: a rollback asks it to run on
       watch = watchDestination(a, to, name, this.d.watch);
+      // the disks' mirrors over NBD, with the source's side of the TLS pair (the RAM's migration takes it again)
+      await disks?.mirror(from, inc.nbd, req.options.bandwidth, { at: deadline, s: req.timeoutS }, onDisks, plan.start);
       await a.json(from, 'POST', this.path(name, '/migration'), { uri: inc.uri, ...req.options, bandwidth: req.options.bandwidth ?? undefined, ...plan.start });
-      const deadline = Date.now() + req.timeoutS * 1000;
       let cancelled = false;
       let lostWhy: string | null = null;
       let destinationRuns = false;
@@ -184,7 +197,9 @@ export class Migrator {
         await sleep(this.d.pollMs ?? POLL_MS);
       }
       watch.stop();
-      // the source is paused in postmigrate: the destination takes over
+      // the source is paused in postmigrate: its mirrors end first (the destination's disks then equal its own), then
+      // the destination takes over
+      await disks?.complete(from);
       let fin: { instance: unknown };
       try {
         fin = await a.json<{ instance: unknown }>(to, 'POST', this.path(name, '/migration/finish'));
@@ -206,7 +221,7 @@ export class Migrator {
       incoming = false;
       started = false;
       undecided = true;
-      const result = resultOf(name, from.name, to.name, last, how);
+      const result: MigrationResult = { ...resultOf(name, from.name, to.name, last, how), ...disks?.result() };
       await this.d.instances.completeMigration(name, to.name, { type: 'instance.migrated', host: to.name, instance: name, data: { ...result } });
       const summary = summaryOfReply(fin.instance, name);
       if (summary) await this.d.instances.setView(name, to.name, summary).catch(() => undefined);
@@ -225,7 +240,12 @@ export class Migrator {
         undecided = true;
       }
       // (a driver that lost its lock acts no more: the recovery has the migration now)
-      if (!p.lock?.lost) await this.rollback(name, from, to, { incoming, started, undecided }, err, last, how);
+      if (!p.lock?.lost) {
+        await this.rollback(name, from, to, { incoming, started, undecided }, err, last, how);
+        // what the destination made for the local disks (volumes, an image it received) goes once its instance has;
+        // never while the destination may run the guest
+        if (!undecided) await disks?.abandon(to).catch((x: unknown) => this.d.log.warn({ instance: name, error: (x as Error).message }, 'removing what a failed migration made on its destination failed'));
+      }
       throw err;
     } finally {
       watch?.stop();
@@ -312,7 +332,7 @@ export function controllerMigrationRoutes(m: Migrator) {
       const line = (o: unknown): void => { out.write(`${JSON.stringify(o)}\n`); };
       void reply.type('application/x-ndjson').send(out);
       // it runs to its end whether or not the client stays
-      m.run(name, r, prepared, (f) => line({ type: 'progress', ...f }))
+      m.run(name, r, prepared, (f) => line({ type: 'progress', ...f }), (d) => line({ type: 'disks', ...d }))
         .then((result) => line({ type: 'result', result }))
         .catch((e: unknown) => line({ type: 'error', ...(isCorralError(e) ? e : new CorralError('INTERNAL', (e as Error).message)).toJSON() }))
         .finally(() => out.end());

@@ -15,16 +15,14 @@ export const QEMU_DEFAULT_MAX_BANDWIDTH = 128 * 1024 * 1024;
 export const DEFAULT_MIGRATION_TIMEOUT_S = 600;
 
 /**
- * What keeps an instance from moving in this slice, one line each naming the disk or device (empty: it can move).
- * Attached volumes are files of their host (moving them is a later slice, NBD mirroring), so is a root disk on the
- * local pool; host PCI devices and SR-IOV VFs hold hardware state QEMU cannot send; a vhost-user device's back end
- * is a process of the source host.
+ * What keeps an instance from moving, one line each naming the disk or device (empty: it can move). A root disk on
+ * the local pool and attached volumes move with it (core/migration-disks.ts: NBD mirroring); host PCI devices and
+ * SR-IOV VFs hold hardware state QEMU cannot send; a vhost-user device's back end is a process of the source host.
  */
 export function migrationBlockers(spec: Pick<InstanceSpec, 'rootPool' | 'disks' | 'nics' | 'hostdevs'>): string[] {
   const out: string[] = [];
-  if (spec.rootPool !== 'shared') out.push('root disk: on the host\'s local pool (only shared-pool disks migrate for now)');
   for (const d of spec.disks ?? []) {
-    out.push(isVhostUser(d.bus) ? `disk ${d.volume}: a vhost-user-blk device (its back end runs on this host)` : `disk ${d.volume}: a volume on the host's local storage (only shared-pool disks migrate for now)`);
+    if (isVhostUser(d.bus)) out.push(`disk ${d.volume}: a vhost-user-blk device (its back end runs on this host)`);
   }
   for (const h of spec.hostdevs ?? []) out.push(`host device ${h.id} (${h.address}): PCI passthrough`);
   for (const n of spec.nics ?? []) {
@@ -32,6 +30,18 @@ export function migrationBlockers(spec: Pick<InstanceSpec, 'rootPool' | 'disks' 
     else if (n.model === 'vhost-user-net') out.push(`NIC ${n.id}: vhost-user-net (its back end runs on this host)`);
   }
   return out;
+}
+
+/**
+ * What keeps a stopped instance's record from moving to another host alone (an evacuation's cold move: its disks are
+ * not copied): what live migration refuses, and every disk that is a file of this host, a root disk on the local pool
+ * or a volume (those move only with a live migration, which mirrors them while the guest runs).
+ */
+export function recordMoveBlockers(spec: Parameters<typeof migrationBlockers>[0]): string[] {
+  const out: string[] = [];
+  if (spec.rootPool !== 'shared') out.push('root disk: on the host\'s local pool');
+  for (const d of spec.disks ?? []) if (!isVhostUser(d.bus)) out.push(`disk ${d.volume}: a volume on the host's local storage`);
+  return [...out, ...migrationBlockers(spec)];
 }
 
 export function assertMigratable(name: string, spec: Parameters<typeof migrationBlockers>[0]): void {

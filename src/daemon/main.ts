@@ -38,9 +38,11 @@ import { LinuxNetworkHost } from '../network/host.js';
 import { ensureTunOpenable } from '../network/tap.js';
 import { NetworkStore } from '../network/store.js';
 import { VhostUserStore } from '../network/vhost-user-store.js';
-import { MigrationService } from '../services/migration.js';
+import { freePort, MigrationService } from '../services/migration.js';
 import { MetricsService } from '../services/metrics.js';
 import { MigrationRecoveryService } from '../services/migration-recovery.js';
+import { MigrationDiskService } from '../services/migration-disks.js';
+import { ImageTransfer } from '../services/image-transfer.js';
 import { VhostUserService } from '../services/vhost-user.js';
 import { StorageDaemonService } from '../services/storage-daemons.js';
 import { PassthroughService } from '../services/passthrough.js';
@@ -266,11 +268,14 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   void host.accelerator().then((d) => log.info({ accel: d.accel, reason: d.reason }, 'accelerator chosen'));
 
   const servers: FastifyInstance[] = [];
-  const migration = new MigrationService({ instances, events, log, runAs: qemuUser, ...(identity ? { hostName: identity.name } : {}) });
+  // local disks that move with a live migration, and the base image a destination may lack (migration-disks.ts)
+  const transfer = new ImageTransfer({ images: imageStore, events, removeImage: (name) => images.remove(name), log });
+  const migrationDisks = new MigrationDiskService({ dataDir, instances, volumes, images: imageStore, transfer, freePort, log });
+  const migration = new MigrationService({ instances, events, log, disks: migrationDisks, runAs: qemuUser, ...(identity ? { hostName: identity.name } : {}) });
   const migrationRecovery = new MigrationRecoveryService({ instances, migration, events, log });
   // what live migrations left while the agent was down (migration-recovery.ts)
   await migrationRecovery.init();
-  const services = { instances, config, images, host, events, cpu, memory, volumes, disks, nics, networks, passthrough, vhostUser, tokens: new TokenService(store), migration, migrationRecovery, metrics: new MetricsService({ instances }) };
+  const services = { instances, config, images, host, events, cpu, memory, volumes, disks, nics, networks, passthrough, vhostUser, tokens: new TokenService(store), migration, migrationRecovery, migrationDisks, metrics: new MetricsService({ instances }) };
   // state-changing requests on both listeners, and refused ones on TCP; a failing write is said on stderr, never fatal
   const audit = new AuditLog(paths.audit);
   const unixApi = await buildApi(services, { audit });

@@ -2,7 +2,7 @@
  * VmControl over QMP: each typed operation of the hypervisor seam (src/vm/driver.ts) is one QMP command, and
  * every failure becomes a coded Corral error in one place (qmpToCorral).
  */
-import type { BlockStatsEntry, HotpluggableCpu, MigrationInfo, VcpuInfo, VmControl, VmRunStatus } from '../vm/driver.js';
+import type { BlockStatsEntry, HotpluggableCpu, JobInfo, MigrationInfo, VcpuInfo, VmControl, VmRunStatus } from '../vm/driver.js';
 import type { QmpClient } from './qmp.js';
 import { qmpToCorral } from './qmp-errors.js';
 
@@ -78,4 +78,12 @@ export class QmpControl implements VmControl {
   queryMigrate(): Promise<MigrationInfo> { return this.call<MigrationInfo>('query-migrate'); }
   async migrateCancel(): Promise<void> { await this.call('migrate_cancel'); }
   async migrateStartPostcopy(): Promise<void> { await this.call('migrate-start-postcopy'); }
+
+  async nbdServerStart(args: Record<string, unknown>): Promise<void> { await this.call('nbd-server-start', args); }
+  async nbdServerStop(): Promise<void> { await this.call('nbd-server-stop'); }
+  async blockExportAdd(args: Record<string, unknown>): Promise<void> { await this.call('block-export-add', args); }
+  async blockdevMirror(args: Record<string, unknown>): Promise<void> { await this.call('blockdev-mirror', args); }
+  async blockJobCancel(job: string, force: boolean): Promise<void> { await this.call('block-job-cancel', { device: job, force }); }
+  async jobDismiss(id: string): Promise<void> { await this.call('job-dismiss', { id }); }
+  queryJobs(): Promise<JobInfo[]> { return this.call<JobInfo[]>('query-jobs'); }
 }

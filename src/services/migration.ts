@@ -16,6 +16,10 @@
  * only (migration-tls.ts); `postcopy` is checked on the destination first (migration-postcopy.ts); postcopy (the
  * controller asks each side in turn) switches the source, then runs the guest on the destination; from the switch
  * the source never runs again here and its cancel is refused.
+ * Local disks (a root overlay on the local pool, volumes) move too (migration-disks.ts): the destination makes them
+ * before its QEMU starts and exports them over NBD; the source's RAM migration starts only once every mirror is
+ * ready, a cancel abandons the mirrors, and the source's files go only after its mirrors completed and the guest
+ * runs on the destination.
  */
 import { createServer, isIP } from 'node:net';
 import { Value } from '@sinclair/typebox/value';
@@ -30,12 +34,13 @@ import type { InstanceService, InstanceView } from './instances.js';
 import type { RunAs } from '../host/run-as.js';
 import { MigrationTls } from './migration-tls.js';
 import { prepareIncomingPostcopy } from './migration-postcopy.js';
+import type { MigrationDiskService } from './migration-disks.js';
 
 /** how long a destination may take to load the last of the state after the source completed */
 const ARRIVAL_MS = 30_000;
 
 /** A free TCP port on `address` now (QEMU binds it right after; a lost race is tried again). */
-function freePort(address: string): Promise<number> {
+export function freePort(address: string): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.once('error', reject);
@@ -63,6 +68,8 @@ export class MigrationService {
     runAs?: RunAs;
     /** this host's name in the cluster, for messages */
     hostName?: string;
+    /** local disks that move with the instance (migration-disks.ts); without it only shared-pool instances move */
+    disks?: MigrationDiskService;
   }) {
     this.marks = d.marks ?? new IncomingMarks((row) => d.instances.paths(row), (name) => {
       try {
@@ -74,7 +81,7 @@ export class MigrationService {
     this.tls = new MigrationTls({ instances: d.instances, log: d.log, ...(d.runAs ? { runAs: d.runAs } : {}) });
   }
 
-  async incoming(name: string, body: { uuid?: unknown; spec?: unknown; address?: unknown; tls?: unknown; postcopy?: unknown }): Promise<{ uri: string; instance: InstanceView }> {
+  async incoming(name: string, body: { uuid?: unknown; spec?: unknown; address?: unknown; tls?: unknown; postcopy?: unknown; disks?: unknown }): Promise<{ uri: string; instance: InstanceView; nbd?: { host: string; port: number } }> {
     if (typeof body.address !== 'string' || isIP(body.address) === 0) throw new CorralError('INVALID_SPEC', `address: the IP address this host receives the migration on, got ${JSON.stringify(body.address)}`, { field: 'address' });
     if (typeof body.uuid !== 'string' || !/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(body.uuid)) throw new CorralError('INVALID_SPEC', 'uuid: the instance\'s uuid on its source host', { field: 'uuid' });
     if (!Value.Check(InstanceSpecSchema, body.spec)) throw new CorralError('INVALID_SPEC', 'spec: the instance\'s whole configuration as its source host has it', { field: 'spec' });
@@ -82,17 +89,26 @@ export class MigrationService {
     assertMigratable(name, spec);
     const tlsMaterial = migrationTlsMaterial(body.tls);
     if (body.postcopy !== undefined && typeof body.postcopy !== 'boolean') throw new CorralError('INVALID_SPEC', 'postcopy: must be true or false', { field: 'postcopy' });
-    const instance = await this.d.instances.createIncoming(name, body.uuid, spec);
+    // local disks are made here first, new and empty (the incoming QEMU opens them), then exported for the mirrors
+    if (!this.d.disks && body.disks !== undefined) throw new CorralError('NOT_MIGRATABLE', 'this host cannot receive local disks', { name });
+    await this.d.disks?.prepareIncoming(name, body.uuid, spec, body.disks);
+    const instance = await this.d.instances.createIncoming(name, body.uuid, spec).catch(async (e: unknown) => {
+      await this.d.disks?.abortIncoming(name);
+      throw e;
+    });
     try {
       this.marks.add(this.d.instances.rowOf(name));
       const vm = this.d.instances.live(name).vm;
-      await vm.migrateSetParameters(tlsMigrationParameters(await this.tls.setup(name, 'server', tlsMaterial)));
+      const tls = await this.tls.setup(name, 'server', tlsMaterial);
+      await vm.migrateSetParameters(tlsMigrationParameters(tls));
       if (body.postcopy === true) await prepareIncomingPostcopy(vm, this.d.hostName ?? 'this host');
+      // (the NBD server takes the same credentials, and lets in only this migration's source)
+      const nbd = (await this.d.disks?.exportDisks(name, body.address, tls ? { creds: tls.creds, authz: tls.authz } : undefined)) ?? null;
       for (let attempt = 1; ; attempt++) {
         const uri = migrateUri(body.address, await freePort(body.address));
         try {
           await vm.migrateIncoming(uri);
-          return { uri, instance };
+          return { uri, instance, ...(nbd ? { nbd } : {}) };
         } catch (e) {
           if (attempt >= 3) throw e; // the port was taken between the check and QEMU's bind
         }
@@ -101,6 +117,7 @@ export class MigrationService {
       this.marks.drop(name);
       await this.tls.release(name, true);
       await this.d.instances.delete(name, true, true).catch(() => undefined);
+      await this.d.disks?.abortIncoming(name);
       throw e;
     }
   }
@@ -113,6 +130,7 @@ export class MigrationService {
     if (live.row.state !== 'running') throw new CorralError('NOT_MIGRATABLE', `instance "${name}" is ${live.row.state}: only a running instance is live-migrated`, { name, state: live.row.state });
     if (this.marks.has(name)) throw new CorralError('NOT_MIGRATABLE', `instance "${name}" is being migrated to this host`, { name });
     assertMigratable(name, live.row.spec);
+    await this.d.disks?.assertReady(name, live.row.spec);
     const before = migrationFigures(await live.vm.queryMigrate()).status;
     if (before !== 'none' && migrationOutcome(before) === null) throw new CorralError('NOT_MIGRATABLE', `instance "${name}" is being migrated already (${before})`, { name });
     const s = qemuMigrationSettings(o);
@@ -204,6 +222,9 @@ export class MigrationService {
     // not started here yet (the controller is still setting up the destination, its pairs...): a cancel now would be
     // a no-op that the migration then outlives; saying so lets the caller ask again
     if (f.status === 'none' && !this.outgoing.has(name)) throw new CorralError('INVALID_STATE', `instance "${name}" is not being migrated from this host (not yet, or not at all): nothing to cancel now`, { name });
+    // the mirrors go first (force-cancelled: the source's disks are untouched); a completed migration is not undone
+    // here: its destination may run the guest already
+    await this.d.disks?.cancel(name);
     if (f.status === 'completed') return f;
     await live.vm.migrateCancel();
     return this.status(name);
@@ -225,6 +246,7 @@ export class MigrationService {
         st = await live.vm.status();
       }
       if (st.status === 'inmigrate') throw new CorralError('INVALID_STATE', `instance "${name}" has not arrived yet (QEMU is still in inmigrate after ${ARRIVAL_MS / 1000} s)`, { name });
+      await this.d.disks?.arrived(name); // its NBD server stops before the guest runs
       const view = st.running ? this.d.instances.get(name) : await this.d.instances.resume(name);
       this.marks.remove(live.row);
       await this.tls.release(name);
@@ -237,9 +259,12 @@ export class MigrationService {
     // (a source resumed since its migration completed runs the guest: it is no leftover to end)
     const st = await live.vm.status();
     if (st.status !== 'postmigrate') throw new CorralError('INVALID_STATE', `instance "${name}" is ${st.status} here, not waiting in postmigrate: it stays here`, { name, status: st.status });
+    const spec = live.row.spec;
+    this.d.disks?.assertCompleted(name, spec);
     this.outgoing.delete(name);
     await this.tls.release(name, true);
     await this.d.instances.delete(name, true, true);
+    await this.d.disks?.movedAway(name, spec); // its local files go only now: the guest runs on the destination
     this.d.events.publish('instance.moved-away', name, { reason: 'live-migrated to another host' });
     return { side: 'source', instance: null };
   }

@@ -117,6 +117,27 @@ export interface VmControl {
   migrateCancel(): Promise<void>;
   /** switch an outgoing migration (postcopy-ram set on both sides) to postcopy: the destination runs the guest */
   migrateStartPostcopy(): Promise<void>;
+
+  /** non-shared storage migration (core/migration-disks.ts builds the arguments): QEMU's NBD server (destination) */
+  nbdServerStart(args: Record<string, unknown>): Promise<void>;
+  nbdServerStop(): Promise<void>;
+  blockExportAdd(args: Record<string, unknown>): Promise<void>;
+  /** the source mirrors a disk into an NBD client node; block jobs are followed with queryJobs */
+  blockdevMirror(args: Record<string, unknown>): Promise<void>;
+  /** force false on a ready mirror: it completes (the target consistent, no pivot); force true: it is abandoned */
+  blockJobCancel(job: string, force: boolean): Promise<void>;
+  jobDismiss(id: string): Promise<void>;
+  queryJobs(): Promise<JobInfo[]>;
+}
+
+/** QEMU's query-jobs, one job: `error` set in `concluded` means it failed (or was cancelled). */
+export interface JobInfo {
+  id: string;
+  type: string;
+  status: string;
+  'current-progress': number;
+  'total-progress': number;
+  error?: string;
 }
 
 /** QEMU's query-migrate, the fields Corral reads (all but status absent before a migration starts). */

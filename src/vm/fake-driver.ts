@@ -10,7 +10,7 @@
 import { writeFileSync } from 'node:fs';
 import { CorralError } from '../core/errors.js';
 import type { LaunchPlan } from '../qemu/argv.js';
-import type { BlockStatsEntry, HotpluggableCpu, MigrationInfo, VcpuInfo, Vm, VmDriver, VmEvent, VmExit, VmProcess, VmRunStatus, VmSockets } from './driver.js';
+import type { BlockStatsEntry, HotpluggableCpu, JobInfo, MigrationInfo, VcpuInfo, Vm, VmDriver, VmEvent, VmExit, VmProcess, VmRunStatus, VmSockets } from './driver.js';
 
 /** Fake pids start above Linux's largest pid_max (2^22), so they never name a real process. */
 const FIRST_PID = 5_000_000;
@@ -239,6 +239,24 @@ export class FakeVm implements Vm {
   migrateCancel(): Promise<void> { return this.call('migrate_cancel', () => undefined); }
   migrateStartPostcopy(): Promise<void> { return this.call('migrate-start-postcopy', () => undefined); }
   private migration: string | null = null;
+  /** A simulated mirror is ready at once; a cancel concludes it (completed, or with an error when forced). */
+  nbdServerStart(): Promise<void> { return this.call('nbd-server-start', () => undefined); }
+  nbdServerStop(): Promise<void> { return this.call('nbd-server-stop', () => undefined); }
+  blockExportAdd(): Promise<void> { return this.call('block-export-add', () => undefined); }
+  blockdevMirror(args: Record<string, unknown>): Promise<void> {
+    return this.call('blockdev-mirror', () => { this.jobs.set(String(args['job-id']), { id: String(args['job-id']), type: 'mirror', status: 'ready', 'current-progress': 0, 'total-progress': 0 }); });
+  }
+  blockJobCancel(job: string, force: boolean): Promise<void> {
+    return this.call('block-job-cancel', () => {
+      const j = this.jobs.get(job);
+      if (!j) throw new CorralError('QEMU_FAILED', `QEMU refused block-job-cancel: Block job '${job}' not found`, { command: 'block-job-cancel' });
+      j.status = 'concluded';
+      if (force) j.error = 'Operation canceled';
+    });
+  }
+  jobDismiss(id: string): Promise<void> { return this.call('job-dismiss', () => { this.jobs.delete(id); }); }
+  queryJobs(): Promise<JobInfo[]> { return this.call('query-jobs', () => [...this.jobs.values()].map((j) => ({ ...j }))); }
+  private jobs = new Map<string, JobInfo>();
 }
 
 /** How the next launch goes. */

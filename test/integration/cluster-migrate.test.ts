@@ -2,8 +2,8 @@
  * Live migration through a controller, shared pool only: two agents, each in a network namespace of its own
  * (netns-cluster.ts), share one directory as their shared pool. A guest counting on its console moves from a1 to a2
  * and goes on: the same boot id, its counter continues, what it wrote before (in RAM and on its disk) reads back, its
- * QEMU is on a2 and none on a1, with QEMU's figures. A cancel leaves it running on a1; a local-disk instance and a
- * destination without room are refused, nothing moved.
+ * QEMU is on a2 and none on a1, with QEMU's figures. A cancel leaves it running on a1; a stopped instance and a
+ * destination without room are refused, nothing moved (local disks: cluster-migrate-local.test.ts).
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -32,14 +32,14 @@ after(async () => {
   await c.stop();
 });
 
-test('a single daemon refuses migrate; a local-disk instance and a destination without room are refused, nothing moved', { skip, timeout: 120_000 }, async () => {
+test('a single daemon refuses migrate; a stopped instance and a destination without room are refused, nothing moved', { skip, timeout: 120_000 }, async () => {
   const daemon = await c.host('a1').api('POST', '/v1/instances/m1/migrate', {});
   assert.equal(daemon.body.error.code, 'NOT_A_CLUSTER');
 
   await ok(['create', 'loc1', '--image', 'tiny', '--memory', '64M', '--host', 'a1']);
   const local = await c.ctl.cli(['migrate', 'loc1', '--to', 'a2']);
   assert.notEqual(local.code, 0);
-  assert.match(local.stderr, /NOT_MIGRATABLE: .*root disk: on the host's local pool/);
+  assert.match(local.stderr, /NOT_MIGRATABLE: .*is stopped: only a running instance is live-migrated/);
 
   // a2 is filled by a placed (stopped) instance: what placement reserved counts, running or not
   const a2 = (await ok(['pool', 'show'])).hosts.find((h: any) => h.name === 'a2');
