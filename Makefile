@@ -17,8 +17,12 @@ node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	@touch $@
 
+# The web console (web/, Preact + xterm.js) is type-checked against the API's schemas, then bundled by Vite into
+# dist/web, which the daemon serves at / on its TCP listener.
 build: deps node_modules/.package-lock.json
 	npx tsc -p tsconfig.json
+	npx tsc -p web/tsconfig.json
+	npx vite build web --logLevel warn
 
 tiny: build
 	@test -f $(DATA_DIR)/images/tiny/image.json || CORRAL_DATA_DIR=$(DATA_DIR) node dist/src/daemon/build-tiny.js

@@ -46,6 +46,9 @@ const bySession = new WeakMap<FastifyRequest, string>();
 export function sessionCaller(req: FastifyRequest, store: SessionStore): Caller | null {
   const id = sessionIdOf(req);
   if (id === null) return null;
+  // a refusal's audit line names whose session the forged request showed
+  const known = store.peek(id);
+  if (known) req.caller = { who: known.who, role: known.role };
   refuseCrossSite(req);
   const s = store.use(id);
   if (!SAFE_METHODS.has(req.method)) {
