@@ -152,8 +152,10 @@ export function CreateInstance() {
           }
         } catch (err) {
           await api('DELETE', base).catch(() => undefined);
+          // the row's control the error names (network, model, volume, bus), else its first one
           const f = err instanceof ApiError ? err.field : undefined;
-          return refuse(err, f && at ? `${at}.${f === 'model' || f === 'network' || f === 'volume' || f === 'bus' ? f : at.startsWith('nics') ? 'model' : 'volume'}` : undefined);
+          const own = at.startsWith('nics') ? ['network', 'model'] : ['volume', 'bus'];
+          return refuse(err, `${at}.${f && own.includes(f) ? f : own[0]}`);
         }
         inst = flags.start ? await api<Instance>('POST', `${base}/start`, {}) : await get<Instance>(base);
       }
