@@ -4,6 +4,9 @@
  * about an instance reads that instance again (GET /v1/instances/NAME), a burst of events about one instance reads
  * it once, and a burst about very many reads the whole list once instead. A lost stream comes back from the last
  * event it gave (Last-Event-ID), and the list is read again then, since events may have been missed.
+ *
+ * A hidden tab lets go of its stream and takes it up again, from its last event, when shown: over HTTP/1.1 a browser
+ * opens at most six connections to one host, and six tabs each holding a stream would leave none for their calls.
  */
 import { useEffect, useState } from 'preact/hooks';
 import { ApiError, enc, get } from './api';
@@ -73,6 +76,7 @@ export class Live {
   start(): void {
     this.open(null);
     void this.readAll();
+    document.addEventListener('visibilitychange', this.onVisibility);
   }
 
   stop(): void {
@@ -80,7 +84,21 @@ export class Live {
     this.source?.close();
     this.source = null;
     if (this.timer) clearTimeout(this.timer);
+    document.removeEventListener('visibilitychange', this.onVisibility);
   }
+
+  private readonly onVisibility = (): void => {
+    if (this.stopped) return;
+    if (document.hidden) {
+      this.source?.close();
+      this.source = null;
+      this.connected = false;
+    } else if (!this.source) {
+      this.open(this.lastId);
+      void this.readAll();
+    }
+    this.notify();
+  };
 
   private open(since: number | null): void {
     if (this.stopped) return;
