@@ -16,6 +16,8 @@ export const SESSION_MAX_AGE_MS = 12 * 60 * 60_000;
 /** the most sessions kept at once; a login past it ends the one idle the longest */
 export const MAX_SESSIONS = 10_000;
 const SWEEP_MS = 30_000;
+/** how many ended sessions are remembered, to tell their cookies why (the oldest are forgotten first) */
+const REMEMBER_ENDED = 1000;
 
 export interface SessionCaller {
   who: string;
@@ -45,6 +47,8 @@ export const sessionEnded = (why: string): CorralError => new CorralError('UNAUT
 
 export class SessionStore {
   private readonly sessions = new Map<string, Session>();
+  /** why each recently ended session ended (by the SHA-256 of its id), for whoever shows its cookie next */
+  private readonly ended = new Map<string, string>();
   private readonly now: () => number;
   private readonly idleMs: number;
   private readonly maxAgeMs: number;
@@ -101,7 +105,7 @@ export class SessionStore {
   use(id: string): SessionInfo {
     const k = key(id);
     const s = this.sessions.get(k);
-    if (!s) throw sessionEnded('logged out, expired, or the daemon restarted');
+    if (!s) throw sessionEnded(this.ended.get(k) ?? 'logged out, expired, or the daemon restarted');
     const t = this.now();
     const dead = this.deadReason(s, t);
     if (dead) {
@@ -138,6 +142,8 @@ export class SessionStore {
     const s = this.sessions.get(k);
     if (!s) return false;
     this.sessions.delete(k);
+    this.ended.set(k, why);
+    if (this.ended.size > REMEMBER_ENDED) this.ended.delete(this.ended.keys().next().value!);
     for (const fn of [...s.ends]) {
       try {
         fn(why);

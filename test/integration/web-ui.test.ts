@@ -87,7 +87,7 @@ async function sessionCookie(): Promise<string> {
 /** What the serial console shows now (the rows xterm.js has drawn). */
 const terminalText = (): Promise<string> => page.locator('.xterm-rows').innerText();
 
-test('the page is served at / with its own files only, and asks for a token', { skip }, async () => {
+test('the page is served at / with its own files only, and asks for a token', { skip, timeout: 120_000 }, async () => {
   const r = await call('GET', '/');
   assert.equal(r.status, 200);
   assert.match(String(r.headers['content-type']), /^text\/html/);
@@ -98,7 +98,7 @@ test('the page is served at / with its own files only, and asks for a token', { 
   assert.deepEqual(outside, [], 'nothing is fetched from outside the daemon');
 });
 
-test('a wrong token is refused; the right one logs in with an HttpOnly, Secure, SameSite=Strict cookie', { skip }, async () => {
+test('a wrong token is refused; the right one logs in with an HttpOnly, Secure, SameSite=Strict cookie', { skip, timeout: 120_000 }, async () => {
   await page.getByLabel('API token').fill(`corral_${'x'.repeat(43)}`);
   await page.getByRole('button', { name: 'Log in' }).click();
   await page.getByRole('alert').filter({ hasText: 'UNAUTHORIZED' }).waitFor();
@@ -118,7 +118,7 @@ test('a wrong token is refused; the right one logs in with an HttpOnly, Secure, 
   await shot('overview');
 });
 
-test('the API without the cookie is 401; with it, reads work and forged changes are refused', { skip }, async () => {
+test('the API without the cookie is 401; with it, reads work and forged changes are refused', { skip, timeout: 120_000 }, async () => {
   const none = await call('GET', '/v1/instances');
   assert.equal(none.status, 401);
   assert.equal(none.body.error.code, 'UNAUTHORIZED');
@@ -173,7 +173,7 @@ test('the API without the cookie is 401; with it, reads work and forged changes 
   assert.match(log, /"who":"token-file","role":"admin","via":"tcp","peer":"127\.0\.0\.1","method":"POST","path":"\/v1\/session"/);
 });
 
-test('bad input in the form gets the API\'s error next to its field, and nothing is created', { skip }, async () => {
+test('bad input in the form gets the API\'s error next to its field, and nothing is created', { skip, timeout: 120_000 }, async () => {
   await page.goto(`${ORIGIN}/#/instances/new`);
   await page.getByLabel('name', { exact: true }).fill('bad1');
   await page.getByLabel('memory', { exact: true }).fill('lots');
@@ -262,7 +262,7 @@ test('the create form works from the keyboard alone: Tab, typing, Space and Ente
   await d.ok('DELETE', '/v1/instances/kb1');
 });
 
-test('volumes, networks, images and events pages show what the API has', { skip }, async () => {
+test('volumes, networks, images and events pages show what the API has', { skip, timeout: 120_000 }, async () => {
   await d.ok('POST', '/v1/volumes', { name: 'data1', size: '64M' }, 201);
   await page.goto(`${ORIGIN}/#/volumes`);
   await page.getByRole('cell', { name: 'data1', exact: true }).waitFor();
@@ -278,7 +278,7 @@ test('volumes, networks, images and events pages show what the API has', { skip 
   await shot('events');
 });
 
-test('a thousand instances: the list renders only the rows in view and scrolls to the last', { skip }, async () => {
+test('a thousand instances: the list renders only the rows in view and scrolls to the last', { skip, timeout: 120_000 }, async () => {
   const real = await d.ok('POST', '/v1/instances', { name: 'shape1', image: 'tiny', memory: '64M' }, 201);
   const many = Array.from({ length: 1000 }, (_, i) => ({ ...real, name: `vm-${String(i).padStart(4, '0')}`, uuid: `00000000-0000-4000-8000-${String(i).padStart(12, '0')}` }));
   await page.route(`${ORIGIN}/v1/instances`, (route) => route.fulfill({ status: 200, contentType: 'application/json', body: JSON.stringify({ instances: many }) }));
@@ -297,7 +297,7 @@ test('a thousand instances: the list renders only the rows in view and scrolls t
   await d.ok('DELETE', '/v1/instances/shape1');
 });
 
-test('logging out ends the session: the page asks for a token and the old cookie is refused', { skip }, async () => {
+test('logging out ends the session: the page asks for a token and the old cookie is refused', { skip, timeout: 120_000 }, async () => {
   await page.goto(`${ORIGIN}/#/`);
   const cookie = await sessionCookie();
   await page.getByRole('button', { name: 'Log out' }).click();
@@ -307,7 +307,7 @@ test('logging out ends the session: the page asks for a token and the old cookie
   assert.match(r.body.error.message, /browser session has ended/);
 });
 
-test('a revoked token\'s session ends at once', { skip }, async () => {
+test('a revoked token\'s session ends at once', { skip, timeout: 120_000 }, async () => {
   const t = await d.ok('POST', '/v1/tokens', { name: 'ops1', role: 'operator' }, 201);
   await page.getByLabel('API token').fill(t.token);
   await page.getByRole('button', { name: 'Log in' }).click();

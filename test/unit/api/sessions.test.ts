@@ -118,7 +118,7 @@ test('GET /v1/session says who; logout ends the session and clears the cookie', 
   assert.match(String(out.headers['set-cookie']), /^__Host-corral-session=; Path=\/; Max-Age=0; HttpOnly; Secure; SameSite=Strict$/);
   const after = await send(s, 'GET', '/v1/instances', { cookie: l.cookie });
   assert.equal(after.statusCode, 401);
-  assert.match((after.json() as { error: { message: string } }).error.message, /^the browser session has ended \(logged out, expired, or the daemon restarted\): log in again$/);
+  assert.match((after.json() as { error: { message: string } }).error.message, /^the browser session has ended \(logged out\): log in again$/);
 }));
 
 test('revoking a token ends its sessions', withSetup(async (s) => {
