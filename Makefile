@@ -5,7 +5,7 @@ DATA_DIR ?= $(or $(CORRAL_DATA_DIR),/var/lib/corral)
 TEST_BASE ?= $(CURDIR)/.data/test-base
 export CORRAL_PROBE_CACHE ?= /run/corral/accel-probe.json
 
-.PHONY: all deps build tiny start test test-base test-unit test-integration bench bench-devices bench-scale bench-cluster bench-migration clean \
+.PHONY: all deps build tiny start test test-base test-unit test-integration bench bench-devices bench-scale bench-cluster bench-migration bench-web clean \
         cluster-demo cluster-demo-pause cluster-demo-resume cluster-demo-down cluster-demo-status
 
 all: build
@@ -17,8 +17,12 @@ node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	@touch $@
 
+# The web console (web/, Preact + xterm.js) is type-checked against the API's schemas, then bundled by Vite into
+# dist/web, which the daemon serves at / on its TCP listener.
 build: deps node_modules/.package-lock.json
 	npx tsc -p tsconfig.json
+	npx tsc -p web/tsconfig.json
+	npx vite build web --logLevel warn
 
 tiny: build
 	@test -f $(DATA_DIR)/images/tiny/image.json || CORRAL_DATA_DIR=$(DATA_DIR) node dist/src/daemon/build-tiny.js
@@ -67,6 +71,10 @@ bench-devices: build test-base
 
 bench-scale: build test-base
 	CORRAL_TEST_BASE=$(TEST_BASE) node dist/bench/cluster/create-scale.js
+
+# The web console with 1,000 instances in Chromium: bundle size, first rows drawn, the daemon's memory (ARGS="N")
+bench-web: build test-base
+	CORRAL_TEST_BASE=$(TEST_BASE) node dist/bench/web-console.js $(ARGS)
 
 # Controllers at 100 simulated hosts and 1,000 VMs (bench/cluster/sim.ts; ARGS="HOSTS VMS CONCURRENCY" to change)
 bench-cluster: build

@@ -31,7 +31,8 @@ export const TOKEN_FILE_CALLER: Caller = { who: 'token-file', role: 'admin' };
 
 const NO_TOKEN = 'a valid bearer token is required: the token file $CORRAL_DATA_DIR/token, or a token from `corral token create`';
 
-function sameSecret(given: string, expected: string): boolean {
+/** Whether two secrets are the same, compared in constant time. */
+export function sameSecret(given: string, expected: string): boolean {
   const a = Buffer.from(given);
   const b = Buffer.from(expected);
   return a.length === b.length && timingSafeEqual(a, b);
@@ -90,9 +91,12 @@ export function installRoleChecks(app: FastifyInstance, identify: (req: FastifyR
 /**
  * Install the hooks on one API. `legacyToken` undefined: the unix socket, every caller an admin. Otherwise TCP:
  * the bearer token decides, `tokens` says who a named token is; on a cluster agent, `peer` first names a caller
- * from the TLS client certificate (a controller's), or says null and the token decides.
+ * from the TLS client certificate (a controller's), or says null and the token decides. `cookie`: a request that
+ * shows no bearer token may be let in by a web console session's cookie (src/api/sessions.ts), which says who, or
+ * null when the request carries none. Routes whose rule is `anonymous` (the console's page, its login) need no
+ * caller, and what a request to them shows is not looked at.
  */
-export function installAuth(app: FastifyInstance, legacyToken: string | undefined, tokens: () => TokenService, peer?: (req: FastifyRequest) => Caller | null, open: readonly string[] = []): void {
+export function installAuth(app: FastifyInstance, legacyToken: string | undefined, tokens: () => TokenService, peer?: (req: FastifyRequest) => Caller | null, open: readonly string[] = [], cookie?: (req: FastifyRequest) => Caller | null): void {
   if (legacyToken === undefined) {
     app.decorateRequest('caller', null);
     app.addHook('onRequest', async (req) => {
@@ -106,5 +110,15 @@ export function installAuth(app: FastifyInstance, legacyToken: string | undefine
   // `open`: routes ("GET /metrics") served without a token when asked (`--metrics-public`); only without credentials
   // shown: a token shown is still checked, so a bad one is refused everywhere
   const isOpen = (req: FastifyRequest): boolean => req.headers.authorization === undefined && open.includes(`${req.method} ${req.routeOptions.url}`);
-  installRoleChecks(app, (req) => (isOpen(req) ? null : peer?.(req) ?? identify(req.headers.authorization, legacyToken, tokens)));
+  const anonymous = (req: FastifyRequest): boolean => matchedRule(req)?.rule.anonymous === true;
+  installRoleChecks(app, (req) => {
+    if (isOpen(req) || anonymous(req)) return null;
+    const byPeer = peer?.(req);
+    if (byPeer) return byPeer;
+    if (req.headers.authorization === undefined && cookie) {
+      const bySession = cookie(req);
+      if (bySession) return bySession;
+    }
+    return identify(req.headers.authorization, legacyToken, tokens);
+  });
 }

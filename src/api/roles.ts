@@ -13,6 +13,8 @@ export interface RouteRule {
   role: Role;
   /** a stronger role that some bodies need, and why (checked once the body is parsed) */
   escalate?: (body: unknown) => { role: Role; why: string } | null;
+  /** served to anyone, without credentials (the web console's page and its login, which checks the token itself) */
+  anonymous?: true;
 }
 
 const field = (body: unknown, key: string): unknown => (body !== null && typeof body === 'object' ? (body as Record<string, unknown>)[key] : undefined);
@@ -28,8 +30,17 @@ function hostNic(body: unknown): { role: Role; why: string } | null {
 const viewer: RouteRule = { role: 'viewer' };
 const operator: RouteRule = { role: 'operator' };
 const admin: RouteRule = { role: 'admin' };
+const anyone: RouteRule = { role: 'viewer', anonymous: true };
 
 export const ROUTE_ROLES: Readonly<Record<string, RouteRule>> = {
+  // the web console (TCP only): its page and files, its login (which checks the token it is given), who is logged in
+  // and the logout (src/api/web.ts, src/api/sessions.ts)
+  'GET /': anyone,
+  'GET /assets/*': anyone,
+  'POST /v1/session': anyone,
+  'GET /v1/session': viewer,
+  'DELETE /v1/session': viewer,
+
   'GET /openapi.json': viewer,
   'GET /metrics': viewer,
   'GET /v1/events': viewer,

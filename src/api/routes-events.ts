@@ -28,6 +28,8 @@ const unstored = (type: string, data: Record<string, unknown>): string =>
 /** Where a stream's events come from: a daemon's event bus (replay at once) or a controller's feed (a query). */
 export interface EventSource {
   since(id: number, limit: number): StoredEvent[] | Promise<StoredEvent[]>;
+  /** the newest `limit` stored events, oldest first (`?last=N`); a source without it refuses that */
+  latest?(limit: number): StoredEvent[];
   subscribe(fn: (ev: StoredEvent) => void): () => void;
 }
 
@@ -62,6 +64,8 @@ export function eventRoutes(svc: { events: EventSource }, limits: StreamLimits =
           throw new CorralError('TOO_MANY_CLIENTS', `${open.size} event streams are open, the most this daemon serves at once; close one or try again later`, { limit: limits.maxEventStreams });
         }
         const lastId = Number(req.headers['last-event-id'] ?? req.query.since ?? NaN);
+        const newest = Number.isFinite(lastId) ? undefined : req.query.last;
+        if (newest !== undefined && !svc.events.latest) throw new CorralError('INVALID_SPEC', 'last: this stream cannot replay its newest events; give since=ID', { field: 'last' });
         reply.hijack();
         const res = reply.raw;
         res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' });
@@ -113,7 +117,7 @@ export function eventRoutes(svc: { events: EventSource }, limits: StreamLimits =
           queue.push({ text: ': connected\n\n', live: false });
           flush();
         };
-        const replay = Number.isFinite(lastId) ? svc.events.since(lastId, 10_000) : [];
+        const replay = Number.isFinite(lastId) ? svc.events.since(lastId, 10_000) : newest !== undefined ? svc.events.latest!(newest) : [];
         if (Array.isArray(replay)) begin(replay);
         else {
           replay.then(begin, (e: unknown) => {

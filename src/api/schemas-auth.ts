@@ -61,3 +61,25 @@ export const AuditQuery = Type.Object(
   { limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000, default: 100, description: 'how many of the latest entries (default 100)' })) },
   { additionalProperties: false },
 );
+
+// ---- browser sessions of the web console (POST/GET/DELETE /v1/session) ----
+
+export const LoginBody = Type.Object(
+  { token: Type.String({ minLength: 1, maxLength: 4096, description: 'an API token: the token file\'s, or one from `corral token create`' }) },
+  { additionalProperties: false },
+);
+
+/** Who a session (or a bearer token) is, and the session's CSRF token: never the session id, which is in the cookie only. */
+export const Session = Type.Object(
+  {
+    who: Type.String({ description: 'the token\'s name, or token-file' }),
+    role: RoleSchema,
+    csrf: nullable(Type.String(), 'send it in the x-corral-csrf header with every request that changes something; null when the caller showed a bearer token, not a session cookie'),
+    createdAt: nullable(Type.String()),
+    expiresAt: nullable(Type.String(), 'when the session ends unless it is used before (an hour idle; 12 hours at most)'),
+  },
+  { title: 'Session' },
+);
+export type Session = Static<typeof Session>;
+
+export const LoggedOut = Type.Object({ ended: Type.Boolean({ description: 'whether a session was ended (false: the cookie named none)' }) });

@@ -2,7 +2,10 @@
 import { Type, type Static } from '@sinclair/typebox';
 import { nullable } from './schemas-common.js';
 
-export const EventsQuery = Type.Object({ since: Type.Optional(Type.Integer({ minimum: 0 })) }, { additionalProperties: false });
+export const EventsQuery = Type.Object({
+  since: Type.Optional(Type.Integer({ minimum: 0 })),
+  last: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, description: 'without since: replay the newest N stored events first (a daemon\'s stream only)' })),
+}, { additionalProperties: false });
 
 export const Event = Type.Object(
   {

@@ -37,6 +37,9 @@ import { STREAM_LIMITS, type StreamLimits } from './stream-limits.js';
 import { CorralError } from '../core/errors.js';
 import { printable } from '../core/names.js';
 import { TARGET_HEADER } from '../core/target.js';
+import { SessionStore } from '../services/sessions.js';
+import { installSessionCuts, sessionCaller, sessionRoutes } from './sessions.js';
+import { webRoutes } from './web.js';
 
 export interface ApiOptions {
   /**
@@ -57,6 +60,10 @@ export interface ApiOptions {
   metricsPublic?: boolean;
   /** limits on event streams and console websockets (STREAM_LIMITS when not given) */
   streams?: Partial<StreamLimits>;
+  /** TCP: the web console's sessions (a new store when not given; swept while the API is open) */
+  sessions?: SessionStore;
+  /** TCP: where the built web console is (dist/web when not given) */
+  webRoot?: string;
 }
 
 /**
@@ -103,7 +110,7 @@ function openapiDocument(tokened: boolean) {
       },
     },
     security: tokened ? [{ bearer: [] }] : [],
-    tags: ['instances', 'console', 'cpu', 'memory', 'disks', 'nics', 'passthrough', 'images', 'volumes', 'networks', 'vhost-user', 'host', 'pool', 'events', 'tokens', 'audit'].map((name) => ({ name })),
+    tags: ['session', 'instances', 'console', 'cpu', 'memory', 'disks', 'nics', 'passthrough', 'images', 'volumes', 'networks', 'vhost-user', 'host', 'pool', 'events', 'tokens', 'audit'].map((name) => ({ name })),
   };
 }
 
@@ -147,7 +154,14 @@ export async function buildApi(svc: Services, opts: ApiOptions = {}): Promise<Fa
   // After the websocket plugin, whose onRequest hook marks upgrades (req.ws) so that the socket of a refused one is
   // closed after the error reply; the audit's onRequest hook (the peer's address) before auth's, which may refuse.
   if (opts.audit) installAudit(app, opts.audit, tcp ? 'tcp' : 'unix');
-  installAuth(app, opts.token, () => svc.tokens, opts.peer, opts.metricsPublic ? ['GET /metrics'] : []);
+  // the web console and its sessions are the TCP listener's: a browser cannot reach the unix socket
+  const sessions = tcp ? (opts.sessions ?? new SessionStore()) : undefined;
+  installAuth(app, opts.token, () => svc.tokens, opts.peer, opts.metricsPublic ? ['GET /metrics'] : [], sessions && ((req) => sessionCaller(req, sessions)));
+  if (sessions) {
+    installSessionCuts(app, sessions);
+    sessions.start();
+    app.addHook('onClose', async () => sessions.stop());
+  }
   installRequestMetrics(app);
   refuseTarget(app);
 
@@ -170,6 +184,10 @@ export async function buildApi(svc: Services, opts: ApiOptions = {}): Promise<Fa
   await app.register(vhostUserRoutes(svc));
   await app.register(tokenRoutes(svc));
   await app.register(auditRoutes(opts.audit));
+  if (sessions && opts.token !== undefined) {
+    await app.register(sessionRoutes({ store: sessions, legacyToken: opts.token, tokens: () => svc.tokens }));
+    await app.register(webRoutes(opts.webRoot));
+  }
   await app.register(metricsRoute(async () => hostRegistry(await svc.metrics.samples(), svc.instances.pool())));
 
   const typed = app.withTypeProvider<TypeBoxTypeProvider>();

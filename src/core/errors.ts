@@ -37,6 +37,11 @@ export const ErrorCodes = {
   UNAUTHORIZED: 401,
   /** the caller's token is valid but its role is below the one the request needs (the message names both) */
   FORBIDDEN: 403,
+  /**
+   * a request authenticated by a browser session's cookie that may have been forged by another site: it comes from
+   * another origin, or changes something without the session's CSRF header (x-corral-csrf)
+   */
+  CSRF_REFUSED: 403,
   /** a stream already has as many clients as it takes (the events stream's cap) */
   TOO_MANY_CLIENTS: 429,
   /** a cluster join token that is not one (bad prefix, part count, id, secret or CA hash); the message never holds the secret */

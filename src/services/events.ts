@@ -41,4 +41,9 @@ export class EventBus {
   since(id: number, limit = 1000): StoredEvent[] {
     return this.store.eventsSince(id, limit);
   }
+
+  /** The newest `limit` stored events, oldest first (the web console's recent events). */
+  latest(limit: number): StoredEvent[] {
+    return this.store.latestEvents(limit);
+  }
 }

@@ -64,6 +64,8 @@ export function tokenExists(existing: TokenView): CorralError {
   return new CorralError('ALREADY_EXISTS', `token "${name}" already exists (${existing.status}); revoke it first (corral token revoke ${name}) or choose another name`, { field: 'name', name });
 }
 
+const unknownSecret = (): CorralError => new CorralError('UNAUTHORIZED', 'the bearer token is not valid: it is not a token this daemon issued');
+
 export const tokenNotFound = (name: string): CorralError => new CorralError('TOKEN_NOT_FOUND', `no token named "${name}"`, { name });
 
 /**
@@ -118,9 +120,16 @@ export class TokenService {
 
   /** Who a bearer secret belongs to. UNAUTHORIZED when it is no token's, or its token was revoked or has expired. */
   authenticate(secret: string): { name: string; role: Role } {
-    const unknown = new CorralError('UNAUTHORIZED', 'the bearer token is not valid: it is not a token this daemon issued');
-    if (!secret.startsWith(TOKEN_PREFIX)) throw unknown;
-    const hash = hashSecret(secret);
+    if (!secret.startsWith(TOKEN_PREFIX)) throw unknownSecret();
+    return this.authenticateHash(hashSecret(secret));
+  }
+
+  /**
+   * Who the secret whose SHA-256 this is belongs to, as `authenticate` says: a browser session keeps the hash of the
+   * token it was opened with, never the secret, and asks again at each use (a revoked token's sessions end).
+   */
+  authenticateHash(hash: string): { name: string; role: Role } {
+    const unknown = unknownSecret();
     const now = this.now();
     const row = checkUsable(this.store.tokenByHash(hash), hash, now, unknown);
     if (row.lastUsedAt === null || now.getTime() - Date.parse(row.lastUsedAt) >= LAST_USED_EVERY_MS) this.store.setTokenLastUsed(row.name, now.toISOString());

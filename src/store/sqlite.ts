@@ -226,6 +226,13 @@ export class SqliteStore implements Store {
     return rows.map((r) => ({ ...r, data: JSON.parse(r.data) }));
   }
 
+  latestEvents(limit: number): StoredEvent[] {
+    const rows = this.sql('SELECT * FROM events ORDER BY id DESC LIMIT ?').all(limit) as Array<{
+      id: number; time: string; type: string; instance: string | null; data: string;
+    }>;
+    return rows.reverse().map((r) => ({ ...r, data: JSON.parse(r.data) }));
+  }
+
   listTokens(): TokenRow[] {
     return (this.sql('SELECT * FROM api_tokens ORDER BY name').all() as RawToken[]).map(tokenFromRaw);
   }

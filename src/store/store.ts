@@ -70,5 +70,7 @@ export interface Store extends TokenStore {
   deleteInstance(uuid: string): void;
   appendEvent(type: string, instance: string | null, data: Record<string, unknown>): StoredEvent;
   eventsSince(id: number, limit: number): StoredEvent[];
+  /** the newest `limit` events, oldest first */
+  latestEvents(limit: number): StoredEvent[];
   close(): void;
 }

@@ -10,5 +10,6 @@ export function memoryStore(): Store {
       return ev;
     },
     eventsSince: (id: number, limit: number) => events.filter((e) => e.id > id).slice(0, limit),
+    latestEvents: (limit: number) => events.slice(-limit),
   } as unknown as Store;
 }

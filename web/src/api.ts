@@ -1,0 +1,84 @@
+/**
+ * The page's calls to the daemon's API, on its own origin. The session cookie goes with every call by itself
+ * (HttpOnly: this code never sees it); calls that change something carry the session's CSRF token, which the login
+ * and GET /v1/session return. An API error keeps its code, message and the field at fault (INVALID_SPEC).
+ */
+import type { Session } from './types';
+
+export class ApiError extends Error {
+  constructor(readonly status: number, readonly code: string, message: string, readonly field?: string, readonly body?: unknown) {
+    super(message);
+  }
+}
+
+let csrf: string | null = null;
+let onLoggedOut: () => void = () => undefined;
+
+/** Remember the session's CSRF token (null after logout). */
+export function setCsrf(token: string | null): void {
+  csrf = token;
+}
+
+/** What to do when the API says the session is over (401): show the login again. */
+export function whenLoggedOut(fn: () => void): void {
+  onLoggedOut = fn;
+}
+
+async function parse(r: Response): Promise<unknown> {
+  const text = await r.text();
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return text;
+  }
+}
+
+export async function api<T>(method: string, path: string, body?: unknown): Promise<T> {
+  const headers: Record<string, string> = {};
+  if (body !== undefined) headers['content-type'] = 'application/json';
+  if (method !== 'GET' && method !== 'HEAD' && csrf) headers['x-corral-csrf'] = csrf;
+  const r = await fetch(path, { method, headers, credentials: 'same-origin', ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
+  const data = await parse(r);
+  if (!r.ok) {
+    const e = (data as { error?: { code?: string; message?: string; field?: string } } | null)?.error;
+    if (r.status === 401 && path !== '/v1/session') onLoggedOut();
+    throw new ApiError(r.status, e?.code ?? `HTTP_${r.status}`, e?.message ?? String(data).slice(0, 300), e?.field, data);
+  }
+  return data as T;
+}
+
+export const get = <T>(path: string): Promise<T> => api<T>('GET', path);
+export const enc = encodeURIComponent;
+
+export async function login(token: string): Promise<Session> {
+  const s = await api<Session>('POST', '/v1/session', { token });
+  setCsrf(s.csrf);
+  return s;
+}
+
+/** Who the cookie says the caller is, or null when there is no live session. */
+export async function currentSession(): Promise<Session | null> {
+  try {
+    const s = await get<Session>('/v1/session');
+    setCsrf(s.csrf);
+    return s;
+  } catch (e) {
+    if (e instanceof ApiError && e.status === 401) return null;
+    throw e;
+  }
+}
+
+export async function logout(): Promise<void> {
+  try {
+    await api('DELETE', '/v1/session');
+  } finally {
+    setCsrf(null);
+  }
+}
+
+/** The bytes the guest wrote to its serial console so far. */
+export async function consoleLog(name: string): Promise<Uint8Array> {
+  const r = await fetch(`/v1/instances/${enc(name)}/console/log`, { credentials: 'same-origin' });
+  if (!r.ok) return new Uint8Array();
+  return new Uint8Array(await r.arrayBuffer());
+}

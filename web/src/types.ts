@@ -1,0 +1,26 @@
+/**
+ * What the API sends and takes, as its own TypeBox schemas say (src/api/schemas-*.ts): types only, erased from the
+ * bundle. A field the page reads that the API stops sending is a compile error here.
+ */
+import type { Static } from '@sinclair/typebox';
+import type { CreateInstanceBody, DevicePath, Instance as InstanceSchema, Pool as PoolSchema } from '../../src/api/schemas-instances.js';
+import type { Event as EventSchema } from '../../src/api/schemas-events.js';
+import type { Image as ImageSchema, Volume as VolumeSchema, CreateVolumeBody, AttachDiskBody } from '../../src/api/schemas-storage.js';
+import type { Network as NetworkSchema, AttachNicBody } from '../../src/api/schemas-network.js';
+import type { Session as SessionSchema } from '../../src/api/schemas-auth.js';
+import type { Host as HostSchema } from '../../src/api/schemas-host.js';
+
+export type Instance = InstanceSchema;
+export type Pool = PoolSchema;
+export type Device = DevicePath;
+export type CorralEvent = EventSchema;
+export type Image = ImageSchema;
+export type Volume = VolumeSchema;
+export type Network = NetworkSchema;
+export type Session = SessionSchema;
+export type Host = HostSchema;
+export type CreateRequest = CreateInstanceBody;
+export type CreateVolume = Static<typeof CreateVolumeBody>;
+export type AttachDisk = Static<typeof AttachDiskBody>;
+export type AttachNic = Static<typeof AttachNicBody>;
+export type InstanceState = Instance['state'];
