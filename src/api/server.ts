@@ -14,6 +14,7 @@ import { Pool } from './schemas-instances.js';
 import { Host } from './schemas-host.js';
 import { instanceRoutes } from './routes-instances.js';
 import { migrationRoutes } from './routes-migration.js';
+import { guestRoutes } from './routes-guest.js';
 import { imageRoutes } from './routes-images.js';
 import { eventRoutes } from './routes-events.js';
 import { cpuRoutes } from './routes-cpu.js';
@@ -151,6 +152,7 @@ export async function buildApi(svc: Services, opts: ApiOptions = {}): Promise<Fa
   const limits: StreamLimits = { ...STREAM_LIMITS, ...opts.streams };
   await app.register(instanceRoutes(svc, limits));
   await app.register(migrationRoutes(svc));
+  await app.register(guestRoutes(svc));
   await app.register(imageRoutes(svc));
   await app.register(eventRoutes(svc, limits));
   await app.register(cpuRoutes(svc));

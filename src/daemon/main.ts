@@ -39,6 +39,7 @@ import { NetworkStore } from '../network/store.js';
 import { VhostUserStore } from '../network/vhost-user-store.js';
 import { MigrationService } from '../services/migration.js';
 import { MetricsService } from '../services/metrics.js';
+import { GuestAgentService } from '../services/guest-agent.js';
 import { VhostUserService } from '../services/vhost-user.js';
 import { StorageDaemonService } from '../services/storage-daemons.js';
 import { PassthroughService } from '../services/passthrough.js';
@@ -241,6 +242,9 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   const nics = new NicService({ instances, networks: networkDirectory(networks), events, log, sriovPf: (pf) => passthrough.checkPf(pf), vhostUser });
   instances.addHooks('nics', nics.hooks());
   instances.addHooks('passthrough', passthrough.hooks());
+  const guestAgent = new GuestAgentService({ instances });
+  instances.addHooks('guest-agent', guestAgent.hooks());
+  instances.setGuestShutdown((row, timeoutMs) => guestAgent.shutdown(row, timeoutMs));
   instances.addHooks('console-log', consoleLogHooks()); // the order the hooks run in is HOOK_ORDER (instance-hooks.ts)
   networks.setInUse((network) => nics.usersOf(network));
   networks.setReservations((network) => nics.reservationsOn(network));
@@ -264,7 +268,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   void host.accelerator().then((d) => log.info({ accel: d.accel, reason: d.reason }, 'accelerator chosen'));
 
   const servers: FastifyInstance[] = [];
-  const services = { instances, config, images, host, events, cpu, memory, volumes, disks, nics, networks, passthrough, vhostUser, tokens: new TokenService(store), migration: new MigrationService({ instances, events, log }), metrics: new MetricsService({ instances }) };
+  const services = { instances, config, images, host, events, cpu, memory, volumes, disks, nics, networks, passthrough, vhostUser, tokens: new TokenService(store), guestAgent, migration: new MigrationService({ instances, events, log }), metrics: new MetricsService({ instances }) };
   // state-changing requests on both listeners, and refused ones on TCP; a failing write is said on stderr, never fatal
   const audit = new AuditLog(paths.audit);
   const unixApi = await buildApi(services, { audit });

@@ -47,6 +47,7 @@ import { ImageStore, type ImageRecord } from '../storage/images.js';
 import { VolumeStore } from '../storage/volumes.js';
 import { SqliteStore } from '../store/sqlite.js';
 import { FakeDriver } from '../vm/fake-driver.js';
+import { GuestAgentService } from '../services/guest-agent.js';
 
 type Log = { info(o: object, m?: string): void; warn(o: object, m?: string): void; error(o: object, m?: string): void; debug(o: object, m?: string): void };
 const quiet: Log = { info: () => undefined, warn: () => undefined, error: () => undefined, debug: () => undefined };
@@ -166,6 +167,8 @@ export async function simServiceGraph(o: SimGraphOptions): Promise<SimGraph> {
   });
   instances.addHooks('nics', nics.hooks());
   instances.addHooks('passthrough', passthrough.hooks());
+  const guestAgent = new GuestAgentService({ instances });
+  instances.addHooks('guest-agent', guestAgent.hooks());
   instances.addHooks('console-log', consoleLogHooks());
   networks.setInUse((network) => nics.usersOf(network));
   networks.setReservations((network) => nics.reservationsOn(network));
@@ -173,7 +176,7 @@ export async function simServiceGraph(o: SimGraphOptions): Promise<SimGraph> {
   await networks.restore();
   await instances.reconcile();
 
-  const services: Services = { instances, config, images, host, events, cpu, memory, volumes, disks, nics, networks, passthrough, vhostUser, tokens: new TokenService(store), migration: new MigrationService({ instances, events, log }), metrics: new MetricsService({ instances }) };
+  const services: Services = { instances, config, images, host, events, cpu, memory, volumes, disks, nics, networks, passthrough, vhostUser, tokens: new TokenService(store), guestAgent, migration: new MigrationService({ instances, events, log }), metrics: new MetricsService({ instances }) };
   return {
     services, store, driver, net, cgroupRoot,
     stop() {
