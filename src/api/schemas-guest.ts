@@ -39,7 +39,7 @@ const Encoding = Type.Union([Type.Literal('utf8'), Type.Literal('base64')], {
 /** POST /v1/instances/{name}/exec */
 export const ExecBody = Type.Object({
   command: Type.Array(Type.String(), { minItems: 1, description: 'the program (looked up in the guest agent\'s PATH) and its arguments; no shell: use ["sh", "-c", "..."] for one' }),
-  stdin: Type.Optional(Type.String({ description: 'what the command reads on stdin (in `encoding`); without it, stdin is empty' })),
+  stdin: Type.Optional(Type.String({ description: 'what the command reads on stdin (in `encoding`; at most 512 KiB); without it, stdin is empty' })),
   timeout: Type.Optional(Type.Integer({ minimum: 1, maximum: EXEC_MAX_TIMEOUT_S, description: 'seconds to wait for the command to end (default 300); after that TIMEOUT, and the command may still run in the guest' })),
   encoding: Type.Optional(Encoding),
 }, { additionalProperties: false, title: 'ExecRequest' });

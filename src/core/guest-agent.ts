@@ -115,8 +115,8 @@ export function parseExecStatus(raw: unknown): ExecResult | null {
 
 export const EXEC_DEFAULT_TIMEOUT_S = 300;
 export const EXEC_MAX_TIMEOUT_S = 86_400;
-/** stdin handed to the command (the agent's own limit on a message is larger; a guest command wants little) */
-export const EXEC_MAX_STDIN = 8 * 1024 * 1024;
+/** stdin handed to the command: in base64 it fits the API's 1 MiB request body (the agent takes far more) */
+export const EXEC_MAX_STDIN = 512 * 1024;
 
 /** An exec request's command and stdin, checked: a program and its arguments, stdin as bytes. */
 export function checkExec(command: unknown, stdin: Buffer | null, timeoutS: number): void {
@@ -124,7 +124,7 @@ export function checkExec(command: unknown, stdin: Buffer | null, timeoutS: numb
   if (command.some((a) => typeof a !== 'string')) throw invalidSpec('command', 'every argument is a string');
   if ((command[0] as string).length === 0) throw invalidSpec('command', 'the program is an empty string');
   if (command.some((a: string) => a.includes('\0'))) throw invalidSpec('command', 'an argument holds a NUL byte');
-  if (stdin !== null && stdin.length > EXEC_MAX_STDIN) throw invalidSpec('stdin', `at most ${EXEC_MAX_STDIN / (1024 * 1024)} MiB, got ${stdin.length} bytes`);
+  if (stdin !== null && stdin.length > EXEC_MAX_STDIN) throw invalidSpec('stdin', `at most ${EXEC_MAX_STDIN / 1024} KiB, got ${stdin.length} bytes`);
   if (!Number.isInteger(timeoutS) || timeoutS < 1 || timeoutS > EXEC_MAX_TIMEOUT_S) throw invalidSpec('timeout', `seconds, 1 to ${EXEC_MAX_TIMEOUT_S}, got ${timeoutS}`);
 }
 
