@@ -43,7 +43,8 @@ export function registerExecCommand(program: Command, client: () => ApiClient): 
       } else {
         await write(process.stdout, Buffer.from(r.stdout, 'base64'));
         await write(process.stderr, Buffer.from(r.stderr, 'base64'));
-        if (r.stdoutTruncated || r.stderrTruncated) process.stderr.write(`corral: the guest agent kept only the first 16 MiB of the command's ${r.stdoutTruncated ? 'stdout' : 'stderr'}\n`);
+        const cut = [r.stdoutTruncated ? 'stdout' : '', r.stderrTruncated ? 'stderr' : ''].filter(Boolean);
+        if (cut.length > 0) process.stderr.write(`corral: the guest agent kept only the first 16 MiB of the command's ${cut.join(' and ')}\n`);
       }
       process.exitCode = exitStatusOf(r.exitCode);
     });

@@ -478,7 +478,7 @@ export class InstanceService {
       return;
     }
     const agent = this.guestShutdown !== null && row.spec.agent && timeoutSec > 0;
-    this.setState(row, 'stopping', `ACPI power-off requested (timeout ${timeoutSec}s${agent ? ', the guest agent asked after half of it' : ''})`);
+    this.setState(row, 'stopping', `ACPI power-off requested (timeout ${timeoutSec}s${agent ? '; the guest agent\'s shutdown after half of it' : ''})`);
     crashPoint('stop.requested'); // reconcile adopts the VM, still running: the stop did not happen
     const t0 = Date.now();
     try {

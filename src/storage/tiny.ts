@@ -1,9 +1,11 @@
 /**
  * The tiny guest image: Debian's generic kernel, a busybox initramfs that loads the virtio (and emulated
  * disk/NIC) drivers and switches to an ext4 root disk labelled corral-root, where busybox init brings up
- * the network, acpid (ACPI power button -> clean poweroff), the guest agent (the host's qemu-ga, tiny-agent.ts) and a
- * root shell on ttyS0. The guest scripts are readable files under assets/tiny/. Downloads are cached in $DATA/cache/tiny; the image is assembled in a
- * staging folder and committed with image.json like an import.
+ * the network, acpid (ACPI power button -> clean poweroff), the guest agent (the host's qemu-ga, tiny-agent.ts)
+ * and a root shell on ttyS0. The guest scripts are readable files under assets/tiny/, with the VERSION of what
+ * they make (bumped when the guest changes; copied into the image, where `make test-base` compares it). Downloads
+ * are cached in $DATA/cache/tiny; the image is assembled in a staging folder and committed with image.json like an
+ * import.
  */
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -206,6 +208,7 @@ export async function buildTiny(dataDir: string, progress: Progress, opts: { for
   try {
     progress({ step: 'initramfs', message: 'building the initramfs', percent: 50 });
     writeFileSync(join(staging, 'initrd.img'), await buildInitramfs(work, k, busybox, mods));
+    writeFileSync(join(staging, 'VERSION'), asset('VERSION'));
     copyFileSync(k.vmlinuz, join(staging, 'vmlinuz'));
     chmodSync(join(staging, 'vmlinuz'), 0o644);
     progress({ step: 'rootfs', message: `making the ${ROOT_LABEL} ext4 root filesystem`, percent: 70 });
