@@ -47,8 +47,9 @@ cluster-demo-down: build
 cluster-demo-status: build
 	@bash scripts/cluster-demo.sh status
 
+# The test base is rebuilt when the tiny image's guest changed (assets/tiny/VERSION, copied into the image when built).
 test-base: build
-	@test -f $(TEST_BASE)/images/tiny/image.json || CORRAL_DATA_DIR=$(TEST_BASE) node dist/src/daemon/build-tiny.js
+	@test -f $(TEST_BASE)/images/tiny/image.json && cmp -s assets/tiny/VERSION $(TEST_BASE)/images/tiny/VERSION || CORRAL_DATA_DIR=$(TEST_BASE) node dist/src/daemon/build-tiny.js --force
 
 # The suite also builds a Debian 12 image with debootstrap (about a minute) and boots it from its own disk
 # through SeaBIOS and GRUB; CORRAL_TEST_DEBIAN=0 skips that part.

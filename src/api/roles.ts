@@ -61,6 +61,8 @@ export const ROUTE_ROLES: Readonly<Record<string, RouteRule>> = {
   'POST /v1/instances/:name/resume': operator,
   'POST /v1/instances/:name/kill': operator,
   'GET /v1/instances/:name/devices': viewer,
+  // runs a command in the guest (as the agent's user, root in most guests): what the console allows too
+  'POST /v1/instances/:name/exec': operator,
   // live migration: a host's side (a controller drives it) and the controller's own routes
   'POST /v1/instances/:name/migration/incoming': operator,
   'POST /v1/instances/:name/migration': operator,

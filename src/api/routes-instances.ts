@@ -14,7 +14,7 @@ import { STREAM_LIMITS, type StreamLimits } from './stream-limits.js';
 const ACTIONS = ['start', 'stop', 'restart', 'pause', 'resume', 'kill'] as const;
 const ACTION_SUMMARIES: Record<(typeof ACTIONS)[number], string> = {
   start: 'Start a stopped instance',
-  stop: 'Power an instance off (ACPI, then kill after timeout seconds); killed says whether QEMU was killed',
+  stop: 'Power an instance off (ACPI; after half the timeout the guest agent\'s shutdown; kill at the timeout); stoppedBy says which way, killed whether QEMU was killed',
   restart: 'Stop an instance (as stop does), then start it again: a new QEMU, so configuration changes apply',
   pause: 'Pause the virtual CPUs of an instance',
   resume: 'Resume a paused instance',
@@ -28,20 +28,24 @@ function serverTiming(reply: FastifyReply, svc: Services, name: string): void {
   if (t) void reply.header('Server-Timing', `prepare;dur=${t.beforeSpawnMs.toFixed(2)}, qemu;dur=${t.qemuLaunchMs.toFixed(2)}, qmp;dur=${t.qmpReadyMs.toFixed(2)}`);
 }
 
+type StoppedBy = 'acpi' | 'agent' | 'kill';
+
 /**
- * Whether a stop (or a restart's stop) of `name` had to kill QEMU, read from the events it publishes while the
- * call runs: `instance.stop-timeout` after the last move to `stopping`. Operations on one instance are serialised,
- * so the last move to `stopping` before the call returns is this call's own.
+ * How a stop (or a restart's stop) of `name` brought the guest down, read from the events it publishes while the
+ * call runs: after the last move to `stopping` (ACPI), `instance.stop-agent` (the guest agent was asked) and
+ * `instance.stop-timeout` (QEMU killed). Operations on one instance are serialised, so the last move to `stopping`
+ * before the call returns is this call's own.
  */
-function watchStopTimeout(events: EventBus, name: string): { killed(): boolean; done(): void } {
-  let killed = false;
+function watchStop(events: EventBus, name: string): { way(): StoppedBy | null; done(): void } {
+  let way: StoppedBy | null = null;
   const done = events.subscribe((ev) => {
     if (ev.instance !== name) return;
     const to = (ev.data as { to?: unknown }).to;
-    if (ev.type === 'instance.state' && to === 'stopping') killed = false;
-    else if (ev.type === 'instance.stop-timeout') killed = true;
+    if (ev.type === 'instance.state' && to === 'stopping') way = 'acpi';
+    else if (ev.type === 'instance.stop-agent') way = 'agent';
+    else if (ev.type === 'instance.stop-timeout') way = 'kill';
   });
-  return { killed: () => killed, done };
+  return { way: () => way, done };
 }
 
 export function instanceRoutes(svc: Services, limits: StreamLimits = STREAM_LIMITS): FastifyPluginAsync {
@@ -73,8 +77,14 @@ export function instanceRoutes(svc: Services, limits: StreamLimits = STREAM_LIMI
 
     app.get(
       '/v1/instances/:name',
-      { schema: { operationId: 'getInstance', tags, summary: 'Show an instance', params: NameParams, response: { 200: Instance, ...errors } } },
-      async (req) => svc.instances.get(req.params.name),
+      { schema: { operationId: 'getInstance', tags, summary: 'Show an instance (guest: its OS and addresses, when its guest agent answers within 2 s)', params: NameParams, response: { 200: Instance, ...errors } } },
+      async (req) => {
+        const row = svc.instances.rowOf(req.params.name);
+        const view = svc.instances.view(row);
+        // what the guest's agent says (its OS, its addresses), when it answers within a short timeout
+        const guest = await svc.guestAgent.info(row);
+        return guest ? { ...view, guest } : view;
+      },
     );
 
     app.patch(
@@ -117,7 +127,7 @@ export function instanceRoutes(svc: Services, limits: StreamLimits = STREAM_LIMI
           const name = req.params.name;
           const timeout = req.body?.timeout;
           const i = svc.instances;
-          const watch = stops ? watchStopTimeout(svc.events, name) : null;
+          const watch = stops ? watchStop(svc.events, name) : null;
           try {
             const view = await (action === 'start' ? i.start(name)
               : action === 'stop' ? i.stop(name, timeout)
@@ -126,7 +136,7 @@ export function instanceRoutes(svc: Services, limits: StreamLimits = STREAM_LIMI
                     : action === 'resume' ? i.resume(name)
                       : i.kill(name));
             if (action === 'start' || action === 'restart') serverTiming(reply, svc, name);
-            return watch ? { ...view, killed: watch.killed() } : view;
+            return watch ? { ...view, killed: watch.way() === 'kill', stoppedBy: watch.way() } : view;
           } finally {
             watch?.done();
           }

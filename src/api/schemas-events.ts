@@ -11,7 +11,7 @@ export const Event = Type.Object(
   {
     id: Type.Optional(Type.Integer({ description: 'absent on the unstored daemon.stopping event of an API closing' })),
     time: Type.String(),
-    type: Type.String({ description: 'instance.state, instance.stop-timeout, cpus.resized, memory.resized, daemon.stopping, ...' }),
+    type: Type.String({ description: 'instance.state, instance.stop-agent, instance.stop-timeout, cpus.resized, memory.resized, daemon.stopping, ...' }),
     instance: nullable(Type.String()),
     data: Type.Object({}, { additionalProperties: true, description: 'what the event says; its fields depend on the type' }),
   },

@@ -4,6 +4,7 @@ import { STATES } from '../core/state.js';
 import { CreateRequestSchema, SpecChangeSchema } from '../core/request-schema.js';
 import { InstanceSpecSchema, literals } from '../core/spec-schema.js';
 import { nullable } from './schemas-common.js';
+import { GuestInfo } from './schemas-guest.js';
 
 export { Size } from '../core/request-schema.js';
 
@@ -69,6 +70,7 @@ export const Instance = Type.Object(
     lastExit: nullable(ExitInfo, 'why the last QEMU ended; null before any exit'),
     spec: InstanceSpec,
     updatedAt: Type.String({ description: 'when the instance\'s record last changed on its host (that host\'s clock)' }),
+    guest: Type.Optional(GuestInfo),
   },
   { title: 'Instance' },
 );
@@ -76,9 +78,12 @@ export type Instance = Static<typeof Instance>;
 
 export const InstanceList = Type.Object({ instances: Type.Array(Instance) });
 
-/** The reply of stop and restart: the instance, and whether QEMU had to be killed. */
+/** The reply of stop and restart: the instance, whether QEMU had to be killed, and how the guest went down. */
 export const StopReply = Type.Composite(
-  [Instance, Type.Object({ killed: Type.Boolean({ description: 'true when the guest did not power off within the timeout and QEMU was killed' }) })],
+  [Instance, Type.Object({
+    killed: Type.Boolean({ description: 'true when the guest did not power off within the timeout and QEMU was killed' }),
+    stoppedBy: nullable(literals(['acpi', 'agent', 'kill'] as const), 'how the guest went down: acpi (the power button), agent (the guest agent\'s guest-shutdown, asked after half the timeout when ACPI was ignored), kill (SIGKILL at the timeout); null when there was no QEMU to stop'),
+  })],
   { title: 'StopReply' },
 );
 export type StopReply = Static<typeof StopReply>;

@@ -2,6 +2,7 @@
 import type { CpuService } from '../services/cpu.js';
 import type { DiskService } from '../services/disks.js';
 import type { EventBus } from '../services/events.js';
+import type { GuestAgentService } from '../services/guest-agent.js';
 import type { HostService } from '../services/host.js';
 import type { ImageService } from '../services/images.js';
 import type { InstanceService } from '../services/instances.js';
@@ -35,6 +36,8 @@ export interface Services {
   tokens: TokenService;
   /** a host's side of live migrations (a cluster controller drives them) */
   migration: MigrationService;
+  /** each running guest's agent: exec, the guest's OS and addresses */
+  guestAgent: GuestAgentService;
   /** what GET /metrics shows of each instance */
   metrics: MetricsService;
   /** a host's side of recovering live migrations that nobody drives any more */

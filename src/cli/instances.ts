@@ -43,6 +43,13 @@ export function instanceTable(list: Array<Instance & { host?: string }>): string
 
 interface JsonOpt { json?: boolean }
 
+/** How a stop went, when it was not the plain ACPI power-off. */
+export function stopNote(r: { killed?: boolean; stoppedBy?: string | null }, timeout: number): string {
+  if (r.killed === true || r.stoppedBy === 'kill') return ` (killed: the guest did not power off within ${timeout}s)`;
+  if (r.stoppedBy === 'agent') return ' (through the guest agent: the guest ignored the ACPI power button)';
+  return '';
+}
+
 export function registerInstanceCommands(program: Command, client: () => ApiClient): void {
   program
     .command('create')
@@ -71,6 +78,7 @@ export function registerInstanceCommands(program: Command, client: () => ApiClie
     .option('--prealloc', 'allocate all guest memory at start')
     .addOption(new Option('--hugepages <size>', 'back guest memory with hugepages').choices(['2M', '1G']))
     .option('--no-balloon', 'no virtio-balloon device')
+    .option('--no-agent', 'no channel for a guest agent (qemu-guest-agent): no exec, no guest addresses in show, no agent shutdown')
     .option('--volume <name[:bus]>', 'attach a volume as a disk (bus: virtio-blk (default), virtio-scsi, ide, sata or vhost-user-blk); repeatable',
       (v: string, prev: string[] = []) => [...prev, v])
     .option('--start', 'start it once created')
@@ -81,12 +89,13 @@ export function registerInstanceCommands(program: Command, client: () => ApiClie
     .addOption(new Option('--pool <pool>', 'storage pool of the root disk: local (default) or shared (the hosts\' --shared-pool)').choices(['local', 'shared']))
     .option('--ha', 'high availability (with --pool shared): started on another host when its host is lost')
     .option('--json', 'print the API JSON')
-    .action(async (name: string, o: { image: string; start?: boolean; json?: boolean; balloon?: boolean; volume?: string[]; forward?: string[]; hostLabel?: string[] } & Record<string, unknown>) => {
+    .action(async (name: string, o: { image: string; start?: boolean; json?: boolean; balloon?: boolean; agent?: boolean; volume?: string[]; forward?: string[]; hostLabel?: string[] } & Record<string, unknown>) => {
       const body: Record<string, unknown> = { name, image: o.image };
       const keys = ['cpus', 'memory', 'disk', 'firmware', 'network', 'nicModel', 'rootBus', 'accel', 'sockets', 'cores', 'threads', 'maxCpus', 'cpuModel', 'pin',
         'cpuWeight', 'cpuLimit', 'maxMemory', 'memoryLimit', 'prealloc', 'hugepages', 'host', 'group', 'antiAffinity', 'pool', 'ha'] as const;
       for (const k of keys) if (o[k] !== undefined) body[k] = o[k];
       if (o.balloon === false) body.balloon = false;
+      if (o.agent === false) body.agent = false;
       if (o.forward !== undefined) body.forwards = o.forward;
       if (o.hostLabel !== undefined) body.hostLabels = parseLabelArgs('hostLabels', o.hostLabel);
       const volumes = o.volume ?? [];
@@ -112,7 +121,7 @@ export function registerInstanceCommands(program: Command, client: () => ApiClie
 
   const actions: Array<[string, string]> = [
     ['start', 'start a stopped instance'],
-    ['stop', 'power off (ACPI, then kill after --timeout seconds)'],
+    ['stop', 'power off (ACPI; after half of --timeout the guest agent\'s shutdown; kill at --timeout)'],
     ['restart', 'stop, then start again'],
     ['pause', 'pause the virtual CPUs'],
     ['resume', 'resume a paused instance'],
@@ -124,10 +133,10 @@ export function registerInstanceCommands(program: Command, client: () => ApiClie
     if (timed) cmd.option('--timeout <seconds>', 'seconds to wait for the guest to power off', wholeNumber, 30);
     cmd.action(async (name: string, o: JsonOpt & { timeout?: number }) => {
       const body = timed && o.timeout !== undefined ? { timeout: o.timeout } : {};
-      // stop and restart answer `killed: true` when the guest did not power off in time and QEMU was killed
-      const inst = await client().call<Instance & { killed?: boolean }>('POST', `/v1/instances/${enc(name)}/${action}`, body);
+      // stop and restart say how the guest went down: ACPI, the guest agent (ACPI ignored), or killed at the timeout
+      const inst = await client().call<Instance & { killed?: boolean; stoppedBy?: string | null }>('POST', `/v1/instances/${enc(name)}/${action}`, body);
       if (o.json) printJson(inst);
-      else printLines(`${statusLine(inst)}${inst.killed === true ? ` (killed: the guest did not power off within ${o.timeout ?? 30}s)` : ''}`);
+      else printLines(`${statusLine(inst)}${stopNote(inst, o.timeout ?? 30)}`);
     });
   }
 

@@ -14,6 +14,7 @@ import { registerHostCommands } from './host.js';
 import { registerImageCommands } from './images.js';
 import { registerInstanceCommands } from './instances.js';
 import { registerMigrateCommand } from './migrate.js';
+import { registerExecCommand } from './exec.js';
 import { registerPoolCommands } from './pool.js';
 import { registerStatsCommands } from './stats.js';
 import { registerInstanceDeviceCommands } from './instance-devices.js';
@@ -90,6 +91,7 @@ export function buildProgram(): Command {
 
   registerInstanceCommands(program, client);
   registerMigrateCommand(program, client);
+  registerExecCommand(program, client);
   registerSetCommand(program, client);
   registerConsoleCommands(program, client);
   registerImageCommands(program, client);

@@ -1,10 +1,12 @@
 /**
  * `corral show NAME`: the whole configuration of an instance, stopped or not (topology, limits, pinning, disks
  * with their buses, NICs with MACs, networks and forwards, host devices, firmware), what runs now (pid,
- * accelerator, uptime, resident memory, addresses, memory visible to the guest), and why its last QEMU ended.
+ * accelerator, uptime, resident memory, addresses, memory visible to the guest, the guest's OS and addresses from its
+ * guest agent), and why its last QEMU ended.
  */
 import type { Instance as InstanceJson, InstanceSpec } from '../api/schemas-instances.js';
 import { formatCpuList } from '../core/cpulist.js';
+import { guestAddresses } from '../core/guest-agent.js';
 import { duration, keyValues, orDash, size } from './format.js';
 
 /** The instance as the API shows it. Fields are read defensively: the CLI prints what it gets. */
@@ -62,6 +64,19 @@ function nicLines(s: Partial<InstanceSpec>, nics: ShownNic[] | null): string[] {
   });
 }
 
+/** The guest agent's lines: whether the instance has its channel and whether it answers; what it says of the guest. */
+function agentLines(i: Instance, s: Partial<InstanceSpec>, running: boolean): Array<[string, string]> {
+  if (s.agent === false) return [['agent', 'none (created with --no-agent)']];
+  const g = i.guest;
+  if (!g) return [['agent', running ? 'not answering (is qemu-guest-agent running in the guest?)' : 'channel present (answers while the guest runs)']];
+  const os = g.os;
+  const name = os.prettyName ?? ([os.name, os.version].filter(Boolean).join(' ') || os.id || 'unknown');
+  const out: Array<[string, string]> = [['agent', 'answering'], ['guest os', `${name}${os.kernelRelease ? `, kernel ${os.kernelRelease}` : ''}${os.machine ? ` (${os.machine})` : ''}`]];
+  const ips = guestAddresses(g.interfaces).map((a) => `${a.address}/${a.prefix} (${a.interface})`);
+  out.push(['guest ips', ips.length ? ips.join(', ') : 'none']);
+  return out;
+}
+
 /** The text of `corral show`. */
 export function instanceDetails(i: Instance, nics: ShownNic[] | null = null, mem: ShownMemory | null = null): string {
   const s = (i.spec ?? {}) as Partial<InstanceSpec>;
@@ -81,6 +96,7 @@ export function instanceDetails(i: Instance, nics: ShownNic[] | null = null, mem
   pairs.push(['disks', disks.length ? disks.join('; ') : '-']);
   const nicText = nicLines(s, nics);
   pairs.push(['nics', nicText.length ? nicText.join('\n           ') : 'none']);
+  pairs.push(...agentLines(i, s, running));
   const hostdevs = (s.hostdevs ?? []).map((h) => `${h.id} ${h.address}`);
   if (hostdevs.length) pairs.push(['passthrough', hostdevs.join(', ')]);
   pairs.push(['created', i.createdAt]);

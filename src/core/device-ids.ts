@@ -17,6 +17,13 @@ export const BALLOON_ID = 'balloon0';
 /** The one virtio-scsi HBA and the one AHCI controller disks on those buses hang off. */
 export const SCSI_CONTROLLER_ID = 'scsi0';
 
+/** The guest agent's channel: its socket chardev, the virtio-serial controller and the port the guest's agent opens. */
+export const AGENT_CHARDEV_ID = 'qga0';
+export const AGENT_SERIAL_ID = 'vserial0';
+export const AGENT_PORT_ID = 'qga0-port';
+/** The name qemu-guest-agent looks for (/dev/virtio-ports/NAME under udev; /sys/class/virtio-ports/vportNpM/name). */
+export const AGENT_PORT_NAME = 'org.qemu.guest_agent.0';
+
 /** The QOM path of a device Corral added (-device id=... / device_add). */
 export function peripheralPath(id: string): string {
   return `/machine/peripheral/${id}`;

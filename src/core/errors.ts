@@ -98,6 +98,13 @@ export const ErrorCodes = {
    * or key cannot be read): the daemon refuses to start and the message names the file and the fix
    */
   INVALID_CONFIG: 500,
+  /**
+   * the guest agent cannot be asked: the instance has no agent channel (created with --no-agent), is not running, or
+   * the guest's qemu-guest-agent did not answer within the timeout (not installed, not started, hung); the message says which
+   */
+  AGENT_UNAVAILABLE: 409,
+  /** the guest's agent answered a command with an error (a program it could not run, a command it blocks): its class and description */
+  AGENT_FAILED: 502,
   /** the VM's process or its monitor went away while an operation talked to it */
   VM_GONE: 409,
   QEMU_FAILED: 500,

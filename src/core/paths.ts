@@ -46,6 +46,8 @@ export interface InstancePaths {
   runDir: string;
   qmp: string;
   console: string;
+  /** the guest agent's channel: a unix socket QEMU serves (the daemon connects) */
+  agent: string;
   consoleLog: string;
   /** the older part of the console log: console.log past its limit is copied here, then emptied */
   consoleLogRotated: string;
@@ -74,6 +76,7 @@ export function instancePaths(root: string, uuid: string): InstancePaths {
     runDir,
     qmp: join(runDir, 'qmp.sock'),
     console: join(runDir, 'console.sock'),
+    agent: join(runDir, 'qga.sock'),
     consoleLog: join(dir, 'console.log'),
     consoleLogRotated: rotatedLog(join(dir, 'console.log')),
     pidfile: join(runDir, 'qemu.pid'),

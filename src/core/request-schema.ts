@@ -51,6 +51,7 @@ export const CreateRequestSchema = Type.Object(
     start: Type.Optional(Type.Boolean()),
     pool: Type.Optional(Type.String({ description: 'storage pool of the root disk: local (the default: the data dir) or shared (the host\'s --shared-pool, a directory every host of a cluster mounts at the same path)' })),
     ha: Type.Optional(Type.Boolean({ description: 'high availability (shared pool only): the agent kills it when it loses its cluster lease, and the cluster starts it on another host' })),
+    agent: Type.Optional(Type.Boolean({ description: 'a virtio-serial channel for the guest\'s qemu-guest-agent (default true; false: --no-agent)' })),
     adopt: Type.Optional(Type.Boolean({ description: 'shared pool: take over the root disk that another host of the cluster left there for this name, instead of making one (HA restarts)' })),
     ...ComputeRequestSchema.properties,
   },
@@ -81,6 +82,7 @@ export const SpecChangeSchema = Type.Object(
     balloon: Type.Optional(Type.Boolean()),
     firmware: Type.Optional(FirmwareSchema),
     accel: Type.Optional(AccelChoiceSchema),
+    agent: Type.Optional(Type.Boolean({ description: 'the guest agent\'s channel (from the next start)' })),
   },
   { additionalProperties: false, title: 'InstanceChange' },
 );

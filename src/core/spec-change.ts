@@ -18,7 +18,7 @@ function requestOf(s: InstanceSpec): CreateRequest {
   const r: CreateRequest = {
     name: 'x', image: s.image, cpus: s.cpus, memory: s.memory, firmware: s.firmware, accel: s.accel, rootBus: s.rootBus,
     sockets: s.topology.sockets, cores: s.topology.cores, threads: s.topology.threads, maxCpus: s.maxCpus, cpuModel: s.cpuModel,
-    prealloc: s.prealloc, balloon: s.balloon,
+    prealloc: s.prealloc, balloon: s.balloon, agent: s.agent,
   };
   if (s.disk !== null) r.disk = s.disk;
   if (s.pin) r.pin = s.pin;

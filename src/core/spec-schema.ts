@@ -111,6 +111,7 @@ export const InstanceSpecSchema = Type.Object(
     hostdevs: Type.Array(InstanceHostdevSchema, { description: 'host PCI devices passed through whole (VFIO), in attach order; SR-IOV VFs are NICs instead' }),
     rootPool: Type.Optional(literals(['local', 'shared'] as const)),
     ha: Type.Optional(Type.Boolean({ description: 'killed by its host when that host loses its cluster lease; started on another host by the cluster' })),
+    agent: Type.Boolean({ description: 'a virtio-serial channel for the guest\'s qemu-guest-agent (exec, the guest\'s addresses and OS, shutdown when ACPI is ignored); a spec stored before the field existed reads true' }),
   },
   { title: 'InstanceSpec', description: 'the whole stored configuration: topology, limits, pinning, disks, NICs, host devices' },
 );

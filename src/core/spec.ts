@@ -52,16 +52,22 @@ export function validateCreate(req: CreateRequest, host: HostLimits): { name: st
   if (pool !== 'local' && pool !== 'shared') throw invalidSpec('pool', `the root disk's pool is "local" or "shared", not "${printable(String(pool))}"`);
   if (req.ha === true && pool !== 'shared') throw invalidSpec('ha', 'a highly available instance needs its root disk on the shared pool (pool: shared), so that another host can start it');
   if (req.adopt === true && pool !== 'shared') throw invalidSpec('adopt', 'only a root disk on the shared pool can be taken over');
+  const agent = req.agent ?? true;
+  if (typeof agent !== 'boolean') throw invalidSpec('agent', 'must be true or false');
   const shared = pool === 'shared' ? { rootPool: 'shared' as const, ...(req.ha === true ? { ha: true } : {}) } : {};
-  return { name, spec: { image, cpus, memory, disk, firmware, accel, ...compute, disks: [], rootBus, nics: [], hostdevs: [], ...shared } };
+  return { name, spec: { image, cpus, memory, disk, firmware, accel, ...compute, disks: [], rootBus, nics: [], hostdevs: [], ...shared, agent } };
 }
 
-/** A stored spec, with defaults for fields added since it was written (`mac`: the instance's first MAC). */
+/**
+ * A stored spec, with defaults for fields added since it was written (`mac`: the instance's first MAC). A spec from
+ * before the guest agent's channel existed gets it (agent: true) at its next start: the device is a virtio-serial
+ * port that a guest without an agent ignores, placed after every other PCI device so that none of theirs moves.
+ */
 export function normalizeSpec(stored: Partial<InstanceSpec> & Pick<InstanceSpec, 'image' | 'cpus' | 'memory'> & { network?: string }, mac = ''): InstanceSpec {
   const { network, ...rest } = stored;
   // Before NICs were a list, `network` was "user" (one virtio-net NIC on user-mode NAT) or "none".
   const nics: InstanceNic[] = network === 'none' ? [] : [{ id: FIRST_NIC_ID, model: 'virtio-net', network: DEFAULT_NETWORK, mac, queues: 1 }];
-  return { disk: null, firmware: 'bios', accel: 'auto', ...computeDefaults(stored.cpus), disks: [], rootBus: 'virtio-blk', nics, hostdevs: [], ...rest };
+  return { disk: null, firmware: 'bios', accel: 'auto', ...computeDefaults(stored.cpus), disks: [], rootBus: 'virtio-blk', nics, hostdevs: [], agent: true, ...rest };
 }
 
 export function validateCpus(cpus: unknown, host: HostLimits): number {

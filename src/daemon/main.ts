@@ -43,6 +43,7 @@ import { MetricsService } from '../services/metrics.js';
 import { MigrationRecoveryService } from '../services/migration-recovery.js';
 import { MigrationDiskService } from '../services/migration-disks.js';
 import { ImageTransfer } from '../services/image-transfer.js';
+import { GuestAgentService } from '../services/guest-agent.js';
 import { VhostUserService } from '../services/vhost-user.js';
 import { StorageDaemonService } from '../services/storage-daemons.js';
 import { PassthroughService } from '../services/passthrough.js';
@@ -245,6 +246,9 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   const nics = new NicService({ instances, networks: networkDirectory(networks), events, log, sriovPf: (pf) => passthrough.checkPf(pf), vhostUser });
   instances.addHooks('nics', nics.hooks());
   instances.addHooks('passthrough', passthrough.hooks());
+  const guestAgent = new GuestAgentService({ instances });
+  instances.addHooks('guest-agent', guestAgent.hooks());
+  instances.setGuestShutdown((row, timeoutMs) => guestAgent.shutdown(row, timeoutMs));
   instances.addHooks('console-log', consoleLogHooks()); // the order the hooks run in is HOOK_ORDER (instance-hooks.ts)
   networks.setInUse((network) => nics.usersOf(network));
   networks.setReservations((network) => nics.reservationsOn(network));
@@ -275,7 +279,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   const migrationRecovery = new MigrationRecoveryService({ instances, migration, events, log });
   // what live migrations left while the agent was down (migration-recovery.ts)
   await migrationRecovery.init();
-  const services = { instances, config, images, host, events, cpu, memory, volumes, disks, nics, networks, passthrough, vhostUser, tokens: new TokenService(store), migration, migrationRecovery, migrationDisks, metrics: new MetricsService({ instances }) };
+  const services = { instances, config, images, host, events, cpu, memory, volumes, disks, nics, networks, passthrough, vhostUser, tokens: new TokenService(store), guestAgent, migration, migrationRecovery, migrationDisks, metrics: new MetricsService({ instances }) };
   // state-changing requests on both listeners, and refused ones on TCP; a failing write is said on stderr, never fatal
   const audit = new AuditLog(paths.audit);
   const unixApi = await buildApi(services, { audit });

@@ -48,6 +48,7 @@ import { ImageStore, type ImageRecord } from '../storage/images.js';
 import { VolumeStore } from '../storage/volumes.js';
 import { SqliteStore } from '../store/sqlite.js';
 import { FakeDriver } from '../vm/fake-driver.js';
+import { GuestAgentService } from '../services/guest-agent.js';
 
 type Log = { info(o: object, m?: string): void; warn(o: object, m?: string): void; error(o: object, m?: string): void; debug(o: object, m?: string): void };
 const quiet: Log = { info: () => undefined, warn: () => undefined, error: () => undefined, debug: () => undefined };
@@ -167,6 +168,8 @@ export async function simServiceGraph(o: SimGraphOptions): Promise<SimGraph> {
   });
   instances.addHooks('nics', nics.hooks());
   instances.addHooks('passthrough', passthrough.hooks());
+  const guestAgent = new GuestAgentService({ instances });
+  instances.addHooks('guest-agent', guestAgent.hooks());
   instances.addHooks('console-log', consoleLogHooks());
   networks.setInUse((network) => nics.usersOf(network));
   networks.setReservations((network) => nics.reservationsOn(network));
@@ -177,7 +180,7 @@ export async function simServiceGraph(o: SimGraphOptions): Promise<SimGraph> {
   const migration = new MigrationService({ instances, events, log });
   const migrationRecovery = new MigrationRecoveryService({ instances, migration, events, log });
   await migrationRecovery.init();
-  const services: Services = { instances, config, images, host, events, cpu, memory, volumes, disks, nics, networks, passthrough, vhostUser, tokens: new TokenService(store), migration, migrationRecovery, metrics: new MetricsService({ instances }) };
+  const services: Services = { instances, config, images, host, events, cpu, memory, volumes, disks, nics, networks, passthrough, vhostUser, tokens: new TokenService(store), guestAgent, migration, migrationRecovery, metrics: new MetricsService({ instances }) };
   return {
     services, store, driver, net, cgroupRoot,
     stop() {

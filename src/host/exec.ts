@@ -43,6 +43,8 @@ export const TOOL_PACKAGES: Readonly<Record<string, string>> = {
   'mkfs.ext4': 'e2fsprogs',
   busybox: 'busybox-static',
   openssl: 'openssl',
+  ldd: 'libc-bin',
+  'qemu-ga': 'qemu-guest-agent',
 };
 
 export interface RunOptions {

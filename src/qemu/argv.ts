@@ -2,7 +2,7 @@
  * Instance launch plan -> qemu-system-x86_64 argv. Pure. Devices are JSON objects (QEMU parses JSON for
  * -blockdev, -device, -netdev and -object), so no user text is ever joined into a comma-separated option.
  */
-import { BALLOON_ID, HOTPLUG_RAM_BACKEND_ID, HOTPLUG_RAM_DEVICE_ID, RAM_BACKEND_ID } from '../core/device-ids.js';
+import { AGENT_CHARDEV_ID, AGENT_PORT_ID, AGENT_PORT_NAME, AGENT_SERIAL_ID, BALLOON_ID, HOTPLUG_RAM_BACKEND_ID, HOTPLUG_RAM_DEVICE_ID, RAM_BACKEND_ID } from '../core/device-ids.js';
 import { DEFAULT_BLOCK_IO, disksArgv, type BlockIo, type PlanDisk } from './argv-disks.js';
 import { chardevId, netdevArgs, nicDevice, type PlanNic } from './argv-nics.js';
 import type { Accelerator, Firmware } from '../core/spec.js';
@@ -38,8 +38,11 @@ export interface LaunchPlan {
   nics: PlanNic[];
   /** host PCI devices passed through with vfio-pci (whole devices, or SR-IOV VFs with their MAC set on the PF) */
   hostdevs?: Array<{ id: string; address: string; kind: 'passthrough' | 'sriov-vf'; mac?: string; pf?: string }>;
-  /** consoleLog: what the console keeper writes (QEMU itself writes the log to a pipe: CONSOLE_LOG_FD) */
-  paths: { qmp: string; console: string; consoleLog: string; pidfile: string };
+  /**
+   * consoleLog: what the console keeper writes (QEMU itself writes the log to a pipe: CONSOLE_LOG_FD); agent: the
+   * guest agent's socket (QEMU serves it, the daemon connects), absent for an instance without the agent's channel
+   */
+  paths: { qmp: string; console: string; consoleLog: string; pidfile: string; agent?: string };
   sandbox: boolean;
   /**
    * the incoming side of a live migration: QEMU starts paused (-S), waiting for `migrate-incoming` (-incoming
@@ -109,9 +112,22 @@ export function buildArgv(plan: LaunchPlan): string[] {
   }
   a.push('-device', json({ driver: 'pvpanic-pci', id: 'panic0' }));
   a.push('-device', json({ driver: 'virtio-rng-pci', id: 'rng0' }));
+  if (plan.paths.agent !== undefined) a.push(...agentArgv(plan.paths.agent));
   a.push('-pidfile', assertSafeOptionPath(plan.paths.pidfile));
   if (plan.incoming) a.push('-S', '-incoming', 'defer');
   return a;
+}
+
+/**
+ * The guest agent's channel: a virtio-serial controller with one port named org.qemu.guest_agent.0, whose host end
+ * is a unix socket QEMU listens on. Last of the PCI devices, so that adding it to an instance moves no other device.
+ */
+export function agentArgv(socket: string): string[] {
+  return [
+    '-chardev', `socket,id=${AGENT_CHARDEV_ID},path=${assertSafeOptionPath(socket)},server=on,wait=off`,
+    '-device', json({ driver: 'virtio-serial-pci', id: AGENT_SERIAL_ID }),
+    '-device', json({ driver: 'virtserialport', bus: `${AGENT_SERIAL_ID}.0`, chardev: AGENT_CHARDEV_ID, name: AGENT_PORT_NAME, id: AGENT_PORT_ID }),
+  ];
 }
 
 /** A host PCI device for the guest: vfio-pci with the device's address (checked: DDDD:BB:DD.F). */

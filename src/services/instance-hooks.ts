@@ -40,9 +40,10 @@ export type NicPlanner = (uuid: string, req: CreateRequest) => InstanceNic[];
  * - nics: make taps (beforeLaunch) and remove them (exited).
  * - passthrough: bind host devices to vfio-pci after the others' checks and resources, so that a start refused
  *   earlier never takes a device from its host driver.
+ * - guest-agent: drops the instance's agent client and what it cached of the guest (exited).
  * - console-log: last, so its boot separator is the console log's line just before QEMU starts.
  */
-export const HOOK_ORDER = ['cpu', 'memory', 'files', 'storage-daemons', 'disks', 'nics', 'passthrough', 'console-log'] as const;
+export const HOOK_ORDER = ['cpu', 'memory', 'files', 'storage-daemons', 'disks', 'nics', 'passthrough', 'guest-agent', 'console-log'] as const;
 export type HookOwner = (typeof HOOK_ORDER)[number];
 
 /** Other services (CPU, memory, disks, NICs, storage daemons, passthrough) hook into the lifecycle. */

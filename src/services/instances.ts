@@ -46,6 +46,8 @@ export class InstanceService {
   /** Attached volumes of an instance, resolved to their files (set by the disk service). */
   private contributors: LaunchContributor[] = [];
   private nicPlanner: NicPlanner = (uuid, req) => [{ id: FIRST_NIC_ID, model: 'virtio-net', network: DEFAULT_NETWORK, mac: macFor(uuid), queues: 1, ...(req.forwards ? { forwards: req.forwards.map(parseForward) } : {}) }];
+  /** Asks a guest's agent to power it off, for a stop whose ACPI request the guest ignored (set by the guest agent service). */
+  private guestShutdown: ((row: InstanceRow, timeoutMs: number) => Promise<void>) | null = null;
   /** The pids of the processes serving an instance's vhost-user disks (set by the storage daemon service). */
   private backendSource: (row: InstanceRow) => Record<string, number | null> = () => ({});
   private locks = new KeyedLock();
@@ -70,6 +72,11 @@ export class InstanceService {
   /** How a new instance's first NIC is made (set by the NIC service, which knows the networks). */
   setNicPlanner(fn: NicPlanner): void {
     this.nicPlanner = fn;
+  }
+
+  /** How a stop asks the guest's agent to power the guest off when ACPI is ignored (the guest agent service). */
+  setGuestShutdown(fn: (row: InstanceRow, timeoutMs: number) => Promise<void>): void {
+    this.guestShutdown = fn;
   }
 
   /** Where `devices` gets the pids of vhost-user backends from. */
@@ -464,14 +471,20 @@ export class InstanceService {
     return new CorralError('INTERNAL', `${during}: ${(e as Error)?.message ?? String(e)}`);
   }
 
+  /**
+   * Stop: ACPI power button, then, for an instance with the guest agent's channel, after half the timeout the
+   * agent's guest-shutdown (event `instance.stop-agent`), then SIGKILL at the timeout (event `instance.stop-timeout`).
+   */
   private async doStop(row: InstanceRow, timeoutSec: number): Promise<void> {
     const run = this.vms.get(row.uuid);
     if (!run) {
       this.setState(row, 'stopped', 'no QEMU process', { pid: null, pidStart: null });
       return;
     }
-    this.setState(row, 'stopping', `ACPI power-off requested (timeout ${timeoutSec}s)`);
+    const agent = this.guestShutdown !== null && row.spec.agent && timeoutSec > 0;
+    this.setState(row, 'stopping', `ACPI power-off requested (timeout ${timeoutSec}s${agent ? '; the guest agent\'s shutdown after half of it' : ''})`);
     crashPoint('stop.requested'); // reconcile adopts the VM, still running: the stop did not happen
+    const t0 = Date.now();
     try {
       const st = await run.vm.status();
       if (!st.running) await run.vm.resume();
@@ -479,9 +492,23 @@ export class InstanceService {
     } catch (e) {
       this.d.log.warn({ instance: row.name, err: (e as Error).message }, 'powerdown request failed');
     }
-    if (await waitExit(run.vm, timeoutSec * 1000)) {
+    const totalMs = timeoutSec * 1000;
+    if (await waitExit(run.vm, agent ? totalMs / 2 - (Date.now() - t0) : totalMs - (Date.now() - t0))) {
       await this.vms.settled(row.uuid);
       return;
+    }
+    if (agent && this.guestShutdown) {
+      const after = Math.round((Date.now() - t0) / 100) / 10;
+      try {
+        await this.guestShutdown({ ...row, state: 'stopping' }, Math.max(1, Math.min(5000, totalMs - (Date.now() - t0))));
+        this.d.events.publish('instance.stop-agent', row.name, { afterSec: after });
+      } catch (e) {
+        this.d.log.warn({ instance: row.name, err: (e as Error).message }, 'the guest agent\'s shutdown failed');
+      }
+      if (await waitExit(run.vm, Math.max(0, totalMs - (Date.now() - t0)))) {
+        await this.vms.settled(row.uuid);
+        return;
+      }
     }
     this.d.events.publish('instance.stop-timeout', row.name, { timeoutSec });
     await this.doKill(row, `killed: the guest did not power off within ${timeoutSec}s`);

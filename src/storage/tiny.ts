@@ -1,9 +1,11 @@
 /**
  * The tiny guest image: Debian's generic kernel, a busybox initramfs that loads the virtio (and emulated
  * disk/NIC) drivers and switches to an ext4 root disk labelled corral-root, where busybox init brings up
- * the network, acpid (ACPI power button -> clean poweroff) and a root shell on ttyS0. The guest scripts are
- * readable files under assets/tiny/. Downloads are cached in $DATA/cache/tiny; the image is assembled in a
- * staging folder and committed with image.json like an import.
+ * the network, acpid (ACPI power button -> clean poweroff), the guest agent (the host's qemu-ga, tiny-agent.ts)
+ * and a root shell on ttyS0. The guest scripts are readable files under assets/tiny/, with the VERSION of what
+ * they make (bumped when the guest changes; copied into the image, where `make test-base` compares it). Downloads
+ * are cached in $DATA/cache/tiny; the image is assembled in a staging folder and committed with image.json like an
+ * import.
  */
 import { chmodSync, copyFileSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -17,6 +19,7 @@ import { gzipInitramfs } from './cpio.js';
 import { ImageStore, type ImageRecord, type Progress } from './images.js';
 import { ensureAptLists, fetchDebs, pruneCache, resolveKernelPackage, tool, unpackDeb } from './tiny-debs.js';
 import { builtinModules, moduleName, orderModules, TINY_LATE_MODULES, TINY_MODULES } from './tiny-modules.js';
+import { installGuestAgent } from './tiny-agent.js';
 
 export const TINY_NAME = 'tiny';
 /**
@@ -139,7 +142,7 @@ async function buildInitramfs(work: string, k: KernelTree, busybox: string, plan
   return gzipInitramfs(root, [{ type: 'char', path: 'dev/console', major: 5, minor: 1, mode: 0o600 }]);
 }
 
-async function buildRootfs(work: string, k: KernelTree, busybox: string, plan: ModulePlan): Promise<string> {
+async function buildRootfs(work: string, k: KernelTree, busybox: string, plan: ModulePlan): Promise<{ raw: string; agent: string }> {
   const root = join(work, 'rootfs');
   dirs(root, ['dev', 'proc', 'sys', 'tmp', 'run', 'root', 'mnt', 'var/log', 'etc/acpi/PWRF', 'usr/share/udhcpc']);
   chmodSync(join(root, 'tmp'), 0o1777);
@@ -154,15 +157,19 @@ async function buildRootfs(work: string, k: KernelTree, busybox: string, plan: M
   put(root, 'etc/udhcpc.script', asset('udhcpc.script'), 0o755);
   symlinkSync('/etc/udhcpc.script', join(root, 'usr/share/udhcpc/default.script'));
   put(root, 'etc/acpi/PWRF/00000080', asset('power-button'), 0o755);
+  const agent = await installGuestAgent(root);
+  put(root, 'sbin/shutdown', asset('shutdown'), 0o755); // what qemu-ga runs for guest-shutdown (busybox has none)
   put(root, 'etc/profile', asset('profile'));
   put(root, 'etc/passwd', 'root:x:0:0:root:/root:/bin/sh\n');
   put(root, 'etc/group', 'root:x:0:\ntty:x:5:\n');
   put(root, 'etc/hostname', 'corral\n');
   put(root, 'etc/fstab', `LABEL=${ROOT_LABEL} / ext4 rw 0 1\n`);
   put(root, 'etc/corral-release', `corral-tiny kernel=${k.kver}\n`);
+  // what guest-get-osinfo reports
+  put(root, 'etc/os-release', `ID=corral-tiny\nNAME="Corral tiny"\nVERSION_ID=1\nVERSION="1 (busybox, Debian kernel ${k.kver})"\nPRETTY_NAME="Corral tiny 1"\n`);
   const raw = join(work, 'root.ext4');
   await tool('mkfs.ext4', ['-q', '-F', '-b', '4096', '-L', ROOT_LABEL, '-d', root, '-E', 'root_owner=0:0', raw, `${TINY_DISK_SIZE / 1024}k`]);
-  return raw;
+  return { raw, agent: `${agent.binary} with ${agent.libraries.length} libraries` };
 }
 
 /**
@@ -201,10 +208,12 @@ export async function buildTiny(dataDir: string, progress: Progress, opts: { for
   try {
     progress({ step: 'initramfs', message: 'building the initramfs', percent: 50 });
     writeFileSync(join(staging, 'initrd.img'), await buildInitramfs(work, k, busybox, mods));
+    writeFileSync(join(staging, 'VERSION'), asset('VERSION'));
     copyFileSync(k.vmlinuz, join(staging, 'vmlinuz'));
     chmodSync(join(staging, 'vmlinuz'), 0o644);
     progress({ step: 'rootfs', message: `making the ${ROOT_LABEL} ext4 root filesystem`, percent: 70 });
-    const raw = await buildRootfs(work, k, busybox, mods);
+    const { raw, agent } = await buildRootfs(work, k, busybox, mods);
+    progress({ step: 'rootfs', message: `guest agent: ${agent}` });
     progress({ step: 'disk', message: 'converting the root disk to qcow2', percent: 85 });
     const disk = join(staging, 'disk.qcow2');
     await convert(raw, 'raw', disk, 'qcow2');

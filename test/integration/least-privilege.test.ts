@@ -124,6 +124,7 @@ test('QEMU, its storage daemon and dnsmasq run unprivileged; the VM\'s files are
   // while it runs: its files are corral-qemu's; everything else stays root's and closed to corral-qemu
   for (const f of [join(inst, 'root.qcow2'), join(inst, 'console.log'), join(inst, 'console.log.1'), vol.path, fast.path]) assert.equal(owner(f), mine, f);
   assert.equal(owner(run), `${qemuUid}:700`, 'the runtime dir (its sockets) is QEMU\'s');
+  assert.equal(statSync(join(run, 'qga.sock')).uid, qemuUid, 'QEMU made the guest agent\'s socket in its runtime dir (the daemon connects to it)');
   assert.equal(owner(inst), '0:711', 'the instance dir is root\'s: QEMU opens what it was given, lists and makes nothing');
   assert.equal(owner(join(inst, 'qemu.stderr')), root);
   assert.equal(owner(spare.path), root);

@@ -127,14 +127,16 @@ test('a guest that powers itself off becomes stopped', { skip }, async () => {
   await d.waitState('vm1', 'stopped', 20_000);
 });
 
-test('a guest that ignores the power button is killed when the stop timeout runs out, and the reason says so', { skip }, async () => {
+test('a guest that ignores the power button (and its agent\'s shutdown) is killed when the stop timeout runs out, and the reason says so', { skip }, async () => {
   await d.api('POST', '/v1/instances/vm1/start', {});
   const c = await ConsoleSession.open(d, 'vm1');
-  await c.run('killall acpid');
+  // deaf to ACPI, and the guest agent's guest-shutdown (which runs /sbin/shutdown) does nothing
+  await c.run("killall acpid; printf '#!/bin/sh\\n' > /sbin/shutdown");
   await c.close();
   const t0 = Date.now();
   const r = await d.api('POST', '/v1/instances/vm1/stop', { timeout: 2 });
   assert.equal(r.body.state, 'stopped');
+  assert.deepEqual([r.body.killed, r.body.stoppedBy], [true, 'kill']);
   assert.ok(Date.now() - t0 >= 2000, 'it waited for the guest first');
   const evs = await d.events();
   assert.ok(evs.some((e) => e.type === 'instance.stop-timeout' && e.instance === 'vm1'));

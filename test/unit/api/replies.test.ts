@@ -21,6 +21,7 @@ import type { Volume, VolumeDetails, SnapshotInfo } from '../../../src/storage/v
 import type { PciDevice } from '../../../src/host/pci.js';
 import type { SriovState } from '../../../src/host/sriov.js';
 import type { VhostUserView } from '../../../src/services/vhost-user.js';
+import type { ExecResult, GuestInfo } from '../../../src/core/guest-agent.js';
 
 const GiB = 1024 ** 3;
 
@@ -39,7 +40,7 @@ const instance: InstanceView = {
       { id: 'net3', model: 'e1000', network: 'lan', mac: '52:54:00:00:00:04', queues: 1, address: '10.10.0.10' },
       { id: 'net2', model: 'sriov', network: null, mac: '52:54:00:00:00:03', queues: 1, sriov: { pf: '0000:03:00.0', vlan: 100 } },
     ],
-    hostdevs: [{ id: 'hostdev0', address: '0000:05:00.0' }],
+    hostdevs: [{ id: 'hostdev0', address: '0000:05:00.0' }], rootPool: 'shared', ha: true, agent: true,
   },
   updatedAt: '2026-11-30T13:00:01.500Z',
 };
@@ -98,12 +99,20 @@ const sriov: SriovState = { pf: '0000:03:00.0', netdev: 'enp3s0f0', totalVfs: 8,
 
 const backend: VhostUserView = { name: 'ovs0', socket: '/run/vhost.sock', createdAt: '2026-11-30T13:00:00.000Z', listening: true, usedBy: ['web1/net1'] };
 
+const guest: GuestInfo = {
+  os: { id: 'debian', name: 'Debian GNU/Linux', prettyName: 'Debian GNU/Linux 12 (bookworm)', version: '12 (bookworm)', versionId: '12', kernelRelease: '6.1.0-57-amd64', machine: 'x86_64' },
+  interfaces: [{ name: 'lo', addresses: [{ family: 'ipv4', address: '127.0.0.1', prefix: 8 }] }, { name: 'eth0', mac: '52:54:00:00:00:01', addresses: [{ family: 'ipv4', address: '10.0.2.15', prefix: 24 }, { family: 'ipv6', address: 'fec0::5054:ff:fe00:1', prefix: 64 }] }],
+};
+const exec: ExecResult = { exitCode: 3, signal: null, stdout: Buffer.from('out\n'), stderr: Buffer.from('err\n'), stdoutTruncated: false, stderrTruncated: true };
+
 const later = <T>(v: T) => async (): Promise<T> => v;
 const svc = {
   instances: {
     list: () => [instance], get: () => instance, create: later(instance), start: later(instance), stop: later(instance), restart: later(instance),
     pause: later(instance), resume: later(instance), kill: later(instance), devices: later(devices), pool: () => pool, startTimings: new Map(),
+    rowOf: () => ({}), view: () => instance,
   },
+  guestAgent: { info: later(guest), exec: later(exec) },
   config: { set: later({ instance, changed: ['cpus', 'memory'] }) },
   images: { list: () => [image], get: () => image },
   host: { show: later(host) },
@@ -122,11 +131,13 @@ test('every view comes out of the API as the service gave it, optional fields an
   const app = await buildApi(svc);
   const cases: Array<[string, string, unknown, unknown?]> = [
     ['GET', '/v1/instances', { instances: [instance] }],
-    ['GET', '/v1/instances/web1', instance],
+    ['GET', '/v1/instances/web1', { ...instance, guest }],
     ['POST', '/v1/instances', instance, { name: 'web1', image: 'tiny' }],
     ['PATCH', '/v1/instances/web1', { instance, changed: ['cpus', 'memory'] }, { cpus: 2 }],
     ['POST', '/v1/instances/web1/start', instance, {}],
-    ['POST', '/v1/instances/web1/stop', { ...instance, killed: false }, {}],
+    ['POST', '/v1/instances/web1/stop', { ...instance, killed: false, stoppedBy: null }, {}],
+    ['POST', '/v1/instances/web1/exec', { exitCode: 3, signal: null, stdout: 'out\n', stderr: 'err\n', encoding: 'utf8', stdoutTruncated: false, stderrTruncated: true }, { command: ['sh', '-c', 'x'] }],
+    ['POST', '/v1/instances/web1/exec', { exitCode: 3, signal: null, stdout: 'b3V0Cg==', stderr: 'ZXJyCg==', encoding: 'base64', stdoutTruncated: false, stderrTruncated: true }, { command: ['sh'], encoding: 'base64', stdin: 'eA==' }],
     ['GET', '/v1/instances/web1/devices', { devices }],
     ['GET', '/v1/instances/web1/cpu', cpu],
     ['POST', '/v1/instances/web1/cpus', { name: 'web1', cpus: 3, state: 'stopped' }, { count: 3 }],

@@ -59,7 +59,31 @@ const routes: Record<string, Handler> = {
   'GET /v1/instances/web1/memory': (_q, res) => send(res, 200, { guest: { visible: 1073741824 } }),
   'POST /v1/instances/web1/start': (_q, res) => send(res, 409, errorBody('INVALID_STATE', 'cannot start "web1": it is running')),
   // a guest that powers off within any timeout but 0
-  'POST /v1/instances/web1/stop': (_q, res, body) => send(res, 200, { ...INSTANCE, state: 'stopped', pid: null, killed: (JSON.parse(body) as { timeout?: number }).timeout === 0 }),
+  // a guest that powers off within any timeout but 0, and ignores ACPI (powered off by its guest agent) at timeout 7
+  'POST /v1/instances/web1/stop': (_q, res, body) => {
+    const timeout = (JSON.parse(body) as { timeout?: number }).timeout;
+    send(res, 200, { ...INSTANCE, state: 'stopped', pid: null, killed: timeout === 0, stoppedBy: timeout === 0 ? 'kill' : timeout === 7 ? 'agent' : 'acpi' });
+  },
+  // a guest agent that runs `CMD...` as: stdout "ran CMD ARGS" + stdin + a byte that is not UTF-8, stderr "err", exit 3
+  'POST /v1/instances/web1/exec': (_q, res, body) => {
+    const b = JSON.parse(body) as { command: string[]; stdin?: string; encoding?: 'utf8' | 'base64' };
+    const enc = b.encoding ?? 'utf8';
+    const stdin = b.stdin === undefined ? Buffer.alloc(0) : Buffer.from(b.stdin, enc);
+    const out = Buffer.concat([Buffer.from(`ran ${b.command.join(' ')}\n`), stdin, Buffer.from([0xff, 0x0a])]);
+    send(res, 200, { exitCode: 3, signal: null, stdout: out.toString(enc), stderr: Buffer.from('err\n').toString(enc), encoding: enc, stdoutTruncated: false, stderrTruncated: false });
+  },
+  'POST /v1/instances/db1/exec': (_q, res) => send(res, 409, { error: { code: 'AGENT_UNAVAILABLE', message: 'instance "db1" has no guest agent channel (it was created with --no-agent; corral set db1 agent=yes adds it from the next start)', reason: 'no-channel' } }),
+  'GET /v1/instances/web2': (_q, res) => send(res, 200, {
+    ...INSTANCE, name: 'web2', spec: { ...INSTANCE.spec, agent: true },
+    guest: {
+      os: { id: 'corral-tiny', name: 'Corral tiny', prettyName: 'Corral tiny 1', kernelRelease: '6.1.0-57-amd64', machine: 'x86_64' },
+      interfaces: [
+        { name: 'lo', mac: '00:00:00:00:00:00', addresses: [{ family: 'ipv4', address: '127.0.0.1', prefix: 8 }] },
+        { name: 'eth0', mac: '52:54:00:12:34:56', addresses: [{ family: 'ipv6', address: 'fec0::5054:ff:fe12:3456', prefix: 64 }, { family: 'ipv4', address: '10.0.2.15', prefix: 24 }] },
+      ],
+    },
+  }),
+  'GET /v1/instances/db2': (_q, res) => send(res, 200, { ...INSTANCE, name: 'db2', spec: { ...INSTANCE.spec, agent: false } }),
   'POST /v1/instances/web1/kill': (_q, res) => send(res, 200, { ...INSTANCE, state: 'stopped', pid: null }),
   'DELETE /v1/instances/web1?force=true': (_q, res) => send(res, 200, { deleted: 'web1' }),
   'DELETE /v1/instances/web1': (_q, res) => send(res, 409, {

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { validateCreate, validateName } from '../../../src/core/spec.js';
+import { normalizeSpec, validateCreate, validateName } from '../../../src/core/spec.js';
+import { applySpecChange } from '../../../src/core/spec-change.js';
 import { checkMemoryLimit, qemuOverhead } from '../../../src/core/spec-compute.js';
 import { parseSize, MiB, GiB } from '../../../src/core/units.js';
 import { CorralError } from '../../../src/core/errors.js';
@@ -51,8 +52,19 @@ test('defaults: 1 vCPU, 256 MiB, BIOS, user network, automatic accelerator', () 
   assert.deepEqual(spec, {
     image: 'tiny', cpus: 1, memory: 256 * MiB, disk: null, firmware: 'bios', accel: 'auto',
     topology: { sockets: 1, cores: 1, threads: 1 }, maxCpus: 1, cpuModel: 'auto', pin: null, cpuWeight: null, cpuLimit: null,
-    maxMemory: null, memoryLimit: null, prealloc: false, hugepages: null, balloon: true, disks: [], rootBus: 'virtio-blk', nics: [], hostdevs: [],
+    maxMemory: null, memoryLimit: null, prealloc: false, hugepages: null, balloon: true, disks: [], rootBus: 'virtio-blk', nics: [], hostdevs: [], agent: true,
   });
+});
+
+test('the guest agent channel: on by default, off with agent: false, kept by a change, and read as on from a spec stored before it', () => {
+  assert.equal(validateCreate({ name: 'a', image: 'tiny', agent: false }, host).spec.agent, false);
+  invalid(() => validateCreate({ name: 'a', image: 'tiny', agent: 'no' as unknown as boolean }, host), 'agent');
+  const off = validateCreate({ name: 'a', image: 'tiny', agent: false }, host).spec;
+  assert.equal(applySpecChange(off, { cpus: 2 }, host).agent, false);
+  assert.equal(applySpecChange(off, { agent: true }, host).agent, true);
+  const { agent: _agent, ...before } = validateCreate({ name: 'a', image: 'tiny' }, host).spec;
+  assert.equal(normalizeSpec(before).agent, true);
+  assert.equal(normalizeSpec({ ...before, agent: false }).agent, false);
 });
 
 test('topology must multiply out to the vCPUs (or to maxCpus)', () => {

@@ -140,6 +140,8 @@ export const CASES: Record<string, Case> = {
   // resized up to maxMemory while running: the next start boots with all of it and no virtio-mem device
   'mem-resized-to-max': { create: { maxMemory: '1GiB' }, change: (r) => { r.spec.memory = r.spec.maxMemory!; } },
   'mem-balloon-off': { create: { balloon: false } },
+  // created with --no-agent: no virtio-serial channel for a guest agent
+  'agent-off': { create: { agent: false } },
   'disk-image-bios': { image: 'disk', create: { disk: '8GiB' } },
   'disk-image-uefi-kvm': { image: 'disk', accel: 'kvm', create: { firmware: 'uefi', cpus: 4, memory: '2GiB' } },
   'kernel-image-uefi': { create: { firmware: 'uefi' } },

@@ -43,6 +43,56 @@ test('a guest that ignores ACPI is killed at the timeout: stopped, not crashed, 
   assert.ok(h.store.eventsSince(0, 1000).some((e) => e.type === 'instance.stop-timeout'));
 });
 
+test('a guest that ignores ACPI is asked through its guest agent after half the timeout, and powers off: stopped, not killed', async () => {
+  const { h, proc } = await running();
+  proc.acpi = false;
+  const asked: number[] = [];
+  const t0 = Date.now();
+  h.svc.setGuestShutdown(async (row) => {
+    asked.push(Date.now() - t0);
+    assert.equal(row.state, 'stopping');
+    setImmediate(() => proc.exit({ code: 0, shutdown: 'guest-shutdown' }));
+  });
+  const view = await h.svc.stop('vm', 0.4);
+  assert.equal(view.state, 'stopped');
+  assert.equal(asked.length, 1);
+  assert.ok(asked[0]! >= 150, `asked after ${asked[0]} ms: half of the 400 ms timeout goes to ACPI first`);
+  const types = h.store.eventsSince(0, 1000).map((e) => e.type);
+  assert.ok(types.includes('instance.stop-agent'));
+  assert.ok(!types.includes('instance.stop-timeout'));
+  assert.equal(h.exitInfo('vm')?.reason, 'the guest powered off');
+});
+
+test('a guest that honours ACPI never hears from its agent; one that ignores both is killed at the timeout', async () => {
+  const { h, proc } = await running();
+  let calls = 0;
+  h.svc.setGuestShutdown(async () => { calls++; throw new CorralError('AGENT_UNAVAILABLE', 'the guest agent did not answer'); });
+  await h.svc.stop('vm', 5);
+  assert.equal(proc.alive, false);
+  assert.equal(calls, 0);
+  await h.svc.start('vm');
+  const again = h.driver.live()[0]!;
+  again.acpi = false;
+  await h.svc.stop('vm', 0.1);
+  assert.equal(calls, 1);
+  assert.equal(again.alive, false);
+  assert.ok(h.store.eventsSince(0, 1000).some((e) => e.type === 'instance.stop-timeout'));
+  assert.match(String(h.exitInfo('vm')?.reason), /did not power off within 0.1s/);
+  assert.ok(h.warnings.some((w) => /guest agent's shutdown failed/.test(w)));
+});
+
+test('an instance without the agent channel is never asked through it', async () => {
+  const h = await started();
+  h.store.updateInstance(h.row('vm').uuid, { spec: { ...h.row('vm').spec, agent: false } });
+  const proc = h.driver.live()[0]!;
+  proc.acpi = false;
+  let calls = 0;
+  h.svc.setGuestShutdown(async () => { calls++; });
+  await h.svc.stop('vm', 0.1);
+  assert.equal(calls, 0);
+  assert.equal(proc.alive, false);
+});
+
 test('kill during a stop: the kill waits for the stop, which ends the QEMU; the kill then finds it stopped', async () => {
   const { h, proc, ledger } = await running();
   proc.acpi = false;
