@@ -213,21 +213,24 @@ export class MigrationDiskService {
    * Abandon the mirrors (a cancel, a failure): QEMU goes on with its own disks. A migration given up after its
    * mirrors completed no longer counts as completed (its files stay here).
    */
-  async cancel(name: string): Promise<void> {
+  /** Whether there was something of the disks' to cancel: mirrors running, or a move that is preparing (held). */
+  async cancel(name: string): Promise<boolean> {
     const out = this.outgoing.get(name);
-    if (this.preparing.has(name) && (!out || out.ended)) this.cancelled.add(name);
-    if (!out) return;
+    const held = this.preparing.has(name) && (!out || out.ended);
+    if (held) this.cancelled.add(name);
+    if (!out) return held;
     out.completed = null;
-    if (out.ended) return;
+    if (out.ended) return held;
     out.cancelled = true;
     let vm: Vm;
     try {
       vm = this.d.instances.live(name).vm;
     } catch {
       out.ended = true;
-      return;
+      return true;
     }
     await this.end(out, vm, true);
+    return true;
   }
 
   /** Refuse to forget the instance here before its disks are on the destination (its files would be lost). */

@@ -219,13 +219,13 @@ export class MigrationService {
     if (this.outgoing.get(name)?.postcopy) {
       throw new CorralError('INVALID_STATE', `the migration of instance "${name}" switched to postcopy (${f.status}): the destination runs the guest, so it cannot be cancelled (it completes on its own); this side stays paused`, { name, status: f.status });
     }
+    // the mirrors go first (force-cancelled: the source's disks are untouched; a move still preparing is held from
+    // starting them); a completed migration is not undone here: its destination may run the guest already
+    const disks = (await this.d.disks?.cancel(name)) ?? false;
     // not started here yet (the controller is still setting up the destination, its pairs...): a cancel now would be
     // a no-op that the migration then outlives; saying so lets the caller ask again
-    if (f.status === 'none' && !this.outgoing.has(name)) throw new CorralError('INVALID_STATE', `instance "${name}" is not being migrated from this host (not yet, or not at all): nothing to cancel now`, { name });
-    // the mirrors go first (force-cancelled: the source's disks are untouched); a completed migration is not undone
-    // here: its destination may run the guest already
-    await this.d.disks?.cancel(name);
-    if (f.status === 'completed') return f;
+    if (f.status === 'none' && !this.outgoing.has(name) && !disks) throw new CorralError('INVALID_STATE', `instance "${name}" is not being migrated from this host (not yet, or not at all): nothing to cancel now`, { name });
+    if (f.status === 'completed' || (f.status === 'none' && !this.outgoing.has(name))) return f;
     await live.vm.migrateCancel();
     return this.status(name);
   }
