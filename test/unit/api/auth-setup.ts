@@ -57,3 +57,15 @@ export async function authSetup(real: Partial<Services> = {}): Promise<AuthSetup
     },
   };
 }
+
+/** A test body run over a new setup, closed after it whatever happens. */
+export function withSetup(fn: (s: AuthSetup) => Promise<void>): () => Promise<void> {
+  return async () => {
+    const s = await authSetup();
+    try {
+      await fn(s);
+    } finally {
+      await s.close();
+    }
+  };
+}

@@ -9,18 +9,8 @@ import Fastify from 'fastify';
 import { installAuth } from '../../../src/api/auth.js';
 import { declared, registeredRoutes, routeRule, ROUTE_ROLES } from '../../../src/api/roles.js';
 import type { Role } from '../../../src/core/tokens.js';
-import { authSetup, bearer, LEGACY_TOKEN, type AuthSetup } from './auth-setup.js';
+import { authSetup, bearer, LEGACY_TOKEN, withSetup, type AuthSetup } from './auth-setup.js';
 
-function withSetup(fn: (s: AuthSetup) => Promise<void>): () => Promise<void> {
-  return async () => {
-    const s = await authSetup();
-    try {
-      await fn(s);
-    } finally {
-      await s.close();
-    }
-  };
-}
 
 type Method = 'GET' | 'POST' | 'PATCH' | 'DELETE';
 

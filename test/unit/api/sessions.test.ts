@@ -12,22 +12,12 @@ import WebSocket from 'ws';
 import type { LightMyRequestResponse } from 'fastify';
 import { buildApi } from '../../../src/api/server.js';
 import { sessionCookieName } from '../../../src/core/sessions.js';
-import { authSetup, bearer, LEGACY_TOKEN, type AuthSetup } from './auth-setup.js';
+import { bearer, LEGACY_TOKEN, withSetup, type AuthSetup } from './auth-setup.js';
 import { recordingServices } from './recording-services.js';
 
 const HOST = '127.0.0.1:8443';
 const OWN = `https://${HOST}`;
 
-function withSetup(fn: (s: AuthSetup) => Promise<void>): () => Promise<void> {
-  return async () => {
-    const s = await authSetup();
-    try {
-      await fn(s);
-    } finally {
-      await s.close();
-    }
-  };
-}
 
 interface Login { id: string; csrf: string; cookie: string; reply: LightMyRequestResponse }
 
