@@ -46,7 +46,7 @@ export interface MigrationTlsDeps {
 
 export class MigrationTls {
   /** by instance: the ids, and the pid of the QEMU that holds them */
-  private readonly held = new Map<string, { ids: MigrationTlsIds; pid: number | null }>();
+  private readonly held = new Map<string, { ids: MigrationTlsIds; pid: number | null; cert: string }>();
 
   constructor(private readonly d: MigrationTlsDeps) {}
 
@@ -63,7 +63,9 @@ export class MigrationTls {
     if (!material) return null;
     const live = this.d.instances.live(name);
     const had = this.held.get(name);
-    if (had?.ids.endpoint === endpoint && had.pid === live.row.pid) return had.ids;
+    // the same migration asking again (the disks' mirrors, then the RAM): its objects are made once; another
+    // migration's pair (a cancelled one's objects still there) is never reused, its certificate names another tag
+    if (had?.ids.endpoint === endpoint && had.pid === live.row.pid && had.cert === material.certPem) return had.ids;
     const dir = join(this.d.instances.paths(live.row).dir, 'migration-tls');
     const vm = live.vm;
     // a leftover of an earlier migration's object (its daemon stopped before release): made again with this pair
@@ -78,7 +80,7 @@ export class MigrationTls {
     const ids: MigrationTlsIds = endpoint === 'server'
       ? { endpoint, creds: MIGRATION_TLS_CREDS, authz: MIGRATION_TLS_AUTHZ, hostname: null }
       : { endpoint, creds: MIGRATION_TLS_CREDS, authz: null, hostname: material.peer };
-    this.held.set(name, { ids, pid: live.row.pid });
+    this.held.set(name, { ids, pid: live.row.pid, cert: material.certPem });
     return ids;
   }
 

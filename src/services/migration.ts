@@ -225,7 +225,11 @@ export class MigrationService {
     // not started here yet (the controller is still setting up the destination, its pairs...): a cancel now would be
     // a no-op that the migration then outlives; saying so lets the caller ask again
     if (f.status === 'none' && !this.outgoing.has(name) && !disks) throw new CorralError('INVALID_STATE', `instance "${name}" is not being migrated from this host (not yet, or not at all): nothing to cancel now`, { name });
-    if (f.status === 'completed' || (f.status === 'none' && !this.outgoing.has(name))) return f;
+    if (f.status === 'completed') return f;
+    if (f.status === 'none' && !this.outgoing.has(name)) {
+      await this.tls.release(name); // (the mirrors' NBD clients are gone: the pair they used goes)
+      return f;
+    }
     await live.vm.migrateCancel();
     return this.status(name);
   }

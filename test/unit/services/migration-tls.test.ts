@@ -102,8 +102,15 @@ test('the source: client creds, the destination\'s name as tls-hostname; a new Q
   await s.tls.setup('g1', 'client', { ...PAIR, peer: 'a3' });
   assert.equal(q.seen.length, 2);
   assert.equal(s.tls.ids('g1')!.hostname, 'a3');
+  // the same QEMU, another migration's pair (a cancelled one left its objects): made anew, never the old pair
+  // (the destination's authz names the new pair's tag: the old certificate would be refused)
+  const other = { ...PAIR, certPem: '-----BEGIN CERTIFICATE-----\nnext migration\n', peer: 'a2' };
+  await s.tls.setup('g1', 'client', other);
+  assert.equal(q.seen.length, 3);
+  assert.equal(q.seen[2]!.files['client-cert.pem']!.text, other.certPem);
+  assert.deepEqual(q.calls.filter(([c]) => c === 'object-del').map(([, id]) => id), ['corral-migration-tls'], 'the old objects deleted first');
   await s.tls.release('g1', true);
-  assert.equal(q.calls.filter(([c]) => c === 'object-del').length, 0, 'a QEMU that is gone is not asked');
+  assert.equal(q.calls.filter(([c]) => c === 'object-del').length, 1, 'a QEMU that is gone is not asked');
 });
 
 test('a failed object-add leaves no file behind either', async () => {
