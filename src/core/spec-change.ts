@@ -27,6 +27,9 @@ function requestOf(s: InstanceSpec): CreateRequest {
   if (s.maxMemory !== null) r.maxMemory = s.maxMemory;
   if (s.memoryLimit !== null) r.memoryLimit = s.memoryLimit;
   if (s.hugepages !== null) r.hugepages = s.hugepages;
+  // where its root disk lives and whether the cluster restarts it are not `set`'s to change, nor to lose
+  if (s.rootPool === 'shared') r.pool = 'shared';
+  if (s.ha === true) r.ha = true;
   return r;
 }
 

@@ -26,6 +26,16 @@ test('a change is validated as a create is, and keeps disks, NICs and what it do
   assert.deepEqual(changedFields(stored({ cpus: 1, memory: '256M' }), s), ['cpus', 'memory', 'topology', 'maxCpus', 'cpuWeight']);
 });
 
+test('a change keeps the root disk\'s pool and HA (a shared-pool instance stays on the shared pool)', () => {
+  const s = applySpecChange(stored({ pool: 'shared', ha: true }), { cpus: 2 }, host);
+  assert.equal(s.rootPool, 'shared');
+  assert.equal(s.ha, true);
+  assert.deepEqual(changedFields(stored({ pool: 'shared', ha: true }), s), ['cpus', 'topology', 'maxCpus']);
+  const local = applySpecChange(stored(), { cpus: 2 }, host);
+  assert.equal(local.rootPool, undefined);
+  assert.equal(local.ha, undefined);
+});
+
 test('hotplug room stays unless changed; null clears optional fields', () => {
   const base = stored({ cpus: 1, maxCpus: 4, pin: '0-1', memoryLimit: '2G', maxMemory: '1G' });
   const s = applySpecChange(base, { cpus: 2 }, host);
