@@ -1,6 +1,6 @@
 /**
- * Live migration's pure rules: which instances this slice can move (everything on the shared pool, nothing tied to
- * the host), the only migrate URI accepted (tcp:IP:PORT: never `exec:` or anything built from user text), the
+ * Live migration's pure rules: which instances can move (nothing tied to the host: local disks move with a live
+ * migration's mirrors, but a stopped instance's record moves alone only without them), the only migrate URI accepted (tcp:IP:PORT: never `exec:` or anything built from user text), the
  * parameters QEMU gets, and the figures read back from query-migrate.
  */
 import { isIP } from 'node:net';
