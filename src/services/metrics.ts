@@ -15,6 +15,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { tapName } from '../core/nics.js';
 import type { BlockStatsEntry } from '../vm/driver.js';
+import { parseTaskStat } from './cpu-plan.js';
+import { parseSmapsRollup } from './memory-map.js';
 import type { InstanceService, InstanceView } from './instances.js';
 
 export interface BlockSample { device: string; readBytes: number; writeBytes: number; readOps: number; writeOps: number }
@@ -50,12 +52,6 @@ export function blockSamples(list: readonly BlockStatsEntry[]): BlockSample[] {
   return out;
 }
 
-/** utime + stime (fields 14 and 15 of /proc/.../stat, after the command's closing parenthesis), in clock ticks. */
-export function statTicks(stat: string): number {
-  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  return Number(f[11]) + Number(f[12]);
-}
-
 /** /proc/net/dev: each interface's received and transmitted bytes and packets. */
 export function netDev(text: string): Map<string, { rxBytes: number; rxPackets: number; txBytes: number; txPackets: number }> {
   const out = new Map<string, { rxBytes: number; rxPackets: number; txBytes: number; txPackets: number }>();
@@ -69,9 +65,11 @@ export function netDev(text: string): Map<string, { rxBytes: number; rxPackets: 
   return out;
 }
 
-/** Rss of /proc/PID/smaps_rollup (or status's VmRSS), bytes. */
+/** Rss of /proc/PID/smaps_rollup (read as `corral stats` reads it), or status's VmRSS, bytes. */
 export function rssBytes(text: string): number | null {
-  const m = /^(?:Rss|VmRSS):\s+(\d+) kB/m.exec(text);
+  const rss = parseSmapsRollup(text).rss;
+  if (rss !== null) return rss;
+  const m = /^VmRSS:\s+(\d+) kB/m.exec(text);
   return m ? Number(m[1]) * 1024 : null;
 }
 
@@ -112,7 +110,8 @@ export class MetricsService {
     if ((v.state !== 'running' && v.state !== 'paused') || v.pid === null) return s;
     const pid = String(v.pid);
     const stat = this.read(join(this.proc, pid, 'stat'));
-    if (stat) s.cpuSeconds = statTicks(stat) / this.tck;
+    const ticks = stat ? parseTaskStat(stat)?.ticks : undefined;
+    if (ticks !== undefined) s.cpuSeconds = ticks / this.tck;
     s.residentBytes = rssBytes(this.read(join(this.proc, pid, 'smaps_rollup')) ?? this.read(join(this.proc, pid, 'status')) ?? '');
     s.nics = nicSamples(v, dev);
     let vm;
@@ -128,8 +127,8 @@ export class MetricsService {
     ]);
     if (vcpus.status === 'fulfilled') {
       for (const c of vcpus.value) {
-        const t = this.read(join(this.proc, pid, 'task', String(c['thread-id']), 'stat'));
-        if (t) s.vcpuSeconds.push({ vcpu: c['cpu-index'], seconds: statTicks(t) / this.tck });
+        const t = parseTaskStat(this.read(join(this.proc, pid, 'task', String(c['thread-id']), 'stat')) ?? '');
+        if (t) s.vcpuSeconds.push({ vcpu: c['cpu-index'], seconds: t.ticks / this.tck });
       }
     }
     if (blocks.status === 'fulfilled') s.blocks = blockSamples(blocks.value);

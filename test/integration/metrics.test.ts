@@ -10,7 +10,8 @@ import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { ConsoleSession, Daemon, SKIP_NO_TINY, useDaemon } from './harness.js';
 import { leased } from './net-probes.js';
-import { rssBytes, statTicks } from '../../src/services/metrics.js';
+import { rssBytes } from '../../src/services/metrics.js';
+import { parseTaskStat } from '../../src/services/cpu-plan.js';
 
 const skip = SKIP_NO_TINY;
 let d: Daemon;
@@ -32,7 +33,7 @@ const scrape = async (): Promise<string> => {
   return r.body;
 };
 
-const procCpu = (pid: number): number => statTicks(readFileSync(`/proc/${pid}/stat`, 'utf8')) / 100;
+const procCpu = (pid: number): number => parseTaskStat(readFileSync(`/proc/${pid}/stat`, 'utf8'))!.ticks / 100;
 const procRss = (pid: number): number => rssBytes(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'))!;
 
 test('/metrics with a guest running: promtool passes, and the figures agree with /proc, corral stats and the guest', { skip, timeout: 240_000 }, async () => {

@@ -11,8 +11,9 @@ import { buildApi } from '../../../src/api/server.js';
 import { hostRegistry } from '../../../src/api/metrics.js';
 import type { Services } from '../../../src/api/services.js';
 import type { PoolView } from '../../../src/core/pool.js';
-import { blockSamples, netDev, nicSamples, rssBytes, statTicks, type InstanceSample } from '../../../src/services/metrics.js';
+import { blockSamples, netDev, nicSamples, rssBytes, type InstanceSample } from '../../../src/services/metrics.js';
 import { tapName } from '../../../src/core/nics.js';
+import { parseTaskStat } from '../../../src/services/cpu-plan.js';
 import { authSetup, bearer, LEGACY_TOKEN, type AuthSetup } from './auth-setup.js';
 import { recordingServices } from './recording-services.js';
 
@@ -55,8 +56,9 @@ test('query-blockstats: disks named by their device id; backends without a devic
 });
 
 test('/proc: user + system ticks after the command name (which may hold spaces and parentheses); Rss in bytes', () => {
-  const stat = '4242 (qemu (x) sys) S 1 4242 4242 0 -1 4194560 1000 0 0 0 150 50 0 0 20 0 3 0 12345 0 0';
-  assert.equal(statTicks(stat), 200);
+  // (a whole stat line: what the CPU figures are read with is cpu-plan's parseTaskStat, as corral stats reads them)
+  const stat = `4242 (qemu (x) sys) S 1 4242 4242 0 -1 4194560 1000 0 0 0 150 50 0 0 20 0 3 0 12345 ${'0 '.repeat(30)}0`;
+  assert.equal(parseTaskStat(stat)?.ticks, 200);
   assert.equal(rssBytes('Rss:              123456 kB\nPss: 1 kB\n'), 123456 * 1024);
   assert.equal(rssBytes('Name: qemu\nVmRSS:\t   2048 kB\n'), 2048 * 1024);
   assert.equal(rssBytes('nothing'), null);
