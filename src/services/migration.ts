@@ -35,9 +35,24 @@ import type { RunAs } from '../host/run-as.js';
 import { MigrationTls } from './migration-tls.js';
 import { prepareIncomingPostcopy } from './migration-postcopy.js';
 import type { MigrationDiskService } from './migration-disks.js';
+import type { VmControl, VmRunStatus } from '../vm/driver.js';
 
 /** how long a destination may take to load the last of the state after the source completed */
 const ARRIVAL_MS = 30_000;
+
+/**
+ * The run status of an incoming QEMU once it has left inmigrate (the state it waited for has reached it), asked
+ * every 50 ms for up to ARRIVAL_MS; still in inmigrate then: INVALID_STATE, `notYet` saying what has not happened.
+ */
+async function outOfInmigrate(vm: Pick<VmControl, 'status'>, name: string, notYet: string): Promise<VmRunStatus> {
+  let st = await vm.status();
+  for (const until = Date.now() + ARRIVAL_MS; st.status === 'inmigrate' && Date.now() < until;) {
+    await new Promise((r) => setTimeout(r, 50));
+    st = await vm.status();
+  }
+  if (st.status === 'inmigrate') throw new CorralError('INVALID_STATE', `${notYet} (QEMU is still in inmigrate after ${ARRIVAL_MS / 1000} s)`, { name });
+  return st;
+}
 
 /** A free TCP port on `address` now (QEMU binds it right after; a lost race is tried again). */
 export function freePort(address: string): Promise<number> {
@@ -178,12 +193,7 @@ export class MigrationService {
    */
   private async runInPostcopy(name: string): Promise<MigrationFigures> {
     const live = this.d.instances.live(name);
-    let st = await live.vm.status();
-    for (const until = Date.now() + ARRIVAL_MS; st.status === 'inmigrate' && Date.now() < until;) {
-      await new Promise((r) => setTimeout(r, 50));
-      st = await live.vm.status();
-    }
-    if (st.status === 'inmigrate') throw new CorralError('INVALID_STATE', `the switch to postcopy has not reached instance "${name}" (QEMU is still in inmigrate after ${ARRIVAL_MS / 1000} s)`, { name });
+    const st = await outOfInmigrate(live.vm, name, `the switch to postcopy has not reached instance "${name}"`);
     if (!st.running) await this.d.instances.resume(name);
     return migrationFigures(await live.vm.queryMigrate());
   }
@@ -244,12 +254,7 @@ export class MigrationService {
     if (this.marks.has(name)) {
       const live = this.d.instances.live(name);
       // the source says completed once it has sent the last of the state; this side may still be loading it
-      let st = await live.vm.status();
-      for (const until = Date.now() + ARRIVAL_MS; st.status === 'inmigrate' && Date.now() < until;) {
-        await new Promise((r) => setTimeout(r, 50));
-        st = await live.vm.status();
-      }
-      if (st.status === 'inmigrate') throw new CorralError('INVALID_STATE', `instance "${name}" has not arrived yet (QEMU is still in inmigrate after ${ARRIVAL_MS / 1000} s)`, { name });
+      const st = await outOfInmigrate(live.vm, name, `instance "${name}" has not arrived yet`);
       await this.d.disks?.arrived(name); // its NBD server stops before the guest runs
       const view = st.running ? this.d.instances.get(name) : await this.d.instances.resume(name);
       this.marks.remove(live.row);
