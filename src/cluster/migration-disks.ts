@@ -16,6 +16,7 @@
  *    finish. A failure anywhere: the source's cancel abandons the mirrors, the destination's instance is deleted
  *    and what it made for this migration (volumes, the image it received) removed (abandon).
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Transform } from 'node:stream';
 import { CorralError } from '../core/errors.js';
 import { assertVolumesFree, imagePlan, movingDisks, type DiskFacts, type ImageIdentity, type MirrorFigures } from '../core/migration-disks.js';
@@ -38,7 +39,6 @@ export type DiskProgress =
 /** The disk figures a migration's result adds (bytes mirrored, from the first mirror to the last one ended). */
 export interface DiskResult { diskBytes: number; diskMs: number; imageBytes?: number }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 export class DiskMover {
   private completed: { bytes: number; ms: number } | null = null;

@@ -22,6 +22,7 @@
  * What a host keeps of a migration that is over is removed through its heartbeat: it reports its incoming sides and
  * its sources waiting in postmigrate, and the controller answers those no migration will finish (leftovers()).
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import type pg from 'pg';
 import { decideRecovery, type RecoveryDecision, type SideFacts } from '../core/migration-recovery.js';
 import type { MigrationFacts, MigrationMark } from '../services/migration-recovery.js';
@@ -61,7 +62,6 @@ interface MarkedRow { host: string; migrating_to: string | null; uuid: string | 
 /** One side as asked: the facts for the rules, and whether its record is this instance's (same uuid). */
 interface Side { facts: SideFacts; host: HostRow | null; mine: boolean }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 const path = (name: string, tail = ''): string => `/v1/instances/${encodeURIComponent(name)}${tail}`;
 
 export class MigrationRecovery {

@@ -29,6 +29,7 @@
  * `postcopy`, the switch comes after the first pass (core/migration-transport.ts), and from then nothing is rolled
  * back: a failure leaves the source paused and the destination as it is (outcome postcopy-failed).
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import { PassThrough } from 'node:stream';
@@ -97,7 +98,6 @@ export function resultOf(name: string, from: string, to: string, f: MigrationFig
   return { instance: name, from, to, totalMs: f.totalMs, downtimeMs: f.downtimeMs, setupMs: f.setupMs, transferredBytes: f.transferredBytes, totalBytes: f.totalBytes, passes: f.passes, ...how };
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 export class Migrator {
   constructor(private readonly d: MigrationDeps) {}

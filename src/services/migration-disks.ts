@@ -14,6 +14,7 @@
  *   when the migration is given up (abortIncoming; a base image it had already stays).
  * What is under way is kept in memory: an agent that restarts mid-way loses it (its incoming QEMU is gone too).
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import { isIP } from 'node:net';
 import type { Readable } from 'node:stream';
@@ -67,7 +68,6 @@ interface Incoming {
   nbd: boolean;
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 export class MigrationDiskService {
   private outgoing = new Map<string, Outgoing>();

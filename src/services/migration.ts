@@ -21,6 +21,7 @@
  * ready, a cancel abandons the mirrors, and the source's files go only after its mirrors completed and the guest
  * runs on the destination.
  */
+import { setTimeout as sleep } from 'node:timers/promises';
 import { createServer, isIP } from 'node:net';
 import { Value } from '@sinclair/typebox/value';
 import { CorralError } from '../core/errors.js';
@@ -47,7 +48,7 @@ const ARRIVAL_MS = 30_000;
 async function outOfInmigrate(vm: Pick<VmControl, 'status'>, name: string, notYet: string): Promise<VmRunStatus> {
   let st = await vm.status();
   for (const until = Date.now() + ARRIVAL_MS; st.status === 'inmigrate' && Date.now() < until;) {
-    await new Promise((r) => setTimeout(r, 50));
+    await sleep(50);
     st = await vm.status();
   }
   if (st.status === 'inmigrate') throw new CorralError('INVALID_STATE', `${notYet} (QEMU is still in inmigrate after ${ARRIVAL_MS / 1000} s)`, { name });
