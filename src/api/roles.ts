@@ -46,6 +46,7 @@ export const ROUTE_ROLES: Readonly<Record<string, RouteRule>> = {
   'GET /v1/events': viewer,
   'GET /v1/host': viewer,
   'GET /v1/pool': viewer,
+  'GET /v1/history': viewer,
   // moves instances between any hosts of the cluster (a controller's; a daemon refuses it)
   'POST /v1/pool/rebalance': admin,
 
@@ -93,6 +94,7 @@ export const ROUTE_ROLES: Readonly<Record<string, RouteRule>> = {
   'GET /v1/instances/:name/cpu': viewer,
   'POST /v1/instances/:name/cpus': operator,
   'GET /v1/instances/:name/memory': viewer,
+  'GET /v1/instances/:name/history': viewer,
   'POST /v1/instances/:name/memory': operator,
   'GET /v1/instances/:name/disks': viewer,
   'POST /v1/instances/:name/disks': operator,

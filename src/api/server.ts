@@ -30,6 +30,7 @@ import { networkRoutes } from './routes-networks.js';
 import { passthroughRoutes } from './routes-passthrough.js';
 import { vhostUserRoutes } from './routes-vhost-user.js';
 import { auditRoutes, tokenRoutes } from './routes-auth.js';
+import { historyRoutes } from './routes-history.js';
 import { hostRegistry, installRequestMetrics, metricsRoute } from './metrics.js';
 import { installAuth, type Caller } from './auth.js';
 import { installAudit, noteFailure } from './audit.js';
@@ -111,7 +112,7 @@ function openapiDocument(tokened: boolean) {
       },
     },
     security: tokened ? [{ bearer: [] }] : [],
-    tags: ['session', 'instances', 'console', 'cpu', 'memory', 'disks', 'nics', 'passthrough', 'images', 'volumes', 'networks', 'vhost-user', 'host', 'pool', 'events', 'tokens', 'audit'].map((name) => ({ name })),
+    tags: ['session', 'instances', 'console', 'cpu', 'memory', 'disks', 'nics', 'passthrough', 'images', 'volumes', 'networks', 'vhost-user', 'host', 'pool', 'history', 'events', 'tokens', 'audit'].map((name) => ({ name })),
   };
 }
 
@@ -177,6 +178,7 @@ export async function buildApi(svc: Services, opts: ApiOptions = {}): Promise<Fa
   await app.register(eventRoutes(svc, limits));
   await app.register(cpuRoutes(svc));
   await app.register(memoryRoutes(svc));
+  await app.register(historyRoutes(svc));
   await app.register(deviceRoutes(svc));
   await app.register(volumeRoutes(svc));
   await app.register(diskRoutes(svc));

@@ -12,6 +12,7 @@ import type { MigrationRecoveryService } from '../services/migration-recovery.js
 import type { MigrationDiskService } from '../services/migration-disks.js';
 import type { MemoryService } from '../services/memory.js';
 import type { MetricsService } from '../services/metrics.js';
+import type { HistoryService } from '../services/history.js';
 import type { NicService } from '../services/nics.js';
 import type { NetworkService } from '../services/networks.js';
 import type { PassthroughService } from '../services/passthrough.js';
@@ -40,6 +41,8 @@ export interface Services {
   guestAgent: GuestAgentService;
   /** what GET /metrics shows of each instance */
   metrics: MetricsService;
+  /** the short history of each instance behind the web console's charts */
+  history: HistoryService;
   /** a host's side of recovering live migrations that nobody drives any more */
   migrationRecovery: MigrationRecoveryService;
   /** the local disks (and base image) that move with a live migration; absent: this host moves none */

@@ -40,6 +40,7 @@ import { NetworkStore } from '../network/store.js';
 import { VhostUserStore } from '../network/vhost-user-store.js';
 import { freePort, MigrationService } from '../services/migration.js';
 import { MetricsService } from '../services/metrics.js';
+import { HistoryService, historyStepFrom } from '../services/history.js';
 import { MigrationRecoveryService } from '../services/migration-recovery.js';
 import { MigrationDiskService } from '../services/migration-disks.js';
 import { ImageTransfer } from '../services/image-transfer.js';
@@ -279,7 +280,11 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   const migrationRecovery = new MigrationRecoveryService({ instances, migration, events, log });
   // what live migrations left while the agent was down (migration-recovery.ts)
   await migrationRecovery.init();
-  const services = { instances, config, images, host, events, cpu, memory, volumes, disks, nics, networks, passthrough, vhostUser, tokens: new TokenService(store), guestAgent, migration, migrationRecovery, migrationDisks, metrics: new MetricsService({ instances }) };
+  const metrics = new MetricsService({ instances });
+  // the charts' history: one pass over every instance each CORRAL_HISTORY_STEP_MS (5 s), an hour kept (services/history.ts)
+  const history = new HistoryService({ samples: () => metrics.samples(), stepMs: historyStepFrom(process.env), onError: (e) => log.warn({ err: e }, 'history: a pass failed') });
+  history.start();
+  const services = { instances, config, images, host, events, cpu, memory, volumes, disks, nics, networks, passthrough, vhostUser, tokens: new TokenService(store), guestAgent, migration, migrationRecovery, migrationDisks, metrics, history };
   // state-changing requests on both listeners, and refused ones on TCP; a failing write is said on stderr, never fatal
   const audit = new AuditLog(paths.audit);
   const unixApi = await buildApi(services, { audit });
@@ -327,6 +332,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
       stopping = true;
       log.info({ signal: sig }, 'shutting down; virtual machines keep running');
       pressure.stop();
+      history.stop();
       link?.stop();
       clearInterval(keepReserve);
       instances.detachAll();

@@ -37,6 +37,7 @@ import { StorageDaemonService } from '../services/storage-daemons.js';
 import { TokenService } from '../services/tokens.js';
 import { MigrationService } from '../services/migration.js';
 import { MetricsService } from '../services/metrics.js';
+import { HistoryService } from '../services/history.js';
 import { MigrationRecoveryService } from '../services/migration-recovery.js';
 import { VhostUserService } from '../services/vhost-user.js';
 import { vmFileHooks } from '../services/vm-files.js';
@@ -180,7 +181,8 @@ export async function simServiceGraph(o: SimGraphOptions): Promise<SimGraph> {
   const migration = new MigrationService({ instances, events, log });
   const migrationRecovery = new MigrationRecoveryService({ instances, migration, events, log });
   await migrationRecovery.init();
-  const services: Services = { instances, config, images, host, events, cpu, memory, volumes, disks, nics, networks, passthrough, vhostUser, tokens: new TokenService(store), guestAgent, migration, migrationRecovery, metrics: new MetricsService({ instances }) };
+  const metrics = new MetricsService({ instances });
+  const services: Services = { instances, config, images, host, events, cpu, memory, volumes, disks, nics, networks, passthrough, vhostUser, tokens: new TokenService(store), guestAgent, migration, migrationRecovery, metrics, history: new HistoryService({ samples: () => metrics.samples() }) };
   return {
     services, store, driver, net, cgroupRoot,
     stop() {

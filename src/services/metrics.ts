@@ -17,7 +17,8 @@ import { tapName } from '../core/nics.js';
 import type { BlockStatsEntry } from '../vm/driver.js';
 import { parseTaskStat } from './cpu-plan.js';
 import { parseSmapsRollup } from './memory-map.js';
-import type { InstanceService, InstanceView } from './instances.js';
+import type { InstanceRow } from '../store/store.js';
+import type { InstanceService } from './instances.js';
 
 export interface BlockSample { device: string; readBytes: number; writeBytes: number; readOps: number; writeOps: number }
 export interface NicSample { nic: string; rxBytes: number; txBytes: number; rxPackets: number; txPackets: number }
@@ -91,7 +92,8 @@ export class MetricsService {
 
   async samples(): Promise<InstanceSample[]> {
     const dev = netDev(this.read(join(this.proc, 'self', 'net', 'dev')) ?? '');
-    return Promise.all(this.d.instances.list().map((v) => this.sample(v, dev)));
+    // the stored rows, not list()'s views: those also stat each disk and read each exit file, which nothing here shows
+    return Promise.all(this.d.instances.listRows().map((r) => this.sample(r, dev)));
   }
 
   private read(path: string): string | null {
@@ -102,9 +104,9 @@ export class MetricsService {
     }
   }
 
-  private async sample(v: InstanceView, dev: ReturnType<typeof netDev>): Promise<InstanceSample> {
+  private async sample(v: InstanceRow, dev: ReturnType<typeof netDev>): Promise<InstanceSample> {
     const s: InstanceSample = {
-      name: v.name, uuid: v.uuid, state: v.state, vcpus: v.cpus, memoryConfigured: v.spec.memory,
+      name: v.name, uuid: v.uuid, state: v.state, vcpus: v.spec.cpus, memoryConfigured: v.spec.memory,
       cpuSeconds: null, vcpuSeconds: [], residentBytes: null, balloonBytes: null, blocks: [], nics: [],
     };
     if ((v.state !== 'running' && v.state !== 'paused') || v.pid === null) return s;
@@ -138,7 +140,7 @@ export class MetricsService {
 }
 
 /** Each tap-backed NIC's counters, as the guest sees them. */
-export function nicSamples(v: Pick<InstanceView, 'uuid' | 'spec'>, dev: ReturnType<typeof netDev>): NicSample[] {
+export function nicSamples(v: Pick<InstanceRow, 'uuid' | 'spec'>, dev: ReturnType<typeof netDev>): NicSample[] {
   const out: NicSample[] = [];
   for (const n of v.spec.nics ?? []) {
     const t = dev.get(tapName(v.uuid, n.id));

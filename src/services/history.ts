@@ -1,0 +1,170 @@
+/**
+ * The short history behind the web console's charts: every step (5 s; env CORRAL_HISTORY_STEP_MS) one pass over
+ * every instance, read as GET /metrics reads it (MetricsService.samples: /proc/PID/stat and task stats through
+ * cpu-plan's parseTaskStat, smaps_rollup through memory-map's parseSmapsRollup, QMP query-cpus-fast,
+ * query-blockstats and query-balloon, the taps' counters in /proc/self/net/dev), kept per running or paused
+ * instance in a ring of 720 samples (an hour at 5 s; src/core/history-ring.ts). An instance that stops gets one
+ * row of nulls (a gap), and its ring is kept until it is deleted: the next pass after that drops it. Rings are
+ * keyed by the instance's uuid, so a new instance of the same name starts afresh.
+ *
+ * What is kept per sample: the vCPU threads' CPU seconds (and how many threads), the QEMU process's Rss, the
+ * configured (boot) memory, the balloon's size, the bytes read and written over all disks and received and sent
+ * over all tap-backed NICs (user-mode NICs have no counter QEMU exposes: null).
+ */
+import { HistoryRing, type HistorySample, type HistorySeries } from '../core/history-ring.js';
+import { CorralError } from '../core/errors.js';
+import type { InstanceSample } from './metrics.js';
+
+export const HISTORY_STEP_MS = 5000;
+export const HISTORY_SAMPLES = 720;
+
+export interface HistoryDeps {
+  /** one reading of every instance (MetricsService.samples) */
+  samples: () => Promise<InstanceSample[]>;
+  stepMs?: number;
+  capacity?: number;
+  now?: () => number;
+  onError?: (e: unknown) => void;
+}
+
+/** What the overview shows of an instance: its latest memory figures. */
+export interface LatestMemory {
+  name: string;
+  t: number;
+  configuredBytes: number;
+  residentBytes: number | null;
+  balloonBytes: number | null;
+}
+
+/** The step from the environment (CORRAL_HISTORY_STEP_MS), 5 s by default; 100 ms to an hour. */
+export function historyStepFrom(env: NodeJS.ProcessEnv): number {
+  const raw = env.CORRAL_HISTORY_STEP_MS;
+  if (raw === undefined || raw === '') return HISTORY_STEP_MS;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 100 || n > 3_600_000) {
+    throw new CorralError('INVALID_SPEC', `CORRAL_HISTORY_STEP_MS: ${JSON.stringify(raw)} is not a whole number of milliseconds from 100 to 3600000`, { field: 'CORRAL_HISTORY_STEP_MS' });
+  }
+  return n;
+}
+
+/** A reading as one sample of the history: totals over the vCPU threads, the disks and the NICs. */
+export function historySample(s: InstanceSample, t: number): HistorySample {
+  const sum = <T>(xs: readonly T[], f: (x: T) => number): number | null => (xs.length === 0 ? null : xs.reduce((a, x) => a + f(x), 0));
+  return {
+    t,
+    vcpuSeconds: sum(s.vcpuSeconds, (v) => v.seconds),
+    vcpus: s.vcpuSeconds.length === 0 ? null : s.vcpuSeconds.length,
+    residentBytes: s.residentBytes,
+    configuredBytes: s.memoryConfigured,
+    balloonBytes: s.balloonBytes,
+    diskReadBytes: sum(s.blocks, (b) => b.readBytes),
+    diskWriteBytes: sum(s.blocks, (b) => b.writeBytes),
+    nicRxBytes: sum(s.nics, (n) => n.rxBytes),
+    nicTxBytes: sum(s.nics, (n) => n.txBytes),
+  };
+}
+
+export class HistoryService {
+  readonly stepMs: number;
+  readonly capacity: number;
+  private readonly rings = new Map<string, { name: string; ring: HistoryRing }>();
+  private readonly now: () => number;
+  private timer: ReturnType<typeof setTimeout> | null = null;
+  private running = false;
+  /** how long the last pass took, ms (null before the first) */
+  lastPassMs: number | null = null;
+
+  constructor(private readonly d: HistoryDeps) {
+    this.stepMs = d.stepMs ?? HISTORY_STEP_MS;
+    this.capacity = d.capacity ?? HISTORY_SAMPLES;
+    this.now = d.now ?? Date.now;
+  }
+
+  /** Sample every step until stop(), on a steady cadence (a slow pass delays the next, never overlaps it). */
+  start(): void {
+    if (this.running) return;
+    this.running = true;
+    const loop = async (): Promise<void> => {
+      const began = this.now();
+      await this.tick().catch((e: unknown) => this.d.onError?.(e));
+      if (!this.running) return;
+      this.timer = setTimeout(() => void loop(), Math.max(0, began + this.stepMs - this.now()));
+      this.timer.unref?.();
+    };
+    void loop();
+  }
+
+  stop(): void {
+    this.running = false;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  /** One pass: a sample for each running or paused instance, a gap for each stopped one, gone ones dropped. */
+  async tick(): Promise<void> {
+    const t = this.now();
+    const began = performance.now();
+    const samples = await this.d.samples();
+    const seen = new Set<string>();
+    for (const s of samples) {
+      seen.add(s.uuid);
+      let e = this.rings.get(s.uuid);
+      if (s.state !== 'running' && s.state !== 'paused') {
+        e?.ring.gap(t);
+        continue;
+      }
+      if (!e) {
+        e = { name: s.name, ring: new HistoryRing(this.capacity) };
+        this.rings.set(s.uuid, e);
+      }
+      e.name = s.name;
+      e.ring.push(historySample(s, t));
+    }
+    for (const uuid of [...this.rings.keys()]) if (!seen.has(uuid)) this.rings.delete(uuid);
+    this.lastPassMs = performance.now() - began;
+  }
+
+  /** The history of an instance (by uuid) after `since` (ms since the epoch); empty when it never ran here. */
+  series(uuid: string, since?: number): HistorySeries {
+    return (this.rings.get(uuid)?.ring ?? EMPTY).series(since);
+  }
+
+  /** How many instances have a history (bounded by the instances there are). */
+  get size(): number {
+    return this.rings.size;
+  }
+
+  /** The latest memory figures of each instance whose latest sample is not a gap (it runs). */
+  latestMemory(): LatestMemory[] {
+    const out: LatestMemory[] = [];
+    for (const { name, ring } of this.rings.values()) {
+      const s = ring.latest();
+      if (!s || s.configuredBytes === null) continue;
+      out.push({ name, t: s.t, configuredBytes: s.configuredBytes, residentBytes: s.residentBytes, balloonBytes: s.balloonBytes });
+    }
+    return out.sort((a, b) => a.name.localeCompare(b.name));
+  }
+}
+
+const EMPTY = new HistoryRing(2);
+
+/**
+ * Memory reclaimed from running guests, from their latest samples. No counter says what free page reporting gave
+ * back, so it is computed: what is configured and not resident in the host (pages never touched, given back by free
+ * page reporting, or held by the balloon); the balloon's share is the configured size less the balloon's.
+ */
+export function reclaimed(latest: readonly LatestMemory[]): { configured: number; resident: number; notResident: number; balloon: number } {
+  let configured = 0;
+  let resident = 0;
+  let notResident = 0;
+  let balloon = 0;
+  for (const m of latest) {
+    configured += m.configuredBytes;
+    if (m.residentBytes !== null) {
+      resident += m.residentBytes;
+      notResident += Math.max(0, m.configuredBytes - m.residentBytes);
+    }
+    if (m.balloonBytes !== null) balloon += Math.max(0, m.configuredBytes - m.balloonBytes);
+  }
+  return { configured, resident, notResident, balloon };
+}
