@@ -9,52 +9,38 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { createServer, request as httpsRequest, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import WebSocket from 'ws';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
-import { Daemon, REPO, SKIP_NO_TINY, useDaemon, waitFor } from './harness.js';
+import type { BrowserContext, Page } from 'playwright-core';
+import { Daemon, useDaemon, waitFor } from './harness.js';
+import { openBrowser, WEB_SKIP, type WebBrowser } from './web-browser.js';
 
-const CHROMIUM = process.env.CORRAL_CHROMIUM ?? '/usr/bin/chromium';
-const BUILT = existsSync(join(REPO, 'dist/web/index.html'));
-const skip = SKIP_NO_TINY || (!existsSync(CHROMIUM) && `no ${CHROMIUM} (Debian's chromium package: scripts/host-deps.sh)`) || (!BUILT && 'the web console is not built (make build)');
+const skip = WEB_SKIP;
 const PORT = 20000 + Math.floor(Math.random() * 20000);
 const ORIGIN = `https://127.0.0.1:${PORT}`;
-const ARTIFACTS = process.env.CORRAL_ARTIFACTS ?? '/tmp/corral-web-artifacts';
 const BOOT_MS = 180_000;
 
 let d: Daemon;
 useDaemon((x) => { d = x; }, { args: ['--listen', `127.0.0.1:${PORT}`] });
 
-let browser: Browser;
+let web: WebBrowser;
 let context: BrowserContext;
 let page: Page;
-/** every request the page made outside the daemon: there must be none */
-const outside: string[] = [];
 
 before(async () => {
   if (skip) return;
-  mkdirSync(ARTIFACTS, { recursive: true });
-  console.log(`web console screenshots: ${ARTIFACTS}`);
-  browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'] });
-  context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 1360, height: 860 } });
-  page = await context.newPage();
-  await page.route('**/*', (route) => {
-    if (!route.request().url().startsWith(ORIGIN)) {
-      outside.push(route.request().url());
-      return route.abort();
-    }
-    return route.continue();
-  });
+  web = await openBrowser(ORIGIN);
+  ({ context, page } = web);
 });
 
 after(async () => {
-  await browser?.close();
+  await web?.browser.close();
 });
 
-const shot = (name: string): Promise<Buffer> => page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
+const shot = (name: string): Promise<Buffer> => web.shot(name);
 const tokenFile = (): string => readFileSync(join(d.dataDir, 'token'), 'utf8').trim();
 
 interface Answer { status: number; body: any; headers: Record<string, string | string[] | undefined> }
@@ -95,7 +81,7 @@ test('the page is served at / with its own files only, and asks for a token', { 
   await page.goto(`${ORIGIN}/`);
   await page.getByLabel('API token').waitFor();
   await shot('login');
-  assert.deepEqual(outside, [], 'nothing is fetched from outside the daemon');
+  assert.deepEqual(web.outside, [], 'nothing is fetched from outside the daemon');
 });
 
 test('a wrong token is refused; the right one logs in with an HttpOnly, Secure, SameSite=Strict cookie', { skip, timeout: 120_000 }, async () => {

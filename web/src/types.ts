@@ -9,6 +9,8 @@ import type { Image as ImageSchema, Volume as VolumeSchema, CreateVolumeBody, At
 import type { Network as NetworkSchema, AttachNicBody } from '../../src/api/schemas-network.js';
 import type { Session as SessionSchema } from '../../src/api/schemas-auth.js';
 import type { Host as HostSchema } from '../../src/api/schemas-host.js';
+import type { CpuStats as CpuStatsSchema, MemoryStats as MemoryStatsSchema } from '../../src/api/schemas-compute.js';
+import type { HistorySummary as HistorySummarySchema, InstanceHistory as InstanceHistorySchema } from '../../src/api/schemas-history.js';
 
 export type Instance = InstanceSchema;
 export type Pool = PoolSchema;
@@ -19,6 +21,11 @@ export type Volume = VolumeSchema;
 export type Network = NetworkSchema;
 export type Session = SessionSchema;
 export type Host = HostSchema;
+export type CpuStats = CpuStatsSchema;
+export type MemoryStats = MemoryStatsSchema;
+export type InstanceHistory = InstanceHistorySchema;
+export type HistorySeries = InstanceHistory['series'];
+export type HistorySummary = HistorySummarySchema;
 export type CreateRequest = CreateInstanceBody;
 export type CreateVolume = Static<typeof CreateVolumeBody>;
 export type AttachDisk = Static<typeof AttachDiskBody>;

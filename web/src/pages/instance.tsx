@@ -6,6 +6,7 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { enc, get } from '../api';
 import { Actions } from '../components/actions';
+import { InstanceViews } from '../components/instance-views';
 import { duration, size, time } from '../format';
 import { useLive } from '../live';
 import { href, navigate } from '../router';
@@ -74,6 +75,7 @@ export function InstancePage({ name }: { name: string }) {
           )}
         </div>
       </div>
+      <InstanceViews inst={inst} devices={devices} running={running} />
     </section>
   );
 }

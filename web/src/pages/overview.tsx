@@ -1,10 +1,12 @@
 /**
  * The host at a glance: the pool's capacity, what instances hold of it and what is free, per resource, with the
- * overcommit (what is allocated against the host's real CPUs and memory); instances by state; the latest events.
+ * overcommit (what is allocated against the host's real CPUs and memory); the memory reclaimed from running guests;
+ * instances by state; the latest events.
  */
 import { Fragment } from 'preact';
 import { useEffect, useState } from 'preact/hooks';
 import { get } from '../api';
+import { Reclaimed } from '../components/reclaimed';
 import { percent, size, time } from '../format';
 import { useLive } from '../live';
 import { href } from '../router';
@@ -67,6 +69,7 @@ export function Overview() {
             </>
           ) : <p>…</p>}
         </div>
+        <Reclaimed />
         <div class="card">
           <h2>Instances</h2>
           <p class="big">{l.instances.size}</p>
