@@ -18,7 +18,7 @@ export function Reclaimed() {
     <div class="card reclaimed" data-testid="reclaimed">
       <h2>Memory reclaimed</h2>
       <p class="big" data-bytes={r.notResident}>{size(r.notResident)}</p>
-      <p class="help">configured and not resident in the host, over {data.instances.length} running instance{data.instances.length === 1 ? '' : 's'}: never touched, given back by free page reporting, or held by a balloon (computed: configured less the QEMU process's Rss, per instance; QEMU's own memory, and under TCG its translation cache, count as resident, so this is a floor)</p>
+      <p class="help">configured and not resident in the host, over {data.instances.length} running instance{data.instances.length === 1 ? '' : 's'}: never touched, given back by free page reporting, or held by a balloon. Computed per instance as configured less QEMU's Rss, which holds QEMU's own memory too (under TCG its translation cache): a floor.</p>
       <dl>
         <dt>configured</dt><dd>{size(r.configured)}</dd>
         <dt>resident</dt><dd>{size(r.resident)}</dd>
@@ -26,13 +26,12 @@ export function Reclaimed() {
       </dl>
       {top.length > 0 && (
         <table class="grid compact">
-          <thead><tr><th>instance</th><th>configured</th><th>resident</th><th>balloon</th></tr></thead>
+          <thead><tr><th>instance</th><th>resident / configured</th><th>balloon</th></tr></thead>
           <tbody>
             {top.map((i) => (
               <tr key={i.name}>
                 <td><a href={href.instance(i.name)}>{i.name}</a></td>
-                <td>{size(i.configuredBytes)}</td>
-                <td>{size(i.residentBytes)}</td>
+                <td>{size(i.residentBytes)} / {size(i.configuredBytes)}</td>
                 <td>{size(i.balloonBytes)}</td>
               </tr>
             ))}

@@ -1,7 +1,7 @@
 /**
  * One instance: its state and actions, what it is (size, image, network, accelerator, QEMU pid, why it last
- * ended), its devices with their approach and data path, and its serial console. Charts, the graphical console and
- * the memory map come later and go here, beside the console.
+ * ended), its devices with their approach and data path, and its serial console; below them its charts, memory map
+ * and vCPU threads (components/instance-views.tsx). The graphical console comes later and goes beside the serial one.
  */
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { enc, get } from '../api';
