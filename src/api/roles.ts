@@ -91,6 +91,8 @@ export const ROUTE_ROLES: Readonly<Record<string, RouteRule>> = {
   'GET /v1/instances/:name/console/log': viewer,
   // the websocket: what is typed goes to the guest
   'GET /v1/instances/:name/console': operator,
+  // the graphical console's websocket (VNC): keys and the mouse go to the guest
+  'GET /v1/instances/:name/vnc': operator,
   'GET /v1/instances/:name/cpu': viewer,
   'POST /v1/instances/:name/cpus': operator,
   'GET /v1/instances/:name/memory': viewer,

@@ -13,6 +13,7 @@ import { E, errors } from './schemas-common.js';
 import { Pool } from './schemas-instances.js';
 import { Host } from './schemas-host.js';
 import { instanceRoutes } from './routes-instances.js';
+import { vncRoutes } from './routes-vnc.js';
 import { migrationRoutes } from './routes-migration.js';
 import { clusterMoveRoutes } from './routes-cluster-moves.js';
 import { migrationRecoveryRoutes } from './routes-migration-recovery.js';
@@ -169,6 +170,7 @@ export async function buildApi(svc: Services, opts: ApiOptions = {}): Promise<Fa
 
   const limits: StreamLimits = { ...STREAM_LIMITS, ...opts.streams };
   await app.register(instanceRoutes(svc, limits));
+  await app.register(vncRoutes(svc, limits));
   await app.register(migrationRoutes(svc));
   await app.register(clusterMoveRoutes(svc));
   await app.register(migrationRecoveryRoutes(svc));

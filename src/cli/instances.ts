@@ -2,6 +2,7 @@
 import { DISK_BUSES, isVhostUser } from '../core/disks.js';
 import { parseLabelArgs } from '../core/labels.js';
 import { NIC_MODELS } from '../core/nics.js';
+import { DISPLAYS } from '../core/spec-schema.js';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { ApiClient, CliError } from './client.js';
 import { duration, orDash, printJson, printLines, size, table } from './format.js';
@@ -65,6 +66,7 @@ export function registerInstanceCommands(program: Command, client: () => ApiClie
     .option('--forward <spec>', 'user network: forward [tcp|udp:][ADDR:]HOSTPORT:GUESTPORT to the guest; repeatable', (v: string, prev: string[] = []) => [...prev, v])
     .addOption(new Option('--root-bus <bus>', 'bus of the root disk').choices(DISK_BUSES.filter((b) => !isVhostUser(b))))
     .addOption(new Option('--accel <kind>', 'accelerator').choices(['auto', 'kvm', 'tcg']))
+    .addOption(new Option('--display <kind>', 'vnc: a VGA screen, the web console\'s graphical console (VNC on a unix socket, never a TCP port); none (default): no display').choices([...DISPLAYS]))
     .option('--sockets <n>', 'CPU sockets', wholeNumber)
     .option('--cores <n>', 'cores per socket', wholeNumber)
     .option('--threads <n>', 'threads per core', wholeNumber)
@@ -92,7 +94,7 @@ export function registerInstanceCommands(program: Command, client: () => ApiClie
     .action(async (name: string, o: { image: string; start?: boolean; json?: boolean; balloon?: boolean; agent?: boolean; volume?: string[]; forward?: string[]; hostLabel?: string[] } & Record<string, unknown>) => {
       const body: Record<string, unknown> = { name, image: o.image };
       const keys = ['cpus', 'memory', 'disk', 'firmware', 'network', 'nicModel', 'rootBus', 'accel', 'sockets', 'cores', 'threads', 'maxCpus', 'cpuModel', 'pin',
-        'cpuWeight', 'cpuLimit', 'maxMemory', 'memoryLimit', 'prealloc', 'hugepages', 'host', 'group', 'antiAffinity', 'pool', 'ha'] as const;
+        'cpuWeight', 'cpuLimit', 'maxMemory', 'memoryLimit', 'prealloc', 'hugepages', 'host', 'group', 'antiAffinity', 'pool', 'ha', 'display'] as const;
       for (const k of keys) if (o[k] !== undefined) body[k] = o[k];
       if (o.balloon === false) body.balloon = false;
       if (o.agent === false) body.agent = false;

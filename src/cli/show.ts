@@ -97,6 +97,7 @@ export function instanceDetails(i: Instance, nics: ShownNic[] | null = null, mem
   const nicText = nicLines(s, nics);
   pairs.push(['nics', nicText.length ? nicText.join('\n           ') : 'none']);
   pairs.push(...agentLines(i, s, running));
+  pairs.push(['display', s.display === 'vnc' ? `vnc (VGA; the web console's graphical console, /v1/instances/${i.name}/vnc)` : 'none']);
   const hostdevs = (s.hostdevs ?? []).map((h) => `${h.id} ${h.address}`);
   if (hostdevs.length) pairs.push(['passthrough', hostdevs.join(', ')]);
   pairs.push(['created', i.createdAt]);

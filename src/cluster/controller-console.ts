@@ -1,6 +1,6 @@
 /**
  * A controller's console: `corral console NAME` against a controller reaches the serial console on the host that
- * runs NAME. The controller opens the agent's own console websocket (mutual TLS, the agent's certificate pinned, as
+ * runs NAME (and the web console's graphical console, /v1/instances/NAME/vnc, its VNC websocket). The controller opens the agent's own console websocket (mutual TLS, the agent's certificate pinned, as
  * every call to an agent) before it answers the client's upgrade, so that whatever the agent refuses
  * (INSTANCE_NOT_FOUND, CONSOLE_BUSY, not running) is the client's HTTP error, as with a single daemon. Then bytes go
  * both ways, as they are, and a close on one side closes the other with its code and reason.
@@ -65,7 +65,8 @@ export function controllerConsoleRoutes(d: ConsoleProxyDeps) {
   // the agent's socket, opened before the client's upgrade is answered
   const dialled = new WeakMap<FastifyRequest, { ws: WebSocket; host: string }>();
   return async (app: FastifyInstance): Promise<void> => {
-    app.get('/v1/instances/:name/console', {
+    // the serial console and the graphical console (VNC): both are bytes both ways, relayed as they are
+    for (const path of ['/v1/instances/:name/console', '/v1/instances/:name/vnc']) app.get(path, {
       websocket: true,
       // a route's preHandler runs after the role check (onRequest, controller-auth.ts): nobody but an operator makes it dial
       preHandler: async (req) => {

@@ -23,6 +23,8 @@ export const AGENT_SERIAL_ID = 'vserial0';
 export const AGENT_PORT_ID = 'qga0-port';
 /** The name qemu-guest-agent looks for (/dev/virtio-ports/NAME under udev; /sys/class/virtio-ports/vportNpM/name). */
 export const AGENT_PORT_NAME = 'org.qemu.guest_agent.0';
+/** The display's VGA device (instances with display vnc). */
+export const DISPLAY_DEVICE_ID = 'video0';
 
 /** The QOM path of a device Corral added (-device id=... / device_add). */
 export function peripheralPath(id: string): string {

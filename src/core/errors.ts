@@ -20,6 +20,11 @@ export const ErrorCodes = {
   HOST_EXISTS: 409,
   INSUFFICIENT_RESOURCES: 409,
   CONSOLE_BUSY: 409,
+  /**
+   * the graphical console of an instance without a display (created with --display none, the default): the message
+   * says how to give it one (`corral set NAME display=vnc`, from the next start)
+   */
+  NO_DISPLAY: 409,
   IMAGE_IN_USE: 409,
   VOLUME_IN_USE: 409,
   NETWORK_IN_USE: 409,

@@ -48,6 +48,8 @@ export interface InstancePaths {
   console: string;
   /** the guest agent's channel: a unix socket QEMU serves (the daemon connects) */
   agent: string;
+  /** the graphical console: QEMU's VNC server on a unix socket (instances with display vnc; the API proxies it) */
+  vnc: string;
   consoleLog: string;
   /** the older part of the console log: console.log past its limit is copied here, then emptied */
   consoleLogRotated: string;
@@ -77,6 +79,7 @@ export function instancePaths(root: string, uuid: string): InstancePaths {
     qmp: join(runDir, 'qmp.sock'),
     console: join(runDir, 'console.sock'),
     agent: join(runDir, 'qga.sock'),
+    vnc: join(runDir, 'vnc.sock'),
     consoleLog: join(dir, 'console.log'),
     consoleLogRotated: rotatedLog(join(dir, 'console.log')),
     pidfile: join(runDir, 'qemu.pid'),

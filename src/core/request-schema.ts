@@ -4,7 +4,7 @@
  * from Corral but the spec schema.
  */
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
-import { AccelChoiceSchema, FirmwareSchema, HugepageSizeSchema } from './spec-schema.js';
+import { AccelChoiceSchema, DisplaySchema, FirmwareSchema, HugepageSizeSchema } from './spec-schema.js';
 
 /**
  * A size: a string with a unit ("512M", "2G"; one without a unit is refused by the service) or a JSON number of
@@ -52,6 +52,7 @@ export const CreateRequestSchema = Type.Object(
     pool: Type.Optional(Type.String({ description: 'storage pool of the root disk: local (the default: the data dir) or shared (the host\'s --shared-pool, a directory every host of a cluster mounts at the same path)' })),
     ha: Type.Optional(Type.Boolean({ description: 'high availability (shared pool only): the agent kills it when it loses its cluster lease, and the cluster starts it on another host' })),
     agent: Type.Optional(Type.Boolean({ description: 'a virtio-serial channel for the guest\'s qemu-guest-agent (default true; false: --no-agent)' })),
+    display: Type.Optional(Type.Union(DisplaySchema.anyOf, { description: 'vnc: a VGA device and a graphical console (VNC on a unix socket, proxied by the API at /v1/instances/NAME/vnc); none (the default): no display' })),
     adopt: Type.Optional(Type.Boolean({ description: 'shared pool: take over the root disk that another host of the cluster left there for this name, instead of making one (HA restarts)' })),
     ...ComputeRequestSchema.properties,
   },
@@ -83,6 +84,7 @@ export const SpecChangeSchema = Type.Object(
     firmware: Type.Optional(FirmwareSchema),
     accel: Type.Optional(AccelChoiceSchema),
     agent: Type.Optional(Type.Boolean({ description: 'the guest agent\'s channel (from the next start)' })),
+    display: Clearable(DisplaySchema),
   },
   { additionalProperties: false, title: 'InstanceChange' },
 );

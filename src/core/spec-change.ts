@@ -30,6 +30,7 @@ function requestOf(s: InstanceSpec): CreateRequest {
   // where its root disk lives and whether the cluster restarts it are not `set`'s to change, nor to lose
   if (s.rootPool === 'shared') r.pool = 'shared';
   if (s.ha === true) r.ha = true;
+  if (s.display) r.display = s.display;
   return r;
 }
 

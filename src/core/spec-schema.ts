@@ -24,7 +24,12 @@ export type NicModel = (typeof NIC_MODELS)[number];
 export const HUGEPAGE_SIZES = ['2M', '1G'] as const;
 export type HugepageSize = (typeof HUGEPAGE_SIZES)[number];
 
+/** vnc: a VGA device whose screen QEMU serves over VNC on a unix socket in the runtime dir (the API proxies it); none: no display. */
+export const DISPLAYS = ['vnc', 'none'] as const;
+export type Display = (typeof DISPLAYS)[number];
+
 export const DiskBusSchema = literals(DISK_BUSES);
+export const DisplaySchema = literals(DISPLAYS);
 export const NicModelSchema = literals(NIC_MODELS);
 export const HugepageSizeSchema = literals(HUGEPAGE_SIZES);
 export const FirmwareSchema = Type.Union([Type.Literal('bios'), Type.Literal('uefi')]);
@@ -112,6 +117,7 @@ export const InstanceSpecSchema = Type.Object(
     rootPool: Type.Optional(literals(['local', 'shared'] as const)),
     ha: Type.Optional(Type.Boolean({ description: 'killed by its host when that host loses its cluster lease; started on another host by the cluster' })),
     agent: Type.Boolean({ description: 'a virtio-serial channel for the guest\'s qemu-guest-agent (exec, the guest\'s addresses and OS, shutdown when ACPI is ignored); a spec stored before the field existed reads true' }),
+    display: Type.Optional(Type.Literal('vnc', { description: 'vnc: a VGA device whose screen QEMU serves over VNC on a unix socket, the graphical console; absent: no display (none, and every spec stored before the field existed)' })),
   },
   { title: 'InstanceSpec', description: 'the whole stored configuration: topology, limits, pinning, disks, NICs, host devices' },
 );

@@ -54,8 +54,10 @@ export function validateCreate(req: CreateRequest, host: HostLimits): { name: st
   if (req.adopt === true && pool !== 'shared') throw invalidSpec('adopt', 'only a root disk on the shared pool can be taken over');
   const agent = req.agent ?? true;
   if (typeof agent !== 'boolean') throw invalidSpec('agent', 'must be true or false');
+  const display = req.display ?? 'none';
+  if (display !== 'vnc' && display !== 'none') throw invalidSpec('display', `must be "vnc" or "none", not "${printable(String(display))}"`);
   const shared = pool === 'shared' ? { rootPool: 'shared' as const, ...(req.ha === true ? { ha: true } : {}) } : {};
-  return { name, spec: { image, cpus, memory, disk, firmware, accel, ...compute, disks: [], rootBus, nics: [], hostdevs: [], ...shared, agent } };
+  return { name, spec: { image, cpus, memory, disk, firmware, accel, ...compute, disks: [], rootBus, nics: [], hostdevs: [], ...shared, agent, ...(display === 'vnc' ? { display } : {}) } };
 }
 
 /**

@@ -2,7 +2,7 @@
  * Instance launch plan -> qemu-system-x86_64 argv. Pure. Devices are JSON objects (QEMU parses JSON for
  * -blockdev, -device, -netdev and -object), so no user text is ever joined into a comma-separated option.
  */
-import { AGENT_CHARDEV_ID, AGENT_PORT_ID, AGENT_PORT_NAME, AGENT_SERIAL_ID, BALLOON_ID, HOTPLUG_RAM_BACKEND_ID, HOTPLUG_RAM_DEVICE_ID, RAM_BACKEND_ID } from '../core/device-ids.js';
+import { AGENT_CHARDEV_ID, DISPLAY_DEVICE_ID, AGENT_PORT_ID, AGENT_PORT_NAME, AGENT_SERIAL_ID, BALLOON_ID, HOTPLUG_RAM_BACKEND_ID, HOTPLUG_RAM_DEVICE_ID, RAM_BACKEND_ID } from '../core/device-ids.js';
 import { DEFAULT_BLOCK_IO, disksArgv, type BlockIo, type PlanDisk } from './argv-disks.js';
 import { chardevId, netdevArgs, nicDevice, type PlanNic } from './argv-nics.js';
 import type { Accelerator, Firmware } from '../core/spec.js';
@@ -40,9 +40,10 @@ export interface LaunchPlan {
   hostdevs?: Array<{ id: string; address: string; kind: 'passthrough' | 'sriov-vf'; mac?: string; pf?: string }>;
   /**
    * consoleLog: what the console keeper writes (QEMU itself writes the log to a pipe: CONSOLE_LOG_FD); agent: the
-   * guest agent's socket (QEMU serves it, the daemon connects), absent for an instance without the agent's channel
+   * guest agent's socket (QEMU serves it, the daemon connects), absent for an instance without the agent's channel;
+   * vnc: the graphical console's VNC socket (QEMU serves it, the API proxies it), absent for an instance without a display
    */
-  paths: { qmp: string; console: string; consoleLog: string; pidfile: string; agent?: string };
+  paths: { qmp: string; console: string; consoleLog: string; pidfile: string; agent?: string; vnc?: string };
   sandbox: boolean;
   /**
    * the incoming side of a live migration: QEMU starts paused (-S), waiting for `migrate-incoming` (-incoming
@@ -113,6 +114,7 @@ export function buildArgv(plan: LaunchPlan): string[] {
   a.push('-device', json({ driver: 'pvpanic-pci', id: 'panic0' }));
   a.push('-device', json({ driver: 'virtio-rng-pci', id: 'rng0' }));
   if (plan.paths.agent !== undefined) a.push(...agentArgv(plan.paths.agent));
+  if (plan.paths.vnc !== undefined) a.push(...displayArgv(plan.paths.vnc));
   a.push('-pidfile', assertSafeOptionPath(plan.paths.pidfile));
   if (plan.incoming) a.push('-S', '-incoming', 'defer');
   return a;
@@ -128,6 +130,16 @@ export function agentArgv(socket: string): string[] {
     '-device', json({ driver: 'virtio-serial-pci', id: AGENT_SERIAL_ID }),
     '-device', json({ driver: 'virtserialport', bus: `${AGENT_SERIAL_ID}.0`, chardev: AGENT_CHARDEV_ID, name: AGENT_PORT_NAME, id: AGENT_PORT_ID }),
   ];
+}
+
+/**
+ * A display: QEMU's standard VGA (what `-vga std` makes: VGA text mode and the VESA/Bochs linear framebuffer, so
+ * SeaBIOS, a kernel's vgacon, OVMF's GOP and a bochs-drm guest all draw on it), and its screen served over VNC on a
+ * unix socket in the runtime dir. Never a TCP port: the API proxies the socket behind its own authentication. After
+ * every other PCI device (the agent's too), so that giving an instance a display moves no other device's address.
+ */
+export function displayArgv(socket: string): string[] {
+  return ['-device', json({ driver: 'VGA', id: DISPLAY_DEVICE_ID }), '-vnc', `unix:${assertSafeOptionPath(socket)}`];
 }
 
 /** A host PCI device for the guest: vfio-pci with the device's address (checked: DDDD:BB:DD.F). */

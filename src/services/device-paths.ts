@@ -3,7 +3,7 @@
  * vhost-kernel, vhost-user, passthrough, sriov-vf), the QEMU device, and the data path in one line. Pure:
  * derived from the launch plan, the same data the QEMU command line is built from.
  */
-import { AGENT_PORT_ID, AGENT_PORT_NAME, BALLOON_ID, RAM_BACKEND_ID } from '../core/device-ids.js';
+import { AGENT_PORT_ID, AGENT_PORT_NAME, BALLOON_ID, DISPLAY_DEVICE_ID, RAM_BACKEND_ID } from '../core/device-ids.js';
 import type { LaunchPlan } from '../qemu/argv.js';
 import { DEFAULT_BLOCK_IO } from '../qemu/argv-disks.js';
 
@@ -92,6 +92,9 @@ export function devicePaths(plan: LaunchPlan, backends: Record<string, number | 
   out.push({ kind: 'other', id: 'rng0', approach: 'paravirtual', qemuDevice: 'virtio-rng-pci', dataPath: 'guest virtio-rng -> QEMU rng backend -> host /dev/urandom' });
   if (plan.paths.agent !== undefined) {
     out.push({ kind: 'other', id: AGENT_PORT_ID, approach: 'paravirtual', qemuDevice: 'virtserialport on virtio-serial-pci', dataPath: `guest qemu-guest-agent (${AGENT_PORT_NAME}) -> QEMU chardev socket -> qga.sock -> the daemon's agent client` });
+  }
+  if (plan.paths.vnc !== undefined) {
+    out.push({ kind: 'other', id: DISPLAY_DEVICE_ID, approach: 'emulated', qemuDevice: 'VGA (std)', dataPath: 'guest VGA framebuffer -> QEMU VNC server -> vnc.sock -> the API\'s websocket (/v1/instances/NAME/vnc) -> noVNC in the web console' });
   }
   out.push({ kind: 'other', id: 'panic0', approach: 'emulated', qemuDevice: 'pvpanic-pci', dataPath: 'guest kernel panic -> QMP GUEST_PANICKED -> instance crashed' });
   return out;

@@ -373,6 +373,17 @@ export class InstanceService {
     return this.paths(row).console;
   }
 
+  /**
+   * The VNC socket of a running instance with a display (the API bridges it to the web console's graphical console):
+   * NO_DISPLAY for one without, whatever its state; then the console's rule (running, paused, starting, stopping).
+   */
+  vncSocket(name: string): string {
+    const row = this.row(name);
+    if (row.spec.display !== 'vnc') throw new CorralError('NO_DISPLAY', `instance "${name}" has no display (it was created with --display none, the default); \`corral set ${name} display=vnc\` gives it one from its next start`, { instance: name });
+    assertCanRun('console', row.state, name);
+    return this.paths(row).vnc;
+  }
+
   /** Each device with its approach and data path (from the launch plan, as the next start would use it). */
   async devices(name: string): Promise<DevicePath[]> {
     const row = this.row(name);

@@ -100,7 +100,7 @@ export function launchPlan(row: InstanceRow, image: ImageRecord, accel: Accelera
     blockIo: extras.blockIo ?? DEFAULT_BLOCK_IO,
     nics: row.spec.nics.map((n) => planNicOf(row.uuid, n, extras.networkKind)).filter((n): n is PlanNic => n !== null),
     hostdevs: extras.hostdevs ?? [],
-    paths: { qmp: p.qmp, console: p.console, consoleLog: p.consoleLog, pidfile: p.pidfile, ...(row.spec.agent ? { agent: p.agent } : {}) },
+    paths: { qmp: p.qmp, console: p.console, consoleLog: p.consoleLog, pidfile: p.pidfile, ...(row.spec.agent ? { agent: p.agent } : {}), ...(row.spec.display === 'vnc' ? { vnc: p.vnc } : {}) },
     sandbox: true,
   };
   if (image.kind === 'kernel' && image.kernel) {

@@ -2,7 +2,7 @@
  * The tiny guest image: Debian's generic kernel, a busybox initramfs that loads the virtio (and emulated
  * disk/NIC) drivers and switches to an ext4 root disk labelled corral-root, where busybox init brings up
  * the network, acpid (ACPI power button -> clean poweroff), the guest agent (the host's qemu-ga, tiny-agent.ts)
- * and a root shell on ttyS0. The guest scripts are readable files under assets/tiny/, with the VERSION of what
+ * and a root shell on ttyS0 and on tty1 (the screen, for the graphical console). The guest scripts are readable files under assets/tiny/, with the VERSION of what
  * they make (bumped when the guest changes; copied into the image, where `make test-base` compares it). Downloads
  * are cached in $DATA/cache/tiny; the image is assembled in a staging folder and committed with image.json like an
  * import.
@@ -23,10 +23,12 @@ import { installGuestAgent } from './tiny-agent.js';
 
 export const TINY_NAME = 'tiny';
 /**
- * Base kernel command line; the daemon appends corral.hostname=NAME. `quiet` keeps the serial console
- * (slow under TCG) for userspace; `cryptomgr.notests` skips the crypto self-tests (~0.3-0.5 s under TCG).
+ * Base kernel command line; the daemon appends corral.hostname=NAME. The kernel's console is the screen (tty0, for
+ * an instance with a display: the graphical console) and the serial port, ttyS0 last so that /dev/console, where
+ * init and its scripts write, stays the serial console. `quiet` keeps the serial console (slow under TCG) for
+ * userspace; `cryptomgr.notests` skips the crypto self-tests (~0.3-0.5 s under TCG).
  */
-export const TINY_CMDLINE = 'console=ttyS0 quiet panic=-1 cryptomgr.notests memhp_default_state=online_movable';
+export const TINY_CMDLINE = 'console=tty0 console=ttyS0 quiet panic=-1 cryptomgr.notests memhp_default_state=online_movable';
 export const TINY_DISK_SIZE = 128 * 1024 * 1024;
 export const ROOT_LABEL = 'corral-root';
 

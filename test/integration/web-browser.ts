@@ -2,10 +2,13 @@
  * What the web console's browser tests share: Debian's Chromium driven by playwright-core (its path in
  * $CORRAL_CHROMIUM), why a test is skipped (no tiny image, no Chromium, the console not built), a page that may
  * fetch nothing outside the daemon (what it tried is listed), the login through the form, and screenshots in
- * $CORRAL_ARTIFACTS (default /tmp/corral-web-artifacts).
+ * $CORRAL_ARTIFACTS (default /tmp/corral-web-artifacts); requests and websocket upgrades made as any program (not the
+ * browser) would make them.
  */
-import { existsSync, mkdirSync } from 'node:fs';
+import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import WebSocket from 'ws';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { REPO, SKIP_NO_TINY } from './harness.js';
 
@@ -47,4 +50,39 @@ export async function logIn(page: Page, origin: string, token: string): Promise<
   await page.getByLabel('API token').fill(token);
   await page.getByRole('button', { name: 'Log in' }).click();
   await page.getByRole('heading', { name: 'Overview' }).waitFor();
+}
+
+/** The web session's cookie, as a Cookie header's value. */
+export async function sessionCookie(context: BrowserContext, origin: string): Promise<string> {
+  const c = (await context.cookies(origin)).find((x) => x.name.startsWith('__Host-corral-session'));
+  assert.ok(c, 'the session cookie is set');
+  return `${c.name}=${c.value}`;
+}
+
+/** A daemon's TCP API as a program reaches it: port, and its data dir (for the certificate it trusts). */
+export interface TcpApi { port: number; dataDir: string }
+
+/**
+ * Open a websocket on the TCP API: `open` with the first message it is sent, or the HTTP status and JSON body of a
+ * refused upgrade.
+ */
+export function websocketAttempt(api: TcpApi, path: string, headers: Record<string, string> = {}): Promise<{ open: true; first: Buffer } | { open: false; status: number; body: any }> {
+  const ca = readFileSync(join(api.dataDir, 'tls', 'server.crt'));
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(`wss://127.0.0.1:${api.port}${path}`, { headers, ca });
+    ws.once('message', (d: Buffer) => {
+      ws.close();
+      resolve({ open: true, first: d });
+    });
+    ws.once('unexpected-response', (_req, res) => {
+      let text = '';
+      res.on('data', (c: Buffer) => { text += c.toString(); });
+      res.on('end', () => {
+        let body: unknown = text;
+        try { body = JSON.parse(text); } catch { /* not JSON */ }
+        resolve({ open: false, status: res.statusCode ?? 0, body });
+      });
+    });
+    ws.once('error', reject);
+  });
 }

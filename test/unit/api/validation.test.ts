@@ -36,6 +36,24 @@ test('a JSON body is validated as sent: "2" is not a number of CPUs, true is not
   }
 });
 
+test('display is vnc or none: anything else is refused by the body\'s schema, naming the field, before the service', async () => {
+  const calls: unknown[][] = [];
+  const app = await api(calls);
+  try {
+    for (const display of ['gtk', 'VNC', true, null]) {
+      const bad = await app.inject({ method: 'POST', url: '/v1/instances', payload: { name: 'a', image: 'tiny', display } });
+      assert.equal(bad.statusCode, 400, JSON.stringify(display));
+      assert.equal(bad.json().error.code, 'INVALID_SPEC');
+      assert.equal(bad.json().error.field, 'display');
+    }
+    assert.deepEqual(calls, [], 'the service was never asked');
+    for (const display of ['vnc', 'none']) await app.inject({ method: 'POST', url: '/v1/instances', payload: { name: 'a', image: 'tiny', display } });
+    assert.deepEqual(calls, [['create', { name: 'a', image: 'tiny', display: 'vnc' }], ['create', { name: 'a', image: 'tiny', display: 'none' }]]);
+  } finally {
+    await app.close();
+  }
+});
+
 test('the query string is text: ?force=true is the boolean true', async () => {
   const calls: unknown[][] = [];
   const app = await api(calls);

@@ -121,6 +121,24 @@ test('create sends the right JSON body', async () => {
   assert.equal((JSON.parse(minimal.stdout) as { name: string }).name, 'web3');
 });
 
+test('create --display vnc|none is sent as display (none of it without the flag); set display=vnc|none; show says which', async () => {
+  for (const display of ['vnc', 'none']) {
+    const r = await runCli(['create', 'desk1', '--image', 'tiny', '--display', display], fake.env);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(JSON.parse(lastRequest('POST', '/v1/instances').body), { name: 'desk1', image: 'tiny', display });
+  }
+  const bad = await runCli(['create', 'desk1', '--image', 'tiny', '--display', 'sdl'], fake.env);
+  assert.equal(bad.code, 1);
+  assert.match(bad.stderr, /--display/);
+  const on = await runCli(['set', 'web1', 'display=vnc', '--json'], fake.env);
+  assert.deepEqual(JSON.parse(on.stdout).body, { display: 'vnc' });
+  const off = await runCli(['set', 'web1', 'display=none', '--json'], fake.env);
+  assert.deepEqual(JSON.parse(off.stdout).body, { display: null }, 'none takes the display away (null clears it)');
+  const { instanceDetails } = await import('../../../src/cli/show.js');
+  assert.match(instanceDetails(INSTANCE as never), /^display:\s+none$/m);
+  assert.match(instanceDetails({ ...INSTANCE, spec: { ...INSTANCE.spec, display: 'vnc' } } as never), /^display:\s+vnc \(VGA; the web console's graphical console, \/v1\/instances\/web1\/vnc\)$/m);
+});
+
 test('create rejects a non-integer --cpus before calling the API (commander usage error, exit 1)', async () => {
   const before = fake.api.requests.length;
   const r = await runCli(['create', 'web4', '--image', 'tiny', '--cpus', 'two'], fake.env);

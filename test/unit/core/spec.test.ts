@@ -67,6 +67,21 @@ test('the guest agent channel: on by default, off with agent: false, kept by a c
   assert.equal(normalizeSpec({ ...before, agent: false }).agent, false);
 });
 
+test('the display: none by default and stored as no field (as every record made before it); vnc kept, changed and cleared by set', () => {
+  assert.equal('display' in validateCreate({ name: 'a', image: 'tiny' }, host).spec, false);
+  assert.equal('display' in validateCreate({ name: 'a', image: 'tiny', display: 'none' }, host).spec, false);
+  const vnc = validateCreate({ name: 'a', image: 'tiny', display: 'vnc' }, host).spec;
+  assert.equal(vnc.display, 'vnc');
+  invalid(() => validateCreate({ name: 'a', image: 'tiny', display: 'sdl' as never }, host), 'display');
+  invalid(() => validateCreate({ name: 'a', image: 'tiny', display: true as never }, host), 'display');
+  assert.equal(applySpecChange(vnc, { cpus: 2 }, host).display, 'vnc', 'another change keeps the display');
+  assert.equal('display' in applySpecChange(vnc, { display: null }, host), false, 'null (set display=none) takes it away');
+  assert.equal('display' in applySpecChange(vnc, { display: 'none' }, host), false);
+  const none = validateCreate({ name: 'a', image: 'tiny' }, host).spec;
+  assert.equal(applySpecChange(none, { display: 'vnc' }, host).display, 'vnc');
+  assert.equal('display' in normalizeSpec(none), false, 'a stored spec without the field reads as no display');
+});
+
 test('topology must multiply out to the vCPUs (or to maxCpus)', () => {
   const ok = validateCreate({ name: 'a', image: 'tiny', cpus: 4, sockets: 2, cores: 2, threads: 1 }, host).spec;
   assert.deepEqual(ok.topology, { sockets: 2, cores: 2, threads: 1 });

@@ -69,3 +69,18 @@ test('the serial log goes to the pipe QEMU gets as fd 3 (fd set 1), not to a fil
   assert.match(serial, /,logfile=\/dev\/fdset\/1,logappend=on$/, 'logappend: QEMU refuses O_TRUNC on an fd set\'s descriptor');
   assert.ok(!argv.some((a) => a.includes(base.paths.consoleLog)), 'the keeper writes console.log; QEMU never opens it');
 });
+
+test('display vnc: a VGA device and VNC on the instance\'s unix socket, never a TCP port; none: neither', () => {
+  const sock = '/var/lib/corral/run/u/vnc.sock';
+  const argv = buildArgv({ ...base, paths: { ...base.paths, vnc: sock } });
+  const vncs = argv.flatMap((a, i) => (a === '-vnc' ? [argv[i + 1]] : []));
+  assert.deepEqual(vncs, [`unix:${sock}`], 'one VNC server, on the unix socket only');
+  const devices = argv.flatMap((a, i) => (a === '-device' ? [JSON.parse(argv[i + 1]!) as Record<string, unknown>] : []));
+  assert.deepEqual(devices.filter((d) => d.driver === 'VGA'), [{ driver: 'VGA', id: 'video0' }]);
+  assert.equal(devices[devices.length - 1]!.driver, 'VGA', 'after every other PCI device: giving a display moves no other device');
+  assert.equal(argv[argv.indexOf('-vga') + 1], 'none', 'no default VGA: the one device is ours');
+  const none = buildArgv(base);
+  assert.ok(!none.includes('-vnc'));
+  assert.ok(!none.some((a) => a.includes('"VGA"')));
+  assert.throws(() => buildArgv({ ...base, paths: { ...base.paths, vnc: '/run/x,websocket=5700/vnc.sock' } }), /unsafe path/);
+});

@@ -142,6 +142,11 @@ export const CASES: Record<string, Case> = {
   'mem-balloon-off': { create: { balloon: false } },
   // created with --no-agent: no virtio-serial channel for a guest agent
   'agent-off': { create: { agent: false } },
+  // created with --display vnc: a VGA device and QEMU's VNC server on vnc.sock, after the agent's channel
+  'display-vnc': { create: { display: 'vnc' } },
+  'display-vnc-uefi-no-agent': { image: 'disk', create: { display: 'vnc', firmware: 'uefi', agent: false } },
+  // --display none is the default: nothing changes (the same argv as default-tcg)
+  'display-none': { create: { display: 'none' } },
   'disk-image-bios': { image: 'disk', create: { disk: '8GiB' } },
   'disk-image-uefi-kvm': { image: 'disk', accel: 'kvm', create: { firmware: 'uefi', cpus: 4, memory: '2GiB' } },
   'kernel-image-uefi': { create: { firmware: 'uefi' } },

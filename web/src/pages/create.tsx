@@ -1,5 +1,5 @@
 /**
- * Create an instance: image, vCPUs and topology, memory, the root disk, NICs (network and model), volumes (bus),
+ * Create an instance: image, vCPUs and topology, memory, the display (VGA with a graphical console by default), the root disk, NICs (network and model), volumes (bus),
  * pinning and limits. The form checks nothing itself: it sends what was typed and shows the API's own
  * INVALID_SPEC message next to the field the error names (and moves the focus there). NICs past the first and
  * volumes are attached to the new, stopped instance, as `corral create --volume` does; if one is refused the
@@ -51,7 +51,7 @@ export function CreateInstance() {
   const [images, setImages] = useState<Image[]>([]);
   const [networks, setNetworks] = useState<Network[]>([]);
   const [volumes, setVolumes] = useState<Volume[]>([]);
-  const [t, setT] = useState<Text>({ name: '', image: '', cpus: '1', memory: '256M', disk: '', rootBus: 'virtio-blk', firmware: '', accel: 'auto', hugepages: '', forwards: '' });
+  const [t, setT] = useState<Text>({ name: '', image: '', cpus: '1', memory: '256M', disk: '', rootBus: 'virtio-blk', firmware: '', accel: 'auto', hugepages: '', forwards: '', display: 'vnc' });
   const [nics, setNics] = useState<Nic[]>([{ network: 'default', model: 'virtio-net' }]);
   const [vols, setVols] = useState<Vol[]>([]);
   const [flags, setFlags] = useState({ start: true, balloon: true, prealloc: false });
@@ -116,6 +116,7 @@ export function CreateInstance() {
     }
     if (t.rootBus !== 'virtio-blk') body.rootBus = t.rootBus;
     if (t.firmware) body.firmware = t.firmware;
+    body.display = t.display;
     if (t.accel !== 'auto') body.accel = t.accel;
     if (t.hugepages) body.hugepages = t.hugepages;
     if (!flags.balloon) body.balloon = false;
@@ -183,6 +184,7 @@ export function CreateInstance() {
           {text('memory', 'memory', 'with a unit: 256M, 1G')}
           {select('accel', 'accelerator', [['auto', 'auto'], ['kvm', 'KVM'], ['tcg', 'TCG']])}
           {select('firmware', 'firmware', [['', 'the image\'s default'], ['bios', 'BIOS (SeaBIOS)'], ['uefi', 'UEFI (OVMF)']])}
+          {select('display', 'display', [['vnc', 'VGA, with a graphical console (VNC)'], ['none', 'none (serial console only)']])}
         </fieldset>
         <fieldset>
           <legend>Root disk</legend>

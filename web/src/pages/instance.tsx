@@ -1,12 +1,13 @@
 /**
  * One instance: its state and actions, what it is (size, image, network, accelerator, QEMU pid, why it last
- * ended), its devices with their approach and data path, and its serial console; below them its charts, memory map
- * and vCPU threads (components/instance-views.tsx). The graphical console comes later and goes beside the serial one.
+ * ended), its devices with their approach and data path, its serial console and its graphical console
+ * (components/vnc.tsx); below them its charts, memory map and vCPU threads (components/instance-views.tsx).
  */
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { enc, get } from '../api';
 import { Actions } from '../components/actions';
 import { InstanceViews } from '../components/instance-views';
+import { GraphicalConsole } from '../components/vnc';
 import { duration, size, time } from '../format';
 import { useLive } from '../live';
 import { href, navigate } from '../router';
@@ -44,6 +45,8 @@ export function InstancePage({ name }: { name: string }) {
         <div class="pane">
           <h2>Serial console</h2>
           {running ? <Console key={`${name}-${inst.startedAt ?? ''}`} name={name} /> : <p class="muted">The instance is {inst.state}: its console opens once it runs.</p>}
+          <h2>Graphical console</h2>
+          <GraphicalConsole inst={inst} />
         </div>
         <div class="pane side-pane">
           <h2>Instance</h2>
