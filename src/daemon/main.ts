@@ -44,6 +44,7 @@ import { MigrationRecoveryService } from '../services/migration-recovery.js';
 import { MigrationDiskService } from '../services/migration-disks.js';
 import { ImageTransfer } from '../services/image-transfer.js';
 import { GuestAgentService } from '../services/guest-agent.js';
+import { SnapshotService } from '../services/snapshots.js';
 import { VhostUserService } from '../services/vhost-user.js';
 import { StorageDaemonService } from '../services/storage-daemons.js';
 import { PassthroughService } from '../services/passthrough.js';
@@ -249,6 +250,8 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   const guestAgent = new GuestAgentService({ instances });
   instances.addHooks('guest-agent', guestAgent.hooks());
   instances.setGuestShutdown((row, timeoutMs) => guestAgent.shutdown(row, timeoutMs));
+  const snapshots = new SnapshotService({ instances, volumes: (row) => disks.resolve(row), agent: guestAgent, events, log });
+  instances.addHooks('snapshots', snapshots.hooks());
   instances.addHooks('console-log', consoleLogHooks()); // the order the hooks run in is HOOK_ORDER (instance-hooks.ts)
   networks.setInUse((network) => nics.usersOf(network));
   networks.setReservations((network) => nics.reservationsOn(network));
@@ -259,7 +262,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   // storage daemons no instance owns (a daemon killed between starting one and starting its QEMU)
   await storageDaemons.sweepOrphans();
   // what crashed work left: staging folders, records apart, taps no VM needs (reconcile has adopted what lives)
-  const swept = [...imageStore.sweep(pidAlive), ...volumes.store.sweep(pidAlive), ...disks.alignAttachments(), ...(await nics.sweepTaps())];
+  const swept = [...imageStore.sweep(pidAlive), ...volumes.store.sweep(pidAlive), ...disks.alignAttachments(), ...(await nics.sweepTaps()), ...(await snapshots.reconcile())];
   if (swept.length > 0) log.warn({ swept }, 'cleaned up after work a crash cut short');
   await nics.restoreTaps(); // the layer-2 filter of every tap still on the host (the sweep has removed stray ones), from the records
   disks.settleAccess(); // volumes open to QEMU's user only while a live VM has them (a crash may have left one)
@@ -279,7 +282,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   const migrationRecovery = new MigrationRecoveryService({ instances, migration, events, log });
   // what live migrations left while the agent was down (migration-recovery.ts)
   await migrationRecovery.init();
-  const services = { instances, config, images, host, events, cpu, memory, volumes, disks, nics, networks, passthrough, vhostUser, tokens: new TokenService(store), guestAgent, migration, migrationRecovery, migrationDisks, metrics: new MetricsService({ instances }) };
+  const services = { instances, config, images, host, events, cpu, memory, volumes, disks, nics, networks, passthrough, vhostUser, tokens: new TokenService(store), guestAgent, snapshots, migration, migrationRecovery, migrationDisks, metrics: new MetricsService({ instances }) };
   // state-changing requests on both listeners, and refused ones on TCP; a failing write is said on stderr, never fatal
   const audit = new AuditLog(paths.audit);
   const unixApi = await buildApi(services, { audit });

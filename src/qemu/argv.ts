@@ -49,6 +49,8 @@ export interface LaunchPlan {
    * defer), with the very devices the source has (same plan); it runs once told to (`cont`)
    */
   incoming?: boolean;
+  /** QEMU starts with its vCPUs stopped (-S): a restore loads a memory snapshot into it before it runs */
+  paused?: boolean;
 }
 
 /**
@@ -115,6 +117,7 @@ export function buildArgv(plan: LaunchPlan): string[] {
   if (plan.paths.agent !== undefined) a.push(...agentArgv(plan.paths.agent));
   a.push('-pidfile', assertSafeOptionPath(plan.paths.pidfile));
   if (plan.incoming) a.push('-S', '-incoming', 'defer');
+  else if (plan.paused) a.push('-S');
   return a;
 }
 
