@@ -278,7 +278,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   // local disks that move with a live migration, and the base image a destination may lack (migration-disks.ts)
   const transfer = new ImageTransfer({ images: imageStore, events, removeImage: (name) => images.remove(name), log });
   const migrationDisks = new MigrationDiskService({ dataDir, instances, volumes, images: imageStore, transfer, freePort, log });
-  const migration = new MigrationService({ instances, events, log, disks: migrationDisks, runAs: qemuUser, ...(identity ? { hostName: identity.name } : {}) });
+  const migration = new MigrationService({ instances, events, log, disks: migrationDisks, snapshots: (name) => snapshots.names(name), runAs: qemuUser, ...(identity ? { hostName: identity.name } : {}) });
   const migrationRecovery = new MigrationRecoveryService({ instances, migration, events, log });
   // what live migrations left while the agent was down (migration-recovery.ts)
   await migrationRecovery.init();
