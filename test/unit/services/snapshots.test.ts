@@ -93,3 +93,11 @@ test('reconcile: a snapshot a crash left `creating` is deleted from the disks th
   assert.deepEqual(JSON.parse(readFileSync(file(h), 'utf8')).snapshots.map((x: { name: string }) => x.name), ['whole']);
   assert.ok(existsSync(file(h)));
 });
+
+test('--memory of a stopped instance is INVALID_STATE, and nothing is recorded', async () => {
+  const h = await started();
+  await h.svc.kill('vm');
+  const s = service(h, { calls: [], frozen: 1 });
+  await assert.rejects(s.create('vm', 'm1', { memory: true }), (e: unknown) => isCorralError(e) && e.code === 'INVALID_STATE' && /running guest's RAM/.test(e.message));
+  assert.equal(existsSync(file(h)), false);
+});
