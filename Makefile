@@ -5,7 +5,7 @@ DATA_DIR ?= $(or $(CORRAL_DATA_DIR),/var/lib/corral)
 TEST_BASE ?= $(CURDIR)/.data/test-base
 export CORRAL_PROBE_CACHE ?= /run/corral/accel-probe.json
 
-.PHONY: all deps build tiny start test test-base test-unit test-integration bench bench-devices bench-scale bench-cluster bench-migration bench-web clean \
+.PHONY: all deps build tiny start test test-base test-unit test-integration bench bench-devices bench-scale bench-cluster bench-migration bench-web bench-snapshots clean \
         cluster-demo cluster-demo-pause cluster-demo-resume cluster-demo-down cluster-demo-status
 
 all: build
@@ -69,6 +69,10 @@ bench: build test-base
 
 bench-devices: build test-base
 	CORRAL_TEST_BASE=$(TEST_BASE) node dist/bench/devices.js
+
+# snapshot create with and without --memory, stopped, and a memory restore on the tiny guest (ARGS="ROUNDS")
+bench-snapshots: build test-base
+	CORRAL_TEST_BASE=$(TEST_BASE) node dist/bench/snapshots.js $(ARGS)
 
 bench-scale: build test-base
 	CORRAL_TEST_BASE=$(TEST_BASE) node dist/bench/cluster/create-scale.js

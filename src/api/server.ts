@@ -26,6 +26,7 @@ import { memoryRoutes } from './routes-memory.js';
 import { deviceRoutes } from './routes-devices.js';
 import { volumeRoutes } from './routes-volumes.js';
 import { diskRoutes } from './routes-disks.js';
+import { snapshotRoutes } from './routes-snapshots.js';
 import { nicRoutes } from './routes-nics.js';
 import { networkRoutes } from './routes-networks.js';
 import { passthroughRoutes } from './routes-passthrough.js';
@@ -113,7 +114,7 @@ function openapiDocument(tokened: boolean) {
       },
     },
     security: tokened ? [{ bearer: [] }] : [],
-    tags: ['session', 'instances', 'console', 'cpu', 'memory', 'disks', 'nics', 'passthrough', 'images', 'volumes', 'networks', 'vhost-user', 'host', 'pool', 'history', 'events', 'tokens', 'audit'].map((name) => ({ name })),
+    tags: ['session', 'instances', 'console', 'cpu', 'memory', 'disks', 'snapshots', 'nics', 'passthrough', 'images', 'volumes', 'networks', 'vhost-user', 'host', 'pool', 'history', 'events', 'tokens', 'audit'].map((name) => ({ name })),
   };
 }
 
@@ -184,6 +185,7 @@ export async function buildApi(svc: Services, opts: ApiOptions = {}): Promise<Fa
   await app.register(deviceRoutes(svc));
   await app.register(volumeRoutes(svc));
   await app.register(diskRoutes(svc));
+  await app.register(snapshotRoutes(svc));
   await app.register(nicRoutes(svc));
   await app.register(networkRoutes(svc));
   await app.register(passthroughRoutes(svc));

@@ -17,6 +17,7 @@ import type { NicService } from '../services/nics.js';
 import type { NetworkService } from '../services/networks.js';
 import type { PassthroughService } from '../services/passthrough.js';
 import type { VhostUserService } from '../services/vhost-user.js';
+import type { SnapshotService } from '../services/snapshots.js';
 import type { TokenService } from '../services/tokens.js';
 import type { VolumeService } from '../services/volumes.js';
 
@@ -39,6 +40,8 @@ export interface Services {
   migration: MigrationService;
   /** each running guest's agent: exec, the guest's OS and addresses */
   guestAgent: GuestAgentService;
+  /** instance snapshots: all disks at one instant, with the RAM when asked */
+  snapshots: SnapshotService;
   /** what GET /metrics shows of each instance */
   metrics: MetricsService;
   /** the short history of each instance behind the web console's charts */

@@ -22,6 +22,7 @@ import { registerCpuCommands } from './cpu.js';
 import { registerMemoryCommands } from './memory.js';
 import { registerVolumeCommands } from './volumes.js';
 import { registerDiskCommands } from './disks.js';
+import { registerSnapshotCommands } from './snapshots.js';
 import { registerNicCommands } from './nics.js';
 import { registerNetworkCommands } from './networks.js';
 import { registerPassthroughCommands } from './passthrough.js';
@@ -104,6 +105,7 @@ export function buildProgram(): Command {
   registerMemoryCommands(program, client);
   registerVolumeCommands(program, client);
   registerDiskCommands(program, client);
+  registerSnapshotCommands(program, client);
   registerNicCommands(program, client);
   registerNetworkCommands(program, client);
   registerPassthroughCommands(program, client);

@@ -4,6 +4,7 @@ export const ErrorCodes = {
   INSTANCE_NOT_FOUND: 404,
   IMAGE_NOT_FOUND: 404,
   VOLUME_NOT_FOUND: 404,
+  /** an instance (or a volume) has no snapshot of that name */
   SNAPSHOT_NOT_FOUND: 404,
   NETWORK_NOT_FOUND: 404,
   NIC_NOT_FOUND: 404,
@@ -110,6 +111,11 @@ export const ErrorCodes = {
   AGENT_UNAVAILABLE: 409,
   /** the guest's agent answered a command with an error (a program it could not run, a command it blocks): its class and description */
   AGENT_FAILED: 502,
+  /**
+   * an instance snapshot whose disks changed behind Corral's back (a disk lacks it, holds another snapshot of that
+   * name, or was attached or detached since): refused, nothing restored; the message lists what differs
+   */
+  SNAPSHOT_MISMATCH: 409,
   /** the VM's process or its monitor went away while an operation talked to it */
   VM_GONE: 409,
   QEMU_FAILED: 500,

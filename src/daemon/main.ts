@@ -45,6 +45,7 @@ import { MigrationRecoveryService } from '../services/migration-recovery.js';
 import { MigrationDiskService } from '../services/migration-disks.js';
 import { ImageTransfer } from '../services/image-transfer.js';
 import { GuestAgentService } from '../services/guest-agent.js';
+import { SnapshotService } from '../services/snapshots.js';
 import { VhostUserService } from '../services/vhost-user.js';
 import { StorageDaemonService } from '../services/storage-daemons.js';
 import { PassthroughService } from '../services/passthrough.js';
@@ -250,6 +251,8 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   const guestAgent = new GuestAgentService({ instances });
   instances.addHooks('guest-agent', guestAgent.hooks());
   instances.setGuestShutdown((row, timeoutMs) => guestAgent.shutdown(row, timeoutMs));
+  const snapshots = new SnapshotService({ instances, volumes: (row) => disks.resolve(row), agent: guestAgent, events, log });
+  instances.addHooks('snapshots', snapshots.hooks());
   instances.addHooks('console-log', consoleLogHooks()); // the order the hooks run in is HOOK_ORDER (instance-hooks.ts)
   networks.setInUse((network) => nics.usersOf(network));
   networks.setReservations((network) => nics.reservationsOn(network));
@@ -260,7 +263,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   // storage daemons no instance owns (a daemon killed between starting one and starting its QEMU)
   await storageDaemons.sweepOrphans();
   // what crashed work left: staging folders, records apart, taps no VM needs (reconcile has adopted what lives)
-  const swept = [...imageStore.sweep(pidAlive), ...volumes.store.sweep(pidAlive), ...disks.alignAttachments(), ...(await nics.sweepTaps())];
+  const swept = [...imageStore.sweep(pidAlive), ...volumes.store.sweep(pidAlive), ...disks.alignAttachments(), ...(await nics.sweepTaps()), ...(await snapshots.reconcile())];
   if (swept.length > 0) log.warn({ swept }, 'cleaned up after work a crash cut short');
   await nics.restoreTaps(); // the layer-2 filter of every tap still on the host (the sweep has removed stray ones), from the records
   disks.settleAccess(); // volumes open to QEMU's user only while a live VM has them (a crash may have left one)
@@ -276,7 +279,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   // local disks that move with a live migration, and the base image a destination may lack (migration-disks.ts)
   const transfer = new ImageTransfer({ images: imageStore, events, removeImage: (name) => images.remove(name), log });
   const migrationDisks = new MigrationDiskService({ dataDir, instances, volumes, images: imageStore, transfer, freePort, log });
-  const migration = new MigrationService({ instances, events, log, disks: migrationDisks, runAs: qemuUser, ...(identity ? { hostName: identity.name } : {}) });
+  const migration = new MigrationService({ instances, events, log, disks: migrationDisks, snapshots: (name) => snapshots.names(name), runAs: qemuUser, ...(identity ? { hostName: identity.name } : {}) });
   const migrationRecovery = new MigrationRecoveryService({ instances, migration, events, log });
   // what live migrations left while the agent was down (migration-recovery.ts)
   await migrationRecovery.init();
@@ -284,7 +287,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   // the charts' history: one pass over every instance each CORRAL_HISTORY_STEP_MS (5 s), an hour kept (services/history.ts)
   const history = new HistoryService({ samples: () => metrics.samples(), stepMs: historyStepFrom(process.env), onError: (e) => log.warn({ err: e }, 'history: a pass failed') });
   history.start();
-  const services = { instances, config, images, host, events, cpu, memory, volumes, disks, nics, networks, passthrough, vhostUser, tokens: new TokenService(store), guestAgent, migration, migrationRecovery, migrationDisks, metrics, history };
+  const services = { instances, config, images, host, events, cpu, memory, volumes, disks, nics, networks, passthrough, vhostUser, tokens: new TokenService(store), guestAgent, snapshots, migration, migrationRecovery, migrationDisks, metrics, history };
   // state-changing requests on both listeners, and refused ones on TCP; a failing write is said on stderr, never fatal
   const audit = new AuditLog(paths.audit);
   const unixApi = await buildApi(services, { audit });

@@ -50,6 +50,7 @@ import { VolumeStore } from '../storage/volumes.js';
 import { SqliteStore } from '../store/sqlite.js';
 import { FakeDriver } from '../vm/fake-driver.js';
 import { GuestAgentService } from '../services/guest-agent.js';
+import { SnapshotService } from '../services/snapshots.js';
 
 type Log = { info(o: object, m?: string): void; warn(o: object, m?: string): void; error(o: object, m?: string): void; debug(o: object, m?: string): void };
 const quiet: Log = { info: () => undefined, warn: () => undefined, error: () => undefined, debug: () => undefined };
@@ -171,6 +172,8 @@ export async function simServiceGraph(o: SimGraphOptions): Promise<SimGraph> {
   instances.addHooks('passthrough', passthrough.hooks());
   const guestAgent = new GuestAgentService({ instances });
   instances.addHooks('guest-agent', guestAgent.hooks());
+  const snapshots = new SnapshotService({ instances, volumes: (row) => disks.resolve(row), agent: guestAgent, events, log });
+  instances.addHooks('snapshots', snapshots.hooks());
   instances.addHooks('console-log', consoleLogHooks());
   networks.setInUse((network) => nics.usersOf(network));
   networks.setReservations((network) => nics.reservationsOn(network));
@@ -182,7 +185,7 @@ export async function simServiceGraph(o: SimGraphOptions): Promise<SimGraph> {
   const migrationRecovery = new MigrationRecoveryService({ instances, migration, events, log });
   await migrationRecovery.init();
   const metrics = new MetricsService({ instances });
-  const services: Services = { instances, config, images, host, events, cpu, memory, volumes, disks, nics, networks, passthrough, vhostUser, tokens: new TokenService(store), guestAgent, migration, migrationRecovery, metrics, history: new HistoryService({ samples: () => metrics.samples() }) };
+  const services: Services = { instances, config, images, host, events, cpu, memory, volumes, disks, nics, networks, passthrough, vhostUser, tokens: new TokenService(store), guestAgent, snapshots, migration, migrationRecovery, metrics, history: new HistoryService({ samples: () => metrics.samples() }) };
   return {
     services, store, driver, net, cgroupRoot,
     stop() {

@@ -23,6 +23,8 @@ export const CRASH_STEPS = [
   'attach.recorded',
   /** disk detach from a running VM: the records say detached, QEMU still has the disk */
   'detach.recorded',
+  /** instance snapshot: the disks hold it, its record still says creating (reconcile deletes it again) */
+  'snapshot.taken',
   /** volume create: the image is made in its staging folder, not placed */
   'volume.built',
   /** image import: the copy is made in its staging folder, not committed */

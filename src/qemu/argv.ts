@@ -50,6 +50,8 @@ export interface LaunchPlan {
    * defer), with the very devices the source has (same plan); it runs once told to (`cont`)
    */
   incoming?: boolean;
+  /** QEMU starts with its vCPUs stopped (-S): a restore loads a memory snapshot into it before it runs */
+  paused?: boolean;
 }
 
 /**
@@ -117,6 +119,7 @@ export function buildArgv(plan: LaunchPlan): string[] {
   if (plan.paths.vnc !== undefined) a.push(...displayArgv(plan.paths.vnc));
   a.push('-pidfile', assertSafeOptionPath(plan.paths.pidfile));
   if (plan.incoming) a.push('-S', '-incoming', 'defer');
+  else if (plan.paused) a.push('-S');
   return a;
 }
 

@@ -86,4 +86,13 @@ export class QmpControl implements VmControl {
   async blockJobCancel(job: string, force: boolean): Promise<void> { await this.call('block-job-cancel', { device: job, force }); }
   async jobDismiss(id: string): Promise<void> { await this.call('job-dismiss', { id }); }
   queryJobs(): Promise<JobInfo[]> { return this.call<JobInfo[]>('query-jobs'); }
+
+  async transaction(actions: Array<{ type: string; data: Record<string, unknown> }>): Promise<void> { await this.call('transaction', { actions }); }
+  async snapshotJob(kind: 'save' | 'load' | 'delete', args: Record<string, unknown>): Promise<void> { await this.call(`snapshot-${kind}`, args); }
+  async nodeSnapshots(): Promise<Record<string, unknown>> {
+    const nodes = await this.call<Array<{ 'node-name'?: string; image?: { snapshots?: unknown } }>>('query-named-block-nodes', { flat: true });
+    const out: Record<string, unknown> = {};
+    for (const n of nodes) if (n['node-name']) out[n['node-name']] = n.image?.snapshots ?? [];
+    return out;
+  }
 }

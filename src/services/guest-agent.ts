@@ -122,6 +122,31 @@ export class GuestAgentService {
     }
   }
 
+  /**
+   * Freeze the guest's filesystems for a snapshot (guest-fsfreeze-freeze: each is synced and its writes held):
+   * how many it froze, or null when the agent cannot be asked (no channel, no answer within `timeoutMs`) or refused
+   * (the snapshot is then crash-consistent only). Whatever it answers, the caller thaws afterwards: a freeze that
+   * timed out here may still happen in the guest.
+   */
+  async freeze(row: InstanceRow, timeoutMs = CALL_TIMEOUT_MS): Promise<number | null> {
+    try {
+      const n = await this.clientOf(row).call<unknown>('guest-fsfreeze-freeze', undefined, timeoutMs);
+      return typeof n === 'number' ? n : null;
+    } catch {
+      return null;
+    }
+  }
+
+  /** Thaw what freeze froze (guest-fsfreeze-thaw); false when the agent could not be told (the caller says so). */
+  async thaw(row: InstanceRow, timeoutMs = CALL_TIMEOUT_MS): Promise<boolean> {
+    try {
+      await this.clientOf(row).call('guest-fsfreeze-thaw', undefined, timeoutMs);
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
   /** Ask the guest's agent to power the guest off (a stop whose ACPI request was ignored); resolves once it is asked. */
   async shutdown(row: InstanceRow, timeoutMs = CALL_TIMEOUT_MS): Promise<void> {
     // guest-shutdown answers nothing when it works: the guest goes down (or an error comes, read by the next call)

@@ -37,13 +37,14 @@ export type NicPlanner = (uuid: string, req: CreateRequest) => InstanceNic[];
  *   (beforeLaunch, beforeSpawn) before any process of the VM is started, and takes them back (exited).
  * - storage-daemons: start the vhost-user-blk back ends before QEMU connects to them (beforeSpawn).
  * - disks: refuse a start with a volume that has clones; name who holds a locked volume (startFailed).
+ * - snapshots: a deleted instance's snapshots leave the volumes it had attached (deleting).
  * - nics: make taps (beforeLaunch) and remove them (exited).
  * - passthrough: bind host devices to vfio-pci after the others' checks and resources, so that a start refused
  *   earlier never takes a device from its host driver.
  * - guest-agent: drops the instance's agent client and what it cached of the guest (exited).
  * - console-log: last, so its boot separator is the console log's line just before QEMU starts.
  */
-export const HOOK_ORDER = ['cpu', 'memory', 'files', 'storage-daemons', 'disks', 'nics', 'passthrough', 'guest-agent', 'console-log'] as const;
+export const HOOK_ORDER = ['cpu', 'memory', 'files', 'storage-daemons', 'disks', 'snapshots', 'nics', 'passthrough', 'guest-agent', 'console-log'] as const;
 export type HookOwner = (typeof HOOK_ORDER)[number];
 
 /** Other services (CPU, memory, disks, NICs, storage daemons, passthrough) hook into the lifecycle. */
@@ -80,6 +81,11 @@ export interface InstanceHooks {
    * Called before the exited hooks, while what it reads (the cgroup) is still there.
    */
   exitCause?(row: InstanceRow): string | null;
+  /**
+   * An instance is being deleted: its QEMU is gone, its row and folder are still there. What it holds outside its
+   * folder goes here (its snapshots inside the volumes it had attached). A failure is logged; the delete goes on.
+   */
+  deleting?(row: InstanceRow): Promise<void>;
   /** After an instance is deleted (its row is gone). */
   deleted?(row: InstanceRow): void;
   /**

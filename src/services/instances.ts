@@ -299,6 +299,13 @@ export class InstanceService {
         await this.doKill(row, 'deleted'); // an error-state instance whose QEMU may still run
       }
       const p = this.paths(row);
+      for (const h of this.hooks) {
+        try {
+          await h.deleting?.(row);
+        } catch (e) {
+          this.d.log.warn({ instance: row.name, err: (e as Error).message }, 'delete hook failed');
+        }
+      }
       crashPoint('delete.killed');
       // the row goes first: a crash after it leaves files that no row names, which reconcile removes
       this.d.store.deleteInstance(row.uuid);
@@ -341,6 +348,23 @@ export class InstanceService {
       await this.doStop(row, timeoutSec);
       await this.doStart(this.row(name));
     });
+  }
+
+  /**
+   * Start an instance whose lock the caller holds (a snapshot's restore). `load`: QEMU starts with its vCPUs stopped
+   * (-S) and `load` runs once it answers (it loads a memory snapshot and lets the guest run); a failure there fails
+   * the start as any other step would, leaving nothing running.
+   */
+  async startHeld(name: string, load?: (vm: Vm) => Promise<void>): Promise<void> {
+    const row = this.row(name);
+    assertCanRun('start', row.state, name);
+    await this.doStart(row, false, load);
+  }
+
+  /** Kill the QEMU of an instance whose lock the caller holds (a restore that discards the running guest). */
+  async killHeld(name: string, why: string): Promise<void> {
+    const row = this.row(name);
+    if (isActive(row.state) || row.pid !== null) await this.doKill(row, why);
   }
 
   kill(name: string): Promise<InstanceView> {
@@ -415,7 +439,7 @@ export class InstanceService {
    * failure at any step kills what was launched, runs every `exited` hook (which undo what the others set up)
    * and leaves the instance in the state it started from (stopped for a first start), with lastError set.
    */
-  private async doStart(row: InstanceRow, incoming = false): Promise<void> {
+  private async doStart(row: InstanceRow, incoming = false, load?: (vm: Vm) => Promise<void>): Promise<void> {
     const t0 = performance.now();
     const image = this.d.images.get(row.spec.image);
     const p = this.paths(row);
@@ -436,6 +460,7 @@ export class InstanceService {
       crashPoint('start.resources');
       const plan = launchPlan(row, image, accel, p, launchExtras(this.contributors, row, this.d.blockIo));
       if (incoming) plan.incoming = true;
+      if (load) plan.paused = true;
       for (const h of this.hooks) if (h.beforeSpawn) await h.beforeSpawn(row, plan);
       const t1 = performance.now();
       keepPreviousStderr(p.stderr);
@@ -452,6 +477,7 @@ export class InstanceService {
       this.d.store.updateInstance(row.uuid, { pid: vm.pid, pidStart: vm.startTicks, accel, startedAt });
       Object.assign(row, { pid: vm.pid, pidStart: vm.startTicks, accel, startedAt });
       for (const h of this.hooks) if (h.launched) await h.launched(row, vm);
+      if (load) await load(vm);
       const st = await vm.status();
       this.startTimings.set(row.name, { beforeSpawnMs: t1 - t0, qemuLaunchMs: t2 - t1, qmpReadyMs: performance.now() - t2 });
       run.starting = false;

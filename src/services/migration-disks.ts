@@ -114,6 +114,9 @@ export class MigrationDiskService {
     for (const m of movingDisks(row.spec)) {
       if (m.role === 'root') {
         const info = await imgInfo(this.d.instances.paths(row).disk, 'qcow2');
+        if (Array.isArray(info.snapshots) && info.snapshots.length > 0) {
+          throw new CorralError('NOT_MIGRATABLE', `instance "${name}" cannot be live-migrated: its root disk has internal snapshots (instance snapshots), which a mirror does not copy (delete them first)`, { name, disk: 'root' });
+        }
         disks.push({ ...m, format: 'qcow2', virtualSize: info['virtual-size'] });
         continue;
       }

@@ -86,6 +86,8 @@ export class MigrationService {
     hostName?: string;
     /** local disks that move with the instance (migration-disks.ts); without it only shared-pool instances move */
     disks?: MigrationDiskService;
+    /** the names of an instance's snapshots (snapshots.ts): an instance that has any stays (they live in its disks and its folder here) */
+    snapshots?: (name: string) => string[];
   }) {
     this.marks = d.marks ?? new IncomingMarks((row) => d.instances.paths(row), (name) => {
       try {
@@ -146,6 +148,8 @@ export class MigrationService {
     if (live.row.state !== 'running') throw new CorralError('NOT_MIGRATABLE', `instance "${name}" is ${live.row.state}: only a running instance is live-migrated`, { name, state: live.row.state });
     if (this.marks.has(name)) throw new CorralError('NOT_MIGRATABLE', `instance "${name}" is being migrated to this host`, { name });
     assertMigratable(name, live.row.spec);
+    const snaps = this.d.snapshots?.(name) ?? [];
+    if (snaps.length > 0) throw new CorralError('NOT_MIGRATABLE', `instance "${name}" cannot be live-migrated: it has snapshots (${snaps.join(', ')}), which stay with its disks on this host (delete them first)`, { name, snapshots: snaps });
     await this.d.disks?.assertReady(name, live.row.spec);
     const before = migrationFigures(await live.vm.queryMigrate()).status;
     if (before !== 'none' && migrationOutcome(before) === null) throw new CorralError('NOT_MIGRATABLE', `instance "${name}" is being migrated already (${before})`, { name });

@@ -128,6 +128,13 @@ export interface VmControl {
   blockJobCancel(job: string, force: boolean): Promise<void>;
   jobDismiss(id: string): Promise<void>;
   queryJobs(): Promise<JobInfo[]>;
+
+  /** a QMP transaction: every action happens, or none (internal snapshots of every disk at one instant) */
+  transaction(actions: Array<{ type: string; data: Record<string, unknown> }>): Promise<void>;
+  /** start an internal snapshot job (snapshot-save, snapshot-load, snapshot-delete); followed with queryJobs, dismissed with jobDismiss */
+  snapshotJob(kind: 'save' | 'load' | 'delete', args: Record<string, unknown>): Promise<void>;
+  /** each named block node's image's internal snapshots as QEMU reports them (query-named-block-nodes: image.snapshots), by node name */
+  nodeSnapshots(): Promise<Record<string, unknown>>;
 }
 
 /** QEMU's query-jobs, one job: `error` set in `concluded` means it failed (or was cancelled). */

@@ -32,6 +32,8 @@ export class FakeProcess {
   readonly devices = new Set<string>();
   readonly objects = new Set<string>(['mem0']);
   readonly properties = new Map<string, unknown>();
+  /** the internal snapshots each block node's image holds, as query-named-block-nodes reports them */
+  readonly nodeSnapshots = new Map<string, Array<Record<string, unknown>>>();
   balloon: number;
   private readonly failures = new Map<string, CorralError>();
   private readonly holds = new Map<string, Promise<void>>();
@@ -257,6 +259,34 @@ export class FakeVm implements Vm {
   jobDismiss(id: string): Promise<void> { return this.call('job-dismiss', () => { this.jobs.delete(id); }); }
   queryJobs(): Promise<JobInfo[]> { return this.call('query-jobs', () => [...this.jobs.values()].map((j) => ({ ...j }))); }
   private jobs = new Map<string, JobInfo>();
+  /** Internal snapshots: a transaction of blockdev-snapshot-internal-sync, and snapshot jobs that conclude at once. */
+  transaction(actions: Array<{ type: string; data: Record<string, unknown> }>): Promise<void> {
+    return this.call('transaction', () => {
+      for (const a of actions) this.addSnapshot(String(a.data.device), String(a.data.name), 0);
+    });
+  }
+  snapshotJob(kind: 'save' | 'load' | 'delete', args: Record<string, unknown>): Promise<void> {
+    return this.call(`snapshot-${kind}`, () => {
+      const tag = String(args.tag);
+      const devices = (args.devices as string[]) ?? [];
+      let error: string | undefined;
+      if (kind === 'save') for (const d of devices) this.addSnapshot(d, tag, d === args.vmstate ? 4096 : 0);
+      if (kind === 'delete') for (const d of devices) this.process.nodeSnapshots.set(d, (this.process.nodeSnapshots.get(d) ?? []).filter((x) => x.name !== tag));
+      if (kind === 'load' && !devices.every((d) => this.process.nodeSnapshots.get(d)?.some((x) => x.name === tag))) error = `Snapshot '${tag}' does not exist in one or more devices`;
+      const id = String(args['job-id']);
+      this.jobs.set(id, { id, type: `snapshot-${kind}`, status: 'concluded', 'current-progress': 1, 'total-progress': 1, ...(error ? { error } : {}) });
+    });
+  }
+  nodeSnapshots(): Promise<Record<string, unknown>> {
+    return this.call('query-named-block-nodes', () => Object.fromEntries([...this.process.nodeSnapshots].map(([k, v]) => [k, v.map((x) => ({ ...x }))])));
+  }
+  private addSnapshot(node: string, name: string, vmState: number): void {
+    const list = this.process.nodeSnapshots.get(node) ?? [];
+    if (list.some((x) => x.name === name)) throw new CorralError('QEMU_FAILED', `QEMU refused the snapshot: Snapshot with name '${name}' already exists`, { command: 'transaction' });
+    const now = Date.now();
+    list.push({ id: String(list.length + 1), name, 'vm-state-size': vmState, 'date-sec': Math.floor(now / 1000), 'date-nsec': (now % 1000) * 1e6 });
+    this.process.nodeSnapshots.set(node, list);
+  }
 }
 
 /** How the next launch goes. */

@@ -1,7 +1,7 @@
 /**
  * Fault injection: the daemon is killed (SIGKILL, by itself, at a step named by CORRAL_CRASH_AT: see
- * src/host/crash-points.ts) in the middle of create, start, stop, disk attach and detach, delete, volume create and
- * image import; then it is started again and the invariants are checked: each operation either happened or did
+ * src/host/crash-points.ts) in the middle of create, start, stop, disk attach and detach, delete, an instance snapshot,
+ * volume create and image import; then it is started again and the invariants are checked: each operation either happened or did
  * not, no QEMU runs twice or unowned, every VM that ran still runs (with its console keeper, and no keeper of a
  * VM that ended), and no runtime dir, tap, staging folder,
  * instance folder, volume binding or file handed to corral-qemu is left that the records do not explain.
@@ -88,6 +88,13 @@ test('a daemon killed at any step of create, start, stop, attach, detach, delete
   await crashAt('delete.killed', () => d.api('DELETE', '/v1/instances/c2?force=true'));
   assert.equal((await d.ok('GET', '/v1/instances/c2')).state, 'stopped');
   await invariants('delete.killed');
+
+  // a snapshot of the stopped c2 cut after its disk holds it, before its record says ready: the restart deletes it
+  await crashAt('snapshot.taken', () => d.api('POST', '/v1/instances/c2/snapshots', { name: 'cs1' }));
+  assert.deepEqual((await d.ok('GET', '/v1/instances/c2/snapshots')).snapshots, []);
+  const rootDisk = join(d.dataDir, 'instances', (await d.ok('GET', '/v1/instances/c2')).uuid, 'root.qcow2');
+  assert.equal(JSON.parse(execFileSync('qemu-img', ['info', '-U', '--output=json', '-f', 'qcow2', rootDisk], { encoding: 'utf8' })).snapshots, undefined, 'the half-made snapshot left the disk');
+  await invariants('snapshot.taken');
   await crashAt('delete.row', () => d.api('DELETE', '/v1/instances/c2'));
   assert.equal((await d.api('GET', '/v1/instances/c2')).status, 404);
   await invariants('delete.row');

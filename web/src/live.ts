@@ -26,6 +26,7 @@ type Listener = () => void;
 export const EVENT_TYPES = [
   'daemon.started', 'daemon.stopping', 'events.too-slow',
   'instance.created', 'instance.deleted', 'instance.state', 'instance.updated', 'instance.stop-timeout',
+  'instance.snapshot-created', 'instance.snapshot-restored', 'instance.snapshot-deleted', 'instance.snapshot-thaw-failed',
   'instance.disk.attached', 'instance.disk.detached', 'instance.disk.backend-exited',
   'instance.nic.attached', 'instance.nic.detached',
   'instance.hostdev.attached', 'instance.hostdev.detached', 'instance.hostdevs.bound', 'instance.hostdevs.released',

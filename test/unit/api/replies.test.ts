@@ -22,6 +22,7 @@ import type { PciDevice } from '../../../src/host/pci.js';
 import type { SriovState } from '../../../src/host/sriov.js';
 import type { VhostUserView } from '../../../src/services/vhost-user.js';
 import type { ExecResult, GuestInfo } from '../../../src/core/guest-agent.js';
+import type { SnapshotView } from '../../../src/core/snapshots.js';
 
 const GiB = 1024 ** 3;
 
@@ -105,6 +106,8 @@ const guest: GuestInfo = {
 };
 const exec: ExecResult = { exitCode: 3, signal: null, stdout: Buffer.from('out\n'), stderr: Buffer.from('err\n'), stdoutTruncated: false, stderrTruncated: true };
 
+const instanceSnapshot: SnapshotView = { name: 'before', createdAt: '2026-12-01T10:00:00.000Z', memory: true, frozen: false, instanceState: 'running', vmStateSize: 123456, disks: ['root', 'data'] };
+
 const later = <T>(v: T) => async (): Promise<T> => v;
 const svc = {
   instances: {
@@ -120,6 +123,7 @@ const svc = {
   cpu: { stats: later(cpu), resizeCpus: later({ name: 'web1', cpus: 3, state: 'stopped' }) },
   memory: { stats: later(memory), resizeMemory: later(memory) },
   volumes: { list: () => [volume], get: later(volumeDetails), create: later(volume), clone: later(volume), snapshots: later([snapshot]), snapshot: later(snapshot) },
+  snapshots: { list: () => [instanceSnapshot], create: later(instanceSnapshot), restore: later({ snapshot: instanceSnapshot, state: 'running' }), delete: later(undefined) },
   disks: { list: () => disks, attach: later(disks), detach: later(disks), resizeVolume: later(volume) },
   nics: { list: () => nics, attach: later(nics), detach: later(nics) },
   networks: { list: () => [networkRecord], get: later(network), create: later(networkRecord) },
@@ -145,6 +149,10 @@ test('every view comes out of the API as the service gave it, optional fields an
     ['POST', '/v1/instances/web1/memory', memory, { size: '1G' }],
     ['GET', '/v1/instances/web1/disks', { disks }],
     ['POST', '/v1/instances/web1/disks', { disks }, { volume: 'data' }],
+    ['GET', '/v1/instances/web1/snapshots', { snapshots: [instanceSnapshot] }],
+    ['POST', '/v1/instances/web1/snapshots', instanceSnapshot, { name: 'before', memory: true }],
+    ['POST', '/v1/instances/web1/snapshots/before/restore', { snapshot: instanceSnapshot, state: 'running' }, { force: true }],
+    ['DELETE', '/v1/instances/web1/snapshots/before', { deleted: 'before', instance: 'web1' }],
     ['GET', '/v1/instances/web1/nics', { nics }],
     ['GET', '/v1/instances/web1/hostdevs', { hostdevs }],
     ['GET', '/v1/networks', { networks: [networkRecord] }],

@@ -18,3 +18,11 @@ test('cancel with no migration started here: INVALID_STATE, nothing to cancel no
   });
   assert.equal(h.state('vm'), 'running');
 });
+
+test('an instance with snapshots is not live-migrated: NOT_MIGRATABLE naming them, and its QEMU is never asked to migrate', async () => {
+  const h = await started();
+  const m = new MigrationService({ instances: h.svc, events: h.events, log: { warn: () => undefined }, snapshots: () => ['before-upgrade'] });
+  await assert.rejects(m.start('vm', { uri: 'tcp:127.0.0.1:4444' }), (e: Error & { code?: string }) => e.code === 'NOT_MIGRATABLE' && /snapshots \(before-upgrade\)/.test(e.message));
+  const calls = [...h.driver.processes.values()].flatMap((p) => p.calls);
+  assert.ok(!calls.includes('migrate'));
+});

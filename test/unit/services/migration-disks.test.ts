@@ -12,7 +12,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CorralError } from '../../../src/core/errors.js';
 import type { InstanceSpec } from '../../../src/core/spec.js';
-import { createImage } from '../../../src/storage/volumes-img.js';
+import { createImage, snapshotOp } from '../../../src/storage/volumes-img.js';
 import { createOverlay, imgInfo } from '../../../src/qemu/img.js';
 import { ImageStore } from '../../../src/storage/images.js';
 import { VolumeStore } from '../../../src/storage/volumes.js';
@@ -146,6 +146,10 @@ test('the source: a cancel abandons the mirrors (forced), or keeps them from sta
   // a volume with internal snapshots: a mirror would not copy them
   await volumes.snapshot('data', 's1');
   await assert.rejects(svc.facts('g1'), (e: CorralError) => e.code === 'NOT_MIGRATABLE' && /volume data has internal snapshots/.test(e.message));
+  // and a root disk with an instance snapshot in it, just the same
+  await volumes.deleteSnapshot('data', 's1');
+  await snapshotOp(root, '-c', 'before');
+  await assert.rejects(svc.facts('g1'), (e: CorralError) => e.code === 'NOT_MIGRATABLE' && /root disk has internal snapshots/.test(e.message));
 });
 
 test('the destination: new disks (the overlay over its image, the volume attached), NBD exports; a given-up move removes them', { skip }, async () => {
