@@ -42,6 +42,9 @@ import { freePort, MigrationService } from '../services/migration.js';
 import { MetricsService } from '../services/metrics.js';
 import { MigrationRecoveryService } from '../services/migration-recovery.js';
 import { MigrationDiskService } from '../services/migration-disks.js';
+import { CopyService } from '../services/copies.js';
+import { ExportService } from '../services/export.js';
+import { ArchiveImporter } from '../services/import-archive.js';
 import { ImageTransfer } from '../services/image-transfer.js';
 import { GuestAgentService } from '../services/guest-agent.js';
 import { VhostUserService } from '../services/vhost-user.js';
@@ -279,7 +282,12 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   const migrationRecovery = new MigrationRecoveryService({ instances, migration, events, log });
   // what live migrations left while the agent was down (migration-recovery.ts)
   await migrationRecovery.init();
-  const services = { instances, config, images, host, events, cpu, memory, volumes, disks, nics, networks, passthrough, vhostUser, tokens: new TokenService(store), guestAgent, migration, migrationRecovery, migrationDisks, metrics: new MetricsService({ instances }) };
+  const copies = new CopyService({ dataDir, instances, images: imageStore, events, runAs: qemuUser });
+  const exports = new ExportService({ dataDir, instances, images: imageStore, transfer, events, runAs: qemuUser });
+  const archiveImport = new ArchiveImporter({ dataDir, instances, images: imageStore, events });
+  const unloaded = exports.sweep(); // archives an earlier daemon prepared: their download went with it
+  if (unloaded.length > 0) log.info({ removed: unloaded }, 'removed archives prepared and never downloaded');
+  const services = { instances, config, images, host, events, cpu, memory, volumes, disks, nics, networks, passthrough, vhostUser, tokens: new TokenService(store), guestAgent, migration, migrationRecovery, migrationDisks, metrics: new MetricsService({ instances }), copies, exports, archiveImport };
   // state-changing requests on both listeners, and refused ones on TCP; a failing write is said on stderr, never fatal
   const audit = new AuditLog(paths.audit);
   const unixApi = await buildApi(services, { audit });

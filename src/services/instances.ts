@@ -249,6 +249,29 @@ export class InstanceService {
   }
 
   /**
+   * Record a stopped instance whose folder a copy or an import has made (instancePaths(dataDir, uuid): its root disk
+   * there, its UEFI variables for a UEFI instance): the row, under the new name's lock. ALREADY_EXISTS when the name
+   * was taken meanwhile; the caller removes the folder on any failure. The spec comes checked (core/instance-archive).
+   */
+  async recordMade(name: string, uuid: string, spec: InstanceSpec, reason: string): Promise<InstanceView> {
+    validateName('name', name);
+    return this.locks.run(name, async () => {
+      if (this.d.store.getInstance(name)) throw new CorralError('ALREADY_EXISTS', `instance "${name}" already exists`, { field: 'name' });
+      await this.checkSpec(spec);
+      const now = new Date().toISOString();
+      const row: InstanceRow = {
+        uuid, name, spec, state: 'stopped', accel: null, pid: null, pidStart: null, mac: spec.nics[0]?.mac ?? macFor(uuid),
+        createdAt: now, startedAt: null, lastError: null, updatedAt: now,
+      };
+      const p = this.paths(row);
+      for (const f of [p.disk, p.efiVars]) takeBack(f);
+      this.d.store.insertInstance(row);
+      this.d.events.publish('instance.created', name, { uuid, image: spec.image, reason });
+      return this.view(row);
+    });
+  }
+
+  /**
    * The incoming side of a live migration: the instance as its source host has it (the same uuid, so the same
    * MACs and launch plan; its root disk on the shared pool, taken over), recorded here and started paused with
    * `-incoming defer`. The caller (migration.ts) checked the spec; a failure leaves nothing (the shared disk stays).
