@@ -57,6 +57,21 @@ export async function verifyImage(image: ImageRecord): Promise<void> {
   }
 }
 
+/**
+ * Make a new instance in folder `dir` (a copy's, an import's): `work` fills it and records the instance; on any
+ * failure the folder goes. `release` (the image's claim) is called either way.
+ */
+export async function madeOrRemoved<T>(dir: string, release: () => void, work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (e) {
+    rmSync(dir, { recursive: true, force: true });
+    throw e;
+  } finally {
+    release();
+  }
+}
+
 export class CopyService {
   constructor(private d: CopyDeps) {}
 
@@ -71,7 +86,7 @@ export class CopyService {
     const uuid = randomUUID();
     const p = instancePaths(this.d.dataDir, uuid);
     let release = (): void => undefined;
-    try {
+    return madeOrRemoved(p.dir, () => release(), async () => {
       const spec = await this.d.instances.withLock(name, async () => {
         const row = this.d.instances.rowOf(name);
         const why = notCopyable(name, row.spec);
@@ -97,12 +112,7 @@ export class CopyService {
       this.d.events.publish('instance.copied', to, { from: name, full: opts.full === true });
       progress({ step: 'done', message: `instance ${to} made from ${name}`, percent: 100 });
       return view;
-    } catch (e) {
-      rmSync(p.dir, { recursive: true, force: true });
-      throw e;
-    } finally {
-      release();
-    }
+    });
   }
 
   /** A stopped instance's root disk, flattened, as new image `imageName` (its disk's sha256 recorded). */

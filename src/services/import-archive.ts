@@ -26,7 +26,7 @@ import { convert, untrustedInfo } from '../qemu/img.js';
 import { openImportSource } from '../storage/import-source.js';
 import { checkImageHeader, checkImgInfo } from '../storage/inspect.js';
 import type { ImageStore, Progress } from '../storage/images.js';
-import { verifyImage } from './copies.js';
+import { madeOrRemoved, verifyImage } from './copies.js';
 import type { EventBus } from './events.js';
 import type { InstanceService, InstanceView } from './instances.js';
 import { TarReader } from './tar-stream.js';
@@ -70,8 +70,7 @@ export class ArchiveImporter {
     assertFits(this.d.dataDir, m.files.reduce((n, f) => n + f.size + (f.virtualSize ?? 0), 0), `importing instance "${to}"`);
     const uuid = randomUUID();
     const p = instancePaths(this.d.dataDir, uuid);
-    const release = this.d.images.claim(image.name);
-    try {
+    return madeOrRemoved(p.dir, this.d.images.claim(image.name), async () => {
       mkdirSync(p.dir, { recursive: true, mode: 0o711 });
       const staged = await this.receive(reader, m, p.dir);
       progress({ step: 'verify', message: `every file's sha256 matches the manifest; checking image "${image.name}"` });
@@ -86,12 +85,7 @@ export class ArchiveImporter {
       this.d.events.publish('instance.imported', to, { from: m.instance.name, consistency: m.consistency });
       progress({ step: 'done', message: `instance ${to} imported`, percent: 100 });
       return view;
-    } catch (e) {
-      rmSync(p.dir, { recursive: true, force: true });
-      throw e;
-    } finally {
-      release();
-    }
+    });
   }
 
   /** Each file of the manifest, in order, into `dir`, checked; then the archive's end. */
