@@ -142,7 +142,11 @@ export class ApiClient {
         if ((res.statusCode ?? 500) < 400) return resolve(res);
         readAll(res).then((buf) => reject(apiError(res, buf)), reject);
       });
-      req.on('error', (e: NodeJS.ErrnoException) => reject(e.code === 'EPIPE' || e.code === 'ECONNRESET' ? new CliError('the daemon closed the upload before it ended') : this.connectError(e)));
+      req.on('error', (e: NodeJS.ErrnoException) => {
+        if (e.code !== 'EPIPE' && e.code !== 'ECONNRESET') return reject(this.connectError(e));
+        // the daemon refused before reading it all: its answer (the reason) may still be on its way
+        setTimeout(() => reject(new CliError('the daemon closed the upload before it ended')), 2000);
+      });
       body.on('error', (e: Error) => {
         req.destroy();
         reject(new CliError(`cannot read the archive: ${e.message}`));

@@ -93,6 +93,7 @@ test('export a running guest, delete it, import the archive (booted below); a ch
   assert.notEqual(imported.mac, before.mac);
   // the same name again: refused, nothing made
   await refusedImport(archive, /ALREADY_EXISTS/);
+  await refusedImport(archive, /ALREADY_EXISTS/, 'src');
   // its root disk is an overlay on this host's image again
   assert.equal(info(imported.disk.path)['backing-filename'], (await d.ok('GET', '/v1/images/tiny')).disk);
 });
