@@ -6,8 +6,10 @@
  * - each file written into the new instance's folder as it comes, its size and sha256 checked against the manifest;
  *   the end of the archive must come, and nothing but zeros after it;
  * - only then: the root disk inspected as an untrusted image import (no backing file, no data file: storage/inspect)
- *   and written as a new overlay on this host's copy of the image (`qemu-img convert -B`: only what differs from the
- *   image takes space; the archive's disk is flattened, so the data is whole even if this image differs), the row
+ *   and written as a new overlay on this host's copy of the image (`qemu-img convert -B`), so that every root disk
+ *   stays an overlay on its image. The archive's disk is flattened: every cluster it holds is written (the image's
+ *   data too, uncompressed: as much space as a --full copy), and what it lacks is written as zeros, so the data is
+ *   whole even where this host's image differs from the one exported from. The row
  *   stored with a new uuid and new MACs (copySpec).
  * A truncated or changed archive, or any other failure: INVALID_ARCHIVE (or the step's own code), the folder removed,
  * no row. A crash midway leaves a folder without a row, which reconcile removes (sweepInstanceDirs).
