@@ -56,6 +56,12 @@ export const ROUTE_ROLES: Readonly<Record<string, RouteRule>> = {
   'PATCH /v1/instances/:name': operator,
   'DELETE /v1/instances/:name': operator,
   'POST /v1/instances/:name/start': operator,
+  // copies and archives of an instance (routes-copies.ts); an image made of one is the host's: admin's, as images
+  'POST /v1/instances/:name/copy': operator,
+  'POST /v1/instances/:name/export': operator,
+  'GET /v1/exports/:id': operator,
+  'POST /v1/instances/import': operator,
+  'POST /v1/instances/:name/publish': admin,
   'POST /v1/instances/:name/stop': operator,
   'POST /v1/instances/:name/restart': operator,
   'POST /v1/instances/:name/pause': operator,

@@ -9,7 +9,7 @@ import { PassThrough } from 'node:stream';
 import { existsSync, statSync } from 'node:fs';
 import { CorralError, isCorralError } from '../core/errors.js';
 import { validateName } from '../core/spec.js';
-import type { ImageRecord, Progress } from '../storage/images.js';
+import type { Progress } from '../storage/images.js';
 import { Deleted, errors, NameParams } from './schemas-common.js';
 import { BuildTinyBody, Image, ImageJobLine, ImageList, ImportImageBody } from './schemas-storage.js';
 import type { Services } from './services.js';
@@ -21,14 +21,15 @@ const jobStream = {
   content: { 'application/x-ndjson': { schema: ImageJobLine } },
 };
 
-function streamJob(reply: FastifyReply, job: (progress: Progress) => Promise<ImageRecord>): FastifyReply {
+/** A job's reply as JSON lines: its progress, then `{"type":"result","<key>":...}` or its error. */
+export function streamJob<T>(reply: FastifyReply, job: (progress: Progress) => Promise<T>, key = 'image'): FastifyReply {
   const out = new PassThrough();
   const line = (o: unknown): void => {
     out.write(`${JSON.stringify(o)}\n`);
   };
   void reply.type('application/x-ndjson').send(out);
   job((ev) => line({ type: 'progress', ...ev }))
-    .then((image) => line({ type: 'result', image }))
+    .then((result) => line({ type: 'result', [key]: result }))
     .catch((e: unknown) => {
       const err = isCorralError(e) ? e : new CorralError('INTERNAL', (e as Error).message);
       noteFailure(reply.request, err.code); // the reply said 200 before the job failed: the audit log says how it ended

@@ -30,7 +30,8 @@ export const Image = Type.Object(
     cmdline: Type.Optional(Type.String({ description: 'base kernel command line for direct kernel boot (kind kernel only)' })),
     virtualSize: Type.Integer(),
     createdAt: Type.String(),
-    source: Type.Union([Type.Literal('tiny'), Type.Literal('import')]),
+    source: Type.Union([Type.Literal('tiny'), Type.Literal('import'), Type.Literal('publish')], { description: 'built (tiny), imported from a file, or published from an instance' }),
+    sha256: Type.Optional(Type.String({ description: 'sha256 of the disk file, recorded when the image was made (published images); checked when an archive import uses the image' })),
   },
   { title: 'Image' },
 );

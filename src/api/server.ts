@@ -19,6 +19,7 @@ import { clusterMoveRoutes } from './routes-cluster-moves.js';
 import { migrationRecoveryRoutes } from './routes-migration-recovery.js';
 import { migrationDiskRoutes } from './routes-migration-disks.js';
 import { guestRoutes } from './routes-guest.js';
+import { copyRoutes } from './routes-copies.js';
 import { imageRoutes } from './routes-images.js';
 import { eventRoutes } from './routes-events.js';
 import { cpuRoutes } from './routes-cpu.js';
@@ -178,6 +179,7 @@ export async function buildApi(svc: Services, opts: ApiOptions = {}): Promise<Fa
   await app.register(migrationDiskRoutes(svc));
   await app.register(guestRoutes(svc));
   await app.register(imageRoutes(svc));
+  await app.register(copyRoutes(svc));
   await app.register(eventRoutes(svc, limits));
   await app.register(cpuRoutes(svc));
   await app.register(memoryRoutes(svc));

@@ -1,5 +1,8 @@
 /** What the API needs from the daemon: the services, nothing lower. */
+import type { CopyService } from '../services/copies.js';
 import type { CpuService } from '../services/cpu.js';
+import type { ExportService } from '../services/export.js';
+import type { ArchiveImporter } from '../services/import-archive.js';
 import type { DiskService } from '../services/disks.js';
 import type { EventBus } from '../services/events.js';
 import type { GuestAgentService } from '../services/guest-agent.js';
@@ -50,4 +53,10 @@ export interface Services {
   migrationRecovery: MigrationRecoveryService;
   /** the local disks (and base image) that move with a live migration; absent: this host moves none */
   migrationDisks?: MigrationDiskService;
+  /** copies of instances and images made from them; absent: this daemon makes none (a simulated host) */
+  copies?: CopyService;
+  /** instance archives out (prepare, then download) */
+  exports?: ExportService;
+  /** instance archives in */
+  archiveImport?: ArchiveImporter;
 }

@@ -115,19 +115,43 @@ export class ApiClient {
       headers['content-type'] = 'application/json';
       headers['content-length'] = String(payload.length);
     }
-    let opts: RequestOptions;
-    if (this.endpoint.kind === 'unix') {
-      opts = { socketPath: this.endpoint.socket, path, method, headers };
-    } else {
-      const u = this.endpoint.url;
-      const prefix = u.pathname.replace(/\/+$/, '');
-      headers.host = u.host;
-      opts = { path: `${prefix}${path}`, method, headers, createConnection: this.tcpConnector() as RequestOptions['createConnection'] };
-    }
     return new Promise((resolve, reject) => {
-      const req = httpRequest(opts, resolve);
+      const req = httpRequest(this.options(method, path, headers), resolve);
       req.on('error', (e: NodeJS.ErrnoException) => reject(this.connectError(e)));
       req.end(payload);
+    });
+  }
+
+  private options(method: string, path: string, headers: Record<string, string>): RequestOptions {
+    if (this.endpoint.kind === 'unix') return { socketPath: this.endpoint.socket, path, method, headers };
+    const u = this.endpoint.url;
+    const prefix = u.pathname.replace(/\/+$/, '');
+    headers.host = u.host;
+    return { path: `${prefix}${path}`, method, headers, createConnection: this.tcpConnector() as RequestOptions['createConnection'] };
+  }
+
+  /**
+   * Send a stream as the request's body (an archive to import); resolve with the response (the API's error on a
+   * status >= 400). The response may come while the body is still being sent: the daemon answers as it reads.
+   */
+  upload(method: string, path: string, body: NodeJS.ReadableStream, contentType: string, length: number | null): Promise<IncomingMessage> {
+    const headers: Record<string, string> = { accept: 'application/json', 'content-type': contentType, ...this.headers() };
+    if (length !== null) headers['content-length'] = String(length);
+    return new Promise((resolve, reject) => {
+      const req = httpRequest(this.options(method, path, headers), (res) => {
+        if ((res.statusCode ?? 500) < 400) return resolve(res);
+        readAll(res).then((buf) => reject(apiError(res, buf)), reject);
+      });
+      req.on('error', (e: NodeJS.ErrnoException) => {
+        if (e.code !== 'EPIPE' && e.code !== 'ECONNRESET') return reject(this.connectError(e));
+        // the daemon refused before reading it all: its answer (the reason) may still be on its way
+        setTimeout(() => reject(new CliError('the daemon closed the upload before it ended')), 2000);
+      });
+      body.on('error', (e: Error) => {
+        req.destroy();
+        reject(new CliError(`cannot read the archive: ${e.message}`));
+      });
+      body.pipe(req);
     });
   }
 

@@ -8,7 +8,7 @@ import type { Image } from '../api/schemas-storage.js';
 export type ImageRecord = Image & { [extra: string]: unknown };
 
 interface ProgressEvent { type: 'progress'; step?: string; message?: string; percent?: number }
-type JobEvent = ProgressEvent | { type: 'result'; image: ImageRecord } | { type: 'error'; error: { code?: string; message?: string } };
+type JobEvent = ProgressEvent | ({ type: 'result' } & Record<string, unknown>) | { type: 'error'; error: { code?: string; message?: string } };
 
 /** One stderr line per progress event: `[download] linux-image-... 42%`. */
 export function progressLine(ev: ProgressEvent): string {
@@ -51,9 +51,13 @@ export class ProgressPrinter {
 
 /** Run a streaming image job: progress to stderr, the image on success, a CliError on an error event. */
 export async function runJob(client: ApiClient, path: string, body: unknown): Promise<ImageRecord> {
-  const res = await client.stream('POST', path, body);
+  return readJob<ImageRecord>(await client.stream('POST', path, body), 'image');
+}
+
+/** Read a job's JSON lines: progress to stderr, the result's `key` on success, a CliError on an error event. */
+export async function readJob<T>(res: NodeJS.ReadableStream, key: string): Promise<T> {
   const progress = new ProgressPrinter();
-  let image: ImageRecord | undefined;
+  let image: T | undefined;
   let failure: CliError | undefined;
   await lines(res, (line) => {
     if (line.trim() === '') return;
@@ -65,7 +69,7 @@ export async function runJob(client: ApiClient, path: string, body: unknown): Pr
       return;
     }
     if (ev.type === 'progress') progress.show(ev);
-    else if (ev.type === 'result') image = ev.image;
+    else if (ev.type === 'result') image = ev[key] as T;
     else if (ev.type === 'error') failure = new CliError(ev.error?.message ?? 'the job failed', ev.error?.code ?? 'INTERNAL');
   });
   progress.end();

@@ -12,6 +12,7 @@ import { registerConsoleCommands } from './console.js';
 import { registerEventCommands } from './events.js';
 import { registerHostCommands } from './host.js';
 import { registerImageCommands } from './images.js';
+import { registerCopyCommands } from './copies.js';
 import { registerInstanceCommands } from './instances.js';
 import { registerMigrateCommand } from './migrate.js';
 import { registerExecCommand } from './exec.js';
@@ -96,6 +97,7 @@ export function buildProgram(): Command {
   registerSetCommand(program, client);
   registerConsoleCommands(program, client);
   registerImageCommands(program, client);
+  registerCopyCommands(program, client);
   registerHostCommands(program, client);
   registerPoolCommands(program, client);
   registerStatsCommands(program, client);

@@ -15,6 +15,11 @@ export const ErrorCodes = {
   NOT_FOUND: 404,
   INVALID_SPEC: 400,
   INVALID_IMAGE: 400,
+  /**
+   * an instance archive (corral import) that is not whole or not as its manifest says: truncated, a byte changed (a
+   * sha256 that does not match), a member out of place, a manifest of another format; nothing is created
+   */
+  INVALID_ARCHIVE: 400,
   INVALID_STATE: 409,
   ALREADY_EXISTS: 409,
   /** a host of that name (or uuid) is already in the cluster */

@@ -43,6 +43,9 @@ import { MetricsService } from '../services/metrics.js';
 import { HistoryService, historyStepFrom } from '../services/history.js';
 import { MigrationRecoveryService } from '../services/migration-recovery.js';
 import { MigrationDiskService } from '../services/migration-disks.js';
+import { CopyService } from '../services/copies.js';
+import { ExportService } from '../services/export.js';
+import { ArchiveImporter } from '../services/import-archive.js';
 import { ImageTransfer } from '../services/image-transfer.js';
 import { GuestAgentService } from '../services/guest-agent.js';
 import { SnapshotService } from '../services/snapshots.js';
@@ -283,11 +286,16 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   const migrationRecovery = new MigrationRecoveryService({ instances, migration, events, log });
   // what live migrations left while the agent was down (migration-recovery.ts)
   await migrationRecovery.init();
+  const copies = new CopyService({ dataDir, instances, images: imageStore, events, runAs: qemuUser });
+  const exports = new ExportService({ dataDir, instances, images: imageStore, transfer, events, runAs: qemuUser });
+  const archiveImport = new ArchiveImporter({ dataDir, instances, images: imageStore, events });
+  const unloaded = exports.sweep(); // archives an earlier daemon prepared: their download went with it
+  if (unloaded.length > 0) log.info({ removed: unloaded }, 'removed archives prepared and never downloaded');
   const metrics = new MetricsService({ instances });
   // the charts' history: one pass over every instance each CORRAL_HISTORY_STEP_MS (5 s), an hour kept (services/history.ts)
   const history = new HistoryService({ samples: () => metrics.samples(), stepMs: historyStepFrom(process.env), onError: (e) => log.warn({ err: e }, 'history: a pass failed') });
   history.start();
-  const services = { instances, config, images, host, events, cpu, memory, volumes, disks, nics, networks, passthrough, vhostUser, tokens: new TokenService(store), guestAgent, snapshots, migration, migrationRecovery, migrationDisks, metrics, history };
+  const services = { instances, config, images, host, events, cpu, memory, volumes, disks, nics, networks, passthrough, vhostUser, tokens: new TokenService(store), guestAgent, snapshots, migration, migrationRecovery, migrationDisks, metrics, history, copies, exports, archiveImport };
   // state-changing requests on both listeners, and refused ones on TCP; a failing write is said on stderr, never fatal
   const audit = new AuditLog(paths.audit);
   const unixApi = await buildApi(services, { audit });

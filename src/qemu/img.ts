@@ -125,15 +125,20 @@ export interface ConvertOptions {
   untrusted?: boolean;
   /** killed (SIGKILL) and TIMEOUT past this (default: convertTimeoutMs of the source's size) */
   timeoutMs?: number;
+  /** compress the qcow2 output (`-c`): an archive's disk */
+  compress?: boolean;
+  /** write only what differs from this base, which the output names as its backing file (`-B`, `-F`) */
+  backing?: { path: string; format: ImgFormat };
 }
 
 /**
- * `qemu-img convert -p` from SRC (format given, or the untrusted source's json: name) to a standalone DST (convert
- * never writes a backing file), under an address-space limit (prlimit) and a time limit; progress 0..100.
+ * `qemu-img convert -p` from SRC (format given, or the untrusted source's json: name) to a standalone DST (unless
+ * opts.backing names its base), under an address-space limit (prlimit) and a time limit; progress 0..100.
  */
 export function convert(src: string, srcFormat: ImgFormat, dst: string, dstFormat: ImgFormat, opts: ConvertOptions = {}): Promise<void> {
   const from = opts.untrusted ? [untrustedSource(src, srcFormat)] : ['-f', srcFormat, resolve(src)];
-  const argv = [`--as=${CONVERT_LIMITS.addressSpace}`, '--', QEMU_IMG, 'convert', '-p', ...from, '-O', dstFormat, resolve(dst)];
+  const out = [...(opts.compress ? ['-c'] : []), ...(opts.backing ? ['-B', resolve(opts.backing.path), '-F', opts.backing.format] : [])];
+  const argv = [`--as=${CONVERT_LIMITS.addressSpace}`, '--', QEMU_IMG, 'convert', '-p', ...from, '-O', dstFormat, ...out, resolve(dst)];
   let size = 0;
   try {
     size = statSync(src).size;

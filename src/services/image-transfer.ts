@@ -38,7 +38,7 @@ export function imageFileOf(image: ImageRecord, role: ImageFileRole): string | n
 export interface ImageRecordFields {
   cmdline?: string;
   createdAt: string;
-  source: 'tiny' | 'import';
+  source: 'tiny' | 'import' | 'publish';
 }
 
 interface Staged {
@@ -167,7 +167,7 @@ export class ImageTransfer {
         name: want.name, kind: want.kind, format: want.format, disk: at('disk'),
         ...(s.got.has('kernel') ? { kernel: at('kernel') } : {}), ...(s.got.has('initrd') ? { initrd: at('initrd') } : {}),
         ...(typeof fields.cmdline === 'string' ? { cmdline: fields.cmdline } : {}), virtualSize: info['virtual-size'],
-        createdAt: typeof fields.createdAt === 'string' ? fields.createdAt : new Date().toISOString(), source: fields.source === 'tiny' ? 'tiny' : 'import',
+        createdAt: typeof fields.createdAt === 'string' ? fields.createdAt : new Date().toISOString(), source: fields.source === 'tiny' || fields.source === 'publish' ? fields.source : 'import',
       };
       const made = this.d.images.commit(s.dir, record);
       this.staged.delete(instance);

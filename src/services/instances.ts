@@ -41,6 +41,15 @@ export interface StartTimings {
   qmpReadyMs: number;
 }
 
+/** The row of a new instance, stopped, whose first NIC's MAC is its MAC. */
+function stoppedRow(uuid: string, name: string, spec: InstanceSpec): InstanceRow {
+  const now = new Date().toISOString();
+  return {
+    uuid, name, spec, state: 'stopped', accel: null, pid: null, pidStart: null, mac: spec.nics[0]?.mac ?? macFor(uuid),
+    createdAt: now, startedAt: null, lastError: null, updatedAt: now,
+  };
+}
+
 export class InstanceService {
   private hookSet = new HookSet();
   /** Attached volumes of an instance, resolved to their files (set by the disk service). */
@@ -189,12 +198,8 @@ export class InstanceService {
       await this.checkSpec(spec);
       assertFits(this.d.dataDir, spec.disk ?? image.virtualSize, `the root disk of instance "${name}"`);
       const uuid = randomUUID();
-      const now = new Date().toISOString();
       spec.nics = req.network === 'none' ? [] : this.nicPlanner(uuid, req);
-      const row: InstanceRow = {
-        uuid, name, spec, state: 'stopped', accel: null, pid: null, pidStart: null, mac: spec.nics[0]?.mac ?? macFor(uuid),
-        createdAt: now, startedAt: null, lastError: null, updatedAt: now,
-      };
+      const row = stoppedRow(uuid, name, spec);
       const p = this.paths(row);
       const shared = spec.rootPool === 'shared' ? this.sharedPool() : null;
       // the shared pool's root disk is this create's to remove on failure, unless it takes over one that was there
@@ -249,6 +254,25 @@ export class InstanceService {
   }
 
   /**
+   * Record a stopped instance whose folder a copy or an import has made (instancePaths(dataDir, uuid): its root disk
+   * there, its UEFI variables for a UEFI instance): the row, under the new name's lock. ALREADY_EXISTS when the name
+   * was taken meanwhile; the caller removes the folder on any failure. The spec comes checked (core/instance-archive).
+   */
+  async recordMade(name: string, uuid: string, spec: InstanceSpec, reason: string): Promise<InstanceView> {
+    validateName('name', name);
+    return this.locks.run(name, async () => {
+      if (this.d.store.getInstance(name)) throw new CorralError('ALREADY_EXISTS', `instance "${name}" already exists`, { field: 'name' });
+      await this.checkSpec(spec);
+      const row = stoppedRow(uuid, name, spec);
+      const p = this.paths(row);
+      for (const f of [p.disk, p.efiVars]) takeBack(f);
+      this.d.store.insertInstance(row);
+      this.d.events.publish('instance.created', name, { uuid, image: spec.image, reason });
+      return this.view(row);
+    });
+  }
+
+  /**
    * The incoming side of a live migration: the instance as its source host has it (the same uuid, so the same
    * MACs and launch plan; its root disk on the shared pool, taken over), recorded here and started paused with
    * `-incoming defer`. The caller (migration.ts) checked the spec; a failure leaves nothing (the shared disk stays).
@@ -261,11 +285,7 @@ export class InstanceService {
       if (this.d.store.getInstance(name)) throw new CorralError('ALREADY_EXISTS', `instance "${name}" already exists on this host`, { field: 'name' });
       if (spec.firmware === 'uefi') throw new CorralError('NOT_MIGRATABLE', `instance "${name}" boots UEFI: its variables file is not on the shared pool yet`, { name });
       await this.checkSpec(spec);
-      const now = new Date().toISOString();
-      const row: InstanceRow = {
-        uuid, name, spec, state: 'stopped', accel: null, pid: null, pidStart: null, mac: spec.nics[0]?.mac ?? macFor(uuid),
-        createdAt: now, startedAt: null, lastError: null, updatedAt: now,
-      };
+      const row = stoppedRow(uuid, name, spec);
       const p = this.paths(row);
       if (!existsSync(p.disk)) throw new CorralError('NOT_MIGRATABLE', `the shared pool of this host holds no root disk for "${name}" (${p.disk})`, { name });
       mkdirSync(p.dir, { recursive: true, mode: 0o711 });

@@ -30,7 +30,9 @@ export interface ImageRecord {
   cmdline?: string;
   virtualSize: number;
   createdAt: string;
-  source: 'tiny' | 'import';
+  source: 'tiny' | 'import' | 'publish';
+  /** sha256 of the disk file as it was made (published images): checked again when an archive import uses the image */
+  sha256?: string;
 }
 
 export type Progress = (ev: { step: string; message: string; percent?: number }) => void;

@@ -39,6 +39,9 @@ export const IMAGE = {
   cmdline: 'console=ttyS0', virtualSize: 268435456, createdAt: '2025-01-01T00:00:00.000Z', source: 'debian',
 };
 
+/** The bytes the fake serves as an archive. */
+export const EXPORT_BYTES = Buffer.from('corral archive bytes\n'.repeat(200));
+
 function send(res: ServerResponse, status: number, body: unknown): void {
   res.writeHead(status, { 'content-type': 'application/json' });
   res.end(JSON.stringify(body));
@@ -71,6 +74,29 @@ const routes: Record<string, Handler> = {
     const stdin = b.stdin === undefined ? Buffer.alloc(0) : Buffer.from(b.stdin, enc);
     const out = Buffer.concat([Buffer.from(`ran ${b.command.join(' ')}\n`), stdin, Buffer.from([0xff, 0x0a])]);
     send(res, 200, { exitCode: 3, signal: null, stdout: out.toString(enc), stderr: Buffer.from('err\n').toString(enc), encoding: enc, stdoutTruncated: false, stderrTruncated: false });
+  },
+  // an export prepared (progress, then its id and length), its download whole (x1) or cut short (x2)
+  'POST /v1/instances/web1/export': (_q, res) => {
+    res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+    res.write(`${JSON.stringify({ type: 'progress', step: 'compress', message: 'flattening and compressing the root disk', percent: 50 })}\n`);
+    res.end(`${JSON.stringify({ type: 'result', export: { id: 'x1', instance: 'web1', size: EXPORT_BYTES.length, diskBytes: 4096, manifest: { consistency: 'backup', files: [] } } })}\n`);
+  },
+  'POST /v1/instances/db1/export': (_q, res) => {
+    res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+    res.end(`${JSON.stringify({ type: 'result', export: { id: 'x2', instance: 'db1', size: EXPORT_BYTES.length, diskBytes: 4096, manifest: { consistency: 'stopped', files: [] } } })}\n`);
+  },
+  'GET /v1/exports/x1': (_q, res) => {
+    res.writeHead(200, { 'content-type': 'application/x-tar', 'content-length': EXPORT_BYTES.length });
+    res.end(EXPORT_BYTES);
+  },
+  'GET /v1/exports/x2': (_q, res) => {
+    res.writeHead(200, { 'content-type': 'application/x-tar', 'content-length': EXPORT_BYTES.length });
+    res.write(EXPORT_BYTES.subarray(0, 100));
+    res.destroy();
+  },
+  'POST /v1/instances/import?name=web9': (_q, res) => {
+    res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+    res.end(`${JSON.stringify({ type: 'result', instance: { ...INSTANCE, name: 'web9', state: 'stopped', pid: null } })}\n`);
   },
   'POST /v1/instances/db1/exec': (_q, res) => send(res, 409, { error: { code: 'AGENT_UNAVAILABLE', message: 'instance "db1" has no guest agent channel (it was created with --no-agent; corral set db1 agent=yes adds it from the next start)', reason: 'no-channel' } }),
   'GET /v1/instances/web2': (_q, res) => send(res, 200, {

@@ -1,0 +1,164 @@
+/**
+ * Copies of instances and images made from them:
+ * - copy (linked, the default): a new stopped instance whose root disk is a new qcow2 overlay on the same base image,
+ *   holding what the source's overlay holds (`qemu-img convert -B IMAGE`). It shares nothing with the source but the
+ *   image, which no instance writes: the source may go on running and writing, be copied again or deleted, and
+ *   neither sees the other's writes. (A copy backed by a frozen source overlay would save the copy of that data, but
+ *   would need the source to move onto a new overlay of its own and could never be flattened away.)
+ * - copy --full: the root disk flattened (`qemu-img convert`, no backing file at all): it needs not even the image's
+ *   disk (a kernel-kind image still gives its kernel at boot).
+ * - A running (or paused) source is read through a point-in-time backup (root-backup.ts): the copy is what a power cut
+ *   at that instant would leave, the guest never stops.
+ * - The copy has a new uuid, new MACs, no fixed addresses yet (its first start reserves them), no port forwards, no
+ *   passthrough devices (core/instance-archive.ts copySpec). Volumes are not copied: an instance with volumes
+ *   attached is refused (INVALID_STATE naming them).
+ * - publish: a stopped instance's root disk, flattened, becomes a new image (with the image's kernel, initrd and
+ *   command line for a kernel-kind image) whose disk's sha256 is recorded in image.json.
+ * A failure leaves nothing: the new folder (or the image's staging folder) goes, no row is stored.
+ */
+import { randomUUID, createHash } from 'node:crypto';
+import { copyFileSync, createReadStream, existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { CorralError } from '../core/errors.js';
+import { copySpec, notCopyable } from '../core/instance-archive.js';
+import { validateName } from '../core/names.js';
+import { instancePaths } from '../core/paths.js';
+import { assertFits } from '../host/space.js';
+import { convert, imgInfo } from '../qemu/img.js';
+import { checkImgInfo } from '../storage/inspect.js';
+import type { ImageRecord, ImageStore, Progress } from '../storage/images.js';
+import type { EventBus } from './events.js';
+import type { InstanceService, InstanceView } from './instances.js';
+import { rootAtInstant, type RootBackupDeps } from './root-backup.js';
+import type { RunAs } from '../host/run-as.js';
+
+export interface CopyDeps {
+  dataDir: string;
+  instances: InstanceService;
+  images: ImageStore;
+  events: EventBus;
+  runAs?: RunAs;
+}
+
+/** sha256 of a file's bytes. */
+export async function fileSha256(path: string): Promise<string> {
+  const h = createHash('sha256');
+  await pipeline(createReadStream(path), h);
+  return h.digest('hex');
+}
+
+/** An image whose disk's sha256 was recorded (published images): INVALID_IMAGE when the disk is no longer that. */
+export async function verifyImage(image: ImageRecord): Promise<void> {
+  if (image.sha256 === undefined) return;
+  const now = await fileSha256(image.disk);
+  if (now !== image.sha256) {
+    throw new CorralError('INVALID_IMAGE', `image "${image.name}": its disk's sha256 is ${now}, not the ${image.sha256} recorded when it was made: it was changed behind Corral's back`, { image: image.name });
+  }
+}
+
+/**
+ * Make a new instance in folder `dir` (a copy's, an import's): `work` fills it and records the instance; on any
+ * failure the folder goes. `release` (the image's claim) is called either way.
+ */
+export async function madeOrRemoved<T>(dir: string, release: () => void, work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (e) {
+    rmSync(dir, { recursive: true, force: true });
+    throw e;
+  } finally {
+    release();
+  }
+}
+
+export class CopyService {
+  constructor(private d: CopyDeps) {}
+
+  private backupDeps(): RootBackupDeps {
+    return { instances: this.d.instances, ...(this.d.runAs ? { runAs: this.d.runAs } : {}) };
+  }
+
+  /** Copy instance `name` to a new stopped instance `to` (linked to the image, or flattened with `full`). */
+  async copy(name: string, to: string, opts: { full?: boolean }, progress: Progress = () => {}): Promise<InstanceView> {
+    validateName('name', to);
+    if (this.d.instances.listRows().some((r) => r.name === to)) throw new CorralError('ALREADY_EXISTS', `instance "${to}" already exists`, { field: 'name' });
+    const uuid = randomUUID();
+    const p = instancePaths(this.d.dataDir, uuid);
+    let release = (): void => undefined;
+    return madeOrRemoved(p.dir, () => release(), async () => {
+      const spec = await this.d.instances.withLock(name, async () => {
+        const row = this.d.instances.rowOf(name);
+        const why = notCopyable(name, row.spec);
+        if (why) throw why;
+        const image = this.d.images.get(row.spec.image);
+        release = this.d.images.claim(image.name);
+        const from = this.d.instances.paths(row);
+        assertFits(this.d.dataDir, (await imgInfo(from.disk, 'qcow2'))['virtual-size'], `the root disk of copy "${to}"`);
+        progress({ step: 'backup', message: `reading the root disk of "${name}" at one instant`, percent: 0 });
+        const src = await rootAtInstant(this.backupDeps(), row, image, (pc) => progress({ step: 'backup', message: 'backing up the running guest\'s root disk', percent: pc }));
+        try {
+          mkdirSync(p.dir, { recursive: true, mode: 0o711 });
+          const copying = (pc: number): void => progress({ step: 'copy', message: opts.full ? 'copying the root disk, flattened' : 'copying the root disk onto the image', percent: pc });
+          if (!opts.full && src.consistency === 'backup') renameSync(src.path, p.disk); // the backup is that overlay already
+          else await convert(src.path, 'qcow2', p.disk, 'qcow2', { onPercent: copying, ...(opts.full ? {} : { backing: { path: image.disk, format: image.format } }) });
+          if (row.spec.firmware === 'uefi' && existsSync(from.efiVars)) copyFileSync(from.efiVars, p.efiVars);
+        } finally {
+          src.release();
+        }
+        return copySpec(row.spec, uuid, { has: (mac) => this.d.instances.macInUse(mac) });
+      });
+      const view = await this.d.instances.recordMade(to, uuid, spec, `${opts.full ? 'full ' : ''}copy of "${name}"`);
+      this.d.events.publish('instance.copied', to, { from: name, full: opts.full === true });
+      progress({ step: 'done', message: `instance ${to} made from ${name}`, percent: 100 });
+      return view;
+    });
+  }
+
+  /** A stopped instance's root disk, flattened, as new image `imageName` (its disk's sha256 recorded). */
+  async publish(name: string, imageName: string, progress: Progress = () => {}): Promise<ImageRecord> {
+    validateName('image', imageName);
+    if (this.d.images.tryGet(imageName)) throw new CorralError('ALREADY_EXISTS', `image "${imageName}" already exists`, { field: 'image' });
+    const record = await this.d.instances.withLock(name, async () => {
+      const row = this.d.instances.rowOf(name);
+      if (row.state !== 'stopped' && row.state !== 'crashed') {
+        throw new CorralError('INVALID_STATE', `instance "${name}" is ${row.state}: stop it first (an image is made from a stopped instance's disk)`, { state: row.state });
+      }
+      const base = this.d.images.get(row.spec.image);
+      const from = this.d.instances.paths(row);
+      const info = await imgInfo(from.disk, 'qcow2');
+      assertFits(this.d.images.dir, info['virtual-size'], `image "${imageName}"`);
+      const staging = this.d.images.stage(imageName);
+      try {
+        const disk = join(staging, 'disk.qcow2');
+        await convert(from.disk, 'qcow2', disk, 'qcow2', { onPercent: (pc) => progress({ step: 'copy', message: `flattening the root disk of "${name}"`, percent: pc }) });
+        const made = await imgInfo(disk, 'qcow2');
+        checkImgInfo(made, 'qcow2');
+        progress({ step: 'checksum', message: 'sha256 of the image\'s disk' });
+        const sha256 = await fileSha256(disk);
+        const final = this.d.images.pathOf(imageName);
+        const rec: ImageRecord = {
+          name: imageName, kind: base.kind, format: 'qcow2', disk: join(final, 'disk.qcow2'), virtualSize: made['virtual-size'],
+          createdAt: new Date().toISOString(), source: 'publish', sha256,
+        };
+        // a kernel-kind image boots its kernel and initrd with its command line: the new image carries them
+        if (base.kernel) {
+          copyFileSync(base.kernel, join(staging, 'vmlinuz'));
+          rec.kernel = join(final, 'vmlinuz');
+        }
+        if (base.initrd) {
+          copyFileSync(base.initrd, join(staging, 'initrd.img'));
+          rec.initrd = join(final, 'initrd.img');
+        }
+        if (base.cmdline !== undefined) rec.cmdline = base.cmdline;
+        return this.d.images.commit(staging, rec);
+      } catch (e) {
+        this.d.images.discard(staging);
+        throw e;
+      }
+    });
+    this.d.events.publish('image.published', null, { image: imageName, instance: name, sha256: record.sha256 });
+    progress({ step: 'done', message: `image ${imageName} published from ${name}`, percent: 100 });
+    return record;
+  }
+}

@@ -1,0 +1,144 @@
+/**
+ * Instance archives out (corral export), in two steps so that the long part reports progress and the download has a
+ * known length:
+ * - prepare: under the instance's lock, its root disk at one instant (root-backup.ts: the overlay of a stopped
+ *   instance, a point-in-time backup of a running one), flattened and compressed (`qemu-img convert -c`) into
+ *   $DATA/exports/<id>/, its sha256 taken, the UEFI variables copied, the manifest written (core/instance-archive.ts);
+ * - download: the tar of the manifest and the files (tar-stream.ts), with its length; the folder goes once the
+ *   download ends (whole or not), and at the latest an hour after it was prepared, and at the daemon's next start.
+ */
+import { randomUUID } from 'node:crypto';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { CorralError } from '../core/errors.js';
+import { ARCHIVE_FILES, ARCHIVE_FORMAT, ARCHIVE_VERSION, MANIFEST_NAME, encodeManifest, notCopyable, type ArchiveFile, type ArchiveManifest } from '../core/instance-archive.js';
+import { assertFits } from '../host/space.js';
+import { convert } from '../qemu/img.js';
+import type { ImageStore, Progress } from '../storage/images.js';
+import { fileSha256 } from './copies.js';
+import type { EventBus } from './events.js';
+import type { ImageTransfer } from './image-transfer.js';
+import type { InstanceService } from './instances.js';
+import { rootAtInstant } from './root-backup.js';
+import { tarSize, tarStream, type TarMember } from './tar-stream.js';
+import type { RunAs } from '../host/run-as.js';
+
+/** How long a prepared archive waits for its download. */
+export const EXPORT_TTL_MS = 60 * 60_000;
+
+export interface ExportDeps {
+  dataDir: string;
+  instances: InstanceService;
+  images: ImageStore;
+  transfer: Pick<ImageTransfer, 'identity'>;
+  events: EventBus;
+  runAs?: RunAs;
+}
+
+/** A prepared archive, as the API reports it. */
+export interface PreparedExport {
+  id: string;
+  instance: string;
+  /** bytes of the whole archive */
+  size: number;
+  /** bytes the instance's disks hold (the root overlay's allocation, as `du` counts it) */
+  diskBytes: number;
+  manifest: ArchiveManifest;
+}
+
+interface Prepared extends PreparedExport {
+  dir: string;
+  members: TarMember[];
+  timer: NodeJS.Timeout;
+}
+
+export class ExportService {
+  private prepared = new Map<string, Prepared>();
+  readonly dir: string;
+
+  constructor(private d: ExportDeps) {
+    this.dir = join(d.dataDir, 'exports');
+  }
+
+  /** At daemon start: archives prepared by an earlier daemon are never downloaded now. */
+  sweep(): string[] {
+    if (!existsSync(this.dir)) return [];
+    const gone = readdirSync(this.dir).map((f) => join(this.dir, f));
+    for (const f of gone) rmSync(f, { recursive: true, force: true });
+    return gone;
+  }
+
+  async prepare(name: string, progress: Progress = () => {}): Promise<PreparedExport> {
+    const id = randomUUID();
+    const dir = join(this.dir, id);
+    try {
+      const manifest = await this.d.instances.withLock(name, async () => {
+        const row = this.d.instances.rowOf(name);
+        const why = notCopyable(name, row.spec);
+        if (why) throw why;
+        const image = this.d.images.get(row.spec.image);
+        const p = this.d.instances.paths(row);
+        assertFits(this.d.dataDir, statSync(p.disk).blocks * 512, `the archive of instance "${name}"`, { thin: false });
+        progress({ step: 'backup', message: `reading the root disk of "${name}" at one instant`, percent: 0 });
+        const src = await rootAtInstant({ instances: this.d.instances, ...(this.d.runAs ? { runAs: this.d.runAs } : {}) }, row, image,
+          (pc) => progress({ step: 'backup', message: 'backing up the running guest\'s root disk', percent: pc }));
+        const files: ArchiveFile[] = [];
+        try {
+          mkdirSync(dir, { recursive: true, mode: 0o700 });
+          const root = join(dir, 'root.qcow2');
+          await convert(src.path, 'qcow2', root, 'qcow2', { compress: true, onPercent: (pc) => progress({ step: 'compress', message: 'flattening and compressing the root disk', percent: pc }) });
+          files.push({ role: 'root', name: ARCHIVE_FILES.root, format: 'qcow2', size: statSync(root).size, sha256: '', virtualSize: src.virtualSize });
+          if (row.spec.firmware === 'uefi') {
+            const vars = join(dir, 'efi-vars.fd');
+            copyFileSync(p.efiVars, vars);
+            files.push({ role: 'efi-vars', name: ARCHIVE_FILES['efi-vars'], format: 'raw', size: statSync(vars).size, sha256: '' });
+          }
+        } finally {
+          src.release();
+        }
+        const m: ArchiveManifest = {
+          format: ARCHIVE_FORMAT, version: ARCHIVE_VERSION, createdAt: new Date().toISOString(),
+          instance: { name, spec: row.spec }, image: { name: image.name, kind: image.kind, digest: (await this.d.transfer.identity(image)).digest },
+          consistency: src.consistency, files,
+        };
+        return { m, diskBytes: statSync(p.disk).blocks * 512 };
+      });
+      progress({ step: 'checksum', message: 'sha256 of each file' });
+      for (const f of manifest.m.files) f.sha256 = await fileSha256(this.pathOf(dir, f.role));
+      const members: TarMember[] = [
+        { name: MANIFEST_NAME, data: encodeManifest(manifest.m) },
+        ...manifest.m.files.map((f) => ({ name: f.name, data: this.pathOf(dir, f.role) })),
+      ];
+      const timer = setTimeout(() => this.release(id), EXPORT_TTL_MS);
+      timer.unref();
+      const out: Prepared = { id, instance: name, size: tarSize(members), diskBytes: manifest.diskBytes, manifest: manifest.m, dir, members, timer };
+      this.prepared.set(id, out);
+      this.d.events.publish('instance.exported', name, { id, size: out.size, consistency: manifest.m.consistency });
+      progress({ step: 'done', message: `archive of ${name} ready (${out.size} bytes)`, percent: 100 });
+      return { id, instance: name, size: out.size, diskBytes: out.diskBytes, manifest: manifest.m };
+    } catch (e) {
+      rmSync(dir, { recursive: true, force: true });
+      throw e;
+    }
+  }
+
+  private pathOf(dir: string, role: ArchiveFile['role']): string {
+    return join(dir, role === 'root' ? 'root.qcow2' : 'efi-vars.fd');
+  }
+
+  /** The archive's bytes and length; call done() when the download ends (the files go). */
+  open(id: string): { stream: Readable; size: number; done: () => void } {
+    const p = this.prepared.get(id);
+    if (!p) throw new CorralError('NOT_FOUND', `no archive ${id} is waiting for its download (it went after its download, an hour, or a daemon restart)`, { id });
+    return { stream: tarStream(p.members), size: p.size, done: () => this.release(id) };
+  }
+
+  release(id: string): void {
+    const p = this.prepared.get(id);
+    if (!p) return;
+    clearTimeout(p.timer);
+    this.prepared.delete(id);
+    rmSync(p.dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,123 @@
+/**
+ * Instance archives in (corral import), from a stream (the API's upload body):
+ * - the manifest first (core/instance-archive.ts checks it), then the name (the manifest's or the one given): taken
+ *   is ALREADY_EXISTS before a byte is written; the image it names must be here (its recorded sha256, for a published
+ *   image, checked);
+ * - each file written into the new instance's folder as it comes, its size and sha256 checked against the manifest;
+ *   the end of the archive must come, and nothing but zeros after it;
+ * - only then: the root disk inspected as an untrusted image import (no backing file, no data file: storage/inspect)
+ *   and written as a new overlay on this host's copy of the image (`qemu-img convert -B`), so that every root disk
+ *   stays an overlay on its image. The archive's disk is flattened: every cluster it holds is written (the image's
+ *   data too, uncompressed: as much space as a --full copy), and what it lacks is written as zeros, so the data is
+ *   whole even where this host's image differs from the one exported from. The row
+ *   stored with a new uuid and new MACs (copySpec).
+ * A truncated or changed archive, or any other failure: INVALID_ARCHIVE (or the step's own code), the folder removed,
+ * no row. A crash midway leaves a folder without a row, which reconcile removes (sweepInstanceDirs).
+ */
+import { randomUUID } from 'node:crypto';
+import { mkdirSync, renameSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { CorralError } from '../core/errors.js';
+import { MANIFEST_NAME, MAX_MANIFEST_BYTES, copySpec, decodeManifest, type ArchiveManifest } from '../core/instance-archive.js';
+import { validateName } from '../core/names.js';
+import { instancePaths } from '../core/paths.js';
+import { padding } from '../core/tar.js';
+import { assertFits } from '../host/space.js';
+import { convert, untrustedInfo } from '../qemu/img.js';
+import { openImportSource } from '../storage/import-source.js';
+import { checkImageHeader, checkImgInfo } from '../storage/inspect.js';
+import type { ImageStore, Progress } from '../storage/images.js';
+import { madeOrRemoved, verifyImage } from './copies.js';
+import type { EventBus } from './events.js';
+import type { InstanceService, InstanceView } from './instances.js';
+import { TarReader } from './tar-stream.js';
+
+export interface ImportDeps {
+  dataDir: string;
+  instances: InstanceService;
+  images: ImageStore;
+  events: EventBus;
+}
+
+function invalid(message: string): CorralError {
+  return new CorralError('INVALID_ARCHIVE', `the archive is not valid: ${message}`);
+}
+
+export class ArchiveImporter {
+  constructor(private d: ImportDeps) {}
+
+  /** `total`: the upload's length when known (for progress). */
+  async import(body: Readable, name: string | undefined, total: number | null, progress: Progress = () => {}): Promise<InstanceView> {
+    if (name !== undefined) validateName('name', name);
+    let lastPc = -1;
+    const reader = new TarReader(body, (taken) => {
+      if (total === null || total <= 0) return;
+      const pc = Math.min(100, Math.floor((100 * taken) / total));
+      if (pc !== lastPc) {
+        lastPc = pc;
+        progress({ step: 'receive', message: 'receiving the archive', percent: pc });
+      }
+    });
+    const first = await reader.next();
+    if (!first || first.name !== MANIFEST_NAME) throw invalid(`its first member is not ${MANIFEST_NAME}: not a Corral instance archive`);
+    if (first.size > MAX_MANIFEST_BYTES) throw invalid(`its manifest takes ${first.size} bytes, more than a manifest may`);
+    const m = decodeManifest(await reader.read(first.size));
+    await reader.read(padding(first.size));
+    const to = name ?? m.instance.name;
+    if (this.d.instances.listRows().some((r) => r.name === to)) {
+      throw new CorralError('ALREADY_EXISTS', `instance "${to}" already exists: give the import another name (corral import FILE NAME)`, { field: 'name' });
+    }
+    const image = this.d.images.get(m.image.name);
+    assertFits(this.d.dataDir, m.files.reduce((n, f) => n + f.size + (f.virtualSize ?? 0), 0), `importing instance "${to}"`);
+    const uuid = randomUUID();
+    const p = instancePaths(this.d.dataDir, uuid);
+    return madeOrRemoved(p.dir, this.d.images.claim(image.name), async () => {
+      mkdirSync(p.dir, { recursive: true, mode: 0o711 });
+      const staged = await this.receive(reader, m, p.dir);
+      progress({ step: 'verify', message: `every file's sha256 matches the manifest; checking image "${image.name}"` });
+      await verifyImage(image);
+      await this.makeRoot(staged.root, p.disk, image.disk, image.format, (pc) => progress({ step: 'convert', message: 'writing the root disk onto the image', percent: pc }));
+      rmSync(staged.root, { force: true });
+      if (staged.efiVars) renameSync(staged.efiVars, p.efiVars);
+      const spec = copySpec(m.instance.spec, uuid, { has: (mac) => this.d.instances.macInUse(mac) });
+      const root = m.files[0]!;
+      if ((root.virtualSize ?? 0) > image.virtualSize) spec.disk = root.virtualSize!;
+      const view = await this.d.instances.recordMade(to, uuid, spec, `imported from an archive of "${m.instance.name}" (${m.createdAt})`);
+      this.d.events.publish('instance.imported', to, { from: m.instance.name, consistency: m.consistency });
+      progress({ step: 'done', message: `instance ${to} imported`, percent: 100 });
+      return view;
+    });
+  }
+
+  /** Each file of the manifest, in order, into `dir`, checked; then the archive's end. */
+  private async receive(reader: TarReader, m: ArchiveManifest, dir: string): Promise<{ root: string; efiVars: string | null }> {
+    const out: { root: string; efiVars: string | null } = { root: '', efiVars: null };
+    for (const f of m.files) {
+      const e = await reader.next();
+      if (!e) throw invalid(`it ends before ${f.name} (truncated)`);
+      if (e.name !== f.name) throw invalid(`member "${e.name}" comes where the manifest says ${f.name}`);
+      if (e.size !== f.size) throw invalid(`${f.name} has ${e.size} bytes, the manifest says ${f.size}`);
+      const file = join(dir, f.role === 'root' ? 'archive-root.qcow2' : 'archive-efi-vars.fd');
+      const got = await reader.toFile(e, file);
+      if (got.sha256 !== f.sha256) throw invalid(`${f.name}'s sha256 is ${got.sha256}, the manifest says ${f.sha256}: the archive was changed or damaged`);
+      if (f.role === 'root') out.root = file;
+      else out.efiVars = file;
+    }
+    if ((await reader.next()) !== null) throw invalid('a member follows the files its manifest lists');
+    if (!(await reader.restIsZeros())) throw invalid('something that is not zeros follows its end');
+    return out;
+  }
+
+  /** The archive's disk, untrusted: inspected through its open descriptor, then written over this host's image. */
+  private async makeRoot(staged: string, disk: string, base: string, baseFormat: 'qcow2' | 'raw', onPercent: (pc: number) => void): Promise<void> {
+    const src = openImportSource(staged);
+    try {
+      checkImageHeader(src.fd, 'qcow2');
+      checkImgInfo(await untrustedInfo(src.fdPath, 'qcow2'), 'qcow2');
+      await convert(src.fdPath, 'qcow2', disk, 'qcow2', { untrusted: true, onPercent, backing: { path: base, format: baseFormat } });
+    } finally {
+      src.close();
+    }
+  }
+}

@@ -1,0 +1,148 @@
+/**
+ * Copies, archives and images made from instances, with the tiny guest and the real CLI: a file written in a running
+ * guest survives an export of the running guest, its deletion and an import (read back over the console); a flipped
+ * byte or a truncated archive is refused and nothing is made; copies (linked and --full) and a published image boot
+ * with the data, and a copy's writes are not the original's (nor the other way round).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ConsoleSession, Daemon, SKIP_NO_TINY, useDaemon } from './harness.js';
+
+const skip = SKIP_NO_TINY;
+let d: Daemon;
+useDaemon((x) => { d = x; });
+
+const TOKEN = `corral-copy-${process.pid}`;
+let work = '';
+
+function info(path: string): any {
+  return JSON.parse(execFileSync('qemu-img', ['info', '--output=json', '-U', '-f', 'qcow2', path], { encoding: 'utf8' }));
+}
+
+function instanceDirs(): string[] {
+  const dir = join(d.dataDir, 'instances');
+  return existsSync(dir) ? readdirSync(dir).sort() : [];
+}
+
+async function boot(name: string): Promise<void> {
+  await d.ok('POST', `/v1/instances/${name}/start`, {});
+  await d.waitConsole(name, /corral-tiny ready/, 180_000);
+}
+
+/** An import that must be refused: the CLI fails with the code, and no instance, no folder, no file is left. */
+async function refusedImport(file: string, code: RegExp, name?: string): Promise<void> {
+  const rows = (await d.ok('GET', '/v1/instances')).instances.map((i: any) => i.name).sort();
+  const dirs = instanceDirs();
+  const r = await d.cli(['import', file, ...(name ? [name] : [])]);
+  assert.notEqual(r.code, 0, r.stdout);
+  assert.match(r.stderr, code);
+  assert.deepEqual((await d.ok('GET', '/v1/instances')).instances.map((i: any) => i.name).sort(), rows);
+  assert.deepEqual(instanceDirs(), dirs, 'no folder left by the refused import');
+}
+
+test('export a running guest, delete it, import the archive (booted below); a changed or cut archive, or a name taken, is refused and nothing is made', { skip, timeout: 600_000 }, async () => {
+  work = mkdtempSync(join(tmpdir(), 'corral-copies-'));
+  await d.ok('POST', '/v1/instances', { name: 'src', image: 'tiny' }, 201);
+  await boot('src');
+  const before = await d.ok('GET', '/v1/instances/src');
+  await d.guest('src', `echo ${TOKEN} > /marker; sync; cat /marker`);
+
+  const archive = join(work, 'src.tar');
+  const ex = await d.cli(['export', 'src', archive, '--json']);
+  assert.equal(ex.code, 0, ex.stderr);
+  const out = JSON.parse(ex.stdout);
+  assert.equal(out.manifest.consistency, 'backup', 'the running guest was read through a backup');
+  assert.equal(statSync(archive).size, out.size);
+  // a tar any tar reads, holding the manifest and the disk
+  assert.deepEqual(execFileSync('tar', ['-tf', archive], { encoding: 'utf8' }).trim().split('\n'), ['manifest.json', 'disks/root.qcow2']);
+  const manifest = JSON.parse(execFileSync('tar', ['-xOf', archive, 'manifest.json'], { encoding: 'utf8' }));
+  assert.equal(manifest.image.name, 'tiny');
+  assert.equal(manifest.files[0].sha256, out.manifest.files[0].sha256);
+  // the guest ran on through the export; no backup file is left in its folder
+  assert.equal((await d.ok('GET', '/v1/instances/src')).state, 'running');
+  assert.deepEqual(readdirSync(join(d.dataDir, 'instances', before.uuid)).filter((f) => f.startsWith('backup-')), []);
+  assert.deepEqual(existsSync(join(d.dataDir, 'exports')) ? readdirSync(join(d.dataDir, 'exports')) : [], [], 'the prepared archive went once downloaded');
+
+  // the archive's disk stands alone: flattened (no backing file) and compressed
+  execFileSync('tar', ['-xf', archive, '-C', work, 'disks/root.qcow2']);
+  const disk = info(join(work, 'disks/root.qcow2'));
+  assert.equal(disk['backing-filename'], undefined);
+
+  await d.ok('DELETE', '/v1/instances/src?force=true');
+
+  // a byte flipped in the middle of the disk: its sha256 differs from the manifest's
+  const bytes = readFileSync(archive);
+  const flipped = Buffer.from(bytes);
+  const at = 1024 + Math.floor((bytes.length - 2048) / 2);
+  flipped[at] = flipped[at]! ^ 0xff;
+  writeFileSync(join(work, 'flipped.tar'), flipped);
+  await refusedImport(join(work, 'flipped.tar'), /INVALID_ARCHIVE: .*sha256/, 'bad');
+  writeFileSync(join(work, 'cut.tar'), bytes.subarray(0, Math.floor(bytes.length / 2)));
+  await refusedImport(join(work, 'cut.tar'), /INVALID_ARCHIVE: .*truncated/, 'bad');
+
+  const im = await d.cli(['import', archive, '--json']);
+  assert.equal(im.code, 0, im.stderr);
+  const imported = JSON.parse(im.stdout);
+  assert.equal(imported.name, 'src');
+  assert.equal(imported.state, 'stopped');
+  assert.notEqual(imported.uuid, before.uuid);
+  assert.notEqual(imported.mac, before.mac);
+  // the same name again: refused, nothing made
+  await refusedImport(archive, /ALREADY_EXISTS/);
+  await refusedImport(archive, /ALREADY_EXISTS/, 'src');
+  // its root disk is an overlay on this host's image again
+  assert.equal(info(imported.disk.path)['backing-filename'], (await d.ok('GET', '/v1/images/tiny')).disk);
+});
+
+test('the imported instance, a linked copy and a published image boot with the data; a full copy equals it; a copy\'s writes are its own', { skip, timeout: 600_000 }, async () => {
+  const src = await d.ok('GET', '/v1/instances/src');
+  const cp = await d.cli(['copy', 'src', 'c1']);
+  assert.equal(cp.code, 0, cp.stderr);
+  assert.equal((await d.cli(['copy', 'src', 'c2', '--full'])).code, 0);
+  assert.match((await d.cli(['copy', 'src', 'c1'])).stderr, /ALREADY_EXISTS/);
+  const c1 = await d.ok('GET', '/v1/instances/c1');
+  const c2 = await d.ok('GET', '/v1/instances/c2');
+  assert.equal(c1.state, 'stopped');
+  assert.notEqual(c1.uuid, src.uuid);
+  assert.notEqual(c1.mac, src.mac);
+  // linked: an overlay on the image, not on the source's overlay; full: no backing file at all
+  assert.equal(info(c1.disk.path)['backing-filename'], (await d.ok('GET', '/v1/images/tiny')).disk);
+  assert.equal(info(c2.disk.path)['backing-filename'], undefined);
+  // the full copy holds what the source shows (the image's data and the source's writes)
+  assert.match(execFileSync('qemu-img', ['compare', '-f', 'qcow2', '-F', 'qcow2', c2.disk.path, src.disk.path], { encoding: 'utf8' }), /identical/);
+
+  const pub = await d.cli(['publish', 'src', 'golden', '--json']);
+  assert.equal(pub.code, 0, pub.stderr);
+  const golden = JSON.parse(pub.stdout);
+  assert.equal(golden.source, 'publish');
+  assert.match(golden.sha256, /^[0-9a-f]{64}$/);
+  assert.equal(execFileSync('sha256sum', [golden.disk], { encoding: 'utf8' }).split(' ')[0], golden.sha256);
+  assert.equal(info(golden.disk)['backing-filename'], undefined);
+  assert.match((await d.cli(['publish', 'src', 'golden'])).stderr, /ALREADY_EXISTS/);
+  await d.ok('POST', '/v1/instances', { name: 'p1', image: 'golden' }, 201);
+
+  // all three at once: the copy has a disk of its own (two QEMUs cannot open one writable image)
+  await Promise.all(['src', 'c1', 'p1'].map(boot));
+  assert.match((await d.cli(['publish', 'src', 'other'])).stderr, /INVALID_STATE/, 'no image from a running instance');
+  for (const name of ['src', 'c1', 'p1']) assert.match(await d.guest(name, 'cat /marker'), new RegExp(TOKEN), `${name} has the data`);
+  const cs = await ConsoleSession.open(d, 'c1');
+  try {
+    await cs.run('echo copy > /c1only; sync');
+  } finally {
+    await cs.close();
+  }
+  await d.guest('src', 'echo source > /srconly; sync');
+  assert.match(await d.guest('src', 'ls /c1only /srconly 2>&1'), /c1only: No such file/);
+  assert.match(await d.guest('c1', 'ls /c1only /srconly 2>&1'), /srconly: No such file/);
+
+  // a running instance is copied through a point-in-time backup: the copy has what was synced
+  assert.equal((await d.cli(['copy', 'c1', 'c3'])).code, 0);
+  const c3 = await d.ok('GET', '/v1/instances/c3');
+  assert.equal(c3.state, 'stopped');
+  assert.equal(info(c3.disk.path)['backing-filename'], (await d.ok('GET', '/v1/images/tiny')).disk);
+  rmSync(work, { recursive: true, force: true });
+});
