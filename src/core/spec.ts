@@ -9,6 +9,7 @@ import { printable, validateName } from './names.js';
 import { computeDefaults, validateCompute } from './spec-compute.js';
 import { parseRootBus } from './disks.js';
 import { DEFAULT_NETWORK } from './nics.js';
+import { validateCloudInit } from './cloud-init.js';
 import type { InstanceNic, InstanceSpec } from './spec-schema.js';
 import type { CreateRequest } from './request-schema.js';
 
@@ -55,7 +56,8 @@ export function validateCreate(req: CreateRequest, host: HostLimits): { name: st
   const agent = req.agent ?? true;
   if (typeof agent !== 'boolean') throw invalidSpec('agent', 'must be true or false');
   const shared = pool === 'shared' ? { rootPool: 'shared' as const, ...(req.ha === true ? { ha: true } : {}) } : {};
-  return { name, spec: { image, cpus, memory, disk, firmware, accel, ...compute, disks: [], rootBus, nics: [], hostdevs: [], ...shared, agent } };
+  const cloudInit = validateCloudInit(name, req);
+  return { name, spec: { image, cpus, memory, disk, firmware, accel, ...compute, disks: [], rootBus, nics: [], hostdevs: [], ...shared, ...(cloudInit ? { cloudInit } : {}), agent } };
 }
 
 /**

@@ -2,7 +2,7 @@
  * Instance launch plan -> qemu-system-x86_64 argv. Pure. Devices are JSON objects (QEMU parses JSON for
  * -blockdev, -device, -netdev and -object), so no user text is ever joined into a comma-separated option.
  */
-import { AGENT_CHARDEV_ID, AGENT_PORT_ID, AGENT_PORT_NAME, AGENT_SERIAL_ID, BALLOON_ID, HOTPLUG_RAM_BACKEND_ID, HOTPLUG_RAM_DEVICE_ID, RAM_BACKEND_ID } from '../core/device-ids.js';
+import { AGENT_CHARDEV_ID, AGENT_PORT_ID, AGENT_PORT_NAME, AGENT_SERIAL_ID, BALLOON_ID, SEED_DISK_ID, HOTPLUG_RAM_BACKEND_ID, HOTPLUG_RAM_DEVICE_ID, RAM_BACKEND_ID } from '../core/device-ids.js';
 import { DEFAULT_BLOCK_IO, disksArgv, type BlockIo, type PlanDisk } from './argv-disks.js';
 import { chardevId, netdevArgs, nicDevice, type PlanNic } from './argv-nics.js';
 import type { Accelerator, Firmware } from '../core/spec.js';
@@ -43,6 +43,8 @@ export interface LaunchPlan {
    * guest agent's socket (QEMU serves it, the daemon connects), absent for an instance without the agent's channel
    */
   paths: { qmp: string; console: string; consoleLog: string; pidfile: string; agent?: string };
+  /** cloud-init's NoCloud seed image (ISO 9660, label cidata): a read-only virtio-blk disk, the last PCI device */
+  seed?: string;
   sandbox: boolean;
   /**
    * the incoming side of a live migration: QEMU starts paused (-S), waiting for `migrate-incoming` (-incoming
@@ -113,6 +115,7 @@ export function buildArgv(plan: LaunchPlan): string[] {
   a.push('-device', json({ driver: 'pvpanic-pci', id: 'panic0' }));
   a.push('-device', json({ driver: 'virtio-rng-pci', id: 'rng0' }));
   if (plan.paths.agent !== undefined) a.push(...agentArgv(plan.paths.agent));
+  if (plan.seed !== undefined) a.push(...disksArgv([seedDisk(plan.seed)], plan.blockIo ?? DEFAULT_BLOCK_IO, 1));
   a.push('-pidfile', assertSafeOptionPath(plan.paths.pidfile));
   if (plan.incoming) a.push('-S', '-incoming', 'defer');
   return a;
@@ -128,6 +131,15 @@ export function agentArgv(socket: string): string[] {
     '-device', json({ driver: 'virtio-serial-pci', id: AGENT_SERIAL_ID }),
     '-device', json({ driver: 'virtserialport', bus: `${AGENT_SERIAL_ID}.0`, chardev: AGENT_CHARDEV_ID, name: AGENT_PORT_NAME, id: AGENT_PORT_ID }),
   ];
+}
+
+/**
+ * The cloud-init seed as a disk: raw, read-only (QEMU opens the file read-only; the guest sees a read-only
+ * virtio-blk disk whose serial is "cidata"). After every other PCI device (the agent's channel too), so that no
+ * device of the instance moves because of it.
+ */
+export function seedDisk(path: string): PlanDisk {
+  return { id: SEED_DISK_ID, path, format: 'raw', bus: 'virtio-blk', readonly: true, serial: 'cidata' };
 }
 
 /** A host PCI device for the guest: vfio-pci with the device's address (checked: DDDD:BB:DD.F). */
