@@ -69,3 +69,14 @@ test('the serial log goes to the pipe QEMU gets as fd 3 (fd set 1), not to a fil
   assert.match(serial, /,logfile=\/dev\/fdset\/1,logappend=on$/, 'logappend: QEMU refuses O_TRUNC on an fd set\'s descriptor');
   assert.ok(!argv.some((a) => a.includes(base.paths.consoleLog)), 'the keeper writes console.log; QEMU never opens it');
 });
+
+test('a cloud-init seed is a raw, read-only virtio-blk disk (serial cidata) after every other PCI device, the agent\'s too', () => {
+  const argv = buildArgv({ ...base, paths: { ...base.paths, agent: '/run/u/qga.sock' }, seed: '/var/lib/corral/instances/u/seed.iso' });
+  const objs = argv.map((a) => { try { return JSON.parse(a) as Record<string, any>; } catch { return null; } });
+  const node = objs.find((o) => o?.['node-name'] === 'seed0-fmt');
+  assert.deepEqual([node?.driver, node?.['read-only'], node?.file?.filename, node?.file?.['read-only']], ['raw', true, '/var/lib/corral/instances/u/seed.iso', true]);
+  const devices = objs.filter((o) => typeof o?.driver === 'string' && /-pci$/.test(o.driver as string)).map((o) => o!.id);
+  assert.equal(devices.at(-1), 'seed0', devices.join(' '));
+  assert.equal(objs.find((o) => o?.id === 'seed0')?.serial, 'cidata');
+  assert.ok(!buildArgv(base).some((a) => a.includes('seed0')), 'no seed unless the plan has one');
+});
