@@ -5,7 +5,7 @@
 #
 # Guest: debootstrap minbase + linux-image-cloud-amd64, systemd, udev, dbus; hostname debian12; root password
 # $ROOT_PASSWORD (default: corral); kernel and getty on the serial console (ttyS0, 115200); systemd-logind
-# powers off on the ACPI power button. For cloud images' ways: cloud-init (NoCloud datasource only, networkd
+# powers off on the ACPI power button. For cloud images' ways: cloud-init (local datasources only: NoCloud, ConfigDrive; networkd
 # renderer, Debian's default user `debian`), qemu-guest-agent and openssh-server (host keys made on first boot,
 # by cloud-init or, without a seed, by ssh-keygen -A before sshd starts). Disk (MBR): partition 1 a 64 MiB FAT ESP with a standalone GRUB as
 # /EFI/BOOT/BOOTX64.EFI (UEFI), partition 2 the ext4 root; GRUB for BIOS in the MBR (SeaBIOS). Both GRUBs
@@ -20,7 +20,7 @@
 set -euo pipefail
 
 SUITE=bookworm
-IMAGE_VERSION=2        # written to OUT.version; bump when the guest changes: the tests rebuild another version
+IMAGE_VERSION=3        # written to OUT.version; bump when the guest changes: the tests rebuild another version
 ROOT_PASSWORD=${ROOT_PASSWORD:-corral}
 GUEST_HOSTNAME=debian12
 PACKAGES=linux-image-cloud-amd64,systemd-sysv,udev,dbus,initramfs-tools,ca-certificates
@@ -150,9 +150,11 @@ step "cloud-init, qemu-guest-agent, openssh-server"
 echo 'cloud-init cloud-init/datasources multiselect NoCloud' | chroot "$MNT" debconf-set-selections
 chroot "$MNT" apt-get install -y -q --no-install-recommends cloud-init qemu-guest-agent openssh-server sudo \
   iproute2 >"$WORK/cloud.log" 2>&1 || { tail -n 30 "$WORK/cloud.log" >&2; die "apt-get install cloud-init ... failed"; }
-# NoCloud only: without a cidata seed ds-identify finds no datasource and cloud-init stays off (no waiting for
-# network metadata services). Networking through systemd-networkd (in systemd already; no ifupdown).
-printf 'datasource_list: [ NoCloud ]\n' > "$MNT/etc/cloud/cloud.cfg.d/90_dpkg.cfg"
+# Local datasources only (disks the host attaches: a NoCloud seed, labelled cidata, or a config-2 ConfigDrive), so no
+# boot waits for network metadata services; without either disk ds-identify finds nothing and cloud-init stays off.
+# Two, not NoCloud alone: with a single datasource ds-identify skips its search and enables cloud-init at every boot.
+# Networking through systemd-networkd (in systemd already; no ifupdown).
+printf 'datasource_list: [ NoCloud, ConfigDrive ]\n' > "$MNT/etc/cloud/cloud.cfg.d/90_dpkg.cfg"
 printf 'system_info:\n  network:\n    renderers: [networkd]\n' > "$MNT/etc/cloud/cloud.cfg.d/91_corral.cfg"
 chroot "$MNT" systemctl enable systemd-networkd >/dev/null 2>&1
 # Every instance its own host keys: none in the image; cloud-init makes them, or ssh-keygen -A without a seed.

@@ -9,30 +9,18 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdtempSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { Daemon, haveTinyBase, newDataDir, waitFor } from './harness.js';
 import { DEBIAN_IMAGE, debianSkip, ensureDebianImage } from './debian-image.js';
+import { freePort } from './cluster-harness.js';
 
 const sh = promisify(execFile);
 const skip = debianSkip();
 let d: Daemon;
 let keyDir = '';
 let port = 0;
-
-/** A TCP port nobody listens on now, on 127.0.0.1. */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => (typeof a === 'object' && a ? resolve(a.port) : reject(new Error('no port'))));
-    });
-  });
-}
 
 before(async () => {
   if (skip) return;

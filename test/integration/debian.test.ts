@@ -66,6 +66,8 @@ test('it boots from its own disk through SeaBIOS and GRUB to the login prompt', 
   assert.match(log, /Power Button/, 'the ACPI button driver is loaded');
   assert.match(log, /Started .*systemd-logind/);
   assert.doesNotMatch(log, /Kernel panic|FAILED|emergency mode/);
+  // no seed: the image's cloud-init finds no datasource disk and stays off (debian-cloud-init.test.ts gives it one)
+  assert.doesNotMatch(log, /cloud-init\[\d+\]/);
 });
 
 test('root logs in on the serial console and the shell answers', { skip, timeout: 120_000 }, async () => {

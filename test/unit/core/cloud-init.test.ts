@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { SEED_MAX_BYTES, checkNetworkConfig, checkUserData, parsePublicKey, seedFiles, validateCloudInit, validateHostname } from '../../../src/core/cloud-init.js';
 import { validateCreate } from '../../../src/core/spec.js';
-import { CorralError } from '../../../src/core/errors.js';
+import { assertInvalidSpec } from '../fixtures.js';
 import { GiB } from '../../../src/core/units.js';
 
 // Keys made with ssh-keygen (throwaway, never used anywhere).
@@ -11,15 +11,7 @@ const RSA = 'ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAAAgQDhiR7h+NuSGYW8sqfgiy3y0b/82YP
 const EC = 'ecdsa-sha2-nistp256 AAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBB1yOOe0ocFAQt3byHsGaiEJ8UAvxHlpT81Hb66IuX7kYi1fFLHosBxGcZhftIJNnu1EgeliveioJOGDqQjVwfQ= ec';
 const host = { cpus: 4, memory: 8 * GiB, cpuList: [0, 1, 2, 3] };
 
-function invalid(fn: () => unknown, field: string, message?: RegExp): void {
-  assert.throws(fn, (e: unknown) => {
-    assert.ok(e instanceof CorralError, String(e));
-    assert.equal(e.code, 'INVALID_SPEC');
-    assert.equal(e.details.field, field);
-    if (message) assert.match(e.message, message);
-    return true;
-  });
-}
+const invalid = assertInvalidSpec;
 
 test('OpenSSH public keys of each common type pass, normalised to single spaces', () => {
   assert.equal(parsePublicKey(`  ${ED}\n`, 'k'), ED);

@@ -12,10 +12,10 @@ import { join } from 'node:path';
 import { instancePaths } from '../../../src/core/paths.js';
 import { cloudInitHooks } from '../../../src/services/cloud-init.js';
 import { harness } from './lifecycle-harness.js';
+import { have } from '../fixtures.js';
 
 const ED = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAgLAhB0gRNMGMYhLuaFd6rlhrLGWyvmJyszXiWuwkWt me@host';
-const haveXorriso = ((): boolean => { try { execFileSync('xorriso', ['-version'], { stdio: 'ignore' }); return true; } catch { return false; } })();
-const skip = !haveXorriso ? 'xorriso is not installed (scripts/host-deps.sh installs it)' : process.getuid?.() !== 0 ? 'handing files to QEMU\'s group needs root' : false;
+const skip = !have('xorriso', ['-version']) ? 'xorriso is not installed (scripts/host-deps.sh installs it)' : process.getuid?.() !== 0 ? 'handing files to QEMU\'s group needs root' : false;
 const who = { user: 'nobody', uid: 65534, gid: 65534, groups: [] };
 
 /** The files of an ISO, extracted by xorriso (name -> text). */
