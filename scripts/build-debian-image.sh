@@ -20,7 +20,7 @@
 set -euo pipefail
 
 SUITE=bookworm
-IMAGE_VERSION=3        # written to OUT.version; bump when the guest changes: the tests rebuild another version
+IMAGE_VERSION=4        # written to OUT.version; bump when the guest changes: the tests rebuild another version
 ROOT_PASSWORD=${ROOT_PASSWORD:-corral}
 GUEST_HOSTNAME=debian12
 PACKAGES=linux-image-cloud-amd64,systemd-sysv,udev,dbus,initramfs-tools,ca-certificates
@@ -160,7 +160,9 @@ chroot "$MNT" systemctl enable systemd-networkd >/dev/null 2>&1
 # Every instance its own host keys: none in the image; cloud-init makes them, or ssh-keygen -A without a seed.
 rm -f "$MNT"/etc/ssh/ssh_host_*
 mkdir -p "$MNT/etc/systemd/system/ssh.service.d"
-printf '[Service]\nExecStartPre=/usr/bin/ssh-keygen -A\n' > "$MNT/etc/systemd/system/ssh.service.d/corral-host-keys.conf"
+# (before Debian's own `sshd -t`, which fails without host keys: the list is emptied and said again in order)
+printf '[Service]\nExecStartPre=\nExecStartPre=/usr/bin/ssh-keygen -A\nExecStartPre=/usr/sbin/sshd -t\n' \
+  > "$MNT/etc/systemd/system/ssh.service.d/corral-host-keys.conf"
 
 step "shrink: apt caches, fstrim"
 chroot "$MNT" apt-get clean
