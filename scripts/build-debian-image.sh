@@ -5,9 +5,12 @@
 #
 # Guest: debootstrap minbase + linux-image-cloud-amd64, systemd, udev, dbus; hostname debian12; root password
 # $ROOT_PASSWORD (default: corral); kernel and getty on the serial console (ttyS0, 115200); systemd-logind
-# powers off on the ACPI power button. Disk (MBR): partition 1 a 64 MiB FAT ESP with a standalone GRUB as
+# powers off on the ACPI power button. For cloud images' ways: cloud-init (local datasources only: NoCloud, ConfigDrive; networkd
+# renderer, Debian's default user `debian`), qemu-guest-agent and openssh-server (host keys made on first boot,
+# by cloud-init or, without a seed, by ssh-keygen -A before sshd starts). Disk (MBR): partition 1 a 64 MiB FAT ESP with a standalone GRUB as
 # /EFI/BOOT/BOOTX64.EFI (UEFI), partition 2 the ext4 root; GRUB for BIOS in the MBR (SeaBIOS). Both GRUBs
-# read the same /boot/grub/grub.cfg. If OUT exists it is kept (delete it to rebuild). MIRROR overrides the
+# read the same /boot/grub/grub.cfg. If OUT exists it is kept (delete it to rebuild); OUT.version says which
+# IMAGE_VERSION of this script built it. MIRROR overrides the
 # Debian mirror (default: the one apt on this host uses).
 #
 # Debian packages it needs on the host (it installs nothing itself):
@@ -17,6 +20,7 @@
 set -euo pipefail
 
 SUITE=bookworm
+IMAGE_VERSION=4        # written to OUT.version; bump when the guest changes: the tests rebuild another version
 ROOT_PASSWORD=${ROOT_PASSWORD:-corral}
 GUEST_HOSTNAME=debian12
 PACKAGES=linux-image-cloud-amd64,systemd-sysv,udev,dbus,initramfs-tools,ca-certificates
@@ -141,6 +145,25 @@ menuentry 'Debian GNU/Linux 12 ($KVER)' {
 }
 EOF
 
+step "cloud-init, qemu-guest-agent, openssh-server"
+# Installed with apt in the chroot: debootstrap --include=cloud-init fails configuring python3-cryptography.
+echo 'cloud-init cloud-init/datasources multiselect NoCloud' | chroot "$MNT" debconf-set-selections
+chroot "$MNT" apt-get install -y -q --no-install-recommends cloud-init qemu-guest-agent openssh-server sudo \
+  iproute2 >"$WORK/cloud.log" 2>&1 || { tail -n 30 "$WORK/cloud.log" >&2; die "apt-get install cloud-init ... failed"; }
+# Local datasources only (disks the host attaches: a NoCloud seed, labelled cidata, or a config-2 ConfigDrive), so no
+# boot waits for network metadata services; without either disk ds-identify finds nothing and cloud-init stays off.
+# Two, not NoCloud alone: with a single datasource ds-identify skips its search and enables cloud-init at every boot.
+# Networking through systemd-networkd (in systemd already; no ifupdown).
+printf 'datasource_list: [ NoCloud, ConfigDrive ]\n' > "$MNT/etc/cloud/cloud.cfg.d/90_dpkg.cfg"
+printf 'system_info:\n  network:\n    renderers: [networkd]\n' > "$MNT/etc/cloud/cloud.cfg.d/91_corral.cfg"
+chroot "$MNT" systemctl enable systemd-networkd >/dev/null 2>&1
+# Every instance its own host keys: none in the image; cloud-init makes them, or ssh-keygen -A without a seed.
+rm -f "$MNT"/etc/ssh/ssh_host_*
+mkdir -p "$MNT/etc/systemd/system/ssh.service.d"
+# (before Debian's own `sshd -t`, which fails without host keys: the list is emptied and said again in order)
+printf '[Service]\nExecStartPre=\nExecStartPre=/usr/bin/ssh-keygen -A\nExecStartPre=/usr/sbin/sshd -t\n' \
+  > "$MNT/etc/systemd/system/ssh.service.d/corral-host-keys.conf"
+
 step "shrink: apt caches, fstrim"
 chroot "$MNT" apt-get clean
 rm -rf "$MNT"/var/lib/apt/lists/* "$MNT"/var/log/*.log "$MNT"/tmp/*
@@ -153,4 +176,5 @@ losetup -d "$LOOP"; LOOP=''
 step "qemu-img convert -O qcow2 -> $OUT"
 qemu-img convert -f raw -O qcow2 "$RAW" "$WORK/out.qcow2"
 mv "$WORK/out.qcow2" "$OUT"
+echo "$IMAGE_VERSION" > "$OUT.version"
 step "done: $OUT ($(du -h "$OUT" | cut -f1) on disk, virtual $SIZE, kernel $KVER) in ${SECONDS}s"

@@ -3,7 +3,7 @@
 set -euo pipefail
 PKGS=(qemu-system-x86 qemu-utils ovmf busybox-static cpio e2fsprogs util-linux iproute2 xz-utils zstd
       dosfstools mtools syslinux syslinux-common systemd-boot-efi fdisk debootstrap dnsmasq-base nftables
-      openssl passwd postgresql prometheus chromium qemu-guest-agent)
+      openssl passwd postgresql prometheus chromium qemu-guest-agent xorriso openssh-client)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -2,6 +2,7 @@
 import { DISK_BUSES, isVhostUser } from '../core/disks.js';
 import { parseLabelArgs } from '../core/labels.js';
 import { NIC_MODELS } from '../core/nics.js';
+import { readFile } from 'node:fs/promises';
 import { DISPLAYS } from '../core/spec-schema.js';
 import { InvalidArgumentError, Option, type Command } from 'commander';
 import { ApiClient, CliError } from './client.js';
@@ -25,6 +26,41 @@ export function wholeNumber(value: string): number {
 }
 
 const enc = encodeURIComponent;
+
+interface CloudInitOptions { sshKey?: string[]; userData?: string; networkConfig?: string; hostname?: string }
+
+/** A file's text, `-` for stdin (read once: a second `-` gets nothing). */
+async function readText(file: string, what: string): Promise<string> {
+  try {
+    if (file !== '-') return await readFile(file, 'utf8');
+    const chunks: Buffer[] = [];
+    for await (const c of process.stdin) chunks.push(c as Buffer);
+    return Buffer.concat(chunks).toString('utf8');
+  } catch (e) {
+    throw new CliError(`${what} ${file}: ${(e as Error).message}`);
+  }
+}
+
+/**
+ * The create request's cloud-init fields from --ssh-key (each line of each file that is not blank or a # comment
+ * is a key: an authorized_keys file works too), --user-data, --network-config, --hostname. The daemon checks them.
+ */
+export async function cloudInitFields(o: CloudInitOptions): Promise<Record<string, unknown>> {
+  const body: Record<string, unknown> = {};
+  if (o.sshKey !== undefined) {
+    const keys: string[] = [];
+    for (const f of o.sshKey) {
+      const lines = (await readText(f, '--ssh-key')).split('\n').map((l) => l.trim()).filter((l) => l !== '' && !l.startsWith('#'));
+      if (lines.length === 0) throw new CliError(`--ssh-key ${f}: no key in it`);
+      keys.push(...lines);
+    }
+    body.sshKeys = keys;
+  }
+  if (o.userData !== undefined) body.userData = await readText(o.userData, '--user-data');
+  if (o.networkConfig !== undefined) body.networkConfig = await readText(o.networkConfig, '--network-config');
+  if (o.hostname !== undefined) body.hostname = o.hostname;
+  return body;
+}
 
 /** `web1: running (pid 1234)`. */
 export function statusLine(i: Instance): string {
@@ -83,6 +119,11 @@ export function registerInstanceCommands(program: Command, client: () => ApiClie
     .option('--no-agent', 'no channel for a guest agent (qemu-guest-agent): no exec, no guest addresses in show, no agent shutdown')
     .option('--volume <name[:bus]>', 'attach a volume as a disk (bus: virtio-blk (default), virtio-scsi, ide, sata or vhost-user-blk); repeatable',
       (v: string, prev: string[] = []) => [...prev, v])
+    .option('--ssh-key <file>', 'cloud-init: authorize the OpenSSH public keys in FILE (- for stdin) for the image\'s default user; repeatable',
+      (v: string, prev: string[] = []) => [...prev, v])
+    .option('--user-data <file>', 'cloud-init: user-data from FILE (#cloud-config, a #! script, ...)')
+    .option('--network-config <file>', 'cloud-init: network-config (version 1 or 2) from FILE')
+    .option('--hostname <name>', 'cloud-init: the guest\'s hostname (default: the instance name)')
     .option('--start', 'start it once created')
     .option('--host <host>', 'cluster (against a controller): create it on this host')
     .option('--group <name>', 'cluster: a group of instances (with --anti-affinity, on different hosts)')
@@ -91,7 +132,7 @@ export function registerInstanceCommands(program: Command, client: () => ApiClie
     .addOption(new Option('--pool <pool>', 'storage pool of the root disk: local (default) or shared (the hosts\' --shared-pool)').choices(['local', 'shared']))
     .option('--ha', 'high availability (with --pool shared): started on another host when its host is lost')
     .option('--json', 'print the API JSON')
-    .action(async (name: string, o: { image: string; start?: boolean; json?: boolean; balloon?: boolean; agent?: boolean; volume?: string[]; forward?: string[]; hostLabel?: string[] } & Record<string, unknown>) => {
+    .action(async (name: string, o: { image: string; start?: boolean; json?: boolean; balloon?: boolean; agent?: boolean; volume?: string[]; forward?: string[]; hostLabel?: string[] } & CloudInitOptions & Record<string, unknown>) => {
       const body: Record<string, unknown> = { name, image: o.image };
       const keys = ['cpus', 'memory', 'disk', 'firmware', 'network', 'nicModel', 'rootBus', 'accel', 'sockets', 'cores', 'threads', 'maxCpus', 'cpuModel', 'pin',
         'cpuWeight', 'cpuLimit', 'maxMemory', 'memoryLimit', 'prealloc', 'hugepages', 'host', 'group', 'antiAffinity', 'pool', 'ha', 'display'] as const;
@@ -99,6 +140,7 @@ export function registerInstanceCommands(program: Command, client: () => ApiClie
       if (o.balloon === false) body.balloon = false;
       if (o.agent === false) body.agent = false;
       if (o.forward !== undefined) body.forwards = o.forward;
+      Object.assign(body, await cloudInitFields(o));
       if (o.hostLabel !== undefined) body.hostLabels = parseLabelArgs('hostLabels', o.hostLabel);
       const volumes = o.volume ?? [];
       if (o.start && volumes.length === 0) body.start = true;

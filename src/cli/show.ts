@@ -77,6 +77,15 @@ function agentLines(i: Instance, s: Partial<InstanceSpec>, running: boolean): Ar
   return out;
 }
 
+/** `yes, hostname web1, 1 SSH key, user-data #cloud-config (Corral's)`, or `no`. */
+function cloudInitLine(s: Partial<InstanceSpec>): string {
+  const ci = s.cloudInit;
+  if (!ci) return 'no';
+  const n = ci.sshKeys.length;
+  const user = ci.userData === null ? "#cloud-config (Corral's)" : `${ci.userData.split('\n', 1)[0]?.slice(0, 40)} (given)`;
+  return `yes (NoCloud seed), hostname ${ci.hostname}, ${n} SSH key${n === 1 ? '' : 's'}, user-data ${user}${ci.networkConfig !== null ? ', network-config given' : ''}`;
+}
+
 /** The text of `corral show`. */
 export function instanceDetails(i: Instance, nics: ShownNic[] | null = null, mem: ShownMemory | null = null): string {
   const s = (i.spec ?? {}) as Partial<InstanceSpec>;
@@ -98,6 +107,7 @@ export function instanceDetails(i: Instance, nics: ShownNic[] | null = null, mem
   pairs.push(['nics', nicText.length ? nicText.join('\n           ') : 'none']);
   pairs.push(...agentLines(i, s, running));
   pairs.push(['display', s.display === 'vnc' ? `vnc (VGA; the web console's graphical console, /v1/instances/${i.name}/vnc)` : 'none']);
+  pairs.push(['cloud-init', cloudInitLine(s)]);
   const hostdevs = (s.hostdevs ?? []).map((h) => `${h.id} ${h.address}`);
   if (hostdevs.length) pairs.push(['passthrough', hostdevs.join(', ')]);
   pairs.push(['created', i.createdAt]);

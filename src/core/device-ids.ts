@@ -5,6 +5,8 @@
 
 /** The root disk's device id. */
 export const ROOT_DISK_ID = 'disk0';
+/** cloud-init's NoCloud seed disk (read-only virtio-blk). */
+export const SEED_DISK_ID = 'seed0';
 /** The first NIC's id (more NICs are net1, net2 ...). */
 export const FIRST_NIC_ID = 'net0';
 /** The memory backend of the boot RAM. */

@@ -60,6 +60,8 @@ export interface InstancePaths {
   exitInfo: string;
   status: string;
   efiVars: string;
+  /** cloud-init's NoCloud seed disk, written from the spec at each start (instances with spec.cloudInit) */
+  seed: string;
 }
 
 /** The rotated part of a console log: `console.log.1`. */
@@ -75,6 +77,7 @@ export function instancePaths(root: string, uuid: string): InstancePaths {
     dir,
     disk: join(dir, 'root.qcow2'),
     efiVars: join(dir, 'efivars.fd'),
+    seed: join(dir, 'seed.iso'),
     runDir,
     qmp: join(runDir, 'qmp.sock'),
     console: join(runDir, 'console.sock'),

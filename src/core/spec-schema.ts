@@ -81,6 +81,18 @@ export const InstanceHostdevSchema = Type.Object(
 );
 export type InstanceHostdev = Static<typeof InstanceHostdevSchema>;
 
+/** cloud-init's NoCloud seed of an instance (src/core/cloud-init.ts): what its files are made from at each start. */
+export const CloudInitSpecSchema = Type.Object(
+  {
+    hostname: Type.String({ description: 'meta-data local-hostname (the instance name unless the create named one)' }),
+    sshKeys: Type.Array(Type.String(), { description: 'OpenSSH public keys, authorized for the image\'s default user (meta-data public-keys)' }),
+    userData: nullable(Type.String(), 'user-data as given; null: a #cloud-config Corral writes (hostname, ssh_authorized_keys)'),
+    networkConfig: nullable(Type.String(), 'network-config (version 1 or 2) as given; null: none (cloud-init\'s fallback: DHCP on the first NIC)'),
+  },
+  { title: 'CloudInit' },
+);
+export type CloudInitSpec = Static<typeof CloudInitSpecSchema>;
+
 export const TopologySchema = Type.Object({ sockets: Type.Integer(), cores: Type.Integer(), threads: Type.Integer() });
 
 /** The CPU and memory part of a spec. */
@@ -116,6 +128,8 @@ export const InstanceSpecSchema = Type.Object(
     hostdevs: Type.Array(InstanceHostdevSchema, { description: 'host PCI devices passed through whole (VFIO), in attach order; SR-IOV VFs are NICs instead' }),
     rootPool: Type.Optional(literals(['local', 'shared'] as const)),
     ha: Type.Optional(Type.Boolean({ description: 'killed by its host when that host loses its cluster lease; started on another host by the cluster' })),
+    /** a cloud-init NoCloud seed disk (read-only virtio-blk, label cidata), written from this at each start; absent: none */
+    cloudInit: Type.Optional(CloudInitSpecSchema),
     agent: Type.Boolean({ description: 'a virtio-serial channel for the guest\'s qemu-guest-agent (exec, the guest\'s addresses and OS, shutdown when ACPI is ignored); a spec stored before the field existed reads true' }),
     display: Type.Optional(Type.Literal('vnc', { description: 'vnc: a VGA device whose screen QEMU serves over VNC on a unix socket, the graphical console; absent: no display (none, and every spec stored before the field existed)' })),
   },

@@ -9,6 +9,7 @@ import { printable, validateName } from './names.js';
 import { computeDefaults, validateCompute } from './spec-compute.js';
 import { parseRootBus } from './disks.js';
 import { DEFAULT_NETWORK } from './nics.js';
+import { validateCloudInit } from './cloud-init.js';
 import type { InstanceNic, InstanceSpec } from './spec-schema.js';
 import type { CreateRequest } from './request-schema.js';
 
@@ -57,7 +58,8 @@ export function validateCreate(req: CreateRequest, host: HostLimits): { name: st
   const display = req.display ?? 'none';
   if (display !== 'vnc' && display !== 'none') throw invalidSpec('display', `must be "vnc" or "none", not "${printable(String(display))}"`);
   const shared = pool === 'shared' ? { rootPool: 'shared' as const, ...(req.ha === true ? { ha: true } : {}) } : {};
-  return { name, spec: { image, cpus, memory, disk, firmware, accel, ...compute, disks: [], rootBus, nics: [], hostdevs: [], ...shared, agent, ...(display === 'vnc' ? { display } : {}) } };
+  const cloudInit = validateCloudInit(name, req);
+  return { name, spec: { image, cpus, memory, disk, firmware, accel, ...compute, disks: [], rootBus, nics: [], hostdevs: [], ...shared, ...(cloudInit ? { cloudInit } : {}), agent, ...(display === 'vnc' ? { display } : {}) } };
 }
 
 /**

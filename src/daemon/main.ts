@@ -5,6 +5,7 @@
 import { QemuDriver } from '../qemu/driver.js';
 import { DNSMASQ_USER, assertReachable, ensureSystemUser, qemuRunAs } from '../host/run-as.js';
 import { vmFileHooks } from '../services/vm-files.js';
+import { cloudInitHooks } from '../services/cloud-init.js';
 import { Reserve, RESERVE_BYTES } from '../host/reserve.js';
 import { spaceOf } from '../host/space.js';
 import { pidAlive } from '../services/sweep.js';
@@ -238,6 +239,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   const volumes = new VolumeService(new VolumeStore(dataDir), events);
   instances.addHooks('memory', memory.hooks());
   instances.addHooks('files', vmFileHooks(qemuUser, (row) => instances.paths(row)));
+  instances.addHooks('cloud-init', cloudInitHooks(qemuUser, (row) => instances.paths(row)));
   const storageDaemons = new StorageDaemonService({ instances, events, log, blockIo, runRoot: paths.run, runAs: qemuUser });
   instances.addHooks('storage-daemons', storageDaemons.hooks());
   const disks = new DiskService({ instances, volumes, events, log, blockIo, storageDaemons, runAs: qemuUser });

@@ -41,6 +41,7 @@ import { HistoryService } from '../services/history.js';
 import { MigrationRecoveryService } from '../services/migration-recovery.js';
 import { VhostUserService } from '../services/vhost-user.js';
 import { vmFileHooks } from '../services/vm-files.js';
+import { cloudInitHooks } from '../services/cloud-init.js';
 import { VolumeService } from '../services/volumes.js';
 import { FakeNetworkHost } from '../network/fake-host.js';
 import { NetworkStore } from '../network/store.js';
@@ -156,6 +157,7 @@ export async function simServiceGraph(o: SimGraphOptions): Promise<SimGraph> {
   const volumes = new VolumeService(new VolumeStore(dataDir), events);
   instances.addHooks('memory', memory.hooks());
   instances.addHooks('files', vmFileHooks(runAs, (row) => instances.paths(row)));
+  instances.addHooks('cloud-init', cloudInitHooks(runAs, (row) => instances.paths(row)));
   const storageDaemons = new StorageDaemonService({ instances, events, log, runRoot: paths.run, runAs });
   instances.addHooks('storage-daemons', storageDaemons.hooks());
   const disks = new DiskService({ instances, volumes, events, log, storageDaemons, runAs, ...unplug });

@@ -45,6 +45,7 @@ export const TOOL_PACKAGES: Readonly<Record<string, string>> = {
   openssl: 'openssl',
   ldd: 'libc-bin',
   'qemu-ga': 'qemu-guest-agent',
+  xorriso: 'xorriso',
 };
 
 export interface RunOptions {

@@ -2,7 +2,7 @@
  * Instance launch plan -> qemu-system-x86_64 argv. Pure. Devices are JSON objects (QEMU parses JSON for
  * -blockdev, -device, -netdev and -object), so no user text is ever joined into a comma-separated option.
  */
-import { AGENT_CHARDEV_ID, DISPLAY_DEVICE_ID, AGENT_PORT_ID, AGENT_PORT_NAME, AGENT_SERIAL_ID, BALLOON_ID, HOTPLUG_RAM_BACKEND_ID, HOTPLUG_RAM_DEVICE_ID, RAM_BACKEND_ID } from '../core/device-ids.js';
+import { AGENT_CHARDEV_ID, DISPLAY_DEVICE_ID, AGENT_PORT_ID, AGENT_PORT_NAME, AGENT_SERIAL_ID, BALLOON_ID, SEED_DISK_ID, HOTPLUG_RAM_BACKEND_ID, HOTPLUG_RAM_DEVICE_ID, RAM_BACKEND_ID } from '../core/device-ids.js';
 import { DEFAULT_BLOCK_IO, disksArgv, type BlockIo, type PlanDisk } from './argv-disks.js';
 import { chardevId, netdevArgs, nicDevice, type PlanNic } from './argv-nics.js';
 import type { Accelerator, Firmware } from '../core/spec.js';
@@ -44,6 +44,8 @@ export interface LaunchPlan {
    * vnc: the graphical console's VNC socket (QEMU serves it, the API proxies it), absent for an instance without a display
    */
   paths: { qmp: string; console: string; consoleLog: string; pidfile: string; agent?: string; vnc?: string };
+  /** cloud-init's NoCloud seed image (ISO 9660, label cidata): a read-only virtio-blk disk, the last PCI device */
+  seed?: string;
   sandbox: boolean;
   /**
    * the incoming side of a live migration: QEMU starts paused (-S), waiting for `migrate-incoming` (-incoming
@@ -117,6 +119,7 @@ export function buildArgv(plan: LaunchPlan): string[] {
   a.push('-device', json({ driver: 'virtio-rng-pci', id: 'rng0' }));
   if (plan.paths.agent !== undefined) a.push(...agentArgv(plan.paths.agent));
   if (plan.paths.vnc !== undefined) a.push(...displayArgv(plan.paths.vnc));
+  if (plan.seed !== undefined) a.push(...disksArgv([seedDisk(plan.seed)], plan.blockIo ?? DEFAULT_BLOCK_IO, 1));
   a.push('-pidfile', assertSafeOptionPath(plan.paths.pidfile));
   if (plan.incoming) a.push('-S', '-incoming', 'defer');
   else if (plan.paused) a.push('-S');
@@ -139,10 +142,20 @@ export function agentArgv(socket: string): string[] {
  * A display: QEMU's standard VGA (what `-vga std` makes: VGA text mode and the VESA/Bochs linear framebuffer, so
  * SeaBIOS, a kernel's vgacon, OVMF's GOP and a bochs-drm guest all draw on it), and its screen served over VNC on a
  * unix socket in the runtime dir. Never a TCP port: the API proxies the socket behind its own authentication. After
- * every other PCI device (the agent's too), so that giving an instance a display moves no other device's address.
+ * every other PCI device (the agent's too; only the cloud-init seed comes later), so that giving an instance a display
+ * moves no other device's address.
  */
 export function displayArgv(socket: string): string[] {
   return ['-device', json({ driver: 'VGA', id: DISPLAY_DEVICE_ID }), '-vnc', `unix:${assertSafeOptionPath(socket)}`];
+}
+
+/**
+ * The cloud-init seed as a disk: raw, read-only (QEMU opens the file read-only; the guest sees a read-only
+ * virtio-blk disk whose serial is "cidata"). After every other PCI device (the agent's channel and the display too),
+ * so that no device of the instance moves because of it.
+ */
+export function seedDisk(path: string): PlanDisk {
+  return { id: SEED_DISK_ID, path, format: 'raw', bus: 'virtio-blk', readonly: true, serial: 'cidata' };
 }
 
 /** A host PCI device for the guest: vfio-pci with the device's address (checked: DDDD:BB:DD.F). */

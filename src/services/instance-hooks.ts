@@ -35,6 +35,8 @@ export type NicPlanner = (uuid: string, req: CreateRequest) => InstanceNic[];
  * - memory: checks hugepages before host resources are made; knows each QEMU's boot memory.
  * - files: hands the instance's runtime dir, root disk, UEFI vars and console log to QEMU's unprivileged user
  *   (beforeLaunch, beforeSpawn) before any process of the VM is started, and takes them back (exited).
+ * - cloud-init: writes the instance's NoCloud seed disk from its spec and lends it to QEMU's user, read-only
+ *   (beforeLaunch); takes it back (exited).
  * - storage-daemons: start the vhost-user-blk back ends before QEMU connects to them (beforeSpawn).
  * - disks: refuse a start with a volume that has clones; name who holds a locked volume (startFailed).
  * - snapshots: a deleted instance's snapshots leave the volumes it had attached (deleting).
@@ -44,7 +46,7 @@ export type NicPlanner = (uuid: string, req: CreateRequest) => InstanceNic[];
  * - guest-agent: drops the instance's agent client and what it cached of the guest (exited).
  * - console-log: last, so its boot separator is the console log's line just before QEMU starts.
  */
-export const HOOK_ORDER = ['cpu', 'memory', 'files', 'storage-daemons', 'disks', 'snapshots', 'nics', 'passthrough', 'guest-agent', 'console-log'] as const;
+export const HOOK_ORDER = ['cpu', 'memory', 'files', 'cloud-init', 'storage-daemons', 'disks', 'snapshots', 'nics', 'passthrough', 'guest-agent', 'console-log'] as const;
 export type HookOwner = (typeof HOOK_ORDER)[number];
 
 /** Other services (CPU, memory, disks, NICs, storage daemons, passthrough) hook into the lifecycle. */

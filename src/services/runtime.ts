@@ -102,6 +102,7 @@ export function launchPlan(row: InstanceRow, image: ImageRecord, accel: Accelera
     hostdevs: extras.hostdevs ?? [],
     paths: { qmp: p.qmp, console: p.console, consoleLog: p.consoleLog, pidfile: p.pidfile, ...(row.spec.agent ? { agent: p.agent } : {}), ...(row.spec.display === 'vnc' ? { vnc: p.vnc } : {}) },
     sandbox: true,
+    ...(row.spec.cloudInit ? { seed: p.seed } : {}),
   };
   if (image.kind === 'kernel' && image.kernel) {
     plan.kernel = { kernel: image.kernel, initrd: image.initrd, cmdline: `${image.cmdline ?? 'console=ttyS0'} corral.hostname=${row.name}` };

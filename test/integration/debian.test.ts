@@ -4,56 +4,26 @@
  * serial console, takes a root login there, and powers off on `corral stop` (ACPI power button, handled by
  * systemd-logind).
  *
- * The image is $CORRAL_DEBIAN_IMAGE or <repo>/.data/debian12.qcow2. It is used when it exists, built first
- * when CORRAL_TEST_DEBIAN=1 (as root, with the Debian mirror reachable); otherwise the test is skipped.
+ * The image (debian-image.ts) is shared with debian-cloud-init.test.ts. No cloud-init seed here: the image's
+ * cloud-init finds no NoCloud datasource and stays off, so the image boots as it did before it had cloud-init.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { existsSync, readFileSync, statSync } from 'node:fs';
-import { join } from 'node:path';
-import { ConsoleSession, Daemon, REPO, haveTinyBase, newDataDir } from './harness.js';
+import { readFileSync, statSync } from 'node:fs';
+import { ConsoleSession, Daemon, haveTinyBase, newDataDir } from './harness.js';
+import { DEBIAN_IMAGE as IMAGE, debianSkip, ensureDebianImage } from './debian-image.js';
 
-const IMAGE = process.env.CORRAL_DEBIAN_IMAGE ?? join(REPO, '.data/debian12.qcow2');
-const SCRIPT = join(REPO, 'scripts/build-debian-image.sh');
 const PASSWORD = process.env.ROOT_PASSWORD ?? 'corral';
-const BUILD = !existsSync(IMAGE) && process.env.CORRAL_TEST_DEBIAN === '1';
-
-function skipReason(): string | false {
-  if (existsSync(IMAGE)) return false;
-  if (!BUILD) {
-    return `no Debian image at ${IMAGE}: set CORRAL_TEST_DEBIAN=1 to build a Debian 12 image with debootstrap ` +
-      '(needs root and the Debian mirror, about 1-3 minutes, ~450 MB)';
-  }
-  if (process.getuid?.() !== 0) return 'building the Debian image needs root (loop devices, mount, chroot)';
-  return false;
-}
-const skip = skipReason();
+const skip = debianSkip();
 let d: Daemon;
 
 /** What a terminal would show: no escape sequences (bash's bracketed paste, colours), no carriage returns. */
 // eslint-disable-next-line no-control-regex
 const plain = (s: string): string => s.replace(/\x1b\[[0-9;?=]*[a-zA-Z]/g, '').replace(/\r/g, '');
 
-/** Run the image build script, its progress going to stderr; reject with the end of its output on failure. */
-function buildImage(): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const p = spawn('bash', [SCRIPT, IMAGE], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    const take = (b: Buffer): void => {
-      out += b.toString();
-      process.stderr.write(b);
-    };
-    p.stdout.on('data', take);
-    p.stderr.on('data', take);
-    p.on('error', reject);
-    p.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${SCRIPT} exited ${code}:\n${out.slice(-3000)}`))));
-  });
-}
-
 before(async () => {
   if (skip) return;
-  if (BUILD) await buildImage();
+  await ensureDebianImage();
   // With the tiny image present the daemon can probe KVM; without it, it uses TCG (what this test expects anyway).
   d = new Daemon(newDataDir(haveTinyBase()));
   await d.start();
@@ -96,6 +66,8 @@ test('it boots from its own disk through SeaBIOS and GRUB to the login prompt', 
   assert.match(log, /Power Button/, 'the ACPI button driver is loaded');
   assert.match(log, /Started .*systemd-logind/);
   assert.doesNotMatch(log, /Kernel panic|FAILED|emergency mode/);
+  // no seed: the image's cloud-init finds no datasource disk and stays off (debian-cloud-init.test.ts gives it one)
+  assert.doesNotMatch(log, /cloud-init\[\d+\]/);
 });
 
 test('root logs in on the serial console and the shell answers', { skip, timeout: 120_000 }, async () => {

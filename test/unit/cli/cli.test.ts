@@ -139,6 +139,39 @@ test('create --display vnc|none is sent as display (none of it without the flag)
   assert.match(instanceDetails({ ...INSTANCE, spec: { ...INSTANCE.spec, display: 'vnc' } } as never), /^display:\s+vnc \(VGA; the web console's graphical console, \/v1\/instances\/web1\/vnc\)$/m);
 });
 
+test('create --ssh-key (a file and stdin), --user-data, --network-config, --hostname: the files\' texts in the body', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'corral-cli-ci-'));
+  try {
+    const ed = 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIAgLAhB0gRNMGMYhLuaFd6rlhrLGWyvmJyszXiWuwkWt me@host';
+    writeFileSync(join(dir, 'keys'), `# my keys\n${ed}\n\nssh-rsa AAAA other\n`);
+    writeFileSync(join(dir, 'ud'), '#cloud-config\npackages: [htop]\n');
+    writeFileSync(join(dir, 'nc'), 'version: 2\n');
+    const r = await runCli(['create', 'web5', '--image', 'tiny', '--ssh-key', join(dir, 'keys'), '--ssh-key', '-', '--user-data', join(dir, 'ud'),
+      '--network-config', join(dir, 'nc'), '--hostname', 'box.lan'], fake.env, 'ecdsa-sha2-nistp256 AAAA piped\n');
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(JSON.parse(lastRequest('POST', '/v1/instances').body), {
+      name: 'web5', image: 'tiny', sshKeys: [ed, 'ssh-rsa AAAA other', 'ecdsa-sha2-nistp256 AAAA piped'],
+      userData: '#cloud-config\npackages: [htop]\n', networkConfig: 'version: 2\n', hostname: 'box.lan',
+    });
+    writeFileSync(join(dir, 'empty'), '# nothing\n');
+    const empty = await runCli(['create', 'web6', '--image', 'tiny', '--ssh-key', join(dir, 'empty')], fake.env);
+    assert.equal(empty.code, 1);
+    assert.match(empty.stderr, /^error: --ssh-key \S+empty: no key in it/);
+    const missing = await runCli(['create', 'web6', '--image', 'tiny', '--user-data', join(dir, 'nope')], fake.env);
+    assert.match(missing.stderr, /^error: --user-data \S+nope: ENOENT/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('show says whether the instance has a cloud-init seed, with its hostname, keys and user-data', async () => {
+  const { instanceDetails } = await import('../../../src/cli/show.js');
+  assert.match(instanceDetails(INSTANCE as never), /^cloud-init:\s+no$/m);
+  const ci = { hostname: 'box', sshKeys: ['k1', 'k2'], userData: '#!/bin/sh\necho hi\n', networkConfig: 'version: 2\n' };
+  const withSeed = { ...INSTANCE, spec: { ...INSTANCE.spec, cloudInit: ci } };
+  assert.match(instanceDetails(withSeed as never), /^cloud-init:\s+yes \(NoCloud seed\), hostname box, 2 SSH keys, user-data #!\/bin\/sh \(given\), network-config given$/m);
+});
+
 test('create rejects a non-integer --cpus before calling the API (commander usage error, exit 1)', async () => {
   const before = fake.api.requests.length;
   const r = await runCli(['create', 'web4', '--image', 'tiny', '--cpus', 'two'], fake.env);

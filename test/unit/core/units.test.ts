@@ -1,22 +1,14 @@
 /** Sizes: a string needs a unit (a bare "1000" is refused, not 1000 bytes); a JSON number is bytes; sizes print in human units. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { CorralError } from '../../../src/core/errors.js';
+import { assertInvalidSpec } from '../fixtures.js';
 import { GiB, KiB, MiB, formatSize, formatSizeExact, parseSize } from '../../../src/core/units.js';
 import { validateCreate } from '../../../src/core/spec.js';
 import { validatePoolConfig } from '../../../src/core/pool.js';
 
 const host = { cpus: 4, memory: 8 * GiB, cpuList: [0, 1, 2, 3] };
 
-function refused(fn: () => unknown, field: string, message?: RegExp): void {
-  assert.throws(fn, (e: unknown) => {
-    assert.ok(e instanceof CorralError, String(e));
-    assert.equal(e.code, 'INVALID_SPEC');
-    assert.equal(e.details.field, field);
-    if (message) assert.match(e.message, message);
-    return true;
-  });
-}
+const refused = assertInvalidSpec;
 
 test('a size string without a unit is refused, suggesting one', () => {
   refused(() => parseSize('size', '1000'), 'size', /^size: "1000" has no unit: .*"1000M"/);

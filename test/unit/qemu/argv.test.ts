@@ -84,3 +84,14 @@ test('display vnc: a VGA device and VNC on the instance\'s unix socket, never a 
   assert.ok(!none.some((a) => a.includes('"VGA"')));
   assert.throws(() => buildArgv({ ...base, paths: { ...base.paths, vnc: '/run/x,websocket=5700/vnc.sock' } }), /unsafe path/);
 });
+
+test('a cloud-init seed is a raw, read-only virtio-blk disk (serial cidata) after every other PCI device, the agent\'s too', () => {
+  const argv = buildArgv({ ...base, paths: { ...base.paths, agent: '/run/u/qga.sock' }, seed: '/var/lib/corral/instances/u/seed.iso' });
+  const objs = argv.map((a) => { try { return JSON.parse(a) as Record<string, any>; } catch { return null; } });
+  const node = objs.find((o) => o?.['node-name'] === 'seed0-fmt');
+  assert.deepEqual([node?.driver, node?.['read-only'], node?.file?.filename, node?.file?.['read-only']], ['raw', true, '/var/lib/corral/instances/u/seed.iso', true]);
+  const devices = objs.filter((o) => typeof o?.driver === 'string' && /-pci$/.test(o.driver as string)).map((o) => o!.id);
+  assert.equal(devices.at(-1), 'seed0', devices.join(' '));
+  assert.equal(objs.find((o) => o?.id === 'seed0')?.serial, 'cidata');
+  assert.ok(!buildArgv(base).some((a) => a.includes('seed0')), 'no seed unless the plan has one');
+});
