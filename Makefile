@@ -5,7 +5,7 @@ DATA_DIR ?= $(or $(CORRAL_DATA_DIR),/var/lib/corral)
 TEST_BASE ?= $(CURDIR)/.data/test-base
 export CORRAL_PROBE_CACHE ?= /run/corral/accel-probe.json
 
-.PHONY: all deps build tiny start test test-base test-unit test-integration bench bench-devices bench-scale bench-cluster bench-migration bench-web bench-snapshots clean \
+.PHONY: all deps build tiny start test test-base test-unit test-integration bench bench-devices bench-scale bench-cluster bench-migration bench-web bench-snapshots bench-export clean \
         cluster-demo cluster-demo-pause cluster-demo-resume cluster-demo-down cluster-demo-status
 
 all: build
@@ -73,6 +73,10 @@ bench-devices: build test-base
 # snapshot create with and without --memory, stopped, and a memory restore on the tiny guest (ARGS="ROUNDS")
 bench-snapshots: build test-base
 	CORRAL_TEST_BASE=$(TEST_BASE) node dist/bench/snapshots.js $(ARGS)
+
+# export and import through corral against qemu-img convert of the same disk (ARGS="--mib 256 --rounds 2")
+bench-export: build test-base
+	CORRAL_TEST_BASE=$(TEST_BASE) node dist/bench/export.js $(ARGS)
 
 bench-scale: build test-base
 	CORRAL_TEST_BASE=$(TEST_BASE) node dist/bench/cluster/create-scale.js

@@ -12,7 +12,7 @@
  * Prints MB/s of the data the disk holds (the overlay's allocation) and the ratios, the archive's size against
  * the disk's used size, and what one CLI round trip costs (node's start-up is part of each corral time).
  *
- *   CORRAL_TEST_BASE=.data/test-base node dist/bench/export.js [--mib 256] [--rounds 2]
+ *   make bench-export ARGS="--mib 256 --rounds 2"
  */
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
