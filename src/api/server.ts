@@ -43,7 +43,7 @@ import { CorralError } from '../core/errors.js';
 import { printable } from '../core/names.js';
 import { TARGET_HEADER } from '../core/target.js';
 import { SessionStore } from '../services/sessions.js';
-import { installSessionCuts, sessionCaller, sessionRoutes } from './sessions.js';
+import { daemonLogin, installSessionCuts, sessionCaller, sessionRoutes } from './sessions.js';
 import { webRoutes } from './web.js';
 
 export interface ApiOptions {
@@ -195,7 +195,7 @@ export async function buildApi(svc: Services, opts: ApiOptions = {}): Promise<Fa
   await app.register(tokenRoutes(svc));
   await app.register(auditRoutes(opts.audit));
   if (sessions && opts.token !== undefined) {
-    await app.register(sessionRoutes({ store: sessions, legacyToken: opts.token, tokens: () => svc.tokens }));
+    await app.register(sessionRoutes({ store: sessions, login: daemonLogin(opts.token, () => svc.tokens) }));
     await app.register(webRoutes(opts.webRoot));
   }
   await app.register(metricsRoute(async () => hostRegistry(await svc.metrics.samples(), svc.instances.pool())));

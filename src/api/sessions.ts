@@ -81,11 +81,24 @@ export function installSessionCuts(app: FastifyInstance, store: SessionStore): v
   });
 }
 
+/** Who a token logging in belongs to, and the check its session makes at each use (throws once it may not be used). */
+export type SessionLogin = (secret: string) => Promise<{ caller: Caller; check: () => void }>;
+
 export interface SessionRouteDeps {
   store: SessionStore;
-  /** the token file's token (an admin) */
-  legacyToken: string;
-  tokens: () => TokenService;
+  /** how a login's token is checked: a daemon's (daemonLogin) or a cluster controller's (controller-web.ts) */
+  login: SessionLogin;
+}
+
+/** A daemon's login: the token file's token (an admin) or a named token of its token service. */
+export function daemonLogin(legacyToken: string, tokens: () => TokenService): SessionLogin {
+  return async (secret) => {
+    if (sameSecret(secret, legacyToken)) return { caller: TOKEN_FILE_CALLER, check: () => undefined };
+    if (!secret.startsWith(TOKEN_PREFIX)) throw new CorralError('UNAUTHORIZED', 'the token is not valid: it is not the token file\'s, nor a token this daemon issued');
+    const hash = hashSecret(secret);
+    const t = tokens().authenticateHash(hash);
+    return { caller: { who: t.name, role: t.role }, check: () => void tokens().authenticateHash(hash) };
+  };
 }
 
 const noStore = { 'cache-control': 'no-store' };
@@ -105,17 +118,7 @@ export function sessionRoutes(d: SessionRouteDeps): FastifyPluginAsync {
       async (req, reply) => {
         // login CSRF: another site must not log a browser in under its own token
         refuseCrossSite(req);
-        const secret = req.body.token.trim();
-        let caller: Caller;
-        let check: () => void = () => undefined;
-        if (sameSecret(secret, d.legacyToken)) caller = TOKEN_FILE_CALLER;
-        else {
-          if (!secret.startsWith(TOKEN_PREFIX)) throw new CorralError('UNAUTHORIZED', 'the token is not valid: it is not the token file\'s, nor a token this daemon issued');
-          const hash = hashSecret(secret);
-          const t = d.tokens().authenticateHash(hash);
-          caller = { who: t.name, role: t.role };
-          check = () => void d.tokens().authenticateHash(hash);
-        }
+        const { caller, check } = await d.login(req.body.token.trim());
         const made = d.store.create(caller, check);
         req.caller = caller; // the audit line names who logged in
         return reply.headers({ ...noStore, 'set-cookie': sessionCookie(cookieName(req), made.id, made.maxAgeS) }).send(made.info);

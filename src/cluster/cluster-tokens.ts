@@ -90,7 +90,11 @@ export class ClusterTokens implements TokenApi {
    * nor expired. UNAUTHORIZED otherwise, as a daemon says it. The last use is written at most once a minute.
    */
   async authenticate(secret: string): Promise<Caller> {
-    const hash = hashSecret(secret);
+    return this.authenticateHash(hashSecret(secret));
+  }
+
+  /** authenticate, by the SHA-256 of the secret (what a web console session keeps of the token it was opened with). */
+  async authenticateHash(hash: string): Promise<Caller> {
     const r = await this.q<TokenDbRow & { controller: boolean }>(
       `SELECT true AS controller, name, 'admin' AS role, hash, created_at, NULL::timestamptz AS expires_at, NULL::timestamptz AS last_used_at,
          NULL::timestamptz AS revoked_at, now() AS db_now FROM api_tokens WHERE hash = $1

@@ -5,6 +5,7 @@
  *   state-changing or refused request is audited (controller-auth.ts).
  * - Agents show their client certificate from the cluster CA (mutual TLS): it must verify, name a host that is
  *   still in the cluster and be that host's very certificate (pinned by fingerprint); a removed host's is revoked.
+ * - A browser logs in to the web console with a token and is let in by its session cookie (controller-web.ts).
  * - Joining shows a join token instead (single use, expiring), and is the only other route open without a token,
  *   with the CA's certificate (which the joining agent checks against the hash its token carries).
  */
@@ -52,6 +53,8 @@ import { controllerPerHostRoutes, refuseTargetOnClusterRoutes } from './controll
 import type { ClusterEvents } from './cluster-events.js';
 import type { EventFeed } from './event-feed.js';
 import { controllerEventRoutes } from './controller-events.js';
+import { controllerWeb } from './controller-web.js';
+import type { SessionStore } from '../services/sessions.js';
 
 export interface ControllerApiDeps {
   store: ClusterStore;
@@ -74,6 +77,9 @@ export interface ControllerApiDeps {
   migrationLocks?: Pick<MigrationLocks, 'acquire'>;
   /** what hosts report that live migrations left (migration-recovery.ts); none: nothing is answered */
   migrationRecovery?: Pick<MigrationRecovery, 'leftovers'>;
+  /** the web console's sessions (a new store when not given) and built files (dist/web when not given) */
+  sessions?: SessionStore;
+  webRoot?: string;
 }
 
 const MAX_JOIN_TTL_S = 7 * 86_400;
@@ -129,9 +135,12 @@ export async function buildControllerApi(d: ControllerApiDeps): Promise<FastifyI
   installErrorReplies(app, noteFailure);
   await app.register(websocket, { options: { maxPayload: 1024 * 1024 }, preClose: closeWebsockets });
   // after the websocket plugin, whose onRequest hook marks upgrades (a refused one's socket is closed after its reply)
-  installControllerAuth(app, { tokens: d.tokens, audit: d.audit });
+  const web = controllerWeb({ tokens: d.tokens, ...(d.sessions ? { sessions: d.sessions } : {}), ...(d.webRoot !== undefined ? { webRoot: d.webRoot } : {}) });
+  installControllerAuth(app, { tokens: d.tokens, audit: d.audit, cookie: web.cookie });
   installRequestMetrics(app);
   refuseTargetOnClusterRoutes(app, isAgentRoute);
+  // the session cuts' hook after the auth's (which names the session), the console's routes after every hook
+  await web.install(app);
   const caHash = caSha256(d.ca.certPem);
   const typed = app.withTypeProvider<TypeBoxTypeProvider>();
 

@@ -8,6 +8,8 @@
  *   is checked by the route the agent would match (pathRule), body included (an SR-IOV NIC needs admin), since the
  *   agent itself takes the controller for an admin;
  *   a forwarded path that matches no route needs admin (fail closed);
+ * - a request without a bearer token may be let in by a web console session's cookie (controller-web.ts), with the
+ *   daemon's CSRF and origin checks; the console's page, files and login are open (anonymous in roles.ts);
  * - an agent's routes (join, heartbeat, the CA) are marked AGENT_ROUTE and check their callers themselves;
  * - every state-changing and every refused request is written to the cluster's audit table before it is answered.
  */
@@ -26,7 +28,12 @@ export const isAgentRoute = (req: FastifyRequest): boolean => (req.routeOptions.
 
 const NO_TOKEN = 'a valid bearer token is required: a controller\'s token file ($CORRAL_DATA_DIR/token on a controller host), or a token from `corral token create`';
 
-async function identify(tokens: ClusterTokens, req: FastifyRequest): Promise<Caller> {
+async function identify(tokens: ClusterTokens, req: FastifyRequest, cookie?: (req: FastifyRequest) => Caller | null): Promise<Caller> {
+  // a web console's session (controller-web.ts), only when the request shows no bearer token, as on a daemon
+  if (req.headers.authorization === undefined && cookie) {
+    const bySession = cookie(req);
+    if (bySession) return bySession;
+  }
   const m = /^Bearer (\S+)$/.exec(req.headers.authorization ?? '');
   if (!m) throw new CorralError('UNAUTHORIZED', NO_TOKEN);
   return tokens.authenticate(m[1]!);
@@ -42,8 +49,10 @@ const controllerRule: RuleOf = (req) => {
 };
 
 /** Install the hooks on a controller's API, before its routes. */
-export function installControllerAuth(app: FastifyInstance, d: { tokens: ClusterTokens; audit: AuditSink }): void {
+export function installControllerAuth(app: FastifyInstance, d: { tokens: ClusterTokens; audit: AuditSink; cookie?: (req: FastifyRequest) => Caller | null }): void {
   // the audit's onRequest hook (the client's address) before the check's, which may refuse
   installAudit(app, d.audit, 'tcp', { beforeReply: true });
-  installRoleChecks(app, (req) => (isAgentRoute(req) ? null : identify(d.tokens, req)), controllerRule);
+  // the web console's page, its files and its login need no caller (roles.ts `anyone`)
+  const open = (req: FastifyRequest): boolean => isAgentRoute(req) || controllerRule(req)?.rule.anonymous === true;
+  installRoleChecks(app, (req) => (open(req) ? null : identify(d.tokens, req, d.cookie)), controllerRule);
 }
