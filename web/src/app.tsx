@@ -8,7 +8,7 @@ import { ConfirmHost } from './components/confirm';
 import { NoticeHost } from './components/notice';
 import { Live, setLive } from './live';
 import { href, useRoute, type Route } from './router';
-import type { Host, Session } from './types';
+import { isClusterPool, type AnyPool, type ClusterPool, type Host, type Session } from './types';
 import { Login } from './pages/login';
 import { Overview } from './pages/overview';
 import { Instances } from './pages/instances';
@@ -42,6 +42,7 @@ function Page({ route }: { route: Route }) {
 export function App() {
   const [session, setSession] = useState<Session | null | undefined>(undefined);
   const [host, setHost] = useState<Host | null>(null);
+  const [cluster, setCluster] = useState<ClusterPool | null>(null);
   const route = useRoute();
 
   useEffect(() => {
@@ -58,7 +59,11 @@ export function App() {
   useEffect(() => {
     if (!feed) return undefined;
     feed.start();
-    get<Host>('/v1/host').then(setHost, () => undefined);
+    // a controller's pool names its hosts; it has no /v1/host of its own (that is each host's): ask only a daemon
+    get<AnyPool>('/v1/pool').then((p) => {
+      if (isClusterPool(p)) setCluster(p);
+      else get<Host>('/v1/host').then(setHost, () => undefined);
+    }, () => undefined);
     return () => feed.stop();
   }, [feed]);
 
@@ -69,7 +74,7 @@ export function App() {
     <div class="frame">
       <header class="top">
         <a class="brand" href={href.overview}>Corral</a>
-        <span class="host">{host ? `${host.hostname} · ${host.accelerator.toUpperCase()} · QEMU ${host.qemu.version}` : ''}</span>
+        <span class="host">{host ? `${host.hostname} · ${host.accelerator.toUpperCase()} · QEMU ${host.qemu.version}` : cluster ? `cluster · ${cluster.hosts.length} host${cluster.hosts.length === 1 ? '' : 's'}` : ''}</span>
         <span class="who" title={`role: ${session.role}`}>{session.who} ({session.role})</span>
         <button type="button" class="small" onClick={() => { void logout().finally(() => setSession(null)); }}>Log out</button>
       </header>

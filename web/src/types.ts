@@ -31,3 +31,28 @@ export type CreateVolume = Static<typeof CreateVolumeBody>;
 export type AttachDisk = Static<typeof AttachDiskBody>;
 export type AttachNic = Static<typeof AttachNicBody>;
 export type InstanceState = Instance['state'];
+
+/** One host in a cluster controller's GET /v1/pool (src/cluster/controller-instances.ts). */
+export interface PoolHost {
+  name: string;
+  state: string;
+  capacity: { cpus: number; memory: number };
+  allocated: { cpus: number; memory: number; instances: number };
+  free: { cpus: number; memory: number };
+}
+
+/** A cluster controller's GET /v1/pool: the sums over the hosts that are up (allocated: over all), and each host's. */
+export interface ClusterPool {
+  capacity: { cpus: number; memory: number };
+  allocated: { cpus: number; memory: number; instances: number };
+  free: { cpus: number; memory: number };
+  hosts: PoolHost[];
+}
+
+/** What GET /v1/pool answers: a daemon's pool, or a controller's with its hosts. */
+export type AnyPool = Pool | ClusterPool;
+
+export const isClusterPool = (p: AnyPool): p is ClusterPool => Array.isArray((p as ClusterPool).hosts);
+
+/** An instance as a controller lists it: with the host it is on. */
+export type ListedInstance = Instance & { host?: string };

@@ -47,6 +47,12 @@ function createField(field: string | undefined): string | undefined {
   return field.split('.')[0];
 }
 
+/** The first item of each name (a controller's union lists hold one per host). */
+function byName<T extends { name: string }>(items: T[]): T[] {
+  const seen = new Set<string>();
+  return items.filter((i) => !seen.has(i.name) && seen.add(i.name));
+}
+
 export function CreateInstance() {
   const [images, setImages] = useState<Image[]>([]);
   const [networks, setNetworks] = useState<Network[]>([]);
@@ -60,11 +66,12 @@ export function CreateInstance() {
   const [busy, setBusy] = useState(false);
 
   useEffect(() => {
+    // through a controller the lists are the union over its hosts (each item with its host): one option a name
     get<{ images: Image[] }>('/v1/images').then((r) => {
-      setImages(r.images);
+      setImages(byName(r.images));
       setT((x) => (x.image ? x : { ...x, image: r.images.find((i) => i.name === 'tiny')?.name ?? r.images[0]?.name ?? '' }));
     }, () => undefined);
-    get<{ networks: Network[] }>('/v1/networks').then((r) => setNetworks(r.networks), () => undefined);
+    get<{ networks: Network[] }>('/v1/networks').then((r) => setNetworks(byName(r.networks)), () => undefined);
     get<{ volumes: Volume[] }>('/v1/volumes').then((r) => setVolumes(r.volumes.filter((v) => v.attachedTo === null)), () => undefined);
   }, []);
 

@@ -1,5 +1,8 @@
 /**
- * The host at a glance: the pool's capacity, what instances hold of it and what is free, per resource, with the
+ * On a cluster controller (its pool names its hosts): the cluster's capacity, allocation and free resources, and
+ * each host's in a table (state, vCPUs and memory allocated of its capacity, instances); a controller has no
+ * /v1/host nor /v1/history (those are each host's), so their parts are left out.
+ * On a daemon, the host at a glance: the pool's capacity, what instances hold of it and what is free, per resource, with the
  * overcommit (what is allocated against the host's real CPUs and memory); the memory reclaimed from running guests;
  * instances by state; the latest events.
  */
@@ -10,7 +13,7 @@ import { Reclaimed } from '../components/reclaimed';
 import { percent, size, time } from '../format';
 import { useLive } from '../live';
 import { href } from '../router';
-import type { Host, Pool } from '../types';
+import { isClusterPool, type AnyPool, type ClusterPool, type Host } from '../types';
 
 function Meter({ label, used, total, text }: { label: string; used: number; total: number; text: string }) {
   const p = percent(used, total);
@@ -26,22 +29,27 @@ function Meter({ label, used, total, text }: { label: string; used: number; tota
 
 export function Overview() {
   const l = useLive();
-  const [pool, setPool] = useState<Pool | null>(null);
+  const [any, setPool] = useState<AnyPool | null>(null);
   const [host, setHost] = useState<Host | null>(null);
   const changes = l.stamp('instance') + l.stamp('cpus') + l.stamp('memory');
   useEffect(() => {
-    get<Pool>('/v1/pool').then(setPool, () => undefined);
+    get<AnyPool>('/v1/pool').then(setPool, () => undefined);
   }, [changes]);
+  const cluster = any && isClusterPool(any) ? any : null;
+  const pool = any && !isClusterPool(any) ? any : null;
+  const daemon = pool !== null;
   useEffect(() => {
-    get<Host>('/v1/host').then(setHost, () => undefined);
-  }, []);
+    if (daemon) get<Host>('/v1/host').then(setHost, () => undefined);
+  }, [daemon]);
   const states = new Map<string, number>();
   for (const i of l.instances.values()) states.set(i.state, (states.get(i.state) ?? 0) + 1);
   const recent = l.events.slice(-12).reverse();
   return (
     <section aria-labelledby="overview-title">
       <h1 id="overview-title">Overview</h1>
+      {cluster && <ClusterCards pool={cluster} />}
       <div class="cards">
+        {!cluster && <>
         <div class="card">
           <h2>vCPUs</h2>
           {pool ? (
@@ -70,6 +78,7 @@ export function Overview() {
           ) : <p>…</p>}
         </div>
         <Reclaimed />
+        </>}
         <div class="card">
           <h2>Instances</h2>
           <p class="big">{l.instances.size}</p>
@@ -81,6 +90,43 @@ export function Overview() {
       <EventTable events={recent} />
       <p><a href={href.events}>All events</a></p>
     </section>
+  );
+}
+
+/** A controller's pool: the cluster's sums, then each host's capacity and allocation. */
+function ClusterCards({ pool }: { pool: ClusterPool }) {
+  const hosts = [...pool.hosts].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  return (
+    <>
+      <div class="cards">
+        <div class="card">
+          <h2>vCPUs</h2>
+          <Meter label="allocated of the cluster's capacity" used={pool.allocated.cpus} total={pool.capacity.cpus} text={`${pool.allocated.cpus} / ${pool.capacity.cpus}`} />
+          <dl><dt>free</dt><dd>{pool.free.cpus}</dd></dl>
+        </div>
+        <div class="card">
+          <h2>Memory</h2>
+          <Meter label="allocated of the cluster's capacity" used={pool.allocated.memory} total={pool.capacity.memory} text={`${size(pool.allocated.memory)} / ${size(pool.capacity.memory)}`} />
+          <dl><dt>free</dt><dd>{size(pool.free.memory)}</dd></dl>
+        </div>
+      </div>
+      <p class="help">Capacity and free: the hosts that are up; allocated: every host.</p>
+      <h2>Hosts</h2>
+      <table class="grid hosts" aria-label="hosts">
+        <thead><tr><th>host</th><th>state</th><th>vCPUs allocated</th><th>memory allocated</th><th>instances</th></tr></thead>
+        <tbody>
+          {hosts.map((h) => (
+            <tr key={h.name} data-host={h.name}>
+              <td>{h.name}</td>
+              <td><span class={`state ${h.state}`}>{h.state}</span></td>
+              <td><Meter label={`vCPUs of ${h.name}`} used={h.allocated.cpus} total={h.capacity.cpus} text={`${h.allocated.cpus} / ${h.capacity.cpus}`} /></td>
+              <td><Meter label={`memory of ${h.name}`} used={h.allocated.memory} total={h.capacity.memory} text={`${size(h.allocated.memory)} / ${size(h.capacity.memory)}`} /></td>
+              <td>{h.allocated.instances}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </>
   );
 }
 
