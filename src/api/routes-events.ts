@@ -29,7 +29,7 @@ const unstored = (type: string, data: Record<string, unknown>): string =>
 export interface EventSource {
   since(id: number, limit: number): StoredEvent[] | Promise<StoredEvent[]>;
   /** the newest `limit` stored events, oldest first (`?last=N`); a source without it refuses that */
-  latest?(limit: number): StoredEvent[];
+  latest?(limit: number): StoredEvent[] | Promise<StoredEvent[]>;
   subscribe(fn: (ev: StoredEvent) => void): () => void;
 }
 

@@ -93,6 +93,12 @@ export class ClusterEvents {
     return r.rows.map(eventOf);
   }
 
+  /** The newest `limit` events, oldest first (`GET /v1/events?last=N`: the web console's feed starts so). */
+  async latest(limit: number): Promise<StoredEvent[]> {
+    const r = await this.q<EventDbRow>(`SELECT * FROM (SELECT ${COLUMNS} FROM events ORDER BY id DESC LIMIT $1) e ORDER BY id`, [limit]);
+    return r.rows.map(eventOf);
+  }
+
   /** These events (those still kept), by id. */
   async byIds(ids: readonly number[]): Promise<StoredEvent[]> {
     if (ids.length === 0) return [];

@@ -56,6 +56,10 @@ export class EventFeed implements EventSource {
     return this.events.since(id, limit);
   }
 
+  latest(limit: number): Promise<StoredEvent[]> {
+    return this.events.latest(limit);
+  }
+
   private async connect(): Promise<void> {
     if (this.stopped) return;
     let c: pg.PoolClient;

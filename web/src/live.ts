@@ -183,8 +183,10 @@ export class Live {
   async readAll(): Promise<void> {
     try {
       const { instances } = await get<{ instances: Instance[] }>('/v1/instances');
+      const before = new Map(this.instances);
       this.instances.clear();
-      for (const i of instances) this.instances.set(i.name, i);
+      // a controller lists summaries (no spec, no disk...): what an instance's own read gave is kept under them
+      for (const i of instances) this.instances.set(i.name, { ...before.get(i.name), ...i });
       this.loaded = true;
       this.error = null;
     } catch (e) {

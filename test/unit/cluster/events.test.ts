@@ -126,7 +126,7 @@ test('a fence command\'s success fences a host only while its lease is expired; 
   assert.deepEqual(placed.data, { host: 'f1', cpus: 1, memory: GiB, ha: true, reason: 'pinned to host f1' });
 });
 
-test('the replay is after an id, oldest first; a host\'s events are its newest; pruning keeps the newest and none too old', async () => {
+test('the replay is after an id, oldest first; the newest N are the last N; a host\'s events are its newest; pruning keeps the newest and none too old', async () => {
   const from = await lastId();
   for (let i = 0; i < 5; i++) await events.record({ type: 'test.tick', host: 'p1', data: { i } });
   await events.record({ type: 'test.other', host: 'p2' });
@@ -134,6 +134,8 @@ test('the replay is after an id, oldest first; a host\'s events are its newest; 
   assert.deepEqual(all.map((e) => e.data.i ?? e.type), [0, 1, 2, 3, 4, 'test.other']);
   assert.deepEqual((await events.since(all[2]!.id, 2)).map((e) => e.data.i), [3, 4]);
   assert.deepEqual((await events.ofHost('p1', 2)).map((e) => e.data.i), [3, 4]);
+  // ?last=N (the web console's feed): the cluster's newest, oldest first
+  assert.deepEqual((await events.latest(3)).map((e) => e.data.i ?? e.type), [3, 4, 'test.other']);
   assert.ok(all.every((e) => /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/.test(e.time)));
 
   await db.pool.query(`UPDATE events SET at = now() - interval '31 days' WHERE id = $1`, [all[0]!.id]);

@@ -25,11 +25,12 @@ export function InstancePage({ name }: { name: string }) {
   useEffect(() => {
     get<{ devices: Device[] }>(`/v1/instances/${enc(name)}/devices`).then((r) => setDevices(r.devices), () => setDevices(null));
   }, [name, inst?.updatedAt]);
-  if (!inst) {
+  // a controller's list holds summaries: the page waits for the instance's own read (l.reread) to have it whole
+  if (!inst || inst.spec === undefined) {
     return (
       <section>
         <h1>{name}</h1>
-        <p>{l.loaded ? 'No such instance (it may have been deleted).' : 'Loading…'}</p>
+        <p>{l.loaded && !inst ? 'No such instance (it may have been deleted).' : 'Loading…'}</p>
         <p><a href={href.instances}>All instances</a></p>
       </section>
     );

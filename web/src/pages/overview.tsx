@@ -77,7 +77,7 @@ export function Overview() {
             </>
           ) : <p>…</p>}
         </div>
-        <Reclaimed />
+        {pool && <Reclaimed />}
         </>}
         <div class="card">
           <h2>Instances</h2>

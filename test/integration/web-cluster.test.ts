@@ -1,0 +1,154 @@
+/**
+ * The web console served by a cluster controller, in a real browser (Debian's Chromium, playwright-core): a
+ * controller on PostgreSQL with two real agents. A cluster token made through the controller logs in (the cookie
+ * HttpOnly, Secure, SameSite=Strict); the overview shows each host's capacity and allocation from the controller's
+ * pool; a tiny VM made through the form is placed by the controller, boots on its host, and the page's serial
+ * console (through the controller's relay) shows `corral-tiny ready`; the list shows its HOST; it is stopped and
+ * deleted from the page. The page asks nothing a controller lacks (/v1/host, /v1/history) and logs no error.
+ * Screenshots go to $CORRAL_ARTIFACTS (default /tmp/corral-web-artifacts), named cluster-*.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
+import type { BrowserContext, Page } from 'playwright-core';
+import { Daemon, newDataDir, waitFor } from './harness.js';
+import { Controller, freePort, initCluster } from './cluster-harness.js';
+import { logIn, openBrowser, WEB_SKIP, type WebBrowser } from './web-browser.js';
+import type { TestPostgres } from '../unit/postgres.js';
+
+const skip = WEB_SKIP;
+const BOOT_MS = 180_000;
+let pg: TestPostgres;
+let shared: string | undefined;
+let ctl: Controller;
+const agents: Record<string, Daemon> = {};
+let web: WebBrowser;
+let context: BrowserContext;
+let page: Page;
+let origin: string;
+/** every path the page asked the controller for, and every error the page logged */
+const asked: string[] = [];
+const problems: string[] = [];
+/** every request the controller refused: "METHOD PATH STATUS" */
+const refusals: string[] = [];
+
+before(async () => {
+  if (skip) return;
+  ({ pg, shared } = await initCluster());
+  ctl = new Controller(pg.url, await freePort());
+  await ctl.start();
+  origin = ctl.url;
+  await Promise.all(['a1', 'a2'].map(async (name) => {
+    const token = (await ctl.json(['cluster', 'join-token'])).token as string;
+    const a = new Daemon(newDataDir(), ['--join', ctl.url, '--token', token, '--name', name, '--listen', `127.0.0.1:${await freePort()}`], { CORRAL_HEARTBEAT_MS: '500' }, { command: 'agent' });
+    agents[name] = a;
+    await a.start();
+  }));
+  await waitFor(async () => {
+    const hosts = await ctl.json(['host', 'list']);
+    return hosts.length === 2 && hosts.every((h: any) => h.state === 'up' && h.capacity?.cpus > 0);
+  }, 60_000, 'both hosts up with their capacity');
+  web = await openBrowser(origin);
+  ({ context, page } = web);
+  page.on('request', (r) => { if (r.url().startsWith(origin)) asked.push(new URL(r.url()).pathname); });
+  page.on('response', (r) => { if (r.status() >= 400 && r.url().startsWith(origin)) refusals.push(`${r.request().method()} ${new URL(r.url()).pathname} ${r.status()}`); });
+  // a refused request is logged too ("Failed to load resource"): the refusals say which
+  page.on('console', (m) => { if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) problems.push(m.text()); });
+  page.on('pageerror', (e) => problems.push(String(e)));
+});
+
+after(async () => {
+  await web?.browser.close();
+  for (const a of Object.values(agents)) await a.destroy();
+  await ctl?.destroy();
+  await pg?.stop();
+  if (shared) rmSync(shared, { recursive: true, force: true });
+});
+
+const shot = (name: string): Promise<Buffer> => web.shot(`cluster-${name}`);
+const terminalText = (): Promise<string> => page.locator('.xterm-rows').innerText();
+
+test('a cluster token logs in to the controller\'s console; the overview shows each host\'s capacity and allocation', { skip, timeout: 120_000 }, async () => {
+  const made = await ctl.json(['token', 'create', 'web-operator', '--role', 'operator']);
+  await page.goto(`${origin}/`);
+  await page.getByLabel('API token').fill(`corral_${'x'.repeat(43)}`);
+  await page.getByRole('button', { name: 'Log in' }).click();
+  await page.getByRole('alert').filter({ hasText: 'UNAUTHORIZED' }).waitFor();
+  assert.equal((await context.cookies(origin)).length, 0, 'no cookie for a wrong token');
+  await logIn(page, origin, made.token);
+  const [c] = await context.cookies(origin);
+  assert.ok(c);
+  assert.deepEqual([c.name, c.httpOnly, c.secure, c.sameSite], [`__Host-corral-session-${ctl.port}`, true, true, 'Strict']);
+  await page.getByText('web-operator (operator)').waitFor();
+  await page.getByText('cluster · 2 hosts').waitFor();
+
+  const hosts = await ctl.json(['host', 'list']);
+  const table = page.getByRole('table', { name: 'hosts' });
+  for (const h of hosts) {
+    const row = table.locator(`tr[data-host="${h.name}"]`);
+    await row.waitFor();
+    assert.match(await row.innerText(), /\bup\b/);
+    // what the host reported in its heartbeat, as the controller's pool has it: nothing allocated yet
+    const cpus = row.getByRole('meter', { name: `vCPUs of ${h.name}` });
+    assert.equal(await cpus.getAttribute('aria-valuemax'), String(h.capacity.cpus));
+    assert.equal(await cpus.getAttribute('aria-valuenow'), '0');
+    assert.equal(await row.getByRole('meter', { name: `memory of ${h.name}` }).getAttribute('aria-valuemax'), String(h.capacity.memory));
+  }
+  await shot('overview');
+});
+
+test('a tiny VM made through the form is placed by the controller; its serial console through the relay shows corral-tiny ready', { skip, timeout: BOOT_MS + 120_000 }, async () => {
+  await page.goto(`${origin}/#/instances/new`);
+  await page.getByLabel('name', { exact: true }).fill('webc1');
+  await page.getByLabel('memory', { exact: true }).fill('128M');
+  // the image list is the union over the hosts: tiny once
+  const tiny = page.getByLabel('image', { exact: true }).locator('option', { hasText: /^tiny / });
+  await tiny.first().waitFor({ state: 'attached' });
+  assert.equal(await tiny.count(), 1);
+  await page.getByRole('button', { name: 'Create' }).click();
+  await page.waitForURL(`${origin}/#/instances/webc1`);
+  const placed = await ctl.json(['show', 'webc1']);
+  assert.ok(placed.host === 'a1' || placed.host === 'a2', JSON.stringify(placed));
+  await page.getByText('attached: what you type goes to the guest').waitFor({ timeout: BOOT_MS });
+  await waitFor(async () => (await terminalText()).includes('corral-tiny ready'), BOOT_MS, 'corral-tiny ready in the page\'s console', () => '');
+  // the guest really runs on the host the controller chose: that agent's own console log says so
+  await agents[placed.host]!.waitConsole('webc1', /corral-tiny ready/, 30_000);
+  await shot('instance');
+
+  // the overview counts it on its host
+  await page.goto(`${origin}/#/`);
+  const meter = page.getByRole('table', { name: 'hosts' }).locator(`tr[data-host="${placed.host}"]`).getByRole('meter', { name: `vCPUs of ${placed.host}` });
+  await waitFor(async () => (await meter.getAttribute('aria-valuenow')) === String(placed.cpus), 30_000, 'the host\'s vCPUs to count the instance');
+  await shot('overview-allocated');
+});
+
+test('the list shows the instance\'s host; it is stopped and deleted from the page', { skip, timeout: 180_000 }, async () => {
+  const { host } = await ctl.json(['show', 'webc1']);
+  await page.goto(`${origin}/#/instances`);
+  const row = page.locator('[data-instance="webc1"]');
+  await row.locator('.state', { hasText: 'running' }).waitFor();
+  await page.getByRole('columnheader', { name: 'host' }).waitFor();
+  assert.equal(await row.locator('.host-cell').innerText(), host);
+  await shot('instances');
+  await page.getByRole('button', { name: 'stop webc1' }).click();
+  const dialog = page.getByRole('dialog');
+  await dialog.getByRole('button', { name: 'Stop' }).click();
+  await row.locator('.state', { hasText: 'stopped' }).waitFor({ timeout: 120_000 });
+  assert.equal((await ctl.json(['show', 'webc1'])).state, 'stopped');
+  await page.getByRole('button', { name: 'delete webc1' }).click();
+  await dialog.getByRole('button', { name: 'Delete' }).click();
+  await row.waitFor({ state: 'detached' });
+  const gone = await ctl.cli(['show', 'webc1', '--json']);
+  assert.equal(gone.code, 1);
+  assert.match(gone.stderr, /INSTANCE_NOT_FOUND/);
+  assert.equal((await agents[host]!.api('GET', '/v1/instances/webc1')).status, 404, 'gone from its host too');
+});
+
+test('the page asked nothing the controller lacks, and logged no error', { skip }, () => {
+  assert.deepEqual(asked.filter((p) => p === '/v1/host' || p === '/v1/history'), []);
+  assert.ok(asked.includes('/v1/pool') && asked.includes('/v1/events'), asked.join(' '));
+  // only the session's check before each login, and the wrong token's login
+  assert.deepEqual(refusals, ['GET /v1/session 401', 'POST /v1/session 401', 'GET /v1/session 401']);
+  assert.deepEqual(problems, []);
+  assert.deepEqual(web.outside, []);
+});
