@@ -113,6 +113,12 @@ test('a tiny VM made through the form is placed by the controller; its serial co
   await waitFor(async () => (await terminalText()).includes('corral-tiny ready'), BOOT_MS, 'corral-tiny ready in the page\'s console', () => '');
   // the guest really runs on the host the controller chose: that agent's own console log says so
   await agents[placed.host]!.waitConsole('webc1', /corral-tiny ready/, 30_000);
+  assert.equal(await page.getByTestId('host').innerText(), placed.host);
+  // the charts, the memory map and the vCPU threads read through the controller's forwarding (every refusal fails
+  // the last test), and draw what the agent answered
+  await waitFor(() => ['history', 'memory', 'cpu'].every((x) => asked.includes(`/v1/instances/webc1/${x}`)), 60_000, 'the instance\'s history, memory and vCPUs read', () => asked.join(' '));
+  await page.locator('table.vcpus tr[data-vcpu="0"]').waitFor({ timeout: 60_000 });
+  await page.locator('figure[data-chart]').first().waitFor({ timeout: 60_000 });
   await shot('instance');
 
   // the overview counts it on its host

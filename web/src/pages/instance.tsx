@@ -11,7 +11,7 @@ import { GraphicalConsole } from '../components/vnc';
 import { duration, size, time } from '../format';
 import { useLive } from '../live';
 import { href, navigate } from '../router';
-import type { Device } from '../types';
+import type { Device, ListedInstance } from '../types';
 import type { SerialConsole } from '../term';
 
 export function InstancePage({ name }: { name: string }) {
@@ -52,6 +52,7 @@ export function InstancePage({ name }: { name: string }) {
         <div class="pane side-pane">
           <h2>Instance</h2>
           <dl>
+            {(inst as ListedInstance).host !== undefined && <><dt>host</dt><dd data-testid="host">{(inst as ListedInstance).host}</dd></>}
             <dt>vCPUs</dt><dd>{inst.cpus}</dd>
             <dt>memory</dt><dd>{size(inst.memory)}{inst.rss !== null ? ` (${size(inst.rss)} resident)` : ''}</dd>
             <dt>image</dt><dd>{inst.image}</dd>
