@@ -6,59 +6,36 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash } from 'node:crypto';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
-import { ClusterEvents } from '../../../src/cluster/cluster-events.js';
-import { EventFeed } from '../../../src/cluster/event-feed.js';
-import { ClusterAudit } from '../../../src/cluster/cluster-audit.js';
-import { ClusterInstances } from '../../../src/cluster/cluster-instances.js';
-import { ClusterStore } from '../../../src/cluster/cluster-store.js';
-import { ClusterTokens } from '../../../src/cluster/cluster-tokens.js';
-import { buildControllerApi } from '../../../src/cluster/controller-api.js';
-import { ensureControllerPair } from '../../../src/cluster/controller-tls.js';
-import { openClusterDb, type ClusterDb } from '../../../src/cluster/db.js';
-import { makeClusterCa } from '../../../src/cluster/pki.js';
-import { startPostgres, type TestPostgres } from '../postgres.js';
+import type { ClusterTokens } from '../../../src/cluster/cluster-tokens.js';
+import type { ClusterDb } from '../../../src/cluster/db.js';
+import { startTestController, type TestController } from './controller-app.js';
 
 const TOKEN_FILE = 'd'.repeat(64);
 const HOST = 'controller.example:7443';
 const OWN = `https://${HOST}`;
-const quiet = { info: () => undefined, warn: () => undefined };
 
-let server: TestPostgres;
+let ctl: TestController;
 let db: ClusterDb;
-let dir: string;
 let app: FastifyInstance;
 let tokens: ClusterTokens;
 
 before(async () => {
-  server = await startPostgres();
-  db = await openClusterDb(server.url);
-  const store = new ClusterStore(db.pool);
-  const ca = await makeClusterCa();
-  await store.initCa(ca);
-  await store.registerApiToken('controller test', createHash('sha256').update(TOKEN_FILE).digest('hex'));
-  dir = mkdtempSync(join(tmpdir(), 'corral-ctl-web-'));
-  const root = join(dir, 'web');
-  mkdirSync(join(root, 'assets'), { recursive: true });
-  writeFileSync(join(root, 'index.html'), '<!doctype html><title>Corral</title>');
-  writeFileSync(join(root, 'assets', 'app-abc123.js'), 'console.log(1)');
-  tokens = new ClusterTokens(db.pool);
-  const events = new ClusterEvents(db.pool);
-  app = await buildControllerApi({
-    store, instances: new ClusterInstances(db.pool, { unreachableAfterMs: 15_000, policy: 'spread' }), tokens, audit: new ClusterAudit(db.pool),
-    events, feed: new EventFeed(db.pool, events, quiet),
-    ca, tls: await ensureControllerPair(dir, ca, '127.0.0.1'), ha: { leaseMs: 15_000, watchdogMs: 10_000 }, log: quiet, webRoot: root,
+  ctl = await startTestController(TOKEN_FILE, {
+    webRoot: (dir) => {
+      const root = join(dir, 'web');
+      mkdirSync(join(root, 'assets'), { recursive: true });
+      writeFileSync(join(root, 'index.html'), '<!doctype html><title>Corral</title>');
+      writeFileSync(join(root, 'assets', 'app-abc123.js'), 'console.log(1)');
+      return root;
+    },
   });
+  ({ app, db, tokens } = ctl);
 });
 after(async () => {
-  await app?.close();
-  await db?.close();
-  await server?.stop();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  await ctl?.close();
 });
 
 type Method = 'GET' | 'POST' | 'DELETE' | 'PATCH';
