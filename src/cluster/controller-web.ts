@@ -7,7 +7,8 @@
  * need a load balancer that keeps a browser on one of them (by source address or cookie); a controller's restart
  * logs its browsers out. A session keeps the SHA-256 of its token and asks PostgreSQL again at each use, in the
  * background (a session's check must answer at once): a revoked or expired token's sessions are refused from the
- * use after the one that found it out, and ended by the store's sweep (every 30 s) with what they hold open.
+ * use after the one that found it out, and ended with what they hold open by the store's sweeps (every 30 s: one
+ * asks, the next ends it, so within a minute).
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { CorralError } from '../core/errors.js';

@@ -4,7 +4,8 @@
  * HttpOnly, Secure, SameSite=Strict); the overview shows each host's capacity and allocation from the controller's
  * pool; a tiny VM made through the form is placed by the controller, boots on its host, and the page's serial
  * console (through the controller's relay) shows `corral-tiny ready`; the list shows its HOST; it is stopped and
- * deleted from the page. The page asks nothing a controller lacks (/v1/host, /v1/history) and logs no error.
+ * deleted from the page. The console's relay takes the cookie from the controller's own origin only. The page asks
+ * nothing a controller lacks (/v1/host, /v1/history) and logs no error.
  * Screenshots go to $CORRAL_ARTIFACTS (default /tmp/corral-web-artifacts), named cluster-*.
  */
 import { after, before, test } from 'node:test';
@@ -13,7 +14,8 @@ import { rmSync } from 'node:fs';
 import type { BrowserContext, Page } from 'playwright-core';
 import { Daemon, newDataDir, waitFor } from './harness.js';
 import { Controller, freePort, initCluster } from './cluster-harness.js';
-import { logIn, openBrowser, WEB_SKIP, type WebBrowser } from './web-browser.js';
+import WebSocket from 'ws';
+import { logIn, openBrowser, sessionCookie, WEB_SKIP, type WebBrowser } from './web-browser.js';
 import type { TestPostgres } from '../unit/postgres.js';
 
 const skip = WEB_SKIP;
@@ -66,6 +68,15 @@ after(async () => {
 });
 
 const shot = (name: string): Promise<Buffer> => web.shot(`cluster-${name}`);
+/** What the controller answers a console websocket for webc1 with these headers: 101 when it opens. */
+function consoleAttempt(headers: Record<string, string>): Promise<number> {
+  return new Promise((resolve) => {
+    const s = new WebSocket(`${origin.replace('https:', 'wss:')}/v1/instances/webc1/console`, { headers, rejectUnauthorized: false });
+    s.on('unexpected-response', (_q, res) => resolve(res.statusCode ?? 0));
+    s.on('open', () => { s.close(); resolve(101); });
+    s.on('error', () => resolve(-1));
+  });
+}
 const terminalText = (): Promise<string> => page.locator('.xterm-rows').innerText();
 
 test('a cluster token logs in to the controller\'s console; the overview shows each host\'s capacity and allocation', { skip, timeout: 120_000 }, async () => {
@@ -114,6 +125,11 @@ test('a tiny VM made through the form is placed by the controller; its serial co
   // the guest really runs on the host the controller chose: that agent's own console log says so
   await agents[placed.host]!.waitConsole('webc1', /corral-tiny ready/, 30_000);
   assert.equal(await page.getByTestId('host').innerText(), placed.host);
+  // the relay takes the cookie only from the controller's own origin (the page's own console is attached through
+  // it): another site's page with the cookie is refused, and so is a websocket without credentials
+  const cookie = await sessionCookie(context, origin);
+  assert.equal(await consoleAttempt({ cookie, origin: 'https://evil.example' }), 403);
+  assert.equal(await consoleAttempt({}), 401);
   // the charts, the memory map and the vCPU threads read through the controller's forwarding (every refusal fails
   // the last test), and draw what the agent answered
   await waitFor(() => ['history', 'memory', 'cpu'].every((x) => asked.includes(`/v1/instances/webc1/${x}`)), 60_000, 'the instance\'s history, memory and vCPUs read', () => asked.join(' '));
