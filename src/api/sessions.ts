@@ -1,5 +1,6 @@
 /**
- * The web console's login on the TCP API: `POST /v1/session {token}` checks an API token and sets a session cookie
+ * The web console's login on the TCP API (a daemon's, and a cluster controller's with the cluster's tokens:
+ * src/cluster/controller-web.ts): `POST /v1/session {token}` checks an API token and sets a session cookie
  * (HttpOnly, Secure, SameSite=Strict, Path=/; the id of a session in the daemon's memory, src/services/sessions.ts),
  * `GET /v1/session` says who the caller is and gives the session's CSRF token, `DELETE /v1/session` logs out. The
  * auth hook (installAuth's `cookie`) takes the cookie as the caller when a request shows no bearer token, and
