@@ -1,8 +1,10 @@
 /**
- * An upload's bytes (a request body, streamed) into a file: counted as they come, never past the length the client
- * declared nor past the daemon's cap (TOO_LARGE before the chunk that would pass it is written), and short of the
- * declared length (the client went away) a failure. The caller removes the file when this throws.
+ * An upload's bytes (a request body, streamed: an image's file from a browser or the CLI, a base image's file from a
+ * migration's source) into a file: counted and hashed as they come, never past the length the client declared nor
+ * past the cap (TOO_LARGE before the chunk that would pass it is written), and short of the declared length (the
+ * client went away) a failure. The caller removes the file when this throws.
  */
+import { createHash } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { once } from 'node:events';
 import type { Readable } from 'node:stream';
@@ -31,10 +33,11 @@ export function receiveProgress(total: number | null, progress: Progress, messag
   };
 }
 
-/** Write `body` to `file` (made new, 0600): exactly `length` bytes, at most `max`; returns the bytes written. */
-export async function receiveToFile(body: Readable, file: string, o: { length: number; max: number; what: string; onBytes?: (taken: number) => void }): Promise<number> {
+/** Write `body` to `file` (made new, `mode` 0600 unless given): exactly `length` bytes, at most `max`; their size and sha256. */
+export async function receiveToFile(body: Readable, file: string, o: { length: number; max: number; what: string; mode?: number; onBytes?: (taken: number) => void }): Promise<{ size: number; sha256: string }> {
   const limit = Math.min(o.length, o.max);
-  const out = createWriteStream(file, { flags: 'wx', mode: 0o600 });
+  const h = createHash('sha256');
+  const out = createWriteStream(file, { flags: 'wx', mode: o.mode ?? 0o600 });
   let taken = 0;
   try {
     for await (const chunk of body) {
@@ -44,6 +47,7 @@ export async function receiveToFile(body: Readable, file: string, o: { length: n
         throw new CorralError('INVALID_SPEC', `body: ${o.what} sent more than the ${o.length} bytes its Content-Length said`, { field: 'body' });
       }
       taken += c.length;
+      h.update(c);
       if (!out.write(c)) await once(out, 'drain');
       o.onBytes?.(taken);
     }
@@ -55,5 +59,5 @@ export async function receiveToFile(body: Readable, file: string, o: { length: n
     if (!out.closed) await once(out, 'close');
   }
   if (taken < o.length) throw new CorralError('INVALID_SPEC', `body: ${o.what} ended after ${taken} of ${o.length} bytes (the client went away?)`, { field: 'body', received: taken });
-  return taken;
+  return { size: taken, sha256: h.digest('hex') };
 }
