@@ -17,7 +17,7 @@ import type { CopyService } from '../services/copies.js';
 import type { ExportService } from '../services/export.js';
 import type { ArchiveImporter } from '../services/import-archive.js';
 import { ErrorBody, NameParams, errors } from './schemas-common.js';
-import { streamJob } from './routes-images.js';
+import { streamJob } from './job-stream.js';
 import type { Services } from './services.js';
 import { acceptStreamedBody, declaredLength, streamedBody, streamUploadJob } from './upload-body.js';
 

@@ -4,19 +4,16 @@
  * (application/x-ndjson): {"type":"progress",...} lines, then {"type":"result","image":...} or
  * {"type":"error","error":{...}}. Input is checked before the stream starts, so bad input is a plain 400.
  */
-import type { FastifyInstance, FastifyPluginAsync, FastifyReply } from 'fastify';
+import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { PassThrough } from 'node:stream';
 import { Type } from '@sinclair/typebox';
 import { existsSync, statSync } from 'node:fs';
-import { CorralError, isCorralError } from '../core/errors.js';
+import { CorralError } from '../core/errors.js';
 import { validateName } from '../core/spec.js';
-import type { Progress } from '../storage/images.js';
-import { Deleted, errors, NameParams } from './schemas-common.js';
+import { Deleted, E, errors, NameParams } from './schemas-common.js';
 import { BuildTinyBody, Image, ImageJobLine, ImageList, ImgFormat, ImportImageBody } from './schemas-storage.js';
-import { E } from './schemas-common.js';
 import type { Services } from './services.js';
-import { noteFailure } from './audit.js';
+import { streamJob } from './job-stream.js';
 import { acceptStreamedBody, declaredLength, streamedBody, streamUploadJob } from './upload-body.js';
 
 /** A job's reply: a stream of JSON lines, each an ImageJobLine. */
@@ -24,24 +21,6 @@ const jobStream = {
   description: 'JSON lines: progress lines, then one result (the image) or one error',
   content: { 'application/x-ndjson': { schema: ImageJobLine } },
 };
-
-/** A job's reply as JSON lines: its progress, then `{"type":"result","<key>":...}` or its error. */
-export function streamJob<T>(reply: FastifyReply, job: (progress: Progress) => Promise<T>, key = 'image'): FastifyReply {
-  const out = new PassThrough();
-  const line = (o: unknown): void => {
-    out.write(`${JSON.stringify(o)}\n`);
-  };
-  void reply.type('application/x-ndjson').send(out);
-  job((ev) => line({ type: 'progress', ...ev }))
-    .then((result) => line({ type: 'result', [key]: result }))
-    .catch((e: unknown) => {
-      const err = isCorralError(e) ? e : new CorralError('INTERNAL', (e as Error).message);
-      noteFailure(reply.request, err.code); // the reply said 200 before the job failed: the audit log says how it ended
-      line({ type: 'error', ...err.toJSON() });
-    })
-    .finally(() => out.end());
-  return reply;
-}
 
 export function imageRoutes(svc: Services): FastifyPluginAsync {
   return async (base: FastifyInstance) => {

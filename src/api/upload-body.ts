@@ -7,7 +7,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Readable } from 'node:stream';
 import { CorralError } from '../core/errors.js';
 import type { Progress } from '../storage/images.js';
-import { streamJob } from './routes-images.js';
+import { streamJob } from './job-stream.js';
 
 /** Bodies of this content type reach their route as the request's stream. */
 export function acceptStreamedBody(app: FastifyInstance, contentType: string): void {

@@ -126,5 +126,6 @@ test('resize through the instance page: stopped, its next start\'s vCPUs and mem
   await page.getByRole('form', { name: `resize ${VM}` }).waitFor({ state: 'detached', timeout: 60_000 });
   await waitFor(async () => vcpuThreads().length === 2, 30_000, 'a second vCPU thread in QEMU', () => vcpuThreads().join(', '));
   assert.equal((await d.ok('GET', `/v1/instances/${VM}/cpu`)).cpus, 2);
+  await page.locator('dt:text-is("vCPUs") + dd').getByText('2', { exact: true }).waitFor({ timeout: 30_000 });
   await web.shot('instance-resized-live');
 });
