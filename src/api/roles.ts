@@ -132,6 +132,7 @@ export const ROUTE_ROLES: Readonly<Record<string, RouteRule>> = {
   'GET /v1/images': viewer,
   'GET /v1/images/:name': viewer,
   'POST /v1/images': admin,
+  'POST /v1/images/:name/upload': admin,
   'POST /v1/images/build-tiny': admin,
   'DELETE /v1/images/:name': admin,
 

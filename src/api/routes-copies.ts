@@ -11,15 +11,15 @@
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import type { Readable } from 'node:stream';
 import { CorralError } from '../core/errors.js';
 import { validateName } from '../core/names.js';
 import type { CopyService } from '../services/copies.js';
 import type { ExportService } from '../services/export.js';
 import type { ArchiveImporter } from '../services/import-archive.js';
 import { ErrorBody, NameParams, errors } from './schemas-common.js';
-import { streamJob } from './routes-images.js';
+import { streamJob } from './job-stream.js';
 import type { Services } from './services.js';
+import { acceptStreamedBody, declaredLength, streamedBody, streamUploadJob } from './upload-body.js';
 
 const tags = ['instances'];
 const JobLine = Type.Union([
@@ -41,7 +41,7 @@ export function copyRoutes(svc: Services): FastifyPluginAsync {
     const exports = (): ExportService => need(svc.exports);
     const importer = (): ArchiveImporter => need(svc.archiveImport);
     // an archive comes as it is: the body is the request's stream, never buffered (no body limit applies)
-    app.addContentTypeParser('application/x-tar', (_req, payload, done) => done(null, payload));
+    acceptStreamedBody(app, 'application/x-tar');
 
     app.post('/v1/instances/:name/copy', {
       schema: {
@@ -100,22 +100,14 @@ export function copyRoutes(svc: Services): FastifyPluginAsync {
         response: { 200: jobStream('the new instance'), ...errors },
       },
     }, async (req, reply) => {
-      const body = req.body as Readable | undefined;
-      if (!body || typeof body.pipe !== 'function') throw new CorralError('INVALID_SPEC', 'body: the archive (content-type application/x-tar)', { field: 'body' });
+      const body = streamedBody(req, 'the archive (content-type application/x-tar)');
       const name = req.query.name;
       if (name !== undefined) {
         validateName('name', name);
         if (svc.instances.listRows().some((r) => r.name === name)) throw new CorralError('ALREADY_EXISTS', `instance "${name}" already exists`, { field: 'name' });
       }
-      const length = Number(req.headers['content-length']);
       const imp = importer();
-      return streamJob(reply, async (p) => {
-        try {
-          return await imp.import(body, name, Number.isFinite(length) && length > 0 ? length : null, p);
-        } finally {
-          body.resume(); // whatever the import did not read is drained, so that the reply ends
-        }
-      }, 'instance');
+      return streamUploadJob(reply, body, (p) => imp.import(body, name, declaredLength(req), p), 'instance');
     });
   };
 }

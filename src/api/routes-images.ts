@@ -1,43 +1,26 @@
 /**
- * /v1/images: list, import and build-tiny. Long operations answer with a stream of JSON lines
+ * /v1/images: list, import (a file on the host, or an upload: POST /v1/images/:name/upload?format=, the body the
+ * file as application/octet-stream) and build-tiny. Long operations answer with a stream of JSON lines
  * (application/x-ndjson): {"type":"progress",...} lines, then {"type":"result","image":...} or
  * {"type":"error","error":{...}}. Input is checked before the stream starts, so bad input is a plain 400.
  */
-import type { FastifyInstance, FastifyPluginAsync, FastifyReply } from 'fastify';
+import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { PassThrough } from 'node:stream';
+import { Type } from '@sinclair/typebox';
 import { existsSync, statSync } from 'node:fs';
-import { CorralError, isCorralError } from '../core/errors.js';
+import { CorralError } from '../core/errors.js';
 import { validateName } from '../core/spec.js';
-import type { Progress } from '../storage/images.js';
-import { Deleted, errors, NameParams } from './schemas-common.js';
-import { BuildTinyBody, Image, ImageJobLine, ImageList, ImportImageBody } from './schemas-storage.js';
+import { Deleted, E, errors, NameParams } from './schemas-common.js';
+import { BuildTinyBody, Image, ImageJobLine, ImageList, ImgFormat, ImportImageBody } from './schemas-storage.js';
 import type { Services } from './services.js';
-import { noteFailure } from './audit.js';
+import { streamJob } from './job-stream.js';
+import { acceptStreamedBody, declaredLength, streamedBody, streamUploadJob } from './upload-body.js';
 
 /** A job's reply: a stream of JSON lines, each an ImageJobLine. */
 const jobStream = {
   description: 'JSON lines: progress lines, then one result (the image) or one error',
   content: { 'application/x-ndjson': { schema: ImageJobLine } },
 };
-
-/** A job's reply as JSON lines: its progress, then `{"type":"result","<key>":...}` or its error. */
-export function streamJob<T>(reply: FastifyReply, job: (progress: Progress) => Promise<T>, key = 'image'): FastifyReply {
-  const out = new PassThrough();
-  const line = (o: unknown): void => {
-    out.write(`${JSON.stringify(o)}\n`);
-  };
-  void reply.type('application/x-ndjson').send(out);
-  job((ev) => line({ type: 'progress', ...ev }))
-    .then((result) => line({ type: 'result', [key]: result }))
-    .catch((e: unknown) => {
-      const err = isCorralError(e) ? e : new CorralError('INTERNAL', (e as Error).message);
-      noteFailure(reply.request, err.code); // the reply said 200 before the job failed: the audit log says how it ended
-      line({ type: 'error', ...err.toJSON() });
-    })
-    .finally(() => out.end());
-  return reply;
-}
 
 export function imageRoutes(svc: Services): FastifyPluginAsync {
   return async (base: FastifyInstance) => {
@@ -80,6 +63,27 @@ export function imageRoutes(svc: Services): FastifyPluginAsync {
         }
         if (svc.images.list().some((i) => i.name === name)) throw new CorralError('ALREADY_EXISTS', `image "${name}" already exists`, { field: 'name' });
         return streamJob(reply, (p) => svc.images.import(name, file, format, p));
+      },
+    );
+
+    // an image's file comes as it is: the request's stream, never buffered (upload-body.ts)
+    acceptStreamedBody(app, 'application/octet-stream');
+    app.post(
+      '/v1/images/:name/upload',
+      {
+        schema: {
+          operationId: 'uploadImage', tags,
+          summary: 'Import a disk image from the request body (application/octet-stream, with its Content-Length; at most CORRAL_UPLOAD_MAX): staged in the data dir, then imported as a host file is (streams progress as JSON lines)',
+          params: NameParams, querystring: Type.Object({ format: ImgFormat }, { additionalProperties: false }),
+          response: { 200: jobStream, ...errors, 413: E[413] },
+        },
+      },
+      async (req, reply) => {
+        const body = streamedBody(req, 'the image file (content-type application/octet-stream)');
+        const { name } = req.params;
+        const { format } = req.query;
+        const length = svc.images.checkUpload(name, format, declaredLength(req));
+        return streamUploadJob(reply, body, (p) => svc.images.upload(name, format, body, length, p), 'image');
       },
     );
 

@@ -6,7 +6,6 @@
  * commits the image whole.
  */
 import { createReadStream, statSync } from 'node:fs';
-import type { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyPluginAsync } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
@@ -15,6 +14,7 @@ import { errors, NameParams, nullable } from './schemas-common.js';
 import { parseRole } from '../services/image-transfer.js';
 import type { MigrationDiskService } from '../services/migration-disks.js';
 import type { Services } from './services.js';
+import { acceptStreamedBody, streamedBody } from './upload-body.js';
 import { TlsMaterial } from './routes-migration.js';
 import { migrationTlsMaterial } from '../core/migration-transport.js';
 
@@ -55,7 +55,7 @@ export function migrationDiskRoutes(svc: Services): FastifyPluginAsync {
       return svc.migrationDisks;
     };
     // an image file comes as it is: the body is the request's stream, never buffered (no body limit applies)
-    app.addContentTypeParser('application/octet-stream', (_req, payload, done) => done(null, payload));
+    acceptStreamedBody(app, 'application/octet-stream');
 
     app.get('/v1/instances/:name/migration/disks', {
       schema: { operationId: 'migrationDiskFacts', tags, summary: 'The local disks that move with the instance (size, format) and its root overlay\'s base image', params: NameParams, response: { 200: Facts, ...errors } },
@@ -115,8 +115,8 @@ export function migrationDiskRoutes(svc: Services): FastifyPluginAsync {
         params: RoleParams, response: { 200: Type.Object({ sha256: Type.String(), size: Type.Number() }), ...errors },
       },
     }, async (req) => {
-      if (!req.body || typeof (req.body as Readable).pipe !== 'function') throw new CorralError('INVALID_SPEC', 'body: the file\'s bytes (application/octet-stream)', { field: 'body' });
-      return disks().imageReceive(req.params.name, parseRole(req.params.role), req.body as Readable);
+      const body = streamedBody(req, 'the file\'s bytes (application/octet-stream)');
+      return disks().imageReceive(req.params.name, parseRole(req.params.role), body);
     });
     app.post('/v1/instances/:name/migration/image/commit', {
       schema: {

@@ -37,6 +37,7 @@ export const E = {
   403: err('FORBIDDEN: the token\'s role is below the one the operation needs (TCP API); the message names both'),
   404: err('not found (INSTANCE_NOT_FOUND, IMAGE_NOT_FOUND, ...)'),
   409: err('not possible now (INVALID_STATE, ALREADY_EXISTS, *_IN_USE, INSUFFICIENT_RESOURCES, ...)'),
+  413: err('TOO_LARGE: the upload is larger than the daemon takes (CORRAL_UPLOAD_MAX)'),
   429: err('TOO_MANY_CLIENTS: the stream already has as many clients as it takes'),
   500: err('the daemon failed (QEMU_FAILED, NETWORK_FAILED, INTERNAL, ...)'),
 } as const;

@@ -4,7 +4,7 @@ import { Size } from '../core/request-schema.js';
 import { DiskBusSchema } from '../core/spec-schema.js';
 import { ErrorBody, nullable } from './schemas-common.js';
 
-const ImgFormat = Type.Union([Type.Literal('qcow2'), Type.Literal('raw')]);
+export const ImgFormat = Type.Union([Type.Literal('qcow2'), Type.Literal('raw')]);
 
 // ---- images ----
 

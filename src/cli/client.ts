@@ -131,7 +131,7 @@ export class ApiClient {
   }
 
   /**
-   * Send a stream as the request's body (an archive to import); resolve with the response (the API's error on a
+   * Send a stream as the request's body (an archive or an image to import); resolve with the response (the API's error on a
    * status >= 400). The response may come while the body is still being sent: the daemon answers as it reads.
    */
   upload(method: string, path: string, body: NodeJS.ReadableStream, contentType: string, length: number | null): Promise<IncomingMessage> {
@@ -149,7 +149,7 @@ export class ApiClient {
       });
       body.on('error', (e: Error) => {
         req.destroy();
-        reject(new CliError(`cannot read the archive: ${e.message}`));
+        reject(new CliError(`cannot read the file to upload: ${e.message}`));
       });
       body.pipe(req);
     });

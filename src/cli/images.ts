@@ -1,4 +1,5 @@
 /** Image commands: build-tiny, import, list, delete. Long jobs stream progress as JSON lines (ndjson). */
+import { createReadStream, statSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Option, type Command } from 'commander';
 import { ApiClient, CliError, lines } from './client.js';
@@ -109,13 +110,22 @@ export function registerImageCommands(program: Command, client: () => ApiClient)
 
   image
     .command('import')
-    .description('import a disk image file that the daemon can read')
+    .description('import a disk image file that the daemon can read, or with --upload one from here (a remote daemon)')
     .argument('<name>', 'image name')
     .argument('<file>', 'image file (a relative path is taken from the current directory)')
     .addOption(new Option('--format <format>', 'the file format (never probed)').choices(['qcow2', 'raw']).makeOptionMandatory())
+    .option('--upload', 'send the file as the request\'s body (POST /v1/images/NAME/upload): the daemon need not see it')
     .option('--json', 'print the resulting image as API JSON')
-    .action(async (name: string, file: string, o: { format: string; json?: boolean }) => {
-      printImage(await runJob(client(), '/v1/images', { name, file: resolve(process.cwd(), file), format: o.format }), o.json);
+    .action(async (name: string, file: string, o: { format: string; upload?: boolean; json?: boolean }) => {
+      const path = resolve(process.cwd(), file);
+      if (!o.upload) {
+        printImage(await runJob(client(), '/v1/images', { name, file: path, format: o.format }), o.json);
+        return;
+      }
+      const st = statSync(path);
+      if (!st.isFile()) throw new CliError(`${path} is not a regular file`);
+      const res = await client().upload('POST', `/v1/images/${encodeURIComponent(name)}/upload?format=${o.format}`, createReadStream(path), 'application/octet-stream', st.size);
+      printImage(await readJob<ImageRecord>(res, 'image'), o.json);
     });
 
   image

@@ -20,6 +20,8 @@ export const ErrorCodes = {
    * sha256 that does not match), a member out of place, a manifest of another format; nothing is created
    */
   INVALID_ARCHIVE: 400,
+  /** an upload (an image's file) larger than the daemon takes (CORRAL_UPLOAD_MAX): refused before a byte is written */
+  TOO_LARGE: 413,
   INVALID_STATE: 409,
   ALREADY_EXISTS: 409,
   /** a host of that name (or uuid) is already in the cluster */

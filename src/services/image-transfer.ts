@@ -11,11 +11,11 @@
  *   instance uses it); once the guest runs here it stays, as any other image.
  */
 import { createHash } from 'node:crypto';
-import { createReadStream, createWriteStream, existsSync, statSync } from 'node:fs';
+import { createReadStream, existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { Transform, type Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { CorralError } from '../core/errors.js';
+import { CorralError, isCorralError } from '../core/errors.js';
 import { IMAGE_FILE_ROLES, imageDigest, type ImageFileRole, type ImageIdentity } from '../core/migration-disks.js';
 import { validateName } from '../core/names.js';
 import { assertFits } from '../host/space.js';
@@ -23,6 +23,7 @@ import { imgInfo } from '../qemu/img.js';
 import { checkImageHeader, checkImgInfo } from '../storage/inspect.js';
 import type { ImageRecord, ImageStore } from '../storage/images.js';
 import type { EventBus } from './events.js';
+import { receiveToFile } from './upload-file.js';
 
 /** The file of each role in an image's folder. */
 export function imageFileName(role: ImageFileRole, format: 'qcow2' | 'raw'): string {
@@ -121,23 +122,19 @@ export class ImageTransfer {
     const want = s.want;
     const spec = want.files.find((f) => f.role === role);
     if (!spec) throw new CorralError('INVALID_SPEC', `role: image "${want.name}" has no ${role} file`, { field: 'role' });
-    const h = createHash('sha256');
-    let size = 0;
-    const count = new Transform({
-      transform(c: Buffer, _enc, done) {
-        h.update(c);
-        size += c.length;
-        done(null, c);
-      },
-    });
+    let got: { size: number; sha256: string };
     try {
-      await pipeline(body, count, createWriteStream(join(s.dir, imageFileName(role, want.format)), { mode: 0o644 }));
+      // never written past the size announced (upload-file.ts: the API's uploads are received the same way)
+      got = await receiveToFile(body, join(s.dir, imageFileName(role, want.format)), { length: spec.size, max: spec.size, what: `the ${role} file of image "${want.name}"`, mode: 0o644 });
     } catch (e) {
       this.discard(instance);
+      if (isCorralError(e) && e.code === 'TOO_LARGE') {
+        throw new CorralError('INVALID_IMAGE', `the ${role} file of image "${want.name}" came with more than the ${spec.size} bytes announced`, { image: want.name, role });
+      }
       throw new CorralError('MIGRATION_FAILED', `the ${role} file of image "${want.name}" did not come whole: ${(e as Error).message}`, { image: want.name, role });
     }
-    const sha256 = h.digest('hex');
-    if (size !== spec.size || sha256 !== spec.sha256) {
+    const { size, sha256 } = got;
+    if (sha256 !== spec.sha256) {
       this.discard(instance);
       throw new CorralError('INVALID_IMAGE', `the ${role} file of image "${want.name}" came with ${size} bytes and sha256 ${sha256}, not the ${spec.size} bytes and ${spec.sha256} announced`, { image: want.name, role });
     }

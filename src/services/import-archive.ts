@@ -32,6 +32,7 @@ import { madeOrRemoved, verifyImage } from './copies.js';
 import type { EventBus } from './events.js';
 import type { InstanceService, InstanceView } from './instances.js';
 import { TarReader } from './tar-stream.js';
+import { receiveProgress } from './upload-file.js';
 
 export interface ImportDeps {
   dataDir: string;
@@ -50,15 +51,7 @@ export class ArchiveImporter {
   /** `total`: the upload's length when known (for progress). */
   async import(body: Readable, name: string | undefined, total: number | null, progress: Progress = () => {}): Promise<InstanceView> {
     if (name !== undefined) validateName('name', name);
-    let lastPc = -1;
-    const reader = new TarReader(body, (taken) => {
-      if (total === null || total <= 0) return;
-      const pc = Math.min(100, Math.floor((100 * taken) / total));
-      if (pc !== lastPc) {
-        lastPc = pc;
-        progress({ step: 'receive', message: 'receiving the archive', percent: pc });
-      }
-    });
+    const reader = new TarReader(body, receiveProgress(total, progress, 'receiving the archive'));
     const first = await reader.next();
     if (!first || first.name !== MANIFEST_NAME) throw invalid(`its first member is not ${MANIFEST_NAME}: not a Corral instance archive`);
     if (first.size > MAX_MANIFEST_BYTES) throw invalid(`its manifest takes ${first.size} bytes, more than a manifest may`);

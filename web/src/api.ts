@@ -82,3 +82,58 @@ export async function consoleLog(name: string): Promise<Uint8Array> {
   if (!r.ok) return new Uint8Array();
   return new Uint8Array(await r.arrayBuffer());
 }
+
+/** A line of a job's reply (JSON lines): progress, then one result or one error. */
+export interface JobLine { type: 'progress' | 'result' | 'error'; step?: string; message?: string; percent?: number; error?: { code: string; message: string; field?: string }; [k: string]: unknown }
+
+/**
+ * POST a file as the body (application/octet-stream) to a route that answers with a job's JSON lines: `onSent`
+ * follows the upload (XMLHttpRequest's upload progress, 0..1), `onLine` each line as it comes. Resolves with the
+ * result line; a refusal (before the stream, or its error line) is an ApiError with the code and field.
+ */
+export function uploadJob(path: string, file: Blob, onSent: (fraction: number) => void, onLine: (l: JobLine) => void): Promise<JobLine> {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open('POST', path);
+    xhr.withCredentials = true;
+    xhr.setRequestHeader('content-type', 'application/octet-stream');
+    if (csrf) xhr.setRequestHeader('x-corral-csrf', csrf);
+    let seen = 0;
+    let last: JobLine | null = null;
+    const lines = (): void => {
+      if (xhr.status !== 200) return;
+      const text = xhr.responseText;
+      let nl: number;
+      while ((nl = text.indexOf('\n', seen)) >= 0) {
+        const raw = text.slice(seen, nl);
+        seen = nl + 1;
+        try {
+          last = JSON.parse(raw) as JobLine;
+        } catch {
+          continue;
+        }
+        onLine(last);
+      }
+    };
+    xhr.upload.onprogress = (e) => { if (e.lengthComputable && e.total > 0) onSent(e.loaded / e.total); };
+    xhr.upload.onload = () => onSent(1);
+    xhr.onprogress = lines;
+    xhr.onerror = () => reject(new ApiError(0, 'NETWORK', 'the upload failed: the connection to the daemon was lost'));
+    xhr.onload = () => {
+      if (xhr.status !== 200) {
+        let data: unknown = xhr.responseText;
+        try { data = JSON.parse(xhr.responseText) as unknown; } catch { /* not JSON */ }
+        const e = (data as { error?: { code?: string; message?: string; field?: string } } | null)?.error;
+        if (xhr.status === 401) onLoggedOut();
+        reject(new ApiError(xhr.status, e?.code ?? `HTTP_${xhr.status}`, e?.message ?? String(data).slice(0, 300), e?.field, data));
+        return;
+      }
+      lines();
+      const end = last as JobLine | null;
+      if (end?.type === 'result') resolve(end);
+      else if (end?.type === 'error' && end.error) reject(new ApiError(200, end.error.code, end.error.message, end.error.field, end));
+      else reject(new ApiError(200, 'INTERNAL', 'the job ended without a result'));
+    };
+    xhr.send(file);
+  });
+}

@@ -56,3 +56,22 @@ test('import: the file is the request body (application/x-tar, its length), the 
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('image import --upload: the image file is the request body (application/octet-stream, its length), the format in the query', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'corral-cli-upload-'));
+  try {
+    const file = join(dir, 'disk.raw');
+    writeFileSync(file, Buffer.alloc(3000, 7));
+    const r = await runCli(['image', 'import', 'disk2', file, '--format', 'raw', '--upload', '--json'], fake.env);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(JSON.parse(r.stdout).name, 'disk2');
+    assert.match(r.stderr, /\[receive\] receiving disk2/);
+    const q = fake.api.requests.at(-1)!;
+    assert.equal(`${q.method} ${q.url}`, 'POST /v1/images/disk2/upload?format=raw');
+    assert.equal(q.headers['content-type'], 'application/octet-stream');
+    assert.equal(q.headers['content-length'], '3000');
+    assert.equal(q.body, Buffer.alloc(3000, 7).toString('utf8'));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -142,6 +142,11 @@ const routes: Record<string, Handler> = {
     res.write(`${JSON.stringify({ type: 'progress', step: 'inspect', message: 'qemu-img info' })}\n`);
     res.end(`${JSON.stringify({ type: 'error', error: { code: 'INVALID_IMAGE', message: 'the image has a backing file' } })}\n`);
   },
+  'POST /v1/images/disk2/upload?format=raw': (_q, res) => {
+    res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+    res.write(`${JSON.stringify({ type: 'progress', step: 'receive', message: 'receiving disk2', percent: 100 })}\n`);
+    res.end(`${JSON.stringify({ type: 'result', image: { ...IMAGE, name: 'disk2', kind: 'disk', format: 'raw' } })}\n`);
+  },
   'GET /v1/host': (_q, res) => send(res, 200, {
     hostname: 'h1', accelerator: 'tcg', acceleratorReason: 'KVM probe timed out', acceleratorForced: false,
     qemu: { binary: '/usr/bin/qemu-system-x86_64', version: '8.2.2', machines: 40, devices: 300 },

@@ -1,5 +1,5 @@
 /**
- * One instance: its state and actions, what it is (size, image, network, accelerator, QEMU pid, why it last
+ * One instance: its state and actions (resize: components/resize.tsx), what it is (size, image, network, accelerator, QEMU pid, why it last
  * ended), its devices with their approach and data path, its serial console and its graphical console
  * (components/vnc.tsx); below them its charts, memory map and vCPU threads (components/instance-views.tsx).
  */
@@ -7,6 +7,7 @@ import { useEffect, useRef, useState } from 'preact/hooks';
 import { enc, get } from '../api';
 import { Actions } from '../components/actions';
 import { InstanceViews } from '../components/instance-views';
+import { ResizeButton, ResizeForm } from '../components/resize';
 import { GraphicalConsole } from '../components/vnc';
 import { duration, size, time } from '../format';
 import { useLive } from '../live';
@@ -18,6 +19,7 @@ export function InstancePage({ name }: { name: string }) {
   const l = useLive();
   const inst = l.instances.get(name);
   const [devices, setDevices] = useState<Device[] | null>(null);
+  const [resizing, setResizing] = useState(false);
   useEffect(() => {
     l.reread(name);
   }, [name]);
@@ -41,7 +43,9 @@ export function InstancePage({ name }: { name: string }) {
         <h1 id="instance-title">{inst.name}</h1>
         <span class={`state ${inst.state}`} data-testid="state">{inst.state}</span>
         <Actions inst={inst} onDone={(a) => { if (a === 'delete') navigate(href.instances); }} />
+        <ResizeButton open={resizing} inst={inst} onToggle={() => setResizing(!resizing)} />
       </div>
+      {resizing && <ResizeForm inst={inst} onClose={() => setResizing(false)} />}
       <div class="panes">
         <div class="pane">
           <h2>Serial console</h2>

@@ -1,11 +1,12 @@
 /**
  * Volumes (list, create, delete), networks and images (lists). Each list is read again when an event of its kind
- * comes (volume.created, network.deleted, image.imported...). Images cannot be uploaded from the browser yet: the
- * API imports an image from a file on the host (POST /v1/images {file}), it takes no upload.
+ * comes (volume.created, network.deleted, image.imported...). An image is uploaded from the browser by the Images
+ * page's form (components/image-upload.tsx).
  */
 import { useEffect, useState } from 'preact/hooks';
 import { api, ApiError, enc, get } from '../api';
 import { ask } from '../components/confirm';
+import { ImageUpload } from '../components/image-upload';
 import { controlProps, Field } from '../components/field';
 import { notify } from '../components/notice';
 import { size, time } from '../format';
@@ -113,7 +114,7 @@ export function Networks() {
 }
 
 export function Images() {
-  const { items, error } = useList<Image>('/v1/images', 'images', 'image');
+  const { items, error, reload } = useList<Image>('/v1/images', 'images', 'image');
   return (
     <section aria-labelledby="images-title">
       <h1 id="images-title">Images</h1>
@@ -128,9 +129,11 @@ export function Images() {
           </tbody>
         </table>
       )}
+      <h2>Upload an image</h2>
+      <ImageUpload onDone={reload} />
       <p class="muted">
-        Images are imported from a file on the host, not uploaded from the browser (the API has no upload route yet):
-        <code> corral image import NAME FILE --format qcow2</code>, or <code>corral image build-tiny</code>.
+        An upload is checked as an import from a file on the host is (<code>corral image import NAME FILE --format qcow2</code>):
+        no backing file, no external data file, the format it says; an admin's token is needed.
       </p>
     </section>
   );
