@@ -18,7 +18,7 @@ import { CorralError, invalidSpec, isCorralError } from '../core/errors.js';
 import { dataPaths } from '../core/paths.js';
 import { printable, validateName } from '../core/spec.js';
 import { formatSizeExact, parseSize } from '../core/units.js';
-import { createOverlay, imgInfo, resize as imgResize, type ImgFormat } from '../qemu/img.js';
+import { convert, createOverlay, imgInfo, resize as imgResize, type ImgFormat } from '../qemu/img.js';
 import { MAX_IMAGE_SIZE } from './inspect.js';
 import { takeBack } from '../host/run-as.js';
 import { assertFits } from '../host/space.js';
@@ -171,7 +171,8 @@ export class VolumeStore {
     return { ...this.view(r), snapshots: await this.snapshots(name), clones: this.clonesOf(name) };
   }
 
-  private assertFree(name: string): void {
+  /** ALREADY_EXISTS when a volume of that name exists (for the checks of copies and imports, before they make one). */
+  assertFree(name: string): void {
     if (existsSync(this.pathOf(name))) throw new CorralError('ALREADY_EXISTS', `volume "${name}" already exists`, { name, field: 'name' });
   }
 
@@ -205,6 +206,17 @@ export class VolumeStore {
     this.assertFree(name);
     assertFits(this.dir, bytes, `volume "${name}"`, { thin: fmt === 'qcow2' });
     return this.make(name, fmt, null, (file) => tooLargeIsInvalid(bytes, () => createImage(file, fmt, bytes)));
+  }
+
+  /**
+   * A new standalone qcow2 volume holding the data of image `src` (`qemu-img convert`, flattened): an instance copy's
+   * or an imported archive's volume. `untrusted`: `src` is an untrusted image's open descriptor, inspected already
+   * (see ConvertOptions). The caller checked the space.
+   */
+  async fromImage(nameIn: unknown, src: string, srcFormat: ImgFormat, opts: { untrusted?: boolean; onPercent?: (pc: number) => void } = {}): Promise<Volume> {
+    const name = validateName('name', nameIn);
+    this.assertFree(name);
+    return this.make(name, 'qcow2', null, (file) => convert(src, srcFormat, file, 'qcow2', opts));
   }
 
   /**
