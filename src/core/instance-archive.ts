@@ -10,12 +10,17 @@
  * - `efi-vars.fd`: the UEFI variable store, for an instance that boots UEFI;
  * - `disks/volumes/<volume>.qcow2`: each attached volume, in the spec's disk order, flattened and compressed like
  *   the root disk; its entry names the volume and its bus (they must be the spec's disks, in order).
+ * With snapshots (`corral export --snapshots`, a stopped instance), the disks are kept whole instead, their
+ * internal snapshots in them (`qemu-img convert` would drop them): the root disk is the instance's overlay itself,
+ * uncompressed, its backing file reference removed (it reads right only over the image of the manifest's digest,
+ * which an import requires), each volume its file as it is; the manifest's `snapshots` holds Corral's records.
  * Nothing else: an import refuses any other member, a member out of order, a size or sha256 not the manifest's.
  */
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { CorralError } from './errors.js';
 import { macFor } from './nics.js';
 import { validateName } from './names.js';
+import { ROOT_DISK_KEY, validateSnapshotName, type SnapshotRecord } from './snapshots.js';
 import { normalizeSpec } from './spec.js';
 import { DISK_BUSES, InstanceSpecSchema, type DiskBus, type InstanceDisk, type InstanceSpec } from './spec-schema.js';
 import { isVhostUser } from './disks.js';
@@ -59,6 +64,11 @@ export interface ArchiveManifest {
   /** how the disks were read: the instance was stopped, or a point-in-time backup of the running guest */
   consistency: 'stopped' | 'backup';
   files: ArchiveFile[];
+  /**
+   * exported with --snapshots: the instance's snapshot records (ready ones), its disks kept whole with their
+   * internal snapshots, the root disk a layer over the image (see above); absent otherwise
+   */
+  snapshots?: SnapshotRecord[];
 }
 
 const specChecker = TypeCompiler.Compile(InstanceSpecSchema);
@@ -107,11 +117,49 @@ export function validateManifest(raw: unknown): ArchiveManifest {
   const want = spec.disks.map((d) => `${d.volume}:${d.bus}`).join(',');
   if (vols.map((f) => `${f.volume}:${f.bus}`).join(',') !== want) throw invalid('files', `the volumes are the spec's disks, in order (${want || 'none'})`);
   if (roles.includes('efi-vars') !== (spec.firmware === 'uefi')) throw invalid('files', 'the UEFI variable store comes with a UEFI instance, and only with one');
-  return {
+  const out: ArchiveManifest = {
     format: ARCHIVE_FORMAT, version: ARCHIVE_VERSION, createdAt: raw.createdAt,
     instance: { name: inst.name as string, spec }, image: { name: image.name, kind: image.kind, digest: image.digest },
     consistency: raw.consistency, files,
   };
+  if (raw.snapshots !== undefined) {
+    if (raw.consistency !== 'stopped') throw invalid('snapshots', 'snapshots come with the disks of a stopped instance');
+    out.snapshots = checkSnapshots(raw.snapshots, [ROOT_DISK_KEY, ...spec.disks.map((d) => d.volume)]);
+  }
+  return out;
+}
+
+const isCount = (v: unknown): boolean => Number.isSafeInteger(v) && (v as number) >= 0;
+
+/** The snapshot records of an archive: each whole and ready, its disks among the instance's (`disks`). */
+function checkSnapshots(raw: unknown, disks: readonly string[]): SnapshotRecord[] {
+  if (!Array.isArray(raw)) throw invalid('snapshots', 'a list is required');
+  const names = new Set<string>();
+  return raw.map((r, i) => {
+    const field = `snapshots[${i}]`;
+    if (!isObject(r)) throw invalid(field, 'an object is required');
+    try {
+      validateSnapshotName(r.name);
+    } catch (e) {
+      throw invalid(`${field}.name`, (e as Error).message);
+    }
+    if (names.has(r.name as string)) throw invalid(`${field}.name`, `snapshot "${r.name as string}" is listed twice`);
+    names.add(r.name as string);
+    if (r.phase !== 'ready') throw invalid(`${field}.phase`, 'only ready snapshots are archived');
+    if (typeof r.createdAt !== 'string' || typeof r.memory !== 'boolean' || typeof r.frozen !== 'boolean') throw invalid(field, 'createdAt, memory and frozen are required');
+    if (r.instanceState !== 'running' && r.instanceState !== 'paused' && r.instanceState !== 'stopped') throw invalid(`${field}.instanceState`, 'running, paused or stopped');
+    if (!isCount(r.vmStateSize) || !isCount(r.cpus) || !isCount(r.memoryBytes)) throw invalid(field, 'vmStateSize, cpus and memoryBytes are counts');
+    if (!Array.isArray(r.disks) || r.disks.length === 0) throw invalid(`${field}.disks`, 'a list of disks is required');
+    const ds = r.disks.map((d, j) => {
+      if (!isObject(d) || typeof d.disk !== 'string' || !disks.includes(d.disk)) throw invalid(`${field}.disks[${j}]`, `a disk of the instance (${disks.join(', ')})`);
+      if (!isCount(d.dateSec) || !isCount(d.dateNsec) || !isCount(d.vmStateSize)) throw invalid(`${field}.disks[${j}]`, 'dateSec, dateNsec and vmStateSize are counts');
+      return { disk: d.disk, dateSec: d.dateSec as number, dateNsec: d.dateNsec as number, vmStateSize: d.vmStateSize as number };
+    });
+    return {
+      name: r.name as string, createdAt: r.createdAt, phase: 'ready', memory: r.memory, frozen: r.frozen, instanceState: r.instanceState,
+      vmStateSize: r.vmStateSize as number, disks: ds, cpus: r.cpus as number, memoryBytes: r.memoryBytes as number,
+    };
+  });
 }
 
 function checkFile(f: unknown, i: number): ArchiveFile {

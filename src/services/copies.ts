@@ -37,6 +37,7 @@ import { disksAtInstant, type RootBackupDeps } from './disks-at-instant.js';
 import type { RunAs } from '../host/run-as.js';
 import type { ImgFormat } from '../qemu/img.js';
 import type { VolumeService } from './volumes.js';
+import type { VolumeStore } from '../storage/volumes.js';
 
 export interface CopyDeps {
   dataDir: string;
@@ -87,7 +88,7 @@ export class NewVolumes {
   constructor(private volumes: VolumeService, private instance: string) {}
 
   /** Volume `name` from image `src` (VolumeStore.fromImage), attached to the new instance. */
-  async make(name: string, src: string, format: ImgFormat, opts: { untrusted?: boolean; onPercent?: (pc: number) => void } = {}): Promise<void> {
+  async make(name: string, src: string, format: ImgFormat, opts: Parameters<VolumeStore['fromImage']>[3] = {}): Promise<void> {
     await this.volumes.exclusive(async () => {
       await this.volumes.store.fromImage(name, src, format, opts);
       this.made.push(name);

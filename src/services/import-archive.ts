@@ -13,6 +13,10 @@
  *   the same way, becomes a new standalone qcow2 volume of the name it had (VolumeStore.fromImage), attached to the
  *   new instance on its bus: a volume of that name on this host is ALREADY_EXISTS before a byte is written (delete
  *   or rename it, there is no renaming on import). The row stored with a new uuid and new MACs (copySpec).
+ * An archive with snapshots (export --snapshots) keeps its disks whole: it needs this host's image to be the very one
+ * exported from (its identity digest, INVALID_IMAGE otherwise, before a byte is written); the root disk, inspected,
+ * is moved into place and pointed at that image (`qemu-img rebase -u`), each volume's file copied as it is, and the
+ * snapshot records written to the new instance's snapshots.json, so `corral snapshot list` and restore see them.
  * A truncated or changed archive, or any other failure: INVALID_ARCHIVE (or the step's own code), the folder and the
  * volumes made removed, no row. A crash midway leaves a folder without a row, which reconcile removes (sweepInstanceDirs).
  */
@@ -26,7 +30,10 @@ import { validateName } from '../core/names.js';
 import { instancePaths } from '../core/paths.js';
 import { padding } from '../core/tar.js';
 import { assertFits } from '../host/space.js';
-import { convert, untrustedInfo } from '../qemu/img.js';
+import { convert, rebaseUnsafe, untrustedInfo } from '../qemu/img.js';
+import { writeJsonAtomic } from '../host/fs-atomic.js';
+import { SNAPSHOT_RECORDS_FILE } from '../core/snapshots.js';
+import type { ImageTransfer } from './image-transfer.js';
 import { openImportSource } from '../storage/import-source.js';
 import { checkImageHeader, checkImgInfo } from '../storage/inspect.js';
 import type { ImageStore, Progress } from '../storage/images.js';
@@ -41,6 +48,7 @@ export interface ImportDeps {
   instances: InstanceService;
   images: ImageStore;
   volumes: VolumeService;
+  transfer: Pick<ImageTransfer, 'identity'>;
   events: EventBus;
 }
 
@@ -83,6 +91,13 @@ export class ArchiveImporter {
     const volumes = m.files.filter((f) => f.role === 'volume').map((f) => f.volume!);
     for (const v of volumes) this.d.volumes.store.assertFree(v);
     const image = this.d.images.get(m.image.name);
+    const whole = m.snapshots !== undefined;
+    if (whole) {
+      const here = (await this.d.transfer.identity(image)).digest;
+      if (here !== m.image.digest) {
+        throw new CorralError('INVALID_IMAGE', `the archive keeps its disks whole with their snapshots, as a layer over image "${image.name}" of digest ${m.image.digest}; this host's image "${image.name}" is ${here}: import it where that image is, or export without --snapshots`, { image: image.name });
+      }
+    }
     assertFits(this.d.dataDir, m.files.reduce((n, f) => n + f.size + (f.virtualSize ?? 0), 0), `importing instance "${to}"`);
     const uuid = randomUUID();
     const p = instancePaths(this.d.dataDir, uuid);
@@ -92,17 +107,23 @@ export class ArchiveImporter {
       const staged = await this.receive(reader, m, p.dir);
       progress({ step: 'verify', message: `every file's sha256 matches the manifest; checking image "${image.name}"` });
       await verifyImage(image);
-      await this.inspected(staged.root, (src) => convert(src, 'qcow2', p.disk, 'qcow2', {
-        untrusted: true, backing: { path: image.disk, format: image.format }, onPercent: (pc) => progress({ step: 'convert', message: 'writing the root disk onto the image', percent: pc }),
-      }));
-      rmSync(staged.root, { force: true });
+      if (whole) {
+        await this.inspected(staged.root, async () => renameSync(staged.root, p.disk));
+        await rebaseUnsafe(p.disk, { path: image.disk, format: image.format });
+      } else {
+        await this.inspected(staged.root, (src) => convert(src, 'qcow2', p.disk, 'qcow2', {
+          untrusted: true, backing: { path: image.disk, format: image.format }, onPercent: (pc) => progress({ step: 'convert', message: 'writing the root disk onto the image', percent: pc }),
+        }));
+        rmSync(staged.root, { force: true });
+      }
       for (const v of staged.volumes) {
         await this.inspected(v.file, (src) => vols.make(v.volume, src, 'qcow2', {
-          untrusted: true, onPercent: (pc) => progress({ step: 'convert', message: `writing volume "${v.volume}"`, percent: pc }),
+          untrusted: true, whole, onPercent: (pc) => progress({ step: 'convert', message: `writing volume "${v.volume}"`, percent: pc }),
         }));
         rmSync(v.file, { force: true });
       }
       if (staged.efiVars) renameSync(staged.efiVars, p.efiVars);
+      if (m.snapshots) writeJsonAtomic(join(p.dir, SNAPSHOT_RECORDS_FILE), { snapshots: m.snapshots }, 0o600);
       const spec = copySpec(m.instance.spec, uuid, { has: (mac) => this.d.instances.macInUse(mac) }, m.instance.spec.disks);
       const root = m.files[0]!;
       if ((root.virtualSize ?? 0) > image.virtualSize) spec.disk = root.virtualSize!;

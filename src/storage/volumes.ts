@@ -12,7 +12,7 @@
  * clones must never change again: it cannot be cloned while attached (its instance may write to it), attached
  * while it has clones, reverted, shrunk or deleted (VOLUME_IN_USE naming the instance or the clones).
  */
-import { existsSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { CorralError, invalidSpec, isCorralError } from '../core/errors.js';
 import { dataPaths } from '../core/paths.js';
@@ -211,12 +211,17 @@ export class VolumeStore {
   /**
    * A new standalone qcow2 volume holding the data of image `src` (`qemu-img convert`, flattened): an instance copy's
    * or an imported archive's volume. `untrusted`: `src` is an untrusted image's open descriptor, inspected already
-   * (see ConvertOptions). The caller checked the space.
+   * (see ConvertOptions). `whole`: the qcow2 file copied as it is instead, its internal snapshots kept (a standalone
+   * qcow2, inspected by the caller). The caller checked the space.
    */
-  async fromImage(nameIn: unknown, src: string, srcFormat: ImgFormat, opts: { untrusted?: boolean; onPercent?: (pc: number) => void } = {}): Promise<Volume> {
+  async fromImage(nameIn: unknown, src: string, srcFormat: ImgFormat, opts: { untrusted?: boolean; whole?: boolean; onPercent?: (pc: number) => void } = {}): Promise<Volume> {
     const name = validateName('name', nameIn);
     this.assertFree(name);
-    return this.make(name, 'qcow2', null, (file) => convert(src, srcFormat, file, 'qcow2', opts));
+    const { whole, ...convertOpts } = opts;
+    return this.make(name, 'qcow2', null, async (file) => {
+      if (whole) copyFileSync(src, file);
+      else await convert(src, srcFormat, file, 'qcow2', convertOpts);
+    });
   }
 
   /**

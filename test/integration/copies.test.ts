@@ -203,5 +203,46 @@ test('an instance with a volume: exported running with the volume, copied (a vol
   await d.guest('c4', 'echo c4-own-data-xxxxxxxxxxxxxxxx | dd of=/dev/vdb bs=512 seek=100 conv=fsync 2>/dev/null; echo ok');
   assert.match(await d.guest('c4', readVol), /c4-own-data/);
   assert.match(await d.guest('src', readVol), new RegExp(VOL_MARK));
+});
+
+test('export --snapshots keeps the disks whole with their snapshots and the records: imported, the snapshot lists and restores the volume\'s data', { skip, timeout: 900_000 }, async () => {
+  await d.ok('DELETE', '/v1/instances/c4?force=true');
+  assert.equal((await d.cli(['volume', 'delete', 'c4-vdata'])).code, 0);
+  const snap = await d.cli(['snapshot', 'create', 'src', 's1']);
+  assert.equal(snap.code, 0, snap.stderr);
+  // after the snapshot, the volume's marker is overwritten
+  await d.guest('src', 'echo aftersnap | dd of=/dev/vdb bs=512 seek=100 conv=fsync 2>/dev/null; sync; echo ok');
+  const archive = join(work, 'snap.tar');
+  assert.match((await d.cli(['export', 'src', archive, '--snapshots'])).stderr, /INVALID_STATE: .*stop it first/);
+  await d.ok('POST', '/v1/instances/src/kill', {});
+  const ex = await d.cli(['export', 'src', archive, '--snapshots', '--json']);
+  assert.equal(ex.code, 0, ex.stderr);
+  const out = JSON.parse(ex.stdout);
+  assert.deepEqual(out.manifest.snapshots.map((r: any) => [r.name, r.disks.map((x: any) => x.disk)]), [['s1', ['root', 'vdata']]]);
+  // the disks in the archive hold the snapshot; the root disk names no backing file
+  execFileSync('tar', ['-xf', archive, '-C', work, 'disks/root.qcow2', 'disks/volumes/vdata.qcow2']);
+  const root = info(join(work, 'disks/root.qcow2'));
+  assert.equal(root['backing-filename'], undefined);
+  assert.deepEqual(root.snapshots.map((x: any) => x.name), ['s1']);
+  assert.deepEqual(info(join(work, 'disks/volumes/vdata.qcow2')).snapshots.map((x: any) => x.name), ['s1']);
+
+  await d.ok('DELETE', '/v1/instances/src?force=true');
+  assert.equal((await d.cli(['volume', 'delete', 'vdata'])).code, 0);
+  const im = await d.cli(['import', archive, '--json']);
+  assert.equal(im.code, 0, im.stderr);
+  const imported = JSON.parse(im.stdout);
+  assert.equal(info(imported.disk.path)['backing-filename'], (await d.ok('GET', '/v1/images/tiny')).disk, 'the root layer is on this host\'s image again');
+  const list = await d.cli(['snapshot', 'list', 'src', '--json']);
+  assert.equal(list.code, 0, list.stderr);
+  assert.deepEqual(JSON.parse(list.stdout).snapshots.map((x: any) => [x.name, x.disks]), [['s1', ['root', 'vdata']]]);
+  // the volume holds what was written after the snapshot until the restore
+  const vdata = (await d.ok('GET', '/v1/volumes/vdata')).path;
+  assert.match(execFileSync('qemu-io', ['-r', '-U', '-f', 'qcow2', '-c', 'read -v 51200 16', vdata], { encoding: 'utf8' }), /aftersnap/);
+  const rs = await d.cli(['snapshot', 'restore', 'src', 's1']);
+  assert.equal(rs.code, 0, rs.stderr);
+  assert.equal((await d.ok('GET', '/v1/instances/src')).state, 'stopped', 'a disk-only snapshot restores a stopped instance, left stopped');
+  await boot('src');
+  assert.match(await d.guest('src', readVol), new RegExp(VOL_MARK), 'the snapshot\'s volume data came through the archive');
+  assert.match(await d.guest('src', 'cat /marker'), new RegExp(TOKEN));
   rmSync(work, { recursive: true, force: true });
 });

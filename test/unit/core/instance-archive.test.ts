@@ -116,3 +116,24 @@ test('a copy\'s volumes are named after the copy, within the name rules; its spe
   assert.deepEqual(copySpec(s, '11111111-2222-3333-4444-555555555555', new Set()).disks, []);
   assert.deepEqual(copySpec(s, '11111111-2222-3333-4444-555555555555', new Set(), [{ volume: 'web2-data1', bus: 'virtio-blk' }]).disks, [{ volume: 'web2-data1', bus: 'virtio-blk' }]);
 });
+
+test('an archive with snapshots carries their records: each ready, of the instance\'s disks, read back as written', () => {
+  const m = withVolumes();
+  m.consistency = 'stopped';
+  const rec = {
+    name: 's1', createdAt: '2026-12-01T00:00:00.000Z', phase: 'ready' as const, memory: false, frozen: true, instanceState: 'running' as const,
+    vmStateSize: 0, cpus: 1, memoryBytes: 268435456,
+    disks: [{ disk: 'root', dateSec: 1764547200, dateNsec: 5, vmStateSize: 0 }, { disk: 'data1', dateSec: 1764547200, dateNsec: 6, vmStateSize: 0 }],
+  };
+  m.snapshots = [rec];
+  assert.deepEqual(decodeManifest(encodeManifest(m)), m);
+  refused({ ...m, consistency: 'backup' }, /^snapshots$/);
+  refused({ ...m, snapshots: [{ ...rec, phase: 'creating' }] }, /snapshots\[0\]\.phase/);
+  refused({ ...m, snapshots: [rec, rec] }, /snapshots\[1\]\.name/);
+  refused({ ...m, snapshots: [{ ...rec, name: 'Bad Name' }] }, /snapshots\[0\]\.name/);
+  refused({ ...m, snapshots: [{ ...rec, disks: [{ disk: 'other', dateSec: 1, dateNsec: 0, vmStateSize: 0 }] }] }, /snapshots\[0\]\.disks\[0\]/);
+  refused({ ...m, snapshots: [{ ...rec, cpus: -1 }] }, /snapshots\[0\]/);
+  refused({ ...m, snapshots: {} }, /^snapshots$/);
+  // without snapshots the manifest has none
+  assert.equal(validateManifest(withVolumes()).snapshots, undefined);
+});
