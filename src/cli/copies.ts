@@ -31,7 +31,7 @@ const enc = encodeURIComponent;
 export function registerCopyCommands(program: Command, client: () => ApiClient): void {
   program
     .command('copy')
-    .description('copy an instance: a new stopped instance with new MACs (linked: a new overlay on the same image; --full: flattened)')
+    .description('copy an instance: a new stopped instance with new MACs (linked: a new overlay on the same image; --full: flattened); attached volumes copied whole as NEW-VOLUME')
     .argument('<name>', 'the instance to copy (stopped, or running: read through a point-in-time backup)')
     .argument('<new>', 'the new instance')
     .option('--full', 'a standalone root disk with no backing file (flattened) instead of an overlay on the image')
