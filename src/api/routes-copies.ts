@@ -74,12 +74,17 @@ export function copyRoutes(svc: Services): FastifyPluginAsync {
     app.post('/v1/instances/:name/export', {
       schema: {
         operationId: 'exportInstance', tags, summary: 'Prepare an archive of an instance (a running one through a point-in-time backup); download it from /v1/exports/{id}',
-        params: NameParams, response: { 200: jobStream('export: id, size, diskBytes, manifest'), ...errors },
+        params: NameParams,
+        body: Type.Union([Type.Object({
+          snapshots: Type.Optional(Type.Boolean({ description: 'keep the disks whole with their internal snapshots, and the snapshot records (a stopped instance only)' })),
+        }, { additionalProperties: false }), Type.Null()]),
+        response: { 200: jobStream('export: id, size, diskBytes, manifest'), ...errors },
       },
     }, async (req, reply) => {
       svc.instances.rowOf(req.params.name);
       const x = exports();
-      return streamJob(reply, (p) => x.prepare(req.params.name, p), 'export');
+      const snapshots = req.body?.snapshots === true;
+      return streamJob(reply, (p) => x.prepare(req.params.name, { snapshots }, p), 'export');
     });
 
     app.get('/v1/exports/:id', {

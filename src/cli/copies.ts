@@ -31,7 +31,7 @@ const enc = encodeURIComponent;
 export function registerCopyCommands(program: Command, client: () => ApiClient): void {
   program
     .command('copy')
-    .description('copy an instance: a new stopped instance with new MACs (linked: a new overlay on the same image; --full: flattened)')
+    .description('copy an instance: a new stopped instance with new MACs (linked: a new overlay on the same image; --full: flattened); attached volumes copied whole as NEW-VOLUME')
     .argument('<name>', 'the instance to copy (stopped, or running: read through a point-in-time backup)')
     .argument('<new>', 'the new instance')
     .option('--full', 'a standalone root disk with no backing file (flattened) instead of an overlay on the image')
@@ -59,11 +59,12 @@ export function registerCopyCommands(program: Command, client: () => ApiClient):
     .description('write an instance to an archive (tar: manifest, compressed flattened disks, sha256 of each); a running one through a point-in-time backup')
     .argument('<name>', 'the instance')
     .argument('<file>', 'the archive to write, or - for stdout')
+    .option('--snapshots', 'keep the disks whole with their internal snapshots and the snapshot records (a stopped instance; uncompressed)')
     .option('--json', 'print what was written as JSON (the archive\'s size, the disks\' used size, the manifest)')
-    .action(async (name: string, file: string, o: { json?: boolean }) => {
+    .action(async (name: string, file: string, o: { json?: boolean; snapshots?: boolean }) => {
       if (file === '-' && o.json) throw new CliError('--json prints on stdout, where the archive goes with -: give a file instead', 'INVALID_SPEC');
       const c = client();
-      const x = await readJob<PreparedExport>(await c.stream('POST', `/v1/instances/${enc(name)}/export`), 'export');
+      const x = await readJob<PreparedExport>(await c.stream('POST', `/v1/instances/${enc(name)}/export`, o.snapshots ? { snapshots: true } : {}), 'export');
       const res = await c.stream('GET', `/v1/exports/${enc(x.id)}`);
       const printer = new ProgressPrinter();
       const count = counter('download', `writing the archive of ${name}`, x.size, printer);

@@ -7,15 +7,23 @@
  *   and digest, for the record: the disks do not need it), and each file that follows with its size and sha256;
  * - `disks/root.qcow2`: the root disk, flattened (its image's data included, no backing file) and compressed
  *   (`qemu-img convert -c`): the archive stands alone;
- * - `efi-vars.fd`: the UEFI variable store, for an instance that boots UEFI.
+ * - `efi-vars.fd`: the UEFI variable store, for an instance that boots UEFI;
+ * - `disks/volumes/<volume>.qcow2`: each attached volume, in the spec's disk order, flattened and compressed like
+ *   the root disk; its entry names the volume and its bus (they must be the spec's disks, in order).
+ * With snapshots (`corral export --snapshots`, a stopped instance), the disks are kept whole instead, their
+ * internal snapshots in them (`qemu-img convert` would drop them): the root disk is the instance's overlay itself,
+ * uncompressed, its backing file reference removed (it reads right only over the image of the manifest's digest,
+ * which an import requires), each volume its file as it is; the manifest's `snapshots` holds Corral's records.
  * Nothing else: an import refuses any other member, a member out of order, a size or sha256 not the manifest's.
  */
 import { TypeCompiler } from '@sinclair/typebox/compiler';
 import { CorralError } from './errors.js';
 import { macFor } from './nics.js';
 import { validateName } from './names.js';
+import { ROOT_DISK_KEY, validateSnapshotName, type SnapshotRecord } from './snapshots.js';
 import { normalizeSpec } from './spec.js';
-import { InstanceSpecSchema, type InstanceSpec } from './spec-schema.js';
+import { DISK_BUSES, InstanceSpecSchema, type DiskBus, type InstanceDisk, type InstanceSpec } from './spec-schema.js';
+import { isVhostUser } from './disks.js';
 
 export const ARCHIVE_FORMAT = 'corral-instance-archive';
 export const ARCHIVE_VERSION = 1;
@@ -24,7 +32,12 @@ export const MANIFEST_NAME = 'manifest.json';
 export const MAX_MANIFEST_BYTES = 1024 * 1024;
 
 export const ARCHIVE_FILES = { root: 'disks/root.qcow2', 'efi-vars': 'efi-vars.fd' } as const;
-export type ArchiveRole = keyof typeof ARCHIVE_FILES;
+export type ArchiveRole = keyof typeof ARCHIVE_FILES | 'volume';
+
+/** The tar member of attached volume `volume`. */
+export function volumeMember(volume: string): string {
+  return `disks/volumes/${volume}.qcow2`;
+}
 
 export interface ArchiveFile {
   role: ArchiveRole;
@@ -36,6 +49,9 @@ export interface ArchiveFile {
   sha256: string;
   /** the disk's size as the guest sees it (qcow2 only) */
   virtualSize?: number;
+  /** role volume: the volume's name and the bus it is attached on (the spec's disk) */
+  volume?: string;
+  bus?: DiskBus;
 }
 
 export interface ArchiveManifest {
@@ -48,6 +64,11 @@ export interface ArchiveManifest {
   /** how the disks were read: the instance was stopped, or a point-in-time backup of the running guest */
   consistency: 'stopped' | 'backup';
   files: ArchiveFile[];
+  /**
+   * exported with --snapshots: the instance's snapshot records (ready ones), its disks kept whole with their
+   * internal snapshots, the root disk a layer over the image (see above); absent otherwise
+   */
+  snapshots?: SnapshotRecord[];
 }
 
 const specChecker = TypeCompiler.Compile(InstanceSpecSchema);
@@ -88,31 +109,89 @@ export function validateManifest(raw: unknown): ArchiveManifest {
   if (raw.consistency !== 'stopped' && raw.consistency !== 'backup') throw invalid('consistency', 'stopped or backup');
   if (!Array.isArray(raw.files)) throw invalid('files', 'a list is required');
   const files = raw.files.map((f, i) => checkFile(f, i));
-  const roles = files.map((f) => f.role);
-  if (roles[0] !== 'root') throw invalid('files', 'the root disk comes first');
+  const roles = files.filter((f) => f.role !== 'volume').map((f) => f.role);
+  if (files[0]?.role !== 'root') throw invalid('files', 'the root disk comes first');
   if (new Set(roles).size !== roles.length) throw invalid('files', 'a role is listed twice');
+  const vols = files.filter((f) => f.role === 'volume');
+  if (files.slice(files.length - vols.length).some((f) => f.role !== 'volume')) throw invalid('files', 'the volumes come last');
+  const want = spec.disks.map((d) => `${d.volume}:${d.bus}`).join(',');
+  if (vols.map((f) => `${f.volume}:${f.bus}`).join(',') !== want) throw invalid('files', `the volumes are the spec's disks, in order (${want || 'none'})`);
   if (roles.includes('efi-vars') !== (spec.firmware === 'uefi')) throw invalid('files', 'the UEFI variable store comes with a UEFI instance, and only with one');
-  return {
+  const out: ArchiveManifest = {
     format: ARCHIVE_FORMAT, version: ARCHIVE_VERSION, createdAt: raw.createdAt,
     instance: { name: inst.name as string, spec }, image: { name: image.name, kind: image.kind, digest: image.digest },
     consistency: raw.consistency, files,
   };
+  if (raw.snapshots !== undefined) {
+    if (raw.consistency !== 'stopped') throw invalid('snapshots', 'snapshots come with the disks of a stopped instance');
+    out.snapshots = checkSnapshots(raw.snapshots, [ROOT_DISK_KEY, ...spec.disks.map((d) => d.volume)]);
+  }
+  return out;
+}
+
+const isCount = (v: unknown): boolean => Number.isSafeInteger(v) && (v as number) >= 0;
+
+/** The snapshot records of an archive: each whole and ready, its disks among the instance's (`disks`). */
+function checkSnapshots(raw: unknown, disks: readonly string[]): SnapshotRecord[] {
+  if (!Array.isArray(raw)) throw invalid('snapshots', 'a list is required');
+  const names = new Set<string>();
+  return raw.map((r, i) => {
+    const field = `snapshots[${i}]`;
+    if (!isObject(r)) throw invalid(field, 'an object is required');
+    try {
+      validateSnapshotName(r.name);
+    } catch (e) {
+      throw invalid(`${field}.name`, (e as Error).message);
+    }
+    if (names.has(r.name as string)) throw invalid(`${field}.name`, `snapshot "${r.name as string}" is listed twice`);
+    names.add(r.name as string);
+    if (r.phase !== 'ready') throw invalid(`${field}.phase`, 'only ready snapshots are archived');
+    if (typeof r.createdAt !== 'string' || typeof r.memory !== 'boolean' || typeof r.frozen !== 'boolean') throw invalid(field, 'createdAt, memory and frozen are required');
+    if (r.instanceState !== 'running' && r.instanceState !== 'paused' && r.instanceState !== 'stopped') throw invalid(`${field}.instanceState`, 'running, paused or stopped');
+    if (!isCount(r.vmStateSize) || !isCount(r.cpus) || !isCount(r.memoryBytes)) throw invalid(field, 'vmStateSize, cpus and memoryBytes are counts');
+    if (!Array.isArray(r.disks) || r.disks.length === 0) throw invalid(`${field}.disks`, 'a list of disks is required');
+    const ds = r.disks.map((d, j) => {
+      if (!isObject(d) || typeof d.disk !== 'string' || !disks.includes(d.disk)) throw invalid(`${field}.disks[${j}]`, `a disk of the instance (${disks.join(', ')})`);
+      if (!isCount(d.dateSec) || !isCount(d.dateNsec) || !isCount(d.vmStateSize)) throw invalid(`${field}.disks[${j}]`, 'dateSec, dateNsec and vmStateSize are counts');
+      return { disk: d.disk, dateSec: d.dateSec as number, dateNsec: d.dateNsec as number, vmStateSize: d.vmStateSize as number };
+    });
+    return {
+      name: r.name as string, createdAt: r.createdAt, phase: 'ready', memory: r.memory, frozen: r.frozen, instanceState: r.instanceState,
+      vmStateSize: r.vmStateSize as number, disks: ds, cpus: r.cpus as number, memoryBytes: r.memoryBytes as number,
+    };
+  });
 }
 
 function checkFile(f: unknown, i: number): ArchiveFile {
   const field = `files[${i}]`;
   if (!isObject(f)) throw invalid(field, 'an object is required');
-  if (f.role !== 'root' && f.role !== 'efi-vars') throw invalid(`${field}.role`, 'root or efi-vars');
+  if (f.role !== 'root' && f.role !== 'efi-vars' && f.role !== 'volume') throw invalid(`${field}.role`, 'root, efi-vars or volume');
   const role = f.role;
-  if (f.name !== ARCHIVE_FILES[role]) throw invalid(`${field}.name`, `the ${role} file is "${ARCHIVE_FILES[role]}"`);
-  const format = role === 'root' ? 'qcow2' : 'raw';
+  let name: string;
+  if (role === 'volume') {
+    try {
+      validateName('volume', f.volume);
+    } catch (e) {
+      throw invalid(`${field}.volume`, (e as Error).message);
+    }
+    if (typeof f.bus !== 'string' || !(DISK_BUSES as readonly string[]).includes(f.bus)) throw invalid(`${field}.bus`, `one of ${DISK_BUSES.join(', ')}`);
+    name = volumeMember(f.volume as string);
+  } else {
+    name = ARCHIVE_FILES[role];
+  }
+  if (f.name !== name) throw invalid(`${field}.name`, `the ${role} file is "${name}"`);
+  const format = role === 'efi-vars' ? 'raw' : 'qcow2';
   if (f.format !== format) throw invalid(`${field}.format`, `the ${role} file is ${format}`);
   if (!Number.isSafeInteger(f.size) || (f.size as number) < 0) throw invalid(`${field}.size`, 'a byte count is required');
   if (typeof f.sha256 !== 'string' || !SHA256_RE.test(f.sha256)) throw invalid(`${field}.sha256`, '64 lower-case hex digits are required');
-  const out: ArchiveFile = { role, name: ARCHIVE_FILES[role], format, size: f.size as number, sha256: f.sha256 };
-  if (role === 'root') {
+  const out: ArchiveFile = { role, name, format, size: f.size as number, sha256: f.sha256 };
+  if (format === 'qcow2') {
     if (!Number.isSafeInteger(f.virtualSize) || (f.virtualSize as number) <= 0) throw invalid(`${field}.virtualSize`, 'the disk\'s size is required');
     out.virtualSize = f.virtualSize as number;
+  }
+  if (role === 'volume') {
+    out.volume = f.volume as string;
+    out.bus = f.bus as DiskBus;
   }
   return out;
 }
@@ -135,27 +214,38 @@ export function decodeManifest(bytes: Buffer): ArchiveManifest {
 
 /**
  * Why an instance cannot be copied or exported (null when it can): its root disk on the shared pool (the copy would
- * be a second instance on the cluster's disk), or volumes attached (they are the volume store's; copy them with
- * `corral volume clone` and attach the clone).
+ * be a second instance on the cluster's disk), or volumes Corral cannot read at one instant: on a vhost-user bus
+ * (their image is open in a storage daemon, not in QEMU, which cannot back it up) or raw (`formatOf` gives a
+ * volume's format; an archive holds qcow2 disks, and a raw volume would come back as another format).
  */
-export function notCopyable(name: string, spec: InstanceSpec): CorralError | null {
+export function notCopyable(name: string, spec: InstanceSpec, formatOf: (volume: string) => 'qcow2' | 'raw' = () => 'qcow2'): CorralError | null {
   if (spec.rootPool === 'shared') {
     return new CorralError('INVALID_STATE', `instance "${name}" has its root disk on the shared pool: copies and archives are of local root disks only`, { name, field: 'pool' });
   }
-  if (spec.disks.length > 0) {
-    const vols = spec.disks.map((d) => d.volume);
-    return new CorralError('INVALID_STATE', `instance "${name}" has volumes attached (${vols.join(', ')}): detach them first (copy a volume with corral volume clone, then attach the clone to the copy)`, { name, volumes: vols });
+  const vhost = spec.disks.filter((d) => isVhostUser(d.bus)).map((d) => d.volume);
+  if (vhost.length > 0) {
+    return new CorralError('INVALID_STATE', `instance "${name}" has volumes on a vhost-user bus (${vhost.join(', ')}): their image is open in a storage daemon, which copies and archives cannot read; detach them first`, { name, volumes: vhost });
+  }
+  const raw = spec.disks.filter((d) => formatOf(d.volume) === 'raw').map((d) => d.volume);
+  if (raw.length > 0) {
+    return new CorralError('INVALID_STATE', `instance "${name}" has raw volumes attached (${raw.join(', ')}): copies and archives take qcow2 volumes only; detach them first (or copy them with qemu-img into a qcow2 volume)`, { name, volumes: raw });
   }
   return null;
+}
+
+/** The name of a copy's volume: the copy's name and the source volume's (copies of volumes are new volumes). */
+export function copiedVolumeName(copy: string, volume: string): string {
+  return validateName('name', `${copy}-${volume}`);
 }
 
 /**
  * The spec of a copy (or an imported instance) given its new uuid: the same machine, but each NIC with a new MAC
  * (the one a NIC of that id of a new instance gets; `taken`: every MAC on the host), no fixed address (the copy's
  * first start reserves one on its bridge network), no port forwards (the host's ports are the original's), and no
- * host devices (a PCI device passes through to one guest; attach another to the copy).
+ * host devices (a PCI device passes through to one guest; attach another to the copy), and `disks` for volumes (the
+ * copy's own volumes, made by the caller; none by default).
  */
-export function copySpec(spec: InstanceSpec, uuid: string, taken: Pick<ReadonlySet<string>, 'has'>): InstanceSpec {
+export function copySpec(spec: InstanceSpec, uuid: string, taken: Pick<ReadonlySet<string>, 'has'>, disks: InstanceDisk[] = []): InstanceSpec {
   const macs = new Set<string>();
   const nics = spec.nics.map((n) => {
     const mac = macFor(uuid, Number(n.id.replace(/^net/, '')) || 0, { has: (m) => taken.has(m) || macs.has(m) });
@@ -163,5 +253,5 @@ export function copySpec(spec: InstanceSpec, uuid: string, taken: Pick<ReadonlyS
     const { address: _address, forwards: _forwards, ...rest } = n;
     return { ...rest, mac };
   });
-  return { ...structuredClone(spec), nics, hostdevs: [], disks: [] };
+  return { ...structuredClone(spec), nics, hostdevs: [], disks: structuredClone(disks) };
 }

@@ -72,6 +72,9 @@ export interface SnapshotRecord {
   memoryBytes: number;
 }
 
+/** The file in the instance's folder that holds its snapshot records. */
+export const SNAPSHOT_RECORDS_FILE = 'snapshots.json';
+
 /** What snapshots.json holds. */
 export interface SnapshotFile {
   snapshots: SnapshotRecord[];

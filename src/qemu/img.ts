@@ -89,6 +89,16 @@ export async function createOverlay(path: string, backingPath: string, backingFo
   await runImg(argv, { timeoutMs: IMG_TIMEOUT_MS, what: 'qemu-img create', code: 'QEMU_FAILED' });
 }
 
+/**
+ * Point a qcow2 image at another backing file, or at none, without reading or writing data (`qemu-img rebase -u`:
+ * the header only). For a layer whose backing file moves (an archive's root disk kept whole: none in the archive,
+ * this host's image on import); its data reads right only over the same image.
+ */
+export async function rebaseUnsafe(path: string, backing: { path: string; format: ImgFormat } | null): Promise<void> {
+  const to = backing ? ['-F', backing.format, '-b', resolve(backing.path)] : ['-b', ''];
+  await runImg(['rebase', '-q', '-u', '-f', 'qcow2', ...to, resolve(path)], { timeoutMs: IMG_TIMEOUT_MS, what: 'qemu-img rebase', code: 'QEMU_FAILED' });
+}
+
 /** Grow (or, with shrink, cut) an image to sizeBytes. */
 export async function resize(path: string, format: ImgFormat, sizeBytes: number, opts: { shrink?: boolean } = {}): Promise<void> {
   const argv = ['resize', '-q', '-f', format, ...(opts.shrink ? ['--shrink'] : []), resolve(path), String(sizeBytes)];

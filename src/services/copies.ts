@@ -7,21 +7,24 @@
  *   would need the source to move onto a new overlay of its own and could never be flattened away.)
  * - copy --full: the root disk flattened (`qemu-img convert`, no backing file at all): it needs not even the image's
  *   disk (a kernel-kind image still gives its kernel at boot).
- * - A running (or paused) source is read through a point-in-time backup (root-backup.ts): the copy is what a power cut
- *   at that instant would leave, the guest never stops.
+ * - Attached volumes: each copied whole (flattened: a linked copy of a volume would be a clone, which pins its
+ *   source read-only for ever) into a new volume named COPY-VOLUME, attached to the copy on the same bus. A name
+ *   taken is ALREADY_EXISTS before anything is made; raw volumes and vhost-user disks are refused (notCopyable).
+ * - A running (or paused) source is read through point-in-time backups of all its disks at one instant
+ *   (disks-at-instant.ts): the copy is what a power cut at that instant would leave, the guest never stops.
  * - The copy has a new uuid, new MACs, no fixed addresses yet (its first start reserves them), no port forwards, no
- *   passthrough devices (core/instance-archive.ts copySpec). Volumes are not copied: an instance with volumes
- *   attached is refused (INVALID_STATE naming them).
+ *   passthrough devices (core/instance-archive.ts copySpec).
  * - publish: a stopped instance's root disk, flattened, becomes a new image (with the image's kernel, initrd and
  *   command line for a kernel-kind image) whose disk's sha256 is recorded in image.json.
- * A failure leaves nothing: the new folder (or the image's staging folder) goes, no row is stored.
+ * A failure leaves nothing: the new folder (or the image's staging folder) and the new volumes go, no row is stored.
  */
 import { randomUUID, createHash } from 'node:crypto';
 import { copyFileSync, createReadStream, existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { CorralError } from '../core/errors.js';
-import { copySpec, notCopyable } from '../core/instance-archive.js';
+import { copiedVolumeName, copySpec, notCopyable } from '../core/instance-archive.js';
+import type { InstanceDisk } from '../core/spec-schema.js';
 import { validateName } from '../core/names.js';
 import { instancePaths } from '../core/paths.js';
 import { assertFits } from '../host/space.js';
@@ -30,13 +33,17 @@ import { checkImgInfo } from '../storage/inspect.js';
 import type { ImageRecord, ImageStore, Progress } from '../storage/images.js';
 import type { EventBus } from './events.js';
 import type { InstanceService, InstanceView } from './instances.js';
-import { rootAtInstant, type RootBackupDeps } from './root-backup.js';
+import { disksAtInstant, type RootBackupDeps } from './disks-at-instant.js';
 import type { RunAs } from '../host/run-as.js';
+import type { ImgFormat } from '../qemu/img.js';
+import type { VolumeService } from './volumes.js';
+import type { VolumeStore } from '../storage/volumes.js';
 
 export interface CopyDeps {
   dataDir: string;
   instances: InstanceService;
   images: ImageStore;
+  volumes: VolumeService;
   events: EventBus;
   runAs?: RunAs;
 }
@@ -58,13 +65,15 @@ export async function verifyImage(image: ImageRecord): Promise<void> {
 }
 
 /**
- * Make a new instance in folder `dir` (a copy's, an import's): `work` fills it and records the instance; on any
- * failure the folder goes. `release` (the image's claim) is called either way.
+ * Make a new instance in folder `dir` (a copy's, an import's): `work` fills it, makes its volumes through `vols`
+ * and records the instance; on any failure the folder and the volumes made go. `release` (the image's claim) is
+ * called either way.
  */
-export async function madeOrRemoved<T>(dir: string, release: () => void, work: () => Promise<T>): Promise<T> {
+export async function madeOrRemoved<T>(dir: string, vols: NewVolumes, release: () => void, work: () => Promise<T>): Promise<T> {
   try {
     return await work();
   } catch (e) {
+    await vols.removeAll();
     rmSync(dir, { recursive: true, force: true });
     throw e;
   } finally {
@@ -72,11 +81,37 @@ export async function madeOrRemoved<T>(dir: string, release: () => void, work: (
   }
 }
 
+/** The volumes a copy or an import makes for its new instance, attached to it as made; removed when it fails. */
+export class NewVolumes {
+  private made: string[] = [];
+
+  constructor(private volumes: VolumeService, private instance: string) {}
+
+  /** Volume `name` from image `src` (VolumeStore.fromImage), attached to the new instance. */
+  async make(name: string, src: string, format: ImgFormat, opts: Parameters<VolumeStore['fromImage']>[3] = {}): Promise<void> {
+    await this.volumes.exclusive(async () => {
+      await this.volumes.store.fromImage(name, src, format, opts);
+      this.made.push(name);
+      this.volumes.store.setAttached(name, this.instance);
+    });
+  }
+
+  async removeAll(): Promise<void> {
+    const names = this.made.splice(0).reverse();
+    await this.volumes.exclusive(async () => {
+      for (const n of names) {
+        this.volumes.store.setAttached(n, null);
+        await this.volumes.store.remove(n);
+      }
+    }).catch(() => undefined);
+  }
+}
+
 export class CopyService {
   constructor(private d: CopyDeps) {}
 
   private backupDeps(): RootBackupDeps {
-    return { instances: this.d.instances, ...(this.d.runAs ? { runAs: this.d.runAs } : {}) };
+    return { instances: this.d.instances, volumes: this.d.volumes.store, ...(this.d.runAs ? { runAs: this.d.runAs } : {}) };
   }
 
   /** Copy instance `name` to a new stopped instance `to` (linked to the image, or flattened with `full`). */
@@ -86,27 +121,36 @@ export class CopyService {
     const uuid = randomUUID();
     const p = instancePaths(this.d.dataDir, uuid);
     let release = (): void => undefined;
-    return madeOrRemoved(p.dir, () => release(), async () => {
+    const vols = new NewVolumes(this.d.volumes, to);
+    return madeOrRemoved(p.dir, vols, () => release(), async () => {
       const spec = await this.d.instances.withLock(name, async () => {
         const row = this.d.instances.rowOf(name);
-        const why = notCopyable(name, row.spec);
+        const store = this.d.volumes.store;
+        const why = notCopyable(name, row.spec, (v) => store.record(v).format);
         if (why) throw why;
+        const disks: InstanceDisk[] = row.spec.disks.map((x) => ({ volume: copiedVolumeName(to, x.volume), bus: x.bus }));
+        for (const x of disks) store.assertFree(x.volume);
         const image = this.d.images.get(row.spec.image);
         release = this.d.images.claim(image.name);
         const from = this.d.instances.paths(row);
         assertFits(this.d.dataDir, (await imgInfo(from.disk, 'qcow2'))['virtual-size'], `the root disk of copy "${to}"`);
-        progress({ step: 'backup', message: `reading the root disk of "${name}" at one instant`, percent: 0 });
-        const src = await rootAtInstant(this.backupDeps(), row, image, (pc) => progress({ step: 'backup', message: 'backing up the running guest\'s root disk', percent: pc }));
+        assertFits(store.dir, row.spec.disks.reduce((n, x) => n + store.record(x.volume).virtualSize, 0), `the volumes of copy "${to}"`);
+        progress({ step: 'backup', message: `reading the disks of "${name}" at one instant`, percent: 0 });
+        const src = await disksAtInstant(this.backupDeps(), row, image, (pc) => progress({ step: 'backup', message: 'backing up the running guest\'s disks', percent: pc }));
         try {
           mkdirSync(p.dir, { recursive: true, mode: 0o711 });
           const copying = (pc: number): void => progress({ step: 'copy', message: opts.full ? 'copying the root disk, flattened' : 'copying the root disk onto the image', percent: pc });
-          if (!opts.full && src.consistency === 'backup') renameSync(src.path, p.disk); // the backup is that overlay already
-          else await convert(src.path, 'qcow2', p.disk, 'qcow2', { onPercent: copying, ...(opts.full ? {} : { backing: { path: image.disk, format: image.format } }) });
+          if (!opts.full && src.consistency === 'backup') renameSync(src.root.path, p.disk); // the backup is that overlay already
+          else await convert(src.root.path, 'qcow2', p.disk, 'qcow2', { onPercent: copying, ...(opts.full ? {} : { backing: { path: image.disk, format: image.format } }) });
+          for (const [i, v] of src.volumes.entries()) {
+            const copied = disks[i]!.volume;
+            await vols.make(copied, v.path, v.format, { onPercent: (pc) => progress({ step: 'copy', message: `copying volume "${v.volume}" to "${copied}"`, percent: pc }) });
+          }
           if (row.spec.firmware === 'uefi' && existsSync(from.efiVars)) copyFileSync(from.efiVars, p.efiVars);
         } finally {
           src.release();
         }
-        return copySpec(row.spec, uuid, { has: (mac) => this.d.instances.macInUse(mac) });
+        return copySpec(row.spec, uuid, { has: (mac) => this.d.instances.macInUse(mac) }, disks);
       });
       const view = await this.d.instances.recordMade(to, uuid, spec, `${opts.full ? 'full ' : ''}copy of "${name}"`);
       this.d.events.publish('instance.copied', to, { from: name, full: opts.full === true });

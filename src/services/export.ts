@@ -1,9 +1,13 @@
 /**
  * Instance archives out (corral export), in two steps so that the long part reports progress and the download has a
  * known length:
- * - prepare: under the instance's lock, its root disk at one instant (root-backup.ts: the overlay of a stopped
- *   instance, a point-in-time backup of a running one), flattened and compressed (`qemu-img convert -c`) into
- *   $DATA/exports/<id>/, its sha256 taken, the UEFI variables copied, the manifest written (core/instance-archive.ts);
+ * - prepare: under the instance's lock, its disks at one instant (disks-at-instant.ts: the files of a stopped
+ *   instance, point-in-time backups of a running one's root disk and volumes, in one transaction), each flattened
+ *   and compressed (`qemu-img convert -c`) into $DATA/exports/<id>/, their sha256 taken, the UEFI variables copied,
+ *   the manifest written (core/instance-archive.ts);
+ *   With `snapshots` (a stopped instance only): the disks kept whole with their internal snapshots instead (the root
+ *   overlay copied and its backing reference removed, each volume's file copied; core/instance-archive.ts), and the
+ *   instance's snapshot records in the manifest;
  * - download: the tar of the manifest and the files (tar-stream.ts), with its length; the folder goes once the
  *   download ends (whole or not), and at the latest an hour after it was prepared, and at the daemon's next start.
  */
@@ -12,15 +16,18 @@ import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, statSync } fr
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { CorralError } from '../core/errors.js';
-import { ARCHIVE_FILES, ARCHIVE_FORMAT, ARCHIVE_VERSION, MANIFEST_NAME, encodeManifest, notCopyable, type ArchiveFile, type ArchiveManifest } from '../core/instance-archive.js';
+import { ARCHIVE_FILES, ARCHIVE_FORMAT, ARCHIVE_VERSION, MANIFEST_NAME, encodeManifest, notCopyable, volumeMember, type ArchiveFile, type ArchiveManifest } from '../core/instance-archive.js';
 import { assertFits } from '../host/space.js';
-import { convert } from '../qemu/img.js';
-import type { ImageStore, Progress } from '../storage/images.js';
+import { convert, imgInfo, rebaseUnsafe } from '../qemu/img.js';
+import type { ImageRecord, ImageStore, Progress } from '../storage/images.js';
+import type { InstanceRow } from '../store/store.js';
 import { fileSha256 } from './copies.js';
 import type { EventBus } from './events.js';
 import type { ImageTransfer } from './image-transfer.js';
 import type { InstanceService } from './instances.js';
-import { rootAtInstant } from './root-backup.js';
+import { disksAtInstant } from './disks-at-instant.js';
+import type { VolumeService } from './volumes.js';
+import type { SnapshotService } from './snapshots.js';
 import { tarSize, tarStream, type TarMember } from './tar-stream.js';
 import type { RunAs } from '../host/run-as.js';
 
@@ -31,6 +38,8 @@ export interface ExportDeps {
   dataDir: string;
   instances: InstanceService;
   images: ImageStore;
+  volumes: VolumeService;
+  snapshots: Pick<SnapshotService, 'readyRecords'>;
   transfer: Pick<ImageTransfer, 'identity'>;
   events: EventBus;
   runAs?: RunAs;
@@ -42,7 +51,7 @@ export interface PreparedExport {
   instance: string;
   /** bytes of the whole archive */
   size: number;
-  /** bytes the instance's disks hold (the root overlay's allocation, as `du` counts it) */
+  /** bytes the instance's disks hold (the root overlay's and the volumes' allocation, as `du` counts it) */
   diskBytes: number;
   manifest: ArchiveManifest;
 }
@@ -69,30 +78,40 @@ export class ExportService {
     return gone;
   }
 
-  async prepare(name: string, progress: Progress = () => {}): Promise<PreparedExport> {
+  async prepare(name: string, opts: { snapshots?: boolean } = {}, progress: Progress = () => {}): Promise<PreparedExport> {
     const id = randomUUID();
     const dir = join(this.dir, id);
     try {
       const manifest = await this.d.instances.withLock(name, async () => {
         const row = this.d.instances.rowOf(name);
-        const why = notCopyable(name, row.spec);
+        const store = this.d.volumes.store;
+        const why = notCopyable(name, row.spec, (v) => store.record(v).format);
         if (why) throw why;
         const image = this.d.images.get(row.spec.image);
         const p = this.d.instances.paths(row);
-        assertFits(this.d.dataDir, statSync(p.disk).blocks * 512, `the archive of instance "${name}"`, { thin: false });
-        progress({ step: 'backup', message: `reading the root disk of "${name}" at one instant`, percent: 0 });
-        const src = await rootAtInstant({ instances: this.d.instances, ...(this.d.runAs ? { runAs: this.d.runAs } : {}) }, row, image,
-          (pc) => progress({ step: 'backup', message: 'backing up the running guest\'s root disk', percent: pc }));
+        const held = [p.disk, ...row.spec.disks.map((x) => store.record(x.volume).path)].reduce((n, f) => n + statSync(f).blocks * 512, 0);
+        assertFits(this.d.dataDir, held, `the archive of instance "${name}"`, { thin: false });
+        if (opts.snapshots) return this.whole(name, row, image, dir, held);
+        progress({ step: 'backup', message: `reading the disks of "${name}" at one instant`, percent: 0 });
+        const src = await disksAtInstant({ instances: this.d.instances, volumes: store, ...(this.d.runAs ? { runAs: this.d.runAs } : {}) }, row, image,
+          (pc) => progress({ step: 'backup', message: 'backing up the running guest\'s disks', percent: pc }));
         const files: ArchiveFile[] = [];
         try {
           mkdirSync(dir, { recursive: true, mode: 0o700 });
           const root = join(dir, 'root.qcow2');
-          await convert(src.path, 'qcow2', root, 'qcow2', { compress: true, onPercent: (pc) => progress({ step: 'compress', message: 'flattening and compressing the root disk', percent: pc }) });
-          files.push({ role: 'root', name: ARCHIVE_FILES.root, format: 'qcow2', size: statSync(root).size, sha256: '', virtualSize: src.virtualSize });
+          await convert(src.root.path, 'qcow2', root, 'qcow2', { compress: true, onPercent: (pc) => progress({ step: 'compress', message: 'flattening and compressing the root disk', percent: pc }) });
+          files.push({ role: 'root', name: ARCHIVE_FILES.root, format: 'qcow2', size: statSync(root).size, sha256: '', virtualSize: src.root.virtualSize });
           if (row.spec.firmware === 'uefi') {
             const vars = join(dir, 'efi-vars.fd');
             copyFileSync(p.efiVars, vars);
             files.push({ role: 'efi-vars', name: ARCHIVE_FILES['efi-vars'], format: 'raw', size: statSync(vars).size, sha256: '' });
+          }
+          for (const v of src.volumes) {
+            const f: ArchiveFile = { role: 'volume', name: volumeMember(v.volume), format: 'qcow2', size: 0, sha256: '', virtualSize: v.virtualSize, volume: v.volume, bus: v.bus };
+            const out = this.pathOf(dir, f);
+            await convert(v.path, v.format, out, 'qcow2', { compress: true, onPercent: (pc) => progress({ step: 'compress', message: `flattening and compressing volume "${v.volume}"`, percent: pc }) });
+            f.size = statSync(out).size;
+            files.push(f);
           }
         } finally {
           src.release();
@@ -102,13 +121,13 @@ export class ExportService {
           instance: { name, spec: row.spec }, image: { name: image.name, kind: image.kind, digest: (await this.d.transfer.identity(image)).digest },
           consistency: src.consistency, files,
         };
-        return { m, diskBytes: statSync(p.disk).blocks * 512 };
+        return { m, diskBytes: held };
       });
       progress({ step: 'checksum', message: 'sha256 of each file' });
-      for (const f of manifest.m.files) f.sha256 = await fileSha256(this.pathOf(dir, f.role));
+      for (const f of manifest.m.files) f.sha256 = await fileSha256(this.pathOf(dir, f));
       const members: TarMember[] = [
         { name: MANIFEST_NAME, data: encodeManifest(manifest.m) },
-        ...manifest.m.files.map((f) => ({ name: f.name, data: this.pathOf(dir, f.role) })),
+        ...manifest.m.files.map((f) => ({ name: f.name, data: this.pathOf(dir, f) })),
       ];
       const timer = setTimeout(() => this.release(id), EXPORT_TTL_MS);
       timer.unref();
@@ -123,8 +142,45 @@ export class ExportService {
     }
   }
 
-  private pathOf(dir: string, role: ArchiveFile['role']): string {
-    return join(dir, role === 'root' ? 'root.qcow2' : 'efi-vars.fd');
+  /**
+   * The archive's files and manifest with the disks kept whole (export --snapshots): a stopped instance's overlay,
+   * copied and rebased onto no backing file, and its volumes' files as they are (a clone's would need its source).
+   */
+  private async whole(name: string, row: InstanceRow, image: ImageRecord, dir: string, held: number): Promise<{ m: ArchiveManifest; diskBytes: number }> {
+    if (row.state !== 'stopped' && row.state !== 'crashed') {
+      throw new CorralError('INVALID_STATE', `instance "${name}" is ${row.state}: an archive with snapshots is made of a stopped instance's disks (a backup of a running one holds no snapshots); stop it first`, { state: row.state });
+    }
+    const vols = row.spec.disks.map((x) => ({ disk: x, rec: this.d.volumes.store.record(x.volume) }));
+    const clones = vols.filter((v) => v.rec.backing !== null).map((v) => v.rec.name);
+    if (clones.length > 0) {
+      throw new CorralError('INVALID_STATE', `instance "${name}" has clones attached (${clones.join(', ')}): an archive with snapshots keeps each volume's file whole, and a clone's reads its source; export without --snapshots`, { name, volumes: clones });
+    }
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    const p = this.d.instances.paths(row);
+    const root = this.pathOf(dir, { role: 'root' });
+    copyFileSync(p.disk, root);
+    await rebaseUnsafe(root, null);
+    const files: ArchiveFile[] = [{ role: 'root', name: ARCHIVE_FILES.root, format: 'qcow2', size: statSync(root).size, sha256: '', virtualSize: (await imgInfo(root, 'qcow2'))['virtual-size'] }];
+    if (row.spec.firmware === 'uefi') {
+      copyFileSync(p.efiVars, this.pathOf(dir, { role: 'efi-vars' }));
+      files.push({ role: 'efi-vars', name: ARCHIVE_FILES['efi-vars'], format: 'raw', size: statSync(p.efiVars).size, sha256: '' });
+    }
+    for (const { disk, rec } of vols) {
+      const f: ArchiveFile = { role: 'volume', name: volumeMember(disk.volume), format: 'qcow2', size: statSync(rec.path).size, sha256: '', virtualSize: rec.virtualSize, volume: disk.volume, bus: disk.bus };
+      copyFileSync(rec.path, this.pathOf(dir, f));
+      files.push(f);
+    }
+    const m: ArchiveManifest = {
+      format: ARCHIVE_FORMAT, version: ARCHIVE_VERSION, createdAt: new Date().toISOString(),
+      instance: { name, spec: row.spec }, image: { name: image.name, kind: image.kind, digest: (await this.d.transfer.identity(image)).digest },
+      consistency: 'stopped', files, snapshots: this.d.snapshots.readyRecords(name),
+    };
+    return { m, diskBytes: held };
+  }
+
+  /** Where a file of the archive waits for the download. */
+  private pathOf(dir: string, f: Pick<ArchiveFile, 'role' | 'volume'>): string {
+    return join(dir, f.role === 'volume' ? `volume-${f.volume}.qcow2` : f.role === 'root' ? 'root.qcow2' : 'efi-vars.fd');
   }
 
   /** The archive's bytes and length; call done() when the download ends (the files go). */

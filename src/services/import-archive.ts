@@ -9,10 +9,16 @@
  *   and written as a new overlay on this host's copy of the image (`qemu-img convert -B`), so that every root disk
  *   stays an overlay on its image. The archive's disk is flattened: every cluster it holds is written (the image's
  *   data too, uncompressed: as much space as a --full copy), and what it lacks is written as zeros, so the data is
- *   whole even where this host's image differs from the one exported from. The row
- *   stored with a new uuid and new MACs (copySpec).
- * A truncated or changed archive, or any other failure: INVALID_ARCHIVE (or the step's own code), the folder removed,
- * no row. A crash midway leaves a folder without a row, which reconcile removes (sweepInstanceDirs).
+ *   whole even where this host's image differs from the one exported from. Each volume in the archive, inspected
+ *   the same way, becomes a new standalone qcow2 volume of the name it had (VolumeStore.fromImage), attached to the
+ *   new instance on its bus: a volume of that name on this host is ALREADY_EXISTS before a byte is written (delete
+ *   or rename it, there is no renaming on import). The row stored with a new uuid and new MACs (copySpec).
+ * An archive with snapshots (export --snapshots) keeps its disks whole: it needs this host's image to be the very one
+ * exported from (its identity digest, INVALID_IMAGE otherwise, before a byte is written); the root disk, inspected,
+ * is moved into place and pointed at that image (`qemu-img rebase -u`), each volume's file copied as it is, and the
+ * snapshot records written to the new instance's snapshots.json, so `corral snapshot list` and restore see them.
+ * A truncated or changed archive, or any other failure: INVALID_ARCHIVE (or the step's own code), the folder and the
+ * volumes made removed, no row. A crash midway leaves a folder without a row, which reconcile removes (sweepInstanceDirs).
  */
 import { randomUUID } from 'node:crypto';
 import { mkdirSync, renameSync, rmSync } from 'node:fs';
@@ -24,21 +30,35 @@ import { validateName } from '../core/names.js';
 import { instancePaths } from '../core/paths.js';
 import { padding } from '../core/tar.js';
 import { assertFits } from '../host/space.js';
-import { convert, untrustedInfo } from '../qemu/img.js';
+import { convert, rebaseUnsafe, untrustedInfo } from '../qemu/img.js';
+import { writeJsonAtomic } from '../host/fs-atomic.js';
+import { SNAPSHOT_RECORDS_FILE } from '../core/snapshots.js';
+import type { ImageTransfer } from './image-transfer.js';
 import { openImportSource } from '../storage/import-source.js';
 import { checkImageHeader, checkImgInfo } from '../storage/inspect.js';
 import type { ImageStore, Progress } from '../storage/images.js';
-import { madeOrRemoved, verifyImage } from './copies.js';
+import { NewVolumes, madeOrRemoved, verifyImage } from './copies.js';
 import type { EventBus } from './events.js';
 import type { InstanceService, InstanceView } from './instances.js';
 import { TarReader } from './tar-stream.js';
 import { receiveProgress } from './upload-file.js';
+import type { VolumeService } from './volumes.js';
 
 export interface ImportDeps {
   dataDir: string;
   instances: InstanceService;
   images: ImageStore;
+  volumes: VolumeService;
+  transfer: Pick<ImageTransfer, 'identity'>;
   events: EventBus;
+}
+
+/** The files of an archive received into the new instance's folder, checked against the manifest. */
+interface Staged {
+  root: string;
+  efiVars: string | null;
+  /** each volume's file, in the manifest's order */
+  volumes: Array<{ volume: string; file: string }>;
 }
 
 function invalid(message: string): CorralError {
@@ -61,19 +81,43 @@ export class ArchiveImporter {
     if (this.d.instances.listRows().some((r) => r.name === to)) {
       throw new CorralError('ALREADY_EXISTS', `instance "${to}" already exists: give the import another name (corral import FILE NAME)`, { field: 'name' });
     }
+    const volumes = m.files.filter((f) => f.role === 'volume').map((f) => f.volume!);
+    for (const v of volumes) this.d.volumes.store.assertFree(v);
     const image = this.d.images.get(m.image.name);
+    const whole = m.snapshots !== undefined;
+    if (whole) {
+      const here = (await this.d.transfer.identity(image)).digest;
+      if (here !== m.image.digest) {
+        throw new CorralError('INVALID_IMAGE', `the archive keeps its disks whole with their snapshots, as a layer over image "${image.name}" of digest ${m.image.digest}; this host's image "${image.name}" is ${here}: import it where that image is, or export without --snapshots`, { image: image.name });
+      }
+    }
     assertFits(this.d.dataDir, m.files.reduce((n, f) => n + f.size + (f.virtualSize ?? 0), 0), `importing instance "${to}"`);
     const uuid = randomUUID();
     const p = instancePaths(this.d.dataDir, uuid);
-    return madeOrRemoved(p.dir, this.d.images.claim(image.name), async () => {
+    const vols = new NewVolumes(this.d.volumes, to);
+    return madeOrRemoved(p.dir, vols, this.d.images.claim(image.name), async () => {
       mkdirSync(p.dir, { recursive: true, mode: 0o711 });
       const staged = await this.receive(reader, m, p.dir);
       progress({ step: 'verify', message: `every file's sha256 matches the manifest; checking image "${image.name}"` });
       await verifyImage(image);
-      await this.makeRoot(staged.root, p.disk, image.disk, image.format, (pc) => progress({ step: 'convert', message: 'writing the root disk onto the image', percent: pc }));
-      rmSync(staged.root, { force: true });
+      if (whole) {
+        await this.inspected(staged.root, async () => renameSync(staged.root, p.disk));
+        await rebaseUnsafe(p.disk, { path: image.disk, format: image.format });
+      } else {
+        await this.inspected(staged.root, (src) => convert(src, 'qcow2', p.disk, 'qcow2', {
+          untrusted: true, backing: { path: image.disk, format: image.format }, onPercent: (pc) => progress({ step: 'convert', message: 'writing the root disk onto the image', percent: pc }),
+        }));
+        rmSync(staged.root, { force: true });
+      }
+      for (const v of staged.volumes) {
+        await this.inspected(v.file, (src) => vols.make(v.volume, src, 'qcow2', {
+          untrusted: true, whole, onPercent: (pc) => progress({ step: 'convert', message: `writing volume "${v.volume}"`, percent: pc }),
+        }));
+        rmSync(v.file, { force: true });
+      }
       if (staged.efiVars) renameSync(staged.efiVars, p.efiVars);
-      const spec = copySpec(m.instance.spec, uuid, { has: (mac) => this.d.instances.macInUse(mac) });
+      if (m.snapshots) writeJsonAtomic(join(p.dir, SNAPSHOT_RECORDS_FILE), { snapshots: m.snapshots }, 0o600);
+      const spec = copySpec(m.instance.spec, uuid, { has: (mac) => this.d.instances.macInUse(mac) }, m.instance.spec.disks);
       const root = m.files[0]!;
       if ((root.virtualSize ?? 0) > image.virtualSize) spec.disk = root.virtualSize!;
       const view = await this.d.instances.recordMade(to, uuid, spec, `imported from an archive of "${m.instance.name}" (${m.createdAt})`);
@@ -84,17 +128,18 @@ export class ArchiveImporter {
   }
 
   /** Each file of the manifest, in order, into `dir`, checked; then the archive's end. */
-  private async receive(reader: TarReader, m: ArchiveManifest, dir: string): Promise<{ root: string; efiVars: string | null }> {
-    const out: { root: string; efiVars: string | null } = { root: '', efiVars: null };
+  private async receive(reader: TarReader, m: ArchiveManifest, dir: string): Promise<Staged> {
+    const out: Staged = { root: '', efiVars: null, volumes: [] };
     for (const f of m.files) {
       const e = await reader.next();
       if (!e) throw invalid(`it ends before ${f.name} (truncated)`);
       if (e.name !== f.name) throw invalid(`member "${e.name}" comes where the manifest says ${f.name}`);
       if (e.size !== f.size) throw invalid(`${f.name} has ${e.size} bytes, the manifest says ${f.size}`);
-      const file = join(dir, f.role === 'root' ? 'archive-root.qcow2' : 'archive-efi-vars.fd');
+      const file = join(dir, f.role === 'volume' ? `archive-volume-${out.volumes.length}.qcow2` : f.role === 'root' ? 'archive-root.qcow2' : 'archive-efi-vars.fd');
       const got = await reader.toFile(e, file);
       if (got.sha256 !== f.sha256) throw invalid(`${f.name}'s sha256 is ${got.sha256}, the manifest says ${f.sha256}: the archive was changed or damaged`);
       if (f.role === 'root') out.root = file;
+      else if (f.role === 'volume') out.volumes.push({ volume: f.volume!, file });
       else out.efiVars = file;
     }
     if ((await reader.next()) !== null) throw invalid('a member follows the files its manifest lists');
@@ -102,13 +147,13 @@ export class ArchiveImporter {
     return out;
   }
 
-  /** The archive's disk, untrusted: inspected through its open descriptor, then written over this host's image. */
-  private async makeRoot(staged: string, disk: string, base: string, baseFormat: 'qcow2' | 'raw', onPercent: (pc: number) => void): Promise<void> {
+  /** An archive's disk, untrusted: inspected through its open descriptor, then `use`d by that descriptor's path. */
+  private async inspected(staged: string, use: (fdPath: string) => Promise<void>): Promise<void> {
     const src = openImportSource(staged);
     try {
       checkImageHeader(src.fd, 'qcow2');
       checkImgInfo(await untrustedInfo(src.fdPath, 'qcow2'), 'qcow2');
-      await convert(src.fdPath, 'qcow2', disk, 'qcow2', { untrusted: true, onPercent, backing: { path: base, format: baseFormat } });
+      await use(src.fdPath);
     } finally {
       src.close();
     }

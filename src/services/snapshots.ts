@@ -22,7 +22,7 @@ import { CorralError } from '../core/errors.js';
 import {
   assertMemorySnapshot, assertNameFree, assertSameMachine, diskRecords, diskSnapshotTransaction, mismatchError, parseDiskSnapshots,
   parseSnapshotFile, ROOT_DISK_KEY, snapshotDeleteArgs, snapshotDisks, snapshotLoadArgs, snapshotMismatches, snapshotSaveArgs,
-  SNAPSHOT_JOB_IDS, snapshotView, validateSnapshotName, type DiskSnapshot, type SnapshotDisk, type SnapshotRecord, type SnapshotView,
+  SNAPSHOT_JOB_IDS, SNAPSHOT_RECORDS_FILE, snapshotView, validateSnapshotName, type DiskSnapshot, type SnapshotDisk, type SnapshotRecord, type SnapshotView,
 } from '../core/snapshots.js';
 import { crashPoint } from '../host/crash-points.js';
 import { writeJsonAtomic } from '../host/fs-atomic.js';
@@ -65,7 +65,7 @@ export class SnapshotService {
   }
 
   private file(row: InstanceRow): string {
-    return join(this.d.instances.paths(row).dir, 'snapshots.json');
+    return join(this.d.instances.paths(row).dir, SNAPSHOT_RECORDS_FILE);
   }
 
   private read(row: InstanceRow): SnapshotRecord[] {
@@ -80,6 +80,11 @@ export class SnapshotService {
   /** The names of an instance's snapshots, whole or half-made (a live migration refuses an instance that has any). */
   names(name: string): string[] {
     return this.read(this.d.instances.rowOf(name)).map((r) => r.name);
+  }
+
+  /** The whole records of an instance's snapshots that are ready (an archive carries them). */
+  readyRecords(name: string): SnapshotRecord[] {
+    return this.read(this.d.instances.rowOf(name)).filter((r) => r.phase === 'ready');
   }
 
   list(name: string): SnapshotView[] {

@@ -1,7 +1,7 @@
 /**
  * What crashed work leaves behind, found and removed when the daemon starts (after reconcile has adopted what
  * lives): instance folders that no row names (a create, copy or import cut short before its row was stored, a delete
- * after it), and the point-in-time backups a copy or export was reading (root-backup.ts) in the folders of the others.
+ * after it), and the point-in-time backups a copy or export was reading (disks-at-instant.ts) in the folders of the others.
  */
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -10,8 +10,8 @@ import { listDir } from '../host/sysfs.js';
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
-/** A copy's or export's backup of a running root disk (root-backup.ts). */
-const BACKUP = /^backup-[0-9a-f]{8}\.qcow2$/;
+/** A copy's or export's backup of a running instance's disk (disks-at-instant.ts). */
+const BACKUP = /^backup-[0-9a-f]{8}(-[0-9]+)?\.qcow2$/;
 
 /** Remove instances/UUID and run/UUID folders of no instance in `rows`, and backups left in theirs; returns what went. */
 export function sweepInstanceDirs(dataDir: string, rows: ReadonlyArray<{ uuid: string }>): string[] {

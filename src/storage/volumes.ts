@@ -12,13 +12,13 @@
  * clones must never change again: it cannot be cloned while attached (its instance may write to it), attached
  * while it has clones, reverted, shrunk or deleted (VOLUME_IN_USE naming the instance or the clones).
  */
-import { existsSync, statSync } from 'node:fs';
+import { copyFileSync, existsSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { CorralError, invalidSpec, isCorralError } from '../core/errors.js';
 import { dataPaths } from '../core/paths.js';
 import { printable, validateName } from '../core/spec.js';
 import { formatSizeExact, parseSize } from '../core/units.js';
-import { createOverlay, imgInfo, resize as imgResize, type ImgFormat } from '../qemu/img.js';
+import { convert, createOverlay, imgInfo, resize as imgResize, type ImgFormat } from '../qemu/img.js';
 import { MAX_IMAGE_SIZE } from './inspect.js';
 import { takeBack } from '../host/run-as.js';
 import { assertFits } from '../host/space.js';
@@ -171,7 +171,8 @@ export class VolumeStore {
     return { ...this.view(r), snapshots: await this.snapshots(name), clones: this.clonesOf(name) };
   }
 
-  private assertFree(name: string): void {
+  /** ALREADY_EXISTS when a volume of that name exists (for the checks of copies and imports, before they make one). */
+  assertFree(name: string): void {
     if (existsSync(this.pathOf(name))) throw new CorralError('ALREADY_EXISTS', `volume "${name}" already exists`, { name, field: 'name' });
   }
 
@@ -205,6 +206,22 @@ export class VolumeStore {
     this.assertFree(name);
     assertFits(this.dir, bytes, `volume "${name}"`, { thin: fmt === 'qcow2' });
     return this.make(name, fmt, null, (file) => tooLargeIsInvalid(bytes, () => createImage(file, fmt, bytes)));
+  }
+
+  /**
+   * A new standalone qcow2 volume holding the data of image `src` (`qemu-img convert`, flattened): an instance copy's
+   * or an imported archive's volume. `untrusted`: `src` is an untrusted image's open descriptor, inspected already
+   * (see ConvertOptions). `whole`: the qcow2 file copied as it is instead, its internal snapshots kept (a standalone
+   * qcow2, inspected by the caller). The caller checked the space.
+   */
+  async fromImage(nameIn: unknown, src: string, srcFormat: ImgFormat, opts: { untrusted?: boolean; whole?: boolean; onPercent?: (pc: number) => void } = {}): Promise<Volume> {
+    const name = validateName('name', nameIn);
+    this.assertFree(name);
+    const { whole, ...convertOpts } = opts;
+    return this.make(name, 'qcow2', null, async (file) => {
+      if (whole) copyFileSync(src, file);
+      else await convert(src, srcFormat, file, 'qcow2', convertOpts);
+    });
   }
 
   /**

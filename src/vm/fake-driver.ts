@@ -250,7 +250,10 @@ export class FakeVm implements Vm {
   }
   /** A simulated backup is done at once (concluded, nothing copied). */
   blockdevBackup(args: Record<string, unknown>): Promise<void> {
-    return this.call('blockdev-backup', () => { this.jobs.set(String(args['job-id']), { id: String(args['job-id']), type: 'backup', status: 'concluded', 'current-progress': 0, 'total-progress': 0 }); });
+    return this.call('blockdev-backup', () => this.backupJob(args));
+  }
+  private backupJob(args: Record<string, unknown>): void {
+    this.jobs.set(String(args['job-id']), { id: String(args['job-id']), type: 'backup', status: 'concluded', 'current-progress': 0, 'total-progress': 0 });
   }
   blockJobCancel(job: string, force: boolean): Promise<void> {
     return this.call('block-job-cancel', () => {
@@ -263,10 +266,16 @@ export class FakeVm implements Vm {
   jobDismiss(id: string): Promise<void> { return this.call('job-dismiss', () => { this.jobs.delete(id); }); }
   queryJobs(): Promise<JobInfo[]> { return this.call('query-jobs', () => [...this.jobs.values()].map((j) => ({ ...j }))); }
   private jobs = new Map<string, JobInfo>();
-  /** Internal snapshots: a transaction of blockdev-snapshot-internal-sync, and snapshot jobs that conclude at once. */
+  /**
+   * A transaction of blockdev-snapshot-internal-sync (internal snapshots) or of blockdev-backup (backup jobs that
+   * conclude at once); snapshot jobs that conclude at once.
+   */
   transaction(actions: Array<{ type: string; data: Record<string, unknown> }>): Promise<void> {
     return this.call('transaction', () => {
-      for (const a of actions) this.addSnapshot(String(a.data.device), String(a.data.name), 0);
+      for (const a of actions) {
+        if (a.type === 'blockdev-backup') this.backupJob(a.data);
+        else this.addSnapshot(String(a.data.device), String(a.data.name), 0);
+      }
     });
   }
   snapshotJob(kind: 'save' | 'load' | 'delete', args: Record<string, unknown>): Promise<void> {

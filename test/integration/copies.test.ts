@@ -2,7 +2,9 @@
  * Copies, archives and images made from instances, with the tiny guest and the real CLI: a file written in a running
  * guest survives an export of the running guest, its deletion and an import (read back over the console); a flipped
  * byte or a truncated archive is refused and nothing is made; copies (linked and --full) and a published image boot
- * with the data, and a copy's writes are not the original's (nor the other way round).
+ * with the data, and a copy's writes are not the original's (nor the other way round); an instance with a volume is
+ * exported running (its disks read in one transaction), copied (the volume copied whole, under the copy's name),
+ * deleted with its volume and imported, and the volume's marker reads back in both guests, each volume its own.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,7 +12,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConsoleSession, Daemon, SKIP_NO_TINY, useDaemon } from './harness.js';
+import { ConsoleSession, Daemon, SKIP_NO_TINY, useDaemon, waitFor } from './harness.js';
 
 const skip = SKIP_NO_TINY;
 let d: Daemon;
@@ -144,5 +146,103 @@ test('the imported instance, a linked copy and a published image boot with the d
   const c3 = await d.ok('GET', '/v1/instances/c3');
   assert.equal(c3.state, 'stopped');
   assert.equal(info(c3.disk.path)['backing-filename'], (await d.ok('GET', '/v1/images/tiny')).disk);
+});
+
+const VOL_MARK = `corral-vol-${process.pid}`;
+const readVol = `sync; echo 3 > /proc/sys/vm/drop_caches; dd if=/dev/vdb bs=512 skip=100 count=1 2>/dev/null | head -c ${VOL_MARK.length}; echo`;
+const volumeNames = async (): Promise<string[]> => (await d.ok('GET', '/v1/volumes')).volumes.map((v: any) => v.name).sort();
+
+test('an instance with a volume: exported running with the volume, copied (a volume of its own), deleted with the volume, imported; the marker reads back from the volume in both guests', { skip, timeout: 900_000 }, async () => {
+  for (const name of ['c1', 'p1']) await d.ok('DELETE', `/v1/instances/${name}?force=true`);
+  assert.equal((await d.cli(['volume', 'create', 'vdata', '--size', '64M'])).code, 0);
+  const at = await d.cli(['disk', 'attach', 'src', 'vdata', '--bus', 'virtio-blk']);
+  assert.equal(at.code, 0, at.stderr);
+  await waitFor(async () => /vdb/.test(await d.guest('src', 'cat /proc/partitions')), 60_000, 'the hot-plugged volume shows in the guest');
+  assert.match(await d.guest('src', `echo ${VOL_MARK} > /tmp/v && dd if=/tmp/v of=/dev/vdb bs=512 seek=100 conv=fsync 2>/dev/null; ${readVol}`), new RegExp(VOL_MARK));
+
+  const archive = join(work, 'vol.tar');
+  const ex = await d.cli(['export', 'src', archive, '--json']);
+  assert.equal(ex.code, 0, ex.stderr);
+  assert.equal(JSON.parse(ex.stdout).manifest.consistency, 'backup');
+  assert.deepEqual(execFileSync('tar', ['-tf', archive], { encoding: 'utf8' }).trim().split('\n'), ['manifest.json', 'disks/root.qcow2', 'disks/volumes/vdata.qcow2']);
+  const manifest = JSON.parse(execFileSync('tar', ['-xOf', archive, 'manifest.json'], { encoding: 'utf8' }));
+  assert.deepEqual(manifest.files.slice(1).map((f: any) => [f.role, f.volume, f.bus, f.virtualSize]), [['volume', 'vdata', 'virtio-blk', 64 * 1024 * 1024]]);
+  execFileSync('tar', ['-xf', archive, '-C', work, 'disks/volumes/vdata.qcow2']);
+  assert.equal(info(join(work, 'disks/volumes/vdata.qcow2'))['backing-filename'], undefined, 'the volume in the archive stands alone');
+
+  // a copy of the running instance: its volume is a whole copy under the copy's name, attached to it
+  const cp = await d.cli(['copy', 'src', 'c4']);
+  assert.equal(cp.code, 0, cp.stderr);
+  const vol4 = await d.ok('GET', '/v1/volumes/c4-vdata');
+  assert.equal(vol4.attachedTo, 'c4');
+  assert.equal(info(vol4.path)['backing-filename'], undefined);
+  assert.deepEqual((await d.ok('GET', '/v1/instances/c4')).spec.disks, [{ volume: 'c4-vdata', bus: 'virtio-blk' }]);
+  // a copy whose volume's name is taken: refused before anything is made
+  assert.equal((await d.cli(['volume', 'create', 'c5-vdata', '--size', '1M'])).code, 0);
+  const dirs = instanceDirs();
+  assert.match((await d.cli(['copy', 'src', 'c5'])).stderr, /ALREADY_EXISTS: volume "c5-vdata"/);
+  assert.deepEqual(instanceDirs(), dirs);
+  assert.deepEqual(await volumeNames(), ['c4-vdata', 'c5-vdata', 'vdata']);
+  assert.equal((await d.cli(['volume', 'delete', 'c5-vdata'])).code, 0);
+
+  await d.ok('DELETE', '/v1/instances/src?force=true');
+  assert.equal((await d.cli(['volume', 'delete', 'vdata'])).code, 0);
+  const im = await d.cli(['import', archive, '--json']);
+  assert.equal(im.code, 0, im.stderr);
+  const vol = await d.ok('GET', '/v1/volumes/vdata');
+  assert.equal(vol.attachedTo, 'src');
+  // the volume's name is taken now: another import is refused before anything is made
+  const vols = await volumeNames();
+  await refusedImport(archive, /ALREADY_EXISTS: volume "vdata"/, 'src2');
+  assert.deepEqual(await volumeNames(), vols);
+
+  await Promise.all(['src', 'c4'].map(boot));
+  for (const name of ['src', 'c4']) assert.match(await d.guest(name, readVol), new RegExp(VOL_MARK), `${name}'s volume has the marker`);
+  assert.match(await d.guest('src', 'cat /marker'), new RegExp(TOKEN));
+  // the copy's volume is its own: what c4 writes to it, src's volume does not show
+  await d.guest('c4', 'echo c4-own-data-xxxxxxxxxxxxxxxx | dd of=/dev/vdb bs=512 seek=100 conv=fsync 2>/dev/null; echo ok');
+  assert.match(await d.guest('c4', readVol), /c4-own-data/);
+  assert.match(await d.guest('src', readVol), new RegExp(VOL_MARK));
+});
+
+test('export --snapshots keeps the disks whole with their snapshots and the records: imported, the snapshot lists and restores the volume\'s data', { skip, timeout: 900_000 }, async () => {
+  await d.ok('DELETE', '/v1/instances/c4?force=true');
+  assert.equal((await d.cli(['volume', 'delete', 'c4-vdata'])).code, 0);
+  const snap = await d.cli(['snapshot', 'create', 'src', 's1']);
+  assert.equal(snap.code, 0, snap.stderr);
+  // after the snapshot, the volume's marker is overwritten
+  await d.guest('src', 'echo aftersnap | dd of=/dev/vdb bs=512 seek=100 conv=fsync 2>/dev/null; sync; echo ok');
+  const archive = join(work, 'snap.tar');
+  assert.match((await d.cli(['export', 'src', archive, '--snapshots'])).stderr, /INVALID_STATE: .*stop it first/);
+  await d.ok('POST', '/v1/instances/src/kill', {});
+  const ex = await d.cli(['export', 'src', archive, '--snapshots', '--json']);
+  assert.equal(ex.code, 0, ex.stderr);
+  const out = JSON.parse(ex.stdout);
+  assert.deepEqual(out.manifest.snapshots.map((r: any) => [r.name, r.disks.map((x: any) => x.disk)]), [['s1', ['root', 'vdata']]]);
+  // the disks in the archive hold the snapshot; the root disk names no backing file
+  execFileSync('tar', ['-xf', archive, '-C', work, 'disks/root.qcow2', 'disks/volumes/vdata.qcow2']);
+  const root = info(join(work, 'disks/root.qcow2'));
+  assert.equal(root['backing-filename'], undefined);
+  assert.deepEqual(root.snapshots.map((x: any) => x.name), ['s1']);
+  assert.deepEqual(info(join(work, 'disks/volumes/vdata.qcow2')).snapshots.map((x: any) => x.name), ['s1']);
+
+  await d.ok('DELETE', '/v1/instances/src?force=true');
+  assert.equal((await d.cli(['volume', 'delete', 'vdata'])).code, 0);
+  const im = await d.cli(['import', archive, '--json']);
+  assert.equal(im.code, 0, im.stderr);
+  const imported = JSON.parse(im.stdout);
+  assert.equal(info(imported.disk.path)['backing-filename'], (await d.ok('GET', '/v1/images/tiny')).disk, 'the root layer is on this host\'s image again');
+  const list = await d.cli(['snapshot', 'list', 'src', '--json']);
+  assert.equal(list.code, 0, list.stderr);
+  assert.deepEqual(JSON.parse(list.stdout).snapshots.map((x: any) => [x.name, x.disks]), [['s1', ['root', 'vdata']]]);
+  // the volume holds what was written after the snapshot until the restore
+  const vdata = (await d.ok('GET', '/v1/volumes/vdata')).path;
+  assert.match(execFileSync('qemu-io', ['-r', '-U', '-f', 'qcow2', '-c', 'read -v 51200 16', vdata], { encoding: 'utf8' }), /aftersnap/);
+  const rs = await d.cli(['snapshot', 'restore', 'src', 's1']);
+  assert.equal(rs.code, 0, rs.stderr);
+  assert.equal((await d.ok('GET', '/v1/instances/src')).state, 'stopped', 'a disk-only snapshot restores a stopped instance, left stopped');
+  await boot('src');
+  assert.match(await d.guest('src', readVol), new RegExp(VOL_MARK), 'the snapshot\'s volume data came through the archive');
+  assert.match(await d.guest('src', 'cat /marker'), new RegExp(TOKEN));
   rmSync(work, { recursive: true, force: true });
 });

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { isCorralError } from '../../../src/core/errors.js';
-import { ARCHIVE_FORMAT, copySpec, decodeManifest, encodeManifest, notCopyable, validateManifest, type ArchiveManifest } from '../../../src/core/instance-archive.js';
+import { ARCHIVE_FORMAT, copiedVolumeName, copySpec, decodeManifest, encodeManifest, notCopyable, validateManifest, type ArchiveFile, type ArchiveManifest } from '../../../src/core/instance-archive.js';
 import { macFor } from '../../../src/core/nics.js';
 import { validateCreate, type InstanceSpec } from '../../../src/core/spec.js';
 
@@ -68,9 +68,72 @@ test('a copy\'s spec: new MACs from its uuid, no fixed address, no forwards, no 
   assert.notEqual(c2.nics[0]!.mac, c2.nics[1]!.mac);
 });
 
-test('volumes attached or a root disk on the shared pool: not copyable, saying why', () => {
+test('qcow2 volumes are copyable; raw volumes, vhost-user disks or a root disk on the shared pool are not, naming them', () => {
   assert.equal(notCopyable('web', spec()), null);
-  const v = notCopyable('web', { ...spec(), disks: [{ volume: 'data1', bus: 'virtio-blk' }] });
-  assert.ok(v && v.code === 'INVALID_STATE' && /data1/.test(v.message));
+  const disks = [{ volume: 'data1', bus: 'virtio-blk' as const }, { volume: 'data2', bus: 'virtio-scsi' as const }];
+  assert.equal(notCopyable('web', { ...spec(), disks }, () => 'qcow2'), null);
+  const raw = notCopyable('web', { ...spec(), disks }, (v) => (v === 'data2' ? 'raw' : 'qcow2'));
+  assert.ok(raw && raw.code === 'INVALID_STATE' && /data2/.test(raw.message) && !/data1/.test(raw.message));
+  assert.deepEqual(raw.details.volumes, ['data2']);
+  const vhost = notCopyable('web', { ...spec(), disks: [...disks, { volume: 'fast', bus: 'vhost-user-blk' }] });
+  assert.ok(vhost && vhost.code === 'INVALID_STATE' && /fast/.test(vhost.message) && /vhost-user/.test(vhost.message));
   assert.equal(notCopyable('web', { ...spec(), rootPool: 'shared' })?.code, 'INVALID_STATE');
+});
+
+function withVolumes(): ArchiveManifest {
+  const m = manifest();
+  m.instance.spec.disks = [{ volume: 'data1', bus: 'virtio-blk' }, { volume: 'logs', bus: 'sata' }];
+  m.files.push(
+    { role: 'volume', name: 'disks/volumes/data1.qcow2', format: 'qcow2', size: 300, sha256: 'b'.repeat(64), virtualSize: 1 << 30, volume: 'data1', bus: 'virtio-blk' },
+    { role: 'volume', name: 'disks/volumes/logs.qcow2', format: 'qcow2', size: 200, sha256: 'c'.repeat(64), virtualSize: 1 << 20, volume: 'logs', bus: 'sata' },
+  );
+  return m;
+}
+
+test('a manifest with volumes reads back; each is the spec\'s disk, in order, with its name, bus and size, last', () => {
+  const m = withVolumes();
+  assert.deepEqual(decodeManifest(encodeManifest(m)), m);
+  const [root, a, b] = m.files as [ArchiveFile, ArchiveFile, ArchiveFile];
+  refused({ ...m, files: [root, b, a] }, /^files$/);
+  refused({ ...m, files: [root, a] }, /^files$/);
+  refused({ ...m, files: [root, a, { ...b, bus: 'ide' }] }, /^files$/);
+  refused({ ...m, files: [root, a, { ...b, bus: 'floppy' }] }, /files\[2\]\.bus/);
+  refused({ ...m, files: [root, a, { ...b, name: 'disks/volumes/other.qcow2' }] }, /files\[2\]\.name/);
+  refused({ ...m, files: [root, a, { ...b, volume: '../x', name: 'disks/volumes/../x.qcow2' }] }, /files\[2\]\.volume/);
+  refused({ ...m, files: [root, a, { ...b, virtualSize: 0 }] }, /files\[2\]\.virtualSize/);
+  // the UEFI variables come before the volumes
+  const uefi = withVolumes();
+  uefi.instance.spec.firmware = 'uefi';
+  const vars: ArchiveFile = { role: 'efi-vars', name: 'efi-vars.fd', format: 'raw', size: 10, sha256: 'e'.repeat(64) };
+  assert.deepEqual(validateManifest({ ...uefi, files: [root, vars, a, b] }).files.map((f) => f.role), ['root', 'efi-vars', 'volume', 'volume']);
+  refused({ ...uefi, files: [root, a, b, vars] }, /^files$/);
+});
+
+test('a copy\'s volumes are named after the copy, within the name rules; its spec takes the disks given', () => {
+  assert.equal(copiedVolumeName('web2', 'data1'), 'web2-data1');
+  assert.throws(() => copiedVolumeName('w'.repeat(40), 'd'.repeat(30)), (e: unknown) => isCorralError(e) && e.code === 'INVALID_SPEC');
+  const s = { ...spec(), disks: [{ volume: 'data1', bus: 'virtio-blk' as const }] };
+  assert.deepEqual(copySpec(s, '11111111-2222-3333-4444-555555555555', new Set()).disks, []);
+  assert.deepEqual(copySpec(s, '11111111-2222-3333-4444-555555555555', new Set(), [{ volume: 'web2-data1', bus: 'virtio-blk' }]).disks, [{ volume: 'web2-data1', bus: 'virtio-blk' }]);
+});
+
+test('an archive with snapshots carries their records: each ready, of the instance\'s disks, read back as written', () => {
+  const m = withVolumes();
+  m.consistency = 'stopped';
+  const rec = {
+    name: 's1', createdAt: '2026-12-01T00:00:00.000Z', phase: 'ready' as const, memory: false, frozen: true, instanceState: 'running' as const,
+    vmStateSize: 0, cpus: 1, memoryBytes: 268435456,
+    disks: [{ disk: 'root', dateSec: 1764547200, dateNsec: 5, vmStateSize: 0 }, { disk: 'data1', dateSec: 1764547200, dateNsec: 6, vmStateSize: 0 }],
+  };
+  m.snapshots = [rec];
+  assert.deepEqual(decodeManifest(encodeManifest(m)), m);
+  refused({ ...m, consistency: 'backup' }, /^snapshots$/);
+  refused({ ...m, snapshots: [{ ...rec, phase: 'creating' }] }, /snapshots\[0\]\.phase/);
+  refused({ ...m, snapshots: [rec, rec] }, /snapshots\[1\]\.name/);
+  refused({ ...m, snapshots: [{ ...rec, name: 'Bad Name' }] }, /snapshots\[0\]\.name/);
+  refused({ ...m, snapshots: [{ ...rec, disks: [{ disk: 'other', dateSec: 1, dateNsec: 0, vmStateSize: 0 }] }] }, /snapshots\[0\]\.disks\[0\]/);
+  refused({ ...m, snapshots: [{ ...rec, cpus: -1 }] }, /snapshots\[0\]/);
+  refused({ ...m, snapshots: {} }, /^snapshots$/);
+  // without snapshots the manifest has none
+  assert.equal(validateManifest(withVolumes()).snapshots, undefined);
 });
