@@ -83,7 +83,6 @@ export class QmpControl implements VmControl {
   async nbdServerStop(): Promise<void> { await this.call('nbd-server-stop'); }
   async blockExportAdd(args: Record<string, unknown>): Promise<void> { await this.call('block-export-add', args); }
   async blockdevMirror(args: Record<string, unknown>): Promise<void> { await this.call('blockdev-mirror', args); }
-  async blockdevBackup(args: Record<string, unknown>): Promise<void> { await this.call('blockdev-backup', args); }
   async blockJobCancel(job: string, force: boolean): Promise<void> { await this.call('block-job-cancel', { device: job, force }); }
   async jobDismiss(id: string): Promise<void> { await this.call('job-dismiss', { id }); }
   queryJobs(): Promise<JobInfo[]> { return this.call<JobInfo[]>('query-jobs'); }

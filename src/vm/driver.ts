@@ -124,8 +124,6 @@ export interface VmControl {
   blockExportAdd(args: Record<string, unknown>): Promise<void>;
   /** the source mirrors a disk into an NBD client node; block jobs are followed with queryJobs */
   blockdevMirror(args: Record<string, unknown>): Promise<void>;
-  /** a point-in-time copy of a disk into another node (copy-before-write); followed with queryJobs */
-  blockdevBackup(args: Record<string, unknown>): Promise<void>;
   /** force false on a ready mirror: it completes (the target consistent, no pivot); force true: it is abandoned */
   blockJobCancel(job: string, force: boolean): Promise<void>;
   jobDismiss(id: string): Promise<void>;

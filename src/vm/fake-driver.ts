@@ -248,10 +248,6 @@ export class FakeVm implements Vm {
   blockdevMirror(args: Record<string, unknown>): Promise<void> {
     return this.call('blockdev-mirror', () => { this.jobs.set(String(args['job-id']), { id: String(args['job-id']), type: 'mirror', status: 'ready', 'current-progress': 0, 'total-progress': 0 }); });
   }
-  /** A simulated backup is done at once (concluded, nothing copied). */
-  blockdevBackup(args: Record<string, unknown>): Promise<void> {
-    return this.call('blockdev-backup', () => this.backupJob(args));
-  }
   private backupJob(args: Record<string, unknown>): void {
     this.jobs.set(String(args['job-id']), { id: String(args['job-id']), type: 'backup', status: 'concluded', 'current-progress': 0, 'total-progress': 0 });
   }
