@@ -44,7 +44,7 @@ import { MetricsService } from '../services/metrics.js';
 import { HistoryService, historyStepFrom } from '../services/history.js';
 import { MigrationRecoveryService } from '../services/migration-recovery.js';
 import { MigrationDiskService } from '../services/migration-disks.js';
-import { CopyService } from '../services/copies.js';
+import { CopyService, dropUnrecorded } from '../services/copies.js';
 import { ExportService } from '../services/export.js';
 import { ArchiveImporter } from '../services/import-archive.js';
 import { ImageTransfer } from '../services/image-transfer.js';
@@ -268,7 +268,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   // storage daemons no instance owns (a daemon killed between starting one and starting its QEMU)
   await storageDaemons.sweepOrphans();
   // what crashed work left: staging folders, records apart, taps no VM needs (reconcile has adopted what lives)
-  const swept = [...imageStore.sweep(pidAlive), ...volumes.store.sweep(pidAlive), ...disks.alignAttachments(), ...(await nics.sweepTaps()), ...(await snapshots.reconcile())];
+  const swept = [...imageStore.sweep(pidAlive), ...volumes.store.sweep(pidAlive), ...(await dropUnrecorded(volumes, new Set(instances.listRows().map((r) => r.uuid)))), ...disks.alignAttachments(), ...(await nics.sweepTaps()), ...(await snapshots.reconcile())];
   if (swept.length > 0) log.warn({ swept }, 'cleaned up after work a crash cut short');
   await nics.restoreTaps(); // the layer-2 filter of every tap still on the host (the sweep has removed stray ones), from the records
   disks.settleAccess(); // volumes open to QEMU's user only while a live VM has them (a crash may have left one)

@@ -81,19 +81,31 @@ export async function madeOrRemoved<T>(dir: string, vols: NewVolumes, release: (
   }
 }
 
-/** The volumes a copy or an import makes for its new instance, attached to it as made; removed when it fails. */
+/**
+ * The volumes a copy or an import makes for its new instance (name, uuid), attached to it as made; removed when it
+ * fails. Each carries the instance's uuid as `madeFor` until `settle`, after the instance is recorded: a daemon that
+ * dies between the two drops them at its next start (dropUnrecorded).
+ */
 export class NewVolumes {
   private made: string[] = [];
 
-  constructor(private volumes: VolumeService, private instance: string) {}
+  constructor(private volumes: VolumeService, private instance: string, private uuid: string) {}
 
   /** Volume `name` from image `src` (VolumeStore.fromImage), attached to the new instance. */
   async make(name: string, src: string, format: ImgFormat, opts: Parameters<VolumeStore['fromImage']>[3] = {}): Promise<void> {
     await this.volumes.exclusive(async () => {
-      await this.volumes.store.fromImage(name, src, format, opts);
+      await this.volumes.store.fromImage(name, src, format, { ...opts, madeFor: this.uuid });
       this.made.push(name);
       this.volumes.store.setAttached(name, this.instance);
     });
+  }
+
+  /** The instance is recorded: the volumes are its own now (a mark left by a failure here goes at the next start). */
+  async settle(): Promise<void> {
+    const names = this.made.splice(0);
+    await this.volumes.exclusive(async () => {
+      for (const n of names) this.volumes.store.settle(n);
+    }).catch(() => undefined);
   }
 
   async removeAll(): Promise<void> {
@@ -105,6 +117,27 @@ export class NewVolumes {
       }
     }).catch(() => undefined);
   }
+}
+
+/**
+ * At daemon start: the volumes a copy or an import made for an instance it never recorded (the daemon died between the
+ * two; `recorded` holds the uuids of the instances there are) go; those whose instance was recorded lose the mark.
+ */
+export function dropUnrecorded(volumes: VolumeService, recorded: ReadonlySet<string>): Promise<string[]> {
+  return volumes.exclusive(async () => {
+    const dropped: string[] = [];
+    for (const v of volumes.store.records()) {
+      if (v.madeFor === undefined) continue;
+      if (recorded.has(v.madeFor)) {
+        volumes.store.settle(v.name);
+        continue;
+      }
+      volumes.store.setAttached(v.name, null);
+      await volumes.store.remove(v.name);
+      dropped.push(`volume ${v.name} (made for an instance never recorded)`);
+    }
+    return dropped;
+  });
 }
 
 export class CopyService {
@@ -121,7 +154,7 @@ export class CopyService {
     const uuid = randomUUID();
     const p = instancePaths(this.d.dataDir, uuid);
     let release = (): void => undefined;
-    const vols = new NewVolumes(this.d.volumes, to);
+    const vols = new NewVolumes(this.d.volumes, to, uuid);
     return madeOrRemoved(p.dir, vols, () => release(), async () => {
       const spec = await this.d.instances.withLock(name, async () => {
         const row = this.d.instances.rowOf(name);
@@ -153,6 +186,7 @@ export class CopyService {
         return copySpec(row.spec, uuid, { has: (mac) => this.d.instances.macInUse(mac) }, disks);
       });
       const view = await this.d.instances.recordMade(to, uuid, spec, `${opts.full ? 'full ' : ''}copy of "${name}"`);
+      await vols.settle();
       this.d.events.publish('instance.copied', to, { from: name, full: opts.full === true });
       progress({ step: 'done', message: `instance ${to} made from ${name}`, percent: 100 });
       return view;

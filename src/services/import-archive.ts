@@ -94,7 +94,7 @@ export class ArchiveImporter {
     assertFits(this.d.dataDir, m.files.reduce((n, f) => n + f.size + (f.virtualSize ?? 0), 0), `importing instance "${to}"`);
     const uuid = randomUUID();
     const p = instancePaths(this.d.dataDir, uuid);
-    const vols = new NewVolumes(this.d.volumes, to);
+    const vols = new NewVolumes(this.d.volumes, to, uuid);
     return madeOrRemoved(p.dir, vols, this.d.images.claim(image.name), async () => {
       mkdirSync(p.dir, { recursive: true, mode: 0o711 });
       const staged = await this.receive(reader, m, p.dir);
@@ -121,6 +121,7 @@ export class ArchiveImporter {
       const root = m.files[0]!;
       if ((root.virtualSize ?? 0) > image.virtualSize) spec.disk = root.virtualSize!;
       const view = await this.d.instances.recordMade(to, uuid, spec, `imported from an archive of "${m.instance.name}" (${m.createdAt})`);
+      await vols.settle();
       this.d.events.publish('instance.imported', to, { from: m.instance.name, consistency: m.consistency });
       progress({ step: 'done', message: `instance ${to} imported`, percent: 100 });
       return view;

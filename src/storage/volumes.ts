@@ -43,6 +43,11 @@ export interface VolumeRecord {
   backing: string | null;
   /** the instance the volume is attached to, or null */
   attachedTo: string | null;
+  /**
+   * made by a copy or an import for the instance of this uuid, not recorded yet: the mark goes once it is, and a
+   * daemon that died between the two drops the volume at its next start (services/copies.ts dropUnrecorded)
+   */
+  madeFor?: string;
 }
 
 export interface SnapshotInfo {
@@ -68,7 +73,7 @@ function isRecord(v: unknown): v is VolumeRecord {
   const r = v as Record<string, unknown>;
   return typeof r.name === 'string' && (r.format === 'qcow2' || r.format === 'raw') && typeof r.virtualSize === 'number'
     && typeof r.path === 'string' && (r.backing === null || typeof r.backing === 'string')
-    && (r.attachedTo === null || typeof r.attachedTo === 'string');
+    && (r.attachedTo === null || typeof r.attachedTo === 'string') && (r.madeFor === undefined || typeof r.madeFor === 'string');
 }
 
 /** Refuse an operation on a volume attached to an instance (VOLUME_IN_USE naming it). For the attach work too. */
@@ -177,7 +182,7 @@ export class VolumeStore {
   }
 
   /** Build a volume in a staging folder, then move it into place; on any failure the folder goes. */
-  private async make(name: string, format: ImgFormat, backing: string | null, build: (file: string) => Promise<void>): Promise<Volume> {
+  private async make(name: string, format: ImgFormat, backing: string | null, build: (file: string) => Promise<void>, madeFor?: string): Promise<Volume> {
     const staging = this.store.stage(name);
     try {
       const file = join(staging, `disk.${format}`);
@@ -186,7 +191,7 @@ export class VolumeStore {
       const info = await imgInfo(file, format);
       const record: VolumeRecord = {
         name, pool: DEFAULT_POOL, format, virtualSize: info['virtual-size'], path: join(this.pathOf(name), `disk.${format}`),
-        createdAt: new Date().toISOString(), backing, attachedTo: null,
+        createdAt: new Date().toISOString(), backing, attachedTo: null, ...(madeFor !== undefined ? { madeFor } : {}),
       };
       this.store.writeRecord(staging, record);
       crashPoint('volume.built'); // a staging folder of a dead daemon: swept at the next start
@@ -214,14 +219,14 @@ export class VolumeStore {
    * (see ConvertOptions). `whole`: the qcow2 file copied as it is instead, its internal snapshots kept (a standalone
    * qcow2, inspected by the caller). The caller checked the space.
    */
-  async fromImage(nameIn: unknown, src: string, srcFormat: ImgFormat, opts: { untrusted?: boolean; whole?: boolean; onPercent?: (pc: number) => void } = {}): Promise<Volume> {
+  async fromImage(nameIn: unknown, src: string, srcFormat: ImgFormat, opts: { untrusted?: boolean; whole?: boolean; onPercent?: (pc: number) => void; madeFor?: string } = {}): Promise<Volume> {
     const name = validateName('name', nameIn);
     this.assertFree(name);
-    const { whole, ...convertOpts } = opts;
+    const { whole, madeFor, ...convertOpts } = opts;
     return this.make(name, 'qcow2', null, async (file) => {
       if (whole) copyFileSync(src, file);
       else await convert(src, srcFormat, file, 'qcow2', convertOpts);
-    });
+    }, madeFor);
   }
 
   /**
@@ -298,6 +303,12 @@ export class VolumeStore {
     // A file removed behind Corral's back is open nowhere: its record can go without asking QEMU.
     if (existsSync(r.path)) await guarded(name, 'deleted', () => probeLock(r.path, r.format));
     this.store.remove(name);
+  }
+
+  /** The instance a copy or an import made the volume for is recorded: its `madeFor` mark goes. */
+  settle(name: string): void {
+    const { madeFor, ...rest } = this.record(name);
+    if (madeFor !== undefined) this.store.writeRecord(this.pathOf(name), rest);
   }
 
   /** Set or clear the instance a volume is attached to (for the attach work). */
