@@ -70,6 +70,8 @@ export interface SnapshotRecord {
   /** vCPUs and memory (bytes) when taken: a memory snapshot is loaded only into the same machine */
   cpus: number;
   memoryBytes: number;
+  /** the devices besides the disks whose state a memory snapshot holds (machineDevices); absent in older records */
+  devices?: string[];
 }
 
 /** The file in the instance's folder that holds its snapshot records. */
@@ -174,15 +176,39 @@ export function mismatchError(instance: string, name: string, why: readonly stri
   });
 }
 
+/** What a machine's devices are besides its disks (these the snapshot's disk records check): NICs, passthrough, display, agent. */
+export interface MachineShape {
+  cpus: number;
+  memory: number;
+  nics: ReadonlyArray<{ id: string; model: string }>;
+  hostdevs: ReadonlyArray<{ id: string }>;
+  display?: string;
+  agent?: boolean;
+}
+
+/** The devices whose state a memory snapshot saves besides the disks, as a list to compare. */
+export function machineDevices(m: MachineShape): string[] {
+  return [...m.nics.map((n) => `NIC ${n.id} (${n.model})`), ...m.hostdevs.map((h) => `host device ${h.id}`), `display ${m.display ?? 'none'}`, `agent channel ${m.agent === false ? 'off' : 'on'}`];
+}
+
 /**
- * A memory snapshot goes back into a QEMU of the same shape only: INVALID_STATE when the instance's vCPUs or memory
- * changed since (the saved device state would not load).
+ * A memory snapshot goes back into a QEMU of the same shape only: INVALID_STATE when the instance's vCPUs, memory or
+ * devices (a NIC plugged or unplugged since, the display, the agent's channel) changed since: the saved device state
+ * would not load, and QEMU would leave the guest unusable half-way.
  */
-export function assertSameMachine(instance: string, rec: SnapshotRecord, now: { cpus: number; memory: number }): void {
+export function assertSameMachine(instance: string, rec: SnapshotRecord, now: MachineShape): void {
   if (!rec.memory) return;
   const diffs: string[] = [];
   if (now.cpus !== rec.cpus) diffs.push(`${now.cpus} vCPUs now, ${rec.cpus} then`);
   if (now.memory !== rec.memoryBytes) diffs.push(`${now.memory} bytes of memory now, ${rec.memoryBytes} then`);
+  if (rec.devices !== undefined) {
+    const then = new Set(rec.devices);
+    const nowDevices = machineDevices(now);
+    const added = nowDevices.filter((d) => !then.has(d));
+    const gone = rec.devices.filter((d) => !nowDevices.includes(d));
+    if (added.length > 0) diffs.push(`${added.join(', ')} now, not then`);
+    if (gone.length > 0) diffs.push(`${gone.join(', ')} then, not now`);
+  }
   if (diffs.length > 0) {
     throw new CorralError('INVALID_STATE', `snapshot "${rec.name}" of instance "${instance}" holds the guest's memory of another machine (${diffs.join('; ')}): set the instance back first`, { snapshot: rec.name });
   }

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { isCorralError } from '../../../src/core/errors.js';
 import {
-  assertMemorySnapshot, assertNameFree, assertSameMachine, diskRecords, diskSnapshotTransaction, parseDiskSnapshots, parseSnapshotFile,
+  assertMemorySnapshot, assertNameFree, assertSameMachine, diskRecords, machineDevices, diskSnapshotTransaction, parseDiskSnapshots, parseSnapshotFile,
   snapshotDeleteArgs, snapshotDisks, snapshotLoadArgs, snapshotMismatches, snapshotSaveArgs, validateSnapshotName, type DiskSnapshot, type SnapshotRecord,
 } from '../../../src/core/snapshots.js';
 
@@ -72,10 +72,19 @@ test('a restore checks the record against the disks: lost, made again, vmstate c
   assert.deepEqual(snapshotMismatches(rec, ['root', 'data', 'logs'], ok), ['volume "logs" was attached after it was taken']);
 });
 
-test('a memory snapshot loads only into the same vCPUs and memory; a disk-only one into any', () => {
-  assertSameMachine('vm', rec, { cpus: 1, memory: 256 });
-  code(() => assertSameMachine('vm', rec, { cpus: 2, memory: 256 }), 'INVALID_STATE', /2 vCPUs now, 1 then/);
-  assertSameMachine('vm', { ...rec, memory: false }, { cpus: 2, memory: 512 });
+test('a memory snapshot loads only into the same vCPUs, memory and devices; a disk-only one into any', () => {
+  const shape = { cpus: 1, memory: 256, nics: [{ id: 'net0', model: 'virtio-net' }], hostdevs: [], agent: true };
+  assertSameMachine('vm', rec, shape);
+  code(() => assertSameMachine('vm', rec, { ...shape, cpus: 2 }), 'INVALID_STATE', /2 vCPUs now, 1 then/);
+  assertSameMachine('vm', { ...rec, memory: false }, { ...shape, cpus: 2, memory: 512 });
+  // the devices when taken: a NIC plugged since, or the display given since, would not load
+  const taken = { ...rec, devices: machineDevices(shape) };
+  assertSameMachine('vm', taken, shape);
+  code(() => assertSameMachine('vm', taken, { ...shape, nics: [...shape.nics, { id: 'net1', model: 'e1000' }] }), 'INVALID_STATE', /NIC net1 \(e1000\) now, not then/);
+  code(() => assertSameMachine('vm', taken, { ...shape, nics: [] }), 'INVALID_STATE', /NIC net0 \(virtio-net\) then, not now/);
+  code(() => assertSameMachine('vm', taken, { ...shape, display: 'vnc' }), 'INVALID_STATE', /display vnc now, not then.*display none then, not now/);
+  // a record from before the devices were kept is checked on vCPUs and memory only
+  assertSameMachine('vm', rec, { ...shape, nics: [] });
 });
 
 test('snapshots.json: read back as written; anything else is CORRUPT_RECORD', () => {
