@@ -66,6 +66,7 @@ export function hostRegistry(samples: readonly InstanceSample[], pool: PoolView)
   const vcpus = g('corral_instance_vcpus', 'vCPUs configured', ID);
   const memConf = g('corral_instance_memory_configured_bytes', 'Guest memory configured (boot memory)', ID);
   const memRes = g('corral_instance_memory_resident_bytes', 'Host memory resident for the QEMU process (Rss)', ID);
+  const memGuest = g('corral_instance_memory_guest_resident_bytes', 'Host memory resident for guest RAM alone: the Rss of the QEMU mappings that back it (smaps)', ID);
   const balloon = g('corral_instance_memory_balloon_bytes', 'Guest memory the balloon leaves the guest (query-balloon actual)', ID);
   const cpu = c('corral_instance_cpu_seconds_total', 'Host CPU time of the QEMU process, user and system, all threads', ID);
   const vcpu = c('corral_instance_vcpu_seconds_total', 'Host CPU time of each vCPU thread, user and system', [...ID, 'vcpu']);
@@ -86,6 +87,7 @@ export function hostRegistry(samples: readonly InstanceSample[], pool: PoolView)
     vcpus.set(id, s.vcpus);
     memConf.set(id, s.memoryConfigured);
     if (s.residentBytes !== null) memRes.set(id, s.residentBytes);
+    if (s.guestResidentBytes !== null) memGuest.set(id, s.guestResidentBytes);
     if (s.balloonBytes !== null) balloon.set(id, s.balloonBytes);
     if (s.cpuSeconds !== null) cpu.inc(id, s.cpuSeconds);
     for (const v of s.vcpuSeconds) vcpu.inc({ ...id, vcpu: String(v.vcpu) }, v.seconds);

@@ -29,7 +29,7 @@ export function historyRoutes(svc: Pick<Services, 'instances' | 'history'>): Fas
       {
         schema: {
           operationId: 'getHistorySummary', tags: ['history'],
-          summary: 'The latest memory figures of each running instance, and the memory reclaimed from them (configured less resident; the balloons\' share)',
+          summary: 'The latest memory figures of each running instance, and the memory reclaimed from them (configured less guest RAM resident; the balloons\' share of it)',
           response: { 200: HistorySummary, 401: errors[401], 500: errors[500] },
         },
       },

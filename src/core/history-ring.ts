@@ -1,6 +1,6 @@
 /**
  * A short history of one instance's figures (pure): a fixed-size ring of samples, one column of float64 per figure
- * (9 columns x 720 samples = 52 KiB per instance, whatever happens), the oldest sample overwritten once it is full.
+ * (10 columns x 720 samples = 56 KiB per instance, whatever happens), the oldest sample overwritten once it is full.
  * A missing figure is NaN in the ring and null out of it. Counters (CPU seconds, bytes) are kept as read; their rates
  * are computed when the series is read, between each sample and the one before it in the ring: none for the first,
  * none across a gap (a row of nulls, pushed when the instance stopped), none when a counter went back (a restart, a
@@ -8,7 +8,7 @@
  */
 
 export const HISTORY_FIELDS = [
-  'vcpuSeconds', 'vcpus', 'residentBytes', 'configuredBytes', 'balloonBytes',
+  'vcpuSeconds', 'vcpus', 'residentBytes', 'guestResidentBytes', 'configuredBytes', 'balloonBytes',
   'diskReadBytes', 'diskWriteBytes', 'nicRxBytes', 'nicTxBytes',
 ] as const;
 export type HistoryField = typeof HISTORY_FIELDS[number];
@@ -25,6 +25,8 @@ export interface HistorySeries {
   /** the vCPU threads' host CPU time over the step, in percent of the instance's vCPUs (100: all of them busy) */
   cpuPercent: Array<number | null>;
   residentBytes: Array<number | null>;
+  /** host memory resident for guest RAM alone (QEMU's own memory left out) */
+  guestResidentBytes: Array<number | null>;
   configuredBytes: Array<number | null>;
   balloonBytes: Array<number | null>;
   diskReadBytes: Array<number | null>;
@@ -92,7 +94,7 @@ export class HistoryRing {
   /** The samples taken after `since` (ms; all of them without it), with their rates. */
   series(since?: number): HistorySeries {
     const out: HistorySeries = {
-      t: [], vcpuSeconds: [], vcpus: [], cpuPercent: [], residentBytes: [], configuredBytes: [], balloonBytes: [],
+      t: [], vcpuSeconds: [], vcpus: [], cpuPercent: [], residentBytes: [], guestResidentBytes: [], configuredBytes: [], balloonBytes: [],
       diskReadBytes: [], diskWriteBytes: [], diskReadRate: [], diskWriteRate: [], nicRxBytes: [], nicTxBytes: [], nicRxRate: [], nicTxRate: [],
     };
     let prev: HistorySample | null = null;

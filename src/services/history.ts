@@ -7,8 +7,8 @@
  * row of nulls (a gap), and its ring is kept until it is deleted: the next pass after that drops it. Rings are
  * keyed by the instance's uuid, so a new instance of the same name starts afresh.
  *
- * What is kept per sample: the vCPU threads' CPU seconds (and how many threads), the QEMU process's Rss, the
- * configured (boot) memory, the balloon's size, the bytes read and written over all disks and received and sent
+ * What is kept per sample: the vCPU threads' CPU seconds (and how many threads), the QEMU process's Rss, the host
+ * memory resident for guest RAM alone (smaps' mappings of the RAM blocks: MetricsService), the configured memory, the balloon's size, the bytes read and written over all disks and received and sent
  * over all tap-backed NICs (user-mode NICs have no counter QEMU exposes: null).
  */
 import { HistoryRing, type HistorySample, type HistorySeries } from '../core/history-ring.js';
@@ -33,6 +33,7 @@ export interface LatestMemory {
   t: number;
   configuredBytes: number;
   residentBytes: number | null;
+  guestResidentBytes: number | null;
   balloonBytes: number | null;
 }
 
@@ -55,6 +56,7 @@ export function historySample(s: InstanceSample, t: number): HistorySample {
     vcpuSeconds: sum(s.vcpuSeconds, (v) => v.seconds),
     vcpus: s.vcpuSeconds.length === 0 ? null : s.vcpuSeconds.length,
     residentBytes: s.residentBytes,
+    guestResidentBytes: s.guestResidentBytes,
     configuredBytes: s.memoryConfigured,
     balloonBytes: s.balloonBytes,
     diskReadBytes: sum(s.blocks, (b) => b.readBytes),
@@ -140,7 +142,7 @@ export class HistoryService {
     for (const { name, ring } of this.rings.values()) {
       const s = ring.latest();
       if (!s || s.configuredBytes === null) continue;
-      out.push({ name, t: s.t, configuredBytes: s.configuredBytes, residentBytes: s.residentBytes, balloonBytes: s.balloonBytes });
+      out.push({ name, t: s.t, configuredBytes: s.configuredBytes, residentBytes: s.residentBytes, guestResidentBytes: s.guestResidentBytes, balloonBytes: s.balloonBytes });
     }
     return out.sort((a, b) => a.name.localeCompare(b.name));
   }
@@ -149,22 +151,25 @@ export class HistoryService {
 const EMPTY = new HistoryRing(2);
 
 /**
- * Memory reclaimed from running guests, from their latest samples. No counter says what free page reporting gave
- * back, so it is computed: what is configured and not resident in the host (pages never touched, given back by free
- * page reporting, or held by the balloon); the balloon's share is the configured size less the balloon's.
+ * Memory reclaimed from running guests, from their latest samples: per instance, its configured memory less the host
+ * memory resident for its guest RAM (never below 0; QEMU's own memory, under TCG its translation cache, is not
+ * counted), summed. That is what the host does not hold for the guests: RAM they never touched, pages free page
+ * reporting gave back, and the pages a balloon holds (QEMU discards them). The balloons' share (configured less the
+ * balloon's size) is shown on its own: it is a part of the reclaimed memory, not to be added to it. An instance
+ * whose guest RAM could not be measured counts in `configured` only.
  */
-export function reclaimed(latest: readonly LatestMemory[]): { configured: number; resident: number; notResident: number; balloon: number } {
+export function reclaimed(latest: readonly LatestMemory[]): { configured: number; guestResident: number; notResident: number; balloon: number } {
   let configured = 0;
-  let resident = 0;
+  let guestResident = 0;
   let notResident = 0;
   let balloon = 0;
   for (const m of latest) {
     configured += m.configuredBytes;
-    if (m.residentBytes !== null) {
-      resident += m.residentBytes;
-      notResident += Math.max(0, m.configuredBytes - m.residentBytes);
+    if (m.guestResidentBytes !== null) {
+      guestResident += m.guestResidentBytes;
+      notResident += Math.max(0, m.configuredBytes - m.guestResidentBytes);
     }
     if (m.balloonBytes !== null) balloon += Math.max(0, m.configuredBytes - m.balloonBytes);
   }
-  return { configured, resident, notResident, balloon };
+  return { configured, guestResident, notResident, balloon };
 }

@@ -85,3 +85,68 @@ export function parseSmapsRollup(text: string): { rss: number | null; anonymous:
   const sd = get('Shared_Dirty');
   return { rss: get('Rss'), anonymous: get('Anonymous'), shared: sc === null && sd === null ? null : (sc ?? 0) + (sd ?? 0), swap: get('Swap') };
 }
+
+/** One mapping of /proc/PID/smaps: its host-virtual range [start, end) and its Rss in bytes. */
+export interface SmapsVma {
+  start: number;
+  end: number;
+  rss: number;
+}
+
+/** /proc/PID/smaps: each mapping's range (its header line) and Rss. Mappings with no Rss line count 0. */
+export function parseSmaps(text: string): SmapsVma[] {
+  const out: SmapsVma[] = [];
+  let cur: SmapsVma | null = null;
+  for (const line of text.split('\n')) {
+    const h = /^([0-9a-f]+)-([0-9a-f]+) /.exec(line);
+    if (h) {
+      cur = { start: Number.parseInt(h[1]!, 16), end: Number.parseInt(h[2]!, 16), rss: 0 };
+      out.push(cur);
+      continue;
+    }
+    const r = /^Rss:\s+(\d+) kB/.exec(line);
+    if (r && cur) cur.rss = Number(r[1]) * 1024;
+  }
+  return out;
+}
+
+/** A host-virtual range [start, end) that backs guest RAM. */
+export interface HostRange {
+  start: number;
+  end: number;
+}
+
+/**
+ * The host-virtual extent of each RAM block (memory backend) behind the flat view's ranges, from one range's host
+ * address per region (`hva`: gpa2hva of its start; null for the others): the block starts at that address less the range's offset in
+ * the region and reaches the end of its farthest range. The whole block, holes included (the VGA window splits mem0
+ * below 1 MiB): it is all guest RAM, and QEMU maps each block as one mapping of its own (qemu_ram_mmap), so its
+ * extent is that mapping's. A region whose address is unknown is left out.
+ */
+export function ramBlocks(ranges: ReadonlyArray<GuestRamRange & { hva: number | null }>): HostRange[] {
+  const base = new Map<string, number>();
+  const size = new Map<string, number>();
+  for (const r of ranges) {
+    if (r.hva !== null && !base.has(r.region)) base.set(r.region, r.hva - r.offset);
+    size.set(r.region, Math.max(size.get(r.region) ?? 0, r.offset + (r.end - r.start)));
+  }
+  return [...base].map(([region, start]) => ({ start, end: start + size.get(region)! })).sort((a, b) => a.start - b.start);
+}
+
+/**
+ * Bytes of `ranges` resident in host RAM, from smaps' mappings: a mapping inside the ranges counts its whole Rss
+ * (QEMU maps each RAM block as a mapping of exactly its size: the usual case), one that reaches past them the share
+ * of its Rss that the overlap is of its size (the kernel splits a mapping only where its flags change).
+ */
+export function residentIn(vmas: readonly SmapsVma[], ranges: readonly HostRange[]): number {
+  let sum = 0;
+  for (const v of vmas) {
+    const size = v.end - v.start;
+    if (size <= 0 || v.rss === 0) continue;
+    let overlap = 0;
+    for (const r of ranges) overlap += Math.max(0, Math.min(v.end, r.end) - Math.max(v.start, r.start));
+    if (overlap >= size) sum += v.rss;
+    else if (overlap > 0) sum += Math.round((v.rss * overlap) / size);
+  }
+  return sum;
+}

@@ -2,7 +2,8 @@
  * What /metrics shows of each instance, read at scrape time from where `corral stats` and a user would look:
  * - CPU: the QEMU process's user + system time (/proc/PID/stat, every thread: vCPUs, I/O, the main loop) and each
  *   vCPU thread's (/proc/PID/task/TID/stat, the thread ids QEMU names in query-cpus-fast);
- * - memory: configured (the spec's boot memory), resident (smaps_rollup's Rss, as `corral stats` shows it), and the
+ * - memory: configured (the spec's boot memory), resident (smaps_rollup's Rss, as `corral stats` shows it), guest RAM
+ *   resident (the Rss of the mappings of /proc/PID/smaps that back guest RAM: guestRamResident below), and the
  *   balloon's size (query-balloon) when the instance has one;
  * - block: bytes and operations read and written per disk (query-blockstats), named by the device's id;
  * - network: bytes and packets per NIC as the guest sees them (its tap's counters in /proc/self/net/dev, of the
@@ -16,8 +17,10 @@ import { join } from 'node:path';
 import { tapName } from '../core/nics.js';
 import type { BlockStatsEntry } from '../vm/driver.js';
 import { parseTaskStat } from './cpu-plan.js';
-import { parseSmapsRollup } from './memory-map.js';
+import { parseFlatRam, parseGpa2hva, parseSmaps, parseSmapsRollup, ramBlocks, residentIn, type GuestRamRange, type HostRange } from './memory-map.js';
+import { processStartTicks } from '../qemu/proc.js';
 import type { InstanceRow } from '../store/store.js';
+import type { VmControl } from '../vm/driver.js';
 import type { InstanceService } from './instances.js';
 
 export interface BlockSample { device: string; readBytes: number; writeBytes: number; readOps: number; writeOps: number }
@@ -33,6 +36,8 @@ export interface InstanceSample {
   cpuSeconds: number | null;
   vcpuSeconds: Array<{ vcpu: number; seconds: number }>;
   residentBytes: number | null;
+  /** host memory resident for guest RAM alone (QEMU's own memory left out); null when not running, or unreadable */
+  guestResidentBytes: number | null;
   balloonBytes: number | null;
   blocks: BlockSample[];
   nics: NicSample[];
@@ -84,6 +89,8 @@ export interface MetricsDeps {
 export class MetricsService {
   private readonly proc: string;
   private readonly tck: number;
+  /** the host-virtual ranges of each running QEMU's RAM blocks, by instance uuid, learnt once per QEMU and RAM size */
+  private readonly ram = new Map<string, { key: string; ranges: HostRange[] }>();
 
   constructor(private readonly d: MetricsDeps) {
     this.proc = d.proc ?? '/proc';
@@ -93,7 +100,10 @@ export class MetricsService {
   async samples(): Promise<InstanceSample[]> {
     const dev = netDev(this.read(join(this.proc, 'self', 'net', 'dev')) ?? '');
     // the stored rows, not list()'s views: those also stat each disk and read each exit file, which nothing here shows
-    return Promise.all(this.d.instances.listRows().map((r) => this.sample(r, dev)));
+    const rows = this.d.instances.listRows();
+    const live = new Set(rows.filter((r) => r.pid !== null).map((r) => r.uuid));
+    for (const uuid of [...this.ram.keys()]) if (!live.has(uuid)) this.ram.delete(uuid);
+    return Promise.all(rows.map((r) => this.sample(r, dev)));
   }
 
   private read(path: string): string | null {
@@ -107,7 +117,7 @@ export class MetricsService {
   private async sample(v: InstanceRow, dev: ReturnType<typeof netDev>): Promise<InstanceSample> {
     const s: InstanceSample = {
       name: v.name, uuid: v.uuid, state: v.state, vcpus: v.spec.cpus, memoryConfigured: v.spec.memory,
-      cpuSeconds: null, vcpuSeconds: [], residentBytes: null, balloonBytes: null, blocks: [], nics: [],
+      cpuSeconds: null, vcpuSeconds: [], residentBytes: null, guestResidentBytes: null, balloonBytes: null, blocks: [], nics: [],
     };
     if ((v.state !== 'running' && v.state !== 'paused') || v.pid === null) return s;
     const pid = String(v.pid);
@@ -122,6 +132,8 @@ export class MetricsService {
     } catch {
       return s; // it ended between the list and now
     }
+    // not waited for before the vCPU threads' stats are read: learning the RAM blocks (once) takes QMP round trips
+    const guest = this.guestRamResident(v, v.pid, vm).catch(() => null);
     const [vcpus, blocks, balloon] = await Promise.allSettled([
       vm.vcpus(),
       vm.blockStats(),
@@ -135,7 +147,36 @@ export class MetricsService {
     }
     if (blocks.status === 'fulfilled') s.blocks = blockSamples(blocks.value);
     if (balloon.status === 'fulfilled') s.balloonBytes = balloon.value;
+    s.guestResidentBytes = await guest;
     return s;
+  }
+
+  /**
+   * Host memory resident for the instance's guest RAM: the Rss of the mappings of /proc/PID/smaps (not smaps_rollup,
+   * which sums every mapping) that lie in its RAM blocks. The blocks (QEMU's flat view, gpa2hva: as GET
+   * .../memory finds them) do not move while a QEMU runs, so they are learnt once per QEMU (pid and start time) and
+   * again when the RAM size changes (a resize: virtio-mem or the balloon); each sample reads only smaps. Cheaper than
+   * the memory route's pagemap (8 bytes a guest page) and as exact: the kernel counts each mapping's Rss.
+   */
+  private async guestRamResident(v: InstanceRow, pid: number, vm: VmControl): Promise<number | null> {
+    const key = `${pid}:${processStartTicks(pid, this.proc)}:${v.spec.memory}:${v.spec.maxMemory}`;
+    let known = this.ram.get(v.uuid);
+    if (known?.key !== key) {
+      const flat = parseFlatRam(await vm.memoryTree(), new Set(await vm.memdevs()));
+      const seen = new Set<string>();
+      const withHva: Array<GuestRamRange & { hva: number | null }> = [];
+      for (const r of flat) {
+        // one address per region: the block's other ranges are at their offsets from it
+        const hva = seen.has(r.region) ? null : parseGpa2hva(await vm.gpaToHva(r.start));
+        if (hva !== null) seen.add(r.region);
+        withHva.push({ ...r, hva });
+      }
+      known = { key, ranges: ramBlocks(withHva) };
+      this.ram.set(v.uuid, known); // kept even when empty (no memory backend): not asked again at each sample
+    }
+    if (known.ranges.length === 0) return null;
+    const smaps = this.read(join(this.proc, String(pid), 'smaps'));
+    return smaps === null ? null : residentIn(parseSmaps(smaps), known.ranges);
   }
 }
 

@@ -68,6 +68,8 @@ test('/metrics with a guest running: promtool passes, and the figures agree with
   assert.ok(vcpu0 <= cpu, 'a thread\'s time is part of the process\'s');
   const rss = value(first, 'corral_instance_memory_resident_bytes', id);
   assert.ok(rss >= Math.min(rssBefore, rssAfter) * 0.9 && rss <= Math.max(rssBefore, rssAfter) * 1.1, `Rss ${rss} near /proc's ${rssBefore}..${rssAfter}`);
+  const guest = value(first, 'corral_instance_memory_guest_resident_bytes', id);
+  assert.ok(guest > 0 && guest <= 128 * 2 ** 20 && guest < rss, `guest RAM resident ${guest}: some of its 128 MiB, less than QEMU's Rss ${rss}`);
   const mem = await d.ok('GET', '/v1/instances/m1/memory');
   assert.equal(value(first, 'corral_instance_memory_balloon_bytes', id), mem.guest.balloon, 'the balloon as corral stats shows it');
   assert.ok(value(first, 'corral_pool_allocated_memory_bytes') >= 128 * 2 ** 20);

@@ -25,13 +25,13 @@ const POOL: PoolView = {
 const SAMPLES: InstanceSample[] = [
   {
     name: 'web1', uuid: '11111111-1111-4111-8111-111111111111', state: 'running', vcpus: 2, memoryConfigured: 2 ** 30,
-    cpuSeconds: 12.5, vcpuSeconds: [{ vcpu: 0, seconds: 5 }, { vcpu: 1, seconds: 4.25 }], residentBytes: 300 * 2 ** 20, balloonBytes: 2 ** 30,
+    cpuSeconds: 12.5, vcpuSeconds: [{ vcpu: 0, seconds: 5 }, { vcpu: 1, seconds: 4.25 }], residentBytes: 300 * 2 ** 20, guestResidentBytes: 180 * 2 ** 20, balloonBytes: 2 ** 30,
     blocks: [{ device: 'disk0', readBytes: 4096, writeBytes: 8192, readOps: 1, writeOps: 2 }],
     nics: [{ nic: 'net0', rxBytes: 100, txBytes: 200, rxPackets: 1, txPackets: 2 }],
   },
   {
     name: 'db "x"', uuid: '22222222-2222-4222-8222-222222222222', state: 'stopped', vcpus: 1, memoryConfigured: 2 ** 29,
-    cpuSeconds: null, vcpuSeconds: [], residentBytes: null, balloonBytes: null, blocks: [], nics: [],
+    cpuSeconds: null, vcpuSeconds: [], residentBytes: null, guestResidentBytes: null, balloonBytes: null, blocks: [], nics: [],
   },
 ];
 
@@ -73,6 +73,8 @@ test('the exposition: promtool\'s own check passes, counters end in _total, ever
     assert.match(out, /^corral_instance_vcpu_seconds_total\{name="web1",uuid="[^"]+",vcpu="1"\} 4\.25$/m);
     assert.match(out, /^corral_instance_disk_written_bytes_total\{name="web1",uuid="[^"]+",device="disk0"\} 8192$/m);
     assert.match(out, /^corral_instance_network_receive_bytes_total\{name="web1",uuid="[^"]+",nic="net0"\} 100$/m);
+    assert.match(out, /^corral_instance_memory_guest_resident_bytes\{name="web1",uuid="[^"]+"\} 188743680$/m);
+    assert.doesNotMatch(out, /guest_resident_bytes\{name="db/, 'not measured: no figure');
     assert.match(out, /^corral_pool_allocated_memory_bytes 3221225472$/m);
     assert.match(out, /^corral_pool_overcommit_ratio\{resource="cpu"\} 4$/m);
     assert.doesNotMatch(out, /cpu_seconds_total\{name="db/, 'a stopped instance has no CPU figure, not a zero');

@@ -11,7 +11,7 @@ const MiB = 2 ** 20;
 
 function sample(t: number, over: Partial<HistorySample> = {}): HistorySample {
   return {
-    t, vcpuSeconds: t / 1000 / 2, vcpus: 2, residentBytes: 100 * MiB + t, configuredBytes: 256 * MiB, balloonBytes: 256 * MiB,
+    t, vcpuSeconds: t / 1000 / 2, vcpus: 2, residentBytes: 100 * MiB + t, guestResidentBytes: 60 * MiB, configuredBytes: 256 * MiB, balloonBytes: 256 * MiB,
     diskReadBytes: t * 10, diskWriteBytes: t, nicRxBytes: null, nicTxBytes: null, ...over,
   };
 }

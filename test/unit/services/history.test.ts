@@ -24,6 +24,7 @@ function reading(name: string, uuid: string, state: string, k: number): Instance
     cpuSeconds: live ? 10 * k : null,
     vcpuSeconds: live ? [{ vcpu: 0, seconds: 2 * k }, { vcpu: 1, seconds: 3 * k }] : [],
     residentBytes: live ? 64 * MiB + k * MiB : null,
+    guestResidentBytes: live ? 40 * MiB + k * MiB : null,
     balloonBytes: live ? 192 * MiB : null,
     blocks: live ? [{ device: 'disk0', readBytes: 1000 * k, writeBytes: 10 * k, readOps: k, writeOps: k }, { device: 'disk1', readBytes: 500 * k, writeBytes: 0, readOps: 0, writeOps: 0 }] : [],
     nics: live ? [{ nic: 'net0', rxBytes: 7 * k, txBytes: 3 * k, rxPackets: k, txPackets: k }] : [],
@@ -41,7 +42,7 @@ function scripted(passes: InstanceSample[][]): { h: HistoryService; run: () => P
 test('a reading becomes one sample: vCPU threads, disks and NICs summed; nothing read is null', () => {
   const s = historySample(reading('a', U1, 'running', 2), 42);
   assert.deepEqual(s, {
-    t: 42, vcpuSeconds: 10, vcpus: 2, residentBytes: 66 * MiB, configuredBytes: 256 * MiB, balloonBytes: 192 * MiB,
+    t: 42, vcpuSeconds: 10, vcpus: 2, residentBytes: 66 * MiB, guestResidentBytes: 42 * MiB, configuredBytes: 256 * MiB, balloonBytes: 192 * MiB,
     diskReadBytes: 3000, diskWriteBytes: 20, nicRxBytes: 14, nicTxBytes: 6,
   });
   const bare = historySample({ ...reading('a', U1, 'running', 1), vcpuSeconds: [], blocks: [], nics: [], balloonBytes: null }, 1);
@@ -91,13 +92,18 @@ test('a stopped instance keeps its history with one gap; a new instance of the s
   assert.deepEqual(h2.latestMemory(), [], 'a stopped instance is not in the overview');
 });
 
-test('reclaimed memory: configured less resident per running instance, and what the balloons hold', () => {
+test('reclaimed memory: configured less guest RAM resident per running instance (QEMU\'s Rss is not it); the balloons\' share of it', () => {
   const r = reclaimed([
-    { name: 'a', t: 1, configuredBytes: 256 * MiB, residentBytes: 100 * MiB, balloonBytes: 192 * MiB },
-    { name: 'b', t: 1, configuredBytes: 128 * MiB, residentBytes: 140 * MiB, balloonBytes: null },
-    { name: 'c', t: 1, configuredBytes: 64 * MiB, residentBytes: null, balloonBytes: 64 * MiB },
+    // a balloon holds 64 MiB: they are not resident, so they are within the 156 MiB reclaimed, not added to them
+    { name: 'a', t: 1, configuredBytes: 256 * MiB, residentBytes: 230 * MiB, guestResidentBytes: 100 * MiB, balloonBytes: 192 * MiB },
+    // QEMU's Rss above the guest's size (TCG's translation cache): the guest's RAM still has 28 MiB not resident
+    { name: 'b', t: 1, configuredBytes: 128 * MiB, residentBytes: 240 * MiB, guestResidentBytes: 100 * MiB, balloonBytes: null },
+    // guest RAM fully resident (and a little more, after a resize down): nothing reclaimed, never below 0
+    { name: 'c', t: 1, configuredBytes: 96 * MiB, residentBytes: 250 * MiB, guestResidentBytes: 128 * MiB, balloonBytes: 96 * MiB },
+    // not measured (its QEMU just ended): configured only
+    { name: 'd', t: 1, configuredBytes: 64 * MiB, residentBytes: null, guestResidentBytes: null, balloonBytes: 64 * MiB },
   ]);
-  assert.deepEqual(r, { configured: 448 * MiB, resident: 240 * MiB, notResident: 156 * MiB, balloon: 64 * MiB });
+  assert.deepEqual(r, { configured: 544 * MiB, guestResident: 328 * MiB, notResident: 184 * MiB, balloon: 64 * MiB });
 });
 
 test('the step: 5 s by default, CORRAL_HISTORY_STEP_MS in ms from 100 to an hour, anything else refused', () => {
@@ -150,8 +156,8 @@ test('the routes: an instance\'s history (since a time), 404 for no such instanc
     assert.equal(none.json().error.code, 'INSTANCE_NOT_FOUND');
     assert.equal((await app.inject({ method: 'GET', url: '/v1/instances/a/history?since=-1' })).statusCode, 400);
     const sum = (await app.inject({ method: 'GET', url: '/v1/history' })).json();
-    assert.deepEqual(sum.instances, [{ name: 'a', t: 1_010_000, configuredBytes: 256 * MiB, residentBytes: 67 * MiB, balloonBytes: 192 * MiB }]);
-    assert.deepEqual(sum.reclaimed, { configured: 256 * MiB, resident: 67 * MiB, notResident: 189 * MiB, balloon: 64 * MiB });
+    assert.deepEqual(sum.instances, [{ name: 'a', t: 1_010_000, configuredBytes: 256 * MiB, residentBytes: 67 * MiB, guestResidentBytes: 43 * MiB, balloonBytes: 192 * MiB }]);
+    assert.deepEqual(sum.reclaimed, { configured: 256 * MiB, guestResident: 43 * MiB, notResident: 213 * MiB, balloon: 64 * MiB });
     assert.equal(typeof sum.passMs, 'number');
   } finally {
     await app.close();

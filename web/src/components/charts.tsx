@@ -110,6 +110,7 @@ export function Charts({ name }: { name: string }) {
       ]} />
       <Chart id="memory" title="Memory: resident vs configured vs balloon" t={s.t} format={bytes} lines={[
         { label: 'resident (Rss)', values: s.residentBytes, stroke: '#2257c5', fill: 'rgba(34,87,197,0.12)' },
+        { label: 'guest RAM resident', values: s.guestResidentBytes, stroke: '#6941c6' },
         { label: 'configured', values: s.configuredBytes, stroke: '#667085', dash: [6, 4] },
         ...(empty(s.balloonBytes) ? [] : [{ label: 'balloon (guest has)', values: s.balloonBytes, stroke: '#d9730d', dash: [2, 3] }]),
       ]} />
