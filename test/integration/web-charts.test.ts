@@ -128,12 +128,13 @@ test('the history agrees with /proc of QEMU: vCPU time, Rss, and the configured 
   const mem = await d.ok('GET', `/v1/instances/${VM}/memory`);
   assert.equal(s.balloonBytes[0], mem.guest.balloon, 'the balloon as corral stats shows it');
 
-  // the whole history: one sample a step, times rising, CPU % within what one vCPU can do
+  // the whole history: one sample a step, times rising, CPU % within what one vCPU can do (give or take what a 1 s step
+  // cannot resolve: /proc counts in 10 ms ticks, and a loaded machine reads a pass's figures some ms after its time)
   const all = (await d.ok('GET', `/v1/instances/${VM}/history`)).series;
   assert.ok(all.t.length >= 5, `${all.t.length} samples`);
   for (let i = 1; i < all.t.length; i++) assert.ok(all.t[i] > all.t[i - 1], 'times rise');
   const cpu = (all.cpuPercent as Array<number | null>).slice(1);
-  assert.ok(cpu.every((p) => p !== null && p >= 0 && p <= 101), `CPU % ${JSON.stringify(cpu)}`);
+  assert.ok(cpu.every((p) => p !== null && p >= 0 && p <= 110), `CPU % ${JSON.stringify(cpu)}`);
   assert.ok((all.diskReadBytes.at(-1) as number) > 0, 'the guest read its disk as it booted');
   const sum = await d.ok('GET', '/v1/history');
   assert.equal(sum.instances.length, 1);
