@@ -55,8 +55,9 @@ test-base: build
 # through SeaBIOS and GRUB; CORRAL_TEST_DEBIAN=0 skips that part.
 export CORRAL_TEST_DEBIAN ?= 1
 
+# The unit tests run beside the integration files (scripts/run-tests.sh), which run one at a time.
 test: build test-base
-	CORRAL_TEST_BASE=$(TEST_BASE) node --test --test-concurrency=1 dist/test/unit/ dist/test/integration/
+	CORRAL_TEST_BASE=$(TEST_BASE) bash scripts/run-tests.sh
 
 test-unit: build
 	node --test dist/test/unit/

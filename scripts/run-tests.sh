@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The whole suite, as `make test` runs it: the unit tests (no guests) run beside the integration files, which run one
+# at a time (each boots real guests, some bring up network namespaces, PostgreSQL or Chromium of their own). The unit
+# tests' output follows the integration files'; the suite fails when either part does.
+# Needs CORRAL_TEST_BASE (the tiny image the integration files copy: make test-base).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+unit_log=$(mktemp "${TMPDIR:-/tmp}/corral-unit-tests.XXXXXX")
+trap 'rm -f "$unit_log"' EXIT
+node --test dist/test/unit/ >"$unit_log" 2>&1 &
+unit_pid=$!
+node --test --test-concurrency=1 dist/test/integration/
+integration=$?
+wait "$unit_pid"
+unit=$?
+echo "# ---- the unit tests (run beside the integration files) ----"
+cat "$unit_log"
+echo "# unit tests: exit $unit; integration tests: exit $integration"
+[ "$unit" -eq 0 ] && [ "$integration" -eq 0 ]
