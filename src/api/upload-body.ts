@@ -33,6 +33,9 @@ export function streamUploadJob<T>(reply: FastifyReply, body: Readable, job: (pr
     try {
       return await job(p);
     } finally {
+      // a job that read through an async iterator left its 'readable' listener, with which resume() does nothing: the
+      // rest of the body would never be read, and a client still sending it would wait (75 s here) for the refusal
+      body.removeAllListeners('readable');
       body.resume();
     }
   }, key);

@@ -139,6 +139,14 @@ export class ApiClient {
     if (length !== null) headers['content-length'] = String(length);
     return new Promise((resolve, reject) => {
       const req = httpRequest(this.options(method, path, headers), (res) => {
+        // The answer is whole: a body the daemon refused part-way (an import of a name taken) is sent no further.
+        // Left piping, the request would hold its socket, and this process, until the daemon's keep-alive timeout.
+        res.on('end', () => {
+          if (req.writableFinished) return;
+          body.unpipe(req);
+          (body as NodeJS.ReadableStream & { destroy?: () => void }).destroy?.();
+          req.destroy();
+        });
         if ((res.statusCode ?? 500) < 400) return resolve(res);
         readAll(res).then((buf) => reject(apiError(res, buf)), reject);
       });
