@@ -132,9 +132,14 @@ export function dropUnrecorded(volumes: VolumeService, recorded: ReadonlySet<str
         volumes.store.settle(v.name);
         continue;
       }
-      volumes.store.setAttached(v.name, null);
-      await volumes.store.remove(v.name);
-      dropped.push(`volume ${v.name} (made for an instance never recorded)`);
+      try {
+        volumes.store.setAttached(v.name, null);
+        await volumes.store.remove(v.name);
+        dropped.push(`volume ${v.name} (made for an instance never recorded)`);
+      } catch (e) {
+        // (a daemon starts whatever one leftover says: the volume stays, named in the log)
+        dropped.push(`volume ${v.name} (made for an instance never recorded) could not be removed: ${(e as Error).message}`);
+      }
     }
     return dropped;
   });
