@@ -17,6 +17,12 @@ export const ARTIFACTS = process.env.CORRAL_ARTIFACTS ?? '/tmp/corral-web-artifa
 const BUILT = existsSync(join(REPO, 'dist/web/index.html'));
 export const WEB_SKIP: string | false = SKIP_NO_TINY || (!existsSync(CHROMIUM) && `no ${CHROMIUM} (Debian's chromium package: scripts/host-deps.sh)`) || (!BUILT && 'the web console is not built (make build)');
 
+/** A daemon's TCP listener for a browser test: a random port of 127.0.0.1, its origin, and the daemon's --listen. */
+export function webListener(): { port: number; origin: string; args: string[] } {
+  const port = 20000 + Math.floor(Math.random() * 20000);
+  return { port, origin: `https://127.0.0.1:${port}`, args: ['--listen', `127.0.0.1:${port}`] };
+}
+
 export interface WebBrowser {
   browser: Browser;
   context: BrowserContext;

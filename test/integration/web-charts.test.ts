@@ -11,13 +11,12 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { Daemon, useDaemon, waitFor } from './harness.js';
-import { ARTIFACTS, logIn, openBrowser, WEB_SKIP, type WebBrowser } from './web-browser.js';
+import { ARTIFACTS, logIn, openBrowser, WEB_SKIP, type WebBrowser, webListener } from './web-browser.js';
 import { rssBytes } from '../../src/services/metrics.js';
 import { parseTaskStat } from '../../src/services/cpu-plan.js';
 
 const skip = WEB_SKIP;
-const PORT = 20000 + Math.floor(Math.random() * 20000);
-const ORIGIN = `https://127.0.0.1:${PORT}`;
+const { origin: ORIGIN, args: LISTEN } = webListener();
 const BOOT_MS = 180_000;
 const VM = 'chart1';
 const MiB = 2 ** 20;
@@ -25,7 +24,7 @@ const MiB = 2 ** 20;
 const MEMORY = 256 * MiB;
 
 let d: Daemon;
-useDaemon((x) => { d = x; }, { args: ['--listen', `127.0.0.1:${PORT}`], env: () => ({ CORRAL_HISTORY_STEP_MS: '1000' }) });
+useDaemon((x) => { d = x; }, { args: LISTEN, env: () => ({ CORRAL_HISTORY_STEP_MS: '1000' }) });
 
 let web: WebBrowser;
 let page: Page;

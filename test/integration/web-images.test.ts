@@ -15,17 +15,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { Daemon, useDaemon, waitFor } from './harness.js';
-import { logIn, openBrowser, WEB_SKIP, type WebBrowser } from './web-browser.js';
+import { logIn, openBrowser, WEB_SKIP, type WebBrowser, webListener } from './web-browser.js';
 
 const skip = WEB_SKIP;
-const PORT = 20000 + Math.floor(Math.random() * 20000);
-const ORIGIN = `https://127.0.0.1:${PORT}`;
+const { origin: ORIGIN, args: LISTEN } = webListener();
 const BOOT_MS = 180_000;
 const MiB = 2 ** 20;
 const VM = 'rs1';
 
 let d: Daemon;
-useDaemon((x) => { d = x; }, { args: ['--listen', `127.0.0.1:${PORT}`] });
+useDaemon((x) => { d = x; }, { args: LISTEN });
 
 let web: WebBrowser;
 let page: Page;

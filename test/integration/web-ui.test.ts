@@ -13,18 +13,16 @@ import { readFileSync } from 'node:fs';
 import { createServer, request as httpsRequest, type Server } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import WebSocket from 'ws';
 import type { BrowserContext, Page } from 'playwright-core';
 import { Daemon, useDaemon, waitFor } from './harness.js';
-import { openBrowser, WEB_SKIP, type WebBrowser } from './web-browser.js';
+import { openBrowser, sessionCookie, WEB_SKIP, websocketAttempt, type WebBrowser, webListener } from './web-browser.js';
 
 const skip = WEB_SKIP;
-const PORT = 20000 + Math.floor(Math.random() * 20000);
-const ORIGIN = `https://127.0.0.1:${PORT}`;
+const { port: PORT, origin: ORIGIN, args: LISTEN } = webListener();
 const BOOT_MS = 180_000;
 
 let d: Daemon;
-useDaemon((x) => { d = x; }, { args: ['--listen', `127.0.0.1:${PORT}`] });
+useDaemon((x) => { d = x; }, { args: LISTEN });
 
 let web: WebBrowser;
 let context: BrowserContext;
@@ -62,12 +60,6 @@ function call(method: string, path: string, headers: Record<string, string> = {}
     req.on('error', reject);
     req.end(body === undefined ? undefined : JSON.stringify(body));
   });
-}
-
-async function sessionCookie(): Promise<string> {
-  const c = (await context.cookies(ORIGIN)).find((x) => x.name.startsWith('__Host-corral-session'));
-  assert.ok(c, 'the session cookie is set');
-  return `${c.name}=${c.value}`;
 }
 
 /** What the serial console shows now (the rows xterm.js has drawn). */
@@ -108,7 +100,7 @@ test('the API without the cookie is 401; with it, reads work and forged changes 
   const none = await call('GET', '/v1/instances');
   assert.equal(none.status, 401);
   assert.equal(none.body.error.code, 'UNAUTHORIZED');
-  const cookie = await sessionCookie();
+  const cookie = await sessionCookie(context, ORIGIN);
   assert.equal((await call('GET', '/v1/instances', { cookie })).status, 200);
   const who = await call('GET', '/v1/session', { cookie });
   assert.equal(who.body.who, 'token-file');
@@ -120,13 +112,8 @@ test('the API without the cookie is 401; with it, reads work and forged changes 
   const foreign = await call('POST', '/v1/instances', { cookie, 'x-corral-csrf': who.body.csrf, origin: 'https://evil.example' }, { name: 'forged2', image: 'tiny' });
   assert.equal(foreign.body.error.code, 'CSRF_REFUSED');
   // a console websocket opened by another origin's page with the cookie
-  const ws = await new Promise<number>((resolve) => {
-    const s = new WebSocket(`wss://127.0.0.1:${PORT}/v1/instances/nosuch/console`, { headers: { cookie, origin: 'https://evil.example' }, rejectUnauthorized: false });
-    s.on('unexpected-response', (_q, res) => resolve(res.statusCode ?? 0));
-    s.on('open', () => { s.close(); resolve(101); });
-    s.on('error', () => resolve(-1));
-  });
-  assert.equal(ws, 403);
+  const ws = await websocketAttempt({ port: PORT, dataDir: d.dataDir }, '/v1/instances/nosuch/console', { cookie, origin: 'https://evil.example' });
+  assert.equal(ws.open ? 101 : ws.status, 403);
 
   // a page of another origin (another port of the same host: the same site, so the SameSite cookie goes along)
   // posts to the API with fetch and with a form: both are refused, and nothing is made
@@ -285,7 +272,7 @@ test('a thousand instances: the list renders only the rows in view and scrolls t
 
 test('logging out ends the session: the page asks for a token and the old cookie is refused', { skip, timeout: 120_000 }, async () => {
   await page.goto(`${ORIGIN}/#/`);
-  const cookie = await sessionCookie();
+  const cookie = await sessionCookie(context, ORIGIN);
   await page.getByRole('button', { name: 'Log out' }).click();
   await page.getByLabel('API token').waitFor();
   const r = await call('GET', '/v1/instances', { cookie });
@@ -298,7 +285,7 @@ test('a revoked token\'s session ends at once', { skip, timeout: 120_000 }, asyn
   await page.getByLabel('API token').fill(t.token);
   await page.getByRole('button', { name: 'Log in' }).click();
   await page.getByText('ops1 (operator)').waitFor();
-  const cookie = await sessionCookie();
+  const cookie = await sessionCookie(context, ORIGIN);
   assert.equal((await call('GET', '/v1/instances', { cookie })).status, 200);
   await d.ok('DELETE', '/v1/tokens/ops1');
   const r = await call('GET', '/v1/instances', { cookie });

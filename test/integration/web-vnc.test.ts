@@ -11,15 +11,14 @@ import { readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { Daemon, useDaemon, waitFor } from './harness.js';
-import { logIn, openBrowser, sessionCookie, WEB_SKIP, websocketAttempt, type WebBrowser } from './web-browser.js';
+import { logIn, openBrowser, sessionCookie, WEB_SKIP, websocketAttempt, type WebBrowser, webListener } from './web-browser.js';
 
 const skip = WEB_SKIP;
-const PORT = 20000 + Math.floor(Math.random() * 20000);
-const ORIGIN = `https://127.0.0.1:${PORT}`;
+const { port: PORT, origin: ORIGIN, args: LISTEN } = webListener();
 const BOOT_MS = 180_000;
 
 let d: Daemon;
-useDaemon((x) => { d = x; }, { args: ['--listen', `127.0.0.1:${PORT}`] });
+useDaemon((x) => { d = x; }, { args: LISTEN });
 
 let b: WebBrowser;
 let page: Page;
