@@ -7,7 +7,7 @@
  *   set is not used, its `nodejs_active_*_total` gauges fail promtool's lint);
  * - the host's, read at scrape time into a registry of its own (src/services/metrics.ts): each instance's state,
  *   CPU, memory, disk and NIC figures, labelled by name and uuid (a bounded set: one series per instance, disk, NIC
- *   or vCPU), and the pool's capacity and allocation.
+ *   or vCPU; a NIC's also by the source of its counters, tap or guest-agent), and the pool's capacity and allocation.
  * The role is viewer's; `corral daemon --metrics-public` serves it without a token on TCP (nothing else).
  */
 import type { FastifyInstance } from 'fastify';
@@ -75,11 +75,12 @@ export function hostRegistry(samples: readonly InstanceSample[], pool: PoolView)
   const wrB = c('corral_instance_disk_written_bytes_total', 'Bytes written by the guest to the disk', disk);
   const rdO = c('corral_instance_disk_reads_total', 'Read operations of the guest on the disk', disk);
   const wrO = c('corral_instance_disk_writes_total', 'Write operations of the guest on the disk', disk);
-  const nic = [...ID, 'nic'] as const;
-  const rxB = c('corral_instance_network_receive_bytes_total', 'Bytes the guest received on the NIC', nic);
-  const txB = c('corral_instance_network_transmit_bytes_total', 'Bytes the guest sent on the NIC', nic);
-  const rxP = c('corral_instance_network_receive_packets_total', 'Packets the guest received on the NIC', nic);
-  const txP = c('corral_instance_network_transmit_packets_total', 'Packets the guest sent on the NIC', nic);
+  const nic = [...ID, 'nic', 'source'] as const;
+  const from = '; source="tap": counted by the host\'s tap, "guest-agent": reported by the guest (user-mode networking)';
+  const rxB = c('corral_instance_network_receive_bytes_total', `Bytes the guest received on the NIC${from}`, nic);
+  const txB = c('corral_instance_network_transmit_bytes_total', `Bytes the guest sent on the NIC${from}`, nic);
+  const rxP = c('corral_instance_network_receive_packets_total', `Packets the guest received on the NIC${from}`, nic);
+  const txP = c('corral_instance_network_transmit_packets_total', `Packets the guest sent on the NIC${from}`, nic);
 
   for (const s of samples) {
     const id = { name: s.name, uuid: s.uuid };
@@ -99,7 +100,7 @@ export function hostRegistry(samples: readonly InstanceSample[], pool: PoolView)
       wrO.inc(l, b.writeOps);
     }
     for (const n of s.nics) {
-      const l = { ...id, nic: n.nic };
+      const l = { ...id, nic: n.nic, source: n.source };
       rxB.inc(l, n.rxBytes);
       txB.inc(l, n.txBytes);
       rxP.inc(l, n.rxPackets);

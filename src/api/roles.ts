@@ -112,6 +112,7 @@ export const ROUTE_ROLES: Readonly<Record<string, RouteRule>> = {
   'POST /v1/instances/:name/snapshots/:snap/restore': operator,
   'DELETE /v1/instances/:name/snapshots/:snap': operator,
   'GET /v1/instances/:name/nics': viewer,
+  'GET /v1/instances/:name/nic-stats': viewer,
   'POST /v1/instances/:name/nics': { role: 'operator', escalate: hostNic },
   'DELETE /v1/instances/:name/nics/:nic': operator,
   'GET /v1/instances/:name/hostdevs': viewer,

@@ -21,7 +21,7 @@ export function historyRoutes(svc: Pick<Services, 'instances' | 'history'>): Fas
       async (req) => {
         const row = svc.instances.rowOf(req.params.name);
         const h = svc.history;
-        return { name: row.name, stepMs: h.stepMs, capacity: h.capacity, series: h.series(row.uuid, req.query.since) };
+        return { name: row.name, stepMs: h.stepMs, capacity: h.capacity, series: h.series(row.uuid, req.query.since), nicSources: h.nicSources(row.uuid) };
       },
     );
     app.get(

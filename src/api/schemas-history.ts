@@ -21,10 +21,11 @@ export const HistorySeries = Type.Object({
   diskWriteBytes: column('bytes written over all disks'),
   diskReadRate: column('bytes read per second over the step'),
   diskWriteRate: column('bytes written per second over the step'),
-  nicRxBytes: column('bytes received over all tap-backed NICs (null: none, e.g. user-mode networking)'),
-  nicTxBytes: column('bytes sent over all tap-backed NICs'),
-  nicRxRate: column('bytes received per second over the step'),
+  nicRxBytes: column('bytes the guest received over all NICs with counters (a tap\'s; user-mode networking: the guest agent\'s; null: none)'),
+  nicTxBytes: column('bytes the guest sent over all NICs with counters'),
+  nicRxRate: column('bytes received per second over the step (null across a counter that went back, or a change in the NICs measured)'),
   nicTxRate: column('bytes sent per second over the step'),
+  nics: column('NICs whose counters the NIC columns sum'),
 });
 
 export const InstanceHistory = Type.Object(
@@ -33,6 +34,7 @@ export const InstanceHistory = Type.Object(
     stepMs: Type.Integer({ description: 'the time between samples' }),
     capacity: Type.Integer({ description: 'samples kept (the oldest go first)' }),
     series: HistorySeries,
+    nicSources: Type.Array(Type.Union([Type.Literal('tap'), Type.Literal('guest-agent')]), { description: 'where the latest NIC counters came from: the host\'s taps, or the guest agent (figures the guest reports)' }),
   },
   { title: 'InstanceHistory' },
 );

@@ -94,6 +94,24 @@ export const Nic = Type.Composite(
 export type Nic = Static<typeof Nic>;
 export const NicList = Type.Object({ nics: Type.Array(Nic) });
 
+/** A NIC's counters, as the guest sees them (rx: what the guest received), with where they come from. */
+export const NicStat = Type.Object(
+  {
+    nic: Type.String({ description: 'NIC id' }),
+    model: Type.String(),
+    network: nullable(Type.String()),
+    mac: Type.String(),
+    source: nullable(Type.Union([Type.Literal('tap'), Type.Literal('guest-agent')]), 'tap: counted by the host\'s tap device; guest-agent: reported by the guest (user-mode networking, which QEMU keeps no counter of); null: no figures (no tap, and the guest agent did not answer)'),
+    rxBytes: nullable(Type.Integer()),
+    rxPackets: nullable(Type.Integer()),
+    txBytes: nullable(Type.Integer()),
+    txPackets: nullable(Type.Integer()),
+  },
+  { title: 'NicStat' },
+);
+export const NicStats = Type.Object({ name: Type.String(), nics: Type.Array(NicStat) }, { title: 'NicStats' });
+export type NicStats = Static<typeof NicStats>;
+
 // ---- vhost-user back ends (registered by an admin; vhost-user-net NICs name one) ----
 
 export const CreateVhostUserBody = Type.Object(

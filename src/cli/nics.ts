@@ -1,9 +1,9 @@
 /** `corral nic attach|detach|list`: an instance's network interfaces. */
 import { Option, type Command } from 'commander';
 import { NIC_MODELS } from '../core/nics.js';
-import type { Nic as NicView } from '../api/schemas-network.js';
+import type { Nic as NicView, NicStats } from '../api/schemas-network.js';
 import type { ApiClient } from './client.js';
-import { printJson, printLines, table } from './format.js';
+import { orDash, printJson, printLines, size, table } from './format.js';
 import { wholeNumber } from './instances.js';
 import { vhostUserOf } from './show.js';
 
@@ -18,6 +18,15 @@ function where(n: NicView): string {
 
 export function nicTable(list: NicView[]): string {
   return table(['ID', 'MODEL', 'MAC', 'QUEUES', 'IP', 'ON'], list.map((n) => [n.id, n.model, n.mac, String(n.queues), n.address ?? n.ip ?? '-', where(n)]));
+}
+
+/** `corral stats`' NIC part: each NIC's counters as the guest sees them, and who counted them. */
+export function nicStatsTable(s: NicStats): string {
+  if (s.nics.length === 0) return 'NICs: none';
+  const src = (v: string | null): string => (v === 'guest-agent' ? 'guest agent (reported by the guest)' : v ?? 'no figures (no tap; the guest agent did not answer)');
+  return `NICs (as the guest sees them)\n${table(['NIC', 'NETWORK', 'RX', 'RX PACKETS', 'TX', 'TX PACKETS', 'SOURCE'], s.nics.map((n) => [
+    n.nic, n.network ?? '-', size(n.rxBytes), orDash(n.rxPackets), size(n.txBytes), orDash(n.txPackets), src(n.source),
+  ]))}`;
 }
 
 export function registerNicCommands(program: Command, client: () => ApiClient): void {

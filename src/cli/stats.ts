@@ -1,12 +1,14 @@
 /**
  * `corral resize NAME [--cpus N] [--memory SIZE]` (live: vCPU hotplug, balloon and virtio-mem) and
- * `corral stats NAME`: the CPU and memory views of a running instance together.
+ * `corral stats NAME`: the CPU, memory and NIC views of a running instance together.
  */
 import type { Command } from 'commander';
 import { CliError, type ApiClient } from './client.js';
 import { cpuReport, type CpuStats } from './cpu.js';
 import { memoryDetails, resizeMemory, type MemoryStatsView, type StoppedMemoryResize } from './memory.js';
 import { printJson, printLines, size } from './format.js';
+import { nicStatsTable } from './nics.js';
+import type { NicStats } from '../api/schemas-network.js';
 import { wholeNumber } from './instances.js';
 
 const enc = encodeURIComponent;
@@ -46,15 +48,16 @@ export function registerStatsCommands(program: Command, client: () => ApiClient)
 
   program
     .command('stats')
-    .description('CPU (per-vCPU host threads and time, pinning, VM exits) and memory (balloon, RSS, memory map) of a running instance')
+    .description('CPU (per-vCPU host threads and time, pinning, VM exits), memory (balloon, RSS, memory map) and NIC counters (tap or guest agent) of a running instance')
     .argument('<name>', 'instance name')
-    .option('--json', 'print the API JSON: {cpu, memory}')
+    .option('--json', 'print the API JSON: {cpu, memory, nics}')
     .action(async (name: string, o: { json?: boolean }) => {
-      const [cpu, memory] = await Promise.all([
+      const [cpu, memory, nics] = await Promise.all([
         client().call<CpuStats>('GET', `/v1/instances/${enc(name)}/cpu`),
         client().call<MemoryStatsView>('GET', `/v1/instances/${enc(name)}/memory`),
+        client().call<NicStats>('GET', `/v1/instances/${enc(name)}/nic-stats`),
       ]);
-      if (o.json) printJson({ cpu, memory });
-      else printLines(`${cpuReport(cpu)}\n\n${memoryDetails(memory)}`);
+      if (o.json) printJson({ cpu, memory, nics: nics.nics });
+      else printLines(`${cpuReport(cpu)}\n\n${memoryDetails(memory)}\n\n${nicStatsTable(nics)}`);
     });
 }

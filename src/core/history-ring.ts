@@ -1,15 +1,17 @@
 /**
  * A short history of one instance's figures (pure): a fixed-size ring of samples, one column of float64 per figure
- * (10 columns x 720 samples = 56 KiB per instance, whatever happens), the oldest sample overwritten once it is full.
+ * (11 columns x 720 samples = 62 KiB per instance, whatever happens), the oldest sample overwritten once it is full.
  * A missing figure is NaN in the ring and null out of it. Counters (CPU seconds, bytes) are kept as read; their rates
  * are computed when the series is read, between each sample and the one before it in the ring: none for the first,
  * none across a gap (a row of nulls, pushed when the instance stopped), none when a counter went back (a restart, a
- * vCPU unplugged, a disk detached).
+ * vCPU unplugged, a disk detached, a guest that rebooted reporting its NIC counters afresh), and no NIC rate when
+ * the NICs measured are not as many as at the sample before (a NIC whose guest agent did not answer is missing
+ * from the sum: its return would look like a burst).
  */
 
 export const HISTORY_FIELDS = [
   'vcpuSeconds', 'vcpus', 'residentBytes', 'guestResidentBytes', 'configuredBytes', 'balloonBytes',
-  'diskReadBytes', 'diskWriteBytes', 'nicRxBytes', 'nicTxBytes',
+  'diskReadBytes', 'diskWriteBytes', 'nicRxBytes', 'nicTxBytes', 'nics',
 ] as const;
 export type HistoryField = typeof HISTORY_FIELDS[number];
 
@@ -38,6 +40,8 @@ export interface HistorySeries {
   nicTxBytes: Array<number | null>;
   nicRxRate: Array<number | null>;
   nicTxRate: Array<number | null>;
+  /** NICs whose counters were read (summed in nicRxBytes and nicTxBytes) */
+  nics: Array<number | null>;
 }
 
 const RATES = [['diskReadBytes', 'diskReadRate'], ['diskWriteBytes', 'diskWriteRate'], ['nicRxBytes', 'nicRxRate'], ['nicTxBytes', 'nicTxRate']] as const;
@@ -95,7 +99,7 @@ export class HistoryRing {
   series(since?: number): HistorySeries {
     const out: HistorySeries = {
       t: [], vcpuSeconds: [], vcpus: [], cpuPercent: [], residentBytes: [], guestResidentBytes: [], configuredBytes: [], balloonBytes: [],
-      diskReadBytes: [], diskWriteBytes: [], diskReadRate: [], diskWriteRate: [], nicRxBytes: [], nicTxBytes: [], nicRxRate: [], nicTxRate: [],
+      diskReadBytes: [], diskWriteBytes: [], diskReadRate: [], diskWriteRate: [], nicRxBytes: [], nicTxBytes: [], nicRxRate: [], nicTxRate: [], nics: [],
     };
     let prev: HistorySample | null = null;
     for (let i = 0; i < this.count; i++) {
@@ -105,7 +109,10 @@ export class HistoryRing {
         for (const f of HISTORY_FIELDS) out[f].push(s[f]);
         const cpu = prev ? rate(prev, s, 'vcpuSeconds') : null;
         out.cpuPercent.push(cpu === null || !s.vcpus ? null : round((cpu * 100) / s.vcpus, 2));
-        for (const [field, r] of RATES) out[r].push(prev ? roundRate(rate(prev, s, field)) : null);
+        for (const [field, r] of RATES) {
+          const sameNics = !field.startsWith('nic') || prev?.nics === s.nics;
+          out[r].push(prev && sameNics ? roundRate(rate(prev, s, field)) : null);
+        }
       }
       prev = s;
     }

@@ -293,7 +293,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   const archiveImport = new ArchiveImporter({ dataDir, instances, images: imageStore, volumes, transfer, events });
   const unloaded = exports.sweep(); // archives an earlier daemon prepared: their download went with it
   if (unloaded.length > 0) log.info({ removed: unloaded }, 'removed archives prepared and never downloaded');
-  const metrics = new MetricsService({ instances });
+  const metrics = new MetricsService({ instances, guestNics: (row) => guestAgent.nicCounters(row) });
   // the charts' history: one pass over every instance each CORRAL_HISTORY_STEP_MS (5 s), an hour kept (services/history.ts)
   const history = new HistoryService({ samples: () => metrics.samples(), stepMs: historyStepFrom(process.env), onError: (e) => log.warn({ err: e }, 'history: a pass failed') });
   history.start();

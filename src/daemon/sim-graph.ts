@@ -186,7 +186,7 @@ export async function simServiceGraph(o: SimGraphOptions): Promise<SimGraph> {
   const migration = new MigrationService({ instances, events, log });
   const migrationRecovery = new MigrationRecoveryService({ instances, migration, events, log });
   await migrationRecovery.init();
-  const metrics = new MetricsService({ instances });
+  const metrics = new MetricsService({ instances, guestNics: (row) => guestAgent.nicCounters(row) });
   const services: Services = { instances, config, images, host, events, cpu, memory, volumes, disks, nics, networks, passthrough, vhostUser, tokens: new TokenService(store), guestAgent, snapshots, migration, migrationRecovery, metrics, history: new HistoryService({ samples: () => metrics.samples() }) };
   return {
     services, store, driver, net, cgroupRoot,

@@ -2,14 +2,16 @@
  * The guest agent of each running instance (qemu-guest-agent in the guest, reached over the virtio-serial channel
  * every instance has unless created with --no-agent): what `show` adds (the guest's OS and addresses, asked with a
  * short timeout and cached briefly, absent when the agent does not answer), `exec` (guest-exec, then
- * guest-exec-status until the command ends), and the shutdown a stop asks for when the guest ignores ACPI.
- * One client per running instance (src/qemu/qga.ts: calls take turns on it), dropped when its QEMU ends.
+ * guest-exec-status until the command ends), the NIC counters of user-mode NICs (which the host has none of: the
+ * metrics, the history and `corral stats` take them from here), and the shutdown a stop asks for when the guest
+ * ignores ACPI. One client per running instance (src/qemu/qga.ts: calls take turns on it), dropped when its QEMU ends.
  */
 import { CorralError } from '../core/errors.js';
 import {
   agentUnavailable, checkExec, EXEC_DEFAULT_TIMEOUT_S, execPollDelay, parseExecStatus, parseInterfaces, parseOsInfo,
   type ExecResult, type GuestInfo,
 } from '../core/guest-agent.js';
+import { parseGuestNicCounters, type GuestNicCounters } from '../core/guest-nic-counters.js';
 import type { InstancePaths } from '../core/paths.js';
 import { QgaClient } from '../qemu/qga.js';
 import type { InstanceRow } from '../store/store.js';
@@ -19,6 +21,14 @@ import type { InstanceHooks } from './instance-hooks.js';
 export const INFO_TIMEOUT_MS = 2000;
 /** How long an answer (or the lack of one) serves `show`. */
 export const INFO_CACHE_MS = 5000;
+/** How long one reading of the NIC counters serves every reader (a scrape and the history's pass share it). */
+export const NIC_COUNTERS_FRESH_MS = 1000;
+/** How long a sampling pass waits for the counters; a later answer serves the next pass. */
+export const NIC_COUNTERS_WAIT_MS = 1000;
+/** A reading older than this is not given (no figures rather than old ones). */
+export const NIC_COUNTERS_STALE_MS = 10_000;
+/** The agent call's own limit (one at a time per instance). */
+export const NIC_COUNTERS_CALL_MS = 3000;
 /** One agent command of exec, a stop's shutdown: the agent answers at once or is not there. */
 export const CALL_TIMEOUT_MS = 5000;
 
@@ -38,6 +48,7 @@ export interface GuestAgentDeps {
 export class GuestAgentService {
   private clients = new Map<string, QgaClient>();
   private infoCache = new Map<string, { at: number; info: GuestInfo | null; pending?: Promise<GuestInfo | null> }>();
+  private nicCache = new Map<string, { at: number; counters: GuestNicCounters[] | null; pending: Promise<void> | null }>();
 
   constructor(private d: GuestAgentDeps) {}
 
@@ -68,6 +79,7 @@ export class GuestAgentService {
     this.clients.get(uuid)?.close();
     this.clients.delete(uuid);
     this.infoCache.delete(uuid);
+    this.nicCache.delete(uuid);
   }
 
   /**
@@ -93,6 +105,43 @@ export class GuestAgentService {
       const os = parseOsInfo(await c.call('guest-get-osinfo', undefined, INFO_TIMEOUT_MS));
       const interfaces = parseInterfaces(await c.call('guest-network-get-interfaces', undefined, Math.max(1, deadline - Date.now())));
       return { os, interfaces };
+    } catch {
+      return null;
+    }
+  }
+
+  /**
+   * The guest's interfaces' counters (guest-network-get-interfaces' statistics), for the NICs the host has none of;
+   * null when the agent cannot tell (no channel, not running, no answer). Never throws, and never holds a sampling
+   * pass longer than NIC_COUNTERS_WAIT_MS: at most one call is in flight per instance, a reading serves every
+   * caller for NIC_COUNTERS_FRESH_MS, and one that came too late for its pass serves the next (up to
+   * NIC_COUNTERS_STALE_MS old).
+   */
+  async nicCounters(row: InstanceRow): Promise<GuestNicCounters[] | null> {
+    if (!row.spec.agent || row.state !== 'running' || row.pid === null) return null;
+    let e = this.nicCache.get(row.uuid);
+    if (e && !e.pending && Date.now() - e.at < NIC_COUNTERS_FRESH_MS) return e.counters;
+    if (!e) {
+      e = { at: 0, counters: null, pending: null };
+      this.nicCache.set(row.uuid, e);
+    }
+    const entry = e;
+    entry.pending ??= this.askNicCounters(row)
+      .then((counters) => { entry.at = Date.now(); entry.counters = counters; })
+      .finally(() => { entry.pending = null; });
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const answered = await Promise.race([
+      entry.pending.then(() => true),
+      new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), NIC_COUNTERS_WAIT_MS); }),
+    ]);
+    clearTimeout(timer);
+    if (answered) return entry.counters;
+    return entry.counters !== null && Date.now() - entry.at < NIC_COUNTERS_STALE_MS ? entry.counters : null;
+  }
+
+  private async askNicCounters(row: InstanceRow): Promise<GuestNicCounters[] | null> {
+    try {
+      return parseGuestNicCounters(await this.clientOf(row).call('guest-network-get-interfaces', undefined, NIC_COUNTERS_CALL_MS));
     } catch {
       return null;
     }

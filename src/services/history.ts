@@ -2,18 +2,20 @@
  * The short history behind the web console's charts: every step (5 s; env CORRAL_HISTORY_STEP_MS) one pass over
  * every instance, read as GET /metrics reads it (MetricsService.samples: /proc/PID/stat and task stats through
  * cpu-plan's parseTaskStat, smaps_rollup through memory-map's parseSmapsRollup, QMP query-cpus-fast,
- * query-blockstats and query-balloon, the taps' counters in /proc/self/net/dev), kept per running or paused
+ * query-blockstats and query-balloon, the taps' counters in /proc/self/net/dev, the guest agent's for NICs with no
+ * tap), kept per running or paused
  * instance in a ring of 720 samples (an hour at 5 s; src/core/history-ring.ts). An instance that stops gets one
  * row of nulls (a gap), and its ring is kept until it is deleted: the next pass after that drops it. Rings are
  * keyed by the instance's uuid, so a new instance of the same name starts afresh.
  *
  * What is kept per sample: the vCPU threads' CPU seconds (and how many threads), the QEMU process's Rss, the host
  * memory resident for guest RAM alone (smaps' mappings of the RAM blocks: MetricsService), the configured memory, the balloon's size, the bytes read and written over all disks and received and sent
- * over all tap-backed NICs (user-mode NICs have no counter QEMU exposes: null).
+ * over all NICs that have counters (a tap's, or for user-mode networking what the guest agent reports: null when
+ * it does not answer), and how many NICs that sum holds; the latest sources of those counters are kept beside.
  */
 import { HistoryRing, type HistorySample, type HistorySeries } from '../core/history-ring.js';
 import { CorralError } from '../core/errors.js';
-import type { InstanceSample } from './metrics.js';
+import type { InstanceSample, NicSource } from './metrics.js';
 
 export const HISTORY_STEP_MS = 5000;
 export const HISTORY_SAMPLES = 720;
@@ -63,13 +65,14 @@ export function historySample(s: InstanceSample, t: number): HistorySample {
     diskWriteBytes: sum(s.blocks, (b) => b.writeBytes),
     nicRxBytes: sum(s.nics, (n) => n.rxBytes),
     nicTxBytes: sum(s.nics, (n) => n.txBytes),
+    nics: s.nics.length === 0 ? null : s.nics.length,
   };
 }
 
 export class HistoryService {
   readonly stepMs: number;
   readonly capacity: number;
-  private readonly rings = new Map<string, { name: string; ring: HistoryRing }>();
+  private readonly rings = new Map<string, { name: string; ring: HistoryRing; nicSources: NicSource[] }>();
   private readonly now: () => number;
   private timer: ReturnType<typeof setTimeout> | null = null;
   private running = false;
@@ -116,11 +119,12 @@ export class HistoryService {
         continue;
       }
       if (!e) {
-        e = { name: s.name, ring: new HistoryRing(this.capacity) };
+        e = { name: s.name, ring: new HistoryRing(this.capacity), nicSources: [] };
         this.rings.set(s.uuid, e);
       }
       e.name = s.name;
       e.ring.push(historySample(s, t));
+      if (s.nics.length > 0) e.nicSources = [...new Set(s.nics.map((n) => n.source))].sort();
     }
     for (const uuid of [...this.rings.keys()]) if (!seen.has(uuid)) this.rings.delete(uuid);
     this.lastPassMs = performance.now() - began;
@@ -129,6 +133,11 @@ export class HistoryService {
   /** The history of an instance (by uuid) after `since` (ms since the epoch); empty when it never ran here. */
   series(uuid: string, since?: number): HistorySeries {
     return (this.rings.get(uuid)?.ring ?? EMPTY).series(since);
+  }
+
+  /** Where the latest NIC counters of an instance (by uuid) came from: tap, guest-agent or both; empty when none. */
+  nicSources(uuid: string): NicSource[] {
+    return this.rings.get(uuid)?.nicSources ?? [];
   }
 
   /** How many instances have a history (bounded by the instances there are). */

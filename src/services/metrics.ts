@@ -6,14 +6,17 @@
  *   resident (the Rss of the mappings of /proc/PID/smaps that back guest RAM: guestRamResident below), and the
  *   balloon's size (query-balloon) when the instance has one;
  * - block: bytes and operations read and written per disk (query-blockstats), named by the device's id;
- * - network: bytes and packets per NIC as the guest sees them (its tap's counters in /proc/self/net/dev, of the
- *   daemon's own network namespace, turned around: what the tap sends, the guest receives). NICs on user-mode
- *   networking have no counter QEMU exposes: they are left out.
+ * - network: bytes and packets per NIC as the guest sees them, with where they come from (`source`): a tap's
+ *   counters in /proc/self/net/dev, of the daemon's own network namespace, turned around (what the tap sends, the
+ *   guest receives): "tap"; for a NIC with no tap (user-mode networking, which QEMU keeps no counter of), what the
+ *   guest agent reports of the guest interface with the NIC's MAC (src/core/guest-nic-counters.ts; already the
+ *   guest's side): "guest-agent", figures the guest could forge. A NIC neither gives is left out (no zeros).
  * A running or paused instance has all of it; the others only their state and configuration. One that cannot be
  * read (its QEMU just ended) keeps what was read, never a guess.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { guestNicByMac, type GuestNicCounters } from '../core/guest-nic-counters.js';
 import { tapName } from '../core/nics.js';
 import type { BlockStatsEntry } from '../vm/driver.js';
 import { parseTaskStat } from './cpu-plan.js';
@@ -24,7 +27,9 @@ import type { VmControl } from '../vm/driver.js';
 import type { InstanceService } from './instances.js';
 
 export interface BlockSample { device: string; readBytes: number; writeBytes: number; readOps: number; writeOps: number }
-export interface NicSample { nic: string; rxBytes: number; txBytes: number; rxPackets: number; txPackets: number }
+/** Where a NIC's counters come from: the host's tap, or the guest (its agent). */
+export type NicSource = 'tap' | 'guest-agent';
+export interface NicSample { nic: string; source: NicSource; rxBytes: number; txBytes: number; rxPackets: number; txPackets: number }
 
 export interface InstanceSample {
   name: string;
@@ -84,6 +89,8 @@ export interface MetricsDeps {
   proc?: string;
   /** clock ticks per second (getconf CLK_TCK: 100 on Linux) */
   clkTck?: number;
+  /** the guest agent's interface counters of a running instance, null when it does not answer (GuestAgentService.nicCounters) */
+  guestNics?: (row: InstanceRow) => Promise<GuestNicCounters[] | null>;
 }
 
 export class MetricsService {
@@ -98,12 +105,30 @@ export class MetricsService {
   }
 
   async samples(): Promise<InstanceSample[]> {
-    const dev = netDev(this.read(join(this.proc, 'self', 'net', 'dev')) ?? '');
+    const dev = this.netDev();
     // the stored rows, not list()'s views: those also stat each disk and read each exit file, which nothing here shows
     const rows = this.d.instances.listRows();
     const live = new Set(rows.filter((r) => r.pid !== null).map((r) => r.uuid));
     for (const uuid of [...this.ram.keys()]) if (!live.has(uuid)) this.ram.delete(uuid);
     return Promise.all(rows.map((r) => this.sample(r, dev)));
+  }
+
+  /** The NICs of a running instance (INVALID_STATE otherwise) with their counters, where there are some. */
+  async nics(name: string): Promise<{ row: InstanceRow; nics: NicSample[] }> {
+    const { row } = this.d.instances.live(name);
+    const dev = this.netDev();
+    return { row, nics: nicSamples(row, dev, await this.guestNics(row, dev)) };
+  }
+
+  private netDev(): ReturnType<typeof netDev> {
+    return netDev(this.read(join(this.proc, 'self', 'net', 'dev')) ?? '');
+  }
+
+  /** The agent's counters when a NIC has no tap to count it; never throws. */
+  private async guestNics(v: InstanceRow, dev: ReturnType<typeof netDev>): Promise<GuestNicCounters[] | null> {
+    const untapped = (v.spec.nics ?? []).some((n) => !dev.has(tapName(v.uuid, n.id)));
+    if (!untapped || !this.d.guestNics) return null;
+    return this.d.guestNics(v).catch(() => null);
   }
 
   private read(path: string): string | null {
@@ -126,6 +151,8 @@ export class MetricsService {
     if (ticks !== undefined) s.cpuSeconds = ticks / this.tck;
     s.residentBytes = rssBytes(this.read(join(this.proc, pid, 'smaps_rollup')) ?? this.read(join(this.proc, pid, 'status')) ?? '');
     s.nics = nicSamples(v, dev);
+    // asked alongside QMP, never holding the pass long (GuestAgentService.nicCounters)
+    const guestNics = this.guestNics(v, dev);
     let vm;
     try {
       vm = this.d.instances.live(v.name).vm;
@@ -148,6 +175,7 @@ export class MetricsService {
     if (blocks.status === 'fulfilled') s.blocks = blockSamples(blocks.value);
     if (balloon.status === 'fulfilled') s.balloonBytes = balloon.value;
     s.guestResidentBytes = await guest;
+    s.nics = nicSamples(v, dev, await guestNics);
     return s;
   }
 
@@ -180,12 +208,20 @@ export class MetricsService {
   }
 }
 
-/** Each tap-backed NIC's counters, as the guest sees them. */
-export function nicSamples(v: Pick<InstanceRow, 'uuid' | 'spec'>, dev: ReturnType<typeof netDev>): NicSample[] {
+/**
+ * Each NIC's counters as the guest sees them: its tap's (turned around), else those the guest agent reports for
+ * the guest interface with its MAC; a NIC with neither is left out.
+ */
+export function nicSamples(v: Pick<InstanceRow, 'uuid' | 'spec'>, dev: ReturnType<typeof netDev>, guest: readonly GuestNicCounters[] | null = null): NicSample[] {
   const out: NicSample[] = [];
   for (const n of v.spec.nics ?? []) {
     const t = dev.get(tapName(v.uuid, n.id));
-    if (t) out.push({ nic: n.id, rxBytes: t.txBytes, txBytes: t.rxBytes, rxPackets: t.txPackets, txPackets: t.rxPackets });
+    if (t) {
+      out.push({ nic: n.id, source: 'tap', rxBytes: t.txBytes, txBytes: t.rxBytes, rxPackets: t.txPackets, txPackets: t.rxPackets });
+      continue;
+    }
+    const g = guest ? guestNicByMac(guest, n.mac) : undefined;
+    if (g) out.push({ nic: n.id, source: 'guest-agent', rxBytes: g.rxBytes, txBytes: g.txBytes, rxPackets: g.rxPackets, txPackets: g.txPackets });
   }
   return out;
 }

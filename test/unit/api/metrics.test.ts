@@ -27,7 +27,7 @@ const SAMPLES: InstanceSample[] = [
     name: 'web1', uuid: '11111111-1111-4111-8111-111111111111', state: 'running', vcpus: 2, memoryConfigured: 2 ** 30,
     cpuSeconds: 12.5, vcpuSeconds: [{ vcpu: 0, seconds: 5 }, { vcpu: 1, seconds: 4.25 }], residentBytes: 300 * 2 ** 20, guestResidentBytes: 180 * 2 ** 20, balloonBytes: 2 ** 30,
     blocks: [{ device: 'disk0', readBytes: 4096, writeBytes: 8192, readOps: 1, writeOps: 2 }],
-    nics: [{ nic: 'net0', rxBytes: 100, txBytes: 200, rxPackets: 1, txPackets: 2 }],
+    nics: [{ nic: 'net0', source: 'tap', rxBytes: 100, txBytes: 200, rxPackets: 1, txPackets: 2 }, { nic: 'net1', source: 'guest-agent', rxBytes: 300, txBytes: 400, rxPackets: 3, txPackets: 4 }],
   },
   {
     name: 'db "x"', uuid: '22222222-2222-4222-8222-222222222222', state: 'stopped', vcpus: 1, memoryConfigured: 2 ** 29,
@@ -72,7 +72,9 @@ test('the exposition: promtool\'s own check passes, counters end in _total, ever
     assert.match(out, /^corral_instance_cpu_seconds_total\{name="web1",[^}]*\} 12\.5$/m);
     assert.match(out, /^corral_instance_vcpu_seconds_total\{name="web1",uuid="[^"]+",vcpu="1"\} 4\.25$/m);
     assert.match(out, /^corral_instance_disk_written_bytes_total\{name="web1",uuid="[^"]+",device="disk0"\} 8192$/m);
-    assert.match(out, /^corral_instance_network_receive_bytes_total\{name="web1",uuid="[^"]+",nic="net0"\} 100$/m);
+    assert.match(out, /^corral_instance_network_receive_bytes_total\{name="web1",uuid="[^"]+",nic="net0",source="tap"\} 100$/m);
+    assert.match(out, /^corral_instance_network_transmit_packets_total\{name="web1",uuid="[^"]+",nic="net1",source="guest-agent"\} 4$/m);
+    assert.match(out, /^# HELP corral_instance_network_receive_bytes_total .*"guest-agent": reported by the guest/m);
     assert.match(out, /^corral_instance_memory_guest_resident_bytes\{name="web1",uuid="[^"]+"\} 188743680$/m);
     assert.doesNotMatch(out, /guest_resident_bytes\{name="db/, 'not measured: no figure');
     assert.match(out, /^corral_pool_allocated_memory_bytes 3221225472$/m);
@@ -89,7 +91,7 @@ test('the exposition: promtool\'s own check passes, counters end in _total, ever
   });
 });
 
-test('/proc/net/dev: a tap\'s counters turned around are the guest\'s; NICs without a tap are left out', () => {
+test('/proc/net/dev: a tap\'s counters turned around are the guest\'s; NICs without a tap or agent figures are left out', () => {
   const uuid = '11111111-1111-4111-8111-111111111111';
   const tap = tapName(uuid, 'net0');
   const dev = netDev([
@@ -99,8 +101,24 @@ test('/proc/net/dev: a tap\'s counters turned around are the guest\'s; NICs with
     `${tap}:  5000  50 0 0 0 0 0 0  7000  70 0 0 0 0 0 0`,
   ].join('\n'));
   assert.deepEqual(dev.get('lo'), { rxBytes: 1000, rxPackets: 10, txBytes: 1000, txPackets: 10 });
-  const spec = { nics: [{ id: 'net0' }, { id: 'net1' }] } as unknown as Parameters<typeof nicSamples>[0]['spec'];
-  assert.deepEqual(nicSamples({ uuid, spec }, dev), [{ nic: 'net0', rxBytes: 7000, txBytes: 5000, rxPackets: 70, txPackets: 50 }]);
+  const spec = { nics: [{ id: 'net0', mac: '52:54:00:00:00:01' }, { id: 'net1', mac: '52:54:00:00:00:02' }] } as unknown as Parameters<typeof nicSamples>[0]['spec'];
+  assert.deepEqual(nicSamples({ uuid, spec }, dev), [{ nic: 'net0', source: 'tap', rxBytes: 7000, txBytes: 5000, rxPackets: 70, txPackets: 50 }]);
+  assert.deepEqual(nicSamples({ uuid, spec }, dev, null), nicSamples({ uuid, spec }, dev), 'the agent did not answer: no figures, not zeros');
+});
+
+test('a NIC with no tap (user-mode networking): the guest agent\'s counters of the interface with its MAC, already the guest\'s side', () => {
+  const uuid = '11111111-1111-4111-8111-111111111111';
+  const dev = netDev(`${tapName(uuid, 'net0')}:  5000  50 0 0 0 0 0 0  7000  70 0 0 0 0 0 0`);
+  const spec = { nics: [{ id: 'net0', mac: '52:54:00:00:00:01' }, { id: 'net1', mac: '52:54:00:00:00:02' }, { id: 'net2', mac: '52:54:00:00:00:03' }] } as unknown as Parameters<typeof nicSamples>[0]['spec'];
+  const guest = [
+    // the guest also counts the tap-backed NIC: the host's figures win
+    { name: 'eth0', mac: '52:54:00:00:00:01', rxBytes: 1, rxPackets: 1, txBytes: 1, txPackets: 1 },
+    { name: 'eth1', mac: '52:54:00:00:00:02', rxBytes: 9000, rxPackets: 90, txBytes: 1200, txPackets: 12 },
+  ];
+  assert.deepEqual(nicSamples({ uuid, spec }, dev, guest), [
+    { nic: 'net0', source: 'tap', rxBytes: 7000, txBytes: 5000, rxPackets: 70, txPackets: 50 },
+    { nic: 'net1', source: 'guest-agent', rxBytes: 9000, txBytes: 1200, rxPackets: 90, txPackets: 12 },
+  ], 'net2: no guest interface has its MAC, so no figures');
 });
 
 let auth: AuthSetup;

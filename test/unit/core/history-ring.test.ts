@@ -12,7 +12,7 @@ const MiB = 2 ** 20;
 function sample(t: number, over: Partial<HistorySample> = {}): HistorySample {
   return {
     t, vcpuSeconds: t / 1000 / 2, vcpus: 2, residentBytes: 100 * MiB + t, guestResidentBytes: 60 * MiB, configuredBytes: 256 * MiB, balloonBytes: 256 * MiB,
-    diskReadBytes: t * 10, diskWriteBytes: t, nicRxBytes: null, nicTxBytes: null, ...over,
+    diskReadBytes: t * 10, diskWriteBytes: t, nicRxBytes: null, nicTxBytes: null, nics: null, ...over,
   };
 }
 
@@ -63,6 +63,23 @@ test('a gap (the instance stopped) is a row of nulls, pushed once, and no rate s
   assert.deepEqual(s.diskReadRate, [null, 10000, null, null, 102.4]);
   r.push(sample(35000, { vcpuSeconds: 0.5, diskReadBytes: 10 }));
   assert.deepEqual(r.series(30000).cpuPercent, [null], 'a counter that went back (a restart) has no rate');
+});
+
+test('NIC rates: none across a guest reboot (its agent\'s counters start again) nor when the NICs measured change', () => {
+  const r = new HistoryRing(10);
+  const nic = (t: number, rx: number, nics = 1): HistorySample => sample(t, { nicRxBytes: rx, nicTxBytes: rx / 2, nics });
+  r.push(nic(5000, 50_000));
+  r.push(nic(10000, 60_000));
+  r.push(nic(15000, 2_000)); // the guest rebooted: /proc/net/dev counts from 0 again
+  r.push(nic(20000, 7_000));
+  r.push(nic(25000, 1_000, 1)); // a tap-backed NIC alone: the user-mode one's agent did not answer
+  r.push(nic(30000, 9_000, 2)); // both again: the sum jumps by what the other NIC counted all along
+  r.push(nic(35000, 14_000, 2));
+  const s = r.series();
+  assert.deepEqual(s.nicRxRate, [null, 2000, null, 1000, null, null, 1000]);
+  assert.deepEqual(s.nicTxRate, [null, 1000, null, 500, null, null, 500]);
+  assert.deepEqual(s.nics, [1, 1, 1, 1, 1, 2, 2]);
+  for (const x of [...s.nicRxRate, ...s.nicTxRate]) assert.ok(x === null || x >= 0, 'never a negative rate');
 });
 
 test('its memory is fixed: a thousand pushes leave it as it was', () => {

@@ -121,3 +121,63 @@ test('shutdown asks guest-shutdown (powerdown) of a stopping guest and does not 
     await done();
   }
 });
+
+/** guest-network-get-interfaces as qemu-ga answers it: lo, and eth0 with the NIC's MAC and its /proc/net/dev counters. */
+const IFACES = [
+  { name: 'lo', 'hardware-address': '00:00:00:00:00:00', statistics: { 'rx-bytes': 1, 'rx-packets': 1, 'rx-errs': 0, 'rx-dropped': 0, 'tx-bytes': 1, 'tx-packets': 1, 'tx-errs': 0, 'tx-dropped': 0 } },
+  { name: 'eth0', 'hardware-address': '52:54:00:00:00:01', 'ip-addresses': [], statistics: { 'rx-bytes': 5000, 'rx-packets': 50, 'rx-errs': 0, 'rx-dropped': 0, 'tx-bytes': 700, 'tx-packets': 7, 'tx-errs': 0, 'tx-dropped': 0 } },
+];
+const asked = (agent: FakeAgent): number => agent.received.filter((c) => c === 'guest-network-get-interfaces').length;
+
+test('nicCounters: the guest\'s interfaces with their counters; one answer serves every caller for a second', async () => {
+  const { svc, agent, row, done } = await setup({ 'guest-network-get-interfaces': () => IFACES });
+  try {
+    const [a, b] = await Promise.all([svc.nicCounters(row), svc.nicCounters(row)]);
+    assert.deepEqual(a?.find((i) => i.name === 'eth0'), { name: 'eth0', mac: '52:54:00:00:00:01', rxBytes: 5000, rxPackets: 50, txBytes: 700, txPackets: 7 });
+    assert.deepEqual(b, a);
+    assert.deepEqual(await svc.nicCounters(row), a);
+    assert.equal(asked(agent), 1, 'one call for three readers');
+  } finally {
+    await done();
+  }
+});
+
+test('nicCounters of a slow agent: the pass is not held past the wait, one call only is in flight, and its late answer serves the next pass', async () => {
+  let answer!: () => void;
+  const { svc, agent, row, done } = await setup({ 'guest-network-get-interfaces': () => new Promise((r) => { answer = () => r(IFACES); }) });
+  try {
+    const t0 = Date.now();
+    const [first, second] = await Promise.all([svc.nicCounters(row), svc.nicCounters(row)]);
+    const waited = Date.now() - t0;
+    assert.equal(first, null, 'no figures, not zeros, while the agent has not answered');
+    assert.equal(second, null);
+    assert.ok(waited >= 900 && waited < 2500, `held ${waited} ms`);
+    assert.equal(asked(agent), 1, 'the second caller waits on the call in flight');
+    answer();
+    await new Promise((r) => setTimeout(r, 100));
+    const next = await svc.nicCounters(row);
+    assert.equal(next?.find((i) => i.name === 'eth0')?.rxBytes, 5000);
+    assert.equal(asked(agent), 1, 'the late answer served it');
+  } finally {
+    await done();
+  }
+});
+
+test('nicCounters with no agent to ask (no channel, paused, stopped) or a silent one: null, never an error', async () => {
+  for (const row of [rowOf('running', false), rowOf('paused'), rowOf('stopped')]) {
+    const { svc, agent, done } = await setup({ 'guest-network-get-interfaces': () => IFACES }, row);
+    try {
+      assert.equal(await svc.nicCounters(row), null);
+      assert.equal(agent.connections, 0);
+    } finally {
+      await done();
+    }
+  }
+  const { svc, agent, row, done } = await setup({});
+  agent.mute = true;
+  try {
+    assert.equal(await svc.nicCounters(row), null);
+  } finally {
+    await done();
+  }
+});

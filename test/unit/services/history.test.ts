@@ -27,7 +27,7 @@ function reading(name: string, uuid: string, state: string, k: number): Instance
     guestResidentBytes: live ? 40 * MiB + k * MiB : null,
     balloonBytes: live ? 192 * MiB : null,
     blocks: live ? [{ device: 'disk0', readBytes: 1000 * k, writeBytes: 10 * k, readOps: k, writeOps: k }, { device: 'disk1', readBytes: 500 * k, writeBytes: 0, readOps: 0, writeOps: 0 }] : [],
-    nics: live ? [{ nic: 'net0', rxBytes: 7 * k, txBytes: 3 * k, rxPackets: k, txPackets: k }] : [],
+    nics: live ? [{ nic: 'net0', source: 'guest-agent', rxBytes: 7 * k, txBytes: 3 * k, rxPackets: k, txPackets: k }] : [],
   };
 }
 
@@ -43,13 +43,14 @@ test('a reading becomes one sample: vCPU threads, disks and NICs summed; nothing
   const s = historySample(reading('a', U1, 'running', 2), 42);
   assert.deepEqual(s, {
     t: 42, vcpuSeconds: 10, vcpus: 2, residentBytes: 66 * MiB, guestResidentBytes: 42 * MiB, configuredBytes: 256 * MiB, balloonBytes: 192 * MiB,
-    diskReadBytes: 3000, diskWriteBytes: 20, nicRxBytes: 14, nicTxBytes: 6,
+    diskReadBytes: 3000, diskWriteBytes: 20, nicRxBytes: 14, nicTxBytes: 6, nics: 1,
   });
   const bare = historySample({ ...reading('a', U1, 'running', 1), vcpuSeconds: [], blocks: [], nics: [], balloonBytes: null }, 1);
   assert.equal(bare.vcpuSeconds, null);
   assert.equal(bare.vcpus, null);
   assert.equal(bare.diskReadBytes, null);
   assert.equal(bare.nicRxBytes, null);
+  assert.equal(bare.nics, null);
 });
 
 test('each pass samples the running, leaves a gap for the stopped, and drops the ring of a deleted instance', async () => {
@@ -148,6 +149,8 @@ test('the routes: an instance\'s history (since a time), 404 for no such instanc
     assert.deepEqual(body.series.t, [1_000_000, 1_005_000, 1_010_000]);
     assert.deepEqual(body.series.cpuPercent, [null, 50, 50]);
     assert.deepEqual(body.series.balloonBytes, [192 * MiB, 192 * MiB, 192 * MiB]);
+    assert.deepEqual(body.series.nicRxRate, [null, 1.4, 1.4]);
+    assert.deepEqual(body.nicSources, ['guest-agent'], 'where the NIC figures came from');
     const since = (await app.inject({ method: 'GET', url: '/v1/instances/a/history?since=1005000' })).json();
     assert.deepEqual(since.series.t, [1_010_000]);
     assert.deepEqual(since.series.diskReadRate, [300]);

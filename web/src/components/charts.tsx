@@ -19,8 +19,10 @@ function append(a: HistorySeries, b: HistorySeries, cap: number): HistorySeries 
 }
 
 /** The history of an instance, kept up to date at the daemon's step. */
-export function useHistory(name: string): { series: HistorySeries; stepMs: number } | null {
-  const [state, setState] = useState<{ series: HistorySeries; stepMs: number } | null>(null);
+type History = { series: HistorySeries; stepMs: number; nicSources: InstanceHistory['nicSources'] };
+
+export function useHistory(name: string): History | null {
+  const [state, setState] = useState<History | null>(null);
   useEffect(() => {
     setState(null);
     let series: HistorySeries | null = null;
@@ -32,7 +34,7 @@ export function useHistory(name: string): { series: HistorySeries; stepMs: numbe
       if (gone) return;
       step = r.stepMs;
       series = series ? append(series, r.series, r.capacity) : r.series;
-      setState({ series, stepMs: step });
+      setState({ series, stepMs: step, nicSources: r.nicSources });
     }, () => step);
     return () => {
       gone = true;
@@ -119,8 +121,8 @@ export function Charts({ name }: { name: string }) {
         { label: 'write', values: s.diskWriteRate, stroke: '#b42318' },
       ]} />
       {empty(s.nicRxBytes) && empty(s.nicTxBytes)
-        ? <figure class="chart" data-chart="nic"><figcaption>NIC throughput</figcaption><p class="muted">No NIC counters: only tap-backed NICs have them (user-mode networking has none QEMU exposes).</p></figure>
-        : <Chart id="nic" title="NIC throughput (all NICs, as the guest sees it)" t={s.t} format={rate} lines={[
+        ? <figure class="chart" data-chart="nic"><figcaption>NIC throughput</figcaption><p class="muted">No NIC counters yet: a tap-backed NIC has the host's; a user-mode NIC has those its guest agent reports, once the agent answers.</p></figure>
+        : <Chart id="nic" title={`NIC throughput (all NICs, as the guest sees it${h.nicSources.includes('guest-agent') ? '; reported by the guest agent' : ''})`} t={s.t} format={rate} lines={[
           { label: 'received', values: s.nicRxRate, stroke: '#067647' },
           { label: 'sent', values: s.nicTxRate, stroke: '#2257c5' },
         ]} />}
