@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { DEFAULT_NETWORK_RECORD, validateNetwork } from '../../../src/core/networks.js';
 import { networkDetails, networkTable, type NetworkJson } from '../../../src/cli/networks.js';
-import { nicTable } from '../../../src/cli/nics.js';
+import { nicStatsTable, nicTable } from '../../../src/cli/nics.js';
 import { vhostUserTable } from '../../../src/cli/vhost-user.js';
 
 const NOW = '2025-01-01T00:00:00.000Z';
@@ -52,4 +52,19 @@ test('nic list: a bridge NIC shows its fixed address, a vhost-user NIC its back 
   assert.match(lines[1] ?? '', /^net0\s+virtio-net\s+52:54:00:00:00:01\s+1\s+10\.10\.0\.10\s+lab, tap ct0b7c9a52n0$/);
   assert.match(lines[2] ?? '', /^net1\s+vhost-user-net\s+52:54:00:00:00:02\s+2\s+-\s+vhost-user ovs0 \(\/run\/vhu0\.sock\)$/);
   assert.match(lines[3] ?? '', /^net2\s+vhost-user-net\s+52:54:00:00:00:03\s+1\s+-\s+socket \/run\/old\.sock$/);
+});
+
+test('corral stats\' NICs: counters as the guest sees them, who counted them, and no figures (not zeros) where nobody did', () => {
+  const base = { model: 'virtio-net', rxPackets: 10, txPackets: 5 };
+  const lines = nicStatsTable({ name: 'vm', nics: [
+    { ...base, nic: 'net0', network: 'lab', mac: '52:54:00:00:00:01', source: 'tap', rxBytes: 2048, txBytes: 512 },
+    { ...base, nic: 'net1', network: 'default', mac: '52:54:00:00:00:02', source: 'guest-agent', rxBytes: 3 * 2 ** 20, txBytes: 100 },
+    { nic: 'net2', model: 'e1000', network: 'default', mac: '52:54:00:00:00:03', source: null, rxBytes: null, rxPackets: null, txBytes: null, txPackets: null },
+  ] }).split('\n');
+  assert.equal(lines[0], 'NICs (as the guest sees them)');
+  assert.match(lines[1] ?? '', /^NIC\s+NETWORK\s+RX\s+RX PACKETS\s+TX\s+TX PACKETS\s+SOURCE$/);
+  assert.match(lines[2] ?? '', /^net0\s+lab\s+2(\.0)? KiB\s+10\s+512 B\s+5\s+tap$/);
+  assert.match(lines[3] ?? '', /^net1\s+default\s+3(\.0)? MiB\s+10\s+100 B\s+5\s+guest agent \(reported by the guest\)$/);
+  assert.match(lines[4] ?? '', /^net2\s+default\s+-\s+-\s+-\s+-\s+no figures/);
+  assert.equal(nicStatsTable({ name: 'vm', nics: [] }), 'NICs: none');
 });
