@@ -76,7 +76,7 @@ export function hostRegistry(samples: readonly InstanceSample[], pool: PoolView)
   const rdO = c('corral_instance_disk_reads_total', 'Read operations of the guest on the disk', disk);
   const wrO = c('corral_instance_disk_writes_total', 'Write operations of the guest on the disk', disk);
   const nic = [...ID, 'nic', 'source'] as const;
-  const from = '; source="tap": counted by the host\'s tap, "guest-agent": reported by the guest (user-mode networking)';
+  const from = '; source="tap": counted by the host\'s tap, "guest-agent": reported by the guest (a NIC with no tap: user-mode networking)';
   const rxB = c('corral_instance_network_receive_bytes_total', `Bytes the guest received on the NIC${from}`, nic);
   const txB = c('corral_instance_network_transmit_bytes_total', `Bytes the guest sent on the NIC${from}`, nic);
   const rxP = c('corral_instance_network_receive_packets_total', `Packets the guest received on the NIC${from}`, nic);

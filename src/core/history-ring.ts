@@ -1,12 +1,12 @@
 /**
  * A short history of one instance's figures (pure): a fixed-size ring of samples, one column of float64 per figure
  * (11 columns and the times x 720 samples = 68 KiB per instance, whatever happens), the oldest sample overwritten
- * once it is full. A missing figure is NaN in the ring and null out of it. Counters (CPU seconds, bytes) are kept as read; their rates
- * are computed when the series is read, between each sample and the one before it in the ring: none for the first,
- * none across a gap (a row of nulls, pushed when the instance stopped), none when a counter went back (a restart, a
- * vCPU unplugged, a disk detached, a guest that rebooted reporting its NIC counters afresh), and no NIC rate when
- * the NICs measured are not as many as at the sample before (a NIC whose guest agent did not answer is missing
- * from the sum: its return would look like a burst).
+ * once it is full. A missing figure is NaN in the ring and null out of it. Counters (CPU seconds, bytes) are kept
+ * as read; their rates are computed when the series is read, between each sample and the one before it in the
+ * ring: none for the first, none across a gap (a row of nulls, pushed when the instance stopped), none when a
+ * counter went back (a restart, a vCPU unplugged, a disk detached, a guest that rebooted reporting its NIC counters
+ * afresh), and no NIC rate when the NICs measured are not as many as at the sample before (a NIC whose guest agent
+ * did not answer is missing from the sum: its return would look like a burst).
  */
 
 export const HISTORY_FIELDS = [

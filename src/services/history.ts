@@ -3,10 +3,9 @@
  * every instance, read as GET /metrics reads it (MetricsService.samples: /proc/PID/stat and task stats through
  * cpu-plan's parseTaskStat, smaps_rollup through memory-map's parseSmapsRollup, QMP query-cpus-fast,
  * query-blockstats and query-balloon, the taps' counters in /proc/self/net/dev, the guest agent's for NICs with no
- * tap), kept per running or paused
- * instance in a ring of 720 samples (an hour at 5 s; src/core/history-ring.ts). An instance that stops gets one
- * row of nulls (a gap), and its ring is kept until it is deleted: the next pass after that drops it. Rings are
- * keyed by the instance's uuid, so a new instance of the same name starts afresh.
+ * tap), kept per running or paused instance in a ring of 720 samples (an hour at 5 s; src/core/history-ring.ts).
+ * An instance that stops gets one row of nulls (a gap), and its ring is kept until it is deleted: the next pass
+ * after that drops it. Rings are keyed by the instance's uuid, so a new instance of the same name starts afresh.
  *
  * What is kept per sample: the vCPU threads' CPU seconds (and how many threads), the QEMU process's Rss, the host
  * memory resident for guest RAM alone (smaps' mappings of the RAM blocks: MetricsService), the configured memory, the balloon's size, the bytes read and written over all disks and received and sent
