@@ -2,13 +2,13 @@
  * Copies and archives of what copies.test.ts leaves out, with the tiny guest and the real CLI: a raw volume (its
  * marker written by the running guest) is exported and copied with the running guest, and comes back raw, with the
  * marker, from the import and in the copy; snapshots travel in a gzip-compressed `export --snapshots` archive
- * (smaller than its disks' files) and in a `copy --snapshots`, and a restore on either reads the data from before
- * the snapshot, on the root disk and on a volume.
+ * (smaller than its disks' files; a byte flipped in it is refused) and in a `copy --snapshots`, and a restore on
+ * either reads the data from before the snapshot, on the root disk and on a volume.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, rmSync, statSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Daemon, SKIP_NO_TINY, useDaemon } from './harness.js';
@@ -111,6 +111,20 @@ test('snapshots travel in a compressed export --snapshots archive and in copy --
 
   await d.ok('DELETE', '/v1/instances/s?force=true');
   await ok(['volume', 'delete', 'sdata']);
+  // a byte flipped inside the compressed root disk: refused, nothing made
+  const bytes = readFileSync(archive);
+  const rootAt = 512 + Math.ceil(execFileSync('tar', ['-xOf', archive, 'manifest.json']).length / 512) * 512 + 512;
+  const flipped = Buffer.from(bytes);
+  flipped[rootAt + Math.floor(files[0].size / 2)]! ^= 0xff;
+  writeFileSync(join(work, 'flipped.tar'), flipped);
+  const volumes = async (): Promise<string[]> => (await d.ok('GET', '/v1/volumes')).volumes.map((v: any) => v.name).sort();
+  const before = await volumes();
+  const bad = await d.cli(['import', join(work, 'flipped.tar')]);
+  assert.notEqual(bad.code, 0);
+  assert.match(bad.stderr, /INVALID_ARCHIVE: .*root\.qcow2\.gz/);
+  assert.deepEqual((await d.ok('GET', '/v1/instances')).instances.map((i: any) => i.name).sort(), ['sc']);
+  assert.deepEqual(await volumes(), before);
+  assert.ok(!before.includes('sdata'));
   await ok(['import', archive]);
   assert.deepEqual(JSON.parse(await ok(['snapshot', 'list', 's', '--json'])).snapshots.map((x: any) => [x.name, x.disks]), [['s1', ['root', 'sdata']]]);
   await ok(['snapshot', 'restore', 's', 's1']);
