@@ -219,10 +219,14 @@ test('export --snapshots keeps the disks whole (gzipped) with their snapshots an
   const ex = await d.cli(['export', 'src', archive, '--snapshots', '--json']);
   assert.equal(ex.code, 0, ex.stderr);
   const out = JSON.parse(ex.stdout);
+  const src = await d.ok('GET', '/v1/instances/src');
+  const diskFiles = statSync(src.disk.path).size + statSync((await d.ok('GET', '/v1/volumes/vdata')).path).size;
+  console.log(`export --snapshots: archive ${statSync(archive).size} bytes; the disks' files ${diskFiles} bytes (allocated ${out.diskBytes})`);
+  assert.ok(statSync(archive).size < diskFiles, 'the gzipped archive is smaller than its disks\' files');
   assert.deepEqual(out.manifest.snapshots.map((r: any) => [r.name, r.disks.map((x: any) => x.disk)]), [['s1', ['root', 'vdata']]]);
   // the disks in the archive (gzip-compressed) hold the snapshot; the root disk names no backing file
   for (const m of ['disks/root.qcow2.gz', 'disks/volumes/vdata.qcow2.gz']) {
-    writeFileSync(join(work, m.replace(/^.*\//, '').replace(/\.gz$/, '')), gunzipSync(execFileSync('tar', ['-xOf', archive, m])));
+    writeFileSync(join(work, m.replace(/^.*\//, '').replace(/\.gz$/, '')), gunzipSync(execFileSync('tar', ['-xOf', archive, m], { maxBuffer: 1 << 30 })));
   }
   const root = info(join(work, 'root.qcow2'));
   assert.equal(root['backing-filename'], undefined);
