@@ -1,8 +1,8 @@
 /**
  * Copies, archives and images made from instances (services/copies.ts, export.ts, import-archive.ts). The long ones
  * answer with JSON lines (application/x-ndjson) as image jobs do: progress lines, then one result or one error.
- * - POST /v1/instances/:name/copy {name, full?, snapshots?}: a new stopped instance (with snapshots: its disks whole with
- *   their snapshots and the records, a stopped source only);
+ * - POST /v1/instances/:name/copy {name, full?, snapshots?}: a new stopped instance (with snapshots: its disks whole
+ *   with their snapshots and the records, a stopped source only);
  * - POST /v1/instances/:name/publish {image}: a new image from a stopped instance's root disk (admin);
  * - POST /v1/instances/:name/export: prepares the archive (result: its id and size), then
  *   GET /v1/exports/:id is the archive itself (application/x-tar, with its length; gone once downloaded);

@@ -10,9 +10,10 @@
  *   stays an overlay on its image. The archive's disk is flattened: every cluster it holds is written (the image's
  *   data too, uncompressed: as much space as a --full copy), and what it lacks is written as zeros, so the data is
  *   whole even where this host's image differs from the one exported from. Each volume in the archive, inspected
- *   the same way, becomes a new standalone volume of the name and format it had (VolumeStore.fromImage: qcow2, or raw
- *   again for an entry of format raw), attached to the new instance on its bus: a volume of that name on this host is ALREADY_EXISTS before a byte is written (delete
- *   or rename it, there is no renaming on import). The row stored with a new uuid and new MACs (copySpec).
+ *   the same way, becomes a new standalone volume of the name and format it had (VolumeStore.fromImage: qcow2, or
+ *   raw again for an entry of format raw), attached to the new instance on its bus: a volume of that name on this
+ *   host is ALREADY_EXISTS before a byte is written (delete or rename it, there is no renaming on import). The row
+ *   stored with a new uuid and new MACs (copySpec).
  * An archive with snapshots (export --snapshots) keeps its disks whole: it needs this host's image to be the very one
  * exported from (its identity digest, INVALID_IMAGE otherwise, before a byte is written); the root disk, inspected,
  * is moved into place and pointed at that image (`qemu-img rebase -u`), each qcow2 volume's file copied as it is (a

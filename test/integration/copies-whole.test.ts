@@ -21,6 +21,8 @@ const MARK = `corral-whole-${process.pid}`;
 const readVol = `sync; echo 3 > /proc/sys/vm/drop_caches; dd if=/dev/vdb bs=512 skip=100 count=1 2>/dev/null | head -c ${MARK.length}; echo`;
 const writeVol = (text: string): string => `echo ${text} > /tmp/v && dd if=/tmp/v of=/dev/vdb bs=512 seek=100 conv=fsync 2>/dev/null; ${readVol}`;
 let work = '';
+/** The test's scratch folder (made by whichever test runs first). */
+const scratch = (): string => (work ||= mkdtempSync(join(tmpdir(), 'corral-whole-')));
 
 /** qemu-img info of a file, its format probed (what the file is, not what Corral says). */
 function probed(path: string): any {
@@ -39,14 +41,13 @@ async function ok(args: string[]): Promise<string> {
 }
 
 test('a raw volume: exported and copied with the running guest, imported raw again, the marker in both', { skip, timeout: 600_000 }, async () => {
-  work = mkdtempSync(join(tmpdir(), 'corral-whole-'));
   await d.ok('POST', '/v1/instances', { name: 'r', image: 'tiny' }, 201);
   await ok(['volume', 'create', 'rdata', '--size', '16M', '--format', 'raw']);
   await ok(['disk', 'attach', 'r', 'rdata', '--bus', 'virtio-blk']);
   await boot('r');
   assert.match(await d.guest('r', writeVol(MARK)), new RegExp(MARK));
 
-  const archive = join(work, 'raw.tar');
+  const archive = join(scratch(), 'raw.tar');
   const out = JSON.parse(await ok(['export', 'r', archive, '--json']));
   assert.equal(out.manifest.consistency, 'backup', 'read with the running guest, at one instant');
   const entry = out.manifest.files[1];
@@ -99,7 +100,7 @@ test('snapshots travel in a compressed export --snapshots archive and in copy --
 
   const src = await d.ok('GET', '/v1/instances/s');
   const diskFiles = statSync(src.disk.path).size + statSync((await d.ok('GET', '/v1/volumes/sdata')).path).size;
-  const archive = join(work, 'snap.tar');
+  const archive = join(scratch(), 'snap.tar');
   const out = JSON.parse(await ok(['export', 's', archive, '--snapshots', '--json']));
   const files = out.manifest.files;
   assert.deepEqual(files.map((f: any) => [f.name, f.compression]), [['disks/root.qcow2.gz', 'gzip'], ['disks/volumes/sdata.qcow2.gz', 'gzip']]);
