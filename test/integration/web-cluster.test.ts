@@ -23,7 +23,7 @@ import type { BrowserContext, Page } from 'playwright-core';
 import { Daemon, newDataDir, waitFor } from './harness.js';
 import { Controller, freePort, initCluster } from './cluster-harness.js';
 import WebSocket from 'ws';
-import { logIn, openBrowser, sessionCookie, WEB_SKIP, type WebBrowser } from './web-browser.js';
+import { logIn, openBrowser, sessionCookie, uploadFinished, WEB_SKIP, type WebBrowser } from './web-browser.js';
 import type { TestPostgres } from '../unit/postgres.js';
 
 const skip = WEB_SKIP;
@@ -231,10 +231,7 @@ test('a qcow2 uploaded through the Images page goes to the host its picker names
   const file = join(work, 'small.qcow2');
   execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', file, '24M']);
   await uploadThroughPage('a1', 'webimg1', file);
-  await page.getByTestId('upload-job').getByText('image webimg1 imported 100%').waitFor({ timeout: 60_000 });
-  assert.equal(await page.getByTestId('upload-sent').innerText(), '100%');
-  assert.equal(await page.locator('#img-sent').evaluate((p) => (p as HTMLProgressElement).value), 100);
-  assert.equal(await page.locator('#img-job').evaluate((p) => (p as HTMLProgressElement).value), 100);
+  await uploadFinished(page, 'webimg1');
   const row = page.locator('tr[data-image="webimg1"]');
   await row.waitFor({ timeout: 20_000 });
   assert.equal(await row.count(), 1);
