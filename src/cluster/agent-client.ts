@@ -4,12 +4,13 @@
  * twice: issued by the cluster CA for that address, and the very certificate the host joined with (pinned by
  * fingerprint), so a removed or impostor host is never talked to.
  */
-import type { IncomingMessage } from 'node:http';
+import type { ClientRequest, IncomingMessage } from 'node:http';
 import { request } from 'node:https';
 import type { Readable } from 'node:stream';
 import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import { CorralError } from '../core/errors.js';
 import type { HostRow } from './cluster-store.js';
+import { relayBody, relayHeaders } from './upload-relay.js';
 
 const READ_TIMEOUT_MS = 10_000;
 const CONNECT_TIMEOUT_MS = 3000;
@@ -82,6 +83,23 @@ export class AgentClient {
     });
   }
 
+  /**
+   * A client's upload relayed to a host's agent (upload-relay.ts): `body` sent as it comes with the client's content
+   * type and length, the agent's response once its head has come (a refusal, or its job's lines, relayed as they
+   * come). No idle timeout while the body flows (a client may send slowly); TCP keep-alive ends it if the agent goes
+   * away; a connection not made within CONNECT_TIMEOUT_MS is HOST_UNAVAILABLE.
+   */
+  relay(host: HostRow, method: string, path: string, body: Readable, head: { contentType: string; length: string | undefined }): Promise<IncomingMessage> {
+    if (!host.address) return Promise.reject(noApi(host));
+    const req = request(new URL(path, host.address), { method, ...agentTlsOptions(this.tls, host), headers: relayHeaders(head.contentType, head.length) });
+    req.on('socket', (sock) => sock.setKeepAlive(true, KEEPALIVE_MS));
+    connectTimeout(req);
+    return relayBody(req, body, (e) => unavailable(host, e)).then((res) => {
+      res.socket.setTimeout(0);
+      return res;
+    });
+  }
+
   /** The request, and its response once its head has come; HOST_UNAVAILABLE for anything before that. */
   private open(host: HostRow, method: string, path: string, body: unknown, timeoutMs: number): Promise<IncomingMessage> {
     if (!host.address) return Promise.reject(noApi(host));
@@ -92,13 +110,7 @@ export class AgentClient {
         headers: { accept: 'application/json', ...(payload ? { 'content-type': 'application/json', 'content-length': String(payload.length) } : {}) },
       }, resolve);
       req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
-      // a new connection that is not made within CONNECT_TIMEOUT_MS: the host is not there
-      req.on('socket', (sock) => {
-        if (!sock.connecting) return;
-        const t = setTimeout(() => req.destroy(new Error(`no connection within ${CONNECT_TIMEOUT_MS} ms`)), CONNECT_TIMEOUT_MS);
-        sock.once('connect', () => clearTimeout(t));
-        sock.once('close', () => clearTimeout(t));
-      });
+      connectTimeout(req);
       req.on('error', (e) => reject(unavailable(host, e)));
       req.end(payload);
     });
@@ -111,6 +123,16 @@ export class AgentClient {
     if (r.status >= 400) throw agentError(host, r.status, parsed);
     return parsed as T;
   }
+}
+
+/** A new connection that is not made within CONNECT_TIMEOUT_MS: the host is not there, the request fails. */
+function connectTimeout(req: ClientRequest): void {
+  req.on('socket', (sock) => {
+    if (!sock.connecting) return;
+    const t = setTimeout(() => req.destroy(new Error(`no connection within ${CONNECT_TIMEOUT_MS} ms`)), CONNECT_TIMEOUT_MS);
+    sock.once('connect', () => clearTimeout(t));
+    sock.once('close', () => clearTimeout(t));
+  });
 }
 
 /** HOST_UNAVAILABLE for a host whose agent serves no API to be called. */

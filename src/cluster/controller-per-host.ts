@@ -10,10 +10,12 @@
  *   anything else is TARGET_REQUIRED, naming the hosts it may be;
  * - the cluster's own routes (instances, the pool, events, hosts...) refuse a target (INVALID_SPEC): they are not
  *   one host's, and a target they ignored would look obeyed.
- * Nothing is uploaded through these routes: an image is imported from a file on the target host (the daemon's
- * POST /v1/images takes a path), and JSON bodies are small (1 MiB at most, as on a daemon).
+ * JSON bodies are small (1 MiB at most, as on a daemon); an upload (application/octet-stream: an image's file, POST
+ * /v1/images/NAME/upload) is relayed to the target host as a stream, never buffered (upload-relay.ts).
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Readable } from 'node:stream';
+import { acceptStreamedBody } from '../api/upload-body.js';
 import { CorralError } from '../core/errors.js';
 import { TARGET_HEADER, targetOf } from '../core/target.js';
 import type { AgentClient } from './agent-client.js';
@@ -23,7 +25,7 @@ import { hasDotSegment, PER_HOST_PREFIXES, perHostPath, unionListKey } from './h
 
 export interface PerHostDeps {
   store: Pick<ClusterStore, 'getHost' | 'listHosts'>;
-  agents: Pick<AgentClient, 'call' | 'stream'>;
+  agents: Pick<AgentClient, 'call' | 'stream' | 'relay'>;
 }
 
 /** How many agents a union list asks at once. */
@@ -117,10 +119,13 @@ export function controllerPerHostRoutes(d: PerHostDeps) {
       // what the role check saw is what the agent is asked: no segment a URL would resolve away
       if (hasDotSegment(path)) throw new CorralError('INVALID_SPEC', `path: "${path.split('?')[0]}" has a "." or ".." segment`, { field: 'path' });
       const host = await targetHost(d.store, target);
-      const body = req.method === 'GET' || req.method === 'HEAD' || req.body === undefined ? undefined : req.body;
-      const res = await d.agents.stream(host, req.method, path, body);
+      const res = isStream(req.body)
+        ? await d.agents.relay(host, req.method, path, req.body, { contentType: String(req.headers['content-type']), length: req.headers['content-length'] })
+        : await d.agents.stream(host, req.method, path, req.method === 'GET' || req.method === 'HEAD' ? undefined : req.body);
       return reply.status(res.statusCode ?? 502).header('content-type', String(res.headers['content-type'] ?? 'application/json')).send(res);
     };
+    // an upload's body reaches `forward` as the request's stream, to be relayed as it comes
+    acceptStreamedBody(app, 'application/octet-stream');
     for (const p of PER_HOST_PREFIXES) {
       app.all(`/v1/${p}`, forward);
       // `:name` where the daemon's routes have one, so that the audit names the resource
@@ -132,3 +137,5 @@ export function controllerPerHostRoutes(d: PerHostDeps) {
     }
   };
 }
+
+const isStream = (body: unknown): body is Readable => typeof (body as Readable | undefined)?.pipe === 'function';
