@@ -85,7 +85,7 @@ export class ExportService {
       const manifest = await this.d.instances.withLock(name, async () => {
         const row = this.d.instances.rowOf(name);
         const store = this.d.volumes.store;
-        const why = notCopyable(name, row.spec, (v) => store.record(v).format);
+        const why = notCopyable(name, row.spec, (v) => store.record(v).format, true);
         if (why) throw why;
         const image = this.d.images.get(row.spec.image);
         const p = this.d.instances.paths(row);
