@@ -7,7 +7,7 @@
  *   host in maintenance takes none), the row recorded before the agent is asked, its view stored from the result
  *   before the result goes on (listed at once); a refusal or a failure there removes the row.
  * - POST /v1/instances/:name/publish and /export: sent to the owner and relayed. An export's id is noted with its
- *   host (for an hour, as long as the agent keeps the archive; at most EXPORT_HINTS of them).
+ *   host (the latest EXPORT_HINTS of them; forgotten once downloaded).
  * - GET /v1/exports/:id: the archive, from the host that holds it: the noted host first, then each other host that
  *   answers (up or in maintenance) in turn until one does not say NOT_FOUND (another controller may have relayed the
  *   export, and ids are random); its answer (length, type) streamed through as it comes, with backpressure.
@@ -41,9 +41,8 @@ export interface ArchiveRouteDeps {
   log: { info: (o: object, m: string) => void; warn: (o: object, m: string) => void };
 }
 
-/** Export ids noted with their host, at most; and for how long (the agent keeps an archive an hour: export.ts). */
+/** Export ids noted with their host, at most (the oldest forgotten first: a hint only orders the hosts asked). */
 const EXPORT_HINTS = 1000;
-const EXPORT_HINT_MS = 60 * 60_000;
 const EXPORT_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 type Named = FastifyRequest<{ Params: { name: string } }>;
@@ -55,10 +54,10 @@ function drain(body: Readable): void {
 }
 
 export function controllerArchiveRoutes(d: ArchiveRouteDeps) {
-  const hints = new Map<string, { host: string; until: number }>();
+  const hints = new Map<string, string>();
   const note = (id: string, host: string): void => {
     hints.delete(id);
-    hints.set(id, { host, until: Date.now() + EXPORT_HINT_MS });
+    hints.set(id, host);
     while (hints.size > EXPORT_HINTS) hints.delete(hints.keys().next().value!);
   };
 
@@ -122,7 +121,7 @@ export function controllerArchiveRoutes(d: ArchiveRouteDeps) {
       const notFound = (why: string): CorralError => new CorralError('NOT_FOUND', `no archive ${id} is waiting for its download on any host of the cluster (${why})`, { id });
       if (!EXPORT_ID.test(id)) throw notFound('not an export\'s id');
       const hint = hints.get(id);
-      const hosts = (await d.store.listHosts()).filter(answers).sort((a, b) => Number(b.name === hint?.host) - Number(a.name === hint?.host));
+      const hosts = (await d.store.listHosts()).filter(answers).sort((a, b) => Number(b.name === hint) - Number(a.name === hint));
       const couldNot: string[] = [];
       for (const h of hosts) {
         let res;
