@@ -10,6 +10,7 @@
 import type { IncomingMessage } from 'node:http';
 import { Transform, pipeline } from 'node:stream';
 import type { FastifyReply } from 'fastify';
+import { noteFailure } from '../api/audit.js';
 import { parse } from './agent-client.js';
 import { tail } from './cluster-events.js';
 
@@ -56,7 +57,12 @@ export async function relayJob(reply: FastifyReply, res: IncomingMessage, host: 
       const next = await hooks.onResult?.(o);
       return next ? JSON.stringify(next) : text;
     }
-    if (o.type === 'error') await settle(`host ${host} failed it: ${tail(JSON.stringify(o.error ?? null), 300)}`);
+    if (o.type === 'error') {
+      // the reply said 200 before the job failed: the audit says how it ended, as the agent's own does
+      const code = (o.error as { code?: unknown } | undefined)?.code;
+      noteFailure(reply.request, typeof code === 'string' ? code : 'INTERNAL');
+      await settle(`host ${host} failed it: ${tail(JSON.stringify(o.error ?? null), 300)}`);
+    }
     return text;
   };
   const lines = new Transform({
