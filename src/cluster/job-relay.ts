@@ -8,7 +8,7 @@
  *   itself: relayed as it is), or a stream that ended or broke without a result (the agent went away).
  */
 import type { IncomingMessage } from 'node:http';
-import { Transform, pipeline } from 'node:stream';
+import { Transform, pipeline, type Readable } from 'node:stream';
 import type { FastifyReply } from 'fastify';
 import { noteFailure } from '../api/audit.js';
 import { parse } from './agent-client.js';
@@ -23,8 +23,8 @@ export interface JobHooks {
   onFailure?: (why: string) => Promise<void>;
 }
 
-/** Read an answer whole (a refusal: small JSON). */
-function readAll(res: IncomingMessage): Promise<Buffer> {
+/** Read an answer (or any stream) whole: a refusal, small JSON. */
+export function readAll(res: Readable): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     res.on('data', (c: Buffer) => chunks.push(c));

@@ -13,6 +13,7 @@ import { Readable } from 'node:stream';
 import { X509Certificate } from 'node:crypto';
 import { makeClusterCa, makeKeyAndCsr, makeServerPair, signHostCsr } from '../../../src/cluster/pki.js';
 import { AgentClient } from '../../../src/cluster/agent-client.js';
+import { readAll } from '../../../src/cluster/job-relay.js';
 import type { HostRow } from '../../../src/cluster/cluster-store.js';
 import { isCorralError } from '../../../src/core/errors.js';
 
@@ -40,15 +41,6 @@ after(async () => {
   server.closeAllConnections();
   await new Promise((resolve) => server.close(resolve));
 });
-
-function readAll(s: Readable): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    s.on('data', (c: Buffer) => chunks.push(c));
-    s.on('end', () => resolve(Buffer.concat(chunks)));
-    s.on('error', reject);
-  });
-}
 
 test('uploadStream sends the prefix then the stream, with its length, and gives the answer as it comes', async () => {
   const prefix = Buffer.from('HEAD:');
