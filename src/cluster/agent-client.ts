@@ -60,27 +60,51 @@ export class AgentClient {
    * agent to another), its JSON answer parsed, or the agent's own error. No idle timeout while the body flows; TCP
    * keep-alive ends it if the agent goes away.
    */
-  upload<T>(host: HostRow, method: string, path: string, body: Readable, length: number): Promise<T> {
-    if (!host.address) return Promise.reject(noApi(host));
+  async upload<T>(host: HostRow, method: string, path: string, body: Readable, length: number): Promise<T> {
+    const { response } = this.uploadStream(host, method, path, body, { contentType: 'application/octet-stream', length });
+    const res = await response;
     return new Promise<T>((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('error', (e) => reject(unavailable(host, e)));
+      res.on('end', () => {
+        const parsed = parse(Buffer.concat(chunks));
+        if ((res.statusCode ?? 0) >= 400) reject(agentError(host, res.statusCode ?? 0, parsed));
+        else resolve(parsed as T);
+      });
+    });
+  }
+
+  /**
+   * A request whose body is `prefix` (bytes already read from it, if any) then the stream `body` (piped, so with its
+   * backpressure), of `length` bytes in all when known (chunked otherwise); the response once its head has come,
+   * relayed as it comes (an import's job lines). The agent may answer before the body is all sent (a refusal):
+   * `stop()` then ends the sending (the request is destroyed, `body` unpiped and left to its owner). No idle
+   * timeout; TCP keep-alive ends it if the agent goes away.
+   */
+  uploadStream(host: HostRow, method: string, path: string, body: Readable, o: { contentType: string; length: number | null; prefix?: Buffer }): { response: Promise<IncomingMessage>; stop: () => void } {
+    if (!host.address) return { response: Promise.reject(noApi(host)), stop: () => undefined };
+    let stop = (): void => undefined;
+    const response = new Promise<IncomingMessage>((resolve, reject) => {
       const req = request(new URL(path, host.address), {
         method, ...agentTlsOptions(this.tls, host),
-        headers: { accept: 'application/json', 'content-type': 'application/octet-stream', 'content-length': String(length) },
+        headers: { accept: 'application/json', 'content-type': o.contentType, ...(o.length !== null ? { 'content-length': String(o.length) } : {}) },
       }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('error', (e) => reject(unavailable(host, e)));
-        res.on('end', () => {
-          const parsed = parse(Buffer.concat(chunks));
-          if ((res.statusCode ?? 0) >= 400) reject(agentError(host, res.statusCode ?? 0, parsed));
-          else resolve(parsed as T);
-        });
+        res.socket.setTimeout(0);
+        resolve(res);
       });
+      stop = () => {
+        if (req.writableFinished) return;
+        body.unpipe(req);
+        req.destroy();
+      };
       req.on('socket', (sock) => sock.setKeepAlive(true, KEEPALIVE_MS));
       req.on('error', (e) => reject(unavailable(host, e)));
       body.on('error', (e) => req.destroy(e));
+      if (o.prefix && o.prefix.length > 0) req.write(o.prefix);
       body.pipe(req);
     });
+    return { response, stop: () => stop() };
   }
 
   /**

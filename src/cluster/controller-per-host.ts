@@ -9,7 +9,7 @@
  *   too: they answer), each item with its `host`, and `unreachable` names the hosts that could not be asked and why;
  *   anything else is TARGET_REQUIRED, naming the hosts it may be;
  * - the cluster's own routes (instances, the pool, events, hosts...) refuse a target (INVALID_SPEC): they are not
- *   one host's, and a target they ignored would look obeyed.
+ *   one host's, and a target they ignored would look obeyed; but an import (TAKES_TARGET) goes to the target host.
  * JSON bodies are small (1 MiB at most, as on a daemon); an upload (application/octet-stream: an image's file, POST
  * /v1/images/NAME/upload) is relayed to the target host as a stream, never buffered (upload-relay.ts).
  */
@@ -32,7 +32,7 @@ export interface PerHostDeps {
 const UNION_CONCURRENCY = 16;
 
 /** A host whose agent may be asked: up, or in maintenance (it takes no new instances, but answers). */
-const answers = (h: HostRow): boolean => h.state === 'up' || h.state === 'maintenance';
+export const answers = (h: HostRow): boolean => h.state === 'up' || h.state === 'maintenance';
 
 /** The host a target names, if its agent may be asked: HOST_NOT_FOUND or HOST_UNAVAILABLE otherwise. */
 export async function targetHost(store: PerHostDeps['store'], name: string): Promise<HostRow> {
@@ -92,13 +92,18 @@ async function itemsOf(d: PerHostDeps, h: HostRow, key: string, path: string): P
   }
 }
 
+/** The options of a cluster route that takes a target all the same: an import (controller-archives.ts) goes to that host. */
+export const TAKES_TARGET = { config: { takesTarget: true } };
+
+const takesTarget = (req: FastifyRequest): boolean => (req.routeOptions.config as { takesTarget?: boolean } | undefined)?.takesTarget === true;
+
 /**
  * The hook that refuses a target on the cluster's own routes (install it after the role checks: who may not call
  * a route is told that first). Routes that check their callers themselves (an agent's) and unknown paths are left be.
  */
 export function refuseTargetOnClusterRoutes(app: FastifyInstance, isAgentRoute: (req: FastifyRequest) => boolean): void {
   app.addHook('onRequest', async (req) => {
-    if (req.routeOptions.url === undefined || isAgentRoute(req) || perHostPath(req.url)) return;
+    if (req.routeOptions.url === undefined || isAgentRoute(req) || perHostPath(req.url) || takesTarget(req)) return;
     const target = targetOf(req.headers);
     if (target === undefined) return;
     throw new CorralError('INVALID_SPEC', `target: ${req.method} ${req.url.split('?')[0]} is the cluster's, not one host's: drop --target (it is for images, volumes, networks, vhost-user back ends and the host itself; \`create --host ${target}\` places an instance)`, { field: 'target' });

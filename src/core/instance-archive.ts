@@ -243,13 +243,15 @@ export function decodeManifest(bytes: Buffer): ArchiveManifest {
 }
 
 /**
- * Why an instance cannot be copied or exported (null when it can): its root disk on the shared pool (the copy would
- * be a second instance on the cluster's disk), or volumes on a vhost-user bus (their image is open in a storage
- * daemon, not in QEMU, which cannot back it up at the instant the other disks are read).
+ * Why an instance cannot be copied or exported (null when it can; `exporting`: for an archive): a copy of a root disk
+ * on the shared pool (the copy's root would go to the shared pool too, under a name of its own that the cluster's
+ * placement and HA record: a copy makes local disks only, so it is refused; an archive only reads the disk, and an
+ * import makes a local root disk of it: importedSpec), or volumes on a vhost-user bus (their image is open in a
+ * storage daemon, not in QEMU, which cannot back it up at the instant the other disks are read).
  */
-export function notCopyable(name: string, spec: InstanceSpec): CorralError | null {
-  if (spec.rootPool === 'shared') {
-    return new CorralError('INVALID_STATE', `instance "${name}" has its root disk on the shared pool: copies and archives are of local root disks only`, { name, field: 'pool' });
+export function notCopyable(name: string, spec: InstanceSpec, exporting = false): CorralError | null {
+  if (spec.rootPool === 'shared' && !exporting) {
+    return new CorralError('INVALID_STATE', `instance "${name}" has its root disk on the shared pool: a copy is made of local root disks only (export it and import the archive: that makes a local one)`, { name, field: 'pool' });
   }
   const vhost = spec.disks.filter((d) => isVhostUser(d.bus)).map((d) => d.volume);
   if (vhost.length > 0) {
@@ -299,4 +301,14 @@ export function copySpec(spec: InstanceSpec, uuid: string, taken: Pick<ReadonlyS
     return { ...rest, mac };
   });
   return { ...structuredClone(spec), nics, hostdevs: [], disks: structuredClone(disks) };
+}
+
+/**
+ * The spec of an imported instance (given its new uuid): copySpec with the archive's own volumes, and its root disk
+ * local (an import writes it in the instance's folder), so neither on the shared pool nor HA, whatever the exported
+ * instance was.
+ */
+export function importedSpec(spec: InstanceSpec, uuid: string, taken: Pick<ReadonlySet<string>, 'has'>): InstanceSpec {
+  const { rootPool: _pool, ha: _ha, ...local } = copySpec(spec, uuid, taken, spec.disks);
+  return local;
 }

@@ -90,7 +90,7 @@ export class ExportService {
       const manifest = await this.d.instances.withLock(name, async () => {
         const row = this.d.instances.rowOf(name);
         const store = this.d.volumes.store;
-        const why = notCopyable(name, row.spec);
+        const why = notCopyable(name, row.spec, true);
         if (why) throw why;
         const image = this.d.images.get(row.spec.image);
         const p = this.d.instances.paths(row);

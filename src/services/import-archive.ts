@@ -13,7 +13,8 @@
  *   the same way, becomes a new standalone volume of the name and format it had (VolumeStore.fromImage: qcow2, or
  *   raw again for an entry of format raw), attached to the new instance on its bus: a volume of that name on this
  *   host is ALREADY_EXISTS before a byte is written (delete or rename it, there is no renaming on import). The row
- *   stored with a new uuid and new MACs (copySpec).
+ *   stored with a new uuid and new MACs, its root disk local (importedSpec: an archive of an instance on the shared
+ *   pool imports as a local, non-HA one).
  * An archive with snapshots (export --snapshots) keeps its disks whole: it needs this host's image to be the very one
  * exported from (its identity digest, INVALID_IMAGE otherwise, before a byte is written); the root disk, inspected,
  * is moved into place and pointed at that image (`qemu-img rebase -u`), each qcow2 volume's file copied as it is (a
@@ -27,7 +28,7 @@ import { mkdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { CorralError } from '../core/errors.js';
-import { MANIFEST_NAME, MAX_MANIFEST_BYTES, copySpec, decodeManifest, type ArchiveFile, type ArchiveManifest } from '../core/instance-archive.js';
+import { MANIFEST_NAME, MAX_MANIFEST_BYTES, decodeManifest, importedSpec, type ArchiveFile, type ArchiveManifest } from '../core/instance-archive.js';
 import { validateName } from '../core/names.js';
 import { instancePaths } from '../core/paths.js';
 import { padding } from '../core/tar.js';
@@ -122,7 +123,7 @@ export class ArchiveImporter {
       }
       if (staged.efiVars) renameSync(staged.efiVars, p.efiVars);
       if (m.snapshots) writeJsonAtomic(join(p.dir, SNAPSHOT_RECORDS_FILE), { snapshots: m.snapshots }, 0o600);
-      const spec = copySpec(m.instance.spec, uuid, { has: (mac) => this.d.instances.macInUse(mac) }, m.instance.spec.disks);
+      const spec = importedSpec(m.instance.spec, uuid, { has: (mac) => this.d.instances.macInUse(mac) });
       const root = m.files[0]!;
       if ((root.virtualSize ?? 0) > image.virtualSize) spec.disk = root.virtualSize!;
       const view = await this.d.instances.recordMade(to, uuid, spec, `imported from an archive of "${m.instance.name}" (${m.createdAt})`);

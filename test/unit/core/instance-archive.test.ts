@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { isCorralError } from '../../../src/core/errors.js';
-import { ARCHIVE_FORMAT, ARCHIVE_VERSION, copiedSnapshots, copiedVolumeName, copySpec, decodeManifest, encodeManifest, notCopyable, notWhole, validateManifest, type ArchiveFile, type ArchiveManifest } from '../../../src/core/instance-archive.js';
+import { ARCHIVE_FORMAT, ARCHIVE_VERSION, copiedSnapshots, copiedVolumeName, copySpec, decodeManifest, encodeManifest, importedSpec, notCopyable, notWhole, validateManifest, type ArchiveFile, type ArchiveManifest } from '../../../src/core/instance-archive.js';
 import { macFor } from '../../../src/core/nics.js';
 import { validateCreate, type InstanceSpec } from '../../../src/core/spec.js';
 
@@ -69,13 +69,29 @@ test('a copy\'s spec: new MACs from its uuid, no fixed address, no forwards, no 
   assert.notEqual(c2.nics[0]!.mac, c2.nics[1]!.mac);
 });
 
-test('volumes on virtio, SCSI or SATA (qcow2 or raw) are copyable; vhost-user disks or a root disk on the shared pool are not, naming them', () => {
+test('volumes on virtio, SCSI or SATA (qcow2 or raw) are copyable; vhost-user disks or a root disk on the shared pool (for a copy, not an archive) are not, naming them', () => {
   assert.equal(notCopyable('web', spec()), null);
   const disks = [{ volume: 'data1', bus: 'virtio-blk' as const }, { volume: 'data2', bus: 'virtio-scsi' as const }];
   assert.equal(notCopyable('web', { ...spec(), disks }), null);
   const vhost = notCopyable('web', { ...spec(), disks: [...disks, { volume: 'fast', bus: 'vhost-user-blk' }] });
   assert.ok(vhost && vhost.code === 'INVALID_STATE' && /fast/.test(vhost.message) && /vhost-user/.test(vhost.message));
-  assert.equal(notCopyable('web', { ...spec(), rootPool: 'shared' })?.code, 'INVALID_STATE');
+  const shared = notCopyable('web', { ...spec(), rootPool: 'shared' });
+  assert.deepEqual([shared?.code, shared?.details.field], ['INVALID_STATE', 'pool']);
+  assert.match(shared!.message, /export it and import the archive/);
+  // an archive only reads the shared disk
+  assert.equal(notCopyable('web', { ...spec(), rootPool: 'shared', ha: true }, true), null);
+  assert.equal(notCopyable('web', { ...spec(), disks: [{ volume: 'fast', bus: 'vhost-user-blk' }] }, true)?.code, 'INVALID_STATE');
+});
+
+test('an imported instance\'s spec: new MACs, its archive\'s volumes, and its root disk local and not HA, whatever it was', () => {
+  const uuid = '6f1c1a2e-1111-4222-8333-444455556666';
+  const disks = [{ volume: 'data1', bus: 'virtio-blk' as const }];
+  const s = importedSpec({ ...spec(), disks, rootPool: 'shared', ha: true }, uuid, new Set());
+  assert.equal(s.rootPool, undefined);
+  assert.equal(s.ha, undefined);
+  assert.deepEqual(s.disks, disks);
+  assert.equal(s.nics[0]!.mac, macFor(uuid, 0));
+  assert.deepEqual(s.hostdevs, []);
 });
 
 function withVolumes(): ArchiveManifest {
