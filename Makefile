@@ -5,7 +5,7 @@ DATA_DIR ?= $(or $(CORRAL_DATA_DIR),/var/lib/corral)
 TEST_BASE ?= $(CURDIR)/.data/test-base
 export CORRAL_PROBE_CACHE ?= /run/corral/accel-probe.json
 
-.PHONY: all deps build tiny start test test-base test-unit test-integration bench bench-devices bench-scale bench-cluster bench-migration bench-web bench-snapshots bench-export clean \
+.PHONY: all deps build tiny start test test-base test-unit test-integration bench bench-devices bench-scale bench-cluster bench-migration bench-web bench-metrics bench-snapshots bench-export clean \
         cluster-demo cluster-demo-pause cluster-demo-resume cluster-demo-down cluster-demo-status
 
 all: build
@@ -85,6 +85,10 @@ bench-scale: build test-base
 # The web console with 1,000 instances in Chromium: bundle size, first rows drawn, the daemon's memory (ARGS="N")
 bench-web: build test-base
 	CORRAL_TEST_BASE=$(TEST_BASE) node dist/bench/web-console.js $(ARGS)
+
+# A Prometheus scrape of /metrics with 100 instances, 6 of them running, against the /proc reads alone (ARGS="N R")
+bench-metrics: build test-base
+	CORRAL_TEST_BASE=$(TEST_BASE) node dist/bench/metrics.js $(ARGS)
 
 # Controllers at 100 simulated hosts and 1,000 VMs (bench/cluster/sim.ts; ARGS="HOSTS VMS CONCURRENCY" to change)
 bench-cluster: build
