@@ -64,6 +64,9 @@ export async function sessionCaller(req: FastifyRequest, store: WebSessions): Pr
   return { who: s.who, role: s.role };
 }
 
+/** How each request let in by a session lets go of its cut (the logout's own request, which must get its reply). */
+const cuts = new WeakMap<FastifyRequest, () => void>();
+
 /**
  * What a request let in by a session keeps open (an event stream, a console websocket) is cut when the session ends:
  * at logout, when it expires, when its token is revoked (the store's sweep finds that within 30 s).
@@ -77,7 +80,9 @@ export function installSessionCuts(app: FastifyInstance, store: WebSessions): vo
     const done = (): void => {
       off();
       socket.off('close', done);
+      cuts.delete(req);
     };
+    cuts.set(req, done);
     socket.once('close', done);
     // a websocket keeps the socket past its upgrade; any other request lets go of it with its reply
     if (!req.ws) reply.raw.once('close', done);
@@ -141,6 +146,8 @@ export function sessionRoutes(d: SessionRouteDeps): FastifyPluginAsync {
       { schema: { operationId: 'logout', tags, summary: 'Log out: end the session the cookie names and clear the cookie', response: { 200: LoggedOut, 401: errors[401], 403: E[403] } } },
       async (req, reply) => {
         const id = bySession.get(req)?.id;
+        // the logout's own connection is not cut: it carries the reply that clears the cookie
+        cuts.get(req)?.();
         const ended = id !== undefined && (await d.store.end(id));
         return reply.headers({ ...noStore, 'set-cookie': clearedSessionCookie(cookieName(req)) }).send({ ended });
       },
