@@ -13,20 +13,15 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { request, type RequestOptions } from 'node:https';
 import { join } from 'node:path';
-import { Controller, freePort, runCli } from './cluster-harness.js';
-import { startPostgres, type TestPostgres } from '../unit/postgres.js';
+import { Controller, twoControllers } from './cluster-harness.js';
+import type { TestPostgres } from '../unit/postgres.js';
 
 let server: TestPostgres;
 let c1: Controller;
 let c2: Controller;
 
 before(async () => {
-  server = await startPostgres();
-  const init = await runCli(['cluster', 'init', '--database', server.url, '--json'], {});
-  assert.equal(init.code, 0, init.stderr);
-  c1 = new Controller(server.url, await freePort());
-  c2 = new Controller(server.url, await freePort());
-  await Promise.all([c1.start(), c2.start()]);
+  ({ server, c1, c2 } = await twoControllers());
 });
 
 after(async () => {
