@@ -1,7 +1,8 @@
 /**
  * Copies, archives and images made from instances (services/copies.ts, export.ts, import-archive.ts). The long ones
  * answer with JSON lines (application/x-ndjson) as image jobs do: progress lines, then one result or one error.
- * - POST /v1/instances/:name/copy {name, full?}: a new stopped instance;
+ * - POST /v1/instances/:name/copy {name, full?, snapshots?}: a new stopped instance (with snapshots: its disks whole
+ *   with their snapshots and the records, a stopped source only);
  * - POST /v1/instances/:name/publish {image}: a new image from a stopped instance's root disk (admin);
  * - POST /v1/instances/:name/export: prepares the archive (result: its id and size), then
  *   GET /v1/exports/:id is the archive itself (application/x-tar, with its length; gone once downloaded);
@@ -46,7 +47,11 @@ export function copyRoutes(svc: Services): FastifyPluginAsync {
     app.post('/v1/instances/:name/copy', {
       schema: {
         operationId: 'copyInstance', tags, summary: 'Copy an instance (linked to its image, or --full: flattened); a running one through a point-in-time backup',
-        params: NameParams, body: Type.Object({ name: Type.String({ description: 'the new instance' }), full: Type.Optional(Type.Boolean()) }, { additionalProperties: false }),
+        params: NameParams,
+        body: Type.Object({
+          name: Type.String({ description: 'the new instance' }), full: Type.Optional(Type.Boolean()),
+          snapshots: Type.Optional(Type.Boolean({ description: 'carry the snapshots: the disks copied whole with them, and the records (a stopped instance only; not with full)' })),
+        }, { additionalProperties: false }),
         response: { 200: jobStream('the new instance'), ...errors },
       },
     }, async (req, reply) => {
@@ -54,7 +59,7 @@ export function copyRoutes(svc: Services): FastifyPluginAsync {
       svc.instances.rowOf(req.params.name);
       if (svc.instances.listRows().some((r) => r.name === req.body.name)) throw new CorralError('ALREADY_EXISTS', `instance "${req.body.name}" already exists`, { field: 'name' });
       const c = copies();
-      return streamJob(reply, (p) => c.copy(req.params.name, req.body.name, { full: req.body.full === true }, p), 'instance');
+      return streamJob(reply, (p) => c.copy(req.params.name, req.body.name, { full: req.body.full === true, snapshots: req.body.snapshots === true }, p), 'instance');
     });
 
     app.post('/v1/instances/:name/publish', {
@@ -76,7 +81,7 @@ export function copyRoutes(svc: Services): FastifyPluginAsync {
         operationId: 'exportInstance', tags, summary: 'Prepare an archive of an instance (a running one through a point-in-time backup); download it from /v1/exports/{id}',
         params: NameParams,
         body: Type.Union([Type.Object({
-          snapshots: Type.Optional(Type.Boolean({ description: 'keep the disks whole with their internal snapshots, and the snapshot records (a stopped instance only)' })),
+          snapshots: Type.Optional(Type.Boolean({ description: 'keep the disks whole (gzip-compressed) with their internal snapshots, and the snapshot records (a stopped instance only)' })),
         }, { additionalProperties: false }), Type.Null()]),
         response: { 200: jobStream('export: id, size, diskBytes, manifest'), ...errors },
       },

@@ -31,15 +31,17 @@ const enc = encodeURIComponent;
 export function registerCopyCommands(program: Command, client: () => ApiClient): void {
   program
     .command('copy')
-    .description('copy an instance: a new stopped instance with new MACs (linked: a new overlay on the same image; --full: flattened); attached volumes copied whole as NEW-VOLUME')
+    .description('copy an instance: a new stopped instance with new MACs (linked: a new overlay on the same image; --full: flattened); attached volumes copied whole as NEW-VOLUME; no snapshots unless --snapshots')
     .argument('<name>', 'the instance to copy (stopped, or running: read through a point-in-time backup)')
     .argument('<new>', 'the new instance')
     .option('--full', 'a standalone root disk with no backing file (flattened) instead of an overlay on the image')
+    .option('--snapshots', 'carry the snapshots: the disks copied whole with them, and their records (a stopped instance; not with --full)')
     .option('--json', 'print the new instance as API JSON')
-    .action(async (name: string, to: string, o: { full?: boolean; json?: boolean }) => {
-      const inst = await readJob<Instance>(await client().stream('POST', `/v1/instances/${enc(name)}/copy`, { name: to, ...(o.full ? { full: true } : {}) }), 'instance');
+    .action(async (name: string, to: string, o: { full?: boolean; snapshots?: boolean; json?: boolean }) => {
+      const body = { name: to, ...(o.full ? { full: true } : {}), ...(o.snapshots ? { snapshots: true } : {}) };
+      const inst = await readJob<Instance>(await client().stream('POST', `/v1/instances/${enc(name)}/copy`, body), 'instance');
       if (o.json) printJson(inst);
-      else printLines(`instance ${to}: copied from ${name}${o.full ? ' (full)' : ''}, stopped`);
+      else printLines(`instance ${to}: copied from ${name}${o.full ? ' (full)' : ''}${o.snapshots ? ' with its snapshots' : ''}, stopped`);
     });
 
   program
@@ -59,7 +61,7 @@ export function registerCopyCommands(program: Command, client: () => ApiClient):
     .description('write an instance to an archive (tar: manifest, compressed flattened disks, sha256 of each); a running one through a point-in-time backup')
     .argument('<name>', 'the instance')
     .argument('<file>', 'the archive to write, or - for stdout')
-    .option('--snapshots', 'keep the disks whole with their internal snapshots and the snapshot records (a stopped instance; uncompressed)')
+    .option('--snapshots', 'keep the disks whole with their internal snapshots and the snapshot records (a stopped instance; gzip-compressed)')
     .option('--json', 'print what was written as JSON (the archive\'s size, the disks\' used size, the manifest)')
     .action(async (name: string, file: string, o: { json?: boolean; snapshots?: boolean }) => {
       if (file === '-' && o.json) throw new CliError('--json prints on stdout, where the archive goes with -: give a file instead', 'INVALID_SPEC');

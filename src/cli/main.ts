@@ -62,7 +62,7 @@ export function buildProgram(): Command {
       outputError: (str, write) => write(jsonErrors() ? `${JSON.stringify({ error: { code: 'USAGE', message: str.replace(/^error: /, '').trim() } })}\n` : str),
     })
     .addHelpText('after', '\nEnvironment:\n  CORRAL_DATA_DIR  data dir holding corral.sock and token (default /var/lib/corral)\n  CORRAL_URL       talk to the daemon over TCP (TLS) instead, e.g. https://127.0.0.1:8443\n  CORRAL_TOKEN     bearer token for CORRAL_URL: the token file in the data dir (the default; admin) or one from `corral token create`\n  CORRAL_TLS_FINGERPRINT  the daemon certificate\'s SHA-256 fingerprint to pin (corral tls fingerprint on its host)\n  CORRAL_TLS_CA    a CA file to verify the daemon\'s certificate with instead (default: the system\'s CAs)\n  CORRAL_TARGET    the cluster host to use when --target is not given (against a controller)');
-  program.option('--target <host>', 'against a cluster controller: the host whose own images, volumes, networks, vhost-user back ends or facts (host show) a command is about (env CORRAL_TARGET)');
+  program.option('--target <host>', 'against a cluster controller: the host whose own images, volumes, networks, vhost-user back ends or facts (host show) a command is about, or that an import goes to (env CORRAL_TARGET)');
 
   // One client per run, created lazily so `--help` and `daemon` never need the environment to be right.
   let api: ApiClient | undefined;

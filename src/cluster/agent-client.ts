@@ -4,12 +4,13 @@
  * twice: issued by the cluster CA for that address, and the very certificate the host joined with (pinned by
  * fingerprint), so a removed or impostor host is never talked to.
  */
-import type { IncomingMessage } from 'node:http';
+import type { ClientRequest, IncomingMessage } from 'node:http';
 import { request } from 'node:https';
 import type { Readable } from 'node:stream';
 import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import { CorralError } from '../core/errors.js';
 import type { HostRow } from './cluster-store.js';
+import { relayBody, relayHeaders } from './upload-relay.js';
 
 const READ_TIMEOUT_MS = 10_000;
 const CONNECT_TIMEOUT_MS = 3000;
@@ -59,26 +60,67 @@ export class AgentClient {
    * agent to another), its JSON answer parsed, or the agent's own error. No idle timeout while the body flows; TCP
    * keep-alive ends it if the agent goes away.
    */
-  upload<T>(host: HostRow, method: string, path: string, body: Readable, length: number): Promise<T> {
-    if (!host.address) return Promise.reject(noApi(host));
+  async upload<T>(host: HostRow, method: string, path: string, body: Readable, length: number): Promise<T> {
+    const { response } = this.uploadStream(host, method, path, body, { contentType: 'application/octet-stream', length });
+    const res = await response;
     return new Promise<T>((resolve, reject) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('error', (e) => reject(unavailable(host, e)));
+      res.on('end', () => {
+        const parsed = parse(Buffer.concat(chunks));
+        if ((res.statusCode ?? 0) >= 400) reject(agentError(host, res.statusCode ?? 0, parsed));
+        else resolve(parsed as T);
+      });
+    });
+  }
+
+  /**
+   * A request whose body is `prefix` (bytes already read from it, if any) then the stream `body` (piped, so with its
+   * backpressure), of `length` bytes in all when known (chunked otherwise); the response once its head has come,
+   * relayed as it comes (an import's job lines). The agent may answer before the body is all sent (a refusal):
+   * `stop()` then ends the sending (the request is destroyed, `body` unpiped and left to its owner). No idle
+   * timeout; TCP keep-alive ends it if the agent goes away.
+   */
+  uploadStream(host: HostRow, method: string, path: string, body: Readable, o: { contentType: string; length: number | null; prefix?: Buffer }): { response: Promise<IncomingMessage>; stop: () => void } {
+    if (!host.address) return { response: Promise.reject(noApi(host)), stop: () => undefined };
+    let stop = (): void => undefined;
+    const response = new Promise<IncomingMessage>((resolve, reject) => {
       const req = request(new URL(path, host.address), {
         method, ...agentTlsOptions(this.tls, host),
-        headers: { accept: 'application/json', 'content-type': 'application/octet-stream', 'content-length': String(length) },
+        headers: { accept: 'application/json', 'content-type': o.contentType, ...(o.length !== null ? { 'content-length': String(o.length) } : {}) },
       }, (res) => {
-        const chunks: Buffer[] = [];
-        res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('error', (e) => reject(unavailable(host, e)));
-        res.on('end', () => {
-          const parsed = parse(Buffer.concat(chunks));
-          if ((res.statusCode ?? 0) >= 400) reject(agentError(host, res.statusCode ?? 0, parsed));
-          else resolve(parsed as T);
-        });
+        res.socket.setTimeout(0);
+        resolve(res);
       });
+      stop = () => {
+        if (req.writableFinished) return;
+        body.unpipe(req);
+        req.destroy();
+      };
       req.on('socket', (sock) => sock.setKeepAlive(true, KEEPALIVE_MS));
       req.on('error', (e) => reject(unavailable(host, e)));
       body.on('error', (e) => req.destroy(e));
+      if (o.prefix && o.prefix.length > 0) req.write(o.prefix);
       body.pipe(req);
+    });
+    return { response, stop: () => stop() };
+  }
+
+  /**
+   * A client's upload relayed to a host's agent (upload-relay.ts): `body` sent as it comes with the client's content
+   * type and length, the agent's response once its head has come (a refusal, or its job's lines, relayed as they
+   * come). No idle timeout while the body flows (a client may send slowly); TCP keep-alive ends it if the agent goes
+   * away; a connection not made within CONNECT_TIMEOUT_MS is HOST_UNAVAILABLE.
+   */
+  relay(host: HostRow, method: string, path: string, body: Readable, head: { contentType: string; length: string | undefined }): Promise<IncomingMessage> {
+    if (!host.address) return Promise.reject(noApi(host));
+    const req = request(new URL(path, host.address), { method, ...agentTlsOptions(this.tls, host), headers: relayHeaders(head.contentType, head.length) });
+    req.on('socket', (sock) => sock.setKeepAlive(true, KEEPALIVE_MS));
+    connectTimeout(req);
+    return relayBody(req, body, (e) => unavailable(host, e)).then((res) => {
+      res.socket.setTimeout(0);
+      return res;
     });
   }
 
@@ -92,13 +134,7 @@ export class AgentClient {
         headers: { accept: 'application/json', ...(payload ? { 'content-type': 'application/json', 'content-length': String(payload.length) } : {}) },
       }, resolve);
       req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
-      // a new connection that is not made within CONNECT_TIMEOUT_MS: the host is not there
-      req.on('socket', (sock) => {
-        if (!sock.connecting) return;
-        const t = setTimeout(() => req.destroy(new Error(`no connection within ${CONNECT_TIMEOUT_MS} ms`)), CONNECT_TIMEOUT_MS);
-        sock.once('connect', () => clearTimeout(t));
-        sock.once('close', () => clearTimeout(t));
-      });
+      connectTimeout(req);
       req.on('error', (e) => reject(unavailable(host, e)));
       req.end(payload);
     });
@@ -111,6 +147,16 @@ export class AgentClient {
     if (r.status >= 400) throw agentError(host, r.status, parsed);
     return parsed as T;
   }
+}
+
+/** A new connection that is not made within CONNECT_TIMEOUT_MS: the host is not there, the request fails. */
+function connectTimeout(req: ClientRequest): void {
+  req.on('socket', (sock) => {
+    if (!sock.connecting) return;
+    const t = setTimeout(() => req.destroy(new Error(`no connection within ${CONNECT_TIMEOUT_MS} ms`)), CONNECT_TIMEOUT_MS);
+    sock.once('connect', () => clearTimeout(t));
+    sock.once('close', () => clearTimeout(t));
+  });
 }
 
 /** HOST_UNAVAILABLE for a host whose agent serves no API to be called. */

@@ -43,6 +43,8 @@ export interface PlaceRequest {
   ha?: boolean;
   /** the create request as the agent gets it (kept to make an HA instance again on another host) */
   spec?: Record<string, unknown>;
+  /** why it goes where it goes, for the instance.placed event (default: pinned, or the policy's choice) */
+  why?: string;
   /** the request as kept, once the host is chosen (`hosts`: all of them, as read under the lock); default `spec` */
   specFor?: (host: HostRow, hosts: HostRow[]) => Record<string, unknown> | undefined;
 }
@@ -123,7 +125,7 @@ export class ClusterInstances {
           req.shared ? 'shared' : 'local', req.ha === true, spec ? JSON.stringify(spec) : null]);
       await recordEvent(client, {
         type: 'instance.placed', host: got.host, instance: req.name,
-        data: { cpus: req.cpus, memory: req.memory, ha: req.ha === true, reason: req.host !== undefined ? `pinned to host ${req.host}` : `chosen by the ${this.o.policy} policy` },
+        data: { cpus: req.cpus, memory: req.memory, ha: req.ha === true, reason: req.why ?? (req.host !== undefined ? `pinned to host ${req.host}` : `chosen by the ${this.o.policy} policy`) },
       });
       return { instance: instanceRow(r.rows[0]!), host: hosts.find((h) => h.name === got.host)! };
     }, (e) => (errorCode(e) === UNIQUE_VIOLATION ? new CorralError('ALREADY_EXISTS', `an instance named "${req.name}" exists`, { name: req.name }) : e));

@@ -37,6 +37,7 @@ import type { ControllerPair } from './controller-tls.js';
 import { pemOfDer } from './controller-peer.js';
 import type { ClusterInstances } from './cluster-instances.js';
 import { controllerInstanceRoutes, hostOf } from './controller-instances.js';
+import { controllerArchiveRoutes } from './controller-archives.js';
 import { controllerConsoleRoutes } from './controller-console.js';
 import { controllerMigrationRoutes, Migrator } from './migration.js';
 import { controllerMoveRoutes } from './moves.js';
@@ -231,6 +232,7 @@ export async function buildControllerApi(d: ControllerApiDeps): Promise<FastifyI
     const migrator = new Migrator({ store: d.store, instances: d.instances, agents, events: d.events, log: d.log, transport, ...(d.migrationLocks ? { locks: d.migrationLocks } : {}) });
     await scoped.register(controllerMigrationRoutes(migrator));
     await scoped.register(controllerMoveRoutes({ store: d.store, instances: d.instances, agents, events: d.events, log: d.log, migrator }));
+    await scoped.register(controllerArchiveRoutes({ store: d.store, instances: d.instances, agents, log: d.log }));
     await scoped.register(controllerInstanceRoutes({ store: d.store, instances: d.instances, list: d.list ?? d.instances, log: d.log, agents }));
     await scoped.register(controllerEventRoutes({ events: d.events, feed: d.feed }));
     await scoped.register(controllerPerHostRoutes({ store: d.store, agents }));

@@ -68,7 +68,7 @@ function relay(reply: FastifyReply, r: AgentReply, extra?: Body): FastifyReply {
   return reply.status(r.status).header('content-type', r.contentType).send(r.body);
 }
 
-export async function hostOf(d: Pick<ControllerInstanceDeps, 'store' | 'instances'>, name: string): Promise<{ inst: ClusterInstance; host: HostRow }> {
+export async function hostOf(d: { store: Pick<ClusterStore, 'getHost'>; instances: Pick<ClusterInstances, 'get'> }, name: string): Promise<{ inst: ClusterInstance; host: HostRow }> {
   const inst = await d.instances.get(name);
   if (!inst) throw new CorralError('INSTANCE_NOT_FOUND', `instance "${name}" does not exist in the cluster`, { name });
   const host = await d.store.getHost(inst.host);

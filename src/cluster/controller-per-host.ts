@@ -9,11 +9,13 @@
  *   too: they answer), each item with its `host`, and `unreachable` names the hosts that could not be asked and why;
  *   anything else is TARGET_REQUIRED, naming the hosts it may be;
  * - the cluster's own routes (instances, the pool, events, hosts...) refuse a target (INVALID_SPEC): they are not
- *   one host's, and a target they ignored would look obeyed.
- * Nothing is uploaded through these routes: an image is imported from a file on the target host (the daemon's
- * POST /v1/images takes a path), and JSON bodies are small (1 MiB at most, as on a daemon).
+ *   one host's, and a target they ignored would look obeyed; but an import (TAKES_TARGET) goes to the target host.
+ * JSON bodies are small (1 MiB at most, as on a daemon); an upload (application/octet-stream: an image's file, POST
+ * /v1/images/NAME/upload) is relayed to the target host as a stream, never buffered (upload-relay.ts).
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Readable } from 'node:stream';
+import { acceptStreamedBody } from '../api/upload-body.js';
 import { CorralError } from '../core/errors.js';
 import { TARGET_HEADER, targetOf } from '../core/target.js';
 import type { AgentClient } from './agent-client.js';
@@ -23,14 +25,14 @@ import { hasDotSegment, PER_HOST_PREFIXES, perHostPath, unionListKey } from './h
 
 export interface PerHostDeps {
   store: Pick<ClusterStore, 'getHost' | 'listHosts'>;
-  agents: Pick<AgentClient, 'call' | 'stream'>;
+  agents: Pick<AgentClient, 'call' | 'stream' | 'relay'>;
 }
 
 /** How many agents a union list asks at once. */
 const UNION_CONCURRENCY = 16;
 
 /** A host whose agent may be asked: up, or in maintenance (it takes no new instances, but answers). */
-const answers = (h: HostRow): boolean => h.state === 'up' || h.state === 'maintenance';
+export const answers = (h: HostRow): boolean => h.state === 'up' || h.state === 'maintenance';
 
 /** The host a target names, if its agent may be asked: HOST_NOT_FOUND or HOST_UNAVAILABLE otherwise. */
 export async function targetHost(store: PerHostDeps['store'], name: string): Promise<HostRow> {
@@ -90,13 +92,18 @@ async function itemsOf(d: PerHostDeps, h: HostRow, key: string, path: string): P
   }
 }
 
+/** The options of a cluster route that takes a target all the same: an import (controller-archives.ts) goes to that host. */
+export const TAKES_TARGET = { config: { takesTarget: true } };
+
+const takesTarget = (req: FastifyRequest): boolean => (req.routeOptions.config as { takesTarget?: boolean } | undefined)?.takesTarget === true;
+
 /**
  * The hook that refuses a target on the cluster's own routes (install it after the role checks: who may not call
  * a route is told that first). Routes that check their callers themselves (an agent's) and unknown paths are left be.
  */
 export function refuseTargetOnClusterRoutes(app: FastifyInstance, isAgentRoute: (req: FastifyRequest) => boolean): void {
   app.addHook('onRequest', async (req) => {
-    if (req.routeOptions.url === undefined || isAgentRoute(req) || perHostPath(req.url)) return;
+    if (req.routeOptions.url === undefined || isAgentRoute(req) || perHostPath(req.url) || takesTarget(req)) return;
     const target = targetOf(req.headers);
     if (target === undefined) return;
     throw new CorralError('INVALID_SPEC', `target: ${req.method} ${req.url.split('?')[0]} is the cluster's, not one host's: drop --target (it is for images, volumes, networks, vhost-user back ends and the host itself; \`create --host ${target}\` places an instance)`, { field: 'target' });
@@ -117,10 +124,13 @@ export function controllerPerHostRoutes(d: PerHostDeps) {
       // what the role check saw is what the agent is asked: no segment a URL would resolve away
       if (hasDotSegment(path)) throw new CorralError('INVALID_SPEC', `path: "${path.split('?')[0]}" has a "." or ".." segment`, { field: 'path' });
       const host = await targetHost(d.store, target);
-      const body = req.method === 'GET' || req.method === 'HEAD' || req.body === undefined ? undefined : req.body;
-      const res = await d.agents.stream(host, req.method, path, body);
+      const res = isStream(req.body)
+        ? await d.agents.relay(host, req.method, path, req.body, { contentType: String(req.headers['content-type']), length: req.headers['content-length'] })
+        : await d.agents.stream(host, req.method, path, req.method === 'GET' || req.method === 'HEAD' ? undefined : req.body);
       return reply.status(res.statusCode ?? 502).header('content-type', String(res.headers['content-type'] ?? 'application/json')).send(res);
     };
+    // an upload's body reaches `forward` as the request's stream, to be relayed as it comes
+    acceptStreamedBody(app, 'application/octet-stream');
     for (const p of PER_HOST_PREFIXES) {
       app.all(`/v1/${p}`, forward);
       // `:name` where the daemon's routes have one, so that the audit names the resource
@@ -132,3 +142,5 @@ export function controllerPerHostRoutes(d: PerHostDeps) {
     }
   };
 }
+
+const isStream = (body: unknown): body is Readable => typeof (body as Readable | undefined)?.pipe === 'function';

@@ -72,6 +72,8 @@ export interface SnapshotRecord {
   memoryBytes: number;
   /** the devices besides the disks whose state a memory snapshot holds (machineDevices); absent in older records */
   devices?: string[];
+  /** each NIC's MAC when taken (machineMacs): a memory snapshot's device state holds it; absent in older records */
+  macs?: Record<string, string>;
 }
 
 /** The file in the instance's folder that holds its snapshot records. */
@@ -180,7 +182,7 @@ export function mismatchError(instance: string, name: string, why: readonly stri
 export interface MachineShape {
   cpus: number;
   memory: number;
-  nics: ReadonlyArray<{ id: string; model: string }>;
+  nics: ReadonlyArray<{ id: string; model: string; mac?: string }>;
   hostdevs: ReadonlyArray<{ id: string }>;
   display?: string;
   agent?: boolean;
@@ -191,10 +193,17 @@ export function machineDevices(m: MachineShape): string[] {
   return [...m.nics.map((n) => `NIC ${n.id} (${n.model})`), ...m.hostdevs.map((h) => `host device ${h.id}`), `display ${m.display ?? 'none'}`, `agent channel ${m.agent === false ? 'off' : 'on'}`];
 }
 
+/** Each NIC's MAC by its id: what a memory snapshot's device state brings back with it. */
+export function machineMacs(m: Pick<MachineShape, 'nics'>): Record<string, string> {
+  return Object.fromEntries(m.nics.filter((n) => n.mac !== undefined).map((n) => [n.id, n.mac!.toLowerCase()]));
+}
+
 /**
  * A memory snapshot goes back into a QEMU of the same shape only: INVALID_STATE when the instance's vCPUs, memory or
  * devices (a NIC plugged or unplugged since, the display, the agent's channel) changed since: the saved device state
- * would not load, and QEMU would leave the guest unusable half-way.
+ * would not load, and QEMU would leave the guest unusable half-way. A NIC whose MAC changed (a copy or an import
+ * gets new MACs) is refused too: the saved device state would give the guest the old MAC back, which the original
+ * instance may still use on the same network.
  */
 export function assertSameMachine(instance: string, rec: SnapshotRecord, now: MachineShape): void {
   if (!rec.memory) return;
@@ -208,6 +217,10 @@ export function assertSameMachine(instance: string, rec: SnapshotRecord, now: Ma
     const gone = rec.devices.filter((d) => !nowDevices.includes(d));
     if (added.length > 0) diffs.push(`${added.join(', ')} now, not then`);
     if (gone.length > 0) diffs.push(`${gone.join(', ')} then, not now`);
+  }
+  const macsNow = machineMacs(now);
+  for (const [id, then] of Object.entries(rec.macs ?? {})) {
+    if (macsNow[id] !== undefined && macsNow[id] !== then) diffs.push(`NIC ${id} has MAC ${macsNow[id]} now, ${then} then (a copy or an import has new MACs, and the saved state would bring the old one back)`);
   }
   if (diffs.length > 0) {
     throw new CorralError('INVALID_STATE', `snapshot "${rec.name}" of instance "${instance}" holds the guest's memory of another machine (${diffs.join('; ')}): set the instance back first`, { snapshot: rec.name });

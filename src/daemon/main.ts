@@ -288,7 +288,7 @@ export async function runDaemon(opts: DaemonOptions = {}): Promise<void> {
   const migrationRecovery = new MigrationRecoveryService({ instances, migration, events, log });
   // what live migrations left while the agent was down (migration-recovery.ts)
   await migrationRecovery.init();
-  const copies = new CopyService({ dataDir, instances, images: imageStore, volumes, events, runAs: qemuUser });
+  const copies = new CopyService({ dataDir, instances, images: imageStore, volumes, snapshots, events, runAs: qemuUser });
   const exports = new ExportService({ dataDir, instances, images: imageStore, volumes, snapshots, transfer, events, runAs: qemuUser });
   const archiveImport = new ArchiveImporter({ dataDir, instances, images: imageStore, volumes, transfer, events });
   const unloaded = exports.sweep(); // archives an earlier daemon prepared: their download went with it

@@ -8,8 +8,13 @@
  * - copy --full: the root disk flattened (`qemu-img convert`, no backing file at all): it needs not even the image's
  *   disk (a kernel-kind image still gives its kernel at boot).
  * - Attached volumes: each copied whole (flattened: a linked copy of a volume would be a clone, which pins its
- *   source read-only for ever) into a new volume named COPY-VOLUME, attached to the copy on the same bus. A name
- *   taken is ALREADY_EXISTS before anything is made; raw volumes and vhost-user disks are refused (notCopyable).
+ *   source read-only for ever) into a new volume named COPY-VOLUME of the same format (a raw volume stays raw),
+ *   attached to the copy on the same bus. A name taken is ALREADY_EXISTS before anything is made; vhost-user disks
+ *   are refused (notCopyable).
+ * - copy --snapshots (a stopped instance, no clone attached; not with --full): the root overlay's file and each qcow2
+ *   volume's copied whole, their internal snapshots in them, and the snapshot records written to the copy's
+ *   snapshots.json, each volume named as the copy's (copiedSnapshots), so `corral snapshot list|restore` on the copy
+ *   see them. Without it a copy has no snapshots (flattened disks hold none).
  * - A running (or paused) source is read through point-in-time backups of all its disks at one instant
  *   (disks-at-instant.ts): the copy is what a power cut at that instant would leave, the guest never stops.
  * - The copy has a new uuid, new MACs, no fixed addresses yet (its first start reserves them), no port forwards, no
@@ -22,13 +27,15 @@ import { randomUUID, createHash } from 'node:crypto';
 import { copyFileSync, createReadStream, existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { pipeline } from 'node:stream/promises';
-import { CorralError } from '../core/errors.js';
-import { copiedVolumeName, copySpec, notCopyable } from '../core/instance-archive.js';
+import { CorralError, invalidSpec } from '../core/errors.js';
+import { copiedSnapshots, copiedVolumeName, copySpec, notCopyable, notWhole } from '../core/instance-archive.js';
+import { SNAPSHOT_RECORDS_FILE } from '../core/snapshots.js';
+import { writeJsonAtomic } from '../host/fs-atomic.js';
 import type { InstanceDisk } from '../core/spec-schema.js';
 import { validateName } from '../core/names.js';
 import { instancePaths } from '../core/paths.js';
 import { assertFits } from '../host/space.js';
-import { convert, imgInfo } from '../qemu/img.js';
+import { convert, imgInfo, rebaseUnsafe } from '../qemu/img.js';
 import { checkImgInfo } from '../storage/inspect.js';
 import type { ImageRecord, ImageStore, Progress } from '../storage/images.js';
 import type { EventBus } from './events.js';
@@ -37,13 +44,16 @@ import { disksAtInstant, type RootBackupDeps } from './disks-at-instant.js';
 import type { RunAs } from '../host/run-as.js';
 import type { ImgFormat } from '../qemu/img.js';
 import type { VolumeService } from './volumes.js';
-import type { VolumeStore } from '../storage/volumes.js';
+import type { VolumeRecord, VolumeStore } from '../storage/volumes.js';
+import type { SnapshotService } from './snapshots.js';
 
 export interface CopyDeps {
   dataDir: string;
   instances: InstanceService;
   images: ImageStore;
   volumes: VolumeService;
+  /** the snapshot records a copy with snapshots carries */
+  snapshots: Pick<SnapshotService, 'readyRecords'>;
   events: EventBus;
   runAs?: RunAs;
 }
@@ -152,9 +162,13 @@ export class CopyService {
     return { instances: this.d.instances, volumes: this.d.volumes.store, ...(this.d.runAs ? { runAs: this.d.runAs } : {}) };
   }
 
-  /** Copy instance `name` to a new stopped instance `to` (linked to the image, or flattened with `full`). */
-  async copy(name: string, to: string, opts: { full?: boolean }, progress: Progress = () => {}): Promise<InstanceView> {
+  /**
+   * Copy instance `name` to a new stopped instance `to` (linked to the image, or flattened with `full`); with
+   * `snapshots` (a stopped instance, linked), its disks whole with their snapshots and the snapshot records.
+   */
+  async copy(name: string, to: string, opts: { full?: boolean; snapshots?: boolean }, progress: Progress = () => {}): Promise<InstanceView> {
     validateName('name', to);
+    if (opts.full && opts.snapshots) throw invalidSpec('snapshots', 'a copy with snapshots keeps the root disk a layer over the image (a flattened disk drops its snapshots): leave out --full');
     if (this.d.instances.listRows().some((r) => r.name === to)) throw new CorralError('ALREADY_EXISTS', `instance "${to}" already exists`, { field: 'name' });
     const uuid = randomUUID();
     const p = instancePaths(this.d.dataDir, uuid);
@@ -164,38 +178,64 @@ export class CopyService {
       const spec = await this.d.instances.withLock(name, async () => {
         const row = this.d.instances.rowOf(name);
         const store = this.d.volumes.store;
-        const why = notCopyable(name, row.spec, (v) => store.record(v).format);
+        const why = notCopyable(name, row.spec);
         if (why) throw why;
+        const recs = row.spec.disks.map((x) => store.record(x.volume));
+        if (opts.snapshots) {
+          const whole = notWhole(name, row.state, recs.filter((r) => r.backing !== null).map((r) => r.name), 'a copy', 'copy');
+          if (whole) throw whole;
+        }
         const disks: InstanceDisk[] = row.spec.disks.map((x) => ({ volume: copiedVolumeName(to, x.volume), bus: x.bus }));
         for (const x of disks) store.assertFree(x.volume);
         const image = this.d.images.get(row.spec.image);
         release = this.d.images.claim(image.name);
         const from = this.d.instances.paths(row);
         assertFits(this.d.dataDir, (await imgInfo(from.disk, 'qcow2'))['virtual-size'], `the root disk of copy "${to}"`);
-        assertFits(store.dir, row.spec.disks.reduce((n, x) => n + store.record(x.volume).virtualSize, 0), `the volumes of copy "${to}"`);
-        progress({ step: 'backup', message: `reading the disks of "${name}" at one instant`, percent: 0 });
-        const src = await disksAtInstant(this.backupDeps(), row, image, (pc) => progress({ step: 'backup', message: 'backing up the running guest\'s disks', percent: pc }));
-        try {
-          mkdirSync(p.dir, { recursive: true, mode: 0o711 });
-          const copying = (pc: number): void => progress({ step: 'copy', message: opts.full ? 'copying the root disk, flattened' : 'copying the root disk onto the image', percent: pc });
-          if (!opts.full && src.consistency === 'backup') renameSync(src.root.path, p.disk); // the backup is that overlay already
-          else await convert(src.root.path, 'qcow2', p.disk, 'qcow2', { onPercent: copying, ...(opts.full ? {} : { backing: { path: image.disk, format: image.format } }) });
-          for (const [i, v] of src.volumes.entries()) {
-            const copied = disks[i]!.volume;
-            await vols.make(copied, v.path, v.format, { onPercent: (pc) => progress({ step: 'copy', message: `copying volume "${v.volume}" to "${copied}"`, percent: pc }) });
+        assertFits(store.dir, recs.reduce((n, r) => n + r.virtualSize, 0), `the volumes of copy "${to}"`);
+        mkdirSync(p.dir, { recursive: true, mode: 0o711 });
+        if (opts.snapshots) {
+          await this.copyWhole(from.disk, p, image, recs, disks, vols, progress);
+        } else {
+          progress({ step: 'backup', message: `reading the disks of "${name}" at one instant`, percent: 0 });
+          const src = await disksAtInstant(this.backupDeps(), row, image, (pc) => progress({ step: 'backup', message: 'backing up the running guest\'s disks', percent: pc }));
+          try {
+            const copying = (pc: number): void => progress({ step: 'copy', message: opts.full ? 'copying the root disk, flattened' : 'copying the root disk onto the image', percent: pc });
+            if (!opts.full && src.consistency === 'backup') renameSync(src.root.path, p.disk); // the backup is that overlay already
+            else await convert(src.root.path, 'qcow2', p.disk, 'qcow2', { onPercent: copying, ...(opts.full ? {} : { backing: { path: image.disk, format: image.format } }) });
+            for (const [i, v] of src.volumes.entries()) {
+              const copied = disks[i]!.volume;
+              // (a raw volume is made raw again: from a running guest its backup is a qcow2)
+              await vols.make(copied, v.path, v.format, { format: recs[i]!.format, onPercent: (pc) => progress({ step: 'copy', message: `copying volume "${v.volume}" to "${copied}"`, percent: pc }) });
+            }
+          } finally {
+            src.release();
           }
-          if (row.spec.firmware === 'uefi' && existsSync(from.efiVars)) copyFileSync(from.efiVars, p.efiVars);
-        } finally {
-          src.release();
         }
+        if (row.spec.firmware === 'uefi' && existsSync(from.efiVars)) copyFileSync(from.efiVars, p.efiVars);
+        if (opts.snapshots) writeJsonAtomic(join(p.dir, SNAPSHOT_RECORDS_FILE), { snapshots: copiedSnapshots(this.d.snapshots.readyRecords(name), to) }, 0o600);
         return copySpec(row.spec, uuid, { has: (mac) => this.d.instances.macInUse(mac) }, disks);
       });
-      const view = await this.d.instances.recordMade(to, uuid, spec, `${opts.full ? 'full ' : ''}copy of "${name}"`);
+      const view = await this.d.instances.recordMade(to, uuid, spec, `${opts.full ? 'full ' : ''}copy of "${name}"${opts.snapshots ? ' with its snapshots' : ''}`);
       await vols.settle();
-      this.d.events.publish('instance.copied', to, { from: name, full: opts.full === true });
+      this.d.events.publish('instance.copied', to, { from: name, full: opts.full === true, snapshots: opts.snapshots === true });
       progress({ step: 'done', message: `instance ${to} made from ${name}`, percent: 100 });
       return view;
     });
+  }
+
+  /**
+   * A stopped instance's disks copied whole with their internal snapshots (copy --snapshots): the root overlay's file
+   * (pointed at the image again), each qcow2 volume's file as it is; a raw volume (no snapshots) converted.
+   */
+  private async copyWhole(overlay: string, p: { disk: string }, image: ImageRecord, recs: VolumeRecord[], disks: InstanceDisk[], vols: NewVolumes, progress: Progress): Promise<void> {
+    progress({ step: 'copy', message: 'copying the root disk whole, with its snapshots' });
+    copyFileSync(overlay, p.disk);
+    await rebaseUnsafe(p.disk, { path: image.disk, format: image.format });
+    for (const [i, r] of recs.entries()) {
+      const copied = disks[i]!.volume;
+      progress({ step: 'copy', message: `copying volume "${r.name}" to "${copied}"${r.format === 'qcow2' ? ' whole, with its snapshots' : ''}` });
+      await vols.make(copied, r.path, r.format, r.format === 'qcow2' ? { whole: true } : { format: 'raw' });
+    }
   }
 
   /** A stopped instance's root disk, flattened, as new image `imageName` (its disk's sha256 recorded). */

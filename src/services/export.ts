@@ -3,22 +3,24 @@
  * known length:
  * - prepare: under the instance's lock, its disks at one instant (disks-at-instant.ts: the files of a stopped
  *   instance, point-in-time backups of a running one's root disk and volumes, in one transaction), each flattened
- *   and compressed (`qemu-img convert -c`) into $DATA/exports/<id>/, their sha256 taken, the UEFI variables copied,
- *   the manifest written (core/instance-archive.ts);
- *   With `snapshots` (a stopped instance only): the disks kept whole with their internal snapshots instead (the root
- *   overlay copied and its backing reference removed, each volume's file copied; core/instance-archive.ts), and the
- *   instance's snapshot records in the manifest;
+ *   and compressed (`qemu-img convert -c`; a raw volume too, its entry's format raw) into $DATA/exports/<id>/, their
+ *   sha256 taken, the UEFI variables copied, the manifest written (core/instance-archive.ts);
+ *   With `snapshots` (a stopped instance only): the disks kept whole with their internal snapshots instead, each
+ *   gzip-compressed (the root overlay copied and its backing reference removed, each qcow2 volume's file;
+ *   core/instance-archive.ts), and the instance's snapshot records in the manifest;
  * - download: the tar of the manifest and the files (tar-stream.ts), with its length; the folder goes once the
  *   download ends (whole or not), and at the latest an hour after it was prepared, and at the daemon's next start.
  */
 import { randomUUID } from 'node:crypto';
-import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { copyFileSync, createReadStream, createWriteStream, existsSync, mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGzip } from 'node:zlib';
 import { CorralError } from '../core/errors.js';
-import { ARCHIVE_FILES, ARCHIVE_FORMAT, ARCHIVE_VERSION, MANIFEST_NAME, encodeManifest, notCopyable, volumeMember, type ArchiveFile, type ArchiveManifest } from '../core/instance-archive.js';
+import { ARCHIVE_FILES, ARCHIVE_FORMAT, ARCHIVE_VERSION, MANIFEST_NAME, encodeManifest, memberName, notCopyable, notWhole, type ArchiveFile, type ArchiveManifest } from '../core/instance-archive.js';
 import { assertFits } from '../host/space.js';
-import { convert, imgInfo, rebaseUnsafe } from '../qemu/img.js';
+import { convert, imgInfo, rebaseUnsafe, type ImgFormat } from '../qemu/img.js';
 import type { ImageRecord, ImageStore, Progress } from '../storage/images.js';
 import type { InstanceRow } from '../store/store.js';
 import { fileSha256 } from './copies.js';
@@ -56,6 +58,9 @@ export interface PreparedExport {
   manifest: ArchiveManifest;
 }
 
+/** A disk's entry before its member is written. */
+type DiskFile = Pick<ArchiveFile, 'role' | 'format' | 'virtualSize' | 'volume' | 'bus'>;
+
 interface Prepared extends PreparedExport {
   dir: string;
   members: TarMember[];
@@ -85,33 +90,24 @@ export class ExportService {
       const manifest = await this.d.instances.withLock(name, async () => {
         const row = this.d.instances.rowOf(name);
         const store = this.d.volumes.store;
-        const why = notCopyable(name, row.spec, (v) => store.record(v).format);
+        const why = notCopyable(name, row.spec, true);
         if (why) throw why;
         const image = this.d.images.get(row.spec.image);
         const p = this.d.instances.paths(row);
         const held = [p.disk, ...row.spec.disks.map((x) => store.record(x.volume).path)].reduce((n, f) => n + statSync(f).blocks * 512, 0);
         assertFits(this.d.dataDir, held, `the archive of instance "${name}"`, { thin: false });
-        if (opts.snapshots) return this.whole(name, row, image, dir, held);
+        if (opts.snapshots) return this.whole(name, row, image, dir, held, progress);
         progress({ step: 'backup', message: `reading the disks of "${name}" at one instant`, percent: 0 });
         const src = await disksAtInstant({ instances: this.d.instances, volumes: store, ...(this.d.runAs ? { runAs: this.d.runAs } : {}) }, row, image,
           (pc) => progress({ step: 'backup', message: 'backing up the running guest\'s disks', percent: pc }));
         const files: ArchiveFile[] = [];
         try {
           mkdirSync(dir, { recursive: true, mode: 0o700 });
-          const root = join(dir, 'root.qcow2');
-          await convert(src.root.path, 'qcow2', root, 'qcow2', { compress: true, onPercent: (pc) => progress({ step: 'compress', message: 'flattening and compressing the root disk', percent: pc }) });
-          files.push({ role: 'root', name: ARCHIVE_FILES.root, format: 'qcow2', size: statSync(root).size, sha256: '', virtualSize: src.root.virtualSize });
-          if (row.spec.firmware === 'uefi') {
-            const vars = join(dir, 'efi-vars.fd');
-            copyFileSync(p.efiVars, vars);
-            files.push({ role: 'efi-vars', name: ARCHIVE_FILES['efi-vars'], format: 'raw', size: statSync(vars).size, sha256: '' });
-          }
+          files.push(await this.compressed(dir, { role: 'root', format: 'qcow2', virtualSize: src.root.virtualSize }, src.root, 'the root disk', progress));
+          if (row.spec.firmware === 'uefi') files.push(this.efiVars(dir, p.efiVars));
           for (const v of src.volumes) {
-            const f: ArchiveFile = { role: 'volume', name: volumeMember(v.volume), format: 'qcow2', size: 0, sha256: '', virtualSize: v.virtualSize, volume: v.volume, bus: v.bus };
-            const out = this.pathOf(dir, f);
-            await convert(v.path, v.format, out, 'qcow2', { compress: true, onPercent: (pc) => progress({ step: 'compress', message: `flattening and compressing volume "${v.volume}"`, percent: pc }) });
-            f.size = statSync(out).size;
-            files.push(f);
+            const f = { role: 'volume' as const, format: store.record(v.volume).format, virtualSize: v.virtualSize, volume: v.volume, bus: v.bus };
+            files.push(await this.compressed(dir, f, v, `volume "${v.volume}"`, progress));
           }
         } finally {
           src.release();
@@ -143,32 +139,27 @@ export class ExportService {
   }
 
   /**
-   * The archive's files and manifest with the disks kept whole (export --snapshots): a stopped instance's overlay,
-   * copied and rebased onto no backing file, and its volumes' files as they are (a clone's would need its source).
+   * The archive's files and manifest with the disks kept whole (export --snapshots), each gzip-compressed: a stopped
+   * instance's overlay, copied and rebased onto no backing file, and its qcow2 volumes' files as they are (a clone's
+   * would need its source); a raw volume, which holds no snapshots, flattened and compressed as without --snapshots.
    */
-  private async whole(name: string, row: InstanceRow, image: ImageRecord, dir: string, held: number): Promise<{ m: ArchiveManifest; diskBytes: number }> {
-    if (row.state !== 'stopped' && row.state !== 'crashed') {
-      throw new CorralError('INVALID_STATE', `instance "${name}" is ${row.state}: an archive with snapshots is made of a stopped instance's disks (a backup of a running one holds no snapshots); stop it first`, { state: row.state });
-    }
+  private async whole(name: string, row: InstanceRow, image: ImageRecord, dir: string, held: number, progress: Progress): Promise<{ m: ArchiveManifest; diskBytes: number }> {
     const vols = row.spec.disks.map((x) => ({ disk: x, rec: this.d.volumes.store.record(x.volume) }));
-    const clones = vols.filter((v) => v.rec.backing !== null).map((v) => v.rec.name);
-    if (clones.length > 0) {
-      throw new CorralError('INVALID_STATE', `instance "${name}" has clones attached (${clones.join(', ')}): an archive with snapshots keeps each volume's file whole, and a clone's reads its source; export without --snapshots`, { name, volumes: clones });
-    }
+    const why = notWhole(name, row.state, vols.filter((v) => v.rec.backing !== null).map((v) => v.rec.name), 'an archive', 'export');
+    if (why) throw why;
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const p = this.d.instances.paths(row);
-    const root = this.pathOf(dir, { role: 'root' });
-    copyFileSync(p.disk, root);
-    await rebaseUnsafe(root, null);
-    const files: ArchiveFile[] = [{ role: 'root', name: ARCHIVE_FILES.root, format: 'qcow2', size: statSync(root).size, sha256: '', virtualSize: (await imgInfo(root, 'qcow2'))['virtual-size'] }];
-    if (row.spec.firmware === 'uefi') {
-      copyFileSync(p.efiVars, this.pathOf(dir, { role: 'efi-vars' }));
-      files.push({ role: 'efi-vars', name: ARCHIVE_FILES['efi-vars'], format: 'raw', size: statSync(p.efiVars).size, sha256: '' });
-    }
+    const overlay = join(dir, 'overlay.qcow2');
+    copyFileSync(p.disk, overlay);
+    await rebaseUnsafe(overlay, null);
+    progress({ step: 'compress', message: 'compressing the root disk whole, with its snapshots' });
+    const files = [await this.gzipped(dir, { role: 'root', format: 'qcow2', virtualSize: (await imgInfo(overlay, 'qcow2'))['virtual-size'] }, overlay)];
+    rmSync(overlay, { force: true });
+    if (row.spec.firmware === 'uefi') files.push(this.efiVars(dir, p.efiVars));
     for (const { disk, rec } of vols) {
-      const f: ArchiveFile = { role: 'volume', name: volumeMember(disk.volume), format: 'qcow2', size: statSync(rec.path).size, sha256: '', virtualSize: rec.virtualSize, volume: disk.volume, bus: disk.bus };
-      copyFileSync(rec.path, this.pathOf(dir, f));
-      files.push(f);
+      const f = { role: 'volume' as const, format: rec.format, virtualSize: rec.virtualSize, volume: disk.volume, bus: disk.bus };
+      progress({ step: 'compress', message: `compressing volume "${disk.volume}"${rec.format === 'qcow2' ? ' whole, with its snapshots' : ''}` });
+      files.push(rec.format === 'qcow2' ? await this.gzipped(dir, f, rec.path) : await this.compressed(dir, f, rec, `volume "${disk.volume}"`, progress));
     }
     const m: ArchiveManifest = {
       format: ARCHIVE_FORMAT, version: ARCHIVE_VERSION, createdAt: new Date().toISOString(),
@@ -178,9 +169,34 @@ export class ExportService {
     return { m, diskBytes: held };
   }
 
+  /** A disk flattened and compressed into a qcow2 member (`qemu-img convert -c`), from `src` (a file and its format). */
+  private async compressed(dir: string, f: DiskFile, src: { path: string; format: ImgFormat }, what: string, progress: Progress): Promise<ArchiveFile> {
+    const out: ArchiveFile = { ...f, name: memberName(f), size: 0, sha256: '' };
+    const file = this.pathOf(dir, out);
+    await convert(src.path, src.format, file, 'qcow2', { compress: true, onPercent: (pc) => progress({ step: 'compress', message: `flattening and compressing ${what}`, percent: pc }) });
+    out.size = statSync(file).size;
+    return out;
+  }
+
+  /** A qcow2 disk file kept whole (its internal snapshots in it), gzip-compressed into its member. */
+  private async gzipped(dir: string, f: DiskFile, src: string): Promise<ArchiveFile> {
+    const out: ArchiveFile = { ...f, name: memberName(f, true), size: 0, sha256: '', compression: 'gzip', unpackedSize: statSync(src).size };
+    const file = this.pathOf(dir, out);
+    await pipeline(createReadStream(src), createGzip(), createWriteStream(file, { mode: 0o600 }));
+    out.size = statSync(file).size;
+    return out;
+  }
+
+  /** The UEFI variable store, copied as it is. */
+  private efiVars(dir: string, path: string): ArchiveFile {
+    const out: ArchiveFile = { role: 'efi-vars', name: ARCHIVE_FILES['efi-vars'], format: 'raw', size: statSync(path).size, sha256: '' };
+    copyFileSync(path, this.pathOf(dir, out));
+    return out;
+  }
+
   /** Where a file of the archive waits for the download. */
-  private pathOf(dir: string, f: Pick<ArchiveFile, 'role' | 'volume'>): string {
-    return join(dir, f.role === 'volume' ? `volume-${f.volume}.qcow2` : f.role === 'root' ? 'root.qcow2' : 'efi-vars.fd');
+  private pathOf(dir: string, f: Pick<ArchiveFile, 'name'>): string {
+    return join(dir, f.name.replaceAll('/', '_'));
   }
 
   /** The archive's bytes and length; call done() when the download ends (the files go). */

@@ -10,12 +10,15 @@
  *   stays an overlay on its image. The archive's disk is flattened: every cluster it holds is written (the image's
  *   data too, uncompressed: as much space as a --full copy), and what it lacks is written as zeros, so the data is
  *   whole even where this host's image differs from the one exported from. Each volume in the archive, inspected
- *   the same way, becomes a new standalone qcow2 volume of the name it had (VolumeStore.fromImage), attached to the
- *   new instance on its bus: a volume of that name on this host is ALREADY_EXISTS before a byte is written (delete
- *   or rename it, there is no renaming on import). The row stored with a new uuid and new MACs (copySpec).
+ *   the same way, becomes a new standalone volume of the name and format it had (VolumeStore.fromImage: qcow2, or
+ *   raw again for an entry of format raw), attached to the new instance on its bus: a volume of that name on this
+ *   host is ALREADY_EXISTS before a byte is written (delete or rename it, there is no renaming on import). The row
+ *   stored with a new uuid and new MACs, its root disk local (importedSpec: an archive of an instance on the shared
+ *   pool imports as a local, non-HA one).
  * An archive with snapshots (export --snapshots) keeps its disks whole: it needs this host's image to be the very one
  * exported from (its identity digest, INVALID_IMAGE otherwise, before a byte is written); the root disk, inspected,
- * is moved into place and pointed at that image (`qemu-img rebase -u`), each volume's file copied as it is, and the
+ * is moved into place and pointed at that image (`qemu-img rebase -u`), each qcow2 volume's file copied as it is (a
+ * gzip-compressed member is decompressed as it comes, at most its manifest's unpackedSize), and the
  * snapshot records written to the new instance's snapshots.json, so `corral snapshot list` and restore see them.
  * A truncated or changed archive, or any other failure: INVALID_ARCHIVE (or the step's own code), the folder and the
  * volumes made removed, no row. A crash midway leaves a folder without a row, which reconcile removes (sweepInstanceDirs).
@@ -25,7 +28,7 @@ import { mkdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { CorralError } from '../core/errors.js';
-import { MANIFEST_NAME, MAX_MANIFEST_BYTES, copySpec, decodeManifest, type ArchiveManifest } from '../core/instance-archive.js';
+import { MANIFEST_NAME, MAX_MANIFEST_BYTES, decodeManifest, importedSpec, type ArchiveFile, type ArchiveManifest } from '../core/instance-archive.js';
 import { validateName } from '../core/names.js';
 import { instancePaths } from '../core/paths.js';
 import { padding } from '../core/tar.js';
@@ -57,8 +60,8 @@ export interface ImportDeps {
 interface Staged {
   root: string;
   efiVars: string | null;
-  /** each volume's file, in the manifest's order */
-  volumes: Array<{ volume: string; file: string }>;
+  /** each volume's file, in the manifest's order, with its entry */
+  volumes: Array<{ entry: ArchiveFile; file: string }>;
 }
 
 function invalid(message: string): CorralError {
@@ -91,7 +94,7 @@ export class ArchiveImporter {
         throw new CorralError('INVALID_IMAGE', `the archive keeps its disks whole with their snapshots, as a layer over image "${image.name}" of digest ${m.image.digest}; this host's image "${image.name}" is ${here}: import it where that image is, or export without --snapshots`, { image: image.name });
       }
     }
-    assertFits(this.d.dataDir, m.files.reduce((n, f) => n + f.size + (f.virtualSize ?? 0), 0), `importing instance "${to}"`);
+    assertFits(this.d.dataDir, m.files.reduce((n, f) => n + f.size + (f.unpackedSize ?? 0) + (f.virtualSize ?? 0), 0), `importing instance "${to}"`);
     const uuid = randomUUID();
     const p = instancePaths(this.d.dataDir, uuid);
     const vols = new NewVolumes(this.d.volumes, to, uuid);
@@ -110,14 +113,17 @@ export class ArchiveImporter {
         rmSync(staged.root, { force: true });
       }
       for (const v of staged.volumes) {
-        await this.inspected(v.file, (src) => vols.make(v.volume, src, 'qcow2', {
-          untrusted: true, whole, onPercent: (pc) => progress({ step: 'convert', message: `writing volume "${v.volume}"`, percent: pc }),
+        // a raw volume comes as a flattened qcow2 and is made raw again; a qcow2 one of an archive with snapshots whole
+        const volume = v.entry.volume!;
+        await this.inspected(v.file, (src) => vols.make(volume, src, 'qcow2', {
+          untrusted: true, whole: whole && v.entry.format === 'qcow2', format: v.entry.format,
+          onPercent: (pc) => progress({ step: 'convert', message: `writing volume "${volume}"`, percent: pc }),
         }));
         rmSync(v.file, { force: true });
       }
       if (staged.efiVars) renameSync(staged.efiVars, p.efiVars);
       if (m.snapshots) writeJsonAtomic(join(p.dir, SNAPSHOT_RECORDS_FILE), { snapshots: m.snapshots }, 0o600);
-      const spec = copySpec(m.instance.spec, uuid, { has: (mac) => this.d.instances.macInUse(mac) }, m.instance.spec.disks);
+      const spec = importedSpec(m.instance.spec, uuid, { has: (mac) => this.d.instances.macInUse(mac) });
       const root = m.files[0]!;
       if ((root.virtualSize ?? 0) > image.virtualSize) spec.disk = root.virtualSize!;
       const view = await this.d.instances.recordMade(to, uuid, spec, `imported from an archive of "${m.instance.name}" (${m.createdAt})`);
@@ -137,10 +143,13 @@ export class ArchiveImporter {
       if (e.name !== f.name) throw invalid(`member "${e.name}" comes where the manifest says ${f.name}`);
       if (e.size !== f.size) throw invalid(`${f.name} has ${e.size} bytes, the manifest says ${f.size}`);
       const file = join(dir, f.role === 'volume' ? `archive-volume-${out.volumes.length}.qcow2` : f.role === 'root' ? 'archive-root.qcow2' : 'archive-efi-vars.fd');
-      const got = await reader.toFile(e, file);
+      // a compressed whole disk is decompressed as it comes; the sha256 is of the member's bytes
+      const gz = f.compression === 'gzip' ? { gunzip: { maxBytes: f.unpackedSize! } } : {};
+      const got = await reader.toFile(e, file, gz);
       if (got.sha256 !== f.sha256) throw invalid(`${f.name}'s sha256 is ${got.sha256}, the manifest says ${f.sha256}: the archive was changed or damaged`);
+      if (f.compression && got.written !== f.unpackedSize) throw invalid(`${f.name} decompresses to ${got.written} bytes, the manifest says ${f.unpackedSize}`);
       if (f.role === 'root') out.root = file;
-      else if (f.role === 'volume') out.volumes.push({ volume: f.volume!, file });
+      else if (f.role === 'volume') out.volumes.push({ entry: f, file });
       else out.efiVars = file;
     }
     if ((await reader.next()) !== null) throw invalid('a member follows the files its manifest lists');

@@ -20,7 +20,7 @@ import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CorralError } from '../core/errors.js';
 import {
-  assertMemorySnapshot, assertNameFree, assertSameMachine, machineDevices, diskRecords, diskSnapshotTransaction, mismatchError, parseDiskSnapshots,
+  assertMemorySnapshot, assertNameFree, assertSameMachine, machineDevices, machineMacs, diskRecords, diskSnapshotTransaction, mismatchError, parseDiskSnapshots,
   parseSnapshotFile, ROOT_DISK_KEY, snapshotDeleteArgs, snapshotDisks, snapshotLoadArgs, snapshotMismatches, snapshotSaveArgs,
   SNAPSHOT_JOB_IDS, SNAPSHOT_RECORDS_FILE, snapshotView, validateSnapshotName, type DiskSnapshot, type SnapshotDisk, type SnapshotRecord, type SnapshotView,
 } from '../core/snapshots.js';
@@ -129,7 +129,7 @@ export class SnapshotService {
       assertNameFree(name, snap, records, await this.onDisk(disks, vm));
       const rec: SnapshotRecord = {
         name: snap, createdAt: new Date().toISOString(), phase: 'creating', memory, frozen: false,
-        instanceState: row.state === 'paused' ? 'paused' : vm ? 'running' : 'stopped', vmStateSize: 0, disks: [], cpus: row.spec.cpus, memoryBytes: row.spec.memory, devices: machineDevices(row.spec),
+        instanceState: row.state === 'paused' ? 'paused' : vm ? 'running' : 'stopped', vmStateSize: 0, disks: [], cpus: row.spec.cpus, memoryBytes: row.spec.memory, devices: machineDevices(row.spec), macs: machineMacs(row.spec),
       };
       this.write(row, [...records, rec]);
       const t0 = performance.now();

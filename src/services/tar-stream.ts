@@ -2,11 +2,12 @@
  * Tar archives as streams (the framing is core/tar.ts): writing one from buffers and files, and reading one from a
  * stream a member at a time, each member's bytes counted and hashed as they pass, never buffered whole.
  */
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import { createReadStream, createWriteStream, statSync } from 'node:fs';
-import { Readable } from 'node:stream';
-import { once } from 'node:events';
-import { CorralError } from '../core/errors.js';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
+import { CorralError, isCorralError } from '../core/errors.js';
 import { BLOCK, decodeHeader, encodeHeader, endBlocks, padding, type TarEntry } from '../core/tar.js';
 
 export interface TarMember {
@@ -45,6 +46,10 @@ export function tarStream(members: TarMember[]): Readable {
     yield endBlocks();
   }
   return Readable.from(gen(), { objectMode: false });
+}
+
+function invalidMember(message: string): CorralError {
+  return new CorralError('INVALID_ARCHIVE', `the archive is not valid: ${message}`);
 }
 
 function truncated(): CorralError {
@@ -91,26 +96,45 @@ export class TarReader {
     return decodeHeader(await this.read(BLOCK));
   }
 
-  /** A member's bytes (and its padding) written to `file`: their size and sha256. */
-  async toFile(entry: TarEntry, file: string): Promise<{ size: number; sha256: string }> {
-    const h = createHash('sha256');
-    const out = createWriteStream(file, { mode: 0o600 });
+  /** A member's bytes, hashed into `h` as they pass (INVALID_ARCHIVE truncated when the stream ends first). */
+  private async *member(entry: TarEntry, h: Hash): AsyncGenerator<Buffer> {
     let left = entry.size;
+    while (left > 0) {
+      if (this.buf.length === 0 && !(await this.more())) throw truncated();
+      const part = this.buf.subarray(0, Math.min(left, this.buf.length));
+      this.buf = this.buf.subarray(part.length);
+      left -= part.length;
+      h.update(part);
+      yield part;
+    }
+  }
+
+  /**
+   * A member's bytes (and its padding) written to `file`: their size and sha256 (of the member's bytes). With
+   * `gunzip`, the member is gzip data and what it decompresses to is written, at most `maxBytes` of it
+   * (INVALID_ARCHIVE past that, or when it is not gzip data); `written` is the bytes written.
+   */
+  async toFile(entry: TarEntry, file: string, opts: { gunzip?: { maxBytes: number } } = {}): Promise<{ size: number; sha256: string; written: number }> {
+    const h = createHash('sha256');
+    let written = 0;
+    const count = new Transform({
+      transform(c: Buffer, _e, done) {
+        written += c.length;
+        if (opts.gunzip && written > opts.gunzip.maxBytes) done(invalidMember(`${entry.name} decompresses to more than the ${opts.gunzip.maxBytes} bytes its manifest says`));
+        else done(null, c);
+      },
+    });
+    const steps: NodeJS.ReadWriteStream[] = opts.gunzip ? [createGunzip(), count] : [count];
     try {
-      while (left > 0) {
-        if (this.buf.length === 0 && !(await this.more())) throw truncated();
-        const part = this.buf.subarray(0, Math.min(left, this.buf.length));
-        this.buf = this.buf.subarray(part.length);
-        left -= part.length;
-        h.update(part);
-        if (!out.write(part)) await once(out, 'drain');
-      }
-    } finally {
-      out.end();
-      await once(out, 'close');
+      await pipeline([Readable.from(this.member(entry, h)), ...steps, createWriteStream(file, { mode: 0o600 })]);
+    } catch (e) {
+      if (isCorralError(e)) throw e;
+      const code = (e as NodeJS.ErrnoException).code ?? '';
+      if (opts.gunzip && code.startsWith('Z_')) throw invalidMember(`${entry.name} is not whole gzip data (${(e as Error).message}): the archive was changed or damaged`);
+      throw e;
     }
     await this.read(padding(entry.size));
-    return { size: entry.size, sha256: h.digest('hex') };
+    return { size: entry.size, sha256: h.digest('hex'), written };
   }
 
   /** Whatever follows the end block is drained (zero blocks; nothing else may come): true when only zeros came. */

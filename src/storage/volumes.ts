@@ -214,18 +214,19 @@ export class VolumeStore {
   }
 
   /**
-   * A new standalone qcow2 volume holding the data of image `src` (`qemu-img convert`, flattened): an instance copy's
-   * or an imported archive's volume. `untrusted`: `src` is an untrusted image's open descriptor, inspected already
-   * (see ConvertOptions). `whole`: the qcow2 file copied as it is instead, its internal snapshots kept (a standalone
-   * qcow2, inspected by the caller). The caller checked the space.
+   * A new standalone volume (qcow2, or `format` raw) holding the data of image `src` (`qemu-img convert`, flattened):
+   * an instance copy's or an imported archive's volume. `untrusted`: `src` is an untrusted image's open descriptor,
+   * inspected already (see ConvertOptions). `whole`: the qcow2 file copied as it is instead, its internal snapshots
+   * kept (a standalone qcow2, inspected by the caller). The caller checked the space.
    */
-  async fromImage(nameIn: unknown, src: string, srcFormat: ImgFormat, opts: { untrusted?: boolean; whole?: boolean; onPercent?: (pc: number) => void; madeFor?: string } = {}): Promise<Volume> {
+  async fromImage(nameIn: unknown, src: string, srcFormat: ImgFormat, opts: { untrusted?: boolean; whole?: boolean; format?: ImgFormat; onPercent?: (pc: number) => void; madeFor?: string } = {}): Promise<Volume> {
     const name = validateName('name', nameIn);
     this.assertFree(name);
-    const { whole, madeFor, ...convertOpts } = opts;
-    return this.make(name, 'qcow2', null, async (file) => {
+    const { whole, madeFor, format = 'qcow2', ...convertOpts } = opts;
+    if (whole && (format !== 'qcow2' || srcFormat !== 'qcow2')) throw new CorralError('INTERNAL', `volume "${name}": only a qcow2 file is copied whole`);
+    return this.make(name, format, null, async (file) => {
       if (whole) copyFileSync(src, file);
-      else await convert(src, srcFormat, file, 'qcow2', convertOpts);
+      else await convert(src, srcFormat, file, format, convertOpts);
     }, madeFor);
   }
 

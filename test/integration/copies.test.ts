@@ -12,6 +12,7 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
 import { ConsoleSession, Daemon, SKIP_NO_TINY, useDaemon, waitFor } from './harness.js';
 
 const skip = SKIP_NO_TINY;
@@ -205,7 +206,7 @@ test('an instance with a volume: exported running with the volume, copied (a vol
   assert.match(await d.guest('src', readVol), new RegExp(VOL_MARK));
 });
 
-test('export --snapshots keeps the disks whole with their snapshots and the records: imported, the snapshot lists and restores the volume\'s data', { skip, timeout: 900_000 }, async () => {
+test('export --snapshots keeps the disks whole (gzipped) with their snapshots and the records: imported, the snapshot lists and restores the volume\'s data', { skip, timeout: 900_000 }, async () => {
   await d.ok('DELETE', '/v1/instances/c4?force=true');
   assert.equal((await d.cli(['volume', 'delete', 'c4-vdata'])).code, 0);
   const snap = await d.cli(['snapshot', 'create', 'src', 's1']);
@@ -218,13 +219,19 @@ test('export --snapshots keeps the disks whole with their snapshots and the reco
   const ex = await d.cli(['export', 'src', archive, '--snapshots', '--json']);
   assert.equal(ex.code, 0, ex.stderr);
   const out = JSON.parse(ex.stdout);
+  const src = await d.ok('GET', '/v1/instances/src');
+  const diskFiles = statSync(src.disk.path).size + statSync((await d.ok('GET', '/v1/volumes/vdata')).path).size;
+  console.log(`export --snapshots: archive ${statSync(archive).size} bytes; the disks' files ${diskFiles} bytes (allocated ${out.diskBytes})`);
+  assert.ok(statSync(archive).size < diskFiles, 'the gzipped archive is smaller than its disks\' files');
   assert.deepEqual(out.manifest.snapshots.map((r: any) => [r.name, r.disks.map((x: any) => x.disk)]), [['s1', ['root', 'vdata']]]);
-  // the disks in the archive hold the snapshot; the root disk names no backing file
-  execFileSync('tar', ['-xf', archive, '-C', work, 'disks/root.qcow2', 'disks/volumes/vdata.qcow2']);
-  const root = info(join(work, 'disks/root.qcow2'));
+  // the disks in the archive (gzip-compressed) hold the snapshot; the root disk names no backing file
+  for (const m of ['disks/root.qcow2.gz', 'disks/volumes/vdata.qcow2.gz']) {
+    writeFileSync(join(work, m.replace(/^.*\//, '').replace(/\.gz$/, '')), gunzipSync(execFileSync('tar', ['-xOf', archive, m], { maxBuffer: 1 << 30 })));
+  }
+  const root = info(join(work, 'root.qcow2'));
   assert.equal(root['backing-filename'], undefined);
   assert.deepEqual(root.snapshots.map((x: any) => x.name), ['s1']);
-  assert.deepEqual(info(join(work, 'disks/volumes/vdata.qcow2')).snapshots.map((x: any) => x.name), ['s1']);
+  assert.deepEqual(info(join(work, 'vdata.qcow2')).snapshots.map((x: any) => x.name), ['s1']);
 
   await d.ok('DELETE', '/v1/instances/src?force=true');
   assert.equal((await d.cli(['volume', 'delete', 'vdata'])).code, 0);

@@ -31,12 +31,10 @@ async function boot(daemon: Daemon, body: Record<string, unknown>): Promise<any>
   return r.body;
 }
 
-let before = 0;
 let pid = 0;
 let console1: ConsoleSession;
 
 test('an idle 1 GiB guest is resident on the host well under 1 GiB; the map covers its RAM', { skip }, async () => {
-  before = hostAvailable();
   pid = (await boot(d, { name: 'm1', memory: '1G' })).pid;
   await waitFor(async () => (await mem('m1')).guest.total !== null, 30_000, 'the first balloon statistics');
   const s = await mem('m1');
@@ -107,7 +105,8 @@ test('memory is fully released at stop: the QEMU is gone and the host gets its m
   assert.equal((await d.api('POST', '/v1/instances/m1/stop', { timeout: 20 })).status, 200);
   await waitFor(() => { try { process.kill(pid, 0); return false; } catch { return true; } }, 10_000, 'QEMU to exit');
   await waitFor(() => hostAvailable() > running + rss / 2, 10_000, 'host MemAvailable to rise', () => `${running / MiB} -> ${hostAvailable() / MiB} MiB, rss was ${rss / MiB}`);
-  assert.ok(hostAvailable() > before - 256 * MiB, `MemAvailable ${before / MiB} MiB before start, ${hostAvailable() / MiB} after stop`);
+  // (the host's MemAvailable is not held against its figure before the start: that figure is the whole machine's, and
+  // the unit tests, which run beside this file, move it by more than a guest's worth in the minutes between)
 });
 
 test('memory hotplug: 256M growing to 512M with virtio-mem', { skip }, async () => {

@@ -58,6 +58,14 @@ export async function logIn(page: Page, origin: string, token: string): Promise<
   await page.getByRole('heading', { name: 'Overview' }).waitFor();
 }
 
+/** The Images page's upload of image `name` has ended well: its import's bar says so, both bars at 100%. */
+export async function uploadFinished(page: Page, name: string): Promise<void> {
+  await page.getByTestId('upload-job').getByText(`image ${name} imported 100%`).waitFor({ timeout: 60_000 });
+  assert.equal(await page.getByTestId('upload-sent').innerText(), '100%');
+  assert.equal(await page.locator('#img-sent').evaluate((p) => (p as HTMLProgressElement).value), 100);
+  assert.equal(await page.locator('#img-job').evaluate((p) => (p as HTMLProgressElement).value), 100);
+}
+
 /** The web session's cookie, as a Cookie header's value. */
 export async function sessionCookie(context: BrowserContext, origin: string): Promise<string> {
   const c = (await context.cookies(origin)).find((x) => x.name.startsWith('__Host-corral-session'));

@@ -15,7 +15,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { Daemon, useDaemon, waitFor } from './harness.js';
-import { logIn, openBrowser, WEB_SKIP, type WebBrowser, webListener } from './web-browser.js';
+import { logIn, openBrowser, uploadFinished, WEB_SKIP, type WebBrowser, webListener } from './web-browser.js';
 
 const skip = WEB_SKIP;
 const { origin: ORIGIN, args: LISTEN } = webListener();
@@ -56,10 +56,7 @@ test('a qcow2 uploaded through the Images page: the upload and import bars reach
   const file = join(work, 'small.qcow2');
   execFileSync('qemu-img', ['create', '-q', '-f', 'qcow2', file, '24M']);
   await uploadThroughPage('uploaded1', 'qcow2', file);
-  await page.getByTestId('upload-job').getByText('image uploaded1 imported 100%').waitFor({ timeout: 60_000 });
-  assert.equal(await page.getByTestId('upload-sent').innerText(), '100%');
-  assert.equal(await page.locator('#img-sent').evaluate((p) => (p as HTMLProgressElement).value), 100);
-  assert.equal(await page.locator('#img-job').evaluate((p) => (p as HTMLProgressElement).value), 100);
+  await uploadFinished(page, 'uploaded1');
   await page.getByRole('cell', { name: 'uploaded1', exact: true }).waitFor({ timeout: 20_000 });
   const img = await d.ok('GET', '/v1/images/uploaded1');
   assert.equal(img.format, 'qcow2');

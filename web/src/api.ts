@@ -33,9 +33,14 @@ async function parse(r: Response): Promise<unknown> {
   }
 }
 
-export async function api<T>(method: string, path: string, body?: unknown): Promise<T> {
+/** The header that names the host a call is for, through a controller (src/core/target.ts: the CLI's --target). */
+const TARGET_HEADER = 'x-corral-target';
+
+/** `target`: through a controller, the host whose own image, volume or network the call is about. */
+export async function api<T>(method: string, path: string, body?: unknown, target?: string): Promise<T> {
   const headers: Record<string, string> = {};
   if (body !== undefined) headers['content-type'] = 'application/json';
+  if (target) headers[TARGET_HEADER] = target;
   if (method !== 'GET' && method !== 'HEAD' && csrf) headers['x-corral-csrf'] = csrf;
   const r = await fetch(path, { method, headers, credentials: 'same-origin', ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
   const data = await parse(r);
@@ -89,14 +94,16 @@ export interface JobLine { type: 'progress' | 'result' | 'error'; step?: string;
 /**
  * POST a file as the body (application/octet-stream) to a route that answers with a job's JSON lines: `onSent`
  * follows the upload (XMLHttpRequest's upload progress, 0..1), `onLine` each line as it comes. Resolves with the
- * result line; a refusal (before the stream, or its error line) is an ApiError with the code and field.
+ * result line; a refusal (before the stream, or its error line) is an ApiError with the code and field. `target`: as
+ * for api(), the host it goes to through a controller (which relays the body to it as it comes).
  */
-export function uploadJob(path: string, file: Blob, onSent: (fraction: number) => void, onLine: (l: JobLine) => void): Promise<JobLine> {
+export function uploadJob(path: string, file: Blob, onSent: (fraction: number) => void, onLine: (l: JobLine) => void, target?: string): Promise<JobLine> {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
     xhr.open('POST', path);
     xhr.withCredentials = true;
     xhr.setRequestHeader('content-type', 'application/octet-stream');
+    if (target) xhr.setRequestHeader(TARGET_HEADER, target);
     if (csrf) xhr.setRequestHeader('x-corral-csrf', csrf);
     let seen = 0;
     let last: JobLine | null = null;

@@ -39,6 +39,19 @@ test('export: a download cut short fails and leaves neither FILE nor FILE.part; 
   }
 });
 
+test('copy: the new name and the flags in the body (--snapshots carries the snapshots; none without it)', async () => {
+  const r = await runCli(['copy', 'web1', 'web5', '--snapshots'], fake.env);
+  assert.equal(r.code, 0, r.stderr);
+  assert.match(r.stdout, /instance web5: copied from web1 with its snapshots, stopped/);
+  const q = fake.api.requests.at(-1)!;
+  assert.equal(`${q.method} ${q.url}`, 'POST /v1/instances/web1/copy');
+  assert.deepEqual(JSON.parse(q.body), { name: 'web5', snapshots: true });
+  const plain = await runCli(['copy', 'web1', 'web6', '--full'], fake.env);
+  assert.equal(plain.code, 0, plain.stderr);
+  assert.match(plain.stdout, /instance web6: copied from web1 \(full\), stopped/);
+  assert.deepEqual(JSON.parse(fake.api.requests.at(-1)!.body), { name: 'web6', full: true });
+});
+
 test('import: the file is the request body (application/x-tar, its length), the name in the query', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'corral-cli-import-'));
   try {

@@ -94,6 +94,12 @@ const routes: Record<string, Handler> = {
     res.write(EXPORT_BYTES.subarray(0, 100));
     res.destroy();
   },
+  // a copy made (progress, then the new instance named in the body)
+  'POST /v1/instances/web1/copy': (_q, res, body) => {
+    res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+    res.write(`${JSON.stringify({ type: 'progress', step: 'copy', message: 'copying the root disk whole, with its snapshots' })}\n`);
+    res.end(`${JSON.stringify({ type: 'result', instance: { ...INSTANCE, name: (JSON.parse(body) as { name: string }).name, state: 'stopped', pid: null } })}\n`);
+  },
   'POST /v1/instances/import?name=web9': (_q, res) => {
     res.writeHead(200, { 'content-type': 'application/x-ndjson' });
     res.end(`${JSON.stringify({ type: 'result', instance: { ...INSTANCE, name: 'web9', state: 'stopped', pid: null } })}\n`);

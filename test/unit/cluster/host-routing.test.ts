@@ -74,6 +74,7 @@ function fakes(hosts: HostRow[], replies: Record<string, { status: number; body:
         return { status: r.status, contentType: 'application/json', body: Buffer.from(JSON.stringify(r.body)) };
       },
       stream: async () => { throw new Error('not streamed here'); },
+      relay: async () => { throw new Error('not relayed here'); },
     },
   };
 }

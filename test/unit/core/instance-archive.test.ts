@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { isCorralError } from '../../../src/core/errors.js';
-import { ARCHIVE_FORMAT, copiedVolumeName, copySpec, decodeManifest, encodeManifest, notCopyable, validateManifest, type ArchiveFile, type ArchiveManifest } from '../../../src/core/instance-archive.js';
+import { ARCHIVE_FORMAT, ARCHIVE_VERSION, copiedSnapshots, copiedVolumeName, copySpec, decodeManifest, encodeManifest, importedSpec, notCopyable, notWhole, validateManifest, type ArchiveFile, type ArchiveManifest } from '../../../src/core/instance-archive.js';
 import { macFor } from '../../../src/core/nics.js';
 import { validateCreate, type InstanceSpec } from '../../../src/core/spec.js';
 
@@ -36,7 +36,8 @@ test('a manifest reads back as written', () => {
 
 test('a manifest that is not Corral\'s, of another version, or with a wrong field is INVALID_ARCHIVE naming the field', () => {
   refused({ ...manifest(), format: 'other' }, /^format$/);
-  refused({ ...manifest(), version: 2 }, /^version$/);
+  refused({ ...manifest(), version: 3 }, /^version$/);
+  refused({ ...manifest(), version: '2' }, /^version$/);
   refused({ ...manifest(), instance: { name: 'Bad Name', spec: spec() } }, /^instance\.name$/);
   refused({ ...manifest(), instance: { name: 'web', spec: { ...spec(), cpus: 'two' } } }, /^instance\.spec\.cpus$/);
   refused({ ...manifest(), image: { name: 'other', kind: 'kernel', digest: 'x' } }, /^image\.name$/);
@@ -68,16 +69,29 @@ test('a copy\'s spec: new MACs from its uuid, no fixed address, no forwards, no 
   assert.notEqual(c2.nics[0]!.mac, c2.nics[1]!.mac);
 });
 
-test('qcow2 volumes are copyable; raw volumes, vhost-user disks or a root disk on the shared pool are not, naming them', () => {
+test('volumes on virtio, SCSI or SATA (qcow2 or raw) are copyable; vhost-user disks or a root disk on the shared pool (for a copy, not an archive) are not, naming them', () => {
   assert.equal(notCopyable('web', spec()), null);
   const disks = [{ volume: 'data1', bus: 'virtio-blk' as const }, { volume: 'data2', bus: 'virtio-scsi' as const }];
-  assert.equal(notCopyable('web', { ...spec(), disks }, () => 'qcow2'), null);
-  const raw = notCopyable('web', { ...spec(), disks }, (v) => (v === 'data2' ? 'raw' : 'qcow2'));
-  assert.ok(raw && raw.code === 'INVALID_STATE' && /data2/.test(raw.message) && !/data1/.test(raw.message));
-  assert.deepEqual(raw.details.volumes, ['data2']);
+  assert.equal(notCopyable('web', { ...spec(), disks }), null);
   const vhost = notCopyable('web', { ...spec(), disks: [...disks, { volume: 'fast', bus: 'vhost-user-blk' }] });
   assert.ok(vhost && vhost.code === 'INVALID_STATE' && /fast/.test(vhost.message) && /vhost-user/.test(vhost.message));
-  assert.equal(notCopyable('web', { ...spec(), rootPool: 'shared' })?.code, 'INVALID_STATE');
+  const shared = notCopyable('web', { ...spec(), rootPool: 'shared' });
+  assert.deepEqual([shared?.code, shared?.details.field], ['INVALID_STATE', 'pool']);
+  assert.match(shared!.message, /export it and import the archive/);
+  // an archive only reads the shared disk
+  assert.equal(notCopyable('web', { ...spec(), rootPool: 'shared', ha: true }, true), null);
+  assert.equal(notCopyable('web', { ...spec(), disks: [{ volume: 'fast', bus: 'vhost-user-blk' }] }, true)?.code, 'INVALID_STATE');
+});
+
+test('an imported instance\'s spec: new MACs, its archive\'s volumes, and its root disk local and not HA, whatever it was', () => {
+  const uuid = '6f1c1a2e-1111-4222-8333-444455556666';
+  const disks = [{ volume: 'data1', bus: 'virtio-blk' as const }];
+  const s = importedSpec({ ...spec(), disks, rootPool: 'shared', ha: true }, uuid, new Set());
+  assert.equal(s.rootPool, undefined);
+  assert.equal(s.ha, undefined);
+  assert.deepEqual(s.disks, disks);
+  assert.equal(s.nics[0]!.mac, macFor(uuid, 0));
+  assert.deepEqual(s.hostdevs, []);
 });
 
 function withVolumes(): ArchiveManifest {
@@ -136,4 +150,53 @@ test('an archive with snapshots carries their records: each ready, of the instan
   refused({ ...m, snapshots: {} }, /^snapshots$/);
   // without snapshots the manifest has none
   assert.equal(validateManifest(withVolumes()).snapshots, undefined);
+});
+
+/** A version 2 archive with snapshots: the root disk and volume data1 (qcow2) whole and gzipped, volume logs raw. */
+function whole(): ArchiveManifest {
+  const m = withVolumes();
+  m.version = ARCHIVE_VERSION;
+  m.consistency = 'stopped';
+  const [root, a, b] = m.files as [ArchiveFile, ArchiveFile, ArchiveFile];
+  m.files = [
+    { ...root, name: 'disks/root.qcow2.gz', compression: 'gzip', unpackedSize: 5000 },
+    { ...a, name: 'disks/volumes/data1.qcow2.gz', compression: 'gzip', unpackedSize: 4000 },
+    { ...b, format: 'raw' },
+  ];
+  m.snapshots = [{
+    name: 's1', createdAt: '2026-12-01T00:00:00.000Z', phase: 'ready', memory: false, frozen: false, instanceState: 'stopped', vmStateSize: 0, cpus: 1, memoryBytes: 268435456,
+    disks: [{ disk: 'root', dateSec: 1, dateNsec: 0, vmStateSize: 0 }, { disk: 'data1', dateSec: 1, dateNsec: 0, vmStateSize: 0 }],
+  }];
+  return m;
+}
+
+test('version 2: a raw volume\'s entry says raw, a whole disk is gzipped (its member .gz, its unpacked size given); version 1 has neither and still reads', () => {
+  assert.equal(ARCHIVE_VERSION, 2);
+  const m = whole();
+  assert.deepEqual(decodeManifest(encodeManifest(m)), m);
+  const [root, a, b] = m.files as [ArchiveFile, ArchiveFile, ArchiveFile];
+  refused({ ...m, files: [{ ...root, name: 'disks/root.qcow2' }, a, b] }, /files\[0\]\.name/);
+  refused({ ...m, files: [root, { ...a, unpackedSize: undefined }, b] }, /files\[1\]\.unpackedSize/);
+  refused({ ...m, files: [root, { ...a, compression: 'zstd' }, b] }, /files\[1\]\.compression/);
+  refused({ ...m, files: [{ ...root, format: 'raw' }, a, b] }, /files\[0\]\.format/);
+  // a raw volume holds no snapshot: a record naming one is not Corral's
+  refused({ ...m, snapshots: [{ ...m.snapshots![0]!, disks: [{ disk: 'logs', dateSec: 1, dateNsec: 0, vmStateSize: 0 }] }] }, /snapshots\[0\]\.disks\[0\]/);
+  // what version 1 did not have, a version 1 manifest may not claim
+  refused({ ...m, version: 1 }, /files\[0\]\.compression/);
+  refused({ ...withVolumes(), files: [withVolumes().files[0], withVolumes().files[1], { ...withVolumes().files[2]!, format: 'raw' }] }, /files\[2\]\.format/);
+  assert.equal(validateManifest(withVolumes()).version, 1);
+});
+
+test('whole disks (export or copy with snapshots) need a stopped instance without clones; a copy\'s records name its own volumes', () => {
+  assert.equal(notWhole('web', 'stopped', [], 'a copy', 'copy'), null);
+  assert.equal(notWhole('web', 'crashed', [], 'a copy', 'copy'), null);
+  const running = notWhole('web', 'running', [], 'a copy', 'copy');
+  assert.ok(running && running.code === 'INVALID_STATE' && /stop it first/.test(running.message));
+  const clones = notWhole('web', 'stopped', ['c1'], 'an archive', 'export');
+  assert.ok(clones && clones.code === 'INVALID_STATE' && /c1/.test(clones.message) && /export without --snapshots/.test(clones.message));
+  const recs = whole().snapshots!;
+  const copied = copiedSnapshots(recs, 'web2');
+  assert.deepEqual(copied[0]!.disks.map((d) => d.disk), ['root', 'web2-data1']);
+  assert.deepEqual(recs[0]!.disks.map((d) => d.disk), ['root', 'data1'], 'the source\'s records are untouched');
+  assert.deepEqual({ ...copied[0]!, disks: [] }, { ...recs[0]!, disks: [] });
 });

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { isCorralError } from '../../../src/core/errors.js';
 import {
-  assertMemorySnapshot, assertNameFree, assertSameMachine, diskRecords, machineDevices, diskSnapshotTransaction, parseDiskSnapshots, parseSnapshotFile,
+  assertMemorySnapshot, assertNameFree, assertSameMachine, diskRecords, machineDevices, machineMacs, diskSnapshotTransaction, parseDiskSnapshots, parseSnapshotFile,
   snapshotDeleteArgs, snapshotDisks, snapshotLoadArgs, snapshotMismatches, snapshotSaveArgs, validateSnapshotName, type DiskSnapshot, type SnapshotRecord,
 } from '../../../src/core/snapshots.js';
 
@@ -85,6 +85,18 @@ test('a memory snapshot loads only into the same vCPUs, memory and devices; a di
   code(() => assertSameMachine('vm', taken, { ...shape, display: 'vnc' }), 'INVALID_STATE', /display vnc now, not then.*display none then, not now/);
   // a record from before the devices were kept is checked on vCPUs and memory only
   assertSameMachine('vm', rec, { ...shape, nics: [] });
+});
+
+test('a memory snapshot is not loaded into a NIC whose MAC changed since (a copy or an import): it would bring the old MAC back', () => {
+  const shape = { cpus: 1, memory: 256, nics: [{ id: 'net0', model: 'virtio-net', mac: '52:54:00:AA:00:01' }], hostdevs: [], agent: true };
+  const taken = { ...rec, devices: machineDevices(shape), macs: machineMacs(shape) };
+  assert.deepEqual(taken.macs, { net0: '52:54:00:aa:00:01' });
+  assertSameMachine('vm', taken, shape);
+  const copy = { ...shape, nics: [{ ...shape.nics[0]!, mac: '52:54:00:bb:00:02' }] };
+  code(() => assertSameMachine('vm', taken, copy), 'INVALID_STATE', /NIC net0 has MAC 52:54:00:bb:00:02 now, 52:54:00:aa:00:01 then/);
+  // a disk-only snapshot holds no device state; a record from before the MACs were kept is not checked on them
+  assertSameMachine('vm', { ...taken, memory: false }, copy);
+  assertSameMachine('vm', { ...taken, macs: undefined }, copy);
 });
 
 test('snapshots.json: read back as written; anything else is CORRUPT_RECORD', () => {

@@ -5,6 +5,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
+import { gzipSync } from 'node:zlib';
 import { isCorralError } from '../../../src/core/errors.js';
 import { TarReader, tarSize, tarStream } from '../../../src/services/tar-stream.js';
 
@@ -39,7 +40,7 @@ test('an archive written from a buffer and a file reads back member by member, w
     const d = await r.next();
     assert.equal(d?.name, 'disks/root.qcow2');
     const got = await r.toFile(d!, join(dir, 'out'));
-    assert.deepEqual(got, { size: data.length, sha256: createHash('sha256').update(data).digest('hex') });
+    assert.deepEqual(got, { size: data.length, sha256: createHash('sha256').update(data).digest('hex'), written: data.length });
     assert.ok(readFileSync(join(dir, 'out')).equals(data));
     assert.equal(await r.next(), null);
     assert.equal(await r.restIsZeros(), true);
@@ -58,6 +59,28 @@ test('a truncated archive is INVALID_ARCHIVE, inside a member as inside a header
     await assert.rejects(cut.toFile(e!, join(dir, 'x')), (err: unknown) => isCorralError(err) && err.code === 'INVALID_ARCHIVE' && /truncated/.test((err as Error).message));
     const header = new TarReader(chunked(tar.subarray(0, 300), 100));
     await assert.rejects(header.next(), (err: unknown) => isCorralError(err) && err.code === 'INVALID_ARCHIVE');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a gzip member is decompressed as it comes (its sha256 of the member\'s bytes), at most the bytes allowed; data that is not gzip is INVALID_ARCHIVE', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'corral-tarstream-'));
+  try {
+    const disk = Buffer.alloc(300_000);
+    disk.write('a whole disk', 200_000);
+    const gz = gzipSync(disk);
+    const tar = await bytesOf(tarStream([{ name: 'disks/root.qcow2.gz', data: gz }, { name: 'disks/other.qcow2.gz', data: gz }, { name: 'bad.gz', data: Buffer.from('not gzip at all') }]));
+    const r = new TarReader(chunked(tar, 1000));
+    const got = await r.toFile((await r.next())!, join(dir, 'root'), { gunzip: { maxBytes: disk.length } });
+    assert.deepEqual(got, { size: gz.length, sha256: createHash('sha256').update(gz).digest('hex'), written: disk.length });
+    assert.ok(readFileSync(join(dir, 'root')).equals(disk));
+    // a member that decompresses to more than its manifest says: refused (a gzip bomb never fills the disk)
+    await assert.rejects(r.toFile((await r.next())!, join(dir, 'other'), { gunzip: { maxBytes: 1000 } }), (e: unknown) => isCorralError(e) && e.code === 'INVALID_ARCHIVE' && /more than the 1000 bytes/.test((e as Error).message));
+    const r2 = new TarReader(chunked(tar, 1000));
+    await r2.toFile((await r2.next())!, join(dir, 'a'), { gunzip: { maxBytes: disk.length } });
+    await r2.toFile((await r2.next())!, join(dir, 'b'));
+    await assert.rejects(r2.toFile((await r2.next())!, join(dir, 'c'), { gunzip: { maxBytes: 100 } }), (e: unknown) => isCorralError(e) && e.code === 'INVALID_ARCHIVE' && /bad\.gz is not whole gzip data/.test((e as Error).message));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -3,18 +3,22 @@
  * POST /v1/images/NAME/upload?format= (XMLHttpRequest, for its upload progress). One bar follows the upload, a
  * second the import's own progress lines (inspect, copy) as the daemon streams them; the API's coded refusal is
  * shown under the field it names (TOO_LARGE under the file, INVALID_IMAGE under the format, ALREADY_EXISTS under
- * the name).
+ * the name). Through a controller (`hosts` not null) the form says which host the image goes to: the controller
+ * relays the body to it as it comes, and the host's own progress lines and refusals come back as they are.
  */
 import { useState } from 'preact/hooks';
 import { ApiError, enc, uploadJob } from '../api';
 import { size } from '../format';
 import { controlProps, Field } from './field';
+import { chosenHost, HostPicker, isHostError } from './host-picker';
 import { notify } from './notice';
 
 const FIELDS: Record<string, string> = { name: 'name', format: 'format', file: 'file', body: 'file' };
 
-export function ImageUpload({ onDone }: { onDone: () => void }) {
+export function ImageUpload({ onDone, hosts }: { onDone: () => void; hosts: string[] | null }) {
   const [name, setName] = useState('');
+  const [picked, setPicked] = useState('');
+  const host = chosenHost(hosts, picked);
   const [format, setFormat] = useState('qcow2');
   const [file, setFile] = useState<File | null>(null);
   const [sent, setSent] = useState<number | null>(null);
@@ -35,14 +39,14 @@ export function ImageUpload({ onDone }: { onDone: () => void }) {
     try {
       await uploadJob(`/v1/images/${enc(n)}/upload?format=${enc(format)}`, file, setSent, (l) => {
         if (l.type === 'progress' && l.step !== 'receive') setJob({ message: l.message ?? l.step ?? '', percent: l.percent ?? 0 });
-      });
+      }, host);
       setJob({ message: `image ${n} imported`, percent: 100 });
-      notify(`imported image ${n}`);
+      notify(`imported image ${n}${host ? ` on ${host}` : ''}`);
       setName('');
       onDone();
     } catch (err) {
       setJob(null); // the import's bar stops where it was: the refusal says why, under its field
-      const f = err instanceof ApiError && err.field ? FIELDS[err.field] ?? 'form' : 'form';
+      const f = isHostError(err) ? 'host' : err instanceof ApiError && err.field ? FIELDS[err.field] ?? 'form' : 'form';
       setErrors({ [f]: err instanceof ApiError ? `${err.code}: ${err.message}` : (err as Error).message });
     } finally {
       setBusy(false);
@@ -51,6 +55,7 @@ export function ImageUpload({ onDone }: { onDone: () => void }) {
   return (
     <form class="inline upload" onSubmit={submit} aria-label="upload an image">
       {errors.form && <p class="error" role="alert">{errors.form}</p>}
+      {hosts && <HostPicker field="img-host" hosts={hosts} value={host} error={errors.host} onChange={setPicked} />}
       <Field field="img-name" label="name" error={errors.name}>
         <input {...controlProps('img-name', errors.name)} value={name} required onInput={(e) => setName(e.currentTarget.value)} />
       </Field>
