@@ -96,7 +96,7 @@ export function installRoleChecks(app: FastifyInstance, identify: (req: FastifyR
  * null when the request carries none. Routes whose rule is `anonymous` (the console's page, its login) need no
  * caller, and what a request to them shows is not looked at.
  */
-export function installAuth(app: FastifyInstance, legacyToken: string | undefined, tokens: () => TokenService, peer?: (req: FastifyRequest) => Caller | null, open: readonly string[] = [], cookie?: (req: FastifyRequest) => Caller | null): void {
+export function installAuth(app: FastifyInstance, legacyToken: string | undefined, tokens: () => TokenService, peer?: (req: FastifyRequest) => Caller | null, open: readonly string[] = [], cookie?: (req: FastifyRequest) => Promise<Caller | null>): void {
   if (legacyToken === undefined) {
     app.decorateRequest('caller', null);
     app.addHook('onRequest', async (req) => {
@@ -111,12 +111,12 @@ export function installAuth(app: FastifyInstance, legacyToken: string | undefine
   // shown: a token shown is still checked, so a bad one is refused everywhere
   const isOpen = (req: FastifyRequest): boolean => req.headers.authorization === undefined && open.includes(`${req.method} ${req.routeOptions.url}`);
   const anonymous = (req: FastifyRequest): boolean => matchedRule(req)?.rule.anonymous === true;
-  installRoleChecks(app, (req) => {
+  installRoleChecks(app, async (req) => {
     if (isOpen(req) || anonymous(req)) return null;
     const byPeer = peer?.(req);
     if (byPeer) return byPeer;
     if (req.headers.authorization === undefined && cookie) {
-      const bySession = cookie(req);
+      const bySession = await cookie(req);
       if (bySession) return bySession;
     }
     return identify(req.headers.authorization, legacyToken, tokens);

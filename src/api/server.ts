@@ -42,7 +42,7 @@ import { STREAM_LIMITS, type StreamLimits } from './stream-limits.js';
 import { CorralError } from '../core/errors.js';
 import { printable } from '../core/names.js';
 import { TARGET_HEADER } from '../core/target.js';
-import { SessionStore } from '../services/sessions.js';
+import { SessionStore, type WebSessions } from '../services/sessions.js';
 import { daemonLogin, installSessionCuts, sessionCaller, sessionRoutes } from './sessions.js';
 import { webRoutes } from './web.js';
 
@@ -66,7 +66,7 @@ export interface ApiOptions {
   /** limits on event streams and console websockets (STREAM_LIMITS when not given) */
   streams?: Partial<StreamLimits>;
   /** TCP: the web console's sessions (a new store when not given; swept while the API is open) */
-  sessions?: SessionStore;
+  sessions?: WebSessions;
   /** TCP: where the built web console is (dist/web when not given) */
   webRoot?: string;
 }

@@ -55,7 +55,7 @@ import type { ClusterEvents } from './cluster-events.js';
 import type { EventFeed } from './event-feed.js';
 import { controllerEventRoutes } from './controller-events.js';
 import { controllerWeb } from './controller-web.js';
-import type { SessionStore } from '../services/sessions.js';
+import type { WebSessions } from '../services/sessions.js';
 
 export interface ControllerApiDeps {
   store: ClusterStore;
@@ -78,8 +78,8 @@ export interface ControllerApiDeps {
   migrationLocks?: Pick<MigrationLocks, 'acquire'>;
   /** what hosts report that live migrations left (migration-recovery.ts); none: nothing is answered */
   migrationRecovery?: Pick<MigrationRecovery, 'leftovers'>;
-  /** the web console's sessions (a new store when not given) and built files (dist/web when not given) */
-  sessions?: SessionStore;
+  /** the web console's sessions (the cluster's: cluster-sessions.ts) and built files (dist/web when not given) */
+  sessions: WebSessions;
   webRoot?: string;
 }
 
@@ -136,7 +136,7 @@ export async function buildControllerApi(d: ControllerApiDeps): Promise<FastifyI
   installErrorReplies(app, noteFailure);
   await app.register(websocket, { options: { maxPayload: 1024 * 1024 }, preClose: closeWebsockets });
   // after the websocket plugin, whose onRequest hook marks upgrades (a refused one's socket is closed after its reply)
-  const web = controllerWeb({ tokens: d.tokens, ...(d.sessions ? { sessions: d.sessions } : {}), ...(d.webRoot !== undefined ? { webRoot: d.webRoot } : {}) });
+  const web = controllerWeb({ tokens: d.tokens, sessions: d.sessions, ...(d.webRoot !== undefined ? { webRoot: d.webRoot } : {}) });
   installControllerAuth(app, { tokens: d.tokens, audit: d.audit, cookie: web.cookie });
   installRequestMetrics(app);
   refuseTargetOnClusterRoutes(app, isAgentRoute);

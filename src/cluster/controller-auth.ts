@@ -28,10 +28,10 @@ export const isAgentRoute = (req: FastifyRequest): boolean => (req.routeOptions.
 
 const NO_TOKEN = 'a valid bearer token is required: a controller\'s token file ($CORRAL_DATA_DIR/token on a controller host), or a token from `corral token create`';
 
-async function identify(tokens: ClusterTokens, req: FastifyRequest, cookie?: (req: FastifyRequest) => Caller | null): Promise<Caller> {
+async function identify(tokens: ClusterTokens, req: FastifyRequest, cookie?: (req: FastifyRequest) => Promise<Caller | null>): Promise<Caller> {
   // a web console's session (controller-web.ts), only when the request shows no bearer token, as on a daemon
   if (req.headers.authorization === undefined && cookie) {
-    const bySession = cookie(req);
+    const bySession = await cookie(req);
     if (bySession) return bySession;
   }
   const m = /^Bearer (\S+)$/.exec(req.headers.authorization ?? '');
@@ -49,7 +49,7 @@ const controllerRule: RuleOf = (req) => {
 };
 
 /** Install the hooks on a controller's API, before its routes. */
-export function installControllerAuth(app: FastifyInstance, d: { tokens: ClusterTokens; audit: AuditSink; cookie?: (req: FastifyRequest) => Caller | null }): void {
+export function installControllerAuth(app: FastifyInstance, d: { tokens: ClusterTokens; audit: AuditSink; cookie?: (req: FastifyRequest) => Promise<Caller | null> }): void {
   // the audit's onRequest hook (the client's address) before the check's, which may refuse
   installAudit(app, d.audit, 'tcp', { beforeReply: true });
   // the web console's page, its files and its login need no caller (roles.ts `anyone`)

@@ -303,6 +303,31 @@ export const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE cluster ADD COLUMN migration_tls boolean NOT NULL DEFAULT true;
     `,
   },
+  {
+    version: 15,
+    name: 'web console sessions',
+    sql: `
+      -- the web console's browser sessions (cluster-sessions.ts): any controller takes a session another made, and a
+      -- logout on one ends it on all. Only the SHA-256 of the session's id (the cookie) is kept, and of the token it
+      -- was opened with (api_tokens or named_tokens: each use reads whether that token may still be used); the CSRF
+      -- token is kept as is (the session's own browser reads it back). expires_at: the idle limit from last_seen,
+      -- capped by the whole life; an ended session (logout, its token revoked) keeps its row and why for a while,
+      -- to tell its cookie. The controllers' sweeps delete rows an hour after they ended or expired.
+      CREATE TABLE web_sessions (
+        id_hash text PRIMARY KEY CHECK (id_hash ~ '^[0-9a-f]{64}$'),
+        token_hash text NOT NULL CHECK (token_hash ~ '^[0-9a-f]{64}$'),
+        who text NOT NULL,
+        role text NOT NULL CHECK (role IN ('viewer', 'operator', 'admin')),
+        csrf text NOT NULL,
+        created_at timestamptz NOT NULL DEFAULT now(),
+        last_seen timestamptz NOT NULL DEFAULT now(),
+        expires_at timestamptz NOT NULL,
+        ended_at timestamptz,
+        end_reason text
+      );
+      CREATE INDEX web_sessions_last_seen ON web_sessions (last_seen) WHERE ended_at IS NULL;
+    `,
+  },
 ];
 
 export interface MigrateResult {

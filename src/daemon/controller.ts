@@ -17,6 +17,7 @@ import { closeApi } from '../api/server.js';
 import { openClusterDb } from '../cluster/db.js';
 import { ClusterStore } from '../cluster/cluster-store.js';
 import { ClusterInstances } from '../cluster/cluster-instances.js';
+import { ClusterSessions } from '../cluster/cluster-sessions.js';
 import { ClusterTokens } from '../cluster/cluster-tokens.js';
 import { ClusterAudit } from '../cluster/cluster-audit.js';
 import { HaManager } from '../cluster/ha-manager.js';
@@ -102,7 +103,7 @@ export async function runController(o: ControllerOptions): Promise<void> {
     // live migrations: the driver's lock, and the recovery of those nobody drives (env CORRAL_MIGRATION_RECOVERY_MS)
     migrationLocks = new MigrationLocks(db.pool, log);
     const migrationRecovery = new MigrationRecovery({ pool: db.pool, store, instances, agents, events, log, everyMs: Number(process.env.CORRAL_MIGRATION_RECOVERY_MS) || undefined });
-    const app = await buildControllerApi({ store, instances, list, reconciler, events, feed, tokens: new ClusterTokens(db.pool), audit, ca, tls, log, ha, migrationLocks, migrationRecovery });
+    const app = await buildControllerApi({ store, instances, list, reconciler, events, feed, tokens: new ClusterTokens(db.pool), sessions: new ClusterSessions(db.pool), audit, ca, tls, log, ha, migrationLocks, migrationRecovery });
     const haManager = new HaManager(db.pool, store, instances, agents, events, { ...ha, ...fence }, log);
     await app.listen({ host: where.host, port: where.port });
     haManager.start();

@@ -1,5 +1,7 @@
 /**
- * Browser sessions of the web console, kept in the daemon's memory only (a restart logs everyone out). Logging in
+ * Browser sessions of the web console: what every store of them does (WebSessions: a daemon's, here, and a cluster
+ * controller's, in PostgreSQL: src/cluster/cluster-sessions.ts), and a daemon's store.
+ * A daemon keeps its sessions in its memory only (one process; a restart logs everyone out). Logging in
  * with an API token makes a session: a random 256-bit id (the cookie; the map is keyed by its SHA-256, so not even
  * the daemon's memory holds ids to compare), a random CSRF token, and who the token said the caller is. The token
  * itself is never kept: a named token's session keeps a check that asks the token service again (by the secret's
@@ -15,7 +17,10 @@ export const SESSION_IDLE_MS = 60 * 60_000;
 export const SESSION_MAX_AGE_MS = 12 * 60 * 60_000;
 /** the most sessions kept at once; a login past it ends the one idle the longest */
 export const MAX_SESSIONS = 10_000;
-const SWEEP_MS = 30_000;
+/** how often a store sweeps: ends what may no longer be used, and cuts what such sessions hold open */
+export const SESSION_SWEEP_MS = 30_000;
+/** why a login past MAX_SESSIONS ended another session */
+export const TOO_MANY_SESSIONS = 'too many sessions: the one idle the longest was ended';
 /** how many ended sessions are remembered, to tell their cookies why (the oldest are forgotten first) */
 const REMEMBER_ENDED = 1000;
 
@@ -32,6 +37,46 @@ export interface SessionInfo extends SessionCaller {
   expiresAt: string;
 }
 
+/** What a session keeps of the token it was opened with (never the token itself). */
+export interface SessionToken {
+  /** the SHA-256 of the token's secret (null: a daemon's token file, which is never revoked) */
+  hash: string | null;
+  /** throws (UNAUTHORIZED) once the token may no longer be used (a daemon's store asks it at each use and sweep) */
+  check: () => void;
+}
+
+/** A new session: its id goes into the cookie and nowhere else. */
+export interface MadeSession {
+  id: string;
+  info: SessionInfo;
+  maxAgeS: number;
+}
+
+type Awaitable<T> = T | Promise<T>;
+
+/**
+ * The web console's sessions, as the API's login, auth hook and logout use them (src/api/sessions.ts), whether a
+ * daemon keeps them in its memory (SessionStore) or the controllers of a cluster in its PostgreSQL (ClusterSessions).
+ */
+export interface WebSessions {
+  /** A new session for `caller`, opened with `token`. */
+  create(caller: SessionCaller, token: SessionToken): Awaitable<MadeSession>;
+  /**
+   * The live session with this id, marked as used now unless `admit` (given it first) throws; UNAUTHORIZED (saying
+   * why) when there is none: never made, logged out, idle too long, too old, or its token revoked or expired.
+   */
+  use(id: string, admit?: (s: SessionInfo) => void): Awaitable<SessionInfo>;
+  /** Call `fn` once when the session ends (logout, expiry, its token revoked); the returned function cancels that. */
+  onEnd(id: string, fn: (why: string) => void): () => void;
+  /** End a session (logout); false when there was none. */
+  end(id: string, why?: string): Awaitable<boolean>;
+  /** sweep now and then, until stop */
+  start(): void;
+  stop(): void;
+}
+
+const OPEN_TOKEN: SessionToken = { hash: null, check: () => undefined };
+
 interface Session extends SessionCaller {
   csrf: string;
   createdAt: number;
@@ -41,11 +86,12 @@ interface Session extends SessionCaller {
   ends: Set<(why: string) => void>;
 }
 
-const key = (id: string): string => createHash('sha256').update(id, 'utf8').digest('hex');
+/** What a store keys a session by: the SHA-256 of its id (the cookie's value), hex. */
+export const sessionKey = (id: string): string => createHash('sha256').update(id, 'utf8').digest('hex');
 
 export const sessionEnded = (why: string): CorralError => new CorralError('UNAUTHORIZED', `the browser session has ended (${why}): log in again`, { reason: 'session-ended' });
 
-export class SessionStore {
+export class SessionStore implements WebSessions {
   private readonly sessions = new Map<string, Session>();
   /** why each recently ended session ended (by the SHA-256 of its id), for whoever shows its cookie next */
   private readonly ended = new Map<string, string>();
@@ -67,17 +113,17 @@ export class SessionStore {
   }
 
   /** A new session for `caller`; its id goes into the cookie and nowhere else. */
-  create(caller: SessionCaller, check: () => void = () => undefined): { id: string; info: SessionInfo; maxAgeS: number } {
+  create(caller: SessionCaller, token: SessionToken = OPEN_TOKEN): MadeSession {
     while (this.sessions.size >= this.max) {
       let oldest: [string, Session] | undefined;
       for (const e of this.sessions) if (!oldest || e[1].lastSeen < oldest[1].lastSeen) oldest = e;
       if (!oldest) break;
-      this.endKey(oldest[0], 'too many sessions: the one idle the longest was ended');
+      this.endKey(oldest[0], TOO_MANY_SESSIONS);
     }
     const id = randomBytes(32).toString('base64url');
     const t = this.now();
-    const s: Session = { who: caller.who, role: caller.role, csrf: randomBytes(32).toString('base64url'), createdAt: t, lastSeen: t, check, ends: new Set() };
-    this.sessions.set(key(id), s);
+    const s: Session = { who: caller.who, role: caller.role, csrf: randomBytes(32).toString('base64url'), createdAt: t, lastSeen: t, check: token.check, ends: new Set() };
+    this.sessions.set(sessionKey(id), s);
     return { id, info: this.info(s), maxAgeS: this.maxAgeMs / 1000 };
   }
 
@@ -99,11 +145,11 @@ export class SessionStore {
   }
 
   /**
-   * The live session with this id, marked as used now; UNAUTHORIZED (saying why) when there is none: never made,
-   * logged out, idle too long, too old, or its token revoked or expired (which ends it here and now).
+   * The live session with this id, marked as used now unless `admit` throws; UNAUTHORIZED (saying why) when there
+   * is none: never made, logged out, idle too long, too old, or its token revoked or expired (which ends it now).
    */
-  use(id: string): SessionInfo {
-    const k = key(id);
+  use(id: string, admit?: (s: SessionInfo) => void): SessionInfo {
+    const k = sessionKey(id);
     const s = this.sessions.get(k);
     if (!s) throw sessionEnded(this.ended.get(k) ?? 'logged out, expired, or the daemon restarted');
     const t = this.now();
@@ -112,19 +158,14 @@ export class SessionStore {
       this.endKey(k, dead);
       throw sessionEnded(dead);
     }
+    admit?.(this.info(s));
     s.lastSeen = t;
     return this.info(s);
   }
 
-  /** The session's info without using it (null when it is gone). */
-  peek(id: string): SessionInfo | null {
-    const s = this.sessions.get(key(id));
-    return s ? this.info(s) : null;
-  }
-
   /** Call `fn` once when the session ends (logout, expiry, its token revoked); the returned function cancels that. */
   onEnd(id: string, fn: (why: string) => void): () => void {
-    const s = this.sessions.get(key(id));
+    const s = this.sessions.get(sessionKey(id));
     if (!s) {
       fn('the session is gone');
       return () => undefined;
@@ -135,7 +176,7 @@ export class SessionStore {
 
   /** End a session (logout); false when there was none. */
   end(id: string, why = 'logged out'): boolean {
-    return this.endKey(key(id), why);
+    return this.endKey(sessionKey(id), why);
   }
 
   private endKey(k: string, why: string): boolean {
@@ -169,7 +210,7 @@ export class SessionStore {
   /** Sweep every 30 s (so that a revoked token's open streams are cut without waiting for its next request). */
   start(): void {
     if (this.timer) return;
-    this.timer = setInterval(() => this.sweep(), SWEEP_MS);
+    this.timer = setInterval(() => this.sweep(), SESSION_SWEEP_MS);
     this.timer.unref();
   }
 

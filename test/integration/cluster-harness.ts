@@ -46,6 +46,26 @@ export async function initCluster(): Promise<{ pg: TestPostgres; shared: string 
   return { pg, shared };
 }
 
+/**
+ * PostgreSQL on a private data dir and port with `corral cluster init` done on it, and two controllers over it,
+ * started (for the tests of what several controllers share); all undone when any of it fails.
+ */
+export async function twoControllers(): Promise<{ server: TestPostgres; c1: Controller; c2: Controller }> {
+  const server = await startPostgres();
+  const made: Controller[] = [];
+  try {
+    const init = await runCli(['cluster', 'init', '--database', server.url, '--json'], {});
+    assert.equal(init.code, 0, init.stderr);
+    for (let i = 0; i < 2; i++) made.push(new Controller(server.url, await freePort()));
+    await Promise.all(made.map((c) => c.start()));
+    return { server, c1: made[0]!, c2: made[1]! };
+  } catch (e) {
+    for (const c of made) await c.destroy();
+    await server.stop();
+    throw e;
+  }
+}
+
 export class Controller {
   proc: ChildProcess | null = null;
   log = '';

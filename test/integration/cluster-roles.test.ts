@@ -9,8 +9,8 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import pg from 'pg';
-import { Controller, SimAgent, freePort, freePortRange, runCli, type CliResult } from './cluster-harness.js';
-import { startPostgres, type TestPostgres } from '../unit/postgres.js';
+import { Controller, SimAgent, freePortRange, runCli, twoControllers, type CliResult } from './cluster-harness.js';
+import type { TestPostgres } from '../unit/postgres.js';
 
 let server: TestPostgres;
 let c1: Controller;
@@ -18,12 +18,7 @@ let c2: Controller;
 let sim: SimAgent;
 
 before(async () => {
-  server = await startPostgres();
-  const init = await runCli(['cluster', 'init', '--database', server.url, '--json'], {});
-  assert.equal(init.code, 0, init.stderr);
-  c1 = new Controller(server.url, await freePort());
-  c2 = new Controller(server.url, await freePort());
-  await Promise.all([c1.start(), c2.start()]);
+  ({ server, c1, c2 } = await twoControllers());
   sim = new SimAgent(c1, 1, await freePortRange(1), ['--name-prefix', 'fake', '--cpus', '4', '--memory', '8G'], { CORRAL_HEARTBEAT_MS: '500' });
   await sim.start(60_000);
 });

@@ -13,6 +13,7 @@ import { EventFeed } from '../../../src/cluster/event-feed.js';
 import { ClusterAudit } from '../../../src/cluster/cluster-audit.js';
 import { ClusterInstances } from '../../../src/cluster/cluster-instances.js';
 import { ClusterStore } from '../../../src/cluster/cluster-store.js';
+import { ClusterSessions } from '../../../src/cluster/cluster-sessions.js';
 import { ClusterTokens } from '../../../src/cluster/cluster-tokens.js';
 import { buildControllerApi } from '../../../src/cluster/controller-api.js';
 import { ensureControllerPair } from '../../../src/cluster/controller-tls.js';
@@ -51,7 +52,7 @@ export async function startTestController(tokenFile: string, opts: { webRoot?: (
     const tokens = new ClusterTokens(db.pool);
     const events = new ClusterEvents(db.pool);
     app = await buildControllerApi({
-      store, instances: new ClusterInstances(db.pool, { unreachableAfterMs: 15_000, policy: 'spread' }), tokens, audit: new ClusterAudit(db.pool),
+      store, instances: new ClusterInstances(db.pool, { unreachableAfterMs: 15_000, policy: 'spread' }), tokens, sessions: new ClusterSessions(db.pool), audit: new ClusterAudit(db.pool),
       events, feed: new EventFeed(db.pool, events, quiet),
       ca, tls: await ensureControllerPair(dir, ca, '127.0.0.1'), ha: { leaseMs: 15_000, watchdogMs: 10_000 }, log: quiet,
       ...(opts.webRoot ? { webRoot: opts.webRoot(dir) } : {}),

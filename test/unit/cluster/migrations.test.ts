@@ -46,7 +46,7 @@ test('two controllers migrating at once apply each migration once; a rerun is a 
   assert.deepEqual([a.to, b.to], [list.length, list.length]);
 
   assert.deepEqual(await rows(url), list.map((m) => ({ version: m.version, name: m.name, applied: true })));
-  assert.deepEqual(await tables(url), ['api_tokens', 'audit', 'cluster', 'events', 'hosts', 'instances', 'join_tokens', 'named_tokens', 'probe', 'revoked_certs', 'schema_migrations']);
+  assert.deepEqual(await tables(url), ['api_tokens', 'audit', 'cluster', 'events', 'hosts', 'instances', 'join_tokens', 'named_tokens', 'probe', 'revoked_certs', 'schema_migrations', 'web_sessions']);
   const runs = await withClient(url, async (c) => (await c.query<{ last_value: string }>('SELECT last_value FROM probe_runs')).rows[0]!.last_value);
   assert.equal(runs, '1');
 

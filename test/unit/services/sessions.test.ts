@@ -51,8 +51,8 @@ test('a session whose token was revoked (or expired) ends at its next use, or at
   const check = (): void => {
     if (revoked) throw new CorralError('UNAUTHORIZED', 'the bearer token was revoked at 2026-12-01T10:00:00.000Z; ask an admin for a new one');
   };
-  const a = store.create({ who: 'ops', role: 'operator' }, check);
-  const b = store.create({ who: 'ops', role: 'operator' }, check);
+  const a = store.create({ who: 'ops', role: 'operator' }, { hash: null, check });
+  const b = store.create({ who: 'ops', role: 'operator' }, { hash: null, check });
   const cut: string[] = [];
   store.onEnd(b.id, (why) => cut.push(why));
   store.use(a.id);
