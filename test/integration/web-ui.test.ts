@@ -207,8 +207,9 @@ test('the instance list follows the VM live while it is stopped and deleted from
 test('the create form works from the keyboard alone: Tab, typing, Space and Enter make an instance', { skip, timeout: 120_000 }, async () => {
   await page.goto(`${ORIGIN}/#/instances/new`);
   await page.getByLabel('name', { exact: true }).waitFor();
-  // the name field has the focus as the page opens
-  assert.equal(await page.evaluate(() => document.activeElement?.id), 'f-name');
+  // the name field has the focus as the page opens (given by an effect, which runs once the form is drawn)
+  let active: string | undefined;
+  await waitFor(async () => (active = await page.evaluate(() => document.activeElement?.id)) === 'f-name', 5000, 'the focus on the name field', () => `the focus is on "${active}"`);
   await page.keyboard.type('kb1');
   const focused = (): Promise<string> => page.evaluate(() => {
     const a = document.activeElement as HTMLInputElement | null;
