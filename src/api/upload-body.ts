@@ -27,16 +27,25 @@ export function declaredLength(req: FastifyRequest): number | null {
   return Number.isSafeInteger(n) && n > 0 ? n : null;
 }
 
-/** streamJob for a job that reads `body`: whatever it did not read is drained afterwards. */
+/**
+ * What is left of an upload that will not be read: read and dropped, so that a client still sending it gets the
+ * answer and stops (a body left unread holds it until a keep-alive timeout, 75 s here). Whoever read it before goes:
+ * an async iterator leaves its 'readable' listener, with which resume() does nothing, and a 'data' listener would
+ * still get what follows.
+ */
+export function dropRest(body: Readable): void {
+  body.removeAllListeners('readable');
+  body.removeAllListeners('data');
+  body.resume();
+}
+
+/** streamJob for a job that reads `body`: whatever it did not read is dropped afterwards (dropRest). */
 export function streamUploadJob<T>(reply: FastifyReply, body: Readable, job: (progress: Progress) => Promise<T>, key: string): FastifyReply {
   return streamJob(reply, async (p) => {
     try {
       return await job(p);
     } finally {
-      // a job that read through an async iterator left its 'readable' listener, with which resume() does nothing: the
-      // rest of the body would never be read, and a client still sending it would wait (75 s here) for the refusal
-      body.removeAllListeners('readable');
-      body.resume();
+      dropRest(body);
     }
   }, key);
 }

@@ -20,11 +20,10 @@
  * An import always makes a local root disk (an archive of an instance on the shared pool imports as a local one).
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { Readable } from 'node:stream';
 import { CorralError } from '../core/errors.js';
 import { validateName } from '../core/names.js';
 import { targetOf } from '../core/target.js';
-import { acceptStreamedBody, declaredLength, streamedBody } from '../api/upload-body.js';
+import { acceptStreamedBody, declaredLength, dropRest, streamedBody } from '../api/upload-body.js';
 import type { AgentClient } from './agent-client.js';
 import { readArchiveHead } from './archive-head.js';
 import type { ClusterInstances } from './cluster-instances.js';
@@ -46,12 +45,6 @@ const EXPORT_HINTS = 1000;
 const EXPORT_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 type Named = FastifyRequest<{ Params: { name: string } }>;
-
-/** What is left of an upload that will not be read: discarded (the client stops sending once answered). */
-function drain(body: Readable): void {
-  body.removeAllListeners('data');
-  body.resume();
-}
 
 export function controllerArchiveRoutes(d: ArchiveRouteDeps) {
   const hints = new Map<string, string>();
@@ -172,12 +165,12 @@ export function controllerArchiveRoutes(d: ArchiveRouteDeps) {
         res.once('end', up.stop);
         res.once('close', () => {
           up.stop();
-          drain(body);
+          dropRest(body);
         });
         d.log.info({ instance: name, host: p.host.name }, 'an archive goes to a host for import');
         return relayJob(reply, res, p.host.name, hooks);
       } catch (e) {
-        drain(body);
+        dropRest(body);
         throw e;
       }
     });

@@ -4,10 +4,11 @@
  * client is held back), and the agent's answer comes back as it comes (its refusal before a byte was read, TOO_LARGE,
  * or its job's progress lines). A client that goes away before its body ended cuts the agent's request, so that
  * the agent's own upload fails as a cut-short one does there (its staged file removed); once the agent has answered
- * whole, what the client still sends is read and dropped (as a daemon does: upload-body.ts), never sent on.
+ * whole, what the client still sends is read and dropped (dropRest, as a daemon does), never sent on.
  */
 import type { ClientRequest, IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
+import { dropRest } from '../api/upload-body.js';
 
 /** The headers of a relayed body: its type and, when the client gave it, its length (the agent's checks need it). */
 export function relayHeaders(contentType: string, length: string | undefined): Record<string, string> {
@@ -30,17 +31,17 @@ export function relayBody(req: ClientRequest, body: Readable, failed: (e: Error)
     // the agent answered whole before reading all of it (a refusal part-way), or its connection closed: the rest is
     // not sent on, but read and dropped, so that the client, still sending, is not held until a timeout (it stops
     // once it has the answer)
-    const dropRest = (): void => {
+    const sendNoMore = (): void => {
       if (req.writableFinished || body.readableEnded) return;
       body.unpipe(req);
       body.off('close', cut);
       req.destroy();
-      body.resume();
+      dropRest(body);
     };
-    req.on('close', dropRest);
+    req.on('close', sendNoMore);
     req.on('response', (res) => {
       answered = true;
-      res.on('end', dropRest);
+      res.on('end', sendNoMore);
       resolve(res);
     });
     req.on('error', (e) => {
