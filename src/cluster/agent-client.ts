@@ -10,7 +10,7 @@ import type { Readable } from 'node:stream';
 import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import { CorralError } from '../core/errors.js';
 import type { HostRow } from './cluster-store.js';
-import { relayBody, relayHeaders } from './upload-relay.js';
+import { relayBody, relayHeaders, type RelayRest } from './upload-relay.js';
 
 const READ_TIMEOUT_MS = 10_000;
 const CONNECT_TIMEOUT_MS = 3000;
@@ -57,12 +57,11 @@ export class AgentClient {
 
   /**
    * A request whose body is a stream of `length` bytes (application/octet-stream: an image's file relayed from one
-   * agent to another), its JSON answer parsed, or the agent's own error. No idle timeout while the body flows; TCP
-   * keep-alive ends it if the agent goes away.
+   * agent to another), its JSON answer parsed, or the agent's own error. Sent as relay() sends it; a body the agent
+   * refused part-way is left to its owner.
    */
   async upload<T>(host: HostRow, method: string, path: string, body: Readable, length: number): Promise<T> {
-    const { response } = this.uploadStream(host, method, path, body, { contentType: 'application/octet-stream', length });
-    const res = await response;
+    const res = await this.relay(host, method, path, body, { contentType: 'application/octet-stream', length, rest: 'leave' });
     return new Promise<T>((resolve, reject) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
@@ -76,49 +75,19 @@ export class AgentClient {
   }
 
   /**
-   * A request whose body is `prefix` (bytes already read from it, if any) then the stream `body` (piped, so with its
-   * backpressure), of `length` bytes in all when known (chunked otherwise); the response once its head has come,
-   * relayed as it comes (an import's job lines). The agent may answer before the body is all sent (a refusal):
-   * `stop()` then ends the sending (the request is destroyed, `body` unpiped and left to its owner). No idle
-   * timeout; TCP keep-alive ends it if the agent goes away.
+   * A body relayed to a host's agent (upload-relay.ts): `prefix` (bytes already read from it, if any) then `body`, as
+   * it comes (piped: with its backpressure), with its content type and length when known (chunked otherwise); the
+   * agent's response once its head has come (a refusal, or its job's lines, relayed as they come). Once the agent
+   * has answered, nothing more is sent to it (`rest`: what becomes of the body then; a client's upload is dropped).
+   * No idle timeout while the body flows (a client may send slowly); TCP keep-alive ends it if the agent goes away;
+   * a connection not made within CONNECT_TIMEOUT_MS is HOST_UNAVAILABLE.
    */
-  uploadStream(host: HostRow, method: string, path: string, body: Readable, o: { contentType: string; length: number | null; prefix?: Buffer }): { response: Promise<IncomingMessage>; stop: () => void } {
-    if (!host.address) return { response: Promise.reject(noApi(host)), stop: () => undefined };
-    let stop = (): void => undefined;
-    const response = new Promise<IncomingMessage>((resolve, reject) => {
-      const req = request(new URL(path, host.address), {
-        method, ...agentTlsOptions(this.tls, host),
-        headers: { accept: 'application/json', 'content-type': o.contentType, ...(o.length !== null ? { 'content-length': String(o.length) } : {}) },
-      }, (res) => {
-        res.socket.setTimeout(0);
-        resolve(res);
-      });
-      stop = () => {
-        if (req.writableFinished) return;
-        body.unpipe(req);
-        req.destroy();
-      };
-      req.on('socket', (sock) => sock.setKeepAlive(true, KEEPALIVE_MS));
-      req.on('error', (e) => reject(unavailable(host, e)));
-      body.on('error', (e) => req.destroy(e));
-      if (o.prefix && o.prefix.length > 0) req.write(o.prefix);
-      body.pipe(req);
-    });
-    return { response, stop: () => stop() };
-  }
-
-  /**
-   * A client's upload relayed to a host's agent (upload-relay.ts): `body` sent as it comes with the client's content
-   * type and length, the agent's response once its head has come (a refusal, or its job's lines, relayed as they
-   * come). No idle timeout while the body flows (a client may send slowly); TCP keep-alive ends it if the agent goes
-   * away; a connection not made within CONNECT_TIMEOUT_MS is HOST_UNAVAILABLE.
-   */
-  relay(host: HostRow, method: string, path: string, body: Readable, head: { contentType: string; length: string | undefined }): Promise<IncomingMessage> {
+  relay(host: HostRow, method: string, path: string, body: Readable, head: { contentType: string; length: string | number | null | undefined; prefix?: Buffer; rest?: RelayRest }): Promise<IncomingMessage> {
     if (!host.address) return Promise.reject(noApi(host));
     const req = request(new URL(path, host.address), { method, ...agentTlsOptions(this.tls, host), headers: relayHeaders(head.contentType, head.length) });
     req.on('socket', (sock) => sock.setKeepAlive(true, KEEPALIVE_MS));
     connectTimeout(req);
-    return relayBody(req, body, (e) => unavailable(host, e)).then((res) => {
+    return relayBody(req, body, (e) => unavailable(host, e), { ...(head.prefix ? { prefix: head.prefix } : {}), ...(head.rest ? { rest: head.rest } : {}) }).then((res) => {
       res.socket.setTimeout(0);
       return res;
     });

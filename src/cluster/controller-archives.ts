@@ -36,7 +36,7 @@ import { relayJob, type JobHooks } from './job-relay.js';
 export interface ArchiveRouteDeps {
   store: Pick<ClusterStore, 'getHost' | 'listHosts'>;
   instances: Pick<ClusterInstances, 'get' | 'place' | 'remove' | 'setView' | 'setUuid'>;
-  agents: Pick<AgentClient, 'stream' | 'uploadStream'>;
+  agents: Pick<AgentClient, 'stream' | 'relay'>;
   log: { info: (o: object, m: string) => void; warn: (o: object, m: string) => void };
 }
 
@@ -152,21 +152,15 @@ export function controllerArchiveRoutes(d: ArchiveRouteDeps) {
           why: `imported from an archive of "${manifest.instance.name}"${target !== undefined ? `, on host ${target} as asked` : ''}`,
         });
         const hooks = making(name, p.host.name);
-        const up = d.agents.uploadStream(p.host, 'POST', req.url, body, { contentType: 'application/x-tar', length: declaredLength(req), prefix });
+        // once the host has answered, nothing more goes to it (it refused early, or read the archive whole), and what
+        // the client still sends is dropped (the relay's rest: drop)
         let res;
         try {
-          res = await up.response;
+          res = await d.agents.relay(p.host, 'POST', req.url, body, { contentType: 'application/x-tar', length: declaredLength(req), prefix });
         } catch (e) {
-          up.stop();
           await hooks.onFailure!(`its import on host ${p.host.name} failed: ${(e as Error).message}`);
           throw e;
         }
-        // once the host has answered, nothing more goes to it (it refused early, or read the archive whole)
-        res.once('end', up.stop);
-        res.once('close', () => {
-          up.stop();
-          dropRest(body);
-        });
         d.log.info({ instance: name, host: p.host.name }, 'an archive goes to a host for import');
         return relayJob(reply, res, p.host.name, hooks);
       } catch (e) {

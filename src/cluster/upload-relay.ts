@@ -10,16 +10,25 @@ import type { ClientRequest, IncomingMessage } from 'node:http';
 import type { Readable } from 'node:stream';
 import { dropRest } from '../api/upload-body.js';
 
-/** The headers of a relayed body: its type and, when the client gave it, its length (the agent's checks need it). */
-export function relayHeaders(contentType: string, length: string | undefined): Record<string, string> {
-  return { accept: 'application/json', 'content-type': contentType, ...(length !== undefined ? { 'content-length': length } : {}) };
+/** The headers of a relayed body: its type and, when known, its length (the agent's checks need it). */
+export function relayHeaders(contentType: string, length: string | number | null | undefined): Record<string, string> {
+  return { accept: 'application/json', 'content-type': contentType, ...(length !== undefined && length !== null ? { 'content-length': String(length) } : {}) };
 }
 
 /**
- * Send `body` as the body of `req` (made, not yet written to); the agent's response once its head has come. A
- * failure before that (no connection, a reset) rejects with the error `failed` makes of it.
+ * What becomes of the body once the agent has answered before it was all sent (a refusal): `drop` reads it and drops
+ * it (dropRest: a client's upload, whose sender stops once it has the answer), `leave` leaves it to its owner
+ * (a stream the caller reads from elsewhere, which it ends itself).
  */
-export function relayBody(req: ClientRequest, body: Readable, failed: (e: Error) => Error): Promise<IncomingMessage> {
+export type RelayRest = 'drop' | 'leave';
+
+/**
+ * Send `prefix` (bytes already read from the body, if any) then `body` as the body of `req` (made, not yet written
+ * to); the agent's response once its head has come. A failure before that (no connection, a reset) rejects with the
+ * error `failed` makes of it. Once the agent has answered, nothing more is sent to it (`rest`: what becomes of the
+ * body then).
+ */
+export function relayBody(req: ClientRequest, body: Readable, failed: (e: Error) => Error, o: { prefix?: Buffer; rest?: RelayRest } = {}): Promise<IncomingMessage> {
   return new Promise((resolve, reject) => {
     let answered = false;
     // the client went away (its request errors or closes before it ended): the agent's request is cut
@@ -36,7 +45,7 @@ export function relayBody(req: ClientRequest, body: Readable, failed: (e: Error)
       body.unpipe(req);
       body.off('close', cut);
       req.destroy();
-      dropRest(body);
+      if (o.rest !== 'leave') dropRest(body);
     };
     req.on('close', sendNoMore);
     req.on('response', (res) => {
@@ -47,6 +56,7 @@ export function relayBody(req: ClientRequest, body: Readable, failed: (e: Error)
     req.on('error', (e) => {
       if (!answered) reject(failed(e));
     });
+    if (o.prefix && o.prefix.length > 0) req.write(o.prefix);
     body.pipe(req);
   });
 }

@@ -1,7 +1,7 @@
 /**
- * A controller's uploads to an agent (AgentClient.upload, uploadStream) against a stand-in agent over mutual TLS
+ * A controller's uploads to an agent (AgentClient.upload, relay) against a stand-in agent over mutual TLS
  * with a certificate from the cluster CA: the bytes read before (prefix) then the stream, with its length; the
- * answer as it comes; an agent that answers before the body is all sent is sent nothing more once stopped; a JSON
+ * answer as it comes; an agent that answers before the body is all sent is sent nothing more once it has; a JSON
  * upload's answer parsed, or the agent's own error.
  */
 import { after, before, test } from 'node:test';
@@ -42,7 +42,7 @@ after(async () => {
   await new Promise((resolve) => server.close(resolve));
 });
 
-test('uploadStream sends the prefix then the stream, with its length, and gives the answer as it comes', async () => {
+test('relay sends the prefix then the stream, with its length, and gives the answer as it comes', async () => {
   const prefix = Buffer.from('HEAD:');
   const rest = Buffer.alloc(3 * 1024 * 1024, 7);
   let got: { type?: string; length?: string; body: Buffer } = { body: Buffer.alloc(0) };
@@ -54,19 +54,17 @@ test('uploadStream sends the prefix then the stream, with its length, and gives 
       res.end('{"type":"result"}\n');
     });
   };
-  const up = agents.uploadStream(host, 'POST', '/v1/instances/import?name=x', Readable.from([rest.subarray(0, 1000), rest.subarray(1000)]), {
+  const res = await agents.relay(host, 'POST', '/v1/instances/import?name=x', Readable.from([rest.subarray(0, 1000), rest.subarray(1000)]), {
     contentType: 'application/x-tar', length: prefix.length + rest.length, prefix,
   });
-  const res = await up.response;
   assert.equal(res.statusCode, 200);
   assert.equal((await readAll(res)).toString(), '{"type":"progress"}\n{"type":"result"}\n');
   assert.equal(got.type, 'application/x-tar');
   assert.equal(got.length, String(prefix.length + rest.length));
   assert.ok(got.body.equals(Buffer.concat([prefix, rest])), 'every byte, in order');
-  up.stop(); // (all sent: nothing to stop)
 });
 
-test('an agent that refuses before reading is sent nothing more once stopped', async () => {
+test('an agent that refuses before reading is sent nothing more once it has answered; a body left to its owner is no longer read', async () => {
   handle = (_req, res) => {
     res.writeHead(409, { 'content-type': 'application/json' });
     res.end('{"error":{"code":"ALREADY_EXISTS","message":"taken"}}');
@@ -78,11 +76,9 @@ test('an agent that refuses before reading is sent nothing more once stopped', a
       this.push(Buffer.alloc(64 * 1024));
     },
   });
-  const up = agents.uploadStream(host, 'POST', '/v1/instances/import', endless, { contentType: 'application/x-tar', length: null });
-  const res = await up.response;
+  const res = await agents.relay(host, 'POST', '/v1/instances/import', endless, { contentType: 'application/x-tar', length: null, rest: 'leave' });
   assert.equal(res.statusCode, 409);
   assert.match((await readAll(res)).toString(), /ALREADY_EXISTS/);
-  up.stop();
   const at = produced;
   await new Promise((r) => setTimeout(r, 200));
   assert.ok(produced - at <= 2 * 64 * 1024, `the body is no longer read (${produced - at} bytes more)`);

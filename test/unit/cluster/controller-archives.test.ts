@@ -70,15 +70,12 @@ function cluster(hosts: HostRow[], rows: Row[], answers: Record<string, Answer |
     },
     agents: {
       stream: async (h, method, path) => answer(`${h.name} ${method} ${path}`),
-      uploadStream: (h, method, path, body, o) => ({
-        response: (async () => {
-          const chunks: Buffer[] = [o.prefix ?? Buffer.alloc(0)];
-          for await (const c of body) chunks.push(c as Buffer);
-          uploaded.push(Buffer.concat(chunks));
-          return answer(`${h.name} ${method} ${path}`);
-        })(),
-        stop: () => undefined,
-      }),
+      relay: async (h, method, path, body, o) => {
+        const chunks: Buffer[] = [o.prefix ?? Buffer.alloc(0)];
+        for await (const c of body) chunks.push(c as Buffer);
+        uploaded.push(Buffer.concat(chunks));
+        return answer(`${h.name} ${method} ${path}`);
+      },
     },
     log: { info: () => undefined, warn: () => undefined },
   };
