@@ -53,15 +53,27 @@ export function parseOsInfo(raw: unknown): GuestOs {
   return os;
 }
 
-/** guest-network-get-interfaces's answer: each interface with its MAC and addresses (at most 64 of each). */
-export function parseInterfaces(raw: unknown): GuestInterface[] {
+/**
+ * guest-network-get-interfaces's answer, read defensively (a guest says what it likes): its first 64 entries that are
+ * objects with a name, each with its fields as the agent gave them. parseInterfaces and parseGuestNicCounters
+ * (guest-nic-counters.ts) read them.
+ */
+export function interfaceEntries(raw: unknown): Array<{ name: string; r: Record<string, unknown> }> {
   if (!Array.isArray(raw)) return [];
-  const out: GuestInterface[] = [];
+  const out: Array<{ name: string; r: Record<string, unknown> }> = [];
   for (const i of raw.slice(0, 64)) {
     if (i === null || typeof i !== 'object') continue;
     const r = i as Record<string, unknown>;
     const name = str(r.name, 64);
-    if (name === undefined) continue;
+    if (name !== undefined) out.push({ name, r });
+  }
+  return out;
+}
+
+/** guest-network-get-interfaces's answer: each interface with its MAC and addresses (at most 64 of each). */
+export function parseInterfaces(raw: unknown): GuestInterface[] {
+  const out: GuestInterface[] = [];
+  for (const { name, r } of interfaceEntries(raw)) {
     const addresses: GuestAddress[] = [];
     for (const a of Array.isArray(r['ip-addresses']) ? (r['ip-addresses'] as unknown[]).slice(0, 64) : []) {
       if (a === null || typeof a !== 'object') continue;

@@ -9,6 +9,7 @@
  * interface or a bridge in the guest takes its parent's MAC), the one with the most bytes is taken: the device
  * itself carries the traffic of every interface stacked on it.
  */
+import { interfaceEntries } from './guest-agent.js';
 
 /** One guest interface's counters, as the guest counts them. */
 export interface GuestNicCounters {
@@ -26,15 +27,11 @@ const count = (v: unknown): number | null => (typeof v === 'number' && Number.is
 
 /** guest-network-get-interfaces's answer: the interfaces with a MAC and whole counters (at most 64). */
 export function parseGuestNicCounters(raw: unknown): GuestNicCounters[] {
-  if (!Array.isArray(raw)) return [];
   const out: GuestNicCounters[] = [];
-  for (const i of raw.slice(0, 64)) {
-    if (i === null || typeof i !== 'object') continue;
-    const r = i as Record<string, unknown>;
-    const name = typeof r.name === 'string' ? r.name.slice(0, 64) : '';
+  for (const { name, r } of interfaceEntries(raw)) {
     const mac = typeof r['hardware-address'] === 'string' ? r['hardware-address'].toLowerCase() : '';
     const st = r.statistics;
-    if (!name || !/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(mac) || st === null || typeof st !== 'object') continue;
+    if (!/^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/.test(mac) || st === null || typeof st !== 'object') continue;
     const s = st as Record<string, unknown>;
     const [rxBytes, rxPackets, txBytes, txPackets] = [s['rx-bytes'], s['rx-packets'], s['tx-bytes'], s['tx-packets']].map(count);
     if (rxBytes == null || rxPackets == null || txBytes == null || txPackets == null) continue;
