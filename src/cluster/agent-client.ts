@@ -35,12 +35,8 @@ export class AgentClient {
    */
   async call(host: HostRow, method: string, path: string, body?: unknown, timeoutMs = method === 'GET' ? READ_TIMEOUT_MS : this.timeoutMs): Promise<AgentReply> {
     const res = await this.open(host, method, path, body, timeoutMs);
-    return new Promise((resolve, reject) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, contentType: contentType(res), body: Buffer.concat(chunks) }));
-      res.on('error', (e) => reject(unavailable(host, e)));
-    });
+    const whole = await readAll(res).catch((e: Error) => { throw unavailable(host, e); });
+    return { status: res.statusCode ?? 0, contentType: contentType(res), body: whole };
   }
 
   /**
@@ -62,16 +58,9 @@ export class AgentClient {
    */
   async upload<T>(host: HostRow, method: string, path: string, body: Readable, length: number): Promise<T> {
     const res = await this.relay(host, method, path, body, { contentType: 'application/octet-stream', length, rest: 'leave' });
-    return new Promise<T>((resolve, reject) => {
-      const chunks: Buffer[] = [];
-      res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('error', (e) => reject(unavailable(host, e)));
-      res.on('end', () => {
-        const parsed = parse(Buffer.concat(chunks));
-        if ((res.statusCode ?? 0) >= 400) reject(agentError(host, res.statusCode ?? 0, parsed));
-        else resolve(parsed as T);
-      });
-    });
+    const parsed = parse(await readAll(res).catch((e: Error) => { throw unavailable(host, e); }));
+    if ((res.statusCode ?? 0) >= 400) throw agentError(host, res.statusCode ?? 0, parsed);
+    return parsed as T;
   }
 
   /**
@@ -149,6 +138,16 @@ export function agentTlsOptions(tls: AgentTls, host: HostRow): { ca: string; cer
       return got === pin ? undefined : new Error(`the agent at ${host.address} shows another certificate than host "${host.name}" joined with`);
     },
   };
+}
+
+/** Read an answer (or any stream) whole: a refusal, small JSON. */
+export function readAll(res: Readable): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    res.on('data', (c: Buffer) => chunks.push(c));
+    res.on('end', () => resolve(Buffer.concat(chunks)));
+    res.on('error', reject);
+  });
 }
 
 export function parse(buf: Buffer): unknown {

@@ -8,10 +8,10 @@
  *   itself: relayed as it is), or a stream that ended or broke without a result (the agent went away).
  */
 import type { IncomingMessage } from 'node:http';
-import { Transform, pipeline, type Readable } from 'node:stream';
+import { Transform, pipeline } from 'node:stream';
 import type { FastifyReply } from 'fastify';
 import { noteFailure } from '../api/audit.js';
-import { parse } from './agent-client.js';
+import { parse, readAll } from './agent-client.js';
 import { tail } from './cluster-events.js';
 
 /** A partial line longer than this is passed on as it is, unread (no result line is that long). */
@@ -21,16 +21,6 @@ export interface JobHooks {
   /** the result line's object (`{type:'result', <key>: ...}`); what it returns replaces it */
   onResult?: (line: Record<string, unknown>) => Promise<Record<string, unknown> | void>;
   onFailure?: (why: string) => Promise<void>;
-}
-
-/** Read an answer (or any stream) whole: a refusal, small JSON. */
-export function readAll(res: Readable): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const chunks: Buffer[] = [];
-    res.on('data', (c: Buffer) => chunks.push(c));
-    res.on('end', () => resolve(Buffer.concat(chunks)));
-    res.on('error', reject);
-  });
 }
 
 /** Relay the agent's answer `res` to `reply` (see the file's comment); `host` names the agent in failures. */

@@ -12,8 +12,7 @@ import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import { X509Certificate } from 'node:crypto';
 import { makeClusterCa, makeKeyAndCsr, makeServerPair, signHostCsr } from '../../../src/cluster/pki.js';
-import { AgentClient } from '../../../src/cluster/agent-client.js';
-import { readAll } from '../../../src/cluster/job-relay.js';
+import { AgentClient, readAll } from '../../../src/cluster/agent-client.js';
 import type { HostRow } from '../../../src/cluster/cluster-store.js';
 import { isCorralError } from '../../../src/core/errors.js';
 
