@@ -7,13 +7,8 @@
  * archive, the manifest included, again). The stream is left paused.
  */
 import type { Readable } from 'node:stream';
-import { CorralError } from '../core/errors.js';
 import { MANIFEST_NAME, MAX_MANIFEST_BYTES, decodeManifest, type ArchiveManifest } from '../core/instance-archive.js';
-import { BLOCK, decodeHeader, padding } from '../core/tar.js';
-
-function invalid(message: string): CorralError {
-  return new CorralError('INVALID_ARCHIVE', `the archive is not valid: ${message}`);
-}
+import { BLOCK, decodeHeader, invalidArchive, padding } from '../core/tar.js';
 
 /** Bytes of `body` until there are at least `want` (with `have` read before), or its end; the stream left paused. */
 function readUntil(body: Readable, have: Buffer, want: number): Promise<Buffer> {
@@ -46,12 +41,12 @@ function readUntil(body: Readable, have: Buffer, want: number): Promise<Buffer> 
 /** The archive's manifest, checked, and every byte read to get it (INVALID_ARCHIVE when it is not a Corral archive). */
 export async function readArchiveHead(body: Readable): Promise<{ manifest: ArchiveManifest; prefix: Buffer }> {
   let buf = await readUntil(body, Buffer.alloc(0), BLOCK);
-  if (buf.length < BLOCK) throw invalid('it ends inside its first header (truncated)');
+  if (buf.length < BLOCK) throw invalidArchive('it ends inside its first header (truncated)');
   const first = decodeHeader(buf.subarray(0, BLOCK));
-  if (!first || first.name !== MANIFEST_NAME) throw invalid(`its first member is not ${MANIFEST_NAME}: not a Corral instance archive`);
-  if (first.size > MAX_MANIFEST_BYTES) throw invalid(`its manifest takes ${first.size} bytes, more than a manifest may`);
+  if (!first || first.name !== MANIFEST_NAME) throw invalidArchive(`its first member is not ${MANIFEST_NAME}: not a Corral instance archive`);
+  if (first.size > MAX_MANIFEST_BYTES) throw invalidArchive(`its manifest takes ${first.size} bytes, more than a manifest may`);
   const end = BLOCK + first.size + padding(first.size);
   buf = await readUntil(body, buf, end);
-  if (buf.length < end) throw invalid(`it ends before the end of ${MANIFEST_NAME} (truncated)`);
+  if (buf.length < end) throw invalidArchive(`it ends before the end of ${MANIFEST_NAME} (truncated)`);
   return { manifest: decodeManifest(buf.subarray(BLOCK, BLOCK + first.size)), prefix: buf };
 }

@@ -15,7 +15,8 @@ export interface TarEntry {
   mtime: number;
 }
 
-function invalid(message: string): CorralError {
+/** INVALID_ARCHIVE, saying what is wrong with the archive (its framing here; its members and manifest elsewhere). */
+export function invalidArchive(message: string): CorralError {
   return new CorralError('INVALID_ARCHIVE', `the archive is not valid: ${message}`);
 }
 
@@ -62,13 +63,13 @@ export function encodeHeader(e: TarEntry): Buffer {
 function readOctal(h: Buffer, offset: number, length: number, field: string): number {
   if ((h[offset]! & 0x80) !== 0) {
     // base-256: only positive values that fit in 8 bytes
-    for (let i = offset + 1; i < offset + length - 8; i++) if (h[i] !== 0) throw invalid(`the ${field} field is too large`);
+    for (let i = offset + 1; i < offset + length - 8; i++) if (h[i] !== 0) throw invalidArchive(`the ${field} field is too large`);
     const v = h.readBigUInt64BE(offset + length - 8);
-    if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw invalid(`the ${field} field is too large`);
+    if (v > BigInt(Number.MAX_SAFE_INTEGER)) throw invalidArchive(`the ${field} field is too large`);
     return Number(v);
   }
   const text = h.toString('latin1', offset, offset + length).replace(/[\0 ]+$/, '').replace(/^ +/, '');
-  if (!/^[0-7]*$/.test(text)) throw invalid(`the ${field} field of a header is not a number`);
+  if (!/^[0-7]*$/.test(text)) throw invalidArchive(`the ${field} field of a header is not a number`);
   return text === '' ? 0 : parseInt(text, 8);
 }
 
@@ -77,17 +78,17 @@ function readOctal(h: Buffer, offset: number, length: number, field: string): nu
  * match, a member that is not a regular file, a name with `..` or an absolute path: INVALID_ARCHIVE.
  */
 export function decodeHeader(h: Buffer): TarEntry | null {
-  if (h.length !== BLOCK) throw invalid('it ends inside a header (truncated)');
+  if (h.length !== BLOCK) throw invalidArchive('it ends inside a header (truncated)');
   if (h.every((b) => b === 0)) return null;
   const stored = readOctal(h, 148, 8, 'checksum');
   let sum = 0;
   for (let i = 0; i < BLOCK; i++) sum += i >= 148 && i < 156 ? 0x20 : h[i]!;
-  if (sum !== stored) throw invalid('a header\'s checksum does not match (a changed or truncated archive)');
+  if (sum !== stored) throw invalidArchive('a header\'s checksum does not match (a changed or truncated archive)');
   const type = String.fromCharCode(h[156]!);
-  if (type !== '0' && type !== '\0') throw invalid(`a member is not a regular file (type "${type}")`);
+  if (type !== '0' && type !== '\0') throw invalidArchive(`a member is not a regular file (type "${type}")`);
   const end = h.indexOf(0, 0);
   const name = h.toString('latin1', 0, end < 0 || end > 100 ? 100 : end);
-  if (h.toString('latin1', 345, 346) !== '\0' && h.toString('latin1', 257, 262) === 'ustar') throw invalid(`member "${name}" has a name prefix; Corral archives use plain names`);
-  if (!/^[A-Za-z0-9._/-]{1,100}$/.test(name) || name.startsWith('/') || name.split('/').includes('..')) throw invalid(`member name "${JSON.stringify(name).slice(1, -1)}" is not one Corral writes`);
+  if (h.toString('latin1', 345, 346) !== '\0' && h.toString('latin1', 257, 262) === 'ustar') throw invalidArchive(`member "${name}" has a name prefix; Corral archives use plain names`);
+  if (!/^[A-Za-z0-9._/-]{1,100}$/.test(name) || name.startsWith('/') || name.split('/').includes('..')) throw invalidArchive(`member name "${JSON.stringify(name).slice(1, -1)}" is not one Corral writes`);
   return { name, size: readOctal(h, 124, 12, 'size'), mtime: readOctal(h, 136, 12, 'mtime') };
 }

@@ -31,7 +31,7 @@ import { CorralError } from '../core/errors.js';
 import { MANIFEST_NAME, MAX_MANIFEST_BYTES, decodeManifest, importedSpec, type ArchiveFile, type ArchiveManifest } from '../core/instance-archive.js';
 import { validateName } from '../core/names.js';
 import { instancePaths } from '../core/paths.js';
-import { padding } from '../core/tar.js';
+import { invalidArchive, padding } from '../core/tar.js';
 import { assertFits } from '../host/space.js';
 import { convert, rebaseUnsafe, untrustedInfo } from '../qemu/img.js';
 import { writeJsonAtomic } from '../host/fs-atomic.js';
@@ -64,10 +64,6 @@ interface Staged {
   volumes: Array<{ entry: ArchiveFile; file: string }>;
 }
 
-function invalid(message: string): CorralError {
-  return new CorralError('INVALID_ARCHIVE', `the archive is not valid: ${message}`);
-}
-
 export class ArchiveImporter {
   constructor(private d: ImportDeps) {}
 
@@ -76,8 +72,8 @@ export class ArchiveImporter {
     if (name !== undefined) validateName('name', name);
     const reader = new TarReader(body, receiveProgress(total, progress, 'receiving the archive'));
     const first = await reader.next();
-    if (!first || first.name !== MANIFEST_NAME) throw invalid(`its first member is not ${MANIFEST_NAME}: not a Corral instance archive`);
-    if (first.size > MAX_MANIFEST_BYTES) throw invalid(`its manifest takes ${first.size} bytes, more than a manifest may`);
+    if (!first || first.name !== MANIFEST_NAME) throw invalidArchive(`its first member is not ${MANIFEST_NAME}: not a Corral instance archive`);
+    if (first.size > MAX_MANIFEST_BYTES) throw invalidArchive(`its manifest takes ${first.size} bytes, more than a manifest may`);
     const m = decodeManifest(await reader.read(first.size));
     await reader.read(padding(first.size));
     const to = name ?? m.instance.name;
@@ -139,21 +135,21 @@ export class ArchiveImporter {
     const out: Staged = { root: '', efiVars: null, volumes: [] };
     for (const f of m.files) {
       const e = await reader.next();
-      if (!e) throw invalid(`it ends before ${f.name} (truncated)`);
-      if (e.name !== f.name) throw invalid(`member "${e.name}" comes where the manifest says ${f.name}`);
-      if (e.size !== f.size) throw invalid(`${f.name} has ${e.size} bytes, the manifest says ${f.size}`);
+      if (!e) throw invalidArchive(`it ends before ${f.name} (truncated)`);
+      if (e.name !== f.name) throw invalidArchive(`member "${e.name}" comes where the manifest says ${f.name}`);
+      if (e.size !== f.size) throw invalidArchive(`${f.name} has ${e.size} bytes, the manifest says ${f.size}`);
       const file = join(dir, f.role === 'volume' ? `archive-volume-${out.volumes.length}.qcow2` : f.role === 'root' ? 'archive-root.qcow2' : 'archive-efi-vars.fd');
       // a compressed whole disk is decompressed as it comes; the sha256 is of the member's bytes
       const gz = f.compression === 'gzip' ? { gunzip: { maxBytes: f.unpackedSize! } } : {};
       const got = await reader.toFile(e, file, gz);
-      if (got.sha256 !== f.sha256) throw invalid(`${f.name}'s sha256 is ${got.sha256}, the manifest says ${f.sha256}: the archive was changed or damaged`);
-      if (f.compression && got.written !== f.unpackedSize) throw invalid(`${f.name} decompresses to ${got.written} bytes, the manifest says ${f.unpackedSize}`);
+      if (got.sha256 !== f.sha256) throw invalidArchive(`${f.name}'s sha256 is ${got.sha256}, the manifest says ${f.sha256}: the archive was changed or damaged`);
+      if (f.compression && got.written !== f.unpackedSize) throw invalidArchive(`${f.name} decompresses to ${got.written} bytes, the manifest says ${f.unpackedSize}`);
       if (f.role === 'root') out.root = file;
       else if (f.role === 'volume') out.volumes.push({ entry: f, file });
       else out.efiVars = file;
     }
-    if ((await reader.next()) !== null) throw invalid('a member follows the files its manifest lists');
-    if (!(await reader.restIsZeros())) throw invalid('something that is not zeros follows its end');
+    if ((await reader.next()) !== null) throw invalidArchive('a member follows the files its manifest lists');
+    if (!(await reader.restIsZeros())) throw invalidArchive('something that is not zeros follows its end');
     return out;
   }
 

@@ -8,7 +8,7 @@ import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import { CorralError, isCorralError } from '../core/errors.js';
-import { BLOCK, decodeHeader, encodeHeader, endBlocks, padding, type TarEntry } from '../core/tar.js';
+import { BLOCK, decodeHeader, encodeHeader, endBlocks, invalidArchive, padding, type TarEntry } from '../core/tar.js';
 
 export interface TarMember {
   name: string;
@@ -48,12 +48,8 @@ export function tarStream(members: TarMember[]): Readable {
   return Readable.from(gen(), { objectMode: false });
 }
 
-function invalidMember(message: string): CorralError {
-  return new CorralError('INVALID_ARCHIVE', `the archive is not valid: ${message}`);
-}
-
 function truncated(): CorralError {
-  return new CorralError('INVALID_ARCHIVE', 'the archive is not valid: it ends too early (truncated)');
+  return invalidArchive('it ends too early (truncated)');
 }
 
 /** Reads an archive from a stream: headers, members' bytes, exactly as many as asked. */
@@ -120,7 +116,7 @@ export class TarReader {
     const count = new Transform({
       transform(c: Buffer, _e, done) {
         written += c.length;
-        if (opts.gunzip && written > opts.gunzip.maxBytes) done(invalidMember(`${entry.name} decompresses to more than the ${opts.gunzip.maxBytes} bytes its manifest says`));
+        if (opts.gunzip && written > opts.gunzip.maxBytes) done(invalidArchive(`${entry.name} decompresses to more than the ${opts.gunzip.maxBytes} bytes its manifest says`));
         else done(null, c);
       },
     });
@@ -130,7 +126,7 @@ export class TarReader {
     } catch (e) {
       if (isCorralError(e)) throw e;
       const code = (e as NodeJS.ErrnoException).code ?? '';
-      if (opts.gunzip && code.startsWith('Z_')) throw invalidMember(`${entry.name} is not whole gzip data (${(e as Error).message}): the archive was changed or damaged`);
+      if (opts.gunzip && code.startsWith('Z_')) throw invalidArchive(`${entry.name} is not whole gzip data (${(e as Error).message}): the archive was changed or damaged`);
       throw e;
     }
     await this.read(padding(entry.size));
